@@ -1,0 +1,165 @@
+"""The ``llmgw`` command (also ``python -m llmgw_kernel``).
+
+    llmgw serve [--host H] [--port P] [--policy FILE] [--data-dir DIR]
+    llmgw policy validate FILE...        one line per error, with its path; exit 1 if any
+    llmgw policy schema                  the policy JSON Schema
+    llmgw policy diff A B                unified diff of the canonical forms
+    llmgw policy promote CANDIDATE [--policy LIVE]
+    llmgw policy rollback [--policy LIVE]
+    llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .server import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_POLICY, DEFAULT_PORT
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    return serve(
+        host=args.host, port=args.port, policy=args.policy, data_dir=args.data_dir,
+        drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
+    )  # fmt: skip
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .policy.load import PolicyError, load_policy
+
+    failed = 0
+    for file in args.files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as exc:
+            failed += 1
+            for path, message in exc.errors:
+                print(f"{file}: {path or '<root>'}: {message}")
+            continue
+        print(f"{file}: ok ({policy.version}, {len(policy.routes)} routes, {len(policy.providers)} providers)")
+    return 1 if failed else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .policy.schema import policy_json_schema
+
+    print(json.dumps(policy_json_schema(), indent=2))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .policy.lifecycle import diff
+
+    text = diff(args.a, args.b)
+    if text:
+        sys.stdout.write(text)
+        return 1  # like diff(1): 1 means "they differ"
+    print("same policy")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .policy.lifecycle import promote
+
+    change = promote(args.candidate, args.policy)
+    print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
+    if change.archived:
+        print(f"previous version kept in {change.archived}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from .policy.lifecycle import rollback
+
+    change = rollback(args.policy)
+    print(f"rolled back {change.live}: {change.old_version} -> {change.new_version}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    result = replay(args.policy, args.data_dir, since=args.since, until=args.until)
+    summary = {**result.summary, "compare_to_log": result.compare_to_log()}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict, indent: int = 0) -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict) and value:
+            print(" " * indent + f"{key}:")
+            _print_summary(value, indent + 2)
+        else:
+            print(" " * indent + f"{key}: {value}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmgw", description="LLM gateway with replayable policies")
+    p.add_argument("--version", action="version", version=f"llmgw {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the proxy and the dashboards")
+    s.add_argument("--host", default=DEFAULT_HOST)
+    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="live policy file (created from the bundled default if missing)")
+    s.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    s.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM")
+    s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=_serve)
+
+    pol = sub.add_parser("policy", help="validate, diff, promote and roll back policies").add_subparsers(dest="action", required=True)
+    v = pol.add_parser("validate", help="check policy files; errors name their path")
+    v.add_argument("files", nargs="+", type=Path)
+    v.set_defaults(func=_validate)
+    sc = pol.add_parser("schema", help="print the policy JSON Schema")
+    sc.set_defaults(func=_schema)
+    d = pol.add_parser("diff", help="what differs between two policies")
+    d.add_argument("a", type=Path)
+    d.add_argument("b", type=Path)
+    d.set_defaults(func=_diff)
+    pr = pol.add_parser("promote", help="validate CANDIDATE and make it the live policy")
+    pr.add_argument("candidate", type=Path)
+    pr.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the live policy file")
+    pr.add_argument("--data-dir", type=Path, default=None, help="accepted for symmetry with serve")
+    pr.set_defaults(func=_promote)
+    rb = pol.add_parser("rollback", help="restore the previous live policy")
+    rb.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    rb.add_argument("--data-dir", type=Path, default=None, help="accepted for symmetry with serve")
+    rb.set_defaults(func=_rollback)
+
+    r = sub.add_parser("replay", help="replay a policy over the request log")
+    r.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    r.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    r.add_argument("--since", default=None, help="UTC timestamp, e.g. 2026-11-26T10:00:00Z")
+    r.add_argument("--until", default=None)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_replay)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .policy.load import PolicyError
+
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

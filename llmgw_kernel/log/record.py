@@ -1,0 +1,169 @@
+"""What the proxy fills in per request, and how it becomes a log row.
+
+The hot path only assigns attributes of a :class:`RequestRecord` (a slotted object); the
+writer thread turns it into a row (:func:`to_row`): hashing, decoding bodies and
+reassembling streams happen there, off the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+
+class RequestRecord:
+    """One request's facts, filled in as the pipeline runs."""
+
+    __slots__ = (
+        "request_id", "client_request_id", "ts", "ts_end", "endpoint", "route", "policy_version",
+        "stream", "status", "outcome", "error_type", "error_message", "plan", "route_reason",
+        "target", "provider", "upstream_model", "attempts", "latency_ms", "ttft_ms", "upstream_ms",
+        "usage", "metadata", "user_agent", "body_mode", "request_raw", "response_raw",
+        "stream_events",
+    )  # fmt: skip
+
+    def __init__(self, request_id: str, ts: float, endpoint: str) -> None:
+        self.request_id = request_id
+        self.ts = ts
+        self.endpoint = endpoint
+        self.client_request_id: str | None = None
+        self.ts_end: float | None = None
+        self.route: str | None = None
+        self.policy_version: str | None = None
+        self.stream = False
+        self.status = 0
+        self.outcome = "error"
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.plan: tuple[str, ...] | None = None
+        self.route_reason: str | None = None
+        self.target: str | None = None
+        self.provider: str | None = None
+        self.upstream_model: str | None = None
+        self.attempts: list[dict[str, Any]] = []
+        self.latency_ms: float | None = None
+        self.ttft_ms: float | None = None
+        self.upstream_ms: float | None = None
+        self.usage: dict[str, Any] | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.user_agent: str | None = None
+        self.body_mode = "full"
+        self.request_raw: bytes = b""
+        self.response_raw: bytes | None = None
+        self.stream_events: list[bytes] | None = None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_request_bytes(request: dict[str, Any]) -> bytes:
+    """The parts of a request that determine its answer, in a canonical encoding."""
+    body = {k: v for k, v in request.items() if k not in ("model", "metadata", "stream", "stream_options")}
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def assemble_stream(events: list[bytes]) -> dict[str, Any] | None:
+    """Rebuild one chat.completion from the SSE ``data:`` payloads of a stream."""
+    choices: dict[int, dict[str, Any]] = {}
+    head: dict[str, Any] = {}
+    usage = None
+    for raw in events:
+        try:
+            chunk = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not head:
+            head = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for ch in chunk.get("choices") or ():
+            idx = ch.get("index", 0)
+            slot = choices.setdefault(
+                idx, {"index": idx, "message": {"role": "assistant", "content": ""}, "finish_reason": None}
+            )
+            delta = ch.get("delta") or {}
+            if delta.get("content"):
+                slot["message"]["content"] += delta["content"]
+            for call in delta.get("tool_calls") or ():
+                calls = slot["message"].setdefault("tool_calls", [])
+                i = call.get("index", len(calls))
+                while len(calls) <= i:
+                    calls.append({"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                if call.get("id"):
+                    calls[i]["id"] = call["id"]
+                fn = call.get("function") or {}
+                calls[i]["function"]["name"] += fn.get("name") or ""
+                calls[i]["function"]["arguments"] += fn.get("arguments") or ""
+            if ch.get("finish_reason"):
+                slot["finish_reason"] = ch["finish_reason"]
+    if not head and not choices:
+        return None
+    return {**head, "object": "chat.completion", "choices": [choices[i] for i in sorted(choices)], "usage": usage}
+
+
+def to_row(rec: RequestRecord) -> dict[str, Any]:
+    """The log row for a finished request (runs in the writer thread)."""
+    usage = rec.usage or {}
+    request_hash = request_body = None
+    if rec.request_raw:
+        try:
+            parsed = orjson.loads(rec.request_raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            request_hash = _sha256(canonical_request_bytes(parsed))
+            if rec.body_mode == "full":
+                request_body = parsed
+        elif rec.body_mode == "full":
+            request_body = {"unparsed": rec.request_raw[:4096].decode("utf-8", "replace")}
+    response: Any = None
+    response_bytes = None
+    if rec.stream_events is not None:
+        response = assemble_stream(rec.stream_events)
+        response_bytes = sum(len(e) for e in rec.stream_events)
+    elif rec.response_raw is not None:
+        response_bytes = len(rec.response_raw)
+        try:
+            response = orjson.loads(rec.response_raw)
+        except orjson.JSONDecodeError:
+            response = {"unparsed": rec.response_raw[:4096].decode("utf-8", "replace")}
+    response_hash = _sha256(orjson.dumps(response, option=orjson.OPT_SORT_KEYS)) if response is not None else None
+    return {
+        "request_id": rec.request_id,
+        "client_request_id": rec.client_request_id,
+        "ts": rec.ts,
+        "ts_end": rec.ts_end,
+        "endpoint": rec.endpoint,
+        "route": rec.route,
+        "policy_version": rec.policy_version,
+        "stream": rec.stream,
+        "status": rec.status,
+        "outcome": rec.outcome,
+        "error_type": rec.error_type,
+        "error_message": rec.error_message,
+        "plan": list(rec.plan) if rec.plan else None,
+        "route_reason": rec.route_reason,
+        "target": rec.target,
+        "provider": rec.provider,
+        "upstream_model": rec.upstream_model,
+        "attempts": rec.attempts or None,
+        "latency_ms": rec.latency_ms,
+        "ttft_ms": rec.ttft_ms,
+        "upstream_ms": rec.upstream_ms,
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+        "usage_source": "upstream" if rec.usage else "none",
+        "metadata": rec.metadata,
+        "user_agent": rec.user_agent,
+        "body_mode": rec.body_mode,
+        "request_hash": request_hash if rec.body_mode != "none" else None,
+        "request_body": request_body,
+        "response_hash": response_hash if rec.body_mode != "none" else None,
+        "response_body": response if rec.body_mode == "full" else None,
+        "request_bytes": len(rec.request_raw),
+        "response_bytes": response_bytes,
+    }

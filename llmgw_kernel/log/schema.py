@@ -1,0 +1,51 @@
+"""The request log's columns: one row per request, whatever its outcome.
+
+Rows are written as Parquet segments (see :mod:`.writer`); later columns are added at the
+end, and readers use ``union_by_name`` so older segments read with NULLs in new columns.
+"""
+
+from __future__ import annotations
+
+# (name, DuckDB type, meaning). The writer produces exactly these columns, in this order.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("request_id", "VARCHAR", "gateway id, unique per request (x-llmgw-request-id)"),
+    ("client_request_id", "VARCHAR", "the client's x-request-id, if it sent one"),
+    ("ts", "TIMESTAMPTZ", "when the request arrived (UTC)"),
+    ("ts_end", "TIMESTAMPTZ", "when the response finished or the client left (UTC)"),
+    ("endpoint", "VARCHAR", "chat.completions | embeddings"),
+    ("route", "VARCHAR", "the model name the client sent"),
+    ("policy_version", "VARCHAR", "content version of the policy that served it"),
+    ("stream", "BOOLEAN", "stream: true requested"),
+    ("status", "INTEGER", "HTTP status sent to the client"),
+    ("outcome", "VARCHAR", "ok | client_error | upstream_error | timeout | no_target | abandoned | error"),
+    ("error_type", "VARCHAR", "OpenAI error type / code when not ok"),
+    ("error_message", "VARCHAR", "error message sent to the client (secrets scrubbed)"),
+    ("plan", "VARCHAR[]", "targets in the order routing chose to try them"),
+    ("route_reason", "VARCHAR", "why routing chose that order"),
+    ("target", "VARCHAR", "provider/model that served the response"),
+    ("provider", "VARCHAR", "provider name of the served target"),
+    ("upstream_model", "VARCHAR", "model name sent to the provider"),
+    (
+        "attempts",
+        "STRUCT(target VARCHAR, status INTEGER, latency_ms DOUBLE, error VARCHAR)[]",
+        "every upstream attempt in order",
+    ),
+    ("latency_ms", "DOUBLE", "arrival to last byte sent"),
+    ("ttft_ms", "DOUBLE", "arrival to first content byte sent (streams)"),
+    ("upstream_ms", "DOUBLE", "latency of the attempt that served it"),
+    ("prompt_tokens", "BIGINT", "usage.prompt_tokens"),
+    ("completion_tokens", "BIGINT", "usage.completion_tokens"),
+    ("total_tokens", "BIGINT", "usage.total_tokens"),
+    ("usage_source", "VARCHAR", "upstream | none"),
+    ("metadata", "JSON", "request metadata (body `metadata` or x-llmgw-metadata)"),
+    ("user_agent", "VARCHAR", "client User-Agent"),
+    ("body_mode", "VARCHAR", "full | hashed | none (policy log.bodies)"),
+    ("request_hash", "VARCHAR", "SHA-256 of the canonical request (model and metadata excluded)"),
+    ("request_body", "JSON", "the request as received (bodies: full)"),
+    ("response_hash", "VARCHAR", "SHA-256 of the response body"),
+    ("response_body", "JSON", "the response (streams: reassembled message) (bodies: full)"),
+    ("request_bytes", "INTEGER", "request body size"),
+    ("response_bytes", "INTEGER", "response body size"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

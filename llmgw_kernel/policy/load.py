@@ -1,0 +1,130 @@
+"""Read a policy in two steps: parse (YAML → data), then validate (data → frozen Policy).
+
+Errors name their path, e.g. ``routes.gpt-4o-mini.targets[0].weight: Input should be
+greater than or equal to 0``, so ``llmgw policy validate`` can print one line per problem.
+
+>>> from llmgw_kernel import load_policy
+>>> p = load_policy({"providers": {"d": {"kind": "demo"}},
+...                  "routes": {"demo": {"targets": [{"provider": "d", "model": "echo"}]}}})
+>>> p.routes["demo"].targets[0].id
+'d/echo'
+>>> p.version.startswith("p-")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from .model import Policy
+
+PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy
+
+
+class PolicyError(ValueError):
+    """A policy that does not validate. ``errors`` holds ``(path, message)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str | None = None) -> None:
+        self.errors = errors
+        self.source = source
+        where = f"{source}: " if source else ""
+        lines = "\n".join(f"  {path or '<root>'}: {msg}" for path, msg in errors)
+        super().__init__(f"{where}invalid policy ({len(errors)} error(s)):\n{lines}")
+
+
+def format_path(loc: tuple[str | int, ...]) -> str:
+    """``('routes', 'a', 'targets', 0, 'weight')`` → ``routes.a.targets[0].weight``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_policy_text(text: str, source: str | None = None) -> dict[str, Any]:
+    """Step one: YAML text → a mapping (or a PolicyError saying where the YAML broke)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PolicyError([("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], source) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError([("", f"a policy is a mapping, got {type(data).__name__}")], source)
+    return data
+
+
+def validate_policy(data: Mapping[str, Any], source: str | None = None) -> Policy:
+    """Step two: data → a frozen, cross-checked Policy with its content version."""
+    try:
+        policy = Policy.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = [(format_path(e["loc"]), _message(e)) for e in exc.errors()]
+        raise PolicyError(errors, source) from None
+    errors = list(_cross_check(policy))
+    if errors:
+        raise PolicyError(errors, source)
+    policy._version = policy_version(policy)
+    policy._source = source
+    return policy
+
+
+def load_policy(source: PolicySource) -> Policy:
+    """A validated policy from a YAML path, a mapping, or an existing Policy (returned as is)."""
+    if isinstance(source, Policy):
+        return source
+    if isinstance(source, Mapping):
+        return validate_policy(source)
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([("", f"cannot read policy file: {exc.strerror or exc}")], str(path)) from None
+    return validate_policy(parse_policy_text(text, str(path)), str(path))
+
+
+def canonical_policy(policy: Policy) -> dict[str, Any]:
+    """The policy as plain data with every default filled in: what the version hashes."""
+    return policy.model_dump(mode="json")
+
+
+def policy_version(policy: Policy) -> str:
+    """``p-`` + 12 hex digits of SHA-256 over the canonical document (key order irrelevant)."""
+    blob = orjson.dumps(canonical_policy(policy), option=orjson.OPT_SORT_KEYS)
+    return "p-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see docs/policy.md)"
+    return msg
+
+
+def _cross_check(policy: Policy) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    known = ", ".join(sorted(policy.providers)) or "none"
+    for route_name, route in policy.routes.items():
+        for i, target in enumerate(route.targets):
+            if target.provider not in policy.providers:
+                errors.append(
+                    (
+                        format_path(("routes", route_name, "targets", i, "provider")),
+                        f"unknown provider {target.provider!r} (defined: {known})",
+                    )
+                )
+    return errors

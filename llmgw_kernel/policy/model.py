@@ -1,0 +1,141 @@
+"""The policy document: validated, frozen, fully resolved.
+
+A policy is read in two steps (see :mod:`llmgw_kernel.policy.load`): YAML is parsed into
+plain data, then validated into these frozen models. Every section is optional except
+``routes``; an absent section turns its feature off. Defaults are documented on the fields
+and in ``docs/policy.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+ProviderKind = Literal["openai", "demo"]
+BodyMode = Literal["full", "hashed", "none"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Provider(_Frozen):
+    """Where requests go and how they authenticate.
+
+    ``kind: openai`` covers OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq,
+    Together, DeepSeek, Mistral, ...). ``kind: demo`` is the built-in offline model.
+    """
+
+    kind: ProviderKind
+    base_url: str | None = Field(
+        default=None, description="Up to and including the version path, e.g. https://api.openai.com/v1"
+    )
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the key")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
+    timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = Field(
+        default=600_000, description="Per-attempt timeout (non-streamed: whole response; streamed: first byte and each gap)"
+    )
+    stream_usage: bool = Field(
+        default=True,
+        description="Ask the upstream for stream usage (stream_options.include_usage) to cost streams",
+    )
+
+    @model_validator(mode="after")
+    def _needs_base_url(self) -> Provider:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("base_url is required for kind 'openai'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @field_validator("headers")
+    @classmethod
+    def _no_hop_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if name.lower() in {"host", "content-length", "transfer-encoding", "connection"}:
+                raise ValueError(f"header {name!r} is managed by the gateway")
+        return v
+
+
+class Target(_Frozen):
+    """One (provider, model) pair a route can send to."""
+
+    provider: str
+    model: str
+    weight: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Relative share of first attempts; absent on every target = try in order"
+    )
+    timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = Field(
+        default=None, description="Overrides the provider's timeout_ms for this target"
+    )
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+class Route(_Frozen):
+    """A model name clients send, and the targets that serve it."""
+
+    targets: Annotated[list[Target], Field(min_length=1)]
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> Route:
+        weighted = [t.weight is not None for t in self.targets]
+        if any(weighted) and not all(weighted):
+            raise ValueError("either every target has a weight or none has")
+        if all(weighted) and sum(t.weight or 0 for t in self.targets) <= 0:
+            raise ValueError("weights must not all be 0")
+        return self
+
+    @property
+    def weighted(self) -> bool:
+        return self.targets[0].weight is not None
+
+
+class LogSettings(_Frozen):
+    """What the request log keeps. The log itself is always on: it is the source of truth."""
+
+    bodies: BodyMode = Field(
+        default="full",
+        description="full: request and response text; hashed: SHA-256 only; none: neither",
+    )
+    flush_ms: Annotated[int, Field(ge=50, le=60_000)] = Field(
+        default=500, description="How often buffered rows become a Parquet segment (kill -9 loses at most this)"
+    )
+
+
+class ServerSettings(_Frozen):
+    max_request_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = Field(
+        default=4 << 20, description="Bodies above this get 413"
+    )
+
+
+class Policy(_Frozen):
+    """A whole policy. ``version`` is derived from the content (see ``load_policy``)."""
+
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    routes: dict[str, Route]
+    log: LogSettings = Field(default_factory=LogSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    description: str | None = None
+
+    _version: str = PrivateAttr(default="")
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def version(self) -> str:
+        """Content-derived id: equal documents have equal versions, whatever their layout."""
+        return self._version
+
+    @property
+    def source(self) -> str | None:
+        """The file this policy was read from, if any."""
+        return self._source

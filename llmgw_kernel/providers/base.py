@@ -1,0 +1,85 @@
+"""The provider seam: one small protocol every adapter implements.
+
+An adapter turns an OpenAI-format request into a call to its provider and gives back
+OpenAI-format bytes: a whole body, or a stream of SSE ``data:`` payloads. Adapters never
+raise anything but :class:`UpstreamError` for upstream trouble, and never put a secret in
+an error message (``scrub``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ..policy.model import Provider, Target
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class UpstreamError(Exception):
+    """An attempt that failed. ``kind``: http | timeout | connection | protocol."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None, body: bytes | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying the next target: timeouts, connection errors, 429 and 5xx."""
+        return self.kind != "http" or (self.status in RETRYABLE_STATUSES)
+
+
+@dataclass(slots=True)
+class Reply:
+    """A whole (non-streamed) upstream answer in OpenAI format."""
+
+    body: bytes
+    usage: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class StreamReply:
+    """A started stream: ``events`` yields SSE data payloads (without ``data: ``)."""
+
+    events: AsyncIterator[bytes]
+    usage: dict[str, Any] | None = None  # set by the adapter once the stream reports it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter(Protocol):
+    """What the proxy needs from a provider."""
+
+    name: str
+    provider: Provider
+
+    def unavailable_reason(self) -> str | None:
+        """Why this provider cannot be used now (e.g. its key variable is unset), or None."""
+
+    async def chat(self, body: dict[str, Any], target: Target) -> Reply: ...
+
+    async def chat_stream(self, body: dict[str, Any], target: Target, include_usage: bool) -> StreamReply:
+        """Start a stream. Returns once the upstream accepted it (before the first event)."""
+
+    async def embeddings(self, body: dict[str, Any], target: Target) -> Reply: ...
+
+
+@dataclass(slots=True)
+class AdapterContext:
+    """What adapters share: the one upstream connection pool."""
+
+    session: aiohttp.ClientSession
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text

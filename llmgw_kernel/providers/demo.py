@@ -1,0 +1,124 @@
+"""``kind: demo`` — a built-in offline model, so the whole loop works before any setup.
+
+Chat answers echo a short summary of the last user message, deterministically; usage is a
+whitespace token count. Streams send the answer a few words per chunk. Embeddings are
+unit vectors derived from a hash of the text: stable and cheap, useful for wiring and
+tests, meaningless as semantics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from ..policy.model import Provider, Target
+from .base import AdapterContext, Reply, StreamReply, UpstreamError
+
+EMBED_DIM = 384
+
+
+class DemoAdapter:
+    def __init__(self, name: str, provider: Provider, ctx: AdapterContext) -> None:
+        self.name = name
+        self.provider = provider
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    async def chat(self, body: dict[str, Any], target: Target) -> Reply:
+        text, prompt_tokens = _answer(body)
+        usage = _usage(prompt_tokens, text)
+        reply = {
+            "id": "chatcmpl-demo-" + _digest(text)[:20],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": target.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": usage,
+        }
+        return Reply(orjson.dumps(reply), usage)
+
+    async def chat_stream(self, body: dict[str, Any], target: Target, include_usage: bool) -> StreamReply:
+        text, prompt_tokens = _answer(body)
+        reply = StreamReply(_stream(text, target.model, prompt_tokens, include_usage), _usage(prompt_tokens, text))
+        return reply
+
+    async def embeddings(self, body: dict[str, Any], target: Target) -> Reply:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            raise UpstreamError("http", "input must be a string or a non-empty list of strings", 400)
+        data = []
+        tokens = 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else orjson.dumps(item).decode()
+            tokens += _count(text)
+            data.append({"object": "embedding", "index": i, "embedding": _embed(text)})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return Reply(orjson.dumps({"object": "list", "data": data, "model": target.model, "usage": usage}), usage)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for msg in reversed(body.get("messages") or []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _answer(body: dict[str, Any]) -> tuple[str, int]:
+    prompt = _last_user_text(body)
+    words = prompt.split()
+    summary = " ".join(words[:24]) + (" ..." if len(words) > 24 else "")
+    text = f"[llmgw demo] You said: {summary}" if summary else "[llmgw demo] Hello! Send me a message."
+    prompt_tokens = sum(
+        _count(m.get("content") if isinstance(m.get("content"), str) else orjson.dumps(m.get("content")).decode())
+        for m in body.get("messages") or []
+        if isinstance(m, dict)
+    )
+    return text, prompt_tokens
+
+
+def _count(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _usage(prompt_tokens: int, text: str) -> dict[str, int]:
+    completion = _count(text)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _embed(text: str) -> list[float]:
+    raw = hashlib.shake_256(text.encode()).digest(EMBED_DIM * 2)
+    values = [v / 32768.0 for v in struct.unpack(f"<{EMBED_DIM}h", raw)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+async def _stream(text: str, model: str, prompt_tokens: int, include_usage: bool) -> AsyncIterator[bytes]:
+    head = {"id": "chatcmpl-demo-" + _digest(text)[:20], "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    words = text.split(" ")
+    yield orjson.dumps({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    for i in range(0, len(words), 4):
+        piece = " ".join(words[i : i + 4]) + (" " if i + 4 < len(words) else "")
+        yield orjson.dumps({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+    yield orjson.dumps({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if include_usage:
+        yield orjson.dumps({**head, "choices": [], "usage": _usage(prompt_tokens, text)})
+    yield b"[DONE]"

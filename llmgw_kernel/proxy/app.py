@@ -1,0 +1,162 @@
+"""The ASGI application: a path table in front of the handlers, plus lifespan.
+
+Plain ASGI (no framework) because routing is a dict lookup here and a framework's
+routing alone cost ~170 µs per request on these machines (docs/server.md). Paths that are
+not API routes go to the dashboard bridge (Panel runs in its own thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import orjson
+
+from . import pipeline
+from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
+from .errors import method_not_allowed, not_found_path
+from .runtime import Gateway
+
+log = logging.getLogger("llmgw.app")
+
+Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
+
+
+class Mount(Protocol):
+    """Something that serves the non-API paths (the dashboards)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def _chat(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await pipeline.handle(gw, scope, receive, send, "chat.completions")
+
+
+async def _embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await pipeline.handle(gw, scope, receive, send, "embeddings")
+
+
+async def _models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, gw.snapshot.models_body)
+
+
+async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, b'{"status":"alive"}')
+
+
+def health_report(gw: Gateway) -> tuple[bool, dict]:
+    """(ready, report): what /health answers. Not ready = draining, log failing, no policy."""
+    reasons = []
+    if not gw.started:
+        reasons.append("starting")
+    if gw.draining:
+        reasons.append("draining: shutting down")
+    writer = getattr(gw, "writer", None)
+    if writer is not None and not writer.healthy:
+        reasons.append(f"request log cannot be written: {writer.last_error}")
+    report: dict = {"status": "ok" if not reasons else "unavailable", "reasons": reasons}
+    if gw.started:
+        snap = gw.snapshot
+        routes = {}
+        for name, route in snap.policy.routes.items():
+            missing = [
+                f"{t.id}: {r}" for t in route.targets if (r := snap.adapters[t.provider].unavailable_reason())
+            ]
+            routes[name] = "ok" if len(missing) < len(route.targets) else "unavailable (" + "; ".join(missing) + ")"
+        report.update(
+            policy_version=snap.policy.version,
+            policy_file=str(gw.policy_path),
+            policy_reload_error=gw.last_reload_error,
+            routes=routes,
+            log={"rows_written": writer.rows_written, "buffered": writer.buffered, "last_flush_age_s": round(time.time() - writer.last_flush_at, 3)} if writer else None,
+            keys="open: no virtual keys exist, every request is accepted (local development)",
+        )
+    return not reasons, report
+
+
+async def _health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    ready, report = health_report(gw)
+    await send_json(send, 200 if ready else 503, orjson.dumps(report))
+
+
+async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    await send_bytes(send, 200, gw.metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": _chat},
+    "/chat/completions": {"POST": _chat},
+    "/v1/embeddings": {"POST": _embeddings},
+    "/embeddings": {"POST": _embeddings},
+    "/v1/models": {"GET": _models},
+    "/models": {"GET": _models},
+    "/health": {"GET": _health},
+    "/health/ready": {"GET": _health},
+    "/health/live": {"GET": _live},
+    "/metrics": {"GET": _metrics},
+}
+_API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics")
+
+
+class GatewayApp:
+    """ASGI entry point. ``mount`` (the dashboard bridge) serves every other path."""
+
+    def __init__(self, gateway: Gateway, mount: Mount | None = None) -> None:
+        self.gateway = gateway
+        self.mount = mount
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            methods = ROUTES.get(path)
+            if methods is not None:
+                handler = methods.get(scope["method"])
+                if handler is None:
+                    if scope["method"] == "HEAD" and "GET" in methods:
+                        handler = methods["GET"]
+                    else:
+                        await send_error(send, method_not_allowed(scope["method"], path), [(b"allow", ", ".join(methods).encode())])
+                        return
+                await handler(self.gateway, scope, receive, send)
+                return
+            if self.mount is not None and not path.startswith(_API_PREFIXES):
+                await self.mount(scope, receive, send)
+                return
+            await send_error(send, not_found_path(path))
+        elif kind == "websocket":
+            if self.mount is not None:
+                await self.mount(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.mount is not None:
+                        await self.mount.close()
+                    await self.gateway.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+__all__ = ["JSON", "GatewayApp", "health_report"]

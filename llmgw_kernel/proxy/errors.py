@@ -1,0 +1,51 @@
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error the client sees. ``outcome`` is what the log records."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        outcome: str = "client_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.outcome = outcome
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        )
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
+
+
+def not_found_model(model: str, known: list[str]) -> GatewayError:
+    hint = f" Available: {', '.join(known[:20])}." if known else ""
+    return GatewayError(
+        404, f"The model '{model}' does not exist on this gateway.{hint}", param="model", code="model_not_found"
+    )
+
+
+def not_found_path(path: str) -> GatewayError:
+    return GatewayError(404, f"Unknown path: {path}", code="not_found")
+
+
+def method_not_allowed(method: str, path: str) -> GatewayError:
+    return GatewayError(405, f"Method {method} is not allowed on {path}", code="method_not_allowed")

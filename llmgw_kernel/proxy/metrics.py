@@ -1,0 +1,93 @@
+"""Prometheus metrics (prometheus-client), one registry per gateway.
+
+Label children are cached per (route, model, status) so the hot path does a dict lookup
+and an increment, not a label resolution.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        self.requests = Counter(
+            "llmgw_requests", "Requests by route, served model and HTTP status", ["route", "model", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "llmgw_request_duration_seconds", "Arrival to last byte", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.ttft = Histogram(
+            "llmgw_time_to_first_token_seconds", "Arrival to first streamed content", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tokens = Counter("llmgw_tokens", "Tokens by route, model and kind", ["route", "model", "kind"], registry=r)
+        self.upstream_errors = Counter(
+            "llmgw_upstream_errors", "Failed upstream attempts", ["provider", "model", "kind", "status"], registry=r
+        )
+        self.in_flight = Gauge("llmgw_in_flight_requests", "Requests being served", registry=r)
+        self.reloads = Counter("llmgw_policy_reloads", "Policy reloads by result", ["result"], registry=r)
+        self._policy = ("", "")
+        self._log_state = lambda: (0, 0, 0)
+        r.register(_InfoCollector(self))
+        self._req: dict[tuple[str, str, str], Counter] = {}
+        self._lat: dict[str, tuple[Histogram, Histogram]] = {}
+        self._tok: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+
+    def set_policy(self, version: str, source: str) -> None:
+        self._policy = (version, source)
+
+    def set_log_probe(self, probe) -> None:  # () -> (rows_written, buffered, flush_errors)
+        self._log_state = probe
+
+    def observe(self, route: str, model: str, status: int, latency_s: float, ttft_s: float | None, usage) -> None:
+        key = (route, model, str(status))
+        c = self._req.get(key)
+        if c is None:
+            c = self._req[key] = self.requests.labels(*key)
+        c.inc()
+        h = self._lat.get(route)
+        if h is None:
+            h = self._lat[route] = (self.latency.labels(route), self.ttft.labels(route))
+        h[0].observe(latency_s)
+        if ttft_s is not None:
+            h[1].observe(ttft_s)
+        if usage:
+            t = self._tok.get((route, model))
+            if t is None:
+                t = self._tok[(route, model)] = (
+                    self.tokens.labels(route, model, "prompt"),
+                    self.tokens.labels(route, model, "completion"),
+                )
+            t[0].inc(usage.get("prompt_tokens") or 0)
+            t[1].inc(usage.get("completion_tokens") or 0)
+
+    def upstream_error(self, provider: str, model: str, kind: str, status: int | None) -> None:
+        self.upstream_errors.labels(provider, model, kind, str(status or "")).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _InfoCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        version, source = self.m._policy
+        info = GaugeMetricFamily("llmgw_policy_info", "The live policy (value 1)", labels=["version", "source"])
+        info.add_metric([version, source], 1)
+        yield info
+        rows, buffered, errors = self.m._log_state()
+        yield GaugeMetricFamily("llmgw_log_rows_written", "Rows written to the request log", value=rows)
+        yield GaugeMetricFamily("llmgw_log_rows_buffered", "Rows not yet on disk", value=buffered)
+        yield GaugeMetricFamily("llmgw_log_flush_errors", "Failed log flushes", value=errors)

@@ -1,0 +1,276 @@
+"""The request pipeline for ``/v1/chat/completions`` and ``/v1/embeddings``.
+
+parse → validate → route (plan) → attempts in plan order (fallback on retryable failures
+before the first byte reaches the client) → respond (JSON or SSE) → log + metrics.
+Handlers do no policy logic of their own: routing is :func:`plan_route`, the one used in
+replay too. A client that disconnects cancels the upstream call; the row says ``abandoned``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ..decisions.routing import plan_route
+from ..log.record import RequestRecord
+from ..providers import Adapter, Reply, StreamReply, UpstreamError
+from ..providers.sse import DONE, frame
+from .asgi import JSON, SSE_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_error
+from .errors import GatewayError, bad_request, not_found_model
+from .runtime import Gateway, Snapshot
+from .validate import check_chat, check_embeddings, check_model
+
+log = logging.getLogger("llmgw.proxy")
+
+_perf = time.perf_counter
+_now = time.time
+_MAX_CLIENT_ID = 200
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class _Flight:
+    """Per-request flags shared with the disconnect watcher."""
+
+    __slots__ = ("done", "disconnected", "started")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.disconnected = False
+        self.started = False  # response headers sent
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task, flight: _Flight) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not flight.done:
+                flight.disconnected = True
+                task.cancel()
+            return
+
+
+def _upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
+    where = f"target {target_id}"
+    if err.kind == "timeout":
+        return GatewayError(504, f"{where}: {err.message}", "timeout", code="upstream_timeout", outcome="timeout")
+    if err.kind in ("connection", "protocol"):
+        return GatewayError(502, f"{where}: {err.message}", "upstream_error", code="upstream_unreachable", outcome="upstream_error")
+    status = err.status or 502
+    if status in (401, 403):
+        return GatewayError(
+            502, f"{where}: the provider rejected the gateway's credentials ({err.message})", "upstream_error",
+            code="upstream_auth_error", outcome="upstream_error",
+        )  # fmt: skip
+    kind = "invalid_request_error" if status < 500 else "upstream_error"
+    if status == 429:
+        kind = "rate_limit_error"
+    return GatewayError(status, f"{where}: {err.message}", kind, code=f"upstream_{status}", outcome="upstream_error")
+
+
+async def _attempt(
+    gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any],
+    call: Callable[[Adapter, Any, dict[str, Any]], Awaitable[Any]],
+) -> Any:  # fmt: skip
+    """Try the plan's targets in order; return the first success."""
+    assert rec.plan is not None and rec.route is not None
+    last: tuple[UpstreamError, str] | None = None
+    skipped: list[str] = []
+    for target_id in rec.plan:
+        target, adapter = snap.resolve(rec.route, target_id)
+        reason = adapter.unavailable_reason()
+        if reason is not None:
+            skipped.append(f"{target_id}: {reason}")
+            rec.attempts.append({"target": target_id, "status": None, "latency_ms": 0.0, "error": f"skipped: {reason}"})
+            continue
+        t = _perf()
+        try:
+            result = await call(adapter, target, dict(body))
+        except UpstreamError as err:
+            ms = (_perf() - t) * 1000
+            rec.attempts.append({"target": target_id, "status": err.status, "latency_ms": ms, "error": f"{err.kind}: {err.message}"})
+            gw.metrics.upstream_error(target.provider, target.model, err.kind, err.status)
+            last = (err, target_id)
+            if err.retryable:
+                continue
+            raise _upstream_error(err, target_id) from None
+        ms = (_perf() - t) * 1000
+        rec.attempts.append({"target": target_id, "status": 200, "latency_ms": ms, "error": None})
+        rec.target, rec.provider, rec.upstream_model, rec.upstream_ms = target_id, target.provider, target.model, ms
+        return result
+    if last is not None:
+        raise _upstream_error(*last)
+    raise GatewayError(
+        503, f"No target available for model '{rec.route}': " + "; ".join(skipped), "service_unavailable",
+        code="no_target_available", outcome="no_target",
+    )  # fmt: skip
+
+
+def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
+    meta = body.pop("metadata", None)
+    for key, value in scope["headers"]:
+        if key == b"x-llmgw-metadata":
+            try:
+                extra = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata") from None
+            if not isinstance(extra, dict):
+                raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata")
+            meta = {**(meta or {}), **extra}
+    return meta
+
+
+async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+    """Serve one chat or embeddings request end to end, and log it whatever happens."""
+    t0 = _perf()
+    rec = RequestRecord(new_request_id(), _now(), endpoint)
+    snap = gw.snapshot
+    policy = snap.policy
+    rec.policy_version = policy.version
+    rec.body_mode = policy.log.bodies
+    client_id = content_length = None
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            client_id = value[:_MAX_CLIENT_ID].decode("latin-1")
+        elif key == b"content-length":
+            content_length = value
+        elif key == b"user-agent":
+            rec.user_agent = value[:300].decode("latin-1")
+    rec.client_request_id = client_id
+    rid = rec.request_id.encode()
+    headers = [
+        (b"x-request-id", client_id.encode("latin-1") if client_id else rid),
+        (b"x-llmgw-request-id", rid),
+        (b"x-llmgw-policy-version", snap.version_header),
+    ]
+    flight = _Flight()
+    task = asyncio.current_task()
+    assert task is not None
+    watcher: asyncio.Task | None = None
+    gw.metrics.in_flight.inc()
+    try:
+        raw = await read_body(receive, policy.server.max_request_bytes, content_length)
+        rec.request_raw = raw
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json") from None
+        rec.route = route = check_model(body)
+        if endpoint == "chat.completions":
+            check_chat(body)
+        else:
+            check_embeddings(body)
+        rec.metadata = _metadata(scope, body)
+        if route not in policy.routes:
+            raise not_found_model(route, list(policy.routes))
+        plan = plan_route(policy, route, rec.request_id)
+        rec.plan, rec.route_reason = plan.targets, plan.reason
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
+        if endpoint == "chat.completions" and body.get("stream"):
+            rec.stream = True
+            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0)
+        else:
+            method = "chat" if endpoint == "chat.completions" else "embeddings"
+            reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
+            rec.usage = reply.usage
+            rec.response_raw = reply.body
+            headers.append((b"x-llmgw-target", (rec.target or "").encode()))
+            flight.done = True
+            headers.append((b"content-length", str(len(reply.body)).encode()))
+            await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
+            await send({"type": "http.response.body", "body": reply.body})
+            rec.status, rec.outcome = 200, "ok"
+    except GatewayError as err:
+        _fail(rec, err)
+        if not flight.started and not flight.disconnected:
+            flight.done = True
+            rec.response_raw = err.body()
+            await send_error(send, err, headers)
+        log.info("%s %s -> %d %s", rec.request_id, rec.route, err.status, err.message)
+    except ClientDisconnected:
+        rec.status, rec.outcome, rec.error_type = 499, "abandoned", "client_disconnected"
+    except asyncio.CancelledError:
+        if not flight.disconnected:
+            raise
+        task.uncancel()
+        rec.status, rec.outcome, rec.error_type = 499, "abandoned", "client_disconnected"
+        log.info("%s %s abandoned by the client", rec.request_id, rec.route)
+    except Exception as exc:  # a bug of ours: answer 500, log it, keep serving
+        log.exception("%s failed", rec.request_id)
+        err = GatewayError(500, f"Internal gateway error ({type(exc).__name__}); request id {rec.request_id}", "server_error", code="internal_error", outcome="error")
+        _fail(rec, err)
+        if not flight.started and not flight.disconnected:
+            flight.done = True
+            await send_error(send, err, headers)
+    finally:
+        flight.done = True
+        if watcher is not None:
+            watcher.cancel()
+        gw.metrics.in_flight.dec()
+        elapsed = _perf() - t0
+        rec.latency_ms = elapsed * 1000
+        rec.ts_end = rec.ts + elapsed
+        gw.writer.append(rec)
+        gw.metrics.observe(
+            rec.route or "", rec.upstream_model or "", rec.status, elapsed,
+            rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
+        )  # fmt: skip
+
+
+def _fail(rec: RequestRecord, err: GatewayError) -> None:
+    rec.status, rec.outcome = err.status, err.outcome
+    rec.error_type = err.code or err.type
+    rec.error_message = err.message
+
+
+async def _serve_stream(
+    gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any], send: Send,
+    headers: list[tuple[bytes, bytes]], flight: _Flight, t0: float,
+) -> None:  # fmt: skip
+    opts = body.get("stream_options")
+    include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+
+    async def start(adapter: Adapter, target: Any, b: dict[str, Any]) -> tuple[StreamReply, bytes | None]:
+        reply = await adapter.chat_stream(b, target, include_usage)
+        first = await anext(reply.events, None)  # fail over if the stream dies before its first event
+        return reply, first
+
+    reply, first = await _attempt(gw, snap, rec, body, start)
+    events: list[bytes] = []
+    rec.stream_events = events
+    headers.append((b"x-llmgw-target", (rec.target or "").encode()))
+    flight.started = True
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+    rec.status = 200
+    try:
+        payload = first
+        while payload is not None:
+            if payload == DONE:
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+            else:
+                events.append(payload)
+                if rec.ttft_ms is None:
+                    rec.ttft_ms = (_perf() - t0) * 1000
+                await send({"type": "http.response.body", "body": frame(payload), "more_body": True})
+            payload = await anext(reply.events, None)
+    except UpstreamError as err:
+        gerr = _upstream_error(err, rec.target or "")
+        _fail(rec, gerr)
+        rec.status = 200  # the client already has a 200; the stream ends with an error event
+        rec.attempts[-1]["error"] = f"{err.kind} after first byte: {err.message}"
+        gw.metrics.upstream_error(rec.provider or "", rec.upstream_model or "", err.kind, err.status)
+        await send({"type": "http.response.body", "body": frame(gerr.body()), "more_body": True})
+    else:
+        rec.outcome = "ok"
+    finally:
+        rec.usage = reply.usage
+    flight.done = True
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,138 @@
+"""The gateway's live state: the current policy snapshot, the log writer, metrics, the
+shared upstream connection pool, and the watcher that hot-reloads the policy file.
+
+A request captures ``gateway.snapshot`` once and uses it to the end, so a reload never
+changes the policy under an in-flight request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+
+from ..log.writer import LogWriter
+from ..policy.load import PolicyError, load_policy
+from ..policy.model import Policy, Target
+from ..providers import Adapter, AdapterContext, build_adapter
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger("llmgw.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything derived from one policy, built once per (re)load."""
+
+    policy: Policy
+    adapters: dict[str, Adapter]
+    targets: dict[str, dict[str, Target]]  # route -> target id -> target
+    version_header: bytes
+    models_body: bytes
+
+    def resolve(self, route: str, target_id: str) -> tuple[Target, Adapter]:
+        target = self.targets[route][target_id]
+        return target, self.adapters[target.provider]
+
+
+def build_snapshot(policy: Policy, ctx: AdapterContext) -> Snapshot:
+    adapters = {name: build_adapter(name, p, ctx) for name, p in policy.providers.items()}
+    targets = {r: {t.id: t for t in route.targets} for r, route in policy.routes.items()}
+    usable = [
+        r for r, route in policy.routes.items() if any(adapters[t.provider].unavailable_reason() is None for t in route.targets)
+    ]
+    models = {
+        "object": "list",
+        "data": [{"id": r, "object": "model", "created": 0, "owned_by": "llmgw"} for r in usable],
+    }
+    return Snapshot(policy, adapters, targets, policy.version.encode(), orjson.dumps(models))
+
+
+@dataclass
+class Gateway:
+    policy_path: Path
+    data_dir: Path
+    reload_interval_s: float = 0.5
+    metrics: Metrics = field(default_factory=Metrics)
+    snapshot: Snapshot = field(init=False)
+    writer: LogWriter = field(init=False)
+    draining: bool = False
+    started: bool = False
+    last_reload_error: str | None = None
+    _session: aiohttp.ClientSession | None = None
+    _watch_task: asyncio.Task | None = None
+    _stamp: tuple[int, int, int] | None = None
+
+    async def start(self) -> None:
+        import aiohttp
+
+        policy = load_policy(self.policy_path)
+        self._stamp = _stat(self.policy_path)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",), json_serialize=None  # type: ignore[arg-type]
+        )
+        self.writer = LogWriter(self.data_dir, policy.log.flush_ms)
+        self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
+        self._install(policy)
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        self.started = True
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self._watch_task:
+            self._watch_task.cancel()
+        if self._session:
+            await self._session.close()
+        await asyncio.to_thread(self.writer.close)
+
+    def _install(self, policy: Policy) -> None:
+        assert self._session is not None
+        self.snapshot = build_snapshot(policy, AdapterContext(self._session))
+        self.writer.set_flush_ms(policy.log.flush_ms)
+        self.metrics.set_policy(policy.version, str(self.policy_path))
+
+    async def reload_if_changed(self) -> bool:
+        stamp = _stat(self.policy_path)
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            policy = await asyncio.to_thread(load_policy, self.policy_path)
+        except PolicyError as exc:
+            self.last_reload_error = str(exc)
+            self.metrics.reloads.labels("invalid").inc()
+            log.error("policy change rejected, still serving %s:\n%s", self.snapshot.policy.version, exc)
+            return False
+        self.last_reload_error = None
+        if policy.version == self.snapshot.policy.version:
+            return False
+        old = self.snapshot.policy.version
+        self._install(policy)
+        self.metrics.reloads.labels("ok").inc()
+        log.info("policy reloaded: %s -> %s", old, policy.version)
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval_s)
+            try:
+                await self.reload_if_changed()
+            except Exception:
+                log.exception("policy watcher failed; will retry")
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,84 @@
+"""Replay stages: one per decision concern, each wrapping the decision module's replay face.
+
+A stage takes the candidate policy and the logged window, returns its decision columns
+and a boolean Series "differs from what the live proxy decided", and adds its figures to
+the summary. Adding a stage = one module in ``decisions/`` + one entry in :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..decisions.routing import replay_routing
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..policy.model import Policy
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    replay: Callable[[Policy, pd.DataFrame], tuple[dict[str, list[Any]], pd.Series]]
+    summarize: Callable[[Policy, pd.DataFrame, pd.DataFrame], dict[str, Any]]
+
+
+def _routing(policy: Policy, frame: pd.DataFrame) -> tuple[dict[str, list[Any]], pd.Series]:
+    import pandas as pd
+
+    plans: list[list[str] | None] = []
+    firsts: list[str | None] = []
+    reasons: list[str | None] = []
+    logged_firsts: list[str | None] = []
+    differs: list[bool] = []
+    for rid, route, plan, err in zip(frame["request_id"], frame["route"], frame["plan"], frame["error_type"], strict=True):
+        logged = list(plan) if plan is not None and not _isnan(plan) else None
+        decided = replay_routing(policy, rid, route if isinstance(route, str) else None, logged, err if isinstance(err, str) else None)
+        new_plan = list(decided.targets) if decided is not None else None
+        plans.append(new_plan)
+        firsts.append(new_plan[0] if new_plan else None)
+        reasons.append(decided.reason if decided is not None else None)
+        logged_firsts.append(logged[0] if logged else None)
+        differs.append((logged or None) != (new_plan or None))
+    cols = {
+        "logged_target": logged_firsts,
+        "replay_target": firsts,
+        "replay_plan": plans,
+        "replay_route_reason": reasons,
+    }
+    return cols, pd.Series(differs, index=frame.index, dtype=bool)
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def _routing_summary(policy: Policy, frame: pd.DataFrame, decisions: pd.DataFrame) -> dict[str, Any]:
+    routed = [t for t in decisions["replay_target"] if t] if len(decisions) else []
+    logged = [t for t in decisions["logged_target"] if t] if len(decisions) else []
+    unknown = int(sum(1 for p in decisions["replay_plan"] if p == [])) if len(decisions) else 0
+    return {
+        "routing": {
+            "routed": len(routed),
+            "unknown_model": unknown,
+            "first_target_share": _shares(routed),
+            "logged_first_target_share": _shares(logged),
+            "first_target_changed": int(
+                sum(1 for a, b in zip(decisions["logged_target"], decisions["replay_target"], strict=True) if a != b)
+            )
+            if len(decisions)
+            else 0,
+        }
+    }
+
+
+def _shares(values: list[str]) -> dict[str, float]:
+    n = len(values)
+    return {k: round(v / n, 6) for k, v in sorted(Counter(values).items())} if n else {}
+
+
+STAGES: tuple[Stage, ...] = (Stage("routing", _routing, _routing_summary),)

@@ -1,0 +1,84 @@
+"""``llmgw serve``: one process, one port — the proxy and the dashboards.
+
+uvicorn (uvloop + httptools) runs the plain-ASGI proxy on the main thread. Panel runs in
+its own thread with its own event loop, started on the first dashboard request (so the
+proxy is ready in well under a second and stays small until someone opens a dashboard),
+and the proxy's ASGI app forwards dashboard paths and websockets to it. A Panel session
+build therefore never runs on the proxy's loop (docs/server.md has the measurements).
+SIGTERM: stop accepting, drain in-flight requests for ``drain_s`` seconds, flush the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_POLICY = Path("policies/live.yaml")
+DEFAULT_DATA_DIR = Path("llmgw-data")
+
+
+def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True):
+    from .proxy.app import GatewayApp
+    from .proxy.runtime import Gateway
+
+    gateway = Gateway(policy_path=policy, data_dir=data_dir)
+    mount = None
+    if dashboards:
+        from .dashboard_bridge import DashboardBridge
+
+        mount = DashboardBridge(data_dir=data_dir, public_host=host, public_port=port, gateway=gateway)
+    return GatewayApp(gateway, mount)
+
+
+def serve(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    policy: Path = DEFAULT_POLICY,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    drain_s: float = 30.0,
+    dashboards: bool = True,
+    log_level: str = "info",
+) -> int:
+    import uvicorn
+
+    from .policy.lifecycle import ensure_live_policy
+    from .policy.load import PolicyError, load_policy
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("llmgw")
+    if ensure_live_policy(policy):
+        log.info("created %s from the bundled default policy", policy)
+    try:
+        load_policy(policy)  # fail fast with a readable message, before binding the port
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sys.setswitchinterval(0.001)  # the dashboard thread yields the GIL to the proxy within 1 ms
+    app = build_app(policy, data_dir, host, port, dashboards)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=drain_s,
+        timeout_keep_alive=75,
+        server_header=False,
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("llmgw serving on http://%s:%d (policy %s, data %s)", host, port, policy, data_dir)
+    server.run()
+    return 0 if server.started else 1
