@@ -1,12 +1,12 @@
 """The ``llmgw`` command (also ``python -m llmgw_kernel``).
 
-    llmgw serve [--host H] [--port P] [--policy FILE] [--data-dir DIR]
-    llmgw policy validate FILE...        one line per error, with its path; exit 1 if any
-    llmgw policy schema                  the policy JSON Schema
-    llmgw policy diff A B                unified diff of the canonical forms
-    llmgw policy promote CANDIDATE [--policy LIVE]
-    llmgw policy rollback [--policy LIVE]
-    llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
+llmgw serve [--host H] [--port P] [--policy FILE] [--data-dir DIR]
+llmgw policy validate FILE...        one line per error, with its path; exit 1 if any
+llmgw policy schema                  the policy JSON Schema
+llmgw policy diff A B                unified diff of the canonical forms
+llmgw policy promote CANDIDATE [--policy LIVE]
+llmgw policy rollback [--policy LIVE]
+llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
 """
 
 from __future__ import annotations
@@ -110,14 +110,21 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the proxy and the dashboards")
     s.add_argument("--host", default=DEFAULT_HOST)
     s.add_argument("--port", type=int, default=DEFAULT_PORT)
-    s.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="live policy file (created from the bundled default if missing)")
+    s.add_argument(
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help="live policy file (created from the bundled default if missing)",
+    )
     s.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     s.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM")
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=_serve)
 
-    pol = sub.add_parser("policy", help="validate, diff, promote and roll back policies").add_subparsers(dest="action", required=True)
+    pol = sub.add_parser("policy", help="validate, diff, promote and roll back policies").add_subparsers(
+        dest="action", required=True
+    )
     v = pol.add_parser("validate", help="check policy files; errors name their path")
     v.add_argument("files", nargs="+", type=Path)
     v.set_defaults(func=_validate)

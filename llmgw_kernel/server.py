@@ -20,6 +20,26 @@ DEFAULT_POLICY = Path("policies/live.yaml")
 DEFAULT_DATA_DIR = Path("llmgw-data")
 
 
+def _server_class():
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a signal that was handled by a clean drain is not
+        re-raised afterwards: SIGTERM → drain → flush → exit status 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return Server
+
+
 def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True):
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
@@ -43,6 +63,8 @@ def serve(
     log_level: str = "info",
 ) -> int:
     import uvicorn
+
+    _Server = _server_class()
 
     from .policy.lifecycle import ensure_live_policy
     from .policy.load import PolicyError, load_policy
@@ -78,7 +100,7 @@ def serve(
         server_header=False,
         date_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info("llmgw serving on http://%s:%d (policy %s, data %s)", host, port, policy, data_dir)
     server.run()
     return 0 if server.started else 1

@@ -91,7 +91,9 @@ def routed_live(plan: list[str] | None, error_type: str | None) -> bool:
     return plan is not None or error_type in ROUTABLE_ERRORS
 
 
-def replay_routing(policy: Policy, request_id: str, route: str | None, logged_plan: list[str] | None, error_type: str | None) -> RoutePlan | None:
+def replay_routing(
+    policy: Policy, request_id: str, route: str | None, logged_plan: list[str] | None, error_type: str | None
+) -> RoutePlan | None:
     """The routing decision ``policy`` makes for one logged request (None: not routed)."""
     if not routed_live(logged_plan, error_type) or route is None:
         return None

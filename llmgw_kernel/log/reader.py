@@ -3,7 +3,7 @@
 >>> import tempfile
 >>> from llmgw_kernel import open_log
 >>> con = open_log(tempfile.mkdtemp())
->>> con.sql("SELECT count(*) FROM requests").fetchone()
+>>> con.execute("SELECT count(*) FROM requests").fetchone()
 (0,)
 """
 
@@ -39,7 +39,9 @@ WHERE filename NOT IN (SELECT file FROM superseded)
 """
 
 
-def open_log(data_dir: str | os.PathLike[str], connection: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+def open_log(
+    data_dir: str | os.PathLike[str], connection: duckdb.DuckDBPyConnection | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``requests`` holds one row per logged request.
 
     Safe while a server writes the same directory (segments appear by atomic rename and the

@@ -76,7 +76,7 @@ def ensure_anchor(directory: Path) -> None:
     import duckdb  # the reader imports it anyway; the writer needs it here only
 
     directory.mkdir(parents=True, exist_ok=True)
-    cols = ", ".join(f"CAST(NULL AS {typ}) AS \"{name}\"" for name, typ, _ in COLUMNS)
+    cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"' for name, typ, _ in COLUMNS)
     tmp = directory / f".{ANCHOR_NAME}.{os.getpid()}.tmp"
     con = duckdb.connect()
     try:

@@ -11,7 +11,6 @@ loses at most the rows of the last ``flush_ms``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -21,7 +20,15 @@ import orjson
 
 from .record import RequestRecord, to_row
 from .schema import COLUMNS
-from .segments import Segment, _sql_path, ensure_anchor, list_segments, log_dir, segment_name, split_live
+from .segments import (
+    Segment,
+    _sql_path,
+    ensure_anchor,
+    list_segments,
+    log_dir,
+    segment_name,
+    split_live,
+)
 
 log = logging.getLogger("llmgw.log")
 
@@ -155,10 +162,10 @@ class LogWriter:
         live, _ = split_live([s for s in list_segments(self.directory) if s.lo > 0])
         by_class: dict[int, list[Segment]] = {}
         for s in live:
-            by_class.setdefault(int(math.log(s.span, FANOUT)), []).append(s)
+            by_class.setdefault(_size_class(s.span), []).append(s)
         for group in by_class.values():
-            if len(group) >= FANOUT:
-                self._merge(group[:FANOUT])
+            for start in range(0, len(group) - FANOUT + 1, FANOUT):
+                self._merge(group[start : start + FANOUT])
 
     def _merge(self, group: list[Segment]) -> None:
         lo, hi = group[0].lo, max(s.hi for s in group)
@@ -187,6 +194,15 @@ class LogWriter:
                     s.path.unlink(missing_ok=True)
             except FileNotFoundError:
                 continue
+
+
+def _size_class(span: int) -> int:
+    """0 for 1..FANOUT-1 flushes, 1 for FANOUT..FANOUT²-1, ..."""
+    level = 0
+    while span >= FANOUT:
+        span //= FANOUT
+        level += 1
+    return level
 
 
 def _fsync(path: Path) -> None:

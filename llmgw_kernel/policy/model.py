@@ -34,7 +34,8 @@ class Provider(_Frozen):
     api_key_env: str | None = Field(default=None, description="Environment variable holding the key")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
     timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = Field(
-        default=600_000, description="Per-attempt timeout (non-streamed: whole response; streamed: first byte and each gap)"
+        default=600_000,
+        description="Per-attempt timeout (non-streamed: whole response; streamed: first byte and each gap)",
     )
     stream_usage: bool = Field(
         default=True,

@@ -39,9 +39,7 @@ class DemoAdapter:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": target.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": usage,
         }
         return Reply(orjson.dumps(reply), usage)
@@ -112,9 +110,16 @@ def _embed(text: str) -> list[float]:
 
 
 async def _stream(text: str, model: str, prompt_tokens: int, include_usage: bool) -> AsyncIterator[bytes]:
-    head = {"id": "chatcmpl-demo-" + _digest(text)[:20], "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    head = {
+        "id": "chatcmpl-demo-" + _digest(text)[:20],
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
     words = text.split(" ")
-    yield orjson.dumps({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    yield orjson.dumps(
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    )
     for i in range(0, len(words), 4):
         piece = " ".join(words[i : i + 4]) + (" " if i + 4 < len(words) else "")
         yield orjson.dumps({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})

@@ -7,7 +7,6 @@ the stream; that extra usage chunk is dropped before the client sees it unless i
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -65,14 +64,14 @@ class OpenAIAdapter:
     async def _post(self, url: str, body: dict[str, Any], timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         try:
             resp = await self._session.post(url, data=orjson.dumps(body), headers=self._headers(), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError("timeout", f"provider {self.name!r} did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError("connection", self._scrub(f"cannot reach provider {self.name!r}: {exc}")) from None
         if resp.status >= 400:
             try:
                 raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 raw = b""
             finally:
                 resp.release()
@@ -82,10 +81,12 @@ class OpenAIAdapter:
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError("timeout", f"provider {self.name!r} did not finish in time") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError("connection", self._scrub(f"provider {self.name!r} broke the response: {exc}")) from None
+            raise UpstreamError(
+                "connection", self._scrub(f"provider {self.name!r} broke the response: {exc}")
+            ) from None
         finally:
             resp.release()
 
@@ -115,6 +116,7 @@ class OpenAIAdapter:
         return reply
 
     async def _events(self, resp: aiohttp.ClientResponse, reply: StreamReply, drop_usage: bool) -> AsyncIterator[bytes]:
+        finished = False
         try:
             async for payload in iter_data(resp.content.iter_any()):
                 if payload == DONE:
@@ -128,12 +130,16 @@ class OpenAIAdapter:
                         if drop_usage and not chunk.get("choices"):
                             continue  # the chunk only the gateway asked for
                 yield payload
-        except asyncio.TimeoutError:
+            finished = True
+        except TimeoutError:
             raise UpstreamError("timeout", f"provider {self.name!r} stalled mid-stream") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError("connection", self._scrub(f"provider {self.name!r} broke the stream: {exc}")) from None
         finally:
-            resp.release()
+            if finished:
+                resp.release()
+            else:
+                resp.close()  # abandoned or broken: drop the connection so the upstream stops
 
 
 async def _never() -> AsyncIterator[bytes]:

@@ -63,16 +63,20 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
         snap = gw.snapshot
         routes = {}
         for name, route in snap.policy.routes.items():
-            missing = [
-                f"{t.id}: {r}" for t in route.targets if (r := snap.adapters[t.provider].unavailable_reason())
-            ]
+            missing = [f"{t.id}: {r}" for t in route.targets if (r := snap.adapters[t.provider].unavailable_reason())]
             routes[name] = "ok" if len(missing) < len(route.targets) else "unavailable (" + "; ".join(missing) + ")"
         report.update(
             policy_version=snap.policy.version,
             policy_file=str(gw.policy_path),
             policy_reload_error=gw.last_reload_error,
             routes=routes,
-            log={"rows_written": writer.rows_written, "buffered": writer.buffered, "last_flush_age_s": round(time.time() - writer.last_flush_at, 3)} if writer else None,
+            log={
+                "rows_written": writer.rows_written,
+                "buffered": writer.buffered,
+                "last_flush_age_s": round(time.time() - writer.last_flush_at, 3),
+            }
+            if writer
+            else None,
             keys="open: no virtual keys exist, every request is accepted (local development)",
         )
     return not reasons, report
@@ -122,7 +126,9 @@ class GatewayApp:
                     if scope["method"] == "HEAD" and "GET" in methods:
                         handler = methods["GET"]
                     else:
-                        await send_error(send, method_not_allowed(scope["method"], path), [(b"allow", ", ".join(methods).encode())])
+                        await send_error(
+                            send, method_not_allowed(scope["method"], path), [(b"allow", ", ".join(methods).encode())]
+                        )
                         return
                 await handler(self.gateway, scope, receive, send)
                 return

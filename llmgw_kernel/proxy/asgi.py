@@ -76,7 +76,11 @@ def _too_large(limit: int) -> GatewayError:
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
     await send(
-        {"type": "http.response.start", "status": status, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
     )
     await send({"type": "http.response.body", "body": body})
 

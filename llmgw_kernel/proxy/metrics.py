@@ -18,7 +18,10 @@ class Metrics:
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         self.requests = Counter(
-            "llmgw_requests", "Requests by route, served model and HTTP status", ["route", "model", "status"], registry=r
+            "llmgw_requests",
+            "Requests by route, served model and HTTP status",
+            ["route", "model", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "llmgw_request_duration_seconds", "Arrival to last byte", ["route"], buckets=LATENCY_BUCKETS, registry=r

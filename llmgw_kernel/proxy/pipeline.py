@@ -63,7 +63,9 @@ def _upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
     if err.kind == "timeout":
         return GatewayError(504, f"{where}: {err.message}", "timeout", code="upstream_timeout", outcome="timeout")
     if err.kind in ("connection", "protocol"):
-        return GatewayError(502, f"{where}: {err.message}", "upstream_error", code="upstream_unreachable", outcome="upstream_error")
+        return GatewayError(
+            502, f"{where}: {err.message}", "upstream_error", code="upstream_unreachable", outcome="upstream_error"
+        )
     status = err.status or 502
     if status in (401, 403):
         return GatewayError(
@@ -96,7 +98,9 @@ async def _attempt(
             result = await call(adapter, target, dict(body))
         except UpstreamError as err:
             ms = (_perf() - t) * 1000
-            rec.attempts.append({"target": target_id, "status": err.status, "latency_ms": ms, "error": f"{err.kind}: {err.message}"})
+            rec.attempts.append(
+                {"target": target_id, "status": err.status, "latency_ms": ms, "error": f"{err.kind}: {err.message}"}
+            )
             gw.metrics.upstream_error(target.provider, target.model, err.kind, err.status)
             last = (err, target_id)
             if err.retryable:
@@ -162,7 +166,9 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoi
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise bad_request(f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json") from None
+            raise bad_request(
+                f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json"
+            ) from None
         rec.route = route = check_model(body)
         if endpoint == "chat.completions":
             check_chat(body)
@@ -205,7 +211,13 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoi
         log.info("%s %s abandoned by the client", rec.request_id, rec.route)
     except Exception as exc:  # a bug of ours: answer 500, log it, keep serving
         log.exception("%s failed", rec.request_id)
-        err = GatewayError(500, f"Internal gateway error ({type(exc).__name__}); request id {rec.request_id}", "server_error", code="internal_error", outcome="error")
+        err = GatewayError(
+            500,
+            f"Internal gateway error ({type(exc).__name__}); request id {rec.request_id}",
+            "server_error",
+            code="internal_error",
+            outcome="error",
+        )
         _fail(rec, err)
         if not flight.started and not flight.disconnected:
             flight.done = True

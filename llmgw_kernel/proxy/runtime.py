@@ -47,7 +47,9 @@ def build_snapshot(policy: Policy, ctx: AdapterContext) -> Snapshot:
     adapters = {name: build_adapter(name, p, ctx) for name, p in policy.providers.items()}
     targets = {r: {t.id: t for t in route.targets} for r, route in policy.routes.items()}
     usable = [
-        r for r, route in policy.routes.items() if any(adapters[t.provider].unavailable_reason() is None for t in route.targets)
+        r
+        for r, route in policy.routes.items()
+        if any(adapters[t.provider].unavailable_reason() is None for t in route.targets)
     ]
     models = {
         "object": "list",
@@ -78,7 +80,10 @@ class Gateway:
         self._stamp = _stat(self.policy_path)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",), json_serialize=None  # type: ignore[arg-type]
+            connector=connector,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            json_serialize=None,  # type: ignore[arg-type]
         )
         self.writer = LogWriter(self.data_dir, policy.log.flush_ms)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))

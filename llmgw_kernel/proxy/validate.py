@@ -30,7 +30,9 @@ _CHAT_FIELDS: dict[str, tuple[tuple[type, ...], str, tuple[float, float] | None]
 }
 
 
-def _check_fields(body: dict[str, Any], table: dict[str, tuple[tuple[type, ...], str, tuple[float, float] | None]]) -> None:
+def _check_fields(
+    body: dict[str, Any], table: dict[str, tuple[tuple[type, ...], str, tuple[float, float] | None]]
+) -> None:
     for name, (types, desc, bounds) in table.items():
         value = body.get(name)
         if value is None:
@@ -38,7 +40,11 @@ def _check_fields(body: dict[str, Any], table: dict[str, tuple[tuple[type, ...],
         if not isinstance(value, types) or (bool in types) != isinstance(value, bool):
             raise bad_request(f"'{name}' must be {desc}, got {type(value).__name__}", param=name, code="invalid_type")
         if bounds and not (bounds[0] <= value <= bounds[1]):
-            raise bad_request(f"'{name}' must be between {bounds[0]:g} and {bounds[1]:g}, got {value}", param=name, code="invalid_value")
+            raise bad_request(
+                f"'{name}' must be between {bounds[0]:g} and {bounds[1]:g}, got {value}",
+                param=name,
+                code="invalid_value",
+            )
 
 
 def check_model(body: Any) -> str:
@@ -46,7 +52,11 @@ def check_model(body: Any) -> str:
         raise bad_request("The request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise bad_request("'model' is required and must be a non-empty string", param="model", code="missing_required_parameter" if model is None else "invalid_type")
+        raise bad_request(
+            "'model' is required and must be a non-empty string",
+            param="model",
+            code="missing_required_parameter" if model is None else "invalid_type",
+        )
     return model
 
 
@@ -61,11 +71,17 @@ def check_chat(body: dict[str, Any]) -> None:
         if not isinstance(msg, dict):
             raise bad_request(f"'messages[{i}]' must be an object", param=f"messages[{i}]", code="invalid_type")
         if not isinstance(msg.get("role"), str):
-            raise bad_request(f"'messages[{i}].role' is required and must be a string", param=f"messages[{i}].role", code="invalid_value")
+            raise bad_request(
+                f"'messages[{i}].role' is required and must be a string",
+                param=f"messages[{i}].role",
+                code="invalid_value",
+            )
     _check_fields(body, _CHAT_FIELDS)
     opts = body.get("stream_options")
     if opts is not None and not body.get("stream"):
-        raise bad_request("'stream_options' is only allowed when 'stream' is true", param="stream_options", code="invalid_value")
+        raise bad_request(
+            "'stream_options' is only allowed when 'stream' is true", param="stream_options", code="invalid_value"
+        )
 
 
 def check_embeddings(body: dict[str, Any]) -> None:

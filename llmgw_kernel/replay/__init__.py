@@ -62,12 +62,15 @@ def _window_sql(since: datetime | str | None, until: datetime | str | None) -> t
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def load_window(log: duckdb.DuckDBPyConnection | str | os.PathLike[str], since=None, until=None) -> pd.DataFrame:
-    """The logged requests of a window, oldest first, with the columns replay reads."""
+def load_window(
+    log: duckdb.DuckDBPyConnection | str | os.PathLike[str], since=None, until=None
+) -> dict[str, list[Any]]:
+    """The logged requests of a window, oldest first: column name → Python values (None = NULL)."""
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
     where, params = _window_sql(since, until)
     cols = ", ".join(_LOG_COLUMNS)
-    return con.execute(f"SELECT {cols} FROM requests{where} ORDER BY ts, request_id", params).df()
+    rows = con.execute(f"SELECT {cols} FROM requests{where} ORDER BY ts, request_id", params).fetchall()
+    return {name: [r[i] for r in rows] for i, name in enumerate(_LOG_COLUMNS)}
 
 
 def replay(
@@ -80,42 +83,56 @@ def replay(
 
     ``log`` is a connection from :func:`open_log` or a data directory.
     """
+    import pandas as pd
+
     pol = load_policy(policy)
-    frame = load_window(log, since, until)
-    decisions = frame[["request_id", "ts", "route"]].copy()
-    differs = None
+    window = load_window(log, since, until)
+    n = len(window["request_id"])
+    columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
+    differs = [False] * n
     differences: dict[str, int] = {}
-    summary: dict[str, Any] = {"policy_version": pol.version, "requests": len(frame)}
+    summary: dict[str, Any] = {"policy_version": pol.version, "requests": n}
     for stage in STAGES:
-        cols, diff = stage.replay(pol, frame)
-        for name, values in cols.items():
-            decisions[name] = values
-        differences[stage.name] = int(diff.sum()) if len(diff) else 0
-        differs = diff if differs is None else (differs | diff)
-        summary.update(stage.summarize(pol, frame, decisions))
-    decisions["differs"] = differs if differs is not None else False
-    summary["differs_from_log"] = {**differences, "any": int(decisions["differs"].sum()) if len(decisions) else 0}
-    summary.update(_observed(frame))
-    return ReplayResult(pol, decisions.set_index("request_id", drop=False), summary, differences)
+        cols, diff = stage.replay(pol, window)
+        columns.update(cols)
+        differences[stage.name] = sum(diff)
+        differs = [a or b for a, b in zip(differs, diff, strict=True)]
+        summary.update(stage.summarize(pol, window, cols))
+    columns["differs"] = differs
+    summary["differs_from_log"] = {**differences, "any": sum(differs)}
+    summary.update(_observed(window))
+    decisions = pd.DataFrame(columns).set_index("request_id", drop=False)
+    return ReplayResult(pol, decisions, summary, differences)
 
 
-def _observed(frame: pd.DataFrame) -> dict[str, Any]:
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    pos = (len(values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (pos - lo), 3)
+
+
+def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
     """What the log itself says about the window (the baseline a replay is read against)."""
-    if not len(frame):
+    n = len(window["request_id"])
+    if not n:
         return {"window": None, "logged": {}}
-    ok = frame["outcome"] == "ok"
-    lat = frame.loc[ok, "latency_ms"]
+    ok = [o == "ok" for o in window["outcome"]]
+    lat = [v for v, good in zip(window["latency_ms"], ok, strict=True) if good and v is not None]
     return {
-        "window": {"since": str(frame["ts"].min()), "until": str(frame["ts"].max())},
+        "window": {"since": str(min(window["ts"])), "until": str(max(window["ts"]))},
         "logged": {
-            "ok": int(ok.sum()),
-            "errors": int((~ok).sum()),
-            "error_rate": round(float((~ok).mean()), 6),
-            "latency_ms_p50": round(float(lat.quantile(0.5)), 3) if len(lat) else None,
-            "latency_ms_p95": round(float(lat.quantile(0.95)), 3) if len(lat) else None,
-            "prompt_tokens": int(frame["prompt_tokens"].fillna(0).sum()),
-            "completion_tokens": int(frame["completion_tokens"].fillna(0).sum()),
-            "policy_versions": sorted(frame["policy_version"].dropna().unique().tolist()),
+            "ok": sum(ok),
+            "errors": n - sum(ok),
+            "error_rate": round((n - sum(ok)) / n, 6),
+            "latency_ms_p50": _quantile(lat, 0.5),
+            "latency_ms_p95": _quantile(lat, 0.95),
+            "prompt_tokens": sum(v or 0 for v in window["prompt_tokens"]),
+            "completion_tokens": sum(v or 0 for v in window["completion_tokens"]),
+            "policy_versions": sorted({v for v in window["policy_version"] if v}),
         },
         "cost_usd": None,  # pricing arrives with the cost stage; unknown is not 0
     }

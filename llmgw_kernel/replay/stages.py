@@ -15,29 +15,30 @@ from typing import TYPE_CHECKING, Any
 from ..decisions.routing import replay_routing
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..policy.model import Policy
+
+
+Columns = dict[str, list[Any]]  # column name -> one value per logged request
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    replay: Callable[[Policy, pd.DataFrame], tuple[dict[str, list[Any]], pd.Series]]
-    summarize: Callable[[Policy, pd.DataFrame, pd.DataFrame], dict[str, Any]]
+    replay: Callable[[Policy, Columns], tuple[Columns, list[bool]]]
+    summarize: Callable[[Policy, Columns, Columns], dict[str, Any]]
 
 
-def _routing(policy: Policy, frame: pd.DataFrame) -> tuple[dict[str, list[Any]], pd.Series]:
-    import pandas as pd
-
+def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
     plans: list[list[str] | None] = []
     firsts: list[str | None] = []
     reasons: list[str | None] = []
     logged_firsts: list[str | None] = []
     differs: list[bool] = []
-    for rid, route, plan, err in zip(frame["request_id"], frame["route"], frame["plan"], frame["error_type"], strict=True):
-        logged = list(plan) if plan is not None and not _isnan(plan) else None
-        decided = replay_routing(policy, rid, route if isinstance(route, str) else None, logged, err if isinstance(err, str) else None)
+    for rid, route, plan, err in zip(
+        window["request_id"], window["route"], window["plan"], window["error_type"], strict=True
+    ):
+        logged = list(plan) if plan is not None else None
+        decided = replay_routing(policy, rid, route, logged, err)
         new_plan = list(decided.targets) if decided is not None else None
         plans.append(new_plan)
         firsts.append(new_plan[0] if new_plan else None)
@@ -50,28 +51,21 @@ def _routing(policy: Policy, frame: pd.DataFrame) -> tuple[dict[str, list[Any]],
         "replay_plan": plans,
         "replay_route_reason": reasons,
     }
-    return cols, pd.Series(differs, index=frame.index, dtype=bool)
+    return cols, differs
 
 
-def _isnan(value: Any) -> bool:
-    return isinstance(value, float) and value != value
-
-
-def _routing_summary(policy: Policy, frame: pd.DataFrame, decisions: pd.DataFrame) -> dict[str, Any]:
-    routed = [t for t in decisions["replay_target"] if t] if len(decisions) else []
-    logged = [t for t in decisions["logged_target"] if t] if len(decisions) else []
-    unknown = int(sum(1 for p in decisions["replay_plan"] if p == [])) if len(decisions) else 0
+def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
+    routed = [t for t in decisions["replay_target"] if t]
+    logged = [t for t in decisions["logged_target"] if t]
     return {
         "routing": {
             "routed": len(routed),
-            "unknown_model": unknown,
+            "unknown_model": sum(1 for p in decisions["replay_plan"] if p == []),
             "first_target_share": _shares(routed),
             "logged_first_target_share": _shares(logged),
-            "first_target_changed": int(
-                sum(1 for a, b in zip(decisions["logged_target"], decisions["replay_target"], strict=True) if a != b)
-            )
-            if len(decisions)
-            else 0,
+            "first_target_changed": sum(
+                1 for a, b in zip(decisions["logged_target"], decisions["replay_target"], strict=True) if a != b
+            ),
         }
     }
 

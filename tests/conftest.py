@@ -1,0 +1,165 @@
+"""Shared fixtures: a fake OpenAI upstream over real HTTP, and real `llmgw serve` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(api_key=UPSTREAM_KEY).start()
+    yield fake
+    fake.stop()
+
+
+def policy_for(upstream_url: str, **extra) -> dict:
+    """A policy in front of the fake upstream: the DESIGN.md minimal shape plus test routes."""
+    policy = {
+        "providers": {
+            "local": {"kind": "openai", "base_url": upstream_url, "api_key_env": "LOCAL_API_KEY", "timeout_ms": 1500},
+            "other": {"kind": "openai", "base_url": upstream_url, "api_key_env": "LOCAL_API_KEY"},
+            "nokey": {"kind": "openai", "base_url": upstream_url, "api_key_env": "LLMGW_TEST_UNSET_KEY"},
+            "demo": {"kind": "demo"},
+        },
+        "routes": {
+            "gpt-4o-mini": {"targets": [{"provider": "local", "model": "gpt-4o-mini", "weight": 1}]},
+            "split": {
+                "targets": [
+                    {"provider": "local", "model": "gpt-4o-mini", "weight": 70},
+                    {"provider": "other", "model": "gpt-4o", "weight": 30},
+                ]
+            },
+            "fallback": {
+                "targets": [{"provider": "local", "model": "status-503"}, {"provider": "other", "model": "gpt-4o"}]
+            },
+            "broken-500": {"targets": [{"provider": "local", "model": "status-500"}]},
+            "broken-400": {"targets": [{"provider": "local", "model": "status-400"}]},
+            "broken-401": {"targets": [{"provider": "local", "model": "status-401"}]},
+            "slow-json": {"targets": [{"provider": "local", "model": "slow-json"}]},
+            "hang": {"targets": [{"provider": "local", "model": "hang"}]},
+            "reset": {"targets": [{"provider": "local", "model": "reset"}]},
+            "slow-stream": {"targets": [{"provider": "local", "model": "slow-stream"}]},
+            "no-key": {"targets": [{"provider": "nokey", "model": "gpt-4o-mini"}]},
+            "demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]},
+            "text-embedding-3-small": {"targets": [{"provider": "local", "model": "text-embedding-3-small"}]},
+        },
+        "log": {"flush_ms": 100},
+        "server": {"max_request_bytes": 65536},
+    }
+    policy.update(extra)
+    return policy
+
+
+class Gateway:
+    """A real `llmgw serve` subprocess."""
+
+    def __init__(self, tmp: Path, policy: dict, env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.policy_path = tmp / "policies" / "live.yaml"
+        self.policy_path.parent.mkdir(parents=True, exist_ok=True)
+        self.policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        self.data_dir = tmp / "data"
+        self.log_path = tmp / "serve.log"
+        full_env = {**os.environ, "LOCAL_API_KEY": UPSTREAM_KEY, **(env or {})}
+        full_env.pop("LLMGW_TEST_UNSET_KEY", None)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--policy", str(self.policy_path), "--data-dir", str(self.data_dir), "--drain-timeout", "10"],
+            stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=tmp,
+        )  # fmt: skip
+        self.wait_ready()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llmgw serve exited with {self.proc.returncode}:\n{self.server_log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"llmgw serve not ready in {timeout}s:\n{self.server_log()}")
+
+    def server_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp("gw"), policy_for(upstream.base_url))
+    yield gw
+    gw.terminate()
+
+
+@pytest.fixture
+def make_gateway(upstream: FakeOpenAI, tmp_path: Path) -> Iterator:
+    started: list[Gateway] = []
+
+    def make(policy: dict | None = None, env: dict[str, str] | None = None) -> Gateway:
+        gw = Gateway(tmp_path / f"gw{len(started)}", policy or policy_for(upstream.base_url), env)
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.terminate()
+
+
+def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 5.0) -> list[dict]:
+    """Rows of the gateway's log matching `where`, once there are at least n (read via open_log)."""
+    from llmgw_kernel import open_log
+
+    con = open_log(gw.data_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        rel = con.sql(f"SELECT * FROM requests WHERE {where} ORDER BY ts")
+        rows = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+        if len(rows) >= n or time.monotonic() > deadline:
+            con.close()
+            return rows
+        time.sleep(0.05)

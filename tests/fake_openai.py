@@ -1,0 +1,176 @@
+"""A fake OpenAI-compatible upstream speaking the documented wire format over real HTTP.
+
+Behaviour is chosen by the ``model`` the gateway sends (the target's model name):
+
+- anything else: a normal ``chat.completion`` (or a stream of ``chat.completion.chunk``
+  events, with a final usage chunk only when ``stream_options.include_usage`` is true);
+- ``status-NNN``: an OpenAI error body with HTTP status NNN;
+- ``hang``: never answers (until the client gives up);
+- ``slow-json``: answers normally after 1 s;
+- ``reset``: closes the connection without answering;
+- ``slow-stream``: one chunk every 100 ms for 10 s (to test client disconnects).
+
+It checks ``Authorization: Bearer <key>`` when started with a key, and records every
+request (``.requests``) and every stream the client cancelled (``.cancelled``).
+Run standalone: ``python tests/fake_openai.py --port 9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+
+class FakeOpenAI:
+    def __init__(self, api_key: str | None = None) -> None:
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.cancelled = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle (runs on its own thread and loop) ----------------------------------------
+    def start(self, port: int = 0) -> FakeOpenAI:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._start(port))
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True, name="fake-openai")
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    async def _start(self, port: int) -> None:
+        app = web.Application(client_max_size=64 << 20)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- handlers ---------------------------------------------------------------------------
+    def _auth(self, request: web.Request) -> web.Response | None:
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        return None
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return body
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._record(request)
+        model = body.get("model", "")
+        if model.startswith("status-"):
+            status = int(model.split("-", 1)[1])
+            return _error(
+                status,
+                f"fake upstream failure {status}",
+                "server_error" if status >= 500 else "invalid_request_error",
+                None,
+            )
+        if model == "hang":
+            await asyncio.sleep(30)
+        if model == "slow-json":
+            await asyncio.sleep(1.0)
+        if model == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if not isinstance(body.get("messages"), list):
+            return _error(400, "'messages' is a required property", "invalid_request_error", None)
+        text = "Hello from the fake upstream: " + str(body["messages"][-1].get("content"))[:200]
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        created = int(time.time())
+        if not body.get("stream"):
+            n = int(body.get("n") or 1)
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None} for i in range(n)],
+                "usage": usage, "system_fingerprint": "fp_fake",
+            })  # fmt: skip
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
+        words = text.split(" ")
+        delay = 0.1 if model == "slow-stream" else 0.0
+        if model == "slow-stream":
+            words = [f"w{i} " for i in range(100)]
+        try:
+            await _send(
+                resp,
+                {
+                    **head,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                },
+            )
+            for word in words:
+                if delay:
+                    await asyncio.sleep(delay)
+                await _send(
+                    resp, {**head, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                )
+            await _send(resp, {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            opts = body.get("stream_options") or {}
+            if opts.get("include_usage"):
+                await _send(resp, {**head, "choices": [], "usage": usage})
+            await resp.write(b"data: [DONE]\n\n")
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled += 1
+            raise
+        return resp
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._record(request)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+        )
+
+
+async def _send(resp: web.StreamResponse, chunk: dict[str, Any]) -> None:
+    await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+
+def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": type_, "param": None, "code": code}}, status=status)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=9000)
+    ap.add_argument("--api-key", default=None)
+    args = ap.parse_args()
+    fake = FakeOpenAI(args.api_key).start(args.port)
+    print(f"fake OpenAI upstream on {fake.base_url}", flush=True)
+    threading.Event().wait()

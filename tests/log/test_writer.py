@@ -1,0 +1,99 @@
+"""The writer and reader in one process: segments, compaction, superseded files, restarts."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from llmgw_kernel.log import LogWriter, RequestRecord, open_log
+from llmgw_kernel.log.segments import list_segments, log_dir, split_live
+from llmgw_kernel.log.writer import FANOUT
+
+
+def record(i: int) -> RequestRecord:
+    rec = RequestRecord(f"req_{i:05d}", time.time(), "chat.completions")
+    rec.route, rec.status, rec.outcome, rec.plan = "m", 200, "ok", ("a/x",)
+    rec.request_raw = b'{"model":"m","messages":[{"role":"user","content":"hi %d"}]}' % i
+    rec.response_raw = b'{"choices":[{"message":{"content":"yo"}}]}'
+    rec.usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    return rec
+
+
+def test_flush_compaction_and_no_duplicates(tmp_path):
+    w = LogWriter(tmp_path, flush_ms=60000)
+    n = FANOUT * 2 + 3
+    for i in range(n):
+        w.append(record(i))
+        w.flush()  # one segment per row
+    w._compact_locked()
+    live, superseded = split_live([s for s in list_segments(log_dir(tmp_path)) if s.lo > 0])
+    assert len(superseded) == FANOUT * 2  # both full runs were merged
+    assert len(live) == 2 + 3
+    con = open_log(tmp_path)
+    assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM requests").fetchone() == (n, n)
+    w.close()
+
+
+def test_superseded_segments_are_deleted_after_grace(tmp_path, monkeypatch):
+    import llmgw_kernel.log.writer as writer
+
+    monkeypatch.setattr(writer, "GRACE_S", 0.0)
+    w = LogWriter(tmp_path, flush_ms=60000)
+    for i in range(FANOUT):
+        w.append(record(i))
+        w.flush()
+    w._compact_locked()
+    time.sleep(0.01)
+    w._collect_garbage()
+    names = [s.path.name for s in list_segments(log_dir(tmp_path)) if s.lo > 0]
+    assert names == [f"seg-{1:016d}-{FANOUT:016d}.parquet"]
+    assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (FANOUT,)
+    w.close()
+
+
+def test_restart_continues_the_sequence_and_keeps_rows(tmp_path):
+    w = LogWriter(tmp_path)
+    w.append(record(1))
+    w.close()
+    w = LogWriter(tmp_path)
+    w.append(record(2))
+    w.close()
+    con = open_log(tmp_path)
+    assert [r[0] for r in con.sql("SELECT request_id FROM requests ORDER BY request_id").fetchall()] == [
+        "req_00001",
+        "req_00002",
+    ]
+
+
+def test_body_modes(tmp_path):
+    w = LogWriter(tmp_path)
+    for i, mode in enumerate(("full", "hashed", "none")):
+        rec = record(i)
+        rec.body_mode = mode
+        w.append(rec)
+    w.close()
+    rows = (
+        open_log(tmp_path)
+        .sql(
+            "SELECT body_mode, request_body IS NOT NULL, request_hash IS NOT NULL, response_body IS NOT NULL FROM requests ORDER BY request_id"
+        )
+        .fetchall()
+    )
+    assert rows == [("full", True, True, True), ("hashed", False, True, False), ("none", False, False, False)]
+
+
+def test_failed_flush_keeps_rows_and_reports(tmp_path):
+    w = LogWriter(tmp_path, flush_ms=60000)
+    w.append(record(1))
+    directory = log_dir(tmp_path)
+    os.chmod(directory, 0o500)
+    try:
+        if os.access(directory, os.W_OK):  # running as root: permissions do not stop us
+            return
+        w.flush()
+        assert not w.healthy and w.buffered == 1
+    finally:
+        os.chmod(directory, 0o700)
+    w.flush()
+    assert w.healthy and w.buffered == 0
+    w.close()

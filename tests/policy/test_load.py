@@ -1,0 +1,112 @@
+"""Loading and validating policies: the DESIGN.md minimal policy, error paths, versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from pydantic import ValidationError
+
+from llmgw_kernel import PolicyError, load_policy
+from llmgw_kernel.policy.schema import policy_json_schema
+
+MINIMAL = textwrap.dedent("""
+    providers:
+      local:
+        kind: openai              # openai | azure | anthropic | gemini | demo (built-in, offline)
+        base_url: http://127.0.0.1:9000/v1
+        api_key_env: LOCAL_API_KEY
+    routes:
+      gpt-4o-mini:                # the model name clients send
+        targets:
+          - {provider: local, model: gpt-4o-mini, weight: 1}
+""")
+
+
+def test_minimal_policy_from_design_md(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(MINIMAL)
+    policy = load_policy(path)
+    target = policy.routes["gpt-4o-mini"].targets[0]
+    assert (target.provider, target.model, target.weight) == ("local", "gpt-4o-mini", 1)
+    assert policy.providers["local"].api_key_env == "LOCAL_API_KEY"
+    assert policy.log.bodies == "full"  # documented default
+    with pytest.raises(ValidationError):
+        policy.routes["gpt-4o-mini"].targets[0].weight = 2  # frozen
+
+
+def test_version_is_content_derived(tmp_path):
+    a = load_policy(
+        {"providers": {"d": {"kind": "demo"}}, "routes": {"m": {"targets": [{"provider": "d", "model": "x"}]}}}
+    )
+    b = load_policy(
+        {"routes": {"m": {"targets": [{"model": "x", "provider": "d"}]}}, "providers": {"d": {"kind": "demo"}}}
+    )
+    c = load_policy(
+        {"providers": {"d": {"kind": "demo"}}, "routes": {"m": {"targets": [{"provider": "d", "model": "y"}]}}}
+    )
+    assert a.version == b.version != c.version
+    assert a.version.startswith("p-") and len(a.version) == 14
+
+
+ERRORS = [
+    ({"routes": {"m": {"targets": [{"provider": "d", "model": "x", "weight": -1}]}}, "providers": {"d": {"kind": "demo"}}},
+     "routes.m.targets[0].weight", "greater than or equal to 0"),
+    ({"routes": {"m": {"targets": [{"provider": "nope", "model": "x"}]}}, "providers": {"d": {"kind": "demo"}}},
+     "routes.m.targets[0].provider", "unknown provider 'nope'"),
+    ({"routes": {"m": {"targets": []}}}, "routes.m.targets", "at least 1"),
+    ({"routes": {}, "providers": {"p": {"kind": "openai"}}}, "providers.p", "base_url is required"),
+    ({"routes": {}, "providers": {"p": {"kind": "smoke-signals"}}}, "providers.p.kind", "Input should be"),
+    ({"routes": {}, "cache": {"exact": {}}}, "cache", "unknown key"),
+    ({"providers": {}}, "routes", "Field required"),
+    ({"routes": {"m": {"targets": [{"provider": "d", "model": "x", "weight": 1}, {"provider": "d", "model": "y"}]}},
+      "providers": {"d": {"kind": "demo"}}}, "routes.m", "every target has a weight or none"),
+    ({"routes": {}, "log": {"bodies": "some"}}, "log.bodies", "'full', 'hashed' or 'none'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("doc", "path", "fragment"), ERRORS, ids=[e[1] for e in ERRORS])
+def test_errors_name_their_path(doc, path, fragment):
+    with pytest.raises(PolicyError) as exc:
+        load_policy(doc)
+    assert any(p == path and fragment in m for p, m in exc.value.errors), exc.value.errors
+
+
+def test_validate_cli(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(MINIMAL)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("weight: 1", "weight: -3") + "surprise: 1\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("routes: [\n")
+    run = lambda *files: subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", "policy", "validate", *map(str, files)], capture_output=True, text=True
+    )  # noqa: E731
+    ok = run(good)
+    assert ok.returncode == 0 and "ok (p-" in ok.stdout
+    out = run(bad)
+    assert out.returncode == 1
+    assert f"{bad}: routes.gpt-4o-mini.targets[0].weight: Input should be greater than or equal to 0" in out.stdout
+    assert f"{bad}: surprise: unknown key" in out.stdout
+    out = run(broken)
+    assert out.returncode == 1 and "not valid YAML" in out.stdout and "line 2" in out.stdout
+
+
+def test_json_schema_is_exported_and_matches_the_bundled_copy():
+    from importlib import resources
+
+    schema = policy_json_schema()
+    assert schema["title"] == "llmgw policy" and "routes" in schema["required"]
+    bundled = json.loads(resources.files("llmgw_kernel").joinpath("schema/policy.schema.json").read_text())
+    assert bundled == schema, "regenerate with: llmgw policy schema > llmgw_kernel/schema/policy.schema.json"
+
+
+def test_bundled_default_policy_validates():
+    from llmgw_kernel.policy.lifecycle import bundled_default_text
+    from llmgw_kernel.policy.load import parse_policy_text, validate_policy
+
+    policy = validate_policy(parse_policy_text(bundled_default_text()))
+    assert policy.providers["demo"].kind == "demo" and "demo" in policy.routes
