@@ -93,6 +93,16 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traffic(args: argparse.Namespace) -> int:
+    from .traffic import serve_synthetic_traffic
+
+    report = serve_synthetic_traffic(
+        args.policy, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed, url=args.url
+    )
+    print(f"sent {report.sent} requests: {report.ok} ok, {report.errors} errors; log in {report.data_dir}")
+    return 0
+
+
 def _print_summary(summary: dict, indent: int = 0) -> None:
     for key, value in summary.items():
         if isinstance(value, dict) and value:
@@ -151,6 +161,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--until", default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_replay)
+
+    t = sub.add_parser("traffic", help="serve synthetic traffic through a real server (for demos and notebooks)")
+    t.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    t.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    t.add_argument("-n", type=int, default=200, help="number of requests")
+    t.add_argument("--route", action="append", help="route to use (repeatable; default: every route)")
+    t.add_argument("--seed", type=int, default=7)
+    t.add_argument("--url", default=None, help="use a running server instead of starting one")
+    t.set_defaults(func=_traffic)
     return p
 
 

@@ -1,0 +1,125 @@
+"""Synthetic traffic served through a real ``llmgw serve`` — to make logs for notebooks,
+demos and replay checks without any provider account.
+
+    llmgw traffic --policy policies/live.yaml --data-dir llmgw-data -n 200
+
+starts the server on a free loopback port (unless ``--url`` points at a running one), sends
+``n`` chat requests spread over the policy's routes (a mix of plain and streamed, with
+metadata tags), then stops it with SIGTERM so every row is flushed. Prompts come from a small
+built-in list, with repeats and paraphrases, so later cache analyses have something to find.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROMPTS = (
+    "How do I convert Celsius to Fahrenheit?",
+    "How can I convert Fahrenheit to Celsius?",
+    "What is the capital of France?",
+    "What's the capital city of France?",
+    "Summarise the plot of Hamlet in two sentences.",
+    "Write a haiku about autumn rain.",
+    "Explain what a hash map is to a beginner.",
+    "What is a hash table, explained simply?",
+    "List three uses of Python decorators.",
+    "Translate 'good morning' into Vietnamese.",
+    "How many days are there in a leap year?",
+    "Why is the sky blue?",
+)
+TEAMS = ("search", "support", "analytics")
+
+
+@dataclass
+class TrafficReport:
+    sent: int
+    ok: int
+    errors: int
+    data_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_synthetic_traffic(
+    policy: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    n: int = 200,
+    routes: Sequence[str] | None = None,
+    seed: int = 7,
+    stream_share: float = 0.2,
+    url: str | None = None,
+) -> TrafficReport:
+    """Send ``n`` requests through a real server (started here unless ``url`` is given)."""
+    import httpx
+
+    from .policy.load import load_policy
+
+    pol = load_policy(policy)
+    chosen = list(routes or pol.routes)
+    rng = random.Random(seed)  # seeded: the same call makes the same traffic
+    proc = None
+    log_file = None
+    if url is None:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--policy", str(policy), "--data-dir", str(data_dir), "--no-dashboards"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        _wait_ready(url, proc)
+    ok = errors = 0
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(n):
+                route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
+                body = {
+                    "model": route,
+                    "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
+                    "metadata": {"team": rng.choice(TEAMS)},
+                }
+                if rng.random() < stream_share:
+                    body["stream"] = True
+                r = client.post("/v1/chat/completions", json=body)
+                if r.status_code == 200:
+                    ok += 1
+                else:
+                    errors += 1
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        if log_file is not None:
+            log_file.close()
+    return TrafficReport(n, ok, errors, Path(data_dir))
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llmgw serve exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"llmgw serve was not ready within {timeout}s")
