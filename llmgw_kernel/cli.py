@@ -127,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
         help="live policy file (created from the bundled default if missing)",
     )
     s.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    s.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM")
+    s.add_argument("--drain-timeout", type=int, default=30, help="seconds to finish in-flight requests on SIGTERM")
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
     s.add_argument("--log-level", default="info")
     s.set_defaults(func=_serve)

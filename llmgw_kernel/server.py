@@ -58,7 +58,7 @@ def serve(
     port: int = DEFAULT_PORT,
     policy: Path = DEFAULT_POLICY,
     data_dir: Path = DEFAULT_DATA_DIR,
-    drain_s: float = 30.0,
+    drain_s: int = 30,
     dashboards: bool = True,
     log_level: str = "info",
 ) -> int:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROMPTS = (
     "How do I convert Celsius to Fahrenheit?",
@@ -87,7 +88,7 @@ def serve_synthetic_traffic(
         with httpx.Client(base_url=url, timeout=30) as client:
             for i in range(n):
                 route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
-                body = {
+                body: dict[str, Any] = {
                     "model": route,
                     "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
                     "metadata": {"team": rng.choice(TEAMS)},

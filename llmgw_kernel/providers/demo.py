@@ -81,11 +81,11 @@ def _answer(body: dict[str, Any]) -> tuple[str, int]:
     words = prompt.split()
     summary = " ".join(words[:24]) + (" ..." if len(words) > 24 else "")
     text = f"[llmgw demo] You said: {summary}" if summary else "[llmgw demo] Hello! Send me a message."
-    prompt_tokens = sum(
-        _count(m.get("content") if isinstance(m.get("content"), str) else orjson.dumps(m.get("content")).decode())
-        for m in body.get("messages") or []
-        if isinstance(m, dict)
-    )
+    prompt_tokens = 0
+    for m in body.get("messages") or []:
+        if isinstance(m, dict):
+            content = m.get("content")
+            prompt_tokens += _count(content if isinstance(content, str) else orjson.dumps(content).decode())
     return text, prompt_tokens
 
 

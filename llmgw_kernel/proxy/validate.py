@@ -39,7 +39,7 @@ def _check_fields(
             continue
         if not isinstance(value, types) or (bool in types) != isinstance(value, bool):
             raise bad_request(f"'{name}' must be {desc}, got {type(value).__name__}", param=name, code="invalid_type")
-        if bounds and not (bounds[0] <= value <= bounds[1]):
+        if bounds and not (bounds[0] <= value <= bounds[1]):  # type: ignore[operator]
             raise bad_request(
                 f"'{name}' must be between {bounds[0]:g} and {bounds[1]:g}, got {value}",
                 param=name,

@@ -45,7 +45,7 @@ def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
         reasons.append(decided.reason if decided is not None else None)
         logged_firsts.append(logged[0] if logged else None)
         differs.append((logged or None) != (new_plan or None))
-    cols = {
+    cols: Columns = {
         "logged_target": logged_firsts,
         "replay_target": firsts,
         "replay_plan": plans,
