@@ -8,7 +8,8 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 - ``hang``: never answers (until the client gives up);
 - ``slow-json``: answers normally after 1 s;
 - ``reset``: closes the connection without answering;
-- ``slow-stream``: one chunk every 100 ms for 10 s (to test client disconnects).
+- ``slow-stream``: one chunk every 100 ms for 10 s (to test client disconnects);
+- ``stream-cut-0`` / ``stream-cut-2``: the connection dies before the first event / after two.
 
 It checks ``Authorization: Bearer <key>`` when started with a key, and records every
 request (``.requests``) and every stream the client cancelled (``.cancelled``).
@@ -120,6 +121,10 @@ class FakeOpenAI:
         await resp.prepare(request)
         head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
         words = text.split(" ")
+        if model == "stream-cut-0":  # headers sent, then the connection dies before any event
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         delay = 0.1 if model == "slow-stream" else 0.0
         if model == "slow-stream":
             words = [f"w{i} " for i in range(100)]
@@ -131,7 +136,11 @@ class FakeOpenAI:
                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
                 },
             )
-            for word in words:
+            for i, word in enumerate(words):
+                if model == "stream-cut-2" and i == 2:  # dies mid-stream
+                    assert request.transport is not None
+                    request.transport.close()
+                    return resp
                 if delay:
                     await asyncio.sleep(delay)
                 await _send(
