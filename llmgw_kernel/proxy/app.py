@@ -16,7 +16,7 @@ import orjson
 
 from . import pipeline
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
-from .errors import method_not_allowed, not_found_path
+from .errors import method_not_allowed, not_found_model, not_found_path
 from .runtime import Gateway
 
 log = logging.getLogger("llmgw.app")
@@ -42,6 +42,15 @@ async def _embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 async def _models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, gw.snapshot.models_body)
+
+
+async def _model(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    name = scope["path"].split("/models/", 1)[1]
+    for model in gw.snapshot.models:
+        if model["id"] == name:
+            await send_json(send, 200, orjson.dumps(model))
+            return
+    await send_error(send, not_found_model(name, [m["id"] for m in gw.snapshot.models]))
 
 
 async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,6 +140,9 @@ class GatewayApp:
                         )
                         return
                 await handler(self.gateway, scope, receive, send)
+                return
+            if path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
+                await _model(self.gateway, scope, receive, send)
                 return
             if self.mount is not None and not path.startswith(_API_PREFIXES):
                 await self.mount(scope, receive, send)

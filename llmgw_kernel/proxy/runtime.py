@@ -36,6 +36,7 @@ class Snapshot:
     adapters: dict[str, Adapter]
     targets: dict[str, dict[str, Target]]  # route -> target id -> target
     version_header: bytes
+    models: list[dict]
     models_body: bytes
 
     def resolve(self, route: str, target_id: str) -> tuple[Target, Adapter]:
@@ -51,11 +52,11 @@ def build_snapshot(policy: Policy, ctx: AdapterContext) -> Snapshot:
         for r, route in policy.routes.items()
         if any(adapters[t.provider].unavailable_reason() is None for t in route.targets)
     ]
-    models = {
+    models: dict = {
         "object": "list",
         "data": [{"id": r, "object": "model", "created": 0, "owned_by": "llmgw"} for r in usable],
     }
-    return Snapshot(policy, adapters, targets, policy.version.encode(), orjson.dumps(models))
+    return Snapshot(policy, adapters, targets, policy.version.encode(), models["data"], orjson.dumps(models))
 
 
 @dataclass

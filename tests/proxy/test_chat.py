@@ -151,6 +151,9 @@ def test_models_lists_usable_routes(gateway):
     ids = {m.id for m in client(gateway).models.list()}
     assert {"gpt-4o-mini", "split", "demo"} <= ids
     assert "no-key" not in ids  # its key variable is unset
+    assert client(gateway).models.retrieve("demo").id == "demo"
+    with pytest.raises(openai.NotFoundError):
+        client(gateway).models.retrieve("no-key")
 
 
 def test_embeddings(gateway, upstream):
