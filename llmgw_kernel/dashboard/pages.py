@@ -1,0 +1,89 @@
+"""Which dashboard pages exist, at which URL, and where their modules are found.
+
+A page module (in the top-level ``dashboards/`` folder) exposes ``make_store(data_dir)``,
+called once per server, and ``page(store)``, called once per browser session and returning
+a Panel object. Installed, ``dashboards/`` is the package ``llmgw_kernel.dashboards``; in a
+checkout that is not installed that way it is found next to the ``llmgw_kernel`` folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+# URL path -> page module name (a file ``dashboards/<name>.py``).
+PAGES: dict[str, str] = {"/": "overview", "/overview": "overview"}
+
+_PACKAGE = "llmgw_kernel.dashboards"
+_FALLBACK_PACKAGE = "llmgw_dashboards"
+
+
+class DashboardsNotFound(RuntimeError):
+    """The page modules are neither installed nor next to the package."""
+
+
+def repo_dashboards_dir() -> Path:
+    """``dashboards/`` of the checkout this ``llmgw_kernel`` was imported from."""
+    return Path(__file__).resolve().parents[2] / "dashboards"
+
+
+def load_page_module(name: str) -> ModuleType:
+    """Import ``dashboards/<name>.py`` (as ``llmgw_kernel.dashboards.<name>`` if installed)."""
+    try:
+        return importlib.import_module(f"{_PACKAGE}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in (_PACKAGE, f"{_PACKAGE}.{name}"):
+            raise
+    path = repo_dashboards_dir() / f"{name}.py"
+    if not path.is_file():
+        raise DashboardsNotFound(
+            f"dashboard page {name!r} not found: there is no module {_PACKAGE}.{name} and no file "
+            f"{path}. Install llmgw from a checkout that has the dashboards/ folder "
+            f"(pip install -e .) or run without dashboards (llmgw serve --no-dashboards)."
+        )
+    qualified = f"{_FALLBACK_PACKAGE}.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    if _FALLBACK_PACKAGE not in sys.modules:
+        package = ModuleType(_FALLBACK_PACKAGE)
+        package.__path__ = [str(path.parent)]
+        sys.modules[_FALLBACK_PACKAGE] = package
+    spec = importlib.util.spec_from_file_location(qualified, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[qualified]
+        raise
+    return module
+
+
+def build_apps(data_dir: str | os.PathLike[str]) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
+    """(URL path -> a function that builds that page for one session, the shared stores)."""
+    stores: dict[str, Any] = {}
+    apps: dict[str, Callable[[], Any]] = {}
+    for url, name in PAGES.items():
+        module = load_page_module(name)
+        if name not in stores:
+            stores[name] = module.make_store(data_dir)
+        apps[url] = _bind(module.page, stores[name])
+    return apps, list(stores.values())
+
+
+def _bind(page: Callable[[Any], Any], store: Any) -> Callable[[], Any]:
+    def app() -> Any:
+        return page(store)
+
+    app.__name__ = getattr(page, "__module__", "page").rsplit(".", 1)[-1]
+    return app
+
+
+__all__ = ["PAGES", "DashboardsNotFound", "build_apps", "load_page_module", "repo_dashboards_dir"]

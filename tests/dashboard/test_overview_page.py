@@ -1,0 +1,55 @@
+"""The overview page renders what the store returns (built without a server)."""
+
+from __future__ import annotations
+
+import pytest
+
+pn = pytest.importorskip("panel")
+
+from llmgw_kernel.dashboard import OverviewStore  # noqa: E402
+from llmgw_kernel.dashboard.pages import PAGES, build_apps, load_page_module  # noqa: E402
+from llmgw_kernel.log.record import RequestRecord  # noqa: E402
+from llmgw_kernel.log.writer import LogWriter  # noqa: E402
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture()
+def store(tmp_path):
+    writer = LogWriter(tmp_path)
+    for i in range(3):
+        rec = RequestRecord(f"req_page_{i}", NOW - 60 * i, "chat.completions")
+        rec.route, rec.status, rec.outcome, rec.latency_ms = "demo", 200, "ok", 12.5
+        rec.usage = {"prompt_tokens": 1000, "completion_tokens": 2, "total_tokens": 1002}
+        writer.append(rec)
+    writer.close()
+    s = OverviewStore(tmp_path, clock=lambda: NOW)
+    yield s
+    s.close()
+
+
+def _find(viewable, kind):
+    return [o for o in viewable.select(kind)]
+
+
+def test_page_shows_the_store_numbers(store):
+    overview = load_page_module("overview")
+    page = overview.page(store)
+    html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)
+    assert 'data-kpi="requests"><div class="kpi-value">3<' in html
+    assert 'data-kpi="prompt_tokens"><div class="kpi-value">3,000<' in html
+    table = _find(page, pn.widgets.Tabulator)[0]
+    assert list(table.value["request_id"]) == ["req_page_0", "req_page_1", "req_page_2"]
+    window = _find(page, pn.widgets.RadioButtonGroup)[0]
+    window.value = "15 min"
+    html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)
+    assert "last 15 min" in html
+
+
+def test_every_page_is_found_and_builds(tmp_path):
+    apps, stores = build_apps(tmp_path)
+    assert set(apps) == set(PAGES) and "/" in apps
+    for app in apps.values():
+        assert isinstance(app(), pn.viewable.Viewable)
+    for s in stores:
+        s.close()
