@@ -10,6 +10,7 @@ SIGTERM: stop accepting, drain in-flight requests for ``drain_s`` seconds, flush
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -18,6 +19,24 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_POLICY = Path("policies/live.yaml")
 DEFAULT_DATA_DIR = Path("llmgw-data")
+# Young-generation threshold once serving (CPython's default is 700). See settle_gc().
+GC_GEN0_THRESHOLD = 5000
+
+
+def settle_gc() -> None:
+    """Make the cyclic garbage collector cheap for the rest of the process's life.
+
+    Called once start-up is complete: ``gc.freeze()`` moves the ~55k objects of the
+    imported modules out of every future collection (each full collection had been
+    scanning them all: ~30 ms with the loop stalled), and a gen-0 threshold of 5000
+    collects the few objects a request leaves behind (its log record, until the writer
+    flushes it) less often. Measured on the proxy benchmark (JSON, concurrency 16):
+    collector time per request ~25 µs with CPython's defaults, ~13 µs frozen, ~6 µs frozen
+    with this threshold; a gen-0 pass then takes ~1.4 ms (0.1 ms at 700, 4 ms at 10000).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
 
 def _server_class():
@@ -36,6 +55,11 @@ def _server_class():
                     yield
                 finally:
                     self._captured_signals.clear()
+
+        async def startup(self, sockets=None):  # type: ignore[no-untyped-def]
+            await super().startup(sockets)
+            if self.started:
+                settle_gc()
 
     return Server
 

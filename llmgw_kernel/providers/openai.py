@@ -28,6 +28,7 @@ class OpenAIAdapter:
         self._chat_url = f"{base}/chat/completions"
         self._embeddings_url = f"{base}/embeddings"
         self._static_headers = {"Content-Type": "application/json", **provider.headers}
+        self._keyed_headers: tuple[str, dict[str, str]] = ("", self._static_headers)
         self._timeouts: dict[int, tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]] = {}
 
     def unavailable_reason(self) -> str | None:
@@ -45,7 +46,11 @@ class OpenAIAdapter:
         key = self._key()
         if not key:
             return self._static_headers
-        return {**self._static_headers, "Authorization": f"Bearer {key}"}
+        last_key, headers = self._keyed_headers
+        if key != last_key:  # built once per key value, not per request
+            headers = {**self._static_headers, "Authorization": f"Bearer {key}"}
+            self._keyed_headers = (key, headers)
+        return headers
 
     def _timeout(self, target: Target) -> tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
         ms = target.timeout_ms or self.provider.timeout_ms
