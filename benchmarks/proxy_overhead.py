@@ -56,15 +56,22 @@ _CHUNK = (
     '{"id":"chatcmpl-bench02","object":"chat.completion.chunk","created":1700000000,'
     '"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_mock","choices":[%s]}'
 )
-STREAM_EVENTS = [
-    _CHUNK % '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}',
-    _CHUNK % '{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}',
-    _CHUNK % '{"index":0,"delta":{"content":" from the"},"logprobs":null,"finish_reason":null}',
-    _CHUNK % '{"index":0,"delta":{"content":" mock stream."},"logprobs":null,"finish_reason":null}',
-    _CHUNK % '{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}',
-    _CHUNK.replace("[%s]}", '[],"usage":{"prompt_tokens":19,"completion_tokens":5,"total_tokens":24}}'),
-    "[DONE]",
-]
+
+
+def stream_events(content_chunks: int = 3) -> list[str]:
+    """An OpenAI chat stream: role chunk, ``content_chunks`` content chunks, finish, usage, [DONE]."""
+    words = [" from the", " mock stream.", " More", " words", " here."]
+    content = ["Hello"] + [words[i % len(words)] for i in range(content_chunks - 1)]
+    chunk = '{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}'
+    events = [_CHUNK % (chunk % ('{"role":"assistant","content":""}', "null"))]
+    events += [_CHUNK % (chunk % (json.dumps({"content": c}), "null")) for c in content[:content_chunks]]
+    events.append(_CHUNK % (chunk % ("{}", '"stop"')))
+    events.append(_CHUNK.replace("[%s]}", '[],"usage":{"prompt_tokens":19,"completion_tokens":5,"total_tokens":24}}'))
+    events.append("[DONE]")
+    return events
+
+
+STREAM_EVENTS = stream_events()
 REQUEST = {
     "model": "gpt-4o-mini",
     "messages": [
@@ -250,7 +257,8 @@ def start_upstream(kind: str, workdir: Path, load_cpu: str, gap_ms: float) -> tu
         cmd = ["taskset", "-c", load_cpu, "nginx", "-p", str(ng), "-c", str(conf), "-e", str(ng / "logs/error.log")]
         info = {"kind": "nginx", "stream_chunks": "flushed one by one" if echo else "one write (no echo module)"}
     else:
-        cmd = ["taskset", "-c", load_cpu, sys.executable, __file__, "--_upstream", str(fast), str(stream), str(gap_ms)]
+        cmd = ["taskset", "-c", load_cpu, sys.executable, __file__, "--_upstream", str(fast), str(stream), str(gap_ms),
+               "--stream-chunks", str(len(STREAM_EVENTS) - 4)]  # fmt: skip
         info = {"kind": "python (uvloop, raw protocol)", "stream_chunks": "written one by one"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(workdir / "upstream.log", "wb"))  # noqa: SIM115
     wait_port(fast)
@@ -720,6 +728,8 @@ def main() -> None:
     ap.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--stream-gap-ms", type=float, default=1.0, help="pause between the upstream's SSE chunks")
     ap.add_argument("--stream-samples", type=int, default=30)
+    ap.add_argument("--stream-chunks", type=int, default=3, help="content chunks per upstream stream "
+                    "(plus role, finish and usage chunks and [DONE])")  # fmt: skip
     ap.add_argument("--dashboard-path", default="/", help="page GET after the load for the RSS with dashboards "
                     "('' to skip)")  # fmt: skip
     ap.add_argument("--proxy-args", nargs=argparse.REMAINDER, default=[], help="extra `llmgw serve` arguments")
@@ -728,6 +738,8 @@ def main() -> None:
     ap.add_argument("--_stream", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_model", default="gpt-4o-mini", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global STREAM_EVENTS
+    STREAM_EVENTS = stream_events(args.stream_chunks)
     if args._upstream:
         _serve_upstream(int(args._upstream[0]), int(args._upstream[1]), float(args._upstream[2]))
         return
@@ -745,6 +757,7 @@ def main() -> None:
     started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"started": started, "machine": machine(), "duration": args.duration, "warmup": args.warmup,
+            "stream_events": len(STREAM_EVENTS), "stream_gap_ms": args.stream_gap_ms,
             "rounds": args.rounds, "load": args.load, "proxy_cpu": args.proxy_cpu, "load_cpu": args.load_cpu,
             "loadavg": loadavg(), "argv": sys.argv}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="llmgw-bench-") as tmp:
