@@ -8,11 +8,16 @@ and in ``docs/policy.md``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-ProviderKind = Literal["openai", "demo"]
+ProviderKind = Literal["openai", "anthropic", "demo"]
+
+#: where a provider lives when the policy does not say (kinds not listed need a base_url)
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "anthropic": "https://api.anthropic.com",
+}
 BodyMode = Literal["full", "hashed", "none"]
 
 
@@ -24,12 +29,15 @@ class Provider(_Frozen):
     """Where requests go and how they authenticate.
 
     ``kind: openai`` covers OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq,
-    Together, DeepSeek, Mistral, ...). ``kind: demo`` is the built-in offline model.
+    Together, DeepSeek, Mistral, ...); ``anthropic`` the Messages API; ``demo`` is the
+    built-in offline model.
     """
 
     kind: ProviderKind
     base_url: str | None = Field(
-        default=None, description="Up to and including the version path, e.g. https://api.openai.com/v1"
+        default=None,
+        description="openai: up to and including the version path (https://api.openai.com/v1); "
+        "anthropic: without a version path (default https://api.anthropic.com)",
     )
     api_key_env: str | None = Field(default=None, description="Environment variable holding the key")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
@@ -42,10 +50,17 @@ class Provider(_Frozen):
         description="Ask the upstream for stream usage (stream_options.include_usage) to cost streams",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_base_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("base_url") and data.get("kind") in DEFAULT_BASE_URLS:
+            data = {**data, "base_url": DEFAULT_BASE_URLS[data["kind"]]}
+        return data
+
     @model_validator(mode="after")
     def _needs_base_url(self) -> Provider:
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("base_url is required for kind 'openai'")
+        if self.kind != "demo" and not self.base_url:
+            raise ValueError(f"base_url is required for kind {self.kind!r}")
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return self

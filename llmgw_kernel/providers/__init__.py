@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, str] = {
     "openai": "llmgw_kernel.providers.openai:OpenAIAdapter",
+    "anthropic": "llmgw_kernel.providers.anthropic:AnthropicAdapter",
     "demo": "llmgw_kernel.providers.demo:DemoAdapter",
 }
 

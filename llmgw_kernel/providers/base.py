@@ -21,19 +21,31 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class UpstreamError(Exception):
-    """An attempt that failed. ``kind``: http | timeout | connection | protocol."""
+    """An attempt that failed. ``kind``: http | timeout | connection | protocol | unsupported.
 
-    def __init__(self, kind: str, message: str, status: int | None = None, body: bytes | None = None) -> None:
+    ``unsupported``: this target cannot serve the request as sent (a parameter its provider
+    lacks); the next target may, so it is retryable, and if none can the client gets a 400
+    naming ``param``.
+    """
+
+    def __init__(
+        self, kind: str, message: str, status: int | None = None, body: bytes | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.body = body
+        self.param = param
 
     @property
     def retryable(self) -> bool:
-        """Worth trying the next target: timeouts, connection errors, 429 and 5xx."""
+        """Worth trying the next target: timeouts, connection errors, unsupported, 429 and 5xx."""
         return self.kind != "http" or (self.status in RETRYABLE_STATUSES)
+
+
+def unsupported(param: str, message: str) -> UpstreamError:
+    return UpstreamError("unsupported", message, 400, param=param)
 
 
 @dataclass(slots=True)

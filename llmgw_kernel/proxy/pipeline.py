@@ -107,6 +107,10 @@ def _upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
     where = f"target {target_id}"
     if err.kind == "timeout":
         return GatewayError(504, f"{where}: {err.message}", "timeout", code="upstream_timeout", outcome="timeout")
+    if err.kind == "unsupported":
+        return GatewayError(
+            400, f"{where}: {err.message}", param=err.param, code="unsupported_parameter", outcome="client_error"
+        )
     if err.kind in ("connection", "protocol"):
         return GatewayError(
             502, f"{where}: {err.message}", "upstream_error", code="upstream_unreachable", outcome="upstream_error"
