@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-ProviderKind = Literal["openai", "anthropic", "demo"]
+ProviderKind = Literal["openai", "anthropic", "gemini", "azure", "demo"]
 
 #: where a provider lives when the policy does not say (kinds not listed need a base_url)
 DEFAULT_BASE_URLS: dict[str, str] = {
     "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
 }
 BodyMode = Literal["full", "hashed", "none"]
 
@@ -29,15 +30,22 @@ class Provider(_Frozen):
     """Where requests go and how they authenticate.
 
     ``kind: openai`` covers OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq,
-    Together, DeepSeek, Mistral, ...); ``anthropic`` the Messages API; ``demo`` is the
-    built-in offline model.
+    Together, DeepSeek, Mistral, ...); ``anthropic`` the Messages API; ``gemini`` the Gemini
+    API (generateContent); ``azure`` Azure OpenAI deployments (the target's ``model`` is the
+    deployment name); ``demo`` is the built-in offline model.
     """
 
     kind: ProviderKind
     base_url: str | None = Field(
         default=None,
         description="openai: up to and including the version path (https://api.openai.com/v1); "
-        "anthropic: without a version path (default https://api.anthropic.com)",
+        "anthropic: without a version path (default https://api.anthropic.com); "
+        "gemini: without a version path (default https://generativelanguage.googleapis.com); "
+        "azure: the resource endpoint (https://NAME.openai.azure.com)",
+    )
+    api_version: str | None = Field(
+        default=None,
+        description="azure only, and required there: the api-version query parameter (e.g. 2024-10-21)",
     )
     api_key_env: str | None = Field(default=None, description="Environment variable holding the key")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
@@ -63,6 +71,10 @@ class Provider(_Frozen):
             raise ValueError(f"base_url is required for kind {self.kind!r}")
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.kind == "azure" and not self.api_version:
+            raise ValueError("api_version is required for kind 'azure' (e.g. api_version: 2024-10-21)")
+        if self.kind != "azure" and self.api_version:
+            raise ValueError(f"api_version is only used by kind 'azure', not {self.kind!r}")
         return self
 
     @field_validator("base_url")
