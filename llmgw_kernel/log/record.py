@@ -21,13 +21,14 @@ class RequestRecord:
         "stream", "status", "outcome", "error_type", "error_message", "plan", "route_reason",
         "target", "provider", "upstream_model", "attempts", "latency_ms", "ttft_ms", "upstream_ms",
         "usage", "metadata", "user_agent", "body_mode", "request_raw", "response_raw",
-        "stream_events",
+        "stream_events", "api",
     )  # fmt: skip
 
-    def __init__(self, request_id: str, ts: float, endpoint: str) -> None:
+    def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
         self.request_id = request_id
         self.ts = ts
         self.endpoint = endpoint
+        self.api = api  # the inbound API: openai | anthropic
         self.client_request_id: str | None = None
         self.ts_end: float | None = None
         self.route: str | None = None
@@ -166,4 +167,5 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "response_body": response if rec.body_mode == "full" else None,
         "request_bytes": len(rec.request_raw),
         "response_bytes": response_bytes,
+        "api": rec.api,
     }

@@ -46,6 +46,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("response_body", "JSON", "the response (streams: reassembled message) (bodies: full)"),
     ("request_bytes", "INTEGER", "request body size"),
     ("response_bytes", "INTEGER", "response body size"),
+    ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -1,4 +1,5 @@
-"""The request pipeline for ``/v1/chat/completions`` and ``/v1/embeddings``.
+"""The request pipeline for ``/v1/chat/completions`` and ``/v1/embeddings`` (and, through
+:mod:`.anthropic_inbound`, ``/v1/messages``).
 
 parse → validate → route (plan) → attempts in plan order (fallback on retryable failures
 before the first byte reaches the client) → respond (JSON or SSE) → log + metrics.
@@ -13,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -167,6 +168,27 @@ async def _attempt(
     )  # fmt: skip
 
 
+class Inbound(NamedTuple):
+    """The client-facing API a request arrived on: its name (the log's ``api``) and ``parse``,
+    which turns the raw body into the OpenAI request the pipeline serves (raising a
+    :class:`GatewayError`). The response side of another API is a translating ``send``."""
+
+    api: str
+    parse: Callable[[bytes, RequestRecord], Any]
+
+
+def parse_json(raw: bytes, rec: RequestRecord) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json"
+        ) from None
+
+
+OPENAI = Inbound("openai", parse_json)
+
+
 def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
     meta = body.pop("metadata", None)
     for key, value in scope["headers"]:
@@ -181,10 +203,12 @@ def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
     return meta
 
 
-async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+async def handle(
+    gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoint: str, inbound: Inbound = OPENAI
+) -> None:
     """Serve one chat or embeddings request end to end, and log it whatever happens."""
     t0 = _perf()
-    rec = RequestRecord(new_request_id(), _now(), endpoint)
+    rec = RequestRecord(new_request_id(), _now(), endpoint, inbound.api)
     snap = gw.snapshot
     policy = snap.policy
     facts = _policy_facts(snap)
@@ -213,12 +237,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, endpoi
     try:
         raw = await read_body(receive, facts.max_request_bytes, content_length)
         rec.request_raw = raw
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(
-                f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json"
-            ) from None
+        body = inbound.parse(raw, rec)
         rec.route = route = check_model(body)
         if endpoint == "chat.completions":
             check_chat(body)
