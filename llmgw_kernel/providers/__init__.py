@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, str] = {
     "openai": "llmgw_kernel.providers.openai:OpenAIAdapter",
     "anthropic": "llmgw_kernel.providers.anthropic:AnthropicAdapter",
+    "gemini": "llmgw_kernel.providers.gemini:GeminiAdapter",
     "demo": "llmgw_kernel.providers.demo:DemoAdapter",
 }
 

@@ -41,6 +41,10 @@ class HttpProvider:
     def error_message(self, raw: bytes, status: int) -> str:
         return error_message(raw, status)
 
+    def error_status(self, raw: bytes, status: int) -> int:
+        """The status the gateway acts on for an upstream error (``status_map``; the body may refine it)."""
+        return self.status_map.get(status, status)
+
     # -- shared machinery ---------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
         env = self.provider.api_key_env
@@ -92,7 +96,7 @@ class HttpProvider:
                 raw = b""
             finally:
                 resp.release()
-            status = self.status_map.get(resp.status, resp.status)
+            status = self.error_status(raw, resp.status)
             raise UpstreamError("http", self._scrub(self.error_message(raw, resp.status)), status, raw)
         return resp
 
