@@ -9,7 +9,10 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 - ``slow-json``: answers normally after 1 s;
 - ``reset``: closes the connection without answering;
 - ``slow-stream``: one chunk every 100 ms for 10 s (to test client disconnects);
-- ``stream-cut-0`` / ``stream-cut-2``: the connection dies before the first event / after two.
+- ``stream-cut-0`` / ``stream-cut-2``: the connection dies before the first event / after two;
+- ``tool-call``: with ``tools`` and no ``tool`` message yet, calls the first tool with
+  ``{"city": "Paris"}`` (``finish_reason: tool_calls``; streamed as argument fragments);
+  after a tool message, answers ``The tool said: <its content>``.
 
 It checks ``Authorization: Bearer <key>`` when started with a key, and records every
 request (``.requests``) and every stream the client cancelled (``.cancelled``).
@@ -110,6 +113,8 @@ class FakeOpenAI:
         text = "Hello from the fake upstream: " + str(body["messages"][-1].get("content"))[:200]
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         created = int(time.time())
+        if model == "tool-call":
+            return await _tool_call(request, body, usage, created)
         if not body.get("stream"):
             n = int(body.get("n") or 1)
             return web.json_response({
@@ -165,6 +170,43 @@ class FakeOpenAI:
         return web.json_response(
             {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
         )
+
+
+async def _tool_call(
+    request: web.Request, body: dict[str, Any], usage: dict[str, int], created: int
+) -> web.StreamResponse:
+    last = body["messages"][-1]
+    head = {"id": "chatcmpl-tool", "created": created, "model": "tool-call"}
+    if body.get("tools") and last.get("role") != "tool":
+        name, args = body["tools"][0]["function"]["name"], json.dumps({"city": "Paris"})
+        call = {"index": 0, "id": "call_01", "type": "function", "function": {"name": name, "arguments": args}}
+        message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish = "tool_calls"
+    else:
+        message, finish = {"role": "assistant", "content": f"The tool said: {last.get('content')}"}, "stop"
+    if not body.get("stream"):
+        choice = {"index": 0, "message": message, "finish_reason": finish}
+        return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    chunk = {**head, "object": "chat.completion.chunk"}
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None if message.get("tool_calls") else ""}]
+    if message.get("tool_calls"):
+        first = message["tool_calls"][0]
+        deltas.append({"tool_calls": [{**first, "function": {"name": first["function"]["name"], "arguments": ""}}]})
+        raw = first["function"]["arguments"]
+        deltas += [
+            {"tool_calls": [{"index": 0, "function": {"arguments": raw[k : k + 5]}}]} for k in range(0, len(raw), 5)
+        ]
+    else:
+        deltas.append({"content": message["content"]})
+    for delta in deltas:
+        await _send(resp, {**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    await _send(resp, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await _send(resp, {**chunk, "choices": [], "usage": usage})
+    await resp.write(b"data: [DONE]\n\n")
+    return resp
 
 
 async def _send(resp: web.StreamResponse, chunk: dict[str, Any]) -> None:

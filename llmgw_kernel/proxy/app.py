@@ -14,7 +14,7 @@ from typing import Protocol
 
 import orjson
 
-from . import pipeline
+from . import anthropic_inbound, pipeline
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .errors import method_not_allowed, not_found_model, not_found_path
 from .runtime import Gateway
@@ -105,6 +105,7 @@ async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
 ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": _chat},
     "/chat/completions": {"POST": _chat},
+    "/v1/messages": {"POST": anthropic_inbound.handle},
     "/v1/embeddings": {"POST": _embeddings},
     "/embeddings": {"POST": _embeddings},
     "/v1/models": {"GET": _models},
