@@ -280,17 +280,17 @@ async def handle(
         log.info("%s %s abandoned by the client", rec.request_id, rec.route)
     except Exception as exc:  # a bug of ours: answer 500, log it, keep serving
         log.exception("%s failed", rec.request_id)
-        err = GatewayError(
+        internal = GatewayError(
             500,
             f"Internal gateway error ({type(exc).__name__}); request id {rec.request_id}",
             "server_error",
             code="internal_error",
             outcome="error",
         )
-        _fail(rec, err)
+        _fail(rec, internal)
         if not flight.started and not flight.disconnected:
             flight.done = True
-            await send_error(send, err, headers)
+            await send_error(send, internal, headers)
     finally:
         flight.done = True
         if watcher is not None:
