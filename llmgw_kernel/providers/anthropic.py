@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -49,7 +49,7 @@ def _stops(value: Any) -> list[str]:
 class AnthropicAdapter(NativeAdapter):
     kind = "anthropic"
     status_map = {529: 503}  # overloaded_error: retry elsewhere
-    PARAMS: dict[str, Param] = {
+    PARAMS: ClassVar[dict[str, Param]] = {
         "messages": BUILD("system → `system`; parts → content blocks; tool calls/results → `tool_use`/`tool_result`"),
         "max_tokens": MAP(default=DEFAULT_MAX_TOKENS, min=1, note="required by Anthropic"),
         "max_completion_tokens": MAP("max_tokens", min=1),
