@@ -18,6 +18,7 @@ _REGISTRY: dict[str, str] = {
     "openai": "llmgw_kernel.providers.openai:OpenAIAdapter",
     "anthropic": "llmgw_kernel.providers.anthropic:AnthropicAdapter",
     "gemini": "llmgw_kernel.providers.gemini:GeminiAdapter",
+    "azure": "llmgw_kernel.providers.azure:AzureAdapter",
     "demo": "llmgw_kernel.providers.demo:DemoAdapter",
 }
 

@@ -23,14 +23,15 @@ class OpenAIAdapter(HttpProvider):
     def __init__(self, name: str, provider: Provider, ctx: AdapterContext) -> None:
         super().__init__(name, provider, ctx)
         base = provider.base_url or ""
-        self._chat_url = self.chat_url(base)
-        self._embeddings_url = self.embeddings_url(base)
+        self._chat_url = f"{base}/chat/completions"
+        self._embeddings_url = f"{base}/embeddings"
 
-    def chat_url(self, base: str) -> str:
-        return f"{base}/chat/completions"
+    # -- hooks for OpenAI-format providers with other addressing (e.g. Azure deployments) -------
+    def chat_url(self, target: Target) -> str:
+        return self._chat_url
 
-    def embeddings_url(self, base: str) -> str:
-        return f"{base}/embeddings"
+    def embeddings_url(self, target: Target) -> str:
+        return self._embeddings_url
 
     def upstream_body(self, body: dict[str, Any], target: Target) -> dict[str, Any]:
         body["model"] = target.model
@@ -38,12 +39,12 @@ class OpenAIAdapter(HttpProvider):
 
     async def chat(self, body: dict[str, Any], target: Target) -> Reply:
         data = orjson.dumps(self.upstream_body(body, target))
-        raw = await self._read(await self._post(self._chat_url, data, self._timeout(target)[0]))
+        raw = await self._read(await self._post(self.chat_url(target), data, self._timeout(target)[0]))
         return Reply(raw, _usage(raw))
 
     async def embeddings(self, body: dict[str, Any], target: Target) -> Reply:
         data = orjson.dumps(self.upstream_body(body, target))
-        raw = await self._read(await self._post(self._embeddings_url, data, self._timeout(target)[0]))
+        raw = await self._read(await self._post(self.embeddings_url(target), data, self._timeout(target)[0]))
         return Reply(raw, _usage(raw))
 
     async def chat_stream(self, body: dict[str, Any], target: Target, include_usage: bool) -> StreamReply:
@@ -53,7 +54,7 @@ class OpenAIAdapter(HttpProvider):
             opts = body.get("stream_options") or {}
             body["stream_options"] = {**opts, "include_usage": True}
             added_usage = True
-        resp = await self._post(self._chat_url, orjson.dumps(body), self._timeout(target)[1])
+        resp = await self._post(self.chat_url(target), orjson.dumps(body), self._timeout(target)[1])
         reply = StreamReply(_never())
         reply.events = self._events(resp, reply, added_usage)
         return reply
