@@ -6,7 +6,8 @@ the adapter's own code (messages, tools, ...), dropped (and why), or refused wit
 names it. Fields not in the table are refused, so nothing is ever silently ignored. The
 adapter adds its endpoint, auth headers, a ``build`` step for structured fields, a response
 transform and a stream translator; :class:`NativeAdapter` does the rest. The same table
-renders the docs (``llmgw providers params``), so docs and behaviour cannot drift.
+renders the docs (:mod:`.docs`, checked against ``docs/providers.md`` by a test), so docs
+and behaviour cannot drift.
 """
 
 from __future__ import annotations
