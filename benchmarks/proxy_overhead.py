@@ -591,6 +591,7 @@ def one_round(args, upstream: dict, workdir: Path, lua: Path) -> dict:
             w["other_threads_us_per_req"] = round(1e6 * (th1[1] - th0[1]) / CLK_TCK / n, 1)
             w["proxy_cpu_pct"] = round(100 * cpu_s / (w["duration_us"] / 1e6 + 2 * flush_wait), 1)
             w["proxy_core_busy_pct"] = busy_pct(c0, c1, f"cpu{args.proxy_cpu}")
+            w["mem_after"] = mem_mb(proxy.pid)
             d = out[f"direct_{kind}_c{conns}"]
             w["added_p50_ms"] = round((w["p50_us"] - d["p50_us"]) / 1e3, 3)
             w["added_p99_ms"] = round((w["p99_us"] - d["p99_us"]) / 1e3, 3)
@@ -653,6 +654,8 @@ def summarize(rounds: list[dict]) -> dict:
             "proxy_core_busy_pct": median_of(rounds, f"proxy_{name}", "proxy_core_busy_pct"),
             "proxy_cpu_pct": median_of(rounds, f"proxy_{name}", "proxy_cpu_pct"),
             "errors": sum(r[f"proxy_{name}"]["errors"] + r[f"proxy_{name}"]["non2xx"] for r in rounds),
+            "rss_mb_after": median_of(rounds, f"proxy_{name}", "mem_after", "VmRSS"),
+            "hwm_mb_after": median_of(rounds, f"proxy_{name}", "mem_after", "VmHWM"),
         }
     s["stream_first_event_ms"] = median_of(rounds, "proxy_stream_probe", "first_event_ms_p50")
     s["stream_first_event_direct_ms"] = median_of(rounds, "direct_stream_probe", "first_event_ms_p50")
@@ -692,6 +695,9 @@ def render(s: dict, meta: dict) -> str:
     lines += ["", f"stream first data event: {s['stream_first_event_ms']} ms via llmgw, "
               f"{s['stream_first_event_direct_ms']} ms direct "
               f"(added {s['stream_first_byte_added_ms']} ms)"]  # fmt: skip
+    lines.append("RSS after each scenario (proxy process, MB; scenarios run in table order): "
+                 + ", ".join(f"{n} VmRSS {r['rss_mb_after']} / VmHWM {r['hwm_mb_after']}"
+                             for n, r in s["scenarios"].items()))  # fmt: skip
     for key in ("mem_after_start", "mem_after_load", "mem_after_dashboard"):
         m = s[key]
         lines.append(f"{key}: proxy VmRSS {m['VmRSS']} MB, VmHWM {m['VmHWM']} MB; with child processes "

@@ -168,13 +168,16 @@ class LogWriter:
                 self._merge(group[start : start + FANOUT])
 
     def _merge(self, group: list[Segment]) -> None:
+        # Rows keep the segments' order (flush order, i.e. time order to within a request's
+        # latency); readers sort. An ORDER BY ts here made DuckDB materialise and sort the
+        # whole run: ~30 MB more peak RSS per level-0 merge at ~3000 req/s.
         lo, hi = group[0].lo, max(s.hi for s in group)
         final = self.directory / segment_name(lo, hi)
         tmp = self.directory / f".{final.name}.tmp"
         files = [str(s.path) for s in group]
         try:
             self._con.execute(
-                f"COPY (SELECT * FROM read_parquet(?, union_by_name=true) ORDER BY ts) "
+                f"COPY (SELECT * FROM read_parquet(?, union_by_name=true)) "
                 f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
                 [files],
             )
