@@ -18,7 +18,8 @@ Behaviour by model: ``gemini-429`` / ``gemini-503`` → RESOURCE_EXHAUSTED / UNA
 ``gemini-blocked`` → ``promptFeedback.blockReason`` and no candidates; ``gemini-safety`` → a
 candidate stopped by SAFETY; ``gemini-max`` → MAX_TOKENS; ``*tool*`` models call the first
 declared function (``{"city": "Paris"}``) until a function response arrives, then answer with
-it; ``gemini-thinking`` adds a thought part; JSON mode answers ``{"city": "Paris"}``; anything
+it; ``gemini-thinking`` adds a thought part; ``gemini-stream-error-N`` streams N payloads and
+then an in-stream UNAVAILABLE error; JSON mode answers ``{"city": "Paris"}``; anything
 else echoes the last user text (one candidate per ``candidateCount``).
 """
 
@@ -104,6 +105,9 @@ class FakeGemini(FakeServer):
             code, status = (429, "RESOURCE_EXHAUSTED") if model == "gemini-429" else (503, "UNAVAILABLE")
             return error(code, status, "Resource has been exhausted" if code == 429 else "The model is overloaded.")
         responses = self.answer(model, body)
+        if model.startswith("gemini-stream-error-"):  # an error payload after N good ones
+            responses = responses[: int(model.rsplit("-", 1)[1])] + [
+                {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}]
         if method == "generateContent":
             return web.json_response(merge(responses))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -164,6 +164,13 @@ def test_unknown_deployment_and_wrong_key(az):
     assert BAD_KEY not in json.dumps(exc.value.body)
 
 
+def test_a_field_the_api_version_lacks_is_azures_400_naming_it(az):
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai(az).chat.completions.create(model="gpt-4o-prod", messages=USER, extra_body={"verbosity": "low"})
+    assert "Unrecognized request argument supplied: verbosity" in exc.value.body["message"]
+    assert az.fake.invalid.pop() == "Unrecognized request argument supplied: verbosity"  # sent on purpose
+
+
 def test_embeddings(az):
     r = oai(az).embeddings.create(model="embed-dep", input=["a", "b"])  # the SDK asks for base64
     assert [d.embedding for d in r.data] == [[1.0, 0.5, -0.25], [2.0, 0.5, -0.25]]

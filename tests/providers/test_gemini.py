@@ -7,6 +7,7 @@ import hashlib
 import json
 import struct
 
+import httpx
 import openai
 import pytest
 from conftest import Gateway, wait_for_rows
@@ -37,6 +38,8 @@ def gem(tmp_path_factory, upstream):
             "down": {"targets": [{"provider": "gemini", "model": "gemini-503"}, {"provider": "backup", "model": "gpt-4o"}]},
             "gemini-then-openai": {"targets": [{"provider": "gemini", "model": "gemini-flash"}, {"provider": "backup", "model": "gpt-4o"}]},
             "bad-key": {"targets": [{"provider": "badkey", "model": "gemini-flash"}]},
+            "stream-error-0": {"targets": [{"provider": "gemini", "model": "gemini-stream-error-0"}, {"provider": "backup", "model": "gpt-4o"}]},
+            "stream-error-2": {"targets": [{"provider": "gemini", "model": "gemini-stream-error-2"}, {"provider": "backup", "model": "gpt-4o"}]},
         },
         "log": {"flush_ms": 100},
     }  # fmt: skip
@@ -238,6 +241,18 @@ def test_busy_or_down_falls_back_and_alone_keeps_its_status(gem, route, status):
         oai(gem).chat.completions.create(model=f"gemini-{status}", messages=USER)
     assert exc.value.status_code == status
     assert ("RESOURCE_EXHAUSTED" if status == 429 else "UNAVAILABLE") in str(exc.value)
+
+
+def test_an_error_before_the_first_payload_falls_back_and_after_it_ends_the_stream(gem):
+    with httpx.stream("POST", f"{gem.base_url}/chat/completions",
+                      json={"model": "stream-error-0", "messages": USER, "stream": True}) as r:  # fmt: skip
+        assert r.headers["x-llmgw-target"] == "backup/gpt-4o" and [x for x in r.iter_lines() if x][-1] == "data: [DONE]"
+    with httpx.stream("POST", f"{gem.base_url}/chat/completions",
+                      json={"model": "stream-error-2", "messages": USER, "stream": True}) as r:  # fmt: skip
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert r.headers["x-llmgw-target"] == "gemini/gemini-stream-error-2"
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "Gemini heard: "
+    assert events[-1]["error"]["code"] == "upstream_503" and "UNAVAILABLE" in events[-1]["error"]["message"]
 
 
 def test_a_wrong_key_is_a_credentials_error_without_the_key(gem):
