@@ -52,6 +52,11 @@ class AzureAdapter(OpenAIAdapter):
         body.pop("model", None)
         return body
 
+    def error_code(self, raw: bytes, status: int) -> str | None:
+        body = loads_object(raw) if raw else None
+        err = body.get("error") if body else None
+        return "content_filter" if isinstance(err, dict) and err.get("code") == "content_filter" else None
+
     def error_message(self, raw: bytes, status: int) -> str:
         body = loads_object(raw) if raw else None
         err = body.get("error") if body else None

@@ -29,7 +29,13 @@ class UpstreamError(Exception):
     """
 
     def __init__(
-        self, kind: str, message: str, status: int | None = None, body: bytes | None = None, param: str | None = None
+        self,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        body: bytes | None = None,
+        param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -37,6 +43,7 @@ class UpstreamError(Exception):
         self.status = status
         self.body = body
         self.param = param
+        self.code = code  # a provider error code worth passing to the client (e.g. content_filter)
 
     @property
     def retryable(self) -> bool:

@@ -41,6 +41,10 @@ class HttpProvider:
     def error_message(self, raw: bytes, status: int) -> str:
         return error_message(raw, status)
 
+    def error_code(self, raw: bytes, status: int) -> str | None:
+        """A provider error code the client should see instead of ``upstream_<status>``."""
+        return None
+
     def error_status(self, raw: bytes, status: int) -> int:
         """The status the gateway acts on for an upstream error (``status_map``; the body may refine it)."""
         return self.status_map.get(status, status)
@@ -97,7 +101,8 @@ class HttpProvider:
             finally:
                 resp.release()
             status = self.error_status(raw, resp.status)
-            raise UpstreamError("http", self._scrub(self.error_message(raw, resp.status)), status, raw)
+            message = self._scrub(self.error_message(raw, resp.status))
+            raise UpstreamError("http", message, status, raw, code=self.error_code(raw, resp.status))
         return resp
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:

@@ -125,7 +125,7 @@ def _upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
     kind = "invalid_request_error" if status < 500 else "upstream_error"
     if status == 429:
         kind = "rate_limit_error"
-    return GatewayError(status, f"{where}: {err.message}", kind, code=f"upstream_{status}", outcome="upstream_error")
+    return GatewayError(status, f"{where}: {err.message}", kind, code=err.code or f"upstream_{status}", outcome="upstream_error")
 
 
 async def _attempt(

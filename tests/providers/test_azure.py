@@ -129,6 +129,7 @@ def test_a_filtered_prompt_is_a_clear_400_and_is_not_retried_elsewhere(az):
         message = exc.value.body["message"]
         assert "content_filter: The response was filtered" in message
         assert "(filtered: violence=high, jailbreak)" in message
+        assert exc.value.body["code"] == "content_filter"
     row = wait_for_rows(az, "route = 'filtered-then-backup'")[0]
     assert [a["target"] for a in row["attempts"]] == ["azure/filtered-prompt"]
 
