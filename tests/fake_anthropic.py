@@ -1,14 +1,18 @@
 """A fake Anthropic Messages API (``POST /v1/messages``) over real HTTP, strict like the real one.
 
-It rejects what Anthropic rejects: a missing/wrong ``x-api-key`` (401 authentication_error),
-a missing ``anthropic-version`` header, a missing ``max_tokens``, a ``system`` role inside
-``messages``, OpenAI-style fields (``tools[].function``, ``tool_choice`` strings,
-``stop``), a ``tool_result`` without a preceding ``tool_use`` of that id, and temperature
-above 1. Behaviour by ``model``:
+It rejects what Anthropic rejects: a missing ``x-api-key`` (401 authentication_error; a wrong
+one too, but that is a credentials problem, not a malformed request), a missing
+``anthropic-version`` header, a missing ``max_tokens``, a ``system`` role inside
+``messages``, OpenAI-style fields (``tools[].function``, ``tool_choice`` strings, ``stop``),
+a ``tool_result`` without a preceding ``tool_use`` of that id, temperature above 1, and any
+other path. Stricter than Anthropic, it refuses an ``Authorization`` header (the gateway must
+send ``x-api-key``). Every malformed request is recorded in ``.invalid`` (the gateway should
+send none). Behaviour by ``model``:
 
 - ``claude-tool``: with tools and no tool result yet, calls the first tool
   (``{"city": "Paris"}``); after a tool result, answers with the result's text;
 - ``claude-overloaded``: HTTP 529 ``overloaded_error``;
+- ``claude-rate-limited``: HTTP 429 ``rate_limit_error`` with ``retry-after``;
 - anything else: echoes the last user text.
 
 Streams follow the documented event sequence (message_start, content_block_start/delta/stop,
@@ -17,101 +21,87 @@ message_delta with usage, message_stop), tool input as ``input_json_delta`` frag
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
+from fake_http import FakeServer
 
 USAGE_IN = 21
 
 
-def _err(status: int, type_: str, message: str) -> web.Response:
-    return web.json_response({"type": "error", "error": {"type": type_, "message": message}}, status=status)
+class Invalid(Exception):
+    def __init__(self, message: str, status: int = 400, type_: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.type = status, type_
 
 
-class FakeAnthropic:
+def _err(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"type": "error", "error": {"type": type_, "message": message}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FakeAnthropic(FakeServer):
+    name = "fake-anthropic"
+
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self.invalid: list[str] = []  # every malformed request (the gateway should send none)
 
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{path:.*}", self.messages)
 
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True, name="fake-anthropic").start()
-        ready.wait(10)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self.messages)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def validate(self, request: web.Request, body: dict[str, Any]) -> web.Response | None:
-        if request.headers.get("x-api-key") != self.api_key:
-            return _err(401, "authentication_error", "invalid x-api-key")
+    def validate(self, request: web.Request, body: dict[str, Any]) -> None:
+        if request.path != "/v1/messages":
+            raise Invalid(f"Not found: {request.path}", 404, "not_found_error")
+        if "x-api-key" not in request.headers:
+            raise Invalid("x-api-key header is required", 401, "authentication_error")
         if "authorization" in {k.lower() for k in request.headers}:
-            return _err(400, "invalid_request_error", "unexpected Authorization header")
+            raise Invalid("unexpected Authorization header")
         if not request.headers.get("anthropic-version"):
-            return _err(400, "invalid_request_error", "anthropic-version: header is required")
+            raise Invalid("anthropic-version: header is required")
         if not isinstance(body.get("max_tokens"), int):
-            return _err(400, "invalid_request_error", "max_tokens: Field required")
+            raise Invalid("max_tokens: Field required")
         if not isinstance(body.get("model"), str):
-            return _err(400, "invalid_request_error", "model: Field required")
+            raise Invalid("model: Field required")
         if "stop" in body or "n" in body or "tool_choice" in body and not isinstance(body["tool_choice"], dict):
-            return _err(400, "invalid_request_error", "extra inputs are not permitted")
+            raise Invalid("extra inputs are not permitted")
         if (body.get("temperature") or 0) > 1:
-            return _err(400, "invalid_request_error", "temperature: must be <= 1")
+            raise Invalid("temperature: must be <= 1")
         seen_tool_ids: set[str] = set()
         for i, msg in enumerate(body.get("messages") or []):
             if msg.get("role") not in ("user", "assistant"):
-                return _err(400, "invalid_request_error", f"messages.{i}.role: Input should be 'user' or 'assistant'")
+                raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             content = msg.get("content")
             blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
             for block in blocks:
                 if block.get("type") == "tool_use":
                     seen_tool_ids.add(block.get("id"))
                 if block.get("type") == "tool_result" and block.get("tool_use_id") not in seen_tool_ids:
-                    return _err(400, "invalid_request_error", "tool_result without a matching tool_use")
+                    raise Invalid("tool_result without a matching tool_use")
                 if block.get("type") not in ("text", "image", "tool_use", "tool_result"):
-                    return _err(400, "invalid_request_error", f"unknown content block {block.get('type')}")
+                    raise Invalid(f"unknown content block {block.get('type')}")
         for tool in body.get("tools") or []:
             if "function" in tool or "input_schema" not in tool or "name" not in tool:
-                return _err(400, "invalid_request_error", "tools: each tool needs name and input_schema")
+                raise Invalid("tools: each tool needs name and input_schema")
         if not body.get("messages"):
-            return _err(400, "invalid_request_error", "messages: at least one message is required")
-        return None
+            raise Invalid("messages: at least one message is required")
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append({"headers": dict(request.headers), "body": body})
-        if (invalid := self.validate(request, body)) is not None:
-            return invalid
+        body = await self.record(request)
+        try:
+            self.validate(request, body)
+        except Invalid as exc:
+            self.invalid.append(str(exc))
+            return _err(exc.status, exc.type, str(exc))
+        if request.headers["x-api-key"] != self.api_key:
+            return _err(401, "authentication_error", "invalid x-api-key")
         if body["model"] == "claude-overloaded":
             return _err(529, "overloaded_error", "Overloaded")
+        if body["model"] == "claude-rate-limited":
+            message = "This request would exceed the rate limit for your organization of 50 requests per minute."
+            return _err(429, "rate_limit_error", message, {"retry-after": "2"})
         blocks, stop = self._answer(body)
         usage = {"input_tokens": USAGE_IN, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}
         if not body.get("stream"):

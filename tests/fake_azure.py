@@ -6,7 +6,9 @@ denied" body), a missing or malformed ``api-version`` and any other path (404 "R
 found"), an unknown deployment (404 DeploymentNotFound), unknown request fields
 ("Unrecognized request argument supplied"), ``stream_options`` on api versions before
 2024-09-01-preview, a ``tool`` message that answers no preceding ``tool_calls``. Stricter than
-Azure, it refuses an ``Authorization`` header (the gateway must send ``api-key``).
+Azure, it refuses an ``Authorization`` header (the gateway must send ``api-key``). Every
+malformed request (all of the above but a wrong key and an unknown deployment) is recorded in
+``.invalid``.
 
 Answers look like Azure's: ``prompt_filter_results`` and per-choice ``content_filter_results``;
 streams start with a choices-less ``prompt_filter_results`` chunk and carry one
@@ -66,7 +68,10 @@ class FakeAzure(FakeServer):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         match = re.fullmatch(r"/openai/deployments/([^/]+)/(chat/completions|embeddings)", request.path)
-        if request.headers.get("api-key") != self.api_key or "authorization" in {k.lower() for k in request.headers}:
+        if "api-key" not in request.headers or "authorization" in {k.lower() for k in request.headers}:
+            self.invalid.append(f"{request.path}: the key must travel in api-key (and nothing in Authorization)")
+            return web.json_response({"error": {"code": "401", "message": ACCESS_DENIED}}, status=401)
+        if request.headers["api-key"] != self.api_key:  # a wrong key: a credentials problem, not a malformed request
             return web.json_response({"error": {"code": "401", "message": ACCESS_DENIED}}, status=401)
         version = request.query.get("api-version", "")
         if match is None or not API_VERSION.match(version):

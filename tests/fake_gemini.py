@@ -11,7 +11,8 @@ differs from the preceding turn's function calls, schema keys outside Gemini's O
 ``responseSchema`` without ``responseMimeType: application/json``. Authentication: the
 ``x-goog-api-key`` header (missing → 403 PERMISSION_DENIED, wrong → 400 API_KEY_INVALID, as
 Google answers); stricter than Google, it also refuses a ``key`` in the URL and any
-``Authorization`` header, because the gateway must never send either. ``gemini-3*`` models
+``Authorization`` header, because the gateway must never send either. Every malformed request
+(all of the above but a wrong key) is recorded in ``.invalid``. ``gemini-3*`` models
 require a ``thoughtSignature`` on the first function call of every model turn, as Gemini 3 does.
 
 Behaviour by model: ``gemini-429`` / ``gemini-503`` → RESOURCE_EXHAUSTED / UNAVAILABLE;
@@ -81,16 +82,25 @@ class FakeGemini(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/{path:.+}", self.handle)
+        app.router.add_post("/{path:.*}", self.elsewhere)
+
+    async def elsewhere(self, request: web.Request) -> web.Response:
+        await self.record(request)
+        self.invalid.append(f"Method not found: {request.path} (the API lives under /v1beta)")
+        return error(404, "NOT_FOUND", f"Method not found: {request.path}")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         match = PATH.match(request.match_info["path"])
         if match is None:
+            self.invalid.append(f"Method not found: {request.path}")
             return error(404, "NOT_FOUND", f"Method not found: {request.path}")
         model, method = match.groups()
         try:
             self.authenticate(request)
         except Invalid as exc:
+            if exc.reason != "API_KEY_INVALID":  # a wrong key is a credentials problem, not a malformed request
+                self.invalid.append(str(exc))
             return error(exc.code, exc.status, str(exc), exc.reason)
         try:
             if method == "batchEmbedContents":

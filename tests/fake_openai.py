@@ -14,8 +14,13 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
   ``{"city": "Paris"}`` (``finish_reason: tool_calls``; streamed as argument fragments);
   after a tool message, answers ``The tool said: <its content>``.
 
-It checks ``Authorization: Bearer <key>`` when started with a key, and records every
-request (``.requests``) and every stream the client cancelled (``.cancelled``).
+It checks ``Authorization: Bearer <key>`` when started with a key, and rejects (400, as OpenAI
+does) a request without ``model``, without a non-empty ``messages`` list, with an unknown role,
+a ``tool`` message that answers no preceding ``tool_calls``, a function tool without a name,
+or ``stream_options`` without ``stream``; unknown fields pass (OpenAI-compatible servers vary).
+It records every request (``.requests``), every malformed one (``.invalid``: a missing or
+non-Bearer ``Authorization`` header, an unknown path and the above; a wrong key is not
+malformed) and every stream the client cancelled (``.cancelled``).
 Run standalone: ``python tests/fake_openai.py --port 9000``.
 """
 
@@ -30,11 +35,14 @@ from typing import Any
 
 from aiohttp import web
 
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
 
 class FakeOpenAI:
     def __init__(self, api_key: str | None = None) -> None:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
+        self.invalid: list[str] = []  # every malformed request (the gateway should send none)
         self.cancelled = 0
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +69,7 @@ class FakeOpenAI:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/{path:.*}", self.elsewhere)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -78,9 +87,24 @@ class FakeOpenAI:
 
     # -- handlers ---------------------------------------------------------------------------
     def _auth(self, request: web.Request) -> web.Response | None:
-        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        if not self.api_key:
+            return None
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            self.invalid.append(f"{request.path}: the key must travel as Authorization: Bearer")
+            return _error(401, "You didn't provide an API key.", "invalid_request_error", None)
+        if request.headers["Authorization"] != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
         return None
+
+    def _invalid(self, problem: str | None) -> web.Response | None:
+        if problem is None:
+            return None
+        self.invalid.append(problem)
+        return _error(400, problem, "invalid_request_error", None)
+
+    async def elsewhere(self, request: web.Request) -> web.Response:
+        self.invalid.append(f"Unknown path: {request.path}")
+        return _error(404, f"Invalid URL (POST {request.path})", "invalid_request_error", None)
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
@@ -91,6 +115,8 @@ class FakeOpenAI:
         if (denied := self._auth(request)) is not None:
             return denied
         body = await self._record(request)
+        if (invalid := self._invalid(chat_problem(body))) is not None:
+            return invalid
         model = body.get("model", "")
         if model.startswith("status-"):
             status = int(model.split("-", 1)[1])
@@ -108,8 +134,6 @@ class FakeOpenAI:
             assert request.transport is not None
             request.transport.close()
             return web.Response()
-        if not isinstance(body.get("messages"), list):
-            return _error(400, "'messages' is a required property", "invalid_request_error", None)
         text = "Hello from the fake upstream: " + str(body["messages"][-1].get("content"))[:200]
         usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         created = int(time.time())
@@ -148,8 +172,9 @@ class FakeOpenAI:
                     return resp
                 if delay:
                     await asyncio.sleep(delay)
+                piece = word + (" " if i < len(words) - 1 else "")
                 await _send(
-                    resp, {**head, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                    resp, {**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
                 )
             await _send(resp, {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             opts = body.get("stream_options") or {}
@@ -165,11 +190,40 @@ class FakeOpenAI:
         if (denied := self._auth(request)) is not None:
             return denied
         body = await self._record(request)
+        if (invalid := self._invalid(None if "input" in body and body.get("model") else "'input' and 'model' are required")) is not None:
+            return invalid
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
         return web.json_response(
             {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 3, "total_tokens": 3}}
         )
+
+
+def chat_problem(body: dict[str, Any]) -> str | None:
+    """Why OpenAI would reject this chat request's shape, or None."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "you must provide a model parameter"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' is a required property and must be a non-empty array"
+    answerable: set[Any] = set()  # ids of the tool calls the next tool messages may answer
+    for i, msg in enumerate(messages):
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in ROLES:
+            return f"{role!r} is not one of {list(ROLES)} - 'messages.{i}.role'"
+        if role == "tool":
+            if msg.get("tool_call_id") not in answerable:
+                return "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+            continue
+        answerable = {c.get("id") for c in msg.get("tool_calls") or []} if role == "assistant" else set()
+        if msg.get("content") is None and not answerable and not msg.get("function_call"):
+            return f"Missing required parameter: 'messages.[{i}].content'."
+    for i, tool in enumerate(body.get("tools") or []):
+        if tool.get("type") == "function" and not (tool.get("function") or {}).get("name"):
+            return f"Missing required parameter: 'tools[{i}].function.name'."
+    if "stream_options" in body and not body.get("stream"):
+        return "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+    return None
 
 
 async def _tool_call(
