@@ -13,6 +13,8 @@ send none). Behaviour by ``model``:
   (``{"city": "Paris"}``); after a tool result, answers with the result's text;
 - ``claude-overloaded``: HTTP 529 ``overloaded_error``;
 - ``claude-rate-limited``: HTTP 429 ``rate_limit_error`` with ``retry-after``;
+- ``claude-echo-key``: a 400 whose message quotes the key it received (a careless upstream:
+  the gateway must scrub it);
 - anything else: echoes the last user text.
 
 Streams follow the documented event sequence (message_start, content_block_start/delta/stop,
@@ -99,6 +101,8 @@ class FakeAnthropic(FakeServer):
             return _err(401, "authentication_error", "invalid x-api-key")
         if body["model"] == "claude-overloaded":
             return _err(529, "overloaded_error", "Overloaded")
+        if body["model"] == "claude-echo-key":
+            return _err(400, "invalid_request_error", f"the fake quotes what it received: {request.headers['x-api-key']}")
         if body["model"] == "claude-rate-limited":
             message = "This request would exceed the rate limit for your organization of 50 requests per minute."
             return _err(429, "rate_limit_error", message, {"retry-after": "2"})

@@ -16,7 +16,8 @@ annotation-only chunk (a choice with ``content_filter_results`` and no ``delta``
 asynchronous filter does. Deployments: ``gpt-4o-prod`` echoes the last user text; ``tool-dep``
 calls the first tool (``{"city": "Paris"}``) until a tool result arrives; ``filtered-prompt``
 answers 400 ``content_filter``; ``filtered-output`` stops with ``finish_reason:
-content_filter``; ``busy-dep`` 429; ``down-dep`` 503; ``embed-dep`` serves embeddings.
+content_filter``; ``busy-dep`` 429; ``down-dep`` 503; ``echo-key-dep`` 400 quoting the key it
+received (a careless upstream: the gateway must scrub it); ``embed-dep`` serves embeddings.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 from aiohttp import web
 from fake_http import FakeServer
 
-DEPLOYMENTS = {"gpt-4o-prod", "tool-dep", "filtered-prompt", "filtered-output", "busy-dep", "down-dep", "embed-dep"}
+DEPLOYMENTS = {"gpt-4o-prod", "tool-dep", "filtered-prompt", "filtered-output", "busy-dep", "down-dep", "echo-key-dep",
+               "embed-dep"}
 CHAT_FIELDS = {"messages", "model", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
                "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user", "tools",
                "tool_choice", "parallel_tool_calls", "response_format", "seed", "logprobs", "top_logprobs",
@@ -95,6 +97,9 @@ class FakeAzure(FakeServer):
                 "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
                     **FILTERS, "violence": {"filtered": True, "severity": "high"},
                     "jailbreak": {"filtered": True, "detected": True}}}}}, status=400)  # fmt: skip
+        if deployment == "echo-key-dep":
+            message = f"The fake resource quotes what it received: {request.headers['api-key']}"
+            return web.json_response({"error": {"code": "InvalidRequest", "message": message}}, status=400)
         if deployment == "busy-dep":
             message = f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have exceeded token rate limit of your current tier. Please retry after 2 seconds."
             return web.json_response({"error": {"code": "429", "message": message}}, status=429, headers={"Retry-After": "2"})

@@ -16,6 +16,8 @@ Google answers); stricter than Google, it also refuses a ``key`` in the URL and 
 require a ``thoughtSignature`` on the first function call of every model turn, as Gemini 3 does.
 
 Behaviour by model: ``gemini-429`` / ``gemini-503`` → RESOURCE_EXHAUSTED / UNAVAILABLE;
+``gemini-echo-key`` → INVALID_ARGUMENT quoting the key it received (a careless upstream: the
+gateway must scrub it);
 ``gemini-blocked`` → ``promptFeedback.blockReason`` and no candidates; ``gemini-safety`` → a
 candidate stopped by SAFETY; ``gemini-max`` → MAX_TOKENS; ``*tool*`` models call the first
 declared function (``{"city": "Paris"}``) until a function response arrives, then answer with
@@ -111,6 +113,8 @@ class FakeGemini(FakeServer):
         except Invalid as exc:
             self.invalid.append(str(exc))
             return error(exc.code, exc.status, str(exc), exc.reason)
+        if model == "gemini-echo-key":
+            return error(400, "INVALID_ARGUMENT", f"The fake quotes what it received: {request.headers['x-goog-api-key']}")
         if model in ("gemini-429", "gemini-503"):
             code, status = (429, "RESOURCE_EXHAUSTED") if model == "gemini-429" else (503, "UNAVAILABLE")
             return error(code, status, "Resource has been exhausted" if code == 429 else "The model is overloaded.")

@@ -5,6 +5,8 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 - anything else: a normal ``chat.completion`` (or a stream of ``chat.completion.chunk``
   events, with a final usage chunk only when ``stream_options.include_usage`` is true);
 - ``status-NNN``: an OpenAI error body with HTTP status NNN;
+- ``echo-key``: a 400 whose message quotes the key it received (a careless upstream: the
+  gateway must scrub it);
 - ``hang``: never answers (until the client gives up);
 - ``slow-json``: answers normally after 1 s;
 - ``reset``: closes the connection without answering;
@@ -126,6 +128,9 @@ class FakeOpenAI:
                 "server_error" if status >= 500 else "invalid_request_error",
                 None,
             )
+        if model == "echo-key":
+            received = request.headers.get("Authorization", "")
+            return _error(400, f"the fake upstream quotes what it received: {received}", "invalid_request_error", None)
         if model == "hang":
             await asyncio.sleep(30)
         if model == "slow-json":
