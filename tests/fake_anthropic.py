@@ -49,7 +49,6 @@ class FakeAnthropic(FakeServer):
     def __init__(self, api_key: str) -> None:
         super().__init__()
         self.api_key = api_key
-        self.invalid: list[str] = []  # every malformed request (the gateway should send none)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{path:.*}", self.messages)

@@ -62,7 +62,6 @@ class FakeAzure(FakeServer):
     def __init__(self, api_key: str) -> None:
         super().__init__()
         self.api_key = api_key
-        self.invalid: list[str] = []  # every malformed request (the gateway should send none)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{path:.*}", self.handle)

@@ -10,12 +10,15 @@ from aiohttp import web
 
 
 class FakeServer:
-    """Subclasses add their routes in ``routes`` and record what they received in ``requests``."""
+    """Subclasses add their routes in ``routes``, record what they received in ``requests``, and
+    every request their API would reject in ``invalid`` (the gateway should send none)."""
 
     name = "fake"
+    api_key: str | None = None
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.invalid: list[str] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -55,7 +58,10 @@ class FakeServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def record(self, request: web.Request) -> dict[str, Any]:
-        """Remember the request (path, query, headers, JSON body) and return the body."""
+        """Remember the request (path, query, headers, JSON body) and return the body. A key in the
+        URL is invalid whatever the API: URLs end up in logs."""
+        if self.api_key and self.api_key in request.path_qs:
+            self.invalid.append(f"{request.path}: the API key travelled in the URL")
         try:
             body = await request.json()
         except ValueError:

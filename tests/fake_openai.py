@@ -110,6 +110,8 @@ class FakeOpenAI:
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.json()
+        if self.api_key and self.api_key in request.path_qs:
+            self.invalid.append(f"{request.path}: the API key travelled in the URL")
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         return body
 

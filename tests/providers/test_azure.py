@@ -1,4 +1,6 @@
-"""The openai SDK, through llmgw, against an Azure OpenAI target (a strict fake Azure resource)."""
+"""The openai SDK, through llmgw, against an Azure OpenAI target (a strict fake Azure resource): what
+is particular to Azure (deployments, api-version, content filters). What every kind must do
+(answers, usage, streams, tool calls, fallback, keys) is in test_conformance.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from conftest import Gateway, wait_for_rows
 from fake_azure import FakeAzure
 
 KEY = "azure-test-key-0123456789abcdefghij"
-BAD_KEY = "azure-wrong-key-0123456789abcdefghij"
 VERSION = "2024-10-21"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
@@ -25,21 +26,17 @@ def az(tmp_path_factory, upstream):
         "providers": {
             "azure": azure,
             "azure-old": {**azure, "api_version": "2024-06-01", "stream_usage": False},
-            "badkey": {**azure, "api_key_env": "AZURE_BAD_KEY"},
             "backup": {"kind": "openai", "base_url": upstream.base_url, "api_key_env": "LOCAL_API_KEY"},
         },
         "routes": {
             **{d: {"targets": [{"provider": "azure", "model": d}]} for d in (
-                "gpt-4o-prod", "tool-dep", "filtered-prompt", "filtered-output", "busy-dep", "down-dep", "embed-dep", "no-such-dep")},
+                "gpt-4o-prod", "tool-dep", "filtered-prompt", "filtered-output", "embed-dep", "no-such-dep")},
             "old": {"targets": [{"provider": "azure-old", "model": "gpt-4o-prod"}]},
-            "busy": {"targets": [{"provider": "azure", "model": "busy-dep"}, {"provider": "backup", "model": "gpt-4o"}]},
-            "down": {"targets": [{"provider": "azure", "model": "down-dep"}, {"provider": "backup", "model": "gpt-4o"}]},
             "filtered-then-backup": {"targets": [{"provider": "azure", "model": "filtered-prompt"}, {"provider": "backup", "model": "gpt-4o"}]},
-            "bad-key": {"targets": [{"provider": "badkey", "model": "gpt-4o-prod"}]},
         },
         "log": {"flush_ms": 100},
     }  # fmt: skip
-    gw = Gateway(tmp_path_factory.mktemp("azure"), policy, env={"AZURE_TEST_KEY": KEY, "AZURE_BAD_KEY": BAD_KEY})
+    gw = Gateway(tmp_path_factory.mktemp("azure"), policy, env={"AZURE_TEST_KEY": KEY})
     gw.fake = fake  # type: ignore[attr-defined]
     yield gw
     gw.terminate()
@@ -70,40 +67,19 @@ def test_plain_answer_usage_and_wire_format(az):
     assert req["body"] == {"temperature": 0.3, "max_tokens": 50, "seed": 1, "messages": USER}
 
 
-def test_stream_with_usage_and_without_azure_annotation_chunks(az):
-    chunks = list(oai(az).chat.completions.create(
-        model="gpt-4o-prod", stream=True, stream_options={"include_usage": True}, messages=[{"role": "user", "content": "stream please"}],
-    ))  # fmt: skip
-    assert all(c.choices and c.choices[0].delta is not None for c in chunks[:-1]), "every chunk but the usage one has a delta"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == "Azure heard: stream please"
-    assert [c.choices[0].finish_reason for c in chunks[:-1] if c.choices[0].finish_reason] == ["stop"]
-    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 21
-
-
-def test_stream_usage_is_logged_even_when_not_requested(az):
-    resp = oai(az).chat.completions.with_raw_response.create(
-        model="gpt-4o-prod", stream=True, messages=[{"role": "user", "content": "quiet"}]
-    )
-    chunks = list(resp.parse())
-    assert all(c.usage is None and c.choices for c in chunks)
-    assert sent(az)["body"]["stream_options"] == {"include_usage": True}  # asked by the gateway
-    row = wait_for_rows(az, f"request_id = '{resp.headers['x-llmgw-request-id']}'")[0]
-    assert (row["total_tokens"], row["outcome"]) == (21, "ok")
-
-
-def test_older_api_versions_can_turn_stream_usage_off(az):
+def test_the_gateway_asks_for_stream_usage_unless_an_older_api_version_turns_it_off(az):
+    list(oai(az).chat.completions.create(model="gpt-4o-prod", stream=True, messages=USER))
+    assert sent(az)["body"]["stream_options"] == {"include_usage": True}
     chunks = list(oai(az).chat.completions.create(model="old", stream=True, messages=USER))
     assert chunks[-1].choices[0].finish_reason == "stop"
     req = sent(az)
     assert req["query"] == {"api-version": "2024-06-01"} and "stream_options" not in req["body"]
 
 
-def test_tool_call_round_trip(az):
+def test_tools_and_tool_turns_pass_through(az):
     c = oai(az)
     first = c.chat.completions.create(model="tool-dep", tools=TOOLS, tool_choice="auto", messages=USER)
     call = first.choices[0].message.tool_calls[0]
-    assert first.choices[0].finish_reason == "tool_calls"
-    assert (call.id, call.function.name, json.loads(call.function.arguments)) == ("call_azure_1", "get_weather", {"city": "Paris"})
     assert sent(az)["body"]["tools"] == TOOLS and sent(az)["body"]["tool_choice"] == "auto"
     second = c.chat.completions.create(model="tool-dep", tools=TOOLS, messages=[
         *USER, first.choices[0].message.model_dump(exclude_none=True),
@@ -111,14 +87,7 @@ def test_tool_call_round_trip(az):
     ])  # fmt: skip
     assert second.choices[0].message.content == "The tool said: 18C and sunny"
     assert [m["role"] for m in sent(az)["body"]["messages"]] == ["user", "assistant", "tool"]
-
-
-def test_streamed_tool_call_arguments(az):
-    chunks = list(oai(az).chat.completions.create(model="tool-dep", tools=TOOLS, stream=True, messages=USER))
-    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert deltas[0].id == "call_azure_1" and deltas[0].function.name == "get_weather"
-    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris"}
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert sent(az)["body"]["messages"][2] == {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"}
 
 
 def test_a_filtered_prompt_is_a_clear_400_and_is_not_retried_elsewhere(az):
@@ -146,23 +115,10 @@ def test_filtered_output_passes_through_as_content_filter(az, stream):
     assert chunks[-1].choices[0].finish_reason == "content_filter"
 
 
-@pytest.mark.parametrize(("route", "deployment", "status"), [("busy", "busy-dep", 429), ("down", "down-dep", 503)])
-def test_busy_or_down_falls_back_and_alone_keeps_its_status(az, route, deployment, status):
-    r = oai(az).chat.completions.with_raw_response.create(model=route, messages=USER)
-    assert r.headers["x-llmgw-target"] == "backup/gpt-4o"
-    with pytest.raises(openai.APIStatusError) as exc:
-        oai(az).chat.completions.create(model=deployment, messages=USER)
-    assert exc.value.status_code == status
-
-
-def test_unknown_deployment_and_wrong_key(az):
+def test_an_unknown_deployment_is_a_404(az):
     with pytest.raises(openai.NotFoundError) as exc:
         oai(az).chat.completions.create(model="no-such-dep", messages=USER)
     assert "deployment for this resource does not exist" in exc.value.body["message"]
-    with pytest.raises(openai.APIStatusError) as exc:
-        oai(az).chat.completions.create(model="bad-key", messages=USER)
-    assert exc.value.status_code == 502 and exc.value.body["code"] == "upstream_auth_error"
-    assert BAD_KEY not in json.dumps(exc.value.body)
 
 
 def test_a_field_the_api_version_lacks_is_azures_400_naming_it(az):
@@ -179,10 +135,3 @@ def test_embeddings(az):
     assert (req["path"], req["query"]) == ("/openai/deployments/embed-dep/embeddings", {"api-version": VERSION})
     assert req["body"] == {"input": ["a", "b"], "encoding_format": "base64"}
     assert r.usage.total_tokens == 4
-
-
-def test_key_never_leaks(az):
-    with pytest.raises(openai.APIStatusError):
-        oai(az).chat.completions.create(model="busy-dep", messages=USER)
-    rows = wait_for_rows(az, "true", n=1)
-    assert KEY not in str(rows) and KEY not in az.server_log() and BAD_KEY not in az.server_log()

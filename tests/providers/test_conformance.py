@@ -248,6 +248,7 @@ def test_stream_without_include_usage_sends_no_usage_but_logs_it(stack):
     assert '"usage"' not in raw and raw.rstrip().endswith("data: [DONE]")
     events = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
     assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == stack.kind.echo + "quiet"
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
     row = stack.row(request_id)
     assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == stack.kind.usage
     assert row["stream"] and row["outcome"] == "ok"
