@@ -32,6 +32,8 @@ from fake_azure import FakeAzure
 from fake_gemini import FakeGemini
 from fake_openai import FakeOpenAI
 
+from llmgw_kernel.policy.model import ProviderKind
+
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
 USER = [{"role": "user", "content": "weather in Paris?"}]
@@ -113,6 +115,7 @@ KINDS = (
         ),
     ),
 )  # fmt: skip
+OFFLINE = {"demo"}  # built in: no upstream, nothing to conform to
 FAILURES = [pytest.param("busy", 429, id="429"), pytest.param("down", 503, id="503")]
 STREAM = [pytest.param(False, id="json"), pytest.param(True, id="stream")]
 
@@ -209,6 +212,10 @@ def one_stream(chunks: list[Any]) -> list[Any]:
 
 def usage_of(usage: Any) -> tuple[int, int, int]:
     return usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+
+
+def test_every_provider_kind_runs_the_suite():
+    assert {k.name for k in KINDS} == set(ProviderKind.__args__) - OFFLINE
 
 
 # -- answers and usage --------------------------------------------------------------------------
