@@ -124,30 +124,28 @@ class Stack:
     """One kind's fake behind a real `llmgw serve`, with a second target (an OpenAI fake) to fall back to."""
 
     def __init__(self, kind: Kind, tmp: Path, backup: FakeOpenAI) -> None:
-        self.kind, self.backup = kind, backup
+        self.kind = kind
         self.key = f"{kind.name}-conformance-key-0123456789abcdef"
         self.bad_key = f"{kind.name}-wrong-key-0123456789abcdef"
         self.fake = kind.fake(self.key).start()
         block = kind.block(self.fake.base_url)
-        me, tool = [{"provider": kind.name, "model": kind.plain}], [{"provider": kind.name, "model": kind.tool}]
-        busy, down = [{"provider": kind.name, "model": kind.busy.model}], [{"provider": kind.name, "model": kind.down.model}]
-        then_backup = [{"provider": "backup", "model": "gpt-4o"}]
+        routes = {
+            "plain": [kind.plain], "tool": [kind.tool], "busy": [kind.busy.model], "down": [kind.down.model],
+            "quotes-key": [kind.quotes_key],
+        }  # fmt: skip
+        targets = {name: [{"provider": kind.name, "model": m} for m in models] for name, models in routes.items()}
+        for name in ("plain", "busy", "down"):
+            targets[f"{name}-then-backup"] = [*targets[name], {"provider": "backup", "model": "gpt-4o"}]
+        targets["wrong-key"] = [{"provider": "badkey", "model": kind.plain}]
         policy = {
             "providers": {
                 kind.name: {**block, "api_key_env": "CONFORMANCE_KEY"},
                 "badkey": {**block, "api_key_env": "CONFORMANCE_BAD_KEY"},
                 "backup": {"kind": "openai", "base_url": backup.base_url, "api_key_env": "LOCAL_API_KEY"},
             },
-            "routes": {
-                "plain": {"targets": me}, "tool": {"targets": tool},
-                "busy": {"targets": busy}, "busy-then-backup": {"targets": busy + then_backup},
-                "down": {"targets": down}, "down-then-backup": {"targets": down + then_backup},
-                "plain-then-backup": {"targets": me + then_backup},
-                "wrong-key": {"targets": [{"provider": "badkey", "model": kind.plain}]},
-                "quotes-key": {"targets": [{"provider": kind.name, "model": kind.quotes_key}]},
-            },
+            "routes": {name: {"targets": t} for name, t in targets.items()},
             "log": {"flush_ms": 100},
-        }  # fmt: skip
+        }
         self.gw = Gateway(tmp, policy, env={"CONFORMANCE_KEY": self.key, "CONFORMANCE_BAD_KEY": self.bad_key})
 
     def client(self) -> openai.OpenAI:
@@ -166,15 +164,15 @@ class Stack:
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[dict[str, Stack]]:
     """One stack per kind, started when a test first needs it and kept for the module."""
-    started: dict[str, Stack] = {}
 
     class Lazy(dict):
         def __missing__(self, name: str) -> Stack:
             kind = next(k for k in KINDS if k.name == name)
-            started[name] = self[name] = Stack(kind, tmp_path_factory.mktemp(name), upstream)
+            self[name] = Stack(kind, tmp_path_factory.mktemp(name), upstream)
             return self[name]
 
-    yield Lazy()
+    started = Lazy()
+    yield started
     for stack in started.values():
         stack.stop()
 
