@@ -1,0 +1,357 @@
+"""Does opening dashboards stall the proxy? Proxy latency with and without dashboard loads.
+
+Starts ``llmgw serve`` on a free port with a fresh data directory, then, in separate
+processes so the load generators do not share a GIL with each other:
+
+* a proxy client sends ``demo`` chat completions one at a time (concurrency 1, keep-alive)
+  and records each latency;
+* during some phases, dashboard loaders run next to it: plain HTTP GETs of ``/`` (each one
+  makes Panel build a Bokeh session) and/or real headless-Chromium loads (page, assets,
+  websocket, Tabulator rows), with one more Chromium tab kept open (5 s refresh).
+
+Phases: ``baseline`` (Panel not started), ``cold`` (the first dashboard request arrives
+1 s in: Panel is started while the proxy serves), ``idle`` (Panel running, no dashboard
+traffic), ``gets`` (back-to-back page GETs), ``chromium`` (Chromium loads on the same
+machine) and ``chromium-nice`` (the same with the browser at nice 10, standing in for a
+browser on another machine). For each: proxy latency p50/p90/p99/p99.9/max, requests
+served, the server's CPU (main thread = the proxy's event loop), the main thread's CPU
+per request, and how long the server's main thread and the client waited for a CPU
+(schedstat run-queue time: waiting for the GIL is not in it, waiting for a core is).
+The server runs with a probe on its event loop (a 2 ms sleep that reports when it wakes
+more than 10 ms late, and how much of that the main thread spent waiting for a CPU): the
+rest of such a lag happened inside the process (GIL, garbage collection, a busy loop), which
+is what a dashboard must never cause; waiting for a core depends on the machine's load.
+``--isolation process,thread`` runs everything for Panel in a child process (default)
+and on a thread of the proxy (``LLMGW_DASHBOARD_ISOLATION``).
+
+    .venv/bin/python benchmarks/dashboard_stall.py --duration 20
+    .venv/bin/python benchmarks/dashboard_stall.py --duration 20 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]  # fmt: skip
+BODY = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "how fast is this gateway?"}]})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Runs `llmgw serve` with a probe on the proxy's event loop: a task that sleeps 2 ms and, when
+# it wakes up more than 10 ms late, logs by how much, and how much of that the main thread
+# spent waiting for a CPU (schedstat). The rest of the lag happened inside the process: the
+# loop busy (e.g. a garbage collection) or the thread waiting for the GIL.
+PROBE = """
+import asyncio, os, sys, time
+import llmgw_kernel.proxy.runtime as runtime
+
+def runq():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat") as fh:
+        return int(fh.read().split()[1]) / 1e9
+
+async def probe():
+    while True:
+        t0, r0 = time.perf_counter(), runq()
+        await asyncio.sleep(0.002)
+        lag = time.perf_counter() - t0 - 0.002
+        if lag > 0.010:
+            waited = (runq() - r0) * 1000
+            print(f"LLMGW_LAG {time.time():.3f} {lag * 1000:.1f} {waited:.1f}", file=sys.stderr, flush=True)
+
+start = runtime.Gateway.start
+async def start_with_probe(self):
+    await start(self)
+    self._llmgw_probe = asyncio.get_running_loop().create_task(probe())
+runtime.Gateway.start = start_with_probe
+sys.argv = ["llmgw", *sys.argv[1:]]
+from llmgw_kernel.cli import main
+sys.exit(main())
+"""
+
+
+def loop_stalls(log: Path, start: float, end: float) -> dict:
+    """The probe's reports between ``start`` and ``end`` (epoch seconds)."""
+    lags = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("LLMGW_LAG "):
+            _, at, lag, runq = line.split()
+            if start <= float(at) <= end:
+                lags.append((float(lag), float(runq)))
+    inside = [lag - min(runq, lag) for lag, runq in lags]
+    return {
+        "loop_lags_over_20ms": sum(lag > 20 for lag, _ in lags),
+        "in_process_stalls_over_20ms": sum(v > 20 for v in inside),
+        "longest_in_process_stall_ms": max(inside, default=0.0),
+    }
+
+
+def start_server(port: int, tmp: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-c", PROBE, "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--policy", str(tmp / "live.yaml"), "--data-dir", str(tmp / "data"), "--log-level", "warning",
+    ]  # fmt: skip
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"server did not start; see {tmp / 'server.log'}")
+
+
+# -- load generators (each runs in its own process) --------------------------------------------
+def proxy_load(port: int, duration: float, out: mp.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer x"}
+    latencies: list[float] = []
+    errors = 0
+    runq0 = runqueue_wait_s(os.getpid())
+    end = time.perf_counter() + duration
+    while (t0 := time.perf_counter()) < end:
+        conn.request("POST", "/v1/chat/completions", BODY, headers)
+        resp = conn.getresponse()
+        resp.read()
+        latencies.append((time.perf_counter() - t0) * 1000)
+        errors += resp.status != 200
+    out.put({"latencies": latencies, "errors": errors, "runq_s": runqueue_wait_s(os.getpid()) - runq0})
+
+
+def page_gets(port: int, stop: mp.Event, out: mp.Queue, delay: float = 0.0, once: bool = False) -> None:
+    time.sleep(delay)
+    times: list[float] = []
+    while not stop.is_set() and not (once and times):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120) as r:
+            r.read()
+        times.append((time.perf_counter() - t0) * 1000)
+    out.put({"kind": "gets", "times": times})
+
+
+def chromium_loads(port: int, stop: mp.Event, ready: mp.Event, out: mp.Queue, nice: int = 0) -> None:
+    from playwright.sync_api import Error, sync_playwright
+
+    if nice:
+        os.nice(nice)  # inherited by Chromium: the browser then yields the CPU to the gateway
+    url = f"http://127.0.0.1:{port}/"
+    times: list[float] = []
+    failures = 0
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            kept = browser.new_page()  # one dashboard stays open (its 5 s refresh keeps running)
+            kept.goto(url, timeout=120_000)
+            kept.wait_for_selector(".tabulator-row", state="attached", timeout=120_000)
+            ready.set()
+            while not stop.is_set():
+                page = browser.new_page()
+                t0 = time.perf_counter()
+                try:
+                    page.goto(url, timeout=60_000)
+                    page.wait_for_selector(".tabulator-row", state="attached", timeout=60_000)
+                    times.append((time.perf_counter() - t0) * 1000)
+                except Error:
+                    failures += 1
+                page.close()
+            browser.close()
+    finally:
+        out.put({"kind": "chromium", "times": times, "failures": failures})
+
+
+# -- measurement -------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(main thread, all threads) CPU seconds of the server process."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read(path: str) -> float:
+        with open(path) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return read(f"/proc/{pid}/task/{pid}/stat"), read(f"/proc/{pid}/stat")
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread spent runnable but waiting for a CPU (schedstat).
+
+    Waiting for the GIL is not in here (that is a sleep); waiting for a core is."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (FileNotFoundError, IndexError, ValueError):
+        return float("nan")
+
+
+def pct(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def run_phase(
+    name: str, port: int, pid: int, log: Path, duration: float,
+    gets: bool = False, chromium: bool = False, first_get_at: float | None = None, browser_nice: int = 0,
+) -> dict:  # fmt: skip
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    stop, ready = ctx.Event(), ctx.Event()
+    loaders = []
+    if gets or first_get_at is not None:
+        once = first_get_at is not None
+        loaders.append(ctx.Process(target=page_gets, args=(port, stop, out, first_get_at or 0.0, once)))
+    if chromium:
+        loaders.append(ctx.Process(target=chromium_loads, args=(port, stop, ready, out, browser_nice)))
+    for p in loaders:
+        p.start()
+    if chromium and not ready.wait(120):  # Chromium's own start-up is not what we measure
+        raise SystemExit("Chromium did not load the dashboard within 120 s")
+    main0, all0 = cpu_seconds(pid)
+    runq0 = runqueue_wait_s(pid)
+    t0, started = time.perf_counter(), time.time()
+    client = ctx.Process(target=proxy_load, args=(port, duration, out))
+    client.start()
+    results = [out.get(timeout=duration + 120)]
+    while "latencies" not in results[-1]:  # a loader that was done early ("cold") reported first
+        results.append(out.get(timeout=duration + 120))
+    wall = time.perf_counter() - t0
+    main1, all1 = cpu_seconds(pid)
+    runq1 = runqueue_wait_s(pid)
+    ended = time.time()
+    stop.set()
+    results += [out.get(timeout=180) for _ in range(len(loaders) + 1 - len(results))]
+    for p in [client, *loaders]:
+        p.join(timeout=60)
+    proxy = next(r for r in results if "latencies" in r)
+    lat = sorted(proxy["latencies"])
+    loads = {r["kind"]: r["times"] for r in results if "kind" in r}
+    return {
+        "phase": name,
+        "requests": len(lat),
+        "errors": proxy["errors"],
+        "p50_ms": pct(lat, 0.50),
+        "p90_ms": pct(lat, 0.90),
+        "p99_ms": pct(lat, 0.99),
+        "p999_ms": pct(lat, 0.999),
+        "max_ms": lat[-1] if lat else float("nan"),
+        "over_10ms": sum(v > 10 for v in lat),
+        "server_cpu_pct": 100 * (all1 - all0) / wall,
+        "main_thread_cpu_pct": 100 * (main1 - main0) / wall,
+        "main_thread_cpu_us_per_request": 1e6 * (main1 - main0) / max(1, len(lat)),
+        "main_thread_runq_ms_per_s": 1000 * (runq1 - runq0) / wall,
+        "client_runq_ms_per_s": 1000 * proxy["runq_s"] / wall,
+        **loop_stalls(log, started, ended),
+        "page_gets": len(loads.get("gets", [])),
+        "page_get_p50_ms": pct(sorted(loads.get("gets", [])), 0.5),
+        "chromium_loads": len(loads.get("chromium", [])),
+        "chromium_load_p50_ms": pct(sorted(loads.get("chromium", [])), 0.5),
+        "chromium_failures": sum(r.get("failures", 0) for r in results if r.get("kind") == "chromium"),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| phase | proxy requests | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | >10 ms | "
+            "server CPU % (main thread) | main thread µs/request | waiting for a CPU, ms/s: server main / client "
+            "| loop lags > 20 ms: all / in-process | longest in-process stall ms "
+            "| page GETs (p50 ms) | Chromium loads (p50 ms) |")  # fmt: skip
+    lines = [head, "|" + "---|" * 15]
+    for r in rows:
+        lines.append(
+            f"| {r['phase']} | {r['requests']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['p999_ms']:.2f} | {r['max_ms']:.1f} | {r['over_10ms']} "
+            f"| {r['server_cpu_pct']:.0f} ({r['main_thread_cpu_pct']:.0f}) "
+            f"| {r['main_thread_cpu_us_per_request']:.0f} "
+            f"| {r['main_thread_runq_ms_per_s']:.0f} / {r['client_runq_ms_per_s']:.0f} "
+            f"| {r['loop_lags_over_20ms']} / {r['in_process_stalls_over_20ms']} "
+            f"| {r['longest_in_process_stall_ms']:.0f} "
+            f"| {r['page_gets']} ({r['page_get_p50_ms']:.0f}) "
+            f"| {r['chromium_loads']} ({r['chromium_load_p50_ms']:.0f})"
+            + (f", {r['chromium_failures']} timed out" if r["chromium_failures"] else "")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+PHASES = {
+    "baseline": {},  # Panel not started yet
+    "cold": {"first_get_at": 1.0},  # Panel imported and started while the proxy serves
+    "idle": {},  # Panel running, nobody looking
+    "gets": {"gets": True},
+    "chromium": {"chromium": True},  # the browser competes with the gateway for 2 cores
+    "chromium-nice": {"chromium": True, "browser_nice": 10},  # ... or yields to it (a remote browser)
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument(
+        "--isolation", default="process",
+        help="where Panel runs: process, thread, or both (comma-separated; sets LLMGW_DASHBOARD_ISOLATION)",
+    )  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
+    parser.add_argument(
+        "--boost", type=int, default=0, metavar="N",
+        help="run everything (server, Panel child, client, browser) N nice levels higher, so other "
+        "workloads on a shared machine disturb the measurement less; relative priorities are kept (root)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.boost:
+        os.nice(-args.boost)
+    phases = args.phases.split(",")
+    if "chromium" in phases and not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} not found: skipping the chromium phase", file=sys.stderr)
+        phases.remove("chromium")
+    rows = []
+    for isolation in args.isolation.split(","):
+        os.environ["LLMGW_DASHBOARD_ISOLATION"] = isolation
+        port = free_port()
+        with tempfile.TemporaryDirectory(prefix="llmgw-stall-") as tmp:
+            server = start_server(port, Path(tmp))
+            try:
+                log = Path(tmp) / "server.log"
+                run_phase("warm-up", port, server.pid, log, 2)
+                for name in phases:
+                    row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, **PHASES[name])
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · nproc {os.cpu_count()} · {' '.join(platform.uname())}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    if args.markdown:
+        print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
