@@ -252,3 +252,26 @@ def test_wildcard_host_allows_the_machine_names():
     origins = websocket_origins("0.0.0.0", 8000)
     assert {"localhost:8000", "127.0.0.1:8000", f"{socket.gethostname()}:8000"} <= set(origins)
     assert "*" not in origins
+
+
+def test_the_proxy_process_never_imports_panel():
+    """What the proxy imports to bridge dashboards pulls in none of the dashboard stack."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmgw_kernel.dashboard_bridge, llmgw_kernel.dashboard.panel_process, "
+        "llmgw_kernel.dashboard.panel_thread, llmgw_kernel.dashboard; "
+        "print(','.join(m for m in ('panel', 'bokeh', 'tornado', 'pandas', 'duckdb') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_dashboard_public_names():
+    import llmgw_kernel.dashboard as dashboard
+
+    assert sorted(dashboard.__all__) == [
+        "DEFAULT_WINDOW", "ERROR_OUTCOMES", "Headline", "Overview", "OverviewStore", "WINDOWS", "Window",
+    ]  # fmt: skip
+    assert all(getattr(dashboard, name) is not None for name in dashboard.__all__)
