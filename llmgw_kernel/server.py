@@ -1,10 +1,10 @@
 """``llmgw serve``: one process, one port — the proxy and the dashboards.
 
 uvicorn (uvloop + httptools) runs the plain-ASGI proxy on the main thread. Panel runs in
-its own thread with its own event loop, started on the first dashboard request (so the
-proxy is ready in well under a second and stays small until someone opens a dashboard),
-and the proxy's ASGI app forwards dashboard paths and websockets to it. A Panel session
-build therefore never runs on the proxy's loop (docs/server.md has the measurements).
+a child process (its own GIL, heap and event loop), started on the first dashboard request
+(so the proxy is ready in well under a second and stays small), and the proxy's ASGI app
+forwards dashboard paths and websockets to it on an internal port. A Panel session build
+therefore never runs in the proxy's process (docs/server.md has the measurements).
 SIGTERM: stop accepting, drain in-flight requests for ``drain_s`` seconds, flush the log.
 """
 
@@ -107,7 +107,7 @@ def serve(
         print(exc, file=sys.stderr)
         return 2
     data_dir.mkdir(parents=True, exist_ok=True)
-    sys.setswitchinterval(0.001)  # the dashboard thread yields the GIL to the proxy within 1 ms
+    sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
     app = build_app(policy, data_dir, host, port, dashboards)
     config = uvicorn.Config(
         app,
