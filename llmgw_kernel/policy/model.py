@@ -108,11 +108,48 @@ class Target(_Frozen):
         return f"{self.provider}/{self.model}"
 
 
+class RetrySettings(_Frozen):
+    """Retries of one target before falling back to the next (docs/routing.md)."""
+
+    attempts: Annotated[int, Field(ge=1, le=10)] = Field(default=2, description="Tries per target (1 = no retry)")
+    on_status: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=lambda: [429, 500, 502, 503, 504],
+        description="Upstream statuses retried on the same target (timeouts and connection errors always are)",
+    )
+    backoff_ms: Annotated[int, Field(ge=0, le=60_000)] = Field(
+        default=100, description="Base of the exponential backoff (full jitter: uniform in [0, base*2^(n-1)])"
+    )
+    max_backoff_ms: Annotated[int, Field(ge=0, le=300_000)] = Field(
+        default=2_000, description="Cap of one backoff sleep"
+    )
+    retry_after_cap_ms: Annotated[int, Field(ge=0, le=300_000)] = Field(
+        default=5_000, description="A Retry-After longer than this is not waited for: the target is left"
+    )
+
+
+class BreakerSettings(_Frozen):
+    """A circuit breaker per target of the route (docs/routing.md)."""
+
+    failures: Annotated[int, Field(ge=1, le=10_000)] = Field(description="Failures within window_s that open it")
+    window_s: Annotated[float, Field(gt=0, le=86_400)] = Field(default=60, description="Failure counting window")
+    cooldown_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=30, description="Open this long, then one half-open probe request"
+    )
+
+
 class Route(_Frozen):
     """A model name clients send, and the targets that serve it."""
 
     targets: Annotated[list[Target], Field(min_length=1)]
     description: str | None = None
+    retry: RetrySettings | None = Field(default=None, description="Absent: one attempt per target")
+    timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = Field(
+        default=None, description="Per attempt; a target's timeout_ms overrides it, the provider's is the fallback"
+    )
+    deadline_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = Field(
+        default=None, description="Bounds the whole request (all attempts, backoffs and fallbacks) until it starts"
+    )
+    breaker: BreakerSettings | None = Field(default=None, description="Absent: no circuit breaker")
 
     @model_validator(mode="after")
     def _weights(self) -> Route:
