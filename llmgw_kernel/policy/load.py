@@ -74,6 +74,7 @@ def validate_policy(data: Mapping[str, Any], source: str | None = None) -> Polic
         errors = [(format_path(e["loc"]), _message(e)) for e in exc.errors()]
         raise PolicyError(errors, source) from None
     errors = list(_cross_check(policy))
+    errors += _load_functions(policy, source)
     if errors:
         raise PolicyError(errors, source)
     policy._version = policy_version(policy)
@@ -102,7 +103,10 @@ def canonical_policy(policy: Policy) -> dict[str, Any]:
 
 def policy_version(policy: Policy) -> str:
     """``p-`` + 12 hex digits of SHA-256 over the canonical document (key order irrelevant)."""
-    blob = orjson.dumps(canonical_policy(policy), option=orjson.OPT_SORT_KEYS)
+    doc = canonical_policy(policy)
+    if policy._functions:  # a rule module's code is part of what the policy decides
+        doc["_rule_modules"] = {route: digest for route, (_, digest) in policy._functions.items()}
+    blob = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return "p-" + hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -119,12 +123,26 @@ def _cross_check(policy: Policy) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     known = ", ".join(sorted(policy.providers)) or "none"
     for route_name, route in policy.routes.items():
-        for i, target in enumerate(route.targets):
-            if target.provider not in policy.providers:
-                errors.append(
-                    (
-                        format_path(("routes", route_name, "targets", i, "provider")),
-                        f"unknown provider {target.provider!r} (defined: {known})",
-                    )
-                )
+        lists = [(("routes", route_name, "targets"), route.targets)]
+        lists += [(("routes", route_name, "rules", j, "targets"), r.targets) for j, r in enumerate(route.rules)]
+        for where, targets in lists:
+            for i, target in enumerate(targets):
+                if target.provider not in policy.providers:
+                    msg = f"unknown provider {target.provider!r} (defined: {known})"
+                    errors.append((format_path((*where, i, "provider")), msg))
+    return errors
+
+
+def _load_functions(policy: Policy, source: str | None) -> list[tuple[str, str]]:
+    """Load every route's ``rule`` function (validated at load, not at first request)."""
+    from .functions import load_rule_function
+
+    errors: list[tuple[str, str]] = []
+    for route_name, route in policy.routes.items():
+        if route.rule is None:
+            continue
+        try:
+            policy._functions[route_name] = load_rule_function(route.rule, source)
+        except ValueError as exc:
+            errors.append((format_path(("routes", route_name, "rule")), str(exc)))
     return errors

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from .conditions import RULE_PATTERN, STICKY_PATTERN, Price, When, check_weights
+
 ProviderKind = Literal["openai", "anthropic", "gemini", "azure", "demo"]
 
 #: where a provider lives when the policy does not say (kinds not listed need a base_url)
@@ -137,11 +139,31 @@ class BreakerSettings(_Frozen):
     )
 
 
+class Rule(_Frozen):
+    """A condition of a route: when ``when`` matches (first match wins), ``targets`` serve."""
+
+    name: str | None = Field(default=None, description="Shown in reasons (default: rules[i])")
+    when: When
+    targets: Annotated[list[Target], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _weights(self) -> Rule:
+        check_weights([t.weight for t in self.targets])
+        return self
+
+
 class Route(_Frozen):
     """A model name clients send, and the targets that serve it."""
 
     targets: Annotated[list[Target], Field(min_length=1)]
     description: str | None = None
+    sticky: Annotated[str, Field(pattern=STICKY_PATTERN)] | None = Field(
+        default=None, description="user | metadata.<key>: weighted draws hash this value instead of the request id"
+    )
+    rules: list[Rule] = Field(default_factory=list, description="Conditions, first match wins; targets is the default")
+    rule: Annotated[str, Field(pattern=RULE_PATTERN)] | None = Field(
+        default=None, description="module:function in the policy file's folder, returning the targets to try"
+    )
     retry: RetrySettings | None = Field(default=None, description="Absent: one attempt per target")
     timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = Field(
         default=None, description="Per attempt; a target's timeout_ms overrides it, the provider's is the fallback"
@@ -163,6 +185,14 @@ class Route(_Frozen):
     @property
     def weighted(self) -> bool:
         return self.targets[0].weight is not None
+
+    @property
+    def all_targets(self) -> list[Target]:
+        """The route's targets, then its rules' targets not already listed (one per id)."""
+        seen: dict[str, Target] = {}
+        for t in [*self.targets, *(t for r in self.rules for t in r.targets)]:
+            seen.setdefault(t.id, t)
+        return list(seen.values())
 
 
 class LogSettings(_Frozen):
@@ -190,10 +220,14 @@ class Policy(_Frozen):
     routes: dict[str, Route]
     log: LogSettings = Field(default_factory=LogSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    pricing: dict[str, Price] = Field(
+        default_factory=dict, description="USD per 1M tokens by model name sent upstream (provider/model wins)"
+    )
     description: str | None = None
 
     _version: str = PrivateAttr(default="")
     _source: str | None = PrivateAttr(default=None)
+    _functions: dict[str, Any] = PrivateAttr(default_factory=dict)  # route -> loaded rule function
 
     @property
     def version(self) -> str:

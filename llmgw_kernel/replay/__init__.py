@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 _LOG_COLUMNS = (
     "request_id", "ts", "endpoint", "route", "policy_version", "plan", "target", "status", "outcome",
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
+    "attempts", "metadata", "request_body", "api",
 )  # fmt: skip
 
 
@@ -134,7 +135,6 @@ def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
             "completion_tokens": sum(v or 0 for v in window["completion_tokens"]),
             "policy_versions": sorted({v for v in window["policy_version"] if v}),
         },
-        "cost_usd": None,  # pricing arrives with the cost stage; unknown is not 0
     }
 
 

@@ -7,12 +7,17 @@ the summary. Adding a stage = one module in ``decisions/`` + one entry in :data:
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import replay_routing
+from .routing_estimates import estimate, logged_cost
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -34,11 +39,12 @@ def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
     reasons: list[str | None] = []
     logged_firsts: list[str | None] = []
     differs: list[bool] = []
-    for rid, route, plan, err in zip(
-        window["request_id"], window["route"], window["plan"], window["error_type"], strict=True
+    for i, (rid, route, plan, err) in enumerate(
+        zip(window["request_id"], window["route"], window["plan"], window["error_type"], strict=True)
     ):
         logged = list(plan) if plan is not None else None
-        decided = replay_routing(policy, rid, route, logged, err)
+        ctx = logged_context(window, i) if route is not None else None
+        decided = replay_routing(policy, rid, route, logged, err, ctx)
         new_plan = list(decided.targets) if decided is not None else None
         plans.append(new_plan)
         firsts.append(new_plan[0] if new_plan else None)
@@ -54,11 +60,52 @@ def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
     return cols, differs
 
 
+def _json(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value
+
+
+def logged_context(window: Columns, i: int) -> RouteContext:
+    """The routing context of logged request ``i``, rebuilt as the live pipeline built it.
+
+    The body is the logged ``request_body`` (bodies: full) with ``metadata`` removed, as
+    the pipeline does; ``/v1/messages`` bodies are translated to OpenAI form first. Without
+    a logged body (bodies: hashed | none) the prompt size is the logged ``prompt_tokens``
+    and the body's ``user`` is unknown (metadata.user still applies): conditions on prompt
+    size and sticky-by-body-user may then differ from live.
+    """
+    body = _json(window["request_body"][i]) if "request_body" in window else None
+    if not isinstance(body, dict) or "unparsed" in body:
+        body = None
+    elif (window.get("api") or [None] * (i + 1))[i] == "anthropic":
+        from ..proxy.anthropic_request import to_openai_request
+
+        with contextlib.suppress(Exception):  # rejected live too: keep the raw body
+            body = to_openai_request(body)
+    if body is not None:
+        body = {k: v for k, v in body.items() if k != "metadata"}
+    metadata = _json(window["metadata"][i]) if "metadata" in window else None
+    return route_context(
+        window["request_id"][i], window["route"][i], body, metadata if isinstance(metadata, dict) else None,
+        window["prompt_tokens"][i],
+    )  # fmt: skip
+
+
 def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
     routed = [t for t in decisions["replay_target"] if t]
     logged = [t for t in decisions["logged_target"] if t]
+    estimates = estimate(policy, window, decisions["replay_plan"])
+    baseline = logged_cost(policy, window)
     return {
+        "cost_usd": estimates["cost_usd"],
+        "logged_cost_usd": baseline["cost_usd"],
         "routing": {
+            "estimates": estimates,
+            "logged_unpriced_targets": baseline["unpriced_targets"],
             "routed": len(routed),
             "unknown_model": sum(1 for p in decisions["replay_plan"] if p == []),
             "first_target_share": _shares(routed),
@@ -66,7 +113,7 @@ def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dic
             "first_target_changed": sum(
                 1 for a, b in zip(decisions["logged_target"], decisions["replay_target"], strict=True) if a != b
             ),
-        }
+        },
     }
 
 
