@@ -4,7 +4,13 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 
 - anything else: a normal ``chat.completion`` (or a stream of ``chat.completion.chunk``
   events, with a final usage chunk only when ``stream_options.include_usage`` is true);
-- ``status-NNN``: an OpenAI error body with HTTP status NNN;
+- ``status-NNN`` (optionally ``status-NNN-<tag>``): an OpenAI error body with HTTP status NNN;
+  ``status-NNN-retry-after-S``: the same with a ``Retry-After: S`` header;
+- ``flaky-K-NNN-<tag>``: fails the first K calls to that model name with status NNN (``reset``
+  instead of NNN: drops the connection), then answers normally;
+- ``chaos-P-<tag>``: fails P% of calls (a 500, 503, 429, a reset, a cut stream or a 2 s hang,
+  chosen at random), answers the others;
+- ``context-small``: a 400 ``context_length_exceeded`` (the prompt does not fit);
 - ``echo-key``: a 400 whose message quotes the key it received (a careless upstream: the
   gateway must scrub it);
 - ``hang``: never answers (until the client gives up);
@@ -20,7 +26,8 @@ It checks ``Authorization: Bearer <key>`` when started with a key, and rejects (
 does) a request without ``model``, without a non-empty ``messages`` list, with an unknown role,
 a ``tool`` message that answers no preceding ``tool_calls``, a function tool without a name,
 or ``stream_options`` without ``stream``; unknown fields pass (OpenAI-compatible servers vary).
-It records every request (``.requests``), every malformed one (``.invalid``: a missing or
+It records every request (``.requests``, each with its arrival ``t`` on the monotonic clock;
+``.counts`` per model name), every malformed one (``.invalid``: a missing or
 non-Bearer ``Authorization`` header, an unknown path and the above; a wrong key is not
 malformed) and every stream the client cancelled (``.cancelled``).
 Run standalone: ``python tests/fake_openai.py --port 9000``.
@@ -30,7 +37,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import random
+import re
 import threading
 import time
 from typing import Any
@@ -46,6 +56,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.invalid: list[str] = []  # every malformed request (the gateway should send none)
         self.cancelled = 0
+        self.counts: collections.Counter[str] = collections.Counter()  # requests per model name
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -112,7 +123,11 @@ class FakeOpenAI:
         body = await request.json()
         if self.api_key and self.api_key in request.path_qs:
             self.invalid.append(f"{request.path}: the API key travelled in the URL")
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        self.requests.append(
+            {"path": request.path, "headers": dict(request.headers), "body": body, "t": time.monotonic()}
+        )
+        if isinstance(body, dict):
+            self.counts[str(body.get("model"))] += 1
         return body
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -122,14 +137,25 @@ class FakeOpenAI:
         if (invalid := self._invalid(chat_problem(body))) is not None:
             return invalid
         model = body.get("model", "")
+        fault = self._fault(model, bool(body.get("stream")))
+        if fault is not None:
+            model = fault
         if model.startswith("status-"):
-            status = int(model.split("-", 1)[1])
-            return _error(
+            status = int(model.split("-")[1])
+            after = re.search(r"retry-after-(\d+)", model)
+            resp = _error(
                 status,
                 f"fake upstream failure {status}",
                 "server_error" if status >= 500 else "invalid_request_error",
                 None,
             )
+            if after:
+                resp.headers["Retry-After"] = after.group(1)
+            return resp
+        if model == "context-small":
+            return _error(400, "This model's maximum context length is 8 tokens.", "invalid_request_error", "context_length_exceeded")
+        if model == "hang-2":
+            await asyncio.sleep(2)
         if model == "echo-key":
             received = request.headers.get("Authorization", "")
             return _error(400, f"the fake upstream quotes what it received: {received}", "invalid_request_error", None)
@@ -192,6 +218,19 @@ class FakeOpenAI:
             self.cancelled += 1
             raise
         return resp
+
+    def _fault(self, model: str, stream: bool) -> str | None:
+        """The behaviour a ``flaky-`` or ``chaos-`` model shows on this call (None: answer normally)."""
+        if model.startswith("flaky-"):
+            _, k, how = model.split("-")[:3]
+            if self.counts[model] <= int(k):
+                return "reset" if how == "reset" else f"status-{how}"
+            return None
+        if model.startswith("chaos-"):
+            if random.random() * 100 >= float(model.split("-")[1]):
+                return None
+            return random.choice(["status-500", "status-503", "status-429", "reset", "hang-2"] + (["stream-cut-0"] if stream else []))
+        return None
 
     async def embeddings(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:

@@ -36,6 +36,7 @@ class UpstreamError(Exception):
         body: bytes | None = None,
         param: str | None = None,
         code: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -44,6 +45,7 @@ class UpstreamError(Exception):
         self.body = body
         self.param = param
         self.code = code  # a provider error code worth passing to the client (e.g. content_filter)
+        self.retry_after = retry_after  # the upstream's Retry-After header, verbatim
 
     @property
     def retryable(self) -> bool:

@@ -102,7 +102,10 @@ class HttpProvider:
                 resp.release()
             status = self.error_status(raw, resp.status)
             message = self._scrub(self.error_message(raw, resp.status))
-            raise UpstreamError("http", message, status, raw, code=self.error_code(raw, resp.status))
+            raise UpstreamError(
+                "http", message, status, raw, code=self.error_code(raw, resp.status),
+                retry_after=resp.headers.get("Retry-After"),
+            )  # fmt: skip
         return resp
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:

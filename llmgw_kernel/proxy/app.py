@@ -79,6 +79,7 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             policy_file=str(gw.policy_path),
             policy_reload_error=gw.last_reload_error,
             routes=routes,
+            circuits=_circuits(gw),
             log={
                 "rows_written": writer.rows_written,
                 "buffered": writer.buffered,
@@ -89,6 +90,14 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             keys="open: no virtual keys exist, every request is accepted (local development)",
         )
     return not reasons, report
+
+
+def _circuits(gw: Gateway) -> dict[str, dict[str, str]]:
+    """Circuit breaker state per route and target (routes with a ``breaker`` only)."""
+    out: dict[str, dict[str, str]] = {}
+    for (route, target), state in sorted(gw.breakers.states().items()):
+        out.setdefault(route, {})[target] = state
+    return out
 
 
 async def _health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

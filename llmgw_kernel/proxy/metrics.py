@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+_CIRCUIT_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf"))
 
 
@@ -36,6 +37,13 @@ class Metrics:
         )
         self.in_flight = Gauge("llmgw_in_flight_requests", "Requests being served", registry=r)
         self.reloads = Counter("llmgw_policy_reloads", "Policy reloads by result", ["result"], registry=r)
+        self.retries = Counter(
+            "llmgw_upstream_retries", "Retries of a target after a failed attempt", ["route", "target"], registry=r
+        )
+        self.circuit_transitions = Counter(
+            "llmgw_circuit_transitions", "Circuit breaker state changes", ["route", "target", "to"], registry=r
+        )
+        self._circuits = lambda: {}
         self._policy = ("", "")
         self._log_state = lambda: (0, 0, 0)
         r.register(_InfoCollector(self))
@@ -48,6 +56,15 @@ class Metrics:
 
     def set_log_probe(self, probe) -> None:  # () -> (rows_written, buffered, flush_errors)
         self._log_state = probe
+
+    def set_circuit_probe(self, probe) -> None:  # () -> {(route, target): state}
+        self._circuits = probe
+
+    def circuit_transition(self, route: str, target: str, before: str, to: str) -> None:
+        self.circuit_transitions.labels(route, target, to).inc()
+
+    def retry(self, route: str, target: str) -> None:
+        self.retries.labels(route, target).inc()
 
     def observe(self, route: str, model: str, status: int, latency_s: float, ttft_s: float | None, usage) -> None:
         key = (route, model, str(status))
@@ -94,3 +111,10 @@ class _InfoCollector:
         yield GaugeMetricFamily("llmgw_log_rows_written", "Rows written to the request log", value=rows)
         yield GaugeMetricFamily("llmgw_log_rows_buffered", "Rows not yet on disk", value=buffered)
         yield GaugeMetricFamily("llmgw_log_flush_errors", "Failed log flushes", value=errors)
+        circuits = GaugeMetricFamily(
+            "llmgw_circuit_state", "Circuit breaker per route target: 0 closed, 1 open, 2 half-open",
+            labels=["route", "target"],
+        )  # fmt: skip
+        for (route, target), state in self.m._circuits().items():
+            circuits.add_metric([route, target], _CIRCUIT_VALUES.get(state, 0))
+        yield circuits

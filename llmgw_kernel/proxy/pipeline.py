@@ -13,16 +13,18 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
 
-from ..decisions.routing import plan_route, route_context
+from ..decisions.routing import plan_route
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
 from ..providers.sse import DONE, frame
 from .asgi import JSON, SSE_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_error
+from .attempts import attempt as _attempt
+from .attempts import upstream_error as _upstream_error
 from .errors import GatewayError, bad_request, not_found_model
 from .runtime import Gateway, Snapshot
 from .validate import check_chat, check_embeddings, check_model
@@ -104,70 +106,6 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task, flight: _Fligh
             return
 
 
-def _upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
-    where = f"target {target_id}"
-    if err.kind == "timeout":
-        return GatewayError(504, f"{where}: {err.message}", "timeout", code="upstream_timeout", outcome="timeout")
-    if err.kind == "unsupported":
-        return GatewayError(
-            400, f"{where}: {err.message}", param=err.param, code="unsupported_parameter", outcome="client_error"
-        )
-    if err.kind in ("connection", "protocol"):
-        return GatewayError(
-            502, f"{where}: {err.message}", "upstream_error", code="upstream_unreachable", outcome="upstream_error"
-        )
-    status = err.status or 502
-    if status in (401, 403):
-        return GatewayError(
-            502, f"{where}: the provider rejected the gateway's credentials ({err.message})", "upstream_error",
-            code="upstream_auth_error", outcome="upstream_error",
-        )  # fmt: skip
-    kind = "invalid_request_error" if status < 500 else "upstream_error"
-    if status == 429:
-        kind = "rate_limit_error"
-    return GatewayError(status, f"{where}: {err.message}", kind, code=err.code or f"upstream_{status}", outcome="upstream_error")
-
-
-async def _attempt(
-    gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any],
-    call: Callable[[Adapter, Any, dict[str, Any]], Awaitable[Any]],
-) -> Any:  # fmt: skip
-    """Try the plan's targets in order; return the first success."""
-    assert rec.plan is not None and rec.route is not None
-    last: tuple[UpstreamError, str] | None = None
-    skipped: list[str] = []
-    for target_id in rec.plan:
-        target, adapter = snap.resolve(rec.route, target_id)
-        reason = adapter.unavailable_reason()
-        if reason is not None:
-            skipped.append(f"{target_id}: {reason}")
-            rec.attempts.append({"target": target_id, "status": None, "latency_ms": 0.0, "error": f"skipped: {reason}"})
-            continue
-        t = _perf()
-        try:
-            result = await call(adapter, target, dict(body))
-        except UpstreamError as err:
-            ms = (_perf() - t) * 1000
-            rec.attempts.append(
-                {"target": target_id, "status": err.status, "latency_ms": ms, "error": f"{err.kind}: {err.message}"}
-            )
-            gw.metrics.upstream_error(target.provider, target.model, err.kind, err.status)
-            last = (err, target_id)
-            if err.retryable:
-                continue
-            raise _upstream_error(err, target_id) from None
-        ms = (_perf() - t) * 1000
-        rec.attempts.append({"target": target_id, "status": 200, "latency_ms": ms, "error": None})
-        rec.target, rec.provider, rec.upstream_model, rec.upstream_ms = target_id, target.provider, target.model, ms
-        return result
-    if last is not None:
-        raise _upstream_error(*last)
-    raise GatewayError(
-        503, f"No target available for model '{rec.route}': " + "; ".join(skipped), "service_unavailable",
-        code="no_target_available", outcome="no_target",
-    )  # fmt: skip
-
-
 class Inbound(NamedTuple):
     """The client-facing API a request arrived on: its name (the log's ``api``) and ``parse``,
     which turns the raw body into the OpenAI request the pipeline serves (raising a
@@ -246,7 +184,7 @@ async def handle(
         rec.metadata = _metadata(scope, body)
         if route not in facts.routes:
             raise not_found_model(route, list(facts.routes))
-        plan = plan_route(policy, route, rec.request_id, route_context(rec.request_id, route, body, rec.metadata))
+        plan = plan_route(policy, route, rec.request_id)
         rec.plan, rec.route_reason = plan.targets, plan.reason
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
         if endpoint == "chat.completions" and body.get("stream"):

@@ -20,6 +20,7 @@ from ..log.writer import LogWriter
 from ..policy.load import PolicyError, load_policy
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
+from .breaker import Breakers
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Snapshot:
 
 def build_snapshot(policy: Policy, ctx: AdapterContext) -> Snapshot:
     adapters = {name: build_adapter(name, p, ctx) for name, p in policy.providers.items()}
-    targets = {r: {t.id: t for t in route.all_targets} for r, route in policy.routes.items()}
+    targets = {r: {t.id: t for t in route.targets} for r, route in policy.routes.items()}
     usable = [
         r
         for r, route in policy.routes.items()
@@ -65,6 +66,7 @@ class Gateway:
     data_dir: Path
     reload_interval_s: float = 0.5
     metrics: Metrics = field(default_factory=Metrics)
+    breakers: Breakers = field(init=False)  # per (route, target); survives policy reloads
     snapshot: Snapshot = field(init=False)
     writer: LogWriter = field(init=False)
     draining: bool = False
@@ -73,6 +75,10 @@ class Gateway:
     _session: aiohttp.ClientSession | None = None
     _watch_task: asyncio.Task | None = None
     _stamp: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.breakers = Breakers(notify=self.metrics.circuit_transition)
+        self.metrics.set_circuit_probe(self.breakers.states)
 
     async def start(self) -> None:
         import aiohttp
@@ -105,6 +111,7 @@ class Gateway:
         self.snapshot = build_snapshot(policy, AdapterContext(self._session))
         self.writer.set_flush_ms(policy.log.flush_ms)
         self.metrics.set_policy(policy.version, str(self.policy_path))
+        self.breakers.sync(policy)
 
     async def reload_if_changed(self) -> bool:
         stamp = _stat(self.policy_path)
