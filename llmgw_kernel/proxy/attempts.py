@@ -181,7 +181,7 @@ async def _try_target(
                 err.kind == "http" and retry is not None and err.status in retry.on_status
             )
             if retry is not None and transient and n + 1 < tries:
-                wait = _retry_wait(snap, rec, retry, target_id, n + 1, err, deadline)
+                wait = _retry_wait(snap, rec, retry, target_id, n + 1, err, deadline, route.deadline_ms or 0)
                 if wait is not None:
                     entry["error"] += f"; retry {n + 1} in {wait:.0f} ms"
                     gw.metrics.retry(rec.route or "", target_id)
@@ -206,12 +206,15 @@ async def _try_target(
 
 
 def _retry_wait(
-    snap: Snapshot, rec: RequestRecord, retry: Any, target_id: str, n: int, err: UpstreamError, deadline: float | None
-) -> float | None:
+    snap: Snapshot, rec: RequestRecord, retry: Any, target_id: str, n: int, err: UpstreamError,
+    deadline: float | None, deadline_ms: int,
+) -> float | None:  # fmt: skip
     """Milliseconds to sleep before retry ``n``, or None to leave the target now."""
     backoff = backoff_ms(snap.policy.version, rec.request_id, target_id, n, retry.backoff_ms, retry.max_backoff_ms)
     after = retry_after_ms(err.retry_after) if err.status in RETRY_AFTER_STATUSES else None
     wait = retry_delay_ms(backoff, after, retry.retry_after_cap_ms)
-    if wait is not None and deadline is not None and (deadline - _perf()) * 1000 <= wait:
-        return None  # sleeping would eat the rest of the deadline: try the next target instead
+    if wait is not None and deadline is not None:
+        left_ms = (deadline - _perf()) * 1000
+        if wait >= left_ms - min(50.0, 0.1 * deadline_ms):
+            return None  # sleeping would eat (nearly) the rest of the deadline: try the next target instead
     return wait

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..decisions.routing import plan_route
+from ..decisions.routing import plan_route, route_context
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
 from ..providers.sse import DONE, frame
@@ -184,7 +184,7 @@ async def handle(
         rec.metadata = _metadata(scope, body)
         if route not in facts.routes:
             raise not_found_model(route, list(facts.routes))
-        plan = plan_route(policy, route, rec.request_id)
+        plan = plan_route(policy, route, rec.request_id, route_context(rec.request_id, route, body, rec.metadata))
         rec.plan, rec.route_reason = plan.targets, plan.reason
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
         if endpoint == "chat.completions" and body.get("stream"):

@@ -47,7 +47,7 @@ class Snapshot:
 
 def build_snapshot(policy: Policy, ctx: AdapterContext) -> Snapshot:
     adapters = {name: build_adapter(name, p, ctx) for name, p in policy.providers.items()}
-    targets = {r: {t.id: t for t in route.targets} for r, route in policy.routes.items()}
+    targets = {r: {t.id: t for t in route.all_targets} for r, route in policy.routes.items()}
     usable = [
         r
         for r, route in policy.routes.items()
