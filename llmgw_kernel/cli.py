@@ -7,6 +7,7 @@ llmgw policy diff A B                unified diff of the canonical forms
 llmgw policy promote CANDIDATE [--policy LIVE]
 llmgw policy rollback [--policy LIVE]
 llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
+llmgw route explain --policy FILE --model NAME [--metadata JSON] [--user U] [--prompt-tokens N] [--request-id ID]
 """
 
 from __future__ import annotations
@@ -93,6 +94,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from .decisions.explain import UnknownRoute, explain_route
+    from .policy.load import load_policy
+
+    try:
+        metadata = json.loads(args.metadata) if args.metadata else {}
+    except json.JSONDecodeError as exc:
+        print(f"llmgw: --metadata is not valid JSON ({exc})", file=sys.stderr)
+        return 1
+    if not isinstance(metadata, dict):
+        print("llmgw: --metadata must be a JSON object", file=sys.stderr)
+        return 1
+    policy = load_policy(args.policy)
+    try:
+        print(explain_route(policy, args.model, metadata, args.user, args.prompt_tokens, args.request_id))
+    except UnknownRoute as exc:
+        print(f"llmgw: {exc.args[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _traffic(args: argparse.Namespace) -> int:
     from .traffic import serve_synthetic_traffic
 
@@ -161,6 +183,16 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--until", default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_replay)
+
+    ro = sub.add_parser("route", help="explain routing decisions").add_subparsers(dest="action", required=True)
+    ex = ro.add_parser("explain", help="which targets a request would try, in which order, and why")
+    ex.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    ex.add_argument("--model", required=True, help="the model name a client would send (the route)")
+    ex.add_argument("--metadata", default=None, help='request metadata as JSON, e.g. \'{"tier": "gold"}\'')
+    ex.add_argument("--user", default=None, help="the body's user field (sticky: user, user matchers)")
+    ex.add_argument("--prompt-tokens", type=int, default=0, help="prompt size (estimate: characters / 4)")
+    ex.add_argument("--request-id", default="req_explain", help="the id weighted draws hash (without sticky)")
+    ex.set_defaults(func=_explain)
 
     t = sub.add_parser("traffic", help="serve synthetic traffic through a real server (for demos and notebooks)")
     t.add_argument("--policy", type=Path, default=DEFAULT_POLICY)

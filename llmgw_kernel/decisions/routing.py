@@ -36,7 +36,8 @@ log = logging.getLogger("llmgw.routing")
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
-    """The verdict: target ids in the order they are tried, with the reason for the order."""
+    """The verdict: target ids in the order they are tried, with the reason for the order
+    (steps joined by `` | ``: rule function, matched condition, draw)."""
 
     route: str
     targets: tuple[str, ...]
@@ -76,7 +77,7 @@ def plan_route(policy: Policy, route: str, request_id: str, ctx: RouteContext | 
             targets = spec.rules[index].targets
         notes.append(why)
     targets_, reason = _order(policy.version, spec, targets, request_id, ctx)
-    return RoutePlan(route, targets_, "; ".join([*notes, reason]))
+    return RoutePlan(route, targets_, " | ".join([*notes, reason]))
 
 
 def _order(
