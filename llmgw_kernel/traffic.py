@@ -7,6 +7,10 @@ starts the server on a free loopback port (unless ``--url`` points at a running 
 ``n`` chat requests spread over the policy's routes (a mix of plain and streamed, with
 metadata tags), then stops it with SIGTERM so every row is flushed. Prompts come from a small
 built-in list, with repeats and paraphrases, so later cache analyses have something to find.
+Each request carries a ``user`` from a pool of ``users`` names (sticky routing has something
+to stick to). For targets that differ in latency and reliability without any account, use
+the demo provider's model-name knobs (``demo-x-slow-40ms``, ``demo-y-flaky-10pct``; see
+:mod:`llmgw_kernel.providers.demo`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def serve_synthetic_traffic(
     seed: int = 7,
     stream_share: float = 0.2,
     url: str | None = None,
+    users: int = 40,
 ) -> TrafficReport:
     """Send ``n`` requests through a real server (started here unless ``url`` is given)."""
     import httpx
@@ -92,6 +97,7 @@ def serve_synthetic_traffic(
                     "model": route,
                     "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
                     "metadata": {"team": rng.choice(TEAMS)},
+                    "user": f"user-{rng.randrange(users)}",
                 }
                 if rng.random() < stream_share:
                     body["stream"] = True

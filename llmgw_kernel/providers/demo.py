@@ -4,12 +4,22 @@ Chat answers echo a short summary of the last user message, deterministically; u
 whitespace token count. Streams send the answer a few words per chunk. Embeddings are
 unit vectors derived from a hash of the text: stable and cheap, useful for wiring and
 tests, meaningless as semantics.
+
+Knobs in the target's model name simulate upstream behaviour, deterministically, for demos,
+notebooks and routing what-ifs (docs/providers.md):
+
+- ``slow-<N>ms`` (e.g. ``demo-large-slow-40ms``): every answer waits N ms first;
+- ``flaky-<P>pct`` (e.g. ``demo-small-flaky-10pct``): P% of requests fail with a 503. Which
+  ones is a hash of the request body (messages, user, ...), so the same request fails the
+  same way every time (a retry on the same target fails again; a fallback helps).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
+import re
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +31,20 @@ from ..policy.model import Provider, Target
 from .base import AdapterContext, Reply, StreamReply, UpstreamError
 
 EMBED_DIM = 384
+_SLOW = re.compile(r"slow-(\d+)ms")
+_FLAKY = re.compile(r"flaky-(\d+)pct")
+
+
+async def _simulate(model: str, body: dict[str, Any]) -> None:
+    """Apply the model name's ``slow-<N>ms`` / ``flaky-<P>pct`` knobs (no-op without them)."""
+    slow = _SLOW.search(model)
+    if slow:
+        await asyncio.sleep(int(slow.group(1)) / 1000)
+    flaky = _FLAKY.search(model)
+    if flaky:
+        blob = orjson.dumps({k: v for k, v in body.items() if k != "model"}, option=orjson.OPT_SORT_KEYS)
+        if int(_digest(model.encode().hex() + blob.decode())[:8], 16) % 100 < int(flaky.group(1)):
+            raise UpstreamError("http", f"demo: simulated failure ({flaky.group(0)})", 503)
 
 
 class DemoAdapter:
@@ -32,6 +56,7 @@ class DemoAdapter:
         return None
 
     async def chat(self, body: dict[str, Any], target: Target) -> Reply:
+        await _simulate(target.model, body)
         text, prompt_tokens = _answer(body)
         usage = _usage(prompt_tokens, text)
         reply = {
@@ -45,6 +70,7 @@ class DemoAdapter:
         return Reply(orjson.dumps(reply), usage)
 
     async def chat_stream(self, body: dict[str, Any], target: Target, include_usage: bool) -> StreamReply:
+        await _simulate(target.model, body)
         text, prompt_tokens = _answer(body)
         reply = StreamReply(_stream(text, target.model, prompt_tokens, include_usage), _usage(prompt_tokens, text))
         return reply
