@@ -21,7 +21,7 @@ class RequestRecord:
         "stream", "status", "outcome", "error_type", "error_message", "plan", "route_reason",
         "target", "provider", "upstream_model", "attempts", "latency_ms", "ttft_ms", "upstream_ms",
         "usage", "metadata", "user_agent", "body_mode", "request_raw", "response_raw",
-        "stream_events", "api",
+        "stream_events", "api", "retries", "backoff_ms",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -54,6 +54,8 @@ class RequestRecord:
         self.request_raw: bytes = b""
         self.response_raw: bytes | None = None
         self.stream_events: list[bytes] | None = None
+        self.retries = 0
+        self.backoff_ms = 0.0
 
 
 def _sha256(data: bytes) -> str:
@@ -168,4 +170,6 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "request_bytes": len(rec.request_raw),
         "response_bytes": response_bytes,
         "api": rec.api,
+        "retries": rec.retries,
+        "backoff_ms": rec.backoff_ms,
     }

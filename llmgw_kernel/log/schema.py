@@ -47,6 +47,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("request_bytes", "INTEGER", "request body size"),
     ("response_bytes", "INTEGER", "response body size"),
     ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages)"),
+    ("retries", "INTEGER", "tries that repeated a target already tried (route retry)"),
+    ("backoff_ms", "DOUBLE", "time slept between retries (backoff or Retry-After)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -185,6 +185,8 @@ async def _try_target(
                 if wait is not None:
                     entry["error"] += f"; retry {n + 1} in {wait:.0f} ms"
                     gw.metrics.retry(rec.route or "", target_id)
+                    rec.retries += 1
+                    rec.backoff_ms += wait
                     await asyncio.sleep(wait / 1000)
                     continue
                 entry["error"] += "; no retry (Retry-After over the cap or past the deadline)"

@@ -6,6 +6,8 @@ and an increment, not a label resolution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
@@ -43,7 +45,7 @@ class Metrics:
         self.circuit_transitions = Counter(
             "llmgw_circuit_transitions", "Circuit breaker state changes", ["route", "target", "to"], registry=r
         )
-        self._circuits = lambda: {}
+        self._circuits: Callable[[], dict[tuple[str, str], str]] = dict
         self._policy = ("", "")
         self._log_state = lambda: (0, 0, 0)
         r.register(_InfoCollector(self))
@@ -57,7 +59,7 @@ class Metrics:
     def set_log_probe(self, probe) -> None:  # () -> (rows_written, buffered, flush_errors)
         self._log_state = probe
 
-    def set_circuit_probe(self, probe) -> None:  # () -> {(route, target): state}
+    def set_circuit_probe(self, probe: Callable[[], dict[tuple[str, str], str]]) -> None:
         self._circuits = probe
 
     def circuit_transition(self, route: str, target: str, before: str, to: str) -> None:
