@@ -190,6 +190,25 @@ def test_a_stream_cut_after_the_first_byte_is_not_retried_and_ends_with_an_error
     assert "after first byte" in _row(gw, "a-sa")["attempts"][-1]["error"]
 
 
+def test_a_stream_whose_upstream_hangs_before_the_first_byte_times_out_then_falls_back(gw):
+    t0 = time.monotonic()
+    r, lines = _stream(gw, "r-hang", "a-stream-hang")
+    assert r.status_code == 200 and r.headers["x-llmgw-target"] == "other/gpt-4o"
+    assert lines[-1] == "data: [DONE]" and time.monotonic() - t0 < 1.4
+    assert _row(gw, "a-stream-hang")["attempts"][0]["error"].startswith("timeout")
+
+
+def test_the_deadline_bounds_a_stream_until_its_first_event(gw):
+    t0 = time.monotonic()
+    with httpx.stream(
+        "POST", f"{gw.base_url}/chat/completions",
+        json={"model": "r-deadline", "messages": MSG, "stream": True}, timeout=30,
+    ) as r:  # fmt: skip
+        body = json.loads(r.read())
+    assert r.status_code == 504 and body["error"]["code"] == "deadline_exceeded"
+    assert time.monotonic() - t0 < 1.5
+
+
 def test_retries_are_counted_in_metrics(gw):
     text = httpx.get(f"{gw.url}/metrics").text
     assert 'llmgw_upstream_retries_total{route="r-500",target="local/status-500-r"} 2.0' in text
