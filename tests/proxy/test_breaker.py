@@ -163,3 +163,34 @@ def test_a_successful_half_open_probe_closes_the_breaker(gw, upstream):
     assert httpx.get(f"{gw.url}/health").json()["circuits"]["b-recovers"][f"local/{RECOVERS}"] == "closed"
     log = gw.server_log()
     assert "circuit b-recovers" in log and "half_open -> closed" in log
+
+
+def test_breaker_state_survives_a_policy_reload(gw, upstream):
+    import yaml
+
+    dead = "status-500-reload"
+    policy = yaml.safe_load(gw.policy_path.read_text())
+    ok = {"provider": "other", "model": "gpt-4o"}
+    route = {"targets": [{"provider": "local", "model": dead}, ok], "breaker": {"failures": 2, "cooldown_s": 60}}
+    policy["routes"]["b-reload"] = route
+
+    def install(p: dict) -> str:
+        before = httpx.get(f"{gw.url}/health").json()["policy_version"]
+        gw.policy_path.write_text(yaml.safe_dump(p, sort_keys=False))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = httpx.get(f"{gw.url}/health").json()["policy_version"]
+            if now != before:
+                return now
+            time.sleep(0.1)
+        raise AssertionError("the policy was not reloaded")
+
+    install(policy)
+    for i in range(4):
+        assert _chat(gw, "b-reload", f"bl-{i}").status_code == 200
+    assert upstream.counts[dead] == 2
+    policy["routes"]["b-reload"] = {**route, "description": "edited: same targets"}
+    install(policy)
+    assert httpx.get(f"{gw.url}/health").json()["circuits"]["b-reload"][f"local/{dead}"] == "open"
+    assert _chat(gw, "b-reload", "bl-after").status_code == 200
+    assert upstream.counts[dead] == 2  # still open after the reload: no traffic
