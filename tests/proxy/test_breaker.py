@@ -105,6 +105,8 @@ def test_state_survives_a_reload_for_targets_that_still_exist():
 # -- live ---------------------------------------------------------------------------------
 DEAD = "status-500-breaker"
 RECOVERS = "flaky-3-500-breaker"
+# long enough that the requests before it always finish inside it, even on a busy CI machine
+COOLDOWN = 3
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +116,9 @@ def gw(upstream, tmp_path_factory):
     policy = policy_for(upstream.base_url)
     ok = {"provider": "other", "model": "gpt-4o"}
     policy["routes"].update({
-        "b-dead": {"targets": [{"provider": "local", "model": DEAD}, ok], "breaker": {"failures": 3, "cooldown_s": 1}},
+        "b-dead": {"targets": [{"provider": "local", "model": DEAD}, ok], "breaker": {"failures": 3, "cooldown_s": COOLDOWN}},
         "b-recovers": {
-            "targets": [{"provider": "local", "model": RECOVERS}, ok], "breaker": {"failures": 3, "cooldown_s": 1},
+            "targets": [{"provider": "local", "model": RECOVERS}, ok], "breaker": {"failures": 3, "cooldown_s": COOLDOWN},
         },
     })  # fmt: skip
     g = Gateway(tmp_path_factory.mktemp("breaker"), policy)
@@ -143,7 +145,7 @@ def test_the_breaker_stops_traffic_to_a_dead_target_within_its_failure_count(gw,
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert f'llmgw_circuit_state{{route="b-dead",target="local/{DEAD}"}} 1.0' in metrics
     assert f'llmgw_circuit_transitions_total{{route="b-dead",target="local/{DEAD}",to="open"}} 1.0' in metrics
-    time.sleep(1.1)  # cooldown over: half-open, one probe, which fails and reopens
+    time.sleep(COOLDOWN + 0.1)  # cooldown over: half-open, one probe, which fails and reopens
     assert httpx.get(f"{gw.url}/health").json()["circuits"]["b-dead"][f"local/{DEAD}"] == "half_open"
     assert _chat(gw, "b-dead", "bd-probe").status_code == 200
     assert _chat(gw, "b-dead", "bd-after-probe").status_code == 200
@@ -155,7 +157,7 @@ def test_a_successful_half_open_probe_closes_the_breaker(gw, upstream):
     for i in range(6):
         assert _chat(gw, "b-recovers", f"br-{i}").headers["x-llmgw-target"] == "other/gpt-4o"
     assert upstream.counts[RECOVERS] == 3
-    time.sleep(1.1)
+    time.sleep(COOLDOWN + 0.1)
     r = _chat(gw, "b-recovers", "br-probe")
     assert r.headers["x-llmgw-target"] == f"local/{RECOVERS}"  # the probe succeeded
     for i in range(3):
