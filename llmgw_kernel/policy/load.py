@@ -24,7 +24,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from .model import Policy
+from .model import Policy, Target
 
 PolicySource = str | os.PathLike[str] | Mapping[str, Any] | Policy
 
@@ -123,7 +123,7 @@ def _cross_check(policy: Policy) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     known = ", ".join(sorted(policy.providers)) or "none"
     for route_name, route in policy.routes.items():
-        lists = [(("routes", route_name, "targets"), route.targets)]
+        lists: list[tuple[tuple[str | int, ...], list[Target]]] = [(("routes", route_name, "targets"), route.targets)]
         lists += [(("routes", route_name, "rules", j, "targets"), r.targets) for j, r in enumerate(route.rules)]
         for where, targets in lists:
             for i, target in enumerate(targets):

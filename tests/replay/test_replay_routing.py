@@ -134,3 +134,17 @@ def test_candidate_estimates_cost_latency_and_errors_from_the_log(make_gateway, 
     doc["pricing"]["gpt-4o"] = {"input_per_1m": 2.5, "output_per_1m": 10}
     priced = replay(load_policy(doc), gw.data_dir).summary
     assert priced["cost_usd"] > 0 and priced["logged_cost_usd"] > 0
+
+
+def test_without_logged_bodies_metadata_rules_and_sticky_sessions_still_replay(make_gateway, upstream, tmp_path):
+    gw = _start(make_gateway, upstream, tmp_path, log={"bodies": "hashed", "flush_ms": 100})
+    with httpx.Client(base_url=gw.base_url) as c:
+        for i in range(20):
+            meta = {"tier": ["gold", "free"][i % 2], "session": f"s{i % 3}"}
+            for model in ("sticky-session", "tiered"):
+                c.post("/chat/completions", json={"model": model, "messages": SHORT, "metadata": meta})
+    gw.terminate()
+    con = open_log(gw.data_dir)
+    assert con.execute("SELECT count(*) FROM requests WHERE request_body IS NOT NULL").fetchone()[0] == 0
+    result = replay(load_policy(gw.policy_path), con)
+    assert result.summary["requests"] == 40 and result.compare_to_log() == 0
