@@ -17,6 +17,8 @@ register in :data:`STAGES` the same way.
 from __future__ import annotations
 
 import os
+import sys
+import types
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -137,5 +139,17 @@ def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
         },
     }
 
+
+class _CallablePackage(types.ModuleType):
+    """``llmgw_kernel.replay`` names both this package and its main function. Importing a
+    submodule first (``from llmgw_kernel.replay.whatif import ...``) binds the *package* to
+    ``llmgw_kernel.replay``, hiding the lazily exported function; calling the package calls
+    :func:`replay`, so ``gw.replay(policy, log)`` works in either order."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ReplayResult:
+        return replay(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["ReplayResult", "load_window", "replay"]

@@ -148,3 +148,18 @@ def test_without_logged_bodies_metadata_rules_and_sticky_sessions_still_replay(m
     assert con.execute("SELECT count(*) FROM requests WHERE request_body IS NOT NULL").fetchone()[0] == 0
     result = replay(load_policy(gw.policy_path), con)
     assert result.summary["requests"] == 40 and result.compare_to_log() == 0
+
+
+def test_gw_replay_is_callable_after_importing_a_replay_submodule(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import llmgw_kernel as gw\n"
+        "from llmgw_kernel.replay.whatif import weight_sweep\n"
+        "p = gw.load_policy({'providers': {'d': {'kind': 'demo'}}, "
+        "'routes': {'m': {'targets': [{'provider': 'd', 'model': 'x'}]}}})\n"
+        f"print(gw.replay(p, {str(tmp_path)!r}).compare_to_log())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
