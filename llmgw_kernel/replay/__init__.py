@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..log.reader import open_log
 from ..policy.load import PolicySource, load_policy
+from .routing_estimates import _quantile
 from .stages import STAGES
 
 if TYPE_CHECKING:
@@ -106,16 +107,6 @@ def replay(
     summary.update(_observed(window))
     decisions = pd.DataFrame(columns).set_index("request_id", drop=False)
     return ReplayResult(pol, decisions, summary, differences)
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    pos = (len(values) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(values) - 1)
-    return round(values[lo] + (values[hi] - values[lo]) * (pos - lo), 3)
 
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
