@@ -206,6 +206,8 @@ async def handle(
         if not flight.started and not flight.disconnected:
             flight.done = True
             rec.response_raw = err.body()
+            if err.outcome == "no_target":  # a retry cannot help until the policy or environment changes
+                headers.append((b"x-should-retry", b"false"))
             await send_error(send, err, headers)
         log.info("%s %s -> %d %s", rec.request_id, rec.route, err.status, err.message)
     except ClientDisconnected:

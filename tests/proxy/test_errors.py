@@ -88,8 +88,17 @@ def test_upstream_message_is_kept(gateway):
 
 
 def test_no_target_names_the_missing_variable(gateway):
-    err = assert_error(post(gateway, json={"model": "no-key", "messages": MSG}), 503)
+    r = post(gateway, json={"model": "no-key", "messages": MSG})
+    err = assert_error(r, 503)
     assert "LLMGW_TEST_UNSET_KEY" in err["message"]
+    assert r.headers["x-should-retry"] == "false"  # the official SDKs then do not retry it
+
+
+def test_sdk_does_not_retry_a_route_without_targets(gateway, upstream):
+    c = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=2)
+    with pytest.raises(openai.InternalServerError):
+        c.chat.completions.with_raw_response.create(model="no-key", messages=MSG, extra_headers={"x-request-id": "no-retry"})
+    assert len(wait_for_rows(gateway, "client_request_id = 'no-retry'", n=2, timeout=1.0)) == 1
 
 
 def test_sdk_raises_typed_errors(gateway):
