@@ -26,12 +26,12 @@ class FakeServer:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    def start(self) -> FakeServer:
+    def start(self, port: int = 0) -> FakeServer:
         ready = threading.Event()
 
         def run() -> None:
             self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
+            self._loop.run_until_complete(self._start(port))
             ready.set()
             self._loop.run_forever()
 
@@ -39,12 +39,12 @@ class FakeServer:
         ready.wait(10)
         return self
 
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=16 << 20)
+    async def _start(self, port: int = 0) -> None:
+        app = web.Application(client_max_size=64 << 20)
         self.routes(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

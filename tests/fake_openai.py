@@ -46,53 +46,24 @@ import time
 from typing import Any
 
 from aiohttp import web
+from fake_http import FakeServer
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
+    name = "fake-openai"
+
     def __init__(self, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.requests: list[dict[str, Any]] = []
-        self.invalid: list[str] = []  # every malformed request (the gateway should send none)
         self.cancelled = 0
         self.counts: collections.Counter[str] = collections.Counter()  # requests per model name
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle (runs on its own thread and loop) ----------------------------------------
-    def start(self, port: int = 0) -> FakeOpenAI:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start(port))
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True, name="fake-openai")
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    async def _start(self, port: int) -> None:
-        app = web.Application(client_max_size=64 << 20)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/{path:.*}", self.elsewhere)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
 
     @property
     def base_url(self) -> str:
