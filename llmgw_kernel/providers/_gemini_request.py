@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .base import unsupported
+from .engine import append_turn
 
 #: Google's documented placeholder for function calls whose thought signature is unknown (a
 #: history written by another provider, or a client that dropped ``extra_content``); Gemini 3
@@ -40,12 +41,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[dict[str, Any] | N
     names: dict[str, str] = {}  # tool_call_id -> function name (functionResponse needs the name)
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)  # parallel tool results belong to one turn
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_turn(contents, role, "parts", parts)
 
     for i, msg in enumerate(messages):
         role = msg.get("role")

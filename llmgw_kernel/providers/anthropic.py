@@ -24,7 +24,7 @@ import orjson
 
 from ..policy.model import Target
 from .base import UpstreamError, unsupported
-from .engine import BUILD, DROP, MAP, REFUSE, NativeAdapter, Param
+from .engine import BUILD, DROP, MAP, REFUSE, NativeAdapter, Param, append_turn
 from .http import loads_object
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -197,12 +197,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any
     out: list[dict[str, Any]] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)  # Anthropic wants alternating turns
-        else:
-            out.append({"role": role, "content": blocks})
+        append_turn(out, role, "content", blocks)
 
     for i, msg in enumerate(messages):
         role = msg.get("role")

@@ -60,6 +60,17 @@ def REFUSE(note: str) -> Param:  # noqa: N802
     return Param("refuse", note=note)
 
 
+def append_turn(turns: list[dict[str, Any]], role: str, key: str, items: list[dict[str, Any]]) -> None:
+    """Append ``items`` as a ``role`` turn under ``key``, merged into the previous turn when it has
+    the same role: Anthropic and Gemini want alternating turns (and parallel tool results in one)."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
+
+
 def set_path(out: dict[str, Any], path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     node = out
