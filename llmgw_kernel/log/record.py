@@ -21,7 +21,10 @@ class RequestRecord:
         "stream", "status", "outcome", "error_type", "error_message", "plan", "route_reason",
         "target", "provider", "upstream_model", "attempts", "latency_ms", "ttft_ms", "upstream_ms",
         "usage", "metadata", "user_agent", "body_mode", "request_raw", "response_raw",
-        "stream_events", "api", "retries", "backoff_ms",
+        "stream_events", "api", "retries", "backoff_ms", "key_id", "temperature", "cost_usd", "cache",
+        "cache_reason", "cache_similarity", "cache_source", "saved_usd", "cache_control", "cache_ns_header",
+        "cache_namespace", "cache_key", "cache_context", "cache_stored_ts", "cache_features", "embedding",
+        "embedding_model",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -56,6 +59,23 @@ class RequestRecord:
         self.stream_events: list[bytes] | None = None
         self.retries = 0
         self.backoff_ms = 0.0
+        self.key_id: str | None = None
+        self.temperature: float | None = None
+        self.cost_usd: float | None = None
+        self.cache: str | None = None
+        self.cache_reason: str | None = None
+        self.cache_similarity: float | None = None
+        self.cache_source: str | None = None
+        self.saved_usd: float | None = None
+        self.cache_control: str | None = None
+        self.cache_ns_header: str | None = None
+        self.cache_namespace: str | None = None
+        self.cache_key: str | None = None
+        self.cache_context: str | None = None
+        self.cache_stored_ts: float | None = None
+        self.cache_features: dict[str, Any] | None = None
+        self.embedding: Any = None  # numpy float32 vector
+        self.embedding_model: str | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -172,4 +192,21 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "api": rec.api,
         "retries": rec.retries,
         "backoff_ms": rec.backoff_ms,
+        "key_id": rec.key_id,
+        "temperature": rec.temperature,
+        "cost_usd": rec.cost_usd,
+        "cache": rec.cache,
+        "cache_reason": rec.cache_reason,
+        "cache_similarity": rec.cache_similarity,
+        "cache_source": rec.cache_source,
+        "saved_usd": rec.saved_usd,
+        "cache_control": rec.cache_control,
+        "cache_ns_header": rec.cache_ns_header,
+        "cache_namespace": rec.cache_namespace,
+        "cache_key": rec.cache_key if rec.body_mode != "none" else None,
+        "cache_context": rec.cache_context if rec.body_mode != "none" else None,
+        "cache_stored_ts": rec.cache_stored_ts,
+        "cache_features": rec.cache_features if rec.body_mode != "none" else None,
+        "embedding": rec.embedding.tolist() if rec.embedding is not None and rec.body_mode != "none" else None,
+        "embedding_model": rec.embedding_model,
     }

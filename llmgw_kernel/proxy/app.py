@@ -88,6 +88,7 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             if writer
             else None,
             keys="open: no virtual keys exist, every request is accepted (local development)",
+            cache=gw.cache.report(),
         )
     return not reasons, report
 

@@ -37,6 +37,11 @@ class Metrics:
         self.upstream_errors = Counter(
             "llmgw_upstream_errors", "Failed upstream attempts", ["provider", "model", "kind", "status"], registry=r
         )
+        self.cache = Counter(
+            "llmgw_cache_requests", "Cache outcomes by route (hit, semantic-hit, miss, bypass)", ["route", "result"],
+            registry=r,
+        )
+        self.cache_saved = Counter("llmgw_cache_saved_usd", "USD saved by cache hits", ["route"], registry=r)
         self.in_flight = Gauge("llmgw_in_flight_requests", "Requests being served", registry=r)
         self.reloads = Counter("llmgw_policy_reloads", "Policy reloads by result", ["result"], registry=r)
         self.retries = Counter(
@@ -89,6 +94,11 @@ class Metrics:
                 )
             t[0].inc(usage.get("prompt_tokens") or 0)
             t[1].inc(usage.get("completion_tokens") or 0)
+
+    def cache_result(self, route: str, result: str, saved_usd: float | None) -> None:
+        self.cache.labels(route, result).inc()
+        if saved_usd:
+            self.cache_saved.labels(route).inc(saved_usd)
 
     def upstream_error(self, provider: str, model: str, kind: str, status: int | None) -> None:
         self.upstream_errors.labels(provider, model, kind, str(status or "")).inc()

@@ -18,6 +18,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ..cache.service import Hit, LazyBody, Query, body_bytes, key_id
+from ..decisions.cache import CONTROLS
+from ..decisions.cost import cost_usd
 from ..decisions.routing import plan_route, route_context
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
@@ -25,6 +28,8 @@ from ..providers.sse import DONE, frame
 from .asgi import JSON, SSE_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_error
 from .attempts import attempt as _attempt
 from .attempts import upstream_error as _upstream_error
+from .cache_stream import completion_chunks
+from .credentials import presented_key
 from .errors import GatewayError, bad_request, not_found_model
 from .runtime import Gateway, Snapshot
 from .validate import check_chat, check_embeddings, check_model
@@ -62,7 +67,7 @@ class _PolicyFacts:
     """What the handler reads from the policy, read once per snapshot instead of once per
     request (``Policy.version`` is a pydantic private attribute: ~3 µs per access)."""
 
-    __slots__ = ("snapshot", "version", "bodies", "max_request_bytes", "routes")
+    __slots__ = ("snapshot", "version", "bodies", "max_request_bytes", "routes", "cache")
 
     def __init__(self, snap: Snapshot | None) -> None:
         self.snapshot = snap
@@ -72,6 +77,7 @@ class _PolicyFacts:
             self.bodies = policy.log.bodies
             self.max_request_bytes = policy.server.max_request_bytes
             self.routes = policy.routes
+            self.cache = {r: policy.cache_for(r) for r in policy.routes}
 
 
 _facts = _PolicyFacts(None)
@@ -152,7 +158,7 @@ async def handle(
     facts = _policy_facts(snap)
     rec.policy_version = facts.version
     rec.body_mode = facts.bodies
-    client_id = content_length = None
+    client_id = content_length = cache_control = cache_ns = None
     for key, value in scope["headers"]:
         if key == b"x-request-id":
             client_id = value[:_MAX_CLIENT_ID].decode("latin-1")
@@ -160,6 +166,11 @@ async def handle(
             content_length = value
         elif key == b"user-agent":
             rec.user_agent = value[:300].decode("latin-1")
+        elif key == b"x-llmgw-cache":
+            cache_control = value.decode("latin-1").strip().lower()
+        elif key == b"x-llmgw-cache-namespace":
+            cache_ns = value.decode("latin-1").strip()
+    rec.key_id = key_id(presented_key(scope["headers"]))
     rec.client_request_id = client_id
     rid = rec.request_id.encode()
     headers = [
@@ -184,12 +195,26 @@ async def handle(
         rec.metadata = _metadata(scope, body)
         if route not in facts.routes:
             raise not_found_model(route, list(facts.routes))
+        temperature = body.get("temperature")
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+            rec.temperature = float(temperature)
         plan = plan_route(policy, route, rec.request_id, route_context(rec.request_id, route, body, rec.metadata))
         rec.plan, rec.route_reason = plan.targets, plan.reason
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
+        query: Query | None = None
+        settings = facts.cache.get(route) if endpoint == "chat.completions" else None
+        if settings is not None:
+            query = gw.cache.prepare(settings, rec, body, _cache_control(cache_control), _cache_ns(cache_ns))
+            hit = await gw.cache.lookup(query, rec) if query is not None else None
+            if hit is not None:
+                await _serve_hit(gw, policy, rec, hit, body, send, headers, flight)
+                return
+            headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
         if endpoint == "chat.completions" and body.get("stream"):
             rec.stream = True
             await _serve_stream(gw, snap, rec, body, send, headers, flight, t0)
+            if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
+                gw.cache.store(query, rec, LazyBody(rec.stream_events))
         else:
             method = "chat" if endpoint == "chat.completions" else "embeddings"
             reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
@@ -201,6 +226,8 @@ async def handle(
             await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
             await send({"type": "http.response.body", "body": reply.body})
             rec.status, rec.outcome = 200, "ok"
+            if query is not None:
+                gw.cache.store(query, rec, reply.body)
     except GatewayError as err:
         _fail(rec, err)
         if not flight.started and not flight.disconnected:
@@ -236,6 +263,11 @@ async def handle(
         if watcher is not None:
             watcher.cancel()
         gw.metrics.in_flight.dec()
+        if rec.usage and rec.target:
+            u = rec.usage
+            rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"))
+        if rec.cache is not None:
+            gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
         elapsed = _perf() - t0
         rec.latency_ms = elapsed * 1000
         rec.ts_end = rec.ts + elapsed
@@ -244,6 +276,53 @@ async def handle(
             rec.route or "", rec.upstream_model or "", rec.status, elapsed,
             rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
         )  # fmt: skip
+
+
+def _cache_control(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in CONTROLS:
+        raise bad_request(
+            f"x-llmgw-cache must be one of {', '.join(sorted(CONTROLS))}, not {value[:40]!r}", param="x-llmgw-cache"
+        )
+    return value
+
+
+def _cache_ns(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value) > 200:
+        raise bad_request("x-llmgw-cache-namespace must be at most 200 characters", param="x-llmgw-cache-namespace")
+    return value
+
+
+async def _serve_hit(
+    gw: Gateway, policy: Any, rec: RequestRecord, hit: Hit, body: dict[str, Any], send: Send,
+    headers: list[tuple[bytes, bytes]], flight: _Flight,
+) -> None:  # fmt: skip
+    """Answer from the cache: the stored completion, as JSON or as an SSE stream."""
+    entry = hit.entry
+    payload = body_bytes(entry.body)
+    headers.append((b"x-llmgw-cache", hit.kind.encode()))
+    headers.append((b"x-llmgw-cache-source", entry.request_id.encode()))
+    if hit.similarity is not None:
+        headers.append((b"x-llmgw-cache-similarity", f"{hit.similarity:.4f}".encode()))
+    rec.cost_usd = 0.0
+    rec.saved_usd = gw.cache.saved_usd(policy, entry)
+    flight.done = True
+    if body.get("stream"):
+        rec.stream = True
+        opts = body.get("stream_options")
+        include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+        stream = b"".join(frame(c) for c in completion_chunks(payload, include_usage)) + b"data: [DONE]\n\n"
+        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        await send({"type": "http.response.body", "body": stream})
+    else:
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
+        await send({"type": "http.response.body", "body": payload})
+    rec.response_raw = payload
+    rec.status, rec.outcome = 200, "ok"
 
 
 def _fail(rec: RequestRecord, err: GatewayError) -> None:

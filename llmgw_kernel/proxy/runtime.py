@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
+from ..cache.service import SNAPSHOT_EVERY_S, CacheService
 from ..log.writer import LogWriter
 from ..policy.load import PolicyError, load_policy
 from ..policy.model import Policy, Target
@@ -69,12 +71,14 @@ class Gateway:
     breakers: Breakers = field(init=False)  # per (route, target); survives policy reloads
     snapshot: Snapshot = field(init=False)
     writer: LogWriter = field(init=False)
+    cache: CacheService = field(init=False)
     draining: bool = False
     started: bool = False
     last_reload_error: str | None = None
     _session: aiohttp.ClientSession | None = None
     _watch_task: asyncio.Task | None = None
     _stamp: tuple[int, int, int] | None = None
+    _restore: asyncio.Future | None = None
 
     def __post_init__(self) -> None:
         self.breakers = Breakers(notify=self.metrics.circuit_transition)
@@ -93,10 +97,32 @@ class Gateway:
             json_serialize=None,  # type: ignore[arg-type]
         )
         self.writer = LogWriter(self.data_dir, policy.log.flush_ms)
+        self.cache = CacheService(self.data_dir)
+        self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
         self._install(policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
+
+    def _restore_cache(self, policy: Policy) -> None:
+        try:
+            source, n = self.cache.restore(policy, self.data_dir)
+            self.cache.restored = source
+            if n:
+                log.info("cache restored from %s: %d entries", source, n)
+        except Exception:
+            self.cache.restored = "failed"
+            log.exception("cache restore failed; starting with an empty cache")
+
+    async def save_cache(self) -> None:
+        """Snapshot the cache (on the cache worker) if it changed since the last snapshot."""
+        if not self.cache.dirty:
+            return
+        try:
+            n = await asyncio.get_running_loop().run_in_executor(self.cache.pool, self.cache.save)
+            log.debug("cache snapshot: %d entries", n)
+        except Exception:
+            log.exception("cache snapshot failed")
 
     async def stop(self) -> None:
         self.draining = True
@@ -104,6 +130,8 @@ class Gateway:
             self._watch_task.cancel()
         if self._session:
             await self._session.close()
+        await self.save_cache()
+        self.cache.close()
         await asyncio.to_thread(self.writer.close)
 
     def _install(self, policy: Policy) -> None:
@@ -112,6 +140,7 @@ class Gateway:
         self.writer.set_flush_ms(policy.log.flush_ms)
         self.metrics.set_policy(policy.version, str(self.policy_path))
         self.breakers.sync(policy)
+        self.cache.sync(policy)
 
     async def reload_if_changed(self) -> bool:
         stamp = _stat(self.policy_path)
@@ -135,12 +164,16 @@ class Gateway:
         return True
 
     async def _watch(self) -> None:
+        last_snapshot = time.monotonic()
         while True:
             await asyncio.sleep(self.reload_interval_s)
             try:
                 await self.reload_if_changed()
             except Exception:
                 log.exception("policy watcher failed; will retry")
+            if time.monotonic() - last_snapshot >= SNAPSHOT_EVERY_S:
+                last_snapshot = time.monotonic()
+                await self.save_cache()
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

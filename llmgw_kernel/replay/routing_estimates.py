@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from ..decisions.cost import price_of
 from ..decisions.routing import draw
 
 if TYPE_CHECKING:
-    from ..policy.conditions import Price
     from ..policy.model import Policy
 
 Columns = dict[str, list[Any]]
@@ -82,14 +82,6 @@ def target_table(samples: dict[str, dict[str, list[float]]], policy: Policy) -> 
             "output_per_1m": price.output_per_1m if price else None,
         }
     return table
-
-
-def price_of(policy: Policy, target_id: str) -> Price | None:
-    """``pricing["provider/model"]``, else ``pricing["model"]``, else None (unknown)."""
-    if target_id in policy.pricing:
-        return policy.pricing[target_id]
-    model = target_id.split("/", 1)[1] if "/" in target_id else target_id
-    return policy.pricing.get(model)
 
 
 def _tries(policy: Policy, route: str | None) -> int:

@@ -1,0 +1,53 @@
+"""The exact cache of one route: scoped key → entry, with a TTL and a FIFO size bound.
+
+Visibility is a function of logged times only, so replay folds the same class over the log
+and gets the live answers: an entry stored at ``stored_at`` answers a request that arrived at
+``ts`` iff ``stored_at < ts < stored_at + ttl_s``. Expired entries are not purged on a
+clock: they leave in FIFO order like every other entry (memory stays bounded by
+``max_entries``), so eviction never depends on when a sweep happened to run.
+
+>>> store = ExactStore()
+>>> store.put("k", Entry("req_1", 100.0, b"{}", "d/echo", None), max_entries=2)
+>>> store.get("k", 100.5, ttl_s=60).request_id, store.get("k", 99.0, ttl_s=60), store.get("k", 161.0, ttl_s=60)
+('req_1', None, None)
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Entry(NamedTuple):
+    """A cached answer: the request that produced it, when it was stored, the completion."""
+
+    request_id: str
+    stored_at: float  # epoch seconds
+    body: bytes  # the chat.completion JSON
+    target: str | None  # provider/model that produced it
+    usage: dict[str, Any] | None
+
+
+class ExactStore:
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}  # insertion order = FIFO eviction order
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, ts: float, ttl_s: float) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or not (entry.stored_at < ts < entry.stored_at + ttl_s):
+            return None
+        return entry
+
+    def put(self, key: str, entry: Entry, max_entries: int) -> None:
+        entries = self._entries
+        entries.pop(key, None)  # a refreshed key moves to the back of the eviction order
+        entries[key] = entry
+        while len(entries) > max_entries:
+            del entries[next(iter(entries))]
+
+    def items(self) -> list[tuple[str, Entry]]:
+        return list(self._entries.items())

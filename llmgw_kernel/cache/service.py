@@ -1,0 +1,391 @@
+"""The live cache: exact and semantic stores per route, the embedding models, one worker
+thread, snapshots and rebuild from the log (docs/cache.md).
+
+Every decision comes from :mod:`llmgw_kernel.decisions.cache`; this module holds state and
+moves work off the event loop:
+
+- an exact lookup is a dict lookup on the loop, before anything else: an exact hit never
+  waits for an embedding;
+- embedding, verification features and the semantic search run as one job on the cache
+  worker thread (one thread, one torch thread); stores are submitted to the same thread, so
+  a lookup always sees every entry stored before the request arrived;
+- until a model has loaded, semantic lookups are skipped (``cache_reason`` says so).
+
+State survives restarts: :meth:`CacheService.save` writes a snapshot on shutdown (and every
+``SNAPSHOT_EVERY_S`` while it changes); on start the snapshot is loaded, or, when there is
+none, entries are rebuilt from the request log where it kept response bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import orjson
+
+from ..decisions import cache as decide
+from ..decisions.cost import cost_usd
+from .embedder import DEFAULT_MODEL, Embedder
+from .exact import Entry, ExactStore
+from .semantic import SemanticStore
+
+if TYPE_CHECKING:
+    from ..log.record import RequestRecord
+    from ..policy.model import CacheSettings, Policy
+
+log = logging.getLogger("llmgw.cache")
+
+SNAPSHOT_EVERY_S = 60.0
+SNAPSHOT_DIR = "cache"
+
+
+class Hit(NamedTuple):
+    kind: str  # hit | semantic-hit
+    entry: Entry
+    similarity: float | None
+
+
+class Query:
+    """One request's cache identity, computed once."""
+
+    __slots__ = ("settings", "route", "ns", "key", "text", "context", "vector", "features", "read", "model")
+
+    def __init__(self, settings: CacheSettings, route: str, ns: str, key: str, read: bool) -> None:
+        self.settings = settings
+        self.route = route
+        self.ns = ns
+        self.key = key  # scoped exact key
+        self.read = read  # False for no-cache: store the fresh answer without reading
+        self.text: str | None = None
+        self.context: str | None = None
+        self.vector: np.ndarray | None = None
+        self.features: decide.Features | None = None
+        self.model: str | None = None
+
+
+def key_id(presented: str | None) -> str | None:
+    """How the log names a client's key: never the key itself."""
+    if not presented:
+        return None
+    return "sha256:" + hashlib.sha256(presented.encode()).hexdigest()[:12]
+
+
+class CacheService:
+    def __init__(self, data_dir: Path) -> None:
+        self.directory = Path(data_dir) / SNAPSHOT_DIR
+        self.exact: dict[str, ExactStore] = {}
+        self.semantic: dict[tuple[str, str], SemanticStore] = {}  # (route, model) -> store
+        self.embedders: dict[str, Embedder] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmgw-cache")
+        self.hits = self.semantic_hits = self.misses = 0
+        self.dirty = False
+        self.restored: str | None = None  # snapshot | log | empty, once start-up restore finished
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def sync(self, policy: Policy) -> None:
+        """Start loading every embedding model the policy's routes need (in the background)."""
+        for route in policy.routes:
+            settings = policy.cache_for(route)
+            if settings is not None and settings.semantic is not None:
+                self.embedder(settings.semantic.model).start()
+
+    def embedder(self, model: str | None) -> Embedder:
+        name = model or DEFAULT_MODEL
+        emb = self.embedders.get(name)
+        if emb is None:
+            emb = self.embedders[name] = Embedder(name)
+        return emb
+
+    def report(self) -> dict[str, Any]:
+        """What /health says about the cache."""
+        return {
+            "restored": self.restored,
+            "exact_entries": {r: len(s) for r, s in self.exact.items()},
+            "semantic_entries": {f"{r} ({m})": len(s) for (r, m), s in self.semantic.items()},
+            "models": {name: (f"failed: {e.error}" if e.error else e.state) for name, e in self.embedders.items()},
+        }
+
+    # -- the request path --------------------------------------------------------------------
+
+    def prepare(
+        self,
+        settings: CacheSettings,
+        rec: RequestRecord,
+        body: dict[str, Any],
+        control: str | None,
+        ns_header: str | None,
+    ) -> Query | None:
+        """The request's cache identity, or None when it bypasses the cache (reason on ``rec``)."""
+        route = rec.route or ""
+        rec.cache_control, rec.cache_ns_header = control, ns_header
+        team = (rec.metadata or {}).get("team")
+        ns = decide.namespace(settings, route, rec.key_id, None if team is None else str(team), ns_header)
+        rec.cache_namespace = ns
+        raw_key = decide.exact_key(route, body)
+        rec.cache_key = raw_key
+        why = decide.bypass_reason(settings, body, control)
+        if why is not None:
+            rec.cache, rec.cache_reason = "bypass", why
+            return None
+        q = Query(settings, route, ns, decide.scoped(ns, raw_key), control != decide.NO_CACHE)
+        if settings.semantic is not None:
+            q.text = decide.semantic_text(body)
+            if q.text is not None:
+                q.context = rec.cache_context = decide.semantic_context(route, body)
+        rec.cache = "miss"
+        if not q.read:
+            rec.cache_reason = decide.NO_CACHE
+        return q
+
+    async def lookup(self, q: Query, rec: RequestRecord) -> Hit | None:
+        settings = q.settings
+        if q.read and settings.exact is not None:
+            store = self.exact.get(q.route)
+            entry = store.get(q.key, rec.ts, settings.exact.ttl_s) if store is not None else None
+            if entry is not None:
+                self.hits += 1
+                rec.cache, rec.cache_source = "hit", entry.request_id
+                return Hit("hit", entry, None)
+        sem = settings.semantic
+        if sem is None:
+            self.misses += 1
+            return None
+        if q.text is None:
+            rec.cache_reason = rec.cache_reason or "semantic: not a text user turn"
+            self.misses += 1
+            return None
+        emb = self.embedder(sem.model)
+        if not emb.ready:
+            emb.start()
+            rec.cache_reason = rec.cache_reason or f"semantic: model {emb.state}"
+            self.misses += 1
+            return None
+        q.model = rec.embedding_model = emb.name
+        loop = asyncio.get_running_loop()
+        verdict, entry = await loop.run_in_executor(self.pool, self._semantic_job, q, emb, rec.ts)
+        rec.embedding, rec.cache_features = q.vector, q.features.to_json() if q.features else None
+        if verdict is not None:
+            rec.cache_similarity = verdict.similarity
+            if entry is not None:
+                self.semantic_hits += 1
+                rec.cache, rec.cache_source = "semantic-hit", entry.request_id
+                rec.cache_reason = None
+                return Hit("semantic-hit", entry, verdict.similarity)
+            rec.cache_reason = rec.cache_reason or f"semantic: {verdict.reason}"
+        self.misses += 1
+        return None
+
+    def _semantic_job(self, q: Query, emb: Embedder, ts: float) -> tuple[decide.SemanticVerdict | None, Entry | None]:
+        assert q.text is not None and q.context is not None and q.settings.semantic is not None
+        q.vector = emb.encode([q.text])[0]
+        q.features = decide.features(q.text)
+        if not q.read:
+            return None, None
+        sem = q.settings.semantic
+        store = self.semantic.get((q.route, emb.name))
+        if store is None:
+            return decide.SemanticVerdict(None, None, "empty"), None
+        cands = store.search(q.ns, q.context, q.vector, ts, sem.ttl_s, decide.CANDIDATES)
+        verdict = decide.choose(sem.threshold, sem.verify, q.features, cands)
+        return verdict, (store.get(verdict.entry).entry if verdict.entry is not None else None)
+
+    def store(self, q: Query, rec: RequestRecord, body: bytes | LazyBody) -> None:
+        """Keep a fresh answer (called on the loop right after it was served)."""
+        now = time.time()
+        rec.cache_stored_ts = now
+        usage = rec.usage if isinstance(rec.usage, dict) else None
+        entry = Entry(rec.request_id, now, body, rec.target, usage)  # type: ignore[arg-type]
+        settings = q.settings
+        if settings.exact is not None:
+            store = self.exact.get(q.route)
+            if store is None:
+                store = self.exact[q.route] = ExactStore()
+            store.put(q.key, entry, settings.exact.max_entries)
+        if settings.semantic is not None and q.vector is not None and q.model is not None and q.context is not None:
+            self.pool.submit(self._semantic_add, q, entry)
+        self.dirty = True
+
+    def _semantic_add(self, q: Query, entry: Entry) -> None:
+        assert q.vector is not None and q.model is not None and q.settings.semantic is not None
+        key = (q.route, q.model)
+        store = self.semantic.get(key)
+        if store is None:
+            store = self.semantic[key] = SemanticStore(len(q.vector))
+        store.add(q.ns, q.context or "", q.vector, entry, q.features, q.settings.semantic.max_entries)
+
+    @staticmethod
+    def saved_usd(policy: Policy, entry: Entry) -> float | None:
+        usage = entry.usage or {}
+        return cost_usd(policy, entry.target, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self) -> int:
+        """Write a snapshot (atomically) of every entry; returns how many. Runs on the worker."""
+        lines: list[bytes] = []
+        vectors: list[np.ndarray] = []
+        for route, store in self.exact.items():
+            for key, e in store.items():
+                lines.append(orjson.dumps({"kind": "exact", "route": route, "key": key, **_entry_json(e)}))
+        for (route, model), sstore in self.semantic.items():
+            for eid, sem in sstore.entries():
+                ns, ctx = sem.group
+                vectors.append(sstore.vector(eid))
+                row = {
+                    "kind": "semantic",
+                    "route": route,
+                    "model": model,
+                    "ns": ns,
+                    "ctx": ctx,
+                    **_entry_json(sem.entry),
+                }
+                row["features"] = sem.features.to_json() if sem.features else None
+                lines.append(orjson.dumps(row))
+        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / "entries.jsonl").write_bytes(b"\n".join(lines))
+        np.save(tmp / "vectors.npy", np.stack(vectors) if vectors else np.zeros((0, 0), np.float32))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = self.directory.with_name(self.directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.directory.exists():
+            os.replace(self.directory, old)
+        os.replace(tmp, self.directory)
+        shutil.rmtree(old, ignore_errors=True)
+        self.dirty = False
+        return len(lines)
+
+    def restore(self, policy: Policy, log_dir: Path | None = None) -> tuple[str, int]:
+        """Load the snapshot, else rebuild from the log. Runs on the worker before serving hits."""
+        if (self.directory / "entries.jsonl").exists():
+            n = self._load_snapshot(policy)
+            return "snapshot", n
+        if log_dir is not None:
+            return "log", self._rebuild_from_log(policy, log_dir)
+        return "empty", 0
+
+    def _load_snapshot(self, policy: Policy) -> int:
+        raw = (self.directory / "entries.jsonl").read_bytes()
+        vectors = np.load(self.directory / "vectors.npy")
+        rows = [orjson.loads(line) for line in raw.split(b"\n") if line]
+        v = 0
+        n = 0
+        for row in sorted(rows, key=lambda r: r["stored_at"]):
+            entry = Entry(row["request_id"], row["stored_at"], row["body"].encode(), row["target"], row["usage"])
+            if row["kind"] == "exact":
+                settings = policy.cache_for(row["route"])
+                if settings is not None and settings.exact is not None:
+                    self.exact.setdefault(row["route"], ExactStore()).put(row["key"], entry, settings.exact.max_entries)
+                    n += 1
+            else:
+                vec = vectors[v]
+                v += 1
+                settings = policy.cache_for(row["route"])
+                if settings is None or settings.semantic is None:
+                    continue
+                feats = decide.Features.from_json(row["features"]) if row["features"] else None
+                store = self.semantic.setdefault((row["route"], row["model"]), SemanticStore(len(vec)))
+                store.add(row["ns"], row["ctx"], vec, entry, feats, settings.semantic.max_entries)
+                n += 1
+        return n
+
+    def _rebuild_from_log(self, policy: Policy, log_dir: Path) -> int:
+        from ..log.reader import open_log
+
+        try:
+            con = open_log(log_dir)
+        except Exception as exc:  # no log yet
+            log.info("no cache rebuild from the log: %s", exc)
+            return 0
+        horizon = time.time() - max(_max_ttl(policy), 0)
+        try:
+            rows = con.execute(
+                "SELECT request_id, route, cache_stored_ts, response_body, target, prompt_tokens, completion_tokens, "
+                "cache_namespace, cache_key, cache_context, embedding, embedding_model, cache_features "
+                "FROM requests WHERE cache_stored_ts IS NOT NULL AND cache_stored_ts > ? AND response_body IS NOT NULL "
+                "ORDER BY cache_stored_ts",
+                [horizon],
+            ).fetchall()
+        except Exception as exc:  # an old log without the cache columns
+            log.info("no cache rebuild from the log: %s", exc)
+            return 0
+        finally:
+            con.close()
+        n = 0
+        for rid, route, stored, body, target, pt, ct, ns, key, ctx, vec, model, feats in rows:
+            settings = policy.cache_for(route)
+            if settings is None or ns is None or key is None:
+                continue
+            body_bytes = body.encode() if isinstance(body, str) else orjson.dumps(body)
+            usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
+            entry = Entry(rid, stored, body_bytes, target, usage)
+            if settings.exact is not None:
+                self.exact.setdefault(route, ExactStore()).put(
+                    decide.scoped(ns, key), entry, settings.exact.max_entries
+                )
+                n += 1
+            if settings.semantic is not None and vec is not None and ctx is not None and model:
+                arr = np.asarray(vec, np.float32)
+                f = (
+                    decide.Features.from_json(orjson.loads(feats) if isinstance(feats, str) else feats)
+                    if feats
+                    else None
+                )
+                store = self.semantic.setdefault((route, model), SemanticStore(len(arr)))
+                store.add(ns, ctx, arr, entry, f, settings.semantic.max_entries)
+        return n
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+
+def _max_ttl(policy: Policy) -> float:
+    ttls = [0.0]
+    for route in policy.routes:
+        s = policy.cache_for(route)
+        if s is not None:
+            ttls += [x.ttl_s for x in (s.exact, s.semantic) if x is not None]
+    return max(ttls)
+
+
+class LazyBody:
+    """A streamed answer, kept as its SSE payloads and assembled into a chat.completion the
+    first time it is needed (a hit or a snapshot), so storing a stream costs nothing on the loop."""
+
+    __slots__ = ("_events", "_body")
+
+    def __init__(self, events: list[bytes]) -> None:
+        self._events: list[bytes] | None = events
+        self._body: bytes | None = None
+
+    def __bytes__(self) -> bytes:
+        if self._body is None:
+            from ..log.record import assemble_stream
+
+            assert self._events is not None
+            self._body = orjson.dumps(assemble_stream(self._events))
+            self._events = None
+        return self._body
+
+
+def body_bytes(body: bytes | LazyBody) -> bytes:
+    return body if isinstance(body, bytes) else bytes(body)
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    return {
+        "request_id": e.request_id, "stored_at": e.stored_at, "body": body_bytes(e.body).decode(),
+        "target": e.target, "usage": e.usage,
+    }  # fmt: skip
