@@ -10,7 +10,8 @@
 
 Each decision stage contributes columns to ``.decisions`` (one row per request, keyed by
 ``request_id``) and a count of rows whose replayed decision differs from the logged one.
-Stages in this release: routing (target order). Later stages (cache, budgets, guardrails)
+Stages in this release: routing (target order), cache (exact and semantic outcome). Later
+stages (budgets, guardrails)
 register in :data:`STAGES` the same way.
 """
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..log.reader import open_log
 from ..policy.load import PolicySource, load_policy
+from .cache_stage import embeddings_column
 from .routing_estimates import _quantile
 from .stages import STAGES
 
@@ -37,7 +39,9 @@ if TYPE_CHECKING:
 _LOG_COLUMNS = (
     "request_id", "ts", "endpoint", "route", "policy_version", "plan", "target", "status", "outcome",
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
-    "attempts", "metadata", "request_body", "api",
+    "attempts", "metadata", "request_body", "api", "ts_end", "key_id", "temperature", "cache", "cache_source",
+    "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_stored_ts", "cache_features",
+    "embedding", "embedding_model", "cost_usd",
 )  # fmt: skip
 
 
@@ -72,9 +76,12 @@ def load_window(
     """The logged requests of a window, oldest first: column name → Python values (None = NULL)."""
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
     where, params = _window_sql(since, until)
-    cols = ", ".join(_LOG_COLUMNS)
+    present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
+    cols = ", ".join(c if c in present else f"NULL AS {c}" for c in _LOG_COLUMNS)  # logs older than a column
     rows = con.execute(f"SELECT {cols} FROM requests{where} ORDER BY ts, request_id", params).fetchall()
-    return {name: [r[i] for r in rows] for i, name in enumerate(_LOG_COLUMNS)}
+    window = {name: [r[i] for r in rows] for i, name in enumerate(_LOG_COLUMNS)}
+    window["embedding"] = embeddings_column(window["embedding"])
+    return window
 
 
 def replay(

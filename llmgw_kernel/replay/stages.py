@@ -17,6 +17,7 @@ import orjson
 
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import replay_routing
+from .cache_stage import replay_cache, summarize_cache
 from .routing_estimates import estimate, logged_cost
 
 if TYPE_CHECKING:
@@ -122,4 +123,7 @@ def _shares(values: list[str]) -> dict[str, float]:
     return {k: round(v / n, 6) for k, v in sorted(Counter(values).items())} if n else {}
 
 
-STAGES: tuple[Stage, ...] = (Stage("routing", _routing, _routing_summary),)
+STAGES: tuple[Stage, ...] = (
+    Stage("routing", _routing, _routing_summary),
+    Stage("cache", replay_cache, summarize_cache),
+)

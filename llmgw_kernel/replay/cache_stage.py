@@ -1,0 +1,268 @@
+"""Cache replay: fold a policy's exact and semantic caches over a logged window.
+
+The live stores (:class:`~llmgw_kernel.cache.exact.ExactStore`,
+:class:`~llmgw_kernel.cache.semantic.SemanticStore`) are driven by logged facts only:
+arrival times, the times answers entered the cache, the exact keys, the namespaces' parts
+(key, team, namespace header), the logged prompt embeddings and verification features. So
+replaying the live policy reproduces every live cache outcome (``compare_to_log() == 0``);
+a candidate (threshold, TTL, namespaces, size, exact on/off) gets what it would have done.
+
+Where the candidate stores an answer the live proxy did not (a live hit that becomes a
+miss), the answer would have entered the cache when that request finished (``ts_end``).
+Requests without a logged embedding (model not loaded yet, ``bodies: none``, not a text
+user turn) never take part in semantic matching, live or replayed; a live exact hit carries
+no embedding of its own and borrows the one of the identical earlier request.
+
+Estimates: saved cost = the source answer's tokens at the candidate's price of the target
+that produced it; latency of a request that becomes a hit = the median logged latency of
+hits of that kind (1 ms if the log has none); of a hit that becomes a miss = the latency of
+the request whose answer it was served.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from ..cache.embedder import DEFAULT_MODEL
+from ..cache.exact import Entry, ExactStore
+from ..cache.semantic import SemanticStore
+from ..decisions import cache as decide
+from ..decisions.cost import cost_usd
+from .routing_estimates import _quantile
+
+if TYPE_CHECKING:
+    from ..policy.model import CacheSettings, Policy
+
+Columns = dict[str, list[Any]]
+HIT_KINDS = ("hit", "semantic-hit")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value
+
+
+def _team(metadata: Any) -> str | None:
+    meta = _json(metadata)
+    if isinstance(meta, dict) and meta.get("team") is not None:
+        return str(meta["team"])
+    return None
+
+
+class Row:
+    """The cache-relevant facts of one logged request."""
+
+    __slots__ = (
+        "i", "rid", "ts", "route", "ok", "key_id", "team", "control", "ns_header", "key", "context",
+        "vector", "features", "model", "temperature", "stored_at", "done_at", "logged", "source",
+        "target", "pt", "ct", "latency",
+    )  # fmt: skip
+
+    def __init__(self, w: Columns, i: int) -> None:
+        self.i = i
+        self.rid: str = w["request_id"][i]
+        self.ts: float = _epoch(w["ts"][i])
+        self.route: str | None = w["route"][i]
+        self.ok = w["outcome"][i] == "ok"
+        self.key_id = w["key_id"][i]
+        self.team = _team(w["metadata"][i])
+        self.control = w["cache_control"][i]
+        self.ns_header = w["cache_ns_header"][i]
+        self.key = w["cache_key"][i]
+        self.context = w["cache_context"][i]
+        self.vector = w["embedding"][i]
+        feats = _json(w["cache_features"][i])
+        self.features = decide.Features.from_json(feats) if isinstance(feats, dict) else None
+        self.model = w["embedding_model"][i]
+        self.temperature = w["temperature"][i]
+        stored = w["cache_stored_ts"][i]
+        self.stored_at: float | None = float(stored) if stored is not None else None
+        end = w["ts_end"][i]
+        self.done_at = _epoch(end) if end is not None else self.ts
+        self.logged = w["cache"][i]
+        self.source = w["cache_source"][i]
+        self.target = w["target"][i]
+        self.pt, self.ct = w["prompt_tokens"][i], w["completion_tokens"][i]
+        self.latency = w["latency_ms"][i]
+
+
+def _epoch(ts: Any) -> float:
+    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
+
+
+def rows(window: Columns) -> list[Row]:
+    """Cache facts of every logged request, with exact hits borrowing their source's embedding."""
+    out = [Row(window, i) for i in range(len(window["request_id"]))]
+    by_key: dict[str, Row] = {}
+    for r in out:
+        if r.key is None:
+            continue
+        if r.vector is None:
+            src = by_key.get(r.key)
+            if src is not None:
+                r.vector, r.features, r.model, r.context = src.vector, src.features, src.model, src.context
+        elif r.key not in by_key:
+            by_key[r.key] = r
+    return out
+
+
+class Outcome:
+    __slots__ = ("kind", "reason", "source", "similarity")
+
+    def __init__(self, kind: str | None, reason: str | None = None, source: Row | None = None, sim=None) -> None:
+        self.kind, self.reason, self.source, self.similarity = kind, reason, source, sim
+
+
+def simulate(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Outcome]:
+    """Every request's cache outcome under ``policy`` (rows in arrival order)."""
+    exact: dict[str, ExactStore] = {}
+    semantic: dict[tuple[str, str], SemanticStore] = {}
+    by_rid = {r.rid: r for r in rs}
+    pending: list[tuple[float, int, Row, str | None, str, CacheSettings]] = []
+    seq = 0
+    out: list[Outcome] = []
+
+    def flush(until: float) -> None:
+        while pending and pending[0][0] < until:
+            stored_at, _, r, skey, ns, s = heapq.heappop(pending)
+            entry = Entry(r.rid, stored_at, b"", r.target, None)
+            if s.exact is not None and skey is not None:
+                exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
+            sem = s.semantic
+            if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
+                store = semantic.get((r.route or "", r.model))
+                if store is None:
+                    store = semantic[(r.route or "", r.model)] = SemanticStore(len(r.vector))
+                store.add(ns, r.context, r.vector, entry, r.features, sem.max_entries)
+
+    for r, ep in zip(rs, endpoint, strict=True):
+        s = policy.cache_for(r.route) if r.route is not None and ep == "chat.completions" else None
+        if s is None:
+            out.append(Outcome(None))
+            continue
+        flush(r.ts)
+        body = {"temperature": r.temperature} if r.temperature is not None else {}
+        why = decide.bypass_reason(s, body, r.control)
+        if why is not None:
+            out.append(Outcome("bypass", why))
+            continue
+        ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
+        skey = decide.scoped(ns, r.key) if r.key is not None else None
+        read = r.control != decide.NO_CACHE
+        result: Outcome | None = None
+        if read and s.exact is not None and skey is not None:
+            store = exact.get(r.route or "")
+            entry = store.get(skey, r.ts, s.exact.ttl_s) if store is not None else None
+            if entry is not None:
+                result = Outcome("hit", None, by_rid[entry.request_id])
+        sem = s.semantic
+        if (
+            result is None and read and sem is not None and r.vector is not None and r.context is not None
+            and r.model == _model(sem.model)
+        ):  # fmt: skip
+            sstore = semantic.get((r.route or "", r.model))
+            cands = sstore.search(ns, r.context, r.vector, r.ts, sem.ttl_s, decide.CANDIDATES) if sstore else []
+            verdict = decide.choose(sem.threshold, sem.verify, r.features, cands)
+            if verdict.entry is not None:
+                assert sstore is not None
+                src = by_rid[sstore.get(verdict.entry).entry.request_id]
+                result = Outcome("semantic-hit", None, src, verdict.similarity)
+            else:
+                result = Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
+        if result is None:
+            result = Outcome("miss", None if read else decide.NO_CACHE)
+        if result.kind == "miss" and (r.ok or r.logged in HIT_KINDS):
+            stored_at = r.stored_at if r.stored_at is not None else r.done_at
+            seq += 1
+            heapq.heappush(pending, (stored_at, seq, r, skey, ns, s))
+        out.append(result)
+    return out
+
+
+def _model(name: str | None) -> str:
+    return name or DEFAULT_MODEL
+
+
+def replay_cache(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
+    rs = rows(window)
+    outs = simulate(policy, rs, window["endpoint"])
+    cols: Columns = {
+        "logged_cache": [r.logged for r in rs],
+        "replay_cache": [o.kind for o in outs],
+        "replay_cache_source": [o.source.rid if o.source else None for o in outs],
+        "replay_cache_similarity": [o.similarity for o in outs],
+    }
+    differs = [
+        (r.logged != o.kind) or (o.kind in HIT_KINDS and r.source != (o.source.rid if o.source else None))
+        for r, o in zip(rs, outs, strict=True)
+    ]
+    return cols, differs
+
+
+def summarize_cache(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
+    rs = rows(window)
+    by_rid = {r.rid: r for r in rs}
+    sources = [by_rid.get(s) if s else None for s in decisions["replay_cache_source"]]
+    return {"cache": summary(policy, rs, decisions["replay_cache"], sources)}
+
+
+def summary(policy: Policy, rs: list[Row], kinds: list[str | None], sources: list[Row | None]) -> dict[str, Any]:
+    """Hit counts, saved cost and estimated latency of one replayed outcome per request."""
+    by_rid = {r.rid: r for r in rs}
+    considered = sum(1 for k in kinds if k is not None)
+    exact_hits = sum(1 for k in kinds if k == "hit")
+    semantic_hits = sum(1 for k in kinds if k == "semantic-hit")
+    saved = 0.0
+    unpriced: set[str] = set()
+    hit_latency = _hit_latency(rs)
+    latencies: list[float] = []
+    for r, k, src in zip(rs, kinds, sources, strict=True):
+        if k in HIT_KINDS and src is not None:
+            c = cost_usd(policy, src.target, src.pt, src.ct)
+            if c is None:
+                if src.target:
+                    unpriced.add(src.target)
+            else:
+                saved += c
+        if k is None or r.latency is None:
+            continue
+        if k in HIT_KINDS:
+            latencies.append(r.latency if r.logged in HIT_KINDS else hit_latency.get(k, 1.0))
+        elif r.logged in HIT_KINDS:  # a live hit that becomes a miss takes as long as its source did
+            origin = by_rid.get(r.source) if r.source else None
+            latencies.append(origin.latency if origin is not None and origin.latency is not None else r.latency)
+        else:
+            latencies.append(r.latency)
+    return {
+        "considered": considered,
+        "exact_hits": exact_hits,
+        "semantic_hits": semantic_hits,
+        "hit_rate": round((exact_hits + semantic_hits) / considered, 6) if considered else None,
+        "saved_usd": round(saved, 6),
+        "saved_unpriced_targets": sorted(unpriced),
+        "latency_ms_p50": _quantile(latencies, 0.5),
+        "latency_ms_mean": round(sum(latencies) / len(latencies), 3) if latencies else None,
+    }
+
+
+def _hit_latency(rs: list[Row]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind in HIT_KINDS:
+        lat = [r.latency for r in rs if r.logged == kind and r.latency is not None]
+        q = _quantile(lat, 0.5)
+        if q is not None:
+            out[kind] = q
+    return out
+
+
+def embeddings_column(values: Any) -> list[np.ndarray | None]:
+    """A logged FLOAT[] column as float32 vectors (None where NULL)."""
+    return [None if v is None else np.asarray(v, np.float32) for v in values]
