@@ -121,10 +121,38 @@ class Outcome:
         self.kind, self.reason, self.source, self.similarity = kind, reason, source, sim
 
 
-def simulate(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Outcome]:
-    """Every request's cache outcome under ``policy`` (rows in arrival order)."""
+class StoreIndex:
+    """Semantic lookups through the live :class:`SemanticStore` (what :func:`replay` uses)."""
+
+    def __init__(self) -> None:
+        self.stores: dict[tuple[str, str], SemanticStore] = {}
+
+    def add(self, r: Row, ns: str, entry: Entry, max_entries: int) -> None:
+        assert r.vector is not None and r.model is not None and r.context is not None
+        store = self.stores.get((r.route or "", r.model))
+        if store is None:
+            store = self.stores[(r.route or "", r.model)] = SemanticStore(len(r.vector))
+        store.add(ns, r.context, r.vector, entry, r.features, max_entries)
+
+    def search(self, r: Row, ns: str, ttl_s: float) -> list[tuple[decide.Candidate, str]]:
+        assert r.vector is not None and r.model is not None and r.context is not None
+        store = self.stores.get((r.route or "", r.model))
+        if store is None:
+            return []
+        cands = store.search(ns, r.context, r.vector, r.ts, ttl_s, decide.CANDIDATES)
+        return [(c, store.get(c.entry).entry.request_id) for c in cands]
+
+
+def simulate(
+    policy: Policy, rs: list[Row], endpoint: list[str], index: Any = None, threshold: float | None = None
+) -> list[Outcome]:
+    """Every request's cache outcome under ``policy`` (rows in arrival order).
+
+    ``index`` does the semantic lookups (default: a :class:`StoreIndex`, the live store);
+    ``threshold`` overrides every route's semantic threshold (the sweep's fast path).
+    """
     exact: dict[str, ExactStore] = {}
-    semantic: dict[tuple[str, str], SemanticStore] = {}
+    index = index if index is not None else StoreIndex()
     by_rid = {r.rid: r for r in rs}
     pending: list[tuple[float, int, Row, str | None, str, CacheSettings]] = []
     seq = 0
@@ -138,10 +166,7 @@ def simulate(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Outcome
                 exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
             sem = s.semantic
             if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
-                store = semantic.get((r.route or "", r.model))
-                if store is None:
-                    store = semantic[(r.route or "", r.model)] = SemanticStore(len(r.vector))
-                store.add(ns, r.context, r.vector, entry, r.features, sem.max_entries)
+                index.add(r, ns, entry, sem.max_entries)
 
     for r, ep in zip(rs, endpoint, strict=True):
         s = policy.cache_for(r.route) if r.route is not None and ep == "chat.completions" else None
@@ -168,12 +193,11 @@ def simulate(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Outcome
             result is None and read and sem is not None and r.vector is not None and r.context is not None
             and r.model == _model(sem.model)
         ):  # fmt: skip
-            sstore = semantic.get((r.route or "", r.model))
-            cands = sstore.search(ns, r.context, r.vector, r.ts, sem.ttl_s, decide.CANDIDATES) if sstore else []
-            verdict = decide.choose(sem.threshold, sem.verify, r.features, cands)
+            found = index.search(r, ns, sem.ttl_s)
+            t = sem.threshold if threshold is None else threshold
+            verdict = decide.choose(t, sem.verify, r.features, [c for c, _ in found])
             if verdict.entry is not None:
-                assert sstore is not None
-                src = by_rid[sstore.get(verdict.entry).entry.request_id]
+                src = by_rid[next(rid for c, rid in found if c.entry == verdict.entry)]
                 result = Outcome("semantic-hit", None, src, verdict.similarity)
             else:
                 result = Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
