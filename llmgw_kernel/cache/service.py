@@ -364,10 +364,11 @@ class LazyBody:
     """A streamed answer, kept as its SSE payloads and assembled into a chat.completion the
     first time it is needed (a hit or a snapshot), so storing a stream costs nothing on the loop."""
 
-    __slots__ = ("_events", "_body")
+    __slots__ = ("_events", "_usage", "_body")
 
-    def __init__(self, events: list[bytes]) -> None:
+    def __init__(self, events: list[bytes], usage: dict[str, Any] | None) -> None:
         self._events: list[bytes] | None = events
+        self._usage = usage  # the client may not have asked for the usage chunk; the gateway did
         self._body: bytes | None = None
 
     def __bytes__(self) -> bytes:
@@ -375,7 +376,10 @@ class LazyBody:
             from ..log.record import assemble_stream
 
             assert self._events is not None
-            self._body = orjson.dumps(assemble_stream(self._events))
+            completion = assemble_stream(self._events) or {}
+            if completion.get("usage") is None and self._usage:
+                completion["usage"] = self._usage
+            self._body = orjson.dumps(completion)
             self._events = None
         return self._body
 

@@ -214,7 +214,7 @@ async def handle(
             rec.stream = True
             await _serve_stream(gw, snap, rec, body, send, headers, flight, t0)
             if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
-                gw.cache.store(query, rec, LazyBody(rec.stream_events))
+                gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
         else:
             method = "chat" if endpoint == "chat.completions" else "embeddings"
             reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
