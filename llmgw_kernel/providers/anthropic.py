@@ -127,9 +127,10 @@ class AnthropicAdapter(NativeAdapter):
             elif kind == "tool_use" and block.get("name") == JSON_TOOL:
                 text.append(orjson.dumps(block.get("input") or {}).decode())
             elif kind == "tool_use":
+                arguments = orjson.dumps(block.get("input") or {}).decode()
                 calls.append({
                     "id": block.get("id"), "type": "function",
-                    "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()},
+                    "function": {"name": block.get("name"), "arguments": arguments},
                 })  # fmt: skip
         message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
         if calls:
