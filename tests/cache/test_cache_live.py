@@ -14,7 +14,7 @@ import pytest
 from conftest import Gateway, policy_for, wait_for_rows
 
 from llmgw_kernel import load_policy, replay
-from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold
+from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold, with_semantic_threshold
 
 PRICE = {"input_per_1m": 2.5, "output_per_1m": 10.0}
 
@@ -291,9 +291,12 @@ def test_no_entry_is_ever_served_across_tenants_and_live_replays_exactly(cgw):
     mine = result.decisions.loc[ids]
     assert int(mine["differs"].sum()) == 0
     assert (mine["replay_cache"] == mine["logged_cache"]).all()
-    # the one-pass sweep agrees with the full replay at the live threshold
+    # the one-pass sweep agrees with a full replay at every threshold (the live one included)
     t = load_policy(cgw.policy_path).cache.semantic.threshold
-    sweep = sweep_semantic_threshold(cgw.policy_path, cgw.data_dir, [t, 0.99], since=since, estimate=False)
-    live = sweep[sweep.threshold == t].iloc[0]
-    assert live["semantic_hits"] == result.summary["cache"]["semantic_hits"]
-    assert live["exact_hits"] == result.summary["cache"]["exact_hits"]
+    thresholds = [0.6, 0.8, t, 0.99]
+    sweep = sweep_semantic_threshold(cgw.policy_path, cgw.data_dir, thresholds, since=since, estimate=False)
+    for threshold in thresholds:
+        full = replay(with_semantic_threshold(cgw.policy_path, threshold), cgw.data_dir, since=since)
+        swept = sweep[sweep.threshold == threshold].iloc[0]
+        for k in ("exact_hits", "semantic_hits", "saved_usd"):
+            assert swept[k] == pytest.approx(full.summary["cache"][k]), (threshold, k)
