@@ -142,18 +142,22 @@ def plan_traffic(
 
 # -- the oracle upstream -----------------------------------------------------------------------
 
-_OPENERS = ("", "Sure. ", "In short: ", "Good question. ")
-_CLOSERS = ("", " Hope that helps.", " Let me know if you need more detail.")
+# small on purpose: MiniLM scores "Sure. <answer>" against "<answer>" as low as 0.74, which
+# would make the sweep's label-free estimate (answer agreement >= 0.8) flag correct hits
+_OPENERS = ("", "Short answer: ")
+_CLOSERS = ("", " Hope this helps.")
 
 
 def oracle_answer(prompt: str) -> tuple[str, str]:
-    """(intent id, answer text) for a prompt: the intent's answer with an opener and a closer
-    chosen by a hash of the prompt (same prompt, same words; paraphrases differ slightly)."""
+    """(intent id, answer text) for a prompt: the intent's answer with an opener, a closer and
+    "about"/"roughly" chosen by a hash of the prompt (same prompt, same words; paraphrases of an
+    intent get answers that differ slightly)."""
     intent = _BY_PROMPT.get(prompt.strip())
     if intent is None:
         return "unknown", "The oracle has no answer for that prompt."
     h = hashlib.blake2b(prompt.encode(), digest_size=4).digest()
-    return intent.id, _OPENERS[h[0] % len(_OPENERS)] + intent.answer + _CLOSERS[h[1] % len(_CLOSERS)]
+    text = intent.answer.replace("About", "Roughly").replace("about", "roughly") if h[2] % 2 else intent.answer
+    return intent.id, _OPENERS[h[0] % len(_OPENERS)] + text + _CLOSERS[h[1] % len(_CLOSERS)]
 
 
 _BY_PROMPT: dict[str, Intent] = {p: it for it in INTENTS for p in it.prompts}

@@ -58,7 +58,8 @@ def test_plan_is_deterministic_and_covers_every_kind() -> None:
 def test_oracle_answers_by_intent_with_small_variation() -> None:
     for it in INTENTS:
         answers = [oracle_answer(p) for p in it.prompts]
-        assert all(intent == it.id and it.answer in text for intent, text in answers)
+        restored = [text.replace("Roughly", "About").replace("roughly", "about") for _, text in answers]
+        assert all(intent == it.id for intent, _ in answers) and all(it.answer in t for t in restored)
         assert oracle_answer(it.prompts[0]) == answers[0]  # same prompt, same words
     varied = [it for it in INTENTS if len({oracle_answer(p)[1] for p in it.prompts}) > 1]
     assert len(varied) > len(INTENTS) // 2
