@@ -28,18 +28,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
 import orjson
 
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
 from .embedder import DEFAULT_MODEL, Embedder
 from .exact import Entry, ExactStore
-from .semantic import SemanticStore
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..log.record import RequestRecord
     from ..policy.model import CacheSettings, Policy
+    from .semantic import SemanticStore
 
 log = logging.getLogger("llmgw.cache")
 
@@ -219,6 +220,8 @@ class CacheService:
         key = (q.route, q.model)
         store = self.semantic.get(key)
         if store is None:
+            from .semantic import SemanticStore
+
             store = self.semantic[key] = SemanticStore(len(q.vector))
         store.add(q.ns, q.context or "", q.vector, entry, q.features, q.settings.semantic.max_entries)
 
@@ -231,6 +234,8 @@ class CacheService:
 
     def save(self) -> int:
         """Write a snapshot (atomically) of every entry; returns how many. Runs on the worker."""
+        import numpy as np
+
         lines: list[bytes] = []
         vectors: list[np.ndarray] = []
         for route, store in self.exact.items():
@@ -277,6 +282,10 @@ class CacheService:
         return "empty", 0
 
     def _load_snapshot(self, policy: Policy) -> int:
+        import numpy as np
+
+        from .semantic import SemanticStore
+
         raw = (self.directory / "entries.jsonl").read_bytes()
         vectors = np.load(self.directory / "vectors.npy")
         rows = [orjson.loads(line) for line in raw.split(b"\n") if line]
@@ -302,7 +311,10 @@ class CacheService:
         return n
 
     def _rebuild_from_log(self, policy: Policy, log_dir: Path) -> int:
+        import numpy as np
+
         from ..log.reader import open_log
+        from .semantic import SemanticStore
 
         try:
             con = open_log(log_dir)
