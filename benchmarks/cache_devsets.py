@@ -160,7 +160,7 @@ def main() -> None:
     steps = [float(x) for x in np.round(np.arange(0.70, 0.995, 0.01), 2)]
     out.append(
         "**Candidate shipped defaults (*) and every threshold from 0.90, verification on** "
-        "(precision / recall; – = nothing predicted positive)"
+        "(precision (bootstrap 95 % interval) / recall; – = nothing predicted positive)"
     )
     out.append("")
     out.append("| t | " + " | ".join(res) + " | P ≥ 0.95 on both |")
@@ -168,9 +168,11 @@ def main() -> None:
     for t in sorted({*CANDIDATES, *(x for x in steps if x >= 0.90)}):
         cells, both = [], True
         for r in res.values():
-            p, rc, _ = pr((r["cos"] >= t) & r["ok"], r["y"])
+            pred = (r["cos"] >= t) & r["ok"]
+            p, rc, npred = pr(pred, r["y"])
             both &= not (p < 0.95)
-            cells.append(f"{fmt(p)} / {fmt(rc)}")
+            ci = " ({:.3f}–{:.3f})".format(*boot_precision(pred, r["y"])) if npred else ""
+            cells.append(f"{fmt(p)}{ci} / {fmt(rc)}")
         star = "*" if any(abs(t - c) < 1e-9 for c in CANDIDATES) else ""
         out.append(f"| {t:.2f}{star} | " + " | ".join(cells) + f" | {'yes' if both else 'no'} |")
     out.append("")
