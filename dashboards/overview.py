@@ -1,4 +1,4 @@
-"""Traffic overview: requests, errors, latency and tokens over the last 15 min / 1 h / 24 h.
+"""Traffic overview: requests, errors, latency, tokens, cost and cache savings over the last 15 min / 1 h / 24 h.
 
 A view only: every number comes from :class:`llmgw_kernel.dashboard.OverviewStore`.
 ``llmgw serve`` mounts it at ``/`` and ``/overview``; on its own, with the log directory in
@@ -157,6 +157,9 @@ def _kpi_html(data: Overview) -> str:
         ("ttft", _fmt_ms(h.ttft_p50_ms), "time to first token p50 (streams)", False),
         ("prompt_tokens", f"{h.prompt_tokens:,}", "prompt tokens", False),
         ("completion_tokens", f"{h.completion_tokens:,}", "completion tokens", False),
+        ("cost", f"${h.cost_usd:,.4f}", "cost (priced targets)", False),
+        ("cache_hits", f"{h.cache_hits:,}", f"cache hits ({h.hit_rate:.1%}; {h.semantic_hits:,} semantic)", False),
+        ("saved", f"${h.saved_usd:,.4f}", "saved by the cache", False),
     ]
     body = "".join(
         f'<div class="kpi{" bad" if bad else ""}" data-kpi="{key}">'

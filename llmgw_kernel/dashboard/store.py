@@ -32,8 +32,8 @@ ERROR_OUTCOMES: tuple[str, ...] = (
     "client_error", "upstream_error", "timeout", "no_target", "abandoned", "error",
 )  # fmt: skip
 RECENT_COLUMNS: tuple[str, ...] = (
-    "ts", "request_id", "route", "target", "status", "outcome", "latency_ms", "ttft_ms",
-    "prompt_tokens", "completion_tokens",
+    "ts", "request_id", "route", "target", "status", "outcome", "cache", "latency_ms", "ttft_ms",
+    "prompt_tokens", "completion_tokens", "cost_usd",
 )  # fmt: skip
 
 
@@ -63,10 +63,19 @@ class Headline:
     ttft_p50_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0  # priced requests only (an unpriced target adds nothing)
+    cacheable: int = 0  # requests on routes with a cache
+    cache_hits: int = 0  # exact + semantic
+    semantic_hits: int = 0
+    saved_usd: float = 0.0
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.cache_hits / self.cacheable if self.cacheable else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +102,10 @@ SELECT count(*),
        count(*) FILTER (WHERE outcome IS DISTINCT FROM 'ok'),
        quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95),
        quantile_cont(ttft_ms, 0.5),
-       coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0)
+       coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+       coalesce(sum(cost_usd), 0), count(cache),
+       count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit')), count(*) FILTER (WHERE cache = 'semantic-hit'),
+       coalesce(sum(saved_usd), 0)
 FROM requests
 WHERE ts >= to_timestamp($since) AND ts <= to_timestamp($now) AND ($route IS NULL OR route = $route)
 """
@@ -191,6 +203,8 @@ class OverviewStore:
         headline = Headline(
             requests=int(row[0]), errors=int(row[1]), p50_ms=row[2], p95_ms=row[3],
             ttft_p50_ms=row[4], prompt_tokens=int(row[5]), completion_tokens=int(row[6]),
+            cost_usd=float(row[7]), cacheable=int(row[8]), cache_hits=int(row[9]), semantic_hits=int(row[10]),
+            saved_usd=float(row[11]),
         )  # fmt: skip
         n = win.seconds // win.bucket_s
         start = (math.floor(now / win.bucket_s) + 1) * win.bucket_s - n * win.bucket_s

@@ -156,7 +156,7 @@ _STOP = frozenset(
 )
 
 
-_DIRECTIONAL = frozenset({"to", "into", "from", "than", "before", "after", "per"})
+_DIRECTIONAL = frozenset({"to", "into", "in", "from", "than", "before", "after", "per"})
 
 
 class Features(NamedTuple):
@@ -165,7 +165,7 @@ class Features(NamedTuple):
     ``numbers``: numbers in the text (digits and number words); ``negations``: count of
     negation words; ``entities``: capitalised words not at a sentence start, and words mixing
     letters and digits; ``words``: the content words; ``pairs``: (content word before, content
-    word after) around each directional word (to, into, from, than, before, after, per).
+    word after) around each directional word (to, into, in, from, than, before, after, per).
     """
 
     numbers: tuple[int, ...]

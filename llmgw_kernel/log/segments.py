@@ -69,11 +69,19 @@ def split_live(segments: list[Segment]) -> tuple[list[Segment], list[Segment]]:
 
 
 def ensure_anchor(directory: Path) -> None:
-    """Write the empty schema segment if it is missing (idempotent, atomic)."""
+    """Write the empty schema segment if it is missing or lacks a column added since it was
+    written (idempotent, atomic): readers then see every current column, NULL in older rows."""
+    import duckdb  # the reader imports it anyway; the writer needs it here only
+
     path = directory / ANCHOR_NAME
     if path.exists():
-        return
-    import duckdb  # the reader imports it anyway; the writer needs it here only
+        con = duckdb.connect()
+        try:
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_path(path)}')").fetchall()}
+        finally:
+            con.close()
+        if have >= {name for name, _, _ in COLUMNS}:
+            return
 
     directory.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"' for name, typ, _ in COLUMNS)

@@ -27,6 +27,10 @@ the two answers are embedded and compared; a hit whose answers are less similar 
 ``answer_threshold`` counts as likely wrong. ``est_false_hit_rate`` is that share among the
 hits that can be checked (``evaluable``); ``est_false_hits`` scales it to all semantic hits.
 It needs logged response bodies (``log.bodies: full``) and the embedding model.
+``est_false_hit_rate_low``/``_high`` bound the rate (95% Wilson interval): only requests
+that were live *misses* can be checked, so at thresholds at or above the live one few hits
+are checkable and the interval is wide — serve at a high threshold while collecting the
+traffic you tune on (as the notebook does), then sweep downwards.
 
 With ``labels`` (request id → intent/cluster), a semantic hit is correct iff both requests
 carry the same label: ``precision`` = correct / labelled semantic hits; ``recall`` = correct
@@ -194,13 +198,32 @@ def sweep_semantic_threshold(
 def _estimate(
     hits: list[tuple[Row, Row]], agreement: dict[tuple[int, int], float] | None, answer_threshold: float
 ) -> dict[str, Any]:
+    none = {"est_false_hit_rate_low": None, "est_false_hit_rate_high": None}
     if agreement is None:
-        return {"evaluable": None, "est_false_hits": None, "est_false_hit_rate": None}
+        return {"evaluable": None, "est_false_hits": None, "est_false_hit_rate": None, **none}
     sims = [agreement[(r.i, src.i)] for r, src in hits if (r.i, src.i) in agreement]
     if not sims:
-        return {"evaluable": 0, "est_false_hits": 0.0 if not hits else None, "est_false_hit_rate": None}
-    rate = sum(1 for s in sims if s < answer_threshold) / len(sims)
-    return {"evaluable": len(sims), "est_false_hits": round(rate * len(hits), 3), "est_false_hit_rate": round(rate, 6)}
+        return {"evaluable": 0, "est_false_hits": 0.0 if not hits else None, "est_false_hit_rate": None, **none}
+    wrong = sum(1 for s in sims if s < answer_threshold)
+    rate = wrong / len(sims)
+    low, high = wilson(wrong, len(sims))
+    return {
+        "evaluable": len(sims), "est_false_hits": round(rate * len(hits), 3), "est_false_hit_rate": round(rate, 6),
+        "est_false_hit_rate_low": round(low, 6), "est_false_hit_rate_high": round(high, 6),
+    }  # fmt: skip
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n (honest with few samples).
+
+    >>> [round(x, 3) for x in wilson(0, 5)]
+    [0.0, 0.434]
+    """
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _labelled(

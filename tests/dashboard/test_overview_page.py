@@ -21,6 +21,12 @@ def store(tmp_path):
         rec = RequestRecord(f"req_page_{i}", NOW - 60 * i, "chat.completions")
         rec.route, rec.status, rec.outcome, rec.latency_ms = "demo", 200, "ok", 12.5
         rec.usage = {"prompt_tokens": 1000, "completion_tokens": 2, "total_tokens": 1002}
+        rec.cost_usd = 0.0025
+        writer.append(rec)
+    for i, kind in enumerate(("hit", "semantic-hit", "miss")):  # a cached route's requests
+        rec = RequestRecord(f"req_cached_{i}", NOW - 30 - i, "chat.completions")
+        rec.route, rec.status, rec.outcome, rec.latency_ms, rec.cache = "cached", 200, "ok", 1.0, kind
+        rec.cost_usd, rec.saved_usd = (0.0, 0.01) if kind != "miss" else (0.01, None)
         writer.append(rec)
     writer.close()
     s = OverviewStore(tmp_path, clock=lambda: NOW)
@@ -36,10 +42,14 @@ def test_page_shows_the_store_numbers(store):
     overview = load_page_module("overview")
     page = overview.page(store)
     html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)
-    assert 'data-kpi="requests"><div class="kpi-value">3<' in html
+    assert 'data-kpi="requests"><div class="kpi-value">6<' in html
     assert 'data-kpi="prompt_tokens"><div class="kpi-value">3,000<' in html
+    assert 'data-kpi="cost"><div class="kpi-value">$0.0175<' in html
+    assert 'data-kpi="cache_hits"><div class="kpi-value">2</div><div class="kpi-label">cache hits (66.7%; 1 semantic)' in html
+    assert 'data-kpi="saved"><div class="kpi-value">$0.0200<' in html
     table = _find(page, pn.widgets.Tabulator)[0]
-    assert list(table.value["request_id"]) == ["req_page_0", "req_page_1", "req_page_2"]
+    assert list(table.value["request_id"])[:2] == ["req_page_0", "req_cached_0"]
+    assert list(table.value["cache"])[1] == "hit"
     window = _find(page, pn.widgets.RadioButtonGroup)[0]
     window.value = "15 min"
     html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)

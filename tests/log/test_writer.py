@@ -97,3 +97,20 @@ def test_failed_flush_keeps_rows_and_reports(tmp_path):
     w.flush()
     assert w.healthy and w.buffered == 0
     w.close()
+
+
+def test_an_anchor_written_before_new_columns_is_upgraded(tmp_path, monkeypatch):
+    """A data dir from an older release: its schema anchor lacks later columns; the writer
+    rewrites it so every reader query can name every current column (NULL in old rows)."""
+    import duckdb
+
+    from llmgw_kernel.log import segments
+    from llmgw_kernel.log.schema import COLUMNS
+
+    directory = tmp_path / "log" / "requests"
+    monkeypatch.setattr(segments, "COLUMNS", COLUMNS[:-3])
+    segments.ensure_anchor(directory)
+    monkeypatch.setattr(segments, "COLUMNS", COLUMNS)
+    segments.ensure_anchor(directory)
+    described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{directory / segments.ANCHOR_NAME}')").fetchall()
+    assert [r[0] for r in described] == [c[0] for c in COLUMNS]
