@@ -2,9 +2,9 @@
 
 Visibility is a function of logged times only, so replay folds the same class over the log
 and gets the live answers: an entry stored at ``stored_at`` answers a request that arrived at
-``ts`` iff ``stored_at < ts < stored_at + ttl_s``. Expired entries are not purged on a
-clock: they leave in FIFO order like every other entry (memory stays bounded by
-``max_entries``), so eviction never depends on when a sweep happened to run.
+``ts`` iff ``stored_at < ts < stored_at + ttl_s``. Eviction is FIFO by insertion; a purge
+frees expired answers but leaves their keys in place, so eviction never depends on when a
+purge happened to run.
 
 >>> store = ExactStore()
 >>> store.put("k", Entry("req_1", 100.0, b"{}", "d/echo", None), max_entries=2)
@@ -22,7 +22,7 @@ class Entry(NamedTuple):
 
     request_id: str
     stored_at: float  # epoch seconds
-    body: bytes  # the chat.completion JSON
+    body: Any  # the chat.completion JSON (bytes, or a LazyBody); None once purged
     target: str | None  # provider/model that produced it
     usage: dict[str, Any] | None
 
@@ -38,9 +38,21 @@ class ExactStore:
 
     def get(self, key: str, ts: float, ttl_s: float) -> Entry | None:
         entry = self._entries.get(key)
-        if entry is None or not (entry.stored_at < ts < entry.stored_at + ttl_s):
+        if entry is None or entry.body is None or not (entry.stored_at < ts < entry.stored_at + ttl_s):
             return None
         return entry
+
+    def purge(self, before: float, ttl_s: float) -> int:
+        """Free the answers that expired by ``before``; their keys keep their place in the
+        eviction order, so eviction stays a function of insertions alone. Returns how many."""
+        n = 0
+        for key, entry in self._entries.items():  # oldest first
+            if entry.stored_at + ttl_s > before:
+                break
+            if entry.body is not None:
+                self._entries[key] = entry._replace(body=None)
+                n += 1
+        return n
 
     def put(self, key: str, entry: Entry, max_entries: int) -> None:
         entries = self._entries
@@ -50,4 +62,5 @@ class ExactStore:
             del entries[next(iter(entries))]
 
     def items(self) -> list[tuple[str, Entry]]:
-        return list(self._entries.items())
+        """Entries not purged, oldest first."""
+        return [(k, e) for k, e in self._entries.items() if e.body is not None]

@@ -161,10 +161,11 @@ class SemanticStore:
         self._groups: dict[tuple[str, str], _Group] = {}
         self._entries: dict[int, SemanticEntry] = {}
         self._order: deque[int] = deque()  # insertion order = eviction order
+        self._purged: set[int] = set()  # expired and deleted, still holding their place in _order
         self._next = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) - len(self._purged)
 
     def search(self, ns: str, ctx: str, q: np.ndarray, ts: float, ttl_s: float, k: int) -> list[Candidate]:
         group = self._groups.get((ns, ctx))
@@ -186,8 +187,31 @@ class SemanticStore:
             self._evict(self._order.popleft())
         return eid
 
+    def purge(self, before: float, ttl_s: float) -> int:
+        """Delete the entries that expired by ``before``: out of their group's index, answer
+        freed. Each keeps its place in the eviction order (a tombstone), so eviction stays a
+        function of insertions alone — what replay reproduces. Returns how many."""
+        n = 0
+        for eid in self._order:  # oldest first
+            if eid in self._purged:
+                continue
+            sem = self._entries[eid]
+            if sem.entry.stored_at + ttl_s > before:
+                break
+            self._remove(eid, sem)
+            self._entries[eid] = sem._replace(entry=sem.entry._replace(body=None))
+            self._purged.add(eid)
+            n += 1
+        return n
+
     def _evict(self, eid: int) -> None:
         sem = self._entries.pop(eid)
+        if eid in self._purged:
+            self._purged.discard(eid)
+            return
+        self._remove(eid, sem)
+
+    def _remove(self, eid: int, sem: SemanticEntry) -> None:
         group = self._groups[sem.group]
         slot = int(np.flatnonzero(group.eids[: group.n] == eid)[0])  # compaction may have moved it
         group.remove(slot)
@@ -204,5 +228,5 @@ class SemanticStore:
         return group.vecs[slot]
 
     def entries(self) -> list[tuple[int, SemanticEntry]]:
-        """Every entry, oldest first."""
-        return [(eid, self._entries[eid]) for eid in self._order]
+        """Every entry not purged, oldest first."""
+        return [(eid, self._entries[eid]) for eid in self._order if eid not in self._purged]

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmgw.cache")
 
 SNAPSHOT_EVERY_S = 60.0
+#: expired entries are deleted this long after they expire (a request that arrived before the
+#: expiry but is slow to be looked up, e.g. a large upload, still sees what it may see)
+PURGE_MARGIN_S = 60.0
 SNAPSHOT_DIR = "cache"
 
 
@@ -229,6 +232,26 @@ class CacheService:
     def saved_usd(policy: Policy, entry: Entry) -> float | None:
         usage = entry.usage or {}
         return cost_usd(policy, entry.target, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+    # -- expiry --------------------------------------------------------------------------------
+
+    def purge_exact(self, policy: Policy, now: float) -> int:
+        """Free expired exact answers (on the event loop: the loop owns the exact stores)."""
+        n = 0
+        for route, store in self.exact.items():
+            s = policy.cache_for(route)
+            if s is not None and s.exact is not None:
+                n += store.purge(now - PURGE_MARGIN_S, s.exact.ttl_s)
+        return n
+
+    def purge_semantic(self, policy: Policy, now: float) -> int:
+        """Delete expired semantic entries from their indexes (on the cache worker)."""
+        n = 0
+        for (route, _), store in self.semantic.items():
+            s = policy.cache_for(route)
+            if s is not None and s.semantic is not None:
+                n += store.purge(now - PURGE_MARGIN_S, s.semantic.ttl_s)
+        return n
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -114,6 +114,20 @@ class Gateway:
             self.cache.restored = "failed"
             log.exception("cache restore failed; starting with an empty cache")
 
+    async def maintain_cache(self) -> None:
+        """Delete expired entries, then snapshot the cache if it changed."""
+        policy, now = self.snapshot.policy, time.time()
+        try:
+            n = self.cache.purge_exact(policy, now)
+            n += await asyncio.get_running_loop().run_in_executor(
+                self.cache.pool, self.cache.purge_semantic, policy, now
+            )
+            if n:
+                log.debug("cache purge: %d expired entries deleted", n)
+        except Exception:
+            log.exception("cache purge failed")
+        await self.save_cache()
+
     async def save_cache(self) -> None:
         """Snapshot the cache (on the cache worker) if it changed since the last snapshot."""
         if not self.cache.dirty:
@@ -173,7 +187,7 @@ class Gateway:
                 log.exception("policy watcher failed; will retry")
             if time.monotonic() - last_snapshot >= SNAPSHOT_EVERY_S:
                 last_snapshot = time.monotonic()
-                await self.save_cache()
+                await self.maintain_cache()
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

@@ -180,3 +180,26 @@ def test_policy_cache_section_and_route_overrides():
         load_policy({**doc, "cache": {"semantic": {"threshold": 1.5}}})
     with pytest.raises(PolicyError, match=r"routes\.a\.cache"):
         load_policy({**doc, "routes": {"a": {"targets": [{"provider": "d", "model": "x"}], "cache": {"exakt": {}}}}})
+
+
+def test_purge_deletes_expired_entries_but_keeps_the_eviction_order():
+    s, e = SemanticStore(dim=3), ExactStore()
+    for i in range(4):
+        s.add("n", "c", unit([1, i, 0]), entry(str(i), 10.0 + i), None, max_entries=4)
+        e.put(str(i), entry(str(i), 10.0 + i), max_entries=4)
+    assert s.purge(before=12.5, ttl_s=1) == 2 and e.purge(before=12.5, ttl_s=1) == 2  # stored at 10, 11
+    assert len(s) == 2 and [x.entry.request_id for _, x in s.entries()] == ["2", "3"]
+    assert e.get("0", 10.5, 100) is None and e.get("2", 13.0, 100).request_id == "2"
+    assert s.purge(before=12.5, ttl_s=1) == 0  # idempotent
+    # the purged entries still count for eviction: the fifth insertion evicts "0" (a tombstone), not "2"
+    s.add("n", "c", unit([0, 0, 1]), entry("4", 20.0), None, max_entries=4)
+    e.put("4", entry("4", 20.0), max_entries=4)
+    found = s.search("n", "c", unit([1, 2, 0]), 21.0, 100, 3)
+    assert "2" in [s.get(c.entry).entry.request_id for c in found]
+    assert e.get("2", 21.0, 100) is not None and len(e) == 4
+    # a replayed store (never purged) makes the same eviction decisions
+    r = SemanticStore(dim=3)
+    for i in range(4):
+        r.add("n", "c", unit([1, i, 0]), entry(str(i), 10.0 + i), None, max_entries=4)
+    r.add("n", "c", unit([0, 0, 1]), entry("4", 20.0), None, max_entries=4)
+    assert [x.entry.request_id for _, x in r.entries()] == ["1", "2", "3", "4"]
