@@ -16,9 +16,10 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("llmgw.cache")
 
@@ -95,6 +96,8 @@ class Embedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 vectors, one row per text."""
+        import numpy as np
+
         if len(texts) == 1 and self._one is not None:
             return self._encode_one(texts[0])
         vecs = self._model.encode(
@@ -106,6 +109,7 @@ class Embedder:
         """One text straight through the tokenizer and the transformer, mean-pooled and
         normalised: the vector ``model.encode`` gives (to float rounding), without its per-call
         machinery (~10 % of a one-prompt call on CPU)."""
+        import numpy as np
         import torch
 
         tokenizer, transformer, max_length = self._one

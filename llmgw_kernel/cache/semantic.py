@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: a group searches exactly up to this many entries, then through hnswlib
 EXACT_MAX = 2048
 #: hnswlib build/search parameters (M, ef_construction, ef)
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 200, 128
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 200, 64
 
 
 class SemanticEntry(NamedTuple):
@@ -118,37 +118,46 @@ class _Group:
         index.set_ef(HNSW_EF)
         self.index = index
 
+    def _approximate(self, q: np.ndarray, ts: float, ttl_s: float, k: int) -> np.ndarray:
+        """Slots of up to ``k`` visible near neighbours from hnswlib, sorted. An unfiltered query
+        for a few spare candidates usually has ``k`` visible ones; only when it does not is the
+        (slower, Python-callback) filtered query run."""
+        assert self.index is not None
+        alive, stored = self.alive, self.stored
+        labels, _ = self.index.knn_query(q[None, :], k=min(k + 8, self.live))
+        cand = labels[0].astype(np.int64)
+        vis = cand[alive[cand] & (stored[cand] < ts) & (stored[cand] + ttl_s > ts)]
+        if len(vis) >= k:
+            return np.sort(vis)
+
+        def visible(slot: int) -> bool:
+            return bool(alive[slot]) and stored[slot] < ts < stored[slot] + ttl_s
+
+        found = min(k, self.live)
+        while found >= 1:
+            try:
+                labels, _ = self.index.knn_query(q[None, :], k=found, filter=visible)
+                return np.sort(labels[0].astype(np.int64))
+            except RuntimeError:  # fewer than `found` visible entries
+                found -= 1
+        return np.empty(0, np.int64)
+
     def search(self, q: np.ndarray, ts: float, ttl_s: float, k: int) -> list[tuple[float, int]]:
         """Up to ``k`` (similarity, entry id) visible at ``ts``, best first (ties: older first)."""
         n = self.n
         stored = self.stored[:n]
         if self.index is None:
             valid = self.alive[:n] & (stored < ts) & (stored + ttl_s > ts)
+            if not valid.any():
+                return []
+            sims = self.vecs[:n] @ q  # one product over every row beats copying the visible ones
             slots = np.flatnonzero(valid)
+            sims = sims[slots]
+        else:
+            slots = self._approximate(q, ts, ttl_s, k)
             if not len(slots):
                 return []
-            sims = self.vecs[slots] @ q
-        else:
-            alive = self.alive
-
-            def visible(slot: int) -> bool:
-                return bool(alive[slot]) and stored[slot] < ts < stored[slot] + ttl_s
-
-            found = min(k, self.live)
-            try:
-                labels, _ = self.index.knn_query(q[None, :], k=found, filter=visible)
-            except RuntimeError:  # fewer than k visible entries
-                labels = None
-                while found > 1 and labels is None:
-                    found -= 1
-                    try:
-                        labels, _ = self.index.knn_query(q[None, :], k=found, filter=visible)
-                    except RuntimeError:
-                        labels = None
-                if labels is None:
-                    return []
-            slots = np.sort(labels[0].astype(np.int64))
-            sims = self.vecs[slots] @ q
+            sims = self.vecs[slots] @ q  # rescored exactly
         order = np.argsort(-sims, kind="stable")[:k]
         return [(float(sims[i]), int(self.eids[slots[i]])) for i in order]
 

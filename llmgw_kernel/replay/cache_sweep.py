@@ -142,7 +142,7 @@ def neighbours(policy: Policy, rs: list[Row], endpoint: list[str], floor: float)
             visible = np.flatnonzero(storable & (stored < r.ts) & (stored + span > r.ts))
             if not len(visible):
                 continue
-            sims = vecs[visible] @ r.vector
+            sims = (vecs @ r.vector)[visible]  # the live store's arithmetic: one product, then select
             keep = np.flatnonzero(sims >= floor)
             if not len(keep):
                 continue
