@@ -22,7 +22,7 @@ the request whose answer it was served.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -134,7 +134,7 @@ class StoreIndex:
             store = self.stores[(r.route or "", r.model)] = SemanticStore(len(r.vector))
         store.add(ns, r.context, r.vector, entry, r.features, max_entries)
 
-    def search(self, r: Row, ns: str, ttl_s: float) -> list[tuple[decide.Candidate, str]]:
+    def search(self, r: Row, ns: str, ttl_s: float) -> list[tuple[decide.Candidate, str]]:  # best first
         assert r.vector is not None and r.model is not None and r.context is not None
         store = self.stores.get((r.route or "", r.model))
         if store is None:
@@ -143,13 +143,47 @@ class StoreIndex:
         return [(c, store.get(c.entry).entry.request_id) for c in cands]
 
 
+class Prepared(NamedTuple):
+    """A request's threshold-independent cache facts under one policy."""
+
+    settings: CacheSettings | None  # None: not cached
+    bypass: str | None
+    ns: str
+    key: str | None  # scoped exact key
+    read: bool
+
+
+def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared]:
+    """What every request is, to ``policy``'s caches (computed once, reused per threshold)."""
+    per_route: dict[str | None, CacheSettings | None] = {}
+    out: list[Prepared] = []
+    for r, ep in zip(rs, endpoint, strict=True):
+        if r.route not in per_route:
+            per_route[r.route] = policy.cache_for(r.route) if r.route is not None else None
+        s = per_route[r.route] if ep == "chat.completions" else None
+        if s is None:
+            out.append(Prepared(None, None, "", None, False))
+            continue
+        body = {"temperature": r.temperature} if r.temperature is not None else {}
+        ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
+        skey = decide.scoped(ns, r.key) if r.key is not None else None
+        out.append(Prepared(s, decide.bypass_reason(s, body, r.control), ns, skey, r.control != decide.NO_CACHE))
+    return out
+
+
 def simulate(
-    policy: Policy, rs: list[Row], endpoint: list[str], index: Any = None, threshold: float | None = None
+    policy: Policy,
+    rs: list[Row],
+    endpoint: list[str],
+    index: Any = None,
+    threshold: float | None = None,
+    prepared: list[Prepared] | None = None,
 ) -> list[Outcome]:
     """Every request's cache outcome under ``policy`` (rows in arrival order).
 
     ``index`` does the semantic lookups (default: a :class:`StoreIndex`, the live store);
-    ``threshold`` overrides every route's semantic threshold (the sweep's fast path).
+    ``threshold`` overrides every route's semantic threshold (the sweep's fast path);
+    ``prepared`` is :func:`prepare`'s result, if already computed.
     """
     exact: dict[str, ExactStore] = {}
     index = index if index is not None else StoreIndex()
@@ -168,20 +202,16 @@ def simulate(
             if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
                 index.add(r, ns, entry, sem.max_entries)
 
-    for r, ep in zip(rs, endpoint, strict=True):
-        s = policy.cache_for(r.route) if r.route is not None and ep == "chat.completions" else None
+    for r, p in zip(rs, prepared if prepared is not None else prepare(policy, rs, endpoint), strict=True):
+        s = p.settings
         if s is None:
             out.append(Outcome(None))
             continue
         flush(r.ts)
-        body = {"temperature": r.temperature} if r.temperature is not None else {}
-        why = decide.bypass_reason(s, body, r.control)
-        if why is not None:
-            out.append(Outcome("bypass", why))
+        if p.bypass is not None:
+            out.append(Outcome("bypass", p.bypass))
             continue
-        ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
-        skey = decide.scoped(ns, r.key) if r.key is not None else None
-        read = r.control != decide.NO_CACHE
+        ns, skey, read = p.ns, p.key, p.read
         result: Outcome | None = None
         if read and s.exact is not None and skey is not None:
             store = exact.get(r.route or "")
@@ -193,11 +223,11 @@ def simulate(
             result is None and read and sem is not None and r.vector is not None and r.context is not None
             and r.model == _model(sem.model)
         ):  # fmt: skip
-            found = index.search(r, ns, sem.ttl_s)
+            seen: dict[int, str] = {}
             t = sem.threshold if threshold is None else threshold
-            verdict = decide.choose(t, sem.verify, r.features, [c for c, _ in found])
+            verdict = decide.choose(t, sem.verify, r.features, _recording(index.search(r, ns, sem.ttl_s), seen))
             if verdict.entry is not None:
-                src = by_rid[next(rid for c, rid in found if c.entry == verdict.entry)]
+                src = by_rid[seen[verdict.entry]]
                 result = Outcome("semantic-hit", None, src, verdict.similarity)
             else:
                 result = Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
@@ -209,6 +239,13 @@ def simulate(
             heapq.heappush(pending, (stored_at, seq, r, skey, ns, s))
         out.append(result)
     return out
+
+
+def _recording(found: Any, seen: dict[int, str]) -> Any:
+    """The candidates of ``found`` (lazily), noting each one's request id in ``seen``."""
+    for cand, rid in found:
+        seen[cand.entry] = rid
+        yield cand
 
 
 def _model(name: str | None) -> str:
@@ -238,8 +275,16 @@ def summarize_cache(policy: Policy, window: Columns, decisions: Columns) -> dict
     return {"cache": summary(policy, rs, decisions["replay_cache"], sources)}
 
 
-def summary(policy: Policy, rs: list[Row], kinds: list[str | None], sources: list[Row | None]) -> dict[str, Any]:
-    """Hit counts, saved cost and estimated latency of one replayed outcome per request."""
+def summary(
+    policy: Policy,
+    rs: list[Row],
+    kinds: list[str | None],
+    sources: list[Row | None],
+    costs: dict[int, float | None] | None = None,
+) -> dict[str, Any]:
+    """Hit counts, saved cost and estimated latency of one replayed outcome per request
+    (``costs``: a memo of each source row's answer cost, shared between calls)."""
+    costs = {} if costs is None else costs
     by_rid = {r.rid: r for r in rs}
     considered = sum(1 for k in kinds if k is not None)
     exact_hits = sum(1 for k in kinds if k == "hit")
@@ -250,7 +295,10 @@ def summary(policy: Policy, rs: list[Row], kinds: list[str | None], sources: lis
     latencies: list[float] = []
     for r, k, src in zip(rs, kinds, sources, strict=True):
         if k in HIT_KINDS and src is not None:
-            c = cost_usd(policy, src.target, src.pt, src.ct)
+            if src.i in costs:
+                c = costs[src.i]
+            else:
+                c = costs[src.i] = cost_usd(policy, src.target, src.pt, src.ct)
             if c is None:
                 if src.target:
                     unpriced.add(src.target)

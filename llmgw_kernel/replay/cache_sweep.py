@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,7 +50,7 @@ import orjson
 
 from ..decisions import cache as decide
 from ..policy.load import PolicySource, load_policy, validate_policy
-from .cache_stage import HIT_KINDS, Row, _model, rows, simulate, summary
+from .cache_stage import HIT_KINDS, Row, _model, prepare, rows, simulate, summary
 
 if TYPE_CHECKING:
     import duckdb
@@ -81,8 +81,9 @@ def with_semantic_threshold(policy: PolicySource, threshold: float) -> Policy:
 class NeighbourIndex:
     """Semantic lookups over precomputed neighbour lists (one threshold's replay)."""
 
-    def __init__(self, neighbours: Mapping[int, list[tuple[float, Row]]]) -> None:
+    def __init__(self, neighbours: Mapping[int, list[tuple[float, int, Row]]], threshold: float) -> None:
         self.neighbours = neighbours
+        self.threshold = threshold  # candidates below it cannot answer: the walk stops there
         self.count: dict[tuple[str, str], int] = defaultdict(int)
         self.slot: dict[int, tuple[tuple[str, str], int, int]] = {}  # row -> (store, ordinal, max_entries)
 
@@ -91,26 +92,32 @@ class NeighbourIndex:
         self.slot[r.i] = (key, self.count[key], max_entries)
         self.count[key] += 1
 
-    def search(self, r: Row, ns: str, ttl_s: float) -> list[tuple[decide.Candidate, str]]:
-        out: list[tuple[decide.Candidate, str]] = []
-        for sim, j in self.neighbours.get(r.i, ()):
-            slot = self.slot.get(j.i)
+    def search(self, r: Row, ns: str, ttl_s: float) -> Iterator[tuple[decide.Candidate, str]]:
+        """Lazily, as :func:`decide.choose` consumes them: the walk ends at the first answer."""
+        threshold, slots, count = self.threshold, self.slot, self.count
+        found = 0
+        for sim, ji, j in self.neighbours.get(r.i, ()):
+            if sim < threshold:
+                return
+            slot = slots.get(ji)
             if slot is None:
                 continue  # not cached at this threshold (it was a hit, or not yet stored)
             key, ordinal, max_entries = slot
-            if ordinal < self.count[key] - max_entries:
+            if ordinal < count[key] - max_entries:
                 continue  # evicted
-            out.append((decide.Candidate(sim, j.i, j.features), j.rid))
-            if len(out) == decide.CANDIDATES:
-                break
-        return out
+            yield decide.Candidate(sim, ji, j.features), j.rid
+            found += 1
+            if found == decide.CANDIDATES:
+                return
 
 
 def _stored_at(r: Row) -> float:
     return r.stored_at if r.stored_at is not None else r.done_at
 
 
-def neighbours(policy: Policy, rs: list[Row], endpoint: list[str], floor: float) -> dict[int, list[tuple[float, Row]]]:
+def neighbours(
+    policy: Policy, rs: list[Row], endpoint: list[str], floor: float
+) -> dict[int, list[tuple[float, int, Row]]]:
     """For each request, the earlier-stored requests of its semantic group visible when it
     arrived with similarity >= ``floor``, best first (ties: stored first, as live)."""
     groups: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
@@ -129,25 +136,28 @@ def neighbours(policy: Policy, rs: list[Row], endpoint: list[str], floor: float)
         key = (r.route or "", r.model, ns, r.context)
         groups[key].append(r)
         ttl[key] = s.semantic.ttl_s
-    out: dict[int, list[tuple[float, Row]]] = {}
+    out: dict[int, list[tuple[float, int, Row]]] = {}
     for key, members in groups.items():
         if len(members) < 2:
             continue
-        members.sort(key=lambda m: (_stored_at(m), m.i))
+        members.sort(key=lambda m: (_stored_at(m), m.i))  # the live insertion order
         vecs = np.stack([m.vector for m in members])  # type: ignore[misc]
         stored = np.array([_stored_at(m) for m in members])
         storable = np.array([m.ok or m.logged in HIT_KINDS for m in members])
         span = ttl[key]
         for r in members:
-            visible = np.flatnonzero(storable & (stored < r.ts) & (stored + span > r.ts))
-            if not len(visible):
+            # visible = stored in (ts - ttl, ts): a contiguous run of the stored-time order
+            lo = int(np.searchsorted(stored, r.ts - span, side="right"))
+            hi = int(np.searchsorted(stored, r.ts, side="left"))
+            if hi <= lo:
                 continue
-            sims = (vecs @ r.vector)[visible]  # the live store's arithmetic: one product, then select
-            keep = np.flatnonzero(sims >= floor)
+            sims = vecs[lo:hi] @ r.vector
+            keep = np.flatnonzero((sims >= floor) & storable[lo:hi])
             if not len(keep):
                 continue
             order = keep[np.argsort(-sims[keep], kind="stable")]
-            out[r.i] = [(float(sims[k]), members[visible[k]]) for k in order]
+            found = [members[lo + k] for k in order.tolist()]
+            out[r.i] = list(zip(sims[order].tolist(), [m.i for m in found], found, strict=True))
     return out
 
 
@@ -176,12 +186,14 @@ def sweep_semantic_threshold(
     endpoint = window["endpoint"]
     nb = neighbours(pol, rs, endpoint, min(ts_list) if ts_list else 1.0)
     positives = _positives(pol, rs, endpoint, labels) if labels is not None else None
+    prepared = prepare(pol, rs, endpoint)
+    costs: dict[int, float | None] = {}  # source row -> its answer's cost, priced once
     results: list[tuple[float, list[Any], dict[str, Any]]] = []
     for t in ts_list:
-        outs = simulate(pol, rs, endpoint, NeighbourIndex(nb), threshold=t)
+        outs = simulate(pol, rs, endpoint, NeighbourIndex(nb, t), threshold=t, prepared=prepared)
         kinds = [o.kind for o in outs]
         sources = [o.source for o in outs]
-        results.append((t, outs, summary(pol, rs, kinds, sources)))
+        results.append((t, outs, summary(pol, rs, kinds, sources, costs)))
     agreement = _answer_agreement(con, rs, results) if estimate else None
     table = []
     for t, outs, summ in results:
