@@ -151,6 +151,7 @@ class Prepared(NamedTuple):
     ns: str
     key: str | None  # scoped exact key
     read: bool
+    entry: Entry | None  # what this request stores if it misses (None: nothing to store)
 
 
 def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared]:
@@ -162,12 +163,16 @@ def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared
             per_route[r.route] = policy.cache_for(r.route) if r.route is not None else None
         s = per_route[r.route] if ep == "chat.completions" else None
         if s is None:
-            out.append(Prepared(None, None, "", None, False))
+            out.append(Prepared(None, None, "", None, False, None))
             continue
         body = {"temperature": r.temperature} if r.temperature is not None else {}
         ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
         skey = decide.scoped(ns, r.key) if r.key is not None else None
-        out.append(Prepared(s, decide.bypass_reason(s, body, r.control), ns, skey, r.control != decide.NO_CACHE))
+        # a live miss stored its answer when it finished; a live hit would have, had it missed
+        entry = Entry(r.rid, r.stored_at if r.stored_at is not None else r.done_at, b"", r.target, None)
+        storable = r.ok or r.logged in HIT_KINDS
+        bypass = decide.bypass_reason(s, body, r.control)
+        out.append(Prepared(s, bypass, ns, skey, r.control != decide.NO_CACHE, entry if storable else None))
     return out
 
 
@@ -188,14 +193,14 @@ def simulate(
     exact: dict[str, ExactStore] = {}
     index = index if index is not None else StoreIndex()
     by_rid = {r.rid: r for r in rs}
-    pending: list[tuple[float, int, Row, str | None, str, CacheSettings]] = []
+    pending: list[tuple[float, int, Row, str | None, str, CacheSettings, Entry]] = []
     seq = 0
     out: list[Outcome] = []
+    maybe = getattr(index, "maybe", None)  # a cheap "could anything match?" (the sweep's index has one)
 
     def flush(until: float) -> None:
         while pending and pending[0][0] < until:
-            stored_at, _, r, skey, ns, s = heapq.heappop(pending)
-            entry = Entry(r.rid, stored_at, b"", r.target, None)
+            _, _, r, skey, ns, s, entry = heapq.heappop(pending)
             if s.exact is not None and skey is not None:
                 exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
             sem = s.semantic
@@ -219,10 +224,14 @@ def simulate(
             if entry is not None:
                 result = Outcome("hit", None, by_rid[entry.request_id])
         sem = s.semantic
-        if (
+        semantic = (
             result is None and read and sem is not None and r.vector is not None and r.context is not None
             and r.model == _model(sem.model)
-        ):  # fmt: skip
+        )  # fmt: skip
+        if semantic and maybe is not None and not maybe(r):
+            result = Outcome("miss", "semantic: empty")
+        elif semantic:
+            assert sem is not None
             seen: dict[int, str] = {}
             t = sem.threshold if threshold is None else threshold
             verdict = decide.choose(t, sem.verify, r.features, _recording(index.search(r, ns, sem.ttl_s), seen))
@@ -233,10 +242,9 @@ def simulate(
                 result = Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
         if result is None:
             result = Outcome("miss", None if read else decide.NO_CACHE)
-        if result.kind == "miss" and (r.ok or r.logged in HIT_KINDS):
-            stored_at = r.stored_at if r.stored_at is not None else r.done_at
+        if result.kind == "miss" and p.entry is not None:
             seq += 1
-            heapq.heappush(pending, (stored_at, seq, r, skey, ns, s))
+            heapq.heappush(pending, (p.entry.stored_at, seq, r, skey, ns, s, p.entry))
         out.append(result)
     return out
 

@@ -92,6 +92,11 @@ class NeighbourIndex:
         self.slot[r.i] = (key, self.count[key], max_entries)
         self.count[key] += 1
 
+    def maybe(self, r: Row) -> bool:
+        """False when no earlier request is similar enough to answer ``r`` at this threshold."""
+        found = self.neighbours.get(r.i)
+        return bool(found) and found[0][0] >= self.threshold
+
     def search(self, r: Row, ns: str, ttl_s: float) -> Iterator[tuple[decide.Candidate, str]]:
         """Lazily, as :func:`decide.choose` consumes them: the walk ends at the first answer."""
         threshold, slots, count = self.threshold, self.slot, self.count
