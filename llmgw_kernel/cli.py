@@ -27,6 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(
         host=args.host, port=args.port, policy=args.policy, data_dir=args.data_dir,
         drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
+        open_views=args.open_dashboards,
     )  # fmt: skip
 
 
@@ -152,6 +153,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--drain-timeout", type=int, default=30, help="seconds to finish in-flight requests on SIGTERM")
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
     s.add_argument("--log-level", default="info")
+    s.add_argument(
+        "--open-dashboards", action="store_true",
+        help="serve dashboards and /metrics without a token on a non-loopback address",
+    )  # fmt: skip
     s.set_defaults(func=_serve)
 
     pol = sub.add_parser("policy", help="validate, diff, promote and roll back policies").add_subparsers(
@@ -202,6 +207,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--url", default=None, help="use a running server instead of starting one")
     t.set_defaults(func=_traffic)
+
+    from .keys.cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 

@@ -64,7 +64,10 @@ def _server_class():
     return Server
 
 
-def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True):
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False):
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
 
@@ -74,7 +77,8 @@ def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bo
         from .dashboard_bridge import DashboardBridge
 
         mount = DashboardBridge(data_dir=data_dir, public_host=host, public_port=port, gateway=gateway)
-    return GatewayApp(gateway, mount)
+    guarded = host not in LOOPBACK and not host.startswith("127.") and not open_views
+    return GatewayApp(gateway, mount, guarded=guarded)
 
 
 def serve(
@@ -85,6 +89,7 @@ def serve(
     drain_s: int = 30,
     dashboards: bool = True,
     log_level: str = "info",
+    open_views: bool = False,
 ) -> int:
     import uvicorn
 
@@ -107,8 +112,15 @@ def serve(
         print(exc, file=sys.stderr)
         return 2
     data_dir.mkdir(parents=True, exist_ok=True)
+    from .keys.secrets import Secrets, SecretsError
+
+    try:
+        Secrets(data_dir)  # a wrong or missing master key: a clear error before binding the port
+    except SecretsError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
-    app = build_app(policy, data_dir, host, port, dashboards)
+    app = build_app(policy, data_dir, host, port, dashboards, open_views)
     config = uvicorn.Config(
         app,
         host=host,

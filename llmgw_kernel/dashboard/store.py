@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ERROR_OUTCOMES: tuple[str, ...] = (
-    "client_error", "upstream_error", "timeout", "no_target", "abandoned", "error",
+    "client_error", "limited", "upstream_error", "timeout", "no_target", "abandoned", "error",
 )  # fmt: skip
 RECENT_COLUMNS: tuple[str, ...] = (
     "ts", "request_id", "route", "target", "status", "outcome", "cache", "latency_ms", "ttft_ms",

@@ -134,8 +134,7 @@ _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\d+(?:[.,]\d+)*")
 _NEGATIONS = frozenset(
     "not no never none nobody nothing neither nor cannot cant without dont doesnt didnt isnt arent wasnt "
     "werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt aint "
-    "khong chang chua dung"  # Vietnamese (accents folded): không, chẳng, chưa, đừng
-    .split()
+    "khong chang chua dung".split()  # Vietnamese (accents folded): không, chẳng, chưa, đừng
 )
 _NUMBER_WORDS = {
     w: str(i)
@@ -151,8 +150,7 @@ _STOP = frozenset(
     "now is are was were be been being have has had having do does did doing i me my we our you your he him "
     "his she her it its they them their what which who whom this that these those am would could might must "
     "shall may also get got as s t way best good please tell explain describe give know want need like "
-    "yes vs versus"
-    .split()
+    "yes vs versus".split()
 )
 
 
@@ -207,7 +205,7 @@ def features(text: str) -> Features:
     pending: int | None = None  # content word before a directional word, waiting for the one after
     for m in _WORD.finditer(folded):
         raw = m.group()
-        sentence_start = prev_end == 0 or any(c in ".?!:;\n\"(" for c in folded[prev_end : m.start()])
+        sentence_start = prev_end == 0 or any(c in '.?!:;\n"(' for c in folded[prev_end : m.start()])
         prev_end = m.end()
         tok = raw.lower().replace("’", "'")
         if tok.endswith("n't"):

@@ -55,4 +55,15 @@ def open_log(
     con = connection or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(requests_view_sql(directory))
+    root = str(Path(data_dir).resolve()).replace("'", "''")
+    con.execute(f"CREATE OR REPLACE TEMP MACRO llmgw_data_dir() AS '{root}'")
     return con
+
+
+def data_dir_of(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The data directory an :func:`open_log` connection reads (None for other connections)."""
+    try:
+        row = con.execute("SELECT llmgw_data_dir()").fetchall()
+    except Exception:
+        return None
+    return Path(row[0][0]) if row else None

@@ -24,7 +24,8 @@ class RequestRecord:
         "stream_events", "api", "retries", "backoff_ms", "key_id", "temperature", "cost_usd", "cache",
         "cache_reason", "cache_similarity", "cache_source", "saved_usd", "cache_control", "cache_ns_header",
         "cache_namespace", "cache_key", "cache_context", "cache_stored_ts", "cache_features", "embedding",
-        "embedding_model",
+        "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason", "budget_flags",
+        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -76,6 +77,16 @@ class RequestRecord:
         self.cache_features: dict[str, Any] | None = None
         self.embedding: Any = None  # numpy float32 vector
         self.embedding_model: str | None = None
+        self.team: str | None = None
+        self.end_user: str | None = None
+        self.key_version: int | None = None
+        self.admission: str | None = None
+        self.admission_reason: str | None = None
+        self.budget_flags: list[str] | None = None
+        self.admitted_ts: float | None = None
+        self.settled_ts: float | None = None
+        self.reserved_usd: float | None = None
+        self.reserved_tokens: int | None = None
 
 
 def _sha256(data: bytes) -> str:
@@ -209,4 +220,14 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "cache_features": rec.cache_features if rec.body_mode != "none" else None,
         "embedding": rec.embedding.tolist() if rec.embedding is not None and rec.body_mode != "none" else None,
         "embedding_model": rec.embedding_model,
+        "team": rec.team,
+        "end_user": rec.end_user,
+        "key_version": rec.key_version,
+        "admission": rec.admission,
+        "admission_reason": rec.admission_reason,
+        "budget_flags": rec.budget_flags,
+        "admitted_ts": rec.admitted_ts,
+        "settled_ts": rec.settled_ts,
+        "reserved_usd": rec.reserved_usd,
+        "reserved_tokens": rec.reserved_tokens,
     }

@@ -17,7 +17,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("policy_version", "VARCHAR", "content version of the policy that served it"),
     ("stream", "BOOLEAN", "stream: true requested"),
     ("status", "INTEGER", "HTTP status sent to the client"),
-    ("outcome", "VARCHAR", "ok | client_error | upstream_error | timeout | no_target | abandoned | error"),
+    (
+        "outcome",
+        "VARCHAR",
+        "ok | client_error | limited (budget/rate) | upstream_error | timeout | no_target | abandoned | error",
+    ),
     ("error_type", "VARCHAR", "OpenAI error type / code when not ok"),
     ("error_message", "VARCHAR", "error message sent to the client (secrets scrubbed)"),
     ("plan", "VARCHAR[]", "targets in the order routing chose to try them"),
@@ -70,6 +74,20 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cache_features", "JSON", "verification features of the embedded text (token hashes)"),
     ("embedding", "FLOAT[]", "embedding of the last user turn (semantic cache), so replay never recomputes it"),
     ("embedding_model", "VARCHAR", "the model that made the embedding"),
+    ("team", "VARCHAR", "the virtual key's team (open mode: metadata.team)"),
+    (
+        "end_user",
+        "VARCHAR",
+        "who the request counts for in user budgets: the key's user, else metadata.user / body user",
+    ),
+    ("key_version", "INTEGER", "version of the key's settings in force (budgets, limits, models)"),
+    ("admission", "VARCHAR", "ok | budget_exceeded | rate_limited (NULL: no budget or rate limit applied)"),
+    ("admission_reason", "VARCHAR", "the limit that refused, in words"),
+    ("budget_flags", "VARCHAR[]", "soft budgets the request exceeded (allowed, flagged)"),
+    ("admitted_ts", "DOUBLE", "epoch seconds of the admission decision"),
+    ("settled_ts", "DOUBLE", "epoch seconds when the reservation was settled at the actual cost"),
+    ("reserved_usd", "DOUBLE", "worst-case cost reserved at admission"),
+    ("reserved_tokens", "BIGINT", "tokens reserved at admission (prompt estimate + max tokens)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -50,6 +50,9 @@ class Provider(_Frozen):
         description="azure only, and required there: the api-version query parameter (e.g. 2024-10-21)",
     )
     api_key_env: str | None = Field(default=None, description="Environment variable holding the key")
+    api_key_credential: str | None = Field(
+        default=None, description="Name of a stored, encrypted credential (POST /admin/credentials); wins over the env"
+    )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent upstream")
     timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] = Field(
         default=600_000,
@@ -208,6 +211,60 @@ def merge_cache(top: CacheSettings | None, route: CacheSettings | Literal[False]
     return top.model_copy(update={k: getattr(route, k) for k in route.model_fields_set})
 
 
+BudgetScope = Literal["global", "team", "user", "key"]
+BudgetWindow = Literal["day", "week", "month"]
+
+
+class BudgetLimit(_Frozen):
+    """A spend limit over a calendar window (docs/budgets.md)."""
+
+    scope: BudgetScope
+    name: str | None = Field(
+        default=None, description="The team/user/key id it applies to; absent: each one separately (global: ignored)"
+    )
+    usd: Annotated[float, Field(ge=0)] = Field(description="Spend allowed per window")
+    window: BudgetWindow = Field(default="month", description="day | week (from Monday) | month, in budgets.timezone")
+    mode: Literal["hard", "soft"] = Field(
+        default="hard", description="hard: refuse with 429 once spent; soft: allow, flag the request"
+    )
+
+
+class BudgetSettings(_Frozen):
+    """Budgets; a virtual key's own budget_usd is added as a hard key budget."""
+
+    timezone: str = Field(default="UTC", description="IANA time zone of the window boundaries")
+    default_max_tokens: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        default=4096, description="Completion tokens reserved for a request without max_tokens"
+    )
+    limits: list[BudgetLimit] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as UTC or Asia/Ho_Chi_Minh)") from None
+        return v
+
+
+class RateLimit(_Frozen):
+    """Requests and tokens per minute (sliding 60 s), refused with 429 and Retry-After."""
+
+    scope: Literal["global", "team", "user", "key", "route"]
+    name: str | None = Field(default=None, description="absent: each team/user/key/route separately")
+    rpm: Annotated[int, Field(ge=1)] | None = None
+    tpm: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> RateLimit:
+        if self.rpm is None and self.tpm is None:
+            raise ValueError("set rpm, tpm or both")
+        return self
+
+
 class Rule(_Frozen):
     """A condition of a route: when ``when`` matches (first match wins), ``targets`` serve."""
 
@@ -293,6 +350,8 @@ class Policy(_Frozen):
     log: LogSettings = Field(default_factory=LogSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     cache: CacheSettings | None = Field(default=None, description="Absent: nothing is cached (docs/cache.md)")
+    budgets: BudgetSettings | None = Field(default=None, description="Absent: only virtual keys' own budgets apply")
+    rate_limits: list[RateLimit] = Field(default_factory=list, description="Besides virtual keys' own rpm/tpm")
     pricing: dict[str, Price] = Field(
         default_factory=dict, description="USD per 1M tokens by model name sent upstream (provider/model wins)"
     )

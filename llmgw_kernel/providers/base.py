@@ -8,7 +8,7 @@ an error message (``scrub``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,9 +93,11 @@ class Adapter(Protocol):
 
 @dataclass(slots=True)
 class AdapterContext:
-    """What adapters share: the one upstream connection pool."""
+    """What adapters share: the one upstream connection pool, and the stored credentials
+    (name -> decrypted key, None when not stored) that providers may reference."""
 
     session: aiohttp.ClientSession
+    credential: Callable[[str], str | None] = field(default=lambda name: None)
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -27,6 +27,7 @@ class HttpProvider:
         self.name = name
         self.provider = provider
         self._session = ctx.session
+        self._credential = ctx.credential
         self._static_headers = {"Content-Type": "application/json", **self.default_headers(), **provider.headers}
         self._keyed_headers: tuple[str, dict[str, str]] = ("", self._static_headers)
         self._timeouts: dict[int, tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]] = {}
@@ -51,12 +52,20 @@ class HttpProvider:
 
     # -- shared machinery ---------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
+        name = self.provider.api_key_credential
+        if name:
+            if not self._credential(name):
+                return f"credential {name!r} is not stored (POST /admin/credentials)"
+            return None
         env = self.provider.api_key_env
         if env and not os.environ.get(env):
             return f"environment variable {env} is not set"
         return None
 
     def _key(self) -> str | None:
+        name = self.provider.api_key_credential
+        if name:
+            return self._credential(name)
         env = self.provider.api_key_env
         return os.environ.get(env) if env else None
 

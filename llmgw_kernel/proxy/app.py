@@ -14,9 +14,11 @@ from typing import Protocol
 
 import orjson
 
-from . import anthropic_inbound, pipeline
+from ..keys.store import AuthError, VirtualKey
+from . import admin, anthropic_inbound, pipeline
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
-from .errors import method_not_allowed, not_found_model, not_found_path
+from .credentials import presented_key
+from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
 from .runtime import Gateway
 
 log = logging.getLogger("llmgw.app")
@@ -40,17 +42,58 @@ async def _embeddings(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
     await pipeline.handle(gw, scope, receive, send, "embeddings")
 
 
+def _caller(gw: Gateway, scope: Scope) -> VirtualKey | None:
+    """The key a non-pipeline API request presents (None in open mode); a 401 otherwise."""
+    if not gw.keys.enforcing:
+        return None
+    try:
+        return gw.keys.authenticate(presented_key(scope["headers"]), time.time())
+    except AuthError as exc:
+        raise GatewayError(exc.status, exc.message, code=exc.code) from None
+
+
+def _visible_models(gw: Gateway, key: VirtualKey | None) -> list[dict]:
+    allowed = key.settings.models if key is not None else None
+    return [m for m in gw.snapshot.models if allowed is None or m["id"] in allowed]
+
+
 async def _models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await send_json(send, 200, gw.snapshot.models_body)
+    try:
+        key = _caller(gw, scope)
+    except GatewayError as err:
+        await send_error(send, err)
+        return
+    if key is None or key.settings.models is None:
+        await send_json(send, 200, gw.snapshot.models_body)
+        return
+    await send_json(send, 200, orjson.dumps({"object": "list", "data": _visible_models(gw, key)}))
 
 
 async def _model(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        key = _caller(gw, scope)
+    except GatewayError as err:
+        await send_error(send, err)
+        return
     name = scope["path"].split("/models/", 1)[1]
-    for model in gw.snapshot.models:
+    models = _visible_models(gw, key)
+    for model in models:
         if model["id"] == name:
             await send_json(send, 200, orjson.dumps(model))
             return
-    await send_error(send, not_found_model(name, [m["id"] for m in gw.snapshot.models]))
+    await send_error(send, not_found_model(name, [m["id"] for m in models]))
+
+
+async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """The presenting key's own settings and spend (nothing about any other key or team)."""
+    try:
+        key = _caller(gw, scope)
+        if key is None:
+            raise GatewayError(404, "No virtual keys exist on this gateway (open mode)", code="no_virtual_keys")
+    except GatewayError as err:
+        await send_error(send, err)
+        return
+    await send_json(send, 200, orjson.dumps({**key.public(), "spend": gw.key_spend(key)}))
 
 
 async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,7 +130,13 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             }
             if writer
             else None,
-            keys="open: no virtual keys exist, every request is accepted (local development)",
+            keys=(
+                f"enforced: {len(gw.keys.keys)} virtual keys; requests need a valid key"
+                if gw.keys.enforcing
+                else "open: no virtual keys exist, every request is accepted (local development)"
+            ),
+            admin_api="enabled" if gw.admin_token else "disabled (set LLMGW_ADMIN_TOKEN)",
+            credentials_encrypted=gw.secrets.can_store_credentials,
             cache=gw.cache.report(),
         )
     return not reasons, report
@@ -124,21 +173,60 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/health/ready": {"GET": _health},
     "/health/live": {"GET": _live},
     "/metrics": {"GET": _metrics},
+    "/v1/llmgw/key": {"GET": _key_info},
 }
 _API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics")
+
+
+def viewer_token() -> str | None:
+    import os
+
+    return os.environ.get("LLMGW_DASHBOARD_TOKEN") or os.environ.get("LLMGW_ADMIN_TOKEN") or None
+
+
+def _viewer_denied(scope: Scope) -> GatewayError | None:
+    """None when the request carries the dashboard token (Bearer, or Basic with it as password)."""
+    import base64
+    import hmac
+
+    token = viewer_token()
+    if token is None:
+        return GatewayError(
+            403, "Dashboards and /metrics are served beyond loopback only with a token: set LLMGW_DASHBOARD_TOKEN "
+            "(or start with --open-dashboards)", "permission_error", code="viewer_token_missing",
+        )  # fmt: skip
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, cred = value.partition(b" ")
+            cred = cred.strip()
+            if scheme.lower() == b"basic":
+                try:
+                    cred = base64.b64decode(cred).partition(b":")[2]
+                except ValueError:
+                    cred = b""
+            if hmac.compare_digest(cred, token.encode()):
+                return None
+    return GatewayError(401, "This page needs the dashboard token", code="viewer_token_required")
 
 
 class GatewayApp:
     """ASGI entry point. ``mount`` (the dashboard bridge) serves every other path."""
 
-    def __init__(self, gateway: Gateway, mount: Mount | None = None) -> None:
+    def __init__(self, gateway: Gateway, mount: Mount | None = None, guarded: bool = False) -> None:
         self.gateway = gateway
         self.mount = mount
+        # dashboards and /metrics need a token when the server listens beyond loopback
+        self.guarded = guarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
+            if self.guarded and (path == "/metrics" or not path.startswith(_API_PREFIXES)):
+                err = _viewer_denied(scope)
+                if err is not None:
+                    await send_error(send, err, [(b"www-authenticate", b'Basic realm="llmgw"')])
+                    return
             methods = ROUTES.get(path)
             if methods is not None:
                 handler = methods.get(scope["method"])
@@ -155,11 +243,17 @@ class GatewayApp:
             if path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
                 await _model(self.gateway, scope, receive, send)
                 return
+            if path.startswith("/admin/"):
+                await admin.handle(self.gateway, scope, receive, send)
+                return
             if self.mount is not None and not path.startswith(_API_PREFIXES):
                 await self.mount(scope, receive, send)
                 return
             await send_error(send, not_found_path(path))
         elif kind == "websocket":
+            if self.guarded and _viewer_denied(scope) is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
             if self.mount is not None:
                 await self.mount(scope, receive, send)
             else:

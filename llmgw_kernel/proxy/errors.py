@@ -17,8 +17,10 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         outcome: str = "client_error",
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or []  # extra response headers (Retry-After, x-should-retry)
         self.status = status
         self.message = message
         self.type = type

@@ -38,7 +38,9 @@ class Metrics:
             "llmgw_upstream_errors", "Failed upstream attempts", ["provider", "model", "kind", "status"], registry=r
         )
         self.cache = Counter(
-            "llmgw_cache_requests", "Cache outcomes by route (hit, semantic-hit, miss, bypass)", ["route", "result"],
+            "llmgw_cache_requests",
+            "Cache outcomes by route (hit, semantic-hit, miss, bypass)",
+            ["route", "result"],
             registry=r,
         )
         self.cache_saved = Counter("llmgw_cache_saved_usd", "USD saved by cache hits", ["route"], registry=r)

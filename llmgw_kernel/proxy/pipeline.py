@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -21,7 +22,10 @@ import orjson
 from ..cache.service import Hit, LazyBody, Query, body_bytes, key_id
 from ..decisions.cache import CONTROLS
 from ..decisions.cost import cost_usd
+from ..decisions.limits import Subject, Verdict, applicable_budgets, applicable_rates, worst_case_usd
 from ..decisions.routing import plan_route, route_context
+from ..keys.store import AuthError, VirtualKey
+from ..keys.store import check_model as key_allows
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
 from ..providers.sse import DONE, frame
@@ -170,7 +174,7 @@ async def handle(
             cache_control = value.decode("latin-1").strip().lower()
         elif key == b"x-llmgw-cache-namespace":
             cache_ns = value.decode("latin-1").strip()
-    rec.key_id = key_id(presented_key(scope["headers"]))
+    presented = presented_key(scope["headers"])
     rec.client_request_id = client_id
     rid = rec.request_id.encode()
     headers = [
@@ -182,8 +186,10 @@ async def handle(
     task = asyncio.current_task()
     assert task is not None
     watcher: asyncio.Task | None = None
+    admitted = False
     gw.metrics.in_flight.inc()
     try:
+        key = _authenticate(gw, rec, presented)
         raw = await read_body(receive, facts.max_request_bytes, content_length)
         rec.request_raw = raw
         body = inbound.parse(raw, rec)
@@ -192,14 +198,25 @@ async def handle(
             check_chat(body)
         else:
             check_embeddings(body)
-        rec.metadata = _metadata(scope, body)
+        rec.metadata = meta = _metadata(scope, body)
+        if key is not None:  # the key's identity wins over what the client says
+            rec.metadata = meta = {**(meta or {}), "key": key.settings.name}
+            if key.settings.team is not None:
+                meta["team"] = key.settings.team
+        elif meta and meta.get("team") is not None:
+            rec.team = str(meta["team"])
         if route not in facts.routes:
             raise not_found_model(route, list(facts.routes))
+        if key is not None:
+            _check(key_allows, key, route)
         temperature = body.get("temperature")
         if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
             rec.temperature = float(temperature)
-        plan = plan_route(policy, route, rec.request_id, route_context(rec.request_id, route, body, rec.metadata))
+        ctx = route_context(rec.request_id, route, body, rec.metadata)
+        plan = plan_route(policy, route, rec.request_id, ctx)
         rec.plan, rec.route_reason = plan.targets, plan.reason
+        rec.end_user = rec.end_user or ctx.user
+        admitted = _admit(gw, policy, rec, key, route, plan.targets, body, ctx.prompt_tokens)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
         query: Query | None = None
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
@@ -235,6 +252,7 @@ async def handle(
             rec.response_raw = err.body()
             if err.outcome == "no_target":  # a retry cannot help until the policy or environment changes
                 headers.append((b"x-should-retry", b"false"))
+            headers.extend(err.headers)
             await send_error(send, err, headers)
         log.info("%s %s -> %d %s", rec.request_id, rec.route, err.status, err.message)
     except ClientDisconnected:
@@ -266,6 +284,13 @@ async def handle(
         if rec.usage and rec.target:
             u = rec.usage
             rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"))
+        if admitted:
+            rec.settled_ts = _now()
+            u = rec.usage or {}
+            tokens = (u.get("prompt_tokens") or 0) + (u.get("completion_tokens") or 0)
+            gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
+        elif rec.cost_usd and rec.plan is not None:  # no limit tracked it; its spend counts all the same
+            gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
         if rec.cache is not None:
             gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
         elapsed = _perf() - t0
@@ -276,6 +301,68 @@ async def handle(
             rec.route or "", rec.upstream_model or "", rec.status, elapsed,
             rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
         )  # fmt: skip
+
+
+def _authenticate(gw: Gateway, rec: RequestRecord, presented: str | None) -> VirtualKey | None:
+    """The request's virtual key (None in open mode: no key exists yet), or a 401."""
+    if not gw.keys.enforcing:
+        rec.key_id = key_id(presented)
+        return None
+    key = _check(gw.keys.authenticate, presented, rec.ts)
+    rec.key_id, rec.key_version = key.id, key.version
+    rec.team, rec.end_user = key.settings.team, key.settings.user
+    return key
+
+
+def _check(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except AuthError as exc:
+        kind = "invalid_request_error" if exc.status == 401 else "permission_error"
+        raise GatewayError(exc.status, exc.message, kind, code=exc.code, outcome="client_error") from None
+
+
+def _admit(
+    gw: Gateway, policy: Any, rec: RequestRecord, key: VirtualKey | None, route: str, targets: tuple[str, ...],
+    body: dict[str, Any], prompt_tokens: int,
+) -> bool:  # fmt: skip
+    """Budgets and rate limits: reserve the worst case, or refuse with a 429 naming the limit."""
+    subject = Subject(rec.key_id, rec.team, rec.end_user, route)
+    budgets = applicable_budgets(policy, key, subject)
+    rates = applicable_rates(policy, key, subject)
+    if not budgets and not rates:
+        return False
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        limit = policy.budgets.default_max_tokens if policy.budgets is not None else 4096
+    worst_tokens = prompt_tokens + limit
+    worst_usd = worst_case_usd(policy, targets, prompt_tokens, limit) if budgets else 0.0
+    at = _now()
+    rec.admitted_ts, rec.reserved_usd, rec.reserved_tokens = at, worst_usd, worst_tokens
+    verdict = gw.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
+    rec.admission, rec.admission_reason = verdict.kind, verdict.reason
+    rec.budget_flags = list(verdict.flags) or None
+    if not verdict.allowed:
+        raise _refusal(verdict)
+    return True
+
+
+def _refusal(v: Verdict) -> GatewayError:
+    wait = max(1, math.ceil(v.retry_after_s or 1))
+    if v.kind == "budget_exceeded":
+        headers = [(b"x-should-retry", b"false"), (b"retry-after", str(wait).encode())]
+        return GatewayError(
+            429, f"Budget exceeded: {v.reason}", "insufficient_quota", code="budget_exceeded", outcome="limited",
+            headers=headers,
+        )  # fmt: skip
+    headers = [
+        (b"retry-after", str(wait).encode()),
+        (b"retry-after-ms", str(int((v.retry_after_s or 1) * 1000)).encode()),
+    ]
+    return GatewayError(
+        429, f"Rate limit reached: {v.reason}; retry after {wait} s", "requests", code="rate_limit_exceeded",
+        outcome="limited", headers=headers,
+    )  # fmt: skip
 
 
 def _cache_control(value: str | None) -> str | None:

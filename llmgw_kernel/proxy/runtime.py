@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..cache.service import SNAPSHOT_EVERY_S, CacheService
+from ..decisions.limits import Limits
+from ..keys.secrets import Secrets
+from ..keys.store import KeyStore, VirtualKey
 from ..log.writer import LogWriter
 from ..policy.load import PolicyError, load_policy
 from ..policy.model import Policy, Target
@@ -72,6 +75,10 @@ class Gateway:
     snapshot: Snapshot = field(init=False)
     writer: LogWriter = field(init=False)
     cache: CacheService = field(init=False)
+    secrets: Secrets = field(init=False)
+    keys: KeyStore = field(init=False)
+    limits: Limits = field(init=False)
+    admin_token: str | None = None
     draining: bool = False
     started: bool = False
     last_reload_error: str | None = None
@@ -89,6 +96,10 @@ class Gateway:
 
         policy = load_policy(self.policy_path)
         self._stamp = _stat(self.policy_path)
+        self.admin_token = os.environ.get("LLMGW_ADMIN_TOKEN") or None
+        self.secrets = await asyncio.to_thread(Secrets, self.data_dir)  # a wrong master key stops here
+        self.keys = await asyncio.to_thread(KeyStore, self.data_dir, self.secrets.pepper)
+        self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -150,11 +161,34 @@ class Gateway:
 
     def _install(self, policy: Policy) -> None:
         assert self._session is not None
-        self.snapshot = build_snapshot(policy, AdapterContext(self._session))
+        self.snapshot = build_snapshot(policy, AdapterContext(self._session, self.secrets.credential))
+        if policy.budgets is not None and policy.budgets.timezone != self.limits.timezone:
+            self.limits.timezone = policy.budgets.timezone
         self.writer.set_flush_ms(policy.log.flush_ms)
         self.metrics.set_policy(policy.version, str(self.policy_path))
         self.breakers.sync(policy)
         self.cache.sync(policy)
+
+    def refresh_snapshot(self) -> None:
+        """Rebuild the snapshot of the current policy (a stored credential changed)."""
+        self._install(self.snapshot.policy)
+
+    def key_spend(self, key: VirtualKey, now: float | None = None) -> list[dict]:
+        """Spend against every budget that applies to ``key`` in the current windows."""
+        from ..decisions.limits import Subject, applicable_budgets, window_bounds
+
+        now = time.time() if now is None else now
+        subject = Subject(key.id, key.settings.team, key.settings.user, "")
+        out = []
+        for b in applicable_budgets(self.snapshot.policy, key, subject):
+            spent, held = self.limits.spend(b.limit.scope, b.who, b.limit.window, now)
+            start, end = window_bounds(now, b.limit.window, self.limits.timezone)
+            out.append({
+                "scope": b.limit.scope, "name": b.who, "window": b.limit.window, "mode": b.limit.mode,
+                "budget_usd": b.limit.usd, "spent_usd": round(spent, 9), "in_flight_usd": round(held, 9),
+                "window_start": start.isoformat(), "resets_at": end.isoformat(),
+            })  # fmt: skip
+        return out
 
     async def reload_if_changed(self) -> bool:
         stamp = _stat(self.policy_path)
@@ -188,6 +222,13 @@ class Gateway:
             if time.monotonic() - last_snapshot >= SNAPSHOT_EVERY_S:
                 last_snapshot = time.monotonic()
                 await self.maintain_cache()
+
+
+def rebuild_limits(policy: Policy, data_dir: Path, keys: KeyStore) -> Limits:
+    """Spend and rate windows as of now, folded from the request log (no counter to lose)."""
+    from ..replay.limits_stage import fold_log
+
+    return fold_log(policy, data_dir, keys.history)
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

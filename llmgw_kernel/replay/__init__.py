@@ -41,7 +41,8 @@ _LOG_COLUMNS = (
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
     "attempts", "metadata", "request_body", "api", "ts_end", "key_id", "temperature", "cache", "cache_source",
     "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_stored_ts", "cache_features",
-    "embedding", "embedding_model", "cost_usd",
+    "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
+    "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens",
 )  # fmt: skip
 
 
@@ -97,7 +98,9 @@ def replay(
     import pandas as pd
 
     pol = load_policy(policy)
-    window = load_window(log, since, until)
+    con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
+    window: dict[str, Any] = load_window(con, since, until)
+    _attach_limits_context(pol, con, window, since)
     n = len(window["request_id"])
     columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
     differs = [False] * n
@@ -114,6 +117,23 @@ def replay(
     summary.update(_observed(window))
     decisions = pd.DataFrame(columns).set_index("request_id", drop=False)
     return ReplayResult(pol, decisions, summary, differences)
+
+
+def _attach_limits_context(pol: Policy, con: Any, window: dict[str, Any], since: Any) -> None:
+    """What the limits stage needs beyond the window: the key history (versions of key
+    settings) and the log from the start of the windows that contain ``since``."""
+    from ..keys.store import KeyHistory
+    from ..log.reader import data_dir_of
+    from .limits_stage import warmup_since
+
+    root = data_dir_of(con)
+    window["_key_history"] = KeyHistory.load(root) if root is not None else None
+    if since is not None and window["request_id"]:
+        from datetime import UTC, datetime
+
+        first = window["ts"][0]
+        start = warmup_since(pol, first.timestamp() if hasattr(first, "timestamp") else float(first))
+        window["_limits_warmup"] = load_window(con, datetime.fromtimestamp(start, UTC), since)
 
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:

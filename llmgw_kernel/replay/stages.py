@@ -18,6 +18,7 @@ import orjson
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import replay_routing
 from .cache_stage import replay_cache, summarize_cache
+from .limits_stage import replay_limits, summarize_limits
 from .routing_estimates import estimate, logged_cost
 
 if TYPE_CHECKING:
@@ -126,4 +127,5 @@ def _shares(values: list[str]) -> dict[str, float]:
 STAGES: tuple[Stage, ...] = (
     Stage("routing", _routing, _routing_summary),
     Stage("cache", replay_cache, summarize_cache),
+    Stage("limits", replay_limits, summarize_limits),
 )

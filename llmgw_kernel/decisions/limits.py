@@ -1,0 +1,278 @@
+"""Admission: budgets and rate limits, decided the same way live and in replay (docs/budgets.md).
+
+A request is *admitted* at a moment ``at``; it then holds a *reservation* until it is
+*settled* at its actual cost. The state is a fold of those two kinds of event in time order,
+so the live proxy (which applies them on the event loop as they happen) and replay (which
+reads their times, reservations and costs from the log) reach the same decisions.
+
+Budgets (per key, team, user and global; day / week / month windows in the policy's time
+zone): a request is admitted while, for every hard budget that applies to it,
+``committed spend + reservations in flight < budget``; it then reserves its worst-case cost
+in each. So N concurrent requests overspend by at most one request's worst case, and a
+settled (or failed) request always gives its reservation back. Soft budgets never refuse;
+they flag. Spend counts in the window the request was admitted in.
+
+Rate limits (per key, team, user, route and global): requests per minute = admissions in the
+last 60 s; tokens per minute = tokens of requests settled in the last 60 s plus the tokens
+reserved by requests in flight (prompt estimate + max_tokens). A refusal says when to retry.
+
+>>> from datetime import datetime, UTC
+>>> from llmgw_kernel.policy.model import BudgetLimit
+>>> lim = Limits(timezone="UTC")
+>>> team = [Budget(BudgetLimit(scope="team", usd=1.0), "search")]
+>>> at = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
+>>> lim.admit("r1", at, Subject("k1", "search", None, "m"), team, [], 0.6, 10).allowed
+True
+>>> lim.admit("r2", at + 1, Subject("k1", "search", None, "m"), team, [], 0.6, 10).allowed  # 0.6 in flight < 1.0
+True
+>>> v = lim.admit("r3", at + 2, Subject("k1", "search", None, "m"), team, [], 0.6, 10)
+>>> v.allowed, v.reason  # doctest: +NORMALIZE_WHITESPACE
+(False, "team 'search' monthly budget of $1.00 is exhausted ($0.00 spent + $1.20 in flight;
+ resets 2026-12-01T00:00:00+00:00)")
+>>> lim.settle("r1", at + 3, 0.01, 20); lim.settle("r2", at + 3, 0.01, 20)
+>>> lim.admit("r4", at + 4, Subject("k1", "search", None, "m"), team, [], 0.6, 10).allowed
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from ..keys.store import VirtualKey
+    from ..policy.model import BudgetLimit, Policy, RateLimit
+
+RATE_WINDOW_S = 60.0
+_WINDOW_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
+
+
+class Subject(NamedTuple):
+    """Who a request is, to the limits."""
+
+    key: str | None  # virtual key id (or the open-mode fingerprint)
+    team: str | None
+    user: str | None
+    route: str
+
+
+class Budget(NamedTuple):
+    """A budget limit bound to the team/user/key it applies to (``who``; None for global)."""
+
+    limit: BudgetLimit
+    who: str | None
+
+
+class Rate(NamedTuple):
+    limit: RateLimit
+    who: str | None
+
+
+class Verdict(NamedTuple):
+    allowed: bool
+    kind: str  # ok | budget_exceeded | rate_limited
+    reason: str | None  # which limit refused, in words
+    retry_after_s: float | None
+    flags: tuple[str, ...]  # soft budgets exceeded
+
+
+def _describe(limit: BudgetLimit | RateLimit, who: str | None) -> str:
+    return "global" if limit.scope == "global" else f"{limit.scope} {who!r}"
+
+
+def applicable_budgets(policy: Policy, key: VirtualKey | None, subject: Subject) -> list[Budget]:
+    """The budgets a request answers to: the policy's that match it, plus its key's own."""
+    out: list[Budget] = []
+    b = policy.budgets
+    for limit in b.limits if b is not None else ():
+        who = _who(limit.scope, subject)
+        if limit.scope != "global" and who is None:
+            continue  # e.g. a team budget, a request without a team
+        if limit.name is not None and limit.name != who:
+            continue
+        out.append(Budget(limit, who))
+    if key is not None and key.settings.budget_usd is not None:
+        from ..policy.model import BudgetLimit
+
+        own = BudgetLimit(scope="key", name=key.id, usd=key.settings.budget_usd, window=key.settings.budget_window)
+        out.append(Budget(own, key.id))
+    return out
+
+
+def applicable_rates(policy: Policy, key: VirtualKey | None, subject: Subject) -> list[Rate]:
+    out: list[Rate] = []
+    for limit in policy.rate_limits:
+        who = _who(limit.scope, subject)
+        if limit.scope != "global" and who is None:
+            continue
+        if limit.name is not None and limit.name != who:
+            continue
+        out.append(Rate(limit, who))
+    if key is not None and (key.settings.rpm or key.settings.tpm):
+        from ..policy.model import RateLimit
+
+        out.append(Rate(RateLimit(scope="key", name=key.id, rpm=key.settings.rpm, tpm=key.settings.tpm), key.id))
+    return out
+
+
+def worst_case_usd(policy: Policy, targets: tuple[str, ...] | list[str], prompt_tokens: int, max_tokens: int) -> float:
+    """The most a request can cost on any target it may be served by (unpriced targets: 0)."""
+    from .cost import cost_usd
+
+    costs = [cost_usd(policy, t, prompt_tokens, max_tokens) for t in targets]
+    return max((c for c in costs if c is not None), default=0.0)
+
+
+def _who(scope: str, s: Subject) -> str | None:
+    return {"global": None, "team": s.team, "user": s.user, "key": s.key, "route": s.route}[scope]
+
+
+def window_bounds(at: float, window: str, timezone: str) -> tuple[datetime, datetime]:
+    """[start, end) of the calendar window containing ``at`` in ``timezone``."""
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(at, ZoneInfo(timezone))
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if window == "day":
+        start, end = day, day + timedelta(days=1)
+    elif window == "week":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # re-localise across DST changes: midnight of that calendar day, in that zone
+    tz = ZoneInfo(timezone)
+    return start.replace(tzinfo=None).replace(tzinfo=tz), end.replace(tzinfo=None).replace(tzinfo=tz)
+
+
+@dataclass
+class _Flight:
+    subject: Subject
+    at: float
+    buckets: list[tuple]
+    usd: float
+    rate_buckets: list[tuple]
+    tokens: int
+
+
+_SCOPES = ("global", "team", "user", "key")
+_WINDOWS = ("day", "week", "month")
+
+
+@dataclass
+class Limits:
+    """The admission state: spend per budget window, reservations and rate windows."""
+
+    timezone: str = "UTC"
+    committed: dict[tuple, float] = field(default_factory=dict)
+    reserved: dict[tuple, float] = field(default_factory=dict)
+    flights: dict[str, _Flight] = field(default_factory=dict)
+    requests: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> admission times
+    tokens: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> (settle time, tokens)
+    tokens_reserved: dict[tuple, int] = field(default_factory=dict)
+
+    def admit(
+        self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
+        worst_usd: float, worst_tokens: int,
+    ) -> Verdict:  # fmt: skip
+        """Decide at ``at``; when admitted, reserve ``worst_usd`` and ``worst_tokens``."""
+        retry = self._rate_check(at, rates, worst_tokens)
+        if retry is not None:
+            return retry
+        flags: list[str] = []
+        buckets: list[tuple] = []
+        for b in budgets:
+            start, end = window_bounds(at, b.limit.window, self.timezone)
+            bucket = (b.limit.scope, b.who, b.limit.window, start.timestamp())
+            buckets.append(bucket)
+            spent = self.committed.get(bucket, 0.0)
+            held = self.reserved.get(bucket, 0.0)
+            if spent + held >= b.limit.usd:
+                what = f"{_describe(b.limit, b.who)} {_WINDOW_WORD[b.limit.window]} budget of ${b.limit.usd:,.2f}"
+                if b.limit.mode == "hard":
+                    reason = (
+                        f"{what} is exhausted (${spent:,.2f} spent + ${held:,.2f} in flight; resets {end.isoformat()})"
+                    )
+                    return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), ())
+                flags.append(what)
+        for bucket in buckets:
+            self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
+        rate_buckets = [_rate_bucket(r) for r in rates]
+        for rb, r in zip(rate_buckets, rates, strict=True):
+            if r.limit.rpm is not None:
+                self.requests.setdefault(rb, deque()).append(at)
+            if r.limit.tpm is not None:
+                self.tokens_reserved[rb] = self.tokens_reserved.get(rb, 0) + worst_tokens
+        self.flights[rid] = _Flight(subject, at, buckets, worst_usd, rate_buckets, worst_tokens)
+        return Verdict(True, "ok", None, None, tuple(flags))
+
+    def settle(self, rid: str, at: float, cost_usd: float | None, tokens: int | None) -> None:
+        """Give the reservation back and count what the request really cost."""
+        flight = self.flights.pop(rid, None)
+        if flight is None:
+            return
+        for bucket in flight.buckets:
+            self.reserved[bucket] = self.reserved.get(bucket, 0.0) - flight.usd
+            if abs(self.reserved[bucket]) < 1e-12:
+                del self.reserved[bucket]
+        self.commit(flight.subject, flight.at, cost_usd)
+        for rb in flight.rate_buckets:
+            if rb in self.tokens_reserved:
+                self.tokens_reserved[rb] -= flight.tokens
+                if self.tokens_reserved[rb] <= 0:
+                    del self.tokens_reserved[rb]
+                self.tokens.setdefault(rb, deque()).append((at, tokens or 0))
+
+    def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
+        """Count spend for every scope and window of ``subject`` (whatever budgets exist now:
+        a budget added later still sees the window's spend so far)."""
+        if not cost_usd:
+            return
+        starts = {w: window_bounds(at, w, self.timezone)[0].timestamp() for w in _WINDOWS}
+        for scope in _SCOPES:
+            who = _who(scope, subject)
+            if scope != "global" and who is None:
+                continue
+            for w in _WINDOWS:
+                bucket = (scope, who, w, starts[w])
+                self.committed[bucket] = self.committed.get(bucket, 0.0) + cost_usd
+
+    def _rate_check(self, at: float, rates: list[Rate], worst_tokens: int) -> Verdict | None:
+        horizon = at - RATE_WINDOW_S
+        for r in rates:
+            rb = _rate_bucket(r)
+            if r.limit.rpm is not None:
+                q = self.requests.get(rb)
+                while q and q[0] <= horizon:
+                    q.popleft()
+                if q and len(q) >= r.limit.rpm:
+                    wait = q[0] + RATE_WINDOW_S - at
+                    reason = f"{_describe(r.limit, r.who)} limit of {r.limit.rpm} requests per minute reached"
+                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), ())
+            if r.limit.tpm is not None:
+                q = self.tokens.get(rb)
+                while q and q[0][0] <= horizon:
+                    q.popleft()
+                used = sum(t for _, t in q or ()) + self.tokens_reserved.get(rb, 0)
+                if used >= r.limit.tpm:
+                    wait = (q[0][0] + RATE_WINDOW_S - at) if q else 1.0
+                    reason = f"{_describe(r.limit, r.who)} limit of {r.limit.tpm:,} tokens per minute reached"
+                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), ())
+        return None
+
+    def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:
+        """(committed, in flight) of one budget bucket at ``at``."""
+        start, _ = window_bounds(at, window, self.timezone)
+        bucket = (scope, who, window, start.timestamp())
+        return self.committed.get(bucket, 0.0), self.reserved.get(bucket, 0.0)
+
+
+def _rate_bucket(r: Rate) -> tuple:
+    return (r.limit.scope, r.who, r.limit.rpm, r.limit.tpm)
+
+
+def utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()

@@ -1,0 +1,139 @@
+"""``llmgw keys ...`` and ``llmgw credentials ...``: the admin API from the command line.
+
+Key and credential commands talk to a running server (``--url``, default
+``http://127.0.0.1:8000``) with ``LLMGW_ADMIN_TOKEN``: the server is the one writer of the
+key history. ``rotate-master`` and ``new-master`` work on the data directory itself.
+
+    llmgw keys create --name ci-bot --team search --budget-usd 50 --rpm 60 --models gpt-4o-mini
+    llmgw keys list [--team search]
+    llmgw keys show ID | update ID --budget-usd 80 | revoke ID | rotate ID
+    llmgw keys new-master                        # print a fresh Fernet key
+    LLMGW_MASTER_KEY=NEW,OLD llmgw keys rotate-master --data-dir llmgw-data
+    llmgw credentials add --name openai-prod --provider openai   # reads the secret from stdin
+    llmgw credentials list | delete NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    import httpx
+
+    token = os.environ.get("LLMGW_ADMIN_TOKEN")
+    if not token:
+        print("llmgw: set LLMGW_ADMIN_TOKEN (the server's admin token)", file=sys.stderr)
+        return 2
+    try:
+        resp = httpx.request(
+            method, args.url.rstrip("/") + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        print(f"llmgw: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {"status": resp.status_code, "body": resp.text[:500]}
+    print(json.dumps(data, indent=2))
+    return 0 if resp.status_code < 400 else 1
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in ("name", "team", "user", "budget_usd", "budget_window", "rpm", "tpm", "expires_at"):
+        v = getattr(args, field, None)
+        if v is not None:
+            out[field] = v
+    if getattr(args, "models", None):
+        out["models"] = args.models
+    if getattr(args, "metadata", None):
+        out["metadata"] = json.loads(args.metadata)
+    return out
+
+
+def _rotate_master(args: argparse.Namespace) -> int:
+    from .secrets import MASTER_KEY_ENV, Secrets, SecretsError
+
+    try:
+        n = Secrets(args.data_dir).rotate_master()
+    except SecretsError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
+    first = os.environ.get(MASTER_KEY_ENV, "").split(",")[0][:6]
+    print(f"re-encrypted {n} secrets with the first key of {MASTER_KEY_ENV} ({first}...); "
+          f"you can now drop the old key(s) from {MASTER_KEY_ENV}")  # fmt: skip
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="virtual keys (through the admin API) and the master key").add_subparsers(
+        dest="action", required=True
+    )
+
+    def with_url(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", default=DEFAULT_URL, help="the running server (default %(default)s)")
+        return p
+
+    def with_settings(p: argparse.ArgumentParser, name_required: bool) -> None:
+        p.add_argument("--name", required=name_required)
+        p.add_argument("--team")
+        p.add_argument("--user")
+        p.add_argument("--models", nargs="+", help="routes this key may use (default: all)")
+        p.add_argument("--budget-usd", type=float)
+        p.add_argument("--budget-window", choices=["day", "week", "month"])
+        p.add_argument("--rpm", type=int)
+        p.add_argument("--tpm", type=int)
+        p.add_argument("--expires-at", help="ISO 8601, e.g. 2026-12-31T00:00:00Z")
+        p.add_argument("--metadata", help="JSON object")
+
+    c = with_url(keys.add_parser("create", help="issue a key (printed once)"))
+    with_settings(c, True)
+    c.set_defaults(func=lambda a: _call(a, "POST", "/admin/virtual-keys", _settings(a)))
+    ls = with_url(keys.add_parser("list", help="keys, masked"))
+    ls.add_argument("--team")
+    ls.set_defaults(func=lambda a: _call(a, "GET", "/admin/virtual-keys" + (f"?team={a.team}" if a.team else "")))
+    for action, method, help_ in (("show", "GET", "one key with its spend"), ("revoke", "POST", "revoke now"),
+                                  ("rotate", "POST", "new secret, same id")):  # fmt: skip
+        p = with_url(keys.add_parser(action, help=help_))
+        p.add_argument("id")
+        suffix = "" if action == "show" else f"/{action}"
+        p.set_defaults(func=lambda a, m=method, s=suffix: _call(a, m, f"/admin/virtual-keys/{a.id}{s}"))
+    u = with_url(keys.add_parser("update", help="change a key's settings"))
+    u.add_argument("id")
+    with_settings(u, False)
+    u.set_defaults(func=lambda a: _call(a, "PATCH", f"/admin/virtual-keys/{a.id}", _settings(a)))
+    nm = keys.add_parser("new-master", help="print a new Fernet master key")
+    nm.set_defaults(func=lambda a: print(__import__("llmgw_kernel.keys.secrets", fromlist=["x"]).new_master_key()))
+    rm = keys.add_parser("rotate-master", help="re-encrypt stored secrets with the first key of LLMGW_MASTER_KEY")
+    rm.add_argument("--data-dir", type=Path, default=Path("llmgw-data"))
+    rm.set_defaults(func=_rotate_master)
+
+    creds = sub.add_parser("credentials", help="provider secrets, encrypted at rest").add_subparsers(
+        dest="action", required=True
+    )
+    a = with_url(creds.add_parser("add", help="store a provider key (read from stdin or a prompt)"))
+    a.add_argument("--name", required=True)
+    a.add_argument("--provider", required=True)
+
+    def _add(args: argparse.Namespace) -> int:
+        secret = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("provider API key: ")
+        return _call(
+            args, "POST", "/admin/credentials", {"name": args.name, "provider": args.provider, "api_key": secret}
+        )
+
+    a.set_defaults(func=_add)
+    cl = with_url(creds.add_parser("list", help="stored credentials, masked"))
+    cl.set_defaults(func=lambda a: _call(a, "GET", "/admin/credentials"))
+    cd = with_url(creds.add_parser("delete", help="forget a credential"))
+    cd.add_argument("name")
+    cd.set_defaults(func=lambda a: _call(a, "DELETE", f"/admin/credentials/{a.name}"))

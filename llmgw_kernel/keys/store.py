@@ -1,0 +1,294 @@
+"""Virtual keys: issued once, stored only as a keyed hash, versioned as an append-only history.
+
+``<data-dir>/keys/events.jsonl`` holds one JSON line per change — ``create``, ``update``,
+``revoke``, ``rotate`` — each with its time and the key's full settings after the change.
+The current keys are the fold of that history; replay asks :meth:`KeyHistory.at` for the
+settings in force when a request arrived. The key itself never touches the disk: only
+``HMAC-SHA256(pepper, key)`` (the pepper lives encrypted in ``secrets.json``) and its last 4
+characters for display.
+
+A key looks like ``sk-llmgw-<id>-<secret>``: the id (12 hex digits) finds the record, the
+HMAC of the whole key is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from .secrets import keys_dir, locked
+
+EVENTS = "events.jsonl"
+Window = Literal["day", "week", "month"]
+_KEY = re.compile(r"^sk-llmgw-([0-9a-f]{12})-[A-Za-z0-9_-]{20,}$")
+_SETTINGS = ("name", "team", "user", "models", "budget_usd", "budget_window", "rpm", "tpm", "expires_at", "metadata")
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """What an admin sets on a key (every field optional but the name)."""
+
+    name: str
+    team: str | None = None
+    user: str | None = None
+    models: tuple[str, ...] | None = None  # None: every route
+    budget_usd: float | None = None
+    budget_window: Window = "month"
+    rpm: int | None = None
+    tpm: int | None = None
+    expires_at: float | None = None  # epoch seconds
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VirtualKey:
+    id: str
+    settings: KeySettings
+    hash: str  # HMAC-SHA256(pepper, key), hex
+    last4: str
+    created_at: float
+    updated_at: float
+    revoked_at: float | None = None
+    version: int = 1  # bumps on every change
+
+    @property
+    def masked(self) -> str:
+        return f"sk-llmgw-{self.id}-****{self.last4}"
+
+    def state(self, now: float) -> str:
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.settings.expires_at is not None and self.settings.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def public(self, now: float | None = None) -> dict[str, Any]:
+        """What the admin API shows: never the key, never its hash."""
+        s = asdict(self.settings)
+        s["models"] = list(self.settings.models) if self.settings.models is not None else None
+        return {
+            "id": self.id, "key": self.masked, **s, "state": self.state(now if now is not None else time.time()),
+            "created_at": self.created_at, "updated_at": self.updated_at, "revoked_at": self.revoked_at,
+            "version": self.version,
+        }  # fmt: skip
+
+
+def settings_from(data: dict[str, Any], base: KeySettings | None = None) -> KeySettings:
+    """Validated settings from API input (``base``: the current ones, for a PATCH)."""
+    unknown = set(data) - set(_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    merged = {**(asdict(base) if base else {}), **data}
+    name = merged.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError("name: a non-empty string of at most 200 characters is required")
+    for k in ("team", "user"):
+        if merged.get(k) is not None and not isinstance(merged[k], str):
+            raise ValueError(f"{k}: must be a string")
+    models = merged.get("models")
+    if models is not None:
+        if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
+            raise ValueError("models: must be a list of route names")
+        models = tuple(models)
+    budget = merged.get("budget_usd")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
+        raise ValueError("budget_usd: must be a number >= 0")
+    window = merged.get("budget_window") or "month"
+    if window not in ("day", "week", "month"):
+        raise ValueError("budget_window: must be day, week or month")
+    for k in ("rpm", "tpm"):
+        v = merged.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{k}: must be an integer >= 1")
+    expires = merged.get("expires_at")
+    if isinstance(expires, str):
+        from datetime import datetime
+
+        try:
+            expires = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ValueError("expires_at: an ISO 8601 time (2026-12-31T00:00:00Z) or epoch seconds") from None
+    elif expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
+        raise ValueError("expires_at: an ISO 8601 time (2026-12-31T00:00:00Z) or epoch seconds")
+    meta = merged.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("metadata: must be an object")
+    return KeySettings(
+        name=name.strip(), team=merged.get("team"), user=merged.get("user"), models=models,
+        budget_usd=float(budget) if budget is not None else None, budget_window=window,
+        rpm=merged.get("rpm"), tpm=merged.get("tpm"), expires_at=float(expires) if expires is not None else None,
+        metadata=meta,
+    )  # fmt: skip
+
+
+def _settings_json(s: KeySettings) -> dict[str, Any]:
+    d = asdict(s)
+    d["models"] = list(s.models) if s.models is not None else None
+    return d
+
+
+def _settings_of(d: dict[str, Any]) -> KeySettings:
+    d = dict(d)
+    d["models"] = tuple(d["models"]) if d.get("models") is not None else None
+    return KeySettings(**d)
+
+
+class KeyHistory:
+    """Every version of every key, from the events file: what was in force when."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+        self._by_id: dict[str, list[tuple[float, VirtualKey]]] = {}
+        current: dict[str, VirtualKey] = {}
+        for ev in events:
+            key = _apply(current.get(ev["id"]), ev)
+            current[ev["id"]] = key
+            self._by_id.setdefault(ev["id"], []).append((ev["ts"], key))
+        self.current = current
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike[str]) -> KeyHistory:
+        path = keys_dir(data_dir) / EVENTS
+        if not path.exists():
+            return cls([])
+        lines = path.read_bytes().split(b"\n")
+        events = []
+        for line in lines:
+            if line.strip():
+                try:
+                    events.append(orjson.loads(line))
+                except orjson.JSONDecodeError:  # a torn last line after a crash
+                    break
+        return cls(events)
+
+    def version(self, key_id: str, version: int) -> VirtualKey | None:
+        """The key as it was at one version of its settings."""
+        for _, key in self._by_id.get(key_id, ()):
+            if key.version == version:
+                return key
+        return None
+
+    def at(self, key_id: str, ts: float) -> VirtualKey | None:
+        """The key as it was at ``ts`` (None: it did not exist yet)."""
+        found = None
+        for at, key in self._by_id.get(key_id, ()):
+            if at > ts:
+                break
+            found = key
+        return found
+
+
+def _apply(key: VirtualKey | None, ev: dict[str, Any]) -> VirtualKey:
+    kind, ts = ev["type"], ev["ts"]
+    if kind == "create":
+        return VirtualKey(ev["id"], _settings_of(ev["settings"]), ev["hash"], ev["last4"], ts, ts)
+    assert key is not None, f"event {kind} for unknown key {ev['id']}"
+    if kind == "update":
+        return replace(key, settings=_settings_of(ev["settings"]), updated_at=ts, version=key.version + 1)
+    if kind == "revoke":
+        return replace(key, revoked_at=ts, updated_at=ts, version=key.version + 1)
+    if kind == "rotate":
+        return replace(key, hash=ev["hash"], last4=ev["last4"], updated_at=ts, version=key.version + 1)
+    raise ValueError(f"unknown key event {kind!r}")
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class KeyStore:
+    """The live keys of a data directory. Writes append to the history (fsynced) under the
+    directory lock; reads are dict lookups."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], pepper: bytes) -> None:
+        self.directory = keys_dir(data_dir)
+        self.path = self.directory / EVENTS
+        self._pepper = pepper
+        self.history = KeyHistory.load(data_dir)
+        self._dummy = self._hash("sk-llmgw-000000000000-" + "x" * 43)
+
+    @property
+    def keys(self) -> dict[str, VirtualKey]:
+        return self.history.current
+
+    @property
+    def enforcing(self) -> bool:
+        """Once any key exists (even revoked), every request must present a valid one."""
+        return bool(self.history.current)
+
+    def _hash(self, key: str) -> str:
+        return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
+
+    def _append(self, ev: dict[str, Any]) -> VirtualKey:
+        line = orjson.dumps(ev) + b"\n"
+        with locked(self.directory):
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        events = [*self.history.events, ev]
+        self.history = KeyHistory(events)
+        return self.history.current[ev["id"]]
+
+    def create(self, settings: KeySettings) -> tuple[VirtualKey, str]:
+        """A new key: (its record, the key itself — shown once, never stored)."""
+        key_id = secrets.token_hex(6)
+        while key_id in self.keys:
+            key_id = secrets.token_hex(6)
+        plain = f"sk-llmgw-{key_id}-{secrets.token_urlsafe(32)}"
+        ev = {"ts": time.time(), "type": "create", "id": key_id, "settings": _settings_json(settings),
+              "hash": self._hash(plain), "last4": plain[-4:]}  # fmt: skip
+        return self._append(ev), plain
+
+    def update(self, key_id: str, settings: KeySettings) -> VirtualKey:
+        return self._append({"ts": time.time(), "type": "update", "id": key_id, "settings": _settings_json(settings)})
+
+    def revoke(self, key_id: str) -> VirtualKey:
+        return self._append({"ts": time.time(), "type": "revoke", "id": key_id})
+
+    def rotate(self, key_id: str) -> tuple[VirtualKey, str]:
+        plain = f"sk-llmgw-{key_id}-{secrets.token_urlsafe(32)}"
+        ev = {"ts": time.time(), "type": "rotate", "id": key_id, "hash": self._hash(plain), "last4": plain[-4:]}
+        return self._append(ev), plain
+
+    def authenticate(self, presented: str | None, now: float) -> VirtualKey:
+        """The key a request presented, or :class:`AuthError` (401: missing, unknown, revoked, expired)."""
+        if not presented:
+            raise AuthError(401, "missing_api_key", "No API key provided: send Authorization: Bearer <virtual key>")
+        m = _KEY.match(presented)
+        record = self.keys.get(m.group(1)) if m else None
+        digest = self._hash(presented)
+        if record is None or not hmac.compare_digest(digest, record.hash):
+            hmac.compare_digest(digest, self._dummy)  # the same work whether or not the id exists
+            raise AuthError(401, "invalid_api_key", "Incorrect API key provided")
+        state = record.state(now)
+        if state == "revoked":
+            raise AuthError(401, "key_revoked", f"This API key ({record.masked}) has been revoked")
+        if state == "expired":
+            raise AuthError(401, "key_expired", f"This API key ({record.masked}) has expired")
+        return record
+
+
+def check_model(key: VirtualKey, route: str) -> None:
+    """403 when ``key`` may not use ``route``."""
+    allowed = key.settings.models
+    if allowed is not None and route not in allowed:
+        names = ", ".join(allowed) or "none"
+        raise AuthError(403, "model_not_allowed", f"This API key may not use model {route!r} (allowed: {names})")
+
+
+def events_path(data_dir: str | os.PathLike[str]) -> Path:
+    return keys_dir(data_dir) / EVENTS

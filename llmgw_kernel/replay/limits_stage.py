@@ -1,0 +1,215 @@
+"""Budgets and rate limits in replay: the live :class:`~llmgw_kernel.decisions.limits.Limits`
+folded over the log's admission and settlement events, in time order.
+
+Each request that reached admission (it has a routing plan) is decided at its logged
+``admitted_ts`` (or its arrival, when the live policy applied no limit), with the key
+settings in force then (the logged ``key_version`` of the key history), reserving the logged
+worst case; it settles at its logged ``settled_ts`` (else ``ts_end``) at its logged
+``cost_usd``. So the live policy reproduces every live admission
+(``compare_to_log() == 0``), and a candidate's budgets and rate limits say which requests
+it would have refused, when each team would have run out, and how much spend that prevents.
+
+Estimates, for requests a candidate admits that were refused live (they never ran): their
+cost is their reservation (the worst case) and they settle at the median logged latency of
+their route. Requests a candidate refuses that ran live stop counting: their cost is
+"prevented".
+
+Spend is tracked per calendar window, so a replay of ``[since, until)`` first folds the log
+from the start of the longest window that contains ``since`` (a month, or the week before
+it) without reporting it, as the live proxy's state at ``since`` held that spend too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, window_bounds
+from .routing_estimates import _quantile
+
+if TYPE_CHECKING:
+    from ..keys.store import KeyHistory
+    from ..policy.model import Policy
+
+Columns = dict[str, list[Any]]
+
+
+def _epoch(ts: Any) -> float:
+    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
+
+
+class _Req:
+    __slots__ = ("i", "rid", "ts", "decide_at", "settle_at", "subject", "key_id", "key_version", "reserved_usd",
+                 "reserved_tokens", "cost", "tokens", "ran", "logged", "route")  # fmt: skip
+
+    def __init__(self, w: Columns, i: int) -> None:
+        self.i = i
+        self.rid = w["request_id"][i]
+        self.ts = _epoch(w["ts"][i])
+        admitted = w["admitted_ts"][i]
+        self.decide_at = float(admitted) if admitted is not None else self.ts
+        settled = w["settled_ts"][i]
+        end = w["ts_end"][i]
+        self.settle_at = float(settled) if settled is not None else (_epoch(end) if end is not None else self.ts)
+        self.route = w["route"][i]
+        self.subject = Subject(w["key_id"][i], w["team"][i], w["end_user"][i], self.route or "")
+        self.key_id, self.key_version = w["key_id"][i], w["key_version"][i]
+        pt, ct = w["prompt_tokens"][i], w["completion_tokens"][i]
+        self.tokens = (pt or 0) + (ct or 0)
+        self.cost = w["cost_usd"][i]
+        self.reserved_usd = w["reserved_usd"][i] if w["reserved_usd"][i] is not None else (self.cost or 0.0)
+        self.reserved_tokens = w["reserved_tokens"][i] if w["reserved_tokens"][i] is not None else self.tokens
+        self.logged = w["admission"][i]
+        self.ran = self.logged in (None, "ok")  # what the live proxy did with it
+
+
+def _requests(window: Columns) -> list[_Req]:
+    """Requests that reached admission (routing planned them), in decision order."""
+    reqs = [_Req(window, i) for i in range(len(window["request_id"])) if window["plan"][i] is not None]
+    reqs.sort(key=lambda r: (r.decide_at, r.rid))
+    return reqs
+
+
+def simulate(
+    policy: Policy, window: Columns, history: KeyHistory | None, report_from: float | None = None
+) -> tuple[Limits, dict[str, tuple[str | None, str | None]]]:
+    """Fold ``policy``'s limits over the window: the final state, and per request id its
+    (admission, reason) — None when no limit applied. ``report_from``: only requests decided
+    at or after it are reported (earlier ones warm the state up)."""
+    tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
+    limits = Limits(timezone=tz)
+    latency = _route_latency(window)
+    pending: list[tuple[float, int, _Req, float | None, int, bool]] = []
+    out: dict[str, tuple[str | None, str | None]] = {}
+    seq = 0
+
+    def apply(event: tuple[float, int, _Req, float | None, int, bool]) -> None:
+        at, _, p, cost, tokens, tracked = event
+        if tracked:
+            limits.settle(p.rid, at, cost, tokens)
+        else:  # not tracked by any limit; its spend still counts for every scope, in its arrival window
+            limits.commit(p.subject, p.decide_at, cost)
+
+    for r in _requests(window):
+        while pending and pending[0][0] < r.decide_at:
+            apply(heapq.heappop(pending))
+        key = history.version(r.key_id, r.key_version) if history is not None and r.key_version else None
+        budgets = applicable_budgets(policy, key, r.subject)
+        rates = applicable_rates(policy, key, r.subject)
+        if not budgets and not rates:
+            verdict_kind, reason = None, None
+            if r.ran:
+                seq += 1
+                heapq.heappush(pending, (r.settle_at, seq, r, r.cost, r.tokens, False))
+        else:
+            v = limits.admit(r.rid, r.decide_at, r.subject, budgets, rates, r.reserved_usd if budgets else 0.0,
+                             r.reserved_tokens)  # fmt: skip
+            verdict_kind, reason, admitted = v.kind, v.reason, v.allowed
+            if admitted:
+                if r.ran:
+                    settle_at, cost, tokens = r.settle_at, r.cost, r.tokens
+                else:  # refused live, so it never ran: estimate
+                    settle_at = r.decide_at + latency.get(r.route, 0.0) / 1000
+                    cost, tokens = r.reserved_usd, r.reserved_tokens
+                seq += 1
+                heapq.heappush(pending, (settle_at, seq, r, cost, tokens, True))
+        if report_from is None or r.decide_at >= report_from:
+            out[r.rid] = (verdict_kind, reason)
+    while pending:
+        apply(heapq.heappop(pending))
+    return limits, out
+
+
+def _route_latency(window: Columns) -> dict[str, float]:
+    by: dict[str, list[float]] = defaultdict(list)
+    for route, outcome, lat in zip(window["route"], window["outcome"], window["latency_ms"], strict=True):
+        if outcome == "ok" and lat is not None and route is not None:
+            by[route].append(lat)
+    return {r: _quantile(v, 0.5) or 0.0 for r, v in by.items()}
+
+
+def replay_limits(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
+    history = window.get("_key_history")
+    warm = window.get("_limits_warmup")
+    full = _concat(warm, window) if warm else window
+    since = _epoch(window["ts"][0]) if warm and window["request_id"] else None
+    _, decided = simulate(policy, full, history, report_from=since)  # type: ignore[arg-type]
+    kinds, reasons, differs = [], [], []
+    for rid, logged, plan in zip(window["request_id"], window["admission"], window["plan"], strict=True):
+        kind, reason = decided.get(rid, (None, None)) if plan is not None else (None, None)
+        kinds.append(kind)
+        reasons.append(reason)
+        differs.append(kind != logged)
+    return {"logged_admission": list(window["admission"]), "replay_admission": kinds,
+            "replay_admission_reason": reasons}, differs  # fmt: skip
+
+
+def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
+    refused = [(i, k) for i, k in enumerate(decisions["replay_admission"]) if k not in (None, "ok")]
+    prevented = 0.0
+    cutoffs: dict[str, dict[str, Any]] = {}
+    for i, kind in refused:
+        logged = window["admission"][i]
+        if logged in (None, "ok"):
+            prevented += window["cost_usd"][i] or 0.0
+        reason = decisions["replay_admission_reason"][i] or kind
+        limit = reason.split(" is exhausted")[0].split(" limit of")[0]
+        c = cutoffs.setdefault(limit, {"limit": limit, "kind": kind, "first_refused_at": None, "refused": 0})
+        c["refused"] += 1
+        at = _epoch(window["ts"][i])
+        if c["first_refused_at"] is None or at < c["first_refused_at"]:
+            c["first_refused_at"] = at
+    from ..decisions.limits import utc
+
+    for c in cutoffs.values():
+        c["first_refused_at"] = utc(c["first_refused_at"])
+    return {
+        "limits": {
+            "evaluated": sum(1 for k in decisions["replay_admission"] if k is not None),
+            "refused": len(refused),
+            "budget_exceeded": sum(1 for _, k in refused if k == "budget_exceeded"),
+            "rate_limited": sum(1 for _, k in refused if k == "rate_limited"),
+            "newly_refused": sum(1 for i, _ in refused if window["admission"][i] in (None, "ok")),
+            "newly_admitted": sum(
+                1
+                for i, k in enumerate(decisions["replay_admission"])
+                if k == "ok" and window["admission"][i] not in (None, "ok")
+            ),  # fmt: skip
+            "spend_prevented_usd": round(prevented, 6),
+            "cutoffs": sorted(cutoffs.values(), key=lambda c: c["first_refused_at"]),
+        }
+    }
+
+
+def _concat(a: Columns, b: Columns) -> Columns:
+    return {k: list(a.get(k, [None] * len(a["request_id"]))) + list(v) for k, v in b.items() if not k.startswith("_")}
+
+
+def warmup_since(policy: Policy, since: float) -> float:
+    """Where the log must be folded from for the state at ``since`` to be complete."""
+    tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
+    return min(window_bounds(since, w, tz)[0].timestamp() for w in ("week", "month"))
+
+
+def fold_log(policy: Policy, data_dir: str | os.PathLike[str], history: KeyHistory) -> Limits:
+    """The live state at start-up: the log folded from the start of the current windows."""
+    import time
+
+    from ..log.reader import open_log
+    from . import load_window
+
+    since = warmup_since(policy, time.time())
+    try:
+        con = open_log(data_dir)
+    except Exception:
+        return Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC")
+    try:
+        from datetime import UTC, datetime
+
+        window = load_window(con, datetime.fromtimestamp(since, UTC), None)
+    finally:
+        con.close()
+    limits, _ = simulate(policy, window, history)
+    return limits
