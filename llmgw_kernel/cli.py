@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(
         host=args.host, port=args.port, policy=args.policy, data_dir=args.data_dir,
         drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
-        open_views=args.open_dashboards,
+        open_views=args.open_dashboards, protect_views=args.protect_dashboards,
     )  # fmt: skip
 
 
@@ -156,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--open-dashboards", action="store_true",
         help="serve dashboards and /metrics without a token on a non-loopback address",
+    )  # fmt: skip
+    s.add_argument(
+        "--protect-dashboards", action="store_true",
+        help="require the dashboard token even on loopback (e.g. behind a reverse proxy)",
     )  # fmt: skip
     s.set_defaults(func=_serve)
 

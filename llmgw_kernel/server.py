@@ -67,7 +67,10 @@ def _server_class():
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False):
+def build_app(
+    policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False,
+    protect_views: bool = False,
+):  # fmt: skip
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
 
@@ -77,7 +80,7 @@ def build_app(policy: Path, data_dir: Path, host: str, port: int, dashboards: bo
         from .dashboard_bridge import DashboardBridge
 
         mount = DashboardBridge(data_dir=data_dir, public_host=host, public_port=port, gateway=gateway)
-    guarded = host not in LOOPBACK and not host.startswith("127.") and not open_views
+    guarded = protect_views or (host not in LOOPBACK and not host.startswith("127.") and not open_views)
     return GatewayApp(gateway, mount, guarded=guarded)
 
 
@@ -90,6 +93,7 @@ def serve(
     dashboards: bool = True,
     log_level: str = "info",
     open_views: bool = False,
+    protect_views: bool = False,
 ) -> int:
     import uvicorn
 
@@ -120,7 +124,7 @@ def serve(
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
-    app = build_app(policy, data_dir, host, port, dashboards, open_views)
+    app = build_app(policy, data_dir, host, port, dashboards, open_views, protect_views)
     config = uvicorn.Config(
         app,
         host=host,
