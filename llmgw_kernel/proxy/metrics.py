@@ -44,6 +44,11 @@ class Metrics:
             registry=r,
         )
         self.cache_saved = Counter("llmgw_cache_saved_usd", "USD saved by cache hits", ["route"], registry=r)
+        self.cost = Counter("llmgw_cost_usd", "USD spent, by route and target (priced requests)", ["route", "target"],
+                            registry=r)  # fmt: skip
+        self.admissions = Counter(
+            "llmgw_limited_requests", "Requests refused by a budget or rate limit", ["route", "kind"], registry=r
+        )
         self.in_flight = Gauge("llmgw_in_flight_requests", "Requests being served", registry=r)
         self.reloads = Counter("llmgw_policy_reloads", "Policy reloads by result", ["result"], registry=r)
         self.retries = Counter(
@@ -96,6 +101,12 @@ class Metrics:
                 )
             t[0].inc(usage.get("prompt_tokens") or 0)
             t[1].inc(usage.get("completion_tokens") or 0)
+
+    def spent(self, route: str, target: str, usd: float) -> None:
+        self.cost.labels(route, target).inc(usd)
+
+    def limited(self, route: str, kind: str) -> None:
+        self.admissions.labels(route, kind).inc()
 
     def cache_result(self, route: str, result: str, saved_usd: float | None) -> None:
         self.cache.labels(route, result).inc()

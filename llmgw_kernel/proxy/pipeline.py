@@ -293,6 +293,10 @@ async def handle(
             gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
         if rec.cache is not None:
             gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
+        if rec.cost_usd:
+            gw.metrics.spent(rec.route or "", rec.target or "", rec.cost_usd)
+        elif rec.outcome == "limited":
+            gw.metrics.limited(rec.route or "", rec.admission or "")
         elapsed = _perf() - t0
         rec.latency_ms = elapsed * 1000
         rec.ts_end = rec.ts + elapsed
