@@ -1,4 +1,7 @@
-"""What a request costs: logged tokens x the policy's prices (USD per 1M tokens).
+"""What a request costs: logged tokens x the price of the target (USD per 1M tokens).
+
+The price is the policy's ``pricing`` entry (``provider/model``, then ``model``) when there is
+one, else the built-in table (``llmgw_kernel/pricing/prices.yaml``), else unknown.
 
 >>> from llmgw_kernel import load_policy
 >>> p = load_policy({"providers": {"o": {"kind": "demo"}},
@@ -6,13 +9,20 @@
 ...                  "pricing": {"gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10}}})
 >>> cost_usd(p, "o/gpt-4o", 1000, 500), cost_usd(p, "o/unpriced", 1000, 500)
 (0.0075, None)
+>>> price_source(p, "o/gpt-4o"), price_source(p, "o/gpt-4o-mini")[:6], price_source(p, "o/unpriced")
+('policy', 'table:', 'none')
+>>> cost_usd(p, "o/gpt-4o-mini", 1000, 0, cached_tokens=800)  # 200 x 0.15 + 800 x 0.075 per 1M
+9e-05
 
 A target without a price has an unknown cost (None), never 0.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..pricing.table import ResolvedPrice, resolve
 
 if TYPE_CHECKING:
     from ..policy.conditions import Price
@@ -20,20 +30,68 @@ if TYPE_CHECKING:
 
 
 def price_of(policy: Policy, target_id: str) -> Price | None:
-    """``pricing["provider/model"]``, else ``pricing["model"]``, else None (unknown)."""
+    """The policy's own price: ``pricing["provider/model"]``, else ``pricing["model"]``, else None.
+
+    The built-in table is not consulted here; ``resolve_price`` does both.
+    """
     if target_id in policy.pricing:
         return policy.pricing[target_id]
     model = target_id.split("/", 1)[1] if "/" in target_id else target_id
     return policy.pricing.get(model)
 
 
+def resolve_price(policy: Policy, target_id: str) -> ResolvedPrice | None:
+    """The policy's price, else the built-in table's, else None (unknown)."""
+    return resolve(policy.pricing, target_id)
+
+
+def price_source(policy: Policy, target_id: str) -> str:
+    """Where the price of ``target_id`` comes from: "policy", "table:<version>" or "none"."""
+    price = resolve_price(policy, target_id)
+    return price.source if price else "none"
+
+
+def cached_tokens_of(usage: Mapping[str, Any] | None) -> int | None:
+    """Cached prompt tokens of an OpenAI-format usage (``prompt_tokens_details.cached_tokens``)."""
+    details = (usage or {}).get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return cached if isinstance(cached, int) else None
+
+
 def cost_usd(
-    policy: Policy, target_id: str | None, prompt_tokens: int | None, completion_tokens: int | None
+    policy: Policy,
+    target_id: str | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cached_tokens: int | None = None,
 ) -> float | None:
-    """Cost of one answer by ``target_id`` (None: unpriced target or no token counts)."""
+    """Cost of one answer by ``target_id`` (None: unpriced target or no token counts).
+
+    ``cached_tokens`` are the part of ``prompt_tokens`` served from the provider's prompt cache
+    (OpenAI counts them inside ``prompt_tokens``); they are billed at the cached-input price
+    where one is known, else at the input price.
+    """
     if not target_id or (prompt_tokens is None and completion_tokens is None):
         return None
-    price = price_of(policy, target_id)
+    price = resolve_price(policy, target_id)
     if price is None:
         return None
-    return round(((prompt_tokens or 0) * price.input_per_1m + (completion_tokens or 0) * price.output_per_1m) / 1e6, 9)
+    prompt = prompt_tokens or 0
+    cached = min(max(cached_tokens or 0, 0), prompt)
+    cached_rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
+    total = (prompt - cached) * price.input_per_1m + cached * cached_rate
+    total += (completion_tokens or 0) * price.output_per_1m
+    return round(total / 1e6, 9)
+
+
+def worst_case_usd(
+    policy: Policy, target_id: str | None, prompt_tokens: int | None, max_tokens: int | None
+) -> float | None:
+    """The most one request can cost, for budget reservations: the prompt at the input price plus
+    ``max_tokens`` at the output price (None: unpriced target, or no prompt count or ``max_tokens``)."""
+    if not target_id or prompt_tokens is None or max_tokens is None:
+        return None
+    price = resolve_price(policy, target_id)
+    if price is None:
+        return None
+    return round((prompt_tokens * price.input_per_1m + max_tokens * price.output_per_1m) / 1e6, 9)
