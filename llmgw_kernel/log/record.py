@@ -25,7 +25,7 @@ class RequestRecord:
         "cache_reason", "cache_similarity", "cache_source", "saved_usd", "cache_control", "cache_ns_header",
         "cache_namespace", "cache_key", "cache_context", "cache_stored_ts", "cache_features", "embedding",
         "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason", "budget_flags",
-        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens",
+        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "usage_estimated",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -87,6 +87,7 @@ class RequestRecord:
         self.settled_ts: float | None = None
         self.reserved_usd: float | None = None
         self.reserved_tokens: int | None = None
+        self.usage_estimated = False  # usage counted by the gateway (the provider sent none)
 
 
 def _sha256(data: bytes) -> str:
@@ -190,7 +191,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "prompt_tokens": usage.get("prompt_tokens"),
         "completion_tokens": usage.get("completion_tokens"),
         "total_tokens": usage.get("total_tokens"),
-        "usage_source": "upstream" if rec.usage else "none",
+        "usage_source": ("estimated" if rec.usage_estimated else "upstream") if rec.usage else "none",
         "metadata": rec.metadata,
         "user_agent": rec.user_agent,
         "body_mode": rec.body_mode,

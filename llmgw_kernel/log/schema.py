@@ -40,7 +40,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("prompt_tokens", "BIGINT", "usage.prompt_tokens"),
     ("completion_tokens", "BIGINT", "usage.completion_tokens"),
     ("total_tokens", "BIGINT", "usage.total_tokens"),
-    ("usage_source", "VARCHAR", "upstream | none"),
+    ("usage_source", "VARCHAR", "upstream | estimated (counted by the gateway: the provider sent none) | none"),
     ("metadata", "JSON", "request metadata (body `metadata` or x-llmgw-metadata)"),
     ("user_agent", "VARCHAR", "client User-Agent"),
     ("body_mode", "VARCHAR", "full | hashed | none (policy log.bodies)"),

@@ -281,9 +281,13 @@ async def handle(
         if watcher is not None:
             watcher.cancel()
         gw.metrics.in_flight.dec()
+        if rec.target and not rec.usage and rec.stream_events:  # a stream that carried no usage
+            rec.usage, rec.usage_estimated = _counted_usage(rec), True
         if rec.usage and rec.target:
             u = rec.usage
-            rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"))
+            details = u.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"), cached)
         if admitted:
             rec.settled_ts = _now()
             u = rec.usage or {}
@@ -305,6 +309,31 @@ async def handle(
             rec.route or "", rec.upstream_model or "", rec.status, elapsed,
             rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
         )  # fmt: skip
+
+
+def _counted_usage(rec: RequestRecord) -> dict[str, Any]:
+    """Usage of a stream whose provider sent none: the prompt and the streamed text, counted
+    (exactly for OpenAI models, else estimated; the log says ``usage_source = estimated``)."""
+    from ..pricing.tokens import count_tokens
+
+    model = rec.upstream_model or ""
+    try:
+        messages = orjson.loads(rec.request_raw).get("messages") or []
+    except (orjson.JSONDecodeError, AttributeError):
+        messages = []
+    text: list[str] = []
+    for raw in rec.stream_events or ():
+        try:
+            for choice in orjson.loads(raw).get("choices") or ():
+                delta = choice.get("delta") or {}
+                text.append(delta.get("content") or "")
+                for call in delta.get("tool_calls") or ():
+                    text.append((call.get("function") or {}).get("arguments") or "")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+    prompt, _ = count_tokens(messages if isinstance(messages, list) else [], model)
+    completion, _ = count_tokens("".join(text), model)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _authenticate(gw: Gateway, rec: RequestRecord, presented: str | None) -> VirtualKey | None:
