@@ -215,12 +215,22 @@ def parser() -> argparse.ArgumentParser:
     from .keys.cli import add_parsers
 
     add_parsers(sub)
+    pr_ = sub.add_parser("pricing", help="price tables").add_subparsers(dest="action", required=True)
+    pr_.add_parser(
+        "import", help="print a policy pricing: section from a LiteLLM or Portkey pricing file "
+        "(llmgw pricing import --format litellm|portkey FILE [--provider P] [--model M] [--include-cached])",
+    )  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .policy.load import PolicyError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["pricing", "import"]:  # its own parser (llmgw_kernel.pricing.importers)
+        from .pricing.importers import main_import
+
+        return main_import(argv[2:])
     args = parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

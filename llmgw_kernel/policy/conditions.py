@@ -56,6 +56,9 @@ class Price(_Frozen):
 
     input_per_1m: Annotated[float, Field(ge=0)]
     output_per_1m: Annotated[float, Field(ge=0)]
+    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Cached prompt tokens (absent: billed at input_per_1m)"
+    )
 
 
 def check_weights(weights: list[float | None]) -> None:

@@ -73,3 +73,23 @@ def test_main_import_prints_a_pricing_section(capsys):
     assert "missing.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main_import(["--format", "csv", str(LITELLM)])
+
+
+def test_the_cli_prints_a_pricing_section_the_policy_accepts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from llmgw_kernel import load_policy
+
+    fixture = Path(__file__).parent / "fixtures" / "litellm_prices.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", "pricing", "import", "--format", "litellm", str(fixture), "--include-cached"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    doc = yaml.safe_load(out)
+    policy = load_policy({"providers": {"d": {"kind": "demo"}},
+                          "routes": {"m": {"targets": [{"provider": "d", "model": "gpt-4o"}]}}, **doc})  # fmt: skip
+    assert policy.pricing["gpt-4o"].cached_input_per_1m == 1.25
