@@ -21,7 +21,7 @@ import orjson
 
 from ..cache.service import Hit, LazyBody, Query, body_bytes, key_id
 from ..decisions.cache import CONTROLS
-from ..decisions.cost import cost_usd
+from ..decisions.cost import cached_tokens_of, cost_usd
 from ..decisions.limits import Subject, Verdict, applicable_budgets, applicable_rates, worst_case_usd
 from ..decisions.routing import plan_route, route_context
 from ..keys.store import AuthError, VirtualKey
@@ -282,11 +282,13 @@ async def handle(
             watcher.cancel()
         gw.metrics.in_flight.dec()
         if rec.target and not rec.usage and rec.stream_events:  # a stream that carried no usage
-            rec.usage, rec.usage_estimated = _counted_usage(rec), True
+            try:  # counting (and the tokenizer's first load) runs off the event loop
+                rec.usage, rec.usage_estimated = await asyncio.to_thread(_counted_usage, rec), True
+            except Exception:
+                log.exception("%s: counting a stream's tokens failed", rec.request_id)
         if rec.usage and rec.target:
             u = rec.usage
-            details = u.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            cached = cached_tokens_of(u)
             rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"), cached)
         if admitted:
             rec.settled_ts = _now()
