@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ..decisions.cost import price_of
+from ..decisions.cost import resolve_price
 from ..decisions.routing import draw
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def target_table(samples: dict[str, dict[str, list[float]]], policy: Policy) -> 
     table = {}
     for target, s in sorted(samples.items()):
         n = len(s["ok"]) + len(s["failed"])
-        price = price_of(policy, target)
+        price = resolve_price(policy, target)
         table[target] = {
             "attempts": n,
             "failure_rate": round(len(s["failed"]) / n, 6) if n else None,
@@ -80,6 +80,7 @@ def target_table(samples: dict[str, dict[str, list[float]]], policy: Policy) -> 
             "failed_latency_ms_mean": _mean(s["failed"]),
             "input_per_1m": price.input_per_1m if price else None,
             "output_per_1m": price.output_per_1m if price else None,
+            "price_source": price.source if price else "none",
         }
     return table
 
@@ -119,7 +120,7 @@ def estimate(policy: Policy, window: Columns, plans: list[list[str] | None]) -> 
                 fallback += p
             serve = reach * (1 - p)
             if serve > 0 and (pt or ct):
-                price = price_of(policy, target)
+                price = resolve_price(policy, target)
                 if price is None:
                     unpriced.add(target)
                 else:
@@ -164,7 +165,7 @@ def logged_cost(policy: Policy, window: Columns) -> dict[str, Any]:
     for target, pt, ct in zip(window["target"], window["prompt_tokens"], window["completion_tokens"], strict=True):
         if not target or not (pt or ct):
             continue
-        price = price_of(policy, target)
+        price = resolve_price(policy, target)
         if price is None:
             unpriced.add(target)
             continue

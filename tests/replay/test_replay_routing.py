@@ -120,17 +120,21 @@ def test_candidate_estimates_cost_latency_and_errors_from_the_log(make_gateway, 
     gw.terminate()
     doc = policy_for(upstream.base_url)
     doc["pricing"] = {"gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6}}
+    doc["routes"]["fallback"]["targets"][1]["model"] = "house-model-7b"  # in no price table
     (gw.policy_path.parent / "candidate.yaml").write_text(__import__("yaml").safe_dump(doc))
     result = replay(gw.policy_path.parent / "candidate.yaml", gw.data_dir)
     est = result.summary["routing"]["estimates"]
-    # gpt-4o has no price: the cost is unknown, never 0, and says which targets lack a price
-    assert result.summary["cost_usd"] is None and est["unpriced_targets"] == ["other/gpt-4o"]
+    # an unpriced target makes the cost unknown, never 0, and says which targets lack a price
+    assert result.summary["cost_usd"] is None and est["unpriced_targets"] == ["other/house-model-7b"]
     assert est["cost_usd_priced_part"] > 0
     targets = est["targets"]
     assert targets["local/status-503"]["failure_rate"] == 1.0 and targets["other/gpt-4o"]["failure_rate"] == 0.0
+    # gpt-4o has no policy price: the built-in table prices it
+    assert targets["other/gpt-4o"]["price_source"].startswith("table:")
     # half of the requests (route fallback) start on a target that always fails
     assert abs(est["fallback_rate"] - 0.5) < 1e-9 and est["error_rate"] == 0.0
     assert est["latency_ms_p50"] is not None and est["latency_ms_mean"] > 0
+    doc["routes"]["fallback"]["targets"][1]["model"] = "gpt-4o"
     doc["pricing"]["gpt-4o"] = {"input_per_1m": 2.5, "output_per_1m": 10}
     priced = replay(load_policy(doc), gw.data_dir).summary
     assert priced["cost_usd"] > 0 and priced["logged_cost_usd"] > 0
