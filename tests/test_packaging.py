@@ -20,3 +20,13 @@ def test_every_package_folder_is_listed():
     assert listed == on_disk
     assert config["package-dir"] == {"llmgw_kernel.dashboards": "dashboards"}
     assert (ROOT / "dashboards" / "overview.py").exists()
+
+
+def test_test_module_names_are_unique():
+    """Test folders have no __init__.py, so pytest imports test modules by basename: two
+    files with one name in different folders break collection of the whole suite."""
+    from collections import Counter
+    from pathlib import Path
+
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []
