@@ -141,7 +141,7 @@ def replay_limits(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]
         kind, reason = decided.get(rid, (None, None)) if plan is not None else (None, None)
         kinds.append(kind)
         reasons.append(reason)
-        differs.append(kind != logged)
+        differs.append((kind or "ok") != (logged or "ok"))  # admitted with or without a limit: the same decision
     return {"logged_admission": list(window["admission"]), "replay_admission": kinds,
             "replay_admission_reason": reasons}, differs  # fmt: skip
 
