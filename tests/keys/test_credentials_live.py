@@ -100,6 +100,9 @@ def test_a_stored_credential_is_encrypted_and_used_upstream(box, vault):
     assert len(vault.requests) == before + 1
     assert vault.requests[-1]["headers"]["Authorization"] == f"Bearer {CANARY_SECRET}"  # the stored key, decrypted
 
+    for name in ("secrets.json", "events.jsonl"):  # owner-only
+        assert (gw.data_dir / "keys" / name).stat().st_mode & 0o777 == 0o600, name
+    assert (gw.data_dir / "keys").stat().st_mode & 0o777 == 0o700
     doc = orjson.loads((gw.data_dir / "keys" / "secrets.json").read_bytes())
     assert doc["encrypted"] is True and set(doc["credentials"]) == {"canary-cred"}
     token = doc["credentials"]["canary-cred"]["token"].encode()
