@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,11 +95,22 @@ def applicable_budgets(policy: Policy, key: VirtualKey | None, subject: Subject)
             continue
         out.append(Budget(limit, who))
     if key is not None and key.settings.budget_usd is not None:
-        from ..policy.model import BudgetLimit
-
-        own = BudgetLimit(scope="key", name=key.id, usd=key.settings.budget_usd, window=key.settings.budget_window)
-        out.append(Budget(own, key.id))
+        out.append(Budget(_own_budget(key.id, key.settings.budget_usd, key.settings.budget_window), key.id))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_budget(key_id: str, usd: float, window: str) -> BudgetLimit:
+    from ..policy.model import BudgetLimit
+
+    return BudgetLimit(scope="key", name=key_id, usd=usd, window=window)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def _own_rate(key_id: str, rpm: int | None, tpm: int | None) -> RateLimit:
+    from ..policy.model import RateLimit
+
+    return RateLimit(scope="key", name=key_id, rpm=rpm, tpm=tpm)
 
 
 def applicable_rates(policy: Policy, key: VirtualKey | None, subject: Subject) -> list[Rate]:
@@ -111,9 +123,7 @@ def applicable_rates(policy: Policy, key: VirtualKey | None, subject: Subject) -
             continue
         out.append(Rate(limit, who))
     if key is not None and (key.settings.rpm or key.settings.tpm):
-        from ..policy.model import RateLimit
-
-        out.append(Rate(RateLimit(scope="key", name=key.id, rpm=key.settings.rpm, tpm=key.settings.tpm), key.id))
+        out.append(Rate(_own_rate(key.id, key.settings.rpm, key.settings.tpm), key.id))
     return out
 
 
@@ -173,6 +183,17 @@ class Limits:
     requests: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> admission times
     tokens: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> (settle time, tokens)
     tokens_reserved: dict[tuple, int] = field(default_factory=dict)
+    _bounds: dict[tuple[str, str], tuple[float, float, datetime]] = field(default_factory=dict)
+
+    def bounds(self, at: float, window: str) -> tuple[float, datetime]:
+        """(start as epoch seconds, end) of ``window`` around ``at`` in this state's time zone,
+        reused while ``at`` stays inside it."""
+        hit = self._bounds.get((window, self.timezone))
+        if hit is not None and hit[0] <= at < hit[1]:
+            return hit[0], hit[2]
+        start, end = window_bounds(at, window, self.timezone)
+        self._bounds[(window, self.timezone)] = (start.timestamp(), end.timestamp(), end)
+        return start.timestamp(), end
 
     def admit(
         self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
@@ -185,8 +206,8 @@ class Limits:
         flags: list[str] = []
         buckets: list[tuple] = []
         for b in budgets:
-            start, end = window_bounds(at, b.limit.window, self.timezone)
-            bucket = (b.limit.scope, b.who, b.limit.window, start.timestamp())
+            start, end = self.bounds(at, b.limit.window)
+            bucket = (b.limit.scope, b.who, b.limit.window, start)
             buckets.append(bucket)
             spent = self.committed.get(bucket, 0.0)
             held = self.reserved.get(bucket, 0.0)
@@ -231,7 +252,7 @@ class Limits:
         a budget added later still sees the window's spend so far)."""
         if not cost_usd:
             return
-        starts = {w: window_bounds(at, w, self.timezone)[0].timestamp() for w in _WINDOWS}
+        starts = {w: self.bounds(at, w)[0] for w in _WINDOWS}
         for scope in _SCOPES:
             who = _who(scope, subject)
             if scope != "global" and who is None:
@@ -265,8 +286,8 @@ class Limits:
 
     def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:
         """(committed, in flight) of one budget bucket at ``at``."""
-        start, _ = window_bounds(at, window, self.timezone)
-        bucket = (scope, who, window, start.timestamp())
+        start, _ = self.bounds(at, window)
+        bucket = (scope, who, window, start)
         return self.committed.get(bucket, 0.0), self.reserved.get(bucket, 0.0)
 
 
