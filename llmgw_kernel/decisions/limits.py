@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import functools
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..keys.store import VirtualKey
@@ -125,6 +126,39 @@ def applicable_rates(policy: Policy, key: VirtualKey | None, subject: Subject) -
     if key is not None and (key.settings.rpm or key.settings.tpm):
         out.append(Rate(_own_rate(key.id, key.settings.rpm, key.settings.tpm), key.id))
     return out
+
+
+def prompt_upper_bound(body: Mapping[str, Any]) -> int:
+    """More prompt tokens than ``body`` can cost on any byte-level tokenizer (every token
+    covers at least one UTF-8 byte): the bytes of every message and of the tools, response
+    format and functions, plus a per-message allowance for the chat framing.
+
+    >>> prompt_upper_bound({"messages": [{"role": "user", "content": "hi"}]})  # 30 bytes of JSON + 26
+    56
+    """
+    import orjson
+
+    total = 16
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for m in messages:
+            total += 10 + len(orjson.dumps(m)) if isinstance(m, dict) else 10
+    elif "input" in body:  # embeddings
+        total += len(orjson.dumps(body["input"]))
+    for k in ("tools", "functions", "response_format", "tool_choice"):
+        if body.get(k) is not None:
+            total += len(orjson.dumps(body[k]))
+    return total
+
+
+def completion_upper_bound(body: Mapping[str, Any], default: int) -> int:
+    """Completion tokens a request may bill: max tokens (or ``default``) for each of ``n`` choices."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        limit = default
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    return limit * choices
 
 
 def worst_case_usd(policy: Policy, targets: tuple[str, ...] | list[str], prompt_tokens: int, max_tokens: int) -> float:
@@ -221,12 +255,11 @@ class Limits:
                 flags.append(what)
         for bucket in buckets:
             self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
-        rate_buckets = [_rate_bucket(r) for r in rates]
-        for rb, r in zip(rate_buckets, rates, strict=True):
-            if r.limit.rpm is not None:
-                self.requests.setdefault(rb, deque()).append(at)
-            if r.limit.tpm is not None:
-                self.tokens_reserved[rb] = self.tokens_reserved.get(rb, 0) + worst_tokens
+        # one window per (scope, who), whatever the limit's value: lowering a limit applies at once
+        rate_buckets = list(dict.fromkeys(_rate_bucket(r) for r in rates))
+        for rb in rate_buckets:
+            self.requests.setdefault(rb, deque()).append(at)
+            self.tokens_reserved[rb] = self.tokens_reserved.get(rb, 0) + worst_tokens
         self.flights[rid] = _Flight(subject, at, buckets, worst_usd, rate_buckets, worst_tokens)
         return Verdict(True, "ok", None, None, tuple(flags))
 
@@ -292,7 +325,7 @@ class Limits:
 
 
 def _rate_bucket(r: Rate) -> tuple:
-    return (r.limit.scope, r.who, r.limit.rpm, r.limit.tpm)
+    return (r.limit.scope, r.who)
 
 
 def utc(at: float) -> str:

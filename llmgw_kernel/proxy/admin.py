@@ -73,7 +73,9 @@ async def _json(receive: Receive, scope: Scope) -> dict[str, Any]:
 
 
 def _invalid(exc: ValueError) -> GatewayError:
-    return GatewayError(400, str(exc), code="invalid_field")
+    message = str(exc)
+    field = message.split(":", 1)[0] if ":" in message and " " not in message.split(":", 1)[0] else None
+    return GatewayError(400, message, param=field, code="invalid_field")
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -22,7 +22,15 @@ import orjson
 from ..cache.service import Hit, LazyBody, Query, body_bytes, key_id
 from ..decisions.cache import CONTROLS
 from ..decisions.cost import cached_tokens_of, cost_usd
-from ..decisions.limits import Subject, Verdict, applicable_budgets, applicable_rates, worst_case_usd
+from ..decisions.limits import (
+    Subject,
+    Verdict,
+    applicable_budgets,
+    applicable_rates,
+    completion_upper_bound,
+    prompt_upper_bound,
+    worst_case_usd,
+)
 from ..decisions.routing import plan_route, route_context
 from ..keys.store import AuthError, VirtualKey
 from ..keys.store import check_model as key_allows
@@ -216,7 +224,7 @@ async def handle(
         plan = plan_route(policy, route, rec.request_id, ctx)
         rec.plan, rec.route_reason = plan.targets, plan.reason
         rec.end_user = rec.end_user or ctx.user
-        admitted = _admit(gw, policy, rec, key, route, plan.targets, body, ctx.prompt_tokens)
+        admitted = _admit(gw, policy, rec, key, route, plan.targets, body)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
         query: Query | None = None
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
@@ -359,7 +367,7 @@ def _check(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _admit(
     gw: Gateway, policy: Any, rec: RequestRecord, key: VirtualKey | None, route: str, targets: tuple[str, ...],
-    body: dict[str, Any], prompt_tokens: int,
+    body: dict[str, Any],
 ) -> bool:  # fmt: skip
     """Budgets and rate limits: reserve the worst case, or refuse with a 429 naming the limit."""
     subject = Subject(rec.key_id, rec.team, rec.end_user, route)
@@ -367,11 +375,11 @@ def _admit(
     rates = applicable_rates(policy, key, subject)
     if not budgets and not rates:
         return False
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        limit = policy.budgets.default_max_tokens if policy.budgets is not None else 4096
-    worst_tokens = prompt_tokens + limit
-    worst_usd = worst_case_usd(policy, targets, prompt_tokens, limit) if budgets else 0.0
+    prompt = prompt_upper_bound(body)  # an upper bound, not an estimate: the reservation must cover the bill
+    default = policy.budgets.default_max_tokens if policy.budgets is not None else 4096
+    completion = completion_upper_bound(body, default) if rec.endpoint == "chat.completions" else 0
+    worst_tokens = prompt + completion
+    worst_usd = worst_case_usd(policy, targets, prompt, completion) if budgets else 0.0
     at = _now()
     rec.admitted_ts, rec.reserved_usd, rec.reserved_tokens = at, worst_usd, worst_tokens
     verdict = gw.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
