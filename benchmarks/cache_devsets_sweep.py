@@ -34,6 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmgw_kernel import load_policy, open_log  # noqa: E402
+from llmgw_kernel.cache_traffic import wait_for_models  # noqa: E402
 from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "semcache"
@@ -86,16 +87,7 @@ def make_log(data: Path, pairs: list[tuple[str, str, int]]) -> Path:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if set(httpx.get(f"{url}/health", timeout=2).json()["cache"]["models"].values()) == {"ready"}:
-                    break
-            except (httpx.HTTPError, KeyError):
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("model not ready")
+        wait_for_models(url, proc, timeout=120)
         asyncio.run(serve_pairs(url, pairs))
     finally:
         proc.send_signal(signal.SIGTERM)

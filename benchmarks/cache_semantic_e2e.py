@@ -35,10 +35,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmgw_kernel.cache_traffic import wait_for_models  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -103,24 +106,11 @@ def main() -> None:
         stdout=server_log, stderr=subprocess.STDOUT, env=env, cwd=work,
     )  # fmt: skip
     try:
-        ready_s = None
-        health = {}
-        for _ in range(600):  # ≤ 60 s
-            if proc.poll() is not None:
-                sys.exit(f"server exited: see {work / 'server.log'}")
-            try:
-                health = httpx.get(f"{url}/health", timeout=2).json()
-                models = (health.get("cache") or {}).get("models") or {}
-                if models and all(v == "ready" for v in models.values()):
-                    ready_s = time.perf_counter() - t_start
-                    break
-                if any(v == "failed" for v in models.values()):
-                    sys.exit(f"semantic model failed: {health['cache']}")
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        if ready_s is None:
-            sys.exit(f"semantic model not ready after 60 s: {health.get('cache')}")
+        try:
+            wait_for_models(url, proc, timeout=60)
+        except RuntimeError as exc:
+            sys.exit(f"{exc}: see {work / 'server.log'}")
+        ready_s = time.perf_counter() - t_start
         print(f"# server pid {proc.pid}, semantic model ready {ready_s:.1f} s after start; loadavg "
               f"{loadavg()}")  # fmt: skip
 

@@ -333,7 +333,7 @@ def make_cache_log(
         )  # fmt: skip
         try:
             _wait_ready(url, proc)
-            report.model_wait_s = _wait_models(url, proc, model_timeout_s)
+            report.model_wait_s = wait_for_models(url, proc, model_timeout_s)
             served = _send(url, plan)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -355,15 +355,21 @@ def make_cache_log(
     return report
 
 
-def _wait_models(url: str, proc: subprocess.Popen, timeout: float) -> float:
-    """Seconds until every embedding model in /health ``cache.models`` is ready."""
+def wait_for_models(url: str, proc: subprocess.Popen, timeout: float) -> float:
+    """Seconds until every embedding model in a server's /health ``cache.models`` is ready
+    (a RuntimeError if the server exits, a model fails to load, or ``timeout`` passes)."""
     import httpx
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"llmgw serve exited with status {proc.returncode}")
-        models = (httpx.get(f"{url}/health", timeout=2).json().get("cache") or {}).get("models") or {}
+        try:
+            health = httpx.get(f"{url}/health", timeout=2).json()
+        except httpx.HTTPError:  # not listening yet
+            time.sleep(0.1)
+            continue
+        models = (health.get("cache") or {}).get("models") or {}
         failed = [f"{m}: {s}" for m, s in models.items() if str(s).startswith("failed")]
         if failed:
             raise RuntimeError(f"semantic cache model failed to load: {failed}")
