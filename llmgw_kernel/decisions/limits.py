@@ -187,9 +187,8 @@ def window_bounds(at: float, window: str, timezone: str) -> tuple[datetime, date
     else:
         start = day.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-    # re-localise across DST changes: midnight of that calendar day, in that zone
-    tz = ZoneInfo(timezone)
-    return start.replace(tzinfo=None).replace(tzinfo=tz), end.replace(tzinfo=None).replace(tzinfo=tz)
+    # zoneinfo offsets follow the wall time, so these midnights are right across DST changes
+    return start, end
 
 
 @dataclass

@@ -124,6 +124,7 @@ def _attach_limits_context(pol: Policy, con: Any, window: dict[str, Any], since:
     settings) and the log from the start of the windows that contain ``since``."""
     from ..keys.store import KeyHistory
     from ..log.reader import data_dir_of
+    from .columns import epoch
     from .limits_stage import warmup_since
 
     root = data_dir_of(con)
@@ -131,8 +132,7 @@ def _attach_limits_context(pol: Policy, con: Any, window: dict[str, Any], since:
     if since is not None and window["request_id"]:
         from datetime import UTC, datetime
 
-        first = window["ts"][0]
-        start = warmup_since(pol, first.timestamp() if hasattr(first, "timestamp") else float(first))
+        start = warmup_since(pol, epoch(window["ts"][0]))
         window["_limits_warmup"] = load_window(con, datetime.fromtimestamp(start, UTC), since)
 
 

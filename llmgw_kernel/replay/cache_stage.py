@@ -25,13 +25,13 @@ import heapq
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import orjson
 
 from ..cache.embedder import DEFAULT_MODEL
 from ..cache.exact import Entry, ExactStore
 from ..cache.semantic import SemanticStore
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
+from .columns import epoch, json_value
 from .routing_estimates import _quantile
 
 if TYPE_CHECKING:
@@ -41,17 +41,8 @@ Columns = dict[str, list[Any]]
 HIT_KINDS = ("hit", "semantic-hit")
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, (str, bytes)):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-    return value
-
-
 def _team(metadata: Any) -> str | None:
-    meta = _json(metadata)
+    meta = json_value(metadata)
     if isinstance(meta, dict) and meta.get("team") is not None:
         return str(meta["team"])
     return None
@@ -69,7 +60,7 @@ class Row:
     def __init__(self, w: Columns, i: int) -> None:
         self.i = i
         self.rid: str = w["request_id"][i]
-        self.ts: float = _epoch(w["ts"][i])
+        self.ts: float = epoch(w["ts"][i])
         self.route: str | None = w["route"][i]
         self.ok = w["outcome"][i] == "ok"
         self.key_id = w["key_id"][i]
@@ -79,23 +70,19 @@ class Row:
         self.key = w["cache_key"][i]
         self.context = w["cache_context"][i]
         self.vector = w["embedding"][i]
-        feats = _json(w["cache_features"][i])
+        feats = json_value(w["cache_features"][i])
         self.features = decide.Features.from_json(feats) if isinstance(feats, dict) else None
         self.model = w["embedding_model"][i]
         self.temperature = w["temperature"][i]
         stored = w["cache_stored_ts"][i]
         self.stored_at: float | None = float(stored) if stored is not None else None
         end = w["ts_end"][i]
-        self.done_at = _epoch(end) if end is not None else self.ts
+        self.done_at = epoch(end) if end is not None else self.ts
         self.logged = w["cache"][i]
         self.source = w["cache_source"][i]
         self.target = w["target"][i]
         self.pt, self.ct = w["prompt_tokens"][i], w["completion_tokens"][i]
         self.latency = w["latency_ms"][i]
-
-
-def _epoch(ts: Any) -> float:
-    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
 
 
 def rows(window: Columns) -> list[Row]:

@@ -27,6 +27,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, window_bounds
+from .columns import epoch
 from .routing_estimates import _quantile
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 Columns = dict[str, list[Any]]
 
 
-def _epoch(ts: Any) -> float:
-    return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
-
-
 class _Req:
     __slots__ = ("i", "rid", "ts", "decide_at", "settle_at", "subject", "key_id", "key_version", "reserved_usd",
                  "reserved_tokens", "cost", "tokens", "ran", "logged", "route")  # fmt: skip
@@ -47,12 +44,12 @@ class _Req:
     def __init__(self, w: Columns, i: int) -> None:
         self.i = i
         self.rid = w["request_id"][i]
-        self.ts = _epoch(w["ts"][i])
+        self.ts = epoch(w["ts"][i])
         admitted = w["admitted_ts"][i]
         self.decide_at = float(admitted) if admitted is not None else self.ts
         settled = w["settled_ts"][i]
         end = w["ts_end"][i]
-        self.settle_at = float(settled) if settled is not None else (_epoch(end) if end is not None else self.ts)
+        self.settle_at = float(settled) if settled is not None else (epoch(end) if end is not None else self.ts)
         self.route = w["route"][i]
         self.subject = Subject(w["key_id"][i], w["team"][i], w["end_user"][i], self.route or "")
         self.key_id, self.key_version = w["key_id"][i], w["key_version"][i]
@@ -134,7 +131,7 @@ def replay_limits(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]
     history = window.get("_key_history")
     warm = window.get("_limits_warmup")
     full = _concat(warm, window) if warm else window
-    since = _epoch(window["ts"][0]) if warm and window["request_id"] else None
+    since = epoch(window["ts"][0]) if warm and window["request_id"] else None
     _, decided = simulate(policy, full, history, report_from=since)  # type: ignore[arg-type]
     kinds, reasons, differs = [], [], []
     for rid, logged, plan in zip(window["request_id"], window["admission"], window["plan"], strict=True):
@@ -158,7 +155,7 @@ def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dic
         limit = reason.split(" is exhausted")[0].split(" limit of")[0]
         c = cutoffs.setdefault(limit, {"limit": limit, "kind": kind, "first_refused_at": None, "refused": 0})
         c["refused"] += 1
-        at = _epoch(window["ts"][i])
+        at = epoch(window["ts"][i])
         if c["first_refused_at"] is None or at < c["first_refused_at"]:
             c["first_refused_at"] = at
     from ..decisions.limits import utc

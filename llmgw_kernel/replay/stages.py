@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import replay_routing
 from .cache_stage import replay_cache, summarize_cache
+from .columns import json_value
 from .limits_stage import replay_limits, summarize_limits
 from .routing_estimates import estimate, logged_cost
 
@@ -62,15 +61,6 @@ def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
     return cols, differs
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, (str, bytes)):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-    return value
-
-
 def logged_context(window: Columns, i: int) -> RouteContext:
     """The routing context of logged request ``i``, rebuilt as the live pipeline built it.
 
@@ -80,7 +70,7 @@ def logged_context(window: Columns, i: int) -> RouteContext:
     and the body's ``user`` is unknown (metadata.user still applies): conditions on prompt
     size and sticky-by-body-user may then differ from live.
     """
-    body = _json(window["request_body"][i]) if "request_body" in window else None
+    body = json_value(window["request_body"][i]) if "request_body" in window else None
     if not isinstance(body, dict) or "unparsed" in body:
         body = None
     elif (window.get("api") or [None] * (i + 1))[i] == "anthropic":
@@ -90,7 +80,7 @@ def logged_context(window: Columns, i: int) -> RouteContext:
             body = to_openai_request(body)
     if body is not None:
         body = {k: v for k, v in body.items() if k != "metadata"}
-    metadata = _json(window["metadata"][i]) if "metadata" in window else None
+    metadata = json_value(window["metadata"][i]) if "metadata" in window else None
     return route_context(
         window["request_id"][i], window["route"][i], body, metadata if isinstance(metadata, dict) else None,
         window["prompt_tokens"][i],
