@@ -78,6 +78,7 @@ class Verdict(NamedTuple):
     reason: str | None  # which limit refused, in words
     retry_after_s: float | None
     flags: tuple[str, ...]  # soft budgets exceeded
+    limit: str | None = None  # the refusing limit's name ("team 'search' monthly budget of $300.00")
 
 
 def _describe(limit: BudgetLimit | RateLimit, who: str | None) -> str:
@@ -250,7 +251,7 @@ class Limits:
                     reason = (
                         f"{what} is exhausted (${spent:,.2f} spent + ${held:,.2f} in flight; resets {end.isoformat()})"
                     )
-                    return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), ())
+                    return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), (), what)
                 flags.append(what)
         for bucket in buckets:
             self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
@@ -304,7 +305,7 @@ class Limits:
                 if q and len(q) >= r.limit.rpm:
                     wait = q[0] + RATE_WINDOW_S - at
                     reason = f"{_describe(r.limit, r.who)} limit of {r.limit.rpm} requests per minute reached"
-                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), ())
+                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), (), _describe(r.limit, r.who))
             if r.limit.tpm is not None:
                 q = self.tokens.get(rb)
                 while q and q[0][0] <= horizon:
@@ -313,7 +314,7 @@ class Limits:
                 if used >= r.limit.tpm:
                     wait = (q[0][0] + RATE_WINDOW_S - at) if q else 1.0
                     reason = f"{_describe(r.limit, r.who)} limit of {r.limit.tpm:,} tokens per minute reached"
-                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), ())
+                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), (), _describe(r.limit, r.who))
         return None
 
     def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:

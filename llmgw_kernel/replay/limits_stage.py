@@ -26,7 +26,7 @@ import os
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, window_bounds
+from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, utc, window_bounds
 from .columns import epoch
 from .routing_estimates import _quantile
 
@@ -71,15 +71,15 @@ def _requests(window: Columns) -> list[_Req]:
 
 def simulate(
     policy: Policy, window: Columns, history: KeyHistory | None, report_from: float | None = None
-) -> tuple[Limits, dict[str, tuple[str | None, str | None]]]:
+) -> tuple[Limits, dict[str, tuple[str | None, str | None, str | None]]]:
     """Fold ``policy``'s limits over the window: the final state, and per request id its
-    (admission, reason) — None when no limit applied. ``report_from``: only requests decided
+    (admission, reason, refusing limit) — None when no limit applied. ``report_from``: only requests decided
     at or after it are reported (earlier ones warm the state up)."""
     tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
     limits = Limits(timezone=tz)
     latency = _route_latency(window)
     pending: list[tuple[float, int, _Req, float | None, int, bool]] = []
-    out: dict[str, tuple[str | None, str | None]] = {}
+    out: dict[str, tuple[str | None, str | None, str | None]] = {}
     seq = 0
 
     def apply(event: tuple[float, int, _Req, float | None, int, bool]) -> None:
@@ -96,14 +96,14 @@ def simulate(
         budgets = applicable_budgets(policy, key, r.subject)
         rates = applicable_rates(policy, key, r.subject)
         if not budgets and not rates:
-            verdict_kind, reason = None, None
+            verdict_kind, reason, limit = None, None, None
             if r.ran:
                 seq += 1
                 heapq.heappush(pending, (r.settle_at, seq, r, r.cost, r.tokens, False))
         else:
             v = limits.admit(r.rid, r.decide_at, r.subject, budgets, rates, r.reserved_usd if budgets else 0.0,
                              r.reserved_tokens)  # fmt: skip
-            verdict_kind, reason, admitted = v.kind, v.reason, v.allowed
+            verdict_kind, reason, limit, admitted = v.kind, v.reason, v.limit, v.allowed
             if admitted:
                 if r.ran:
                     settle_at, cost, tokens = r.settle_at, r.cost, r.tokens
@@ -113,7 +113,7 @@ def simulate(
                 seq += 1
                 heapq.heappush(pending, (settle_at, seq, r, cost, tokens, True))
         if report_from is None or r.decide_at >= report_from:
-            out[r.rid] = (verdict_kind, reason)
+            out[r.rid] = (verdict_kind, reason, limit)
     while pending:
         apply(heapq.heappop(pending))
     return limits, out
@@ -133,14 +133,15 @@ def replay_limits(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]
     full = _concat(warm, window) if warm else window
     since = epoch(window["ts"][0]) if warm and window["request_id"] else None
     _, decided = simulate(policy, full, history, report_from=since)  # type: ignore[arg-type]
-    kinds, reasons, differs = [], [], []
+    kinds, reasons, limits, differs = [], [], [], []
     for rid, logged, plan in zip(window["request_id"], window["admission"], window["plan"], strict=True):
-        kind, reason = decided.get(rid, (None, None)) if plan is not None else (None, None)
+        kind, reason, limit = decided.get(rid, (None, None, None)) if plan is not None else (None, None, None)
         kinds.append(kind)
         reasons.append(reason)
+        limits.append(limit)
         differs.append((kind or "ok") != (logged or "ok"))  # admitted with or without a limit: the same decision
     return {"logged_admission": list(window["admission"]), "replay_admission": kinds,
-            "replay_admission_reason": reasons}, differs  # fmt: skip
+            "replay_admission_reason": reasons, "replay_admission_limit": limits}, differs  # fmt: skip
 
 
 def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
@@ -151,15 +152,12 @@ def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dic
         logged = window["admission"][i]
         if logged in (None, "ok"):
             prevented += window["cost_usd"][i] or 0.0
-        reason = decisions["replay_admission_reason"][i] or kind
-        limit = reason.split(" is exhausted")[0].split(" limit of")[0]
+        limit = decisions["replay_admission_limit"][i] or kind
         c = cutoffs.setdefault(limit, {"limit": limit, "kind": kind, "first_refused_at": None, "refused": 0})
         c["refused"] += 1
         at = epoch(window["ts"][i])
         if c["first_refused_at"] is None or at < c["first_refused_at"]:
             c["first_refused_at"] = at
-    from ..decisions.limits import utc
-
     for c in cutoffs.values():
         c["first_refused_at"] = utc(c["first_refused_at"])
     return {
