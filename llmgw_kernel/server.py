@@ -69,12 +69,12 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def build_app(
     policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False,
-    protect_views: bool = False,
+    protect_views: bool = False, secrets=None,
 ):  # fmt: skip
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
 
-    gateway = Gateway(policy_path=policy, data_dir=data_dir)
+    gateway = Gateway(policy_path=policy, data_dir=data_dir, secrets=secrets)
     mount = None
     if dashboards:
         from .dashboard_bridge import DashboardBridge
@@ -119,12 +119,12 @@ def serve(
     from .keys.secrets import Secrets, SecretsError
 
     try:
-        Secrets(data_dir)  # a wrong or missing master key: a clear error before binding the port
+        secrets = Secrets(data_dir)  # a wrong or missing master key: a clear error before binding the port
     except SecretsError as exc:
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
-    app = build_app(policy, data_dir, host, port, dashboards, open_views, protect_views)
+    app = build_app(policy, data_dir, host, port, dashboards, open_views, protect_views, secrets)
     config = uvicorn.Config(
         app,
         host=host,

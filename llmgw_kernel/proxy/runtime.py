@@ -75,7 +75,7 @@ class Gateway:
     snapshot: Snapshot = field(init=False)
     writer: LogWriter = field(init=False)
     cache: CacheService = field(init=False)
-    secrets: Secrets = field(init=False)
+    secrets: Secrets = None  # type: ignore[assignment]  # loaded at start unless given (serve checks it first)
     keys: KeyStore = field(init=False)
     limits: Limits = field(init=False)
     admin_token: str | None = None
@@ -97,7 +97,8 @@ class Gateway:
         policy = load_policy(self.policy_path)
         self._stamp = _stat(self.policy_path)
         self.admin_token = os.environ.get("LLMGW_ADMIN_TOKEN") or None
-        self.secrets = await asyncio.to_thread(Secrets, self.data_dir)  # a wrong master key stops here
+        if self.secrets is None:
+            self.secrets = await asyncio.to_thread(Secrets, self.data_dir)  # a wrong master key stops here
         self.keys = await asyncio.to_thread(KeyStore, self.data_dir, self.secrets.pepper)
         self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
