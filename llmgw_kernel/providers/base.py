@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
     from ..policy.model import Provider, Target
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+#: statuses worth trying the next target for, besides every 5xx (a server or gateway failure:
+#: 501 from one provider may be a feature another has; 520/529 are CDN / overload codes)
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class UpstreamError(Exception):
@@ -50,7 +52,8 @@ class UpstreamError(Exception):
     @property
     def retryable(self) -> bool:
         """Worth trying the next target: timeouts, connection errors, unsupported, 429 and 5xx."""
-        return self.kind != "http" or (self.status in RETRYABLE_STATUSES)
+        status = self.status or 0
+        return self.kind != "http" or status in RETRYABLE_STATUSES or 500 <= status <= 599
 
 
 def unsupported(param: str, message: str) -> UpstreamError:
