@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +29,8 @@ from typing import Any, Literal
 import orjson
 
 from .secrets import keys_dir, locked
+
+log = logging.getLogger("llmgw.keys")
 
 EVENTS = "events.jsonl"
 Window = Literal["day", "week", "month"]
@@ -143,31 +148,36 @@ def _settings_of(d: dict[str, Any]) -> KeySettings:
 
 
 class KeyHistory:
-    """Every version of every key, from the events file: what was in force when."""
+    """Every version of every key, from the events file: what was in force when.
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
-        self.events = events
+    Built by folding events one at a time (:meth:`apply`, O(1) each), so a new event never
+    costs a rebuild of the whole history."""
+
+    def __init__(self, events: Iterable[dict[str, Any]] = ()) -> None:
+        self.events: list[dict[str, Any]] = []
         self._by_id: dict[str, list[tuple[float, VirtualKey]]] = {}
-        current: dict[str, VirtualKey] = {}
+        self.current: dict[str, VirtualKey] = {}
         for ev in events:
-            key = _apply(current.get(ev["id"]), ev)
-            current[ev["id"]] = key
-            self._by_id.setdefault(ev["id"], []).append((ev["ts"], key))
-        self.current = current
+            self.apply(ev)
+
+    def apply(self, ev: dict[str, Any]) -> VirtualKey | None:
+        """Fold one event in; None (and a warning) for an event about a key never created."""
+        before = self.current.get(ev["id"])
+        if before is None and ev["type"] != "create":
+            log.warning("key history: %s event for unknown key %s skipped", ev["type"], ev["id"])
+            return None
+        key = _apply(before, ev)
+        self.events.append(ev)
+        self._by_id.setdefault(ev["id"], []).append((ev["ts"], key))
+        self.current[ev["id"]] = key  # last: a reader sees the key only once its history has it
+        return key
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str]) -> KeyHistory:
         path = keys_dir(data_dir) / EVENTS
         if not path.exists():
-            return cls([])
-        lines = path.read_bytes().split(b"\n")
-        events = []
-        for line in lines:
-            if line.strip():
-                try:
-                    events.append(orjson.loads(line))
-                except orjson.JSONDecodeError:  # a torn last line after a crash
-                    break
+            return cls()
+        events, _ = parse_events(path.read_bytes())
         return cls(events)
 
     def version(self, key_id: str, version: int) -> VirtualKey | None:
@@ -185,6 +195,21 @@ class KeyHistory:
                 break
             found = key
         return found
+
+
+def parse_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """(events, bytes consumed) of a journal chunk. Only newline-terminated lines count: a
+    torn last line (a crash mid-write) is left unconsumed; an undecodable complete line is
+    skipped with a warning rather than hiding every later event."""
+    end = data.rfind(b"\n") + 1
+    events = []
+    for line in data[:end].split(b"\n"):
+        if line.strip():
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                log.warning("key history: an unreadable line of %d bytes skipped", len(line))
+    return events, end
 
 
 def _apply(key: VirtualKey | None, ev: dict[str, Any]) -> VirtualKey:
@@ -208,19 +233,36 @@ class AuthError(Exception):
 
 
 class KeyStore:
-    """The live keys of a data directory. Writes append to the history (fsynced) under the
-    directory lock; reads are dict lookups."""
+    """The live keys of a data directory.
+
+    Writes are linearisable and cost O(1) whatever the number of keys: under one lock (a
+    thread lock, then the directory's file lock) a write first folds in any events another
+    writer appended since (the journal is the truth; this process tracks how far it has
+    read), then appends its own line(s) with one fsync and folds them into the in-memory
+    indexes. Once a write returns, the key is usable by the very next request. Reads
+    (:meth:`authenticate`) are dict lookups and take no lock."""
 
     def __init__(self, data_dir: str | os.PathLike[str], pepper: bytes) -> None:
         self.directory = keys_dir(data_dir)
         self.path = self.directory / EVENTS
         self._pepper = pepper
-        self.history = KeyHistory.load(data_dir)
+        self._lock = threading.Lock()
+        self._offset = 0  # bytes of the journal folded into self.history
+        self.history = KeyHistory()
+        if self.path.exists():
+            with self._lock:
+                self._catch_up(self.path.read_bytes())
         self._dummy = self._hash("sk-llmgw-000000000000-" + "x" * 43)
 
     @property
     def keys(self) -> dict[str, VirtualKey]:
+        """id -> current key. Iterate over :meth:`snapshot` instead: writers add to this dict."""
         return self.history.current
+
+    def snapshot(self) -> list[VirtualKey]:
+        """Every key, as of one instant (safe while other threads write)."""
+        with self._lock:
+            return list(self.history.current.values())
 
     @property
     def enforcing(self) -> bool:
@@ -230,39 +272,82 @@ class KeyStore:
     def _hash(self, key: str) -> str:
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
 
-    def _append(self, ev: dict[str, Any]) -> VirtualKey:
-        line = orjson.dumps(ev) + b"\n"
-        with locked(self.directory):
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    def _catch_up(self, tail: bytes) -> None:
+        events, used = parse_events(tail)
+        for ev in events:
+            self.history.apply(ev)
+        self._offset += used
+
+    def _commit(self, build: Callable[[], list[dict[str, Any]]]) -> list[VirtualKey]:
+        """Append the events ``build`` makes (called under the lock, after catching up) and
+        fold them in; returns the keys they produce."""
+        with self._lock, locked(self.directory):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                os.write(fd, line)
+                size = os.fstat(fd).st_size
+                if size > self._offset:  # another process wrote, or a crash left a torn line
+                    self._catch_up(os.pread(fd, size - self._offset, self._offset))
+                    if size > self._offset:
+                        log.warning("key history: a torn last line (%d bytes) dropped", size - self._offset)
+                        os.ftruncate(fd, self._offset)
+                events = build()
+                data = b"".join(orjson.dumps(ev) + b"\n" for ev in events)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
+                self._offset += len(data)
             finally:
                 os.close(fd)
-        events = [*self.history.events, ev]
-        self.history = KeyHistory(events)
-        return self.history.current[ev["id"]]
+            return [key for ev in events if (key := self.history.apply(ev)) is not None]
+
+    def _new_key(self, settings: KeySettings, now: float, taken: set[str]) -> tuple[dict[str, Any], str]:
+        key_id = secrets.token_hex(6)
+        while key_id in self.history.current or key_id in taken:
+            key_id = secrets.token_hex(6)
+        taken.add(key_id)
+        plain = f"sk-llmgw-{key_id}-{secrets.token_urlsafe(32)}"
+        ev = {"ts": now, "type": "create", "id": key_id, "settings": _settings_json(settings),
+              "hash": self._hash(plain), "last4": plain[-4:]}  # fmt: skip
+        return ev, plain
 
     def create(self, settings: KeySettings) -> tuple[VirtualKey, str]:
         """A new key: (its record, the key itself — shown once, never stored)."""
-        key_id = secrets.token_hex(6)
-        while key_id in self.keys:
-            key_id = secrets.token_hex(6)
-        plain = f"sk-llmgw-{key_id}-{secrets.token_urlsafe(32)}"
-        ev = {"ts": time.time(), "type": "create", "id": key_id, "settings": _settings_json(settings),
-              "hash": self._hash(plain), "last4": plain[-4:]}  # fmt: skip
-        return self._append(ev), plain
+        [(record, plain)] = self.create_many([settings])
+        return record, plain
+
+    def create_many(self, many: Iterable[KeySettings]) -> list[tuple[VirtualKey, str]]:
+        """Several new keys in one write (one fsync): seeding or importing thousands of keys."""
+        plains: list[str] = []
+
+        def build() -> list[dict[str, Any]]:
+            now, taken, events = time.time(), set[str](), list[dict[str, Any]]()
+            for settings in many:
+                ev, plain = self._new_key(settings, now, taken)
+                events.append(ev)
+                plains.append(plain)
+            return events
+
+        return list(zip(self._commit(build), plains, strict=True))
+
+    def _change(self, ev: dict[str, Any]) -> VirtualKey:
+        def build() -> list[dict[str, Any]]:
+            if ev["id"] not in self.history.current:
+                raise KeyError(ev["id"])
+            return [{"ts": time.time(), **ev}]
+
+        [key] = self._commit(build)
+        return key
 
     def update(self, key_id: str, settings: KeySettings) -> VirtualKey:
-        return self._append({"ts": time.time(), "type": "update", "id": key_id, "settings": _settings_json(settings)})
+        return self._change({"type": "update", "id": key_id, "settings": _settings_json(settings)})
 
     def revoke(self, key_id: str) -> VirtualKey:
-        return self._append({"ts": time.time(), "type": "revoke", "id": key_id})
+        return self._change({"type": "revoke", "id": key_id})
 
     def rotate(self, key_id: str) -> tuple[VirtualKey, str]:
         plain = f"sk-llmgw-{key_id}-{secrets.token_urlsafe(32)}"
-        ev = {"ts": time.time(), "type": "rotate", "id": key_id, "hash": self._hash(plain), "last4": plain[-4:]}
-        return self._append(ev), plain
+        return self._change({"type": "rotate", "id": key_id, "hash": self._hash(plain), "last4": plain[-4:]}), plain
 
     def authenticate(self, presented: str | None, now: float) -> VirtualKey:
         """The key a request presented, or :class:`AuthError` (401: missing, unknown, revoked, expired)."""

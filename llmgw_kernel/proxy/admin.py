@@ -110,7 +110,8 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
         if method == "GET":
             team = _query(scope).get("team")
             now = time.time()
-            items = [k.public(now) for k in keys.keys.values() if team is None or k.settings.team == team]
+            every = await asyncio.to_thread(keys.snapshot)  # writers add keys meanwhile, on worker threads
+            items = [k.public(now) for k in every if team is None or k.settings.team == team]
             return 200, {"object": "list", "data": items}
         raise _method(method, path)
     m = _KEY_PATH.match(path)
