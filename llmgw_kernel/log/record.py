@@ -12,6 +12,10 @@ from typing import Any
 
 import orjson
 
+from .schema import COLUMN_NAMES, COLUMNS
+
+JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
+
 
 class RequestRecord:
     """One request's facts, filled in as the pipeline runs."""
@@ -139,6 +143,63 @@ def assemble_stream(events: list[bytes]) -> dict[str, Any] | None:
     return {**head, "object": "chat.completion", "choices": [choices[i] for i in sorted(choices)], "usage": usage}
 
 
+def _sorted_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _hash_or_none(encode: Any, value: Any) -> str | None:
+    """SHA-256 of ``encode(value)``; None when the value cannot be encoded (e.g. nested deeper
+    than orjson's 254 levels): the row is still written, without that hash."""
+    try:
+        return _sha256(encode(value))
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
+        return None
+
+
+UNSERIALIZABLE = "llmgw_unserializable"
+"""The key of the marker that replaces a JSON column value that cannot be serialised:
+``{"llmgw_unserializable": "<reason>"}``."""
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    """One row as a JSON line for the segment writer. Never raises: a JSON column whose value
+    cannot be serialised becomes ``{"llmgw_unserializable": "<reason>"}``, any other such
+    column NULL, so one bad row never blocks the others."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
+        pass
+    clean = dict(row)
+    for name, value in row.items():
+        try:
+            orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError) as exc:
+            clean[name] = unserializable(exc) if name in JSON_COLUMNS else None
+    return orjson.dumps(clean, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def unserializable(exc: BaseException | str) -> dict[str, str]:
+    """The marker recorded in place of a value that cannot be serialised."""
+    reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return {UNSERIALIZABLE: reason[:300]}
+
+
+def minimal_row(rec: RequestRecord, reason: str) -> dict[str, Any]:
+    """The row of a record whose full row cannot be built or written: its scalar facts, with
+    the reason in ``metadata`` (so the request is still counted, and its spend)."""
+    row = dict.fromkeys(COLUMN_NAMES)
+    for name in _SCALARS:
+        value = getattr(rec, name, None)
+        row[name] = value if value is None or isinstance(value, (str, int, float, bool)) else None
+    usage = rec.usage if isinstance(rec.usage, dict) else {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(name)
+        row[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    row["metadata"] = unserializable(reason)
+    row["request_bytes"] = len(rec.request_raw or b"")
+    return row
+
+
 def to_row(rec: RequestRecord) -> dict[str, Any]:
     """The log row for a finished request (runs in the writer thread)."""
     usage = rec.usage or {}
@@ -149,7 +210,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         except orjson.JSONDecodeError:
             parsed = None
         if isinstance(parsed, dict):
-            request_hash = _sha256(canonical_request_bytes(parsed))
+            request_hash = _hash_or_none(canonical_request_bytes, parsed)
             if rec.body_mode == "full":
                 request_body = parsed
         elif rec.body_mode == "full":
@@ -165,7 +226,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
             response = orjson.loads(rec.response_raw)
         except orjson.JSONDecodeError:
             response = {"unparsed": rec.response_raw[:4096].decode("utf-8", "replace")}
-    response_hash = _sha256(orjson.dumps(response, option=orjson.OPT_SORT_KEYS)) if response is not None else None
+    response_hash = _hash_or_none(_sorted_json, response) if response is not None else None
     return {
         "request_id": rec.request_id,
         "client_request_id": rec.client_request_id,
@@ -232,3 +293,11 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "reserved_usd": rec.reserved_usd,
         "reserved_tokens": rec.reserved_tokens,
     }
+
+
+# columns copied as they are from the record by :func:`minimal_row`
+_SCALARS = tuple(
+    name
+    for name, typ, _ in COLUMNS
+    if name in RequestRecord.__slots__ and typ in ("VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ")
+)

@@ -1,11 +1,19 @@
-"""The request-log writer: batched, durable, off the event loop.
+"""The request-log writer: journaled, batched, off the event loop.
 
-The proxy calls :meth:`LogWriter.append` (a list append). A writer thread wakes every
-``flush_ms``, turns buffered records into rows, writes them as one Parquet segment through
-DuckDB (which works with the GIL released), fsyncs it and renames it into place. Every
+The proxy calls :meth:`LogWriter.append` before a response's last byte is sent: one framed
+record appended to the write-ahead journal (:mod:`.journal`, one ``os.write``) and a list
+append. A writer thread wakes every ``flush_ms``, turns buffered records into rows, writes
+them as one Parquet segment through DuckDB (which works with the GIL released), fsyncs it,
+renames it into place and deletes the journal file those records came from. Every
 ``FANOUT`` segments of the same size class are merged into one (an LSM-style compaction),
-so a day of traffic stays a few dozen files. ``close()`` flushes everything; a ``kill -9``
-loses at most the rows of the last ``flush_ms``.
+so a day of traffic stays a few dozen files. ``close()`` flushes everything; after a
+``kill -9`` the next start folds what the journal holds into a segment, so an answered
+request is never lost.
+
+One bad row never blocks the others: rows are serialised one by one (a value that cannot be
+serialised becomes a marker, :func:`.record.encode_row`), and a batch that fails for a reason
+other than the disk is split until the bad row is found, which is then written with its
+scalar columns only.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from pathlib import Path
 
 import orjson
 
-from .record import RequestRecord, to_row
+from . import journal as wal
+from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
 from .schema import COLUMNS
 from .segments import (
     Segment,
@@ -40,12 +49,18 @@ _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ
 _SELECT = ", ".join(
     f'to_timestamp("{name}") AS "{name}"' if typ == "TIMESTAMPTZ" else f'"{name}"' for name, typ, _ in COLUMNS
 )
+_SCALAR_TYPES = {"VARCHAR": str, "INTEGER": int, "BIGINT": int, "DOUBLE": (int, float), "BOOLEAN": bool}
+_SCALAR_TYPES["TIMESTAMPTZ"] = (int, float)
 
 
 class LogWriter:
-    """Append-only writer of ``<data_dir>/log/requests``. Thread-safe ``append``."""
+    """Append-only writer of ``<data_dir>/log/requests``. Thread-safe ``append``.
 
-    def __init__(self, data_dir: str | os.PathLike[str], flush_ms: int = 500) -> None:
+    ``journal=False`` skips the write-ahead journal (bulk writers that can rerun, e.g. synthetic
+    history); the server always journals.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], flush_ms: int = 500, journal: bool = True) -> None:
         import duckdb
 
         self.directory = log_dir(data_dir)
@@ -55,23 +70,43 @@ class LogWriter:
         ensure_anchor(self.directory)
         self.flush_s = flush_ms / 1000
         self._buffer: list[RequestRecord] = []
-        self._pending_rows: list[dict] = []
-        self._lock = threading.Lock()
+        self._pending: list[bytes] = []  # rows serialised, not yet in a segment
+        self._lock = threading.Lock()  # one flush, merge or close at a time
+        self._append_lock = threading.Lock()  # journal + buffer move together
         self._wake = threading.Event()
         self._stop = False
         self._seq = max((s.hi for s in list_segments(self.directory)), default=0) + 1
         self._con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self._con.execute("SET TimeZone = 'UTC'")
         self.rows_written = 0
+        self.rows_recovered = 0
+        self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
         self.flush_errors = 0
         self.last_error: str | None = None
         self.last_flush_at = time.time()
+        self._done_journals: list[Path] = []  # journal files whose records are in _pending or written
+        self._journal: wal.Journal | None = None
+        if journal:
+            jdir = wal.journal_dir(data_dir)
+            with self._lock:
+                self._recover(jdir)
+            self._journal = wal.Journal(jdir, self._seq)
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
 
     # -- hot path -----------------------------------------------------------------------
     def append(self, record: RequestRecord) -> None:
-        self._buffer.append(record)  # list.append is atomic under the GIL
+        """Journal ``record`` (one ``os.write``) and buffer it for the next flush. Call it once
+        the record is final: before the response's last byte, so that a crash after the
+        client has its answer cannot lose the row."""
+        journal = self._journal
+        if journal is None:
+            self._buffer.append(record)  # list.append is atomic under the GIL
+            return
+        frame = wal.encode(record)
+        with self._append_lock:
+            journal.append(frame)
+            self._buffer.append(record)
 
     # -- lifecycle ------------------------------------------------------------------------
     def set_flush_ms(self, flush_ms: int) -> None:
@@ -89,6 +124,11 @@ class LogWriter:
         with self._lock:
             self._flush_locked()
             self._con.close()
+            if self._journal is not None:
+                self._done_journals.append(self._journal.close())
+                self._journal = None
+                if not self._pending and not self._buffer:
+                    self._delete_journals()
 
     @property
     def healthy(self) -> bool:
@@ -96,7 +136,11 @@ class LogWriter:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer) + len(self._pending_rows)
+        return len(self._buffer) + len(self._pending)
+
+    @property
+    def journal_errors(self) -> int:
+        return self._journal.errors if self._journal is not None else 0
 
     # -- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -113,39 +157,106 @@ class LogWriter:
                     log.exception("log writer pass failed")
 
     def _flush_locked(self) -> None:
-        records, self._buffer = self._buffer, []
-        for rec in records:
+        with self._append_lock:
+            records, self._buffer = self._buffer, []
+            if records and self._journal is not None:
+                self._done_journals.append(self._journal.rotate(self._seq))
+        self._pending.extend(_line(rec) for rec in records)
+        if self._pending:
             try:
-                self._pending_rows.append(to_row(rec))
-            except Exception:
-                log.exception("could not turn request %s into a log row", rec.request_id)
-        if not self._pending_rows:
-            return
-        rows = self._pending_rows
-        seq = self._seq
-        try:
-            self._write_segment(rows, seq)
-        except Exception as exc:
-            self.flush_errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("log flush failed (%d rows kept in memory): %s", len(rows), self.last_error)
-            if len(rows) > MAX_BUFFERED:
-                dropped = len(rows) - MAX_BUFFERED
-                del rows[:dropped]
-                log.error("log buffer full: dropped %d oldest rows", dropped)
-            return
-        self._seq += 1
-        self._pending_rows = []
-        self.rows_written += len(rows)
-        self.last_error = None
-        self.last_flush_at = time.time()
+                self._write_pending()
+            except Exception as exc:
+                self.flush_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("log flush failed (%d rows kept in memory): %s", len(self._pending), self.last_error)
+                if len(self._pending) > MAX_BUFFERED:
+                    dropped = len(self._pending) - MAX_BUFFERED
+                    del self._pending[:dropped]
+                    log.error("log buffer full: dropped %d oldest rows", dropped)
+                return
+            self.last_error = None
+            self.last_flush_at = time.time()
+        self._delete_journals()
 
-    def _write_segment(self, rows: list[dict], seq: int) -> None:
+    def _write_pending(self) -> None:
+        """Write ``_pending`` as segments: one if it can, else split around rows that fail for
+        a reason other than the disk. A disk error leaves what was not written in ``_pending``."""
+        chunks = [self._pending]
+        while chunks:
+            chunk = chunks.pop(0)
+            try:
+                self._write_segment(chunk, self._seq)
+            except Exception as exc:
+                if _disk_error(exc):
+                    self._pending = [line for c in (chunk, *chunks) for line in c]
+                    raise
+                if len(chunk) > 1:
+                    mid = len(chunk) // 2
+                    chunks[0:0] = [chunk[:mid], chunk[mid:]]
+                    continue
+                chunk = [_strip(chunk[0], exc)]
+                try:
+                    self._write_segment(chunk, self._seq)
+                except Exception:
+                    self._pending = [line for c in (chunk, *chunks) for line in c]
+                    raise
+                self.rows_stripped += 1
+                log.error("log row written with its scalar columns only: %s", exc)
+            self._seq += 1
+            self.rows_written += len(chunk)
+        self._pending = []
+
+    def _delete_journals(self) -> None:
+        for path in self._done_journals:
+            path.unlink(missing_ok=True)
+        self._done_journals = []
+
+    def _recover(self, jdir: Path) -> None:
+        """Fold what a crash left in the journal into a segment, skipping records a segment
+        already holds (the crash came between writing it and deleting the journal file)."""
+        files = wal.journal_files(jdir)
+        if not files:
+            return
+        records: list[RequestRecord] = []
+        for _, path in files:
+            found, torn = wal.decode(path.read_bytes())
+            if torn:
+                log.warning("journal %s: skipped %d bytes of a torn or corrupt last record", path.name, torn)
+            records.extend(found)
+        known = self._ids_since(min(seq for seq, _ in files))
+        fresh = []
+        for rec in records:
+            if rec.request_id not in known:
+                known.add(rec.request_id)
+                fresh.append(rec)
+        self._done_journals = [path for _, path in files]
+        self._pending = [_line(rec) for rec in fresh]
+        if self._pending:
+            try:
+                self._write_pending()
+            except Exception as exc:  # the thread retries; the journal stays until it succeeds
+                self.flush_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("journal recovery could not write %d rows: %s", len(self._pending), self.last_error)
+                return
+        self.rows_recovered = len(fresh)
+        if fresh:
+            log.warning("journal: recovered %d rows a crash had not written to a segment", len(fresh))
+        self._delete_journals()
+
+    def _ids_since(self, seq: int) -> set[str]:
+        files = [str(s.path) for s in list_segments(self.directory) if s.hi >= seq and s.lo > 0]
+        if not files:
+            return set()
+        rows = self._con.execute("SELECT request_id FROM read_parquet(?, union_by_name=true)", [files]).fetchall()
+        return {r[0] for r in rows}
+
+    def _write_segment(self, lines: list[bytes], seq: int) -> None:
         final = self.directory / segment_name(seq, seq)
         jsonl = self.directory / f".{final.name}.jsonl.tmp"
         tmp = self.directory / f".{final.name}.tmp"
         with open(jsonl, "wb") as fh:
-            fh.write(b"\n".join(orjson.dumps(r) for r in rows))
+            fh.write(b"\n".join(lines))
         try:
             self._con.execute(
                 f"COPY (SELECT {_SELECT} FROM read_json(?, format='newline_delimited', columns=?)) "
@@ -214,3 +325,38 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _line(rec: RequestRecord) -> bytes:
+    """A record's row as a JSON line; never raises (a record whose row cannot be built keeps
+    its scalar facts, :func:`.record.minimal_row`)."""
+    try:
+        return encode_row(to_row(rec))
+    except Exception as exc:
+        log.exception("request %s: full log row failed; writing its scalar columns", rec.request_id)
+        return encode_row(minimal_row(rec, f"{type(exc).__name__}: {exc}"))
+
+
+def _strip(line: bytes, exc: BaseException) -> bytes:
+    """A row that DuckDB refused, reduced to the scalar columns whose values have their
+    column's type; ``metadata`` says why."""
+    row = orjson.loads(line)
+    out: dict[str, object] = {}
+    for name, typ, _ in COLUMNS:
+        value = row.get(name)
+        kind = _SCALAR_TYPES.get(typ)
+        ok = kind is not None and isinstance(value, kind) and (typ == "BOOLEAN" or not isinstance(value, bool))
+        if ok and typ in ("INTEGER", "BIGINT"):
+            ok = -(2**31) <= value < 2**31 if typ == "INTEGER" else -(2**63) <= value < 2**63  # type: ignore[operator]
+        if ok and isinstance(value, str):
+            ok = len(value) <= 100_000
+        out[name] = value if ok else None
+    out["metadata"] = unserializable(f"row refused by the segment writer: {type(exc).__name__}: {exc}")
+    return orjson.dumps(out)
+
+
+def _disk_error(exc: BaseException) -> bool:
+    """A failure of the disk or the directory (keep the rows and retry), not of a row."""
+    import duckdb
+
+    return isinstance(exc, (OSError, duckdb.IOException))

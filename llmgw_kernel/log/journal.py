@@ -1,0 +1,186 @@
+"""The write-ahead journal: every answered request's record, on disk before its last byte.
+
+The proxy appends one framed record per request to ``<data_dir>/log/journal/journal-<seq>-<n>.wal``
+(``O_APPEND``, one ``os.write``; no fsync: written data survives a process crash, not a
+power loss). The writer thread turns records into Parquet rows as before; when a flush has
+put a journal file's records into a segment it deletes that file, so the journal holds at
+most the rows of the last ``flush_ms``. At the next start the writer folds what a crash left
+in the journal into a segment (skipping records already in a segment) and deletes it.
+
+A frame is ``magic | body length | crc32(body) | body`` (little-endian u32s); ``body`` is a
+u32 header length, an orjson header (the record's plain attributes and the lengths of its
+byte fields) and the byte fields. A torn last frame (the process died mid-write) fails its
+length or CRC check and is skipped with everything after it.
+
+>>> rec = RequestRecord("req_1", 1.5, "chat.completions")
+>>> rec.request_raw, rec.metadata = b'{"model": "m"}', {"team": "a"}
+>>> frame = encode(rec)
+>>> [(r.request_id, r.request_raw, r.metadata) for r in decode(frame + frame[:-3])[0]]
+[('req_1', b'{"model": "m"}', {'team': 'a'})]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .record import RequestRecord, unserializable
+
+log = logging.getLogger("llmgw.log")
+
+MAGIC = 0x4C4A524E
+_FRAME = struct.Struct("<III")  # magic, body length, crc32 of the body
+_U32 = struct.Struct("<I")
+_BYTES_FIELDS = ("request_raw", "response_raw", "stream_events", "embedding")
+_PLAIN = tuple(s for s in RequestRecord.__slots__ if s not in _BYTES_FIELDS)
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+JOURNAL_RE = re.compile(r"^journal-(\d{16})-(\d{6})\.wal$")
+
+
+def journal_dir(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / "log" / "journal"
+
+
+def journal_name(seq: int, n: int) -> str:
+    """A journal file opened when the writer's next segment was ``seq``: its records can only
+    be in segments ``seq`` and later."""
+    return f"journal-{seq:016d}-{n % 1_000_000:06d}.wal"
+
+
+def encode(rec: RequestRecord) -> bytes:
+    """One record as a frame (runs on the event loop: no hashing, parsing or decoding)."""
+    values = [getattr(rec, name) for name in _PLAIN]
+    blobs = [rec.request_raw or b""]
+    lens: list[Any] = [len(blobs[0]), -1, None, -1]
+    if rec.response_raw is not None:
+        blobs.append(rec.response_raw)
+        lens[1] = len(rec.response_raw)
+    if rec.stream_events is not None:
+        blobs.extend(rec.stream_events)
+        lens[2] = [len(e) for e in rec.stream_events]
+    if rec.embedding is not None:
+        emb = _embedding_bytes(rec.embedding)
+        blobs.append(emb)
+        lens[3] = len(emb)
+    try:
+        header = orjson.dumps((values, lens), option=_OPTS)
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError):
+        header = orjson.dumps(([_jsonable(v) for v in values], lens), option=_OPTS)
+    body = b"".join((_U32.pack(len(header)), header, *blobs))
+    return _FRAME.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def decode(data: bytes) -> tuple[list[RequestRecord], int]:
+    """The records of a journal file's bytes, and how many trailing bytes were skipped (a torn
+    or corrupt frame and everything after it)."""
+    out: list[RequestRecord] = []
+    pos, end = 0, len(data)
+    while pos + _FRAME.size <= end:
+        magic, size, crc = _FRAME.unpack_from(data, pos)
+        body = data[pos + _FRAME.size : pos + _FRAME.size + size]
+        if magic != MAGIC or len(body) != size or zlib.crc32(body) != crc:
+            break
+        pos += _FRAME.size + size
+        try:
+            out.append(_record(body))
+        except Exception:  # a well-framed record we cannot rebuild: skip it, keep the others
+            log.exception("journal: skipped a record that could not be decoded")
+    return out, end - pos
+
+
+def _record(body: bytes) -> RequestRecord:
+    (hlen,) = _U32.unpack_from(body, 0)
+    values, (req_len, resp_len, event_lens, emb_len) = orjson.loads(body[4 : 4 + hlen])
+    rec = RequestRecord.__new__(RequestRecord)
+    for name, value in zip(_PLAIN, values, strict=True):
+        setattr(rec, name, value)
+    if rec.plan is not None:
+        rec.plan = tuple(rec.plan)
+    pos = 4 + hlen
+    rec.request_raw, pos = body[pos : pos + req_len], pos + req_len
+    rec.response_raw = None
+    if resp_len >= 0:
+        rec.response_raw, pos = body[pos : pos + resp_len], pos + resp_len
+    rec.stream_events = None
+    if event_lens is not None:
+        rec.stream_events = []
+        for n in event_lens:
+            rec.stream_events.append(body[pos : pos + n])
+            pos += n
+    rec.embedding = None
+    if emb_len >= 0:
+        import numpy as np
+
+        rec.embedding = np.frombuffer(body[pos : pos + emb_len], dtype=np.float32).copy()
+    return rec
+
+
+def _embedding_bytes(embedding: Any) -> bytes:
+    import numpy as np
+
+    return np.asarray(embedding, dtype=np.float32).tobytes()
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        orjson.dumps(value, option=_OPTS)
+    except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError) as exc:
+        return unserializable(exc)
+    return value
+
+
+class Journal:
+    """The open journal file of one writer. ``append`` is called under the writer's append
+    lock; ``rotate`` starts a new file and returns the finished one's path."""
+
+    def __init__(self, directory: Path, seq: int) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._n = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.path = directory / journal_name(seq, self._n)
+        self._fd = self._open(self.path)
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+    def append(self, frame: bytes) -> None:
+        try:
+            written = os.write(self._fd, frame)
+            while written < len(frame):  # short writes happen only when the disk fills up
+                written += os.write(self._fd, frame[written:])
+        except OSError as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def rotate(self, seq: int) -> Path:
+        """Continue in a new file (its records go to segments ``seq`` and later)."""
+        self._n += 1
+        old, old_fd = self.path, self._fd
+        self.path = self.directory / journal_name(seq, self._n)
+        self._fd = self._open(self.path)
+        os.close(old_fd)
+        return old
+
+    def close(self) -> Path:
+        os.close(self._fd)
+        return self.path
+
+
+def journal_files(directory: Path) -> list[tuple[int, Path]]:
+    """``(first segment seq, path)`` of every journal file, oldest first."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), int(m.group(2)), directory / n) for n in names if (m := JOURNAL_RE.match(n))]
+    return [(seq, path) for seq, _, path in sorted(found)]
