@@ -31,14 +31,19 @@ Identity
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
 
 from ..policy.model import CacheSettings
+from .cache_features import Features, features, verify
+
+__all__ = [
+    "CANDIDATES", "CONTROLS", "NO_CACHE", "NO_STORE", "Candidate", "Features", "SemanticVerdict", "bypass_reason",
+    "canonical", "choose", "exact_key", "features", "namespace", "scoped", "semantic_context", "semantic_text",
+    "verify",
+]  # fmt: skip
 
 #: request fields that never change the answer
 _NOT_ANSWER = frozenset({"model", "metadata", "stream", "stream_options", "user", "store", "service_tier"})
@@ -128,133 +133,7 @@ def semantic_context(route: str, body: Mapping[str, Any]) -> str:
     return _sha(route.encode() + b"\x00" + canonical(rest))[:32]
 
 
-# --- verification ---------------------------------------------------------------------------
-
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\d+(?:[.,]\d+)*")
-_NEGATIONS = frozenset(
-    "not no never none nobody nothing neither nor cannot cant without dont doesnt didnt isnt arent wasnt "
-    "werent wont wouldnt shouldnt couldnt hasnt havent hadnt mustnt aint "
-    "khong chang chua dung".split()  # Vietnamese (accents folded): không, chẳng, chưa, đừng
-)
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
-_STOP = frozenset(
-    "a an the and or but if of at by for with about against between into through during before after above "
-    "below to from up down in out on off over under again further then once here there when where why how "
-    "all any both each few more most other some such only own same so than too very can will just should "
-    "now is are was were be been being have has had having do does did doing i me my we our you your he him "
-    "his she her it its they them their what which who whom this that these those am would could might must "
-    "shall may also get got as s t way best good please tell explain describe give know want need like "
-    "yes vs versus".split()
-)
-
-
-_DIRECTIONAL = frozenset({"to", "into", "in", "from", "than", "before", "after", "per"})
-
-
-class Features(NamedTuple):
-    """What verification compares, as 32-bit token hashes (so the log need not keep the text).
-
-    ``numbers``: numbers in the text (digits and number words); ``negations``: count of
-    negation words; ``entities``: capitalised words not at a sentence start, and words mixing
-    letters and digits; ``words``: the content words; ``pairs``: (content word before, content
-    word after) around each directional word (to, into, in, from, than, before, after, per).
-    """
-
-    numbers: tuple[int, ...]
-    negations: int
-    entities: tuple[int, ...]
-    words: tuple[int, ...]
-    pairs: tuple[tuple[int, int], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": list(self.numbers), "g": self.negations, "e": list(self.entities), "w": list(self.words),
-            "p": [list(p) for p in self.pairs],
-        }  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Features:
-        pairs = tuple((int(a), int(b)) for a, b in data["p"])
-        return cls(tuple(data["n"]), int(data["g"]), tuple(data["e"]), tuple(data["w"]), pairs)
-
-
-def _h(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=4).digest(), "big")
-
-
-def _fold(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).replace("đ", "d")
-
-
-def features(text: str) -> Features:
-    """The verification features of one prompt."""
-    folded = _fold(text)
-    numbers: set[int] = set()
-    entities: set[int] = set()
-    words: set[int] = set()
-    pairs: set[tuple[int, int]] = set()
-    negations = 0
-    prev_end = 0
-    last_word: int | None = None
-    pending: int | None = None  # content word before a directional word, waiting for the one after
-    for m in _WORD.finditer(folded):
-        raw = m.group()
-        sentence_start = prev_end == 0 or any(c in '.?!:;\n"(' for c in folded[prev_end : m.start()])
-        prev_end = m.end()
-        tok = raw.lower().replace("’", "'")
-        if tok.endswith("n't"):
-            negations += 1
-            tok = tok[:-3]
-        else:
-            tok = tok.replace("'", "")
-        if tok in _NEGATIONS:
-            negations += 1
-        elif tok[0].isdigit():
-            numbers.add(_h(tok.replace(",", "")))
-        elif tok in _NUMBER_WORDS:
-            numbers.add(_h(_NUMBER_WORDS[tok]))
-        elif tok in _DIRECTIONAL:
-            pending = last_word
-        elif tok not in _STOP and len(tok) > 1:
-            h = _h(tok)
-            words.add(h)
-            if (raw[0].isupper() and not sentence_start) or (
-                any(c.isdigit() for c in tok) and any(c.isalpha() for c in tok)
-            ):
-                entities.add(h)
-            if pending is not None and pending != h:
-                pairs.add((pending, h))
-            pending = None
-            last_word = h
-    return Features(
-        tuple(sorted(numbers)), negations, tuple(sorted(entities)), tuple(sorted(words)), tuple(sorted(pairs))
-    )
-
-
-def verify(query: Features, cached: Features) -> str | None:
-    """Why a similar cached prompt must not answer this one (None: it may).
-
-    Rejects the known failure modes of embedding similarity: different numbers, a negation in
-    one and not the other, a named entity of one missing from the other, and a relation read
-    the other way round ("Celsius to Fahrenheit" / "Fahrenheit to Celsius").
-    """
-    if query.numbers != cached.numbers:
-        return "numbers"
-    if (query.negations % 2) != (cached.negations % 2):
-        return "negation"
-    qw, cw = set(query.words), set(cached.words)
-    if any(e not in cw for e in query.entities) or any(e not in qw for e in cached.entities):
-        return "entities"
-    reversed_pairs = {(b, a) for a, b in cached.pairs}
-    if any(p in reversed_pairs for p in query.pairs):
-        return "word order"
-    return None
+# --- verification: features and verify live in cache_features ---------------------------------
 
 
 class Candidate(NamedTuple):
