@@ -155,6 +155,15 @@ async def _health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> No
     await send_json(send, 200 if ready else 503, orjson.dumps(report))
 
 
+async def _guarded_health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """/health beyond loopback: the status for anyone (load balancers), the details (policy
+    file, routes, breakers, key count, ...) only with the dashboard or admin token."""
+    ready, report = health_report(gw)
+    if not _holds_token(scope, viewer_token(), gw.admin_token):
+        report = {"status": report["status"]}
+    await send_json(send, 200 if ready else 503, orjson.dumps(report))
+
+
 async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -175,7 +184,37 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/metrics": {"GET": _metrics},
     "/v1/llmgw/key": {"GET": _key_info},
 }
-_API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics")
+# API paths (never the dashboards'): the table above, plus these prefixes
+_API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/")
+# handlers that stamp their own x-request-id (the pipeline's: it is also the log row's id)
+_OWN_REQUEST_ID = frozenset((_chat, _embeddings, anthropic_inbound.handle))
+_MAX_CLIENT_ID = 200
+
+
+def is_api_path(path: str) -> bool:
+    """The unversioned aliases (``/chat/completions``, ``/models``, ...) are API paths exactly
+    like their ``/v1/`` twins: keys protect them, never the dashboard token."""
+    return path in ROUTES or path.startswith(_API_PREFIXES)
+
+
+def _with_request_id(scope: Scope, send: Send) -> Send:
+    """``send`` that adds ``x-request-id`` to the response: the client's (as the pipeline
+    echoes it), else a fresh gateway id."""
+    rid = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and value:
+            rid = value[:_MAX_CLIENT_ID]
+    if rid is None:
+        rid = pipeline.new_request_id().encode()
+
+    async def stamped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"x-request-id", rid)]}
+        await send(message)
+
+    return stamped
 
 
 def viewer_token() -> str | None:
@@ -184,17 +223,12 @@ def viewer_token() -> str | None:
     return os.environ.get("LLMGW_DASHBOARD_TOKEN") or os.environ.get("LLMGW_ADMIN_TOKEN") or None
 
 
-def _viewer_denied(scope: Scope) -> GatewayError | None:
-    """None when the request carries the dashboard token (Bearer, or Basic with it as password)."""
+def _holds_token(scope: Scope, *tokens: str | None) -> bool:
+    """Whether the request carries one of ``tokens`` (Bearer, or Basic with it as password)."""
     import base64
     import hmac
 
-    token = viewer_token()
-    if token is None:
-        return GatewayError(
-            403, "Dashboards and /metrics are served beyond loopback only with a token: set LLMGW_DASHBOARD_TOKEN "
-            "(or start with --open-dashboards)", "permission_error", code="viewer_token_missing",
-        )  # fmt: skip
+    wanted = [t.encode() for t in tokens if t]
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, cred = value.partition(b" ")
@@ -204,8 +238,21 @@ def _viewer_denied(scope: Scope) -> GatewayError | None:
                     cred = base64.b64decode(cred).partition(b":")[2]
                 except ValueError:
                     cred = b""
-            if hmac.compare_digest(cred, token.encode()):
-                return None
+            if any(hmac.compare_digest(cred, t) for t in wanted):
+                return True
+    return False
+
+
+def _viewer_denied(scope: Scope) -> GatewayError | None:
+    """None when the request carries the dashboard token (Bearer, or Basic with it as password)."""
+    token = viewer_token()
+    if token is None:
+        return GatewayError(
+            403, "Dashboards and /metrics are served beyond loopback only with a token: set LLMGW_DASHBOARD_TOKEN "
+            "(or start with --open-dashboards)", "permission_error", code="viewer_token_missing",
+        )  # fmt: skip
+    if _holds_token(scope, token):
+        return None
     return GatewayError(401, "This page needs the dashboard token", code="viewer_token_required")
 
 
@@ -215,41 +262,17 @@ class GatewayApp:
     def __init__(self, gateway: Gateway, mount: Mount | None = None, guarded: bool = False) -> None:
         self.gateway = gateway
         self.mount = mount
-        # dashboards and /metrics need a token when the server listens beyond loopback
+        # dashboards and /metrics need a token when the server listens beyond loopback, and
+        # /health shows its details only with a token
         self.guarded = guarded
+        self.routes = ROUTES
+        if guarded:
+            self.routes = {**ROUTES, "/health": {"GET": _guarded_health}, "/health/ready": {"GET": _guarded_health}}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            if self.guarded and (path == "/metrics" or not path.startswith(_API_PREFIXES)):
-                err = _viewer_denied(scope)
-                if err is not None:
-                    await send_error(send, err, [(b"www-authenticate", b'Basic realm="llmgw"')])
-                    return
-            methods = ROUTES.get(path)
-            if methods is not None:
-                handler = methods.get(scope["method"])
-                if handler is None:
-                    if scope["method"] == "HEAD" and "GET" in methods:
-                        handler = methods["GET"]
-                    else:
-                        await send_error(
-                            send, method_not_allowed(scope["method"], path), [(b"allow", ", ".join(methods).encode())]
-                        )
-                        return
-                await handler(self.gateway, scope, receive, send)
-                return
-            if path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
-                await _model(self.gateway, scope, receive, send)
-                return
-            if path.startswith("/admin/"):
-                await admin.handle(self.gateway, scope, receive, send)
-                return
-            if self.mount is not None and not path.startswith(_API_PREFIXES):
-                await self.mount(scope, receive, send)
-                return
-            await send_error(send, not_found_path(path))
+            await self._http(scope, receive, send)
         elif kind == "websocket":
             if self.guarded and _viewer_denied(scope) is not None:
                 await send({"type": "websocket.close", "code": 1008})
@@ -260,6 +283,34 @@ class GatewayApp:
                 await send({"type": "websocket.close", "code": 1000})
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        methods = self.routes.get(path)
+        handler = methods.get(scope["method"]) if methods is not None else None
+        if handler not in _OWN_REQUEST_ID:  # every response carries x-request-id
+            send = _with_request_id(scope, send)
+        if self.guarded and (path == "/metrics" or not is_api_path(path)):
+            err = _viewer_denied(scope)
+            if err is not None:
+                await send_error(send, err, [(b"www-authenticate", b'Basic realm="llmgw"')])
+                return
+        if methods is not None:
+            if handler is None and scope["method"] == "HEAD":
+                handler = methods.get("GET")
+            if handler is None:
+                allow = [(b"allow", ", ".join(methods).encode())]
+                await send_error(send, method_not_allowed(scope["method"], path), allow)
+                return
+            await handler(self.gateway, scope, receive, send)
+        elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
+            await _model(self.gateway, scope, receive, send)
+        elif path.startswith("/admin/"):
+            await admin.handle(self.gateway, scope, receive, send)
+        elif self.mount is not None and not is_api_path(path):
+            await self.mount(scope, receive, send)
+        else:
+            await send_error(send, not_found_path(path))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -282,4 +333,4 @@ class GatewayApp:
                 return
 
 
-__all__ = ["JSON", "GatewayApp", "health_report"]
+__all__ = ["JSON", "GatewayApp", "health_report", "is_api_path"]
