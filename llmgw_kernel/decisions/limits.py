@@ -13,8 +13,10 @@ settled (or failed) request always gives its reservation back. Soft budgets neve
 they flag. Spend counts in the window the request was admitted in.
 
 Rate limits (per key, team, user, route and global): requests per minute = admissions in the
-last 60 s; tokens per minute = tokens of requests settled in the last 60 s plus the tokens
-reserved by requests in flight (prompt estimate + max_tokens). A refusal says when to retry.
+last minute; tokens per minute = tokens of requests settled in the last minute plus the tokens
+reserved by requests in flight (prompt upper bound + max_tokens). "The last minute" is the
+current second and the 59 before it (:class:`RateWindow`: running totals over 1 s buckets, so
+a check costs the same at any traffic). A refusal says when to retry.
 
 >>> from datetime import datetime, UTC
 >>> from llmgw_kernel.policy.model import BudgetLimit
@@ -37,6 +39,7 @@ True
 from __future__ import annotations
 
 import functools
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,20 +207,88 @@ class _Flight:
 
 _SCOPES = ("global", "team", "user", "key")
 _WINDOWS = ("day", "week", "month")
+_BUCKETS = int(RATE_WINDOW_S)  # one per second: the current second and the 59 before it
+
+
+class RateWindow:
+    """One scope and subject's last minute: admissions and settled tokens in 1 s buckets, with
+    running totals, plus the tokens reserved by its requests in flight.
+
+    A sliding window of 60 one-second buckets: an event at ``t`` counts until the start of
+    the 60th second after ``t``'s (``floor(t) + 60``), so for 59 to 60 s, and a refusal's
+    retry-after is when the oldest counted bucket leaves. The buckets are ``[second, requests,
+    tokens]``, oldest first; at most 60 are held, so adding, checking and expiring are O(1)
+    and the memory is bounded whatever the traffic. An event older than the newest bucket
+    (the clock stepped back) counts in the newest bucket.
+
+    >>> w = RateWindow()
+    >>> w.add(100.2, 1, 0); w.add(100.9, 1, 30); w.add(130.0, 1, 0)
+    >>> w.expire(159.9); w.requests, w.tokens  # second 100 still counts at 159.x
+    (3, 30)
+    >>> w.expire(160.0); w.requests, w.tokens, len(w.buckets)
+    (1, 0, 1)
+    """
+
+    __slots__ = ("buckets", "requests", "tokens", "reserved")
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[int]] = deque()
+        self.requests = 0
+        self.tokens = 0
+        self.reserved = 0  # tokens held by admitted requests not yet settled
+
+    def expire(self, at: float) -> None:
+        """Drop the buckets that have left the window at ``at``."""
+        horizon = math.floor(at) - _BUCKETS + 1
+        b = self.buckets
+        while b and b[0][0] < horizon:
+            _, n, t = b.popleft()
+            self.requests -= n
+            self.tokens -= t
+
+    def add(self, at: float, requests: int, tokens: int) -> None:
+        """Count ``requests`` admissions and ``tokens`` settled tokens at ``at``."""
+        self.expire(at)
+        b = self.buckets
+        sec = math.floor(at)
+        if not b or b[-1][0] < sec:
+            b.append([sec, requests, tokens])
+        else:
+            b[-1][1] += requests
+            b[-1][2] += tokens
+        self.requests += requests
+        self.tokens += tokens
+
+    def leaves_after(self, at: float, column: int) -> float:
+        """Seconds from ``at`` until the oldest bucket counting in ``column`` (1: requests,
+        2: tokens) leaves the window (1 s when none does)."""
+        for bucket in self.buckets:
+            if bucket[column]:
+                return max(bucket[0] + _BUCKETS - at, 0.001)
+        return 1.0
+
+    @property
+    def idle(self) -> bool:
+        return not self.buckets and not self.reserved
 
 
 @dataclass
 class Limits:
-    """The admission state: spend per budget window, reservations and rate windows."""
+    """The admission state: spend per budget window, reservations and rate windows.
+
+    Its size is bounded by what is current: budget buckets of the current calendar windows
+    (past days, weeks and months are dropped once a day), one :class:`RateWindow` of at most
+    60 buckets per scope and subject active in the last minute (idle ones are dropped every
+    minute), and one flight per request in flight."""
 
     timezone: str = "UTC"
     committed: dict[tuple, float] = field(default_factory=dict)
     reserved: dict[tuple, float] = field(default_factory=dict)
     flights: dict[str, _Flight] = field(default_factory=dict)
-    requests: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> admission times
-    tokens: dict[tuple, deque] = field(default_factory=dict)  # rate bucket -> (settle time, tokens)
-    tokens_reserved: dict[tuple, int] = field(default_factory=dict)
+    windows: dict[tuple, RateWindow] = field(default_factory=dict)  # (scope, who) -> its last minute
     _bounds: dict[tuple[str, str], tuple[float, float, datetime]] = field(default_factory=dict)
+    _next_sweep: float = float("-inf")
+    _swept_day: float = float("-inf")
 
     def bounds(self, at: float, window: str) -> tuple[float, datetime]:
         """(start as epoch seconds, end) of ``window`` around ``at`` in this state's time zone,
@@ -234,7 +305,9 @@ class Limits:
         worst_usd: float, worst_tokens: int,
     ) -> Verdict:  # fmt: skip
         """Decide at ``at``; when admitted, reserve ``worst_usd`` and ``worst_tokens``."""
-        retry = self._rate_check(at, rates, worst_tokens)
+        if at >= self._next_sweep:
+            self.sweep(at)
+        retry = self._rate_check(at, rates)
         if retry is not None:
             return retry
         flags: list[str] = []
@@ -256,10 +329,13 @@ class Limits:
         for bucket in buckets:
             self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
         # one window per (scope, who), whatever the limit's value: lowering a limit applies at once
-        rate_buckets = list(dict.fromkeys(_rate_bucket(r) for r in rates))
+        rate_buckets = rate_buckets_of(rates)
         for rb in rate_buckets:
-            self.requests.setdefault(rb, deque()).append(at)
-            self.tokens_reserved[rb] = self.tokens_reserved.get(rb, 0) + worst_tokens
+            w = self.windows.get(rb)
+            if w is None:
+                w = self.windows[rb] = RateWindow()
+            w.add(at, 1, 0)
+            w.reserved += worst_tokens
         self.flights[rid] = _Flight(subject, at, buckets, worst_usd, rate_buckets, worst_tokens)
         return Verdict(True, "ok", None, None, tuple(flags))
 
@@ -274,11 +350,19 @@ class Limits:
                 del self.reserved[bucket]
         self.commit(flight.subject, flight.at, cost_usd)
         for rb in flight.rate_buckets:
-            if rb in self.tokens_reserved:
-                self.tokens_reserved[rb] -= flight.tokens
-                if self.tokens_reserved[rb] <= 0:
-                    del self.tokens_reserved[rb]
-                self.tokens.setdefault(rb, deque()).append((at, tokens or 0))
+            w = self.windows.get(rb)
+            if w is None:  # swept while idle cannot happen with tokens reserved; recreate all the same
+                w = self.windows[rb] = RateWindow()
+            w.reserved = max(0, w.reserved - flight.tokens)
+            w.add(at, 0, tokens or 0)
+
+    def record(self, rate_buckets: list[tuple], at: float, requests: int, tokens: int) -> None:
+        """Count past admissions or settled tokens in rate windows (the start-up rebuild)."""
+        for rb in rate_buckets:
+            w = self.windows.get(rb)
+            if w is None:
+                w = self.windows[rb] = RateWindow()
+            w.add(at, requests, tokens)
 
     def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend for every scope and window of ``subject`` (whatever budgets exist now:
@@ -294,27 +378,37 @@ class Limits:
                 bucket = (scope, who, w, starts[w])
                 self.committed[bucket] = self.committed.get(bucket, 0.0) + cost_usd
 
-    def _rate_check(self, at: float, rates: list[Rate], worst_tokens: int) -> Verdict | None:
-        horizon = at - RATE_WINDOW_S
+    def sweep(self, at: float) -> None:
+        """Drop idle rate windows (every minute) and budget buckets of past windows (every
+        day): O(state) once a minute, so O(1) amortised per request."""
+        self._next_sweep = at + RATE_WINDOW_S
+        idle = []
+        for rb, w in self.windows.items():
+            w.expire(at)
+            if w.idle:
+                idle.append(rb)
+        for rb in idle:
+            del self.windows[rb]
+        day = self.bounds(at, "day")[0]
+        if day <= self._swept_day:
+            return
+        self._swept_day = day
+        starts = {w: self.bounds(at, w)[0] for w in _WINDOWS}
+        for bucket in [b for b in self.committed if b[3] < starts[b[2]]]:
+            del self.committed[bucket]
+
+    def _rate_check(self, at: float, rates: list[Rate]) -> Verdict | None:
         for r in rates:
-            rb = _rate_bucket(r)
-            if r.limit.rpm is not None:
-                q = self.requests.get(rb)
-                while q and q[0] <= horizon:
-                    q.popleft()
-                if q and len(q) >= r.limit.rpm:
-                    wait = q[0] + RATE_WINDOW_S - at
-                    reason = f"{_describe(r.limit, r.who)} limit of {r.limit.rpm} requests per minute reached"
-                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), (), _describe(r.limit, r.who))
-            if r.limit.tpm is not None:
-                q = self.tokens.get(rb)
-                while q and q[0][0] <= horizon:
-                    q.popleft()
-                used = sum(t for _, t in q or ()) + self.tokens_reserved.get(rb, 0)
-                if used >= r.limit.tpm:
-                    wait = (q[0][0] + RATE_WINDOW_S - at) if q else 1.0
-                    reason = f"{_describe(r.limit, r.who)} limit of {r.limit.tpm:,} tokens per minute reached"
-                    return Verdict(False, "rate_limited", reason, max(wait, 0.001), (), _describe(r.limit, r.who))
+            w = self.windows.get(_rate_bucket(r))
+            if w is None:
+                continue
+            w.expire(at)
+            if r.limit.rpm is not None and w.requests >= r.limit.rpm:
+                reason = f"{_describe(r.limit, r.who)} limit of {r.limit.rpm} requests per minute reached"
+                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 1), (), _describe(r.limit, r.who))
+            if r.limit.tpm is not None and w.tokens + w.reserved >= r.limit.tpm:
+                reason = f"{_describe(r.limit, r.who)} limit of {r.limit.tpm:,} tokens per minute reached"
+                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 2), (), _describe(r.limit, r.who))
         return None
 
     def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:
@@ -322,6 +416,11 @@ class Limits:
         start, _ = self.bounds(at, window)
         bucket = (scope, who, window, start)
         return self.committed.get(bucket, 0.0), self.reserved.get(bucket, 0.0)
+
+
+def rate_buckets_of(rates: list[Rate]) -> list[tuple]:
+    """The rate windows a request counts in: one per (scope, subject), in order, once each."""
+    return list(dict.fromkeys(_rate_bucket(r) for r in rates))
 
 
 def _rate_bucket(r: Rate) -> tuple:

@@ -100,7 +100,6 @@ class Gateway:
         if self.secrets is None:
             self.secrets = await asyncio.to_thread(Secrets, self.data_dir)  # a wrong master key stops here
         self.keys = await asyncio.to_thread(KeyStore, self.data_dir, self.secrets.pepper)
-        self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -109,6 +108,8 @@ class Gateway:
             json_serialize=None,  # type: ignore[arg-type]
         )
         self.writer = LogWriter(self.data_dir, policy.log.flush_ms)
+        # after the writer: it folds what a crash left in the journal into the log first
+        self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         self.cache = CacheService(self.data_dir)
         self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
@@ -226,10 +227,11 @@ class Gateway:
 
 
 def rebuild_limits(policy: Policy, data_dir: Path, keys: KeyStore) -> Limits:
-    """Spend and rate windows as of now, folded from the request log (no counter to lose)."""
-    from ..replay.limits_stage import fold_log
+    """Spend and rate windows as of now, from the settled costs and recent admissions in the
+    request log (no counter to lose; docs/budgets.md)."""
+    from ..replay.limits_stage import rebuild_from_log
 
-    return fold_log(policy, data_dir, keys.history)
+    return rebuild_from_log(policy, data_dir, keys.history)
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

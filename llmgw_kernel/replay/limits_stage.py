@@ -17,6 +17,9 @@ their route. Requests a candidate refuses that ran live stop counting: their cos
 Spend is tracked per calendar window, so a replay of ``[since, until)`` first folds the log
 from the start of the longest window that contains ``since`` (a month, or the week before
 it) without reporting it, as the live proxy's state at ``since`` held that spend too.
+
+The live proxy's state at start-up is not a replay: :func:`rebuild_from_log` sums the logged
+costs and counts the last minute's logged admissions, without deciding anything again.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ import os
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, utc, window_bounds
+from ..decisions.limits import (
+    RATE_WINDOW_S,
+    Limits,
+    Subject,
+    applicable_budgets,
+    applicable_rates,
+    rate_buckets_of,
+    utc,
+    window_bounds,
+)
 from .columns import epoch
 from .routing_estimates import _quantile
 
@@ -188,23 +200,75 @@ def warmup_since(policy: Policy, since: float) -> float:
     return min(window_bounds(since, w, tz)[0].timestamp() for w in ("week", "month"))
 
 
-def fold_log(policy: Policy, data_dir: str | os.PathLike[str], history: KeyHistory) -> Limits:
-    """The live state at start-up: the log folded from the start of the current windows."""
+# Spend is summed per subject and quarter hour: every time zone's midnight falls on one, so a
+# group lies inside one day, week and month whatever the policy's time zone.
+_SPEND_SLOT_S = 900
+
+
+def rebuild_from_log(
+    policy: Policy, data_dir: str | os.PathLike[str], history: KeyHistory | None, now: float | None = None
+) -> Limits:
+    """The live state at start-up, from what the log says happened (no admission is re-run):
+
+    - spend: every logged ``cost_usd``, in the windows of its admission (or arrival), for every
+      scope — refused requests cost nothing, and a row without a settled cost adds nothing;
+    - rate windows: the admissions (``admission = 'ok'``) and settled tokens of the last minute,
+      counted in the windows of the limits that apply to them now;
+    - nothing in flight: a reservation lives only as long as the process that holds it.
+    """
     import time
 
     from ..log.reader import open_log
-    from . import load_window
 
-    since = warmup_since(policy, time.time())
+    now = time.time() if now is None else now
+    limits = Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC")
     try:
         con = open_log(data_dir)
     except Exception:
-        return Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC")
+        return limits
     try:
-        from datetime import UTC, datetime
-
-        window = load_window(con, datetime.fromtimestamp(since, UTC), None)
+        present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
+        if "cost_usd" not in present:
+            return limits
+        at = "coalesce(admitted_ts, epoch(ts))" if "admitted_ts" in present else "epoch(ts)"
+        spend = con.execute(
+            f"SELECT key_id, team, end_user, floor({at} / {_SPEND_SLOT_S}) AS slot, sum(cost_usd) FROM requests"
+            " WHERE ts >= to_timestamp(?) AND cost_usd IS NOT NULL AND cost_usd <> 0 GROUP BY ALL ORDER BY slot",
+            [warmup_since(policy, now)],
+        ).fetchall()  # fmt: skip
+        recent = _recent_admissions(con, present, now - RATE_WINDOW_S - 1)
     finally:
         con.close()
-    limits, _ = simulate(policy, window, history)
+    for key_id, team, user, slot, usd in spend:
+        limits.commit(Subject(key_id, team, user, ""), slot * _SPEND_SLOT_S, usd)
+    _rebuild_rates(policy, limits, recent, history, now - RATE_WINDOW_S - 1)
     return limits
+
+
+def _recent_admissions(con: Any, present: set[str], since: float) -> list[tuple]:
+    if not {"admission", "admitted_ts", "settled_ts", "key_version"} <= present:
+        return []
+    return con.execute(
+        "SELECT key_id, key_version, team, end_user, route, admitted_ts, settled_ts,"
+        " coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) FROM requests"
+        " WHERE admission = 'ok' AND (admitted_ts >= ? OR settled_ts >= ?)",
+        [since, since],
+    ).fetchall()
+
+
+def _rebuild_rates(policy: Policy, limits: Limits, rows: list[tuple], history: KeyHistory | None, since: float) -> None:
+    """Count the recent admissions and settled tokens in the rate windows, in time order."""
+    events: list[tuple[float, int, int, list[tuple]]] = []
+    for key_id, key_version, team, user, route, admitted, settled, tokens in rows:
+        key = history.version(key_id, key_version) if history is not None and key_version else None
+        subject = Subject(key_id, team, user, route or "")
+        buckets = rate_buckets_of(applicable_rates(policy, key, subject))
+        if not buckets:
+            continue
+        if admitted is not None and admitted >= since:
+            events.append((admitted, 1, 0, buckets))
+        if settled is not None and settled >= since:
+            events.append((settled, 0, tokens, buckets))
+    events.sort(key=lambda e: e[0])
+    for at, requests, tokens, buckets in events:
+        limits.record(buckets, at, requests, tokens)

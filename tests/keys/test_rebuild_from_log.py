@@ -1,0 +1,125 @@
+"""The start-up rebuild of budgets and rate windows (proxy/runtime.py ``rebuild_limits``) sums
+what the log says was spent; it never re-runs admission. A request refused live costs nothing
+(it never ran), a row with a reservation but no settled cost adds nothing, and the rate
+windows hold the last minute's admissions and settled tokens. Real Parquet log, real DuckDB."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from llmgw_kernel import open_log
+from llmgw_kernel.decisions.limits import Subject, applicable_budgets, applicable_rates
+from llmgw_kernel.log.record import RequestRecord
+from llmgw_kernel.log.writer import LogWriter
+from llmgw_kernel.policy.load import load_policy
+from llmgw_kernel.proxy.runtime import rebuild_limits
+
+POLICY = """
+providers: {local: {kind: openai, base_url: "http://127.0.0.1:9", api_key_env: LOCAL_API_KEY}}
+routes: {gpt-4o-mini: {targets: [{provider: local, model: gpt-4o-mini}]}}
+pricing: {gpt-4o-mini: {input_per_1m: 1000.0, output_per_1m: 1000.0}}
+budgets:
+  timezone: UTC
+  limits:
+    - {scope: key, name: k1, usd: 0.05, window: month, mode: hard}
+rate_limits:
+  - {scope: key, name: k2, rpm: 2}
+  - {scope: key, name: k3, tpm: 100}
+"""
+
+
+def _row(rid: str, at: float, key: str, *, admission: str | None = "ok", cost: float | None = None,
+         reserved: float | None = None, tokens: int = 18, settled: bool = True) -> RequestRecord:  # fmt: skip
+    """A chat completion row filled in as the pipeline fills it."""
+    rec = RequestRecord(rid, at, "chat.completions")
+    rec.route, rec.plan, rec.key_id, rec.team = "gpt-4o-mini", ("local/gpt-4o-mini",), key, "search"
+    rec.admission = admission
+    rec.ts_end = at + 0.2
+    if admission is not None:
+        rec.admitted_ts, rec.reserved_usd, rec.reserved_tokens = at + 0.001, reserved, 60
+    if admission in (None, "ok") and settled:
+        rec.status, rec.outcome, rec.target = 200, "ok", "local/gpt-4o-mini"
+        rec.usage = {"prompt_tokens": tokens - 7, "completion_tokens": 7, "total_tokens": tokens}
+        rec.cost_usd = cost
+        if admission == "ok":
+            rec.settled_ts = at + 0.2
+    elif admission not in (None, "ok"):
+        rec.status, rec.outcome = 429, "limited"
+    return rec
+
+
+def _write(data_dir: Path, rows: list[RequestRecord]) -> None:
+    writer = LogWriter(data_dir, flush_ms=60_000)
+    for rec in rows:
+        writer.append(rec)
+    writer.close()
+
+
+@pytest.fixture
+def policy(tmp_path: Path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    return load_policy(path)
+
+
+def _logged_cost(data_dir: Path, where: str = "true") -> float:
+    con = open_log(data_dir)
+    try:
+        return con.execute(f"SELECT coalesce(sum(cost_usd), 0) FROM requests WHERE {where}").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_rebuilt_spend_is_the_sum_of_settled_costs(tmp_path, policy):
+    now = time.time()
+    data = tmp_path / "data"
+    _write(data, [
+        _row("r1", now - 50, "k1", cost=0.018, reserved=0.10),
+        # refused live: the in-flight reservation of a request the crash lost from the log held
+        # the budget; re-running admission would let it in and charge its $0.10 reservation
+        _row("r2", now - 40, "k1", admission="budget_exceeded", reserved=0.10),
+        # admitted, but no settled cost (never answered, or an unpriced target): nothing
+        _row("r3", now - 30, "k1", reserved=0.10, settled=False),
+        _row("r4", now - 20, "k1", admission=None, cost=0.002),  # no limit applied live
+        _row("r5", now - 10, "other", cost=0.007, reserved=0.05),
+    ])  # fmt: skip
+    limits = rebuild_limits(policy, data, SimpleNamespace(history=None))
+
+    spent, held = limits.spend("key", "k1", "month", now)
+    assert spent == pytest.approx(_logged_cost(data, "key_id = 'k1'")) == pytest.approx(0.020)
+    assert held == 0  # nothing is in flight after a restart
+    assert limits.spend("global", None, "month", now)[0] == pytest.approx(_logged_cost(data))
+    assert limits.spend("team", "search", "day", now)[0] == pytest.approx(_logged_cost(data))
+    # so the key keeps the room the log says it has
+    subject = Subject("k1", "search", None, "gpt-4o-mini")
+    budgets = applicable_budgets(policy, None, subject)
+    assert limits.admit("next", now, subject, budgets, [], 0.02, 0).allowed
+
+
+def test_rate_windows_hold_the_last_minutes_admissions_and_tokens(tmp_path, policy):
+    now = time.time()
+    data = tmp_path / "data"
+    _write(data, [
+        _row("old", now - 200, "k2", cost=0.018),  # left the window long ago
+        _row("a", now - 30, "k2", cost=0.018),
+        _row("b", now - 20, "k2", reserved=0.0, settled=False),  # admitted: counts as a request
+        _row("c", now - 10, "k2", admission="rate_limited"),  # refused: does not count
+        _row("t1", now - 25, "k3", cost=0.05, tokens=60),
+        _row("t2", now - 15, "k3", cost=0.05, tokens=45),
+    ])  # fmt: skip
+    limits = rebuild_limits(policy, data, SimpleNamespace(history=None))
+
+    k2 = Subject("k2", "search", None, "gpt-4o-mini")
+    rates = applicable_rates(policy, None, k2)
+    v = limits.admit("next", now, k2, [], rates, 0.0, 10)
+    assert not v.allowed and v.kind == "rate_limited"
+    assert 25 <= v.retry_after_s <= 31  # when "a" leaves the window
+
+    k3 = Subject("k3", "search", None, "gpt-4o-mini")
+    v = limits.admit("next3", now, k3, [], applicable_rates(policy, None, k3), 0.0, 10)
+    assert not v.allowed and "100 tokens per minute" in v.reason  # 105 settled tokens
+    assert limits.admit("later3", now + 61, k3, [], applicable_rates(policy, None, k3), 0.0, 10).allowed
