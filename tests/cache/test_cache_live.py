@@ -225,8 +225,10 @@ def test_semantic_hit_on_a_paraphrase(cgw, upstream):
         ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
         ("What is 7 times 8?", "What is 7 times 9?"),
         ("What is the capital of Austria?", "What is the capital of Australia?"),
+        ("Can I take 0.5 mg of lorazepam?", "Can I take 5.0 mg of lorazepam?"),
+        ("Should I take 2 tablets every 6 hours?", "Should I take 6 tablets every 2 hours?"),
     ],
-    ids=["swapped-order", "negation", "numbers", "entities"],
+    ids=["swapped-order", "negation", "numbers", "entities", "decimal-digits", "numbers-swapped"],
 )
 def test_semantic_miss_on_known_failure_modes(cgw, upstream, first, second):
     h = ns()
