@@ -8,8 +8,8 @@ from __future__ import annotations
 
 # (name, DuckDB type, meaning). The writer produces exactly these columns, in this order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("request_id", "VARCHAR", "gateway id, unique per request (x-llmgw-request-id)"),
-    ("client_request_id", "VARCHAR", "the client's x-request-id, if it sent one"),
+    ("request_id", "VARCHAR", "gateway id, unique per request: the x-request-id the client received"),
+    ("client_request_id", "VARCHAR", "the client's own x-request-id, if it sent one (x-client-request-id)"),
     ("ts", "TIMESTAMPTZ", "when the request arrived (UTC)"),
     ("ts_end", "TIMESTAMPTZ", "when the response finished or the client left (UTC)"),
     ("endpoint", "VARCHAR", "chat.completions | embeddings"),

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -106,12 +106,14 @@ def _policy_facts(snap: Snapshot) -> _PolicyFacts:
 class _Flight:
     """Per-request flags shared with the disconnect watcher."""
 
-    __slots__ = ("done", "disconnected", "started")
+    __slots__ = ("done", "disconnected", "started", "admitted", "logged")
 
     def __init__(self) -> None:
         self.done = False
         self.disconnected = False
         self.started = False  # response headers sent
+        self.admitted = False  # a reservation to settle
+        self.logged = False  # the row is final and journaled
 
 
 async def _watch_disconnect(receive: Receive, task: asyncio.Task, flight: _Flight) -> None:
@@ -185,16 +187,25 @@ async def handle(
     presented = presented_key(scope["headers"])
     rec.client_request_id = client_id
     rid = rec.request_id.encode()
-    headers = [
-        (b"x-request-id", client_id.encode("latin-1") if client_id else rid),
+    headers = [  # x-request-id is the log row's request_id; the client's own id comes back apart
+        (b"x-request-id", rid),
         (b"x-llmgw-request-id", rid),
         (b"x-llmgw-policy-version", snap.version_header),
     ]
+    if client_id:
+        headers.append((b"x-client-request-id", client_id.encode("latin-1")))
     flight = _Flight()
     task = asyncio.current_task()
     assert task is not None
     watcher: asyncio.Task | None = None
-    admitted = False
+    query: Query | None = None
+
+    async def finish() -> None:
+        """The row is final: settle, count and journal it (before the response's last byte)."""
+        if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
+            gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
+        await _finish(gw, policy, rec, flight, t0)
+
     gw.metrics.in_flight.inc()
     try:
         key = _authenticate(gw, rec, presented)
@@ -224,22 +235,19 @@ async def handle(
         plan = plan_route(policy, route, rec.request_id, ctx)
         rec.plan, rec.route_reason = plan.targets, plan.reason
         rec.end_user = rec.end_user or ctx.user
-        admitted = _admit(gw, policy, rec, key, route, plan.targets, body)
+        flight.admitted = _admit(gw, policy, rec, key, route, plan.targets, body)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
-        query: Query | None = None
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
         if settings is not None:
             query = gw.cache.prepare(settings, rec, body, _cache_control(cache_control), _cache_ns(cache_ns))
             hit = await gw.cache.lookup(query, rec) if query is not None else None
             if hit is not None:
-                await _serve_hit(gw, policy, rec, hit, body, send, headers, flight)
+                await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish)
                 return
             headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
         if endpoint == "chat.completions" and body.get("stream"):
             rec.stream = True
-            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0)
-            if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
-                gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
+            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0, finish)
         else:
             method = "chat" if endpoint == "chat.completions" else "embeddings"
             reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
@@ -248,11 +256,12 @@ async def handle(
             headers.append((b"x-llmgw-target", (rec.target or "").encode()))
             flight.done = True
             headers.append((b"content-length", str(len(reply.body)).encode()))
-            await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
-            await send({"type": "http.response.body", "body": reply.body})
             rec.status, rec.outcome = 200, "ok"
             if query is not None:
                 gw.cache.store(query, rec, reply.body)
+            await finish()
+            await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
+            await send({"type": "http.response.body", "body": reply.body})
     except GatewayError as err:
         _fail(rec, err)
         if not flight.started and not flight.disconnected:
@@ -261,6 +270,7 @@ async def handle(
             if err.outcome == "no_target":  # a retry cannot help until the policy or environment changes
                 headers.append((b"x-should-retry", b"false"))
             headers.extend(err.headers)
+            await finish()
             await send_error(send, err, headers)
         log.info("%s %s -> %d %s", rec.request_id, rec.route, err.status, err.message)
     except ClientDisconnected:
@@ -283,42 +293,55 @@ async def handle(
         _fail(rec, internal)
         if not flight.started and not flight.disconnected:
             flight.done = True
+            await finish()
             await send_error(send, internal, headers)
     finally:
         flight.done = True
         if watcher is not None:
             watcher.cancel()
         gw.metrics.in_flight.dec()
-        if rec.target and not rec.usage and rec.stream_events:  # a stream that carried no usage
-            try:  # counting (and the tokenizer's first load) runs off the event loop
-                rec.usage, rec.usage_estimated = await asyncio.to_thread(_counted_usage, rec), True
-            except Exception:
-                log.exception("%s: counting a stream's tokens failed", rec.request_id)
-        if rec.usage and rec.target:
-            u = rec.usage
-            cached = cached_tokens_of(u)
-            rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"), cached)
-        if admitted:
-            rec.settled_ts = _now()
-            u = rec.usage or {}
-            tokens = (u.get("prompt_tokens") or 0) + (u.get("completion_tokens") or 0)
-            gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
-        elif rec.cost_usd and rec.plan is not None:  # no limit tracked it; its spend counts all the same
-            gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
-        if rec.cache is not None:
-            gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
-        if rec.cost_usd:
-            gw.metrics.spent(rec.route or "", rec.target or "", rec.cost_usd)
-        elif rec.outcome == "limited":
-            gw.metrics.limited(rec.route or "", rec.admission or "")
-        elapsed = _perf() - t0
-        rec.latency_ms = elapsed * 1000
-        rec.ts_end = rec.ts + elapsed
-        gw.writer.append(rec)
-        gw.metrics.observe(
-            rec.route or "", rec.upstream_model or "", rec.status, elapsed,
-            rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
-        )  # fmt: skip
+        if not flight.logged:  # abandoned, or failed after the response started
+            await _finish(gw, policy, rec, flight, t0)
+
+
+async def _finish(gw: Gateway, policy: Any, rec: RequestRecord, flight: _Flight, t0: float) -> None:
+    """Complete the record (usage of a stream that carried none, cost, settlement, metrics)
+    and hand it to the log writer, which journals it. Runs once per request, before the
+    response's last byte when there is one, so a crash after the client has its answer
+    cannot lose the row."""
+    if flight.logged:
+        return
+    flight.logged = True
+    if rec.target and not rec.usage and rec.stream_events:  # a stream that carried no usage
+        try:  # counting (and the tokenizer's first load) runs off the event loop
+            rec.usage, rec.usage_estimated = await asyncio.to_thread(_counted_usage, rec), True
+        except Exception:
+            log.exception("%s: counting a stream's tokens failed", rec.request_id)
+    if rec.usage and rec.target:
+        u = rec.usage
+        cached = cached_tokens_of(u)
+        rec.cost_usd = cost_usd(policy, rec.target, u.get("prompt_tokens"), u.get("completion_tokens"), cached)
+    if flight.admitted:
+        rec.settled_ts = _now()
+        u = rec.usage or {}
+        tokens = (u.get("prompt_tokens") or 0) + (u.get("completion_tokens") or 0)
+        gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
+    elif rec.cost_usd and rec.plan is not None:  # no limit tracked it; its spend counts all the same
+        gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
+    if rec.cache is not None:
+        gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
+    if rec.cost_usd:
+        gw.metrics.spent(rec.route or "", rec.target or "", rec.cost_usd)
+    elif rec.outcome == "limited":
+        gw.metrics.limited(rec.route or "", rec.admission or "")
+    elapsed = _perf() - t0
+    rec.latency_ms = elapsed * 1000
+    rec.ts_end = rec.ts + elapsed
+    gw.writer.append(rec)
+    gw.metrics.observe(
+        rec.route or "", rec.upstream_model or "", rec.status, elapsed,
+        rec.ttft_ms / 1000 if rec.ttft_ms is not None else None, rec.usage,
+    )  # fmt: skip
 
 
 def _counted_usage(rec: RequestRecord) -> dict[str, Any]:
@@ -428,7 +451,7 @@ def _cache_ns(value: str | None) -> str | None:
 
 async def _serve_hit(
     gw: Gateway, policy: Any, rec: RequestRecord, hit: Hit, body: dict[str, Any], send: Send,
-    headers: list[tuple[bytes, bytes]], flight: _Flight,
+    headers: list[tuple[bytes, bytes]], flight: _Flight, finish: Callable[[], Awaitable[None]],
 ) -> None:  # fmt: skip
     """Answer from the cache: the stored completion, as JSON or as an SSE stream."""
     entry = hit.entry
@@ -440,19 +463,21 @@ async def _serve_hit(
     rec.cost_usd = 0.0
     rec.saved_usd = gw.cache.saved_usd(policy, entry)
     flight.done = True
+    rec.response_raw = payload
+    rec.status, rec.outcome = 200, "ok"
     if body.get("stream"):
         rec.stream = True
         opts = body.get("stream_options")
         include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
         stream = b"".join(frame(c) for c in completion_chunks(payload, include_usage)) + b"data: [DONE]\n\n"
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
-        await send({"type": "http.response.body", "body": stream})
+        start = {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]}
     else:
+        stream = payload
         headers.append((b"content-length", str(len(payload)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
-        await send({"type": "http.response.body", "body": payload})
-    rec.response_raw = payload
-    rec.status, rec.outcome = 200, "ok"
+        start = {"type": "http.response.start", "status": 200, "headers": [JSON, *headers]}
+    await finish()
+    await send(start)
+    await send({"type": "http.response.body", "body": stream})
 
 
 def _fail(rec: RequestRecord, err: GatewayError) -> None:
@@ -463,8 +488,10 @@ def _fail(rec: RequestRecord, err: GatewayError) -> None:
 
 async def _serve_stream(
     gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any], send: Send,
-    headers: list[tuple[bytes, bytes]], flight: _Flight, t0: float,
+    headers: list[tuple[bytes, bytes]], flight: _Flight, t0: float, finish: Callable[[], Awaitable[None]],
 ) -> None:  # fmt: skip
+    """Relay the upstream's stream. Its end — ``data: [DONE]``, or the error event of a stream
+    that failed after its first byte — is held back until the row is journaled (``finish``)."""
     opts = body.get("stream_options")
     include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
 
@@ -480,11 +507,12 @@ async def _serve_stream(
     flight.started = True
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
     rec.status = 200
+    tail = b""
     try:
         payload = first
         while payload is not None:
             if payload == DONE:
-                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+                tail = b"data: [DONE]\n\n"
             else:
                 events.append(payload)
                 if rec.ttft_ms is None:
@@ -497,10 +525,11 @@ async def _serve_stream(
         rec.status = 200  # the client already has a 200; the stream ends with an error event
         rec.attempts[-1]["error"] = f"{err.kind} after first byte: {err.message}"
         gw.metrics.upstream_error(rec.provider or "", rec.upstream_model or "", err.kind, err.status)
-        await send({"type": "http.response.body", "body": frame(gerr.body()), "more_body": True})
+        tail += frame(gerr.body())
     else:
         rec.outcome = "ok"
     finally:
         rec.usage = reply.usage
     flight.done = True
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    await finish()
+    await send({"type": "http.response.body", "body": tail, "more_body": False})

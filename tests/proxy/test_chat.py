@@ -119,15 +119,18 @@ def test_every_field_passes_through_untouched(gateway, upstream):
     assert len(r.json()["choices"]) == 2
 
 
-def test_client_request_id_is_echoed(gateway):
+def test_client_request_id_is_kept_and_x_request_id_is_the_row(gateway):
+    """x-request-id is the log row's request_id (issue 10 item 5); the client's own id is
+    echoed in x-client-request-id and kept in client_request_id."""
     r = httpx.post(
         f"{gateway.base_url}/chat/completions", headers={"x-request-id": "my-trace-123"},
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
     )  # fmt: skip
-    assert r.headers["x-request-id"] == "my-trace-123"
-    assert r.headers["x-llmgw-request-id"].startswith("req_")
+    assert r.headers["x-request-id"] == r.headers["x-llmgw-request-id"]
+    assert r.headers["x-request-id"].startswith("req_")
+    assert r.headers["x-client-request-id"] == "my-trace-123"
     row = wait_for_rows(gateway, "client_request_id = 'my-trace-123'")[0]
-    assert row["request_id"] == r.headers["x-llmgw-request-id"]
+    assert row["request_id"] == r.headers["x-request-id"]
 
 
 def test_models_lists_usable_routes(gateway):
