@@ -13,6 +13,7 @@ llmgw route explain --policy FILE --model NAME [--metadata JSON] [--user U] [--p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -117,8 +118,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _traffic(args: argparse.Namespace) -> int:
+    from .datadir import holder_of
     from .traffic import serve_synthetic_traffic
 
+    holder = holder_of(args.data_dir) if args.url is None else None
+    if holder is not None:  # the server it would start could not take the data directory
+        print(f"llmgw: {args.data_dir} is in use by {holder.get('command', 'another process')} "
+              f"(pid {holder.get('pid', 'unknown')}); send traffic through it with --url", file=sys.stderr)  # fmt: skip
+        return 2
     report = serve_synthetic_traffic(
         args.policy, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed, url=args.url
     )
@@ -223,7 +230,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that write the data directory themselves rather than through the running server
+# (the key and credential commands call its admin API): they hold the directory's lock while
+# they run, so they never write behind a server's back (docs/server.md, "Data directory").
+# Every other command only reads it (replay, route explain) or does not touch it (policy).
+_WRITES_DATA_DIR = {
+    ("keys", "rotate-master"): "stop the server first: it keeps the secrets in memory under the old "
+    "master key and would write them back with it",
+}
+
+
+def _data_dir_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
+    advice = _WRITES_DATA_DIR.get((args.command, getattr(args, "action", None)))
+    if advice is None:
+        return contextlib.nullcontext()
+    from .datadir import DataDirLock
+
+    return DataDirLock(args.data_dir, f"llmgw {args.command} {args.action}", advice)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .datadir import DataDirLocked
     from .policy.load import PolicyError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -233,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         return main_import(argv[2:])
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _data_dir_lock(args):
+            return int(args.func(args) or 0)
+    except DataDirLocked as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -95,18 +95,35 @@ def serve(
     open_views: bool = False,
     protect_views: bool = False,
 ) -> int:
-    import uvicorn
-
-    _Server = _server_class()
-
-    from .policy.lifecycle import ensure_live_policy
-    from .policy.load import PolicyError, load_policy
-
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from .datadir import DataDirLock, DataDirLocked
+
+    lock = DataDirLock(data_dir, f"llmgw serve on {host}:{port}")
+    try:  # one server per data directory, checked before anything is read, written or bound
+        lock.acquire()
+    except DataDirLocked as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _serve_locked(host, port, policy, data_dir, drain_s, dashboards, open_views, protect_views)
+    finally:
+        lock.release()
+
+
+def _serve_locked(
+    host: str, port: int, policy: Path, data_dir: Path, drain_s: int, dashboards: bool, open_views: bool,
+    protect_views: bool,
+) -> int:  # fmt: skip
+    import uvicorn
+
+    from .policy.lifecycle import ensure_live_policy
+    from .policy.load import PolicyError, load_policy
+
+    _Server = _server_class()
     log = logging.getLogger("llmgw")
     if ensure_live_policy(policy):
         log.info("created %s from the bundled default policy", policy)
