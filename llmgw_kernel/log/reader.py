@@ -9,34 +9,52 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .segments import _sql_path, ensure_anchor, log_dir
+from .segments import _sql_path, ensure_anchor, ensure_columns, listing, log_dir, visible
 
 if TYPE_CHECKING:
     import duckdb
 
 
 def requests_view_sql(directory: Path) -> str:
-    """SQL of the ``requests`` view: every live segment, superseded ones skipped."""
+    """SQL of the ``requests`` view: the segments :func:`.segments.visible` picks for the
+    query's start time. The filter names only ``filename``, so DuckDB applies it to the list
+    of files before it opens any (a superseded segment the writer deletes is never opened);
+    the schema comes from the anchor segment, which sorts first and is never deleted."""
     glob = _sql_path(directory / "seg-*.parquet")
     return f"""
 CREATE OR REPLACE VIEW requests AS
-WITH files AS (
-    SELECT file,
-           CAST(regexp_extract(file, 'seg-(\\d+)-(\\d+)\\.parquet$', 1) AS BIGINT) AS lo,
-           CAST(regexp_extract(file, 'seg-(\\d+)-(\\d+)\\.parquet$', 2) AS BIGINT) AS hi
-    FROM glob('{glob}')
-), superseded AS (
-    SELECT f.file FROM files f JOIN files g
-      ON g.lo <= f.lo AND f.hi <= g.hi AND (g.hi - g.lo) > (f.hi - f.lo)
-)
 SELECT * EXCLUDE (filename)
-FROM read_parquet('{glob}', union_by_name = true, filename = true)
-WHERE filename NOT IN (SELECT file FROM superseded)
+FROM read_parquet('{glob}', filename = true)
+WHERE llmgw_segment_visible(filename, now())
 """
+
+
+class _Visibility:
+    """``llmgw_segment_visible(filename, now())``: one directory listing per query (a query's
+    ``now()`` is fixed), the verdict per file from it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._now: object = None
+        self._visible: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, filename: str, now: Any) -> bool:
+        with self._lock:
+            if now != self._now:
+                segments = listing(self.directory)
+                self._visible = visible(segments, now.timestamp())
+                self._now = now
+            shown = self._visible
+        # DuckDB listed the files before this listing: a file missing here was deleted since,
+        # which the writer does only once a mature merge holds its rows
+        return os.path.basename(filename) in shown
 
 
 def open_log(
@@ -44,16 +62,23 @@ def open_log(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose view ``requests`` holds one row per logged request.
 
-    Safe while a server writes the same directory (segments appear by atomic rename and the
-    view re-lists them on every query, so new rows show up without reopening). Timestamps
-    are UTC (the session time zone is set to UTC).
+    Safe while a server writes the same directory: segments appear by atomic rename, the view
+    re-lists them on every query (new rows show up without reopening), and a query never opens
+    a segment the writer may delete (:mod:`.segments`). Timestamps are UTC (the session time
+    zone is set to UTC).
     """
     import duckdb
 
     directory = log_dir(data_dir)
     ensure_anchor(directory)
+    ensure_columns(directory)
     con = connection or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    with contextlib.suppress(Exception):  # registered before on this connection
+        con.remove_function("llmgw_segment_visible")
+    con.create_function(
+        "llmgw_segment_visible", _Visibility(directory), ["VARCHAR", "TIMESTAMP WITH TIME ZONE"], "BOOLEAN"
+    )
     con.execute(requests_view_sql(directory))
     root = str(Path(data_dir).resolve()).replace("'", "''")
     con.execute(f"CREATE OR REPLACE TEMP MACRO llmgw_data_dir() AS '{root}'")

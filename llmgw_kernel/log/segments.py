@@ -3,15 +3,22 @@
 ``<data_dir>/log/requests/seg-<lo>-<hi>.parquet`` holds the rows of flushes ``lo..hi``.
 A flush writes one segment (``lo == hi``); compaction merges a run of segments into one
 whose range contains theirs. A segment whose range is contained in another's is
-*superseded*: readers skip it at once and it is deleted after a grace period, so a reader
-that listed it a moment ago can still open it. ``seg-0-0`` is an empty segment that anchors
-the schema (a glob over zero files is an error in DuckDB).
+*superseded*. ``seg-0-0`` is an empty segment that anchors the schema (a glob over zero
+files is an error in DuckDB); every segment carries all of its columns.
+
+Which segments a query reads (:func:`visible`) depends only on the names and modification
+times in the directory and the query's start time, and DuckDB prunes the others by name
+before it opens any file. A merged segment becomes visible ``MATURE_S`` after it appeared,
+at the same instant its inputs become invisible, so a query sees each row exactly once; an
+input is deleted ``GRACE_S`` later still (:mod:`.writer`), so a query fails only if it opens
+a file more than ``GRACE_S`` after it started.
 
 Files appear only by atomic rename, so readers in other processes never see a partial one.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ from .schema import COLUMNS
 
 SEGMENT_RE = re.compile(r"^seg-(\d{16})-(\d{16})\.parquet$")
 ANCHOR_NAME = f"seg-{0:016d}-{0:016d}.parquet"
+MATURE_S = 5.0  # a merged segment replaces its inputs for readers this long after it appeared
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -68,6 +76,57 @@ def split_live(segments: list[Segment]) -> tuple[list[Segment], list[Segment]]:
     return live, superseded
 
 
+def visible(segments: list[tuple[Segment, float]], now: float, mature_s: float | None = None) -> set[str]:
+    """Names of the segments a query started at ``now`` reads, given ``(segment, mtime)``.
+
+    A merged segment (``lo < hi``) that still has an input on disk is read only once it is
+    ``mature_s`` old; a segment contained in a mature wider one is not read. Each row is then
+    read exactly once at any ``now``. O(n log n).
+    """
+    if mature_s is None:
+        mature_s = MATURE_S
+    names = {s.path.name for s, _ in segments}
+    wide = sorted((s.lo, -s.hi, s) for s, mtime in segments if s.lo < s.hi and mtime <= now - mature_s)
+    starts = [lo for lo, _, _ in wide]
+    reach: list[tuple[int, int]] = []  # running max of (hi, -lo) over wide[: i + 1]
+    for lo, neg_hi, _ in wide:
+        best = (-neg_hi, -lo)
+        reach.append(max(reach[-1], best) if reach else best)
+    by_lo = sorted((s.lo, s.hi) for s, _ in segments)
+    out = set()
+    for s, mtime in segments:
+        i = bisect.bisect_right(starts, s.lo) - 1
+        if i >= 0:
+            hi, neg_lo = reach[i]
+            if hi > s.hi or (hi == s.hi and -neg_lo < s.lo):
+                continue  # contained in a mature wider segment
+        if s.lo < s.hi and mtime > now - mature_s and _has_input(by_lo, s):
+            continue  # merged too recently: its inputs are read instead
+        out.add(s.path.name)
+    return out & names
+
+
+def _has_input(by_lo: list[tuple[int, int]], s: Segment) -> bool:
+    i = bisect.bisect_left(by_lo, (s.lo, -1))
+    while i < len(by_lo) and by_lo[i][0] <= s.hi:
+        lo, hi = by_lo[i]
+        if hi <= s.hi and (lo, hi) != (s.lo, s.hi):
+            return True
+        i += 1
+    return False
+
+
+def listing(directory: Path) -> list[tuple[Segment, float]]:
+    """Every segment of ``directory`` with its modification time (vanished files skipped)."""
+    out = []
+    for s in list_segments(directory):
+        try:
+            out.append((s, s.path.stat().st_mtime))
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def ensure_anchor(directory: Path) -> None:
     """Write the empty schema segment if it is missing or lacks a column added since it was
     written (idempotent, atomic): readers then see every current column, NULL in older rows."""
@@ -92,6 +151,50 @@ def ensure_anchor(directory: Path) -> None:
     finally:
         con.close()
     os.replace(tmp, path)
+
+
+def ensure_columns(directory: Path) -> int:
+    """Rewrite, in place and keeping its modification time, every segment that lacks a current
+    column (written by an older release or another tool), so that all segments read with the
+    anchor's schema. Returns how many were rewritten."""
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        want = [name for name, _, _ in COLUMNS]
+        rewritten = 0
+        for s in list_segments(directory):
+            if s.lo == 0:
+                continue
+            try:
+                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_path(s.path)}')").fetchall()
+            except (duckdb.IOException, duckdb.InvalidInputException):
+                continue  # deleted meanwhile (a superseded segment), or not ours to fix
+            have = {r[0] for r in described}
+            if have >= set(want):
+                continue
+            _add_columns(con, s.path, have)
+            rewritten += 1
+        return rewritten
+    finally:
+        con.close()
+
+
+def _add_columns(con: object, path: Path, have: set[str]) -> None:
+    cols = ", ".join(f'"{name}"' if name in have else f'CAST(NULL AS {typ}) AS "{name}"' for name, typ, _ in COLUMNS)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.cols.tmp")
+    try:
+        mtime = path.stat().st_mtime
+        con.execute(  # type: ignore[attr-defined]
+            f"COPY (SELECT {cols} FROM read_parquet('{_sql_path(path)}')) TO '{_sql_path(tmp)}' "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+        os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, path)
+    except FileNotFoundError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _sql_path(path: Path) -> str:

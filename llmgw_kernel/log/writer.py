@@ -27,12 +27,14 @@ from pathlib import Path
 import orjson
 
 from . import journal as wal
+from . import segments as seg_layout
 from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
 from .schema import COLUMNS
 from .segments import (
     Segment,
     _sql_path,
     ensure_anchor,
+    ensure_columns,
     list_segments,
     log_dir,
     segment_name,
@@ -42,7 +44,7 @@ from .segments import (
 log = logging.getLogger("llmgw.log")
 
 FANOUT = 16  # segments of one size class merged at a time
-GRACE_S = 30.0  # superseded segments live this long for readers that already listed them
+GRACE_S = 30.0  # a superseded segment outlives the moment readers stop reading it by this much
 MAX_BUFFERED = 1_000_000  # rows kept in memory while the disk refuses writes
 
 _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ, _ in COLUMNS}
@@ -68,6 +70,7 @@ class LogWriter:
         for stale in self.directory.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
         ensure_anchor(self.directory)
+        ensure_columns(self.directory)  # readers take every segment's schema from the anchor
         self.flush_s = flush_ms / 1000
         self._buffer: list[RequestRecord] = []
         self._pending: list[bytes] = []  # rows serialised, not yet in a segment
@@ -293,6 +296,7 @@ class LogWriter:
                 [files],
             )
             _fsync(tmp)
+            os.utime(tmp)  # its mtime is when it appeared: readers switch to it MATURE_S later
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -304,7 +308,7 @@ class LogWriter:
         for s in superseded:
             covering = [o for o in segments if o.lo <= s.lo and s.hi <= o.hi and o.span > s.span]
             try:
-                if all(now - o.path.stat().st_mtime > GRACE_S for o in covering):
+                if all(now - o.path.stat().st_mtime > seg_layout.MATURE_S + GRACE_S for o in covering):
                     s.path.unlink(missing_ok=True)
             except FileNotFoundError:
                 continue

@@ -35,9 +35,11 @@ def test_flush_compaction_and_no_duplicates(tmp_path):
 
 
 def test_superseded_segments_are_deleted_after_grace(tmp_path, monkeypatch):
+    import llmgw_kernel.log.segments as segments
     import llmgw_kernel.log.writer as writer
 
     monkeypatch.setattr(writer, "GRACE_S", 0.0)
+    monkeypatch.setattr(segments, "MATURE_S", 0.0)
     w = LogWriter(tmp_path, flush_ms=60000)
     for i in range(FANOUT):
         w.append(record(i))
