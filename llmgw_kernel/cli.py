@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .server import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_POLICY, DEFAULT_PORT
+from .server import BODY_TIMEOUT_S, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_POLICY, DEFAULT_PORT, HEADER_TIMEOUT_S
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: seconds between 0 and 3600")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, policy=args.policy, data_dir=args.data_dir,
         drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
         open_views=args.open_dashboards, protect_views=args.protect_dashboards,
+        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
     )  # fmt: skip
 
 
@@ -168,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
         "--protect-dashboards", action="store_true",
         help="require the dashboard token even on loopback (e.g. behind a reverse proxy)",
     )  # fmt: skip
+    s.add_argument("--header-timeout", type=_seconds, default=HEADER_TIMEOUT_S, metavar="S",
+                   help="close a connection whose request headers are not complete in S seconds (408)")  # fmt: skip
+    s.add_argument("--body-timeout", type=_seconds, default=BODY_TIMEOUT_S, metavar="S",
+                   help="answer 408 when a request body is not complete S seconds after its headers")  # fmt: skip
     s.set_defaults(func=_serve)
 
     pol = sub.add_parser("policy", help="validate, diff, promote and roll back policies").add_subparsers(

@@ -19,6 +19,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_POLICY = Path("policies/live.yaml")
 DEFAULT_DATA_DIR = Path("llmgw-data")
+HEADER_TIMEOUT_S = 10.0  # slow clients: proxy/read_deadlines.py, docs/server.md "Timeouts"
+BODY_TIMEOUT_S = 60.0
 # Young-generation threshold once serving (CPython's default is 700). See settle_gc().
 GC_GEN0_THRESHOLD = 5000
 
@@ -94,6 +96,8 @@ def serve(
     log_level: str = "info",
     open_views: bool = False,
     protect_views: bool = False,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> int:
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -109,19 +113,23 @@ def serve(
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     try:
-        return _serve_locked(host, port, policy, data_dir, drain_s, dashboards, open_views, protect_views)
+        return _serve_locked(
+            host, port, policy, data_dir, drain_s, dashboards, open_views, protect_views,
+            (header_timeout_s, body_timeout_s),
+        )  # fmt: skip
     finally:
         lock.release()
 
 
 def _serve_locked(
     host: str, port: int, policy: Path, data_dir: Path, drain_s: int, dashboards: bool, open_views: bool,
-    protect_views: bool,
+    protect_views: bool, read_deadlines: tuple[float, float] = (HEADER_TIMEOUT_S, BODY_TIMEOUT_S),
 ) -> int:  # fmt: skip
     import uvicorn
 
     from .policy.lifecycle import ensure_live_policy
     from .policy.load import PolicyError, load_policy
+    from .proxy.read_deadlines import read_deadline_protocol
 
     _Server = _server_class()
     log = logging.getLogger("llmgw")
@@ -147,7 +155,7 @@ def _serve_locked(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=read_deadline_protocol(*read_deadlines),  # httptools + header/body read deadlines
         ws="websockets-sansio",
         lifespan="on",
         access_log=False,

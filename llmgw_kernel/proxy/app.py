@@ -198,20 +198,18 @@ def is_api_path(path: str) -> bool:
 
 
 def _with_request_id(scope: Scope, send: Send) -> Send:
-    """``send`` that adds ``x-request-id`` to the response: the client's (as the pipeline
-    echoes it), else a fresh gateway id."""
-    rid = None
+    """``send`` that stamps the response as the pipeline does: ``x-request-id`` is a fresh
+    gateway id; a client's own ``x-request-id`` comes back in ``x-client-request-id``."""
+    ids = [(b"x-request-id", pipeline.new_request_id().encode())]
     for name, value in scope["headers"]:
         if name == b"x-request-id" and value:
-            rid = value[:_MAX_CLIENT_ID]
-    if rid is None:
-        rid = pipeline.new_request_id().encode()
+            ids = [ids[0], (b"x-client-request-id", value[:_MAX_CLIENT_ID])]
 
     async def stamped(message: dict) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", ()))
             if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                message = {**message, "headers": [*headers, (b"x-request-id", rid)]}
+                message = {**message, "headers": [*headers, *ids]}
         await send(message)
 
     return stamped

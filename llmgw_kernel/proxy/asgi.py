@@ -25,6 +25,23 @@ class ClientDisconnected(Exception):
     """The client went away while we were reading its request."""
 
 
+class BodyDeadlinePassed:
+    """The ``more_body`` value of the message the server (``proxy/read_deadlines.py``) hands
+    the app when a request's body has not arrived within the body read deadline. Truthy, so
+    code that only tests ``more_body`` keeps waiting; :func:`read_body` answers 408."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"BodyDeadlinePassed({self.seconds})"
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -49,13 +66,16 @@ async def read_body(receive: Receive, limit: int, content_length: bytes | None) 
     if message["type"] == "http.disconnect":
         raise ClientDisconnected
     body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
+    more = message.get("more_body")
+    if not more:
         if len(body) > limit:
             raise _too_large(limit)
         return body
     parts = [body]
     size = len(body)
     while True:
+        if more.__class__ is BodyDeadlinePassed:
+            raise _too_slow(more.seconds)
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
@@ -64,8 +84,16 @@ async def read_body(receive: Receive, limit: int, content_length: bytes | None) 
         if size > limit:
             raise _too_large(limit)
         parts.append(chunk)
-        if not message.get("more_body"):
+        more = message.get("more_body")
+        if not more:
             return b"".join(parts)
+
+
+def _too_slow(seconds: float) -> GatewayError:
+    return GatewayError(
+        408, f"The request body did not arrive within this gateway's body read deadline ({seconds:g} s)",
+        code="request_timeout", headers=[(b"connection", b"close")],
+    )  # fmt: skip
 
 
 def _too_large(limit: int) -> GatewayError:

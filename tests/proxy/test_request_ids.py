@@ -1,6 +1,6 @@
 """Every HTTP response of the gateway carries `x-request-id` — models, health, metrics, the
 admin API, key info, 404, 405, 413, refusals of the dashboard guard — not only chat and
-embeddings: the client's id when it sent one, else a fresh gateway id."""
+embeddings: always a gateway id, with the client's own id in `x-client-request-id`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def test_every_route_carries_a_request_id(gw, method, path, body, headers, statu
     again = httpx.request(method, gw.url + path, json=body, headers=headers, timeout=20)
     assert again.headers["x-request-id"] != r.headers["x-request-id"]  # one id per response
     mine = httpx.request(method, gw.url + path, json=body, headers={**headers, "x-request-id": "trace-42"}, timeout=20)
-    assert mine.headers["x-request-id"] == "trace-42"  # the client's own id is echoed, as on chat
+    assert re.fullmatch(r"req_[0-9a-f]{24}", mine.headers["x-request-id"])  # always the gateway's, as on chat
+    assert mine.headers["x-client-request-id"] == "trace-42"  # the client's own id comes back apart
 
 
 def test_the_dashboard_guard_and_the_dashboards_carry_it_too():
