@@ -168,7 +168,10 @@ def convert_tool_choice(choice: Any) -> dict[str, Any] | None:
 
 def gemini_schema(schema: dict[str, Any], where: str) -> dict[str, Any]:
     """``schema`` reduced to the OpenAPI subset Gemini accepts (see the module docstring)."""
-    defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    defs: dict[str, Any] = {}
+    for key in ("definitions", "$defs"):  # $defs wins
+        if isinstance(found := schema.get(key), dict):
+            defs.update(found)
     return _clean(schema, defs, where, 0)
 
 
@@ -180,7 +183,7 @@ def _clean(node: Any, defs: dict[str, Any], where: str, depth: int) -> dict[str,
     ref = node.get("$ref")
     if isinstance(ref, str):
         name = ref.rsplit("/", 1)[-1]
-        if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
+        if not ref.startswith(("#/$defs/", "#/definitions/")) or not isinstance(defs.get(name), dict):
             raise unsupported(where, f"$ref {ref!r} cannot be resolved for gemini (only local #/$defs refs)")
         return _clean({**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}, defs, where, depth + 1)
     out: dict[str, Any] = {}
@@ -217,7 +220,7 @@ def _clean(node: Any, defs: dict[str, Any], where: str, depth: int) -> dict[str,
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 out[key] = value
         elif key == "format":
-            if value in _FORMATS.get(str(kind), ()):
+            if isinstance(value, str) and value in _FORMATS.get(str(kind), ()):
                 out[key] = value
         elif key in _SCHEMA_KEYS and key not in out and key != "type":
             out[key] = value

@@ -211,12 +211,15 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any
             add("user", _content(msg.get("content"), where))
         elif role == "assistant":
             blocks = _content(msg.get("content"), where)
-            for call in msg.get("tool_calls") or []:
+            for j, call in enumerate(msg.get("tool_calls") or []):
                 fn = call.get("function") or {}
                 try:
                     args = orjson.loads(fn.get("arguments") or "{}")
                 except orjson.JSONDecodeError:
-                    raise unsupported(f"{where}.tool_calls", "tool call arguments must be a JSON object") from None
+                    args = None
+                if not isinstance(args, dict):  # Anthropic's tool_use input is an object
+                    at = f"{where}.tool_calls[{j}].function.arguments"
+                    raise unsupported(at, "tool call arguments must be a JSON object")
                 blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": args})
             add("assistant", blocks)
         elif role == "tool":

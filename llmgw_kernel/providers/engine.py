@@ -12,9 +12,9 @@ and behaviour cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 import aiohttp
 import orjson
@@ -32,6 +32,114 @@ GATEWAY_FIELDS = frozenset({"model", "stream", "stream_options", "metadata"})
 
 
 @dataclass(frozen=True)
+class Shape:
+    """The JSON a field may hold: its types at this level and, for an array, the shape of its
+    items, for an object, the shapes of the keys the translation reads (others are not looked
+    at). ``null`` is always allowed for an object's key (OpenAI's "not set")."""
+
+    types: tuple[type, ...]  # exact JSON types: dict, list, str, int, float, bool
+    what: str  # "a string or an array of strings", for the error message
+    items: Shape | None = None
+    keys: Mapping[str, Shape] | None = None
+
+
+class Misfit(NamedTuple):
+    """Where a value does not fit its :class:`Shape`: the param, what it must be, what it is."""
+
+    param: str
+    expected: str
+    got: str
+
+    @property
+    def message(self) -> str:
+        return f"'{self.param}' must be {self.expected}, got {self.got}"
+
+
+def shape_error(value: Any, shape: Shape, where: str, index: str = "[{}]") -> Misfit | None:
+    """The first part of ``value`` that does not fit ``shape`` (its param a path such as
+    ``messages[0].content[1].text``; ``index=".{}"`` writes Anthropic's
+    ``messages.0.content.1.text``), or None. The recursion follows the shape, whose depth is
+    fixed, not the value.
+
+    >>> shape_error({"x": ["a", 5]}, Shape((dict,), "an object", keys={"x": STRINGS}), "body").message
+    "'body.x[1]' must be a string, got a number"
+    """
+    if type(value) not in shape.types:
+        return Misfit(where, shape.what, _json_type(value))
+    if shape.items is not None and type(value) is list:
+        for i, item in enumerate(value):
+            if (err := shape_error(item, shape.items, where + index.format(i), index)) is not None:
+                return err
+    if shape.keys is not None and type(value) is dict:
+        for key, sub in shape.keys.items():
+            item = value.get(key)
+            if item is not None and (err := shape_error(item, sub, f"{where}.{key}", index)) is not None:
+                return err
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+STR = Shape((str,), "a string")
+INT = Shape((int,), "an integer")
+NUMBER = Shape((int, float), "a number")
+BOOL = Shape((bool,), "a boolean")
+OBJECT = Shape((dict,), "an object")
+STRINGS = Shape((str, list), "a string or an array of strings", items=STR)
+PART = Shape((dict,), "a content part (an object)", keys={
+    "type": STR, "text": STR, "refusal": STR,
+    "image_url": Shape((dict,), "an object", keys={"url": STR}),
+    "input_audio": Shape((dict,), "an object", keys={"data": STR, "format": STR}),
+    "file": Shape((dict,), "an object", keys={"file_data": STR}),
+})  # fmt: skip
+CONTENT = Shape((str, list), "a string or an array of content parts", items=PART)
+TOOL_CALL = Shape((dict,), "a tool call (an object)", keys={
+    "id": STR, "type": STR,
+    "function": Shape((dict,), "an object", keys={"name": STR, "arguments": STR}),
+    "extra_content": Shape((dict,), "an object", keys={
+        "google": Shape((dict,), "an object", keys={"thought_signature": STR}),
+    }),
+})  # fmt: skip
+MESSAGE = Shape((dict,), "a message (an object)", keys={
+    "role": STR, "content": CONTENT, "name": STR, "tool_call_id": STR,
+    "tool_calls": Shape((list,), "an array of tool calls", items=TOOL_CALL),
+})  # fmt: skip
+TOOL = Shape((dict,), "a tool (an object)", keys={
+    "type": STR,
+    "function": Shape((dict,), "an object", keys={"name": STR, "description": STR, "parameters": OBJECT}),
+})  # fmt: skip
+
+#: The types of OpenAI's chat request fields, as far as a translation reads them: a native
+#: adapter refuses a value that does not fit (a 400 naming it: ``messages[0].content``,
+#: ``tools[0]``) before its table or its ``build`` looks at it. A :class:`Param` may override.
+REQUEST_SHAPES: dict[str, Shape] = {
+    "messages": Shape((list,), "an array of messages", items=MESSAGE),
+    "max_tokens": INT,
+    "max_completion_tokens": INT,
+    "temperature": NUMBER,
+    "top_p": NUMBER,
+    "n": INT,
+    "seed": INT,
+    "presence_penalty": NUMBER,
+    "frequency_penalty": NUMBER,
+    "stop": STRINGS,
+    "user": STR,
+    "reasoning_effort": STR,
+    "tools": Shape((list,), "an array of tools", items=TOOL),
+    "tool_choice": Shape((str, dict), "a string or an object", keys={
+        "type": STR, "function": Shape((dict,), "an object", keys={"name": STR}),
+    }),
+    "parallel_tool_calls": BOOL,
+    "response_format": Shape((dict,), "an object", keys={
+        "type": STR, "json_schema": Shape((dict,), "an object", keys={"name": STR, "schema": OBJECT}),
+    }),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Param:
     """How one OpenAI request field reaches a provider."""
 
@@ -42,14 +150,15 @@ class Param:
     max: float | None = None
     transform: Callable[[Any], Any] | None = None
     note: str = ""  # why (for drop / refuse / build), shown in the docs table
+    shape: Shape | None = None  # the value's type; None: the field's in REQUEST_SHAPES (if any)
 
 
 def MAP(to: str | None = None, **kw: Any) -> Param:  # noqa: N802 - table vocabulary
     return Param("map", to, **kw)
 
 
-def BUILD(note: str) -> Param:  # noqa: N802
-    return Param("build", note=note)
+def BUILD(note: str, shape: Shape | None = None) -> Param:  # noqa: N802
+    return Param("build", note=note, shape=shape)
 
 
 def DROP(note: str) -> Param:  # noqa: N802
@@ -90,7 +199,12 @@ def translate_params(kind: str, params: dict[str, Param], body: dict[str, Any]) 
             raise unsupported(name, f"'{name}' is not supported by {kind} targets")
         if p.action == "refuse" and value is not None:
             raise unsupported(name, f"'{name}' is not supported by {kind} targets: {p.note}")
-        if p.action != "map" or value is None:
+        if p.action == "drop" or value is None:
+            continue
+        shape = p.shape or REQUEST_SHAPES.get(name)
+        if shape is not None and (err := shape_error(value, shape, name)) is not None:
+            raise unsupported(err.param, err.message)
+        if p.action != "map":
             continue
         if _out_of_range(p, value):
             raise unsupported(name, f"'{name}' must be in {_range(p)} for {kind} targets, got {value}")

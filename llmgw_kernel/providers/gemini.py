@@ -40,7 +40,7 @@ import orjson
 from ..policy.model import Target
 from ._gemini_request import convert_messages, convert_tool_choice, convert_tools, gemini_schema
 from .base import Reply, UpstreamError, unsupported
-from .engine import BUILD, DROP, MAP, REFUSE, NativeAdapter, Param
+from .engine import BUILD, DROP, INT, MAP, REFUSE, STR, NativeAdapter, Param, Shape, shape_error
 from .http import error_message, loads_object
 
 FINISH = {
@@ -53,7 +53,10 @@ FINISH = {
     ),
 }  # fmt: skip
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
-EMBEDDING_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
+#: the embeddings fields gemini serves, and the types it takes (``input`` is checked below)
+EMBEDDING_FIELDS: dict[str, Shape | None] = {
+    "model": None, "input": None, "dimensions": INT, "encoding_format": STR, "user": STR,
+}  # fmt: skip
 
 
 def _stops(value: Any) -> list[str]:
@@ -168,9 +171,12 @@ class GeminiAdapter(NativeAdapter):
     async def embeddings(self, body: dict[str, Any], target: Target) -> Reply:
         """``batchEmbedContents``. Gemini reports no token counts for embeddings: the body says 0
         and the log row has no usage (``usage_source: none``) rather than a made-up number."""
-        for name in body:
+        for name, value in body.items():
             if name not in EMBEDDING_FIELDS:
                 raise unsupported(name, f"'{name}' is not supported by gemini embeddings")
+            shape = EMBEDDING_FIELDS[name]
+            if shape is not None and value is not None and (err := shape_error(value, shape, name)) is not None:
+                raise unsupported(err.param, err.message)
         texts = [body["input"]] if isinstance(body.get("input"), str) else body.get("input")
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise unsupported("input", "gemini embeddings take a string or a list of strings (not token ids)")

@@ -18,21 +18,44 @@ from typing import Any
 
 import orjson
 
-from ..providers.engine import BUILD, DROP, MAP, REFUSE, Param
+from ..providers.engine import BOOL, BUILD, DROP, INT, MAP, NUMBER, OBJECT, REFUSE, STR, Param, Shape, shape_error
 from .errors import GatewayError
 
+_TEXT = Shape((dict,), "a text block (an object)", keys={"type": STR, "text": STR})
+_BLOCK = Shape((dict,), "a content block (an object)", keys={
+    "type": STR, "text": STR, "id": STR, "name": STR, "input": OBJECT, "tool_use_id": STR, "is_error": BOOL,
+    "source": Shape((dict,), "an object", keys={"type": STR, "media_type": STR, "data": STR, "url": STR}),
+    "content": Shape((str, list), "a string or an array of text blocks", items=_TEXT),
+})  # fmt: skip
+_MESSAGE = Shape((dict,), "a message (an object)", keys={
+    "role": STR, "content": Shape((str, list), "a string or an array of content blocks", items=_BLOCK),
+})  # fmt: skip
+_TOOL = Shape((dict,), "a tool (an object)", keys={
+    "type": STR, "name": STR, "description": STR, "input_schema": OBJECT, "strict": BOOL,
+})  # fmt: skip
+#: Anthropic's request fields: what each becomes, and (``shape``) the JSON it must be, checked
+#: first (a 400 naming the part that does not fit: ``messages.0.content.1.source``)
 FIELDS: dict[str, Param] = {
-    "model": MAP(note="the route name, as for /v1/chat/completions"),
-    "messages": BUILD("content blocks → parts; `tool_use` → `tool_calls`; `tool_result` → `tool` messages"),
-    "max_tokens": MAP(min=1, note="required (400 when missing, as Anthropic)"),
-    "system": BUILD("→ a leading `system` message (several text blocks joined by a blank line)"),
-    "stop_sequences": MAP("stop"),
-    "temperature": MAP(min=0, max=1, note="Anthropic's range"),
-    "top_p": MAP(min=0, max=1),
+    "model": MAP(note="the route name, as for /v1/chat/completions", shape=STR),
+    "messages": BUILD(
+        "content blocks → parts; `tool_use` → `tool_calls`; `tool_result` → `tool` messages",
+        Shape((list,), "an array of messages", items=_MESSAGE),
+    ),
+    "max_tokens": MAP(min=1, note="required (400 when missing, as Anthropic)", shape=INT),
+    "system": BUILD(
+        "→ a leading `system` message (several text blocks joined by a blank line)",
+        Shape((str, list), "a string or an array of text blocks", items=_TEXT),
+    ),
+    "stop_sequences": MAP("stop", shape=Shape((list,), "an array of strings", items=STR)),
+    "temperature": MAP(min=0, max=1, note="Anthropic's range", shape=NUMBER),
+    "top_p": MAP(min=0, max=1, shape=NUMBER),
     "top_k": DROP("OpenAI chat has no top_k; it narrows sampling and never changes the answer's shape"),
-    "metadata": BUILD("`metadata.user_id` → `user`"),
-    "stream": BUILD("→ `stream` with `stream_options.include_usage`, so `message_delta` carries usage"),
-    "tools": BUILD("client tools → function tools; server tools (web search, code execution, ...) refused"),
+    "metadata": BUILD("`metadata.user_id` → `user`", Shape((dict,), "an object", keys={"user_id": STR})),
+    "stream": BUILD("→ `stream` with `stream_options.include_usage`, so `message_delta` carries usage", BOOL),
+    "tools": BUILD(
+        "client tools → function tools; server tools (web search, code execution, ...) refused",
+        Shape((list,), "an array of tools", items=_TOOL),
+    ),
     "tool_choice": BUILD(
         "auto/any/tool/none → auto/required/{function}/none; `disable_parallel_tool_use` → `parallel_tool_calls: false`"
     ),
@@ -51,13 +74,6 @@ FIELDS: dict[str, Param] = {
     "container": REFUSE("server-side containers are Anthropic-only"),
     "mcp_servers": REFUSE("server-side MCP is Anthropic-only"),
     "context_management": REFUSE("server-side context editing is Anthropic-only"),
-}
-_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "model": ((str,), "a string"),
-    "max_tokens": ((int,), "an integer"),
-    "temperature": ((int, float), "a number"),
-    "top_p": ((int, float), "a number"),
-    "stop_sequences": ((list,), "a list of strings"),
 }
 
 
@@ -78,18 +94,16 @@ def to_openai_request(body: Any) -> dict[str, Any]:
             raise invalid(f"{name}: Extra inputs are not permitted", name)
         if p.action == "refuse" and value is not None:
             raise invalid(f"{name}: not supported by this gateway ({p.note})", name)
-        if p.action != "map" or value is None:
+        if p.action == "drop" or value is None:
             continue
-        types, desc = _TYPES[name]
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise invalid(f"{name}: Input should be {desc}", name)
+        if p.shape is not None and (err := shape_error(value, p.shape, name, ".{}")) is not None:
+            raise invalid(f"{err.param}: Input should be {err.expected}", err.param)
+        if p.action != "map":
+            continue
         if isinstance(value, (int, float)) and _out_of_range(value, p):
             bound = f"at least {p.min:g}" if p.max is None else f"between {p.min:g} and {p.max:g}"
             raise invalid(f"{name}: must be {bound}, got {value}", name)
         out[p.to or name] = value
-    stops = out.get("stop")
-    if stops is not None and not all(isinstance(s, str) for s in stops):
-        raise invalid("stop_sequences: Input should be a list of strings", "stop_sequences")
     out["messages"] = _system(body.get("system")) + _messages(body.get("messages"))
     tools = body.get("tools")
     if tools:

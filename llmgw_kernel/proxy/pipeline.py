@@ -44,7 +44,7 @@ from .cache_stream import completion_chunks
 from .credentials import presented_key
 from .errors import GatewayError, bad_request, not_found_model
 from .runtime import Gateway, Snapshot
-from .validate import check_chat, check_embeddings, check_model
+from .validate import check_chat, check_embeddings, check_model, load_json
 
 log = logging.getLogger("llmgw.proxy")
 
@@ -136,12 +136,7 @@ class Inbound(NamedTuple):
 
 
 def parse_json(raw: bytes, rec: RequestRecord) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(
-            f"The request body is not valid JSON ({exc.msg} at position {exc.pos})", code="invalid_json"
-        ) from None
+    return load_json(raw)  # a 400 if not JSON or nested deeper than MAX_JSON_DEPTH
 
 
 OPENAI = Inbound("openai", parse_json)
@@ -151,10 +146,7 @@ def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
     meta = body.pop("metadata", None)
     for key, value in scope["headers"]:
         if key == b"x-llmgw-metadata":
-            try:
-                extra = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata") from None
+            extra = load_json(value, "x-llmgw-metadata", "x-llmgw-metadata")
             if not isinstance(extra, dict):
                 raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata")
             meta = {**(meta or {}), **extra}

@@ -6,9 +6,138 @@ else passes through to the provider untouched (it is the authority on its own AP
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from .errors import bad_request
+import orjson
+
+from .errors import GatewayError, bad_request
+
+#: How deeply a request's JSON (a body, the ``x-llmgw-metadata`` header, an admin body) may
+#: nest, counting the top-level value as level 1. Deeper input is refused at parse time with a
+#: 400 naming the parameter: nothing downstream (cache keys, budgets, provider bodies, the log
+#: writer, whose JSON encoder stops at 254 levels) ever sees it. Real requests nest < 20 levels.
+MAX_JSON_DEPTH = 64
+_CONTAINERS = (dict, list)
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Where ``value`` nests more than ``limit`` levels deep (the top-level key and at most two
+    levels below it: ``metadata.a.a``, ``messages[0].content``), or None if it does not.
+    A breadth-first walk over the containers, one level at a time (no recursion).
+
+    >>> too_deep({"metadata": {"a": {"a": {"a": 1}}}}, limit=3)
+    'metadata.a.a'
+    >>> too_deep({"messages": [{"content": [[1]]}]}, limit=5) is None
+    True
+    """
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return _where(value, limit)
+        level = [c for n in level for c in (n.values() if type(n) is dict else n) if type(c) in _CONTAINERS]
+    return None
+
+
+def _where(value: Any, limit: int) -> str:
+    """The path to the first container below ``limit`` levels (the slow walk, run only to refuse)."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            return _path(path)
+        for key, child in node.items() if type(node) is dict else enumerate(node):
+            if type(child) in _CONTAINERS:
+                stack.append((child, depth + 1, (*path, key) if len(path) < 3 else path))
+    return ""
+
+
+def _path(path: tuple[Any, ...]) -> str:
+    out = ""
+    for key in path:
+        out += f"[{key}]" if type(key) is int else (f".{key}" if out else str(key))
+    return out
+
+
+def load_json(raw: bytes | str, what: str = "The request body", param: str | None = None) -> Any:
+    """``raw`` parsed (orjson), or a 400 when it is not JSON or nests more than
+    :data:`MAX_JSON_DEPTH` levels. ``param`` names the input in the error (a header's name);
+    for a body, the error names the nested parameter. The one parser for client JSON: the
+    chat, embeddings and messages bodies, ``x-llmgw-metadata``, and the admin API bodies."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(
+            f"{what} is not valid JSON ({exc.msg} at position {exc.pos})", param, "invalid_json"
+        ) from None
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    # fewer brackets than the limit cannot nest deeper than it (bytes.count runs in C)
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and not _shallow(value):
+        where = too_deep(value)
+        if where is not None:
+            name = param or where or None
+            at = f"'{where}' in {what}" if param and where else (f"'{name}'" if name else what)
+            message = f"{at} is nested more than {MAX_JSON_DEPTH} levels deep (the gateway's limit)"
+            raise GatewayError(400, message, param=name, code="nesting_too_deep")
+    return value
+
+
+class _Wrapper(threading.local):
+    """Lists nested so that orjson's own depth limit, applied to them with a value inside,
+    refuses exactly the values nested deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self, levels: int) -> None:
+        self.slot: list[Any] = [None]
+        self.outer: list[Any] = self.slot
+        for _ in range(levels - 1):
+            self.outer = [self.outer]
+
+
+def _orjson_depth_limit() -> int | None:
+    """The deepest nesting ``orjson.dumps`` serialises (254 in orjson 3), or None if unbounded."""
+
+    def ok(n: int) -> bool:
+        value: Any = 0
+        for _ in range(n):
+            value = [value]
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            return False
+        return True
+
+    lo, hi = 1, 4096
+    if ok(hi):
+        return None
+    while hi - lo > 1:  # ok(lo), not ok(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+_limit = _orjson_depth_limit()
+_wrapper = _Wrapper(_limit - MAX_JSON_DEPTH) if _limit is not None and _limit > MAX_JSON_DEPTH else None
+
+
+def _shallow(value: Any) -> bool:
+    """True when ``value`` surely nests at most :data:`MAX_JSON_DEPTH` levels: orjson serialises
+    it inside the wrapper (about 3 µs for 3 KB, where the Python walk takes 15 µs). False
+    means "walk it" (too deep, or no wrapper: orjson without a depth limit)."""
+    w = _wrapper
+    if w is None:
+        return False
+    w.slot[0] = value
+    try:
+        orjson.dumps(w.outer)
+    except TypeError:
+        return False
+    finally:
+        w.slot[0] = None
+    return True
+
 
 _NUMBER = (int, float)
 # field -> (accepted types, human description, (min, max) or None)

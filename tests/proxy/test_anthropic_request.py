@@ -103,7 +103,7 @@ def test_assistant_turn_with_only_tool_calls_has_null_content():
     (req(max_tokens="10"), "max_tokens"),
     (req(temperature=1.2), "temperature"),
     (req(top_p=True), "top_p"),
-    (req(stop_sequences=[1]), "stop_sequences"),
+    (req(stop_sequences=[1]), "stop_sequences.0"),
     (req(unknown_field=1), "unknown_field"),
     (req(thinking={"type": "enabled", "budget_tokens": 2000}), "thinking"),
     (req(thinking={"type": "adaptive"}), "thinking"),
