@@ -6,6 +6,10 @@ and gets the live answers: an entry stored at ``stored_at`` answers a request th
 frees expired answers but leaves their keys in place, so eviction never depends on when a
 purge happened to run.
 
+Threads: the event loop gets, puts and purges; the cache worker copies the entries for a
+snapshot and fills the store on a start-up restore. Changes and copies hold the store's lock
+(a get needs none: one dict lookup), so neither ever walks a dictionary the other is changing.
+
 >>> store = ExactStore()
 >>> store.put("k", Entry("req_1", 100.0, b"{}", "d/echo", None), max_entries=2)
 >>> store.get("k", 100.5, ttl_s=60).request_id, store.get("k", 99.0, ttl_s=60), store.get("k", 161.0, ttl_s=60)
@@ -14,6 +18,7 @@ purge happened to run.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NamedTuple
 
 
@@ -28,10 +33,11 @@ class Entry(NamedTuple):
 
 
 class ExactStore:
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_lock")
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}  # insertion order = FIFO eviction order
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -46,21 +52,25 @@ class ExactStore:
         """Free the answers that expired by ``before``; their keys keep their place in the
         eviction order, so eviction stays a function of insertions alone. Returns how many."""
         n = 0
-        for key, entry in self._entries.items():  # oldest first
-            if entry.stored_at + ttl_s > before:
-                break
-            if entry.body is not None:
-                self._entries[key] = entry._replace(body=None)
-                n += 1
+        with self._lock:
+            for key, entry in self._entries.items():  # oldest first
+                if entry.stored_at + ttl_s > before:
+                    break
+                if entry.body is not None:
+                    self._entries[key] = entry._replace(body=None)
+                    n += 1
         return n
 
     def put(self, key: str, entry: Entry, max_entries: int) -> None:
         entries = self._entries
-        entries.pop(key, None)  # a refreshed key moves to the back of the eviction order
-        entries[key] = entry
-        while len(entries) > max_entries:
-            del entries[next(iter(entries))]
+        with self._lock:
+            entries.pop(key, None)  # a refreshed key moves to the back of the eviction order
+            entries[key] = entry
+            while len(entries) > max_entries:
+                del entries[next(iter(entries))]
 
     def items(self) -> list[tuple[str, Entry]]:
-        """Entries not purged, oldest first."""
-        return [(k, e) for k, e in self._entries.items() if e.body is not None]
+        """Entries not purged, oldest first (a copy: safe to use from another thread)."""
+        with self._lock:
+            copied = self._entries.copy()  # a dict copy: the shortest time under the lock
+        return [(k, e) for k, e in copied.items() if e.body is not None]

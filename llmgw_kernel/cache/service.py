@@ -11,6 +11,11 @@ moves work off the event loop:
   a lookup always sees every entry stored before the request arrived;
 - until a model has loaded, semantic lookups are skipped (``cache_reason`` says so).
 
+Threads: the loop owns the exact stores (lookups and stores), the worker the semantic ones;
+a snapshot (worker) copies the exact entries under each store's lock, and the maps of stores
+change and are walked only under ``CacheService._maps`` (a restore fills them from the worker
+while the loop serves).
+
 State survives restarts: :meth:`CacheService.save` writes a snapshot on shutdown (and every
 ``SNAPSHOT_EVERY_S`` while it changes); on start the snapshot is loaded, or, when there is
 none, entries are rebuilt from the request log where it kept response bodies.
@@ -23,6 +28,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,6 +98,28 @@ class CacheService:
         self.hits = self.semantic_hits = self.misses = 0
         self.dirty = False
         self.restored: str | None = None  # snapshot | log | empty, once start-up restore finished
+        self._maps = threading.Lock()  # guards adding to / walking self.exact and self.semantic
+
+    def _exact_store(self, route: str) -> ExactStore:
+        store = self.exact.get(route)
+        if store is None:
+            with self._maps:
+                store = self.exact.setdefault(route, ExactStore())
+        return store
+
+    def _semantic_store(self, route: str, model: str, dim: int) -> SemanticStore:
+        store = self.semantic.get((route, model))
+        if store is None:
+            from .semantic import SemanticStore
+
+            with self._maps:
+                store = self.semantic.setdefault((route, model), SemanticStore(dim))
+        return store
+
+    def _stores(self) -> tuple[list[tuple[str, ExactStore]], list[tuple[tuple[str, str], SemanticStore]]]:
+        """The exact and semantic stores, copied (another thread may be adding one)."""
+        with self._maps:
+            return list(self.exact.items()), list(self.semantic.items())
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -111,10 +139,11 @@ class CacheService:
 
     def report(self) -> dict[str, Any]:
         """What /health says about the cache."""
+        exact, semantic = self._stores()
         return {
             "restored": self.restored,
-            "exact_entries": {r: len(s) for r, s in self.exact.items()},
-            "semantic_entries": {f"{r} ({m})": len(s) for (r, m), s in self.semantic.items()},
+            "exact_entries": {r: len(s) for r, s in exact},
+            "semantic_entries": {f"{r} ({m})": len(s) for (r, m), s in semantic},
             "models": {name: (f"failed: {e.error}" if e.error else e.state) for name, e in self.embedders.items()},
         }
 
@@ -210,22 +239,14 @@ class CacheService:
         entry = Entry(rec.request_id, now, body, rec.target, usage)  # type: ignore[arg-type]
         settings = q.settings
         if settings.exact is not None:
-            store = self.exact.get(q.route)
-            if store is None:
-                store = self.exact[q.route] = ExactStore()
-            store.put(q.key, entry, settings.exact.max_entries)
+            self._exact_store(q.route).put(q.key, entry, settings.exact.max_entries)
         if settings.semantic is not None and q.vector is not None and q.model is not None and q.context is not None:
             self.pool.submit(self._semantic_add, q, entry)
         self.dirty = True
 
     def _semantic_add(self, q: Query, entry: Entry) -> None:
         assert q.vector is not None and q.model is not None and q.settings.semantic is not None
-        key = (q.route, q.model)
-        store = self.semantic.get(key)
-        if store is None:
-            from .semantic import SemanticStore
-
-            store = self.semantic[key] = SemanticStore(len(q.vector))
+        store = self._semantic_store(q.route, q.model, len(q.vector))
         store.add(q.ns, q.context or "", q.vector, entry, q.features, q.settings.semantic.max_entries)
 
     @staticmethod
@@ -238,7 +259,7 @@ class CacheService:
     def purge_exact(self, policy: Policy, now: float) -> int:
         """Free expired exact answers (on the event loop: the loop owns the exact stores)."""
         n = 0
-        for route, store in self.exact.items():
+        for route, store in self._stores()[0]:
             s = policy.cache_for(route)
             if s is not None and s.exact is not None:
                 n += store.purge(now - PURGE_MARGIN_S, s.exact.ttl_s)
@@ -247,7 +268,7 @@ class CacheService:
     def purge_semantic(self, policy: Policy, now: float) -> int:
         """Delete expired semantic entries from their indexes (on the cache worker)."""
         n = 0
-        for (route, _), store in self.semantic.items():
+        for (route, _), store in self._stores()[1]:
             s = policy.cache_for(route)
             if s is not None and s.semantic is not None:
                 n += store.purge(now - PURGE_MARGIN_S, s.semantic.ttl_s)
@@ -256,15 +277,29 @@ class CacheService:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self) -> int:
-        """Write a snapshot (atomically) of every entry; returns how many. Runs on the worker."""
-        import numpy as np
+        """Write a snapshot (atomically) of every entry; returns how many. Runs on the worker,
+        while the loop keeps storing: it copies each exact store under its lock, and clears
+        ``dirty`` before copying, so an entry stored meanwhile makes the next snapshot run."""
 
-        lines: list[bytes] = []
-        vectors: list[np.ndarray] = []
-        for route, store in self.exact.items():
-            for key, e in store.items():
-                lines.append(orjson.dumps({"kind": "exact", "route": route, "key": key, **_entry_json(e)}))
-        for (route, model), sstore in self.semantic.items():
+        self.dirty = False
+        try:
+            lines: list[bytes] = []
+            vectors: list[np.ndarray] = []
+            exact, semantic = self._stores()
+            for route, store in exact:
+                for key, e in store.items():
+                    lines.append(orjson.dumps({"kind": "exact", "route": route, "key": key, **_entry_json(e)}))
+            self._semantic_rows(semantic, lines, vectors)
+            return self._write_snapshot(lines, vectors)
+        except BaseException:
+            self.dirty = True
+            raise
+
+    @staticmethod
+    def _semantic_rows(
+        semantic: list[tuple[tuple[str, str], SemanticStore]], lines: list[bytes], vectors: list[np.ndarray]
+    ) -> None:
+        for (route, model), sstore in semantic:
             for eid, sem in sstore.entries():
                 ns, ctx = sem.group
                 vectors.append(sstore.vector(eid))
@@ -278,6 +313,10 @@ class CacheService:
                 }
                 row["features"] = sem.features.to_json() if sem.features else None
                 lines.append(orjson.dumps(row))
+
+    def _write_snapshot(self, lines: list[bytes], vectors: list[np.ndarray]) -> int:
+        import numpy as np
+
         tmp = self.directory.with_name(self.directory.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -292,7 +331,6 @@ class CacheService:
             os.replace(self.directory, old)
         os.replace(tmp, self.directory)
         shutil.rmtree(old, ignore_errors=True)
-        self.dirty = False
         return len(lines)
 
     def restore(self, policy: Policy, log_dir: Path | None = None) -> tuple[str, int]:
@@ -307,8 +345,6 @@ class CacheService:
     def _load_snapshot(self, policy: Policy) -> int:
         import numpy as np
 
-        from .semantic import SemanticStore
-
         raw = (self.directory / "entries.jsonl").read_bytes()
         vectors = np.load(self.directory / "vectors.npy")
         rows = [orjson.loads(line) for line in raw.split(b"\n") if line]
@@ -319,7 +355,7 @@ class CacheService:
             if row["kind"] == "exact":
                 settings = policy.cache_for(row["route"])
                 if settings is not None and settings.exact is not None:
-                    self.exact.setdefault(row["route"], ExactStore()).put(row["key"], entry, settings.exact.max_entries)
+                    self._exact_store(row["route"]).put(row["key"], entry, settings.exact.max_entries)
                     n += 1
             else:
                 vec = vectors[v]
@@ -328,7 +364,7 @@ class CacheService:
                 if settings is None or settings.semantic is None:
                     continue
                 feats = decide.Features.from_json(row["features"]) if row["features"] else None
-                store = self.semantic.setdefault((row["route"], row["model"]), SemanticStore(len(vec)))
+                store = self._semantic_store(row["route"], row["model"], len(vec))
                 store.add(row["ns"], row["ctx"], vec, entry, feats, settings.semantic.max_entries)
                 n += 1
         return n
@@ -337,7 +373,6 @@ class CacheService:
         import numpy as np
 
         from ..log.reader import open_log
-        from .semantic import SemanticStore
 
         try:
             con = open_log(log_dir)
@@ -367,9 +402,7 @@ class CacheService:
             usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
             entry = Entry(rid, stored, body_bytes, target, usage)
             if settings.exact is not None:
-                self.exact.setdefault(route, ExactStore()).put(
-                    decide.scoped(ns, key), entry, settings.exact.max_entries
-                )
+                self._exact_store(route).put(decide.scoped(ns, key), entry, settings.exact.max_entries)
                 n += 1
             if settings.semantic is not None and vec is not None and ctx is not None and model:
                 arr = np.asarray(vec, np.float32)
@@ -378,7 +411,7 @@ class CacheService:
                     if feats
                     else None
                 )
-                store = self.semantic.setdefault((route, model), SemanticStore(len(arr)))
+                store = self._semantic_store(route, model, len(arr))
                 store.add(ns, ctx, arr, entry, f, settings.semantic.max_entries)
         return n
 
@@ -407,16 +440,21 @@ class LazyBody:
         self._body: bytes | None = None
 
     def __bytes__(self) -> bytes:
-        if self._body is None:
+        # the loop (a hit) and the worker (a snapshot) may both assemble it: the result is the
+        # same, and a reader never sees the events dropped before the body is set
+        body, events = self._body, self._events
+        if body is None:
+            if events is None:
+                assert self._body is not None  # assembled by the other thread meanwhile
+                return self._body
             from ..log.record import assemble_stream
 
-            assert self._events is not None
-            completion = assemble_stream(self._events) or {}
+            completion = assemble_stream(events) or {}
             if completion.get("usage") is None and self._usage:
                 completion["usage"] = self._usage
-            self._body = orjson.dumps(completion)
+            body = self._body = orjson.dumps(completion)
             self._events = None
-        return self._body
+        return body
 
 
 def body_bytes(body: bytes | LazyBody) -> bytes:
