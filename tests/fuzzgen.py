@@ -210,7 +210,8 @@ def bodies(draw: st.DrawFn, path: str) -> tuple[bytes, list[str]]:
         body = draw(VALUES)  # not an object at all
         what.append(f"body={_short(body)}")
     raw = json.dumps(body, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
-    damage = draw(st.sampled_from(["none"] * 12 + ["truncate", "not-utf8", "surrogate", "empty", "garbage", "nan"]))
+    damage = draw(st.sampled_from(["none"] * 12 + ["truncate", "not-utf8", "surrogate", "empty", "garbage", "nan",
+                                                   "oversize"]))  # fmt: skip
     if damage == "truncate":
         raw = raw[: draw(st.integers(0, max(0, len(raw) - 1)))]
     elif damage == "not-utf8":
@@ -224,6 +225,8 @@ def bodies(draw: st.DrawFn, path: str) -> tuple[bytes, list[str]]:
         raw = draw(st.binary(max_size=200))
     elif damage == "nan":
         raw = raw.replace(b"20", b"NaN", 1)
+    elif damage == "oversize":  # over the policy's max_request_bytes: a 413
+        raw = raw.replace(b"weather?", b"weather?" + b"w" * 300_000, 1) if b"weather?" in raw else raw + b" " * 300_000
     if damage != "none":
         what.append(damage)
     return raw, what
