@@ -33,6 +33,7 @@ from ..keys.store import settings_from
 from .asgi import Receive, Scope, Send, read_body, send_error, send_json
 from .errors import GatewayError, not_found_path
 from .runtime import Gateway
+from .validate import load_json
 
 log = logging.getLogger("llmgw.admin")
 
@@ -63,10 +64,7 @@ def _token_ok(gw: Gateway, scope: Scope) -> None:
 async def _json(receive: Receive, scope: Scope) -> dict[str, Any]:
     length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
     raw = await read_body(receive, _MAX_BODY, length)
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, f"The request body is not valid JSON ({exc.msg})", code="invalid_json") from None
+    body = load_json(raw or b"{}")  # the proxy's parser: not JSON, or nested too deep, is a 400 naming where
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object", code="invalid_json")
     return body
