@@ -158,7 +158,9 @@ class Journal:
             written = os.write(self._fd, frame)
             while written < len(frame):  # short writes happen only when the disk fills up
                 written += os.write(self._fd, frame[written:])
-        except OSError as exc:
+        except OSError as exc:  # the row still reaches the segment; only crash safety is lost
+            if not self.errors:
+                log.error("journal write failed (rows are not crash-safe until it works again): %s", exc)
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
 

@@ -156,26 +156,32 @@ def ensure_anchor(directory: Path) -> None:
 def ensure_columns(directory: Path) -> int:
     """Rewrite, in place and keeping its modification time, every segment that lacks a current
     column (written by an older release or another tool), so that all segments read with the
-    anchor's schema. Returns how many were rewritten."""
+    anchor's schema. Returns how many were rewritten. One metadata query for all segments."""
     import duckdb
 
+    files = [str(s.path) for s in list_segments(directory) if s.lo > 0]
+    if not files:
+        return 0
     con = duckdb.connect(config={"threads": 1})
     try:
-        want = [name for name, _, _ in COLUMNS]
-        rewritten = 0
-        for s in list_segments(directory):
-            if s.lo == 0:
-                continue
-            try:
-                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_path(s.path)}')").fetchall()
-            except (duckdb.IOException, duckdb.InvalidInputException):
-                continue  # deleted meanwhile (a superseded segment), or not ours to fix
-            have = {r[0] for r in described}
-            if have >= set(want):
-                continue
-            _add_columns(con, s.path, have)
-            rewritten += 1
-        return rewritten
+        want = {name for name, _, _ in COLUMNS}
+        have: dict[str, set[str]] = {f: set() for f in files}
+        try:
+            rows = con.execute("SELECT file_name, name FROM parquet_schema(?)", [files]).fetchall()
+        except (duckdb.IOException, duckdb.InvalidInputException):  # one vanished meanwhile: one by one
+            rows = []
+            for f in files:
+                try:
+                    rows += con.execute("SELECT file_name, name FROM parquet_schema(?)", [f]).fetchall()
+                except (duckdb.IOException, duckdb.InvalidInputException):
+                    have.pop(f, None)  # deleted (a superseded segment), or not Parquet: not ours to fix
+        for file_name, name in rows:
+            if file_name in have:
+                have[file_name].add(name)
+        stale = [f for f, names in have.items() if not names >= want]
+        for f in stale:
+            _add_columns(con, Path(f), have[f])
+        return len(stale)
     finally:
         con.close()
 

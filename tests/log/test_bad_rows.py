@@ -132,7 +132,11 @@ def test_end_to_end_a_deep_upstream_answer_does_not_wedge_the_log(make_gateway, 
     deep_up = DeepUpstream().start()
     try:
         policy = policy_for(upstream.base_url)
-        policy["providers"]["deep"] = {"kind": "openai", "base_url": deep_up.base_url + "/v1", "api_key_env": "LOCAL_API_KEY"}
+        policy["providers"]["deep"] = {
+            "kind": "openai",
+            "base_url": deep_up.base_url + "/v1",
+            "api_key_env": "LOCAL_API_KEY",
+        }
         policy["routes"]["deep"] = {"targets": [{"provider": "deep", "model": "deep-model"}]}
         gw = make_gateway(policy)
         r = httpx.post(f"{gw.base_url}/chat/completions", json={"model": "deep", "messages": MSG}, timeout=10)

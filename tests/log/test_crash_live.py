@@ -1,5 +1,5 @@
 """kill -9 and SIGTERM under load (issue 10, item 5): a real `llmgw serve` serves concurrent
-JSON and streamed requests (httpx and the openai SDK); the process is killed mid-load and
+JSON and streamed requests (httpx and the openai SDK; /v1/messages streams too); the process is killed mid-load and
 restarted on the same data directory. Every request whose response the client received in
 full is then in the log, under the x-request-id it received, and no row is written twice."""
 
@@ -37,6 +37,14 @@ class Load:
             t.start()
         return self
 
+    def wait_for(self, n: int, at_least_s: float, timeout: float = 60) -> None:
+        """Let the load run ``at_least_s`` and until ``n`` responses were received (bounded)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if time.monotonic() - t0 >= at_least_s and len(self.received) >= n:
+                return
+            time.sleep(0.05)
+
     def join(self) -> None:
         self.stop.set()
         for t in self._threads:
@@ -55,7 +63,7 @@ class Load:
         n = 0
         while not self.stop.is_set():
             n += 1
-            kind = rnd.choice(("json", "stream", "sdk-json", "sdk-stream", "404"))
+            kind = rnd.choice(("json", "stream", "sdk-json", "sdk-stream", "404", "messages-stream"))
             try:
                 self._one(http, sdk, kind, f"w{worker}-{n}")
             except (httpx.HTTPError, openai.APIError):
@@ -76,13 +84,21 @@ class Load:
                 for _ in r.iter_bytes():
                     pass
                 self._done(r.headers["x-request-id"])  # the body ended normally: received in full
+        elif kind == "messages-stream":  # the Anthropic inbound API: message_stop comes after the journal
+            body = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": MSG, "stream": True}
+            with http.stream("POST", f"{self.gw.url}/v1/messages", json=body) as r:
+                text = b"".join(r.iter_bytes())
+                assert b"message_stop" in text
+                self._done(r.headers["x-request-id"])
         elif kind == "sdk-json":
             raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSG)  # type: ignore[arg-type]
             raw.parse()
             self._done(raw.headers["x-request-id"])
         else:
             with sdk.chat.completions.with_streaming_response.create(
-                model="gpt-4o-mini", messages=MSG, stream=True  # type: ignore[arg-type]
+                model="gpt-4o-mini",
+                messages=MSG,
+                stream=True,  # type: ignore[arg-type]
             ) as resp:
                 for _ in resp.parse():
                     pass
@@ -100,7 +116,7 @@ def test_kill_9_under_load_loses_no_answered_request(upstream, tmp_path):
     policy = policy_for(upstream.base_url, log={"flush_ms": 500})
     gw = Gateway(tmp_path, policy)
     load = Load(gw, seed=1).start()
-    time.sleep(2.0)
+    load.wait_for(150, at_least_s=2.0)
     gw.proc.kill()  # SIGKILL, mid-load
     gw.proc.wait(10)
     load.join()
@@ -123,7 +139,7 @@ def test_sigterm_under_load_loses_no_answered_request(upstream, tmp_path):
     policy = policy_for(upstream.base_url, log={"flush_ms": 60000})  # only the shutdown flush writes
     gw = Gateway(tmp_path, policy)
     load = Load(gw, seed=2).start()
-    time.sleep(1.5)
+    load.wait_for(80, at_least_s=1.5)
     assert gw.terminate() == 0
     load.join()
     rows, n = logged(gw.data_dir)

@@ -20,7 +20,12 @@ def record(i: int) -> RequestRecord:
     rec.route, rec.status, rec.outcome, rec.plan, rec.target = "m", 200, "ok", ("a/x", "b/y"), "a/x"
     rec.request_raw = b'{"model":"m","messages":[{"role":"user","content":"hi %d"}]}' % i
     rec.response_raw = b'{"choices":[{"message":{"content":"yo"}}]}'
-    rec.usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}
+    rec.usage = {
+        "prompt_tokens": 1,
+        "completion_tokens": 2,
+        "total_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     rec.metadata = {"team": "a", "n": i}
     rec.attempts = [{"target": "a/x", "status": 200, "latency_ms": 1.5, "error": None}]
     rec.cost_usd, rec.budget_flags = 0.001, ["team:a"]
@@ -65,13 +70,17 @@ def test_a_torn_tail_is_skipped_and_the_rest_recovered(tmp_path):
 
 def _crash_after(tmp_path, code: str) -> None:
     """Run ``code`` in a process holding a LogWriter ``w``, then kill it with SIGKILL."""
-    script = textwrap.dedent(f"""
+    script = (
+        textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
         from test_journal import record
         from llmgw_kernel.log import LogWriter
         w = LogWriter({str(tmp_path)!r}, flush_ms=60000)
-    """) + textwrap.dedent(code) + "\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    """)
+        + textwrap.dedent(code)
+        + "\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
 
