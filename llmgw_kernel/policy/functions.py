@@ -3,8 +3,10 @@
 The module is a file beside the policy (``rule: tiers:route_by_tier`` next to
 ``policies/live.yaml`` is ``policies/tiers.py``; ``pkg.mod:f`` is ``policies/pkg/mod.py``).
 It is loaded with importlib *from that path* — never through ``sys.path`` — and cached by
-(path, mtime), so an edited module is re-read on the next policy load. A policy given as a
-mapping resolves modules in ``./policies/``.
+(path, SHA-256 of its content): the code that runs is the code the digest (part of the
+policy version) was computed over, and an edited module is re-read on the next policy load.
+A policy given as a mapping resolves modules in ``./policies/``. A module is part of the
+policy version: promote installs and archives it with the YAML (docs/policy.md#lifecycle).
 
 The function takes one argument, the :class:`~llmgw_kernel.decisions.context.RouteContext`,
 and returns target ids (``"provider/model"``) or a ``RouteChoice(targets, reason)``.
@@ -15,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-_CACHE: dict[tuple[str, int, int], ModuleType] = {}
+from .conditions import RULE_PATTERN
+
+_CACHE: dict[tuple[str, str], ModuleType] = {}
 
 
 def policy_folder(source: str | None) -> Path:
@@ -32,20 +37,38 @@ def module_path(folder: Path, module: str) -> Path:
     return folder.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def _load_module(path: Path) -> ModuleType:
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
+def module_file(module: str) -> str:
+    """A rule module's file, relative to the policy's folder (``pkg.mod`` -> ``pkg/mod.py``)."""
+    return "/".join(module.split(".")) + ".py"
+
+
+def rule_module_files(data: Mapping[str, Any]) -> list[str]:
+    """The rule module files a policy document refers to (relative to its folder), read from
+    the raw mapping so that it works for a policy that does not validate too."""
+    routes = data.get("routes")
+    files: set[str] = set()
+    for route in routes.values() if isinstance(routes, Mapping) else ():
+        ref = route.get("rule") if isinstance(route, Mapping) else None
+        if isinstance(ref, str) and re.match(RULE_PATTERN, ref):
+            files.add(module_file(ref.split(":", 1)[0]))
+    return sorted(files)
+
+
+def _load_module(path: Path) -> tuple[ModuleType, str]:
+    code = path.read_bytes()
+    digest = hashlib.sha256(code).hexdigest()
+    key = (str(path), digest)
     cached = _CACHE.get(key)
     if cached is not None:
-        return cached
+        return cached, digest
     name = "llmgw_policy_" + hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest() + "_" + path.stem
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if spec is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    exec(compile(code, str(path), "exec"), module.__dict__)  # the bytes that were hashed
     _CACHE[key] = module
-    return module
+    return module, digest
 
 
 def load_rule_function(ref: str, source: str | None) -> tuple[Callable[[Any], Any], str]:
@@ -60,15 +83,14 @@ def load_rule_function(ref: str, source: str | None) -> tuple[Callable[[Any], An
     if not path.is_file():
         raise ValueError(f"module {module_name!r} not found in {shown} (looked for {path})")
     try:
-        module = _load_module(path)
+        module, digest = _load_module(path)
     except Exception as exc:  # a broken module is a policy error, not a crash
         raise ValueError(f"module {module_name!r} failed to import: {type(exc).__name__}: {exc}") from None
     func = getattr(module, func_name, None)
     if func is None or not callable(func):
         raise ValueError(f"module {module_name!r} has no function {func_name!r}")
     _check_signature(func, ref)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return func, digest
+    return func, digest[:12]
 
 
 def _check_signature(func: Callable[..., Any], ref: str) -> None:

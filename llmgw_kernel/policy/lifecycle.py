@@ -1,28 +1,37 @@
 """Policy lifecycle: the live file, its history, promote / rollback / diff.
 
-The live policy is a YAML file (``policies/live.yaml`` by default). Promotion validates the
-candidate, archives the file it replaces under ``history/`` beside it, and swaps the live
-file atomically (write to a temporary file in the same folder, then ``os.replace``), so a
-running server that polls the file sees either the old policy or the new one, never half.
-Everything is plain files that a team can commit: a promotion is a reviewable diff.
+The live policy is a YAML file (``policies/live.yaml`` by default) plus the rule modules it
+names (``rule: tiers:f`` -> ``policies/tiers.py``): together they are one *version* (the
+modules' content is part of the version id). Promotion validates the candidate *as it will
+be live* (with the modules it brings, else the ones already beside the live file), archives
+the version it replaces under ``history/`` beside it (YAML and modules), installs the
+candidate's modules, then swaps the live file atomically (write to a temporary file in the
+same folder, then ``os.replace``), so a running server that polls the file sees either the
+old policy or the new one, never half. Rollback puts the newest archived version that still
+validates back, byte for byte, skipping (and naming) the ones that do not. Everything is plain
+files that a team can commit: a promotion is a reviewable diff. Paths are taken as given
+(relative to the working directory), so both work from anywhere.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import shutil
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from . import versions
 from .load import PolicyError, canonical_policy, load_policy
 from .model import Policy
+from .versions import HISTORY_DIR, ROLLED_BACK, history_dir
 
-HISTORY_DIR = "history"
+__all__ = [
+    "HISTORY_DIR", "Change", "bundled_default_text", "diff", "ensure_live_policy", "history", "history_dir",
+    "promote", "rollback",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class Change:
     old_version: str | None
     new_version: str
     archived: Path | None
+    modules: list[str] = field(default_factory=list)  # rule modules written beside the live file
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # rollback: invalid entries passed over
 
 
 def bundled_default_text() -> str:
@@ -44,53 +55,60 @@ def ensure_live_policy(path: Path) -> bool:
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, bundled_default_text())
+    versions.atomic_write(path, bundled_default_text().encode("utf-8"))
     return True
 
 
-def history_dir(live: Path) -> Path:
-    return live.parent / HISTORY_DIR / live.stem
-
-
-def history(live: Path) -> list[Path]:
-    """Archived versions of ``live``, oldest first."""
-    folder = history_dir(live)
-    return sorted(folder.glob("*.yaml")) if folder.exists() else []
+def history(live: str | os.PathLike[str]) -> list[Path]:
+    """Archived versions of ``live``, oldest first (folders; plain .yaml files from before
+    modules were archived)."""
+    return versions.entries(Path(live))
 
 
 def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str]) -> Change:
-    """Make ``candidate`` the live policy; the replaced file goes to history.
+    """Make ``candidate`` (and its rule modules) the live policy; the replaced version goes to
+    history.
 
-    Raises :class:`PolicyError` (and changes nothing) if the candidate does not validate.
+    Raises :class:`PolicyError` (and changes nothing) if the candidate would not validate as
+    the live policy.
     """
     live_path = Path(live)
-    new = load_policy(candidate)
-    text = Path(candidate).read_text(encoding="utf-8")
-    old_version = _version_or_none(live_path)
-    archived = _archive(live_path, old_version) if live_path.exists() else None
-    live_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(live_path, text)
-    return Change(live_path, old_version, new.version, archived)
+    new_version = versions.read_file_version(Path(candidate))
+    new = versions.validate_as_live(new_version, live_path)
+    old_version = versions.version_or_none(live_path) if live_path.exists() else None
+    archived = versions.archive(live_path, old_version) if live_path.exists() else None
+    written = versions.install(new_version, live_path)
+    return Change(live_path, old_version, new.version, archived, written)
 
 
 def rollback(live: str | os.PathLike[str]) -> Change:
-    """Put back the most recently archived version; the current one goes to ``rolled-back/``."""
+    """Put back the newest archived version that validates as the live policy (its file byte
+    for byte, and its modules); the current one goes to ``rolled-back/``. Newer entries that
+    do not validate are skipped and listed in :attr:`Change.skipped` (they stay in history).
+
+    Raises ``FileNotFoundError`` if no archived version validates.
+    """
     live_path = Path(live)
     entries = history(live_path)
     if not entries:
         raise FileNotFoundError(f"no history for {live_path} (looked in {history_dir(live_path)})")
-    previous = entries[-1]
-    restored = load_policy(previous)  # refuse to restore something that no longer validates
-    old_version = _version_or_none(live_path)
-    archived = None
-    if live_path.exists():
-        folder = history_dir(live_path) / "rolled-back"
-        folder.mkdir(parents=True, exist_ok=True)
-        archived = folder / f"{_stamp()}-{old_version or 'invalid'}.yaml"
-        shutil.copy2(live_path, archived)
-    _atomic_write(live_path, previous.read_text(encoding="utf-8"))
-    previous.unlink()
-    return Change(live_path, old_version, restored.version, archived)
+    skipped: list[tuple[Path, str]] = []
+    for entry in reversed(entries):
+        version = versions.read_entry(entry)
+        try:
+            restored = versions.validate_as_live(version, live_path)
+        except PolicyError as exc:
+            skipped.append((entry, "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)))
+            continue
+        old_version = versions.version_or_none(live_path) if live_path.exists() else None
+        archived = None
+        if live_path.exists():
+            archived = versions.archive(live_path, old_version, history_dir(live_path) / ROLLED_BACK)
+        written = versions.install(version, live_path)
+        versions.remove_entry(entry)
+        return Change(live_path, old_version, restored.version, archived, written, skipped)
+    listed = "".join(f"\n  skipped {e.name}: {why}" for e, why in skipped)
+    raise FileNotFoundError(f"no archived version of {live_path} validates as the live policy:{listed}")
 
 
 def diff(a: str | os.PathLike[str] | Policy, b: str | os.PathLike[str] | Policy) -> str:
@@ -104,32 +122,3 @@ def diff(a: str | os.PathLike[str] | Policy, b: str | os.PathLike[str] | Policy)
     name_a = f"{pa.source or 'a'} ({pa.version})"
     name_b = f"{pb.source or 'b'} ({pb.version})"
     return "".join(difflib.unified_diff(ta, tb, name_a, name_b))
-
-
-def _version_or_none(path: Path) -> str | None:
-    try:
-        return load_policy(path).version
-    except (PolicyError, OSError):
-        return None
-
-
-def _archive(live: Path, version: str | None) -> Path:
-    folder = history_dir(live)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{_stamp()}-{version or 'invalid'}.yaml"
-    shutil.copy2(live, target)
-    return target
-
-
-def _stamp() -> str:
-    t = time.time()
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + f"{int(t * 1e6) % 1_000_000:06d}Z"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

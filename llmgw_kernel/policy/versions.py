@@ -1,0 +1,162 @@
+"""A policy *version* as files: the YAML and the rule modules it names (``rule: module:func``),
+whose content is part of the version id. Promote and rollback move whole versions: this
+module reads a version, validates it as it would be live, installs it beside the live file
+and archives it under ``history/`` (docs/policy.md#lifecycle).
+
+A history entry is a folder ``history/<live stem>/<UTC stamp>-<version>/`` holding
+``policy.yaml`` (the live file's bytes) and its modules at their relative paths
+(``tiers.py``, ``pkg/mod.py``). Entries written before modules were archived are plain
+``<stamp>-<version>.yaml`` files; they are read as versions without modules (the live
+folder's modules complete them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .functions import rule_module_files
+from .load import PolicyError, load_policy, parse_policy_text
+from .model import Policy
+
+HISTORY_DIR = "history"
+ROLLED_BACK = "rolled-back"
+ENTRY_POLICY = "policy.yaml"
+
+
+@dataclass(frozen=True)
+class Version:
+    """A policy's YAML bytes and its rule modules' bytes (relative path -> content)."""
+
+    text: bytes
+    modules: dict[str, bytes] = field(default_factory=dict)
+
+
+def history_dir(live: Path) -> Path:
+    return live.parent / HISTORY_DIR / live.stem
+
+
+def module_refs(text: bytes) -> list[str]:
+    """The rule module files a policy text names (none if it does not parse)."""
+    try:
+        return rule_module_files(parse_policy_text(text.decode("utf-8")))
+    except (PolicyError, UnicodeDecodeError):
+        return []
+
+
+def read_file_version(policy_file: Path) -> Version:
+    """The version a policy file is, with the modules it names that exist beside it."""
+    text = policy_file.read_bytes()
+    modules = {}
+    for rel in module_refs(text):
+        path = policy_file.parent / rel
+        if path.is_file():
+            modules[rel] = path.read_bytes()
+    return Version(text, modules)
+
+
+def read_entry(entry: Path) -> Version:
+    """A history entry: a folder (policy.yaml + modules) or a legacy .yaml file (no modules)."""
+    if entry.is_dir():
+        return read_file_version(entry / ENTRY_POLICY)
+    return Version(entry.read_bytes())
+
+
+def validate_as_live(version: Version, live: Path) -> Policy:
+    """Validate ``version`` as it will be once installed beside ``live``: with its own modules,
+    and for a module it does not carry, the one already in the live folder. Raises
+    :class:`PolicyError` (naming the live file) if it would not validate there."""
+    with tempfile.TemporaryDirectory(prefix="llmgw-policy-") as tmp:
+        staged = Path(tmp) / live.name
+        staged.write_bytes(version.text)
+        for rel in module_refs(version.text):
+            content = version.modules.get(rel)
+            if content is None and (live.parent / rel).is_file():
+                content = (live.parent / rel).read_bytes()
+            if content is not None:
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_bytes(content)
+        try:
+            return load_policy(staged)
+        except PolicyError as exc:
+            folder = live.parent.absolute()
+            here = [(str(Path(tmp).resolve()), str(folder)), (Path(tmp).resolve().name + "/", folder.name + "/")]
+            errors = [(path, _replace_all(msg, here)) for path, msg in exc.errors]
+            raise PolicyError(errors, f"{live} (as it would be live)") from None
+
+
+def _replace_all(text: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        text = text.replace(old, new)
+    return text
+
+
+def install(version: Version, live: Path) -> list[str]:
+    """Write a version beside ``live``: its modules first (each atomically, unchanged ones
+    left alone), then the policy file byte for byte (atomically: a server polling it sees the
+    old version or the new one). Returns the modules written."""
+    written = []
+    for rel, content in sorted(version.modules.items()):
+        target = live.parent / rel
+        if target.is_file() and target.read_bytes() == content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, content)
+        written.append(rel)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(live, version.text)
+    return written
+
+
+def archive(live: Path, version_id: str | None, folder: Path | None = None) -> Path:
+    """Keep the live file and its modules as a history entry (or in ``folder``); an invalid
+    live file is kept too, named ``-invalid``. Returns the entry's folder."""
+    current = read_file_version(live)
+    entry = (folder or history_dir(live)) / f"{_stamp()}-{version_id or 'invalid'}"
+    entry.mkdir(parents=True)
+    shutil.copy2(live, entry / ENTRY_POLICY)
+    for rel, content in current.modules.items():
+        (entry / rel).parent.mkdir(parents=True, exist_ok=True)
+        (entry / rel).write_bytes(content)
+    return entry
+
+
+def entries(live: Path) -> list[Path]:
+    """Archived versions of ``live``, oldest first."""
+    folder = history_dir(live)
+    if not folder.exists():
+        return []
+    found = [p for p in folder.iterdir() if (p.is_dir() and p.name != ROLLED_BACK) or p.suffix == ".yaml"]
+    return sorted(found, key=lambda p: p.name)
+
+
+def remove_entry(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
+def version_or_none(path: Path) -> str | None:
+    try:
+        return load_policy(path).version
+    except (PolicyError, OSError):
+        return None
+
+
+def _stamp() -> str:
+    t = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + f"{int(t * 1e6) % 1_000_000:06d}Z"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
