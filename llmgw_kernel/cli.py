@@ -79,6 +79,8 @@ def _promote(args: argparse.Namespace) -> int:
 
     change = promote(args.candidate, args.policy)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
+    for module in change.modules:
+        print(f"rule module installed: {change.live.parent / module}")
     if change.archived:
         print(f"previous version kept in {change.archived}")
     return 0
@@ -88,7 +90,11 @@ def _rollback(args: argparse.Namespace) -> int:
     from .policy.lifecycle import rollback
 
     change = rollback(args.policy)
+    for entry, why in change.skipped:
+        print(f"skipped {entry} (does not validate as the live policy): {why}", file=sys.stderr)
     print(f"rolled back {change.live}: {change.old_version} -> {change.new_version}")
+    for module in change.modules:
+        print(f"rule module restored: {change.live.parent / module}")
     return 0
 
 
