@@ -46,9 +46,16 @@ def policy(urls: dict[str, str]) -> dict[str, Any]:
     return {
         "providers": {k: {**b, "api_key_env": "FUZZ_UPSTREAM_KEY"} for k, b in blocks.items()},
         "routes": routes,
+        # the paths that read a request's content besides the adapters: the exact cache's key,
+        # the budget reservation and the rate windows (limits high enough never to refuse)
+        "cache": {"exact": {"ttl_s": 600}},
+        "budgets": {"limits": [{"scope": "global", "usd": 1_000_000, "window": "month"},
+                               {"scope": "user", "usd": 1_000_000, "window": "day"}]},
+        "rate_limits": [{"scope": "global", "rpm": 10_000_000, "tpm": 10_000_000_000}],
+        "pricing": {m: {"input_per_1m": 1.0, "output_per_1m": 2.0} for m in CHAT_ROUTES.values()},
         "log": {"flush_ms": 100},
         "server": {"max_request_bytes": 262144},
-    }
+    }  # fmt: skip
 
 
 def start_fakes() -> dict[str, Any]:
