@@ -281,6 +281,7 @@ class KeyStore:
     def _commit(self, build: Callable[[], list[dict[str, Any]]]) -> list[VirtualKey]:
         """Append the events ``build`` makes (called under the lock, after catching up) and
         fold them in; returns the keys they produce."""
+        _refuse_behind_a_server(self.directory.parent)
         with self._lock, locked(self.directory):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
@@ -365,6 +366,36 @@ class KeyStore:
         if state == "expired":
             raise AuthError(401, "key_expired", f"This API key ({record.masked}) has expired")
         return record
+
+
+class KeyStoreBusy(RuntimeError):
+    """Another process serves this data directory: its keys change through that server."""
+
+
+def _refuse_behind_a_server(data_dir: Path) -> None:
+    """Raise :class:`KeyStoreBusy` when a live process other than this one holds the data
+    directory (``llmgw serve``: datadir.py). That server would not see a key written here
+    until its own next write; the admin API (``llmgw keys ...``) changes its memory and the
+    file together. Reads the holder the lock file names; never touches the lock itself."""
+    from ..datadir import LOCK_FILE
+
+    try:
+        holder = orjson.loads((data_dir / LOCK_FILE).read_bytes() or b"{}")
+        pid = int(holder["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no server has it (a released lock file is empty)
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # left by a killed server
+    except PermissionError:
+        pass  # alive, another user's
+    raise KeyStoreBusy(
+        f"{data_dir} is in use by {holder.get('command') or 'llmgw serve'} (pid {pid}): create, change and "
+        "revoke keys through its admin API (`llmgw keys ... --url`), which updates the running server too"
+    )
 
 
 def check_model(key: VirtualKey, route: str) -> None:

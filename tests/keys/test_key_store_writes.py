@@ -16,7 +16,7 @@ import pytest
 from keyed_gateway import ADMIN_TOKEN, KeyedGateway, cli, metered_policy
 
 from llmgw_kernel.keys.secrets import Secrets
-from llmgw_kernel.keys.store import KeyHistory, KeySettings, KeyStore
+from llmgw_kernel.keys.store import KeyHistory, KeySettings, KeyStore, KeyStoreBusy
 
 SEEDED = 3000
 
@@ -86,6 +86,22 @@ def test_cli_writes_while_serving_are_seen_at_once(seeded_gw):
     revoked = cli("keys", "revoke", body["id"], "--url", seeded_gw.url, env=env)
     assert revoked.returncode == 0, revoked.stderr
     assert seeded_gw.key_info(body["key"]).json()["error"]["code"] == "key_revoked"
+
+
+def test_the_library_does_not_write_behind_a_running_server(seeded_gw, tmp_path):
+    """The server would not see such a key until its own next write: refused, with the way."""
+    before = len(journal(seeded_gw.data_dir))
+    store = KeyStore(seeded_gw.data_dir, Secrets(seeded_gw.data_dir).pepper)
+    with pytest.raises(KeyStoreBusy, match=r"pid \d+.*admin API"):
+        store.create(KeySettings(name="behind-its-back"))
+    assert len(journal(seeded_gw.data_dir)) == before
+    # a lock file left by a killed server does not block the library
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "llmgw.lock").write_text(orjson.dumps({"pid": int(dead.stdout), "command": "llmgw serve"}).decode())
+    assert seed(tmp_path, 2).create(KeySettings(name="after-a-crash"))[0].id
 
 
 def test_threads_writing_one_store_lose_nothing(tmp_path):
