@@ -1,7 +1,8 @@
 """The request log's columns: one row per request, whatever its outcome.
 
 Rows are written as Parquet segments (see :mod:`.writer`); later columns are added at the
-end, and readers use ``union_by_name`` so older segments read with NULLs in new columns.
+end; a segment lacking a later column is rewritten with it (NULL) before it is read
+(:func:`.segments.ensure_columns`).
 """
 
 from __future__ import annotations

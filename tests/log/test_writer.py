@@ -116,3 +116,25 @@ def test_an_anchor_written_before_new_columns_is_upgraded(tmp_path, monkeypatch)
     segments.ensure_anchor(directory)
     described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{directory / segments.ANCHOR_NAME}')").fetchall()
     assert [r[0] for r in described] == [c[0] for c in COLUMNS]
+
+
+def test_a_segment_lacking_columns_is_rewritten_and_read(tmp_path):
+    """The view reads every segment with the anchor's schema (no union_by_name, which opened
+    every file at bind); a segment from an older release or another tool that lacks columns
+    is rewritten with them, keeping its rows and modification time."""
+    import duckdb
+
+    from llmgw_kernel.log import segments
+
+    directory = log_dir(tmp_path)
+    segments.ensure_anchor(directory)
+    old = directory / segments.segment_name(7, 7)
+    duckdb.sql(f"COPY (SELECT 'req_old' AS request_id, 200 AS status) TO '{old}' (FORMAT parquet)")
+    os.utime(old, (1_000_000, 1_000_000))
+    con = open_log(tmp_path)
+    assert con.execute("SELECT request_id, status, route FROM requests").fetchall() == [("req_old", 200, None)]
+    assert old.stat().st_mtime == 1_000_000
+    w = LogWriter(tmp_path)  # the writer continues after it
+    w.append(record(8))
+    w.close()
+    assert con.execute("SELECT count(*) FROM requests").fetchone() == (2,)
