@@ -187,7 +187,7 @@ class CacheSettings(_Frozen):
     exact: ExactCacheSettings | None = Field(default=None, description="Absent: no exact cache")
     semantic: SemanticCacheSettings | None = Field(default=None, description="Absent: no semantic cache")
     namespace: list[CacheNamespacePart] = Field(
-        default_factory=lambda: ["key", "team"],
+        default_factory=lambda: list[CacheNamespacePart](["key", "team"]),
         description="Who shares entries: the route is always part of the namespace; key = the "
         "client's key, team = its team; [] shares across every tenant of the route",
     )
