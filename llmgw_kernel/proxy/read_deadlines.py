@@ -72,6 +72,13 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
         if self._in_body and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_late_cb)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse: 400 in OpenAI's format, with an x-request-id like
+        every other answer (uvicorn's own is plain text), then close."""
+        err = GatewayError(400, f"Malformed HTTP request ({msg.rstrip('.')})", code="invalid_http_request")
+        self.transport.write(_raw_response(err))
+        self.transport.close()
+
     # -- parser callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:

@@ -91,3 +91,18 @@ def test_the_dashboard_guard_and_the_dashboards_carry_it_too():
     refused, served = asyncio.run(run())
     assert refused.status_code in (401, 403) and refused.headers["x-request-id"].startswith("req_")
     assert served.status_code == 200 and served.headers["x-request-id"].startswith("req_")
+
+
+def test_a_request_the_server_cannot_parse_gets_one_too(gw):
+    """httptools refuses the request line: the answer is still OpenAI-shaped and stamped."""
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nbad header line\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and re.search(rb"x-request-id: req_[0-9a-f]{24}", head), raw
+    assert json.loads(body)["error"]["code"] == "invalid_http_request"
