@@ -358,8 +358,9 @@ def _negates(toks: list[_Tok], i: int, folded: str) -> bool:
     if t.text == "not" and i + 1 < len(toks) and toks[i + 1].text == "only":
         return False  # "not only ... but also"
     if t.text in _QUESTION_PARTICLES:  # "Tôi có thể uống thuốc này không?" is a question
-        rest = (toks[i + 1].gap if i + 1 < len(toks) else folded[t.end :]).lstrip(" \t")
-        return not (rest == "" or rest[0] in "?\n")
+        last = i + 1 == len(toks)
+        rest = (folded[t.end :] if last else toks[i + 1].gap).lstrip(" \t")
+        return not ((last and rest == "") or rest[:1] in ("?", "\n"))
     return t.text in _NEGATIONS
 
 
