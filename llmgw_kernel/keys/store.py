@@ -107,7 +107,7 @@ def settings_from(data: dict[str, Any], base: KeySettings | None = None) -> KeyS
     budget = merged.get("budget_usd")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
         raise ValueError("budget_usd: must be a number >= 0")
-    window = merged.get("budget_window") or "month"
+    window: Window = merged.get("budget_window") or "month"
     if window not in ("day", "week", "month"):
         raise ValueError("budget_window: must be day, week or month")
     for k in ("rpm", "tpm"):

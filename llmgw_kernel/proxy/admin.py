@@ -102,9 +102,9 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
                 settings = settings_from(body)
             except ValueError as exc:
                 raise _invalid(exc) from None
-            record, plain = await asyncio.to_thread(keys.create, settings)
-            log.info("admin: created virtual key %s (%s, team %s)", record.id, settings.name, settings.team)
-            return 201, {**record.public(), "key": plain}
+            created, plain = await asyncio.to_thread(keys.create, settings)
+            log.info("admin: created virtual key %s (%s, team %s)", created.id, settings.name, settings.team)
+            return 201, {**created.public(), "key": plain}
         if method == "GET":
             team = _query(scope).get("team")
             now = time.time()

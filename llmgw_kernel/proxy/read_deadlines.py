@@ -143,7 +143,7 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
         cycle.keep_alive = False  # whatever happens, this connection ends with this response
         if not cycle.response_started:
             self._body_late = True
-            cycle.more_body = BodyDeadlinePassed(self.body_timeout_s)
+            cycle.more_body = BodyDeadlinePassed(self.body_timeout_s)  # type: ignore[assignment]  # truthy
             cycle.message_event.set()
             self._body_timer = self.loop.call_later(_GRACE_S, self._close_unanswered)
 
