@@ -140,11 +140,12 @@ def _route_latency(window: Columns) -> dict[str, float]:
 
 
 def replay_limits(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
-    history = window.get("_key_history")
-    warm = window.get("_limits_warmup")
+    extra: dict[str, Any] = window  # the replay attaches the key history and the warm-up rows
+    history: KeyHistory | None = extra.get("_key_history")
+    warm: Columns | None = extra.get("_limits_warmup")
     full = _concat(warm, window) if warm else window
     since = epoch(window["ts"][0]) if warm and window["request_id"] else None
-    _, decided = simulate(policy, full, history, report_from=since)  # type: ignore[arg-type]
+    _, decided = simulate(policy, full, history, report_from=since)
     kinds, reasons, limits, differs = [], [], [], []
     for rid, logged, plan in zip(window["request_id"], window["admission"], window["plan"], strict=True):
         kind, reason, limit = decided.get(rid, (None, None, None)) if plan is not None else (None, None, None)
