@@ -155,7 +155,7 @@ def _serve_locked(
         host=host,
         port=port,
         loop="uvloop",
-        http=read_deadline_protocol(*read_deadlines),  # httptools + header/body read deadlines
+        http=read_deadline_protocol(*read_deadlines, app.gateway.metrics.read_deadline_passed),  # httptools + timers
         ws="websockets-sansio",
         lifespan="on",
         access_log=False,

@@ -57,6 +57,10 @@ class Metrics:
         self.circuit_transitions = Counter(
             "llmgw_circuit_transitions", "Circuit breaker state changes", ["route", "target", "to"], registry=r
         )
+        self.read_deadlines = Counter(
+            "llmgw_read_deadlines_passed", "Slow clients cut off by a read deadline (header or body)", ["deadline"],
+            registry=r,
+        )  # fmt: skip
         self._circuits: Callable[[], dict[tuple[str, str], str]] = dict
         self._policy = ("", "")
         self._log_state = lambda: (0, 0, 0)
@@ -76,6 +80,9 @@ class Metrics:
 
     def circuit_transition(self, route: str, target: str, before: str, to: str) -> None:
         self.circuit_transitions.labels(route, target, to).inc()
+
+    def read_deadline_passed(self, deadline: str) -> None:
+        self.read_deadlines.labels(deadline).inc()
 
     def retry(self, route: str, target: str) -> None:
         self.retries.labels(route, target).inc()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -36,9 +37,14 @@ log = logging.getLogger("llmgw.server")
 _GRACE_S = 5.0  # after the body deadline, how long the handler has to answer before the close
 
 
+def _ignore(deadline: str) -> None:
+    pass
+
+
 class ReadDeadlineProtocol(HttpToolsProtocol):
     header_timeout_s: float = HEADER_TIMEOUT_S
     body_timeout_s: float = BODY_TIMEOUT_S
+    passed: Callable[[str], None] = staticmethod(_ignore)  # told "header" or "body" (metrics)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +129,7 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
             return
         log.info("%s: request headers not complete within %g s; answering 408 and closing",
                  _peer(self.client), self.header_timeout_s)  # fmt: skip
+        self.passed("header")
         err = GatewayError(
             408, f"The request headers did not arrive within this gateway's header read deadline "
             f"({self.header_timeout_s:g} s)", code="request_header_timeout",
@@ -137,6 +144,7 @@ class ReadDeadlineProtocol(HttpToolsProtocol):
             return
         log.info("%s %s %s: request body not complete within %g s", _peer(self.client), self.scope.get("method"),
                  self.scope.get("path"), self.body_timeout_s)  # fmt: skip
+        self.passed("body")
         if cycle.response_complete:  # answered without reading the body: drop the rest of it
             self.transport.close()
             return
@@ -174,9 +182,13 @@ def _raw_response(err: GatewayError) -> bytes:
     return b"".join(head) + body
 
 
-def read_deadline_protocol(header_timeout_s: float, body_timeout_s: float) -> type[ReadDeadlineProtocol]:
-    """The protocol class for ``uvicorn.Config(http=...)`` with these deadlines (seconds)."""
+def read_deadline_protocol(
+    header_timeout_s: float, body_timeout_s: float, passed: Callable[[str], None] = _ignore
+) -> type[ReadDeadlineProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)`` with these deadlines (seconds);
+    ``passed`` is told which deadline cut a client off."""
     if header_timeout_s <= 0 or body_timeout_s <= 0:
         raise ValueError("read deadlines must be > 0 seconds")
-    attrs = {"header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s)}
+    attrs = {"header_timeout_s": float(header_timeout_s), "body_timeout_s": float(body_timeout_s),
+             "passed": staticmethod(passed)}  # fmt: skip
     return type("ReadDeadlineProtocol", (ReadDeadlineProtocol,), attrs)

@@ -6,6 +6,7 @@ logs the refused body as a row, and keeps serving normal clients meanwhile."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import threading
@@ -192,3 +193,10 @@ def test_slow_but_in_time_and_idle_keep_alive_are_served(gw):
     s.sendall(head + body)
     assert s.recv(65536).startswith(b"HTTP/1.1 200")
     s.close()
+
+
+def test_metrics_count_the_clients_cut_off(gw):
+    """After the tests above (module order): /metrics counts each deadline that passed."""
+    text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    counts = dict(re.findall(r'llmgw_read_deadlines_passed_total\{deadline="(\w+)"\} (\d+)', text.replace(".0", "")))
+    assert int(counts.get("header", 0)) >= 70 and int(counts.get("body", 0)) >= 5, counts
