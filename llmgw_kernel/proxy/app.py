@@ -189,6 +189,7 @@ _API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/")
 # handlers that stamp their own x-request-id (the pipeline's: it is also the log row's id)
 _OWN_REQUEST_ID = frozenset((_chat, _embeddings, anthropic_inbound.handle))
 _MAX_CLIENT_ID = 200
+_INTERNAL = GatewayError(500, "Internal gateway error", "server_error", code="internal_error")
 
 
 def is_api_path(path: str) -> bool:
@@ -197,22 +198,27 @@ def is_api_path(path: str) -> bool:
     return path in ROUTES or path.startswith(_API_PREFIXES)
 
 
-def _with_request_id(scope: Scope, send: Send) -> Send:
+class _Stamped:
     """``send`` that stamps the response as the pipeline does: ``x-request-id`` is a fresh
-    gateway id; a client's own ``x-request-id`` comes back in ``x-client-request-id``."""
-    ids = [(b"x-request-id", pipeline.new_request_id().encode())]
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and value:
-            ids = [ids[0], (b"x-client-request-id", value[:_MAX_CLIENT_ID])]
+    gateway id; a client's own ``x-request-id`` comes back in ``x-client-request-id``.
+    ``started`` tells whether the response has begun."""
 
-    async def stamped(message: dict) -> None:
+    __slots__ = ("_send", "_ids", "started")
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self._send, self.started = send, False
+        self._ids = [(b"x-request-id", pipeline.new_request_id().encode())]
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and value:
+                self._ids = [self._ids[0], (b"x-client-request-id", value[:_MAX_CLIENT_ID])]
+
+    async def __call__(self, message: dict) -> None:
         if message["type"] == "http.response.start":
+            self.started = True
             headers = list(message.get("headers", ()))
             if not any(name.lower() == b"x-request-id" for name, _ in headers):
-                message = {**message, "headers": [*headers, *ids]}
-        await send(message)
-
-    return stamped
+                message = {**message, "headers": [*headers, *self._ids]}
+        await self._send(message)
 
 
 def viewer_token() -> str | None:
@@ -286,8 +292,22 @@ class GatewayApp:
         path = scope["path"]
         methods = self.routes.get(path)
         handler = methods.get(scope["method"]) if methods is not None else None
-        if handler not in _OWN_REQUEST_ID:  # every response carries x-request-id
-            send = _with_request_id(scope, send)
+        if handler in _OWN_REQUEST_ID:  # the pipeline stamps its responses and answers its own errors
+            await handler(self.gateway, scope, receive, send)
+            return
+        stamped = _Stamped(scope, send)  # every response carries x-request-id
+        try:
+            await self._route(scope, receive, stamped, methods, handler)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], path)
+            if stamped.started:
+                raise  # mid-response: the server closes the connection
+            await send_error(stamped, _INTERNAL)
+
+    async def _route(
+        self, scope: Scope, receive: Receive, send: Send, methods: dict[str, Handler] | None, handler: Handler | None
+    ) -> None:
+        path = scope["path"]
         if self.guarded and (path == "/metrics" or not is_api_path(path)):
             err = _viewer_denied(scope)
             if err is not None:

@@ -106,3 +106,17 @@ def test_a_request_the_server_cannot_parse_gets_one_too(gw):
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and re.search(rb"x-request-id: req_[0-9a-f]{24}", head), raw
     assert json.loads(body)["error"]["code"] == "invalid_http_request"
+
+
+def test_a_handler_failure_is_an_openai_500_with_an_id():
+    """A bug in a non-pipeline handler (here: a gateway that was never started) is answered
+    500 in OpenAI's format with an x-request-id, not uvicorn's plain-text 500."""
+
+    async def run() -> httpx.Response:
+        app = GatewayApp(object())  # type: ignore[arg-type]  # no keys, no snapshot: /v1/models fails
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            return await client.get("/v1/models")
+
+    r = asyncio.run(run())
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert r.headers["x-request-id"].startswith("req_")
