@@ -130,7 +130,7 @@ def parse_cost(rounds: int = 5, n: int = 20000) -> None:
         "required": ["a"]}}}  # fmt: skip
     bodies = {
         "chat, 3 messages": {"model": "m", "messages": [system, *turns], "temperature": 0.2, "metadata": {"team": "a"}},
-        "chat, 9 messages": {"model": "m", "messages": [system, *turns * 4], "metadata": {"team": "a"}},
+        "chat, 15 messages": {"model": "m", "messages": [system, *turns * 7], "metadata": {"team": "a"}},
         "chat, 3 messages + 8 tools": {"model": "m", "messages": [system, *turns], "tools": [tool] * 8},
     }
     print(f"load average: {os.getloadavg()[0]:.2f}; best of {rounds} rounds of {n}")
