@@ -16,6 +16,7 @@ import pytest
 from conftest import UPSTREAM_KEY, Gateway, free_port, policy_for
 
 from llmgw_kernel import open_log
+from llmgw_kernel.datadir import DataDirLock, holder_of
 
 
 def _serve(gw: Gateway, port: int) -> subprocess.CompletedProcess:
@@ -110,11 +111,13 @@ def test_a_server_killed_with_sigkill_does_not_block_the_next_start(upstream, tm
     gw.proc.wait(10)
     gw._log.close()
     assert f'"pid": {dead_pid}' in (gw.data_dir / "llmgw.lock").read_text()
+    assert holder_of(gw.data_dir) is None  # the kernel's answer, not the file's
 
     again = Gateway(tmp_path, policy_for(upstream.base_url))  # the kernel released the lock
     try:
         assert _chat(again, "after the crash").status_code == 200
         assert f'"pid": {again.proc.pid}' in (again.data_dir / "llmgw.lock").read_text()
+        assert holder_of(again.data_dir)["pid"] == again.proc.pid
         third = _serve(again, free_port())
         assert third.returncode != 0 and f"pid {again.proc.pid}" in third.stderr, third.stderr
     finally:
@@ -123,8 +126,6 @@ def test_a_server_killed_with_sigkill_does_not_block_the_next_start(upstream, tm
 
 
 def test_the_lock_is_not_inherited_by_child_processes(tmp_path):
-    from llmgw_kernel.datadir import DataDirLock, holder_of
-
     lock = DataDirLock(tmp_path, "llmgw serve").acquire()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
     try:
@@ -138,8 +139,28 @@ def test_the_lock_is_not_inherited_by_child_processes(tmp_path):
 
 @pytest.mark.parametrize("content", ["", "not json", '{"pid": 999999999}'])
 def test_a_stale_or_garbled_lock_file_never_blocks(tmp_path, content):
-    from llmgw_kernel.datadir import DataDirLock
-
     (tmp_path / "llmgw.lock").write_text(content)
     with DataDirLock(tmp_path, "llmgw serve") as lock:
         assert lock.held
+
+
+def test_asking_who_holds_the_directory_never_makes_a_start_fail(tmp_path):
+    import threading
+
+    stop = threading.Event()
+    seen: list[object] = []
+
+    def probe() -> None:
+        while not stop.is_set():
+            seen.append(holder_of(tmp_path))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        for _ in range(200):
+            with DataDirLock(tmp_path, "llmgw serve") as lock:
+                assert lock.held
+    finally:
+        stop.set()
+        thread.join()
+    assert len(seen) > 0
