@@ -208,6 +208,7 @@ class _Flight:
 _SCOPES = ("global", "team", "user", "key")
 _WINDOWS = ("day", "week", "month")
 _BUCKETS = int(RATE_WINDOW_S)  # one per second: the current second and the 59 before it
+_SWEEP_STEP = 4  # idle windows / past budget buckets looked at per admission
 
 
 class RateWindow:
@@ -277,9 +278,9 @@ class Limits:
     """The admission state: spend per budget window, reservations and rate windows.
 
     Its size is bounded by what is current: budget buckets of the current calendar windows
-    (past days, weeks and months are dropped once a day), one :class:`RateWindow` of at most
-    60 buckets per scope and subject active in the last minute (idle ones are dropped every
-    minute), and one flight per request in flight."""
+    (past days, weeks and months are dropped after each midnight), one :class:`RateWindow` of
+    at most 60 buckets per scope and subject active in the last minute or two (idle ones are
+    dropped after every minute), and one flight per request in flight."""
 
     timezone: str = "UTC"
     committed: dict[tuple, float] = field(default_factory=dict)
@@ -289,6 +290,8 @@ class Limits:
     _bounds: dict[tuple[str, str], tuple[float, float, datetime]] = field(default_factory=dict)
     _next_sweep: float = float("-inf")
     _swept_day: float = float("-inf")
+    _idle_queue: list[tuple] = field(default_factory=list)  # rate windows left to look at
+    _stale_queue: list[tuple] = field(default_factory=list)  # budget buckets left to look at
 
     def bounds(self, at: float, window: str) -> tuple[float, datetime]:
         """(start as epoch seconds, end) of ``window`` around ``at`` in this state's time zone,
@@ -305,8 +308,7 @@ class Limits:
         worst_usd: float, worst_tokens: int,
     ) -> Verdict:  # fmt: skip
         """Decide at ``at``; when admitted, reserve ``worst_usd`` and ``worst_tokens``."""
-        if at >= self._next_sweep:
-            self.sweep(at)
+        self._sweep_some(at)
         retry = self._rate_check(at, rates)
         if retry is not None:
             return retry
@@ -378,24 +380,31 @@ class Limits:
                 bucket = (scope, who, w, starts[w])
                 self.committed[bucket] = self.committed.get(bucket, 0.0) + cost_usd
 
-    def sweep(self, at: float) -> None:
-        """Drop idle rate windows (every minute) and budget buckets of past windows (every
-        day): O(state) once a minute, so O(1) amortised per request."""
-        self._next_sweep = at + RATE_WINDOW_S
-        idle = []
-        for rb, w in self.windows.items():
-            w.expire(at)
-            if w.idle:
-                idle.append(rb)
-        for rb in idle:
-            del self.windows[rb]
-        day = self.bounds(at, "day")[0]
-        if day <= self._swept_day:
+    def _sweep_some(self, at: float) -> None:
+        """Drop idle rate windows and budget buckets of past windows, a few per admission: every
+        minute the rate windows (every day the budget buckets) are queued, then looked at
+        ``_SWEEP_STEP`` at a time, so the cost is O(1) per request with no pause to sweep all."""
+        if not self._idle_queue and not self._stale_queue:
+            if at >= self._next_sweep:
+                self._next_sweep = at + RATE_WINDOW_S
+                self._idle_queue = list(self.windows)
+                day = self.bounds(at, "day")[0]
+                if day > self._swept_day:
+                    self._swept_day = day
+                    self._stale_queue = list(self.committed)
             return
-        self._swept_day = day
-        starts = {w: self.bounds(at, w)[0] for w in _WINDOWS}
-        for bucket in [b for b in self.committed if b[3] < starts[b[2]]]:
-            del self.committed[bucket]
+        for _ in range(_SWEEP_STEP):
+            if self._idle_queue:
+                rb = self._idle_queue.pop()
+                w = self.windows.get(rb)
+                if w is not None:
+                    w.expire(at)
+                    if w.idle:
+                        del self.windows[rb]
+            if self._stale_queue:
+                bucket = self._stale_queue.pop()
+                if bucket[3] < self.bounds(at, bucket[2])[0]:
+                    self.committed.pop(bucket, None)
 
     def _rate_check(self, at: float, rates: list[Rate]) -> Verdict | None:
         for r in rates:

@@ -120,7 +120,11 @@ def test_idle_subjects_are_dropped():
     for k in range(2000):
         _traffic(lim, _rate(rpm=100, who=f"k{k}"), per_s=1, seconds=1, start=T0 + k / 1000, who=f"k{k}")
     assert len(lim.windows) == 2000
-    _traffic(lim, _rate(rpm=100), per_s=1, seconds=1, start=T0 + 125)
+    # a minute later, a few windows are looked at per admission: no pause to sweep them all
+    for i in range(3):
+        lim.admit(f"step{i}", T0 + 125 + i, Subject("k1", "t", None, "m"), [], _rate(rpm=10**6), 0.0, 1)
+    assert 2000 - 2 * 4 <= len(lim.windows) < 2000
+    _traffic(lim, _rate(rpm=10**6), per_s=100, seconds=6, start=T0 + 125)
     assert len(lim.windows) == 1  # only the key active in the last minute
 
 
@@ -128,7 +132,8 @@ def test_a_window_with_a_request_in_flight_is_kept():
     lim = Limits()
     s = Subject("long", None, None, "m")
     assert lim.admit("stream", T0, s, [], _rate(tpm=1000, who="long"), 0.0, 400).allowed
-    _traffic(lim, _rate(rpm=100), per_s=1, seconds=1, start=T0 + 300)  # sweeps
+    _traffic(lim, _rate(rpm=10**6), per_s=10, seconds=5, start=T0 + 300)  # sweeps
+    assert len(lim.windows) == 2
     assert lim.windows[("key", "long")].reserved == 400
     assert not lim.admit("x", T0 + 301, s, [], _rate(tpm=400, who="long"), 0.0, 1).allowed
     lim.settle("stream", T0 + 302, None, 10)
@@ -141,9 +146,10 @@ def test_past_budget_windows_are_dropped_once_a_day():
     budget = [Budget(BudgetLimit(scope="key", name="k1", usd=100.0, window="day"), "k1")]
     s = Subject("k1", "t", None, "m")
     for day in range(40):
-        at = T0 + day * 86_400
-        assert lim.admit(f"r{day}", at, s, budget, [], 0.01, 0).allowed
-        lim.settle(f"r{day}", at + 1, 0.01, 0)
+        for i in range(10):
+            at = T0 + day * 86_400 + i * 60
+            assert lim.admit(f"r{day}-{i}", at, s, budget, [], 0.001, 0).allowed
+            lim.settle(f"r{day}-{i}", at + 1, 0.001, 0)
     # the current day, week and month of 3 scopes (global, team, key): 40 days, 9 buckets
     assert len(lim.committed) == 9, sorted(lim.committed)
-    assert lim.spend("key", "k1", "day", T0 + 39 * 86_400) == (pytest.approx(0.01), 0.0)
+    assert lim.spend("key", "k1", "day", T0 + 39 * 86_400 + 600) == (pytest.approx(0.01), 0.0)
