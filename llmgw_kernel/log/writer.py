@@ -74,13 +74,15 @@ class LogWriter:
         self.flush_s = flush_ms / 1000
         self._buffer: list[RequestRecord] = []
         self._pending: list[bytes] = []  # rows serialised, not yet in a segment
-        self._lock = threading.Lock()  # one flush, merge or close at a time
+        self._lock = threading.Lock()  # one flush or close at a time
+        self._merge_lock = threading.Lock()  # one compaction pass at a time (its own thread)
         self._append_lock = threading.Lock()  # journal + buffer move together
         self._wake = threading.Event()
         self._stop = False
         self._seq = max((s.hi for s in list_segments(self.directory)), default=0) + 1
         self._con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self._con.execute("SET TimeZone = 'UTC'")
+        self._merge_con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self.rows_written = 0
         self.rows_recovered = 0
         self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
@@ -94,8 +96,12 @@ class LogWriter:
             with self._lock:
                 self._recover(jdir)
             self._journal = wal.Journal(jdir, self._seq)
+        self._flushed = threading.Event()  # wakes the compactor after a flush wrote a segment
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
+        # merges run beside the flushes: a long merge never delays the rows of the next flush
+        self._compactor = threading.Thread(target=self._run_compactor, name="llmgw-log-compactor", daemon=True)
+        self._compactor.start()
 
     # -- hot path -----------------------------------------------------------------------
     def append(self, record: RequestRecord) -> None:
@@ -123,7 +129,11 @@ class LogWriter:
     def close(self) -> None:
         self._stop = True
         self._wake.set()
+        self._flushed.set()
         self._thread.join(timeout=30)
+        self._compactor.join(timeout=60)
+        with self._merge_lock:
+            self._merge_con.close()
         with self._lock:
             self._flush_locked()
             self._con.close()
@@ -147,17 +157,34 @@ class LogWriter:
 
     # -- writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        next_at = time.monotonic() + self.flush_s
         while not self._stop:
-            self._wake.wait(self.flush_s)
+            # a fixed cadence: the time a flush takes is not added to the wait for the next one
+            self._wake.wait(max(0.0, next_at - time.monotonic()))
+            next_at = max(next_at + self.flush_s, time.monotonic())
             if self._stop:
                 break
             with self._lock:
                 try:
+                    written = self.rows_written
                     self._flush_locked()
+                    if self.rows_written != written:
+                        self._flushed.set()
+                except Exception:  # keep the thread alive whatever happens
+                    log.exception("log writer pass failed")
+
+    def _run_compactor(self) -> None:
+        while not self._stop:
+            self._flushed.wait(max(self.flush_s, 1.0))  # also collects garbage when idle
+            self._flushed.clear()
+            if self._stop:
+                break
+            with self._merge_lock:
+                try:
                     self._compact_locked()
                     self._collect_garbage()
                 except Exception:  # keep the thread alive whatever happens
-                    log.exception("log writer pass failed")
+                    log.exception("log compaction pass failed")
 
     def _flush_locked(self) -> None:
         with self._append_lock:
@@ -290,7 +317,7 @@ class LogWriter:
         tmp = self.directory / f".{final.name}.tmp"
         files = [str(s.path) for s in group]
         try:
-            self._con.execute(
+            self._merge_con.execute(
                 f"COPY (SELECT * FROM read_parquet(?, union_by_name=true)) "
                 f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
                 [files],
