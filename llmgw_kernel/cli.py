@@ -252,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
 # (the key and credential commands call its admin API): they hold the directory's lock while
 # they run, so they never write behind a server's back (docs/server.md, "Data directory").
 # Every other command only reads it (replay, route explain) or does not touch it (policy).
-_WRITES_DATA_DIR = {
+_WRITES_DATA_DIR: dict[tuple[str, str | None], str] = {
     ("keys", "rotate-master"): "stop the server first: it keeps the secrets in memory under the old "
     "master key and would write them back with it",
 }

@@ -51,7 +51,13 @@ _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ
 _SELECT = ", ".join(
     f'to_timestamp("{name}") AS "{name}"' if typ == "TIMESTAMPTZ" else f'"{name}"' for name, typ, _ in COLUMNS
 )
-_SCALAR_TYPES = {"VARCHAR": str, "INTEGER": int, "BIGINT": int, "DOUBLE": (int, float), "BOOLEAN": bool}
+_SCALAR_TYPES: dict[str, type | tuple[type, ...]] = {
+    "VARCHAR": str,
+    "INTEGER": int,
+    "BIGINT": int,
+    "DOUBLE": (int, float),
+    "BOOLEAN": bool,
+}
 _SCALAR_TYPES["TIMESTAMPTZ"] = (int, float)
 
 

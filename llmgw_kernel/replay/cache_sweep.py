@@ -95,7 +95,7 @@ class NeighbourIndex:
     def maybe(self, r: Row) -> bool:
         """False when no earlier request is similar enough to answer ``r`` at this threshold."""
         found = self.neighbours.get(r.i)
-        return bool(found) and found[0][0] >= self.threshold
+        return found is not None and len(found) > 0 and found[0][0] >= self.threshold
 
     def search(self, r: Row, ns: str, ttl_s: float) -> Iterator[tuple[decide.Candidate, str]]:
         """Lazily, as :func:`decide.choose` consumes them: the walk ends at the first answer."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from conftest import policy_for
 
 FALLS_BACK = [408, 429, 500, 501, 502, 503, 504, 505, 507, 520, 529, 599]
@@ -17,7 +16,9 @@ def gw(upstream, tmp_path_factory):
     from conftest import Gateway
 
     routes = {
-        f"s{code}": {"targets": [{"provider": "local", "model": f"status-{code}"}, {"provider": "other", "model": "gpt-4o"}]}
+        f"s{code}": {
+            "targets": [{"provider": "local", "model": f"status-{code}"}, {"provider": "other", "model": "gpt-4o"}]
+        }
         for code in FALLS_BACK + ANSWERED
     }
     policy = policy_for(upstream.base_url)
