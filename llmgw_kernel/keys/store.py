@@ -373,28 +373,22 @@ class KeyStoreBusy(RuntimeError):
 
 
 def _refuse_behind_a_server(data_dir: Path) -> None:
-    """Raise :class:`KeyStoreBusy` when a live process other than this one holds the data
+    """Raise :class:`KeyStoreBusy` when a process other than this one holds the data
     directory (``llmgw serve``: datadir.py). That server would not see a key written here
     until its own next write; the admin API (``llmgw keys ...``) changes its memory and the
-    file together. Reads the holder the lock file names; never touches the lock itself."""
-    from ..datadir import LOCK_FILE
+    file together. Asks the kernel (:func:`~llmgw_kernel.datadir.holder_of`), so a pid left in
+    the lock file by a killed server — or reused since by another process — never counts."""
+    from ..datadir import holder_of
 
-    try:
-        holder = orjson.loads((data_dir / LOCK_FILE).read_bytes() or b"{}")
-        pid = int(holder["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no server has it (a released lock file is empty)
+    holder = holder_of(data_dir)
+    if holder is None:
+        return
+    pid = holder.get("pid")
     if pid == os.getpid():
         return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return  # left by a killed server
-    except PermissionError:
-        pass  # alive, another user's
     raise KeyStoreBusy(
-        f"{data_dir} is in use by {holder.get('command') or 'llmgw serve'} (pid {pid}): create, change and "
-        "revoke keys through its admin API (`llmgw keys ... --url`), which updates the running server too"
+        f"{data_dir} is in use by {holder.get('command') or 'llmgw serve'} (pid {pid or '?'}): create, change "
+        "and revoke keys through its admin API (`llmgw keys ... --url`), which updates the running server too"
     )
 
 

@@ -102,6 +102,14 @@ def test_the_library_does_not_write_behind_a_running_server(seeded_gw, tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "llmgw.lock").write_text(orjson.dumps({"pid": int(dead.stdout), "command": "llmgw serve"}).decode())
     assert seed(tmp_path, 2).create(KeySettings(name="after-a-crash"))[0].id
+    # nor does one whose pid now belongs to a live process that holds no lock (pid reuse)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "llmgw.lock").write_text(orjson.dumps({"pid": alive.pid, "command": "llmgw serve"}).decode())
+        assert KeyStore(tmp_path, Secrets(tmp_path).pepper).create(KeySettings(name="pid-reused"))[0].id
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 def test_threads_writing_one_store_lose_nothing(tmp_path):
