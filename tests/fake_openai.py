@@ -8,8 +8,13 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
   ``status-NNN-retry-after-S``: the same with a ``Retry-After: S`` header;
 - ``flaky-K-NNN-<tag>``: fails the first K calls to that model name with status NNN (``reset``
   instead of NNN: drops the connection), then answers normally;
-- ``chaos-P-<tag>``: fails P% of calls (a 500, 503, 429, a reset, a cut stream or a 2 s hang,
-  chosen at random), answers the others;
+- ``chaos-P-<tag>``: fails P% of calls, answers the others. The faults come before the
+  gateway could send its client a byte: a 500, 503, 429, a reset, a 2 s hang, a stream that
+  dies before its first event, a JSON body cut in the middle (``json-cut``). The draw is a hash
+  of (``seed``, model, the last message's text, how many times that text reached that model),
+  so the same traffic meets the same faults in every run, whatever the concurrency;
+- ``chaosmid-P-<tag>``: the same, plus streams that die after two events (``stream-cut-2``):
+  after the gateway has sent its client the first byte, when no fallback is possible;
 - ``context-small``: a 400 ``context_length_exceeded`` (the prompt does not fit);
 - ``echo-key``: a 400 whose message quotes the key it received (a careless upstream: the
   gateway must scrub it);
@@ -18,6 +23,8 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 - ``reset``: closes the connection without answering;
 - ``slow-stream``: one chunk every 100 ms for 10 s (to test client disconnects);
 - ``stream-cut-0`` / ``stream-cut-2``: the connection dies before the first event / after two;
+- ``json-cut``: headers and half of a ``chat.completion`` body (of the announced length), then
+  the connection dies;
 - ``tool-call``: with ``tools`` and no ``tool`` message yet, calls the first tool with
   ``{"city": "Paris"}`` (``finish_reason: tool_calls``; streamed as argument fragments);
   after a tool message, answers ``The tool said: <its content>``.
@@ -38,8 +45,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import json
-import random
 import re
 import threading
 import time
@@ -54,9 +61,11 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 class FakeOpenAI(FakeServer):
     name = "fake-openai"
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, seed: int = 0) -> None:
         super().__init__()
         self.api_key = api_key
+        self.seed = seed  # chaos draws are hashes of it and of the request (never random.random)
+        self._draws: collections.Counter[tuple[str, str]] = collections.Counter()
         self.cancelled = 0
         self.counts: collections.Counter[str] = collections.Counter()  # requests per model name
 
@@ -108,7 +117,7 @@ class FakeOpenAI(FakeServer):
         if (invalid := self._invalid(chat_problem(body))) is not None:
             return invalid
         model = body.get("model", "")
-        fault = self._fault(model, bool(body.get("stream")))
+        fault = self._fault(model, bool(body.get("stream")), str(body["messages"][-1].get("content")))
         if fault is not None:
             model = fault
         if model.startswith("status-"):
@@ -145,11 +154,20 @@ class FakeOpenAI(FakeServer):
             return await _tool_call(request, body, usage, created)
         if not body.get("stream"):
             n = int(body.get("n") or 1)
-            return web.json_response({
+            answer = {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None} for i in range(n)],
                 "usage": usage, "system_fingerprint": "fp_fake",
-            })  # fmt: skip
+            }  # fmt: skip
+            if model == "json-cut":  # the body of the announced length stops halfway
+                payload = json.dumps(answer).encode()
+                cut = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(payload))})
+                await cut.prepare(request)
+                await cut.write(payload[: len(payload) // 2])
+                assert request.transport is not None
+                request.transport.close()
+                return cut
+            return web.json_response(answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model}
@@ -190,17 +208,24 @@ class FakeOpenAI(FakeServer):
             raise
         return resp
 
-    def _fault(self, model: str, stream: bool) -> str | None:
+    def _fault(self, model: str, stream: bool, text: str = "") -> str | None:
         """The behaviour a ``flaky-`` or ``chaos-`` model shows on this call (None: answer normally)."""
         if model.startswith("flaky-"):
             _, k, how = model.split("-")[:3]
             if self.counts[model] <= int(k):
                 return "reset" if how == "reset" else f"status-{how}"
             return None
-        if model.startswith("chaos-"):
-            if random.random() * 100 >= float(model.split("-")[1]):
+        if model.startswith(("chaos-", "chaosmid-")):
+            self._draws[(model, text)] += 1
+            key = f"{self.seed}|{model}|{text}|{self._draws[(model, text)]}".encode()
+            draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+            if (draw % 10_000) / 100 >= float(model.split("-")[1]):
                 return None
-            return random.choice(["status-500", "status-503", "status-429", "reset", "hang-2"] + (["stream-cut-0"] if stream else []))
+            faults = ["status-500", "status-503", "status-429", "reset", "hang-2"]
+            faults += ["stream-cut-0"] if stream else ["json-cut"]
+            if stream and model.startswith("chaosmid-"):
+                faults += ["stream-cut-2"] * 3
+            return faults[(draw >> 20) % len(faults)]
         return None
 
     async def embeddings(self, request: web.Request) -> web.Response:
