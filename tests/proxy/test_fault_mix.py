@@ -75,7 +75,9 @@ def test_a_thousand_requests_through_faults_end_with_zero_client_visible_failure
     assert failures == [], failures[:10]
     assert elapsed < 60
     calls = {m: upstream.counts[m] - before[m] for m in before}
-    assert calls["chaos-40-a"] >= N * 0.5  # the faulty targets did take (and fail) traffic
+    # the first target of about a third of the plans (weighted draw), the fallback of others:
+    # ~500 calls; the point is that the faulty targets did take (and fail) traffic
+    assert calls["chaos-40-a"] >= N * 0.3
     rows = wait_for_rows(gw, "route = 'mix'", n=N, timeout=10)
     assert len(rows) == N and {r["outcome"] for r in rows} == {"ok"}
     retried = sum(1 for r in rows if len(r["attempts"]) > 1)
