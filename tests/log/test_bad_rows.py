@@ -127,8 +127,10 @@ class DeepUpstream(FakeServer):
 
 def test_end_to_end_a_deep_upstream_answer_does_not_wedge_the_log(make_gateway, upstream):
     """Through a real server: the bad row is built by the writer from an upstream answer nested
-    300 deep (the request parser cannot refuse it: it is the provider's answer). Before the fix
-    its batch failed forever: /health 503 and no later row was written."""
+    300 deep (the request parser cannot refuse it: it is the provider's answer). On d230206
+    that request's row was lost (to_row raised hashing the response, and the row was dropped);
+    a deep request ``metadata`` (which the parser now refuses with a 400, issue 10 item 1's
+    other half) failed its whole batch forever — the direct tests above cover that path."""
     deep_up = DeepUpstream().start()
     try:
         policy = policy_for(upstream.base_url)
