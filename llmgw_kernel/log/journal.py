@@ -10,7 +10,8 @@ in the journal into a segment (skipping records already in a segment) and delete
 A frame is ``magic | body length | crc32(body) | body`` (little-endian u32s); ``body`` is a
 u32 header length, an orjson header (the record's plain attributes and the lengths of its
 byte fields) and the byte fields. A torn last frame (the process died mid-write) fails its
-length or CRC check and is skipped with everything after it.
+length or CRC check and is skipped (as is a frame a failed write left partial: decoding
+resumes at the next valid frame).
 
 >>> rec = RequestRecord("req_1", 1.5, "chat.completions")
 >>> rec.request_raw, rec.metadata = b'{"model": "m"}', {"team": "a"}
@@ -38,6 +39,7 @@ log = logging.getLogger("llmgw.log")
 
 MAGIC = 0x4C4A524E
 _FRAME = struct.Struct("<III")  # magic, body length, crc32 of the body
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
 _U32 = struct.Struct("<I")
 _BYTES_FIELDS = ("request_raw", "response_raw", "stream_events", "embedding")
 _PLAIN = tuple(s for s in RequestRecord.__slots__ if s not in _BYTES_FIELDS)
@@ -80,21 +82,26 @@ def encode(rec: RequestRecord) -> bytes:
 
 
 def decode(data: bytes) -> tuple[list[RequestRecord], int]:
-    """The records of a journal file's bytes, and how many trailing bytes were skipped (a torn
-    or corrupt frame and everything after it)."""
+    """The records of a journal file's bytes, and how many bytes were skipped: a torn last
+    frame (the process died mid-write), or a frame a failed write left partial, after which
+    decoding resumes at the next frame whose magic, length and CRC check out."""
     out: list[RequestRecord] = []
-    pos, end = 0, len(data)
+    pos, end, skipped = 0, len(data), 0
     while pos + _FRAME.size <= end:
         magic, size, crc = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + size]
         if magic != MAGIC or len(body) != size or zlib.crc32(body) != crc:
-            break
+            resume = data.find(_MAGIC_BYTES, pos + 1)
+            resume = end if resume < 0 else resume
+            skipped += resume - pos
+            pos = resume
+            continue
         pos += _FRAME.size + size
         try:
             out.append(_record(body))
         except Exception:  # a well-framed record we cannot rebuild: skip it, keep the others
             log.exception("journal: skipped a record that could not be decoded")
-    return out, end - pos
+    return out, skipped + (end - pos)
 
 
 def _record(body: bytes) -> RequestRecord:
@@ -160,6 +167,8 @@ class Journal:
             written = os.write(self._fd, frame)
             while written < len(frame):  # short writes happen only when the disk fills up
                 written += os.write(self._fd, frame[written:])
+            if self.last_error is not None:  # writable again
+                self.last_error = None
         except OSError as exc:  # the row still reaches the segment; only crash safety is lost
             if not self.errors:
                 log.error("journal write failed (rows are not crash-safe until it works again): %s", exc)

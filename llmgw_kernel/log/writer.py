@@ -93,7 +93,7 @@ class LogWriter:
         self.rows_recovered = 0
         self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
         self.flush_errors = 0
-        self.last_error: str | None = None
+        self._flush_error: str | None = None
         self.last_flush_at = time.time()
         self._done_journals: list[Path] = []  # journal files whose records are in _pending or written
         self._journal: wal.Journal | None = None
@@ -150,6 +150,15 @@ class LogWriter:
                     self._delete_journals()
 
     @property
+    def last_error(self) -> str | None:
+        """Why rows are not safe right now: the last flush failed, or the journal cannot be
+        written (rows still reach segments, but a crash would lose the unflushed ones)."""
+        if self._flush_error is not None:
+            return self._flush_error
+        journal = self._journal
+        return f"journal: {journal.last_error}" if journal is not None and journal.last_error else None
+
+    @property
     def healthy(self) -> bool:
         return self.last_error is None
 
@@ -203,14 +212,14 @@ class LogWriter:
                 self._write_pending()
             except Exception as exc:
                 self.flush_errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("log flush failed (%d rows kept in memory): %s", len(self._pending), self.last_error)
+                self._flush_error = f"{type(exc).__name__}: {exc}"
+                log.error("log flush failed (%d rows kept in memory): %s", len(self._pending), self._flush_error)
                 if len(self._pending) > MAX_BUFFERED:
                     dropped = len(self._pending) - MAX_BUFFERED
                     del self._pending[:dropped]
                     log.error("log buffer full: dropped %d oldest rows", dropped)
                 return
-            self.last_error = None
+            self._flush_error = None
             self.last_flush_at = time.time()
         self._delete_journals()
 
@@ -272,8 +281,8 @@ class LogWriter:
                 self._write_pending()
             except Exception as exc:  # the thread retries; the journal stays until it succeeds
                 self.flush_errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("journal recovery could not write %d rows: %s", len(self._pending), self.last_error)
+                self._flush_error = f"{type(exc).__name__}: {exc}"
+                log.error("journal recovery could not write %d rows: %s", len(self._pending), self._flush_error)
                 return
         self.rows_recovered = len(fresh)
         if fresh:

@@ -147,3 +147,28 @@ def test_append_cost_is_small():
         per = (time.process_time() - t0) / 2000
         os.close(j._fd)
     assert per < 500e-6, per
+
+
+def test_a_partial_frame_in_the_middle_is_skipped_and_decoding_resumes():
+    """A write that failed half-way (disk full) leaves a partial frame; the frames appended
+    after it, once the disk had room again, are still recovered."""
+    good = [wal.encode(record(i)) for i in range(4)]
+    partial = wal.encode(record(99))[:40]
+    recs, skipped = wal.decode(good[0] + good[1] + partial + good[2] + good[3])
+    assert [r.request_id for r in recs] == ["req_00000", "req_00001", "req_00002", "req_00003"]
+    assert skipped == 40
+
+
+def test_a_journal_write_failure_is_reported_until_the_journal_works_again(tmp_path):
+    import os
+
+    w = LogWriter(tmp_path, flush_ms=60000)
+    os.close(w._journal._fd)  # every write to the journal now fails (EBADF), as on a full disk
+    w._journal._fd = os.open(w._journal.path, os.O_RDONLY)
+    w.append(record(1))
+    assert not w.healthy and w.last_error.startswith("journal: OSError")
+    w.flush()  # the row still reaches its segment; the flush opens a new journal file
+    w.append(record(2))
+    assert w.healthy, w.last_error
+    w.close()
+    assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (2,)
