@@ -188,7 +188,7 @@ def make_spend_history(
             n_req += n
         teams_out[team.name] = {"requests": n_req, "cost_usd": round(spent, 6)}
     records.sort(key=lambda r: r.ts)
-    writer = LogWriter(root, flush_ms=60_000)
+    writer = LogWriter(root, flush_ms=60_000, journal=False)  # a rerun rebuilds it: no journal needed
     for rec in records:
         writer.append(rec)
     writer.close()
