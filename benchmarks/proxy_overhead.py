@@ -349,10 +349,15 @@ def _serve_upstream(fast: int, stream: int, gap_ms: float) -> None:
 
 
 # -- load generators ----------------------------------------------------------------------------
+def _auth() -> str:
+    """The Authorization header every load generator sends (a virtual key with --keyed)."""
+    return os.environ.get("BENCH_AUTH") or "Bearer dummy"
+
+
 WRK_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer dummy"
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH") or "Bearer dummy"
 wrk.body = os.getenv("BENCH_BODY")
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -395,7 +400,7 @@ def _python_load(url: str, conns: int, duration: float, stream: bool, model: str
     except ImportError:
         pass
     body = body_bytes(stream, model)
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer dummy"}
+    headers = {"Content-Type": "application/json", "Authorization": _auth()}
     latencies: list[float] = []
     errors = non2xx = 0
 
@@ -438,7 +443,7 @@ def stream_probe(base: str, samples: int, model: str = "gpt-4o-mini") -> dict:
     path = "/" + base.split("//")[1].split("/", 1)[1] + "/chat/completions"
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     body = body_bytes(True, model)
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer dummy"}
+    headers = {"Content-Type": "application/json", "Authorization": _auth()}
     first, total, events = [], [], []
     for i in range(samples + 3):
         t0 = time.perf_counter()
@@ -489,6 +494,28 @@ log:
   flush_ms: 500
 """
 
+# --keyed: budgets that never refuse in a benchmark but are all checked (and settled) per request
+KEYED_POLICY = """\
+pricing:
+  gpt-4o-mini: {input_per_1m: 0.15, output_per_1m: 0.6}
+budgets:
+  limits:
+    - {scope: global, usd: 1000000, window: day}
+    - {scope: team, usd: 1000000, window: month}
+"""
+
+
+def create_bench_key(data_dir: Path) -> str:
+    """A virtual key with its own budget, rpm and tpm (team ``bench``), created before the server
+    starts (the store then enforces keys); returns the key."""
+    sys.path.insert(0, str(REPO))
+    from llmgw_kernel.keys.secrets import Secrets
+    from llmgw_kernel.keys.store import KeySettings, KeyStore
+
+    settings = KeySettings(name="bench", team="bench", budget_usd=1_000_000.0, rpm=10_000_000, tpm=10_000_000_000)
+    _, key = KeyStore(data_dir, Secrets(data_dir).pepper).create(settings)
+    return key
+
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -501,13 +528,18 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 class Proxy:
-    def __init__(self, workdir: Path, upstream: dict, proxy_cpu: str, extra_args: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, upstream: dict, proxy_cpu: str, extra_args: list[str], keyed: bool = False
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         policy = workdir / "policy.yaml"
-        policy.write_text(POLICY.format(fast=upstream["fast"], stream=upstream["stream"]))
+        text = POLICY.format(fast=upstream["fast"], stream=upstream["stream"])
+        policy.write_text(text + (KEYED_POLICY if keyed else ""))
         self.data_dir = workdir / "data"
+        if keyed:
+            os.environ["BENCH_AUTH"] = "Bearer " + create_bench_key(self.data_dir)
         cmd = ["taskset", "-c", proxy_cpu, sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--policy", str(policy), "--data-dir", str(self.data_dir),
                "--log-level", "warning", *extra_args]  # fmt: skip
@@ -547,7 +579,12 @@ class Proxy:
 
 def check_proxy(proxy: Proxy) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-    conn.request("POST", "/v1/chat/completions", body=body_bytes(False), headers={"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=body_bytes(False),
+        headers={"Content-Type": "application/json", "Authorization": _auth()},
+    )
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
@@ -567,7 +604,7 @@ def one_round(args, upstream: dict, workdir: Path, lua: Path) -> dict:
                                                   args.load_cpu, lua)  # fmt: skip
     out["direct_stream_probe"] = stream_probe(upstream["stream"], args.stream_samples)
 
-    proxy = Proxy(workdir / "proxy", upstream, args.proxy_cpu, args.proxy_args)
+    proxy = Proxy(workdir / "proxy", upstream, args.proxy_cpu, args.proxy_args, keyed=args.keyed)
     try:
         out["ready_s"] = round(proxy.ready_s, 3)
         out["mem_after_start"] = mem_mb(proxy.pid)
@@ -738,6 +775,12 @@ def main() -> None:
                     "(plus role, finish and usage chunks and [DONE])")  # fmt: skip
     ap.add_argument("--dashboard-path", default="/", help="page GET after the load for the RSS with dashboards "
                     "('' to skip)")  # fmt: skip
+    ap.add_argument(
+        "--keyed",
+        action="store_true",
+        help="send a virtual key with its own budget, rpm and tpm, "
+        "under a team and a global budget (every request admitted and settled)",
+    )
     ap.add_argument("--proxy-args", nargs=argparse.REMAINDER, default=[], help="extra `llmgw serve` arguments")
     ap.add_argument("--_upstream", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_load", nargs=3, help=argparse.SUPPRESS)
