@@ -60,8 +60,12 @@ def policy_for(upstream_url: str, **extra) -> dict:
             "slow-json": {"targets": [{"provider": "local", "model": "slow-json"}]},
             "hang": {"targets": [{"provider": "local", "model": "hang"}]},
             "reset": {"targets": [{"provider": "local", "model": "reset"}]},
-            "stream-cut": {"targets": [{"provider": "local", "model": "stream-cut-2"}, {"provider": "other", "model": "gpt-4o"}]},
-            "stream-fallback": {"targets": [{"provider": "local", "model": "stream-cut-0"}, {"provider": "other", "model": "gpt-4o"}]},
+            "stream-cut": {
+                "targets": [{"provider": "local", "model": "stream-cut-2"}, {"provider": "other", "model": "gpt-4o"}]
+            },
+            "stream-fallback": {
+                "targets": [{"provider": "local", "model": "stream-cut-0"}, {"provider": "other", "model": "gpt-4o"}]
+            },
             "slow-stream": {"targets": [{"provider": "local", "model": "slow-stream"}]},
             "no-key": {"targets": [{"provider": "nokey", "model": "gpt-4o-mini"}]},
             "demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]},

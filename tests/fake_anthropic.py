@@ -101,12 +101,19 @@ class FakeAnthropic(FakeServer):
         if body["model"] == "claude-overloaded":
             return _err(529, "overloaded_error", "Overloaded")
         if body["model"] == "claude-echo-key":
-            return _err(400, "invalid_request_error", f"the fake quotes what it received: {request.headers['x-api-key']}")
+            return _err(
+                400, "invalid_request_error", f"the fake quotes what it received: {request.headers['x-api-key']}"
+            )
         if body["model"] == "claude-rate-limited":
             message = "This request would exceed the rate limit for your organization of 50 requests per minute."
             return _err(429, "rate_limit_error", message, {"retry-after": "2"})
         blocks, stop = self._answer(body)
-        usage = {"input_tokens": USAGE_IN, "output_tokens": 9, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}
+        usage = {
+            "input_tokens": USAGE_IN,
+            "output_tokens": 9,
+            "cache_read_input_tokens": 4,
+            "cache_creation_input_tokens": 0,
+        }
         if not body.get("stream"):
             return web.json_response({
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
@@ -118,18 +125,29 @@ class FakeAnthropic(FakeServer):
         async def event(name: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
-        start_usage = {"input_tokens": USAGE_IN, "output_tokens": 1, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}
+        start_usage = {
+            "input_tokens": USAGE_IN,
+            "output_tokens": 1,
+            "cache_read_input_tokens": 4,
+            "cache_creation_input_tokens": 0,
+        }
         await event("message_start", {"type": "message_start", "message": {
             "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"], "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": start_usage}})  # fmt: skip
         await event("ping", {"type": "ping"})
         for i, block in enumerate(blocks):
             if block["type"] == "text":
-                await event("content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+                await event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}},
+                )
                 words = block["text"].split(" ")
                 for j, word in enumerate(words):
                     piece = word + (" " if j < len(words) - 1 else "")
-                    await event("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}})
+                    await event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}},
+                    )
             else:
                 await event("content_block_start", {"type": "content_block_start", "index": i,
                     "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})  # fmt: skip
@@ -138,7 +156,14 @@ class FakeAnthropic(FakeServer):
                     await event("content_block_delta", {"type": "content_block_delta", "index": i,
                         "delta": {"type": "input_json_delta", "partial_json": raw[k : k + 7]}})  # fmt: skip
             await event("content_block_stop", {"type": "content_block_stop", "index": i})
-        await event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 9}})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": 9},
+            },
+        )
         await event("message_stop", {"type": "message_stop"})
         return resp
 

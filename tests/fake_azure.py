@@ -31,8 +31,16 @@ from typing import Any
 from aiohttp import web
 from fake_http import FakeServer
 
-DEPLOYMENTS = {"gpt-4o-prod", "tool-dep", "filtered-prompt", "filtered-output", "busy-dep", "down-dep", "echo-key-dep",
-               "embed-dep"}
+DEPLOYMENTS = {
+    "gpt-4o-prod",
+    "tool-dep",
+    "filtered-prompt",
+    "filtered-output",
+    "busy-dep",
+    "down-dep",
+    "echo-key-dep",
+    "embed-dep",
+}
 CHAT_FIELDS = {"messages", "model", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
                "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias", "user", "tools",
                "tool_choice", "parallel_tool_calls", "response_format", "seed", "logprobs", "top_logprobs",
@@ -101,9 +109,19 @@ class FakeAzure(FakeServer):
             return web.json_response({"error": {"code": "InvalidRequest", "message": message}}, status=400)
         if deployment == "busy-dep":
             message = f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have exceeded token rate limit of your current tier. Please retry after 2 seconds."
-            return web.json_response({"error": {"code": "429", "message": message}}, status=429, headers={"Retry-After": "2"})
+            return web.json_response(
+                {"error": {"code": "429", "message": message}}, status=429, headers={"Retry-After": "2"}
+            )
         if deployment == "down-dep":
-            return web.json_response({"error": {"code": "ServiceUnavailable", "message": "The service is temporarily unable to process your request."}}, status=503)
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "ServiceUnavailable",
+                        "message": "The service is temporarily unable to process your request.",
+                    }
+                },
+                status=503,
+            )
         return await self.chat(request, deployment, body)
 
     def validate(self, body: dict[str, Any], version: str) -> None:
@@ -119,12 +137,17 @@ class FakeAzure(FakeServer):
         for i, msg in enumerate(messages):
             role = msg.get("role")
             if role not in ("system", "developer", "user", "assistant", "tool"):
-                raise bad(f"'{role}' is not one of ['system', 'assistant', 'user', 'tool', 'developer'] - 'messages.{i}.role'")
+                raise bad(
+                    f"'{role}' is not one of ['system', 'assistant', 'user', 'tool', 'developer'] - 'messages.{i}.role'"
+                )
             if role == "assistant":
                 open_calls = {c["id"] for c in msg.get("tool_calls") or []}
             elif role == "tool":
                 if msg.get("tool_call_id") not in open_calls:
-                    raise bad("Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", f"messages.[{i}].role")
+                    raise bad(
+                        "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.",
+                        f"messages.[{i}].role",
+                    )
             else:
                 open_calls = set()
         for i, tool in enumerate(body.get("tools") or []):
@@ -137,15 +160,26 @@ class FakeAzure(FakeServer):
         finish = "stop"
         if deployment == "tool-dep" and body.get("tools") and last["role"] != "tool":
             name = body["tools"][0]["function"]["name"]
-            call = {"id": "call_azure_1", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+            call = {
+                "id": "call_azure_1",
+                "type": "function",
+                "function": {"name": name, "arguments": '{"city": "Paris"}'},
+            }
             message, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
         elif last["role"] == "tool":
             message["content"] = f"The tool said: {last['content']}"
         elif deployment == "filtered-output":
             message["content"], finish = "Here is how", "content_filter"
-        head = {"id": "chatcmpl-azure", "created": 1700000000, "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_az"}
+        head = {
+            "id": "chatcmpl-azure",
+            "created": 1700000000,
+            "model": "gpt-4o-2024-08-06",
+            "system_fingerprint": "fp_az",
+        }
         prompt_filter = [{"prompt_index": 0, "content_filter_results": FILTERS}]
-        output_filter = {**FILTERS, "violence": {"filtered": True, "severity": "medium"}} if finish == "content_filter" else FILTERS
+        output_filter = (
+            {**FILTERS, "violence": {"filtered": True, "severity": "medium"}} if finish == "content_filter" else FILTERS
+        )
         if not body.get("stream"):
             return web.json_response({**head, "object": "chat.completion", "prompt_filter_results": prompt_filter, "usage": USAGE,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None, "content_filter_results": output_filter}]})  # fmt: skip
@@ -156,20 +190,79 @@ class FakeAzure(FakeServer):
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         chunk_head = {**head, "object": "chat.completion.chunk"}
-        await send({"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": prompt_filter})
-        await send({**chunk_head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None, "content_filter_results": {}}]})
+        await send(
+            {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": prompt_filter}
+        )
+        await send(
+            {
+                **chunk_head,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                        "content_filter_results": {},
+                    }
+                ],
+            }
+        )
         if message.get("tool_calls"):
             tc = message["tool_calls"][0]
-            await send({**chunk_head, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **tc, "function": {"name": tc["function"]["name"], "arguments": ""}}]}, "finish_reason": None}]})
-            await send({**chunk_head, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": tc["function"]["arguments"]}}]}, "finish_reason": None}]})
+            await send(
+                {
+                    **chunk_head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "tool_calls": [
+                                    {"index": 0, **tc, "function": {"name": tc["function"]["name"], "arguments": ""}}
+                                ]
+                            },
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+            await send(
+                {
+                    **chunk_head,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "tool_calls": [{"index": 0, "function": {"arguments": tc["function"]["arguments"]}}]
+                            },
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
         else:
             words = message["content"].split(" ")
             for k, word in enumerate(words):
                 piece = word + (" " if k < len(words) - 1 else "")
-                await send({**chunk_head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None, "content_filter_results": FILTERS}]})
+                await send(
+                    {
+                        **chunk_head,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"content": piece},
+                                "finish_reason": None,
+                                "content_filter_results": FILTERS,
+                            }
+                        ],
+                    }
+                )
         await send({**chunk_head, "choices": [{"index": 0, "finish_reason": None, "content_filter_results": output_filter,
                                                "content_filter_offsets": {"check_offset": 0, "start_offset": 0, "end_offset": 20}}]})  # fmt: skip
-        await send({**chunk_head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "content_filter_results": {}}]})
+        await send(
+            {
+                **chunk_head,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "content_filter_results": {}}],
+            }
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
             await send({**chunk_head, "choices": [], "usage": USAGE})
         await resp.write(b"data: [DONE]\n\n")

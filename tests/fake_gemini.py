@@ -41,8 +41,24 @@ from fake_http import FakeServer
 USAGE = {"promptTokenCount": 12, "candidatesTokenCount": 7, "totalTokenCount": 24, "cachedContentTokenCount": 3,
          "thoughtsTokenCount": 5, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}]}  # fmt: skip
 SIGNATURE = base64.b64encode(b"fake-thought-signature").decode()
-REQUEST_KEYS = {"contents", "systemInstruction", "tools", "toolConfig", "safetySettings", "generationConfig", "cachedContent"}
-PART_DATA = {"text", "inlineData", "fileData", "functionCall", "functionResponse", "executableCode", "codeExecutionResult"}
+REQUEST_KEYS = {
+    "contents",
+    "systemInstruction",
+    "tools",
+    "toolConfig",
+    "safetySettings",
+    "generationConfig",
+    "cachedContent",
+}
+PART_DATA = {
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
+}
 PART_KEYS = PART_DATA | {"thought", "thoughtSignature", "videoMetadata"}
 GEN_KEYS = {"stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema", "responseModalities",
             "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed", "presencePenalty",
@@ -64,14 +80,16 @@ class Invalid(Exception):
 def error(code: int, status: str, message: str, reason: str | None = None) -> web.Response:
     err: dict[str, Any] = {"code": code, "message": message, "status": status}
     if reason:
-        err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}]
+        err["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}
+        ]
     return web.json_response({"error": err}, status=code)
 
 
 def unknown(keys: Any, allowed: set[str], where: str) -> None:
     for key in keys:
         if key not in allowed:
-            raise Invalid(f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': Cannot find field.')
+            raise Invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.")
 
 
 class FakeGemini(FakeServer):
@@ -113,14 +131,17 @@ class FakeGemini(FakeServer):
             self.invalid.append(str(exc))
             return error(exc.code, exc.status, str(exc), exc.reason)
         if model == "gemini-echo-key":
-            return error(400, "INVALID_ARGUMENT", f"The fake quotes what it received: {request.headers['x-goog-api-key']}")
+            return error(
+                400, "INVALID_ARGUMENT", f"The fake quotes what it received: {request.headers['x-goog-api-key']}"
+            )
         if model in ("gemini-429", "gemini-503"):
             code, status = (429, "RESOURCE_EXHAUSTED") if model == "gemini-429" else (503, "UNAVAILABLE")
             return error(code, status, "Resource has been exhausted" if code == 429 else "The model is overloaded.")
         responses = self.answer(model, body)
         if model.startswith("gemini-stream-error-"):  # an error payload after N good ones
             responses = responses[: int(model.rsplit("-", 1)[1])] + [
-                {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}]
+                {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+            ]
         if method == "generateContent":
             return web.json_response(merge(responses))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -134,7 +155,9 @@ class FakeGemini(FakeServer):
         if "key" in request.query:
             raise Invalid("the API key must not travel in the URL (URLs end up in logs)")
         if "authorization" in {k.lower() for k in request.headers}:
-            raise Invalid("Request had invalid authentication credentials. Expected OAuth 2 access token.", 401, "UNAUTHENTICATED")
+            raise Invalid(
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.", 401, "UNAUTHENTICATED"
+            )
         key = request.headers.get("x-goog-api-key")
         if key is None:
             raise Invalid("Method doesn't allow unregistered callers. Please use API Key.", 403, "PERMISSION_DENIED")
@@ -158,7 +181,9 @@ class FakeGemini(FakeServer):
             responses = [p for p in content["parts"] if "functionResponse" in p]
             before = [p for p in contents[i - 1]["parts"] if "functionCall" in p] if i else []
             if responses and len(responses) != len(before):
-                raise Invalid("Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.")
+                raise Invalid(
+                    "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn."
+                )
         system = body.get("systemInstruction")
         if system is not None:
             unknown(system, {"role", "parts"}, "system_instruction")
@@ -206,7 +231,9 @@ class FakeGemini(FakeServer):
             if data[0] == "functionResponse":
                 unknown(value, {"name", "response", "id"}, f"{where}.parts[{k}].function_response")
                 if not value.get("name"):
-                    raise Invalid(f"* GenerateContentRequest.{where}.parts[{k}].function_response.name: Name cannot be empty.")
+                    raise Invalid(
+                        f"* GenerateContentRequest.{where}.parts[{k}].function_response.name: Name cannot be empty."
+                    )
                 if role != "user" or not isinstance(value.get("response"), dict):
                     raise Invalid(f"{where}.parts[{k}].function_response: response must be an object, in a user turn")
 
@@ -216,7 +243,9 @@ class FakeGemini(FakeServer):
             unknown(tool, {"functionDeclarations", "googleSearch", "codeExecution", "urlContext"}, f"tools[{i}]")
             for j, decl in enumerate(tool.get("functionDeclarations") or []):
                 where = f"tools[{i}].function_declarations[{j}]"
-                unknown(decl, {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}, where)
+                unknown(
+                    decl, {"name", "description", "parameters", "parametersJsonSchema", "response", "behavior"}, where
+                )
                 if not decl.get("name"):
                     raise Invalid(f"{where}.name: Name cannot be empty.")
                 names.add(decl["name"])
@@ -239,12 +268,17 @@ class FakeGemini(FakeServer):
             if gen.get("responseMimeType") != "application/json":
                 raise Invalid("response_schema requires response_mime_type application/json")
             schema(gen["responseSchema"], "generation_config.response_schema")
-        unknown(gen.get("thinkingConfig") or {}, {"thinkingBudget", "includeThoughts", "thinkingLevel"}, "thinking_config")
+        unknown(
+            gen.get("thinkingConfig") or {}, {"thinkingBudget", "includeThoughts", "thinkingLevel"}, "thinking_config"
+        )
 
     # -- answers ------------------------------------------------------------------------------
     def answer(self, model: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The stream of GenerateContentResponses (a JSON answer is them merged)."""
-        head = {"modelVersion": f"{model}-001", "responseId": "resp-" + hashlib.sha1(json.dumps(body).encode()).hexdigest()[:10]}
+        head = {
+            "modelVersion": f"{model}-001",
+            "responseId": "resp-" + hashlib.sha1(json.dumps(body).encode()).hexdigest()[:10],
+        }
         partial = {**head, "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}}
         if model == "gemini-blocked":
             return [{**partial, "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
@@ -273,7 +307,10 @@ class FakeGemini(FakeServer):
                         parts.insert(0, {"text": "Let me think.", "thought": True})
                     candidates.append({"content": {"role": "model", "parts": parts}, **({"index": i} if i else {})})
             chunks.append({**partial, "candidates": candidates})
-        last = [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": finish, "index": i} for i in range(len(texts))]
+        last = [
+            {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": finish, "index": i}
+            for i in range(len(texts))
+        ]
         chunks.append({**head, "usageMetadata": USAGE, "candidates": last})
         return chunks
 
@@ -343,7 +380,9 @@ def merge(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     candidates: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
         for c in chunk.get("candidates") or []:
-            merged = candidates.setdefault(c.get("index", 0), {"content": {"role": "model", "parts": []}, "index": c.get("index", 0)})
+            merged = candidates.setdefault(
+                c.get("index", 0), {"content": {"role": "model", "parts": []}, "index": c.get("index", 0)}
+            )
             for part in (c.get("content") or {}).get("parts") or []:
                 prev = merged["content"]["parts"][-1] if merged["content"]["parts"] else None
                 if "text" in part and prev and "text" in prev and prev.get("thought") == part.get("thought"):

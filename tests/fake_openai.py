@@ -133,7 +133,12 @@ class FakeOpenAI(FakeServer):
                 resp.headers["Retry-After"] = after.group(1)
             return resp
         if model == "context-small":
-            return _error(400, "This model's maximum context length is 8 tokens.", "invalid_request_error", "context_length_exceeded")
+            return _error(
+                400,
+                "This model's maximum context length is 8 tokens.",
+                "invalid_request_error",
+                "context_length_exceeded",
+            )
         if model == "hang-2":
             await asyncio.sleep(2)
         if model == "echo-key":
@@ -161,7 +166,9 @@ class FakeOpenAI(FakeServer):
             }  # fmt: skip
             if model == "json-cut":  # the body of the announced length stops halfway
                 payload = json.dumps(answer).encode()
-                cut = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(payload))})
+                cut = web.StreamResponse(
+                    headers={"Content-Type": "application/json", "Content-Length": str(len(payload))}
+                )
                 await cut.prepare(request)
                 await cut.write(payload[: len(payload) // 2])
                 assert request.transport is not None
@@ -232,7 +239,11 @@ class FakeOpenAI(FakeServer):
         if (denied := self._auth(request)) is not None:
             return denied
         body = await self._record(request)
-        if (invalid := self._invalid(None if "input" in body and body.get("model") else "'input' and 'model' are required")) is not None:
+        if (
+            invalid := self._invalid(
+                None if "input" in body and body.get("model") else "'input' and 'model' are required"
+            )
+        ) is not None:
             return invalid
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]

@@ -45,7 +45,10 @@ def test_page_shows_the_store_numbers(store):
     assert 'data-kpi="requests"><div class="kpi-value">6<' in html
     assert 'data-kpi="prompt_tokens"><div class="kpi-value">3,000<' in html
     assert 'data-kpi="cost"><div class="kpi-value">$0.0175<' in html
-    assert 'data-kpi="cache_hits"><div class="kpi-value">2</div><div class="kpi-label">cache hits (66.7%; 1 semantic)' in html
+    assert (
+        'data-kpi="cache_hits"><div class="kpi-value">2</div><div class="kpi-label">cache hits (66.7%; 1 semantic)'
+        in html
+    )
     assert 'data-kpi="saved"><div class="kpi-value">$0.0200<' in html
     table = _find(page, pn.widgets.Tabulator)[0]
     assert list(table.value["request_id"])[:2] == ["req_page_0", "req_cached_0"]

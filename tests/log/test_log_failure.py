@@ -19,7 +19,11 @@ def test_unwritable_log_turns_health_red_and_loses_nothing(make_gateway):
     directory.write_text("not a directory")  # every segment write now fails
     try:
         for i in range(3):
-            r = httpx.post(f"{gw.base_url}/chat/completions", headers={"x-request-id": f"kept-{i}"}, json={"model": "gpt-4o-mini", "messages": MSG})
+            r = httpx.post(
+                f"{gw.base_url}/chat/completions",
+                headers={"x-request-id": f"kept-{i}"},
+                json={"model": "gpt-4o-mini", "messages": MSG},
+            )
             assert r.status_code == 200  # serving goes on
         deadline = time.monotonic() + 5
         health = httpx.get(gw.url + "/health")

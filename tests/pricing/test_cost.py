@@ -17,15 +17,19 @@ from llmgw_kernel.pricing import load_table
 
 
 def _policy(pricing):
-    return load_policy({
-        "providers": {"o": {"kind": "demo"}},
-        "routes": {"m": {"targets": [{"provider": "o", "model": "gpt-4o"}]}},
-        "pricing": pricing,
-    })
+    return load_policy(
+        {
+            "providers": {"o": {"kind": "demo"}},
+            "routes": {"m": {"targets": [{"provider": "o", "model": "gpt-4o"}]}},
+            "pricing": pricing,
+        }
+    )
 
 
 def test_policy_price_wins_over_the_table_provider_model_key_first():
-    p = _policy({"o/gpt-4o": {"input_per_1m": 1, "output_per_1m": 2}, "gpt-4o": {"input_per_1m": 3, "output_per_1m": 4}})
+    p = _policy(
+        {"o/gpt-4o": {"input_per_1m": 1, "output_per_1m": 2}, "gpt-4o": {"input_per_1m": 3, "output_per_1m": 4}}
+    )
     assert cost_usd(p, "o/gpt-4o", 1_000_000, 1_000_000) == 3.0
     assert cost_usd(p, "other/gpt-4o", 1_000_000, 1_000_000) == 7.0
     assert price_source(p, "o/gpt-4o") == "policy"
@@ -52,7 +56,9 @@ def test_unknown_price_is_none_never_zero():
 def test_cached_prompt_tokens_use_the_cached_input_price():
     p = _policy({})
     # gpt-4o: 2.50 input, 1.25 cached input, 10 output per 1M; 800 of the 1000 prompt tokens were cached
-    assert cost_usd(p, "o/gpt-4o", 1000, 100, cached_tokens=800) == pytest.approx((200 * 2.5 + 800 * 1.25 + 100 * 10) / 1e6)
+    assert cost_usd(p, "o/gpt-4o", 1000, 100, cached_tokens=800) == pytest.approx(
+        (200 * 2.5 + 800 * 1.25 + 100 * 10) / 1e6
+    )
     assert cost_usd(p, "o/gpt-4o", 1000, 100, cached_tokens=0) == cost_usd(p, "o/gpt-4o", 1000, 100)
     # more cached than prompt tokens is clamped to the prompt
     assert cost_usd(p, "o/gpt-4o", 1000, 0, cached_tokens=5000) == pytest.approx(1000 * 1.25 / 1e6)

@@ -57,11 +57,13 @@ def test_portkey_folder_qualifies_names_two_providers_price():
 def test_rendered_section_loads_as_policy_pricing():
     text = render_pricing_yaml(import_litellm(LITELLM))
     doc = yaml.safe_load(text)
-    policy = load_policy({
-        "providers": {"o": {"kind": "demo"}},
-        "routes": {"m": {"targets": [{"provider": "o", "model": "gpt-4o"}]}},
-        "pricing": doc["pricing"],
-    })
+    policy = load_policy(
+        {
+            "providers": {"o": {"kind": "demo"}},
+            "routes": {"m": {"targets": [{"provider": "o", "model": "gpt-4o"}]}},
+            "pricing": doc["pricing"],
+        }
+    )
     assert policy.pricing["gpt-4o"].input_per_1m == 2.5
     assert policy.pricing["azure/gpt-4o"].output_per_1m == 11.0
 

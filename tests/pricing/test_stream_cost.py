@@ -12,8 +12,12 @@ def test_streams_are_costed_from_their_usage_or_counted_and_marked(upstream, tmp
         **base,
         "providers": {
             **base["providers"],
-            "mute": {"kind": "openai", "base_url": upstream.base_url, "api_key_env": "LOCAL_API_KEY",
-                     "stream_usage": False},
+            "mute": {
+                "kind": "openai",
+                "base_url": upstream.base_url,
+                "api_key_env": "LOCAL_API_KEY",
+                "stream_usage": False,
+            },
         },  # fmt: skip
         "routes": {
             "priced": {"targets": [{"provider": "local", "model": "gpt-4o-mini"}]},
@@ -34,7 +38,10 @@ def test_streams_are_costed_from_their_usage_or_counted_and_marked(upstream, tmp
             assert all(c.usage is None for c in chunks)  # the client did not ask for usage
         rows = {r["request_id"]: r for r in wait_for_rows(gw, "stream", n=2)}
         priced, counted = rows[ids["priced"]], rows[ids["no-usage"]]
-        assert priced["usage_source"] == "upstream" and (priced["prompt_tokens"], priced["completion_tokens"]) == (11, 7)
+        assert priced["usage_source"] == "upstream" and (priced["prompt_tokens"], priced["completion_tokens"]) == (
+            11,
+            7,
+        )
         assert priced["cost_usd"] == (11 * 1.0 + 7 * 2.0) / 1e6
         assert counted["usage_source"] == "estimated"
         assert counted["prompt_tokens"] > 5 and counted["completion_tokens"] > 5

@@ -71,14 +71,32 @@ def test_figures_of_a_few_entries():
     ("doc", "error"),
     [
         ({"version": "1", "updated": date(2026, 1, 1)}, "missing providers"),
-        ({"version": "1", "updated": date(2026, 1, 1), "providers": {"p": {"models": {"m": {"input": 1, "output": 2}}}}},
-         "providers.p.models.m: needs a source URL and an as_of date"),
-        ({"version": "1", "updated": date(2026, 1, 1),
-          "providers": {"p": {"source": "https://x", "as_of": date(2026, 1, 1), "models": {"m": {"input": -1, "output": 2}}}}},
-         "providers.p.models.m: prices must be numbers >= 0"),
-        ({"version": "1", "updated": date(2026, 1, 1),
-          "providers": {"p": {"source": "https://x", "as_of": date(2026, 1, 1), "models": {"m": {"output": 2}}}}},
-         "providers.p.models.m: missing input"),
+        (
+            {
+                "version": "1",
+                "updated": date(2026, 1, 1),
+                "providers": {"p": {"models": {"m": {"input": 1, "output": 2}}}},
+            },
+            "providers.p.models.m: needs a source URL and an as_of date",
+        ),
+        (
+            {
+                "version": "1",
+                "updated": date(2026, 1, 1),
+                "providers": {
+                    "p": {"source": "https://x", "as_of": date(2026, 1, 1), "models": {"m": {"input": -1, "output": 2}}}
+                },
+            },
+            "providers.p.models.m: prices must be numbers >= 0",
+        ),
+        (
+            {
+                "version": "1",
+                "updated": date(2026, 1, 1),
+                "providers": {"p": {"source": "https://x", "as_of": date(2026, 1, 1), "models": {"m": {"output": 2}}}},
+            },
+            "providers.p.models.m: missing input",
+        ),
     ],
 )
 def test_parse_errors_name_the_path(doc, error):

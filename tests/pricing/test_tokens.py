@@ -17,10 +17,17 @@ HAVE_BPE = tokens_mod._encoding("o200k_base") is not None
 @pytest.mark.parametrize(
     ("model", "encoding"),
     [
-        ("gpt-4o", "o200k_base"), ("gpt-4o-mini-2024-07-18", "o200k_base"), ("openai/gpt-4.1-nano", "o200k_base"),
-        ("o3-mini", "o200k_base"), ("ft:gpt-4o-mini:org::abc", "o200k_base"),
-        ("gpt-4", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base"), ("text-embedding-3-small", "cl100k_base"),
-        ("claude-sonnet-4", None), ("gemini-2.5-flash", None), ("mistral-large-latest", None),
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("openai/gpt-4.1-nano", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("ft:gpt-4o-mini:org::abc", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+        ("text-embedding-3-small", "cl100k_base"),
+        ("claude-sonnet-4", None),
+        ("gemini-2.5-flash", None),
+        ("mistral-large-latest", None),
     ],
 )
 def test_encoding_by_model(model, encoding):
@@ -43,12 +50,19 @@ def test_other_providers_are_estimated_chars_over_four():
 def test_messages_add_the_chat_overhead():
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello world", "name": "ann"}]
     n, estimated = count_tokens(messages, "claude-3-5-haiku")
-    assert estimated and n == 3 + 2 * 3 + 1 + sum(-(-len(t) // 4) for t in ["system", "Be brief.", "user", "hello world", "ann"])
+    assert estimated and n == 3 + 2 * 3 + 1 + sum(
+        -(-len(t) // 4) for t in ["system", "Be brief.", "user", "hello world", "ann"]
+    )
     if HAVE_BPE:
         n, estimated = count_tokens(messages, "gpt-4o")
         assert not estimated and n > 3 + 2 * 3
     # an image part cannot be counted from text: the total is an estimate
-    with_image = [{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "x"}}]}]
+    with_image = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "x"}}],
+        }
+    ]
     assert count_tokens(with_image, "gpt-4o")[1] is True
 
 

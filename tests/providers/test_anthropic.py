@@ -78,7 +78,12 @@ def test_tools_and_tool_turns_on_the_wire(claude):
     assert second.choices[0].message.content == "The tool said: 18C and sunny"
     turns = claude.fake.requests[-1]["body"]["messages"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
-    assert turns[1]["content"][-1] == {"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Paris"}}
+    assert turns[1]["content"][-1] == {
+        "type": "tool_use",
+        "id": call.id,
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
     assert turns[2]["content"] == [{"type": "tool_result", "tool_use_id": call.id, "content": "18C and sunny"}]
 
 
@@ -98,5 +103,8 @@ def test_image_parts(claude):
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
     ]}])  # fmt: skip
     blocks = claude.fake.requests[-1]["body"]["messages"][0]["content"]
-    assert blocks[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    assert blocks[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+    }
     assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}

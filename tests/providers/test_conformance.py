@@ -272,7 +272,9 @@ def test_the_model_calls_a_tool(stack, stream):
         assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
         assert usage_of(r.usage) == stack.kind.usage
         return
-    *body, last = one_stream(list(stack.client().chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw)))
+    *body, last = one_stream(
+        list(stack.client().chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+    )
     deltas = [tc for c in body for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas[0].id.startswith(stack.kind.tool_id) and deltas[0].function.name == "get_weather"
     assert [d.id for d in deltas if d.id] == [deltas[0].id] and {d.index for d in deltas} == {0}
@@ -300,7 +302,9 @@ def test_the_tool_result_goes_back_and_the_model_uses_it(stack, stream):
 @pytest.mark.parametrize("stream", STREAM)
 @pytest.mark.parametrize(("route", "status"), FAILURES)
 def test_a_busy_or_down_provider_falls_back(stack, route, status, stream):
-    raw = stack.client().chat.completions.with_raw_response.create(model=f"{route}-then-backup", messages=USER, stream=stream)
+    raw = stack.client().chat.completions.with_raw_response.create(
+        model=f"{route}-then-backup", messages=USER, stream=stream
+    )
     assert raw.headers["x-llmgw-target"] == BACKUP
     answer = text_of(list(raw.parse())) if stream else raw.parse().choices[0].message.content
     assert answer == "Hello from the fake upstream: weather in Paris?"
@@ -352,7 +356,9 @@ def test_a_pass_through_kind_delivers_every_parameter_untouched(stack):
 def test_a_parameter_the_target_refuses_is_left_to_the_next_target(stack):
     """A refusing kind leaves the request to the backup; a pass-through kind serves it itself."""
     fields, _ = stack.kind.refused[0] if stack.kind.refused else (PASSED, None)
-    raw = stack.client().chat.completions.with_raw_response.create(model="plain-then-backup", messages=USER, extra_body=fields)
+    raw = stack.client().chat.completions.with_raw_response.create(
+        model="plain-then-backup", messages=USER, extra_body=fields
+    )
     assert raw.headers["x-llmgw-target"] == (BACKUP if stack.kind.refused else f"{stack.kind.name}/{stack.kind.plain}")
 
 

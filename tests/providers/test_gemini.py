@@ -94,7 +94,9 @@ def test_streams_ask_for_sse_and_count_thoughts_as_reasoning_tokens(gem):
         model="gemini-flash", stream=True, stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "stream please"}],
     ))  # fmt: skip
-    assert sent(gem)["path"] == "/v1beta/models/gemini-flash:streamGenerateContent" and sent(gem)["query"] == {"alt": "sse"}
+    assert sent(gem)["path"] == "/v1beta/models/gemini-flash:streamGenerateContent" and sent(gem)["query"] == {
+        "alt": "sse"
+    }
     assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == 5
     assert chunks[-1].usage.prompt_tokens_details.cached_tokens == 3
 
@@ -143,7 +145,10 @@ def test_gemini_3_thought_signatures_round_trip(gem):
                               messages=[*USER, first.choices[0].message.model_dump(exclude_none=True), result])  # fmt: skip
     assert sent(gem)["body"]["contents"][1]["parts"][0]["thoughtSignature"] == SIGNATURE
     # a client that rebuilds the assistant message (or a history from another provider) has no signature
-    bare = {"role": "assistant", "tool_calls": [{"id": call.id, "type": "function", "function": call.function.model_dump()}]}
+    bare = {
+        "role": "assistant",
+        "tool_calls": [{"id": call.id, "type": "function", "function": call.function.model_dump()}],
+    }
     r = c.chat.completions.create(model="gemini-3-tool", tools=TOOLS, messages=[*USER, bare, result])
     assert r.choices[0].message.content == "The tool said: 18C"
     assert sent(gem)["body"]["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
@@ -161,7 +166,9 @@ def test_forced_function(gem):
     r = oai(gem).chat.completions.create(model="gemini-flash", tools=TOOLS, messages=USER,
                                          tool_choice={"type": "function", "function": {"name": "get_weather"}})  # fmt: skip
     assert r.choices[0].message.tool_calls[0].function.name == "get_weather"
-    assert sent(gem)["body"]["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
+    assert sent(gem)["body"]["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
+    }
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -175,16 +182,24 @@ def test_safety_blocks_finish_with_content_filter(gem, model, content, stream):
         return
     chunks = list(oai(gem).chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["content_filter"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "content_filter"
+    ]
     assert chunks[-1].usage.prompt_tokens == 12
 
 
 def test_max_tokens_thoughts_and_candidates(gem):
     c = oai(gem)
     assert c.chat.completions.create(model="gemini-max", messages=USER).choices[0].finish_reason == "length"
-    assert c.chat.completions.create(model="gemini-thinking", messages=USER).choices[0].message.content == "Gemini heard: weather in Paris?"
+    assert (
+        c.chat.completions.create(model="gemini-thinking", messages=USER).choices[0].message.content
+        == "Gemini heard: weather in Paris?"
+    )
     r = c.chat.completions.create(model="gemini-flash", n=2, messages=USER)
-    assert [ch.message.content for ch in r.choices] == ["Gemini heard: weather in Paris?", "Gemini heard: weather in Paris? #1"]
+    assert [ch.message.content for ch in r.choices] == [
+        "Gemini heard: weather in Paris?",
+        "Gemini heard: weather in Paris? #1",
+    ]
     assert sent(gem)["body"]["generationConfig"] == {"candidateCount": 2}
 
 

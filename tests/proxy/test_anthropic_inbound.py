@@ -39,7 +39,11 @@ PLAIN = {
 def gw(upstream, tmp_path_factory):
     fake = FakeAnthropic(PROVIDER_KEY).start()
     policy = policy_for(upstream.base_url)
-    policy["providers"]["claude"] = {"kind": "anthropic", "base_url": fake.base_url, "api_key_env": "ANTHROPIC_TEST_KEY"}
+    policy["providers"]["claude"] = {
+        "kind": "anthropic",
+        "base_url": fake.base_url,
+        "api_key_env": "ANTHROPIC_TEST_KEY",
+    }
     policy["routes"].update(ROUTES)
     g = Gateway(tmp_path_factory.mktemp("inbound"), policy, env={"ANTHROPIC_TEST_KEY": PROVIDER_KEY})
     g.fake = fake  # type: ignore[attr-defined]
@@ -75,8 +79,13 @@ def test_openai_target_gets_a_valid_openai_request_and_never_the_client_key(gw, 
     )  # fmt: skip
     sent = upstream.requests[-1]
     assert sent["body"] == {
-        "model": "gpt-4o-mini", "max_tokens": 100, "stop": ["END"], "temperature": 0.3, "top_p": 0.9,
-        "user": "u-7", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
+        "model": "gpt-4o-mini",
+        "max_tokens": 100,
+        "stop": ["END"],
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "user": "u-7",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
     }  # fmt: skip  (top_k dropped: OpenAI has none)
     assert sent["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert not any(k.lower() == "x-api-key" for k in sent["headers"])
@@ -234,7 +243,12 @@ def test_log_row_says_anthropic_and_keeps_the_openai_form(gw):
     r = client(gw).messages.with_raw_response.create(model="gpt-4o-mini", stream=False, **hello())
     rid = r.headers["x-llmgw-request-id"]
     row = wait_for_rows(gw, f"request_id = '{rid}'")[0]
-    assert (row["api"], row["endpoint"], row["outcome"], row["target"]) == ("anthropic", "chat.completions", "ok", "local/gpt-4o-mini")
+    assert (row["api"], row["endpoint"], row["outcome"], row["target"]) == (
+        "anthropic",
+        "chat.completions",
+        "ok",
+        "local/gpt-4o-mini",
+    )
     assert (row["prompt_tokens"], row["completion_tokens"]) == (11, 7)
     assert json.loads(row["request_body"])["messages"] == [{"role": "user", "content": "hello there"}]
     with client(gw).messages.stream(model="claude", **hello()) as stream:
@@ -245,7 +259,9 @@ def test_log_row_says_anthropic_and_keeps_the_openai_form(gw):
     bad = _post(gw, {"model": "gpt-4o-mini", "messages": []})
     brow = wait_for_rows(gw, f"request_id = '{bad.headers['x-llmgw-request-id']}'")[0]
     assert (brow["api"], brow["status"], brow["outcome"]) == ("anthropic", 400, "client_error")
-    chat = httpx.post(f"{gw.base_url}/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "x"}]})
+    chat = httpx.post(
+        f"{gw.base_url}/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "x"}]}
+    )
     orow = wait_for_rows(gw, f"request_id = '{chat.headers['x-llmgw-request-id']}'")[0]
     assert orow["api"] == "openai"
     assert CLIENT_KEY not in str(wait_for_rows(gw, "api = 'anthropic'")) and CLIENT_KEY not in gw.server_log()

@@ -97,7 +97,9 @@ def test_no_target_names_the_missing_variable(gateway):
 def test_sdk_does_not_retry_a_route_without_targets(gateway, upstream):
     c = openai.OpenAI(base_url=gateway.base_url, api_key="unused", max_retries=2)
     with pytest.raises(openai.InternalServerError):
-        c.chat.completions.with_raw_response.create(model="no-key", messages=MSG, extra_headers={"x-request-id": "no-retry"})
+        c.chat.completions.with_raw_response.create(
+            model="no-key", messages=MSG, extra_headers={"x-request-id": "no-retry"}
+        )
     assert len(wait_for_rows(gateway, "client_request_id = 'no-retry'", n=2, timeout=1.0)) == 1
 
 
