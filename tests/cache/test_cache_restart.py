@@ -45,21 +45,25 @@ def test_entries_answered_just_before_a_kill_9_are_hits_after_the_restart(upstre
     folds them into the log before the cache is rebuilt from it, so they hit, with their answer."""
     policy = cache_policy(upstream.base_url)
     gw = Gateway(tmp_path, policy)
-    wait_model_ready(gw)
-    h = ns()
-    questions = [f"What is the boiling point of water at altitude {i} km?" for i in range(4)]
-    first = {q: ask(gw, q, headers=h) for q in questions}
-    assert {hdr["x-llmgw-cache"] for hdr, _ in first.values()} == {"miss"}
-    gw.proc.kill()  # no SIGTERM: no final flush, no snapshot
-    gw.proc.wait(10)
-    gw._log.close()
+    try:
+        wait_model_ready(gw)
+        h = ns()
+        questions = [f"What is the boiling point of water at altitude {i} km?" for i in range(4)]
+        first = {q: ask(gw, q, headers=h) for q in questions}
+        assert {hdr["x-llmgw-cache"] for hdr, _ in first.values()} == {"miss"}
+    finally:
+        gw.proc.kill()  # no SIGTERM: no final flush, no snapshot
+        gw.proc.wait(10)
+        gw._log.close()
     assert not (gw.data_dir / "cache" / "entries.jsonl").exists()
 
     gw = Gateway(tmp_path, policy)
-    report = wait_model_ready(gw)
-    assert report["restored"] == "log"
-    for q, (h1, r1) in first.items():
-        h2, r2 = ask(gw, q, headers=h)
-        assert h2["x-llmgw-cache"] == "hit" and h2["x-llmgw-cache-source"] == h1["x-llmgw-request-id"]
-        assert r2.choices[0].message.content == r1.choices[0].message.content
-    gw.terminate()
+    try:
+        report = wait_model_ready(gw)
+        assert report["restored"] == "log"
+        for q, (h1, r1) in first.items():
+            h2, r2 = ask(gw, q, headers=h)
+            assert h2["x-llmgw-cache"] == "hit" and h2["x-llmgw-cache-source"] == h1["x-llmgw-request-id"]
+            assert r2.choices[0].message.content == r1.choices[0].message.content
+    finally:
+        gw.terminate()
