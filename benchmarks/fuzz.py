@@ -24,10 +24,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
 
 import fuzzgen  # noqa: E402
 import httpx  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
 
 def run(n: int, rng_seed: int, show: int) -> int:
@@ -41,7 +43,7 @@ def run(n: int, rng_seed: int, show: int) -> int:
                  env={"FUZZ_UPSTREAM_KEY": fuzzgen.UPSTREAM_KEY})  # fmt: skip
     statuses: collections.Counter[int] = collections.Counter()
     answered: list[tuple[str, int, bytes, fuzzgen.FuzzRequest]] = []  # (request id, status, body, request)
-    cpu0, t0 = _cpu(gw.proc.pid), time.monotonic()
+    cpu0, t0 = cpu_seconds(gw.proc.pid), time.monotonic()
     client = httpx.Client(base_url=gw.url, timeout=60)
 
     @seed(rng_seed)
@@ -59,7 +61,7 @@ def run(n: int, rng_seed: int, show: int) -> int:
 
     try:
         one()
-        wall, cpu = time.monotonic() - t0, _cpu(gw.proc.pid) - cpu0
+        wall, cpu = time.monotonic() - t0, cpu_seconds(gw.proc.pid) - cpu0
         health = client.get("/health").status_code
         rows = _rows(open_log, gw.data_dir, {rid for rid, *_ in answered if rid})
     finally:
@@ -109,11 +111,6 @@ def _rows(open_log: Any, data_dir: Path, ids: set[str], timeout: float = 30) -> 
         if ids <= found.keys() or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def parse_cost(rounds: int = 5, n: int = 20000) -> None:
