@@ -29,7 +29,7 @@ class RequestRecord:
         "cache_reason", "cache_similarity", "cache_source", "saved_usd", "cache_control", "cache_ns_header",
         "cache_namespace", "cache_key", "cache_context", "cache_stored_ts", "cache_features", "embedding",
         "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason", "budget_flags",
-        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "usage_estimated",
+        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "usage_estimated",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -91,7 +91,14 @@ class RequestRecord:
         self.settled_ts: float | None = None
         self.reserved_usd: float | None = None
         self.reserved_tokens: int | None = None
+        self.reserved_prompt_tokens: int | None = None  # the prompt's part of reserved_tokens
         self.usage_estimated = False  # usage counted by the gateway (the provider sent none)
+
+
+def _cached_tokens(usage: dict[str, Any]) -> int | None:
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
 
 
 def _sha256(data: bytes) -> str:
@@ -252,6 +259,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "prompt_tokens": usage.get("prompt_tokens"),
         "completion_tokens": usage.get("completion_tokens"),
         "total_tokens": usage.get("total_tokens"),
+        "cached_tokens": _cached_tokens(usage),
         "usage_source": ("estimated" if rec.usage_estimated else "upstream") if rec.usage else "none",
         "metadata": rec.metadata,
         "user_agent": rec.user_agent,
@@ -292,6 +300,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "settled_ts": rec.settled_ts,
         "reserved_usd": rec.reserved_usd,
         "reserved_tokens": rec.reserved_tokens,
+        "reserved_prompt_tokens": rec.reserved_prompt_tokens,
     }
 
 

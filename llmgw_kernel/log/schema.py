@@ -41,6 +41,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("prompt_tokens", "BIGINT", "usage.prompt_tokens"),
     ("completion_tokens", "BIGINT", "usage.completion_tokens"),
     ("total_tokens", "BIGINT", "usage.total_tokens"),
+    ("cached_tokens", "BIGINT", "usage.prompt_tokens_details.cached_tokens: prompt tokens the provider served from its cache"),
     ("usage_source", "VARCHAR", "upstream | estimated (counted by the gateway: the provider sent none) | none"),
     ("metadata", "JSON", "request metadata (body `metadata` or x-llmgw-metadata)"),
     ("user_agent", "VARCHAR", "client User-Agent"),
@@ -89,6 +90,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("settled_ts", "DOUBLE", "epoch seconds when the reservation was settled at the actual cost"),
     ("reserved_usd", "DOUBLE", "worst-case cost reserved at admission"),
     ("reserved_tokens", "BIGINT", "tokens reserved at admission (prompt estimate + max tokens)"),
+    ("reserved_prompt_tokens", "BIGINT", "the prompt's upper bound within reserved_tokens (the rest is max tokens)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -397,6 +397,7 @@ def _admit(
     worst_usd = worst_case_usd(policy, targets, prompt, completion) if budgets else 0.0
     at = _now()
     rec.admitted_ts, rec.reserved_usd, rec.reserved_tokens = at, worst_usd, worst_tokens
+    rec.reserved_prompt_tokens = prompt
     verdict = gw.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
     rec.admission, rec.admission_reason = verdict.kind, verdict.reason
     rec.budget_flags = list(verdict.flags) or None

@@ -60,8 +60,11 @@ class ReplayResult:
         return int(self.decisions["differs"].sum()) if len(self.decisions) else 0
 
 
-def _window_sql(since: datetime | str | None, until: datetime | str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+def _window_sql(
+    since: datetime | str | None, until: datetime | str | None, where: str | None = None, params_: Any = ()
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = [f"({where})"] if where else []
+    params: list[Any] = list(params_)
     if since is not None:
         clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
         params.append(since)
@@ -72,11 +75,14 @@ def _window_sql(since: datetime | str | None, until: datetime | str | None) -> t
 
 
 def load_window(
-    log: duckdb.DuckDBPyConnection | str | os.PathLike[str], since=None, until=None
+    log: duckdb.DuckDBPyConnection | str | os.PathLike[str], since=None, until=None, where=None, params=()
 ) -> dict[str, list[Any]]:
-    """The logged requests of a window, oldest first: column name → Python values (None = NULL)."""
+    """The logged requests of a window, oldest first: column name → Python values (None = NULL).
+
+    ``where`` is an extra SQL predicate over the ``requests`` view (with ``?`` placeholders
+    bound from ``params``): it selects a subset, e.g. one partition of a partitioned replay."""
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
-    where, params = _window_sql(since, until)
+    where, params = _window_sql(since, until, where, params)
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
     cols = ", ".join(c if c in present else f"NULL AS {c}" for c in _LOG_COLUMNS)  # logs older than a column
     rows = con.execute(f"SELECT {cols} FROM requests{where} ORDER BY ts, request_id", params).fetchall()
@@ -90,17 +96,22 @@ def replay(
     log: duckdb.DuckDBPyConnection | str | os.PathLike[str],
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    *,
+    where: str | None = None,
+    params: Any = (),
 ) -> ReplayResult:
     """Replay ``policy`` over the requests logged in ``[since, until)`` (UTC).
 
-    ``log`` is a connection from :func:`open_log` or a data directory.
+    ``log`` is a connection from :func:`open_log` or a data directory. ``where`` (with
+    ``params``) restricts the replay to the rows matching an SQL predicate over the
+    ``requests`` view, warm-up rows included (a partition of a partitioned replay).
     """
     import pandas as pd
 
     pol = load_policy(policy)
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
-    window: dict[str, Any] = load_window(con, since, until)
-    _attach_limits_context(pol, con, window, since)
+    window: dict[str, Any] = load_window(con, since, until, where, params)
+    _attach_limits_context(pol, con, window, since, where, params)
     n = len(window["request_id"])
     columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
     differs = [False] * n
@@ -119,7 +130,9 @@ def replay(
     return ReplayResult(pol, decisions, summary, differences)
 
 
-def _attach_limits_context(pol: Policy, con: Any, window: dict[str, Any], since: Any) -> None:
+def _attach_limits_context(
+    pol: Policy, con: Any, window: dict[str, Any], since: Any, where: str | None = None, params: Any = ()
+) -> None:
     """What the limits stage needs beyond the window: the key history (versions of key
     settings) and the log from the start of the windows that contain ``since``."""
     from ..keys.store import KeyHistory
@@ -133,7 +146,7 @@ def _attach_limits_context(pol: Policy, con: Any, window: dict[str, Any], since:
         from datetime import UTC, datetime
 
         start = warmup_since(pol, epoch(window["ts"][0]))
-        window["_limits_warmup"] = load_window(con, datetime.fromtimestamp(start, UTC), since)
+        window["_limits_warmup"] = load_window(con, datetime.fromtimestamp(start, UTC), since, where, params)
 
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
