@@ -41,7 +41,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("prompt_tokens", "BIGINT", "usage.prompt_tokens"),
     ("completion_tokens", "BIGINT", "usage.completion_tokens"),
     ("total_tokens", "BIGINT", "usage.total_tokens"),
-    ("cached_tokens", "BIGINT", "usage.prompt_tokens_details.cached_tokens: prompt tokens the provider served from its cache"),
+    ("cached_tokens", "BIGINT", "prompt_tokens_details.cached_tokens: prompt tokens from the provider's cache"),
     ("usage_source", "VARCHAR", "upstream | estimated (counted by the gateway: the provider sent none) | none"),
     ("metadata", "JSON", "request metadata (body `metadata` or x-llmgw-metadata)"),
     ("user_agent", "VARCHAR", "client User-Agent"),
