@@ -18,7 +18,7 @@ _LOG_COLUMNS = (
     "attempts", "metadata", "request_body", "api", "ts_end", "key_id", "temperature", "cache", "cache_source",
     "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_stored_ts", "cache_features",
     "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
-    "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens",
+    "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "cached_tokens",
 )  # fmt: skip
 
 
