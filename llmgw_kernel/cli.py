@@ -75,14 +75,50 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from .policy.lifecycle import promote
+    from datetime import UTC, datetime
 
-    change = promote(args.candidate, args.policy)
+    from .policy.lifecycle import promote
+    from .replay.forecast import forecast_for, parse_window
+
+    try:
+        window = parse_window(args.forecast_window)  # a bad value fails before anything changes
+    except ValueError as exc:
+        print(f"llmgw: --forecast-window {exc}", file=sys.stderr)
+        return 2
+    until = datetime.now(UTC)
+    has_log = args.data_dir is not None and (args.data_dir / "log" / "requests").is_dir()
+
+    def forecast(candidate: object) -> dict | None:
+        return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
+
+    change = promote(args.candidate, args.policy, forecast=forecast)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:
         print(f"rule module installed: {change.live.parent / module}")
     if change.archived:
         print(f"previous version kept in {change.archived}")
+    if change.forecast is not None:
+        print(f"forecast recorded in {change.forecast} (replay over the last {args.forecast_window}; "
+              f"check it with: llmgw forecast check --policy {change.live} --data-dir {args.data_dir})")  # fmt: skip
+    elif args.data_dir is None:
+        print("no forecast recorded (no --data-dir: no log to replay the candidate over)")
+    else:
+        print(f"no forecast recorded (no request logged in {args.data_dir} over the last {args.forecast_window})")
+    return 0
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    from .replay.forecast import NoForecastRecorded, forecast_report, format_report
+
+    try:
+        report = forecast_report(args.policy, args.data_dir)
+    except NoForecastRecorded as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    print(format_report(report))
     return 0
 
 
@@ -203,7 +239,13 @@ def parser() -> argparse.ArgumentParser:
     pr = pol.add_parser("promote", help="validate CANDIDATE and make it the live policy")
     pr.add_argument("candidate", type=Path)
     pr.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the live policy file")
-    pr.add_argument("--data-dir", type=Path, default=None, help="accepted for symmetry with serve")
+    pr.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the log to replay the candidate over (its recent window) for the forecast",
+    )
+    pr.add_argument("--forecast-window", default="7d", help="how far back the forecast replay reaches (7d, 36h, 90m)")
     pr.set_defaults(func=_promote)
     rb = pol.add_parser("rollback", help="restore the previous live policy")
     rb.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
@@ -217,6 +259,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--until", default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_replay)
+
+    fc = sub.add_parser("forecast", help="forecast vs actual").add_subparsers(dest="action", required=True)
+    fk = fc.add_parser("check", help="compare the live policy's recorded forecast with the log since its promotion")
+    fk.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the live policy file")
+    fk.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    fk.add_argument("--json", action="store_true")
+    fk.set_defaults(func=_forecast)
 
     ro = sub.add_parser("route", help="explain routing decisions").add_subparsers(dest="action", required=True)
     ex = ro.add_parser("explain", help="which targets a request would try, in which order, and why")

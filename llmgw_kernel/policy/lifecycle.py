@@ -11,15 +11,23 @@ old policy or the new one, never half. Rollback puts the newest archived version
 validates back, byte for byte, skipping (and naming) the ones that do not. Everything is plain
 files that a team can commit: a promotion is a reviewable diff. Paths are taken as given
 (relative to the working directory), so both work from anywhere.
+
+A promotion can record the forecast it was based on (``promote(..., forecast=)``: the
+figures of a replay of the candidate over a recent window, ``llmgw_kernel.replay.forecast``);
+it is kept under ``history/<stem>/forecasts/`` keyed by the version, and
+:func:`recorded_forecast` finds the live version's for ``llmgw forecast check``.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,7 +38,7 @@ from .versions import HISTORY_DIR, ROLLED_BACK, history_dir
 
 __all__ = [
     "HISTORY_DIR", "Change", "bundled_default_text", "diff", "ensure_live_policy", "history", "history_dir",
-    "promote", "rollback",
+    "promote", "recorded_forecast", "rollback",
 ]  # fmt: skip
 
 
@@ -44,6 +52,7 @@ class Change:
     archived: Path | None
     modules: list[str] = field(default_factory=list)  # rule modules written beside the live file
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # rollback: invalid entries passed over
+    forecast: Path | None = None  # promote: the recorded forecast of the new version (None: none recorded)
 
 
 def bundled_default_text() -> str:
@@ -65,9 +74,18 @@ def history(live: str | os.PathLike[str]) -> list[Path]:
     return versions.entries(Path(live))
 
 
-def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str]) -> Change:
+Forecast = Mapping[str, Any] | Callable[[Policy], Mapping[str, Any] | None] | None
+
+
+def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str], forecast: Forecast = None) -> Change:
     """Make ``candidate`` (and its rule modules) the live policy; the replaced version goes to
     history.
+
+    ``forecast`` is the forecast the promotion is based on (a dict from
+    ``llmgw_kernel.replay.forecast.forecast_for``), or a function of the validated candidate
+    that returns one (or None: nothing to record); a function runs before anything changes,
+    so a failing replay leaves the live policy as it was. It is recorded with the promotion
+    time, keyed by the new version (:func:`recorded_forecast`).
 
     Raises :class:`PolicyError` (and changes nothing) if the candidate would not validate as
     the live policy.
@@ -75,10 +93,26 @@ def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str]) -> 
     live_path = Path(live)
     new_version = versions.read_file_version(Path(candidate))
     new = versions.validate_as_live(new_version, live_path)
+    figures = forecast(new) if callable(forecast) else forecast
     old_version = versions.version_or_none(live_path) if live_path.exists() else None
     archived = versions.archive(live_path, old_version) if live_path.exists() else None
+    promoted_at = datetime.now(UTC).isoformat()  # rows from here on are checked against the forecast
     written = versions.install(new_version, live_path)
-    return Change(live_path, old_version, new.version, archived, written)
+    recorded = None
+    if figures is not None:
+        record = {"version": new.version, "promoted_at": promoted_at, "candidate": str(candidate),
+                  "replaced": old_version, "forecast": dict(figures)}  # fmt: skip
+        recorded = versions.write_forecast(live_path, new.version, record)
+    return Change(live_path, old_version, new.version, archived, written, forecast=recorded)
+
+
+def recorded_forecast(live: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The forecast recorded when the live policy's version was (last) promoted: ``{"version",
+    "promoted_at", "candidate", "replaced", "forecast", "path"}``; None if none was recorded
+    (promoted without a log, installed by hand, or an invalid live file)."""
+    live_path = Path(live)
+    version = versions.version_or_none(live_path)
+    return versions.latest_forecast(live_path, version) if version is not None else None
 
 
 def rollback(live: str | os.PathLike[str]) -> Change:

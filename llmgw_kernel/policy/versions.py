@@ -8,16 +8,25 @@ A history entry is a folder ``history/<live stem>/<UTC stamp>-<version>/`` holdi
 (``tiers.py``, ``pkg/mod.py``). Entries written before modules were archived are plain
 ``<stamp>-<version>.yaml`` files; they are read as versions without modules (the live
 folder's modules complete them).
+
+The forecast a promotion was based on is kept beside the history, keyed by the version it
+forecast: ``history/<live stem>/forecasts/<UTC stamp>-<version>.json`` (``{"version",
+"promoted_at", "candidate", "forecast"}``, docs/forecast.md). It is written when the version
+becomes live (there is no history entry for the live version yet: an entry is made when a
+version is replaced), and stays when the version is later archived or rolled back to, so the
+forecast of any version that was ever promoted can be found by its id.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .functions import rule_module_files
 from .load import PolicyError, load_policy, parse_policy_text
@@ -25,6 +34,7 @@ from .model import Policy
 
 HISTORY_DIR = "history"
 ROLLED_BACK = "rolled-back"
+FORECASTS = "forecasts"
 ENTRY_POLICY = "policy.yaml"
 
 
@@ -130,8 +140,30 @@ def entries(live: Path) -> list[Path]:
     folder = history_dir(live)
     if not folder.exists():
         return []
-    found = [p for p in folder.iterdir() if (p.is_dir() and p.name != ROLLED_BACK) or p.suffix == ".yaml"]
+    found = [
+        p for p in folder.iterdir() if (p.is_dir() and p.name not in (ROLLED_BACK, FORECASTS)) or p.suffix == ".yaml"
+    ]
     return sorted(found, key=lambda p: p.name)
+
+
+def write_forecast(live: Path, version_id: str, record: dict[str, Any]) -> Path:
+    """Keep the forecast ``record`` of ``version_id`` (atomically). Returns its file."""
+    folder = history_dir(live) / FORECASTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_stamp()}-{version_id}.json"
+    atomic_write(path, json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
+    return path
+
+
+def latest_forecast(live: Path, version_id: str) -> dict[str, Any] | None:
+    """The newest forecast recorded for ``version_id`` (its last promotion), or None."""
+    folder = history_dir(live) / FORECASTS
+    found = sorted(folder.glob(f"*-{version_id}.json")) if folder.is_dir() else []
+    if not found:
+        return None
+    record: dict[str, Any] = json.loads(found[-1].read_text(encoding="utf-8"))
+    record["path"] = str(found[-1])
+    return record
 
 
 def remove_entry(entry: Path) -> None:
