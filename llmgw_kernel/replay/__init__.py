@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..log.reader import open_log
 from ..policy.load import PolicySource, load_policy
 from .routing_estimates import _quantile
-from .stages import STAGES
+from .stages import STAGES, decide
 from .window import load_window
 
 if TYPE_CHECKING:
@@ -71,18 +71,21 @@ def replay(
     pol = load_policy(policy)
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
     window: dict[str, Any] = load_window(con, since, until, where, params)
-    _attach_limits_context(pol, con, window, since, where, params)
+    history, start, warm = _state_before(pol, con, window, since, where, params)
+    decided = decide(pol, window, history, start, warm)
     n = len(window["request_id"])
     columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
     differs = [False] * n
     differences: dict[str, int] = {}
     summary: dict[str, Any] = {"policy_version": pol.version, "requests": n}
     for stage in STAGES:
-        cols, diff = stage.replay(pol, window)
+        cols, diff = stage.columns(pol, window, decided)
         columns.update(cols)
-        differences[stage.name] = sum(diff)
-        differs = [a or b for a, b in zip(differs, diff, strict=True)]
-        summary.update(stage.summarize(pol, window, cols))
+        if diff is not None:
+            differences[stage.name] = sum(diff)
+            differs = [a or b for a, b in zip(differs, diff, strict=True)]
+    for stage in STAGES:
+        summary.update(stage.summarize(pol, window, columns, decided))
     columns["differs"] = differs
     summary["differs_from_log"] = {**differences, "any": sum(differs)}
     summary.update(_observed(window))
@@ -90,23 +93,43 @@ def replay(
     return ReplayResult(pol, decisions, summary, differences)
 
 
-def _attach_limits_context(
+def _state_before(
     pol: Policy, con: Any, window: dict[str, Any], since: Any, where: str | None = None, params: Any = ()
-) -> None:
-    """What the limits stage needs beyond the window: the key history (versions of key
-    settings) and the log from the start of the windows that contain ``since``."""
+) -> tuple[Any, Any, Any]:
+    """What the replay starts from: the key history (versions of key settings), and when the
+    window starts at ``since``, the admission state and the cached answers the log says the
+    live proxy held then (see :mod:`.fold`)."""
     from ..keys.store import KeyHistory
     from ..log.reader import data_dir_of
     from .columns import epoch
-    from .limits_stage import warmup_since
+    from .limits_stage import limits_at
 
     root = data_dir_of(con)
-    window["_key_history"] = KeyHistory.load(root) if root is not None else None
-    if since is not None and window["request_id"]:
-        from datetime import UTC, datetime
+    history = KeyHistory.load(root) if root is not None else None
+    if since is None or not window["request_id"]:
+        return history, None, None
+    at = epoch(window["ts"][0])
+    start = limits_at(pol, con, history, at, until=at, where=where, params=params)
+    ttl = _max_ttl(pol)
+    if ttl <= 0:
+        return history, start, None
+    from datetime import UTC, datetime
 
-        start = warmup_since(pol, epoch(window["ts"][0]))
-        window["_limits_warmup"] = load_window(con, datetime.fromtimestamp(start, UTC), since, where, params)
+    cond = "cache_stored_ts IS NOT NULL AND cache_stored_ts > ?"
+    warm = load_window(
+        con, datetime.fromtimestamp(at - ttl, UTC), datetime.fromtimestamp(at, UTC),
+        f"{cond} AND ({where})" if where else cond, [at - ttl, *params],
+    )  # fmt: skip
+    return history, start, warm
+
+
+def _max_ttl(pol: Policy) -> float:
+    ttls = [0.0]
+    for route in pol.routes:
+        s = pol.cache_for(route)
+        if s is not None:
+            ttls += [x.ttl_s for x in (s.exact, s.semantic) if x is not None]
+    return max(ttls)
 
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:

@@ -85,11 +85,12 @@ class Row:
         self.latency = w["latency_ms"][i]
 
 
-def rows(window: Columns) -> list[Row]:
-    """Cache facts of every logged request, with exact hits borrowing their source's embedding."""
+def rows(window: Columns, borrow_from: list[Row] = ()) -> list[Row]:  # type: ignore[assignment]
+    """Cache facts of every logged request, with exact hits borrowing their source's embedding
+    (from an earlier row of the window, or of ``borrow_from``: rows logged before it)."""
     out = [Row(window, i) for i in range(len(window["request_id"]))]
     by_key: dict[str, Row] = {}
-    for r in out:
+    for r in [*borrow_from, *out]:
         if r.key is None:
             continue
         if r.vector is None:
@@ -141,8 +142,12 @@ class Prepared(NamedTuple):
     entry: Entry | None  # what this request stores if it misses (None: nothing to store)
 
 
-def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared]:
-    """What every request is, to ``policy``'s caches (computed once, reused per threshold)."""
+def prepare(policy: Policy, rs: list[Row], endpoint: list[str], bodies: list[Any] | None = None) -> list[Prepared]:
+    """What every request is, to ``policy``'s caches (computed once, reused per threshold).
+
+    A request that never reached a cache live (refused by a limit, or its route had no cache)
+    logged no exact key; with its body logged (``bodies: full``) the key is computed from it,
+    so a candidate that admits it or caches its route can hit. Without a body it cannot."""
     per_route: dict[str | None, CacheSettings | None] = {}
     out: list[Prepared] = []
     for r, ep in zip(rs, endpoint, strict=True):
@@ -154,6 +159,8 @@ def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared
             continue
         body = {"temperature": r.temperature} if r.temperature is not None else {}
         ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
+        if r.key is None and r.logged is None and bodies is not None:
+            r.key = _key_from_body(r.route or "", bodies[r.i])
         skey = decide.scoped(ns, r.key) if r.key is not None else None
         # a live miss stored its answer when it finished; a live hit would have, had it missed
         entry = Entry(r.rid, r.stored_at if r.stored_at is not None else r.done_at, b"", r.target, None)
@@ -163,77 +170,74 @@ def prepare(policy: Policy, rs: list[Row], endpoint: list[str]) -> list[Prepared
     return out
 
 
-def simulate(
-    policy: Policy,
-    rs: list[Row],
-    endpoint: list[str],
-    index: Any = None,
-    threshold: float | None = None,
-    prepared: list[Prepared] | None = None,
-) -> list[Outcome]:
-    """Every request's cache outcome under ``policy`` (rows in arrival order).
+def _key_from_body(route: str, raw: Any) -> str | None:
+    body = json_value(raw)
+    if not isinstance(body, dict) or "unparsed" in body:
+        return None
+    return decide.exact_key(route, body)
+
+
+class CacheState:
+    """A candidate's caches while the composed fold runs (see :mod:`.fold`): the live stores
+    (or a sweep's index), filled by stores scheduled at the times answers entered the cache.
 
     ``index`` does the semantic lookups (default: a :class:`StoreIndex`, the live store);
-    ``threshold`` overrides every route's semantic threshold (the sweep's fast path);
-    ``prepared`` is :func:`prepare`'s result, if already computed.
-    """
-    exact: dict[str, ExactStore] = {}
-    index = index if index is not None else StoreIndex()
-    by_rid = {r.rid: r for r in rs}
-    pending: list[tuple[float, int, Row, str | None, str, CacheSettings, Entry]] = []
-    seq = 0
-    out: list[Outcome] = []
-    maybe = getattr(index, "maybe", None)  # a cheap "could anything match?" (the sweep's index has one)
+    ``threshold`` overrides every route's semantic threshold (the sweep's fast path)."""
 
-    def flush(until: float) -> None:
+    def __init__(self, rs: list[Row], index: Any = None, threshold: float | None = None) -> None:
+        self.exact: dict[str, ExactStore] = {}
+        self.index = index if index is not None else StoreIndex()
+        self.threshold = threshold
+        self.by_rid = {r.rid: r for r in rs}
+        self.pending: list[tuple[float, int, Row, str | None, str, CacheSettings, Entry]] = []
+        self.seq = 0
+        self.maybe = getattr(self.index, "maybe", None)  # a cheap "could anything match?" (the sweep's)
+
+    def flush(self, until: float) -> None:
+        """Put every answer stored before ``until`` into its store."""
+        pending = self.pending
         while pending and pending[0][0] < until:
             _, _, r, skey, ns, s, entry = heapq.heappop(pending)
-            if s.exact is not None and skey is not None:
-                exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
-            sem = s.semantic
-            if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
-                index.add(r, ns, entry, sem.max_entries)
+            self.put(r, skey, ns, s, entry)
 
-    for r, p in zip(rs, prepared if prepared is not None else prepare(policy, rs, endpoint), strict=True):
-        s = p.settings
-        if s is None:
-            out.append(Outcome(None))
-            continue
-        flush(r.ts)
-        if p.bypass is not None:
-            out.append(Outcome("bypass", p.bypass))
-            continue
-        ns, skey, read = p.ns, p.key, p.read
-        result: Outcome | None = None
-        if read and s.exact is not None and skey is not None:
-            store = exact.get(r.route or "")
-            entry = store.get(skey, r.ts, s.exact.ttl_s) if store is not None else None
-            if entry is not None:
-                result = Outcome("hit", None, by_rid[entry.request_id])
+    def put(self, r: Row, skey: str | None, ns: str, s: CacheSettings, entry: Entry) -> None:
+        if s.exact is not None and skey is not None:
+            self.exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
         sem = s.semantic
-        semantic = (
-            result is None and read and sem is not None and r.vector is not None and r.context is not None
-            and r.model == _model(sem.model)
-        )  # fmt: skip
-        if semantic and maybe is not None and not maybe(r):
-            result = Outcome("miss", "semantic: empty")
-        elif semantic:
-            assert sem is not None
-            seen: dict[int, str] = {}
-            t = sem.threshold if threshold is None else threshold
-            verdict = decide.choose(t, sem.verify, r.features, _recording(index.search(r, ns, sem.ttl_s), seen))
-            if verdict.entry is not None:
-                src = by_rid[seen[verdict.entry]]
-                result = Outcome("semantic-hit", None, src, verdict.similarity)
-            else:
-                result = Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
-        if result is None:
-            result = Outcome("miss", None if read else decide.NO_CACHE)
-        if result.kind == "miss" and p.entry is not None:
-            seq += 1
-            heapq.heappush(pending, (p.entry.stored_at, seq, r, skey, ns, s, p.entry))
-        out.append(result)
-    return out
+        if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
+            self.index.add(r, ns, entry, sem.max_entries)
+
+    def store_later(self, r: Row, p: Prepared, entry: Entry) -> None:
+        """``r``'s answer enters the cache at ``entry.stored_at``."""
+        assert p.settings is not None
+        self.seq += 1
+        heapq.heappush(self.pending, (entry.stored_at, self.seq, r, p.key, p.ns, p.settings, entry))
+
+    def lookup(self, r: Row, p: Prepared) -> Outcome:
+        """The cache outcome of ``r`` (it reached the cache: admitted, with a cache on its route)."""
+        s = p.settings
+        assert s is not None
+        self.flush(r.ts)
+        if p.bypass is not None:
+            return Outcome("bypass", p.bypass)
+        if p.read and s.exact is not None and p.key is not None:
+            store = self.exact.get(r.route or "")
+            entry = store.get(p.key, r.ts, s.exact.ttl_s) if store is not None else None
+            if entry is not None:
+                return Outcome("hit", None, self.by_rid[entry.request_id])
+        sem = s.semantic
+        if not (p.read and sem is not None and r.vector is not None and r.context is not None):
+            return Outcome("miss", None if p.read else decide.NO_CACHE)
+        if r.model != _model(sem.model):
+            return Outcome("miss", None)
+        if self.maybe is not None and not self.maybe(r):
+            return Outcome("miss", "semantic: empty")
+        seen: dict[int, str] = {}
+        t = sem.threshold if self.threshold is None else self.threshold
+        verdict = decide.choose(t, sem.verify, r.features, _recording(self.index.search(r, p.ns, sem.ttl_s), seen))
+        if verdict.entry is not None:
+            return Outcome("semantic-hit", None, self.by_rid[seen[verdict.entry]], verdict.similarity)
+        return Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
 
 
 def _recording(found: Any, seen: dict[int, str]) -> Any:
@@ -247,50 +251,33 @@ def _model(name: str | None) -> str:
     return name or DEFAULT_MODEL
 
 
-def replay_cache(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
-    rs = rows(window)
-    outs = simulate(policy, rs, window["endpoint"])
-    cols: Columns = {
-        "logged_cache": [r.logged for r in rs],
-        "replay_cache": [o.kind for o in outs],
-        "replay_cache_source": [o.source.rid if o.source else None for o in outs],
-        "replay_cache_similarity": [o.similarity for o in outs],
-    }
-    differs = [
-        (r.logged != o.kind) or (o.kind in HIT_KINDS and r.source != (o.source.rid if o.source else None))
-        for r, o in zip(rs, outs, strict=True)
-    ]
-    return cols, differs
-
-
-def summarize_cache(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
-    rs = rows(window)
-    by_rid = {r.rid: r for r in rs}
-    sources = [by_rid.get(s) if s else None for s in decisions["replay_cache_source"]]
-    return {"cache": summary(policy, rs, decisions["replay_cache"], sources)}
-
-
 def summary(
     policy: Policy,
     rs: list[Row],
     kinds: list[str | None],
     sources: list[Row | None],
     costs: dict[int, float | None] | None = None,
+    saved: list[float | None] | None = None,
 ) -> dict[str, Any]:
-    """Hit counts, saved cost and estimated latency of one replayed outcome per request
-    (``costs``: a memo of each source row's answer cost, shared between calls)."""
+    """Hit counts, saved cost and estimated latency of one replayed outcome per request.
+
+    ``saved``: what each hit saved (the composed replay's figure: its source's replayed
+    cost); without it, a hit saves its source's logged tokens at the candidate's price of the
+    target that produced them (``costs``: a memo of those, shared between calls)."""
     costs = {} if costs is None else costs
     by_rid = {r.rid: r for r in rs}
     considered = sum(1 for k in kinds if k is not None)
     exact_hits = sum(1 for k in kinds if k == "hit")
     semantic_hits = sum(1 for k in kinds if k == "semantic-hit")
-    saved = 0.0
+    total = 0.0
     unpriced: set[str] = set()
     hit_latency = _hit_latency(rs)
     latencies: list[float] = []
-    for r, k, src in zip(rs, kinds, sources, strict=True):
+    for idx, (r, k, src) in enumerate(zip(rs, kinds, sources, strict=True)):
         if k in HIT_KINDS and src is not None:
-            if src.i in costs:
+            if saved is not None:
+                c = saved[idx]
+            elif src.i in costs:
                 c = costs[src.i]
             else:
                 c = costs[src.i] = cost_usd(policy, src.target, src.pt, src.ct)
@@ -298,7 +285,7 @@ def summary(
                 if src.target:
                     unpriced.add(src.target)
             else:
-                saved += c
+                total += c
         if k is None or r.latency is None:
             continue
         if k in HIT_KINDS:
@@ -313,7 +300,7 @@ def summary(
         "exact_hits": exact_hits,
         "semantic_hits": semantic_hits,
         "hit_rate": round((exact_hits + semantic_hits) / considered, 6) if considered else None,
-        "saved_usd": round(saved, 6),
+        "saved_usd": round(total, 6),
         "saved_unpriced_targets": sorted(unpriced),
         "latency_ms_p50": _quantile(latencies, 0.5),
         "latency_ms_mean": round(sum(latencies) / len(latencies), 3) if latencies else None,

@@ -50,7 +50,7 @@ import orjson
 
 from ..decisions import cache as decide
 from ..policy.load import PolicySource, load_policy, validate_policy
-from .cache_stage import HIT_KINDS, Row, _model, prepare, rows, simulate, summary
+from .cache_stage import HIT_KINDS, Outcome, Row, _model, summary
 
 if TYPE_CHECKING:
     import duckdb
@@ -114,6 +114,9 @@ class NeighbourIndex:
             found += 1
             if found == decide.CANDIDATES:
                 return
+
+
+_NOT_CONSIDERED = Outcome(None)  # the request did not reach a cache (refused, not routed, no cache)
 
 
 def _stored_at(r: Row) -> float:
@@ -181,25 +184,27 @@ def sweep_semantic_threshold(
     import pandas as pd
 
     from ..log.reader import open_log
-    from . import load_window
+    from . import _state_before, load_window
+    from .stages import decide
 
     pol = load_policy(policy)
     ts_list = sorted({round(float(t), 6) for t in thresholds})
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
     window = load_window(con, since, until)
-    rs = rows(window)
+    history, start, warm = _state_before(pol, con, window, since)
+    composer = decide(pol, window, history, start, warm, fold=False).composer
+    rs = composer.rows
     endpoint = window["endpoint"]
-    nb = neighbours(pol, rs, endpoint, min(ts_list) if ts_list else 1.0)
+    nb = neighbours(pol, composer.all_rows, composer.all_endpoints, min(ts_list) if ts_list else 1.0)
     positives = _positives(pol, rs, endpoint, labels) if labels is not None else None
-    prepared = prepare(pol, rs, endpoint)
-    costs: dict[int, float | None] = {}  # source row -> its answer's cost, priced once
     results: list[tuple[float, list[Any], dict[str, Any]]] = []
     for t in ts_list:
-        outs = simulate(pol, rs, endpoint, NeighbourIndex(nb, t), threshold=t, prepared=prepared)
+        folded = composer.run(NeighbourIndex(nb, t), threshold=t)
+        outs = [o if o is not None else _NOT_CONSIDERED for o in folded.cache]
         kinds = [o.kind for o in outs]
         sources = [o.source for o in outs]
-        results.append((t, outs, summary(pol, rs, kinds, sources, costs)))
-    agreement = _answer_agreement(con, rs, results) if estimate else None
+        results.append((t, outs, summary(pol, rs, kinds, sources, saved=folded.saved)))
+    agreement = _answer_agreement(con, composer.all_rows, results) if estimate else None
     table = []
     for t, outs, summ in results:
         hits = [(r, o.source) for r, o in zip(rs, outs, strict=True) if o.kind == "semantic-hit" and o.source]
@@ -318,7 +323,7 @@ def _answer_agreement(
     pairs = {
         (r.i, o.source.i)
         for _, outs, _ in results
-        for r, o in zip(rs, outs, strict=True)
+        for r, o in zip(rs[: len(outs)], outs, strict=True)
         if o.kind == "semantic-hit" and o.source is not None and r.ok and r.logged not in HIT_KINDS
     }
     if not pairs:

@@ -1,8 +1,12 @@
-"""Replay stages: one per decision concern, each wrapping the decision module's replay face.
+"""Replay stages: one per decision concern, composed in the order live serving decides.
 
-A stage takes the candidate policy and the logged window, returns its decision columns
-and a boolean Series "differs from what the live proxy decided", and adds its figures to
-the summary. Adding a stage = one module in ``decisions/`` + one entry in :data:`STAGES`.
+Routing is stateless and decided first, for every request. Admission (budgets and rate
+limits), the cache and the cost are then decided together by one time-ordered fold
+(:mod:`.fold`): each request reads the stages before it (a refused request never reaches the
+cache; a hit costs nothing, leaving budget for later requests; a cheaper route moves a budget's
+cut-off). Each stage then turns the decisions into its columns, a list "differs from what the
+live proxy decided", and its summary figures. Adding a stage = one module in ``decisions/``,
+its place in the fold when it couples requests, and one entry in :data:`STAGES`.
 """
 
 from __future__ import annotations
@@ -15,23 +19,49 @@ from typing import TYPE_CHECKING, Any
 
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import replay_routing
-from .cache_stage import replay_cache, summarize_cache
+from .cache_stage import HIT_KINDS, summary
 from .columns import json_value
-from .limits_stage import replay_limits, summarize_limits
+from .fold import Composer, Folded
+from .limits_stage import summarize_limits
 from .routing_estimates import estimate, logged_cost
 
 if TYPE_CHECKING:
+    from ..decisions.limits import Limits
+    from ..keys.store import KeyHistory
     from ..policy.model import Policy
 
 
 Columns = dict[str, list[Any]]  # column name -> one value per logged request
 
 
+@dataclass
+class Decided:
+    """Everything the stages decided for a window (the composed replay's state)."""
+
+    plans: list[list[str] | None]
+    routing: Columns
+    routing_differs: list[bool]
+    composer: Composer
+    folded: Folded
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
-    replay: Callable[[Policy, Columns], tuple[Columns, list[bool]]]
-    summarize: Callable[[Policy, Columns, Columns], dict[str, Any]]
+    columns: Callable[[Policy, Columns, Decided], tuple[Columns, list[bool] | None]]
+    summarize: Callable[[Policy, Columns, Columns, Decided], dict[str, Any]]
+
+
+def decide(
+    policy: Policy, window: Columns, history: KeyHistory | None = None, start: Limits | None = None,
+    warm: Columns | None = None, fold: bool = True,
+) -> Decided:  # fmt: skip
+    """Route every request, then fold admission, cache and cost over the window (``fold``:
+    False prepares the fold without running it, for a caller that runs it many times)."""
+    cols, differs = _routing(policy, window)
+    plans = cols["replay_plan"]
+    composer = Composer(policy, window, plans, history, start, warm)
+    return Decided(plans, cols, differs, composer, composer.run() if fold else None)  # type: ignore[arg-type]
 
 
 def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
@@ -93,10 +123,9 @@ def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dic
     estimates = estimate(policy, window, decisions["replay_plan"])
     baseline = logged_cost(policy, window)
     return {
-        "cost_usd": estimates["cost_usd"],
-        "logged_cost_usd": baseline["cost_usd"],
         "routing": {
             "estimates": estimates,
+            "logged_cost_at_candidate_prices_usd": baseline["cost_usd"],
             "logged_unpriced_targets": baseline["unpriced_targets"],
             "routed": len(routed),
             "unknown_model": sum(1 for p in decisions["replay_plan"] if p == []),
@@ -109,13 +138,116 @@ def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dic
     }
 
 
+def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+    return d.routing, d.routing_differs
+
+
+def _limits_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+    f = d.folded
+    differs = [
+        (kind or "ok") != (logged or "ok")  # admitted with or without a limit: the same decision
+        for kind, logged in zip(f.admission, window["admission"], strict=True)
+    ]
+    cols: Columns = {
+        "logged_admission": list(window["admission"]),
+        "replay_admission": f.admission,
+        "replay_admission_reason": f.admission_reason,
+        "replay_admission_limit": f.admission_limit,
+    }
+    return cols, differs
+
+
+def _cache_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+    outs = d.folded.cache
+    rs = d.composer.rows
+    kinds = [o.kind if o is not None else None for o in outs]
+    sources = [o.source.rid if o is not None and o.source is not None else None for o in outs]
+    differs = [
+        (r.logged != k) or (k in HIT_KINDS and r.source != src) for r, k, src in zip(rs, kinds, sources, strict=True)
+    ]
+    cols: Columns = {
+        "logged_cache": [r.logged for r in rs],
+        "replay_cache": kinds,
+        "replay_cache_source": sources,
+        "replay_cache_similarity": [o.similarity if o is not None else None for o in outs],
+    }
+    return cols, differs
+
+
+def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+    f = d.folded
+    return {
+        "logged_cost_usd": list(window["cost_usd"]),
+        "replay_cost_usd": f.cost,
+        "replay_saved_usd": f.saved,
+        "replay_served_by": f.served_by,
+    }, None
+
+
+def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    outs = d.folded.cache
+    kinds = [o.kind if o is not None else None for o in outs]
+    sources = [o.source if o is not None else None for o in outs]
+    return {"cache": summary(policy, d.composer.rows, kinds, sources, saved=d.folded.saved)}
+
+
+def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    return summarize_limits(policy, window, decisions)
+
+
+def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    """What the candidate would have spent, saved and refused, with the basis of each figure."""
+    f = d.folded
+    n = len(f.cost)
+    served = Counter(f.served_by)
+    upstream = [c for c, by in zip(f.cost, f.served_by, strict=True) if by == "upstream"]
+    unpriced = sorted(f.unpriced)
+    spent = None if any(c is None for c in upstream) else round(sum(upstream), 6)  # type: ignore[arg-type]
+    saved = round(sum(s for s in f.saved if s is not None), 6)
+    prevented = sum(
+        (lc or 0.0) for lc, by in zip(window["cost_usd"], f.served_by, strict=True) if by == "refused"
+    )  # fmt: skip
+    logged = [c for c in window["cost_usd"] if c is not None]
+    return {
+        "cost_usd": spent,
+        "logged_cost_usd": round(sum(logged), 6),
+        "cost_per_1k_requests": round(spent / n * 1000, 6) if spent is not None and n else None,
+        "outcome": {
+            "served_upstream": served.get("upstream", 0),
+            "served_from_cache": served.get("cache", 0),
+            "refused": served.get("refused", 0),
+            "unknown_model": served.get("unknown_model", 0),
+            "not_routed": served.get(None, 0),
+            "saved_by_cache_usd": saved,
+            "logged_spend_refused_usd": round(prevented, 6),
+        },
+        "basis": {
+            "cost": "logged tokens (and cached prompt tokens) at the candidate's prices; requests that ran live on "
+            "the same plan cost what their target charged for them, others the expected cost over the "
+            "candidate's plan from logged per-target failure rates; requests that never ran live take their "
+            "cache source's tokens, else their route's mean tokens; cache hits and refusals cost 0",
+            "price_source": _price_sources(policy, d),
+            "unpriced_targets": unpriced,
+            "unmeasured_targets": sorted(d.composer.costs.unmeasured),
+        },
+    }
+
+
+def _price_sources(policy: Policy, d: Decided) -> dict[str, str]:
+    from ..decisions.cost import price_source
+
+    targets = {t for p in d.plans if p for t in p}
+    return {t: price_source(policy, t) for t in sorted(targets)}
+
+
 def _shares(values: list[str]) -> dict[str, float]:
     n = len(values)
     return {k: round(v / n, 6) for k, v in sorted(Counter(values).items())} if n else {}
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("routing", _routing, _routing_summary),
-    Stage("cache", replay_cache, summarize_cache),
-    Stage("limits", replay_limits, summarize_limits),
+    Stage("routing", _routing_columns, lambda p, w, c, d: _routing_summary(p, w, c)),
+    Stage("limits", _limits_columns, _limits_summary),
+    Stage("cache", _cache_columns, _cache_summary),
+    Stage("cost", _cost_columns, _cost_summary),
 )

@@ -1,0 +1,87 @@
+"""What a request would cost, and how long it would take, when a candidate serves it upstream.
+
+Replay knows from the log what every request that ran upstream cost and took. A candidate
+changes that in three ways, each estimated from the log (the basis is reported beside every
+figure in the summary):
+
+- **same plan, ran live**: the logged tokens (and cached prompt tokens) of the target that
+  served, at the candidate's price of that target — exactly the logged ``cost_usd`` when the
+  candidate's prices are the live ones. Settles at its logged time.
+- **another plan**: the logged tokens at the candidate's prices, weighted by the chance that
+  each target of the candidate's plan serves (a target fails with its logged per-attempt
+  failure rate raised to the route's retry attempts; independent failures), as
+  :mod:`.routing_estimates` explains.
+- **never ran live** (refused by a live limit, or served from the cache live): the tokens of
+  the answer it was served from the cache, else the route's mean logged prompt and
+  completion tokens; it takes the latency of its cache source, else the route's median
+  logged latency.
+
+>>> route_means({"route": ["m", "m", "m"], "outcome": ["ok", "ok", "limited"],
+...              "prompt_tokens": [10, 30, None], "completion_tokens": [5, 15, None]})
+{'m': (20.0, 10.0)}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..decisions.cost import cost_usd
+from .routing_estimates import attempt_samples
+
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+
+Columns = Any  # a replay window: column name -> values
+
+
+def route_means(window: Columns) -> dict[str, tuple[float, float]]:
+    """Mean logged (prompt, completion) tokens of each route's successful requests."""
+    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for route, outcome, pt, ct in zip(
+        window["route"], window["outcome"], window["prompt_tokens"], window["completion_tokens"], strict=True
+    ):
+        if outcome == "ok" and route is not None and (pt is not None or ct is not None):
+            a = acc[route]
+            a[0] += pt or 0
+            a[1] += ct or 0
+            a[2] += 1
+    return {r: (a[0] / a[2], a[1] / a[2]) for r, a in acc.items()}
+
+
+class CostModel:
+    """Per-target failure rates from the logged attempts, for expected costs on a plan."""
+
+    def __init__(self, policy: Policy, window: Columns) -> None:
+        samples = attempt_samples(window)
+        self.failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in samples.items()}
+        self.policy = policy
+        self.unpriced: set[str] = set()
+        self.unmeasured: set[str] = set()
+
+    def _tries(self, policy: Policy, route: str | None) -> int:
+        spec = policy.routes.get(route) if route else None
+        retry = getattr(spec, "retry", None)
+        return int(getattr(retry, "attempts", 1) or 1)
+
+    def expected(
+        self, policy: Policy, route: str | None, plan: Sequence[str], pt: float, ct: float, cached: int | None = None
+    ) -> float | None:
+        """The expected cost of serving ``pt`` + ``ct`` tokens along ``plan`` (None: a target
+        that may serve has no price)."""
+        tries = self._tries(policy, route)
+        reach, total = 1.0, 0.0
+        for target in plan:
+            if target not in self.failure:
+                self.unmeasured.add(target)
+            p = self.failure.get(target, 0.0) ** tries
+            serve = reach * (1.0 - p)
+            if serve > 0:
+                c = cost_usd(policy, target, round(pt), round(ct), cached)
+                if c is None:
+                    self.unpriced.add(target)
+                    return None
+                total += serve * c
+            reach *= p
+        return total

@@ -1,0 +1,262 @@
+"""The composed replay: admission, cache and cost decided together, in the order live serving
+decides them (docs/replay.md).
+
+Live, a request is routed, then admitted by its budgets and rate limits (reserving its worst
+case on the targets routing chose), then — only if admitted — looked up in the cache, then
+served upstream or from the cache, and settled at what it really cost (nothing for a hit). The
+stages couple: a cheaper route or a cache hit leaves budget for later requests; a refused
+request never reaches the cache, so it neither hits nor stores. Replay therefore folds one
+state — :class:`~llmgw_kernel.decisions.limits.Limits` and the candidate's caches — over the
+window in decision order, each request reading what the previous stages decided for it:
+
+1. **routing** (stateless, computed before the fold): the candidate's plan;
+2. **admission** at the logged decision time, with the key settings in force then, reserving
+   the candidate's worst case *on the candidate's targets* (:func:`worst_case_usd` over the
+   plan, from the logged prompt bound and max tokens);
+3. **cache**, for admitted requests only, with the candidate's caches holding what the
+   candidate stored (an answer enters the cache when its request finished);
+4. **cost**: 0 for a hit (its saving is the source answer's replayed cost) or a refusal; else
+   what :mod:`.costs` says the candidate's plan would have cost. Settlement returns the
+   reservation and commits that cost at the logged settlement time (estimated for requests
+   the live proxy did not serve upstream).
+
+The live policy replays its own log to the same decisions: with the same plan, prices and
+limits, every input of every decision is a logged fact. What is estimated for a candidate is
+listed in :mod:`.costs` and docs/replay.md.
+
+The state at the window's start is what the log says it was (the candidate "promoted at
+``since``"): spend of the current budget windows, the last minute's admissions, and the
+answers cached within their TTL — see :func:`.limits_stage.limits_at` and the warm rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..cache.exact import Entry
+from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
+from .cache_stage import HIT_KINDS, CacheState, Outcome, Row, prepare, rows
+from .columns import epoch
+from .costs import CostModel, route_means
+from .routing_estimates import _quantile
+
+if TYPE_CHECKING:
+    from ..keys.store import KeyHistory
+    from ..policy.model import Policy
+
+Columns = Any  # a replay window: column name -> values
+
+#: a request's fate in the composed replay
+UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL = "upstream", "cache", "refused", "unknown_model"
+
+
+class Facts:
+    """The admission facts of one routed request, as logged."""
+
+    __slots__ = ("i", "rid", "ts", "decide_at", "settle_at", "subject", "key_id", "key_version", "prompt_ub",
+                 "completion_ub", "reserved_usd", "reserved_tokens", "cost", "tokens", "logged", "ran", "plan",
+                 "cached_tokens", "reached_cache")  # fmt: skip
+
+    def __init__(self, w: Columns, i: int) -> None:
+        self.i = i
+        self.rid = w["request_id"][i]
+        self.ts = epoch(w["ts"][i])
+        admitted = w["admitted_ts"][i]
+        self.decide_at = float(admitted) if admitted is not None else self.ts
+        settled, end = w["settled_ts"][i], w["ts_end"][i]
+        self.settle_at = float(settled) if settled is not None else (epoch(end) if end is not None else self.ts)
+        route = w["route"][i]
+        self.subject = Subject(w["key_id"][i], w["team"][i], w["end_user"][i], route or "")
+        self.key_id, self.key_version = w["key_id"][i], w["key_version"][i]
+        pt, ct = w["prompt_tokens"][i], w["completion_tokens"][i]
+        self.tokens = (pt or 0) + (ct or 0)
+        self.cost = w["cost_usd"][i]
+        self.cached_tokens = w["cached_tokens"][i]
+        self.reserved_tokens = w["reserved_tokens"][i]
+        bound = w["reserved_prompt_tokens"][i]
+        self.prompt_ub = bound
+        self.completion_ub = self.reserved_tokens - bound if bound is not None and self.reserved_tokens else None
+        self.reserved_usd = w["reserved_usd"][i] if w["reserved_usd"][i] is not None else (self.cost or 0.0)
+        if self.reserved_tokens is None:
+            self.reserved_tokens = self.tokens
+        self.logged = w["admission"][i]
+        self.ran = self.logged in (None, "ok")  # the live proxy admitted it
+        plan = w["plan"][i]
+        self.plan = tuple(plan) if plan is not None else None
+        # a request stopped after admission by a defect of its own (a bad cache header) never
+        # reached the cache live, whatever the policy: it does not in replay either
+        self.reached_cache = not (w["outcome"][i] == "client_error" and w["cache"][i] is None and not w["attempts"][i])
+
+
+@dataclass
+class Folded:
+    """Per request (window order): what the composed replay decided."""
+
+    admission: list[str | None]
+    admission_reason: list[str | None]
+    admission_limit: list[str | None]
+    cache: list[Outcome | None]  # None: did not reach a cache
+    cost: list[float | None]  # net: 0 for hits and refusals, None when unpriced
+    served_by: list[str | None]
+    saved: list[float | None]
+    limits: Limits
+    unpriced: set[str] = field(default_factory=set)
+
+
+class Composer:
+    """The threshold-independent preparation of a composed replay, run once; :meth:`run`
+    folds it (once per semantic threshold in a sweep)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        window: Columns,
+        plans: list[list[str] | None],
+        history: KeyHistory | None = None,
+        start: Limits | None = None,
+        warm: Columns | None = None,
+    ) -> None:
+        self.policy, self.window, self.plans, self.history = policy, window, plans, history
+        tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
+        self.start = start if start is not None else Limits(timezone=tz)
+        n = len(window["request_id"])
+        self.n = n
+        self.facts = [Facts(window, i) if plans[i] is not None else None for i in range(n)]
+        self.order = sorted((f for f in self.facts if f is not None), key=lambda f: (f.decide_at, f.rid))
+        self.costs = CostModel(policy, window)
+        self.means = route_means(window)
+        self.latency = _route_latency(window)
+        warm_rows: list[Row] = rows(warm) if warm is not None and warm["request_id"] else []
+        for r in warm_rows:  # numbered after the window's rows: ``all_rows[r.i] is r`` for every row
+            r.i += n
+        self.rows = rows(window, borrow_from=warm_rows)
+        self.all_rows = self.rows + warm_rows
+        self.all_endpoints = list(window["endpoint"]) + (list(warm["endpoint"]) if warm_rows else [])
+        self.prepared = prepare(policy, self.rows, window["endpoint"], window.get("request_body"))
+        self.warm = list(zip(warm_rows, prepare(policy, warm_rows, warm["endpoint"]), strict=True)) if warm else []
+        self.hit_ms = {k: _quantile([r.latency for r in self.rows if r.logged == k and r.latency], 0.5) or 1.0
+                       for k in HIT_KINDS}  # fmt: skip
+
+    # -- per request, threshold-independent ---------------------------------------------------
+
+    def worst_usd(self, f: Facts, plan: list[str]) -> float:
+        """The reservation: the candidate's worst case on its own targets (logged when the
+        log has no prompt bound, i.e. rows written before it was logged)."""
+        if f.prompt_ub is None or f.completion_ub is None:
+            return f.reserved_usd
+        return worst_case_usd(self.policy, plan, f.prompt_ub, f.completion_ub)
+
+    def served(self, f: Facts, r: Row, plan: list[str]) -> tuple[float | None, int, float]:
+        """(cost, tokens, settle time) of serving ``f`` upstream under the candidate."""
+        route = r.route
+        if f.ran and r.logged not in HIT_KINDS and f.plan == tuple(plan):
+            if r.target is None:  # failed upstream live: it costs what it cost then
+                return (f.cost if f.cost is not None else 0.0), f.tokens, f.settle_at
+            from ..decisions.cost import cost_usd
+
+            c = cost_usd(self.policy, r.target, r.pt, r.ct, f.cached_tokens)
+            return c, f.tokens, f.settle_at
+        src = self.rows[self.by_rid[r.source]] if r.source in self.by_rid else None
+        if f.ran and r.logged not in HIT_KINDS and (r.pt is not None or r.ct is not None):
+            pt, ct, ms = float(r.pt or 0), float(r.ct or 0), r.latency or 0.0
+        elif src is not None and (src.pt is not None or src.ct is not None):
+            pt, ct, ms = float(src.pt or 0), float(src.ct or 0), src.latency or 0.0
+        else:
+            pt, ct = self.means.get(route or "", (0.0, 0.0))
+            ms = self.latency.get(route or "", 0.0)
+        cost = self.costs.expected(self.policy, route, plan, pt, ct)
+        return cost, round(pt + ct), f.decide_at + ms / 1000
+
+    @property
+    def by_rid(self) -> dict[str, int]:
+        m = getattr(self, "_by_rid", None)
+        if m is None:
+            m = self._by_rid = {r.rid: r.i for r in self.rows}
+        return m
+
+    # -- the fold ---------------------------------------------------------------------------
+
+    def run(self, index: Any = None, threshold: float | None = None) -> Folded:
+        n = self.n
+        out = Folded([None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n,
+                     copy.deepcopy(self.start))  # fmt: skip
+        limits = out.limits
+        cache = CacheState(self.all_rows, index, threshold)
+        for r, p in self.warm:
+            if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None:
+                cache.store_later(r, p, p.entry)
+        settle: list[tuple[float, int, Facts, float | None, int, bool]] = []
+        seq = 0
+        for f in self.order:
+            while settle and settle[0][0] < f.decide_at:
+                _apply(limits, heapq.heappop(settle))
+            i = f.i
+            plan = self.plans[i]
+            assert plan is not None
+            if not plan:
+                out.served_by[i] = UNKNOWN_MODEL
+                continue
+            key = self.history.version(f.key_id, f.key_version) if self.history is not None and f.key_version else None
+            budgets = applicable_budgets(self.policy, key, f.subject)
+            rates = applicable_rates(self.policy, key, f.subject)
+            tracked = bool(budgets or rates)
+            if tracked:
+                worst = self.worst_usd(f, plan) if budgets else 0.0
+                v = limits.admit(f.rid, f.decide_at, f.subject, budgets, rates, worst, f.reserved_tokens)
+                out.admission[i], out.admission_reason[i], out.admission_limit[i] = v.kind, v.reason, v.limit
+                if not v.allowed:
+                    out.served_by[i], out.cost[i] = REFUSED, 0.0
+                    continue
+            r, p = self.rows[i], self.prepared[i]
+            o = cache.lookup(r, p) if p.settings is not None and f.reached_cache else None
+            out.cache[i] = o
+            cost_: float | None
+            if o is not None and o.kind in HIT_KINDS:
+                assert o.source is not None
+                out.served_by[i], cost_, tokens = CACHE, 0.0, 0
+                at = f.settle_at if r.logged == o.kind else f.decide_at + self.hit_ms[o.kind] / 1000
+                out.saved[i] = self._saved(out, o.source)
+            else:
+                out.served_by[i] = UPSTREAM
+                cost_, tokens, at = self.served(f, r, plan)
+                if o is not None and o.kind == "miss":
+                    if f.ran and r.logged not in HIT_KINDS:  # it ran live: stored (or not) as logged
+                        if p.entry is not None:
+                            cache.store_later(r, p, p.entry)
+                    else:  # it runs only in replay: its answer is stored when it finishes
+                        cache.store_later(r, p, Entry(r.rid, at, b"", r.target, None))
+            out.cost[i] = cost_
+            seq += 1
+            heapq.heappush(settle, (at, seq, f, cost_, tokens, tracked))
+        while settle:
+            _apply(limits, heapq.heappop(settle))
+        out.unpriced = set(self.costs.unpriced)
+        return out
+
+    def _saved(self, out: Folded, src: Row) -> float | None:
+        """What a hit saves: its source answer's replayed cost (a source from before the
+        window: its logged tokens at the candidate's price)."""
+        if src.i < self.n and self.rows[src.i] is src:
+            return out.cost[src.i]
+        from ..decisions.cost import cost_usd
+
+        return cost_usd(self.policy, src.target, src.pt, src.ct)
+
+
+def _apply(limits: Limits, event: tuple[float, int, Facts, float | None, int, bool]) -> None:
+    at, _, f, cost, tokens, tracked = event
+    if tracked:
+        limits.settle(f.rid, at, cost, tokens)
+    else:  # not tracked by any limit; its spend still counts for every scope, in its arrival window
+        limits.commit(f.subject, f.decide_at, cost)
+
+
+def _route_latency(window: Columns) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for route, outcome, lat in zip(window["route"], window["outcome"], window["latency_ms"], strict=True):
+        if outcome == "ok" and lat is not None and route is not None:
+            by.setdefault(route, []).append(lat)
+    return {r: _quantile(v, 0.5) or 0.0 for r, v in by.items()}
