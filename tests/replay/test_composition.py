@@ -104,16 +104,21 @@ def test_a_cheaper_route_moves_the_cut_off_later(served):
 
 def test_turning_the_cache_off_spends_more_and_cuts_off_earlier(served):
     gw, _ = served
-    live = replay(gw.policy_path, gw.data_dir)
-    uncached = composed_policy("http://127.0.0.1:9")
-    del uncached["cache"]
-    result = replay(uncached, gw.data_dir)
-    assert result.summary["outcome"]["served_from_cache"] == 0
-    assert result.summary["limits"]["budget_exceeded"] > live.summary["limits"]["budget_exceeded"]
-    first = {c["limit"]: c["first_refused_at"] for c in live.summary["limits"]["cutoffs"]}
-    sooner = {c["limit"]: c["first_refused_at"] for c in result.summary["limits"]["cutoffs"]}
+    # both candidates route everything to one target: a weighted draw hashes the policy
+    # version, so two policies with a 50/50 split would draw differently
+    cached = composed_policy("http://127.0.0.1:9")
+    cached["routes"]["split"]["targets"][0]["weight"] = 100
+    cached["routes"]["split"]["targets"][1]["weight"] = 0
+    cached["budgets"]["limits"][0]["usd"] = BUDGET / 5
+    uncached = {k: v for k, v in cached.items() if k != "cache"}
+    with_cache, without = replay(cached, gw.data_dir), replay(uncached, gw.data_dir)
+    assert with_cache.summary["outcome"]["served_from_cache"] > 0
+    assert without.summary["outcome"]["served_from_cache"] == 0
+    assert without.summary["limits"]["budget_exceeded"] > with_cache.summary["limits"]["budget_exceeded"]
+    first = {c["limit"]: c["first_refused_at"] for c in with_cache.summary["limits"]["cutoffs"]}
+    sooner = {c["limit"]: c["first_refused_at"] for c in without.summary["limits"]["cutoffs"]}
     assert all(sooner[k] <= first[k] for k in first)
-    assert result.decisions["replay_cache"].isna().all()
+    assert without.decisions["replay_cache"].isna().all()
 
 
 def test_the_summary_cost_is_net_of_hits_and_refusals(served):
