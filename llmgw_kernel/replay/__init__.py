@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -59,12 +60,16 @@ def replay(
     *,
     where: str | None = None,
     params: Any = (),
+    versions: Mapping[str, PolicySource] | None = None,
 ) -> ReplayResult:
     """Replay ``policy`` over the requests logged in ``[since, until)`` (UTC).
 
     ``log`` is a connection from :func:`open_log` or a data directory. ``where`` (with
     ``params``) restricts the replay to the rows matching an SQL predicate over the
     ``requests`` view, warm-up rows included (a partition of a partitioned replay).
+    ``versions`` maps policy versions to policies: each request is then decided by the
+    version that served it when that version is given (else by ``policy``), so a window that
+    spans policy reloads replays as it was served (see ``llmgw_kernel.replay.versions``).
     """
     import pandas as pd
 
@@ -72,7 +77,8 @@ def replay(
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
     window: dict[str, Any] = load_window(con, since, until, where, params)
     history, start, warm = _state_before(pol, con, window, since, where, params)
-    decided = decide(pol, window, history, start, warm)
+    by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
+    decided = decide(pol, window, history, start, warm, versions=by_version)
     n = len(window["request_id"])
     columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
     differs = [False] * n

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache.exact import Entry
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
-from .cache_stage import HIT_KINDS, CacheState, Outcome, Row, prepare, rows
+from .cache_stage import HIT_KINDS, CacheState, Outcome, Prepared, Row, prepare, rows
 from .columns import epoch
 from .costs import CostModel, route_means
 from .routing_estimates import _quantile
@@ -118,8 +118,11 @@ class Composer:
         history: KeyHistory | None = None,
         start: Limits | None = None,
         warm: Columns | None = None,
+        row_policies: list[Policy] | None = None,
     ) -> None:
         self.policy, self.window, self.plans, self.history = policy, window, plans, history
+        #: the policy deciding each row (replay "as served": the version that served it)
+        self.row_policy = row_policies if row_policies is not None else [policy] * len(window["request_id"])
         tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
         self.start = start if start is not None else Limits(timezone=tz)
         n = len(window["request_id"])
@@ -134,9 +137,10 @@ class Composer:
             r.i += n
         self.rows = rows(window, borrow_from=warm_rows)
         self.all_rows = self.rows + warm_rows
-        self.all_endpoints = list(window["endpoint"]) + (list(warm["endpoint"]) if warm_rows else [])
-        self.prepared = prepare(policy, self.rows, window["endpoint"], window.get("request_body"))
-        self.warm = list(zip(warm_rows, prepare(policy, warm_rows, warm["endpoint"]), strict=True)) if warm else []
+        warm_endpoints: list[str] = list(warm["endpoint"]) if warm is not None and warm_rows else []
+        self.all_endpoints = list(window["endpoint"]) + warm_endpoints
+        self.prepared = _prepare_by_policy(self.row_policy, self.rows, window["endpoint"], window.get("request_body"))
+        self.warm = list(zip(warm_rows, prepare(policy, warm_rows, warm_endpoints), strict=True))
         self.hit_ms = {k: _quantile([r.latency for r in self.rows if r.logged == k and r.latency], 0.5) or 1.0
                        for k in HIT_KINDS}  # fmt: skip
 
@@ -147,7 +151,7 @@ class Composer:
         log has no prompt bound, i.e. rows written before it was logged)."""
         if f.prompt_ub is None or f.completion_ub is None:
             return f.reserved_usd
-        return worst_case_usd(self.policy, plan, f.prompt_ub, f.completion_ub)
+        return worst_case_usd(self.row_policy[f.i], plan, f.prompt_ub, f.completion_ub)
 
     def served(self, f: Facts, r: Row, plan: list[str]) -> tuple[float | None, int, float]:
         """(cost, tokens, settle time) of serving ``f`` upstream under the candidate."""
@@ -157,7 +161,7 @@ class Composer:
                 return (f.cost if f.cost is not None else 0.0), f.tokens, f.settle_at
             from ..decisions.cost import cost_usd
 
-            c = cost_usd(self.policy, r.target, r.pt, r.ct, f.cached_tokens)
+            c = cost_usd(self.row_policy[f.i], r.target, r.pt, r.ct, f.cached_tokens)
             return c, f.tokens, f.settle_at
         src = self.rows[self.by_rid[r.source]] if r.source in self.by_rid else None
         if f.ran and r.logged not in HIT_KINDS and (r.pt is not None or r.ct is not None):
@@ -167,7 +171,7 @@ class Composer:
         else:
             pt, ct = self.means.get(route or "", (0.0, 0.0))
             ms = self.latency.get(route or "", 0.0)
-        cost = self.costs.expected(self.policy, route, plan, pt, ct)
+        cost = self.costs.expected(self.row_policy[f.i], route, plan, pt, ct)
         return cost, round(pt + ct), f.decide_at + ms / 1000
 
     @property
@@ -200,8 +204,9 @@ class Composer:
                 out.served_by[i] = UNKNOWN_MODEL
                 continue
             key = self.history.version(f.key_id, f.key_version) if self.history is not None and f.key_version else None
-            budgets = applicable_budgets(self.policy, key, f.subject)
-            rates = applicable_rates(self.policy, key, f.subject)
+            pol = self.row_policy[i]
+            budgets = applicable_budgets(pol, key, f.subject)
+            rates = applicable_rates(pol, key, f.subject)
             tracked = bool(budgets or rates)
             if tracked:
                 worst = self.worst_usd(f, plan) if budgets else 0.0
@@ -244,6 +249,21 @@ class Composer:
         from ..decisions.cost import cost_usd
 
         return cost_usd(self.policy, src.target, src.pt, src.ct)
+
+
+def _prepare_by_policy(
+    policies: list[Policy], rs: list[Row], endpoint: list[str], bodies: list[Any] | None
+) -> list[Prepared]:
+    """Each row's cache facts under the policy that decides it."""
+    distinct = {id(p): p for p in policies}
+    if len(distinct) == 1:
+        return prepare(policies[0], rs, endpoint, bodies)
+    out: list[Prepared | None] = [None] * len(rs)
+    for key, pol in distinct.items():
+        idx = [i for i, p in enumerate(policies) if id(p) == key]
+        for i, prep in zip(idx, prepare(pol, [rs[i] for i in idx], [endpoint[i] for i in idx], bodies), strict=True):
+            out[i] = prep
+    return out  # type: ignore[return-value]
 
 
 def _apply(limits: Limits, event: tuple[float, int, Facts, float | None, int, bool]) -> None:

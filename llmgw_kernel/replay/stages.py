@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +54,20 @@ class Stage:
 
 def decide(
     policy: Policy, window: Columns, history: KeyHistory | None = None, start: Limits | None = None,
-    warm: Columns | None = None, fold: bool = True,
+    warm: Columns | None = None, fold: bool = True, versions: Mapping[str, Policy] | None = None,
 ) -> Decided:  # fmt: skip
     """Route every request, then fold admission, cache and cost over the window (``fold``:
-    False prepares the fold without running it, for a caller that runs it many times)."""
-    cols, differs = _routing(policy, window)
+    False prepares the fold without running it, for a caller that runs it many times).
+
+    ``versions`` (policy version → policy): each row is decided by the version that served
+    it, when that version is given (else by ``policy``) — a window spanning reloads."""
+    row_policies = [versions.get(v, policy) for v in window["policy_version"]] if versions else None
+    if row_policies is not None and len({id(p) for p in row_policies}) > 1:
+        cols, differs = _routing_by_policy(row_policies, window)
+    else:
+        cols, differs = _routing(row_policies[0] if row_policies else policy, window)
     plans = cols["replay_plan"]
-    composer = Composer(policy, window, plans, history, start, warm)
+    composer = Composer(policy, window, plans, history, start, warm, row_policies)
     return Decided(plans, cols, differs, composer, composer.run() if fold else None)  # type: ignore[arg-type]
 
 
@@ -136,6 +143,30 @@ def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dic
             ),
         },
     }
+
+
+_ROUTING_READS = ("request_id", "route", "plan", "error_type", "request_body", "api", "metadata", "prompt_tokens",
+                  "attempts", "target", "completion_tokens", "outcome", "latency_ms")  # fmt: skip
+
+
+def _routing_by_policy(policies: list[Policy], window: Columns) -> tuple[Columns, list[bool]]:
+    """The routing stage run per policy over the rows it decides, put back in window order."""
+    n = len(policies)
+    cols: Columns = {}
+    differs: list[bool] = [False] * n
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(policies):
+        groups.setdefault(id(p), []).append(i)
+    for idx in groups.values():
+        sub = {k: [window[k][i] for i in idx] for k in _ROUTING_READS if k in window}
+        part, diff = _routing(policies[idx[0]], sub)
+        for name, values in part.items():
+            column = cols.setdefault(name, [None] * n)
+            for i, v in zip(idx, values, strict=True):
+                column[i] = v
+        for i, v in zip(idx, diff, strict=True):
+            differs[i] = v
+    return cols, differs
 
 
 def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:

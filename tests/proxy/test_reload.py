@@ -79,6 +79,10 @@ def test_promote_reload_rollback_under_load(make_gateway, upstream, tmp_path):
             [r[0] for r in con.execute("SELECT request_id FROM requests WHERE policy_version = ?", [version]).fetchall()]
         )]  # fmt: skip
         assert len(mine) == versions[version] and not mine["differs"].any()
+    # one replay of the whole window, each request under the version that served it: no difference
+    as_served = replay(gw.policy_path, con, versions={v1: gw.policy_path, v2: candidate})
+    assert as_served.compare_to_log() == 0, as_served.summary["differs_from_log"]
+    assert replay(gw.policy_path, con).summary["differs_from_log"]["routing"] > 0  # v2's rows, under v1
 
 
 def test_invalid_edit_keeps_serving_the_old_policy(make_gateway):
