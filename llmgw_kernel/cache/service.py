@@ -180,6 +180,11 @@ class CacheService:
         return q
 
     async def lookup(self, q: Query, rec: RequestRecord) -> Hit | None:
+        """The request's hit, if any. Visibility is decided at arrival (``rec.ts``) over the
+        stores as they are now, which the log keeps as ``cache_lookup_ts``: an entry stored
+        after arrival but before this lookup may have replaced (same exact key) or evicted one
+        the request could see, so replay needs the stores' state at this instant, not at arrival."""
+        rec.cache_lookup_ts = time.time()  # the semantic job below is queued now, behind every earlier store
         settings = q.settings
         if q.read and settings.exact is not None:
             store = self.exact.get(q.route)

@@ -27,9 +27,10 @@ class RequestRecord:
         "usage", "metadata", "user_agent", "body_mode", "request_raw", "response_raw",
         "stream_events", "api", "retries", "backoff_ms", "key_id", "temperature", "cost_usd", "cache",
         "cache_reason", "cache_similarity", "cache_source", "saved_usd", "cache_control", "cache_ns_header",
-        "cache_namespace", "cache_key", "cache_context", "cache_stored_ts", "cache_features", "embedding",
-        "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason", "budget_flags",
-        "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "usage_estimated",
+        "cache_namespace", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts", "cache_features",
+        "embedding", "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason",
+        "budget_flags", "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens",
+        "usage_estimated",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -77,6 +78,7 @@ class RequestRecord:
         self.cache_namespace: str | None = None
         self.cache_key: str | None = None
         self.cache_context: str | None = None
+        self.cache_lookup_ts: float | None = None  # when the stores were consulted (their state then)
         self.cache_stored_ts: float | None = None
         self.cache_features: dict[str, Any] | None = None
         self.embedding: Any = None  # numpy float32 vector
@@ -286,6 +288,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "cache_namespace": rec.cache_namespace,
         "cache_key": rec.cache_key if rec.body_mode != "none" else None,
         "cache_context": rec.cache_context if rec.body_mode != "none" else None,
+        "cache_lookup_ts": rec.cache_lookup_ts,
         "cache_stored_ts": rec.cache_stored_ts,
         "cache_features": rec.cache_features if rec.body_mode != "none" else None,
         "embedding": rec.embedding.tolist() if rec.embedding is not None and rec.body_mode != "none" else None,

@@ -72,6 +72,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cache_namespace", "VARCHAR", "the namespace the request read and wrote"),
     ("cache_key", "VARCHAR", "exact-cache key before scoping: SHA-256 of route + canonical request"),
     ("cache_context", "VARCHAR", "semantic group: hash of the request minus the last user turn"),
+    (
+        "cache_lookup_ts",
+        "DOUBLE",
+        "epoch seconds when the cache was consulted: its contents then (visibility: arrival)",
+    ),
     ("cache_stored_ts", "DOUBLE", "epoch seconds when the answer entered the cache (NULL: not stored)"),
     ("cache_features", "JSON", "verification features of the embedded text (token hashes)"),
     ("embedding", "FLOAT[]", "embedding of the last user turn (semantic cache), so replay never recomputes it"),
