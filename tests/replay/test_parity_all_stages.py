@@ -157,7 +157,6 @@ def _subset(result: Any, rows: Any) -> Any:
     return View()
 
 
-@pytest.mark.xfail(strict=True, reason="lead: versions= not landed")
 def test_every_row_replays_under_the_version_that_served_it(upstream, tmp_path):
     """One replay, each row under its own version (the reload changes limits too)."""
     run = ParityRun.start(tmp_path, upstream.base_url, REQUESTS)
@@ -165,28 +164,33 @@ def test_every_row_replays_under_the_version_that_served_it(upstream, tmp_path):
     assert run.stop() == 0
     versions = served_policies(run.gw.policy_path)
     assert len(versions) == 2
-    result = replay(load_policy(run.gw.policy_path), run.gw.data_dir, versions=versions)  # type: ignore[call-arg]
+    result = replay(load_policy(run.gw.policy_path), run.gw.data_dir, versions=versions)
     assert_parity(result, run.gw.data_dir)
 
 
 # -- the live side logs what replay needs ------------------------------------------------------
 
 
-def test_the_cache_lookup_time_explains_every_exact_decision(upstream, tmp_path):
+@pytest.fixture(scope="module")
+def burst(upstream, tmp_path_factory) -> Gateway:
+    """16 clients asking one question at once, half of them refreshing it (no-cache): answers
+    stored between a request's arrival and its lookup, under its own key."""
+    doc = policy_for(upstream.base_url)
+    cached = {"targets": [{"provider": "local", "model": "gpt-4o-mini"}], "cache": {"exact": {"ttl_s": 600}}}
+    doc["routes"]["cached"] = cached
+    gw = Gateway(tmp_path_factory.mktemp("burst"), doc)
+    _burst(gw)
+    gw.terminate()
+    return gw
+
+
+def test_the_cache_lookup_time_explains_every_exact_decision(burst):
     """Regression: the exact store was consulted some time after arrival, and an answer stored
     in between (same key) replaced one the request could see: live said miss, a replay of the
     stores at arrival said hit. The log now keeps ``cache_lookup_ts``; with it every exact
     decision follows from logged facts alone (last answer stored for the key before the
     lookup, visible at arrival)."""
-    doc = policy_for(upstream.base_url)
-    doc["routes"]["cached"] = {
-        "targets": [{"provider": "local", "model": "gpt-4o-mini"}],
-        "cache": {"exact": {"ttl_s": 600}},
-    }
-    gw = Gateway(tmp_path, doc)
-    _burst(gw)
-    gw.terminate()
-    rows = open_log(gw.data_dir).execute(
+    rows = open_log(burst.data_dir).execute(
         "SELECT request_id, epoch(ts), cache_lookup_ts, cache, cache_source, cache_control, cache_namespace, cache_key,"
         " cache_stored_ts FROM requests WHERE route = 'cached' ORDER BY cache_lookup_ts"
     ).fetchall()  # fmt: skip
@@ -204,6 +208,14 @@ def test_the_cache_lookup_time_explains_every_exact_decision(upstream, tmp_path)
         if (kind, source) != expected:
             wrong.append((rid, kind, source, expected))
     assert not wrong, wrong[:5]
+
+
+@pytest.mark.xfail(reason="lead: replay must consult the cache as of cache_lookup_ts (H3's patch)", strict=False)
+def test_the_live_policy_replays_a_burst_of_identical_requests(burst):
+    """The same burst, replayed: needs the cache stage to flush answers stored before each
+    row's ``cache_lookup_ts`` (visibility still at arrival) and to take rows in live order."""
+    result = replay(load_policy(burst.policy_path), burst.data_dir)
+    assert_parity(result, burst.data_dir)
 
 
 def _burst(gw: Gateway) -> None:
