@@ -40,9 +40,20 @@ def price_of(policy: Policy, target_id: str) -> Price | None:
     return policy.pricing.get(model)
 
 
+_MEMO_MAX = 4096  # distinct targets remembered per policy (ids come from logs too)
+_UNSET = object()
+
+
 def resolve_price(policy: Policy, target_id: str) -> ResolvedPrice | None:
-    """The policy's price, else the built-in table's, else None (unknown)."""
-    return resolve(policy.pricing, target_id)
+    """The policy's price, else the built-in table's, else None (unknown); remembered per
+    policy object (a policy never changes once validated: a new one is a new object)."""
+    memo = policy.__pydantic_private__["_prices"]  # type: ignore[index]  # 25x faster than policy._prices
+    price = memo.get(target_id, _UNSET)
+    if price is _UNSET:
+        price = resolve(policy.pricing, target_id)
+        if len(memo) < _MEMO_MAX:
+            memo[target_id] = price
+    return price  # type: ignore[return-value]
 
 
 def price_source(policy: Policy, target_id: str) -> str:

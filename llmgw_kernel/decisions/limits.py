@@ -174,7 +174,13 @@ def worst_case_usd(policy: Policy, targets: tuple[str, ...] | list[str], prompt_
 
 
 def _who(scope: str, s: Subject) -> str | None:
-    return {"global": None, "team": s.team, "user": s.user, "key": s.key, "route": s.route}[scope]
+    if scope == "team":
+        return s.team
+    if scope == "user":
+        return s.user
+    if scope == "key":
+        return s.key
+    return s.route if scope == "route" else None
 
 
 def window_bounds(at: float, window: str, timezone: str) -> tuple[datetime, datetime]:
@@ -208,6 +214,7 @@ class _Flight:
 _SCOPES = ("global", "team", "user", "key")
 _WINDOWS = ("day", "week", "month")
 _BUCKETS = int(RATE_WINDOW_S)  # one per second: the current second and the 59 before it
+_ALL_PAIRS = tuple((scope, w) for scope in _SCOPES for w in _WINDOWS)
 _SWEEP_STEP = 4  # idle windows / past budget buckets looked at per admission
 
 
@@ -283,6 +290,9 @@ class Limits:
     dropped after every minute), and one flight per request in flight."""
 
     timezone: str = "UTC"
+    #: the (scope, window) pairs spend is counted in; None: all (live — a reload may add any
+    #: budget). A replay, whose policy is fixed, counts only the ones its budgets read.
+    counted: frozenset[tuple[str, str]] | None = None
     committed: dict[tuple, float] = field(default_factory=dict)
     reserved: dict[tuple, float] = field(default_factory=dict)
     flights: dict[str, _Flight] = field(default_factory=dict)
@@ -371,14 +381,14 @@ class Limits:
         a budget added later still sees the window's spend so far)."""
         if not cost_usd:
             return
-        starts = {w: self.bounds(at, w)[0] for w in _WINDOWS}
-        for scope in _SCOPES:
+        pairs = _ALL_PAIRS if self.counted is None else self.counted
+        committed = self.committed
+        for scope, w in pairs:
             who = _who(scope, subject)
             if scope != "global" and who is None:
                 continue
-            for w in _WINDOWS:
-                bucket = (scope, who, w, starts[w])
-                self.committed[bucket] = self.committed.get(bucket, 0.0) + cost_usd
+            bucket = (scope, who, w, self.bounds(at, w)[0])
+            committed[bucket] = committed.get(bucket, 0.0) + cost_usd
 
     def _sweep_some(self, at: float) -> None:
         """Drop idle rate windows and budget buckets of past windows, a few per admission: every

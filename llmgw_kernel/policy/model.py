@@ -360,6 +360,7 @@ class Policy(_Frozen):
     _version: str = PrivateAttr(default="")
     _source: str | None = PrivateAttr(default=None)
     _functions: dict[str, Any] = PrivateAttr(default_factory=dict)  # route -> loaded rule function
+    _prices: dict[str, Any] = PrivateAttr(default_factory=dict)  # target -> resolved price (decisions.cost)
 
     def cache_for(self, route: str) -> CacheSettings | None:
         """The cache settings in force on ``route`` (None: not cached)."""

@@ -59,36 +59,71 @@ class Facts:
     __slots__ = ("i", "rid", "ts", "decide_at", "settle_at", "subject", "key_id", "key_version", "prompt_ub",
                  "completion_ub", "reserved_usd", "reserved_tokens", "cost", "tokens", "logged", "ran", "plan",
                  "cached_tokens", "reached_cache")  # fmt: skip
+    i: int
+    rid: str
+    ts: float
+    decide_at: float
+    settle_at: float
+    subject: Subject
+    key_id: str | None
+    key_version: int | None
+    prompt_ub: int | None
+    completion_ub: int | None
+    reserved_usd: float
+    reserved_tokens: int
+    cost: float | None
+    tokens: int
+    logged: str | None
+    ran: bool
+    plan: tuple[str, ...] | None
+    cached_tokens: int | None
+    reached_cache: bool
 
-    def __init__(self, w: Columns, i: int) -> None:
-        self.i = i
-        self.rid = w["request_id"][i]
-        self.ts = epoch(w["ts"][i])
-        admitted = w["admitted_ts"][i]
-        self.decide_at = float(admitted) if admitted is not None else self.ts
-        settled, end = w["settled_ts"][i], w["ts_end"][i]
-        self.settle_at = float(settled) if settled is not None else (epoch(end) if end is not None else self.ts)
-        route = w["route"][i]
-        self.subject = Subject(w["key_id"][i], w["team"][i], w["end_user"][i], route or "")
-        self.key_id, self.key_version = w["key_id"][i], w["key_version"][i]
-        pt, ct = w["prompt_tokens"][i], w["completion_tokens"][i]
-        self.tokens = (pt or 0) + (ct or 0)
-        self.cost = w["cost_usd"][i]
-        self.cached_tokens = w["cached_tokens"][i]
-        self.reserved_tokens = w["reserved_tokens"][i]
-        bound = w["reserved_prompt_tokens"][i]
-        self.prompt_ub = bound
-        self.completion_ub = self.reserved_tokens - bound if bound is not None and self.reserved_tokens else None
-        self.reserved_usd = w["reserved_usd"][i] if w["reserved_usd"][i] is not None else (self.cost or 0.0)
-        if self.reserved_tokens is None:
-            self.reserved_tokens = self.tokens
-        self.logged = w["admission"][i]
-        self.ran = self.logged in (None, "ok")  # the live proxy admitted it
-        plan = w["plan"][i]
-        self.plan = tuple(plan) if plan is not None else None
+
+def _epochs(window: Columns, name: str) -> list[float | None]:
+    """A time column as epoch seconds (columnar when the window can)."""
+    fast = getattr(window, "epoch", None)
+    if fast is not None:
+        return list(fast(name))
+    return [None if t is None else epoch(t) for t in window[name]]
+
+
+def facts_of(window: Columns, plans: list[list[str] | None]) -> list[Facts | None]:
+    """The admission facts of every request routing planned (None for the others)."""
+    w = window
+    ts_, end_ = _epochs(w, "ts"), _epochs(w, "ts_end")
+    cols = (w["request_id"], w["admitted_ts"], w["settled_ts"], w["route"], w["key_id"], w["team"], w["end_user"],
+            w["key_version"], w["prompt_tokens"], w["completion_tokens"], w["cost_usd"], w["cached_tokens"],
+            w["reserved_tokens"], w["reserved_prompt_tokens"], w["reserved_usd"], w["admission"], w["plan"],
+            w["outcome"], w["cache"], w["attempts"])  # fmt: skip
+    out: list[Facts | None] = []
+    for i, (rid, admitted, settled, route, key_id, team, user, kv, pt, ct, cost, cached, rtok, bound, rusd, adm, plan,
+            outcome, cache, attempts) in enumerate(zip(*cols, strict=True)):  # fmt: skip
+        if plans[i] is None:
+            out.append(None)
+            continue
+        f = Facts()
+        f.i, f.rid = i, rid
+        ts = f.ts = ts_[i] or 0.0
+        f.decide_at = float(admitted) if admitted is not None else ts
+        end = end_[i]
+        f.settle_at = float(settled) if settled is not None else (end if end is not None else ts)
+        f.subject = Subject(key_id, team, user, route or "")
+        f.key_id, f.key_version = key_id, kv
+        f.tokens = (pt or 0) + (ct or 0)
+        f.cost, f.cached_tokens = cost, cached
+        f.prompt_ub = bound
+        f.completion_ub = rtok - bound if bound is not None and rtok else None
+        f.reserved_usd = rusd if rusd is not None else (cost or 0.0)
+        f.reserved_tokens = rtok if rtok is not None else f.tokens
+        f.logged = adm
+        f.ran = adm in (None, "ok")  # the live proxy admitted it
+        f.plan = tuple(plan) if plan is not None else None
         # a request stopped after admission by a defect of its own (a bad cache header) never
         # reached the cache live, whatever the policy: it does not in replay either
-        self.reached_cache = not (w["outcome"][i] == "client_error" and w["cache"][i] is None and not w["attempts"][i])
+        f.reached_cache = not (outcome == "client_error" and cache is None and not attempts)
+        out.append(f)
+    return out
 
 
 @dataclass
@@ -127,7 +162,8 @@ class Composer:
         self.start = start if start is not None else Limits(timezone=tz)
         n = len(window["request_id"])
         self.n = n
-        self.facts = [Facts(window, i) if plans[i] is not None else None for i in range(n)]
+        self.facts = facts_of(window, plans)
+        self.counted = _counted(self.row_policy, history is not None)
         self.order = sorted((f for f in self.facts if f is not None), key=lambda f: (f.decide_at, f.rid))
         self.costs = CostModel(policy, window)
         self.means = route_means(window)
@@ -188,6 +224,7 @@ class Composer:
         out = Folded([None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n,
                      copy.deepcopy(self.start))  # fmt: skip
         limits = out.limits
+        limits.counted = self.counted
         cache = CacheState(self.all_rows, index, threshold)
         for r, p in self.warm:
             if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None:
@@ -203,7 +240,11 @@ class Composer:
             if not plan:
                 out.served_by[i] = UNKNOWN_MODEL
                 continue
-            key = self.history.version(f.key_id, f.key_version) if self.history is not None and f.key_version else None
+            key = (
+                self.history.version(f.key_id, f.key_version)
+                if self.history is not None and f.key_version and f.key_id
+                else None
+            )
             pol = self.row_policy[i]
             budgets = applicable_budgets(pol, key, f.subject)
             rates = applicable_rates(pol, key, f.subject)
@@ -249,6 +290,15 @@ class Composer:
         from ..decisions.cost import cost_usd
 
         return cost_usd(self.policy, src.target, src.pt, src.ct)
+
+
+def _counted(policies: list[Policy], keys: bool) -> frozenset[tuple[str, str]]:
+    """The (scope, window) pairs the policies' budgets read (every window of the key scope when
+    keys may carry budgets of their own)."""
+    pairs = {(b.scope, b.window) for p in {id(p): p for p in policies}.values() if p.budgets for b in p.budgets.limits}
+    if keys:
+        pairs |= {("key", w) for w in ("day", "week", "month")}
+    return frozenset(pairs)
 
 
 def _prepare_by_policy(
