@@ -20,37 +20,28 @@ pandas on the replay's ``.decisions`` and by DuckDB aggregates on the log):
 - ``refused[budget_exceeded]``, ``refused[rate_limited]`` — refusals of that kind among all
   requests of the window.
 
-**Statistics.** A forecast is a measurement on one sample of traffic (window 1, replayed
-under the candidate) and the observation one on another (window 2, served live). Both carry
-sampling error, so each figure's 95% interval is an interval for the *difference*
-observed − forecast that accounts for both sample sizes; ``within`` is true when it contains 0
-(equivalently: the observed value lies in the forecast's interval).
-
-- Shares (``k`` of ``n``): Newcombe's hybrid score interval for a difference of two
-  independent proportions (Newcombe 1998, method 10): with Wilson score intervals
-  ``[l1, u1]`` for the forecast ``p1`` and ``[l2, u2]`` for the observed ``p2``, the interval
-  for ``d = p2 - p1`` is ``[d - sqrt((p2-l2)^2 + (u1-p1)^2), d + sqrt((u2-p2)^2 + (p1-l1)^2)]``.
-  It is the CLT interval ``d +- 1.96 sqrt(p1(1-p1)/n1 + p2(1-p2)/n2)`` for large counts, and
-  unlike it keeps its coverage near 0 and 1 (a refusal rate of 0.3% is a figure it handles).
-- Cost per 1k requests (a mean of per-request costs): Welch's normal interval,
-  ``d +- 1.96 sqrt(s1^2/n1 + s2^2/n2)`` x 1000, with ``s^2`` the per-request variance of each
-  window (recorded with the forecast: ``variance``), and ``n`` the priced requests.
-
-Assumption: requests are independent draws from one traffic distribution. Weighted routing
-draws are (hashes of request ids, or of a sticky value unique per request); cache hits and
-limit refusals are not quite (a repeated prompt, a budget exhausted for the rest of its
-window), so their intervals are somewhat too narrow when traffic is bursty; the difference in
-points and percent is beside each figure for that reason (docs/forecast.md).
+**Statistics** (:mod:`.forecast_intervals`). A forecast is a measurement on one sample of
+traffic (window 1, replayed under the candidate) and the observation one on another (window
+2, served live). Each figure's 95% interval is an interval for the *difference*
+observed - forecast that accounts for the sampling error of both; ``within`` is true when it
+contains 0 (equivalently: the observed value lies in the forecast's interval). Requests of one
+team (else key) share a budget, a cache namespace and users, so they are not independent
+draws: each figure carries its sample size, its number of clusters, and its per-request
+variance *including* the design effect of that clustering (``variance``, ``design_effect``:
+1 for independent requests), which is all an interval needs. Shares use Newcombe's hybrid
+score interval at effective sizes, cost per 1k Welch's; both at a t quantile for the part of
+the variance estimated from few clusters.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .forecast_intervals import difference_interval, ratio_variance
 
 if TYPE_CHECKING:
     import duckdb
@@ -59,12 +50,13 @@ if TYPE_CHECKING:
     from ..policy.model import Policy
     from . import ReplayResult
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 HIT_KINDS = ("hit", "semantic-hit")
 REFUSAL_KINDS = ("budget_exceeded", "rate_limited")
 COST_FIGURE = "cost_per_1k_usd"
 # The cost one logged request incurred: its cost_usd; a row that was never billed (refused,
 # failed before an answer, no usage) counts 0; a served row with usage and no price is unpriced.
+# Requests that share state (budget, cache namespace, users, sticky draws) share a cluster.
+CLUSTER_SQL = "coalesce(team, key_id, request_id)"
 LOGGED_COST_SQL = (
     "CASE WHEN cost_usd IS NOT NULL THEN cost_usd "
     "WHEN target IS NOT NULL AND coalesce(prompt_tokens, completion_tokens) IS NOT NULL THEN NULL ELSE 0.0 END"
@@ -77,92 +69,96 @@ class NoForecastRecorded(LookupError):
 
 # -- the figures, one rule for both sides ---------------------------------------------------
 
-
-def _share(count: int, n: int, group: str) -> dict[str, Any]:
-    p = count / n if n else None
-    return {"kind": "share", "group": group, "count": count, "n": n, "value": p,
-            "variance": p * (1 - p) if p is not None else None}  # fmt: skip
+# Per (cluster, route, first target): the sums every figure and its variance are made of.
+SUMS = ("n", "budget", "rate", "cache_n", "hits", "priced", "cost", "cost_sq")
 
 
-def _figures(
-    requests: int,
-    refusals: Mapping[str, int],
-    cache: tuple[int, int],
-    cost: tuple[int, float | None, float | None],
-    firsts: Mapping[tuple[str, str], int],
-) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Figures from aggregates: ``cache`` = (with an outcome, hits), ``cost`` = (priced
-    requests, mean cost, per-request variance), ``firsts`` = (route, first target) -> count.
-    Returns the figures and each share group's denominator."""
+def _figures(frame: pd.DataFrame) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Figures from per-(cluster, route, first) sums (:data:`SUMS`); returns the figures and
+    each share group's denominator."""
+    per_cluster = frame.groupby("cluster")[list(SUMS)].sum()
     figures: dict[str, dict[str, Any]] = {}
-    groups: dict[str, int] = {"requests": requests, "cache": cache[0]}
-    per_route: dict[str, int] = {}
-    per_target: dict[str, int] = {}
-    for (route, target), k in firsts.items():
-        per_route[route] = per_route.get(route, 0) + k
-        per_target[target] = per_target.get(target, 0) + k
-    routed = sum(per_route.values())
-    for route, n in sorted(per_route.items()):
-        groups[f"target_share[{route}]"] = n
-    groups["target_share[*]"] = routed
-    for (route, target), k in sorted(firsts.items()):
-        figures[f"target_share[{route}][{target}]"] = _share(k, per_route[route], f"target_share[{route}]")
-    for target, k in sorted(per_target.items()):
-        figures[f"target_share[*][{target}]"] = _share(k, routed, "target_share[*]")
-    figures["cache_hit_rate"] = _share(cache[1], cache[0], "cache")
-    n, mean, var = cost
-    figures[COST_FIGURE] = {"kind": "mean", "scale": 1000, "n": n,
-                            "value": mean * 1000 if mean is not None else None, "mean": mean,
-                            "variance": var if var is not None else (0.0 if n == 1 else None)}  # fmt: skip
-    for kind in REFUSAL_KINDS:
-        figures[f"refused[{kind}]"] = _share(int(refusals.get(kind, 0)), requests, "requests")
+    groups: dict[str, int] = {"requests": int(per_cluster["n"].sum()), "cache": int(per_cluster["cache_n"].sum())}
+    routed = frame[frame["first"].notna()]
+    for route, sub in [("*", routed), *sorted(routed.groupby("route"), key=lambda x: str(x[0]))]:
+        group = f"target_share[{route}]"
+        den = sub.groupby("cluster")["n"].sum()
+        groups[group] = int(den.sum())
+        for target, hits in sorted(sub.groupby("first"), key=lambda x: str(x[0])):
+            num = hits.groupby("cluster")["n"].sum().reindex(den.index, fill_value=0)
+            figures[f"{group}[{target}]"] = _share(num, den, group)
+    figures["cache_hit_rate"] = _share(per_cluster["hits"], per_cluster["cache_n"], "cache")
+    figures[COST_FIGURE] = _mean_cost(per_cluster)
+    figures["refused[budget_exceeded]"] = _share(per_cluster["budget"], per_cluster["n"], "requests")
+    figures["refused[rate_limited]"] = _share(per_cluster["rate"], per_cluster["n"], "requests")
     return figures, groups
+
+
+def _share(k: pd.Series, n: pd.Series, group: str) -> dict[str, Any]:
+    """A share ``sum(k) / sum(n)`` with its cluster-robust per-request variance."""
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    count, total = int(k.sum()), int(n.sum())
+    figure: dict[str, Any] = {"kind": "share", "group": group, "count": count, "n": total, "clusters": len(n),
+                              "value": None, "variance": None, "design_effect": None}  # fmt: skip
+    if total:
+        p = count / total
+        v, deff = ratio_variance(k, n, p * (1 - p) / total)
+        figure.update(value=p, variance=v * total, design_effect=deff)
+    return figure
+
+
+def _mean_cost(per_cluster: pd.DataFrame) -> dict[str, Any]:
+    """Cost per 1k requests: 1000 x the mean cost of a priced request, with its variance."""
+    c = per_cluster[per_cluster["priced"] > 0]
+    n = int(c["priced"].sum())
+    figure: dict[str, Any] = {"kind": "mean", "scale": 1000, "n": n, "clusters": len(c), "value": None,
+                              "mean": None, "variance": None, "design_effect": None}  # fmt: skip
+    if n:
+        mean = float(c["cost"].sum()) / n
+        per_request = max(0.0, (float(c["cost_sq"].sum()) - n * mean * mean) / (n - 1)) if n > 1 else 0.0
+        v, deff = ratio_variance(c["cost"], c["priced"], per_request / n)
+        figure.update(value=1000 * mean, mean=mean, variance=v * n, design_effect=deff)
+    return figure
 
 
 # -- forecast: the replay's side ---------------------------------------------------------------
 
 
-def forecast_of(result: ReplayResult, basis: Mapping[str, Any]) -> dict[str, Any]:
+def forecast_of(
+    result: ReplayResult, basis: Mapping[str, Any], clusters: pd.Series | None = None
+) -> dict[str, Any]:  # fmt: skip
     """The candidate's forecast figures from a replay result, with the replay's basis.
 
     ``basis`` says what the replay covered (window ``since``/``until``, ...); this adds the
     request count, the policy version, the price source of each of the candidate's targets and
-    which column the cost came from (``replay_cost_usd``, else the logged cost, see
-    :func:`forecast_for`)."""
+    the unpriced requests (``replay_cost_usd`` None: left out of the cost figure).
+    ``clusters`` (request_id -> team, else key, see :func:`forecast_for`) groups requests that
+    share state for the variances; without it every request is its own cluster."""
+    import pandas as pd
+
     d = result.decisions
-    cost_column = "replay_cost_usd" if "replay_cost_usd" in d.columns else "logged_cost_usd"
-    routed = d[d["replay_target"].notna()] if len(d) else d
-    firsts = {(str(r), str(t)): int(k) for (r, t), k in routed.groupby(["route", "replay_target"]).size().items()}
-    cache = d["replay_cache"] if "replay_cache" in d.columns else None
-    cache_n = int(cache.notna().sum()) if cache is not None else 0
-    hits = int(cache.isin(HIT_KINDS).sum()) if cache is not None else 0
-    admission = d["replay_admission"] if "replay_admission" in d.columns else None
-    refusals = {k: int((admission == k).sum()) if admission is not None else 0 for k in REFUSAL_KINDS}
-    figures, groups = _figures(len(d), refusals, (cache_n, hits), _cost_stats(d, cost_column), firsts)
+    cost = d["replay_cost_usd"].astype(float) if len(d) else pd.Series(dtype=float)
+    per_request = pd.DataFrame({
+        "cluster": d["request_id"].map(clusters).fillna(d["request_id"]) if clusters is not None else d["request_id"],
+        "route": d["route"], "first": d["replay_target"], "n": 1,
+        "budget": (d["replay_admission"] == "budget_exceeded").astype(int),
+        "rate": (d["replay_admission"] == "rate_limited").astype(int),
+        "cache_n": d["replay_cache"].notna().astype(int), "hits": d["replay_cache"].isin(HIT_KINDS).astype(int),
+        "priced": cost.notna().astype(int), "cost": cost.fillna(0.0), "cost_sq": cost.fillna(0.0) ** 2,
+    } if len(d) else {k: [] for k in ("cluster", "route", "first", *SUMS)})  # fmt: skip
+    frame = per_request.groupby(["cluster", "route", "first"], dropna=False, as_index=False)[list(SUMS)].sum()
+    figures, groups = _figures(frame)
     full_basis = {
         **basis,
         "requests": len(d),
         "policy_version": result.policy.version,
         "price_source": _price_sources(result.policy),
-        "cost_source": cost_column,
-        "unpriced_requests": int(d[cost_column].isna().sum()) if cost_column in d.columns else len(d),
+        "cost_source": "replay_cost_usd",
+        "unpriced_requests": int(cost.isna().sum()),
+        "clusters": "team, else key" if clusters is not None else "request",
     }
-    if cost_column == "logged_cost_usd":
-        full_basis["cost_note"] = (
-            "the replay has no replay_cost_usd column: cost is the LOGGED cost of window 1, "
-            "not the candidate's (its targets, cache and refusals are not reflected)"
-        )
     return {"basis": full_basis, "figures": figures, "groups": groups}
-
-
-def _cost_stats(d: pd.DataFrame, column: str) -> tuple[int, float | None, float | None]:
-    if column not in d.columns:
-        return 0, None, None
-    values = d[column].dropna().astype(float)
-    n = len(values)
-    mean = float(values.mean()) if n else None
-    var = float(values.var(ddof=1)) if n > 1 else None
-    return n, mean, var
 
 
 def _price_sources(policy: Policy) -> dict[str, str]:
@@ -179,8 +175,7 @@ def forecast_for(
     until: datetime,
 ) -> dict[str, Any] | None:
     """Replay ``policy`` over ``[since, until)`` and return its forecast; None when the window
-    holds no request. When the replay has no ``replay_cost_usd`` column (a replay before the
-    composed cost), the logged cost of each request stands in, marked in the basis."""
+    holds no request. Requests are clustered by team (else key) as the log records them."""
     from ..log.reader import open_log
     from . import replay
 
@@ -188,30 +183,27 @@ def forecast_for(
     result = replay(policy, con, since=since, until=until)
     if not len(result.decisions):
         return None
-    if "replay_cost_usd" not in result.decisions.columns:
-        logged = con.execute(
-            f"SELECT request_id, {LOGGED_COST_SQL} AS c FROM requests WHERE ts >= ? AND ts < ?", [since, until]
-        ).df()
-        costs = dict(zip(logged["request_id"], logged["c"], strict=True))
-        result.decisions["logged_cost_usd"] = [costs.get(r) for r in result.decisions["request_id"]]
-    return forecast_of(result, {"since": since.isoformat(), "until": until.isoformat()})
+    labels = con.execute(
+        f"SELECT request_id, {CLUSTER_SQL} AS cluster FROM requests WHERE ts >= ? AND ts < ?", [since, until]
+    ).df()
+    clusters = labels.set_index("request_id")["cluster"]
+    return forecast_of(result, {"since": since.isoformat(), "until": until.isoformat()}, clusters)
 
 
 # -- observed: the log's side ------------------------------------------------------------------
 
-_TOTALS_SQL = f"""
-SELECT count(*), count(*) FILTER (admission = 'budget_exceeded'), count(*) FILTER (admission = 'rate_limited'),
-       count(cache), count(*) FILTER (cache IN ('hit', 'semantic-hit')),
-       count(c), avg(c), var_samp(c), count(*) - count(c), min(ts), max(ts)
-FROM (SELECT ts, admission, cache, {LOGGED_COST_SQL} AS c FROM requests WHERE ts >= $since AND ts < $until)
+_SUMS_SQL = f"""
+SELECT {CLUSTER_SQL} AS cluster, route, plan[1] AS first, count(*) AS n,
+       count(*) FILTER (admission = 'budget_exceeded') AS budget, count(*) FILTER (admission = 'rate_limited') AS rate,
+       count(cache) AS cache_n, count(*) FILTER (cache IN ('hit', 'semantic-hit')) AS hits,
+       count(c) AS priced, coalesce(sum(c), 0) AS cost, coalesce(sum(c * c), 0) AS cost_sq
+FROM (SELECT *, {LOGGED_COST_SQL} AS c FROM requests WHERE ts >= $since AND ts < $until)
+GROUP BY ALL
 """
-_FIRSTS_SQL = """
-SELECT route, plan[1], count(*) FROM requests
-WHERE ts >= $since AND ts < $until AND plan[1] IS NOT NULL GROUP BY ALL
-"""
-_VERSIONS_SQL = """
-SELECT coalesce(policy_version, '(none)'), count(*) FROM requests
-WHERE ts >= $since AND ts < $until GROUP BY ALL ORDER BY 2 DESC
+_BASIS_SQL = f"""
+SELECT coalesce(policy_version, '(none)'), count(*), min(ts), max(ts),
+       count(*) FILTER (({LOGGED_COST_SQL}) IS NULL)
+FROM requests WHERE ts >= $since AND ts < $until GROUP BY ALL ORDER BY 2 DESC
 """
 
 
@@ -221,27 +213,25 @@ def observed_since(
     until: datetime | str | None = None,
 ) -> dict[str, Any]:
     """The forecast's figures measured on the log for rows with ``since <= ts < until``
-    (``until`` None: up to now and beyond). Aggregates in DuckDB; no Python object per row."""
+    (``until`` None: up to now and beyond). Sums per (team, route, first target) in DuckDB;
+    no Python object per row."""
     from ..log.reader import open_log
 
     con = log_or_data_dir if hasattr(log_or_data_dir, "execute") else open_log(log_or_data_dir)  # type: ignore[arg-type]
     params = {"since": _utc(since), "until": _utc(until) if until is not None else datetime(9999, 1, 1, tzinfo=UTC)}
-    n, budget, rate, cache_n, hits, priced, mean, var, unpriced, first, last = con.execute(
-        _TOTALS_SQL, params
-    ).fetchone()  # type: ignore[misc]
-    firsts = {(str(r), str(t)): int(k) for r, t, k in con.execute(_FIRSTS_SQL, params).fetchall()}
-    versions = {str(v): int(k) for v, k in con.execute(_VERSIONS_SQL, params).fetchall()}
-    refusals = {"budget_exceeded": int(budget), "rate_limited": int(rate)}
-    figures, groups = _figures(int(n), refusals, (int(cache_n), int(hits)), (int(priced), mean, var), firsts)
+    frame = con.execute(_SUMS_SQL, params).df()
+    figures, groups = _figures(frame.astype({k: "float64" for k in ("cost", "cost_sq")}))
+    by_version = con.execute(_BASIS_SQL, params).fetchall()
     basis = {
         "since": params["since"].isoformat(),
         "until": until and params["until"].isoformat(),
-        "requests": int(n),
-        "first_ts": first.isoformat() if first is not None else None,
-        "last_ts": last.isoformat() if last is not None else None,
-        "policy_versions": versions,
+        "requests": sum(int(r[1]) for r in by_version),
+        "first_ts": min((r[2] for r in by_version), default=None),
+        "last_ts": max((r[3] for r in by_version), default=None),
+        "policy_versions": {str(r[0]): int(r[1]) for r in by_version},
         "cost_source": "cost_usd",
-        "unpriced_requests": int(unpriced),
+        "unpriced_requests": sum(int(r[4]) for r in by_version),
+        "clusters": "team, else key",
     }
     return {"basis": basis, "figures": figures, "groups": groups}
 
@@ -255,35 +245,11 @@ def _utc(value: datetime | str) -> datetime:
 # -- the comparison ----------------------------------------------------------------------------
 
 
-def wilson(count: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``count / n``."""
-    p = count / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def share_difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float]:
-    """Newcombe's hybrid score interval for ``k2/n2 - k1/n1`` (method 10, Newcombe 1998)."""
-    p1, p2 = k1 / n1, k2 / n2
-    l1, u1 = wilson(k1, n1, z)
-    l2, u2 = wilson(k2, n2, z)
-    d = p2 - p1
-    return d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)
-
-
-def _mean_interval(f: Mapping[str, Any], o: Mapping[str, Any], z: float = Z95) -> tuple[float, float] | None:
-    if f["variance"] is None or o["variance"] is None:
-        return None
-    scale = f.get("scale", 1)
-    se = math.sqrt(f["variance"] / f["n"] + o["variance"] / o["n"]) * scale
-    d = o["value"] - f["value"]
-    return d - z * se, d + z * se
-
-
 def _missing_share(group: str, groups: Mapping[str, int]) -> dict[str, Any]:
-    return _share(0, int(groups.get(group, 0)), group)
+    """A target one side never drew: 0 of that side's routed requests."""
+    n = int(groups.get(group, 0))
+    return {"kind": "share", "group": group, "count": 0, "n": n, "clusters": 1, "value": 0.0 if n else None,
+            "variance": 0.0 if n else None, "design_effect": 1.0}  # fmt: skip
 
 
 def check(forecast: Mapping[str, Any], observed: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -317,13 +283,9 @@ def _compare(name: str, f: Mapping[str, Any], o: Mapping[str, Any]) -> dict[str,
     row["diff"] = o["value"] - f["value"]
     if f["value"]:
         row["diff_pct"] = 100 * row["diff"] / f["value"]
-    if f["kind"] == "share":
-        interval: tuple[float, float] | None = share_difference_interval(f["count"], f["n"], o["count"], o["n"])
-    else:
-        interval = _mean_interval(f, o)
-    if interval is not None:
-        row["interval"] = [interval[0], interval[1]]
-        row["within"] = interval[0] <= 0 <= interval[1]
+    lo, hi = difference_interval(f, o)
+    row["interval"] = [lo, hi]
+    row["within"] = lo <= 0 <= hi
     return row
 
 
@@ -365,8 +327,6 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"cost from {basis['cost_source']}, {basis['unpriced_requests']} unpriced",
         f"observed since promotion: {observed['requests']} requests, by version {observed['policy_versions']}",
     ]
-    if basis.get("cost_note"):
-        lines.append(f"note: {basis['cost_note']}")
     if set(observed["policy_versions"]) - {record["version"]}:
         lines.append(f"note: rows served by another version than {record['version']} are included (reload lag?)")
     lines.append(f"{'figure':<44} {'forecast':>9} {'observed':>9} {'diff':>9} {'95% interval of diff':>22}  within")
@@ -403,5 +363,5 @@ def parse_window(text: str) -> timedelta:
 
 __all__ = [
     "NoForecastRecorded", "check", "forecast_check", "forecast_for", "forecast_of", "forecast_report", "format_report",
-    "observed_since", "parse_window", "share_difference_interval", "wilson",
+    "observed_since", "parse_window",
 ]  # fmt: skip
