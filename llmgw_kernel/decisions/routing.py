@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ..policy.model import Policy, Route, Target
 from .conditions import first_match
@@ -48,10 +51,28 @@ class RoutePlan:
         return self.targets[0]
 
 
+def _draw_hasher(policy_version: str) -> hashlib.blake2b:
+    """The hash every draw of ``policy_version`` continues: blake2b-64 over ``version\\0key``."""
+    return hashlib.blake2b(f"{policy_version}\x00".encode(), digest_size=8)
+
+
 def draw(policy_version: str, request_id: str) -> float:
     """A uniform number in [0, 1) that depends only on (policy version, request id)."""
-    digest = hashlib.blake2b(f"{policy_version}\x00{request_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    h = _draw_hasher(policy_version)
+    h.update(request_id.encode())
+    return int.from_bytes(h.digest(), "big") / 2**64
+
+
+def draws(policy_version: str, keys: Iterable[str]) -> np.ndarray:
+    """:func:`draw` for many keys at once, as float64 (bit-identical: the 64-bit digest is
+    rounded to the nearest double and scaled by 2**-64, exactly what ``int / 2**64`` does)."""
+    copy = _draw_hasher(policy_version).copy
+    digests = []
+    for key in keys:
+        h = copy()
+        h.update(key.encode())
+        digests.append(h.digest())
+    return np.frombuffer(b"".join(digests), ">u8").astype(np.float64) / 2.0**64
 
 
 def plan_route(policy: Policy, route: str, request_id: str, ctx: RouteContext | None = None) -> RoutePlan:
@@ -96,11 +117,17 @@ def _order(
             sticky_note = f"sticky {spec.sticky} absent, drawn by request id: "
     u = draw(version, key)
     index = _weighted_index(targets, u)
-    first = targets[index]
-    rest = tuple(t.id for i, t in enumerate(targets) if i != index)
-    total = sum(t.weight or 0.0 for t in targets)
-    reason = f"weighted draw u={u:.4f} picked {first.id} (weight {first.weight:g} of {total:g}); rest in order"
-    return (first.id, *rest), sticky_note + reason
+    return _weighted_order(targets, index), sticky_note + _weighted_reason(targets, index, f"{u:.4f}")
+
+
+def _weighted_order(targets: Sequence[Target], index: int) -> tuple[str, ...]:
+    """The drawn target first, the others as fallbacks in their declared order."""
+    return (targets[index].id, *(t.id for i, t in enumerate(targets) if i != index))
+
+
+def _weighted_reason(targets: Sequence[Target], index: int, u_text: str) -> str:
+    first, total = targets[index], sum(t.weight or 0.0 for t in targets)
+    return f"weighted draw u={u_text} picked {first.id} (weight {first.weight:g} of {total:g}); rest in order"
 
 
 def sticky_value(sticky: str, ctx: RouteContext) -> str | None:
@@ -133,24 +160,122 @@ def _call_rule(func, spec: Route, ctx: RouteContext) -> tuple[tuple[str, ...] | 
     return chosen, f"rule function {ref} chose {list(chosen)}" + (f": {why}" if why else "")
 
 
-def _weighted_index(targets: Sequence[Target], u: float) -> int:
+def _cumulative(targets: Sequence[Target]) -> tuple[float, list[int], list[float]]:
+    """(total weight, positions of the positive weights, running sums over them): the draw
+    ``u`` picks the first positive target whose running sum exceeds ``u * total``, else the
+    last positive one (guards float rounding at u→1)."""
     total = sum(t.weight or 0.0 for t in targets)
-    point = u * total
+    positions: list[int] = []
+    sums: list[float] = []
     acc = 0.0
-    last_positive = 0
     for i, t in enumerate(targets):
         w = t.weight or 0.0
-        if w <= 0:
-            continue
-        last_positive = i
-        acc += w
-        if point < acc:
-            return i
-    return last_positive  # guards float rounding at u→1
+        if w > 0:
+            acc += w
+            positions.append(i)
+            sums.append(acc)
+    return total, positions or [0], sums or [0.0]
+
+
+def _weighted_index(targets: Sequence[Target], u: float) -> int:
+    total, positions, sums = _cumulative(targets)
+    return positions[min(bisect_right(sums, u * total), len(positions) - 1)]
+
+
+def _weighted_indices(targets: Sequence[Target], u: np.ndarray) -> np.ndarray:
+    """:func:`_weighted_index` of every draw in ``u`` (the same running sums, searched in bulk)."""
+    total, positions, sums = _cumulative(targets)
+    at = np.minimum(np.searchsorted(np.asarray(sums), u * total, side="right"), len(positions) - 1)
+    return np.asarray(positions, np.int32)[at]
+
+
+# -- in bulk ---------------------------------------------------------------------------------
+def needs_context(policy: Policy, route: str) -> bool:
+    """Whether a route's plan reads the request (rules, a rule function, a sticky key); the
+    others depend on the request id alone."""
+    spec = policy.routes[route]
+    return bool(spec.rules) or spec.sticky is not None or route in policy._functions
+
+
+@dataclass(frozen=True)
+class BulkPlans:
+    """The plans of many requests on one route, interned: row ``i`` tries
+    ``plans[codes[i]]`` for the reason ``reasons[reason_codes[i]]``."""
+
+    route: str
+    plans: list[tuple[str, ...]]
+    codes: np.ndarray  # int32, one per request
+    reasons: list[str]
+    reason_codes: np.ndarray  # int32, one per request
+
+    def plan(self, i: int) -> RoutePlan:
+        """Row ``i`` as :func:`plan_route` returns it."""
+        return RoutePlan(self.route, self.plans[self.codes[i]], self.reasons[self.reason_codes[i]])
+
+
+def plan_routes(
+    policy: Policy, route: str, request_ids: Sequence[str], contexts: Sequence[RouteContext] | None = None
+) -> BulkPlans:
+    """:func:`plan_route` for many requests on ``route`` at once: ``result.plan(i) ==
+    plan_route(policy, route, request_ids[i], contexts[i])``. A route that reads the request
+    (:func:`needs_context`) is planned row by row through :func:`plan_route`; the others draw
+    in bulk (:func:`draws`, the same running sums as the live pick). Raises ``KeyError`` for
+    an unknown route."""
+    spec = policy.routes[route]
+    n = len(request_ids)
+    if needs_context(policy, route):
+        ctxs: Sequence[RouteContext | None] = contexts if contexts is not None else [None] * n
+        return _interned(route, [plan_route(policy, route, rid, c) for rid, c in zip(request_ids, ctxs, strict=True)])
+    zeros = np.zeros(n, np.int32)
+    targets = spec.targets
+    if len(targets) == 1 or targets[0].weight is None:  # the order does not depend on the request
+        order, reason = _order(policy.version, spec, targets, "", RouteContext("", route))
+        return BulkPlans(route, [order], zeros, [reason], zeros)
+    u = draws(policy.version, request_ids)
+    index = _weighted_indices(targets, u)
+    texts = _u_texts()
+    combo = index.astype(np.int64) * len(texts) + _u_text_index(u)
+    seen = np.zeros(len(targets) * len(texts), bool)
+    seen[combo] = True
+    used = np.flatnonzero(seen)
+    remap = np.cumsum(seen, dtype=np.int32) - 1
+    reasons = [_weighted_reason(targets, int(c) // len(texts), texts[int(c) % len(texts)]) for c in used]
+    plans = [_weighted_order(targets, i) for i in range(len(targets))]
+    return BulkPlans(route, plans, index, reasons, remap[combo])
+
+
+def _interned(route: str, plans: list[RoutePlan]) -> BulkPlans:
+    by_plan: dict[tuple[str, ...], int] = {}
+    by_reason: dict[str, int] = {}
+    codes = [by_plan.setdefault(p.targets, len(by_plan)) for p in plans]
+    reason_codes = [by_reason.setdefault(p.reason, len(by_reason)) for p in plans]
+    return BulkPlans(route, list(by_plan), np.asarray(codes, np.int32), list(by_reason),
+                     np.asarray(reason_codes, np.int32))  # fmt: skip
+
+
+_U_TEXTS: list[str] = []
+
+
+def _u_texts() -> list[str]:
+    """``f"{u:.4f}"`` for u = 0.0000 … 1.0000 (how a reason writes its draw)."""
+    if not _U_TEXTS:
+        _U_TEXTS.extend(f"{k / 1e4:.4f}" for k in range(10_001))
+    return _U_TEXTS
+
+
+def _u_text_index(u: np.ndarray) -> np.ndarray:
+    """k such that ``f"{u:.4f}" == _u_texts()[k]`` for every draw: u x 10^4 rounded, and
+    formatted by Python where the product lies too close to a half for its rounding to be sure."""
+    scaled = u * 1e4
+    k = np.rint(scaled).astype(np.int64)
+    for j in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6):
+        k[j] = int(f"{u[j]:.4f}".replace(".", ""))
+    return k
 
 
 # -- replay face ----------------------------------------------------------------------------
 ROUTABLE_ERRORS = frozenset({"model_not_found"})
+UNKNOWN_ROUTE = "unknown model (no such route)"
 
 
 def routed_live(plan: list[str] | None, error_type: str | None) -> bool:
@@ -176,8 +301,11 @@ def replay_routing(
     if not routed_live(logged_plan, error_type) or route is None:
         return None
     if route not in policy.routes:
-        return RoutePlan(route, (), "unknown model (no such route)")
+        return RoutePlan(route, (), UNKNOWN_ROUTE)
     return plan_route(policy, route, request_id, ctx)
 
 
-__all__ = ["RoutePlan", "draw", "plan_route", "replay_routing", "route_context", "routed_live", "sticky_value"]
+__all__ = [
+    "BulkPlans", "RoutePlan", "draw", "draws", "needs_context", "plan_route", "plan_routes", "replay_routing",
+    "route_context", "routed_live", "sticky_value",
+]  # fmt: skip

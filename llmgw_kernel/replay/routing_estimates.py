@@ -26,16 +26,20 @@ failing, with unknown latency).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
 from ..decisions.cost import resolve_price
-from ..decisions.routing import draw
+from ..decisions.routing import draws
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]
+Samples = dict[str, dict[str, np.ndarray]]  # target id -> {"ok": latencies, "failed": latencies}
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -48,36 +52,82 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(values[lo] + (values[hi] - values[lo]) * (pos - lo), 3)
 
 
+def quantile(values: np.ndarray, q: float) -> float | None:
+    """:func:`_quantile` of an array (the same interpolation), by partial sort."""
+    n = len(values)
+    if not n:
+        return None
+    pos = (n - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    part = np.partition(values, (lo, hi))
+    return round(float(part[lo]) + (float(part[hi]) - float(part[lo])) * (pos - lo), 3)
+
+
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def attempt_samples(window: Columns) -> dict[str, dict[str, list[float]]]:
-    """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones}."""
-    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"ok": [], "failed": []})
-    for attempts in window.get("attempts") or ():
-        for a in attempts or ():
-            error = a.get("error")
-            if error is not None and str(error).startswith("skipped"):
-                continue
-            bucket = "ok" if error is None else "failed"
-            out[a["target"]][bucket].append(float(a.get("latency_ms") or 0.0))
-    return dict(out)
+def _arrow(window: Any, name: str) -> pa.ChunkedArray | pa.Array:
+    """A column as Arrow, from a :class:`~.window.Window` or a dict of lists."""
+    if hasattr(window, "arrow") and name in window.columns:
+        return window.arrow(name)
+    return pa.array(window.get(name) or [None] * len(window["request_id"]))
 
 
-def target_table(samples: dict[str, dict[str, list[float]]], policy: Policy) -> dict[str, dict[str, Any]]:
+def _numbers(window: Any, name: str) -> np.ndarray:
+    """A numeric column as float64, NULL as 0."""
+    values = _arrow(window, name)
+    return np.nan_to_num(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
+
+
+def attempt_arrays(window: Any) -> Samples:
+    """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones},
+    in log order (skipped/unavailable targets are not attempts; a NULL latency counts as 0)."""
+    col = _arrow(window, "attempts")
+    if pa.types.is_null(col.type) or not len(col):
+        return {}
+    flat = pc.list_flatten(col)
+    flat = flat.combine_chunks() if isinstance(flat, pa.ChunkedArray) else flat
+    if not len(flat):
+        return {}
+    error = flat.field("error")
+    keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
+    flat, error = flat.filter(keep), error.filter(keep)
+    ok = pc.is_null(error).to_numpy(zero_copy_only=False)
+    latency = np.nan_to_num(pc.cast(flat.field("latency_ms"), pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
+    enc = flat.field("target").dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    out: Samples = {}
+    for c, target in enumerate(enc.dictionary.to_pylist()):
+        mine = codes == c
+        out[target] = {"ok": latency[mine & ok], "failed": latency[mine & ~ok]}
+    return out
+
+
+def attempt_samples(window: Any) -> dict[str, dict[str, list[float]]]:
+    """:func:`attempt_arrays` as lists."""
+    return {t: {k: v.tolist() for k, v in s.items()} for t, s in attempt_arrays(window).items()}
+
+
+def _round_mean(values: np.ndarray) -> float | None:
+    return round(float(values.sum()) / len(values), 3) if len(values) else None
+
+
+def target_table(samples: Samples, policy: Policy) -> dict[str, dict[str, Any]]:
     """The per-target figures the estimates are made from."""
     table = {}
     for target, s in sorted(samples.items()):
-        n = len(s["ok"]) + len(s["failed"])
+        ok, failed = np.asarray(s["ok"], np.float64), np.asarray(s["failed"], np.float64)
+        n = len(ok) + len(failed)
         price = resolve_price(policy, target)
         table[target] = {
             "attempts": n,
-            "failure_rate": round(len(s["failed"]) / n, 6) if n else None,
-            "latency_ms_mean": _mean(s["ok"]),
-            "latency_ms_p50": _quantile(s["ok"], 0.5),
-            "latency_ms_p95": _quantile(s["ok"], 0.95),
-            "failed_latency_ms_mean": _mean(s["failed"]),
+            "failure_rate": round(len(failed) / n, 6) if n else None,
+            "latency_ms_mean": _round_mean(ok),
+            "latency_ms_p50": quantile(ok, 0.5),
+            "latency_ms_p95": quantile(ok, 0.95),
+            "failed_latency_ms_mean": _round_mean(failed),
             "input_per_1m": price.input_per_1m if price else None,
             "output_per_1m": price.output_per_1m if price else None,
             "price_source": price.source if price else "none",
@@ -91,83 +141,141 @@ def _tries(policy: Policy, route: str | None) -> int:
     return int(getattr(retry, "attempts", 1) or 1)
 
 
-def estimate(policy: Policy, window: Columns, plans: list[list[str] | None]) -> dict[str, Any]:
-    """The candidate's estimated cost, latency, error and fallback rates over the window."""
-    samples = attempt_samples(window)
-    rate = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in samples.items()}
-    mean_ok = {t: sum(s["ok"]) / len(s["ok"]) for t, s in samples.items() if s["ok"]}
-    mean_failed = {t: sum(s["failed"]) / len(s["failed"]) for t, s in samples.items() if s["failed"]}
-    unpriced: set[str] = set()
-    unmeasured: set[str] = set()
-    cost = 0.0
-    expected_lat: list[float] = []
-    simulated: list[float] = []
-    fallback = errors = 0.0
-    routed = 0
-    for rid, route, plan, pt, ct in zip(
-        window["request_id"], window["route"], plans, window["prompt_tokens"], window["completion_tokens"], strict=True
-    ):
-        if not plan:
-            continue
-        routed += 1
-        tries = _tries(policy, route)
-        reach, lat, sim, sim_done, lat_known = 1.0, 0.0, 0.0, False, True
-        for k, target in enumerate(plan):
-            if target not in samples:
-                unmeasured.add(target)
-            p = rate.get(target, 0.0) ** tries
-            if k == 0:
-                fallback += p
-            serve = reach * (1 - p)
-            if serve > 0 and (pt or ct):
-                price = resolve_price(policy, target)
-                if price is None:
-                    unpriced.add(target)
-                else:
-                    cost += serve * ((pt or 0) * price.input_per_1m + (ct or 0) * price.output_per_1m) / 1e6
-            ok_ms, failed_ms = mean_ok.get(target), mean_failed.get(target, 0.0)
-            if ok_ms is None and serve > 0:
-                lat_known = False
-            lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms
-            if not sim_done:
-                s = samples.get(target)
-                fails = draw("sim-fail", f"{rid}:{k}") < p
-                pool = (s["failed"] if fails else s["ok"]) if s else []
-                if pool:
-                    sim += pool[int(draw("sim-lat", f"{rid}:{k}") * len(pool))] * (tries if fails else 1)
-                elif not fails:
-                    lat_known = False
-                sim_done = not fails
-            reach *= p
-        errors += reach
-        if lat_known:
-            expected_lat.append(lat)
-            simulated.append(sim)
-    n = routed or 1
+def estimate(policy: Policy, window: Any, plans: Any) -> dict[str, Any]:
+    """The candidate's estimated cost, latency, error and fallback rates over the window
+    (``plans``: one target list or None per request; equal plans may share one list)."""
+    index: dict[tuple[str, ...], int] = {}
+    codes = np.asarray([-1 if p is None else index.setdefault(tuple(p), len(index)) for p in plans], np.int32)
+    return estimate_coded(policy, window, codes, list(index))
+
+
+class _Tally:
+    """What the requests of one (plan, route) group add to the estimates."""
+
+    def __init__(self) -> None:
+        self.cost = self.fallback = self.errors = 0.0
+        self.unpriced: set[str] = set()
+        self.unmeasured: set[str] = set()
+        self.expected: list[np.ndarray] = []
+        self.simulated: list[np.ndarray] = []
+
+
+def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: list[tuple[str, ...]]) -> dict[str, Any]:
+    """:func:`estimate` of coded plans: request ``i`` tries ``plans[plan_codes[i]]`` (-1: not routed)."""
+    samples = attempt_arrays(window)
+    routes = _arrow(window, "route")
+    route_enc = (routes.combine_chunks() if isinstance(routes, pa.ChunkedArray) else routes).dictionary_encode()
+    route_codes = pc.fill_null(route_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    route_values = route_enc.dictionary.to_pylist()
+    nonempty = np.asarray([bool(p) for p in plans] + [False], bool)
+    routed_rows = np.flatnonzero(nonempty[plan_codes])
+    pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
+    rids = _arrow(window, "request_id")
+    group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
+    tally = _Tally()
+    for g in np.unique(group):
+        rows = routed_rows[group == g]
+        plan, r = plans[int(g) // (len(route_values) + 1)], int(g) % (len(route_values) + 1) - 1
+        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), rows, pt, ct,
+                        rids, tally)  # fmt: skip
+    routed = len(routed_rows)
+    expected, simulated = (
+        np.concatenate([*tally.expected, np.empty(0)]),
+        np.concatenate([*tally.simulated, np.empty(0)]),
+    )
     return {
         "requests_estimated": routed,
-        "cost_usd": None if unpriced else round(cost, 6),
-        "cost_usd_priced_part": round(cost, 6),
-        "unpriced_targets": sorted(unpriced),
-        "error_rate": round(errors / n, 6) if routed else None,
-        "fallback_rate": round(fallback / n, 6) if routed else None,
-        "latency_ms_mean": _mean(expected_lat),
-        "latency_ms_p50": _quantile(simulated, 0.5),
-        "latency_ms_p95": _quantile(simulated, 0.95),
-        "unmeasured_targets": sorted(unmeasured),
+        "cost_usd": None if tally.unpriced else round(tally.cost, 6),
+        "cost_usd_priced_part": round(tally.cost, 6),
+        "unpriced_targets": sorted(tally.unpriced),
+        "error_rate": round(tally.errors / routed, 6) if routed else None,
+        "fallback_rate": round(tally.fallback / routed, 6) if routed else None,
+        "latency_ms_mean": _round_mean(expected),
+        "latency_ms_p50": quantile(simulated, 0.5),
+        "latency_ms_p95": quantile(simulated, 0.95),
+        "unmeasured_targets": sorted(tally.unmeasured),
         "targets": target_table(samples, policy),
     }
 
 
-def logged_cost(policy: Policy, window: Columns) -> dict[str, Any]:
+def _estimate_group(
+    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, pt: np.ndarray,
+    ct: np.ndarray, rids: Any, tally: _Tally,
+) -> None:  # fmt: skip
+    """The requests ``rows``, which share a plan and a route, walked along their plan together:
+    the expectation is the same for each; the simulation draws per request, as before."""
+    n = len(rows)
+    has_tokens = bool(np.any((pt[rows] != 0) | (ct[rows] != 0)))
+    sum_pt, sum_ct = float(pt[rows].sum()), float(ct[rows].sum())
+    ids = rids.take(pa.array(rows)).to_pylist()
+    reach, lat = 1.0, 0.0
+    known = np.ones(n, bool)
+    sim = np.zeros(n, np.float64)
+    going = np.ones(n, bool)  # not served yet in the simulation
+    for k, target in enumerate(plan):
+        s = samples.get(target)
+        if s is None:
+            tally.unmeasured.add(target)
+        ok_n, failed_n = (len(s["ok"]), len(s["failed"])) if s is not None else (0, 0)
+        p = (failed_n / (ok_n + failed_n)) ** tries if s is not None else 0.0
+        if k == 0:
+            tally.fallback += p * n
+        serve = reach * (1 - p)
+        if serve > 0 and has_tokens:
+            price = resolve_price(policy, target)
+            if price is None:
+                tally.unpriced.add(target)
+            else:
+                tally.cost += serve * (sum_pt * price.input_per_1m + sum_ct * price.output_per_1m) / 1e6
+        ok_ms = float(s["ok"].sum()) / ok_n if s is not None and ok_n else None
+        failed_ms = float(s["failed"].sum()) / failed_n if s is not None and failed_n else 0.0
+        if ok_ms is None and serve > 0:
+            known[:] = False
+        lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms
+        at = np.flatnonzero(going)
+        if at.size:
+            _simulate_step(s, p, tries, k, [ids[i] for i in at], at, sim, known, going)
+        reach *= p
+    tally.errors += reach * n
+    tally.expected.append(np.full(int(known.sum()), lat))
+    tally.simulated.append(sim[known])
+
+
+def _simulate_step(
+    s: dict[str, np.ndarray] | None, p: float, tries: int, k: int, ids: list[str], at: np.ndarray,
+    sim: np.ndarray, known: np.ndarray, going: np.ndarray,
+) -> None:  # fmt: skip
+    """One target of the simulated walk for the requests still going: fail with probability
+    ``p`` (hashed), else be served; add a logged latency drawn (hashed) from the right pool."""
+    keys = [f"{rid}:{k}" for rid in ids]
+    fails = draws("sim-fail", keys) < p if 0.0 < p < 1.0 else np.full(len(ids), p >= 1.0)
+    for failed in (True, False):
+        mine = fails == failed
+        pool = (s["failed"] if failed else s["ok"]) if s is not None else np.empty(0)
+        if not mine.any():
+            continue
+        if len(pool):
+            pick = (draws("sim-lat", [keys[j] for j in np.flatnonzero(mine)]) * len(pool)).astype(np.int64)
+            sim[at[mine]] += pool[pick] * (tries if failed else 1)
+        elif not failed:
+            known[at[mine]] = False
+    going[at[~fails]] = False
+
+
+def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     """What the logged traffic cost at the candidate's prices (the baseline to compare with)."""
+    targets = _arrow(window, "target")
+    enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     cost, unpriced = 0.0, set()
-    for target, pt, ct in zip(window["target"], window["prompt_tokens"], window["completion_tokens"], strict=True):
-        if not target or not (pt or ct):
+    for c, target in enumerate(enc.dictionary.to_pylist()):
+        mine = (codes == c) & ((pt != 0) | (ct != 0))
+        if not target or not mine.any():
             continue
         price = resolve_price(policy, target)
         if price is None:
             unpriced.add(target)
             continue
-        cost += ((pt or 0) * price.input_per_1m + (ct or 0) * price.output_per_1m) / 1e6
+        cost += (float(pt[mine].sum()) * price.input_per_1m + float(ct[mine].sum()) * price.output_per_1m) / 1e6
     return {"cost_usd": None if unpriced else round(cost, 6), "unpriced_targets": sorted(unpriced)}

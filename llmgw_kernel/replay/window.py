@@ -1,25 +1,52 @@
-"""The logged window a replay reads: the ``requests`` view's rows in ``[since, until)``, oldest first."""
+"""The logged window a replay reads: the ``requests`` view's rows in ``[since, until)``, oldest first.
+
+The window is held as Arrow columns (one DuckDB query, only the columns asked for) and read
+two ways:
+
+- **as columns**, for work done in bulk: :meth:`Window.arrow`, :meth:`Window.numpy` (numbers,
+  NaN for NULL), :meth:`Window.codes` (a string column as int32 codes into its distinct
+  values), :meth:`Window.epoch` (a time column as float64 seconds) and
+  :meth:`Window.embeddings` (the logged vectors as one float32 matrix, read in bounded chunks);
+- **as a dict of Python lists** (``window["route"]``, ``window.get(...)``, ``in``, iteration),
+  the contract per-row stages were written against: a column becomes a list the first time
+  it is read, once, and stays cached. Stages may attach their own entries
+  (``window["_key_history"] = ...``).
+
+``len(window)`` is the number of rows.
+
+>>> import tempfile
+>>> w = load_window(tempfile.mkdtemp())
+>>> len(w), w["route"], w.numpy("latency_ms").shape, w.embeddings()[0].shape
+(0, [], (0,), (0, 0))
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
 from ..log.reader import open_log
-from .cache_stage import embeddings_column
 
 if TYPE_CHECKING:
     import duckdb
 
-_LOG_COLUMNS = (
+LOG_COLUMNS = (
     "request_id", "ts", "endpoint", "route", "policy_version", "plan", "target", "status", "outcome",
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
     "attempts", "metadata", "request_body", "api", "ts_end", "key_id", "temperature", "cache", "cache_source",
-    "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_stored_ts", "cache_features",
+    "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts",
+    "cache_features",
     "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
     "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "cached_tokens",
 )  # fmt: skip
+_LOG_COLUMNS = LOG_COLUMNS  # the name it had before
+EMBEDDING_CHUNK_ROWS = 16_384  # vectors converted per step (bounded memory beside the matrix)
 
 
 def _window_sql(
@@ -36,18 +63,301 @@ def _window_sql(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+class _Log:
+    """The query a window's columns are read with: the window's predicate over ``requests``,
+    in scan order (no ORDER BY: the window sorts once, by (ts, request_id), and reuses the
+    permutation). The log is append-only and a scan reads its segments in order, so two scans
+    of the same predicate that return as many rows return the same rows in the same order."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any], present: set[str]) -> None:
+        self.con, self.where, self.params, self.present = con, where, params, present
+
+    def scan(self, names: Sequence[str]) -> pa.Table:
+        cols = ", ".join(c if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
+        return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None).to_arrow_table()
+
+
+class _EmbeddingSource:
+    """Where the window's vectors are read from when first asked for: the same predicate over
+    the same log, matched to the window's rows by (ts, request_id) — rows logged since the
+    window was loaded are ignored."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, where: str = "", params: Sequence[Any] = ()) -> None:
+        self.con, self.where, self.params = con, where, list(params)  # con None: the log has no such column
+
+    def read(self, ts_us: np.ndarray, rids: pa.Array, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 matrix, the window row of each matrix row), rows in window order."""
+        if self.con is None:
+            return np.empty((0, 0), np.float32), np.empty(0, np.int64)
+        cond = (self.where + " AND" if self.where else " WHERE") + " embedding IS NOT NULL"
+        count = int(self.con.execute(f"SELECT count(*) FROM requests{cond}", self.params).fetchall()[0][0])
+        sql = f"SELECT epoch_us(ts) AS ts_us, request_id, embedding FROM requests{cond}"
+        reader = self.con.sql(sql, params=self.params or None).fetch_record_batch(chunk_rows)
+        matrix: np.ndarray | None = None
+        rows = np.empty(count, np.int64)
+        m = 0
+        for batch in reader:
+            pos = _positions(ts_us, rids, batch.column(0).to_numpy(), batch.column(1))
+            keep = pos >= 0
+            if not keep.any():  # rows logged since the window was read
+                continue
+            vectors = _vectors(batch.column(2).filter(pa.array(keep)))
+            if matrix is None:
+                matrix = np.empty((count, vectors.shape[1]), np.float32)
+            if vectors.shape[1] != matrix.shape[1]:
+                raise ValueError(f"embeddings of {vectors.shape[1]} and {matrix.shape[1]} dimensions in one window")
+            k = len(vectors)
+            if m + k > len(matrix):  # rows appeared between the count and the scan
+                matrix = np.concatenate([matrix, np.empty((m + k - len(matrix), matrix.shape[1]), np.float32)])
+                rows = np.concatenate([rows, np.empty(m + k - len(rows), np.int64)])
+            matrix[m : m + k] = vectors
+            rows[m : m + k] = pos[keep]
+            m += k
+        if matrix is None:
+            return np.empty((0, 0), np.float32), np.empty(0, np.int64)
+        matrix, rows = matrix[:m], rows[:m]
+        if m and np.any(np.diff(rows) < 0):  # the scan is in segment order, nearly always time order already
+            order = np.argsort(rows, kind="stable")
+            matrix, rows = matrix[order], rows[order]
+        return matrix, rows
+
+
+def _positions(ts_us: np.ndarray, rids: pa.Array, b_ts: np.ndarray, b_rids: pa.Array) -> np.ndarray:
+    """The window row of each (ts, request_id) of a batch; -1 where the window has no such row."""
+    pos = np.searchsorted(ts_us, b_ts, side="left")
+    inside = pos < len(ts_us)
+    out = np.full(len(b_ts), -1, np.int64)
+    idx = np.flatnonzero(inside)
+    same = pc.equal(rids.take(pa.array(pos[idx])), b_rids.take(pa.array(idx))).to_numpy(zero_copy_only=False)
+    out[idx[same]] = pos[idx[same]]
+    for j in idx[~same]:  # several rows share the time stamp: find the request id among them
+        p, want = int(pos[j]), b_rids[j].as_py()
+        while p < len(ts_us) and ts_us[p] == b_ts[j]:
+            if rids[p].as_py() == want:
+                out[j] = p
+                break
+            p += 1
+    return out
+
+
+def _vectors(column: pa.Array) -> np.ndarray:
+    """A FLOAT[] column without NULLs as a float32 matrix (every vector the same length)."""
+    if len(column) == 0:
+        return np.empty((0, 0), np.float32)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if np.any(lengths != lengths[0]):
+        raise ValueError(f"embeddings of different lengths in one window: {sorted(set(lengths.tolist()))[:5]}")
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return values.reshape(len(column), int(lengths[0]))
+
+
+class Window(dict[str, Any]):
+    """One logged window: Arrow columns, readable in bulk or as the old dict of Python lists.
+
+    A column is materialised as a list on first ``window[name]`` (``__missing__``) and kept;
+    entries a stage sets are ordinary dict entries. ``len()`` is the number of rows."""
+
+    def __init__(
+        self, log: _Log | None, table: pa.Table, order: pa.Array | None, names: Sequence[str], embeddings: bool
+    ) -> None:
+        super().__init__()
+        self._log = log
+        self._table = table  # the columns read so far, in window order
+        self._order = order  # scan row of each window row (None: the scan is in window order)
+        self._names: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self._source: _EmbeddingSource | None = None
+        if embeddings and log is not None:
+            self._source = _EmbeddingSource(log.con if "embedding" in log.present else None, log.where, log.params)
+        self._memo: dict[tuple[str, str], Any] = {}
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+
+    def prefetch(self, names: Sequence[str]) -> None:
+        """Read several columns in one scan (each column is otherwise read when first used)."""
+        missing = [n for n in dict.fromkeys(names) if n in self._names and n != "embedding"]
+        missing = [n for n in missing if n not in self._table.column_names]
+        if not missing or self._log is None:
+            return
+        got = self._log.scan(missing)
+        if got.num_rows != self._table.num_rows:  # the log changed since the window was read
+            got = self._realigned(missing)
+        elif self._order is not None:
+            got = got.take(self._order)
+        for name in missing:  # one chunk per column: take and compute kernels are slow over many
+            self._table = self._table.append_column(name, pa.chunked_array([got.column(name).combine_chunks()]))
+
+    def _realigned(self, names: list[str]) -> pa.Table:
+        """``names`` matched to the window's rows by (ts, request_id); rows logged since are left out."""
+        assert self._log is not None
+        got = self._log.scan(["request_id", "ts", *names])
+        ts_us = self._table.column("ts").cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
+        b_ts = got.column("ts").cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
+        pos = _positions(ts_us, self._table.column("request_id").combine_chunks(), b_ts,
+                         got.column("request_id").combine_chunks())  # fmt: skip
+        back = np.full(self._table.num_rows, -1, np.int64)
+        back[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
+        return got.select(names).take(pa.array(back, mask=back < 0))
+
+    def _column(self, name: str) -> pa.ChunkedArray:
+        if name not in self._table.column_names:
+            if name not in self._names or name == "embedding":
+                raise KeyError(name)
+            self.prefetch([name])
+        return self._table.column(name)
+
+    # -- the dict-of-lists contract ---------------------------------------------------------
+    def __missing__(self, name: str) -> list[Any]:
+        if name == "embedding" and self._source is not None:
+            value: list[Any] = self._embedding_list()
+        elif name in self._names:
+            value = self._column(name).to_pylist()
+        else:
+            raise KeyError(name)
+        dict.__setitem__(self, name, value)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names or dict.__contains__(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name] if name in self else default  # noqa: SIM401 (dict.get skips __missing__)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._names
+        yield from (k for k in dict.keys(self) if k not in self._names)
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(self)
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(k, self[k]) for k in self]
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [self[k] for k in self]
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __repr__(self) -> str:
+        return f"Window({len(self)} rows; columns {list(self._names)}; attached {list(dict.keys(self))})"
+
+    @property
+    def rows(self) -> int:
+        return self._table.num_rows
+
+    @property
+    def table(self) -> pa.Table:
+        """The columns read so far, as an Arrow table in window order (vectors: :meth:`embeddings`)."""
+        return self._table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The log columns this window exposes (read when first used)."""
+        return self._names
+
+    # -- columns in bulk --------------------------------------------------------------------
+    def arrow(self, name: str) -> pa.ChunkedArray:
+        """A column as Arrow (NULL kept)."""
+        return self._column(name)
+
+    def numpy(self, name: str) -> np.ndarray:
+        """A numeric or boolean column as float64, NaN for NULL (times: use :meth:`epoch`)."""
+        key = ("numpy", name)
+        if key not in self._memo:
+            col = self._column(name)
+            if pa.types.is_timestamp(col.type):
+                return self.epoch(name)
+            self._memo[key] = col.cast(pa.float64()).to_numpy()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def valid(self, name: str) -> np.ndarray:
+        """True where a column is not NULL."""
+        return pc.is_valid(self._column(name)).to_numpy()  # type: ignore[no-any-return]
+
+    def epoch(self, name: str) -> np.ndarray:
+        """A time column (TIMESTAMPTZ or epoch seconds) as float64 epoch seconds, NaN for NULL."""
+        key = ("epoch", name)
+        if key not in self._memo:
+            col = self._column(name)
+            if pa.types.is_timestamp(col.type):
+                us = col.cast(pa.timestamp("us", col.type.tz)).cast(pa.int64()).cast(pa.float64()).to_numpy()
+                self._memo[key] = us / 1e6
+            else:
+                self._memo[key] = col.cast(pa.float64()).to_numpy()
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:
+        """A string column dictionary-encoded: (int32 code per row, -1 for NULL; the distinct
+        values, in order of first appearance). A list column (``plan``) is coded by its
+        elements joined with ``\\x1f``; decode with :func:`split_plan`."""
+        key = ("codes", name)
+        if key not in self._memo:
+            col = self._column(name)
+            if pa.types.is_null(col.type):  # a column the log predates
+                return np.full(len(col), -1, np.int32), []
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                col = pc.binary_join(col, PLAN_SEP)
+            enc = (col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)).dictionary_encode()
+            codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            self._memo[key] = (codes, enc.dictionary.to_pylist())
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def embeddings(self, chunk_rows: int = EMBEDDING_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+        """The logged vectors: (float32 matrix, one row per request with a vector; the window row
+        of each), read once in chunks of ``chunk_rows`` (no Python float per element)."""
+        if self._matrix is None:
+            if self._source is None or not len(self):
+                self._matrix = (np.empty((0, 0), np.float32), np.empty(0, np.int64))
+            else:
+                ts_us = self._table.column("ts").cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
+                rids = self._table.column("request_id").combine_chunks()
+                self._matrix = self._source.read(ts_us, rids, chunk_rows)
+        return self._matrix
+
+    def _embedding_list(self) -> list[np.ndarray | None]:
+        """``window["embedding"]``: per row a float32 vector (a view into the matrix) or None."""
+        matrix, rows = self.embeddings()
+        out: list[np.ndarray | None] = [None] * len(self)
+        for k, i in enumerate(rows.tolist()):
+            out[i] = matrix[k]
+        return out
+
+
+PLAN_SEP = "\x1f"
+
+
+def split_plan(joined: str | None) -> list[str] | None:
+    """A plan coded by :meth:`Window.codes` back to its list of target ids."""
+    if joined is None:
+        return None
+    return joined.split(PLAN_SEP) if joined else []
+
+
 def load_window(
-    log: duckdb.DuckDBPyConnection | str | os.PathLike[str], since=None, until=None, where=None, params=()
-) -> dict[str, list[Any]]:
-    """The logged requests of a window, oldest first: column name → Python values (None = NULL).
+    log: duckdb.DuckDBPyConnection | str | os.PathLike[str],
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    where: str | None = None,
+    params: Any = (),
+    columns: Sequence[str] | None = None,
+    prefetch: Sequence[str] = (),
+) -> Window:
+    """The logged requests of a window, oldest first (by ``ts``, then ``request_id``).
 
     ``where`` is an extra SQL predicate over the ``requests`` view (with ``?`` placeholders
-    bound from ``params``): it selects a subset, e.g. one partition of a partitioned replay."""
-    con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
-    where, params = _window_sql(since, until, where, params)
+    bound from ``params``): it selects a subset, e.g. one partition of a partitioned replay.
+    ``columns`` (default :data:`LOG_COLUMNS`) are the columns the window exposes; each is
+    read from the log when first used (``prefetch``: read these now, in one scan), through
+    the same connection, which must stay open while the window is used. A column a log
+    predates reads as NULL.
+    """
+    con: duckdb.DuckDBPyConnection = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type,assignment]
+    where_sql, bound = _window_sql(since, until, where, params)
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
-    cols = ", ".join(c if c in present else f"NULL AS {c}" for c in _LOG_COLUMNS)  # logs older than a column
-    rows = con.execute(f"SELECT {cols} FROM requests{where} ORDER BY ts, request_id", params).fetchall()
-    window = {name: [r[i] for r in rows] for i, name in enumerate(_LOG_COLUMNS)}
-    window["embedding"] = embeddings_column(window["embedding"])
-    return window
+    names = ["request_id", "ts", *(columns if columns is not None else LOG_COLUMNS)]
+    source = _Log(con, where_sql, bound, present)
+    head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n != "embedding"]
+    scanned = source.scan(head).combine_chunks()
+    order = pc.sort_indices(scanned, [("ts", "ascending"), ("request_id", "ascending")])
+    identity = bool(np.array_equal(order.to_numpy(), np.arange(len(order))))
+    table = scanned if identity else scanned.take(order)
+    return Window(source, table, None if identity else order, names, "embedding" in names)

@@ -1,0 +1,399 @@
+"""Replay at scale: CPU, requests/s per core and peak memory of ``replay()`` over a 1M-request log.
+
+    .venv/bin/python benchmarks/replay_scale.py                      # 1,000,000 rows, 3 runs per scenario
+    .venv/bin/python benchmarks/replay_scale.py --rows 200000 --runs 5
+    .venv/bin/python benchmarks/replay_scale.py --profile --scenario full   # where the time goes
+
+**The log** is synthetic but written the way the live proxy writes it: one
+:class:`~llmgw_kernel.log.record.RequestRecord` per request, filled in by the same decision
+functions the pipeline calls (``plan_route`` over the request's context, ``Limits.admit`` /
+``settle`` for budgets and rate limits, ``ExactStore`` for the exact cache, ``cost_usd``),
+handed to the real :class:`~llmgw_kernel.log.writer.LogWriter` (``journal=False``). The traffic:
+four routes (two weighted with fallbacks, one in declared order, one single target) plus a few
+requests for an unknown model; 64 keys with Zipf-skewed volume, 8 teams, 2,000 end users;
+a 4% failure rate per attempt (failures fall back to the next target; a request whose every
+target failed is an ``upstream_error``); budgets per team and day and an rpm limit per key
+(some requests refused); an exact cache (ttl 600 s, prompts drawn from a Zipf pool of 20,000,
+10% of requests too hot to cache, 1% ``no-cache``). Bodies are logged (``bodies: full``); no
+embeddings. It is generated once into ``--cache-dir`` (default ``/tmp/llmgw-replay-scale``) and
+reused; ``policy-live.yaml`` beside it is the policy that "served" it.
+
+**Scenarios**, each timed in a fresh subprocess (CPU = user + sys of the child, all threads;
+peak RSS = the child's ``ru_maxrss``):
+
+- ``routing-stage``: load the window and run the routing stage alone (replay + summary);
+- ``routing``: ``replay()`` of a routing-only candidate (the live routes with other weights,
+  no budgets, no cache): every stage runs, the limits and cache stages have nothing to apply;
+- ``full``: ``replay()`` of the live policy (routing + budgets + rate limits + exact cache).
+
+The child also runs against an older checkout (``PYTHONPATH=<worktree>``): it falls back to the
+routing stage's old home (``replay.stages``) so "before" and "after" are measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
+START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday
+RATE_PER_S = 60.0
+TEAMS = ("search", "support", "analytics", "research", "sales", "legal", "ops", "growth")
+N_KEYS, N_USERS, N_PROMPTS = 64, 2000, 20_000
+FAIL_P = 0.04
+PRICING = {
+    "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
+    "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
+    "gpt-4.1": {"input_per_1m": 2.0, "output_per_1m": 8.0},
+    "claude-3-5-haiku": {"input_per_1m": 0.8, "output_per_1m": 4.0},
+    "claude-sonnet-4-5": {"input_per_1m": 3.0, "output_per_1m": 15.0},
+}
+ROUTE_SHARE = {"chat": 0.45, "assistant": 0.30, "batch": 0.15, "summarize": 0.097, "gpt-5-turbo": 0.003}
+
+
+def _routes(weights: tuple[float, float, float, float, float]) -> dict[str, Any]:
+    mini, haiku = {"provider": "openai", "model": "gpt-4o-mini"}, {"provider": "anthropic", "model": "claude-3-5-haiku"}
+    big = {"provider": "openai", "model": "gpt-4o"}
+    sonnet, gpt41 = {"provider": "anthropic", "model": "claude-sonnet-4-5"}, {"provider": "openai", "model": "gpt-4.1"}
+    return {
+        "chat": {"targets": [{**mini, "weight": weights[0]}, {**haiku, "weight": weights[1]}]},
+        "assistant": {
+            "targets": [
+                {**big, "weight": weights[2]},
+                {**sonnet, "weight": weights[3]},
+                {**gpt41, "weight": weights[4]},
+            ]
+        },  # fmt: skip
+        "batch": {"targets": [mini, haiku]},
+        "summarize": {"targets": [mini], "cache": False},
+    }
+
+
+def policy_doc(kind: str) -> dict[str, Any]:
+    """``live``: what served the log (routing + budgets + rpm + exact cache); ``routing``: a
+    routing-only candidate (other weights, no budgets, no cache)."""
+    doc: dict[str, Any] = {
+        "providers": {
+            "openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY"},
+            "anthropic": {"kind": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
+        },
+        "pricing": PRICING,
+        "log": {"bodies": "full"},
+    }
+    if kind == "routing":
+        return {**doc, "routes": _routes((50, 50, 40, 40, 20))}
+    return {
+        **doc,
+        "routes": _routes((70, 30, 50, 30, 20)),
+        "budgets": {
+            "limits": [
+                {"scope": "team", "name": "search", "usd": 400, "window": "day"},
+                {"scope": "team", "usd": 250, "window": "day"},
+            ]
+        },
+        "rate_limits": [{"scope": "key", "rpm": 300}],
+        "cache": {"exact": {"ttl_s": 600}, "max_temperature": 0.7},
+    }
+
+
+# -- the log ---------------------------------------------------------------------------------
+class _Live:
+    """The live proxy's state while the synthetic log is "served": limits, exact stores, and
+    the settlements and cache stores still to happen (applied in time order)."""
+
+    def __init__(self, policy: Any) -> None:
+        from llmgw_kernel.decisions.limits import Limits
+
+        self.policy = policy
+        self.limits = Limits()
+        self.exact: dict[str, Any] = {}
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.seq = 0
+
+    def later(self, at: float, kind: str, payload: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (at, self.seq, kind, payload))
+
+    def until(self, at: float) -> None:
+        from llmgw_kernel.cache.exact import ExactStore
+
+        while self.events and self.events[0][0] < at:
+            _, _, kind, p = heapq.heappop(self.events)
+            if kind == "settle":
+                self.limits.settle(*p)
+            else:
+                route, key, entry, max_entries = p
+                self.exact.setdefault(route, ExactStore()).put(key, entry, max_entries)
+
+
+def _serve(live: _Live, rec: Any, body: dict[str, Any], control: str | None, draws: np.ndarray) -> None:
+    """Fill ``rec`` as the pipeline does: plan → admission → exact cache → attempts → cost."""
+    from llmgw_kernel.cache.exact import Entry
+    from llmgw_kernel.decisions import cache as decide
+    from llmgw_kernel.decisions.context import route_context
+    from llmgw_kernel.decisions.cost import cost_usd
+    from llmgw_kernel.decisions.limits import (
+        Subject,
+        applicable_budgets,
+        applicable_rates,
+        completion_upper_bound,
+        prompt_upper_bound,
+        worst_case_usd,
+    )
+    from llmgw_kernel.decisions.routing import plan_route
+
+    policy, route = live.policy, rec.route
+    if route not in policy.routes:
+        rec.status, rec.outcome, rec.error_type = 404, "client_error", "model_not_found"
+        rec.error_message, rec.ts_end, rec.latency_ms = f"model {route} not found", rec.ts + 0.002, 2.0
+        return
+    plan = plan_route(policy, route, rec.request_id, route_context(rec.request_id, route, body, rec.metadata))
+    rec.plan, rec.route_reason, rec.end_user = plan.targets, plan.reason, rec.end_user or rec.metadata.get("user")
+    subject = Subject(rec.key_id, rec.team, rec.end_user, route)
+    budgets, rates = applicable_budgets(policy, None, subject), applicable_rates(policy, None, subject)
+    admitted = False
+    if budgets or rates:
+        at = rec.ts + 0.0004
+        live.until(at)
+        prompt, completion = prompt_upper_bound(body), completion_upper_bound(body, 4096)
+        worst = worst_case_usd(policy, plan.targets, prompt, completion) if budgets else 0.0
+        rec.admitted_ts, rec.reserved_usd, rec.reserved_prompt_tokens = at, worst, prompt
+        rec.reserved_tokens = prompt + completion
+        v = live.limits.admit(rec.request_id, at, subject, budgets, rates, worst, prompt + completion)
+        rec.admission, rec.admission_reason, rec.budget_flags = v.kind, v.reason, list(v.flags) or None
+        if not v.allowed:
+            rec.status, rec.outcome, rec.error_type, rec.error_message = 429, "limited", v.kind, v.reason
+            rec.ts_end, rec.latency_ms = rec.ts + 0.001, 1.0
+            return
+        admitted = True
+    settings = policy.cache_for(route)
+    store_key = None
+    if settings is not None and settings.exact is not None:
+        live.until(rec.ts)
+        rec.cache_control = control
+        rec.cache_namespace = ns = decide.namespace(settings, route, rec.key_id, rec.team, None)
+        rec.cache_key = raw = decide.exact_key(route, body)
+        why = decide.bypass_reason(settings, body, control)
+        if why is not None:
+            rec.cache, rec.cache_reason = "bypass", why
+        else:
+            rec.cache, store_key = "miss", decide.scoped(ns, raw)
+            rec.cache_reason = decide.NO_CACHE if control == decide.NO_CACHE else None
+            store = live.exact.get(route) if control != decide.NO_CACHE else None
+            entry = store.get(store_key, rec.ts, settings.exact.ttl_s) if store is not None else None
+            if entry is not None:
+                rec.cache, rec.cache_source, rec.status, rec.outcome = "hit", entry.request_id, 200, "ok"
+                usage = entry.usage
+                rec.cost_usd, rec.saved_usd = 0.0, cost_usd(policy, entry.target, usage["prompt_tokens"],
+                                                            usage["completion_tokens"])  # fmt: skip
+                _finish(live, rec, 0.003 + 0.002 * draws[0], admitted, 0)
+                return
+    elapsed = 0.0
+    for k, target in enumerate(plan.targets):
+        ms = round(300.0 + 2500.0 * draws[1 + k % 3], 3)
+        failed = draws[4 + k % 3] < FAIL_P
+        rec.attempts.append({"target": target, "status": 500 if failed else 200, "latency_ms": ms,
+                             "error": "upstream_500: HTTP 500" if failed else None})  # fmt: skip
+        elapsed += ms / 1000
+        if not failed:
+            provider, model = target.split("/", 1)
+            rec.target, rec.provider, rec.upstream_model, rec.upstream_ms = target, provider, model, ms
+            pt, ct = 20 + int(draws[7] * 900), 5 + int(draws[8] * 400)
+            rec.usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+            rec.cost_usd = cost_usd(policy, target, pt, ct)
+            rec.status, rec.outcome = 200, "ok"
+            rec.response_raw = b'{"id":"c","object":"chat.completion","choices":[]}'
+            if store_key is not None:
+                rec.cache_stored_ts = rec.ts + elapsed + 0.001
+                entry = Entry(rec.request_id, rec.cache_stored_ts, b"-", target, rec.usage)
+                live.later(rec.cache_stored_ts, "store", (route, store_key, entry, settings.exact.max_entries))
+            break
+    else:
+        rec.status, rec.outcome, rec.error_type = 502, "upstream_error", "upstream_500"
+        rec.error_message = f"{plan.targets[-1]}: HTTP 500"
+    tokens = (rec.usage or {}).get("total_tokens", 0)
+    _finish(live, rec, elapsed + 0.002, admitted, tokens)
+
+
+def _finish(live: _Live, rec: Any, elapsed: float, admitted: bool, tokens: int) -> None:
+    rec.ts_end, rec.latency_ms = rec.ts + elapsed, round(elapsed * 1000, 3)
+    if admitted:
+        rec.settled_ts = rec.ts_end
+        live.later(rec.settled_ts, "settle", (rec.request_id, rec.settled_ts, rec.cost_usd, tokens))
+
+
+def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 50_000) -> None:
+    """Write ``rows`` synthetic requests to the log in ``data_dir`` (plus policy-live.yaml)."""
+    from llmgw_kernel import load_policy
+    from llmgw_kernel.cache.service import key_id
+    from llmgw_kernel.log.record import RequestRecord
+    from llmgw_kernel.log.writer import LogWriter
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for kind in ("live", "routing"):
+        (data_dir / f"policy-{kind}.yaml").write_text(yaml.safe_dump(policy_doc(kind), sort_keys=False))
+    live = _Live(load_policy(data_dir / "policy-live.yaml"))
+    rng = np.random.default_rng(seed)
+    keys = [key_id(f"sk-bench-{k}") for k in range(N_KEYS)]
+    key_p = 1.0 / np.arange(1, N_KEYS + 1) ** 0.6
+    key_p /= key_p.sum()
+    prompt_p = 1.0 / np.arange(1, N_PROMPTS + 1) ** 1.05
+    prompt_p /= prompt_p.sum()
+    routes = list(ROUTE_SHARE)
+    writer = LogWriter(data_dir, flush_ms=3_600_000, journal=False)
+    t = START
+    for lo in range(0, rows, chunk):
+        n = min(chunk, rows - lo)
+        gaps = rng.exponential(1 / RATE_PER_S, n)
+        route_i = rng.choice(len(routes), n, p=list(ROUTE_SHARE.values()))
+        key_i, user_i = rng.choice(N_KEYS, n, p=key_p), rng.integers(0, N_USERS, n)
+        prompt_i, draws = rng.choice(N_PROMPTS, n, p=prompt_p), rng.random((n, 10))
+        for j in range(n):
+            t += float(gaps[j])
+            i = lo + j
+            rid = "req_" + hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=12).hexdigest()
+            rec = RequestRecord(rid, t, "chat.completions")
+            rec.route, rec.policy_version = routes[route_i[j]], live.policy.version
+            rec.key_id, rec.team = keys[key_i[j]], TEAMS[key_i[j] % len(TEAMS)]
+            rec.metadata = {"team": rec.team, "user": f"user-{user_i[j]}", "session": f"s{i // 50}"}
+            prompt = f"question {prompt_i[j]} about the report"
+            body: dict[str, Any] = {"model": rec.route, "max_tokens": 512,
+                                    "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
+            if draws[j, 9] < 0.10:
+                body["temperature"] = 1.0
+                rec.temperature = 1.0
+            rec.request_raw = json.dumps(body).encode()
+            control = "no-cache" if draws[j, 9] > 0.99 else None
+            _serve(live, rec, body, control, draws[j])
+            writer.append(rec)
+        writer.flush()
+        print(f"  generated {lo + n:,} rows", file=sys.stderr, flush=True)
+    writer.close()
+
+
+def ensure_log(cache_dir: Path, rows: int) -> Path:
+    """The data directory holding a log of ``rows`` requests (generated once, then reused)."""
+    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
+    done = data_dir / "complete.json"
+    if done.exists():
+        return data_dir
+    if data_dir.exists():
+        import shutil
+
+        shutil.rmtree(data_dir)
+    t0 = time.perf_counter()
+    generate(data_dir, rows)
+    done.write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
+    return data_dir
+
+
+# -- measurement -----------------------------------------------------------------------------
+SCENARIOS = ("routing-stage", "routing", "full")
+
+
+def child(scenario: str, data_dir: Path, out: Path) -> None:
+    """Run one scenario in this (fresh) process and write what it produced to ``out``."""
+    from llmgw_kernel import replay
+
+    if scenario == "routing-stage":
+        from llmgw_kernel import load_policy
+        from llmgw_kernel.replay import load_window
+
+        try:
+            from llmgw_kernel.replay.routing_stage import replay_routing_stage as run
+            from llmgw_kernel.replay.routing_stage import summarize_routing as summ
+        except ImportError:  # an older checkout: the routing stage lived in replay.stages
+            from llmgw_kernel.replay.stages import _routing as run  # type: ignore
+            from llmgw_kernel.replay.stages import _routing_summary as summ  # type: ignore
+        pol = load_policy(data_dir / "policy-routing.yaml")
+        window = load_window(str(data_dir))
+        cols, diff = run(pol, window)
+        summary = summ(pol, window, cols)
+        facts = {"requests": len(diff), "differs": int(sum(diff)), "routed": summary["routing"]["routed"]}
+    else:
+        name = "policy-routing.yaml" if scenario == "routing" else "policy-live.yaml"
+        result = replay(data_dir / name, str(data_dir))
+        facts = {"requests": result.summary["requests"], "differs": result.summary["differs_from_log"]}
+    out.write_text(json.dumps(facts, default=str))
+
+
+def measure(scenario: str, data_dir: Path, profile: bool = False) -> dict[str, Any]:
+    """One run in a fresh subprocess: CPU s (user + sys), peak RSS, wall, and what it replayed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable]
+        if profile:
+            cmd += ["-m", "cProfile", "-o", str(Path(tmp) / "prof")]
+        cmd += [__file__, "--child", scenario, "--data-dir", str(data_dir), "--out", str(out)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"{scenario}: child exited {proc.returncode}")
+        if profile:
+            import pstats
+
+            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("tottime").print_stats(25)
+            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("cumulative").print_stats(30)
+        facts = json.loads(out.read_text())
+    cpu = ru.ru_utime + ru.ru_stime
+    return {"cpu_s": cpu, "wall_s": wall, "rss_mb": ru.ru_maxrss / 1024, "req_s_core": facts["requests"] / cpu, **facts}
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(min(values))} / {fmt.format(statistics.median(values))} / {fmt.format(max(values))}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scenario", choices=SCENARIOS, action="append", help="default: all")
+    ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-replay-scale")
+    ap.add_argument("--profile", action="store_true", help="one profiled run per scenario: top functions")
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child, args.data_dir, args.out)
+        return
+    data_dir = ensure_log(args.cache_dir, args.rows)
+    if args.generate_only:
+        print(data_dir)
+        return
+    print(f"log: {data_dir} ({args.rows:,} rows); load average {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    for scenario in args.scenario or SCENARIOS:
+        if args.profile:
+            print(json.dumps(measure(scenario, data_dir, profile=True), default=str))
+            continue
+        runs = [measure(scenario, data_dir) for _ in range(args.runs)]
+        print(
+            f"{scenario:>13}: CPU s {_spread([r['cpu_s'] for r in runs], '{:.2f}')}"
+            f" | req/s/core {_spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
+            f" | peak RSS MB {_spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
+            f" | wall s {_spread([r['wall_s'] for r in runs], '{:.2f}')}"
+            f" | differs {runs[0]['differs']}  (min / median / max of {len(runs)})",
+            flush=True,
+        )
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

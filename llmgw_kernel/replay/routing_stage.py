@@ -1,0 +1,221 @@
+"""The routing stage of a replay: the candidate's target order for every logged request, in bulk.
+
+Requests are grouped by route. A route whose plan depends on the request id alone (weighted,
+declared order, single target) is planned with one bulk draw
+(:func:`~llmgw_kernel.decisions.routing.plan_routes`); only routes with rules, a rule function
+or a sticky key rebuild each request's :class:`~llmgw_kernel.decisions.context.RouteContext`
+(parsing only their rows' ``request_body`` and ``metadata``). Plans are interned: every request
+with the same order shares one list object (read them, do not mutate them), and the reason of a
+weighted draw is one shared string per (plan, draw to four decimals), worded exactly as
+:func:`~llmgw_kernel.decisions.routing.plan_route` words it.
+
+Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (list | None),
+``replay_route_reason``; a request differs when its logged and replayed plans differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..decisions.context import RouteContext, route_context
+from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, needs_context, plan_routes
+from .columns import json_value
+from .routing_estimates import estimate_coded, logged_cost
+from .window import Window, split_plan
+
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+
+Columns = dict[str, Any]  # column name -> one value per logged request (list or numpy array)
+
+
+class RoutingDecisions:
+    """Every request's replayed plan as codes: ``plans[plan_codes[i]]`` (-1: not routed), its
+    reason ``reasons[reason_codes[i]]``, and the logged plan coded into the same table."""
+
+    def __init__(self, n: int) -> None:
+        self.plans: list[tuple[str, ...]] = []
+        self._plan_index: dict[tuple[str, ...], int] = {}
+        self.plan_codes = np.full(n, -1, np.int32)
+        self.logged_codes = np.full(n, -1, np.int32)
+        self.reasons: list[str] = []
+        self._reason_index: dict[str, int] = {}
+        self.reason_codes = np.full(n, -1, np.int32)
+
+    def _intern_plan(self, plan: tuple[str, ...]) -> int:
+        code = self._plan_index.get(plan)
+        if code is None:
+            code = self._plan_index[plan] = len(self.plans)
+            self.plans.append(plan)
+        return code
+
+    def reason_code(self, reason: str) -> int:
+        code = self._reason_index.get(reason)
+        if code is None:
+            code = self._reason_index[reason] = len(self.reasons)
+            self.reasons.append(reason)
+        return code
+
+    def firsts(self) -> tuple[np.ndarray, list[str]]:
+        """(the first target of every plan of the table as a code into the returned target ids,
+        -1 for an empty plan, with a trailing -1 so that plan code -1 maps to -1; the ids)."""
+        ids: dict[str, int] = {}
+        table = np.asarray([ids.setdefault(p[0], len(ids)) if p else -1 for p in self.plans] + [-1], np.int32)
+        return table, list(ids)
+
+
+ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target")
+
+
+def decide_routes(policy: Policy, window: Window) -> RoutingDecisions:
+    """The candidate's plan for every logged request the live proxy routed (see
+    :func:`~llmgw_kernel.decisions.routing.routed_live`), grouped by route."""
+    window.prefetch(ROUTING_COLUMNS)
+    n = len(window)
+    out = RoutingDecisions(n)
+    route_codes, route_values = window.codes("route")
+    logged_codes, logged_values = window.codes("plan")
+    err_codes, err_values = window.codes("error_type")
+    routable = np.asarray([e in ROUTABLE_ERRORS for e in err_values] + [False], bool)
+    routed = (logged_codes >= 0) | routable[err_codes]  # routed_live(), by column
+    logged_table = np.asarray([out._intern_plan(tuple(split_plan(v) or ())) for v in logged_values] + [-1], np.int32)
+    out.logged_codes = logged_table[logged_codes]
+    rids = window.arrow("request_id")
+    for r, route in enumerate(route_values):
+        rows = np.flatnonzero((route_codes == r) & routed)
+        if not rows.size:
+            continue
+        if route not in policy.routes:
+            out.plan_codes[rows] = out._intern_plan(())
+            out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
+            continue
+        ids = rids.take(rows).to_pylist()
+        contexts = logged_contexts(window, rows) if needs_context(policy, route) else None
+        bulk = plan_routes(policy, route, ids, contexts)
+        plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
+        reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
+        out.plan_codes[rows] = plan_map[bulk.codes]
+        out.reason_codes[rows] = reason_map[bulk.reason_codes]
+    return out
+
+
+def _objects(values: list[Any], codes: np.ndarray) -> np.ndarray:
+    """An object column from a table of values and a code per row (-1 → None)."""
+    table = np.empty(len(values) + 1, object)
+    table[: len(values)] = values
+    return table[codes]
+
+
+def routing_columns(decided: RoutingDecisions) -> tuple[Columns, np.ndarray]:
+    """The stage's columns and the rows whose replayed plan differs from the logged one."""
+    table, targets = decided.firsts()
+    empty = decided._plan_index.get((), -1)  # an empty plan is no plan: (logged or None) != (new or None)
+    replay_cmp = np.where(decided.plan_codes == empty, -1, decided.plan_codes)
+    logged_cmp = np.where(decided.logged_codes == empty, -1, decided.logged_codes)
+    cols: Columns = {
+        "logged_target": _objects(targets, table[decided.logged_codes]),
+        "replay_target": _objects(targets, table[decided.plan_codes]),
+        "replay_plan": _objects([list(p) for p in decided.plans], decided.plan_codes),
+        "replay_route_reason": _objects(decided.reasons, decided.reason_codes),
+    }
+    return cols, replay_cmp != logged_cmp
+
+
+def replay_routing_stage(policy: Policy, window: Window) -> tuple[Columns, list[bool]]:
+    """The stage as :mod:`.stages` calls it: (columns, differs per request). The coded
+    decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`."""
+    decided = decide_routes(policy, window)
+    window["_routing"] = decided
+    cols, differs = routing_columns(decided)
+    return cols, differs.tolist()
+
+
+def logged_contexts(window: Window, rows: np.ndarray) -> list[RouteContext]:
+    """The routing contexts of the logged requests ``rows`` (see :func:`logged_context`)."""
+    take = _taker(window, rows)
+    cols = zip(take("request_id"), take("route"), take("request_body"), take("api"), take("metadata"),
+               take("prompt_tokens"), strict=True)  # fmt: skip
+    return [_context(*row) for row in cols]
+
+
+def logged_context(window: Window | Columns, i: int) -> RouteContext:
+    """The routing context of logged request ``i``, rebuilt as the live pipeline built it.
+
+    The body is the logged ``request_body`` (bodies: full) with ``metadata`` removed, as
+    the pipeline does; ``/v1/messages`` bodies are translated to OpenAI form first. Without
+    a logged body (bodies: hashed | none) the prompt size is the logged ``prompt_tokens``
+    and the body's ``user`` is unknown (metadata.user still applies): conditions on prompt
+    size and sticky-by-body-user may then differ from live.
+    """
+
+    def col(name: str) -> Any:
+        values = window.get(name)
+        return values[i] if values is not None else None
+
+    return _context(col("request_id"), col("route"), col("request_body"), col("api"), col("metadata"),
+                    col("prompt_tokens"))  # fmt: skip
+
+
+def _taker(window: Window, rows: np.ndarray) -> Any:
+    def take(name: str) -> list[Any]:
+        return window.arrow(name).take(rows).to_pylist() if name in window.columns else [None] * len(rows)
+
+    return take
+
+
+def _context(rid: str, route: str, raw_body: Any, api: str | None, raw_meta: Any, prompt_tokens: Any) -> RouteContext:
+    body = json_value(raw_body)
+    if not isinstance(body, dict) or "unparsed" in body:
+        body = None
+    elif api == "anthropic":
+        from ..proxy.anthropic_request import to_openai_request
+
+        with contextlib.suppress(Exception):  # rejected live too: keep the raw body
+            body = to_openai_request(body)
+    if body is not None:
+        body = {k: v for k, v in body.items() if k != "metadata"}
+    metadata = json_value(raw_meta)
+    return route_context(rid, route, body, metadata if isinstance(metadata, dict) else None, prompt_tokens)
+
+
+def summarize_routing(policy: Policy, window: Window, decisions: Columns) -> dict[str, Any]:
+    """``summary["routing"]``: shares of first targets (replayed and logged), changes, and the
+    candidate's estimated cost, latency and error rates (:mod:`.routing_estimates`)."""
+    decided = window.get("_routing")
+    if not isinstance(decided, RoutingDecisions) or len(decided.plan_codes) != len(decisions["replay_plan"]):
+        decided = _recoded(decisions, len(window))
+    table, targets = decided.firsts()
+    replayed, logged = table[decided.plan_codes], table[decided.logged_codes]
+    baseline = logged_cost(policy, window)
+    return {
+        "routing": {
+            "estimates": estimate_coded(policy, window, decided.plan_codes, decided.plans),
+            "logged_cost_at_candidate_prices_usd": baseline["cost_usd"],
+            "logged_unpriced_targets": baseline["unpriced_targets"],
+            "routed": int(np.count_nonzero(replayed >= 0)),
+            "unknown_model": int(np.count_nonzero(decided.plan_codes == decided._plan_index.get((), -2))),
+            "first_target_share": _shares(replayed, targets),
+            "logged_first_target_share": _shares(logged, targets),
+            "first_target_changed": int(np.count_nonzero(replayed != logged)),
+        },
+    }
+
+
+def _recoded(decisions: Columns, n: int) -> RoutingDecisions:
+    """Decisions coded again from the stage's columns (when they did not come from this window)."""
+    out = RoutingDecisions(n)
+    for codes, plans in ((out.plan_codes, decisions["replay_plan"]), (out.logged_codes, decisions["logged_target"])):
+        for i, p in enumerate(plans):
+            if p is not None:
+                codes[i] = out._intern_plan(tuple(p) if isinstance(p, list) else (p,))
+    return out
+
+
+def _shares(codes: np.ndarray, targets: list[str]) -> dict[str, float]:
+    """Share of each target among the rows with one (code -1: none)."""
+    counts = np.bincount(codes[codes >= 0], minlength=len(targets))
+    n = int(counts.sum())
+    return {t: round(int(c) / n, 6) for t, c in sorted(zip(targets, counts.tolist(), strict=True)) if c} if n else {}

@@ -1,0 +1,213 @@
+"""Bulk routing (replay's path) equals the live per-request ``plan_route`` — draw for draw,
+reason for reason — for every kind of route, and the routing stage over a real log equals the
+per-row replay it replaced."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmgw_kernel import load_policy
+from llmgw_kernel.decisions.context import RouteContext, route_context
+from llmgw_kernel.decisions.routing import (
+    _u_text_index,
+    _u_texts,
+    draw,
+    draws,
+    needs_context,
+    plan_route,
+    plan_routes,
+    replay_routing,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+A, B, C = ({"provider": "p", "model": m} for m in ("a", "b", "c"))
+
+
+def _policy(tmp_path: Path):
+    folder = tmp_path / "policies"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "policies" / "tiers.py", folder / "tiers.py")
+    doc = {
+        "providers": {"p": {"kind": "demo"}},
+        "routes": {
+            "weighted": {"targets": [{**A, "weight": 70}, {**B, "weight": 25}, {**C, "weight": 5}]},
+            "zero-weight": {"targets": [{**A, "weight": 0}, {**B, "weight": 1}, {**C, "weight": 0}]},
+            "fractional": {"targets": [{**A, "weight": 0.1}, {**B, "weight": 0.2}, {**C, "weight": 0.3}]},
+            "ordered": {"targets": [A, B, C]},
+            "single": {"targets": [B]},
+            "sticky-user": {"targets": [{**A, "weight": 50}, {**B, "weight": 50}], "sticky": "user"},
+            "sticky-meta": {"targets": [{**A, "weight": 30}, {**C, "weight": 70}], "sticky": "metadata.session"},
+            "rules": {
+                "targets": [{**A, "weight": 50}, {**B, "weight": 50}],
+                "rules": [
+                    {"when": {"metadata": {"tier": "gold"}}, "targets": [C]},
+                    {"when": {"prompt_tokens_over": 50}, "targets": [B, A]},
+                ],
+            },
+            "function": {"targets": [A, B], "rule": "tiers:route_by_tier"},
+        },
+    }
+    path = folder / "policy.yaml"
+    path.write_text(orjson.dumps(doc).decode())
+    return load_policy(path)
+
+
+def _ids(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [f"req_{rng.getrandbits(96):024x}" for _ in range(n)] + ["", "é€🙂", "x" * 300]
+
+
+def _contexts(ids: list[str], route: str) -> list[RouteContext]:
+    out = []
+    for i, rid in enumerate(ids):
+        meta = {"tier": ["gold", "free", "silver"][i % 3], "session": f"s{i % 11}"} if i % 5 else {}
+        body = {"messages": [{"role": "user", "content": "x" * (i % 400)}]}
+        if i % 4:
+            body["user"] = f"u{i % 13}"
+        out.append(route_context(rid, route, body, meta))
+    return out
+
+
+def test_draws_are_bit_identical_to_draw() -> None:
+    ids = _ids(10_000)
+    for version in ("v1", "3f9a2c1b7d8e4f60", "é"):
+        bulk = draws(version, ids)
+        assert bulk.dtype == np.float64
+        assert [float(u) for u in bulk] == [draw(version, rid) for rid in ids]  # exact, not approximate
+
+
+def test_reason_text_of_a_draw_matches_python_formatting_near_ties() -> None:
+    ks = np.arange(0, 10_000)
+    near = np.concatenate([(ks + 0.5) / 1e4, np.nextafter((ks + 0.5) / 1e4, 0), np.nextafter((ks + 0.5) / 1e4, 1)])
+    u = np.concatenate([near, np.random.default_rng(3).random(50_000), [0.0, 0.99995, 0.999999999]])
+    u = u[u < 1.0]
+    texts = _u_texts()
+    assert [texts[k] for k in _u_text_index(u)] == [f"{x:.4f}" for x in u.tolist()]
+
+
+@pytest.mark.parametrize(
+    "route", ["weighted", "zero-weight", "fractional", "ordered", "single", "sticky-user", "sticky-meta", "rules",
+              "function"],
+)  # fmt: skip
+def test_bulk_plans_equal_plan_route_per_request(tmp_path: Path, route: str) -> None:
+    policy = _policy(tmp_path)
+    ids = _ids(10_000)
+    contexts = _contexts(ids, route)
+    bulk = plan_routes(policy, route, ids, contexts)
+    assert len(bulk.codes) == len(ids) == len(bulk.reason_codes)
+    for i, (rid, ctx) in enumerate(zip(ids, contexts, strict=True)):
+        assert bulk.plan(i) == plan_route(policy, route, rid, ctx), (route, rid)
+    assert len(bulk.plans) <= 3  # interned: a few distinct orders, not one per request
+
+
+def test_only_routes_that_read_the_request_need_a_context(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    assert {r for r in policy.routes if needs_context(policy, r)} == {"sticky-user", "sticky-meta", "rules", "function"}
+    ids = _ids(500)
+    # without contexts they see the empty context, as plan_route(ctx=None) does
+    bulk = plan_routes(policy, "sticky-user", ids)
+    assert [bulk.plan(i) for i in range(len(ids))] == [plan_route(policy, "sticky-user", r) for r in ids]
+
+
+def test_weighted_reasons_say_the_draw_and_are_shared(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    ids = _ids(20_000)
+    bulk = plan_routes(policy, "weighted", ids)
+    assert all(r.startswith("weighted draw u=") for r in bulk.reasons)
+    assert len(bulk.reasons) <= 3 * 10_001
+    shares = np.bincount(bulk.codes, minlength=3) / len(ids)
+    assert abs(shares[0] - 0.70) < 0.02 and abs(shares[2] - 0.05) < 0.01
+
+
+def test_unknown_route_raises_like_plan_route(tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    with pytest.raises(KeyError):
+        plan_route(policy, "nope", "r1")
+    with pytest.raises(KeyError):
+        plan_routes(policy, "nope", ["r1"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0, 0.001, 0.1, 1, 3, 7.5, 50, 1e6]), min_size=2, max_size=5),
+    ids=st.lists(st.text(max_size=40), min_size=1, max_size=60),
+)
+def test_property_bulk_equals_live(weights: list[float], ids: list[str]) -> None:
+    if not any(weights):
+        weights = [*weights[:-1], 1]
+    targets = [{"provider": "p", "model": f"m{i}", "weight": w} for i, w in enumerate(weights)]
+    policy = load_policy({"providers": {"p": {"kind": "demo"}}, "routes": {"r": {"targets": targets}}})
+    bulk = plan_routes(policy, "r", ids)
+    assert [bulk.plan(i) for i in range(len(ids))] == [plan_route(policy, "r", rid) for rid in ids]
+
+
+# -- the routing stage over a real log ---------------------------------------------------------
+def _write_log(data_dir: Path, n: int) -> None:
+    from llmgw_kernel.log.record import RequestRecord
+    from llmgw_kernel.log.writer import LogWriter
+
+    routes = ["weighted", "ordered", "single", "sticky-user", "sticky-meta", "rules", "function", "gone", None]
+    writer = LogWriter(data_dir, flush_ms=3_600_000, journal=False)
+    rng = random.Random(11)
+    for i in range(n):
+        rec = RequestRecord(f"req_{rng.getrandbits(64):016x}", 1_790_000_000 + i * 0.37, "chat.completions")
+        rec.route = routes[i % len(routes)]
+        rec.metadata = {"tier": ["gold", "free"][i % 2], "session": f"s{i % 7}"} if i % 3 else None
+        body = {"model": rec.route, "messages": [{"role": "user", "content": "y" * (i % 300)}]}
+        if i % 4:
+            body["user"] = f"u{i % 5}"
+        rec.request_raw = orjson.dumps(body) if i % 10 else b"{not json"
+        if i % 17 == 0:
+            rec.api = "anthropic"
+            rec.request_raw = orjson.dumps({**body, "max_tokens": 5})
+        if rec.route is None:
+            rec.error_type = "invalid_request_error"
+        elif rec.route == "gone" or i % 23 == 0:
+            rec.error_type = "model_not_found"
+        else:
+            rec.plan = ("p/a", "p/b") if i % 2 else ("p/b",)
+            rec.usage = {"prompt_tokens": i % 50, "completion_tokens": i % 9}
+            rec.target = rec.plan[0]
+            rec.attempts = [{"target": rec.plan[0], "status": 200, "latency_ms": 100.0 + i % 70, "error": None}]
+        writer.append(rec)
+        if i % 400 == 399:
+            writer.flush()
+    writer.close()
+
+
+def test_routing_stage_equals_the_per_row_replay(tmp_path: Path) -> None:
+    from llmgw_kernel.replay.routing_stage import logged_context, replay_routing_stage, summarize_routing
+    from llmgw_kernel.replay.window import load_window
+
+    policy = _policy(tmp_path)
+    _write_log(tmp_path / "data", 2_000)
+    window = load_window(tmp_path / "data")
+    cols, differs = replay_routing_stage(policy, window)
+    expected_plans, expected_reasons, expected_differs = [], [], []
+    for i in range(len(window)):
+        logged = window["plan"][i]
+        ctx = logged_context(window, i) if window["route"][i] is not None else None
+        d = replay_routing(policy, window["request_id"][i], window["route"][i], logged, window["error_type"][i], ctx)
+        plan = list(d.targets) if d is not None else None
+        expected_plans.append(plan)
+        expected_reasons.append(d.reason if d is not None else None)
+        expected_differs.append((logged or None) != (plan or None))
+    assert list(cols["replay_plan"]) == expected_plans
+    assert list(cols["replay_route_reason"]) == expected_reasons
+    assert list(cols["replay_target"]) == [p[0] if p else None for p in expected_plans]
+    assert list(cols["logged_target"]) == [p[0] if p else None for p in window["plan"]]
+    assert differs == expected_differs
+    assert any(differs) and not all(differs)
+    routing = summarize_routing(policy, window, cols)["routing"]
+    routed = [p[0] for p in expected_plans if p]
+    assert routing["routed"] == len(routed)
+    assert routing["unknown_model"] == sum(1 for p in expected_plans if p == [])
+    assert routing["first_target_share"] == {t: round(routed.count(t) / len(routed), 6) for t in sorted(set(routed))}

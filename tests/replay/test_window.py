@@ -1,0 +1,163 @@
+"""The columnar window equals the old contract (column -> Python list, oldest first) on a real
+log: NULLs, lists, structs, JSON, embeddings, timestamps, ties on ``ts``, segments out of time
+order, rows logged after the window was read; and its bulk views agree with the lists."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmgw_kernel.log.reader import open_log
+from llmgw_kernel.log.record import RequestRecord
+from llmgw_kernel.log.writer import LogWriter
+from llmgw_kernel.replay.window import LOG_COLUMNS, load_window, split_plan
+
+T0 = 1_790_000_000.0
+DIM = 8
+
+
+def _record(i: int, at: float, rng: random.Random) -> RequestRecord:
+    rec = RequestRecord(
+        f"req_{i:05d}_{rng.getrandbits(32):08x}", at, "chat.completions", "anthropic" if i % 9 else "openai"
+    )
+    rec.route = None if i % 13 == 0 else ["chat", "assistant", "é-route"][i % 3]
+    rec.policy_version = "v1"
+    if i % 5:
+        rec.plan = ("p/a", "p/b") if i % 2 else ("p/b",)
+        rec.target = rec.plan[0]
+        rec.attempts = [{"target": "p/a", "status": 500, "latency_ms": 10.5, "error": "upstream_500"}] * (i % 3) + [
+            {"target": rec.target, "status": 200, "latency_ms": float(i), "error": None}
+        ]
+        rec.usage = {"prompt_tokens": i, "completion_tokens": i % 7}
+        rec.outcome, rec.status, rec.latency_ms = "ok", 200, 100.0 + i
+    else:
+        rec.error_type = "model_not_found"
+    rec.metadata = {"team": f"t{i % 4}", "tags": ["a", "b"]} if i % 4 else None
+    rec.request_raw = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}' if i % 6 else b""
+    rec.ts_end = at + 0.25 if i % 7 else None
+    rec.admitted_ts = at + 0.001 if i % 3 == 0 else None
+    rec.cache_stored_ts = at + 0.3 if i % 8 == 0 else None
+    rec.temperature = 0.5 if i % 2 else None
+    if i % 4 == 1:
+        rec.embedding = np.asarray([rng.uniform(-1, 1) for _ in range(DIM)], np.float32)
+        rec.embedding_model = "m"
+    return rec
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~1,000 rows in 11 segments; the later segments hold earlier times (out of order), and
+    some rows share a time stamp (ordered by request id)."""
+    root = tmp_path_factory.mktemp("window")
+    rng = random.Random(5)
+    writer = LogWriter(root, flush_ms=3_600_000, journal=False)
+    batches = [range(k * 90, (k + 1) * 90) for k in range(11)]
+    for b, batch in enumerate(batches):
+        for i in batch:
+            at = T0 + (10 - b) * 100 + (i % 90) // 2  # later batches earlier; pairs share a second
+            writer.append(_record(i, at, rng))
+        writer.flush()
+    writer.close()
+    return root
+
+
+def _reference(root: Path, where: str = "", params: list | None = None) -> dict[str, list]:
+    """The old contract: the window as DuckDB's Python rows, ordered by (ts, request_id)."""
+    con = open_log(root)
+    rows = con.execute(
+        f"SELECT {', '.join(LOG_COLUMNS)} FROM requests {where} ORDER BY ts, request_id", params or []
+    ).fetchall()
+    return {name: [r[i] for r in rows] for i, name in enumerate(LOG_COLUMNS)}
+
+
+def test_every_column_equals_the_old_lists(log_dir: Path) -> None:
+    ref = _reference(log_dir)
+    window = load_window(log_dir)
+    assert window._order is not None  # the fixture's segments are out of time order
+    assert len(window) == len(ref["request_id"]) == 990
+    assert list(window) == ["request_id", "ts", *[c for c in LOG_COLUMNS if c not in ("request_id", "ts")]]
+    for name in LOG_COLUMNS:
+        if name == "embedding":
+            continue
+        assert window[name] == ref[name], name
+    assert window["embedding"] is window["embedding"]  # materialised once
+    for got, want in zip(window["embedding"], ref["embedding"], strict=True):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.dtype == np.float32 and np.array_equal(got, np.asarray(want, np.float32))
+
+
+def test_bulk_views_agree_with_the_lists(log_dir: Path) -> None:
+    window = load_window(log_dir)
+    lat = window.numpy("latency_ms")
+    assert [None if math.isnan(v) else v for v in lat.tolist()] == window["latency_ms"]
+    assert window.valid("ts_end").tolist() == [v is not None for v in window["ts_end"]]
+    assert window.epoch("ts").tolist() == [t.timestamp() for t in window["ts"]]
+    ends = window.epoch("ts_end")
+    assert [None if math.isnan(v) else v for v in ends.tolist()] == [
+        None if t is None else t.timestamp() for t in window["ts_end"]
+    ]
+    assert [None if math.isnan(v) else v for v in window.epoch("admitted_ts").tolist()] == window["admitted_ts"]
+    for name in ("route", "error_type", "api", "target"):
+        codes, values = window.codes(name)
+        assert codes.dtype == np.int32
+        assert [values[c] if c >= 0 else None for c in codes.tolist()] == window[name], name
+    codes, values = window.codes("plan")
+    assert [split_plan(values[c]) if c >= 0 else None for c in codes.tolist()] == window["plan"]
+
+
+def test_embeddings_as_one_matrix_in_chunks(log_dir: Path) -> None:
+    window = load_window(log_dir)
+    matrix, rows = window.embeddings(chunk_rows=7)
+    listed = window["embedding"]
+    assert matrix.dtype == np.float32 and matrix.shape == (sum(v is not None for v in listed), DIM)
+    assert rows.tolist() == [i for i, v in enumerate(listed) if v is not None]
+    assert all(np.array_equal(matrix[k], listed[i]) for k, i in enumerate(rows.tolist()))
+    other, other_rows = load_window(log_dir).embeddings(chunk_rows=100_000)
+    assert np.array_equal(matrix, other) and np.array_equal(rows, other_rows)
+
+
+def test_dict_contract_for_stages(log_dir: Path) -> None:
+    window = load_window(log_dir, since="2026-09-21T14:10:00Z", until="2026-09-21T14:25:00Z")
+    ref = _reference(log_dir, "WHERE ts >= ? AND ts < ?", ["2026-09-21T14:10:00Z", "2026-09-21T14:25:00Z"])
+    assert 0 < len(window) == len(ref["request_id"]) < 990
+    assert window["request_id"] == ref["request_id"] and window["metadata"] == ref["metadata"]
+    assert "route" in window and "nope" not in window and window.get("nope", 5) == 5
+    assert window.get("attempts") == ref["attempts"]
+    window["_key_history"] = "attached"
+    assert "_key_history" in window and window["_key_history"] == "attached" and list(window)[-1] == "_key_history"
+    assert dict(window.items())["cache_stored_ts"] == ref["cache_stored_ts"]
+    with pytest.raises(KeyError):
+        window["nope"]
+    narrow = load_window(log_dir, where="route = ?", params=["chat"], columns=["route", "plan"], prefetch=["plan"])
+    assert set(narrow) == {"request_id", "ts", "route", "plan"} and set(narrow["route"]) == {"chat"}
+
+
+def test_rows_logged_after_the_window_was_read_are_left_out(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    writer = LogWriter(tmp_path, flush_ms=3_600_000, journal=False)
+    for i in range(50):
+        writer.append(_record(i, T0 + i, rng))
+    writer.flush()
+    con = open_log(tmp_path)
+    window = load_window(con)  # only request_id and ts are read now
+    for i in range(50, 80):
+        writer.append(_record(i, T0 + i - 60, rng))  # earlier times: they would sort into the window
+    writer.flush()
+    writer.close()
+    ids = window["request_id"]
+    assert len(window) == 50 and len(ids) == 50
+    ref = _reference(tmp_path, "WHERE request_id IN (SELECT unnest(?))", [ids])
+    assert ref["request_id"] == ids
+    assert window["latency_ms"] == ref["latency_ms"] and window["plan"] == ref["plan"]
+    assert len(window.embeddings()[1]) == sum(v is not None for v in ref["embedding"])
+
+
+def test_empty_window(tmp_path: Path) -> None:
+    window = load_window(tmp_path)
+    assert len(window) == 0 and window["route"] == [] and window["embedding"] == []
+    assert window.codes("route")[0].shape == (0,) and window.embeddings()[0].shape == (0, 0)
