@@ -10,8 +10,8 @@ through the admin API (so keys are enforced) and plays :func:`request_mix` with 
 ``openai`` and ``anthropic`` SDKs (raw ``httpx`` for malformed bodies and abandoned streams):
 chat and streams (finished, cut by the upstream, abandoned by the client), ``/v1/messages``,
 ``/v1/embeddings``, unknown models, malformed JSON, bad, missing and revoked keys, a key not
-allowed a route. A third of the way in a key is revoked and another one's settings change;
-halfway, if asked, a new policy version is promoted (the server hot-reloads the live file).
+allowed a route. A third of the way in a key is revoked, another one's settings change and,
+if asked, a new policy version is promoted while traffic flows (the server hot-reloads it).
 
 Every choice is a hash of (seed, request index): the same seed sends the same requests in
 the same order (outcomes that depend on timing — rate windows, budget races under
@@ -35,6 +35,8 @@ import anthropic
 import httpx
 import openai
 import yaml
+
+from llmgw_kernel import open_log
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import UPSTREAM_KEY, Gateway  # noqa: E402
@@ -77,6 +79,9 @@ def parity_policy(upstream_url: str, requests: int, semantic: bool = False) -> d
             "broken": {"targets": [{"provider": "local", "model": "status-500"}]},
             "limited": {"targets": [CHEAP]},
             "cached": {"targets": [CHEAP], "cache": cached},
+            # entries expire and are evicted within a run (TTL and FIFO eviction replayed)
+            "cached-short": {"targets": [CHEAP], "cache": {"exact": {"ttl_s": 2, "max_entries": 6}}},
+            "sticky": {"targets": [{**CHEAP, "weight": 50}, {**STRONG, "weight": 50}], "sticky": "user"},
             "text-embedding-3-small": {"targets": [{"provider": "local", "model": "text-embedding-3-small"}]},
         },
         "pricing": {"gpt-4o-mini": PRICE, "gpt-4o": PRICE, "text-embedding-3-small": PRICE},
@@ -98,7 +103,7 @@ def parity_policy(upstream_url: str, requests: int, semantic: bool = False) -> d
 
 
 def reloaded_policy(doc: dict[str, Any], limits: bool = False) -> dict[str, Any]:
-    """The version promoted halfway: new weights and a new rule (``limits``: and new limits)."""
+    """The version promoted during the run: new weights and a new rule (``limits``: and new limits)."""
     new = yaml.safe_load(yaml.safe_dump(doc))
     new["routes"]["split"]["targets"] = [{**CHEAP, "weight": 20}, {**STRONG, "weight": 80}]
     new["routes"]["ruled"]["rules"].insert(
@@ -116,7 +121,7 @@ def reloaded_policy(doc: dict[str, Any], limits: bool = False) -> dict[str, Any]
 KINDS: dict[str, int] = {
     "split": 150, "split-stream": 60, "cached": 170, "cached-stream": 40, "cached-control": 30, "cached-hot": 20,
     "ruled": 60, "fallback": 40, "chaos": 60, "chaos-stream": 40, "stream-cut": 15, "abandon": 12, "limited": 50,
-    "messages": 40, "messages-stream": 20, "embeddings": 40, "unknown-model": 20, "malformed": 20, "schema": 10,
+    "messages": 40, "messages-stream": 20, "cached-short": 40, "sticky": 30, "embeddings": 40, "unknown-model": 20, "malformed": 20, "schema": 10,
     "bad-key": 15, "no-key": 5, "revoked-key": 15, "not-allowed": 20, "broken": 15,
 }  # fmt: skip
 #: the keys requests are spread over (created through the admin API before any traffic)
@@ -241,18 +246,17 @@ def _chat(c: Clients, s: Spec, model: str, key: str | None = None, **kw: Any) ->
 
 
 def _messages_api(c: Clients, s: Spec, stream: bool) -> tuple[int, str | None]:
+    """``/v1/messages``: half on the route whose rules read the prompt's size, with a system prompt."""
     client = c.an(s.key)
+    kw: dict[str, Any] = {"model": "split", "max_tokens": MAX_TOKENS, "messages": _messages(s)}
+    if s.i % 2:
+        kw.update(model="ruled", system="You answer in one short sentence, politely.")
     if stream:
-        with client.messages.with_streaming_response.create(
-            model="split",
-            max_tokens=MAX_TOKENS,
-            messages=_messages(s),
-            stream=True,
-        ) as resp:
+        with client.messages.with_streaming_response.create(stream=True, **kw) as resp:
             for _ in resp.iter_lines():
                 pass
             return resp.status_code, resp.headers.get("x-request-id")
-    raw = client.messages.with_raw_response.create(model="split", max_tokens=MAX_TOKENS, messages=_messages(s))
+    raw = client.messages.with_raw_response.create(**kw)
     raw.parse()
     return raw.status_code, raw.headers.get("x-request-id")
 
@@ -293,6 +297,8 @@ SENDERS: dict[str, Callable[[Clients, Spec], tuple[int, str | None]]] = {
     ),
     "cached-hot": lambda c, s: _chat(c, s, "cached", temperature=1.0),
     "ruled": lambda c, s: _chat(c, s, "ruled"),
+    "cached-short": lambda c, s: _chat(c, s, "cached-short"),
+    "sticky": lambda c, s: _chat(c, s, "sticky", **({"user": f"end-user-{s.i % 5}"} if s.i % 4 else {})),
     "fallback": lambda c, s: _chat(c, s, "fallback"),
     "chaos": lambda c, s: _chat(c, s, "chaos"),
     "chaos-stream": lambda c, s: _chat(c, s, "chaos-stream", stream=True),
@@ -369,16 +375,19 @@ class ParityRun:
         return httpx.get(self.gw.url + "/health", timeout=10).json()
 
     def play(self, specs: list[Spec], concurrency: int = 4, reload: dict[str, Any] | None = None) -> None:
-        """Send ``specs``; a third of the way in, revoke ``doomed`` and change ``gamma``; halfway,
-        promote ``reload`` (if given) and wait until the server serves it."""
-        third, half = len(specs) // 3, len(specs) // 2
+        """Send ``specs``; a third of the way in, revoke ``doomed``, change ``gamma`` and start
+        promoting ``reload`` (if given) while the rest is sent (the CLI takes a few seconds)."""
+        third = len(specs) // 3
         self._play(specs[:third], concurrency)
         assert self.admin("POST", f"/admin/virtual-keys/{self.key_ids['doomed']}/revoke").status_code == 200
         assert self.admin("PATCH", f"/admin/virtual-keys/{self.key_ids['gamma']}", {"rpm": 20}).status_code == 200
-        self._play(specs[third:half], concurrency)
-        if reload is not None:
-            self.promote(reload)
-        self._play(specs[half:], concurrency)
+        promoting = threading.Thread(target=self.promote, args=(reload,)) if reload is not None else None
+        if promoting is not None:  # the new version arrives while requests are in flight
+            promoting.start()
+        self._play(specs[third:], concurrency)
+        if promoting is not None:
+            promoting.join()
+            assert len(self.versions) == 2, "the promotion did not take effect"
 
     def promote(self, doc: dict[str, Any]) -> str:
         """``llmgw policy promote`` a new version (archiving the live one) and wait until it serves."""
@@ -426,3 +435,36 @@ class ParityRun:
 
     def outcomes(self) -> Counter[tuple[str, int]]:
         return Counter((r.spec.kind, r.status) for r in self.results)
+
+
+# -- reading a parity replay ------------------------------------------------------------------
+
+_FACTS = (
+    "request_id, endpoint, route, api, stream, status, outcome, error_type, policy_version, admission, cache,"
+    " cache_source, plan"
+)
+
+
+def explain(result: Any, data_dir: Any, limit: int = 40) -> str:
+    """The differing rows, one per line: the logged facts, then each stage's logged vs replayed value."""
+    d = result.decisions
+    bad = d[d["differs"]]
+    if not len(bad):
+        return "no differences"
+    con = open_log(data_dir)
+    ids = [str(i) for i in bad.index[:limit]]
+    facts = {
+        r[0]: r
+        for r in con.execute(f"SELECT {_FACTS} FROM requests WHERE list_contains(?, request_id)", [ids]).fetchall()
+    }
+    pairs = sorted(
+        {c.split("_", 1)[1] for c in d.columns if c.startswith("logged_")}
+        & {c.split("_", 1)[1] for c in d.columns if c.startswith("replay_")}
+    )
+    lines = [f"{len(bad)} differing rows ({result.summary['differs_from_log']}); first {len(ids)}:", "  " + _FACTS]
+    for rid in ids:
+        row = bad.loc[rid]
+        stages = "; ".join(f"{p}: logged={row[f'logged_{p}']!r} replayed={row[f'replay_{p}']!r}" for p in pairs
+                           if row[f"logged_{p}"] != row[f"replay_{p}"])  # fmt: skip
+        lines.append(f"  {facts.get(rid)}\n      -> {stages or 'same values; see the stage columns'}")
+    return "\n".join(lines)

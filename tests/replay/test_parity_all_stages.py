@@ -17,41 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Gateway, policy_for
-from parity_traffic import ParityRun, reloaded_policy, request_mix
+from parity_traffic import ParityRun, explain, reloaded_policy, request_mix
 
 from llmgw_kernel import load_policy, open_log, replay
 from llmgw_kernel.replay.versions import missing_versions, served_policies
 
 REQUESTS = 400
-_FACTS = (
-    "request_id, endpoint, route, api, stream, status, outcome, error_type, policy_version, admission, cache,"
-    " cache_source, plan"
-)
-
-
-def explain(result: Any, data_dir: Any, limit: int = 40) -> str:
-    """The differing rows, one per line: the logged facts, then each stage's logged vs replayed value."""
-    d = result.decisions
-    bad = d[d["differs"]]
-    if not len(bad):
-        return "no differences"
-    con = open_log(data_dir)
-    ids = [str(i) for i in bad.index[:limit]]
-    facts = {
-        r[0]: r
-        for r in con.execute(f"SELECT {_FACTS} FROM requests WHERE list_contains(?, request_id)", [ids]).fetchall()
-    }
-    pairs = sorted(
-        {c.split("_", 1)[1] for c in d.columns if c.startswith("logged_")}
-        & {c.split("_", 1)[1] for c in d.columns if c.startswith("replay_")}
-    )
-    lines = [f"{len(bad)} differing rows ({result.summary['differs_from_log']}); first {len(ids)}:", "  " + _FACTS]
-    for rid in ids:
-        row = bad.loc[rid]
-        stages = "; ".join(f"{p}: logged={row[f'logged_{p}']!r} replayed={row[f'replay_{p}']!r}" for p in pairs
-                           if row[f"logged_{p}"] != row[f"replay_{p}"])  # fmt: skip
-        lines.append(f"  {facts.get(rid)}\n      -> {stages or 'same values; see the stage columns'}")
-    return "\n".join(lines)
 
 
 def assert_parity(result: Any, data_dir: Any) -> None:
@@ -87,6 +58,9 @@ def test_the_traffic_exercises_every_stage(served):
         "embeddings": "endpoint = 'embeddings' AND outcome = 'ok'", "unknown models": "error_type = 'model_not_found'",
         "malformed": "status = 400", "bad keys": "status = 401", "not allowed": "error_type = 'model_not_allowed'",
         "rules": "route_reason LIKE '%rule%'", "soft budget flags": "budget_flags IS NOT NULL",
+        "sticky draws": "route = 'sticky' AND route_reason LIKE '%user%'",
+        "expired or evicted answers": "route = 'cached-short' AND cache = 'miss' AND cache_key IN"
+        " (SELECT cache_key FROM requests WHERE route = 'cached-short' AND cache_stored_ts IS NOT NULL)",
     }.items():  # fmt: skip
         assert _logged(data, sql) > 0, f"the mix produced no {what} ({sql})"
 
@@ -139,6 +113,12 @@ def test_each_version_replays_its_own_rows(reloaded):
     assert set(policies) == set(reloaded.versions) and len(policies) == 2
     assert missing_versions(policies, data) == []
     con = open_log(data)
+    first_new = con.execute("SELECT min(ts) FROM requests WHERE policy_version = ?", [reloaded.versions[1]]).fetchone()
+    assert first_new is not None
+    overlap = con.execute(  # the reload happened under traffic: old-version requests still running
+        "SELECT count(*) FROM requests WHERE policy_version = ? AND ts_end > ?", [reloaded.versions[0], first_new[0]]
+    ).fetchone()
+    assert overlap is not None and overlap[0] > 0
     for version, policy in policies.items():
         mine = {
             r[0] for r in con.execute("SELECT request_id FROM requests WHERE policy_version = ?", [version]).fetchall()
