@@ -3,8 +3,8 @@ promoted?
 
 1. ``llmgw serve`` (no dashboards) with policy A serves window 1: ``--n`` synthetic chat
    requests (the built-in ``demo`` provider: a weighted route whose cheap target fails 8% of
-   requests so the other one serves them as a fallback, an exact cache, hard per-team monthly
-   budgets, an rpm limit per user, 10% streams);
+   requests so the other one serves them as a fallback, an exact cache, a hard monthly budget
+   for half of the teams, an rpm limit per user, 10% streams);
 2. ``llmgw policy promote B --data-dir`` replays candidate B (weights moved towards the
    expensive target) over window 1 and records the forecast; the server hot-reloads B;
 3. window 2: the same generator with a new seed, served by B;
@@ -12,14 +12,16 @@ promoted?
    95% interval. Target (issue 11): every share within 2 points, cost per 1k within 2%.
 
 Why the windows are comparable although limits carry state: budgets are per team and each
-window has its own teams (``w1-team*``, ``w2-team*``: same number, same traffic share), so
-window 2 starts from zero spend as window 1 did, whatever window 1 spent in the same month;
+window has its own teams (``w1-team*``, ``w2-team*``: same number, users dealt to them in turn,
+the same budgets for teams 0-3), so window 2 starts from zero spend as window 1 did, whatever
+window 1 spent in the same month; the unbudgeted teams 4-7 make cost per 1k depend on the
+candidate's prices and not only on the budgets (a team whose budget binds costs its budget);
 the cache namespace is the team (policy default ``[key, team]``), so window 2 starts with a
 cold cache as window 1 did; users (the rpm limit's subjects) are per window too. A global
 or per-key budget would couple the windows (window 2 would start where window 1 left).
 
     .venv/bin/python benchmarks/forecast_accuracy.py                 # 20k requests per window
-    .venv/bin/python benchmarks/forecast_accuracy.py --n 2000 --json
+    .venv/bin/python benchmarks/forecast_accuracy.py --n 2000 --seed 5 --json
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import httpx
 import yaml
 
 TEAMS = 8
+BUDGETED = 4  # teams 0-3 of each window have a hard monthly budget, teams 4-7 none
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
          "upsilon phi chi psi omega").split()  # fmt: skip
 POINTS, PERCENT = 0.02, 2.0  # the target: shares within 2 points, cost per 1k within 2%
@@ -65,7 +68,14 @@ def policy(weights: tuple[int, int], budget_usd: float) -> dict[str, Any]:
             "demo-large": {"input_per_1m": 2500.0, "output_per_1m": 10000.0},
         },
         "cache": {"exact": {"ttl_s": 86400, "max_entries": 100000}},
-        "budgets": {"timezone": "UTC", "limits": [{"scope": "team", "usd": budget_usd, "window": "month"}]},
+        "budgets": {
+            "timezone": "UTC",
+            "limits": [
+                {"scope": "team", "name": f"w{w}-team{t}", "usd": budget_usd, "window": "month"}
+                for w in (1, 2)
+                for t in range(BUDGETED)
+            ],
+        },
         "rate_limits": [{"scope": "user", "rpm": 4}],
         "log": {"flush_ms": 200},
     }
@@ -83,7 +93,7 @@ def bursts(seed: int, window: int, n: int) -> list[list[dict[str, Any]]]:
     sent = 0
     while sent < n:
         user = len(groups)
-        team = f"w{window}-team{rng.randrange(TEAMS)}"
+        team = f"w{window}-team{user % TEAMS}"  # round robin: every team gets the same number of users
         group = []
         for _ in range(min(rng.randint(1, 8), n - sent)):
             body: dict[str, Any] = {
@@ -173,7 +183,7 @@ def meets_target(row: dict[str, Any]) -> bool | None:
     return row["diff_pct"] is not None and abs(row["diff_pct"]) <= PERCENT
 
 
-def run(n: int, workers: int, budget_usd: float, root: Path) -> dict[str, Any]:
+def run(n: int, workers: int, budget_usd: float, root: Path, seed: int = 1) -> dict[str, Any]:
     live, data = root / "policies" / "live.yaml", root / "data"
     live.parent.mkdir(parents=True)
     live.write_text(yaml.safe_dump(policy((70, 30), budget_usd)))
@@ -191,13 +201,13 @@ def run(n: int, workers: int, budget_usd: float, root: Path) -> dict[str, Any]:
             _wait(lambda: _up(url), "llmgw serve")
             version_a = _health(url)["policy_version"]
             t0 = time.monotonic()
-            w1 = send(url, bursts(1, 1, n), workers)
+            w1 = send(url, bursts(seed, 1, n), workers)
             w1_s = time.monotonic() - t0
             _wait(lambda: _rows(data) >= n, "window 1 in the log")
             promoted, promote_cpu = _cli("policy", "promote", str(candidate), "--policy", str(live),
                                          "--data-dir", str(data), "--forecast-window", "6h")  # fmt: skip
             _wait(lambda: _health(url)["policy_version"] != version_a, "the hot reload of B")
-            w2 = send(url, bursts(2, 2, n), workers)
+            w2 = send(url, bursts(seed + 1, 2, n), workers)
             _wait(lambda: _rows(data) >= 2 * n, "window 2 in the log")
         finally:
             server.send_signal(signal.SIGTERM)
@@ -209,7 +219,7 @@ def run(n: int, workers: int, budget_usd: float, root: Path) -> dict[str, Any]:
     for row in rows:
         row["meets_target"] = meets_target(row)
     return {
-        "n_per_window": n, "workers": workers, "team_budget_usd": budget_usd,
+        "n_per_window": n, "seeds": [seed, seed + 1], "workers": workers, "team_budget_usd": budget_usd,
         "window1_status": w1, "window2_status": w2, "window1_seconds": round(w1_s, 1),
         "promote_cpu_s": round(promote_cpu, 2), "promote_stdout": promoted.stdout.strip(),
         "forecast_basis": report["record"]["forecast"]["basis"], "observed_basis": report["observed"]["basis"],
@@ -231,20 +241,21 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20_000, help="requests per window")
     ap.add_argument("--workers", type=int, default=4, help="concurrent clients (each sends whole user bursts)")
     ap.add_argument("--team-budget", type=float, default=None,
-                    help="USD per team per month (default: 70%% of what a team's window-1 traffic costs unlimited "
-                         "under A, so about the last 30%% of it is refused by budget)")  # fmt: skip
+                    help="USD per budgeted team per month (default: 80%% of what a team's window-1 traffic costs "
+                         "unlimited under A, so about its last 20%% is refused by budget under A)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=1, help="window 1's seed (window 2: seed + 1)")
     ap.add_argument("--keep", default=None, help="directory to keep the data in (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     # unlimited, A costs about $59 per 1k requests of this traffic (measured with --team-budget 1e6)
-    budget = args.team_budget if args.team_budget is not None else 0.7 * 0.059 * args.n / TEAMS
+    budget = args.team_budget if args.team_budget is not None else 0.8 * 0.059 * args.n / TEAMS
     if args.keep:
         root = Path(args.keep)
         root.mkdir(parents=True, exist_ok=False)
-        result = run(args.n, args.workers, budget, root)
+        result = run(args.n, args.workers, budget, root, args.seed)
     else:
         with tempfile.TemporaryDirectory(prefix="llmgw-forecast-") as tmp:
-            result = run(args.n, args.workers, budget, Path(tmp))
+            result = run(args.n, args.workers, budget, Path(tmp), args.seed)
     result["load_average"] = os.getloadavg()
     if args.json:
         print(json.dumps(result, indent=1, default=str))

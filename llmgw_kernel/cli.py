@@ -86,7 +86,7 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"llmgw: --forecast-window {exc}", file=sys.stderr)
         return 2
     until = datetime.now(UTC)
-    has_log = args.data_dir is not None and (args.data_dir / "log" / "requests").is_dir()
+    has_log = (args.data_dir / "log" / "requests").is_dir()
 
     def forecast(candidate: object) -> dict | None:
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
@@ -100,8 +100,6 @@ def _promote(args: argparse.Namespace) -> int:
     if change.forecast is not None:
         print(f"forecast recorded in {change.forecast} (replay over the last {args.forecast_window}; "
               f"check it with: llmgw forecast check --policy {change.live} --data-dir {args.data_dir})")  # fmt: skip
-    elif args.data_dir is None:
-        print("no forecast recorded (no --data-dir: no log to replay the candidate over)")
     else:
         print(f"no forecast recorded (no request logged in {args.data_dir} over the last {args.forecast_window})")
     return 0
@@ -242,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--data-dir",
         type=Path,
-        default=None,
+        default=DEFAULT_DATA_DIR,
         help="the log to replay the candidate over (its recent window) for the forecast",
     )
     pr.add_argument("--forecast-window", default="7d", help="how far back the forecast replay reaches (7d, 36h, 90m)")

@@ -63,8 +63,8 @@ def write_log(data_dir: Path, live: Path, n: int = N, at: float | None = None) -
     writer.close()
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmgw_kernel", *args], capture_output=True, text=True)
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmgw_kernel", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture
@@ -74,9 +74,9 @@ def live(tmp_path: Path) -> Path:
 
 def test_promote_without_a_log_promotes_and_records_no_forecast(tmp_path, live):
     cand = write(tmp_path / "cand.yaml", doc(20, 80))
-    out = cli("policy", "promote", str(cand), "--policy", str(live))
+    out = cli("policy", "promote", str(cand), "--policy", str(live), cwd=tmp_path)  # default: ./llmgw-data
     assert out.returncode == 0, out.stderr
-    assert "no forecast recorded (no --data-dir" in out.stdout
+    assert "no forecast recorded (no request logged in llmgw-data over the last 7d)" in out.stdout
     assert load_policy(live).version == load_policy(cand).version
     assert recorded_forecast(live) is None and not (live.parent / "history" / "live" / "forecasts").exists()
     # a data dir without a log (or without rows in the window): the same
