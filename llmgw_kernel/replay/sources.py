@@ -121,7 +121,8 @@ def _open_parquet_dir(directory: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if files:
-        con.execute(f"CREATE VIEW {_RAW} AS SELECT * FROM read_parquet(?, union_by_name = true)", [files])
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)  # a view takes no parameters
+        con.execute(f"CREATE VIEW {_RAW} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
     _create_view(con, files)
     return con
 
