@@ -54,7 +54,7 @@ class Row:
     __slots__ = (
         "i", "rid", "ts", "route", "ok", "key_id", "team", "control", "ns_header", "key", "context",
         "vector", "features", "model", "temperature", "stored_at", "done_at", "logged", "source",
-        "target", "pt", "ct", "latency",
+        "target", "pt", "ct", "latency", "lookup_at",
     )  # fmt: skip
 
     def __init__(self, w: Columns, i: int) -> None:
@@ -83,6 +83,8 @@ class Row:
         self.target = w["target"][i]
         self.pt, self.ct = w["prompt_tokens"][i], w["completion_tokens"][i]
         self.latency = w["latency_ms"][i]
+        looked = w["cache_lookup_ts"][i] if "cache_lookup_ts" in w else None
+        self.lookup_at: float | None = float(looked) if looked is not None else None
 
 
 def rows(window: Columns, borrow_from: list[Row] = ()) -> list[Row]:  # type: ignore[assignment]
@@ -213,11 +215,16 @@ class CacheState:
         self.seq += 1
         heapq.heappush(self.pending, (entry.stored_at, self.seq, r, p.key, p.ns, p.settings, entry))
 
-    def lookup(self, r: Row, p: Prepared) -> Outcome:
-        """The cache outcome of ``r`` (it reached the cache: admitted, with a cache on its route)."""
+    def lookup(self, r: Row, p: Prepared, at: float | None = None) -> Outcome:
+        """The cache outcome of ``r`` (it reached the cache: admitted, with a cache on its route).
+
+        Visibility is decided at arrival (``r.ts``) over the stores as they were when they
+        were consulted: at the logged ``cache_lookup_ts``, else at ``at`` (its admission), else
+        at arrival. An answer stored between arrival and lookup under the same exact key
+        replaced one the request could see, as it did live."""
         s = p.settings
         assert s is not None
-        self.flush(r.ts)
+        self.flush(r.lookup_at if r.lookup_at is not None else (at if at is not None else r.ts))
         if p.bypass is not None:
             return Outcome("bypass", p.bypass)
         if p.read and s.exact is not None and p.key is not None:

@@ -229,11 +229,49 @@ class Composer:
         for r, p in self.warm:
             if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None:
                 cache.store_later(r, p, p.entry)
-        settle: list[tuple[float, int, Facts, float | None, int, bool]] = []
+        # events after admission, in time order: a cache lookup (prio 0) at the logged time the
+        # stores were consulted, then a settlement (prio 1); at equal times admissions and
+        # lookups come first, as a settlement or a store counts only strictly before
+        events: list[tuple[Any, ...]] = []
         seq = 0
+
+        def serve(f: Facts, at_lookup: float, tracked: bool) -> None:
+            nonlocal seq
+            i = f.i
+            plan = self.plans[i]
+            assert plan is not None
+            r, p = self.rows[i], self.prepared[i]
+            o = cache.lookup(r, p, at_lookup) if p.settings is not None and f.reached_cache else None
+            out.cache[i] = o
+            cost_: float | None
+            if o is not None and o.kind in HIT_KINDS:
+                assert o.source is not None
+                out.served_by[i], cost_, tokens = CACHE, 0.0, 0
+                at = f.settle_at if r.logged == o.kind else at_lookup + self.hit_ms[o.kind] / 1000
+                out.saved[i] = self._saved(out, o.source)
+            else:
+                out.served_by[i] = UPSTREAM
+                cost_, tokens, at = self.served(f, r, plan)
+                if o is not None and o.kind == "miss":
+                    if f.ran and r.logged not in HIT_KINDS:  # it ran live: stored (or not) as logged
+                        if p.entry is not None:
+                            cache.store_later(r, p, p.entry)
+                    else:  # it runs only in replay: its answer is stored when it finishes
+                        cache.store_later(r, p, Entry(r.rid, max(at, at_lookup), b"", r.target, None))
+            out.cost[i] = cost_
+            seq += 1
+            heapq.heappush(events, (max(at, at_lookup), 1, seq, f, cost_, tokens, tracked))
+
+        def drain(until: float) -> None:
+            while events and events[0][0] < until:
+                ev = heapq.heappop(events)
+                if ev[1]:
+                    _apply(limits, ev)
+                else:
+                    serve(ev[3], ev[0], ev[4])
+
         for f in self.order:
-            while settle and settle[0][0] < f.decide_at:
-                _apply(limits, heapq.heappop(settle))
+            drain(f.decide_at)
             i = f.i
             plan = self.plans[i]
             assert plan is not None
@@ -256,29 +294,12 @@ class Composer:
                 if not v.allowed:
                     out.served_by[i], out.cost[i] = REFUSED, 0.0
                     continue
-            r, p = self.rows[i], self.prepared[i]
-            o = cache.lookup(r, p) if p.settings is not None and f.reached_cache else None
-            out.cache[i] = o
-            cost_: float | None
-            if o is not None and o.kind in HIT_KINDS:
-                assert o.source is not None
-                out.served_by[i], cost_, tokens = CACHE, 0.0, 0
-                at = f.settle_at if r.logged == o.kind else f.decide_at + self.hit_ms[o.kind] / 1000
-                out.saved[i] = self._saved(out, o.source)
-            else:
-                out.served_by[i] = UPSTREAM
-                cost_, tokens, at = self.served(f, r, plan)
-                if o is not None and o.kind == "miss":
-                    if f.ran and r.logged not in HIT_KINDS:  # it ran live: stored (or not) as logged
-                        if p.entry is not None:
-                            cache.store_later(r, p, p.entry)
-                    else:  # it runs only in replay: its answer is stored when it finishes
-                        cache.store_later(r, p, Entry(r.rid, at, b"", r.target, None))
-            out.cost[i] = cost_
+            looked = self.rows[i].lookup_at
             seq += 1
-            heapq.heappush(settle, (at, seq, f, cost_, tokens, tracked))
-        while settle:
-            _apply(limits, heapq.heappop(settle))
+            heapq.heappush(
+                events, (max(looked, f.decide_at) if looked is not None else f.decide_at, 0, seq, f, tracked)
+            )
+        drain(float("inf"))
         out.unpriced = set(self.costs.unpriced)
         return out
 
@@ -316,8 +337,8 @@ def _prepare_by_policy(
     return out  # type: ignore[return-value]
 
 
-def _apply(limits: Limits, event: tuple[float, int, Facts, float | None, int, bool]) -> None:
-    at, _, f, cost, tokens, tracked = event
+def _apply(limits: Limits, event: tuple[Any, ...]) -> None:
+    at, _, _, f, cost, tokens, tracked = event
     if tracked:
         limits.settle(f.rid, at, cost, tokens)
     else:  # not tracked by any limit; its spend still counts for every scope, in its arrival window

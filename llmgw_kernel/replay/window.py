@@ -182,8 +182,8 @@ class Window(dict[str, Any]):
             got = self._realigned(missing)
         elif self._order is not None:
             got = got.take(self._order)
-        for name in missing:  # one chunk per column: take and compute kernels are slow over many
-            self._table = self._table.append_column(name, pa.chunked_array([got.column(name).combine_chunks()]))
+        for name in missing:
+            self._table = self._table.append_column(name, got.column(name))
 
     def _realigned(self, names: list[str]) -> pa.Table:
         """``names`` matched to the window's rows by (ts, request_id); rows logged since are left out."""

@@ -59,6 +59,8 @@ def test_the_traffic_exercises_every_stage(served):
         "malformed": "status = 400", "bad keys": "status = 401", "not allowed": "error_type = 'model_not_allowed'",
         "rules": "route_reason LIKE '%rule%'", "soft budget flags": "budget_flags IS NOT NULL",
         "sticky draws": "route = 'sticky' AND route_reason LIKE '%user%'",
+        "bad cache headers": "route = 'cached' AND status = 400", "oversized bodies": "status = 413",
+        "namespace headers": "cache_ns_header IS NOT NULL",
         "expired or evicted answers": "route = 'cached-short' AND cache = 'miss' AND cache_key IN"
         " (SELECT cache_key FROM requests WHERE route = 'cached-short' AND cache_stored_ts IS NOT NULL)",
     }.items():  # fmt: skip
@@ -79,6 +81,7 @@ def test_semantic_cache_replays_exactly(upstream, tmp_path):
     run.play(mix, concurrency=3)
     assert run.stop() == 0
     assert _logged(run.gw.data_dir, "embedding IS NOT NULL") > 0
+    assert _logged(run.gw.data_dir, "cache = 'semantic-hit'") > 0
     result = replay(load_policy(run.gw.policy_path), run.gw.data_dir)
     assert_parity(result, run.gw.data_dir)
 
@@ -190,7 +193,6 @@ def test_the_cache_lookup_time_explains_every_exact_decision(burst):
     assert not wrong, wrong[:5]
 
 
-@pytest.mark.xfail(reason="lead: replay must consult the cache as of cache_lookup_ts (H3's patch)", strict=False)
 def test_the_live_policy_replays_a_burst_of_identical_requests(burst):
     """The same burst, replayed: needs the cache stage to flush answers stored before each
     row's ``cache_lookup_ts`` (visibility still at arrival) and to take rows in live order."""
