@@ -47,7 +47,18 @@ REQUEST_USD = 0.018
 MAX_TOKENS = 20
 CUT = 299  # what :class:`Sent` records for a stream that began with 200 and ended with an error event
 ABANDONED = 499  # ... for a stream the client left
-PROMPTS = tuple(f"question number {i} about the weather in city {i % 7}" for i in range(24))
+#: questions asked again word for word (exact hits) and in other words (semantic hits)
+PARAPHRASES = (
+    ("How can I convert Celsius to Fahrenheit?", "How do I convert Celsius into Fahrenheit?"),
+    ("What is the capital city of France?", "What's the capital of France?"),
+    ("How do I reset my email password?", "How can I reset the password of my email?"),
+    ("Why is the sky blue?", "Why does the sky look blue?"),
+    ("How long should I boil an egg?", "How long do I need to boil an egg?"),
+    ("What is a good way to learn Python?", "What are good ways to learn Python?"),
+)
+PROMPTS = tuple(f"question number {i} about the weather in city {i % 7}" for i in range(16)) + tuple(
+    text for pair in PARAPHRASES for text in pair
+)
 CHEAP = {"provider": "local", "model": "gpt-4o-mini"}
 STRONG = {"provider": "other", "model": "gpt-4o"}
 
@@ -56,7 +67,7 @@ def parity_policy(upstream_url: str, requests: int, semantic: bool = False) -> d
     """Every stage on. Budgets scale with ``requests`` so that they run out part-way through."""
     cached: dict[str, Any] = {"exact": {"ttl_s": 600}, "max_temperature": 0.5}
     if semantic:
-        cached["semantic"] = {"ttl_s": 600, "threshold": 0.9}
+        cached["semantic"] = {"ttl_s": 600}  # the documented default threshold
     return {
         "providers": {
             "local": {"kind": "openai", "base_url": upstream_url, "api_key_env": "LOCAL_API_KEY", "timeout_ms": 1500},
@@ -99,6 +110,7 @@ def parity_policy(upstream_url: str, requests: int, semantic: bool = False) -> d
             {"scope": "team", "name": "ads", "tpm": 900},
         ],
         "log": {"flush_ms": 100},
+        "server": {"max_request_bytes": 65536},
     }
 
 
@@ -121,8 +133,9 @@ def reloaded_policy(doc: dict[str, Any], limits: bool = False) -> dict[str, Any]
 KINDS: dict[str, int] = {
     "split": 150, "split-stream": 60, "cached": 170, "cached-stream": 40, "cached-control": 30, "cached-hot": 20,
     "ruled": 60, "fallback": 40, "chaos": 60, "chaos-stream": 40, "stream-cut": 15, "abandon": 12, "limited": 50,
-    "messages": 40, "messages-stream": 20, "cached-short": 40, "sticky": 30, "embeddings": 40, "unknown-model": 20, "malformed": 20, "schema": 10,
-    "bad-key": 15, "no-key": 5, "revoked-key": 15, "not-allowed": 20, "broken": 15,
+    "messages": 40, "messages-stream": 20, "cached-short": 40, "sticky": 30, "embeddings": 40, "unknown-model": 20,
+    "malformed": 20, "schema": 10, "bad-cache-header": 8, "oversized": 6, "bad-key": 15, "no-key": 5,
+    "revoked-key": 15, "not-allowed": 20, "broken": 15,
 }  # fmt: skip
 #: the keys requests are spread over (created through the admin API before any traffic)
 KEYS: dict[str, dict[str, Any]] = {
@@ -134,6 +147,7 @@ KEYS: dict[str, dict[str, Any]] = {
     "doomed": {"team": "search", "user": "u-dan"},  # revoked a third of the way in
 }
 USABLE = ("alpha", "beta", "gamma", "delta", "narrow", "doomed")
+ALWAYS_VALID = ("oversized", "bad-cache-header")  # rare kinds sent with a key never refused, so they reach their check
 
 
 @dataclass(frozen=True)
@@ -162,7 +176,7 @@ def request_mix(seed: int, n: int) -> list[Spec]:
             point -= KINDS[kind]
             if point < 0:
                 break
-        key = USABLE[_draw(seed, i, "key") % len(USABLE)]
+        key = USABLE[_draw(seed, i, "key") % len(USABLE)] if kind not in ALWAYS_VALID else "delta"
         prompt = PROMPTS[_draw(seed, i, "prompt") % len(PROMPTS)]
         if kind == "ruled" and _draw(seed, i, "long") % 3 == 0:
             prompt = prompt + " and please explain it at great length with many details"
@@ -266,6 +280,19 @@ def _post_raw(c: Clients, s: Spec, content: bytes) -> tuple[int, str | None]:
     return r.status_code, r.headers.get("x-request-id")
 
 
+def _cache_headers(s: Spec) -> dict[str, str]:
+    """no-cache / no-store, and on some requests a namespace of the client's own."""
+    headers = {"x-llmgw-cache": ("no-cache", "no-store")[s.i % 2]}
+    if s.i % 3 == 0:
+        headers["x-llmgw-cache-namespace"] = f"tenant-{s.i % 2}"
+    return headers
+
+
+def _meta_header(s: Spec) -> dict[str, str]:
+    """Rules read metadata from the body and the x-llmgw-metadata header (merged)."""
+    return {"x-llmgw-metadata": '{"tier": "gold"}'} if s.i % 5 == 0 else {}
+
+
 def _no_key(c: Clients) -> tuple[int, str | None]:
     r = c.raw.post(
         c.base + "/v1/chat/completions", json={"model": "split", "messages": [{"role": "user", "content": "x"}]}
@@ -292,11 +319,13 @@ SENDERS: dict[str, Callable[[Clients, Spec], tuple[int, str | None]]] = {
     "split-stream": lambda c, s: _chat(c, s, "split", stream=True, stream_options={"include_usage": True}),
     "cached": lambda c, s: _chat(c, s, "cached"),
     "cached-stream": lambda c, s: _chat(c, s, "cached", stream=True),
-    "cached-control": lambda c, s: _chat(
-        c, s, "cached", extra_headers={"x-llmgw-cache": ("no-cache", "no-store")[s.i % 2]}
+    "cached-control": lambda c, s: _chat(c, s, "cached", extra_headers=_cache_headers(s)),
+    "bad-cache-header": lambda c, s: _chat(c, s, "cached", extra_headers={"x-llmgw-cache": "sometimes"}),
+    "oversized": lambda c, s: _post_raw(
+        c, s, b'{"model": "split", "messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}'
     ),
     "cached-hot": lambda c, s: _chat(c, s, "cached", temperature=1.0),
-    "ruled": lambda c, s: _chat(c, s, "ruled"),
+    "ruled": lambda c, s: _chat(c, s, "ruled", extra_headers=_meta_header(s)),
     "cached-short": lambda c, s: _chat(c, s, "cached-short"),
     "sticky": lambda c, s: _chat(c, s, "sticky", **({"user": f"end-user-{s.i % 5}"} if s.i % 4 else {})),
     "fallback": lambda c, s: _chat(c, s, "fallback"),
