@@ -160,13 +160,15 @@ def _add_scope(c: Coupling, scope: str, name: str | None) -> None:
 
 
 def _keys_with_own_limits(history: KeyHistory | None) -> set[str]:
-    """Keys that had a budget or rate limit of their own in any version of their settings."""
+    """Keys that had a budget or rate limit of their own in any version of their settings
+    (every version is a ``create`` or ``update`` event's full settings)."""
     if history is None:
         return set()
     out = set()
-    for key_id, versions in history._by_id.items():
-        if any(k.settings.budget_usd is not None or k.settings.rpm or k.settings.tpm for _, k in versions):
-            out.add(key_id)
+    for ev in history.events:
+        settings = ev.get("settings") or {}
+        if any(settings.get(k) is not None for k in ("budget_usd", "rpm", "tpm")):
+            out.add(ev["id"])
     return out
 
 

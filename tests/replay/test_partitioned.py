@@ -244,6 +244,11 @@ def test_the_plan_groups_exactly_what_couples(served):
             by.setdefault(("namespace", route, team), set()).add(p)
     assert all(len(ps) == 1 for ps in by.values()), {k: v for k, v in by.items() if len(v) > 1}
     assert min(plan.rows) >= 240 // 10  # balanced enough to be worth it
+    # the live policy names its limits' subjects; keys' own budgets and rpm come from the key history
+    history = KeyHistory.load(gw.data_dir)
+    live = plan_partitions(load_policy(doc), con, None, None, 3, history, shared_estimates=True).coupling
+    own = {ev["id"] for ev in history.events if ev["settings"]["name"] in ("alpha", "gamma")}
+    assert live.scopes == {"team": {"search"}, "user": {"u-bob"}, "route": {"limited"}, "key": own}
 
 
 def test_semantic_candidates_couple_rows_by_raw_cache_key(served):
