@@ -36,16 +36,22 @@ if TYPE_CHECKING:
 
 def served_policies(live_policy_path: str | os.PathLike[str]) -> dict[str, Policy]:
     """Policy version id → policy, for every archived version of ``live_policy_path`` that
-    validates, and the live file itself (which wins a tie: same id, same decisions)."""
+    validates, and the live file itself if it validates (it wins a tie: same id, same
+    decisions).
+
+    A version replaced by editing the live file by hand (not ``llmgw policy promote``) was
+    never archived: its rows show up in :func:`missing_versions`."""
     live = Path(live_policy_path)
     out: dict[str, Policy] = {}
     for entry in _archived(live):
         policy = _load_entry(entry, live)
         if policy is not None:
             out.setdefault(policy.version, policy)
-    if live.exists():
+    try:
         current = load_policy(live)
-        out[current.version] = current
+    except PolicyError:  # absent, or edited into something invalid: the server kept the previous one
+        return out
+    out[current.version] = current
     return out
 
 

@@ -87,3 +87,19 @@ def test_legacy_and_invalid_entries(tmp_path):
     con.executemany("INSERT INTO requests VALUES (?)", [[v] for v in [*found, "p-gone", None]])
     assert missing_versions(found, con) == ["p-gone"]
     assert missing_versions(found, con, "policy_version <> 'p-gone'") == []
+
+
+def test_a_hand_edit_is_not_archived(tmp_path):
+    """Edited in place (the server hot-reloads it), the replaced version is gone: its rows are
+    named by missing_versions; an invalid live file leaves the archived versions."""
+    live = tmp_path / "policies" / "live.yaml"
+    first = promote(_candidate(tmp_path / "c1", _doc(1)), live).new_version
+    second = promote(_candidate(tmp_path / "c2", _doc(2)), live).new_version
+    live.write_text(yaml.safe_dump(_doc(3)))  # by hand: `second` is not archived
+    found = served_policies(live)
+    assert first in found and second not in found and len(found) == 2
+    con = duckdb.connect()
+    con.execute("CREATE TABLE requests AS SELECT unnest([?, ?]) AS policy_version", [first, second])
+    assert missing_versions(found, con) == [second]
+    live.write_text("routes: {m: {targets: []}}\n")
+    assert set(served_policies(live)) == {first}
