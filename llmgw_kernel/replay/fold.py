@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 Columns = Any  # a replay window: column name -> values
 
+_MEMO_MAX = 200_000  # distinct (policy, subject, key version) remembered per fold
+
 #: a request's fate in the composed replay
 UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL = "upstream", "cache", "refused", "unknown_model"
 
@@ -270,6 +272,8 @@ class Composer:
                 else:
                     serve(ev[3], ev[0], ev[4])
 
+        # the limits that apply to a (policy, subject, key version): the same for all its requests
+        applicable: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
         for f in self.order:
             drain(f.decide_at)
             i = f.i
@@ -278,14 +282,19 @@ class Composer:
             if not plan:
                 out.served_by[i] = UNKNOWN_MODEL
                 continue
-            key = (
-                self.history.version(f.key_id, f.key_version)
-                if self.history is not None and f.key_version and f.key_id
-                else None
-            )
             pol = self.row_policy[i]
-            budgets = applicable_budgets(pol, key, f.subject)
-            rates = applicable_rates(pol, key, f.subject)
+            memo_key = (id(pol), f.subject, f.key_version)
+            found = applicable.get(memo_key)
+            if found is None:
+                key = (
+                    self.history.version(f.key_id, f.key_version)
+                    if self.history is not None and f.key_version and f.key_id
+                    else None
+                )
+                found = (applicable_budgets(pol, key, f.subject), applicable_rates(pol, key, f.subject))
+                if len(applicable) < _MEMO_MAX:
+                    applicable[memo_key] = found
+            budgets, rates = found
             tracked = bool(budgets or rates)
             if tracked:
                 worst = self.worst_usd(f, plan) if budgets else 0.0
