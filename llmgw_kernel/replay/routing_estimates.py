@@ -88,15 +88,15 @@ def attempt_arrays(window: Any) -> Samples:
     if pa.types.is_null(col.type) or not len(col):
         return {}
     flat = pc.list_flatten(col)
-    flat = flat.combine_chunks() if isinstance(flat, pa.ChunkedArray) else flat
     if not len(flat):
         return {}
-    error = flat.field("error")
+    error = pc.struct_field(flat, "error")
     keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
-    flat, error = flat.filter(keep), error.filter(keep)
-    ok = pc.is_null(error).to_numpy(zero_copy_only=False)
-    latency = np.nan_to_num(pc.cast(flat.field("latency_ms"), pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
-    enc = flat.field("target").dictionary_encode()
+    ok = pc.is_null(error.filter(keep)).to_numpy(zero_copy_only=False)
+    latency = pc.cast(pc.struct_field(flat, "latency_ms").filter(keep), pa.float64())
+    latency = np.nan_to_num(latency.to_numpy(zero_copy_only=False), nan=0.0)
+    targets = pc.struct_field(flat, "target").filter(keep)
+    enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     out: Samples = {}
     for c, target in enumerate(enc.dictionary.to_pylist()):
