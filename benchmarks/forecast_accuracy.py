@@ -84,8 +84,11 @@ def policy(weights: tuple[int, int], budget_usd: float) -> dict[str, Any]:
 def bursts(seed: int, window: int, n: int) -> list[list[dict[str, Any]]]:
     """``n`` chat bodies grouped by user (a user sends a burst of 1-8 requests, in order).
 
-    Prompts: a pool of 3,000 made of words, drawn with a Zipf-like skew, so about a third
-    repeat an earlier one within the window (exact cache)."""
+    Users are dealt to the teams in turn and burst sizes cycle 1..8 over each team's users, so
+    every team sends the same number of requests in the same bursts in both windows (like with
+    like: what a budget refuses depends on how much its team sends). What varies with the seed:
+    the prompts — a pool of 3,000 made of words, drawn with a Zipf-like skew, so about half
+    repeat an earlier one of the team's (exact cache) — streams, and the routing draws."""
     rng = random.Random(seed)
     pool = [" ".join(random.Random(i).choices(WORDS, k=8 + i % 24)) for i in range(3000)]
     skew = [1 / (i + 1) ** 0.9 for i in range(len(pool))]
@@ -95,7 +98,7 @@ def bursts(seed: int, window: int, n: int) -> list[list[dict[str, Any]]]:
         user = len(groups)
         team = f"w{window}-team{user % TEAMS}"  # round robin: every team gets the same number of users
         group = []
-        for _ in range(min(rng.randint(1, 8), n - sent)):
+        for _ in range(min(1 + (user // TEAMS) % 8, n - sent)):
             body: dict[str, Any] = {
                 "model": "chat",
                 "messages": [{"role": "user", "content": rng.choices(pool, skew)[0]}],
@@ -218,15 +221,30 @@ def run(n: int, workers: int, budget_usd: float, root: Path, seed: int = 1) -> d
     rows = report["rows"]
     for row in rows:
         row["meets_target"] = meets_target(row)
+    same_window = _replay_error(live, data, report["record"]["promoted_at"])
     return {
         "n_per_window": n, "seeds": [seed, seed + 1], "workers": workers, "team_budget_usd": budget_usd,
         "window1_status": w1, "window2_status": w2, "window1_seconds": round(w1_s, 1),
         "promote_cpu_s": round(promote_cpu, 2), "promote_stdout": promoted.stdout.strip(),
         "forecast_basis": report["record"]["forecast"]["basis"], "observed_basis": report["observed"]["basis"],
-        "rows": rows, "table": table.stdout,
+        "rows": rows, "table": table.stdout, "replay_error_on_window2": same_window,
         "all_within_95": all(r["within"] is not False for r in rows),
         "all_meet_target": all(r["meets_target"] is not False for r in rows),
     }  # fmt: skip
+
+
+def _replay_error(live: Path, data: Path, promoted_at: str) -> list[dict[str, Any]]:
+    """B replayed over window 2 itself, against what B did there: the replay's own error, apart
+    from the difference between the two windows' traffic (0 for an exact replay)."""
+    from datetime import UTC, datetime, timedelta
+
+    from llmgw_kernel.replay.forecast import check, forecast_for, observed_since
+
+    since = datetime.fromisoformat(promoted_at)
+    forecast = forecast_for(live, data, since, datetime.now(UTC) + timedelta(days=1))
+    assert forecast is not None
+    rows = check(forecast, observed_since(data, since))
+    return [{k: r[k] for k in ("figure", "kind", "forecast", "observed", "diff", "diff_pct")} for r in rows]
 
 
 def _up(url: str) -> bool:
@@ -262,6 +280,12 @@ def main() -> int:
     else:
         print(result["promote_stdout"])
         print(result["table"])
+        errors = result["replay_error_on_window2"]
+        shares = max((abs(r["diff"] or 0) * 100 for r in errors if r["kind"] == "share"), default=0)
+        cost = max((abs(r["diff_pct"] or 0) for r in errors if r["kind"] == "mean"), default=0)
+        print(
+            f"replay of B over window 2 against what B did there: shares within {shares:.2f} points, cost {cost:.2f}%"
+        )
         for row in result["rows"]:
             if row["meets_target"] is False:
                 print(f"off target: {row['figure']} diff {row['diff']:+.4f} ({row['diff_pct'] or 0:+.1f}%)")
