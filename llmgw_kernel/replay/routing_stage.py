@@ -16,6 +16,7 @@ Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,9 +71,10 @@ class RoutingDecisions:
 ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target")
 
 
-def decide_routes(policy: Policy, window: Window) -> RoutingDecisions:
+def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None) -> RoutingDecisions:
     """The candidate's plan for every logged request the live proxy routed (see
-    :func:`~llmgw_kernel.decisions.routing.routed_live`), grouped by route."""
+    :func:`~llmgw_kernel.decisions.routing.routed_live`), grouped by route. ``row_policies``
+    (one per row): each row is planned by its own policy (a window spanning reloads)."""
     window.prefetch(ROUTING_COLUMNS)
     n = len(window)
     out = RoutingDecisions(n)
@@ -83,23 +85,35 @@ def decide_routes(policy: Policy, window: Window) -> RoutingDecisions:
     routed = (logged_codes >= 0) | routable[err_codes]  # routed_live(), by column
     logged_table = np.asarray([out._intern_plan(tuple(split_plan(v) or ())) for v in logged_values] + [-1], np.int32)
     out.logged_codes = logged_table[logged_codes]
-    rids = window.arrow("request_id")
-    for r, route in enumerate(route_values):
-        rows = np.flatnonzero((route_codes == r) & routed)
-        if not rows.size:
-            continue
-        if route not in policy.routes:
-            out.plan_codes[rows] = out._intern_plan(())
-            out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
-            continue
-        ids = rids.take(rows).to_pylist()
-        contexts = logged_contexts(window, rows) if needs_context(policy, route) else None
-        bulk = plan_routes(policy, route, ids, contexts)
-        plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
-        reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
-        out.plan_codes[rows] = plan_map[bulk.codes]
-        out.reason_codes[rows] = reason_map[bulk.reason_codes]
+    for pol, mine in _by_policy(policy, row_policies, n):
+        for r, route in enumerate(route_values):
+            rows = np.flatnonzero((route_codes == r) & routed & mine)
+            if rows.size:
+                _plan_rows(pol, window, route, rows, out)
     return out
+
+
+def _by_policy(policy: Policy, row_policies: Sequence[Policy] | None, n: int) -> list[tuple[Policy, np.ndarray | bool]]:
+    if row_policies is None:
+        return [(policy, True)]
+    ids = np.asarray([id(p) for p in row_policies], np.int64)
+    firsts = {id(p): p for p in row_policies}
+    return [(p, ids == key) for key, p in firsts.items()]
+
+
+def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out: RoutingDecisions) -> None:
+    """Plan the requests ``rows`` (all on ``route``) into ``out``."""
+    if route not in policy.routes:
+        out.plan_codes[rows] = out._intern_plan(())
+        out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
+        return
+    ids = window.arrow("request_id").take(rows).to_pylist()
+    contexts = logged_contexts(window, rows) if needs_context(policy, route) else None
+    bulk = plan_routes(policy, route, ids, contexts)
+    plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
+    reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
+    out.plan_codes[rows] = plan_map[bulk.codes]
+    out.reason_codes[rows] = reason_map[bulk.reason_codes]
 
 
 def _objects(values: list[Any], codes: np.ndarray) -> np.ndarray:
@@ -124,10 +138,13 @@ def routing_columns(decided: RoutingDecisions) -> tuple[Columns, np.ndarray]:
     return cols, replay_cmp != logged_cmp
 
 
-def replay_routing_stage(policy: Policy, window: Window) -> tuple[Columns, list[bool]]:
+def replay_routing_stage(
+    policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None
+) -> tuple[Columns, list[bool]]:
     """The stage as :mod:`.stages` calls it: (columns, differs per request). The coded
-    decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`."""
-    decided = decide_routes(policy, window)
+    decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`.
+    ``row_policies``: see :func:`decide_routes`."""
+    decided = decide_routes(policy, window, row_policies)
     window["_routing"] = decided
     cols, differs = routing_columns(decided)
     return cols, differs.tolist()

@@ -33,7 +33,7 @@ A, B, C = ({"provider": "p", "model": m} for m in ("a", "b", "c"))
 
 def _policy(tmp_path: Path):
     folder = tmp_path / "policies"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "policies" / "tiers.py", folder / "tiers.py")
     doc = {
         "providers": {"p": {"kind": "demo"}},
@@ -211,3 +211,23 @@ def test_routing_stage_equals_the_per_row_replay(tmp_path: Path) -> None:
     assert routing["routed"] == len(routed)
     assert routing["unknown_model"] == sum(1 for p in expected_plans if p == [])
     assert routing["first_target_share"] == {t: round(routed.count(t) / len(routed), 6) for t in sorted(set(routed))}
+
+
+def test_routing_stage_with_a_policy_per_row(tmp_path: Path) -> None:
+    from llmgw_kernel.replay.routing_stage import logged_context, replay_routing_stage
+    from llmgw_kernel.replay.window import load_window
+
+    first = _policy(tmp_path / "a")
+    doc = {"providers": {"p": {"kind": "demo"}},
+           "routes": {"weighted": {"targets": [{**C, "weight": 1}, {**A, "weight": 1}]}, "ordered": {"targets": [C]}}}  # fmt: skip
+    second = load_policy(doc)
+    _write_log(tmp_path / "data", 600)
+    window = load_window(tmp_path / "data")
+    row_policies = [first if i % 3 else second for i in range(len(window))]
+    cols, differs = replay_routing_stage(first, window, row_policies)
+    for i, pol in enumerate(row_policies):
+        route = window["route"][i]
+        ctx = logged_context(window, i) if route is not None else None
+        d = replay_routing(pol, window["request_id"][i], route, window["plan"][i], window["error_type"][i], ctx)
+        assert cols["replay_plan"][i] == (list(d.targets) if d is not None else None), i
+        assert cols["replay_route_reason"][i] == (d.reason if d is not None else None), i
