@@ -53,10 +53,10 @@ if TYPE_CHECKING:
 HIT_KINDS = ("hit", "semantic-hit")
 REFUSAL_KINDS = ("budget_exceeded", "rate_limited")
 COST_FIGURE = "cost_per_1k_usd"
-# The cost one logged request incurred: its cost_usd; a row that was never billed (refused,
-# failed before an answer, no usage) counts 0; a served row with usage and no price is unpriced.
 # Requests that share state (budget, cache namespace, users, sticky draws) share a cluster.
 CLUSTER_SQL = "coalesce(team, key_id, request_id)"
+# The cost one logged request incurred: its cost_usd; a row that was never billed (refused,
+# failed before an answer, no usage) counts 0; a served row with usage and no price is unpriced.
 LOGGED_COST_SQL = (
     "CASE WHEN cost_usd IS NOT NULL THEN cost_usd "
     "WHEN target IS NOT NULL AND coalesce(prompt_tokens, completion_tokens) IS NOT NULL THEN NULL ELSE 0.0 END"
