@@ -2,7 +2,7 @@
 policy replays its own log; every stage must differ on 0 requests.
 
     .venv/bin/python benchmarks/replay_parity.py [--requests 20000] [--seed 1] [--concurrency 8]
-        [--reload] [--semantic] [--replays 3] [--keep DIR]
+        [--reload] [--restart] [--semantic] [--replays 3] [--keep DIR]
 
 The traffic is ``tests/parity_traffic.py`` (the parity tests' generator): enforced virtual
 keys, team/user/key budgets that run out part-way, rpm/tpm limits, weighted routes with
@@ -11,7 +11,8 @@ upstream faults from the fake OpenAI server, streams finished/cut/abandoned,
 ``/v1/messages``, embeddings, unknown models, malformed bodies, bad/revoked keys; a third of
 the way in a key is revoked and another changes. ``--reload`` then promotes a new version under
 traffic (weights, a rule, a rate limit and a budget change) and replays with
-``versions=served_policies(live)``: each row under the version that served it.
+``versions=served_policies(live)``: each row under the version that served it; ``--restart``
+restarts the server on its data directory two thirds in.
 
 Reported (JSON on stdout): the mix's outcomes as logged, ``differs_from_log`` per stage and
 ``compare_to_log()`` (with the first differing rows when any), and the replay's cost,
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def serve_traffic(out: Path, requests: int, seed: int, concurrency: int, reload: bool, semantic: bool) -> dict:
+def serve_traffic(out: Path, requests: int, seed: int, concurrency: int, reload: bool, semantic: bool,
+                  restart: bool = False) -> dict:  # fmt: skip
     """Run the mix through a real server in ``out``; what the client side saw."""
     from conftest import UPSTREAM_KEY
     from fake_openai import FakeOpenAI
@@ -49,19 +51,18 @@ def serve_traffic(out: Path, requests: int, seed: int, concurrency: int, reload:
         if semantic:
             _wait_model(run)
         t0, cpu0 = time.monotonic(), cpu_seconds(run.gw.proc.pid)
-        run.play(request_mix(seed, requests), concurrency, reload_policy(run, reload, reloaded_policy))
-        wall, server_cpu = time.monotonic() - t0, cpu_seconds(run.gw.proc.pid) - cpu0
+        pid = run.gw.proc.pid
+        new_version = reloaded_policy(run.doc, limits=True) if reload else None
+        run.play(request_mix(seed, requests), concurrency, new_version, restart)
+        wall = time.monotonic() - t0
+        server_cpu = None if restart else round(cpu_seconds(pid) - cpu0, 1)  # (a restarted one's is gone)
         assert run.stop() == 0, run.gw.server_log()[-3000:]
     finally:
         fake.stop()
     return {
-        "requests": len(run.results), "wall_s": round(wall, 1), "server_cpu_s": round(server_cpu, 1),
+        "requests": len(run.results), "wall_s": round(wall, 1), "server_cpu_s": server_cpu,
         "versions": run.versions, "policy": str(run.gw.policy_path), "data_dir": str(run.gw.data_dir),
     }  # fmt: skip
-
-
-def reload_policy(run: Any, reload: bool, make: Any) -> dict | None:
-    return make(run.doc, limits=True) if reload else None
 
 
 def _wait_model(run: Any, timeout: float = 180) -> None:
@@ -121,6 +122,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--reload", action="store_true", help="promote a new version mid-run; replay with versions=")
+    ap.add_argument("--restart", action="store_true", help="restart the server two thirds in")
     ap.add_argument("--semantic", action="store_true", help="the semantic cache too (slow: embeddings on CPU)")
     ap.add_argument("--replays", type=int, default=3, help="replay measurements, each in a fresh process")
     ap.add_argument("--keep", type=Path, help="run in this directory and keep it (default: a temporary one)")
@@ -130,7 +132,7 @@ def main() -> None:
         print(json.dumps(replay_once(*args.replay_only, versions=args.reload)))
         return
     out = args.keep or Path(tempfile.mkdtemp(prefix="llmgw-parity-"))
-    served = serve_traffic(out, args.requests, args.seed, args.concurrency, args.reload, args.semantic)
+    served = serve_traffic(out, args.requests, args.seed, args.concurrency, args.reload, args.semantic, args.restart)
     runs = []
     for _ in range(args.replays):
         cmd = [sys.executable, __file__, "--replay-only", served["policy"], served["data_dir"]]

@@ -11,7 +11,8 @@ through the admin API (so keys are enforced) and plays :func:`request_mix` with 
 chat and streams (finished, cut by the upstream, abandoned by the client), ``/v1/messages``,
 ``/v1/embeddings``, unknown models, malformed JSON, bad, missing and revoked keys, a key not
 allowed a route. A third of the way in a key is revoked, another one's settings change and,
-if asked, a new policy version is promoted while traffic flows (the server hot-reloads it).
+if asked, a new policy version is promoted while traffic flows (the server hot-reloads it);
+two thirds in, if asked, the server restarts on its data directory.
 
 Every choice is a hash of (seed, request index): the same seed sends the same requests in
 the same order (outcomes that depend on timing — rate windows, budget races under
@@ -26,7 +27,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,7 +386,7 @@ class ParityRun:
     @classmethod
     def start(cls, tmp: Path, upstream_url: str, requests: int, semantic: bool = False) -> ParityRun:
         doc = parity_policy(upstream_url, requests, semantic)
-        gw = Gateway(tmp, doc, {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN, "LOCAL_API_KEY": UPSTREAM_KEY})
+        gw = Gateway(tmp, doc, cls.gw_env())
         run = cls(gw, doc)
         for name, settings in KEYS.items():
             body = {"name": name, **{k: v for k, v in settings.items() if v is not None}}
@@ -403,20 +405,41 @@ class ParityRun:
     def health(self) -> dict[str, Any]:
         return httpx.get(self.gw.url + "/health", timeout=10).json()
 
-    def play(self, specs: list[Spec], concurrency: int = 4, reload: dict[str, Any] | None = None) -> None:
+    def play(
+        self, specs: list[Spec], concurrency: int = 4, reload: dict[str, Any] | None = None, restart: bool = False
+    ) -> None:
         """Send ``specs``; a third of the way in, revoke ``doomed``, change ``gamma`` and start
-        promoting ``reload`` (if given) while the rest is sent (the CLI takes a few seconds)."""
-        third = len(specs) // 3
+        promoting ``reload`` (if given) while the rest is sent (the CLI takes a few seconds);
+        two thirds in, if asked, restart the server on the same data directory."""
+        third, two = len(specs) // 3, 2 * len(specs) // 3
         self._play(specs[:third], concurrency)
         assert self.admin("POST", f"/admin/virtual-keys/{self.key_ids['doomed']}/revoke").status_code == 200
         assert self.admin("PATCH", f"/admin/virtual-keys/{self.key_ids['gamma']}", {"rpm": 20}).status_code == 200
-        promoting = threading.Thread(target=self.promote, args=(reload,)) if reload is not None else None
-        if promoting is not None:  # the new version arrives while requests are in flight
-            promoting.start()
-        self._play(specs[third:], concurrency)
-        if promoting is not None:
-            promoting.join()
-            assert len(self.versions) == 2, "the promotion did not take effect"
+        if reload is None:
+            self._play(specs[third:two], concurrency)
+        else:  # a request of the old version stays in flight while the new one serves
+            with self.held_stream():
+                promoting = threading.Thread(target=self.promote, args=(reload,))
+                promoting.start()
+                self._play(specs[third:two], concurrency)
+                promoting.join()
+                assert len(self.versions) == 2, "the promotion did not take effect"
+                self._play(specs[two : two + concurrency * 4], concurrency)
+            two += concurrency * 4
+        if restart:
+            self.restart()
+        self._play(specs[two:], concurrency)
+
+    def restart(self) -> None:
+        """SIGTERM the server (it drains, snapshots its cache and flushes the log) and start
+        another on the same directory: spend, rate windows and the cache come back from there."""
+        assert self.stop() == 0, self.gw.server_log()[-3000:]
+        live = yaml.safe_load(self.gw.policy_path.read_text())  # rewritten as is: the same version
+        self.gw = Gateway(self.gw.tmp, live, self.gw_env())
+
+    @staticmethod
+    def gw_env() -> dict[str, str]:
+        return {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN, "LOCAL_API_KEY": UPSTREAM_KEY}
 
     def promote(self, doc: dict[str, Any]) -> str:
         """``llmgw policy promote`` a new version (archiving the live one) and wait until it serves."""
@@ -433,6 +456,20 @@ class ParityRun:
             time.sleep(0.05)
         self.versions.append(self.health()["policy_version"])
         return self.versions[-1]
+
+    @contextmanager
+    def held_stream(self) -> Iterator[None]:
+        """A slow stream open for the duration (it keeps the policy version it started with)."""
+        body = {"model": "slow-stream", "stream": True, "messages": [{"role": "user", "content": "held"}]}
+        auth = {"Authorization": f"Bearer {self.secrets['delta']}"}
+        with httpx.Client(timeout=30) as c, c.stream("POST", self.gw.url + "/v1/chat/completions", json=body,
+                                                      headers=auth) as held:  # fmt: skip
+            assert held.status_code == 200, held.read()
+            events = held.iter_lines()  # kept: a discarded iterator closes the response
+            next(events)
+            yield
+            next(events)  # still open
+        self.results.append(Sent(Spec(-1, "held", "delta", "held", {}), ABANDONED, held.headers.get("x-request-id")))
 
     def _play(self, specs: list[Spec], concurrency: int) -> None:
         results: list[Sent | None] = [None] * len(specs)

@@ -4,7 +4,8 @@ Traffic (``tests/parity_traffic.py``) goes through a real ``llmgw serve`` with e
 keys, team/user/key budgets that run out mid-run, rpm/tpm limits, weighted routes with
 fallbacks, a route with rules, the exact cache (and in one test the semantic cache), upstream
 faults, streams finished, cut and abandoned, ``/v1/messages``, embeddings, unknown models and
-malformed bodies; then the server stops (it flushes the log) and the live policy replays it.
+malformed bodies; the server restarts two thirds in (state rebuilt from its data directory);
+then it stops (it flushes the log) and the live policy replays the log.
 A failure prints every differing row: its request, what the log says and what replay decided.
 """
 
@@ -40,7 +41,7 @@ def _logged(data_dir: Any, sql: str) -> int:
 @pytest.fixture(scope="module")
 def served(upstream, tmp_path_factory) -> ParityRun:
     run = ParityRun.start(tmp_path_factory.mktemp("parity"), upstream.base_url, REQUESTS)
-    run.play(request_mix(seed=11, n=REQUESTS))
+    run.play(request_mix(seed=11, n=REQUESTS), restart=True)
     assert run.stop() == 0, run.gw.server_log()[-3000:]
     return run
 
