@@ -106,6 +106,16 @@ def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str], for
     return Change(live_path, old_version, new.version, archived, written, forecast=recorded)
 
 
+def _renew_forecast(live: Path, version: str, since: str) -> Path | None:
+    """A version rolled back to is checked against its own forecast again, from the time it
+    came back (not from its first promotion, which would count the replaced version's rows)."""
+    previous = versions.latest_forecast(live, version)
+    if previous is None:
+        return None
+    record = {k: v for k, v in previous.items() if k != "path"}
+    return versions.write_forecast(live, version, {**record, "promoted_at": since, "restored_from": previous["path"]})
+
+
 def recorded_forecast(live: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The forecast recorded when the live policy's version was (last) promoted: ``{"version",
     "promoted_at", "candidate", "replaced", "forecast", "path"}``; None if none was recorded
@@ -119,6 +129,8 @@ def rollback(live: str | os.PathLike[str]) -> Change:
     """Put back the newest archived version that validates as the live policy (its file byte
     for byte, and its modules); the current one goes to ``rolled-back/``. Newer entries that
     do not validate are skipped and listed in :attr:`Change.skipped` (they stay in history).
+    If the restored version was promoted with a forecast, that forecast is recorded again from
+    now (:attr:`Change.forecast`), so ``forecast check`` compares it with the rows since.
 
     Raises ``FileNotFoundError`` if no archived version validates.
     """
@@ -138,9 +150,11 @@ def rollback(live: str | os.PathLike[str]) -> Change:
         archived = None
         if live_path.exists():
             archived = versions.archive(live_path, old_version, history_dir(live_path) / ROLLED_BACK)
+        restored_at = datetime.now(UTC).isoformat()
         written = versions.install(version, live_path)
         versions.remove_entry(entry)
-        return Change(live_path, old_version, restored.version, archived, written, skipped)
+        recorded = _renew_forecast(live_path, restored.version, restored_at)
+        return Change(live_path, old_version, restored.version, archived, written, skipped, recorded)
     listed = "".join(f"\n  skipped {e.name}: {why}" for e, why in skipped)
     raise FileNotFoundError(f"no archived version of {live_path} validates as the live policy:{listed}")
 

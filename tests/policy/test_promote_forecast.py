@@ -149,3 +149,18 @@ def test_bad_forecast_window_changes_nothing(tmp_path, live):
               "--data-dir", str(tmp_path), "--forecast-window", "a week")  # fmt: skip
     assert out.returncode == 2 and "--forecast-window" in out.stderr
     assert live.read_text() == before
+
+
+def test_rollback_checks_the_restored_version_against_its_forecast_from_its_return(tmp_path, live):
+    first = {"basis": {"requests": 7}, "figures": {}, "groups": {}}
+    b = promote(write(tmp_path / "b.yaml", doc(40, 60)), live, forecast=first)
+    promote(write(tmp_path / "c.yaml", doc(10, 90)), live, forecast={"basis": {}, "figures": {}, "groups": {}})
+    promoted_b = json.loads(b.forecast.read_text())["promoted_at"]
+    back = rollback(live)
+    record = recorded_forecast(live)
+    assert back.new_version == b.new_version and back.forecast is not None
+    assert record is not None and record["forecast"] == first and record["version"] == b.new_version
+    assert record["promoted_at"] > promoted_b  # C's rows in between are not B's to answer for
+    assert record["restored_from"] == str(b.forecast)
+    rollback(live)  # back to A, promoted without a forecast: none to renew
+    assert recorded_forecast(live) is None
