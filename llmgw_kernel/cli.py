@@ -4,8 +4,9 @@ llmgw serve [--host H] [--port P] [--policy FILE] [--data-dir DIR]
 llmgw policy validate FILE...        one line per error, with its path; exit 1 if any
 llmgw policy schema                  the policy JSON Schema
 llmgw policy diff A B                unified diff of the canonical forms
-llmgw policy promote CANDIDATE [--policy LIVE]
+llmgw policy promote CANDIDATE [--policy LIVE] [--data-dir DIR] [--forecast-window 7d]
 llmgw policy rollback [--policy LIVE]
+llmgw forecast check [--policy LIVE] [--data-dir DIR] [--json]
 llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
 llmgw route explain --policy FILE --model NAME [--metadata JSON] [--user U] [--prompt-tokens N] [--request-id ID]
 """
@@ -129,6 +130,8 @@ def _rollback(args: argparse.Namespace) -> int:
     print(f"rolled back {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:
         print(f"rule module restored: {change.live.parent / module}")
+    if getattr(change, "forecast", None) is not None:
+        print(f"the restored version's forecast is recorded again in {change.forecast}")
     return 0
 
 
