@@ -88,6 +88,25 @@ def _describe(limit: BudgetLimit | RateLimit, who: str | None) -> str:
     return "global" if limit.scope == "global" else f"{limit.scope} {who!r}"
 
 
+def budget_name(b: Budget) -> str:
+    """A budget in words: "team 'search' monthly budget of $300.00"."""
+    return f"{_describe(b.limit, b.who)} {_WINDOW_WORD[b.limit.window]} budget of ${b.limit.usd:,.2f}"
+
+
+def budget_refusal(b: Budget, spent: float, held: float, end: datetime) -> tuple[str, str]:
+    """(reason, limit name) of a hard budget refusing with ``spent`` + ``held`` in its window ending at ``end``."""
+    what = budget_name(b)
+    return f"{what} is exhausted (${spent:,.2f} spent + ${held:,.2f} in flight; resets {end.isoformat()})", what
+
+
+def rate_refusal(r: Rate, column: int) -> tuple[str, str]:
+    """(reason, limit name) of a rate limit refusing on requests (``column`` 1) or tokens (2) per minute."""
+    what = _describe(r.limit, r.who)
+    if column == 1:
+        return f"{what} limit of {r.limit.rpm} requests per minute reached", what
+    return f"{what} limit of {r.limit.tpm:,} tokens per minute reached", what
+
+
 def applicable_budgets(policy: Policy, key: VirtualKey | None, subject: Subject) -> list[Budget]:
     """The budgets a request answers to: the policy's that match it, plus its key's own."""
     out: list[Budget] = []
@@ -331,13 +350,10 @@ class Limits:
             spent = self.committed.get(bucket, 0.0)
             held = self.reserved.get(bucket, 0.0)
             if spent + held >= b.limit.usd:
-                what = f"{_describe(b.limit, b.who)} {_WINDOW_WORD[b.limit.window]} budget of ${b.limit.usd:,.2f}"
                 if b.limit.mode == "hard":
-                    reason = (
-                        f"{what} is exhausted (${spent:,.2f} spent + ${held:,.2f} in flight; resets {end.isoformat()})"
-                    )
+                    reason, what = budget_refusal(b, spent, held, end)
                     return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), (), what)
-                flags.append(what)
+                flags.append(budget_name(b))
         for bucket in buckets:
             self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
         # one window per (scope, who), whatever the limit's value: lowering a limit applies at once
@@ -423,11 +439,11 @@ class Limits:
                 continue
             w.expire(at)
             if r.limit.rpm is not None and w.requests >= r.limit.rpm:
-                reason = f"{_describe(r.limit, r.who)} limit of {r.limit.rpm} requests per minute reached"
-                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 1), (), _describe(r.limit, r.who))
+                reason, what = rate_refusal(r, 1)
+                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 1), (), what)
             if r.limit.tpm is not None and w.tokens + w.reserved >= r.limit.tpm:
-                reason = f"{_describe(r.limit, r.who)} limit of {r.limit.tpm:,} tokens per minute reached"
-                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 2), (), _describe(r.limit, r.who))
+                reason, what = rate_refusal(r, 2)
+                return Verdict(False, "rate_limited", reason, w.leaves_after(at, 2), (), what)
         return None
 
     def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:

@@ -1,0 +1,435 @@
+"""The composed fold (:meth:`.fold.Composer.run`) compiled with numba: the same decisions, from
+integer-coded columns (:mod:`.fold_inputs`), at a few microseconds per request.
+
+The kernel mirrors the Python fold operation for operation, so its results are equal, not close:
+
+- the same event order — admissions in ``Composer.order``; cache lookups (prio 0) and
+  settlements (prio 1) on a heap ordered by (time, prio, sequence);
+- the same float operations in the same order: ``reserved[b] += worst``, ``reserved[b] -=
+  worst`` reset to 0 when ``abs(x) < 1e-12``, ``committed[b] += cost``, and the refusal test
+  ``spent + held >= usd`` (a sum that differs in its last bit flips a cut-off);
+- :class:`~llmgw_kernel.decisions.limits.RateWindow` as 60 one-second buckets in a ring with
+  running totals and the tokens reserved in flight;
+- :class:`~llmgw_kernel.cache.exact.ExactStore` per route: visible iff ``stored_at < ts <
+  stored_at + ttl``, FIFO eviction by insertion, a refreshed key moving to the back; answers
+  enter it from a heap of pending stores flushed at each lookup, as ``CacheState`` does.
+
+What the Python fold sweeps away (idle rate windows, spend of past calendar windows) is never
+read again, so the kernel keeps it. ``Folded.limits`` is the start state, not the end state
+(no caller reads the end state). :func:`run_compiled` returns None when numba is missing or
+the replay has something the kernel does not fold (see :func:`.fold_inputs.inputs`); the
+caller then runs the Python fold.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..decisions.cache import NO_CACHE
+from ..decisions.cost import cost_usd
+from ..decisions.limits import Limits, budget_refusal, rate_refusal
+from .cache_stage import Outcome
+from .fold import CACHE, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
+from .fold_inputs import Inputs, inputs
+
+try:
+    from numba import njit
+except ImportError:  # the [fast] extra is not installed: the Python fold runs
+    njit = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from .fold import Composer
+
+CAP = 64  # rate-window ring size: at most 60 one-second buckets are live (fold_inputs seeds the same)
+
+#: the limits: groups' budgets/commits/rates (CSR), series -> buckets, per-row admission facts
+Lim = namedtuple(
+    "Lim",
+    "series_off series_kind widx group decide worst rtok rid flight committed reserved gb_ptr gb_series gb_usd "
+    "gb_hard gc_ptr gc_series gr_ptr gr_win gr_rpm gr_tpm gw_ptr gw_win g_tracked",
+)
+#: the rate windows: a ring of one-second buckets per (scope, who), running totals, tokens in flight
+RW = namedtuple("RW", "sec req tok head len requests tokens reserved")
+#: the exact stores (entries by key code, a FIFO queue per store) and the heap of pending stores
+Ex = namedtuple(
+    "Ex",
+    "present stored_at src version count q_key q_version q_next head tail queued p_at p_prio p_seq p_row p_size",
+)
+#: per-row cache and serving facts
+C = namedtuple(
+    "C",
+    "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
+    "settle_logged up_cost up_has up_tok up_at hit_s n",
+)
+#: the event heap (time, prio, seq -> row) and the sequence counter
+Ev = namedtuple("Ev", "t prio s row size seq")
+#: what the fold decided per row
+Out = namedtuple(
+    "Out",
+    "adm_kind adm_j adm_col adm_spent adm_held cache_kind cache_src served_by cost cost_has tokens saved "
+    "saved_has saved_warm",
+)
+_ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
+_BYPASS, _HIT, _MISS = 1, 2, 3  # cache kinds (0: did not reach a cache)
+_UP, _CACHE, _REFUSED = 1, 2, 3  # served by
+
+
+def _jit(fn: Any) -> Any:
+    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+
+
+# -- heaps: (time, prio, seq) -> row -----------------------------------------------------------
+
+
+@_jit
+def _before(t, p, s, a, b):  # type: ignore[no-untyped-def]
+    return t[a] < t[b] or (t[a] == t[b] and (p[a] < p[b] or (p[a] == p[b] and s[a] < s[b])))
+
+
+@_jit
+def _swap(t, p, s, r, a, b):  # type: ignore[no-untyped-def]
+    t[a], t[b] = t[b], t[a]
+    p[a], p[b] = p[b], p[a]
+    s[a], s[b] = s[b], s[a]
+    r[a], r[b] = r[b], r[a]
+
+
+@_jit
+def _push(t, p, s, r, size, at, prio, seq, row):  # type: ignore[no-untyped-def]
+    k = size[0]
+    size[0] += 1
+    t[k], p[k], s[k], r[k] = at, prio, seq, row
+    while k > 0:
+        parent = (k - 1) >> 1
+        if not _before(t, p, s, k, parent):
+            break
+        _swap(t, p, s, r, k, parent)
+        k = parent
+
+
+@_jit
+def _pop(t, p, s, r, size):  # type: ignore[no-untyped-def]
+    """Remove the first entry; returns (time, prio, row)."""
+    at, prio, row = t[0], p[0], r[0]
+    size[0] -= 1
+    last = size[0]
+    if last > 0:
+        _swap(t, p, s, r, 0, last)
+        k = 0
+        while True:
+            child = 2 * k + 1
+            if child >= last:
+                break
+            if child + 1 < last and _before(t, p, s, child + 1, child):
+                child += 1
+            if not _before(t, p, s, child, k):
+                break
+            _swap(t, p, s, r, k, child)
+            k = child
+    return at, prio, row
+
+
+# -- rate windows (RateWindow) -------------------------------------------------------------------
+
+
+@_jit
+def _expire(w, at, rw):  # type: ignore[no-untyped-def]
+    sec, req, tok, head, ln, requests, tokens = rw.sec, rw.req, rw.tok, rw.head, rw.len, rw.requests, rw.tokens
+    horizon = np.int64(np.floor(at)) - 59
+    while ln[w] > 0 and sec[w, head[w]] < horizon:
+        h = head[w]
+        requests[w] -= req[w, h]
+        tokens[w] -= tok[w, h]
+        head[w] = (h + 1) % CAP
+        ln[w] -= 1
+
+
+@_jit
+def _add(w, at, nreq, ntok, rw):  # type: ignore[no-untyped-def]
+    """Count at ``at``; False when the ring is full (the caller falls back to Python)."""
+    _expire(w, at, rw)
+    sec, req, tok, head, ln, requests, tokens = rw.sec, rw.req, rw.tok, rw.head, rw.len, rw.requests, rw.tokens
+    s = np.int64(np.floor(at))
+    last = (head[w] + ln[w] - 1) % CAP
+    if ln[w] == 0 or sec[w, last] < s:
+        if ln[w] == CAP:
+            return False
+        k = (head[w] + ln[w]) % CAP
+        sec[w, k], req[w, k], tok[w, k] = s, nreq, ntok
+        ln[w] += 1
+    else:
+        req[w, last] += nreq
+        tok[w, last] += ntok
+    requests[w] += nreq
+    tokens[w] += ntok
+    return True
+
+
+# -- the exact stores (ExactStore) ---------------------------------------------------------------
+
+
+@_jit
+def _put(k, store, stored, src, max_entries, ex):  # type: ignore[no-untyped-def]
+    present, e_at, e_src, ver, count = ex.present, ex.stored_at, ex.src, ex.version, ex.count
+    q_key, q_ver, q_next, s_head, s_tail, qn = ex.q_key, ex.q_version, ex.q_next, ex.head, ex.tail, ex.queued
+    if present[k]:
+        count[store] -= 1
+    ver[k] += 1
+    present[k] = True
+    e_at[k], e_src[k] = stored, src
+    count[store] += 1
+    j = qn[0]
+    qn[0] += 1
+    q_key[j], q_ver[j], q_next[j] = k, ver[k], -1
+    if s_tail[store] >= 0:
+        q_next[s_tail[store]] = j
+    else:
+        s_head[store] = j
+    s_tail[store] = j
+    while count[store] > max_entries:
+        j = s_head[store]
+        s_head[store] = q_next[j]
+        if s_head[store] < 0:
+            s_tail[store] = -1
+        kk = q_key[j]
+        if present[kk] and ver[kk] == q_ver[j]:
+            present[kk] = False
+            count[store] -= 1
+
+
+@_jit
+def _flush(until, c, ex):  # type: ignore[no-untyped-def]
+    """Put every answer stored before ``until`` into its store (``CacheState.flush``)."""
+    while ex.p_size[0] > 0 and ex.p_at[0] < until:
+        at, _, row = _pop(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size)
+        _put(c.skey[row], c.store_of[row], at, c.canon[row], c.max_e[row], ex)
+
+
+# -- limits (Limits.admit / settle / commit) -----------------------------------------------------
+
+
+@_jit
+def _bucket(series, row, lim):  # type: ignore[no-untyped-def]
+    return lim.series_off[series] + lim.widx[lim.series_kind[series], row]
+
+
+@_jit
+def _commit(row, has, cost, lim):  # type: ignore[no-untyped-def]
+    if not has or cost == 0.0:
+        return
+    g = lim.group[row]
+    for j in range(lim.gc_ptr[g], lim.gc_ptr[g + 1]):
+        b = _bucket(lim.gc_series[j], row, lim)
+        lim.committed[b] = lim.committed[b] + cost
+
+
+@_jit
+def _admit(i, lim, rw, out):  # type: ignore[no-untyped-def]
+    g, at = lim.group[i], lim.decide[i]
+    for j in range(lim.gr_ptr[g], lim.gr_ptr[g + 1]):
+        w = lim.gr_win[j]
+        _expire(w, at, rw)
+        if lim.gr_rpm[j] >= 0 and rw.requests[w] >= lim.gr_rpm[j]:
+            out.adm_kind[i], out.adm_j[i], out.adm_col[i] = _RATE, j, 1
+            return True
+        if lim.gr_tpm[j] >= 0 and rw.tokens[w] + rw.reserved[w] >= lim.gr_tpm[j]:
+            out.adm_kind[i], out.adm_j[i], out.adm_col[i] = _RATE, j, 2
+            return True
+    for j in range(lim.gb_ptr[g], lim.gb_ptr[g + 1]):
+        b = _bucket(lim.gb_series[j], i, lim)
+        spent, held = lim.committed[b], lim.reserved[b]
+        if spent + held >= lim.gb_usd[j] and lim.gb_hard[j]:
+            out.adm_kind[i], out.adm_j[i], out.adm_spent[i], out.adm_held[i] = _BUDGET, j, spent, held
+            return True
+    for j in range(lim.gb_ptr[g], lim.gb_ptr[g + 1]):
+        b = _bucket(lim.gb_series[j], i, lim)
+        lim.reserved[b] = lim.reserved[b] + lim.worst[i]
+    for j in range(lim.gw_ptr[g], lim.gw_ptr[g + 1]):
+        w = lim.gw_win[j]
+        if not _add(w, at, 1, 0, rw):
+            return False
+        rw.reserved[w] += lim.rtok[i]
+    lim.flight[lim.rid[i]] = i
+    out.adm_kind[i] = _ADMITTED
+    return True
+
+
+@_jit
+def _settle(i, at, lim, rw, out):  # type: ignore[no-untyped-def]
+    fl = lim.flight[lim.rid[i]]
+    if fl < 0:
+        return True
+    lim.flight[lim.rid[i]] = -1
+    g = lim.group[fl]
+    for j in range(lim.gb_ptr[g], lim.gb_ptr[g + 1]):
+        b = _bucket(lim.gb_series[j], fl, lim)
+        lim.reserved[b] = lim.reserved[b] - lim.worst[fl]
+        if abs(lim.reserved[b]) < 1e-12:
+            lim.reserved[b] = 0.0
+    _commit(fl, out.cost_has[i], out.cost[i], lim)
+    for j in range(lim.gw_ptr[g], lim.gw_ptr[g + 1]):
+        w = lim.gw_win[j]
+        rw.reserved[w] = max(0, rw.reserved[w] - lim.rtok[fl])
+        if not _add(w, at, 0, out.tokens[i], rw):
+            return False
+    return True
+
+
+# -- the fold ------------------------------------------------------------------------------------
+
+
+@_jit
+def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
+    """Look ``i`` up (if it reaches a cache), serve it, schedule its store and settlement."""
+    kind = 0
+    src = -1
+    if c.reached[i]:
+        _flush(at_lookup if np.isnan(c.flush_at[i]) else c.flush_at[i], c, ex)
+        kind = _MISS
+        k = c.lkey[i]
+        if c.bypass[i]:
+            kind = _BYPASS
+        elif k >= 0 and ex.present[k] and ex.stored_at[k] < c.ts[i] < ex.stored_at[k] + c.ttl[i]:
+            kind, src = _HIT, ex.src[k]
+    out.cache_kind[i], out.cache_src[i] = kind, src
+    if kind == _HIT:
+        out.served_by[i], cost, has, tokens = _CACHE, 0.0, True, 0
+        at = c.settle_logged[i] if c.hit_logged[i] else at_lookup + c.hit_s[0]
+        if src < c.n[0]:
+            out.saved[i], out.saved_has[i] = out.cost[src], out.cost_has[src]
+        else:
+            out.saved_warm[i] = True
+    else:
+        out.served_by[i], cost, has, tokens, at = _UP, c.up_cost[i], c.up_has[i], c.up_tok[i], c.up_at[i]
+        if kind == _MISS and c.skey[i] >= 0:
+            stored = np.nan
+            if not c.ran_live[i]:
+                stored = max(at, at_lookup)
+            elif not np.isnan(c.entry_at[i]):
+                stored = c.entry_at[i]
+            if not np.isnan(stored):
+                ev.seq[0] += 1
+                _push(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size, stored, 0, ev.seq[0], i)
+    out.cost[i], out.cost_has[i], out.tokens[i] = cost, has, tokens
+    ev.seq[0] += 1
+    _push(ev.t, ev.prio, ev.s, ev.row, ev.size, max(at, at_lookup), 1, ev.seq[0], i)
+
+
+@_jit
+def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
+    """Apply the lookups and settlements before ``until``; False: a rate window overflowed."""
+    while ev.size[0] > 0 and ev.t[0] < until:
+        at, prio, i = _pop(ev.t, ev.prio, ev.s, ev.row, ev.size)
+        if prio == 0:
+            _serve(i, at, c, ex, ev, out)
+        elif lim.g_tracked[lim.group[i]]:
+            if not _settle(i, at, lim, rw, out):
+                return False
+        else:  # not tracked by any limit: its spend still counts, in its arrival window
+            _commit(i, out.cost_has[i], out.cost[i], lim)
+    return True
+
+
+@_jit
+def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
+    """``Composer.run``: 0 when folded, 1 when a rate window overflowed its ring."""
+    for w in warm:
+        if c.skey[w] >= 0:
+            ev.seq[0] += 1
+            _push(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size, c.entry_at[w], 0, ev.seq[0], w)
+    for i in order:
+        if not _drain(lim.decide[i], lim, rw, c, ex, ev, out):
+            return 1
+        if lim.g_tracked[lim.group[i]]:
+            if not _admit(i, lim, rw, out):
+                return 1
+            if out.adm_kind[i] != _ADMITTED:
+                out.served_by[i], out.cost[i], out.cost_has[i] = _REFUSED, 0.0, True
+                continue
+        ev.seq[0] += 1
+        _push(ev.t, ev.prio, ev.s, ev.row, ev.size, c.lookup[i], 0, ev.seq[0], i)
+    return 0 if _drain(np.inf, lim, rw, c, ex, ev, out) else 1
+
+
+# -- Python side ---------------------------------------------------------------------------------
+
+
+def run_compiled(composer: Composer) -> Folded | None:
+    """``composer.run()`` (default index, no threshold override) by the compiled kernel; None
+    when numba is not installed or the replay has something the kernel does not fold."""
+    if njit is None:
+        return None
+    inp = inputs(composer)
+    if inp is None:
+        return None
+    state = _state(composer, inp)
+    if _fold(inp.order, inp.arrays["warm"], *state) != 0:
+        return None
+    return _folded(composer, inp, state[-1])
+
+
+def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
+    """The kernel's state, seeded from the inputs."""
+    a, n, m = inp.arrays, c.n, len(c.all_rows)
+    groups = inp.groups
+    tracked = np.array([bool(b or r) for b, r in zip(groups.budgets, groups.rates, strict=True)], np.bool_)
+    flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int64)
+    lim = Lim._make([*(a[k] for k in Lim._fields[:8]), flight, *(a[k] for k in Lim._fields[9:-1]), tracked])
+    rw = RW(*(a["rw_" + k] for k in RW._fields))
+    keys, stores = int(a["n_keys"][0]), int(a["n_stores"][0])
+    ex = Ex(
+        np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, np.int64), np.zeros(keys, np.int64),
+        np.zeros(stores, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64),
+        np.full(stores, -1, np.int64), np.full(stores, -1, np.int64), np.zeros(1, np.int64),
+        np.zeros(m), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(1, np.int64),
+    )  # fmt: skip
+    cin = C(*(a[k] for k in C._fields))
+    ev = Ev(np.zeros(2 * n + 1), np.zeros(2 * n + 1, np.int64), np.zeros(2 * n + 1, np.int64),
+            np.zeros(2 * n + 1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip
+    z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
+    out = Out(z(np.int8), z(), z(np.int8), z(np.float64), z(np.float64), z(np.int8), z(), z(np.int8),
+              z(np.float64), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
+    return lim, rw, cin, ex, ev, out
+
+
+def _folded(c: Composer, inp: Inputs, out: Any) -> Folded:
+    """The kernel's arrays as the ``Folded`` the Python fold returns."""
+    n = c.n
+    served = np.array([None, UPSTREAM, CACHE, REFUSED], dtype=object)[out.served_by].tolist()
+    for f in c.order:
+        if not c.plans[f.i]:
+            served[f.i] = UNKNOWN_MODEL
+    kinds = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)[out.adm_kind].tolist()
+    reasons: list[str | None] = [None] * n
+    limits: list[str | None] = [None] * n
+    for i in np.flatnonzero(out.adm_kind >= _BUDGET).tolist():
+        j = int(out.adm_j[i])
+        if out.adm_kind[i] == _BUDGET:
+            b = inp.budget_flat[j]
+            k = ("day", "week", "month").index(b.limit.window)
+            end = inp.window_ends[k][int(inp.arrays["widx"][k, i])]
+            reasons[i], limits[i] = budget_refusal(b, float(out.adm_spent[i]), float(out.adm_held[i]), end)
+        else:
+            reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
+    cache: list[Outcome | None] = [None] * n
+    for i in np.flatnonzero(out.cache_kind).tolist():
+        k, p = out.cache_kind[i], c.prepared[i]
+        if k == _BYPASS:
+            cache[i] = Outcome("bypass", p.bypass)
+        elif k == _HIT:
+            cache[i] = Outcome("hit", None, c.all_rows[int(out.cache_src[i])])
+        else:
+            cache[i] = Outcome("miss", None if p.read else NO_CACHE)
+    cost = [v if h else None for v, h in zip(out.cost.tolist(), out.cost_has.tolist(), strict=True)]
+    saved = [v if h else None for v, h in zip(out.saved.tolist(), out.saved_has.tolist(), strict=True)]
+    for i in np.flatnonzero(out.saved_warm).tolist():
+        src = c.all_rows[int(out.cache_src[i])]
+        saved[i] = cost_usd(c.policy, src.target, src.pt, src.ct)
+    for i, targets in inp.served_upstream_unpriced.items():
+        if out.served_by[i] == _UP:
+            c.costs.unpriced |= targets
+    tz = c.start.timezone
+    return Folded(kinds, reasons, limits, cache, cost, served, saved, Limits(timezone=tz), set(c.costs.unpriced))

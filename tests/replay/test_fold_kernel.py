@@ -1,0 +1,169 @@
+"""The compiled fold (``replay/fold_kernel.py``) decides exactly what the Python fold
+(``Composer.run``) decides: every field of ``Folded``, for every request, compared with ``==``
+(floats bit for bit: a budget cut-off flips on the last bit of a sum).
+
+Logs: the synthetic log of ``benchmarks/replay_scale.py`` (written through the real log writer
+by the live decision functions) at 20k rows, under the live policy and candidates that refuse
+by budget and by rate (rpm and tpm), evict from a small cache, turn the cache off, reweight the
+routes, and start mid-window (the start state and the warm cache from the log); the composition
+test's log served by a real ``llmgw serve``; and small logs with seeded random candidates.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from test_composition import composed_policy, served  # noqa: F401  (a fixture: the served log)
+
+from llmgw_kernel import load_policy
+from llmgw_kernel.log.reader import open_log
+from llmgw_kernel.replay import _state_before, load_window
+from llmgw_kernel.replay.fold import Composer, Folded
+from llmgw_kernel.replay.fold_kernel import run_compiled
+from llmgw_kernel.replay.stages import decide
+
+pytest.importorskip("numba")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import replay_scale  # noqa: E402
+
+
+def composer(data_dir: Path, doc: dict[str, Any], tmp: Path, since: datetime | None = None) -> Composer:
+    """The composed replay of ``doc`` over the log in ``data_dir``, prepared, not run."""
+    path = tmp / f"policy-{abs(hash(yaml.safe_dump(doc)))}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    pol = load_policy(path)
+    con = open_log(str(data_dir))
+    window = load_window(con, since, None)
+    history, start, warm = _state_before(pol, con, window, since)
+    return decide(pol, window, history, start, warm, fold=False).composer
+
+
+def assert_same(c: Composer) -> Folded:
+    """Run both folds and compare every field; returns the Python fold's result."""
+    expected = c.run()
+    got = run_compiled(c)
+    assert got is not None, "the kernel declined a replay it supports"
+    for name in ("admission", "admission_reason", "admission_limit", "cost", "served_by", "saved"):
+        want, have = getattr(expected, name), getattr(got, name)
+        diff = [i for i, (a, b) in enumerate(zip(want, have, strict=True)) if a != b or type(a) is not type(b)]
+        assert not diff, f"{name} differs at {len(diff)} rows, first {diff[0]}: {want[diff[0]]!r} != {have[diff[0]]!r}"
+    for i, (a, b) in enumerate(zip(expected.cache, got.cache, strict=True)):
+        if a is None or b is None:
+            assert a is b, f"cache at {i}: {a} vs {b}"
+            continue
+        assert (a.kind, a.reason, a.source, a.similarity) == (b.kind, b.reason, b.source, b.similarity), i
+    assert expected.unpriced == got.unpriced
+    return expected
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("scale") / "log"
+    replay_scale.generate(d, 20_000)
+    return d
+
+
+def live() -> dict[str, Any]:
+    return replay_scale.policy_doc("live")
+
+
+def tight() -> dict[str, Any]:
+    """Budgets that refuse part way through (team, user, global; day, week, month; one soft) and
+    rate limits on tokens and requests."""
+    doc = live()
+    doc["budgets"] = {
+        "timezone": "Europe/Paris",
+        "limits": [
+            {"scope": "team", "name": "search", "usd": 2.0, "window": "day"},
+            {"scope": "team", "usd": 1.2, "window": "week"},
+            {"scope": "user", "usd": 0.004, "window": "month"},
+            {"scope": "global", "usd": 5.0, "window": "day", "mode": "soft"},
+        ],
+    }
+    doc["rate_limits"] = [{"scope": "key", "rpm": 40}, {"scope": "team", "tpm": 60_000}, {"scope": "route", "rpm": 500}]
+    return doc
+
+
+def test_the_kernel_folds_the_live_policy_exactly(synthetic, tmp_path):
+    out = assert_same(composer(synthetic, live(), tmp_path))
+    assert out.admission.count("rate_limited") > 50 and sum(o is not None and o.kind == "hit" for o in out.cache) > 1000
+
+
+def test_budget_and_rate_refusals_match_to_the_last_bit(synthetic, tmp_path):
+    out = assert_same(composer(synthetic, tight(), tmp_path))
+    reasons = {r.split(" limit")[0].split(" budget")[0] for r in out.admission_reason if r}
+    assert out.admission.count("budget_exceeded") > 500 and out.admission.count("rate_limited") > 500
+    assert any(r.startswith("user") for r in reasons) and any("team" in r for r in reasons), reasons
+
+
+def test_a_small_cache_evicts_as_the_live_store_does(synthetic, tmp_path):
+    doc = tight()
+    doc["cache"] = {"exact": {"ttl_s": 90, "max_entries": 150}}
+    doc["routes"]["chat"]["targets"][0]["weight"] = 10  # other weights: other costs, other cut-offs
+    out = assert_same(composer(synthetic, doc, tmp_path))
+    assert sum(o is not None and o.kind == "hit" for o in out.cache) > 100
+
+
+def test_cache_off_and_no_limits(synthetic, tmp_path):
+    doc = live()
+    del doc["cache"], doc["budgets"], doc["rate_limits"]
+    out = assert_same(composer(synthetic, doc, tmp_path))
+    assert all(o is None for o in out.cache) and set(out.admission) == {None}
+
+
+def test_a_window_starting_mid_log_starts_from_the_logged_state(synthetic, tmp_path):
+    """The start state (spend so far, the last minute's admissions) and the warm cache seed the kernel."""
+    first = open_log(str(synthetic)).execute("SELECT epoch(min(ts)), epoch(max(ts)) FROM requests").fetchone()
+    since = datetime.fromtimestamp(float(first[0] + (first[1] - first[0]) / 2), UTC)
+    doc = tight()
+    doc["budgets"]["limits"][1]["window"] = "day"
+    c = composer(synthetic, doc, tmp_path, since=since)
+    assert c.start.committed and c.start.windows and c.warm
+    out = assert_same(c)
+    assert out.admission.count("budget_exceeded") > 100
+
+
+def test_the_composition_log_served_by_llmgw_serve(served, tmp_path):  # noqa: F811
+    gw, _ = served
+    doc = yaml.safe_load(Path(gw.policy_path).read_text())
+    out = assert_same(composer(Path(gw.data_dir), doc, tmp_path))
+    assert out.admission.count("budget_exceeded") > 20
+    cheap = copy.deepcopy(doc)
+    cheap["routes"]["split"]["targets"][0]["weight"] = 0  # the dear target never drawn
+    assert_same(composer(Path(gw.data_dir), cheap, tmp_path))
+    del doc["cache"]
+    assert_same(composer(Path(gw.data_dir), doc, tmp_path))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_candidates_on_small_logs(seed, tmp_path):
+    d = tmp_path / "log"
+    replay_scale.generate(d, 1500, seed=seed, chunk=500)
+    rng = np.random.default_rng(seed)
+    doc = live()
+    doc["budgets"] = {
+        "timezone": str(rng.choice(["UTC", "America/New_York", "Asia/Kolkata"])),
+        "limits": [
+            {"scope": str(s), "usd": float(rng.uniform(0.001, 0.3)), "window": str(w), "mode": str(m)}
+            for s, w, m in zip(
+                rng.choice(["team", "user", "key", "global"], 3), rng.choice(["day", "week", "month"], 3),
+                rng.choice(["hard", "hard", "soft"], 3), strict=True,
+            )
+        ],
+    }  # fmt: skip
+    doc["rate_limits"] = [{"scope": "key", "rpm": int(rng.integers(2, 30))}, {"scope": "user", "tpm": 3000}]
+    doc["cache"] = {"exact": {"ttl_s": float(rng.uniform(5, 300)), "max_entries": int(rng.integers(1, 60))}}
+    assert_same(composer(d, doc, tmp_path))
+
+
+def test_what_the_kernel_does_not_fold_falls_back(synthetic, tmp_path):
+    doc = live()
+    doc["cache"]["semantic"] = {"threshold": 0.9}
+    assert run_compiled(composer(synthetic, doc, tmp_path)) is None
