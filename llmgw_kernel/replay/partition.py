@@ -12,10 +12,12 @@ candidate policy that is (and nothing else):
 - **the limits' estimate for a request refused live** (the median logged latency of its
   route, over the whole window): every request of such a route that feeds the median;
 - **the exact and semantic caches**: the same cache namespace (route + key and/or team, per
-  the route's ``cache.namespace``, + the ``x-llmgw-cache-namespace`` header); on a route
-  whose rows could outnumber the store's ``max_entries``, the whole route (eviction is per
-  route); on a semantic route, the same raw ``cache_key`` (a live exact hit borrows the
-  embedding of the first earlier request with its key, whatever that one's namespace).
+  the route's ``cache.namespace``, + the ``x-llmgw-cache-namespace`` header); the whole route
+  when its store could evict an entry still visible to a lookup (eviction is FIFO per route:
+  exact, more than ``max_entries`` requests within a TTL, see :func:`_busiest_ttl`;
+  semantic, more than ``max_entries`` requests); on a semantic route, the same raw
+  ``cache_key`` (a live exact hit borrows the embedding of the first earlier request with its
+  key, whatever that one's namespace).
 
 The coupling graph (requests and the values above) is split into connected components by
 ``scipy.sparse.csgraph`` over integer codes (the values are read and coded in DuckDB/Arrow,
@@ -183,11 +185,38 @@ def _cache_coupling(policy: Policy, con: duckdb.DuckDBPyConnection, where: str, 
         if s is None:
             continue
         c.cache_routes[route] = ("key" in s.namespace, "team" in s.namespace)
-        bounds = [x.max_entries for x in (s.exact, s.semantic) if x is not None]
-        if bounds and n > min(bounds):
-            c.evicting_routes.add(route)
         if s.semantic is not None:
             c.semantic_routes.add(route)
+            if n > min(x.max_entries for x in (s.exact, s.semantic) if x is not None):
+                c.evicting_routes.add(route)
+        elif (
+            s.exact is not None
+            and n > s.exact.max_entries
+            and _busiest_ttl(con, where, params, route, s.exact.ttl_s) > s.exact.max_entries
+        ):
+            c.evicting_routes.add(route)
+
+
+def _busiest_ttl(con: duckdb.DuckDBPyConnection, where: str, params: list, route: str, ttl_s: float) -> int:
+    """The most requests of ``route`` arriving within ``ttl_s + 2L`` of each other, where L
+    bounds how long after its arrival a request's answer enters the cache (its logged store or
+    end time, or its admission plus the route's longest latency when it runs only in replay).
+
+    An exact store evicts its oldest entry once ``max_entries`` were stored after it; every
+    entry stored after an entry E and before E expires comes from a request that arrived
+    within ``(E - L, E + L + ttl)``. When no such span holds more than ``max_entries``
+    requests, only expired entries are ever evicted — invisible to every lookup — so the
+    route's namespaces do not couple through eviction."""
+    sql = f"""
+        WITH r AS (SELECT epoch(ts) AS t, cache_stored_ts, epoch(ts_end) AS t_end, admitted_ts, latency_ms
+                   FROM requests WHERE {where} AND route = ? AND endpoint = 'chat.completions'),
+        lag AS (SELECT greatest(max(cache_stored_ts - t), max(t_end - t), 0)
+                       + greatest(max(admitted_ts - t), 0) + coalesce(max(latency_ms), 0) / 1000 AS l FROM r)
+        SELECT max(n) FROM (SELECT count(*) OVER (ORDER BY t RANGE BETWEEN CURRENT ROW
+                                                  AND (SELECT ? + 2 * coalesce(l, 0) FROM lag) FOLLOWING) AS n FROM r)
+    """
+    rows = con.execute(sql, [*params, route, ttl_s]).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
 def _lit(value: str) -> str:
@@ -338,7 +367,7 @@ def _range(policy: Policy, con: duckdb.DuckDBPyConnection, since: Any, until: An
         bound = [since, until] if until is not None else [since]
         later = " AND ts < CAST(? AS TIMESTAMPTZ)" if until is not None else ""
         first = con.execute(f"SELECT epoch(min(ts)) FROM requests WHERE ts >= CAST(? AS TIMESTAMPTZ){later}", bound)
-        at = (first.fetchone() or (None,))[0]
+        at = (first.fetchall() or [(None,)])[0][0]
         start = min(warmup_since(policy, at), at - _max_ttl(policy)) if at is not None else None
         clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
         params.append(datetime.fromtimestamp(start, UTC) if start is not None else since)

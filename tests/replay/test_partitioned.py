@@ -49,7 +49,8 @@ def live_policy(upstream_url: str) -> dict:
         "routes": {
             "split": {"targets": [{**CHEAP, "weight": 60}, {**STRONG, "weight": 40}]},
             "fallback": {"targets": [{"provider": "local", "model": "status-503"}, STRONG]},
-            "cached": {"targets": [CHEAP], "cache": {"exact": {"ttl_s": 600}}},
+            # 10 answers (5 prompts x 2 keys) in a store of 6: live evictions couple the route
+            "cached": {"targets": [CHEAP], "cache": {"exact": {"ttl_s": 600, "max_entries": 6}}},
             "limited": {"targets": [CHEAP]},
             "solo": {"targets": [STRONG]},
             "mini": {"targets": [CHEAP]},
@@ -148,6 +149,11 @@ def test_the_log_has_what_couples_requests(served):
     assert got.get("budget_exceeded", 0) > 5 and got.get("rate_limited", 0) > 3, got
     hits = con.execute("SELECT count(*) FROM requests WHERE cache = 'hit'").fetchone()[0]
     assert hits > 10
+    evicted = con.execute(  # a miss whose exact key was stored before, within the TTL: evicted
+        "SELECT count(*) FROM requests a WHERE cache = 'miss' AND EXISTS (SELECT 1 FROM requests b WHERE"
+        " b.cache_key = a.cache_key AND b.key_id = a.key_id AND b.cache_stored_ts < epoch(a.ts))"
+    ).fetchone()[0]
+    assert evicted > 0
     assert con.execute("SELECT count(DISTINCT route), count(DISTINCT key_id) FROM requests").fetchone() == (6, 6)
 
 
@@ -249,6 +255,11 @@ def test_the_plan_groups_exactly_what_couples(served):
     live = plan_partitions(load_policy(doc), con, None, None, 3, history, shared_estimates=True).coupling
     own = {ev["id"] for ev in history.events if ev["settings"]["name"] in ("alpha", "gamma")}
     assert live.scopes == {"team": {"search"}, "user": {"u-bob"}, "route": {"limited"}, "key": own}
+    assert live.evicting_routes == {"cached"}  # more answers within a TTL than the store holds
+    roomy = candidate(doc)
+    roomy["routes"]["cached"]["cache"]["exact"] = {"ttl_s": 0.001, "max_entries": 30}  # ~64 rows in ~1 s
+    loose = plan_partitions(load_policy(roomy), con, None, None, 3, history, shared_estimates=True)
+    assert loose.coupling.evicting_routes == set()  # every evicted answer has expired: no coupling
 
 
 def test_semantic_candidates_couple_rows_by_raw_cache_key(served):
