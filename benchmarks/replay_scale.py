@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
+GEN_VERSION = 2  # bump when the traffic changes: the cached log is regenerated (2: cache_lookup_ts logged)
 START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday
 RATE_PER_S = 60.0
 TEAMS = ("search", "support", "analytics", "research", "sales", "legal", "ops", "growth")
@@ -182,7 +182,6 @@ def _serve(live: _Live, rec: Any, body: dict[str, Any], control: str | None, dra
     settings = policy.cache_for(route)
     store_key = None
     if settings is not None and settings.exact is not None:
-        live.until(rec.ts)
         rec.cache_control = control
         rec.cache_namespace = ns = decide.namespace(settings, route, rec.key_id, rec.team, None)
         rec.cache_key = raw = decide.exact_key(route, body)
@@ -192,6 +191,8 @@ def _serve(live: _Live, rec: Any, body: dict[str, Any], control: str | None, dra
         else:
             rec.cache, store_key = "miss", decide.scoped(ns, raw)
             rec.cache_reason = decide.NO_CACHE if control == decide.NO_CACHE else None
+            rec.cache_lookup_ts = rec.ts + 0.0005  # after admission: the stores as they are then
+            live.until(rec.cache_lookup_ts)
             store = live.exact.get(route) if control != decide.NO_CACHE else None
             entry = store.get(store_key, rec.ts, settings.exact.ttl_s) if store is not None else None
             if entry is not None:
