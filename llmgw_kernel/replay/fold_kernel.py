@@ -201,6 +201,12 @@ def _put(k, store, stored, src, max_entries, ex):  # type: ignore[no-untyped-def
 
 
 @_jit
+def _visible(k, ts, ttl, ex):  # type: ignore[no-untyped-def]
+    """``ExactStore.get``: key ``k`` holds an answer stored before ``ts`` and alive at ``ts``."""
+    return ex.present[k] and ex.stored_at[k] < ts < ex.stored_at[k] + ttl
+
+
+@_jit
 def _flush(until, c, ex):  # type: ignore[no-untyped-def]
     """Put every answer stored before ``until`` into its store (``CacheState.flush``)."""
     while ex.p_size[0] > 0 and ex.p_at[0] < until:
@@ -292,7 +298,7 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
         k = c.lkey[i]
         if c.bypass[i]:
             kind = _BYPASS
-        elif k >= 0 and ex.present[k] and ex.stored_at[k] < c.ts[i] < ex.stored_at[k] + c.ttl[i]:
+        elif k >= 0 and _visible(k, c.ts[i], c.ttl[i], ex):
             kind, src = _HIT, ex.src[k]
     out.cache_kind[i], out.cache_src[i] = kind, src
     if kind == _HIT:
@@ -371,6 +377,17 @@ def run_compiled(composer: Composer) -> Folded | None:
     return _folded(composer, inp, state[-1])
 
 
+def exact_stores(keys: int, stores: int, entries: int) -> Any:
+    """Empty exact stores for ``keys`` key codes in ``stores`` stores, room for ``entries`` puts."""
+    i64 = np.int64
+    return Ex(
+        np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, i64), np.zeros(keys, i64), np.zeros(stores, i64),
+        np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(entries, i64), np.full(stores, -1, i64),
+        np.full(stores, -1, i64), np.zeros(1, i64),
+        np.zeros(entries), np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(1, i64),
+    )  # fmt: skip
+
+
 def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     """The kernel's state, seeded from the inputs."""
     a, n, m = inp.arrays, c.n, len(c.all_rows)
@@ -379,13 +396,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int64)
     lim = Lim._make([*(a[k] for k in Lim._fields[:8]), flight, *(a[k] for k in Lim._fields[9:-1]), tracked])
     rw = RW(*(a["rw_" + k] for k in RW._fields))
-    keys, stores = int(a["n_keys"][0]), int(a["n_stores"][0])
-    ex = Ex(
-        np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, np.int64), np.zeros(keys, np.int64),
-        np.zeros(stores, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64),
-        np.full(stores, -1, np.int64), np.full(stores, -1, np.int64), np.zeros(1, np.int64),
-        np.zeros(m), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(1, np.int64),
-    )  # fmt: skip
+    ex = exact_stores(int(a["n_keys"][0]), int(a["n_stores"][0]), m)
     cin = C(*(a[k] for k in C._fields))
     ev = Ev(np.zeros(2 * n + 1), np.zeros(2 * n + 1, np.int64), np.zeros(2 * n + 1, np.int64),
             np.zeros(2 * n + 1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip

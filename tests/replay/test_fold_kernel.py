@@ -23,8 +23,10 @@ import yaml
 from test_composition import composed_policy, served  # noqa: F401  (a fixture: the served log)
 
 from llmgw_kernel import load_policy
+from llmgw_kernel.cache.exact import Entry, ExactStore
+from llmgw_kernel.decisions.limits import RateWindow
 from llmgw_kernel.log.reader import open_log
-from llmgw_kernel.replay import _state_before, load_window
+from llmgw_kernel.replay import _state_before, fold_kernel, load_window
 from llmgw_kernel.replay.fold import Composer, Folded
 from llmgw_kernel.replay.fold_kernel import run_compiled
 from llmgw_kernel.replay.stages import decide
@@ -103,12 +105,13 @@ def test_budget_and_rate_refusals_match_to_the_last_bit(synthetic, tmp_path):
     assert any(r.startswith("user") for r in reasons) and any("team" in r for r in reasons), reasons
 
 
-def test_a_small_cache_evicts_as_the_live_store_does(synthetic, tmp_path):
+@pytest.mark.parametrize("ttl, size", [(90, 150), (5, 400)])  # full before expiry; expired keys stored again
+def test_a_small_cache_evicts_as_the_live_store_does(synthetic, tmp_path, ttl, size):
     doc = tight()
-    doc["cache"] = {"exact": {"ttl_s": 90, "max_entries": 150}}
+    doc["cache"] = {"exact": {"ttl_s": ttl, "max_entries": size}}
     doc["routes"]["chat"]["targets"][0]["weight"] = 10  # other weights: other costs, other cut-offs
     out = assert_same(composer(synthetic, doc, tmp_path))
-    assert sum(o is not None and o.kind == "hit" for o in out.cache) > 100
+    assert sum(o is not None and o.kind == "hit" for o in out.cache) > 50
 
 
 def test_cache_off_and_no_limits(synthetic, tmp_path):
@@ -159,7 +162,7 @@ def test_random_candidates_on_small_logs(seed, tmp_path):
         ],
     }  # fmt: skip
     doc["rate_limits"] = [{"scope": "key", "rpm": int(rng.integers(2, 30))}, {"scope": "user", "tpm": 3000}]
-    doc["cache"] = {"exact": {"ttl_s": float(rng.uniform(5, 300)), "max_entries": int(rng.integers(1, 60))}}
+    doc["cache"] = {"exact": {"ttl_s": float(rng.uniform(1, 30)), "max_entries": int(rng.integers(1, 300))}}
     assert_same(composer(d, doc, tmp_path))
 
 
@@ -167,3 +170,41 @@ def test_what_the_kernel_does_not_fold_falls_back(synthetic, tmp_path):
     doc = live()
     doc["cache"]["semantic"] = {"threshold": 0.9}
     assert run_compiled(composer(synthetic, doc, tmp_path)) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_kernels_exact_store_is_the_live_store(seed):
+    """Puts and gets at whole seconds (answers stored at the very second of a lookup, refreshed
+    keys, evictions): the kernel's store answers as ``ExactStore`` does."""
+    rng = np.random.default_rng(seed)
+    live, ex = ExactStore(), fold_kernel.exact_stores(12, 1, 3000)
+    ttl, size = float(rng.integers(2, 8)), int(rng.integers(1, 6))
+    for step in range(3000):
+        at, k = float(step // 3), int(rng.integers(0, 12))
+        if rng.random() < 0.5:
+            live.put(str(k), Entry(f"r{step}", at, b"", None, None), size)
+            fold_kernel._put(k, 0, at, step, size, ex)
+        ts = at + float(rng.integers(-1, 2))
+        got, visible = live.get(str(k), ts, ttl), fold_kernel._visible(k, ts, ttl, ex)
+        assert visible == (got is not None), step
+        assert not visible or f"r{ex.src[k]}" == got.request_id, step
+
+
+def test_the_kernels_rate_window_is_the_live_window():
+    """Counts at fractional seconds, mostly forward, sometimes stepping back (a start state's
+    settlements after the window's start): totals after expiry equal ``RateWindow``'s."""
+    rng = np.random.default_rng(7)
+    live = RateWindow()
+    i64 = np.int64
+    rw = fold_kernel.RW(
+        np.zeros((1, 64), i64), np.zeros((1, 64), i64), np.zeros((1, 64), i64), *(np.zeros(1, i64) for _ in range(5))
+    )
+    at = 1000.0
+    for step in range(5000):
+        at += float(rng.exponential(0.8)) if rng.random() < 0.9 else -float(rng.uniform(0, 5))
+        n, t = int(rng.integers(0, 2)), int(rng.integers(0, 50))
+        live.add(at, n, t)
+        assert fold_kernel._add(0, at, n, t, rw)
+        live.expire(at + 0.5)
+        fold_kernel._expire(0, at + 0.5, rw)
+        assert (live.requests, live.tokens) == (rw.requests[0], rw.tokens[0]), step
