@@ -136,7 +136,7 @@ KINDS: dict[str, int] = {
     "split": 150, "split-stream": 60, "cached": 170, "cached-stream": 40, "cached-control": 30, "cached-hot": 20,
     "ruled": 60, "fallback": 40, "chaos": 60, "chaos-stream": 40, "stream-cut": 15, "abandon": 12, "limited": 50,
     "messages": 40, "messages-stream": 20, "cached-short": 40, "sticky": 30, "embeddings": 40, "unknown-model": 20,
-    "malformed": 20, "schema": 10, "bad-cache-header": 8, "oversized": 6, "bad-key": 15, "no-key": 5,
+    "malformed": 20, "schema": 10, "messages-invalid": 8, "bad-cache-header": 8, "oversized": 6, "bad-key": 15, "no-key": 5,
     "revoked-key": 15, "not-allowed": 20, "broken": 15,
 }  # fmt: skip
 #: the keys requests are spread over (created through the admin API before any traffic)
@@ -149,7 +149,11 @@ KEYS: dict[str, dict[str, Any]] = {
     "doomed": {"team": "search", "user": "u-dan"},  # revoked a third of the way in
 }
 USABLE = ("alpha", "beta", "gamma", "delta", "narrow", "doomed")
-ALWAYS_VALID = ("oversized", "bad-cache-header")  # rare kinds sent with a key never refused, so they reach their check
+ALWAYS_VALID = (
+    "oversized",
+    "bad-cache-header",
+    "messages-invalid",
+)  # rare kinds sent with a key never refused, so they reach their check
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,13 @@ def _post_raw(c: Clients, s: Spec, content: bytes) -> tuple[int, str | None]:
     return r.status_code, r.headers.get("x-request-id")
 
 
+def _messages_raw(c: Clients, s: Spec, content: bytes) -> tuple[int, str | None]:
+    """A body the Anthropic API refuses (here: no ``max_tokens``), sent as the SDK would."""
+    headers = {"x-api-key": c.secret(s.key), "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    r = c.raw.post(c.base + "/v1/messages", content=content, headers=headers)
+    return r.status_code, r.headers.get("x-request-id")
+
+
 def _cache_headers(s: Spec) -> dict[str, str]:
     """no-cache / no-store, and on some requests a namespace of the client's own."""
     headers = {"x-llmgw-cache": ("no-cache", "no-store")[s.i % 2]}
@@ -322,6 +333,9 @@ SENDERS: dict[str, Callable[[Clients, Spec], tuple[int, str | None]]] = {
     "cached": lambda c, s: _chat(c, s, "cached"),
     "cached-stream": lambda c, s: _chat(c, s, "cached", stream=True),
     "cached-control": lambda c, s: _chat(c, s, "cached", extra_headers=_cache_headers(s)),
+    "messages-invalid": lambda c, s: _messages_raw(
+        c, s, b'{"model": "ruled", "messages": [{"role": "user", "content": "x"}]}'
+    ),
     "bad-cache-header": lambda c, s: _chat(c, s, "cached", extra_headers={"x-llmgw-cache": "sometimes"}),
     "oversized": lambda c, s: _post_raw(
         c, s, b'{"model": "split", "messages": [{"role": "user", "content": "' + b"x" * 70_000 + b'"}]}'

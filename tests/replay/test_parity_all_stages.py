@@ -62,7 +62,7 @@ def test_the_traffic_exercises_every_stage(served):
         "rules": "route_reason LIKE '%rule%'", "soft budget flags": "budget_flags IS NOT NULL",
         "sticky draws": "route = 'sticky' AND route_reason LIKE '%user%'",
         "bad cache headers": "route = 'cached' AND status = 400", "oversized bodies": "status = 413",
-        "namespace headers": "cache_ns_header IS NOT NULL",
+        "namespace headers": "cache_ns_header IS NOT NULL", "invalid /v1/messages": "api = 'anthropic' AND status = 400",
         "expired or evicted answers": "route = 'cached-short' AND cache = 'miss' AND cache_key IN"
         " (SELECT cache_key FROM requests WHERE route = 'cached-short' AND cache_stored_ts IS NOT NULL)",
     }.items():  # fmt: skip
