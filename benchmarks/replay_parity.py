@@ -18,7 +18,8 @@ Reported (JSON on stdout): the mix's outcomes as logged, ``differs_from_log`` pe
 ``compare_to_log()`` (with the first differing rows when any), and the replay's cost,
 measured ``--replays`` times in a fresh process each (CPU seconds = utime + stime of that
 process, req/s per core = requests / CPU s, peak RSS = its ru_maxrss) with their spread.
-Bounded: ``--requests`` requests, one pass; the server is stopped (SIGTERM) before replay.
+Bounded: ``--requests`` requests, one pass; the server is stopped (SIGTERM) before replay; the
+temporary directory is removed at the end (``--keep DIR`` keeps the log to look at).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,6 +148,8 @@ def main() -> None:
         "differing_rows": first["differing_rows"],
     }  # fmt: skip
     print(json.dumps(report, indent=2))
+    if args.keep is None:
+        shutil.rmtree(out, ignore_errors=True)
     if first["compare_to_log"]:
         sys.exit(1)
 
