@@ -262,47 +262,65 @@ class _Unsupported(Exception):
 def _per_request(
     c: Composer, order: list[Facts], gid: list[int], g: Groups, a: dict[str, np.ndarray]
 ) -> dict[int, set[str]]:
-    """Per-row admission and serving facts (window order; rows not admitted keep defaults)."""
-    n = c.n
-    f64 = lambda fill=np.nan: np.full(n, fill, np.float64)  # noqa: E731
-    decide, lookup, worst = f64(), f64(), f64(0.0)
-    up_cost, up_has, up_tok, up_at = f64(0.0), np.zeros(n, np.bool_), np.zeros(n, np.int64), f64()
-    group, rtok = np.full(n, -1, np.int64), np.zeros(n, np.int64)
-    rid, settle_logged = np.zeros(n, np.int64), f64()
-    rids = _Codes()
-    costs = c.costs
+    """Per-row admission and serving facts (window order; rows not admitted keep defaults).
+
+    Built as lists in admission order and scattered once (a numpy item assignment per value
+    costs more than the list append)."""
+    costs, plans, rows, served, worst_of = c.costs, c.plans, c.rows, c.served, c.worst_usd
     kept = costs.unpriced
     probe: set[str] = set()
     unpriced: dict[int, set[str]] = {}
     worst_memo: dict[tuple[Any, ...], float] = {}
+    has_budgets = [bool(b) for b in g.budgets]
+    worst: list[float] = []
+    lookup: list[float] = []
+    up_cost: list[float] = []
+    up_at: list[float] = []
+    up_has: list[bool] = []
+    up_tok: list[int] = []
+    rids = _Codes()
     costs.unpriced = probe
     try:
         for f, k in zip(order, gid, strict=True):
-            i = f.i
-            plan = c.plans[i]
+            plan = plans[f.i]
             assert plan is not None
-            r = c.rows[i]
-            decide[i], group[i], rtok[i], settle_logged[i] = f.decide_at, k, f.reserved_tokens, f.settle_at
-            rid[i] = rids.code(f.rid)
+            r = rows[f.i]
             looked = r.lookup_at
-            lookup[i] = max(looked, f.decide_at) if looked is not None else f.decide_at
-            if g.budgets[k]:
+            lookup.append(f.decide_at if looked is None else max(looked, f.decide_at))
+            w = 0.0
+            if has_budgets[k]:
                 wk = (f.prompt_ub, f.completion_ub, tuple(plan), f.reserved_usd)
-                w = worst_memo.get(wk)
+                w = worst_memo.get(wk)  # type: ignore[assignment]
                 if w is None:
-                    w = worst_memo[wk] = c.worst_usd(f, plan)
-                worst[i] = w
-            cost, tokens, at = c.served(f, r, plan)
+                    w = worst_memo[wk] = worst_of(f, plan)
+            worst.append(w)
+            cost, tokens, at = served(f, r, plan)
             if probe:
-                unpriced[i] = set(probe)
+                unpriced[f.i] = set(probe)
                 probe.clear()
-            up_has[i] = cost is not None
-            up_cost[i] = cost if cost is not None else 0.0
-            up_tok[i], up_at[i] = tokens, at
+            up_has.append(cost is not None)
+            up_cost.append(0.0 if cost is None else cost)
+            up_tok.append(tokens)
+            up_at.append(at)
     finally:
         costs.unpriced = kept
-    a.update(decide=decide, lookup=lookup, worst=worst, up_cost=up_cost, up_has=up_has, up_tok=up_tok)
-    a.update(up_at=up_at, group=group, rtok=rtok, rid=rid, settle_logged=settle_logged)
+    idx = np.fromiter((f.i for f in order), np.int64, len(order))
+    n = c.n
+    for name, values, fill in (
+        ("decide", [f.decide_at for f in order], np.nan), ("lookup", lookup, np.nan), ("worst", worst, 0.0),
+        ("up_cost", up_cost, 0.0), ("up_at", up_at, np.nan), ("settle_logged", [f.settle_at for f in order], np.nan),
+    ):  # fmt: skip
+        a[name] = np.full(n, fill)
+        a[name][idx] = values
+    ints: tuple[tuple[str, list[int]], ...] = (
+        ("group", gid), ("rtok", [f.reserved_tokens for f in order]), ("up_tok", up_tok),
+        ("rid", [rids.code(f.rid) for f in order]),
+    )  # fmt: skip
+    for name, column in ints:
+        a[name] = np.zeros(n, np.int64)
+        a[name][idx] = column
+    a["up_has"] = np.zeros(n, np.bool_)
+    a["up_has"][idx] = up_has
     return unpriced
 
 
