@@ -14,9 +14,11 @@ process tree.
 :func:`~llmgw_kernel.replay.engines.replay_partitioned` with 1 and 2 local partitions and 2
 Dask partitions, on a synthetic log written through the real
 :class:`~llmgw_kernel.log.writer.LogWriter` (``journal=False``): ``--rows`` requests over 32
-keys in 8 teams, 4 routes, an exact cache (prompts from a pool of 2,000) and a daily budget per
-team; each row as the live policy served it (no limit refused and no answer cached: the
-partitioned replay splits the live policy's own replay, where no estimate is read). Each
+keys in 8 teams, 4 routes, an exact cache (namespaces by key and team; every prompt distinct, so
+every request is a miss) and a daily budget per team (never reached); each row as the live
+policy served it, which replays with 0 differences (the partitioned replay splits the live
+policy's own replay, where no estimate is read). The coupling graph has 8 components (a team
+budget couples a team's keys). Each
 scenario runs in a fresh subprocess: CPU = user + sys of the child and every process it
 started, wall, peak RSS summed over the tree (sampled every 50 ms).
 """
@@ -160,7 +162,7 @@ def write_log(data_dir: Path, rows: int) -> Path:
     start = 1_793_606_400.0  # 2026-11-02 08:00 UTC
     for i in range(rows):
         h = int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=8).digest(), "big")
-        key, route, prompt = h % 32, ROUTES[(h >> 8) % 4], (h >> 16) % 2000
+        key, route, prompt = h % 32, ROUTES[(h >> 8) % 4], i  # every prompt once: each one a miss, as logged
         ts = start + i / 50.0
         body = {"model": route, "messages": [{"role": "user", "content": f"prompt {prompt} for key {key}"}]}
         rec = RequestRecord(f"req_{i:012d}", ts, "chat.completions")

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..policy.load import PolicySource, load_policy
+from ..policy.model import Policy
 from .partition import PartitionPlan, plan_partitions, predicate
 from .sources import Source
 
@@ -102,7 +103,8 @@ def replay_partitioned(
     kh = os.fspath(key_history) if key_history is not None else None
     src = Source.of(source, storage_options=dict(storage_options or {}), key_history=kh)
     pol = load_policy(policy)
-    shipped: PolicySource = policy if isinstance(policy, (str, os.PathLike)) else pol
+    # a path or a mapping travels as it is (a worker loads it, rule functions included)
+    shipped: PolicySource = pol if isinstance(policy, Policy) else policy
     con = src.open()
     try:
         plan = plan_partitions(pol, con, since, until, partitions or os.cpu_count() or 1, _history(con))
