@@ -13,6 +13,11 @@ byte fields) and the byte fields. A torn last frame (the process died mid-write)
 length or CRC check and is skipped (as is a frame a failed write left partial: decoding
 resumes at the next valid frame).
 
+Each file starts with a *layout* frame (its own magic; body: the names of the plain
+attributes, in the order the records list them), so a journal left by a crash decodes after an
+upgrade that added, removed or reordered record fields (fields it lacks are None). Files from
+before layout frames are decoded by the layouts those releases wrote.
+
 >>> rec = RequestRecord("req_1", 1.5, "chat.completions")
 >>> rec.request_raw, rec.metadata = b'{"model": "m"}', {"team": "a"}
 >>> frame = encode(rec)
@@ -38,12 +43,26 @@ from .record import RequestRecord, unserializable
 log = logging.getLogger("llmgw.log")
 
 MAGIC = 0x4C4A524E
+LAYOUT_MAGIC = 0x4C4A4C59
 _FRAME = struct.Struct("<III")  # magic, body length, crc32 of the body
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _U32 = struct.Struct("<I")
 _BYTES_FIELDS = ("request_raw", "response_raw", "stream_events", "embedding")
 _PLAIN = tuple(s for s in RequestRecord.__slots__ if s not in _BYTES_FIELDS)
+_PLAIN_SET = frozenset(_PLAIN)
 _plain_values = operator.attrgetter(*_PLAIN)  # one C call for all of them
+#: the plain attributes of the releases that wrote no layout frame, by their count
+_V1_LAYOUT = (
+        "request_id", "client_request_id", "ts", "ts_end", "endpoint", "route", "policy_version", "stream", "status",
+        "outcome", "error_type", "error_message", "plan", "route_reason", "target", "provider", "upstream_model",
+        "attempts", "latency_ms", "ttft_ms", "upstream_ms", "usage", "metadata", "user_agent", "body_mode", "api",
+        "retries", "backoff_ms", "key_id", "temperature", "cost_usd", "cache", "cache_reason", "cache_similarity",
+        "cache_source", "saved_usd", "cache_control", "cache_ns_header", "cache_namespace", "cache_key",
+        "cache_context", "cache_stored_ts", "cache_features", "embedding_model", "team", "end_user", "key_version",
+        "admission", "admission_reason", "budget_flags", "admitted_ts", "settled_ts", "reserved_usd",
+        "reserved_tokens", "usage_estimated",
+)  # fmt: skip
+_UNLABELLED_LAYOUTS: dict[int, tuple[str, ...]] = {len(_V1_LAYOUT): _V1_LAYOUT}
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 JOURNAL_RE = re.compile(r"^journal-(\d{16})-(\d{6})\.wal$")
 
@@ -81,15 +100,26 @@ def encode(rec: RequestRecord) -> bytes:
     return _FRAME.pack(MAGIC, len(body), zlib.crc32(body)) + body
 
 
+def layout_frame() -> bytes:
+    """The frame that starts every journal file: the names of the record's plain attributes."""
+    body = orjson.dumps(_PLAIN)
+    return _FRAME.pack(LAYOUT_MAGIC, len(body), zlib.crc32(body)) + body
+
+
 def decode(data: bytes) -> tuple[list[RequestRecord], int]:
     """The records of a journal file's bytes, and how many bytes were skipped: a torn last
     frame (the process died mid-write), or a frame a failed write left partial, after which
     decoding resumes at the next frame whose magic, length and CRC check out."""
     out: list[RequestRecord] = []
     pos, end, skipped = 0, len(data), 0
+    names: tuple[str, ...] | None = None  # the layout of the records that follow
     while pos + _FRAME.size <= end:
         magic, size, crc = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + size]
+        if magic == LAYOUT_MAGIC and len(body) == size and zlib.crc32(body) == crc:
+            names = tuple(orjson.loads(body))
+            pos += _FRAME.size + size
+            continue
         if magic != MAGIC or len(body) != size or zlib.crc32(body) != crc:
             resume = data.find(_MAGIC_BYTES, pos + 1)
             resume = end if resume < 0 else resume
@@ -98,18 +128,28 @@ def decode(data: bytes) -> tuple[list[RequestRecord], int]:
             continue
         pos += _FRAME.size + size
         try:
-            out.append(_record(body))
+            out.append(_record(body, names))
         except Exception:  # a well-framed record we cannot rebuild: skip it, keep the others
             log.exception("journal: skipped a record that could not be decoded")
     return out, skipped + (end - pos)
 
 
-def _record(body: bytes) -> RequestRecord:
+def _record(body: bytes, names: tuple[str, ...] | None = None) -> RequestRecord:
     (hlen,) = _U32.unpack_from(body, 0)
     values, (req_len, resp_len, event_lens, emb_len) = orjson.loads(body[4 : 4 + hlen])
-    rec = RequestRecord.__new__(RequestRecord)
-    for name, value in zip(_PLAIN, values, strict=True):
-        setattr(rec, name, value)
+    if names is None:
+        names = _PLAIN if len(values) == len(_PLAIN) else _UNLABELLED_LAYOUTS.get(len(values))
+        if names is None:
+            raise ValueError(f"a record of {len(values)} fields and no layout")
+    if names == _PLAIN:
+        rec = RequestRecord.__new__(RequestRecord)
+        for name, value in zip(_PLAIN, values, strict=True):
+            setattr(rec, name, value)
+    else:  # another release's layout: the fields this one knows, the others at their defaults
+        rec = RequestRecord("", 0.0, "")
+        for name, value in zip(names, values, strict=True):
+            if name in _PLAIN_SET:
+                setattr(rec, name, value)
     if rec.plan is not None:
         rec.plan = tuple(rec.plan)
     pos = 4 + hlen
@@ -160,7 +200,13 @@ class Journal:
 
     @staticmethod
     def _open(path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        """Open a new journal file and write its layout frame first."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, layout_frame())
+        except OSError as exc:  # records still decode positionally while the layout is this one's
+            log.error("journal: could not write the layout frame of %s: %s", path, exc)
+        return fd
 
     def append(self, frame: bytes) -> None:
         try:

@@ -126,7 +126,7 @@ def test_the_journal_is_truncated_once_its_rows_are_in_parquet(tmp_path):
         assert size > 100 * 100
         w.flush()
         files = wal.journal_files(jdir)
-        assert len(files) == 1 and files[0][1].stat().st_size == 0  # only the fresh, empty file
+        assert len(files) == 1 and files[0][1].stat().st_size == len(wal.layout_frame())  # only the fresh file
     w.close()
     assert wal.journal_files(jdir) == []
     assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (500,)
@@ -172,3 +172,48 @@ def test_a_journal_write_failure_is_reported_until_the_journal_works_again(tmp_p
     assert w.healthy, w.last_error
     w.close()
     assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (2,)
+
+
+def _v1_frame(rec: RequestRecord) -> bytes:
+    """A frame as the release before layout frames wrote it: its 55 plain fields, by position."""
+    import struct
+    import zlib
+
+    import orjson
+
+    v1 = [name for name in wal._PLAIN if name not in ("reserved_prompt_tokens", "cache_lookup_ts")]
+    values = [getattr(rec, name) for name in v1]
+    lens = [len(rec.request_raw), len(rec.response_raw or b""), None, -1]
+    header = orjson.dumps((values, lens))
+    body = struct.pack("<I", len(header)) + header + rec.request_raw + (rec.response_raw or b"")
+    return struct.pack("<III", wal.MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def test_a_journal_left_by_the_previous_release_is_recovered_after_an_upgrade(tmp_path):
+    """Regression: adding record fields (reserved_prompt_tokens, cache_lookup_ts) changed the
+    positional header, so a crash's journal written by the previous release failed to decode
+    after an upgrade and its rows were dropped. Records now decode by the writer's layout."""
+    directory = wal.journal_dir(tmp_path)
+    directory.mkdir(parents=True)
+    (directory / wal.journal_name(0, 0)).write_bytes(b"".join(_v1_frame(record(i)) for i in range(20)))
+    w = LogWriter(tmp_path)
+    assert w.rows_recovered == 20
+    w.close()
+    con = open_log(tmp_path)
+    got = con.execute(
+        "SELECT count(*), min(route), min(metadata->>'team'), max(reserved_prompt_tokens), max(cache_lookup_ts)"
+        " FROM requests"
+    ).fetchone()
+    assert got == (20, "m", "a", None, None)
+
+
+def test_each_journal_file_starts_with_its_layout_and_decodes_by_name(tmp_path):
+    j = wal.Journal(tmp_path, 0)
+    rec = record(1)
+    rec.cache_lookup_ts, rec.reserved_prompt_tokens = 12.5, 7
+    j.append(wal.encode(rec))
+    path = j.close()
+    data = path.read_bytes()
+    assert data.startswith(wal.layout_frame())
+    (decoded,), skipped = wal.decode(data)
+    assert skipped == 0 and (decoded.cache_lookup_ts, decoded.reserved_prompt_tokens) == (12.5, 7)
