@@ -129,10 +129,32 @@ def archive(live: Path, version_id: str | None, folder: Path | None = None) -> P
     entry = (folder or history_dir(live)) / f"{_stamp()}-{version_id or 'invalid'}"
     entry.mkdir(parents=True)
     shutil.copy2(live, entry / ENTRY_POLICY)
-    for rel, content in current.modules.items():
+    _write_modules(entry, current)
+    return entry
+
+
+def archive_version(live: Path, version: Version, version_id: str) -> Path:
+    """Keep ``version`` (bytes read earlier: the live file has changed since) as a history entry."""
+    entry = history_dir(live) / f"{_stamp()}-{version_id}"
+    entry.mkdir(parents=True)
+    (entry / ENTRY_POLICY).write_bytes(version.text)
+    _write_modules(entry, version)
+    return entry
+
+
+def _write_modules(entry: Path, version: Version) -> None:
+    for rel, content in version.modules.items():
         (entry / rel).parent.mkdir(parents=True, exist_ok=True)
         (entry / rel).write_bytes(content)
-    return entry
+
+
+def is_archived(live: Path, version_id: str) -> bool:
+    """Whether ``version_id`` has a history entry (rolled-back ones included)."""
+    folder = history_dir(live)
+    for where in (folder, folder / ROLLED_BACK):
+        if where.is_dir() and any(p.name.endswith((f"-{version_id}", f"-{version_id}.yaml")) for p in where.iterdir()):
+            return True
+    return False
 
 
 def entries(live: Path) -> list[Path]:

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -85,6 +85,7 @@ class Gateway:
     _session: aiohttp.ClientSession | None = None
     _watch_task: asyncio.Task | None = None
     _stamp: tuple[int, int, int] | None = None
+    _served_files: Any = None  # the live file's bytes as loaded (a Version), archived if an edit replaces them
     _restore: asyncio.Future | None = None
 
     def __post_init__(self) -> None:
@@ -96,6 +97,7 @@ class Gateway:
 
         policy = load_policy(self.policy_path)
         self._stamp = _stat(self.policy_path)
+        self._served_files = _read_version(self.policy_path)
         self.admin_token = os.environ.get("LLMGW_ADMIN_TOKEN") or None
         if self.secrets is None:
             self.secrets = await asyncio.to_thread(Secrets, self.data_dir)  # a wrong master key stops here
@@ -208,9 +210,11 @@ class Gateway:
         if policy.version == self.snapshot.policy.version:
             return False
         old = self.snapshot.policy.version
+        replaced, self._served_files = self._served_files, await asyncio.to_thread(_read_version, self.policy_path)
         self._install(policy)
         self.metrics.reloads.labels("ok").inc()
         log.info("policy reloaded: %s -> %s", old, policy.version)
+        await asyncio.to_thread(_keep_replaced, self.policy_path, replaced, old)
         return True
 
     async def _watch(self) -> None:
@@ -224,6 +228,31 @@ class Gateway:
             if time.monotonic() - last_snapshot >= SNAPSHOT_EVERY_S:
                 last_snapshot = time.monotonic()
                 await self.maintain_cache()
+
+
+def _read_version(path: Path) -> Any:
+    from ..policy.versions import read_file_version
+
+    try:
+        return read_file_version(path)
+    except OSError:
+        return None
+
+
+def _keep_replaced(live: Path, replaced: Any, version_id: str) -> None:
+    """A version replaced by editing the live file (not by ``llmgw policy promote``, which
+    archives it first) is archived from the bytes it was loaded from, so its requests can be
+    replayed under it (``replay(versions=...)``) and rolled back to."""
+    from ..policy.versions import archive_version, is_archived
+
+    if replaced is None:
+        return
+    try:
+        if not is_archived(live, version_id):
+            entry = archive_version(live, replaced, version_id)
+            log.info("policy %s was replaced by an edit of %s: archived as %s", version_id, live, entry)
+    except OSError as exc:
+        log.warning("could not archive the replaced policy %s: %s", version_id, exc)
 
 
 def rebuild_limits(policy: Policy, data_dir: Path, keys: KeyStore) -> Limits:

@@ -39,8 +39,9 @@ def served_policies(live_policy_path: str | os.PathLike[str]) -> dict[str, Polic
     validates, and the live file itself if it validates (it wins a tie: same id, same
     decisions).
 
-    A version replaced by editing the live file by hand (not ``llmgw policy promote``) was
-    never archived: its rows show up in :func:`missing_versions`."""
+    A version replaced by editing the live file by hand is archived by the server when it
+    reloads the edit; one replaced while no server ran (or by an older release) was never
+    archived: its rows show up in :func:`missing_versions`."""
     live = Path(live_policy_path)
     out: dict[str, Policy] = {}
     for entry in _archived(live):

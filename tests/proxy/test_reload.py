@@ -109,3 +109,31 @@ def _wait_for_version(seen: list[tuple[float, str]], version: str, since: float,
             return
         time.sleep(0.02)
     raise AssertionError(f"version {version} never served")
+
+
+def test_a_version_replaced_by_a_hand_edit_is_archived_and_replays_as_served(make_gateway, upstream):
+    """Regression: editing the live file (not `llmgw policy promote`) replaced the served
+    version without archiving it, so its requests could not be replayed under it (nor rolled
+    back to). The server now archives the bytes it loaded when an edit replaces them."""
+    from llmgw_kernel.replay.versions import missing_versions, served_policies
+
+    gw = make_gateway()
+    v1 = load_policy(gw.policy_path).version
+    with httpx.Client(base_url=gw.base_url, timeout=10) as c:
+        for _ in range(20):
+            assert c.post("/chat/completions", json={"model": "split", "messages": MSG}).status_code == 200
+        doc = yaml.safe_load(gw.policy_path.read_text())
+        doc["routes"]["split"]["targets"][0]["weight"], doc["routes"]["split"]["targets"][1]["weight"] = 5, 95
+        gw.policy_path.write_text(yaml.safe_dump(doc))
+        v2 = load_policy(gw.policy_path).version
+        deadline = time.monotonic() + 5
+        while httpx.get(gw.url + "/health").json()["policy_version"] != v2:
+            assert time.monotonic() < deadline, "the edit was never loaded"
+            time.sleep(0.05)
+        for _ in range(20):
+            assert c.post("/chat/completions", json={"model": "split", "messages": MSG}).status_code == 200
+    gw.terminate()
+    versions = served_policies(gw.policy_path)
+    assert set(versions) == {v1, v2}
+    assert missing_versions(versions, gw.data_dir) == []
+    assert replay(gw.policy_path, gw.data_dir, versions=versions).compare_to_log() == 0
