@@ -326,44 +326,40 @@ def _per_request(
 
 def _cache_arrays(c: Composer, a: dict[str, np.ndarray]) -> None:
     """Exact-cache facts of every row (window rows, then warm rows numbered after them)."""
-    n, m = c.n, len(c.all_rows)
+    n, m, rows, facts = c.n, len(c.all_rows), c.rows, c.facts
     keys, stores = _Codes(), _Codes()
     canon_of = {r.rid: r.i for r in c.all_rows}
-    reached, bypass, lkey, skey = np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.full(n, -1), np.full(m, -1)
-    ts, flush_at, ttl = np.zeros(n), np.full(n, np.nan), np.zeros(n)
-    ran_live, entry_at = np.zeros(n, np.bool_), np.full(m, np.nan)
-    hit_logged, store_of, max_e = np.zeros(n, np.bool_), np.full(m, -1), np.zeros(m, np.int64)
-    canon = np.array([canon_of[r.rid] for r in c.all_rows], np.int64)
-    facts = c.facts
-    for r, p in zip(c.all_rows, [*c.prepared, *(p for _, p in c.warm)], strict=True):
-        i, s = r.i, p.settings
-        if s is None:
-            continue
-        if s.exact is not None and p.key is not None:
-            skey[i] = keys.code((r.route or "", p.key))
-            store_of[i], max_e[i] = stores.code(r.route or ""), s.exact.max_entries
-        if p.entry is not None:
-            entry_at[i] = p.entry.stored_at
-        if i >= n:
-            continue
-        f = facts[i]
-        reached[i] = f is not None and f.reached_cache
-        bypass[i] = p.bypass is not None
-        if p.read and s.exact is not None and p.key is not None:
-            lkey[i], ttl[i] = skey[i], s.exact.ttl_s
-        ts[i] = r.ts
-        if r.lookup_at is not None:
-            flush_at[i] = r.lookup_at
-        ran_live[i] = f is not None and f.ran and r.logged not in HIT_KINDS
-        hit_logged[i] = r.logged == "hit"
+    preps = [*c.prepared, *(p for _, p in c.warm)]
+    skey, store_of, max_e = [-1] * m, [-1] * m, [0] * m
+    for r, p in zip(c.all_rows, preps, strict=True):
+        s = p.settings
+        if s is not None and s.exact is not None and p.key is not None:
+            skey[r.i] = keys.code((r.route or "", p.key))
+            store_of[r.i], max_e[r.i] = stores.code(r.route or ""), s.exact.max_entries
+    reads = [p.settings is not None and p.settings.exact is not None and p.read and p.key is not None for p in preps]
+    lkey = [k if read else -1 for k, read in zip(skey, reads, strict=False)]
+    a["ttl"] = np.array([p.settings.exact.ttl_s if read else 0.0 for p, read in zip(preps, reads, strict=False)])  # type: ignore[union-attr]
+    a["skey"], a["store_of"], a["max_e"] = np.array(skey), np.array(store_of), np.array(max_e)
+    a["lkey"] = np.array(lkey[:n], np.int64)
+    a["entry_at"] = np.array([np.nan if p.entry is None else p.entry.stored_at for p in preps])
+    a["canon"] = np.fromiter((canon_of[r.rid] for r in c.all_rows), np.int64, m)
+    a["reached"] = np.array(
+        [p.settings is not None and f is not None and f.reached_cache for p, f in zip(preps, facts, strict=False)],
+        np.bool_,
+    )
+    a["bypass"] = np.array([p.bypass is not None for p in c.prepared], np.bool_)
+    a["ts"] = np.array([r.ts for r in rows])
+    a["flush_at"] = np.array([np.nan if r.lookup_at is None else r.lookup_at for r in rows])
+    a["ran_live"] = np.array(
+        [f is not None and f.ran and r.logged not in HIT_KINDS for r, f in zip(rows, facts, strict=True)], np.bool_
+    )
+    a["hit_logged"] = np.array([r.logged == "hit" for r in rows], np.bool_)
     warm = [
         r.i
         for r, p in c.warm
         if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None
     ]
-    a.update(reached=reached, bypass=bypass, lkey=lkey, skey=skey, ts=ts, flush_at=flush_at, ttl=ttl)
-    a.update(ran_live=ran_live, entry_at=entry_at, hit_logged=hit_logged, store_of=store_of, max_e=max_e)
-    a.update(canon=canon, warm=np.array(warm, np.int64))
+    a["warm"] = np.array(warm, np.int64)
     a["n_keys"] = np.array([max(len(keys), 1)], np.int64)
     a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
     a["hit_s"] = np.array([c.hit_ms["hit"] / 1000])

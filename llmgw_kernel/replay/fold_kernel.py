@@ -78,6 +78,13 @@ _UP, _CACHE, _REFUSED = 1, 2, 3  # served by
 
 
 def _jit(fn: Any) -> Any:
+    """A helper of the kernel, inlined where it is called (a call would pass the state's
+    tuples of arrays by value)."""
+    return njit(cache=True, nogil=True, inline="always")(fn) if njit is not None else fn
+
+
+def _jit_entry(fn: Any) -> Any:
+    """The kernel's entry point, compiled once and cached on disk."""
     return njit(cache=True, nogil=True)(fn) if njit is not None else fn
 
 
@@ -339,7 +346,7 @@ def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
     return True
 
 
-@_jit
+@_jit_entry
 def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
     """``Composer.run``: 0 when folded, 1 when a rate window overflowed its ring."""
     for w in warm:
@@ -394,8 +401,12 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     groups = inp.groups
     tracked = np.array([bool(b or r) for b, r in zip(groups.budgets, groups.rates, strict=True)], np.bool_)
     flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int64)
-    lim = Lim._make([*(a[k] for k in Lim._fields[:8]), flight, *(a[k] for k in Lim._fields[9:-1]), tracked])
-    rw = RW(*(a["rw_" + k] for k in RW._fields))
+    # the fold changes the state it starts from: it starts from copies (the inputs can be folded again)
+    mutable = {k: a[k].copy() for k in ("committed", "reserved", *("rw_" + f for f in RW._fields))}
+    lim = Lim._make(
+        [*(a[k] for k in Lim._fields[:8]), flight, *(mutable.get(k, a[k]) for k in Lim._fields[9:-1]), tracked]
+    )
+    rw = RW(*(mutable["rw_" + k] for k in RW._fields))
     ex = exact_stores(int(a["n_keys"][0]), int(a["n_stores"][0]), m)
     cin = C(*(a[k] for k in C._fields))
     ev = Ev(np.zeros(2 * n + 1), np.zeros(2 * n + 1, np.int64), np.zeros(2 * n + 1, np.int64),
