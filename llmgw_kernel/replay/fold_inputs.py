@@ -331,11 +331,13 @@ def _cache_arrays(c: Composer, a: dict[str, np.ndarray]) -> None:
     canon_of = {r.rid: r.i for r in c.all_rows}
     preps = [*c.prepared, *(p for _, p in c.warm)]
     skey, store_of, max_e = [-1] * m, [-1] * m, [0] * m
+    key_code, store_code = keys.setdefault, stores.setdefault  # dense codes in first-seen order
     for r, p in zip(c.all_rows, preps, strict=True):
         s = p.settings
         if s is not None and s.exact is not None and p.key is not None:
-            skey[r.i] = keys.code((r.route or "", p.key))
-            store_of[r.i], max_e[r.i] = stores.code(r.route or ""), s.exact.max_entries
+            route = r.route or ""
+            skey[r.i] = key_code((route, p.key), len(keys))
+            store_of[r.i], max_e[r.i] = store_code(route, len(stores)), s.exact.max_entries
     reads = [p.settings is not None and p.settings.exact is not None and p.read and p.key is not None for p in preps]
     lkey = [k if read else -1 for k, read in zip(skey, reads, strict=False)]
     a["ttl"] = np.array([p.settings.exact.ttl_s if read else 0.0 for p, read in zip(preps, reads, strict=False)])  # type: ignore[union-attr]
