@@ -54,18 +54,15 @@ Lim = namedtuple(
 #: the rate windows: a ring of one-second buckets per (scope, who), running totals, tokens in flight
 RW = namedtuple("RW", "sec req tok head len requests tokens reserved")
 #: the exact stores (entries by key code, a FIFO queue per store) and the heap of pending stores
-Ex = namedtuple(
-    "Ex",
-    "present stored_at src version count q_key q_version q_next head tail queued p_at p_prio p_seq p_row p_size",
-)
+Ex = namedtuple("Ex", "present stored_at src version count q_key q_version q_next head tail queued pending seq")
+#: a heap of (time, prio, seq) -> row: the events, and the stores pending (``pending``, prio 0)
+Heap = namedtuple("Heap", "t prio seq row size")
 #: per-row cache and serving facts
 C = namedtuple(
     "C",
     "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
     "settle_logged up_cost up_has up_tok up_at hit_s n",
 )
-#: the event heap (time, prio, seq -> row) and the sequence counter
-Ev = namedtuple("Ev", "t prio s row size seq")
 #: what the fold decided per row
 Out = namedtuple(
     "Out",
@@ -91,52 +88,47 @@ def _jit_entry(fn: Any) -> Any:
 # -- heaps: (time, prio, seq) -> row -----------------------------------------------------------
 
 
-@_jit
-def _before(t, p, s, a, b):  # type: ignore[no-untyped-def]
-    return t[a] < t[b] or (t[a] == t[b] and (p[a] < p[b] or (p[a] == p[b] and s[a] < s[b])))
+# The sift loops take the arrays once and compare/swap in place: a helper per compare would
+# take (and release) a reference to each array every time, atomically, in the innermost loop.
 
 
 @_jit
-def _swap(t, p, s, r, a, b):  # type: ignore[no-untyped-def]
-    t[a], t[b] = t[b], t[a]
-    p[a], p[b] = p[b], p[a]
-    s[a], s[b] = s[b], s[a]
-    r[a], r[b] = r[b], r[a]
-
-
-@_jit
-def _push(t, p, s, r, size, at, prio, seq, row):  # type: ignore[no-untyped-def]
-    k = size[0]
-    size[0] += 1
-    t[k], p[k], s[k], r[k] = at, prio, seq, row
-    while k > 0:
-        parent = (k - 1) >> 1
-        if not _before(t, p, s, k, parent):
+def _push(h, at, prio, seq, row):  # type: ignore[no-untyped-def]
+    t, p, s, r = h.t, h.prio, h.seq, h.row
+    k = h.size[0]
+    h.size[0] += 1
+    while k > 0:  # move parents down until the new entry's place is found
+        u = (k - 1) >> 1
+        if not (at < t[u] or (at == t[u] and (prio < p[u] or (prio == p[u] and seq < s[u])))):
             break
-        _swap(t, p, s, r, k, parent)
-        k = parent
+        t[k], p[k], s[k], r[k] = t[u], p[u], s[u], r[u]
+        k = u
+    t[k], p[k], s[k], r[k] = at, prio, seq, row
 
 
 @_jit
-def _pop(t, p, s, r, size):  # type: ignore[no-untyped-def]
+def _pop(h):  # type: ignore[no-untyped-def]
     """Remove the first entry; returns (time, prio, row)."""
-    at, prio, row = t[0], p[0], r[0]
-    size[0] -= 1
-    last = size[0]
-    if last > 0:
-        _swap(t, p, s, r, 0, last)
+    t, p, s, r = h.t, h.prio, h.seq, h.row
+    first_t, first_p, first_r = t[0], p[0], r[0]
+    h.size[0] -= 1
+    n = h.size[0]
+    if n > 0:
+        at, prio, seq, row = t[n], p[n], s[n], r[n]  # the last entry, sifted down from the root
         k = 0
         while True:
-            child = 2 * k + 1
-            if child >= last:
+            c = 2 * k + 1
+            if c >= n:
                 break
-            if child + 1 < last and _before(t, p, s, child + 1, child):
-                child += 1
-            if not _before(t, p, s, child, k):
+            d = c + 1
+            if d < n and (t[d] < t[c] or (t[d] == t[c] and (p[d] < p[c] or (p[d] == p[c] and s[d] < s[c])))):
+                c = d
+            if not (t[c] < at or (t[c] == at and (p[c] < prio or (p[c] == prio and s[c] < seq)))):
                 break
-            _swap(t, p, s, r, k, child)
-            k = child
-    return at, prio, row
+            t[k], p[k], s[k], r[k] = t[c], p[c], s[c], r[c]
+            k = c
+        t[k], p[k], s[k], r[k] = at, prio, seq, row
+    return first_t, first_p, first_r
 
 
 # -- rate windows (RateWindow) -------------------------------------------------------------------
@@ -144,34 +136,32 @@ def _pop(t, p, s, r, size):  # type: ignore[no-untyped-def]
 
 @_jit
 def _expire(w, at, rw):  # type: ignore[no-untyped-def]
-    sec, req, tok, head, ln, requests, tokens = rw.sec, rw.req, rw.tok, rw.head, rw.len, rw.requests, rw.tokens
     horizon = np.int64(np.floor(at)) - 59
-    while ln[w] > 0 and sec[w, head[w]] < horizon:
-        h = head[w]
-        requests[w] -= req[w, h]
-        tokens[w] -= tok[w, h]
-        head[w] = (h + 1) % CAP
-        ln[w] -= 1
+    while rw.len[w] > 0 and rw.sec[w, rw.head[w]] < horizon:
+        h = rw.head[w]
+        rw.requests[w] -= rw.req[w, h]
+        rw.tokens[w] -= rw.tok[w, h]
+        rw.head[w] = (h + 1) % CAP
+        rw.len[w] -= 1
 
 
 @_jit
 def _add(w, at, nreq, ntok, rw):  # type: ignore[no-untyped-def]
     """Count at ``at``; False when the ring is full (the caller falls back to Python)."""
     _expire(w, at, rw)
-    sec, req, tok, head, ln, requests, tokens = rw.sec, rw.req, rw.tok, rw.head, rw.len, rw.requests, rw.tokens
     s = np.int64(np.floor(at))
-    last = (head[w] + ln[w] - 1) % CAP
-    if ln[w] == 0 or sec[w, last] < s:
-        if ln[w] == CAP:
+    last = (rw.head[w] + rw.len[w] - 1) % CAP
+    if rw.len[w] == 0 or rw.sec[w, last] < s:
+        if rw.len[w] == CAP:
             return False
-        k = (head[w] + ln[w]) % CAP
-        sec[w, k], req[w, k], tok[w, k] = s, nreq, ntok
-        ln[w] += 1
+        k = (rw.head[w] + rw.len[w]) % CAP
+        rw.sec[w, k], rw.req[w, k], rw.tok[w, k] = s, nreq, ntok
+        rw.len[w] += 1
     else:
-        req[w, last] += nreq
-        tok[w, last] += ntok
-    requests[w] += nreq
-    tokens[w] += ntok
+        rw.req[w, last] += nreq
+        rw.tok[w, last] += ntok
+    rw.requests[w] += nreq
+    rw.tokens[w] += ntok
     return True
 
 
@@ -180,31 +170,29 @@ def _add(w, at, nreq, ntok, rw):  # type: ignore[no-untyped-def]
 
 @_jit
 def _put(k, store, stored, src, max_entries, ex):  # type: ignore[no-untyped-def]
-    present, e_at, e_src, ver, count = ex.present, ex.stored_at, ex.src, ex.version, ex.count
-    q_key, q_ver, q_next, s_head, s_tail, qn = ex.q_key, ex.q_version, ex.q_next, ex.head, ex.tail, ex.queued
-    if present[k]:
-        count[store] -= 1
-    ver[k] += 1
-    present[k] = True
-    e_at[k], e_src[k] = stored, src
-    count[store] += 1
-    j = qn[0]
-    qn[0] += 1
-    q_key[j], q_ver[j], q_next[j] = k, ver[k], -1
-    if s_tail[store] >= 0:
-        q_next[s_tail[store]] = j
+    if ex.present[k]:
+        ex.count[store] -= 1
+    ex.version[k] += 1
+    ex.present[k] = True
+    ex.stored_at[k], ex.src[k] = stored, src
+    ex.count[store] += 1
+    j = ex.queued[0]
+    ex.queued[0] += 1
+    ex.q_key[j], ex.q_version[j], ex.q_next[j] = k, ex.version[k], -1
+    if ex.tail[store] >= 0:
+        ex.q_next[ex.tail[store]] = j
     else:
-        s_head[store] = j
-    s_tail[store] = j
-    while count[store] > max_entries:
-        j = s_head[store]
-        s_head[store] = q_next[j]
-        if s_head[store] < 0:
-            s_tail[store] = -1
-        kk = q_key[j]
-        if present[kk] and ver[kk] == q_ver[j]:
-            present[kk] = False
-            count[store] -= 1
+        ex.head[store] = j
+    ex.tail[store] = j
+    while ex.count[store] > max_entries:
+        j = ex.head[store]
+        ex.head[store] = ex.q_next[j]
+        if ex.head[store] < 0:
+            ex.tail[store] = -1
+        kk = ex.q_key[j]
+        if ex.present[kk] and ex.version[kk] == ex.q_version[j]:
+            ex.present[kk] = False
+            ex.count[store] -= 1
 
 
 @_jit
@@ -216,8 +204,8 @@ def _visible(k, ts, ttl, ex):  # type: ignore[no-untyped-def]
 @_jit
 def _flush(until, c, ex):  # type: ignore[no-untyped-def]
     """Put every answer stored before ``until`` into its store (``CacheState.flush``)."""
-    while ex.p_size[0] > 0 and ex.p_at[0] < until:
-        at, _, row = _pop(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size)
+    while ex.pending.size[0] > 0 and ex.pending.t[0] < until:
+        at, _, row = _pop(ex.pending)
         _put(c.skey[row], c.store_of[row], at, c.canon[row], c.max_e[row], ex)
 
 
@@ -324,18 +312,18 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
             elif not np.isnan(c.entry_at[i]):
                 stored = c.entry_at[i]
             if not np.isnan(stored):
-                ev.seq[0] += 1
-                _push(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size, stored, 0, ev.seq[0], i)
+                ex.seq[0] += 1
+                _push(ex.pending, stored, 0, ex.seq[0], i)
     out.cost[i], out.cost_has[i], out.tokens[i] = cost, has, tokens
-    ev.seq[0] += 1
-    _push(ev.t, ev.prio, ev.s, ev.row, ev.size, max(at, at_lookup), 1, ev.seq[0], i)
+    ex.seq[0] += 1
+    _push(ev, max(at, at_lookup), 1, ex.seq[0], i)
 
 
 @_jit
 def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
     """Apply the lookups and settlements before ``until``; False: a rate window overflowed."""
     while ev.size[0] > 0 and ev.t[0] < until:
-        at, prio, i = _pop(ev.t, ev.prio, ev.s, ev.row, ev.size)
+        at, prio, i = _pop(ev)
         if prio == 0:
             _serve(i, at, c, ex, ev, out)
         elif lim.g_tracked[lim.group[i]]:
@@ -351,8 +339,8 @@ def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
     """``Composer.run``: 0 when folded, 1 when a rate window overflowed its ring."""
     for w in warm:
         if c.skey[w] >= 0:
-            ev.seq[0] += 1
-            _push(ex.p_at, ex.p_prio, ex.p_seq, ex.p_row, ex.p_size, c.entry_at[w], 0, ev.seq[0], w)
+            ex.seq[0] += 1
+            _push(ex.pending, c.entry_at[w], 0, ex.seq[0], w)
     for i in order:
         if not _drain(lim.decide[i], lim, rw, c, ex, ev, out):
             return 1
@@ -362,8 +350,8 @@ def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
             if out.adm_kind[i] != _ADMITTED:
                 out.served_by[i], out.cost[i], out.cost_has[i] = _REFUSED, 0.0, True
                 continue
-        ev.seq[0] += 1
-        _push(ev.t, ev.prio, ev.s, ev.row, ev.size, c.lookup[i], 0, ev.seq[0], i)
+        ex.seq[0] += 1
+        _push(ev, c.lookup[i], 0, ex.seq[0], i)
     return 0 if _drain(np.inf, lim, rw, c, ex, ev, out) else 1
 
 
@@ -390,9 +378,13 @@ def exact_stores(keys: int, stores: int, entries: int) -> Any:
     return Ex(
         np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, i64), np.zeros(keys, i64), np.zeros(stores, i64),
         np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(entries, i64), np.full(stores, -1, i64),
-        np.full(stores, -1, i64), np.zeros(1, i64),
-        np.zeros(entries), np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(1, i64),
+        np.full(stores, -1, i64), np.zeros(1, i64), _heap(entries), np.zeros(1, i64),
     )  # fmt: skip
+
+
+def _heap(size: int) -> Any:
+    i64 = np.int64
+    return Heap(np.zeros(size), np.zeros(size, i64), np.zeros(size, i64), np.zeros(size, i64), np.zeros(1, i64))
 
 
 def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
@@ -409,8 +401,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     rw = RW(*(mutable["rw_" + k] for k in RW._fields))
     ex = exact_stores(int(a["n_keys"][0]), int(a["n_stores"][0]), m)
     cin = C(*(a[k] for k in C._fields))
-    ev = Ev(np.zeros(2 * n + 1), np.zeros(2 * n + 1, np.int64), np.zeros(2 * n + 1, np.int64),
-            np.zeros(2 * n + 1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip
+    ev = _heap(2 * n + 1)
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
     out = Out(z(np.int8), z(), z(np.int8), z(np.float64), z(np.float64), z(np.int8), z(), z(np.int8),
               z(np.float64), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
