@@ -341,7 +341,8 @@ def _cache_arrays(c: Composer, a: dict[str, np.ndarray]) -> None:
     reads = [p.settings is not None and p.settings.exact is not None and p.read and p.key is not None for p in preps]
     lkey = [k if read else -1 for k, read in zip(skey, reads, strict=False)]
     a["ttl"] = np.array([p.settings.exact.ttl_s if read else 0.0 for p, read in zip(preps, reads, strict=False)])  # type: ignore[union-attr]
-    a["skey"], a["store_of"], a["max_e"] = np.array(skey), np.array(store_of), np.array(max_e)
+    i64 = np.int64  # explicit: an empty window's lists would make float arrays (another kernel signature)
+    a["skey"], a["store_of"], a["max_e"] = np.array(skey, i64), np.array(store_of, i64), np.array(max_e, i64)
     a["lkey"] = np.array(lkey[:n], np.int64)
     a["entry_at"] = np.array([np.nan if p.entry is None else p.entry.stored_at for p in preps])
     a["canon"] = np.fromiter((canon_of[r.rid] for r in c.all_rows), np.int64, m)

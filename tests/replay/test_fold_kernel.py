@@ -208,3 +208,9 @@ def test_the_kernels_rate_window_is_the_live_window():
         live.expire(at + 0.5)
         fold_kernel._expire(0, at + 0.5, rw)
         assert (live.requests, live.tokens) == (rw.requests[0], rw.tokens[0]), step
+
+
+def test_an_empty_window(synthetic, tmp_path):
+    """No request in the window (every column empty): the kernel folds nothing, with the same
+    array types as always (an empty list made a float array, which the kernel could not index by)."""
+    assert_same(composer(synthetic, tight(), tmp_path, since=datetime(2031, 1, 1, tzinfo=UTC)))
