@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from parity_traffic import ParityRun, request_mix
 from test_composition import composed_policy, served  # noqa: F401  (a fixture: the served log)
 
 from llmgw_kernel import load_policy
@@ -214,3 +215,25 @@ def test_an_empty_window(synthetic, tmp_path):
     """No request in the window (every column empty): the kernel folds nothing, with the same
     array types as always (an empty list made a float array, which the kernel could not index by)."""
     assert_same(composer(synthetic, tight(), tmp_path, since=datetime(2031, 1, 1, tzinfo=UTC)))
+
+
+@pytest.fixture(scope="module")
+def parity(upstream, tmp_path_factory) -> ParityRun:
+    """The all-stages parity traffic (tests/parity_traffic.py): virtual keys with budgets and
+    rpm/tpm of their own, key versions, streams, /v1/messages, embeddings, unknown models,
+    malformed bodies, upstream faults, a restart two thirds in."""
+    run = ParityRun.start(tmp_path_factory.mktemp("parity"), upstream.base_url, 400)
+    run.play(request_mix(seed=11, n=400), restart=True)
+    assert run.stop() == 0, run.gw.server_log()[-3000:]
+    return run
+
+
+def test_the_all_stages_parity_log(parity, tmp_path):
+    doc = yaml.safe_load(Path(parity.gw.policy_path).read_text())
+    c = composer(Path(parity.gw.data_dir), doc, tmp_path)
+    assert c.history is not None and any(f is not None and f.key_version for f in c.facts)
+    out = assert_same(c)
+    assert {"budget_exceeded", "rate_limited"} <= set(out.admission)
+    for limits in (doc.get("budgets") or {}).get("limits", []):
+        limits["usd"] = limits["usd"] / 3  # a candidate that cuts everyone off earlier
+    assert_same(composer(Path(parity.gw.data_dir), doc, tmp_path))
