@@ -7,7 +7,9 @@ reads their times, reservations and costs from the log) reach the same decisions
 
 Budgets (per key, team, user and global; day / week / month windows in the policy's time
 zone): a request is admitted while, for every hard budget that applies to it,
-``committed spend + reservations in flight < budget``; it then reserves its worst-case cost
+``committed spend + reservations in flight < budget``, all counted in whole nano-dollars
+(integers: a sum does not depend on the order of its terms, so the live proxy, a restart that
+sums the log in SQL and replay all reach the same decision); it then reserves its worst-case cost
 in each. So N concurrent requests overspend by at most one request's worst case, and a
 settled (or failed) request always gives its reservation back. Soft budgets never refuse;
 they flag. Spend counts in the window the request was admitted in.
@@ -51,6 +53,14 @@ if TYPE_CHECKING:
     from ..policy.model import BudgetLimit, Policy, RateLimit
 
 RATE_WINDOW_S = 60.0
+NANO = 1_000_000_000  # spend and reservations are counted in nano-dollars
+
+
+def nano(usd: float) -> int:
+    """``usd`` in whole nano-dollars (costs are priced to 9 decimals: exact for them)."""
+    return round(usd * NANO)
+
+
 _WINDOW_WORD = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
@@ -225,7 +235,7 @@ class _Flight:
     subject: Subject
     at: float
     buckets: list[tuple]
-    usd: float
+    usd: int  # nano-dollars reserved
     rate_buckets: list[tuple]
     tokens: int
 
@@ -312,8 +322,8 @@ class Limits:
     #: the (scope, window) pairs spend is counted in; None: all (live — a reload may add any
     #: budget). A replay, whose policy is fixed, counts only the ones its budgets read.
     counted: frozenset[tuple[str, str]] | None = None
-    committed: dict[tuple, float] = field(default_factory=dict)
-    reserved: dict[tuple, float] = field(default_factory=dict)
+    committed: dict[tuple, int] = field(default_factory=dict)  # nano-dollars
+    reserved: dict[tuple, int] = field(default_factory=dict)  # nano-dollars
     flights: dict[str, _Flight] = field(default_factory=dict)
     windows: dict[tuple, RateWindow] = field(default_factory=dict)  # (scope, who) -> its last minute
     _bounds: dict[tuple[str, str], tuple[float, float, datetime]] = field(default_factory=dict)
@@ -347,15 +357,16 @@ class Limits:
             start, end = self.bounds(at, b.limit.window)
             bucket = (b.limit.scope, b.who, b.limit.window, start)
             buckets.append(bucket)
-            spent = self.committed.get(bucket, 0.0)
-            held = self.reserved.get(bucket, 0.0)
-            if spent + held >= b.limit.usd:
+            spent = self.committed.get(bucket, 0)
+            held = self.reserved.get(bucket, 0)
+            if spent + held >= nano(b.limit.usd):
                 if b.limit.mode == "hard":
-                    reason, what = budget_refusal(b, spent, held, end)
+                    reason, what = budget_refusal(b, spent / NANO, held / NANO, end)
                     return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), (), what)
                 flags.append(budget_name(b))
+        worst = nano(worst_usd)
         for bucket in buckets:
-            self.reserved[bucket] = self.reserved.get(bucket, 0.0) + worst_usd
+            self.reserved[bucket] = self.reserved.get(bucket, 0) + worst
         # one window per (scope, who), whatever the limit's value: lowering a limit applies at once
         rate_buckets = rate_buckets_of(rates)
         for rb in rate_buckets:
@@ -364,7 +375,7 @@ class Limits:
                 w = self.windows[rb] = RateWindow()
             w.add(at, 1, 0)
             w.reserved += worst_tokens
-        self.flights[rid] = _Flight(subject, at, buckets, worst_usd, rate_buckets, worst_tokens)
+        self.flights[rid] = _Flight(subject, at, buckets, worst, rate_buckets, worst_tokens)
         return Verdict(True, "ok", None, None, tuple(flags))
 
     def settle(self, rid: str, at: float, cost_usd: float | None, tokens: int | None) -> None:
@@ -373,9 +384,11 @@ class Limits:
         if flight is None:
             return
         for bucket in flight.buckets:
-            self.reserved[bucket] = self.reserved.get(bucket, 0.0) - flight.usd
-            if abs(self.reserved[bucket]) < 1e-12:
-                del self.reserved[bucket]
+            held = self.reserved.get(bucket, 0) - flight.usd
+            if held:
+                self.reserved[bucket] = held
+            else:
+                self.reserved.pop(bucket, None)
         self.commit(flight.subject, flight.at, cost_usd)
         for rb in flight.rate_buckets:
             w = self.windows.get(rb)
@@ -395,7 +408,12 @@ class Limits:
     def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend for every scope and window of ``subject`` (whatever budgets exist now:
         a budget added later still sees the window's spend so far)."""
-        if not cost_usd:
+        if cost_usd:
+            self.commit_nano(subject, at, nano(cost_usd))
+
+    def commit_nano(self, subject: Subject, at: float, amount: int) -> None:
+        """:meth:`commit` of ``amount`` nano-dollars (a sum the log already holds in them)."""
+        if not amount:
             return
         pairs = _ALL_PAIRS if self.counted is None else self.counted
         committed = self.committed
@@ -404,7 +422,7 @@ class Limits:
             if scope != "global" and who is None:
                 continue
             bucket = (scope, who, w, self.bounds(at, w)[0])
-            committed[bucket] = committed.get(bucket, 0.0) + cost_usd
+            committed[bucket] = committed.get(bucket, 0) + amount
 
     def _sweep_some(self, at: float) -> None:
         """Drop idle rate windows and budget buckets of past windows, a few per admission: every
@@ -450,7 +468,7 @@ class Limits:
         """(committed, in flight) of one budget bucket at ``at``."""
         start, _ = self.bounds(at, window)
         bucket = (scope, who, window, start)
-        return self.committed.get(bucket, 0.0), self.reserved.get(bucket, 0.0)
+        return self.committed.get(bucket, 0) / NANO, self.reserved.get(bucket, 0) / NANO
 
 
 def rate_buckets_of(rates: list[Rate]) -> list[tuple]:

@@ -34,6 +34,7 @@ from ..decisions.limits import (
     _who,
     applicable_budgets,
     applicable_rates,
+    nano,
     rate_buckets_of,
     window_bounds,
 )
@@ -194,7 +195,7 @@ def _limit_arrays(g: Groups, series: _Codes, windows: _Codes, a: dict[str, np.nd
     flat = [(s, b.limit.usd, b.limit.mode == "hard") for lst in g.budgets for s, b in lst]
     a["gb_ptr"] = _ptr([len(x) for x in g.budgets])
     a["gb_series"] = np.array([s for s, _, _ in flat], np.int64)
-    a["gb_usd"] = np.array([u for _, u, _ in flat], np.float64)
+    a["gb_usd"] = np.array([nano(u) for _, u, _ in flat], np.int64)  # nano-dollars, as Limits compares
     a["gb_hard"] = np.array([h for _, _, h in flat], np.bool_)
     a["gc_ptr"] = _ptr([len(x) for x in g.commits])
     a["gc_series"] = np.array([s for x in g.commits for s in x], np.int64)
@@ -221,7 +222,7 @@ def _seed(start: Limits, series: _Codes, windows: _Codes, starts: list[list[floa
     off = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=off[1:])
     a["series_off"] = off
-    committed, reserved = np.zeros(int(off[-1])), np.zeros(int(off[-1]))
+    committed, reserved = np.zeros(int(off[-1]), np.int64), np.zeros(int(off[-1]), np.int64)  # nano-dollars
     at_start = [{s: j for j, s in enumerate(ks)} for ks in starts]
     for state, dst in ((start.committed, committed), (start.reserved, reserved)):
         for (scope, who, w, st), v in state.items():
@@ -275,6 +276,7 @@ def _per_request(
     worst: list[float] = []
     lookup: list[float] = []
     up_cost: list[float] = []
+    up_nano: list[int] = []
     up_at: list[float] = []
     up_has: list[bool] = []
     up_tok: list[int] = []
@@ -300,6 +302,7 @@ def _per_request(
                 probe.clear()
             up_has.append(cost is not None)
             up_cost.append(0.0 if cost is None else cost)
+            up_nano.append(0 if cost is None else nano(cost))
             up_tok.append(tokens)
             up_at.append(at)
     finally:
@@ -307,13 +310,14 @@ def _per_request(
     idx = np.fromiter((f.i for f in order), np.int64, len(order))
     n = c.n
     for name, values, fill in (
-        ("decide", [f.decide_at for f in order], np.nan), ("lookup", lookup, np.nan), ("worst", worst, 0.0),
+        ("decide", [f.decide_at for f in order], np.nan), ("lookup", lookup, np.nan),
         ("up_cost", up_cost, 0.0), ("up_at", up_at, np.nan), ("settle_logged", [f.settle_at for f in order], np.nan),
     ):  # fmt: skip
         a[name] = np.full(n, fill)
         a[name][idx] = values
     ints: tuple[tuple[str, list[int]], ...] = (
         ("group", gid), ("rtok", [f.reserved_tokens for f in order]), ("up_tok", up_tok),
+        ("worst", [nano(w) for w in worst]), ("up_nano", up_nano),
         ("rid", [rids.code(f.rid) for f in order]),
     )  # fmt: skip
     for name, column in ints:

@@ -5,9 +5,9 @@ The kernel mirrors the Python fold operation for operation, so its results are e
 
 - the same event order — admissions in ``Composer.order``; cache lookups (prio 0) and
   settlements (prio 1) on a heap ordered by (time, prio, sequence);
-- the same float operations in the same order: ``reserved[b] += worst``, ``reserved[b] -=
-  worst`` reset to 0 when ``abs(x) < 1e-12``, ``committed[b] += cost``, and the refusal test
-  ``spent + held >= usd`` (a sum that differs in its last bit flips a cut-off);
+- the same integer operations (nano-dollars, as :class:`Limits` counts): ``reserved[b] += worst``,
+  ``reserved[b] -= worst``, ``committed[b] += cost``, and the refusal test
+  ``spent + held >= usd``;
 - :class:`~llmgw_kernel.decisions.limits.RateWindow` as 60 one-second buckets in a ring with
   running totals and the tokens reserved in flight;
 - :class:`~llmgw_kernel.cache.exact.ExactStore` per route: visible iff ``stored_at < ts <
@@ -23,6 +23,7 @@ caller then runs the Python fold.
 
 from __future__ import annotations
 
+import logging
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from ..decisions.cache import NO_CACHE
 from ..decisions.cost import cost_usd
-from ..decisions.limits import Limits, budget_refusal, rate_refusal
+from ..decisions.limits import NANO, Limits, budget_refusal, rate_refusal
 from .cache_stage import Outcome
 from .fold import CACHE, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
 from .fold_inputs import Inputs, inputs
@@ -42,6 +43,8 @@ except ImportError:  # the [fast] extra is not installed: the Python fold runs
 
 if TYPE_CHECKING:
     from .fold import Composer
+
+log = logging.getLogger("llmgw.replay")
 
 CAP = 64  # rate-window ring size: at most 60 one-second buckets are live (fold_inputs seeds the same)
 
@@ -61,12 +64,12 @@ Heap = namedtuple("Heap", "t prio seq row size")
 C = namedtuple(
     "C",
     "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
-    "settle_logged up_cost up_has up_tok up_at hit_s n",
+    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n",
 )
 #: what the fold decided per row
 Out = namedtuple(
     "Out",
-    "adm_kind adm_j adm_col adm_spent adm_held cache_kind cache_src served_by cost cost_has tokens saved "
+    "adm_kind adm_j adm_col adm_spent adm_held cache_kind cache_src served_by cost cost_nano cost_has tokens saved "
     "saved_has saved_warm",
 )
 _ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
@@ -218,13 +221,13 @@ def _bucket(series, row, lim):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _commit(row, has, cost, lim):  # type: ignore[no-untyped-def]
-    if not has or cost == 0.0:
+def _commit(row, has, amount, lim):  # type: ignore[no-untyped-def]
+    if not has or amount == 0:  # nano-dollars, as Limits.commit counts them
         return
     g = lim.group[row]
     for j in range(lim.gc_ptr[g], lim.gc_ptr[g + 1]):
         b = _bucket(lim.gc_series[j], row, lim)
-        lim.committed[b] = lim.committed[b] + cost
+        lim.committed[b] = lim.committed[b] + amount
 
 
 @_jit
@@ -268,9 +271,7 @@ def _settle(i, at, lim, rw, out):  # type: ignore[no-untyped-def]
     for j in range(lim.gb_ptr[g], lim.gb_ptr[g + 1]):
         b = _bucket(lim.gb_series[j], fl, lim)
         lim.reserved[b] = lim.reserved[b] - lim.worst[fl]
-        if abs(lim.reserved[b]) < 1e-12:
-            lim.reserved[b] = 0.0
-    _commit(fl, out.cost_has[i], out.cost[i], lim)
+    _commit(fl, out.cost_has[i], out.cost_nano[i], lim)
     for j in range(lim.gw_ptr[g], lim.gw_ptr[g + 1]):
         w = lim.gw_win[j]
         rw.reserved[w] = max(0, rw.reserved[w] - lim.rtok[fl])
@@ -297,7 +298,7 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
             kind, src = _HIT, ex.src[k]
     out.cache_kind[i], out.cache_src[i] = kind, src
     if kind == _HIT:
-        out.served_by[i], cost, has, tokens = _CACHE, 0.0, True, 0
+        out.served_by[i], cost, nano_, has, tokens = _CACHE, 0.0, 0, True, 0
         at = c.settle_logged[i] if c.hit_logged[i] else at_lookup + c.hit_s[0]
         if src < c.n[0]:
             out.saved[i], out.saved_has[i] = out.cost[src], out.cost_has[src]
@@ -305,6 +306,7 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
             out.saved_warm[i] = True
     else:
         out.served_by[i], cost, has, tokens, at = _UP, c.up_cost[i], c.up_has[i], c.up_tok[i], c.up_at[i]
+        nano_ = c.up_nano[i]
         if kind == _MISS and c.skey[i] >= 0:
             stored = np.nan
             if not c.ran_live[i]:
@@ -314,7 +316,7 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
             if not np.isnan(stored):
                 ex.seq[0] += 1
                 _push(ex.pending, stored, 0, ex.seq[0], i)
-    out.cost[i], out.cost_has[i], out.tokens[i] = cost, has, tokens
+    out.cost[i], out.cost_nano[i], out.cost_has[i], out.tokens[i] = cost, nano_, has, tokens
     ex.seq[0] += 1
     _push(ev, max(at, at_lookup), 1, ex.seq[0], i)
 
@@ -330,7 +332,7 @@ def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
             if not _settle(i, at, lim, rw, out):
                 return False
         else:  # not tracked by any limit: its spend still counts, in its arrival window
-            _commit(i, out.cost_has[i], out.cost[i], lim)
+            _commit(i, out.cost_has[i], out.cost_nano[i], lim)
     return True
 
 
@@ -367,7 +369,12 @@ def run_compiled(composer: Composer) -> Folded | None:
     if inp is None:
         return None
     state = _state(composer, inp)
-    if _fold(inp.order, inp.arrays["warm"], *state) != 0:
+    try:
+        folded = _fold(inp.order, inp.arrays["warm"], *state)
+    except Exception as exc:  # e.g. a compiled cache left by another release that numba cannot load
+        log.warning("the compiled replay fold failed (%s: %s); the Python fold runs", type(exc).__name__, exc)
+        return None
+    if folded != 0:
         return None
     return _folded(composer, inp, state[-1])
 
@@ -403,8 +410,8 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     cin = C(*(a[k] for k in C._fields))
     ev = _heap(2 * n + 1)
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
-    out = Out(z(np.int8), z(), z(np.int8), z(np.float64), z(np.float64), z(np.int8), z(), z(np.int8),
-              z(np.float64), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
+    out = Out(z(np.int8), z(), z(np.int8), z(), z(), z(np.int8), z(), z(np.int8),
+              z(np.float64), z(), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
     return lim, rw, cin, ex, ev, out
 
 
@@ -424,7 +431,8 @@ def _folded(c: Composer, inp: Inputs, out: Any) -> Folded:
             b = inp.budget_flat[j]
             k = ("day", "week", "month").index(b.limit.window)
             end = inp.window_ends[k][int(inp.arrays["widx"][k, i])]
-            reasons[i], limits[i] = budget_refusal(b, float(out.adm_spent[i]), float(out.adm_held[i]), end)
+            spent, held = int(out.adm_spent[i]) / NANO, int(out.adm_held[i]) / NANO
+            reasons[i], limits[i] = budget_refusal(b, spent, held, end)
         else:
             reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
     cache: list[Outcome | None] = [None] * n

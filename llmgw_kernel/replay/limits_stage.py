@@ -25,6 +25,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..decisions.limits import (
+    NANO,
     RATE_WINDOW_S,
     Limits,
     Subject,
@@ -131,13 +132,14 @@ def limits_at(
         extra, bound = extra + f" AND ({where})", [*bound, *params]
     when = "coalesce(admitted_ts, epoch(ts))" if "admitted_ts" in present else "epoch(ts)"
     spend = con.execute(
-        f"SELECT key_id, team, end_user, floor({when} / {_SPEND_SLOT_S}) AS slot, sum(cost_usd) FROM requests"
+        f"SELECT key_id, team, end_user, floor({when} / {_SPEND_SLOT_S}) AS slot,"
+        f" sum(CAST(round(cost_usd * {NANO}) AS BIGINT)) FROM requests"
         f" WHERE ts >= to_timestamp(?) AND cost_usd IS NOT NULL AND cost_usd <> 0{extra} GROUP BY ALL ORDER BY slot",
         [warmup_since(policy, at), *bound],
     ).fetchall()  # fmt: skip
     recent = _recent_admissions(con, present, at - RATE_WINDOW_S - 1, extra, bound)
-    for key_id, team, user, slot, usd in spend:
-        limits.commit(Subject(key_id, team, user, ""), slot * _SPEND_SLOT_S, usd)
+    for key_id, team, user, slot, amount in spend:  # whole nano-dollars: the sum's order cannot matter
+        limits.commit_nano(Subject(key_id, team, user, ""), slot * _SPEND_SLOT_S, int(amount))
     _rebuild_rates(policy, limits, recent, history, at - RATE_WINDOW_S - 1)
     return limits
 

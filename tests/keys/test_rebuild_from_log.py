@@ -123,3 +123,34 @@ def test_rate_windows_hold_the_last_minutes_admissions_and_tokens(tmp_path, poli
     v = limits.admit("next3", now, k3, [], applicable_rates(policy, None, k3), 0.0, 10)
     assert not v.allowed and "100 tokens per minute" in v.reason  # 105 settled tokens
     assert limits.admit("later3", now + 61, k3, [], applicable_rates(policy, None, k3), 0.0, 10).allowed
+
+
+def test_a_restart_counts_the_spend_to_the_last_nano_dollar_as_the_live_proxy_did(tmp_path, policy):
+    """Regression: spend was a float sum, and a restart summed the log in SQL in another order
+    than the live proxy had (800 x $0.018: 14.399999999999906 rebuilt vs 14.400000000000178
+    added one by one), so a $14.40 budget admitted after a restart what replay refused.
+    Spend is now counted in whole nano-dollars: the same whatever the order."""
+    from llmgw_kernel.decisions.limits import Budget, Limits
+
+    start = time.time() - 3600
+    rows = [_row(f"r{i:04d}", start + i, "k9", admission=None, cost=0.018) for i in range(800)]
+    _write(tmp_path, rows)
+    rebuilt = rebuild_limits(policy, tmp_path, SimpleNamespace(history=None))
+    live = Limits(timezone="UTC")
+    for rec in rows:
+        live.commit(Subject("k9", "search", None, "gpt-4o-mini"), rec.ts, rec.cost_usd)
+    assert rebuilt.spend("key", "k9", "month", time.time()) == live.spend("key", "k9", "month", time.time())
+    [limit] = load_policy(
+        {**_doc(), "budgets": {"limits": [{"scope": "key", "name": "k9", "usd": 14.4}]}}
+    ).budgets.limits
+    subject = Subject("k9", "search", None, "gpt-4o-mini")
+    verdicts = [
+        s.admit("next", time.time(), subject, [Budget(limit, "k9")], [], 0.0, 0).allowed for s in (rebuilt, live)
+    ]
+    assert verdicts == [False, False]  # $14.40 spent of $14.40: exhausted, on both sides
+
+
+def _doc() -> dict:
+    import yaml
+
+    return yaml.safe_load(POLICY)
