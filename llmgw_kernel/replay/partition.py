@@ -27,7 +27,8 @@ are partitioned with the rest: a partition replays exactly its own.
 
 The result is a :class:`PartitionPlan`: one ``(request_id, partition)`` row per request of the
 warm-up and the window, as an Arrow table. A worker registers its partition's ids in its DuckDB
-connection and passes :func:`predicate`'s ``where`` to :func:`~llmgw_kernel.replay`.
+connection (as a vectorised membership function) and passes :func:`predicate`'s ``where`` to
+:func:`~llmgw_kernel.replay`.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ ESTIMATES = (
     "reads (per-target failure rates, per-route mean tokens and latency, hit latency); a partition would estimate "
     "from its own rows, so only a replay of the policy that served the window (no estimate) is split"
 )
-#: the DuckDB relation a worker's partition ids are registered as
-IDS_VIEW = "llmgw_partition_ids"
+#: the DuckDB function a worker's partition is selected with (request_id -> in this partition)
+IDS_FUNCTION = "llmgw_in_partition"
 _LIMIT_SCOPES = ("key", "team", "user", "route")
 _LIMIT_COLUMN = {"key": "key_id", "team": "team", "user": "end_user", "route": "coalesce(route, '')"}
 
@@ -111,9 +112,24 @@ class PartitionPlan:
 
 
 def predicate(con: duckdb.DuckDBPyConnection, ids: pa.Table) -> str:
-    """Register ``ids`` on ``con``; the ``where`` that selects those requests (for ``replay``)."""
-    con.register(IDS_VIEW, ids)
-    return f"request_id IN (SELECT request_id FROM {IDS_VIEW})"
+    """Register ``ids`` on ``con``; the ``where`` that selects those requests (for ``replay``).
+
+    A filter, not a join: the replay reads its window's columns in separate scans of the same
+    predicate and relies on each returning the rows in the same (scan) order, which a filter
+    keeps and a semi-join against an id table does not (its hash join reorders rows)."""
+    import contextlib
+
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    wanted = ids["request_id"].combine_chunks()
+
+    def member(request_id: Any) -> Any:  # DuckDB reads these hints: no names imported for typing only
+        return pc.is_in(request_id, value_set=wanted)
+
+    with contextlib.suppress(Exception):  # registered before on this connection
+        con.remove_function(IDS_FUNCTION)
+    con.create_function(IDS_FUNCTION, member, ["VARCHAR"], "BOOLEAN", type="arrow")  # type: ignore[call-overload]
+    return f"{IDS_FUNCTION}(request_id)"
 
 
 def coupling(
