@@ -9,8 +9,11 @@ candidate policy that is (and nothing else):
   candidate (or a key's own settings, from the key history) limits. A scope whose limits all
   name their subject (``{scope: team, name: search}``) couples only those subjects. A
   *global* budget or rate limit couples every request: then there is one partition;
-- **the limits' estimate for a request refused live** (the median logged latency of its
-  route, over the whole window): every request of such a route that feeds the median;
+- **the replay's whole-window estimates** (what a request that did not run live as the
+  candidate runs it costs and takes: per-target failure rates, per-route tokens and latency,
+  hit latency): every request, unless the candidate is the policy that served every row (no
+  estimate is read) or the partitions are given the whole window's estimates
+  (``shared_estimates``; see :data:`ESTIMATES`);
 - **the exact and semantic caches**: the same cache namespace (route + key and/or team, per
   the route's ``cache.namespace``, + the ``x-llmgw-cache-namespace`` header); the whole route
   when its store could evict an entry still visible to a lookup (eviction is FIFO per route:
@@ -22,8 +25,9 @@ candidate policy that is (and nothing else):
 The coupling graph (requests and the values above) is split into connected components by
 ``scipy.sparse.csgraph`` over integer codes (the values are read and coded in DuckDB/Arrow,
 with no Python object per request); components are packed into ``P`` partitions balanced by
-row count, largest first. The window's warm-up rows (the budget windows before ``since``)
-are partitioned with the rest: a partition replays exactly its own.
+row count, largest first. The rows before ``since`` the replay reads for its starting state
+(the budget windows' spend, the last minute's admissions, answers cached within the longest
+TTL) are partitioned with the window: each part starts from its own share of that state.
 
 The result is a :class:`PartitionPlan`: one ``(request_id, partition)`` row per request of the
 warm-up and the window, as an Arrow table. A worker registers its partition's ids in its DuckDB
