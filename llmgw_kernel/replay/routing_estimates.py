@@ -90,12 +90,12 @@ def attempt_arrays(window: Any) -> Samples:
     flat = pc.list_flatten(col)
     if not len(flat):
         return {}
-    error = pc.struct_field(flat, "error")
+    error = pc.cast(pc.struct_field(flat, "error"), pa.string())  # all NULL: typed null when built from lists
     keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
     ok = pc.is_null(error.filter(keep)).to_numpy(zero_copy_only=False)
     latency = pc.cast(pc.struct_field(flat, "latency_ms").filter(keep), pa.float64())
     latency = np.nan_to_num(latency.to_numpy(zero_copy_only=False), nan=0.0)
-    targets = pc.struct_field(flat, "target").filter(keep)
+    targets = pc.cast(pc.struct_field(flat, "target"), pa.string()).filter(keep)
     enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     out: Samples = {}

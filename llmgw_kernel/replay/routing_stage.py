@@ -16,7 +16,7 @@ Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, needs_context, plan_routes
 from .columns import json_value
 from .routing_estimates import estimate_coded, logged_cost
-from .window import Window, split_plan
+from .window import Window, as_window, split_plan
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -139,14 +139,17 @@ def routing_columns(decided: RoutingDecisions) -> tuple[Columns, np.ndarray]:
 
 
 def replay_routing_stage(
-    policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None
+    policy: Policy, window: Window | Mapping[str, Any], row_policies: Sequence[Policy] | None = None
 ) -> tuple[Columns, list[bool]]:
     """The stage as :mod:`.stages` calls it: (columns, differs per request). The coded
     decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`.
-    ``row_policies``: see :func:`decide_routes`."""
+    ``row_policies``: see :func:`decide_routes`. A dict of lists is read as a window."""
+    given, window = window, as_window(window)
     decided = decide_routes(policy, window, row_policies)
-    window["_routing"] = decided
     cols, differs = routing_columns(decided)
+    window["_routing"] = (decided, cols["replay_plan"])
+    if isinstance(given, dict) and given is not window:
+        given["_routing"] = window["_routing"]
     return cols, differs.tolist()
 
 
@@ -198,12 +201,14 @@ def _context(rid: str, route: str, raw_body: Any, api: str | None, raw_meta: Any
     return route_context(rid, route, body, metadata if isinstance(metadata, dict) else None, prompt_tokens)
 
 
-def summarize_routing(policy: Policy, window: Window, decisions: Columns) -> dict[str, Any]:
+def summarize_routing(policy: Policy, window: Window | Mapping[str, Any], decisions: Columns) -> dict[str, Any]:
     """``summary["routing"]``: shares of first targets (replayed and logged), changes, and the
     candidate's estimated cost, latency and error rates (:mod:`.routing_estimates`)."""
-    decided = window.get("_routing")
-    if not isinstance(decided, RoutingDecisions) or len(decided.plan_codes) != len(decisions["replay_plan"]):
-        decided = _recoded(decisions, len(window))
+    attached = window.get("_routing")  # (decisions, the replay_plan column they produced)
+    if isinstance(attached, tuple) and attached[1] is decisions["replay_plan"]:
+        decided: RoutingDecisions = attached[0]
+    else:  # columns that did not come from this window's stage (e.g. merged by the caller)
+        decided = _recoded(decisions, len(decisions["replay_plan"]))
     table, targets = decided.firsts()
     replayed, logged = table[decided.plan_codes], table[decided.logged_codes]
     baseline = logged_cost(policy, window)

@@ -23,11 +23,12 @@ two ways:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
@@ -323,6 +324,31 @@ class Window(dict[str, Any]):
 
 
 PLAN_SEP = "\x1f"
+_JSON_COLUMNS = frozenset({"metadata", "request_body", "response_body", "cache_features"})
+
+
+def as_window(columns: Mapping[str, Any]) -> Window:
+    """A window given as a dict of column lists (rows already in window order) as a
+    :class:`Window`; a :class:`Window` as it is. Entries whose name starts with ``_`` stay
+    attached; JSON values given as dicts or lists become JSON text, as the log returns them.
+    The embedding vectors are not carried over (``embeddings()`` is empty)."""
+    if isinstance(columns, Window):
+        return columns
+    arrays: dict[str, pa.Array] = {}
+    for name, values in columns.items():
+        if name.startswith("_") or name == "embedding":
+            continue
+        if name in _JSON_COLUMNS:
+            values = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values]
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise ValueError(f"column {name!r} cannot be read as one Arrow type: {exc}") from exc
+    window = Window(None, pa.table(arrays), None, list(arrays), False)
+    for name, value in columns.items():
+        if name.startswith("_"):
+            window[name] = value
+    return window
 
 
 def split_plan(joined: str | None) -> list[str] | None:

@@ -231,3 +231,19 @@ def test_routing_stage_with_a_policy_per_row(tmp_path: Path) -> None:
         d = replay_routing(pol, window["request_id"][i], route, window["plan"][i], window["error_type"][i], ctx)
         assert cols["replay_plan"][i] == (list(d.targets) if d is not None else None), i
         assert cols["replay_route_reason"][i] == (d.reason if d is not None else None), i
+
+
+def test_routing_stage_reads_a_dict_of_lists_as_a_window(tmp_path: Path) -> None:
+    from llmgw_kernel.replay.routing_stage import replay_routing_stage, summarize_routing
+    from llmgw_kernel.replay.window import load_window
+
+    policy = _policy(tmp_path)
+    _write_log(tmp_path / "data", 300)
+    window = load_window(tmp_path / "data")
+    as_lists = {name: list(window[name]) for name in window.columns if name != "embedding"}
+    as_lists["metadata"] = [orjson.loads(m) if m else None for m in as_lists["metadata"]]  # parsed JSON too
+    cols, differs = replay_routing_stage(policy, window)
+    cols2, differs2 = replay_routing_stage(policy, as_lists)
+    assert differs2 == differs
+    assert {k: list(v) for k, v in cols2.items()} == {k: list(v) for k, v in cols.items()}
+    assert summarize_routing(policy, as_lists, cols2) == summarize_routing(policy, window, cols)
