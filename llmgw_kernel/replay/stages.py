@@ -11,19 +11,15 @@ its place in the fold when it couples requests, and one entry in :data:`STAGES`.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..decisions.context import RouteContext, route_context
-from ..decisions.routing import replay_routing
 from .cache_stage import HIT_KINDS, summary
-from .columns import json_value
 from .fold import Composer, Folded
 from .limits_stage import summarize_limits
-from .routing_estimates import estimate, logged_cost
+from .routing_stage import replay_routing_stage, summarize_routing
 
 if TYPE_CHECKING:
     from ..decisions.limits import Limits
@@ -62,111 +58,12 @@ def decide(
     ``versions`` (policy version → policy): each row is decided by the version that served
     it, when that version is given (else by ``policy``) — a window spanning reloads."""
     row_policies = [versions.get(v, policy) for v in window["policy_version"]] if versions else None
-    if row_policies is not None and len({id(p) for p in row_policies}) > 1:
-        cols, differs = _routing_by_policy(row_policies, window)
-    else:
-        cols, differs = _routing(row_policies[0] if row_policies else policy, window)
+    if row_policies is not None and len({id(p) for p in row_policies}) == 1:
+        policy, row_policies = row_policies[0], None
+    cols, differs = replay_routing_stage(policy, window, row_policies)  # type: ignore[arg-type]  # a Window
     plans = cols["replay_plan"]
     composer = Composer(policy, window, plans, history, start, warm, row_policies)
     return Decided(plans, cols, differs, composer, composer.run() if fold else None)  # type: ignore[arg-type]
-
-
-def _routing(policy: Policy, window: Columns) -> tuple[Columns, list[bool]]:
-    plans: list[list[str] | None] = []
-    firsts: list[str | None] = []
-    reasons: list[str | None] = []
-    logged_firsts: list[str | None] = []
-    differs: list[bool] = []
-    for i, (rid, route, plan, err) in enumerate(
-        zip(window["request_id"], window["route"], window["plan"], window["error_type"], strict=True)
-    ):
-        logged = list(plan) if plan is not None else None
-        ctx = logged_context(window, i) if route is not None else None
-        decided = replay_routing(policy, rid, route, logged, err, ctx)
-        new_plan = list(decided.targets) if decided is not None else None
-        plans.append(new_plan)
-        firsts.append(new_plan[0] if new_plan else None)
-        reasons.append(decided.reason if decided is not None else None)
-        logged_firsts.append(logged[0] if logged else None)
-        differs.append((logged or None) != (new_plan or None))
-    cols: Columns = {
-        "logged_target": logged_firsts,
-        "replay_target": firsts,
-        "replay_plan": plans,
-        "replay_route_reason": reasons,
-    }
-    return cols, differs
-
-
-def logged_context(window: Columns, i: int) -> RouteContext:
-    """The routing context of logged request ``i``, rebuilt as the live pipeline built it.
-
-    The body is the logged ``request_body`` (bodies: full) with ``metadata`` removed, as
-    the pipeline does; ``/v1/messages`` bodies are translated to OpenAI form first. Without
-    a logged body (bodies: hashed | none) the prompt size is the logged ``prompt_tokens``
-    and the body's ``user`` is unknown (metadata.user still applies): conditions on prompt
-    size and sticky-by-body-user may then differ from live.
-    """
-    body = json_value(window["request_body"][i]) if "request_body" in window else None
-    if not isinstance(body, dict) or "unparsed" in body:
-        body = None
-    elif (window.get("api") or [None] * (i + 1))[i] == "anthropic":
-        from ..proxy.anthropic_request import to_openai_request
-
-        with contextlib.suppress(Exception):  # rejected live too: keep the raw body
-            body = to_openai_request(body)
-    if body is not None:
-        body = {k: v for k, v in body.items() if k != "metadata"}
-    metadata = json_value(window["metadata"][i]) if "metadata" in window else None
-    return route_context(
-        window["request_id"][i], window["route"][i], body, metadata if isinstance(metadata, dict) else None,
-        window["prompt_tokens"][i],
-    )  # fmt: skip
-
-
-def _routing_summary(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
-    routed = [t for t in decisions["replay_target"] if t]
-    logged = [t for t in decisions["logged_target"] if t]
-    estimates = estimate(policy, window, decisions["replay_plan"])
-    baseline = logged_cost(policy, window)
-    return {
-        "routing": {
-            "estimates": estimates,
-            "logged_cost_at_candidate_prices_usd": baseline["cost_usd"],
-            "logged_unpriced_targets": baseline["unpriced_targets"],
-            "routed": len(routed),
-            "unknown_model": sum(1 for p in decisions["replay_plan"] if p == []),
-            "first_target_share": _shares(routed),
-            "logged_first_target_share": _shares(logged),
-            "first_target_changed": sum(
-                1 for a, b in zip(decisions["logged_target"], decisions["replay_target"], strict=True) if a != b
-            ),
-        },
-    }
-
-
-_ROUTING_READS = ("request_id", "route", "plan", "error_type", "request_body", "api", "metadata", "prompt_tokens",
-                  "attempts", "target", "completion_tokens", "outcome", "latency_ms")  # fmt: skip
-
-
-def _routing_by_policy(policies: list[Policy], window: Columns) -> tuple[Columns, list[bool]]:
-    """The routing stage run per policy over the rows it decides, put back in window order."""
-    n = len(policies)
-    cols: Columns = {}
-    differs: list[bool] = [False] * n
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(policies):
-        groups.setdefault(id(p), []).append(i)
-    for idx in groups.values():
-        sub = {k: [window[k][i] for i in idx] for k in _ROUTING_READS if k in window}
-        part, diff = _routing(policies[idx[0]], sub)
-        for name, values in part.items():
-            column = cols.setdefault(name, [None] * n)
-            for i, v in zip(idx, values, strict=True):
-                column[i] = v
-        for i, v in zip(idx, diff, strict=True):
-            differs[i] = v
-    return cols, differs
 
 
 def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
@@ -271,13 +168,8 @@ def _price_sources(policy: Policy, d: Decided) -> dict[str, str]:
     return {t: price_source(policy, t) for t in sorted(targets)}
 
 
-def _shares(values: list[str]) -> dict[str, float]:
-    n = len(values)
-    return {k: round(v / n, 6) for k, v in sorted(Counter(values).items())} if n else {}
-
-
 STAGES: tuple[Stage, ...] = (
-    Stage("routing", _routing_columns, lambda p, w, c, d: _routing_summary(p, w, c)),
+    Stage("routing", _routing_columns, lambda p, w, c, d: summarize_routing(p, w, c)),  # type: ignore[arg-type]
     Stage("limits", _limits_columns, _limits_summary),
     Stage("cache", _cache_columns, _cache_summary),
     Stage("cost", _cost_columns, _cost_summary),
