@@ -8,6 +8,7 @@ llmgw policy promote CANDIDATE [--policy LIVE] [--data-dir DIR] [--forecast-wind
 llmgw policy rollback [--policy LIVE]
 llmgw forecast check [--policy LIVE] [--data-dir DIR] [--json]
 llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
+             [--source DIR|s3://...] [--key-history DIR] [--engine local|dask|ray] [--partitions N]
 llmgw route explain --policy FILE --model NAME [--metadata JSON] [--user U] [--prompt-tokens N] [--request-id ID]
 """
 
@@ -138,7 +139,24 @@ def _rollback(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from .replay import replay
 
-    result = replay(args.policy, args.data_dir, since=args.since, until=args.until)
+    source = args.source or args.data_dir
+    if args.engine is None and args.partitions is None:
+        from .replay.sources import open_source
+
+        con = open_source(source, key_history=args.key_history)
+        result = replay(args.policy, con, since=args.since, until=args.until)
+    else:
+        from .replay.engines import replay_partitioned
+
+        client = None
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)
+        result = replay_partitioned(
+            args.policy, source, args.since, args.until, engine=args.engine or "local",
+            partitions=args.partitions, key_history=args.key_history, client=client,
+        )  # fmt: skip
     summary = {**result.summary, "compare_to_log": result.compare_to_log()}
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -259,6 +277,25 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--since", default=None, help="UTC timestamp, e.g. 2026-11-26T10:00:00Z")
     r.add_argument("--until", default=None)
     r.add_argument("--json", action="store_true")
+    r.add_argument(
+        "--source",
+        default=None,
+        help="the log: a data directory, a directory of Parquet files or s3://bucket/prefix (default: --data-dir)",
+    )
+    r.add_argument(
+        "--key-history",
+        type=Path,
+        default=None,
+        help="the data directory whose keys/ a --source that is not a data directory replays keys' settings from",
+    )
+    r.add_argument(
+        "--engine",
+        choices=("local", "dask", "ray"),
+        default=None,
+        help="replay in partitions on local processes, Dask or Ray (docs/replay-distributed.md)",
+    )
+    r.add_argument("--partitions", type=int, default=None, help="how many partitions (default: this machine's cores)")
+    r.add_argument("--scheduler", default=None, help="dask: a running scheduler's address (default: a local cluster)")
     r.set_defaults(func=_replay)
 
     fc = sub.add_parser("forecast", help="forecast vs actual").add_subparsers(dest="action", required=True)
