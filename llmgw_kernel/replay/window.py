@@ -178,11 +178,16 @@ class Window(dict[str, Any]):
         missing = [n for n in missing if n not in self._table.column_names]
         if not missing or self._log is None:
             return
-        got = self._log.scan(missing)
+        got = self._log.scan(["request_id", *missing])
         if got.num_rows != self._table.num_rows:  # the log changed since the window was read
             got = self._realigned(missing)
-        elif self._order is not None:
-            got = got.take(self._order)
+        else:
+            if self._order is not None:
+                got = got.take(self._order)
+            # a scan has no guaranteed order (a merge may have rewritten segments meanwhile, a
+            # predicate may join): the rows must be the window's, else they are matched by id
+            if not got.column("request_id").equals(self._table.column("request_id")):
+                got = self._realigned(missing)
         for name in missing:
             self._table = self._table.append_column(name, got.column(name))
 

@@ -161,3 +161,21 @@ def test_empty_window(tmp_path: Path) -> None:
     window = load_window(tmp_path)
     assert len(window) == 0 and window["route"] == [] and window["embedding"] == []
     assert window.codes("route")[0].shape == (0,) and window.embeddings()[0].shape == (0, 0)
+
+
+def test_a_predicate_whose_scans_come_back_in_another_order_keeps_columns_aligned(log_dir: Path) -> None:
+    """Regression: each column is read by its own scan, and the window assumed every scan
+    returns rows in the same order. A predicate that joins (a partition's id list) returns them
+    in hash order, different per scan: a row got another row's route. Every scan is now
+    checked against the window's request ids and matched by id when they differ."""
+    con = open_log(log_dir)
+    picked = "SELECT request_id FROM requests WHERE hash(request_id) % 5 < 3"
+    where = f"request_id IN ({picked} ORDER BY random())"
+    ref = _reference(log_dir, f"WHERE request_id IN ({picked})")
+    assert 300 < len(ref["request_id"]) < 900
+    ref_con_rows = {rid: i for i, rid in enumerate(ref["request_id"])}
+    for _ in range(3):
+        window = load_window(con, where=where)
+        assert window["request_id"] == ref["request_id"]
+        for name in ("route", "cost_usd", "latency_ms", "key_id", "metadata"):
+            assert window[name] == [ref[name][ref_con_rows[rid]] for rid in window["request_id"]], name
