@@ -67,8 +67,9 @@ def _window_sql(
 class _Log:
     """The query a window's columns are read with: the window's predicate over ``requests``,
     in scan order (no ORDER BY: the window sorts once, by (ts, request_id), and reuses the
-    permutation). The log is append-only and a scan reads its segments in order, so two scans
-    of the same predicate that return as many rows return the same rows in the same order."""
+    permutation). Scan order is not guaranteed to repeat (a predicate that joins returns rows
+    in hash order; the log grows), so each later scan also reads ``request_id`` and is checked
+    against the window's, and matched by (ts, request_id) when it differs."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any], present: set[str]) -> None:
         self.con, self.where, self.params, self.present = con, where, params, present
