@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..policy.model import Policy
+    from .costs import Estimates
 
 
 @dataclass
@@ -61,6 +62,7 @@ def replay(
     where: str | None = None,
     params: Any = (),
     versions: Mapping[str, PolicySource] | None = None,
+    estimates: Estimates | None = None,
 ) -> ReplayResult:
     """Replay ``policy`` over the requests logged in ``[since, until)`` (UTC).
 
@@ -70,6 +72,9 @@ def replay(
     ``versions`` maps policy versions to policies: each request is then decided by the
     version that served it when that version is given (else by ``policy``), so a window that
     spans policy reloads replays as it was served (see ``llmgw_kernel.replay.versions``).
+    ``estimates`` (:func:`.costs.estimates_of` of a wider window) replaces the statistics the
+    candidate's estimates are made from (a partition of a partitioned replay gets the whole
+    window's, so its estimates equal the single replay's).
     """
     import pandas as pd
 
@@ -78,7 +83,7 @@ def replay(
     window: dict[str, Any] = load_window(con, since, until, where, params)
     history, start, warm = _state_before(pol, con, window, since, where, params)
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
-    decided = decide(pol, window, history, start, warm, versions=by_version)
+    decided = decide(pol, window, history, start, warm, versions=by_version, estimates=estimates)
     n = len(window["request_id"])
     columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
     differs = [False] * n
@@ -107,14 +112,15 @@ def _state_before(
     live proxy held then (see :mod:`.fold`)."""
     from ..keys.store import KeyHistory
     from ..log.reader import data_dir_of
-    from .columns import epoch
     from .limits_stage import limits_at
 
     root = data_dir_of(con)
     history = KeyHistory.load(root) if root is not None else None
     if since is None or not window["request_id"]:
         return history, None, None
-    at = epoch(window["ts"][0])
+    # the state at ``since`` itself (not at the window's first row: a partition of the window
+    # must start from the same moment as the whole)
+    at = float(con.execute("SELECT epoch(CAST(? AS TIMESTAMPTZ))", [since]).fetchall()[0][0])
     start = limits_at(pol, con, history, at, until=at, where=where, params=params)
     ttl = _max_ttl(pol)
     if ttl <= 0:

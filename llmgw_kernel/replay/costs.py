@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..decisions.cost import cost_usd
-from .routing_estimates import attempt_samples
+from .routing_estimates import _quantile, attempt_samples
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -50,12 +51,48 @@ def route_means(window: Columns) -> dict[str, tuple[float, float]]:
     return {r: (a[0] / a[2], a[1] / a[2]) for r, a in acc.items()}
 
 
+@dataclass(frozen=True)
+class Estimates:
+    """The window statistics a candidate's estimates are made from: per-target failure rates,
+    each route's mean logged tokens and median latency, the median latency of each kind of
+    hit. Computed once from the whole window, they can be given to each partition of a
+    partitioned replay, whose estimates then equal the single replay's."""
+
+    failure: dict[str, float]
+    means: dict[str, tuple[float, float]]
+    latency: dict[str, float]
+    hit_ms: dict[str, float]
+
+
+def estimates_of(window: Columns) -> Estimates:
+    """:class:`Estimates` of a logged window (the columns they read: ESTIMATE_COLUMNS)."""
+    from .cache_stage import HIT_KINDS
+
+    samples = attempt_samples(window)
+    failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in samples.items()}
+    by: dict[str, list[float]] = {}
+    hits: dict[str, list[float]] = {k: [] for k in HIT_KINDS}
+    for route, outcome, lat, cache in zip(
+        window["route"], window["outcome"], window["latency_ms"], window["cache"], strict=True
+    ):
+        if outcome == "ok" and lat is not None and route is not None:
+            by.setdefault(route, []).append(lat)
+        if cache in hits and lat:
+            hits[cache].append(lat)
+    latency = {r: _quantile(v, 0.5) or 0.0 for r, v in by.items()}
+    hit_ms = {k: _quantile(v, 0.5) or 1.0 for k, v in hits.items()}
+    return Estimates(failure, route_means(window), latency, hit_ms)
+
+
+#: the columns :func:`estimates_of` reads
+ESTIMATE_COLUMNS = ("route", "outcome", "latency_ms", "cache", "prompt_tokens", "completion_tokens", "attempts")
+
+
 class CostModel:
     """Per-target failure rates from the logged attempts, for expected costs on a plan."""
 
-    def __init__(self, policy: Policy, window: Columns) -> None:
-        samples = attempt_samples(window)
-        self.failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in samples.items()}
+    def __init__(self, policy: Policy, failure: dict[str, float]) -> None:
+        self.failure = failure
         self.policy = policy
         self.unpriced: set[str] = set()
         self.unmeasured: set[str] = set()

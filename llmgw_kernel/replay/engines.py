@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..policy.load import PolicySource, load_policy
 from ..policy.model import Policy
+from .costs import ESTIMATE_COLUMNS, Estimates, estimates_of
 from .partition import PartitionPlan, plan_partitions, predicate
 from .sources import Source
+from .window import load_window
 
 if TYPE_CHECKING:
     import duckdb
@@ -56,6 +58,7 @@ class Task:
     since: datetime | str | None
     until: datetime | str | None
     ids: pa.Table
+    estimates: Estimates | None = None  # the whole window's: every partition estimates alike
 
 
 @dataclass
@@ -73,7 +76,9 @@ def run_partition(task: Task) -> Part:
 
     con = task.source.open()
     try:
-        result = replay(task.policy, con, task.since, task.until, where=predicate(con, task.ids))
+        result = replay(
+            task.policy, con, task.since, task.until, where=predicate(con, task.ids), estimates=task.estimates
+        )
     finally:
         con.close()
     return Part(result.decisions, result.summary, dict(result.differences))
@@ -107,8 +112,13 @@ def replay_partitioned(
     shipped: PolicySource = pol if isinstance(policy, Policy) else policy
     con = src.open()
     try:
-        plan = plan_partitions(pol, con, since, until, partitions or os.cpu_count() or 1, _history(con))
-        tasks = [Task(shipped, src, since, until, plan.ids(p)) for p in range(plan.partitions)]
+        # the statistics a candidate's estimates are made from, of the whole window: with them
+        # a partition estimates exactly as the single replay does, so only state couples rows
+        est = estimates_of(load_window(con, since, until, columns=ESTIMATE_COLUMNS))
+        plan = plan_partitions(
+            pol, con, since, until, partitions or os.cpu_count() or 1, _history(con), shared_estimates=True
+        )
+        tasks = [Task(shipped, src, since, until, plan.ids(p), est) for p in range(plan.partitions)]
         parts = _run(engine, tasks, client)
         return _merge(pol, parts, plan, engine)
     finally:

@@ -40,8 +40,7 @@ from ..cache.exact import Entry
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
 from .cache_stage import HIT_KINDS, CacheState, Outcome, Prepared, Row, prepare, rows
 from .columns import epoch
-from .costs import CostModel, route_means
-from .routing_estimates import _quantile
+from .costs import CostModel, Estimates, estimates_of
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -158,6 +157,7 @@ class Composer:
         start: Limits | None = None,
         warm: Columns | None = None,
         row_policies: list[Policy] | None = None,
+        estimates: Estimates | None = None,
     ) -> None:
         self.policy, self.window, self.plans, self.history = policy, window, plans, history
         #: the policy deciding each row (replay "as served": the version that served it)
@@ -169,9 +169,11 @@ class Composer:
         self.facts = facts_of(window, plans)
         self.counted = _counted(self.row_policy, history is not None)
         self.order = sorted((f for f in self.facts if f is not None), key=lambda f: (f.decide_at, f.rid))
-        self.costs = CostModel(policy, window)
-        self.means = route_means(window)
-        self.latency = _route_latency(window)
+        est = estimates if estimates is not None else estimates_of(window)
+        self.estimates = est
+        self.costs = CostModel(policy, est.failure)
+        self.means = est.means
+        self.latency = est.latency
         warm_rows: list[Row] = rows(warm) if warm is not None and warm["request_id"] else []
         for r in warm_rows:  # numbered after the window's rows: ``all_rows[r.i] is r`` for every row
             r.i += n
@@ -181,8 +183,7 @@ class Composer:
         self.all_endpoints = list(window["endpoint"]) + warm_endpoints
         self.prepared = _prepare_by_policy(self.row_policy, self.rows, window["endpoint"], window.get("request_body"))
         self.warm = list(zip(warm_rows, prepare(policy, warm_rows, warm_endpoints), strict=True))
-        self.hit_ms = {k: _quantile([r.latency for r in self.rows if r.logged == k and r.latency], 0.5) or 1.0
-                       for k in HIT_KINDS}  # fmt: skip
+        self.hit_ms = est.hit_ms
 
     # -- per request, threshold-independent ---------------------------------------------------
 
@@ -363,11 +364,3 @@ def _apply(limits: Limits, event: tuple[Any, ...]) -> None:
         limits.settle(f.rid, at, cost, tokens)
     else:  # not tracked by any limit; its spend still counts for every scope, in its arrival window
         limits.commit(f.subject, f.decide_at, cost)
-
-
-def _route_latency(window: Columns) -> dict[str, float]:
-    by: dict[str, list[float]] = {}
-    for route, outcome, lat in zip(window["route"], window["outcome"], window["latency_ms"], strict=True):
-        if outcome == "ok" and lat is not None and route is not None:
-            by.setdefault(route, []).append(lat)
-    return {r: _quantile(v, 0.5) or 0.0 for r, v in by.items()}

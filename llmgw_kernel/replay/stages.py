@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..decisions.limits import Limits
     from ..keys.store import KeyHistory
     from ..policy.model import Policy
+    from .costs import Estimates
 
 
 Columns = dict[str, list[Any]]  # column name -> one value per logged request
@@ -51,6 +52,7 @@ class Stage:
 def decide(
     policy: Policy, window: Columns, history: KeyHistory | None = None, start: Limits | None = None,
     warm: Columns | None = None, fold: bool = True, versions: Mapping[str, Policy] | None = None,
+    estimates: Estimates | None = None,
 ) -> Decided:  # fmt: skip
     """Route every request, then fold admission, cache and cost over the window (``fold``:
     False prepares the fold without running it, for a caller that runs it many times).
@@ -62,7 +64,7 @@ def decide(
         policy, row_policies = row_policies[0], None
     cols, differs = replay_routing_stage(policy, window, row_policies)  # type: ignore[arg-type]  # a Window
     plans = cols["replay_plan"]
-    composer = Composer(policy, window, plans, history, start, warm, row_policies)
+    composer = Composer(policy, window, plans, history, start, warm, row_policies, estimates)
     return Decided(plans, cols, differs, composer, composer.run() if fold else None)  # type: ignore[arg-type]
 
 
