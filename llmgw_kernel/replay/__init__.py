@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..log.reader import open_log
 from ..policy.load import PolicySource, load_policy
-from .routing_estimates import _quantile
-from .stages import STAGES, decide
-from .window import load_window
+
+# The stages, the window (pyarrow) and the fold load when a replay runs, not when the package
+# is imported: the live proxy imports ``replay.limits_stage`` to rebuild its state at start-up
+# and must stay small (tests/dashboard: RSS after start).
 
 if TYPE_CHECKING:
     import duckdb
@@ -80,6 +81,9 @@ def replay(
 
     pol = load_policy(policy)
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
+    from .stages import STAGES, decide
+    from .window import load_window
+
     window: dict[str, Any] = load_window(con, since, until, where, params)
     history, start, warm = _state_before(pol, con, window, since, where, params)
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
@@ -128,6 +132,8 @@ def _state_before(
     from datetime import UTC, datetime
 
     cond = "cache_stored_ts IS NOT NULL AND cache_stored_ts > ?"
+    from .window import load_window
+
     warm = load_window(
         con, datetime.fromtimestamp(at - ttl, UTC), datetime.fromtimestamp(at, UTC),
         f"{cond} AND ({where})" if where else cond, [at - ttl, *params],
@@ -146,6 +152,8 @@ def _max_ttl(pol: Policy) -> float:
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
     """What the log itself says about the window (the baseline a replay is read against)."""
+    from .routing_estimates import _quantile
+
     n = len(window["request_id"])
     if not n:
         return {"window": None, "logged": {}}
@@ -177,5 +185,14 @@ class _CallablePackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallablePackage
+
+
+def __getattr__(name: str) -> Any:  # the public ``load_window``, loaded when first asked for
+    if name == "load_window":
+        from .window import load_window
+
+        return load_window
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ReplayResult", "load_window", "replay"]
