@@ -384,7 +384,7 @@ class CacheService:
         except Exception as exc:  # no log yet
             log.info("no cache rebuild from the log: %s", exc)
             return 0
-        horizon = time.time() - max(_max_ttl(policy), 0)
+        horizon = time.time() - max(decide.longest_ttl(policy), 0)
         try:
             rows = con.execute(
                 "SELECT request_id, route, cache_stored_ts, response_body, target, prompt_tokens, completion_tokens, "
@@ -422,15 +422,6 @@ class CacheService:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=False)
-
-
-def _max_ttl(policy: Policy) -> float:
-    ttls = [0.0]
-    for route in policy.routes:
-        s = policy.cache_for(route)
-        if s is not None:
-            ttls += [x.ttl_s for x in (s.exact, s.semantic) if x is not None]
-    return max(ttls)
 
 
 class LazyBody:

@@ -41,7 +41,8 @@ from .cache_features import Features, features, verify
 
 __all__ = [
     "CANDIDATES", "CONTROLS", "NO_CACHE", "NO_STORE", "Candidate", "Features", "SemanticVerdict", "bypass_reason",
-    "canonical", "choose", "exact_key", "features", "namespace", "scoped", "semantic_context", "semantic_text",
+    "canonical", "choose", "exact_key", "features", "longest_ttl", "namespace", "scoped", "semantic_context",
+    "semantic_text",
     "verify",
 ]  # fmt: skip
 
@@ -86,6 +87,17 @@ def namespace(settings: CacheSettings, route: str, key_id: str | None, team: str
 def scoped(ns: str, key: str) -> str:
     """A key within a namespace."""
     return _sha(ns.encode() + b"\x00" + key.encode())
+
+
+def longest_ttl(policy: Any) -> float:
+    """The longest exact or semantic TTL of any route's cache (0 without caches): how far back
+    an answer may still be served from."""
+    ttls = [0.0]
+    for route in policy.routes:
+        s = policy.cache_for(route)
+        if s is not None:
+            ttls += [x.ttl_s for x in (s.exact, s.semantic) if x is not None]
+    return max(ttls)
 
 
 def bypass_reason(settings: CacheSettings, body: Mapping[str, Any], control: str | None) -> str | None:

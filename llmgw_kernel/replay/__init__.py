@@ -114,6 +114,7 @@ def _state_before(
     """What the replay starts from: the key history (versions of key settings), and when the
     window starts at ``since``, the admission state and the cached answers the log says the
     live proxy held then (see :mod:`.fold`)."""
+    from ..decisions.cache import longest_ttl
     from ..keys.store import KeyHistory
     from ..log.reader import data_dir_of
     from .limits_stage import limits_at
@@ -126,7 +127,7 @@ def _state_before(
     # must start from the same moment as the whole)
     at = float(con.execute("SELECT epoch(CAST(? AS TIMESTAMPTZ))", [since]).fetchall()[0][0])
     start = limits_at(pol, con, history, at, until=at, where=where, params=params)
-    ttl = _max_ttl(pol)
+    ttl = longest_ttl(pol)
     if ttl <= 0:
         return history, start, None
     from datetime import UTC, datetime
@@ -139,15 +140,6 @@ def _state_before(
         f"{cond} AND ({where})" if where else cond, [at - ttl, *params],
     )  # fmt: skip
     return history, start, warm
-
-
-def _max_ttl(pol: Policy) -> float:
-    ttls = [0.0]
-    for route in pol.routes:
-        s = pol.cache_for(route)
-        if s is not None:
-            ttls += [x.ttl_s for x in (s.exact, s.semantic) if x is not None]
-    return max(ttls)
 
 
 def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:

@@ -187,6 +187,12 @@ class Composer:
 
     # -- per request, threshold-independent ---------------------------------------------------
 
+    def key_of(self, f: Facts) -> Any:
+        """The settings of ``f``'s virtual key in force when it was logged (None: no key history)."""
+        if self.history is None or not f.key_version or not f.key_id:
+            return None
+        return self.history.version(f.key_id, f.key_version)
+
     def worst_usd(self, f: Facts, plan: list[str]) -> float:
         """The reservation: the candidate's worst case on its own targets (logged when the
         log has no prompt bound, i.e. rows written before it was logged)."""
@@ -298,11 +304,7 @@ class Composer:
             memo_key = (id(pol), f.subject, f.key_version)
             found = applicable.get(memo_key)
             if found is None:
-                key = (
-                    self.history.version(f.key_id, f.key_version)
-                    if self.history is not None and f.key_version and f.key_id
-                    else None
-                )
+                key = self.key_of(f)
                 found = (applicable_budgets(pol, key, f.subject), applicable_rates(pol, key, f.subject))
                 if len(applicable) < _MEMO_MAX:
                     applicable[memo_key] = found

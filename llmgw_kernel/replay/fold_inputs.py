@@ -139,11 +139,7 @@ def _groups(c: Composer, order: list[Facts], series: _Codes, windows: _Codes) ->
         memo = (part(f.subject), f.key_id, f.key_version) if keyed else part(f.subject)
         k = by_key.get(memo)
         if k is None:
-            key = (
-                c.history.version(f.key_id, f.key_version)
-                if c.history is not None and f.key_version and f.key_id
-                else None
-            )
+            key = c.key_of(f)
             budgets, rates = applicable_budgets(pol, key, f.subject), applicable_rates(pol, key, f.subject)
             k = by_key[memo] = len(g.budgets)
             g.budgets.append([(series.code((b.limit.scope, b.who, b.limit.window)), b) for b in budgets])
