@@ -76,16 +76,19 @@ def _logged_cost(data_dir: Path, where: str = "true") -> float:
 
 def test_rebuilt_spend_is_the_sum_of_settled_costs(tmp_path, policy):
     now = time.time()
+    # the rows fall in the day (week, month) of ``now`` even just after a UTC midnight: a row
+    # 50 s before 00:00:15 is yesterday's, and the team's daily spend would miss it
+    t0 = max(now - 50, now - now % 86400 + 1)
     data = tmp_path / "data"
     _write(data, [
-        _row("r1", now - 50, "k1", cost=0.018, reserved=0.10),
+        _row("r1", t0, "k1", cost=0.018, reserved=0.10),
         # refused live: the in-flight reservation of a request the crash lost from the log held
         # the budget; re-running admission would let it in and charge its $0.10 reservation
-        _row("r2", now - 40, "k1", admission="budget_exceeded", reserved=0.10),
+        _row("r2", t0 + 10, "k1", admission="budget_exceeded", reserved=0.10),
         # admitted, but no settled cost (never answered, or an unpriced target): nothing
-        _row("r3", now - 30, "k1", reserved=0.10, settled=False),
-        _row("r4", now - 20, "k1", admission=None, cost=0.002),  # no limit applied live
-        _row("r5", now - 10, "other", cost=0.007, reserved=0.05),
+        _row("r3", t0 + 20, "k1", reserved=0.10, settled=False),
+        _row("r4", t0 + 30, "k1", admission=None, cost=0.002),  # no limit applied live
+        _row("r5", t0 + 40, "other", cost=0.007, reserved=0.05),
     ])  # fmt: skip
     limits = rebuild_limits(policy, data, SimpleNamespace(history=None))
 
@@ -132,7 +135,10 @@ def test_a_restart_counts_the_spend_to_the_last_nano_dollar_as_the_live_proxy_di
     Spend is now counted in whole nano-dollars: the same whatever the order."""
     from llmgw_kernel.decisions.limits import Budget, Limits
 
-    start = time.time() - 3600
+    from llmgw_kernel.decisions.limits import window_bounds
+
+    now = time.time()
+    start = max(now - 900, window_bounds(now, "month", "UTC")[0].timestamp() + 1)  # all in this month
     rows = [_row(f"r{i:04d}", start + i, "k9", admission=None, cost=0.018) for i in range(800)]
     _write(tmp_path, rows)
     rebuilt = rebuild_limits(policy, tmp_path, SimpleNamespace(history=None))
