@@ -133,9 +133,7 @@ def test_a_restart_counts_the_spend_to_the_last_nano_dollar_as_the_live_proxy_di
     than the live proxy had (800 x $0.018: 14.399999999999906 rebuilt vs 14.400000000000178
     added one by one), so a $14.40 budget admitted after a restart what replay refused.
     Spend is now counted in whole nano-dollars: the same whatever the order."""
-    from llmgw_kernel.decisions.limits import Budget, Limits
-
-    from llmgw_kernel.decisions.limits import window_bounds
+    from llmgw_kernel.decisions.limits import Budget, Limits, window_bounds
 
     now = time.time()
     start = max(now - 900, window_bounds(now, "month", "UTC")[0].timestamp() + 1)  # all in this month
