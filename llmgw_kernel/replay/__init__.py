@@ -179,12 +179,15 @@ class _CallablePackage(types.ModuleType):
 sys.modules[__name__].__class__ = _CallablePackage
 
 
-def __getattr__(name: str) -> Any:  # the public ``load_window``, loaded when first asked for
-    if name == "load_window":
-        from .window import load_window
+if TYPE_CHECKING:
+    from .window import load_window
+else:
 
-        return load_window
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def load_window(*args, **kwargs):
+        """:func:`llmgw_kernel.replay.window.load_window` (loaded when first called: pyarrow)."""
+        from .window import load_window as load
+
+        return load(*args, **kwargs)
 
 
 __all__ = ["ReplayResult", "load_window", "replay"]

@@ -380,7 +380,7 @@ def _range(policy: Policy, con: duckdb.DuckDBPyConnection, since: Any, until: An
     """(``where``, params) of the rows a replay of ``[since, until)`` reads: the window, and
     before it, from the start of the budget windows and the longest cache TTL around the
     first request (the spend, rate windows and cached answers it starts from)."""
-    from . import _max_ttl
+    from ..decisions.cache import longest_ttl
 
     clauses, params = ["true"], []
     if since is not None:
@@ -388,7 +388,7 @@ def _range(policy: Policy, con: duckdb.DuckDBPyConnection, since: Any, until: An
         later = " AND ts < CAST(? AS TIMESTAMPTZ)" if until is not None else ""
         first = con.execute(f"SELECT epoch(min(ts)) FROM requests WHERE ts >= CAST(? AS TIMESTAMPTZ){later}", bound)
         at = (first.fetchall() or [(None,)])[0][0]
-        start = min(warmup_since(policy, at), at - _max_ttl(policy)) if at is not None else None
+        start = min(warmup_since(policy, at), at - longest_ttl(policy)) if at is not None else None
         clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
         params.append(datetime.fromtimestamp(start, UTC) if start is not None else since)
     if until is not None:
