@@ -98,15 +98,25 @@ def _describe(limit: BudgetLimit | RateLimit, who: str | None) -> str:
     return "global" if limit.scope == "global" else f"{limit.scope} {who!r}"
 
 
+def money(usd: float) -> str:
+    """Dollars in words: cents, or the significant digits of an amount under a cent (a $0.002
+    budget is not "$0.00").
+
+    >>> money(300), money(0.6), money(0), money(0.002), money(0.0001234567)
+    ('$300.00', '$0.60', '$0.00', '$0.002', '$0.000123457')
+    """
+    return f"${usd:,.2f}" if usd == 0 or abs(usd) >= 0.01 else f"${usd:.6g}"
+
+
 def budget_name(b: Budget) -> str:
     """A budget in words: "team 'search' monthly budget of $300.00"."""
-    return f"{_describe(b.limit, b.who)} {_WINDOW_WORD[b.limit.window]} budget of ${b.limit.usd:,.2f}"
+    return f"{_describe(b.limit, b.who)} {_WINDOW_WORD[b.limit.window]} budget of {money(b.limit.usd)}"
 
 
 def budget_refusal(b: Budget, spent: float, held: float, end: datetime) -> tuple[str, str]:
     """(reason, limit name) of a hard budget refusing with ``spent`` + ``held`` in its window ending at ``end``."""
     what = budget_name(b)
-    return f"{what} is exhausted (${spent:,.2f} spent + ${held:,.2f} in flight; resets {end.isoformat()})", what
+    return f"{what} is exhausted ({money(spent)} spent + {money(held)} in flight; resets {end.isoformat()})", what
 
 
 def rate_refusal(r: Rate, column: int) -> tuple[str, str]:
