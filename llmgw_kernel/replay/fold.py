@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cache.exact import Entry
+from ..decisions.cost import cost_usd
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
 from .cache_stage import HIT_KINDS, CacheState, Outcome, Prepared, Row, prepare, rows
 from .columns import epoch
@@ -206,8 +207,6 @@ class Composer:
         if f.ran and r.logged not in HIT_KINDS and f.plan == tuple(plan):
             if r.target is None:  # failed upstream live: it costs what it cost then
                 return (f.cost if f.cost is not None else 0.0), f.tokens, f.settle_at
-            from ..decisions.cost import cost_usd
-
             c = cost_usd(self.row_policy[f.i], r.target, r.pt, r.ct, f.cached_tokens)
             return c, f.tokens, f.settle_at
         src = self.rows[self.by_rid[r.source]] if r.source in self.by_rid else None
@@ -331,8 +330,6 @@ class Composer:
         window: its logged tokens at the candidate's price)."""
         if src.i < self.n and self.rows[src.i] is src:
             return out.cost[src.i]
-        from ..decisions.cost import cost_usd
-
         return cost_usd(self.policy, src.target, src.pt, src.ct)
 
 

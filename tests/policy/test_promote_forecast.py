@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_lifecycle import doc as routes_doc
 
 from llmgw_kernel import load_policy
 from llmgw_kernel.log.record import RequestRecord
@@ -22,18 +23,8 @@ N = 400
 
 
 def doc(weight_a: float, weight_b: float) -> dict:
-    return {
-        "providers": {"a": {"kind": "demo"}, "b": {"kind": "demo"}},
-        "routes": {
-            "m": {
-                "targets": [
-                    {"provider": "a", "model": "x", "weight": weight_a},
-                    {"provider": "b", "model": "x", "weight": weight_b},
-                ]
-            }
-        },
-        "pricing": {"x": {"input_per_1m": 1000.0, "output_per_1m": 2000.0}},
-    }
+    """test_lifecycle's two-target policy, with prices (so a forecast has a cost)."""
+    return {**routes_doc(weight_a, weight_b), "pricing": {"x": {"input_per_1m": 1000.0, "output_per_1m": 2000.0}}}
 
 
 def write(path: Path, d: dict) -> Path:
