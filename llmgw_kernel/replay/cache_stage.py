@@ -22,6 +22,7 @@ the request whose answer it was served.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -87,7 +88,7 @@ class Row:
         self.lookup_at: float | None = float(looked) if looked is not None else None
 
 
-def rows(window: Columns, borrow_from: list[Row] = ()) -> list[Row]:  # type: ignore[assignment]
+def rows(window: Columns, borrow_from: Sequence[Row] = ()) -> list[Row]:
     """Cache facts of every logged request, with exact hits borrowing their source's embedding
     (from an earlier row of the window, or of ``borrow_from``: rows logged before it)."""
     out = [Row(window, i) for i in range(len(window["request_id"]))]

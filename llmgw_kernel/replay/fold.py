@@ -32,6 +32,7 @@ answers cached within their TTL — see :func:`.limits_stage.limits_at` and the 
 from __future__ import annotations
 
 import copy
+import functools
 import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -220,12 +221,10 @@ class Composer:
         cost = self.costs.expected(self.row_policy[f.i], route, plan, pt, ct)
         return cost, round(pt + ct), f.decide_at + ms / 1000
 
-    @property
+    @functools.cached_property
     def by_rid(self) -> dict[str, int]:
-        m = getattr(self, "_by_rid", None)
-        if m is None:
-            m = self._by_rid = {r.rid: r.i for r in self.rows}
-        return m
+        """Window row of each request id."""
+        return {r.rid: r.i for r in self.rows}
 
     # -- the fold ---------------------------------------------------------------------------
 
