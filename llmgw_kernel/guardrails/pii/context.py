@@ -1,0 +1,301 @@
+"""Context words: what the words just before (or just after) a candidate say it is.
+
+A 12-digit run is a citizen ID after ``CCCD`` and an order number after ``mã đơn``; the digits
+alone cannot tell. Each *kind* below is a short list of words (English and Vietnamese, written
+without diacritics because they are matched on the folded text, see ``fold.py``). The index
+finds them all in one pass and answers, for a span, which kinds are near it, nearest first.
+The ``negative`` kind names things that look like identifiers but are not personal data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+#: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
+#: of forms and chat in each language, not from any corpus.
+CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
+    "phone": (
+        "so dien thoai",
+        "dien thoai",
+        "sdt",
+        "dt",
+        "so dt",
+        "di dong",
+        "dtdd",
+        "goi",
+        "goi cho",
+        "nhan tin",
+        "lien he",
+        "lien lac",
+        "zalo",
+        "viber",
+        "whatsapp",
+        "telegram",
+        "phone",
+        "telephone",
+        "tel",
+        "mobile",
+        "cell",
+        "call",
+        "text me",
+        "sms",
+        "fax",
+        "contact",
+        "reach me",
+        "number is",
+        "so may",
+        "may ban",
+    ),
+    "cccd": (
+        "cccd",
+        "can cuoc",
+        "can cuoc cong dan",
+        "the can cuoc",
+        "so dinh danh",
+        "ma dinh danh",
+        "dinh danh",
+        "citizen id",
+        "citizen identity",
+        "citizen identification",
+    ),
+    "cmnd": ("cmnd", "cmt", "chung minh", "chung minh nhan dan", "chung minh thu"),
+    "id": (
+        "id card",
+        "id number",
+        "id no",
+        "national id",
+        "identity card",
+        "identity number",
+        "personal id",
+        "giay to tuy than",
+        "so giay to",
+    ),
+    "passport": ("ho chieu", "passport", "passport no", "passport number", "so hc"),
+    "tax": (
+        "mst",
+        "ma so thue",
+        "ma thue",
+        "ma so doanh nghiep",
+        "tax code",
+        "tax id",
+        "tax number",
+        "tax identification",
+        "tax registration",
+        "vat number",
+        "vat code",
+    ),
+    "bank": (
+        "stk",
+        "so tai khoan",
+        "tai khoan",
+        "tk",
+        "so tk",
+        "tai khoan ngan hang",
+        "chuyen khoan",
+        "ck",
+        "ngan hang",
+        "account number",
+        "account no",
+        "acct",
+        "a/c",
+        "bank account",
+        "account",
+        "routing",
+        "beneficiary",
+        "vietcombank",
+        "vcb",
+        "techcombank",
+        "tcb",
+        "bidv",
+        "agribank",
+        "vietinbank",
+        "mb bank",
+        "mbbank",
+        "acb",
+        "vpbank",
+        "tpbank",
+        "sacombank",
+        "hdbank",
+        "vib",
+        "shb",
+        "ocb",
+        "msb",
+        "seabank",
+        "eximbank",
+        "scb",
+        "lienvietpostbank",
+        "lpbank",
+        "bac a bank",
+        "nam a bank",
+        "abbank",
+        "pvcombank",
+        "kienlongbank",
+        "momo",
+        "vietqr",
+        "napas",
+    ),
+    "card": (
+        "card",
+        "credit card",
+        "debit card",
+        "card number",
+        "card no",
+        "visa",
+        "mastercard",
+        "amex",
+        "jcb",
+        "so the",
+        "the tin dung",
+        "the ghi no",
+        "the atm",
+        "the visa",
+    ),
+    "ssn": ("ssn", "social security", "social security number", "ss#", "ss no"),
+    "plate": (
+        "bien so",
+        "bien so xe",
+        "bien kiem soat",
+        "bks",
+        "bsx",
+        "license plate",
+        "licence plate",
+        "plate",
+        "number plate",
+        "registration plate",
+    ),
+    "key": (
+        "api key",
+        "apikey",
+        "api_key",
+        "key",
+        "token",
+        "access token",
+        "secret",
+        "secret key",
+        "client secret",
+        "password",
+        "passwd",
+        "bearer",
+        "authorization",
+        "credential",
+        "credentials",
+        "khoa api",
+        "mat khau",
+    ),
+    "negative": (
+        "don hang",
+        "ma don",
+        "ma don hang",
+        "don so",
+        "order",
+        "order no",
+        "order number",
+        "order id",
+        "invoice",
+        "hoa don",
+        "so hoa don",
+        "van don",
+        "ma van don",
+        "tracking",
+        "isbn",
+        "ean",
+        "upc",
+        "sku",
+        "version",
+        "phien ban",
+        "build",
+        "release",
+        "nghi dinh",
+        "quyet dinh",
+        "thong tu",
+        "cong van",
+        "so hieu",
+        "luat",
+        "hotline",
+        "tong dai",
+        "cskh",
+        "ma giao dich",
+        "giao dich",
+        "transaction",
+        "ref",
+        "reference",
+        "ma san pham",
+        "model",
+        "serial",
+        "ticket",
+        "booking",
+        "ma dat cho",
+        "otp",
+        "ma xac nhan",
+        "ma xac thuc",
+        "verification code",
+        "code",
+        "ma khuyen mai",
+        "coupon",
+        "voucher",
+        "page",
+        "tracking number",
+        "shipment",
+        "lo hang",
+        "patent",
+        "ho so",
+        "ma ho so",
+        "so luong",
+        "quantity",
+        "gia ban",
+        "gia tien",
+        "price",
+        "total",
+        "tong cong",
+        "tong tien",
+        "vnd",
+        "usd",
+    ),
+}
+
+_BEFORE = 40
+_AFTER = 16
+_WORD = re.compile(
+    r"(?<![a-z0-9])(?:"
+    + "|".join(sorted({re.escape(w) for ws in CONTEXT_WORDS.values() for w in ws}, key=len, reverse=True))
+    + r")(?![a-z0-9])"
+)
+_KINDS_OF: dict[str, tuple[str, ...]] = {}
+for _kind, _words in CONTEXT_WORDS.items():
+    for _w in _words:
+        _KINDS_OF[_w] = (*_KINDS_OF.get(_w, ()), _kind)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextIndex:
+    """Every context word of one (folded) text, by position; built once per text."""
+
+    starts: list[int]
+    ends: list[int]
+    kinds: list[tuple[str, ...]]
+
+    @classmethod
+    def of(cls, folded: str) -> ContextIndex:
+        hits = [(m.start(), m.end(), _KINDS_OF[m.group()]) for m in _WORD.finditer(folded)]
+        return cls([h[0] for h in hits], [h[1] for h in hits], [h[2] for h in hits])
+
+    def near(self, start: int, end: int, after: bool = True) -> list[str]:
+        """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
+        at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
+        near: list[tuple[int, str]] = []
+        i = bisect.bisect_right(self.ends, start)  # words ending before start are self.ends[:i]
+        j = i - 1
+        while j >= 0 and start - self.ends[j] <= _BEFORE:
+            near += [(start - self.ends[j], k) for k in self.kinds[j]]
+            j -= 1
+        k = bisect.bisect_left(self.starts, end)
+        while after and k < len(self.starts) and self.starts[k] - end <= _AFTER:
+            near += [(self.starts[k] - end + _BEFORE, kd) for kd in self.kinds[k]]  # after counts as farther
+            k += 1
+        near.sort(key=lambda d: d[0])
+        seen: dict[str, None] = {}
+        for _, kind in near:
+            seen.setdefault(kind)
+        return list(seen)

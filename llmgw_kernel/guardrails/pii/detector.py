@@ -1,0 +1,68 @@
+"""The PII detector: every recogniser run over one text, overlaps resolved, types filtered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+
+from llmgw_kernel.guardrails.findings import Finding
+
+from .context import ContextIndex
+from .fold import fold
+from .numbers import find_numbers
+from .shapes import find_shapes
+
+#: Every entity type the PII detector reports.
+PII_TYPES: tuple[str, ...] = (
+    "PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "API_KEY",
+    "ADDRESS", "VN_CCCD", "VN_CMND", "VN_PASSPORT", "VN_TAX_CODE", "VN_BANK_ACCOUNT", "VN_LICENSE_PLATE",
+)  # fmt: skip
+
+Recogniser = Callable[[str, str, ContextIndex, Sequence[str]], Iterable[Finding]]
+
+
+def resolve(findings: Iterable[Finding]) -> list[Finding]:
+    """Non-overlapping findings sorted by start: the most confident (then the longest) span wins
+    wherever two overlap."""
+    kept: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
+        if all(f.end <= k.start or k.end <= f.start for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
+
+
+class PiiDetector:
+    """Finds PII of ``entities`` in ``languages`` with score ≥ ``threshold``. Immutable after
+    construction, so one instance serves every thread."""
+
+    def __init__(self, languages: Sequence[str], entities: Collection[str] | None, threshold: float) -> None:
+        unknown = set(entities or ()) - set(PII_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {', '.join(PII_TYPES)}")
+        bad = set(languages) - {"en", "vi"}
+        if bad:
+            raise ValueError(f"unsupported languages {sorted(bad)}; supported: en, vi")
+        self.languages = tuple(languages)
+        self.entities = frozenset(entities if entities is not None else PII_TYPES)
+        self.threshold = threshold
+
+    def candidates(self, text: str) -> Iterator[Finding]:
+        """Every finding of every recogniser, before the threshold and overlap resolution."""
+        folded = fold(text)
+        ctx = ContextIndex.of(folded)
+        yield from find_numbers(text, folded, ctx)
+        yield from find_shapes(text, ctx)
+
+    def find(self, text: str) -> list[Finding]:
+        return resolve(f for f in self.candidates(text) if f.score >= self.threshold and f.type in self.entities)
+
+
+def pii_detector(
+    languages: Sequence[str] = ("en", "vi"), entities: Collection[str] | None = None, threshold: float = 0.5
+) -> PiiDetector:
+    """A detector of the PII ``entities`` (default: all of ``PII_TYPES``) in text written in
+    ``languages``, reporting findings whose score is at least ``threshold``.
+
+    >>> [(f.type, f.rule) for f in pii_detector().find("SĐT 0912 345 678, email an.nguyen@example.vn")]
+    [('PHONE_NUMBER', 'pii.phone.vn'), ('EMAIL_ADDRESS', 'pii.email.shape')]
+    """
+    return PiiDetector(languages, entities, threshold)

@@ -1,0 +1,183 @@
+"""Digit runs: cards, phones, citizen IDs, tax codes, bank accounts and SSNs.
+
+One cheap regex finds runs of digit groups joined by single separators (space, dot, dash,
+a parenthesised area code); only those runs are validated. A run may join several numbers
+("0912 345 678 và 0987..." never does, but a list separated by spaces can), so each run is
+split into the longest sub-spans of whole groups that validate. What a span *is* comes from
+its shape and checksum (Luhn, the MST check digit, phonenumbers' metadata) and from the
+context words near it (``context.py``); a span that only a context word could make PII is
+reported when that word is the nearest one, and never when an order/invoice/hotline word is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import phonenumbers
+from stdnum import luhn
+from stdnum.vn import mst
+
+from llmgw_kernel.guardrails.findings import Finding
+
+from .context import ContextIndex
+
+_RUN = re.compile(r"\+?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
+_GROUP = re.compile(r"\d+")
+_DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_US_SHAPE = re.compile(r"(?:\+?1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[.\-])\d{3}[.\-]\d{4}")
+#: words right after a number that make it an amount, not an identifier (folded text).
+_AMOUNT_AFTER = re.compile(
+    r"\s?(?:d|vnd|vnđ|đ|₫|dong|usd|eur|k|tr|trieu|nghin|ngan|ty|%|\$|€|cents?|dollars?|percent|phan tram)"
+    r"(?![a-z0-9])"
+)
+_AMOUNT_BEFORE = re.compile(r"(?:[$€£¥₫]|usd|vnd|eur|rs\.?)\s?$")
+
+#: CCCD province codes (Decree 137/2015, Circular 07/2016): the first three digits of a CCCD.
+CCCD_PROVINCES = frozenset(
+    "001 002 004 006 008 010 011 012 014 015 017 019 020 022 024 025 026 027 030 031 033 034 035 036 037 038 "
+    "040 042 044 045 046 048 049 051 052 054 056 058 060 062 064 066 067 068 070 072 074 075 077 079 080 082 "
+    "083 084 086 087 089 091 092 093 094 095 096".split()
+)
+_ID_KINDS = frozenset({"cccd", "cmnd", "id"})
+_TYPED_KINDS = frozenset({"phone", "cccd", "cmnd", "id", "passport", "tax", "bank", "card", "ssn", "negative"})
+_MIN_DIGITS, _MAX_DIGITS = 7, 19
+
+
+def _card_prefix(d: str) -> bool:
+    """Issuer prefixes of the card schemes (Visa, Mastercard 51–55/2221–2720, Amex, Discover, JCB,
+    Diners, UnionPay, Maestro) and Vietnam's domestic NAPAS 9704."""
+    return d[0] in "3456" or "2221" <= d[:4] <= "2720" or d.startswith("9704")
+
+
+def _ssn_valid(d: str) -> bool:
+    """US SSN rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
+    return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
+
+
+def _phone(digits: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    """The number if phonenumbers' metadata says it is a valid number of ``region`` (None: +CC form)."""
+    try:
+        num = phonenumbers.parse(("+" + digits) if region is None else digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(num):
+        return None
+    national = str(num.national_number)
+    if num.country_code == 84 and national[:4] in ("1800", "1900"):
+        return None  # Vietnamese toll-free / premium hotlines: a business, not a person
+    return num
+
+
+class _Span:
+    """The facts about one sub-span that every rule reads."""
+
+    __slots__ = ("digits", "raw", "near", "kinds", "lead")
+
+    def __init__(self, digits: str, raw: str, near: list[str]) -> None:
+        self.digits, self.raw, self.near = digits, raw, near
+        typed = [k for k in near if k in _TYPED_KINDS]
+        self.lead = typed[0] if typed else None
+        # kinds that count: those nearer than the nearest "negative" word
+        self.kinds = frozenset(typed[: typed.index("negative")] if "negative" in typed else typed)
+
+
+def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] | None:
+    """(type, score, rule) for a digit span, or None: the rules in priority order."""
+    s = _Span(digits, raw, near)
+    n = len(digits)
+    if s.lead == "negative":
+        return None
+    if raw.startswith("+"):
+        return ("PHONE_NUMBER", 0.95, "pii.phone.intl") if _phone(digits, None) else None
+    if digits.startswith("00") and n > 10 and not s.kinds & _ID_KINDS and _phone(digits[2:], None):
+        return "PHONE_NUMBER", 0.9, "pii.phone.intl"
+    if 13 <= n <= 19 and _card_prefix(digits) and luhn.is_valid(digits):
+        if s.lead == "bank" and "card" not in s.kinds:
+            return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
+        return "CREDIT_CARD", 0.98 if "card" in s.kinds else 0.95, "pii.card.luhn"
+    if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits):
+        return "VN_TAX_CODE", 0.95, "pii.vn_tax_code.check_digit"
+    if n == 12 and 1 <= int(digits[:3]) <= 96 and s.kinds & _ID_KINDS:
+        if s.lead == "cmnd":
+            return "VN_CMND", 0.85, "pii.vn_cmnd.context"
+        return "VN_CCCD", 0.95 if digits[:3] in CCCD_PROVINCES else 0.8, "pii.vn_cccd.context"
+    if n == 9:
+        if "ssn" in s.kinds and _ssn_valid(digits):
+            return "US_SSN", 0.95, "pii.us_ssn.context"
+        if s.kinds & _ID_KINDS:
+            return "VN_CMND", 0.85, "pii.vn_cmnd.context"
+        if _SSN_SHAPE.fullmatch(raw) and _ssn_valid(digits):
+            return "US_SSN", 0.85, "pii.us_ssn.shape"
+    if s.lead == "bank" and 6 <= n <= 19:
+        return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
+    return _classify_phone(s) or _classify_weak(s)
+
+
+def _classify_phone(s: _Span) -> tuple[str, float, str] | None:
+    """Vietnamese numbers from their national prefix; other national forms only with a phone
+    word nearby or the unmistakable (xxx) xxx-xxxx shape."""
+    d = s.digits
+    if d.startswith("0") and _phone(d, "VN"):
+        return "PHONE_NUMBER", 0.95 if "phone" in s.kinds else 0.85, "pii.phone.vn"
+    if d.startswith("84") and len(d) == 11 and _phone(d, None):
+        return "PHONE_NUMBER", 0.9, "pii.phone.vn"
+    if len(d) in (10, 11) and ("phone" in s.kinds or _US_SHAPE.fullmatch(s.raw)):
+        for region in ("US", "GB", "AU", "SG"):
+            if _phone(d, region):
+                return "PHONE_NUMBER", 0.9 if "phone" in s.kinds else 0.75, "pii.phone.national"
+    if "phone" in s.kinds and _phone(d, "VN"):
+        return "PHONE_NUMBER", 0.85, "pii.phone.vn"
+    return None
+
+
+def _classify_weak(s: _Span) -> tuple[str, float, str] | None:
+    """Shapes that validate but carry no context word: reported below the default threshold."""
+    d = s.digits
+    if len(d) == 12 and d[:3] in CCCD_PROVINCES and d[3] in "0123":
+        return "VN_CCCD", 0.45, "pii.vn_cccd.shape"
+    if len(d) == 10 and mst.is_valid(d):
+        return "VN_TAX_CODE", 0.4, "pii.vn_tax_code.check_digit"
+    return None
+
+
+def _is_amount(folded: str, start: int, end: int) -> bool:
+    return bool(_AMOUNT_AFTER.match(folded, end) or _AMOUNT_BEFORE.search(folded, max(0, start - 5), start))
+
+
+def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]:
+    """Findings for every validated digit span of ``text``."""
+    for m in _RUN.finditer(text):
+        start, end = m.span()
+        if start and (text[start - 1].isalnum() or text[start - 1] in "_/.,@#"):
+            continue  # the tail of a code, a version (v2.1), a path, a decimal, an e-mail, a #reference
+        if end < len(text) and (text[end].isalnum() or text[end] in "_@/"):
+            continue  # the head of a code or an amount written 1.299.000đ
+        if _is_amount(folded, start, end) or _DATE.fullmatch(m.group()):
+            continue
+        yield from _split(text, m.group(), start, ctx)
+
+
+def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Finding]:
+    """The longest validating sub-spans of whole digit groups of one run, left to right."""
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(raw)]
+    lead = 1 if raw.startswith("+") else (1 if raw.startswith("(") else 0)
+    i = 0
+    while i < len(groups):
+        found = None
+        for j in range(len(groups) - 1, i - 1, -1):
+            s = groups[i][0] - (lead if i == 0 else 0)
+            e = groups[j][1]
+            digits = "".join(raw[a:b] for a, b in groups[i : j + 1])
+            if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
+                continue
+            hit = classify(digits, raw[s:e], ctx.near(offset + s, offset + e))
+            if hit:
+                found = (j, Finding(hit[0], offset + s, offset + e, hit[1], hit[2]))
+                break
+        if found:
+            yield found[1]
+            i = found[0] + 1
+        else:
+            i += 1
