@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def _seconds(text: str) -> float:
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"{text}: seconds between 0 and 3600")
     return value
+
+
+def _env_port() -> int | None:
+    text = os.environ.get("LLMGW_TRAFFIC_PORT", "").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -136,10 +142,41 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window_args(args: argparse.Namespace) -> str | None:
+    """Turn ``--since/--until`` into ISO UTC strings in place; the one-line reason when invalid."""
+    from datetime import UTC, datetime
+
+    from .timeparse import instant
+
+    now = datetime.now(UTC)
+    bounds: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        text = getattr(args, name)
+        try:
+            when = bounds[name] = None if text is None else instant(text, now)
+        except ValueError as exc:
+            return f"--{name} {exc}"
+        setattr(args, name, None if when is None else when.isoformat())
+    if bounds["since"] is not None and bounds["until"] is not None and bounds["since"] >= bounds["until"]:
+        return f"--since {args.since} is not before --until {args.until}"
+    return None
+
+
 def _replay(args: argparse.Namespace) -> int:
+    from .policy.load import PolicyError, load_policy
     from .replay import replay
+    from .replay.sources import Source
 
     source = args.source or args.data_dir
+    why = _window_args(args) or Source.of(str(source)).missing()
+    if why is None:
+        try:
+            load_policy(args.policy)
+        except PolicyError as exc:
+            why = f"{args.policy}: " + "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)
+    if why is not None:
+        print(f"llmgw replay: {why}", file=sys.stderr)
+        return 2
     if args.engine is None and args.partitions is None:
         from .replay.sources import open_source
 
@@ -196,9 +233,16 @@ def _traffic(args: argparse.Namespace) -> int:
               f"(pid {holder.get('pid', 'unknown')}); send traffic through it with --url", file=sys.stderr)  # fmt: skip
         return 2
     report = serve_synthetic_traffic(
-        args.policy, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed, url=args.url
-    )
+        args.policy, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed, url=args.url,
+        api_key=args.api_key or os.environ.get("LLMGW_API_KEY") or None, port=args.port,
+    )  # fmt: skip
     print(f"sent {report.sent} requests: {report.ok} ok, {report.errors} errors; log in {report.data_dir}")
+    if report.errors:
+        print("errors by reason:", *report.failure_lines(), sep="\n")
+    if report.errors * 2 > report.sent:
+        print(f"llmgw traffic: most requests failed ({report.errors} of {report.sent}); see the reasons above",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
@@ -322,6 +366,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--route", action="append", help="route to use (repeatable; default: every route)")
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--url", default=None, help="use a running server instead of starting one")
+    t.add_argument("--api-key", default=None, help="a virtual key to send (default: $LLMGW_API_KEY)")
+    t.add_argument(
+        "--port",
+        type=int,
+        default=_env_port(),
+        metavar="P",
+        help="the port of the server it starts (default: $LLMGW_TRAFFIC_PORT, else a free one)",
+    )
     t.set_defaults(func=_traffic)
 
     from .keys.cli import add_parsers

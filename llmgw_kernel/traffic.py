@@ -22,8 +22,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,33 @@ class TrafficReport:
     ok: int
     errors: int
     data_dir: Path
+    #: failed requests by reason (``"401 invalid_api_key"``), most frequent first when printed
+    reasons: Counter[str] = field(default_factory=Counter)
+    #: one message per reason, as the server gave it (never a secret: the gateway's errors echo none)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def failure_lines(self) -> list[str]:
+        """``"  113  503 upstream_error: ..."`` per reason, most frequent first."""
+        common = self.reasons.most_common()
+        return [f"  {count:>5}  {reason}: {self.examples.get(reason, '')}" for reason, count in common]
+
+    def record_failure(self, reason: str, message: str) -> None:
+        self.errors += 1
+        self.reasons[reason] += 1
+        self.examples.setdefault(reason, " ".join(message.split())[:200])
+
+
+def failure_of(response: Any) -> tuple[str, str]:
+    """(reason, message) of a non-200 response: the status and the error's code or type from the
+    OpenAI error body the gateway sends, else the status and the start of the body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        label = error.get("code") or error.get("type") or "error"
+        return f"{response.status_code} {label}", str(error.get("message") or "")
+    return f"{response.status_code}", response.text[:200]
 
 
 def _free_port() -> int:
@@ -67,8 +95,12 @@ def serve_synthetic_traffic(
     stream_share: float = 0.2,
     url: str | None = None,
     users: int = 40,
+    api_key: str | None = None,
+    port: int | None = None,
 ) -> TrafficReport:
-    """Send ``n`` requests through a real server (started here unless ``url`` is given)."""
+    """Send ``n`` requests through a real server (started here on ``port``, a free one by
+    default, unless ``url`` is given), as ``Authorization: Bearer <api_key>`` when given (a
+    virtual key: once keys exist, the gateway refuses requests without one)."""
     import httpx
 
     from .policy.load import load_policy
@@ -79,7 +111,7 @@ def serve_synthetic_traffic(
     proc = None
     log_file = None
     if url is None:
-        port = _free_port()
+        port = port or _free_port()
         url = f"http://127.0.0.1:{port}"
         log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
@@ -88,9 +120,10 @@ def serve_synthetic_traffic(
             stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
         _wait_ready(url, proc)
-    ok = errors = 0
+    report = TrafficReport(n, 0, 0, Path(data_dir))
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
             for i in range(n):
                 route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
                 body: dict[str, Any] = {
@@ -101,18 +134,22 @@ def serve_synthetic_traffic(
                 }
                 if rng.random() < stream_share:
                     body["stream"] = True
-                r = client.post("/v1/chat/completions", json=body)
+                try:
+                    r = client.post("/v1/chat/completions", json=body)
+                except httpx.HTTPError as exc:
+                    report.record_failure(f"no response ({type(exc).__name__})", str(exc))
+                    continue
                 if r.status_code == 200:
-                    ok += 1
+                    report.ok += 1
                 else:
-                    errors += 1
+                    report.record_failure(*failure_of(r))
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
         if log_file is not None:
             log_file.close()
-    return TrafficReport(n, ok, errors, Path(data_dir))
+    return report
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:

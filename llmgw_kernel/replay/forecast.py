@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..timeparse import duration
 from .forecast_intervals import difference_interval, ratio_variance
 
 if TYPE_CHECKING:
@@ -350,15 +351,8 @@ def _table_line(row: Mapping[str, Any]) -> str:
 
 
 def parse_window(text: str) -> timedelta:
-    """``7d``, ``36h``, ``90m``, ``600s`` -> a duration."""
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    text = text.strip()
-    if len(text) < 2 or text[-1] not in units:
-        raise ValueError(f"{text!r}: a duration like 7d, 36h, 90m or 600s")
-    value = float(text[:-1])
-    if value <= 0:
-        raise ValueError(f"{text!r}: must be positive")
-    return timedelta(**{units[text[-1]]: value})
+    """``7d``, ``36h``, ``90m``, ``600s`` -> a duration (:func:`llmgw_kernel.timeparse.duration`)."""
+    return duration(text)
 
 
 __all__ = [

@@ -62,6 +62,21 @@ class Source:
     def remote(self) -> bool:
         return "://" in self.location and not self.location.startswith("file://")
 
+    def missing(self) -> str | None:
+        """Why a local source holds no request log (None when it has one, or is remote): a
+        mistyped ``--data-dir`` must be refused, not replayed as an empty window."""
+        if self.remote:
+            return None
+        path = Path(self.location.removeprefix("file://"))
+        if not path.exists():
+            return f"{path} does not exist"
+        if not path.is_dir():
+            return f"{path} is not a directory"
+        if any(log_dir(path).glob("seg-*.parquet")) or any(path.glob("*.parquet")):
+            return None
+        return (f"{path} holds no request log (no {log_dir(path)}/seg-*.parquet and no *.parquet files): "
+                "give the --data-dir a server wrote, or a directory of its Parquet segments")  # fmt: skip
+
     def open(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection with the ``requests`` view over this source."""
         if self.remote:
