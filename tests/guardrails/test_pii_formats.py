@@ -68,6 +68,18 @@ def found(text: str) -> list[tuple[str, str]]:
         ("use AKIAIOSFODNN7EXAMPLE as the id", [("API_KEY", "AKIAIOSFODNN7EXAMPLE")]),
         ("token: ghp_9fK2mQ7xLr4Tz8Wb1Vn6Yc3Hs5Dj0Pa2Ge7U", [("API_KEY", "ghp_9fK2mQ7xLr4Tz8Wb1Vn6Yc3Hs5Dj0Pa2Ge7U")]),
         ("api key = Zx81Qp0LmN4vR7tY2wB9cK5d", [("API_KEY", "Zx81Qp0LmN4vR7tY2wB9cK5d")]),
+        # a bank's name near a valid mobile number leaves it a phone number; an account word does not
+        (
+            "đổi SĐT đăng ký ngân hàng từ 0899 111 333 sang 0326.778.901",
+            [
+                ("PHONE_NUMBER", "0899 111 333"),
+                ("PHONE_NUMBER", "0326.778.901"),
+            ],
+        ),
+        ("Vietcombank, số tài khoản 0912345678", [("VN_BANK_ACCOUNT", "0912345678")]),
+        # the (+84) form and a national number only a phone word vouches for
+        ("SĐT (+84) 35 246 8135", [("PHONE_NUMBER", "(+84) 35 246 8135")]),
+        ("new number 07700 900127", [("PHONE_NUMBER", "07700 900127")]),
         ("Biển số xe 30A-567.89", [("VN_LICENSE_PLATE", "30A-567.89")]),
         ("xe may bien so 59-X1 234.56", [("VN_LICENSE_PLATE", "59-X1 234.56")]),
     ],
@@ -97,6 +109,9 @@ def test_finds_validated_types(text: str, expected: list[tuple[str, str]]) -> No
         "Price: $1,299.00",
         "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
         "We shipped 250 units in 2023 and 310 in 2024.",
+        "Số 0123456789 là số điện thoại mẫu",  # a placeholder: not a valid number anywhere
+        "Is 123-456-789 a valid routing number format?",
+        "07700 900127",  # a possible UK number, but no phone word vouches for it
     ],
 )
 def test_hard_negatives_do_not_fire(text: str) -> None:

@@ -22,7 +22,7 @@ from llmgw_kernel.guardrails.findings import Finding
 
 from .context import ContextIndex
 
-_RUN = re.compile(r"\+?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
+_RUN = re.compile(r"(?:\(\+\d{1,3}\)\s?|\+)?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
@@ -41,8 +41,12 @@ CCCD_PROVINCES = frozenset(
     "083 084 086 087 089 091 092 093 094 095 096".split()
 )
 _ID_KINDS = frozenset({"cccd", "cmnd", "id"})
-_TYPED_KINDS = frozenset({"phone", "cccd", "cmnd", "id", "passport", "tax", "bank", "card", "ssn", "negative"})
+_TYPED_KINDS = frozenset(
+    {"phone", "cccd", "cmnd", "id", "passport", "tax", "bank", "bankname", "card", "ssn", "negative"}
+)
 _MIN_DIGITS, _MAX_DIGITS = 7, 19
+#: countries whose national (no +CC) forms are tried after Vietnam's, with a phone word or US shape
+_NATIONAL_REGIONS = ("US", "GB", "AU", "SG")
 
 
 def _card_prefix(d: str) -> bool:
@@ -51,18 +55,27 @@ def _card_prefix(d: str) -> bool:
     return d[0] in "3456" or "2221" <= d[:4] <= "2720" or d.startswith("9704")
 
 
+def _placeholder(d: str) -> bool:
+    """A run of one digit or of consecutive digits (0123456789, 1111111111): a template's filler,
+    not accepted on a phone word alone."""
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(d, d[1:], strict=False)}
+    return len(steps) == 1 and steps <= {0, 1, 9}
+
+
 def _ssn_valid(d: str) -> bool:
     """US SSN rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
     return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
 
 
-def _phone(digits: str, region: str | None) -> phonenumbers.PhoneNumber | None:
-    """The number if phonenumbers' metadata says it is a valid number of ``region`` (None: +CC form)."""
+def _phone(digits: str, region: str | None, possible: bool = False) -> phonenumbers.PhoneNumber | None:
+    """The number if phonenumbers' metadata says it is a valid number of ``region`` (None: +CC form),
+    or only a possible one (right length for the country) when ``possible`` — a phone word nearby
+    then vouches for ranges the metadata leaves out, such as the numbers set aside for drama."""
     try:
         num = phonenumbers.parse(("+" + digits) if region is None else digits, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(num):
+    if not (phonenumbers.is_possible_number(num) if possible else phonenumbers.is_valid_number(num)):
         return None
     national = str(num.national_number)
     if num.country_code == 84 and national[:4] in ("1800", "1900"):
@@ -89,12 +102,12 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
     n = len(digits)
     if s.lead == "negative":
         return None
-    if raw.startswith("+"):
+    if raw.startswith(("+", "(+")):
         return ("PHONE_NUMBER", 0.95, "pii.phone.intl") if _phone(digits, None) else None
     if digits.startswith("00") and n > 10 and not s.kinds & _ID_KINDS and _phone(digits[2:], None):
         return "PHONE_NUMBER", 0.9, "pii.phone.intl"
     if 13 <= n <= 19 and _card_prefix(digits) and luhn.is_valid(digits):
-        if s.lead == "bank" and "card" not in s.kinds:
+        if s.lead in ("bank", "bankname") and "card" not in s.kinds:
             return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
         return "CREDIT_CARD", 0.98 if "card" in s.kinds else 0.95, "pii.card.luhn"
     if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits):
@@ -110,9 +123,13 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
             return "VN_CMND", 0.85, "pii.vn_cmnd.context"
         if _SSN_SHAPE.fullmatch(raw) and _ssn_valid(digits):
             return "US_SSN", 0.85, "pii.us_ssn.shape"
-    if s.lead == "bank" and 6 <= n <= 19:
+    if 6 <= n <= 19 and s.lead == "bank":
         return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
-    return _classify_phone(s) or _classify_weak(s)
+    # a bank's name alone does not turn a valid phone number into an account number
+    phone = _classify_phone(s)
+    if 6 <= n <= 19 and s.lead == "bankname" and not phone:
+        return "VN_BANK_ACCOUNT", 0.8, "pii.bank_account.context"
+    return phone or _classify_weak(s)
 
 
 def _classify_phone(s: _Span) -> tuple[str, float, str] | None:
@@ -124,11 +141,13 @@ def _classify_phone(s: _Span) -> tuple[str, float, str] | None:
     if d.startswith("84") and len(d) == 11 and _phone(d, None):
         return "PHONE_NUMBER", 0.9, "pii.phone.vn"
     if len(d) in (10, 11) and ("phone" in s.kinds or _US_SHAPE.fullmatch(s.raw)):
-        for region in ("US", "GB", "AU", "SG"):
+        for region in _NATIONAL_REGIONS:
             if _phone(d, region):
                 return "PHONE_NUMBER", 0.9 if "phone" in s.kinds else 0.75, "pii.phone.national"
-    if "phone" in s.kinds and _phone(d, "VN"):
-        return "PHONE_NUMBER", 0.85, "pii.phone.vn"
+    if "phone" in s.kinds and len(d) >= 9 and not _placeholder(d):
+        for region in _NATIONAL_REGIONS:  # Vietnam's metadata is complete: an invalid VN number is none
+            if _phone(d, region, possible=True) and (d[0] == "0" or region == "US"):
+                return "PHONE_NUMBER", 0.8, "pii.phone.possible"
     return None
 
 
@@ -162,12 +181,11 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
 def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Finding]:
     """The longest validating sub-spans of whole digit groups of one run, left to right."""
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(raw)]
-    lead = 1 if raw.startswith("+") else (1 if raw.startswith("(") else 0)
     i = 0
     while i < len(groups):
         found = None
         for j in range(len(groups) - 1, i - 1, -1):
-            s = groups[i][0] - (lead if i == 0 else 0)
+            s = 0 if i == 0 else groups[i][0]  # the first span keeps a leading + or (area code)
             e = groups[j][1]
             digits = "".join(raw[a:b] for a, b in groups[i : j + 1])
             if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
