@@ -30,7 +30,7 @@ class RequestRecord:
         "cache_namespace", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts", "cache_features",
         "embedding", "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason",
         "budget_flags", "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens",
-        "usage_estimated",
+        "usage_estimated", "origin",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -95,6 +95,7 @@ class RequestRecord:
         self.reserved_tokens: int | None = None
         self.reserved_prompt_tokens: int | None = None  # the prompt's part of reserved_tokens
         self.usage_estimated = False  # usage counted by the gateway (the provider sent none)
+        self.origin: str | None = None  # None: served here; "import:<format>": written by `llmgw import`
 
 
 def _cached_tokens(usage: dict[str, Any]) -> int | None:
@@ -304,6 +305,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "reserved_usd": rec.reserved_usd,
         "reserved_tokens": rec.reserved_tokens,
         "reserved_prompt_tokens": rec.reserved_prompt_tokens,
+        "origin": rec.origin,
     }
 
 

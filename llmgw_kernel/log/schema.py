@@ -96,6 +96,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reserved_usd", "DOUBLE", "worst-case cost reserved at admission"),
     ("reserved_tokens", "BIGINT", "tokens reserved at admission (prompt estimate + max tokens)"),
     ("reserved_prompt_tokens", "BIGINT", "the prompt's upper bound within reserved_tokens (the rest is max tokens)"),
+    ("origin", "VARCHAR", "NULL: served by this gateway; import:<format>: written by `llmgw import` (docs/import.md)"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

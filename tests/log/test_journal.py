@@ -181,7 +181,7 @@ def _v1_frame(rec: RequestRecord) -> bytes:
 
     import orjson
 
-    v1 = [name for name in wal._PLAIN if name not in ("reserved_prompt_tokens", "cache_lookup_ts")]
+    v1 = wal._V1_LAYOUT  # the exact fields, in order, whatever fields later releases add
     values = [getattr(rec, name) for name in v1]
     lens = [len(rec.request_raw), len(rec.response_raw or b""), None, -1]
     header = orjson.dumps((values, lens))
