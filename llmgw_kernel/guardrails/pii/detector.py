@@ -6,8 +6,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 from llmgw_kernel.guardrails.findings import Finding
 
+from .address import find_addresses
 from .context import ContextIndex
 from .fold import fold
+from .names import find_names
 from .numbers import find_numbers
 from .shapes import find_shapes
 
@@ -20,11 +22,25 @@ PII_TYPES: tuple[str, ...] = (
 Recogniser = Callable[[str, str, ContextIndex, Sequence[str]], Iterable[Finding]]
 
 
+def _merge_same_type(findings: Iterable[Finding]) -> list[Finding]:
+    """Overlapping findings of one type become one span covering both, with the higher score (and
+    its rule): two rules that see parts of one name see one name."""
+    merged: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (f.type, f.start)):
+        last = merged[-1] if merged else None
+        if last and last.type == f.type and f.start < last.end:
+            best = last if last.score >= f.score else f
+            merged[-1] = Finding(f.type, last.start, max(last.end, f.end), best.score, best.rule)
+        else:
+            merged.append(f)
+    return merged
+
+
 def resolve(findings: Iterable[Finding]) -> list[Finding]:
-    """Non-overlapping findings sorted by start: the most confident (then the longest) span wins
-    wherever two overlap."""
+    """Non-overlapping findings sorted by start: overlapping spans of one type are merged, then the
+    most confident (then the longest) span wins wherever two of different types overlap."""
     kept: list[Finding] = []
-    for f in sorted(findings, key=lambda f: (-f.score, f.start - f.end, f.start)):
+    for f in sorted(_merge_same_type(findings), key=lambda f: (-f.score, f.start - f.end, f.start)):
         if all(f.end <= k.start or k.end <= f.start for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.start)
@@ -51,6 +67,8 @@ class PiiDetector:
         ctx = ContextIndex.of(folded)
         yield from find_numbers(text, folded, ctx)
         yield from find_shapes(text, ctx)
+        yield from find_names(text, folded, self.languages)
+        yield from find_addresses(text, folded)
 
     def find(self, text: str) -> list[Finding]:
         return resolve(f for f in self.candidates(text) if f.score >= self.threshold and f.type in self.entities)

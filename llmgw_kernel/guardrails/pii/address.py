@@ -1,0 +1,131 @@
+"""Postal addresses: Vietnamese chains of address parts, and English street addresses.
+
+A Vietnamese address is written as parts from the smallest to the largest, separated by commas:
+house number, lane (ngõ/ngách/hẻm/kiệt + number), street (đường/phố + name, or a name right after
+the house number), then the administrative units (thôn/xóm/ấp, phường/xã/thị trấn, quận/huyện/
+thị xã, tỉnh/thành phố, with or without their keyword: "Quận 5", "Q5", "TP.HCM", "Hà Nội").
+A chain of parts is an address when it holds a house number, lane or street and one more part,
+or three administrative parts ("thôn Đông, xã Tân Lập, huyện Đan Phượng"): a district or a city
+alone locates no one. English: number + capitalised words + a street suffix, then optional unit,
+city, state and ZIP or UK postcode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from llmgw_kernel.guardrails.findings import Finding
+
+from .lexicon import VN_PLACES
+
+_PLACE = (
+    r"(?:"
+    + "|".join(sorted((r"[\s.\-]*".join(map(re.escape, p.split())) for p in VN_PLACES), key=len, reverse=True))
+    + r")"
+)
+# one part of a Vietnamese address, matched on the folded text; "name" parts are checked for
+# capitals on the original text afterwards
+_PART = re.compile(
+    rf"""(?P<house>(?:(?:so\s+nha|so|nha|sn|can\s+ho)\s+)?\d{{1,5}}[a-z]?(?:/\d{{1,4}}[a-z]?){{0,3}}(?![\w/.]))
+    |(?P<lane>(?:ngo|ngach|hem|kiet)\s+\d{{1,4}}[a-z]?(?:/\d{{1,4}}[a-z]?){{0,2}}(?![\w/]))
+    |(?P<street>(?:duong|pho|d\.|dai\s+lo|quoc\s+lo|ql|tinh\s+lo)\s*(?=[^\s,]))
+    |(?P<city>(?:thanh\s+pho|tp\.?|tinh)\s*(?=\S)(?:{_PLACE})|{_PLACE})(?![a-z])
+    |(?P<unit>(?:p|q|f)\.?\s?\d{{1,2}}(?![\w]))
+    |(?P<admin>(?:phuong|xa|thi\s+tran|quan|huyen|thi\s+xa|thanh\s+pho|tinh|thon|ap|xom|to\s+dan\s+pho|to|
+        khu\s+pho|khu|kp|p\.|q\.|tx\.|tt\.|h\.|ward|district)\s*(?=[^\s,]))
+    """,
+    re.VERBOSE,
+)
+_NAME_WORD = re.compile(r"[^\W_]+(?:/[^\W_]+)?")
+_SEP = re.compile(r"\s*(?:,|-|–)?\s*")
+_STRONG = {"house_street", "lane", "street"}
+_EN_STREET = re.compile(
+    r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+(?:[A-Z][a-zA-Z'’-]*\.?\s+){1,4}"
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|"
+    r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Close|Crescent|Row|Trail|Plaza|Gardens|Mews|Hill)\b\.?"
+    r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Flat|Room|#)\.?\s*#?[\w-]{1,6})?"
+    r"(?:,\s*[A-Z][a-zA-Z]+(?:\s[A-Z][a-zA-Z]+){0,2})?"
+    r"(?:,?\s*(?:[A-Z]{2}\s+\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}))?"
+    r"|\b(?:P\.?\s?O\.?\s?Box|PO\sBox)\s+\d{1,6}\b"
+)
+
+
+def _name(text: str, pos: int, limit: int = 5) -> int:
+    """End of the capitalised words (or numbers: "30/4", "13") starting at ``pos``; ``pos`` if none."""
+    end, n = pos, 0
+    while n < limit:
+        m = _NAME_WORD.match(text, end if n == 0 else end + 1) if n == 0 or text[end : end + 1] == " " else None
+        if not m or not (m.group()[0].isupper() or m.group()[0].isdigit()):
+            break
+        end, n = m.end(), n + 1
+    return end
+
+
+def _part(text: str, folded: str, pos: int, prev: str | None) -> tuple[str, int] | None:
+    """(kind, end) of the address part at ``pos``, or None."""
+    m = _PART.match(folded, pos)
+    if m and m.lastgroup in ("street", "admin"):
+        end = _name(text, m.end())
+        return (m.lastgroup, end) if end > m.end() else None
+    if m and m.lastgroup == "house":
+        end = _name(text, m.end() + 1) if text[m.end() : m.end() + 1] == " " else m.end()
+        if end > m.end() + 1 and not text[m.end() + 1].isdigit():
+            return "house_street", end
+        return "house", m.end()
+    if m:
+        return m.lastgroup or "", m.end()
+    if prev in ("house", "lane", "house_street", "street", "admin", "unit"):
+        end = _name(text, pos, limit=4)  # a district or street written without its keyword
+        if end > pos and text[pos].isupper():
+            return "name", end
+    return None
+
+
+def _chain(text: str, folded: str, start: int) -> tuple[int, list[str]]:
+    """End and kinds of the longest chain of address parts from ``start``."""
+    kinds: list[str] = []
+    pos = end = start
+    while True:
+        got = _part(text, folded, pos, kinds[-1] if kinds else None)
+        if not got:
+            break
+        kind, end = got
+        if kinds and kind in ("house", "house_street"):
+            break  # a house number only starts an address ("1903 6512 3450 12" is no chain of houses)
+        kinds.append(kind)
+        sep = _SEP.match(text, end)
+        if not sep or sep.end() == end and not kinds:
+            break
+        pos = sep.end()
+    return end, kinds
+
+
+def _is_address(kinds: list[str]) -> bool:
+    strong = sum(k in _STRONG for k in kinds)
+    if strong and len(kinds) >= 2:
+        return True
+    return sum(k in ("admin", "unit") for k in kinds) >= 2 and len(kinds) >= 3
+
+
+_START = re.compile(
+    r"(?<![\w/.,])(?:(?:so\s+nha|so|nha|sn|can\s+ho)\s+)?\d|(?<![a-z])(?:ngo|ngach|hem|kiet|duong|pho|thon|xom|ap|"
+    r"phuong|xa|to|khu|kp)\s"
+)
+
+
+def find_addresses(text: str, folded: str) -> Iterator[Finding]:
+    """ADDRESS findings: Vietnamese address chains and English street addresses."""
+    pos = 0
+    while True:
+        m = _START.search(folded, pos)
+        if not m:
+            break
+        end, kinds = _chain(text, folded, m.start())
+        if _is_address(kinds):
+            yield Finding("ADDRESS", m.start(), end, 0.92, "pii.address.vi.parts")
+            pos = end
+        else:
+            pos = m.end()
+    for m in _EN_STREET.finditer(text):
+        yield Finding("ADDRESS", m.start(), m.end(), 0.92, "pii.address.en.street")

@@ -1,0 +1,201 @@
+"""Personal names in English and Vietnamese, from the public structure of names.
+
+Vietnamese: a family name from ``VN_SURNAMES`` followed by one to four capitalised words that
+each have the shape of a Vietnamese syllable ("Nguyễn Văn An", "Tran Thi Lan"), or a form of
+address followed by such words ("chị Lan", "anh Tuấn Anh"); not after a word that makes it a
+place ("đường Lê Lợi", "quận Hai Bà Trưng") and not a province or city ("Hà Nội", "Cao Bằng").
+English: a title ("Dr. Jane Okafor"), a known given name followed by capitalised family names
+("Priya Raman", "James O'Neill"), or a name field ("my name is …", "cardholder: …").
+No model is used: docs/guardrails-detection.md says why and what this misses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from llmgw_kernel.guardrails.findings import Finding
+
+from .fold import fold
+from .lexicon import (
+    EN_GIVEN_NAMES,
+    EN_INTRODUCERS,
+    EN_NOT_SURNAMES,
+    EN_TITLES,
+    NAME_FIELDS,
+    VN_HONORIFICS,
+    VN_PLACE_PREFIXES,
+    VN_PLACES,
+    VN_SURNAMES,
+    vn_syllable,
+)
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
+_GAP = re.compile(r"[ \t]{1,2}")
+_HONORIFICS_ASCII = frozenset(fold(h) for h in VN_HONORIFICS)
+_SURNAMES_ASCII = frozenset(fold(h) for h in VN_SURNAMES)
+_CLAUSE_BREAK = frozenset(",;!?()[]\n–—:'\"“”‘’")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:\n\"'“‘(\[-]\s*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    text: str  # as written, without a trailing dot
+    folded: str
+    start: int
+    end: int
+    dot: bool  # written with a trailing dot ("Mr.", "Q.")
+
+    @property
+    def capitalised(self) -> bool:
+        t = self.text
+        return t[0].isupper() and (len(t) == 1 or not t[1:].isupper() or len(t) <= 2)
+
+
+def _tokens(text: str, folded: str) -> list[_Tok]:
+    out = []
+    for m in _WORD.finditer(text):
+        s, e = m.span()
+        dot = text[e - 1] == "."
+        e -= dot
+        out.append(_Tok(text[s:e], folded[s:e], s, e, dot))
+    return out
+
+
+def _adjacent(text: str, a: _Tok, b: _Tok) -> bool:
+    return not a.dot and _GAP.fullmatch(text, a.end, b.start) is not None
+
+
+def _phrase_before(toks: list[_Tok], i: int, text: str, n: int) -> list[str]:
+    """The folded phrases of 1..n words that end right before token i (same clause)."""
+    out: list[str] = []
+    j = i - 1
+    words: list[str] = []
+    while j >= 0 and len(words) < n:
+        gap = text[toks[j].end : toks[j + 1].start]
+        if (any(c in _CLAUSE_BREAK for c in gap) or len(gap) > 3) and not (words == [] and gap.strip() in ":-"):
+            break
+        words.insert(0, toks[j].folded)
+        out.append(" ".join(words))
+        j -= 1
+    return out
+
+
+def _vn_word(t: _Tok) -> bool:
+    return t.capitalised and len(t.text) <= 7 and vn_syllable(t.folded)
+
+
+def _is_honorific(tok_phrase: str, toks: list[_Tok], i: int, text: str) -> bool:
+    """``tok_phrase`` (folded, the words before token i) is a form of address as written: in lower
+    case unless it starts a sentence ("tiếng Anh", "Hai Bà Trưng" are no forms of address)."""
+    if " " in tok_phrase:
+        return tok_phrase in _HONORIFICS_ASCII
+    prev = toks[i - 1]
+    w = prev.text
+    if w[0].isupper() and not _SENTENCE_START.search(text, 0, prev.start):
+        return False
+    return w.lower() in VN_HONORIFICS or (w.isascii() and w.lower() in _HONORIFICS_ASCII)
+
+
+def _is_surname(t: _Tok) -> bool:
+    """A Vietnamese family name, matched as written (or folded when written without diacritics)."""
+    return t.text.lower() in VN_SURNAMES if not t.text.isascii() else t.folded in _SURNAMES_ASCII
+
+
+def _vn_run(toks: list[_Tok], i: int, text: str, limit: int = 5) -> int:
+    """Index one past the run of adjacent capitalised Vietnamese syllables starting at i."""
+    j = i
+    while j < len(toks) and j - i < limit and _vn_word(toks[j]) and (j == i or _adjacent(text, toks[j - 1], toks[j])):
+        j += 1
+    return j
+
+
+def _not_place(toks: list[_Tok], i: int, j: int, text: str) -> bool:
+    names = " ".join(t.folded for t in toks[i:j])
+    if any(names == p or names.startswith(p + " ") for p in VN_PLACES):
+        return False
+    return not any(p in VN_PLACE_PREFIXES for p in _phrase_before(toks, i, text, 2))
+
+
+def _vietnamese(toks: list[_Tok], text: str) -> Iterator[tuple[int, int, float, str]]:
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        before = _phrase_before(toks, i, text, 4) if i else []
+        field = any(p in NAME_FIELDS for p in before)
+        honorific = field or any(_is_honorific(p, toks, i, text) for p in before)
+        if _is_surname(t) and _vn_word(t):
+            j = _vn_run(toks, i, text)
+            if j - i >= 2 and _not_place(toks, i, j, text):
+                yield i, j, 0.9 if (j - i >= 3 or honorific) else 0.75, "pii.person.vi.surname"
+                i = j
+                continue
+        if honorific and _vn_word(t):
+            j = _vn_run(toks, i, text, limit=4)
+            if _not_place(toks, i, j, text) and not (_is_surname(t) and j - i == 1):
+                yield i, j, 0.85 if field else 0.8, "pii.person.vi.address_form"
+                i = j
+                continue
+        i += 1
+
+
+_VN_ONLY_LETTERS = re.compile(r"[ăâđêôơưĂÂĐÊÔƠƯ\u1ea0-\u1ef9]")
+
+
+def _en_name_word(t: _Tok) -> bool:
+    """A capitalised word that can be part of an English-language name: not a function word, a day
+    or a month, and not written with letters only Vietnamese uses ("Theo Nghị định" is Vietnamese)."""
+    if not t.capitalised or _VN_ONLY_LETTERS.search(t.text):
+        return False
+    return t.folded.replace("'", "").replace("’", "").replace("-", "") not in EN_NOT_SURNAMES
+
+
+def _en_run(toks: list[_Tok], i: int, text: str, limit: int = 3) -> int:
+    j = i
+    while (
+        j < len(toks) and j - i < limit and _en_name_word(toks[j]) and (j == i or _adjacent(text, toks[j - 1], toks[j]))
+    ):
+        j += 1
+    return j
+
+
+def _english(toks: list[_Tok], text: str) -> Iterator[tuple[int, int, float, str]]:
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        prev = toks[i - 1] if i else None
+        before = _phrase_before(toks, i, text, 3) if i else []
+        if prev and prev.folded in EN_TITLES and _en_name_word(t) and t.start - prev.end <= 2:
+            j = _en_run(toks, i, text)
+            yield i, j, 0.9, "pii.person.en.title"
+            i = j
+            continue
+        if t.folded in EN_GIVEN_NAMES and t.capitalised and not t.dot:
+            j = _en_run(toks, i, text)
+            if j - i >= 2:
+                yield i, j, 0.85, "pii.person.en.given_name"
+                i = j
+                continue
+            if any(p in EN_INTRODUCERS or p in NAME_FIELDS for p in before):
+                yield i, i + 1, 0.75, "pii.person.en.introduced"
+                i += 1
+                continue
+        if _en_name_word(t) and any(p in NAME_FIELDS for p in before):
+            j = _en_run(toks, i, text)
+            yield i, j, 0.85, "pii.person.name_field"
+            i = j
+            continue
+        i += 1
+
+
+def find_names(text: str, folded: str, languages: Sequence[str]) -> Iterator[Finding]:
+    """PERSON findings: Vietnamese rules when "vi" is among ``languages`` (they also find Vietnamese
+    names in English text), English rules when "en" is."""
+    toks = _tokens(text, folded)
+    if "vi" in languages:
+        for i, j, score, rule in _vietnamese(toks, text):
+            yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
+    if "en" in languages:
+        for i, j, score, rule in _english(toks, text):
+            yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)

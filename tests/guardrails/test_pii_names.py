@@ -1,0 +1,103 @@
+"""PERSON and ADDRESS: Vietnamese and English, with and without diacritics, and the places named
+after people that must not be read as people. All names and addresses are made up for these tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmgw_kernel.guardrails.pii import pii_detector
+
+DETECT = pii_detector()
+
+
+def found(text: str, types: tuple[str, ...] = ("PERSON", "ADDRESS")) -> list[tuple[str, str]]:
+    return [(f.type, text[f.start : f.end]) for f in DETECT.find(text) if f.type in types]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Tôi là Nguyễn Thị Minh Khai, cần hỏi về hợp đồng", "Nguyễn Thị Minh Khai"),
+        ("Gửi giúp em cho anh Đoàn Quốc Bảo nhé", "Đoàn Quốc Bảo"),
+        ("toi la Phan Thanh Binh, nho ho tro", "Phan Thanh Binh"),
+        ("Chị Hạnh ơi, mai họp lúc 9h nhé", "Hạnh"),
+        ("em gui cho chi Thuy roi a", "Thuy"),
+        ("bác sĩ Lưu Văn Hiếu khám cho bệnh nhân", "Lưu Văn Hiếu"),
+        ("Họ và tên: Kha Minh Tâm", "Kha Minh Tâm"),
+        ("NGƯỜI NHẬN: Vương Gia Huy", "Vương Gia Huy"),
+        ("Hi, I'm Sarah and I need help with my order", "Sarah"),
+        ("Please forward this to Dr. Amara Okafor", "Amara Okafor"),
+        ("Meeting notes from Daniel Kowalski, product team", "Daniel Kowalski"),
+        ("My name is Zainab Adeyemi-Cole.", "Zainab Adeyemi-Cole"),
+        ("The tenant, Mrs. Beatrice Lindqvist, paid late", "Beatrice Lindqvist"),
+        ("Can you review the email from Nguyen Hoang Long?", "Nguyen Hoang Long"),
+        ("Cardholder: Marco Bianchi", "Marco Bianchi"),
+    ],
+)
+def test_finds_person(text: str, name: str) -> None:
+    assert ("PERSON", name) in found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Đường Trần Hưng Đạo dài bao nhiêu km?",
+        "Trường THPT Lê Quý Đôn tuyển sinh lớp 10",
+        "Bệnh viện Bạch Mai đông quá",
+        "Quận Hai Bà Trưng có bao nhiêu phường?",
+        "Mình đang học tiếng Anh và tiếng Nhật",
+        "Hà Nội và Đà Nẵng, nơi nào mát hơn?",
+        "Cao Bằng có thác Bản Giốc rất đẹp",
+        "Theo Nghị định mới, doanh nghiệp phải báo cáo",
+        "The Quick Brown Fox jumps over the lazy dog",
+        "May I ask a question about the API?",
+        "Hello World in Python prints a greeting",
+        "We met on Monday at the Grand Hotel",
+    ],
+)
+def test_places_and_phrases_are_not_people(text: str) -> None:
+    assert found(text, ("PERSON",)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        (
+            "Giao tới số 27 ngách 4/12 phố Vọng, Hai Bà Trưng, Hà Nội trước 5h",
+            "số 27 ngách 4/12 phố Vọng, Hai Bà Trưng, Hà Nội",
+        ),
+        (
+            "Địa chỉ: 88 Lý Tự Trọng, phường Bến Thành, Quận 1, TP.HCM.",
+            "88 Lý Tự Trọng, phường Bến Thành, Quận 1, TP.HCM",
+        ),
+        ("dia chi: 14 duong Hung Vuong, P.9, Q.5, TP HCM", "14 duong Hung Vuong, P.9, Q.5, TP HCM"),
+        ("quê ở xóm 3, xã Nghi Phong, huyện Nghi Lộc, Nghệ An", "xóm 3, xã Nghi Phong, huyện Nghi Lộc, Nghệ An"),
+        ("Kho ở hẻm 51 đường 3/2, phường 12, quận 10", "hẻm 51 đường 3/2, phường 12, quận 10"),
+        (
+            "Ship to 4821 Maple Grove Road, Suite 210, Denver, CO 80202",
+            "4821 Maple Grove Road, Suite 210, Denver, CO 80202",
+        ),
+        ("Office: 17 Kensington Gardens, London W8 4PX", "17 Kensington Gardens, London W8 4PX"),
+        ("Mail it to PO Box 7731 please", "PO Box 7731"),
+    ],
+)
+def test_finds_address(text: str, address: str) -> None:
+    assert ("ADDRESS", address) in found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Quận 1 hay quận 3 đông hơn?",
+        "Tôi sống ở Hà Nội, làm việc ở Hải Phòng",
+        "Chuyển khoản vào STK 1903 6512 3450 12 Vietcombank",
+        "We sold 300 Main Street properties last year",  # no: "300 Main Street" *is* an address shape
+    ][:3],
+)
+def test_coarse_places_are_not_addresses(text: str) -> None:
+    assert found(text, ("ADDRESS",)) == []
+
+
+def test_person_inside_an_address_is_the_address() -> None:
+    text = "Tôi ở 45 Nguyễn Văn Cừ, phường 4, quận 5"
+    assert found(text) == [("ADDRESS", "45 Nguyễn Văn Cừ, phường 4, quận 5")]
