@@ -10,6 +10,7 @@ llmgw forecast check [--policy LIVE] [--data-dir DIR] [--json]
 llmgw replay --policy FILE [--data-dir DIR] [--since T] [--until T] [--json]
              [--source DIR|s3://...] [--key-history DIR] [--engine local|dask|ray] [--partitions N]
 llmgw route explain --policy FILE --model NAME [--metadata JSON] [--user U] [--prompt-tokens N] [--request-id ID]
+llmgw import openai|litellm|portkey|table FILE... --data-dir DIR [--map FIELD=COLUMN]
 """
 
 from __future__ import annotations
@@ -246,6 +247,25 @@ def _traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .importing import import_traffic
+
+    mapping = {}
+    for item in args.map or ():
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            print(f"llmgw import: --map {item}: expected FIELD=COLUMN", file=sys.stderr)
+            return 2
+        mapping[field.strip()] = column.strip()
+    try:
+        report = import_traffic(args.format, args.files, args.data_dir, mapping)
+    except ValueError as exc:
+        print(f"llmgw import: {exc}", file=sys.stderr)
+        return 2
+    print(*report.lines(), sep="\n")
+    return 1 if report.read and not report.imported and not report.already else 0
+
+
 def _print_summary(summary: dict, indent: int = 0) -> None:
     for key, value in summary.items():
         if isinstance(value, dict) and value:
@@ -376,6 +396,13 @@ def parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=_traffic)
 
+    im = sub.add_parser("import", help="write traffic served elsewhere into a request log")
+    im.add_argument("format", choices=("openai", "litellm", "portkey", "table"))
+    im.add_argument("files", nargs="+", type=Path, help=".jsonl, .json, .csv or .parquet")
+    im.add_argument("--data-dir", type=Path, required=True, help="the data directory to write (no server may hold it)")
+    im.add_argument("--map", action="append", metavar="FIELD=COLUMN", help="table: which column holds a field")
+    im.set_defaults(func=_import)
+
     from .keys.cli import add_parsers
 
     add_parsers(sub)
@@ -392,18 +419,21 @@ def parser() -> argparse.ArgumentParser:
 # they run, so they never write behind a server's back (docs/server.md, "Data directory").
 # Every other command only reads it (replay, route explain) or does not touch it (policy).
 _WRITES_DATA_DIR: dict[tuple[str, str | None], str] = {
+    ("import", None): "stop the server, or import into another data directory and read both with "
+    "open_log([served, imported])",
     ("keys", "rotate-master"): "stop the server first: it keeps the secrets in memory under the old "
     "master key and would write them back with it",
 }
 
 
 def _data_dir_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[object]:
-    advice = _WRITES_DATA_DIR.get((args.command, getattr(args, "action", None)))
+    action = getattr(args, "action", None)
+    advice = _WRITES_DATA_DIR.get((args.command, action))
     if advice is None:
         return contextlib.nullcontext()
     from .datadir import DataDirLock
 
-    return DataDirLock(args.data_dir, f"llmgw {args.command} {args.action}", advice)
+    return DataDirLock(args.data_dir, " ".join(filter(None, ("llmgw", args.command, action))), advice)
 
 
 def main(argv: list[str] | None = None) -> int:
