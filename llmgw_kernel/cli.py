@@ -50,12 +50,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .policy.load import PolicyError, load_policy
+    from .policy.extras import load_servable
+    from .policy.load import PolicyError
 
     failed = 0
     for file in args.files:
         try:
-            policy = load_policy(file)
+            policy = load_servable(file)  # valid, and servable by this installation
         except PolicyError as exc:
             failed += 1
             for path, message in exc.errors:
@@ -100,6 +101,9 @@ def _promote(args: argparse.Namespace) -> int:
     def forecast(candidate: object) -> dict | None:
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
+    from .policy.extras import load_servable
+
+    load_servable(args.candidate)  # what the server would refuse on reload is refused here
     change = promote(args.candidate, args.policy, forecast=forecast)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:

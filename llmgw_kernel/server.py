@@ -127,8 +127,9 @@ def _serve_locked(
 ) -> int:  # fmt: skip
     import uvicorn
 
+    from .policy.extras import load_servable
     from .policy.lifecycle import ensure_live_policy
-    from .policy.load import PolicyError, load_policy
+    from .policy.load import PolicyError
     from .proxy.read_deadlines import read_deadline_protocol
 
     _Server = _server_class()
@@ -136,7 +137,7 @@ def _serve_locked(
     if ensure_live_policy(policy):
         log.info("created %s from the bundled default policy", policy)
     try:
-        load_policy(policy)  # fail fast with a readable message, before binding the port
+        load_servable(policy)  # fail fast with a readable message (extras too), before binding the port
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -22,7 +22,8 @@ from ..decisions.limits import Limits
 from ..keys.secrets import Secrets
 from ..keys.store import KeyStore, VirtualKey
 from ..log.writer import LogWriter
-from ..policy.load import PolicyError, load_policy
+from ..policy.extras import load_servable
+from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
 from .breaker import Breakers
@@ -95,7 +96,7 @@ class Gateway:
     async def start(self) -> None:
         import aiohttp
 
-        policy = load_policy(self.policy_path)
+        policy = load_servable(self.policy_path)
         self._stamp = _stat(self.policy_path)
         self._served_files = _read_version(self.policy_path)
         self.admin_token = os.environ.get("LLMGW_ADMIN_TOKEN") or None
@@ -200,7 +201,7 @@ class Gateway:
             return False
         self._stamp = stamp
         try:
-            policy = await asyncio.to_thread(load_policy, self.policy_path)
+            policy = await asyncio.to_thread(load_servable, self.policy_path)
         except PolicyError as exc:
             self.last_reload_error = str(exc)
             self.metrics.reloads.labels("invalid").inc()
