@@ -32,6 +32,8 @@ def found(text: str, types: tuple[str, ...] = ("PERSON", "ADDRESS")) -> list[tup
         ("The tenant, Mrs. Beatrice Lindqvist, paid late", "Beatrice Lindqvist"),
         ("Can you review the email from Nguyen Hoang Long?", "Nguyen Hoang Long"),
         ("Cardholder: Marco Bianchi", "Marco Bianchi"),
+        ("Rewrite this: 'Oliver Brandt moved to Leeds'", "Oliver Brandt"),  # right after a quote
+        ('Dịch giúp: "Trịnh Công Sơn là ai"', "Trịnh Công Sơn"),
     ],
 )
 def test_finds_person(text: str, name: str) -> None:

@@ -108,24 +108,40 @@ def _is_address(kinds: list[str]) -> bool:
     return sum(k in ("admin", "unit") for k in kinds) >= 2 and len(kinds) >= 3
 
 
-_START = re.compile(
-    r"(?<![\w/.,])(?:(?:so\s+nha|so|nha|sn|can\s+ho)\s+)?\d|(?<![a-z])(?:ngo|ngach|hem|kiet|duong|pho|thon|xom|ap|"
-    r"phuong|xa|to|khu|kp)\s"
-)
+_HOUSE_START = re.compile(r"\d{1,5}[a-z]?(?:/\d{1,4}[a-z]?){0,3},?\s+(\S)")
+_HOUSE_PREFIX = re.compile(r"(?:so\s+nha|so|nha|sn|can\s+ho)\s+$")
+_KEYWORD_START = re.compile(r"(?:ngo|ngach|hem|kiet|duong|pho|thon|xom|ap|phuong|xa|khu|kp)\s")
+_AFTER_HOUSE = ("ngo", "ngach", "hem", "kiet", "duong", "pho", "d.")
+
+
+def _starts(text: str, folded: str) -> Iterator[int]:
+    """Where an address chain may start, in text order: a house number followed by a capitalised
+    street name or a lane/street word (moved back over "số"/"nhà"), or a lane, street or
+    administrative word. Checked in code rather than with look-behinds, which cost a scan each."""
+    found: list[int] = []
+    for m in _HOUSE_START.finditer(folded):
+        s = m.start()
+        if s and (folded[s - 1].isalnum() or folded[s - 1] in "/.,"):
+            continue
+        nxt = m.start(1)
+        if text[nxt].isupper() or folded.startswith(_AFTER_HOUSE, nxt):
+            p = _HOUSE_PREFIX.search(folded, max(0, s - 8), s)
+            found.append(p.start() if p else s)
+    for m in _KEYWORD_START.finditer(folded):
+        if not (m.start() and folded[m.start() - 1].isalpha()):
+            found.append(m.start())
+    return iter(sorted(found))
 
 
 def find_addresses(text: str, folded: str) -> Iterator[Finding]:
     """ADDRESS findings: Vietnamese address chains and English street addresses."""
-    pos = 0
-    while True:
-        m = _START.search(folded, pos)
-        if not m:
-            break
-        end, kinds = _chain(text, folded, m.start())
+    done = 0
+    for start in _starts(text, folded):
+        if start < done:
+            continue
+        end, kinds = _chain(text, folded, start)
         if _is_address(kinds):
-            yield Finding("ADDRESS", m.start(), end, 0.92, "pii.address.vi.parts")
-            pos = end
-        else:
-            pos = m.end()
+            yield Finding("ADDRESS", start, end, 0.92, "pii.address.vi.parts")
+            done = end
     for m in _EN_STREET.finditer(text):
         yield Finding("ADDRESS", m.start(), m.end(), 0.92, "pii.address.en.street")

@@ -9,9 +9,7 @@ The ``negative`` kind names things that look like identifiers but are not person
 
 from __future__ import annotations
 
-import bisect
 import re
-from dataclasses import dataclass
 
 #: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
 #: of forms and chat in each language, not from any corpus.
@@ -66,32 +64,40 @@ for _kind, _words in CONTEXT_WORDS.items():
         _KINDS_OF[_w] = (*_KINDS_OF.get(_w, ()), _kind)
 
 
-@dataclass(frozen=True, slots=True)
-class ContextIndex:
-    """Every context word of one (folded) text, by position; built once per text."""
+_LONGEST = max(len(w) for ws in CONTEXT_WORDS.values() for w in ws)
 
-    starts: list[int]
-    ends: list[int]
-    kinds: list[tuple[str, ...]]
+
+class ContextIndex:
+    """The context words of one (folded) text, looked up lazily around each candidate: only the
+    few characters around a candidate are scanned, so a text without candidates costs nothing."""
+
+    __slots__ = ("folded", "_memo")
+
+    def __init__(self, folded: str) -> None:
+        self.folded = folded
+        self._memo: dict[tuple[int, int, bool], list[str]] = {}
 
     @classmethod
     def of(cls, folded: str) -> ContextIndex:
-        hits = [(m.start(), m.end(), _KINDS_OF[m.group()]) for m in _WORD.finditer(folded)]
-        return cls([h[0] for h in hits], [h[1] for h in hits], [h[2] for h in hits])
+        return cls(folded)
 
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
         at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
+        key = (start, end, after)
+        if key not in self._memo:
+            self._memo[key] = self._near(start, end, after)
+        return self._memo[key]
+
+    def _near(self, start: int, end: int, after: bool) -> list[str]:
         near: list[tuple[int, str]] = []
-        i = bisect.bisect_right(self.ends, start)  # words ending before start are self.ends[:i]
-        j = i - 1
-        while j >= 0 and start - self.ends[j] <= _BEFORE:
-            near += [(start - self.ends[j], k) for k in self.kinds[j]]
-            j -= 1
-        k = bisect.bisect_left(self.starts, end)
-        while after and k < len(self.starts) and self.starts[k] - end <= _AFTER:
-            near += [(self.starts[k] - end + _BEFORE, kd) for kd in self.kinds[k]]  # after counts as farther
-            k += 1
+        for m in _WORD.finditer(self.folded, max(0, start - _BEFORE - _LONGEST), start):
+            if start - m.end() <= _BEFORE:
+                near += [(start - m.end(), k) for k in _KINDS_OF[m.group()]]
+        if after:
+            for m in _WORD.finditer(self.folded, end, min(len(self.folded), end + _AFTER + _LONGEST)):
+                if m.start() - end <= _AFTER:
+                    near += [(m.start() - end + _BEFORE, k) for k in _KINDS_OF[m.group()]]  # after: farther
         near.sort(key=lambda d: d[0])
         seen: dict[str, None] = {}
         for _, kind in near:

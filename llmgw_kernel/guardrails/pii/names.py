@@ -36,7 +36,7 @@ _GAP = re.compile(r"[ \t]{1,2}")
 _HONORIFICS_ASCII = frozenset(fold(h) for h in VN_HONORIFICS)
 _SURNAMES_ASCII = frozenset(fold(h) for h in VN_SURNAMES)
 _CLAUSE_BREAK = frozenset(",;!?()[]\n–—:'\"“”‘’")
-_SENTENCE_START = re.compile(r"(?:^|[.!?:\n\"'“‘(\[-]\s*)$")
+_SENTENCE_START = re.compile(r"(?:^\s*|[.!?:\n\"'“‘(\[-]\s*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,9 @@ class _Tok:
         return t[0].isupper() and (len(t) == 1 or not t[1:].isupper() or len(t) <= 2)
 
 
-def _tokens(text: str, folded: str) -> list[_Tok]:
+def _tokens(text: str, folded: str, lo: int, hi: int) -> list[_Tok]:
     out = []
-    for m in _WORD.finditer(text):
+    for m in _WORD.finditer(text, lo, hi):
         s, e = m.span()
         dot = text[e - 1] == "."
         e -= dot
@@ -93,7 +93,7 @@ def _is_honorific(tok_phrase: str, toks: list[_Tok], i: int, text: str) -> bool:
         return tok_phrase in _HONORIFICS_ASCII
     prev = toks[i - 1]
     w = prev.text
-    if w[0].isupper() and not _SENTENCE_START.search(text, 0, prev.start):
+    if w[0].isupper() and not _SENTENCE_START.search(text[max(0, prev.start - 3) : prev.start]):
         return False
     return w.lower() in VN_HONORIFICS or (w.isascii() and w.lower() in _HONORIFICS_ASCII)
 
@@ -118,10 +118,13 @@ def _not_place(toks: list[_Tok], i: int, j: int, text: str) -> bool:
     return not any(p in VN_PLACE_PREFIXES for p in _phrase_before(toks, i, text, 2))
 
 
-def _vietnamese(toks: list[_Tok], text: str) -> Iterator[tuple[int, int, float, str]]:
-    i = 0
+def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int, float, str]]:
+    i = first
     while i < len(toks):
         t = toks[i]
+        if not t.capitalised:
+            i += 1
+            continue
         before = _phrase_before(toks, i, text, 4) if i else []
         field = any(p in NAME_FIELDS for p in before)
         honorific = field or any(_is_honorific(p, toks, i, text) for p in before)
@@ -160,10 +163,13 @@ def _en_run(toks: list[_Tok], i: int, text: str, limit: int = 3) -> int:
     return j
 
 
-def _english(toks: list[_Tok], text: str) -> Iterator[tuple[int, int, float, str]]:
-    i = 0
+def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int, float, str]]:
+    i = first
     while i < len(toks):
         t = toks[i]
+        if not t.capitalised:
+            i += 1
+            continue
         prev = toks[i - 1] if i else None
         before = _phrase_before(toks, i, text, 3) if i else []
         if prev and prev.folded in EN_TITLES and _en_name_word(t) and t.start - prev.end <= 2:
@@ -189,13 +195,46 @@ def _english(toks: list[_Tok], text: str) -> Iterator[tuple[int, int, float, str
         i += 1
 
 
+_UPPER = "".join(re.escape(chr(c)) for c in range(0x41, 0x2000) if chr(c).isupper() and chr(c).isalpha())
+_CAP_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’\-][^\W\d_]+)*\.?"
+_CAP_RUN = re.compile(rf"(?<![\w\-])(?<!\w['’]){_CAP_WORD}(?:[ \t]{{1,2}}{_CAP_WORD})*")
+_LOOK_BACK = 48  # characters of context read before a run of capitalised words
+
+
+_TRIGGERS = frozenset(
+    _SURNAMES_ASCII | EN_GIVEN_NAMES | EN_TITLES | _HONORIFICS_ASCII | EN_INTRODUCERS | NAME_FIELDS
+)  # every rule needs one of these in the run or just before it
+_STRIP = ".,:;-–\"'()"
+
+
+def _may_hold_name(folded: str, start: int, end: int) -> bool:
+    """Cheap test that some rule could fire on the run ``[start, end)``: one of its words, or one of
+    the one to three words just before it, is a family name, given name, title, form of address,
+    introducer or name field. Most runs (sentence starts, product names) stop here."""
+    if any(w.strip(_STRIP) in _TRIGGERS for w in folded[start:end].split()):
+        return True
+    before = [w.strip(_STRIP) for w in folded[max(0, start - 32) : start].split()[-3:]]
+    return any(" ".join(before[k:]) in _TRIGGERS for k in range(len(before)))
+
+
+def _runs(text: str, folded: str) -> Iterator[tuple[list[_Tok], int]]:
+    """For each run of capitalised words: the tokens of the few words before it and of the run, and
+    the index of the run's first token. Every rule starts at a capitalised word, so the rest of the
+    text is never tokenised."""
+    for m in _CAP_RUN.finditer(text):
+        if not _may_hold_name(folded, m.start(), m.end()):
+            continue
+        toks = _tokens(text, folded, max(0, m.start() - _LOOK_BACK), m.end())
+        yield toks, next(i for i, t in enumerate(toks) if t.start >= m.start())
+
+
 def find_names(text: str, folded: str, languages: Sequence[str]) -> Iterator[Finding]:
     """PERSON findings: Vietnamese rules when "vi" is among ``languages`` (they also find Vietnamese
     names in English text), English rules when "en" is."""
-    toks = _tokens(text, folded)
-    if "vi" in languages:
-        for i, j, score, rule in _vietnamese(toks, text):
-            yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
-    if "en" in languages:
-        for i, j, score, rule in _english(toks, text):
-            yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
+    for toks, first in _runs(text, folded):
+        if "vi" in languages:
+            for i, j, score, rule in _vietnamese(toks, text, first):
+                yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
+        if "en" in languages:
+            for i, j, score, rule in _english(toks, text, first):
+                yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)

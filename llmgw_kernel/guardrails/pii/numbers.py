@@ -21,6 +21,7 @@ from stdnum.vn import mst
 from llmgw_kernel.guardrails.findings import Finding
 
 from .context import ContextIndex
+from .shapes import IPV4, ipv4
 
 _RUN = re.compile(r"(?:\(\+\d{1,3}\)\s?|\+)?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
@@ -169,6 +170,14 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
     """Findings for every validated digit span of ``text``."""
     for m in _RUN.finditer(text):
         start, end = m.span()
+        if end - start < _MIN_DIGITS:
+            continue  # years, counts, small amounts: most runs, and never long enough to be PII
+        ip = IPV4.match(text, start)
+        if ip and ip.end() >= end and _clean_ip(text, start, ip.end()):
+            found = ipv4(text, start, ip.end(), ctx)
+            if found:
+                yield found
+            continue
         if start and (text[start - 1].isalnum() or text[start - 1] in "_/.,@#"):
             continue  # the tail of a code, a version (v2.1), a path, a decimal, an e-mail, a #reference
         if end < len(text) and (text[end].isalnum() or text[end] in "_@/"):
@@ -176,6 +185,15 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
         if _is_amount(folded, start, end) or _DATE.fullmatch(m.group()):
             continue
         yield from _split(text, m.group(), start, ctx)
+
+
+def _clean_ip(text: str, start: int, end: int) -> bool:
+    """Nothing glued to an IPv4 candidate: no word character or dot before it ("v1.2.3.4"), no word
+    character or further ".digit" group after it."""
+    if start and (text[start - 1].isalnum() or text[start - 1] in "._"):
+        return False
+    nxt = text[end : end + 2]
+    return not nxt or not (nxt[0].isalnum() or nxt[0] == "_" or (nxt[0] == "." and nxt[1:].isdigit()))
 
 
 def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Finding]:

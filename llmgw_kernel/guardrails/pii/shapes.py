@@ -25,14 +25,19 @@ _EMAIL = re.compile(
     r"(?<![\w.+%-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?:/\d{{1,2}})?(?![\w]|\.\d)")
+IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/\d{{1,2}})?")
+_IPV6_GATE = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
-_PASSPORT = re.compile(r"(?<![\w-])[A-Z]\d{7,8}(?![\w-])")
-_PLATE = re.compile(
-    r"(?<![\w.\-])([1-9]\d)[ \-]?([A-Z]{1,2}\d?|[A-Z]{2})[ \-.]?\s?(\d{3}\.\d{2}|\d{4,5})(?![\w]|[.,]\d)"
-)
+# The scans below have no look-behind (it is tried at every position and costs more than the
+# scan); the character before a match is checked in code instead (``_starts_clean``).
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+_PASSPORT = re.compile(r"[A-Z]\d{7,8}(?![\w-])")
+_PLATE = re.compile(r"([1-9]\d)[ \-]?([A-Z]{1,2}\d?|[A-Z]{2})[ \-.]?\s?(\d{3}\.\d{2}|\d{4,5})(?![\w]|[.,]\d)")
 #: API keys with a published prefix (provider documentation): these need no context.
+_KEY_PREFIXES = (
+    "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "glpat-", "hf_",
+    "_live_", "_test_", "SG.", "eyJ", "-----BEGIN",
+)  # fmt: skip
 _KNOWN_KEYS = re.compile(
     r"(?<![\w-])(?:"
     r"sk-(?:proj-|ant-(?:api\d\d-)?|or-v1-|svcacct-)?[A-Za-z0-9_\-]{20,}"
@@ -48,8 +53,14 @@ _KNOWN_KEYS = re.compile(
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
     r")(?![\w-])"
 )
-_TOKEN = re.compile(r"(?<![\w\-/.+=])[A-Za-z0-9_\-+/=]{20,}(?![\w\-/+=])")
+_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=]{20,}")
+_TOKEN_TRIM = "\"'`.,;:!?()[]{}<>"
 _PLATE_PROVINCES = frozenset(range(11, 100))  # province codes of Vietnamese plates
+
+
+def _starts_clean(text: str, start: int, bad: str) -> bool:
+    """The character before ``start`` is neither alphanumeric nor one of ``bad``."""
+    return start == 0 or not (text[start - 1].isalnum() or text[start - 1] in bad)
 
 
 def _entropy(s: str) -> float:
@@ -63,13 +74,16 @@ def _classes(s: str) -> int:
 
 
 def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
-    """Findings for every validated e-mail, IP, IBAN, key, passport number and plate in ``text``."""
-    for m in _EMAIL.finditer(text):
-        yield Finding("EMAIL_ADDRESS", m.start(), m.end(), 0.97, "pii.email.shape")
-    yield from _ips(text, ctx)
+    """Findings for every validated e-mail, IPv6, IBAN, key, passport number and plate in ``text``
+    (IPv4 addresses come with the digit runs, ``numbers.py``)."""
+    yield from _emails(text)
+    if _IPV6_GATE.search(text):
+        yield from _ipv6(text)
     yield from _ibans(text)
     yield from _keys(text, ctx)
     for m in _PASSPORT.finditer(text):
+        if not _starts_clean(text, m.start(), "_-"):
+            continue
         near = ctx.near(m.start(), m.end())
         if "passport" in near and near.index("passport") < (near.index("negative") if "negative" in near else 99):
             yield Finding("VN_PASSPORT", m.start(), m.end(), 0.9, "pii.vn_passport.context")
@@ -78,11 +92,27 @@ def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
     yield from _plates(text, ctx)
 
 
-def _ips(text: str, ctx: ContextIndex) -> Iterator[Finding]:
-    for m in _IPV4.finditer(text):
-        if ctx.near(m.start(), m.end(), after=False)[:1] == ["negative"]:
-            continue  # "version 1.2.3.4"
-        yield Finding("IP_ADDRESS", m.start(), m.end(), 0.9, "pii.ip.v4")
+def _emails(text: str) -> Iterator[Finding]:
+    """E-mail addresses, looked for only around each "@"."""
+    at, done = text.find("@"), 0
+    while at >= 0:
+        for m in _EMAIL.finditer(text, max(done, at - 64), min(len(text), at + 256)):
+            if m.start() < at < m.end():
+                yield Finding("EMAIL_ADDRESS", m.start(), m.end(), 0.97, "pii.email.shape")
+                done = m.end()
+                break
+        at = text.find("@", max(at + 1, done))
+
+
+def ipv4(text: str, start: int, end: int, ctx: ContextIndex) -> Finding | None:
+    """An IPv4 address (with an optional /prefix) spanning ``[start, end)``, unless a version or
+    build word just before it says otherwise ("version 1.2.3.4")."""
+    if ctx.near(start, end, after=False)[:1] == ["negative"]:
+        return None
+    return Finding("IP_ADDRESS", start, end, 0.9, "pii.ip.v4")
+
+
+def _ipv6(text: str) -> Iterator[Finding]:
     for m in _IPV6.finditer(text):
         try:
             ipaddress.IPv6Address(m.group())
@@ -96,6 +126,8 @@ def _ibans(text: str) -> Iterator[Finding]:
     """IBAN candidates, trimmed group by group from the right until mod 97 holds (a following
     upper-case word can be swallowed by the regex)."""
     for m in _IBAN.finditer(text):
+        if not _starts_clean(text, m.start(), ""):
+            continue
         cand = m.group()
         while len(cand.replace(" ", "")) >= 15:
             if iban.is_valid(cand):
@@ -107,25 +139,41 @@ def _ibans(text: str) -> Iterator[Finding]:
 
 def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
     known: list[tuple[int, int]] = []
-    for m in _KNOWN_KEYS.finditer(text):
-        known.append(m.span())
-        yield Finding("API_KEY", m.start(), m.end(), 0.97, "pii.api_key.prefix")
-    for m in _TOKEN.finditer(text):
-        tok = m.group()
-        if any(a <= m.start() < b for a, b in known) or _classes(tok) < 3 or not any(c.isdigit() for c in tok):
+    if any(p in text for p in _KEY_PREFIXES):
+        for m in _KNOWN_KEYS.finditer(text):
+            known.append(m.span())
+            yield Finding("API_KEY", m.start(), m.end(), 0.97, "pii.api_key.prefix")
+    for start, tok in _long_tokens(text):
+        if any(a <= start < b for a, b in known) or _classes(tok) < 3:
             continue
         ent = _entropy(tok)
-        if "key" in ctx.near(m.start(), m.end())[:2] and ent >= 3.5:
-            yield Finding("API_KEY", m.start(), m.end(), 0.85, "pii.api_key.context_entropy")
+        end = start + len(tok)
+        if "key" in ctx.near(start, end)[:2] and ent >= 3.5:
+            yield Finding("API_KEY", start, end, 0.85, "pii.api_key.context_entropy")
         elif len(tok) >= 32 and ent >= 4.2:
-            yield Finding("API_KEY", m.start(), m.end(), 0.6, "pii.api_key.entropy")
+            yield Finding("API_KEY", start, end, 0.6, "pii.api_key.entropy")
+
+
+def _long_tokens(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, token) for each whitespace-separated word of 20+ key characters (letters, digits,
+    ``_-+/=``) once surrounding quotes and punctuation are trimmed; found by ``str.split``, which
+    is far cheaper than a regex scan of every position. A word holding a URL or a path is skipped."""
+    pos = 0
+    for word in text.split():
+        pos = text.find(word, pos)
+        if len(word) >= 20:
+            tok = word.strip(_TOKEN_TRIM)
+            for part in tok.split("=", 1) if "=" in tok.rstrip("=") else (tok,):  # KEY=value
+                if len(part) >= 20 and _TOKEN.fullmatch(part) and "//" not in part and part.count("/") < 2:
+                    yield text.find(part, pos), part
+        pos += len(word)
 
 
 def _plates(text: str, ctx: ContextIndex) -> Iterator[Finding]:
     """Vietnamese plates: 2-digit province code, series letter(s) (+ a digit for motorbikes),
     then 4–5 digits, usually written 51F-123.45 or 29-B1 234.56."""
     for m in _PLATE.finditer(text):
-        if int(m.group(1)) not in _PLATE_PROVINCES:
+        if int(m.group(1)) not in _PLATE_PROVINCES or not _starts_clean(text, m.start(), "_.-"):
             continue
         near = ctx.near(m.start(), m.end())
         if near[:1] == ["negative"]:
