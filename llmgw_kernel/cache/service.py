@@ -1,8 +1,9 @@
 """The live cache: exact and semantic stores per route, the embedding models, one worker
 thread, snapshots and rebuild from the log (docs/cache.md).
 
-Every decision comes from :mod:`llmgw_kernel.decisions.cache`; this module holds state and
-moves work off the event loop:
+Every decision is made by the cache decision core (:class:`.core.Caches`, which replay
+calls too) over :mod:`llmgw_kernel.decisions.cache`'s rules; this module calls it for one
+request at a time and moves work off the event loop:
 
 - an exact lookup is a dict lookup on the loop, before anything else: an exact hit never
   waits for an embedding;
@@ -28,7 +29,6 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +38,7 @@ import orjson
 
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
+from .core import Caches, Found, Query
 from .embedder import DEFAULT_MODEL, Embedder
 from .exact import Entry, ExactStore
 
@@ -63,24 +64,6 @@ class Hit(NamedTuple):
     similarity: float | None
 
 
-class Query:
-    """One request's cache identity, computed once."""
-
-    __slots__ = ("settings", "route", "ns", "key", "text", "context", "vector", "features", "read", "model")
-
-    def __init__(self, settings: CacheSettings, route: str, ns: str, key: str, read: bool) -> None:
-        self.settings = settings
-        self.route = route
-        self.ns = ns
-        self.key = key  # scoped exact key
-        self.read = read  # False for no-cache: store the fresh answer without reading
-        self.text: str | None = None
-        self.context: str | None = None
-        self.vector: np.ndarray | None = None
-        self.features: decide.Features | None = None
-        self.model: str | None = None
-
-
 def key_id(presented: str | None) -> str | None:
     """How the log names a client's key: never the key itself."""
     if not presented:
@@ -91,35 +74,18 @@ def key_id(presented: str | None) -> str | None:
 class CacheService:
     def __init__(self, data_dir: Path) -> None:
         self.directory = Path(data_dir) / SNAPSHOT_DIR
-        self.exact: dict[str, ExactStore] = {}
-        self.semantic: dict[tuple[str, str], SemanticStore] = {}  # (route, model) -> store
+        self.caches = Caches()
+        self.exact: dict[str, ExactStore] = self.caches.exact  # route -> store
+        self.semantic: dict[tuple[str, str], SemanticStore] = self.caches.semantic  # (route, model) -> store
         self.embedders: dict[str, Embedder] = {}
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmgw-cache")
         self.hits = self.semantic_hits = self.misses = 0
         self.dirty = False
         self.restored: str | None = None  # snapshot | log | empty, once start-up restore finished
-        self._maps = threading.Lock()  # guards adding to / walking self.exact and self.semantic
-
-    def _exact_store(self, route: str) -> ExactStore:
-        store = self.exact.get(route)
-        if store is None:
-            with self._maps:
-                store = self.exact.setdefault(route, ExactStore())
-        return store
-
-    def _semantic_store(self, route: str, model: str, dim: int) -> SemanticStore:
-        store = self.semantic.get((route, model))
-        if store is None:
-            from .semantic import SemanticStore
-
-            with self._maps:
-                store = self.semantic.setdefault((route, model), SemanticStore(dim))
-        return store
 
     def _stores(self) -> tuple[list[tuple[str, ExactStore]], list[tuple[tuple[str, str], SemanticStore]]]:
         """The exact and semantic stores, copied (another thread may be adding one)."""
-        with self._maps:
-            return list(self.exact.items()), list(self.semantic.items())
+        return self.caches.stores()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -185,15 +151,12 @@ class CacheService:
         after arrival but before this lookup may have replaced (same exact key) or evicted one
         the request could see, so replay needs the stores' state at this instant, not at arrival."""
         rec.cache_lookup_ts = time.time()  # the semantic job below is queued now, behind every earlier store
-        settings = q.settings
-        if q.read and settings.exact is not None:
-            store = self.exact.get(q.route)
-            entry = store.get(q.key, rec.ts, settings.exact.ttl_s) if store is not None else None
-            if entry is not None:
-                self.hits += 1
-                rec.cache, rec.cache_source = "hit", entry.request_id
-                return Hit("hit", entry, None)
-        sem = settings.semantic
+        found = self.caches.lookup_exact(q, rec.ts)
+        if found is not None and found.entry is not None:
+            self.hits += 1
+            rec.cache, rec.cache_source = "hit", found.entry.request_id
+            return Hit("hit", found.entry, None)
+        sem = q.settings.semantic
         if sem is None:
             self.misses += 1
             return None
@@ -209,32 +172,26 @@ class CacheService:
             return None
         q.model = rec.embedding_model = emb.name
         loop = asyncio.get_running_loop()
-        verdict, entry = await loop.run_in_executor(self.pool, self._semantic_job, q, emb, rec.ts)
+        found = await loop.run_in_executor(self.pool, self._semantic_job, q, emb, rec.ts)
         rec.embedding, rec.cache_features = q.vector, q.features.to_json() if q.features else None
-        if verdict is not None:
-            rec.cache_similarity = verdict.similarity
-            if entry is not None:
+        if found is not None:
+            rec.cache_similarity = found.similarity
+            if found.entry is not None:
                 self.semantic_hits += 1
-                rec.cache, rec.cache_source = "semantic-hit", entry.request_id
+                rec.cache, rec.cache_source = "semantic-hit", found.entry.request_id
                 rec.cache_reason = None
-                return Hit("semantic-hit", entry, verdict.similarity)
-            rec.cache_reason = rec.cache_reason or f"semantic: {verdict.reason}"
+                return Hit("semantic-hit", found.entry, found.similarity)
+            rec.cache_reason = rec.cache_reason or found.reason
         self.misses += 1
         return None
 
-    def _semantic_job(self, q: Query, emb: Embedder, ts: float) -> tuple[decide.SemanticVerdict | None, Entry | None]:
+    def _semantic_job(self, q: Query, emb: Embedder, ts: float) -> Found | None:
+        """Embed the prompt, compute its verification features, and (unless ``no-cache``) ask
+        the decision core (None: not looked up)."""
         assert q.text is not None and q.context is not None and q.settings.semantic is not None
         q.vector = emb.encode([q.text])[0]
         q.features = decide.features(q.text)
-        if not q.read:
-            return None, None
-        sem = q.settings.semantic
-        store = self.semantic.get((q.route, emb.name))
-        if store is None:
-            return decide.SemanticVerdict(None, None, "empty"), None
-        cands = store.search(q.ns, q.context, q.vector, ts, sem.ttl_s, decide.CANDIDATES)
-        verdict = decide.choose(sem.threshold, sem.verify, q.features, cands)
-        return verdict, (store.get(verdict.entry).entry if verdict.entry is not None else None)
+        return self.caches.lookup_semantic(q, ts) if q.read else None
 
     def store(self, q: Query, rec: RequestRecord, body: bytes | LazyBody) -> None:
         """Keep a fresh answer (called on the loop right after it was served)."""
@@ -242,17 +199,10 @@ class CacheService:
         rec.cache_stored_ts = now
         usage = rec.usage if isinstance(rec.usage, dict) else None
         entry = Entry(rec.request_id, now, body, rec.target, usage)  # type: ignore[arg-type]
-        settings = q.settings
-        if settings.exact is not None:
-            self._exact_store(q.route).put(q.key, entry, settings.exact.max_entries)
-        if settings.semantic is not None and q.vector is not None and q.model is not None and q.context is not None:
-            self.pool.submit(self._semantic_add, q, entry)
+        self.caches.store_exact(q, entry)
+        if q.settings.semantic is not None and q.vector is not None:
+            self.pool.submit(self.caches.add_semantic, q, entry)
         self.dirty = True
-
-    def _semantic_add(self, q: Query, entry: Entry) -> None:
-        assert q.vector is not None and q.model is not None and q.settings.semantic is not None
-        store = self._semantic_store(q.route, q.model, len(q.vector))
-        store.add(q.ns, q.context or "", q.vector, entry, q.features, q.settings.semantic.max_entries)
 
     @staticmethod
     def saved_usd(policy: Policy, entry: Entry) -> float | None:
@@ -360,7 +310,7 @@ class CacheService:
             if row["kind"] == "exact":
                 settings = policy.cache_for(row["route"])
                 if settings is not None and settings.exact is not None:
-                    self._exact_store(row["route"]).put(row["key"], entry, settings.exact.max_entries)
+                    self.caches.exact_store(row["route"]).put(row["key"], entry, settings.exact.max_entries)
                     n += 1
             else:
                 vec = vectors[v]
@@ -369,7 +319,7 @@ class CacheService:
                 if settings is None or settings.semantic is None:
                     continue
                 feats = decide.Features.from_json(row["features"]) if row["features"] else None
-                store = self._semantic_store(row["route"], row["model"], len(vec))
+                store = self.caches.semantic_store(row["route"], row["model"], len(vec))
                 store.add(row["ns"], row["ctx"], vec, entry, feats, settings.semantic.max_entries)
                 n += 1
         return n
@@ -407,7 +357,7 @@ class CacheService:
             usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
             entry = Entry(rid, stored, body_bytes, target, usage)
             if settings.exact is not None:
-                self._exact_store(route).put(decide.scoped(ns, key), entry, settings.exact.max_entries)
+                self.caches.exact_store(route).put(decide.scoped(ns, key), entry, settings.exact.max_entries)
                 n += 1
             if settings.semantic is not None and vec is not None and ctx is not None and model:
                 arr = np.asarray(vec, np.float32)
@@ -416,7 +366,7 @@ class CacheService:
                     if feats
                     else None
                 )
-                store = self._semantic_store(route, model, len(arr))
+                store = self.caches.semantic_store(route, model, len(arr))
                 store.add(ns, ctx, arr, entry, f, settings.semantic.max_entries)
         return n
 

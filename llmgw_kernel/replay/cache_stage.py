@@ -1,11 +1,17 @@
 """Cache replay: fold a policy's exact and semantic caches over a logged window.
 
-The live stores (:class:`~llmgw_kernel.cache.exact.ExactStore`,
-:class:`~llmgw_kernel.cache.semantic.SemanticStore`) are driven by logged facts only:
-arrival times, the times answers entered the cache, the exact keys, the namespaces' parts
-(key, team, namespace header), the logged prompt embeddings and verification features. So
-replaying the live policy reproduces every live cache outcome (``compare_to_log() == 0``);
-a candidate (threshold, TTL, namespaces, size, exact on/off) gets what it would have done.
+The live cache's decision core (:class:`~llmgw_kernel.cache.core.Caches`: the same
+``ExactStore`` and ``SemanticStore`` and the same lookup the live proxy calls for each
+request) is driven by logged facts only: arrival times, the times answers entered the cache,
+the exact keys, the namespaces' parts (key, team, namespace header), the logged prompt
+embeddings and verification features. So replaying the live policy reproduces every live
+cache outcome (``compare_to_log() == 0``); a candidate (threshold, TTL, namespaces, size,
+exact on/off) gets what it would have done.
+
+Embeddings are held once, as the window's float32 matrix (read in bounded chunks by
+:meth:`~.window.Window.embeddings`); a :class:`Row` keeps the index of its vector in it (no
+Python object per vector), and its verification features as the logged JSON, parsed when a
+lookup needs them.
 
 Where the candidate stores an answer the live proxy did not (a live hit that becomes a
 miss), the answer would have entered the cache when that request finished (``ts_end``).
@@ -27,9 +33,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from ..cache.core import Caches, Query
 from ..cache.embedder import DEFAULT_MODEL
-from ..cache.exact import Entry, ExactStore
-from ..cache.semantic import SemanticStore
+from ..cache.exact import Entry
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
 from .columns import epoch, json_value
@@ -49,16 +55,19 @@ def _team(metadata: Any) -> str | None:
     return None
 
 
+_NO_VECTORS = np.empty((0, 0), np.float32)
+
+
 class Row:
-    """The cache-relevant facts of one logged request."""
+    """The cache-relevant facts of one logged request (its vector: row ``vi`` of ``matrix``)."""
 
     __slots__ = (
         "i", "rid", "ts", "route", "ok", "key_id", "team", "control", "ns_header", "key", "context",
-        "vector", "features", "model", "temperature", "stored_at", "done_at", "logged", "source",
+        "matrix", "vi", "features_json", "model", "temperature", "stored_at", "done_at", "logged", "source",
         "target", "pt", "ct", "latency", "lookup_at",
     )  # fmt: skip
 
-    def __init__(self, w: Columns, i: int) -> None:
+    def __init__(self, w: Columns, i: int, matrix: np.ndarray = _NO_VECTORS, vi: int = -1) -> None:
         self.i = i
         self.rid: str = w["request_id"][i]
         self.ts: float = epoch(w["ts"][i])
@@ -70,9 +79,8 @@ class Row:
         self.ns_header = w["cache_ns_header"][i]
         self.key = w["cache_key"][i]
         self.context = w["cache_context"][i]
-        self.vector = w["embedding"][i]
-        feats = json_value(w["cache_features"][i])
-        self.features = decide.Features.from_json(feats) if isinstance(feats, dict) else None
+        self.matrix, self.vi = matrix, vi
+        self.features_json: Any = w["cache_features"][i]
         self.model = w["embedding_model"][i]
         self.temperature = w["temperature"][i]
         stored = w["cache_stored_ts"][i]
@@ -87,19 +95,58 @@ class Row:
         looked = w["cache_lookup_ts"][i] if "cache_lookup_ts" in w else None
         self.lookup_at: float | None = float(looked) if looked is not None else None
 
+    @property
+    def vector(self) -> np.ndarray | None:
+        """The logged prompt embedding (a view into the window's matrix), None without one."""
+        return self.matrix[self.vi] if self.vi >= 0 else None
+
+    @property
+    def features(self) -> decide.Features | None:
+        """The logged verification features (parsed on each use: rows do not keep them)."""
+        feats = json_value(self.features_json)
+        return decide.Features.from_json(feats) if isinstance(feats, dict) else None
+
+    def query(self, settings: CacheSettings, ns: str, key: str | None, read: bool) -> Query:
+        """This request, as the cache decision core reads it."""
+        return Query(settings, self.route or "", ns, key, read, self.context, self.vector, self.features, self.model,
+                     self.i)  # fmt: skip
+
+
+def vectors_of(window: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The window's embeddings as (float32 matrix, matrix row of each window row or -1).
+
+    A :class:`~.window.Window` reads them as one matrix in bounded chunks; a dict of columns
+    (tests, small windows) is stacked from its ``embedding`` list."""
+    n = len(window["request_id"])
+    where = np.full(n, -1, np.int64)
+    bulk = getattr(window, "embeddings", None)
+    if bulk is not None:
+        matrix, rows_ = bulk()
+        where[rows_] = np.arange(len(rows_))
+        return matrix, where
+    listed = window.get("embedding") or [None] * n
+    present = [k for k, v in enumerate(listed) if v is not None]
+    if not present:
+        return _NO_VECTORS, where
+    where[present] = np.arange(len(present))
+    return np.stack([np.asarray(listed[k], np.float32) for k in present]), where
+
 
 def rows(window: Columns, borrow_from: Sequence[Row] = ()) -> list[Row]:
     """Cache facts of every logged request, with exact hits borrowing their source's embedding
     (from an earlier row of the window, or of ``borrow_from``: rows logged before it)."""
-    out = [Row(window, i) for i in range(len(window["request_id"]))]
+    matrix, where = vectors_of(window)
+    at = where.tolist()
+    out = [Row(window, i, matrix, at[i]) for i in range(len(window["request_id"]))]
     by_key: dict[str, Row] = {}
     for r in [*borrow_from, *out]:
         if r.key is None:
             continue
-        if r.vector is None:
+        if r.vi < 0:
             src = by_key.get(r.key)
             if src is not None:
-                r.vector, r.features, r.model, r.context = src.vector, src.features, src.model, src.context
+                r.matrix, r.vi, r.features_json = src.matrix, src.vi, src.features_json
+                r.model, r.context = src.model, src.context
         elif r.key not in by_key:
             by_key[r.key] = r
     return out
@@ -112,26 +159,8 @@ class Outcome:
         self.kind, self.reason, self.source, self.similarity = kind, reason, source, sim
 
 
-class StoreIndex:
-    """Semantic lookups through the live :class:`SemanticStore` (what :func:`replay` uses)."""
-
-    def __init__(self) -> None:
-        self.stores: dict[tuple[str, str], SemanticStore] = {}
-
-    def add(self, r: Row, ns: str, entry: Entry, max_entries: int) -> None:
-        assert r.vector is not None and r.model is not None and r.context is not None
-        store = self.stores.get((r.route or "", r.model))
-        if store is None:
-            store = self.stores[(r.route or "", r.model)] = SemanticStore(len(r.vector))
-        store.add(ns, r.context, r.vector, entry, r.features, max_entries)
-
-    def search(self, r: Row, ns: str, ttl_s: float) -> list[tuple[decide.Candidate, str]]:  # best first
-        assert r.vector is not None and r.model is not None and r.context is not None
-        store = self.stores.get((r.route or "", r.model))
-        if store is None:
-            return []
-        cands = store.search(ns, r.context, r.vector, r.ts, ttl_s, decide.CANDIDATES)
-        return [(c, store.get(c.entry).entry.request_id) for c in cands]
+#: the live decision core's stores, the default semantic index of a replay (the name it had)
+StoreIndex = Caches
 
 
 class Prepared(NamedTuple):
@@ -181,20 +210,20 @@ def _key_from_body(route: str, raw: Any) -> str | None:
 
 
 class CacheState:
-    """A candidate's caches while the composed fold runs (see :mod:`.fold`): the live stores
-    (or a sweep's index), filled by stores scheduled at the times answers entered the cache.
+    """A candidate's caches while the composed fold runs (see :mod:`.fold`): the live decision
+    core (:class:`~llmgw_kernel.cache.core.Caches`), filled by stores scheduled at the times
+    answers entered the cache.
 
-    ``index`` does the semantic lookups (default: a :class:`StoreIndex`, the live store);
-    ``threshold`` overrides every route's semantic threshold (the sweep's fast path)."""
+    ``index``: the core to decide with (default: a fresh :class:`Caches`, the live stores; a
+    sweep passes one that searches precomputed neighbour lists); ``threshold`` overrides every
+    route's semantic threshold (the sweep's)."""
 
-    def __init__(self, rs: list[Row], index: Any = None, threshold: float | None = None) -> None:
-        self.exact: dict[str, ExactStore] = {}
-        self.index = index if index is not None else StoreIndex()
+    def __init__(self, rs: list[Row], index: Caches | None = None, threshold: float | None = None) -> None:
+        self.caches = index if index is not None else Caches()
         self.threshold = threshold
         self.by_rid = {r.rid: r for r in rs}
         self.pending: list[tuple[float, int, Row, str | None, str, CacheSettings, Entry]] = []
         self.seq = 0
-        self.maybe = getattr(self.index, "maybe", None)  # a cheap "could anything match?" (the sweep's)
 
     def flush(self, until: float) -> None:
         """Put every answer stored before ``until`` into its store."""
@@ -204,11 +233,7 @@ class CacheState:
             self.put(r, skey, ns, s, entry)
 
     def put(self, r: Row, skey: str | None, ns: str, s: CacheSettings, entry: Entry) -> None:
-        if s.exact is not None and skey is not None:
-            self.exact.setdefault(r.route or "", ExactStore()).put(skey, entry, s.exact.max_entries)
-        sem = s.semantic
-        if sem is not None and r.vector is not None and r.context is not None and r.model == _model(sem.model):
-            self.index.add(r, ns, entry, sem.max_entries)
+        self.caches.store(r.query(s, ns, skey, True), entry)
 
     def store_later(self, r: Row, p: Prepared, entry: Entry) -> None:
         """``r``'s answer enters the cache at ``entry.stored_at``."""
@@ -228,34 +253,14 @@ class CacheState:
         self.flush(r.lookup_at if r.lookup_at is not None else (at if at is not None else r.ts))
         if p.bypass is not None:
             return Outcome("bypass", p.bypass)
-        if p.read and s.exact is not None and p.key is not None:
-            store = self.exact.get(r.route or "")
-            entry = store.get(p.key, r.ts, s.exact.ttl_s) if store is not None else None
-            if entry is not None:
-                return Outcome("hit", None, self.by_rid[entry.request_id])
-        sem = s.semantic
-        if not (p.read and sem is not None and r.vector is not None and r.context is not None):
-            return Outcome("miss", None if p.read else decide.NO_CACHE)
-        if r.model != _model(sem.model):
-            return Outcome("miss", None)
-        if self.maybe is not None and not self.maybe(r):
-            return Outcome("miss", "semantic: empty")
-        seen: dict[int, str] = {}
-        t = sem.threshold if self.threshold is None else self.threshold
-        verdict = decide.choose(t, sem.verify, r.features, _recording(self.index.search(r, p.ns, sem.ttl_s), seen))
-        if verdict.entry is not None:
-            return Outcome("semantic-hit", None, self.by_rid[seen[verdict.entry]], verdict.similarity)
-        return Outcome("miss", f"semantic: {verdict.reason}", None, verdict.similarity)
-
-
-def _recording(found: Any, seen: dict[int, str]) -> Any:
-    """The candidates of ``found`` (lazily), noting each one's request id in ``seen``."""
-    for cand, rid in found:
-        seen[cand.entry] = rid
-        yield cand
+        found = self.caches.lookup(r.query(s, p.ns, p.key, p.read), r.ts, self.threshold)
+        if found.entry is None:
+            return Outcome("miss", found.reason, None, found.similarity)
+        return Outcome(found.kind, None, self.by_rid[found.entry.request_id], found.similarity)
 
 
 def _model(name: str | None) -> str:
+    """The embedding model a semantic cache named ``name`` uses."""
     return name or DEFAULT_MODEL
 
 
@@ -326,5 +331,6 @@ def _hit_latency(rs: list[Row]) -> dict[str, float]:
 
 
 def embeddings_column(values: Any) -> list[np.ndarray | None]:
-    """A logged FLOAT[] column as float32 vectors (None where NULL)."""
+    """A logged FLOAT[] column as float32 vectors (None where NULL; small windows only: a
+    replay reads the matrix, :func:`vectors_of`)."""
     return [None if v is None else np.asarray(v, np.float32) for v in values]

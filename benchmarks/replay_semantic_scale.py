@@ -1,0 +1,158 @@
+"""Semantic replay at scale: CPU, requests/s per core and peak memory of one semantic-cache
+replay and of a 10-threshold sweep, over a synthetic log with embeddings.
+
+    .venv/bin/python benchmarks/replay_semantic_scale.py                   # 1,000,000 rows, 3 runs each
+    .venv/bin/python benchmarks/replay_semantic_scale.py --rows 100000 --runs 3
+    .venv/bin/python benchmarks/replay_semantic_scale.py --rows 100000 --profile --scenario sweep
+
+**The log**: :mod:`llmgw_kernel.cache.synthetic_log` — written through the real ``LogWriter``,
+its cache fields decided by the live cache's decision core, 384-d synthetic embeddings
+(clustered unit vectors, deterministic from the seed; no model), real prompt texts for
+verification; 60 requests/s, three routes (two cached: exact + semantic at threshold 0.90),
+64 keys, 8 teams, 4 system prompts, no budgets or rate limits. Generated once into
+``--cache-dir`` (default ``/tmp/llmgw-semantic-scale``) and reused.
+
+**Scenarios**, each in a fresh subprocess (CPU = user + sys of the child, all threads,
+interpreter and imports included; peak = the child's ``ru_maxrss``):
+
+- ``replay``: ``replay(policy-live.yaml, dir)`` — every stage, the semantic cache searched
+  through the live ``SemanticStore``; checks 0 differences from the log;
+- ``sweep``: ``sweep_semantic_threshold`` over 10 thresholds (0.80, 0.82, ..., 0.98), no
+  label-free estimate (that loads the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmgw_kernel.cache.synthetic_log import generate  # noqa: E402
+
+GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
+THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
+
+
+def ensure_log(cache_dir: Path, rows: int) -> Path:
+    """The data directory holding a log of ``rows`` requests (generated once, then reused)."""
+    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
+    done = data_dir / "complete.json"
+    if done.exists():
+        return data_dir
+    if data_dir.exists():
+        import shutil
+
+        shutil.rmtree(data_dir)
+    t0 = time.perf_counter()
+    generate(data_dir, rows)
+    done.write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
+    return data_dir
+
+
+# -- measurement -----------------------------------------------------------------------------
+SCENARIOS = ("replay", "sweep")
+
+
+def child(scenario: str, data_dir: Path, out: Path) -> None:
+    """Run one scenario in this (fresh) process and write what it produced to ``out``."""
+    policy = data_dir / "policy-live.yaml"
+    if scenario == "replay":
+        from llmgw_kernel import replay
+
+        result = replay(policy, str(data_dir))
+        cache = result.summary["cache"]
+        facts = {"requests": result.summary["requests"], "differs": result.summary["differs_from_log"],
+                 "hits": [cache["exact_hits"], cache["semantic_hits"]]}  # fmt: skip
+    else:
+        from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold
+
+        table = sweep_semantic_threshold(policy, str(data_dir), THRESHOLDS, estimate=False)
+        hits = zip(table["exact_hits"], table["semantic_hits"], strict=True)
+        facts = {"requests": int(table["considered"].max()) if len(table) else 0,
+                 "hits": [[int(e), int(s)] for e, s in hits]}  # fmt: skip
+        from llmgw_kernel.log.reader import open_log
+
+        con = open_log(str(data_dir))
+        facts["requests"] = int(con.execute("SELECT count(*) FROM requests").fetchall()[0][0])
+    out.write_text(json.dumps(facts, default=str))
+
+
+def measure(scenario: str, data_dir: Path, profile: bool = False) -> dict[str, Any]:
+    """One run in a fresh subprocess: CPU s (user + sys), peak RSS, wall, and what it replayed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable]
+        if profile:
+            cmd += ["-m", "cProfile", "-o", str(Path(tmp) / "prof")]
+        cmd += [__file__, "--child", scenario, "--data-dir", str(data_dir), "--out", str(out)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{scenario}: child exited {os.waitstatus_to_exitcode(status)}")
+        if profile:
+            import pstats
+
+            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("tottime").print_stats(25)
+            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("cumulative").print_stats(35)
+        facts = json.loads(out.read_text())
+    cpu = ru.ru_utime + ru.ru_stime
+    return {"cpu_s": cpu, "wall_s": wall, "rss_mb": ru.ru_maxrss / 1024, "req_s_core": facts["requests"] / cpu, **facts}
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(min(values))} / {fmt.format(statistics.median(values))} / {fmt.format(max(values))}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scenario", choices=SCENARIOS, action="append", help="default: both")
+    ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-semantic-scale")
+    ap.add_argument("--profile", action="store_true", help="one profiled run per scenario: top functions")
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child, args.data_dir, args.out)
+        return
+    data_dir = ensure_log(args.cache_dir, args.rows)
+    if args.generate_only:
+        print(data_dir)
+        return
+    print(f"log: {data_dir} ({args.rows:,} rows); load average {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    medians: dict[str, float] = {}
+    for scenario in args.scenario or SCENARIOS:
+        if args.profile:
+            print(json.dumps(measure(scenario, data_dir, profile=True), default=str))
+            continue
+        runs = [measure(scenario, data_dir) for _ in range(args.runs)]
+        medians[scenario] = statistics.median(r["cpu_s"] for r in runs)
+        print(
+            f"{scenario:>7}: CPU s {_spread([r['cpu_s'] for r in runs], '{:.2f}')}"
+            f" | req/s/core {_spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
+            f" | peak RSS MB {_spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
+            f" | wall s {_spread([r['wall_s'] for r in runs], '{:.2f}')}"
+            f" | differs {runs[0].get('differs')} | hits {runs[0].get('hits')}  (min / median / max of {len(runs)})",
+            flush=True,
+        )
+    if "replay" in medians and "sweep" in medians:
+        print(f"sweep / replay (median CPU): {medians['sweep'] / medians['replay']:.2f}")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

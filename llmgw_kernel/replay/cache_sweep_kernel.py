@@ -1,0 +1,102 @@
+"""One semantic threshold of a sweep, folded by a compiled loop over integer-coded columns.
+
+A sweep (:mod:`.cache_sweep`) replays the same window at many thresholds. When no budget and
+no token rate limit applies to any request, admission does not depend on what the cache
+decides (a hit changes only costs and token counts, which nothing then reads), so every
+threshold looks the same requests up, in the same order, at the same times, and stores each
+miss's answer at the same time. Only the cache contents differ. :func:`fold_threshold` folds
+those lookups — the decisions of :class:`~llmgw_kernel.cache.core.Caches`:
+
+- an exact entry answers iff ``stored_at < ts < stored_at + ttl_s`` (the exact stores and
+  their FIFO eviction are the compiled replay fold's own, :mod:`.fold_kernel`);
+- else the neighbour list of the request (every earlier-stored request of its semantic
+  group visible at its arrival, similarity at or above the sweep's lowest threshold, best
+  first, ties in insertion order) is walked as :func:`~llmgw_kernel.decisions.cache.choose`
+  walks the store's nearest entries: entries not in the cache at this threshold (a hit
+  stores nothing) or evicted (FIFO per route and model) are skipped, the walk stops below the
+  threshold or after :data:`~llmgw_kernel.decisions.cache.CANDIDATES` candidates, and the
+  first candidate whose verification passed (computed once per pair) answers;
+- a miss's answer enters the cache at its store time (heap of pending stores, flushed before
+  each lookup, as ``CacheState`` does).
+
+The result equals the Python fold at every threshold (tests/cache/test_cache_sweep.py).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import numpy as np
+
+from ..decisions.cache import CANDIDATES
+from .fold_kernel import _pop, _push, _put, _visible, exact_stores, njit
+
+#: per row of the window and the warm rows (``Composer.all_rows``), and the lookups in order
+SweepInputs = namedtuple(
+    "SweepInputs",
+    "ts lkey skey store_of ttl_e max_e sem_q sem_s sst max_s store_at nb_ptr nb_j nb_sim nb_ok order flush warm "
+    "n_keys n_stores n_sem",
+)
+HIT, SEMANTIC_HIT, MISS = 1, 2, 3  # kinds; 0: not looked up
+
+
+def _fold(t, a, ex, count, ordinal, added, kind, src):  # type: ignore[no-untyped-def]
+    """The lookups of one threshold ``t`` (see the module docstring)."""
+    for w in a.warm:
+        if not np.isnan(a.store_at[w]):
+            ex.seq[0] += 1
+            _push(ex.pending, a.store_at[w], 0, ex.seq[0], w)
+    for k in range(len(a.order)):
+        i = a.order[k]
+        while ex.pending.size[0] > 0 and ex.pending.t[0] < a.flush[k]:
+            at, _, row = _pop(ex.pending)
+            if a.skey[row] >= 0:
+                _put(a.skey[row], a.store_of[row], at, row, a.max_e[row], ex)
+            if a.sem_s[row]:
+                s = a.sst[row]
+                ordinal[row] = count[s]
+                count[s] += 1
+                added[row] = True
+        key = a.lkey[i]
+        if key >= 0 and _visible(key, a.ts[i], a.ttl_e[i], ex):
+            kind[i], src[i] = HIT, ex.src[key]
+            continue
+        kind[i] = MISS
+        if a.sem_q[i]:
+            seen = 0
+            for p in range(a.nb_ptr[i], a.nb_ptr[i + 1]):
+                if a.nb_sim[p] < t:
+                    break
+                j = a.nb_j[p]
+                if not added[j] or ordinal[j] < count[a.sst[j]] - a.max_s[j]:
+                    continue  # not in the cache at this threshold, or evicted
+                if a.nb_ok[p]:
+                    kind[i], src[i] = SEMANTIC_HIT, j
+                    break
+                seen += 1
+                if seen == CANDIDATES:
+                    break
+        if kind[i] == MISS and not np.isnan(a.store_at[i]):
+            ex.seq[0] += 1
+            _push(ex.pending, a.store_at[i], 0, ex.seq[0], i)
+
+
+_compiled = njit(cache=True, nogil=True)(_fold) if njit is not None else None
+
+
+def available() -> bool:
+    """Whether the compiled fold can run (numba, the ``fast`` extra, is installed)."""
+    return _compiled is not None
+
+
+def fold_threshold(t: float, a: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(kind per row, source row per row or -1) of one threshold ``t``."""
+    assert _compiled is not None
+    m = len(a.ts)
+    ex = exact_stores(max(a.n_keys, 1), max(a.n_stores, 1), m + 1)
+    kind, src = np.zeros(m, np.int8), np.full(m, -1, np.int64)
+    count = np.zeros(max(a.n_sem, 1), np.int64)
+    ordinal, added = np.zeros(m, np.int64), np.zeros(m, np.bool_)
+    _compiled(float(t), a, ex, count, ordinal, added, kind, src)
+    return kind, src

@@ -1,0 +1,91 @@
+"""The semantic-threshold sweep and the cache decision core over a log written through the real
+LogWriter (llmgw_kernel.cache.synthetic_log: the live decision core decided every row).
+
+The compiled sweep (one composed fold records the lookups, a numba loop folds each threshold)
+must equal the composed fold run per threshold, and both a full replay; the live policy
+replays its own log with 0 differences; replay keeps one float32 matrix of embeddings, never
+a vector object per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from llmgw_kernel import load_policy, open_log, replay
+from llmgw_kernel.cache.synthetic_log import generate, policy_doc
+from llmgw_kernel.replay import load_window
+from llmgw_kernel.replay.cache_sweep import fold_thresholds, sweep_semantic_threshold, uncoupled
+from llmgw_kernel.replay.stages import decide
+
+THRESHOLDS = [0.8, 0.86, 0.9, 0.95, 0.98]
+
+
+@pytest.fixture(scope="module")
+def log_dir(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("semantic-log")
+    generate(data, 4000, seed=3, keys=4)  # few keys: semantic groups large enough to hit
+    return data
+
+
+def _composer(policy, data: Path):
+    con = open_log(data)
+    return decide(load_policy(policy), load_window(con), fold=False).composer
+
+
+def _by_rid(swept):
+    return [
+        (t, kinds, [s.rid if s is not None else None for s in sources], saved) for t, kinds, sources, saved in swept
+    ]
+
+
+def test_the_live_policy_replays_its_own_semantic_log_exactly(log_dir):
+    result = replay(log_dir / "policy-live.yaml", log_dir)
+    differs = result.summary["differs_from_log"]
+    assert differs["any"] == 0 and differs["cache"] == 0 and differs["routing"] == 0, differs
+    cache = result.summary["cache"]
+    assert cache["semantic_hits"] > 50 and cache["exact_hits"] > 50
+    logged = result.decisions["logged_cache"].value_counts().to_dict()
+    assert logged.get("semantic-hit") == cache["semantic_hits"]
+
+
+def test_compiled_sweep_equals_the_composed_fold_at_every_threshold(log_dir):
+    c = _composer(log_dir / "policy-live.yaml", log_dir)
+    assert uncoupled(c)  # no budget, no token limit: the compiled fold applies
+    compiled = _by_rid(fold_thresholds(c, THRESHOLDS, compiled=True))
+    folded = _by_rid(fold_thresholds(_composer(log_dir / "policy-live.yaml", log_dir), THRESHOLDS, compiled=False))
+    assert compiled == folded
+    semantic = [kinds.count("semantic-hit") for _, kinds, _, _ in compiled]
+    assert semantic == sorted(semantic, reverse=True) and semantic[0] > semantic[-1]  # the threshold matters
+    # at the live threshold, the sweep is the live decisions
+    live = replay(log_dir / "policy-live.yaml", log_dir).decisions
+    _, kinds, sources, _ = compiled[THRESHOLDS.index(0.9)]
+    assert kinds == [k if isinstance(k, str) else None for k in live["replay_cache"]]
+    assert sources == [s if isinstance(s, str) else None for s in live["replay_cache_source"]]
+
+
+def test_a_budget_couples_admission_to_the_cache_and_the_sweep_folds_each_threshold(log_dir, tmp_path):
+    candidate = tmp_path / "budget.yaml"
+    candidate.write_text(yaml.safe_dump(policy_doc(budget_usd=0.05)))
+    c = _composer(candidate, log_dir)
+    assert not uncoupled(c)
+    table = sweep_semantic_threshold(candidate, log_dir, [0.9], estimate=False)
+    full = replay(candidate, log_dir)
+    assert full.summary["outcome"]["refused"] > 0  # the budget runs out: refused requests never reach the cache
+    row = table.iloc[0]
+    for k in ("exact_hits", "semantic_hits", "saved_usd"):
+        assert row[k] == pytest.approx(full.summary["cache"][k]), k
+
+
+def test_replay_rows_share_one_float32_matrix_of_embeddings(log_dir):
+    c = _composer(log_dir / "policy-live.yaml", log_dir)
+    with_vectors = [r for r in c.rows if r.vi >= 0]
+    assert len(with_vectors) > 1000
+    matrix = with_vectors[0].matrix
+    assert matrix.dtype == np.float32 and matrix.ndim == 2
+    assert all(r.matrix is matrix for r in with_vectors)  # no per-row vector object is kept
+    assert not hasattr(with_vectors[0], "__dict__")
+    v = with_vectors[0].vector
+    assert v is not None and np.shares_memory(v, matrix) and abs(float(v @ v) - 1.0) < 1e-5
