@@ -33,11 +33,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _env_port() -> int | None:
-    text = os.environ.get("LLMGW_TRAFFIC_PORT", "").strip()
-    return int(text) if text.isdigit() else None
-
-
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -394,7 +389,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--port",
         type=int,
-        default=_env_port(),
+        default=None,
         metavar="P",
         help="the port of the server it starts (default: $LLMGW_TRAFFIC_PORT, else a free one)",
     )

@@ -80,6 +80,13 @@ def failure_of(response: Any) -> tuple[str, str]:
     return f"{response.status_code}", response.text[:200]
 
 
+def env_port() -> int | None:
+    """``LLMGW_TRAFFIC_PORT``: the port a started server takes (notebooks and ``llmgw traffic``
+    behind a firewall or a port-forward), instead of a free one picked at random."""
+    text = os.environ.get("LLMGW_TRAFFIC_PORT", "").strip()
+    return int(text) if text.isdigit() else None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,9 +105,10 @@ def serve_synthetic_traffic(
     api_key: str | None = None,
     port: int | None = None,
 ) -> TrafficReport:
-    """Send ``n`` requests through a real server (started here on ``port``, a free one by
-    default, unless ``url`` is given), as ``Authorization: Bearer <api_key>`` when given (a
-    virtual key: once keys exist, the gateway refuses requests without one)."""
+    """Send ``n`` requests through a real server (started here on ``port``, else
+    ``$LLMGW_TRAFFIC_PORT``, else a free one, unless ``url`` is given), as ``Authorization:
+    Bearer <api_key>`` when given (a virtual key: once keys exist, the gateway refuses requests
+    without one)."""
     import httpx
 
     from .policy.load import load_policy
@@ -111,7 +119,7 @@ def serve_synthetic_traffic(
     proc = None
     log_file = None
     if url is None:
-        port = port or _free_port()
+        port = port or env_port() or _free_port()
         url = f"http://127.0.0.1:{port}"
         log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
