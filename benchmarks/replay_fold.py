@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     py_secs, ker_secs, parts = [], [], {"inputs": [], "kernel": [], "Folded": []}
     python = None
     for _ in range(args.runs):
-        s, python = _cpu(c.run)
+        s, python = _cpu(c.run, None, None, False)
         py_secs.append(s)
     for _ in range(args.runs):
         s, compiled = _cpu(fold_kernel.run_compiled, c)

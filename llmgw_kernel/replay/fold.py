@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import functools
 import heapq
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cache.exact import Entry
@@ -43,6 +42,7 @@ from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_r
 from .cache_stage import HIT_KINDS, CacheState, Outcome, Prepared, Row, prepare, rows
 from .columns import epoch
 from .costs import CostModel, Estimates, estimates_of
+from .window import Window
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -131,24 +131,50 @@ def facts_of(window: Columns, plans: list[list[str] | None]) -> list[Facts | Non
     return out
 
 
-@dataclass
 class Folded:
-    """Per request (window order): what the composed replay decided."""
+    """Per request (window order): what the composed replay decided.
 
-    admission: list[str | None]
-    admission_reason: list[str | None]
-    admission_limit: list[str | None]
-    cache: list[Outcome | None]  # None: did not reach a cache
-    cost: list[float | None]  # net: 0 for hits and refusals, None when unpriced
-    served_by: list[str | None]
-    saved: list[float | None]
-    limits: Limits
-    unpriced: set[str] = field(default_factory=set)
+    The Python fold builds it from lists; the compiled fold from arrays
+    (:class:`.fold_kernel.FoldedArrays`, whose lists are made when first read). Besides the
+    lists, every ``Folded`` answers the cache's decisions by column: :attr:`cache_kind` and
+    :attr:`cache_source_rid` (no :class:`Outcome` or ``Row`` object needed)."""
+
+    def __init__(
+        self,
+        admission: list[str | None],
+        admission_reason: list[str | None],
+        admission_limit: list[str | None],
+        cache: list[Outcome | None],  # None: did not reach a cache
+        cost: list[float | None],  # net: 0 for hits and refusals, None when unpriced
+        served_by: list[str | None],
+        saved: list[float | None],
+        limits: Limits,
+        unpriced: set[str] | None = None,
+    ) -> None:
+        self.admission, self.admission_reason, self.admission_limit = admission, admission_reason, admission_limit
+        self.cache, self.cost, self.served_by, self.saved = cache, cost, served_by, saved
+        self.limits = limits
+        self.unpriced: set[str] = set() if unpriced is None else unpriced
+
+    @functools.cached_property
+    def cache_kind(self) -> list[str | None]:
+        """Each request's cache outcome (``hit``, ``semantic-hit``, ``miss``, ``bypass``; None:
+        it did not reach a cache)."""
+        return [o.kind if o is not None else None for o in self.cache]
+
+    @functools.cached_property
+    def cache_source_rid(self) -> list[str | None]:
+        """The request whose answer each hit was served (None for the others)."""
+        return [o.source.rid if o is not None and o.source is not None else None for o in self.cache]
 
 
 class Composer:
     """The threshold-independent preparation of a composed replay, run once; :meth:`run`
-    folds it (once per semantic threshold in a sweep)."""
+    folds it (once per semantic threshold in a sweep).
+
+    The per-row objects the Python fold reads (:attr:`facts`, :attr:`order`, :attr:`rows`,
+    :attr:`prepared`, :attr:`warm`) are made when first read: the compiled fold reads the
+    window's columns instead (:mod:`.fold_inputs`) and never makes them."""
 
     def __init__(
         self,
@@ -162,38 +188,83 @@ class Composer:
         estimates: Estimates | None = None,
     ) -> None:
         self.policy, self.window, self.plans, self.history = policy, window, plans, history
+        n = _size(window)
+        self.n = n
         #: the policy deciding each row (replay "as served": the version that served it)
-        self.row_policy = row_policies if row_policies is not None else [policy] * len(window["request_id"])
+        self.row_policy = row_policies if row_policies is not None else [policy] * n
+        #: the distinct policies of the rows
+        self.policies = list({id(p): p for p in row_policies}.values()) if row_policies is not None else [policy]
         tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
         self.start = start if start is not None else Limits(timezone=tz)
-        n = len(window["request_id"])
-        self.n = n
-        self.facts = facts_of(window, plans)
-        self.counted = _counted(self.row_policy, history is not None)
-        self.order = sorted((f for f in self.facts if f is not None), key=lambda f: (f.decide_at, f.rid))
+        self.counted = _counted(self.policies, history is not None)
         est = estimates if estimates is not None else estimates_of(window)
         self.estimates = est
         self.costs = CostModel(policy, est.failure)
         self.means = est.means
         self.latency = est.latency
-        warm_rows: list[Row] = rows(warm) if warm is not None and warm["request_id"] else []
-        for r in warm_rows:  # numbered after the window's rows: ``all_rows[r.i] is r`` for every row
-            r.i += n
-        self.rows = rows(window, borrow_from=warm_rows)
-        self.all_rows = self.rows + warm_rows
-        warm_endpoints: list[str] = list(warm["endpoint"]) if warm is not None and warm_rows else []
-        self.all_endpoints = list(window["endpoint"]) + warm_endpoints
-        self.prepared = _prepare_by_policy(self.row_policy, self.rows, window["endpoint"], window.get("request_body"))
-        self.warm = list(zip(warm_rows, prepare(policy, warm_rows, warm_endpoints), strict=True))
         self.hit_ms = est.hit_ms
+        #: the answers cached before the window (rows logged before it), None: none
+        self.warm_window = warm if warm is not None and _size(warm) else None
+
+    # -- the per-row objects of the Python fold (made when first read) ------------------------
+
+    @functools.cached_property
+    def facts(self) -> list[Facts | None]:
+        """The admission facts of every request routing planned (None for the others)."""
+        return facts_of(self.window, self.plans)
+
+    @functools.cached_property
+    def order(self) -> list[Facts]:
+        """The routed requests in decision order."""
+        return sorted((f for f in self.facts if f is not None), key=lambda f: (f.decide_at, f.rid))
+
+    @functools.cached_property
+    def _cache_rows(self) -> tuple[list[Row], list[Row]]:
+        warm = self.warm_window
+        warm_rows: list[Row] = rows(warm) if warm is not None else []
+        for r in warm_rows:  # numbered after the window's rows: ``all_rows[r.i] is r`` for every row
+            r.i += self.n
+        return rows(self.window, borrow_from=warm_rows), warm_rows
+
+    @property
+    def rows(self) -> list[Row]:
+        """The cache facts of every window row."""
+        return self._cache_rows[0]
+
+    @functools.cached_property
+    def all_rows(self) -> list[Row]:
+        """The window's rows, then the warm rows."""
+        return self.rows + self._cache_rows[1]
+
+    @functools.cached_property
+    def all_endpoints(self) -> list[str]:
+        warm = self.warm_window
+        return list(self.window["endpoint"]) + (list(warm["endpoint"]) if warm is not None else [])
+
+    @functools.cached_property
+    def prepared(self) -> list[Prepared]:
+        """Each window row's cache facts under the policy that decides it."""
+        w = self.window
+        return _prepare_by_policy(self.row_policy, self.rows, w["endpoint"], w.get("request_body"))
+
+    @functools.cached_property
+    def warm(self) -> list[tuple[Row, Prepared]]:
+        """The warm rows, with their cache facts under the policy."""
+        warm_rows = self._cache_rows[1]
+        endpoints = list(self.warm_window["endpoint"]) if self.warm_window is not None else []
+        return list(zip(warm_rows, prepare(self.policy, warm_rows, endpoints), strict=True))
 
     # -- per request, threshold-independent ---------------------------------------------------
 
     def key_of(self, f: Facts) -> Any:
         """The settings of ``f``'s virtual key in force when it was logged (None: no key history)."""
-        if self.history is None or not f.key_version or not f.key_id:
+        return self.key_settings(f.key_id, f.key_version)
+
+    def key_settings(self, key_id: str | None, key_version: int | None) -> Any:
+        """The settings of a virtual key at a logged version (None: no key history, no key)."""
+        if self.history is None or not key_version or not key_id:
             return None
-        return self.history.version(f.key_id, f.key_version)
+        return self.history.version(key_id, key_version)
 
     def worst_usd(self, f: Facts, plan: list[str]) -> float:
         """The reservation: the candidate's worst case on its own targets (logged when the
@@ -228,16 +299,18 @@ class Composer:
 
     # -- the fold ---------------------------------------------------------------------------
 
-    def run(self, index: Any = None, threshold: float | None = None) -> Folded:
+    def run(self, index: Any = None, threshold: float | None = None, compiled: bool | None = None) -> Folded:
         """Fold the window. Large windows (the cache's default index, no threshold override) go
         through the compiled kernel when it can fold them (``fold_kernel``: the same decisions,
-        tested field by field); the Python fold below is the reference and the fallback."""
-        if index is None and threshold is None and self.n >= COMPILED_FROM_ROWS:
+        tested field by field); the Python fold below is the reference and the fallback.
+        ``compiled``: None decides by size (:data:`COMPILED_FROM_ROWS`), False runs the Python fold."""
+        auto = self.n >= COMPILED_FROM_ROWS if compiled is None else compiled
+        if index is None and threshold is None and auto:
             from .fold_kernel import run_compiled  # imports this module
 
-            compiled = run_compiled(self)
-            if compiled is not None:
-                return compiled
+            folded = run_compiled(self)
+            if folded is not None:
+                return folded
         n = self.n
         out = Folded([None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n, [None] * n,
                      copy.deepcopy(self.start))  # fmt: skip
@@ -332,10 +405,15 @@ class Composer:
         return cost_usd(self.policy, src.target, src.pt, src.ct)
 
 
+def _size(window: Columns) -> int:
+    """Rows of a window (a ``Window`` or a dict of lists), without reading a column."""
+    return len(window) if isinstance(window, Window) else len(window["request_id"])
+
+
 def _counted(policies: list[Policy], keys: bool) -> frozenset[tuple[str, str]]:
-    """The (scope, window) pairs the policies' budgets read (every window of the key scope when
-    keys may carry budgets of their own)."""
-    pairs = {(b.scope, b.window) for p in {id(p): p for p in policies}.values() if p.budgets for b in p.budgets.limits}
+    """The (scope, window) pairs the (distinct) policies' budgets read (every window of the key
+    scope when keys may carry budgets of their own)."""
+    pairs = {(b.scope, b.window) for p in policies if p.budgets for b in p.budgets.limits}
     if keys:
         pairs |= {("key", w) for w in ("day", "week", "month")}
     return frozenset(pairs)

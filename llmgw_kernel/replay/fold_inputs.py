@@ -1,7 +1,12 @@
-"""The composed fold's inputs as integer-coded arrays, for the compiled kernel (:mod:`.fold_kernel`).
+"""The composed fold's inputs as integer-coded arrays, read from the window's columns, for the
+compiled kernel (:mod:`.fold_kernel`).
 
 Everything :meth:`.fold.Composer.run` reads per request is stateless given the request, so it
-is computed here once, in Python, and handed to the kernel as numpy arrays:
+is computed here once, column by column (Arrow/numpy), with no Python object per row: a rule
+the Python fold applies per request (:func:`~llmgw_kernel.decisions.cost.cost_usd`,
+:func:`~llmgw_kernel.decisions.limits.worst_case_usd`, the cache's namespace and scoped key,
+:meth:`.costs.CostModel.expected`, the applicable limits) is called once per *distinct* value
+of what it reads, and its answer is spread back to the rows by code. What the arrays hold:
 
 - **budget and commit buckets**: a bucket is (scope, who, window, window start). A *series*
   is (scope, who, window); bucket ``b = series_off[s] + widx[k, row]`` where ``widx`` is the
@@ -16,37 +21,58 @@ is computed here once, in Python, and handed to the kernel as numpy arrays:
   upstream costs (:meth:`Composer.served`), what it stores on a miss and when.
 
 Anything the kernel does not fold (a semantic cache, several policy versions, a start state
-with requests in flight, a calendar with gaps) makes :func:`inputs` return None.
+with requests in flight, a calendar with gaps) makes :func:`inputs` return None. The Python
+fold (:meth:`.fold.Composer.run` over per-row objects) is the reference: the kernel's results
+equal it field by field (tests/replay/test_fold_kernel.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from ..decisions import cache as decide
+from ..decisions.cost import cost_usd
 from ..decisions.limits import (
+    NANO,
     Budget,
     Limits,
     Rate,
+    Subject,
     _who,
     applicable_budgets,
     applicable_rates,
-    nano,
     rate_buckets_of,
     window_bounds,
+    worst_case_usd,
 )
-from .cache_stage import HIT_KINDS
+from .costs import costs_usd
+from .window import Window, as_window, split_plan
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .fold import Composer, Facts
+    from .fold import Composer
 
 WINDOWS = ("day", "week", "month")
 _NONE_I = -1
+#: the log columns the inputs read (one scan)
+FOLD_COLUMNS = (
+    "request_id", "ts", "ts_end", "admitted_ts", "settled_ts", "route", "key_id", "team", "end_user", "key_version",
+    "prompt_tokens", "completion_tokens", "cost_usd", "cached_tokens", "reserved_tokens", "reserved_prompt_tokens",
+    "reserved_usd", "admission", "plan", "outcome", "cache", "attempts", "target", "latency_ms", "cache_lookup_ts",
+    "cache_stored_ts", "cache_key", "cache_control", "cache_ns_header", "metadata", "temperature", "endpoint",
+    "cache_source", "request_body",
+)  # fmt: skip
+#: the columns of warm rows (answers cached before the window) the cache's arrays read
+_WARM_COLUMNS = ("request_id", "ts", "ts_end", "route", "key_id", "metadata", "cache_ns_header", "cache_key",
+                 "cache_control", "temperature", "outcome", "cache", "cache_stored_ts", "endpoint", "target",
+                 "prompt_tokens", "completion_tokens")  # fmt: skip
 
 
 @dataclass
@@ -60,6 +86,20 @@ class Groups:
 
 
 @dataclass
+class Decoding:
+    """What turning the kernel's output into a ``Folded`` reads besides it (all rows: the
+    window's, then the warm rows')."""
+
+    rids: pa.ChunkedArray  # request id of every row
+    bypass: np.ndarray  # object: why a window row bypasses the cache (None: it does not)
+    read: np.ndarray  # bool: a window row may read the cache (no ``no-cache`` header)
+    unknown_model: np.ndarray  # bool: routed, with an empty plan
+    warm_cost: Callable[[int], float | None]  # what a warm row's answer costs at the candidate's prices
+    unpriced: list[set[str]]  # targets each distinct upstream estimate found unpriced
+    unpriced_of: np.ndarray  # per window row: its estimate's index into ``unpriced`` (-1: none)
+
+
+@dataclass
 class Inputs:
     """What the kernel reads (arrays) and what turning its output into a ``Folded`` needs."""
 
@@ -68,7 +108,7 @@ class Inputs:
     budget_flat: list[Budget]
     rate_flat: list[Rate]
     window_ends: list[list[datetime]]  # per window kind: the end of each enumerated window
-    served_upstream_unpriced: dict[int, set[str]]  # row -> targets its upstream cost found unpriced
+    decoding: Decoding
     order: np.ndarray  # rows admitted in this order (routed, with a plan)
 
 
@@ -82,20 +122,131 @@ class _Codes(dict):  # type: ignore[type-arg]
         return c
 
 
-def inputs(composer: Composer) -> Inputs | None:
-    """The kernel's inputs for ``composer`` (None: the kernel does not fold this replay)."""
-    c = composer
-    if len({id(p) for p in c.row_policy}) > 1 or c.start.flights:
+# -- columns -------------------------------------------------------------------------------------
+
+
+class _Cols:
+    """The window's columns in bulk; ``both=True``: the warm rows' appended (the cache's rows)."""
+
+    def __init__(self, window: Window, warm: Window | None) -> None:
+        self.w, self.warm = window, warm
+        self.n = len(window)
+        self.m = self.n + (len(warm) if warm is not None else 0)
+        self._memo: dict[tuple[str, str], Any] = {}
+
+    def arrow(self, name: str, both: bool = False) -> pa.ChunkedArray:
+        col = self.w.arrow(name)
+        if not both or self.warm is None:
+            return col
+        other = self.warm.arrow(name)
+        if other.type != col.type:  # e.g. a column all NULL in one of them
+            other = other.cast(col.type) if pa.types.is_null(other.type) else other
+            col = col.cast(other.type) if pa.types.is_null(col.type) else col
+        return pa.chunked_array(col.chunks + other.chunks, col.type)
+
+    def codes(self, name: str, both: bool = False) -> tuple[np.ndarray, list[Any]]:
+        """(int64 code per row, -1 for NULL; the distinct values)."""
+        key = ("codes" + str(both), name)
+        if key not in self._memo:
+            if not both or self.warm is None:
+                c, values = self.w.codes(name)
+                self._memo[key] = (c.astype(np.int64), values)
+            else:
+                col = self.arrow(name, both)
+                if pa.types.is_null(col.type):
+                    self._memo[key] = (np.full(len(col), -1, np.int64), [])
+                else:
+                    enc = col.combine_chunks().dictionary_encode()
+                    c = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                    self._memo[key] = (c, enc.dictionary.to_pylist())
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def num(self, name: str, both: bool = False) -> np.ndarray:
+        """A numeric or time column as float64 (epoch seconds for times), NaN for NULL."""
+        if not both or self.warm is None:
+            return self.w.numpy(name)
+        return np.concatenate([self.w.numpy(name), self.warm.numpy(name)])
+
+    def valid(self, name: str, both: bool = False) -> np.ndarray:
+        return ~np.isnan(self.num(name, both))
+
+    def eq(self, name: str, value: str, both: bool = False) -> np.ndarray:
+        """True where a string column equals ``value``."""
+        c, values = self.codes(name, both)
+        table = np.array([v == value for v in values] + [False], np.bool_)
+        return table[c]  # type: ignore[no-any-return]
+
+    def values(self, name: str, rows: np.ndarray, both: bool = False) -> list[Any]:
+        """The Python values of ``rows`` (a few: representatives of distinct values)."""
+        return self.arrow(name, both).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+
+def factorize(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a dense code per row for the combination of ``columns``' values, in order of first
+    appearance; the first row of each code). Hashing (pandas), not sorting; floats are told
+    apart by their bits, integer columns are codes from -1 up."""
+    import pandas as pd
+
+    n = len(columns[0]) if columns else 0
+    key = np.zeros(n, np.int64)
+    span = 1
+    for col in columns:
+        if col.dtype == np.float64:
+            c, uniques = pd.factorize(col.view(np.int64))
+            size = len(uniques) + 1
+        else:
+            c = col.astype(np.int64, copy=False) + 1
+            size = int(c.max(initial=0)) + 1
+        if span * size >= 2**62:  # keep the mixed-radix key in 64 bits
+            key, uniques = pd.factorize(key)
+            span = len(uniques)
+        key = key * size + c
+        span *= size
+    code, _ = pd.factorize(key)
+    code = code.astype(np.int64, copy=False)
+    first = np.flatnonzero(~pd.Series(code).duplicated().to_numpy()) if n else np.zeros(0, np.int64)
+    return code, first.astype(np.int64)
+
+
+def _opt(v: float) -> int | None:
+    """A logged integer read as float64 (NaN for NULL) as the Python value the log holds."""
+    return None if v != v else int(v)
+
+
+def nano_of(usd: np.ndarray) -> np.ndarray:
+    """:func:`~llmgw_kernel.decisions.limits.nano` by array: ``round(usd * NANO)`` (half to even, as
+    Python's ``round``)."""
+    return np.rint(usd * NANO).astype(np.int64)
+
+
+# -- the inputs ----------------------------------------------------------------------------------
+
+
+def inputs(c: Composer) -> Inputs | None:
+    """The kernel's inputs for ``c`` (None: the kernel does not fold this replay)."""
+    if len(c.policies) > 1 or c.start.flights:
         return None
-    preps = list(c.prepared) + [p for _, p in c.warm]
-    if any(p.settings is not None and p.settings.semantic is not None for p in preps):
+    pol = c.policies[0]
+    window = as_window(c.window)
+    window.prefetch(FOLD_COLUMNS)
+    warm = as_window(c.warm_window) if c.warm_window is not None and len(c.warm_window) else None
+    if warm is not None:
+        warm.prefetch(_WARM_COLUMNS)
+    if not set(FOLD_COLUMNS) <= set(window.columns):  # a window given as a few columns: the Python fold
         return None
-    order = [f for f in c.order if c.plans[f.i]]
+    cols = _Cols(window, warm)
+    route_codes, route_values = cols.codes("route", both=True)
+    settings = [pol.cache_for(r) for r in route_values]
+    if any(s is not None and s.semantic is not None for s in settings):
+        return None
+    plan_code, plans, logged_code = plan_codes(c, window)
     n = c.n
     a: dict[str, np.ndarray] = {}
+    nonempty = np.array([bool(p) for p in plans] + [False], np.bool_)
+    order = _order(cols, np.flatnonzero(nonempty[plan_code]), a)
     series, windows = _Codes(), _Codes()
-    groups, gid = _groups(c, order, series, windows)
-    cal = _calendar(c.start.timezone, n, order, a)
+    groups, gid = _groups(c, cols, order, series, windows)
+    cal = _calendar(c.start.timezone, a["decide"][order], order, n, a)
     if cal is None:
         return None
     _limit_arrays(groups, series, windows, a)
@@ -103,70 +254,114 @@ def inputs(composer: Composer) -> Inputs | None:
         _seed(c.start, series, windows, cal[0], a)
     except _Unsupported:
         return None
-    unpriced = _per_request(c, order, gid, groups, a)
-    _cache_arrays(c, a)
+    _admission(c, cols, order, gid, groups, plan_code, plans, a)
+    unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
+    bypass, read = _cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
     a["n"] = np.array([n], np.int64)
-    return Inputs(
-        a,
-        groups,
-        [b for g in groups.budgets for _, b in g],
-        [r for g in groups.rates for _, r in g],
-        cal[1],
-        unpriced,
-        np.array([f.i for f in order], np.int64),
-    )
+
+    def warm_cost(i: int) -> float | None:
+        target, pt, ct = (cols.values(k, np.array([i]), both=True)[0] for k in ("target", "prompt_tokens",
+                                                                               "completion_tokens"))  # fmt: skip
+        return cost_usd(c.policy, target, pt, ct)
+
+    decoding = Decoding(cols.arrow("request_id", both=True), bypass, read, (plan_code >= 0) & ~nonempty[plan_code],
+                        warm_cost, unpriced, unpriced_of)  # fmt: skip
+    return Inputs(a, groups, [b for g in groups.budgets for _, b in g], [r for g in groups.rates for _, r in g],
+                  cal[1], decoding, order)  # fmt: skip
 
 
-def _groups(c: Composer, order: list[Facts], series: _Codes, windows: _Codes) -> tuple[Groups, list[int]]:
-    """The limit group of every admitted row.
+def plan_codes(c: Composer, window: Window) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
+    """(the replayed plan of every row as a code into the returned plans, -1: not routed; the
+    plans; the logged plan coded into the same table, -1: none). From the routing stage's codes
+    when the composer's plans came from it, else coded here."""
+    attached = window.get("_routing") if "_routing" in window else None
+    if isinstance(attached, tuple) and attached[1] is c.plans:
+        d = attached[0]
+        return d.plan_codes.astype(np.int64), list(d.plans), d.logged_codes.astype(np.int64)
+    index: dict[tuple[str, ...], int] = {}
+    codes = np.fromiter(
+        (-1 if p is None else index.setdefault(tuple(p), len(index)) for p in c.plans), np.int64, c.n
+    )  # fmt: skip
+    lc, lv = window.codes("plan")
+    table = np.array([index.setdefault(tuple(split_plan(v) or ()), len(index)) for v in lv] + [-1], np.int64)
+    return codes, list(index), table[lc]
+
+
+def _order(cols: _Cols, rows: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
+    """The admitted rows in decision order: by (decision time, request id), as ``Composer.order``
+    (a stable sort: equal keys keep window order). Sets ``a["decide"]`` and the times."""
+    ts = cols.num("ts")
+    admitted = cols.num("admitted_ts")
+    decide_at = np.where(np.isnan(admitted), ts, admitted)
+    settled, end = cols.num("settled_ts"), cols.num("ts_end")
+    a["decide"] = decide_at
+    a["settle_logged"] = np.where(np.isnan(settled), np.where(np.isnan(end), ts, end), settled)
+    looked = cols.num("cache_lookup_ts")
+    a["lookup"] = np.where(np.isnan(looked), decide_at, np.fmax(looked, decide_at))
+    order = rows[np.argsort(decide_at[rows], kind="stable")]
+    d = decide_at[order]
+    ties = np.flatnonzero(d[1:] == d[:-1])
+    k = 0
+    while k < len(ties):  # runs of equal decision times (rare): by request id, stably
+        lo = hi = int(ties[k])
+        while k < len(ties) and ties[k] == hi:
+            hi, k = hi + 1, k + 1
+        run = order[lo : hi + 1]
+        rids = cols.values("request_id", run)
+        order[lo : hi + 1] = run[sorted(range(len(run)), key=rids.__getitem__)]
+    return order.astype(np.int64)
+
+
+def _groups(c: Composer, cols: _Cols, order: np.ndarray, series: _Codes, windows: _Codes) -> tuple[Groups, np.ndarray]:
+    """The limit group of every admitted row (window rows; 0 for the others).
 
     The fold memoises the limits per (subject, key version); they read the subject only through
     ``_who(scope, subject)`` for the scopes the policy's limits and counted spend name, and the
     key's own limits through its version. So rows that agree on those parts share a group
     (usually far fewer than distinct subjects: end users rarely have budgets of their own)."""
-    pol = c.row_policy[0] if c.row_policy else c.policy
+    pol = c.policies[0]
     counted = sorted(c.counted)
     scopes = {s for s, _ in counted} | {b.scope for b in (pol.budgets.limits if pol.budgets else ())}
     scopes |= {r.scope for r in pol.rate_limits}
-    # a Subject's fields are named as the scopes: attrgetter(scope) is _who(scope, subject)
-    named = sorted(scopes - {"global"})
-    part = attrgetter(*named) if named else (lambda s: None)
-    keyed = c.history is not None
-    by_key: dict[Any, int] = {}
+    column = {"key": "key_id", "team": "team", "user": "end_user", "route": "route"}
+    parts = [column[s] for s in sorted(scopes - {"global"})]
+    if c.history is not None:
+        parts += ["key_id", "key_version"]
+    coded = [cols.codes(p)[0][order] if p != "key_version" else cols.num(p)[order] for p in parts]
+    code, first = (
+        factorize(*coded) if coded else (np.zeros(len(order), np.int64), np.zeros(min(len(order), 1), np.int64))
+    )
+    reps = order[first]
+    key_id, team, user, route, kv = (cols.values(k, reps) for k in ("key_id", "team", "end_user", "route",
+                                                                   "key_version"))  # fmt: skip
     g = Groups()
-    gid: list[int] = []
-    for f in order:
-        memo = (part(f.subject), f.key_id, f.key_version) if keyed else part(f.subject)
-        k = by_key.get(memo)
-        if k is None:
-            key = c.key_of(f)
-            budgets, rates = applicable_budgets(pol, key, f.subject), applicable_rates(pol, key, f.subject)
-            k = by_key[memo] = len(g.budgets)
-            g.budgets.append([(series.code((b.limit.scope, b.who, b.limit.window)), b) for b in budgets])
-            g.rates.append([(windows.code((r.limit.scope, r.who)), r) for r in rates])
-            g.rate_windows.append([windows.code(rb) for rb in rate_buckets_of(rates)])
-            whos = [(s, w, _who(s, f.subject)) for s, w in counted]
-            g.commits.append([series.code((s, who, w)) for s, w, who in whos if s == "global" or who is not None])
-        gid.append(k)
+    for j in range(len(reps)):
+        subject = Subject(key_id[j], team[j], user[j], route[j] or "")
+        key = c.key_settings(key_id[j], kv[j])
+        budgets, rates = applicable_budgets(pol, key, subject), applicable_rates(pol, key, subject)
+        g.budgets.append([(series.code((b.limit.scope, b.who, b.limit.window)), b) for b in budgets])
+        g.rates.append([(windows.code((r.limit.scope, r.who)), r) for r in rates])
+        g.rate_windows.append([windows.code(rb) for rb in rate_buckets_of(rates)])
+        whos = [(s, w, _who(s, subject)) for s, w in counted]
+        g.commits.append([series.code((s, who, w)) for s, w, who in whos if s == "global" or who is not None])
+    gid = np.zeros(c.n, np.int64)
+    gid[order] = code
     return g, gid
 
 
 def _calendar(
-    tz: str, n: int, order: list[Facts], a: dict[str, np.ndarray]
+    tz: str, at: np.ndarray, order: np.ndarray, n: int, a: dict[str, np.ndarray]
 ) -> tuple[list[list[float]], list[list[datetime]]] | None:
     """Index of the day/week/month window holding each row's decision time, and the windows'
     starts and ends (None when a decision time falls outside the enumerated calendar)."""
-    at = np.full(n, np.nan)
-    idx = np.array([f.i for f in order], np.int64)
-    at[idx] = [f.decide_at for f in order]
-    widx = np.zeros((3, len(at)), np.int64)
+    widx = np.zeros((3, n), np.int64)
     starts_all: list[list[float]] = []
     ends_all: list[list[datetime]] = []
     for k, w in enumerate(WINDOWS):
         starts: list[float] = []
         ends_f: list[float] = []
         ends: list[datetime] = []
-        if len(idx):
+        if len(order):
             t, last = float(np.nanmin(at)), float(np.nanmax(at))
             while True:
                 s, e = window_bounds(t, w, tz)
@@ -176,10 +371,10 @@ def _calendar(
                 if ends_f[-1] > last:
                     break
                 t = ends_f[-1]
-            pos = np.searchsorted(np.array(starts), at[idx], side="right") - 1
-            if (pos < 0).any() or (at[idx] >= np.array(ends_f)[pos]).any():
+            pos = np.searchsorted(np.array(starts), at, side="right") - 1
+            if (pos < 0).any() or (at >= np.array(ends_f)[pos]).any():
                 return None
-            widx[k, idx] = pos
+            widx[k, order] = pos
         starts_all.append(starts)
         ends_all.append(ends)
     a["widx"] = widx
@@ -191,7 +386,7 @@ def _limit_arrays(g: Groups, series: _Codes, windows: _Codes, a: dict[str, np.nd
     flat = [(s, b.limit.usd, b.limit.mode == "hard") for lst in g.budgets for s, b in lst]
     a["gb_ptr"] = _ptr([len(x) for x in g.budgets])
     a["gb_series"] = np.array([s for s, _, _ in flat], np.int64)
-    a["gb_usd"] = np.array([nano(u) for _, u, _ in flat], np.int64)  # nano-dollars, as Limits compares
+    a["gb_usd"] = nano_of(np.array([u for _, u, _ in flat], np.float64))  # nano-dollars, as Limits compares
     a["gb_hard"] = np.array([h for _, _, h in flat], np.bool_)
     a["gc_ptr"] = _ptr([len(x) for x in g.commits])
     a["gc_series"] = np.array([s for x in g.commits for s in x], np.int64)
@@ -256,113 +451,335 @@ class _Unsupported(Exception):
     """A start state the kernel cannot hold (a rate window of more than 64 buckets)."""
 
 
-def _per_request(
-    c: Composer, order: list[Facts], gid: list[int], g: Groups, a: dict[str, np.ndarray]
-) -> dict[int, set[str]]:
-    """Per-row admission and serving facts (window order; rows not admitted keep defaults).
+# -- per request ---------------------------------------------------------------------------------
 
-    Built as lists in admission order and scattered once (a numpy item assignment per value
-    costs more than the list append)."""
-    costs, plans, rows, served, worst_of = c.costs, c.plans, c.rows, c.served, c.worst_usd
-    kept = costs.unpriced
-    probe: set[str] = set()
-    unpriced: dict[int, set[str]] = {}
-    worst_memo: dict[tuple[Any, ...], float] = {}
-    has_budgets = [bool(b) for b in g.budgets]
-    worst: list[float] = []
-    lookup: list[float] = []
-    up_cost: list[float] = []
-    up_nano: list[int] = []
-    up_at: list[float] = []
-    up_has: list[bool] = []
-    up_tok: list[int] = []
-    rids = _Codes()
-    costs.unpriced = probe
-    try:
-        for f, k in zip(order, gid, strict=True):
-            plan = plans[f.i]
-            assert plan is not None
-            r = rows[f.i]
-            looked = r.lookup_at
-            lookup.append(f.decide_at if looked is None else max(looked, f.decide_at))
-            w = 0.0
-            if has_budgets[k]:
-                wk = (f.prompt_ub, f.completion_ub, tuple(plan), f.reserved_usd)
-                w = worst_memo.get(wk)  # type: ignore[assignment]
-                if w is None:
-                    w = worst_memo[wk] = worst_of(f, plan)
-            worst.append(w)
-            cost, tokens, at = served(f, r, plan)
-            if probe:
-                unpriced[f.i] = set(probe)
-                probe.clear()
-            up_has.append(cost is not None)
-            up_cost.append(0.0 if cost is None else cost)
-            up_nano.append(0 if cost is None else nano(cost))
-            up_tok.append(tokens)
-            up_at.append(at)
-    finally:
-        costs.unpriced = kept
-    idx = np.fromiter((f.i for f in order), np.int64, len(order))
+
+def _admission(
+    c: Composer, cols: _Cols, order: np.ndarray, gid: np.ndarray, g: Groups, plan_code: np.ndarray,
+    plans: list[tuple[str, ...]], a: dict[str, np.ndarray],
+) -> None:  # fmt: skip
+    """Each admitted row's group, request id, tokens reserved and worst case (``Composer.worst_usd``)."""
     n = c.n
-    for name, values, fill in (
-        ("decide", [f.decide_at for f in order], np.nan), ("lookup", lookup, np.nan),
-        ("up_cost", up_cost, 0.0), ("up_at", up_at, np.nan), ("settle_logged", [f.settle_at for f in order], np.nan),
-    ):  # fmt: skip
-        a[name] = np.full(n, fill)
-        a[name][idx] = values
-    ints: tuple[tuple[str, list[int]], ...] = (
-        ("group", gid), ("rtok", [f.reserved_tokens for f in order]), ("up_tok", up_tok),
-        ("worst", [nano(w) for w in worst]), ("up_nano", up_nano),
-        ("rid", [rids.code(f.rid) for f in order]),
+    pt, ct = np.nan_to_num(cols.num("prompt_tokens")), np.nan_to_num(cols.num("completion_tokens"))
+    tokens = (pt + ct).astype(np.int64)
+    rtok_raw, bound = cols.num("reserved_tokens"), cols.num("reserved_prompt_tokens")
+    a["group"] = gid
+    a["rid"] = cols.codes("request_id")[0]
+    a["rtok"] = np.where(np.isnan(rtok_raw), tokens, np.nan_to_num(rtok_raw)).astype(np.int64)
+    rusd = cols.num("reserved_usd")
+    logged_usd = np.where(np.isnan(rusd), np.nan_to_num(cols.num("cost_usd")), rusd)
+    has_budgets = np.array([bool(b) for b in g.budgets] + [False], np.bool_)[gid]
+    priced = ~np.isnan(bound) & ~np.isnan(rtok_raw) & (np.nan_to_num(rtok_raw) != 0)
+    worst = np.zeros(n, np.int64)
+    mine = np.zeros(n, np.bool_)
+    mine[order] = True
+    logged = mine & has_budgets & ~priced
+    worst[logged] = nano_of(logged_usd[logged])
+    rows = np.flatnonzero(mine & has_budgets & priced)
+    if len(rows):
+        cub = rtok_raw[rows] - bound[rows]
+        code, first = factorize(plan_code[rows], bound[rows], cub)
+        pol = c.policies[0]
+        usd = np.array([worst_case_usd(pol, plans[int(plan_code[rows[j]])], int(bound[rows[j]]), int(cub[j]))
+                        for j in first.tolist()], np.float64)  # fmt: skip
+        worst[rows] = nano_of(usd)[code]
+    a["worst"] = worst
+
+
+def _served(
+    c: Composer, cols: _Cols, order: np.ndarray, plan_code: np.ndarray, plans: list[tuple[str, ...]],
+    logged_code: np.ndarray, a: dict[str, np.ndarray],
+) -> tuple[list[set[str]], np.ndarray]:  # fmt: skip
+    """(cost, tokens, settle time) of serving each admitted row upstream (``Composer.served``), by
+    column; returns the targets each distinct estimate found unpriced, and each row's estimate."""
+    n = c.n
+    pol = c.policies[0]
+    mine = np.zeros(n, np.bool_)
+    mine[order] = True
+    pt_raw, ct_raw = cols.num("prompt_tokens"), cols.num("completion_tokens")
+    has_tokens = ~np.isnan(pt_raw) | ~np.isnan(ct_raw)
+    pt, ct = np.nan_to_num(pt_raw), np.nan_to_num(ct_raw)
+    ran = _ran(cols)
+    live_hit = cols.eq("cache", "hit") | cols.eq("cache", "semantic-hit")
+    ran_upstream = ran & ~live_hit
+    same = mine & ran_upstream & (plan_code == logged_code)
+    target_code, targets = cols.codes("target")
+    up_cost, up_has = np.zeros(n), np.zeros(n, np.bool_)
+    up_tok = np.zeros(n, np.int64)
+    up_at = np.full(n, np.nan)
+    # the same plan, ran live: its logged tokens at the candidate's price of the target that served
+    failed = same & (target_code < 0)  # failed upstream live: it costs what it cost then
+    up_cost[failed], up_has[failed] = np.nan_to_num(cols.num("cost_usd"))[failed], True
+    cached = np.nan_to_num(cols.num("cached_tokens"))
+    for t in np.unique(target_code[same & (target_code >= 0)]).tolist():
+        rows = np.flatnonzero(same & (target_code == t))
+        got = costs_usd(pol, targets[t], pt[rows], ct[rows], cached[rows])
+        if got is not None:  # no tokens logged at all: no cost (cost_usd is None)
+            up_cost[rows], up_has[rows] = np.where(has_tokens[rows], got, 0.0), has_tokens[rows]
+    same_rows = np.flatnonzero(same)
+    up_tok[same_rows] = (pt + ct).astype(np.int64)[same_rows]
+    up_at[same_rows] = a["settle_logged"][same_rows]
+    # another plan, or it never ran upstream live: estimated tokens and latency, expected cost
+    other = np.flatnonzero(mine & ~same)
+    unpriced: list[set[str]] = []
+    unpriced_of = np.full(n, -1, np.int64)
+    if len(other):
+        p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, pt, ct)
+        route_code, routes = cols.codes("route")
+        code, first = factorize(route_code[other], plan_code[other])
+        costs, kept = c.costs, c.costs.unpriced
+        try:
+            for j, i in enumerate(other[first].tolist()):
+                costs.unpriced = probe = set[str]()
+                at = np.flatnonzero(code == j)
+                r = routes[int(route_code[i])] if route_code[i] >= 0 else None
+                got = costs.expected_many(pol, r, plans[int(plan_code[i])], p_[at], c_[at])
+                if got is not None:
+                    up_cost[other[at]], up_has[other[at]] = got, True
+                unpriced.append(probe)
+        finally:
+            costs.unpriced = kept
+        unpriced_of[other] = np.where(np.array([bool(s) for s in unpriced], np.bool_)[code], code, -1)
+        up_tok[other] = np.rint(p_ + c_).astype(np.int64)
+        up_at[other] = a["decide"][other] + ms / 1000
+    a["up_cost"], a["up_has"], a["up_tok"], a["up_at"] = up_cost, up_has, up_tok, up_at
+    a["up_nano"] = np.where(up_has, nano_of(up_cost), 0)
+    return unpriced, unpriced_of
+
+
+def _ran(cols: _Cols) -> np.ndarray:
+    """The live proxy admitted the request (no limit applied, or admitted)."""
+    code, values = cols.codes("admission")
+    table = np.array([v == "ok" for v in values] + [True], np.bool_)  # NULL (code -1): admitted
+    return table[code]  # type: ignore[no-any-return]
+
+
+def _estimated_usage(
+    c: Composer, cols: _Cols, rows: np.ndarray, own: np.ndarray, pt: np.ndarray, ct: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(prompt, completion tokens, latency ms) of serving ``rows`` on another plan: its own logged
+    usage when it ran upstream live, else its cache source's, else its route's mean."""
+    latency = np.nan_to_num(cols.num("latency_ms"))
+    rid_code, rid_values = cols.codes("request_id")
+    last = np.full(len(rid_values), -1, np.int64)  # window row of each request id (its last)
+    np.maximum.at(last, rid_code, np.arange(len(rid_code), dtype=np.int64))
+    src_code = _index_in(cols.arrow("cache_source"), rid_values)
+    src = np.where(src_code >= 0, last[np.maximum(src_code, 0)], -1)[rows]
+    has_tokens = ~np.isnan(cols.num("prompt_tokens")) | ~np.isnan(cols.num("completion_tokens"))
+    mine = own[rows]
+    from_src = ~mine & (src >= 0) & has_tokens[np.maximum(src, 0)]
+    route_code, routes = cols.codes("route")
+    means = [c.means.get(r or "", (0.0, 0.0)) for r in routes] + [c.means.get("", (0.0, 0.0))]
+    lat = np.array([c.latency.get(r or "", 0.0) for r in routes] + [c.latency.get("", 0.0)], np.float64)
+    rc = route_code[rows]
+    mp, mc = np.array([m[0] for m in means], np.float64)[rc], np.array([m[1] for m in means], np.float64)[rc]
+    s = np.maximum(src, 0)
+    p_ = np.where(mine, pt[rows], np.where(from_src, pt[s], mp))
+    c_ = np.where(mine, ct[rows], np.where(from_src, ct[s], mc))
+    ms = np.where(mine, latency[rows], np.where(from_src, latency[s], lat[rc]))
+    return p_.astype(np.float64), c_.astype(np.float64), ms
+
+
+def _index_in(col: pa.ChunkedArray, values: Sequence[Any]) -> np.ndarray:
+    """The position of each row's value in ``values`` (-1: NULL or absent)."""
+    if pa.types.is_null(col.type) or not len(values):
+        return np.full(len(col), -1, np.int64)
+    found = pc.index_in(col, value_set=pa.array(values, col.type))
+    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)  # type: ignore[no-any-return]
+
+
+# -- the exact cache -----------------------------------------------------------------------------
+
+
+def _cache_arrays(
+    c: Composer, cols: _Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
+    route_values: list[Any], a: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Exact-cache facts of every row (window rows, then warm rows numbered after them), as
+    ``cache_stage.prepare`` makes them; returns (bypass reason, may read) of the window rows."""
+    n, m = cols.n, cols.m
+    cached = np.array([s is not None for s in settings] + [False], np.bool_)
+    has_s = cached[route_code] & cols.eq("endpoint", "chat.completions", both=True)
+    exact = np.array([s is not None and s.exact is not None for s in settings] + [False], np.bool_)[route_code]
+    control_code, controls = cols.codes("cache_control", both=True)
+    read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
+    bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
+    key_code, key_values = _keys(cols, has_s, route_code, route_values)
+    skey = _scoped(cols, has_s & exact & (key_code >= 0), settings, route_code, route_values, key_code, key_values)
+    scoped_ok = has_s & (key_code >= 0)  # a scoped key exists (exact or not)
+    reads = has_s & exact & read & (key_code >= 0)
+    stores = _Codes()
+    store_table = np.array([stores.code(r or "") for r in route_values] + [0], np.int64)
+    max_table = np.array([s.exact.max_entries if s is not None and s.exact else 0 for s in settings] + [0], np.int64)
+    ttl_table = np.array([s.exact.ttl_s if s is not None and s.exact else 0.0 for s in settings] + [0.0])
+    ok = cols.eq("outcome", "ok", both=True)
+    live_hit = cols.eq("cache", "hit", both=True) | cols.eq("cache", "semantic-hit", both=True)
+    ts, end, stored = cols.num("ts", True), cols.num("ts_end", True), cols.num("cache_stored_ts", True)
+    storable = has_s & (ok | live_hit)
+    entry_at = np.where(storable, np.where(np.isnan(stored), np.where(np.isnan(end), ts, end), stored), np.nan)
+    with_exact = skey >= 0
+    a["skey"] = skey
+    a["store_of"] = np.where(with_exact, store_table[route_code], -1)
+    a["max_e"] = np.where(with_exact, max_table[route_code], 0)
+    a["lkey"] = np.where(reads, skey, -1)[:n]
+    a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
+    a["entry_at"] = entry_at
+    rid_code, rids = cols.codes("request_id", both=True)
+    last = np.full(len(rids), -1, np.int64)
+    np.maximum.at(last, rid_code, np.arange(m, dtype=np.int64))
+    a["canon"] = last[rid_code]
+    attempts = cols.arrow("attempts")
+    no_attempts = (
+        np.ones(n, np.bool_) if pa.types.is_null(attempts.type)
+        else pc.fill_null(pc.list_value_length(attempts), 0).to_numpy(zero_copy_only=False) == 0
     )  # fmt: skip
-    for name, column in ints:
-        a[name] = np.zeros(n, np.int64)
-        a[name][idx] = column
-    a["up_has"] = np.zeros(n, np.bool_)
-    a["up_has"][idx] = up_has
-    return unpriced
-
-
-def _cache_arrays(c: Composer, a: dict[str, np.ndarray]) -> None:
-    """Exact-cache facts of every row (window rows, then warm rows numbered after them)."""
-    n, m, rows, facts = c.n, len(c.all_rows), c.rows, c.facts
-    keys, stores = _Codes(), _Codes()
-    canon_of = {r.rid: r.i for r in c.all_rows}
-    preps = [*c.prepared, *(p for _, p in c.warm)]
-    skey, store_of, max_e = [-1] * m, [-1] * m, [0] * m
-    key_code, store_code = keys.setdefault, stores.setdefault  # dense codes in first-seen order
-    for r, p in zip(c.all_rows, preps, strict=True):
-        s = p.settings
-        if s is not None and s.exact is not None and p.key is not None:
-            route = r.route or ""
-            skey[r.i] = key_code((route, p.key), len(keys))
-            store_of[r.i], max_e[r.i] = store_code(route, len(stores)), s.exact.max_entries
-    reads = [p.settings is not None and p.settings.exact is not None and p.read and p.key is not None for p in preps]
-    lkey = [k if read else -1 for k, read in zip(skey, reads, strict=False)]
-    a["ttl"] = np.array([p.settings.exact.ttl_s if read else 0.0 for p, read in zip(preps, reads, strict=False)])  # type: ignore[union-attr]
-    i64 = np.int64  # explicit: an empty window's lists would make float arrays (another kernel signature)
-    a["skey"], a["store_of"], a["max_e"] = np.array(skey, i64), np.array(store_of, i64), np.array(max_e, i64)
-    a["lkey"] = np.array(lkey[:n], np.int64)
-    a["entry_at"] = np.array([np.nan if p.entry is None else p.entry.stored_at for p in preps])
-    a["canon"] = np.fromiter((canon_of[r.rid] for r in c.all_rows), np.int64, m)
-    a["reached"] = np.array(
-        [p.settings is not None and f is not None and f.reached_cache for p, f in zip(preps, facts, strict=False)],
-        np.bool_,
-    )
-    a["bypass"] = np.array([p.bypass is not None for p in c.prepared], np.bool_)
-    a["ts"] = np.array([r.ts for r in rows])
-    a["flush_at"] = np.array([np.nan if r.lookup_at is None else r.lookup_at for r in rows])
-    a["ran_live"] = np.array(
-        [f is not None and f.ran and r.logged not in HIT_KINDS for r, f in zip(rows, facts, strict=True)], np.bool_
-    )
-    a["hit_logged"] = np.array([r.logged == "hit" for r in rows], np.bool_)
-    warm = [
-        r.i
-        for r, p in c.warm
-        if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None
-    ]
-    a["warm"] = np.array(warm, np.int64)
-    a["n_keys"] = np.array([max(len(keys), 1)], np.int64)
+    never = cols.eq("outcome", "client_error") & (cols.codes("cache")[0] < 0) & no_attempts
+    a["reached"] = has_s[:n] & routed & ~never
+    a["bypass"] = np.array([b is not None for b in bypass[:n]], np.bool_)
+    a["ts"] = ts[:n]
+    a["flush_at"] = cols.num("cache_lookup_ts")
+    a["ran_live"] = routed & _ran(cols) & ~live_hit[:n]
+    a["hit_logged"] = cols.eq("cache", "hit")
+    warm = np.flatnonzero(storable & ~np.isnan(stored) & scoped_ok)
+    a["warm"] = warm[warm >= n].astype(np.int64)
+    a["n_keys"] = np.array([max(int(skey.max(initial=-1)) + 1, 1)], np.int64)
     a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
     a["hit_s"] = np.array([c.hit_ms["hit"] / 1000])
+    return bypass[:n], read[:n]
+
+
+def _bypass(
+    cols: _Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, control_code: np.ndarray,
+    controls: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """Why each row bypasses the cache (object array; None: it does not), per distinct (route,
+    temperature, control)."""
+    out = np.full(cols.m, None, object)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return out
+    temp = cols.num("temperature", True)
+    code, first = factorize(route_code[idx], temp[idx], control_code[idx])
+    reasons = []
+    for i in idx[first].tolist():
+        t = temp[i]
+        body = {} if t != t else {"temperature": float(t)}
+        control = controls[int(control_code[i])] if control_code[i] >= 0 else None
+        reasons.append(decide.bypass_reason(settings[int(route_code[i])], body, control))
+    out[idx] = np.array(reasons + [None], object)[:-1][code] if reasons else None
+    return out
+
+
+def _keys(cols: _Cols, rows: np.ndarray, route_code: np.ndarray, route_values: list[Any]) -> tuple[np.ndarray, list]:
+    """Each row's exact key (code into the returned keys; -1: none): the logged one, else, for a
+    window row that never reached a cache live, the key of its logged body (``bodies: full``)."""
+    code, values = cols.codes("cache_key", True)
+    code, values = code.copy(), list(values)
+    n = cols.n
+    missing = np.flatnonzero(rows[:n] & (code[:n] < 0) & (cols.codes("cache")[0] < 0))
+    if "request_body" not in cols.w:
+        missing = missing[:0]
+    if len(missing):
+        body_code, bodies = cols.codes("request_body")
+        pair, first = factorize(route_code[missing], body_code[missing])
+        got = []
+        for i in missing[first].tolist():
+            raw = bodies[int(body_code[i])] if body_code[i] >= 0 else None
+            route = route_values[int(route_code[i])] if route_code[i] >= 0 else None
+            got.append(_key_from_body(route or "", raw))
+        index = {k: j for j, k in enumerate(values)}
+        table = np.array([-1 if k is None else index.setdefault(k, len(index)) for k in got], np.int64)
+        values = list(index)
+        code[missing] = table[pair]
+    return code, values
+
+
+def _key_from_body(route: str, raw: Any) -> str | None:
+    from .columns import json_value
+
+    body = json_value(raw)
+    if not isinstance(body, dict) or "unparsed" in body:
+        return None
+    return decide.exact_key(route, body)
+
+
+def _scoped(
+    cols: _Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, route_values: list[Any],
+    key_code: np.ndarray, key_values: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """The code of each row's (route, scoped key) in its exact store (-1: none): the namespace
+    per distinct (route, key, team, header), the scoped key per distinct (namespace, key)."""
+    out = np.full(cols.m, -1, np.int64)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return out
+    kid_code, kids = cols.codes("key_id", True)
+    hdr_code, hdrs = cols.codes("cache_ns_header", True)
+    team_code, teams = _teams(cols)
+    ns_of, first = factorize(route_code[idx], kid_code[idx], team_code[idx], hdr_code[idx])
+    names = []
+    for i in idx[first].tolist():
+        r = route_values[int(route_code[i])] or ""
+        kid = kids[int(kid_code[i])] if kid_code[i] >= 0 else None
+        team = teams[int(team_code[i])] if team_code[i] >= 0 else None
+        hdr = hdrs[int(hdr_code[i])] if hdr_code[i] >= 0 else None
+        names.append(decide.namespace(settings[int(route_code[i])], r, kid, team, hdr))
+    # one entry per (namespace, key): the scoped key is their SHA-256, so it is told apart by them
+    # (namespaces coded by their text: other tenant parts may make the same namespace)
+    index: dict[str, int] = {}
+    ns_text = np.array([index.setdefault(t, len(index)) for t in names], np.int64)[ns_of]
+    if any("\x00" in t for t in index) or any("\x00" in k for k in key_values if k):  # joins ambiguously
+        return _scoped_by_text(out, idx, names, ns_of, key_code, key_values, route_code, route_values)
+    code, _ = factorize(route_code[idx], ns_text, key_code[idx])  # per store (route), as the live stores
+    out[idx] = code
+    return out
+
+
+def _scoped_by_text(
+    out: np.ndarray, idx: np.ndarray, names: list[str], ns_of: np.ndarray, key_code: np.ndarray,
+    key_values: list[Any], route_code: np.ndarray, route_values: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """:func:`_scoped` through the scoped keys' text (namespaces or keys holding a NUL)."""
+    pair, first = factorize(ns_of, key_code[idx])
+    keys = _Codes()
+    table = []
+    for j in first.tolist():
+        i = int(idx[j])
+        route = route_values[int(route_code[i])] or ""
+        table.append(keys.code((route, decide.scoped(names[int(ns_of[j])], key_values[int(key_code[i])]))))
+    out[idx] = np.array(table, np.int64)[pair]
+    return out
+
+
+def _teams(cols: _Cols) -> tuple[np.ndarray, list[Any]]:
+    """The team each row's metadata names (``cache_stage._team``), read by DuckDB's JSON functions
+    over the Arrow column (non-string teams through Python, as ``str(value)``)."""
+    import duckdb
+
+    meta = cols.arrow("metadata", True)
+    if pa.types.is_null(meta.type) or not len(meta):
+        return np.full(len(meta), -1, np.int64), []
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        con.register("meta", pa.table({"m": meta}))
+        got = con.sql(
+            "SELECT CASE WHEN json_valid(m) THEN json_extract_string(m, '$.team') END AS team,"
+            " CASE WHEN json_valid(m) THEN json_type(m, '$.team') END AS kind FROM meta"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    team = got.column("team")
+    odd = pc.and_(pc.is_valid(got.column("kind")),
+                  pc.invert(pc.is_in(got.column("kind"), pa.array(["VARCHAR", "NULL"]))))  # fmt: skip
+    odd_rows = np.flatnonzero(pc.fill_null(odd, False).to_numpy(zero_copy_only=False))
+    if len(odd_rows):
+        from .cache_stage import _team
+
+        fixed = [_team(v) for v in meta.take(pa.array(odd_rows)).to_pylist()]
+        values = team.to_pylist()
+        for i, v in zip(odd_rows.tolist(), fixed, strict=True):
+            values[i] = v
+        team = pa.chunked_array([pa.array(values, pa.string())])
+    enc = team.combine_chunks().dictionary_encode()
+    return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()

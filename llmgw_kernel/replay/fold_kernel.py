@@ -23,17 +23,19 @@ caller then runs the Python fold.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from ..decisions.cache import NO_CACHE
-from ..decisions.cost import cost_usd
 from ..decisions.limits import NANO, Limits, budget_refusal, rate_refusal
 from .cache_stage import Outcome
 from .fold import CACHE, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
+from .fold_borrow import borrow
 from .fold_inputs import Inputs, inputs
 
 try:
@@ -339,6 +341,7 @@ def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
 @_jit_entry
 def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
     """``Composer.run``: 0 when folded, 1 when a rate window overflowed its ring."""
+    order, warm, lim, rw, c, ex, ev, out = borrow((order, warm, lim, rw, c, ex, ev, out))  # no reference counting
     for w in warm:
         if c.skey[w] >= 0:
             ex.seq[0] += 1
@@ -396,7 +399,7 @@ def _heap(size: int) -> Any:
 
 def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     """The kernel's state, seeded from the inputs."""
-    a, n, m = inp.arrays, c.n, len(c.all_rows)
+    a, n, m = inp.arrays, c.n, len(inp.arrays["canon"])
     groups = inp.groups
     tracked = np.array([bool(b or r) for b, r in zip(groups.budgets, groups.rates, strict=True)], np.bool_)
     flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int64)
@@ -416,41 +419,107 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
 
 
 def _folded(c: Composer, inp: Inputs, out: Any) -> Folded:
-    """The kernel's arrays as the ``Folded`` the Python fold returns."""
-    n = c.n
-    served = np.array([None, UPSTREAM, CACHE, REFUSED], dtype=object)[out.served_by].tolist()
-    for f in c.order:
-        if not c.plans[f.i]:
-            served[f.i] = UNKNOWN_MODEL
-    kinds = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)[out.adm_kind].tolist()
-    reasons: list[str | None] = [None] * n
-    limits: list[str | None] = [None] * n
-    for i in np.flatnonzero(out.adm_kind >= _BUDGET).tolist():
-        j = int(out.adm_j[i])
-        if out.adm_kind[i] == _BUDGET:
-            b = inp.budget_flat[j]
-            k = ("day", "week", "month").index(b.limit.window)
-            end = inp.window_ends[k][int(inp.arrays["widx"][k, i])]
-            spent, held = int(out.adm_spent[i]) / NANO, int(out.adm_held[i]) / NANO
-            reasons[i], limits[i] = budget_refusal(b, spent, held, end)
-        else:
-            reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
-    cache: list[Outcome | None] = [None] * n
-    for i in np.flatnonzero(out.cache_kind).tolist():
-        k, p = out.cache_kind[i], c.prepared[i]
-        if k == _BYPASS:
-            cache[i] = Outcome("bypass", p.bypass)
-        elif k == _HIT:
-            cache[i] = Outcome("hit", None, c.all_rows[int(out.cache_src[i])])
-        else:
-            cache[i] = Outcome("miss", None if p.read else NO_CACHE)
-    cost = [v if h else None for v, h in zip(out.cost.tolist(), out.cost_has.tolist(), strict=True)]
-    saved = [v if h else None for v, h in zip(out.saved.tolist(), out.saved_has.tolist(), strict=True)]
-    for i in np.flatnonzero(out.saved_warm).tolist():
-        src = c.all_rows[int(out.cache_src[i])]
-        saved[i] = cost_usd(c.policy, src.target, src.pt, src.ct)
-    for i, targets in inp.served_upstream_unpriced.items():
-        if out.served_by[i] == _UP:
-            c.costs.unpriced |= targets
-    tz = c.start.timezone
-    return Folded(kinds, reasons, limits, cache, cost, served, saved, Limits(timezone=tz), set(c.costs.unpriced))
+    """The kernel's arrays as the ``Folded`` the Python fold returns (lists made when read)."""
+    return FoldedArrays(c, inp, out)
+
+
+_SERVED = np.array([None, UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL], dtype=object)
+_ADMISSION = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)
+_CACHE_KIND = np.array([None, "bypass", "hit", "miss"], dtype=object)
+
+
+class FoldedArrays(Folded):
+    """A ``Folded`` made from the kernel's arrays: each per-request list is made when first read
+    (the stages read :attr:`cache_kind` and :attr:`cache_source_rid`, not :attr:`cache`, whose
+    :class:`Outcome` objects need the composer's per-row cache objects)."""
+
+    def __init__(self, c: Composer, inp: Inputs, out: Any) -> None:  # noqa: D107 (no super: lists are lazy)
+        self._c, self._inp, self._out = c, inp, out
+        d = inp.decoding
+        served = out.served_by.copy()
+        served[d.unknown_model] = 4
+        self.served_code = served
+        self.limits = Limits(timezone=c.start.timezone)
+        self._reasons = self._refusals()
+        rows = np.flatnonzero((served == _UP) & (d.unpriced_of >= 0))
+        for k in np.unique(d.unpriced_of[rows]).tolist():
+            c.costs.unpriced |= d.unpriced[k]
+        self.unpriced = set(c.costs.unpriced)
+
+    def _refusals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(reason, limit) of every refused request (object arrays, None elsewhere)."""
+        out, inp = self._out, self._inp
+        n = len(out.adm_kind)
+        reasons, limits = np.full(n, None, object), np.full(n, None, object)
+        for i in np.flatnonzero(out.adm_kind >= _BUDGET).tolist():
+            j = int(out.adm_j[i])
+            if out.adm_kind[i] == _BUDGET:
+                b = inp.budget_flat[j]
+                k = ("day", "week", "month").index(b.limit.window)
+                end = inp.window_ends[k][int(inp.arrays["widx"][k, i])]
+                spent, held = int(out.adm_spent[i]) / NANO, int(out.adm_held[i]) / NANO
+                reasons[i], limits[i] = budget_refusal(b, spent, held, end)
+            else:
+                reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
+        return reasons, limits
+
+    @functools.cached_property
+    def admission(self) -> list[str | None]:  # type: ignore[override]
+        return _ADMISSION[self._out.adm_kind].tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def admission_reason(self) -> list[str | None]:  # type: ignore[override]
+        return self._reasons[0].tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def admission_limit(self) -> list[str | None]:  # type: ignore[override]
+        return self._reasons[1].tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def served_by(self) -> list[str | None]:  # type: ignore[override]
+        return _SERVED[self.served_code].tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def cost(self) -> list[float | None]:  # type: ignore[override]
+        return _optional(self._out.cost, self._out.cost_has)
+
+    @functools.cached_property
+    def saved(self) -> list[float | None]:  # type: ignore[override]
+        out = self._out
+        saved = _optional(out.saved, out.saved_has)
+        for i in np.flatnonzero(out.saved_warm).tolist():
+            saved[i] = self._inp.decoding.warm_cost(int(out.cache_src[i]))
+        return saved
+
+    @functools.cached_property
+    def cache_kind(self) -> list[str | None]:
+        return _CACHE_KIND[self._out.cache_kind].tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def cache_source_rid(self) -> list[str | None]:
+        src = self._out.cache_src
+        hit = self._out.cache_kind == _HIT
+        rids = self._inp.decoding.rids.take(pa.array(np.where(hit, src, 0), mask=~hit))
+        return rids.to_pylist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def cache(self) -> list[Outcome | None]:  # type: ignore[override]
+        """The outcomes as objects, their sources the composer's rows (made now if not yet)."""
+        out, d, rows = self._out, self._inp.decoding, self._c.all_rows
+        cache: list[Outcome | None] = [None] * len(out.cache_kind)
+        for i in np.flatnonzero(out.cache_kind).tolist():
+            k = out.cache_kind[i]
+            if k == _BYPASS:
+                cache[i] = Outcome("bypass", d.bypass[i])
+            elif k == _HIT:
+                cache[i] = Outcome("hit", None, rows[int(out.cache_src[i])])
+            else:
+                cache[i] = Outcome("miss", None if d.read[i] else NO_CACHE)
+        return cache
+
+
+def _optional(values: np.ndarray, has: np.ndarray) -> list[float | None]:
+    """Floats, None where ``has`` is False."""
+    obj = values.astype(object)
+    obj[~has] = None
+    return obj.tolist()  # type: ignore[no-any-return]

@@ -1,0 +1,120 @@
+"""The compiled fold's inputs are read from the window's columns (``replay/fold_inputs.py``): the
+vectorised rules they apply equal the scalar ones bit for bit, and the fold they feed decides
+what the Python fold decides — across calendar windows (a budget's day, week and month reset
+inside the window), with reservations, rpm and tpm, exact-cache expiry and eviction, refusals,
+unknown models and fallbacks (field by field: ``test_fold_kernel.assert_same``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_fold_kernel import assert_same, composer, live
+
+from llmgw_kernel import load_policy
+from llmgw_kernel.decisions.cost import cost_usd
+from llmgw_kernel.replay.costs import CostModel, costs_usd, round9
+from llmgw_kernel.replay.fold_inputs import factorize
+
+pytest.importorskip("numba")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import replay_scale  # noqa: E402
+
+
+def test_round9_is_pythons_round():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([
+        rng.uniform(0, 1, 200_000), rng.uniform(0, 1e-6, 50_000), rng.uniform(0, 5e4, 50_000),
+        (np.arange(50_000) + 0.5) / 1e9,  # halves of the last digit: ties, up to the binary value
+        rng.integers(0, 10**7, 20_000) * 1e-9, np.array([0.0, 1e-9, 5e-10, 2.5e-9, 1e7, 2.0**53 / 1e9]),
+    ])  # fmt: skip
+    got = round9(x)
+    want = np.array([round(float(v), 9) for v in x])
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
+def test_costs_usd_is_cost_usd_bit_for_bit():
+    pol = load_policy(replay_scale.policy_doc("live"))
+    rng = np.random.default_rng(5)
+    pt, ct = rng.integers(0, 20_000, 20_000).astype(float), rng.integers(0, 4_000, 20_000).astype(float)
+    cached = np.where(rng.random(20_000) < 0.3, rng.integers(-5, 25_000, 20_000), 0).astype(float)
+    for target in ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "openai/gpt-4.1"):
+        got = costs_usd(pol, target, pt, ct, cached)
+        assert got is not None
+        want = [cost_usd(pol, target, int(p), int(c), int(k)) for p, c, k in zip(pt, ct, cached, strict=True)]
+        assert np.array_equal(got.view(np.int64), np.array(want).view(np.int64)), target
+    assert costs_usd(pol, "nowhere/unpriced", pt, ct) is None
+
+
+def test_expected_many_is_expected():
+    pol = load_policy(replay_scale.policy_doc("live"))
+    model = CostModel(pol, {"openai/gpt-4o": 0.3, "anthropic/claude-sonnet-4-5": 0.05})
+    rng = np.random.default_rng(8)
+    pt, ct = rng.uniform(0, 5000, 5000), rng.uniform(0, 900, 5000)
+    pt[:10] = np.arange(10) + 0.5  # ties: round() and rint() both round half to even
+    plan = ["openai/gpt-4o", "anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
+    got = model.expected_many(pol, "assistant", plan, pt, ct)
+    want = [model.expected(pol, "assistant", plan, float(p), float(c)) for p, c in zip(pt, ct, strict=True)]
+    assert got is not None and np.array_equal(got.view(np.int64), np.array(want).view(np.int64))
+    assert model.expected_many(pol, "assistant", ["x/unpriced"], pt, ct) is None and model.unpriced == {"x/unpriced"}
+
+
+def test_factorize_codes_combinations_in_first_seen_order():
+    a = np.array([3, 1, 3, -1, 1, 3])
+    b = np.array([0.5, 0.5, 0.5, 0.5, 0.25, 0.5])
+    code, first = factorize(a, b)
+    assert code.tolist() == [0, 1, 0, 2, 3, 0] and first.tolist() == [0, 1, 3, 4]
+
+
+# (log start, time zone, the midnight inside the log): 2026-11-01 00:00 UTC ends a day and a month;
+# 2026-11-02 00:00 UTC (a Monday) a day and a week; in Europe/Paris (UTC+1) that Monday starts at
+# 2026-11-01 23:00 UTC
+@pytest.mark.parametrize(
+    "start, tz, midnight",
+    [(1_793_491_140.0, "UTC", 1_793_491_200.0), (1_793_577_540.0, "UTC", 1_793_577_600.0),
+     (1_793_573_940.0, "Europe/Paris", 1_793_574_000.0)],
+)  # fmt: skip
+def test_budgets_across_calendar_windows(start, tz, midnight, tmp_path, monkeypatch):
+    """Budgets that run out before a day / week / month ends and admit again after it resets."""
+    monkeypatch.setattr(replay_scale, "START", start)
+    d = tmp_path / "log"
+    replay_scale.generate(d, 6000, seed=2, chunk=3000)
+    doc = live()
+    doc["budgets"] = {
+        "timezone": tz,
+        "limits": [
+            {"scope": "team", "usd": 0.02, "window": "day"},
+            {"scope": "key", "usd": 0.05, "window": "week"},
+            {"scope": "global", "usd": 0.25, "window": "month"},
+            {"scope": "user", "usd": 0.0004, "window": "day", "mode": "soft"},
+        ],
+    }
+    doc["rate_limits"] = [{"scope": "key", "rpm": 6}, {"scope": "team", "tpm": 20_000}]
+    doc["cache"] = {"exact": {"ttl_s": 30.0, "max_entries": 150}}  # entries expire and are evicted
+    out = assert_same(composer(d, doc, tmp_path))
+    refused = [i for i, k in enumerate(out.admission) if k == "budget_exceeded"]
+    c = composer(d, doc, tmp_path)
+    ts = c.window.epoch("ts")
+    assert any(ts[i] < midnight for i in refused) and any(ts[i] >= midnight for i in refused), "no reset inside"
+    after = [i for i, k in enumerate(out.admission) if k == "ok" and ts[i] >= midnight]
+    assert after, "nothing admitted after the reset"
+    assert out.admission.count("rate_limited") > 20
+    assert out.served_by.count("unknown_model") > 0 and "miss" in out.cache_kind
+    assert any(len(p) > 1 and p[0] != t for p, t in zip(c.window["plan"], c.window["target"], strict=True) if p and t)
+
+
+def test_a_candidate_that_serves_requests_never_run_live(tmp_path):
+    """Reweighted routes, a cache the live policy did not have on a route, tighter limits: rows
+    refused or hit live run upstream in replay (estimated usage) and store answers of their own."""
+    d = tmp_path / "log"
+    replay_scale.generate(d, 4000, seed=9, chunk=2000)
+    doc = live()
+    doc["routes"]["summarize"].pop("cache", None)  # the live policy had no cache here
+    doc["routes"]["assistant"]["targets"][1]["weight"] = 200
+    doc["rate_limits"] = [{"scope": "key", "rpm": 1000}]
+    doc["cache"] = {"exact": {"ttl_s": 3.0, "max_entries": 15}, "max_temperature": 0.2}
+    out = assert_same(composer(d, doc, tmp_path))
+    assert out.served_by.count("cache") > 10 and {"bypass", "miss", "hit"} <= set(out.cache_kind)
