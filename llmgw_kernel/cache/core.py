@@ -143,18 +143,17 @@ class Caches:
         """The cache outcome of a request that arrived at ``ts`` (it does not bypass the cache):
         the exact entry visible then, else the semantic verdict (``threshold`` overrides the
         route's, for a sweep)."""
-        found = self.lookup_exact(q, ts)
-        return found if found is not None else self.lookup_semantic(q, ts, threshold)
+        entry = self.lookup_exact(q, ts)
+        return Found("hit", entry) if entry is not None else self.lookup_semantic(q, ts, threshold)
 
-    def lookup_exact(self, q: Query, ts: float) -> Found | None:
-        """The exact hit, if any (None: look further). An entry stored at ``S`` answers a
-        request that arrived at ``ts`` iff ``S < ts < S + ttl_s``."""
+    def lookup_exact(self, q: Query, ts: float) -> Entry | None:
+        """The entry of an exact hit, if any (None: look further). An entry stored at ``S``
+        answers a request that arrived at ``ts`` iff ``S < ts < S + ttl_s``."""
         exact = q.settings.exact
         if not q.read or exact is None or q.key is None:
             return None
         store = self.exact.get(q.route)
-        entry = store.get(q.key, ts, exact.ttl_s) if store is not None else None
-        return Found("hit", entry) if entry is not None else None
+        return store.get(q.key, ts, exact.ttl_s) if store is not None else None
 
     def lookup_semantic(self, q: Query, ts: float, threshold: float | None = None) -> Found:
         """The semantic verdict: the most similar of the :data:`~decide.CANDIDATES` nearest

@@ -151,11 +151,11 @@ class CacheService:
         after arrival but before this lookup may have replaced (same exact key) or evicted one
         the request could see, so replay needs the stores' state at this instant, not at arrival."""
         rec.cache_lookup_ts = time.time()  # the semantic job below is queued now, behind every earlier store
-        found = self.caches.lookup_exact(q, rec.ts)
-        if found is not None and found.entry is not None:
+        entry = self.caches.lookup_exact(q, rec.ts)
+        if entry is not None:
             self.hits += 1
-            rec.cache, rec.cache_source = "hit", found.entry.request_id
-            return Hit("hit", found.entry, None)
+            rec.cache, rec.cache_source = "hit", entry.request_id
+            return Hit("hit", entry, None)
         sem = q.settings.semantic
         if sem is None:
             self.misses += 1

@@ -152,7 +152,7 @@ class _Live:
 def _cache(live: _Live, rec: Any, body: dict[str, Any], control: str | None, vec: np.ndarray, feats: Any) -> Any:
     """The cache part of serving ``rec`` (as ``CacheService.prepare`` + ``lookup``): returns the
     Query to store the answer under (None: not cached), and sets ``rec.cache*``."""
-    from llmgw_kernel.cache.core import Query, semantic_model
+    from llmgw_kernel.cache.core import Found, Query, semantic_model
     from llmgw_kernel.decisions import cache as decide
 
     settings = live.policy.cache_for(rec.route)
@@ -172,10 +172,10 @@ def _cache(live: _Live, rec: Any, body: dict[str, Any], control: str | None, vec
     rec.cache_reason = decide.NO_CACHE if not q.read else None
     rec.cache_lookup_ts = rec.ts + 0.0005
     live.until(rec.cache_lookup_ts)
-    found = live.caches.lookup_exact(q, rec.ts)
-    if found is not None and found.entry is not None:
-        rec.cache, rec.cache_source = "hit", found.entry.request_id
-        return None, found
+    entry = live.caches.lookup_exact(q, rec.ts)
+    if entry is not None:
+        rec.cache, rec.cache_source = "hit", entry.request_id
+        return None, Found("hit", entry)
     q.model = rec.embedding_model = semantic_model(settings.semantic)
     q.vector, q.features = vec, feats
     rec.embedding, rec.cache_features = vec, feats.to_json()
