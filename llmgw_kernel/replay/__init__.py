@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from ..policy.model import Policy
     from .costs import Estimates
+    from .window import Window
 
 
 @dataclass
@@ -77,34 +78,37 @@ def replay(
     candidate's estimates are made from (a partition of a partitioned replay gets the whole
     window's, so its estimates equal the single replay's).
     """
+    import numpy as np
     import pandas as pd
 
     pol = load_policy(policy)
     con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
-    from .stages import STAGES, decide
+    from .columns import to_pandas
+    from .stages import REPLAY_COLUMNS, STAGES, decide
     from .window import load_window
 
-    window: dict[str, Any] = load_window(con, since, until, where, params)
+    window = load_window(con, since, until, where, params, prefetch=REPLAY_COLUMNS)
     history, start, warm = _state_before(pol, con, window, since, where, params)
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
     decided = decide(pol, window, history, start, warm, versions=by_version, estimates=estimates)
-    n = len(window["request_id"])
-    columns: dict[str, list[Any]] = {k: window[k] for k in ("request_id", "ts", "route")}
-    differs = [False] * n
+    n = len(window)
+    columns: dict[str, Any] = {k: window.arrow(k).to_pandas() for k in ("request_id", "ts", "route")}
+    differs = np.zeros(n, bool)
     differences: dict[str, int] = {}
     summary: dict[str, Any] = {"policy_version": pol.version, "requests": n}
     for stage in STAGES:
         cols, diff = stage.columns(pol, window, decided)
         columns.update(cols)
         if diff is not None:
-            differences[stage.name] = sum(diff)
-            differs = [a or b for a, b in zip(differs, diff, strict=True)]
+            flags = np.asarray(diff, bool)
+            differences[stage.name] = int(np.count_nonzero(flags))
+            differs |= flags
     for stage in STAGES:
         summary.update(stage.summarize(pol, window, columns, decided))
     columns["differs"] = differs
-    summary["differs_from_log"] = {**differences, "any": sum(differs)}
+    summary["differs_from_log"] = {**differences, "any": int(np.count_nonzero(differs))}
     summary.update(_observed(window))
-    decisions = pd.DataFrame(columns).set_index("request_id", drop=False)
+    decisions = pd.DataFrame({k: to_pandas(v) for k, v in columns.items()}).set_index("request_id", drop=False)
     return ReplayResult(pol, decisions, summary, differences)
 
 
@@ -121,7 +125,7 @@ def _state_before(
 
     root = data_dir_of(con)
     history = KeyHistory.load(root) if root is not None else None
-    if since is None or not window["request_id"]:
+    if since is None or not len(window):
         return history, None, None
     # the state at ``since`` itself (not at the window's first row: a partition of the window
     # must start from the same moment as the whole)
@@ -142,28 +146,41 @@ def _state_before(
     return history, start, warm
 
 
-def _observed(window: dict[str, list[Any]]) -> dict[str, Any]:
+def _observed(window: Window) -> dict[str, Any]:
     """What the log itself says about the window (the baseline a replay is read against)."""
-    from .routing_estimates import _quantile
+    import numpy as np
 
-    n = len(window["request_id"])
+    from .routing_estimates import quantile
+
+    n = len(window)
     if not n:
         return {"window": None, "logged": {}}
-    ok = [o == "ok" for o in window["outcome"]]
-    lat = [v for v, good in zip(window["latency_ms"], ok, strict=True) if good and v is not None]
+    codes, outcomes = window.codes("outcome")
+    ok = codes == outcomes.index("ok") if "ok" in outcomes else np.zeros(n, bool)
+    lat = window.numpy("latency_ms")[ok & window.valid("latency_ms")]
+    ts = window.arrow("ts")  # window order is time order
+    n_ok = int(np.count_nonzero(ok))
     return {
-        "window": {"since": str(min(window["ts"])), "until": str(max(window["ts"]))},
+        "window": {"since": str(ts[0].as_py()), "until": str(ts[len(ts) - 1].as_py())},
         "logged": {
-            "ok": sum(ok),
-            "errors": n - sum(ok),
-            "error_rate": round((n - sum(ok)) / n, 6),
-            "latency_ms_p50": _quantile(lat, 0.5),
-            "latency_ms_p95": _quantile(lat, 0.95),
-            "prompt_tokens": sum(v or 0 for v in window["prompt_tokens"]),
-            "completion_tokens": sum(v or 0 for v in window["completion_tokens"]),
-            "policy_versions": sorted({v for v in window["policy_version"] if v}),
+            "ok": n_ok,
+            "errors": n - n_ok,
+            "error_rate": round((n - n_ok) / n, 6),
+            "latency_ms_p50": quantile(lat, 0.5),
+            "latency_ms_p95": quantile(lat, 0.95),
+            "prompt_tokens": _total(window, "prompt_tokens"),
+            "completion_tokens": _total(window, "completion_tokens"),
+            "policy_versions": sorted(v for v in window.codes("policy_version")[1] if v),
         },
     }
+
+
+def _total(window: Window, name: str) -> int:
+    """The sum of an integer column, NULL as 0."""
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    total = pc.sum(window.arrow(name)).as_py()
+    return int(total or 0)
 
 
 class _CallablePackage(types.ModuleType):

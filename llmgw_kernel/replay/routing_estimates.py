@@ -12,8 +12,11 @@ targets would have done is estimated from what each target did in the log:
   first target fails; ``error_rate`` the mean probability that every target fails;
 - **latency**: each request is simulated once along its plan, with draws hashed from the
   request id (deterministic), sampling the logged attempt latencies; p50/p95 are over those
-  simulated requests, and ``latency_ms_mean`` is the exact expectation. Upstream time only:
-  gateway overhead (~1 ms) is left out;
+  simulated requests, and ``latency_ms_mean`` is the exact expectation. Windows of more than
+  :data:`SIMULATED_MAX` routed requests simulate a systematic sample of that many (every k-th
+  routed request in window order, k = routed / SIMULATED_MAX, fractional steps rounded down),
+  so the quantiles' cost stops growing with the window; smaller windows simulate every
+  request. Upstream time only: gateway overhead (~1 ms) is left out;
 - **cost** = logged prompt/completion tokens x the price of the target expected to serve
   (weighted by the probability that each target serves). Prices come from the candidate's
   ``pricing``; a target without a price makes ``cost_usd`` unknown (None) and is listed in
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from ..policy.model import Policy
 
 Columns = dict[str, Any]
+#: routed requests simulated for the latency quantiles, at most (a systematic sample beyond)
+SIMULATED_MAX = 100_000
 Samples = dict[str, dict[str, np.ndarray]]  # target id -> {"ok": latencies, "failed": latencies}
 
 
@@ -173,11 +178,13 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     rids = _arrow(window, "request_id")
     group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
     tally = _Tally()
+    simulated = np.zeros(len(plan_codes), bool)
+    simulated[simulated_rows(routed_rows)] = True
     for g in np.unique(group):
         rows = routed_rows[group == g]
         plan, r = plans[int(g) // (len(route_values) + 1)], int(g) % (len(route_values) + 1) - 1
-        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), rows, pt, ct,
-                        rids, tally)  # fmt: skip
+        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), rows,
+                        rows[simulated[rows]], pt, ct, rids, tally)  # fmt: skip
     routed = len(routed_rows)
     expected, simulated = (
         np.concatenate([*tally.expected, np.empty(0)]),
@@ -198,20 +205,33 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     }
 
 
+def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
+    """The routed requests whose latency is simulated: all of them up to :data:`SIMULATED_MAX`,
+    else every k-th in window order (row ``floor(j * routed / SIMULATED_MAX)`` for each j)."""
+    n = len(routed_rows)
+    if n <= SIMULATED_MAX:
+        return routed_rows
+    return routed_rows[(np.arange(SIMULATED_MAX, dtype=np.int64) * n) // SIMULATED_MAX]
+
+
 def _estimate_group(
-    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, pt: np.ndarray,
-    ct: np.ndarray, rids: Any, tally: _Tally,
+    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, sim_rows: np.ndarray,
+    pt: np.ndarray, ct: np.ndarray, rids: Any, tally: _Tally,
 ) -> None:  # fmt: skip
     """The requests ``rows``, which share a plan and a route, walked along their plan together:
-    the expectation is the same for each; the simulation draws per request, as before."""
+    the expectation is the same for each; the simulation draws per request, for ``sim_rows``
+    (the simulated ones among them). A request's latency is unknown when a target it can reach
+    (every earlier one fails with probability > 0) and be served by (its failure probability
+    < 1) has no logged successful attempt — the same for every request of the group."""
     n = len(rows)
     has_tokens = bool(np.any((pt[rows] != 0) | (ct[rows] != 0)))
     sum_pt, sum_ct = float(pt[rows].sum()), float(ct[rows].sum())
-    ids = rids.take(pa.array(rows)).to_pylist()
+    ids = rids.take(pa.array(sim_rows)).to_pylist()
     reach, lat = 1.0, 0.0
-    known = np.ones(n, bool)
-    sim = np.zeros(n, np.float64)
-    going = np.ones(n, bool)  # not served yet in the simulation
+    known = True
+    can_reach = True  # every earlier target fails with probability > 0
+    sim = np.zeros(len(sim_rows), np.float64)
+    going = np.ones(len(sim_rows), bool)  # not served yet in the simulation
     for k, target in enumerate(plan):
         s = samples.get(target)
         if s is None:
@@ -229,21 +249,23 @@ def _estimate_group(
                 tally.cost += serve * (sum_pt * price.input_per_1m + sum_ct * price.output_per_1m) / 1e6
         ok_ms = float(s["ok"].sum()) / ok_n if s is not None and ok_n else None
         failed_ms = float(s["failed"].sum()) / failed_n if s is not None and failed_n else 0.0
-        if ok_ms is None and serve > 0:
-            known[:] = False
+        if ok_ms is None and (serve > 0 or (can_reach and p < 1)):
+            known = False
         lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms
         at = np.flatnonzero(going)
         if at.size:
-            _simulate_step(s, p, tries, k, [ids[i] for i in at], at, sim, known, going)
+            _simulate_step(s, p, tries, k, [ids[i] for i in at], at, sim, going)
+        can_reach = can_reach and p > 0
         reach *= p
     tally.errors += reach * n
-    tally.expected.append(np.full(int(known.sum()), lat))
-    tally.simulated.append(sim[known])
+    if known:
+        tally.expected.append(np.full(n, lat))
+        tally.simulated.append(sim)
 
 
 def _simulate_step(
     s: dict[str, np.ndarray] | None, p: float, tries: int, k: int, ids: list[str], at: np.ndarray,
-    sim: np.ndarray, known: np.ndarray, going: np.ndarray,
+    sim: np.ndarray, going: np.ndarray,
 ) -> None:  # fmt: skip
     """One target of the simulated walk for the requests still going: fail with probability
     ``p`` (hashed), else be served; add a logged latency drawn (hashed) from the right pool."""
@@ -257,8 +279,6 @@ def _simulate_step(
         if len(pool):
             pick = (draws("sim-lat", [keys[j] for j in np.flatnonzero(mine)]) * len(pool)).astype(np.int64)
             sim[at[mine]] += pool[pick] * (tries if failed else 1)
-        elif not failed:
-            known[at[mine]] = False
     going[at[~fails]] = False
 
 

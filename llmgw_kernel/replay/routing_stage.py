@@ -23,7 +23,7 @@ import numpy as np
 
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, needs_context, plan_routes
-from .columns import json_value
+from .columns import as_objects, json_value, strings
 from .routing_estimates import estimate_coded, logged_cost
 from .window import Window, as_window, split_plan
 
@@ -124,25 +124,27 @@ def _objects(values: list[Any], codes: np.ndarray) -> np.ndarray:
 
 
 def routing_columns(decided: RoutingDecisions) -> tuple[Columns, np.ndarray]:
-    """The stage's columns and the rows whose replayed plan differs from the logged one."""
+    """The stage's columns and the rows whose replayed plan differs from the logged one.
+    ``replay_plan`` is an object array (one shared list per distinct plan); the string columns
+    are Arrow arrays (:func:`.columns.strings`)."""
     table, targets = decided.firsts()
     empty = decided._plan_index.get((), -1)  # an empty plan is no plan: (logged or None) != (new or None)
     replay_cmp = np.where(decided.plan_codes == empty, -1, decided.plan_codes)
     logged_cmp = np.where(decided.logged_codes == empty, -1, decided.logged_codes)
-    cols: Columns = {
-        "logged_target": _objects(targets, table[decided.logged_codes]),
-        "replay_target": _objects(targets, table[decided.plan_codes]),
+    cols: Columns = {  # strings as Arrow arrays (no Python object per row); plans as shared lists
+        "logged_target": strings(targets, table[decided.logged_codes]),
+        "replay_target": strings(targets, table[decided.plan_codes]),
         "replay_plan": _objects([list(p) for p in decided.plans], decided.plan_codes),
-        "replay_route_reason": _objects(decided.reasons, decided.reason_codes),
+        "replay_route_reason": strings(decided.reasons, decided.reason_codes),
     }
     return cols, replay_cmp != logged_cmp
 
 
-def replay_routing_stage(
+def route_window(
     policy: Policy, window: Window | Mapping[str, Any], row_policies: Sequence[Policy] | None = None
-) -> tuple[Columns, list[bool]]:
-    """The stage as :mod:`.stages` calls it: (columns, differs per request). The coded
-    decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`.
+) -> tuple[RoutingDecisions, Columns, np.ndarray]:
+    """(the coded decisions, the stage's columns, differs per request as a bool array). The
+    coded decisions stay on the window (``window["_routing"]``) for :func:`summarize_routing`.
     ``row_policies``: see :func:`decide_routes`. A dict of lists is read as a window."""
     given, window = window, as_window(window)
     decided = decide_routes(policy, window, row_policies)
@@ -150,7 +152,15 @@ def replay_routing_stage(
     window["_routing"] = (decided, cols["replay_plan"])
     if isinstance(given, dict) and given is not window:
         given["_routing"] = window["_routing"]
-    return cols, differs.tolist()
+    return decided, cols, differs
+
+
+def replay_routing_stage(
+    policy: Policy, window: Window | Mapping[str, Any], row_policies: Sequence[Policy] | None = None
+) -> tuple[Columns, list[bool]]:
+    """:func:`route_window` as (columns as object arrays, differs per request as a list)."""
+    _, cols, differs = route_window(policy, window, row_policies)
+    return {k: as_objects(v) for k, v in cols.items()}, differs.tolist()
 
 
 def logged_contexts(window: Window, rows: np.ndarray) -> list[RouteContext]:

@@ -12,14 +12,29 @@ its place in the fold when it couples requests, and one entry in :data:`STAGES`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .cache_stage import HIT_KINDS, summary
 from .fold import Composer, Folded
 from .limits_stage import summarize_limits
-from .routing_stage import replay_routing_stage, summarize_routing
+from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summarize_routing
+from .stateless import (
+    SERVED_BY,
+    STATELESS_COLUMNS,
+    UPSTREAM,
+    StatelessOutcome,
+    is_stateless,
+    logged_cost_values,
+    stateless_cache_columns,
+    stateless_cost_columns,
+    stateless_limits_columns,
+    stateless_outcome,
+)
+from .window import Window
 
 if TYPE_CHECKING:
     from ..decisions.limits import Limits
@@ -28,24 +43,37 @@ if TYPE_CHECKING:
     from .costs import Estimates
 
 
-Columns = dict[str, list[Any]]  # column name -> one value per logged request
+Columns = dict[str, Any]  # column name -> one value per logged request (list or numpy array)
+Differs = Sequence[bool] | np.ndarray | None  # per request: differs from the log (None: not compared)
+
+#: the log columns every replay reads (one scan when the window is loaded)
+REPLAY_COLUMNS = (*ROUTING_COLUMNS, *STATELESS_COLUMNS, "policy_version")
+
+#: take the columnar path (:mod:`.stateless`) when nothing in the window is stateful; False
+#: always folds (tests hold the two paths equal by replaying both ways)
+COLUMNAR = True
 
 
 @dataclass
 class Decided:
-    """Everything the stages decided for a window (the composed replay's state)."""
+    """Everything the stages decided for a window (the composed replay's state).
 
-    plans: list[list[str] | None]
+    A stateless policy (:func:`.stateless.is_stateless`) is not folded: ``composer`` and
+    ``folded`` are None and ``stateless`` holds its outcome as columns."""
+
+    plans: Sequence[list[str] | None]
     routing: Columns
-    routing_differs: list[bool]
-    composer: Composer
-    folded: Folded
+    routing_differs: np.ndarray
+    composer: Composer | None
+    folded: Folded | None
+    decisions: RoutingDecisions | None = None
+    stateless: StatelessOutcome | None = None
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    columns: Callable[[Policy, Columns, Decided], tuple[Columns, list[bool] | None]]
+    columns: Callable[[Policy, Columns, Decided], tuple[Columns, Differs]]
     summarize: Callable[[Policy, Columns, Columns, Decided], dict[str, Any]]
 
 
@@ -55,25 +83,32 @@ def decide(
     estimates: Estimates | None = None,
 ) -> Decided:  # fmt: skip
     """Route every request, then fold admission, cache and cost over the window (``fold``:
-    False prepares the fold without running it, for a caller that runs it many times).
+    False prepares the fold without running it, for a caller that runs it many times). A
+    stateless policy over a :class:`.window.Window` is decided over columns instead of folded.
 
     ``versions`` (policy version → policy): each row is decided by the version that served
     it, when that version is given (else by ``policy``) — a window spanning reloads."""
     row_policies = [versions.get(v, policy) for v in window["policy_version"]] if versions else None
     if row_policies is not None and len({id(p) for p in row_policies}) == 1:
         policy, row_policies = row_policies[0], None
-    cols, differs = replay_routing_stage(policy, window, row_policies)  # type: ignore[arg-type]  # a Window
+    routing, cols, differs = route_window(policy, window, row_policies)
     plans = cols["replay_plan"]
+    if fold and COLUMNAR and isinstance(window, Window) and is_stateless(policy, window, history, row_policies):
+        outcome = stateless_outcome(policy, window, routing, estimates)
+        return Decided(plans, cols, differs, None, None, routing, outcome)
     composer = Composer(policy, window, plans, history, start, warm, row_policies, estimates)
-    return Decided(plans, cols, differs, composer, composer.run() if fold else None)  # type: ignore[arg-type]
+    return Decided(plans, cols, differs, composer, composer.run() if fold else None, routing)
 
 
-def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
     return d.routing, d.routing_differs
 
 
-def _limits_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+def _limits_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
+    if d.stateless is not None:
+        return stateless_limits_columns(_window(window))
     f = d.folded
+    assert f is not None
     differs = [
         (kind or "ok") != (logged or "ok")  # admitted with or without a limit: the same decision
         for kind, logged in zip(f.admission, window["admission"], strict=True)
@@ -87,7 +122,10 @@ def _limits_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Column
     return cols, differs
 
 
-def _cache_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+def _cache_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
+    if d.stateless is not None:
+        return stateless_cache_columns(_window(window))
+    assert d.folded is not None and d.composer is not None
     outs = d.folded.cache
     rs = d.composer.rows
     kinds = [o.kind if o is not None else None for o in outs]
@@ -104,8 +142,11 @@ def _cache_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns
     return cols, differs
 
 
-def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, list[bool] | None]:
+def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
+    if d.stateless is not None:
+        return stateless_cost_columns(_window(window), d.stateless), None
     f = d.folded
+    assert f is not None
     return {
         "logged_cost_usd": list(window["cost_usd"]),
         "replay_cost_usd": f.cost,
@@ -115,6 +156,9 @@ def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns,
 
 
 def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    if d.stateless is not None:  # no request reached a cache
+        return {"cache": summary(policy, [], [], [], saved=[])}
+    assert d.folded is not None and d.composer is not None
     outs = d.folded.cache
     kinds = [o.kind if o is not None else None for o in outs]
     sources = [o.source if o is not None else None for o in outs]
@@ -122,25 +166,41 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
 
 
 def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    if d.stateless is not None:  # no limit applied: no admission decision to summarise
+        return summarize_limits(policy, window, {"replay_admission": [], "replay_admission_limit": []})
     return summarize_limits(policy, window, decisions)
 
 
 def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
     """What the candidate would have spent, saved and refused, with the basis of each figure."""
-    f = d.folded
-    n = len(f.cost)
-    served = Counter(f.served_by)
-    upstream = [c for c, by in zip(f.cost, f.served_by, strict=True) if by == "upstream"]
-    unpriced = sorted(f.unpriced)
-    spent = None if any(c is None for c in upstream) else round(sum(upstream), 6)  # type: ignore[arg-type]
-    saved = round(sum(s for s in f.saved if s is not None), 6)
-    prevented = sum(
-        (lc or 0.0) for lc, by in zip(window["cost_usd"], f.served_by, strict=True) if by == "refused"
-    )  # fmt: skip
-    logged = [c for c in window["cost_usd"] if c is not None]
+    if d.stateless is not None:
+        o = d.stateless
+        upstream_rows = o.served_by == UPSTREAM
+        n = len(o.served_by)
+        counts = np.bincount(o.served_by, minlength=len(SERVED_BY)).tolist()
+        served: Mapping[str | None, int] = dict(zip(SERVED_BY, counts, strict=True))
+        spent_of = None if not o.cost_known[upstream_rows].all() else o.cost[upstream_rows].tolist()
+        saved: list[float] = []
+        refused_logged: list[float] = []
+        unpriced, unmeasured = o.unpriced, o.unmeasured
+        logged_costs = logged_cost_values(_window(window))
+    else:
+        f = d.folded
+        assert f is not None and d.composer is not None
+        n = len(f.cost)
+        served = Counter(f.served_by)
+        upstream = [c for c, by in zip(f.cost, f.served_by, strict=True) if by == "upstream"]
+        spent_of = None if any(c is None for c in upstream) else upstream  # type: ignore[assignment]
+        saved = [s for s in f.saved if s is not None]
+        refused_logged = [
+            (lc or 0.0) for lc, by in zip(window["cost_usd"], f.served_by, strict=True) if by == "refused"
+        ]
+        unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured
+        logged_costs = [c for c in window["cost_usd"] if c is not None]
+    spent = None if spent_of is None else round(sum(spent_of), 6)
     return {
         "cost_usd": spent,
-        "logged_cost_usd": round(sum(logged), 6),
+        "logged_cost_usd": round(sum(logged_costs), 6),
         "cost_per_1k_requests": round(spent / n * 1000, 6) if spent is not None and n else None,
         "outcome": {
             "served_upstream": served.get("upstream", 0),
@@ -148,8 +208,8 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
             "refused": served.get("refused", 0),
             "unknown_model": served.get("unknown_model", 0),
             "not_routed": served.get(None, 0),
-            "saved_by_cache_usd": saved,
-            "logged_spend_refused_usd": round(prevented, 6),
+            "saved_by_cache_usd": round(sum(saved), 6),
+            "logged_spend_refused_usd": round(sum(refused_logged), 6),
         },
         "basis": {
             "cost": "logged tokens (and cached prompt tokens) at the candidate's prices; requests that ran live on "
@@ -157,16 +217,27 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
             "candidate's plan from logged per-target failure rates; requests that never ran live take their "
             "cache source's tokens, else their route's mean tokens; cache hits and refusals cost 0",
             "price_source": _price_sources(policy, d),
-            "unpriced_targets": unpriced,
-            "unmeasured_targets": sorted(d.composer.costs.unmeasured),
+            "unpriced_targets": sorted(unpriced),
+            "unmeasured_targets": sorted(unmeasured),
         },
     }
 
 
+def _window(window: Columns) -> Window:
+    """The window of a columnar (stateless) decision: always a :class:`.window.Window`."""
+    assert isinstance(window, Window)
+    return window
+
+
 def _price_sources(policy: Policy, d: Decided) -> dict[str, str]:
+    """The price source of every target of a plan some request was given."""
     from ..decisions.cost import price_source
 
-    targets = {t for p in d.plans if p for t in p}
+    if d.decisions is not None:
+        used = np.unique(d.decisions.plan_codes)
+        targets = {t for c in used.tolist() if c >= 0 for t in d.decisions.plans[c]}
+    else:
+        targets = {t for p in d.plans if p for t in p}
     return {t: price_source(policy, t) for t in sorted(targets)}
 
 

@@ -179,3 +179,40 @@ def test_a_predicate_whose_scans_come_back_in_another_order_keeps_columns_aligne
         assert window["request_id"] == ref["request_id"]
         for name in ("route", "cost_usd", "latency_ms", "key_id", "metadata"):
             assert window[name] == [ref[name][ref_con_rows[rid]] for rid in window["request_id"]], name
+
+
+def test_a_log_in_time_order_but_for_tied_time_stamps_reads_in_window_order(tmp_path: Path) -> None:
+    """Only the tied rows move (the window gathers just those runs, slicing the rest): every
+    column, read up front or later, equals the rows ordered by (ts, request_id)."""
+    rng = random.Random(7)
+    writer = LogWriter(tmp_path, flush_ms=3_600_000, journal=False)
+    for i in range(600):
+        rec = _record(i, T0 + i - (1 if i % 100 in (11, 51) else 0), rng)  # 12 pairs share a second
+        if i % 100 in (10, 50):  # the first of a tied pair gets the larger request id
+            rec.request_id = "zz" + rec.request_id
+        writer.append(rec)
+    writer.close()
+    ref = _reference(tmp_path)
+    window = load_window(tmp_path, prefetch=["route", "plan"])
+    assert window._order is not None and int(np.sum(window._order.to_numpy() != np.arange(600))) == 24
+    for name in LOG_COLUMNS:
+        if name != "embedding":
+            assert window[name] == ref[name], name
+
+
+def test_permuted_equals_take_for_any_order() -> None:
+    import pyarrow as pa
+
+    from llmgw_kernel.replay.window import _permuted
+
+    table = pa.table({"a": pa.array(range(1000)), "l": pa.array([[str(i)] * (i % 3) for i in range(1000)])})
+    rng = np.random.default_rng(0)
+    orders = [np.arange(1000), rng.permutation(1000)]
+    for swaps in ([(5, 6)], [(0, 1), (998, 999)], [(10, 12)], [(3, 900)], [(7, 8), (8, 9)]):
+        o = np.arange(1000)
+        for a, b in swaps:
+            o[[a, b]] = o[[b, a]]
+        orders.append(o)
+    for o in orders:
+        order = pa.array(o)
+        assert _permuted(table, order).equals(table.take(order))

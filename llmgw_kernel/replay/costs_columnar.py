@@ -1,0 +1,135 @@
+"""Costs and the candidate's estimate statistics over whole columns, equal to the scalar rules.
+
+:func:`~llmgw_kernel.decisions.cost.cost_usd` (one answer's cost) and
+:meth:`.costs.CostModel.expected` (the expected cost along a plan) stay the definitions; the
+functions here apply the same float operations, in the same order, to numpy arrays, so every
+value is bit-identical to the scalar one (tests/replay/test_costs_columnar.py holds them equal).
+The one step numpy does differently is rounding: ``round(x, 9)`` rounds the exact decimal
+value of ``x``, ``np.round`` rounds ``x * 1e9`` after the multiplication has rounded; the two
+differ only when ``x * 1e9`` lies within a few ulps of a half-integer, and those rows (almost
+never any) are rounded by Python's ``round`` (:func:`round9`).
+
+:func:`estimates_columnar` is :func:`.costs.estimates_of` read from Arrow columns (no Python
+object per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..decisions.cost import resolve_price
+from .costs import Estimates
+from .routing_estimates import attempt_arrays, quantile
+
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+    from .window import Window
+
+_EXACT_BELOW = 2.0**52  # rint of a double below this is an exact integer
+
+
+def round9(x: np.ndarray) -> np.ndarray:
+    """``round(v, 9)`` of every value (NaN stays NaN), bit-identical to Python's ``round``."""
+    scaled = x * 1e9
+    out = np.rint(scaled) / 1e9
+    frac = np.abs(scaled - np.floor(scaled) - 0.5)
+    risky = (frac <= 4 * np.spacing(np.abs(scaled))) | (np.abs(scaled) >= _EXACT_BELOW)
+    risky &= ~np.isnan(x)
+    for i in np.flatnonzero(risky).tolist():
+        out[i] = round(float(x[i]), 9)
+    return out
+
+
+def cost_usd_columns(
+    policy: Policy, target: str | None, prompt: np.ndarray, completion: np.ndarray, cached: np.ndarray | None = None
+) -> np.ndarray | None:
+    """:func:`~llmgw_kernel.decisions.cost.cost_usd` of one target for many answers: float64
+    token arrays (NaN for NULL; ``cached`` None: no cached tokens). NaN where the scalar
+    function returns None because both token counts are NULL; None when the target is unpriced
+    (or no target)."""
+    price = resolve_price(policy, target) if target else None
+    if price is None:
+        return None
+    p = np.nan_to_num(prompt, nan=0.0)
+    c = np.zeros_like(p) if cached is None else np.minimum(np.maximum(np.nan_to_num(cached, nan=0.0), 0.0), p)
+    rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
+    total = (p - c) * price.input_per_1m + c * rate
+    total = total + np.nan_to_num(completion, nan=0.0) * price.output_per_1m
+    out = round9(total / 1e6)
+    out[np.isnan(prompt) & np.isnan(completion)] = np.nan
+    return out
+
+
+class ExpectedCosts:
+    """:meth:`.costs.CostModel.expected` for the requests of one (route, plan) at once, with
+    the same record of unpriced and unmeasured targets."""
+
+    def __init__(self, policy: Policy, failure: dict[str, float]) -> None:
+        self.policy, self.failure = policy, failure
+        self.unpriced: set[str] = set()
+        self.unmeasured: set[str] = set()
+
+    def expected(self, tries: int, plan: Sequence[str], pt: np.ndarray, ct: np.ndarray) -> np.ndarray | None:
+        """The expected cost of serving ``pt`` + ``ct`` tokens (float64) along ``plan`` (None:
+        a target that may serve has no price — the scalar model returns None for every row)."""
+        pt_i, ct_i = np.rint(pt), np.rint(ct)  # round(): half to even, as np.rint
+        reach = 1.0
+        total = np.zeros(len(pt), np.float64)
+        for target in plan:
+            if target not in self.failure:
+                self.unmeasured.add(target)
+            p = self.failure.get(target, 0.0) ** tries
+            serve = reach * (1.0 - p)
+            if serve > 0:
+                c = cost_usd_columns(self.policy, target, pt_i, ct_i)
+                if c is None:
+                    self.unpriced.add(target)
+                    return None
+                total = total + serve * c
+            reach *= p
+        return total
+
+
+def estimates_columnar(window: Window) -> Estimates:
+    """:func:`.costs.estimates_of` of a window, from its Arrow columns (the same figures)."""
+    from .cache_stage import HIT_KINDS
+
+    arrays = attempt_arrays(window)
+    failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in arrays.items()}
+    route_codes, routes = window.codes("route")
+    ok = _equals(window, "outcome", "ok") & (route_codes >= 0)
+    lat, lat_valid = window.numpy("latency_ms"), window.valid("latency_ms")
+    pt, ct = window.numpy("prompt_tokens"), window.numpy("completion_tokens")
+    tokens = ok & (~np.isnan(pt) | ~np.isnan(ct))
+    timed = ok & lat_valid
+    latency: dict[str, float] = {}
+    means: dict[str, tuple[float, float]] = {}
+    for r in _first_seen(route_codes, timed):
+        latency[routes[r]] = quantile(lat[timed & (route_codes == r)], 0.5) or 0.0
+    pt0, ct0 = np.nan_to_num(pt, nan=0.0), np.nan_to_num(ct, nan=0.0)
+    for r in _first_seen(route_codes, tokens):
+        mine = tokens & (route_codes == r)
+        n = float(np.count_nonzero(mine))
+        means[routes[r]] = (float(pt0[mine].sum()) / n, float(ct0[mine].sum()) / n)
+    hit_ms = {}
+    for kind in HIT_KINDS:
+        hit = _equals(window, "cache", kind) & lat_valid & (np.nan_to_num(lat, nan=0.0) != 0)
+        hit_ms[kind] = quantile(lat[hit], 0.5) or 1.0
+    return Estimates(failure, means, latency, hit_ms)
+
+
+def _equals(window: Window, name: str, value: str) -> np.ndarray:
+    codes, values = window.codes(name)
+    return codes == values.index(value) if value in values else np.zeros(len(codes), bool)
+
+
+def _first_seen(codes: np.ndarray, mask: np.ndarray) -> list[int]:
+    """The codes under ``mask``, in order of first appearance (the order a dict built row by row has)."""
+    present = codes[mask]
+    if not present.size:
+        return []
+    uniq, first = np.unique(present, return_index=True)
+    return [int(u) for u in uniq[np.argsort(first)]]

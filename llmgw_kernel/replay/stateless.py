@@ -1,0 +1,250 @@
+"""The composed replay's outcome for a policy with no stateful stage, computed over columns.
+
+When nothing in the window couples requests — the policy has no budget, no rate limit and no
+cache on any route the window uses, no key in the key history carries a budget or a rate limit
+of its own, and one policy decides every row — the composed fold (:mod:`.fold`) has nothing
+to fold: every routed request is admitted without a limit (``replay_admission`` None), reaches
+no cache, and is served upstream (or is an unknown model). Its cost is what
+:meth:`.fold.Composer.served` says, which for such a policy depends on the request's own
+logged facts only:
+
+- it **ran live on the same plan** (admitted live, not a live cache hit, logged plan equal to
+  the candidate's): the logged tokens (and cached prompt tokens) at the candidate's price of
+  the target that served; a request that failed upstream (no target) costs what it cost live;
+- **otherwise** the expected cost along the candidate's plan (:meth:`.costs.CostModel.expected`)
+  of its own logged tokens when it ran live (not a hit) and logged any, else of its cache
+  source's tokens when the source is in the window and logged any, else of its route's mean
+  logged tokens.
+
+Those rules are the fold's; this module applies them to whole columns (vectorised costs:
+:mod:`.costs_columnar`), so a routing-only replay builds no Python object per request. The
+outcome equals the fold's, column for column (tests/replay/test_stateless.py replays both ways).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from .columns import strings
+from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar
+
+if TYPE_CHECKING:
+    from ..keys.store import KeyHistory
+    from ..policy.model import Policy
+    from .costs import Estimates
+    from .routing_stage import RoutingDecisions
+    from .window import Window
+
+#: ``served_by`` codes: not routed (None), upstream, unknown model
+NOT_ROUTED, UPSTREAM, UNKNOWN_MODEL = 0, 1, 2
+SERVED_BY = (None, "upstream", "unknown_model")
+#: the log columns the outcome reads (one scan)
+STATELESS_COLUMNS = ("admission", "cache", "target", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd",
+                     "cache_source", "outcome", "latency_ms", "attempts")  # fmt: skip
+_HIT_KINDS = ("hit", "semantic-hit")
+
+
+def is_stateless(policy: Policy, window: Window, history: KeyHistory | None, row_policies: Any) -> bool:
+    """True when no request of ``window`` can affect another's decisions under ``policy``."""
+    if row_policies is not None or policy.rate_limits or (policy.budgets is not None and policy.budgets.limits):
+        return False
+    _, routes = window.codes("route")
+    if any(policy.cache_for(r) is not None for r in routes):
+        return False
+    return history is None or not any(_limited(history, key_id, cur.version) for key_id, cur in history.current.items())
+
+
+def _limited(history: KeyHistory, key_id: str, versions: int) -> bool:
+    """Whether any version of a key carried a budget or a rate limit of its own."""
+    for v in range(1, versions + 1):
+        key = history.version(key_id, v)
+        if key is not None and (key.settings.budget_usd is not None or key.settings.rpm or key.settings.tpm):
+            return True
+    return False
+
+
+@dataclass
+class StatelessOutcome:
+    """Per request (window order), what the composed replay decides for a stateless policy."""
+
+    served_by: np.ndarray  # int8 codes into SERVED_BY
+    cost: np.ndarray  # float64; NaN where the fold's cost is None (see ``cost_known``)
+    cost_known: np.ndarray  # bool
+    unpriced: set[str] = field(default_factory=set)
+    unmeasured: set[str] = field(default_factory=set)
+
+
+def stateless_outcome(
+    policy: Policy, window: Window, routing: RoutingDecisions, estimates: Estimates | None = None
+) -> StatelessOutcome:
+    """The fold's outcome, cost and served-by for every request (see the module docstring)."""
+    window.prefetch(STATELESS_COLUMNS)
+    est = estimates if estimates is not None else estimates_columnar(window)
+    n = len(window)
+    codes = routing.plan_codes
+    nonempty = np.asarray([bool(p) for p in routing.plans] + [False], bool)
+    upstream = nonempty[codes]
+    served_by = np.where(codes < 0, NOT_ROUTED, np.where(upstream, UPSTREAM, UNKNOWN_MODEL)).astype(np.int8)
+    cost = np.full(n, np.nan)
+    known = np.zeros(n, bool)
+    adm_codes, adm_values = window.codes("admission")
+    ran = _isin(adm_codes, adm_values, ("ok",)) | (adm_codes < 0)
+    cache_codes, cache_values = window.codes("cache")
+    hit = _isin(cache_codes, cache_values, _HIT_KINDS)
+    pt, ct = window.numpy("prompt_tokens"), window.numpy("completion_tokens")
+    same = upstream & ran & ~hit & (routing.logged_codes == codes)
+    _cost_as_ran(policy, window, np.flatnonzero(same), pt, ct, cost, known)
+    model = ExpectedCosts(policy, est.failure)
+    other = np.flatnonzero(upstream & ~same)
+    if other.size:
+        opt, oct_ = _tokens_of(window, est, other, ran & ~hit, pt, ct)
+        _expected_costs(policy, window, routing, model, other, opt, oct_, cost, known)
+    return StatelessOutcome(served_by, cost, known, model.unpriced, model.unmeasured)
+
+
+def _isin(codes: np.ndarray, values: list[Any], wanted: Sequence[str]) -> np.ndarray:
+    table = np.asarray([v in wanted for v in values] + [False], bool)
+    return table[codes]  # type: ignore[no-any-return]
+
+
+def _cost_as_ran(
+    policy: Policy, window: Window, rows: np.ndarray, pt: np.ndarray, ct: np.ndarray, cost: np.ndarray,
+    known: np.ndarray,
+) -> None:  # fmt: skip
+    """Requests served live on the candidate's plan: their logged tokens at the candidate's
+    price of the target that served (no target: the logged cost, or 0)."""
+    if not rows.size:
+        return
+    target_codes, targets = window.codes("target")
+    cached = window.numpy("cached_tokens")
+    tc = target_codes[rows]
+    failed = rows[tc < 0]
+    logged = window.numpy("cost_usd")[failed]
+    cost[failed] = np.nan_to_num(logged, nan=0.0)
+    known[failed] = True
+    for t in np.unique(tc[tc >= 0]).tolist():
+        mine = rows[tc == t]
+        c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[mine])
+        if c is not None:
+            cost[mine] = c
+            known[mine] = ~np.isnan(c)
+
+
+def _tokens_of(
+    window: Window, est: Estimates, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt, completion) tokens the expected cost of ``rows`` is computed from: their own
+    when they ran live (not a hit) and logged any, else their cache source's, else the route's mean."""
+    has = ~np.isnan(pt[rows]) | ~np.isnan(ct[rows])
+    own = ran_not_hit[rows] & has
+    out_pt = np.where(own, np.nan_to_num(pt[rows], nan=0.0), np.nan)
+    out_ct = np.where(own, np.nan_to_num(ct[rows], nan=0.0), np.nan)
+    rest = np.flatnonzero(~own)
+    if rest.size:
+        src = _source_rows(window, rows[rest])
+        ok = src >= 0
+        ok[ok] = ~np.isnan(pt[src[ok]]) | ~np.isnan(ct[src[ok]])
+        out_pt[rest[ok]] = np.nan_to_num(pt[src[ok]], nan=0.0)
+        out_ct[rest[ok]] = np.nan_to_num(ct[src[ok]], nan=0.0)
+        route_codes, routes = window.codes("route")
+        means = np.asarray([est.means.get(r, (0.0, 0.0)) for r in routes] + [est.means.get("", (0.0, 0.0))])
+        mean_rows = rows[rest[~ok]]
+        rc = np.where(route_codes[mean_rows] < 0, len(routes), route_codes[mean_rows])
+        out_pt[rest[~ok]], out_ct[rest[~ok]] = means[rc, 0], means[rc, 1]
+    return out_pt, out_ct
+
+
+def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
+    """The window row of each of ``rows``' cache source (-1: none, or not in the window).
+
+    The window's ids are looked up in the (few) sources rather than the sources in the ids:
+    a hash table of the sources, probed once per row, instead of one of every id."""
+    sources = window.arrow("cache_source").take(pa.array(rows))
+    if sources.null_count == len(sources):
+        return np.full(len(rows), -1, np.int64)
+    distinct = pc.unique(sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources).drop_null()
+    where = pc.index_in(window.arrow("request_id"), value_set=distinct)
+    found = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+    row_of = np.full(len(distinct) + 1, -1, np.int64)  # the last slot: a NULL source
+    row_of[pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)[found]] = found
+    mine = pc.fill_null(pc.index_in(sources, value_set=distinct), len(distinct)).to_numpy(zero_copy_only=False)
+    return row_of[mine.astype(np.int64)]  # type: ignore[no-any-return]
+
+
+def _expected_costs(
+    policy: Policy, window: Window, routing: RoutingDecisions, model: ExpectedCosts, rows: np.ndarray,
+    pt: np.ndarray, ct: np.ndarray, cost: np.ndarray, known: np.ndarray,
+) -> None:  # fmt: skip
+    """The expected cost of ``rows`` (with tokens ``pt``/``ct``) along their plans, per (route, plan),
+    in the order the fold first meets each pair (the order unpriced targets are recorded in)."""
+    from .routing_estimates import _tries
+
+    route_codes, routes = window.codes("route")
+    group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
+    uniq, first = np.unique(group, return_index=True)
+    for g in uniq[np.argsort(first)].tolist():
+        mine = np.flatnonzero(group == g)
+        plan, r = routing.plans[g // (len(routes) + 1)], g % (len(routes) + 1) - 1
+        c = model.expected(_tries(policy, routes[r] if r >= 0 else None), plan, pt[mine], ct[mine])
+        if c is not None:
+            cost[rows[mine]] = c
+            known[rows[mine]] = True
+
+
+# -- the stages' columns when nothing was folded -------------------------------------------------
+def _strings(window: Window, name: str) -> Any:
+    """A logged string column as :func:`.columns.strings` gives it."""
+    codes, values = window.codes(name)
+    return strings(values, codes)
+
+
+def _nones(n: int) -> np.ndarray:
+    return np.full(n, None, object)
+
+
+def stateless_limits_columns(window: Window) -> tuple[dict[str, Any], np.ndarray]:
+    """The limits stage: no limit applied, so every request the live proxy refused differs."""
+    n = len(window)
+    logged = _strings(window, "admission")
+    codes, values = window.codes("admission")
+    differs = _isin(codes, values, [v for v in values if v != "ok"])
+    cols = {"logged_admission": logged, "replay_admission": _nones(n), "replay_admission_reason": _nones(n),
+            "replay_admission_limit": _nones(n)}  # fmt: skip
+    return cols, differs
+
+
+def stateless_cache_columns(window: Window) -> tuple[dict[str, Any], np.ndarray]:
+    """The cache stage: no request reaches a cache, so every request that did live differs."""
+    n = len(window)
+    codes, _ = window.codes("cache")
+    cols = {"logged_cache": _strings(window, "cache"), "replay_cache": _nones(n), "replay_cache_source": _nones(n),
+            "replay_cache_similarity": _nones(n)}  # fmt: skip
+    return cols, codes >= 0
+
+
+def _number_column(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A float column as a list of float | None reads in pandas (all None: an object column)."""
+    return values if valid.any() else _nones(len(values))
+
+
+def stateless_cost_columns(window: Window, outcome: StatelessOutcome) -> dict[str, Any]:
+    """The cost stage: the logged and replayed cost, nothing saved, and who served."""
+    n = len(window)
+    return {
+        "logged_cost_usd": _number_column(window.numpy("cost_usd"), window.valid("cost_usd")),
+        "replay_cost_usd": _number_column(outcome.cost, outcome.cost_known),
+        "replay_saved_usd": _nones(n),
+        "replay_served_by": strings(list(SERVED_BY[1:]), outcome.served_by.astype(np.int32) - 1),
+    }
+
+
+def logged_cost_values(window: Window) -> list[float]:
+    """The logged costs that are not NULL, in window order (as Python floats, for ``sum``)."""
+    values = window.numpy("cost_usd")
+    return values[window.valid("cost_usd")].tolist()  # type: ignore[no-any-return]
