@@ -232,11 +232,21 @@ def _traffic(args: argparse.Namespace) -> int:
         print(f"llmgw: {args.data_dir} is in use by {holder.get('command', 'another process')} "
               f"(pid {holder.get('pid', 'unknown')}); send traffic through it with --url", file=sys.stderr)  # fmt: skip
         return 2
-    report = serve_synthetic_traffic(
-        args.policy, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed, url=args.url,
-        api_key=args.api_key or os.environ.get("LLMGW_API_KEY") or None, port=args.port,
-    )  # fmt: skip
+    if args.profile is not None:
+        if args.policy is not None or args.route:
+            print("llmgw traffic: --profile brings its own policy and routes; drop --policy/--route", file=sys.stderr)
+            return 2
+        from .traffic_profile import serve_profile
+
+        report = serve_profile(args.profile, args.data_dir, n=args.n, seed=args.seed, port=args.port, url=args.url)
+        print(f"policy: {args.data_dir / f'traffic-{args.profile}.yaml'}")
+    else:
+        report = serve_synthetic_traffic(
+            args.policy or DEFAULT_POLICY, args.data_dir, n=args.n, routes=args.route or None, seed=args.seed,
+            url=args.url, api_key=args.api_key or os.environ.get("LLMGW_API_KEY") or None, port=args.port,
+        )  # fmt: skip
     print(f"sent {report.sent} requests: {report.ok} ok, {report.errors} errors; log in {report.data_dir}")
+    print("by team:", ", ".join(f"{team} {count}" for team, count in report.by_team.most_common()))
     if report.errors:
         print("errors by reason:", *report.failure_lines(), sep="\n")
     if report.errors * 2 > report.sent:
@@ -378,8 +388,13 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--request-id", default="req_explain", help="the id weighted draws hash (without sticky)")
     ex.set_defaults(func=_explain)
 
+    from .traffic_profile import PROFILES
+
     t = sub.add_parser("traffic", help="serve synthetic traffic through a real server (for demos and notebooks)")
-    t.add_argument("--policy", type=Path, default=DEFAULT_POLICY)
+    t.add_argument("--policy", type=Path, default=None, help=f"the policy to serve (default: {DEFAULT_POLICY})")
+    t.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="realistic traffic: teams, keys, a day's shape, repeats and paraphrases, targets that differ "
+                   "in price, latency and failure rate (serves its own policy)")  # fmt: skip
     t.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     t.add_argument("-n", type=int, default=200, help="number of requests")
     t.add_argument("--route", action="append", help="route to use (repeatable; default: every route)")

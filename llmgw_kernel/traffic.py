@@ -15,6 +15,7 @@ the demo provider's model-name knobs (``demo-x-slow-40ms``, ``demo-y-flaky-10pct
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class TrafficReport:
     data_dir: Path
     #: failed requests by reason (``"401 invalid_api_key"``), most frequent first when printed
     reasons: Counter[str] = field(default_factory=Counter)
+    by_team: Counter[str] = field(default_factory=Counter)  # requests sent per team
     #: one message per reason, as the server gave it (never a secret: the gateway's errors echo none)
     examples: dict[str, str] = field(default_factory=dict)
 
@@ -116,48 +118,62 @@ def serve_synthetic_traffic(
     pol = load_policy(policy)
     chosen = list(routes or pol.routes)
     rng = random.Random(seed)  # seeded: the same call makes the same traffic
-    proc = None
-    log_file = None
-    if url is None:
-        port = port or env_port() or _free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--policy", str(policy), "--data-dir", str(data_dir), "--no-dashboards"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        _wait_ready(url, proc)
     report = TrafficReport(n, 0, 0, Path(data_dir))
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
-            for i in range(n):
-                route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
-                body: dict[str, Any] = {
-                    "model": route,
-                    "messages": [{"role": "user", "content": rng.choice(PROMPTS)}],
-                    "metadata": {"team": rng.choice(TEAMS)},
-                    "user": f"user-{rng.randrange(users)}",
-                }
-                if rng.random() < stream_share:
-                    body["stream"] = True
-                try:
-                    r = client.post("/v1/chat/completions", json=body)
-                except httpx.HTTPError as exc:
-                    report.record_failure(f"no response ({type(exc).__name__})", str(exc))
-                    continue
-                if r.status_code == 200:
-                    report.ok += 1
-                else:
-                    report.record_failure(*failure_of(r))
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-        if log_file is not None:
-            log_file.close()
+    with (
+        started_server(policy, data_dir, port, url) as base,
+        httpx.Client(base_url=base, timeout=30, headers=headers) as client,
+    ):
+        for i in range(n):
+            route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
+            prompt = rng.choice(PROMPTS)
+            team = rng.choice(TEAMS)
+            body: dict[str, Any] = {
+                "model": route,
+                "messages": [{"role": "user", "content": prompt}],
+                "metadata": {"team": team},
+                "user": f"user-{rng.randrange(users)}",
+            }
+            if rng.random() < stream_share:
+                body["stream"] = True
+            report.by_team[team] += 1
+            try:
+                r = client.post("/v1/chat/completions", json=body)
+            except httpx.HTTPError as exc:
+                report.record_failure(f"no response ({type(exc).__name__})", str(exc))
+                continue
+            if r.status_code == 200:
+                report.ok += 1
+            else:
+                report.record_failure(*failure_of(r))
     return report
+
+
+@contextlib.contextmanager
+def started_server(
+    policy: str | os.PathLike[str], data_dir: str | os.PathLike[str], port: int | None = None, url: str | None = None
+) -> Iterator[str]:
+    """The base URL of a server serving ``policy`` on ``data_dir``: ``url`` as given, or one
+    started here on ``port`` (else ``$LLMGW_TRAFFIC_PORT``, else a free port) and stopped with
+    SIGTERM on exit, so every row is flushed."""
+    if url is not None:
+        yield url
+        return
+    port = port or env_port() or _free_port()
+    log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--policy", str(policy), "--data-dir", str(data_dir), "--no-dashboards"],
+        stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, proc)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        log_file.close()
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -1,0 +1,167 @@
+"""Realistic synthetic traffic, served through a real ``llmgw serve``: several teams with their
+own keys, users, route mix and time-of-day shape; prompts that repeat and paraphrase; targets
+that differ in price, latency and failure rate.
+
+    llmgw traffic --profile demo --data-dir llmgw-demo-data -n 600
+
+The team model (:class:`~llmgw_kernel.spend_history.Team`: volume, weekend share, hours of
+the day, routes, token sizes, keys, users) is the one :mod:`llmgw_kernel.spend_history` writes a
+month of history with; the prompt stream (Zipf-popular intents, exact repeats, paraphrases,
+hard negatives) is :func:`llmgw_kernel.cache_traffic.plan_traffic`'s. What this module adds is
+serving them together:
+
+- **one compressed day**: each request gets an hour drawn from its team's shape and the plan
+  is sent in hour order, so the log shows the day's mix of teams changing over the run (a
+  nightly batch team first, business hours in the middle, ...);
+- **targets that behave differently**, offline: the built-in ``demo`` provider's
+  ``slow-<N>ms`` / ``flaky-<P>pct`` knobs stand in for a cheap fast model, a dear one and a
+  slow, flaky reasoning model; the profile's ``pricing`` gives them real prices, so cost,
+  latency and error what-ifs have something to find;
+- **keys**: in open mode every team's requests present one of its keys (``Bearer
+  sk-synthetic-<team>-<k>``), so ``key_id`` differs per key without any admin setup.
+
+The profile's policy is written to ``<data-dir>/traffic-<profile>.yaml`` and served; replaying
+the log against it reproduces every decision. Deterministic given ``seed`` (the plan; the log's
+request ids and times are the server's).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .spend_history import TEAMS, Team
+
+#: target name -> (demo model with its behaviour knobs, USD per 1M input tokens, per 1M output)
+TARGETS: dict[str, tuple[str, float, float]] = {
+    "mini": ("demo-mini-slow-15ms-flaky-1pct", 0.15, 0.60),
+    "large": ("demo-large-slow-60ms-flaky-2pct", 2.50, 10.00),
+    "reasoner": ("demo-reasoner-slow-150ms-flaky-6pct", 3.00, 15.00),
+}
+#: route -> [(target, weight)]: weighted routes draw their first target; the rest are fallbacks
+ROUTES: dict[str, list[tuple[str, int]]] = {
+    "chat": [("mini", 80), ("large", 20)],
+    "assistant": [("large", 1), ("mini", 0)],
+    "analyst": [("reasoner", 1), ("large", 0)],
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    teams: tuple[Team, ...] = TEAMS
+    stream_share: float = 0.15
+    repeat_share: float = 0.3
+
+
+PROFILES = {"demo": Profile("demo")}
+
+
+@dataclass(frozen=True)
+class Planned:
+    hour: float  # within the compressed day (the send order)
+    team: str
+    key: str
+    user: str
+    route: str
+    prompt: str
+    stream: bool
+    max_tokens: int
+
+
+def profile_policy(profile: Profile) -> dict[str, Any]:
+    """The policy the profile is served with (the demo provider; real prices)."""
+    routes: dict[str, Any] = {}
+    for route, targets in ROUTES.items():
+        weighted = sum(w for _, w in targets) > 1 or any(w == 0 for _, w in targets)
+        routes[route] = {"targets": [{"provider": "demo", "model": TARGETS[t][0], **({"weight": w} if weighted else {})}
+                                     for t, w in targets]}  # fmt: skip
+    return {
+        "description": f"synthetic traffic profile {profile.name!r} (llmgw_kernel.traffic_profile)",
+        "providers": {"demo": {"kind": "demo"}},
+        "routes": routes,
+        "pricing": {model: {"input_per_1m": i, "output_per_1m": o} for model, i, o in TARGETS.values()},
+        "log": {"bodies": "full", "flush_ms": 200},
+    }
+
+
+def plan(profile: Profile, n: int, seed: int = 0) -> list[Planned]:
+    """``n`` requests of one compressed day, in send order (a pure function of its arguments)."""
+    from .cache_traffic import plan_traffic
+
+    teams = {t.name: t for t in profile.teams}
+    stream = plan_traffic(n, seed=seed, stream_share=profile.stream_share, repeat_share=profile.repeat_share,
+                          teams={t.name: t.per_weekday for t in profile.teams})  # fmt: skip
+    rng = random.Random(f"traffic-profile:{profile.name}:{seed}")
+    out = []
+    for p in stream:
+        team = teams[p.team]
+        hour = rng.choices(range(24), team.hours)[0] + rng.random()
+        route = rng.choices(list(team.routes), list(team.routes.values()))[0]
+        out.append(Planned(
+            hour, team.name, f"sk-synthetic-{team.name}-{rng.randrange(team.keys)}",
+            f"{team.name}-user-{rng.randrange(team.users)}", route, p.prompt, p.stream,
+            max(16, int(rng.lognormvariate(0, 0.5) * team.completion_tokens)),
+        ))  # fmt: skip
+    out.sort(key=lambda r: r.hour)
+    return out
+
+
+def serve_profile(
+    profile: Profile | str,
+    data_dir: str | os.PathLike[str],
+    n: int = 600,
+    seed: int = 0,
+    port: int | None = None,
+    url: str | None = None,
+    concurrency: int = 4,
+) -> Any:
+    """Serve ``plan(profile, n, seed)`` through a real server (started on ``port``, else
+    ``$LLMGW_TRAFFIC_PORT``, else a free one; or the running one at ``url``, which must serve
+    :func:`profile_policy`). Returns the :class:`~llmgw_kernel.traffic.TrafficReport`, with
+    ``by_team`` request counts."""
+    from .traffic import TrafficReport, started_server
+
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    root = Path(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    policy_path = root / f"traffic-{prof.name}.yaml"
+    policy_path.write_text(yaml.safe_dump(profile_policy(prof), sort_keys=False))
+    planned = plan(prof, n, seed)
+    report = TrafficReport(n, 0, 0, root)
+    with started_server(policy_path, root, port, url) as base:
+        import httpx
+
+        with httpx.Client(base_url=base, timeout=60) as client, ThreadPoolExecutor(concurrency) as pool:
+            for p, outcome in zip(planned, pool.map(lambda p: _send(client, p), planned), strict=True):
+                report.by_team[p.team] += 1
+                if isinstance(outcome, tuple):
+                    report.record_failure(*outcome)
+                else:
+                    report.ok += 1
+    return report
+
+
+def _send(client: Any, p: Planned) -> tuple[str, str] | None:
+    import httpx
+
+    from .traffic import failure_of
+
+    body: dict[str, Any] = {
+        "model": p.route, "messages": [{"role": "user", "content": p.prompt}], "max_tokens": p.max_tokens,
+        "user": p.user, "metadata": {"team": p.team}, "stream": p.stream,
+    }  # fmt: skip
+    try:
+        r = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {p.key}"})
+    except httpx.HTTPError as exc:
+        return f"no response ({type(exc).__name__})", str(exc)
+    return None if r.status_code == 200 else failure_of(r)
+
+
+__all__ = ["PROFILES", "Planned", "Profile", "plan", "profile_policy", "serve_profile"]
