@@ -28,9 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..decisions.cost import cost_usd, resolve_price
+from ..decisions.cost import cost_usd
 from .routing_estimates import _quantile, attempt_samples
 
 if TYPE_CHECKING:
@@ -67,7 +65,14 @@ class Estimates:
 
 
 def estimates_of(window: Columns) -> Estimates:
-    """:class:`Estimates` of a logged window (the columns they read: ESTIMATE_COLUMNS)."""
+    """:class:`Estimates` of a logged window (the columns they read: ESTIMATE_COLUMNS); a
+    :class:`~.window.Window`'s from its columns (:func:`.costs_columnar.estimates_columnar`)."""
+    from .window import Window
+
+    if isinstance(window, Window):
+        from .costs_columnar import estimates_columnar
+
+        return estimates_columnar(window)
     from .cache_stage import HIT_KINDS
 
     samples = attempt_samples(window)
@@ -90,41 +95,6 @@ def estimates_of(window: Columns) -> Estimates:
 ESTIMATE_COLUMNS = ("route", "outcome", "latency_ms", "cache", "prompt_tokens", "completion_tokens", "attempts")
 
 
-def round9(x: np.ndarray) -> np.ndarray:
-    """``round(v, 9)`` of every element, bit for bit as Python rounds a float: the decimal multiple
-    of 1e-9 nearest the exact value (ties to even), then the double nearest that decimal.
-
-    ``y = x * 1e9`` is within half an ulp of the exact product, so ``rint(y)`` is the exact
-    product's nearest integer unless ``y`` lies within an ulp of a half; those few are rounded by
-    Python. ``r / 1e9`` (both exact doubles) is correctly rounded by IEEE division: the double
-    nearest ``r`` x 10^-9, as Python's decimal-to-float conversion gives."""
-    y = x * 1e9
-    r = np.rint(y)
-    frac = np.abs(y - np.floor(y) - 0.5)
-    near = (frac <= np.maximum(1e-6, np.abs(y) * 2.0**-45)) | ~(np.abs(y) < 2.0**52)
-    out = r / 1e9
-    for i in np.flatnonzero(near).tolist():
-        out[i] = round(float(x[i]), 9)
-    return out
-
-
-def costs_usd(
-    policy: Policy, target_id: str | None, prompt: np.ndarray, completion: np.ndarray, cached: np.ndarray | None = None
-) -> np.ndarray | None:
-    """:func:`~llmgw_kernel.decisions.cost.cost_usd` of many answers by one target, bit for bit
-    (None: an unpriced target). Tokens are float64 arrays of whole numbers, 0 for none (rows with
-    neither count logged are the caller's to set apart: ``cost_usd`` is None for them); the same
-    operations in the same order as ``cost_usd``, then :func:`round9`."""
-    price = resolve_price(policy, target_id) if target_id else None
-    if price is None:
-        return None
-    got = np.zeros(len(prompt)) if cached is None else np.minimum(np.maximum(cached, 0.0), prompt)
-    cached_rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
-    total = (prompt - got) * price.input_per_1m + got * cached_rate
-    total += completion * price.output_per_1m
-    return round9(total / 1e6)
-
-
 class CostModel:
     """Per-target failure rates from the logged attempts, for expected costs on a plan."""
 
@@ -134,7 +104,8 @@ class CostModel:
         self.unpriced: set[str] = set()
         self.unmeasured: set[str] = set()
 
-    def _tries(self, policy: Policy, route: str | None) -> int:
+    def tries(self, policy: Policy, route: str | None) -> int:
+        """How many times the route tries each target (its retry attempts)."""
         spec = policy.routes.get(route) if route else None
         retry = getattr(spec, "retry", None)
         return int(getattr(retry, "attempts", 1) or 1)
@@ -144,33 +115,18 @@ class CostModel:
     ) -> float | None:
         """The expected cost of serving ``pt`` + ``ct`` tokens along ``plan`` (None: a target
         that may serve has no price)."""
-        return self._expected(policy, route, plan, pt, ct, cached)  # type: ignore[no-any-return]
-
-    def expected_many(
-        self, policy: Policy, route: str | None, plan: Sequence[str], pt: np.ndarray, ct: np.ndarray
-    ) -> np.ndarray | None:
-        """:meth:`expected` of many requests on one (route, plan), bit for bit (float64 arrays)."""
-        return self._expected(policy, route, plan, pt, ct, None)  # type: ignore[no-any-return]
-
-    def _expected(self, policy: Policy, route: str | None, plan: Sequence[str], pt: Any, ct: Any, cached: Any) -> Any:
-        """The one formula of :meth:`expected` and :meth:`expected_many`: scalars or arrays."""
-        many = isinstance(pt, np.ndarray)
-        tries = self._tries(policy, route)
+        tries = self.tries(policy, route)
         reach, total = 1.0, 0.0
-        c: Any = None
         for target in plan:
             if target not in self.failure:
                 self.unmeasured.add(target)
             p = self.failure.get(target, 0.0) ** tries
             serve = reach * (1.0 - p)
             if serve > 0:
-                if many:  # the same float operations on arrays (tokens rounded half to even, as round())
-                    c = costs_usd(policy, target, np.rint(pt), np.rint(ct))
-                else:
-                    c = cost_usd(policy, target, round(pt), round(ct), cached)
+                c = cost_usd(policy, target, round(pt), round(ct), cached)
                 if c is None:
                     self.unpriced.add(target)
                     return None
-                total = total + serve * c
+                total += serve * c
             reach *= p
         return total

@@ -51,7 +51,7 @@ from ..decisions.limits import (
     window_bounds,
     worst_case_usd,
 )
-from .costs import costs_usd
+from .costs_columnar import ExpectedCosts, cost_usd_columns
 from .window import Window, as_window, split_plan
 
 if TYPE_CHECKING:
@@ -510,12 +510,12 @@ def _served(
     # the same plan, ran live: its logged tokens at the candidate's price of the target that served
     failed = same & (target_code < 0)  # failed upstream live: it costs what it cost then
     up_cost[failed], up_has[failed] = np.nan_to_num(cols.num("cost_usd"))[failed], True
-    cached = np.nan_to_num(cols.num("cached_tokens"))
+    cached = cols.num("cached_tokens")
     for t in np.unique(target_code[same & (target_code >= 0)]).tolist():
         rows = np.flatnonzero(same & (target_code == t))
-        got = costs_usd(pol, targets[t], pt[rows], ct[rows], cached[rows])
-        if got is not None:  # no tokens logged at all: no cost (cost_usd is None)
-            up_cost[rows], up_has[rows] = np.where(has_tokens[rows], got, 0.0), has_tokens[rows]
+        got = cost_usd_columns(pol, targets[t], pt_raw[rows], ct_raw[rows], cached[rows])
+        if got is not None:  # NaN: no tokens logged at all (cost_usd is None)
+            up_cost[rows], up_has[rows] = np.nan_to_num(got), ~np.isnan(got)
     same_rows = np.flatnonzero(same)
     up_tok[same_rows] = (pt + ct).astype(np.int64)[same_rows]
     up_at[same_rows] = a["settle_logged"][same_rows]
@@ -527,18 +527,16 @@ def _served(
         p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, pt, ct)
         route_code, routes = cols.codes("route")
         code, first = factorize(route_code[other], plan_code[other])
-        costs, kept = c.costs, c.costs.unpriced
-        try:
-            for j, i in enumerate(other[first].tolist()):
-                costs.unpriced = probe = set[str]()
-                at = np.flatnonzero(code == j)
-                r = routes[int(route_code[i])] if route_code[i] >= 0 else None
-                got = costs.expected_many(pol, r, plans[int(plan_code[i])], p_[at], c_[at])
-                if got is not None:
-                    up_cost[other[at]], up_has[other[at]] = got, True
-                unpriced.append(probe)
-        finally:
-            costs.unpriced = kept
+        model = ExpectedCosts(pol, c.costs.failure)  # CostModel.expected on arrays
+        for j, i in enumerate(other[first].tolist()):
+            model.unpriced = set()
+            at = np.flatnonzero(code == j)
+            r = routes[int(route_code[i])] if route_code[i] >= 0 else None
+            got = model.expected(c.costs.tries(pol, r), plans[int(plan_code[i])], p_[at], c_[at])
+            if got is not None:
+                up_cost[other[at]], up_has[other[at]] = got, True
+            unpriced.append(model.unpriced)
+        c.costs.unmeasured |= model.unmeasured
         unpriced_of[other] = np.where(np.array([bool(s) for s in unpriced], np.bool_)[code], code, -1)
         up_tok[other] = np.rint(p_ + c_).astype(np.int64)
         up_at[other] = a["decide"][other] + ms / 1000

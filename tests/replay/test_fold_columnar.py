@@ -1,6 +1,6 @@
-"""The compiled fold's inputs are read from the window's columns (``replay/fold_inputs.py``): the
-vectorised rules they apply equal the scalar ones bit for bit, and the fold they feed decides
-what the Python fold decides — across calendar windows (a budget's day, week and month reset
+"""The compiled fold's inputs are read from the window's columns (``replay/fold_inputs.py``; the
+vectorised cost rules are held to the scalar ones in test_costs_columnar.py): the fold they feed
+decides what the Python fold decides — across calendar windows (a budget's day, week and month reset
 inside the window), with reservations, rpm and tpm, exact-cache expiry and eviction, refusals,
 unknown models and fallbacks (field by field: ``test_fold_kernel.assert_same``).
 """
@@ -14,52 +14,11 @@ import numpy as np
 import pytest
 from test_fold_kernel import assert_same, composer, live
 
-from llmgw_kernel import load_policy
-from llmgw_kernel.decisions.cost import cost_usd
-from llmgw_kernel.replay.costs import CostModel, costs_usd, round9
 from llmgw_kernel.replay.fold_inputs import factorize
 
 pytest.importorskip("numba")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import replay_scale  # noqa: E402
-
-
-def test_round9_is_pythons_round():
-    rng = np.random.default_rng(3)
-    x = np.concatenate([
-        rng.uniform(0, 1, 200_000), rng.uniform(0, 1e-6, 50_000), rng.uniform(0, 5e4, 50_000),
-        (np.arange(50_000) + 0.5) / 1e9,  # halves of the last digit: ties, up to the binary value
-        rng.integers(0, 10**7, 20_000) * 1e-9, np.array([0.0, 1e-9, 5e-10, 2.5e-9, 1e7, 2.0**53 / 1e9]),
-    ])  # fmt: skip
-    got = round9(x)
-    want = np.array([round(float(v), 9) for v in x])
-    assert np.array_equal(got.view(np.int64), want.view(np.int64))
-
-
-def test_costs_usd_is_cost_usd_bit_for_bit():
-    pol = load_policy(replay_scale.policy_doc("live"))
-    rng = np.random.default_rng(5)
-    pt, ct = rng.integers(0, 20_000, 20_000).astype(float), rng.integers(0, 4_000, 20_000).astype(float)
-    cached = np.where(rng.random(20_000) < 0.3, rng.integers(-5, 25_000, 20_000), 0).astype(float)
-    for target in ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "openai/gpt-4.1"):
-        got = costs_usd(pol, target, pt, ct, cached)
-        assert got is not None
-        want = [cost_usd(pol, target, int(p), int(c), int(k)) for p, c, k in zip(pt, ct, cached, strict=True)]
-        assert np.array_equal(got.view(np.int64), np.array(want).view(np.int64)), target
-    assert costs_usd(pol, "nowhere/unpriced", pt, ct) is None
-
-
-def test_expected_many_is_expected():
-    pol = load_policy(replay_scale.policy_doc("live"))
-    model = CostModel(pol, {"openai/gpt-4o": 0.3, "anthropic/claude-sonnet-4-5": 0.05})
-    rng = np.random.default_rng(8)
-    pt, ct = rng.uniform(0, 5000, 5000), rng.uniform(0, 900, 5000)
-    pt[:10] = np.arange(10) + 0.5  # ties: round() and rint() both round half to even
-    plan = ["openai/gpt-4o", "anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]
-    got = model.expected_many(pol, "assistant", plan, pt, ct)
-    want = [model.expected(pol, "assistant", plan, float(p), float(c)) for p, c in zip(pt, ct, strict=True)]
-    assert got is not None and np.array_equal(got.view(np.int64), np.array(want).view(np.int64))
-    assert model.expected_many(pol, "assistant", ["x/unpriced"], pt, ct) is None and model.unpriced == {"x/unpriced"}
 
 
 def test_factorize_codes_combinations_in_first_seen_order():
