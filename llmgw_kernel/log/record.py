@@ -15,6 +15,8 @@ import orjson
 from .schema import COLUMN_NAMES, COLUMNS
 
 JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
+#: body modes whose rows keep the request and response (``redacted``: after input guardrails)
+_BODIES_KEPT = ("full", "redacted")
 
 
 class RequestRecord:
@@ -30,7 +32,7 @@ class RequestRecord:
         "cache_namespace", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts", "cache_features",
         "embedding", "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason",
         "budget_flags", "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens",
-        "usage_estimated", "origin",
+        "usage_estimated", "origin", "guardrails",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -95,6 +97,7 @@ class RequestRecord:
         self.reserved_tokens: int | None = None
         self.reserved_prompt_tokens: int | None = None  # the prompt's part of reserved_tokens
         self.usage_estimated = False  # usage counted by the gateway (the provider sent none)
+        self.guardrails: list[dict[str, Any]] | None = None  # verdicts (guardrails.verdicts.Verdicts.summary)
         self.origin: str | None = None  # None: served here; "import:<format>": written by `llmgw import`
 
 
@@ -221,9 +224,9 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
             parsed = None
         if isinstance(parsed, dict):
             request_hash = _hash_or_none(canonical_request_bytes, parsed)
-            if rec.body_mode == "full":
+            if rec.body_mode in _BODIES_KEPT:
                 request_body = parsed
-        elif rec.body_mode == "full":
+        elif rec.body_mode in _BODIES_KEPT:
             request_body = {"unparsed": rec.request_raw[:4096].decode("utf-8", "replace")}
     response: Any = None
     response_bytes = None
@@ -270,7 +273,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "request_hash": request_hash if rec.body_mode != "none" else None,
         "request_body": request_body,
         "response_hash": response_hash if rec.body_mode != "none" else None,
-        "response_body": response if rec.body_mode == "full" else None,
+        "response_body": response if rec.body_mode in _BODIES_KEPT else None,
         "request_bytes": len(rec.request_raw),
         "response_bytes": response_bytes,
         "api": rec.api,
@@ -306,6 +309,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "reserved_tokens": rec.reserved_tokens,
         "reserved_prompt_tokens": rec.reserved_prompt_tokens,
         "origin": rec.origin,
+        "guardrails": rec.guardrails,
     }
 
 

@@ -45,11 +45,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("usage_source", "VARCHAR", "upstream | estimated (counted by the gateway: the provider sent none) | none"),
     ("metadata", "JSON", "request metadata (body `metadata` or x-llmgw-metadata)"),
     ("user_agent", "VARCHAR", "client User-Agent"),
-    ("body_mode", "VARCHAR", "full | hashed | none (policy log.bodies)"),
+    ("body_mode", "VARCHAR", "full | redacted | hashed | none (policy log.bodies)"),
     ("request_hash", "VARCHAR", "SHA-256 of the canonical request (model and metadata excluded)"),
-    ("request_body", "JSON", "the request as received (bodies: full)"),
+    ("request_body", "JSON", "the request as received (bodies: full; redacted: after input guardrails)"),
     ("response_hash", "VARCHAR", "SHA-256 of the response body"),
-    ("response_body", "JSON", "the response (streams: reassembled message) (bodies: full)"),
+    ("response_body", "JSON", "the response as answered (streams: reassembled message) (bodies: full | redacted)"),
     ("request_bytes", "INTEGER", "request body size"),
     ("response_bytes", "INTEGER", "response body size"),
     ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages)"),
@@ -97,6 +97,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reserved_tokens", "BIGINT", "tokens reserved at admission (prompt estimate + max tokens)"),
     ("reserved_prompt_tokens", "BIGINT", "the prompt's upper bound within reserved_tokens (the rest is max tokens)"),
     ("origin", "VARCHAR", "NULL: served by this gateway; import:<format>: written by `llmgw import` (docs/import.md)"),
+    (
+        "guardrails",
+        "STRUCT(stage VARCHAR, name VARCHAR, rule VARCHAR, type VARCHAR, action VARCHAR, count INTEGER, "
+        "score DOUBLE)[]",
+        "guardrail verdicts: per stage, check, rule, type and action, the findings' count and top confidence "
+        "(never the value); NULL: nothing fired",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -10,6 +10,8 @@ policy version: promote installs and archives it with the YAML (docs/policy.md#l
 
 The function takes one argument, the :class:`~llmgw_kernel.decisions.context.RouteContext`,
 and returns target ids (``"provider/model"``) or a ``RouteChoice(targets, reason)``.
+A custom guardrail (``guardrails.input[i].rule``, ``{type: custom}``) is loaded the same way;
+it takes one text and returns :class:`~llmgw_kernel.guardrails.findings.Finding` s.
 """
 
 from __future__ import annotations
@@ -46,11 +48,17 @@ def rule_module_files(data: Mapping[str, Any]) -> list[str]:
     """The rule module files a policy document refers to (relative to its folder), read from
     the raw mapping so that it works for a policy that does not validate too."""
     routes = data.get("routes")
-    files: set[str] = set()
+    refs: list[Any] = []
+    sections: list[Any] = [data.get("guardrails")]
     for route in routes.values() if isinstance(routes, Mapping) else ():
-        ref = route.get("rule") if isinstance(route, Mapping) else None
-        if isinstance(ref, str) and re.match(RULE_PATTERN, ref):
-            files.add(module_file(ref.split(":", 1)[0]))
+        if isinstance(route, Mapping):
+            refs.append(route.get("rule"))
+            sections.append(route.get("guardrails"))
+    for section in sections:  # custom guardrails: {type: custom, rule: module:function}
+        for stage in ("input", "output"):
+            checks = section.get(stage) if isinstance(section, Mapping) else None
+            refs += [c.get("rule") for c in checks if isinstance(c, Mapping)] if isinstance(checks, list) else []
+    files = {module_file(ref.split(":", 1)[0]) for ref in refs if isinstance(ref, str) and re.match(RULE_PATTERN, ref)}
     return sorted(files)
 
 
@@ -71,8 +79,11 @@ def _load_module(path: Path) -> tuple[ModuleType, str]:
     return module, digest
 
 
-def load_rule_function(ref: str, source: str | None) -> tuple[Callable[[Any], Any], str]:
+def load_rule_function(
+    ref: str, source: str | None, argument: str = "ctx: RouteContext"
+) -> tuple[Callable[[Any], Any], str]:
     """The function named by ``module:function`` and a digest of its module's source.
+    ``argument`` describes the one argument it must take (for the error message).
 
     Raises ``ValueError`` with a message fit for ``routes.<name>.rule: ...``.
     """
@@ -89,11 +100,11 @@ def load_rule_function(ref: str, source: str | None) -> tuple[Callable[[Any], An
     func = getattr(module, func_name, None)
     if func is None or not callable(func):
         raise ValueError(f"module {module_name!r} has no function {func_name!r}")
-    _check_signature(func, ref)
+    _check_signature(func, ref, argument)
     return func, digest[:12]
 
 
-def _check_signature(func: Callable[..., Any], ref: str) -> None:
+def _check_signature(func: Callable[..., Any], ref: str, argument: str) -> None:
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
@@ -104,4 +115,4 @@ def _check_signature(func: Callable[..., Any], ref: str) -> None:
     if inspect.iscoroutinefunction(func):
         raise ValueError(f"{ref} must be a plain function, not async")
     if not positional or len(required) > 1 or (required and required[0] is not positional[0]):
-        raise ValueError(f"{ref} must take exactly one argument (ctx: RouteContext), got {sig}")
+        raise ValueError(f"{ref} must take exactly one argument ({argument}), got {sig}")

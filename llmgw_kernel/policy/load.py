@@ -71,10 +71,10 @@ def validate_policy(data: Mapping[str, Any], source: str | None = None) -> Polic
     try:
         policy = Policy.model_validate(dict(data))
     except ValidationError as exc:
-        errors = [(format_path(e["loc"]), _message(e)) for e in exc.errors()]
-        raise PolicyError(errors, source) from None
+        raise PolicyError(_readable(exc.errors()), source) from None
     errors = list(_cross_check(policy))
     errors += _load_functions(policy, source)
+    errors += _compile_guardrails(policy, source)
     if errors:
         raise PolicyError(errors, source)
     policy._version = policy_version(policy)
@@ -97,8 +97,17 @@ def load_policy(source: PolicySource) -> Policy:
 
 
 def canonical_policy(policy: Policy) -> dict[str, Any]:
-    """The policy as plain data with every default filled in: what the version hashes."""
-    return policy.model_dump(mode="json")
+    """The policy as plain data with every default filled in: what the version hashes.
+    Sections added after versions were first recorded are left out while they are absent, so
+    a policy that does not use them keeps the version it always had (logged rows, the
+    history and ``served_policies`` keep matching)."""
+    doc = policy.model_dump(mode="json")
+    if doc.get("guardrails") is None:
+        doc.pop("guardrails", None)
+    for route in doc["routes"].values():
+        if route.get("guardrails") is None:
+            route.pop("guardrails", None)
+    return doc
 
 
 def policy_version(policy: Policy) -> str:
@@ -106,8 +115,38 @@ def policy_version(policy: Policy) -> str:
     doc = canonical_policy(policy)
     if policy._functions:  # a rule module's code is part of what the policy decides
         doc["_rule_modules"] = {route: digest for route, (_, digest) in policy._functions.items()}
+    if policy._guardrail_modules:  # so is a custom guardrail's
+        doc["_guardrail_modules"] = dict(policy._guardrail_modules)
     blob = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return "p-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _union_tag(part: str | int) -> bool:
+    """A ``loc`` part pydantic adds for a member of a union (``CacheSettings``,
+    ``literal[False]``, ``function-after[...]``), not a key of the document."""
+    if not isinstance(part, str):
+        return False
+    if part.startswith(("literal[", "function-")):
+        return True
+    from pydantic import BaseModel
+
+    from . import guardrail_settings, model
+
+    cls = getattr(model, part, None) or getattr(guardrail_settings, part, None)
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+def _readable(raw: list[Any]) -> list[tuple[str, str]]:
+    """Pydantic's errors as ``(path, message)``: union members' tags left out of the path, and
+    the ``false`` alternative of ``cache: {...} | false`` (and the like) not reported when
+    the value was a mapping with errors of its own."""
+    errors: list[tuple[str, str]] = []
+    for e in raw:
+        loc = tuple(e["loc"])
+        if loc and loc[-1] == "literal[False]" and isinstance(e.get("input"), dict):
+            continue
+        errors.append((format_path(tuple(p for p in loc if not _union_tag(p))), _message(e)))
+    return errors
 
 
 def _message(err: Any) -> str:
@@ -146,3 +185,11 @@ def _load_functions(policy: Policy, source: str | None) -> list[tuple[str, str]]
         except ValueError as exc:
             errors.append((format_path(("routes", route_name, "rule")), str(exc)))
     return errors
+
+
+def _compile_guardrails(policy: Policy, source: str | None) -> list[tuple[str, str]]:
+    """Build every route's guardrails (detectors, custom rule functions) at load, so a bad
+    entity, category or rule module is a validation error naming its path."""
+    from ..guardrails.compile import compile_policy_guardrails
+
+    return compile_policy_guardrails(policy, source)

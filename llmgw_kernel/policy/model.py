@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .conditions import RULE_PATTERN, STICKY_PATTERN, Price, When, check_weights
+from .guardrail_settings import GuardrailSettings, merge_guardrails
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "azure", "demo"]
 
@@ -21,7 +22,7 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
 }
-BodyMode = Literal["full", "hashed", "none"]
+BodyMode = Literal["full", "redacted", "hashed", "none"]
 
 
 class _Frozen(BaseModel):
@@ -301,6 +302,9 @@ class Route(_Frozen):
     cache: CacheSettings | Literal[False] | None = Field(
         default=None, description="Overrides the top-level cache keys it names; false: no caching on this route"
     )
+    guardrails: GuardrailSettings | Literal[False] | None = Field(
+        default=None, description="Overrides the top-level guardrails keys it names; false: no guardrails here"
+    )
 
     @model_validator(mode="after")
     def _weights(self) -> Route:
@@ -329,7 +333,9 @@ class LogSettings(_Frozen):
 
     bodies: BodyMode = Field(
         default="full",
-        description="full: request and response text; hashed: SHA-256 only; none: neither",
+        description="full: request and response text; redacted: the request after input guardrails "
+        "(the default when a pii guardrail is on) and the response as answered; hashed: SHA-256 only; "
+        "none: neither",
     )
     flush_ms: Annotated[int, Field(ge=50, le=60_000)] = Field(
         default=500, description="How often buffered rows become a Parquet segment (kill -9 loses at most this)"
@@ -355,12 +361,36 @@ class Policy(_Frozen):
     pricing: dict[str, Price] = Field(
         default_factory=dict, description="USD per 1M tokens by model name sent upstream (provider/model wins)"
     )
+    guardrails: GuardrailSettings | None = Field(default=None, description="Absent: no guardrails (docs/guardrails.md)")
     description: str | None = None
 
     _version: str = PrivateAttr(default="")
     _source: str | None = PrivateAttr(default=None)
     _functions: dict[str, Any] = PrivateAttr(default_factory=dict)  # route -> loaded rule function
     _prices: dict[str, Any] = PrivateAttr(default_factory=dict)  # target -> resolved price (decisions.cost)
+    _guardrails: dict[str, Any] = PrivateAttr(default_factory=dict)  # route -> compiled guardrails (if any)
+    _guardrail_modules: dict[str, str] = PrivateAttr(default_factory=dict)  # check path -> rule module digest
+
+    @model_validator(mode="after")
+    def _redacted_bodies_with_pii(self) -> Policy:
+        """``log.bodies`` defaults to ``redacted`` when a pii guardrail is on anywhere (a
+        policy that sets ``bodies`` keeps what it says, ``full`` included)."""
+        if "bodies" not in self.log.model_fields_set and self.uses_pii:
+            object.__setattr__(self, "log", self.log.model_copy(update={"bodies": "redacted"}))
+        return self
+
+    @property
+    def uses_pii(self) -> bool:
+        """A pii check is on, at the top level or on some route."""
+        if self.guardrails is not None and self.guardrails.uses_pii:
+            return True
+        return any(isinstance(r.guardrails, GuardrailSettings) and r.guardrails.uses_pii for r in self.routes.values())
+
+    def guardrails_for(self, route: str) -> GuardrailSettings | None:
+        """The guardrails in force on ``route`` (None: none)."""
+        r = self.routes.get(route)
+        settings = merge_guardrails(self.guardrails, r.guardrails if r is not None else None)
+        return settings if settings is not None and settings.enabled else None
 
     def cache_for(self, route: str) -> CacheSettings | None:
         """The cache settings in force on ``route`` (None: not cached)."""

@@ -34,7 +34,9 @@ def stream_error(err: dict[str, Any]) -> dict[str, Any]:
     """The ``error`` event for the gateway's mid-stream error body (its code names the status)."""
     code = str(err.get("code") or "")
     status = code.removeprefix("upstream_")
-    if status.isdigit():
+    if code == "guardrail_blocked":  # an output guardrail stopped the answer: the request's fault, not the API's
+        kind = "invalid_request_error"
+    elif status.isdigit():
         kind = error_type(int(status))
     else:
         kind = "timeout_error" if code == "upstream_timeout" else "api_error"

@@ -51,3 +51,14 @@ def not_found_path(path: str) -> GatewayError:
 
 def method_not_allowed(method: str, path: str) -> GatewayError:
     return GatewayError(405, f"Method {method} is not allowed on {path}", code="method_not_allowed")
+
+
+def guardrail_error(exc: Exception) -> GatewayError:
+    """The client's error for a guardrail verdict: ``block`` → 400 ``guardrail_blocked`` naming
+    the check, rule, type and where (never the value); a check that failed → 500
+    ``guardrail_error`` (the request is refused, not passed on unchecked)."""
+    from ..guardrails.verdicts import Blocked
+
+    if isinstance(exc, Blocked):
+        return GatewayError(400, str(exc), param=exc.reason.where, code="guardrail_blocked")
+    return GatewayError(500, str(exc), "server_error", code="guardrail_error", outcome="error")

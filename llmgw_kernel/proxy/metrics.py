@@ -49,6 +49,12 @@ class Metrics:
         self.admissions = Counter(
             "llmgw_limited_requests", "Requests refused by a budget or rate limit", ["route", "kind"], registry=r
         )
+        self.guardrails = Counter(
+            "llmgw_guardrail_verdicts",
+            "Guardrail verdicts: requests on which a check acted, by stage, check, rule, type and action",
+            ["stage", "check", "rule", "type", "action"],
+            registry=r,
+        )
         self.in_flight = Gauge("llmgw_in_flight_requests", "Requests being served", registry=r)
         self.reloads = Counter("llmgw_policy_reloads", "Policy reloads by result", ["result"], registry=r)
         self.retries = Counter(
@@ -119,6 +125,11 @@ class Metrics:
         self.cache.labels(route, result).inc()
         if saved_usd:
             self.cache_saved.labels(route).inc(saved_usd)
+
+    def guardrail_verdicts(self, verdicts: list[dict]) -> None:
+        """One request's verdicts (``Verdicts.summary()``): +1 per stage, check, rule, type and action."""
+        for v in verdicts:
+            self.guardrails.labels(v["stage"], v["name"], v["rule"], v["type"], v["action"]).inc()
 
     def upstream_error(self, provider: str, model: str, kind: str, status: int | None) -> None:
         self.upstream_errors.labels(provider, model, kind, str(status or "")).inc()

@@ -32,6 +32,9 @@ from ..decisions.limits import (
     worst_case_usd,
 )
 from ..decisions.routing import plan_route, route_context
+from ..guardrails.request import RequestGuard
+from ..guardrails.stage import GuardrailFailure
+from ..guardrails.verdicts import Blocked
 from ..keys.store import AuthError, VirtualKey
 from ..keys.store import check_model as key_allows
 from ..log.record import RequestRecord
@@ -42,7 +45,8 @@ from .attempts import attempt as _attempt
 from .attempts import upstream_error as _upstream_error
 from .cache_stream import completion_chunks
 from .credentials import presented_key
-from .errors import GatewayError, bad_request, not_found_model
+from .errors import GatewayError, bad_request, guardrail_error, not_found_model
+from .guardrails import check_input, check_output
 from .runtime import Gateway, Snapshot
 from .validate import check_chat, check_embeddings, check_model, load_json
 
@@ -79,7 +83,7 @@ class _PolicyFacts:
     """What the handler reads from the policy, read once per snapshot instead of once per
     request (``Policy.version`` is a pydantic private attribute: ~3 µs per access)."""
 
-    __slots__ = ("snapshot", "version", "bodies", "max_request_bytes", "routes", "cache")
+    __slots__ = ("snapshot", "version", "bodies", "max_request_bytes", "routes", "cache", "guardrails")
 
     def __init__(self, snap: Snapshot | None) -> None:
         self.snapshot = snap
@@ -90,6 +94,7 @@ class _PolicyFacts:
             self.max_request_bytes = policy.server.max_request_bytes
             self.routes = policy.routes
             self.cache = {r: policy.cache_for(r) for r in policy.routes}
+            self.guardrails = policy._guardrails  # route -> compiled guardrails (absent: none)
 
 
 _facts = _PolicyFacts(None)
@@ -191,12 +196,13 @@ async def handle(
     assert task is not None
     watcher: asyncio.Task | None = None
     query: Query | None = None
+    guard: RequestGuard | None = None
 
     async def finish() -> None:
         """The row is final: settle, count and journal it (before the response's last byte)."""
         if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
             gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
-        await _finish(gw, policy, rec, flight, t0)
+        await _finish(gw, policy, rec, flight, t0, guard)
 
     gw.metrics.in_flight.inc()
     try:
@@ -209,6 +215,7 @@ async def handle(
             check_chat(body)
         else:
             check_embeddings(body)
+        body_meta = body.get("metadata")
         rec.metadata = meta = _metadata(scope, body)
         if key is not None:  # the key's identity wins over what the client says
             rec.metadata = meta = {**(meta or {}), "key": key.settings.name}
@@ -229,31 +236,38 @@ async def handle(
         rec.end_user = rec.end_user or ctx.user
         flight.admitted = _admit(gw, policy, rec, key, route, plan.targets, body)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
+        rails = facts.guardrails.get(route)
+        if rails is not None:
+            guard = RequestGuard(rails)
+            await check_input(guard, rec, body, endpoint, body_meta)
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
         if settings is not None:
             query = gw.cache.prepare(settings, rec, body, _cache_control(cache_control), _cache_ns(cache_ns))
             hit = await gw.cache.lookup(query, rec) if query is not None else None
             if hit is not None:
-                await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish)
+                await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish, guard)
                 return
             headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
         if endpoint == "chat.completions" and body.get("stream"):
             rec.stream = True
-            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0, finish)
+            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0, finish, guard)
         else:
             method = "chat" if endpoint == "chat.completions" else "embeddings"
             reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
             rec.usage = reply.usage
-            rec.response_raw = reply.body
+            answer = reply.body
+            if guard is not None and method == "chat":
+                answer = await check_output(guard, answer)
+            rec.response_raw = answer
             headers.append((b"x-llmgw-target", (rec.target or "").encode()))
             flight.done = True
-            headers.append((b"content-length", str(len(reply.body)).encode()))
+            headers.append((b"content-length", str(len(answer)).encode()))
             rec.status, rec.outcome = 200, "ok"
             if query is not None:
-                gw.cache.store(query, rec, reply.body)
+                gw.cache.store(query, rec, answer)
             await finish()
             await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
-            await send({"type": "http.response.body", "body": reply.body})
+            await send({"type": "http.response.body", "body": answer})
     except GatewayError as err:
         _fail(rec, err)
         if not flight.started and not flight.disconnected:
@@ -293,10 +307,12 @@ async def handle(
             watcher.cancel()
         gw.metrics.in_flight.dec()
         if not flight.logged:  # abandoned, or failed after the response started
-            await _finish(gw, policy, rec, flight, t0)
+            await _finish(gw, policy, rec, flight, t0, guard)
 
 
-async def _finish(gw: Gateway, policy: Any, rec: RequestRecord, flight: _Flight, t0: float) -> None:
+async def _finish(
+    gw: Gateway, policy: Any, rec: RequestRecord, flight: _Flight, t0: float, guard: RequestGuard | None = None
+) -> None:
     """Complete the record (usage of a stream that carried none, cost, settlement, metrics)
     and hand it to the log writer, which journals it. Runs once per request, before the
     response's last byte when there is one, so a crash after the client has its answer
@@ -320,6 +336,9 @@ async def _finish(gw: Gateway, policy: Any, rec: RequestRecord, flight: _Flight,
         gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
     elif rec.cost_usd and rec.plan is not None:  # no limit tracked it; its spend counts all the same
         gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
+    if guard is not None and (verdicts := guard.verdicts.summary()) is not None:
+        rec.guardrails = verdicts
+        gw.metrics.guardrail_verdicts(verdicts)
     if rec.cache is not None:
         gw.metrics.cache_result(rec.route or "", rec.cache, rec.saved_usd)
     if rec.cost_usd:
@@ -445,10 +464,14 @@ def _cache_ns(value: str | None) -> str | None:
 async def _serve_hit(
     gw: Gateway, policy: Any, rec: RequestRecord, hit: Hit, body: dict[str, Any], send: Send,
     headers: list[tuple[bytes, bytes]], flight: _Flight, finish: Callable[[], Awaitable[None]],
+    guard: RequestGuard | None,
 ) -> None:  # fmt: skip
-    """Answer from the cache: the stored completion, as JSON or as an SSE stream."""
+    """Answer from the cache: the stored completion (through the output guardrails in force
+    now), as JSON or as an SSE stream."""
     entry = hit.entry
     payload = body_bytes(entry.body)
+    if guard is not None:
+        payload = await check_output(guard, payload)
     headers.append((b"x-llmgw-cache", hit.kind.encode()))
     headers.append((b"x-llmgw-cache-source", entry.request_id.encode()))
     if hit.similarity is not None:
@@ -482,9 +505,11 @@ def _fail(rec: RequestRecord, err: GatewayError) -> None:
 async def _serve_stream(
     gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any], send: Send,
     headers: list[tuple[bytes, bytes]], flight: _Flight, t0: float, finish: Callable[[], Awaitable[None]],
+    guard: RequestGuard | None,
 ) -> None:  # fmt: skip
-    """Relay the upstream's stream. Its end — ``data: [DONE]``, or the error event of a stream
-    that failed after its first byte — is held back until the row is journaled (``finish``)."""
+    """Relay the upstream's stream (through the output guardrails: a ``block`` ends it with an
+    error event). Its end — ``data: [DONE]``, or the error event of a stream that failed after
+    its first byte — is held back until the row is journaled (``finish``)."""
     opts = body.get("stream_options")
     include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
 
@@ -501,17 +526,30 @@ async def _serve_stream(
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
     rec.status = 200
     tail = b""
+    sg = guard.stream() if guard is not None else None
     try:
         payload = first
         while payload is not None:
             if payload == DONE:
+                if sg is not None:
+                    await _relay(sg.close(), events, rec, t0, send)
                 tail = b"data: [DONE]\n\n"
-            else:
+            elif sg is None:
                 events.append(payload)
                 if rec.ttft_ms is None:
                     rec.ttft_ms = (_perf() - t0) * 1000
                 await send({"type": "http.response.body", "body": frame(payload), "more_body": True})
+            else:
+                await _relay(sg.feed(payload), events, rec, t0, send)
             payload = await anext(reply.events, None)
+        if sg is not None and not tail:  # the upstream ended without [DONE]: what is held still goes
+            await _relay(sg.close(), events, rec, t0, send)
+    except (Blocked, GuardrailFailure) as exc:  # an output check blocked (or failed): stop here
+        gerr = guardrail_error(exc)
+        _fail(rec, gerr)
+        rec.status = 200  # the client already has a 200; the stream ends with an error event
+        tail = frame(gerr.body())
+        await _close_upstream(reply.events)
     except UpstreamError as err:
         gerr = _upstream_error(err, rec.target or "")
         _fail(rec, gerr)
@@ -526,3 +564,22 @@ async def _serve_stream(
     flight.done = True
     await finish()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _relay(payloads: list[bytes], events: list[bytes], rec: RequestRecord, t0: float, send: Send) -> None:
+    """Send the payloads the stream guard released (and keep them for the log and the cache)."""
+    for payload in payloads:
+        events.append(payload)
+        if rec.ttft_ms is None:
+            rec.ttft_ms = (_perf() - t0) * 1000
+        await send({"type": "http.response.body", "body": frame(payload), "more_body": True})
+
+
+async def _close_upstream(events: Any) -> None:
+    """Stop reading a stream the gateway ends early (its connection goes back or is closed)."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # the upstream may fail while it is being closed; the client's answer stands
+            log.debug("closing an upstream stream failed", exc_info=True)
