@@ -36,7 +36,6 @@ import json
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -50,7 +49,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yaml
 
 from .cache_traffic_intents import INTENTS, Intent
-from .traffic import _free_port, _wait_ready
+from .traffic import started_server
 
 if TYPE_CHECKING:
     import duckdb
@@ -321,28 +320,14 @@ def make_cache_log(
     policy_path = data / POLICY_FILE
     policy_path.write_text(yaml.safe_dump(cache_policy(oracle.base_url, policy_threshold, ttl_s, verify),
                                           sort_keys=False))  # fmt: skip
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, ORACLE_KEY_ENV: "sk-oracle-local"}
     report = CacheTrafficReport(data, policy_path, sent=n, ok=0, errors=0)
-    with open(data / SERVE_LOG, "wb") as serve_log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--policy", str(policy_path), "--data-dir", str(data), "--no-dashboards"],
-            stdout=serve_log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        try:
-            _wait_ready(url, proc)
-            report.model_wait_s = wait_for_models(url, proc, model_timeout_s)
+    try:
+        with started_server(policy_path, data, env=env, log_path=data / SERVE_LOG) as url:
+            report.model_wait_s = wait_for_models(url, None, model_timeout_s)
             served = _send(url, plan)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            oracle.stop()
+    finally:
+        oracle.stop()
     report.served = dict(Counter(s for s in served if s))
     report.ok = sum(1 for s in served if s is not None)
     report.errors = n - report.ok
@@ -355,14 +340,14 @@ def make_cache_log(
     return report
 
 
-def wait_for_models(url: str, proc: subprocess.Popen, timeout: float) -> float:
+def wait_for_models(url: str, proc: subprocess.Popen | None, timeout: float) -> float:
     """Seconds until every embedding model in a server's /health ``cache.models`` is ready
     (a RuntimeError if the server exits, a model fails to load, or ``timeout`` passes)."""
     import httpx
 
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"llmgw serve exited with status {proc.returncode}")
         try:
             health = httpx.get(f"{url}/health", timeout=2).json()

@@ -151,20 +151,26 @@ def serve_synthetic_traffic(
 
 @contextlib.contextmanager
 def started_server(
-    policy: str | os.PathLike[str], data_dir: str | os.PathLike[str], port: int | None = None, url: str | None = None
+    policy: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    port: int | None = None,
+    url: str | None = None,
+    env: dict[str, str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
 ) -> Iterator[str]:
     """The base URL of a server serving ``policy`` on ``data_dir``: ``url`` as given, or one
-    started here on ``port`` (else ``$LLMGW_TRAFFIC_PORT``, else a free port) and stopped with
-    SIGTERM on exit, so every row is flushed."""
+    started here on ``port`` (else ``$LLMGW_TRAFFIC_PORT``, else a free port) with ``env``,
+    its output in ``log_path`` (default: ``.traffic-serve-<port>.log`` beside the data
+    directory), and stopped with SIGTERM on exit, so every row is flushed."""
     if url is not None:
         yield url
         return
     port = port or env_port() or _free_port()
-    log_file = open(Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
+    log_file = open(log_path or Path(data_dir).parent / f".traffic-serve-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--policy", str(policy), "--data-dir", str(data_dir), "--no-dashboards"],
-        stdout=log_file, stderr=subprocess.STDOUT,
+        stdout=log_file, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
@@ -172,7 +178,11 @@ def started_server(
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         log_file.close()
 
 
