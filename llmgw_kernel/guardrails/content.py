@@ -81,13 +81,42 @@ class PatternDetector:
     def find(self, text: str) -> list[Finding]:
         folded = fold(text)
         words = gate_words(folded)
-        out = []
-        open_groups = sorted({g for gate, g in self._gates if _passes(gate, words)})
-        for regex, rules in (self._compiled[g] for g in open_groups):
-            for m in regex.finditer(folded):
-                r = rules[int((m.lastgroup or "r0")[1:])]
-                out.append(Finding(r.category, m.start(), m.end(), r.score, self._rule_name(r)))
-        return resolve(out)
+        found: dict[tuple[int, int, str], Finding] = {}
+        anchors: dict[int, set[str]] = {}  # group -> words of its open gates' first parts found in the text
+        for gate, g in self._gates:
+            if _passes(gate, words):
+                anchors.setdefault(g, set()).update(w for alt in gate[0] if alt <= words for w in alt)
+        for g, keys in anchors.items():
+            regex, rules = self._compiled[g]
+            for lo, hi in _windows(folded, keys):
+                for m in regex.finditer(folded, lo, hi):
+                    r = rules[int((m.lastgroup or "r0")[1:])]
+                    found[m.start(), m.end(), r.name] = Finding(
+                        r.category, m.start(), m.end(), r.score, self._rule_name(r)
+                    )
+        return resolve(found.values())
+
+
+_REACH_BEFORE, _REACH_AFTER = 160, 240  # how far a match can start before / end after its gate word
+
+
+def _windows(folded: str, keys: set[str]) -> list[tuple[int, int]]:
+    """Merged spans of ``folded`` around every occurrence of the gate words: a rule's regex runs
+    only there, since every match holds one of them (a text is rarely scanned whole)."""
+    spans = []
+    for k in keys:
+        i = folded.find(k)
+        while i >= 0:
+            spans.append((max(0, i - _REACH_BEFORE), min(len(folded), i + len(k) + _REACH_AFTER)))
+            i = folded.find(k, i + len(k))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 # Reusable fragments (folded English / Vietnamese).

@@ -9,6 +9,7 @@ The ``negative`` kind names things that look like identifiers but are not person
 
 from __future__ import annotations
 
+import bisect
 import re
 
 #: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
@@ -28,7 +29,7 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
         "tax": "mst|ma so thue|ma thue|ma so doanh nghiep|tax code|tax id|tax number|tax identification|"
         "tax registration|vat number|vat code",
         # words that name an account: they decide a digit run by themselves
-        "bank": "stk|so tai khoan|tai khoan|tk|so tk|tai khoan ngan hang|account number|account no|acct|a/c|"
+        "bank": "stk|so tai khoan|tai khoan|tk|so tk|tai khoan ngan hang|account number|account no|acct|a c|"
         "bank account|account|beneficiary account",
         # words that name a bank or a transfer: an account unless a phone word is also near
         "bankname": "chuyen khoan|ck|ngan hang|bank|beneficiary|vietcombank|vcb|techcombank|tcb|bidv|agribank|"
@@ -53,51 +54,70 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
 
 _BEFORE = 40
 _AFTER = 16
-_WORD = re.compile(
-    r"(?<![a-z0-9])(?:"
-    + "|".join(sorted({re.escape(w) for ws in CONTEXT_WORDS.values() for w in ws}, key=len, reverse=True))
-    + r")(?![a-z0-9])"
-)
 _KINDS_OF: dict[str, tuple[str, ...]] = {}
 for _kind, _words in CONTEXT_WORDS.items():
     for _w in _words:
         _KINDS_OF[_w] = (*_KINDS_OF.get(_w, ()), _kind)
 
 
-_LONGEST = max(len(w) for ws in CONTEXT_WORDS.values() for w in ws)
+_TOKEN = re.compile(r"[a-z0-9_#]+")
+
+
+_BY_FIRST: dict[str, list[tuple[str, ...]]] = {}
+for _w in _KINDS_OF:
+    _BY_FIRST.setdefault(_w.split()[0], []).append(tuple(_w.split()))
+for _phrases_of in _BY_FIRST.values():
+    _phrases_of.sort(key=len, reverse=True)  # longest first: "so tai khoan" before "so"
 
 
 class ContextIndex:
-    """The context words of one (folded) text, looked up lazily around each candidate: only the
-    few characters around a candidate are scanned, so a text without candidates costs nothing."""
+    """The context words of one (folded) text, found on first use by one pass over its words (a set
+    lookup per word, phrases tried only from a word that starts one) and then queried by position.
+    A text without candidates never builds it."""
 
-    __slots__ = ("folded", "_memo")
+    __slots__ = ("folded", "_starts", "_ends", "_kinds")
 
     def __init__(self, folded: str) -> None:
         self.folded = folded
-        self._memo: dict[tuple[int, int, bool], list[str]] = {}
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+        self._kinds: list[tuple[str, ...]] = []
 
     @classmethod
     def of(cls, folded: str) -> ContextIndex:
         return cls(folded)
 
+    def _build(self) -> list[int]:
+        toks = [(m.start(), m.end()) for m in _TOKEN.finditer(self.folded)]
+        words = [self.folded[a:b] for a, b in toks]
+        starts: list[int] = []
+        i = 0
+        while i < len(words):
+            for phrase in _BY_FIRST.get(words[i], ()):
+                n = len(phrase)
+                if tuple(words[i : i + n]) == phrase:
+                    starts.append(toks[i][0])
+                    self._ends.append(toks[i + n - 1][1])
+                    self._kinds.append(_KINDS_OF[" ".join(phrase)])
+                    i += n - 1
+                    break
+            i += 1
+        self._starts = starts
+        return starts
+
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
         at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
-        key = (start, end, after)
-        if key not in self._memo:
-            self._memo[key] = self._near(start, end, after)
-        return self._memo[key]
-
-    def _near(self, start: int, end: int, after: bool) -> list[str]:
+        starts = self._starts if self._starts is not None else self._build()
         near: list[tuple[int, str]] = []
-        for m in _WORD.finditer(self.folded, max(0, start - _BEFORE - _LONGEST), start):
-            if start - m.end() <= _BEFORE:
-                near += [(start - m.end(), k) for k in _KINDS_OF[m.group()]]
-        if after:
-            for m in _WORD.finditer(self.folded, end, min(len(self.folded), end + _AFTER + _LONGEST)):
-                if m.start() - end <= _AFTER:
-                    near += [(m.start() - end + _BEFORE, k) for k in _KINDS_OF[m.group()]]  # after: farther
+        j = bisect.bisect_right(self._ends, start) - 1  # phrases never overlap: ends are sorted too
+        while j >= 0 and start - self._ends[j] <= _BEFORE:
+            near += [(start - self._ends[j], k) for k in self._kinds[j]]
+            j -= 1
+        k = bisect.bisect_left(starts, end)
+        while after and k < len(starts) and starts[k] - end <= _AFTER:
+            near += [(starts[k] - end + _BEFORE, kd) for kd in self._kinds[k]]  # after counts as farther
+            k += 1
         near.sort(key=lambda d: d[0])
         seen: dict[str, None] = {}
         for _, kind in near:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 from llmgw_kernel.guardrails.findings import Finding
@@ -39,11 +40,14 @@ def _merge_same_type(findings: Iterable[Finding]) -> list[Finding]:
 def resolve(findings: Iterable[Finding]) -> list[Finding]:
     """Non-overlapping findings sorted by start: overlapping spans of one type are merged, then the
     most confident (then the longest) span wins wherever two of different types overlap."""
+    starts: list[int] = []  # kept spans, sorted by start (they never overlap)
     kept: list[Finding] = []
     for f in sorted(_merge_same_type(findings), key=lambda f: (-f.score, f.start - f.end, f.start)):
-        if all(f.end <= k.start or k.end <= f.start for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: f.start)
+        i = bisect.bisect_right(starts, f.start)
+        if (i == 0 or kept[i - 1].end <= f.start) and (i == len(kept) or f.end <= kept[i].start):
+            starts.insert(i, f.start)
+            kept.insert(i, f)
+    return kept
 
 
 class PiiDetector:
@@ -65,10 +69,13 @@ class PiiDetector:
         """Every finding of every recogniser, before the threshold and overlap resolution."""
         folded = fold(text)
         ctx = ContextIndex.of(folded)
-        yield from find_numbers(text, folded, ctx)
-        yield from find_shapes(text, ctx)
-        yield from find_names(text, folded, self.languages)
-        yield from find_addresses(text, folded)
+        if self.entities - {"PERSON", "ADDRESS"}:
+            yield from find_numbers(text, folded, ctx)
+            yield from find_shapes(text, ctx)
+        if "PERSON" in self.entities:
+            yield from find_names(text, folded, self.languages)
+        if "ADDRESS" in self.entities:
+            yield from find_addresses(text, folded)
 
     def find(self, text: str) -> list[Finding]:
         return resolve(f for f in self.candidates(text) if f.score >= self.threshold and f.type in self.entities)

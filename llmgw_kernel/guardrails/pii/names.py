@@ -112,9 +112,8 @@ def _vn_run(toks: list[_Tok], i: int, text: str, limit: int = 5) -> int:
 
 
 def _not_place(toks: list[_Tok], i: int, j: int, text: str) -> bool:
-    names = " ".join(t.folded for t in toks[i:j])
-    if any(names == p or names.startswith(p + " ") for p in VN_PLACES):
-        return False
+    if any(" ".join(t.folded for t in toks[i:k]) in VN_PLACES for k in range(i + 1, min(j, i + 4) + 1)):
+        return False  # the run starts with a province or city name
     return not any(p in VN_PLACE_PREFIXES for p in _phrase_before(toks, i, text, 2))
 
 
@@ -198,7 +197,7 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
 _UPPER = "".join(re.escape(chr(c)) for c in range(0x41, 0x2000) if chr(c).isupper() and chr(c).isalpha())
 _CAP_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’\-][^\W\d_]+)*\.?"
 _CAP_RUN = re.compile(rf"(?<![\w\-])(?<!\w['’]){_CAP_WORD}(?:[ \t]{{1,2}}{_CAP_WORD})*")
-_LOOK_BACK = 48  # characters of context read before a run of capitalised words
+_LOOK_BACK = 32  # characters of context read before a run of capitalised words
 
 
 _TRIGGERS = frozenset(

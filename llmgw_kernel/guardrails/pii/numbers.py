@@ -197,18 +197,25 @@ def _clean_ip(text: str, start: int, end: int) -> bool:
 
 
 def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Finding]:
-    """The longest validating sub-spans of whole digit groups of one run, left to right."""
+    """The longest validating sub-spans of whole digit groups of one run, left to right; only spans
+    of 7 to 19 digits are tried (no type is shorter or longer)."""
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(raw)]
+    digits = "".join(raw[a:b] for a, b in groups)
+    cum = [0]  # cum[k]: digits in groups[:k]
+    for a, b in groups:
+        cum.append(cum[-1] + b - a)
     i = 0
     while i < len(groups):
         found = None
         for j in range(len(groups) - 1, i - 1, -1):
+            n = cum[j + 1] - cum[i]
+            if n > _MAX_DIGITS:
+                continue
+            if n < _MIN_DIGITS:
+                break
             s = 0 if i == 0 else groups[i][0]  # the first span keeps a leading + or (area code)
             e = groups[j][1]
-            digits = "".join(raw[a:b] for a, b in groups[i : j + 1])
-            if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS:
-                continue
-            hit = classify(digits, raw[s:e], ctx.near(offset + s, offset + e))
+            hit = classify(digits[cum[i] : cum[j + 1]], raw[s:e], ctx.near(offset + s, offset + e))
             if hit:
                 found = (j, Finding(hit[0], offset + s, offset + e, hit[1], hit[2]))
                 break
