@@ -9,8 +9,9 @@ card, an address in every few lines), the same kind of Vietnamese chat with diac
 MST, STK, a plate), and a mixed text (half of each, a pasted log line, a key). Each detector
 runs ``--iterations`` times per run, ``--runs`` runs; the table gives CPU µs per 4 KB (process
 CPU time over the loop, divided by iterations) as the median run and the spread (min–max).
-The fold cache (``pii.fold``) is cleared before every call, so each detector pays for folding the text as if it ran alone; the last row
-runs PII + content + injection on the same text, sharing one fold, as the guardrail stage does.
+The fold cache (``pii.fold``) is cleared before every call, so each detector pays for folding
+the text as if it ran alone; the last row runs PII + content + injection on the same text,
+sharing one fold, as the guardrail stage does.
 
 Rows: ``pii formats`` is the PII detector restricted to the validated types (cards, phones,
 e-mails, IBAN, IPs, SSN, keys, CCCD/CMND, passport, MST, bank accounts, plates) — the issue's
