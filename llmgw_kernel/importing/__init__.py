@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import litellm, openai_jsonl, portkey, tabular
+from .files import Parsed
 from .report import ImportReport
 from .rows import Imported, request_id, to_record
 
-Parser = Callable[[list[Path], "dict[str, str] | None"], Iterator[tuple[str, str, "Imported | Exception"]]]
+Parser = Callable[[list[Path], "dict[str, str] | None"], Iterator[Parsed]]
 FORMATS: dict[str, Parser] = {
     "openai": openai_jsonl.parse,
     "litellm": litellm.parse,

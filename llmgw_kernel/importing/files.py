@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .rows import Imported
+from .values import BadValue
+
 Record = tuple[str, "dict[str, Any] | Exception"]
+Parsed = tuple[str, str, "Imported | Exception"]  # place, source key, the row or why not
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one request/response pair; a longer line is reported, not read
 
 
@@ -36,6 +40,23 @@ def records(path: Path) -> Iterator[Record]:
         yield from _parquet(path)
     else:
         raise ValueError(f"{path}: unknown file type {suffix or '(none)'} (expected .jsonl, .json, .csv or .parquet)")
+
+
+def parsed(
+    paths: list[Path], key_of: Callable[[dict[str, Any]], str | None], build: Callable[[dict[str, Any]], Imported]
+) -> Iterator[Parsed]:
+    """Each record of ``paths`` built into a row, keyed by the source's id (``key_of``; else its
+    place); a record that cannot be read or built comes with the reason instead."""
+    for path in paths:
+        for where, obj in records(path):
+            if isinstance(obj, Exception):
+                yield where, where, obj
+                continue
+            key = key_of(obj) or where
+            try:
+                yield where, key, build(obj)
+            except BadValue as exc:
+                yield where, key, exc
 
 
 def _jsonl(path: Path) -> Iterator[Record]:

@@ -16,13 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .files import records
+from .files import Parsed, parsed
 from .rows import Imported
-from .values import BadValue, absent, count, epoch, flag, json_object, money, sub, text
+from .values import BadValue, count, epoch, flag, json_list, json_object, money, sub, text
 
-Parsed = tuple[str, str, "Imported | Exception"]
 _CALL_TYPES = {
     "completion": ("chat.completions", "openai"), "acompletion": ("chat.completions", "openai"),
     "embedding": ("embeddings", "openai"), "aembedding": ("embeddings", "openai"),
@@ -31,16 +28,7 @@ _CALL_TYPES = {
 
 
 def parse(paths: list[Path], mapping: dict[str, str] | None = None) -> Iterator[Parsed]:
-    for path in paths:
-        for where, obj in records(path):
-            if isinstance(obj, Exception):
-                yield where, where, obj
-                continue
-            key = text(obj.get("request_id")) or where
-            try:
-                yield where, key, _row(obj)
-            except BadValue as exc:
-                yield where, key, exc
+    return parsed(paths, lambda r: text(r.get("request_id")), _row)
 
 
 def _row(r: dict[str, Any]) -> Imported:
@@ -86,13 +74,9 @@ def _metadata(meta: dict[str, Any], tags: Any) -> dict[str, Any] | None:
     """The caller's own metadata (LiteLLM keeps it as ``spend_logs_metadata``) and the request's
     tags; LiteLLM's internal fields (key alias, hashed key, headers) are not request metadata."""
     out = dict(meta.get("spend_logs_metadata") or {}) if isinstance(meta.get("spend_logs_metadata"), dict) else {}
-    if isinstance(tags, str) and not absent(tags):
-        try:
-            tags = orjson.loads(tags)
-        except orjson.JSONDecodeError:
-            raise BadValue("request_tags: not valid JSON") from None
-    if isinstance(tags, list) and tags:
-        out["tags"] = [str(t) for t in tags]
+    listed = json_list(tags, "request_tags")
+    if listed:
+        out["tags"] = [str(t) for t in listed]
     return out or None
 
 
@@ -102,12 +86,5 @@ def _request(r: dict[str, Any], route: str | None) -> dict[str, Any] | None:
     body = json_object(r.get("proxy_server_request"), "proxy_server_request")
     if body:
         return body
-    messages = r.get("messages")
-    if isinstance(messages, str) and not absent(messages):
-        try:
-            messages = orjson.loads(messages)
-        except orjson.JSONDecodeError:
-            raise BadValue("messages: not valid JSON") from None
-    if isinstance(messages, list) and messages:
-        return {"model": route, "messages": messages}
-    return None
+    messages = json_list(r.get("messages"), "messages")
+    return {"model": route, "messages": messages} if messages else None

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .files import records
+from .files import Parsed, records
 from .rows import Imported
 from .values import BadValue, count, epoch, json_object, money, sub, text
 
-Parsed = tuple[str, str, "Imported | Exception"]  # place, source key, row or why not
 _ENDPOINTS = {"/v1/chat/completions": "chat.completions", "/v1/embeddings": "embeddings"}
 
 

@@ -15,25 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .files import records
+from .files import Parsed, parsed
 from .rows import Imported
 from .values import BadValue, count, epoch, flag, json_object, money, sub, text
 
-Parsed = tuple[str, str, "Imported | Exception"]
 _CACHE = {"HIT": "hit", "SEMANTIC HIT": "semantic-hit", "MISS": "miss"}
 
 
 def parse(paths: list[Path], mapping: dict[str, str] | None = None) -> Iterator[Parsed]:
-    for path in paths:
-        for where, obj in records(path):
-            if isinstance(obj, Exception):
-                yield where, where, obj
-                continue
-            key = text(obj.get("id")) or text(obj.get("trace_id")) or where
-            try:
-                yield where, key, _row(obj)
-            except BadValue as exc:
-                yield where, key, exc
+    return parsed(paths, lambda r: text(r.get("id")) or text(r.get("trace_id")), _row)
 
 
 def _body(r: dict[str, Any], side: str) -> dict[str, Any] | None:

@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .files import records
+from .files import Parsed, parsed
 from .rows import ENDPOINTS, Imported
 from .values import BadValue, count, epoch, flag, json_object, money, text
 
-Parsed = tuple[str, str, "Imported | Exception"]
 FIELDS = (
     "id", "ts", "ts_end", "endpoint", "route", "target", "provider", "model", "status", "ok", "error", "latency_ms",
     "ttft_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "team", "user", "key", "stream",
@@ -36,26 +35,13 @@ def check_mapping(mapping: dict[str, str]) -> None:
 
 
 def parse(paths: list[Path], mapping: dict[str, str] | None = None) -> Iterator[Parsed]:
-    mapping = dict(mapping or {})
-    check_mapping(mapping)
-    for path in paths:
-        for where, obj in records(path):
-            if isinstance(obj, Exception):
-                yield where, where, obj
-                continue
-            get = _getter(obj, mapping)
-            key = text(get("id")) or where
-            try:
-                yield where, key, _row(get)
-            except BadValue as exc:
-                yield where, key, exc
+    names = dict(mapping or {})
+    check_mapping(names)
 
+    def column(obj: dict[str, Any], field: str) -> Any:
+        return obj.get(names.get(field, field))
 
-def _getter(obj: dict[str, Any], mapping: dict[str, str]) -> Any:
-    def get(name: str) -> Any:
-        return obj.get(mapping.get(name, name))
-
-    return get
+    return parsed(paths, lambda r: text(column(r, "id")), lambda r: _row(lambda f: column(r, f)))
 
 
 def _row(get: Any) -> Imported:

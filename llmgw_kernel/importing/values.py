@@ -104,6 +104,19 @@ def json_object(value: Any, field: str) -> dict[str, Any] | None:
     return value or None
 
 
+def json_list(value: Any, field: str) -> list[Any] | None:
+    """A JSON array given as an array or as JSON text (CSV exports); ``[]`` counts as absent;
+    anything else present (an object, a number) is not a list: None."""
+    if isinstance(value, str):
+        if absent(value):
+            return None
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise BadValue(f"{field}: not valid JSON") from None
+    return value if isinstance(value, list) and value else None
+
+
 def sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
     """``obj[key]`` when it is an object, else ``{}`` (a nested part the source left out)."""
     value = obj.get(key)
