@@ -112,6 +112,8 @@ def test_finds_validated_types(text: str, expected: list[tuple[str, str]]) -> No
         "Số 0123456789 là số điện thoại mẫu",  # a placeholder: not a valid number anywhere
         "Is 123-456-789 a valid routing number format?",
         "07700 900127",  # a possible UK number, but no phone word vouches for it
+        "p50 23.9 23.3 25.7 23.4 21.5 22.6 ms",  # a row of decimals that passes Luhn when joined
+        "bind to 127.0.0.1 or 0.0.0.0, never ::1",  # loopback and unspecified addresses
     ],
 )
 def test_hard_negatives_do_not_fire(text: str) -> None:

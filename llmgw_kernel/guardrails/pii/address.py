@@ -45,9 +45,12 @@ _EN_STREET = re.compile(
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|"
     r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Close|Crescent|Row|Trail|Plaza|Gardens|Mews|Hill)\b\.?"
     r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Flat|Room|#)\.?\s*#?[\w-]{1,6})?"
-    r"(?:,\s*[A-Z][a-zA-Z]+(?:\s[A-Z][a-zA-Z]+){0,2})?"
+    r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})?"
     r"(?:,?\s*(?:[A-Z]{2}\s+\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}))?"
     r"|\b(?:P\.?\s?O\.?\s?Box|PO\sBox)\s+\d{1,6}\b"
+    r"|\b\d{1,5}[a-z]?,?\s(?:Rue|Avenue|Boulevard|Bd|Calle|Carrer|Via|Viale|Rua|Praça|Plaza|Piazza|Place|Allée)"
+    r"\s(?:(?:de|du|des|la|le|del|della|da|do|di)\s)*[A-Z][\w'’-]+(?:\s[A-Z][\w'’-]+){0,3}"
+    r"(?:,\s*(?:\d{4,5}\s)?[A-Z][a-z]+(?:[\s-][A-Z][a-z]+){0,2})?"
 )
 
 
@@ -56,8 +59,9 @@ def _name(text: str, pos: int, limit: int = 5) -> int:
     end, n = pos, 0
     while n < limit:
         m = _NAME_WORD.match(text, end if n == 0 else end + 1) if n == 0 or text[end : end + 1] == " " else None
-        if not m or not (m.group()[0].isupper() or m.group()[0].isdigit()):
-            break
+        w = m.group() if m else ""
+        if not w or not (w[0].isdigit() or (w[0].isupper() and (len(w) == 1 or not w[1:].isupper()))):
+            break  # names are Capitalised or numbers ("30/4"); "MB", "KB" are units
         end, n = m.end(), n + 1
     return end
 

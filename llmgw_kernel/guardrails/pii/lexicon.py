@@ -36,7 +36,9 @@ VN_HONORIFICS = _words(
 #: The strongest: whatever capitalised words follow are a name.
 NAME_FIELDS = _words(
     "ho ten|ho va ten|ten la|ten toi la|ten em la|ten minh la|toi ten|em ten|minh ten|my name is|my name's|"
-    "full name|name is|name|ten|ho ten khach hang|account holder|cardholder|card holder|chu tai khoan|chu the"
+    "full name|name is|name|ten|ho ten khach hang|account holder|cardholder|card holder|chu tai khoan|chu the|"
+    "contact person|contact name|attn|attention|recipient|sender|payee|beneficiary|customer name|patient name|"
+    "nguoi nhan|nguoi gui|nguoi lien he|nguoi dai dien|nguoi thu huong"
 )
 
 #: English forms of address and the phrases that introduce a name.
@@ -78,7 +80,21 @@ EN_GIVEN_NAMES = _words(
     "ivan|dmitri|sergei|natasha|anastasia|ingrid|lars|erik|sven|astrid|freya|sean|siobhan|niamh|aoife|connor|"
     "declan|marcus|jasmine|tyrone|jamal|keisha|aaliyah|darnell|maya|leah|nora|hazel|violet|aurora|stella|"
     "nina|vera|iris|rosa|rose|clara|eva|ada|ivy|jay|ray|lee|kim|dana|casey|riley|morgan|taylor|jamie|robin|"
-    "sam|pat|chris|terry|jordan|quinn|avery|peyton|cameron|drew|blake|reese|hayden|emerson|rowan|sage|ellis"
+    "sam|pat|chris|terry|jordan|quinn|avery|peyton|cameron|drew|blake|reese|hayden|emerson|rowan|sage|ellis|"
+    # more of the world's common given names (West and East African, Turkish, Slavic, Nordic, Iberian,
+    # South and Southeast Asian, Persian, Hebrew)
+    "kwame|kofi|ama|akua|yaw|chinedu|chioma|ngozi|emeka|oluwaseun|tunde|ade|adaeze|amara|nkechi|fatou|aminata|"
+    "moussa|mamadou|abdoulaye|zainab|halima|wanjiru|wanjiku|kamau|otieno|thabo|sipho|nomvula|lerato|themba|"
+    "mehmet|ahmet|mustafa|elif|zeynep|emre|burak|ayse|fatma|murat|hakan|selin|deniz|tomasz|piotr|krzysztof|"
+    "agnieszka|katarzyna|malgorzata|pawel|michal|jakub|wojciech|petr|pavel|jiri|lucie|tereza|andrei|"
+    "alexandru|ioana|mihai|bogdan|vlad|nikola|milan|dragan|jelena|ana|marija|ivana|luka|matej|bjorn|nils|"
+    "magnus|henrik|kari|ingeborg|sigrid|mikko|jukka|aino|joao|tiago|goncalo|ines|beatriz|rafael|raul|sergio|"
+    "andres|alberto|manuel|antonio|francisco|rosa|pilar|dolores|guadalupe|ximena|satya|sundar|lakshman|venkat|"
+    "srinivas|prakash|rajesh|mahesh|naveen|harish|kiran|deepa|shreya|swati|nisha|rekha|asha|farhan|imran|"
+    "bilal|ayesha|sana|hina|nadia|reza|ali|mohsen|parisa|shirin|dariush|yosef|moshe|avi|noa|tamar|yael|"
+    "somchai|suda|niran|anong|putri|budi|agus|dewi|siti|wayan|jose|maricel|rodrigo|cristina|jasmine|angelo|"
+    "hyun-woo|min-seo|ji-hoon|seo-jun|yuna|hana|haruki|sota|ren|aoi|hina|riku|yuto|xiaoming|xiaoli|zhiwei|"
+    "jianguo|guang|ying|fang|qiang"
 )
 
 #: Capitalised words that follow a given name without being a family name (days, months, pronouns…).
@@ -99,7 +115,7 @@ VN_PLACES = _words(
     "lam dong|lang son|lao cai|long an|nam dinh|nghe an|ninh binh|ninh thuan|phu tho|phu yen|quang binh|"
     "quang nam|quang ngai|quang ninh|quang tri|soc trang|son la|tay ninh|thai binh|thai nguyen|thanh hoa|"
     "tien giang|tra vinh|tuyen quang|vinh long|vinh phuc|yen bai|nha trang|da lat|vinh|buon ma thuot|pleiku|"
-    "quy nhon|phu quoc|ha long|thu duc|viet nam|vietnam"
+    "quy nhon|phu quoc|ha long|thu duc|viet nam|vietnam|hong kong|ma cao|macau|tay nguyen|mien tay"
 )
 
 #: Words before a capitalised name that make it a street, a school, a place — not a person
@@ -108,7 +124,8 @@ VN_PLACE_PREFIXES = _words(
     "duong|pho|d|ql|tl|ngo|hem|kiet|quan|huyen|phuong|xa|tinh|thanh pho|tp|thi xa|thi tran|tx|tt|p|q|h|"
     "truong|benh vien|bv|cong vien|quang truong|san bay|ga|bao tang|nha van hoa|khu|kp|thon|ap|xom|lang|"
     "chung cu|toa|toa nha|cong ty|tap doan|ngan hang|trung tam|hoc vien|dai hoc|thcs|thpt|tieu hoc|mam non|"
-    "nha tho|street|st|road|avenue|ave|boulevard|blvd|district|ward|city|province|khach san|hotel|nha hang"
+    "nha tho|street|st|road|avenue|ave|boulevard|blvd|district|ward|city|province|khach san|hotel|nha hang|"
+    "chi nhanh|van phong|cua hang|sieu thi|nha may|xi nghiep|cong trinh|du an|khu do thi|tuyen pho|tuyen duong"
 )
 
 _SYLLABLE = re.compile(

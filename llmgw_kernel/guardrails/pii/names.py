@@ -35,7 +35,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*\.?")
 _GAP = re.compile(r"[ \t]{1,2}")
 _HONORIFICS_ASCII = frozenset(fold(h) for h in VN_HONORIFICS)
 _SURNAMES_ASCII = frozenset(fold(h) for h in VN_SURNAMES)
-_CLAUSE_BREAK = frozenset(",;!?()[]\n–—:'\"“”‘’")
+_CLAUSE_BREAK = frozenset(".,;!?()[]\n–—:'\"“”‘’")
 _SENTENCE_START = re.compile(r"(?:^\s*|[.!?:\n\"'“‘(\[-]\s*)$")
 
 
@@ -82,6 +82,15 @@ def _phrase_before(toks: list[_Tok], i: int, text: str, n: int) -> list[str]:
     return out
 
 
+def _field_before(toks: list[_Tok], i: int, text: str, before: list[str]) -> bool:
+    """A name field ends right before token i: a phrase of several words ("họ và tên", "my name is"),
+    or one word followed by a colon or dash ("Name: …", "Tên: …" — a bare "name" is just a word)."""
+    for p in before:
+        if p in NAME_FIELDS and (" " in p or any(c in text[toks[i - 1].end : toks[i].start] for c in ":-")):
+            return True
+    return False
+
+
 def _vn_word(t: _Tok) -> bool:
     return t.capitalised and len(t.text) <= 7 and vn_syllable(t.folded)
 
@@ -125,7 +134,7 @@ def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, 
             i += 1
             continue
         before = _phrase_before(toks, i, text, 4) if i else []
-        field = any(p in NAME_FIELDS for p in before)
+        field = _field_before(toks, i, text, before)
         honorific = field or any(_is_honorific(p, toks, i, text) for p in before)
         if _is_surname(t) and _vn_word(t):
             j = _vn_run(toks, i, text)
@@ -171,7 +180,7 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
             continue
         prev = toks[i - 1] if i else None
         before = _phrase_before(toks, i, text, 3) if i else []
-        if prev and prev.folded in EN_TITLES and _en_name_word(t) and t.start - prev.end <= 2:
+        if prev and prev.folded in EN_TITLES and prev.capitalised and _en_name_word(t) and t.start - prev.end <= 2:
             j = _en_run(toks, i, text)
             yield i, j, 0.9, "pii.person.en.title"
             i = j
@@ -182,11 +191,11 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
                 yield i, j, 0.85, "pii.person.en.given_name"
                 i = j
                 continue
-            if any(p in EN_INTRODUCERS or p in NAME_FIELDS for p in before):
+            if any(p in EN_INTRODUCERS for p in before) or _field_before(toks, i, text, before):
                 yield i, i + 1, 0.75, "pii.person.en.introduced"
                 i += 1
                 continue
-        if _en_name_word(t) and any(p in NAME_FIELDS for p in before):
+        if _en_name_word(t) and _field_before(toks, i, text, before):
             j = _en_run(toks, i, text)
             yield i, j, 0.85, "pii.person.name_field"
             i = j

@@ -63,6 +63,20 @@ def _placeholder(d: str) -> bool:
     return len(steps) == 1 and steps <= {0, 1, 9}
 
 
+_CARD_GROUPS = frozenset({(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 3), (4, 4, 4, 2), (4, 4, 4, 1),
+                          (4, 4, 5), (4, 4, 4, 4, 2), (4, 4, 4, 4, 1), (6, 13), (8, 8)})  # fmt: skip
+
+
+def _card_grouping(raw: str) -> bool:
+    """Written as cards are: in one piece, or in the printed groups (4-4-4-4, Amex 4-6-5, …) with one
+    kind of separator — a row of decimals ("23.9 23.3 25.7 …") can pass Luhn by chance."""
+    groups = _GROUP.findall(raw)
+    if len(groups) == 1:
+        return True
+    seps = set(_GROUP.split(raw)[1:-1])
+    return len(seps) == 1 and tuple(len(g) for g in groups) in _CARD_GROUPS
+
+
 def _ssn_valid(d: str) -> bool:
     """US SSN rules: area not 000, 666 or 9xx; group not 00; serial not 0000."""
     return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
@@ -107,7 +121,7 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
         return ("PHONE_NUMBER", 0.95, "pii.phone.intl") if _phone(digits, None) else None
     if digits.startswith("00") and n > 10 and not s.kinds & _ID_KINDS and _phone(digits[2:], None):
         return "PHONE_NUMBER", 0.9, "pii.phone.intl"
-    if 13 <= n <= 19 and _card_prefix(digits) and luhn.is_valid(digits):
+    if 13 <= n <= 19 and _card_prefix(digits) and _card_grouping(raw) and luhn.is_valid(digits):
         if s.lead in ("bank", "bankname") and "card" not in s.kinds:
             return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
         return "CREDIT_CARD", 0.98 if "card" in s.kinds else 0.95, "pii.card.luhn"

@@ -26,6 +26,7 @@ _EMAIL = re.compile(
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/\d{{1,2}})?")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 _IPV6_GATE = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # The scans below have no look-behind (it is tried at every position and costs more than the
@@ -109,6 +110,9 @@ def ipv4(text: str, start: int, end: int, ctx: ContextIndex) -> Finding | None:
     build word just before it says otherwise ("version 1.2.3.4")."""
     if ctx.near(start, end, after=False)[:1] == ["negative"]:
         return None
+    addr = ipaddress.IPv4Address(text[start:end].split("/")[0])
+    if addr.is_loopback or addr.is_unspecified or addr.is_multicast or addr == _BROADCAST:
+        return None  # 127.0.0.1, 0.0.0.0: configuration, not anyone's address
     return Finding("IP_ADDRESS", start, end, 0.9, "pii.ip.v4")
 
 
@@ -117,6 +121,9 @@ def _ipv6(text: str) -> Iterator[Finding]:
         try:
             ipaddress.IPv6Address(m.group())
         except ValueError:
+            continue
+        addr = ipaddress.IPv6Address(m.group())
+        if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
             continue
         if m.group().count(":") >= 3 or "::" in m.group():
             yield Finding("IP_ADDRESS", m.start(), m.end(), 0.9, "pii.ip.v6")
