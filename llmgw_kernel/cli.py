@@ -96,9 +96,6 @@ def _promote(args: argparse.Namespace) -> int:
     def forecast(candidate: object) -> dict | None:
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
-    from .policy.extras import load_servable
-
-    load_servable(args.candidate)  # what the server would refuse on reload is refused here
     change = promote(args.candidate, args.policy, forecast=forecast)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .extras import load_servable
 from .functions import rule_module_files
 from .load import PolicyError, load_policy, parse_policy_text
 from .model import Policy
@@ -78,7 +79,8 @@ def read_entry(entry: Path) -> Version:
 
 def validate_as_live(version: Version, live: Path) -> Policy:
     """Validate ``version`` as it will be once installed beside ``live``: with its own modules,
-    and for a module it does not carry, the one already in the live folder. Raises
+    and for a module it does not carry, the one already in the live folder; servable by this
+    installation (:func:`~.extras.missing_extras`). Raises
     :class:`PolicyError` (naming the live file) if it would not validate there."""
     with tempfile.TemporaryDirectory(prefix="llmgw-policy-") as tmp:
         staged = Path(tmp) / live.name
@@ -91,7 +93,7 @@ def validate_as_live(version: Version, live: Path) -> Policy:
                 (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
                 (Path(tmp) / rel).write_bytes(content)
         try:
-            return load_policy(staged)
+            return load_servable(staged)  # as the server would load it: with the extras it needs
         except PolicyError as exc:
             folder = live.parent.absolute()
             here = [(str(Path(tmp).resolve()), str(folder)), (Path(tmp).resolve().name + "/", folder.name + "/")]
