@@ -36,6 +36,8 @@ import functools
 import heapq
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..cache.exact import Entry
 from ..decisions.cost import cost_usd
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
@@ -166,6 +168,23 @@ class Folded:
     def cache_source_rid(self) -> list[str | None]:
         """The request whose answer each hit was served (None for the others)."""
         return [o.source.rid if o is not None and o.source is not None else None for o in self.cache]
+
+    @functools.cached_property
+    def cache_similarity(self) -> list[float | None]:
+        """The similarity of each semantic lookup's best candidate (None for the others)."""
+        return [o.similarity if o is not None else None for o in self.cache]
+
+    def column(self, name: str) -> np.ndarray:
+        """A per-request field (``admission``, ``cost``, ``cache_kind``, ...) as an object array
+        (strings, floats, None): what the stages' columns are made of (:mod:`.fold_columns`)."""
+        values = getattr(self, name)
+        out = np.empty(len(values), object)
+        out[:] = values
+        return out
+
+    def source_targets(self, rows: np.ndarray) -> list[str | None]:
+        """The target that produced the answer each hit in ``rows`` was served."""
+        return [self.cache[i].source.target for i in rows.tolist()]  # type: ignore[union-attr]
 
 
 class Composer:

@@ -91,6 +91,7 @@ class Decoding:
     window's, then the warm rows')."""
 
     rids: pa.ChunkedArray  # request id of every row
+    targets: pa.ChunkedArray  # the target that served every row (its answer's, for a cache source)
     bypass: np.ndarray  # object: why a window row bypasses the cache (None: it does not)
     read: np.ndarray  # bool: a window row may read the cache (no ``no-cache`` header)
     unknown_model: np.ndarray  # bool: routed, with an empty plan
@@ -264,8 +265,8 @@ def inputs(c: Composer) -> Inputs | None:
                                                                                "completion_tokens"))  # fmt: skip
         return cost_usd(c.policy, target, pt, ct)
 
-    decoding = Decoding(cols.arrow("request_id", both=True), bypass, read, (plan_code >= 0) & ~nonempty[plan_code],
-                        warm_cost, unpriced, unpriced_of)  # fmt: skip
+    decoding = Decoding(cols.arrow("request_id", both=True), cols.arrow("target", both=True), bypass, read,
+                        (plan_code >= 0) & ~nonempty[plan_code], warm_cost, unpriced, unpriced_of)  # fmt: skip
     return Inputs(a, groups, [b for g in groups.budgets for _, b in g], [r for g in groups.rates for _, r in g],
                   cal[1], decoding, order)  # fmt: skip
 

@@ -463,44 +463,67 @@ class FoldedArrays(Folded):
                 reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
         return reasons, limits
 
+    def column(self, name: str) -> np.ndarray:
+        """A per-request field as an object array, from the kernel's codes (no list on the way)."""
+        out, d = self._out, self._inp.decoding
+        if name in ("admission_reason", "admission_limit"):
+            return self._reasons[name == "admission_limit"]
+        if name == "cost":
+            return _optional(out.cost, out.cost_has)
+        if name == "saved":
+            saved = _optional(out.saved, out.saved_has)
+            for i in np.flatnonzero(out.saved_warm).tolist():
+                saved[i] = d.warm_cost(int(out.cache_src[i]))
+            return saved
+        if name == "cache_source_rid":
+            hit = out.cache_kind == _HIT
+            rids = d.rids.take(pa.array(np.where(hit, out.cache_src, 0), mask=~hit))
+            return rids.to_numpy(zero_copy_only=False).astype(object)  # type: ignore[no-any-return]
+        if name == "cache_similarity":  # exact caches only: no similarity
+            return np.full(len(out.cache_kind), None, object)
+        table, codes = {"admission": (_ADMISSION, out.adm_kind), "served_by": (_SERVED, self.served_code),
+                        "cache_kind": (_CACHE_KIND, out.cache_kind)}[name]  # fmt: skip
+        return table[codes]  # type: ignore[no-any-return]
+
+    def source_targets(self, rows: np.ndarray) -> list[str | None]:
+        src = self._out.cache_src[rows]
+        return self._inp.decoding.targets.take(pa.array(src, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
     @functools.cached_property
     def admission(self) -> list[str | None]:  # type: ignore[override]
-        return _ADMISSION[self._out.adm_kind].tolist()  # type: ignore[no-any-return]
+        return self.column("admission").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def admission_reason(self) -> list[str | None]:  # type: ignore[override]
-        return self._reasons[0].tolist()  # type: ignore[no-any-return]
+        return self.column("admission_reason").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def admission_limit(self) -> list[str | None]:  # type: ignore[override]
-        return self._reasons[1].tolist()  # type: ignore[no-any-return]
+        return self.column("admission_limit").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def served_by(self) -> list[str | None]:  # type: ignore[override]
-        return _SERVED[self.served_code].tolist()  # type: ignore[no-any-return]
+        return self.column("served_by").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def cost(self) -> list[float | None]:  # type: ignore[override]
-        return _optional(self._out.cost, self._out.cost_has)
+        return self.column("cost").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def saved(self) -> list[float | None]:  # type: ignore[override]
-        out = self._out
-        saved = _optional(out.saved, out.saved_has)
-        for i in np.flatnonzero(out.saved_warm).tolist():
-            saved[i] = self._inp.decoding.warm_cost(int(out.cache_src[i]))
-        return saved
+        return self.column("saved").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def cache_kind(self) -> list[str | None]:
-        return _CACHE_KIND[self._out.cache_kind].tolist()  # type: ignore[no-any-return]
+        return self.column("cache_kind").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def cache_source_rid(self) -> list[str | None]:
-        src = self._out.cache_src
-        hit = self._out.cache_kind == _HIT
-        rids = self._inp.decoding.rids.take(pa.array(np.where(hit, src, 0), mask=~hit))
-        return rids.to_pylist()  # type: ignore[no-any-return]
+        return self.column("cache_source_rid").tolist()  # type: ignore[no-any-return]
+
+    @functools.cached_property
+    def cache_similarity(self) -> list[float | None]:
+        return self.column("cache_similarity").tolist()  # type: ignore[no-any-return]
 
     @functools.cached_property
     def cache(self) -> list[Outcome | None]:  # type: ignore[override]
@@ -518,8 +541,8 @@ class FoldedArrays(Folded):
         return cache
 
 
-def _optional(values: np.ndarray, has: np.ndarray) -> list[float | None]:
-    """Floats, None where ``has`` is False."""
+def _optional(values: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """Floats as an object array, None where ``has`` is False."""
     obj = values.astype(object)
     obj[~has] = None
-    return obj.tolist()  # type: ignore[no-any-return]
+    return obj

@@ -1,0 +1,152 @@
+"""The limits, cache and cost stages' columns and the cache summary of a composed replay, from the
+fold's result and the window's columns — no Python object per request.
+
+:mod:`.stages` turns a :class:`.fold.Folded` into ``.decisions`` columns and summary figures.
+Read through the per-row objects (``Composer.rows``: one cache ``Row`` per request;
+``Folded.cache``: one ``Outcome`` per request) that costs more than the compiled fold itself
+(15 of ~45 CPU s of a 1M-row replay). These functions compute the same columns and figures from
+:meth:`.fold.Folded.column` (arrays; the compiled fold's are its own, never lists) and the
+window's coded columns: object arrays where a column holds strings or None, and ``differs`` as
+a bool array. tests/replay/test_fold_columns.py holds them equal to the per-row forms.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from .routing_estimates import quantile
+from .window import Window, as_window
+
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+    from .fold import Folded
+
+HIT_KINDS = ("hit", "semantic-hit")
+
+
+def objects(window: Window, name: str) -> np.ndarray:
+    """A string column as an object array (None for NULL)."""
+    codes, values = window.codes(name)
+    table = np.empty(len(values) + 1, object)
+    table[: len(values)] = values
+    return table[codes]  # type: ignore[no-any-return]
+
+
+def _isin(values: np.ndarray, wanted: tuple[str, ...]) -> np.ndarray:
+    return np.isin(values, np.array(wanted, object))  # type: ignore[no-any-return]
+
+
+def limits_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarray]:
+    """``logged_admission``, ``replay_admission(_reason, _limit)``; differs where the replayed
+    admission is not the logged one (admitted with or without a limit: the same decision)."""
+    w = as_window(window)
+    logged, replayed = objects(w, "admission"), folded.column("admission")
+    differs = np.where(logged == None, "ok", logged) != np.where(replayed == None, "ok", replayed)  # noqa: E711
+    cols = {
+        "logged_admission": logged,
+        "replay_admission": replayed,
+        "replay_admission_reason": folded.column("admission_reason"),
+        "replay_admission_limit": folded.column("admission_limit"),
+    }
+    return cols, differs
+
+
+def cache_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarray]:
+    """``logged_cache``, ``replay_cache(_source, _similarity)``; differs where the replayed outcome
+    is not the logged one, or a hit was served another request's answer."""
+    w = as_window(window)
+    logged, kinds = objects(w, "cache"), folded.column("cache_kind")
+    sources = folded.column("cache_source_rid")
+    differs = (logged != kinds) | (_isin(kinds, HIT_KINDS) & (objects(w, "cache_source") != sources))
+    cols = {
+        "logged_cache": logged,
+        "replay_cache": kinds,
+        "replay_cache_source": sources,
+        "replay_cache_similarity": folded.column("cache_similarity"),
+    }
+    return cols, differs
+
+
+def cost_columns(window: Any, folded: Folded) -> dict[str, Any]:
+    """``logged_cost_usd``, ``replay_cost_usd``, ``replay_saved_usd``, ``replay_served_by``."""
+    w = as_window(window)
+    logged = w.numpy("cost_usd").astype(object)
+    logged[~w.valid("cost_usd")] = None
+    return {
+        "logged_cost_usd": logged,
+        "replay_cost_usd": folded.column("cost"),
+        "replay_saved_usd": folded.column("saved"),
+        "replay_served_by": folded.column("served_by"),
+    }
+
+
+def cache_summary(policy: Policy, window: Any, folded: Folded) -> dict[str, Any]:
+    """``cache_stage.summary`` of the composed replay (its ``saved`` given): hit counts, what the
+    hits saved, and the estimated latency of requests that reached a cache."""
+    w = as_window(window)
+    kinds = folded.column("cache_kind")
+    reached = kinds != None  # noqa: E711
+    exact, semantic = kinds == "hit", kinds == "semantic-hit"
+    hits = exact | semantic
+    saved = folded.column("saved")
+    priced = hits & (saved != None)  # noqa: E711
+    total = float(np.cumsum(saved[priced].astype(np.float64))[-1]) if priced.any() else 0.0  # in row order
+    unpriced = _unpriced_sources(w, folded, hits & ~priced)
+    latency = w.numpy("latency_ms")
+    logged = objects(w, "cache")
+    live_hit = _isin(logged, HIT_KINDS)
+    typical = {k: _p50(latency[(logged == k) & ~np.isnan(latency)]) for k in HIT_KINDS}
+    est = latency.copy()
+    for k in HIT_KINDS:  # a new hit takes as long as a typical live hit of its kind
+        new = (kinds == k) & ~live_hit
+        est[new] = typical[k] if typical[k] is not None else 1.0
+    lost = ~hits & live_hit  # a live hit that becomes a miss takes as long as its source did
+    origin = _origin_latency(w, np.flatnonzero(lost))
+    est[lost] = np.where(np.isnan(origin), latency[lost], origin)
+    timed = reached & ~np.isnan(latency)
+    lat = est[timed]
+    considered, n_exact, n_semantic = int(reached.sum()), int(exact.sum()), int(semantic.sum())
+    return {
+        "considered": considered,
+        "exact_hits": n_exact,
+        "semantic_hits": n_semantic,
+        "hit_rate": round((n_exact + n_semantic) / considered, 6) if considered else None,
+        "saved_usd": round(total, 6),
+        "saved_unpriced_targets": sorted(unpriced),
+        "latency_ms_p50": quantile(lat, 0.5),
+        "latency_ms_mean": round(sum(lat.tolist()) / len(lat), 3) if len(lat) else None,
+    }
+
+
+def _p50(values: np.ndarray) -> float | None:
+    return quantile(values, 0.5)
+
+
+def _unpriced_sources(w: Window, folded: Folded, rows: np.ndarray) -> set[str]:
+    """The targets of the answers hits in ``rows`` were served whose cost is unknown."""
+    if not rows.any():
+        return set()
+    return {t for t in folded.source_targets(np.flatnonzero(rows)) if t}
+
+
+def _origin_latency(w: Window, rows: np.ndarray) -> np.ndarray:
+    """The logged latency of each row's logged cache source (the last window row with that request
+    id; NaN: no source in the window, or no latency logged)."""
+    out = np.full(len(rows), np.nan)
+    if not len(rows):
+        return out
+    rids = w.arrow("request_id")
+    src = w.arrow("cache_source").take(pa.array(rows, pa.int64()))
+    codes, values = w.codes("request_id")
+    last = np.full(len(values), -1, np.int64)
+    np.maximum.at(last, codes.astype(np.int64), np.arange(len(codes), dtype=np.int64))
+    found = pc.index_in(src, value_set=pa.array(values, rids.type)) if len(values) else None
+    pos = np.full(len(rows), -1, np.int64) if found is None else pc.fill_null(found, -1).to_numpy(False)
+    at = np.where(pos >= 0, last[np.maximum(pos, 0)], -1)
+    ok = at >= 0
+    out[ok] = w.numpy("latency_ms")[at[ok]]
+    return out

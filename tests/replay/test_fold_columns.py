@@ -1,0 +1,83 @@
+"""The stages' columns and the cache summary computed from the fold's arrays and the window's
+columns (``replay/fold_columns.py``) equal the same columns and figures computed the per-row way
+(one cache ``Row`` and one ``Outcome`` per request, ``cache_stage.summary``), for the compiled
+fold's result and the Python fold's, under the live policy and candidates that refuse, evict,
+hit where the live proxy missed and miss where it hit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_fold_kernel import composer, live, tight
+
+from llmgw_kernel.replay import fold_columns
+from llmgw_kernel.replay.cache_stage import HIT_KINDS, summary
+from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
+
+pytest.importorskip("numba")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import replay_scale  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cols") / "log"
+    replay_scale.generate(d, 6000, seed=4, chunk=3000)
+    return d
+
+
+def _per_row(c: Any, f: Any) -> tuple[dict[str, list[Any]], list[bool], list[bool], dict[str, Any]]:
+    """The columns, differs and cache summary the per-row way (the reference)."""
+    rs, outs, w = c.rows, f.cache, c.window
+    kinds = [o.kind if o is not None else None for o in outs]
+    sources = [o.source.rid if o is not None and o.source is not None else None for o in outs]
+    cols = {
+        "logged_admission": list(w["admission"]), "replay_admission": f.admission,
+        "replay_admission_reason": f.admission_reason, "replay_admission_limit": f.admission_limit,
+        "logged_cache": [r.logged for r in rs], "replay_cache": kinds, "replay_cache_source": sources,
+        "replay_cache_similarity": [o.similarity if o is not None else None for o in outs],
+        "logged_cost_usd": list(w["cost_usd"]), "replay_cost_usd": f.cost, "replay_saved_usd": f.saved,
+        "replay_served_by": f.served_by,
+    }  # fmt: skip
+    limits = [(k or "ok") != (g or "ok") for k, g in zip(f.admission, w["admission"], strict=True)]
+    cache = [(r.logged != k) or (k in HIT_KINDS and r.source != s) for r, k, s in zip(rs, kinds, sources, strict=True)]
+    objs = [o.source if o is not None else None for o in outs]
+    return cols, limits, cache, summary(c.policy, rs, kinds, objs, saved=f.saved)
+
+
+def _doc(kind: str) -> dict[str, Any]:
+    doc = tight() if kind != "live" else live()
+    if kind == "evict":  # a small cache, and one on a route that had none: hits lost and new hits
+        doc["cache"] = {"exact": {"ttl_s": 20.0, "max_entries": 60}}
+        doc["routes"]["summarize"].pop("cache", None)
+    return doc
+
+
+@pytest.mark.parametrize("kind", ["live", "tight", "evict"])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_columns_and_summary_equal_the_per_row_forms(log, tmp_path, kind, compiled):
+    c = composer(log, _doc(kind), tmp_path)
+    f = run_compiled(c) if compiled else c.run(compiled=False)
+    assert f is not None and isinstance(f, FoldedArrays) == compiled
+    want, want_limits, want_cache, want_summary = _per_row(c, f)
+    got: dict[str, Any] = {}
+    lim_cols, lim_diff = fold_columns.limits_columns(c.window, f)
+    cache_cols, cache_diff = fold_columns.cache_columns(c.window, f)
+    for part in (lim_cols, cache_cols, fold_columns.cost_columns(c.window, f)):
+        got.update(part)
+    assert set(got) == set(want)
+    for name, values in want.items():
+        have = got[name].tolist()
+        bad = [i for i, (a, b) in enumerate(zip(values, have, strict=True)) if a != b or type(a) is not type(b)]
+        assert not bad, f"{name} at {bad[:3]}: {[values[i] for i in bad[:3]]} != {[have[i] for i in bad[:3]]}"
+    assert lim_diff.tolist() == want_limits and cache_diff.tolist() == want_cache
+    assert fold_columns.cache_summary(c.policy, c.window, f) == want_summary
+    if kind == "evict":  # the candidate changes cache outcomes both ways
+        logged = np.array(want["logged_cache"], object)
+        replayed = np.array(want["replay_cache"], object)
+        assert ((logged == "hit") & (replayed == "miss")).any() and ((logged != "hit") & (replayed == "hit")).any()
