@@ -8,7 +8,8 @@ system prompt, content blocks, ``tool_use`` inputs and ``tool_result`` s are cov
   parts), ``refusal``, each ``tool_calls[j].function.arguments`` and a legacy
   ``function_call.arguments``; tool results are ``tool`` messages;
 - embeddings requests: ``input`` (a string or each string of a list);
-- answers: the same fields of each choice's ``message``.
+- answers: the same fields of each choice's ``message`` (its ``logprobs``, which spell out
+  the tokens, are removed: they would show what was redacted or blocked).
 
 Every check runs on the text as it came (so one check's placeholders never hide a value from
 another). Findings of ``redact`` checks are merged (overlaps: the earlier, then longer, span
@@ -184,6 +185,9 @@ def guard_completion(
     for i, choice in enumerate(choices if isinstance(choices, list) else ()):
         if isinstance(choice, dict):
             p.message(choice.get("message"), f"choices[{i}].message")
+            if choice.get("logprobs") is not None:  # the tokens' own text: it would show what was redacted
+                choice["logprobs"] = None
+                p.changed = True
     return p.changed
 
 

@@ -96,6 +96,8 @@ class StreamGuard:
     def _choice(self, choice: dict[str, Any]) -> bool:
         """Rewrite one choice of a chunk in place; False when nothing is left to send."""
         index = choice.get("index", 0)
+        if choice.get("logprobs") is not None:  # the tokens' own text, not held back: not sent at all
+            choice["logprobs"] = None
         delta = choice.get("delta")
         final = choice.get("finish_reason") is not None
         if isinstance(delta, dict):

@@ -36,6 +36,7 @@ LOCAL = [{"provider": "local", "model": "gpt-4o-mini"}]
 ROUTES = {
     "claude": {"targets": [{"provider": "claude", "model": "claude-sonnet"}]},
     "out-only": {"targets": LOCAL, "guardrails": {"input": []}},
+    "claude-out-only": {"targets": [{"provider": "claude", "model": "claude-sonnet"}], "guardrails": {"input": []}},
     "blocker": {
         "targets": LOCAL,
         "guardrails": {
@@ -168,30 +169,31 @@ def test_messages_reach_the_provider_redacted(gw, upstream, route, stream):
     assert_clean(answer)
 
 
+@pytest.mark.parametrize("target", ["openai", "anthropic"], ids=["openai-target", "anthropic-target"])
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_the_upstreams_answer_is_redacted_on_the_way_back(gw, upstream, api, stream):
+def test_the_upstreams_answer_is_redacted_on_the_way_back(gw, upstream, api, stream, target):
     marker = uuid.uuid4().hex
     text = pii_text(marker)
+    route, fake = ("out-only", upstream) if target == "openai" else ("claude-out-only", gw.fake)
     if api == "openai":
         messages = [{"role": "user", "content": text}]
         if stream:
-            chunks = list(oai(gw).chat.completions.create(model="out-only", messages=messages, stream=True))
+            chunks = list(oai(gw).chat.completions.create(model=route, messages=messages, stream=True))
             answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         else:
-            answer = oai(gw).chat.completions.create(model="out-only", messages=messages).choices[0].message.content
+            answer = oai(gw).chat.completions.create(model=route, messages=messages).choices[0].message.content
     else:
-        kwargs = {"model": "out-only", "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
+        kwargs = {"model": route, "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
         if stream:
             with ant(gw).messages.stream(**kwargs) as s:
                 answer = "".join(s.text_stream)
         else:
             answer = ant(gw).messages.create(**kwargs).content[0].text
-    assert received(upstream, marker)["messages"][0]["content"] == text  # this route checks only the output
-    assert (
-        answer
-        == f"Hello from the fake upstream: [{marker}] Số điện thoại của tôi là <PHONE_NUMBER_1>, CCCD <VN_CCCD_1>."
-    )
+    sent = received(fake, marker)["messages"][0]["content"]  # this route checks only the output
+    assert sent == text or sent == [{"type": "text", "text": text}]
+    prefix = "Hello from the fake upstream: " if target == "openai" else "Claude heard: "
+    assert answer == f"{prefix}[{marker}] Số điện thoại của tôi là <PHONE_NUMBER_1>, CCCD <VN_CCCD_1>."
 
 
 def test_the_upstream_really_splits_the_phone_across_two_chunks(upstream):

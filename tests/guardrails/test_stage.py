@@ -296,3 +296,17 @@ def test_a_large_answer_is_checked_off_the_loop_with_the_same_result():
     out = orjson.loads(asyncio.run(check_output(guard, raw)))
     assert out["choices"][0]["message"]["content"].endswith(" số <PHONE_NUMBER_1>")
     assert [v["type"] for v in guard.verdicts.summary()] == ["PHONE_NUMBER"]
+
+
+def test_logprobs_are_removed_where_output_checks_run():
+    """They spell out the tokens: a redacted or blocked value would show there."""
+    logprobs = {"content": [{"token": "0912", "logprob": -0.1, "top_logprobs": []}]}
+    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "logprobs": logprobs}]}
+    assert guard_completion((pii(stage="output"),), completion, Redactor(), Verdicts())
+    assert completion["choices"][0]["logprobs"] is None
+    guard = StreamGuard((pii(stage="output"),), Redactor(), Verdicts(), 64)
+    payload = orjson.dumps({**HEAD, "choices": [{"index": 0, "delta": {"content": "0912"}, "logprobs": logprobs,
+                                                 "finish_reason": None}]})  # fmt: skip
+    out = relay(guard, [payload, chunk({}, "stop")])
+    assert all(c.get("logprobs") is None for p in out for c in orjson.loads(p)["choices"])
+    assert b"0912" in b"".join(out)  # the text itself (no finding here) is still sent

@@ -104,3 +104,24 @@ def test_custom_rules_load_from_the_policy_folder_and_are_part_of_its_version(tm
     assert exc.value.errors == [
         ("guardrails.input[0].rule", "checks:codes must take exactly one argument (text: str), got (text, other)")
     ]
+
+
+def test_promote_installs_and_rollback_restores_a_custom_guardrails_module(tmp_path):
+    """A custom guardrail's module travels with its version, like a routing rule's."""
+    from llmgw_kernel.policy.lifecycle import promote, rollback
+
+    live_dir, cand_dir = tmp_path / "live", tmp_path / "cand"
+    live_dir.mkdir()
+    cand_dir.mkdir()
+    live = live_dir / "live.yaml"
+    live.write_text("providers: {d: {kind: demo}}\nroutes: {m: {targets: [{provider: d, model: x}]}}\n")
+    candidate = cand_dir / "candidate.yaml"
+    candidate.write_text(
+        live.read_text() + "guardrails: {input: [{type: custom, rule: 'checks:codes', action: block}]}\n"
+    )
+    (cand_dir / "checks.py").write_text(RULE)
+    promote(candidate, live)
+    assert (live_dir / "checks.py").read_text() == RULE
+    assert load_policy(live)._guardrails["m"].input[0].action == "block"
+    rollback(live)
+    assert load_policy(live).guardrails is None
