@@ -125,3 +125,12 @@ def test_promote_installs_and_rollback_restores_a_custom_guardrails_module(tmp_p
     assert load_policy(live)._guardrails["m"].input[0].action == "block"
     rollback(live)
     assert load_policy(live).guardrails is None
+
+
+def test_a_route_cache_error_has_the_same_clean_path():
+    """Regression: pydantic's union tags leaked into paths of a route's ``cache: {...} | false``
+    (``routes.m.cache.CacheSettings.exact.ttl_s`` plus a second error ``routes.m.cache.literal[False]``)."""
+    route = {**BASE["routes"]["m"], "cache": {"exact": {"ttl_s": -1}}}
+    with pytest.raises(PolicyError) as exc:
+        load_policy({**BASE, "routes": {"m": route}})
+    assert exc.value.errors == [("routes.m.cache.exact.ttl_s", "Input should be greater than 0")]
