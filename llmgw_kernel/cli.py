@@ -200,7 +200,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .decisions.explain import UnknownRoute, explain_route
+    from .decisions.explain import explain_route
+    from .decisions.routing import UnknownRoute
     from .policy.load import load_policy
 
     try:

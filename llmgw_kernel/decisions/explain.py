@@ -15,11 +15,7 @@ from typing import Any
 
 from ..policy.model import Policy
 from .context import RouteContext
-from .routing import plan_route
-
-
-class UnknownRoute(KeyError):
-    """The policy has no route for the model name."""
+from .routing import plan_route, route_spec
 
 
 def explain_route(
@@ -31,10 +27,7 @@ def explain_route(
     request_id: str = "req_explain",
 ) -> str:
     """A human-readable account of :func:`plan_route` for one hypothetical request."""
-    if model not in policy.routes:
-        known = ", ".join(sorted(policy.routes)) or "none"
-        raise UnknownRoute(f"unknown model {model!r}: the policy has no such route (routes: {known})")
-    spec = policy.routes[model]
+    spec = route_spec(policy, model)
     ctx = RouteContext(request_id, model, dict(metadata or {}), user, prompt_tokens)
     plan = plan_route(policy, model, request_id, ctx)
     where = f", {policy.source}" if policy.source else ""

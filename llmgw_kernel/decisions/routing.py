@@ -75,13 +75,30 @@ def draws(policy_version: str, keys: Iterable[str]) -> np.ndarray:
     return np.frombuffer(b"".join(digests), ">u8").astype(np.float64) / 2.0**64
 
 
+class UnknownRoute(KeyError):
+    """The policy has no route for the model name (a ``KeyError`` that says which routes it has)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown route"
+
+
+def route_spec(policy: Policy, route: str) -> Route:
+    """``policy.routes[route]``, or :class:`UnknownRoute` naming the routes there are."""
+    try:
+        return policy.routes[route]
+    except KeyError:
+        known = ", ".join(sorted(policy.routes)) or "none"
+        raise UnknownRoute(f"unknown model {route!r}: the policy has no such route (routes: {known})") from None
+
+
 def plan_route(policy: Policy, route: str, request_id: str, ctx: RouteContext | None = None) -> RoutePlan:
     """The ordered targets for ``request_id`` on ``route`` under ``policy``.
 
     ``ctx`` (see :func:`~.context.route_context`) feeds sticky draws, rules and rule
-    functions; without it they see an empty context. Raises ``KeyError`` for an unknown route.
+    functions; without it they see an empty context. Raises :class:`UnknownRoute` (a
+    ``KeyError``) for an unknown route.
     """
-    spec = policy.routes[route]
+    spec = route_spec(policy, route)
     if ctx is None:
         ctx = RouteContext(request_id, route)
     notes: list[str] = []
@@ -221,7 +238,7 @@ def plan_routes(
     (:func:`needs_context`) is planned row by row through :func:`plan_route`; the others draw
     in bulk (:func:`draws`, the same running sums as the live pick). Raises ``KeyError`` for
     an unknown route."""
-    spec = policy.routes[route]
+    spec = route_spec(policy, route)
     n = len(request_ids)
     if needs_context(policy, route):
         ctxs: Sequence[RouteContext | None] = contexts if contexts is not None else [None] * n
