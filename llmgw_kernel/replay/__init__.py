@@ -82,7 +82,8 @@ def replay(
     import pandas as pd
 
     pol = load_policy(policy)
-    con = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type]
+    opened = not hasattr(log, "execute")  # a data directory: the connection is ours to close
+    con: Any = open_log(log) if opened else log  # type: ignore[arg-type]
     from .columns import to_pandas
     from .stages import REPLAY_COLUMNS, STAGES, decide
     from .window import load_window
@@ -91,6 +92,7 @@ def replay(
     history, start, warm = _state_before(pol, con, window, since, where, params)
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
     decided = decide(pol, window, history, start, warm, versions=by_version, estimates=estimates)
+    _release_arrow_memory()  # the deciding's temporaries
     n = len(window)
     columns: dict[str, Any] = {k: window.arrow(k).to_pandas() for k in ("request_id", "ts", "route")}
     differs = np.zeros(n, bool)
@@ -108,8 +110,22 @@ def replay(
     columns["differs"] = differs
     summary["differs_from_log"] = {**differences, "any": int(np.count_nonzero(differs))}
     summary.update(_observed(window))
+    # the frame is built without the window: free the log's columns (and the connection opened
+    # here) first, so their memory is reused instead of adding to the peak
+    del window, decided, warm, start
+    if opened:
+        con.close()
+    _release_arrow_memory()
     decisions = pd.DataFrame({k: to_pandas(v) for k, v in columns.items()}).set_index("request_id", drop=False)
     return ReplayResult(pol, decisions, summary, differences)
+
+
+def _release_arrow_memory() -> None:
+    """Return the memory Arrow has freed to the system (its allocator keeps it otherwise, and
+    numpy and pandas, which allocate elsewhere, could not reuse it)."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    pa.default_memory_pool().release_unused()
 
 
 def _state_before(

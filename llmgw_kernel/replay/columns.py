@@ -28,23 +28,55 @@ def epoch(ts: Any) -> float:
     return ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
 
 
-def strings(values: list[Any], codes: Any) -> Any:
-    """A string column built from its distinct ``values`` and one code per row (-1: NULL), as
-    an Arrow array (pandas reads it as its ``str`` dtype, as it reads a list of str | None,
-    without a Python object per row); all NULL: an object array of None (how pandas reads a
-    list of None)."""
-    import numpy as np
-    import pyarrow as pa  # type: ignore[import-untyped]
+class Coded:
+    """A string column held as its distinct ``values`` and one int32 code per row (-1: NULL),
+    turned into strings only when read (:meth:`to_pandas` when the replay's frame is built,
+    after the window's memory is freed). Reads as a sequence of str | None too."""
 
-    codes = np.asarray(codes, np.int32)
-    if not values or not np.any(codes >= 0):
-        return np.full(len(codes), None, object)
-    indices = pa.array(codes, mask=codes < 0)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string())).dictionary_decode()
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: list[Any], codes: Any) -> None:
+        import numpy as np
+
+        self.values, self.codes = values, np.asarray(codes, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: int) -> Any:
+        c = int(self.codes[i])
+        return self.values[c] if c >= 0 else None
+
+    def __iter__(self) -> Any:
+        return iter(self.to_pylist())
+
+    def to_pylist(self) -> list[Any]:
+        table = [*self.values, None]
+        return [table[c] for c in self.codes.tolist()]
+
+    def to_pandas(self) -> Any:
+        """As pandas reads a list of str | None: its ``str`` dtype, built from Arrow without a
+        Python object per row; all NULL: an object array of None."""
+        import numpy as np
+        import pyarrow as pa  # type: ignore[import-untyped]
+
+        if not len(self.codes):
+            return []  # as pandas reads an empty list
+        if not self.values or not np.any(self.codes >= 0):
+            return np.full(len(self.codes), None, object)
+        indices = pa.array(self.codes, mask=self.codes < 0)
+        decoded = pa.DictionaryArray.from_arrays(indices, pa.array(self.values, pa.string())).dictionary_decode()
+        return decoded.to_pandas()
+
+
+def strings(values: list[Any], codes: Any) -> Coded:
+    """A string column from its distinct ``values`` and a code per row (see :class:`Coded`)."""
+    return Coded(values, codes)
 
 
 def as_objects(column: Any) -> Any:
-    """An Arrow column as an object array of Python values (None for NULL); others as they are."""
+    """A :class:`Coded` (or Arrow) column as an object array of Python values (None for NULL);
+    others as they are."""
     if hasattr(column, "to_pylist"):
         import numpy as np
 

@@ -82,13 +82,32 @@ def _arrow(window: Any, name: str) -> pa.ChunkedArray | pa.Array:
 
 def _numbers(window: Any, name: str) -> np.ndarray:
     """A numeric column as float64, NULL as 0."""
+    if hasattr(window, "numpy") and name in window.columns:
+        return np.nan_to_num(window.numpy(name), nan=0.0)
     values = _arrow(window, name)
     return np.nan_to_num(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
 
 
+def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
+    """A string column as (int64 code per row, -1 for NULL; the distinct values)."""
+    if hasattr(window, "codes") and name in window.columns:
+        codes, values = window.codes(name)
+        return codes.astype(np.int64), values
+    col = _arrow(window, name)
+    enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+    return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+
 def attempt_arrays(window: Any) -> Samples:
     """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones},
-    in log order (skipped/unavailable targets are not attempts; a NULL latency counts as 0)."""
+    in log order (skipped/unavailable targets are not attempts; a NULL latency counts as 0).
+    Computed once per :class:`~.window.Window` (shared: do not mutate)."""
+    if hasattr(window, "memo"):
+        return window.memo("attempt_arrays", lambda: _attempt_arrays(window))  # type: ignore[no-any-return]
+    return _attempt_arrays(window)
+
+
+def _attempt_arrays(window: Any) -> Samples:
     col = _arrow(window, "attempts")
     if pa.types.is_null(col.type) or not len(col):
         return {}
@@ -168,10 +187,7 @@ class _Tally:
 def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: list[tuple[str, ...]]) -> dict[str, Any]:
     """:func:`estimate` of coded plans: request ``i`` tries ``plans[plan_codes[i]]`` (-1: not routed)."""
     samples = attempt_arrays(window)
-    routes = _arrow(window, "route")
-    route_enc = (routes.combine_chunks() if isinstance(routes, pa.ChunkedArray) else routes).dictionary_encode()
-    route_codes = pc.fill_null(route_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    route_values = route_enc.dictionary.to_pylist()
+    route_codes, route_values = _codes(window, "route")
     nonempty = np.asarray([bool(p) for p in plans] + [False], bool)
     routed_rows = np.flatnonzero(nonempty[plan_codes])
     pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
@@ -284,12 +300,10 @@ def _simulate_step(
 
 def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     """What the logged traffic cost at the candidate's prices (the baseline to compare with)."""
-    targets = _arrow(window, "target")
-    enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
-    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    codes, values = _codes(window, "target")
     pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     cost, unpriced = 0.0, set()
-    for c, target in enumerate(enc.dictionary.to_pylist()):
+    for c, target in enumerate(values):
         mine = (codes == c) & ((pt != 0) | (ct != 0))
         if not target or not mine.any():
             continue

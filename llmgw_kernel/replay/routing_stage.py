@@ -68,6 +68,8 @@ class RoutingDecisions:
         return table, list(ids)
 
 
+#: requests planned per call (their ids and contexts are Python objects while planned)
+PLAN_CHUNK_ROWS = 1 << 18
 ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target")
 
 
@@ -107,13 +109,15 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         out.plan_codes[rows] = out._intern_plan(())
         out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
         return
-    ids = window.arrow("request_id").take(rows).to_pylist()
-    contexts = logged_contexts(window, rows) if needs_context(policy, route) else None
-    bulk = plan_routes(policy, route, ids, contexts)
-    plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
-    reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
-    out.plan_codes[rows] = plan_map[bulk.codes]
-    out.reason_codes[rows] = reason_map[bulk.reason_codes]
+    for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
+        chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
+        ids = window.arrow("request_id").take(chunk).to_pylist()
+        contexts = logged_contexts(window, chunk) if needs_context(policy, route) else None
+        bulk = plan_routes(policy, route, ids, contexts)
+        plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
+        reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
+        out.plan_codes[chunk] = plan_map[bulk.codes]
+        out.reason_codes[chunk] = reason_map[bulk.reason_codes]
 
 
 def _objects(values: list[Any], codes: np.ndarray) -> np.ndarray:

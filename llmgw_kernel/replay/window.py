@@ -23,7 +23,7 @@ two ways:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -298,6 +298,14 @@ class Window(dict[str, Any]):
                 return self.epoch(name)
             self._memo[key] = col.cast(pa.float64()).to_numpy()
         return self._memo[key]  # type: ignore[no-any-return]
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A value derived from the window's columns, computed once (``compute()``) and shared
+        by every caller (read it, do not mutate it)."""
+        slot = ("memo", key)
+        if slot not in self._memo:
+            self._memo[slot] = compute()
+        return self._memo[slot]
 
     def valid(self, name: str) -> np.ndarray:
         """True where a column is not NULL."""

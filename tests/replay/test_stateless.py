@@ -131,3 +131,17 @@ def test_a_limit_a_cache_or_a_key_of_its_own_is_folded(synthetic: Path, tmp_path
         {"type": "update", "id": "k1", "ts": 2.0, "settings": {"name": "a"}}
     )  # limited once: its requests then couple
     assert not is_stateless(load_policy(base), window, keys, None)
+
+
+def test_a_coded_column_reads_as_the_list_it_codes() -> None:
+    """``columns.Coded`` (the string columns of the routing and stateless stages) becomes in
+    pandas what the list of str | None it codes becomes, and reads as that list."""
+    import numpy as np
+
+    from llmgw_kernel.replay.columns import Coded, as_objects
+
+    for values, codes in ((["a", "b"], [0, -1, 1, 1]), (["a"], [-1, -1]), ([], [-1]), (["x"], [])):
+        coded = Coded(values, np.asarray(codes))
+        plain = [values[c] if c >= 0 else None for c in codes]
+        assert list(coded) == plain == [coded[i] for i in range(len(coded))] == list(as_objects(coded))
+        pd.testing.assert_frame_equal(pd.DataFrame({"c": coded.to_pandas()}), pd.DataFrame({"c": plain}))
