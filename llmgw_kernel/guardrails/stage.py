@@ -33,11 +33,13 @@ from .verdicts import Blocked, Reason, Verdicts
 
 
 class GuardrailFailure(Exception):
-    """A check raised: the request is refused rather than passed on unchecked."""
+    """A check raised: the request is refused rather than passed on unchecked. The message
+    names the check and the exception's type only (its text may quote the text checked);
+    the exception itself is the ``__cause__``, for the server's log."""
 
     def __init__(self, check: str, exc: BaseException) -> None:
         self.check = check
-        super().__init__(f"guardrail {check!r} failed: {type(exc).__name__}: {str(exc)[:200]}")
+        super().__init__(f"guardrail {check!r} failed ({type(exc).__name__}); the request was not sent on")
 
 
 def scan(checks: tuple[Check, ...], text: str, stage: str, where: str) -> tuple[list[Finding], list[Reason]]:

@@ -61,4 +61,7 @@ def guardrail_error(exc: Exception) -> GatewayError:
 
     if isinstance(exc, Blocked):
         return GatewayError(400, str(exc), param=exc.reason.where, code="guardrail_blocked")
+    import logging
+
+    logging.getLogger("llmgw.guardrails").error("%s", exc, exc_info=exc.__cause__)
     return GatewayError(500, str(exc), "server_error", code="guardrail_error", outcome="error")

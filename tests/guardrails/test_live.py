@@ -31,6 +31,9 @@ from llmgw_kernel.guardrails.findings import Finding
 def secret(text):
     """A policy's own rule: BANANA-<digits> codes."""
     return [Finding("SECRET_CODE", m.start(), m.end(), 1.0, "rules.secret") for m in re.finditer(r"BANANA-\\d+", text)]
+
+def explode(text):
+    raise ValueError(f"cannot handle {text!r}")
 '''
 LOCAL = [{"provider": "local", "model": "gpt-4o-mini"}]
 ROUTES = {
@@ -58,6 +61,10 @@ ROUTES = {
         },
     },  # fmt: skip
     "noguard": {"targets": LOCAL, "guardrails": False},
+    "broken-rule": {
+        "targets": LOCAL,
+        "guardrails": {"input": [{"type": "custom", "rule": "guard_rules:explode", "action": "flag"}]},
+    },  # fmt: skip
 }
 GUARDRAILS = {"input": [{"type": "pii", "action": "redact", "languages": ["en", "vi"]}],
               "output": [{"type": "pii", "action": "redact"}]}  # fmt: skip
@@ -363,3 +370,12 @@ def test_a_prompt_too_large_for_the_event_loop_is_checked_in_a_thread_all_the_sa
     body = received(upstream, marker)
     assert_clean(body)
     assert body["messages"][0]["content"].endswith("Gọi lại số <PHONE_NUMBER_1>.")
+
+
+def test_a_check_that_raises_refuses_the_request_without_quoting_the_text(gw, upstream):
+    marker = uuid.uuid4().hex
+    with pytest.raises(openai.InternalServerError) as exc:
+        oai(gw).chat.completions.create(model="broken-rule", messages=[{"role": "user", "content": pii_text(marker)}])
+    assert exc.value.status_code == 500 and exc.value.code == "guardrail_error"
+    assert "guardrail 'input[0]:custom' failed (ValueError)" in str(exc.value) and marker not in str(exc.value)
+    assert not any(marker in json.dumps(r["body"]) for r in upstream.requests)
