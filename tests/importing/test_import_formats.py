@@ -218,3 +218,33 @@ def test_import_refuses_a_data_dir_a_server_holds_and_open_log_reads_both(tmp_pa
     con = open_log([gw.data_dir, tmp_path / "imp"])
     got = con.execute("SELECT coalesce(origin, 'served'), route FROM requests ORDER BY 1").fetchall()
     assert got == [("import:openai", "gpt-4o-mini"), ("served", "demo")]
+
+
+def test_every_format_round_trips_into_replay(tmp_path: Path, batch_files: list[Path]) -> None:
+    """Each format's import is replayed by a candidate that routes its models: every imported row
+    is decided (routed, priced from its tokens) and compared against its logged target."""
+    (tmp_path / "spend.json").write_text(json.dumps([{
+        "request_id": "l1", "call_type": "acompletion", "model": "gpt-4o-mini", "model_group": "gpt-4o-mini",
+        "custom_llm_provider": "openai", "startTime": "2026-11-26T10:00:00Z", "endTime": "2026-11-26T10:00:01Z",
+        "prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120, "spend": 0.0001, "status": "success",
+    }]))  # fmt: skip
+    _jsonl(tmp_path / "pk.jsonl", [{"id": "k1", "created_at": "2026-11-26T10:00:05Z", "ai_org": "openai",
+                                    "ai_model": "gpt-4o-mini", "request": {"body": _chat(0, "hey")},
+                                    "req_units": 3, "res_units": 4, "is_success": 1, "response_status_code": 200}])  # fmt: skip
+    (tmp_path / "t.csv").write_text(
+        "ts,route,target,prompt_tokens,completion_tokens\n2026-11-26T10:00:09Z,gpt-4o-mini,openai/gpt-4o-mini,7,8\n"
+    )
+    sources = {"openai": batch_files, "litellm": [tmp_path / "spend.json"], "portkey": [tmp_path / "pk.jsonl"],
+               "table": [tmp_path / "t.csv"]}  # fmt: skip
+    candidate = {
+        "providers": {"p": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "X"}},
+        "routes": {"gpt-4o-mini": {"targets": [{"provider": "p", "model": "gpt-4o", "weight": 1}]}},
+    }  # fmt: skip
+    for fmt, files in sources.items():
+        data = tmp_path / f"d-{fmt}"
+        imported = import_traffic(fmt, files, data).imported
+        result = replay(candidate, open_log(data))
+        d = result.decisions
+        assert len(d) == imported > 0, fmt
+        assert (d["replay_target"] == "p/gpt-4o").all(), (fmt, d["replay_target"].tolist())
+        assert d["replay_cost_usd"].notna().all() and (d["replay_cost_usd"] > 0).all(), fmt
