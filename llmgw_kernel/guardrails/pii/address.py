@@ -40,18 +40,26 @@ _PART = re.compile(
 _NAME_WORD = re.compile(r"[^\W_]+(?:/[^\W_]+)?")
 _SEP = re.compile(r"\s*(?:,|-|–)?\s*")
 _STRONG = {"house_street", "lane", "street"}
-_EN_STREET = re.compile(
-    r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+(?:[A-Z][a-zA-Z'’-]*\.?\s+){1,4}"
+_EN_STREET = re.compile(  # no leading \b (tried at every position): the character before is checked in code
+    r"\d{1,6}[A-Za-z]?(?:-\d{1,4})?\s+(?:[A-Z][a-zA-Z'’-]*\.?\s+){1,4}"
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|"
     r"Parkway|Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Close|Crescent|Row|Trail|Plaza|Gardens|Mews|Hill)\b\.?"
     r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Flat|Room|#)\.?\s*#?[\w-]{1,6})?"
     r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})?"
     r"(?:,?\s*(?:[A-Z]{2}\s+\d{5}(?:-\d{4})?|[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}))?"
-    r"|\b(?:P\.?\s?O\.?\s?Box|PO\sBox)\s+\d{1,6}\b"
-    r"|\b\d{1,5}[a-z]?,?\s(?:Rue|Avenue|Boulevard|Bd|Calle|Carrer|Via|Viale|Rua|Praça|Plaza|Piazza|Place|Allée)"
+    # continental form: number, then the street type first ("12 Rue de Rivoli, 75001 Paris")
+    r"|\d{1,5}[a-z]?,?\s(?:Rue|Avenue|Boulevard|Bd|Calle|Carrer|Via|Viale|Rua|Praça|Plaza|Piazza|Place|Allée)"
     r"\s(?:(?:de|du|des|la|le|del|della|da|do|di)\s)*[A-Z][\w'’-]+(?:\s[A-Z][\w'’-]+){0,3}"
     r"(?:,\s*(?:\d{4,5}\s)?[A-Z][a-z]+(?:[\s-][A-Z][a-z]+){0,2})?"
 )
+# every English or continental street address holds one of these words: a scan for them (cheap —
+# they start with a capital) decides whether the address regex runs at all
+_STREET_WORD = re.compile(
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|Parkway|"
+    r"Pkwy|Highway|Hwy|Square|Sq|Circle|Cir|Close|Crescent|Row|Trail|Plaza|Gardens|Mews|Hill|Rue|Bd|Calle|Carrer|"
+    r"Via|Viale|Rua|Praça|Piazza|Allée)\b"
+)
+_PO_BOX = re.compile(r"(?:P\.?\s?O\.?\s?Box|PO\sBox)\s+\d{1,6}(?!\w)")
 
 
 def _name(text: str, pos: int, limit: int = 5) -> int:
@@ -147,5 +155,11 @@ def find_addresses(text: str, folded: str) -> Iterator[Finding]:
         if _is_address(kinds):
             yield Finding("ADDRESS", start, end, 0.92, "pii.address.vi.parts")
             done = end
-    for m in _EN_STREET.finditer(text):
+    for m in _EN_STREET.finditer(text) if _STREET_WORD.search(text) else ():
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_/.,-"):
+            continue
         yield Finding("ADDRESS", m.start(), m.end(), 0.92, "pii.address.en.street")
+    if "Box" in text:
+        for m in _PO_BOX.finditer(text):
+            if not (m.start() and text[m.start() - 1].isalnum()):
+                yield Finding("ADDRESS", m.start(), m.end(), 0.92, "pii.address.en.po_box")

@@ -9,7 +9,6 @@ The ``negative`` kind names things that look like identifiers but are not person
 
 from __future__ import annotations
 
-import bisect
 import re
 
 #: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
@@ -70,54 +69,62 @@ for _phrases_of in _BY_FIRST.values():
     _phrases_of.sort(key=len, reverse=True)  # longest first: "so tai khoan" before "so"
 
 
-class ContextIndex:
-    """The context words of one (folded) text, found on first use by one pass over its words (a set
-    lookup per word, phrases tried only from a word that starts one) and then queried by position.
-    A text without candidates never builds it."""
+_REACH = 40 + max(len(w) for w in _KINDS_OF)  # characters scanned on each side of a candidate
 
-    __slots__ = ("folded", "_starts", "_ends", "_kinds")
+
+def _phrases(folded: str, lo: int, hi: int) -> list[tuple[int, int, tuple[str, ...]]]:
+    """(start, end, kinds) of the context phrases in ``folded[lo:hi]``, left to right: one pass over
+    the window's words, a phrase tried only from a word that starts one (longest first). A word cut
+    by the window's left edge is dropped."""
+    toks = [(m.start(), m.end()) for m in _TOKEN.finditer(folded, lo, hi)]
+    if toks and lo and toks[0][0] == lo and folded[lo - 1].isalnum():
+        toks = toks[1:]
+    words = [folded[a:b] for a, b in toks]
+    out = []
+    i = 0
+    while i < len(words):
+        for phrase in _BY_FIRST.get(words[i], ()):
+            n = len(phrase)
+            if tuple(words[i : i + n]) == phrase:
+                out.append((toks[i][0], toks[i + n - 1][1], _KINDS_OF[" ".join(phrase)]))
+                i += n - 1
+                break
+        i += 1
+    return out
+
+
+class ContextIndex:
+    """The context words around candidates of one (folded) text: only the characters within reach
+    of a candidate are read, so a text with few candidates pays for little; answers are memoised
+    per span (the digit-run splitter asks about overlapping spans of one run)."""
+
+    __slots__ = ("folded", "_memo")
 
     def __init__(self, folded: str) -> None:
         self.folded = folded
-        self._starts: list[int] | None = None
-        self._ends: list[int] = []
-        self._kinds: list[tuple[str, ...]] = []
+        self._memo: dict[tuple[int, int, bool], list[str]] = {}
 
     @classmethod
     def of(cls, folded: str) -> ContextIndex:
         return cls(folded)
 
-    def _build(self) -> list[int]:
-        toks = [(m.start(), m.end()) for m in _TOKEN.finditer(self.folded)]
-        words = [self.folded[a:b] for a, b in toks]
-        starts: list[int] = []
-        i = 0
-        while i < len(words):
-            for phrase in _BY_FIRST.get(words[i], ()):
-                n = len(phrase)
-                if tuple(words[i : i + n]) == phrase:
-                    starts.append(toks[i][0])
-                    self._ends.append(toks[i + n - 1][1])
-                    self._kinds.append(_KINDS_OF[" ".join(phrase)])
-                    i += n - 1
-                    break
-            i += 1
-        self._starts = starts
-        return starts
-
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
         at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
-        starts = self._starts if self._starts is not None else self._build()
+        key = (start, end, after)
+        if key not in self._memo:
+            self._memo[key] = self._near(start, end, after)
+        return self._memo[key]
+
+    def _near(self, start: int, end: int, after: bool) -> list[str]:
         near: list[tuple[int, str]] = []
-        j = bisect.bisect_right(self._ends, start) - 1  # phrases never overlap: ends are sorted too
-        while j >= 0 and start - self._ends[j] <= _BEFORE:
-            near += [(start - self._ends[j], k) for k in self._kinds[j]]
-            j -= 1
-        k = bisect.bisect_left(starts, end)
-        while after and k < len(starts) and starts[k] - end <= _AFTER:
-            near += [(starts[k] - end + _BEFORE, kd) for kd in self._kinds[k]]  # after counts as farther
-            k += 1
+        for _, e, kinds in _phrases(self.folded, max(0, start - _REACH), start):
+            if start - e <= _BEFORE:
+                near += [(start - e, k) for k in kinds]
+        if after:
+            for s, _, kinds in _phrases(self.folded, end, min(len(self.folded), end + _REACH)):
+                if s - end <= _AFTER:
+                    near += [(s - end + _BEFORE, k) for k in kinds]  # after counts as farther
         near.sort(key=lambda d: d[0])
         seen: dict[str, None] = {}
         for _, kind in near:

@@ -205,7 +205,7 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
 
 _UPPER = "".join(re.escape(chr(c)) for c in range(0x41, 0x2000) if chr(c).isupper() and chr(c).isalpha())
 _CAP_WORD = rf"[{_UPPER}][^\W\d_]*(?:['’\-][^\W\d_]+)*\.?"
-_CAP_RUN = re.compile(rf"(?<![\w\-])(?<!\w['’]){_CAP_WORD}(?:[ \t]{{1,2}}{_CAP_WORD})*")
+_CAP_RUN = re.compile(rf"{_CAP_WORD}(?:[ \t]{{1,2}}{_CAP_WORD})*")  # no look-behind: checked in code
 _LOOK_BACK = 32  # characters of context read before a run of capitalised words
 
 
@@ -230,7 +230,12 @@ def _runs(text: str, folded: str) -> Iterator[tuple[list[_Tok], int]]:
     the index of the run's first token. Every rule starts at a capitalised word, so the rest of the
     text is never tokenised."""
     for m in _CAP_RUN.finditer(text):
-        if not _may_hold_name(folded, m.start(), m.end()):
+        s = m.start()
+        if s and (
+            text[s - 1].isalnum() or text[s - 1] in "_-" or (text[s - 1] in "'’" and text[s - 2 : s - 1].isalnum())
+        ):
+            continue  # inside a word ("McDonald", "O'Neill", "e-Mail")
+        if not _may_hold_name(folded, s, m.end()):
             continue
         toks = _tokens(text, folded, max(0, m.start() - _LOOK_BACK), m.end())
         yield toks, next(i for i, t in enumerate(toks) if t.start >= m.start())

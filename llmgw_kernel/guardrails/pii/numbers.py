@@ -23,7 +23,8 @@ from llmgw_kernel.guardrails.findings import Finding
 from .context import ContextIndex
 from .shapes import IPV4, ipv4
 
-_RUN = re.compile(r"(?:\(\+\d{1,3}\)\s?|\+)?(?:\(\d{1,4}\)[ .\-]?)?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
+_CORE = re.compile(r"\d++(?:(?:[ .\-]|\s-\s)\d++)*+")  # starts with a digit: the scan skips fast
+_PAREN_TAIL = re.compile(r"\)[ .\-]?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
@@ -180,10 +181,28 @@ def _is_amount(folded: str, start: int, end: int) -> bool:
     return bool(_AMOUNT_AFTER.match(folded, end) or _AMOUNT_BEFORE.search(folded, max(0, start - 5), start))
 
 
+def _runs(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of digit groups joined by single separators, with a leading "+" and a parenthesised
+    country or area code ("(+84) 35 …", "(028) 3822 …") taken in by hand: a regex with those
+    optional prefixes is tried at every position and costs five times the scan."""
+    done = 0
+    for m in _CORE.finditer(text):
+        start, end = m.span()
+        if start < done:
+            continue  # inside a run already extended over a parenthesis
+        if text[start - 1 : start] == "+":
+            start -= 1
+        if text[start - 1 : start] == "(" and m.end() - m.start() <= 4:
+            tail = _PAREN_TAIL.match(text, end)
+            if tail:
+                start, end = start - 1, tail.end()
+        done = end
+        yield start, end
+
+
 def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]:
     """Findings for every validated digit span of ``text``."""
-    for m in _RUN.finditer(text):
-        start, end = m.span()
+    for start, end in _runs(text):
         if end - start < _MIN_DIGITS:
             continue  # years, counts, small amounts: most runs, and never long enough to be PII
         ip = IPV4.match(text, start)
@@ -196,9 +215,10 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
             continue  # the tail of a code, a version (v2.1), a path, a decimal, an e-mail, a #reference
         if end < len(text) and (text[end].isalnum() or text[end] in "_@/"):
             continue  # the head of a code or an amount written 1.299.000đ
-        if _is_amount(folded, start, end) or _DATE.fullmatch(m.group()):
+        raw = text[start:end]
+        if _is_amount(folded, start, end) or _DATE.fullmatch(raw):
             continue
-        yield from _split(text, m.group(), start, ctx)
+        yield from _split(text, raw, start, ctx)
 
 
 def _clean_ip(text: str, start: int, end: int) -> bool:
