@@ -67,8 +67,10 @@ def _name(text: str, pos: int, limit: int = 5) -> int:
     end, n = pos, 0
     while n < limit:
         m = _NAME_WORD.match(text, end if n == 0 else end + 1) if n == 0 or text[end : end + 1] == " " else None
-        w = m.group() if m else ""
-        if not w or not (w[0].isdigit() or (w[0].isupper() and (len(w) == 1 or not w[1:].isupper()))):
+        if m is None:
+            break
+        w = m.group()
+        if not (w[0].isdigit() or (w[0].isupper() and (len(w) == 1 or not w[1:].isupper()))):
             break  # names are Capitalised or numbers ("30/4"); "MB", "KB" are units
         end, n = m.end(), n + 1
     return end
