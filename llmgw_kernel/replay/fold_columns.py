@@ -133,20 +133,30 @@ def _unpriced_sources(w: Window, folded: Folded, rows: np.ndarray) -> set[str]:
     return {t for t in folded.source_targets(np.flatnonzero(rows)) if t}
 
 
+def source_rows(window: Window, sources: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The window row of each request id in ``sources`` (the last row with it, as a dict built
+    row by row keeps; -1: NULL, or not in the window) — hashing the few distinct sources, not the
+    window's request ids."""
+    out = np.full(len(sources), -1, np.int64)
+    wanted = pc.unique(pc.drop_null(sources))
+    if not len(wanted):
+        return out
+    wanted = wanted.combine_chunks() if isinstance(wanted, pa.ChunkedArray) else wanted
+    pos = pc.fill_null(pc.index_in(window.arrow("request_id"), value_set=wanted), -1).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(pos >= 0)
+    last = np.full(len(wanted), -1, np.int64)
+    np.maximum.at(last, pos[rows], rows)
+    k = pc.fill_null(pc.index_in(sources, value_set=wanted), -1).to_numpy(zero_copy_only=False)
+    return np.where(k >= 0, last[np.maximum(k, 0)], -1)
+
+
 def _origin_latency(w: Window, rows: np.ndarray) -> np.ndarray:
-    """The logged latency of each row's logged cache source (the last window row with that request
-    id; NaN: no source in the window, or no latency logged)."""
+    """The logged latency of each row's logged cache source (NaN: no source in the window, or no
+    latency logged)."""
     out = np.full(len(rows), np.nan)
     if not len(rows):
         return out
-    rids = w.arrow("request_id")
-    src = w.arrow("cache_source").take(pa.array(rows, pa.int64()))
-    codes, values = w.codes("request_id")
-    last = np.full(len(values), -1, np.int64)
-    np.maximum.at(last, codes.astype(np.int64), np.arange(len(codes), dtype=np.int64))
-    found = pc.index_in(src, value_set=pa.array(values, rids.type)) if len(values) else None
-    pos = np.full(len(rows), -1, np.int64) if found is None else pc.fill_null(found, -1).to_numpy(False)
-    at = np.where(pos >= 0, last[np.maximum(pos, 0)], -1)
+    at = source_rows(w, w.arrow("cache_source").take(pa.array(rows, pa.int64())))
     ok = at >= 0
     out[ok] = w.numpy("latency_ms")[at[ok]]
     return out

@@ -28,7 +28,7 @@ equal it field by field (tests/replay/test_fold_kernel.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ from ..decisions.limits import (
     worst_case_usd,
 )
 from .costs_columnar import ExpectedCosts, cost_usd_columns
+from .fold_columns import source_rows
 from .window import Window, as_window, split_plan
 
 if TYPE_CHECKING:
@@ -559,11 +560,7 @@ def _estimated_usage(
     """(prompt, completion tokens, latency ms) of serving ``rows`` on another plan: its own logged
     usage when it ran upstream live, else its cache source's, else its route's mean."""
     latency = np.nan_to_num(cols.num("latency_ms"))
-    rid_code, rid_values = cols.codes("request_id")
-    last = np.full(len(rid_values), -1, np.int64)  # window row of each request id (its last)
-    np.maximum.at(last, rid_code, np.arange(len(rid_code), dtype=np.int64))
-    src_code = _index_in(cols.arrow("cache_source"), rid_values)
-    src = np.where(src_code >= 0, last[np.maximum(src_code, 0)], -1)[rows]
+    src = source_rows(cols.w, cols.arrow("cache_source").take(pa.array(rows, pa.int64())))
     has_tokens = ~np.isnan(cols.num("prompt_tokens")) | ~np.isnan(cols.num("completion_tokens"))
     mine = own[rows]
     from_src = ~mine & (src >= 0) & has_tokens[np.maximum(src, 0)]
@@ -577,14 +574,6 @@ def _estimated_usage(
     c_ = np.where(mine, ct[rows], np.where(from_src, ct[s], mc))
     ms = np.where(mine, latency[rows], np.where(from_src, latency[s], lat[rc]))
     return p_.astype(np.float64), c_.astype(np.float64), ms
-
-
-def _index_in(col: pa.ChunkedArray, values: Sequence[Any]) -> np.ndarray:
-    """The position of each row's value in ``values`` (-1: NULL or absent)."""
-    if pa.types.is_null(col.type) or not len(values):
-        return np.full(len(col), -1, np.int64)
-    found = pc.index_in(col, value_set=pa.array(values, col.type))
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)  # type: ignore[no-any-return]
 
 
 # -- the exact cache -----------------------------------------------------------------------------
@@ -751,8 +740,9 @@ def _scoped_by_text(
 
 
 def _teams(cols: _Cols) -> tuple[np.ndarray, list[Any]]:
-    """The team each row's metadata names (``cache_stage._team``), read by DuckDB's JSON functions
-    over the Arrow column (non-string teams through Python, as ``str(value)``)."""
+    """The team each row's metadata names (``cache_stage._team``): DuckDB's JSON path over the
+    Arrow column (one parse per row, NULL for invalid JSON); a plain JSON string is unquoted here,
+    any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
     import duckdb
 
     meta = cols.arrow("metadata", True)
@@ -762,23 +752,20 @@ def _teams(cols: _Cols) -> tuple[np.ndarray, list[Any]]:
     try:
         con.execute("SET threads = 1")
         con.register("meta", pa.table({"m": meta}))
-        got = con.sql(
-            "SELECT CASE WHEN json_valid(m) THEN json_extract_string(m, '$.team') END AS team,"
-            " CASE WHEN json_valid(m) THEN json_type(m, '$.team') END AS kind FROM meta"
-        ).to_arrow_table()
+        raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
     finally:
         con.close()
-    team = got.column("team")
-    odd = pc.and_(pc.is_valid(got.column("kind")),
-                  pc.invert(pc.is_in(got.column("kind"), pa.array(["VARCHAR", "NULL"]))))  # fmt: skip
-    odd_rows = np.flatnonzero(pc.fill_null(odd, False).to_numpy(zero_copy_only=False))
+    raw = raw.cast(pa.string()).combine_chunks()
+    plain = pc.and_(pc.starts_with(raw, '"'), pc.invert(pc.match_substring(raw, "\\")))
+    team = pc.if_else(plain, pc.utf8_slice_codeunits(raw, 1, -1), pa.scalar(None, pa.string()))
+    odd = pc.and_(pc.invert(pc.fill_null(plain, False)), pc.not_equal(pc.fill_null(raw, "null"), "null"))
+    odd_rows = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
     if len(odd_rows):
         from .cache_stage import _team
 
-        fixed = [_team(v) for v in meta.take(pa.array(odd_rows)).to_pylist()]
         values = team.to_pylist()
-        for i, v in zip(odd_rows.tolist(), fixed, strict=True):
-            values[i] = v
-        team = pa.chunked_array([pa.array(values, pa.string())])
-    enc = team.combine_chunks().dictionary_encode()
+        for i, v in zip(odd_rows.tolist(), meta.take(pa.array(odd_rows)).to_pylist(), strict=True):
+            values[i] = _team(v)
+        team = pa.array(values, pa.string())
+    enc = team.dictionary_encode()
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()

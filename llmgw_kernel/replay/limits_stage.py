@@ -44,37 +44,87 @@ Columns = dict[str, list[Any]]
 
 
 def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
-    refused = [(i, k) for i, k in enumerate(decisions["replay_admission"]) if k not in (None, "ok")]
-    prevented = 0.0
+    """``summary["limits"]``: refusals per kind, newly refused and admitted, the spend refusals
+    prevent, and each limit's cut-off (its first refusal) — by column (``decisions`` holds lists
+    or object arrays)."""
+    import numpy as np
+
+    replayed = _objects(decisions["replay_admission"])
+    m = len(replayed)
+    logged = _window_objects(window, "admission")[:m]
+    live_ok = (logged == None) | (logged == "ok")  # noqa: E711
+    refused = (replayed != None) & (replayed != "ok")  # noqa: E711
+    rows = np.flatnonzero(refused)
+    cost = _window_floats(window, "cost_usd")[:m]
+    newly = refused & live_ok
+    prevented = float(np.cumsum(np.nan_to_num(cost[newly]))[-1]) if newly.any() else 0.0  # in row order
+    limit = _objects(decisions["replay_admission_limit"])[rows]
+    kinds = replayed[rows]
+    named = np.where(limit == None, kinds, limit)  # noqa: E711
+    at = _window_epoch(window)[rows]
     cutoffs: dict[str, dict[str, Any]] = {}
-    for i, kind in refused:
-        logged = window["admission"][i]
-        if logged in (None, "ok"):
-            prevented += window["cost_usd"][i] or 0.0
-        limit = decisions["replay_admission_limit"][i] or kind
-        c = cutoffs.setdefault(limit, {"limit": limit, "kind": kind, "first_refused_at": None, "refused": 0})
+    for j, name in enumerate(named.tolist()):  # one pass over the refused rows only
+        c = cutoffs.get(name)
+        if c is None:
+            c = cutoffs[name] = {"limit": name, "kind": kinds[j], "first_refused_at": at[j], "refused": 0}
         c["refused"] += 1
-        at = epoch(window["ts"][i])
-        if c["first_refused_at"] is None or at < c["first_refused_at"]:
-            c["first_refused_at"] = at
+        if at[j] < c["first_refused_at"]:
+            c["first_refused_at"] = at[j]
     for c in cutoffs.values():
-        c["first_refused_at"] = utc(c["first_refused_at"])
+        c["first_refused_at"] = utc(float(c["first_refused_at"]))
     return {
         "limits": {
-            "evaluated": sum(1 for k in decisions["replay_admission"] if k is not None),
-            "refused": len(refused),
-            "budget_exceeded": sum(1 for _, k in refused if k == "budget_exceeded"),
-            "rate_limited": sum(1 for _, k in refused if k == "rate_limited"),
-            "newly_refused": sum(1 for i, _ in refused if window["admission"][i] in (None, "ok")),
-            "newly_admitted": sum(
-                1
-                for i, k in enumerate(decisions["replay_admission"])
-                if k == "ok" and window["admission"][i] not in (None, "ok")
-            ),  # fmt: skip
+            "evaluated": int(np.count_nonzero(replayed != None)),  # noqa: E711
+            "refused": len(rows),
+            "budget_exceeded": int(np.count_nonzero(kinds == "budget_exceeded")),
+            "rate_limited": int(np.count_nonzero(kinds == "rate_limited")),
+            "newly_refused": int(np.count_nonzero(newly)),
+            "newly_admitted": int(np.count_nonzero((replayed == "ok") & ~live_ok)),
             "spend_prevented_usd": round(prevented, 6),
             "cutoffs": sorted(cutoffs.values(), key=lambda c: c["first_refused_at"]),
         }
     }
+
+
+def _objects(values: Any) -> Any:
+    """A column (list or array) as a 1-D object array."""
+    import numpy as np
+
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return values
+    out = np.empty(len(values), object)
+    out[:] = list(values) if not isinstance(values, list) else values
+    return out
+
+
+def _window_objects(window: Columns, name: str) -> Any:
+    from .window import Window
+
+    if isinstance(window, Window):
+        from .fold_columns import objects
+
+        return objects(window, name)
+    return _objects(window[name])
+
+
+def _window_floats(window: Columns, name: str) -> Any:
+    import numpy as np
+
+    from .window import Window
+
+    if isinstance(window, Window):
+        return window.numpy(name)
+    return np.array([np.nan if v is None else v for v in window[name]], np.float64)
+
+
+def _window_epoch(window: Columns) -> Any:
+    import numpy as np
+
+    from .window import Window
+
+    if isinstance(window, Window):
+        return window.epoch("ts")
+    return np.array([epoch(t) for t in window["ts"]], np.float64)
 
 
 def warmup_since(policy: Policy, since: float) -> float:

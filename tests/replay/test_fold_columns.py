@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from test_fold_kernel import composer, live, tight
 
+from llmgw_kernel.decisions.limits import utc
 from llmgw_kernel.replay import fold_columns
 from llmgw_kernel.replay.cache_stage import HIT_KINDS, summary
 from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
+from llmgw_kernel.replay.limits_stage import summarize_limits
 
 pytest.importorskip("numba")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -81,3 +83,44 @@ def test_columns_and_summary_equal_the_per_row_forms(log, tmp_path, kind, compil
         logged = np.array(want["logged_cache"], object)
         replayed = np.array(want["replay_cache"], object)
         assert ((logged == "hit") & (replayed == "miss")).any() and ((logged != "hit") & (replayed == "hit")).any()
+
+
+def _limits_per_row(window: Any, decisions: dict[str, Any]) -> dict[str, Any]:
+    """``summarize_limits`` as it was written per row (the reference)."""
+    from llmgw_kernel.replay.columns import epoch
+
+    refused = [(i, k) for i, k in enumerate(decisions["replay_admission"]) if k not in (None, "ok")]
+    prevented = 0.0
+    cutoffs: dict[str, dict[str, Any]] = {}
+    for i, kind in refused:
+        if window["admission"][i] in (None, "ok"):
+            prevented += window["cost_usd"][i] or 0.0
+        limit = decisions["replay_admission_limit"][i] or kind
+        c = cutoffs.setdefault(limit, {"limit": limit, "kind": kind, "first_refused_at": None, "refused": 0})
+        c["refused"] += 1
+        at = epoch(window["ts"][i])
+        if c["first_refused_at"] is None or at < c["first_refused_at"]:
+            c["first_refused_at"] = at
+    return {
+        "refused": len(refused), "prevented": round(prevented, 6), "cutoffs": sorted(
+            ({**c, "first_refused_at": utc(c["first_refused_at"])} for c in cutoffs.values()),
+            key=lambda c: c["first_refused_at"]),
+        "newly_admitted": sum(1 for i, k in enumerate(decisions["replay_admission"])
+                              if k == "ok" and window["admission"][i] not in (None, "ok")),
+        "evaluated": sum(1 for k in decisions["replay_admission"] if k is not None),
+    }  # fmt: skip
+
+
+def test_the_limits_summary_by_column_is_the_per_row_one(log, tmp_path):
+    c = composer(log, _doc("tight"), tmp_path)
+    f = run_compiled(c)
+    assert f is not None
+    cols, _ = fold_columns.limits_columns(c.window, f)
+    as_lists = {k: v.tolist() for k, v in cols.items()}
+    want = _limits_per_row(c.window, as_lists)
+    assert want["refused"] > 500 and len(want["cutoffs"]) > 3 and want["newly_admitted"] > 0
+    plain = {k: list(c.window[k]) for k in ("admission", "cost_usd", "ts")}  # a dict of lists, as tests pass
+    for window, decisions in ((c.window, cols), (c.window, as_lists), (plain, as_lists)):
+        got = summarize_limits(c.policy, window, decisions)["limits"]
+        assert (got["refused"], got["spend_prevented_usd"], got["cutoffs"], got["newly_admitted"], got["evaluated"]) == (
+            want["refused"], want["prevented"], want["cutoffs"], want["newly_admitted"], want["evaluated"])  # fmt: skip
