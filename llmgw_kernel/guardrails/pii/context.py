@@ -95,14 +95,16 @@ def _phrases(folded: str, lo: int, hi: int) -> list[tuple[int, int, tuple[str, .
 
 class ContextIndex:
     """The context words around candidates of one (folded) text: only the characters within reach
-    of a candidate are read, so a text with few candidates pays for little; answers are memoised
-    per span (the digit-run splitter asks about overlapping spans of one run)."""
+    of a candidate are read, so a text with few candidates pays for little. What lies before a
+    position and after one are memoised apart: the digit-run splitter asks about many spans that
+    share their starts and ends."""
 
-    __slots__ = ("folded", "_memo")
+    __slots__ = ("folded", "_before", "_after")
 
     def __init__(self, folded: str) -> None:
         self.folded = folded
-        self._memo: dict[tuple[int, int, bool], list[str]] = {}
+        self._before: dict[int, list[tuple[int, str]]] = {}
+        self._after: dict[int, list[tuple[int, str]]] = {}
 
     @classmethod
     def of(cls, folded: str) -> ContextIndex:
@@ -111,22 +113,25 @@ class ContextIndex:
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
         at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
-        key = (start, end, after)
-        if key not in self._memo:
-            self._memo[key] = self._near(start, end, after)
-        return self._memo[key]
-
-    def _near(self, start: int, end: int, after: bool) -> list[str]:
-        near: list[tuple[int, str]] = []
-        for _, e, kinds in _phrases(self.folded, max(0, start - _REACH), start):
-            if start - e <= _BEFORE:
-                near += [(start - e, k) for k in kinds]
+        near = self._before.get(start)
+        if near is None:
+            near = self._before[start] = [
+                (start - e, k)
+                for _, e, kinds in _phrases(self.folded, max(0, start - _REACH), start)
+                if start - e <= _BEFORE
+                for k in kinds
+            ]
         if after:
-            for s, _, kinds in _phrases(self.folded, end, min(len(self.folded), end + _REACH)):
-                if s - end <= _AFTER:
-                    near += [(s - end + _BEFORE, k) for k in kinds]  # after counts as farther
-        near.sort(key=lambda d: d[0])
+            later = self._after.get(end)
+            if later is None:
+                later = self._after[end] = [
+                    (s - end + _BEFORE, k)  # after counts as farther than any word before
+                    for s, _, kinds in _phrases(self.folded, end, min(len(self.folded), end + _REACH))
+                    if s - end <= _AFTER
+                    for k in kinds
+                ]
+            near = near + later
         seen: dict[str, None] = {}
-        for _, kind in near:
+        for _, kind in sorted(near, key=lambda d: d[0]):
             seen.setdefault(kind)
         return list(seen)
