@@ -49,9 +49,12 @@ VI = ("Khách hàng phản ánh rằng đơn hàng giao chậm hai ngày và mu�
 PII = "Liên hệ: SĐT 0912 345 678, CCCD 001203004567. "
 
 
+PII_ONLY = False  # --pii-only: the input stage without the injection check
+
+
 def input_checks() -> list[dict]:
     checks = [{"type": "pii", "action": "redact", "languages": ["en", "vi"]}]
-    if importlib.util.find_spec("llmgw_kernel.guardrails.injection") is not None:
+    if not PII_ONLY and importlib.util.find_spec("llmgw_kernel.guardrails.injection") is not None:
         checks.append({"type": "injection", "action": "flag"})
     return checks
 
@@ -227,7 +230,10 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=float, default=20.0, help="ttft: upstream gap between 4-char chunks")
     ap.add_argument("--holdback", type=int, default=64, help="ttft: stream_holdback_chars of the guarded route")
     ap.add_argument("--samples", type=int, default=20, help="ttft: streams per route")
+    ap.add_argument("--pii-only", action="store_true", help="stage: input checks = pii only (no injection)")
     args = ap.parse_args()
+    global PII_ONLY
+    PII_ONLY = args.pii_only
     (ttft if args.mode == "ttft" else stage)(args)
 
 
