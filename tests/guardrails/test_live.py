@@ -308,7 +308,7 @@ def test_a_route_without_guardrails_passes_text_untouched(gw, upstream):
 def test_cached_answers_get_the_output_guardrails_in_force(upstream, tmp_path):
     """An answer cached before an output check existed is redacted when served as a hit after it
     was switched on (hot reload), as JSON and as a stream; with bodies: full the log keeps the
-    request as received."""
+    request as received; a reload to a bad guardrail setting is refused, naming its path."""
     policy = policy_for(upstream.base_url, cache={"exact": {"ttl_s": 600}}, log={"flush_ms": 100, "bodies": "full"})
     g = start(tmp_path / "cache", policy)
     try:
@@ -332,6 +332,20 @@ def test_cached_answers_get_the_output_guardrails_in_force(upstream, tmp_path):
         row = wait_for_rows(g, f"request_id = '{hit.headers['x-request-id']}'")[0]
         assert row["body_mode"] == "full" and CCCD in row["request_body"]  # explicitly full: as received
         assert CCCD not in row["response_body"]  # the answer as the client got it
+        # a reload to a bad guardrail setting is refused with its path; the guardrails in force stay
+        serving = httpx.get(g.url + "/health").json()["policy_version"]
+        policy["guardrails"] = {"output": [{"type": "pii", "action": "redact", "entities": ["PHONE"]}]}
+        g.policy_path.write_text(json.dumps(policy))
+        health: dict = {}
+        for _ in range(100):
+            health = httpx.get(g.url + "/health").json()
+            if health.get("policy_reload_error"):
+                break
+            time.sleep(0.05)
+        assert "guardrails.output[0].entities: unknown PII types ['PHONE']" in health["policy_reload_error"]
+        assert health["policy_version"] == serving
+        again = oai(g).chat.completions.create(model="gpt-4o-mini", messages=ask, temperature=0)
+        assert again.choices[0].message.content == hit.parse().choices[0].message.content
     finally:
         g.terminate()
 
