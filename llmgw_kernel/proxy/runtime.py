@@ -27,6 +27,7 @@ from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
 from .breaker import Breakers
+from .budget_metrics import BudgetCollector
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ class Gateway:
         self.cache = CacheService(self.data_dir)
         self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
+        self.metrics.registry.register(BudgetCollector(self))
         self._install(policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
