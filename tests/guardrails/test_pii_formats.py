@@ -81,6 +81,20 @@ def found(text: str) -> list[tuple[str, str]]:
         ("SĐT (+84) 35 246 8135", [("PHONE_NUMBER", "(+84) 35 246 8135")]),
         ("new number 07700 900127", [("PHONE_NUMBER", "07700 900127")]),
         ("Biển số xe 30A-567.89", [("VN_LICENSE_PLATE", "30A-567.89")]),
+        # adversarial spacing and obfuscation
+        ("sdt: 0 9 1 2 3 4 5 6 7 8", [("PHONE_NUMBER", "0 9 1 2 3 4 5 6 7 8")]),
+        (
+            "SĐT +84-912-345-678 hoặc (+84)912345678",
+            [
+                ("PHONE_NUMBER", "+84-912-345-678"),
+                ("PHONE_NUMBER", "(+84)912345678"),
+            ],
+        ),
+        ("CCCD 001.203.004.567 cấp ngày 12/05/2021", [("VN_CCCD", "001.203.004.567")]),
+        ("email: tran.van.a [at] gmail [dot] com", [("EMAIL_ADDRESS", "tran.van.a [at] gmail [dot] com")]),
+        ("mail me at john.doe(at)example.com", [("EMAIL_ADDRESS", "john.doe(at)example.com")]),
+        ("write to lan at congty dot com dot vn", [("EMAIL_ADDRESS", "lan at congty dot com dot vn")]),
+        ("IBAN: de89370400440532013000", [("IBAN_CODE", "de89370400440532013000")]),
         ("xe may bien so 59-X1 234.56", [("VN_LICENSE_PLATE", "59-X1 234.56")]),
     ],
 )
@@ -114,6 +128,11 @@ def test_finds_validated_types(text: str, expected: list[tuple[str, str]]) -> No
         "07700 900127",  # a possible UK number, but no phone word vouches for it
         "p50 23.9 23.3 25.7 23.4 21.5 22.6 ms",  # a row of decimals that passes Luhn when joined
         "bind to 127.0.0.1 or 0.0.0.0, never ::1",  # loopback and unspecified addresses
+        "MST cua cong ty: 0312345678-001",  # a wrong check digit is no tax code, and no phone either
+        "meet me at noon dot or later",
+        "Hotline CSKH: 1800 599 920",
+        "Mã đơn hàng: 240518ABCD123, tổng 2.450.000đ",
+        "Phiên bản 10.2.14.3 đã phát hành",
     ],
 )
 def test_hard_negatives_do_not_fire(text: str) -> None:

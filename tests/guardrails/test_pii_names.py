@@ -32,6 +32,8 @@ def found(text: str, types: tuple[str, ...] = ("PERSON", "ADDRESS")) -> list[tup
         ("The tenant, Mrs. Beatrice Lindqvist, paid late", "Beatrice Lindqvist"),
         ("Can you review the email from Nguyen Hoang Long?", "Nguyen Hoang Long"),
         ("Cardholder: Marco Bianchi", "Marco Bianchi"),
+        ("tk vcb 0071 0001 23456 ten NGUYEN VAN AN", "NGUYEN VAN AN"),  # capitals, as on transfers
+        ("CHỦ TÀI KHOẢN: TRẦN THỊ BÍCH NGỌC", "TRẦN THỊ BÍCH NGỌC"),
         ("Contact person: Kwame Mensah, kwame@example.com", "Kwame Mensah"),
         ("Send the contract to Elif Yılmaz before Friday", "Elif Yılmaz"),
         ("Rewrite this: 'Oliver Brandt moved to Leeds'", "Oliver Brandt"),  # right after a quote
@@ -57,6 +59,8 @@ def test_finds_person(text: str, name: str) -> None:
         "May I ask a question about the API?",
         "Hello World in Python prints a greeting",
         "We met on Monday at the Grand Hotel",
+        "DO NOT DISTURB THE TEAM",
+        "TO DO: CALL THE BANK",
         "Flights to Hong Kong, San Francisco and Can Tho are delayed",
         "The table has columns Jan Feb Mar Apr",
         "Portkey 0.85 ms, LiteLLM 17 ms at the median",  # "ms" is a unit, not a title

@@ -24,6 +24,12 @@ VN_SURNAMES = _words(
     "lư|hoa|phó|phương|doãn|khương|lạc|giáp|ôn|mạnh|an|chung|đậu|lục"
 )
 
+#: Middle names and common given names (folded) that mark a run of capitals as a Vietnamese name.
+VN_MIDDLE_NAMES = _words(
+    "van|thi|duc|minh|ngoc|huu|quoc|thanh|xuan|hong|hoang|kim|anh|cong|dinh|bao|gia|tuan|hai|thu|my|khanh|"
+    "phuong|quang|trung|thai|viet|nhat|tien|manh|dang|the|tan|phuc|thuy|bich|mai|lan|linh|hoa|huong|nam|long"
+)
+
 #: Vietnamese forms of address that precede a name ("anh Tuấn", "chị Lan", "ông Nguyễn Văn A"), written
 #: with diacritics: one-syllable ones match as written, or folded only in text without diacritics
 #: ("có" is not "cô"); several-word ones match folded.

@@ -25,6 +25,7 @@ from .lexicon import (
     EN_TITLES,
     NAME_FIELDS,
     VN_HONORIFICS,
+    VN_MIDDLE_NAMES,
     VN_PLACE_PREFIXES,
     VN_PLACES,
     VN_SURNAMES,
@@ -50,7 +51,7 @@ class _Tok:
     @property
     def capitalised(self) -> bool:
         t = self.text
-        return t[0].isupper() and (len(t) == 1 or not t[1:].isupper() or len(t) <= 2)
+        return t[0].isupper() and (len(t) == 1 or not t[1:].isupper())
 
 
 def _tokens(text: str, folded: str, lo: int, hi: int) -> list[_Tok]:
@@ -109,7 +110,11 @@ def _is_honorific(tok_phrase: str, toks: list[_Tok], i: int, text: str) -> bool:
 
 def _is_surname(t: _Tok) -> bool:
     """A Vietnamese family name, matched as written (or folded when written without diacritics)."""
-    return t.text.lower() in VN_SURNAMES if not t.text.isascii() else t.folded in _SURNAMES_ASCII
+    return _is_surname_text(t.text.lower(), t.folded)
+
+
+def _is_surname_text(lower: str, folded: str) -> bool:
+    return lower in VN_SURNAMES if not lower.isascii() else folded in _SURNAMES_ASCII
 
 
 def _vn_run(toks: list[_Tok], i: int, text: str, limit: int = 5) -> int:
@@ -126,10 +131,34 @@ def _not_place(toks: list[_Tok], i: int, j: int, text: str) -> bool:
     return not any(p in VN_PLACE_PREFIXES for p in _phrase_before(toks, i, text, 2))
 
 
+def _caps_name_end(toks: list[_Tok], i: int, text: str) -> int:
+    """End of a Vietnamese name written in capitals from token i ("NGUYEN VAN A", "TRẦN THỊ BÍCH
+    NGỌC", as on cards and transfers), or i: a family name, then Vietnamese syllables, three words
+    at least with a common middle name among them — so "DO NOT DISTURB" and acronyms stay out."""
+    if not (toks[i].text.isupper() and _is_surname_text(toks[i].text.lower(), toks[i].folded)):
+        return i
+    j = i + 1
+    while (
+        j < len(toks)
+        and j - i < 5
+        and toks[j].text.isupper()
+        and len(toks[j].text) <= 7
+        and vn_syllable(toks[j].folded)
+        and _adjacent(text, toks[j - 1], toks[j])
+    ):
+        j += 1
+    return j if j - i >= 3 and any(t.folded in VN_MIDDLE_NAMES for t in toks[i + 1 : j]) else i
+
+
 def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int, float, str]]:
     i = first
     while i < len(toks):
         t = toks[i]
+        caps_end = _caps_name_end(toks, i, text)
+        if caps_end > i:
+            yield i, caps_end, 0.85, "pii.person.vi.capitals"
+            i = caps_end
+            continue
         if not t.capitalised:
             i += 1
             continue

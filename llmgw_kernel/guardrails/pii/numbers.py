@@ -43,6 +43,8 @@ CCCD_PROVINCES = frozenset(
     "083 084 086 087 089 091 092 093 094 095 096".split()
 )
 _ID_KINDS = frozenset({"cccd", "cmnd", "id"})
+#: the nearest word names a type whose own rule did not validate: the span is nothing else either
+_DECIDING_KINDS = frozenset({"tax", "cccd", "cmnd", "id", "passport", "ssn", "card"})
 _TYPED_KINDS = frozenset(
     {"phone", "cccd", "cmnd", "id", "passport", "tax", "bank", "bankname", "card", "ssn", "negative"}
 )
@@ -141,6 +143,8 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
             return "US_SSN", 0.85, "pii.us_ssn.shape"
     if 6 <= n <= 19 and s.lead == "bank":
         return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
+    if s.lead in _DECIDING_KINDS:
+        return None  # "MST: <invalid check digit>" is no phone number either
     # a bank's name alone does not turn a valid phone number into an account number
     phone = _classify_phone(s)
     if 6 <= n <= 19 and s.lead == "bankname" and not phone:

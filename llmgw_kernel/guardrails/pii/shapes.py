@@ -32,6 +32,7 @@ _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:
 # The scans below have no look-behind (it is tried at every position and costs more than the
 # scan); the character before a match is checked in code instead (``_starts_clean``).
 _IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+_IBAN_ANY_CASE = re.compile(_IBAN.pattern, re.IGNORECASE)
 _PASSPORT = re.compile(r"[A-Z]\d{7,8}(?![\w-])")
 _PLATE = re.compile(r"([1-9]\d)[ \-]?([A-Z]{1,2}\d?|[A-Z]{2})[ \-.]?\s?(\d{3}\.\d{2}|\d{4,5})(?![\w]|[.,]\d)")
 #: API keys with a published prefix (provider documentation): these need no context.
@@ -78,9 +79,10 @@ def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
     """Findings for every validated e-mail, IPv6, IBAN, key, passport number and plate in ``text``
     (IPv4 addresses come with the digit runs, ``numbers.py``)."""
     yield from _emails(text)
+    yield from _obfuscated_emails(text, ctx.folded)
     if _IPV6_GATE.search(text):
         yield from _ipv6(text)
-    yield from _ibans(text)
+    yield from _ibans(text, ctx.folded)
     yield from _keys(text, ctx)
     for m in _PASSPORT.finditer(text):
         if not _starts_clean(text, m.start(), "_-"):
@@ -91,6 +93,30 @@ def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
         elif len(m.group()) == 8:
             yield Finding("VN_PASSPORT", m.start(), m.end(), 0.35, "pii.vn_passport.shape")
     yield from _plates(text, ctx)
+
+
+_AT = r"\s*(?:\[at\]|\(at\)|\{at\}|<at>)\s*"
+_DOT = r"(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>)\s*|\s+dot\s+|\.)"
+_LOCAL = r"(?<![\w.+-])[a-z0-9][a-z0-9._%+-]{0,63}"
+_OBFUSCATED_EMAILS = (
+    re.compile(rf"{_LOCAL}{_AT}[a-z0-9-]{{1,63}}(?:{_DOT}[a-z0-9-]{{1,63}}){{0,3}}{_DOT}[a-z]{{2,24}}(?![\w-])"),
+    # spelled out in full: only with a common top-level domain ("at noon dot or" is prose)
+    re.compile(
+        rf"{_LOCAL}\s+at\s+[a-z0-9-]{{1,63}}(?:\s+dot\s+[a-z0-9-]{{1,63}}){{0,3}}\s+dot\s+"
+        r"(?:com|net|org|edu|gov|vn|io|co|uk|us|de|fr|jp|info|biz|me|ai|dev|app)(?![\w-])"
+    ),
+)
+_OBFUSCATION_MARKS = ("[at]", "(at)", "{at}", "<at>", " dot ")
+
+
+def _obfuscated_emails(text: str, folded: str) -> Iterator[Finding]:
+    """E-mail addresses written to dodge scrapers: "an.nguyen [at] example [dot] com", "jo(at)mail.vn";
+    " at " alone is an ordinary word, so it counts only with a spelled-out " dot "."""
+    if not any(mark in folded for mark in _OBFUSCATION_MARKS):
+        return
+    for regex in _OBFUSCATED_EMAILS:
+        for m in regex.finditer(folded):
+            yield Finding("EMAIL_ADDRESS", m.start(), m.end(), 0.9, "pii.email.obfuscated")
 
 
 def _emails(text: str) -> Iterator[Finding]:
@@ -129,10 +155,11 @@ def _ipv6(text: str) -> Iterator[Finding]:
             yield Finding("IP_ADDRESS", m.start(), m.end(), 0.9, "pii.ip.v6")
 
 
-def _ibans(text: str) -> Iterator[Finding]:
+def _ibans(text: str, folded: str) -> Iterator[Finding]:
     """IBAN candidates, trimmed group by group from the right until mod 97 holds (a following
-    upper-case word can be swallowed by the regex)."""
-    for m in _IBAN.finditer(text):
+    upper-case word can be swallowed by the regex); in lower case too after the word "iban"."""
+    lower = "iban" in folded
+    for m in (_IBAN_ANY_CASE if lower else _IBAN).finditer(text):
         if not _starts_clean(text, m.start(), ""):
             continue
         cand = m.group()
