@@ -4,8 +4,9 @@ Every value a ``redact`` check finds is replaced by ``<TYPE_n>`` (``<PHONE_NUMBE
 ``<VN_CCCD_1>``, ``<SELF_HARM_1>``): the type in capitals, numbered per type in the order
 values are first met. The same value gets the same placeholder everywhere in one request —
 across messages, tool arguments, and in the answer — so a model can still tell "the same
-phone number" from "another one". Values are compared after dropping spaces, dots, dashes
-and brackets and folding case (``0912 345 678`` and ``0912.345.678`` are one number).
+phone number" from "another one". A value without letters (a number) is compared by its digits
+and ``+`` (``0912 345 678`` and ``0912.345.678`` are one number); any other value with its
+runs of spaces made one and case folded (``a.b@x.vn`` and ``ab@x.vn`` stay two addresses).
 Placeholders contain no quote or backslash, so they are safe inside JSON strings.
 
 >>> r = Redactor()
@@ -15,6 +16,8 @@ Placeholders contain no quote or backslash, so they are safe inside JSON strings
 ...          Finding("PHONE_NUMBER", 39, 51, 1.0, "t")]
 >>> r.apply(text, spans)
 'call <PHONE_NUMBER_1> or <PHONE_NUMBER_2>, again <PHONE_NUMBER_1>'
+>>> [r.placeholder("EMAIL_ADDRESS", e) for e in ("a.b@x.vn", "AB@x.vn", "ab@X.vn")]
+['<EMAIL_ADDRESS_1>', '<EMAIL_ADDRESS_2>', '<EMAIL_ADDRESS_2>']
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from collections.abc import Iterable
 
 from .findings import Finding
 
-_NOISE = re.compile(r"[\s.\-()]+")
+_NOT_DIGIT = re.compile(r"[^0-9+]+")
+
+
+def _key(value: str) -> str:
+    """What makes two found values "the same value" (see the module docstring)."""
+    if any(c.isalpha() for c in value):
+        return " ".join(value.split()).casefold()
+    return _NOT_DIGIT.sub("", value)
 
 
 class Redactor:
@@ -38,7 +48,7 @@ class Redactor:
 
     def placeholder(self, type_: str, value: str) -> str:
         kind = type_.upper()
-        key = (kind, _NOISE.sub("", value).casefold())
+        key = (kind, _key(value))
         found = self._by_value.get(key)
         if found is None:
             n = self._counts[kind] = self._counts.get(kind, 0) + 1
