@@ -19,6 +19,9 @@ interpreter and imports included; peak = the child's ``ru_maxrss``):
   through the live ``SemanticStore``; checks 0 differences from the log;
 - ``sweep``: ``sweep_semantic_threshold`` over 10 thresholds (0.80, 0.82, ..., 0.98), no
   label-free estimate (that loads the model).
+
+"Before" numbers: run the script with ``PYTHONPATH=<worktree of another commit>`` (the
+package is installed editable; the children then import that checkout).
 """
 
 from __future__ import annotations
@@ -34,10 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from llmgw_kernel.cache.synthetic_log import generate  # noqa: E402
-
 GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
 
@@ -52,6 +51,8 @@ def ensure_log(cache_dir: Path, rows: int) -> Path:
         import shutil
 
         shutil.rmtree(data_dir)
+    from llmgw_kernel.cache.synthetic_log import generate  # not needed to measure an older checkout
+
     t0 = time.perf_counter()
     generate(data_dir, rows)
     done.write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))

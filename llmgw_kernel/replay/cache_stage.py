@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class Row:
         self.route: str | None = w["route"][i]
         self.ok = w["outcome"][i] == "ok"
         self.key_id = w["key_id"][i]
-        self.team = _team(w["metadata"][i])
+        self.team = w["_team"][i] if "_team" in w else _team(w["metadata"][i])
         self.control = w["cache_control"][i]
         self.ns_header = w["cache_ns_header"][i]
         self.key = w["cache_key"][i]
@@ -102,14 +102,35 @@ class Row:
 
     @property
     def features(self) -> decide.Features | None:
-        """The logged verification features (parsed on each use: rows do not keep them)."""
-        feats = json_value(self.features_json)
-        return decide.Features.from_json(feats) if isinstance(feats, dict) else None
+        """The logged verification features (rows keep the logged JSON; see :func:`features_of`)."""
+        return features_of(self.features_json)
 
     def query(self, settings: CacheSettings, ns: str, key: str | None, read: bool) -> Query:
         """This request, as the cache decision core reads it."""
         return Query(settings, self.route or "", ns, key, read, self.context, self.vector, self.features, self.model,
                      self.i)  # fmt: skip
+
+
+#: parsed features by their logged JSON: rows repeating a prompt share its features
+_PARSED: dict[Any, decide.Features | None] = {}
+_PARSED_MAX = 65_536
+
+
+def features_of(raw: Any) -> decide.Features | None:
+    """Logged ``cache_features`` (JSON text or a dict) as :class:`~decide.Features`; the most
+    recent distinct texts are remembered (at most :data:`_PARSED_MAX`)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        return decide.Features.from_json(raw) if isinstance(raw, dict) else None
+    found = _PARSED.get(raw, _PARSED)
+    if found is not _PARSED:
+        return found  # type: ignore[return-value]
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    feats = json_value(raw)
+    parsed = _PARSED[raw] = decide.Features.from_json(feats) if isinstance(feats, dict) else None
+    return parsed
 
 
 def vectors_of(window: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -132,12 +153,40 @@ def vectors_of(window: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([np.asarray(listed[k], np.float32) for k in present]), where
 
 
+#: the columns a :class:`Row` reads: strings (one Python object per distinct value), numbers, times
+_ROW_STRINGS = ("route", "outcome", "key_id", "cache_control", "cache_ns_header", "cache_key", "cache_context",
+                "cache_features", "embedding_model", "cache", "cache_source", "target")  # fmt: skip
+_ROW_NUMBERS = ("temperature", "cache_stored_ts", "prompt_tokens", "completion_tokens", "latency_ms", "cache_lookup_ts")
+
+
+def _row_columns(window: Any) -> Columns:
+    """The columns :class:`Row` reads, as lists. From a :class:`~.window.Window` they are read
+    in bulk and not kept by the window: strings dictionary-encoded (rows share one object per
+    distinct value: keys, contexts and features repeat), times as epoch seconds, the team
+    parsed once per distinct ``metadata``. A dict of lists is read as it is."""
+    codes_of = getattr(window, "codes", None)
+    if codes_of is None:
+        return window  # type: ignore[no-any-return]
+    cols: Columns = {"request_id": window["request_id"]}
+    for name in _ROW_STRINGS:
+        codes, values = codes_of(name)
+        cols[name] = np.array([*values, None], dtype=object)[codes].tolist()
+    codes, values = codes_of("metadata")
+    cols["_team"] = np.array([*(_team(v) for v in values), None], dtype=object)[codes].tolist()
+    for name in _ROW_NUMBERS:
+        cols[name] = window.arrow(name).to_pylist()
+    cols["ts"] = window.epoch("ts").tolist()
+    cols["ts_end"] = [None if t != t else t for t in window.epoch("ts_end").tolist()]  # NaN: not logged
+    return cols
+
+
 def rows(window: Columns, borrow_from: Sequence[Row] = ()) -> list[Row]:
     """Cache facts of every logged request, with exact hits borrowing their source's embedding
     (from an earlier row of the window, or of ``borrow_from``: rows logged before it)."""
     matrix, where = vectors_of(window)
     at = where.tolist()
-    out = [Row(window, i, matrix, at[i]) for i in range(len(window["request_id"]))]
+    cols = _row_columns(window)
+    out = [Row(cols, i, matrix, at[i]) for i in range(len(window["request_id"]))]
     by_key: dict[str, Row] = {}
     for r in [*borrow_from, *out]:
         if r.key is None:
@@ -163,43 +212,95 @@ class Outcome:
 StoreIndex = Caches
 
 
-class Prepared(NamedTuple):
-    """A request's threshold-independent cache facts under one policy."""
+class Prepared:
+    """A request's threshold-independent cache facts under one policy.
 
-    settings: CacheSettings | None  # None: not cached
-    bypass: str | None
-    ns: str
-    key: str | None  # scoped exact key
-    read: bool
-    entry: Entry | None  # what this request stores if it misses (None: nothing to store)
+    ``entry`` is what the request stores if it misses (None: nothing to store): made when
+    asked for, from its row (a live miss stored its answer when it finished; a live hit would
+    have, had it missed), so a replay holds no entry per request."""
+
+    __slots__ = ("settings", "bypass", "ns", "key", "read", "source")
+
+    def __init__(
+        self, settings: CacheSettings | None, bypass: str | None, ns: str, key: str | None, read: bool,
+        source: Row | None,
+    ) -> None:  # fmt: skip
+        self.settings = settings  # None: not cached
+        self.bypass = bypass
+        self.ns = ns
+        self.key = key  # scoped exact key
+        self.read = read
+        self.source = source  # the row whose answer is stored on a miss (None: nothing to store)
+
+    @property
+    def entry(self) -> Entry | None:
+        r = self.source
+        if r is None:
+            return None
+        return Entry(r.rid, r.stored_at if r.stored_at is not None else r.done_at, b"", r.target, None)
 
 
-def prepare(policy: Policy, rs: list[Row], endpoint: list[str], bodies: list[Any] | None = None) -> list[Prepared]:
+_NOT_CACHED = Prepared(None, None, "", None, False, None)
+
+
+def prepare(policy: Policy, rs: list[Row], endpoint: list[str], bodies: Any = None) -> list[Prepared]:
     """What every request is, to ``policy``'s caches (computed once, reused per threshold).
 
     A request that never reached a cache live (refused by a limit, or its route had no cache)
     logged no exact key; with its body logged (``bodies: full``) the key is computed from it,
-    so a candidate that admits it or caches its route can hit. Without a body it cannot."""
+    so a candidate that admits it or caches its route can hit. Without a body it cannot.
+    ``bodies``: the window (its ``request_body`` is read for those rows only) or a list."""
     per_route: dict[str | None, CacheSettings | None] = {}
+    namespaces: dict[tuple[Any, ...], str] = {}  # one string per distinct namespace
     out: list[Prepared] = []
+    wanted = _keyless(policy, rs, endpoint) if bodies is not None else {}
+    if wanted:
+        found = _bodies(bodies, sorted(wanted))
+        for i, raw in found.items():
+            wanted[i].key = _key_from_body(wanted[i].route or "", raw)
     for r, ep in zip(rs, endpoint, strict=True):
         if r.route not in per_route:
             per_route[r.route] = policy.cache_for(r.route) if r.route is not None else None
         s = per_route[r.route] if ep == "chat.completions" else None
         if s is None:
-            out.append(Prepared(None, None, "", None, False, None))
+            out.append(_NOT_CACHED)
             continue
-        body = {"temperature": r.temperature} if r.temperature is not None else {}
-        ns = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
-        if r.key is None and r.logged is None and bodies is not None:
-            r.key = _key_from_body(r.route or "", bodies[r.i])
+        nkey = (r.route, r.key_id, r.team, r.ns_header, id(s))
+        ns = namespaces.get(nkey)
+        if ns is None:
+            ns = namespaces[nkey] = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
         skey = decide.scoped(ns, r.key) if r.key is not None else None
-        # a live miss stored its answer when it finished; a live hit would have, had it missed
-        entry = Entry(r.rid, r.stored_at if r.stored_at is not None else r.done_at, b"", r.target, None)
+        bypass = decide.bypass_reason(s, {"temperature": r.temperature} if r.temperature is not None else {}, r.control)
         storable = r.ok or r.logged in HIT_KINDS
-        bypass = decide.bypass_reason(s, body, r.control)
-        out.append(Prepared(s, bypass, ns, skey, r.control != decide.NO_CACHE, entry if storable else None))
+        out.append(Prepared(s, bypass, ns, skey, r.control != decide.NO_CACHE, r if storable else None))
     return out
+
+
+def _keyless(policy: Policy, rs: list[Row], endpoint: list[str]) -> dict[int, Row]:
+    """The rows (by window row) on a cached route that logged no exact key and no cache outcome:
+    they never reached a cache live, their key comes from their body."""
+    out: dict[int, Row] = {}
+    cached: dict[str | None, bool] = {}
+    for r, ep in zip(rs, endpoint, strict=True):
+        if r.key is not None or r.logged is not None or ep != "chat.completions":
+            continue
+        if r.route not in cached:
+            cached[r.route] = r.route is not None and policy.cache_for(r.route) is not None
+        if cached[r.route]:
+            out[r.i] = r
+    return out
+
+
+def _bodies(bodies: Any, idx: list[int]) -> dict[int, Any]:
+    """The logged request bodies of window rows ``idx`` (from a window: only those rows read)."""
+    arrow = getattr(bodies, "arrow", None)
+    if arrow is not None and not dict.__contains__(bodies, "request_body"):
+        import pyarrow as pa  # type: ignore[import-untyped]
+
+        taken = arrow("request_body").take(pa.array(idx, pa.int64())).to_pylist()
+        return dict(zip(idx, taken, strict=True))
+    listed = bodies.get("request_body") if hasattr(bodies, "arrow") else bodies
+    return {i: listed[i] for i in idx} if listed is not None else {}
 
 
 def _key_from_body(route: str, raw: Any) -> str | None:

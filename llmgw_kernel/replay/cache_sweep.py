@@ -59,7 +59,7 @@ from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
 from ..decisions.limits import applicable_budgets, applicable_rates
 from ..policy.load import PolicySource, load_policy, validate_policy
-from .cache_stage import HIT_KINDS, Outcome, Row, _model, summary
+from .cache_stage import HIT_KINDS, Outcome, Row, _model, features_of, summary
 from .fold import UPSTREAM
 
 if TYPE_CHECKING:
@@ -172,12 +172,13 @@ def store_times(c: Composer) -> np.ndarray:
 
 
 def _semantic_rows(c: Composer) -> Iterator[tuple[int, Row, Query]]:
-    """Every row (window and warm) taking part in a semantic cache, as the core's query."""
+    """Every row (window and warm) taking part in a semantic cache, as the core's query
+    (without its features: grouping does not read them)."""
     prepared = [*c.prepared, *(p for _, p in c.warm)]
     for i, (r, p) in enumerate(zip(c.all_rows, prepared, strict=True)):
         if p.settings is None or p.settings.semantic is None or r.vi < 0:
             continue
-        q = r.query(p.settings, p.ns, p.key, p.read)
+        q = Query(p.settings, r.route or "", p.ns, p.key, p.read, r.context, r.vector, None, r.model, i)
         if semantic_settings(q) is not None:
             yield i, r, q
 
@@ -236,24 +237,22 @@ def _csr(
     j_all = np.empty(int(ptr[-1]), np.int64)
     sim_all = np.empty(int(ptr[-1]), np.float64)
     ok = np.ones(int(ptr[-1]), np.bool_)
-    feats: dict[int, decide.Features | None] = {}
-
-    def features(k: int) -> decide.Features | None:
-        if k not in feats:
-            feats[k] = rows_[k].features
-        return feats[k]
-
+    verdicts: dict[tuple[Any, Any], bool] = {}  # by the two logged feature texts: prompts repeat
     for i, (js, sims) in found.items():
         a, b = int(ptr[i]), int(ptr[i + 1])
         j_all[a:b], sim_all[a:b] = js, sims
-        if not check[i]:
-            continue
-        query = features(i)
-        if query is None:
+        mine = rows_[i].features_json
+        if not check[i] or mine is None:
             continue
         for p, j in enumerate(js.tolist(), a):
-            cand = features(j)
-            ok[p] = cand is None or decide.verify(query, cand) is None
+            theirs = rows_[j].features_json
+            if theirs is None:
+                continue
+            passed = verdicts.get((mine, theirs))
+            if passed is None:
+                query, cand = features_of(mine), features_of(theirs)
+                passed = verdicts[(mine, theirs)] = query is None or cand is None or decide.verify(query, cand) is None
+            ok[p] = passed
     return Neighbours(ptr, j_all, sim_all, ok)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..decisions.cache import CANDIDATES
-from .fold_kernel import _pop, _push, _put, _visible, exact_stores, njit
+from .fold_kernel import _jit, _pop, _push, _put, _visible, exact_stores, njit
 
 #: per row of the window and the warm rows (``Composer.all_rows``), and the lookups in order
 SweepInputs = namedtuple(
@@ -38,10 +38,47 @@ SweepInputs = namedtuple(
     "ts lkey skey store_of ttl_e max_e sem_q sem_s sst max_s store_at nb_ptr nb_j nb_sim nb_ok order flush warm "
     "n_keys n_stores n_sem",
 )
+#: a semantic cache over neighbour lists: per row, whether it looks up (``query``) and stores
+#: (``store``) semantically, its store (route, model) and that store's size; the lists (CSR);
+#: the state — entries added per store, each row's insertion ordinal, whether it was added
+Sem = namedtuple("Sem", "query store sst max_s nb_ptr nb_j nb_sim nb_ok count ordinal added")
 HIT, SEMANTIC_HIT, MISS = 1, 2, 3  # kinds; 0: not looked up
 
 
-def _fold(t, a, ex, count, ordinal, added, kind, src):  # type: ignore[no-untyped-def]
+@_jit
+def semantic_add(row, sem):  # type: ignore[no-untyped-def]
+    """``row``'s answer enters its semantic store (``SemanticStore.add``: FIFO order per store)."""
+    if sem.store[row]:
+        s = sem.sst[row]
+        sem.ordinal[row] = sem.count[s]
+        sem.count[s] += 1
+        sem.added[row] = True
+
+
+@_jit
+def semantic_lookup(i, t, sem):  # type: ignore[no-untyped-def]
+    """The row whose answer serves ``i`` at threshold ``t`` (-1: none): ``decisions.cache.choose``
+    over the entries of ``i``'s list still in the cache (added, not evicted), best first —
+    the walk stops below ``t`` or after ``CANDIDATES`` candidates; a candidate answers when
+    its verification passed."""
+    if not sem.query[i]:
+        return -1
+    seen = 0
+    for p in range(sem.nb_ptr[i], sem.nb_ptr[i + 1]):
+        if sem.nb_sim[p] < t:
+            return -1
+        j = sem.nb_j[p]
+        if not sem.added[j] or sem.ordinal[j] < sem.count[sem.sst[j]] - sem.max_s[j]:
+            continue  # not in the cache at this threshold, or evicted
+        if sem.nb_ok[p]:
+            return j
+        seen += 1
+        if seen == CANDIDATES:
+            return -1
+    return -1
+
+
+def _fold(t, a, ex, sem, kind, src):  # type: ignore[no-untyped-def]
     """The lookups of one threshold ``t`` (see the module docstring)."""
     for w in a.warm:
         if not np.isnan(a.store_at[w]):
@@ -53,31 +90,17 @@ def _fold(t, a, ex, count, ordinal, added, kind, src):  # type: ignore[no-untype
             at, _, row = _pop(ex.pending)
             if a.skey[row] >= 0:
                 _put(a.skey[row], a.store_of[row], at, row, a.max_e[row], ex)
-            if a.sem_s[row]:
-                s = a.sst[row]
-                ordinal[row] = count[s]
-                count[s] += 1
-                added[row] = True
+            semantic_add(row, sem)
         key = a.lkey[i]
         if key >= 0 and _visible(key, a.ts[i], a.ttl_e[i], ex):
             kind[i], src[i] = HIT, ex.src[key]
             continue
+        j = semantic_lookup(i, t, sem)
+        if j >= 0:
+            kind[i], src[i] = SEMANTIC_HIT, j
+            continue
         kind[i] = MISS
-        if a.sem_q[i]:
-            seen = 0
-            for p in range(a.nb_ptr[i], a.nb_ptr[i + 1]):
-                if a.nb_sim[p] < t:
-                    break
-                j = a.nb_j[p]
-                if not added[j] or ordinal[j] < count[a.sst[j]] - a.max_s[j]:
-                    continue  # not in the cache at this threshold, or evicted
-                if a.nb_ok[p]:
-                    kind[i], src[i] = SEMANTIC_HIT, j
-                    break
-                seen += 1
-                if seen == CANDIDATES:
-                    break
-        if kind[i] == MISS and not np.isnan(a.store_at[i]):
+        if not np.isnan(a.store_at[i]):
             ex.seq[0] += 1
             _push(ex.pending, a.store_at[i], 0, ex.seq[0], i)
 
@@ -90,13 +113,19 @@ def available() -> bool:
     return _compiled is not None
 
 
+def semantic_state(a: Any) -> Any:
+    """An empty semantic cache over the inputs' neighbour lists."""
+    m = len(a.ts)
+    count = np.zeros(max(a.n_sem, 1), np.int64)
+    return Sem(a.sem_q, a.sem_s, a.sst, a.max_s, a.nb_ptr, a.nb_j, a.nb_sim, a.nb_ok, count,
+               np.zeros(m, np.int64), np.zeros(m, np.bool_))  # fmt: skip
+
+
 def fold_threshold(t: float, a: Any) -> tuple[np.ndarray, np.ndarray]:
     """(kind per row, source row per row or -1) of one threshold ``t``."""
     assert _compiled is not None
     m = len(a.ts)
     ex = exact_stores(max(a.n_keys, 1), max(a.n_stores, 1), m + 1)
     kind, src = np.zeros(m, np.int8), np.full(m, -1, np.int64)
-    count = np.zeros(max(a.n_sem, 1), np.int64)
-    ordinal, added = np.zeros(m, np.int64), np.zeros(m, np.bool_)
-    _compiled(float(t), a, ex, count, ordinal, added, kind, src)
+    _compiled(float(t), a, ex, semantic_state(a), kind, src)
     return kind, src
