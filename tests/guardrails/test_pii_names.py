@@ -60,6 +60,8 @@ def test_finds_person(text: str, name: str) -> None:
         "Hello World in Python prints a greeting",
         "We met on Monday at the Grand Hotel",
         "DO NOT DISTURB THE TEAM",
+        "def f(name: None = None) -> None:\n    if name is None:\n        return",  # code, not a name field
+        "    name: Annotated[str, Field(description='the rule')]",
         "TO DO: CALL THE BANK",
         "Flights to Hong Kong, San Francisco and Can Tho are delayed",
         "The table has columns Jan Feb Mar Apr",

@@ -108,7 +108,11 @@ EN_NOT_SURNAMES = _words(
     "i|the|a|an|and|or|but|to|of|in|on|at|by|for|from|with|is|was|are|be|if|so|as|it|we|you|he|she|they|my|"
     "our|your|his|her|their|this|that|monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|"
     "february|march|april|may|june|july|august|september|october|november|december|street|st|road|rd|avenue|"
-    "ave|inc|ltd|llc|corp|co|group|bank|university|hospital|school|team|please|thanks|hi|hello|dear|ok|yes|no"
+    "ave|inc|ltd|llc|corp|co|group|bank|university|hospital|school|team|please|thanks|hi|hello|dear|ok|yes|no|"
+    # values and types that follow "name:" / "name is" in code and configuration
+    "none|true|false|null|nil|undefined|annotated|optional|list|dict|any|str|string|int|float|bool|object|array|"
+    "self|type|class|field|default|value|key|id|name|new|return|error|exception|test|example|sample|user|admin|"
+    "root|unknown|tbd|todo|required|literal|union|sequence|mapping|callable|path|none"
 )
 
 #: Capitalised words that start a Vietnamese place name rather than a personal name: provinces and
