@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(
         host=args.host, port=args.port, policy=args.policy, data_dir=args.data_dir,
         drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
+        log_format=args.log_format,
         open_views=args.open_dashboards, protect_views=args.protect_dashboards,
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
     )  # fmt: skip
@@ -300,6 +301,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--drain-timeout", type=int, default=30, help="seconds to finish in-flight requests on SIGTERM")
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
     s.add_argument("--log-level", default="info")
+    s.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="the server's own logs: text lines, or JSON lines with one event per request "
+                   "(default: $LLMGW_LOG_FORMAT, else text; docs/monitoring.md)")  # fmt: skip
     s.add_argument(
         "--open-dashboards", action="store_true",
         help="serve dashboards and /metrics without a token on a non-loopback address",

@@ -94,16 +94,15 @@ def serve(
     drain_s: int = 30,
     dashboards: bool = True,
     log_level: str = "info",
+    log_format: str | None = None,
     open_views: bool = False,
     protect_views: bool = False,
     header_timeout_s: float = HEADER_TIMEOUT_S,
     body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> int:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from .logs import configure
+
+    configure(log_level, log_format)
     from .datadir import DataDirLock, DataDirLocked
 
     lock = DataDirLock(data_dir, f"llmgw serve on {host}:{port}")

@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -68,7 +69,13 @@ class LogWriter:
     history); the server always journals.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], flush_ms: int = 500, journal: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        flush_ms: int = 500,
+        journal: bool = True,
+        on_flush: Callable[[list[RequestRecord]], None] | None = None,
+    ) -> None:
         import duckdb
 
         self.directory = log_dir(data_dir)
@@ -78,6 +85,7 @@ class LogWriter:
         ensure_anchor(self.directory)
         ensure_columns(self.directory)  # readers take every segment's schema from the anchor
         self.flush_s = flush_ms / 1000
+        self.on_flush = on_flush  # called with each flush's records, in the writer thread (access logs)
         self._buffer: list[RequestRecord] = []
         self._pending: list[bytes] = []  # rows serialised, not yet in a segment
         self._lock = threading.Lock()  # one flush or close at a time
@@ -207,6 +215,11 @@ class LogWriter:
             if records and self._journal is not None:
                 self._done_journals.append(self._journal.rotate(self._seq))
         self._pending.extend(_line(rec) for rec in records)
+        if records and self.on_flush is not None:
+            try:
+                self.on_flush(records)
+            except Exception:  # a log handler's failure never stops the request log
+                log.exception("log: on_flush failed")
         if self._pending:
             try:
                 self._write_pending()

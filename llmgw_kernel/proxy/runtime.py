@@ -22,6 +22,7 @@ from ..decisions.limits import Limits
 from ..keys.secrets import Secrets
 from ..keys.store import KeyStore, VirtualKey
 from ..log.writer import LogWriter
+from ..logs import access_events
 from ..policy.extras import load_servable
 from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
@@ -111,7 +112,7 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             json_serialize=None,  # type: ignore[arg-type]
         )
-        self.writer = LogWriter(self.data_dir, policy.log.flush_ms)
+        self.writer = LogWriter(self.data_dir, policy.log.flush_ms, on_flush=access_events)
         # after the writer: it folds what a crash left in the journal into the log first
         self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         self.cache = CacheService(self.data_dir)

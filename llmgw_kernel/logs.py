@@ -1,0 +1,90 @@
+"""The server's own logs: human-readable lines (the default), or JSON lines for a log pipeline
+(``llmgw serve --log-format json``, or ``LLMGW_LOG_FORMAT=json``).
+
+In JSON, every event is one object on one line: ``ts`` (UTC ISO 8601), ``level``, ``logger``,
+``event`` (the message), plus the event's own fields. Besides the server's events (start,
+reloads, errors, uvicorn's), each finished request is one ``event: "request"`` line from the
+``llmgw.access`` logger with the fields of :data:`ACCESS_FIELDS` — ids, route, target, status,
+latency, policy version, cache and admission outcome, tokens and cost; **never bodies,
+credentials or keys** (``key_id`` is the key's fingerprint). Request lines are written by the
+request log's writer thread when the row is flushed (within ``log.flush_ms``), so they cost the
+event loop nothing; their ``ts`` is when the line was written, ``arrived`` the request's arrival.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from .log.record import RequestRecord
+
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+access = logging.getLogger("llmgw.access")
+
+#: request fields of an access event, in order (attribute names of the log record)
+ACCESS_FIELDS = (
+    "request_id", "client_request_id", "api", "endpoint", "route", "target", "provider", "status", "outcome",
+    "error_type", "error_message", "stream", "latency_ms", "ttft_ms", "upstream_ms", "retries", "policy_version",
+    "cache", "admission", "admission_reason", "team", "end_user", "key_id", "cost_usd",
+)  # fmt: skip
+#: attributes every logging.LogRecord has: anything else passed in ``extra`` is an event field
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; ``extra={...}`` fields become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": _iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+def configure(level: str = "info", fmt: str | None = None) -> str:
+    """Set up the root logger on stderr in ``fmt`` (``text`` | ``json``; default
+    ``$LLMGW_LOG_FORMAT``, else text). Returns the format in force."""
+    fmt = (fmt or os.environ.get("LLMGW_LOG_FORMAT") or "text").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r}: one of {', '.join(FORMATS)}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    access.disabled = fmt != "json"  # one line per request only where a pipeline reads them
+    return fmt
+
+
+def access_events(records: Iterable[RequestRecord]) -> None:
+    """Log one ``request`` event per finished request (called by the log writer's thread)."""
+    if access.disabled or not access.isEnabledFor(logging.INFO):
+        return
+    for rec in records:
+        fields = {name: getattr(rec, name, None) for name in ACCESS_FIELDS}
+        usage = rec.usage if isinstance(rec.usage, dict) else {}
+        fields["prompt_tokens"] = usage.get("prompt_tokens")
+        fields["completion_tokens"] = usage.get("completion_tokens")
+        fields["attempts"] = len(rec.attempts or ())
+        fields["arrived"] = _iso(rec.ts)
+        access.info("request", extra=fields)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
