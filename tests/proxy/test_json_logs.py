@@ -10,7 +10,6 @@ import json
 import httpx
 import openai
 import pytest
-
 from conftest import UPSTREAM_KEY, wait_for_rows
 
 SECRET_PROMPT = "my card is 4111 1111 1111 1111 and my name is Ada"
