@@ -24,7 +24,9 @@ def _requests(gw) -> None:
         client.chat.completions.create(model="no-such-route", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="broken-500", messages=[{"role": "user", "content": "x"}])
-    r = httpx.post(f"{gw.base_url}/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     wait_for_rows(gw, "true", 5)
 
