@@ -34,6 +34,7 @@ def found(text: str) -> list[tuple[str, str]]:
         ("Call me at +44 20 7946 0321 tomorrow", [("PHONE_NUMBER", "+44 20 7946 0321")]),
         ("my phone is (212) 736-4410", [("PHONE_NUMBER", "(212) 736-4410")]),
         ("Reach me on +65 6123 4567.", [("PHONE_NUMBER", "+65 6123 4567")]),
+        ("(0161) 496 0000 is the Manchester line", [("PHONE_NUMBER", "(0161) 496 0000")]),  # trunk-0 shape
         # two numbers separated only by a space are two findings
         ("SĐT 0912345678 0987654321", [("PHONE_NUMBER", "0912345678"), ("PHONE_NUMBER", "0987654321")]),
         # e-mails

@@ -28,6 +28,7 @@ _PAREN_TAIL = re.compile(r"\)[ .\-]?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_TRUNK_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-]\d{3,4}[ .\-]?\d{3,4}")  # 020 7946 0958, (0161) 496 0000
 _US_SHAPE = re.compile(r"(?:\+?1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[.\-])\d{3}[.\-]\d{4}")
 #: words right after a number that make it an amount, not an identifier (folded text).
 _AMOUNT_AFTER = re.compile(
@@ -160,7 +161,7 @@ def _classify_phone(s: _Span) -> tuple[str, float, str] | None:
         return "PHONE_NUMBER", 0.95 if "phone" in s.kinds else 0.85, "pii.phone.vn"
     if d.startswith("84") and len(d) == 11 and _phone(d, None):
         return "PHONE_NUMBER", 0.9, "pii.phone.vn"
-    if len(d) in (10, 11) and ("phone" in s.kinds or _US_SHAPE.fullmatch(s.raw)):
+    if len(d) in (10, 11) and ("phone" in s.kinds or _US_SHAPE.fullmatch(s.raw) or _TRUNK_SHAPE.fullmatch(s.raw)):
         for region in _NATIONAL_REGIONS:
             if _phone(d, region):
                 return "PHONE_NUMBER", 0.9 if "phone" in s.kinds else 0.75, "pii.phone.national"
