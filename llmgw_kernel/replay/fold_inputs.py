@@ -163,6 +163,19 @@ class _Cols:
                     self._memo[key] = (c, enc.dictionary.to_pylist())
         return self._memo[key]  # type: ignore[no-any-return]
 
+    def ids(self, name: str, both: bool = False) -> np.ndarray:
+        """A string column of (nearly) distinct values as int64 codes, -1 for NULL, without the
+        values as Python strings (request ids: a million of them)."""
+        key = ("ids" + str(both), name)
+        if key not in self._memo:
+            col = self.arrow(name, both).combine_chunks()
+            if _all_distinct(col):  # the usual case: each row's own position is its code
+                self._memo[key] = np.arange(len(col), dtype=np.int64)
+            else:
+                enc = col.dictionary_encode()
+                self._memo[key] = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self._memo[key]  # type: ignore[no-any-return]
+
     def num(self, name: str, both: bool = False) -> np.ndarray:
         """A numeric or time column as float64 (epoch seconds for times), NaN for NULL."""
         if not both or self.warm is None:
@@ -181,6 +194,30 @@ class _Cols:
     def values(self, name: str, rows: np.ndarray, both: bool = False) -> list[Any]:
         """The Python values of ``rows`` (a few: representatives of distinct values)."""
         return self.arrow(name, both).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+
+def _all_distinct(col: pa.Array) -> bool:
+    """True when a string column's values are all different (and none is NULL), told by a 64-bit
+    hash of each value's bytes (different hashes: different values; any equal hashes: False, and
+    the caller codes the values exactly). Fixed-width values only (request ids); else False."""
+    n = len(col)
+    if not n or col.null_count or not pa.types.is_string(col.type):
+        return n == 0
+    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False)
+    width = int(lengths[0])
+    if not width or (lengths != width).any():
+        return False
+    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
+    data = np.frombuffer(col.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(n, width)
+    words = np.zeros((n, -(-width // 8) * 8), np.uint8)
+    words[:, :width] = data
+    h = np.zeros(n, np.uint64)
+    for j, w in enumerate(words.view(np.uint64).T):  # multiply-xorshift per 8 bytes (wrapping)
+        h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15 + 2 * j)
+        h ^= h >> np.uint64(29)
+    import pandas as pd
+
+    return len(pd.unique(h)) == n
 
 
 def factorize(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,7 +503,7 @@ def _admission(
     tokens = (pt + ct).astype(np.int64)
     rtok_raw, bound = cols.num("reserved_tokens"), cols.num("reserved_prompt_tokens")
     a["group"] = gid
-    a["rid"] = cols.codes("request_id")[0]
+    a["rid"] = cols.ids("request_id")
     a["rtok"] = np.where(np.isnan(rtok_raw), tokens, np.nan_to_num(rtok_raw)).astype(np.int64)
     rusd = cols.num("reserved_usd")
     logged_usd = np.where(np.isnan(rusd), np.nan_to_num(cols.num("cost_usd")), rusd)
@@ -612,8 +649,8 @@ def _cache_arrays(
     a["lkey"] = np.where(reads, skey, -1)[:n]
     a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
     a["entry_at"] = entry_at
-    rid_code, rids = cols.codes("request_id", both=True)
-    last = np.full(len(rids), -1, np.int64)
+    rid_code = cols.ids("request_id", both=True)
+    last = np.full(int(rid_code.max(initial=-1)) + 1, -1, np.int64)  # the row a request id names: its last
     np.maximum.at(last, rid_code, np.arange(m, dtype=np.int64))
     a["canon"] = last[rid_code]
     attempts = cols.arrow("attempts")
@@ -667,12 +704,15 @@ def _keys(cols: _Cols, rows: np.ndarray, route_code: np.ndarray, route_values: l
     missing = np.flatnonzero(rows[:n] & (code[:n] < 0) & (cols.codes("cache")[0] < 0))
     if "request_body" not in cols.w:
         missing = missing[:0]
-    if len(missing):
-        body_code, bodies = cols.codes("request_body")
-        pair, first = factorize(route_code[missing], body_code[missing])
+    if len(missing):  # only these rows' bodies are coded (and parsed once per distinct body)
+        enc = cols.arrow("request_body").take(pa.array(missing, pa.int64())).combine_chunks().dictionary_encode()
+        body_code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        bodies = enc.dictionary.to_pylist()
+        pair, first = factorize(route_code[missing], body_code)
         got = []
-        for i in missing[first].tolist():
-            raw = bodies[int(body_code[i])] if body_code[i] >= 0 else None
+        for j in first.tolist():
+            i = int(missing[j])
+            raw = bodies[int(body_code[j])] if body_code[j] >= 0 else None
             route = route_values[int(route_code[i])] if route_code[i] >= 0 else None
             got.append(_key_from_body(route or "", raw))
         index = {k: j for j, k in enumerate(values)}

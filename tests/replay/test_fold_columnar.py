@@ -77,3 +77,16 @@ def test_a_candidate_that_serves_requests_never_run_live(tmp_path):
     doc["cache"] = {"exact": {"ttl_s": 3.0, "max_entries": 15}, "max_temperature": 0.2}
     out = assert_same(composer(d, doc, tmp_path))
     assert out.served_by.count("cache") > 10 and {"bypass", "miss", "hit"} <= set(out.cache_kind)
+
+
+def test_request_ids_are_told_distinct_only_when_they_are():
+    """Request ids code as row positions only when no two are equal (a hash of fixed-width bytes;
+    anything else is coded exactly): a repeated id, a NULL, mixed widths, a slice of a column."""
+    import pyarrow as pa
+
+    from llmgw_kernel.replay.fold_inputs import _all_distinct
+
+    ids = pa.array([f"req_{i:024x}" for i in range(5000)])
+    assert _all_distinct(ids) and _all_distinct(ids.slice(7, 300))
+    assert not _all_distinct(pa.concat_arrays([ids.slice(0, 10), ids.slice(4, 1)]))
+    assert not _all_distinct(pa.array(["ab", None])) and not _all_distinct(pa.array(["ab", "abc"]))
