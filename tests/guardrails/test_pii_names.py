@@ -36,6 +36,10 @@ def found(text: str, types: tuple[str, ...] = ("PERSON", "ADDRESS")) -> list[tup
         ("CHỦ TÀI KHOẢN: TRẦN THỊ BÍCH NGỌC", "TRẦN THỊ BÍCH NGỌC"),
         ("Contact person: Kwame Mensah, kwame@example.com", "Kwame Mensah"),
         ("Send the contract to Elif Yılmaz before Friday", "Elif Yılmaz"),
+        # a person's slot: the given name is in no list
+        ("write a reference letter for Thandeka Okonjo, she managed the team", "Thandeka Okonjo"),
+        ("I met with Ruairí MacAodha yesterday", "Ruairí MacAodha"),
+        ("please cc Ingvild Aasheim on the thread", "Ingvild Aasheim"),
         ("Rewrite this: 'Oliver Brandt moved to Leeds'", "Oliver Brandt"),  # right after a quote
         ('Dịch giúp: "Trịnh Công Sơn là ai"', "Trịnh Công Sơn"),
     ],
@@ -60,6 +64,10 @@ def test_finds_person(text: str, name: str) -> None:
         "Hello World in Python prints a greeting",
         "We met on Monday at the Grand Hotel",
         "DO NOT DISTURB THE TEAM",
+        "We met with Microsoft Teams support",
+        "Book a ticket for New Delhi in May",
+        "Thanks for Great Expectations, I loved it",
+        "Call Center Operations moved to Building Four",
         "def f(name: None = None) -> None:\n    if name is None:\n        return",  # code, not a name field
         "    name: Annotated[str, Field(description='the rule')]",
         "TO DO: CALL THE BANK",

@@ -103,6 +103,37 @@ EN_GIVEN_NAMES = _words(
     "jianguo|guang|ying|fang|qiang"
 )
 
+#: Words right before a slot a person fills ("a letter for …", "send it to …", "met with …"): two or
+#: three name-shaped capitalised words after one are read as a name even when the given name is
+#: not in ``EN_GIVEN_NAMES`` (score 0.6), unless they hold a word of ``EN_PROPER_WORDS``.
+EN_PERSON_SLOTS = _words(
+    "for|with|cc|ask|asked|tell|told|thank|thanks|contact|contacted|call|called|email|emailed|"
+    "message|ping|invite|invited|meet|met|hire|hired|named|says|said|wrote|attn|"
+    "colleague|manager|employee|customer|client|patient|tenant|applicant|candidate|student|doctor|lawyer|"
+    "wife|husband|son|daughter|mother|father|brother|sister|friend|boss|neighbour|neighbor|landlord|"
+    "assign|assigned|reassign|notify|remind|introduce|introducing|welcome|congratulate"
+)
+#: Capitalised words that make a run a place, an organisation or a product, not a person.
+EN_PROPER_WORDS = _words(
+    "new|san|los|las|saint|north|south|east|west|upper|lower|great|united|national|international|global|"
+    "google|microsoft|apple|amazon|meta|facebook|twitter|slack|zoom|teams|office|cloud|azure|windows|linux|"
+    "python|java|rust|street|road|avenue|park|lake|river|mount|hotel|airport|university|college|hospital|"
+    "airlines|airways|group|inc|company|corporation|corp|department|ministry|city|county|state|republic|"
+    "kingdom|america|american|europe|european|asia|asian|africa|african|english|french|german|chinese|"
+    "japanese|vietnamese|christmas|easter|project|product|support|service|services|sales|marketing|finance|"
+    "legal|engineering|data|api|app|web|mobile|android|ios|iphone|ipad|mac|chrome|firefox|safari|github|"
+    "gitlab|docker|kubernetes|openai|anthropic|claude|gpt|chatgpt|gemini|llama|mistral|excel|word|powerpoint|"
+    "outlook|gmail|drive|sheets|docs|notion|jira|confluence|salesforce|stripe|paypal|visa|mastercard|uber|"
+    "grab|shopee|lazada|tiki|momo|zalo|viettel|vingroup|fpt|vnpt|mobifone|bank|capital|partners|holdings|"
+    "foundation|institute|center|centre|club|council|committee|agency|bureau|times|post|news|journal|review|"
+    "studio|studios|labs|systems|solutions|technologies|tech|software|store|market|mall|plaza|tower|"
+    "building|hall|house|school|academy|museum|library|station|port|bay|island|beach|valley|hill|hills|"
+    "york|jersey|london|paris|tokyo|berlin|sydney|hanoi|saigon|singapore|bangkok|seoul|beijing|shanghai|"
+    "guide|manual|handbook|policy|terms|conditions|privacy|notice|report|summary|overview|introduction|"
+    "chapter|section|part|appendix|table|figure|step|phase|stage|version|release|edition|series|season|"
+    "episode|vol|volume|no|number|model|pro|max|plus|mini|ultra|lite|edge|prime|premium|free|gold|silver"
+)
+
 #: Capitalised words that follow a given name without being a family name (days, months, pronouns…).
 EN_NOT_SURNAMES = _words(
     "i|the|a|an|and|or|but|to|of|in|on|at|by|for|from|with|is|was|are|be|if|so|as|it|we|you|he|she|they|my|"

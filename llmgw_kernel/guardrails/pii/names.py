@@ -22,6 +22,8 @@ from .lexicon import (
     EN_GIVEN_NAMES,
     EN_INTRODUCERS,
     EN_NOT_SURNAMES,
+    EN_PERSON_SLOTS,
+    EN_PROPER_WORDS,
     EN_TITLES,
     NAME_FIELDS,
     VN_HONORIFICS,
@@ -229,7 +231,34 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
             yield i, j, 0.85, "pii.person.name_field"
             i = j
             continue
+        j = _slot_name_end(toks, i, text)
+        if j > i:
+            yield i, j, 0.6, "pii.person.en.slot"
+            i = j
+            continue
         i += 1
+
+
+_NAME_SHAPE = re.compile(r"(?:Mc|Mac|O['’]|D['’])?[^\W\d_][^\W\d_A-Z]+(?:-[^\W\d_][^\W\d_A-Z]+)?")
+
+
+def _slot_name_end(toks: list[_Tok], i: int, text: str) -> int:
+    """End of a two- or three-word name in a person's slot ("a letter for Tomasz Wiśniewski", "met
+    with Amaka Eze"), or i: the word before is a slot word written in lower case, every word is
+    Title-case and name-shaped, none is a place, organisation or product word, and the run of
+    capitals ends there (a longer run is a title or an organisation)."""
+    prev = toks[i - 1] if i else None
+    if prev is None or prev.folded not in EN_PERSON_SLOTS or not prev.text.islower():
+        return i
+    if not _GAP.fullmatch(text, prev.end, toks[i].start):
+        return i
+    j = _en_run(toks, i, text, limit=4)
+    if not 2 <= j - i <= 3 or (j < len(toks) and toks[j].capitalised and _adjacent(text, toks[j - 1], toks[j])):
+        return i
+    words = toks[i:j]
+    if any(w.dot or not _NAME_SHAPE.fullmatch(w.text) or w.folded in EN_PROPER_WORDS for w in words):
+        return i
+    return j if " ".join(w.folded for w in words) not in VN_PLACES else i
 
 
 _UPPER = "".join(re.escape(chr(c)) for c in range(0x41, 0x2000) if chr(c).isupper() and chr(c).isalpha())
@@ -239,7 +268,7 @@ _LOOK_BACK = 32  # characters of context read before a run of capitalised words
 
 
 _TRIGGERS = frozenset(
-    _SURNAMES_ASCII | EN_GIVEN_NAMES | EN_TITLES | _HONORIFICS_ASCII | EN_INTRODUCERS | NAME_FIELDS
+    _SURNAMES_ASCII | EN_GIVEN_NAMES | EN_TITLES | _HONORIFICS_ASCII | EN_INTRODUCERS | NAME_FIELDS | EN_PERSON_SLOTS
 )  # every rule needs one of these in the run or just before it
 _STRIP = ".,:;-–\"'()"
 
