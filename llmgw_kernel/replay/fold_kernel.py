@@ -411,7 +411,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     rw = RW(*(mutable["rw_" + k] for k in RW._fields))
     ex = exact_stores(int(a["n_keys"][0]), int(a["n_stores"][0]), m)
     cin = C(*(a[k] for k in C._fields))
-    ev = _heap(2 * n + 1)
+    ev = _heap(n + 1)  # one event per row at a time: its lookup, then its settlement
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
     out = Out(z(np.int8), z(), z(np.int8), z(), z(), z(np.int8), z(), z(np.int8),
               z(np.float64), z(), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
