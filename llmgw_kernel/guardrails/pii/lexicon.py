@@ -44,7 +44,8 @@ NAME_FIELDS = _words(
     "ho ten|ho va ten|ten la|ten toi la|ten em la|ten minh la|toi ten|em ten|minh ten|my name is|my name's|"
     "full name|name is|name|ten|ho ten khach hang|account holder|cardholder|card holder|chu tai khoan|chu the|"
     "contact person|contact name|attn|attention|recipient|sender|payee|beneficiary|customer name|patient name|"
-    "nguoi nhan|nguoi gui|nguoi lien he|nguoi dai dien|nguoi thu huong"
+    "nguoi nhan|nguoi gui|nguoi lien he|nguoi dai dien|nguoi thu huong|toi la|em la|minh la|tui la|to la|"
+    "day la|chau la|con la"
 )
 
 #: English forms of address and the phrases that introduce a name.
