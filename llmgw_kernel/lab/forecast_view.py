@@ -4,8 +4,9 @@ observed values ``llmgw forecast check`` would accept after promotion.
 The band is ``value + difference_interval(f, f)``: the interval ``forecast check`` computes
 (docs/forecast.md) when the window observed after promotion is like the replayed one (same
 size, teams and spread). It answers "how far may the live figures wander from this forecast
-before the check says NO". Beside the live policy's forecast over the same window, the
-``change`` column is the candidate's figure minus the live one.
+before the check says NO". Beside the live policy's forecast over the same window, ``change``
+is the candidate's figure minus the live one. Shares read in percent (changes in points), cost
+per 1k requests in USD; the numbers themselves are in the forecast dicts.
 """
 
 from __future__ import annotations
@@ -19,13 +20,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _unit(f: Mapping[str, Any]) -> tuple[str, float]:
-    return ("%", 100.0) if f["kind"] == "share" else ("$ per 1k requests", 1.0)
+def _fmt(f: Mapping[str, Any], value: float | None, change: bool = False) -> str:
+    """A share as ``12.34%`` (a change as ``+1.23pt``), a cost per 1k as ``$0.004133``."""
+    if value is None or value != value:
+        return "-"
+    sign = "+" if change else ""
+    if f["kind"] == "share":
+        return f"{100 * value:{sign}.2f}{'pt' if change else '%'}"
+    return f"{'+' if change and value >= 0 else '-' if value < 0 else ''}${abs(f.get('scale', 1) * value):.6f}"
 
 
 def forecast_table(forecast: Mapping[str, Any] | None, live: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """One row per figure: the candidate's value (and the live policy's, and the change), its
-    sample size, teams, design effect, and the band ``forecast check`` would accept."""
+    """One row per figure: the candidate's value (and the live policy's, and the change), the
+    band ``forecast check`` would accept, the sample size, teams and design effect."""
     import pandas as pd
 
     rows = []
@@ -33,25 +40,18 @@ def forecast_table(forecast: Mapping[str, Any] | None, live: Mapping[str, Any] |
     for name, f in (forecast or {}).get("figures", {}).items():
         if f["value"] is None:
             continue
-        unit, scale = _unit(f)
+        value = f["value"] if f["kind"] == "share" else f["mean"]
+        row: dict[str, Any] = {"figure": name}
+        if live is not None:
+            lf = live_figures.get(name) or {}
+            was = lf.get("value") if f["kind"] == "share" else lf.get("mean")
+            row["live"] = _fmt(f, was)
+        row["candidate"] = _fmt(f, value)
+        if live is not None:
+            row["change"] = _fmt(f, value - was if was is not None else None, change=True)
         lo, hi = difference_interval(f, f) if f["n"] > 1 else (float("nan"), float("nan"))
-        row: dict[str, Any] = {"figure": name, "unit": unit}
-        if live is not None:
-            lf = live_figures.get(name)
-            row["live"] = lf["value"] * scale if lf and lf["value"] is not None else float("nan")
-        row["candidate"] = f["value"] * scale
-        if live is not None:
-            row["change"] = row["candidate"] - row["live"]
-        row.update(
-            check_low=(f["value"] + lo) * scale, check_high=(f["value"] + hi) * scale, n=f["n"],
-            teams=f["clusters"], design_effect=f["design_effect"],
-        )  # fmt: skip
+        scale = 1 if f["kind"] == "share" else f.get("scale", 1)
+        row["forecast check accepts"] = f"{_fmt(f, value + lo / scale)} .. {_fmt(f, value + hi / scale)}"
+        row.update(n=f["n"], teams=f["clusters"], design_effect=round(f["design_effect"], 2))
         rows.append(row)
-    if not rows:
-        return pd.DataFrame()
-    table = pd.DataFrame(rows).set_index("figure")
-    values = [c for c in ("live", "candidate", "change", "check_low", "check_high") if c in table]
-    shares = table["unit"] == "%"
-    table.loc[shares, values] = table.loc[shares, values].round(2)  # percent: to 0.01 point
-    table.loc[~shares, values] = table.loc[~shares, values].round(6)  # USD per 1k requests: to a millionth
-    return table.round({"design_effect": 2})
+    return pd.DataFrame(rows).set_index("figure") if rows else pd.DataFrame()
