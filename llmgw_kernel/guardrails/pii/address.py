@@ -33,10 +33,11 @@ _PART = re.compile(
     |(?P<city>(?:thanh\s+pho|tp\.?|tinh)\s*(?=\S)(?:{_PLACE})|{_PLACE})(?![a-z])
     |(?P<unit>(?:p|q|f)\.?\s?\d{{1,2}}(?![\w]))
     |(?P<admin>(?:phuong|xa|thi\s+tran|quan|huyen|thi\s+xa|thanh\s+pho|tinh|thon|ap|xom|to\s+dan\s+pho|to|
-        khu\s+pho|khu|kp|p\.|q\.|tx\.|tt\.|h\.|ward|district)\s*(?=[^\s,]))
+        khu\s+pho|khu\s+dan\s+cu|khu\s+do\s+thi|khu\s+cong\s+nghiep|kdc|kdt|kcn|ccn|khu|kp|p\.|q\.|tx\.|tt\.|h\.|ward|district)\s*(?=[^\s,]))
     """,
     re.VERBOSE,
 )
+_NUMBERED = re.compile(r"so\s+\d{1,4}[a-z]?(?![\w/])")
 _NAME_WORD = re.compile(r"[^\W_]+(?:/[^\W_]+)?")
 _SEP = re.compile(r"\s*(?:,|-|–)?\s*")
 _STRONG = {"house_street", "lane", "street"}
@@ -80,7 +81,8 @@ def _part(text: str, folded: str, pos: int, prev: str | None) -> tuple[str, int]
     """(kind, end) of the address part at ``pos``, or None."""
     m = _PART.match(folded, pos)
     if m and m.lastgroup in ("street", "admin"):
-        end = _name(text, m.end())
+        numbered = _NUMBERED.match(folded, m.end())  # "đường số 7", "khu phố số 3"
+        end = numbered.end() if numbered else _name(text, m.end())
         return (m.lastgroup, end) if end > m.end() else None
     if m and m.lastgroup == "house":
         end = _name(text, m.end() + 1) if text[m.end() : m.end() + 1] == " " else m.end()
@@ -122,9 +124,9 @@ def _is_address(kinds: list[str]) -> bool:
     return sum(k in ("admin", "unit") for k in kinds) >= 2 and len(kinds) >= 3
 
 
-_HOUSE_START = re.compile(r"\d{1,5}[a-z]?(?:/\d{1,4}[a-z]?){0,3},?\s+(\S)")
+_HOUSE_START = re.compile(r"\d{1,5}[a-z]?(?:/\d{1,4}[a-z]?){0,3},?\s+(?=(\S))")  # look-ahead: "12, 198 …" both start
 _HOUSE_PREFIX = re.compile(r"(?:so\s+nha|so|nha|sn|can\s+ho)\s+$")
-_KEYWORD_START = re.compile(r"(?:ngo|ngach|hem|kiet|duong|pho|thon|xom|ap|phuong|xa|khu|kp)\s")
+_KEYWORD_START = re.compile(r"(?:ngo|ngach|hem|kiet|duong|pho|thon|xom|ap|phuong|xa|khu|kp)\s|to\s+(?:dan\s+pho\s+)?\d")
 _AFTER_HOUSE = ("ngo", "ngach", "hem", "kiet", "duong", "pho", "d.")
 
 
