@@ -379,7 +379,11 @@ def run_compiled(composer: Composer) -> Folded | None:
         return None
     if folded != 0:
         return None
-    return _folded(composer, inp, state[-1])
+    out = state[-1]
+    del state
+    result = _folded(composer, inp, out)
+    inp.arrays.clear()  # decoded: only the decoding facts and the kernel's output stay with the result
+    return result
 
 
 def exact_stores(keys: int, stores: int, entries: int) -> Any:
