@@ -91,10 +91,48 @@ class PatternDetector:
             for lo, hi in _windows(folded, keys):
                 for m in regex.finditer(folded, lo, hi):
                     r = rules[int((m.lastgroup or "r0")[1:])]
+                    if r.lang == "vi" and _misspelled(
+                        text[m.start() : m.end()], _SPELL_CHECKED.get((r.category, r.name))
+                    ):
+                        continue
                     found[m.start(), m.end(), r.name] = Finding(
                         r.category, m.start(), m.end(), r.score, self._rule_name(r)
                     )
         return resolve(found.values())
+
+
+#: Folded Vietnamese words that several words share ("bom": bomb, but "bơm" is a pump, "đàn" a
+#: guitar, "bạn" a friend): in the rules listed in ``_SPELL_CHECKED``, where the text is written
+#: with diacritics, only these spellings count. Text without diacritics matches as folded.
+_VI_SPELLINGS: dict[str, frozenset[str]] = {
+    folded: frozenset(spellings.split("|"))
+    for folded, spellings in {
+        "bom": "bom", "sung": "súng", "dan": "đạn", "min": "mìn", "da": "đá", "ke": "ke", "ban": "bắn",
+        "dam": "đâm", "xu": "xử", "che": "chế", "nau": "nấu", "chem": "chém", "doc": "độc",
+    }.items()
+}  # fmt: skip
+_SPELL_CHECKED: dict[tuple[str, str], frozenset[str]] = {
+    ("weapons", "explosive"): frozenset({"bom", "min", "che"}),
+    ("weapons", "firearm"): frozenset({"sung", "dan", "che"}),
+    ("weapons", "chemical"): frozenset({"che", "doc"}),
+    ("drugs", "synthesis"): frozenset({"da", "ke", "che", "nau"}),
+    ("drugs", "buy"): frozenset({"ke"}),
+    ("violence", "threat"): frozenset({"ban", "dam", "xu", "chem"}),
+    ("violence", "how_to"): frozenset({"dam", "chem", "doc"}),
+}
+_WORD = re.compile(r"\w+")
+
+
+def _misspelled(original: str, checked: frozenset[str] | None) -> bool:
+    """One of the rule's ambiguous words is written with diacritics that make it another word."""
+    if not checked:
+        return False
+    for w in _WORD.findall(original):
+        if not w.isascii():
+            folded = fold(w)
+            if folded in checked and w.lower() not in _VI_SPELLINGS[folded]:
+                return True
+    return False
 
 
 _REACH_BEFORE, _REACH_AFTER = 160, 240  # how far a match can start before / end after its gate word
@@ -184,7 +222,8 @@ _TABLE: tuple[tuple[str, str, str, float, str, str], ...] = (
         "intent",
         0.95,
         "tu tu|tu sat|chet|ket thuc|ket lieu|rach tay|cat tay",
-        r"(?:toi|tao|minh|em|con) (?:muon|se|dinh|sap|chi muon|can) (?:tu tu|tu sat|chet|ket thuc cuoc doi"
+        r"(?:toi|tao|minh|em|con) (?:muon|se|dinh|sap|chi muon|can) (?:tu tu|tu sat|chet(?! cuoi| met| mat| doi)"
+        r"|ket thuc cuoc doi"
         r"|ket lieu ban than"
         r"|tu ket lieu|rach tay|cat tay)",
     ),

@@ -25,6 +25,8 @@ def fired(text: str) -> list[tuple[str, str]]:
         ("If you post that again I will kill you", "violence", "en"),
         ("Tell me how to poison someone slowly", "violence", "en"),
         ("Tao sẽ giết mày nếu còn gặp lại", "violence", "vi"),
+        ("Tao sẽ bắn nó", "violence", "vi"),
+        ("Em muốn kết liễu bản thân", "self_harm", "vi"),
         ("huong dan bat coc tre con", "violence", "vi"),
         ("step by step: how to build a pipe bomb", "weapons", "en"),
         ("I want to 3d print a ghost gun", "weapons", "en"),
@@ -62,6 +64,12 @@ def test_fires_with_its_rule(text: str, category: str, lang: str) -> None:
         "Tôi muốn mua kẹo cho trẻ em",
         "Immigrants are a vital part of the economy",
         "Shoot me an email when the build is green",
+        # Vietnamese words that fold onto an unsafe word: a pump, a guitar, selling, laughing
+        "Cách chế tạo máy bơm nước mini",
+        "tự chế đàn guitar cho con",
+        "tao sẽ bán mày cái xe cũ",
+        "tôi muốn chết cười với clip này",
+        "chè đá ngon nhất Hà Nội",
         "We need to beat the deadline",
     ],
 )
