@@ -48,6 +48,8 @@ def found(text: str) -> list[tuple[str, str]]:
         ("Số CCCD: 079204001234", [("VN_CCCD", "079204001234")]),
         ("so can cuoc cong dan 001 098 765 432", [("VN_CCCD", "001 098 765 432")]),
         ("CMND số 025 123 456", [("VN_CMND", "025 123 456")]),
+        ("CCCD/CMND: 079204001234", [("VN_CCCD", "079204001234")]),
+        ("số CMND cũ (12 số) 036092001234", [("VN_CMND", "036092001234")]),
         ("chung minh nhan dan 271234567", [("VN_CMND", "271234567")]),
         ("hộ chiếu B7654321", [("VN_PASSPORT", "B7654321")]),
         # tax codes: valid check digit, with a branch suffix

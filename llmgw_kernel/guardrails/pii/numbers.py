@@ -132,7 +132,7 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
     if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits):
         return "VN_TAX_CODE", 0.95, "pii.vn_tax_code.check_digit"
     if n == 12 and 1 <= int(digits[:3]) <= 96 and s.kinds & _ID_KINDS:
-        if s.lead == "cmnd":
+        if s.lead == "cmnd" and "cccd" not in s.kinds:  # "CCCD/CMND: <12 digits>" is a CCCD
             return "VN_CMND", 0.85, "pii.vn_cmnd.context"
         return "VN_CCCD", 0.95 if digits[:3] in CCCD_PROVINCES else 0.8, "pii.vn_cccd.context"
     if n == 9:
