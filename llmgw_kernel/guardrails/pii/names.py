@@ -70,8 +70,24 @@ def _adjacent(text: str, a: _Tok, b: _Tok) -> bool:
     return not a.dot and _GAP.fullmatch(text, a.end, b.start) is not None
 
 
-def _phrase_before(toks: list[_Tok], i: int, text: str, n: int) -> list[str]:
-    """The folded phrases of 1..n words that end right before token i (same clause)."""
+class _Before:
+    """The folded phrases of one to four words that end right before each token of one run (same
+    clause), shortest first, computed once per token: the Vietnamese and English rules and the
+    place test all ask about the same tokens."""
+
+    __slots__ = ("toks", "text", "memo")
+
+    def __init__(self, toks: list[_Tok], text: str) -> None:
+        self.toks, self.text = toks, text
+        self.memo: dict[int, list[str]] = {}
+
+    def __call__(self, i: int, n: int) -> list[str]:
+        if i not in self.memo:
+            self.memo[i] = _phrases_before(self.toks, i, self.text, 4) if i else []
+        return self.memo[i][:n]
+
+
+def _phrases_before(toks: list[_Tok], i: int, text: str, n: int) -> list[str]:
     out: list[str] = []
     j = i - 1
     words: list[str] = []
@@ -127,10 +143,10 @@ def _vn_run(toks: list[_Tok], i: int, text: str, limit: int = 5) -> int:
     return j
 
 
-def _not_place(toks: list[_Tok], i: int, j: int, text: str) -> bool:
+def _not_place(toks: list[_Tok], i: int, j: int, bf: _Before) -> bool:
     if any(" ".join(t.folded for t in toks[i:k]) in VN_PLACES for k in range(i + 1, min(j, i + 4) + 1)):
         return False  # the run starts with a province or city name
-    return not any(p in VN_PLACE_PREFIXES for p in _phrase_before(toks, i, text, 2))
+    return not any(p in VN_PLACE_PREFIXES for p in bf(i, 2))
 
 
 def _caps_name_end(toks: list[_Tok], i: int, text: str) -> int:
@@ -152,7 +168,7 @@ def _caps_name_end(toks: list[_Tok], i: int, text: str) -> int:
     return j if j - i >= 3 and any(t.folded in VN_MIDDLE_NAMES for t in toks[i + 1 : j]) else i
 
 
-def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int, float, str]]:
+def _vietnamese(toks: list[_Tok], text: str, first: int, bf: _Before) -> Iterator[tuple[int, int, float, str]]:
     i = first
     while i < len(toks):
         t = toks[i]
@@ -164,12 +180,12 @@ def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, 
         if not t.capitalised:
             i += 1
             continue
-        before = _phrase_before(toks, i, text, 4) if i else []
+        before = bf(i, 4)
         field = _field_before(toks, i, text, before)
         honorific = field or any(_is_honorific(p, toks, i, text) for p in before)
         if _is_surname(t) and _vn_word(t):
             j = _vn_run(toks, i, text)
-            if j - i >= 2 and _not_place(toks, i, j, text):
+            if j - i >= 2 and _not_place(toks, i, j, bf):
                 # a bare family name + one syllable ("Lê Lợi", "Trần Phú") is the shape of historic
                 # names and the streets named after them; people are written in full or addressed
                 yield i, j, 0.9 if (j - i >= 3 or honorific) else 0.45, "pii.person.vi.surname"
@@ -177,7 +193,7 @@ def _vietnamese(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, 
                 continue
         if honorific and _vn_word(t):
             j = _vn_run(toks, i, text, limit=4)
-            if _not_place(toks, i, j, text) and not (_is_surname(t) and j - i == 1):
+            if _not_place(toks, i, j, bf) and not (_is_surname(t) and j - i == 1):
                 yield i, j, 0.85 if field else 0.8, "pii.person.vi.address_form"
                 i = j
                 continue
@@ -204,7 +220,7 @@ def _en_run(toks: list[_Tok], i: int, text: str, limit: int = 3) -> int:
     return j
 
 
-def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int, float, str]]:
+def _english(toks: list[_Tok], text: str, first: int, bf: _Before) -> Iterator[tuple[int, int, float, str]]:
     i = first
     while i < len(toks):
         t = toks[i]
@@ -212,7 +228,7 @@ def _english(toks: list[_Tok], text: str, first: int) -> Iterator[tuple[int, int
             i += 1
             continue
         prev = toks[i - 1] if i else None
-        before = _phrase_before(toks, i, text, 3) if i else []
+        before = bf(i, 3)
         if prev and prev.folded in EN_TITLES and prev.capitalised and _en_name_word(t) and t.start - prev.end <= 2:
             j = _en_run(toks, i, text)
             yield i, j, 0.9, "pii.person.en.title"
@@ -305,9 +321,10 @@ def find_names(text: str, folded: str, languages: Sequence[str]) -> Iterator[Fin
     """PERSON findings: Vietnamese rules when "vi" is among ``languages`` (they also find Vietnamese
     names in English text), English rules when "en" is."""
     for toks, first in _runs(text, folded):
+        before = _Before(toks, text)
         if "vi" in languages:
-            for i, j, score, rule in _vietnamese(toks, text, first):
+            for i, j, score, rule in _vietnamese(toks, text, first, before):
                 yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
         if "en" in languages:
-            for i, j, score, rule in _english(toks, text, first):
+            for i, j, score, rule in _english(toks, text, first, before):
                 yield Finding("PERSON", toks[i].start, toks[j - 1].end, score, rule)
