@@ -31,27 +31,31 @@ THREAD_ABOVE_BYTES = 4096
 
 
 async def check_input(
-    guard: RequestGuard, rec: RequestRecord, body: dict[str, Any], endpoint: str, body_meta: Any
+    guard: RequestGuard, rec: RequestRecord, body: dict[str, Any], endpoint: str, body_meta: Any, redacted: bool
 ) -> None:
-    """Input checks over ``body`` (rewritten in place). A ``block`` raises the 400; with
-    ``log.bodies: redacted`` the log keeps the request as it was sent on."""
+    """Input checks over ``body`` (rewritten in place). A ``block`` raises the 400. With
+    ``log.bodies: redacted`` (``redacted``) the log keeps the request as it was sent on — a
+    blocked one with what the checks found replaced — and only from here on (``body_mode``)."""
     try:
         if len(rec.request_raw) > THREAD_ABOVE_BYTES:
             changed = await asyncio.to_thread(guard.check_request, body, endpoint)
         else:
             changed = guard.check_request(body, endpoint)
     except (Blocked, GuardrailFailure) as exc:
-        if isinstance(exc, Blocked) and rec.body_mode == "redacted":
+        if isinstance(exc, Blocked) and redacted:
             guard.redact_blocked(body, endpoint)
             _log_body(rec, body, body_meta)
         raise guardrail_error(exc) from None
-    if changed and rec.body_mode == "redacted":
-        _log_body(rec, body, body_meta)
+    if redacted:
+        rec.body_mode = "redacted"
+        if changed:
+            _log_body(rec, body, body_meta)
 
 
 def _log_body(rec: RequestRecord, body: dict[str, Any], body_meta: Any) -> None:
     """The request as the log keeps it under ``bodies: redacted`` (its ``metadata`` as sent)."""
     rec.request_raw = orjson.dumps(body if body_meta is None else {**body, "metadata": body_meta})
+    rec.body_mode = "redacted"
 
 
 async def check_output(guard: RequestGuard, raw: bytes) -> bytes:

@@ -168,7 +168,10 @@ async def handle(
     policy = snap.policy
     facts = _policy_facts(snap)
     rec.policy_version = facts.version
-    rec.body_mode = facts.bodies
+    # bodies: redacted keeps a request's body only once its input checks ran: one refused before
+    # (bad JSON, validation, unknown route, auth, limits) keeps its hash only, never its text
+    redacted = facts.bodies == "redacted"
+    rec.body_mode = "hashed" if redacted else facts.bodies
     client_id = content_length = cache_control = cache_ns = None
     for key, value in scope["headers"]:
         if key == b"x-request-id":
@@ -239,7 +242,9 @@ async def handle(
         rails = facts.guardrails.get(route)
         if rails is not None:
             guard = RequestGuard(rails)
-            await check_input(guard, rec, body, endpoint, body_meta)
+            await check_input(guard, rec, body, endpoint, body_meta, redacted)
+        elif redacted:
+            rec.body_mode = "redacted"
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
         if settings is not None:
             query = gw.cache.prepare(settings, rec, body, _cache_control(cache_control), _cache_ns(cache_ns))

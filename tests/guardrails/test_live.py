@@ -393,3 +393,20 @@ def test_a_check_that_raises_refuses_the_request_without_quoting_the_text(gw, up
     assert exc.value.status_code == 500 and exc.value.code == "guardrail_error"
     assert "guardrail 'input[0]:custom' failed (ValueError)" in str(exc.value) and marker not in str(exc.value)
     assert not any(marker in json.dumps(r["body"]) for r in upstream.requests)
+
+
+def test_under_redacted_bodies_a_request_refused_before_its_checks_keeps_only_its_hash(gw):
+    """Regression: a request refused before the input checks ran (validation, unknown route) was
+    logged with its body as received — the text a pii check exists to keep out of the log."""
+    marker = uuid.uuid4().hex
+    with pytest.raises(openai.BadRequestError):
+        oai(gw).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": pii_text(marker)}],
+                                        temperature=5)  # fmt: skip
+    with pytest.raises(openai.NotFoundError):
+        oai(gw).chat.completions.create(model="no-such-route", messages=[{"role": "user", "content": pii_text(marker)}])
+    rows = wait_for_rows(gw, "status IN (400, 404) AND error_type IN ('invalid_value', 'model_not_found')", n=2)
+    mine = [r for r in rows if r["route"] in ("gpt-4o-mini", "no-such-route") and r["request_hash"]]
+    assert len(mine) >= 2
+    for row in mine:
+        assert row["body_mode"] == "hashed" and row["request_body"] is None
+        assert_clean(json.dumps(row, default=str, ensure_ascii=False))
