@@ -18,8 +18,10 @@ target failed is an ``upstream_error``); budgets per team and day and an rpm lim
 embeddings. It is generated once into ``--cache-dir`` (default ``/tmp/llmgw-replay-scale``) and
 reused; ``policy-live.yaml`` beside it is the policy that "served" it.
 
-**Scenarios**, each timed in a fresh subprocess (CPU = user + sys of the child, all threads;
-peak RSS = the child's ``ru_maxrss``):
+**Scenarios**, each timed in a fresh subprocess (CPU = user + sys of the child, all threads,
+interpreter start and imports included; peak RSS = the child's ``ru_maxrss``), and the call
+alone ("call CPU": ``time.process_time()`` around the scenario's work inside the child, after
+importing the modules a replay loads — what a replay costs in a process that is already up):
 
 - ``routing-stage``: load the window and run the routing stage alone (replay + summary);
 - ``routing``: ``replay()`` of a routing-only candidate (the live routes with other weights,

@@ -207,6 +207,13 @@ def _weighted_indices(targets: Sequence[Target], u: np.ndarray) -> np.ndarray:
 
 
 # -- in bulk ---------------------------------------------------------------------------------
+def draws_per_request(policy: Policy, route: str) -> bool:
+    """Whether a route's order depends on the request at all (a weighted draw, or a rule,
+    rule function or sticky key): the others give every request the same plan."""
+    targets = policy.routes[route].targets
+    return needs_context(policy, route) or (len(targets) > 1 and targets[0].weight is not None)
+
+
 def needs_context(policy: Policy, route: str) -> bool:
     """Whether a route's plan reads the request (rules, a rule function, a sticky key); the
     others depend on the request id alone."""
@@ -245,7 +252,7 @@ def plan_routes(
         return _interned(route, [plan_route(policy, route, rid, c) for rid, c in zip(request_ids, ctxs, strict=True)])
     zeros = np.zeros(n, np.int32)
     targets = spec.targets
-    if len(targets) == 1 or targets[0].weight is None:  # the order does not depend on the request
+    if not draws_per_request(policy, route):  # the order does not depend on the request
         order, reason = _order(policy.version, spec, targets, "", RouteContext("", route))
         return BulkPlans(route, [order], zeros, [reason], zeros)
     u = draws(policy.version, request_ids)
@@ -323,6 +330,6 @@ def replay_routing(
 
 
 __all__ = [
-    "BulkPlans", "RoutePlan", "draw", "draws", "needs_context", "plan_route", "plan_routes", "replay_routing",
-    "route_context", "routed_live", "sticky_value",
+    "BulkPlans", "RoutePlan", "draw", "draws", "draws_per_request", "needs_context", "plan_route", "plan_routes",
+    "replay_routing", "route_context", "routed_live", "sticky_value",
 ]  # fmt: skip

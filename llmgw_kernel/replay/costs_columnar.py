@@ -128,8 +128,16 @@ def _equals(window: Window, name: str, value: str) -> np.ndarray:
 
 def _first_seen(codes: np.ndarray, mask: np.ndarray) -> list[int]:
     """The codes under ``mask``, in order of first appearance (the order a dict built row by row has)."""
-    present = codes[mask]
-    if not present.size:
+    return first_seen(codes[mask])
+
+
+def first_seen(codes: np.ndarray) -> list[int]:
+    """The distinct non-negative values of ``codes`` (small integers) in order of first
+    appearance, without sorting the rows (a minimum per value, then the few values sorted)."""
+    codes = codes[codes >= 0]
+    if not codes.size:
         return []
-    uniq, first = np.unique(present, return_index=True)
-    return [int(u) for u in uniq[np.argsort(first)]]
+    first = np.full(int(codes.max()) + 1, len(codes), np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+    present = np.flatnonzero(first < len(codes))
+    return present[np.argsort(first[present], kind="stable")].tolist()  # type: ignore[no-any-return]

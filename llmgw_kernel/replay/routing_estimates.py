@@ -194,13 +194,17 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     rids = _arrow(window, "request_id")
     group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
     tally = _Tally()
+    sampled = simulated_rows(routed_rows)  # in window order
+    sampled_ids = rids.take(pa.array(sampled)).to_pylist()  # one take (a chunked column is concatenated per take)
     simulated = np.zeros(len(plan_codes), bool)
-    simulated[simulated_rows(routed_rows)] = True
-    for g in np.unique(group):
+    simulated[sampled] = True
+    for g in np.flatnonzero(np.bincount(group)) if group.size else ():  # np.unique's order, without a sort
         rows = routed_rows[group == g]
         plan, r = plans[int(g) // (len(route_values) + 1)], int(g) % (len(route_values) + 1) - 1
+        sim_rows = rows[simulated[rows]]
+        ids = [sampled_ids[k] for k in np.searchsorted(sampled, sim_rows).tolist()]
         _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), rows,
-                        rows[simulated[rows]], pt, ct, rids, tally)  # fmt: skip
+                        ids, pt, ct, tally)  # fmt: skip
     routed = len(routed_rows)
     expected, simulated = (
         np.concatenate([*tally.expected, np.empty(0)]),
@@ -231,23 +235,22 @@ def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
 
 
 def _estimate_group(
-    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, sim_rows: np.ndarray,
-    pt: np.ndarray, ct: np.ndarray, rids: Any, tally: _Tally,
+    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, ids: list[str],
+    pt: np.ndarray, ct: np.ndarray, tally: _Tally,
 ) -> None:  # fmt: skip
     """The requests ``rows``, which share a plan and a route, walked along their plan together:
-    the expectation is the same for each; the simulation draws per request, for ``sim_rows``
-    (the simulated ones among them). A request's latency is unknown when a target it can reach
+    the expectation is the same for each; the simulation draws per request, for the simulated
+    ones among them (their request ``ids``, in window order). A request's latency is unknown when a target it can reach
     (every earlier one fails with probability > 0) and be served by (its failure probability
     < 1) has no logged successful attempt — the same for every request of the group."""
     n = len(rows)
     has_tokens = bool(np.any((pt[rows] != 0) | (ct[rows] != 0)))
     sum_pt, sum_ct = float(pt[rows].sum()), float(ct[rows].sum())
-    ids = rids.take(pa.array(sim_rows)).to_pylist()
     reach, lat = 1.0, 0.0
     known = True
     can_reach = True  # every earlier target fails with probability > 0
-    sim = np.zeros(len(sim_rows), np.float64)
-    going = np.ones(len(sim_rows), bool)  # not served yet in the simulation
+    sim = np.zeros(len(ids), np.float64)
+    going = np.ones(len(ids), bool)  # not served yet in the simulation
     for k, target in enumerate(plan):
         s = samples.get(target)
         if s is None:

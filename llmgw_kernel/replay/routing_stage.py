@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..decisions.context import RouteContext, route_context
-from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, needs_context, plan_routes
+from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, draws_per_request, needs_context, plan_routes
 from .columns import as_objects, json_value, strings
 from .routing_estimates import estimate_coded, logged_cost
 from .window import Window, as_window, split_plan
@@ -69,7 +69,7 @@ class RoutingDecisions:
 
 
 #: requests planned per call (their ids and contexts are Python objects while planned)
-PLAN_CHUNK_ROWS = 1 << 18
+PLAN_CHUNK_ROWS = 1 << 19
 ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target")
 
 
@@ -109,9 +109,11 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         out.plan_codes[rows] = out._intern_plan(())
         out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
         return
+    per_request = draws_per_request(policy, route)
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
-        ids = window.arrow("request_id").take(chunk).to_pylist()
+        # a route that plans every request alike needs no ids (only how many)
+        ids = window.arrow("request_id").take(chunk).to_pylist() if per_request else [""] * len(chunk)
         contexts = logged_contexts(window, chunk) if needs_context(policy, route) else None
         bulk = plan_routes(policy, route, ids, contexts)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)

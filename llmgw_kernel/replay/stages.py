@@ -234,8 +234,9 @@ def _price_sources(policy: Policy, d: Decided) -> dict[str, str]:
     from ..decisions.cost import price_source
 
     if d.decisions is not None:
-        used = np.unique(d.decisions.plan_codes)
-        targets = {t for c in used.tolist() if c >= 0 for t in d.decisions.plans[c]}
+        codes = d.decisions.plan_codes
+        used = np.flatnonzero(np.bincount(codes[codes >= 0])) if codes.size else np.empty(0, np.int64)
+        targets = {t for c in used.tolist() for t in d.decisions.plans[c]}
     else:
         targets = {t for p in d.plans if p for t in p}
     return {t: price_source(policy, t) for t in sorted(targets)}

@@ -32,7 +32,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import strings
-from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar
+from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, first_seen
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -128,7 +128,7 @@ def _cost_as_ran(
     logged = window.numpy("cost_usd")[failed]
     cost[failed] = np.nan_to_num(logged, nan=0.0)
     known[failed] = True
-    for t in np.unique(tc[tc >= 0]).tolist():
+    for t in np.flatnonzero(np.bincount(tc[tc >= 0])).tolist():
         mine = rows[tc == t]
         c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[mine])
         if c is not None:
@@ -187,8 +187,7 @@ def _expected_costs(
 
     route_codes, routes = window.codes("route")
     group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
-    uniq, first = np.unique(group, return_index=True)
-    for g in uniq[np.argsort(first)].tolist():
+    for g in first_seen(group):
         mine = np.flatnonzero(group == g)
         plan, r = routing.plans[g // (len(routes) + 1)], g % (len(routes) + 1) - 1
         c = model.expected(_tries(policy, routes[r] if r >= 0 else None), plan, pt[mine], ct[mine])

@@ -158,7 +158,7 @@ def _permuted(table: pa.Table, order: pa.Array) -> pa.Table:
     but for rows that share a time stamp), only the runs it moves are gathered and the rest is
     sliced (no copy): a whole-table take of list and string columns costs ~0.5 s per 1M rows."""
     idx = order.to_numpy(zero_copy_only=False)
-    moved = np.flatnonzero(idx != np.arange(len(idx)))
+    moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))  # same dtype: uint64 vs int64 goes via float
     if moved.size > len(idx) // 100:
         return table.take(order)
     # runs of moved rows that are permutations of themselves (a tie group is contiguous in the scan)
@@ -421,6 +421,7 @@ def load_window(
     head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n != "embedding"]
     scanned = source.scan(head)
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])
-    identity = bool(np.array_equal(order.to_numpy(), np.arange(len(order))))
+    idx = order.to_numpy()
+    identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
     table = scanned if identity else _permuted(scanned, order)
     return Window(source, table, None if identity else order, names, "embedding" in names)
