@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from llmgw_kernel.guardrails.content import content_detector
 from llmgw_kernel.guardrails.injection import injection_detector
 from llmgw_kernel.guardrails.pii import pii_detector
+from llmgw_kernel.guardrails.pii.fold import fold
 
 FILLER_EN = "The quarterly report covers revenue, churn and the roadmap for the next release. "
 FILLER_VI = "Báo cáo quý này nói về doanh thu, tỷ lệ rời bỏ và kế hoạch cho phiên bản tới. "
@@ -60,3 +61,12 @@ def test_one_detector_serves_many_threads() -> None:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(work, range(40)))
+
+
+def test_fold_keeps_length_and_offsets_for_any_script() -> None:
+    text = "Số CCCD của NGUYỄN Đức → 😀 中文 Ωmega İstanbul " * 40  # emoji, CJK, arrows past the table
+    fold.cache_clear()
+    folded = fold(text)
+    assert len(folded) == len(text)
+    assert folded.startswith("so cccd cua nguyen duc → 😀 中文 ")
+    assert "istanbul" in folded
