@@ -42,7 +42,7 @@ _CLAUSE_BREAK = frozenset(".,;!?()[]\n–—:'\"“”‘’")
 _SENTENCE_START = re.compile(r"(?:^\s*|[.!?:\n\"'“‘(\[-]\s*)$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much, and tokens are many
 class _Tok:
     text: str  # as written, without a trailing dot
     folded: str
