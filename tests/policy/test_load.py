@@ -65,7 +65,7 @@ ERRORS = [
     ({"providers": {}}, "routes", "Field required"),
     ({"routes": {"m": {"targets": [{"provider": "d", "model": "x", "weight": 1}, {"provider": "d", "model": "y"}]}},
       "providers": {"d": {"kind": "demo"}}}, "routes.m", "every target has a weight or none"),
-    ({"routes": {}, "log": {"bodies": "some"}}, "log.bodies", "'full', 'hashed' or 'none'"),
+    ({"routes": {}, "log": {"bodies": "some"}}, "log.bodies", "'full', 'redacted', 'hashed' or 'none'"),
 ]  # fmt: skip
 
 
