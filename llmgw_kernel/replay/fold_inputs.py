@@ -147,19 +147,19 @@ class _Cols:
         return pa.chunked_array(col.chunks + other.chunks, col.type)
 
     def codes(self, name: str, both: bool = False) -> tuple[np.ndarray, list[Any]]:
-        """(int64 code per row, -1 for NULL; the distinct values)."""
+        """(int32 code per row, -1 for NULL; the distinct values). The window's own codes, not a
+        copy (indexing a table whose last entry stands for NULL reads them as they are)."""
         key = ("codes" + str(both), name)
         if key not in self._memo:
             if not both or self.warm is None:
-                c, values = self.w.codes(name)
-                self._memo[key] = (c.astype(np.int64), values)
+                self._memo[key] = self.w.codes(name)
             else:
                 col = self.arrow(name, both)
                 if pa.types.is_null(col.type):
-                    self._memo[key] = (np.full(len(col), -1, np.int64), [])
+                    self._memo[key] = (np.full(len(col), -1, np.int32), [])
                 else:
                     enc = col.combine_chunks().dictionary_encode()
-                    c = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                    c = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
                     self._memo[key] = (c, enc.dictionary.to_pylist())
         return self._memo[key]  # type: ignore[no-any-return]
 
