@@ -9,8 +9,10 @@ would see:
 - every plot cell (tagged ``plot`` in its metadata, or calling ``plt.``) shows an image,
   canvas or Bokeh plot, and no output anywhere reads ``<Figure size ...>``;
 - no cell shows an error or a traceback;
-- every widget (sliders, dropdowns, checkboxes) is moved through the DOM/keyboard, and after
-  each move the notebook's outputs change within :data:`UPDATE_S` seconds.
+- every widget (sliders, dropdowns, checkboxes) is moved through the DOM/keyboard, one way and
+  back, and after each move the notebook's outputs change within :data:`UPDATE_S` seconds;
+- the notebook wrote a candidate under ``policies/candidates/`` and shows the command that
+  promotes it.
 
 A screenshot of each notebook is saved under the test's tmp dir and its path printed (``-s``).
 """
@@ -215,21 +217,25 @@ def _controls(page: Any) -> list[tuple[str, Any]]:
     return found
 
 
-def _move(kind: str, control: Any) -> str:
-    """Move one control the way a person would; returns what was done."""
+def _readout(control: Any) -> str:
+    """A slider's value as its readout shows it (``aria-valuenow`` is rounded for small steps)."""
+    return control.evaluate("h => h.closest('.widget-slider').querySelector('.widget-readout').innerText")
+
+
+def _move(kind: str, control: Any, back: bool = False) -> str:
+    """Move one control the way a person would (``back``: the other way); returns what was done."""
     control.scroll_into_view_if_needed()
     if kind == "slider":
         control.focus()
-        now = control.get_attribute("aria-valuenow")
-        control.press("ArrowRight")
-        if control.get_attribute("aria-valuenow") == now:  # at its maximum
-            control.press("ArrowLeft")
-            control.press("ArrowLeft")
-        return f"slider {now} -> {control.get_attribute('aria-valuenow')}"
+        now = _readout(control)
+        control.press("ArrowLeft" if back else "ArrowRight")
+        if _readout(control) == now:  # at its end: the other way
+            control.press("ArrowRight" if back else "ArrowLeft")
+        return f"slider {now} -> {_readout(control)}"
     if kind == "dropdown":
         options = control.locator("option").all_inner_texts()
         current = control.evaluate("s => s.value")
-        other = next(o for o in options if o != current)
+        other = next(o for o in (reversed(options) if back else options) if o != current)
         control.select_option(label=other)
         return f"dropdown {current} -> {other}"
     control.click()
@@ -285,12 +291,13 @@ def test_notebook_renders_and_responds_in_jupyterlab(lab: dict[str, Any], browse
         controls = _controls(page)
         assert controls, f"{nb_path.name} has no widget to move"
         for kind, control in controls:
-            before = page.evaluate(SNAPSHOT_JS)
-            moved = _move(kind, control)
-            took = _wait_changed(page, before, UPDATE_S)
-            assert took is not None, f"{nb_path.name}: {moved}: the output did not change within {UPDATE_S} s"
-            print(f"  {moved}: output changed in {took:.2f} s")
-            _wait_idle(page, len(code), 60)
+            for back in (False, True):  # every move, not only the first, redraws
+                before = page.evaluate(SNAPSHOT_JS)
+                moved = _move(kind, control, back)
+                took = _wait_changed(page, before, UPDATE_S)
+                assert took is not None, f"{nb_path.name}: {moved}: the output did not change within {UPDATE_S} s"
+                print(f"  {moved}: output changed in {took:.2f} s")
+                _wait_idle(page, len(code), 60)
         assert not _errors(page), f"{nb_path.name} shows errors after moving widgets:\n" + "\n".join(_errors(page))
         written = sorted(p.name for p in (lab["root"] / "policies" / "candidates").glob("*.yaml"))
         text = "\n".join(page.locator(f"{ACTIVE} .jp-OutputArea-output").all_inner_texts())
