@@ -87,5 +87,13 @@ def as_objects(column: Any) -> Any:
 
 
 def to_pandas(column: Any) -> Any:
-    """A column as ``pd.DataFrame`` takes it: Arrow arrays converted (pandas ``str`` for strings)."""
-    return column.to_pandas() if hasattr(column, "to_pandas") else column
+    """A column as ``pd.DataFrame`` takes it: :class:`Coded` and Arrow columns converted (pandas
+    ``str`` for strings); an object array as the list of its values (pandas infers a list's
+    dtype — floats and None: float64 — but keeps an object array's)."""
+    import numpy as np
+
+    if hasattr(column, "to_pandas"):
+        return column.to_pandas()
+    if isinstance(column, np.ndarray) and column.dtype == object:
+        return column.tolist()
+    return column

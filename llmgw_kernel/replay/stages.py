@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cache_stage import HIT_KINDS, summary
+from .cache_stage import summary
 from .fold import Composer, Folded
+from .fold_columns import cache_columns, cache_summary, cost_columns, limits_columns
 from .limits_stage import summarize_limits
 from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summarize_routing
 from .stateless import (
@@ -107,62 +108,29 @@ def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Colum
 def _limits_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
     if d.stateless is not None:
         return stateless_limits_columns(_window(window))
-    f = d.folded
-    assert f is not None
-    differs = [
-        (kind or "ok") != (logged or "ok")  # admitted with or without a limit: the same decision
-        for kind, logged in zip(f.admission, window["admission"], strict=True)
-    ]
-    cols: Columns = {
-        "logged_admission": list(window["admission"]),
-        "replay_admission": f.admission,
-        "replay_admission_reason": f.admission_reason,
-        "replay_admission_limit": f.admission_limit,
-    }
-    return cols, differs
+    assert d.folded is not None
+    return limits_columns(window, d.folded)
 
 
 def _cache_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
     if d.stateless is not None:
         return stateless_cache_columns(_window(window))
-    assert d.folded is not None and d.composer is not None
-    outs = d.folded.cache
-    rs = d.composer.rows
-    kinds = [o.kind if o is not None else None for o in outs]
-    sources = [o.source.rid if o is not None and o.source is not None else None for o in outs]
-    differs = [
-        (r.logged != k) or (k in HIT_KINDS and r.source != src) for r, k, src in zip(rs, kinds, sources, strict=True)
-    ]
-    cols: Columns = {
-        "logged_cache": [r.logged for r in rs],
-        "replay_cache": kinds,
-        "replay_cache_source": sources,
-        "replay_cache_similarity": [o.similarity if o is not None else None for o in outs],
-    }
-    return cols, differs
+    assert d.folded is not None
+    return cache_columns(window, d.folded)
 
 
 def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
     if d.stateless is not None:
         return stateless_cost_columns(_window(window), d.stateless), None
-    f = d.folded
-    assert f is not None
-    return {
-        "logged_cost_usd": list(window["cost_usd"]),
-        "replay_cost_usd": f.cost,
-        "replay_saved_usd": f.saved,
-        "replay_served_by": f.served_by,
-    }, None
+    assert d.folded is not None
+    return cost_columns(window, d.folded), None
 
 
 def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
     if d.stateless is not None:  # no request reached a cache
         return {"cache": summary(policy, [], [], [], saved=[])}
-    assert d.folded is not None and d.composer is not None
-    outs = d.folded.cache
-    kinds = [o.kind if o is not None else None for o in outs]
-    sources = [o.source if o is not None else None for o in outs]
-    return {"cache": summary(policy, d.composer.rows, kinds, sources, saved=d.folded.saved)}
+    assert d.folded is not None
+    return {"cache": cache_summary(policy, window, d.folded)}
 
 
 def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
