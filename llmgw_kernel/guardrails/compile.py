@@ -76,8 +76,8 @@ def _span_key(f: Any) -> tuple[int, int]:
 
 
 class _AtLeast:
-    """Findings of ``detector`` scored at least ``threshold`` (the built-in pii and content
-    detectors take their threshold themselves)."""
+    """Findings of a custom rule scored at least ``threshold`` (the built-in detectors take
+    their threshold themselves)."""
 
     __slots__ = ("detector", "threshold")
 
@@ -110,13 +110,12 @@ def _build(check: GuardrailCheck, languages: tuple[str, ...]) -> Detector:
 
         return pii_detector(languages=languages, entities=check.entities, threshold=check.threshold)
     if check.type == "content":
-        from .content import CONTENT_CATEGORIES, content_detector
+        from .content import content_detector
 
-        categories = check.categories if check.categories is not None else list(CONTENT_CATEGORIES)
-        return content_detector(categories, languages, check.threshold)
-    from .injection import injection_detector  # type: ignore[import-not-found,unused-ignore]
+        return content_detector(check.categories, languages, check.threshold)  # None: every category
+    from .injection import injection_detector
 
-    return _AtLeast(injection_detector(languages), check.threshold)
+    return injection_detector(languages, check.threshold)
 
 
 def _compile_check(stage: str, index: int, check: GuardrailCheck, source: str | None) -> tuple[Check, str | None]:
