@@ -37,6 +37,12 @@ def found(text: str) -> list[tuple[str, str]]:
         ("(0161) 496 0000 is the Manchester line", [("PHONE_NUMBER", "(0161) 496 0000")]),  # trunk-0 shape
         # two numbers separated only by a space are two findings
         ("SĐT 0912345678 0987654321", [("PHONE_NUMBER", "0912345678"), ("PHONE_NUMBER", "0987654321")]),
+        # regression: a type word *after* a valid mobile names the next value, not this one (the
+        # issue's own sentence lost its phone to the CCCD word that follows it)
+        (
+            "Xin chào, số của tôi là 0912 345 678 và CCCD 001203004567, cảm ơn…",
+            [("PHONE_NUMBER", "0912 345 678"), ("VN_CCCD", "001203004567")],
+        ),
         # e-mails
         ("mail: tran.thi.b+work@cong-ty.com.vn.", [("EMAIL_ADDRESS", "tran.thi.b+work@cong-ty.com.vn")]),
         ("Send it to J.Smith@Example.org", [("EMAIL_ADDRESS", "J.Smith@Example.org")]),

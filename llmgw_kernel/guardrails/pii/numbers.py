@@ -115,8 +115,9 @@ class _Span:
         self.kinds = frozenset(typed[: typed.index("negative")] if "negative" in typed else typed)
 
 
-def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] | None:
-    """(type, score, rule) for a digit span, or None: the rules in priority order."""
+def classify(digits: str, raw: str, near: list[str], before: list[str] | None = None) -> tuple[str, float, str] | None:
+    """(type, score, rule) for a digit span, or None: the rules in priority order. ``near``: the
+    kinds of the context words around it, nearest first; ``before``: those before it (None: all)."""
     s = _Span(digits, raw, near)
     n = len(digits)
     if s.lead == "negative":
@@ -144,8 +145,10 @@ def classify(digits: str, raw: str, near: list[str]) -> tuple[str, float, str] |
             return "US_SSN", 0.85, "pii.us_ssn.shape"
     if 6 <= n <= 19 and s.lead == "bank":
         return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
-    if s.lead in _DECIDING_KINDS:
-        return None  # "MST: <invalid check digit>" is no phone number either
+    if s.lead in _DECIDING_KINDS and (before is None or s.lead in before):
+        # "MST: <invalid check digit>" is no phone number either; but a type word only *after*
+        # the number ("0912 345 678 và CCCD 0012…") names the next value, not this one
+        return None
     # a bank's name alone does not turn a valid phone number into an account number
     phone = _classify_phone(s)
     if 6 <= n <= 19 and s.lead == "bankname" and not phone:
@@ -254,7 +257,8 @@ def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Find
                 break
             s = 0 if i == 0 else groups[i][0]  # the first span keeps a leading + or (area code)
             e = groups[j][1]
-            hit = classify(digits[cum[i] : cum[j + 1]], raw[s:e], ctx.near(offset + s, offset + e))
+            near = ctx.near(offset + s, offset + e)
+            hit = classify(digits[cum[i] : cum[j + 1]], raw[s:e], near, ctx.near(offset + s, offset + e, after=False))
             if hit:
                 found = (j, Finding(hit[0], offset + s, offset + e, hit[1], hit[2]))
                 break
