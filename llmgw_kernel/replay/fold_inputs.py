@@ -149,6 +149,7 @@ class _Cols:
     def codes(self, name: str, both: bool = False) -> tuple[np.ndarray, list[Any]]:
         """(int32 code per row, -1 for NULL; the distinct values). The window's own codes, not a
         copy (indexing a table whose last entry stands for NULL reads them as they are)."""
+        both = both and self.warm is not None
         key = ("codes" + str(both), name)
         if key not in self._memo:
             if not both or self.warm is None:
@@ -166,6 +167,7 @@ class _Cols:
     def ids(self, name: str, both: bool = False) -> np.ndarray:
         """A string column of (nearly) distinct values as int64 codes, -1 for NULL, without the
         values as Python strings (request ids: a million of them)."""
+        both = both and self.warm is not None  # without warm rows, both are the window's
         key = ("ids" + str(both), name)
         if key not in self._memo:
             col = self.arrow(name, both).combine_chunks()

@@ -1,0 +1,87 @@
+"""Where one ``replay()`` spends CPU and memory, step by step, in one process.
+
+    .venv/bin/python benchmarks/replay_steps.py --rows 1000000
+
+``replay()`` of ``replay_scale.py``'s log under its live policy (routing + budgets + rpm + exact
+cache), with timers wrapped around its steps (the functions it calls are replaced by timed
+wrappers for the run; nothing else changes): loading the window, the state before it, routing,
+``Composer()``, the fold (``Composer.run``: reading its columns, its inputs, the kernel), each
+stage's columns and summary; the rest of ``replay()`` (the id/ts/route columns, the log's own
+figures, the DataFrame) is the remainder. CPU time is ``process_time`` (this process, all
+threads); RSS and peak after each step. One run: repeat it for a spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+STEPS: list[tuple[str, float, float, float]] = []  # (step, CPU s, RSS MB, peak MB), in the order they end
+
+
+def _rss() -> tuple[float, float]:
+    rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(name: str, fn: Any) -> Any:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        t = time.process_time()
+        inner = sum(s[1] for s in STEPS)
+        out = fn(*args, **kwargs)
+        spent = time.process_time() - t - (sum(s[1] for s in STEPS) - inner)  # minus timed steps inside
+        STEPS.append((name, spent, *_rss()))
+        return out
+
+    return call
+
+
+def _instrument() -> None:
+    from llmgw_kernel.replay import fold, stages, window
+
+    pkg = sys.modules["llmgw_kernel.replay"]  # the package (its name also calls replay())
+
+    window.load_window = _timed("load window", window.load_window)
+    pkg._state_before = _timed("state before", pkg._state_before)
+    stages.route_window = _timed("routing", stages.route_window)
+    fold.Composer.__init__ = _timed("Composer()", fold.Composer.__init__)  # type: ignore[method-assign]
+    fold.Composer.run = _timed("fold", fold.Composer.run)  # type: ignore[method-assign]
+    stages.STAGES = tuple(
+        stages.Stage(s.name, _timed(f"columns: {s.name}", s.columns), _timed(f"summary: {s.name}", s.summarize))
+        for s in stages.STAGES
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/llmgw-replay-scale"))
+    args = ap.parse_args(argv)
+    import replay_scale
+
+    data_dir = replay_scale.ensure_log(args.cache_dir, args.rows)
+    start = time.process_time()
+    from llmgw_kernel import replay
+
+    _instrument()
+    STEPS.append(("imports", time.process_time() - start, *_rss()))
+    result = replay(data_dir / "policy-live.yaml", str(data_dir))
+    total = time.process_time() - start
+    rest = total - sum(s[1] for s in STEPS)
+    for name, cpu, rss, peak in [*STEPS, ("rest of replay()", rest, *_rss())]:
+        print(f"{name:<24} {cpu:7.2f} CPU s   RSS {rss:7,.0f} MB   peak {peak:7,.0f} MB")
+    n = result.summary["requests"]
+    print(f"{n:,} rows: {total:.2f} CPU s ({n / total:,.0f} requests/s per core), differs from the log "
+          f"{result.summary['differs_from_log']}; load average {os.getloadavg()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
