@@ -95,5 +95,8 @@ def to_pandas(column: Any) -> Any:
     if hasattr(column, "to_pandas"):
         return column.to_pandas()
     if isinstance(column, np.ndarray) and column.dtype == object:
-        return column.tolist()
+        from pandas.api.types import infer_dtype
+
+        # all None, or lists (plans): object either way — no list of a million values to infer from
+        return column if infer_dtype(column, skipna=True) in ("empty", "mixed") else column.tolist()
     return column
