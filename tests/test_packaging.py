@@ -30,3 +30,12 @@ def test_test_module_names_are_unique():
 
     names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_only_the_tests_conftest_is_imported_as_conftest():
+    """Regression: notebooks/conftest.py, imported by the bare name ``conftest``, shadowed
+    tests/conftest.py for every test doing ``from conftest import ...`` (109 collection errors
+    in the whole suite). Any other conftest.py must sit in a package (its name is then dotted)."""
+    root = Path(__file__).resolve().parents[1]
+    others = [p for p in root.rglob("conftest.py") if ".venv" not in p.parts and p != root / "tests" / "conftest.py"]
+    assert [p for p in others if not (p.parent / "__init__.py").exists()] == []
