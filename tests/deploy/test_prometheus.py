@@ -18,9 +18,8 @@ import httpx
 import openai
 import pytest
 import yaml
-from keys.keyed_gateway import metered_policy
-
 from conftest import free_port
+from keys.keyed_gateway import metered_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -56,7 +55,7 @@ def _traffic(gw) -> None:
         with pytest.raises(openai.RateLimitError):  # the first one spends the tiny budget; a refusal follows
             for _ in range(3):
                 client.chat.completions.create(model="split", messages=msg, extra_body={"metadata": {"team": "tiny"}})
-    for chunk in client.chat.completions.create(model="split", messages=msg, stream=True):
+    for _chunk in client.chat.completions.create(model="split", messages=msg, stream=True):
         pass
 
 
@@ -128,7 +127,9 @@ def test_every_dashboard_query_returns_data(prometheus) -> None:
 
 def test_the_budget_gauges_show_the_spent_team_budget(prometheus) -> None:
     api, _ = prometheus
-    r = httpx.get(f"{api}/query", params={"query": 'llmgw_budget_spent_usd{who="tiny",window="day"} / llmgw_budget_limit_usd'})
+    r = httpx.get(
+        f"{api}/query", params={"query": 'llmgw_budget_spent_usd{who="tiny",window="day"} / llmgw_budget_limit_usd'}
+    )
     (series,) = r.json()["data"]["result"]
     assert float(series["value"][1]) >= 0.9 and series["metric"]["window"] == "day"
     per_team = httpx.get(f"{api}/query", params={"query": 'llmgw_budget_limit_usd{window="month"}'}).json()
@@ -141,7 +142,13 @@ def test_the_alert_rules_load_and_check(prometheus) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     groups = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
     names = {rule["name"] for g in groups for rule in g["rules"]}
-    assert {"LlmgwDown", "LlmgwHighErrorRate", "LlmgwBudgetNearlyExhausted", "LlmgwCircuitOpen", "LlmgwLogNotWritable"} <= names
+    assert {
+        "LlmgwDown",
+        "LlmgwHighErrorRate",
+        "LlmgwBudgetNearlyExhausted",
+        "LlmgwCircuitOpen",
+        "LlmgwLogNotWritable",
+    } <= names
     assert all(rule["health"] != "err" for g in groups for rule in g["rules"]), groups
     example = subprocess.run([_binary("promtool"), "check", "config", str(ALERTS.parent / "prometheus.yml")],
                              capture_output=True, text=True)  # fmt: skip
