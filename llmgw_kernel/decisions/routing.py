@@ -302,15 +302,16 @@ ROUTABLE_ERRORS = frozenset({"model_not_found"})
 UNKNOWN_ROUTE = "unknown model (no such route)"
 
 
-def routed_live(plan: list[str] | None, error_type: str | None) -> bool:
+def routed_live(plan: list[str] | None, error_type: str | None, origin: str | None = None) -> bool:
     """Whether the live proxy reached the routing decision for a logged request.
 
     Requests rejected before routing for reasons that are not the policy's (malformed JSON,
     a schema error, a body over the limit, a client that left) have no routing decision
     live or in replay. An unknown model *is* the policy's decision: a candidate that adds
-    the route would route it.
+    the route would route it. A row ``llmgw import`` wrote (``origin``) was served by another
+    system, which routed it whether or not its export names the target.
     """
-    return plan is not None or error_type in ROUTABLE_ERRORS
+    return plan is not None or error_type in ROUTABLE_ERRORS or origin is not None
 
 
 def replay_routing(
@@ -320,9 +321,10 @@ def replay_routing(
     logged_plan: list[str] | None,
     error_type: str | None,
     ctx: RouteContext | None = None,
+    origin: str | None = None,
 ) -> RoutePlan | None:
     """The routing decision ``policy`` makes for one logged request (None: not routed)."""
-    if not routed_live(logged_plan, error_type) or route is None:
+    if not routed_live(logged_plan, error_type, origin) or route is None:
         return None
     if route not in policy.routes:
         return RoutePlan(route, (), UNKNOWN_ROUTE)

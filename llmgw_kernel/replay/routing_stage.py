@@ -70,7 +70,7 @@ class RoutingDecisions:
 
 #: requests planned per call (their ids and contexts are Python objects while planned)
 PLAN_CHUNK_ROWS = 1 << 19
-ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target")
+ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target", "origin")
 
 
 def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None) -> RoutingDecisions:
@@ -84,7 +84,8 @@ def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy]
     logged_codes, logged_values = window.codes("plan")
     err_codes, err_values = window.codes("error_type")
     routable = np.asarray([e in ROUTABLE_ERRORS for e in err_values] + [False], bool)
-    routed = (logged_codes >= 0) | routable[err_codes]  # routed_live(), by column
+    origin_codes, _ = window.codes("origin")
+    routed = (logged_codes >= 0) | routable[err_codes] | (origin_codes >= 0)  # routed_live(), by column
     logged_table = np.asarray([out._intern_plan(tuple(split_plan(v) or ())) for v in logged_values] + [-1], np.int32)
     out.logged_codes = logged_table[logged_codes]
     for pol, mine in _by_policy(policy, row_policies, n):

@@ -45,6 +45,7 @@ LOG_COLUMNS = (
     "cache_features",
     "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
     "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "cached_tokens",
+    "origin",
 )  # fmt: skip
 _LOG_COLUMNS = LOG_COLUMNS  # the name it had before
 EMBEDDING_CHUNK_ROWS = 16_384  # vectors converted per step (bounded memory beside the matrix)

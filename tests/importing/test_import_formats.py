@@ -231,9 +231,8 @@ def test_every_format_round_trips_into_replay(tmp_path: Path, batch_files: list[
     _jsonl(tmp_path / "pk.jsonl", [{"id": "k1", "created_at": "2026-11-26T10:00:05Z", "ai_org": "openai",
                                     "ai_model": "gpt-4o-mini", "request": {"body": _chat(0, "hey")},
                                     "req_units": 3, "res_units": 4, "is_success": 1, "response_status_code": 200}])  # fmt: skip
-    (tmp_path / "t.csv").write_text(
-        "ts,route,target,prompt_tokens,completion_tokens\n2026-11-26T10:00:09Z,gpt-4o-mini,openai/gpt-4o-mini,7,8\n"
-    )
+    # no target: the export says what was asked, not who answered; the source still routed it
+    (tmp_path / "t.csv").write_text("ts,route,prompt_tokens,completion_tokens\n2026-11-26T10:00:09Z,gpt-4o-mini,7,8\n")
     sources = {"openai": batch_files, "litellm": [tmp_path / "spend.json"], "portkey": [tmp_path / "pk.jsonl"],
                "table": [tmp_path / "t.csv"]}  # fmt: skip
     candidate = {
