@@ -16,7 +16,8 @@ of what it reads, and its answer is spread back to the rows by code. What the ar
   rate limits and commit scopes; each group's lists are flattened (CSR: ``*_ptr``, entries);
 - **rate windows**: one code per (scope, who), as :func:`rate_buckets_of` keys them;
 - **exact cache**: one code per (route, scoped key), one store per route, the TTL and size bound
-  of the settings that read or store;
+  of the settings that read or store (:mod:`.fold_cache_inputs`; the column coding both use is
+  :mod:`.fold_codes`);
 - **per request**: decision, lookup and settlement times, the reservation, what serving it
   upstream costs (:meth:`Composer.served`), what it stores on a miss and when.
 
@@ -30,13 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
 from ..decisions.limits import (
     NANO,
@@ -52,6 +51,8 @@ from ..decisions.limits import (
     worst_case_usd,
 )
 from .costs_columnar import ExpectedCosts, cost_usd_columns
+from .fold_cache_inputs import cache_arrays
+from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
 from .window import Window, as_window, split_plan
 
@@ -114,141 +115,6 @@ class Inputs:
     order: np.ndarray  # rows admitted in this order (routed, with a plan)
 
 
-class _Codes(dict):  # type: ignore[type-arg]
-    """Dense integer codes for hashable values, in first-seen order."""
-
-    def code(self, value: Any) -> int:
-        c = self.get(value)
-        if c is None:
-            c = self[value] = len(self)
-        return c
-
-
-# -- columns -------------------------------------------------------------------------------------
-
-
-class _Cols:
-    """The window's columns in bulk; ``both=True``: the warm rows' appended (the cache's rows)."""
-
-    def __init__(self, window: Window, warm: Window | None) -> None:
-        self.w, self.warm = window, warm
-        self.n = len(window)
-        self.m = self.n + (len(warm) if warm is not None else 0)
-        self._memo: dict[tuple[str, str], Any] = {}
-
-    def arrow(self, name: str, both: bool = False) -> pa.ChunkedArray:
-        col = self.w.arrow(name)
-        if not both or self.warm is None:
-            return col
-        other = self.warm.arrow(name)
-        if other.type != col.type:  # e.g. a column all NULL in one of them
-            other = other.cast(col.type) if pa.types.is_null(other.type) else other
-            col = col.cast(other.type) if pa.types.is_null(col.type) else col
-        return pa.chunked_array(col.chunks + other.chunks, col.type)
-
-    def codes(self, name: str, both: bool = False) -> tuple[np.ndarray, list[Any]]:
-        """(int32 code per row, -1 for NULL; the distinct values). The window's own codes, not a
-        copy (indexing a table whose last entry stands for NULL reads them as they are)."""
-        both = both and self.warm is not None
-        key = ("codes" + str(both), name)
-        if key not in self._memo:
-            if not both or self.warm is None:
-                self._memo[key] = self.w.codes(name)
-            else:
-                col = self.arrow(name, both)
-                if pa.types.is_null(col.type):
-                    self._memo[key] = (np.full(len(col), -1, np.int32), [])
-                else:
-                    enc = col.combine_chunks().dictionary_encode()
-                    c = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-                    self._memo[key] = (c, enc.dictionary.to_pylist())
-        return self._memo[key]  # type: ignore[no-any-return]
-
-    def ids(self, name: str, both: bool = False) -> np.ndarray:
-        """A string column of (nearly) distinct values as int64 codes, -1 for NULL, without the
-        values as Python strings (request ids: a million of them)."""
-        both = both and self.warm is not None  # without warm rows, both are the window's
-        key = ("ids" + str(both), name)
-        if key not in self._memo:
-            col = self.arrow(name, both).combine_chunks()
-            if _all_distinct(col):  # the usual case: each row's own position is its code
-                self._memo[key] = np.arange(len(col), dtype=np.int64)
-            else:
-                enc = col.dictionary_encode()
-                self._memo[key] = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return self._memo[key]  # type: ignore[no-any-return]
-
-    def num(self, name: str, both: bool = False) -> np.ndarray:
-        """A numeric or time column as float64 (epoch seconds for times), NaN for NULL."""
-        if not both or self.warm is None:
-            return self.w.numpy(name)
-        return np.concatenate([self.w.numpy(name), self.warm.numpy(name)])
-
-    def valid(self, name: str, both: bool = False) -> np.ndarray:
-        return ~np.isnan(self.num(name, both))
-
-    def eq(self, name: str, value: str, both: bool = False) -> np.ndarray:
-        """True where a string column equals ``value``."""
-        c, values = self.codes(name, both)
-        table = np.array([v == value for v in values] + [False], np.bool_)
-        return table[c]  # type: ignore[no-any-return]
-
-    def values(self, name: str, rows: np.ndarray, both: bool = False) -> list[Any]:
-        """The Python values of ``rows`` (a few: representatives of distinct values)."""
-        return self.arrow(name, both).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
-
-
-def _all_distinct(col: pa.Array) -> bool:
-    """True when a string column's values are all different (and none is NULL), told by a 64-bit
-    hash of each value's bytes (different hashes: different values; any equal hashes: False, and
-    the caller codes the values exactly). Fixed-width values only (request ids); else False."""
-    n = len(col)
-    if not n or col.null_count or not pa.types.is_string(col.type):
-        return n == 0
-    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False)
-    width = int(lengths[0])
-    if not width or (lengths != width).any():
-        return False
-    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
-    data = np.frombuffer(col.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(n, width)
-    words = np.zeros((n, -(-width // 8) * 8), np.uint8)
-    words[:, :width] = data
-    h = np.zeros(n, np.uint64)
-    for j, w in enumerate(words.view(np.uint64).T):  # multiply-xorshift per 8 bytes (wrapping)
-        h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15 + 2 * j)
-        h ^= h >> np.uint64(29)
-    import pandas as pd
-
-    return len(pd.unique(h)) == n
-
-
-def factorize(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a dense code per row for the combination of ``columns``' values, in order of first
-    appearance; the first row of each code). Hashing (pandas), not sorting; floats are told
-    apart by their bits, integer columns are codes from -1 up."""
-    import pandas as pd
-
-    n = len(columns[0]) if columns else 0
-    key = np.zeros(n, np.int64)
-    span = 1
-    for col in columns:
-        if col.dtype == np.float64:
-            c, uniques = pd.factorize(col.view(np.int64))
-            size = len(uniques) + 1
-        else:
-            c = col.astype(np.int64, copy=False) + 1
-            size = int(c.max(initial=0)) + 1
-        if span * size >= 2**62:  # keep the mixed-radix key in 64 bits
-            key, uniques = pd.factorize(key)
-            span = len(uniques)
-        key = key * size + c
-        span *= size
-    code, _ = pd.factorize(key)
-    code = code.astype(np.int64, copy=False)
-    first = np.flatnonzero(~pd.Series(code).duplicated().to_numpy()) if n else np.zeros(0, np.int64)
-    return code, first.astype(np.int64)
-
-
 def _opt(v: float) -> int | None:
     """A logged integer read as float64 (NaN for NULL) as the Python value the log holds."""
     return None if v != v else int(v)
@@ -275,7 +141,7 @@ def inputs(c: Composer) -> Inputs | None:
         warm.prefetch(_WARM_COLUMNS)
     if not set(FOLD_COLUMNS) <= set(window.columns):  # a window given as a few columns: the Python fold
         return None
-    cols = _Cols(window, warm)
+    cols = Cols(window, warm)
     route_codes, route_values = cols.codes("route", both=True)
     settings = [pol.cache_for(r) for r in route_values]
     if any(s is not None and s.semantic is not None for s in settings):
@@ -285,7 +151,7 @@ def inputs(c: Composer) -> Inputs | None:
     a: dict[str, np.ndarray] = {}
     nonempty = np.array([bool(p) for p in plans] + [False], np.bool_)
     order = _order(cols, np.flatnonzero(nonempty[plan_code]), a)
-    series, windows = _Codes(), _Codes()
+    series, windows = Codes(), Codes()
     groups, gid = _groups(c, cols, order, series, windows)
     cal = _calendar(c.start.timezone, a["decide"][order], order, n, a)
     if cal is None:
@@ -297,7 +163,7 @@ def inputs(c: Composer) -> Inputs | None:
         return None
     _admission(c, cols, order, gid, groups, plan_code, plans, a)
     unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
-    bypass, read = _cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
+    bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
     a["n"] = np.array([n], np.int64)
 
     def warm_cost(i: int) -> float | None:
@@ -328,7 +194,7 @@ def plan_codes(c: Composer, window: Window) -> tuple[np.ndarray, list[tuple[str,
     return codes, list(index), table[lc]
 
 
-def _order(cols: _Cols, rows: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
+def _order(cols: Cols, rows: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray:
     """The admitted rows in decision order: by (decision time, request id), as ``Composer.order``
     (a stable sort: equal keys keep window order). Sets ``a["decide"]`` and the times."""
     ts = cols.num("ts")
@@ -353,7 +219,7 @@ def _order(cols: _Cols, rows: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarra
     return order.astype(np.int64)
 
 
-def _groups(c: Composer, cols: _Cols, order: np.ndarray, series: _Codes, windows: _Codes) -> tuple[Groups, np.ndarray]:
+def _groups(c: Composer, cols: Cols, order: np.ndarray, series: Codes, windows: Codes) -> tuple[Groups, np.ndarray]:
     """The limit group of every admitted row (window rows; 0 for the others).
 
     The fold memoises the limits per (subject, key version); they read the subject only through
@@ -422,7 +288,7 @@ def _calendar(
     return starts_all, ends_all
 
 
-def _limit_arrays(g: Groups, series: _Codes, windows: _Codes, a: dict[str, np.ndarray]) -> None:
+def _limit_arrays(g: Groups, series: Codes, windows: Codes, a: dict[str, np.ndarray]) -> None:
     """The groups' lists as CSR arrays, and each series' first bucket."""
     flat = [(s, b.limit.usd, b.limit.mode == "hard") for lst in g.budgets for s, b in lst]
     a["gb_ptr"] = _ptr([len(x) for x in g.budgets])
@@ -448,7 +314,7 @@ def _ptr(lengths: list[int]) -> np.ndarray:
     return out
 
 
-def _seed(start: Limits, series: _Codes, windows: _Codes, starts: list[list[float]], a: dict[str, np.ndarray]) -> None:
+def _seed(start: Limits, series: Codes, windows: Codes, starts: list[list[float]], a: dict[str, np.ndarray]) -> None:
     """The start state's spend, reservations and rate windows, in the kernel's layout."""
     sizes = np.array([len(starts[k]) for k in a["series_kind"]], np.int64)
     off = np.zeros(len(sizes) + 1, np.int64)
@@ -496,7 +362,7 @@ class _Unsupported(Exception):
 
 
 def _admission(
-    c: Composer, cols: _Cols, order: np.ndarray, gid: np.ndarray, g: Groups, plan_code: np.ndarray,
+    c: Composer, cols: Cols, order: np.ndarray, gid: np.ndarray, g: Groups, plan_code: np.ndarray,
     plans: list[tuple[str, ...]], a: dict[str, np.ndarray],
 ) -> None:  # fmt: skip
     """Each admitted row's group, request id, tokens reserved and worst case (``Composer.worst_usd``)."""
@@ -528,7 +394,7 @@ def _admission(
 
 
 def _served(
-    c: Composer, cols: _Cols, order: np.ndarray, plan_code: np.ndarray, plans: list[tuple[str, ...]],
+    c: Composer, cols: Cols, order: np.ndarray, plan_code: np.ndarray, plans: list[tuple[str, ...]],
     logged_code: np.ndarray, a: dict[str, np.ndarray],
 ) -> tuple[list[set[str]], np.ndarray]:  # fmt: skip
     """(cost, tokens, settle time) of serving each admitted row upstream (``Composer.served``), by
@@ -540,7 +406,7 @@ def _served(
     pt_raw, ct_raw = cols.num("prompt_tokens"), cols.num("completion_tokens")
     has_tokens = ~np.isnan(pt_raw) | ~np.isnan(ct_raw)
     pt, ct = np.nan_to_num(pt_raw), np.nan_to_num(ct_raw)
-    ran = _ran(cols)
+    ran = ran_live(cols)
     live_hit = cols.eq("cache", "hit") | cols.eq("cache", "semantic-hit")
     ran_upstream = ran & ~live_hit
     same = mine & ran_upstream & (plan_code == logged_code)
@@ -586,15 +452,8 @@ def _served(
     return unpriced, unpriced_of
 
 
-def _ran(cols: _Cols) -> np.ndarray:
-    """The live proxy admitted the request (no limit applied, or admitted)."""
-    code, values = cols.codes("admission")
-    table = np.array([v == "ok" for v in values] + [True], np.bool_)  # NULL (code -1): admitted
-    return table[code]  # type: ignore[no-any-return]
-
-
 def _estimated_usage(
-    c: Composer, cols: _Cols, rows: np.ndarray, own: np.ndarray, pt: np.ndarray, ct: np.ndarray
+    c: Composer, cols: Cols, rows: np.ndarray, own: np.ndarray, pt: np.ndarray, ct: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prompt, completion tokens, latency ms) of serving ``rows`` on another plan: its own logged
     usage when it ran upstream live, else its cache source's, else its route's mean."""
@@ -616,198 +475,3 @@ def _estimated_usage(
 
 
 # -- the exact cache -----------------------------------------------------------------------------
-
-
-def _cache_arrays(
-    c: Composer, cols: _Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
-    route_values: list[Any], a: dict[str, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Exact-cache facts of every row (window rows, then warm rows numbered after them), as
-    ``cache_stage.prepare`` makes them; returns (bypass reason, may read) of the window rows."""
-    n, m = cols.n, cols.m
-    cached = np.array([s is not None for s in settings] + [False], np.bool_)
-    has_s = cached[route_code] & cols.eq("endpoint", "chat.completions", both=True)
-    exact = np.array([s is not None and s.exact is not None for s in settings] + [False], np.bool_)[route_code]
-    control_code, controls = cols.codes("cache_control", both=True)
-    read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
-    bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
-    key_code, key_values = _keys(cols, has_s, route_code, route_values)
-    skey = _scoped(cols, has_s & exact & (key_code >= 0), settings, route_code, route_values, key_code, key_values)
-    scoped_ok = has_s & (key_code >= 0)  # a scoped key exists (exact or not)
-    reads = has_s & exact & read & (key_code >= 0)
-    stores = _Codes()
-    store_table = np.array([stores.code(r or "") for r in route_values] + [0], np.int64)
-    max_table = np.array([s.exact.max_entries if s is not None and s.exact else 0 for s in settings] + [0], np.int64)
-    ttl_table = np.array([s.exact.ttl_s if s is not None and s.exact else 0.0 for s in settings] + [0.0])
-    ok = cols.eq("outcome", "ok", both=True)
-    live_hit = cols.eq("cache", "hit", both=True) | cols.eq("cache", "semantic-hit", both=True)
-    ts, end, stored = cols.num("ts", True), cols.num("ts_end", True), cols.num("cache_stored_ts", True)
-    storable = has_s & (ok | live_hit)
-    entry_at = np.where(storable, np.where(np.isnan(stored), np.where(np.isnan(end), ts, end), stored), np.nan)
-    with_exact = skey >= 0
-    a["skey"] = skey
-    a["store_of"] = np.where(with_exact, store_table[route_code], -1)
-    a["max_e"] = np.where(with_exact, max_table[route_code], 0)
-    a["lkey"] = np.where(reads, skey, -1)[:n]
-    a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
-    a["entry_at"] = entry_at
-    rid_code = cols.ids("request_id", both=True)
-    last = np.full(int(rid_code.max(initial=-1)) + 1, -1, np.int64)  # the row a request id names: its last
-    np.maximum.at(last, rid_code, np.arange(m, dtype=np.int64))
-    a["canon"] = last[rid_code]
-    attempts = cols.arrow("attempts")
-    no_attempts = (
-        np.ones(n, np.bool_) if pa.types.is_null(attempts.type)
-        else pc.fill_null(pc.list_value_length(attempts), 0).to_numpy(zero_copy_only=False) == 0
-    )  # fmt: skip
-    never = cols.eq("outcome", "client_error") & (cols.codes("cache")[0] < 0) & no_attempts
-    a["reached"] = has_s[:n] & routed & ~never
-    a["bypass"] = np.array([b is not None for b in bypass[:n]], np.bool_)
-    a["ts"] = ts[:n]
-    a["flush_at"] = cols.num("cache_lookup_ts")
-    a["ran_live"] = routed & _ran(cols) & ~live_hit[:n]
-    a["hit_logged"] = cols.eq("cache", "hit")
-    warm = np.flatnonzero(storable & ~np.isnan(stored) & scoped_ok)
-    a["warm"] = warm[warm >= n].astype(np.int64)
-    a["n_keys"] = np.array([max(int(skey.max(initial=-1)) + 1, 1)], np.int64)
-    a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
-    a["hit_s"] = np.array([c.hit_ms["hit"] / 1000])
-    return bypass[:n], read[:n]
-
-
-def _bypass(
-    cols: _Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, control_code: np.ndarray,
-    controls: list[Any],
-) -> np.ndarray:  # fmt: skip
-    """Why each row bypasses the cache (object array; None: it does not), per distinct (route,
-    temperature, control)."""
-    out = np.full(cols.m, None, object)
-    idx = np.flatnonzero(rows)
-    if not len(idx):
-        return out
-    temp = cols.num("temperature", True)
-    code, first = factorize(route_code[idx], temp[idx], control_code[idx])
-    reasons = []
-    for i in idx[first].tolist():
-        t = temp[i]
-        body = {} if t != t else {"temperature": float(t)}
-        control = controls[int(control_code[i])] if control_code[i] >= 0 else None
-        reasons.append(decide.bypass_reason(settings[int(route_code[i])], body, control))
-    out[idx] = np.array(reasons + [None], object)[:-1][code] if reasons else None
-    return out
-
-
-def _keys(cols: _Cols, rows: np.ndarray, route_code: np.ndarray, route_values: list[Any]) -> tuple[np.ndarray, list]:
-    """Each row's exact key (code into the returned keys; -1: none): the logged one, else, for a
-    window row that never reached a cache live, the key of its logged body (``bodies: full``)."""
-    code, values = cols.codes("cache_key", True)
-    code, values = code.copy(), list(values)
-    n = cols.n
-    missing = np.flatnonzero(rows[:n] & (code[:n] < 0) & (cols.codes("cache")[0] < 0))
-    if "request_body" not in cols.w:
-        missing = missing[:0]
-    if len(missing):  # only these rows' bodies are coded (and parsed once per distinct body)
-        enc = cols.arrow("request_body").take(pa.array(missing, pa.int64())).combine_chunks().dictionary_encode()
-        body_code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        bodies = enc.dictionary.to_pylist()
-        pair, first = factorize(route_code[missing], body_code)
-        got = []
-        for j in first.tolist():
-            i = int(missing[j])
-            raw = bodies[int(body_code[j])] if body_code[j] >= 0 else None
-            route = route_values[int(route_code[i])] if route_code[i] >= 0 else None
-            got.append(_key_from_body(route or "", raw))
-        index = {k: j for j, k in enumerate(values)}
-        table = np.array([-1 if k is None else index.setdefault(k, len(index)) for k in got], np.int64)
-        values = list(index)
-        code[missing] = table[pair]
-    return code, values
-
-
-def _key_from_body(route: str, raw: Any) -> str | None:
-    from .columns import json_value
-
-    body = json_value(raw)
-    if not isinstance(body, dict) or "unparsed" in body:
-        return None
-    return decide.exact_key(route, body)
-
-
-def _scoped(
-    cols: _Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, route_values: list[Any],
-    key_code: np.ndarray, key_values: list[Any],
-) -> np.ndarray:  # fmt: skip
-    """The code of each row's (route, scoped key) in its exact store (-1: none): the namespace
-    per distinct (route, key, team, header), the scoped key per distinct (namespace, key)."""
-    out = np.full(cols.m, -1, np.int64)
-    idx = np.flatnonzero(rows)
-    if not len(idx):
-        return out
-    kid_code, kids = cols.codes("key_id", True)
-    hdr_code, hdrs = cols.codes("cache_ns_header", True)
-    team_code, teams = _teams(cols)
-    ns_of, first = factorize(route_code[idx], kid_code[idx], team_code[idx], hdr_code[idx])
-    names = []
-    for i in idx[first].tolist():
-        r = route_values[int(route_code[i])] or ""
-        kid = kids[int(kid_code[i])] if kid_code[i] >= 0 else None
-        team = teams[int(team_code[i])] if team_code[i] >= 0 else None
-        hdr = hdrs[int(hdr_code[i])] if hdr_code[i] >= 0 else None
-        names.append(decide.namespace(settings[int(route_code[i])], r, kid, team, hdr))
-    # one entry per (namespace, key): the scoped key is their SHA-256, so it is told apart by them
-    # (namespaces coded by their text: other tenant parts may make the same namespace)
-    index: dict[str, int] = {}
-    ns_text = np.array([index.setdefault(t, len(index)) for t in names], np.int64)[ns_of]
-    if any("\x00" in t for t in index) or any("\x00" in k for k in key_values if k):  # joins ambiguously
-        return _scoped_by_text(out, idx, names, ns_of, key_code, key_values, route_code, route_values)
-    code, _ = factorize(route_code[idx], ns_text, key_code[idx])  # per store (route), as the live stores
-    out[idx] = code
-    return out
-
-
-def _scoped_by_text(
-    out: np.ndarray, idx: np.ndarray, names: list[str], ns_of: np.ndarray, key_code: np.ndarray,
-    key_values: list[Any], route_code: np.ndarray, route_values: list[Any],
-) -> np.ndarray:  # fmt: skip
-    """:func:`_scoped` through the scoped keys' text (namespaces or keys holding a NUL)."""
-    pair, first = factorize(ns_of, key_code[idx])
-    keys = _Codes()
-    table = []
-    for j in first.tolist():
-        i = int(idx[j])
-        route = route_values[int(route_code[i])] or ""
-        table.append(keys.code((route, decide.scoped(names[int(ns_of[j])], key_values[int(key_code[i])]))))
-    out[idx] = np.array(table, np.int64)[pair]
-    return out
-
-
-def _teams(cols: _Cols) -> tuple[np.ndarray, list[Any]]:
-    """The team each row's metadata names (``cache_stage._team``): DuckDB's JSON path over the
-    Arrow column (one parse per row, NULL for invalid JSON); a plain JSON string is unquoted here,
-    any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
-    import duckdb
-
-    meta = cols.arrow("metadata", True)
-    if pa.types.is_null(meta.type) or not len(meta):
-        return np.full(len(meta), -1, np.int64), []
-    con = duckdb.connect()
-    try:
-        con.execute("SET threads = 1")
-        con.register("meta", pa.table({"m": meta}))
-        raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
-    finally:
-        con.close()
-    raw = raw.cast(pa.string()).combine_chunks()
-    plain = pc.and_(pc.starts_with(raw, '"'), pc.invert(pc.match_substring(raw, "\\")))
-    team = pc.if_else(plain, pc.utf8_slice_codeunits(raw, 1, -1), pa.scalar(None, pa.string()))
-    odd = pc.and_(pc.invert(pc.fill_null(plain, False)), pc.not_equal(pc.fill_null(raw, "null"), "null"))
-    odd_rows = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
-    if len(odd_rows):
-        from .cache_stage import _team
-
-        values = team.to_pylist()
-        for i, v in zip(odd_rows.tolist(), meta.take(pa.array(odd_rows)).to_pylist(), strict=True):
-            values[i] = _team(v)
-        team = pa.array(values, pa.string())
-    enc = team.dictionary_encode()
-    return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_fold_kernel import assert_same, composer, live
 
-from llmgw_kernel.replay.fold_inputs import factorize
+from llmgw_kernel.replay.fold_codes import factorize
 
 pytest.importorskip("numba")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -84,7 +84,7 @@ def test_request_ids_are_told_distinct_only_when_they_are():
     anything else is coded exactly): a repeated id, a NULL, mixed widths, a slice of a column."""
     import pyarrow as pa
 
-    from llmgw_kernel.replay.fold_inputs import _all_distinct
+    from llmgw_kernel.replay.fold_codes import all_distinct as _all_distinct
 
     ids = pa.array([f"req_{i:024x}" for i in range(5000)])
     assert _all_distinct(ids) and _all_distinct(ids.slice(7, 300))

@@ -1,0 +1,212 @@
+"""The exact cache's arrays for the compiled fold (:mod:`.fold_inputs`): one code per (route,
+scoped key), one store per route, the TTL and size bound of the settings that read or store,
+and what bypasses the cache — each rule called once per distinct value of what it reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from ..decisions import cache as decide
+from .fold_codes import Codes, Cols, factorize, ran_live
+
+if TYPE_CHECKING:
+    from .fold import Composer
+
+
+def cache_arrays(
+    c: Composer, cols: Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
+    route_values: list[Any], a: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Exact-cache facts of every row (window rows, then warm rows numbered after them), as
+    ``cache_stage.prepare`` makes them; returns (bypass reason, may read) of the window rows."""
+    n, m = cols.n, cols.m
+    cached = np.array([s is not None for s in settings] + [False], np.bool_)
+    has_s = cached[route_code] & cols.eq("endpoint", "chat.completions", both=True)
+    exact = np.array([s is not None and s.exact is not None for s in settings] + [False], np.bool_)[route_code]
+    control_code, controls = cols.codes("cache_control", both=True)
+    read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
+    bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
+    key_code, key_values = _keys(cols, has_s, route_code, route_values)
+    skey = _scoped(cols, has_s & exact & (key_code >= 0), settings, route_code, route_values, key_code, key_values)
+    scoped_ok = has_s & (key_code >= 0)  # a scoped key exists (exact or not)
+    reads = has_s & exact & read & (key_code >= 0)
+    stores = Codes()
+    store_table = np.array([stores.code(r or "") for r in route_values] + [0], np.int64)
+    max_table = np.array([s.exact.max_entries if s is not None and s.exact else 0 for s in settings] + [0], np.int64)
+    ttl_table = np.array([s.exact.ttl_s if s is not None and s.exact else 0.0 for s in settings] + [0.0])
+    ok = cols.eq("outcome", "ok", both=True)
+    live_hit = cols.eq("cache", "hit", both=True) | cols.eq("cache", "semantic-hit", both=True)
+    ts, end, stored = cols.num("ts", True), cols.num("ts_end", True), cols.num("cache_stored_ts", True)
+    storable = has_s & (ok | live_hit)
+    entry_at = np.where(storable, np.where(np.isnan(stored), np.where(np.isnan(end), ts, end), stored), np.nan)
+    with_exact = skey >= 0
+    a["skey"] = skey
+    a["store_of"] = np.where(with_exact, store_table[route_code], -1)
+    a["max_e"] = np.where(with_exact, max_table[route_code], 0)
+    a["lkey"] = np.where(reads, skey, -1)[:n]
+    a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
+    a["entry_at"] = entry_at
+    rid_code = cols.ids("request_id", both=True)
+    last = np.full(int(rid_code.max(initial=-1)) + 1, -1, np.int64)  # the row a request id names: its last
+    np.maximum.at(last, rid_code, np.arange(m, dtype=np.int64))
+    a["canon"] = last[rid_code]
+    attempts = cols.arrow("attempts")
+    no_attempts = (
+        np.ones(n, np.bool_) if pa.types.is_null(attempts.type)
+        else pc.fill_null(pc.list_value_length(attempts), 0).to_numpy(zero_copy_only=False) == 0
+    )  # fmt: skip
+    never = cols.eq("outcome", "client_error") & (cols.codes("cache")[0] < 0) & no_attempts
+    a["reached"] = has_s[:n] & routed & ~never
+    a["bypass"] = np.array([b is not None for b in bypass[:n]], np.bool_)
+    a["ts"] = ts[:n]
+    a["flush_at"] = cols.num("cache_lookup_ts")
+    a["ran_live"] = routed & ran_live(cols) & ~live_hit[:n]
+    a["hit_logged"] = cols.eq("cache", "hit")
+    warm = np.flatnonzero(storable & ~np.isnan(stored) & scoped_ok)
+    a["warm"] = warm[warm >= n].astype(np.int64)
+    a["n_keys"] = np.array([max(int(skey.max(initial=-1)) + 1, 1)], np.int64)
+    a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
+    a["hit_s"] = np.array([c.hit_ms["hit"] / 1000])
+    return bypass[:n], read[:n]
+
+
+def _bypass(
+    cols: Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, control_code: np.ndarray,
+    controls: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """Why each row bypasses the cache (object array; None: it does not), per distinct (route,
+    temperature, control)."""
+    out = np.full(cols.m, None, object)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return out
+    temp = cols.num("temperature", True)
+    code, first = factorize(route_code[idx], temp[idx], control_code[idx])
+    reasons = []
+    for i in idx[first].tolist():
+        t = temp[i]
+        body = {} if t != t else {"temperature": float(t)}
+        control = controls[int(control_code[i])] if control_code[i] >= 0 else None
+        reasons.append(decide.bypass_reason(settings[int(route_code[i])], body, control))
+    out[idx] = np.array(reasons + [None], object)[:-1][code] if reasons else None
+    return out
+
+
+def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: list[Any]) -> tuple[np.ndarray, list]:
+    """Each row's exact key (code into the returned keys; -1: none): the logged one, else, for a
+    window row that never reached a cache live, the key of its logged body (``bodies: full``)."""
+    code, values = cols.codes("cache_key", True)
+    code, values = code.copy(), list(values)
+    n = cols.n
+    missing = np.flatnonzero(rows[:n] & (code[:n] < 0) & (cols.codes("cache")[0] < 0))
+    if "request_body" not in cols.w:
+        missing = missing[:0]
+    if len(missing):  # only these rows' bodies are coded (and parsed once per distinct body)
+        enc = cols.arrow("request_body").take(pa.array(missing, pa.int64())).combine_chunks().dictionary_encode()
+        body_code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        bodies = enc.dictionary.to_pylist()
+        pair, first = factorize(route_code[missing], body_code)
+        got = []
+        for j in first.tolist():
+            i = int(missing[j])
+            raw = bodies[int(body_code[j])] if body_code[j] >= 0 else None
+            route = route_values[int(route_code[i])] if route_code[i] >= 0 else None
+            got.append(_key_from_body(route or "", raw))
+        index = {k: j for j, k in enumerate(values)}
+        table = np.array([-1 if k is None else index.setdefault(k, len(index)) for k in got], np.int64)
+        values = list(index)
+        code[missing] = table[pair]
+    return code, values
+
+
+def _key_from_body(route: str, raw: Any) -> str | None:
+    from .columns import json_value
+
+    body = json_value(raw)
+    if not isinstance(body, dict) or "unparsed" in body:
+        return None
+    return decide.exact_key(route, body)
+
+
+def _scoped(
+    cols: Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, route_values: list[Any],
+    key_code: np.ndarray, key_values: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """The code of each row's (route, scoped key) in its exact store (-1: none): the namespace
+    per distinct (route, key, team, header), the scoped key per distinct (namespace, key)."""
+    out = np.full(cols.m, -1, np.int64)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return out
+    kid_code, kids = cols.codes("key_id", True)
+    hdr_code, hdrs = cols.codes("cache_ns_header", True)
+    team_code, teams = _teams(cols)
+    ns_of, first = factorize(route_code[idx], kid_code[idx], team_code[idx], hdr_code[idx])
+    names = []
+    for i in idx[first].tolist():
+        r = route_values[int(route_code[i])] or ""
+        kid = kids[int(kid_code[i])] if kid_code[i] >= 0 else None
+        team = teams[int(team_code[i])] if team_code[i] >= 0 else None
+        hdr = hdrs[int(hdr_code[i])] if hdr_code[i] >= 0 else None
+        names.append(decide.namespace(settings[int(route_code[i])], r, kid, team, hdr))
+    # one entry per (namespace, key): the scoped key is their SHA-256, so it is told apart by them
+    # (namespaces coded by their text: other tenant parts may make the same namespace)
+    index: dict[str, int] = {}
+    ns_text = np.array([index.setdefault(t, len(index)) for t in names], np.int64)[ns_of]
+    if any("\x00" in t for t in index) or any("\x00" in k for k in key_values if k):  # joins ambiguously
+        return _scoped_by_text(out, idx, names, ns_of, key_code, key_values, route_code, route_values)
+    code, _ = factorize(route_code[idx], ns_text, key_code[idx])  # per store (route), as the live stores
+    out[idx] = code
+    return out
+
+
+def _scoped_by_text(
+    out: np.ndarray, idx: np.ndarray, names: list[str], ns_of: np.ndarray, key_code: np.ndarray,
+    key_values: list[Any], route_code: np.ndarray, route_values: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """:func:`_scoped` through the scoped keys' text (namespaces or keys holding a NUL)."""
+    pair, first = factorize(ns_of, key_code[idx])
+    keys = Codes()
+    table = []
+    for j in first.tolist():
+        i = int(idx[j])
+        route = route_values[int(route_code[i])] or ""
+        table.append(keys.code((route, decide.scoped(names[int(ns_of[j])], key_values[int(key_code[i])]))))
+    out[idx] = np.array(table, np.int64)[pair]
+    return out
+
+
+def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
+    """The team each row's metadata names (``cache_stage._team``): DuckDB's JSON path over the
+    Arrow column (one parse per row, NULL for invalid JSON); a plain JSON string is unquoted here,
+    any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
+    import duckdb
+
+    meta = cols.arrow("metadata", True)
+    if pa.types.is_null(meta.type) or not len(meta):
+        return np.full(len(meta), -1, np.int64), []
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        con.register("meta", pa.table({"m": meta}))
+        raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
+    finally:
+        con.close()
+    raw = raw.cast(pa.string()).combine_chunks()
+    plain = pc.and_(pc.starts_with(raw, '"'), pc.invert(pc.match_substring(raw, "\\")))
+    team = pc.if_else(plain, pc.utf8_slice_codeunits(raw, 1, -1), pa.scalar(None, pa.string()))
+    odd = pc.and_(pc.invert(pc.fill_null(plain, False)), pc.not_equal(pc.fill_null(raw, "null"), "null"))
+    odd_rows = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
+    if len(odd_rows):
+        from .cache_stage import _team
+
+        values = team.to_pylist()
+        for i, v in zip(odd_rows.tolist(), meta.take(pa.array(odd_rows)).to_pylist(), strict=True):
+            values[i] = _team(v)
+        team = pa.array(values, pa.string())
+    enc = team.dictionary_encode()
+    return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()

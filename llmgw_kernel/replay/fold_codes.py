@@ -1,0 +1,153 @@
+"""The window's columns as integer codes, for the compiled fold's inputs (:mod:`.fold_inputs`,
+:mod:`.fold_cache_inputs`): dense codes for Python values (:class:`Codes`), a window's columns in
+bulk with its warm rows appended (:class:`Cols`), codes for combinations of columns
+(:func:`factorize`) and a hash test that request ids are all distinct (:func:`all_distinct`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from .window import Window
+
+
+class Codes(dict):  # type: ignore[type-arg]
+    """Dense integer codes for hashable values, in first-seen order."""
+
+    def code(self, value: Any) -> int:
+        c = self.get(value)
+        if c is None:
+            c = self[value] = len(self)
+        return c
+
+
+class Cols:
+    """The window's columns in bulk; ``both=True``: the warm rows' appended (the cache's rows)."""
+
+    def __init__(self, window: Window, warm: Window | None) -> None:
+        self.w, self.warm = window, warm
+        self.n = len(window)
+        self.m = self.n + (len(warm) if warm is not None else 0)
+        self._memo: dict[tuple[str, str], Any] = {}
+
+    def arrow(self, name: str, both: bool = False) -> pa.ChunkedArray:
+        col = self.w.arrow(name)
+        if not both or self.warm is None:
+            return col
+        other = self.warm.arrow(name)
+        if other.type != col.type:  # e.g. a column all NULL in one of them
+            other = other.cast(col.type) if pa.types.is_null(other.type) else other
+            col = col.cast(other.type) if pa.types.is_null(col.type) else col
+        return pa.chunked_array(col.chunks + other.chunks, col.type)
+
+    def codes(self, name: str, both: bool = False) -> tuple[np.ndarray, list[Any]]:
+        """(int32 code per row, -1 for NULL; the distinct values). The window's own codes, not a
+        copy (indexing a table whose last entry stands for NULL reads them as they are)."""
+        both = both and self.warm is not None
+        key = ("codes" + str(both), name)
+        if key not in self._memo:
+            if not both or self.warm is None:
+                self._memo[key] = self.w.codes(name)
+            else:
+                col = self.arrow(name, both)
+                if pa.types.is_null(col.type):
+                    self._memo[key] = (np.full(len(col), -1, np.int32), [])
+                else:
+                    enc = col.combine_chunks().dictionary_encode()
+                    c = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+                    self._memo[key] = (c, enc.dictionary.to_pylist())
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def ids(self, name: str, both: bool = False) -> np.ndarray:
+        """A string column of (nearly) distinct values as int64 codes, -1 for NULL, without the
+        values as Python strings (request ids: a million of them)."""
+        both = both and self.warm is not None  # without warm rows, both are the window's
+        key = ("ids" + str(both), name)
+        if key not in self._memo:
+            col = self.arrow(name, both).combine_chunks()
+            if all_distinct(col):  # the usual case: each row's own position is its code
+                self._memo[key] = np.arange(len(col), dtype=np.int64)
+            else:
+                enc = col.dictionary_encode()
+                self._memo[key] = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self._memo[key]  # type: ignore[no-any-return]
+
+    def num(self, name: str, both: bool = False) -> np.ndarray:
+        """A numeric or time column as float64 (epoch seconds for times), NaN for NULL."""
+        if not both or self.warm is None:
+            return self.w.numpy(name)
+        return np.concatenate([self.w.numpy(name), self.warm.numpy(name)])
+
+    def valid(self, name: str, both: bool = False) -> np.ndarray:
+        return ~np.isnan(self.num(name, both))
+
+    def eq(self, name: str, value: str, both: bool = False) -> np.ndarray:
+        """True where a string column equals ``value``."""
+        c, values = self.codes(name, both)
+        table = np.array([v == value for v in values] + [False], np.bool_)
+        return table[c]  # type: ignore[no-any-return]
+
+    def values(self, name: str, rows: np.ndarray, both: bool = False) -> list[Any]:
+        """The Python values of ``rows`` (a few: representatives of distinct values)."""
+        return self.arrow(name, both).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+
+def all_distinct(col: pa.Array) -> bool:
+    """True when a string column's values are all different (and none is NULL), told by a 64-bit
+    hash of each value's bytes (different hashes: different values; any equal hashes: False, and
+    the caller codes the values exactly). Fixed-width values only (request ids); else False."""
+    n = len(col)
+    if not n or col.null_count or not pa.types.is_string(col.type):
+        return n == 0
+    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False)
+    width = int(lengths[0])
+    if not width or (lengths != width).any():
+        return False
+    offsets = np.frombuffer(col.buffers()[1], np.int32, n + 1, col.offset * 4)
+    data = np.frombuffer(col.buffers()[2], np.uint8)[offsets[0] : offsets[-1]].reshape(n, width)
+    words = np.zeros((n, -(-width // 8) * 8), np.uint8)
+    words[:, :width] = data
+    h = np.zeros(n, np.uint64)
+    for j, w in enumerate(words.view(np.uint64).T):  # multiply-xorshift per 8 bytes (wrapping)
+        h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15 + 2 * j)
+        h ^= h >> np.uint64(29)
+    import pandas as pd
+
+    return len(pd.unique(h)) == n
+
+
+def factorize(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a dense code per row for the combination of ``columns``' values, in order of first
+    appearance; the first row of each code). Hashing (pandas), not sorting; floats are told
+    apart by their bits, integer columns are codes from -1 up."""
+    import pandas as pd
+
+    n = len(columns[0]) if columns else 0
+    key = np.zeros(n, np.int64)
+    span = 1
+    for col in columns:
+        if col.dtype == np.float64:
+            c, uniques = pd.factorize(col.view(np.int64))
+            size = len(uniques) + 1
+        else:
+            c = col.astype(np.int64, copy=False) + 1
+            size = int(c.max(initial=0)) + 1
+        if span * size >= 2**62:  # keep the mixed-radix key in 64 bits
+            key, uniques = pd.factorize(key)
+            span = len(uniques)
+        key = key * size + c
+        span *= size
+    code, _ = pd.factorize(key)
+    code = code.astype(np.int64, copy=False)
+    first = np.flatnonzero(~pd.Series(code).duplicated().to_numpy()) if n else np.zeros(0, np.int64)
+    return code, first.astype(np.int64)
+
+
+def ran_live(cols: Cols) -> np.ndarray:
+    """The live proxy admitted the request (no limit applied, or admitted)."""
+    code, values = cols.codes("admission")
+    table = np.array([v == "ok" for v in values] + [True], np.bool_)  # NULL (code -1): admitted
+    return table[code]  # type: ignore[no-any-return]
