@@ -120,16 +120,3 @@ class GuardrailSettings(_Frozen):
 def check_name(stage: str, index: int, check: GuardrailCheck) -> str:
     """The name a check goes by: its own ``name``, else ``<stage>[i]:<type>``."""
     return check.name or f"{stage}[{index}]:{check.type}"
-
-
-def merge_guardrails(
-    top: GuardrailSettings | None, route: GuardrailSettings | Literal[False] | None
-) -> GuardrailSettings | None:
-    """The guardrails in force on a route: the route's keys replace the top level's."""
-    if route is False:
-        return None
-    if route is None:
-        return top
-    if top is None:
-        return route
-    return top.model_copy(update={k: getattr(route, k) for k in route.model_fields_set})

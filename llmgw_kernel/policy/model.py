@@ -8,12 +8,12 @@ and in ``docs/policy.md``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .conditions import RULE_PATTERN, STICKY_PATTERN, Price, When, check_weights
-from .guardrail_settings import GuardrailSettings, merge_guardrails
+from .guardrail_settings import GuardrailSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "azure", "demo"]
 
@@ -201,8 +201,12 @@ class CacheSettings(_Frozen):
         return self.exact is not None or self.semantic is not None
 
 
-def merge_cache(top: CacheSettings | None, route: CacheSettings | Literal[False] | None) -> CacheSettings | None:
-    """The cache settings in force on a route: the route's keys replace the top level's."""
+_S = TypeVar("_S", bound=BaseModel)
+
+
+def merge_section(top: _S | None, route: _S | Literal[False] | None) -> _S | None:
+    """A section in force on a route (cache, guardrails): the route's keys replace the top
+    level's; ``false`` on the route turns the section off there."""
     if route is False:
         return None
     if route is None:
@@ -389,13 +393,13 @@ class Policy(_Frozen):
     def guardrails_for(self, route: str) -> GuardrailSettings | None:
         """The guardrails in force on ``route`` (None: none)."""
         r = self.routes.get(route)
-        settings = merge_guardrails(self.guardrails, r.guardrails if r is not None else None)
+        settings = merge_section(self.guardrails, r.guardrails if r is not None else None)
         return settings if settings is not None and settings.enabled else None
 
     def cache_for(self, route: str) -> CacheSettings | None:
         """The cache settings in force on ``route`` (None: not cached)."""
         r = self.routes.get(route)
-        settings = merge_cache(self.cache, r.cache if r is not None else None)
+        settings = merge_section(self.cache, r.cache if r is not None else None)
         return settings if settings is not None and settings.enabled else None
 
     @property
