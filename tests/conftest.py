@@ -19,6 +19,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
+# headless Chromium for the dashboard pages and the notebooks in JupyterLab (.ci/run installs it)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]  # fmt: skip
 
 
 def free_port() -> int:
