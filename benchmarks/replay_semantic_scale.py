@@ -30,12 +30,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from child_runs import run_child, spread  # benchmarks/ is the script's folder
 
 GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
@@ -89,30 +89,8 @@ def child(scenario: str, data_dir: Path, out: Path) -> None:
 
 def measure(scenario: str, data_dir: Path, profile: bool = False) -> dict[str, Any]:
     """One run in a fresh subprocess: CPU s (user + sys), peak RSS, wall, and what it replayed."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.json"
-        cmd = [sys.executable]
-        if profile:
-            cmd += ["-m", "cProfile", "-o", str(Path(tmp) / "prof")]
-        cmd += [__file__, "--child", scenario, "--data-dir", str(data_dir), "--out", str(out)]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{scenario}: child exited {os.waitstatus_to_exitcode(status)}")
-        if profile:
-            import pstats
-
-            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("tottime").print_stats(25)
-            pstats.Stats(str(Path(tmp) / "prof")).sort_stats("cumulative").print_stats(35)
-        facts = json.loads(out.read_text())
-    cpu = ru.ru_utime + ru.ru_stime
-    return {"cpu_s": cpu, "wall_s": wall, "rss_mb": ru.ru_maxrss / 1024, "req_s_core": facts["requests"] / cpu, **facts}
-
-
-def _spread(values: list[float], fmt: str) -> str:
-    return f"{fmt.format(min(values))} / {fmt.format(statistics.median(values))} / {fmt.format(max(values))}"
+    run = run_child(__file__, scenario, data_dir, profile, top=35)
+    return {**run, "req_s_core": run["requests"] / run["cpu_s"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,10 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         runs = [measure(scenario, data_dir) for _ in range(args.runs)]
         medians[scenario] = statistics.median(r["cpu_s"] for r in runs)
         print(
-            f"{scenario:>7}: CPU s {_spread([r['cpu_s'] for r in runs], '{:.2f}')}"
-            f" | req/s/core {_spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
-            f" | peak RSS MB {_spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
-            f" | wall s {_spread([r['wall_s'] for r in runs], '{:.2f}')}"
+            f"{scenario:>7}: CPU s {spread([r['cpu_s'] for r in runs], '{:.2f}')}"
+            f" | req/s/core {spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
+            f" | peak RSS MB {spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
+            f" | wall s {spread([r['wall_s'] for r in runs], '{:.2f}')}"
             f" | differs {runs[0].get('differs')} | hits {runs[0].get('hits')}  (min / median / max of {len(runs)})",
             flush=True,
         )
