@@ -44,7 +44,7 @@ TARGETS: dict[str, tuple[str, float, float]] = {
     "large": ("demo-large-slow-60ms-flaky-2pct", 2.50, 10.00),
     "reasoner": ("demo-reasoner-slow-150ms-flaky-6pct", 3.00, 15.00),
 }
-#: route -> [(target, weight)]: weighted routes draw their first target; the rest are fallbacks
+#: route -> [(target, weight)]: the first target is drawn by weight (weight 0: a fallback only)
 ROUTES: dict[str, list[tuple[str, int]]] = {
     "chat": [("mini", 80), ("large", 20)],
     "assistant": [("large", 1), ("mini", 0)],
@@ -77,11 +77,10 @@ class Planned:
 
 def profile_policy(profile: Profile) -> dict[str, Any]:
     """The policy the profile is served with (the demo provider; real prices)."""
-    routes: dict[str, Any] = {}
-    for route, targets in ROUTES.items():
-        weighted = sum(w for _, w in targets) > 1 or any(w == 0 for _, w in targets)
-        routes[route] = {"targets": [{"provider": "demo", "model": TARGETS[t][0], **({"weight": w} if weighted else {})}
-                                     for t, w in targets]}  # fmt: skip
+    routes = {
+        route: {"targets": [{"provider": "demo", "model": TARGETS[t][0], "weight": w} for t, w in targets]}
+        for route, targets in ROUTES.items()
+    }
     return {
         "description": f"synthetic traffic profile {profile.name!r} (llmgw_kernel.traffic_profile)",
         "providers": {"demo": {"kind": "demo"}},
