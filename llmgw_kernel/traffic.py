@@ -4,20 +4,20 @@ demos and replay checks without any provider account.
     llmgw traffic --policy policies/live.yaml --data-dir llmgw-data -n 200
 
 starts the server on a free loopback port (unless ``--url`` points at a running one), sends
-``n`` chat requests spread over the policy's routes (a mix of plain and streamed, with
-metadata tags), then stops it with SIGTERM so every row is flushed. Prompts come from a small
-built-in list, with repeats and paraphrases, so later cache analyses have something to find.
-Each request carries a ``user`` from a pool of ``users`` names (sticky routing has something
-to stick to). For targets that differ in latency and reliability without any account, use
-the demo provider's model-name knobs (``demo-x-slow-40ms``, ``demo-y-flaky-10pct``; see
-:mod:`llmgw_kernel.providers.demo`).
+``n`` chat requests spread over the policy's routes, then stops it with SIGTERM so every row
+is flushed. The requests are the ``demo`` traffic profile's (:mod:`llmgw_kernel.traffic_profile`,
+the one synthetic traffic model of notebooks, tests and ``llmgw traffic --profile``): teams
+with their own keys, users and hours, plain and streamed requests, prompts that repeat and
+paraphrase (later cache analyses have something to find). For targets that differ in latency
+and reliability without any account, use the demo provider's model-name knobs
+(``demo-x-slow-40ms``, ``demo-y-flaky-10pct``; see :mod:`llmgw_kernel.providers.demo`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -28,22 +28,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-PROMPTS = (
-    "How do I convert Celsius to Fahrenheit?",
-    "How can I convert Fahrenheit to Celsius?",
-    "What is the capital of France?",
-    "What's the capital city of France?",
-    "Summarise the plot of Hamlet in two sentences.",
-    "Write a haiku about autumn rain.",
-    "Explain what a hash map is to a beginner.",
-    "What is a hash table, explained simply?",
-    "List three uses of Python decorators.",
-    "Translate 'good morning' into Vietnamese.",
-    "How many days are there in a leap year?",
-    "Why is the sky blue?",
-)
-TEAMS = ("search", "support", "analytics")
 
 
 @dataclass
@@ -101,51 +85,28 @@ def serve_synthetic_traffic(
     n: int = 200,
     routes: Sequence[str] | None = None,
     seed: int = 7,
-    stream_share: float = 0.2,
+    stream_share: float | None = None,
     url: str | None = None,
-    users: int = 40,
     api_key: str | None = None,
     port: int | None = None,
+    profile: str = "demo",
 ) -> TrafficReport:
-    """Send ``n`` requests through a real server (started here on ``port``, else
-    ``$LLMGW_TRAFFIC_PORT``, else a free one, unless ``url`` is given), as ``Authorization:
-    Bearer <api_key>`` when given (a virtual key: once keys exist, the gateway refuses requests
-    without one)."""
-    import httpx
-
+    """Send ``n`` requests of the traffic ``profile`` (:mod:`llmgw_kernel.traffic_profile`: its
+    teams, keys, users, time-of-day shape and prompt stream) to ``routes`` of ``policy``
+    (default: all of them) through a real server (started here on ``port``, else
+    ``$LLMGW_TRAFFIC_PORT``, else a free one, unless ``url`` is given). Requests present their
+    team's synthetic key, or ``api_key`` when given (a virtual key: once keys exist, the gateway
+    refuses requests without one)."""
     from .policy.load import load_policy
+    from .traffic_profile import PROFILES, plan, send_plan
 
-    pol = load_policy(policy)
-    chosen = list(routes or pol.routes)
-    rng = random.Random(seed)  # seeded: the same call makes the same traffic
+    prof = PROFILES[profile]
+    if stream_share is not None:
+        prof = dataclasses.replace(prof, stream_share=stream_share)
+    planned = plan(prof, n, seed, routes=list(routes or load_policy(policy).routes))
     report = TrafficReport(n, 0, 0, Path(data_dir))
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-    with (
-        started_server(policy, data_dir, port, url) as base,
-        httpx.Client(base_url=base, timeout=30, headers=headers) as client,
-    ):
-        for i in range(n):
-            route = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
-            prompt = rng.choice(PROMPTS)
-            team = rng.choice(TEAMS)
-            body: dict[str, Any] = {
-                "model": route,
-                "messages": [{"role": "user", "content": prompt}],
-                "metadata": {"team": team},
-                "user": f"user-{rng.randrange(users)}",
-            }
-            if rng.random() < stream_share:
-                body["stream"] = True
-            report.by_team[team] += 1
-            try:
-                r = client.post("/v1/chat/completions", json=body)
-            except httpx.HTTPError as exc:
-                report.record_failure(f"no response ({type(exc).__name__})", str(exc))
-                continue
-            if r.status_code == 200:
-                report.ok += 1
-            else:
-                report.record_failure(*failure_of(r))
+    with started_server(policy, data_dir, port, url) as base:
+        send_plan(base, planned, report, api_key=api_key)
     return report
 
 

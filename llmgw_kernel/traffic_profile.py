@@ -27,10 +27,12 @@ request ids and times are the server's).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,13 @@ def profile_policy(profile: Profile) -> dict[str, Any]:
     }
 
 
-def plan(profile: Profile, n: int, seed: int = 0) -> list[Planned]:
-    """``n`` requests of one compressed day, in send order (a pure function of its arguments)."""
+def plan(profile: Profile, n: int, seed: int = 0, routes: Sequence[str] | None = None) -> list[Planned]:
+    """``n`` requests of one compressed day, in send order (a pure function of its arguments).
+
+    ``routes``: send to these routes instead of the profile's (a policy of one's own): a
+    request keeps its team's route when it is one of them, else takes one of them by a hash of
+    the seed and its index; the first request of the day goes to the first route, the second
+    to the second, ..., so every route named gets traffic."""
     from .cache_traffic import plan_traffic
 
     teams = {t.name: t for t in profile.teams}
@@ -99,16 +106,20 @@ def plan(profile: Profile, n: int, seed: int = 0) -> list[Planned]:
                           teams={t.name: t.per_weekday for t in profile.teams})  # fmt: skip
     rng = random.Random(f"traffic-profile:{profile.name}:{seed}")
     out = []
-    for p in stream:
+    for i, p in enumerate(stream):
         team = teams[p.team]
         hour = rng.choices(range(24), team.hours)[0] + rng.random()
         route = rng.choices(list(team.routes), list(team.routes.values()))[0]
+        if routes and route not in routes:  # a hash, not the rng: the rest of the plan stays as it was
+            route = routes[int(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=4).hexdigest(), 16) % len(routes)]
         out.append(Planned(
             hour, team.name, f"sk-synthetic-{team.name}-{rng.randrange(team.keys)}",
             f"{team.name}-user-{rng.randrange(team.users)}", route, p.prompt, p.stream,
             max(16, int(rng.lognormvariate(0, 0.5) * team.completion_tokens)),
         ))  # fmt: skip
     out.sort(key=lambda r: r.hour)
+    for i, route in enumerate((routes or ())[: len(out)]):
+        out[i] = replace(out[i], route=route)
     return out
 
 
@@ -132,22 +143,32 @@ def serve_profile(
     root.mkdir(parents=True, exist_ok=True)
     policy_path = root / f"traffic-{prof.name}.yaml"
     policy_path.write_text(yaml.safe_dump(profile_policy(prof), sort_keys=False))
-    planned = plan(prof, n, seed)
     report = TrafficReport(n, 0, 0, root)
     with started_server(policy_path, root, port, url) as base:
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=60) as client, ThreadPoolExecutor(concurrency) as pool:
-            for p, outcome in zip(planned, pool.map(lambda p: _send(client, p), planned), strict=True):
-                report.by_team[p.team] += 1
-                if isinstance(outcome, tuple):
-                    report.record_failure(*outcome)
-                else:
-                    report.ok += 1
+        send_plan(base, plan(prof, n, seed), report, concurrency=concurrency)
     return report
 
 
-def _send(client: Any, p: Planned) -> tuple[str, str] | None:
+def send_plan(
+    base_url: str, planned: Sequence[Planned], report: Any, api_key: str | None = None, concurrency: int = 1
+) -> None:
+    """Send ``planned`` to the server at ``base_url`` as chat completions, counting outcomes in
+    ``report`` (a :class:`~llmgw_kernel.traffic.TrafficReport`). Each request presents its
+    team's synthetic key (open mode: ``key_id`` differs per key), or ``api_key`` when given (a
+    virtual key, once the gateway enforces keys)."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=60) as client, ThreadPoolExecutor(concurrency) as pool:
+        outcomes = pool.map(lambda p: _send(client, p, api_key or p.key), planned)
+        for p, outcome in zip(planned, outcomes, strict=True):
+            report.by_team[p.team] += 1
+            if isinstance(outcome, tuple):
+                report.record_failure(*outcome)
+            else:
+                report.ok += 1
+
+
+def _send(client: Any, p: Planned, key: str) -> tuple[str, str] | None:
     import httpx
 
     from .traffic import failure_of
@@ -157,10 +178,10 @@ def _send(client: Any, p: Planned) -> tuple[str, str] | None:
         "user": p.user, "metadata": {"team": p.team}, "stream": p.stream,
     }  # fmt: skip
     try:
-        r = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {p.key}"})
+        r = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
     except httpx.HTTPError as exc:
         return f"no response ({type(exc).__name__})", str(exc)
     return None if r.status_code == 200 else failure_of(r)
 
 
-__all__ = ["PROFILES", "Planned", "Profile", "plan", "profile_policy", "serve_profile"]
+__all__ = ["PROFILES", "Planned", "Profile", "plan", "profile_policy", "send_plan", "serve_profile"]

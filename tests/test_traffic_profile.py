@@ -47,3 +47,18 @@ def test_profile_and_policy_are_exclusive(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "llmgw_kernel", "traffic", "--profile", "demo", "--policy", "x.yaml",
                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 2 and "--profile brings its own policy" in out.stderr
+
+
+def test_a_policy_of_ones_own_gets_the_profile_on_its_routes() -> None:
+    """``llmgw traffic --policy`` and the notebooks send the same traffic model to the policy's
+    own routes: only those routes, every one of them (even a route no team uses), the teams'
+    mix otherwise kept."""
+    demo = PROFILES["demo"]
+    mine = plan(demo, 300, seed=5, routes=["assistant", "summarize", "chat"])
+    assert {p.route for p in mine} == {"assistant", "summarize", "chat"}
+    assert [p.route for p in mine[:3]] == ["assistant", "summarize", "chat"]
+    assert mine == plan(demo, 300, seed=5, routes=["assistant", "summarize", "chat"])
+    theirs = plan(demo, 300, seed=5)
+    assert [(p.team, p.prompt, p.key) for p in mine] == [(p.team, p.prompt, p.key) for p in theirs]
+    kept = [a.route == b.route for a, b in zip(mine[3:], theirs[3:], strict=True) if b.route in ("assistant", "chat")]
+    assert all(kept)
