@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from ..state.config import StateSettings
 from .conditions import RULE_PATTERN, STICKY_PATTERN, Price, When, check_weights
 from .guardrail_settings import GuardrailSettings
 
@@ -366,6 +367,9 @@ class Policy(_Frozen):
         default_factory=dict, description="USD per 1M tokens by model name sent upstream (provider/model wins)"
     )
     guardrails: GuardrailSettings | None = Field(default=None, description="Absent: no guardrails (docs/guardrails.md)")
+    state: StateSettings | None = Field(
+        default=None, description="Shared state of several processes (docs/deploy.md); read at start only"
+    )
     description: str | None = None
 
     _version: str = PrivateAttr(default="")
