@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from ..keys.store import AuthError, VirtualKey
-from . import admin, anthropic_inbound, pipeline
+from . import admin, anthropic_inbound, count_tokens, pipeline
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
 from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
@@ -96,6 +96,10 @@ async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     await send_json(send, 200, orjson.dumps({**key.public(), "spend": gw.key_spend(key)}))
 
 
+async def _count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await count_tokens.handle(gw, scope, receive, send, _caller)
+
+
 async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, b'{"status":"alive"}')
 
@@ -174,6 +178,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": _chat},
     "/chat/completions": {"POST": _chat},
     "/v1/messages": {"POST": anthropic_inbound.handle},
+    "/v1/messages/count_tokens": {"POST": _count_tokens},
     "/v1/embeddings": {"POST": _embeddings},
     "/embeddings": {"POST": _embeddings},
     "/v1/models": {"GET": _models},
