@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 
@@ -45,12 +47,21 @@ def not_found_model(model: str, known: list[str]) -> GatewayError:
     )
 
 
-def not_found_path(path: str) -> GatewayError:
-    return GatewayError(404, f"Unknown path: {path}", code="not_found")
+def _listing(supported: Sequence[str]) -> str:
+    if not supported:
+        return ""
+    return f". Supported routes: {', '.join(supported)} (described in GET /openapi.json)"
 
 
-def method_not_allowed(method: str, path: str) -> GatewayError:
-    return GatewayError(405, f"Method {method} is not allowed on {path}", code="method_not_allowed")
+def not_found_path(path: str, supported: Sequence[str] = ()) -> GatewayError:
+    """404 for a path the API does not have; ``supported`` (``"POST /v1/..."``) is named in the message."""
+    return GatewayError(404, f"Unknown path: {path}{_listing(supported)}", code="not_found")
+
+
+def method_not_allowed(method: str, path: str, supported: Sequence[str] = ()) -> GatewayError:
+    """405 (the caller adds ``Allow``); ``supported`` is named in the message."""
+    message = f"Method {method} is not allowed on {path}{_listing(supported)}"
+    return GatewayError(405, message, code="method_not_allowed")
 
 
 def guardrail_error(exc: Exception) -> GatewayError:
