@@ -32,7 +32,7 @@ class RequestRecord:
         "cache_namespace", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts", "cache_features",
         "embedding", "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason",
         "budget_flags", "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens",
-        "usage_estimated", "origin", "guardrails",
+        "usage_estimated", "origin", "guardrails", "cache_threshold", "cache_verify",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -83,6 +83,8 @@ class RequestRecord:
         self.cache_lookup_ts: float | None = None  # when the stores were consulted (their state then)
         self.cache_stored_ts: float | None = None
         self.cache_features: dict[str, Any] | None = None
+        self.cache_threshold: float | None = None  # the semantic threshold applied (learned under a bound)
+        self.cache_verify: str | None = None  # shadow | sampled: the answer check this request started
         self.embedding: Any = None  # numpy float32 vector
         self.embedding_model: str | None = None
         self.team: str | None = None
@@ -310,6 +312,8 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "reserved_prompt_tokens": rec.reserved_prompt_tokens,
         "origin": rec.origin,
         "guardrails": rec.guardrails,
+        "cache_threshold": rec.cache_threshold,
+        "cache_verify": rec.cache_verify,
     }
 
 

@@ -104,6 +104,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "guardrail verdicts: per stage, check, rule, type and action, the findings' count and top confidence "
         "(never the value); NULL: nothing fired",
     ),
+    ("cache_threshold", "DOUBLE", "the semantic threshold the decision applied (max_false_hit_rate: the learned one)"),
+    (
+        "cache_verify",
+        "VARCHAR",
+        "the answer check this request started (max_false_hit_rate): shadow (a miss compared with its nearest "
+        "entry) | sampled (a hit also asked upstream); outcomes: <data-dir>/cache/outcomes.jsonl",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
