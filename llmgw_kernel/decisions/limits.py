@@ -425,14 +425,20 @@ class Limits:
         """:meth:`commit` of ``amount`` nano-dollars (a sum the log already holds in them)."""
         if not amount:
             return
-        pairs = _ALL_PAIRS if self.counted is None else self.counted
         committed = self.committed
-        for scope, w in pairs:
+        for bucket in self.spend_buckets(subject, at):
+            committed[bucket] = committed.get(bucket, 0) + amount
+
+    def spend_buckets(self, subject: Subject, at: float) -> list[tuple]:
+        """The budget buckets ``(scope, who, window, start)`` spent at ``at`` by ``subject``
+        counts in (the shared state commits to the same ones: llmgw_kernel/state/admission.py)."""
+        out = []
+        for scope, w in _ALL_PAIRS if self.counted is None else self.counted:
             who = _who(scope, subject)
             if scope != "global" and who is None:
                 continue
-            bucket = (scope, who, w, self.bounds(at, w)[0])
-            committed[bucket] = committed.get(bucket, 0) + amount
+            out.append((scope, who, w, self.bounds(at, w)[0]))
+        return out
 
     def _sweep_some(self, at: float) -> None:
         """Drop idle rate windows and budget buckets of past windows, a few per admission: every
