@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from ..keys.store import AuthError, VirtualKey
-from . import admin, anthropic_inbound, count_tokens, pipeline
+from . import admin, anthropic_inbound, count_tokens, openapi, pipeline
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
 from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
@@ -98,6 +98,10 @@ async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
 
 async def _count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await count_tokens.handle(gw, scope, receive, send, _caller)
+
+
+async def _openapi(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, _OPENAPI)
 
 
 async def _live(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,7 +192,14 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/health/live": {"GET": _live},
     "/metrics": {"GET": _metrics},
     "/v1/llmgw/key": {"GET": _key_info},
+    "/openapi.json": {"GET": _openapi},
 }
+# routes with a path parameter, served by prefix in GatewayApp._route: {template: methods}
+TEMPLATES: dict[str, tuple[str, ...]] = {"/v1/models/{model}": ("GET",), "/models/{model}": ("GET",)}
+# what /openapi.json documents and what 404/405 answers list: the two tables above
+_TABLE = {**{path: tuple(methods) for path, methods in ROUTES.items()}, **TEMPLATES}
+_SUPPORTED = openapi.route_lines(_TABLE)
+_OPENAPI = orjson.dumps(openapi.document(_TABLE))
 # API paths (never the dashboards'): the table above, plus these prefixes
 _API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/")
 # handlers that stamp their own x-request-id (the pipeline's: it is also the log row's id)
@@ -323,7 +334,7 @@ class GatewayApp:
                 handler = methods.get("GET")
             if handler is None:
                 allow = [(b"allow", ", ".join(methods).encode())]
-                await send_error(send, method_not_allowed(scope["method"], path), allow)
+                await send_error(send, method_not_allowed(scope["method"], path, _SUPPORTED), allow)
                 return
             await handler(self.gateway, scope, receive, send)
         elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
@@ -333,7 +344,7 @@ class GatewayApp:
         elif self.mount is not None and not is_api_path(path):
             await self.mount(scope, receive, send)
         else:
-            await send_error(send, not_found_path(path))
+            await send_error(send, not_found_path(path, _SUPPORTED))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
