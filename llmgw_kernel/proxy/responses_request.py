@@ -1,0 +1,268 @@
+"""OpenAI Responses request → OpenAI chat request, for ``POST /v1/responses``.
+
+The chat request is what the one pipeline serves, for every provider kind (the answer goes
+back through :mod:`.responses_response` / :mod:`.responses_stream`), so routing, limits,
+cache, guardrails, the log row and replay treat a Responses request like a chat completion.
+Top-level fields are a table (:data:`FIELDS`: map / build / drop / refuse, with the JSON
+shape each must hold); a field not in it is refused, so nothing is ignored silently. Errors
+are 400s in OpenAI's format whose ``param`` names the exact place (``input[2].content[0]``).
+
+The gateway stores no responses: ``store: true``, ``previous_response_id``, ``conversation``,
+``background`` and ``item_reference`` items are refused; ``store`` absent or false is fine.
+
+>>> to_chat_request({"model": "m", "instructions": "Be brief.", "input": "hi"})["messages"]
+[{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hi'}]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..providers.engine import BOOL, BUILD, DROP, INT, MAP, NUMBER, OBJECT, REFUSE, STR, Param, Shape, shape_error
+from .errors import GatewayError
+
+_PART = Shape((dict,), "a content part (an object)", keys={
+    "type": STR, "text": STR, "image_url": STR, "detail": STR, "refusal": STR,
+})  # fmt: skip
+_CONTENT = Shape((str, list), "a string or an array of content parts", items=_PART)
+_ITEM = Shape((dict,), "an input item (an object)", keys={
+    "type": STR, "role": STR, "content": _CONTENT, "call_id": STR, "name": STR, "arguments": STR,
+    "output": _CONTENT,
+})  # fmt: skip
+_TOOL = Shape((dict,), "a tool (an object)", keys={
+    "type": STR, "name": STR, "description": STR, "parameters": OBJECT, "strict": BOOL,
+})  # fmt: skip
+_STORAGE = "the gateway stores no responses (docs/providers.md, 'Responses API'); send the conversation in `input`"
+
+#: the Responses request's fields: what each becomes in the chat request, and its JSON shape
+FIELDS: dict[str, Param] = {
+    "model": MAP(note="the route name, as for /v1/chat/completions", shape=STR),
+    "input": BUILD(
+        "a string → one user message; items: messages → messages, `function_call` → assistant `tool_calls`, "
+        "`function_call_output` → `tool` messages, `reasoning` dropped; other item types refused",
+        Shape((str, list), "a string or an array of input items", items=_ITEM),
+    ),
+    "instructions": BUILD("→ a leading `system` message", STR),
+    "max_output_tokens": MAP("max_tokens", min=1, shape=INT),
+    "temperature": MAP(min=0, max=2, shape=NUMBER),
+    "top_p": MAP(min=0, max=1, shape=NUMBER),
+    "parallel_tool_calls": MAP(shape=BOOL),
+    "user": MAP(shape=STR),
+    "safety_identifier": BUILD("→ `user` (unless `user` is set)", STR),
+    "metadata": MAP(note="logged with the request, not sent (as for chat)", shape=OBJECT),
+    "stream": BUILD("→ `stream` with `stream_options.include_usage`, so `response.completed` carries usage", BOOL),
+    "tools": BUILD(
+        "function tools → chat function tools; built-in tools (web search, file search, ...) refused",
+        Shape((list,), "an array of tools", items=_TOOL),
+    ),
+    "tool_choice": BUILD("auto/none/required → the same; `{type: function, name}` → `{type: function, function}`"),
+    "text": BUILD(
+        "`format` text / json_object / json_schema → `response_format`; `verbosity` → `verbosity`",
+        Shape((dict,), "an object", keys={"format": OBJECT, "verbosity": STR}),
+    ),
+    "reasoning": BUILD(
+        "`effort` → `reasoning_effort`; `summary` dropped (chat returns no reasoning summary)",
+        Shape((dict,), "an object", keys={"effort": STR}),
+    ),
+    "store": BUILD("absent or false accepted; `true` refused: " + _STORAGE, BOOL),
+    "include": DROP("asks for extra output data (logprobs, encrypted reasoning) the translation does not return"),
+    "prompt_cache_key": DROP("a provider cache hint; the gateway's cache is configured in the policy"),
+    "service_tier": DROP("a capacity tier; the policy chooses the target"),
+    "truncation": DROP("the context-overflow strategy; chat targets refuse an over-long input instead"),
+    "max_tool_calls": DROP("limits built-in tool calls, which the translation refuses anyway"),
+    "stream_options": DROP("`include_obfuscation` only; the gateway's events carry no obfuscation"),
+    "previous_response_id": REFUSE(_STORAGE),
+    "conversation": REFUSE(_STORAGE),
+    "background": REFUSE("background responses need server-side storage"),
+    "prompt": REFUSE("stored prompt templates live on OpenAI's platform"),
+    "top_logprobs": REFUSE("the translation returns no logprobs"),
+    "context_management": REFUSE("server-side context compaction is OpenAI-only"),
+}
+_PASS_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
+_TEXT_PARTS = ("input_text", "output_text", "text")
+
+
+def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
+
+
+def to_chat_request(body: Any) -> dict[str, Any]:
+    """The chat request for a Responses request (a 400 naming the field if invalid or unsupported)."""
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object")
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        p = FIELDS.get(name)
+        if p is None:
+            raise invalid(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+        if p.action == "refuse" and value is not None:
+            raise invalid(f"'{name}' is not supported by this gateway: {p.note}", name, "unsupported_parameter")
+        if p.action == "drop" or value is None:
+            continue
+        if p.shape is not None and (err := shape_error(value, p.shape, name)) is not None:
+            raise invalid(err.message, err.param, "invalid_type")
+        if p.action == "map":
+            lo, hi = p.min, p.max
+            if isinstance(value, (int, float)) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+                raise invalid(f"'{name}' must be in [{lo:g}, {'inf' if hi is None else f'{hi:g}'}], got {value}", name)
+            out[p.to or name] = value
+    if body.get("store") is True:
+        raise invalid(f"'store: true' is not supported by this gateway: {_STORAGE}", "store", "unsupported_parameter")
+    if body.get("input") is None:
+        raise invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
+    out["messages"] = _instructions(body.get("instructions")) + _input(body["input"])
+    if body.get("safety_identifier") is not None and "user" not in out:
+        out["user"] = body["safety_identifier"]
+    if body.get("tools"):
+        out["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
+    _tool_choice(body.get("tool_choice"), out)
+    _text(body.get("text"), out)
+    effort = (body.get("reasoning") or {}).get("effort")
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _instructions(text: Any) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": text}] if text else []
+
+
+def _input(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    messages: list[dict[str, Any]] = []
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind == "message":
+            messages.append(_message(item, where))
+        elif kind == "function_call":
+            _function_call(item, where, messages)
+        elif kind == "function_call_output":
+            call_id = _required_str(item, "call_id", where)
+            output = item.get("output")
+            text = output if isinstance(output, str) else _joined_text(output or [], f"{where}.output")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+        elif kind == "reasoning":
+            continue  # the model's own notes: not replayable on another model
+        elif kind == "item_reference":
+            raise invalid(f"'{where}': item references are not supported: {_STORAGE}", where, "unsupported_parameter")
+        else:
+            raise invalid(f"'{where}.type': unsupported input item type {kind!r}", f"{where}.type", "invalid_value")
+    return messages
+
+
+def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
+    role = _PASS_ROLES.get(item.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise invalid(f"'{where}.role' must be one of user, system, developer, assistant", f"{where}.role")
+    content = item.get("content")
+    if content is None:
+        raise invalid(f"Missing required parameter: '{where}.content'.", f"{where}.content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if role != "user":  # system and assistant turns are text in chat
+        return {"role": role, "content": _joined_text(content, f"{where}.content")}
+    parts = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return {"role": role, "content": parts[0]["text"]}
+    return {"role": role, "content": parts}
+
+
+def _part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind in _TEXT_PARTS:
+        return {"type": "text", "text": _required_str(part, "text", where)}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str):
+            raise invalid(f"'{where}': only images given by `image_url` are supported (no `file_id`)", where)
+        image: dict[str, Any] = {"url": url}
+        if part.get("detail"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    raise invalid(f"'{where}.type': unsupported content part type {kind!r}", f"{where}.type", "invalid_value")
+
+
+def _joined_text(parts: list[Any], where: str) -> str:
+    texts = []
+    for j, part in enumerate(parts):
+        kind = part.get("type")
+        if kind in _TEXT_PARTS:
+            texts.append(_required_str(part, "text", f"{where}[{j}]"))
+        elif kind == "refusal":
+            texts.append(str(part.get("refusal") or ""))
+        else:
+            at = f"{where}[{j}].type"
+            raise invalid(f"'{at}': only text parts are supported here, not {kind!r}", at)
+    return "".join(texts)
+
+
+def _function_call(item: dict[str, Any], where: str, messages: list[dict[str, Any]]) -> None:
+    """A ``function_call`` item: a tool call on the preceding assistant turn (a new one if none)."""
+    call = {
+        "id": _required_str(item, "call_id", where),
+        "type": "function",
+        "function": {"name": _required_str(item, "name", where), "arguments": item.get("arguments") or "{}"},
+    }
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _required_str(obj: dict[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
+    return value
+
+
+def _tool(tool: dict[str, Any], i: int) -> dict[str, Any]:
+    where = f"tools[{i}]"
+    if tool.get("type") != "function":
+        kind = tool.get("type")
+        raise invalid(f"'{where}.type': only function tools are supported, not {kind!r}", f"{where}.type")
+    fn: dict[str, Any] = {"name": _required_str(tool, "name", where)}
+    for key in ("description", "parameters", "strict"):
+        if tool.get(key) is not None:
+            fn[key] = tool[key]
+    return {"type": "function", "function": fn}
+
+
+def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
+    if choice is None:
+        return
+    if choice in ("auto", "none", "required"):
+        out["tool_choice"] = choice
+    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        raise invalid("'tool_choice' must be auto, none, required or {type: function, name}", "tool_choice")
+
+
+def _text(text: Any, out: dict[str, Any]) -> None:
+    if not text:
+        return
+    if text.get("verbosity") is not None:
+        out["verbosity"] = text["verbosity"]
+    fmt = text.get("format")
+    kind = fmt.get("type") if fmt else None
+    if kind is None or kind == "text":
+        return
+    if kind == "json_object":
+        out["response_format"] = {"type": "json_object"}
+        return
+    if kind != "json_schema":
+        raise invalid(f"'text.format.type' must be text, json_object or json_schema, not {kind!r}", "text.format.type")
+    schema = {"name": _required_str(fmt, "name", "text.format")}
+    if not isinstance(fmt.get("schema"), dict):
+        raise invalid("Missing required parameter: 'text.format.schema'.", "text.format.schema")
+    for key in ("schema", "strict", "description"):
+        if fmt.get(key) is not None:
+            schema[key] = fmt[key]
+    out["response_format"] = {"type": "json_schema", "json_schema": schema}
