@@ -2,30 +2,34 @@
 
     python -m llmgw_kernel.spend_history --data-dir llmgw-spend-data --days 30 --seed 0
 
-Budgets count spend per calendar day, week or month, so a log that shows a budget biting has
-to span weeks of traffic. Serving that through ``llmgw serve`` would take weeks (or a fake
-clock), so, unlike :mod:`llmgw_kernel.traffic` and :mod:`llmgw_kernel.cache_traffic`,
-**nothing here is served**: :func:`make_spend_history` fills in one
-:class:`~llmgw_kernel.log.record.RequestRecord` per request exactly as the live proxy does for
-a successful chat completion admitted with *no* budget or rate limit in force (open mode:
-``key_id`` is the hash of a presented key, ``team`` comes from ``metadata.team``) and writes
-it **directly** through the proxy's own :class:`~llmgw_kernel.log.writer.LogWriter`. Every
-reader (``open_log``, replay, the dashboards) then sees ordinary log rows, and the policy
-written next to them (``spend-history-policy.yaml``: providers, one target per route,
-``pricing``, ``log.bodies: none``, and **no** ``budgets``) replays them exactly
+It is the traffic profile's (:mod:`llmgw_kernel.traffic_profile`: the one synthetic traffic
+model — teams, keys, users, hours, routes, targets and prices — that ``llmgw traffic`` and the
+notebooks serve) written over weeks instead of served over minutes. Budgets count spend per
+calendar day, week or month, so a log that shows a budget biting has to span weeks of traffic.
+Serving that through ``llmgw serve`` would take weeks (or a fake clock), so, unlike
+:mod:`llmgw_kernel.traffic` and :mod:`llmgw_kernel.cache_traffic`, **nothing here is served**:
+:func:`make_spend_history` fills in one :class:`~llmgw_kernel.log.record.RequestRecord` per
+request exactly as the live proxy does for a successful chat completion admitted with *no*
+budget or rate limit in force (open mode: ``key_id`` is the hash of a presented key, ``team``
+comes from ``metadata.team``) and writes it **directly** through the proxy's own
+:class:`~llmgw_kernel.log.writer.LogWriter`. Every reader (``open_log``, replay, the dashboards)
+then sees ordinary log rows, and the policy written next to them (``spend-history-policy.yaml``:
+the profile's policy with ``log.bodies: none`` and **no** ``budgets``) replays them exactly
 (``compare_to_log() == 0``).
 
 The traffic (deterministic given ``seed``; a few thousand rows; about a second):
 
-- several teams (:data:`TEAMS`), each with its own weekday volume, weekend share, hours of
-  the day (business hours, round the clock, a nightly batch), mix of routes and prompt /
-  completion sizes (log-normal), a few keys and a few end users;
+- the profile's teams (:data:`~llmgw_kernel.traffic_profile.TEAMS`), each with its own
+  weekday volume, weekend share, hours of the day (business hours, round the clock, a nightly
+  batch), mix of routes and prompt / completion sizes (log-normal), a few keys and a few end users;
 - ``support`` has a launch spike (five times its volume on days 12-16, a working week when
   starting on 2026-10-01) and ``analytics``
   grows 4% a day (a new pipeline ramping up), so a monthly budget set from an ordinary day
   runs out part-way through the month;
-- three routes on three priced targets (:data:`ROUTES`, :data:`PRICING`);
-  ``cost_usd`` is the policy's price of the logged tokens
+- the profile's three routes (:data:`~llmgw_kernel.traffic_profile.ROUTES`: a weighted split
+  between a cheap and a dear target, each with a fallback): each request's target is the live
+  routing draw for its request id, its delay the target's; ``cost_usd`` is the policy's price
+  of the logged tokens
   (:func:`llmgw_kernel.decisions.cost.cost_usd`), as the proxy computes it.
 
 No bodies are logged (the policy says ``bodies: none``), so replay sizes each prompt by its
@@ -44,7 +48,7 @@ import argparse
 import hashlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -52,53 +56,10 @@ from typing import Any
 
 import yaml
 
+from .traffic_profile import PROFILES, TARGETS, Profile, Team, profile_policy
+
+BY_TARGET = {t.target: t for t in TARGETS.values()}
 POLICY_FILE = "spend-history-policy.yaml"
-
-PROVIDERS: dict[str, dict[str, Any]] = {
-    "openai": {"kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY"},
-    "anthropic": {"kind": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
-}
-# route -> (provider, model, ms to first token, ms per completion token)
-ROUTES: dict[str, tuple[str, str, float, float]] = {
-    "chat": ("openai", "gpt-4o-mini", 250.0, 8.0),
-    "assistant": ("openai", "gpt-4o", 450.0, 14.0),
-    "analyst": ("anthropic", "claude-sonnet-4-5", 700.0, 18.0),
-}
-PRICING: dict[str, dict[str, float]] = {  # USD per 1M tokens
-    "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
-    "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
-    "claude-sonnet-4-5": {"input_per_1m": 3.0, "output_per_1m": 15.0},
-}
-
-_BUSINESS = (0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 9, 9, 7, 8, 9, 8, 7, 4, 2, 1, 0, 0, 0, 0)
-_ROUND_THE_CLOCK = (2, 1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 8, 8, 8, 8, 8, 7, 7, 6, 6, 5, 4, 3, 2)
-_NIGHTLY = (2, 9, 9, 8, 6, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1)
-
-
-@dataclass(frozen=True)
-class Team:
-    """How one team uses the gateway. Volumes are mean requests per day (Poisson)."""
-
-    name: str
-    per_weekday: float
-    weekend_share: float  # weekend volume / weekday volume
-    hours: tuple[float, ...]  # 24 relative weights, in the history's time zone (UTC)
-    routes: Mapping[str, float]  # route -> share of the team's requests
-    prompt_tokens: int  # median (log-normal, sigma 0.6)
-    completion_tokens: int  # median (log-normal, sigma 0.5)
-    keys: int = 2
-    users: int = 4
-    growth_per_day: float = 0.0  # volume x (1 + growth) ** day
-    spike: tuple[int, int, float] | None = None  # (first day, last day, volume factor), days from 0
-
-
-TEAMS: tuple[Team, ...] = (
-    Team("search", 90, 0.6, _ROUND_THE_CLOCK, {"chat": 0.5, "assistant": 0.5}, 6000, 300, keys=3, users=6),
-    Team("support", 45, 0.15, _BUSINESS, {"assistant": 0.8, "chat": 0.2}, 6000, 500, spike=(11, 15, 5.0)),
-    Team("analytics", 12, 0.5, _NIGHTLY, {"analyst": 0.9, "chat": 0.1}, 8000, 900, keys=1, users=2,
-         growth_per_day=0.04),
-    Team("research", 8, 0.1, _BUSINESS, {"analyst": 0.5, "assistant": 0.5}, 5000, 1200, keys=2, users=3),
-)  # fmt: skip
 
 
 @dataclass
@@ -115,30 +76,28 @@ class SpendHistoryReport:
     elapsed_s: float = 0.0
 
 
-def spend_history_policy() -> dict[str, Any]:
-    """The policy the history was "served" with: one target per route, priced; no budgets."""
-    return {
-        "description": "synthetic spend history (llmgw_kernel.spend_history); no budgets",
-        "providers": PROVIDERS,
-        "routes": {route: {"targets": [{"provider": p, "model": m}]} for route, (p, m, _, _) in ROUTES.items()},
-        "pricing": PRICING,
-        "log": {"bodies": "none"},
-    }
+def spend_history_policy(profile: Profile = PROFILES["demo"]) -> dict[str, Any]:
+    """The policy the history was "served" with: the traffic profile's routes, targets and
+    prices, no bodies logged, no budgets."""
+    doc = profile_policy(profile)
+    doc["description"] = f"synthetic spend history, profile {profile.name!r} (llmgw_kernel.spend_history); no budgets"
+    doc["log"] = {"bodies": "none"}
+    return doc
 
 
 def make_spend_history(
     data_dir: str | Path,
     days: int = 30,
     start: str | date = "2026-10-01",
-    teams: Sequence[Team] = TEAMS,
+    teams: Sequence[Team] | None = None,
     seed: int = 0,
+    profile: Profile = PROFILES["demo"],
 ) -> SpendHistoryReport:
     """Write ``days`` days of synthetic traffic from ``start`` (UTC) to the log in ``data_dir``,
     and ``spend-history-policy.yaml`` next to it. Refuses a directory that already holds a log
     (the history would be counted twice)."""
     import numpy as np
 
-    from .decisions.cost import cost_usd
     from .log.record import RequestRecord
     from .log.segments import list_segments, log_dir
     from .log.writer import LogWriter
@@ -150,7 +109,7 @@ def make_spend_history(
         raise FileExistsError(f"{root} already holds a request log; use an empty directory")
     root.mkdir(parents=True, exist_ok=True)
     policy_path = root / POLICY_FILE
-    policy_path.write_text(yaml.safe_dump(spend_history_policy(), sort_keys=False))
+    policy_path.write_text(yaml.safe_dump(spend_history_policy(profile), sort_keys=False))
     policy = load_policy(policy_path)
     first = date.fromisoformat(start) if isinstance(start, str) else start
     begin = datetime(first.year, first.month, first.day, tzinfo=UTC)
@@ -158,7 +117,8 @@ def make_spend_history(
 
     records: list[RequestRecord] = []
     teams_out: dict[str, dict[str, float]] = {}
-    for team in teams:  # each team its own stream: changing one team leaves the others' traffic as it was
+    # each team its own stream: changing one team leaves the others' traffic as it was
+    for team in teams if teams is not None else profile.teams:
         rng = np.random.default_rng([seed, int(hashlib.sha256(team.name.encode()).hexdigest()[:8], 16)])
         keys = [key_id(f"sk-synthetic-{team.name}-{k}") for k in range(team.keys)]
         users = [f"{team.name}-user-{u}" for u in range(team.users)]
@@ -179,10 +139,9 @@ def make_spend_history(
             jitter = rng.uniform(0.8, 1.3, size=n)
             for i in range(n):
                 rec = _record(
-                    RequestRecord, policy.version, seed, team.name, day, i, float(at[i]), routes[picks[i]],
+                    RequestRecord, policy, seed, team.name, day, i, float(at[i]), routes[picks[i]],
                     int(prompt[i]), int(completion[i]), keys[key_pick[i]], users[user_pick[i]], float(jitter[i]),
                 )  # fmt: skip
-                rec.cost_usd = cost_usd(policy, rec.target, int(prompt[i]), int(completion[i]))
                 spent += rec.cost_usd or 0.0
                 records.append(rec)
             n_req += n
@@ -207,21 +166,28 @@ def _daily_mean(team: Team, day: int, weekend: bool) -> float:
 
 
 def _record(
-    record_cls: Any, policy_version: str, seed: int, team: str, day: int, i: int, at: float, route: str,
+    record_cls: Any, policy: Any, seed: int, team: str, day: int, i: int, at: float, route: str,
     prompt: int, completion: int, key: str | None, user: str, jitter: float,
 ) -> Any:  # fmt: skip
-    """One successful, unlimited chat completion, filled in as the live pipeline fills it."""
-    provider, model, first_ms, per_token_ms = ROUTES[route]
-    target = f"{provider}/{model}"
+    """One successful, unlimited chat completion, filled in as the live pipeline fills it: the
+    plan is the live routing draw for the request id, the first target answers (the history
+    has no failures: errors spend nothing), its delay is the profile's, its cost the policy's."""
+    from .decisions.cost import cost_usd
+    from .decisions.routing import plan_route
+
     rid = "req_" + hashlib.sha256(f"spend-history:{seed}:{team}:{day}:{i}".encode()).hexdigest()[:24]
+    plan = plan_route(policy, route, rid)
+    target = plan.targets[0]
+    provider, model = target.split("/", 1)
     rec = record_cls(rid, at, "chat.completions")
-    upstream_ms = (first_ms + per_token_ms * completion) * jitter
+    upstream_ms = BY_TARGET[target].slow_ms * jitter
     latency_ms = upstream_ms + 3.0 * jitter  # the gateway's own overhead
-    rec.route, rec.policy_version, rec.plan, rec.route_reason = route, policy_version, (target,), "single target"
+    rec.route, rec.policy_version, rec.plan, rec.route_reason = route, policy.version, plan.targets, plan.reason
     rec.status, rec.outcome = 200, "ok"
     rec.target, rec.provider, rec.upstream_model = target, provider, model
     rec.attempts = [{"target": target, "status": 200, "latency_ms": round(upstream_ms, 3), "error": None}]
     rec.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    rec.cost_usd = cost_usd(policy, target, prompt, completion)
     rec.key_id, rec.team, rec.end_user = key, team, user
     rec.metadata = {"team": team}
     rec.body_mode = "none"

@@ -4,7 +4,7 @@ that differ in price, latency and failure rate.
 
     llmgw traffic --profile demo --data-dir llmgw-demo-data -n 600
 
-The team model (:class:`~llmgw_kernel.spend_history.Team`: volume, weekend share, hours of
+The team model (:class:`Team`: volume, weekend share, hours of
 the day, routes, token sizes, keys, users) is the one :mod:`llmgw_kernel.spend_history` writes a
 month of history with; the prompt stream (Zipf-popular intents, exact repeats, paraphrases,
 hard negatives) is :func:`llmgw_kernel.cache_traffic.plan_traffic`'s. What this module adds is
@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,13 +38,63 @@ from typing import Any
 
 import yaml
 
-from .spend_history import TEAMS, Team
+_BUSINESS = (0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 9, 9, 7, 8, 9, 8, 7, 4, 2, 1, 0, 0, 0, 0)
+_ROUND_THE_CLOCK = (2, 1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 8, 8, 8, 8, 8, 7, 7, 6, 6, 5, 4, 3, 2)
+_NIGHTLY = (2, 9, 9, 8, 6, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1)
 
-#: target name -> (demo model with its behaviour knobs, USD per 1M input tokens, per 1M output)
-TARGETS: dict[str, tuple[str, float, float]] = {
-    "mini": ("demo-mini-slow-15ms-flaky-1pct", 0.15, 0.60),
-    "large": ("demo-large-slow-60ms-flaky-2pct", 2.50, 10.00),
-    "reasoner": ("demo-reasoner-slow-150ms-flaky-6pct", 3.00, 15.00),
+
+@dataclass(frozen=True)
+class Team:
+    """How one team uses the gateway. Volumes are mean requests per day (Poisson)."""
+
+    name: str
+    per_weekday: float
+    weekend_share: float  # weekend volume / weekday volume
+    hours: tuple[float, ...]  # 24 relative weights, in the history's time zone (UTC)
+    routes: Mapping[str, float]  # route -> share of the team's requests
+    prompt_tokens: int  # median (log-normal, sigma 0.6)
+    completion_tokens: int  # median (log-normal, sigma 0.5)
+    keys: int = 2
+    users: int = 4
+    growth_per_day: float = 0.0  # volume x (1 + growth) ** day
+    spike: tuple[int, int, float] | None = None  # (first day, last day, volume factor), days from 0
+
+
+TEAMS: tuple[Team, ...] = (
+    Team("search", 90, 0.6, _ROUND_THE_CLOCK, {"chat": 0.5, "assistant": 0.5}, 6000, 300, keys=3, users=6),
+    Team("support", 45, 0.15, _BUSINESS, {"assistant": 0.8, "chat": 0.2}, 6000, 500, spike=(11, 15, 5.0)),
+    Team("analytics", 12, 0.5, _NIGHTLY, {"analyst": 0.9, "chat": 0.1}, 8000, 900, keys=1, users=2,
+         growth_per_day=0.04),
+    Team("research", 8, 0.1, _BUSINESS, {"analyst": 0.5, "assistant": 0.5}, 5000, 1200, keys=2, users=3),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One upstream of the profile, served offline by the ``demo`` provider: its model name
+    carries the behaviour knobs (a fixed delay, a failure rate), the profile's pricing its price."""
+
+    name: str
+    slow_ms: int  # the demo provider's delay before it answers
+    flaky_pct: int  # share of attempts that fail upstream
+    input_per_1m: float  # USD per 1M prompt tokens
+    output_per_1m: float  # USD per 1M completion tokens
+
+    @property
+    def model(self) -> str:
+        return f"demo-{self.name}-slow-{self.slow_ms}ms-flaky-{self.flaky_pct}pct"
+
+    @property
+    def target(self) -> str:
+        """The ``provider/model`` name the log records."""
+        return f"demo/{self.model}"
+
+
+#: a cheap fast model, a dear one, a slow and flaky reasoning model
+TARGETS: dict[str, TargetSpec] = {
+    "mini": TargetSpec("mini", 15, 1, 0.15, 0.60),
+    "large": TargetSpec("large", 60, 2, 2.50, 10.00),
+    "reasoner": TargetSpec("reasoner", 150, 6, 3.00, 15.00),
 }
 #: route -> [(target, weight)]: the first target is drawn by weight (weight 0: a fallback only)
 ROUTES: dict[str, list[tuple[str, int]]] = {
@@ -80,14 +130,16 @@ class Planned:
 def profile_policy(profile: Profile) -> dict[str, Any]:
     """The policy the profile is served with (the demo provider; real prices)."""
     routes = {
-        route: {"targets": [{"provider": "demo", "model": TARGETS[t][0], "weight": w} for t, w in targets]}
+        route: {"targets": [{"provider": "demo", "model": TARGETS[t].model, "weight": w} for t, w in targets]}
         for route, targets in ROUTES.items()
     }
     return {
         "description": f"synthetic traffic profile {profile.name!r} (llmgw_kernel.traffic_profile)",
         "providers": {"demo": {"kind": "demo"}},
         "routes": routes,
-        "pricing": {model: {"input_per_1m": i, "output_per_1m": o} for model, i, o in TARGETS.values()},
+        "pricing": {
+            t.model: {"input_per_1m": t.input_per_1m, "output_per_1m": t.output_per_1m} for t in TARGETS.values()
+        },
         "log": {"bodies": "full", "flush_ms": 200},
     }
 

