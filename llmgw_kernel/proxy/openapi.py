@@ -39,6 +39,7 @@ DESCRIPTIONS: dict[str, Description] = {
     "/v1/messages": Description("Anthropic Messages API", "Anthropic", True),
     "/v1/messages/count_tokens": Description("Anthropic token counting, answered by the gateway", "Anthropic"),
     "/v1/llmgw/key": Description("The presenting virtual key's settings and spend", "llmgw"),
+    "/v1/llmgw/feedback": Description("Feedback on a served cache hit, by request id", "llmgw"),
     "/health": Description("Readiness and status report", "llmgw"),
     "/health/ready": Description("Readiness and status report", "llmgw"),
     "/health/live": Description("Liveness", "llmgw"),
