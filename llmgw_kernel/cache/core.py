@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..decisions import cache as decide
+from .bound import Bound, Outcome
 from .embedder import DEFAULT_MODEL
 from .exact import Entry, ExactStore
 
@@ -52,7 +53,10 @@ class Query:
     """One request's cache identity, computed once (live: by ``CacheService.prepare`` and the
     embedding job; replay: from the logged facts)."""
 
-    __slots__ = ("settings", "route", "ns", "key", "read", "context", "vector", "features", "model", "text", "row")
+    __slots__ = (
+        "settings", "route", "ns", "key", "read", "context", "vector", "features", "model", "text", "row", "threshold",
+        "nearest",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -78,6 +82,15 @@ class Query:
         self.model = model  # the embedding model that made ``vector``
         self.text: str | None = None  # live only: what the worker embeds
         self.row = row  # replay only: the window row (a sweep's neighbour lists are by row)
+        self.threshold: float | None = None  # replay of the live bound: the logged threshold it applied
+        self.nearest: Nearest | None = None  # a miss under the bound: the entry its answer is compared with
+
+
+class Nearest(NamedTuple):
+    """The entry a semantic decision under the bound was about, and its similarity."""
+
+    entry: Entry
+    similarity: float
 
 
 class Found(NamedTuple):
@@ -87,6 +100,8 @@ class Found(NamedTuple):
     entry: Entry | None
     similarity: float | None = None  # of the best semantic candidate, hit or not
     reason: str | None = None  # why a miss (``semantic: below threshold``, ...), None for hits
+    threshold: float | None = None  # the bound's learned threshold the decision applied (None: static)
+    nearest: Nearest | None = None  # the bound: the nearest entry that passed verification (hit or not)
 
 
 def semantic_model(sem: SemanticCacheSettings | None) -> str:
@@ -103,6 +118,10 @@ def semantic_settings(q: Query) -> SemanticCacheSettings | None:
     return sem
 
 
+def _no_floor(eid: int) -> float:
+    return 0.0
+
+
 class Caches:
     """Every route's exact and semantic stores, and the decisions made over them.
 
@@ -112,7 +131,10 @@ class Caches:
     def __init__(self) -> None:
         self.exact: dict[str, ExactStore] = {}
         self.semantic: dict[tuple[str, str], SemanticStore] = {}  # (route, model) -> store
+        self.bounds: dict[tuple[str, str], Bound] = {}  # (route, model) -> learned thresholds
         self.maps = threading.Lock()
+        self._feed: list[Outcome] = []  # replay: outcomes to learn in time order
+        self._fed = 0
 
     # -- stores ------------------------------------------------------------------------------
 
@@ -166,10 +188,62 @@ class Caches:
             return Found("miss", None)
         entries: dict[int, Entry] = {}
         cands = self.search(q, ts, sem.ttl_s, entries)
-        verdict = decide.choose(sem.threshold if threshold is None else threshold, sem.verify, q.features, cands)
+        if sem.max_false_hit_rate is None or threshold is not None:
+            verdict = decide.choose(sem.threshold if threshold is None else threshold, sem.verify, q.features, cands)
+            if verdict.entry is not None:
+                return Found("semantic-hit", entries[verdict.entry], verdict.similarity)
+            return Found("miss", None, verdict.similarity, f"semantic: {verdict.reason}")
+        return self._bounded(q, ts, sem, list(cands), entries)
+
+    def _bounded(
+        self, q: Query, ts: float, sem: SemanticCacheSettings, cands: list[decide.Candidate], entries: dict[int, Entry]
+    ) -> Found:
+        """The semantic verdict under ``max_false_hit_rate``: the region's learned threshold
+        (the logged one when replaying the live decision) and each entry's own floor."""
+        assert sem.max_false_hit_rate is not None and q.model is not None
+        self.catch_up(ts)
+        bound = self.bound(q.route, q.model)
+        if q.threshold is not None:
+            t, floor = q.threshold, _no_floor
+        else:
+            t = bound.threshold(sem.max_false_hit_rate)
+
+            def floor(eid: int) -> float:
+                return bound.floor(entries[eid].request_id)
+
+        verdict = decide.choose(t, sem.verify, q.features, cands, floor)
+        near = None
+        if verdict.nearest is not None:
+            near = Nearest(entries[verdict.nearest], next(c.similarity for c in cands if c.entry == verdict.nearest))
         if verdict.entry is not None:
-            return Found("semantic-hit", entries[verdict.entry], verdict.similarity)
-        return Found("miss", None, verdict.similarity, f"semantic: {verdict.reason}")
+            return Found("semantic-hit", entries[verdict.entry], verdict.similarity, None, verdict.threshold, near)
+        return Found("miss", None, verdict.similarity, f"semantic: {verdict.reason}", verdict.threshold, near)
+
+    # -- learning (the bound) ----------------------------------------------------------------
+
+    def bound(self, route: str, model: str) -> Bound:
+        """The learned thresholds of a region (route and embedding model)."""
+        found = self.bounds.get((route, model))
+        if found is None:
+            with self.maps:
+                found = self.bounds.setdefault((route, model), Bound())
+        return found
+
+    def learn(self, outcome: Outcome) -> None:
+        """Learn one verified outcome (live: on the cache worker, in the order they became known)."""
+        self.bound(outcome.route, outcome.model).add(outcome)
+
+    def attach_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        """Replay: outcomes to learn as lookups pass the times they became known."""
+        self._feed = sorted(outcomes, key=lambda o: o.known_at)
+        self._fed = 0
+
+    def catch_up(self, ts: float) -> None:
+        """Learn the attached outcomes known before ``ts``."""
+        feed = self._feed
+        while self._fed < len(feed) and feed[self._fed].known_at < ts:
+            self.learn(feed[self._fed])
+            self._fed += 1
 
     def search(self, q: Query, ts: float, ttl_s: float, entries: dict[int, Entry]) -> Iterable[decide.Candidate]:
         """The nearest entries of ``q``'s group visible at ``ts``, best first, noting each

@@ -38,9 +38,10 @@ import orjson
 
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
-from .core import Caches, Found, Query
+from .core import Caches, Found, Query, semantic_model
 from .embedder import DEFAULT_MODEL, Embedder
 from .exact import Entry, ExactStore
+from .learning import Learning
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,6 +83,8 @@ class CacheService:
         self.hits = self.semantic_hits = self.misses = 0
         self.dirty = False
         self.restored: str | None = None  # snapshot | log | empty, once start-up restore finished
+        self.learning = Learning(self.caches, self.pool, Path(data_dir), self.embedder)
+        self.bounded: dict[tuple[str, str], float] = {}  # (route, model) -> max_false_hit_rate in force
 
     def _stores(self) -> tuple[list[tuple[str, ExactStore]], list[tuple[tuple[str, str], SemanticStore]]]:
         """The exact and semantic stores, copied (another thread may be adding one)."""
@@ -91,10 +94,14 @@ class CacheService:
 
     def sync(self, policy: Policy) -> None:
         """Start loading every embedding model the policy's routes need (in the background)."""
+        bounded = {}
         for route in policy.routes:
             settings = policy.cache_for(route)
             if settings is not None and settings.semantic is not None:
                 self.embedder(settings.semantic.model).start()
+                if settings.semantic.max_false_hit_rate is not None:
+                    bounded[(route, semantic_model(settings.semantic))] = settings.semantic.max_false_hit_rate
+        self.bounded = bounded
 
     def embedder(self, model: str | None) -> Embedder:
         name = model or DEFAULT_MODEL
@@ -111,6 +118,7 @@ class CacheService:
             "exact_entries": {r: len(s) for r, s in exact},
             "semantic_entries": {f"{r} ({m})": len(s) for (r, m), s in semantic},
             "models": {name: (f"failed: {e.error}" if e.error else e.state) for name, e in self.embedders.items()},
+            **({"bound": self.learning.report(self.bounded)} if self.bounded else {}),
         }
 
     # -- the request path --------------------------------------------------------------------
@@ -175,11 +183,13 @@ class CacheService:
         found = await loop.run_in_executor(self.pool, self._semantic_job, q, emb, rec.ts)
         rec.embedding, rec.cache_features = q.vector, q.features.to_json() if q.features else None
         if found is not None:
-            rec.cache_similarity = found.similarity
+            rec.cache_similarity, rec.cache_threshold, q.nearest = found.similarity, found.threshold, found.nearest
             if found.entry is not None:
                 self.semantic_hits += 1
                 rec.cache, rec.cache_source = "semantic-hit", found.entry.request_id
                 rec.cache_reason = None
+                if self.learning.hit(q, rec.request_id, rec.key_id):
+                    rec.cache_verify = "sampled"  # the proxy asks upstream once the answer is served
                 return Hit("semantic-hit", found.entry, found.similarity)
             rec.cache_reason = rec.cache_reason or found.reason
         self.misses += 1
@@ -202,7 +212,19 @@ class CacheService:
         self.caches.store_exact(q, entry)
         if q.settings.semantic is not None and q.vector is not None:
             self.pool.submit(self.caches.add_semantic, q, entry)
+        if q.nearest is not None:  # a miss under the bound: compare its answer with the nearest entry's
+            rec.cache_verify = "shadow"
+            self.learning.compare_later(q, q.nearest, body, rec.request_id, "shadow", None)
         self.dirty = True
+
+    def checked(self, q: Query, request_id: str, fresh: bytes, cost: float | None) -> None:
+        """A sampled hit's fresh answer arrived (the proxy asked upstream): compare and learn."""
+        if q.nearest is not None:
+            self.learning.compare_later(q, q.nearest, fresh, request_id, "sampled", cost)
+
+    def feedback(self, request_id: str, correct: bool, key: str | None) -> bool:
+        """A user's verdict on a recent semantic hit under the bound (False: unknown to us)."""
+        return self.learning.feedback(request_id, correct, key)
 
     @staticmethod
     def saved_usd(policy: Policy, entry: Entry) -> float | None:
@@ -289,7 +311,9 @@ class CacheService:
         return len(lines)
 
     def restore(self, policy: Policy, log_dir: Path | None = None) -> tuple[str, int]:
-        """Load the snapshot, else rebuild from the log. Runs on the worker before serving hits."""
+        """Load the snapshot, else rebuild from the log; learn the journaled outcomes again. Runs
+        on the worker before serving hits."""
+        self.learning.restore()
         if (self.directory / "entries.jsonl").exists():
             n = self._load_snapshot(policy)
             return "snapshot", n
@@ -372,6 +396,7 @@ class CacheService:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=False)
+        self.learning.journal.close()
 
 
 class LazyBody:

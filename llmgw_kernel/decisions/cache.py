@@ -31,7 +31,7 @@ Identity
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -160,24 +160,47 @@ class SemanticVerdict(NamedTuple):
     entry: int | None  # the entry that answers, None = miss
     similarity: float | None  # of the best candidate (hit or not)
     reason: str  # semantic-hit | below threshold | rejected: <why> | empty
+    nearest: int | None = None  # the most similar candidate that passed verification (hit or not)
+    threshold: float | None = None  # the threshold applied to the deciding candidate (its own floor included)
 
 
-def choose(threshold: float, check: bool, query: Features | None, candidates: Iterable[Candidate]) -> SemanticVerdict:
+def choose(
+    threshold: float,
+    check: bool,
+    query: Features | None,
+    candidates: Iterable[Candidate],
+    floor: Callable[[int], float] | None = None,
+) -> SemanticVerdict:
     """The semantic decision: the most similar candidate at or above ``threshold`` that passes
-    verification answers; candidates come best first (at most :data:`CANDIDATES`)."""
+    verification answers; candidates come best first (at most :data:`CANDIDATES`).
+
+    ``floor`` (the learned bound): a candidate's own lowest similarity (an entry seen to answer
+    wrongly); the search then goes on below ``threshold`` until it has found the nearest
+    candidate that passes verification (the one a miss is compared with)."""
     best: float | None = None
     rejected = None
+    nearest: Candidate | None = None
     for cand in candidates:
         if best is None:
             best = cand.similarity
-        if cand.similarity < threshold:
+        if cand.similarity < threshold and (floor is None or nearest is not None):
             break
         if check and query is not None and cand.features is not None:
             why = verify(query, cand.features)
             if why is not None:
                 rejected = rejected or why
                 continue
-        return SemanticVerdict(cand.entry, cand.similarity, "semantic-hit")
+        if floor is None:
+            return SemanticVerdict(cand.entry, cand.similarity, "semantic-hit")
+        need = max(threshold, floor(cand.entry))
+        if cand.similarity >= need:
+            return SemanticVerdict(cand.entry, cand.similarity, "semantic-hit", cand.entry, need)
+        nearest = nearest or cand
     if best is None:
-        return SemanticVerdict(None, None, "empty")
-    return SemanticVerdict(None, best, f"rejected: {rejected}" if rejected else "below threshold")
+        return SemanticVerdict(None, None, "empty", None, None if floor is None else threshold)
+    reason = f"rejected: {rejected}" if rejected else "below threshold"
+    if floor is None:
+        return SemanticVerdict(None, best, reason)
+    if nearest is None:
+        return SemanticVerdict(None, best, reason, None, threshold)
+    return SemanticVerdict(None, best, reason, nearest.entry, max(threshold, floor(nearest.entry)))

@@ -1,0 +1,176 @@
+"""Learned semantic thresholds under a user's false-hit bound (docs/cache.md#a-false-hit-bound-max_false_hit_rate).
+
+A :class:`Bound` holds the verified outcomes of one region (a route and embedding model):
+how often a cached answer was the same as the model's fresh answer, by the similarity of the
+request to that entry. Its :meth:`Bound.threshold` is the lowest similarity ``t`` at which
+the evidence says, at 95% confidence, that at most ``delta`` of the answers served at ``s >=
+t`` are wrong: the one-sided Clopper-Pearson upper bound of the wrong share among outcomes
+at ``s >= t`` is within ``delta``. Candidate thresholds are tested from the top down and the
+scan stops at the first that fails (fixed-sequence testing); thresholds with too few outcomes
+above them for any result to pass are skipped — which those are depends on the similarities
+only, not on the outcomes. Per entry: an entry once seen to answer differently at similarity
+``s`` never answers a request below ``s + ENTRY_MARGIN``.
+
+Pure and deterministic: the same outcomes in the same order give the same thresholds, live
+and in replay.
+
+>>> b = Bound()
+>>> b.threshold(0.01)          # no evidence: nothing is served
+1.01
+>>> for i in range(400):
+...     b.add(Outcome(float(i), "r", "m", f"e{i}", f"q{i}", 0.97, True, "shadow"))
+>>> b.threshold(0.01)
+0.97
+>>> b.add(Outcome(400.0, "r", "m", "e7", "q400", 0.98, False, "shadow"))
+>>> b.threshold(0.01), b.floor("e7")   # 1 wrong in 401: not yet evidence of <= 1%
+(1.01, 0.99)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+#: similarity bins of this width: thresholds are multiples of it
+STEP = 0.005
+_BINS = int(round(1 / STEP)) + 1
+#: confidence of the upper bound on the false-hit rate
+CONFIDENCE = 0.95
+#: an entry that answered differently at ``s`` serves only from ``s`` + this
+ENTRY_MARGIN = 0.01
+#: no threshold (nothing is served)
+NEVER = 1.01
+#: entries whose wrong answers are remembered, per region (the oldest are forgotten first)
+MAX_FLOORS = 100_000
+
+# effective defaults of the options that are None in the policy
+DEFAULT_VERIFY_RATE = 0.05
+DEFAULT_VERIFY_MAX_USD_PER_HOUR = 1.0
+DEFAULT_EQUIVALENCE = "normalised"
+DEFAULT_ANSWER_THRESHOLD = 0.9
+
+
+class Outcome(NamedTuple):
+    """One verified comparison: did entry ``source``'s answer equal the model's answer to
+    request ``request``, at similarity ``similarity``? ``by``: shadow (a miss compared with its
+    nearest entry), sampled (a served hit also asked upstream) or feedback (a user said so)."""
+
+    known_at: float  # epoch seconds when the outcome became known (learning order)
+    route: str
+    model: str
+    source: str
+    request: str
+    similarity: float
+    same: bool
+    by: str
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self._asdict())
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> Outcome:
+        return cls(
+            float(d["known_at"]), str(d["route"]), str(d["model"]), str(d["source"]), str(d["request"]),  # type: ignore[arg-type]
+            float(d["similarity"]), bool(d["same"]), str(d["by"]),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (k is small where it matters)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 1.0 if k >= n else 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(min(k, n) + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+    return min(total, 1.0)
+
+
+def within(wrong: int, n: int, delta: float, confidence: float = CONFIDENCE) -> bool:
+    """Whether the one-sided Clopper-Pearson upper bound of ``wrong / n`` is at most ``delta``
+    (equivalently: ``wrong`` or fewer errors would be unlikely, ``1 - confidence``, were the
+    true rate ``delta``)."""
+    return n > 0 and binom_cdf(wrong, n, delta) <= 1 - confidence
+
+
+def min_outcomes(delta: float, confidence: float = CONFIDENCE) -> int:
+    """The fewest outcomes with which any result (none wrong) can pass :func:`within`."""
+    return math.ceil(math.log(1 - confidence) / math.log1p(-delta))
+
+
+def wilson(wrong: int, n: int, z: float = 1.96) -> tuple[float | None, float | None, float | None]:
+    """The wrong share and its Wilson score interval (95% by default); Nones without data."""
+    if n <= 0:
+        return None, None, None
+    p = wrong / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bin_of(similarity: float) -> int:
+    """The bin of a similarity: bin ``i`` holds ``[i * STEP, (i + 1) * STEP)``."""
+    return min(max(int(math.floor(similarity / STEP + 1e-9)), 0), _BINS - 1)
+
+
+class Bound:
+    """The outcomes of one region and the thresholds they allow (see the module doc)."""
+
+    __slots__ = ("n", "wrong", "floors", "served_n", "served_wrong", "_cache")
+
+    def __init__(self) -> None:
+        self.n = [0] * _BINS  # outcomes per similarity bin
+        self.wrong = [0] * _BINS  # of which the answers differed
+        self.floors: dict[str, float] = {}  # entry request id -> lowest similarity it may serve at
+        self.served_n = self.served_wrong = 0  # outcomes of served hits (sampled, feedback)
+        self._cache: dict[float, float] = {}  # delta -> threshold, until the next outcome
+
+    def add(self, o: Outcome) -> None:
+        """Learn one outcome."""
+        b = bin_of(o.similarity)
+        self.n[b] += 1
+        if o.by != "shadow":
+            self.served_n += 1
+            self.served_wrong += not o.same
+        if not o.same:
+            self.wrong[b] += 1
+            floor = min(o.similarity + ENTRY_MARGIN, NEVER)
+            if floor > self.floors.get(o.source, 0.0):
+                self.floors.pop(o.source, None)
+                self.floors[o.source] = floor
+                if len(self.floors) > MAX_FLOORS:
+                    self.floors.pop(next(iter(self.floors)))
+        self._cache.clear()
+
+    def floor(self, source: str) -> float:
+        """The lowest similarity at which entry ``source`` may answer (0: no evidence against it)."""
+        return self.floors.get(source, 0.0)
+
+    def threshold(self, delta: float, confidence: float = CONFIDENCE) -> float:
+        """The lowest similarity at which a hit is served (:data:`NEVER`: none yet)."""
+        found = self._cache.get(delta)
+        if found is None:
+            found = self._cache[delta] = self._scan(delta, confidence)
+        return found
+
+    def _scan(self, delta: float, confidence: float) -> float:
+        need = min_outcomes(delta, confidence)
+        best, n, wrong = NEVER, 0, 0
+        for b in range(_BINS - 1, -1, -1):
+            n += self.n[b]
+            wrong += self.wrong[b]
+            if not self.n[b] or n < need:
+                continue  # nothing new to test here, or too few outcomes for any result to pass
+            if not within(wrong, n, delta, confidence):
+                break
+            best = round(b * STEP, 6)
+        return best
+
+    def estimate(self) -> dict[str, float | int | None]:
+        """The false-hit rate of served hits, from the verified ones (sampled and feedback),
+        with its 95% Wilson interval."""
+        rate, low, high = wilson(self.served_wrong, self.served_n)
+        return {"verified_hits": self.served_n, "false": self.served_wrong, "rate": rate, "low": low, "high": high}
