@@ -44,6 +44,7 @@ from .asgi import JSON, SSE_HEADERS, ClientDisconnected, Receive, Scope, Send, r
 from .attempts import attempt as _attempt
 from .attempts import upstream_error as _upstream_error
 from .cache_stream import completion_chunks
+from .cache_verify import start_check
 from .credentials import presented_key
 from .errors import GatewayError, bad_request, guardrail_error, not_found_model
 from .guardrails import check_input, check_output
@@ -251,6 +252,8 @@ async def handle(
             hit = await gw.cache.lookup(query, rec) if query is not None else None
             if hit is not None:
                 await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish, guard)
+                if rec.cache_verify == "sampled" and query is not None:  # checked beside, after it was served
+                    start_check(gw, snap, rec, body, query)
                 return
             headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
         if endpoint == "chat.completions" and body.get("stream"):
