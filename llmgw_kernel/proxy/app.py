@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from ..keys.store import AuthError, VirtualKey
-from . import admin, anthropic_inbound, count_tokens, openapi, pipeline, responses_inbound
+from . import admin, anthropic_inbound, count_tokens, feedback, openapi, pipeline, responses_inbound
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
 from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
@@ -98,6 +98,10 @@ async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
 
 async def _count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await count_tokens.handle(gw, scope, receive, send, _caller)
+
+
+async def _feedback(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await feedback.handle(gw, scope, receive, send, _caller)
 
 
 async def _openapi(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,6 +198,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/health/live": {"GET": _live},
     "/metrics": {"GET": _metrics},
     "/v1/llmgw/key": {"GET": _key_info},
+    "/v1/llmgw/feedback": {"POST": _feedback},
     "/openapi.json": {"GET": _openapi},
 }
 # routes with a path parameter, served by prefix in GatewayApp._route: {template: methods}
