@@ -67,8 +67,10 @@ _OPTS = orjson.OPT_SERIALIZE_NUMPY
 JOURNAL_RE = re.compile(r"^journal-(\d{16})-(\d{6})\.wal$")
 
 
-def journal_dir(data_dir: str | os.PathLike[str]) -> Path:
-    return Path(data_dir) / "log" / "journal"
+def journal_dir(data_dir: str | os.PathLike[str], replica: str = "") -> Path:
+    """``<data_dir>/log/journal``; a replica's journal is ``<data_dir>/log/journal/<replica>``."""
+    root = Path(data_dir) / "log" / "journal"
+    return root / replica if replica else root
 
 
 def journal_name(seq: int, n: int) -> str:

@@ -3,8 +3,11 @@
 ``<data_dir>/log/requests/seg-<lo>-<hi>.parquet`` holds the rows of flushes ``lo..hi``.
 A flush writes one segment (``lo == hi``); compaction merges a run of segments into one
 whose range contains theirs. A segment whose range is contained in another's is
-*superseded*. ``seg-0-0`` is an empty segment that anchors the schema (a glob over zero
-files is an error in DuckDB); every segment carries all of its columns.
+*superseded*. Replicas sharing one data directory (docs/deploy.md) each write their own
+series, ``seg-<replica>-<lo>-<hi>.parquet``, numbered and merged independently: ranges are
+compared only within one replica's series, and readers read every series as one table.
+``seg-0-0`` is an empty segment that anchors the schema (a glob over zero files is an error
+in DuckDB); every segment carries all of its columns.
 
 Which segments a query reads (:func:`visible`) depends only on the names and modification
 times in the directory and the query's start time, and DuckDB prunes the others by name
@@ -26,7 +29,11 @@ from pathlib import Path
 
 from .schema import COLUMNS
 
-SEGMENT_RE = re.compile(r"^seg-(\d{16})-(\d{16})\.parquet$")
+#: a replica id: a lower-case letter first (so every replica's segments sort after the anchor
+#: ``seg-0…``), then lower-case letters, digits and ``-`` (a Kubernetes pod name fits)
+REPLICA_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+#: groups 1 and 2 are lo and hi; the replica (if any) is the text between ``seg-`` and lo
+SEGMENT_RE = re.compile(r"^seg-(?:[a-z][a-z0-9-]{0,62}-)?(\d{16})-(\d{16})\.parquet$")
 ANCHOR_NAME = f"seg-{0:016d}-{0:016d}.parquet"
 MATURE_S = 5.0  # a merged segment replaces its inputs for readers this long after it appeared
 
@@ -36,6 +43,13 @@ class Segment:
     lo: int
     hi: int
     path: Path
+    replica: str = ""  # "" for a data directory served by one process; read from the name when not given
+
+    def __post_init__(self) -> None:
+        if not self.replica:
+            m = SEGMENT_RE.match(self.path.name)
+            if m is not None and m.start(1) > 4:
+                object.__setattr__(self, "replica", self.path.name[4 : m.start(1) - 1])
 
     @property
     def span(self) -> int:
@@ -46,8 +60,18 @@ def log_dir(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / "log" / "requests"
 
 
-def segment_name(lo: int, hi: int) -> str:
-    return f"seg-{lo:016d}-{hi:016d}.parquet"
+def segment_name(lo: int, hi: int, replica: str = "") -> str:
+    """``seg-<lo>-<hi>.parquet``, or ``seg-<replica>-<lo>-<hi>.parquet`` for a replica's series.
+
+    >>> segment_name(3, 4, "gw-1-0")
+    'seg-gw-1-0-0000000000000003-0000000000000004.parquet'
+    >>> Segment(3, 4, Path(segment_name(3, 4, "gw-1-0"))).replica
+    'gw-1-0'
+    """
+    if replica and not REPLICA_RE.match(replica):
+        raise ValueError(f"not a replica id: {replica!r} (a-z first, then a-z, 0-9, '-'; at most 63)")
+    prefix = f"seg-{replica}-" if replica else "seg-"
+    return f"{prefix}{lo:016d}-{hi:016d}.parquet"
 
 
 def list_segments(directory: Path) -> list[Segment]:
@@ -64,12 +88,18 @@ def list_segments(directory: Path) -> list[Segment]:
     return out
 
 
+def series(segments: list[Segment], replica: str) -> list[Segment]:
+    """The segments of one replica's series (``""``: the unreplicated one)."""
+    return [s for s in segments if s.replica == replica]
+
+
 def split_live(segments: list[Segment]) -> tuple[list[Segment], list[Segment]]:
-    """(live, superseded): a segment is superseded when a wider one contains its range."""
+    """(live, superseded): a segment is superseded when a wider one of its series contains
+    its range."""
     live: list[Segment] = []
     superseded: list[Segment] = []
     for s in segments:
-        if any(o.lo <= s.lo and s.hi <= o.hi and o.span > s.span for o in segments):
+        if any(o.replica == s.replica and o.lo <= s.lo and s.hi <= o.hi and o.span > s.span for o in segments):
             superseded.append(s)
         else:
             live.append(s)
@@ -81,10 +111,19 @@ def visible(segments: list[tuple[Segment, float]], now: float, mature_s: float |
 
     A merged segment (``lo < hi``) that still has an input on disk is read only once it is
     ``mature_s`` old; a segment contained in a mature wider one is not read. Each row is then
-    read exactly once at any ``now``. O(n log n).
+    read exactly once at any ``now``. Each replica's series is decided on its own (their
+    ranges are independent numberings). O(n log n).
     """
-    if mature_s is None:
-        mature_s = MATURE_S
+    by_replica: dict[str, list[tuple[Segment, float]]] = {}
+    for item in segments:
+        by_replica.setdefault(item[0].replica, []).append(item)
+    out: set[str] = set()
+    for group in by_replica.values():
+        out |= _visible_series(group, now, MATURE_S if mature_s is None else mature_s)
+    return out
+
+
+def _visible_series(segments: list[tuple[Segment, float]], now: float, mature_s: float) -> set[str]:
     names = {s.path.name for s, _ in segments}
     wide = sorted((s.lo, -s.hi, s) for s, mtime in segments if s.lo < s.hi and mtime <= now - mature_s)
     starts = [lo for lo, _, _ in wide]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from . import segments as seg_layout
 from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
 from .schema import COLUMNS
 from .segments import (
+    ANCHOR_NAME,
     Segment,
     _sql_path,
     ensure_anchor,
@@ -66,7 +68,10 @@ class LogWriter:
     """Append-only writer of ``<data_dir>/log/requests``. Thread-safe ``append``.
 
     ``journal=False`` skips the write-ahead journal (bulk writers that can rerun, e.g. synthetic
-    history); the server always journals.
+    history); the server always journals. ``replica`` names this writer's own series of
+    segments and journal when several processes share the data directory (each claims a
+    distinct id: :func:`llmgw_kernel.datadir.claim_replica`); it numbers, merges, recovers and
+    deletes only its own files.
     """
 
     def __init__(
@@ -75,13 +80,15 @@ class LogWriter:
         flush_ms: int = 500,
         journal: bool = True,
         on_flush: Callable[[list[RequestRecord]], None] | None = None,
+        replica: str | None = None,
     ) -> None:
         import duckdb
 
+        self.replica = replica or ""
+        segment_name(0, 0, self.replica)  # an invalid id fails here, before anything is written
         self.directory = log_dir(data_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        _remove_stale_temporaries(self.directory, self.replica)
         ensure_anchor(self.directory)
         ensure_columns(self.directory)  # readers take every segment's schema from the anchor
         self.flush_s = flush_ms / 1000
@@ -93,7 +100,7 @@ class LogWriter:
         self._append_lock = threading.Lock()  # journal + buffer move together
         self._wake = threading.Event()
         self._stop = False
-        self._seq = max((s.hi for s in list_segments(self.directory)), default=0) + 1
+        self._seq = max((s.hi for s in self._own_segments()), default=0) + 1
         self._con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self._con.execute("SET TimeZone = 'UTC'")
         self._merge_con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
@@ -106,7 +113,7 @@ class LogWriter:
         self._done_journals: list[Path] = []  # journal files whose records are in _pending or written
         self._journal: wal.Journal | None = None
         if journal:
-            jdir = wal.journal_dir(data_dir)
+            jdir = wal.journal_dir(data_dir, self.replica)
             with self._lock:
                 self._recover(jdir)
             self._journal = wal.Journal(jdir, self._seq)
@@ -116,6 +123,10 @@ class LogWriter:
         # merges run beside the flushes: a long merge never delays the rows of the next flush
         self._compactor = threading.Thread(target=self._run_compactor, name="llmgw-log-compactor", daemon=True)
         self._compactor.start()
+
+    def _own_segments(self) -> list[Segment]:
+        """This writer's series (other replicas' segments are theirs to number and merge)."""
+        return seg_layout.series(list_segments(self.directory), self.replica)
 
     # -- hot path -----------------------------------------------------------------------
     def append(self, record: RequestRecord) -> None:
@@ -303,14 +314,14 @@ class LogWriter:
         self._delete_journals()
 
     def _ids_since(self, seq: int) -> set[str]:
-        files = [str(s.path) for s in list_segments(self.directory) if s.hi >= seq and s.lo > 0]
+        files = [str(s.path) for s in self._own_segments() if s.hi >= seq and s.lo > 0]
         if not files:
             return set()
         rows = self._con.execute("SELECT request_id FROM read_parquet(?, union_by_name=true)", [files]).fetchall()
         return {r[0] for r in rows}
 
     def _write_segment(self, lines: list[bytes], seq: int) -> None:
-        final = self.directory / segment_name(seq, seq)
+        final = self.directory / segment_name(seq, seq, self.replica)
         jsonl = self.directory / f".{final.name}.jsonl.tmp"
         tmp = self.directory / f".{final.name}.tmp"
         with open(jsonl, "wb") as fh:
@@ -328,7 +339,7 @@ class LogWriter:
             tmp.unlink(missing_ok=True)
 
     def _compact_locked(self) -> None:
-        live, _ = split_live([s for s in list_segments(self.directory) if s.lo > 0])
+        live, _ = split_live([s for s in self._own_segments() if s.lo > 0])
         by_class: dict[int, list[Segment]] = {}
         for s in live:
             by_class.setdefault(_size_class(s.span), []).append(s)
@@ -341,7 +352,7 @@ class LogWriter:
         # latency); readers sort. An ORDER BY ts here made DuckDB materialise and sort the
         # whole run: ~30 MB more peak RSS per level-0 merge at ~3000 req/s.
         lo, hi = group[0].lo, max(s.hi for s in group)
-        final = self.directory / segment_name(lo, hi)
+        final = self.directory / segment_name(lo, hi, self.replica)
         tmp = self.directory / f".{final.name}.tmp"
         files = [str(s.path) for s in group]
         try:
@@ -357,7 +368,7 @@ class LogWriter:
             tmp.unlink(missing_ok=True)
 
     def _collect_garbage(self) -> None:
-        segments = list_segments(self.directory)
+        segments = self._own_segments()
         _, superseded = split_live(segments)
         now = time.time()
         for s in superseded:
@@ -367,6 +378,25 @@ class LogWriter:
                     s.path.unlink(missing_ok=True)
             except FileNotFoundError:
                 continue
+
+
+STALE_TMP_S = 3600.0  # another process's temporary file this old is a crash's leftover
+_WRITER_TMP_RE = re.compile(r"^\.(seg-.*\.parquet)(?:\.jsonl)?\.tmp$")  # what _write_segment and _merge leave
+
+
+def _remove_stale_temporaries(directory: Path, replica: str) -> None:
+    """Delete the temporary files a crash of this writer left (a flush's or a merge's:
+    ``.<segment of its series>.tmp`` / ``.jsonl.tmp``), and any other one older than
+    ``STALE_TMP_S``: another replica, or ``open_log`` in another process, may be writing its own."""
+    now = time.time()
+    for stale in directory.glob(".*.tmp"):
+        m = _WRITER_TMP_RE.match(stale.name)
+        try:
+            mine = m is not None and Segment(0, 0, Path(m.group(1))).replica == replica and m.group(1) != ANCHOR_NAME
+            if mine or now - stale.stat().st_mtime > STALE_TMP_S:
+                stale.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
 
 
 def _size_class(span: int) -> int:
