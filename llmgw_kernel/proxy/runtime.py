@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..cache.service import SNAPSHOT_EVERY_S, CacheService
+from ..datadir import replica_home
 from ..decisions.limits import Limits
 from ..keys.secrets import Secrets
 from ..keys.store import KeyStore, VirtualKey
@@ -82,6 +83,7 @@ class Gateway:
     keys: KeyStore = field(init=False)
     limits: Limits = field(init=False)
     admin_token: str | None = None
+    replica: str | None = None  # this process's replica id when several share the data directory (datadir.py)
     draining: bool = False
     started: bool = False
     last_reload_error: str | None = None
@@ -112,10 +114,10 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             json_serialize=None,  # type: ignore[arg-type]
         )
-        self.writer = LogWriter(self.data_dir, policy.log.flush_ms, on_flush=access_events)
+        self.writer = LogWriter(self.data_dir, policy.log.flush_ms, on_flush=access_events, replica=self.replica)
         # after the writer: it folds what a crash left in the journal into the log first
         self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
-        self.cache = CacheService(self.data_dir)
+        self.cache = CacheService(replica_home(self.data_dir, self.replica))  # a replica snapshots its own
         self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
         self.metrics.registry.register(BudgetCollector(self))
