@@ -21,6 +21,7 @@ import numpy as np
 from .cache_stage import summary
 from .fold import Composer, Folded
 from .fold_columns import cache_columns, cache_summary, cost_columns, limits_columns
+from .guardrails_stage import guardrail_columns, guardrail_decisions, guardrail_summary
 from .limits_stage import summarize_limits
 from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summarize_routing
 from .stateless import (
@@ -76,6 +77,9 @@ class Stage:
     name: str
     columns: Callable[[Policy, Columns, Decided], tuple[Columns, Differs]]
     summarize: Callable[[Policy, Columns, Columns, Decided], dict[str, Any]]
+    #: decides every request of the window; the others decide those it does not block (the
+    #: guardrails stage: a request blocked on input reaches no other stage)
+    whole_window: bool = False
 
 
 def decide(
@@ -191,6 +195,14 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
     }
 
 
+def _guardrail_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
+    return guardrail_columns(_window(window), guardrail_decisions(policy, _window(window)))
+
+
+def _guardrail_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
+    return guardrail_summary(policy, _window(window), guardrail_decisions(policy, _window(window)))
+
+
 def _window(window: Columns) -> Window:
     """The window of a columnar (stateless) decision: always a :class:`.window.Window`."""
     assert isinstance(window, Window)
@@ -215,4 +227,5 @@ STAGES: tuple[Stage, ...] = (
     Stage("limits", _limits_columns, _limits_summary),
     Stage("cache", _cache_columns, _cache_summary),
     Stage("cost", _cost_columns, _cost_summary),
+    Stage("guardrails", _guardrail_columns, _guardrail_summary, whole_window=True),
 )
