@@ -10,9 +10,9 @@
 
 Each decision stage contributes columns to ``.decisions`` (one row per request, keyed by
 ``request_id``) and a count of rows whose replayed decision differs from the logged one.
-Stages in this release: routing (target order), cache (exact and semantic outcome). Later
-stages (budgets, guardrails)
-register in :data:`STAGES` the same way.
+Stages: routing (target order), limits, cache (exact and semantic outcome), cost, and
+guardrails, which decides first: a request the candidate blocks on input is left out of the
+other stages and merged back (``replay_served_by = 'blocked'``).
 """
 
 from __future__ import annotations
@@ -85,34 +85,45 @@ def replay(
     opened = not hasattr(log, "execute")  # a data directory: the connection is ours to close
     con: Any = open_log(log) if opened else log  # type: ignore[arg-type]
     from .columns import to_pandas
+    from .guardrails_stage import GUARDRAIL_COLUMNS, blocked_summary, guardrail_decisions, merged_back, without_blocked
     from .stages import REPLAY_COLUMNS, STAGES, decide
-    from .window import load_window
+    from .window import LOG_COLUMNS, load_window
 
-    window = load_window(con, since, until, where, params, prefetch=REPLAY_COLUMNS)
-    history, start, warm = _state_before(pol, con, window, since, where, params)
+    window = load_window(con, since, until, where, params, (*LOG_COLUMNS, *GUARDRAIL_COLUMNS), REPLAY_COLUMNS)
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
-    decided = decide(pol, window, history, start, warm, versions=by_version, estimates=estimates)
+    # guardrails decide first: a request the candidate blocks on input reaches no other stage
+    rails = guardrail_decisions(pol, window, by_version)
+    kept = without_blocked(con, since, until, where, params, window, rails, load_window)
+    history, start, warm = _state_before(pol, con, kept, since, where, params)
+    decided = decide(pol, kept, history, start, warm, versions=by_version, estimates=estimates)
     _release_arrow_memory()  # the deciding's temporaries
     n = len(window)
     columns: dict[str, Any] = {k: window.arrow(k).to_pandas() for k in ("request_id", "ts", "route")}
+    kept_columns: dict[str, Any] = {}  # as decided over ``kept`` (what those stages' summaries read)
     differs = np.zeros(n, bool)
     differences: dict[str, int] = {}
     summary: dict[str, Any] = {"policy_version": pol.version, "requests": n}
     for stage in STAGES:
-        cols, diff = stage.columns(pol, window, decided)
+        cols, diff = stage.columns(pol, window if stage.whole_window else kept, decided)
+        if not stage.whole_window:
+            kept_columns.update(cols)
+            if kept is not window:
+                cols, diff = merged_back(cols, diff, window, rails)
         columns.update(cols)
         if diff is not None:
             flags = np.asarray(diff, bool)
             differences[stage.name] = int(np.count_nonzero(flags))
             differs |= flags
     for stage in STAGES:
-        summary.update(stage.summarize(pol, window, columns, decided))
+        on = (window, columns) if stage.whole_window else (kept, kept_columns)
+        summary.update(stage.summarize(pol, on[0], on[1], decided))
+    blocked_summary(summary, window, rails)
     columns["differs"] = differs
     summary["differs_from_log"] = {**differences, "any": int(np.count_nonzero(differs))}
     summary.update(_observed(window))
     # the frame is built without the window: free the log's columns (and the connection opened
     # here) first, so their memory is reused instead of adding to the peak
-    del window, decided, warm, start
+    del window, kept, decided, warm, start
     if opened:
         con.close()
     _release_arrow_memory()
