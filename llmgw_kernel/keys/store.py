@@ -249,6 +249,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._offset = 0  # bytes of the journal folded into self.history
         self.history = KeyHistory()
+        self._seen: set[str] = set()  # identities of the events folded (event_identity)
+        #: called with the events of each write once they are durable (the shared-state key sync)
+        self.on_commit: Callable[[list[dict[str, Any]]], None] | None = None
         if self.path.exists():
             with self._lock:
                 self._catch_up(self.path.read_bytes())
@@ -276,31 +279,64 @@ class KeyStore:
         events, used = parse_events(tail)
         for ev in events:
             self.history.apply(ev)
+            self._seen.add(event_identity(ev))
         self._offset += used
+
+    def _append(self, fd: int, events: list[dict[str, Any]]) -> list[VirtualKey]:
+        """Write ``events`` at the end of the journal with one fsync and fold them in (under the locks)."""
+        data = b"".join(orjson.dumps(ev) + b"\n" for ev in events)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        self._offset += len(data)
+        self._seen.update(event_identity(ev) for ev in events)
+        return [key for ev in events if (key := self.history.apply(ev)) is not None]
+
+    def _open_caught_up(self) -> int:
+        """The journal opened for appending, with whatever another process appended folded in
+        first (and a torn last line cut off). Call under both locks."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        size = os.fstat(fd).st_size
+        if size > self._offset:  # another process wrote, or a crash left a torn line
+            self._catch_up(os.pread(fd, size - self._offset, self._offset))
+            if size > self._offset:
+                log.warning("key history: a torn last line (%d bytes) dropped", size - self._offset)
+                os.ftruncate(fd, self._offset)
+        return fd
 
     def _commit(self, build: Callable[[], list[dict[str, Any]]]) -> list[VirtualKey]:
         """Append the events ``build`` makes (called under the lock, after catching up) and
         fold them in; returns the keys they produce."""
         _refuse_behind_a_server(self.directory.parent)
         with self._lock, locked(self.directory):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = self._open_caught_up()
             try:
-                size = os.fstat(fd).st_size
-                if size > self._offset:  # another process wrote, or a crash left a torn line
-                    self._catch_up(os.pread(fd, size - self._offset, self._offset))
-                    if size > self._offset:
-                        log.warning("key history: a torn last line (%d bytes) dropped", size - self._offset)
-                        os.ftruncate(fd, self._offset)
                 events = build()
-                data = b"".join(orjson.dumps(ev) + b"\n" for ev in events)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-                self._offset += len(data)
+                keys = self._append(fd, events)
             finally:
                 os.close(fd)
-            return [key for ev in events if (key := self.history.apply(ev)) is not None]
+        if self.on_commit is not None:
+            self.on_commit(events)
+        return keys
+
+    def apply_remote(self, events: Iterable[dict[str, Any]]) -> int:
+        """Fold in events another replica wrote (the shared-state key sync), appending the
+        ones this directory does not hold yet; returns how many were new."""
+        with self._lock, locked(self.directory):
+            fd = self._open_caught_up()
+            try:
+                fresh = list({event_identity(ev): ev for ev in events if event_identity(ev) not in self._seen}.values())
+                if fresh:
+                    self._append(fd, fresh)
+            finally:
+                os.close(fd)
+        return len(fresh)
+
+    def events_since(self, start: int) -> list[dict[str, Any]]:
+        """The events folded into this store from position ``start`` on (its whole history from 0)."""
+        with self._lock:
+            return self.history.events[start:]
 
     def _new_key(self, settings: KeySettings, now: float, taken: set[str]) -> tuple[dict[str, Any], str]:
         key_id = secrets.token_hex(6)
@@ -398,6 +434,11 @@ def check_model(key: VirtualKey, route: str) -> None:
     if allowed is not None and route not in allowed:
         names = ", ".join(allowed) or "none"
         raise AuthError(403, "model_not_allowed", f"This API key may not use model {route!r} (allowed: {names})")
+
+
+def event_identity(ev: dict[str, Any]) -> str:
+    """What makes one event itself, wherever it was copied: its key, time and kind."""
+    return f"{ev['id']}|{ev['ts']!r}|{ev['type']}"
 
 
 def events_path(data_dir: str | os.PathLike[str]) -> Path:
