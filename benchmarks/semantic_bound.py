@@ -1,0 +1,249 @@
+"""The false-hit bound on labelled prompt pairs: hit rate and observed false-hit rate of
+``max_false_hit_rate`` (0.5%, 1%, 2%) against static thresholds at the same observed precision.
+
+One namespace, one pass: every ``text_a`` is cached first, then each ``text_b`` is asked
+once, in a seeded order. The upstream's answer to a prompt is the id of its meaning: prompts
+joined by a ``label=1`` pair (transitively) get the same answer, every other prompt its own,
+so two answers agree exactly when the prompts mean the same. A miss asks the upstream and
+its answer is stored; under the bound, the miss is also compared with its nearest verified
+entry (an outcome), and a ``verify_rate`` share of hits is asked upstream too. Every decision
+is made by ``cache/core.py`` ``Caches`` (the live decision core). The static thresholds are
+folded over the same pass from precomputed neighbour lists through the same
+``decisions.cache.choose`` (``--check-static`` replays one threshold through ``Caches`` and
+asserts the two agree).
+
+Recall = correct hits / prompts whose pair is labelled the same; false-hit rate = wrong hits /
+hits. "Best static" is the static threshold (0.50-1.00, step 0.005) with the highest recall
+whose observed false-hit rate is at most the bound's observed one (chosen in hindsight, on
+the test set itself: an upper bound for any static threshold).
+
+    .venv/bin/python benchmarks/semantic_bound.py --data-dir DIR --embeddings /tmp/semcache-vec.npz
+
+``DIR`` holds ``qqp_dev_5k.csv`` (development set) and ``meancache_chat_smoke.csv`` (held
+out); CSV ``text_a,text_b,label``; the files stay outside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmgw_kernel import load_policy  # noqa: E402
+from llmgw_kernel.cache.bound import DEFAULT_VERIFY_RATE, Outcome  # noqa: E402
+from llmgw_kernel.cache.core import Caches, Query, semantic_model  # noqa: E402
+from llmgw_kernel.cache.exact import Entry  # noqa: E402
+from llmgw_kernel.decisions import cache as decide  # noqa: E402
+
+SETS = (("qqp_dev_5k.csv", "development"), ("meancache_chat_smoke.csv", "held out"))
+BOUNDS = (0.005, 0.01, 0.02)
+STATIC = [round(0.5 + 0.005 * i, 3) for i in range(101)]
+NEIGHBOURS = 16
+
+
+def load(path: Path) -> list[tuple[str, str, bool]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [(r["text_a"], r["text_b"], r["label"] == "1") for r in csv.DictReader(f)]
+
+
+def meanings(rows: list[tuple[str, str, bool]]) -> dict[str, str]:
+    """Each prompt's answer: the representative of its label=1 component (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, same in rows:
+        find(a), find(b)
+        if same:
+            parent[find(a)] = find(b)
+    return {t: "answer:" + hashlib.sha256(find(t).encode()).hexdigest()[:12] for t in parent}
+
+
+def order(n: int, seed: str) -> list[int]:
+    """A seeded permutation (a hash of the index, so it never depends on a RNG's version)."""
+    return sorted(range(n), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
+
+
+def embed(texts: list[str], cache: Path | None) -> np.ndarray:
+    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    if cache is not None and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        if str(data["key"]) == key:
+            return data["v"]
+    from llmgw_kernel.cache.embedder import Embedder
+
+    emb = Embedder(None)
+    emb.load()
+    c0 = time.process_time()
+    vecs = emb.encode(texts)
+    print(f"(encoded {len(texts)} texts in {time.process_time() - c0:.1f} s CPU)", file=sys.stderr)
+    if cache is not None:
+        np.savez(cache, key=np.array(key), v=vecs)
+    return vecs
+
+
+class Pass:
+    """The prepared data of one set: prompts, vectors, features, answers, order."""
+
+    def __init__(self, rows: list[tuple[str, str, bool]], vecs: dict[str, np.ndarray]) -> None:
+        self.answer = meanings(rows)
+        self.questions = list(dict.fromkeys(a for a, _, _ in rows))
+        self.asks = [rows[i] for i in order(len(rows), "semantic_bound")]
+        texts = list(dict.fromkeys([*self.questions, *(b for _, b, _ in self.asks)]))
+        self.vec = vecs
+        self.feat = {t: decide.features(t) for t in texts}
+        self.positives = sum(1 for _, _, same in rows if same)
+
+
+def policy(**semantic: Any) -> Any:
+    return load_policy({
+        "providers": {"d": {"kind": "demo"}},
+        "cache": {"semantic": {"ttl_s": 3e7, "max_entries": 1_000_000, **semantic}, "namespace": []},
+        "routes": {"m": {"targets": [{"provider": "d", "model": "echo"}]}},
+    }).cache_for("m")  # fmt: skip
+
+
+def run_caches(p: Pass, settings: Any, verify_rate: float) -> dict[str, Any]:
+    """One pass through ``Caches`` (the live decision core), learning as the gateway does."""
+    caches, model = Caches(), semantic_model(settings.semantic)
+    bound = settings.semantic.max_false_hit_rate
+
+    def query(text: str) -> Query:
+        return Query(settings, "m", "ns", None, True, "ctx", p.vec[text], p.feat[text], model)
+
+    for i, text in enumerate(p.questions):
+        caches.store(query(text), Entry(f"q{i}", float(i), p.answer[text].encode(), "d/echo", None))
+    hits = wrong = right = checks = shadow = 0
+    c0 = time.process_time()
+    for k, (_, text, _) in enumerate(p.asks):
+        ts, rid = 1e7 + k, f"a{k}"
+        found = caches.lookup_semantic(query(text), ts)
+        truth = p.answer[text].encode()
+        if found.entry is not None:
+            hits += 1
+            ok = found.entry.body == truth
+            right += ok
+            wrong += not ok
+            sampled = int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") / 2**64 < verify_rate
+            if bound is not None and sampled:
+                checks += 1
+                caches.learn(Outcome(ts, "m", model, found.entry.request_id, rid, found.similarity or 0, ok, "sampled"))
+            continue
+        if bound is not None and found.nearest is not None:
+            shadow += 1
+            same = found.nearest.entry.body == truth
+            near = found.nearest
+            caches.learn(Outcome(ts + 0.5, "m", model, near.entry.request_id, rid, near.similarity, same, "shadow"))
+        caches.store(query(text), Entry(rid, ts + 0.5, truth, "d/echo", None))
+    cpu = time.process_time() - c0
+    final = caches.bound("m", model).threshold(bound) if bound is not None else None
+    return summary(p, hits, wrong, right) | {
+        "verify_calls": checks, "shadow_compared": shadow, "final_threshold": final, "cpu_s": round(cpu, 2),
+    }  # fmt: skip
+
+
+def summary(p: Pass, hits: int, wrong: int, right: int) -> dict[str, Any]:
+    return {
+        "hits": hits,
+        "hit_rate": round(hits / len(p.asks), 4),
+        "false_hits": wrong,
+        "false_hit_rate": round(wrong / hits, 4) if hits else None,
+        "recall": round(right / p.positives, 4),
+    }
+
+
+def neighbour_lists(p: Pass) -> tuple[list[list[tuple[float, int]]], list[str]]:
+    """Per ask, its nearest earlier prompts (questions, then earlier asks), best first."""
+    texts = [*p.questions, *(b for _, b, _ in p.asks)]
+    m = np.stack([p.vec[t] for t in texts])
+    nq = len(p.questions)
+    out: list[list[tuple[float, int]]] = []
+    for k in range(len(p.asks)):
+        sims = m[: nq + k] @ m[nq + k]
+        top = np.argpartition(-sims, NEIGHBOURS)[:NEIGHBOURS] if len(sims) > NEIGHBOURS else np.arange(len(sims))
+        top = top[np.lexsort((top, -sims[top]))]
+        out.append([(float(sims[j]), int(j)) for j in top])
+    return out, texts
+
+
+def run_static(p: Pass, nb: list[list[tuple[float, int]]], texts: list[str], t: float) -> dict[str, Any]:
+    """One static threshold over the pass (an ask that hit is not stored), through ``choose``."""
+    nq = len(p.questions)
+    stored = [True] * len(texts)
+    hits = wrong = right = 0
+    for k, (_, text, _) in enumerate(p.asks):
+        cands = [decide.Candidate(s, j, p.feat[texts[j]]) for s, j in nb[k] if stored[j]][: decide.CANDIDATES]
+        verdict = decide.choose(t, True, p.feat[text], cands)
+        if verdict.entry is None:
+            continue
+        stored[nq + k] = False
+        hits += 1
+        ok = p.answer[texts[verdict.entry]] == p.answer[text]
+        right += ok
+        wrong += not ok
+    return summary(p, hits, wrong, right) | {"threshold": t}
+
+
+def best_static(static: list[dict[str, Any]], max_rate: float) -> dict[str, Any] | None:
+    ok = [s for s in static if s["hits"] and s["false_hit_rate"] <= max_rate]
+    return max(ok, key=lambda s: (s["recall"], -s["threshold"])) if ok else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--embeddings", type=Path, default=None, help="cache the vectors in this .npz file")
+    ap.add_argument("--verify-rate", type=float, default=DEFAULT_VERIFY_RATE)
+    ap.add_argument("--check-static", type=float, default=None, help="replay this static threshold through Caches")
+    args = ap.parse_args()
+    data = {name: load(args.data_dir / name) for name, _ in SETS}
+    texts = list(dict.fromkeys(t for rows in data.values() for a, b, _ in rows for t in (a, b)))
+    vecs = dict(zip(texts, embed(texts, args.embeddings), strict=True))
+    for name, role in SETS:
+        p = Pass(data[name], vecs)
+        print(f"\n## {name} ({role}): {len(p.questions)} cached, {len(p.asks)} asked, {p.positives} same")
+        nb, all_texts = neighbour_lists(p)
+        static = [run_static(p, nb, all_texts, t) for t in STATIC]
+        if args.check_static is not None:
+            via_core = run_caches(p, policy(threshold=args.check_static), 0.0)
+            folded = run_static(p, nb, all_texts, args.check_static)
+            assert {k: via_core[k] for k in folded if k != "threshold"} == {
+                k: v for k, v in folded.items() if k != "threshold"
+            }, (via_core, folded)
+            print(f"static {args.check_static}: Caches and the neighbour fold agree: {folded}")
+        print(
+            "| bound | hit rate | false-hit rate | recall | verify calls | final t "
+            "| best static (t: hit rate / FHR / recall) | recall x |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for delta in BOUNDS:
+            r = run_caches(p, policy(max_false_hit_rate=delta, verify_rate=args.verify_rate), args.verify_rate)
+            fhr = r["false_hit_rate"] or 0.0
+            s = best_static(static, max(fhr, 0.0))
+            ref = f"{s['threshold']}: {s['hit_rate']} / {s['false_hit_rate']} / {s['recall']}" if s else "none"
+            ratio = f"{r['recall'] / s['recall']:.2f}" if s and s["recall"] else "-"
+            print(
+                f"| {delta:.1%} | {r['hit_rate']} | {r['false_hit_rate']} ({r['false_hits']}/{r['hits']}) | "
+                f"{r['recall']} | {r['verify_calls']} | {r['final_threshold']} | {ref} | {ratio} |"
+            )
+            print(f"  (pass CPU {r['cpu_s']} s, {r['shadow_compared']} misses compared)", file=sys.stderr)
+        for delta in BOUNDS:
+            s = best_static(static, delta)
+            print(f"best static with false-hit rate <= {delta:.1%}: {s}")
+
+
+if __name__ == "__main__":
+    main()
