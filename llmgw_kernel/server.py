@@ -13,7 +13,9 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -71,12 +73,12 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def build_app(
     policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False,
-    protect_views: bool = False, secrets=None,
+    protect_views: bool = False, secrets=None, replica: str | None = None,
 ):  # fmt: skip
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
 
-    gateway = Gateway(policy_path=policy, data_dir=data_dir, secrets=secrets)
+    gateway = Gateway(policy_path=policy, data_dir=data_dir, secrets=secrets, replica=replica)
     mount = None
     if dashboards:
         from .dashboard_bridge import DashboardBridge
@@ -99,47 +101,116 @@ def serve(
     protect_views: bool = False,
     header_timeout_s: float = HEADER_TIMEOUT_S,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    workers: int = 1,
 ) -> int:
+    """Serve until SIGTERM/SIGINT; the exit status (2: refused before binding the port).
+
+    ``workers > 1`` runs that many processes on one port under a supervisor (:mod:`.workers`).
+    """
     from .logs import configure
 
     configure(log_level, log_format)
-    from .datadir import DataDirLock, DataDirLocked
+    options = ServeOptions(
+        host, port, policy, data_dir, drain_s, dashboards, open_views, protect_views,
+        (header_timeout_s, body_timeout_s), log_level, log_format,
+    )  # fmt: skip
+    if workers > 1:
+        from .workers import supervise
 
-    lock = DataDirLock(data_dir, f"llmgw serve on {host}:{port}")
-    try:  # one server per data directory, checked before anything is read, written or bound
-        lock.acquire()
-    except DataDirLocked as exc:
-        print(f"llmgw: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return _serve_locked(
-            host, port, policy, data_dir, drain_s, dashboards, open_views, protect_views,
-            (header_timeout_s, body_timeout_s),
-        )  # fmt: skip
-    finally:
-        lock.release()
+        return supervise(options, workers)
+    return serve_process(options)
 
 
-def _serve_locked(
-    host: str, port: int, policy: Path, data_dir: Path, drain_s: int, dashboards: bool, open_views: bool,
-    protect_views: bool, read_deadlines: tuple[float, float] = (HEADER_TIMEOUT_S, BODY_TIMEOUT_S),
-) -> int:  # fmt: skip
-    import uvicorn
+@dataclass(frozen=True)
+class ServeOptions:
+    """What one ``llmgw serve`` was asked for (a supervisor passes it on to its workers)."""
 
+    host: str
+    port: int
+    policy: Path
+    data_dir: Path
+    drain_s: int
+    dashboards: bool
+    open_views: bool
+    protect_views: bool
+    read_deadlines: tuple[float, float]
+    log_level: str = "info"
+    log_format: str | None = None
+
+
+def load_for_serving(policy: Path) -> tuple[Any, bool]:
+    """(the servable policy, whether shared state is configured), or :class:`ServeRefused` with
+    the message to print (exit status 2, before anything is bound)."""
     from .policy.extras import load_servable
     from .policy.lifecycle import ensure_live_policy
     from .policy.load import PolicyError
+    from .state.config import StateConfigError, redis_settings
+
+    if ensure_live_policy(policy):
+        logging.getLogger("llmgw").info("created %s from the bundled default policy", policy)
+    try:
+        loaded = load_servable(policy)  # fail fast with a readable message (extras too), before binding the port
+    except PolicyError as exc:
+        raise ServeRefused(str(exc)) from None
+    try:
+        shared = redis_settings(getattr(loaded, "state", None)) is not None
+    except StateConfigError as exc:
+        raise ServeRefused(f"llmgw: {exc}") from None
+    return loaded, shared
+
+
+class ServeRefused(Exception):
+    """``llmgw serve`` cannot start; the message is printed as is and the status is 2."""
+
+
+def serve_process(options: ServeOptions, sockets: list[Any] | None = None, supervised: bool = False) -> int:
+    """One serving process: alone (it takes the data-directory lock), or a supervisor's
+    worker (``supervised``: the supervisor holds the lock and bound ``sockets``)."""
+    from .datadir import SERVE_ADVICE, SHARED_ADVICE, DataDirLock, DataDirLocked, ReplicaBusy, claim_replica
+    from .log.replicas import adopt_orphans
+
+    try:
+        _, shared = load_for_serving(options.policy)
+    except ServeRefused as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    where = f"{options.host}:{options.port}"
+    lock = None
+    if not supervised:  # one server per data directory, or replicas that all share state
+        lock = DataDirLock(
+            options.data_dir, f"llmgw serve on {where}", SHARED_ADVICE if shared else SERVE_ADVICE, shared=shared
+        )
+        try:
+            lock.acquire()
+        except DataDirLocked as exc:
+            print(f"llmgw: {exc}", file=sys.stderr)
+            return 2
+    claim = None
+    try:
+        if shared or supervised:  # several processes write this directory: each its own replica
+            try:
+                claim = claim_replica(options.data_dir)
+            except ReplicaBusy as exc:
+                print(f"llmgw: {exc}", file=sys.stderr)
+                return 2
+            logging.getLogger("llmgw").info("replica %s of %s", claim.id, options.data_dir)
+            adopt_orphans(options.data_dir, claim.id)
+        return _serve_locked(options, claim.id if claim else None, sockets)
+    finally:
+        if claim is not None:
+            claim.release()
+        if lock is not None:
+            lock.release()
+
+
+def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any] | None) -> int:
+    import uvicorn
+
     from .proxy.read_deadlines import read_deadline_protocol
 
     _Server = _server_class()
     log = logging.getLogger("llmgw")
-    if ensure_live_policy(policy):
-        log.info("created %s from the bundled default policy", policy)
-    try:
-        load_servable(policy)  # fail fast with a readable message (extras too), before binding the port
-    except PolicyError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    data_dir = options.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     from .keys.secrets import Secrets, SecretsError
 
@@ -149,23 +220,24 @@ def _serve_locked(
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
-    app = build_app(policy, data_dir, host, port, dashboards, open_views, protect_views, secrets)
+    o = options
+    app = build_app(o.policy, data_dir, o.host, o.port, o.dashboards, o.open_views, o.protect_views, secrets, replica)
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        host=o.host,
+        port=o.port,
         loop="uvloop",
-        http=read_deadline_protocol(*read_deadlines, app.gateway.metrics.read_deadline_passed),  # httptools + timers
+        http=read_deadline_protocol(*o.read_deadlines, app.gateway.metrics.read_deadline_passed),  # httptools + timers
         ws="websockets-sansio",
         lifespan="on",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=drain_s,
+        timeout_graceful_shutdown=o.drain_s,
         timeout_keep_alive=75,
         server_header=False,
         date_header=False,
     )
     server = _Server(config)
-    log.info("llmgw serving on http://%s:%d (policy %s, data %s)", host, port, policy, data_dir)
-    server.run()
+    log.info("llmgw serving on http://%s:%d (policy %s, data %s)", o.host, o.port, o.policy, data_dir)
+    server.run(sockets=sockets)
     return 0 if server.started else 1
