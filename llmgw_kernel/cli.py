@@ -33,6 +33,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text}: between 1 and 256")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -41,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         drain_s=args.drain_timeout, dashboards=not args.no_dashboards, log_level=args.log_level,
         log_format=args.log_format,
         open_views=args.open_dashboards, protect_views=args.protect_dashboards,
-        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, workers=args.workers,
     )  # fmt: skip
 
 
@@ -299,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     s.add_argument("--drain-timeout", type=int, default=30, help="seconds to finish in-flight requests on SIGTERM")
+    s.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="N processes on one port (N > 1 needs shared state when keys, budgets or rate limits "
+                   "are on; docs/deploy.md)")  # fmt: skip
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
     s.add_argument("--log-level", default="info")
     s.add_argument("--log-format", choices=("text", "json"), default=None,
