@@ -32,7 +32,7 @@ _ITEM = Shape((dict,), "an input item (an object)", keys={
 _TOOL = Shape((dict,), "a tool (an object)", keys={
     "type": STR, "name": STR, "description": STR, "parameters": OBJECT, "strict": BOOL,
 })  # fmt: skip
-_STORAGE = "the gateway stores no responses (docs/providers.md, 'Responses API'); send the conversation in `input`"
+_STORAGE = "it needs server-side storage, and the gateway stores no responses; send the whole conversation as `input`"
 
 #: the Responses request's fields: what each becomes in the chat request, and its JSON shape
 FIELDS: dict[str, Param] = {
