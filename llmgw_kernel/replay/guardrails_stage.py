@@ -227,6 +227,12 @@ def _redacted_all(rails: Guardrails, endpoint: str, request_body: str, response_
         return None
 
 
+def redacted_request(rails: Guardrails, endpoint: str, request_body: str) -> Any:
+    """A logged request (JSON text) with every value ``rails``' input checks find replaced by
+    its placeholder, whatever the checks' actions (a notebook shows texts this way)."""
+    return _redacted_all(rails, endpoint, request_body, None)
+
+
 _PATH = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
 
 
