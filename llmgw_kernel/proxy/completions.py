@@ -1,0 +1,202 @@
+"""``POST /v1/completions`` (OpenAI's legacy text completions), translated to a chat request
+and served by the one pipeline, for every provider kind.
+
+Why a translation and not a pass-through to ``/completions`` for the kinds that have one:
+the pipeline's cache, guardrails, token counts, log and replay all read chat requests and
+answers; one form keeps every one of them the same for this API (the log row says
+``api='completions'``). The cost: the prompt becomes one user message, so a model that
+exists only behind ``/completions`` (``gpt-3.5-turbo-instruct``, base models on vLLM) cannot
+be reached this way — point such a client at the provider directly. docs/providers.md lists
+what is kept, dropped and refused.
+
+Request: ``prompt`` (a string, or an array of one string) → one user message; ``max_tokens``
+defaults to 16 as in OpenAI's API; the sampling fields pass as they are; ``suffix``,
+``echo: true``, ``logprobs``, ``best_of > 1`` and token-array prompts are refused (400) —
+chat has no equivalent. Answer: ``message.content`` → ``text`` per choice; streams map chunk
+by chunk (``delta.content`` → ``text``), ``[DONE]`` and the gateway's error events unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..log.record import RequestRecord
+from ..providers.engine import STR, Shape, shape_error
+from . import pipeline
+from .asgi import Message, Receive, Scope, Send
+from .errors import GatewayError
+from .runtime import Gateway
+
+#: fields passed to the chat request as they are (validated there as chat's: ``validate.check_chat``)
+PASSED = ("model", "max_tokens", "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
+          "logit_bias", "seed", "user", "stream", "stream_options", "metadata")  # fmt: skip
+#: fields refused unless unset (or at their no-op value), with why
+REFUSED = {
+    "suffix": "chat has no insertion (fill-in-the-middle) mode",
+    "echo": "chat does not return the prompt",
+    "logprobs": "the translation returns no logprobs",
+    "best_of": "chat cannot rank server-side candidates",
+}
+_NOOP = {"echo": False, "best_of": 1}
+_PROMPT = Shape((str, list), "a string or an array of one string", items=STR)
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+def invalid(message: str, param: str, code: str = "invalid_request") -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
+
+
+def to_chat_request(body: Any) -> dict[str, Any]:
+    """The chat request for a legacy completions request (a 400 naming the field if refused)."""
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object", code="invalid_request")
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in PASSED:
+            out[name] = value
+        elif name == "prompt":
+            continue
+        elif name in REFUSED:
+            if value is not None and value != _NOOP.get(name):
+                raise invalid(
+                    f"'{name}' is not supported by this gateway: {REFUSED[name]}", name, "unsupported_parameter"
+                )
+        else:
+            raise invalid(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise invalid("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+    if (err := shape_error(prompt, _PROMPT, "prompt")) is not None:
+        raise invalid(err.message + " (token arrays are not supported)", err.param, "invalid_type")
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise invalid("'prompt' must be one string: batches of prompts are not supported", "prompt")
+        prompt = prompt[0]
+    out["messages"] = [{"role": "user", "content": prompt}]
+    if out.get("max_tokens") is None:
+        out["max_tokens"] = DEFAULT_MAX_TOKENS
+    return out
+
+
+def completion_id(chat_id: Any) -> str:
+    text = chat_id if isinstance(chat_id, str) and chat_id else "gateway"
+    return text if text.startswith("cmpl-") else "cmpl-" + text.removeprefix("chatcmpl-")
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or message.get("refusal") or ""
+
+
+def to_completion(chat: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` as a ``text_completion`` (every choice)."""
+    choices = [
+        {"text": _text(c.get("message") or {}), "index": c.get("index", i), "logprobs": None,
+         "finish_reason": c.get("finish_reason")}
+        for i, c in enumerate(chat.get("choices") or []) if isinstance(c, dict)
+    ]  # fmt: skip
+    out = {"id": completion_id(chat.get("id")), "object": "text_completion", "created": chat.get("created") or 0,
+           "model": chat.get("model") or "", "choices": choices}  # fmt: skip
+    if chat.get("usage"):
+        out["usage"] = chat["usage"]
+    return out
+
+
+def to_completion_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` as a streamed ``text_completion``."""
+    choices = [
+        {"text": (c.get("delta") or {}).get("content") or "", "index": c.get("index", 0), "logprobs": None,
+         "finish_reason": c.get("finish_reason")}
+        for c in chunk.get("choices") or () if isinstance(c, dict)
+    ]  # fmt: skip
+    out = {"id": completion_id(chunk.get("id")), "object": "text_completion", "created": chunk.get("created") or 0,
+           "model": chunk.get("model") or "", "choices": choices}  # fmt: skip
+    if "usage" in chunk:
+        out["usage"] = chunk["usage"]
+    return out
+
+
+def _stream_frame(frame: bytes) -> bytes:
+    """One SSE frame of the chat stream, translated (errors and ``[DONE]`` unchanged)."""
+    if not frame.startswith(b"data: {"):
+        return frame + b"\n\n"
+    try:
+        chunk = orjson.loads(frame[6:])
+    except orjson.JSONDecodeError:
+        return frame + b"\n\n"
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return frame + b"\n\n"
+    return b"data: " + orjson.dumps(to_completion_chunk(chunk)) + b"\n\n"
+
+
+class CompletionsSend:
+    """An ASGI ``send`` that turns the pipeline's chat answers into text completions."""
+
+    __slots__ = ("_send", "_start", "_parts", "_sse", "_buf")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._start: Message | None = None
+        self._parts: list[bytes] = []
+        self._sse = False
+        self._buf = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            ctype = next((v for k, v in message["headers"] if k == b"content-type"), b"")
+            self._sse = ctype.startswith(b"text/event-stream") and message["status"] == 200
+            if self._sse:
+                await self._send(message)
+            else:
+                self._start, self._parts = message, []
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if self._sse:
+            self._buf += body
+            frames = self._buf.split(b"\n\n")
+            self._buf = frames.pop()
+            out = b"".join(_stream_frame(f) for f in frames if f)
+            if not more and self._buf:
+                out += _stream_frame(self._buf)
+            if out or not more:
+                await self._send({"type": "http.response.body", "body": out, "more_body": more})
+            return
+        self._parts.append(body)
+        if not more:
+            await self._send_whole(b"".join(self._parts))
+
+    async def _send_whole(self, raw: bytes) -> None:
+        start = self._start
+        assert start is not None, "response body before its start"
+        status: int = start["status"]
+        if status == 200:
+            try:
+                raw = orjson.dumps(to_completion(orjson.loads(raw)))
+            except (orjson.JSONDecodeError, AttributeError, TypeError):
+                status, raw = 502, b'{"error": {"message": "the upstream answer is not a chat completion"}}'
+        headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": raw})
+
+
+def _parse(raw: bytes, rec: RequestRecord) -> dict[str, Any]:
+    body = to_chat_request(pipeline.parse_json(raw, rec))
+    rec.request_raw = orjson.dumps(body)  # the log keeps the chat form
+    return body
+
+
+COMPLETIONS = pipeline.Inbound("completions", _parse)
+
+
+async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one ``POST /v1/completions`` through the chat pipeline."""
+    await pipeline.handle(gw, scope, receive, CompletionsSend(send), "chat.completions", COMPLETIONS)
