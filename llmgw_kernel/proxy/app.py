@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from ..keys.store import AuthError, VirtualKey
-from . import admin, anthropic_inbound, count_tokens, feedback, openapi, pipeline, responses_inbound
+from . import admin, anthropic_inbound, completions, count_tokens, feedback, openapi, pipeline, responses_inbound
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
 from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
@@ -185,6 +185,8 @@ async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> N
 ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": _chat},
     "/chat/completions": {"POST": _chat},
+    "/v1/completions": {"POST": completions.handle},
+    "/completions": {"POST": completions.handle},
     "/v1/responses": {"POST": responses_inbound.handle},
     "/responses": {"POST": responses_inbound.handle},
     "/v1/messages": {"POST": anthropic_inbound.handle},
@@ -210,7 +212,9 @@ _OPENAPI = orjson.dumps(openapi.document(_TABLE))
 # API paths (never the dashboards'): the table above, plus these prefixes
 _API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/")
 # handlers that stamp their own x-request-id (the pipeline's: it is also the log row's id)
-_OWN_REQUEST_ID = frozenset((_chat, _embeddings, anthropic_inbound.handle, responses_inbound.handle))
+_OWN_REQUEST_ID = frozenset(
+    (_chat, _embeddings, anthropic_inbound.handle, responses_inbound.handle, completions.handle)
+)
 _MAX_CLIENT_ID = 200
 _INTERNAL = GatewayError(500, "Internal gateway error", "server_error", code="internal_error")
 
