@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def build_app(
     policy: Path, data_dir: Path, host: str, port: int, dashboards: bool = True, open_views: bool = False,
-    protect_views: bool = False, secrets=None, replica: str | None = None,
+    protect_views: bool = False, secrets=None, replica: str | None = None, dashboard_backend=None,
 ):  # fmt: skip
     from .proxy.app import GatewayApp
     from .proxy.runtime import Gateway
@@ -83,7 +84,9 @@ def build_app(
     if dashboards:
         from .dashboard_bridge import DashboardBridge
 
-        mount = DashboardBridge(data_dir=data_dir, public_host=host, public_port=port, gateway=gateway)
+        mount = DashboardBridge(
+            data_dir=data_dir, public_host=host, public_port=port, gateway=gateway, backend=dashboard_backend
+        )
     guarded = protect_views or (host not in LOOPBACK and not host.startswith("127.") and not open_views)
     return GatewayApp(gateway, mount, guarded=guarded)
 
@@ -203,6 +206,23 @@ def serve_process(options: ServeOptions, sockets: list[Any] | None = None, super
             lock.release()
 
 
+def _worker_group(o: ServeOptions, data_dir: Path) -> tuple[int, Any, Any]:
+    """A worker's place in its group: (index, its private loopback socket, the shared dashboard)."""
+    import socket
+
+    from .dashboard.panel_thread import websocket_origins
+    from .worker_group import SharedPanel, publish_port
+
+    group_dir = Path(os.environ["LLMGW_WORKERS_DIR"])
+    index = int(os.environ["LLMGW_WORKER"])
+    private = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    private.bind(("127.0.0.1", 0))
+    private.listen(64)
+    publish_port(group_dir, index, private.getsockname()[1])
+    origins = websocket_origins(o.host, o.port, os.environ.get("LLMGW_DASHBOARD_ORIGINS"))
+    return index, private, SharedPanel(group_dir, data_dir, origins)
+
+
 def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any] | None) -> int:
     import uvicorn
 
@@ -221,13 +241,23 @@ def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any]
         return 2
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
     o = options
-    app = build_app(o.policy, data_dir, o.host, o.port, o.dashboards, o.open_views, o.protect_views, secrets, replica)
+    group = _worker_group(o, data_dir) if sockets is not None else None
+    app = build_app(
+        o.policy, data_dir, o.host, o.port, o.dashboards, o.open_views, o.protect_views, secrets, replica,
+        group[2] if group else None,
+    )  # fmt: skip
+    if group is not None:  # a worker of `--workers N`: /metrics for the group, a private port for its siblings
+        from .worker_group import GroupMetrics
+
+        index, private, _ = group
+        sockets = [*(sockets or []), private]
+        app = GroupMetrics(app, index, Path(os.environ["LLMGW_WORKERS_DIR"]))
     config = uvicorn.Config(
         app,
         host=o.host,
         port=o.port,
         loop="uvloop",
-        http=read_deadline_protocol(*o.read_deadlines, app.gateway.metrics.read_deadline_passed),  # httptools + timers
+        http=read_deadline_protocol(*o.read_deadlines, app.gateway.metrics.read_deadline_passed),  # httptools, timers
         ws="websockets-sansio",
         lifespan="on",
         access_log=False,
