@@ -52,7 +52,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("response_body", "JSON", "the response as answered (streams: reassembled message) (bodies: full | redacted)"),
     ("request_bytes", "INTEGER", "request body size"),
     ("response_bytes", "INTEGER", "response body size"),
-    ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages)"),
+    ("api", "VARCHAR", "inbound API the client used: openai | anthropic (/v1/messages) | responses | completions"),
     ("retries", "INTEGER", "tries that repeated a target already tried (route retry)"),
     ("backoff_ms", "DOUBLE", "time slept between retries (backoff or Retry-After)"),
     ("key_id", "VARCHAR", "the client's key: sha256: + 12 hex of the presented credential (never the key)"),
