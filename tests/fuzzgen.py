@@ -1,6 +1,6 @@
 """The fuzz generator shared by ``tests/proxy/test_fuzz.py`` (bounded, in CI) and
 ``benchmarks/fuzz.py`` (long runs): hypothesis strategies for requests to every client route
-(chat, embeddings, Anthropic messages, models), and the stack they run against — a real
+(chat, embeddings, Anthropic messages, Responses, legacy completions, models), and the stack they run against — a real
 `llmgw serve` in front of one fake upstream of each provider kind (openai, azure, anthropic,
 gemini), a route per kind.
 
@@ -28,7 +28,8 @@ CHAT_ROUTES = {"openai": "gpt-4o-mini", "azure": "gpt-4o-prod", "anthropic": "cl
 EMBEDDING_ROUTES = {"openai": "text-embedding-3-small", "azure": "embed-dep", "gemini": "text-embedding-004"}
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 EMBEDDING_PATHS = ("/v1/embeddings", "/embeddings")
-PIPELINE_PATHS = (*CHAT_PATHS, *EMBEDDING_PATHS, "/v1/messages")
+RESPONSES_PATHS = ("/v1/responses", "/v1/completions")  # translated to chat (issue 16)
+PIPELINE_PATHS = (*CHAT_PATHS, *EMBEDDING_PATHS, "/v1/messages", *RESPONSES_PATHS)
 
 
 def policy(urls: dict[str, str]) -> dict[str, Any]:
@@ -143,6 +144,32 @@ _MESSAGES_SPOTS = [("messages", 0, "content"), ("messages", 0, "content", 0), ("
                    ("messages", 2, "content", 0, "content"), ("tools", 0), ("tools", 0, "input_schema"),
                    ("tool_choice",), ("system",), ("metadata",), ("output_config", "format")]  # fmt: skip
 
+_RESPONSES_FIELDS = ["input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice",
+                     "text", "reasoning", "store", "previous_response_id", "stream", "metadata", "include", "model",
+                     "parallel_tool_calls", "user", "truncation", "some_new_param"]  # fmt: skip
+_RESPONSES_SPOTS = [("input", 0), ("input", 0, "content"), ("input", 0, "content", 0), ("input", 0, "type"),
+                    ("input", 1, "arguments"), ("input", 1, "call_id"), ("input", 2, "output"), ("input", 2, "type"),
+                    ("tools", 0), ("tools", 0, "parameters"), ("text", "format"), ("text", "format", "schema"),
+                    ("tool_choice",), ("reasoning",)]  # fmt: skip
+_COMPLETIONS_FIELDS = ["prompt", "max_tokens", "temperature", "top_p", "n", "stop", "suffix", "echo", "logprobs",
+                       "best_of", "stream", "stream_options", "metadata", "model", "user", "some_new_param"]  # fmt: skip
+_COMPLETIONS_SPOTS = [("prompt",), ("stop",), ("metadata",)]
+
+
+def responses_body(route: str) -> dict[str, Any]:
+    return {
+        "model": route,
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "max_output_tokens": 20,
+    }
+
 
 def chat_body(route: str) -> dict[str, Any]:
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
@@ -195,6 +222,12 @@ def bodies(draw: st.DrawFn, path: str) -> tuple[bytes, list[str]]:
         kind = draw(st.sampled_from([*EMBEDDING_ROUTES, "anthropic"]))
         body: Any = {"model": f"emb-{kind}", "input": draw(st.sampled_from(["hello", ["a", "b"], [1, 2]]))}
         fields, spots = _EMBEDDING_FIELDS, [("input", 0)]
+    elif path == "/v1/responses":
+        body = responses_body(f"chat-{draw(st.sampled_from(list(CHAT_ROUTES)))}")
+        fields, spots = _RESPONSES_FIELDS, _RESPONSES_SPOTS
+    elif path == "/v1/completions":
+        body = {"model": f"chat-{draw(st.sampled_from(list(CHAT_ROUTES)))}", "prompt": "weather?", "max_tokens": 20}
+        fields, spots = _COMPLETIONS_FIELDS, _COMPLETIONS_SPOTS
     else:
         kind = draw(st.sampled_from(list(CHAT_ROUTES)))
         body = messages_body(f"chat-{kind}") if path == "/v1/messages" else chat_body(f"chat-{kind}")
