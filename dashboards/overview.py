@@ -1,4 +1,6 @@
-"""Traffic overview: requests, errors, latency, tokens, cost and cache savings over the last 15 min / 1 h / 24 h.
+"""Overview: requests, errors by reason and by provider/target, upstream failures and how many
+retries and fallbacks rescued, latency and time-to-first-token percentiles, tokens, cost,
+cache savings, and the recent requests (filterable by outcome) over the shared filters.
 
 A view only: every number comes from :class:`llmgw_kernel.dashboard.OverviewStore`.
 ``llmgw serve`` mounts it at ``/`` and ``/overview``; on its own, with the log directory in
@@ -9,7 +11,6 @@ A view only: every number comes from :class:`llmgw_kernel.dashboard.OverviewStor
 
 from __future__ import annotations
 
-import html
 import os
 from typing import Any
 
@@ -18,61 +19,61 @@ from bokeh.models import ColumnDataSource, HoverTool, Range1d
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
 
-from llmgw_kernel.dashboard import DEFAULT_WINDOW, ERROR_OUTCOMES, WINDOWS, Overview, OverviewStore
+from llmgw_kernel.dashboard import ERROR_OUTCOMES, Overview
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.filters import PRESETS, Filters
+from llmgw_kernel.dashboard.frame import ALL, heading, kpi_html, kpi_pane, page_frame, table
 
-ALL_ROUTES = "(all routes)"
 REFRESH_MS = 5000
-
-_CSS = """
-.kpis { display: flex; flex-wrap: wrap; gap: 10px; }
-.kpi { border: 1px solid #dde1e6; border-radius: 6px; padding: 8px 14px; min-width: 120px; }
-.kpi-value { font-size: 1.6em; font-weight: 600; }
-.kpi-label { color: #5f6b7a; font-size: 0.85em; }
-.kpi.bad .kpi-value { color: #c0392b; }
-"""
 _OUTCOME_COLORS = dict(zip(ERROR_OUTCOMES, Category10[10][1:], strict=False))
 
 
-def make_store(data_dir: str | os.PathLike[str]) -> OverviewStore:
-    """The page's data store (one per server, shared by every session)."""
-    return OverviewStore(data_dir)
-
-
-def page(store: OverviewStore, refresh_ms: int = REFRESH_MS) -> pn.viewable.Viewable:
+def page(ctx: Context, refresh_ms: int = REFRESH_MS) -> pn.viewable.Viewable:
     """Build the overview page for one browser session."""
-    window = pn.widgets.RadioButtonGroup(options=list(WINDOWS), value=DEFAULT_WINDOW)
-    route = pn.widgets.Select(label="Route", options=[ALL_ROUTES], value=ALL_ROUTES, width=220)
-    status = pn.pane.Markdown("", margin=(0, 10))
-    kpis = pn.pane.HTML("", stylesheets=[_CSS], sizing_mode="stretch_width")
-    charts = _Charts()
-    table = pn.widgets.Tabulator(
-        None, disabled=True, show_index=False, pagination="local", page_size=25,
-        sizing_mode="stretch_width", layout="fit_data_fill",
-        formatters=_number_formatters(),
-    )  # fmt: skip
+    return page_frame(ctx, "/overview", "Overview · traffic", _Body(), refresh_ms)
 
-    def refresh(*_: Any) -> None:
-        data = store.overview(window.value, None if route.value == ALL_ROUTES else route.value)
-        route.options = [ALL_ROUTES, *sorted(set(data.routes) | ({route.value} - {ALL_ROUTES}))]
-        kpis.object = _kpi_html(data)
-        charts.update(data)
-        table.value = _recent_table(data)
-        status.object = f"as of {data.as_of:%H:%M:%S} UTC · refreshes every {refresh_ms // 1000} s"
 
-    refresh()
-    window.param.watch(refresh, "value")
-    route.param.watch(refresh, "value")
-    doc = pn.state.curdoc
-    if doc is not None and doc.session_context is not None:
-        pn.state.add_periodic_callback(refresh, period=refresh_ms)
-    return pn.Column(
-        pn.Row(pn.pane.Markdown("## llmgw · traffic"), window, route, status, align="center"),
-        kpis,
-        pn.GridBox(*charts.panes(), ncols=2, sizing_mode="stretch_width"),
-        pn.pane.Markdown("### Most recent requests"),
-        table,
-        sizing_mode="stretch_width",
-    )
+class _Body:
+    """KPIs, four time series, errors by reason and by target, recent requests by outcome."""
+
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.charts = _Charts()
+        self.outcome = pn.widgets.Select(label="Outcome", options=[ALL, "ok", *ERROR_OUTCOMES], value=ALL, width=160)
+        self.by_reason = table(page_size=10)
+        self.by_target = table(page_size=10, formatters={"failure_rate": _pct_formatter()})
+        self.recent = table(page_size=25, formatters=_number_formatters(), css_classes=["llmgw-recent"])
+        self._last: tuple[Context, Filters] | None = None
+        self.outcome.param.watch(self._outcome_changed, "value")
+
+    def panes(self) -> list[Any]:
+        return [
+            self.kpis,
+            pn.GridBox(*self.charts.panes(), ncols=2, sizing_mode="stretch_width"),
+            pn.Row(
+                pn.Column(heading("Errors by reason"), self.by_reason, sizing_mode="stretch_width"),
+                pn.Column(
+                    heading("Upstream attempts by provider / target"), self.by_target, sizing_mode="stretch_width"
+                ),
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(heading("Most recent requests"), self.outcome, align="end"),
+            self.recent,
+        ]
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        self._last = (ctx, filters)
+        outcome = None if self.outcome.value == ALL else self.outcome.value
+        data = ctx.overview.overview(filters=filters, outcome=outcome)
+        self.kpis.object = _kpi_html(data)
+        self.charts.update(data)
+        self.by_reason.value = data.errors_by_reason
+        self.by_target.value = data.errors_by_target
+        self.recent.value = _recent_table(data)
+
+    def _outcome_changed(self, *_: Any) -> None:
+        if self._last is not None:
+            self.update(*self._last)
 
 
 class _Charts:
@@ -148,25 +149,32 @@ def _fmt_ms(value: float | None) -> str:
 
 def _kpi_html(data: Overview) -> str:
     h = data.headline
-    label = html.escape(data.window.label)
+    label = f"last {data.window.label}" if data.window.label in PRESETS else data.window.label
+    n = h.requests or 1
     cards = [
-        ("requests", f"{h.requests:,}", f"requests · last {label}", False),
+        ("requests", f"{h.requests:,}", f"requests · {label}", False),
         ("errors", f"{h.errors:,}", f"errors ({h.error_rate:.1%})", h.errors > 0),
+        (
+            "upstream_failed",
+            f"{h.upstream_failed:,}",
+            f"upstream failures ({h.upstream_failed / n:.1%} of requests)",
+            h.upstream_failed > h.rescued,
+        ),
+        ("rescued", f"{h.rescue_rate:.1%}", f"rescued by retry/fallback ({h.rescued:,})", False),
+        ("fallback_rate", f"{h.fell_back / n:.1%}", f"fallback rate ({h.fell_back:,})", False),
+        ("retry_rate", f"{h.retried / n:.1%}", f"retry rate ({h.retried:,})", False),
         ("p50", _fmt_ms(h.p50_ms), "latency p50", False),
         ("p95", _fmt_ms(h.p95_ms), "latency p95", False),
+        ("p99", _fmt_ms(h.p99_ms), "latency p99", False),
         ("ttft", _fmt_ms(h.ttft_p50_ms), "time to first token p50 (streams)", False),
+        ("ttft_p95", _fmt_ms(h.ttft_p95_ms), "time to first token p95", False),
         ("prompt_tokens", f"{h.prompt_tokens:,}", "prompt tokens", False),
         ("completion_tokens", f"{h.completion_tokens:,}", "completion tokens", False),
         ("cost", f"${h.cost_usd:,.4f}", "cost (priced targets)", False),
         ("cache_hits", f"{h.cache_hits:,}", f"cache hits ({h.hit_rate:.1%}; {h.semantic_hits:,} semantic)", False),
         ("saved", f"${h.saved_usd:,.4f}", "saved by the cache", False),
     ]
-    body = "".join(
-        f'<div class="kpi{" bad" if bad else ""}" data-kpi="{key}">'
-        f'<div class="kpi-value">{value}</div><div class="kpi-label">{text}</div></div>'
-        for key, value, text, bad in cards
-    )
-    return f'<div class="kpis">{body}</div>'
+    return kpi_html(cards)
 
 
 def _recent_table(data: Overview) -> Any:
@@ -185,6 +193,12 @@ def _number_formatters() -> dict[str, Any]:
     return {"latency_ms": one, "ttft_ms": one}
 
 
+def _pct_formatter() -> Any:
+    from bokeh.models.widgets.tables import NumberFormatter
+
+    return NumberFormatter(format="0.0%")
+
+
 if pn.state.served:
     pn.extension("tabulator")
-    page(make_store(os.environ.get("LLMGW_DATA_DIR", "llmgw-data"))).servable(title="llmgw · traffic")
+    page(Context(os.environ.get("LLMGW_DATA_DIR", "llmgw-data"))).servable(title="llmgw · overview")

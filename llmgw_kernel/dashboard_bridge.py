@@ -97,6 +97,14 @@ class DashboardBridge:
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "http" and scope["method"] == "GET" and _wants_html(scope) and not self._serving():
+            try:  # a page while Panel starts (seconds): a placeholder now, which reloads itself
+                self._starting()
+            except DashboardUnavailable as exc:
+                await _send_text(send, 503, str(exc))
+                return
+            await _send_loading(send)
+            return
         try:
             port = await self._wait_ready()
         except DashboardUnavailable as exc:
@@ -125,18 +133,7 @@ class DashboardBridge:
 
     # -- Panel lifecycle -------------------------------------------------------------------
     async def _wait_ready(self) -> int:
-        if self._closed:
-            raise DashboardUnavailable("dashboards are shutting down")
-        ready = self._ready
-        if ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None:
-            if getattr(self._backend, "alive", True):
-                return ready.result()
-            log.warning("the dashboard server exited; starting it again")
-            ready = self._ready = None
-        if ready is None or (ready.done() and (ready.cancelled() or ready.exception() is not None)):
-            if ready is not None and time.monotonic() - self._failed_at < _RETRY_AFTER_FAILURE_S:
-                raise DashboardUnavailable(f"dashboards failed to start: {_reason(ready)}")
-            ready = self._start()
+        ready = self._starting()
         try:
             return await asyncio.wait_for(asyncio.shield(ready), self.start_timeout_s)
         except TimeoutError:
@@ -148,6 +145,29 @@ class DashboardBridge:
         except Exception as exc:
             raise DashboardUnavailable(f"dashboards failed to start: {exc}") from exc
 
+    def _starting(self) -> asyncio.Task[int]:
+        """The task that starts (or started) Panel; a new one if it is not running."""
+        if self._closed:
+            raise DashboardUnavailable("dashboards are shutting down")
+        ready = self._ready
+        if ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None:
+            if getattr(self._backend, "alive", True):
+                return ready
+            log.warning("the dashboard server exited; starting it again")
+            ready = self._ready = None
+        if ready is None or (ready.done() and (ready.cancelled() or ready.exception() is not None)):
+            if ready is not None and time.monotonic() - self._failed_at < _RETRY_AFTER_FAILURE_S:
+                raise DashboardUnavailable(f"dashboards failed to start: {_reason(ready)}")
+            ready = self._start()
+        return ready
+
+    def _serving(self) -> bool:
+        ready = self._ready
+        return (
+            ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None
+            and getattr(self._backend, "alive", True)
+        )  # fmt: skip
+
     def _start(self) -> asyncio.Task[int]:
         from .dashboard.panel_thread import websocket_origins
 
@@ -157,16 +177,24 @@ class DashboardBridge:
         elif self.isolation == "thread":
             from .dashboard.panel_thread import ThreadedPanel
 
-            self._backend = ThreadedPanel(self.data_dir, origins)
+            self._backend = ThreadedPanel(self.data_dir, origins, **self._page_sources())
         else:
             from .dashboard.panel_process import PanelProcess
 
-            self._backend = PanelProcess(self.data_dir, origins)
+            self._backend = PanelProcess(self.data_dir, origins, **self._page_sources())
         log.info("starting the dashboard server (%s; websocket origins: %s)", self.isolation, ", ".join(origins))
         ready = asyncio.ensure_future(self._launch(self._backend))
         ready.add_done_callback(_retrieve)
         self._ready = ready
         return ready
+
+    def _page_sources(self) -> dict[str, Any]:
+        """Where pages read what the log cannot say: the live policy file and this gateway's
+        own /health and /metrics (on its loopback address)."""
+        from .dashboard.live import gateway_url
+
+        policy = getattr(self.gateway, "policy_path", None)
+        return {"policy_path": policy, "gateway_url": gateway_url(self.public_host, self.public_port)}
 
     async def _launch(self, backend: Backend) -> int:
         try:
@@ -315,6 +343,31 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
+
+
+LOADING_HTML = b"""<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="1"><title>llmgw</title></head>
+<body style="font-family: sans-serif; color: #5f6b7a; padding: 2em">
+<h2 data-loading="starting">llmgw &middot; loading the dashboards&hellip;</h2>
+<p>The dashboard server is starting (a few seconds, once). This page reloads itself.</p>
+</body></html>
+"""
+
+
+def _wants_html(scope: Scope) -> bool:
+    accept = _header(scope, b"accept") or b""
+    return b"text/html" in accept
+
+
+async def _send_loading(send: Send) -> None:
+    """The placeholder a browser gets while Panel starts: 503 (so scripts see "not yet"),
+    Retry-After 1, an HTML page that reloads itself every second."""
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(LOADING_HTML)).encode()),
+        (b"retry-after", b"1"), (b"cache-control", b"no-store"),
+    ]  # fmt: skip
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": LOADING_HTML})
 
 
 async def _send_text(send: Send, status: int, text: str) -> None:

@@ -1,9 +1,10 @@
 """Which dashboard pages exist, at which URL, and where their modules are found.
 
-A page module (in the top-level ``dashboards/`` folder) exposes ``make_store(data_dir)``,
-called once per server, and ``page(store)``, called once per browser session and returning
-a Panel object. Installed, ``dashboards/`` is the package ``llmgw_kernel.dashboards``; in a
-checkout that is not installed that way it is found next to the ``llmgw_kernel`` folder.
+A page module (in the top-level ``dashboards/`` folder) exposes ``page(ctx)``, called once
+per browser session with the server's shared :class:`~.context.Context` (the log's query
+cache, the gateway's live state, the policy file) and returning a Panel object. Installed,
+``dashboards/`` is the package ``llmgw_kernel.dashboards``; in a checkout that is not
+installed that way it is found next to the ``llmgw_kernel`` folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from types import ModuleType
 from typing import Any
 
 # URL path -> page module name (a file ``dashboards/<name>.py``).
-PAGES: dict[str, str] = {"/": "overview", "/overview": "overview"}
+PAGES: dict[str, str] = {
+    "/": "overview", "/overview": "overview", "/cost": "cost", "/budgets": "budgets", "/cache": "cache",
+    "/routing": "routing", "/policy": "policy", "/guardrails": "guardrails",
+}  # fmt: skip
 
 _PACKAGE = "llmgw_kernel.dashboards"
 _FALLBACK_PACKAGE = "llmgw_dashboards"
@@ -66,21 +70,23 @@ def load_page_module(name: str) -> ModuleType:
     return module
 
 
-def build_apps(data_dir: str | os.PathLike[str]) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
-    """(URL path -> a function that builds that page for one session, the shared stores)."""
-    stores: dict[str, Any] = {}
-    apps: dict[str, Callable[[], Any]] = {}
-    for url, name in PAGES.items():
-        module = load_page_module(name)
-        if name not in stores:
-            stores[name] = module.make_store(data_dir)
-        apps[url] = _bind(module.page, stores[name])
-    return apps, list(stores.values())
+def build_apps(
+    data_dir: str | os.PathLike[str],
+    policy_path: str | os.PathLike[str] | None = None,
+    gateway_url: str | None = None,
+    pages: dict[str, str] | None = None,
+) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
+    """(URL path -> a function that builds that page for one session, [the shared context])."""
+    from .context import Context
+
+    ctx = Context(data_dir, policy_path, gateway_url)
+    apps = {url: _bind(load_page_module(name).page, ctx) for url, name in (pages or PAGES).items()}
+    return apps, [ctx]
 
 
-def _bind(page: Callable[[Any], Any], store: Any) -> Callable[[], Any]:
+def _bind(page: Callable[[Any], Any], ctx: Any) -> Callable[[], Any]:
     def app() -> Any:
-        return page(store)
+        return page(ctx)
 
     app.__name__ = getattr(page, "__module__", "page").rsplit(".", 1)[-1]
     return app

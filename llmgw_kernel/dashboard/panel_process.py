@@ -32,9 +32,17 @@ _FAILED = "LLMGW_PANEL_ERROR"
 class PanelProcess:
     """Starts and stops the dashboard server process (from the proxy's event loop)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], origins: list[str]) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        origins: list[str],
+        policy_path: str | os.PathLike[str] | None = None,
+        gateway_url: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.origins = origins
+        self.policy_path = policy_path
+        self.gateway_url = gateway_url
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -53,6 +61,10 @@ class PanelProcess:
         args += ["--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel())]
         for origin in self.origins:
             args += ["--origin", origin]
+        if self.policy_path is not None:
+            args += ["--policy", str(self.policy_path)]
+        if self.gateway_url is not None:
+            args += ["--gateway-url", self.gateway_url]
         self.proc = await asyncio.create_subprocess_exec(
             *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             start_new_session=True,  # Ctrl+C reaches the proxy, which then stops us in order
@@ -93,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--origin", action="append", default=[])
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--policy", default=None, help="the live policy file (routes, versions)")
+    parser.add_argument("--gateway-url", default=None, help="the gateway's /health and /metrics (live state)")
     parser.add_argument("--nice", type=int, default=10, help="CPU priority below the proxy's")
     args = parser.parse_args(argv)
     # The pipe to the parent carries one line; anything else printed goes to stderr, so a
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome.update(port=port, error=error)
         ready.set()
 
-    server = PanelThread(args.data_dir, args.origin, on_ready)
+    server = PanelThread(args.data_dir, args.origin, on_ready, args.policy, args.gateway_url)
     server.start()
     ready.wait()
     error = outcome["error"]

@@ -72,10 +72,14 @@ class PanelThread:
         data_dir: str | os.PathLike[str],
         origins: list[str],
         on_ready: ReadyCallback,
+        policy_path: str | os.PathLike[str] | None = None,
+        gateway_url: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.origins = origins
         self.on_ready = on_ready
+        self.policy_path = policy_path
+        self.gateway_url = gateway_url
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
@@ -132,7 +136,7 @@ class PanelThread:
 
         logging.getLogger("tornado.access").setLevel(logging.WARNING)  # one line per asset
         pn.extension("tabulator")
-        apps, self._stores = build_apps(self.data_dir)
+        apps, self._stores = build_apps(self.data_dir, self.policy_path, self.gateway_url)
         server = pn.serve(
             apps,
             port=0,
@@ -142,7 +146,7 @@ class PanelThread:
             show=False,
             start=False,
             title={url: "llmgw" for url in apps},
-            location=False,
+            location=True,  # filters live in the URL query: a change rewrites it
             verbose=False,
             compress_response=True,  # gzip ~3.5 MB of JS/CSS on Panel's side, not the proxy's
         )
@@ -173,9 +177,17 @@ class ThreadedPanel:
     """:class:`PanelThread` behind the async interface of :class:`.panel_process.PanelProcess`
     (``LLMGW_DASHBOARD_ISOLATION=thread``: kept to measure against, see docs/server.md)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], origins: list[str]) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        origins: list[str],
+        policy_path: str | os.PathLike[str] | None = None,
+        gateway_url: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.origins = origins
+        self.policy_path = policy_path
+        self.gateway_url = gateway_url
         self.thread: PanelThread | None = None
 
     @property
@@ -198,7 +210,7 @@ class ThreadedPanel:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody waits
                 loop.call_soon_threadsafe(settle, port, error)
 
-        self.thread = PanelThread(self.data_dir, self.origins, on_ready)
+        self.thread = PanelThread(self.data_dir, self.origins, on_ready, self.policy_path, self.gateway_url)
         self.thread.start()
         return await ready
 

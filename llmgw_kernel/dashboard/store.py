@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..log.reader import open_log
+from .filters import Filters
+from .queries import LogQueries
+from .sql import (
+    ERROR_SQL,
+    FELL_BACK_SQL,
+    HIT_SQL,
+    RESCUED_SQL,
+    RETRIED_SQL,
+    UPSTREAM_FAILED_SQL,
+    bucket_sql,
+    bucket_time_sql,
+)  # fmt: skip
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +43,7 @@ ERROR_OUTCOMES: tuple[str, ...] = (
 )  # fmt: skip
 RECENT_COLUMNS: tuple[str, ...] = (
     "ts", "request_id", "route", "target", "status", "outcome", "cache", "latency_ms", "ttft_ms",
-    "prompt_tokens", "completion_tokens", "cost_usd",
+    "prompt_tokens", "completion_tokens", "cost_usd", "team", "key_id", "end_user", "error_message",
 )  # fmt: skip
 
 
@@ -68,6 +78,17 @@ class Headline:
     cache_hits: int = 0  # exact + semantic
     semantic_hits: int = 0
     saved_usd: float = 0.0
+    p99_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    upstream_failed: int = 0  # requests with a failed upstream attempt (sql.UPSTREAM_FAILED_SQL)
+    rescued: int = 0  # ... that still ended ok (a retry or fallback hid the failure)
+    fell_back: int = 0  # requests that tried more than one target
+    retried: int = 0  # requests that repeated a target
+
+    @property
+    def rescue_rate(self) -> float:
+        return self.rescued / self.upstream_failed if self.upstream_failed else 0.0
 
     @property
     def error_rate(self) -> float:
@@ -85,7 +106,8 @@ class Overview:
     ``series``: one row per bucket (``t``, naive UTC bucket start), with ``requests_per_min``,
     ``p50_ms``, ``p95_ms``, ``prompt_tokens_per_min``, ``completion_tokens_per_min`` and one
     ``errors_per_min`` column per outcome in :data:`ERROR_OUTCOMES`. ``recent``: the newest
-    requests, newest first, columns :data:`RECENT_COLUMNS`.
+    requests, newest first, columns :data:`RECENT_COLUMNS` (only those of ``outcome`` when
+    asked). ``routes``: the routes seen in the window.
     """
 
     window: Window
@@ -95,35 +117,48 @@ class Overview:
     series: pd.DataFrame
     recent: pd.DataFrame
     routes: tuple[str, ...] = field(default=())
+    errors_by_reason: pd.DataFrame | None = None  # outcome, error_type, requests
+    errors_by_target: pd.DataFrame | None = None  # provider, target, attempts, failed, failure_rate
 
 
-_HEADLINE_SQL = """
-SELECT count(*),
-       count(*) FILTER (WHERE outcome IS DISTINCT FROM 'ok'),
-       quantile_cont(latency_ms, 0.5), quantile_cont(latency_ms, 0.95),
-       quantile_cont(ttft_ms, 0.5),
+_HEADLINE_SQL = f"""
+SELECT count(*), count(*) FILTER (WHERE {ERROR_SQL}),
+       quantile_cont(latency_ms, [0.5, 0.95, 0.99]), quantile_cont(ttft_ms, [0.5, 0.95, 0.99]),
        coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
        coalesce(sum(cost_usd), 0), count(cache),
-       count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit')), count(*) FILTER (WHERE cache = 'semantic-hit'),
-       coalesce(sum(saved_usd), 0)
-FROM requests
-WHERE ts >= to_timestamp($since) AND ts <= to_timestamp($now) AND ($route IS NULL OR route = $route)
+       count(*) FILTER (WHERE {HIT_SQL}), count(*) FILTER (WHERE cache = 'semantic-hit'),
+       coalesce(sum(saved_usd), 0), count(*) FILTER (WHERE {RETRIED_SQL})
+FROM requests WHERE {{where}}
+"""
+
+# one pass over the (costly to decode) attempts lists: the headline's upstream failures,
+# rescues and fallbacks, and every attempt by target
+_ATTEMPTS_SQL = f"""
+WITH a AS MATERIALIZED (
+    SELECT outcome, retries, attempts FROM requests WHERE {{where}} AND len(attempts) > 0
+), h AS (
+    SELECT count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS failed, count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued,
+           count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
+    FROM a
+), t AS (
+    SELECT x.target AS target, count(*) AS attempts, count(*) FILTER (WHERE x.error IS NOT NULL) AS failed
+    FROM (SELECT unnest(attempts) AS x FROM a) GROUP BY 1
+)
+SELECT h.failed AS requests_failed, h.rescued, h.fell_back, split_part(t.target, '/', 1) AS provider, t.target,
+       t.attempts, t.failed, t.failed / t.attempts AS failure_rate
+FROM h LEFT JOIN t ON true
+ORDER BY t.failed DESC, t.target
 """
 
 _SERIES_SQL = """
-WITH rows AS (
-    SELECT CAST(floor((epoch(ts) - $start) / $bucket) AS BIGINT) AS i, *
-    FROM requests
-    WHERE ts >= to_timestamp($start) AND ts < to_timestamp($start + $n * $bucket)
-      AND ($route IS NULL OR route = $route)
-), agg AS (
-    SELECT i, count(*) AS n,
+WITH agg AS (
+    SELECT {bucket} AS i, count(*) AS n,
            quantile_cont(latency_ms, 0.5) AS p50_ms, quantile_cont(latency_ms, 0.95) AS p95_ms,
            coalesce(sum(prompt_tokens), 0) AS pt, coalesce(sum(completion_tokens), 0) AS ct,
            {error_columns}
-    FROM rows GROUP BY i
+    FROM requests WHERE {where} AND ts >= to_timestamp($start) GROUP BY i
 )
-SELECT make_timestamp(CAST(($start + b.i * $bucket) * 1000000 AS BIGINT)) AS t,
+SELECT {bucket_time} AS t,
        coalesce(n, 0) / $minutes AS requests_per_min, p50_ms, p95_ms,
        coalesce(pt, 0) / $minutes AS prompt_tokens_per_min,
        coalesce(ct, 0) / $minutes AS completion_tokens_per_min,
@@ -132,24 +167,48 @@ FROM (SELECT range AS i FROM range($n)) b LEFT JOIN agg USING (i)
 ORDER BY b.i
 """
 
+# the newest rows: first the cutoff (reads ts alone), then only the rows past it (a constant,
+# so DuckDB skips every Parquet row group older than it)
+_RECENT_CUTOFF_SQL = """
+SELECT min(ts) FROM (
+    SELECT ts FROM requests WHERE {where} AND ($outcome IS NULL OR outcome = $outcome) ORDER BY ts DESC LIMIT $limit
+)
+"""
 _RECENT_SQL = f"""
 SELECT {", ".join(RECENT_COLUMNS)}
-FROM requests
-WHERE ts >= to_timestamp($since) AND ts <= to_timestamp($now) AND ($route IS NULL OR route = $route)
+FROM requests WHERE {{where}} AND ($outcome IS NULL OR outcome = $outcome) AND ts >= $cutoff
 ORDER BY ts DESC
 LIMIT $limit
 """
 
-_ROUTES_SQL = """
-SELECT DISTINCT route FROM requests
-WHERE ts >= to_timestamp($since) AND route IS NOT NULL ORDER BY route
+_ROUTES_SQL = "SELECT DISTINCT route FROM requests WHERE {where} AND route IS NOT NULL ORDER BY route"
+
+_ERRORS_BY_REASON_SQL = f"""
+SELECT outcome, coalesce(error_type, '') AS error_type, count(*) AS requests,
+       any_value(error_message) AS example
+FROM requests WHERE {{where}} AND {ERROR_SQL}
+GROUP BY ALL ORDER BY requests DESC, outcome, error_type
 """
 
 
-def _series_sql() -> str:
+def _series_sql(where: str, start: float, width: int) -> str:
     cols = ",\n           ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS e_{o}" for o in ERROR_OUTCOMES)
     rates = ", ".join(f"coalesce(e_{o}, 0) / $minutes AS errors_per_min_{o}" for o in ERROR_OUTCOMES)
-    return _SERIES_SQL.format(error_columns=cols, error_rates=rates)
+    return _SERIES_SQL.format(
+        error_columns=cols, error_rates=rates, where=where, bucket=bucket_sql(start, width),
+        bucket_time=bucket_time_sql(start, width, "b.i"),
+    )  # fmt: skip
+
+
+def series_buckets(filters: Filters, now: float) -> tuple[float, int, int]:
+    """(start, width, count) of the chart buckets: whole buckets ending with the one holding
+    the window's end, reaching back over the window (presets keep :data:`WINDOWS`' widths)."""
+    since, until = filters.bounds(now)
+    preset = WINDOWS.get(filters.window) if filters.since is None else None
+    width = preset.bucket_s if preset is not None else filters.bucket_s(now)
+    n = max(1, math.ceil((until - since) / width))
+    start = (math.floor(until / width) + 1) * width - n * width
+    return start, width, n
 
 
 class OverviewStore:
@@ -166,56 +225,75 @@ class OverviewStore:
         ttl_s: float = 2.0,
         recent_limit: int = 100,
         clock: Callable[[], float] = time.time,
+        queries: LogQueries | None = None,
     ) -> None:
-        import duckdb
-
         self.data_dir = data_dir
-        self.ttl_s = ttl_s
         self.recent_limit = recent_limit
-        self.clock = clock
-        self._con = open_log(data_dir, duckdb.connect(config={"threads": 1, "memory_limit": "512MB"}))
-        self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str | None], tuple[float, Overview]] = {}
-        self._series_sql = _series_sql()
+        self.queries = queries or LogQueries(data_dir, ttl_s=ttl_s, threads=1, clock=clock)
 
-    def overview(self, window: str = DEFAULT_WINDOW, route: str | None = None) -> Overview:
-        """The page's data for ``window`` (a key of :data:`WINDOWS`), optionally one route."""
-        win = WINDOWS[window]
-        key = (window, route)
-        with self._lock:
-            hit = self._cache.get(key)
-            now = self.clock()
-            if hit is not None and now - hit[0] < self.ttl_s:
-                return hit[1]
-            result = self._query(win, route, now)
-            self._cache[key] = (now, result)
-            return result
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.queries.clock
+
+    def overview(
+        self,
+        window: str = DEFAULT_WINDOW,
+        route: str | None = None,
+        filters: Filters | None = None,
+        outcome: str | None = None,
+    ) -> Overview:
+        """The page's data for ``filters`` (else ``window``, a key of :data:`WINDOWS`, and
+        ``route``); the recent requests only of ``outcome`` when given."""
+        if filters is None:
+            WINDOWS[window]  # noqa: B018 -- an unknown window is a KeyError, as before
+            filters = Filters(window=window, route=route)
+        return self.queries.answer(
+            ("overview", filters, outcome), lambda con, now: self._query(con, filters, outcome, now)
+        )
 
     def close(self) -> None:
-        with self._lock:
-            self._con.close()
+        self.queries.close()
 
-    def _query(self, win: Window, route: str | None, now: float) -> Overview:
-        con = self._con
-        since = now - win.seconds
-        row = con.execute(_HEADLINE_SQL, {"since": since, "now": now, "route": route}).fetchone()
+    def _query(self, con: Any, filters: Filters, outcome: str | None, now: float) -> Overview:
+        where, params = filters.where(now)
+        row = con.execute(_HEADLINE_SQL.format(where=where), params).fetchone()
         assert row is not None
+        lat, ttft = row[2] or [None] * 3, row[3] or [None] * 3
         headline = Headline(
-            requests=int(row[0]), errors=int(row[1]), p50_ms=row[2], p95_ms=row[3],
-            ttft_p50_ms=row[4], prompt_tokens=int(row[5]), completion_tokens=int(row[6]),
-            cost_usd=float(row[7]), cacheable=int(row[8]), cache_hits=int(row[9]), semantic_hits=int(row[10]),
-            saved_usd=float(row[11]),
+            requests=int(row[0]), errors=int(row[1]), p50_ms=lat[0], p95_ms=lat[1], p99_ms=lat[2],
+            ttft_p50_ms=ttft[0], ttft_p95_ms=ttft[1], ttft_p99_ms=ttft[2], prompt_tokens=int(row[4]),
+            completion_tokens=int(row[5]), cost_usd=float(row[6]), cacheable=int(row[7]), cache_hits=int(row[8]),
+            semantic_hits=int(row[9]), saved_usd=float(row[10]), retried=int(row[11]),
         )  # fmt: skip
-        n = win.seconds // win.bucket_s
-        start = (math.floor(now / win.bucket_s) + 1) * win.bucket_s - n * win.bucket_s
+        attempts = con.execute(_ATTEMPTS_SQL.format(where=where), params).df()
+        if len(attempts):
+            first = attempts.iloc[0]
+            headline = replace(
+                headline, upstream_failed=int(first["requests_failed"] or 0), rescued=int(first["rescued"] or 0),
+                fell_back=int(first["fell_back"] or 0),
+            )  # fmt: skip
+        by_target = attempts.dropna(subset=["target"])[["provider", "target", "attempts", "failed", "failure_rate"]]
+        start, width, n = series_buckets(filters, now)
         series = con.execute(
-            self._series_sql,
-            {"start": start, "bucket": win.bucket_s, "n": n, "minutes": win.bucket_s / 60, "route": route},
+            _series_sql(where, start, width), {**params, "start": start, "n": n, "minutes": width / 60}
         ).df()
-        recent = con.execute(_RECENT_SQL, {"since": since, "now": now, "route": route, "limit": self.recent_limit}).df()
-        routes = tuple(r[0] for r in con.execute(_ROUTES_SQL, {"since": since}).fetchall())
+        recent = self._recent(con, where, {**params, "outcome": outcome, "limit": self.recent_limit})
+        routes = tuple(r[0] for r in con.execute(_ROUTES_SQL.format(where=where), params).fetchall())
+        by_reason = con.execute(_ERRORS_BY_REASON_SQL.format(where=where), params).df()
+        since, _ = filters.bounds(now)
+        win = WINDOWS.get(filters.window) if filters.since is None else None
+        win = win or Window(filters.label(now), int(now - since), width)
         as_of = datetime.fromtimestamp(now, UTC)
-        return Overview(win, route, as_of, headline, series, recent, routes)
+        return Overview(win, filters.route, as_of, headline, series, recent, routes, by_reason, by_target)
+
+    @staticmethod
+    def _recent(con: Any, where: str, params: dict[str, Any]) -> pd.DataFrame:
+        cutoff = con.execute(_RECENT_CUTOFF_SQL.format(where=where), params).fetchone()[0]
+        if cutoff is None:
+            cutoff = datetime.fromtimestamp(params["until"] + 1, UTC)  # nothing: an empty frame of the right shape
+        return con.execute(_RECENT_SQL.format(where=where), {**params, "cutoff": cutoff}).df()
 
 
-__all__ = ["DEFAULT_WINDOW", "ERROR_OUTCOMES", "WINDOWS", "Headline", "Overview", "OverviewStore", "Window"]
+__all__ = [
+    "DEFAULT_WINDOW", "ERROR_OUTCOMES", "WINDOWS", "Headline", "Overview", "OverviewStore", "Window", "series_buckets",
+]  # fmt: skip

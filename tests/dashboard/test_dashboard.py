@@ -130,7 +130,7 @@ def test_dashboard_shows_the_real_numbers(server, traffic, browser):
     assert _kpi(page, "errors") == "1"
     for rid in traffic["ids"]:
         assert page.locator(".tabulator-row", has_text=rid).count() == 1
-    assert page.locator(".tabulator-row", has_text="client_error").count() == 1
+    assert page.locator(".llmgw-recent .tabulator-row", has_text="client_error").count() == 1
     # prompt tokens: the demo model counts whitespace-separated words of the last message
     assert int(_kpi(page, "prompt_tokens").replace(",", "")) > 0
     page.close()

@@ -1,4 +1,5 @@
-"""The overview page renders what the store returns (built without a server)."""
+"""The overview page renders what the store returns (built without a server, so the page is
+filled at once instead of after the browser loads it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 
 pn = pytest.importorskip("panel")
 
-from llmgw_kernel.dashboard import OverviewStore  # noqa: E402
+from llmgw_kernel.dashboard.context import Context  # noqa: E402
+from llmgw_kernel.dashboard.queries import LogQueries  # noqa: E402
 from llmgw_kernel.dashboard.pages import PAGES, build_apps, load_page_module  # noqa: E402
 from llmgw_kernel.log.record import RequestRecord  # noqa: E402
 from llmgw_kernel.log.writer import LogWriter  # noqa: E402
@@ -29,9 +31,9 @@ def store(tmp_path):
         rec.cost_usd, rec.saved_usd = (0.0, 0.01) if kind != "miss" else (0.01, None)
         writer.append(rec)
     writer.close()
-    s = OverviewStore(tmp_path, clock=lambda: NOW)
-    yield s
-    s.close()
+    ctx = Context(tmp_path, queries=LogQueries(tmp_path, clock=lambda: NOW))
+    yield ctx
+    ctx.close()
 
 
 def _find(viewable, kind):
@@ -50,9 +52,10 @@ def test_page_shows_the_store_numbers(store):
         in html
     )
     assert 'data-kpi="saved"><div class="kpi-value">$0.0200<' in html
-    table = _find(page, pn.widgets.Tabulator)[0]
+    table = next(t for t in _find(page, pn.widgets.Tabulator) if "request_id" in t.value)
     assert list(table.value["request_id"])[:2] == ["req_page_0", "req_cached_0"]
     assert list(table.value["cache"])[1] == "hit"
+    assert "data-ready" in next(p.object for p in _find(page, pn.pane.HTML) if "status" in p.object)
     window = _find(page, pn.widgets.RadioButtonGroup)[0]
     window.value = "15 min"
     html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)

@@ -1,0 +1,91 @@
+"""Budgets: each live budget's burn-down with a run-out forecast, and the budget and
+rate-limit refusals of the window (``/budgets``).
+
+A view only: the numbers come from :func:`llmgw_kernel.dashboard.budget_data.budgets`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from llmgw_kernel.dashboard.budget_data import BudgetData, budgets, label
+from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.filters import Filters
+from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, note, page_frame, table
+
+
+def page(ctx: Context) -> pn.viewable.Viewable:
+    return page_frame(ctx, "/budgets", "Budgets", _Body())
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.live = note()
+        self.table = table(page_size=20, formatters=_formatters())
+        self.burndown = GroupLines("Remaining USD over each budget's current window (from the log)", "USD")
+        self.refusal_chart = GroupLines("Refusals per bucket", "requests")
+        self.refusals = table(page_size=10)
+
+    def panes(self) -> list[Any]:
+        return [
+            self.kpis, self.live, heading("Budgets (live)"), self.table, self.burndown.pane(),
+            heading("Refusals"), self.refusal_chart.pane(), self.refusals,
+        ]  # fmt: skip
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        data = budgets(ctx, filters)
+        self.kpis.object = _kpis(data)
+        self.live.object = (
+            ""
+            if data.live
+            else '<p class="note" data-live="unavailable">Live state unavailable: the gateway did not '
+            "answer /metrics, so budgets are not listed (refusals below come from the log).</p>"
+        )
+        self.table.value = _budget_table(data)
+        self.burndown.update(data.burndown, "remaining_usd")
+        self.refusal_chart.update(data.refusal_series, "requests")
+        self.refusals.value = data.refusals
+
+
+def _kpis(d: BudgetData) -> str:
+    soonest = min((r.run_out_ts for r in d.budgets if r.run_out_ts is not None), default=None)
+    return kpi_html([
+        ("budgets", f"{len(d.budgets):,}", "budgets (live)", False),
+        ("budget_refused", f"{d.budget_refused:,}", "refused: budget exceeded", d.budget_refused > 0),
+        ("rate_refused", f"{d.rate_refused:,}", "refused: rate limited", d.rate_refused > 0),
+        ("run_out", _when(soonest), "first budget to run out (forecast)", soonest is not None),
+    ])  # fmt: skip
+
+
+def _when(ts: float | None) -> str:
+    return "–" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _budget_table(d: BudgetData) -> pd.DataFrame:
+    rows = [
+        {
+            "budget": label(r.budget), "mode": r.budget.mode, "limit_usd": r.budget.limit_usd,
+            "spent_usd": r.budget.spent_usd, "in_flight_usd": r.budget.in_flight_usd,
+            "remaining_usd": r.budget.remaining_usd,
+            "used": (r.budget.spent_usd + r.budget.in_flight_usd) / r.budget.limit_usd if r.budget.limit_usd else None,
+            "burn_usd_per_h": r.burn_usd_per_h, "runs_out": _when(r.run_out_ts), "window_ends": _when(r.window_end),
+        }
+        for r in d.budgets
+    ]  # fmt: skip
+    columns = ["budget", "mode", "limit_usd", "spent_usd", "in_flight_usd", "remaining_usd", "used", "burn_usd_per_h",
+               "runs_out", "window_ends"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _formatters() -> dict[str, Any]:
+    from bokeh.models.widgets.tables import NumberFormatter
+
+    money = NumberFormatter(format="$0,0.0000")
+    cols = ("limit_usd", "spent_usd", "in_flight_usd", "remaining_usd", "burn_usd_per_h")
+    return {**dict.fromkeys(cols, money), "used": NumberFormatter(format="0.0%")}

@@ -1,0 +1,64 @@
+"""Cache: hit rate and savings over time, per route and namespace, and the newest semantic
+hits with their similarity (prompts shown only when bodies are logged) (``/cache``).
+
+A view only: the numbers come from :func:`llmgw_kernel.dashboard.cache_data.cache`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from llmgw_kernel.dashboard.cache_data import CacheData, cache
+from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.filters import Filters
+from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, pct, table, usd
+
+
+def page(ctx: Context) -> pn.viewable.Viewable:
+    return page_frame(ctx, "/cache", "Cache", _Body())
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.rates = GroupLines("Hit rate per bucket", "share of cacheable requests")
+        self.saved = GroupLines("Saved per bucket (USD)", "USD")
+        self.by_route = table(page_size=15, formatters=_formatters())
+        self.semantic = table(page_size=10, formatters=_formatters())
+
+    def panes(self) -> list[Any]:
+        return [
+            self.kpis, pn.Row(self.rates.pane(), self.saved.pane(), sizing_mode="stretch_width"),
+            heading("Per route and namespace"), self.by_route,
+            heading("Newest semantic hits (prompts only when bodies are logged)"), self.semantic,
+        ]  # fmt: skip
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        data = cache(ctx, filters)
+        self.kpis.object = _kpis(data)
+        self.rates.update(data.series, "rate")
+        self.saved.update(data.saved_series, "saved_usd")
+        self.by_route.value = data.by_route
+        self.semantic.value = data.semantic
+
+
+def _kpis(d: CacheData) -> str:
+    return kpi_html([
+        ("cacheable", f"{d.cacheable:,}", "requests on cached routes", False),
+        ("hits", f"{d.hits:,}", "cache hits (exact + semantic)", False),
+        ("hit_rate", pct(d.hit_rate), "hit rate", False),
+        ("semantic_hits", f"{d.semantic_hits:,}", "semantic hits", False),
+        ("saved", usd(d.saved_usd), "saved by the cache", False),
+    ])  # fmt: skip
+
+
+def _formatters() -> dict[str, Any]:
+    from bokeh.models.widgets.tables import NumberFormatter
+
+    return {
+        "hit_rate": NumberFormatter(format="0.0%"), "saved_usd": NumberFormatter(format="$0,0.0000"),
+        "similarity": NumberFormatter(format="0.000"), "threshold": NumberFormatter(format="0.000"),
+    }  # fmt: skip

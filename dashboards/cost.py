@@ -1,0 +1,62 @@
+"""Cost: spend by team / key / user / model / provider / route over time, cost per 1k
+requests, the top spenders, and what the cache and routing saved (``/cost``).
+
+A view only: the numbers come from :func:`llmgw_kernel.dashboard.cost_data.cost`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.cost_data import GROUPS, CostData, cost
+from llmgw_kernel.dashboard.filters import Filters
+from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, table, usd
+
+
+def page(ctx: Context) -> pn.viewable.Viewable:
+    return page_frame(ctx, "/cost", "Cost", _Body())
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.group = pn.widgets.RadioButtonGroup(options=list(GROUPS), value="team", margin=(5, 10))
+        self.chart = GroupLines("Spend per bucket (USD), top groups", "USD")
+        self.top = table(page_size=15, formatters=_formatters())
+        self._last: tuple[Context, Filters] | None = None
+        self.group.param.watch(self._regroup, "value")
+
+    def panes(self) -> list[Any]:
+        return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), self.chart.pane(),
+                heading("Top spenders"), self.top]  # fmt: skip
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        self._last = (ctx, filters)
+        data = cost(ctx, filters, self.group.value)
+        self.kpis.object = _kpis(data)
+        self.chart.update(data.series, "cost_usd")
+        self.top.value = data.top
+
+    def _regroup(self, *_: Any) -> None:
+        if self._last is not None:
+            self.update(*self._last)
+
+
+def _kpis(d: CostData) -> str:
+    return kpi_html([
+        ("cost", usd(d.cost_usd), f"spent ({d.priced:,} priced of {d.requests:,} requests)", False),
+        ("cost_per_1k", usd(d.cost_per_1k_usd), "cost per 1k priced requests", False),
+        ("cache_saved", usd(d.cache_saved_usd), "saved by the cache", False),
+        ("routing_saved", usd(d.routing_saved_usd), "saved by routing (vs each route's dearest target)", False),
+    ])  # fmt: skip
+
+
+def _formatters() -> dict[str, Any]:
+    from bokeh.models.widgets.tables import NumberFormatter
+
+    money = NumberFormatter(format="$0,0.0000")
+    return {"cost_usd": money, "cost_per_1k_usd": money, "share": NumberFormatter(format="0.0%")}

@@ -1,0 +1,49 @@
+"""Guardrails: verdicts by stage, check, rule, type and action; requests a check fired on
+over time by action; the newest of them (``/guardrails``).
+
+A view only: the numbers come from :func:`llmgw_kernel.dashboard.guardrail_data.guardrails`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.filters import Filters
+from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, pct, table
+from llmgw_kernel.dashboard.guardrail_data import GuardrailData, guardrails
+
+
+def page(ctx: Context) -> pn.viewable.Viewable:
+    return page_frame(ctx, "/guardrails", "Guardrails", _Body())
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.verdicts = table(page_size=20)
+        self.chart = GroupLines("Requests with a verdict per bucket, by action", "requests")
+        self.recent = table(page_size=15)
+
+    def panes(self) -> list[Any]:
+        return [self.kpis, heading("Verdicts by stage, check, rule, type and action"), self.verdicts,
+                self.chart.pane(), heading("Newest requests a check fired on"), self.recent]  # fmt: skip
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        data = guardrails(ctx, filters)
+        self.kpis.object = _kpis(data)
+        self.verdicts.value = data.verdicts
+        self.chart.update(data.series, "requests")
+        self.recent.value = data.recent
+
+
+def _kpis(d: GuardrailData) -> str:
+    return kpi_html([
+        ("requests", f"{d.requests:,}", "requests in the window", False),
+        ("fired", f"{d.fired:,}", f"with a guardrail verdict ({pct(d.fired / d.requests if d.requests else None)})",
+         False),
+        ("blocked", f"{d.blocked:,}", "blocked by a guardrail", d.blocked > 0),
+    ])  # fmt: skip

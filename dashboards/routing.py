@@ -1,0 +1,75 @@
+"""Routing: each route's upstream failures and how many retries and fallbacks rescued,
+target shares (planned and served), per-target error rates and latency, and the circuit
+breakers' live state and transitions (``/routing``).
+
+A view only: the numbers come from :func:`llmgw_kernel.dashboard.routing_data.routing`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from llmgw_kernel.dashboard.context import Context
+from llmgw_kernel.dashboard.filters import Filters
+from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, note, page_frame, pct, table
+from llmgw_kernel.dashboard.routing_data import RoutingData, routing
+
+
+def page(ctx: Context) -> pn.viewable.Viewable:
+    return page_frame(ctx, "/routing", "Routing", _Body())
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.kpis = kpi_pane()
+        self.routes = table(page_size=15, formatters=_formatters())
+        self.shares = table(page_size=20, formatters=_formatters())
+        self.targets = table(page_size=15, formatters=_formatters())
+        self.breakers = table(page_size=15)
+        self.live = note()
+
+    def panes(self) -> list[Any]:
+        return [
+            self.kpis, heading("Routes: upstream failures, rescues, errors"), self.routes,
+            heading("Target shares (first planned / served)"), self.shares,
+            heading("Per target: every upstream attempt"), self.targets,
+            heading("Circuit breakers (live)"), self.live, self.breakers,
+        ]  # fmt: skip
+
+    def update(self, ctx: Context, filters: Filters) -> None:
+        data = routing(ctx, filters)
+        self.kpis.object = _kpis(data)
+        self.routes.value = data.routes
+        self.shares.value = data.shares
+        self.targets.value = data.targets
+        self.breakers.value = data.breakers
+        self.live.object = (
+            ""
+            if data.live
+            else '<p class="note" data-live="unavailable">Live state unavailable: breaker states '
+            "come from the gateway's /health and /metrics.</p>"
+        )
+
+
+def _kpis(d: RoutingData) -> str:
+    r = d.routes
+    n, failed, rescued = int(r["requests"].sum()), int(r["upstream_failed"].sum()), int(r["rescued"].sum())
+    open_now = int((d.breakers["state"] != "closed").sum()) if len(d.breakers) else 0
+    return kpi_html([
+        ("routed", f"{n:,}", "routed requests", False),
+        ("upstream_failure_rate", pct(failed / n if n else None), f"upstream failures ({failed:,})", failed > rescued),
+        ("rescue_rate", pct(rescued / failed if failed else None), f"rescued by retry/fallback ({rescued:,})", False),
+        ("breakers_open", f"{open_now:,}", "breakers not closed (live)", open_now > 0),
+    ])  # fmt: skip
+
+
+def _formatters() -> dict[str, Any]:
+    from bokeh.models.widgets.tables import NumberFormatter
+
+    share = NumberFormatter(format="0.0%")
+    one = NumberFormatter(format="0,0.0")
+    names = ("error_rate", "upstream_failure_rate", "rescue_rate", "fallback_rate", "planned_share", "served_share",
+             "failure_rate")  # fmt: skip
+    return {**dict.fromkeys(names, share), "p50_ms": one, "p95_ms": one}

@@ -1,0 +1,102 @@
+"""The cache page's data: hit rate and savings over time, per route and namespace, and the
+newest semantic hits with their similarity, for spot checks.
+
+Rows with a cache outcome (``cache`` not NULL: the route has a cache) are the basis of the
+hit rate; ``hit`` and ``semantic-hit`` are hits. A semantic hit shows its similarity and
+threshold, and, when bodies are logged (``log.bodies: full | redacted``), the prompt that
+hit beside the prompt whose answer it got (``cache_source``); hashed or absent bodies are
+never shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .filters import Filters
+from .sql import HIT_SQL, bucket_sql, bucket_time_sql
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .context import Context
+
+PROMPT_SQL = (
+    "CASE WHEN {t}body_mode IN ('full', 'redacted') "
+    "THEN json_extract_string({t}request_body, '$.messages[#-1].content') END"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheData:
+    cacheable: int
+    hits: int
+    semantic_hits: int
+    saved_usd: float
+    series: pd.DataFrame  # t, group (hit rate | ...), value
+    saved_series: pd.DataFrame  # t, group, saved_usd
+    by_route: pd.DataFrame  # route, namespace, requests, hits, semantic_hits, hit_rate, saved_usd
+    semantic: pd.DataFrame  # the newest semantic hits
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.cacheable if self.cacheable else 0.0
+
+
+_TOTALS_SQL = f"""
+SELECT count(cache), count(*) FILTER (WHERE {HIT_SQL}), count(*) FILTER (WHERE cache = 'semantic-hit'),
+       coalesce(sum(saved_usd), 0)
+FROM requests WHERE {{where}}
+"""
+
+_SERIES_SQL = f"""
+SELECT {{bucket_time}} AS t, count(*) FILTER (WHERE {HIT_SQL}) / count(cache) AS hit_rate,
+       count(*) FILTER (WHERE cache = 'semantic-hit') / count(cache) AS semantic_rate,
+       coalesce(sum(saved_usd), 0) AS saved_usd
+FROM (SELECT {{bucket}} AS i, cache, saved_usd FROM requests WHERE {{where}} AND cache IS NOT NULL)
+GROUP BY i ORDER BY i
+"""
+
+_BY_ROUTE_SQL = f"""
+SELECT route, coalesce(cache_namespace, '') AS namespace, count(*) AS requests,
+       count(*) FILTER (WHERE {HIT_SQL}) AS hits, count(*) FILTER (WHERE cache = 'semantic-hit') AS semantic_hits,
+       count(*) FILTER (WHERE {HIT_SQL}) / count(*) AS hit_rate, coalesce(sum(saved_usd), 0) AS saved_usd
+FROM requests WHERE {{where}} AND cache IS NOT NULL
+GROUP BY ALL ORDER BY requests DESC, route, namespace LIMIT 200
+"""
+
+_SEMANTIC_SQL = f"""
+WITH hits AS (
+    SELECT ts, request_id, route, cache_namespace AS namespace, cache_similarity AS similarity,
+           cache_threshold AS threshold, cache_source AS source, {PROMPT_SQL.format(t="")} AS prompt
+    FROM requests WHERE {{where}} AND cache = 'semantic-hit' ORDER BY ts DESC LIMIT $limit
+)
+SELECT hits.*, {PROMPT_SQL.format(t="s.")} AS source_prompt
+FROM hits LEFT JOIN (
+    SELECT request_id, body_mode, request_body FROM requests
+    WHERE request_id IN (SELECT source FROM hits) AND ts <= to_timestamp($until)
+) s ON s.request_id = hits.source
+ORDER BY hits.ts DESC
+"""
+
+
+def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
+    def compute(con: Any, now: float) -> CacheData:
+        where, params = filters.where(now)
+        cacheable, hits, semantic, saved = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
+        start, width, _ = filters.buckets(now)
+        wide = con.execute(
+            _SERIES_SQL.format(where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)),
+            params,
+        ).df()  # fmt: skip
+        rates = wide.melt(id_vars="t", value_vars=["hit_rate", "semantic_rate"], var_name="group", value_name="rate")
+        saved_series = wide.assign(group="saved")[["t", "group", "saved_usd"]]
+        by_route = con.execute(_BY_ROUTE_SQL.format(where=where), params).df()
+        semantic_rows = con.execute(_SEMANTIC_SQL.format(where=where), {**params, "limit": limit}).df()
+        return CacheData(int(cacheable), int(hits), int(semantic), float(saved), rates, saved_series, by_route,
+                         semantic_rows)  # fmt: skip
+
+    return ctx.queries.answer(("cache", filters, limit), compute)
+
+
+__all__ = ["CacheData", "cache"]

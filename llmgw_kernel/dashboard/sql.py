@@ -1,0 +1,43 @@
+"""SQL fragments that define the dashboards' derived figures, each in one place.
+
+A request's ``attempts`` list holds every upstream try in order (target, status, latency,
+error). From it:
+
+- an *upstream failure*: a request with at least one failed attempt, whatever the client
+  finally got;
+- a *fallback*: a request that tried more than one target (``FELL_BACK_SQL``);
+- a *rescue*: an upstream failure that still ended ``ok`` (``RESCUED_SQL``): the route's
+  retries or fallbacks hid it from the client. A route whose first target fails 15% of the
+  time but always falls back shows 0 errors and a 15% upstream failure rate, 100% rescued.
+"""
+
+from __future__ import annotations
+
+# A second attempt is only ever made after a failed one, so "some attempt failed" is "more
+# than one attempt, or the only one failed" (cheaper than scanning each list); and since
+# ``retries`` counts the attempts that repeated a target, the targets tried are
+# len(attempts) - retries.
+UPSTREAM_FAILED_SQL = "(coalesce(len(attempts), 0) > 1 OR attempts[1].error IS NOT NULL)"
+FELL_BACK_SQL = "(coalesce(len(attempts), 0) - coalesce(retries, 0) > 1)"
+RETRIED_SQL = "(coalesce(retries, 0) > 0)"
+RESCUED_SQL = f"({UPSTREAM_FAILED_SQL} AND outcome = 'ok')"
+ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
+HIT_SQL = "(cache IN ('hit', 'semantic-hit'))"
+#: refusals by admission: budget_exceeded | rate_limited
+REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
+
+
+def bucket_sql(start: float, width: int) -> str:
+    """The bucket index of a row's ``ts`` (buckets of ``width`` s from ``start``)."""
+    return f"CAST(floor((epoch(ts) - {float(start)!r}) / {int(width)}) AS BIGINT)"
+
+
+def bucket_time_sql(start: float, width: int, index: str = "i") -> str:
+    """The (naive UTC) start time of bucket ``index``."""
+    return f"make_timestamp(CAST(({float(start)!r} + {index} * {int(width)}) * 1000000 AS BIGINT))"
+
+
+__all__ = [
+    "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL",
+    "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
+]  # fmt: skip
