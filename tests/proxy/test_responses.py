@@ -198,3 +198,15 @@ def test_replay_of_the_live_policy_over_responses_rows_has_no_differences(make_g
     assert result.compare_to_log() == 0
     apis = open_log(g.data_dir).sql("SELECT api, count(*) FROM requests GROUP BY api ORDER BY api").fetchall()
     assert apis == [("openai", 30), ("responses", 32)]
+
+
+def test_the_providers_page_lists_every_responses_field():
+    from pathlib import Path
+
+    from llmgw_kernel.proxy.completions import PASSED, REFUSED
+    from llmgw_kernel.proxy.responses_request import FIELDS
+
+    page = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
+    section = page.split("## Responses API and legacy completions", 1)[1]
+    missing = [name for name in [*FIELDS, *PASSED, *REFUSED] if f"`{name}" not in section]
+    assert not missing, f"docs/providers.md does not list {missing}"
