@@ -38,6 +38,9 @@ class RedisSettings(BaseModel):
     command_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = Field(
         default=250, description="One command (an admission is one script call)"
     )
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=32, description="Connections per process (requests wait for a free one)"
+    )
     on_unavailable: Literal["fail_closed", "fail_open"] = Field(
         default="fail_closed",
         description="Redis unreachable: fail_closed refuses requests a hard budget applies to (503); fail_open "

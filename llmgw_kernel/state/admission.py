@@ -1,0 +1,239 @@
+"""Budgets and rate limits held in Redis: the same rules as :class:`~llmgw_kernel.decisions.limits.Limits`
+(which still decides replay and the start-up rebuild), applied by one server-side script per
+admission and per settlement (:mod:`.scripts`), so every process admits against the spend and
+reservations of all of them.
+
+When Redis does not answer, the policy's ``state.redis.on_unavailable`` decides:
+``fail_closed`` refuses a request a hard budget applies to (503 ``shared_state_unavailable``,
+retry in a second); anything else — and everything under ``fail_open`` — is admitted against
+this process's own counters (:attr:`SharedLimits.local`, kept up to date with its own spend),
+and the row's ``budget_flags`` carry ``shared_state_unavailable``. Settlements that could not
+reach Redis are queued and sent when it answers again; a Redis that comes back without this
+data directory's spend (restarted empty) is first re-seeded from the log (:mod:`.seed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ..decisions.limits import (
+    NANO,
+    Budget,
+    Limits,
+    Rate,
+    Subject,
+    Verdict,
+    budget_name,
+    budget_refusal,
+    nano,
+    rate_buckets_of,
+    rate_refusal,
+    window_bounds,
+)
+from . import scripts
+from .client import StateClient, StateUnavailable
+
+log = logging.getLogger("llmgw.state")
+
+UNAVAILABLE_FLAG = "shared_state_unavailable"
+_DAY = 86_400
+
+
+class _Held(NamedTuple):
+    subject: Subject
+    at: float  # admitted at: spend counts in this moment's windows
+    local: bool  # admitted against the local counters (Redis was unavailable)
+
+
+class SharedLimits:
+    """Admission against the shared state, behind the interface the pipeline calls."""
+
+    def __init__(
+        self, client: StateClient, local: Limits, dir_id: str, log_state: Callable[[], Limits]
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.local = local  # this process's own view: the fallback, and the source of bucket bounds
+        self.dir_id = dir_id
+        self._log_state = log_state  # the log's spend and rate windows, after a flush (blocking)
+        self._admit = client.script(scripts.ADMIT)
+        self._settle = client.script(scripts.SETTLE)
+        self._seed = client.script(scripts.SEED)
+        self._spend = client.script(scripts.SPEND)
+        self._held: dict[str, _Held] = {}
+        self._pending: list[tuple[str, Subject, float, float, int, int]] = []  # settlements Redis missed
+        self._seeding: asyncio.Future | None = None
+        self.fail_closed = client.settings.on_unavailable == "fail_closed"
+        self.lease_s = client.settings.reservation_lease_s
+        self._seeded_keys = client.key("seeded")
+        self._flights_key = client.key("flights")
+        client.on_up(self._reconnected)
+
+    # -- keys -----------------------------------------------------------------------------
+    def _bucket_key(self, bucket: tuple) -> str:
+        scope, who, window, start = bucket
+        return self.client.key("b", scope, who, window, int(start))
+
+    def _expire_at(self, bucket: tuple) -> int:
+        _, end = window_bounds(bucket[3] + 1, bucket[2], self.local.timezone)
+        return int(end.timestamp()) + _DAY
+
+    # -- admission ------------------------------------------------------------------------
+    async def admit(
+        self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
+        worst_usd: float, worst_tokens: int,
+    ) -> Verdict:  # fmt: skip
+        """Decide at ``at`` across every process; when admitted, reserve the worst case in Redis."""
+        if self.client.up:
+            try:
+                return await self._admit_shared(rid, at, subject, budgets, rates, worst_usd, worst_tokens)
+            except StateUnavailable:
+                pass
+        return self._admit_unavailable(rid, at, subject, budgets, rates, worst_usd, worst_tokens)
+
+    async def _admit_shared(
+        self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
+        worst_usd: float, worst_tokens: int,
+    ) -> Verdict:  # fmt: skip
+        keys = [self._seeded_keys, self._flights_key, self.client.key("f", rid)]
+        args: list[Any] = [self.dir_id, repr(at), nano(worst_usd), worst_tokens, repr(at + self.lease_s)]
+        args += [len(budgets), 0]
+        for b in budgets:
+            bucket = (b.limit.scope, b.who, b.limit.window, self.local.bounds(at, b.limit.window)[0])
+            keys.append(self._bucket_key(bucket))
+            args += [nano(b.limit.usd), 1 if b.limit.mode == "hard" else 0, self._expire_at(bucket)]
+        windows = rate_buckets_of(rates)
+        args[6] = len(windows)
+        keys += [self.client.key("w", scope, who) for scope, who in windows]
+        by_window = {(r.limit.scope, r.who): r for r in rates}
+        for rb in windows:  # the tightest limit of each window is checked by the script
+            limits = [r.limit for r in rates if (r.limit.scope, r.who) == rb]
+            rpm = min((x.rpm for x in limits if x.rpm is not None), default=-1)
+            tpm = min((x.tpm for x in limits if x.tpm is not None), default=-1)
+            args += [rpm, tpm]
+        result = await self.client.run(lambda: self._admit(keys=keys, args=args), "admission")
+        if result and result[0] == b"unseeded":
+            await self.reseed()
+            result = await self.client.run(lambda: self._admit(keys=keys, args=args), "admission")
+        if result[0] == 1:
+            self._held[rid] = _Held(subject, at, False)
+            flags = tuple(budget_name(budgets[i - 1]) for i in result[1:])
+            return Verdict(True, "ok", None, None, flags)
+        if result[1] == b"b":
+            b = budgets[result[2] - 1]
+            _, end = self.local.bounds(at, b.limit.window)
+            reason, what = budget_refusal(b, int(result[3]) / NANO, int(result[4]) / NANO, end)
+            return Verdict(False, "budget_exceeded", reason, max(0.0, end.timestamp() - at), (), what)
+        window = windows[result[2] - 1]
+        refusing = _refusing_rate(rates, by_window[window], window, result[3])
+        reason, what = rate_refusal(refusing, result[3])
+        return Verdict(False, "rate_limited", reason, result[4] / 1000, (), what)
+
+    def _admit_unavailable(
+        self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
+        worst_usd: float, worst_tokens: int,
+    ) -> Verdict:  # fmt: skip
+        metric = self.client.metrics.unavailable
+        if self.fail_closed and any(b.limit.mode == "hard" for b in budgets):
+            metric.labels("refused").inc()
+            return Verdict(
+                False, "state_unavailable",
+                "the shared budget state (Redis) is unavailable and this gateway fails closed for hard budgets",
+                1.0, (), None,
+            )  # fmt: skip
+        verdict = self.local.admit(rid, at, subject, budgets, rates, worst_usd, worst_tokens)
+        metric.labels("admitted_locally" if verdict.allowed else "refused_locally").inc()
+        if not verdict.allowed:
+            return verdict
+        self._held[rid] = _Held(subject, at, True)
+        return verdict._replace(flags=(*verdict.flags, UNAVAILABLE_FLAG))
+
+    # -- settlement -----------------------------------------------------------------------
+    async def settle(self, rid: str, at: float, cost_usd: float | None, tokens: int | None) -> None:
+        """Give the reservation back and count the cost, in Redis and in this process's view."""
+        held = self._held.pop(rid, None)
+        if held is None:
+            return
+        if held.local:
+            self.local.settle(rid, at, cost_usd, tokens)
+        else:
+            self.local.commit(held.subject, held.at, cost_usd)
+        await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0)
+
+    async def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
+        """Count spend no limit tracked (no budget or rate applied to the request)."""
+        if not cost_usd:
+            return
+        self.local.commit(subject, at, cost_usd)
+        await self._send_settle("", subject, at, at, nano(cost_usd), 0)
+
+    async def _send_settle(
+        self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int
+    ) -> None:
+        if not self.client.up:
+            self._pending.append((rid, subject, admitted, at, cost, tokens))
+            return
+        buckets = self.local.spend_buckets(subject, admitted) if cost else []
+        keys = [self._seeded_keys, self._flights_key, self.client.key("f", rid)]
+        keys += [self._bucket_key(b) for b in buckets]
+        args = [self.dir_id, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
+        try:
+            seeded = await self.client.run(lambda: self._settle(keys=keys, args=args), "settlement")
+        except StateUnavailable:
+            self._pending.append((rid, subject, admitted, at, cost, tokens))
+            return
+        if not seeded:  # Redis restarted empty: the log (which will hold this row) re-seeds it
+            await self.reseed()
+
+    # -- reconnection and seeding ---------------------------------------------------------
+    async def _reconnected(self) -> None:
+        """Redis answers again: re-seed it if it lost this directory's spend (the queued
+        settlements are then in the log it is seeded from), else send what it missed."""
+        pending, self._pending = self._pending, []
+        if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.dir_id), "check"):
+            await self.reseed()
+            return
+        for rid, subject, admitted, at, cost, tokens in pending:
+            await self._send_settle(rid, subject, admitted, at, cost, tokens)
+
+    async def reseed(self) -> None:
+        """Add this data directory's log (spend of the current windows, the last minute's rate
+        windows) to a Redis that does not hold it; concurrent callers share one seeding."""
+        if self._seeding is not None:
+            await asyncio.shield(self._seeding)
+            return
+        self._seeding = asyncio.get_running_loop().create_future()
+        try:
+            from .seed import seed_args
+
+            state = await asyncio.to_thread(self._log_state)
+            args = seed_args(state, self.dir_id, self._bucket_key, self._expire_at, self.client.key)
+            added = await self.client.run(lambda: self._seed(keys=[self._seeded_keys], args=args), "seeding")
+            self._pending.clear()  # settled before the flush the log was read after: counted in it
+            log.warning(
+                "shared state: %s Redis from the log of %s", "seeded" if added else "already seeded", self.dir_id
+            )
+            self._seeding.set_result(None)
+        except BaseException as exc:
+            self._seeding.set_exception(exc)
+            self._seeding.exception()  # retrieved: callers re-raise it from their await
+            raise
+        finally:
+            self._seeding = None
+
+    # -- reading --------------------------------------------------------------------------
+    async def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:
+        """(committed, in flight) of one budget bucket at ``at``, across every process."""
+        bucket = (scope, who, window, self.local.bounds(at, window)[0])
+        key = self._bucket_key(bucket)
+        c, r = await self.client.run(lambda: self._spend(keys=[key], args=[]), "spend")
+        return int(c) / NANO, int(r) / NANO
+
+
+def _refusing_rate(rates: list[Rate], first: Rate, window: tuple, column: int) -> Rate:
+    """The limit of ``window`` that refused on ``column`` (1: rpm, 2: tpm): its tightest."""
+    field = "rpm" if column == 1 else "tpm"
+    same = [r for r in rates if (r.limit.scope, r.who) == window and getattr(r.limit, field) is not None]
+    return min(same, key=lambda r: getattr(r.limit, field)) if same else first
