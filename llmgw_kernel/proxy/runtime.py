@@ -28,6 +28,7 @@ from ..policy.extras import load_servable
 from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
+from ..state.service import SharedState, start_shared_state
 from .breaker import Breakers
 from .budget_metrics import BudgetCollector
 from .metrics import Metrics
@@ -82,6 +83,7 @@ class Gateway:
     secrets: Secrets = None  # type: ignore[assignment]  # loaded at start unless given (serve checks it first)
     keys: KeyStore = field(init=False)
     limits: Limits = field(init=False)
+    shared: SharedState | None = None  # budgets, rates and keys shared through Redis (None: this process alone)
     admin_token: str | None = None
     replica: str | None = None  # this process's replica id when several share the data directory (datadir.py)
     draining: bool = False
@@ -122,6 +124,7 @@ class Gateway:
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
         self.metrics.registry.register(BudgetCollector(self))
         self._install(policy)
+        self.shared = await start_shared_state(self, policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
 
@@ -167,6 +170,8 @@ class Gateway:
             await self._session.close()
         await self.save_cache()
         self.cache.close()
+        if self.shared is not None:
+            await self.shared.close()
         await asyncio.to_thread(self.writer.close)
 
     def _install(self, policy: Policy) -> None:
