@@ -238,7 +238,7 @@ async def handle(
         plan = plan_route(policy, route, rec.request_id, ctx)
         rec.plan, rec.route_reason = plan.targets, plan.reason
         rec.end_user = rec.end_user or ctx.user
-        flight.admitted = _admit(gw, policy, rec, key, route, plan.targets, body)
+        flight.admitted = await _admit(gw, policy, rec, key, route, plan.targets, body)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, task, flight))
         rails = facts.guardrails.get(route)
         if rails is not None:
@@ -341,9 +341,16 @@ async def _finish(
         rec.settled_ts = _now()
         u = rec.usage or {}
         tokens = (u.get("prompt_tokens") or 0) + (u.get("completion_tokens") or 0)
-        gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
+        if gw.shared is None:
+            gw.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
+        else:
+            await gw.shared.limits.settle(rec.request_id, rec.settled_ts, rec.cost_usd, tokens)
     elif rec.cost_usd and rec.plan is not None:  # no limit tracked it; its spend counts all the same
-        gw.limits.commit(Subject(rec.key_id, rec.team, rec.end_user, rec.route or ""), rec.ts, rec.cost_usd)
+        subject = Subject(rec.key_id, rec.team, rec.end_user, rec.route or "")
+        if gw.shared is None:
+            gw.limits.commit(subject, rec.ts, rec.cost_usd)
+        else:
+            await gw.shared.limits.commit(subject, rec.ts, rec.cost_usd)
     if guard is not None and (verdicts := guard.verdicts.summary()) is not None:
         rec.guardrails = verdicts
         gw.metrics.guardrail_verdicts(verdicts)
@@ -407,7 +414,7 @@ def _check(fn: Callable[..., Any], *args: Any) -> Any:
         raise GatewayError(exc.status, exc.message, kind, code=exc.code, outcome="client_error") from None
 
 
-def _admit(
+async def _admit(
     gw: Gateway, policy: Any, rec: RequestRecord, key: VirtualKey | None, route: str, targets: tuple[str, ...],
     body: dict[str, Any],
 ) -> bool:  # fmt: skip
@@ -425,7 +432,10 @@ def _admit(
     at = _now()
     rec.admitted_ts, rec.reserved_usd, rec.reserved_tokens = at, worst_usd, worst_tokens
     rec.reserved_prompt_tokens = prompt
-    verdict = gw.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
+    if gw.shared is None:
+        verdict = gw.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
+    else:  # one atomic step in Redis across every process (llmgw_kernel/state/admission.py)
+        verdict = await gw.shared.limits.admit(rec.request_id, at, subject, budgets, rates, worst_usd, worst_tokens)
     rec.admission, rec.admission_reason = verdict.kind, verdict.reason
     rec.budget_flags = list(verdict.flags) or None
     if not verdict.allowed:
@@ -435,6 +445,11 @@ def _admit(
 
 def _refusal(v: Verdict) -> GatewayError:
     wait = max(1, math.ceil(v.retry_after_s or 1))
+    if v.kind == "state_unavailable":  # shared state down, failing closed (docs/deploy.md)
+        return GatewayError(
+            503, f"Service unavailable: {v.reason}", "server_error", code="shared_state_unavailable",
+            outcome="limited", headers=[(b"retry-after", str(wait).encode())],
+        )  # fmt: skip
     if v.kind == "budget_exceeded":
         headers = [(b"x-should-retry", b"false"), (b"retry-after", str(wait).encode())]
         return GatewayError(
