@@ -184,20 +184,28 @@ def test_not_json_and_too_large(gw):
 
 # -- replay ---------------------------------------------------------------------------------------------
 def test_replay_of_the_live_policy_over_responses_rows_has_no_differences(make_gateway, upstream):
-    g = make_gateway()
+    policy = policy_for(upstream.base_url)
+    policy["routes"]["cached"] = {"targets": LOCAL, "cache": {"exact": {"ttl_s": 600}, "semantic": None}}
+    g = make_gateway(policy)
     c = client(g)
     for i in range(30):
         c.responses.create(model="split", input=f"q{i % 7}", stream=i % 3 == 0)
         c.chat.completions.create(model="split", messages=[{"role": "user", "content": f"q{i % 7}"}])
+        c.responses.create(model="cached", input=f"c{i % 4}", stream=i % 2 == 0)  # hits from the 5th on
+    c.chat.completions.create(model="cached", messages=[{"role": "user", "content": "c1"}])  # a hit across APIs
+    c.completions.create(model="split", prompt="legacy")
     c.responses.create(model="fallback", input="x")
     with pytest.raises(openai.BadRequestError):
         c.responses.create(model="split", input="x", store=True)
     g.terminate()
     result = replay(load_policy(g.policy_path), open_log(g.data_dir))
-    assert result.summary["requests"] == 62
+    assert result.summary["requests"] == 94
     assert result.compare_to_log() == 0
-    apis = open_log(g.data_dir).sql("SELECT api, count(*) FROM requests GROUP BY api ORDER BY api").fetchall()
-    assert apis == [("openai", 30), ("responses", 32)]
+    con = open_log(g.data_dir)
+    apis = con.sql("SELECT api, count(*) FROM requests GROUP BY api ORDER BY api").fetchall()
+    assert apis == [("completions", 1), ("openai", 31), ("responses", 62)]
+    hits = con.sql("SELECT api, count(*) FROM requests WHERE cache = 'hit' GROUP BY api ORDER BY api").fetchall()
+    assert hits == [("openai", 1), ("responses", 26)]
 
 
 def test_the_providers_page_lists_every_responses_field():
