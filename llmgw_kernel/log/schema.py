@@ -109,7 +109,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "cache_verify",
         "VARCHAR",
         "the answer check this request started (max_false_hit_rate): shadow (a miss compared with its nearest "
-        "entry) | sampled (a hit also asked upstream); outcomes: <data-dir>/cache/outcomes.jsonl",
+        "entry) | sampled (a hit also asked upstream); outcomes: <data-dir>/cache-outcomes.jsonl",
     ),
 )
 
