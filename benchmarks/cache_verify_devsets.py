@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmgw_kernel.decisions.cache import features, verify  # noqa: E402
+from llmgw_kernel.decisions.cache_features import RULES  # noqa: E402
 from llmgw_kernel.policy.model import DEFAULT_SEMANTIC_THRESHOLD  # noqa: E402
 
 SETS = ("qqp_dev_5k.csv", "meancache_chat_smoke.csv")
@@ -68,6 +69,36 @@ def pr(pred: list[bool], y: list[bool]) -> str:
     return f"{p} / {tp / npos:.3f} ({npred} predicted)"
 
 
+def recall_at(cos: list[float], ok: list[bool], y: list[bool], precision: float) -> tuple[float, float | None]:
+    """The highest recall any cosine threshold reaches at ``precision`` or better among the pairs
+    verification lets through (``ok``), and that threshold."""
+    kept = sorted(((c, lab) for c, o, lab in zip(cos, ok, y, strict=True) if o), key=lambda x: -x[0])
+    npos, tp, best, at = sum(y), 0, 0.0, None
+    for i, (c, lab) in enumerate(kept, 1):
+        tp += lab
+        if tp / i >= precision and (i == len(kept) or kept[i][0] < c) and tp / npos > best:
+            best, at = tp / npos, c
+    return best, at
+
+
+def ablation(rows: list[tuple[str, str, bool]], vec: dict[str, np.ndarray], feats: dict) -> None:
+    """Recall at fixed precision with every rule, without each, and with each alone."""
+    y = [lab for _, _, lab in rows]
+    cos = [float(np.dot(vec[a], vec[b])) for a, b, _ in rows]
+    configs: dict[str, frozenset[str]] = {"cosine alone": frozenset(RULES), "all rules": frozenset()}
+    configs |= {f"without {r}": frozenset({r}) for r in RULES}
+    configs |= {f"{r} alone": frozenset(RULES) - {r} for r in RULES}
+    print("| rules | R @ P≥0.95 (t) | R @ P≥0.99 (t) |")
+    print("|---|---|---|")
+    for label, skip in configs.items():
+        ok = [verify(feats[a], feats[b], skip) is None for a, b, _ in rows]
+        cells = []
+        for target in (0.95, 0.99):
+            r, t = recall_at(cos, ok, y, target)
+            cells.append(f"{r:.3f} ({t:.3f})" if t is not None else "0")
+        print(f"| {label} | {' | '.join(cells)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", required=True)
@@ -75,6 +106,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threshold", type=float, default=DEFAULT_SEMANTIC_THRESHOLD)
     ap.add_argument("--embeddings", type=Path, default=None, help="cache file for the vectors (.npz)")
+    ap.add_argument("--ablate", action="store_true", help="recall at fixed precision with and without each rule")
     args = ap.parse_args()
 
     sets = {name: load(Path(args.data_dir) / name, args.sample, args.seed) for name in SETS}
@@ -101,6 +133,10 @@ def main() -> None:
             f"| {name} | {len(rows)} ({sum(y)}) | {pr(near, y)} | "
             f"{pr([n and o for n, o in zip(near, ok, strict=True)], y)} | {pr(ok, y)} | {by} |"
         )
+    if args.ablate:
+        for name, rows in sets.items():
+            print(f"\n{name}:\n")
+            ablation(rows, vec, feats)
 
 
 if __name__ == "__main__":
