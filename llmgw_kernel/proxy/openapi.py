@@ -28,8 +28,6 @@ DESCRIPTIONS: dict[str, Description] = {
     "/completions": Description("OpenAI legacy text completions (unversioned alias)", "OpenAI", True),
     "/v1/responses": Description("OpenAI Responses API", "OpenAI", True),
     "/responses": Description("OpenAI Responses API (unversioned alias)", "OpenAI", True),
-    "/v1/responses/{response_id}": Description("A stored response (created with store: true)", "OpenAI"),
-    "/responses/{response_id}": Description("A stored response (unversioned alias)", "OpenAI"),
     "/v1/embeddings": Description("OpenAI embeddings", "OpenAI"),
     "/embeddings": Description("OpenAI embeddings (unversioned alias)", "OpenAI"),
     "/v1/models": Description("The routes of the live policy, as models", "OpenAI"),
