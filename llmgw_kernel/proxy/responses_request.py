@@ -110,7 +110,10 @@ def to_chat_request(body: Any) -> dict[str, Any]:
         raise invalid(f"'store: true' is not supported by this gateway: {_STORAGE}", "store", "unsupported_parameter")
     if body.get("input") is None:
         raise invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
-    out["messages"] = _instructions(body.get("instructions")) + _input(body["input"])
+    messages = _input(body["input"])
+    if not messages:
+        raise invalid("'input' must hold at least one message or function call output", "input", "invalid_value")
+    out["messages"] = _instructions(body.get("instructions")) + messages
     if body.get("safety_identifier") is not None and "user" not in out:
         out["user"] = body["safety_identifier"]
     if body.get("tools"):

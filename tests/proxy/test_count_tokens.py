@@ -83,3 +83,37 @@ def test_errors_are_anthropic_errors(gw):
     assert r.status_code == 400 and r.json()["type"] == "error"
     r = httpx.get(f"{gw.url}/v1/messages/count_tokens")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_virtual_keys_guard_counting_and_responses(upstream, tmp_path):
+    """With keys enforced: no key → 401, a key not allowed the route → 403 (Anthropic's format
+    for count_tokens, OpenAI's for /v1/responses), an allowed key → served."""
+    import sys
+    from pathlib import Path
+
+    import openai
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "keys"))
+    from keyed_gateway import ADMIN_TOKEN, KeyedGateway
+
+    g = KeyedGateway(tmp_path, policy_for(upstream.base_url), {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN})
+    try:
+        key, _ = g.create_key(name="narrow", models=["demo"])
+        anon = anthropic.Anthropic(base_url=g.url, api_key="vk-not-a-key", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError):
+            anon.messages.count_tokens(model="demo", messages=MESSAGES)
+        narrow = anthropic.Anthropic(base_url=g.url, api_key=key, max_retries=0)
+        with pytest.raises(anthropic.PermissionDeniedError) as denied:
+            narrow.messages.count_tokens(model="gpt-4o-mini", messages=MESSAGES)
+        assert denied.value.body["error"]["type"] == "permission_error"
+        assert narrow.messages.count_tokens(model="demo", messages=MESSAGES).input_tokens > 0
+        oai = openai.OpenAI(base_url=g.base_url, api_key=key, max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError):
+            oai.responses.create(model="gpt-4o-mini", input="hi")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=g.base_url, api_key="vk-nope", max_retries=0).responses.create(
+                model="demo", input="x"
+            )
+        assert oai.responses.create(model="demo", input="hi").output_text == "[llmgw demo] You said: hi"
+    finally:
+        g.terminate()

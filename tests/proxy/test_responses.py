@@ -143,6 +143,8 @@ def test_store_false_and_absent_are_served(gw):
 BAD = [
     ({"model": "demo"}, "input"),
     ({"model": "demo", "input": 5}, "input"),
+    ({"model": "demo", "input": []}, "input"),
+    ({"model": "demo", "input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input"),
     ({"model": "demo", "input": [{"type": "web_search_call", "id": "x"}]}, "input[0].type"),
     ({"model": "demo", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0].type"),
