@@ -28,7 +28,8 @@ from .responses_response import finish, function_call_item, message_item, output
 class ResponsesEvents:
     """Translates one response stream for the request ``request`` answered as ``rid``."""
 
-    __slots__ = ("_buf", "_rid", "_request", "_seq", "_resp", "_text", "_tools", "_open", "_finish", "_usage", "_ended")
+    __slots__ = ("_buf", "_rid", "_request", "_seq", "_resp", "_text", "_texts", "_tools", "_open", "_finish", "_usage",
+                 "_ended")  # fmt: skip
 
     def __init__(self, rid: str, request: dict[str, Any]) -> None:
         self._buf = b""
@@ -36,6 +37,7 @@ class ResponsesEvents:
         self._seq = 0
         self._resp: dict[str, Any] | None = None
         self._text: dict[str, Any] | None = None  # the message item being streamed
+        self._texts: list[str] = []  # its text so far
         self._tools: dict[int, dict[str, Any]] = {}  # chat tool_call index -> function_call item
         self._open: dict[str, Any] | None = None  # the output item being streamed
         self._finish: Any = None
@@ -100,8 +102,7 @@ class ResponsesEvents:
                 self._text = self._add(out, message_item(self._rid, "", "in_progress"))
                 self._event(out, "response.content_part.added", item_id=self._text["id"], output_index=self._index(),
                             content_index=0, part=output_text(""))  # fmt: skip
-                self._text["_text"] = []
-            self._text["_text"].append(text)
+            self._texts.append(text)
             self._event(out, "response.output_text.delta", item_id=self._text["id"], output_index=self._index(),
                         content_index=0, delta=text, logprobs=[])  # fmt: skip
         for call in delta.get("tool_calls") or ():
@@ -137,7 +138,7 @@ class ResponsesEvents:
             return
         index = self._resp["output"].index(item)
         if item["type"] == "message":
-            text = "".join(item.pop("_text", []))
+            text = "".join(self._texts)
             part = output_text(text)
             self._event(out, "response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
                         text=text, logprobs=[])  # fmt: skip
@@ -163,6 +164,8 @@ class ResponsesEvents:
 
     def _fail(self, out: list[bytes], err: dict[str, Any]) -> None:
         assert self._resp is not None
+        if self._open is not None and self._open["type"] == "message":  # what came before the failure
+            self._open.update(content=[output_text("".join(self._texts))], status="incomplete")
         message = str(err.get("message") or "stream failed")
         code = str(err.get("code") or "server_error")
         self._event(out, "error", code=code, message=message, param=err.get("param"))
