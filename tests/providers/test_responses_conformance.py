@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 import test_conformance as conformance
 from test_conformance import BACKUP, FAILURES, STREAM, Stack
@@ -132,6 +133,17 @@ def test_structured_output_reaches_the_provider(stack):
     else:  # the native translation of response_format, which their fakes answer with {"city": "Paris"}
         assert "city" in json.dumps(sent.get("tools") or sent.get("generationConfig"))
         assert json.loads(r.output_text) == {"city": "Paris"}
+
+
+def test_the_sdk_parse_helper_reads_structured_output(stack):
+    if stack.kind.name in ("openai", "azure"):
+        pytest.skip("their fakes answer text whatever the format (the request side is checked above)")
+
+    class Weather(pydantic.BaseModel):
+        city: str
+
+    parsed = stack.client().responses.parse(model="plain", input=ASK, text_format=Weather)
+    assert parsed.output_parsed == Weather(city="Paris")
 
 
 @pytest.mark.parametrize("stream", STREAM)
