@@ -88,11 +88,18 @@ def cost_usd(
     if price is None:
         return None
     prompt = prompt_tokens or 0
-    cached = min(max(cached_tokens or 0, 0), prompt)
+    return round(tokens_usd(price, prompt, min(max(cached_tokens or 0, 0), prompt), completion_tokens or 0), 9)
+
+
+def tokens_usd(price: ResolvedPrice, prompt: Any, cached: Any, completion: Any) -> Any:
+    """The price of ``prompt`` input tokens (``cached`` of them at the cached-input price, when
+    there is one) and ``completion`` output tokens, in USD, before rounding. Numbers or float64
+    arrays alike (replay prices whole columns with it: ``replay/costs_columnar.py``), the same
+    operations in the same order, so an array's values equal the scalar ones bit for bit."""
     cached_rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
     total = (prompt - cached) * price.input_per_1m + cached * cached_rate
-    total += (completion_tokens or 0) * price.output_per_1m
-    return round(total / 1e6, 9)
+    total = total + completion * price.output_per_1m
+    return total / 1e6
 
 
 def worst_case_usd(
