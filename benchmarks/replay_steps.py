@@ -1,10 +1,12 @@
 """Where one ``replay()`` spends CPU and memory, step by step, in one process.
 
     .venv/bin/python benchmarks/replay_steps.py --rows 1000000
+    .venv/bin/python benchmarks/replay_steps.py --rows 1000000 --scenario routing
 
 ``replay()`` of ``replay_scale.py``'s log under its live policy (routing + budgets + rpm + exact
-cache), with timers wrapped around its steps (the functions it calls are replaced by timed
-wrappers for the run; nothing else changes): loading the window, the state before it, routing,
+cache; ``--scenario routing``: its routing-only candidate, decided over columns), with timers
+wrapped around its steps (the functions it calls are replaced by timed wrappers for the run;
+nothing else changes): loading the window, the state before it, routing,
 ``Composer()``, the fold (``Composer.run``: reading its columns, its inputs, the kernel), each
 stage's columns and summary; the rest of ``replay()`` (the id/ts/route columns, the log's own
 figures, the DataFrame) is the remainder. CPU time is ``process_time`` (this process, all
@@ -52,6 +54,7 @@ def _instrument() -> None:
     window.load_window = _timed("load window", window.load_window)
     pkg._state_before = _timed("state before", pkg._state_before)
     stages.route_window = _timed("routing", stages.route_window)
+    stages.stateless_outcome = _timed("stateless outcome", stages.stateless_outcome)
     fold.Composer.__init__ = _timed("Composer()", fold.Composer.__init__)  # type: ignore[method-assign]
     fold.Composer.run = _timed("fold", fold.Composer.run)  # type: ignore[method-assign]
     stages.STAGES = tuple(
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/llmgw-replay-scale"))
+    ap.add_argument("--scenario", choices=("full", "routing"), default="full")
     args = ap.parse_args(argv)
     import replay_scale
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
 
     _instrument()
     STEPS.append(("imports", time.process_time() - start, *_rss()))
-    result = replay(data_dir / "policy-live.yaml", str(data_dir))
+    policy = "policy-live.yaml" if args.scenario == "full" else "policy-routing.yaml"
+    result = replay(data_dir / policy, str(data_dir))
     total = time.process_time() - start
     rest = total - sum(s[1] for s in STEPS)
     for name, cpu, rss, peak in [*STEPS, ("rest of replay()", rest, *_rss())]:

@@ -97,6 +97,12 @@ def to_pandas(column: Any) -> Any:
     if isinstance(column, np.ndarray) and column.dtype == object:
         from pandas.api.types import infer_dtype
 
+        kind = infer_dtype(column, skipna=True)
+        if kind == "string":  # str | None: coded by its few distinct values, built through Arrow
+            import pandas as pd
+
+            codes, values = pd.factorize(column)
+            return Coded(values.tolist(), codes).to_pandas()
         # all None, or lists (plans): object either way — no list of a million values to infer from
-        return column if infer_dtype(column, skipna=True) in ("empty", "mixed") else column.tolist()
+        return column if kind in ("empty", "mixed") else column.tolist()
     return column

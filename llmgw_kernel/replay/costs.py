@@ -102,7 +102,27 @@ class CostModel:
         self.failure = failure
         self.policy = policy
         self.unpriced: set[str] = set()
-        self.unmeasured: set[str] = set()
+        self.unmeasured: set[str] = set()  # found while serving (the Python fold's record)
+        self._estimates: tuple[Any, list[set[str]]] | None = None
+
+    def estimated(self, estimate_of: Any, unmeasured: list[set[str]]) -> None:
+        """Record what an estimate made ahead of the fold found unmeasured: ``estimate_of`` (int
+        array, per request: its estimate's index into ``unmeasured``; -1: none). The compiled
+        fold's inputs estimate every admitted request before the fold decides which are served
+        upstream; :meth:`unmeasured_of` counts only those, as the Python fold does."""
+        self._estimates = (estimate_of, unmeasured)
+
+    def unmeasured_of(self, upstream: Any) -> set[str]:
+        """The targets never attempted in the log that an estimate of a request served upstream
+        (``upstream``: bool array per request) went through."""
+        found = set(self.unmeasured)
+        if self._estimates is not None:
+            import numpy as np
+
+            codes, sets = self._estimates
+            for k in np.unique(codes[upstream & (codes >= 0)]).tolist():
+                found |= sets[k]
+        return found
 
     def tries(self, policy: Policy, route: str | None) -> int:
         """How many times the route tries each target (its retry attempts)."""

@@ -1,13 +1,15 @@
 """Costs and the candidate's estimate statistics over whole columns, equal to the scalar rules.
 
 :func:`~llmgw_kernel.decisions.cost.cost_usd` (one answer's cost) and
-:meth:`.costs.CostModel.expected` (the expected cost along a plan) stay the definitions; the
-functions here apply the same float operations, in the same order, to numpy arrays, so every
-value is bit-identical to the scalar one (tests/replay/test_costs_columnar.py holds them equal).
-The one step numpy does differently is rounding: ``round(x, 9)`` rounds the exact decimal
-value of ``x``, ``np.round`` rounds ``x * 1e9`` after the multiplication has rounded; the two
-differ only when ``x * 1e9`` lies within a few ulps of a half-integer, and those rows (almost
-never any) are rounded by Python's ``round`` (:func:`round9`).
+:meth:`.costs.CostModel.expected` (the expected cost along a plan) stay the definitions. The
+price of tokens is one function for both (:func:`~llmgw_kernel.decisions.cost.tokens_usd`,
+numbers or arrays); the functions here feed it columns and apply the rest of the scalar rules'
+float operations, in the same order, so every value is bit-identical to the scalar one
+(tests/replay/test_costs_columnar.py holds them equal). The one step numpy does differently is
+rounding: ``round(x, 9)`` rounds the exact decimal value of ``x``, ``np.round`` rounds
+``x * 1e9`` after the multiplication has rounded; the two differ only when ``x * 1e9`` lies
+within a few ulps of a half-integer, and those rows (almost never any) are rounded by Python's
+``round`` (:func:`round9`).
 
 :func:`estimates_columnar` is :func:`.costs.estimates_of` read from Arrow columns (no Python
 object per row).
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..decisions.cost import resolve_price
+from ..decisions.cost import resolve_price, tokens_usd
 from .costs import Estimates
 from .routing_estimates import attempt_arrays, quantile
 
@@ -55,10 +57,7 @@ def cost_usd_columns(
         return None
     p = np.nan_to_num(prompt, nan=0.0)
     c = np.zeros_like(p) if cached is None else np.minimum(np.maximum(np.nan_to_num(cached, nan=0.0), 0.0), p)
-    rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
-    total = (p - c) * price.input_per_1m + c * rate
-    total = total + np.nan_to_num(completion, nan=0.0) * price.output_per_1m
-    out = round9(total / 1e6)
+    out = round9(tokens_usd(price, p, c, np.nan_to_num(completion, nan=0.0)))
     out[np.isnan(prompt) & np.isnan(completion)] = np.nan
     return out
 

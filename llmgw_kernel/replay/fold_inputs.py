@@ -130,11 +130,23 @@ def nano_of(usd: np.ndarray) -> np.ndarray:
 
 
 def inputs(c: Composer) -> Inputs | None:
-    """The kernel's inputs for ``c`` (None: the kernel does not fold this replay)."""
+    """The kernel's inputs for ``c`` (None: the kernel does not fold this replay).
+
+    The columns only the inputs read (those the window did not hold before) are released once
+    the inputs are made: the kernel and the stages after it read arrays and codes, and a later
+    reader of such a column scans it again (the window's memory stays what the stages need)."""
     if len(c.policies) > 1 or c.start.flights:
         return None
-    pol = c.policies[0]
     window = as_window(c.window)
+    held = set(window.table.column_names)
+    made = _inputs(c, window)
+    if made is not None:
+        window.release([n for n in window.table.column_names if n not in held])
+    return made
+
+
+def _inputs(c: Composer, window: Window) -> Inputs | None:
+    pol = c.policies[0]
     window.prefetch(FOLD_COLUMNS)
     warm = as_window(c.warm_window) if c.warm_window is not None and len(c.warm_window) else None
     if warm is not None:
@@ -429,26 +441,30 @@ def _served(
     # another plan, or it never ran upstream live: estimated tokens and latency, expected cost
     other = np.flatnonzero(mine & ~same)
     unpriced: list[set[str]] = []
+    unmeasured: list[set[str]] = []
     unpriced_of = np.full(n, -1, np.int64)
+    estimate_of = np.full(n, -1, np.int64)
     if len(other):
         p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, pt, ct)
         route_code, routes = cols.codes("route")
         code, first = factorize(route_code[other], plan_code[other])
         model = ExpectedCosts(pol, c.costs.failure)  # CostModel.expected on arrays
         for j, i in enumerate(other[first].tolist()):
-            model.unpriced = set()
+            model.unpriced, model.unmeasured = set(), set()
             at = np.flatnonzero(code == j)
             r = routes[int(route_code[i])] if route_code[i] >= 0 else None
             got = model.expected(c.costs.tries(pol, r), plans[int(plan_code[i])], p_[at], c_[at])
             if got is not None:
                 up_cost[other[at]], up_has[other[at]] = got, True
             unpriced.append(model.unpriced)
-        c.costs.unmeasured |= model.unmeasured
+            unmeasured.append(model.unmeasured)
+        estimate_of[other] = code
         unpriced_of[other] = np.where(np.array([bool(s) for s in unpriced], np.bool_)[code], code, -1)
         up_tok[other] = np.rint(p_ + c_).astype(np.int64)
         up_at[other] = a["decide"][other] + ms / 1000
     a["up_cost"], a["up_has"], a["up_tok"], a["up_at"] = up_cost, up_has, up_tok, up_at
     a["up_nano"] = np.where(up_has, nano_of(up_cost), 0)
+    c.costs.estimated(estimate_of, unmeasured)  # counted for the rows the fold serves upstream
     return unpriced, unpriced_of
 
 

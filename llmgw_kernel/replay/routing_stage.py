@@ -198,7 +198,7 @@ def logged_context(window: Window | Columns, i: int) -> RouteContext:
 
 def _taker(window: Window, rows: np.ndarray) -> Any:
     def take(name: str) -> list[Any]:
-        return window.arrow(name).take(rows).to_pylist() if name in window.columns else [None] * len(rows)
+        return window.take(name, rows).to_pylist() if name in window.columns else [None] * len(rows)
 
     return take
 

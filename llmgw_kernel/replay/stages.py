@@ -36,7 +36,7 @@ from .stateless import (
     stateless_limits_columns,
     stateless_outcome,
 )
-from .window import Window
+from .window import Window, as_window
 
 if TYPE_CHECKING:
     from ..decisions.limits import Limits
@@ -159,16 +159,18 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
     else:
         f = d.folded
         assert f is not None and d.composer is not None
-        n = len(f.cost)
-        served = Counter(f.served_by)
-        upstream = [c for c, by in zip(f.cost, f.served_by, strict=True) if by == "upstream"]
-        spent_of = None if any(c is None for c in upstream) else upstream  # type: ignore[assignment]
-        saved = [s for s in f.saved if s is not None]
-        refused_logged = [
-            (lc or 0.0) for lc, by in zip(window["cost_usd"], f.served_by, strict=True) if by == "refused"
-        ]
-        unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured
-        logged_costs = [c for c in window["cost_usd"] if c is not None]
+        by, cost, saved_of = (np.asarray(f.column(k)) for k in ("served_by", "cost", "saved"))  # object arrays
+        n = len(by)
+        kinds, counts = np.unique(by[by != None].astype(str), return_counts=True)  # noqa: E711
+        served = Counter({str(k): int(c) for k, c in zip(kinds, counts, strict=True)})
+        served[None] = int(np.count_nonzero(by == None))  # noqa: E711
+        upstream = cost[by == "upstream"]
+        spent_of = None if (upstream == None).any() else upstream.tolist()  # noqa: E711
+        saved = saved_of[saved_of != None].tolist()  # noqa: E711
+        w = as_window(window)
+        refused_logged = np.nan_to_num(w.numpy("cost_usd")[by == "refused"]).tolist()
+        unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured_of(by == "upstream")
+        logged_costs = logged_cost_values(w)
     spent = None if spent_of is None else round(sum(spent_of), 6)
     return {
         "cost_usd": spent,

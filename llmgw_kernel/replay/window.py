@@ -48,6 +48,10 @@ LOG_COLUMNS = (
     "origin",
 )  # fmt: skip
 _LOG_COLUMNS = LOG_COLUMNS  # the name it had before
+#: the wide JSON columns (the logged bodies, metadata): read from the log each time a caller asks
+#: for them as columns (:meth:`Window.arrow`, :meth:`Window.codes` once), never held by the
+#: window — a 1M-row log's bodies are ~100 MB of Arrow, and replay reads them once, for a few rows
+LENT = frozenset({"request_body", "response_body", "metadata"})
 EMBEDDING_CHUNK_ROWS = 16_384  # vectors converted per step (bounded memory beside the matrix)
 
 
@@ -76,8 +80,15 @@ class _Log:
         self.con, self.where, self.params, self.present = con, where, params, present
 
     def scan(self, names: Sequence[str]) -> pa.Table:
+        return self._relation(names).to_arrow_table()
+
+    def batches(self, names: Sequence[str], rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """:meth:`scan` streamed in record batches (scan order)."""
+        return iter(self._relation(names).to_arrow_reader(rows))
+
+    def _relation(self, names: Sequence[str]) -> duckdb.DuckDBPyRelation:
         cols = ", ".join(c if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
-        return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None).to_arrow_table()
+        return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None)
 
 
 class _EmbeddingSource:
@@ -198,11 +209,29 @@ class Window(dict[str, Any]):
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
 
     def prefetch(self, names: Sequence[str]) -> None:
-        """Read several columns in one scan (each column is otherwise read when first used)."""
-        missing = [n for n in dict.fromkeys(names) if n in self._names and n != "embedding"]
+        """Read several columns in one scan (each column is otherwise read when first used).
+        Columns in :data:`LENT` are not read here: they are read each time they are asked for."""
+        missing = [n for n in dict.fromkeys(names) if n in self._names and n != "embedding" and n not in LENT]
         missing = [n for n in missing if n not in self._table.column_names]
         if not missing or self._log is None:
             return
+        got = self._read(missing)
+        for name in missing:
+            self._table = self._table.append_column(name, got.column(name))
+
+    def release(self, names: Sequence[str]) -> None:
+        """Stop holding the columns ``names`` (and their numeric forms): their memory is freed, and
+        a later read scans them again. Their codes (:meth:`codes`, small) stay. ``request_id`` and
+        ``ts`` (the window's order) are always held."""
+        drop = [n for n in dict.fromkeys(names) if n in self._table.column_names and n not in ("request_id", "ts")]
+        if drop and self._log is not None:  # a window given as columns has nothing to read them back from
+            self._table = self._table.drop_columns(drop)
+            for key in [k for k in self._memo if k[1] in drop and k[0] in ("numpy", "epoch")]:
+                del self._memo[key]
+
+    def _read(self, missing: list[str]) -> pa.Table:
+        """The columns ``missing`` of the window's rows, in window order (one scan)."""
+        assert self._log is not None
         got = self._log.scan(["request_id", *missing])
         if got.num_rows != self._table.num_rows:  # the log changed since the window was read
             got = self._realigned(missing)
@@ -213,8 +242,38 @@ class Window(dict[str, Any]):
             # predicate may join): the rows must be the window's, else they are matched by id
             if not got.column("request_id").equals(self._table.column("request_id")):
                 got = self._realigned(missing)
-        for name in missing:
-            self._table = self._table.append_column(name, got.column(name))
+        return got
+
+    def take(self, name: str, rows: np.ndarray) -> pa.Array:
+        """The values of column ``name`` at window rows ``rows``, in that order. A :data:`LENT`
+        column (not held) is streamed from the log and only these rows are kept: a few bodies
+        cost a few bodies of memory, not all of them."""
+        rows = np.asarray(rows, np.int64)
+        if name in self._table.column_names or name not in LENT or self._log is None:
+            got = self._column(name).take(pa.array(rows))
+            return got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
+        if not len(rows):
+            return pa.array([], pa.null())
+        scan_rows = self._order.to_numpy()[rows] if self._order is not None else rows
+        by_scan = np.argsort(scan_rows, kind="stable")
+        wanted = scan_rows[by_scan]
+        ids: list[pa.Array] = []
+        values: list[pa.Array] = []
+        at = k = 0
+        for batch in self._log.batches(["request_id", name]):
+            j = int(np.searchsorted(wanted, at + batch.num_rows, side="left"))
+            if j > k:
+                local = pa.array(wanted[k:j] - at)
+                ids.append(batch.column(0).take(local))
+                values.append(batch.column(1).take(local))
+            at, k = at + batch.num_rows, j
+        want_ids = self._table.column("request_id").take(pa.array(rows[by_scan]))
+        got_ids = pa.chunked_array(ids, pa.string())
+        if at != len(self) or k != len(wanted) or not got_ids.equals(want_ids):  # the log changed, or another order
+            return self._read([name]).column(name).take(pa.array(rows)).combine_chunks()
+        back = np.empty(len(rows), np.int64)
+        back[by_scan] = np.arange(len(rows))
+        return pa.concat_arrays(values).take(pa.array(back))
 
     def _realigned(self, names: list[str]) -> pa.Table:
         """``names`` matched to the window's rows by (ts, request_id); rows logged since are left out."""
@@ -232,6 +291,8 @@ class Window(dict[str, Any]):
         if name not in self._table.column_names:
             if name not in self._names or name == "embedding":
                 raise KeyError(name)
+            if name in LENT and self._log is not None:  # read for this caller, not held
+                return self._read([name]).column(name)
             self.prefetch([name])
         return self._table.column(name)
 
@@ -419,7 +480,7 @@ def load_window(
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
     names = ["request_id", "ts", *(columns if columns is not None else LOG_COLUMNS)]
     source = _Log(con, where_sql, bound, present)
-    head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n != "embedding"]
+    head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n not in LENT | {"embedding"}]
     scanned = source.scan(head)
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()

@@ -14,7 +14,7 @@ import pytest
 from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
-from llmgw_kernel.replay.window import LOG_COLUMNS, load_window, split_plan
+from llmgw_kernel.replay.window import LENT, LOG_COLUMNS, load_window, split_plan
 
 T0 = 1_790_000_000.0
 DIM = 8
@@ -135,6 +135,51 @@ def test_dict_contract_for_stages(log_dir: Path) -> None:
         window["nope"]
     narrow = load_window(log_dir, where="route = ?", params=["chat"], columns=["route", "plan"], prefetch=["plan"])
     assert set(narrow) == {"request_id", "ts", "route", "plan"} and set(narrow["route"]) == {"chat"}
+
+
+def test_lent_columns_are_read_when_asked_and_never_held(log_dir: Path) -> None:
+    ref = _reference(log_dir)
+    window = load_window(log_dir, prefetch=["request_body", "metadata", "route"])
+    assert "route" in window.table.column_names
+    assert not {"request_body", "metadata"} & set(window.table.column_names)  # prefetch skips them
+    assert window.arrow("request_body").to_pylist() == ref["request_body"]  # in window order
+    codes, values = window.codes("metadata")
+    assert [values[c] if c >= 0 else None for c in codes.tolist()] == ref["metadata"]
+    window.prefetch(["metadata"])
+    assert not {"request_body", "metadata"} & set(window.table.column_names)
+    assert window["metadata"] == ref["metadata"]  # the per-row contract still reads them
+
+
+@pytest.mark.parametrize("name", ["request_body", "metadata", "route", "attempts"])
+def test_take_reads_a_few_rows_of_a_column_in_the_order_asked(log_dir: Path, name: str) -> None:
+    ref = _reference(log_dir)
+    window = load_window(log_dir)
+    assert window._order is not None  # the scan is not in window order: rows are mapped back
+    rows = np.array([989, 3, 500, 3, 0, 411, 988], np.int64)  # unsorted, a repeat
+    assert window.take(name, rows).to_pylist() == [ref[name][i] for i in rows.tolist()]
+    assert name in LENT or name in window.table.column_names  # held columns are read as usual
+    assert not LENT & set(window.table.column_names)  # lent ones are not kept
+    assert window.take(name, np.array([], np.int64)).to_pylist() == []
+
+
+def test_take_of_a_window_with_a_predicate(log_dir: Path) -> None:
+    window = load_window(log_dir, where="route = ?", params=["chat"])
+    ref = _reference(log_dir, "WHERE route = ?", ["chat"])
+    rows = np.arange(len(window))[::-7]
+    assert window.take("request_body", rows).to_pylist() == [ref["request_body"][i] for i in rows.tolist()]
+
+
+def test_released_columns_are_freed_and_read_again_when_asked(log_dir: Path) -> None:
+    ref = _reference(log_dir)
+    window = load_window(log_dir, prefetch=["ts_end", "route", "latency_ms"])
+    route_codes = window.codes("route")
+    lat = window.numpy("latency_ms")
+    window.release(["route", "latency_ms", "request_id", "ts", "not-a-column"])
+    assert window.table.column_names == ["request_id", "ts", "ts_end"]  # the order's columns stay
+    assert window.codes("route") is route_codes  # codes are kept
+    again = window.numpy("latency_ms")
+    assert again is not lat and np.array_equal(again, lat, equal_nan=True)
+    assert window.arrow("route").to_pylist() == ref["route"] and "route" in window.table.column_names
 
 
 def test_rows_logged_after_the_window_was_read_are_left_out(tmp_path: Path) -> None:
