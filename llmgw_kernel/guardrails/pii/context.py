@@ -10,6 +10,8 @@ The ``negative`` kind names things that look like identifiers but are not person
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 #: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
 #: of forms and chat in each language, not from any corpus.
@@ -60,78 +62,120 @@ for _kind, _words in CONTEXT_WORDS.items():
 
 
 _TOKEN = re.compile(r"[a-z0-9_#]+")
+_TOKEN_CHARS = "a-z0-9_#"
 
 
-_BY_FIRST: dict[str, list[tuple[str, ...]]] = {}
-for _w in _KINDS_OF:
-    _BY_FIRST.setdefault(_w.split()[0], []).append(tuple(_w.split()))
-for _phrases_of in _BY_FIRST.values():
-    _phrases_of.sort(key=len, reverse=True)  # longest first: "so tai khoan" before "so"
+_SEP, _END = "\x00", "\x01"  # trie keys: the run of other characters between two words; a phrase's end
 
+
+def _phrase_pattern(phrases: list[str], lookbehind: bool) -> re.Pattern[str]:
+    """One regex for every context phrase: whole words (runs of token characters) joined by any run
+    of other characters. It is written as a trie (phrases share their prefixes), so a word that
+    starts no phrase fails at its first character; at the end of a word, going on to a longer
+    phrase is tried before ending there, so the phrase of most words wins ("so tai khoan" over
+    "so"), as the word walk chose. With ``lookbehind`` a phrase starts only where a word starts."""
+    trie: dict[str, Any] = {}
+    for phrase in phrases:
+        node = trie
+        for key in _SEP.join(phrase.split()) + _END:
+            node = node.setdefault(key, {})
+    head = f"(?<![{_TOKEN_CHARS}])" if lookbehind else ""
+    return re.compile(head + _trie_regex(trie))
+
+
+def _trie_regex(node: dict[str, Any]) -> str:
+    branches = []
+    for key in sorted(node, key=lambda k: k == _END):  # the phrase's end last: longer phrases first
+        if key == _END:
+            branches.append(f"(?![{_TOKEN_CHARS}])")
+        elif key == _SEP:
+            branches.append(f"[^{_TOKEN_CHARS}]+" + _trie_regex(node[key]))
+        else:
+            branches.append(re.escape(key) + _trie_regex(node[key]))
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
+_PHRASE = _phrase_pattern(list(_KINDS_OF), lookbehind=True)
+_PHRASE_AT = _phrase_pattern(list(_KINDS_OF), lookbehind=False)  # at a window's left edge (below)
 
 _REACH = 40 + max(len(w) for w in _KINDS_OF)  # characters scanned on each side of a candidate
 
 
-def _phrases(folded: str, lo: int, hi: int) -> list[tuple[int, int, tuple[str, ...]]]:
-    """(start, end, kinds) of the context phrases in ``folded[lo:hi]``, left to right: one pass over
-    the window's words, a phrase tried only from a word that starts one (longest first). A word cut
-    by the window's left edge is dropped."""
-    toks = [(m.start(), m.end()) for m in _TOKEN.finditer(folded, lo, hi)]
-    if toks and lo and toks[0][0] == lo and folded[lo - 1].isalnum():
-        toks = toks[1:]
-    words = [folded[a:b] for a, b in toks]
+def _kinds(matched: str) -> tuple[str, ...]:
+    kinds = _KINDS_OF.get(matched)  # words one space apart, as written in the lists: most phrases
+    return kinds if kinds is not None else _KINDS_OF[" ".join(_TOKEN.findall(matched))]
+
+
+def _phrases(folded: str, lo: int, hi: int, last_start: int | None = None) -> list[tuple[int, int, tuple[str, ...]]]:
+    """(start, end, kinds) of the context phrases in ``folded[lo:hi]``, left to right: the window's
+    words read from its left edge, a phrase matched from a word that starts one (longest first),
+    the words it covers skipped. A word cut by the window's left edge is dropped when an
+    alphanumeric character precedes it; the window's right edge cuts the last word. One regex
+    scan of the window (the words themselves are never listed: most start no phrase), which
+    stops at the first phrase starting after ``last_start`` (those are not wanted)."""
     out = []
-    i = 0
-    while i < len(words):
-        for phrase in _BY_FIRST.get(words[i], ()):
-            n = len(phrase)
-            if tuple(words[i : i + n]) == phrase:
-                out.append((toks[i][0], toks[i + n - 1][1], _KINDS_OF[" ".join(phrase)]))
-                i += n - 1
-                break
-        i += 1
+    pos = lo
+    if lo:
+        before = folded[lo - 1]
+        if before.isalnum():  # a cut word is dropped: skip to the window's next word
+            word = _TOKEN.match(folded, lo, hi)
+            pos = word.end() if word else lo
+        elif before in "_#":  # a word char the lookbehind would reject: the word at lo is the window's first
+            m = _PHRASE_AT.match(folded, lo, hi)
+            if m:
+                out.append((m.start(), m.end(), _kinds(m.group())))
+                pos = m.end()
+    for m in _PHRASE.finditer(folded, pos, hi):
+        if last_start is not None and m.start() > last_start:
+            break
+        out.append((m.start(), m.end(), _kinds(m.group())))
     return out
 
 
 class ContextIndex:
     """The context words around candidates of one (folded) text: only the characters within reach
     of a candidate are read, so a text with few candidates pays for little. What lies before a
-    position and after one are memoised apart: the digit-run splitter asks about many spans that
-    share their starts and ends."""
+    position and after one are memoised apart, as kinds nearest first: the digit-run splitter
+    asks about many spans that share their starts and ends."""
 
     __slots__ = ("folded", "_before", "_after")
 
     def __init__(self, folded: str) -> None:
         self.folded = folded
-        self._before: dict[int, list[tuple[int, str]]] = {}
-        self._after: dict[int, list[tuple[int, str]]] = {}
+        self._before: dict[int, list[str]] = {}
+        self._after: dict[int, list[str]] = {}
 
     @classmethod
     def of(cls, folded: str) -> ContextIndex:
         return cls(folded)
 
+    def _kinds_before(self, start: int) -> list[str]:
+        """Kinds of the words ending at most 40 characters before ``start``, nearest first."""
+        got = self._before.get(start)
+        if got is None:
+            near = [p for p in _phrases(self.folded, max(0, start - _REACH), start) if start - p[1] <= _BEFORE]
+            # left to right is farthest first; a phrase's own kinds keep their order
+            got = self._before[start] = _distinct(k for p in reversed(near) for k in p[2])
+        return got
+
+    def _kinds_after(self, end: int) -> list[str]:
+        """Kinds of the words starting at most 16 characters after ``end``, nearest first."""
+        got = self._after.get(end)
+        if got is None:
+            hi = min(len(self.folded), end + _REACH)
+            got = self._after[end] = _distinct(
+                k for _, _, ks in _phrases(self.folded, end, hi, end + _AFTER) for k in ks
+            )
+        return got
+
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
-        at most 40 characters before it, then (if ``after``) words that start at most 16 characters after it."""
-        near = self._before.get(start)
-        if near is None:
-            near = self._before[start] = [
-                (start - e, k)
-                for _, e, kinds in _phrases(self.folded, max(0, start - _REACH), start)
-                if start - e <= _BEFORE
-                for k in kinds
-            ]
-        if after:
-            later = self._after.get(end)
-            if later is None:
-                later = self._after[end] = [
-                    (s - end + _BEFORE, k)  # after counts as farther than any word before
-                    for s, _, kinds in _phrases(self.folded, end, min(len(self.folded), end + _REACH))
-                    if s - end <= _AFTER
-                    for k in kinds
-                ]
-            near = near + later
-        seen: dict[str, None] = {}
-        for _, kind in sorted(near, key=lambda d: d[0]):
-            seen.setdefault(kind)
-        return list(seen)
+        at most 40 characters before it, then (if ``after``) words that start at most 16 characters
+        after it (a word after counts as farther than any word before)."""
+        before = self._kinds_before(start)
+        later = self._kinds_after(end) if after else ()
+        return before + [k for k in later if k not in before] if later else list(before)
+
+
+def _distinct(kinds: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(kinds))

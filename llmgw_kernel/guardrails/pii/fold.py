@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 _TABLE_END = 0x2000  # Latin, Greek, Cyrillic… and Latin Extended Additional (Vietnamese) end below
 
@@ -47,7 +48,31 @@ def fold(text: str) -> str:
         return text.lower()
     if "İ" not in text and len(text.encode()) - len(text) < len(text) // 16:
         return _NON_ASCII.sub(_fold_run, text.lower())  # mostly ASCII: translate only the rest
+    if len(text) >= WIDE_FROM:
+        return _translate_wide(text)
     return text.translate(_TABLE)
+
+
+#: texts at least this long are translated as an array of code points (numpy: ~20 µs for 4 KB of
+#: Vietnamese, where ``str.translate`` looks each character up in Python's table, ~80 µs)
+WIDE_FROM = 1024
+
+
+@lru_cache(maxsize=1)
+def _table_array() -> Any:
+    import numpy as np
+
+    return np.array([ord(c) for c in _TABLE], np.uint32)
+
+
+def _translate_wide(text: str) -> str:
+    """``text.translate(_TABLE)`` over the code points at once: those below ``_TABLE_END`` through
+    the table, the others as they are (lone surrogates too: they pass through both ways)."""
+    import numpy as np
+
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    mapped = np.where(cps < _TABLE_END, _table_array()[np.minimum(cps, _TABLE_END - 1)], cps)
+    return mapped.tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _fold_run(m: re.Match[str]) -> str:

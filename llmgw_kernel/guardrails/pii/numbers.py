@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 
 import phonenumbers
 from stdnum import luhn
@@ -50,6 +51,8 @@ _TYPED_KINDS = frozenset(
     {"phone", "cccd", "cmnd", "id", "passport", "tax", "bank", "bankname", "card", "ssn", "negative"}
 )
 _MIN_DIGITS, _MAX_DIGITS = 7, 19
+#: phone validations remembered (per process; a few hundred bytes each)
+PHONE_MEMO = 4096
 #: countries whose national (no +CC) forms are tried after Vietnam's, with a phone word or US shape
 _NATIONAL_REGIONS = ("US", "GB", "AU", "SG")
 
@@ -86,20 +89,23 @@ def _ssn_valid(d: str) -> bool:
     return d[:3] not in ("000", "666") and d[0] != "9" and d[3:5] != "00" and d[5:] != "0000"
 
 
-def _phone(digits: str, region: str | None, possible: bool = False) -> phonenumbers.PhoneNumber | None:
-    """The number if phonenumbers' metadata says it is a valid number of ``region`` (None: +CC form),
-    or only a possible one (right length for the country) when ``possible`` — a phone word nearby
-    then vouches for ranges the metadata leaves out, such as the numbers set aside for drama."""
+@lru_cache(maxsize=PHONE_MEMO)
+def _phone(digits: str, region: str | None, possible: bool = False) -> bool:
+    """Whether phonenumbers' metadata says ``digits`` is a valid number of ``region`` (None: +CC
+    form), or only a possible one (right length for the country) when ``possible`` — a phone
+    word nearby then vouches for ranges the metadata leaves out, such as the numbers set aside
+    for drama. Memoised (a pure function of its arguments; phonenumbers' parse and validation
+    cost ~20 µs): a conversation resends its earlier turns with every request, and a text
+    repeats its numbers."""
     try:
         num = phonenumbers.parse(("+" + digits) if region is None else digits, region)
     except phonenumbers.NumberParseException:
-        return None
+        return False
     if not (phonenumbers.is_possible_number(num) if possible else phonenumbers.is_valid_number(num)):
-        return None
+        return False
     national = str(num.national_number)
-    if num.country_code == 84 and national[:4] in ("1800", "1900"):
-        return None  # Vietnamese toll-free / premium hotlines: a business, not a person
-    return num
+    # Vietnamese toll-free / premium hotlines: a business, not a person
+    return not (num.country_code == 84 and national[:4] in ("1800", "1900"))
 
 
 class _Span:

@@ -190,16 +190,17 @@ def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
 
 def _long_tokens(text: str) -> Iterator[tuple[int, str]]:
     """(offset, token) for each whitespace-separated word of 20+ key characters (letters, digits,
-    ``_-+/=``) once surrounding quotes and punctuation are trimmed; found by ``str.split``, which
-    is far cheaper than a regex scan of every position. A word holding a URL or a path is skipped."""
+    ``_-+/=``) once surrounding quotes and punctuation are trimmed; the words come from
+    ``str.split`` (far cheaper than a regex scan of every position), and only a long word is
+    looked up: the words between two long ones are shorter, so none of them holds it. A word
+    holding a URL or a path is skipped."""
     pos = 0
-    for word in text.split():
+    for word in [w for w in text.split() if len(w) >= 20]:
         pos = text.find(word, pos)
-        if len(word) >= 20:
-            tok = word.strip(_TOKEN_TRIM)
-            for part in tok.split("=", 1) if "=" in tok.rstrip("=") else (tok,):  # KEY=value
-                if len(part) >= 20 and _TOKEN.fullmatch(part) and "//" not in part and part.count("/") < 2:
-                    yield text.find(part, pos), part
+        tok = word.strip(_TOKEN_TRIM)
+        for part in tok.split("=", 1) if "=" in tok.rstrip("=") else (tok,):  # KEY=value
+            if len(part) >= 20 and _TOKEN.fullmatch(part) and "//" not in part and part.count("/") < 2:
+                yield text.find(part, pos), part
         pos += len(word)
 
 
