@@ -6,7 +6,8 @@ reservations of all of them.
 When Redis does not answer, the policy's ``state.redis.on_unavailable`` decides:
 ``fail_closed`` refuses a request a hard budget applies to (503 ``shared_state_unavailable``,
 retry in a second); anything else — and everything under ``fail_open`` — is admitted against
-this process's own counters (:attr:`SharedLimits.local`, kept up to date with its own spend),
+this process's own counters (:attr:`SharedLimits.local`: its own spend, plus the shared
+committed spend of every bucket as the last admission here read it),
 and the row's ``budget_flags`` carry ``shared_state_unavailable``. Settlements that could not
 reach Redis are queued and sent when it answers again; a Redis that comes back without this
 data directory's spend (restarted empty) is first re-seeded from the log (:mod:`.seed`).
@@ -40,6 +41,7 @@ log = logging.getLogger("llmgw.state")
 
 UNAVAILABLE_FLAG = "shared_state_unavailable"
 _DAY = 86_400
+_NAMES = 100_000
 
 
 class _Held(NamedTuple):
@@ -63,22 +65,42 @@ class SharedLimits:
         self._seed = client.script(scripts.SEED)
         self._spend = client.script(scripts.SPEND)
         self._held: dict[str, _Held] = {}
+        self._names: dict[tuple, str] = {}  # budget bucket -> its key name (bounded: _NAMES)
+        self._expiry: dict[tuple, int] = {}  # (window, start) -> expire-at
         self._pending: list[tuple[str, Subject, float, float, int, int]] = []  # settlements Redis missed
         self._seeding: asyncio.Future | None = None
         self.fail_closed = client.settings.on_unavailable == "fail_closed"
         self.lease_s = client.settings.reservation_lease_s
         self._seeded_keys = client.key("seeded")
         self._flights_key = client.key("flights")
+        self._flight_prefix = client.key("f", "")
         client.on_up(self._reconnected)
 
     # -- keys -----------------------------------------------------------------------------
     def _bucket_key(self, bucket: tuple) -> str:
-        scope, who, window, start = bucket
-        return self.client.key("b", scope, who, window, int(start))
+        name = self._names.get(bucket)
+        if name is None:
+            if len(self._names) > _NAMES:
+                self._names.clear()
+            scope, who, window, start = bucket
+            name = self._names[bucket] = self.client.key("b", scope, who, window, int(start))
+        return name
+
+    def _window_key(self, window: tuple) -> str:
+        name = self._names.get(window)
+        if name is None:
+            if len(self._names) > _NAMES:
+                self._names.clear()
+            name = self._names[window] = self.client.key("w", *window)
+        return name
 
     def _expire_at(self, bucket: tuple) -> int:
-        _, end = window_bounds(bucket[3] + 1, bucket[2], self.local.timezone)
-        return int(end.timestamp()) + _DAY
+        """A day after the end of the bucket's window (the same for every bucket of one window)."""
+        at = self._expiry.get((bucket[2], bucket[3]))
+        if at is None:
+            _, end = window_bounds(bucket[3] + 1, bucket[2], self.local.timezone)
+            at = self._expiry[(bucket[2], bucket[3])] = int(end.timestamp()) + _DAY
+        return at
 
     # -- admission ------------------------------------------------------------------------
     async def admit(
@@ -97,29 +119,34 @@ class SharedLimits:
         self, rid: str, at: float, subject: Subject, budgets: list[Budget], rates: list[Rate],
         worst_usd: float, worst_tokens: int,
     ) -> Verdict:  # fmt: skip
-        keys = [self._seeded_keys, self._flights_key, self.client.key("f", rid)]
+        keys = [self._seeded_keys, self._flights_key, self._flight_prefix + rid]
         args: list[Any] = [self.dir_id, repr(at), nano(worst_usd), worst_tokens, repr(at + self.lease_s)]
         args += [len(budgets), 0]
+        buckets = []
         for b in budgets:
             bucket = (b.limit.scope, b.who, b.limit.window, self.local.bounds(at, b.limit.window)[0])
+            buckets.append(bucket)
             keys.append(self._bucket_key(bucket))
             args += [nano(b.limit.usd), 1 if b.limit.mode == "hard" else 0, self._expire_at(bucket)]
         windows = rate_buckets_of(rates)
         args[6] = len(windows)
-        keys += [self.client.key("w", scope, who) for scope, who in windows]
+        keys += [self._window_key(rb) for rb in windows]
         by_window = {(r.limit.scope, r.who): r for r in rates}
         for rb in windows:  # the tightest limit of each window is checked by the script
             limits = [r.limit for r in rates if (r.limit.scope, r.who) == rb]
             rpm = min((x.rpm for x in limits if x.rpm is not None), default=-1)
             tpm = min((x.tpm for x in limits if x.tpm is not None), default=-1)
             args += [rpm, tpm]
-        result = await self.client.run(lambda: self._admit(keys=keys, args=args), "admission")
+        result = await self.client.eval(self._admit, keys, args, "admission")
         if result and result[0] == b"unseeded":
             await self.reseed()
-            result = await self.client.run(lambda: self._admit(keys=keys, args=args), "admission")
+            result = await self.client.eval(self._admit, keys, args, "admission")
         if result[0] == 1:
             self._held[rid] = _Held(subject, at, False)
-            flags = tuple(budget_name(budgets[i - 1]) for i in result[1:])
+            committed = self.local.committed
+            for key_bucket, c in zip(buckets, result[2:], strict=True):  # the shared spend, as of now
+                committed[key_bucket] = int(c)
+            flags = tuple(budget_name(budgets[int(i) - 1]) for i in result[1].split(b",") if i)
             return Verdict(True, "ok", None, None, flags)
         if result[1] == b"b":
             b = budgets[result[2] - 1]
@@ -176,11 +203,11 @@ class SharedLimits:
             self._pending.append((rid, subject, admitted, at, cost, tokens))
             return
         buckets = self.local.spend_buckets(subject, admitted) if cost else []
-        keys = [self._seeded_keys, self._flights_key, self.client.key("f", rid)]
+        keys = [self._seeded_keys, self._flights_key, self._flight_prefix + rid]
         keys += [self._bucket_key(b) for b in buckets]
         args = [self.dir_id, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
         try:
-            seeded = await self.client.run(lambda: self._settle(keys=keys, args=args), "settlement")
+            seeded = await self.client.eval(self._settle, keys, args, "settlement")
         except StateUnavailable:
             self._pending.append((rid, subject, admitted, at, cost, tokens))
             return
@@ -210,7 +237,7 @@ class SharedLimits:
 
             state = await asyncio.to_thread(self._log_state)
             args = seed_args(state, self.dir_id, self._bucket_key, self._expire_at, self.client.key)
-            added = await self.client.run(lambda: self._seed(keys=[self._seeded_keys], args=args), "seeding")
+            added = await self.client.eval(self._seed, [self._seeded_keys], args, "seeding")
             self._pending.clear()  # settled before the flush the log was read after: counted in it
             log.warning(
                 "shared state: %s Redis from the log of %s", "seeded" if added else "already seeded", self.dir_id
@@ -228,8 +255,21 @@ class SharedLimits:
         """(committed, in flight) of one budget bucket at ``at``, across every process."""
         bucket = (scope, who, window, self.local.bounds(at, window)[0])
         key = self._bucket_key(bucket)
-        c, r = await self.client.run(lambda: self._spend(keys=[key], args=[]), "spend")
+        c, r = await self.client.eval(self._spend, [key], [], "spend")
         return int(c) / NANO, int(r) / NANO
+
+    async def fill_spend(self, rows: list[dict]) -> None:
+        """Replace ``spent_usd`` / ``in_flight_usd`` of :meth:`Gateway.key_spend` rows with the
+        shared figures (left as they are when Redis does not answer)."""
+        import time
+
+        now = time.time()
+        for row in rows:
+            try:
+                spent, held = await self.spend(row["scope"], row["name"], row["window"], now)
+            except StateUnavailable:
+                return
+            row["spent_usd"], row["in_flight_usd"] = round(spent, 9), round(held, 9)
 
 
 def _refusing_rate(rates: list[Rate], first: Rate, window: tuple, column: int) -> Rate:

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import RedisSettings
+from .pipe import Pipe, Script
 
 log = logging.getLogger("llmgw.state")
 
@@ -48,7 +49,10 @@ class StateClient:
         if url.startswith("rediss://") and settings.ca_file:
             options["ssl_ca_certs"] = settings.ca_file
         pool = aioredis.BlockingConnectionPool.from_url(url, **options)
-        self.redis = aioredis.Redis(connection_pool=pool)
+        self.redis = aioredis.Redis(connection_pool=pool)  # everything but the per-request scripts
+        self.pipe = Pipe(
+            url, settings.connect_timeout_ms / 1000, settings.command_timeout_ms / 1000, settings.ca_file
+        )  # fmt: skip
         self.settings = settings
         self.prefix = settings.prefix + ":"
         self.up = True
@@ -61,9 +65,13 @@ class StateClient:
         """A key under this deployment's prefix: parts joined by ``|`` (None as empty)."""
         return self.prefix + "|".join("" if p is None else str(p) for p in parts)
 
-    def script(self, source: str) -> Any:
-        """A script run by EVALSHA (loaded again by redis-py when a restarted Redis forgot it)."""
-        return self.redis.register_script(source)
+    def script(self, source: str) -> Script:
+        """A script run by EVALSHA through :meth:`eval` (sent in full when Redis forgot it)."""
+        return Script(source)
+
+    async def eval(self, script: Script, keys: list[Any], args: list[Any], action: str) -> Any:
+        """Run ``script`` on the pipelined connection (:mod:`.pipe`)."""
+        return await self.run(lambda: self.pipe.evalsha(script, keys, args), action)
 
     def on_up(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Run ``hook`` each time Redis answers again after being down."""
@@ -105,6 +113,7 @@ class StateClient:
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        self.pipe.close()
         await self.redis.aclose()
 
 

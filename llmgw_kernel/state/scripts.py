@@ -41,7 +41,8 @@ end
 #: KEYS: seeded, flights, the flight, nb budget buckets, nr rate windows.
 #: ARGV: dir, at, worst nano-dollars, worst tokens, lease end, nb, nr,
 #:       then (limit nano-dollars, hard 1|0, expire-at) per budget, then (rpm, tpm; -1: none) per rate.
-#: Returns {'unseeded'} | {1, soft budget indexes...} | {0, 'r', i, column, retry ms} | {0, 'b', i, spent, held}.
+#: Returns {'unseeded'} | {1, soft budget indexes (comma-separated), committed of each budget...}
+#:       | {0, 'r', i, column, retry ms} | {0, 'b', i, spent, held}.
 ADMIT = (
     _RELEASE
     + """
@@ -80,15 +81,17 @@ for i = 1, nr do
   if rpm >= 0 and q >= rpm then return {0, 'r', i, 1, retry(oq)} end
   if tpm >= 0 and t + res >= tpm then return {0, 'r', i, 2, retry(ot)} end
 end
-local out = {1}
+local soft, out = {}, {1, ''}
 for i = 1, nb do
   local v = redis.call('HMGET', KEYS[3 + i], 'c', 'r')
   local c, r = tonumber(v[1]) or 0, tonumber(v[2]) or 0
   if c + r >= tonumber(ARGV[5 + 3 * i]) then
     if ARGV[6 + 3 * i] == '1' then return {0, 'b', i, tostring(c), tostring(r)} end
-    out[#out + 1] = i
+    soft[#soft + 1] = i
   end
+  out[2 + i] = v[1] or '0'
 end
+out[2] = table.concat(soft, ',')
 local bkeys, wkeys = {}, {}
 for i = 1, nb do
   local k = KEYS[3 + i]
