@@ -205,6 +205,14 @@ class Gateway:
             })  # fmt: skip
         return out
 
+    async def key_spend_now(self, key: VirtualKey) -> list[dict]:
+        """:meth:`key_spend`, with the spend of every process when the state is shared (read
+        from Redis; this process's view if Redis does not answer)."""
+        rows = self.key_spend(key)
+        if self.shared is not None:
+            await self.shared.limits.fill_spend(rows)
+        return rows
+
     async def reload_if_changed(self) -> bool:
         stamp = _stat(self.policy_path)
         if stamp is None or stamp == self._stamp:
