@@ -9,21 +9,22 @@ at ``s >= t`` is within ``delta``. Candidate thresholds are tested from the top 
 scan stops at the first that fails (fixed-sequence testing); thresholds with too few outcomes
 above them for any result to pass are skipped — which those are depends on the similarities
 only, not on the outcomes. Per entry: an entry once seen to answer differently at similarity
-``s`` never answers a request below ``s + ENTRY_MARGIN``.
+``s`` never answers a request below ``s + ENTRY_MARGIN``. A repeat (:data:`IDENTICAL`) is
+served like an exact hit and is no evidence about paraphrases.
 
 Pure and deterministic: the same outcomes in the same order give the same thresholds, live
 and in replay.
 
 >>> b = Bound()
->>> b.threshold(0.01)          # no evidence: nothing is served
-1.01
+>>> b.threshold(0.01)          # no evidence: only repeats are served
+0.99999
 >>> for i in range(400):
 ...     b.add(Outcome(float(i), "r", "m", f"e{i}", f"q{i}", 0.97, True, "shadow"))
 >>> b.threshold(0.01)
 0.97
 >>> b.add(Outcome(400.0, "r", "m", "e7", "q400", 0.98, False, "shadow"))
 >>> b.threshold(0.01), b.floor("e7")   # 1 wrong in 401: not yet evidence of <= 1%
-(1.01, 0.99)
+(0.99999, 0.99)
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ _BINS = int(round(1 / STEP)) + 1
 CONFIDENCE = 0.95
 #: an entry that answered differently at ``s`` serves only from ``s`` + this
 ENTRY_MARGIN = 0.01
-#: no threshold (nothing is served)
+#: an entry's floor when it may never answer again
 NEVER = 1.01
+#: a repeat, not a paraphrase: the same text in the same context (an identical text's cosine is 1
+#: within float32 rounding). Served like an exact hit whatever the evidence, and not evidence
+#: about paraphrases (repeats would swamp the bins near 1 and hide the paraphrases' errors)
+IDENTICAL = 0.99999
 #: entries whose wrong answers are remembered, per region (the oldest are forgotten first)
 MAX_FLOORS = 100_000
 
@@ -130,13 +135,14 @@ class Bound:
 
     def add(self, o: Outcome) -> None:
         """Learn one outcome."""
-        b = bin_of(o.similarity)
-        self.n[b] += 1
         if o.by != "shadow":
             self.served_n += 1
             self.served_wrong += not o.same
+        if o.similarity < IDENTICAL:
+            b = bin_of(o.similarity)
+            self.n[b] += 1
+            self.wrong[b] += not o.same
         if not o.same:
-            self.wrong[b] += 1
             floor = min(o.similarity + ENTRY_MARGIN, NEVER)
             if floor > self.floors.get(o.source, 0.0):
                 self.floors.pop(o.source, None)
@@ -150,7 +156,7 @@ class Bound:
         return self.floors.get(source, 0.0)
 
     def threshold(self, delta: float, confidence: float = CONFIDENCE) -> float:
-        """The lowest similarity at which a hit is served (:data:`NEVER`: none yet)."""
+        """The lowest similarity at which a hit is served (:data:`IDENTICAL`: repeats only, so far)."""
         found = self._cache.get(delta)
         if found is None:
             found = self._cache[delta] = self._scan(delta, confidence)
@@ -158,7 +164,7 @@ class Bound:
 
     def _scan(self, delta: float, confidence: float) -> float:
         need = min_outcomes(delta, confidence)
-        best, n, wrong = NEVER, 0, 0
+        best, n, wrong = IDENTICAL, 0, 0
         for b in range(_BINS - 1, -1, -1):
             n += self.n[b]
             wrong += self.wrong[b]

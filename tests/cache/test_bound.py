@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import beta
 
 from llmgw_kernel import load_policy
-from llmgw_kernel.cache.bound import NEVER, Bound, Outcome, min_outcomes, wilson, within
+from llmgw_kernel.cache.bound import IDENTICAL, Bound, Outcome, min_outcomes, wilson, within
 from llmgw_kernel.cache.core import Caches, Query
 from llmgw_kernel.cache.equivalence import normalise, same_answer
 from llmgw_kernel.cache.exact import Entry
@@ -38,7 +38,7 @@ def test_min_outcomes_and_wilson():
 
 def test_threshold_is_the_lowest_edge_the_evidence_supports_and_stops_at_the_first_failure():
     b = Bound()
-    assert b.threshold(0.05) == NEVER
+    assert b.threshold(0.05) == IDENTICAL
     for _ in range(100):
         b.add(outcome(0.96, True))
     assert b.threshold(0.05) == 0.96  # 0 wrong in 100: upper bound 3.0% <= 5%
@@ -105,7 +105,7 @@ def test_caches_serve_under_the_learned_threshold_and_replay_attached_outcomes()
     live.store(q([1, 0]), Entry("req_0", 1.0, b"{}", "d/echo", None))
     probe = q([0.96, 0.28])
     found = live.lookup(probe, 2.0)
-    assert found.kind == "miss" and found.threshold == NEVER and found.nearest.entry.request_id == "req_0"
+    assert found.kind == "miss" and found.threshold == IDENTICAL and found.nearest.entry.request_id == "req_0"
     outcomes = [Outcome(3.0 + i, "m", model, "req_0", f"q{i}", 0.95, True, "shadow") for i in range(5)]
     for o in outcomes:
         live.learn(o)
@@ -119,7 +119,7 @@ def test_caches_serve_under_the_learned_threshold_and_replay_attached_outcomes()
     assert again.lookup(probe, 10.0) == hit
     # the logged threshold replays the live decision whatever was learned
     logged = q([0.96, 0.28])
-    logged.threshold = NEVER
+    logged.threshold = 0.99
     assert live.lookup(logged, 10.0).kind == "miss"
 
 
