@@ -27,7 +27,9 @@ _EMAIL = re.compile(
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/\d{{1,2}})?")
 _BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-_IPV6_GATE = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]*:")
+# what every IPv6 finding holds (three colons or "::", below): "::", or two full groups between
+# colons; a clock time ("10:30:00") has neither, so the costly scan runs only when it can find one
+_IPV6_GATE = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # The scans below have no look-behind (it is tried at every position and costs more than the
 # scan); the character before a match is checked in code instead (``_starts_clean``).
