@@ -150,3 +150,22 @@ def test_a_replica_leaves_other_replicas_temporary_files_alone(tmp_path):
     mine.write_bytes(b"x")
     LogWriter(tmp_path, journal=False, replica="gw-a-0").close()
     assert theirs.exists() and not mine.exists()
+
+
+def test_servers_with_shared_state_hold_the_directory_together_and_others_are_refused(tmp_path):
+    from llmgw_kernel.datadir import DataDirLock, DataDirLocked, holder_of
+
+    a = DataDirLock(tmp_path, "llmgw serve on :1", shared=True).acquire()
+    b = DataDirLock(tmp_path, "llmgw serve on :2", shared=True).acquire()  # replicas: both hold it
+    with pytest.raises(DataDirLocked):
+        DataDirLock(tmp_path, "llmgw serve on :3").acquire()  # a server without shared state
+    holder = holder_of(tmp_path)  # what `llmgw keys rotate-master` asks: replicas count
+    assert holder is not None and holder.get("shared") is True
+    a.release()
+    assert holder_of(tmp_path) is not None  # b still holds it
+    b.release()
+    assert holder_of(tmp_path) is None
+    alone = DataDirLock(tmp_path, "llmgw serve on :3").acquire()
+    with pytest.raises(DataDirLocked):
+        DataDirLock(tmp_path, "llmgw serve on :4", shared=True).acquire()
+    alone.release()
