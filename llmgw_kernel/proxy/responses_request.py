@@ -43,7 +43,9 @@ FIELDS: dict[str, Param] = {
         Shape((str, list), "a string or an array of input items", items=_ITEM),
     ),
     "instructions": BUILD("→ a leading `system` message", STR),
-    "max_output_tokens": MAP("max_tokens", min=1, shape=INT),
+    "max_output_tokens": MAP(
+        "max_completion_tokens", min=1, shape=INT, note="chat's current field: reasoning models refuse `max_tokens`"
+    ),
     "temperature": MAP(min=0, max=2, shape=NUMBER),
     "top_p": MAP(min=0, max=1, shape=NUMBER),
     "parallel_tool_calls": MAP(shape=BOOL),

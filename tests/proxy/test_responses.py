@@ -93,7 +93,8 @@ def test_input_guardrail_blocks(gw):
 
 
 def test_tool_call_round_trip_on_an_openai_target(gw, upstream):
-    asked = client(gw).responses.create(model="tool-call", input="weather?", tools=[FN_TOOL])
+    asked = client(gw).responses.create(model="tool-call", input="weather?", tools=[FN_TOOL], max_output_tokens=99)
+    assert upstream.requests[-1]["body"]["max_completion_tokens"] == 99  # what reasoning models need
     call = asked.output[-1]
     assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}
     items = [
