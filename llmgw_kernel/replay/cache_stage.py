@@ -28,18 +28,19 @@ the request whose answer it was served.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from ..cache.core import Caches, Query
 from ..cache.embedder import DEFAULT_MODEL
 from ..cache.exact import Entry
 from ..decisions import cache as decide
-from ..decisions.cost import cost_usd
 from .columns import epoch, json_value
-from .routing_estimates import _quantile
+from .routing_estimates import quantile
+from .window import as_window
 
 if TYPE_CHECKING:
     from ..policy.model import CacheSettings, Policy
@@ -366,68 +367,65 @@ def _model(name: str | None) -> str:
 
 
 def summary(
-    policy: Policy,
-    rs: list[Row],
-    kinds: list[str | None],
-    sources: list[Row | None],
-    costs: dict[int, float | None] | None = None,
-    saved: list[float | None] | None = None,
+    window: Any, kinds: np.ndarray, saved: np.ndarray, source_targets: Callable[[np.ndarray], list[str | None]]
 ) -> dict[str, Any]:
-    """Hit counts, saved cost and estimated latency of one replayed outcome per request.
+    """Hit counts, saved cost and estimated latency of one replayed cache outcome per request —
+    the one rule of ``summary["cache"]`` (the composed replay's and each threshold of a sweep).
 
-    ``saved``: what each hit saved (the composed replay's figure: its source's replayed
-    cost); without it, a hit saves its source's logged tokens at the candidate's price of the
-    target that produced them (``costs``: a memo of those, shared between calls)."""
-    costs = {} if costs is None else costs
-    by_rid = {r.rid: r for r in rs}
-    considered = sum(1 for k in kinds if k is not None)
-    exact_hits = sum(1 for k in kinds if k == "hit")
-    semantic_hits = sum(1 for k in kinds if k == "semantic-hit")
-    total = 0.0
-    unpriced: set[str] = set()
-    hit_latency = _hit_latency(rs)
-    latencies: list[float] = []
-    for idx, (r, k, src) in enumerate(zip(rs, kinds, sources, strict=True)):
-        if k in HIT_KINDS and src is not None:
-            if saved is not None:
-                c = saved[idx]
-            elif src.i in costs:
-                c = costs[src.i]
-            else:
-                c = costs[src.i] = cost_usd(policy, src.target, src.pt, src.ct)
-            if c is None:
-                if src.target:
-                    unpriced.add(src.target)
-            else:
-                total += c
-        if k is None or r.latency is None:
-            continue
-        if k in HIT_KINDS:
-            latencies.append(r.latency if r.logged in HIT_KINDS else hit_latency.get(k, 1.0))
-        elif r.logged in HIT_KINDS:  # a live hit that becomes a miss takes as long as its source did
-            origin = by_rid.get(r.source) if r.source else None
-            latencies.append(origin.latency if origin is not None and origin.latency is not None else r.latency)
-        else:
-            latencies.append(r.latency)
+    ``kinds``: each request's outcome (object array: ``hit``, ``semantic-hit``, ``miss``,
+    ``bypass``, None: it did not reach a cache); ``saved``: what each hit saved (its source's
+    replayed cost, None: unpriced); ``source_targets(rows)``: the target that produced the answer
+    each hit in ``rows`` was served. Latency: a request that becomes a hit takes the median
+    logged latency of live hits of its kind (1 ms without one); a live hit that becomes a miss
+    takes its logged source's latency."""
+    from .fold_columns import objects
+
+    reached = kinds != None  # noqa: E711
+    if not reached.any():  # nothing reached a cache (a stateless replay): no column is read
+        return {"considered": 0, "exact_hits": 0, "semantic_hits": 0, "hit_rate": None, "saved_usd": 0.0,
+                "saved_unpriced_targets": [], "latency_ms_p50": None, "latency_ms_mean": None}  # fmt: skip
+    w = as_window(window)
+    exact, semantic = kinds == "hit", kinds == "semantic-hit"
+    hits = exact | semantic
+    priced = hits & (saved != None)  # noqa: E711
+    total = float(np.cumsum(saved[priced].astype(np.float64))[-1]) if priced.any() else 0.0  # in row order
+    unpaid = np.flatnonzero(hits & ~priced)
+    unpriced = {t for t in source_targets(unpaid) if t} if len(unpaid) else set()
+    latency = w.numpy("latency_ms")
+    logged = objects(w, "cache")
+    live_hit = np.isin(logged, np.array(HIT_KINDS, object))
+    typical = {k: quantile(latency[(logged == k) & ~np.isnan(latency)], 0.5) for k in HIT_KINDS}
+    est = latency.copy()
+    for k in HIT_KINDS:  # a new hit takes as long as a typical live hit of its kind
+        est[(kinds == k) & ~live_hit] = typical[k] if typical[k] is not None else 1.0
+    lost = ~hits & live_hit  # a live hit that becomes a miss takes as long as its source did
+    origin = _origin_latency(w, np.flatnonzero(lost))
+    est[lost] = np.where(np.isnan(origin), latency[lost], origin)
+    lat = est[reached & ~np.isnan(latency)]
+    considered, n_exact, n_semantic = int(reached.sum()), int(exact.sum()), int(semantic.sum())
     return {
         "considered": considered,
-        "exact_hits": exact_hits,
-        "semantic_hits": semantic_hits,
-        "hit_rate": round((exact_hits + semantic_hits) / considered, 6) if considered else None,
+        "exact_hits": n_exact,
+        "semantic_hits": n_semantic,
+        "hit_rate": round((n_exact + n_semantic) / considered, 6) if considered else None,
         "saved_usd": round(total, 6),
         "saved_unpriced_targets": sorted(unpriced),
-        "latency_ms_p50": _quantile(latencies, 0.5),
-        "latency_ms_mean": round(sum(latencies) / len(latencies), 3) if latencies else None,
+        "latency_ms_p50": quantile(lat, 0.5),
+        "latency_ms_mean": round(sum(lat.tolist()) / len(lat), 3) if len(lat) else None,
     }
 
 
-def _hit_latency(rs: list[Row]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for kind in HIT_KINDS:
-        lat = [r.latency for r in rs if r.logged == kind and r.latency is not None]
-        q = _quantile(lat, 0.5)
-        if q is not None:
-            out[kind] = q
+def _origin_latency(w: Any, rows: np.ndarray) -> np.ndarray:
+    """The logged latency of each row's logged cache source (NaN: no source in the window, or no
+    latency logged)."""
+    from .fold_columns import source_rows
+
+    out = np.full(len(rows), np.nan)
+    if not len(rows):
+        return out
+    at = source_rows(w, w.arrow("cache_source").take(pa.array(rows, pa.int64())))
+    ok = at >= 0
+    out[ok] = w.numpy("latency_ms")[at[ok]]
     return out
 
 

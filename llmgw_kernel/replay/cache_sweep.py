@@ -283,7 +283,7 @@ def sweep_semantic_threshold(
     assert composer is not None  # not folded: always prepared
     rs = composer.rows
     positives = _positives(pol, rs, window["endpoint"], labels) if labels is not None else None
-    results = [(t, kinds, sources, summary(pol, rs, kinds, sources, saved=saved))
+    results = [(t, kinds, sources, _summary(window, kinds, sources, saved))
                for t, kinds, sources, saved in fold_thresholds(composer, ts_list)]  # fmt: skip
     agreement = _answer_agreement(con, composer.all_rows, results) if estimate else None
     table = []
@@ -296,6 +296,21 @@ def sweep_semantic_threshold(
         row.update(_labelled(hits, labels, positives))
         table.append(row)
     return pd.DataFrame(table)
+
+
+def _summary(window: Any, kinds: list[str | None], sources: list[Row | None], saved: list[float | None]) -> Any:
+    """``summary["cache"]`` of one threshold (:func:`.cache_stage.summary`)."""
+
+    def targets(rows: np.ndarray) -> list[str | None]:
+        return [sources[i].target for i in rows.tolist()]  # type: ignore[union-attr]  # hits have a source
+
+    return summary(window, _objects(kinds), _objects(saved), targets)
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), object)
+    out[:] = values
+    return out
 
 
 #: one threshold's result: (threshold, kind per request, source row per request, saved per request)

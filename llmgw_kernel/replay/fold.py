@@ -264,7 +264,9 @@ class Composer:
     def prepared(self) -> list[Prepared]:
         """Each window row's cache facts under the policy that decides it."""
         w = self.window
-        return _prepare_by_policy(self.row_policy, self.rows, w["endpoint"], w.get("request_body"))
+        # a Window reads the bodies of the rows that need one (keyless rows), not the column as a list
+        bodies = w if isinstance(w, Window) else w.get("request_body")
+        return _prepare_by_policy(self.row_policy, self.rows, w["endpoint"], bodies)
 
     @functools.cached_property
     def warm(self) -> list[tuple[Row, Prepared]]:
@@ -439,7 +441,7 @@ def _counted(policies: list[Policy], keys: bool) -> frozenset[tuple[str, str]]:
 
 
 def _prepare_by_policy(
-    policies: list[Policy], rs: list[Row], endpoint: list[str], bodies: list[Any] | None
+    policies: list[Policy], rs: list[Row], endpoint: list[str], bodies: Window | list[Any] | None
 ) -> list[Prepared]:
     """Each row's cache facts under the policy that decides it."""
     distinct = {id(p): p for p in policies}

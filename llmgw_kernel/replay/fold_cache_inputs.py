@@ -12,6 +12,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions import cache as decide
 from .fold_codes import Codes, Cols, factorize, ran_live
+from .fold_semantic_inputs import semantic_arrays
 
 if TYPE_CHECKING:
     from .fold import Composer
@@ -31,7 +32,8 @@ def cache_arrays(
     read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
     bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
     key_code, key_values = _keys(cols, has_s, route_code, route_values)
-    skey = _scoped(cols, has_s & exact & (key_code >= 0), settings, route_code, route_values, key_code, key_values)
+    ns_code, ns_names = _namespaces(cols, has_s, settings, route_code, route_values)
+    skey = _scoped(has_s & exact & (key_code >= 0), ns_code, ns_names, route_code, route_values, key_code, key_values)
     scoped_ok = has_s & (key_code >= 0)  # a scoped key exists (exact or not)
     reads = has_s & exact & read & (key_code >= 0)
     stores = Codes()
@@ -66,11 +68,14 @@ def cache_arrays(
     a["flush_at"] = cols.num("cache_lookup_ts")
     a["ran_live"] = routed & ran_live(cols) & ~live_hit[:n]
     a["hit_logged"] = cols.eq("cache", "hit")
+    a["sem_logged"] = cols.eq("cache", "semantic-hit")
+    a["sem_read"] = read[:n]
     warm = np.flatnonzero(storable & ~np.isnan(stored) & scoped_ok)
     a["warm"] = warm[warm >= n].astype(np.int64)
     a["n_keys"] = np.array([max(int(skey.max(initial=-1)) + 1, 1)], np.int64)
     a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
-    a["hit_s"] = np.array([c.hit_ms["hit"] / 1000])
+    a["hit_s"] = np.array([c.hit_ms["hit"] / 1000, c.hit_ms["semantic-hit"] / 1000])
+    semantic_arrays(c, cols, has_s, settings, route_code, ns_code, a)
     return bypass[:n], read[:n]
 
 
@@ -132,16 +137,15 @@ def _key_from_body(route: str, raw: Any) -> str | None:
     return decide.exact_key(route, body)
 
 
-def _scoped(
-    cols: Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, route_values: list[Any],
-    key_code: np.ndarray, key_values: list[Any],
-) -> np.ndarray:  # fmt: skip
-    """The code of each row's (route, scoped key) in its exact store (-1: none): the namespace
-    per distinct (route, key, team, header), the scoped key per distinct (namespace, key)."""
+def _namespaces(
+    cols: Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, route_values: list[Any]
+) -> tuple[np.ndarray, list[str]]:
+    """Each of ``rows``' cache namespace (``decide.namespace``, once per distinct (route, key,
+    team, header)) as a code into the returned texts (-1: not one of ``rows``)."""
     out = np.full(cols.m, -1, np.int64)
     idx = np.flatnonzero(rows)
     if not len(idx):
-        return out
+        return out, []
     kid_code, kids = cols.codes("key_id", True)
     hdr_code, hdrs = cols.codes("cache_ns_header", True)
     team_code, teams = _teams(cols)
@@ -153,29 +157,41 @@ def _scoped(
         team = teams[int(team_code[i])] if team_code[i] >= 0 else None
         hdr = hdrs[int(hdr_code[i])] if hdr_code[i] >= 0 else None
         names.append(decide.namespace(settings[int(route_code[i])], r, kid, team, hdr))
-    # one entry per (namespace, key): the scoped key is their SHA-256, so it is told apart by them
-    # (namespaces coded by their text: other tenant parts may make the same namespace)
+    # coded by their text: other tenant parts may make the same namespace
     index: dict[str, int] = {}
-    ns_text = np.array([index.setdefault(t, len(index)) for t in names], np.int64)[ns_of]
-    if any("\x00" in t for t in index) or any("\x00" in k for k in key_values if k):  # joins ambiguously
-        return _scoped_by_text(out, idx, names, ns_of, key_code, key_values, route_code, route_values)
-    code, _ = factorize(route_code[idx], ns_text, key_code[idx])  # per store (route), as the live stores
+    out[idx] = np.array([index.setdefault(t, len(index)) for t in names], np.int64)[ns_of]
+    return out, list(index)
+
+
+def _scoped(
+    rows: np.ndarray, ns_code: np.ndarray, names: list[str], route_code: np.ndarray, route_values: list[Any],
+    key_code: np.ndarray, key_values: list[Any],
+) -> np.ndarray:  # fmt: skip
+    """The code of each row's (route, scoped key) in its exact store (-1: none): one entry per
+    (route, namespace, key) — the scoped key is their SHA-256, so it is told apart by them."""
+    out = np.full(len(rows), -1, np.int64)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return out
+    if any("\x00" in t for t in names) or any("\x00" in k for k in key_values if k):  # joins ambiguously
+        return _scoped_by_text(out, idx, names, ns_code, key_code, key_values, route_code, route_values)
+    code, _ = factorize(route_code[idx], ns_code[idx], key_code[idx])  # per store (route), as the live stores
     out[idx] = code
     return out
 
 
 def _scoped_by_text(
-    out: np.ndarray, idx: np.ndarray, names: list[str], ns_of: np.ndarray, key_code: np.ndarray,
+    out: np.ndarray, idx: np.ndarray, names: list[str], ns_code: np.ndarray, key_code: np.ndarray,
     key_values: list[Any], route_code: np.ndarray, route_values: list[Any],
 ) -> np.ndarray:  # fmt: skip
     """:func:`_scoped` through the scoped keys' text (namespaces or keys holding a NUL)."""
-    pair, first = factorize(ns_of, key_code[idx])
+    pair, first = factorize(route_code[idx], ns_code[idx], key_code[idx])
     keys = Codes()
     table = []
     for j in first.tolist():
         i = int(idx[j])
         route = route_values[int(route_code[i])] or ""
-        table.append(keys.code((route, decide.scoped(names[int(ns_of[j])], key_values[int(key_code[i])]))))
+        table.append(keys.code((route, decide.scoped(names[int(ns_code[i])], key_values[int(key_code[i])]))))
     out[idx] = np.array(table, np.int64)[pair]
     return out
 

@@ -25,23 +25,25 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from ..decisions import cache as decide
 from ..decisions.cache import NO_CACHE
 from ..decisions.limits import NANO, Limits, budget_refusal, rate_refusal
+from . import fold_semantic
 from .cache_stage import Outcome
 from .fold import CACHE, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
 from .fold_borrow import borrow
 from .fold_inputs import Inputs, inputs
-
-try:
-    from numba import njit
-except ImportError:  # the [fast] extra is not installed: the Python fold runs
-    njit = None  # type: ignore[assignment]
+from .fold_semantic import DECLINED, POOL_FULL, sem_add, sem_lookup
+from .jit import jit as _jit
+from .jit import jit_entry as _jit_entry
+from .jit import njit
 
 if TYPE_CHECKING:
     from .fold import Composer
@@ -66,7 +68,7 @@ Heap = namedtuple("Heap", "t prio seq row size")
 C = namedtuple(
     "C",
     "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
-    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n",
+    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n sem_logged sem_read",
 )
 #: what the fold decided per row
 Out = namedtuple(
@@ -75,19 +77,8 @@ Out = namedtuple(
     "saved_has saved_warm",
 )
 _ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
-_BYPASS, _HIT, _MISS = 1, 2, 3  # cache kinds (0: did not reach a cache)
+_BYPASS, _HIT, _MISS, _SEMHIT = 1, 2, 3, 4  # cache kinds (0: did not reach a cache)
 _UP, _CACHE, _REFUSED = 1, 2, 3  # served by
-
-
-def _jit(fn: Any) -> Any:
-    """A helper of the kernel, inlined where it is called (a call would pass the state's
-    tuples of arrays by value)."""
-    return njit(cache=True, nogil=True, inline="always")(fn) if njit is not None else fn
-
-
-def _jit_entry(fn: Any) -> Any:
-    """The kernel's entry point, compiled once and cached on disk."""
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
 
 
 # -- heaps: (time, prio, seq) -> row -----------------------------------------------------------
@@ -207,11 +198,15 @@ def _visible(k, ts, ttl, ex):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _flush(until, c, ex):  # type: ignore[no-untyped-def]
-    """Put every answer stored before ``until`` into its store (``CacheState.flush``)."""
+def _flush(until, c, ex, sx):  # type: ignore[no-untyped-def]
+    """Put every answer stored before ``until`` into its stores (``CacheState.flush``)."""
+    sm = sx[0]
     while ex.pending.size[0] > 0 and ex.pending.t[0] < until:
         at, _, row = _pop(ex.pending)
-        _put(c.skey[row], c.store_of[row], at, c.canon[row], c.max_e[row], ex)
+        if c.skey[row] >= 0:
+            _put(c.skey[row], c.store_of[row], at, c.canon[row], c.max_e[row], ex)
+        if sm.on[row]:
+            sem_add(row, at, sm)
 
 
 # -- limits (Limits.admit / settle / commit) -----------------------------------------------------
@@ -286,22 +281,38 @@ def _settle(i, at, lim, rw, out):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
+def _lookup(i, c, ex, sx, kx):  # type: ignore[no-untyped-def]
+    """``Caches.lookup`` of ``i`` (it reached a cache and does not bypass it): (kind, source row)."""
+    k = c.lkey[i]
+    if k >= 0 and _visible(k, c.ts[i], c.ttl[i], ex):
+        return _HIT, ex.src[k]
+    sm, so, mats = sx
+    if c.sem_read[i] and sm.on[i]:
+        j = sem_lookup(i, c.ts[i], kx, mats, sm, so)
+        if j >= 0:
+            return _SEMHIT, c.canon[j]
+    return _MISS, -1
+
+
+@_jit
+def _serve(i, at_lookup, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def]
     """Look ``i`` up (if it reaches a cache), serve it, schedule its store and settlement."""
     kind = 0
     src = -1
     if c.reached[i]:
-        _flush(at_lookup if np.isnan(c.flush_at[i]) else c.flush_at[i], c, ex)
-        kind = _MISS
-        k = c.lkey[i]
-        if c.bypass[i]:
-            kind = _BYPASS
-        elif k >= 0 and _visible(k, c.ts[i], c.ttl[i], ex):
-            kind, src = _HIT, ex.src[k]
+        _flush(at_lookup if np.isnan(c.flush_at[i]) else c.flush_at[i], c, ex, sx)
+        if sx[0].flag[0]:
+            return
+        kind = _BYPASS if c.bypass[i] else _MISS
+        if kind == _MISS:
+            kind, src = _lookup(i, c, ex, sx, kx)
     out.cache_kind[i], out.cache_src[i] = kind, src
-    if kind == _HIT:
+    if kind in (_HIT, _SEMHIT):
         out.served_by[i], cost, nano_, has, tokens = _CACHE, 0.0, 0, True, 0
-        at = c.settle_logged[i] if c.hit_logged[i] else at_lookup + c.hit_s[0]
+        if kind == _HIT:
+            at = c.settle_logged[i] if c.hit_logged[i] else at_lookup + c.hit_s[0]
+        else:
+            at = c.settle_logged[i] if c.sem_logged[i] else at_lookup + c.hit_s[1]
         if src < c.n[0]:
             out.saved[i], out.saved_has[i] = out.cost[src], out.cost_has[src]
         else:
@@ -309,7 +320,7 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
     else:
         out.served_by[i], cost, has, tokens, at = _UP, c.up_cost[i], c.up_has[i], c.up_tok[i], c.up_at[i]
         nano_ = c.up_nano[i]
-        if kind == _MISS and c.skey[i] >= 0:
+        if kind == _MISS and (c.skey[i] >= 0 or sx[0].on[i]):
             stored = np.nan
             if not c.ran_live[i]:
                 stored = max(at, at_lookup)
@@ -324,31 +335,35 @@ def _serve(i, at_lookup, c, ex, ev, out):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _drain(until, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
-    """Apply the lookups and settlements before ``until``; False: a rate window overflowed."""
+def _drain(until, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def]
+    """Apply the lookups and settlements before ``until``; 0, else why the kernel stops (1: a
+    rate window overflowed; :data:`DECLINED`, :data:`POOL_FULL`: the semantic cache's)."""
     while ev.size[0] > 0 and ev.t[0] < until:
         at, prio, i = _pop(ev)
         if prio == 0:
-            _serve(i, at, c, ex, ev, out)
+            _serve(i, at, c, ex, ev, out, sx, kx)
+            if sx[0].flag[0]:
+                return sx[0].flag[0]
         elif lim.g_tracked[lim.group[i]]:
             if not _settle(i, at, lim, rw, out):
-                return False
+                return 1
         else:  # not tracked by any limit: its spend still counts, in its arrival window
             _commit(i, out.cost_has[i], out.cost_nano[i], lim)
-    return True
+    return 0
 
 
 @_jit_entry
-def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
-    """``Composer.run``: 0 when folded, 1 when a rate window overflowed its ring."""
-    order, warm, lim, rw, c, ex, ev, out = borrow((order, warm, lim, rw, c, ex, ev, out))  # no reference counting
+def _fold(order, warm, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def]
+    """``Composer.run``: 0 when folded, else why it stopped (see :func:`_drain`)."""
+    order, warm, lim, rw, c, ex, ev, out, sx = borrow((order, warm, lim, rw, c, ex, ev, out, sx))  # no ref counts
     for w in warm:
-        if c.skey[w] >= 0:
+        if c.skey[w] >= 0 or sx[0].on[w]:
             ex.seq[0] += 1
             _push(ex.pending, c.entry_at[w], 0, ex.seq[0], w)
     for i in order:
-        if not _drain(lim.decide[i], lim, rw, c, ex, ev, out):
-            return 1
+        stop = _drain(lim.decide[i], lim, rw, c, ex, ev, out, sx, kx)
+        if stop:
+            return stop
         if lim.g_tracked[lim.group[i]]:
             if not _admit(i, lim, rw, out):
                 return 1
@@ -357,7 +372,7 @@ def _fold(order, warm, lim, rw, c, ex, ev, out):  # type: ignore[no-untyped-def]
                 continue
         ex.seq[0] += 1
         _push(ev, c.lookup[i], 0, ex.seq[0], i)
-    return 0 if _drain(np.inf, lim, rw, c, ex, ev, out) else 1
+    return _drain(np.inf, lim, rw, c, ex, ev, out, sx, kx)
 
 
 # -- Python side ---------------------------------------------------------------------------------
@@ -371,19 +386,60 @@ def run_compiled(composer: Composer) -> Folded | None:
     inp = inputs(composer)
     if inp is None:
         return None
-    state = _state(composer, inp)
+    a = inp.arrays
+    n_on = int(a["s_on"].sum())
+    fns = fold_semantic.blas() if n_on else fold_semantic.no_blas()
+    if fns is None:
+        return None
+    token = fold_semantic.register(_verdicts(a["s_features"]))
     try:
-        folded = _fold(inp.order, inp.arrays["warm"], *state)
+        pool = 4 * n_on + 16 * int(a["n_sem"][1]) + 64  # slots; grown if a replay needs more
+        while True:
+            state = _state(composer, inp)
+            facts = {k: a["s_" + k] for k in fold_semantic.Sem._fields[:10]}
+            n_stores, n_groups = (int(x) for x in a["n_sem"])
+            sm = fold_semantic.state(facts, len(a["canon"]), n_stores, n_groups, a["s_mat0"].shape[1], pool)
+            so = fold_semantic.SemOut(np.full(composer.n, np.nan), np.zeros(composer.n, np.int64))
+            kx = (*fns, token, fold_semantic.memo(), max(len(a["s_features"]), 1))
+            with warnings.catch_warnings():  # the BLAS call is a first-class function ("experimental")
+                warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
+                folded = _fold(inp.order, a["warm"], *state, (sm, so, (a["s_mat0"], a["s_mat1"])), kx)
+            if folded != POOL_FULL:
+                break
+            pool *= 4
     except Exception as exc:  # e.g. a compiled cache left by another release that numba cannot load
         log.warning("the compiled replay fold failed (%s: %s); the Python fold runs", type(exc).__name__, exc)
         return None
+    finally:
+        reasons = fold_semantic.release(token)
     if folded != 0:
+        if folded == DECLINED:
+            log.info("a semantic group outgrew exact search (live: hnswlib): the Python fold runs")
         return None
     out = state[-1]
-    del state
-    result = _folded(composer, inp, out)
+    del state, sm
+    result = FoldedArrays(composer, inp, out, so, reasons)
     inp.arrays.clear()  # decoded: only the decoding facts and the kernel's output stay with the result
     return result
+
+
+def _verdicts(features: np.ndarray) -> Any:
+    """What the kernel asks verification (features codes -> 0: passes, 1 + k: the ``k``-th
+    distinct reason); the reasons are in the function's ``reasons`` list."""
+    reasons: list[str] = []
+    index: dict[str, int] = {}
+
+    def verdict(qf: int, cf: int) -> int:
+        why = decide.verify(features[qf], features[cf])
+        if why is None:
+            return 0
+        if why not in index:
+            index[why] = len(reasons)
+            reasons.append(why)
+        return 1 + index[why]
+
+    verdict.reasons = reasons  # type: ignore[attr-defined]
+    return verdict
 
 
 def exact_stores(keys: int, stores: int, entries: int) -> Any:
@@ -422,14 +478,9 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     return lim, rw, cin, ex, ev, out
 
 
-def _folded(c: Composer, inp: Inputs, out: Any) -> Folded:
-    """The kernel's arrays as the ``Folded`` the Python fold returns (lists made when read)."""
-    return FoldedArrays(c, inp, out)
-
-
 _SERVED = np.array([None, UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL], dtype=object)
 _ADMISSION = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)
-_CACHE_KIND = np.array([None, "bypass", "hit", "miss"], dtype=object)
+_CACHE_KIND = np.array([None, "bypass", "hit", "miss", "semantic-hit"], dtype=object)
 
 
 class FoldedArrays(Folded):
@@ -437,8 +488,8 @@ class FoldedArrays(Folded):
     (the stages read :attr:`cache_kind` and :attr:`cache_source_rid`, not :attr:`cache`, whose
     :class:`Outcome` objects need the composer's per-row cache objects)."""
 
-    def __init__(self, c: Composer, inp: Inputs, out: Any) -> None:  # noqa: D107 (no super: lists are lazy)
-        self._c, self._inp, self._out = c, inp, out
+    def __init__(self, c: Composer, inp: Inputs, out: Any, so: Any, reasons: list[str]) -> None:  # noqa: D107
+        self._c, self._inp, self._out, self._so, self._why = c, inp, out, so, reasons  # (no super: lists are lazy)
         d = inp.decoding
         served = out.served_by.copy()
         served[d.unknown_model] = 4
@@ -480,11 +531,12 @@ class FoldedArrays(Folded):
                 saved[i] = d.warm_cost(int(out.cache_src[i]))
             return saved
         if name == "cache_source_rid":
-            hit = out.cache_kind == _HIT
+            hit = (out.cache_kind == _HIT) | (out.cache_kind == _SEMHIT)
             rids = d.rids.take(pa.array(np.where(hit, out.cache_src, 0), mask=~hit))
             return rids.to_numpy(zero_copy_only=False).astype(object)  # type: ignore[no-any-return]
-        if name == "cache_similarity":  # exact caches only: no similarity
-            return np.full(len(out.cache_kind), None, object)
+        if name == "cache_similarity":  # of the best semantic candidate: misses and semantic hits
+            sim = self._so.sim
+            return _optional(sim, ((out.cache_kind == _MISS) | (out.cache_kind == _SEMHIT)) & ~np.isnan(sim))
         table, codes = {"admission": (_ADMISSION, out.adm_kind), "served_by": (_SERVED, self.served_code),
                         "cache_kind": (_CACHE_KIND, out.cache_kind)}[name]  # fmt: skip
         return table[codes]  # type: ignore[no-any-return]
@@ -540,9 +592,21 @@ class FoldedArrays(Folded):
                 cache[i] = Outcome("bypass", d.bypass[i])
             elif k == _HIT:
                 cache[i] = Outcome("hit", None, rows[int(out.cache_src[i])])
+            elif k == _SEMHIT:
+                cache[i] = Outcome("semantic-hit", None, rows[int(out.cache_src[i])], float(self._so.sim[i]))
             else:
-                cache[i] = Outcome("miss", None if d.read[i] else NO_CACHE)
+                cache[i] = Outcome("miss", self._miss_reason(i), None, self.cache_similarity[i])
         return cache
+
+    def _miss_reason(self, i: int) -> str | None:
+        """``Found.reason`` of a miss: no-cache, the semantic verdict, or None (no semantic cache)."""
+        if not self._inp.decoding.read[i]:
+            return NO_CACHE
+        code = int(self._so.reason[i])
+        if not code:
+            return None
+        why = ("empty", "below threshold")[code - 1] if code < 3 else f"rejected: {self._why[code - 3]}"
+        return f"semantic: {why}"
 
 
 def _optional(values: np.ndarray, has: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from parity_traffic import ParityRun, request_mix
 from test_composition import composed_policy, served  # noqa: F401  (a fixture: the served log)
 
 from llmgw_kernel import load_policy
+from llmgw_kernel.cache import synthetic_log
 from llmgw_kernel.cache.exact import Entry, ExactStore
+from llmgw_kernel.cache.semantic import EXACT_MAX, SemanticStore
+from llmgw_kernel.decisions.cache import CANDIDATES, choose
 from llmgw_kernel.decisions.limits import RateWindow
 from llmgw_kernel.log.reader import open_log
-from llmgw_kernel.replay import _state_before, fold_kernel, load_window
+from llmgw_kernel.replay import _state_before, fold_kernel, fold_semantic, load_window
 from llmgw_kernel.replay.fold import Composer, Folded
 from llmgw_kernel.replay.fold_kernel import run_compiled
 from llmgw_kernel.replay.stages import decide
@@ -167,10 +171,161 @@ def test_random_candidates_on_small_logs(seed, tmp_path):
     assert_same(composer(d, doc, tmp_path))
 
 
-def test_what_the_kernel_does_not_fold_falls_back(synthetic, tmp_path):
-    doc = live()
-    doc["cache"]["semantic"] = {"threshold": 0.9}
-    assert run_compiled(composer(synthetic, doc, tmp_path)) is None
+def test_what_the_kernel_does_not_fold_falls_back(semantic_log, tmp_path):
+    """A semantic setting the kernel does not implement (the learned bound) is declined as a
+    whole, by any field not at its default: the Python fold decides."""
+    doc = semantic_policy(semantic_log)
+    doc["cache"]["semantic"] = {"max_false_hit_rate": 0.05}
+    assert run_compiled(composer(semantic_log, doc, tmp_path)) is None
+    assert fold_semantic.supported([load_policy(_with_cache(doc, {"semantic": {"threshold": 0.9}})).cache_for("chat")])
+
+
+def _with_cache(doc: dict[str, Any], cache: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    out["cache"] = cache
+    return out
+
+
+# -- the semantic cache -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def semantic_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log with embeddings and features, its cache fields decided by the live decision core
+    (cache/synthetic_log.py); few keys, so semantic groups are large enough to hit and evict."""
+    d = tmp_path_factory.mktemp("semantic") / "log"
+    synthetic_log.generate(d, 4000, seed=3, keys=4)
+    return d
+
+
+def semantic_policy(d: Path) -> dict[str, Any]:
+    return yaml.safe_load((d / "policy-live.yaml").read_text())
+
+
+def _semantic_kinds(out: Folded) -> dict[str | None, int]:
+    kinds = [o.kind if o is not None else None for o in out.cache]
+    return {k: kinds.count(k) for k in set(kinds)}
+
+
+def test_the_kernel_folds_the_live_semantic_policy_exactly(semantic_log, tmp_path):
+    """Similarities bit for bit (the live store's BLAS product, laid out as its groups are),
+    miss reasons (empty, below threshold, rejected by verification), sources, savings."""
+    out = assert_same(composer(semantic_log, semantic_policy(semantic_log), tmp_path))
+    reasons = {o.reason for o in out.cache if o is not None and o.kind == "miss"}
+    assert _semantic_kinds(out)["semantic-hit"] > 100
+    assert {"semantic: empty", "semantic: below threshold"} <= reasons
+    assert any(r and r.startswith("semantic: rejected: ") for r in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    "semantic, rest",
+    [
+        ({"threshold": 0.8}, {}),  # more hits than live
+        ({"threshold": 0.93, "verify": False}, {}),  # fewer, no verification
+        ({"threshold": 0.85, "ttl_s": 20}, {}),  # entries expire
+        ({"threshold": 0.85, "max_entries": 150}, {}),  # FIFO eviction, groups compacting
+        ({"threshold": 0.85, "max_entries": 40, "ttl_s": 3000}, {"namespace": []}),  # one group per context
+        ({"threshold": 0.9}, {"exact": None}),  # semantic only: every repeat is a semantic lookup
+    ],
+)
+def test_semantic_candidates(semantic_log, tmp_path, semantic, rest):
+    doc = semantic_policy(semantic_log)
+    doc["cache"]["semantic"] = semantic
+    for k, v in rest.items():
+        if v is None:
+            doc["cache"].pop(k, None)
+        else:
+            doc["cache"][k] = v
+    out = assert_same(composer(semantic_log, doc, tmp_path))
+    assert _semantic_kinds(out).get("semantic-hit", 0) > 20
+
+
+def test_semantic_cache_behind_budgets_and_rates(semantic_log, tmp_path):
+    """Requests refused by a budget or a rate never reach the cache (no lookup, no store); a
+    hit costs nothing and leaves budget for later requests."""
+    doc = semantic_policy(semantic_log)
+    doc["budgets"] = {"limits": [{"scope": "team", "usd": 0.9, "window": "day"}, {"scope": "key", "usd": 0.6,
+                                                                                  "window": "day"}]}  # fmt: skip
+    doc["rate_limits"] = [{"scope": "key", "rpm": 500}]
+    doc["cache"]["semantic"]["threshold"] = 0.85
+    out = assert_same(composer(semantic_log, doc, tmp_path))
+    refused = [i for i, a in enumerate(out.admission) if a in ("budget_exceeded", "rate_limited")]
+    assert len(refused) > 200 and all(out.cache[i] is None for i in refused), len(refused)
+    assert _semantic_kinds(out).get("semantic-hit", 0) > 20, _semantic_kinds(out)
+
+
+def test_semantic_replay_starting_mid_log(semantic_log, tmp_path):
+    """The warm cache (answers stored before ``since``, their vectors read from the log) seeds
+    the kernel's semantic groups."""
+    first = open_log(str(semantic_log)).execute("SELECT epoch(min(ts)), epoch(max(ts)) FROM requests").fetchone()
+    since = datetime.fromtimestamp(float(first[0] + (first[1] - first[0]) / 2), UTC)
+    c = composer(semantic_log, semantic_policy(semantic_log), tmp_path, since=since)
+    assert c.warm
+    out = assert_same(c)
+    warm_rids = {r.rid for r, _ in c.warm}
+    assert any(o is not None and o.kind == "semantic-hit" and o.source.rid in warm_rids for o in out.cache)
+
+
+def test_a_candidate_caching_a_new_route_keys_it_from_the_logged_bodies(semantic_log, tmp_path):
+    """Rows of a route the live policy did not cache logged no key: both folds key them from
+    their logged bodies — the Python fold reading only those rows' bodies from the window, never
+    the whole column as a list (``Composer.prepared`` passes the window)."""
+    doc = semantic_policy(semantic_log)
+    doc["routes"]["summarize"].pop("cache")
+    c = composer(semantic_log, doc, tmp_path)
+    keyed = [p.key for p, r in zip(c.prepared, c.rows, strict=True) if r.route == "summarize"]
+    assert keyed and all(k is not None for k in keyed)
+    assert not dict.__contains__(c.window, "request_body")
+    out = assert_same(c)
+    hits = [o is not None and o.kind == "hit" for o in out.cache]
+    assert any(h and r.route == "summarize" for h, r in zip(hits, c.rows, strict=True))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_kernels_semantic_store_is_the_live_store(seed):
+    """Adds, FIFO evictions (groups compacting, emptied groups dropped) and lookups at random:
+    the kernel's verdict, similarity bits and reason equal ``SemanticStore`` + ``choose``."""
+    rng = np.random.default_rng(seed)
+    m, dim, groups, size = 1500, 16, 3, int(rng.integers(40, 200))
+    vecs = rng.standard_normal((m, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    group = np.tile(rng.integers(0, groups, m), 2)  # rows m + i: the lookups, of another vector
+    facts = {"on": np.ones(2 * m, np.bool_), "store": np.zeros(2 * m, np.int64), "group": group,
+             "mat": np.zeros(2 * m, np.int64), "vi": np.concatenate([np.arange(m), (np.arange(m) * 7) % m]),
+             "feat": np.full(2 * m, -1), "ttl": np.full(2 * m, 30.0), "thr": np.full(2 * m, 0.3),
+             "verify": np.zeros(2 * m, np.bool_), "max_e": np.full(2 * m, size)}  # fmt: skip
+    sm = fold_semantic.state(facts, 2 * m, 1, groups, dim, 64 * m)
+    so = fold_semantic.SemOut(np.full(2 * m, np.nan), np.zeros(2 * m, np.int64))
+    kx = (*fold_semantic.blas(), 0, fold_semantic.memo(), 1)
+    live = SemanticStore(dim)
+    for i in range(m):
+        at = i * 0.1
+        if rng.random() < 0.6:
+            live.add("ns", str(group[i]), vecs[i], Entry(str(i), at, b"x", None, None), None, size)
+            fold_semantic.sem_add(i, at, sm)
+        ts = at + float(rng.uniform(-2, 2))
+        verdict = choose(0.3, False, None, live.search("ns", str(group[i]), vecs[(i * 7) % m], ts, 30.0, CANDIDATES))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
+            j = fold_semantic.sem_lookup(m + i, ts, kx, (vecs, vecs), sm, so)
+        want = -1 if verdict.entry is None else int(live.get(verdict.entry).entry.request_id)
+        assert j == want, i
+        sim = so.sim[m + i]
+        assert (verdict.similarity is None and np.isnan(sim)) or verdict.similarity == sim, i
+    assert sm.flag[0] == 0
+
+
+def test_a_group_past_exact_search_declines():
+    """Live, a group of more than EXACT_MAX entries is searched through hnswlib (approximate):
+    the kernel stops rather than decide it exactly."""
+    m = EXACT_MAX + 1
+    facts = {"on": np.ones(m, np.bool_), "store": np.zeros(m, np.int64), "group": np.zeros(m, np.int64),
+             "mat": np.zeros(m, np.int64), "vi": np.arange(m), "feat": np.full(m, -1), "ttl": np.full(m, 30.0),
+             "thr": np.full(m, 0.3), "verify": np.zeros(m, np.bool_), "max_e": np.full(m, 10 * m)}  # fmt: skip
+    sm = fold_semantic.state(facts, m, 1, 1, 4, 8 * m)
+    for i in range(m):
+        fold_semantic.sem_add(i, float(i), sm)
+        assert sm.flag[0] == (fold_semantic.DECLINED if i == EXACT_MAX else 0)
 
 
 @pytest.mark.parametrize("seed", range(3))
