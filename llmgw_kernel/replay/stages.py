@@ -20,7 +20,7 @@ import numpy as np
 
 from .cache_stage import summary
 from .fold import Composer, Folded
-from .fold_columns import cache_columns, cache_summary, cost_columns, limits_columns
+from .fold_columns import cache_columns, cost_columns, limits_columns
 from .guardrails_stage import guardrail_columns, guardrail_decisions, guardrail_summary
 from .limits_stage import summarize_limits
 from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summarize_routing
@@ -132,9 +132,10 @@ def _cost_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns,
 
 def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
     if d.stateless is not None:  # no request reached a cache
-        return {"cache": summary(policy, [], [], [], saved=[])}
+        nothing = np.full(0, None, object)
+        return {"cache": summary(window, nothing, nothing, lambda rows: [])}
     assert d.folded is not None
-    return {"cache": cache_summary(policy, window, d.folded)}
+    return {"cache": summary(window, d.folded.column("cache_kind"), d.folded.column("saved"), d.folded.source_targets)}
 
 
 def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
