@@ -21,7 +21,7 @@ of what it reads, and its answer is spread back to the rows by code. What the ar
 - **per request**: decision, lookup and settlement times, the reservation, what serving it
   upstream costs (:meth:`Composer.served`), what it stores on a miss and when.
 
-Anything the kernel does not fold (a semantic cache, several policy versions, a start state
+Anything the kernel does not fold (a semantic setting it does not implement, several policy versions, a start state
 with requests in flight, a calendar with gaps) makes :func:`inputs` return None. The Python
 fold (:meth:`.fold.Composer.run` over per-row objects) is the reference: the kernel's results
 equal it field by field (tests/replay/test_fold_kernel.py).
@@ -54,6 +54,7 @@ from .costs_columnar import ExpectedCosts, cost_usd_columns
 from .fold_cache_inputs import cache_arrays
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
+from .fold_semantic import supported
 from .window import Window, as_window, split_plan
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _inputs(c: Composer, window: Window) -> Inputs | None:
     cols = Cols(window, warm)
     route_codes, route_values = cols.codes("route", both=True)
     settings = [pol.cache_for(r) for r in route_values]
-    if any(s is not None and s.semantic is not None for s in settings):
+    if not supported(settings):  # a semantic setting the kernel does not implement
         return None
     plan_code, plans, logged_code = plan_codes(c, window)
     n = c.n
