@@ -55,6 +55,7 @@ async def start_shared_state(gw: Gateway, policy: Any) -> SharedState | None:
         return rebuild_limits(gw.snapshot.policy, gw.data_dir, gw.keys)
 
     limits = SharedLimits(client, gw.limits, dir_id(gw.data_dir), log_state)
+    gw.keys.replica = True  # replicas may share the data directory: each writes keys itself, under the file lock
     keys = KeySync(client, gw.keys)
     state = SharedState(limits, keys)
     try:

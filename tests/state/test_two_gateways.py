@@ -54,6 +54,23 @@ def pair(upstream, redis_server, tmp_path):
         gw.terminate()
 
 
+@pytest.fixture
+def shared_dir_pair(upstream, redis_server, tmp_path):
+    """Two replicas on one data directory (each its own log series) and one Redis."""
+    env = {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN, "TEST_REDIS_URL": redis_server.url}
+    a = KeyedGateway(tmp_path / "a", _policy(upstream.base_url), env)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "data").symlink_to(a.data_dir)
+    try:
+        b = KeyedGateway(tmp_path / "b", _policy(upstream.base_url), env)
+    except Exception:
+        a.terminate()
+        raise
+    yield a, b
+    for gw in (a, b):
+        gw.terminate()
+
+
 def _visible(gw: KeyedGateway, key: str, timeout: float = 5.0) -> float:
     """Seconds until ``gw`` accepts ``key`` (created on another replica)."""
     t0 = time.monotonic()
@@ -108,6 +125,7 @@ def test_one_hard_key_budget_holds_across_two_gateways(pair, redis_server):
     assert len(rows) == len(results)
     spent = sum(r["cost_usd"] or 0 for r in rows)
     worst = max(r["reserved_usd"] for r in rows)
+    print(f"two replicas, budget ${BUDGET}: spent ${spent:.3f} over {len(ok)} requests, worst case ${worst:.3f}")
     assert spent == pytest.approx(len(ok) * ACTUAL_USD)
     # each replica alone would have let the key spend its whole budget: about twice it in all
     assert spent <= BUDGET + worst, (spent, worst, len(ok))  # at most one request's worst case over
@@ -134,6 +152,7 @@ def test_a_key_revoked_on_one_is_refused_by_the_other_within_a_second(pair):
             break
         assert time.monotonic() - t0 < 1.0, "the other replica still accepted the revoked key after 1 s"
         time.sleep(0.01)
+    print(f"revocation refused by the other replica after {time.monotonic() - t0:.3f} s")
     # rotation too: the old secret stops on the other replica, the new one works there
     key2, record2 = a.create_key(name="rotated-elsewhere")
     _visible(b, key2)
@@ -238,3 +257,25 @@ def test_redis_killed_and_restarted_under_load_fail_open(pair, upstream, redis_s
     assert flagged and len(flagged) < len(rows)  # the rows admitted while Redis was down say so
     metrics = httpx.get(f"{a.url}/metrics").text + httpx.get(f"{b.url}/metrics").text
     assert 'llmgw_state_unavailable_total{decision="admitted_locally"}' in metrics
+
+
+def test_replicas_sharing_a_data_directory_write_and_see_each_others_keys(shared_dir_pair):
+    a, b = shared_dir_pair
+    key, record = a.create_key(name="made-on-a")
+    _visible(b, key)
+    key_b, record_b = b.create_key(name="made-on-b", rpm=4)  # a second writer of the same events.jsonl
+    _visible(a, key_b)
+    assert b.admin("POST", f"/admin/virtual-keys/{record['id']}/revoke").status_code == 200
+    time.sleep(0.5)
+    with pytest.raises(openai.AuthenticationError):
+        chat(a.client(key))
+    codes = []
+    for i in range(8):
+        try:
+            chat((a, b)[i % 2].client(key_b))
+            codes.append(200)
+        except openai.RateLimitError:
+            codes.append(429)
+    assert codes.count(200) == 4, codes
+    events = (a.data_dir / "keys" / "events.jsonl").read_text().splitlines()
+    assert len(events) == 3  # create, create, revoke: each once, whoever wrote or synced it
