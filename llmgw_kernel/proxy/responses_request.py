@@ -57,7 +57,9 @@ FIELDS: dict[str, Param] = {
         "function tools → chat function tools; built-in tools (web search, file search, ...) refused",
         Shape((list,), "an array of tools", items=_TOOL),
     ),
-    "tool_choice": BUILD("auto/none/required → the same; `{type: function, name}` → `{type: function, function}`"),
+    "tool_choice": BUILD(
+        "auto/none/required → the same; `{type: function, name}` → `{type: function, function}`; ignored without tools"
+    ),
     "text": BUILD(
         "`format` text / json_object / json_schema → `response_format`; `verbosity` → `verbosity`",
         Shape((dict,), "an object", keys={"format": OBJECT, "verbosity": STR}),
@@ -240,14 +242,17 @@ def _tool(tool: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
+    """Translated, or (once checked) left out when there are no tools: chat refuses a choice without tools."""
     if choice is None:
         return
     if choice in ("auto", "none", "required"):
-        out["tool_choice"] = choice
+        translated: Any = choice
     elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        translated = {"type": "function", "function": {"name": choice["name"]}}
     else:
         raise invalid("'tool_choice' must be auto, none, required or {type: function, name}", "tool_choice")
+    if out.get("tools"):
+        out["tool_choice"] = translated
 
 
 def _text(text: Any, out: dict[str, Any]) -> None:

@@ -57,6 +57,12 @@ def test_demo_plain_and_streamed(gw):
     assert evs[-1].response.output_text == r.output_text
 
 
+def test_tool_choice_without_tools_is_not_sent(gw, upstream):
+    client(gw).responses.create(model="gpt-4o-mini", input="hi", tool_choice="auto", parallel_tool_calls=False)
+    sent = upstream.requests[-1]["body"]
+    assert "tool_choice" not in sent and sent["parallel_tool_calls"] is False
+
+
 def test_demo_structured_output_and_unversioned_alias(gw):
     fmt = {"type": "json_schema", "name": "w", "schema": {"type": "object", "properties": {}}}
     raw = httpx.post(f"{gw.url}/responses", json={"model": "demo", "input": "hi", "text": {"format": fmt}})
