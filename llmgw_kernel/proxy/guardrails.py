@@ -24,9 +24,9 @@ from ..log.record import RequestRecord
 from .errors import guardrail_error
 
 #: bodies larger than this are checked in a worker thread (see the module docstring): the
-#: input stage (pii + injection, en+vi) costs ~0.5 ms for a typical chat request and ~2.1 ms
+#: input stage (pii + injection, en+vi) costs ~0.45 ms for a typical chat request and ~1.5 ms
 #: for a 4 KB prompt, linear in the size (benchmarks/guardrails_stage.py), so nothing checked
-#: on the loop takes more than ~2 ms
+#: on the loop takes more than ~1.5 ms
 THREAD_ABOVE_BYTES = 4096
 
 
