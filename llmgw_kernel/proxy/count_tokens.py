@@ -2,7 +2,8 @@
 
 No upstream call: the request is translated to an OpenAI chat request exactly as
 ``/v1/messages`` translates it (:func:`.anthropic_request.to_openai_request`, so a body
-``/v1/messages`` refuses is refused here too), then counted offline with
+``/v1/messages`` refuses is refused here too, except for ``thinking``, which only configures
+the answer), then counted offline with
 :func:`llmgw_kernel.pricing.tokens.count_tokens` for the model of the route's **first**
 target (the one a request goes to unless routing rules or weights pick another):
 
@@ -42,8 +43,9 @@ Caller = Callable[[Gateway, Scope], VirtualKey | None]
 
 def counted(policy: Any, body: Any) -> dict[str, Any]:
     """The answer for an Anthropic count_tokens body under ``policy`` (a 400/404 GatewayError)."""
-    if isinstance(body, dict) and body.get("max_tokens") is None:
-        body = {**body, "max_tokens": 1}  # count_tokens takes no max_tokens; the translation requires one
+    if isinstance(body, dict):  # count_tokens takes no max_tokens (the translation requires one), and
+        # `thinking` only configures the answer: counting a prompt never needs the chat equivalent /v1/messages lacks
+        body = {**{k: v for k, v in body.items() if k != "thinking"}, "max_tokens": body.get("max_tokens") or 1}
     chat = to_openai_request(body)
     route = check_model(chat)
     if route not in policy.routes:

@@ -62,6 +62,12 @@ def test_estimate_for_other_models(gw, route, model):
     assert counted.model_extra == {"estimated": True, "tokenizer": "chars/4", "model": model}
 
 
+def test_thinking_configures_the_answer_and_is_not_refused(gw):
+    plain = client(gw).messages.count_tokens(model="gpt-4o-mini", messages=MESSAGES)
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    assert client(gw).messages.count_tokens(model="gpt-4o-mini", messages=MESSAGES, thinking=thinking) == plain
+
+
 def test_tools_are_counted_and_make_it_an_estimate(gw):
     tools = [{"name": "get_weather", "description": "Weather for a city",
               "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
