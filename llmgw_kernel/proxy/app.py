@@ -348,7 +348,11 @@ class GatewayApp:
                 await send_error(send, method_not_allowed(scope["method"], path, _SUPPORTED), allow)
                 return
             await handler(self.gateway, scope, receive, send)
-        elif path.startswith(("/v1/models/", "/models/")) and scope["method"] in ("GET", "HEAD"):
+        elif path.startswith(("/v1/models/", "/models/")):  # TEMPLATES' routes
+            if scope["method"] not in ("GET", "HEAD"):
+                allow = [(b"allow", b"GET")]
+                await send_error(send, method_not_allowed(scope["method"], path, _SUPPORTED), allow)
+                return
             await _model(self.gateway, scope, receive, send)
         elif path.startswith("/admin/"):
             await admin.handle(self.gateway, scope, receive, send)
