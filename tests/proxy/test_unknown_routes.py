@@ -31,6 +31,8 @@ def test_unknown_path_lists_the_supported_routes(gateway):
     ("DELETE", "/v1/messages", "POST"),
     ("POST", "/v1/models", "GET"),
     ("PUT", "/openapi.json", "GET"),
+    ("POST", "/v1/models/demo", "GET"),
+    ("DELETE", "/models/demo", "GET"),
 ])  # fmt: skip
 def test_wrong_method_is_405_with_allow(gateway, method, path, allow):
     r = httpx.request(method, gateway.url + path)
