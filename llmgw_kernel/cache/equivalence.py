@@ -18,9 +18,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from .bound import DEFAULT_ANSWER_THRESHOLD, DEFAULT_EQUIVALENCE
+
+if TYPE_CHECKING:
+    from ..policy.model import SemanticCacheSettings
 
 _SPACE = re.compile(r"\s+")
 _TRAILING = ".!?;:,。！？ \t\n"
@@ -82,3 +87,20 @@ def same_answer(
         assert similarity is not None, "embedding equivalence needs the embedding model"
         return similarity(ct, ft) >= answer_threshold
     return normalise(ct) == normalise(ft)
+
+
+def answers_match(
+    sem: SemanticCacheSettings, cached: bytes, fresh: bytes, encode: Callable[[list[str]], Any] | None = None
+) -> bool:
+    """:func:`same_answer` as a semantic cache's settings ask (``encode``: texts -> normalised
+    vectors, the embedding model, needed for ``equivalence: embedding``)."""
+    how = sem.equivalence or DEFAULT_EQUIVALENCE
+    similarity = None
+    if how == "embedding":
+        assert encode is not None, "embedding equivalence needs the embedding model"
+
+        def similarity(a: str, b: str) -> float:
+            va, vb = encode([a, b])
+            return float(va @ vb)
+
+    return same_answer(cached, fresh, how, similarity, sem.answer_threshold or DEFAULT_ANSWER_THRESHOLD)

@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .bound import (
-    DEFAULT_ANSWER_THRESHOLD,
     DEFAULT_EQUIVALENCE,
     DEFAULT_VERIFY_MAX_USD_PER_HOUR,
     DEFAULT_VERIFY_RATE,
     Outcome,
 )
 from .core import Caches, Nearest, Query
-from .equivalence import same_answer
+from .equivalence import answers_match
 from .outcomes import OUTCOMES_FILE, OutcomeJournal, load_outcomes
 
 if TYPE_CHECKING:
@@ -141,17 +140,8 @@ class Learning:
         self._learn(Outcome(known_at, q.route, q.model, near.entry.request_id, request_id, near.similarity, same, by))
 
     def _same(self, sem: SemanticCacheSettings, cached: bytes, fresh: bytes) -> bool:
-        how = sem.equivalence or DEFAULT_EQUIVALENCE
-        threshold = sem.answer_threshold or DEFAULT_ANSWER_THRESHOLD
-        similarity = None
-        if how == "embedding":
-            emb = self.embedder(sem.model)
-
-            def similarity(a: str, b: str) -> float:
-                va, vb = emb.encode([a, b])
-                return float(va @ vb)
-
-        return same_answer(cached, fresh, how, similarity, threshold)
+        encode = self.embedder(sem.model).encode if (sem.equivalence or DEFAULT_EQUIVALENCE) == "embedding" else None
+        return answers_match(sem, cached, fresh, encode)
 
     def _learn(self, outcome: Outcome) -> None:
         self.caches.learn(outcome)
