@@ -210,6 +210,7 @@ def _worker_group(o: ServeOptions, data_dir: Path) -> tuple[int, Any, Any]:
     """A worker's place in its group: (index, its private loopback socket, the shared dashboard)."""
     import socket
 
+    from .dashboard.live import gateway_url
     from .dashboard.panel_thread import websocket_origins
     from .worker_group import SharedPanel, publish_port
 
@@ -220,7 +221,8 @@ def _worker_group(o: ServeOptions, data_dir: Path) -> tuple[int, Any, Any]:
     private.listen(64)
     publish_port(group_dir, index, private.getsockname()[1])
     origins = websocket_origins(o.host, o.port, os.environ.get("LLMGW_DASHBOARD_ORIGINS"))
-    return index, private, SharedPanel(group_dir, data_dir, origins)
+    sources = {"policy_path": o.policy, "gateway_url": gateway_url(o.host, o.port)}  # as DashboardBridge gives them
+    return index, private, SharedPanel(group_dir, data_dir, origins, **sources)
 
 
 def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any] | None) -> int:

@@ -40,10 +40,11 @@ _NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{?)")
 class SharedPanel:
     """A dashboard backend (``dashboard_bridge.Backend``) shared by the workers of a group."""
 
-    def __init__(self, group_dir: Path, data_dir: Path, origins: list[str]) -> None:
+    def __init__(self, group_dir: Path, data_dir: Path, origins: list[str], **page_sources: Any) -> None:
         self.group_dir = group_dir
         self.data_dir = data_dir
         self.origins = origins
+        self.page_sources = page_sources  # what DashboardBridge gives its own PanelProcess (policy, gateway URL)
         self._own: Any = None  # the PanelProcess this worker started, if it did
         self._pid: int | None = None
 
@@ -62,7 +63,7 @@ class SharedPanel:
                 return int(found["port"])
             from .dashboard.panel_process import PanelProcess
 
-            self._own = PanelProcess(self.data_dir, self.origins)
+            self._own = PanelProcess(self.data_dir, self.origins, **self.page_sources)
             port = await self._own.start()
             self._pid = self._own.pid
             _write_json(self.group_dir / "dashboard.json", {"pid": self._pid, "port": port})

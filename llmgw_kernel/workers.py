@@ -12,9 +12,12 @@ a replica id and so writes its own series of log segments (docs/log.md). The sup
 - on SIGTERM/SIGINT forwards SIGTERM to every worker, which drains its in-flight requests for
   ``--drain-timeout`` seconds and flushes its log, then exits 0 once all have;
 - starts a worker again when it dies (kill -9, out of memory), at most once a second;
-- runs in its own session apart from the workers (a terminal's Ctrl+C reaches the supervisor
+- puts each worker in a process group of its own (a terminal's Ctrl+C reaches the supervisor
   only, so each worker gets exactly one SIGTERM), and each worker watches a pipe from it: if
-  the supervisor dies however it dies, the workers drain and exit.
+  the supervisor dies however it dies, the workers drain and exit. Not a session of its own:
+  with the scheduler's autogroups (Linux's default for desktops and many servers) a new
+  session is a new CPU group, and a worker in one served 2–3× fewer requests on a busy machine
+  than the same worker in the supervisor's session (docs/deploy.md).
 
 The dashboards are one Panel process for the group (:class:`SharedPanel`), and ``/metrics`` on
 any worker answers for all of them, each series labelled ``worker`` (:mod:`.worker_metrics`).
@@ -159,9 +162,7 @@ class Supervisor:
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, PYTHONPATH=path, **{RUN_DIR_ENV: str(self.run_dir), WORKER_ENV: str(i)})
         try:
-            self.procs[i] = subprocess.Popen(
-                args, pass_fds=(self.sock.fileno(), read_end), env=env, start_new_session=True
-            )
+            self.procs[i] = subprocess.Popen(args, pass_fds=(self.sock.fileno(), read_end), env=env, process_group=0)
         finally:
             os.close(read_end)
         self._alive_pipes[i] = write_end
