@@ -40,16 +40,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmgw.cache")
 
-#: semantic hits remembered for feedback (the most recent)
+#: semantic hits remembered for feedback (the most recent; ~150 bytes each)
 MAX_SERVED = 100_000
 SPEND_WINDOW_S = 3600.0
 
 
 class Served(NamedTuple):
-    """A semantic hit, as feedback on it needs it."""
+    """A semantic hit, as feedback on it needs it (no vector, no answer: only ids)."""
 
-    query: Query
-    nearest: Nearest
+    route: str
+    model: str
+    source: str  # the request id whose answer was served
+    similarity: float
     key_id: str | None
 
 
@@ -86,7 +88,8 @@ class Learning:
         sem = q.settings.semantic
         if sem is None or sem.max_false_hit_rate is None or q.nearest is None:
             return False
-        self.served[request_id] = Served(q, q.nearest, key_id)
+        assert q.model is not None
+        self.served[request_id] = Served(q.route, q.model, q.nearest.entry.request_id, q.nearest.similarity, key_id)
         if len(self.served) > MAX_SERVED:
             self.served.popitem(last=False)
         if not sampled(request_id, DEFAULT_VERIFY_RATE if sem.verify_rate is None else sem.verify_rate):
@@ -117,10 +120,8 @@ class Learning:
         served = self.served.get(request_id)
         if served is None or served.key_id != key_id:
             return False
-        q, near = served.query, served.nearest
-        assert q.model is not None
         outcome = Outcome(
-            time.time(), q.route, q.model, near.entry.request_id, request_id, near.similarity, correct, "feedback"
+            time.time(), served.route, served.model, served.source, request_id, served.similarity, correct, "feedback"
         )
         self.pool.submit(self._learn, outcome)
         return True
