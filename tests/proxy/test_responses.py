@@ -63,6 +63,27 @@ def test_tool_choice_without_tools_is_not_sent(gw, upstream):
     assert "tool_choice" not in sent and sent["parallel_tool_calls"] is False
 
 
+def test_input_items_become_chat_messages(gw, upstream):
+    image = "data:image/png;base64,iVBORw0KGgo="
+    client(gw).responses.create(model="gpt-4o-mini", instructions="Brief.", input=[
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": [{"type": "input_text", "text": "what is this?"},
+                                     {"type": "input_image", "image_url": image, "detail": "low"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Un chat.",
+                                                              "annotations": []}]},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"role": "user", "content": "sure?"},
+    ])  # fmt: skip
+    assert upstream.requests[-1]["body"]["messages"] == [
+        {"role": "system", "content": "Brief."},
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url", "image_url": {"url": image, "detail": "low"}}]},
+        {"role": "assistant", "content": "Un chat."},
+        {"role": "user", "content": "sure?"},
+    ]  # fmt: skip
+
+
 def test_demo_structured_output_and_unversioned_alias(gw):
     fmt = {"type": "json_schema", "name": "w", "schema": {"type": "object", "properties": {}}}
     raw = httpx.post(f"{gw.url}/responses", json={"model": "demo", "input": "hi", "text": {"format": fmt}})
