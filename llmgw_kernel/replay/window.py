@@ -410,7 +410,18 @@ class Window(dict[str, Any]):
             else:
                 ts_us = self._table.column("ts").cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()
                 rids = self._table.column("request_id").combine_chunks()
-                self._matrix = self._source.read(ts_us, rids, chunk_rows)
+                # one scan thread: DuckDB's parallel scan of the vectors holds (and its allocator
+                # keeps) a buffer per thread beside the matrix; the setting is put back after
+                con = self._source.con
+                threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) if con else 0
+                try:
+                    if con is not None:
+                        con.execute("SET threads = 1")
+                    self._matrix = self._source.read(ts_us, rids, chunk_rows)
+                finally:
+                    if con is not None:
+                        con.execute(f"SET threads = {threads}")
+                pa.default_memory_pool().release_unused()  # the batches' buffers, freed, back to the system
         return self._matrix
 
     def _embedding_list(self) -> list[np.ndarray | None]:
