@@ -162,6 +162,11 @@ class Bound:
             found = self._cache[delta] = self._scan(delta, confidence)
         return found
 
+    def peek(self, delta: float) -> float:
+        """The threshold, computed without touching the memo (safe from another thread than the
+        one that learns and decides: a report must never leave a stale threshold behind)."""
+        return self._scan(delta, CONFIDENCE)
+
     def _scan(self, delta: float, confidence: float) -> float:
         need = min_outcomes(delta, confidence)
         best, n, wrong = IDENTICAL, 0, 0

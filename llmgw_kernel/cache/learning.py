@@ -160,7 +160,7 @@ class Learning:
                 out[f"{route} ({model})"] = {"max_false_hit_rate": delta, "threshold": None, "outcomes": 0}
                 continue
             out[f"{route} ({model})"] = {
-                "max_false_hit_rate": delta, "threshold": b.threshold(delta), "outcomes": sum(b.n),
+                "max_false_hit_rate": delta, "threshold": b.peek(delta), "outcomes": sum(b.n),
                 "false_hits": b.estimate(),
             }  # fmt: skip
         return out | {"checks_started": self.checks, "checks_skipped_by_spend_cap": self.skipped_by_cap}
