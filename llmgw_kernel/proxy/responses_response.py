@@ -18,9 +18,11 @@ def response_id(request_id: str) -> str:
     return "resp_" + request_id.removeprefix("req_")
 
 
-def message_item(rid: str, text: str, status: str = "completed") -> dict[str, Any]:
+def message_item(rid: str, text: str, status: str = "completed", n: int = 0) -> dict[str, Any]:
+    """The ``n``-th message item of response ``rid`` (one per stretch of text in a stream)."""
     content = [output_text(text)] if status == "completed" or text else []
-    return {"type": "message", "id": "msg_" + rid[5:], "status": status, "role": "assistant", "content": content}
+    item_id = "msg_" + rid[5:] + (f"_{n}" if n else "")
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
 def output_text(text: str) -> dict[str, Any]:

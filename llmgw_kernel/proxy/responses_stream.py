@@ -98,8 +98,10 @@ class ResponsesEvents:
     def _delta(self, delta: dict[str, Any], out: list[bytes]) -> None:
         text = delta.get("content") or delta.get("refusal")
         if text:
-            if self._text is None:
-                self._text = self._add(out, message_item(self._rid, "", "in_progress"))
+            if self._text is None or self._text is not self._open:  # text again after a tool call: a new item
+                n = sum(o["type"] == "message" for o in self._resp["output"]) if self._resp else 0
+                self._text = self._add(out, message_item(self._rid, "", "in_progress", n))
+                self._texts = []
                 self._event(out, "response.content_part.added", item_id=self._text["id"], output_index=self._index(),
                             content_index=0, part=output_text(""))  # fmt: skip
             self._texts.append(text)

@@ -95,6 +95,22 @@ def test_every_event_is_a_type_the_sdk_knows():
         assert type(construct_type(type_=ResponseStreamEvent, value=event)).__name__ != "dict"
 
 
+def test_text_after_a_tool_call_is_a_new_message_item():
+    events = translate(sse(
+        chunk({"content": "Let me look."}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{}"}}]}),
+        chunk({"content": "Done."}),
+        chunk(finish="stop"),
+        "[DONE]",
+    ))  # fmt: skip
+    output = events[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["message", "function_call", "message"]
+    assert [o["content"][0]["text"] for o in output if o["type"] == "message"] == ["Let me look.", "Done."]
+    assert len({o["id"] for o in output}) == 3
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [(d["output_index"], d["item_id"]) for d in deltas] == [(0, output[0]["id"]), (2, output[2]["id"])]
+
+
 def test_a_cut_stream_ends_with_error_and_failed():
     cut = sse(chunk({"content": "Hi"}), {"error": {"message": "upstream died", "code": "upstream_timeout"}})
     events = translate(cut)
