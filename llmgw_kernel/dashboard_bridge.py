@@ -360,13 +360,14 @@ def _wants_html(scope: Scope) -> bool:
 
 
 async def _send_loading(send: Send) -> None:
-    """The placeholder a browser gets while Panel starts: 503 (so scripts see "not yet"),
-    Retry-After 1, an HTML page that reloads itself every second."""
+    """The placeholder a browser gets while Panel starts: an HTML page that reloads itself
+    every second (200, so the browser logs no error; ``x-llmgw-dashboard: starting`` tells a
+    script it is not the page yet)."""
     headers = [
         (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(LOADING_HTML)).encode()),
-        (b"retry-after", b"1"), (b"cache-control", b"no-store"),
+        (b"cache-control", b"no-store"), (b"x-llmgw-dashboard", b"starting"),
     ]  # fmt: skip
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": LOADING_HTML})
 
 

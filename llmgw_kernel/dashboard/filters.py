@@ -76,7 +76,8 @@ class Filters:
         pairs = [(f.name, getattr(self, f.name)) for f in fields(self)]
         out = []
         for name, value in pairs:
-            if value is None or (name == "window" and value == DEFAULT_PRESET and self.since is None):
+            explicit = self.since is not None or self.until is not None
+            if value is None or (name == "window" and (value == DEFAULT_PRESET or explicit)):
                 continue
             out.append((name, _iso(value) if name in ("since", "until") else value))
         return urlencode(out)

@@ -6,8 +6,9 @@ and fills them) and hands it to :func:`page_frame`. The frame returns at once wi
 filter bar and a "Loading…" placeholder (the browser shows it within a second); the body is
 filled when the browser has the document (``pn.state.onload``), again when a filter changes,
 and every ``refresh_ms``. Filters come from the URL query (``?window=24+h&team=search``); a
-change rewrites the URL and every navigation link, so the filters follow the operator from
-page to page.
+change rewrites every navigation link, so the filters follow the operator from page to page,
+and the address bar (Panel's ``Location``: best effort; a change that crosses a refresh in
+flight may leave the address bar behind, never the links or the page's numbers).
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ def page_frame(ctx: Context, path: str, title: str, body: Body, refresh_ms: int 
         as_of = datetime.fromtimestamp(ctx.queries.clock(), UTC)
         window = html.escape(bar.filters.label(as_of.timestamp()))
         status.object = (
-            f'<div class="status" data-ready="1" data-took="{took:.3f}">{window}'
+            f'<div class="status" data-ready="1" data-took="{took:.3f}" '
+            f'data-query="{html.escape(bar.filters.to_query())}">{window}'
             f" · as of {as_of:%H:%M:%S} UTC · {took * 1000:.0f} ms · refreshes every {refresh_ms // 1000} s</div>"
         )
         for pane in panes:

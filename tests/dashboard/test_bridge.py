@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import aiohttp
 import pytest
@@ -232,6 +233,30 @@ def test_requests_wait_for_start_but_not_forever():
     assert status == 200
     status, text = run(scenario, EchoBackend(delay_s=3), start_timeout_s=0.3)
     assert status == 503 and "still starting" in text
+
+
+def test_a_browser_gets_a_loading_page_at_once_while_panel_starts():
+    """The first page load used to show a blank tab until Panel listened (7-12 s)."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+
+    async def scenario(client, base, bridge):
+        t0 = time.monotonic()
+        async with client.get(f"{base}/cost?team=a", headers=html) as r:
+            first = (r.status, await r.text(), r.headers.get("x-llmgw-dashboard"), time.monotonic() - t0)
+        async with client.get(f"{base}/cost?team=a") as r:  # not a browser: waits for Panel
+            waited = (r.status, await r.json())
+        async with client.get(f"{base}/cost?team=a", headers=html) as r:  # Panel listens: the page
+            then = (r.status, await r.json(), r.headers.get("x-llmgw-dashboard"))
+        return first, waited, then
+
+    backend = EchoBackend(delay_s=2)
+    first, waited, then = run(scenario, backend)
+    status, body, marker, took = first
+    assert status == 200 and marker == "starting" and took < 1.0
+    assert 'http-equiv="refresh"' in body and "loading the dashboards" in body
+    assert waited[0] == 200 and waited[1]["path_qs"] == "/cost?team=a"
+    assert then[0] == 200 and then[1]["path_qs"] == "/cost?team=a" and then[2] is None
+    assert backend.starts == 1
 
 
 @pytest.mark.parametrize(
