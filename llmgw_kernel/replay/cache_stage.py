@@ -294,11 +294,9 @@ def _keyless(policy: Policy, rs: list[Row], endpoint: list[str]) -> dict[int, Ro
 
 def _bodies(bodies: Any, idx: list[int]) -> dict[int, Any]:
     """The logged request bodies of window rows ``idx`` (from a window: only those rows read)."""
-    arrow = getattr(bodies, "arrow", None)
-    if arrow is not None and not dict.__contains__(bodies, "request_body"):
-        import pyarrow as pa  # type: ignore[import-untyped]
-
-        taken = arrow("request_body").take(pa.array(idx, pa.int64())).to_pylist()
+    take = getattr(bodies, "take", None)
+    if take is not None and not dict.__contains__(bodies, "request_body"):  # streamed: only these rows kept
+        taken = take("request_body", np.asarray(idx, np.int64)).to_pylist()
         return dict(zip(idx, taken, strict=True))
     listed = bodies.get("request_body") if hasattr(bodies, "arrow") else bodies
     return {i: listed[i] for i in idx} if listed is not None else {}
