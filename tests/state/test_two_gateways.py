@@ -279,3 +279,32 @@ def test_replicas_sharing_a_data_directory_write_and_see_each_others_keys(shared
     assert codes.count(200) == 4, codes
     events = (a.data_dir / "keys" / "events.jsonl").read_text().splitlines()
     assert len(events) == 3  # create, create, revoke: each once, whoever wrote or synced it
+
+
+def test_a_gateway_starts_while_redis_is_down_and_connects_when_it_answers(upstream, redis_server, tmp_path):
+    redis_server.kill()
+    env = {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN, "TEST_REDIS_URL": redis_server.url}
+    gw = KeyedGateway(tmp_path / "a", _policy(upstream.base_url, connect_timeout_ms=200), env)
+    try:
+        key, _ = gw.create_key(name="before-redis", budget_usd=5.0)  # a key write needs no Redis
+        with pytest.raises(openai.InternalServerError) as refused:
+            chat(gw.client(key))
+        assert refused.value.status_code == 503 and refused.value.code == "shared_state_unavailable"
+        redis_server.start()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                chat(gw.client(key))
+                break
+            except openai.InternalServerError:
+                assert time.monotonic() < deadline, "still refusing 5 s after Redis came up"
+                time.sleep(0.1)
+        listed = redis_server.client().lrange("{llmgw}:keys", 0, -1)  # the key written while down is shared
+        deadline = time.monotonic() + 2
+        while not listed and time.monotonic() < deadline:
+            time.sleep(0.1)
+            listed = redis_server.client().lrange("{llmgw}:keys", 0, -1)
+        assert len(listed) == 1 and b"before-redis" in listed[0]
+    finally:
+        gw.terminate()
+    assert gw.proc.returncode == 0
