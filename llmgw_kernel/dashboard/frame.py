@@ -217,14 +217,24 @@ def page_frame(ctx: Context, path: str, title: str, body: Body, refresh_ms: int 
             if not pane.visible:
                 pane.visible = True
 
+    def refresh(*_: Any) -> None:
+        if _may_change(bar.filters, ctx.queries.clock()):
+            fill()
+
     bar.watch(fill)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.onload(fill)
-        pn.state.add_periodic_callback(fill, period=refresh_ms)
+        pn.state.add_periodic_callback(refresh, period=refresh_ms)
     else:  # built outside a server (tests, notebooks): fill now
         fill()
     header = pn.pane.Markdown(f"## {title}", margin=(0, 10))
     return pn.Column(*bar.panes(), pn.Row(header, status, align="center"), *panes, sizing_mode="stretch_width")
+
+
+def _may_change(filters: Filters, now: float, settle_s: float = 120.0) -> bool:
+    """Whether a refresh can show anything new: not for a range that ended more than
+    ``settle_s`` ago (the log only appends; rows reach it within a flush)."""
+    return filters.until is None or filters.until > now - settle_s
 
 
 __all__ = [

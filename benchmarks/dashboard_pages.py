@@ -1,0 +1,141 @@
+"""How fast does each dashboard page render over a 1M-row request log?
+
+Starts the dashboard server the way ``llmgw serve`` does (``python -m
+llmgw_kernel.dashboard.panel_process``: its own process, DuckDB on 2 threads, nice 10) over
+the 1M-request log of ``benchmarks/replay_scale.py`` (generated once into
+``/tmp/llmgw-replay-scale``, reused read-only), with that log's policy file and no gateway
+(live state unavailable). Then, per run, opens every page in headless Chromium with the
+log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) and measures:
+
+- **placeholder**: navigation start to the first paint of the page's frame (navigation
+  links, filter bar and "Loading…": the document Panel serves before any query runs);
+- **render**: navigation start to the page filled (``[data-ready]``: every query answered,
+  every pane sent to the browser);
+- **query**: the server's own time to fill the page (``data-took``: DuckDB + building panes);
+- **CPU**: user + system seconds of the dashboard process during the load.
+
+Each run starts a fresh dashboard process (cold caches: the query cache's 2 s TTL would
+otherwise answer the next run). Prints a table per page (median and spread over the runs).
+
+    .venv/bin/python benchmarks/dashboard_pages.py                 # 3 runs
+    .venv/bin/python benchmarks/dashboard_pages.py --runs 5 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+PAGES = ("overview", "cost", "budgets", "cache", "routing", "policy", "guardrails")
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_panel(data_dir: Path, policy: Path) -> tuple[subprocess.Popen[bytes], int]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "llmgw_kernel.dashboard.panel_process", "--data-dir", str(data_dir),
+            "--policy", str(policy), "--origin", "*", "--log-level", "WARNING"]  # fmt: skip
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if not line.startswith("LLMGW_PANEL_PORT"):
+        raise RuntimeError(f"the dashboard process did not start: {line}")
+    return proc, int(line.split()[1])
+
+
+def log_range(data_dir: Path) -> tuple[str, str, int]:
+    from llmgw_kernel import open_log
+
+    con = open_log(data_dir)
+    lo, hi, n = con.execute("SELECT min(ts), max(ts), count(*) FROM requests").fetchone()
+    con.close()
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    return lo.strftime(fmt), (hi.replace(microsecond=0) + __import__("datetime").timedelta(seconds=1)).strftime(fmt), n
+
+
+def one_run(data_dir: Path, policy: Path, query: str) -> dict[str, dict[str, float]]:
+    from playwright.sync_api import sync_playwright
+
+    proc, port = start_panel(data_dir, policy)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            warm = browser.new_page()  # the first page pays for Bokeh's JS once (as a browser would)
+            warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
+            warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+            warm.close()
+            for name in PAGES:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                c0 = cpu_s(proc.pid)
+                t0 = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
+                page.wait_for_selector("[data-loading], [data-ready]", state="attached", timeout=120_000)
+                placeholder = time.perf_counter() - t0
+                page.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+                render = time.perf_counter() - t0
+                took = float(page.locator("[data-ready]").get_attribute("data-took") or "nan")
+                out[name] = {"placeholder_s": placeholder, "render_s": render, "query_s": took,
+                             "cpu_s": cpu_s(proc.pid) - c0}  # fmt: skip
+                page.close()
+            browser.close()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-replay-scale")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+    from replay_scale import ensure_log
+
+    data_dir = ensure_log(args.cache_dir, args.rows)
+    policy = data_dir / "policy-live.yaml"
+    since, until, n = log_range(data_dir)
+    query = f"since={since}&until={until}"
+    print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
+          f"{os.cpu_count()} cores", flush=True)  # fmt: skip
+    runs = []
+    for i in range(args.runs):
+        runs.append(one_run(data_dir, policy, query))
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
+    report(runs, args.markdown)
+
+
+def report(runs: list[dict[str, dict[str, float]]], markdown: bool) -> None:
+    cols = ("placeholder_s", "render_s", "query_s", "cpu_s")
+    head = ["page", *(f"{c} (median, min–max)" for c in cols)]
+    print("| " + " | ".join(head) + " |" if markdown else "  ".join(f"{h:<26}" for h in head))
+    if markdown:
+        print("|" + "---|" * len(head))
+    for name in PAGES:
+        cells = [name]
+        for c in cols:
+            values = [r[name][c] for r in runs]
+            cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})")
+        print("| " + " | ".join(cells) + " |" if markdown else "  ".join(f"{x:<26}" for x in cells))
+
+
+if __name__ == "__main__":
+    main()
