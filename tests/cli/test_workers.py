@@ -154,8 +154,11 @@ def test_two_workers_share_the_port_write_a_series_each_and_drain_on_sigterm(gro
         t.join()
     slow: dict = {}
     in_flight = threading.Thread(target=lambda: slow.update(r=post(g.url, {**CHAT, "model": "slow-json"})))
+    before = upstream.counts["slow-json"]
     in_flight.start()
-    time.sleep(0.4)
+    deadline = time.monotonic() + 30
+    while upstream.counts["slow-json"] == before and time.monotonic() < deadline:
+        time.sleep(0.01)  # the request is in flight: the upstream has it (and answers 1 s later)
     assert g.stop() == 0  # SIGTERM: every worker drains, flushes, exits 0
     in_flight.join()
     assert slow["r"].status_code == 200  # the request in flight was answered
@@ -165,6 +168,10 @@ def test_two_workers_share_the_port_write_a_series_each_and_drain_on_sigterm(gro
     assert all(series.values()), {k: len(v) for k, v in series.items()}  # both served
     logged = open_log(g.data_dir).execute("SELECT request_id FROM requests ORDER BY ts").fetchall()
     assert sorted(r[0] for r in logged) == sorted(ids)  # every answered request once, none twice
+    from llmgw_kernel.replay import replay
+
+    decided = replay(g.policy_path, g.data_dir).decisions  # replay reads every replica's series
+    assert sorted(decided["request_id"]) == sorted(ids)
 
 
 def test_metrics_at_any_worker_answer_for_all_of_them(group):

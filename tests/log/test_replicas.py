@@ -169,3 +169,17 @@ def test_servers_with_shared_state_hold_the_directory_together_and_others_are_re
     with pytest.raises(DataDirLocked):
         DataDirLock(tmp_path, "llmgw serve on :4", shared=True).acquire()
     alone.release()
+
+
+def test_a_parquet_copy_of_several_replicas_is_read_once_per_row():
+    from llmgw_kernel.replay.sources import dedupe_segments
+
+    names = [
+        segment_name(1, 16, "a-0"),
+        segment_name(1, 1, "a-0"),
+        segment_name(1, 1, "b-0"),
+        segment_name(2, 2, "b-0"),
+    ]
+    assert dedupe_segments(names) == sorted(
+        [segment_name(1, 16, "a-0"), segment_name(1, 1, "b-0"), segment_name(2, 2, "b-0")]
+    )
