@@ -117,12 +117,13 @@ def main() -> None:
         wait_ready(port, proc, a.workers)
         time.sleep(a.warmup_s)
         pids = [proc.pid, *_descendants(proc.pid)]
-        cpu0 = sum(cpu_seconds(pid) for pid in pids)
+        start = {pid: cpu_seconds(pid) for pid in pids}
         t0 = time.monotonic()
         with multiprocessing.Pool(a.clients) as pool:
             ok = sum(pool.map(client, [(port, a.requests, c, a.fresh, a.distinct) for c in range(a.clients)]))
         wall = time.monotonic() - t0
-        cpu = sum(cpu_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}")) - cpu0
+        by_process = {pid: round(cpu_seconds(pid) - start[pid], 2) for pid in pids if os.path.exists(f"/proc/{pid}")}
+        cpu = sum(by_process.values())
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
@@ -130,6 +131,7 @@ def main() -> None:
     print(json.dumps({
         "workers": a.workers, "clients": a.clients, "fresh_connections": a.fresh, "ok": ok, "total": total,
         "req_per_s": round(total / wall, 1), "cpu_us_per_request": round(cpu / total * 1e6),
+        "cpu_s_by_process": list(by_process.values()),
         "per_replica": per_replica(tmp / "data"), "loadavg": loadavg(), "exit": proc.returncode,
     }))  # fmt: skip
 
