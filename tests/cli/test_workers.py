@@ -255,3 +255,17 @@ def test_the_workers_share_one_dashboard_server(group):
     panels = [p for w in g.workers() for p in descendants(w) if "llmgw_kernel.dashboard.panel_process" in cmdline(p)]
     assert len(panels) == 1, panels
     assert g.stop() == 0
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(group):
+    g = group(None, "--workers", "2", "--no-dashboards").wait_ready()
+    workers = g.workers()
+    ids = [post(g.url).headers["x-request-id"] for _ in range(10)]
+    g.proc.send_signal(signal.SIGKILL)  # however the supervisor dies, its pipes close
+    g.proc.wait(10)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), g.output()
+    logged = open_log(g.data_dir).execute("SELECT request_id FROM requests").fetchall()
+    assert sorted(r[0] for r in logged) == sorted(ids)  # they flushed before exiting
