@@ -230,9 +230,10 @@ def bodies(draw: st.DrawFn, path: str) -> tuple[bytes, list[str]]:
         fields, spots = _COMPLETIONS_FIELDS, _COMPLETIONS_SPOTS
     else:
         kind = draw(st.sampled_from(list(CHAT_ROUTES)))
-        body = messages_body(f"chat-{kind}") if path == "/v1/messages" else chat_body(f"chat-{kind}")
-        fields = _MESSAGES_FIELDS if path == "/v1/messages" else _CHAT_FIELDS
-        spots = _MESSAGES_SPOTS if path == "/v1/messages" else _CHAT_SPOTS
+        anthropic = path.startswith("/v1/messages")  # /v1/messages and /v1/messages/count_tokens
+        body = messages_body(f"chat-{kind}") if anthropic else chat_body(f"chat-{kind}")
+        fields = _MESSAGES_FIELDS if anthropic else _CHAT_FIELDS
+        spots = _MESSAGES_SPOTS if anthropic else _CHAT_SPOTS
         if draw(st.booleans()):
             body["stream"] = True
     what = [f"route={body['model']}"]

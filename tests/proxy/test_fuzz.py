@@ -54,7 +54,7 @@ FAMILIES = {
     "chat": ("/v1/chat/completions", "/chat/completions"),
     "embeddings": ("/v1/embeddings", "/embeddings"),
     "messages-and-models": ("/v1/messages", "/v1/models", "/v1/models/x", "/models/x"),
-    "responses-and-completions": ("/v1/responses", "/v1/completions"),
+    "responses-completions-count-tokens": ("/v1/responses", "/v1/completions", "/v1/messages/count_tokens"),
 }
 
 
