@@ -14,10 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from conftest import Gateway, policy_for
 from parity_traffic import PARAPHRASES, ParityRun, explain, reloaded_policy, request_mix
 
@@ -88,6 +90,18 @@ def test_semantic_cache_replays_exactly(upstream, tmp_path):
     assert _logged(run.gw.data_dir, "cache = 'semantic-hit'") > 0
     result = replay(load_policy(run.gw.policy_path), run.gw.data_dir)
     assert_parity(result, run.gw.data_dir)
+    # the compiled fold (large windows) decides this served log as the Python fold does: streamed
+    # and plain requests, no-cache / no-store headers, paraphrases, and a lower threshold
+    pytest.importorskip("numba")
+    from test_fold_kernel import assert_same, composer
+
+    doc = yaml.safe_load(Path(run.gw.policy_path).read_text())
+    out = assert_same(composer(Path(run.gw.data_dir), doc, tmp_path))
+    assert any(o is not None and o.kind == "semantic-hit" for o in out.cache)
+    for route in doc["routes"].values():
+        if isinstance(route.get("cache"), dict) and "semantic" in route["cache"]:
+            route["cache"]["semantic"]["threshold"] = 0.7
+    assert_same(composer(Path(run.gw.data_dir), doc, tmp_path))
 
 
 def _paraphrase(i: int) -> str:
