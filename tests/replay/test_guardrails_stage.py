@@ -91,10 +91,12 @@ def send_traffic(gw: Gateway) -> int:
 @pytest.fixture(scope="module")
 def served(upstream, tmp_path_factory):
     gw = serve(tmp_path_factory.mktemp("gr-replay"), upstream)
-    n = send_traffic(gw)
-    wait_for_rows(gw, "true", n, timeout=15)
-    yield gw, n
-    gw.terminate()
+    try:  # a failure while sending must not leave the server running
+        n = send_traffic(gw)
+        wait_for_rows(gw, "true", n, timeout=15)
+        yield gw, n
+    finally:
+        gw.terminate()
 
 
 def assert_no_value(obj: object) -> None:
