@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,6 +49,7 @@ class _Held(NamedTuple):
     subject: Subject
     at: float  # admitted at: spend counts in this moment's windows
     local: bool  # admitted against the local counters (Redis was unavailable)
+    admitted: tuple[list[str], list[Any]] | None = None  # ADMIT's keys and arguments (to restore the reservation)
 
 
 class SharedLimits:
@@ -64,6 +66,9 @@ class SharedLimits:
         self._settle = client.script(scripts.SETTLE)
         self._seed = client.script(scripts.SEED)
         self._spend = client.script(scripts.SPEND)
+        self._restore = client.script(scripts.RESTORE)
+        #: this process in the shared state: a Redis that does not know it lost its reservations
+        self.member = f"proc:{secrets.token_hex(8)}"
         self._held: dict[str, _Held] = {}
         self._names: dict[tuple, str] = {}  # budget bucket -> its key name (bounded: _NAMES)
         self._expiry: dict[tuple, int] = {}  # (window, start) -> expire-at
@@ -120,7 +125,7 @@ class SharedLimits:
         worst_usd: float, worst_tokens: int,
     ) -> Verdict:  # fmt: skip
         keys = [self._seeded_keys, self._flights_key, self._flight_prefix + rid]
-        args: list[Any] = [self.dir_id, repr(at), nano(worst_usd), worst_tokens, repr(at + self.lease_s)]
+        args: list[Any] = [self.member, repr(at), nano(worst_usd), worst_tokens, repr(at + self.lease_s)]
         args += [len(budgets), 0]
         buckets = []
         for b in budgets:
@@ -142,7 +147,7 @@ class SharedLimits:
             await self.reseed()
             result = await self.client.eval(self._admit, keys, args, "admission")
         if result[0] == 1:
-            self._held[rid] = _Held(subject, at, False)
+            self._held[rid] = _Held(subject, at, False, (keys, args))
             committed = self.local.committed
             for key_bucket, c in zip(buckets, result[2:], strict=True):  # the shared spend, as of now
                 committed[key_bucket] = int(c)
@@ -205,7 +210,7 @@ class SharedLimits:
         buckets = self.local.spend_buckets(subject, admitted) if cost else []
         keys = [self._seeded_keys, self._flights_key, self._flight_prefix + rid]
         keys += [self._bucket_key(b) for b in buckets]
-        args = [self.dir_id, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
+        args = [self.member, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
         try:
             seeded = await self.client.eval(self._settle, keys, args, "settlement")
         except StateUnavailable:
@@ -219,7 +224,7 @@ class SharedLimits:
         """Redis answers again: re-seed it if it lost this directory's spend (the queued
         settlements are then in the log it is seeded from), else send what it missed."""
         pending, self._pending = self._pending, []
-        if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.dir_id), "check"):
+        if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.member), "check"):
             await self.reseed()
             return
         for rid, subject, admitted, at, cost, tokens in pending:
@@ -236,9 +241,13 @@ class SharedLimits:
             from .seed import seed_args
 
             state = await asyncio.to_thread(self._log_state)
-            args = seed_args(state, self.dir_id, self._bucket_key, self._expire_at, self.client.key)
+            args = seed_args(state, self.dir_id, self.member, self._bucket_key, self._expire_at, self.client.key)
             added = await self.client.eval(self._seed, [self._seeded_keys], args, "seeding")
             self._pending.clear()  # settled before the flush the log was read after: counted in it
+            held = [_restore_call(*h.admitted) for h in list(self._held.values()) if h.admitted is not None]
+            restored = await asyncio.gather(*(self.client.eval(self._restore, k, a, "seeding") for k, a in held))
+            if any(restored):
+                log.warning("shared state: %d reservations of requests in flight put back", sum(restored))
             log.warning(
                 "shared state: %s Redis from the log of %s", "seeded" if added else "already seeded", self.dir_id
             )
@@ -270,6 +279,12 @@ class SharedLimits:
             except StateUnavailable:
                 return
             row["spent_usd"], row["in_flight_usd"] = round(spent, 9), round(held, 9)
+
+
+def _restore_call(keys: list[str], args: list[Any]) -> tuple[list[str], list[Any]]:
+    """RESTORE's keys and arguments from an admission's (see scripts.ADMIT and scripts.RESTORE)."""
+    nb, nr = args[5], args[6]
+    return keys[1:], [*args[2:5], nb, nr, *args[9 : 9 + 3 * nb : 3]]
 
 
 def _refusing_rate(rates: list[Rate], first: Rate, window: tuple, column: int) -> Rate:

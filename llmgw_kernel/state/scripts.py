@@ -3,7 +3,8 @@ rule "committed + reserved < budget" (and the rate windows) hold across every pr
 
 Keys (``P`` is the prefix, a hash tag: all keys live in one Cluster slot):
 
-- ``P:seeded`` — the data directories whose log spend this Redis holds (a set);
+- ``P:seeded`` — the data directories whose log spend this Redis holds, and the processes
+  whose reservations it holds (``proc:<id>``) (a set);
 - ``P:flights`` — reservations in flight, scored by when their lease ends (a sorted set);
 - ``P:f|<request id>`` — one reservation: ``u`` nano-dollars, ``t`` tokens, ``b`` its budget
   buckets, ``w`` its rate windows (newline-separated key names);
@@ -39,7 +40,7 @@ end
 """
 
 #: KEYS: seeded, flights, the flight, nb budget buckets, nr rate windows.
-#: ARGV: dir, at, worst nano-dollars, worst tokens, lease end, nb, nr,
+#: ARGV: this process's member, at, worst nano-dollars, worst tokens, lease end, nb, nr,
 #:       then (limit nano-dollars, hard 1|0, expire-at) per budget, then (rpm, tpm; -1: none) per rate.
 #: Returns {'unseeded'} | {1, soft budget indexes (comma-separated), committed of each budget...}
 #:       | {0, 'r', i, column, retry ms} | {0, 'b', i, spent, held}.
@@ -114,8 +115,8 @@ return out
 )
 
 #: KEYS: seeded, flights, the flight (may be gone), then the nc budget buckets the cost commits to.
-#: ARGV: dir, at, cost nano-dollars, tokens, nc, then an expire-at per bucket.
-#: Returns 1 when this Redis holds the directory's log spend, 0 when it must be re-seeded.
+#: ARGV: this process's member, at, cost nano-dollars, tokens, nc, then an expire-at per bucket.
+#: Returns 1 when this Redis knows this process, 0 when it lost its data and must be re-seeded.
 SETTLE = (
     _RELEASE
     + """
@@ -132,17 +133,42 @@ return redis.call('SISMEMBER', KEYS[1], ARGV[1])
 """
 )
 
-#: KEYS: seeded. ARGV: dir, n, then (key, field, amount, expire-at) n times.
-#: Adds one data directory's log to an empty (or restarted) Redis, once: 1 if added, 0 if it was already.
+#: KEYS: seeded. ARGV: dir, this process's member, n, then (key, field, amount, expire-at) n times.
+#: Adds one data directory's log to an empty (or restarted) Redis, once, and marks the process
+#: known: 1 if the log was added, 0 if it was there already.
 SEED = """
+redis.call('SADD', KEYS[1], ARGV[2])
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 for i = 0, n - 1 do
-  local k = ARGV[3 + 4 * i]
-  redis.call('HINCRBY', k, ARGV[4 + 4 * i], ARGV[5 + 4 * i])
-  redis.call('EXPIREAT', k, ARGV[6 + 4 * i])
+  local k = ARGV[4 + 4 * i]
+  redis.call('HINCRBY', k, ARGV[5 + 4 * i], ARGV[6 + 4 * i])
+  redis.call('EXPIREAT', k, ARGV[7 + 4 * i])
 end
 redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+"""
+
+#: KEYS: flights, the flight, nb budget buckets, nr rate windows.
+#: ARGV: worst nano-dollars, worst tokens, lease end, nb, nr, an expire-at per budget bucket.
+#: Puts back a reservation of this process that a Redis which lost its data no longer holds.
+RESTORE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local worst, wtok, nb, nr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local bkeys, wkeys = {}, {}
+for i = 1, nb do
+  redis.call('HINCRBY', KEYS[2 + i], 'r', worst)
+  redis.call('EXPIREAT', KEYS[2 + i], ARGV[5 + i])
+  bkeys[i] = KEYS[2 + i]
+end
+for i = 1, nr do
+  redis.call('HINCRBY', KEYS[2 + nb + i], 'res', wtok)
+  redis.call('EXPIRE', KEYS[2 + nb + i], 120)
+  wkeys[i] = KEYS[2 + nb + i]
+end
+redis.call('HSET', KEYS[2], 'u', worst, 't', wtok, 'b', table.concat(bkeys, '\\n'), 'w', table.concat(wkeys, '\\n'))
+redis.call('EXPIREAT', KEYS[2], math.floor(tonumber(ARGV[3])) + 60)
+redis.call('ZADD', KEYS[1], ARGV[3], KEYS[2])
 return 1
 """
 

@@ -41,7 +41,7 @@ def dir_id(data_dir: str | os.PathLike[str]) -> str:
 
 
 def seed_args(
-    state: Limits, directory: str, bucket_key: Callable[[tuple], str], expire_at: Callable[[tuple], int],
+    state: Limits, directory: str, member: str, bucket_key: Callable[[tuple], str], expire_at: Callable[[tuple], int],
     key: Callable[..., str],
 ) -> list[Any]:  # fmt: skip
     """The arguments of :data:`~.scripts.SEED` for the spend and rate windows in ``state``."""
@@ -56,4 +56,4 @@ def seed_args(
                 quads += [wkey, f"q{sec}", requests, sec + 120]
             if tokens:
                 quads += [wkey, f"t{sec}", tokens, sec + 120]
-    return [directory, len(quads) // 4, *quads]
+    return [directory, member, len(quads) // 4, *quads]

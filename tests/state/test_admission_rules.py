@@ -89,3 +89,22 @@ def test_a_dead_process_reservation_is_released_when_its_lease_ends(redis_server
         await alive.client.close()
 
     asyncio.run(run())
+
+
+def test_a_redis_that_lost_its_data_gets_back_the_reservations_in_flight(redis_server):
+    async def run() -> None:
+        subject = Subject("k1", "t", None, "m")
+        budgets = [Budget(BudgetLimit(scope="key", name="k1", usd=1.0, window="month"), "k1")]
+        rates = [Rate(RateLimit(scope="key", name="k1", tpm=1000), "k1")]
+        lim = _shared(redis_server.url)
+        assert (await lim.admit("r1", T0, subject, budgets, rates, 0.6, 1000)).allowed
+        redis_server.client().flushall()  # Redis restarted empty while r1 is in flight
+        assert (await lim.admit("r2", T0 + 1, subject, budgets, [], 0.4, 10)).allowed  # re-seeds, puts r1 back
+        refused = await lim.admit("r3", T0 + 2, subject, budgets, [], 0.3, 10)
+        assert refused.kind == "budget_exceeded" and "$1.00 in flight" in (refused.reason or "")
+        assert (await lim.admit("r4", T0 + 3, subject, [], rates, 0.0, 5)).kind == "rate_limited"  # 1000 held
+        await lim.settle("r1", T0 + 4, 0.1, 100)  # its reservation is given back once, not twice
+        assert await lim.spend("key", "k1", "month", T0 + 4) == (0.1, 0.4)
+        await lim.client.close()
+
+    asyncio.run(run())
