@@ -12,7 +12,10 @@ log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) an
 - **render**: navigation start to the page filled (``[data-ready]``: every query answered,
   every pane sent to the browser);
 - **query**: the server's own time to fill the page (``data-took``: DuckDB + building panes);
-- **CPU**: user + system seconds of the dashboard process during the load.
+- **CPU**: user + system seconds of the dashboard process during the load (all threads).
+
+The dashboard process runs at nice 10 as under ``llmgw serve`` (``--panel-nice`` changes it):
+on a machine busy with other work its wall times stretch first; CPU seconds do not.
 
 Each run starts a fresh dashboard process (cold caches: the query cache's 2 s TTL would
 otherwise answer the next run). Prints a table per page (median and spread over the runs).
@@ -46,10 +49,10 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_panel(data_dir: Path, policy: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_panel(data_dir: Path, policy: Path, nice: int = 10) -> tuple[subprocess.Popen[bytes], int]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [sys.executable, "-m", "llmgw_kernel.dashboard.panel_process", "--data-dir", str(data_dir),
-            "--policy", str(policy), "--origin", "*", "--log-level", "WARNING"]  # fmt: skip
+            "--policy", str(policy), "--origin", "*", "--log-level", "WARNING", "--nice", str(nice)]  # fmt: skip
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
@@ -68,10 +71,10 @@ def log_range(data_dir: Path) -> tuple[str, str, int]:
     return lo.strftime(fmt), (hi.replace(microsecond=0) + __import__("datetime").timedelta(seconds=1)).strftime(fmt), n
 
 
-def one_run(data_dir: Path, policy: Path, query: str) -> dict[str, dict[str, float]]:
+def one_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> dict[str, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
-    proc, port = start_panel(data_dir, policy)
+    proc, port = start_panel(data_dir, policy, nice)
     out: dict[str, dict[str, float]] = {}
     try:
         with sync_playwright() as p:
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-replay-scale")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--panel-nice", type=int, default=10, help="the dashboard process's nice level (serve: 10)")
     args = ap.parse_args(argv)
     from replay_scale import ensure_log
 
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.cpu_count()} cores", flush=True)  # fmt: skip
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(data_dir, policy, query))
+        runs.append(one_run(data_dir, policy, query, args.panel_nice))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
     report(runs, args.markdown)
 
