@@ -102,8 +102,9 @@ def canonical_policy(policy: Policy) -> dict[str, Any]:
     a policy that does not use them keeps the version it always had (logged rows, the
     history and ``served_policies`` keep matching)."""
     doc = policy.model_dump(mode="json")
-    if doc.get("guardrails") is None:
-        doc.pop("guardrails", None)
+    for section in ("guardrails", "state"):
+        if doc.get(section) is None:
+            doc.pop(section, None)
     for route in doc["routes"].values():
         if route.get("guardrails") is None:
             route.pop("guardrails", None)
