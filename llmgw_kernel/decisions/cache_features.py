@@ -353,8 +353,8 @@ def _numbers(toks: list[_Tok]) -> tuple[list[int], set[int], set[int]]:
 
 def _singular(text: str, raw: str) -> str:
     """A content word without its plural ending ("SSRIs" -> "ssri", "companies" -> "company")."""
-    if len(raw) >= 3 and raw.endswith("s") and raw[:-1].isupper():
-        return text[:-1]  # an acronym's plural
+    if len(raw) >= 3 and raw.endswith("s") and raw[:-1].isupper() and raw[-2] not in "'’":
+        return text[:-1]  # an acronym's plural (not its possessive, "CPU's": the 's is gone already)
     if len(text) <= 3 or not text.endswith("s") or text.endswith(("ss", "us", "is")):
         return text
     if text.endswith("ies") and len(text) > 4:
