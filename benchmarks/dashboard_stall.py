@@ -185,6 +185,44 @@ def chromium_loads(port: int, stop: mp.Event, ready: mp.Event, out: mp.Queue, ni
         out.put({"kind": "chromium", "times": times, "failures": failures})
 
 
+PAGES = ("overview", "cost", "budgets", "cache", "routing")
+
+
+def chromium_pages(port: int, stop: mp.Event, ready: mp.Event, out: mp.Queue, query: str, nice: int = 0) -> None:
+    """Rounds of five dashboard pages loading at once (five tabs), until stopped; each round's
+    time is until all five are filled (``[data-ready]``)."""
+    from playwright.sync_api import Error, sync_playwright
+
+    if nice:
+        os.nice(nice)
+    times: list[float] = []
+    failures = 0
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            warm = browser.new_page()  # Panel started, Bokeh's JS in the browser's cache
+            warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
+            warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+            warm.close()
+            ready.set()
+            while not stop.is_set():
+                tabs = [browser.new_page() for _ in PAGES]
+                t0 = time.perf_counter()
+                try:
+                    for tab, name in zip(tabs, PAGES, strict=True):
+                        tab.goto(f"http://127.0.0.1:{port}/{name}?{query}", wait_until="commit", timeout=60_000)
+                    for tab in tabs:
+                        tab.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+                    times.append((time.perf_counter() - t0) * 1000)
+                except Error:
+                    failures += 1
+                for tab in tabs:
+                    tab.close()
+            browser.close()
+    finally:
+        out.put({"kind": "pages", "times": times, "failures": failures})
+
+
 # -- measurement -------------------------------------------------------------------------------
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(main thread, all threads) CPU seconds of the server process."""
@@ -218,6 +256,7 @@ def pct(sorted_values: list[float], q: float) -> float:
 def run_phase(
     name: str, port: int, pid: int, log: Path, duration: float,
     gets: bool = False, chromium: bool = False, first_get_at: float | None = None, browser_nice: int = 0,
+    pages: bool = False, query: str = "",
 ) -> dict:  # fmt: skip
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
@@ -228,9 +267,11 @@ def run_phase(
         loaders.append(ctx.Process(target=page_gets, args=(port, stop, out, first_get_at or 0.0, once)))
     if chromium:
         loaders.append(ctx.Process(target=chromium_loads, args=(port, stop, ready, out, browser_nice)))
+    if pages:
+        loaders.append(ctx.Process(target=chromium_pages, args=(port, stop, ready, out, query, browser_nice)))
     for p in loaders:
         p.start()
-    if chromium and not ready.wait(120):  # Chromium's own start-up is not what we measure
+    if (chromium or pages) and not ready.wait(180):  # Chromium's own start-up is not what we measure
         raise SystemExit("Chromium did not load the dashboard within 120 s")
     main0, all0 = cpu_seconds(pid)
     runq0 = runqueue_wait_s(pid)
@@ -272,6 +313,9 @@ def run_phase(
         "chromium_loads": len(loads.get("chromium", [])),
         "chromium_load_p50_ms": pct(sorted(loads.get("chromium", [])), 0.5),
         "chromium_failures": sum(r.get("failures", 0) for r in results if r.get("kind") == "chromium"),
+        "page_rounds": len(loads.get("pages", [])),  # five pages at once, until all five are filled
+        "page_round_p50_ms": pct(sorted(loads.get("pages", [])), 0.5),
+        "page_round_failures": sum(r.get("failures", 0) for r in results if r.get("kind") == "pages"),
     }
 
 
@@ -305,7 +349,24 @@ PHASES = {
     "gets": {"gets": True},
     "chromium": {"chromium": True},  # the browser competes with the gateway for 2 cores
     "chromium-nice": {"chromium": True, "browser_nice": 10},  # ... or yields to it (a remote browser)
+    "pages": {"pages": True},  # five pages loading at once, again and again (over --log-rows rows)
+    "pages-nice": {"pages": True, "browser_nice": 10},
 }
+
+
+def seed_log(tmp: Path, rows: int) -> str:
+    """Copy replay_scale.py's ``rows``-row log (generated once, reused) into the server's data
+    directory; the page query that covers it (everything since its first row)."""
+    if not rows:
+        return ""
+    import shutil
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from replay_scale import ensure_log
+
+    source = ensure_log(Path(tempfile.gettempdir()) / "llmgw-replay-scale", rows)
+    shutil.copytree(source / "log", tmp / "data" / "log")
+    return "since=2000-01-01T00:00:00"
 
 
 def main() -> int:
@@ -317,6 +378,10 @@ def main() -> int:
         help="where Panel runs: process, thread, or both (comma-separated; sets LLMGW_DASHBOARD_ISOLATION)",
     )  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table too")
+    parser.add_argument(
+        "--log-rows", type=int, default=0, metavar="N",
+        help="start the server on a copy of replay_scale.py's N-row log (pages then query it all)",
+    )  # fmt: skip
     parser.add_argument(
         "--boost", type=int, default=0, metavar="N",
         help="run everything (server, Panel child, client, browser) N nice levels higher, so other "
@@ -334,12 +399,14 @@ def main() -> int:
         os.environ["LLMGW_DASHBOARD_ISOLATION"] = isolation
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="llmgw-stall-") as tmp:
+            query = seed_log(Path(tmp), args.log_rows)
             server = start_server(port, Path(tmp))
             try:
                 log = Path(tmp) / "server.log"
                 run_phase("warm-up", port, server.pid, log, 2)
                 for name in phases:
-                    row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, **PHASES[name])
+                    row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, query=query,
+                                    **PHASES[name])  # fmt: skip
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             finally:
