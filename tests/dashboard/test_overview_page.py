@@ -8,8 +8,8 @@ import pytest
 pn = pytest.importorskip("panel")
 
 from llmgw_kernel.dashboard.context import Context  # noqa: E402
-from llmgw_kernel.dashboard.queries import LogQueries  # noqa: E402
 from llmgw_kernel.dashboard.pages import PAGES, build_apps, load_page_module  # noqa: E402
+from llmgw_kernel.dashboard.queries import LogQueries  # noqa: E402
 from llmgw_kernel.log.record import RequestRecord  # noqa: E402
 from llmgw_kernel.log.writer import LogWriter  # noqa: E402
 
