@@ -185,6 +185,13 @@ def test_metrics_at_any_worker_answer_for_all_of_them(group):
         time.sleep(0.2)
     assert 'process_cpu_seconds_total{worker="0"}' in text and 'process_cpu_seconds_total{worker="1"}' in text
     assert text.count("# TYPE process_cpu_seconds_total ") == 1  # one family, both workers' samples
+    from prometheus_client.parser import text_string_to_metric_families
+
+    workers = set()
+    for family in text_string_to_metric_families(text):  # Prometheus's own parser reads it
+        for sample in family.samples:
+            workers.add(sample.labels["worker"])
+    assert workers == {"0", "1"}
 
 
 def test_workers_without_shared_state_are_refused_when_budgets_are_on(upstream, group):
