@@ -127,6 +127,8 @@ class Supervisor:
         self.procs: dict[int, subprocess.Popen] = {}
         self._alive_pipes: dict[int, int] = {}  # worker -> write end of its "supervisor alive" pipe
         self._started_at: dict[int, float] = {}
+        self._spawns: dict[int, int] = {}
+        self._refused = False  # a worker refused to start (status 2) on its first try: the group stops
         self._stop = threading.Event()
         self.run_dir = Path(tempfile.mkdtemp(prefix="llmgw-workers-"))
 
@@ -138,7 +140,8 @@ class Supervisor:
                 self._spawn(i)
             while not self._stop.wait(0.2):
                 self._restart_dead()
-            return self._shutdown()
+            code = self._shutdown()
+            return 2 if self._refused else code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -167,12 +170,18 @@ class Supervisor:
             os.close(read_end)
         self._alive_pipes[i] = write_end
         self._started_at[i] = time.monotonic()
+        self._spawns[i] = self._spawns.get(i, 0) + 1
 
     def _restart_dead(self) -> None:
         for i, proc in list(self.procs.items()):
             code = proc.poll()
             if code is None or self._stop.is_set():
                 continue
+            if code == 2 and self._spawns[i] == 1:  # refused at its first start: a setting, not a crash
+                log.error("worker %d refused to start (status 2, its message above); stopping", i)
+                self._refused = True
+                self._stop.set()
+                return
             if time.monotonic() - self._started_at[i] < RESTART_EVERY_S:
                 continue  # it died at once: try again a little later
             log.error("worker %d (pid %d) exited with status %s; starting it again", i, proc.pid, code)

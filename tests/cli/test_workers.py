@@ -276,3 +276,9 @@ def test_workers_drain_and_exit_when_the_supervisor_is_killed(group):
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers), g.output()
     logged = open_log(g.data_dir).execute("SELECT request_id FROM requests").fetchall()
     assert sorted(r[0] for r in logged) == sorted(ids)  # they flushed before exiting
+
+
+def test_a_worker_refused_at_start_stops_the_group_with_its_message(group):
+    g = group(None, "--workers", "2", "--no-dashboards", env={"LLMGW_MASTER_KEY": "not-a-fernet-key"})
+    assert g.proc.wait(90) == 2  # as one server would: no endless restarts of a misconfigured worker
+    assert "LLMGW_MASTER_KEY" in g.output()
