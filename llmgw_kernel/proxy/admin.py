@@ -119,7 +119,7 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
         if record is None:
             raise GatewayError(404, f"No virtual key {key_id}", code="key_not_found")
         if action is None and method == "GET":
-            return 200, {**record.public(), "spend": gw.key_spend(record)}
+            return 200, {**record.public(), "spend": await gw.key_spend_now(record)}
         if action is None and method == "PATCH":
             body = await _json(receive, scope)
             try:

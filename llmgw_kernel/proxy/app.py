@@ -93,7 +93,7 @@ async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     except GatewayError as err:
         await send_error(send, err)
         return
-    await send_json(send, 200, orjson.dumps({**key.public(), "spend": gw.key_spend(key)}))
+    await send_json(send, 200, orjson.dumps({**key.public(), "spend": await gw.key_spend_now(key)}))
 
 
 async def _count_tokens(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -136,6 +136,23 @@ def test_one_hard_key_budget_holds_across_two_gateways(pair, redis_server):
     assert all(int(r.hget(k, "r") or 0) == 0 for k in r.keys("{llmgw}:b|*"))
 
 
+def test_a_keys_spend_shown_by_either_replica_is_the_shared_spend(pair):
+    """``GET /v1/llmgw/key`` and the admin key view on one replica count what the key spent
+    through the other (read from Redis), not only this process's share."""
+    a, b = pair()
+    key, record = a.create_key(name="shown", team="load", budget_usd=5.0)
+    _visible(b, key)
+    with a.client(key) as client:
+        for i in range(3):
+            client.chat.completions.create(
+                model="gpt-4o-mini", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": f"shown {i}"}]
+            )
+    for view in (b.key_info(key), b.admin("GET", f"/admin/virtual-keys/{record['id']}")):
+        assert view.status_code == 200, view.text
+        [spend] = [s for s in view.json()["spend"] if s["scope"] == "key"]
+        assert spend["spent_usd"] == pytest.approx(3 * ACTUAL_USD), spend
+
+
 def test_a_key_revoked_on_one_is_refused_by_the_other_within_a_second(pair):
     a, b = pair()
     key, record = a.create_key(name="revoked-elsewhere")
