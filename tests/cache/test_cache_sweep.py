@@ -89,3 +89,25 @@ def test_replay_rows_share_one_float32_matrix_of_embeddings(log_dir):
     assert not hasattr(with_vectors[0], "__dict__")
     v = with_vectors[0].vector
     assert v is not None and np.shares_memory(v, matrix) and abs(float(v @ v) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("budget", [None, 0.05])
+def test_the_sweep_equals_the_compiled_replay_at_each_threshold(log_dir, tmp_path, budget):
+    """Each threshold of the sweep is what the compiled fold (the one large windows take)
+    decides for the candidate at that threshold — without and with a budget in front of the cache.
+    (One target per route: a weighted draw hashes the policy version, which the threshold changes.)"""
+    pytest.importorskip("numba")
+    from llmgw_kernel.replay.cache_sweep import with_semantic_threshold
+    from llmgw_kernel.replay.fold_kernel import run_compiled
+
+    doc = policy_doc(budget_usd=budget)
+    doc["routes"]["chat"]["targets"] = doc["routes"]["chat"]["targets"][:1]
+    source = tmp_path / "candidate.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    swept = _by_rid(fold_thresholds(_composer(source, log_dir), [0.86, 0.95]))
+    for t, kinds, sources, saved in swept:
+        c = decide(with_semantic_threshold(source, t), load_window(open_log(log_dir)), fold=False).composer
+        got = run_compiled(c)
+        assert got is not None
+        assert got.cache_kind == kinds, t
+        assert got.cache_source_rid == sources and got.saved == saved, t
