@@ -27,8 +27,8 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
         "id": "id card|id number|id no|national id|identity card|identity number|personal id|giay to tuy than|"
         "so giay to",
         "passport": "ho chieu|passport|passport no|passport number|so hc",
-        "tax": "mst|ma so thue|ma thue|ma so doanh nghiep|tax code|tax id|tax number|tax identification|"
-        "tax registration|vat number|vat code",
+        "tax": "mst|ma so thue|ma thue|ma so doanh nghiep|msdn|ma so dn|ma doanh nghiep|ma so dang ky thue|"
+        "tax code|tax id|tax number|tax identification|tax registration|taxpayer id|vat number|vat code|tin",
         # words that name an account: they decide a digit run by themselves
         "bank": "stk|so tai khoan|tai khoan|tk|so tk|tai khoan ngan hang|account number|account no|acct|a c|"
         "bank account|account|beneficiary account",
@@ -53,7 +53,13 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
     }.items()
 }
 
+#: words that count only as written in capitals in the original text: "TIN" (taxpayer identification
+#: number) folds onto Vietnamese "tin" (news, message: "tin nhắn", "tín dụng")
+CAPITALS_ONLY = frozenset({"tin"})
 _BEFORE = 40
+#: how far before a value the tax words are looked for when nothing nearer names it: a company's
+#: name often stands between "Mã số thuế của Công ty …" and the number
+FAR_BEFORE = 120
 _AFTER = 16
 _KINDS_OF: dict[str, tuple[str, ...]] = {}
 for _kind, _words in CONTEXT_WORDS.items():
@@ -106,13 +112,16 @@ def _kinds(matched: str) -> tuple[str, ...]:
     return kinds if kinds is not None else _KINDS_OF[" ".join(_TOKEN.findall(matched))]
 
 
-def _phrases(folded: str, lo: int, hi: int, last_start: int | None = None) -> list[tuple[int, int, tuple[str, ...]]]:
+def _phrases(
+    folded: str, lo: int, hi: int, last_start: int | None = None, text: str | None = None
+) -> list[tuple[int, int, tuple[str, ...]]]:
     """(start, end, kinds) of the context phrases in ``folded[lo:hi]``, left to right: the window's
     words read from its left edge, a phrase matched from a word that starts one (longest first),
     the words it covers skipped. A word cut by the window's left edge is dropped when an
     alphanumeric character precedes it; the window's right edge cuts the last word. One regex
     scan of the window (the words themselves are never listed: most start no phrase), which
-    stops at the first phrase starting after ``last_start`` (those are not wanted)."""
+    stops at the first phrase starting after ``last_start`` (those are not wanted). With the
+    original ``text``, a word of ``CAPITALS_ONLY`` counts only where it is written in capitals."""
     out = []
     pos = lo
     if lo:
@@ -122,14 +131,20 @@ def _phrases(folded: str, lo: int, hi: int, last_start: int | None = None) -> li
             pos = word.end() if word else lo
         elif before in "_#":  # a word char the lookbehind would reject: the word at lo is the window's first
             m = _PHRASE_AT.match(folded, lo, hi)
-            if m:
+            if m and _counts(m, text):
                 out.append((m.start(), m.end(), _kinds(m.group())))
                 pos = m.end()
     for m in _PHRASE.finditer(folded, pos, hi):
         if last_start is not None and m.start() > last_start:
             break
-        out.append((m.start(), m.end(), _kinds(m.group())))
+        if _counts(m, text):
+            out.append((m.start(), m.end(), _kinds(m.group())))
     return out
+
+
+def _counts(m: re.Match[str], text: str | None) -> bool:
+    """Whether a matched phrase counts: a word of ``CAPITALS_ONLY`` only as written in capitals."""
+    return m.group() not in CAPITALS_ONLY or (text is not None and text[m.start() : m.end()].isupper())
 
 
 class ContextIndex:
@@ -138,22 +153,27 @@ class ContextIndex:
     position and after one are memoised apart, as kinds nearest first: the digit-run splitter
     asks about many spans that share their starts and ends."""
 
-    __slots__ = ("folded", "_before", "_after")
+    __slots__ = ("folded", "text", "_before", "_after")
 
-    def __init__(self, folded: str) -> None:
-        self.folded = folded
+    def __init__(self, folded: str, text: str | None = None) -> None:
+        self.folded, self.text = folded, text
         self._before: dict[int, list[str]] = {}
         self._after: dict[int, list[str]] = {}
 
     @classmethod
-    def of(cls, folded: str) -> ContextIndex:
-        return cls(folded)
+    def of(cls, folded: str, text: str | None = None) -> ContextIndex:
+        """The index of ``folded``; with the original ``text``, capitals-only words can count."""
+        return cls(folded, text)
 
     def _kinds_before(self, start: int) -> list[str]:
         """Kinds of the words ending at most 40 characters before ``start``, nearest first."""
         got = self._before.get(start)
         if got is None:
-            near = [p for p in _phrases(self.folded, max(0, start - _REACH), start) if start - p[1] <= _BEFORE]
+            near = [
+                p
+                for p in _phrases(self.folded, max(0, start - _REACH), start, text=self.text)
+                if start - p[1] <= _BEFORE
+            ]
             # left to right is farthest first; a phrase's own kinds keep their order
             got = self._before[start] = _distinct(k for p in reversed(near) for k in p[2])
         return got
@@ -164,9 +184,15 @@ class ContextIndex:
         if got is None:
             hi = min(len(self.folded), end + _REACH)
             got = self._after[end] = _distinct(
-                k for _, _, ks in _phrases(self.folded, end, hi, end + _AFTER) for k in ks
+                k for _, _, ks in _phrases(self.folded, end, hi, end + _AFTER, self.text) for k in ks
             )
         return got
+
+    def far_before(self, start: int) -> list[str]:
+        """Kinds of the words ending at most ``FAR_BEFORE`` characters before ``start``, nearest
+        first (not memoised: asked only for the rare value that a far word may decide)."""
+        near = _phrases(self.folded, max(0, start - FAR_BEFORE - _REACH + _BEFORE), start, text=self.text)
+        return _distinct(k for p in reversed(near) if start - p[1] <= FAR_BEFORE for k in p[2])
 
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end

@@ -68,7 +68,7 @@ class PiiDetector:
     def candidates(self, text: str) -> Iterator[Finding]:
         """Every finding of every recogniser, before the threshold and overlap resolution."""
         folded = fold(text)
-        ctx = ContextIndex.of(folded)
+        ctx = ContextIndex.of(folded, text)
         if self.entities - {"PERSON", "ADDRESS"}:
             yield from find_numbers(text, folded, ctx)
             yield from find_shapes(text, ctx)

@@ -28,6 +28,9 @@ _CORE = re.compile(r"\d++(?:(?:[ .\-]|\s-\s)\d++)*+")  # starts with a digit: th
 _PAREN_TAIL = re.compile(r"\)[ .\-]?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
+_BRANCH_SHAPE = re.compile(r"\d{10}-\d{3}")  # a branch's tax code as printed
+#: score of a check-digit-valid 10-digit tax code with no context word (below the default threshold)
+WEAK_TAX = 0.4
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _TRUNK_SHAPE = re.compile(r"\(?0\d{1,4}\)?[ .\-]\d{3,4}[ .\-]?\d{3,4}")  # 020 7946 0958, (0161) 496 0000
 _US_SHAPE = re.compile(r"(?:\+?1[ .\-]?)?(?:\(\d{3}\)\s?|\d{3}[.\-])\d{3}[.\-]\d{4}")
@@ -138,6 +141,10 @@ def classify(digits: str, raw: str, near: list[str], before: list[str] | None = 
         return "CREDIT_CARD", 0.98 if "card" in s.kinds else 0.95, "pii.card.luhn"
     if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits):
         return "VN_TAX_CODE", 0.95, "pii.vn_tax_code.check_digit"
+    if n == 12 and s.lead == "tax" and _cccd_shape(digits):
+        # an individual's tax code is their CCCD number since 1 July 2025: one value, one type,
+        # named by the nearest word
+        return "VN_TAX_CODE", 0.9, "pii.vn_tax_code.personal_id"
     if n == 12 and 1 <= int(digits[:3]) <= 96 and s.kinds & _ID_KINDS:
         if s.lead == "cmnd" and "cccd" not in s.kinds:  # "CCCD/CMND: <12 digits>" is a CCCD
             return "VN_CMND", 0.85, "pii.vn_cmnd.context"
@@ -186,9 +193,25 @@ def _classify_weak(s: _Span) -> tuple[str, float, str] | None:
     d = s.digits
     if len(d) == 12 and d[:3] in CCCD_PROVINCES and d[3] in "0123":
         return "VN_CCCD", 0.45, "pii.vn_cccd.shape"
+    if len(d) == 13 and _BRANCH_SHAPE.fullmatch(s.raw) and mst.is_valid(d):
+        return "VN_TAX_CODE", 0.75, "pii.vn_tax_code.branch_shape"  # 0101234567-001: the MST's own shape
     if len(d) == 10 and mst.is_valid(d):
-        return "VN_TAX_CODE", 0.4, "pii.vn_tax_code.check_digit"
+        return "VN_TAX_CODE", WEAK_TAX, "pii.vn_tax_code.check_digit"
     return None
+
+
+def _cccd_shape(d: str) -> bool:
+    """12 digits opening with a province code (001–096) and a century/gender digit."""
+    return 1 <= int(d[:3]) <= 96 and d[3] in "0123"
+
+
+def _far_tax(hit: tuple[str, float, str], ctx: ContextIndex, start: int) -> tuple[str, float, str]:
+    """A check-digit-valid tax code with no context word within reach becomes a finding when the
+    nearest type word up to ``FAR_BEFORE`` characters before it is a tax word ("Mã số thuế của
+    Công ty Cổ phần … là 0101234567")."""
+    if hit[1] == WEAK_TAX and ctx.far_before(start)[:1] == ["tax"]:
+        return "VN_TAX_CODE", 0.85, "pii.vn_tax_code.far_context"
+    return hit
 
 
 def _is_amount(folded: str, start: int, end: int) -> bool:
@@ -266,6 +289,7 @@ def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Find
             near = ctx.near(offset + s, offset + e)
             hit = classify(digits[cum[i] : cum[j + 1]], raw[s:e], near, ctx.near(offset + s, offset + e, after=False))
             if hit:
+                hit = _far_tax(hit, ctx, offset + s)
                 found = (j, Finding(hit[0], offset + s, offset + e, hit[1], hit[2]))
                 break
         if found:

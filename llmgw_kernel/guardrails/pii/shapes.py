@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from stdnum import iban
+from stdnum import iban, numdb
 
 from llmgw_kernel.guardrails.findings import Finding
 
@@ -33,8 +33,16 @@ _IPV6_GATE = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # The scans below have no look-behind (it is tried at every position and costs more than the
 # scan); the character before a match is checked in code instead (``_starts_clean``).
-_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
-_IBAN_ANY_CASE = re.compile(_IBAN.pattern, re.IGNORECASE)
+_IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d\d")  # country code and check digits: the rest is walked in code
+#: IBAN length per country, from the SWIFT registry as python-stdnum ships it (BBAN structure
+#: "4!a6!n8!n": the lengths summed, plus the country code and check digits)
+IBAN_LENGTHS: dict[str, int] = {
+    cc: 4 + sum(int(n) for n in re.findall(r"(\d+)!", props.get("bban", "")))
+    for _, cc, _, props, _ in numdb.get("iban").prefixes
+    if props.get("bban")
+}
+#: what people put between an IBAN's characters: spaces (also non-breaking and thin), hyphens, dots
+_IBAN_SEPS = " -.\u00a0\u202f\u2009\t"
 _PASSPORT = re.compile(r"[A-Z]\d{7,8}(?![\w-])")
 _PLATE = re.compile(r"([1-9]\d)[ \-]?([A-Z]{1,2}\d?|[A-Z]{2})[ \-.]?\s?(\d{3}\.\d{2}|\d{4,5})(?![\w]|[.,]\d)")
 #: API keys with a published prefix (provider documentation): these need no context.
@@ -84,7 +92,7 @@ def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
     yield from _obfuscated_emails(text, ctx.folded)
     if _IPV6_GATE.search(text):
         yield from _ipv6(text)
-    yield from _ibans(text, ctx.folded)
+    yield from _ibans(text)
     yield from _keys(text, ctx)
     for m in _PASSPORT.finditer(text):
         if not _starts_clean(text, m.start(), "_-"):
@@ -157,20 +165,55 @@ def _ipv6(text: str) -> Iterator[Finding]:
             yield Finding("IP_ADDRESS", m.start(), m.end(), 0.9, "pii.ip.v6")
 
 
-def _ibans(text: str, folded: str) -> Iterator[Finding]:
-    """IBAN candidates, trimmed group by group from the right until mod 97 holds (a following
-    upper-case word can be swallowed by the regex); in lower case too after the word "iban"."""
-    lower = "iban" in folded
-    for m in (_IBAN_ANY_CASE if lower else _IBAN).finditer(text):
-        if not _starts_clean(text, m.start(), ""):
+def _ibans(text: str) -> Iterator[Finding]:
+    """IBANs: a country code of the registry, two check digits, then exactly as many characters as
+    that country's IBAN holds, in any case, with at most one separator (or one line break) between
+    two characters; the country's BBAN structure and mod 97 (python-stdnum) decide."""
+    for m in _IBAN_HEAD.finditer(text):
+        size = IBAN_LENGTHS.get(m.group()[:2].upper())
+        if size is None or not _starts_clean(text, m.start(), ""):
             continue
-        cand = m.group()
-        while len(cand.replace(" ", "")) >= 15:
-            if iban.is_valid(cand):
-                yield Finding("IBAN_CODE", m.start(), m.start() + len(cand), 0.97, "pii.iban.mod97")
-                break
-            cut = cand.rfind(" ")
-            cand = cand[:cut] if cut > 0 else cand[:-1]
+        end = _iban_end(text, m.end(), size - 4)
+        if end and iban.is_valid(_ALNUM_ONLY.sub("", text[m.start() : end])):
+            yield Finding("IBAN_CODE", m.start(), end, 0.97, "pii.iban.mod97")
+
+
+_ALNUM_ONLY = re.compile(r"[^A-Za-z0-9]")
+
+
+def _iban_end(text: str, pos: int, want: int) -> int | None:
+    """Where the ``want`` alphanumerics after ``pos`` end, each pair apart by at most one separator
+    or one line break (with spaces around it); None when they run out first or when the last one
+    is glued to another letter or digit (the IBAN would be part of a longer token)."""
+    n, size = 0, len(text)
+    while n < want:
+        if pos < size and text[pos].isascii() and text[pos].isalnum():
+            pos, n = pos + 1, n + 1
+            continue
+        after = _skip_separator(text, pos)
+        if after is None:
+            return None
+        pos = after
+    if pos < size and text[pos].isalnum():
+        return None
+    return pos
+
+
+def _skip_separator(text: str, pos: int) -> int | None:
+    """The position after one separator at ``pos`` (one of ``_IBAN_SEPS``, or a line break with
+    spaces around it), if an alphanumeric follows it; else None."""
+    size = len(text)
+    if pos < size and text[pos] in _IBAN_SEPS:
+        pos += 1
+    if pos < size and text[pos] in "\r\n":
+        if text[pos] == "\r" and text[pos + 1 : pos + 2] == "\n":
+            pos += 1
+        pos += 1
+        while pos < size and text[pos] in " \t\u00a0":
+            pos += 1
+    if pos < size and text[pos].isascii() and text[pos].isalnum():
+        return pos
+    return None
 
 
 def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
