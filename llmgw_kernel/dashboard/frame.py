@@ -127,7 +127,8 @@ class FilterBar:
         return self._filters
 
     def panes(self) -> list[Any]:
-        return [self.nav, pn.Row(self.window, *self.selects.values(), sizing_mode="stretch_width")]
+        # a FlexBox wraps the selects under the window buttons on a narrow screen
+        return [self.nav, pn.FlexBox(self.window, *self.selects.values(), sizing_mode="stretch_width")]
 
     def watch(self, callback: Any) -> None:
         """Call ``callback()`` after the filters changed (and the URL and links followed)."""
