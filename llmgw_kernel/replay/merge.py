@@ -44,14 +44,15 @@ _ADDITIVE_COUNTS = (
 _ADDITIVE_USD = (
     "cost_usd", "logged_cost_usd", "routing.logged_cost_at_candidate_prices_usd", "limits.spend_prevented_usd",
     "cache.saved_usd", "outcome.saved_by_cache_usd", "outcome.logged_spend_refused_usd",
+    "outcome.logged_spend_blocked_usd",
 )  # fmt: skip
 _UNIONS = ("*unpriced_targets", "logged.policy_versions", "basis.price_source")
 _SAME = ("policy_version", "basis.cost")
 
 #: path pattern -> rule name (first match wins; a path is the summary's keys joined by ".")
 RULES: dict[str, str] = {
+    **{p: "sum_usd" for p in _ADDITIVE_USD},  # before the counts: "outcome.*" would take outcome's dollars
     **{p: "sum" for p in _ADDITIVE_COUNTS},
-    **{p: "sum_usd" for p in _ADDITIVE_USD},
     **{p: "union" for p in _UNIONS},
     **{p: "same" for p in _SAME},
     "window.since": "min",
