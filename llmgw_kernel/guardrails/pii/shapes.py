@@ -33,7 +33,10 @@ _IPV6_GATE = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # The scans below have no look-behind (it is tried at every position and costs more than the
 # scan); the character before a match is checked in code instead (``_starts_clean``).
-_IBAN_HEAD = re.compile(r"[A-Za-z]{2}\d\d")  # country code and check digits: the rest is walked in code
+# the check digits, found where two letters (the country code) precede them: a scan that starts on a
+# digit fails at once on letters, where "[A-Za-z]{2}\d\d" would test every pair of them (2-3x slower);
+# the rest of the IBAN is walked in code
+_IBAN_CHECK = re.compile(r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]")
 #: IBAN length per country, from the SWIFT registry as python-stdnum ships it (BBAN structure
 #: "4!a6!n8!n": the lengths summed, plus the country code and check digits)
 IBAN_LENGTHS: dict[str, int] = {
@@ -169,13 +172,14 @@ def _ibans(text: str) -> Iterator[Finding]:
     """IBANs: a country code of the registry, two check digits, then exactly as many characters as
     that country's IBAN holds, in any case, with at most one separator (or one line break) between
     two characters; the country's BBAN structure and mod 97 (python-stdnum) decide."""
-    for m in _IBAN_HEAD.finditer(text):
-        size = IBAN_LENGTHS.get(m.group()[:2].upper())
-        if size is None or not _starts_clean(text, m.start(), ""):
+    for m in _IBAN_CHECK.finditer(text):
+        start = m.start() - 2
+        size = IBAN_LENGTHS.get(text[start : m.start()].upper())
+        if size is None or not _starts_clean(text, start, ""):
             continue
         end = _iban_end(text, m.end(), size - 4)
-        if end and iban.is_valid(_ALNUM_ONLY.sub("", text[m.start() : end])):
-            yield Finding("IBAN_CODE", m.start(), end, 0.97, "pii.iban.mod97")
+        if end and iban.is_valid(_ALNUM_ONLY.sub("", text[start:end])):
+            yield Finding("IBAN_CODE", start, end, 0.97, "pii.iban.mod97")
 
 
 _ALNUM_ONLY = re.compile(r"[^A-Za-z0-9]")
