@@ -1,4 +1,4 @@
-"""``POST /v1/llmgw/feedback``: a user's verdict on a semantic hit (docs/cache.md#feedback).
+"""``POST /v1/llmgw/feedback``: a user's verdict on a semantic hit (docs/cache.md#using-it).
 
 Body ``{"request_id": "<x-request-id of the hit>", "correct": true | false}``. The hit must be
 a recent semantic hit on a route under ``max_false_hit_rate``, made with the same key (or, in
