@@ -27,7 +27,7 @@ class Imported:
     ts: float
     source_id: str | None = None  # the source's own request id (kept as client_request_id)
     endpoint: str = "chat.completions"
-    api: str = "openai"  # the inbound API the client used: openai | anthropic
+    api: str = "openai"  # the inbound API the client used: openai | anthropic | responses | completions
     route: str | None = None  # the model name the client asked for
     target: str | None = None  # provider/model that answered
     provider: str | None = None

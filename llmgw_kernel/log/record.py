@@ -39,7 +39,7 @@ class RequestRecord:
         self.request_id = request_id
         self.ts = ts
         self.endpoint = endpoint
-        self.api = api  # the inbound API: openai | anthropic
+        self.api = api  # the inbound API: openai | anthropic | responses | completions
         self.client_request_id: str | None = None
         self.ts_end: float | None = None
         self.route: str | None = None
