@@ -114,6 +114,7 @@ def test_iban_in_sentences_of_several_languages(text: str, value: str) -> None:
         "GB82 WEST 1234 5698 7654 3",  # one character short
         "commit de89370400440532013000aa7f",  # glued into a longer token
         "xDE89370400440532013000",
+        "\u0131T60 X054 2811 1010 0000 0123 456",  # a dotless ı upper-cases to I: no country code
         "Mã đơn hàng DH20240512-0001, giao ngày 12/05/2024",
         "Giá chỉ 1.299.000đ, hotline 1900 1234",
         "ISBN 978-3-16-148410-0 và EAN 8935235226272",
