@@ -31,6 +31,11 @@ class GroupLines:
             self.fig.line(x="t", y="y", source=src, color=Category10[10][i], line_width=2, legend_label=f"#{i}")
             for i, src in enumerate(self.sources)
         ]
+        # markers too: a window of one bucket (or a lone value) is a point, not a line
+        self.markers = [
+            self.fig.scatter(x="t", y="y", source=src, color=Category10[10][i], size=6, legend_label=f"#{i}")
+            for i, src in enumerate(self.sources)
+        ]
         self.fig.add_tools(
             HoverTool(tooltips=[("", "@group"), ("UTC", "@t{%F %H:%M}"), ("value", "@y{0,0.0000}")],
                       formatters={"@t": "datetime"})
@@ -47,17 +52,15 @@ class GroupLines:
     def update(self, frame: pd.DataFrame, value: str) -> None:
         groups = list(dict.fromkeys(frame["group"]))[:MAX_LINES] if len(frame) else []
         items: list[Any] = list(self.fig.legend[0].items)
-        for i, (src, line) in enumerate(zip(self.sources, self.lines, strict=True)):
-            if i < len(groups):
+        for i, (src, line, marker) in enumerate(zip(self.sources, self.lines, self.markers, strict=True)):
+            shown = i < len(groups)
+            if shown:
                 part = frame[frame["group"] == groups[i]]
                 src.data = {"t": part["t"].to_numpy(), "y": part[value].to_numpy(), "group": part["group"].to_numpy()}
-                line.visible = True
                 items[i].label = {"value": str(groups[i])}
-                items[i].visible = True
             else:
                 src.data = {"t": [], "y": [], "group": []}
-                line.visible = False
-                items[i].visible = False
+            line.visible = marker.visible = items[i].visible = shown
 
 
 def set_if_changed(obj: Any, **values: Any) -> None:
