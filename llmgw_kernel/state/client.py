@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .config import RedisSettings
-from .pipe import Pipe, Script
+from .pipe import Pipe, RespError, Script
 
 log = logging.getLogger("llmgw.state")
 
@@ -86,6 +87,9 @@ class StateClient:
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
             self.mark_down(exc, action)
             raise StateUnavailable(f"Redis did not answer ({type(exc).__name__}: {exc})") from None
+        except (RespError, ResponseError) as exc:  # Redis answered with an error: a bug, but never a 500 to the client
+            log.error("shared state: Redis refused the %s: %s", action, exc)
+            raise StateUnavailable(f"Redis refused the {action} ({exc})") from None
 
     def mark_down(self, exc: BaseException, action: str) -> None:
         if self.up:

@@ -29,10 +29,10 @@ local function release(flights, fk, sec, tokens)
   redis.call('DEL', fk)
   local u, t = tonumber(f[1]), tonumber(f[2])
   for k in string.gmatch(f[3], '[^\\n]+') do
-    if redis.call('HINCRBY', k, 'r', -u) <= 0 then redis.call('HDEL', k, 'r') end
+    if redis.call('HINCRBY', k, 'r', 0 - u) <= 0 then redis.call('HDEL', k, 'r') end  -- not -u: -0 is no integer
   end
   for k in string.gmatch(f[4], '[^\\n]+') do
-    if redis.call('HINCRBY', k, 'res', -t) < 0 then redis.call('HSET', k, 'res', 0) end
+    if redis.call('HINCRBY', k, 'res', 0 - t) < 0 then redis.call('HSET', k, 'res', 0) end
     if sec and tokens > 0 then redis.call('HINCRBY', k, 't' .. sec, tokens); redis.call('EXPIRE', k, 120) end
   end
   return 1

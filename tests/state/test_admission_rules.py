@@ -108,3 +108,23 @@ def test_a_redis_that_lost_its_data_gets_back_the_reservations_in_flight(redis_s
         await lim.client.close()
 
     asyncio.run(run())
+
+
+def test_an_unpriced_request_is_admitted_and_settled(redis_server):
+    """A target without a price reserves $0 (and a request may reserve 0 tokens): giving that
+    back must not send Redis a negative zero (Lua's ``-0`` is not an integer to HINCRBY; the
+    settlement failed and the client got a 500 after the upstream had answered)."""
+
+    async def run() -> None:
+        subject = Subject("k1", "t", None, "m")
+        budgets = [Budget(BudgetLimit(scope="team", name="t", usd=1.0, window="day"), "t")]
+        rates = [Rate(RateLimit(scope="key", name="k1", tpm=1000), "k1")]
+        lim = _shared(redis_server.url)
+        assert (await lim.admit("r1", T0, subject, budgets, rates, 0.0, 0)).allowed
+        await lim.settle("r1", T0 + 1, None, 0)
+        assert (await lim.admit("r2", T0 + 2, subject, budgets, rates, 0.0, 0)).allowed
+        await lim.settle("r2", T0 + 3, 0.0, None)
+        assert await lim.spend("team", "t", "day", T0 + 3) == (0.0, 0.0)
+        await lim.client.close()
+
+    asyncio.run(run())
