@@ -96,10 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         ker_secs.append(s)
         s, inp = _cpu(fold_inputs.inputs, c)
         parts["inputs"].append(s)
-        state = fold_kernel._state(c, inp)
-        s, _ = _cpu(fold_kernel._fold, inp.order, inp.arrays["warm"], *state)
+        s, kernel = _cpu(fold_kernel.fold_arrays, c, inp)
         parts["kernel"].append(s)
-        s, _ = _cpu(fold_kernel._folded, c, inp, state[-1])
+        s, _ = _cpu(fold_kernel.FoldedArrays, c, inp, *kernel)
         parts["Folded"].append(s)
     assert compiled is not None
     if python is not None:

@@ -386,6 +386,21 @@ def run_compiled(composer: Composer) -> Folded | None:
     inp = inputs(composer)
     if inp is None:
         return None
+    try:
+        kernel = fold_arrays(composer, inp)
+    except Exception as exc:  # e.g. a compiled cache left by another release that numba cannot load
+        log.warning("the compiled replay fold failed (%s: %s); the Python fold runs", type(exc).__name__, exc)
+        return None
+    if kernel is None:
+        return None
+    result = FoldedArrays(composer, inp, *kernel)
+    inp.arrays.clear()  # decoded: only the decoding facts and the kernel's output stay with the result
+    return result
+
+
+def fold_arrays(composer: Composer, inp: Inputs) -> tuple[Any, Any, list[str]] | None:
+    """Run the kernel over ``inp``: (its output, the semantic lookups' similarities and reasons,
+    the verification reasons they name), or None when it stopped (see :func:`_drain`)."""
     a = inp.arrays
     n_on = int(a["s_on"].sum())
     fns = fold_semantic.blas() if n_on else fold_semantic.no_blas()
@@ -407,20 +422,11 @@ def run_compiled(composer: Composer) -> Folded | None:
             if folded != POOL_FULL:
                 break
             pool *= 4
-    except Exception as exc:  # e.g. a compiled cache left by another release that numba cannot load
-        log.warning("the compiled replay fold failed (%s: %s); the Python fold runs", type(exc).__name__, exc)
-        return None
     finally:
         reasons = fold_semantic.release(token)
-    if folded != 0:
-        if folded == DECLINED:
-            log.info("a semantic group outgrew exact search (live: hnswlib): the Python fold runs")
-        return None
-    out = state[-1]
-    del state, sm
-    result = FoldedArrays(composer, inp, out, so, reasons)
-    inp.arrays.clear()  # decoded: only the decoding facts and the kernel's output stay with the result
-    return result
+    if folded == DECLINED:
+        log.info("a semantic group outgrew exact search (live: hnswlib): the Python fold runs")
+    return (state[-1], so, reasons) if folded == 0 else None
 
 
 def _verdicts(features: np.ndarray) -> Any:
