@@ -99,6 +99,8 @@ def test_every_registry_country_in_the_usual_writings(cc: str) -> None:
         ("pay gb82 west 1234 5698 7654 32 today", "gb82 west 1234 5698 7654 32"),
         ("IBAN GB82 WEST 1234\r\n  5698 7654 32", "GB82 WEST 1234\r\n  5698 7654 32"),
         ("(BE71 0961 2345 6769)", "BE71 0961 2345 6769"),
+        ("IBAN: DE89  3704  0044  0532  0130  00 (copied from the PDF)", "DE89  3704  0044  0532  0130  00"),
+        ("IBAN DE89 - 3704 - 0044 - 0532 - 0130 - 00", "DE89 - 3704 - 0044 - 0532 - 0130 - 00"),
     ],
 )
 def test_iban_in_sentences_of_several_languages(text: str, value: str) -> None:
@@ -112,6 +114,8 @@ def test_iban_in_sentences_of_several_languages(text: str, value: str) -> None:
         "IBAN GB82 WEST 1234 5698 7654 33",
         "iban de89370400440532013001",
         "GB82 WEST 1234 5698 7654 3",  # one character short
+        "DE89 3704 0044 0532     0130 00",  # a gap of five spaces is two values, not one
+        "DE89 3704 0044\n\n0532 0130 00",  # so is a blank line
         "commit de89370400440532013000aa7f",  # glued into a longer token
         "xDE89370400440532013000",
         "\u0131T60 X054 2811 1010 0000 0123 456",  # a dotless ı upper-cases to I: no country code

@@ -44,8 +44,8 @@ IBAN_LENGTHS: dict[str, int] = {
     for _, cc, _, props, _ in numdb.get("iban").prefixes
     if props.get("bban")
 }
-#: what people put between an IBAN's characters: spaces (also non-breaking and thin), hyphens, dots
-_IBAN_SEPS = " -.\u00a0\u202f\u2009\t"
+#: spaces people put between an IBAN's characters (also non-breaking and thin ones, tabs)
+_IBAN_SPACES = " \u00a0\u202f\u2009\t"
 _PASSPORT = re.compile(r"[A-Z]\d{7,8}(?![\w-])")
 # the look-ahead (a letter follows, as the series does) rejects the digit pairs of numbers at once
 _PLATE = re.compile(
@@ -216,20 +216,28 @@ def _iban_end(text: str, pos: int, want: int) -> int | None:
 
 
 def _skip_separator(text: str, pos: int) -> int | None:
-    """The position after one separator at ``pos`` (one of ``_IBAN_SEPS``, or a line break with
-    spaces around it), if an alphanumeric follows it; else None."""
-    size = len(text)
-    if pos < size and text[pos] in _IBAN_SEPS:
+    """The position after one separator at ``pos``, if an alphanumeric follows it; else None. A
+    separator is a hyphen, a dot or a line break, or none of them, with up to three spaces (also
+    non-breaking, thin, tabs) on either side: "1234 5678", "1234  5678" (pasted from a PDF),
+    "1234 - 5678", "1234\n5678"."""
+    start = pos = _skip_spaces(text, pos)
+    if text[pos : pos + 2] == "\r\n":
+        pos += 2
+    elif text[pos : pos + 1] in ("-", ".", "\n"):
         pos += 1
-    if pos < size and text[pos] in "\r\n":
-        if text[pos] == "\r" and text[pos + 1 : pos + 2] == "\n":
-            pos += 1
-        pos += 1
-        while pos < size and text[pos] in " \t\u00a0":
-            pos += 1
-    if pos < size and text[pos].isascii() and text[pos].isalnum():
+    if pos > start:
+        pos = _skip_spaces(text, pos)
+    if pos < len(text) and text[pos].isascii() and text[pos].isalnum():
         return pos
     return None
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    """The position after up to three spaces at ``pos``."""
+    end = pos
+    while end < len(text) and end - pos < 3 and text[end] in _IBAN_SPACES:
+        end += 1
+    return end
 
 
 def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
