@@ -149,6 +149,8 @@ TAX2 = _mst("031234567")
         (f"ma so thue {TAX[:4]}.{TAX[4:7]}.{TAX[7:]}", f"{TAX[:4]}.{TAX[4:7]}.{TAX[7:]}"),
         (f"Tax code {TAX}-013", f"{TAX}-013"),
         (f"TIN: {TAX2}", TAX2),
+        (f"Taxpayer Identification Number (TIN): {TAX2}", TAX2),
+        (f"MST/TIN {TAX2}", TAX2),
         (f"MSDN {TAX2}", TAX2),
         (f"Mã số doanh nghiệp: {TAX2}", TAX2),
         (f"ma so doanh nghiep {TAX2}", TAX2),
@@ -171,6 +173,7 @@ def test_a_twelve_digit_value_is_one_type_named_by_the_nearest_word() -> None:
     "text",
     [
         f"tin nhắn {TAX2} nhé",  # "tin" (a message) is not TIN
+        f"THÔNG TIN KHÁCH HÀNG: {TAX2}",  # nor is the "TIN" of a heading in capitals
         f"Mã đơn hàng {TAX}-013",  # an order word vetoes the branch shape
         f"MST {TAX[:9]}{(int(TAX[9]) + 1) % 10}",  # wrong check digit
         f"{TAX2} là mã vận đơn",

@@ -143,8 +143,14 @@ def _phrases(
 
 
 def _counts(m: re.Match[str], text: str | None) -> bool:
-    """Whether a matched phrase counts: a word of ``CAPITALS_ONLY`` only as written in capitals."""
-    return m.group() not in CAPITALS_ONLY or (text is not None and text[m.start() : m.end()].isupper())
+    """Whether a matched phrase counts: a word of ``CAPITALS_ONLY`` only as written in capitals, and
+    not inside a heading in capitals ("THÔNG TIN KHÁCH HÀNG", "TIN NHẮN")."""
+    if m.group() not in CAPITALS_ONLY:
+        return True
+    if text is None or not text[m.start() : m.end()].isupper():
+        return False
+    beside = text[max(0, m.start() - 16) : m.start()].split()[-1:] + text[m.end() : m.end() + 16].split()[:1]
+    return not any(len(w) > 1 and w.isalpha() and w.isupper() for w in beside)
 
 
 class ContextIndex:
