@@ -28,7 +28,9 @@ A request the candidate blocks on input never reaches admission, the cache or th
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,7 @@ CHECKED_ENDPOINTS = ("chat.completions", "embeddings")
 EXAMPLES_PER_VERDICT = 3
 EXAMPLE_CONTEXT_CHARS = 80
 _STRENGTH = {"flag": 1, "redact": 2, "block": 3}
-_ACTIONS = ("block", "redact", "flag")
+_BY_STRENGTH = {s: a for a, s in _STRENGTH.items()}
 
 
 @dataclass
@@ -76,10 +78,13 @@ class GuardrailDecisions:
     scanned: int  # rows checked
     distinct: int  # distinct bodies checked
 
-    @property
+    @functools.cached_property
     def blocked_input(self) -> np.ndarray:
         """Rows the candidate blocks before they reach the provider (left out of the other stages)."""
-        return np.asarray([b == "input" for b in self.blocked], bool)
+        out = np.zeros(len(self.blocked), bool)
+        if self.scanned:  # only checked rows can be blocked
+            out[[i for i, b in enumerate(self.blocked) if b == "input"]] = True
+        return out
 
 
 def guardrail_decisions(
@@ -305,7 +310,12 @@ def _comparable(verdicts: list[dict[str, Any]] | None, output: bool) -> list[tup
 def strongest(verdicts: list[dict[str, Any]] | None) -> str | None:
     """The strongest action in ``verdicts`` (block, then redact, then flag; None: nothing fired)."""
     best = max((_STRENGTH.get(v["action"], 0) for v in verdicts or ()), default=0)
-    return {s: a for a, s in _STRENGTH.items()}.get(best)
+    return _BY_STRENGTH.get(best)
+
+
+def _actions(verdicts: list[list[dict[str, Any]] | None]) -> Counter[str | None]:
+    """Requests per strongest action (rows without a verdict — most of a window — skipped)."""
+    return Counter(strongest(v) for v in verdicts if v)
 
 
 def guardrail_columns(window: Window, d: GuardrailDecisions) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -317,8 +327,8 @@ def guardrail_columns(window: Window, d: GuardrailDecisions) -> tuple[dict[str, 
         return dict.fromkeys(names, nones), None
     logged = _logged_verdicts(window)
     cols = {
-        "logged_guardrail_action": [strongest(v) for v in logged],
-        "replay_guardrail_action": [strongest(v) for v in d.verdicts],
+        "logged_guardrail_action": [strongest(v) if v else None for v in logged],
+        "replay_guardrail_action": [strongest(v) if v else None for v in d.verdicts],
         "replay_guardrail_blocked": d.blocked,
         "replay_guardrails": d.verdicts,
     }
@@ -332,8 +342,7 @@ def guardrail_summary(policy: Policy, window: Window, d: GuardrailDecisions) -> 
     logged = _logged_verdicts(window)
     replayed_rows = _per_verdict(d.verdicts)
     logged_rows = _per_verdict(logged)
-    per_action = {a: sum(1 for v in d.verdicts if strongest(v) == a) for a in _ACTIONS}
-    logged_action = {a: sum(1 for v in logged if strongest(v) == a) for a in _ACTIONS}
+    per_action, logged_action = _actions(d.verdicts), _actions(logged)
     warnings = _warnings(d)
     has_rails = bool(policy._guardrails)
     refused = None
@@ -345,7 +354,7 @@ def guardrail_summary(policy: Policy, window: Window, d: GuardrailDecisions) -> 
             "distinct_bodies": d.distinct,
             "blocked": per_action["block"],
             "blocked_input": int(d.blocked_input.sum()),
-            "blocked_output": sum(1 for b in d.blocked if b == "output"),
+            "blocked_output": sum(1 for b in d.blocked if b == "output") if d.scanned else 0,
             "redacted": per_action["redact"],
             "flagged": per_action["flag"],
             "logged": {
