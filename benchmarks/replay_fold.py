@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     n = c.n
     print(f"{n:,} requests ({data_dir}); load + Composer() {prep:.2f} CPU s (not in the figures below)")
     first, compiled = _cpu(fold_kernel.run_compiled, c)
-    py_secs, ker_secs, parts = [], [], {"inputs": [], "kernel": [], "Folded": []}
+    py_secs: list[float] = []
+    ker_secs: list[float] = []
+    parts: dict[str, list[float]] = {"inputs": [], "kernel": [], "Folded": []}
     python = None
     for _ in range(0 if args.no_python else args.runs):
         s, python = _cpu(c.run, None, None, False)
