@@ -183,3 +183,20 @@ def test_a_twelve_digit_value_is_one_type_named_by_the_nearest_word() -> None:
 )
 def test_tax_code_look_alikes(text: str) -> None:
     assert [t for t, _ in found(text) if t == "VN_TAX_CODE"] == []
+
+
+@pytest.mark.parametrize("cc", ["ES", "BE"])  # the countries whose national check python-stdnum applies
+def test_an_iban_with_a_slip_in_its_national_check_digits_is_still_an_iban(cc: str) -> None:
+    """Mod 97 and the BBAN structure decide; a national check (Spain's CCC, Belgium's mod 97 of
+    the account) that fails — a typo, a generator that skipped it — still leaves an
+    account number that must not reach a provider. A number failing mod 97 still never fires."""
+    for seed in range(3000):
+        bban = _fill(REGISTRY[cc], f"slip-{cc}{seed}")
+        number = cc + iban.calc_check_digits(cc + "00" + bban) + bban
+        if not iban.is_valid(number):  # mod 97 holds, the national check does not
+            break
+    else:
+        raise AssertionError(f"every {cc} BBAN drawn passed its national check")
+    assert iban_types(f"Transfer to IBAN {grouped(number)} please.") == ["IBAN_CODE"]
+    broken = number[:2] + f"{(int(number[2:4]) + 1) % 100:02d}" + number[4:]
+    assert iban_types(f"Transfer to IBAN {grouped(broken)} please.") == []
