@@ -1,5 +1,6 @@
-"""The limits, cache and cost stages' columns and the cache summary of a composed replay, from the
-fold's result and the window's columns — no Python object per request.
+"""The limits, cache and cost stages' columns of a composed replay, from the fold's result and the
+window's columns — no Python object per request (the cache summary's one rule is
+:func:`.cache_stage.summary`, over the same arrays).
 
 :mod:`.stages` turns a :class:`.fold.Folded` into ``.decisions`` columns and summary figures.
 Read through the per-row objects (``Composer.rows``: one cache ``Row`` per request;
@@ -18,11 +19,9 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from .routing_estimates import quantile
 from .window import Window, as_window
 
 if TYPE_CHECKING:
-    from ..policy.model import Policy
     from .fold import Folded
 
 HIT_KINDS = ("hit", "semantic-hit")
@@ -84,55 +83,6 @@ def cost_columns(window: Any, folded: Folded) -> dict[str, Any]:
     }
 
 
-def cache_summary(policy: Policy, window: Any, folded: Folded) -> dict[str, Any]:
-    """``cache_stage.summary`` of the composed replay (its ``saved`` given): hit counts, what the
-    hits saved, and the estimated latency of requests that reached a cache."""
-    w = as_window(window)
-    kinds = folded.column("cache_kind")
-    reached = kinds != None  # noqa: E711
-    exact, semantic = kinds == "hit", kinds == "semantic-hit"
-    hits = exact | semantic
-    saved = folded.column("saved")
-    priced = hits & (saved != None)  # noqa: E711
-    total = float(np.cumsum(saved[priced].astype(np.float64))[-1]) if priced.any() else 0.0  # in row order
-    unpriced = _unpriced_sources(w, folded, hits & ~priced)
-    latency = w.numpy("latency_ms")
-    logged = objects(w, "cache")
-    live_hit = _isin(logged, HIT_KINDS)
-    typical = {k: _p50(latency[(logged == k) & ~np.isnan(latency)]) for k in HIT_KINDS}
-    est = latency.copy()
-    for k in HIT_KINDS:  # a new hit takes as long as a typical live hit of its kind
-        new = (kinds == k) & ~live_hit
-        est[new] = typical[k] if typical[k] is not None else 1.0
-    lost = ~hits & live_hit  # a live hit that becomes a miss takes as long as its source did
-    origin = _origin_latency(w, np.flatnonzero(lost))
-    est[lost] = np.where(np.isnan(origin), latency[lost], origin)
-    timed = reached & ~np.isnan(latency)
-    lat = est[timed]
-    considered, n_exact, n_semantic = int(reached.sum()), int(exact.sum()), int(semantic.sum())
-    return {
-        "considered": considered,
-        "exact_hits": n_exact,
-        "semantic_hits": n_semantic,
-        "hit_rate": round((n_exact + n_semantic) / considered, 6) if considered else None,
-        "saved_usd": round(total, 6),
-        "saved_unpriced_targets": sorted(unpriced),
-        "latency_ms_p50": quantile(lat, 0.5),
-        "latency_ms_mean": round(sum(lat.tolist()) / len(lat), 3) if len(lat) else None,
-    }
-
-
-def _p50(values: np.ndarray) -> float | None:
-    return quantile(values, 0.5)
-
-
-def _unpriced_sources(w: Window, folded: Folded, rows: np.ndarray) -> set[str]:
-    """The targets of the answers hits in ``rows`` were served whose cost is unknown."""
-    if not rows.any():
-        return set()
-    return {t for t in folded.source_targets(np.flatnonzero(rows)) if t}
-
-
 def source_rows(window: Window, sources: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The window row of each request id in ``sources`` (the last row with it, as a dict built
     row by row keeps; -1: NULL, or not in the window) — hashing the few distinct sources, not the
@@ -148,15 +98,3 @@ def source_rows(window: Window, sources: pa.ChunkedArray | pa.Array) -> np.ndarr
     np.maximum.at(last, pos[rows], rows)
     k = pc.fill_null(pc.index_in(sources, value_set=wanted), -1).to_numpy(zero_copy_only=False)
     return np.where(k >= 0, last[np.maximum(k, 0)], -1)
-
-
-def _origin_latency(w: Window, rows: np.ndarray) -> np.ndarray:
-    """The logged latency of each row's logged cache source (NaN: no source in the window, or no
-    latency logged)."""
-    out = np.full(len(rows), np.nan)
-    if not len(rows):
-        return out
-    at = source_rows(w, w.arrow("cache_source").take(pa.array(rows, pa.int64())))
-    ok = at >= 0
-    out[ok] = w.numpy("latency_ms")[at[ok]]
-    return out

@@ -1,6 +1,6 @@
-"""The stages' columns and the cache summary computed from the fold's arrays and the window's
-columns (``replay/fold_columns.py``) equal the same columns and figures computed the per-row way
-(one cache ``Row`` and one ``Outcome`` per request, ``cache_stage.summary``), for the compiled
+"""The stages' columns computed from the fold's arrays and the window's columns
+(``replay/fold_columns.py``) equal the same columns computed the per-row way (one cache ``Row``
+and one ``Outcome`` per request), for the compiled
 fold's result and the Python fold's, under the live policy and candidates that refuse, evict,
 hit where the live proxy missed and miss where it hit.
 """
@@ -17,7 +17,7 @@ from test_fold_kernel import composer, live, tight
 
 from llmgw_kernel.decisions.limits import utc
 from llmgw_kernel.replay import fold_columns
-from llmgw_kernel.replay.cache_stage import HIT_KINDS, summary
+from llmgw_kernel.replay.cache_stage import HIT_KINDS
 from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
 from llmgw_kernel.replay.limits_stage import summarize_limits
 
@@ -33,8 +33,8 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _per_row(c: Any, f: Any) -> tuple[dict[str, list[Any]], list[bool], list[bool], dict[str, Any]]:
-    """The columns, differs and cache summary the per-row way (the reference)."""
+def _per_row(c: Any, f: Any) -> tuple[dict[str, list[Any]], list[bool], list[bool]]:
+    """The columns and differs the per-row way (the reference)."""
     rs, outs, w = c.rows, f.cache, c.window
     kinds = [o.kind if o is not None else None for o in outs]
     sources = [o.source.rid if o is not None and o.source is not None else None for o in outs]
@@ -48,8 +48,7 @@ def _per_row(c: Any, f: Any) -> tuple[dict[str, list[Any]], list[bool], list[boo
     }  # fmt: skip
     limits = [(k or "ok") != (g or "ok") for k, g in zip(f.admission, w["admission"], strict=True)]
     cache = [(r.logged != k) or (k in HIT_KINDS and r.source != s) for r, k, s in zip(rs, kinds, sources, strict=True)]
-    objs = [o.source if o is not None else None for o in outs]
-    return cols, limits, cache, summary(c.policy, rs, kinds, objs, saved=f.saved)
+    return cols, limits, cache
 
 
 def _doc(kind: str) -> dict[str, Any]:
@@ -62,11 +61,11 @@ def _doc(kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", ["live", "tight", "evict"])
 @pytest.mark.parametrize("compiled", [True, False])
-def test_columns_and_summary_equal_the_per_row_forms(log, tmp_path, kind, compiled):
+def test_columns_equal_the_per_row_forms(log, tmp_path, kind, compiled):
     c = composer(log, _doc(kind), tmp_path)
     f = run_compiled(c) if compiled else c.run(compiled=False)
     assert f is not None and isinstance(f, FoldedArrays) == compiled
-    want, want_limits, want_cache, want_summary = _per_row(c, f)
+    want, want_limits, want_cache = _per_row(c, f)
     got: dict[str, Any] = {}
     lim_cols, lim_diff = fold_columns.limits_columns(c.window, f)
     cache_cols, cache_diff = fold_columns.cache_columns(c.window, f)
@@ -78,7 +77,6 @@ def test_columns_and_summary_equal_the_per_row_forms(log, tmp_path, kind, compil
         bad = [i for i, (a, b) in enumerate(zip(values, have, strict=True)) if a != b or type(a) is not type(b)]
         assert not bad, f"{name} at {bad[:3]}: {[values[i] for i in bad[:3]]} != {[have[i] for i in bad[:3]]}"
     assert lim_diff.tolist() == want_limits and cache_diff.tolist() == want_cache
-    assert fold_columns.cache_summary(c.policy, c.window, f) == want_summary
     if kind == "evict":  # the candidate changes cache outcomes both ways
         logged = np.array(want["logged_cache"], object)
         replayed = np.array(want["replay_cache"], object)
