@@ -65,7 +65,7 @@ class Row:
     __slots__ = (
         "i", "rid", "ts", "route", "ok", "key_id", "team", "control", "ns_header", "key", "context",
         "matrix", "vi", "features_json", "model", "temperature", "stored_at", "done_at", "logged", "source",
-        "target", "pt", "ct", "latency", "lookup_at",
+        "target", "pt", "ct", "latency", "lookup_at", "version", "logged_threshold",
     )  # fmt: skip
 
     def __init__(self, w: Columns, i: int, matrix: np.ndarray = _NO_VECTORS, vi: int = -1) -> None:
@@ -95,6 +95,9 @@ class Row:
         self.latency = w["latency_ms"][i]
         looked = w["cache_lookup_ts"][i] if "cache_lookup_ts" in w else None
         self.lookup_at: float | None = float(looked) if looked is not None else None
+        self.version: str | None = w["policy_version"][i] if "policy_version" in w else None
+        applied = w["cache_threshold"][i] if "cache_threshold" in w else None
+        self.logged_threshold: float | None = float(applied) if applied is not None else None
 
     @property
     def vector(self) -> np.ndarray | None:
@@ -106,10 +109,17 @@ class Row:
         """The logged verification features (rows keep the logged JSON; see :func:`features_of`)."""
         return features_of(self.features_json)
 
-    def query(self, settings: CacheSettings, ns: str, key: str | None, read: bool) -> Query:
-        """This request, as the cache decision core reads it."""
-        return Query(settings, self.route or "", ns, key, read, self.context, self.vector, self.features, self.model,
-                     self.i)  # fmt: skip
+    def query(
+        self, settings: CacheSettings, ns: str, key: str | None, read: bool, replaying: str | None = None
+    ) -> Query:
+        """This request, as the cache decision core reads it. Replaying the policy version that
+        served it (``replaying``), a semantic decision under ``max_false_hit_rate`` applies the
+        threshold it logged (the one live learning had reached then), so the replay is exact."""
+        q = Query(settings, self.route or "", ns, key, read, self.context, self.vector, self.features, self.model,
+                  self.i)  # fmt: skip
+        if replaying is not None and replaying == self.version:
+            q.threshold = self.logged_threshold
+        return q
 
 
 #: parsed features by their logged JSON: rows repeating a prompt share its features
@@ -156,8 +166,9 @@ def vectors_of(window: Any) -> tuple[np.ndarray, np.ndarray]:
 
 #: the columns a :class:`Row` reads: strings (one Python object per distinct value), numbers, times
 _ROW_STRINGS = ("route", "outcome", "key_id", "cache_control", "cache_ns_header", "cache_key", "cache_context",
-                "cache_features", "embedding_model", "cache", "cache_source", "target")  # fmt: skip
-_ROW_NUMBERS = ("temperature", "cache_stored_ts", "prompt_tokens", "completion_tokens", "latency_ms", "cache_lookup_ts")
+                "cache_features", "embedding_model", "cache", "cache_source", "target", "policy_version")  # fmt: skip
+_ROW_NUMBERS = ("temperature", "cache_stored_ts", "prompt_tokens", "completion_tokens", "latency_ms", "cache_lookup_ts",
+                "cache_threshold")  # fmt: skip
 
 
 def _row_columns(window: Any) -> Columns:
@@ -316,11 +327,14 @@ class CacheState:
 
     ``index``: the core to decide with (default: a fresh :class:`Caches`, the live stores; a
     sweep passes one that searches precomputed neighbour lists); ``threshold`` overrides every
-    route's semantic threshold (the sweep's)."""
+    route's semantic threshold (the sweep's); ``version``: the candidate's policy version."""
 
-    def __init__(self, rs: list[Row], index: Caches | None = None, threshold: float | None = None) -> None:
+    def __init__(
+        self, rs: list[Row], index: Caches | None = None, threshold: float | None = None, version: str | None = None
+    ) -> None:
         self.caches = index if index is not None else Caches()
         self.threshold = threshold
+        self.version = version  # the candidate's policy version: its rows replay their logged thresholds
         self.by_rid = {r.rid: r for r in rs}
         self.pending: list[tuple[float, int, Row, str | None, str, CacheSettings, Entry]] = []
         self.seq = 0
@@ -353,7 +367,7 @@ class CacheState:
         self.flush(r.lookup_at if r.lookup_at is not None else (at if at is not None else r.ts))
         if p.bypass is not None:
             return Outcome("bypass", p.bypass)
-        found = self.caches.lookup(r.query(s, p.ns, p.key, p.read), r.ts, self.threshold)
+        found = self.caches.lookup(r.query(s, p.ns, p.key, p.read, self.version), r.ts, self.threshold)
         if found.entry is None:
             return Outcome("miss", found.reason, None, found.similarity)
         return Outcome(found.kind, None, self.by_rid[found.entry.request_id], found.similarity)

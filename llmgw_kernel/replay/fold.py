@@ -337,7 +337,7 @@ class Composer:
                      copy.deepcopy(self.start))  # fmt: skip
         limits = out.limits
         limits.counted = self.counted
-        cache = CacheState(self.all_rows, index, threshold)
+        cache = CacheState(self.all_rows, index, threshold, self.policy.version)
         for r, p in self.warm:
             if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None:
                 cache.store_later(r, p, p.entry)

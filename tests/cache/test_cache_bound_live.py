@@ -178,11 +178,6 @@ def test_a_policy_without_the_bound_logs_no_threshold(bgw):
     assert [(r["cache_threshold"], r["cache_verify"]) for r in rows] == [(None, None), (None, None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replay reads no cache_threshold yet: replay/window.py must read the column and replay/cache_stage.Row "
-    "set Query.threshold from it (change request, issue 17)",
-)
 def test_replaying_the_live_bound_policy_reproduces_every_decision(bgw):
     ns = f"t-{uuid.uuid4().hex}"
     learned(bgw, "bounded", ns)
