@@ -103,7 +103,10 @@ class LiveState:
 
 
 def parse_metrics(text: str) -> tuple[dict[tuple[str, str, str], float], tuple[Budget, ...]]:
-    """(circuit transitions by (route, target, to), budgets) from Prometheus text."""
+    """(circuit transitions by (route, target, to), budgets) from Prometheus text. With
+    ``llmgw serve --workers N`` each sample carries a ``worker`` label: transitions add up over
+    the workers; a budget's figures are each worker's view of one budget, and the largest is
+    shown (with shared state every worker counts the same spend; without, there is one worker)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     transitions: dict[tuple[str, str, str], float] = {}
@@ -112,10 +115,13 @@ def parse_metrics(text: str) -> tuple[dict[tuple[str, str, str], float], tuple[B
         for sample in family.samples:
             labels = sample.labels
             if sample.name == "llmgw_circuit_transitions_total":
-                transitions[(labels["route"], labels["target"], labels["to"])] = sample.value
+                edge = (labels["route"], labels["target"], labels["to"])
+                transitions[edge] = transitions.get(edge, 0.0) + sample.value
             elif sample.name.startswith("llmgw_budget_") and sample.name.endswith("_usd"):
                 key = (labels["scope"], labels["who"], labels["window"], labels["mode"])
-                budgets.setdefault(key, {})[sample.name[len("llmgw_budget_") : -len("_usd")]] = sample.value
+                figures = budgets.setdefault(key, {})
+                name = sample.name[len("llmgw_budget_") : -len("_usd")]
+                figures[name] = max(figures.get(name, sample.value), sample.value)
     out = tuple(
         Budget(
             *key, limit_usd=v.get("limit", 0.0), spent_usd=v.get("spent", 0.0), in_flight_usd=v.get("in_flight", 0.0)
