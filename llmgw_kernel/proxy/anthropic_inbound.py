@@ -26,8 +26,9 @@ from . import pipeline
 from .anthropic_request import to_openai_request
 from .anthropic_response import anthropic_error, to_anthropic_message
 from .anthropic_stream import AnthropicEvents
-from .asgi import Message, Receive, Scope, Send
+from .asgi import Receive, Scope, Send
 from .runtime import Gateway
+from .translated_send import NOT_CHAT, Headers, TranslatedSend
 
 
 def _parse(raw: bytes, rec: RequestRecord) -> dict[str, Any]:
@@ -39,67 +40,27 @@ def _parse(raw: bytes, rec: RequestRecord) -> dict[str, Any]:
 ANTHROPIC = pipeline.Inbound("anthropic", _parse)
 
 
-class AnthropicSend:
+class AnthropicSend(TranslatedSend):
     """An ASGI ``send`` that turns the pipeline's OpenAI-format responses into Anthropic ones."""
 
-    __slots__ = ("_send", "_start", "_parts", "_events", "_rid")
+    __slots__ = ()
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._start: Message | None = None
-        self._parts: list[bytes] = []
-        self._events: AnthropicEvents | None = None
-        self._rid = b""
+    def open_stream(self) -> AnthropicEvents:
+        return AnthropicEvents()
 
-    async def __call__(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            sse = False
-            for key, value in message["headers"]:
-                if key == b"x-llmgw-request-id":
-                    self._rid = value
-                elif key == b"content-type":
-                    sse = value.startswith(b"text/event-stream")
-            if sse and message["status"] == 200:
-                self._events = AnthropicEvents()
-                await self._send({**message, "headers": [*message["headers"], (b"request-id", self._rid)]})
-            else:
-                self._start, self._parts = message, []
-            return
-        if kind != "http.response.body":
-            await self._send(message)
-            return
-        body: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if self._events is not None:
-            out = self._events.feed(body)
-            if not more:
-                out += self._events.close()
-            if out or not more:
-                await self._send({"type": "http.response.body", "body": out, "more_body": more})
-            return
-        self._parts.append(body)
-        if not more:
-            await self._send_whole(b"".join(self._parts))
+    def stream_headers(self) -> Headers:
+        return [(b"request-id", self.rid)]
 
-    async def _send_whole(self, raw: bytes) -> None:
-        start = self._start
-        assert start is not None, "response body before its start"
-        status: int = start["status"]
+    def whole(self, status: int, raw: bytes) -> tuple[int, bytes, Headers]:
         data: Any = None
         if status == 200:
             try:
                 data = to_anthropic_message(orjson.loads(raw))
             except (orjson.JSONDecodeError, AttributeError, TypeError):
-                status = 502
-                raw = b'{"error": {"message": "the upstream answer is not a chat completion"}}'
+                status, raw = 502, NOT_CHAT
         if data is None:
-            data = anthropic_error(status, raw, self._rid.decode("latin-1") or None)
-        body = orjson.dumps(data)
-        headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-        headers += [(b"content-length", str(len(body)).encode()), (b"request-id", self._rid)]
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
+            data = anthropic_error(status, raw, self.rid.decode("latin-1") or None)
+        return status, orjson.dumps(data), [(b"request-id", self.rid)]
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

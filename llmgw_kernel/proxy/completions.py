@@ -25,9 +25,10 @@ import orjson
 from ..log.record import RequestRecord
 from ..providers.engine import STR, Shape, shape_error
 from . import pipeline
-from .asgi import Message, Receive, Scope, Send
+from .asgi import Receive, Scope, Send
 from .errors import GatewayError
 from .runtime import Gateway
+from .translated_send import NOT_CHAT, Headers, TranslatedSend
 
 #: fields passed to the chat request as they are (validated there as chat's: ``validate.check_chat``)
 PASSED = ("model", "max_tokens", "temperature", "top_p", "n", "stop", "presence_penalty", "frequency_penalty",
@@ -133,59 +134,39 @@ def _stream_frame(frame: bytes) -> bytes:
     return b"data: " + orjson.dumps(to_completion_chunk(chunk)) + b"\n\n"
 
 
-class CompletionsSend:
-    """An ASGI ``send`` that turns the pipeline's chat answers into text completions."""
+class _Frames:
+    """A chat SSE stream translated frame by frame (a frame split across chunks waits for its end)."""
 
-    __slots__ = ("_send", "_start", "_parts", "_sse", "_buf")
+    __slots__ = ("_buf",)
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._start: Message | None = None
-        self._parts: list[bytes] = []
-        self._sse = False
+    def __init__(self) -> None:
         self._buf = b""
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            ctype = next((v for k, v in message["headers"] if k == b"content-type"), b"")
-            self._sse = ctype.startswith(b"text/event-stream") and message["status"] == 200
-            if self._sse:
-                await self._send(message)
-            else:
-                self._start, self._parts = message, []
-            return
-        if message["type"] != "http.response.body":
-            await self._send(message)
-            return
-        body: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if self._sse:
-            self._buf += body
-            frames = self._buf.split(b"\n\n")
-            self._buf = frames.pop()
-            out = b"".join(_stream_frame(f) for f in frames if f)
-            if not more and self._buf:
-                out += _stream_frame(self._buf)
-            if out or not more:
-                await self._send({"type": "http.response.body", "body": out, "more_body": more})
-            return
-        self._parts.append(body)
-        if not more:
-            await self._send_whole(b"".join(self._parts))
+    def feed(self, data: bytes) -> bytes:
+        frames = (self._buf + data).split(b"\n\n")
+        self._buf = frames.pop()
+        return b"".join(_stream_frame(f) for f in frames if f)
 
-    async def _send_whole(self, raw: bytes) -> None:
-        start = self._start
-        assert start is not None, "response body before its start"
-        status: int = start["status"]
+    def close(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        return _stream_frame(rest) if rest else b""
+
+
+class CompletionsSend(TranslatedSend):
+    """An ASGI ``send`` that turns the pipeline's chat answers into text completions."""
+
+    __slots__ = ()
+
+    def open_stream(self) -> _Frames:
+        return _Frames()
+
+    def whole(self, status: int, raw: bytes) -> tuple[int, bytes, Headers]:
         if status == 200:
             try:
                 raw = orjson.dumps(to_completion(orjson.loads(raw)))
             except (orjson.JSONDecodeError, AttributeError, TypeError):
-                status, raw = 502, b'{"error": {"message": "the upstream answer is not a chat completion"}}'
-        headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-        headers.append((b"content-length", str(len(raw)).encode()))
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": raw})
+                status, raw = 502, NOT_CHAT
+        return status, raw, []
 
 
 def _parse(raw: bytes, rec: RequestRecord) -> dict[str, Any]:

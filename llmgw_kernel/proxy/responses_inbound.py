@@ -23,26 +23,23 @@ import orjson
 
 from ..log.record import RequestRecord
 from . import pipeline
-from .asgi import Message, Receive, Scope, Send
+from .asgi import Receive, Scope, Send
 from .responses_request import to_chat_request
 from .responses_response import response_id, to_response
 from .responses_stream import ResponsesEvents
 from .runtime import Gateway
+from .translated_send import NOT_CHAT, Headers, TranslatedSend
 
-_NOT_CHAT = b'{"error": {"message": "the upstream answer is not a chat completion", "type": "server_error"}}'
 
-
-class ResponsesSend:
+class ResponsesSend(TranslatedSend):
     """An ASGI ``send`` that turns the pipeline's chat responses into Responses ones; its
-    :meth:`parse` is the request side (it keeps the original request, echoed in the answer)."""
+    :meth:`parse` is the request side (it keeps the original request, echoed in the answer).
+    The gateway's errors are in OpenAI's format already and pass unchanged."""
 
-    __slots__ = ("_send", "_start", "_parts", "_events", "request")
+    __slots__ = ("request",)
 
     def __init__(self, send: Send) -> None:
-        self._send = send
-        self._start: Message | None = None
-        self._parts: list[bytes] = []
-        self._events: ResponsesEvents | None = None
+        super().__init__(send)
         self.request: dict[str, Any] = {}
 
     def parse(self, raw: bytes, rec: RequestRecord) -> dict[str, Any]:
@@ -53,51 +50,17 @@ class ResponsesSend:
         rec.request_raw = orjson.dumps(body)  # the log keeps the chat form
         return body
 
-    async def __call__(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            sse = rid = None
-            for key, value in message["headers"]:
-                if key == b"x-llmgw-request-id":
-                    rid = response_id(value.decode("latin-1"))
-                elif key == b"content-type":
-                    sse = value.startswith(b"text/event-stream")
-            if sse and message["status"] == 200:
-                self._events = ResponsesEvents(rid or "resp_gateway", self.request)
-                await self._send(message)
-            else:
-                self._start, self._parts = message, []
-            return
-        if kind != "http.response.body":
-            await self._send(message)
-            return
-        body: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if self._events is not None:
-            out = self._events.feed(body)
-            if not more:
-                out += self._events.close()
-            if out or not more:
-                await self._send({"type": "http.response.body", "body": out, "more_body": more})
-            return
-        self._parts.append(body)
-        if not more:
-            await self._send_whole(b"".join(self._parts))
+    def open_stream(self) -> ResponsesEvents:
+        return ResponsesEvents(response_id(self.rid.decode("latin-1")) if self.rid else "resp_gateway", self.request)
 
-    async def _send_whole(self, raw: bytes) -> None:
-        start = self._start
-        assert start is not None, "response body before its start"
-        status: int = start["status"]
+    def whole(self, status: int, raw: bytes) -> tuple[int, bytes, Headers]:
         if status == 200:
-            rid = next((v for k, v in start["headers"] if k == b"x-llmgw-request-id"), b"req_gateway")
+            rid = response_id((self.rid or b"req_gateway").decode("latin-1"))
             try:
-                raw = orjson.dumps(to_response(orjson.loads(raw), response_id(rid.decode("latin-1")), self.request))
+                raw = orjson.dumps(to_response(orjson.loads(raw), rid, self.request))
             except (orjson.JSONDecodeError, AttributeError, TypeError):
-                status, raw = 502, _NOT_CHAT
-        headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-        headers.append((b"content-length", str(len(raw)).encode()))
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": raw})
+                status, raw = 502, NOT_CHAT
+        return status, raw, []
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
