@@ -108,7 +108,11 @@ for i = 1, nr do
   wkeys[i] = k
 end
 redis.call('HSET', KEYS[3], 'u', worst, 't', wtok, 'b', table.concat(bkeys, '\\n'), 'w', table.concat(wkeys, '\\n'))
-redis.call('EXPIREAT', KEYS[3], math.floor(tonumber(ARGV[5])) + 60)
+-- the flight outlives its lease until the buckets it holds money in expire: if it vanished first,
+-- reaping it (on a later admission, however late) could no longer give the reservation back
+local keep = math.floor(tonumber(ARGV[5])) + 60
+for i = 1, nb do keep = math.max(keep, tonumber(ARGV[7 + 3 * i])) end
+redis.call('EXPIREAT', KEYS[3], keep)
 redis.call('ZADD', KEYS[2], ARGV[5], KEYS[3])
 return out
 """
@@ -167,7 +171,9 @@ for i = 1, nr do
   wkeys[i] = KEYS[2 + nb + i]
 end
 redis.call('HSET', KEYS[2], 'u', worst, 't', wtok, 'b', table.concat(bkeys, '\\n'), 'w', table.concat(wkeys, '\\n'))
-redis.call('EXPIREAT', KEYS[2], math.floor(tonumber(ARGV[3])) + 60)
+local keep = math.floor(tonumber(ARGV[3])) + 60  -- as in ADMIT: never gone before its buckets
+for i = 1, nb do keep = math.max(keep, tonumber(ARGV[5 + i])) end
+redis.call('EXPIREAT', KEYS[2], keep)
 redis.call('ZADD', KEYS[1], ARGV[3], KEYS[2])
 return 1
 """

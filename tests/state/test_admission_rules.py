@@ -128,3 +128,24 @@ def test_an_unpriced_request_is_admitted_and_settled(redis_server):
         await lim.client.close()
 
     asyncio.run(run())
+
+
+def test_a_dead_process_reservation_is_released_however_late_the_next_admission_comes(redis_server):
+    """A reservation whose process died is given back by the first admission after its lease
+    ends — even one that comes long after (a quiet gateway): the flight record must not expire
+    from Redis before its budget buckets do, or the money it held stays reserved all window.
+    (Simulated here by admitting 1,000 s in the past: Redis expires keys by its own clock.)"""
+
+    async def run() -> None:
+        t0 = time.time() - 1000
+        subject = Subject("k1", "t", None, "m")
+        budgets = [Budget(BudgetLimit(scope="key", name="k1", usd=0.01, window="month"), "k1")]
+        dead = _shared(redis_server.url, lease_s=30)
+        assert (await dead.admit("r1", t0, subject, budgets, [], 0.01, 10)).allowed
+        await dead.client.close()
+        alive = _shared(redis_server.url, lease_s=30)
+        assert (await alive.admit("r2", t0 + 31, subject, budgets, [], 0.001, 10)).allowed  # r1 reaped
+        assert await alive.spend("key", "k1", "month", t0 + 31) == (0.0, 0.001)
+        await alive.client.close()
+
+    asyncio.run(run())
