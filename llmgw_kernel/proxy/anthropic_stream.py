@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from .anthropic_response import anthropic_usage, error_type, message_id, stop_reason
+from .chat_sse import ChatChunks
 
 
 def event(data: dict[str, Any]) -> bytes:
@@ -43,13 +44,13 @@ def stream_error(err: dict[str, Any]) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": str(err.get("message") or "stream failed")}}
 
 
-class AnthropicEvents:
+class AnthropicEvents(ChatChunks):
     """Translates one response stream; feed it the pipeline's SSE bytes in any slicing."""
 
-    __slots__ = ("_buf", "_started", "_open", "_open_text", "_blocks", "_tools", "_stop", "_usage", "_ended")
+    __slots__ = ("_started", "_open", "_open_text", "_blocks", "_tools", "_stop", "_usage")
 
     def __init__(self) -> None:
-        self._buf = b""
+        super().__init__()
         self._started = False
         self._open: int | None = None  # index of the content block being streamed
         self._open_text = False
@@ -57,36 +58,9 @@ class AnthropicEvents:
         self._tools: dict[int, int] = {}  # OpenAI tool_call index -> content block index
         self._stop: str | None = None
         self._usage: dict[str, Any] | None = None
-        self._ended = False
-
-    def feed(self, data: bytes) -> bytes:
-        """Anthropic events for the OpenAI SSE bytes ``data`` (b"" while nothing is complete)."""
-        self._buf += data
-        out: list[bytes] = []
-        while (end := self._buf.find(b"\n\n")) >= 0:
-            frame, self._buf = self._buf[:end], self._buf[end + 2 :]
-            if frame.startswith(b"data: ") and not self._ended:
-                self._payload(frame[6:], out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        """The events still owed when the stream ends (its ``[DONE]`` may never have come)."""
-        out: list[bytes] = []
-        if not self._ended:
-            self._finish(out)
-        return b"".join(out)
 
     # -- one OpenAI payload ----------------------------------------------------------------------
-    def _payload(self, payload: bytes, out: list[bytes]) -> None:
-        if payload == b"[DONE]":
-            self._finish(out)
-            return
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(chunk, dict):
-            return
+    def _chunk(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         if isinstance(chunk.get("error"), dict):
             self._close_block(out)
             out.append(event(stream_error(chunk["error"])))
@@ -145,7 +119,7 @@ class AnthropicEvents:
             self._open = None
             self._open_text = False
 
-    def _finish(self, out: list[bytes]) -> None:
+    def _end(self, out: list[bytes]) -> None:
         if not self._started:
             self._start(out, {})
         self._close_block(out)

@@ -22,17 +22,17 @@ from typing import Any
 
 import orjson
 
+from .chat_sse import ChatChunks
 from .responses_response import finish, function_call_item, message_item, output_text, responses_usage, shell
 
 
-class ResponsesEvents:
+class ResponsesEvents(ChatChunks):
     """Translates one response stream for the request ``request`` answered as ``rid``."""
 
-    __slots__ = ("_buf", "_rid", "_request", "_seq", "_resp", "_text", "_texts", "_tools", "_open", "_finish", "_usage",
-                 "_ended")  # fmt: skip
+    __slots__ = ("_rid", "_request", "_seq", "_resp", "_text", "_texts", "_tools", "_open", "_finish", "_usage")
 
     def __init__(self, rid: str, request: dict[str, Any]) -> None:
-        self._buf = b""
+        super().__init__()
         self._rid, self._request = rid, request
         self._seq = 0
         self._resp: dict[str, Any] | None = None
@@ -42,24 +42,6 @@ class ResponsesEvents:
         self._open: dict[str, Any] | None = None  # the output item being streamed
         self._finish: Any = None
         self._usage: dict[str, Any] | None = None
-        self._ended = False
-
-    def feed(self, data: bytes) -> bytes:
-        """Responses events for the chat SSE bytes ``data`` (b"" while nothing is complete)."""
-        self._buf += data
-        out: list[bytes] = []
-        while (end := self._buf.find(b"\n\n")) >= 0:
-            frame, self._buf = self._buf[:end], self._buf[end + 2 :]
-            if frame.startswith(b"data: ") and not self._ended:
-                self._payload(frame[6:], out)
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        """The events still owed when the stream ends (its ``[DONE]`` may never have come)."""
-        out: list[bytes] = []
-        if not self._ended:
-            self._complete(out)
-        return b"".join(out)
 
     def _event(self, out: list[bytes], kind: str, **fields: Any) -> None:
         data = {"type": kind, "sequence_number": self._seq, **fields}
@@ -67,16 +49,7 @@ class ResponsesEvents:
         out.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
 
     # -- one chat payload ---------------------------------------------------------------------
-    def _payload(self, payload: bytes, out: list[bytes]) -> None:
-        if payload == b"[DONE]":
-            self._complete(out)
-            return
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(chunk, dict):
-            return
+    def _chunk(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         if self._resp is None:
             self._start(out, chunk.get("model") or "")
         if isinstance(chunk.get("error"), dict):
@@ -153,7 +126,7 @@ class ResponsesEvents:
         item["status"] = "completed"
         self._event(out, "response.output_item.done", output_index=index, item=item)
 
-    def _complete(self, out: list[bytes]) -> None:
+    def _end(self, out: list[bytes]) -> None:
         if self._resp is None:
             self._start(out, "")
         assert self._resp is not None
