@@ -130,15 +130,21 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
     def terminate(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = sigterm_and_wait(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
+
+
+def sigterm_and_wait(proc: subprocess.Popen, timeout: float) -> int:
+    """Stop a server we started: SIGTERM (it drains), then SIGKILL after ``timeout`` s; its status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "state"))
-from conftest import UPSTREAM_KEY, free_port, policy_for  # noqa: E402
+from conftest import UPSTREAM_KEY, free_port, policy_for, sigterm_and_wait  # noqa: E402
 from redis_server import RedisServer  # noqa: E402  (tests/state: a real redis-server on a free port)
 
 from llmgw_kernel import open_log  # noqa: E402
@@ -67,15 +67,9 @@ class Serve:
         return children(self.proc.pid)
 
     def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = sigterm_and_wait(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 def children(pid: int) -> list[int]:
