@@ -9,8 +9,10 @@ retry in a second); anything else — and everything under ``fail_open`` — is 
 this process's own counters (:attr:`SharedLimits.local`: its own spend, plus the shared
 committed spend of every bucket as the last admission here read it),
 and the row's ``budget_flags`` carry ``shared_state_unavailable``. Settlements that could not
-reach Redis are queued and sent when it answers again; a Redis that comes back without this
-data directory's spend (restarted empty) is first re-seeded from the log (:mod:`.seed`).
+reach Redis are kept and sent when it answers again, in bounded memory (:meth:`SharedLimits._queue`):
+one by one only those that give back a reservation Redis holds (at most :data:`MAX_PENDING_FLIGHTS`),
+every other cost summed per budget bucket. A Redis that comes back without this data directory's
+spend (restarted empty) is first re-seeded from the log (:mod:`.seed`) instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -43,6 +46,20 @@ log = logging.getLogger("llmgw.state")
 UNAVAILABLE_FLAG = "shared_state_unavailable"
 _DAY = 86_400
 _NAMES = 100_000
+#: settlements kept one by one while Redis is down: those giving back a reservation Redis holds
+#: (requests admitted before it went down). Beyond this, their cost is summed per bucket like the
+#: rest, and Redis releases their reservations when the lease ends, as for a dead process.
+MAX_PENDING_FLIGHTS = 10_000
+
+
+class _Settlement(NamedTuple):
+    """A settlement Redis missed that gives back the reservation ``rid`` (a flight Redis holds)."""
+
+    rid: str
+    at: float
+    cost: int  # nano-dollars
+    tokens: int
+    buckets: tuple[tuple, ...]  # the budget buckets the cost commits to
 
 
 class _Held(NamedTuple):
@@ -72,7 +89,8 @@ class SharedLimits:
         self._held: dict[str, _Held] = {}
         self._names: dict[tuple, str] = {}  # budget bucket -> its key name (bounded: _NAMES)
         self._expiry: dict[tuple, int] = {}  # (window, start) -> expire-at
-        self._pending: list[tuple[str, Subject, float, float, int, int]] = []  # settlements Redis missed
+        self._pending: list[_Settlement] = []  # settlements Redis missed (at most MAX_PENDING_FLIGHTS)
+        self._pending_spend: dict[tuple, int] = {}  # budget bucket -> nano-dollars Redis missed (the rest)
         self._seeding: asyncio.Future | None = None
         self.fail_closed = client.settings.on_unavailable == "fail_closed"
         self.lease_s = client.settings.reservation_lease_s
@@ -188,11 +206,11 @@ class SharedLimits:
         held = self._held.pop(rid, None)
         if held is None:
             return
-        if held.local:
+        if held.local:  # admitted while Redis was down: it holds no reservation to give back
             self.local.settle(rid, at, cost_usd, tokens)
         else:
             self.local.commit(held.subject, held.at, cost_usd)
-        await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0)
+        await self._send_settle("" if held.local else rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0)
 
     async def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend no limit tracked (no budget or rate applied to the request)."""
@@ -203,32 +221,62 @@ class SharedLimits:
 
     async def _send_settle(
         self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int
-    ) -> None:
+    ) -> None:  # fmt: skip
+        """Settle in Redis: give back the reservation ``rid`` (\"\": none) and commit ``cost`` to
+        ``subject``'s buckets of the moment it was admitted; kept for later if Redis does not answer."""
+        buckets = tuple(self.local.spend_buckets(subject, admitted)) if cost else ()
+        if not await self._settle_in_redis(rid, at, cost, tokens, buckets):
+            self._queue(_Settlement(rid, at, cost, tokens, buckets))
+
+    async def _settle_in_redis(self, rid: str, at: float, cost: int, tokens: int, buckets: tuple[tuple, ...]) -> bool:
+        """Run SETTLE; False when Redis did not take it."""
         if not self.client.up:
-            self._pending.append((rid, subject, admitted, at, cost, tokens))
-            return
-        buckets = self.local.spend_buckets(subject, admitted) if cost else []
+            return False
         keys = [self._seeded_keys, self._flights_key, self._flight_prefix + rid]
         keys += [self._bucket_key(b) for b in buckets]
         args = [self.member, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
         try:
             seeded = await self.client.eval(self._settle, keys, args, "settlement")
         except StateUnavailable:
-            self._pending.append((rid, subject, admitted, at, cost, tokens))
-            return
+            return False
         if not seeded:  # Redis restarted empty: the log (which will hold this row) re-seeds it
             await self.reseed()
+        return True
+
+    def _queue(self, s: _Settlement) -> None:
+        """Keep a settlement Redis missed, in memory bounded by the number of budget buckets:
+        one that gives back a reservation Redis holds is kept as it is (up to
+        :data:`MAX_PENDING_FLIGHTS`); any other only adds its cost to its buckets' sums (settlements
+        of one bucket add up: nothing is lost). Over the cap a reservation waits for its lease to
+        end and its settled tokens are not counted in the rate windows (which look back a minute)."""
+        if s.rid and len(self._pending) < MAX_PENDING_FLIGHTS:
+            self._pending.append(s)
+            return
+        spend = self._pending_spend
+        for bucket in s.buckets:
+            spend[bucket] = spend.get(bucket, 0) + s.cost
+
+    @property
+    def pending(self) -> int:
+        """How many entries the settlements Redis missed take (one per reservation, one per bucket)."""
+        return len(self._pending) + len(self._pending_spend)
 
     # -- reconnection and seeding ---------------------------------------------------------
     async def _reconnected(self) -> None:
         """Redis answers again: re-seed it if it lost this directory's spend (the queued
         settlements are then in the log it is seeded from), else send what it missed."""
         pending, self._pending = self._pending, []
+        spend, self._pending_spend = self._pending_spend, {}
         if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.member), "check"):
             await self.reseed()
             return
-        for rid, subject, admitted, at, cost, tokens in pending:
-            await self._send_settle(rid, subject, admitted, at, cost, tokens)
+        for s in pending:
+            if not await self._settle_in_redis(s.rid, s.at, s.cost, s.tokens, s.buckets):
+                self._queue(s)
+        now = time.time()
+        for bucket, cost in spend.items():
+            if not await self._settle_in_redis("", now, cost, 0, (bucket,)):
+                self._queue(_Settlement("", now, cost, 0, (bucket,)))
 
     async def reseed(self) -> None:
         """Add this data directory's log (spend of the current windows, the last minute's rate
@@ -244,6 +292,7 @@ class SharedLimits:
             args = seed_args(state, self.dir_id, self.member, self._bucket_key, self._expire_at, self.client.key)
             added = await self.client.eval(self._seed, [self._seeded_keys], args, "seeding")
             self._pending.clear()  # settled before the flush the log was read after: counted in it
+            self._pending_spend.clear()
             held = [_restore_call(*h.admitted) for h in list(self._held.values()) if h.admitted is not None]
             restored = await asyncio.gather(*(self.client.eval(self._restore, k, a, "seeding") for k, a in held))
             if any(restored):
@@ -270,8 +319,6 @@ class SharedLimits:
     async def fill_spend(self, rows: list[dict]) -> None:
         """Replace ``spent_usd`` / ``in_flight_usd`` of :meth:`Gateway.key_spend` rows with the
         shared figures (left as they are when Redis does not answer)."""
-        import time
-
         now = time.time()
         for row in rows:
             try:
