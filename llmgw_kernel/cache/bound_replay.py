@@ -1,0 +1,54 @@
+"""Replay of a false-hit bound starts from the live gateway's verified evidence
+(docs/cache.md#using-it, "Replay").
+
+A candidate bound (another ``max_false_hit_rate``, or a bound on a route that had none)
+learns its thresholds from the outcomes the live gateway journaled
+(``<data-dir>/cache-outcomes.jsonl``, :mod:`.outcomes`): each is learned as the replay passes
+the time it became known (``Caches.catch_up``: an outcome known at ``t`` informs only
+requests that arrived after ``t`` — no look-ahead), so at every request the candidate decides
+with the evidence the live gateway had then. Replaying the version that served a row applies
+the threshold it logged and is unchanged by them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .outcomes import OUTCOMES_FILE, load_outcomes
+
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+    from .core import Caches
+
+
+def uses_bound(policy: Policy) -> bool:
+    """Whether any route of ``policy`` caches semantically under ``max_false_hit_rate``."""
+    for route in policy.routes:
+        s = policy.cache_for(route)
+        if s is not None and s.semantic is not None and s.semantic.max_false_hit_rate is not None:
+            return True
+    return False
+
+
+def journal_dir(window: Any) -> Path | None:
+    """The data directory a replay window was read from (None: a window given as columns, or
+    read from a connection that :func:`~llmgw_kernel.log.open_log` did not open)."""
+    from ..log.reader import data_dir_of
+
+    con = getattr(getattr(window, "_log", None), "con", None)  # replay.window.Window's log query
+    return data_dir_of(con) if con is not None else None
+
+
+def attach_journal(caches: Caches, policy: Policy, window: Any, data_dir: Path | None = None) -> int:
+    """Attach the journaled outcomes to a replay's decision core when ``policy`` uses the bound
+    (``data_dir``: where the journal is; default the window's data directory). Returns how
+    many were attached."""
+    if not uses_bound(policy):
+        return 0
+    root = data_dir if data_dir is not None else journal_dir(window)
+    if root is None:
+        return 0
+    outcomes = load_outcomes(Path(root) / OUTCOMES_FILE)
+    caches.attach_outcomes(outcomes)
+    return len(outcomes)

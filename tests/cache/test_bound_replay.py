@@ -1,0 +1,102 @@
+"""Replaying a *candidate* false-hit bound starts from the verified outcomes the live gateway
+journaled (cache/bound_replay.py): a real `llmgw serve` learns from compared misses and serves a
+paraphrase; then, over its log, a candidate bound with the same evidence needs serves it too,
+each outcome only from the time it became known (no look-ahead), and without the journal it
+cannot; the live policy still replays with 0 differences."""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+
+import httpx
+import orjson
+import pytest
+from conftest import Gateway, wait_for_rows
+from test_cache_bound_live import PARAPHRASES, PROBE, ask, bound_policy, learn
+
+from llmgw_kernel import replay
+from llmgw_kernel.cache.bound_replay import attach_journal
+from llmgw_kernel.cache.core import Caches
+from llmgw_kernel.cache.outcomes import OUTCOMES_FILE
+
+
+def candidate(live: dict, delta: float) -> dict:
+    """The live policy with another bound on the ``capped`` route (a new policy version)."""
+    out = copy.deepcopy(live)
+    out["routes"]["capped"]["cache"]["semantic"]["max_false_hit_rate"] = delta
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(upstream, tmp_path_factory):
+    """A stopped gateway's data directory after six paraphrases (five compared misses: the
+    evidence a 50% bound needs) and a probe it served as a semantic hit."""
+    policy = bound_policy(upstream.base_url)
+    gw = Gateway(tmp_path_factory.mktemp("bound-replay"), policy)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
+            if set(report["models"].values()) == {"ready"} and report["restored"]:
+                break
+            time.sleep(0.2)
+        ns = f"t-{uuid.uuid4().hex}"
+        ids = learn(gw, "capped", ns)
+        h, _, _ = ask(gw, PROBE, "capped", ns)
+        assert h["x-llmgw-cache"] == "semantic-hit"
+        ids.append(h["x-llmgw-request-id"])
+        rows = wait_for_rows(gw, f"cache_namespace LIKE '%{ns}%'", n=len(PARAPHRASES[:6]) + 1)
+    finally:
+        gw.terminate()
+    return gw, policy, ids, min(r["ts"] for r in rows)
+
+
+def replayed(policy, gw: Gateway, ids: list[str], since) -> list[str]:
+    result = replay(policy, gw.data_dir, since=since)
+    return result.decisions.loc[ids]["replay_cache"].tolist()
+
+
+def test_a_candidate_bound_learns_the_journaled_outcomes_as_they_became_known(served):
+    gw, live, ids, since = served
+    learning = ["miss"] * 6
+    # the live policy: the logged thresholds, 0 differences
+    result = replay(gw.policy_path, gw.data_dir, since=since)
+    mine = result.decisions.loc[ids]
+    assert mine["logged_cache"].tolist() == [*learning, "semantic-hit"]
+    assert int(mine["differs"].sum()) == 0
+    # a candidate whose bound needs the same evidence (5 outcomes at 49% as at 50%) serves the
+    # probe; the paraphrases stay misses: each was decided with the outcomes known before it
+    # arrived (all attached up front, the 2nd paraphrase would already be a hit)
+    assert replayed(candidate(live, 0.49), gw, ids, since) == [*learning, "semantic-hit"]
+    # a stricter candidate (59 outcomes needed) cannot, whatever it is given
+    assert replayed(candidate(live, 0.05), gw, ids, since) == [*learning, "miss"]
+    # without the journal, the candidate has no evidence: only repeats would be served
+    journal = gw.data_dir / OUTCOMES_FILE
+    aside = journal.with_suffix(".aside")
+    journal.rename(aside)
+    try:
+        assert replayed(candidate(live, 0.49), gw, ids, since) == [*learning, "miss"]
+        # the same outcomes stamped as known before the window: the paraphrases become hits (so
+        # the misses above are the time order at work, not a lack of evidence)
+        known_early = [orjson.loads(line) | {"known_at": 0.0} for line in aside.read_bytes().splitlines()]
+        journal.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in known_early))
+        early = replayed(candidate(live, 0.49), gw, ids, since)
+        assert early[0] == "miss" and set(early[1:]) == {"semantic-hit"}, early
+    finally:
+        aside.replace(journal)
+
+
+def test_attach_journal_only_for_a_policy_under_the_bound(served):
+    gw, live, _, _ = served
+    from llmgw_kernel import load_policy
+
+    caches = Caches()
+    assert attach_journal(caches, load_policy(candidate(live, 0.49)), None, gw.data_dir) >= 5
+    without = copy.deepcopy(live)
+    for r in without["routes"].values():
+        r.pop("cache", None)
+    without.pop("cache")
+    assert attach_journal(Caches(), load_policy(without), None, gw.data_dir) == 0
+    assert attach_journal(Caches(), load_policy(live), {"request_id": []}) == 0  # a window of columns: no journal
