@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cache.bound_replay import attach_journal
 from ..cache.exact import Entry
 from ..decisions.cost import cost_usd
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
@@ -338,6 +339,7 @@ class Composer:
         limits = out.limits
         limits.counted = self.counted
         cache = CacheState(self.all_rows, index, threshold, self.policy.version)
+        attach_journal(cache.caches, self.policy, self.window)  # a candidate bound learns the live evidence
         for r, p in self.warm:
             if p.settings is not None and p.entry is not None and r.stored_at is not None and p.key is not None:
                 cache.store_later(r, p, p.entry)
