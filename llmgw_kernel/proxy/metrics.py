@@ -6,7 +6,7 @@ and an increment, not a label resolution.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -70,6 +70,7 @@ class Metrics:
         self._circuits: Callable[[], dict[tuple[str, str], str]] = dict
         self._policy = ("", "")
         self._log_state = lambda: (0, 0, 0)
+        self._on_scrape: list[Callable[[], Awaitable[None]]] = []
         r.register(_InfoCollector(self))
         self._req: dict[tuple[str, str, str], Counter] = {}
         self._lat: dict[str, tuple[Histogram, Histogram]] = {}
@@ -80,6 +81,16 @@ class Metrics:
 
     def set_log_probe(self, probe) -> None:  # () -> (rows_written, buffered, flush_errors)
         self._log_state = probe
+
+    def on_scrape(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        """Await ``refresh`` before each ``/metrics`` render: a collector whose figures live in
+        another process (the shared budgets in Redis) reads them there; it bounds its own cost."""
+        self._on_scrape.append(refresh)
+
+    async def refresh(self) -> None:
+        """Run the :meth:`on_scrape` hooks (the ``/metrics`` handler, before :meth:`render`)."""
+        for refresh in self._on_scrape:
+            await refresh()
 
     def set_circuit_probe(self, probe: Callable[[], dict[tuple[str, str], str]]) -> None:
         self._circuits = probe
