@@ -179,6 +179,7 @@ async def _guarded_health(gw: Gateway, scope: Scope, receive: Receive, send: Sen
 async def _metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST
 
+    await gw.metrics.refresh()  # e.g. the shared budgets, read from Redis (proxy/budget_metrics.py)
     await send_bytes(send, 200, gw.metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
 
