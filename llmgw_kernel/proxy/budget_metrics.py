@@ -11,11 +11,18 @@ For every budget of the live policy, in its current calendar window:
 budget for *each* team / user / key (no ``name``) has one series per subject with spend in the
 window, the :data:`MAX_SUBJECTS` biggest spenders (bounded cardinality). Keys' own budgets
 (``budget_usd`` on a virtual key) are not exported: per-key detail is on ``/v1/llmgw/key``.
-Runs on the event loop with the rest of ``/metrics``, so it reads the state without a lock.
+
+One process reads its own in-memory state (on the event loop with the rest of ``/metrics``, so
+without a lock). With shared state (Redis) that would be one replica's share, so every process
+reports the shared figures instead: before ``/metrics`` renders, :meth:`BudgetCollector.refresh`
+reads them from Redis — at most once per :data:`REFRESH_S` per process, a fixed number of calls
+(one per series, plus one per "each subject" budget to rank the spenders), never on a request's
+path. While Redis does not answer, the gauges show this process's view, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,15 +32,24 @@ from prometheus_client.core import GaugeMetricFamily
 from ..decisions.limits import NANO
 
 if TYPE_CHECKING:
+    from ..policy.model import BudgetLimit
+    from ..state.admission import SharedLimits
     from .runtime import Gateway
 
 MAX_SUBJECTS = 50  # series per "each subject" budget: the biggest spenders in the window
+REFRESH_S = 5.0  # the shared figures are read from Redis at most this often, when /metrics is read
+_PUBLISHED = 4 * MAX_SUBJECTS  # a process's own biggest spenders it adds to the shared ranking
 _LABELS = ["scope", "who", "window", "mode"]
+
+Row = tuple[list[str], float, float, float]  # labels, limit, committed, reserved (USD)
 
 
 class BudgetCollector:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
+        self._shared: tuple[float, list[Row]] | None = None  # (read at, rows) from Redis
+        self._reading: asyncio.Future | None = None
+        gw.metrics.on_scrape(self.refresh)
 
     def describe(self) -> list[Any]:
         return []
@@ -42,31 +58,84 @@ class BudgetCollector:
         limit = GaugeMetricFamily("llmgw_budget_limit_usd", "Budget per window (live policy)", labels=_LABELS)
         spent = GaugeMetricFamily("llmgw_budget_spent_usd", "Committed spend in the current window", labels=_LABELS)
         held = GaugeMetricFamily("llmgw_budget_in_flight_usd", "Reserved by requests in flight", labels=_LABELS)
-        for labels, usd, committed, reserved in self.rows(time.time()):
+        now = time.time()
+        shared = self._shared
+        fresh = shared is not None and self.gw.shared is not None and now - shared[0] < 2 * REFRESH_S
+        for labels, usd, committed, reserved in shared[1] if fresh and shared else self.rows(now):
             limit.add_metric(labels, usd)
             spent.add_metric(labels, committed)
             held.add_metric(labels, reserved)
         yield from (limit, spent, held)
 
-    def rows(self, now: float) -> list[tuple[list[str], float, float, float]]:
-        """(labels, limit, committed, reserved) per budget series, in USD."""
-        gw = self.gw
-        budgets = gw.snapshot.policy.budgets
-        if budgets is None:
-            return []
-        limits = gw.limits
+    def rows(self, now: float) -> list[Row]:
+        """(labels, limit, committed, reserved) per budget series, in USD, as this process sees them."""
+        limits = self.gw.limits
         out = []
-        for b in budgets.limits:
-            start, _ = limits.bounds(now, b.window)
-            if b.scope == "global" or b.name is not None:
-                subjects = [None if b.scope == "global" else b.name]
-            else:
-                seen = [(amount, key[1]) for key, amount in limits.committed.items()
-                        if key[0] == b.scope and key[2] == b.window and key[3] == start]  # fmt: skip
-                subjects = [who for _, who in sorted(seen, key=lambda s: (-s[0], str(s[1])))[:MAX_SUBJECTS]]
-            for who in subjects:
+        for b, start in self._budgets(now):
+            for who in _named(b) or self._spenders(b, start, MAX_SUBJECTS):
                 bucket = (b.scope, who, b.window, start)
                 committed = limits.committed.get(bucket, 0) / NANO
                 reserved = limits.reserved.get(bucket, 0) / NANO
                 out.append(([b.scope, who or "", b.window, b.mode], b.usd, committed, reserved))
         return out
+
+    async def refresh(self) -> None:
+        """With shared state, read every series' figures from Redis unless they were read less
+        than :data:`REFRESH_S` ago (concurrent scrapes share one read). Redis not answering
+        leaves the gauges on this process's view until the next read."""
+        shared = self.gw.shared
+        now = time.time()
+        if shared is None or (self._shared is not None and now - self._shared[0] < REFRESH_S):
+            return
+        if self._reading is not None:
+            await asyncio.shield(self._reading)
+            return
+        self._reading = asyncio.get_running_loop().create_future()
+        from ..state.client import StateUnavailable
+
+        try:
+            self._shared = (now, await self._shared_rows(shared.limits, now))
+        except StateUnavailable:
+            self._shared = None
+        finally:
+            self._reading.set_result(None)
+            self._reading = None
+
+    async def _shared_rows(self, state: SharedLimits, now: float) -> list[Row]:
+        series: list[tuple[BudgetLimit, str | None, tuple]] = []
+        ranked: dict[tuple[str, str, float], list[str]] = {}
+        for b, start in self._budgets(now):
+            subjects = _named(b)
+            if subjects is None:
+                rank = (b.scope, b.window, start)
+                if rank not in ranked:
+                    mine = self._spenders(b, start, _PUBLISHED)
+                    ranked[rank] = await state.top_spenders(b.scope, b.window, start, mine, MAX_SUBJECTS)
+                subjects = list(ranked[rank])
+            series += [(b, who, (b.scope, who, b.window, start)) for who in subjects]
+        spends = await state.bucket_spends([bucket for _, _, bucket in series])
+        return [
+            ([b.scope, who or "", b.window, b.mode], b.usd, c / NANO, r / NANO)
+            for (b, who, _), (c, r) in zip(series, spends, strict=True)
+        ]
+
+    def _budgets(self, now: float) -> list[tuple[BudgetLimit, float]]:
+        """The live policy's budgets, each with the start of its current window."""
+        budgets = self.gw.snapshot.policy.budgets
+        if budgets is None:
+            return []
+        return [(b, self.gw.limits.bounds(now, b.window)[0]) for b in budgets.limits]
+
+    def _spenders(self, b: BudgetLimit, start: float, n: int) -> dict[str, int]:
+        """The ``n`` subjects of ``b``'s scope that spent most in the window, in this process's
+        view: subject -> committed nano-dollars, biggest first."""
+        seen = [(amount, key[1]) for key, amount in self.gw.limits.committed.items()
+                if key[0] == b.scope and key[2] == b.window and key[3] == start and key[1] is not None]  # fmt: skip
+        return {who: amount for amount, who in sorted(seen, key=lambda s: (-s[0], str(s[1])))[:n]}
+
+
+def _named(b: BudgetLimit) -> list[str | None] | None:
+    """The one subject of a global or named budget (None: global); None for an "each subject" budget."""
+    if b.scope == "global" or b.name is not None:
+        return [None if b.scope == "global" else b.name]
+    return None

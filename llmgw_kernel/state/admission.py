@@ -311,10 +311,35 @@ class SharedLimits:
     # -- reading --------------------------------------------------------------------------
     async def spend(self, scope: str, who: str | None, window: str, at: float) -> tuple[float, float]:
         """(committed, in flight) of one budget bucket at ``at``, across every process."""
-        bucket = (scope, who, window, self.local.bounds(at, window)[0])
-        key = self._bucket_key(bucket)
-        c, r = await self.client.eval(self._spend, [key], [], "spend")
-        return int(c) / NANO, int(r) / NANO
+        [(c, r)] = await self.bucket_spends([(scope, who, window, self.local.bounds(at, window)[0])])
+        return c / NANO, r / NANO
+
+    async def bucket_spends(self, buckets: list[tuple]) -> list[tuple[int, int]]:
+        """(committed, reserved) nano-dollars of each budget bucket ``(scope, who, window, start)``,
+        across every process: one script call each, sent together on the pipelined connection."""
+        calls = (self.client.eval(self._spend, [self._bucket_key(b)], [], "spend") for b in buckets)
+        return [(int(c), int(r)) for c, r in await asyncio.gather(*calls)]
+
+    async def top_spenders(self, scope: str, window: str, start: float, seen: dict[str, int], n: int) -> list[str]:
+        """The ``n`` subjects of ``scope`` that spent most in the window starting at ``start``,
+        over every process. Redis keeps no index of the buckets (finding them would scan its
+        keys), so each process adds to one sorted set per window the spend it has seen per
+        subject (``seen``: a lower bound of the shared spend — the figure its last admission read
+        plus its own settlements since), keeping each subject's largest; spend only grows within a
+        window, so the set ranks by the shared spend, as late as the last process to add to it."""
+        key = self.client.key("top", scope, window, int(start))
+        expire = self._expire_at((scope, None, window, start))
+
+        async def call() -> list[Any]:
+            pipe = self.client.redis.pipeline(transaction=False)
+            if seen:
+                pipe.zadd(key, dict(seen), gt=True)
+            pipe.expireat(key, expire)
+            pipe.zrevrange(key, 0, n - 1)
+            return await pipe.execute()
+
+        replies = await self.client.run(call, "budget view")
+        return [m.decode() for m in replies[-1]]
 
     async def fill_spend(self, rows: list[dict]) -> None:
         """Replace ``spent_usd`` / ``in_flight_usd`` of :meth:`Gateway.key_spend` rows with the
