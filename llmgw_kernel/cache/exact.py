@@ -32,6 +32,12 @@ class Entry(NamedTuple):
     usage: dict[str, Any] | None
 
 
+def visible(stored_at: float, ts: float, ttl_s: float) -> bool:
+    """Whether an answer stored at ``stored_at`` answers a request that arrived at ``ts`` (the
+    one visibility rule of the exact cache: this store, the shared one on Redis, and replay)."""
+    return stored_at < ts < stored_at + ttl_s
+
+
 class ExactStore:
     __slots__ = ("_entries", "_lock")
 
@@ -44,7 +50,7 @@ class ExactStore:
 
     def get(self, key: str, ts: float, ttl_s: float) -> Entry | None:
         entry = self._entries.get(key)
-        if entry is None or entry.body is None or not (entry.stored_at < ts < entry.stored_at + ttl_s):
+        if entry is None or entry.body is None or not visible(entry.stored_at, ts, ttl_s):
             return None
         return entry
 

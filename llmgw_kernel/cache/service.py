@@ -20,6 +20,13 @@ while the loop serves).
 State survives restarts: :meth:`CacheService.save` writes a snapshot on shutdown (and every
 ``SNAPSHOT_EVERY_S`` while it changes); on start the snapshot is loaded, or, when there is
 none, entries are rebuilt from the request log where it kept response bodies.
+
+With shared state (:meth:`CacheService.share`), the exact entries live in Redis instead
+(:mod:`llmgw_kernel.state.exact_cache`): a lookup and a store are each one pipelined script
+call, awaited, whose stamps the log keeps; the visibility rule stays
+:func:`~.exact.visible`. Redis not answering makes the lookup a miss and the store a no-op
+(``cache_reason`` and ``llmgw_state_unavailable_total`` say so), never an error. Semantic
+entries stay in this process.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
 
     from ..log.record import RequestRecord
     from ..policy.model import CacheSettings, Policy
+    from ..state.client import StateClient
+    from ..state.exact_cache import SharedExactCache
     from .semantic import SemanticStore
 
 log = logging.getLogger("llmgw.cache")
@@ -57,6 +66,8 @@ SNAPSHOT_EVERY_S = 60.0
 #: expiry but is slow to be looked up, e.g. a large upload, still sees what it may see)
 PURGE_MARGIN_S = 60.0
 SNAPSHOT_DIR = "cache"
+#: ``cache_reason`` of a request the shared exact cache could not answer (Redis unreachable)
+SHARED_UNAVAILABLE = "shared cache unavailable"
 
 
 class Hit(NamedTuple):
@@ -85,6 +96,14 @@ class CacheService:
         self.restored: str | None = None  # snapshot | log | empty, once start-up restore finished
         self.learning = Learning(self.caches, self.pool, Path(data_dir), self.embedder)
         self.bounded: dict[tuple[str, str], float] = {}  # (route, model) -> max_false_hit_rate in force
+        self.shared: SharedExactCache | None = None  # exact entries in Redis (None: in this process)
+
+    def share(self, client: StateClient) -> None:
+        """Keep exact entries in Redis through ``client`` from now on (call before :meth:`restore`:
+        the local exact stores are then neither restored nor consulted)."""
+        from ..state.exact_cache import SharedExactCache
+
+        self.shared = SharedExactCache(client, PURGE_MARGIN_S)
 
     def _stores(self) -> tuple[list[tuple[str, ExactStore]], list[tuple[tuple[str, str], SemanticStore]]]:
         """The exact and semantic stores, copied (another thread may be adding one)."""
@@ -115,6 +134,7 @@ class CacheService:
         exact, semantic = self._stores()
         return {
             "restored": self.restored,
+            "exact_store": "memory" if self.shared is None else ("redis" if self.shared.client.up else "redis (down)"),
             "exact_entries": {r: len(s) for r, s in exact},
             "semantic_entries": {f"{r} ({m})": len(s) for (r, m), s in semantic},
             "models": {name: (f"failed: {e.error}" if e.error else e.state) for name, e in self.embedders.items()},
@@ -159,7 +179,7 @@ class CacheService:
         after arrival but before this lookup may have replaced (same exact key) or evicted one
         the request could see, so replay needs the stores' state at this instant, not at arrival."""
         rec.cache_lookup_ts = time.time()  # the semantic job below is queued now, behind every earlier store
-        entry = self.caches.lookup_exact(q, rec.ts)
+        entry = await self._lookup_exact(q, rec) if self._shares(q) else self.caches.lookup_exact(q, rec.ts)
         if entry is not None:
             self.hits += 1
             rec.cache, rec.cache_source = "hit", entry.request_id
@@ -195,6 +215,44 @@ class CacheService:
         self.misses += 1
         return None
 
+    def _shares(self, q: Query) -> bool:
+        """Whether ``q``'s exact entry lives in Redis (shared state on, an exact cache, a key)."""
+        return self.shared is not None and q.settings.exact is not None and q.key is not None
+
+    async def _lookup_exact(self, q: Query, rec: RequestRecord) -> Entry | None:
+        """The shared exact entry visible to ``rec`` (None: a miss, also when Redis does not
+        answer). The lookup's stamp becomes ``cache_lookup_ts``: the stores it saw are exactly
+        those stamped before it."""
+        from ..state.client import StateUnavailable
+
+        assert self.shared is not None and q.settings.exact is not None and q.key is not None
+        if not q.read:
+            return None
+        try:
+            entry, rec.cache_lookup_ts = await self.shared.get(q.route, q.key, rec.ts, q.settings.exact.ttl_s)
+        except StateUnavailable:
+            rec.cache_reason = SHARED_UNAVAILABLE
+            self.shared.client.metrics.unavailable.labels("cache_miss").inc()
+            return None
+        return entry
+
+    async def _store_shared(self, q: Query, rec: RequestRecord, entry: Entry) -> float | None:
+        """File ``entry`` in Redis: its stamp, or None when it was not stored (reason on ``rec``)."""
+        from ..state.client import StateUnavailable
+
+        assert self.shared is not None and q.settings.exact is not None and q.key is not None
+        try:
+            stored = await self.shared.put(
+                q.route, q.key, entry, q.ns, rec.key_id, q.settings.exact.ttl_s, q.settings.exact.max_entries
+            )
+        except StateUnavailable:
+            self.shared.client.metrics.unavailable.labels("cache_not_stored").inc()
+            stored = None
+        if stored is None or stored.at is None:
+            rec.cache_reason = rec.cache_reason or (stored.reason if stored else f"not stored: {SHARED_UNAVAILABLE}")
+            return None
+        return stored.at
+
     def _semantic_job(self, q: Query, emb: Embedder, ts: float) -> Found | None:
         """Embed the prompt, compute its verification features, and (unless ``no-cache``) ask
         the decision core (None: not looked up)."""
@@ -203,15 +261,22 @@ class CacheService:
         q.features = decide.features(q.text)
         return self.caches.lookup_semantic(q, ts) if q.read else None
 
-    def store(self, q: Query, rec: RequestRecord, body: bytes | LazyBody) -> None:
-        """Keep a fresh answer (called on the loop right after it was served)."""
-        now = time.time()
-        rec.cache_stored_ts = now
+    async def store(self, q: Query, rec: RequestRecord, body: bytes | LazyBody) -> None:
+        """Keep a fresh answer (called on the loop once it is final, before its row is logged:
+        with shared state the row carries the store's stamp, so the store is awaited — one
+        pipelined round trip)."""
         usage = rec.usage if isinstance(rec.usage, dict) else None
-        entry = Entry(rec.request_id, now, body, rec.target, usage)  # type: ignore[arg-type]
-        self.caches.store_exact(q, entry)
+        stored_at: float | None
+        if self._shares(q):
+            fresh = Entry(rec.request_id, 0.0, body_bytes(body), rec.target, usage)
+            stored_at = await self._store_shared(q, rec, fresh)
+        else:
+            stored_at = time.time()
+            self.caches.store_exact(q, Entry(rec.request_id, stored_at, body, rec.target, usage))  # type: ignore[arg-type]
         if q.settings.semantic is not None and q.vector is not None:
-            self.pool.submit(self.caches.add_semantic, q, entry)
+            stored_at = stored_at or time.time()
+            self.pool.submit(self.caches.add_semantic, q, Entry(rec.request_id, stored_at, body, rec.target, usage))  # type: ignore[arg-type]
+        rec.cache_stored_ts = stored_at  # None: stored nowhere (the shared store did not take it)
         if q.nearest is not None:  # a miss under the bound: compare its answer with the nearest entry's
             rec.cache_verify = "shadow"
             self.learning.compare_later(q, q.nearest, body, rec.request_id, "shadow", None)
@@ -333,7 +398,7 @@ class CacheService:
             entry = Entry(row["request_id"], row["stored_at"], row["body"].encode(), row["target"], row["usage"])
             if row["kind"] == "exact":
                 settings = policy.cache_for(row["route"])
-                if settings is not None and settings.exact is not None:
+                if settings is not None and settings.exact is not None and self.shared is None:
                     self.caches.exact_store(row["route"]).put(row["key"], entry, settings.exact.max_entries)
                     n += 1
             else:
@@ -380,7 +445,7 @@ class CacheService:
             body_bytes = body.encode() if isinstance(body, str) else orjson.dumps(body)
             usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
             entry = Entry(rid, stored, body_bytes, target, usage)
-            if settings.exact is not None:
+            if settings.exact is not None and self.shared is None:  # shared: the entries are in Redis
                 self.caches.exact_store(route).put(decide.scoped(ns, key), entry, settings.exact.max_entries)
                 n += 1
             if settings.semantic is not None and vec is not None and ctx is not None and model:

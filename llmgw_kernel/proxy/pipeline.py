@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -132,13 +132,29 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task, flight: _Fligh
             return
 
 
+class Upstream(Protocol):
+    """How an attempt calls its target for an API that is not chat all the way: the request may
+    pass through to the provider's own endpoint (``proxy/passthrough.py``), answering the
+    pipeline in chat form. ``cache_control`` may impose a cache control on the request."""
+
+    def cache_control(self, body: dict[str, Any]) -> str | None: ...
+
+    async def chat(self, adapter: Adapter, target: Any, body: dict[str, Any]) -> Reply: ...
+
+    async def chat_stream(
+        self, adapter: Adapter, target: Any, body: dict[str, Any], include_usage: bool
+    ) -> StreamReply: ...
+
+
 class Inbound(NamedTuple):
-    """The client-facing API a request arrived on: its name (the log's ``api``) and ``parse``,
+    """The client-facing API a request arrived on: its name (the log's ``api``), ``parse``,
     which turns the raw body into the OpenAI request the pipeline serves (raising a
-    :class:`GatewayError`). The response side of another API is a translating ``send``."""
+    :class:`GatewayError`), and how its attempts call a target (``upstream``; None: the
+    adapter's chat API). The response side of another API is a translating ``send``."""
 
     api: str
     parse: Callable[[bytes, RequestRecord], Any]
+    upstream: Upstream | None = None
 
 
 def parse_json(raw: bytes, rec: RequestRecord) -> Any:
@@ -205,7 +221,7 @@ async def handle(
     async def finish() -> None:
         """The row is final: settle, count and journal it (before the response's last byte)."""
         if query is not None and rec.outcome == "ok" and rec.stream_events is not None:
-            gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
+            await gw.cache.store(query, rec, LazyBody(rec.stream_events, rec.usage))
         await _finish(gw, policy, rec, flight, t0, guard)
 
     gw.metrics.in_flight.inc()
@@ -248,7 +264,10 @@ async def handle(
             rec.body_mode = "redacted"
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
         if settings is not None:
-            query = gw.cache.prepare(settings, rec, body, _cache_control(cache_control), _cache_ns(cache_ns))
+            control = _cache_control(cache_control)
+            if inbound.upstream is not None:
+                control = inbound.upstream.cache_control(body) or control
+            query = gw.cache.prepare(settings, rec, body, control, _cache_ns(cache_ns))
             hit = await gw.cache.lookup(query, rec) if query is not None else None
             if hit is not None:
                 await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish, guard)
@@ -258,10 +277,12 @@ async def handle(
             headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
         if endpoint == "chat.completions" and body.get("stream"):
             rec.stream = True
-            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0, finish, guard)
+            await _serve_stream(gw, snap, rec, body, send, headers, flight, t0, finish, guard, inbound.upstream)
         else:
             method = "chat" if endpoint == "chat.completions" else "embeddings"
-            reply: Reply = await _attempt(gw, snap, rec, body, lambda a, t, b: getattr(a, method)(b, t))
+            upstream = inbound.upstream if method == "chat" else None
+            call = upstream.chat if upstream is not None else lambda a, t, b: getattr(a, method)(b, t)
+            reply: Reply = await _attempt(gw, snap, rec, body, call)
             rec.usage = reply.usage
             answer = reply.body
             if guard is not None and method == "chat":
@@ -272,7 +293,7 @@ async def handle(
             headers.append((b"content-length", str(len(answer)).encode()))
             rec.status, rec.outcome = 200, "ok"
             if query is not None:
-                gw.cache.store(query, rec, answer)
+                await gw.cache.store(query, rec, answer)
             await finish()
             await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
             await send({"type": "http.response.body", "body": answer})
@@ -528,7 +549,7 @@ def _fail(rec: RequestRecord, err: GatewayError) -> None:
 async def _serve_stream(
     gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any], send: Send,
     headers: list[tuple[bytes, bytes]], flight: _Flight, t0: float, finish: Callable[[], Awaitable[None]],
-    guard: RequestGuard | None,
+    guard: RequestGuard | None, upstream: Upstream | None = None,
 ) -> None:  # fmt: skip
     """Relay the upstream's stream (through the output guardrails: a ``block`` ends it with an
     error event). Its end — ``data: [DONE]``, or the error event of a stream that failed after
@@ -537,7 +558,10 @@ async def _serve_stream(
     include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
 
     async def start(adapter: Adapter, target: Any, b: dict[str, Any]) -> tuple[StreamReply, bytes | None]:
-        reply = await adapter.chat_stream(b, target, include_usage)
+        if upstream is None:
+            reply = await adapter.chat_stream(b, target, include_usage)
+        else:
+            reply = await upstream.chat_stream(adapter, target, b, include_usage)
         first = await anext(reply.events, None)  # fail over if the stream dies before its first event
         return reply, first
 

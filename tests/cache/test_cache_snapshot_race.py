@@ -34,7 +34,17 @@ def _store(svc: CacheService, policy, i: int, route: str, now: float) -> None:
     q = svc.prepare(policy.cache_for(route), rec, body, None, None)
     assert q is not None
     chunk = b'{"choices":[{"index":0,"delta":{"content":"x"}}]}'
-    svc.store(q, rec, LazyBody([chunk], None) if i % 3 == 0 else b'{"id":"x"}')
+    _completes_at_once(svc.store(q, rec, LazyBody([chunk], None) if i % 3 == 0 else b'{"id":"x"}'))
+
+
+def _completes_at_once(coro) -> None:
+    """Run the local store, which never waits (no loop turn: it runs on any thread), to its end."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise AssertionError("the local exact store waited on something")
 
 
 def _race(svc: CacheService, policy, seconds: float, saves: int, routes: list[str]) -> tuple[int, list[BaseException]]:
