@@ -120,11 +120,13 @@ class Gateway:
         # after the writer: it folds what a crash left in the journal into the log first
         self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         self.cache = CacheService(replica_home(self.data_dir, self.replica))  # a replica snapshots its own
-        self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
         self.metrics.registry.register(BudgetCollector(self))
         self._install(policy)
         self.shared = await start_shared_state(self, policy)
+        if self.shared is not None:  # exact-cache entries live in Redis: not restored here
+            self.cache.share(self.shared.client)
+        self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
 
