@@ -200,3 +200,75 @@ def test_an_iban_with_a_slip_in_its_national_check_digits_is_still_an_iban(cc: s
     assert iban_types(f"Transfer to IBAN {grouped(number)} please.") == ["IBAN_CODE"]
     broken = number[:2] + f"{(int(number[2:4]) + 1) % 100:02d}" + number[4:]
     assert iban_types(f"Transfer to IBAN {grouped(broken)} please.") == []
+
+
+@pytest.mark.parametrize("cc", sorted(IBANS))
+def test_a_country_code_written_apart_from_its_check_digits(cc: str) -> None:
+    """The country code one space apart from the check digits: "DE 89 3704 …"."""
+    v = IBANS[cc]
+    for text in (f"IBAN: {v[:2]} {v[2:4]} {grouped(v[4:])}.", f"Konto {v[:2]}\u00a0{v[2:4]} {v[4:]} bitte"):
+        got = [(t, s) for t, s in found(text) if t == "IBAN_CODE"]
+        assert len(got) == 1 and re.sub(r"[^A-Za-z0-9]", "", got[0][1]) == v, (text, found(text))
+
+
+def test_a_country_code_apart_counts_only_in_capitals() -> None:
+    """In lower case a word apart from two digits is prose ("at 12", "no 34", "de 89")."""
+    assert iban_types("iban de 89 3704 0044 0532 0130 00") == []
+    assert iban_types("IBAN DE 89 3704 0044 0532 0130 01") == []  # mod 97 fails
+
+
+def _mobile_passing_the_mst_check(prefix: str) -> str:
+    """A Vietnamese mobile number (``prefix`` is a carrier's) whose digits pass the MST check digit,
+    as one mobile number in eleven does."""
+    for k in range(1234567, 1235567):
+        v = f"{prefix}{k:07d}"
+        if mst.is_valid(v):
+            return v
+    raise AssertionError(prefix)
+
+
+MOBILE_MST = _mobile_passing_the_mst_check("090")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"MST 0100109106, SĐT {MOBILE_MST[:3]}-{MOBILE_MST[3:6]}-{MOBILE_MST[6:]}",
+        f"Mã số thuế: {MOBILE_MST[:3]}-{MOBILE_MST[3:6]}-{MOBILE_MST[6:]}",  # a tax code is never grouped
+        f"MST: {MOBILE_MST[:4]} {MOBILE_MST[4:7]} {MOBILE_MST[7:]}",
+        f"Mã số thuế công ty, số điện thoại {MOBILE_MST}",  # the phone word is the nearer
+    ],
+)
+def test_a_mobile_number_passing_the_tax_check_digit_is_a_phone(text: str) -> None:
+    digits = [re.sub(r"\D", "", s) for t, s in found(text) if t == "PHONE_NUMBER"]
+    assert MOBILE_MST in digits and ("VN_TAX_CODE", MOBILE_MST) not in found(text), found(text)
+
+
+def test_the_same_digits_as_one_block_after_a_tax_word_are_a_tax_code() -> None:
+    assert found(f"MST {MOBILE_MST}") == [("VN_TAX_CODE", MOBILE_MST)]
+    assert found(f"Mã số thuế: {MOBILE_MST}-001") == [("VN_TAX_CODE", f"{MOBILE_MST}-001")]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        (f"M.S.T: {TAX}", "VN_TAX_CODE", TAX),
+        (f"Công ty TNHH An Phát, M.S.T. {TAX2}", "VN_TAX_CODE", TAX2),
+        (f"m.s.t {TAX}-002", "VN_TAX_CODE", f"{TAX}-002"),
+        ("C.C.C.D số 079204001234", "VN_CCCD", "079204001234"),
+        ("S.T.K: 19035567889", "VN_BANK_ACCOUNT", "19035567889"),
+    ],
+)
+def test_an_abbreviation_written_with_dots(text: str, kind: str, value: str) -> None:
+    """Vietnamese initialisms are also written with a dot between their letters (M.S.T for mã số
+    thuế); spaced out ("M. S. T.") they are as likely a person's initials and do not count."""
+    assert found(text) == [(kind, value)]
+    assert [t for t, _ in found(f"M. S. T. {TAX}") if t == "VN_TAX_CODE"] == []
+
+
+def test_a_branch_code_is_ten_digits_a_dash_and_three() -> None:
+    """The branch suffix follows a tax code written as one; a grouped phone number and three digits
+    after it are not a branch's tax code."""
+    assert found(f"MST {TAX} - 001") == [("VN_TAX_CODE", f"{TAX} - 001")]
+    grouped_mobile = f"{MOBILE_MST[:3]}-{MOBILE_MST[3:6]}-{MOBILE_MST[6:]}"
+    assert ("VN_TAX_CODE", f"{grouped_mobile}-001") not in found(f"MST {grouped_mobile}-001")

@@ -67,6 +67,21 @@ for _kind, _words in CONTEXT_WORDS.items():
         _KINDS_OF[_w] = (*_KINDS_OF.get(_w, ()), _kind)
 
 
+def _dotted(kinds_of: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Each abbreviation (one word of three or more letters, no vowel: mst, sdt, cccd, stk) as also
+    written with a dot between its letters, as Vietnamese initialisms often are: M.S.T, S.Đ.T,
+    C.C.C.D (folded "m.s.t"; a dot after the last letter is not part of the word). Only with dots:
+    "M. S. T." or "M S T" are as likely a person's initials."""
+    return {
+        ".".join(word): kinds
+        for word, kinds in kinds_of.items()
+        if len(word) >= 3 and word.isalpha() and not set(word) & set("aeiouy")
+    }
+
+
+_KINDS_OF.update(_dotted(_KINDS_OF))
+
+
 _TOKEN = re.compile(r"[a-z0-9_#]+")
 _TOKEN_CHARS = "a-z0-9_#"
 

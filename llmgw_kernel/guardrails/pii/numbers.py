@@ -139,7 +139,7 @@ def classify(digits: str, raw: str, near: list[str], before: list[str] | None = 
         if s.lead in ("bank", "bankname") and "card" not in s.kinds:
             return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
         return "CREDIT_CARD", 0.98 if "card" in s.kinds else 0.95, "pii.card.luhn"
-    if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits):
+    if "tax" in s.kinds and n in (10, 13) and mst.is_valid(digits) and _written_as_tax_code(s):
         return "VN_TAX_CODE", 0.95, "pii.vn_tax_code.check_digit"
     if n == 12 and s.lead == "tax" and _cccd_shape(digits):
         # an individual's tax code is their CCCD number since 1 July 2025: one value, one type,
@@ -158,7 +158,7 @@ def classify(digits: str, raw: str, near: list[str], before: list[str] | None = 
             return "US_SSN", 0.85, "pii.us_ssn.shape"
     if 6 <= n <= 19 and s.lead == "bank":
         return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
-    if s.lead in _DECIDING_KINDS and (before is None or s.lead in before):
+    if s.lead in _DECIDING_KINDS and (before is None or s.lead in before) and not _written_as_phone(s):
         # "MST: <invalid check digit>" is no phone number either; but a type word only *after*
         # the number ("0912 345 678 và CCCD 0012…") names the next value, not this one
         return None
@@ -167,6 +167,26 @@ def classify(digits: str, raw: str, near: list[str], before: list[str] | None = 
     if 6 <= n <= 19 and s.lead == "bankname" and not phone:
         return "VN_BANK_ACCOUNT", 0.8, "pii.bank_account.context"
     return phone or _classify_weak(s)
+
+
+def _written_as_phone(s: _Span) -> bool:
+    """Whether 10 digits are a phone number by their writing, whatever word names them: a valid
+    Vietnamese number (a mobile's prefix) written in groups ("091-234-5678", "0912 345 678") or
+    nearer a phone word than any other type word. A tax code is printed as one block of 10 digits
+    (Circular 105/2020/TT-BTC; its only dash comes after them, before a branch's 3 digits), and
+    one mobile number in eleven passes the MST check digit by chance."""
+    d = s.digits
+    return len(d) == 10 and (s.lead == "phone" or not s.raw.isdigit()) and d[0] == "0" and _phone(d, "VN")
+
+
+def _written_as_tax_code(s: _Span) -> bool:
+    """10 digits not written as a phone number, or 13 as 10 of them, a dash and a branch's 3 digits."""
+    if len(s.digits) == 10:
+        return not _written_as_phone(s)
+    head, dash, branch = s.raw.rpartition("-")
+    if not dash or len(branch.strip()) != 3:
+        return False
+    return not _written_as_phone(_Span(s.digits[:10], head.rstrip(), s.near))
 
 
 def _classify_phone(s: _Span) -> tuple[str, float, str] | None:

@@ -34,10 +34,12 @@ _IPV6_GATE = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 # The scans below have no look-behind (it is tried at every position and costs more than the
 # scan); the character before a match is checked in code instead (``_starts_clean``).
-# a letter then two digits: where an IBAN's check digits and a passport number's digits start. One
-# scan for both, and one that starts on a digit: it fails at once on letters, where a letter-first
-# scan ("[A-Za-z]{2}\d\d", "[A-Z]\d{7,8}") tests every pair of letters (2-3x slower on prose)
-_LETTER_DIGITS = re.compile(r"\d(?<=[A-Za-z]\d)\d")
+# a letter then two digits: where an IBAN's check digits and a passport number's digits start; or
+# two capitals, a space and two digits: an IBAN whose country code stands apart ("DE 89 3704 …",
+# capitals only: "at 12 …", "no 34 …" are prose). One scan for all, and one that starts on a digit:
+# it fails at once on letters, where a letter-first scan ("[A-Za-z]{2}\d\d", "[A-Z]\d{7,8}") tests
+# every pair of letters (2-3x slower on prose)
+_LETTER_DIGITS = re.compile(r"\d(?:(?<=[A-Za-z]\d)|(?<=[A-Z]{2}[ \u00a0\u202f\u2009\t]\d))\d")
 #: IBAN length per country, from the SWIFT registry as python-stdnum ships it (BBAN structure
 #: "4!a6!n8!n": the lengths summed, plus the country code and check digits)
 IBAN_LENGTHS: dict[str, int] = {
@@ -101,11 +103,15 @@ def find_shapes(text: str, ctx: ContextIndex) -> Iterator[Finding]:
         yield from _ipv6(text)
     yield from _keys(text, ctx)
     for m in _LETTER_DIGITS.finditer(text):
-        at = m.start()
+        at, ascii_digits = m.start(), m.group().isascii()
+        if text[at - 1] in _IBAN_SPACES:  # the country code apart
+            if ascii_digits:
+                yield from _iban(text, at - 3, at)
+            continue
         if "A" <= text[at - 1] <= "Z":
             yield from _passport(text, at - 1, ctx)
-        if at >= 2 and m.group().isascii():
-            yield from _iban(text, at - 2)
+        if at >= 2 and ascii_digits:
+            yield from _iban(text, at - 2, at)
     yield from _plates(text, ctx)
 
 
@@ -182,15 +188,16 @@ def _ipv6(text: str) -> Iterator[Finding]:
             yield Finding("IP_ADDRESS", m.start(), m.end(), 0.9, "pii.ip.v6")
 
 
-def _iban(text: str, start: int) -> Iterator[Finding]:
-    """An IBAN at ``start``: a country code of the registry, two check digits, then exactly as many
-    characters as that country's IBAN holds, in any case, with at most one separator (or one line
-    break) between two characters; the country's BBAN structure and mod 97 (python-stdnum) decide."""
+def _iban(text: str, start: int, check: int) -> Iterator[Finding]:
+    """An IBAN at ``start``: a country code of the registry, its two check digits at ``check`` (right
+    after it, or one space apart), then exactly as many characters as that country's IBAN holds,
+    in any case, with at most one separator (or one line break) between two characters; the
+    country's BBAN structure and mod 97 (python-stdnum) decide."""
     cc = text[start : start + 2]
     size = IBAN_LENGTHS.get(cc.upper()) if cc.isascii() else None  # "ı".upper() is "I"
     if size is None or not _starts_clean(text, start, ""):
         return
-    end = _iban_end(text, start + 4, size - 4)
+    end = _iban_end(text, check + 2, size - 4)
     if end and _iban_valid(_ALNUM_ONLY.sub("", text[start:end])):
         yield Finding("IBAN_CODE", start, end, 0.97, "pii.iban.mod97")
 
