@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,18 +40,40 @@ if TYPE_CHECKING:
     from .window import Window
 
 
-@dataclass
 class ReplayResult:
-    """What a policy would have decided over a log window."""
+    """What a policy would have decided over a log window.
 
-    policy: Policy
-    decisions: pd.DataFrame
-    summary: dict[str, Any]
-    differences: dict[str, int] = field(default_factory=dict)
+    ``decisions`` may be given as a function that builds the frame: it is then built when first
+    read, once (:func:`replay` does so — a caller that reads only the summary never pays for a
+    frame of a million rows)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        decisions: pd.DataFrame | Callable[[], pd.DataFrame],
+        summary: dict[str, Any],
+        differences: dict[str, int] | None = None,
+    ) -> None:
+        self.policy, self.summary = policy, summary
+        self.differences: dict[str, int] = differences if differences is not None else {}
+        self._decisions = decisions
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        """One row per request (keyed by ``request_id``): each stage's logged and replayed columns."""
+        if callable(self._decisions):
+            self._decisions = self._decisions()
+        return self._decisions
 
     def compare_to_log(self) -> int:
         """Requests whose replayed decisions differ from the logged live ones (any stage)."""
+        counted = self.summary.get("differs_from_log", {}).get("any") if callable(self._decisions) else None
+        if counted is not None:  # the frame's ``differs`` column, counted before it was built
+            return int(counted)
         return int(self.decisions["differs"].sum()) if len(self.decisions) else 0
+
+    def __repr__(self) -> str:
+        return f"ReplayResult(policy {self.policy.version}, {self.summary.get('requests')} requests)"
 
 
 def replay(
@@ -127,8 +148,11 @@ def replay(
     if opened:
         con.close()
     _release_arrow_memory()
-    decisions = pd.DataFrame({k: to_pandas(v) for k, v in columns.items()}).set_index("request_id", drop=False)
-    return ReplayResult(pol, decisions, summary, differences)
+
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({k: to_pandas(v) for k, v in columns.items()}).set_index("request_id", drop=False)
+
+    return ReplayResult(pol, frame, summary, differences)
 
 
 def _release_arrow_memory() -> None:
