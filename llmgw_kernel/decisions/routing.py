@@ -27,6 +27,7 @@ import logging
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 
 import numpy as np
 
@@ -35,6 +36,8 @@ from .conditions import first_match
 from .context import RouteChoice, RouteContext, route_context
 
 log = logging.getLogger("llmgw.routing")
+#: keys hashed per batch by :func:`draws`
+DRAW_BATCH = 1 << 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,16 @@ def draws(policy_version: str, keys: Iterable[str]) -> np.ndarray:
     """:func:`draw` for many keys at once, as float64 (bit-identical: the 64-bit digest is
     rounded to the nearest double and scaled by 2**-64, exactly what ``int / 2**64`` does)."""
     copy = _draw_hasher(policy_version).copy
-    digests = []
-    for key in keys:
-        h = copy()
-        h.update(key.encode())
-        digests.append(h.digest())
-    return np.frombuffer(b"".join(digests), ">u8").astype(np.float64) / 2.0**64
+    out = bytearray()
+    it = iter(keys)
+    while batch := list(islice(it, DRAW_BATCH)):  # a few thousand digests alive at a time
+        digests = []
+        for key in batch:
+            h = copy()
+            h.update(key.encode())
+            digests.append(h.digest())
+        out += b"".join(digests)
+    return np.frombuffer(out, ">u8").astype(np.float64) / 2.0**64
 
 
 class UnknownRoute(KeyError):

@@ -16,7 +16,7 @@ Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,6 +70,8 @@ class RoutingDecisions:
 
 #: requests planned per call (their ids and contexts are Python objects while planned)
 PLAN_CHUNK_ROWS = 1 << 19
+#: request ids held as Python str at once while a chunk is drawn
+ID_BATCH_ROWS = 1 << 14
 ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target", "origin")
 
 
@@ -114,13 +116,32 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
         # a route that plans every request alike needs no ids (only how many)
-        ids = window.arrow("request_id").take(chunk).to_pylist() if per_request else [""] * len(chunk)
+        ids = ArrowStrings(window.take("request_id", chunk)) if per_request else [""] * len(chunk)
         contexts = logged_contexts(window, chunk) if needs_context(policy, route) else None
         bulk = plan_routes(policy, route, ids, contexts)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
         reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
         out.plan_codes[chunk] = plan_map[bulk.codes]
         out.reason_codes[chunk] = reason_map[bulk.reason_codes]
+
+
+class ArrowStrings(Sequence[str]):
+    """An Arrow string array read as a sequence of str, iterated in batches of
+    :data:`ID_BATCH_ROWS`: the draws hash a million request ids with a few thousand Python
+    strings alive at a time, not a million (each one a fresh page of memory to touch)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return self.array[i].as_py()  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        for lo in range(0, len(self.array), ID_BATCH_ROWS):
+            yield from self.array.slice(lo, ID_BATCH_ROWS).to_pylist()
 
 
 def _objects(values: list[Any], codes: np.ndarray) -> np.ndarray:

@@ -394,9 +394,10 @@ class Window(dict[str, Any]):
             col = self._column(name)
             if pa.types.is_null(col.type):  # a column the log predates
                 return np.full(len(col), -1, np.int32), []
+            whole = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)  # one kernel call, not one per chunk
             if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-                col = pc.binary_join(col, PLAN_SEP)
-            enc = (col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)).dictionary_encode()
+                whole = pc.binary_join(whole, PLAN_SEP)
+            enc = whole.dictionary_encode()
             codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
             self._memo[key] = (codes, enc.dictionary.to_pylist())
         return self._memo[key]  # type: ignore[no-any-return]

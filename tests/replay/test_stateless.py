@@ -145,3 +145,28 @@ def test_a_coded_column_reads_as_the_list_it_codes() -> None:
         plain = [values[c] if c >= 0 else None for c in codes]
         assert list(coded) == plain == [coded[i] for i in range(len(coded))] == list(as_objects(coded))
         pd.testing.assert_frame_equal(pd.DataFrame({"c": coded.to_pandas()}), pd.DataFrame({"c": plain}))
+
+
+def test_the_decisions_frame_is_built_when_first_read(
+    synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that reads only the summary (the benchmark, a sweep) never pays for the frame;
+    ``compare_to_log()`` counts what the frame's ``differs`` column would; the frame is built once."""
+    from llmgw_kernel.replay import columns
+
+    built: list[int] = []
+    to_pandas = columns.to_pandas
+
+    def counting(column: Any) -> Any:
+        built.append(1)
+        return to_pandas(column)
+
+    monkeypatch.setattr(columns, "to_pandas", counting)
+    result = replay(_write(_candidates()["routing"], tmp_path, "routing"), str(synthetic))
+    assert result.summary["requests"] == 12_000 and not built
+    differs = result.compare_to_log()
+    assert differs == result.summary["differs_from_log"]["any"] > 0 and not built
+    frame = result.decisions
+    assert built and result.decisions is frame
+    assert int(frame["differs"].sum()) == differs == result.compare_to_log()
+    assert len(frame) == 12_000 and frame.index.name == "request_id"
