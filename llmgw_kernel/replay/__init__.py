@@ -110,7 +110,9 @@ def replay(
     from .stages import REPLAY_COLUMNS, STAGES, decide
     from .window import LOG_COLUMNS, load_window
 
-    window = load_window(con, since, until, where, params, (*LOG_COLUMNS, *GUARDRAIL_COLUMNS), REPLAY_COLUMNS)
+    # the logged verdicts in the same scan: the guardrails stage reads them (mostly NULL) in every replay
+    window = load_window(con, since, until, where, params, (*LOG_COLUMNS, *GUARDRAIL_COLUMNS),
+                         (*REPLAY_COLUMNS, "guardrails"))  # fmt: skip
     by_version = {v: load_policy(p) for v, p in versions.items()} if versions else None
     # guardrails decide first: a request the candidate blocks on input reaches no other stage
     rails = guardrail_decisions(pol, window, by_version)
