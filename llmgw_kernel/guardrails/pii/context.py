@@ -10,7 +10,6 @@ The ``negative`` kind names things that look like identifiers but are not person
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 #: kind -> context words (folded: lower case, no diacritics). Written from the public vocabulary
@@ -150,10 +149,16 @@ def _phrases(
                 out.append((m.start(), m.end(), _kinds(m.group())))
                 pos = m.end()
     for m in _PHRASE.finditer(folded, pos, hi):
-        if last_start is not None and m.start() > last_start:
+        start, end = m.span()
+        if last_start is not None and start > last_start:
             break
-        if _counts(m, text):
-            out.append((m.start(), m.end(), _kinds(m.group())))
+        matched = m.group()
+        kinds = _KINDS_OF.get(matched)  # words one space apart, as written in the lists: most phrases
+        if kinds is None:
+            kinds = _kinds(matched)
+        elif matched in CAPITALS_ONLY and not _counts(m, text):
+            continue
+        out.append((start, end, kinds))
     return out
 
 
@@ -190,13 +195,14 @@ class ContextIndex:
         """Kinds of the words ending at most 40 characters before ``start``, nearest first."""
         got = self._before.get(start)
         if got is None:
-            near = [
-                p
-                for p in _phrases(self.folded, max(0, start - _REACH), start, text=self.text)
-                if start - p[1] <= _BEFORE
-            ]
-            # left to right is farthest first; a phrase's own kinds keep their order
-            got = self._before[start] = _distinct(k for p in reversed(near) for k in p[2])
+            kinds: list[str] = []
+            # right to left is nearest first (phrases never overlap: their ends grow with their
+            # starts); a phrase's own kinds keep their order
+            for _, end, of_phrase in reversed(_phrases(self.folded, max(0, start - _REACH), start, text=self.text)):
+                if start - end > _BEFORE:
+                    break
+                kinds += of_phrase
+            got = self._before[start] = _distinct(kinds)
         return got
 
     def _kinds_after(self, end: int) -> list[str]:
@@ -204,16 +210,17 @@ class ContextIndex:
         got = self._after.get(end)
         if got is None:
             hi = min(len(self.folded), end + _REACH)
-            got = self._after[end] = _distinct(
-                k for _, _, ks in _phrases(self.folded, end, hi, end + _AFTER, self.text) for k in ks
-            )
+            kinds: list[str] = []
+            for _, _, of_phrase in _phrases(self.folded, end, hi, end + _AFTER, self.text):
+                kinds += of_phrase
+            got = self._after[end] = _distinct(kinds)
         return got
 
     def far_before(self, start: int) -> list[str]:
         """Kinds of the words ending at most ``FAR_BEFORE`` characters before ``start``, nearest
         first (not memoised: asked only for the rare value that a far word may decide)."""
         near = _phrases(self.folded, max(0, start - FAR_BEFORE - _REACH + _BEFORE), start, text=self.text)
-        return _distinct(k for p in reversed(near) if start - p[1] <= FAR_BEFORE for k in p[2])
+        return _distinct([k for p in reversed(near) if start - p[1] <= FAR_BEFORE for k in p[2]])
 
     def near(self, start: int, end: int, after: bool = True) -> list[str]:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
@@ -221,8 +228,8 @@ class ContextIndex:
         after it (a word after counts as farther than any word before)."""
         before = self._kinds_before(start)
         later = self._kinds_after(end) if after else ()
-        return before + [k for k in later if k not in before] if later else list(before)
+        return before + [k for k in later if k not in before] if later else before[:]
 
 
-def _distinct(kinds: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(kinds))
+def _distinct(kinds: list[str]) -> list[str]:
+    return list(dict.fromkeys(kinds)) if len(kinds) > 1 else kinds

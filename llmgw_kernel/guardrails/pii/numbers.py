@@ -24,7 +24,10 @@ from llmgw_kernel.guardrails.findings import Finding
 from .context import ContextIndex
 from .shapes import IPV4, ipv4
 
-_CORE = re.compile(r"\d++(?:(?:[ .\-]|\s-\s)\d++)*+")  # starts with a digit: the scan skips fast
+# starts with a digit: the scan skips fast. The look-ahead lets through only what can be a run of 7
+# characters or more (the shortest value) or an area code "(028)": the short runs (years, counts,
+# prices, a date's parts) fail inside the scan instead of costing a Python step each.
+_CORE = re.compile(r"\d(?=[\d\s.\-]{6}|[\d .\-]{0,3}\))\d*+(?:(?:[ .\-]|\s-\s)\d++)*+")
 _PAREN_TAIL = re.compile(r"\)[ .\-]?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
@@ -259,6 +262,7 @@ def _runs(text: str) -> Iterator[tuple[int, int]]:
 
 def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]:
     """Findings for every validated digit span of ``text``."""
+    memo: _Memo = {}
     for start, end in _runs(text):
         if end - start < _MIN_DIGITS:
             continue  # years, counts, small amounts: most runs, and never long enough to be PII
@@ -275,7 +279,7 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
         raw = text[start:end]
         if _is_amount(folded, start, end) or _DATE.fullmatch(raw):
             continue
-        yield from _split(text, raw, start, ctx)
+        yield from _split(text, raw, start, ctx, memo)
 
 
 def _clean_ip(text: str, start: int, end: int) -> bool:
@@ -287,9 +291,33 @@ def _clean_ip(text: str, start: int, end: int) -> bool:
     return not nxt or not (nxt[0].isalnum() or nxt[0] == "_" or (nxt[0] == "." and nxt[1:].isdigit()))
 
 
-def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Finding]:
+_Class = tuple[str, float, str] | None
+_Memo = dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], _Class]
+
+
+def _classified(memo: _Memo, digits: str, raw: str, near: list[str], before: list[str]) -> _Class:
+    """``classify``, once per distinct value, writing and context words within one text: it is a
+    pure function of them, and a text that repeats a value (a thread quoting its earlier turns, a
+    signature under every message) asks again with the same words around it."""
+    key = (digits, raw, tuple(near), tuple(before))
+    if key in memo:
+        return memo[key]
+    got = memo[key] = classify(digits, raw, near, before)
+    return got
+
+
+def _split(text: str, raw: str, offset: int, ctx: ContextIndex, memo: _Memo) -> Iterator[Finding]:
     """The longest validating sub-spans of whole digit groups of one run, left to right; only spans
     of 7 to 19 digits are tried (no type is shorter or longer)."""
+    if raw.isdigit():  # one group (most runs): itself is the only span
+        if len(raw) <= _MAX_DIGITS:
+            hit = _classified(
+                memo, raw, raw, ctx.near(offset, offset + len(raw)), ctx.near(offset, offset + len(raw), False)
+            )
+            if hit:
+                hit = _far_tax(hit, ctx, offset)
+                yield Finding(hit[0], offset, offset + len(raw), hit[1], hit[2])
+        return
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(raw)]
     digits = "".join(raw[a:b] for a, b in groups)
     cum = [0]  # cum[k]: digits in groups[:k]
@@ -307,7 +335,9 @@ def _split(text: str, raw: str, offset: int, ctx: ContextIndex) -> Iterator[Find
             s = 0 if i == 0 else groups[i][0]  # the first span keeps a leading + or (area code)
             e = groups[j][1]
             near = ctx.near(offset + s, offset + e)
-            hit = classify(digits[cum[i] : cum[j + 1]], raw[s:e], near, ctx.near(offset + s, offset + e, after=False))
+            hit = _classified(
+                memo, digits[cum[i] : cum[j + 1]], raw[s:e], near, ctx.near(offset + s, offset + e, False)
+            )
             if hit:
                 hit = _far_tax(hit, ctx, offset + s)
                 found = (j, Finding(hit[0], offset + s, offset + e, hit[1], hit[2]))

@@ -59,6 +59,8 @@ _KEY_PREFIXES = (
     "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "AIza", "glpat-", "hf_",
     "_live_", "_test_", "SG.", "eyJ", "-----BEGIN",
 )  # fmt: skip
+# one scan for any of them (18 substring searches cost twice as much on 4 KB of Vietnamese)
+_KEY_PREFIX = re.compile("|".join(map(re.escape, _KEY_PREFIXES)))
 _KNOWN_KEYS = re.compile(
     r"(?<![\w-])(?:"
     r"sk-(?:proj-|ant-(?:api\d\d-)?|or-v1-|svcacct-)?[A-Za-z0-9_\-]{20,}"
@@ -260,11 +262,9 @@ def _skip_spaces(text: str, pos: int) -> int:
 
 
 def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
-    known: list[tuple[int, int]] = []
-    if any(p in text for p in _KEY_PREFIXES):
-        for m in _KNOWN_KEYS.finditer(text):
-            known.append(m.span())
-            yield Finding("API_KEY", m.start(), m.end(), 0.97, "pii.api_key.prefix")
+    known = list(_known_keys(text))
+    for a, b in known:
+        yield Finding("API_KEY", a, b, 0.97, "pii.api_key.prefix")
     for start, tok in _long_tokens(text):
         if any(a <= start < b for a, b in known) or _classes(tok) < 3:
             continue
@@ -274,6 +274,22 @@ def _keys(text: str, ctx: ContextIndex) -> Iterator[Finding]:
             yield Finding("API_KEY", start, end, 0.85, "pii.api_key.context_entropy")
         elif len(tok) >= 32 and ent >= 4.2:
             yield Finding("API_KEY", start, end, 0.6, "pii.api_key.entropy")
+
+
+def _known_keys(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of the keys with a published prefix, as ``_KNOWN_KEYS.finditer`` finds them, tried only
+    where a prefix occurs (every key starts at its prefix, or 2 characters before ``_live_`` and
+    ``_test_``): the look-behind that opens the pattern makes a scan of the whole text cost ~80 µs
+    per 4 KB. A prefix inside a key found already is skipped, as the scan would."""
+    done = 0
+    for p in _KEY_PREFIX.finditer(text):
+        at = p.start() - 2 if p.group()[0] == "_" else p.start()
+        if at < done:
+            continue
+        m = _KNOWN_KEYS.match(text, at)
+        if m:
+            done = m.end()
+            yield m.span()
 
 
 def _long_tokens(text: str) -> Iterator[tuple[int, str]]:

@@ -1,0 +1,100 @@
+"""The PII detector's fast paths answer exactly what the plain computations they replace answer.
+
+Each speed-up of the format checks (``benchmarks/guardrails.py``) skips work that cannot change a
+finding: a digit-run scan that drops short runs inside the regex, known keys tried only where a
+prefix occurs, one classification per repeated value and context, the context words' kinds
+gathered without intermediate lists. Here each is compared with the plain computation on texts
+written to reach their edges (runs of every length around parentheses, keys nested in a PEM
+block, a value repeated under different words).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from llmgw_kernel.guardrails.pii import numbers, pii_detector, shapes
+from llmgw_kernel.guardrails.pii.context import _AFTER, _BEFORE, _REACH, ContextIndex, _phrases
+from llmgw_kernel.guardrails.pii.fold import fold
+
+# the digit-run scan before the look-ahead: every run, short or long
+_PLAIN_CORE = re.compile(r"\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
+
+TEXTS = [
+    "Gọi (028) 3822 9999 hoặc (0) 912 345 678, +84 (0) 912 345 678, (+84) 35 123 4567.",
+    "1 2 3 4 5 6 7, 12 34 56 7, 123-456 - 7890, 12.500.000đ, 15/03/2024, 2024-03-18, 1.2.3.4.5.6.7",
+    "(1)(22)(333)(4444)(55555) (12 3) 456, (9 9 9) 12, (12-3)4567890 (1234) 5 6 7 8",
+    "năm 2024 có 365 ngày\t12\t-\t345 6789 và 12  34 56 78 9 (hai dấu cách), 1234567 12345678901234567890",
+    "SĐT: 0912.345.678 / 0912-345-678 / 0912 345 678; MST 0100109106-001; CCCD 079192004512",
+]
+KEY_TEXTS = [
+    "sk-proj-Zx81Qp0LmN4vR7tY2wB9cK5dHs6Jf3Ug and AKIAIOSFODNN7EXAMPLE, ghp_" + "a1B2" * 9,
+    "key=sk_live_4eC39HqLyjWDarjtT1zdp7dc, rk_test_" + "Zz9" * 8 + " xoxb-1234567890-abc hf_" + "q" * 30,
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIE sk-" + "A1b2" * 6 + " AKIA" + "B" * 16 + "\n-----END RSA PRIVATE KEY----- "
+    "then AIza" + "x" * 35 + " glpat-" + "y" * 20 + " SG." + "a" * 16 + "." + "b" * 16,
+    "eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKK ghp_" + "c" * 30 + "ASIA" + "D" * 16 + " _live_x sk_live_",
+    "xsk-" + "a" * 25 + " -sk-" + "b" * 25 + " github_pat_" + "Q" * 22 + " hf_live_" + "r" * 20,
+]
+
+
+def _plain_runs(text: str) -> list[tuple[int, int]]:
+    """``numbers._runs`` over the plain scan, kept where the detector would look at them: 7
+    characters or more."""
+    saved = numbers._CORE
+    numbers._CORE = _PLAIN_CORE
+    try:
+        return [(a, b) for a, b in numbers._runs(text) if b - a >= 7]
+    finally:
+        numbers._CORE = saved
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_run_scan_finds_every_run_of_seven_characters_or_an_area_code(text: str) -> None:
+    got = [(a, b) for a, b in numbers._runs(text) if b - a >= 7]
+    assert got == _plain_runs(text)
+    assert got  # each text holds runs the detector looks at
+
+
+def test_the_run_scan_keeps_the_area_code_before_a_parenthesis() -> None:
+    text = "(028) 3822 9999"
+    assert list(numbers._runs(text)) == [(0, len(text))]
+
+
+@pytest.mark.parametrize("text", KEY_TEXTS)
+def test_known_keys_tried_at_their_prefixes_are_the_keys_a_scan_finds(text: str) -> None:
+    assert list(shapes._known_keys(text)) == [m.span() for m in shapes._KNOWN_KEYS.finditer(text)]
+    assert list(shapes._known_keys(text))
+
+
+def test_a_repeated_value_is_classified_by_its_own_context_words() -> None:
+    """One classification per value *and* words around it: the same digits after another word
+    are classified again."""
+    text = "CCCD 079192004512. Mã đơn hàng 079192004512. CCCD 079192004512."
+    found = [(f.type, f.start) for f in pii_detector().find(text)]
+    assert found == [("VN_CCCD", 5), ("VN_CCCD", 50)]
+
+
+def _plain_near(folded: str, text: str, start: int, end: int, after: bool) -> list[str]:
+    """The kinds near ``[start, end)`` as ``ContextIndex.near`` defines them, from the windows'
+    phrases with nothing skipped."""
+    before = [p for p in _phrases(folded, max(0, start - _REACH), start, text=text) if start - p[1] <= _BEFORE]
+    kinds = list(dict.fromkeys(k for p in reversed(before) for k in p[2]))
+    if after:
+        later = _phrases(folded, end, min(len(folded), end + _REACH), end + _AFTER, text)
+        kinds += [k for k in dict.fromkeys(k for p in later for k in p[2]) if k not in kinds]
+    return kinds
+
+
+def test_context_kinds_are_those_of_the_windows_phrases() -> None:
+    text = (
+        "Số tài khoản / STK: 0123 456 789, hotline 1900 6868; TIN: 0100109106 tin nhắn 0912 345 678. "
+        "MST của Công ty Cổ phần ABC là 0100109106, so dien thoai  (zalo)  0912345678 ck vcb 190355678890 "
+        "#sdt 0912345678 _cccd 079192004512 order 12345678 passport C1234567"
+    )
+    folded = fold(text)
+    ctx = ContextIndex.of(folded, text)
+    for start in range(0, len(text), 3):
+        for end in (e for e in (start + 7, start + 12) if e <= len(text)):
+            for after in (True, False):
+                assert ctx.near(start, end, after) == _plain_near(folded, text, start, end, after), (start, end)
