@@ -27,6 +27,9 @@ request, not what it could serve with a core of its own; ``--proxy-cpu 0,1`` giv
 cores (shared with the load generator and the mock).
 
     .venv/bin/python benchmarks/workers_peer.py --rounds 3 [--duration 10] [--configs w1,w2-redis]
+
+The harness is looked for at ``../shared/bench/gateway-peers`` beside the repository
+(``BENCH_HARNESS=DIR`` to point elsewhere, e.g. when running from a git worktree).
 """
 
 from __future__ import annotations
