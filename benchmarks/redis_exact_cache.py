@@ -108,9 +108,11 @@ async def _measure(url: str | None, n: int, body: bytes, in_flight: int, tag: st
     from llmgw_kernel.state.config import RedisSettings
 
     policy = _policy()
-    svc = CacheService(Path(tempfile.mkdtemp(prefix="llmgw-xc-bench-")))
+    home = Path(tempfile.mkdtemp(prefix="llmgw-xc-bench-"))
+    svc = CacheService(home)
     if url is not None:  # long timeouts: a timeout would measure the fallback (checked below)
-        svc.share(StateClient(url, RedisSettings(command_timeout_ms=10_000, connect_timeout_ms=10_000)))
+        client = StateClient(url, RedisSettings(command_timeout_ms=10_000, connect_timeout_ms=10_000))
+        svc.share(client, home, lambda: None, lambda: policy)  # no log there: nothing to seed
 
     async def store(q: Any, rec: Any) -> None:
         await svc.store(q, rec, body)

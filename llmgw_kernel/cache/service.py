@@ -32,11 +32,13 @@ entries stay in this process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from ..log.record import RequestRecord
     from ..policy.model import CacheSettings, Policy
     from ..state.client import StateClient
-    from ..state.exact_cache import SharedExactCache
+    from ..state.exact_cache import Logged, SharedExactCache
     from .semantic import SemanticStore
 
 log = logging.getLogger("llmgw.cache")
@@ -97,13 +99,43 @@ class CacheService:
         self.learning = Learning(self.caches, self.pool, Path(data_dir), self.embedder)
         self.bounded: dict[tuple[str, str], float] = {}  # (route, model) -> max_false_hit_rate in force
         self.shared: SharedExactCache | None = None  # exact entries in Redis (None: in this process)
+        self._seeding: asyncio.Task | None = None  # the start-up seeding of Redis from the log
 
-    def share(self, client: StateClient) -> None:
-        """Keep exact entries in Redis through ``client`` from now on (call before :meth:`restore`:
-        the local exact stores are then neither restored nor consulted)."""
+    def share(self, client: StateClient, log_dir: Path, flush: Callable[[], Any], policy: Callable[[], Policy]) -> None:
+        """Keep exact entries in Redis through ``client`` from now on (call on the loop, before
+        :meth:`restore`: the local exact stores are then neither restored nor consulted), and
+        seed Redis from the log of ``log_dir`` now and whenever it answers again (``flush``
+        writes this process's buffered rows first; ``policy`` is the one in force)."""
         from ..state.exact_cache import SharedExactCache
+        from ..state.seed import dir_id
 
         self.shared = SharedExactCache(client, PURGE_MARGIN_S)
+        seed = functools.partial(self.seed_shared, log_dir, dir_id(log_dir), flush, policy)
+        client.on_up(seed)
+        self._seeding = asyncio.get_running_loop().create_task(seed())
+
+    async def seed_shared(
+        self, log_dir: Path, dir_id: str, flush: Callable[[], Any], policy: Callable[[], Policy]
+    ) -> None:
+        """Give Redis this data directory's logged answers unless it holds them already (a
+        first start, or Redis came back empty). Never raises: a Redis that stops answering
+        meanwhile is seeded when it is back."""
+        from ..state.client import StateUnavailable
+
+        assert self.shared is not None
+        try:
+            if await self.shared.seeded(dir_id):
+                return
+            await asyncio.to_thread(flush)
+            logged = await asyncio.to_thread(_logged_exact, policy(), log_dir)
+            n = await self.shared.seed(dir_id, logged)
+        except StateUnavailable as exc:
+            log.warning("shared exact cache: not seeded from the log yet (%s)", exc)
+            return
+        except Exception:
+            log.exception("shared exact cache: seeding from the log failed")
+            return
+        log.info("shared exact cache: %d answers of %d in the log filed in Redis", n, len(logged))
 
     def _stores(self) -> tuple[list[tuple[str, ExactStore]], list[tuple[tuple[str, str], SemanticStore]]]:
         """The exact and semantic stores, copied (another thread may be adding one)."""
@@ -416,47 +448,25 @@ class CacheService:
     def _rebuild_from_log(self, policy: Policy, log_dir: Path) -> int:
         import numpy as np
 
-        from ..log.reader import open_log
-
-        try:
-            con = open_log(log_dir)
-        except Exception as exc:  # no log yet
-            log.info("no cache rebuild from the log: %s", exc)
-            return 0
-        horizon = time.time() - max(decide.longest_ttl(policy), 0)
-        try:
-            rows = con.execute(
-                "SELECT request_id, route, cache_stored_ts, response_body, target, prompt_tokens, completion_tokens, "
-                "cache_namespace, cache_key, cache_context, embedding, embedding_model, cache_features "
-                "FROM requests WHERE cache_stored_ts IS NOT NULL AND cache_stored_ts > ? AND response_body IS NOT NULL "
-                "ORDER BY cache_stored_ts",
-                [horizon],
-            ).fetchall()
-        except Exception as exc:  # an old log without the cache columns
-            log.info("no cache rebuild from the log: %s", exc)
-            return 0
-        finally:
-            con.close()
         n = 0
-        for rid, route, stored, body, target, pt, ct, ns, key, ctx, vec, model, feats in rows:
-            settings = policy.cache_for(route)
-            if settings is None or ns is None or key is None:
-                continue
-            body_bytes = body.encode() if isinstance(body, str) else orjson.dumps(body)
-            usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
-            entry = Entry(rid, stored, body_bytes, target, usage)
+        for row in _stored_rows(policy, log_dir):
+            settings = policy.cache_for(row.route)
+            assert settings is not None
             if settings.exact is not None and self.shared is None:  # shared: the entries are in Redis
-                self.caches.exact_store(route).put(decide.scoped(ns, key), entry, settings.exact.max_entries)
+                self.caches.exact_store(row.route).put(
+                    decide.scoped(row.ns, row.key), row.entry, settings.exact.max_entries
+                )
                 n += 1
-            if settings.semantic is not None and vec is not None and ctx is not None and model:
-                arr = np.asarray(vec, np.float32)
+            if settings.semantic is not None and row.vec is not None and row.ctx is not None and row.model:
+                arr = np.asarray(row.vec, np.float32)
+                feats = row.feats
                 f = (
                     decide.Features.from_json(orjson.loads(feats) if isinstance(feats, str) else feats)
                     if feats
                     else None
                 )
-                store = self.caches.semantic_store(route, model, len(arr))
-                store.add(ns, ctx, arr, entry, f, settings.semantic.max_entries)
+                store = self.caches.semantic_store(row.route, row.model, len(arr))
+                store.add(row.ns, row.ctx, arr, row.entry, f, settings.semantic.max_entries)
         return n
 
     def close(self) -> None:
@@ -491,6 +501,68 @@ class LazyBody:
             body = self._body = orjson.dumps(completion)
             self._events = None
         return body
+
+
+class _StoredRow(NamedTuple):
+    """A logged answer that entered the cache, with what each store needs of it."""
+
+    route: str
+    ns: str
+    key: str  # unscoped exact key
+    key_id: str | None
+    entry: Entry
+    ctx: str | None
+    vec: Any
+    model: str | None
+    feats: Any
+
+
+def _stored_rows(policy: Policy, log_dir: Path) -> list[_StoredRow]:
+    """The answers the request log says entered a cache of ``policy`` within its longest TTL,
+    oldest first (only where the log kept the response body); [] without a log."""
+    from ..log.reader import open_log
+
+    try:
+        con = open_log(log_dir)
+    except Exception as exc:  # no log yet
+        log.info("no cache rebuild from the log: %s", exc)
+        return []
+    horizon = time.time() - max(decide.longest_ttl(policy), 0)
+    try:
+        rows = con.execute(
+            "SELECT request_id, route, cache_stored_ts, response_body, target, prompt_tokens, completion_tokens, "
+            "cache_namespace, cache_key, cache_context, embedding, embedding_model, cache_features, key_id "
+            "FROM requests WHERE cache_stored_ts IS NOT NULL AND cache_stored_ts > ? AND response_body IS NOT NULL "
+            "ORDER BY cache_stored_ts",
+            [horizon],
+        ).fetchall()
+    except Exception as exc:  # an old log without the cache columns
+        log.info("no cache rebuild from the log: %s", exc)
+        return []
+    finally:
+        con.close()
+    out = []
+    for rid, route, stored, body, target, pt, ct, ns, key, ctx, vec, model, feats, kid in rows:
+        if policy.cache_for(route) is None or ns is None or key is None:
+            continue
+        raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
+        usage = {"prompt_tokens": pt, "completion_tokens": ct} if pt is not None or ct is not None else None
+        out.append(_StoredRow(route, ns, key, kid, Entry(rid, stored, raw, target, usage), ctx, vec, model, feats))
+    return out
+
+
+def _logged_exact(policy: Policy, log_dir: Path) -> list[Logged]:
+    """The answers the log says are in the exact cache now (within their TTL), oldest first."""
+    from ..state.exact_cache import Logged
+
+    out = []
+    for row in _stored_rows(policy, log_dir):
+        settings = policy.cache_for(row.route)
+        if settings is not None and settings.exact is not None:
+            scoped = decide.scoped(row.ns, row.key)
+            out.append(Logged(row.route, scoped, row.entry, row.ns, row.key_id, settings.exact.ttl_s,
+                              settings.exact.max_entries))  # fmt: skip
+    return out
 
 
 def body_bytes(body: bytes | LazyBody) -> bytes:

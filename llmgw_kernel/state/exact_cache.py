@@ -25,10 +25,16 @@ however long their commands travelled; the gateway logs the stamps (``cache_stor
 Both scripts go through the admission path's pipelined connection (:mod:`.pipe`); a Redis that
 does not answer raises :class:`~.client.StateUnavailable` at once (the caller serves a miss and
 does not store), and the client reconnects by itself.
+
+**Seeding.** A Redis that does not hold a data directory's answers yet (``xc|seeded`` lacks its
+id: first start, or Redis came back empty) is given them from that directory's log — every
+answer stored within its TTL, under the stamp it was stored with (:data:`SEED`: an entry Redis
+already holds under a later stamp is kept) — so the cache is what replay folds from the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -81,6 +87,44 @@ return stamp
 )
 
 
+#: KEYS: order, entry. ARGV: scoped key, stamp, packed entry, ttl + margin (ms), max entries,
+#: the entry keys' prefix. An answer from the log under its logged stamp (1: filed, 0: Redis
+#: holds a later one, or it has expired).
+SEED = """
+local stamp = tonumber(ARGV[2])
+local held = redis.call('HGET', KEYS[2], 'at')
+if held and tonumber(held) >= stamp then return 0 end
+local expires = math.floor(stamp / 1000) + tonumber(ARGV[4])
+local t = redis.call('TIME')
+if expires <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'at', ARGV[2], 'v', ARGV[3])
+redis.call('PEXPIREAT', KEYS[2], string.format('%.0f', expires))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < expires - (tonumber(t[1]) * 1000) then
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires))
+end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #old, 2 do redis.call('DEL', ARGV[6] .. old[i]) end
+end
+return 1
+"""
+
+
+class Logged(NamedTuple):
+    """An answer the log says was stored in the exact cache (what seeding files)."""
+
+    route: str
+    key: str  # scoped
+    entry: Entry  # stored_at: its logged cache_stored_ts
+    ns: str
+    key_id: str | None
+    ttl_s: float
+    max_entries: int
+
+
 class Stored(NamedTuple):
     """What a store did: the stamp it was stored under (None: not stored) and why not."""
 
@@ -122,7 +166,9 @@ class SharedExactCache:
         self.keep_after_expiry_s = keep_after_expiry_s  # an expired answer stays this long (a late lookup)
         self._lookup = client.script(LOOKUP)
         self._store = client.script(STORE)
+        self._seed = client.script(SEED)
         self._clock = client.key("xc", "clock")
+        self._seeded = client.key("xc", "seeded")
 
     def _entry_key(self, route: str, key: str) -> str:
         return self.client.key("xc", "e", route, key)
@@ -154,3 +200,28 @@ class SharedExactCache:
         keys = [self._clock, self.client.key("xc", "order", route), self._entry_key(route, key)]
         stamp = await self.client.eval(self._store, keys, [key, value, keep_ms, max_entries, prefix], "cache store")
         return Stored(seconds(stamp))
+
+    async def seeded(self, dir_id: str) -> bool:
+        """Whether Redis holds the answers of the data directory ``dir_id`` (raises ``StateUnavailable``)."""
+        return bool(await self.client.run(lambda: self.client.redis.sismember(self._seeded, dir_id), "cache seed"))
+
+    async def seed(self, dir_id: str, logged: list[Logged]) -> int:
+        """File the answers of ``dir_id``'s log (oldest first) under their logged stamps, then
+        mark the directory seeded. Returns how many were filed (raises ``StateUnavailable``)."""
+        filed = 0
+        for start in range(0, len(logged), 256):  # a batch per loop turn: one write each
+            batch = logged[start : start + 256]
+            replies = await asyncio.gather(*(self._seed_one(x) for x in batch))
+            filed += sum(int(r) for r in replies)
+        await self.client.run(lambda: self.client.redis.sadd(self._seeded, dir_id), "cache seed")
+        return filed
+
+    async def _seed_one(self, x: Logged) -> Any:
+        value = pack(x.entry, x.ns, x.key_id)
+        if len(value) > MAX_VALUE_BYTES:
+            return 0
+        keys = [self.client.key("xc", "order", x.route), self._entry_key(x.route, x.key)]
+        keep_ms = round(1000 * (x.ttl_s + self.keep_after_expiry_s))
+        stamp = round(x.entry.stored_at * 1e6)
+        args = [x.key, stamp, value, keep_ms, x.max_entries, self.client.key("xc", "e", x.route, "")]
+        return await self.client.eval(self._seed, keys, args, "cache seed")

@@ -149,10 +149,13 @@ def test_replay_of_both_replicas_logs_matches_the_shared_cache(replicas, upstrea
 
 
 def test_with_redis_killed_requests_are_answered_as_misses_until_it_is_back(replicas, upstream, redis_server) -> None:
+    """Redis killed: every request answered (a miss, flagged, not stored); Redis back empty: the
+    replicas reconnect by themselves and seed it from the log, so the answer stored before the
+    outage is a hit again; replay differs from the log on the outage's requests only."""
     a, b = replicas
     tag = uuid.uuid4().hex[:8]
     text = f"{tag} asked throughout"
-    headers, _ = ask(a, text)
+    first, _ = ask(a, text)
     assert ask(b, text)[0]["x-llmgw-cache"] == "hit"
     redis_server.kill()
     down = [ask((a, b)[i % 2], text) for i in range(6)]  # every one answered, none from a cache
@@ -164,16 +167,19 @@ def test_with_redis_killed_requests_are_answered_as_misses_until_it_is_back(repl
     metrics = httpx.get(f"{a.url}/metrics", timeout=5).text + httpx.get(f"{b.url}/metrics", timeout=5).text
     assert 'llmgw_state_unavailable_total{decision="cache_miss"}' in metrics
     assert 'llmgw_state_unavailable_total{decision="cache_not_stored"}' in metrics
-    redis_server.start()  # back, empty: the replicas reconnect by themselves
-    deadline = time.monotonic() + 10
-    while True:
-        got, _ = ask(a, text)
-        if got["x-llmgw-cache"] == "miss" and "shared" not in str(_row(a, got["x-request-id"])["cache_reason"]):
-            break
-        assert time.monotonic() < deadline, "the shared cache never came back"
-        time.sleep(0.2)
-    assert ask(b, text)[0]["x-llmgw-cache"] == "hit"  # stored again once Redis answered
+    redis_server.start()  # back, empty: no request is needed for the replicas to reconnect and seed it
+    deadline = time.monotonic() + 15
+    while not redis_server.client().smembers("{llmgw}:xc|seeded"):
+        assert time.monotonic() < deadline, "Redis was never seeded from the log"
+        time.sleep(0.1)
+    after = [ask((b, a)[i % 2], text)[0] for i in range(4)]
+    assert [(h["x-llmgw-cache"], h["x-llmgw-cache-source"]) for h in after] == [("hit", first["x-request-id"])] * 4
     assert a.proc.poll() is None and b.proc.poll() is None
+    served = [first["x-request-id"], *ids, *(h["x-request-id"] for h in after)]
+    rows = wait_for_rows(a, f"request_id IN ({', '.join(repr(r) for r in served)})", n=len(served))
+    result = replay(a.policy_path, a.data_dir, since=min(r["ts"] for r in rows))
+    mine = result.decisions.loc[served]
+    assert set(mine.index[mine["replay_cache"] != mine["logged_cache"]]) == set(ids)  # replay: hits
 
 
 def _row(gw: Gateway, rid: str) -> dict:

@@ -19,7 +19,7 @@ from llmgw_kernel.cache.service import PURGE_MARGIN_S, SHARED_UNAVAILABLE, Cache
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.state.client import StateClient, StateUnavailable
 from llmgw_kernel.state.config import RedisSettings
-from llmgw_kernel.state.exact_cache import MAX_VALUE_BYTES, SharedExactCache
+from llmgw_kernel.state.exact_cache import MAX_VALUE_BYTES, Logged, SharedExactCache
 
 
 def _client(url: str, **settings) -> StateClient:
@@ -114,13 +114,14 @@ def test_values_and_lifetimes_are_bounded(redis_server) -> None:
 
 
 def _service(tmp_path: Path, url: str) -> tuple[CacheService, object]:
+    """A cache service sharing its exact entries (call on a running loop); no log to seed from."""
     policy = load_policy({
         "providers": {"d": {"kind": "demo"}},
         "cache": {"exact": {"ttl_s": 600}},
         "routes": {"m": {"targets": [{"provider": "d", "model": "echo"}]}},
     })  # fmt: skip
     svc = CacheService(tmp_path)
-    svc.share(_client(url, connect_timeout_ms=200, command_timeout_ms=300))
+    svc.share(_client(url, connect_timeout_ms=200, command_timeout_ms=300), tmp_path, lambda: None, lambda: policy)
     return svc, policy
 
 
@@ -133,9 +134,8 @@ def _prepared(svc: CacheService, policy, rid: str, ts: float):
 
 
 def test_the_service_logs_the_stamps_and_degrades_to_a_miss_without_redis(redis_server, tmp_path) -> None:
-    svc, policy = _service(tmp_path, redis_server.url)
-
-    async def run() -> None:
+    async def run() -> CacheService:
+        svc, policy = _service(tmp_path, redis_server.url)
         q, rec = _prepared(svc, policy, "req_1", time.time())
         assert await svc.lookup(q, rec) is None and rec.cache_reason is None
         rec.outcome, rec.target = "ok", "d/echo"
@@ -162,8 +162,9 @@ def test_the_service_logs_the_stamps_and_degrades_to_a_miss_without_redis(redis_
         q4, rec4 = _prepared(svc, policy, "req_4", time.time())
         assert await svc.lookup(q4, rec4) is None and rec4.cache_reason is None  # empty Redis, but answering
         await svc.shared.client.close()  # type: ignore[union-attr]
+        return svc
 
-    asyncio.run(run())
+    svc = asyncio.run(run())
     metric = svc.shared.client.metrics.unavailable  # type: ignore[union-attr]
     assert metric.labels("cache_miss")._value.get() == 1
     assert metric.labels("cache_not_stored")._value.get() == 1
@@ -172,7 +173,13 @@ def test_the_service_logs_the_stamps_and_degrades_to_a_miss_without_redis(redis_
 
 def test_a_shared_service_keeps_no_exact_entries_of_its_own(redis_server, tmp_path) -> None:
     """A snapshot or the log rebuild does not fill local exact stores that nothing consults."""
-    svc, policy = _service(tmp_path, redis_server.url)
+
+    async def shared() -> tuple[CacheService, object]:
+        found = _service(tmp_path, redis_server.url)
+        await found[0].shared.client.close()  # type: ignore[union-attr]
+        return found
+
+    svc, policy = asyncio.run(shared())
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "entries.jsonl").write_text(
         '{"kind": "exact", "route": "m", "key": "k", "request_id": "r", "stored_at": 1.0, "body": "{}",'
@@ -202,3 +209,29 @@ def test_an_unreachable_redis_raises_state_unavailable_at_once(tmp_path) -> None
         return took
 
     assert asyncio.run(run()) < 0.05
+
+
+def test_seeding_files_logged_answers_under_their_stamps_once(redis_server) -> None:
+    """A Redis without a directory's answers gets them under their logged stamps, in the same
+    FIFO order (the bound applies), never over a later answer Redis holds, never an expired one."""
+    now = time.time()
+
+    def logged(i: int, at: float) -> Logged:
+        return Logged("m", _key(i), _entry(f"old_{i}")._replace(stored_at=round(at, 6)), "route=m", None, 600, 2)
+
+    async def run() -> None:
+        client = _client(redis_server.url)
+        shared = SharedExactCache(client, PURGE_MARGIN_S)
+        live = await shared.put("m", _key(3), _entry("live_3"), "route=m", None, 600, 2)
+        assert live.at is not None
+        history = [logged(0, now - 5000), logged(1, now - 30), logged(2, now - 20), logged(3, now - 10)]
+        assert not await shared.seeded("dir-a")
+        assert await shared.seed("dir-a", history) == 2  # 0 expired; 3 older than the live answer
+        assert await shared.seeded("dir-a") and not await shared.seeded("dir-b")
+        found = {i: (await shared.get("m", _key(i), now + 1, 600))[0] for i in range(4)}
+        assert found[0] is None and found[1] is None  # expired; evicted (FIFO, bound 2)
+        assert found[2] is not None and found[2].stored_at == round(now - 20, 6)
+        assert found[3] is not None and found[3].request_id == "live_3"
+        await client.close()
+
+    asyncio.run(run())
