@@ -125,7 +125,7 @@ class Gateway:
         self._install(policy)
         self.shared = await start_shared_state(self, policy)
         if self.shared is not None:  # exact-cache entries live in Redis: not restored here
-            self.cache.share(self.shared.client)
+            self.cache.share(self.shared.client, self.data_dir, self.writer.flush, lambda: self.snapshot.policy)
         self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
