@@ -78,3 +78,21 @@ def test_both_replicas_report_the_shared_spend(replicas):
         assert time.monotonic() < deadline, seen
         time.sleep(0.5)
     assert seen["a"] == seen["b"]  # limits too, and no series one replica alone has
+
+
+def _redis_calls(redis_server) -> int:
+    """Script runs and sorted-set reads Redis has served (what a budget refresh sends)."""
+    stats = redis_server.client().info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "eval", "zrevrange"))
+
+
+def test_the_shared_figures_are_read_at_most_once_per_refresh_interval(replicas, redis_server):
+    gw = replicas["a"]
+    client = openai.OpenAI(base_url=gw.base_url, api_key="sk-client", max_retries=0, timeout=30)
+    client.chat.completions.create(model="gpt-4o-mini", user="dave", messages=[{"role": "user", "content": "x"}])
+    time.sleep(0.5)  # settled
+    _budget_gauges(gw)  # a refresh: 2 series, 1 ranking
+    before = _redis_calls(redis_server)
+    for _ in range(20):  # a busy dashboard and Prometheus: all within REFRESH_S of that refresh
+        _budget_gauges(gw)
+    assert _redis_calls(redis_server) - before <= 3  # at most one more refresh, not one per scrape
