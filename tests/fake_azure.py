@@ -13,7 +13,9 @@ malformed request (all of the above but a wrong key and an unknown deployment) i
 Answers look like Azure's: ``prompt_filter_results`` and per-choice ``content_filter_results``;
 streams start with a choices-less ``prompt_filter_results`` chunk and carry one
 annotation-only chunk (a choice with ``content_filter_results`` and no ``delta``), as Azure's
-asynchronous filter does. Deployments: ``gpt-4o-prod`` echoes the last user text; ``tool-dep``
+asynchronous filter does. The Responses API (``/openai/responses?api-version=...``, the deployment as
+the body's ``model``) and a deployment's legacy ``/completions`` answer as ``fake_responses.py``
+says (``tool-dep`` calls a tool there too; ``busy-dep`` 429, ``down-dep`` 503). Deployments: ``gpt-4o-prod`` echoes the last user text; ``tool-dep``
 calls the first tool (``{"city": "Paris"}``) until a tool result arrives; ``filtered-prompt``
 answers 400 ``content_filter``; ``filtered-output`` stops with ``finish_reason:
 content_filter``; ``busy-dep`` 429; ``down-dep`` 503; ``echo-key-dep`` 400 quoting the key it
@@ -28,6 +30,7 @@ import re
 import struct
 from typing import Any
 
+import fake_responses
 from aiohttp import web
 from fake_http import FakeServer
 
@@ -54,6 +57,15 @@ ACCESS_DENIED = ("Access denied due to invalid subscription key or wrong API end
                  "key for an active subscription and use a correct regional API endpoint for your resource.")  # fmt: skip
 
 
+#: how the Responses API answers here: as this resource's chat does
+AZURE_STYLE = fake_responses.Style(
+    prefix="Azure heard: ",
+    usage={"input_tokens": 15, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 6,
+           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 21},
+    call_id="call_azure_1",
+)  # fmt: skip
+
+
 class Invalid(Exception):
     def __init__(self, status: int, error: dict[str, Any]) -> None:
         super().__init__(error.get("message"))
@@ -76,7 +88,9 @@ class FakeAzure(FakeServer):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        match = re.fullmatch(r"/openai/deployments/([^/]+)/(chat/completions|embeddings)", request.path)
+        match = re.fullmatch(r"/openai/deployments/([^/]+)/(chat/completions|embeddings|completions)", request.path)
+        if request.path == "/openai/responses" and isinstance(body.get("model"), str):  # the deployment in the body
+            match = re.fullmatch(r"(.+)/(responses)", f"{body['model']}/responses")
         if "api-key" not in request.headers or "authorization" in {k.lower() for k in request.headers}:
             self.invalid.append(f"{request.path}: the key must travel in api-key (and nothing in Authorization)")
             return web.json_response({"error": {"code": "401", "message": ACCESS_DENIED}}, status=401)
@@ -90,6 +104,8 @@ class FakeAzure(FakeServer):
         if deployment not in DEPLOYMENTS:
             message = "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."
             return web.json_response({"error": {"code": "DeploymentNotFound", "message": message}}, status=404)
+        if operation in ("responses", "completions"):
+            return await self.native(request, deployment, body, operation)
         try:
             if operation == "embeddings":
                 return self.embeddings(body)
@@ -123,6 +139,26 @@ class FakeAzure(FakeServer):
                 status=503,
             )
         return await self.chat(request, deployment, body)
+
+    async def native(
+        self, request: web.Request, deployment: str, body: dict[str, Any], operation: str | None
+    ) -> web.StreamResponse:
+        """``/openai/responses`` or a deployment's legacy ``/completions``."""
+        if operation == "completions":
+            if "model" in body:
+                self.invalid.append("completions: model in the body (the deployment is in the URL)")
+            body = {**body, "model": deployment}
+        status = {"busy-dep": 429, "down-dep": 503}.get(deployment)
+        if status is not None:
+            return fake_responses.error(status, "fake Azure failure")
+        field = "prompt" if operation == "completions" else "input"
+        if (problem := fake_responses.problem(body, field)) is not None:
+            self.invalid.append(problem)
+            return fake_responses.error(400, problem)
+        behaviour = {**body, "model": "tool-call" if deployment == "tool-dep" else deployment}
+        if operation == "completions":
+            return await fake_responses.answer_completions(request, behaviour)
+        return await fake_responses.answer_responses(request, behaviour, AZURE_STYLE)
 
     def validate(self, body: dict[str, Any], version: str) -> None:
         for key in body:

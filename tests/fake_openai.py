@@ -25,6 +25,8 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
 - ``stream-cut-0`` / ``stream-cut-2``: the connection dies before the first event / after two;
 - ``json-cut``: headers and half of a ``chat.completion`` body (of the announced length), then
   the connection dies;
+- ``/v1/responses`` and ``/v1/completions`` speak the Responses API and legacy completions
+  (``fake_responses.py`` says how each model name answers);
 - ``tool-call``: with ``tools`` and no ``tool`` message yet, calls the first tool with
   ``{"city": "Paris"}`` (``finish_reason: tool_calls``; streamed as argument fragments);
   after a tool message, answers ``The tool said: <its content>``.
@@ -52,6 +54,7 @@ import threading
 import time
 from typing import Any
 
+import fake_responses
 from aiohttp import web
 from fake_http import FakeServer
 
@@ -72,6 +75,8 @@ class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/{path:.*}", self.elsewhere)
 
     @property
@@ -214,6 +219,24 @@ class FakeOpenAI(FakeServer):
             self.cancelled += 1
             raise
         return resp
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API (``fake_responses``)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._record(request)
+        if (invalid := self._invalid(fake_responses.problem(body, "input"))) is not None:
+            return invalid
+        return await fake_responses.answer_responses(request, body)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """Legacy completions (``fake_responses``)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._record(request)
+        if (invalid := self._invalid(fake_responses.problem(body, "prompt"))) is not None:
+            return invalid
+        return await fake_responses.answer_completions(request, body)
 
     def _fault(self, model: str, stream: bool, text: str = "") -> str | None:
         """The behaviour a ``flaky-`` or ``chaos-`` model shows on this call (None: answer normally)."""

@@ -3,9 +3,11 @@
 ``base_url`` is the resource endpoint (``https://NAME.openai.azure.com``), the provider's
 ``api_version`` the ``api-version`` query parameter, and the target's ``model`` the deployment
 name: ``{base_url}/openai/deployments/{model}/chat/completions?api-version=...`` (and
-``/embeddings``). The key goes in the ``api-key`` header. The body is OpenAI's, passed through
-as the OpenAI adapter does, minus ``model`` (the deployment in the URL decides; Azure ignores
-it). Which newer fields a deployment accepts depends on ``api_version`` (e.g.
+``/embeddings``, ``/completions``); the Responses API is
+``{base_url}/openai/responses?api-version=...`` with the deployment as the body's ``model``. The
+key goes in the ``api-key`` header. The body is OpenAI's, passed through as the OpenAI adapter
+does, minus ``model`` (the deployment in the URL decides; Azure ignores it). Which newer
+fields a deployment accepts depends on ``api_version`` (e.g.
 ``stream_options`` needs 2024-09-01-preview or later: set ``stream_usage: false`` for older
 versions); Azure itself is the authority and answers 400 to what it lacks.
 
@@ -51,6 +53,17 @@ class AzureAdapter(OpenAIAdapter):
     def upstream_body(self, body: dict[str, Any], target: Target) -> dict[str, Any]:
         body.pop("model", None)
         return body
+
+    def native_url(self, endpoint: str, target: Target) -> str:
+        if endpoint == "responses":  # the Responses API names the deployment in the body, not the path
+            return f"{self.provider.base_url}/openai/responses{self._query}"
+        return f"{self._deployments}/{target.model}/{endpoint}{self._query}"
+
+    def native_body(self, endpoint: str, body: dict[str, Any], target: Target) -> dict[str, Any]:
+        if endpoint == "responses":
+            body["model"] = target.model  # the deployment name
+            return body
+        return self.upstream_body(body, target)
 
     def error_code(self, raw: bytes, status: int) -> str | None:
         body = loads_object(raw) if raw else None

@@ -3,6 +3,10 @@
 Requests pass through untouched apart from ``model`` (the target's) and, for streams, an
 ``include_usage`` the gateway adds when the provider's ``stream_usage`` is on so it can cost
 the stream; that extra usage chunk is dropped before the client sees it unless it asked.
+
+The same adapter carries OpenAI's other generation endpoints as they are (``/responses``,
+legacy ``/completions``: :meth:`OpenAIAdapter.native`, :meth:`OpenAIAdapter.native_stream`),
+for the pass-through of ``/v1/responses`` and ``/v1/completions`` (``proxy/passthrough.py``).
 """
 
 from __future__ import annotations
@@ -33,9 +37,30 @@ class OpenAIAdapter(HttpProvider):
     def embeddings_url(self, target: Target) -> str:
         return self._embeddings_url
 
+    def native_url(self, endpoint: str, target: Target) -> str:
+        """The URL of OpenAI's ``endpoint`` (``responses`` or ``completions``) for ``target``."""
+        return f"{self.provider.base_url or ''}/{endpoint}"
+
     def upstream_body(self, body: dict[str, Any], target: Target) -> dict[str, Any]:
         body["model"] = target.model
         return body
+
+    def native_body(self, endpoint: str, body: dict[str, Any], target: Target) -> dict[str, Any]:
+        """``body`` as ``endpoint`` receives it: ``model`` is the target's."""
+        return self.upstream_body(body, target)
+
+    async def native(self, endpoint: str, body: dict[str, Any], target: Target) -> bytes:
+        """POST ``body`` to ``endpoint`` as it is (``model`` replaced); the whole answer's bytes."""
+        data = orjson.dumps(self.native_body(endpoint, body, target))
+        return await self._read(await self._post(self.native_url(endpoint, target), data, self._timeout(target)[0]))
+
+    async def native_stream(self, endpoint: str, body: dict[str, Any], target: Target) -> AsyncIterator[bytes]:
+        """POST a streamed ``body`` to ``endpoint``; returns once the upstream accepted it, with
+        its SSE data payloads as they arrive (``event:`` lines dropped: a Responses event's
+        ``data`` carries its ``type``)."""
+        data = orjson.dumps(self.native_body(endpoint, body, target))
+        resp = await self._post(self.native_url(endpoint, target), data, self._timeout(target)[1])
+        return self._payloads(resp)
 
     async def chat(self, body: dict[str, Any], target: Target) -> Reply:
         data = orjson.dumps(self.upstream_body(body, target))

@@ -1,13 +1,13 @@
-"""``POST /v1/completions`` (OpenAI's legacy text completions), translated to a chat request
-and served by the one pipeline, for every provider kind.
+"""``POST /v1/completions`` (OpenAI's legacy text completions), served by the one pipeline on
+a chat form of the request, for every provider kind.
 
-Why a translation and not a pass-through to ``/completions`` for the kinds that have one:
-the pipeline's cache, guardrails, token counts, log and replay all read chat requests and
-answers; one form keeps every one of them the same for this API (the log row says
-``api='completions'``). The cost: the prompt becomes one user message, so a model that
-exists only behind ``/completions`` (``gpt-3.5-turbo-instruct``, base models on vLLM) cannot
-be reached this way — point such a client at the provider directly. docs/providers.md lists
-what is kept, dropped and refused.
+The pipeline's cache, guardrails, token counts, log and replay all read chat requests and
+answers, so the request is translated to chat (the log row says ``api='completions'``). An
+attempt on an ``openai``/``azure`` target passes the client's body through to the provider's
+``/completions`` (:mod:`.passthrough_completions`), so models only behind it
+(``gpt-3.5-turbo-instruct``, base models on vLLM) are reached there; other kinds get the chat
+form, the prompt answered as one user turn. docs/providers.md lists what is kept, dropped and
+refused.
 
 Request: ``prompt`` (a string, or an array of one string) → one user message; ``max_tokens``
 defaults to 16 as in OpenAI's API; the sampling fields pass as they are; ``suffix``,
@@ -22,11 +22,12 @@ from typing import Any
 
 import orjson
 
-from ..log.record import RequestRecord
 from ..providers.engine import STR, Shape, shape_error
 from . import pipeline
 from .asgi import Receive, Scope, Send
 from .errors import GatewayError
+from .passthrough import Passthrough
+from .passthrough_completions import CompletionsDialect, Relay, patched
 from .runtime import Gateway
 from .translated_send import NOT_CHAT, Headers, TranslatedSend
 
@@ -49,8 +50,9 @@ def invalid(message: str, param: str, code: str = "invalid_request") -> GatewayE
     return GatewayError(400, message, param=param, code=code)
 
 
-def to_chat_request(body: Any) -> dict[str, Any]:
-    """The chat request for a legacy completions request (a 400 naming the field if refused)."""
+def to_chat_request(body: Any, native: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The chat request for a legacy completions request (a 400 naming the field if refused; with
+    ``native``, a field only pass-through can serve is noted there, (param, why), and left out)."""
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object", code="invalid_request")
     out: dict[str, Any] = {}
@@ -61,11 +63,14 @@ def to_chat_request(body: Any) -> dict[str, Any]:
             continue
         elif name in REFUSED:
             if value is not None and value != _NOOP.get(name):
-                raise invalid(
-                    f"'{name}' is not supported by this gateway: {REFUSED[name]}", name, "unsupported_parameter"
-                )
-        else:
+                message = f"'{name}' is not supported by this gateway: {REFUSED[name]}"
+                if native is None:
+                    raise invalid(message, name, "unsupported_parameter")
+                native.append((name, message))
+        elif native is None:
             raise invalid(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+        else:
+            native.append((name, f"Unknown parameter: '{name}'."))
     prompt = body.get("prompt")
     if prompt is None:
         raise invalid("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
@@ -153,14 +158,24 @@ class _Frames:
 
 
 class CompletionsSend(TranslatedSend):
-    """An ASGI ``send`` that turns the pipeline's chat answers into text completions."""
+    """An ASGI ``send`` that turns the pipeline's chat answers into text completions (or relays
+    the upstream's own, when the attempt that answered passed through)."""
 
-    __slots__ = ()
+    __slots__ = ("passthrough",)
 
-    def open_stream(self) -> _Frames:
+    def __init__(self, send: Send, passthrough: Passthrough) -> None:
+        super().__init__(send)
+        self.passthrough = passthrough
+
+    def open_stream(self) -> _Frames | Relay:
+        if self.passthrough.events is not None:
+            return Relay(self.passthrough.events)
         return _Frames()
 
     def whole(self, status: int, raw: bytes) -> tuple[int, bytes, Headers]:
+        pt = self.passthrough
+        if status == 200 and pt.answer is not None:
+            return status, pt.answer if raw == pt.answer_chat else patched(pt.answer, raw), []
         if status == 200:
             try:
                 raw = orjson.dumps(to_completion(orjson.loads(raw)))
@@ -169,15 +184,9 @@ class CompletionsSend(TranslatedSend):
         return status, raw, []
 
 
-def _parse(raw: bytes, rec: RequestRecord) -> dict[str, Any]:
-    body = to_chat_request(pipeline.parse_json(raw, rec))
-    rec.request_raw = orjson.dumps(body)  # the log keeps the chat form
-    return body
-
-
-COMPLETIONS = pipeline.Inbound("completions", _parse)
-
-
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    """Serve one ``POST /v1/completions`` through the chat pipeline."""
-    await pipeline.handle(gw, scope, receive, CompletionsSend(send), "chat.completions", COMPLETIONS)
+    """Serve one ``POST /v1/completions`` through the chat pipeline (passed through per attempt
+    on ``openai``/``azure`` targets: :mod:`.passthrough_completions`)."""
+    passthrough = Passthrough(CompletionsDialect(), gw.snapshot)
+    inbound = pipeline.Inbound("completions", passthrough.parse, passthrough)
+    await pipeline.handle(gw, scope, receive, CompletionsSend(send, passthrough), "chat.completions", inbound)

@@ -12,6 +12,10 @@ replay — with two adapters around it, for every provider kind:
   (:mod:`.responses_stream`). The gateway's errors are already in OpenAI's format and pass
   unchanged.
 
+An attempt on an ``openai`` or ``azure`` target passes the request through to the provider's
+own ``/responses`` instead (:mod:`.passthrough`, :mod:`.passthrough_responses`); the client
+then gets the upstream's response or events, and the pipeline still sees chat.
+
 The OpenAI chat path pays nothing for this: it never sees these wrappers.
 """
 
@@ -24,7 +28,8 @@ import orjson
 from ..log.record import RequestRecord
 from . import pipeline
 from .asgi import Receive, Scope, Send
-from .responses_request import to_chat_request
+from .passthrough import Passthrough
+from .passthrough_responses import Relay, ResponsesDialect, patched
 from .responses_response import response_id, to_response
 from .responses_stream import ResponsesEvents
 from .runtime import Gateway
@@ -36,24 +41,29 @@ class ResponsesSend(TranslatedSend):
     :meth:`parse` is the request side (it keeps the original request, echoed in the answer).
     The gateway's errors are in OpenAI's format already and pass unchanged."""
 
-    __slots__ = ("request",)
+    __slots__ = ("passthrough",)
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, passthrough: Passthrough) -> None:
         super().__init__(send)
-        self.request: dict[str, Any] = {}
+        self.passthrough = passthrough
 
     def parse(self, raw: bytes, rec: RequestRecord) -> dict[str, Any]:
-        """The chat request for the raw Responses body (a 400 GatewayError when invalid)."""
-        original = pipeline.parse_json(raw, rec)
-        body = to_chat_request(original)
-        self.request = original
-        rec.request_raw = orjson.dumps(body)  # the log keeps the chat form
-        return body
+        """The chat request for the raw Responses body (a 400 GatewayError when invalid); the log keeps it."""
+        return self.passthrough.parse(raw, rec)
 
-    def open_stream(self) -> ResponsesEvents:
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.passthrough.request
+
+    def open_stream(self) -> ResponsesEvents | Relay:
+        if self.passthrough.events is not None:  # the attempt that answered passed through
+            return Relay(self.passthrough.events)
         return ResponsesEvents(response_id(self.rid.decode("latin-1")) if self.rid else "resp_gateway", self.request)
 
     def whole(self, status: int, raw: bytes) -> tuple[int, bytes, Headers]:
+        pt = self.passthrough
+        if status == 200 and pt.answer is not None:  # passed through: the upstream's own, redactions put back
+            return status, pt.answer if raw == pt.answer_chat else patched(pt.answer, raw), []
         if status == 200:
             rid = response_id((self.rid or b"req_gateway").decode("latin-1"))
             try:
@@ -65,5 +75,10 @@ class ResponsesSend(TranslatedSend):
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one ``POST /v1/responses`` through the chat pipeline."""
-    sender = ResponsesSend(send)
-    await pipeline.handle(gw, scope, receive, sender, "chat.completions", pipeline.Inbound("responses", sender.parse))
+    passthrough = Passthrough(RESPONSES, gw.snapshot)
+    sender = ResponsesSend(send, passthrough)
+    inbound = pipeline.Inbound("responses", sender.parse, passthrough)
+    await pipeline.handle(gw, scope, receive, sender, "chat.completions", inbound)
+
+
+RESPONSES = ResponsesDialect()

@@ -10,16 +10,24 @@ are 400s in OpenAI's format whose ``param`` names the exact place (``input[2].co
 The gateway stores no responses: ``store: true``, ``previous_response_id``, ``conversation``,
 ``background`` and ``item_reference`` items are refused; ``store`` absent or false is fine.
 
+A request that may pass through to an OpenAI upstream (``proxy/passthrough.py``) is translated
+leniently (a :class:`Lenient` given): what only OpenAI can serve (built-in tools, stored state,
+unknown fields, ...) is noted instead of refused and left out of the chat form, and each chat
+text remembers where it came from, so redactions made on the chat form can be written back.
+
 >>> to_chat_request({"model": "m", "instructions": "Be brief.", "input": "hi"})["messages"]
 [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hi'}]
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..providers.engine import BOOL, BUILD, DROP, INT, MAP, NUMBER, OBJECT, REFUSE, STR, Param, Shape, shape_error
 from .errors import GatewayError
+
+if TYPE_CHECKING:
+    from .passthrough import Lenient
 
 _PART = Shape((dict,), "a content part (an object)", keys={
     "type": STR, "text": STR, "image_url": STR, "detail": STR, "refusal": STR,
@@ -86,21 +94,39 @@ _PASS_ROLES = {"user": "user", "system": "system", "developer": "system", "assis
 _TEXT_PARTS = ("input_text", "output_text", "text")
 
 
+#: fields whose meaning lives in OpenAI's storage (pass-through forwards them only to one OpenAI upstream)
+STATEFUL = frozenset({"store", "previous_response_id", "conversation", "background"})
+
+
 def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
 
 
-def to_chat_request(body: Any) -> dict[str, Any]:
-    """The chat request for a Responses request (a 400 naming the field if invalid or unsupported)."""
+def _native_only(
+    lenient: Lenient | None, message: str, param: str, code: str = "unsupported_parameter", stateful: bool = False
+) -> None:
+    """Refuse ``param`` (no lenient translation) or note it as served by pass-through only."""
+    if lenient is None:
+        raise invalid(message, param, code)
+    lenient.native.append((param, message))
+    if stateful or param in STATEFUL:
+        lenient.stateful.append(param)
+
+
+def to_chat_request(body: Any, lenient: Lenient | None = None) -> dict[str, Any]:
+    """The chat request for a Responses request (a 400 naming the field if invalid or unsupported;
+    with ``lenient``, what only pass-through can serve is noted there instead)."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object")
     out: dict[str, Any] = {}
     for name, value in body.items():
         p = FIELDS.get(name)
         if p is None:
-            raise invalid(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+            _native_only(lenient, f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+            continue
         if p.action == "refuse" and value is not None:
-            raise invalid(f"'{name}' is not supported by this gateway: {p.note}", name, "unsupported_parameter")
+            _native_only(lenient, f"'{name}' is not supported by this gateway: {p.note}", name)
+            continue
         if p.action == "drop" or value is None:
             continue
         if p.shape is not None and (err := shape_error(value, p.shape, name)) is not None:
@@ -111,18 +137,24 @@ def to_chat_request(body: Any) -> dict[str, Any]:
                 raise invalid(f"'{name}' must be in [{lo:g}, {'inf' if hi is None else f'{hi:g}'}], got {value}", name)
             out[p.to or name] = value
     if body.get("store") is True:
-        raise invalid(f"'store: true' is not supported by this gateway: {_STORAGE}", "store", "unsupported_parameter")
+        _native_only(lenient, f"'store: true' is not supported by this gateway: {_STORAGE}", "store")
     if body.get("input") is None:
         raise invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
-    messages = _input(body["input"])
+    head = _instructions(body.get("instructions"))
+    if head and lenient is not None:
+        lenient.slots.append(((0, "content"), ("instructions",)))
+    messages = _input(body["input"], lenient, len(head))
+    if not messages and lenient is not None and lenient.native:  # all stored or built-in: an empty turn stands in
+        messages = [{"role": "user", "content": ""}]
     if not messages:
         raise invalid("'input' must hold at least one message or function call output", "input", "invalid_value")
-    out["messages"] = _instructions(body.get("instructions")) + messages
+    out["messages"] = head + messages
     if body.get("safety_identifier") is not None and "user" not in out:
         out["user"] = body["safety_identifier"]
-    if body.get("tools"):
-        out["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
-    _tool_choice(body.get("tool_choice"), out)
+    tools = [_tool(t, i, lenient) for i, t in enumerate(body.get("tools") or ())]
+    if any(tools):
+        out["tools"] = [t for t in tools if t is not None]
+    _tool_choice(body.get("tool_choice"), out, lenient)
     _text(body.get("text"), out)
     effort = (body.get("reasoning") or {}).get("effort")
     if effort is not None:
@@ -137,61 +169,94 @@ def _instructions(text: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def _input(value: Any) -> list[dict[str, Any]]:
+def _input(value: Any, lenient: Lenient | None = None, base: int = 0) -> list[dict[str, Any]]:
+    """The chat messages of ``input`` (``base``: how many messages come before them)."""
     if isinstance(value, str):
+        if lenient is not None:
+            lenient.slots.append(((base, "content"), ("input",)))
         return [{"role": "user", "content": value}]
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
         kind = item.get("type") or ("message" if "role" in item else None)
+        at = base + len(messages)
         if kind == "message":
-            messages.append(_message(item, where))
+            messages.append(_message(item, where, lenient, (at, i)))
         elif kind == "function_call":
             _function_call(item, where, messages)
+            if lenient is not None:
+                at = base + len(messages) - 1
+                n = len(messages[-1]["tool_calls"]) - 1
+                lenient.slots.append(((at, "tool_calls", n, "function", "arguments"), ("input", i, "arguments")))
         elif kind == "function_call_output":
             call_id = _required_str(item, "call_id", where)
             output = item.get("output")
-            text = output if isinstance(output, str) else _joined_text(output or [], f"{where}.output")
+            source: tuple[Any, ...]
+            if isinstance(output, str):
+                text, source = output, ("input", i, "output")
+            else:
+                text, source = _joined_text(output or [], f"{where}.output"), ("input", i, "output", [])
             messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            if lenient is not None:
+                lenient.slots.append(((at, "content"), source))
         elif kind == "reasoning":
             continue  # the model's own notes: not replayable on another model
         elif kind == "item_reference":
-            raise invalid(f"'{where}': item references are not supported: {_STORAGE}", where, "unsupported_parameter")
+            _native_only(lenient, f"'{where}': item references are not supported: {_STORAGE}", where, stateful=True)
         else:
-            raise invalid(f"'{where}.type': unsupported input item type {kind!r}", f"{where}.type", "invalid_value")
+            msg = f"'{where}.type': unsupported input item type {kind!r}"
+            _native_only(lenient, msg, f"{where}.type", "invalid_value")
     return messages
 
 
-def _message(item: dict[str, Any], where: str) -> dict[str, Any]:
+def _message(
+    item: dict[str, Any], where: str, lenient: Lenient | None = None, at: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
+    """One message item as a chat message (``at``: its index in the chat messages, in ``input``)."""
     role = _PASS_ROLES.get(item.get("role"))  # type: ignore[arg-type]
     if role is None:
         raise invalid(f"'{where}.role' must be one of user, system, developer, assistant", f"{where}.role")
     content = item.get("content")
     if content is None:
         raise invalid(f"Missing required parameter: '{where}.content'.", f"{where}.content")
+    k, i = at
+    slots = lenient.slots if lenient is not None else []
     if isinstance(content, str):
+        slots.append(((k, "content"), ("input", i, "content")))
         return {"role": role, "content": content}
     if role != "user":  # system and assistant turns are text in chat
+        slots.append(((k, "content"), ("input", i, "content", [])))
         return {"role": role, "content": _joined_text(content, f"{where}.content")}
-    parts = [_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+    parts: list[dict[str, Any]] = []
+    for j, p in enumerate(content):
+        part = _part(p, f"{where}.content[{j}]", lenient)
+        if part is not None:
+            if part["type"] == "text":
+                slots.append(((k, "content", len(parts), "text"), ("input", i, "content", j, "text")))
+            parts.append(part)
     if len(parts) == 1 and parts[0]["type"] == "text":
+        for n, (chat, native) in enumerate(slots):  # the one part's text is the content itself
+            if chat == (k, "content", 0, "text"):
+                slots[n] = ((k, "content"), native)
         return {"role": role, "content": parts[0]["text"]}
     return {"role": role, "content": parts}
 
 
-def _part(part: dict[str, Any], where: str) -> dict[str, Any]:
+def _part(part: dict[str, Any], where: str, lenient: Lenient | None = None) -> dict[str, Any] | None:
     kind = part.get("type")
     if kind in _TEXT_PARTS:
         return {"type": "text", "text": _required_str(part, "text", where)}
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str):
-            raise invalid(f"'{where}': only images given by `image_url` are supported (no `file_id`)", where)
+            _native_only(lenient, f"'{where}': only images given by `image_url` are supported (no `file_id`)", where)
+            return None
         image: dict[str, Any] = {"url": url}
         if part.get("detail"):
             image["detail"] = part["detail"]
         return {"type": "image_url", "image_url": image}
-    raise invalid(f"'{where}.type': unsupported content part type {kind!r}", f"{where}.type", "invalid_value")
+    _native_only(lenient, f"'{where}.type': unsupported content part type {kind!r}", f"{where}.type", "invalid_value")
+    return None
 
 
 def _joined_text(parts: list[Any], where: str) -> str:
@@ -229,11 +294,12 @@ def _required_str(obj: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _tool(tool: dict[str, Any], i: int) -> dict[str, Any]:
+def _tool(tool: dict[str, Any], i: int, lenient: Lenient | None = None) -> dict[str, Any] | None:
     where = f"tools[{i}]"
     if tool.get("type") != "function":
         kind = tool.get("type")
-        raise invalid(f"'{where}.type': only function tools are supported, not {kind!r}", f"{where}.type")
+        _native_only(lenient, f"'{where}.type': only function tools are supported, not {kind!r}", f"{where}.type")
+        return None
     fn: dict[str, Any] = {"name": _required_str(tool, "name", where)}
     for key in ("description", "parameters", "strict"):
         if tool.get(key) is not None:
@@ -241,7 +307,7 @@ def _tool(tool: dict[str, Any], i: int) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
+def _tool_choice(choice: Any, out: dict[str, Any], lenient: Lenient | None = None) -> None:
     """Translated, or (once checked) left out when there are no tools: chat refuses a choice without tools."""
     if choice is None:
         return
@@ -249,6 +315,9 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
         translated: Any = choice
     elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         translated = {"type": "function", "function": {"name": choice["name"]}}
+    elif isinstance(choice, dict) and choice.get("type") not in (None, "function"):  # a built-in tool's
+        _native_only(lenient, f"'tool_choice': built-in tool {choice.get('type')!r} is not supported", "tool_choice")
+        return
     else:
         raise invalid("'tool_choice' must be auto, none, required or {type: function, name}", "tool_choice")
     if out.get("tools"):

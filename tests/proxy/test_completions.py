@@ -1,11 +1,12 @@
 """``POST /v1/completions`` (legacy text completions) through a real `llmgw serve`, with the
-official openai SDK's ``client.completions.create`` (JSON and stream), translated to chat for
-an OpenAI-format target (fake_openai), an Anthropic target (fake_anthropic, strict) and the
-demo provider; refused fields are 400s naming them; the log row is a chat row with
-``api='completions'``."""
+official openai SDK's ``client.completions.create`` (JSON and stream), passed through to an
+OpenAI-format target (fake_openai's ``/v1/completions``; more in ``test_passthrough.py``),
+translated to chat for an Anthropic target (fake_anthropic, strict) and the demo provider;
+refused fields are 400s naming them; the log row is a chat row with ``api='completions'``."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -73,12 +74,17 @@ def test_stream(gw, route):
         prompt, completion)  # fmt: skip
 
 
-def test_the_upstream_gets_a_chat_request_with_openais_default_max_tokens(gw, upstream):
-    client(gw).completions.create(model="gpt-4o-mini", prompt=["Say hi"], temperature=0.2, stop=["\n"])
-    sent = upstream.requests[-1]
-    assert sent["path"].endswith("/chat/completions")
-    assert sent["body"]["messages"] == [{"role": "user", "content": "Say hi"}]
-    assert (sent["body"]["max_tokens"], sent["body"]["temperature"], sent["body"]["stop"]) == (16, 0.2, ["\n"])
+def test_the_log_keeps_the_chat_form_with_openais_default_max_tokens(gw, upstream):
+    raw = client(gw).completions.with_raw_response.create(
+        model="gpt-4o-mini", prompt=["Say hi"], temperature=0.2, stop=["\n"]
+    )
+    sent = upstream.requests[-1]  # an openai target: the body as the client sent it
+    assert sent["path"] == "/v1/completions" and sent["body"]["prompt"] == ["Say hi"]
+    assert "max_tokens" not in sent["body"]
+    logged = wait_for_rows(gw, f"request_id = '{raw.headers['x-llmgw-request-id']}'")[0]["request_body"]
+    chat = json.loads(logged)  # what limits reserve for, the cache keys and replay reads
+    assert chat["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert (chat["max_tokens"], chat["temperature"], chat["stop"]) == (16, 0.2, ["\n"])
 
 
 @pytest.mark.parametrize(("fields", "param"), [

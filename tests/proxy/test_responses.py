@@ -8,6 +8,7 @@ a replay of the live policy over the log with the Responses rows in it (0 differ
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import openai
@@ -57,15 +58,23 @@ def test_demo_plain_and_streamed(gw):
     assert evs[-1].response.output_text == r.output_text
 
 
+def logged(gw: Gateway, raw: Any) -> dict[str, Any]:
+    """The chat form the log keeps of a request (what an openai target gets is the body itself)."""
+    return json.loads(row(gw, raw.headers["x-llmgw-request-id"])["request_body"])
+
+
 def test_tool_choice_without_tools_is_not_sent(gw, upstream):
-    client(gw).responses.create(model="gpt-4o-mini", input="hi", tool_choice="auto", parallel_tool_calls=False)
-    sent = upstream.requests[-1]["body"]
-    assert "tool_choice" not in sent and sent["parallel_tool_calls"] is False
+    raw = client(gw).responses.with_raw_response.create(
+        model="gpt-4o-mini", input="hi", tool_choice="auto", parallel_tool_calls=False
+    )
+    chat = logged(gw, raw)
+    assert "tool_choice" not in chat and chat["parallel_tool_calls"] is False
+    assert upstream.requests[-1]["body"]["tool_choice"] == "auto"  # passed through: the upstream decides
 
 
 def test_input_items_become_chat_messages(gw, upstream):
     image = "data:image/png;base64,iVBORw0KGgo="
-    client(gw).responses.create(model="gpt-4o-mini", instructions="Brief.", input=[
+    raw = client(gw).responses.with_raw_response.create(model="gpt-4o-mini", instructions="Brief.", input=[
         {"role": "developer", "content": "Answer in French."},
         {"role": "user", "content": [{"type": "input_text", "text": "what is this?"},
                                      {"type": "input_image", "image_url": image, "detail": "low"}]},
@@ -74,7 +83,8 @@ def test_input_items_become_chat_messages(gw, upstream):
         {"type": "reasoning", "id": "rs_1", "summary": []},
         {"role": "user", "content": "sure?"},
     ])  # fmt: skip
-    assert upstream.requests[-1]["body"]["messages"] == [
+    assert upstream.requests[-1]["body"]["input"][3]["type"] == "reasoning"  # passed through as sent
+    assert logged(gw, raw)["messages"] == [
         {"role": "system", "content": "Brief."},
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": [{"type": "text", "text": "what is this?"},
@@ -120,23 +130,27 @@ def test_input_guardrail_blocks(gw):
 
 
 def test_tool_call_round_trip_on_an_openai_target(gw, upstream):
-    asked = client(gw).responses.create(model="tool-call", input="weather?", tools=[FN_TOOL], max_output_tokens=99)
-    assert upstream.requests[-1]["body"]["max_completion_tokens"] == 99  # what reasoning models need
-    call = asked.output[-1]
+    raw = client(gw).responses.with_raw_response.create(
+        model="tool-call", input="weather?", tools=[FN_TOOL], max_output_tokens=99
+    )
+    assert logged(gw, raw)["max_completion_tokens"] == 99  # what reasoning models need, on a chat target
+    assert upstream.requests[-1]["body"]["max_output_tokens"] == 99  # the openai target's /responses: as sent
+    call = raw.parse().output[-1]
     assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}
     items = [
         {"role": "user", "content": "weather?"},
         call.model_dump(exclude_none=True),
         {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
     ]
-    answer = client(gw).responses.create(model="tool-call", input=items, tools=[FN_TOOL])
-    assert answer.output_text == "The tool said: sunny"
-    sent = upstream.requests[-1]["body"]
-    assert sent["messages"][1]["tool_calls"][0]["id"] == call.call_id
-    assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}
-    assert sent["tools"] == [
+    answer = client(gw).responses.with_raw_response.create(model="tool-call", input=items, tools=[FN_TOOL])
+    assert answer.parse().output_text == "The tool said: sunny"
+    chat = logged(gw, answer)
+    assert chat["messages"][1]["tool_calls"][0]["id"] == call.call_id
+    assert chat["messages"][2] == {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}
+    assert chat["tools"] == [
         {"type": "function", "function": {"name": "get_weather", "parameters": FN_TOOL["parameters"]}}
     ]
+    assert upstream.requests[-1]["body"]["input"][2] == items[2]
 
 
 def test_a_stream_cut_after_its_first_byte_ends_with_error_and_failed(gw):

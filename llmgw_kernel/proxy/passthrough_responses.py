@@ -1,0 +1,363 @@
+"""The Responses API's part of the pass-through (:mod:`.passthrough`): the forwarded body, the
+upstream's answer read as chat for the pipeline, and the client's stream relayed from the
+upstream's own events.
+
+Whole answers: the ``response`` becomes a chat completion (message text → ``content``, refusals
+→ ``refusal``, ``function_call`` items → ``tool_calls``, ``status`` → ``finish_reason``, usage →
+chat usage) for the output guardrails, the cache and the log; the client gets the upstream's
+bytes unchanged, or — when a guardrail redacted something — the same response with the redacted
+texts put back (:func:`patched`).
+
+Streams (:class:`Relay`): each upstream event becomes one chat chunk naming its position
+(``x_native``): text, refusal and argument deltas carry their text, the ``*.done`` events end
+the chunk's choice (so the stream guard releases what it holds before the item closes), every
+other event is an empty chunk. The client gets the upstream's events as they are, in order,
+as the pipeline passes each chunk on; a delta whose text the guard held back or redacted is
+replaced by a delta with the text released, and the events that repeat the whole text
+(``*.done``, ``response.completed``) then carry the redacted text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from ..providers import StreamReply
+from ..providers.http import loads_object
+from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
+from .responses_request import to_chat_request
+
+#: Responses ``incomplete_details.reason`` → chat ``finish_reason``
+_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
+#: delta events → the chat delta key their text goes to
+_DELTAS = {"response.output_text.delta": "content", "response.refusal.delta": "refusal",
+           "response.function_call_arguments.delta": "arguments"}  # fmt: skip
+#: events that end one text (the stream guard releases what it holds for the choice)
+_DONES = frozenset({"response.output_text.done", "response.refusal.done", "response.function_call_arguments.done"})
+_ENDS = frozenset({"response.completed", "response.incomplete"})
+_FAILS = frozenset({"response.failed", "error"})
+
+
+class ResponsesDialect:
+    endpoint = "responses"
+
+    def translate(self, body: Any) -> tuple[dict[str, Any], Lenient]:
+        lenient = Lenient()
+        return to_chat_request(body, lenient), lenient
+
+    def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
+        body = orjson.loads(orjson.dumps(pt.request))
+        apply_changes(body, pt.forwarded_messages(messages))
+        body.pop("metadata", None)  # the gateway's, as for chat
+        body.setdefault("store", False)  # nothing kept upstream unless the client asked
+        return body
+
+    def to_chat(self, raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
+        resp = loads_object(raw)
+        if resp is None or resp.get("object") != "response":
+            raise upstream_failure("the upstream answer is not a Responses `response`")
+        chat = as_chat(resp)
+        return orjson.dumps(chat), chat.get("usage")
+
+    async def chat_events(
+        self, payloads: AsyncIterator[bytes], pt: Passthrough, reply: StreamReply
+    ) -> AsyncIterator[bytes]:
+        events = pt.events if pt.events is not None else []
+        head: dict[str, Any] = {"object": "chat.completion.chunk"}
+        calls: dict[str, int] = {}  # function_call item id -> chat tool_call index
+        async for payload in payloads:
+            event = loads_object(payload)
+            if event is None:
+                continue
+            kind = event.get("type")
+            if kind in _FAILS:
+                err = event.get("error") if kind == "error" else (event.get("response") or {}).get("error")
+                message = (err or event).get("message") if isinstance(err or event, dict) else None
+                raise upstream_failure(f"the upstream's response failed: {message or kind}")
+            events.append((payload, event))
+            if kind == "response.created":
+                resp = event.get("response") or {}
+                head = {"id": resp.get("id"), "object": "chat.completion.chunk", "model": resp.get("model")}
+            chunk = {**head, "x_native": len(events) - 1, "choices": _choices(event, calls)}
+            if kind in _ENDS:
+                resp = event.get("response") or {}
+                reply.usage = chat_usage(resp.get("usage"))
+                chunk["usage"] = reply.usage
+            yield orjson.dumps(chunk)
+
+
+def _choices(event: dict[str, Any], calls: dict[str, int]) -> list[dict[str, Any]]:
+    """The chat choices of one upstream event (none for most)."""
+    kind = event.get("type")
+    delta: dict[str, Any]
+    if kind in _DELTAS:
+        key, text = _DELTAS[kind], event.get("delta") or ""
+        if key == "arguments":
+            index = calls.get(str(event.get("item_id") or ""), 0)
+            delta = {"tool_calls": [{"index": index, "function": {"arguments": text}}]}
+        else:
+            delta = {key: text}
+        return [{"index": 0, "delta": delta, "finish_reason": None}]
+    item = event.get("item") or {}
+    if kind == "response.output_item.added" and item.get("type") == "function_call":
+        index = calls[item.get("id") or ""] = len(calls)
+        call = {"index": index, "id": item.get("call_id"), "type": "function",
+                "function": {"name": item.get("name") or "", "arguments": ""}}  # fmt: skip
+        return [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]
+    if kind in _DONES:
+        return [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    if kind in _ENDS:
+        return [{"index": 0, "delta": {}, "finish_reason": finish_reason(event.get("response") or {})}]
+    return []
+
+
+def finish_reason(resp: dict[str, Any]) -> str:
+    """The chat ``finish_reason`` of a ``response``."""
+    if resp.get("status") == "incomplete":
+        reason = (resp.get("incomplete_details") or {}).get("reason")
+        return _FINISH.get(str(reason), "length")
+    calls = any(isinstance(o, dict) and o.get("type") == "function_call" for o in resp.get("output") or ())
+    return "tool_calls" if calls else "stop"
+
+
+def chat_usage(usage: Any) -> dict[str, Any] | None:
+    """Responses usage → chat usage (what cost, limits and the log read)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": usage.get("total_tokens") or prompt + completion}  # fmt: skip
+    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
+    if cached:
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
+
+
+def as_chat(resp: dict[str, Any]) -> dict[str, Any]:
+    """A ``response`` as a ``chat.completion``: its message text, refusal and function calls."""
+    texts, refusals, calls = [], [], []
+    for item in resp.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    texts.append(part.get("text") or "")
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    refusals.append(part.get("refusal") or "")
+        elif item.get("type") == "function_call":
+            fn = {"name": item.get("name"), "arguments": item.get("arguments") or ""}
+            calls.append({"id": item.get("call_id"), "type": "function", "function": fn})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if refusals:
+        message["refusal"] = "".join(refusals)
+    if calls:
+        message["tool_calls"] = calls
+    choice = {"index": 0, "message": message, "finish_reason": finish_reason(resp)}
+    return {"id": resp.get("id"), "object": "chat.completion", "created": resp.get("created_at") or 0,
+            "model": resp.get("model") or "", "choices": [choice], "usage": chat_usage(resp.get("usage"))}  # fmt: skip
+
+
+def patched(raw: bytes, chat: bytes) -> bytes:
+    """The upstream's ``response`` with the texts of ``chat`` (its guarded chat form) put back: the
+    message text into the first ``output_text`` part (the others emptied), the refusal likewise,
+    each function call's arguments into its item."""
+    resp = orjson.loads(raw)
+    message = (orjson.loads(chat).get("choices") or [{}])[0].get("message") or {}
+    _put_texts(resp.get("output") or [], message)
+    return orjson.dumps(resp)
+
+
+def _put_texts(output: list[Any], message: dict[str, Any]) -> None:
+    left = {"output_text": message.get("content") or "", "refusal": message.get("refusal") or ""}
+    field = {"output_text": "text", "refusal": "refusal"}
+    calls = iter(message.get("tool_calls") or ())
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in left:
+                    part[field[kind]], left[kind] = left[kind], ""
+                    if kind == "output_text" and part.get("logprobs"):
+                        part["logprobs"] = []  # the tokens' own text would show what was redacted
+        elif item.get("type") == "function_call":
+            call = next(calls, None)
+            if call is not None:
+                item["arguments"] = (call.get("function") or {}).get("arguments") or ""
+
+
+class Relay:
+    """The client's stream of a passed-through request, from the pipeline's (guarded) chat chunks
+    and the upstream's events (see the module docstring). A :class:`~.translated_send.StreamTranslator`."""
+
+    __slots__ = ("_events", "_buf", "_next", "_pending", "_last", "_texts", "_changed", "_calls", "_seq", "_ended",
+                 "_response")  # fmt: skip
+
+    def __init__(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
+        self._events = events
+        self._buf = b""
+        self._next = 0  # the first upstream event not yet relayed
+        self._pending: dict[Any, list[tuple[bytes, dict[str, Any]]]] = {}  # chat key -> deltas not yet relayed
+        self._last: dict[Any, dict[str, Any]] = {}  # chat key -> its last delta event (a released text's shape)
+        self._texts: dict[Any, str] = {}  # native text key -> the text the client got
+        self._changed: set[Any] = set()  # native text keys whose text the client got differently
+        self._calls: dict[int, str] = {}  # chat tool_call index -> function_call item id
+        self._seq = 0
+        self._ended = False
+        self._response: dict[str, Any] = {}  # the response as ``response.created`` announced it
+
+    def feed(self, data: bytes) -> bytes:
+        self._buf += data
+        out: list[bytes] = []
+        while (end := self._buf.find(b"\n\n")) >= 0:
+            frame, self._buf = self._buf[:end], self._buf[end + 2 :]
+            if frame.startswith(b"data: ") and not self._ended:
+                self._frame(frame[6:], out)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        return b""
+
+    def _frame(self, payload: bytes, out: list[bytes]) -> None:
+        chunk = loads_object(payload)
+        if chunk is None:
+            return
+        if isinstance(chunk.get("error"), dict):  # the gateway ends the stream: what is held is never sent
+            self._fail(chunk["error"], out)
+            return
+        last = chunk.get("x_native")
+        upto = last + 1 if isinstance(last, int) else self._next
+        others = []
+        for payload_, event in self._events[self._next : upto]:
+            key = _chat_key(event, self._calls)
+            if key is None:
+                others.append((payload_, event))
+            else:
+                self._pending.setdefault(key, []).append((payload_, event))
+                self._last[key] = event
+        self._next = max(self._next, upto)
+        choice = (chunk.get("choices") or [{}])[0]
+        self._release(choice.get("delta") or {}, out)
+        if choice.get("finish_reason") is not None:
+            self._pending.clear()
+            self._last.clear()
+        for payload_, event in others:
+            self._other(payload_, event, out)
+
+    def _fail(self, err: dict[str, Any], out: list[bytes]) -> None:
+        """``error`` then ``response.failed`` (as the translated stream ends), and nothing after."""
+        self._ended = True
+        code, message = err.get("code"), err.get("message")
+        self._emit({"type": "error", "code": code, "message": message, "param": err.get("param"),
+                    "sequence_number": self._seq}, out, None)  # fmt: skip
+        failed = {**self._response, "status": "failed", "error": {"code": code, "message": message}}
+        self._emit({"type": "response.failed", "response": failed, "sequence_number": self._seq}, out, None)
+
+    def _release(self, delta: dict[str, Any], out: list[bytes]) -> None:
+        """Relay the text the guard released, per chat key: the upstream's deltas when it is their text."""
+        released: dict[Any, str] = {}
+        for key in ("content", "refusal"):
+            if isinstance(delta.get(key), str) and delta[key]:
+                released[key] = delta[key]
+        for call in delta.get("tool_calls") or ():
+            args = (call.get("function") or {}).get("arguments")
+            if isinstance(args, str) and args:
+                released[("arguments", call.get("index", 0))] = args
+        for key, text in released.items():
+            pending = self._pending.get(key) or []
+            template = self._last.get(key)
+            if pending and "".join(e.get("delta") or "" for _, e in pending) == text:
+                for payload, event in pending:
+                    self._note(event, event.get("delta") or "", False)
+                    self._emit(event, out, payload)
+            elif template is not None:
+                self._note(template, text, True)
+                self._emit({**template, "delta": text}, out, None)
+            self._pending[key] = []
+
+    def _note(self, event: dict[str, Any], text: str, rebuilt: bool) -> None:
+        key = _text_key(event)
+        self._texts[key] = self._texts.get(key, "") + text
+        if rebuilt:
+            self._changed.add(key)
+
+    def _other(self, payload: bytes, event: dict[str, Any], out: list[bytes]) -> None:
+        item = event.get("item") or {}
+        if event.get("type") == "response.created" and isinstance(event.get("response"), dict):
+            self._response = event["response"]
+        if event.get("type") == "response.output_item.added" and item.get("type") == "function_call":
+            self._calls[len(self._calls)] = item.get("id") or ""
+        if self._changed and _patch(event, self._texts, self._changed):
+            self._emit(event, out, None)
+        else:
+            self._emit(event, out, payload)
+
+    def _emit(self, event: dict[str, Any], out: list[bytes], payload: bytes | None) -> None:
+        """One event: the upstream's bytes (``payload``), or ``event`` re-encoded (None)."""
+        kind = str(event.get("type") or "message").encode()
+        if payload is None:
+            payload = orjson.dumps(event)
+        seq = event.get("sequence_number")
+        self._seq = seq + 1 if isinstance(seq, int) else self._seq + 1
+        out.append(b"event: " + kind + b"\ndata: " + payload + b"\n\n")
+
+
+def _chat_key(event: dict[str, Any], calls: dict[int, str]) -> Any:
+    """The chat delta key of an upstream delta event (None: not a delta)."""
+    key = _DELTAS.get(event.get("type") or "")
+    if key != "arguments":
+        return key
+    item_id = event.get("item_id")
+    for index, known in calls.items():
+        if known == item_id:
+            return ("arguments", index)
+    return ("arguments", 0)
+
+
+def _text_key(event: dict[str, Any]) -> tuple[Any, ...]:
+    return (event.get("item_id"), event.get("content_index", 0), _DELTAS.get(event.get("type") or ""))
+
+
+def _patch(event: dict[str, Any], texts: dict[Any, str], changed: set[Any]) -> bool:
+    """Put the client's texts into an event that repeats a whole text; True if it changed."""
+    kind = event.get("type")
+    key = (event.get("item_id"), event.get("content_index", 0))
+    if kind == "response.output_text.done" and (*key, "content") in changed:
+        event["text"] = texts[(*key, "content")]
+    elif kind == "response.refusal.done" and (*key, "refusal") in changed:
+        event["refusal"] = texts[(*key, "refusal")]
+    elif kind == "response.function_call_arguments.done" and (event.get("item_id"), 0, "arguments") in changed:
+        event["arguments"] = texts[(event.get("item_id"), 0, "arguments")]
+    elif kind == "response.content_part.done" and ((*key, "content") in changed or (*key, "refusal") in changed):
+        part = event.get("part") or {}
+        for field, name in (("text", "content"), ("refusal", "refusal")):
+            if (*key, name) in changed and field in part:
+                part[field] = texts[(*key, name)]
+    elif kind == "response.output_item.done":
+        return _patch_item(event.get("item") or {}, texts, changed)
+    elif kind in _ENDS:
+        hit = [_patch_item(i, texts, changed) for i in (event.get("response") or {}).get("output") or ()]
+        return any(hit)
+    else:
+        return False
+    return True
+
+
+def _patch_item(item: Any, texts: dict[Any, str], changed: set[Any]) -> bool:
+    if not isinstance(item, dict):
+        return False
+    hit = False
+    if item.get("type") == "function_call" and (item.get("id"), 0, "arguments") in changed:
+        item["arguments"], hit = texts[(item.get("id"), 0, "arguments")], True
+    for index, part in enumerate(item.get("content") or ()):
+        for field, name in (("text", "content"), ("refusal", "refusal")):
+            if isinstance(part, dict) and field in part and (item.get("id"), index, name) in changed:
+                part[field], hit = texts[(item.get("id"), index, name)], True
+    return hit
