@@ -98,3 +98,12 @@ def test_context_kinds_are_those_of_the_windows_phrases() -> None:
         for end in (e for e in (start + 7, start + 12) if e <= len(text)):
             for after in (True, False):
                 assert ctx.near(start, end, after) == _plain_near(folded, text, start, end, after), (start, end)
+
+
+@pytest.mark.parametrize("text", TEXTS + [t.replace(" ", "") for t in TEXTS] + [t.upper() for t in TEXTS])
+def test_context_kinds_around_a_value_from_one_scan_are_those_of_its_two_windows(text: str) -> None:
+    """A digit run's words before and after it come from one scan over both windows and the run."""
+    folded = fold(text)
+    runs = [(a, b) for a, b in numbers._runs(text) if b - a >= 7]
+    for a, b in runs + [(a + 1, b) for a, b in runs] + [(a, b - 1) for a, b in runs]:
+        assert ContextIndex.of(folded, text).near(a, b) == _plain_near(folded, text, a, b, True), (a, b)

@@ -79,10 +79,14 @@ def _dotted(kinds_of: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
 
 
 _KINDS_OF.update(_dotted(_KINDS_OF))
+if any(ch.isdigit() for phrase in _KINDS_OF for ch in phrase):  # ``ContextIndex._both_sides`` relies on it
+    raise ValueError("a context word holds a digit")
 
 
 _TOKEN = re.compile(r"[a-z0-9_#]+")
 _TOKEN_CHARS = "a-z0-9_#"
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_#")
+_WORDLESS = re.compile(r"[^a-z_#]*")  # no character a context word can hold (none holds a digit)
 
 
 _SEP, _END = "\x00", "\x01"  # trie keys: the run of other characters between two words; a phrase's end
@@ -195,14 +199,8 @@ class ContextIndex:
         """Kinds of the words ending at most 40 characters before ``start``, nearest first."""
         got = self._before.get(start)
         if got is None:
-            kinds: list[str] = []
-            # right to left is nearest first (phrases never overlap: their ends grow with their
-            # starts); a phrase's own kinds keep their order
-            for _, end, of_phrase in reversed(_phrases(self.folded, max(0, start - _REACH), start, text=self.text)):
-                if start - end > _BEFORE:
-                    break
-                kinds += of_phrase
-            got = self._before[start] = _distinct(kinds)
+            window = _phrases(self.folded, max(0, start - _REACH), start, text=self.text)
+            got = self._before[start] = _kinds_ending_before(window, start)
         return got
 
     def _kinds_after(self, end: int) -> list[str]:
@@ -210,11 +208,29 @@ class ContextIndex:
         got = self._after.get(end)
         if got is None:
             hi = min(len(self.folded), end + _REACH)
-            kinds: list[str] = []
-            for _, _, of_phrase in _phrases(self.folded, end, hi, end + _AFTER, self.text):
-                kinds += of_phrase
-            got = self._after[end] = _distinct(kinds)
+            got = self._after[end] = _kinds_of(_phrases(self.folded, end, hi, end + _AFTER, self.text))
         return got
+
+    def _both_sides(self, start: int, end: int) -> None:
+        """Memoise the kinds before ``start`` and after ``end`` from one scan over both windows and
+        the value between them, when that scan finds what the two would: the value holds no letter
+        (no phrase lies in it or runs through it: no context word holds a digit), it ends on a
+        digit (where the after-window starts, no phrase can), and no letter is glued to its start
+        (a phrase ending there matches at the before-window's end, not in the longer scan)."""
+        folded = self.folded
+        if not (
+            folded[end - 1].isdigit()
+            and (start == 0 or folded[start - 1] not in _WORD_CHARS)
+            and _WORDLESS.fullmatch(folded, start, end)
+        ):
+            self._kinds_before(start)
+            return
+        window = _phrases(folded, max(0, start - _REACH), min(len(folded), end + _REACH), text=self.text)
+        split = 0
+        while split < len(window) and window[split][0] < start:
+            split += 1
+        self._before[start] = _kinds_ending_before(window[:split], start)
+        self._after[end] = _kinds_of([p for p in window[split:] if p[0] <= end + _AFTER])
 
     def far_before(self, start: int) -> list[str]:
         """Kinds of the words ending at most ``FAR_BEFORE`` characters before ``start``, nearest
@@ -226,9 +242,31 @@ class ContextIndex:
         """Kinds of the context words within reach of ``[start, end)``, nearest first: words that end
         at most 40 characters before it, then (if ``after``) words that start at most 16 characters
         after it (a word after counts as farther than any word before)."""
+        if after and start not in self._before and end not in self._after:
+            self._both_sides(start, end)
         before = self._kinds_before(start)
         later = self._kinds_after(end) if after else ()
         return before + [k for k in later if k not in before] if later else before[:]
+
+
+def _kinds_ending_before(phrases: list[tuple[int, int, tuple[str, ...]]], start: int) -> list[str]:
+    """Kinds of ``phrases`` (a window's, left to right) ending at most 40 characters before ``start``,
+    nearest first: right to left (phrases never overlap, so their ends grow with their starts), a
+    phrase's own kinds in their order."""
+    kinds: list[str] = []
+    for _, end, of_phrase in reversed(phrases):
+        if start - end > _BEFORE:
+            break
+        kinds += of_phrase
+    return _distinct(kinds)
+
+
+def _kinds_of(phrases: list[tuple[int, int, tuple[str, ...]]]) -> list[str]:
+    """Kinds of ``phrases`` left to right (nearest first after a value)."""
+    kinds: list[str] = []
+    for _, _, of_phrase in phrases:
+        kinds += of_phrase
+    return _distinct(kinds)
 
 
 def _distinct(kinds: list[str]) -> list[str]:
