@@ -22,6 +22,10 @@ upper bound for any static threshold).
 
     .venv/bin/python benchmarks/semantic_bound.py --data-dir DIR --embeddings /tmp/semcache-vec.npz
 
+``--warmup-learns``: the questions are cached the way traffic caches them (each asked, never
+served from the cache, and compared with its nearest verified entry under the bound), so the
+learned threshold also starts from that evidence; by default they are stored and teach nothing.
+
 ``DIR`` holds ``qqp_dev_5k.csv`` (development set) and ``meancache_chat_smoke.csv`` (held
 out); CSV ``text_a,text_b,label``; the files stay outside the repository.
 """
@@ -124,10 +128,15 @@ def policy(**semantic: Any) -> Any:
     }).cache_for("m")  # fmt: skip
 
 
-def run_caches(p: Pass, settings: Any, verify_rate: float, paired: bool = False) -> dict[str, Any]:
+def run_caches(
+    p: Pass, settings: Any, verify_rate: float, paired: bool = False, warmup: bool = False
+) -> dict[str, Any]:
     """One pass through ``Caches`` (the live decision core), learning as the gateway does.
     ``paired``: each pair in a namespace of its own (an ask sees only its own ``text_a``; the
-    route's learned threshold is still one, learned from every namespace)."""
+    route's learned threshold is still one, learned from every namespace). ``warmup``: the
+    questions are cached the way traffic caches them — each asked upstream (``x-llmgw-cache:
+    refresh``: never served from the cache) and, under the bound, compared with its nearest
+    verified entry (a shadow outcome); else they are stored directly and teach nothing."""
     caches, model = Caches(), semantic_model(settings.semantic)
     bound = settings.semantic.max_false_hit_rate
 
@@ -137,7 +146,15 @@ def run_caches(p: Pass, settings: Any, verify_rate: float, paired: bool = False)
 
     firsts = [(a, k) for k, (a, _, _) in enumerate(p.asks)] if paired else [(a, 0) for a in p.questions]
     for i, (text, k) in enumerate(firsts):
-        caches.store(query(text, k), Entry(f"q{i}", float(i), p.answer[text].encode(), "d/echo", None))
+        truth = p.answer[text].encode()
+        if warmup and bound is not None:
+            near = caches.lookup_semantic(query(text, k), float(i)).nearest
+            if near is not None:
+                same = near.entry.body == truth
+                caches.learn(
+                    Outcome(i + 0.5, "m", model, near.entry.request_id, f"q{i}", near.similarity, same, "shadow")
+                )
+        caches.store(query(text, k), Entry(f"q{i}", float(i), truth, "d/echo", None))
     hits = wrong = right = checks = shadow = 0
     c0 = time.process_time()
     for k, (_, text, _) in enumerate(p.asks):
@@ -229,7 +246,7 @@ def best_static(static: list[dict[str, Any]], max_rate: float) -> dict[str, Any]
     return max(ok, key=lambda s: (s["recall"], -s["threshold"])) if ok else None
 
 
-def table(p: Pass, static: list[dict[str, Any]], verify_rate: float, paired: bool) -> None:
+def table(p: Pass, static: list[dict[str, Any]], verify_rate: float, paired: bool, warmup: bool = False) -> None:
     """The bound at each of :data:`BOUNDS` against the best static threshold at its precision."""
     print(
         "| bound | hit rate | false-hit rate | recall | verify calls | final t "
@@ -237,7 +254,7 @@ def table(p: Pass, static: list[dict[str, Any]], verify_rate: float, paired: boo
     )
     print("|---|---|---|---|---|---|---|---|")
     for delta in BOUNDS:
-        r = run_caches(p, policy(max_false_hit_rate=delta, verify_rate=verify_rate), verify_rate, paired)
+        r = run_caches(p, policy(max_false_hit_rate=delta, verify_rate=verify_rate), verify_rate, paired, warmup)
         s = best_static(static, r["false_hit_rate"] if r["hits"] else delta)
         ref = f"{s['threshold']}: {s['hit_rate']} / {s['false_hit_rate']} / {s['recall']}" if s else "none"
         ratio = f"{r['recall'] / s['recall']:.2f}" if s and s["recall"] else "-"
@@ -256,6 +273,7 @@ def main() -> None:
     ap.add_argument("--embeddings", type=Path, default=None, help="cache the vectors in this .npz file")
     ap.add_argument("--verify-rate", type=float, default=DEFAULT_VERIFY_RATE)
     ap.add_argument("--check-static", type=float, default=None, help="replay this static threshold through Caches")
+    ap.add_argument("--warmup-learns", action="store_true", help="the questions are cached by traffic: compared too")
     args = ap.parse_args()
     data = {name: load(args.data_dir / name) for name, _ in SETS}
     texts = list(dict.fromkeys(t for rows in data.values() for a, b, _ in rows for t in (a, b)))
@@ -274,10 +292,10 @@ def main() -> None:
                 k: v for k, v in folded.items() if k not in drop
             }, (via_core, folded)
             print(f"static {args.check_static}: Caches and the neighbour fold agree: {folded}\n")
-        table(p, static, args.verify_rate, False)
+        table(p, static, args.verify_rate, False, args.warmup_learns)
         print("\n### a namespace per pair, one learned threshold\n")
         sims = [float(p.vec[a] @ p.vec[b]) for a, b, _ in p.asks]
-        table(p, [run_static_paired(p, sims, t) for t in STATIC], args.verify_rate, True)
+        table(p, [run_static_paired(p, sims, t) for t in STATIC], args.verify_rate, True, args.warmup_learns)
 
 
 if __name__ == "__main__":
