@@ -40,15 +40,25 @@ def journal_dir(window: Any) -> Path | None:
     return data_dir_of(con) if con is not None else None
 
 
+def window_end(window: Any) -> float | None:
+    """The last arrival of a replay window (epoch seconds; None: unknown or empty). An outcome
+    known from then on informs no request of the window: it is not loaded."""
+    epoch = getattr(window, "epoch", None)
+    if epoch is None:
+        return None
+    ts = epoch("ts")
+    return float(ts.max()) if len(ts) else None
+
+
 def attach_journal(caches: Caches, policy: Policy, window: Any, data_dir: Path | None = None) -> int:
     """Attach the journaled outcomes to a replay's decision core when ``policy`` uses the bound
-    (``data_dir``: where the journal is; default the window's data directory). Returns how
-    many were attached."""
+    (``data_dir``: where the journal is; default the window's data directory), up to the
+    window's last arrival. Returns how many were attached."""
     if not uses_bound(policy):
         return 0
     root = data_dir if data_dir is not None else journal_dir(window)
     if root is None:
         return 0
-    outcomes = load_outcomes(Path(root) / OUTCOMES_FILE)
+    outcomes = load_outcomes(Path(root) / OUTCOMES_FILE, until=window_end(window))
     caches.attach_outcomes(outcomes)
     return len(outcomes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -16,10 +17,11 @@ import pytest
 from conftest import Gateway, wait_for_rows
 from test_cache_bound_live import PARAPHRASES, PROBE, ask, bound_policy, learn
 
-from llmgw_kernel import replay
+from llmgw_kernel import open_log, replay
 from llmgw_kernel.cache.bound_replay import attach_journal
 from llmgw_kernel.cache.core import Caches
 from llmgw_kernel.cache.outcomes import OUTCOMES_FILE
+from llmgw_kernel.replay.window import load_window
 
 
 def candidate(live: dict, delta: float) -> dict:
@@ -89,7 +91,7 @@ def test_a_candidate_bound_learns_the_journaled_outcomes_as_they_became_known(se
 
 
 def test_attach_journal_only_for_a_policy_under_the_bound(served):
-    gw, live, _, _ = served
+    gw, live, _, since = served
     from llmgw_kernel import load_policy
 
     caches = Caches()
@@ -100,3 +102,12 @@ def test_attach_journal_only_for_a_policy_under_the_bound(served):
     without.pop("cache")
     assert attach_journal(Caches(), load_policy(without), None, gw.data_dir) == 0
     assert attach_journal(Caches(), load_policy(live), {"request_id": []}) == 0  # a window of columns: no journal
+    # a window read from the log: its own journal, the outcomes known before its last arrival only
+    con = open_log(gw.data_dir)
+    try:
+        first = load_window(con, until=datetime.fromtimestamp(since.timestamp() + 1e-3, UTC))
+        assert len(first) == 1 and attach_journal(Caches(), load_policy(candidate(live, 0.49)), first) == 0
+        whole = load_window(con)
+        assert attach_journal(Caches(), load_policy(candidate(live, 0.49)), whole) >= 5
+    finally:
+        con.close()
