@@ -91,6 +91,7 @@ class SharedLimits:
         self._expiry: dict[tuple, int] = {}  # (window, start) -> expire-at
         self._pending: list[_Settlement] = []  # settlements Redis missed (at most MAX_PENDING_FLIGHTS)
         self._pending_spend: dict[tuple, int] = {}  # budget bucket -> nano-dollars Redis missed (the rest)
+        self._sending = 0  # of those, taken out to be sent now that Redis answers again
         self._seeding: asyncio.Future | None = None
         self.fail_closed = client.settings.on_unavailable == "fail_closed"
         self.lease_s = client.settings.reservation_lease_s
@@ -206,27 +207,30 @@ class SharedLimits:
         held = self._held.pop(rid, None)
         if held is None:
             return
-        if held.local:  # admitted while Redis was down: it holds no reservation to give back
+        if held.local:
             self.local.settle(rid, at, cost_usd, tokens)
         else:
             self.local.commit(held.subject, held.at, cost_usd)
-        await self._send_settle("" if held.local else rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0)
+        await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0, not held.local)
 
     async def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend no limit tracked (no budget or rate applied to the request)."""
         if not cost_usd:
             return
         self.local.commit(subject, at, cost_usd)
-        await self._send_settle("", subject, at, at, nano(cost_usd), 0)
+        await self._send_settle("", subject, at, at, nano(cost_usd), 0, False)
 
     async def _send_settle(
-        self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int
+        self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int, reserved: bool
     ) -> None:  # fmt: skip
-        """Settle in Redis: give back the reservation ``rid`` (\"\": none) and commit ``cost`` to
-        ``subject``'s buckets of the moment it was admitted; kept for later if Redis does not answer."""
+        """Settle in Redis: give back the reservation ``rid`` (if Redis holds one) and commit
+        ``cost`` to ``subject``'s buckets of the moment it was admitted; kept for later if Redis
+        does not answer — as a reservation to give back only when admitted in Redis (``reserved``:
+        one admitted locally while Redis was down holds none, unless the admission's script ran
+        but its answer was lost; that one waits for its lease)."""
         buckets = tuple(self.local.spend_buckets(subject, admitted)) if cost else ()
         if not await self._settle_in_redis(rid, at, cost, tokens, buckets):
-            self._queue(_Settlement(rid, at, cost, tokens, buckets))
+            self._queue(_Settlement(rid if reserved else "", at, cost, tokens, buckets))
 
     async def _settle_in_redis(self, rid: str, at: float, cost: int, tokens: int, buckets: tuple[tuple, ...]) -> bool:
         """Run SETTLE; False when Redis did not take it."""
@@ -258,25 +262,30 @@ class SharedLimits:
 
     @property
     def pending(self) -> int:
-        """How many entries the settlements Redis missed take (one per reservation, one per bucket)."""
-        return len(self._pending) + len(self._pending_spend)
+        """How many entries the settlements Redis missed take (one per reservation, one per
+        bucket), counting those being sent since it answered again until each is sent."""
+        return len(self._pending) + len(self._pending_spend) + self._sending
 
     # -- reconnection and seeding ---------------------------------------------------------
     async def _reconnected(self) -> None:
         """Redis answers again: re-seed it if it lost this directory's spend (the queued
-        settlements are then in the log it is seeded from), else send what it missed."""
-        pending, self._pending = self._pending, []
-        spend, self._pending_spend = self._pending_spend, {}
+        settlements are then in the log it is seeded from), else send what it missed. Redis
+        failing again before that leaves them queued for its next return."""
         if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.member), "check"):
             await self.reseed()
             return
-        for s in pending:
-            if not await self._settle_in_redis(s.rid, s.at, s.cost, s.tokens, s.buckets):
-                self._queue(s)
+        pending, self._pending = self._pending, []
+        spend, self._pending_spend = self._pending_spend, {}
         now = time.time()
-        for bucket, cost in spend.items():
-            if not await self._settle_in_redis("", now, cost, 0, (bucket,)):
-                self._queue(_Settlement("", now, cost, 0, (bucket,)))
+        queued = [*pending, *(_Settlement("", now, cost, 0, (bucket,)) for bucket, cost in spend.items())]
+        self._sending = len(queued)
+        try:
+            for s in queued:
+                if not await self._settle_in_redis(s.rid, s.at, s.cost, s.tokens, s.buckets):
+                    self._queue(s)
+                self._sending -= 1
+        finally:
+            self._sending = 0
 
     async def reseed(self) -> None:
         """Add this data directory's log (spend of the current windows, the last minute's rate
