@@ -320,3 +320,28 @@ def test_replay_of_pass_through_traffic_has_no_differences(make_gateway, upstrea
     assert all(v == 0 for v in result.summary["differs_from_log"].values()) and result.compare_to_log() == 0
     hits = open_log(g.data_dir).sql("SELECT count(*) FROM requests WHERE cache = 'hit'").fetchall()
     assert hits == [(8,)]
+
+
+# -- azure ------------------------------------------------------------------------------------------------
+def test_azure_gets_its_documented_paths(make_gateway, upstream):
+    from fake_azure import FakeAzure
+
+    key = "azure-key-0123456789"
+    fake = FakeAzure(key).start()
+    try:
+        policy = policy_for(upstream.base_url)
+        policy["providers"]["az"] = {"kind": "azure", "base_url": fake.base_url, "api_version": "2024-10-21",
+                                     "api_key_env": "AZ_KEY"}  # fmt: skip
+        policy["routes"]["az"] = {"targets": [{"provider": "az", "model": "gpt-4o-prod"}]}
+        g = make_gateway(policy, env={"AZ_KEY": key})
+        r = client(g).responses.create(model="az", input="hi azure", tools=WEB)
+        assert [o.type for o in r.output] == ["web_search_call", "message"] and r.output_text == "Azure heard: hi azure"
+        c = client(g).completions.create(model="az", prompt="legacy", stream=True)
+        assert "".join(x.choices[0].text for x in c if x.choices) == "Hello from the fake upstream: legacy"
+        (resp, comp) = fake.requests
+        assert (resp["path"], resp["query"], resp["body"]["model"]) == (
+            "/openai/responses", {"api-version": "2024-10-21"}, "gpt-4o-prod")  # fmt: skip
+        assert comp["path"] == "/openai/deployments/gpt-4o-prod/completions" and "model" not in comp["body"]
+        assert fake.invalid == []
+    finally:
+        fake.stop()
