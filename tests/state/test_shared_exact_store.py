@@ -235,3 +235,30 @@ def test_seeding_files_logged_answers_under_their_stamps_once(redis_server) -> N
         await client.close()
 
     asyncio.run(run())
+
+
+def test_a_full_redis_refuses_the_store_and_the_cache_still_answers(redis_server, tmp_path) -> None:
+    """Under ``maxmemory-policy noeviction`` a full Redis refuses writes: the store is a no-op
+    saying so, the answer is still served, and the entries Redis holds still hit."""
+
+    async def run() -> None:
+        svc, policy = _service(tmp_path, redis_server.url)
+        q, rec = _prepared(svc, policy, "req_1", time.time())
+        await svc.lookup(q, rec)
+        rec.outcome = "ok"
+        await svc.store(q, rec, b'{"id": "one"}')
+        assert rec.cache_stored_ts is not None
+        r = redis_server.client()
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", "1")
+        q2, rec2 = _prepared(svc, policy, "req_2", time.time())
+        hit = await svc.lookup(q2, rec2)
+        assert hit is not None and hit.entry.request_id == "req_1"
+        other = svc.prepare(policy.cache_for("m"), rec2, {"messages": [{"role": "user", "content": "new"}]}, None, None)
+        assert other is not None
+        await svc.store(other, rec2, b'{"id": "two"}')
+        assert rec2.cache_stored_ts is None and rec2.cache_reason == f"not stored: {SHARED_UNAVAILABLE}"
+        assert svc.shared.client.up  # type: ignore[union-attr]  # an error reply is not an outage
+        await svc.shared.client.close()  # type: ignore[union-attr]
+
+    asyncio.run(run())
