@@ -165,6 +165,11 @@ def _vectors(column: pa.Array) -> np.ndarray:
     return values.reshape(len(column), int(lengths[0]))
 
 
+def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array (a chunked one concatenated)."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def _permuted(table: pa.Table, order: pa.Array) -> pa.Table:
     """``table.take(order)``; when ``order`` moves only a few rows (a log already in time order
     but for rows that share a time stamp), only the runs it moves are gathered and the rest is
@@ -274,6 +279,46 @@ class Window(dict[str, Any]):
         back = np.empty(len(rows), np.int64)
         back[by_scan] = np.arange(len(rows))
         return pa.concat_arrays(values).take(pa.array(back))
+
+    def mapped(self, name: str, fn: Callable[[pa.Array], pa.Array | pa.ChunkedArray]) -> pa.Array:
+        """``fn`` applied to column ``name``, one result per window row, in window order. A
+        :data:`LENT` column is streamed from the log in batches and ``fn`` maps each batch, so
+        a value derived from the bodies or the metadata (``json_extract``, a length) holds the
+        derived values only, never the whole column. ``fn`` must map each value on its own
+        (one result per input value, in order). Other columns are mapped whole."""
+
+        def whole() -> pa.Array:  # the column read whole (held, or matched to the window by id)
+            return _whole(fn(_whole(self._column(name))))
+
+        if name in self._table.column_names or name not in LENT or self._log is None:
+            return whole()
+        inverse = None  # the window row of each scan row
+        if self._order is not None:
+            inverse = np.empty(len(self), np.int64)
+            inverse[self._order.to_numpy()] = np.arange(len(self), dtype=np.int64)
+        ids = self._table.column("request_id")
+        results: list[pa.Array] = []
+        at, aligned = 0, True
+        batches = self._log.batches(["request_id", name])
+        for batch in batches:
+            n = batch.num_rows
+            if at + n > len(self):  # rows logged since the window was read
+                aligned = False
+                break
+            want = ids.slice(at, n) if inverse is None else ids.take(inverse[at : at + n])
+            if not batch.column(0).equals(_whole(want)):  # another scan order
+                aligned = False
+                break
+            out = _whole(fn(batch.column(1)))
+            if len(out) != n:
+                raise ValueError(f"mapped({name!r}): fn returned {len(out)} values for {n}")
+            results.append(out)
+            at += n
+        del batches  # closes the scan's result: the connection runs one query at a time
+        if not aligned or at != len(self) or not results:
+            return whole()
+        scanned = pa.concat_arrays(results)
+        return scanned if self._order is None else scanned.take(self._order)
 
     def _realigned(self, names: list[str]) -> pa.Table:
         """``names`` matched to the window's rows by (ts, request_id); rows logged since are left out."""

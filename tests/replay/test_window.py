@@ -9,6 +9,8 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from llmgw_kernel.log.reader import open_log
@@ -261,3 +263,50 @@ def test_permuted_equals_take_for_any_order() -> None:
     for o in orders:
         order = pa.array(o)
         assert _permuted(table, order).equals(table.take(order))
+
+
+def _lengths(column: pa.Array) -> pa.Array:
+    return pc.binary_length(column)
+
+
+@pytest.mark.parametrize("name", ["metadata", "request_body", "route"])
+def test_mapped_streams_a_lent_column_in_window_order(log_dir: Path, name: str) -> None:
+    """``mapped`` equals ``fn`` of the whole column, in window order, for a scan out of window
+    order (segments with earlier times, ties), a predicate, and a column that is held; the lent
+    column is not kept."""
+    ref = _reference(log_dir)
+    window = load_window(log_dir)
+    assert window._order is not None
+    want = [None if v is None else len(v.encode()) for v in ref[name]]
+    assert window.mapped(name, _lengths).to_pylist() == want
+    assert not LENT & set(window.table.column_names)
+    chat = load_window(log_dir, where="route = ?", params=["chat"])
+    ref_chat = _reference(log_dir, "WHERE route = ?", ["chat"])
+    assert chat.mapped(name, _lengths).to_pylist() == [None if v is None else len(v.encode()) for v in ref_chat[name]]
+
+
+def test_mapped_when_the_log_changed_or_the_scan_comes_back_in_another_order(log_dir: Path, tmp_path: Path) -> None:
+    con = open_log(log_dir)
+    picked = "SELECT request_id FROM requests WHERE hash(request_id) % 5 < 3"
+    ref = _reference(log_dir, f"WHERE request_id IN ({picked})")
+    by_id = dict(zip(ref["request_id"], ref["metadata"], strict=True))
+    window = load_window(con, where=f"request_id IN ({picked} ORDER BY random())")
+    got = window.mapped("metadata", _lengths).to_pylist()
+    assert got == [None if by_id[r] is None else len(by_id[r].encode()) for r in window["request_id"]]
+    rng = random.Random(3)
+    writer = LogWriter(tmp_path, flush_ms=3_600_000, journal=False)
+    for i in range(40):
+        writer.append(_record(i, T0 + i, rng))
+    writer.flush()
+    grown = load_window(open_log(tmp_path))
+    assert grown._order is None  # the scan is in window order
+    before = _reference(tmp_path)["metadata"]
+    assert grown.mapped("metadata", _lengths).to_pylist() == [None if v is None else len(v.encode()) for v in before]
+    for i in range(40, 70):
+        writer.append(_record(i, T0 + i - 50, rng))  # earlier times, logged after the window was read
+    writer.close()
+    ref = _reference(tmp_path, "WHERE request_id IN (SELECT unnest(?))", [grown["request_id"]])
+    assert grown.mapped("metadata", _lengths).to_pylist() == [
+        None if v is None else len(v.encode()) for v in ref["metadata"]
+    ]
+    assert load_window(tmp_path / "empty").mapped("metadata", _lengths).to_pylist() == []
