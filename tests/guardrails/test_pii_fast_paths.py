@@ -107,3 +107,20 @@ def test_context_kinds_around_a_value_from_one_scan_are_those_of_its_two_windows
     runs = [(a, b) for a, b in numbers._runs(text) if b - a >= 7]
     for a, b in runs + [(a + 1, b) for a, b in runs] + [(a, b - 1) for a, b in runs]:
         assert ContextIndex.of(folded, text).near(a, b) == _plain_near(folded, text, a, b, True), (a, b)
+
+
+def test_a_finding_built_by_its_fast_constructor_is_the_frozen_dataclass_it_was() -> None:
+    import dataclasses
+
+    from llmgw_kernel.guardrails.findings import Finding
+
+    f = Finding("PHONE_NUMBER", 4, 16, 0.95, "pii.phone.vn")
+    assert f == Finding(type="PHONE_NUMBER", start=4, end=16, score=0.95, rule="pii.phone.vn")
+    assert hash(f) == hash(Finding("PHONE_NUMBER", 4, 16, 0.95, "pii.phone.vn"))
+    assert (f.type, f.start, f.end, f.score, f.rule) == dataclasses.astuple(f)
+    assert repr(f) == "Finding(type='PHONE_NUMBER', start=4, end=16, score=0.95, rule='pii.phone.vn')"
+    assert dataclasses.replace(f, start=5).start == 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.start = 0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Finding("PHONE_NUMBER", 4, 16, 0.95)  # type: ignore[call-arg]
