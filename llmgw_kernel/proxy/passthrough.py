@@ -43,6 +43,7 @@ from ..providers.base import unsupported
 from ..providers.openai import OpenAIAdapter
 from .errors import GatewayError
 from .runtime import Snapshot
+from .validate import load_json
 
 #: upstream statuses that say "no such endpoint here" (an OpenAI-compatible server without it)
 _NO_ENDPOINT = frozenset({404, 405})
@@ -85,7 +86,7 @@ class Passthrough:
     """One request's per-attempt choice between pass-through and translation (module docstring)."""
 
     __slots__ = ("dialect", "snap", "rec", "request", "lenient", "messages", "answer", "answer_chat", "events",
-                 "include_usage", "wants_usage")  # fmt: skip
+                 "include_usage")  # fmt: skip
 
     def __init__(self, dialect: Dialect, snap: Snapshot) -> None:
         self.dialect = dialect
@@ -98,14 +99,11 @@ class Passthrough:
         self.answer_chat: bytes | None = None  # ... and its chat form as handed to the pipeline
         self.events: list[tuple[bytes, dict[str, Any]]] | None = None  # a passed-through stream's events
         self.include_usage = False  # the gateway asked a completions stream for usage the client did not
-        self.wants_usage = False
 
     # -- request side ---------------------------------------------------------------------------
     def parse(self, raw: bytes, rec: RequestRecord) -> dict[str, Any]:
         """The chat form of the raw body (the log keeps it); a 400 GatewayError when invalid."""
-        from .pipeline import parse_json
-
-        original = parse_json(raw, rec)
+        original = load_json(raw)  # a 400 if not JSON or nested deeper than the gateway's limit
         chat, lenient = self.dialect.translate(original)
         self.request, self.lenient, self.rec = original, lenient, rec
         self.messages = orjson.dumps(chat.get("messages") or [])
@@ -184,7 +182,6 @@ class Passthrough:
             return await adapter.chat_stream(body, target, include_usage)
         assert isinstance(adapter, OpenAIAdapter)
         forwarded = self.dialect.forward(self, body["messages"])
-        self.wants_usage = include_usage
         self.include_usage = False
         if self.dialect.endpoint == "completions" and adapter.provider.stream_usage and not include_usage:
             forwarded["stream_options"] = {**(forwarded.get("stream_options") or {}), "include_usage": True}
