@@ -113,6 +113,9 @@ def test_a_stream_is_the_upstreams_events_byte_for_byte(gw, upstream):
     assert [name for name, _ in evs] == [e["type"] for e in expected]
     assert [d["sequence_number"] for _, d in evs] == list(range(len(expected)))
     assert "response.web_search_call.searching" in [name for name, _ in evs]
+    with httpx.stream("POST", f"{gw.base_url}/responses", json={"model": "plain", "input": "raw", "stream": True}) as r:
+        frames = [f for f in r.read().decode().split("\n\n") if f]
+    assert all(f.split("\n")[1].startswith('data: {"type": "') for f in frames)  # json.dumps's bytes, as sent
     done = evs[-1][1]["response"]
     assert [o["type"] for o in done["output"]] == ["web_search_call", "message"]
     assert done["output"][1]["content"][0]["annotations"][0]["url"] == fake_responses.CITED
