@@ -16,8 +16,9 @@ Behaviour by ``model`` (the target's model name, as for chat): a text answer
 ``web_search_call`` item first and a message citing a URL; ``tool-call`` calls the first function
 tool with ``{"city": "Paris"}`` until a ``function_call_output`` arrives, then answers ``The tool
 said: <output>``; ``pii-out`` answers with an e-mail address and a phone number (for output
-guardrails); ``status-NNN`` fails with NNN; ``stream-cut-0`` / ``stream-cut-2`` die before the
-first event / after two. A request without ``model`` or ``input`` (``prompt``), with
+guardrails); a ``text.format`` of type ``json_schema`` gets ``{"city": "Paris"}``;
+``status-NNN`` fails with NNN; ``stream-cut-0`` / ``stream-cut-2`` die before the first event /
+after two. A request without ``model`` or ``input`` (``prompt``), with
 ``metadata`` (the gateway keeps it), or with a ``model`` that is not a string is recorded in
 ``.invalid``.
 
@@ -93,6 +94,8 @@ def output_items(body: dict[str, Any], style: Style = DEFAULT) -> list[dict[str,
         text = f"The tool said: {outputs[-1].get('output')}"
     if model == "pii-out":
         text = PII_ANSWER
+    if ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema":  # structured output
+        text = json.dumps({"city": "Paris"})
     if any(t.get("type") == "web_search" for t in tools):
         items.append({"type": "web_search_call", "id": "ws_fake_1", "status": "completed",
                       "action": {"type": "search", "query": last_user_text(body)[:50]}})  # fmt: skip
