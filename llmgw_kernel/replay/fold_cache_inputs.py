@@ -111,7 +111,7 @@ def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: li
     if "request_body" not in cols.w:
         missing = missing[:0]
     if len(missing):  # only these rows' bodies are coded (and parsed once per distinct body)
-        enc = cols.arrow("request_body").take(pa.array(missing, pa.int64())).combine_chunks().dictionary_encode()
+        enc = cols.w.take("request_body", missing).dictionary_encode()  # these rows' bodies only, streamed
         body_code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         bodies = enc.dictionary.to_pylist()
         pair, first = factorize(route_code[missing], body_code)

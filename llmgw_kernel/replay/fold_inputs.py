@@ -72,6 +72,8 @@ FOLD_COLUMNS = (
     "cache_stored_ts", "cache_key", "cache_control", "cache_ns_header", "metadata", "temperature", "endpoint",
     "cache_source", "request_body",
 )  # fmt: skip
+#: the columns the inputs (and their decoding) read as Arrow, not as codes or numbers: not compacted
+_READ_AS_ARROW = frozenset({"request_id", "cache_source", "target", "attempts"})
 #: the columns of warm rows (answers cached before the window) the cache's arrays read
 _WARM_COLUMNS = ("request_id", "ts", "ts_end", "route", "key_id", "metadata", "cache_ns_header", "cache_key",
                  "cache_control", "temperature", "outcome", "cache", "cache_stored_ts", "endpoint", "target",
@@ -140,13 +142,13 @@ def inputs(c: Composer) -> Inputs | None:
         return None
     window = as_window(c.window)
     held = set(window.table.column_names)
-    made = _inputs(c, window)
+    made = _inputs(c, window, held)
     if made is not None:
         window.release([n for n in window.table.column_names if n not in held])
     return made
 
 
-def _inputs(c: Composer, window: Window) -> Inputs | None:
+def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     pol = c.policies[0]
     window.prefetch(FOLD_COLUMNS)
     warm = as_window(c.warm_window) if c.warm_window is not None and len(c.warm_window) else None
@@ -159,6 +161,8 @@ def _inputs(c: Composer, window: Window) -> Inputs | None:
     settings = [pol.cache_for(r) for r in route_values]
     if not supported(settings):  # a semantic setting the kernel does not implement
         return None
+    own = [name for name in FOLD_COLUMNS if name not in held and name in window.table.column_names]
+    cols.compact([name for name in own if name not in _READ_AS_ARROW])
     plan_code, plans, logged_code = plan_codes(c, window)
     n = c.n
     a: dict[str, np.ndarray] = {}

@@ -496,6 +496,7 @@ class FoldedArrays(Folded):
 
     def __init__(self, c: Composer, inp: Inputs, out: Any, so: Any, reasons: list[str]) -> None:  # noqa: D107
         self._c, self._inp, self._out, self._so, self._why = c, inp, out, so, reasons  # (no super: lists are lazy)
+        self._columns: dict[str, np.ndarray] = {}
         d = inp.decoding
         served = out.served_by.copy()
         served[d.unknown_model] = 4
@@ -525,7 +526,15 @@ class FoldedArrays(Folded):
         return reasons, limits
 
     def column(self, name: str) -> np.ndarray:
-        """A per-request field as an object array, from the kernel's codes (no list on the way)."""
+        """A per-request field as an object array, from the kernel's codes (no list on the way),
+        made once: the stages' columns and summaries read the same array (read it, do not
+        change it) instead of each making 1M Python floats of its own."""
+        got = self._columns.get(name)
+        if got is None:
+            got = self._columns[name] = self._column(name)
+        return got
+
+    def _column(self, name: str) -> np.ndarray:
         out, d = self._out, self._inp.decoding
         if name in ("admission_reason", "admission_limit"):
             return self._reasons[name == "admission_limit"]
