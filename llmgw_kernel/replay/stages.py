@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .cache_stage import summary
-from .fold import Composer, Folded
+from .fold import CACHE, REFUSED, UNKNOWN_MODEL, Composer, Folded
+from .fold import UPSTREAM as UPSTREAM_FATE
 from .fold_columns import cache_columns, cost_columns, limits_columns
 from .guardrails_stage import guardrail_columns, guardrail_decisions, guardrail_summary
 from .limits_stage import summarize_limits
@@ -162,8 +163,8 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
         assert f is not None and d.composer is not None
         by, cost, saved_of = (np.asarray(f.column(k)) for k in ("served_by", "cost", "saved"))  # object arrays
         n = len(by)
-        kinds, counts = np.unique(by[by != None].astype(str), return_counts=True)  # noqa: E711
-        served = Counter({str(k): int(c) for k, c in zip(kinds, counts, strict=True)})
+        # counted per fate the summary reports (no 1M-element string copy of the column)
+        served = Counter({k: int(np.count_nonzero(by == k)) for k in (UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL)})
         served[None] = int(np.count_nonzero(by == None))  # noqa: E711
         upstream = cost[by == "upstream"]
         spent_of = None if (upstream == None).any() else upstream.tolist()  # noqa: E711
