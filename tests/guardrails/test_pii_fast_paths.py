@@ -109,6 +109,15 @@ def test_context_kinds_around_a_value_from_one_scan_are_those_of_its_two_windows
         assert ContextIndex.of(folded, text).near(a, b) == _plain_near(folded, text, a, b, True), (a, b)
 
 
+def test_a_value_ending_on_another_scripts_digit_has_its_two_windows() -> None:
+    """An Arabic-Indic eight ("٨") is a digit but no word character: a word glued after it starts a
+    phrase for the scan over both windows, while the after-window skips it as a cut word."""
+    text = "số ٠٩١٢٣٤٥٦٧٨sdt và 0912"
+    folded = fold(text)
+    a, b = text.index("٠"), text.index("s", 3)
+    assert ContextIndex.of(folded, text).near(a, b) == _plain_near(folded, text, a, b, True)
+
+
 def test_a_finding_built_by_its_fast_constructor_is_the_frozen_dataclass_it_was() -> None:
     import dataclasses
 

@@ -86,6 +86,7 @@ if any(ch.isdigit() for phrase in _KINDS_OF for ch in phrase):  # ``ContextIndex
 _TOKEN = re.compile(r"[a-z0-9_#]+")
 _TOKEN_CHARS = "a-z0-9_#"
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_#")
+_ASCII_DIGITS = frozenset("0123456789")
 _WORDLESS = re.compile(r"[^a-z_#]*")  # no character a context word can hold (none holds a digit)
 
 
@@ -214,12 +215,13 @@ class ContextIndex:
     def _both_sides(self, start: int, end: int) -> None:
         """Memoise the kinds before ``start`` and after ``end`` from one scan over both windows and
         the value between them, when that scan finds what the two would: the value holds no letter
-        (no phrase lies in it or runs through it: no context word holds a digit), it ends on a
-        digit (where the after-window starts, no phrase can), and no letter is glued to its start
+        (no phrase lies in it or runs through it: no context word holds a digit), it ends on an
+        ASCII digit (a word character: where the after-window starts, no phrase can, and a word
+        glued after it is skipped by both), and no letter is glued to its start
         (a phrase ending there matches at the before-window's end, not in the longer scan)."""
         folded = self.folded
         if not (
-            folded[end - 1].isdigit()
+            folded[end - 1] in _ASCII_DIGITS
             and (start == 0 or folded[start - 1] not in _WORD_CHARS)
             and _WORDLESS.fullmatch(folded, start, end)
         ):
