@@ -10,7 +10,8 @@ Each check is the gateway's spend on behalf of the request that triggered it, an
 as such:
 
 - **a log row** of its own: ``endpoint = 'cache.check'`` (:data:`CHECK_ENDPOINT`: not client
-  traffic), request id ``<hit id>.check``, ``cache_source`` = the hit's request id,
+  traffic), request id ``<hit id>.check``, ``cache_source`` = the hit's request id, ``api =
+  'openai'`` (the body asked is the chat form, whatever API the hit came in by),
   ``cache_verify = 'check'``, the hit's key, team, user and metadata, and the check's own
   target, usage, cost, latency and outcome;
 - **charged** to the budgets of the hit's key, team and user (and the global ones) at its
@@ -87,7 +88,8 @@ def start_check(gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str,
 
 def check_record(rec: RequestRecord, plain: dict[str, Any]) -> RequestRecord:
     """The log record of the check of hit ``rec``: who it is for, what it asks."""
-    probe = RequestRecord(rec.request_id + CHECK_SUFFIX, time.time(), CHECK_ENDPOINT, rec.api)
+    # the body asked is the chat form (a /v1/messages or /v1/responses hit was translated): api openai
+    probe = RequestRecord(rec.request_id + CHECK_SUFFIX, time.time(), CHECK_ENDPOINT, "openai")
     probe.route, probe.plan, probe.route_reason = rec.route, rec.plan, rec.route_reason
     probe.policy_version = rec.policy_version
     probe.key_id, probe.key_version, probe.team, probe.end_user = rec.key_id, rec.key_version, rec.team, rec.end_user

@@ -13,7 +13,9 @@ import time
 import uuid
 from pathlib import Path
 
+import anthropic
 import httpx
+import orjson
 import pytest
 from conftest import wait_for_rows
 from test_cache_bound_live import PARAPHRASES, PROBE
@@ -29,7 +31,7 @@ TEAM = "checkers"
 
 def checked_policy(upstream_url: str) -> dict:
     policy = metered_policy(upstream_url)
-    for route in ("checked", "check-fails"):  # two regions: each learns its own threshold
+    for route in ("checked", "check-fails", "check-anthropic"):  # regions: each learns its own threshold
         policy["routes"][route] = {
             "targets": [{"provider": "local", "model": "gpt-4o-mini"}],
             "cache": {"semantic": {"ttl_s": 600, **BOUND, "verify_max_usd_per_hour": 1.0}},
@@ -115,6 +117,35 @@ def test_a_failed_check_is_a_row_and_charges_nothing(kgw, upstream):
     assert team_spend(kgw, key) == pytest.approx(spent)
     assert metric(kgw, "llmgw_cache_checks_total", route="check-fails", outcome="failed") == 1
     assert metric(kgw, "llmgw_cache_check_cost_usd_total", route="check-fails") == 0
+
+
+def test_the_check_of_an_anthropic_hit_logs_the_chat_body_it_asked(kgw):
+    """A /v1/messages hit is checked in the chat form the pipeline translated it to: its row
+    says api openai, so replay reads its body as what it is."""
+    key, _ = kgw.create_key(name="anthropic-checker", team=TEAM)
+    client = anthropic.Anthropic(base_url=kgw.url, api_key=key, max_retries=0, timeout=20)
+    ns = {"x-llmgw-cache-namespace": f"t-{uuid.uuid4().hex}"}
+
+    def ask_messages(text: str):
+        msgs = [{"role": "user", "content": text}]
+        return client.messages.with_raw_response.create(
+            model="check-anthropic", max_tokens=50, messages=msgs, extra_headers=ns
+        ).headers
+
+    for text in PARAPHRASES[:6]:
+        assert ask_messages(text)["x-llmgw-cache"] == "miss"
+    deadline = time.monotonic() + 60
+    while outcomes(kgw, "check-anthropic") < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    h = ask_messages(PROBE)
+    assert h["x-llmgw-cache"] == "semantic-hit"
+    hit = wait_for_rows(kgw, f"request_id = '{h['x-llmgw-request-id']}'")[0]
+    row = wait_for_rows(kgw, f"request_id = '{h['x-llmgw-request-id']}.check'")[0]
+    assert hit["api"] == "anthropic" and row["api"] == "openai" and row["outcome"] == "ok"
+    body = row["request_body"]
+    body = orjson.loads(body) if isinstance(body, str) else body
+    assert body["messages"] == [{"role": "user", "content": PROBE}] and "stream" not in body
 
 
 def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(kgw):
