@@ -96,3 +96,14 @@ def test_the_shared_figures_are_read_at_most_once_per_refresh_interval(replicas,
     for _ in range(20):  # a busy dashboard and Prometheus: all within REFRESH_S of that refresh
         _budget_gauges(gw)
     assert _redis_calls(redis_server) - before <= 3  # at most one more refresh, not one per scrape
+
+
+def test_with_redis_gone_the_gauges_show_this_replicas_view(replicas, redis_server):
+    gw = replicas["a"]
+    client = openai.OpenAI(base_url=gw.base_url, api_key="sk-client", max_retries=0, timeout=30)
+    for i in range(2):
+        client.chat.completions.create(model="gpt-4o-mini", user="erin", messages=[{"role": "user", "content": f"{i}"}])
+    time.sleep(0.5)  # settled
+    redis_server.kill()
+    gauges = _budget_gauges(gw)  # /metrics still answers (the shared read fails at once)
+    assert gauges[("llmgw_budget_spent_usd", "user", "erin")] == round(2 * ACTUAL_USD, 9)
