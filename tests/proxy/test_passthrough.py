@@ -44,6 +44,10 @@ def routes() -> dict[str, Any]:
         "cut-before": {"targets": [{"provider": "local", "model": "stream-cut-0"}, *LOCAL]},
         "redacted": {"targets": [{"provider": "local", "model": "pii-out"}], "guardrails": REDACT},
         "redacted-in": {"targets": LOCAL, "guardrails": REDACT},
+        "blocked": {
+            "targets": [{"provider": "local", "model": "pii-out"}],
+            "guardrails": {"output": [{"type": "pii", "action": "block"}]},
+        },  # fmt: skip
         "cached": {"targets": LOCAL, "cache": {"exact": {"ttl_s": 600}, "semantic": None}},
     }
 
@@ -223,6 +227,17 @@ def test_output_redaction_across_delta_boundaries_in_a_stream(gw):
     assert done["text"] == final == text and "555" not in json.dumps(evs)
     assert evs[-1][0] == "response.completed"
     assert row(gw, rid)["guardrails"]  # the verdicts
+
+
+def test_an_output_block_ends_a_stream_with_an_error_event_and_nothing_it_held(gw):
+    evs, rid = raw_events(gw, {"model": "blocked", "input": "contact?"})
+    names = [name for name, _ in evs]
+    assert names[-2:] == ["error", "response.failed"] and "response.output_text.delta" not in names
+    assert evs[-2][1]["code"] == "guardrail_blocked" and EMAIL not in json.dumps(evs)
+    assert row(gw, rid)["outcome"] != "ok"
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).responses.create(model="blocked", input="contact?")
+    assert exc.value.body["code"] == "guardrail_blocked"
 
 
 # -- stored state ---------------------------------------------------------------------------------------
