@@ -47,7 +47,7 @@ def routes() -> dict[str, Any]:
         "blocked": {
             "targets": [{"provider": "local", "model": "pii-out"}],
             "guardrails": {"output": [{"type": "pii", "action": "block"}]},
-        },  # fmt: skip
+        },
         "cached": {"targets": LOCAL, "cache": {"exact": {"ttl_s": 600}, "semantic": None}},
     }
 
