@@ -38,7 +38,7 @@ def routes() -> dict[str, Any]:
         "demo-then-openai": {"targets": [{"provider": "demo", "model": "demo-echo"}, *LOCAL]},
         "openai-then-demo": {
             "targets": [{"provider": "local", "model": "status-503"}, {"provider": "demo", "model": "demo-echo"}]
-        },  # fmt: skip
+        },
         "demo-only": {"targets": [{"provider": "demo", "model": "demo-echo"}]},
         "cut-after": {"targets": [{"provider": "local", "model": "stream-cut-2"}, *LOCAL]},
         "cut-before": {"targets": [{"provider": "local", "model": "stream-cut-0"}, *LOCAL]},
