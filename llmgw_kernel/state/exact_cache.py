@@ -87,11 +87,14 @@ return stamp
 )
 
 
-#: KEYS: order, entry. ARGV: scoped key, stamp, packed entry, ttl + margin (ms), max entries,
-#: the entry keys' prefix. An answer from the log under its logged stamp (1: filed, 0: Redis
-#: holds a later one, or it has expired).
+#: KEYS: order, entry, clock. ARGV: scoped key, stamp, packed entry, ttl + margin (ms), max
+#: entries, the entry keys' prefix. An answer from the log under its logged stamp (1: filed, 0:
+#: Redis holds a later one, or it has expired); later stamps stay above it, whatever Redis's
+#: clock says now.
 SEED = """
 local stamp = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if stamp > last then redis.call('SET', KEYS[3], ARGV[2]) end
 local held = redis.call('HGET', KEYS[2], 'at')
 if held and tonumber(held) >= stamp then return 0 end
 local expires = math.floor(stamp / 1000) + tonumber(ARGV[4])
@@ -220,7 +223,7 @@ class SharedExactCache:
         value = pack(x.entry, x.ns, x.key_id)
         if len(value) > MAX_VALUE_BYTES:
             return 0
-        keys = [self.client.key("xc", "order", x.route), self._entry_key(x.route, x.key)]
+        keys = [self.client.key("xc", "order", x.route), self._entry_key(x.route, x.key), self._clock]
         keep_ms = round(1000 * (x.ttl_s + self.keep_after_expiry_s))
         stamp = round(x.entry.stored_at * 1e6)
         args = [x.key, stamp, value, keep_ms, x.max_entries, self.client.key("xc", "e", x.route, "")]

@@ -262,3 +262,22 @@ def test_a_full_redis_refuses_the_store_and_the_cache_still_answers(redis_server
         await svc.shared.client.close()  # type: ignore[union-attr]
 
     asyncio.run(run())
+
+
+def test_stores_after_a_seed_are_stamped_above_it_whatever_redis_clock_says(redis_server) -> None:
+    """A log written while Redis's clock (or another Redis's) ran ahead: stores after the seed
+    still come after the seeded answers in the one order (replay's), never before them."""
+    ahead = round(time.time() + 100, 6)
+
+    async def run() -> None:
+        client = _client(redis_server.url)
+        shared = SharedExactCache(client, PURGE_MARGIN_S)
+        entry = _entry("from_the_log")._replace(stored_at=ahead)
+        assert await shared.seed("dir-a", [Logged("m", _key(1), entry, "route=m", None, 600, 10)]) == 1
+        after = await shared.put("m", _key(2), _entry("live"), "route=m", None, 600, 10)
+        assert after.at is not None and after.at > ahead
+        _, looked = await shared.get("m", _key(2), time.time(), 600)
+        assert looked > after.at
+        await client.close()
+
+    asyncio.run(run())
