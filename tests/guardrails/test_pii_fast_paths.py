@@ -15,7 +15,21 @@ import re
 import pytest
 
 from llmgw_kernel.guardrails.pii import numbers, pii_detector, shapes
-from llmgw_kernel.guardrails.pii.context import _AFTER, _BEFORE, _REACH, ContextIndex, _phrases
+from llmgw_kernel.guardrails.pii.context import (
+    _AFTER,
+    _BEFORE,
+    _KINDS_OF,
+    _REACH,
+    _SEP,
+    _TOKEN,
+    _TOKEN_CHARS,
+    CAPITALS_ONLY,
+    ContextIndex,
+    _counts,
+    _kinds,
+    _phrases,
+    _trie_regex,
+)
 from llmgw_kernel.guardrails.pii.fold import fold
 
 # the digit-run scan before the look-ahead: every run, short or long
@@ -133,3 +147,54 @@ def test_a_finding_built_by_its_fast_constructor_is_the_frozen_dataclass_it_was(
         f.start = 0  # type: ignore[misc]
     with pytest.raises(TypeError):
         Finding("PHONE_NUMBER", 4, 16, 0.95)  # type: ignore[call-arg]
+
+
+def _lookbehind_pattern(lookbehind: bool) -> re.Pattern[str]:
+    """The phrase regex as a plain scan writes it: a look-behind for the word start."""
+    trie: dict = {}
+    for phrase in _KINDS_OF:
+        node = trie
+        for key in _SEP.join(phrase.split()) + "\x01":
+            node = node.setdefault(key, {})
+    return re.compile((f"(?<![{_TOKEN_CHARS}])" if lookbehind else "") + _trie_regex(trie))
+
+
+_LOOKBEHIND, _AT = _lookbehind_pattern(True), _lookbehind_pattern(False)
+
+
+def _plain_phrases(folded: str, lo: int, hi: int, last_start: int | None, text: str) -> list:
+    """A window's phrases by a scan that tries every position of the window behind a look-behind."""
+    out, pos = [], lo
+    if lo and folded[lo - 1].isalnum():
+        word = _TOKEN.match(folded, lo, hi)
+        pos = word.end() if word else lo
+    elif lo and folded[lo - 1] in "_#":
+        m = _AT.match(folded, lo, hi)
+        if m and _counts(m.start(), m.end(), m.group(), text):
+            out.append((m.start(), m.end(), _kinds(m.group())))
+            pos = m.end()
+    for m in _LOOKBEHIND.finditer(folded, pos, hi):
+        if last_start is not None and m.start() > last_start:
+            break
+        if m.group() not in CAPITALS_ONLY or _counts(m.start(), m.end(), m.group(), text):
+            out.append((m.start(), m.end(), _kinds(m.group())))
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sdt 0912 345 678, so tai khoan: 0123456789 (vietcombank), MST/TIN 0100109106; CCCD#079192004512",
+        "TIN 0100109106 là mã số thuế, tin nhắn 0912345678, THÔNG TIN KHÁCH HÀNG: so   dien\nthoai 0912",
+        "_sdt 0912, #mst 0100, αsdt 0912, x.sdt 0912, M.S.T: 0100109106, c.c.c.d 0791, hoa don so 12345",
+        "Số điện thoại:0912345678/Zalo:0912 345 678 — STK:1903.5567.8890 tại Ngân hàng TMCP Kỹ Thương",
+    ],
+)
+def test_the_phrase_scan_opening_on_a_separator_finds_what_a_look_behind_finds(text: str) -> None:
+    folded = fold(text)
+    n = len(folded)
+    for lo in range(n):
+        for hi in {min(n, lo + w) for w in (1, 7, 30, _REACH, 2 * _REACH)}:
+            for last_start in (None, lo + _AFTER):
+                got = _phrases(folded, lo, hi, last_start, text)
+                assert got == _plain_phrases(folded, lo, hi, last_start, text), (lo, hi, last_start)

@@ -93,19 +93,22 @@ _WORDLESS = re.compile(r"[^a-z_#]*")  # no character a context word can hold (no
 _SEP, _END = "\x00", "\x01"  # trie keys: the run of other characters between two words; a phrase's end
 
 
-def _phrase_pattern(phrases: list[str], lookbehind: bool) -> re.Pattern[str]:
-    """One regex for every context phrase: whole words (runs of token characters) joined by any run
-    of other characters. It is written as a trie (phrases share their prefixes), so a word that
-    starts no phrase fails at its first character; at the end of a word, going on to a longer
-    phrase is tried before ending there, so the phrase of most words wins ("so tai khoan" over
-    "so"), as the word walk chose. With ``lookbehind`` a phrase starts only where a word starts."""
+def _phrase_pattern(phrases: list[str], after_separator: bool) -> re.Pattern[str]:
+    """One regex for every context phrase (group 1): whole words (runs of token characters) joined
+    by any run of other characters. It is written as a trie (phrases share their prefixes), so a
+    word that starts no phrase fails at its first character; at the end of a word, going on to a
+    longer phrase is tried before ending there, so the phrase of most words wins ("so tai khoan"
+    over "so"), as the word walk chose. With ``after_separator`` the match opens on the character
+    before the phrase, which must not be a token character, so a phrase starts only where a word
+    starts: a scan for a pattern that opens on a character class skips the token characters at C
+    speed, where a look-behind would be tried at every position (~15% more per window)."""
     trie: dict[str, Any] = {}
     for phrase in phrases:
         node = trie
         for key in _SEP.join(phrase.split()) + _END:
             node = node.setdefault(key, {})
-    head = f"(?<![{_TOKEN_CHARS}])" if lookbehind else ""
-    return re.compile(head + _trie_regex(trie))
+    head = f"[^{_TOKEN_CHARS}]" if after_separator else ""
+    return re.compile(head + "(" + _trie_regex(trie) + ")")
 
 
 def _trie_regex(node: dict[str, Any]) -> str:
@@ -120,8 +123,8 @@ def _trie_regex(node: dict[str, Any]) -> str:
     return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
 
-_PHRASE = _phrase_pattern(list(_KINDS_OF), lookbehind=True)
-_PHRASE_AT = _phrase_pattern(list(_KINDS_OF), lookbehind=False)  # at a window's left edge (below)
+_PHRASE = _phrase_pattern(list(_KINDS_OF), after_separator=True)
+_PHRASE_AT = _phrase_pattern(list(_KINDS_OF), after_separator=False)  # at the text's start, a window's edge
 
 _REACH = 40 + max(len(w) for w in _KINDS_OF)  # characters scanned on each side of a candidate
 
@@ -148,33 +151,40 @@ def _phrases(
         if before.isalnum():  # a cut word is dropped: skip to the window's next word
             word = _TOKEN.match(folded, lo, hi)
             pos = word.end() if word else lo
-        elif before in "_#":  # a word char the lookbehind would reject: the word at lo is the window's first
+        elif before in "_#":  # a token character before: the word at lo is the window's first all the same
             m = _PHRASE_AT.match(folded, lo, hi)
-            if m and _counts(m, text):
-                out.append((m.start(), m.end(), _kinds(m.group())))
+            if m and _counts(m.start(1), m.end(1), m.group(1), text):
+                out.append((m.start(1), m.end(1), _kinds(m.group(1))))
                 pos = m.end()
-    for m in _PHRASE.finditer(folded, pos, hi):
-        start, end = m.span()
+    else:  # the text's first word: no character before it opens the scan
+        m = _PHRASE_AT.match(folded, 0, hi)
+        if m:
+            if _counts(m.start(1), m.end(1), m.group(1), text):
+                out.append((m.start(1), m.end(1), _kinds(m.group(1))))
+            pos = m.end()
+    # from the character before ``pos``: a phrase opens on it (a token character there fails)
+    for m in _PHRASE.finditer(folded, pos - 1 if pos else 0, hi):
+        start, end = m.span(1)
         if last_start is not None and start > last_start:
             break
-        matched = m.group()
+        matched = m.group(1)
         kinds = _KINDS_OF.get(matched)  # words one space apart, as written in the lists: most phrases
         if kinds is None:
             kinds = _kinds(matched)
-        elif matched in CAPITALS_ONLY and not _counts(m, text):
+        elif matched in CAPITALS_ONLY and not _counts(start, end, matched, text):
             continue
         out.append((start, end, kinds))
     return out
 
 
-def _counts(m: re.Match[str], text: str | None) -> bool:
-    """Whether a matched phrase counts: a word of ``CAPITALS_ONLY`` only as written in capitals, and
-    not inside a heading in capitals ("THÔNG TIN KHÁCH HÀNG", "TIN NHẮN")."""
-    if m.group() not in CAPITALS_ONLY:
+def _counts(start: int, end: int, matched: str, text: str | None) -> bool:
+    """Whether a phrase matched at ``[start, end)`` counts: a word of ``CAPITALS_ONLY`` only as
+    written in capitals, and not inside a heading in capitals ("THÔNG TIN KHÁCH HÀNG", "TIN NHẮN")."""
+    if matched not in CAPITALS_ONLY:
         return True
-    if text is None or not text[m.start() : m.end()].isupper():
+    if text is None or not text[start:end].isupper():
         return False
-    beside = text[max(0, m.start() - 16) : m.start()].split()[-1:] + text[m.end() : m.end() + 16].split()[:1]
+    beside = text[max(0, start - 16) : start].split()[-1:] + text[end : end + 16].split()[:1]
     return not any(len(w) > 1 and w.isalpha() and w.isupper() for w in beside)
 
 
