@@ -41,6 +41,8 @@ TEXTS = [
     "(1)(22)(333)(4444)(55555) (12 3) 456, (9 9 9) 12, (12-3)4567890 (1234) 5 6 7 8",
     "năm 2024 có 365 ngày\t12\t-\t345 6789 và 12  34 56 78 9 (hai dấu cách), 1234567 12345678901234567890",
     "SĐT: 0912.345.678 / 0912-345-678 / 0912 345 678; MST 0100109106-001; CCCD 079192004512",
+    "biển số 29-B1 234.56, xe 51F-123.45 (bks 30A 12345), hộ chiếu C1234567 và B12345678, so tk 0123456",
+    "plate 29-SO 1234 và 29-tk 12345, passport:C1234567tk 0912345678, 51G-sdt 123.45 sdt 0912345678",
 ]
 KEY_TEXTS = [
     "sk-proj-Zx81Qp0LmN4vR7tY2wB9cK5dHs6Jf3Ug and AKIAIOSFODNN7EXAMPLE, ghp_" + "a1B2" * 9,
@@ -119,6 +121,7 @@ def test_context_kinds_around_a_value_from_one_scan_are_those_of_its_two_windows
     """A digit run's words before and after it come from one scan over both windows and the run."""
     folded = fold(text)
     runs = [(a, b) for a, b in numbers._runs(text) if b - a >= 7]
+    runs += [m.span() for m in shapes._PLATE.finditer(text)] + [m.span() for m in shapes._PASSPORT.finditer(text)]
     for a, b in runs + [(a + 1, b) for a, b in runs] + [(a, b - 1) for a, b in runs]:
         assert ContextIndex.of(folded, text).near(a, b) == _plain_near(folded, text, a, b, True), (a, b)
 

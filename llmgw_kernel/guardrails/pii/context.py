@@ -87,7 +87,8 @@ _TOKEN = re.compile(r"[a-z0-9_#]+")
 _TOKEN_CHARS = "a-z0-9_#"
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_#")
 _ASCII_DIGITS = frozenset("0123456789")
-_WORDLESS = re.compile(r"[^a-z_#]*")  # no character a context word can hold (none holds a digit)
+# a word without a digit: only such a word can be (part of) a context phrase
+_LETTER_WORD = re.compile(f"(?<![{_TOKEN_CHARS}])[a-z_#]+(?![{_TOKEN_CHARS}])")
 
 
 _SEP, _END = "\x00", "\x01"  # trie keys: the run of other characters between two words; a phrase's end
@@ -224,8 +225,9 @@ class ContextIndex:
 
     def _both_sides(self, start: int, end: int) -> None:
         """Memoise the kinds before ``start`` and after ``end`` from one scan over both windows and
-        the value between them, when that scan finds what the two would: the value holds no letter
-        (no phrase lies in it or runs through it: no context word holds a digit), it ends on an
+        the value between them, when that scan finds what the two would: each word of the value
+        holds a digit (no phrase lies in it or runs through it: no context word holds a digit;
+        digit runs, plates "29-B1 234.56", passports "C1234567"), it ends on an
         ASCII digit (a word character: where the after-window starts, no phrase can, and a word
         glued after it is skipped by both), and no letter is glued to its start
         (a phrase ending there matches at the before-window's end, not in the longer scan)."""
@@ -233,7 +235,7 @@ class ContextIndex:
         if not (
             folded[end - 1] in _ASCII_DIGITS
             and (start == 0 or folded[start - 1] not in _WORD_CHARS)
-            and _WORDLESS.fullmatch(folded, start, end)
+            and not _LETTER_WORD.search(folded, start, end)
         ):
             self._kinds_before(start)
             return
