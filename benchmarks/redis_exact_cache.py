@@ -14,9 +14,15 @@ added figure is shared minus in memory. Latency: wall time of one lookup and one
 nothing else in flight (a round trip on the loopback), median and p99 of ``--n`` // 10. Memory:
 Redis's ``used_memory`` grown per stored entry of ``--body-bytes``.
 
+With ``--gateway``, also end to end: ``llmgw serve`` (CPU 0) with an exact cache on a ``demo``
+route, wrk (CPU 1, 8 connections, ``--duration`` s) sending one request over and over — every
+request a **hit** — and the same with ``x-llmgw-cache: no-cache`` — every request a **store**
+(not read) — once with the cache in the process and once with ``LLMGW_REDIS_URL``: the server
+process's CPU µs per request (``/proc``), requests/s and p99.
+
 The benchmark is pinned to CPU 0, Redis to CPU 1.
 
-    .venv/bin/python benchmarks/redis_exact_cache.py --rounds 3
+    .venv/bin/python benchmarks/redis_exact_cache.py --rounds 3 [--gateway]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +42,29 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import cpu_seconds, loadavg  # noqa: E402
+from procstat import CLK_TCK, cpu_seconds, cpu_ticks, loadavg  # noqa: E402
+from proxy_overhead import free_port, http_get  # noqa: E402
 from redis_admission import start_redis  # noqa: E402
+
+GATEWAY_POLICY = """
+providers: {d: {kind: demo}}
+routes: {m: {targets: [{provider: d, model: demo-echo}]}}
+cache: {exact: {ttl_s: 3600, max_entries: 100000}}
+log: {flush_ms: 200}
+"""
+
+WRK = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer bench"
+if os.getenv("BENCH_NO_CACHE") == "1" then wrk.headers["x-llmgw-cache"] = "no-cache" end
+wrk.body = '{"model": "m", "messages": [{"role": "user", "content": "the same question"}]}'
+done = function(summary, latency, requests)
+  io.write(string.format('BENCH %d %d %d %d\\n', summary.requests, summary.duration,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout,
+    latency:percentile(99)))
+end
+"""
 
 
 def _policy() -> Any:
@@ -168,6 +196,66 @@ def one_round(url: str, redis_pid: int, n: int, body_bytes: int, in_flight: int,
     }  # fmt: skip
 
 
+def _serve(workdir: Path, redis_url: str | None) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    (workdir / "policy.yaml").write_text(GATEWAY_POLICY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+    if redis_url:
+        env["LLMGW_REDIS_URL"] = redis_url
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--policy", str(workdir / "policy.yaml"), "--data-dir", str(workdir / "data"),
+           "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if http_get(port, "/health", 0.5)[0] == 200:
+                return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("llmgw serve did not start")
+        time.sleep(0.02)
+
+
+def _wrk(port: int, lua: Path, duration: float, no_cache: bool) -> dict[str, float]:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c8", f"-d{max(1, round(duration))}s", "--latency", "-s", str(lua),
+           f"http://127.0.0.1:{port}/v1/chat/completions"]  # fmt: skip
+    env = {**os.environ, "BENCH_NO_CACHE": "1" if no_cache else "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60).stdout
+    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
+    requests, duration_us, errors, p99 = (int(x) for x in line.split()[1:])
+    if errors:
+        raise RuntimeError(f"{errors} failed requests: the figures would not be the cache's")
+    return {"requests": requests, "rps": round(requests / (duration_us / 1e6)), "p99_ms": round(p99 / 1000, 2)}
+
+
+def gateway_round(url: str, duration: float) -> dict[str, Any]:
+    """Server CPU µs per request, hits and stores, cache in memory vs on Redis."""
+    out: dict[str, Any] = {}
+    for where, redis_url in (("memory", None), ("redis", url)):
+        workdir = Path(tempfile.mkdtemp(prefix=f"llmgw-xc-{where}-"))
+        lua = workdir / "bench.lua"
+        lua.write_text(WRK)
+        proc, port = _serve(workdir, redis_url)
+        try:
+            for kind, no_cache in (("hit", False), ("store", True)):
+                _wrk(port, lua, 2, no_cache)  # warm-up
+                t0 = cpu_ticks(proc.pid)
+                w = _wrk(port, lua, duration, no_cache)
+                cpu_s = (cpu_ticks(proc.pid) - t0) / CLK_TCK
+                out[f"{where}_{kind}"] = {**w, "cpu_us_per_req": round(1e6 * cpu_s / w["requests"], 1)}
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            shutil.rmtree(workdir, ignore_errors=True)
+    for kind in ("hit", "store"):
+        added = out[f"redis_{kind}"]["cpu_us_per_req"] - out[f"memory_{kind}"]["cpu_us_per_req"]
+        out[f"added_{kind}_us"] = round(added, 1)
+    out["loadavg"] = loadavg()
+    return out
+
+
 def _spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f})"
 
@@ -178,11 +266,26 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000, help="operations of each kind per run")
     ap.add_argument("--body-bytes", type=int, default=1024, help="size of each stored answer")
     ap.add_argument("--in-flight", type=int, default=16)
+    ap.add_argument("--gateway", action="store_true", help="also end to end through llmgw serve and wrk")
+    ap.add_argument("--duration", type=float, default=6.0, help="seconds of load per gateway run")
+    ap.add_argument("--skip-in-process", action="store_true")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="llmgw-xc-redis-"))
     redis_proc, url = start_redis(workdir, "1")
     try:
         print(f"# loadavg at start: {loadavg()}", flush=True)
+        if args.gateway:
+            grounds = [gateway_round(url, args.duration) for _ in range(args.rounds)]
+            for g in grounds:
+                print("gateway", g, flush=True)
+            for key in ("memory_hit", "redis_hit", "memory_store", "redis_store"):
+                print(f"gateway {key:12} CPU µs/req:", _spread([g[key]["cpu_us_per_req"] for g in grounds]),
+                      "| req/s:", _spread([g[key]["rps"] for g in grounds]),
+                      "| p99 ms:", _spread([g[key]["p99_ms"] for g in grounds]))  # fmt: skip
+            for kind in ("hit", "store"):
+                print(f"gateway CPU added by Redis per {kind}:", _spread([g[f"added_{kind}_us"] for g in grounds]))
+        if args.skip_in_process:
+            return
         rounds = [
             one_round(url, redis_proc.pid, args.n, args.body_bytes, args.in_flight, i) for i in range(args.rounds)
         ]
