@@ -123,11 +123,14 @@ class CacheService:
         from ..state.client import StateUnavailable
 
         assert self.shared is not None
+        now = policy()
+        if not any((s := now.cache_for(r)) is not None and s.exact is not None for r in now.routes):
+            return  # no exact cache: nothing in the log to give (a reload that adds one starts empty)
         try:
             if await self.shared.seeded(dir_id):
                 return
             await asyncio.to_thread(flush)
-            logged = await asyncio.to_thread(_logged_exact, policy(), log_dir)
+            logged = await asyncio.to_thread(_logged_exact, now, log_dir)
             n = await self.shared.seed(dir_id, logged)
         except StateUnavailable as exc:
             log.warning("shared exact cache: not seeded from the log yet (%s)", exc)
