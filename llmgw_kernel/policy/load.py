@@ -108,6 +108,9 @@ def canonical_policy(policy: Policy) -> dict[str, Any]:
     for route in doc["routes"].values():
         if route.get("guardrails") is None:
             route.pop("guardrails", None)
+    for provider in doc["providers"].values():
+        if provider.get("passthrough") is None:
+            provider.pop("passthrough", None)
     return doc
 
 

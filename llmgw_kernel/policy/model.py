@@ -64,6 +64,12 @@ class Provider(_Frozen):
         default=True,
         description="Ask the upstream for stream usage (stream_options.include_usage) to cost streams",
     )
+    passthrough: bool | None = Field(
+        default=None,
+        description="openai/azure only: send /v1/responses and /v1/completions requests to the provider's own "
+        "endpoints (default: yes); false translates them to chat, for OpenAI-compatible servers without those "
+        "endpoints (saves the 404 round trip)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -82,6 +88,8 @@ class Provider(_Frozen):
             raise ValueError("api_version is required for kind 'azure' (e.g. api_version: 2024-10-21)")
         if self.kind != "azure" and self.api_version:
             raise ValueError(f"api_version is only used by kind 'azure', not {self.kind!r}")
+        if self.passthrough is not None and self.kind not in ("openai", "azure"):
+            raise ValueError(f"passthrough is only used by kinds 'openai' and 'azure', not {self.kind!r}")
         return self
 
     @field_validator("base_url")

@@ -131,7 +131,7 @@ class Passthrough:
         """Whether this attempt passes through; refuses (per target) what translation cannot serve."""
         self.answer = self.answer_chat = None
         self.events = None
-        if isinstance(adapter, OpenAIAdapter):
+        if isinstance(adapter, OpenAIAdapter) and adapter.provider.passthrough is not False:
             self._check_state()
             return True
         if self.lenient is not None and self.lenient.native:

@@ -299,6 +299,37 @@ def test_an_openai_compatible_server_without_responses_is_asked_through_chat(mak
         fake.stop()
 
 
+def test_a_provider_with_passthrough_false_is_asked_through_chat_without_the_404_round_trip(make_gateway, upstream):
+    policy = policy_for(upstream.base_url)
+    policy["providers"]["local"]["passthrough"] = False
+    g = make_gateway(policy)
+    before = len(upstream.requests)
+    r = client(g).responses.create(model="gpt-4o-mini", input="translated")
+    assert r.output_text == "Hello from the fake upstream: translated"
+    c = client(g).completions.create(model="gpt-4o-mini", prompt="old style")
+    assert c.choices[0].text.startswith("Hello from the fake upstream")
+    assert [x["path"] for x in upstream.requests[before:]] == ["/v1/chat/completions"] * 2
+    with pytest.raises(openai.BadRequestError) as exc:  # only pass-through serves a built-in tool
+        client(g).responses.create(model="gpt-4o-mini", input="search", tools=WEB)
+    assert exc.value.body["code"] == "unsupported_parameter" and "web_search" in exc.value.message
+
+
+def test_passthrough_is_a_setting_of_openai_and_azure_providers_only_and_leaves_versions_alone():
+    from llmgw_kernel.policy.load import PolicyError
+    from llmgw_kernel.policy.load import validate_policy as parse_policy
+
+    doc = {"providers": {"local": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+           "routes": {"r": {"targets": [{"provider": "local", "model": "m"}]}}}  # fmt: skip
+    plain = parse_policy(json.loads(json.dumps(doc)))
+    doc["providers"]["local"]["passthrough"] = True
+    assert parse_policy(doc).version != plain.version  # a stated choice is part of the policy
+    doc["providers"]["local"].pop("passthrough")
+    assert parse_policy(doc).version == plain.version
+    with pytest.raises(PolicyError, match="passthrough is only used by kinds"):
+        parse_policy({"providers": {"d": {"kind": "demo", "passthrough": False}},
+                      "routes": {"r": {"targets": [{"provider": "d", "model": "demo-echo"}]}}})  # fmt: skip
+
+
 # -- cache and replay ---------------------------------------------------------------------------------------
 def test_a_pass_through_answer_is_cached_in_chat_form_and_served_translated(gw):
     c = client(gw)
