@@ -106,7 +106,7 @@ async def _admission_cpu(url: str | None, n: int) -> float:
         await asyncio.gather(*(one(i) for i in range(start, min(n, start + IN_FLIGHT))))
     cpu = time.process_time() - t0
     if shared is not None:
-        if not shared.client.up or shared._pending:
+        if not shared.client.up or shared.pending:
             raise RuntimeError("Redis stopped answering during the run: the figure would be the fallback's")
         await shared.client.close()
     return 1e6 * cpu / n

@@ -112,7 +112,8 @@ class StateClient:
                     await hook()
                 except Exception:
                     log.exception("shared state: a reconnect step failed")
-            return
+            if self.up:  # a step that found Redis gone again marked it down: this watcher keeps watching
+                return
 
     async def close(self) -> None:
         if self._watcher is not None:

@@ -125,12 +125,6 @@ def test_over_the_cap_a_reservation_waits_for_its_lease_and_its_cost_is_still_co
     asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state/client.py: a reconnect hook that finds Redis gone again leaves the client down for good "
-    "(mark_down starts no watcher while the current one runs the hooks); the fix — keep watching when a hook "
-    "marked it down — is requested from the file's owner",
-)
 def test_redis_failing_again_as_it_returns_keeps_the_settlements_for_its_next_return(redis_server):
     """The first check after Redis answers fails (it went away again): the settlements it missed
     stay queued and are sent when it answers once more (they were dropped before: with the
