@@ -13,7 +13,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("client_request_id", "VARCHAR", "the client's own x-request-id, if it sent one (x-client-request-id)"),
     ("ts", "TIMESTAMPTZ", "when the request arrived (UTC)"),
     ("ts_end", "TIMESTAMPTZ", "when the response finished or the client left (UTC)"),
-    ("endpoint", "VARCHAR", "chat.completions | embeddings"),
+    (
+        "endpoint",
+        "VARCHAR",
+        "chat.completions | embeddings | cache.check (the gateway's check of a sampled semantic hit: a cost charged "
+        "to the hit's budgets, not a client request)",
+    ),
     ("route", "VARCHAR", "the model name the client sent"),
     ("policy_version", "VARCHAR", "content version of the policy that served it"),
     ("stream", "BOOLEAN", "stream: true requested"),
@@ -109,7 +114,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "cache_verify",
         "VARCHAR",
         "the answer check this request started (max_false_hit_rate): shadow (a miss compared with its nearest "
-        "entry) | sampled (a hit also asked upstream); outcomes: <data-dir>/cache-outcomes.jsonl",
+        "entry) | sampled (a hit also asked upstream) | check (the check's own row); outcomes: "
+        "<data-dir>/cache-outcomes.jsonl",
     ),
 )
 
