@@ -38,8 +38,10 @@ class _Body:
             heading("Refusals"), self.refusal_chart.pane(), self.refusals,
         ]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        data = budgets(ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> BudgetData:
+        return budgets(ctx, filters)
+
+    def show(self, data: BudgetData) -> None:
         self.kpis.object = _kpis(data)
         self.live.object = (
             ""

@@ -36,8 +36,10 @@ class _Body:
             heading("Newest semantic hits (prompts only when bodies are logged)"), self.semantic,
         ]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        data = cache(ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> CacheData:
+        return cache(ctx, filters)
+
+    def show(self, data: CacheData) -> None:
         self.kpis.object = _kpis(data)
         self.rates.update(data.series, "rate")
         self.saved.update(data.saved_series, "saved_usd")

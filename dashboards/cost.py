@@ -27,23 +27,21 @@ class _Body:
         self.group = pn.widgets.RadioButtonGroup(options=list(GROUPS), value="team", margin=(5, 10))
         self.chart = GroupLines("Spend per bucket (USD), top groups", "USD")
         self.top = table(page_size=15, formatters=_formatters())
-        self._last: tuple[Context, Filters] | None = None
-        self.group.param.watch(self._regroup, "value")
+
+    def controls(self) -> list[Any]:
+        return [self.group]
 
     def panes(self) -> list[Any]:
         return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), self.chart.pane(),
                 heading("Top spenders"), self.top]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        self._last = (ctx, filters)
-        data = cost(ctx, filters, self.group.value)
+    def query(self, ctx: Context, filters: Filters) -> CostData:
+        return cost(ctx, filters, self.group.value)
+
+    def show(self, data: CostData) -> None:
         self.kpis.object = _kpis(data)
         self.chart.update(data.series, "cost_usd")
         self.top.value = data.top
-
-    def _regroup(self, *_: Any) -> None:
-        if self._last is not None:
-            self.update(*self._last)
 
 
 def _kpis(d: CostData) -> str:

@@ -32,8 +32,10 @@ class _Body:
         return [self.kpis, heading("Verdicts by stage, check, rule, type and action"), self.verdicts,
                 self.chart.pane(), heading("Newest requests a check fired on"), self.recent]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        data = guardrails(ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> GuardrailData:
+        return guardrails(ctx, filters)
+
+    def show(self, data: GuardrailData) -> None:
         self.kpis.object = _kpis(data)
         self.verdicts.value = data.verdicts
         self.chart.update(data.series, "requests")

@@ -43,8 +43,9 @@ class _Body:
         self.by_reason = table(page_size=10)
         self.by_target = table(page_size=10, formatters={"failure_rate": _pct_formatter()})
         self.recent = table(page_size=25, formatters=_number_formatters(), css_classes=["llmgw-recent"])
-        self._last: tuple[Context, Filters] | None = None
-        self.outcome.param.watch(self._outcome_changed, "value")
+
+    def controls(self) -> list[Any]:
+        return [self.outcome]
 
     def panes(self) -> list[Any]:
         return [
@@ -61,19 +62,16 @@ class _Body:
             self.recent,
         ]
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        self._last = (ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> Overview:
         outcome = None if self.outcome.value == ALL else self.outcome.value
-        data = ctx.overview.overview(filters=filters, outcome=outcome)
+        return ctx.overview.overview(filters=filters, outcome=outcome)
+
+    def show(self, data: Overview) -> None:
         self.kpis.object = _kpi_html(data)
         self.charts.update(data)
         self.by_reason.value = data.errors_by_reason
         self.by_target.value = data.errors_by_target
         self.recent.value = _recent_table(data)
-
-    def _outcome_changed(self, *_: Any) -> None:
-        if self._last is not None:
-            self.update(*self._last)
 
 
 class _Charts:

@@ -41,8 +41,10 @@ class _Body:
             heading("Forecast vs actual since the last promotion"), self.forecast_note, self.forecast,
         ]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        data = policy(ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> PolicyData:
+        return policy(ctx, filters)
+
+    def show(self, data: PolicyData) -> None:
         self.kpis.object = _kpis(data)
         self.versions.value = _versions(data)
         self._diffs = data.diffs

@@ -38,8 +38,10 @@ class _Body:
             heading("Circuit breakers (live)"), self.live, self.breakers,
         ]  # fmt: skip
 
-    def update(self, ctx: Context, filters: Filters) -> None:
-        data = routing(ctx, filters)
+    def query(self, ctx: Context, filters: Filters) -> RoutingData:
+        return routing(ctx, filters)
+
+    def show(self, data: RoutingData) -> None:
         self.kpis.object = _kpis(data)
         self.routes.value = data.routes
         self.shares.value = data.shares

@@ -1,11 +1,12 @@
 """The frame every dashboard page shares: the navigation, the filter bar, a loading
 placeholder, and the load / refresh cycle.
 
-A page module builds a :class:`Body` (its panes, and ``update(ctx, filters)`` that queries
-and fills them) and hands it to :func:`page_frame`. The frame returns at once with the
-filter bar and a "Loading…" placeholder (the browser shows it within a second); the body is
-filled when the browser has the document (``pn.state.onload``), again when a filter changes,
-and every ``refresh_ms``. Filters come from the URL query (``?window=24+h&team=search``); a
+A page module builds a :class:`~.page_fill.Body` (its panes; ``query(ctx, filters)``, run on
+a worker thread; ``show(data)``, which fills the panes) and hands it to :func:`page_frame`.
+The frame returns at once with the filter bar and a "Loading…" placeholder, and the page's
+queries start right then, while the document is built and sent (:mod:`.page_fill`: when
+they run, when a live window refreshes); again when a filter or one of the body's
+``controls()`` changes. Filters come from the URL query (``?window=24+h&team=search``); a
 change rewrites every navigation link, so the filters follow the operator from page to page,
 and the address bar (Panel's ``Location``: best effort; a change that crosses a refresh in
 flight may leave the address bar behind, never the links or the page's numbers).
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import html
 import logging
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import panel as pn
 
 from .context import Context
 from .filters import COLUMNS, DEFAULT_PRESET, PRESETS, Filters
+from .page_fill import Answer, Body, PageFill
 
 log = logging.getLogger("llmgw.dashboard")
 
@@ -50,14 +51,6 @@ CSS = """
 .loading { color: #5f6b7a; font-size: 1.2em; padding: 20px; }
 .note { color: #5f6b7a; }
 """
-
-
-class Body(Protocol):
-    """A page's content: its panes, filled by ``update`` from the shared context."""
-
-    def panes(self) -> list[Any]: ...
-
-    def update(self, ctx: Context, filters: Filters) -> None: ...
 
 
 def kpi_html(cards: Iterable[tuple[str, str, str, bool]]) -> str:
@@ -141,9 +134,12 @@ class FilterBar:
         for select in self.selects.values():
             select.param.watch(changed, "value")
 
-    def refresh_options(self) -> None:
-        """Fill the selects with the policy's routes and the values seen in the window."""
-        options = self.ctx.options(self._filters)
+    def query_options(self, filters: Filters) -> dict[str, list[str]]:
+        """The policy's routes and the values seen in the window (on a query thread)."""
+        return self.ctx.options(filters)
+
+    def show_options(self, options: dict[str, list[str]]) -> None:
+        """Fill the selects with ``options`` (from :meth:`query_options`)."""
         for name, select in self.selects.items():
             current = getattr(self._filters, name)
             choices = [ALL, *options.get(name, [])]
@@ -187,7 +183,8 @@ def session_filters() -> Filters:
 
 
 def page_frame(ctx: Context, path: str, title: str, body: Body, refresh_ms: int = REFRESH_MS) -> pn.Column:
-    """The page at ``path``: nav, filter bar, ``body``; filled after the document loads."""
+    """The page at ``path``: nav, filter bar, ``body``; its queries start at once
+    (:class:`~.page_fill.PageFill`) and the body is shown when they answer."""
     bar = FilterBar(ctx, session_filters(), path)
     status = pn.pane.HTML(
         '<div class="loading" data-loading="1">Loading… (querying the request log)</div>',
@@ -197,45 +194,47 @@ def page_frame(ctx: Context, path: str, title: str, body: Body, refresh_ms: int 
     for pane in panes:
         pane.visible = False
 
-    def fill(*_: Any) -> None:
-        t0 = time.perf_counter()
+    def show(answer: Answer) -> None:
         try:
-            bar.refresh_options()
-            body.update(ctx, bar.filters)
+            if answer.error is not None:
+                raise answer.error
+            bar.show_options(answer.options)
+            body.show(answer.data)
         except Exception as exc:  # shown on the page; the session lives on
-            log.exception("dashboard page %s failed", path)
+            log.error("dashboard page %s failed", path, exc_info=exc)
             status.object = f'<div class="status error" data-error="1">could not load: {html.escape(str(exc))}</div>'
             return
-        took = time.perf_counter() - t0
-        as_of = datetime.fromtimestamp(ctx.queries.clock(), UTC)
-        window = html.escape(bar.filters.label(as_of.timestamp()))
-        status.object = (
-            f'<div class="status" data-ready="1" data-took="{took:.3f}" '
-            f'data-query="{html.escape(bar.filters.to_query())}">{window}'
-            f" · as of {as_of:%H:%M:%S} UTC · {took * 1000:.0f} ms · refreshes every {refresh_ms // 1000} s</div>"
-        )
+        status.object = _ready_html(answer, ctx.queries.clock(), refresh_ms)
         for pane in panes:
             if not pane.visible:
                 pane.visible = True
 
-    def refresh(*_: Any) -> None:
-        if _may_change(bar.filters, ctx.queries.clock()):
-            fill()
+    served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+    fill = PageFill(ctx, bar, body, show, pn.state.curdoc if served else None)
+    bar.watch(lambda: fill.start(bar.filters))
+    for control in getattr(body, "controls", list)():
+        control.param.watch(lambda *_: fill.start(bar.filters), "value")
+    fill.start(bar.filters)
+    if served:
 
-    bar.watch(fill)
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-        pn.state.onload(fill)
+        def refresh() -> None:
+            if fill.due(bar.filters, ctx.queries.clock(), refresh_ms / 1000):
+                fill.start(bar.filters)
+
         pn.state.add_periodic_callback(refresh, period=refresh_ms)
-    else:  # built outside a server (tests, notebooks): fill now
-        fill()
     header = pn.pane.Markdown(f"## {title}", margin=(0, 10))
     return pn.Column(*bar.panes(), pn.Row(header, status, align="center"), *panes, sizing_mode="stretch_width")
 
 
-def _may_change(filters: Filters, now: float, settle_s: float = 120.0) -> bool:
-    """Whether a refresh can show anything new: not for a range that ended more than
-    ``settle_s`` ago (the log only appends; rows reach it within a flush)."""
-    return filters.until is None or filters.until > now - settle_s
+def _ready_html(answer: Answer, now: float, refresh_ms: int) -> str:
+    as_of = datetime.fromtimestamp(now, UTC)
+    window = html.escape(answer.filters.label(as_of.timestamp()))
+    return (
+        f'<div class="status" data-ready="1" data-took="{answer.took_s:.3f}" '
+        f'data-query="{html.escape(answer.filters.to_query())}">{window}'
+        f" · as of {as_of:%H:%M:%S} UTC · {answer.took_s * 1000:.0f} ms"
+        f" · refreshes every {refresh_ms // 1000} s or more (a slow window less often)</div>"
+    )
 
 
 __all__ = [

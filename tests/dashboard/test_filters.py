@@ -42,7 +42,7 @@ def test_buckets_cover_the_window_with_at_most_150(window, width):
 
 
 def test_a_range_that_ended_long_ago_is_not_refreshed():
-    from llmgw_kernel.dashboard.frame import _may_change
+    from llmgw_kernel.dashboard.page_fill import may_change as _may_change
 
     assert _may_change(Filters(window="1 h"), NOW)
     assert _may_change(Filters(since=NOW - 3600, until=NOW - 60), NOW)
