@@ -8,14 +8,19 @@
 :class:`~llmgw_kernel.log.record.RequestRecord` per request, filled in by the same decision
 functions the pipeline calls (``plan_route`` over the request's context, ``Limits.admit`` /
 ``settle`` for budgets and rate limits, ``ExactStore`` for the exact cache, ``cost_usd``),
-handed to the real :class:`~llmgw_kernel.log.writer.LogWriter` (``journal=False``). The traffic:
-four routes (two weighted with fallbacks, one in declared order, one single target) plus a few
-requests for an unknown model; 64 keys with Zipf-skewed volume, 8 teams, 2,000 end users;
-a 4% failure rate per attempt (failures fall back to the next target; a request whose every
-target failed is an ``upstream_error``); budgets per team and day and an rpm limit per key
-(some requests refused); an exact cache (ttl 600 s, prompts drawn from a Zipf pool of 20,000,
-10% of requests too hot to cache, 1% ``no-cache``). Bodies are logged (``bodies: full``); no
-embeddings. It is generated once into ``--cache-dir`` (default ``/tmp/llmgw-replay-scale``) and
+handed to the real :class:`~llmgw_kernel.log.writer.LogWriter` (``journal=False``). The traffic
+is the demo traffic profile drawn in bulk (:func:`llmgw_kernel.traffic_bulk.draw`: its four
+teams, their keys, users, hours of a Monday morning, route mixes, token sizes and Zipf-popular
+prompts with exact repeats and paraphrases), at 60 requests/s on average over a week, on this
+benchmark's policy (:data:`PROFILE`): four routes (two weighted with fallbacks, one in declared
+order, one single target without cache) plus a few requests for an unknown model, 4 times the
+profile's keys (64) and 100 times its users; a 4% failure rate per attempt (failures fall back
+to the next target; a request whose every target failed is an ``upstream_error``); budgets per
+team and day that cut the two largest teams off part-way through a 1M-row log (the others
+never) and an rpm limit per key (some requests refused at the busiest hour); an exact cache
+(ttl 600 s, prompts from 20,000 intents, 10% of requests too hot to cache, 1% ``no-cache``).
+Bodies are logged (``bodies: full``); no embeddings. It is generated once into ``--cache-dir``
+(default ``/tmp/llmgw-replay-scale``, a folder per row count and :data:`GEN_VERSION`) and
 reused; ``policy-live.yaml`` beside it is the policy that "served" it.
 
 **Scenarios**, each timed in a fresh subprocess (CPU = user + sys of the child, all threads,
@@ -49,12 +54,23 @@ import numpy as np
 import yaml
 from child_runs import run_child, spread  # benchmarks/ is the script's folder
 
-GEN_VERSION = 2  # bump when the traffic changes: the cached log is regenerated (2: cache_lookup_ts logged)
-START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday
+#: bump when the traffic changes: the cached log is regenerated in a folder of its own
+#: (2: cache_lookup_ts logged; 3: the traffic profile's teams, keys, users, hours, routes, prompts)
+GEN_VERSION = 3
+START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday (traffic_bulk.WEEK_START)
 RATE_PER_S = 60.0
-TEAMS = ("search", "support", "analytics", "research", "sales", "legal", "ops", "growth")
-N_KEYS, N_USERS, N_PROMPTS = 64, 2000, 20_000
+N_PROMPTS = 20_000
+KEY_ZIPF = 0.7  # a team's first key sends most (the busiest key ~10% of all traffic: the rpm limit bites)
+REPEAT_SHARE = 0.85  # of requests in an intent's first words: exact repeats for the cache
 FAIL_P = 0.04
+#: the demo profile on this benchmark's routes (:func:`profile`): analyst work is batch work
+#: here, and so is part of the assistant traffic; part of the chat traffic is summaries (no
+#: cache) or asks for a model no route serves
+ROUTE_MAP = {
+    "analyst": {"batch": 1.0},
+    "assistant": {"assistant": 0.8, "batch": 0.2},
+    "chat": {"chat": 0.75, "summarize": 0.245, "gpt-5-turbo": 0.005},
+}
 PRICING = {
     "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
     "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
@@ -62,7 +78,6 @@ PRICING = {
     "claude-3-5-haiku": {"input_per_1m": 0.8, "output_per_1m": 4.0},
     "claude-sonnet-4-5": {"input_per_1m": 3.0, "output_per_1m": 15.0},
 }
-ROUTE_SHARE = {"chat": 0.45, "assistant": 0.30, "batch": 0.15, "summarize": 0.097, "gpt-5-turbo": 0.003}
 
 
 def _routes(weights: tuple[float, float, float, float, float]) -> dict[str, Any]:
@@ -102,10 +117,10 @@ def policy_doc(kind: str) -> dict[str, Any]:
         "budgets": {
             "limits": [
                 {"scope": "team", "name": "search", "usd": 400, "window": "day"},
-                {"scope": "team", "usd": 250, "window": "day"},
+                {"scope": "team", "usd": 450, "window": "day"},
             ]
         },
-        "rate_limits": [{"scope": "key", "rpm": 300}],
+        "rate_limits": [{"scope": "key", "rpm": 400}],
         "cache": {"exact": {"ttl_s": 600}, "max_temperature": 0.7},
     }
 
@@ -141,7 +156,8 @@ class _Live:
 
 
 def _serve(live: _Live, rec: Any, body: dict[str, Any], control: str | None, draws: np.ndarray) -> None:
-    """Fill ``rec`` as the pipeline does: plan → admission → exact cache → attempts → cost."""
+    """Fill ``rec`` as the pipeline does: plan → admission → exact cache → attempts → cost (the
+    upstream's behaviour — latency, failures, usage — is this benchmark's own: uniform draws)."""
     from llmgw_kernel.cache.exact import Entry
     from llmgw_kernel.decisions import cache as decide
     from llmgw_kernel.decisions.context import route_context
@@ -237,52 +253,55 @@ def _finish(live: _Live, rec: Any, elapsed: float, admitted: bool, tokens: int) 
         live.later(rec.settled_ts, "settle", (rec.request_id, rec.settled_ts, rec.cost_usd, tokens))
 
 
+def profile() -> Any:
+    """The demo traffic profile on this benchmark's policy (:data:`ROUTE_MAP`), 8 times its keys
+    and 100 times its users (imported here: an older checkout measured by the child lacks it)."""
+    from llmgw_kernel.traffic_bulk import for_policy
+    from llmgw_kernel.traffic_profile import PROFILES
+
+    return for_policy(PROFILES["demo"], "replay-scale", ROUTE_MAP, keys=8, users=150, key_zipf=KEY_ZIPF,
+                      repeat_share=REPEAT_SHARE)  # fmt: skip
+
+
 def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 50_000) -> None:
     """Write ``rows`` synthetic requests to the log in ``data_dir`` (plus policy-live.yaml)."""
     from llmgw_kernel import load_policy
     from llmgw_kernel.cache.service import key_id
     from llmgw_kernel.log.record import RequestRecord
     from llmgw_kernel.log.writer import LogWriter
+    from llmgw_kernel.traffic_bulk import PHRASINGS, draw, prompt_text
 
     data_dir.mkdir(parents=True, exist_ok=True)
     for kind in ("live", "routing"):
         (data_dir / f"policy-{kind}.yaml").write_text(yaml.safe_dump(policy_doc(kind), sort_keys=False))
     live = _Live(load_policy(data_dir / "policy-live.yaml"))
-    rng = np.random.default_rng(seed)
-    keys = [key_id(f"sk-bench-{k}") for k in range(N_KEYS)]
-    key_p = 1.0 / np.arange(1, N_KEYS + 1) ** 0.6
-    key_p /= key_p.sum()
-    prompt_p = 1.0 / np.arange(1, N_PROMPTS + 1) ** 1.05
-    prompt_p /= prompt_p.sum()
-    routes = list(ROUTE_SHARE)
+    prof = profile()
+    d = draw(prof, rows, seed=seed, start=START, rate_per_s=RATE_PER_S, intents=N_PROMPTS)
+    keys = [[key_id(f"sk-synthetic-{t.name}-{k}") for k in range(t.keys)] for t in prof.teams]
+    draws = np.random.default_rng(seed).random((rows, 10))  # latency, failures, temperature, no-cache
+    texts: dict[int, str] = {}
     writer = LogWriter(data_dir, flush_ms=3_600_000, journal=False)
-    t = START
-    for lo in range(0, rows, chunk):
-        n = min(chunk, rows - lo)
-        gaps = rng.exponential(1 / RATE_PER_S, n)
-        route_i = rng.choice(len(routes), n, p=list(ROUTE_SHARE.values()))
-        key_i, user_i = rng.choice(N_KEYS, n, p=key_p), rng.integers(0, N_USERS, n)
-        prompt_i, draws = rng.choice(N_PROMPTS, n, p=prompt_p), rng.random((n, 10))
-        for j in range(n):
-            t += float(gaps[j])
-            i = lo + j
-            rid = "req_" + hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=12).hexdigest()
-            rec = RequestRecord(rid, t, "chat.completions")
-            rec.route, rec.policy_version = routes[route_i[j]], live.policy.version
-            rec.key_id, rec.team = keys[key_i[j]], TEAMS[key_i[j] % len(TEAMS)]
-            rec.metadata = {"team": rec.team, "user": f"user-{user_i[j]}", "session": f"s{i // 50}"}
-            prompt = f"question {prompt_i[j]} about the report"
-            body: dict[str, Any] = {"model": rec.route, "max_tokens": 512,
-                                    "messages": [{"role": "user", "content": prompt}]}  # fmt: skip
-            if draws[j, 9] < 0.10:
-                body["temperature"] = 1.0
-                rec.temperature = 1.0
-            rec.request_raw = json.dumps(body).encode()
-            control = "no-cache" if draws[j, 9] > 0.99 else None
-            _serve(live, rec, body, control, draws[j])
-            writer.append(rec)
-        writer.flush()
-        print(f"  generated {lo + n:,} rows", file=sys.stderr, flush=True)
+    for i in range(rows):
+        team, p = int(d.team[i]), int(d.intent[i]) * PHRASINGS + int(d.phrasing[i])
+        rid = "req_" + hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=12).hexdigest()
+        rec = RequestRecord(rid, float(d.ts[i]), "chat.completions")
+        rec.route, rec.policy_version = d.routes[d.route[i]], live.policy.version
+        rec.key_id, rec.team = keys[team][d.key[i]], d.teams[team]
+        rec.metadata = {"team": rec.team, "user": f"{rec.team}-user-{d.user[i]}", "session": f"s{i // 50}"}
+        if p not in texts:
+            texts[p] = prompt_text(int(d.intent[i]), int(d.phrasing[i]))
+        body: dict[str, Any] = {"model": rec.route, "max_tokens": 512,
+                                "messages": [{"role": "user", "content": texts[p]}]}  # fmt: skip
+        if draws[i, 9] < 0.10:
+            body["temperature"] = 1.0
+            rec.temperature = 1.0
+        rec.request_raw = json.dumps(body).encode()
+        control = "no-cache" if draws[i, 9] > 0.99 else None
+        _serve(live, rec, body, control, draws[i])
+        writer.append(rec)
+        if (i + 1) % chunk == 0 or i + 1 == rows:
+            writer.flush()
+            print(f"  generated {i + 1:,} rows", file=sys.stderr, flush=True)
     writer.close()
 
 

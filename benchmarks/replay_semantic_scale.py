@@ -8,9 +8,11 @@ replay and of a 10-threshold sweep, over a synthetic log with embeddings.
 **The log**: :mod:`llmgw_kernel.cache.synthetic_log` — written through the real ``LogWriter``,
 its cache fields decided by the live cache's decision core, 384-d synthetic embeddings
 (clustered unit vectors, deterministic from the seed; no model), real prompt texts for
-verification; 60 requests/s, three routes (two cached: exact + semantic at threshold 0.90),
-64 keys, 8 teams, 4 system prompts, no budgets or rate limits. Generated once into
-``--cache-dir`` (default ``/tmp/llmgw-semantic-scale``) and reused.
+verification; the demo traffic profile drawn in bulk (its four teams, their keys and users,
+hours, Zipf-popular prompts with repeats and paraphrases) at 60 requests/s, three routes (two
+cached: exact + semantic at threshold 0.90), 64 keys, 4 system prompts, no budgets or rate
+limits. Generated once into ``--cache-dir`` (default ``/tmp/llmgw-semantic-scale``, a folder
+per row count and :data:`GEN_VERSION`) and reused.
 
 **Scenarios**, each in a fresh subprocess (CPU = user + sys of the child, all threads,
 interpreter and imports included; peak = the child's ``ru_maxrss``):
@@ -37,7 +39,9 @@ from typing import Any
 
 from child_runs import run_child, spread  # benchmarks/ is the script's folder
 
-GEN_VERSION = 1  # bump when the traffic changes: the cached log is regenerated
+#: bump when the traffic changes: the cached log is regenerated in a folder of its own
+#: (2: the traffic profile's teams, keys, users, hours, routes and prompts)
+GEN_VERSION = 2
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
 
 

@@ -17,7 +17,8 @@ hand-written set in :mod:`llmgw_kernel.cache_traffic_intents` with a Zipf-like p
 - **paraphrases** of an intent already sent (what the semantic cache is for);
 - **hard negatives**: the first request of an intent whose look-alike (swapped order,
   negation, another number, another name, one word swapped) was already sent by the team;
-- a few teams (``metadata.team``; the cache namespace includes the team by default) and a
+- the traffic profile's teams (:data:`llmgw_kernel.traffic_profile.TEAMS`, in proportion to
+  their volume; ``metadata.team``: the cache namespace includes the team by default) and a
   share of streamed requests.
 
 Every request carries ``metadata = {"intent", "team", "kind", "trap"}`` so the log holds its
@@ -50,6 +51,7 @@ import yaml
 
 from .cache_traffic_intents import INTENTS, Intent
 from .traffic import started_server
+from .traffic_profile import TEAMS as PROFILE_TEAMS
 
 if TYPE_CHECKING:
     import duckdb
@@ -59,7 +61,8 @@ ROUTE = "assistant"
 ORACLE_MODEL = "oracle-4o"
 ORACLE_KEY_ENV = "LLMGW_ORACLE_KEY"
 PRICING = {ORACLE_MODEL: {"input_per_1m": 2.5, "output_per_1m": 10.0}}
-TEAMS: dict[str, float] = {"search": 0.5, "support": 0.3, "analytics": 0.2}  # team -> share of requests
+#: team -> relative share of requests: the traffic profile's teams, by weekday volume
+TEAMS: dict[str, float] = {t.name: t.per_weekday for t in PROFILE_TEAMS}
 POLICY_FILE = "cache-traffic-policy.yaml"
 SERVE_LOG = "cache-traffic-serve.log"
 

@@ -128,7 +128,7 @@ def make_spend_history(
         n_req, spent = 0, 0.0
         for day in range(days):
             midnight = begin + timedelta(days=day)
-            n = rng.poisson(_daily_mean(team, day, midnight.weekday() >= 5))
+            n = rng.poisson(team.mean_on(day, midnight.weekday() >= 5))
             if n == 0:
                 continue
             at = midnight.timestamp() + rng.choice(24, size=n, p=hours) * 3600.0 + rng.uniform(0, 3600, size=n)
@@ -156,13 +156,6 @@ def make_spend_history(
         cost_usd=round(sum(t["cost_usd"] for t in teams_out.values()), 6), teams=teams_out,
         elapsed_s=round(time.perf_counter() - t0, 3),
     )  # fmt: skip
-
-
-def _daily_mean(team: Team, day: int, weekend: bool) -> float:
-    mean = team.per_weekday * (team.weekend_share if weekend else 1.0) * (1 + team.growth_per_day) ** day
-    if team.spike is not None and team.spike[0] <= day <= team.spike[1]:
-        mean *= team.spike[2]
-    return mean
 
 
 def _record(

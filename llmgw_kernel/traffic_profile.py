@@ -59,6 +59,14 @@ class Team:
     growth_per_day: float = 0.0  # volume x (1 + growth) ** day
     spike: tuple[int, int, float] | None = None  # (first day, last day, volume factor), days from 0
 
+    def mean_on(self, day: int, weekend: bool) -> float:
+        """Mean requests on ``day`` (days from the traffic's first day): the weekday volume,
+        times the weekend share on a weekend, the growth since day 0 and the spike if in it."""
+        mean = self.per_weekday * (self.weekend_share if weekend else 1.0) * (1 + self.growth_per_day) ** day
+        if self.spike is not None and self.spike[0] <= day <= self.spike[1]:
+            mean *= self.spike[2]
+        return mean
+
 
 TEAMS: tuple[Team, ...] = (
     Team("search", 90, 0.6, _ROUND_THE_CLOCK, {"chat": 0.5, "assistant": 0.5}, 6000, 300, keys=3, users=6),
@@ -110,6 +118,7 @@ class Profile:
     teams: tuple[Team, ...] = TEAMS
     stream_share: float = 0.15
     repeat_share: float = 0.3
+    key_zipf: float = 0.0  # a team's k-th key sends in proportion to 1 / (k + 1) ** key_zipf (0: evenly)
 
 
 PROFILES = {"demo": Profile("demo")}
@@ -165,7 +174,7 @@ def plan(profile: Profile, n: int, seed: int = 0, routes: Sequence[str] | None =
         if routes and route not in routes:  # a hash, not the rng: the rest of the plan stays as it was
             route = routes[int(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=4).hexdigest(), 16) % len(routes)]
         out.append(Planned(
-            hour, team.name, f"sk-synthetic-{team.name}-{rng.randrange(team.keys)}",
+            hour, team.name, f"sk-synthetic-{team.name}-{_key(rng, team.keys, profile.key_zipf)}",
             f"{team.name}-user-{rng.randrange(team.users)}", route, p.prompt, p.stream,
             max(16, int(rng.lognormvariate(0, 0.5) * team.completion_tokens)),
         ))  # fmt: skip
@@ -173,6 +182,13 @@ def plan(profile: Profile, n: int, seed: int = 0, routes: Sequence[str] | None =
     for i, route in enumerate((routes or ())[: len(out)]):
         out[i] = replace(out[i], route=route)
     return out
+
+
+def _key(rng: random.Random, keys: int, zipf: float) -> int:
+    """One of a team's keys, by :attr:`Profile.key_zipf` (evenly: one ``randrange``, as always)."""
+    if not zipf:
+        return rng.randrange(keys)
+    return rng.choices(range(keys), [1 / (k + 1) ** zipf for k in range(keys)])[0]
 
 
 def serve_profile(

@@ -8,16 +8,20 @@ arrival, the answer stored when it finished), ``cost_usd`` — and handed to the
 :class:`~llmgw_kernel.log.writer.LogWriter`. No model runs: the embeddings are synthetic
 384-d float32 unit vectors, deterministic from the seed — 500 topics, 10 intents per topic
 (cosine ≈ 0.8 between intents of a topic: near misses), 6 phrasings per intent (cosine
-0.75–0.99 between phrasings: the threshold matters). The phrasings' texts are real, so
-verification features (and rejections: one phrasing of every intent is negated) come from
+0.75–0.99 between phrasings: the threshold matters). The phrasings' texts are the traffic
+model's (:func:`llmgw_kernel.traffic_bulk.prompt_text`), so verification features (and
+rejections: one phrasing of every intent is negated) come from
 :func:`~llmgw_kernel.decisions.cache.features`.
 
-Traffic: 60 requests/s; three routes (``chat``: exact + semantic cache, weighted targets;
-``assistant``: the same cache, declared order; ``summarize``: no cache); 64 keys with
-Zipf-skewed volume, 8 teams, 4 system prompts (conversation contexts), intents drawn Zipf,
-10% of requests too hot to cache, 1% ``no-cache``; 4% of attempts fail (fallback to the next
-target). The namespace is the default ``[key, team]``, so a semantic group is (route, key,
-team, system prompt). The policy serves at threshold 0.90 with no budgets or rate limits
+Traffic: the demo traffic profile drawn in bulk (:func:`llmgw_kernel.traffic_bulk.draw`: its
+teams, keys, users, Monday-morning hours, Zipf-popular intents with exact repeats and
+paraphrases) at 60 requests/s on average over a week, on three routes (:data:`ROUTE_MAP`:
+``chat``: exact + semantic cache, weighted targets; ``assistant``: the same cache, declared
+order; ``summarize``, the analysts' work: no cache); 64 keys (``keys``) shared over the teams as
+the profile shares its keys, Zipf-skewed within a team, 4 system prompts (conversation
+contexts), 10% of requests too hot to cache, 1% ``no-cache``; 4% of attempts fail (fallback to
+the next target). The namespace is the default ``[key, team]``, so a semantic group is (route,
+key, team, system prompt). The policy serves at threshold 0.90 with no budgets or rate limits
 (``policy_doc(budget_usd=...)`` adds a daily team budget).
 
 Used by ``benchmarks/replay_semantic_scale.py`` (1M rows) and the sweep tests.
@@ -35,12 +39,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday
+from ..traffic_bulk import PHRASINGS, WEEK_START, draw, for_policy, prompt_text
+from ..traffic_profile import PROFILES
+
+START = WEEK_START  # 2026-11-02 08:00 UTC, a Monday
 RATE_PER_S = 60.0
 DIM = 384
-TOPICS, INTENTS_PER_TOPIC, PHRASINGS = 500, 10, 6
-N_KEYS, N_USERS = 64, 2000
-TEAMS = ("search", "support", "analytics", "research", "sales", "legal", "ops", "growth")
+TOPICS, INTENTS_PER_TOPIC = 500, 10
+N_KEYS = 64
+KEY_ZIPF = 0.6  # a team's first key sends most: some semantic groups are large
 SYSTEM_PROMPTS = (
     "You are a concise assistant.",
     "You answer questions about our product catalogue.",
@@ -48,28 +55,14 @@ SYSTEM_PROMPTS = (
     "You are a helpful research assistant; cite sources.",
 )
 FAIL_P = 0.04
-ROUTE_SHARE = {"chat": 0.6, "assistant": 0.3, "summarize": 0.1}
+#: the demo profile on this log's routes: half the assistant traffic is chat here, analysts summarize
+ROUTE_MAP = {"assistant": {"assistant": 0.5, "chat": 0.5}, "analyst": {"summarize": 1.0}}
 PRICING = {
     "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
     "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
     "claude-3-5-haiku": {"input_per_1m": 0.8, "output_per_1m": 4.0},
     "claude-sonnet-4-5": {"input_per_1m": 3.0, "output_per_1m": 15.0},
 }
-_WORDS = (
-    "invoice refund shipping warranty battery screen printer router password account login upload export "
-    "import calendar meeting report budget forecast contract license subscription discount coupon delivery "
-    "tracking return exchange size colour fabric laptop phone tablet charger cable adapter speaker camera "
-    "lens tripod backpack jacket shoe sock glove scarf recipe oven flour sugar yeast butter cheese garden "
-    "tomato basil soil compost hiking trail tent stove lantern river fishing bait kayak paddle helmet"
-).split()
-_TEMPLATES = (
-    "how do I {w}?",
-    "what is the best way to {w}?",
-    "please explain how to {w}",
-    "can you tell me how to {w}",
-    "quick question: how to {w}",
-    "why can I not {w}?",  # a negation: verification rejects it against the other phrasings
-)
 
 
 def policy_doc(threshold: float = 0.9, budget_usd: float | None = None) -> dict[str, Any]:
@@ -119,12 +112,7 @@ def prompts(seed: int) -> tuple[list[str], np.ndarray]:
     scale = rng.uniform(0.15, 0.7, (n_intents * PHRASINGS, 1)).astype(np.float32)
     jitter = _unit(rng.standard_normal((n_intents * PHRASINGS, DIM)))
     vectors = _unit(np.repeat(intents, PHRASINGS, axis=0) + scale * jitter)
-    texts: list[str] = []
-    for _ in range(n_intents):
-        words = rng.choice(len(_WORDS), 3, replace=False)
-        what = f"{_WORDS[words[0]]} the {_WORDS[words[1]]} {_WORDS[words[2]]}"
-        texts += [t.format(w=what) for t in _TEMPLATES]
-    return texts, vectors
+    return [prompt_text(i, k) for i in range(n_intents) for k in range(PHRASINGS)], vectors
 
 
 # -- the log ---------------------------------------------------------------------------------
@@ -235,8 +223,8 @@ def _serve(live: _Live, rec: Any, body: dict[str, Any], control: str | None, dra
 
 def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 20_000, keys: int = N_KEYS) -> None:
     """Write ``rows`` synthetic requests with embeddings to the log in ``data_dir``, and the
-    policy that served them as ``policy-live.yaml`` (``keys``: how many client keys share
-    the traffic — fewer keys, larger semantic groups)."""
+    policy that served them as ``policy-live.yaml`` (``keys``: about how many client keys share
+    the traffic, each team at least one — fewer keys, larger semantic groups)."""
     from llmgw_kernel import load_policy
     from llmgw_kernel.cache.service import key_id
     from llmgw_kernel.decisions.cache import features
@@ -248,42 +236,34 @@ def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 20_000, keys
     live = _Live(load_policy(data_dir / "policy-live.yaml"))
     texts, vectors = prompts(seed)
     feats: dict[int, Any] = {}
+    demo = PROFILES["demo"]
+    scale = keys / sum(t.keys for t in demo.teams)
+    profile = for_policy(demo, "semantic-log", ROUTE_MAP, keys=scale, users=100, key_zipf=KEY_ZIPF)
+    d = draw(profile, rows, seed=seed, start=START, rate_per_s=RATE_PER_S, intents=TOPICS * INTENTS_PER_TOPIC,
+             zipf_s=1.0)  # fmt: skip
+    key_ids = [[key_id(f"sk-synthetic-{t.name}-{k}") for k in range(t.keys)] for t in profile.teams]
     rng = np.random.default_rng(seed + 1)
-    key_ids = [key_id(f"sk-bench-{k}") for k in range(keys)]
-    key_p = 1.0 / np.arange(1, keys + 1) ** 0.6
-    key_p /= key_p.sum()
-    n_intents = TOPICS * INTENTS_PER_TOPIC
-    intent_p = 1.0 / np.arange(1, n_intents + 1) ** 1.0
-    intent_p /= intent_p.sum()
-    routes = list(ROUTE_SHARE)
+    system_i, draws = rng.integers(0, 4, rows), rng.random((rows, 10))
     writer = LogWriter(data_dir, flush_ms=3_600_000, journal=False)
-    t = START
-    for lo in range(0, rows, chunk):
-        n = min(chunk, rows - lo)
-        gaps = rng.exponential(1 / RATE_PER_S, n)
-        route_i = rng.choice(len(routes), n, p=list(ROUTE_SHARE.values()))
-        key_i, user_i = rng.choice(keys, n, p=key_p), rng.integers(0, N_USERS, n)
-        prompt_i = rng.choice(n_intents, n, p=intent_p) * PHRASINGS + rng.integers(0, PHRASINGS, n)
-        system_i, draws = rng.integers(0, 4, n), rng.random((n, 10))
-        for j in range(n):
-            t += float(gaps[j])
-            i, p = lo + j, int(prompt_i[j])
-            rid = "req_" + hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=12).hexdigest()
-            rec = RequestRecord(rid, t, "chat.completions")
-            rec.route = routes[route_i[j]]
-            rec.key_id, rec.team = key_ids[key_i[j]], TEAMS[key_i[j] % len(TEAMS)]
-            rec.metadata = {"team": rec.team, "user": f"user-{user_i[j]}"}
-            system = SYSTEM_PROMPTS[(key_i[j] + (system_i[j] == 0)) % len(SYSTEM_PROMPTS)]
-            body: dict[str, Any] = {"model": rec.route, "max_tokens": 512, "messages": [
-                {"role": "system", "content": system}, {"role": "user", "content": texts[p]}]}  # fmt: skip
-            if draws[j, 9] < 0.10:
-                body["temperature"] = rec.temperature = 1.0
-            rec.request_raw = json.dumps(body).encode()
-            control = "no-cache" if draws[j, 9] > 0.99 else None
-            if p not in feats:
-                feats[p] = features(texts[p])
-            _serve(live, rec, body, control, draws[j], vectors[p], feats[p])
-            writer.append(rec)
-        writer.flush()
-        print(f"  generated {lo + n:,} rows", file=sys.stderr, flush=True)
+    for i in range(rows):
+        team, k, p = int(d.team[i]), int(d.key[i]), int(d.intent[i]) * PHRASINGS + int(d.phrasing[i])
+        rid = "req_" + hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=12).hexdigest()
+        rec = RequestRecord(rid, float(d.ts[i]), "chat.completions")
+        rec.route = d.routes[d.route[i]]
+        rec.key_id, rec.team = key_ids[team][k], d.teams[team]
+        rec.metadata = {"team": rec.team, "user": f"{rec.team}-user-{d.user[i]}"}
+        system = SYSTEM_PROMPTS[(team + k + (system_i[i] == 0)) % len(SYSTEM_PROMPTS)]
+        body: dict[str, Any] = {"model": rec.route, "max_tokens": 512, "messages": [
+            {"role": "system", "content": system}, {"role": "user", "content": texts[p]}]}  # fmt: skip
+        if draws[i, 9] < 0.10:
+            body["temperature"] = rec.temperature = 1.0
+        rec.request_raw = json.dumps(body).encode()
+        control = "no-cache" if draws[i, 9] > 0.99 else None
+        if p not in feats:
+            feats[p] = features(texts[p])
+        _serve(live, rec, body, control, draws[i], vectors[p], feats[p])
+        writer.append(rec)
+        if (i + 1) % chunk == 0 or i + 1 == rows:
+            writer.flush()
+            print(f"  generated {i + 1:,} rows", file=sys.stderr, flush=True)
     writer.close()

@@ -12,6 +12,7 @@ import pytest
 from llmgw_kernel import open_log
 from llmgw_kernel.cache_traffic import CacheTrafficReport, make_cache_log, oracle_answer, plan_traffic
 from llmgw_kernel.cache_traffic_intents import BY_ID, INTENTS, TRAPS
+from llmgw_kernel.traffic_profile import TEAMS as PROFILE_TEAMS
 
 #: hard-negative traps the semantic cache's verification claims to catch (decisions/cache.py
 #: verify: numbers, negation, entities, word order); "word" traps are left to the threshold
@@ -52,7 +53,7 @@ def test_plan_is_deterministic_and_covers_every_kind() -> None:
     assert set(kinds) == {"first", "repeat", "paraphrase", "negative"}
     assert {r.trap for r in plan if r.kind == "negative"} <= set(TRAPS)
     assert 0 < sum(r.stream for r in plan) < 300
-    assert len({r.team for r in plan}) == 3
+    assert {r.team for r in plan} == {t.name for t in PROFILE_TEAMS}  # the traffic profile's teams
 
 
 def test_oracle_answers_by_intent_with_small_variation() -> None:

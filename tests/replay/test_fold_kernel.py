@@ -94,7 +94,8 @@ def tight() -> dict[str, Any]:
             {"scope": "global", "usd": 5.0, "window": "day", "mode": "soft"},
         ],
     }
-    doc["rate_limits"] = [{"scope": "key", "rpm": 40}, {"scope": "team", "tpm": 60_000}, {"scope": "route", "rpm": 500}]
+    # team tpm: the log's largest team sends ~57% of the traffic (the traffic profile's four teams)
+    doc["rate_limits"] = [{"scope": "key", "rpm": 40}, {"scope": "team", "tpm": 300000}, {"scope": "route", "rpm": 500}]
     return doc
 
 
@@ -116,7 +117,8 @@ def test_a_small_cache_evicts_as_the_live_store_does(synthetic, tmp_path, ttl, s
     doc["cache"] = {"exact": {"ttl_s": ttl, "max_entries": size}}
     doc["routes"]["chat"]["targets"][0]["weight"] = 10  # other weights: other costs, other cut-offs
     out = assert_same(composer(synthetic, doc, tmp_path))
-    assert sum(o is not None and o.kind == "hit" for o in out.cache) > 50
+    # 35 at ttl 5 s on the traffic profile's log (a key's repeats within 5 s, at most 40 admitted a minute)
+    assert sum(o is not None and o.kind == "hit" for o in out.cache) > 25
 
 
 def test_cache_off_and_no_limits(synthetic, tmp_path):
