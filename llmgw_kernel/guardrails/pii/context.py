@@ -240,12 +240,13 @@ class ContextIndex:
         ):
             self._kinds_before(start)
             return
-        window = _phrases(folded, max(0, start - _REACH), min(len(folded), end + _REACH), text=self.text)
+        # stopping after the first phrase that starts too far after the value, as the after-window does
+        window = _phrases(folded, max(0, start - _REACH), min(len(folded), end + _REACH), end + _AFTER, self.text)
         split = 0
         while split < len(window) and window[split][0] < start:
             split += 1
         self._before[start] = _kinds_ending_before(window[:split], start)
-        self._after[end] = _kinds_of([p for p in window[split:] if p[0] <= end + _AFTER])
+        self._after[end] = _kinds_of(window[split:])
 
     def far_before(self, start: int) -> list[str]:
         """Kinds of the words ending at most ``FAR_BEFORE`` characters before ``start``, nearest
