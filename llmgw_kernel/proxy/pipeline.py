@@ -135,7 +135,11 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task, flight: _Fligh
 class Upstream(Protocol):
     """How an attempt calls its target for an API that is not chat all the way: the request may
     pass through to the provider's own endpoint (``proxy/passthrough.py``), answering the
-    pipeline in chat form. ``cache_control`` may impose a cache control on the request."""
+    pipeline in chat form. ``cache_control`` may impose a cache control on the request;
+    ``guard`` is the request's guardrails (set once its input checks passed), for the texts of a
+    native answer its chat form does not hold."""
+
+    guard: RequestGuard | None
 
     def cache_control(self, body: dict[str, Any]) -> str | None: ...
 
@@ -260,6 +264,8 @@ async def handle(
         if rails is not None:
             guard = RequestGuard(rails)
             await check_input(guard, rec, body, endpoint, body_meta, redacted)
+            if inbound.upstream is not None:
+                inbound.upstream.guard = guard
         elif redacted:
             rec.body_mode = "redacted"
         settings = facts.cache.get(route) if endpoint == "chat.completions" else None
