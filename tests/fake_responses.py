@@ -16,7 +16,10 @@ Behaviour by ``model`` (the target's model name, as for chat): a text answer
 ``web_search_call`` item first and a message citing a URL; ``tool-call`` calls the first function
 tool with ``{"city": "Paris"}`` until a ``function_call_output`` arrives, then answers ``The tool
 said: <output>``; ``pii-out`` answers with an e-mail address and a phone number (for output
-guardrails); a ``text.format`` of type ``json_schema`` gets ``{"city": "Paris"}``;
+guardrails); ``pii-reasoning`` answers with a ``reasoning`` item whose summary holds a phone
+number (:data:`PII_SUMMARY`) before the message, ``pii-tools`` with a ``file_search_call`` whose
+result text holds an e-mail address and a message whose ``url_citation`` title holds it too
+(streamed: ``response.reasoning_summary_*`` and ``response.file_search_call.*`` events); a ``text.format`` of type ``json_schema`` gets ``{"city": "Paris"}``;
 ``status-NNN`` fails with NNN; ``stream-cut-0`` / ``stream-cut-2`` die before the first event /
 after two. A request without ``model`` or ``input`` (``prompt``), with
 ``metadata`` (the gateway keeps it), or with a ``model`` that is not a string is recorded in
@@ -41,6 +44,8 @@ USAGE = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 3}, "outp
 COMPLETION_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 PII_ANSWER = "Write to alice.nguyen@example.com or call +1 415 555 0134 today."
 CITED = "https://example.com/weather"
+PII_SUMMARY = "The user wants a callback at +1 415 555 0134 so I will answer briefly."
+PII_RESULT = "Contact: alice.nguyen@example.com (support desk)."
 
 
 def problem(body: dict[str, Any], field: str) -> str | None:
@@ -94,6 +99,15 @@ def output_items(body: dict[str, Any], style: Style = DEFAULT) -> list[dict[str,
         text = f"The tool said: {outputs[-1].get('output')}"
     if model == "pii-out":
         text = PII_ANSWER
+    if model == "pii-reasoning":
+        items.append(
+            {"type": "reasoning", "id": "rs_fake_1", "summary": [{"type": "summary_text", "text": PII_SUMMARY}]}
+        )
+    if model == "pii-tools":
+        items.append({"type": "file_search_call", "id": "fs_fake_1", "status": "completed", "queries": ["contact"],
+                      "results": [{"file_id": "file_1", "filename": "a.txt", "score": 0.9, "text": PII_RESULT}]})  # fmt: skip
+        annotations = [{"type": "url_citation", "start_index": 0, "end_index": 5, "url": CITED,
+                        "title": "Mail alice.nguyen@example.com"}]  # fmt: skip
     if ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema":  # structured output
         text = json.dumps({"city": "Paris"})
     if any(t.get("type") == "web_search" for t in tools):
@@ -148,11 +162,31 @@ def item_events(item: dict[str, Any], index: int) -> list[dict[str, Any]]:
             {"type": "response.function_call_arguments.done", **at, "arguments": raw},
             {"type": "response.output_item.done", "output_index": index, "item": item},
         ]  # fmt: skip
+    if item["type"] == "reasoning":
+        return reasoning_events(item, index)
+    tool = item["type"].removesuffix("_call")
     return [
         {"type": "response.output_item.added", "output_index": index, "item": {**item, "status": "in_progress"}},
-        {"type": "response.web_search_call.in_progress", **at},
-        {"type": "response.web_search_call.searching", **at},
-        {"type": "response.web_search_call.completed", **at},
+        {"type": f"response.{tool}_call.in_progress", **at},
+        {"type": f"response.{tool}_call.searching", **at},
+        {"type": f"response.{tool}_call.completed", **at},
+        {"type": "response.output_item.done", "output_index": index, "item": item},
+    ]
+
+
+def reasoning_events(item: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """A reasoning item's summary, streamed word by word."""
+    at = {"output_index": index, "item_id": item["id"], "summary_index": 0}
+    text = item["summary"][0]["text"]
+    words = text.split(" ")
+    deltas = [{"type": "response.reasoning_summary_text.delta", **at, "delta": w + (" " if i < len(words) - 1 else "")}
+              for i, w in enumerate(words)]  # fmt: skip
+    return [
+        {"type": "response.output_item.added", "output_index": index, "item": {**item, "summary": []}},
+        {"type": "response.reasoning_summary_part.added", **at, "part": {"type": "summary_text", "text": ""}},
+        *deltas,
+        {"type": "response.reasoning_summary_text.done", **at, "text": text},
+        {"type": "response.reasoning_summary_part.done", **at, "part": {"type": "summary_text", "text": text}},
         {"type": "response.output_item.done", "output_index": index, "item": item},
     ]
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..decisions.cache import NO_STORE
+from ..guardrails.request import RequestGuard
 from ..log.record import RequestRecord
 from ..policy.model import Target
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
@@ -67,6 +68,9 @@ class Dialect(Protocol):
     def chat_events(self, payloads: AsyncIterator[bytes], pt: Passthrough, reply: StreamReply) -> AsyncIterator[bytes]:
         """The chat chunks of an upstream stream, each naming (``x_native``) the event it answers."""
 
+    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> bytes:
+        """A whole upstream answer with the texts its chat form does not hold checked (a 400 on a block)."""
+
 
 class Lenient:
     """What a lenient translation met: ``native`` (param, why) for each part only an OpenAI
@@ -86,7 +90,7 @@ class Passthrough:
     """One request's per-attempt choice between pass-through and translation (module docstring)."""
 
     __slots__ = ("dialect", "snap", "rec", "request", "lenient", "messages", "answer", "answer_chat", "events",
-                 "include_usage")  # fmt: skip
+                 "include_usage", "guard")  # fmt: skip
 
     def __init__(self, dialect: Dialect, snap: Snapshot) -> None:
         self.dialect = dialect
@@ -99,6 +103,7 @@ class Passthrough:
         self.answer_chat: bytes | None = None  # ... and its chat form as handed to the pipeline
         self.events: list[tuple[bytes, dict[str, Any]]] | None = None  # a passed-through stream's events
         self.include_usage = False  # the gateway asked a completions stream for usage the client did not
+        self.guard: RequestGuard | None = None  # the request's guardrails (the pipeline sets it)
 
     # -- request side ---------------------------------------------------------------------------
     def parse(self, raw: bytes, rec: RequestRecord) -> dict[str, Any]:
@@ -171,6 +176,7 @@ class Passthrough:
                 return await adapter.chat(body, target)
             raise
         chat, usage = self.dialect.to_chat(raw)
+        raw = self.dialect.guard_native(raw, self.guard)
         self.answer, self.answer_chat = raw, chat
         return Reply(chat, usage)
 

@@ -36,6 +36,10 @@ class CompletionsDialect:
         lenient.slots.append(((0, "content"), source))
         return chat, lenient
 
+    def guard_native(self, raw: bytes, guard: Any) -> bytes:
+        """A text completion holds no text its chat form does not (the pipeline checks them all)."""
+        return raw
+
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(pt.request))
         apply_changes(body, pt.forwarded_messages(messages))

@@ -24,9 +24,11 @@ from typing import Any
 
 import orjson
 
+from ..guardrails.request import RequestGuard
 from ..providers import StreamReply
 from ..providers.http import loads_object
 from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
+from .passthrough_guard import StreamTexts, guard_answer
 from .responses_request import to_chat_request
 
 #: Responses ``incomplete_details.reason`` → chat ``finish_reason``
@@ -46,6 +48,9 @@ class ResponsesDialect:
     def translate(self, body: Any) -> tuple[dict[str, Any], Lenient]:
         lenient = Lenient()
         return to_chat_request(body, lenient), lenient
+
+    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> bytes:
+        return guard_answer(raw, guard)
 
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(pt.request))
@@ -67,6 +72,8 @@ class ResponsesDialect:
         events = pt.events if pt.events is not None else []
         head: dict[str, Any] = {"object": "chat.completion.chunk"}
         calls: dict[str, int] = {}  # function_call item id -> chat tool_call index
+        guard = pt.guard
+        texts = StreamTexts(guard) if guard is not None and guard.rails.output else None
         async for payload in payloads:
             event = loads_object(payload)
             if event is None:
@@ -76,16 +83,23 @@ class ResponsesDialect:
                 err = event.get("error") if kind == "error" else (event.get("response") or {}).get("error")
                 message = (err or event).get("message") if isinstance(err or event, dict) else None
                 raise upstream_failure(f"the upstream's response failed: {message or kind}")
-            events.append((payload, event))
-            if kind == "response.created":
-                resp = event.get("response") or {}
-                head = {"id": resp.get("id"), "object": "chat.completion.chunk", "model": resp.get("model")}
-            chunk = {**head, "x_native": len(events) - 1, "choices": _choices(event, calls)}
-            if kind in _ENDS:
-                resp = event.get("response") or {}
-                reply.usage = chat_usage(resp.get("usage"))
-                chunk["usage"] = reply.usage
-            yield orjson.dumps(chunk)
+            for kept, what in texts.event(payload, event) if texts is not None else [(payload, event)]:
+                yield self._chunk(kept, what, events, head, calls, reply)
+
+    def _chunk(self, payload: bytes, event: dict[str, Any], events: list[tuple[bytes, dict[str, Any]]],
+               head: dict[str, Any], calls: dict[str, int], reply: StreamReply) -> bytes:  # fmt: skip
+        """The chat chunk of one (kept) upstream event, which joins ``events``."""
+        kind = event.get("type")
+        events.append((payload, event))
+        if kind == "response.created":  # the chunks' head from here on
+            resp = event.get("response") or {}
+            head.update(id=resp.get("id"), model=resp.get("model"))
+        chunk = {**head, "x_native": len(events) - 1, "choices": _choices(event, calls)}
+        if kind in _ENDS:
+            resp = event.get("response") or {}
+            reply.usage = chat_usage(resp.get("usage"))
+            chunk["usage"] = reply.usage
+        return orjson.dumps(chunk)
 
 
 def _choices(event: dict[str, Any], calls: dict[str, int]) -> list[dict[str, Any]]:

@@ -1,0 +1,206 @@
+"""Output guardrails on the texts of a passed-through Responses answer that its chat form does not
+hold: reasoning summaries (and reasoning texts), and what built-in tools show the client —
+``file_search_call`` result texts, ``code_interpreter_call`` logs, ``mcp_call`` output and error,
+and the titles of ``url_citation`` annotations (what a web search shows). The chat form (message
+text, refusals, function-call arguments) is checked by the pipeline as for chat; these texts are
+checked here with the request's own :class:`~llmgw_kernel.guardrails.request.RequestGuard`, so
+they share its placeholders and its verdicts (the log's ``guardrails`` column), and a ``block``
+ends the request as one on the message text does.
+
+Whole answers: :func:`guard_answer` rewrites the ``response`` before the pipeline sees its chat
+form. Streams (:class:`StreamTexts`): reasoning summary and reasoning text deltas are held back
+and checked across event boundaries with the route's bounded hold-back (the stream guard of
+chat, one channel per text); the tool items arrive whole in ``response.output_item.done`` and
+are checked there; the events that repeat a text (``*.done``, ``response.completed``) carry
+what the client was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from ..guardrails.request import RequestGuard
+from ..guardrails.stage import GuardrailFailure, Pass
+from ..guardrails.stream import StreamGuard
+from ..guardrails.verdicts import Blocked
+from .errors import guardrail_error
+
+#: item type -> (list field, text fields of each element) of the texts it shows the client
+_LISTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "reasoning": (("summary", ("text",)), ("content", ("text",))),
+    "file_search_call": (("results", ("text",)),),
+    "code_interpreter_call": (("outputs", ("logs",)),),
+}
+#: item type -> its own text fields
+_FIELDS = {"mcp_call": ("output", "error")}
+#: stream delta / done events of the held texts -> the item list their text is in
+_DELTA = {"response.reasoning_summary_text.delta": "summary", "response.reasoning_text.delta": "content"}
+_DONE = {"response.reasoning_summary_text.done": "summary", "response.reasoning_text.done": "content"}
+_PART_DONE = "response.reasoning_summary_part.done"
+
+
+def item_texts(item: Any, where: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(holder, field, where) of every text of an output item that the chat form does not hold."""
+    if not isinstance(item, dict):
+        return
+    kind = item.get("type")
+    for name, fields in _LISTS.get(str(kind), ()):
+        for i, element in enumerate(item.get(name) or ()):
+            for field in fields:
+                if isinstance(element, dict) and isinstance(element.get(field), str):
+                    yield element, field, f"{where}.{name}[{i}].{field}"
+    for field in _FIELDS.get(str(kind), ()):
+        if isinstance(item.get(field), str):
+            yield item, field, f"{where}.{field}"
+    if kind == "message":
+        for j, part in enumerate(item.get("content") or ()):
+            yield from part_titles(part, f"{where}.content[{j}]")
+
+
+def part_titles(part: Any, where: str) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(holder, field, where) of the annotation titles of a content part (a cited page's title)."""
+    for k, note in enumerate(part.get("annotations") or () if isinstance(part, dict) else ()):
+        if isinstance(note, dict) and isinstance(note.get("title"), str):
+            yield note, "title", f"{where}.annotations[{k}].title"
+
+
+def check_items(items: list[Any], p: Pass, first: int = 0) -> None:
+    """Check (and redact in place) the texts of ``items`` the chat form does not hold."""
+    for n, item in enumerate(items):
+        for holder, field, where in item_texts(item, f"output[{first + n}]"):
+            holder[field] = p.text(holder[field], where)
+
+
+def _pass(guard: RequestGuard) -> Pass:
+    return Pass(guard.rails.output, "output", guard.redactor, guard.verdicts)
+
+
+def guard_answer(raw: bytes, guard: RequestGuard | None) -> bytes:
+    """A whole ``response`` with its extra texts checked: ``raw`` when nothing changed; the 400
+    of a ``block`` (a :class:`~.errors.GatewayError`)."""
+    if guard is None or not guard.rails.output:
+        return raw
+    resp = orjson.loads(raw)
+    p = _pass(guard)
+    try:
+        check_items(resp.get("output") or [], p)
+    except (Blocked, GuardrailFailure) as exc:
+        raise guardrail_error(exc) from None
+    return orjson.dumps(resp) if p.changed else raw
+
+
+class StreamTexts:
+    """The extra texts of one passed-through stream, checked event by event (module docstring).
+    :meth:`event` returns the events to keep in the upstream's place (rewritten, none, or a
+    released delta before a ``*.done``); it raises :class:`Blocked` on a ``block``."""
+
+    __slots__ = ("_guard", "_stream", "_channels", "_texts", "_memo")
+
+    def __init__(self, guard: RequestGuard) -> None:
+        self._guard = guard
+        self._stream = StreamGuard(guard.rails.output, guard.redactor, guard.verdicts, guard.rails.holdback)
+        self._channels: dict[tuple[Any, str, int], tuple[int, dict[str, Any]]] = {}  # text -> (channel, last delta)
+        self._texts: dict[tuple[Any, str, int], str] = {}  # text -> what the client was sent
+        self._memo: dict[str, str] = {}  # a whole text checked -> what the client gets
+
+    def event(self, payload: bytes, event: dict[str, Any]) -> list[tuple[bytes, dict[str, Any]]]:
+        kind = event.get("type")
+        if kind in _DELTA:
+            return self._delta(event, _DELTA[kind])
+        if kind in _DONE:
+            return self._done(payload, event, _DONE[kind])
+        if kind == _PART_DONE:
+            text = self._texts.get((event.get("item_id"), "summary", event.get("summary_index", 0)))
+            part = event.get("part")
+            if text is not None and isinstance(part, dict) and part.get("text") != text:
+                part["text"] = text
+                return [(orjson.dumps(event), event)]
+            return [(payload, event)]
+        p = _pass(self._guard)
+        if kind in ("response.output_item.added", "response.output_item.done"):
+            event["item"] = self._client_item(event.get("item"), p, f"output[{event.get('output_index', 0)}]")
+        elif kind in ("response.content_part.added", "response.content_part.done"):
+            self._check(part_titles(event.get("part"), f"content[{event.get('content_index', 0)}]"), p)
+        elif kind == "response.output_text.annotation.added":
+            self._check(part_titles({"annotations": [event.get("annotation")]}, "annotation"), p)
+        elif kind in ("response.completed", "response.incomplete"):
+            resp = event.get("response") or {}
+            items = resp.get("output") or []
+            resp["output"] = [self._client_item(item, p, f"output[{n}]") for n, item in enumerate(items)]
+        return [(orjson.dumps(event), event)] if p.changed else [(payload, event)]
+
+    def _check(self, texts: Iterator[tuple[dict[str, Any], str, str]], p: Pass) -> None:
+        """Check texts, each distinct text once a stream (its events repeat it: added, done, completed)."""
+        for holder, field, where in texts:
+            value = holder[field]
+            if value not in self._memo:
+                self._memo[value] = p.text(value, where)
+            holder[field] = self._memo[value]
+            p.changed = p.changed or holder[field] != value
+
+    def _key(self, event: dict[str, Any], name: str) -> tuple[Any, str, int]:
+        index = event.get("summary_index" if name == "summary" else "content_index", 0)
+        return (event.get("item_id"), name, index if isinstance(index, int) else 0)
+
+    def _feed(self, key: tuple[Any, str, int], text: str, final: bool) -> str:
+        """The text the hold-back releases for one text's channel after ``text`` arrived."""
+        channel = self._channels[key][0]
+        choice = {
+            "index": channel,
+            "delta": {"content": text} if text else {},
+            "finish_reason": "stop" if final else None,
+        }
+        released = []
+        for out in self._stream.feed(orjson.dumps({"choices": [choice]})):
+            for c in orjson.loads(out).get("choices") or ():
+                released.append((c.get("delta") or {}).get("content") or "")
+        sent = "".join(released)
+        self._texts[key] = self._texts.get(key, "") + sent
+        return sent
+
+    def _delta(self, event: dict[str, Any], name: str) -> list[tuple[bytes, dict[str, Any]]]:
+        key = self._key(event, name)
+        channel = self._channels[key][0] if key in self._channels else len(self._channels)
+        self._channels[key] = (channel, event)
+        sent = self._feed(key, str(event.get("delta") or ""), False)
+        if not sent:
+            return []
+        out = {**event, "delta": sent}
+        return [(orjson.dumps(out), out)]
+
+    def _done(self, payload: bytes, event: dict[str, Any], name: str) -> list[tuple[bytes, dict[str, Any]]]:
+        key = self._key(event, name)
+        if key not in self._channels:  # a text without deltas: checked whole
+            self._channels[key] = (len(self._channels), {**event, "type": event["type"].replace(".done", ".delta")})
+            tail = self._feed(key, str(event.get("text") or ""), True)
+            done = {**event, "text": tail}
+            return [(orjson.dumps(done), done)]
+        template = self._channels[key][1]
+        tail = self._feed(key, "", True)
+        done = {**event, "text": self._texts.get(key, "")}
+        kept = [(payload, event) if done == event else (orjson.dumps(done), done)]
+        if tail:
+            delta = {**template, "delta": tail}
+            kept.insert(0, (orjson.dumps(delta), delta))
+        return kept
+
+    def _client_item(self, item: Any, p: Pass, where: str) -> Any:
+        """An item as the client gets it: a reasoning item with its texts as the hold-back released
+        them, any other with its texts checked."""
+        if not isinstance(item, dict):
+            return item
+        if item.get("type") != "reasoning":
+            self._check(item_texts(item, where), p)
+            return item
+        for name in ("summary", "content"):
+            for index, part in enumerate(item.get(name) or ()):
+                text = self._texts.get((item.get("id"), name, index))
+                if isinstance(part, dict) and text is not None:
+                    p.changed = p.changed or part.get("text") != text
+                    part["text"] = text
+                elif isinstance(part, dict) and isinstance(part.get("text"), str):  # never streamed: checked whole
+                    self._check(iter([(part, "text", f"{where}.{name}[{index}].text")]), p)
+        return item

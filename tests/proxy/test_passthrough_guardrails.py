@@ -1,0 +1,140 @@
+"""Output guardrails on every text a passed-through Responses answer shows the client
+(``proxy/passthrough_guard.py``): reasoning summaries and built-in tool results, JSON and
+streamed, through a real `llmgw serve` in front of the fake OpenAI upstream
+(``tests/fake_responses.py``), read with the official openai SDK and as raw SSE bytes. The
+message text itself is covered by tests/proxy/test_passthrough.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fake_responses
+import httpx
+import openai
+import pytest
+from conftest import Gateway, policy_for, wait_for_rows
+
+REDACT = {"output": [{"type": "pii", "action": "redact"}]}
+BLOCK = {"output": [{"type": "pii", "action": "block"}]}
+EMAIL = "alice.nguyen@example.com"
+PHONE = "555 0134"
+
+
+def _route(model: str, rails: dict[str, Any]) -> dict[str, Any]:
+    return {"targets": [{"provider": "local", "model": model}], "guardrails": rails}
+
+
+@pytest.fixture(scope="module")
+def gw(upstream, tmp_path_factory):
+    policy = policy_for(upstream.base_url)
+    policy["routes"].update(
+        {
+            "reasoning-redact": _route("pii-reasoning", REDACT),
+            "reasoning-block": _route("pii-reasoning", BLOCK),
+            "tools-redact": _route("pii-tools", REDACT),
+            "tools-block": _route("pii-tools", BLOCK),
+        }
+    )
+    g = Gateway(tmp_path_factory.mktemp("passthrough-guard"), policy)
+    yield g
+    g.terminate()
+
+
+def client(gw: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="vk-any", max_retries=0)
+
+
+def raw_events(gw: Gateway, body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+    """(event name, data) of a streamed /v1/responses answer, as the bytes say, and the request id."""
+    with httpx.stream("POST", f"{gw.base_url}/responses", json={**body, "stream": True}, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        text = r.read().decode()
+        rid = r.headers["x-llmgw-request-id"]
+    out = []
+    for frame in text.split("\n\n"):
+        if frame.strip():
+            name, data = frame.split("\n", 1)
+            out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out, rid
+
+
+def output_verdicts(gw: Gateway, request_id: str) -> set[tuple[str, str]]:
+    rows = wait_for_rows(gw, f"request_id = '{request_id}'")
+    assert rows, request_id
+    return {(v["type"], v["action"]) for v in rows[0]["guardrails"] or () if v["stage"] == "output"}
+
+
+SUMMARY = fake_responses.PII_SUMMARY.replace("+1 415 555 0134", "<PHONE_NUMBER_1>")
+
+
+def test_a_reasoning_summary_is_redacted_in_a_whole_answer(gw):
+    r = client(gw).responses.with_raw_response.create(model="reasoning-redact", input="call me?")
+    resp = r.parse()
+    reasoning = resp.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == SUMMARY
+    assert PHONE not in r.http_response.text
+    assert output_verdicts(gw, r.headers["x-llmgw-request-id"]) == {("PHONE_NUMBER", "redact")}
+
+
+def test_a_reasoning_summary_is_redacted_across_delta_boundaries_in_a_stream(gw):
+    evs, rid = raw_events(gw, {"model": "reasoning-redact", "input": "call me?"})
+    assert PHONE not in json.dumps(evs)
+    deltas = "".join(d["delta"] for name, d in evs if name == "response.reasoning_summary_text.delta")
+    assert deltas == SUMMARY
+    (done,) = [d for name, d in evs if name == "response.reasoning_summary_text.done"]
+    (part,) = [d for name, d in evs if name == "response.reasoning_summary_part.done"]
+    items = [d["item"] for name, d in evs if name == "response.output_item.done" and d["item"]["type"] == "reasoning"]
+    final = evs[-1][1]["response"]["output"][0]["summary"][0]["text"]
+    assert done["text"] == part["part"]["text"] == items[0]["summary"][0]["text"] == final == SUMMARY
+    assert evs[-1][0] == "response.completed"
+    assert output_verdicts(gw, rid) == {("PHONE_NUMBER", "redact")}
+
+
+def test_the_sdk_reads_a_stream_with_a_redacted_summary(gw):
+    with client(gw).responses.stream(model="reasoning-redact", input="call me?") as stream:
+        summary = "".join(e.delta for e in stream if e.type == "response.reasoning_summary_text.delta")
+        final = stream.get_final_response()
+    assert summary == SUMMARY and final.output[0].summary[0].text == SUMMARY
+
+
+def test_a_block_on_a_reasoning_summary(gw):
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).responses.create(model="reasoning-block", input="call me?")
+    assert exc.value.body["code"] == "guardrail_blocked"
+    evs, rid = raw_events(gw, {"model": "reasoning-block", "input": "call me?"})
+    names = [name for name, _ in evs]
+    assert names[-2:] == ["error", "response.failed"] and evs[-2][1]["code"] == "guardrail_blocked"
+    assert PHONE not in json.dumps(evs) and "response.output_text.delta" not in names
+    assert output_verdicts(gw, rid) == {("PHONE_NUMBER", "block")}
+
+
+def test_tool_results_and_citation_titles_are_redacted_in_a_whole_answer(gw):
+    r = client(gw).responses.with_raw_response.create(model="tools-redact", input="who to contact?")
+    resp = r.parse()
+    search, message = resp.output
+    assert search.type == "file_search_call"
+    assert search.results[0].text == "Contact: <EMAIL_ADDRESS_1> (support desk)."
+    assert message.content[0].annotations[0].title == "Mail <EMAIL_ADDRESS_1>"
+    assert EMAIL not in r.http_response.text
+    assert output_verdicts(gw, r.headers["x-llmgw-request-id"]) == {("EMAIL_ADDRESS", "redact")}
+
+
+def test_tool_results_and_citation_titles_are_redacted_in_a_stream(gw):
+    evs, rid = raw_events(gw, {"model": "tools-redact", "input": "who to contact?"})
+    assert EMAIL not in json.dumps(evs)
+    done = {d["item"]["type"]: d["item"] for name, d in evs if name == "response.output_item.done"}
+    final = {i["type"]: i for i in evs[-1][1]["response"]["output"]}
+    for items in (done, final):
+        assert items["file_search_call"]["results"][0]["text"] == "Contact: <EMAIL_ADDRESS_1> (support desk)."
+        assert items["message"]["content"][0]["annotations"][0]["title"] == "Mail <EMAIL_ADDRESS_1>"
+    assert output_verdicts(gw, rid) == {("EMAIL_ADDRESS", "redact")}
+
+
+def test_a_block_on_a_tool_result(gw):
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).responses.create(model="tools-block", input="who to contact?")
+    assert exc.value.body["code"] == "guardrail_blocked"
+    evs, _ = raw_events(gw, {"model": "tools-block", "input": "who to contact?"})
+    assert [name for name, _ in evs][-2:] == ["error", "response.failed"] and EMAIL not in json.dumps(evs)
