@@ -80,6 +80,33 @@ class Outcome(NamedTuple):
         )  # fmt: skip
 
 
+class Totals(NamedTuple):
+    """What a :class:`Bound` keeps of a region's outcomes (its sufficient statistics): the
+    outcomes and wrong answers per similarity bin (only the bins with any, as ``(bin, n,
+    wrong)``), the served hits' outcomes, and the entries' floors in the order a bound evicts
+    them. Bounded whatever the number of outcomes: :data:`_BINS` bins, :data:`MAX_FLOORS` floors."""
+
+    bins: tuple[tuple[int, int, int], ...]
+    served_n: int
+    served_wrong: int
+    floors: tuple[tuple[str, float], ...]
+
+
+class Folded(Outcome):
+    """Every outcome of one region known up to ``known_at``, folded into their :class:`Totals`
+    (a compacted journal's head, :mod:`.outcomes`): learned as one, it leaves a :class:`Bound`
+    as those outcomes learned one by one would have (``Bound.add``). An ``Outcome`` so that it
+    travels where outcomes do (``Caches.learn``, ``Caches.attach_outcomes``) in time order."""
+
+    totals: Totals
+
+    @classmethod
+    def of(cls, known_at: float, route: str, model: str, totals: Totals) -> Folded:
+        folded = cls(known_at, route, model, "", "", 0.0, True, "folded")
+        folded.totals = totals
+        return folded
+
+
 def binom_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p), summed in log space (k is small where it matters)."""
     if p <= 0:
@@ -134,7 +161,10 @@ class Bound:
         self._cache: dict[float, float] = {}  # delta -> threshold, until the next outcome
 
     def add(self, o: Outcome) -> None:
-        """Learn one outcome."""
+        """Learn one outcome (a :class:`Folded` one: all the outcomes it folds)."""
+        if isinstance(o, Folded):
+            self._merge(o.totals)
+            return
         if o.by != "shadow":
             self.served_n += 1
             self.served_wrong += not o.same
@@ -143,13 +173,32 @@ class Bound:
             self.n[b] += 1
             self.wrong[b] += not o.same
         if not o.same:
-            floor = min(o.similarity + ENTRY_MARGIN, NEVER)
-            if floor > self.floors.get(o.source, 0.0):
-                self.floors.pop(o.source, None)
-                self.floors[o.source] = floor
-                if len(self.floors) > MAX_FLOORS:
-                    self.floors.pop(next(iter(self.floors)))
+            self._raise_floor(o.source, min(o.similarity + ENTRY_MARGIN, NEVER))
         self._cache.clear()
+
+    def _raise_floor(self, source: str, floor: float) -> None:
+        """Entry ``source`` serves from ``floor`` on, if that is higher than before; a raised floor
+        is the most recent (the oldest is forgotten past :data:`MAX_FLOORS`)."""
+        if floor > self.floors.get(source, 0.0):
+            self.floors.pop(source, None)
+            self.floors[source] = floor
+            if len(self.floors) > MAX_FLOORS:
+                self.floors.pop(next(iter(self.floors)))
+
+    def _merge(self, t: Totals) -> None:
+        for b, n, wrong in t.bins:
+            self.n[b] += n
+            self.wrong[b] += wrong
+        self.served_n += t.served_n
+        self.served_wrong += t.served_wrong
+        for source, floor in t.floors:
+            self._raise_floor(source, floor)
+        self._cache.clear()
+
+    def totals(self) -> Totals:
+        """This bound's sufficient statistics (what a :class:`Folded` outcome carries)."""
+        bins = tuple((b, n, self.wrong[b]) for b, n in enumerate(self.n) if n)
+        return Totals(bins, self.served_n, self.served_wrong, tuple(self.floors.items()))
 
     def floor(self, source: str) -> float:
         """The lowest similarity at which entry ``source`` may answer (0: no evidence against it)."""

@@ -8,14 +8,21 @@ the time it became known (``Caches.catch_up``: an outcome known at ``t`` informs
 requests that arrived after ``t`` — no look-ahead), so at every request the candidate decides
 with the evidence the live gateway had then. Replaying the version that served a row applies
 the threshold it logged and is unchanged by them.
+
+The journal is bounded (:mod:`.outcomes`): the outcomes known before its last compaction
+(``through``) are folded into per-region totals, learned as the replay passes ``through``. A
+window whose requests all arrive after ``through`` replays exactly as with the whole journal;
+requests that arrived by then are decided without the folded evidence (less than the live
+gateway had), and the replay's summary says so (:func:`journal_warnings`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .outcomes import OUTCOMES_FILE, load_outcomes
+from .outcomes import OUTCOMES_FILE, folded_through, load_outcomes
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -43,11 +50,34 @@ def journal_dir(window: Any) -> Path | None:
 def window_end(window: Any) -> float | None:
     """The last arrival of a replay window (epoch seconds; None: unknown or empty). An outcome
     known from then on informs no request of the window: it is not loaded."""
+    ts = _arrivals(window)
+    return float(ts.max()) if ts is not None and len(ts) else None
+
+
+def _arrivals(window: Any) -> Any:
     epoch = getattr(window, "epoch", None)
-    if epoch is None:
-        return None
-    ts = epoch("ts")
-    return float(ts.max()) if len(ts) else None
+    return epoch("ts") if epoch is not None else None
+
+
+def journal_warnings(policy: Policy, window: Any, data_dir: Path | None = None) -> list[str]:
+    """What a compacted journal can no longer replay for this window: the requests that arrived
+    while the outcomes now folded were being learned (none: the window replays exactly)."""
+    if not uses_bound(policy):
+        return []
+    root = data_dir if data_dir is not None else journal_dir(window)
+    through = folded_through(Path(root) / OUTCOMES_FILE) if root is not None else None
+    ts = _arrivals(window)
+    if through is None or ts is None:
+        return []
+    early = int((ts <= through).sum())
+    if not early:
+        return []
+    when = dt.datetime.fromtimestamp(through, dt.UTC).isoformat(timespec="seconds")
+    return [
+        f"cache: the outcome journal is compacted through {when}: {early} request(s) of this window arrived "
+        "by then and were decided under max_false_hit_rate without the evidence folded at that time "
+        "(fewer hits than the live gateway could make); requests after it replay exactly"
+    ]
 
 
 def attach_journal(caches: Caches, policy: Policy, window: Any, data_dir: Path | None = None) -> int:

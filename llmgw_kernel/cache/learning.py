@@ -10,7 +10,8 @@ which requests are checked, the checks themselves, and user feedback.
 
 Every comparison and every learning step runs on the cache worker (the one thread that owns
 the semantic stores and the learned thresholds), in the order they were submitted; the event
-loop only stamps the time and submits. Outcomes are journaled (:mod:`.outcomes`).
+loop only stamps the time and submits. Outcomes are journaled (:mod:`.outcomes`: bounded, compacted
+on the worker as it grows).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .bound import (
 )
 from .core import Caches, Nearest, Query
 from .equivalence import answers_match
-from .outcomes import OUTCOMES_FILE, OutcomeJournal, load_outcomes
+from .outcomes import OUTCOMES_FILE, OutcomeJournal
 
 if TYPE_CHECKING:
     from ..policy.model import SemanticCacheSettings
@@ -75,11 +76,18 @@ class Learning:
         self.checks = self.skipped_by_cap = 0
 
     def restore(self) -> int:
-        """Learn the journal's outcomes again (on the worker, at start)."""
-        outcomes = load_outcomes(self.journal.path)
-        for o in outcomes:
+        """Learn the journal's outcomes again (on the worker, at start), read line by line, then
+        compact the journal if it has outgrown its bound (a journal written before the bound)."""
+        n = 0
+        for o in self.journal.load():
             self.caches.learn(o)
-        return len(outcomes)
+            n += 1
+        if self.journal.lines > self.journal.compact_at:
+            try:
+                self.journal.compact()
+            except OSError as exc:
+                log.warning("cannot compact the cache outcome journal: %s", exc)
+        return n
 
     # -- the request path (event loop) --------------------------------------------------------
 

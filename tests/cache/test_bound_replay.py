@@ -20,7 +20,7 @@ from test_cache_bound_live import PARAPHRASES, PROBE, ask, bound_policy, learn
 from llmgw_kernel import open_log, replay
 from llmgw_kernel.cache.bound_replay import attach_journal
 from llmgw_kernel.cache.core import Caches
-from llmgw_kernel.cache.outcomes import OUTCOMES_FILE
+from llmgw_kernel.cache.outcomes import OUTCOMES_FILE, compact, folded_through
 from llmgw_kernel.replay.window import load_window
 
 
@@ -111,3 +111,33 @@ def test_attach_journal_only_for_a_policy_under_the_bound(served):
         assert attach_journal(Caches(), load_policy(candidate(live, 0.49)), whole) >= 5
     finally:
         con.close()
+
+
+def test_a_compacted_journal_replays_exactly_after_its_folded_outcomes_and_says_what_it_cannot(served):
+    """Fold all but the last outcome: the window's requests up to the last folded one are named
+    in the cache summary's warnings; the probe (after it) is served as with the whole journal,
+    and a window starting after it replays with no warning."""
+    gw, live, ids, since = served
+    journal = gw.data_dir / OUTCOMES_FILE
+    aside = journal.with_suffix(".aside")
+    aside.write_bytes(journal.read_bytes())
+    try:
+        whole = replay(candidate(live, 0.49), gw.data_dir, since=since)
+        assert "warnings" not in whole.summary["cache"]
+        compact(journal, keep=1)
+        through = folded_through(journal)
+        assert through is not None
+        result = replay(candidate(live, 0.49), gw.data_dir, since=since)
+        assert result.decisions.loc[ids]["replay_cache"].tolist() == ["miss"] * 6 + ["semantic-hit"]
+        arrived = [r["ts"].timestamp() for r in wait_for_rows(gw, f"request_id IN {tuple(ids)}", n=len(ids))]
+        early = sum(t <= through for t in arrived)
+        assert 0 < early < len(ids)
+        (warning,) = result.summary["cache"]["warnings"]
+        assert "compacted" in warning and f" {early} request(s)" in warning
+        # a window that starts after the folded outcomes: exact, nothing to warn about
+        late = datetime.fromtimestamp(max(arrived), UTC)
+        after = replay(candidate(live, 0.49), gw.data_dir, since=late)
+        assert "warnings" not in after.summary["cache"]
+        assert after.decisions.loc[ids[-1]]["replay_cache"] == whole.decisions.loc[ids[-1]]["replay_cache"]
+    finally:
+        aside.replace(journal)
