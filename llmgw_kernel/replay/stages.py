@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
 from .fold import CACHE, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
@@ -136,7 +137,9 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
         nothing = np.full(0, None, object)
         return {"cache": summary(window, nothing, nothing, lambda rows: [])}
     assert d.folded is not None
-    return {"cache": summary(window, d.folded.column("cache_kind"), d.folded.column("saved"), d.folded.source_targets)}
+    out = summary(window, d.folded.column("cache_kind"), d.folded.column("saved"), d.folded.source_targets)
+    warnings = journal_warnings(policy, window)  # what a compacted outcome journal can no longer replay
+    return {"cache": out | ({"warnings": warnings} if warnings else {})}
 
 
 def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
