@@ -109,12 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-replay-scale")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="an existing log (with policy-live.yaml) instead of replay_scale's cached one")  # fmt: skip
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--panel-nice", type=int, default=10, help="the dashboard process's nice level (serve: 10)")
     args = ap.parse_args(argv)
     from replay_scale import ensure_log
 
-    data_dir = ensure_log(args.cache_dir, args.rows)
+    data_dir = args.data_dir or ensure_log(args.cache_dir, args.rows)
     policy = data_dir / "policy-live.yaml"
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"

@@ -1,0 +1,37 @@
+"""GroupLines makes its renderers on first data (an empty chart sends no glyphs) and reuses
+them: fewer Bokeh models per page, so a lighter document to build, send and lay out."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from llmgw_kernel.dashboard.charts import MAX_LINES, GroupLines
+
+
+def _frame(groups: list[str]) -> pd.DataFrame:
+    t = pd.to_datetime([0, 60], unit="s")
+    return pd.DataFrame({"t": [*t] * len(groups), "group": [g for g in groups for _ in t],
+                         "usd": [1.0, 2.0] * len(groups)})  # fmt: skip
+
+
+def test_an_empty_chart_has_no_glyphs_until_data_arrives():
+    chart = GroupLines("spend", "USD")
+    assert chart.fig.renderers == []
+    chart.update(_frame([]), "usd")
+    assert chart.fig.renderers == []
+    chart.update(_frame(["a", "b", "c"]), "usd")
+    assert len(chart.fig.renderers) == 6  # a line and markers per group, not per MAX_LINES
+    assert [item.label["value"] for item in chart.fig.legend[0].items] == ["a", "b", "c"]
+    assert list(chart.sources[1].data["y"]) == [1.0, 2.0]
+
+
+def test_renderers_are_reused_and_hidden_not_rebuilt():
+    chart = GroupLines("spend", "USD")
+    chart.update(_frame(["a", "b", "c"]), "usd")
+    first = list(chart.fig.renderers)
+    chart.update(_frame(["x"]), "usd")
+    assert chart.fig.renderers == first
+    assert [r.visible for r in chart.lines] == [True, False, False]
+    assert len(chart.sources[2].data["t"]) == 0
+    chart.update(_frame([f"g{i}" for i in range(MAX_LINES + 3)]), "usd")
+    assert len(chart.lines) == MAX_LINES and all(r.visible for r in chart.lines)
