@@ -1,6 +1,6 @@
 """What the guardrail detectors cost per 4 KB of prompt text, in process (no server).
 
-    .venv/bin/python benchmarks/guardrails.py [--runs 3] [--iterations 200] [--score]
+    .venv/bin/python benchmarks/guardrails.py [--runs 3] [--iterations 200] [--only "pii formats"] [--score]
 
 Four synthetic 4 KB texts are built from templates written here (not from any corpus): a
 typical prompt (a design review: prose and code, one name and one e-mail), and three PII-dense
@@ -114,7 +114,7 @@ def cold() -> None:
     _phone.cache_clear()
 
 
-def measure(runs: int, iterations: int) -> list[tuple[str, str, list[float]]]:
+def measure(runs: int, iterations: int, only: str | None = None) -> list[tuple[str, str, list[float]]]:
     formats = [t for t in PII_TYPES if t not in ("PERSON", "ADDRESS")]
     pii_fmt, pii_all = pii_detector(entities=formats), pii_detector()
     content, injection = content_detector(), injection_detector()
@@ -142,6 +142,8 @@ def measure(runs: int, iterations: int) -> list[tuple[str, str, list[float]]]:
             ("injection", alone(injection, text)),
             ("pii + content + injection", stage(text)),
         ):
+            if only is not None and name != only:
+                continue
             call()  # warm: compiled patterns, phonenumbers metadata
             rows.append((name, lang, [cpu_us(call, iterations) for _ in range(runs)]))
     return rows
@@ -151,12 +153,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--only", help='one row (e.g. "pii formats"): quick enough to interleave two checkouts')
     ap.add_argument("--score", action="store_true", help="also run the dev corpus scorer per language")
     a = ap.parse_args()
     sizes = {k: len(v) for k, v in texts().items()}
     print(f"texts: {sizes} characters; {a.runs} runs x {a.iterations} calls; CPU µs per 4 KB")
     print(f"{'detector':<28}{'text':<9}{'median':>9}{'min':>9}{'max':>9}")
-    for name, lang, vals in measure(a.runs, a.iterations):
+    for name, lang, vals in measure(a.runs, a.iterations, a.only):
         print(f"{name:<28}{lang:<9}{statistics.median(vals):>9.0f}{min(vals):>9.0f}{max(vals):>9.0f}")
     if a.score:
         corpus = ROOT.parent / "shared" / "data" / "pii"
