@@ -162,8 +162,9 @@ def classify(digits: str, raw: str, near: list[str], before: list[str] | None = 
     if 6 <= n <= 19 and s.lead == "bank":
         return "VN_BANK_ACCOUNT", 0.85, "pii.bank_account.context"
     if s.lead in _DECIDING_KINDS and (before is None or s.lead in before) and not _written_as_phone(s):
-        # "MST: <invalid check digit>" is no phone number either; but a type word only *after*
-        # the number ("0912 345 678 và CCCD 0012…") names the next value, not this one
+        # "MST: <invalid check digit>" is no phone number either (unless it is written as one:
+        # "MST: 090-123-4571"); but a type word only *after* the number ("0912 345 678 và CCCD
+        # 0012…") names the next value, not this one
         return None
     # a bank's name alone does not turn a valid phone number into an account number
     phone = _classify_phone(s)
