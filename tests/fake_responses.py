@@ -19,7 +19,9 @@ said: <output>``; ``pii-out`` answers with an e-mail address and a phone number 
 guardrails); ``pii-reasoning`` answers with a ``reasoning`` item whose summary holds a phone
 number (:data:`PII_SUMMARY`) before the message, ``pii-tools`` with a ``file_search_call`` whose
 result text holds an e-mail address and a message whose ``url_citation`` title holds it too
-(streamed: ``response.reasoning_summary_*`` and ``response.file_search_call.*`` events); a ``text.format`` of type ``json_schema`` gets ``{"city": "Paris"}``;
+(streamed: ``response.reasoning_summary_*`` and ``response.file_search_call.*`` events);
+``pii-parts`` with a message of two parts (:data:`PII_PARTS`), each with a value before the text
+its ``url_citation`` cites (streamed with ``response.output_text.annotation.added``); a ``text.format`` of type ``json_schema`` gets ``{"city": "Paris"}``;
 ``status-NNN`` fails with NNN; ``stream-cut-0`` / ``stream-cut-2`` die before the first event /
 after two. A request without ``model`` or ``input`` (``prompt``), with
 ``metadata`` (the gateway keeps it), or with a ``model`` that is not a string is recorded in
@@ -46,6 +48,8 @@ PII_ANSWER = "Write to alice.nguyen@example.com or call +1 415 555 0134 today."
 CITED = "https://example.com/weather"
 PII_SUMMARY = "The user wants a callback at +1 415 555 0134 so I will answer briefly."
 PII_RESULT = "Contact: alice.nguyen@example.com (support desk)."
+#: ``pii-parts``: a message of two ``output_text`` parts, each citing a URL after a value
+PII_PARTS = ("Write to alice.nguyen@example.com about the weather. ", "Or call +1 415 555 0134, see the forecast.")
 
 
 def problem(body: dict[str, Any], field: str) -> str | None:
@@ -114,10 +118,20 @@ def output_items(body: dict[str, Any], style: Style = DEFAULT) -> list[dict[str,
         items.append({"type": "web_search_call", "id": "ws_fake_1", "status": "completed",
                       "action": {"type": "search", "query": last_user_text(body)[:50]}})  # fmt: skip
         annotations = [{"type": "url_citation", "start_index": 0, "end_index": 5, "url": CITED, "title": "Weather"}]
-    part = {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
+    parts = [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}]
+    if model == "pii-parts":
+        parts = [{"type": "output_text", "text": t, "annotations": [cite(t, w)], "logprobs": []}
+                 for t, w in zip(PII_PARTS, ("weather", "forecast"), strict=True)]  # fmt: skip
     items.append({"type": "message", "id": "msg_fake_1", "status": "completed", "role": "assistant",
-                  "content": [part]})  # fmt: skip
+                  "content": parts})  # fmt: skip
     return items
+
+
+def cite(text: str, words: str) -> dict[str, Any]:
+    """A ``url_citation`` of ``words`` in ``text``."""
+    start = text.index(words)
+    return {"type": "url_citation", "start_index": start, "end_index": start + len(words), "url": CITED,
+            "title": words.title()}  # fmt: skip
 
 
 def response(body: dict[str, Any], status: str, output: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
@@ -137,20 +151,11 @@ def item_events(item: dict[str, Any], index: int) -> list[dict[str, Any]]:
     """The events that stream one output item (without sequence numbers)."""
     at = {"output_index": index, "item_id": item["id"]}
     if item["type"] == "message":
-        text = item["content"][0]["text"]
-        empty = {**item["content"][0], "text": "", "annotations": []}
-        words = text.split(" ")
-        deltas = [{"type": "response.output_text.delta", **at, "content_index": 0,
-                   "delta": w + (" " if i < len(words) - 1 else ""), "logprobs": []} for i, w in enumerate(words)]  # fmt: skip
-        return [
-            {"type": "response.output_item.added", "output_index": index,
-             "item": {**item, "status": "in_progress", "content": []}},
-            {"type": "response.content_part.added", **at, "content_index": 0, "part": empty},
-            *deltas,
-            {"type": "response.output_text.done", **at, "content_index": 0, "text": text, "logprobs": []},
-            {"type": "response.content_part.done", **at, "content_index": 0, "part": item["content"][0]},
-            {"type": "response.output_item.done", "output_index": index, "item": item},
-        ]  # fmt: skip
+        events = [{"type": "response.output_item.added", "output_index": index,
+                   "item": {**item, "status": "in_progress", "content": []}}]  # fmt: skip
+        for n, part in enumerate(item["content"]):
+            events += part_events(part, {**at, "content_index": n})
+        return [*events, {"type": "response.output_item.done", "output_index": index, "item": item}]
     if item["type"] == "function_call":
         raw = item["arguments"]
         pieces = [{"type": "response.function_call_arguments.delta", **at, "delta": raw[k : k + 5]}
@@ -188,6 +193,24 @@ def reasoning_events(item: dict[str, Any], index: int) -> list[dict[str, Any]]:
         {"type": "response.reasoning_summary_text.done", **at, "text": text},
         {"type": "response.reasoning_summary_part.done", **at, "part": {"type": "summary_text", "text": text}},
         {"type": "response.output_item.done", "output_index": index, "item": item},
+    ]
+
+
+def part_events(part: dict[str, Any], at: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of one ``output_text`` part: its words as deltas, then its annotations (as
+    OpenAI sends them: after the text they cite, before ``response.output_text.done``)."""
+    text = part["text"]
+    words = text.split(" ")
+    deltas = [{"type": "response.output_text.delta", **at, "delta": w + (" " if i < len(words) - 1 else ""),
+               "logprobs": []} for i, w in enumerate(words)]  # fmt: skip
+    notes = [{"type": "response.output_text.annotation.added", **at, "annotation_index": k, "annotation": note}
+             for k, note in enumerate(part["annotations"])]  # fmt: skip
+    return [
+        {"type": "response.content_part.added", **at, "part": {**part, "text": "", "annotations": []}},
+        *deltas,
+        *notes,
+        {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": part},
     ]
 
 

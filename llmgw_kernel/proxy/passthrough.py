@@ -175,8 +175,8 @@ class Passthrough:
             if err.status in _NO_ENDPOINT and not (self.lenient and self.lenient.native):
                 return await adapter.chat(body, target)
             raise
-        chat, usage = self.dialect.to_chat(raw)
         raw = self.dialect.guard_native(raw, self.guard)
+        chat, usage = self.dialect.to_chat(raw)
         self.answer, self.answer_chat = raw, chat
         return Reply(chat, usage)
 

@@ -17,15 +17,18 @@ what the client was sent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from ..guardrails.compile import Check
 from ..guardrails.request import RequestGuard
-from ..guardrails.stage import GuardrailFailure, Pass
+from ..guardrails.stage import GuardrailFailure, Pass, commit, scan
 from ..guardrails.stream import StreamGuard
 from ..guardrails.verdicts import Blocked
+from ..providers.http import loads_object
 from .errors import guardrail_error
 
 #: item type -> (list field, text fields of each element) of the texts it shows the client
@@ -40,6 +43,10 @@ _FIELDS = {"mcp_call": ("output", "error")}
 _DELTA = {"response.reasoning_summary_text.delta": "summary", "response.reasoning_text.delta": "content"}
 _DONE = {"response.reasoning_summary_text.done": "summary", "response.reasoning_text.done": "content"}
 _PART_DONE = "response.reasoning_summary_part.done"
+#: a placeholder of :class:`~llmgw_kernel.guardrails.redact.Redactor` (``<PHONE_NUMBER_1>``)
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
+#: placeholders in one text past which :func:`align` gives up (its match backtracks per placeholder)
+_MAX_ALIGNED = 64
 
 
 def item_texts(item: Any, where: str) -> Iterator[tuple[dict[str, Any], str, str]]:
@@ -79,17 +86,86 @@ def _pass(guard: RequestGuard) -> Pass:
 
 
 def guard_answer(raw: bytes, guard: RequestGuard | None) -> bytes:
-    """A whole ``response`` with its extra texts checked: ``raw`` when nothing changed; the 400
-    of a ``block`` (a :class:`~.errors.GatewayError`)."""
+    """A whole ``response`` with its texts checked before the pipeline reads its chat form:
+    ``raw`` when nothing changed; the 400 of a ``block`` (a :class:`~.errors.GatewayError`).
+
+    The texts the chat form does not hold get every output check. Each ``output_text`` part gets
+    the ``redact`` and ``block`` checks here, part by part, so a redaction stays in its part and
+    moves the part's annotation offsets (:func:`redact_part`); the pipeline then checks the chat
+    form as for chat — the ``flag`` checks, and what no part held alone (a value split over two
+    parts), which :func:`~.passthrough_responses.patched` puts back as before."""
     if guard is None or not guard.rails.output:
         return raw
-    resp = orjson.loads(raw)
+    resp = loads_object(raw)
+    if resp is None or resp.get("object") != "response":
+        return raw  # not a response: to_chat refuses it (the next target is tried)
     p = _pass(guard)
+    acting = tuple(c for c in guard.rails.output if c.action != "flag")
     try:
-        check_items(resp.get("output") or [], p)
+        for n, item in enumerate(resp.get("output") or ()):
+            check_items([item], p, n)
+            if not acting or not isinstance(item, dict) or item.get("type") != "message":
+                continue
+            for j, part in enumerate(item.get("content") or ()):
+                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    p.changed = redact_part(part, acting, guard, f"output[{n}].content[{j}].text") or p.changed
     except (Blocked, GuardrailFailure) as exc:
         raise guardrail_error(exc) from None
     return orjson.dumps(resp) if p.changed else raw
+
+
+def redact_part(part: dict[str, Any], checks: tuple[Check, ...], guard: RequestGuard, where: str) -> bool:
+    """Check one ``output_text`` part; a redaction replaces its values and moves its annotations'
+    offsets with the text (an edge inside a value goes to the placeholder's edge); its logprobs
+    (the tokens' own text) are emptied. True when it changed."""
+    text = part["text"]
+    spans, reasons = scan(checks, text, "output", where)
+    commit(guard.verdicts, reasons)
+    if not spans:
+        return False
+    edits = [(f.start, f.end, guard.redactor.placeholder(f.type, text[f.start : f.end])) for f in spans]
+    part["text"] = guard.redactor.apply(text, spans)
+    move_notes(part.get("annotations"), edits)
+    if part.get("logprobs"):
+        part["logprobs"] = []
+    return True
+
+
+def align(original: str, client: str) -> list[tuple[int, int, str]] | None:
+    """The edits (start, end, placeholder) that made ``client`` of ``original`` — a text the
+    stream guard redacted, whose spans it does not report — read from the placeholders in
+    ``client`` (None: it is not ``original`` with spans replaced, or has too many to read)."""
+    holders = _PLACEHOLDER.findall(client)
+    if len(holders) > _MAX_ALIGNED:
+        return None
+    pattern = "(.+?)".join(re.escape(piece) for piece in _PLACEHOLDER.split(client))
+    found = re.fullmatch(pattern, original, re.DOTALL)
+    if found is None:
+        return None
+    return [(found.start(n + 1), found.end(n + 1), holder) for n, holder in enumerate(holders)]
+
+
+def move_notes(notes: Any, edits: list[tuple[int, int, str]]) -> None:
+    """Move the offsets of a part's annotations with its redacted text (see :func:`moved`)."""
+    for note in notes or ():
+        for field, is_end in (("start_index", False), ("end_index", True), ("index", False)):
+            if isinstance(note, dict) and isinstance(note.get(field), int):
+                note[field] = moved(note[field], edits, is_end)
+
+
+def moved(offset: int, edits: list[tuple[int, int, str]], is_end: bool) -> int:
+    """Where ``offset`` of a text is once ``edits`` (start, end, placeholder; sorted, disjoint)
+    replaced its spans: an offset inside a replaced span goes to the placeholder's start (or,
+    for the end of an annotation, its end)."""
+    delta = 0
+    for start, end, placeholder in edits:
+        if offset >= end:
+            delta += len(placeholder) - (end - start)
+        elif offset > start:
+            return start + delta + (len(placeholder) if is_end else 0)
+        else:
+            break
+    return offset + delta
 
 
 class StreamTexts:

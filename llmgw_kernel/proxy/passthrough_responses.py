@@ -28,7 +28,7 @@ from ..guardrails.request import RequestGuard
 from ..providers import StreamReply
 from ..providers.http import loads_object
 from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
-from .passthrough_guard import StreamTexts, guard_answer
+from .passthrough_guard import StreamTexts, align, guard_answer, move_notes
 from .responses_request import to_chat_request
 
 #: Responses ``incomplete_details.reason`` → chat ``finish_reason``
@@ -178,17 +178,22 @@ def as_chat(resp: dict[str, Any]) -> dict[str, Any]:
 
 
 def patched(raw: bytes, chat: bytes) -> bytes:
-    """The upstream's ``response`` with the texts of ``chat`` (its guarded chat form) put back: the
-    message text into the first ``output_text`` part (the others emptied), the refusal likewise,
-    each function call's arguments into its item."""
+    """The upstream's ``response`` (its parts already checked one by one:
+    :func:`~.passthrough_guard.guard_answer`) with what the pipeline's checks of ``chat`` (its
+    guarded chat form) changed put back: each function call's arguments into its item, and —
+    only when a check changed the message text or refusal as a whole (a value split over two
+    parts) — that text into the first part (the others emptied, annotations dropped: their
+    offsets no longer point into it)."""
     resp = orjson.loads(raw)
     message = (orjson.loads(chat).get("choices") or [{}])[0].get("message") or {}
-    _put_texts(resp.get("output") or [], message)
+    _put_texts(resp.get("output") or [], message, (as_chat(resp).get("choices") or [{}])[0].get("message") or {})
     return orjson.dumps(resp)
 
 
-def _put_texts(output: list[Any], message: dict[str, Any]) -> None:
+def _put_texts(output: list[Any], message: dict[str, Any], before: dict[str, Any]) -> None:
     left = {"output_text": message.get("content") or "", "refusal": message.get("refusal") or ""}
+    changed = {"output_text": left["output_text"] != (before.get("content") or ""),
+               "refusal": left["refusal"] != (before.get("refusal") or "")}  # fmt: skip
     field = {"output_text": "text", "refusal": "refusal"}
     calls = iter(message.get("tool_calls") or ())
     for item in output:
@@ -197,10 +202,12 @@ def _put_texts(output: list[Any], message: dict[str, Any]) -> None:
         if item.get("type") == "message":
             for part in item.get("content") or ():
                 kind = part.get("type") if isinstance(part, dict) else None
-                if kind in left:
+                if kind in left and changed[kind]:
                     part[field[kind]], left[kind] = left[kind], ""
-                    if kind == "output_text" and part.get("logprobs"):
-                        part["logprobs"] = []  # the tokens' own text would show what was redacted
+                    if kind == "output_text":
+                        part["annotations"] = []
+                        if part.get("logprobs"):
+                            part["logprobs"] = []  # the tokens' own text would show what was redacted
         elif item.get("type") == "function_call":
             call = next(calls, None)
             if call is not None:
@@ -212,7 +219,7 @@ class Relay:
     and the upstream's events (see the module docstring). A :class:`~.translated_send.StreamTranslator`."""
 
     __slots__ = ("_events", "_buf", "_next", "_pending", "_last", "_texts", "_changed", "_calls", "_seq", "_ended",
-                 "_response")  # fmt: skip
+                 "_response", "_notes", "_edits")  # fmt: skip
 
     def __init__(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         self._events = events
@@ -226,6 +233,8 @@ class Relay:
         self._seq = 0
         self._ended = False
         self._response: dict[str, Any] = {}  # the response as ``response.created`` announced it
+        self._notes: dict[Any, list[tuple[bytes, dict[str, Any]]]] = {}  # part -> annotation events held
+        self._edits: dict[Any, list[tuple[int, int, str]] | None] = {}  # changed part -> its redactions
 
     def feed(self, data: bytes) -> bytes:
         self._buf += data
@@ -308,10 +317,29 @@ class Relay:
             self._response = event["response"]
         if event.get("type") == "response.output_item.added" and item.get("type") == "function_call":
             self._calls[len(self._calls)] = item.get("id") or ""
-        if self._changed and _patch(event, self._texts, self._changed):
+        kind = event.get("type")
+        if kind == "response.output_text.annotation.added":  # its offsets hold once the part's text does
+            self._notes.setdefault(_part_key(event), []).append((payload, event))
+            return
+        if kind == "response.output_text.done":
+            self._part_done(event, out)
+        if self._changed and _patch(event, self._texts, self._changed, self._edits):
             self._emit(event, out, None)
         else:
             self._emit(event, out, payload)
+
+    def _part_done(self, event: dict[str, Any], out: list[bytes]) -> None:
+        """A part's text is final: read its redactions, then relay its annotations, moved with them
+        (dropped when they cannot be read)."""
+        key = _part_key(event)
+        if key in self._changed:
+            self._edits[key] = align(str(event.get("text") or ""), self._texts.get(key, ""))
+        for payload, note in self._notes.pop(key, []):
+            if key not in self._changed:
+                self._emit(note, out, payload)
+            elif (edits := self._edits[key]) is not None:
+                move_notes([note.get("annotation")], edits)
+                self._emit(note, out, None)
 
     def _emit(self, event: dict[str, Any], out: list[bytes], payload: bytes | None) -> None:
         """One event: the upstream's bytes (``payload``), or ``event`` re-encoded (None)."""
@@ -335,11 +363,16 @@ def _chat_key(event: dict[str, Any], calls: dict[int, str]) -> Any:
     return ("arguments", 0)
 
 
+def _part_key(event: dict[str, Any]) -> tuple[Any, ...]:
+    """The text key of an ``output_text`` part's event."""
+    return (event.get("item_id"), event.get("content_index", 0), "content")
+
+
 def _text_key(event: dict[str, Any]) -> tuple[Any, ...]:
     return (event.get("item_id"), event.get("content_index", 0), _DELTAS.get(event.get("type") or ""))
 
 
-def _patch(event: dict[str, Any], texts: dict[Any, str], changed: set[Any]) -> bool:
+def _patch(event: dict[str, Any], texts: dict[Any, str], changed: set[Any], edits: dict[Any, Any]) -> bool:
     """Put the client's texts into an event that repeats a whole text; True if it changed."""
     kind = event.get("type")
     key = (event.get("item_id"), event.get("content_index", 0))
@@ -354,17 +387,18 @@ def _patch(event: dict[str, Any], texts: dict[Any, str], changed: set[Any]) -> b
         for field, name in (("text", "content"), ("refusal", "refusal")):
             if (*key, name) in changed and field in part:
                 part[field] = texts[(*key, name)]
+        _move_annotations(part, (*key, "content"), changed, edits)
     elif kind == "response.output_item.done":
-        return _patch_item(event.get("item") or {}, texts, changed)
+        return _patch_item(event.get("item") or {}, texts, changed, edits)
     elif kind in _ENDS:
-        hit = [_patch_item(i, texts, changed) for i in (event.get("response") or {}).get("output") or ()]
+        hit = [_patch_item(i, texts, changed, edits) for i in (event.get("response") or {}).get("output") or ()]
         return any(hit)
     else:
         return False
     return True
 
 
-def _patch_item(item: Any, texts: dict[Any, str], changed: set[Any]) -> bool:
+def _patch_item(item: Any, texts: dict[Any, str], changed: set[Any], edits: dict[Any, Any]) -> bool:
     if not isinstance(item, dict):
         return False
     hit = False
@@ -374,4 +408,15 @@ def _patch_item(item: Any, texts: dict[Any, str], changed: set[Any]) -> bool:
         for field, name in (("text", "content"), ("refusal", "refusal")):
             if isinstance(part, dict) and field in part and (item.get("id"), index, name) in changed:
                 part[field], hit = texts[(item.get("id"), index, name)], True
+        _move_annotations(part, (item.get("id"), index, "content"), changed, edits)
     return hit
+
+
+def _move_annotations(part: Any, key: Any, changed: set[Any], edits: dict[Any, Any]) -> None:
+    """A redacted part's annotations, moved with its text (dropped when its redactions cannot be read)."""
+    if key not in changed or not isinstance(part, dict) or not part.get("annotations"):
+        return
+    if edits.get(key) is None:
+        part["annotations"] = []
+    else:
+        move_notes(part["annotations"], edits[key])

@@ -35,6 +35,7 @@ def gw(upstream, tmp_path_factory):
             "reasoning-block": _route("pii-reasoning", BLOCK),
             "tools-redact": _route("pii-tools", REDACT),
             "tools-block": _route("pii-tools", BLOCK),
+            "parts-redact": _route("pii-parts", REDACT),
         }
     )
     g = Gateway(tmp_path_factory.mktemp("passthrough-guard"), policy)
@@ -138,3 +139,39 @@ def test_a_block_on_a_tool_result(gw):
     assert exc.value.body["code"] == "guardrail_blocked"
     evs, _ = raw_events(gw, {"model": "tools-block", "input": "who to contact?"})
     assert [name for name, _ in evs][-2:] == ["error", "response.failed"] and EMAIL not in json.dumps(evs)
+
+
+PARTS = ("Write to <EMAIL_ADDRESS_1> about the weather. ", "Or call <PHONE_NUMBER_1>, see the forecast.")
+
+
+def assert_parts_and_citations(parts: list[dict[str, Any]]) -> None:
+    """Each part redacted on its own, its citation still on the words it cites."""
+    assert [p["text"] for p in parts] == list(PARTS)
+    for part, words in zip(parts, ("weather", "forecast"), strict=True):
+        (note,) = part["annotations"]
+        assert part["text"][note["start_index"] : note["end_index"]] == words
+
+
+def test_parts_are_redacted_one_by_one_and_citations_move_with_the_text(gw):
+    r = client(gw).responses.with_raw_response.create(model="parts-redact", input="contact?")
+    (message,) = r.parse().output
+    assert_parts_and_citations([p.model_dump() for p in message.content])
+    assert r.parse().output_text == "".join(PARTS) and EMAIL not in r.http_response.text
+    verdicts = output_verdicts(gw, r.headers["x-llmgw-request-id"])
+    assert verdicts == {("EMAIL_ADDRESS", "redact"), ("PHONE_NUMBER", "redact")}
+
+
+def test_parts_and_citations_in_a_stream(gw):
+    evs, _ = raw_events(gw, {"model": "parts-redact", "input": "contact?"})
+    assert EMAIL not in json.dumps(evs) and PHONE not in json.dumps(evs)
+    for n, words in enumerate(("weather", "forecast")):
+        text = "".join(
+            d["delta"] for name, d in evs if name == "response.output_text.delta" and d["content_index"] == n
+        )
+        (added,) = [d["annotation"] for name, d in evs
+                    if name == "response.output_text.annotation.added" and d["content_index"] == n]  # fmt: skip
+        assert text == PARTS[n] and text[added["start_index"] : added["end_index"]] == words
+    done = [d["part"] for name, d in evs if name == "response.content_part.done"]
+    (item,) = [d["item"] for name, d in evs if name == "response.output_item.done"]
+    for parts in (done, item["content"], evs[-1][1]["response"]["output"][0]["content"]):
+        assert_parts_and_citations(parts)
