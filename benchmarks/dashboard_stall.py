@@ -236,6 +236,24 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return read(f"/proc/{pid}/task/{pid}/stat"), read(f"/proc/{pid}/stat")
 
 
+def wait_compacted(pid: int, timeout_s: float, quiet_s: float = 5.0) -> float:
+    """Wait until the idle server has used under 5% of a core for ``quiet_s``: a copied 1M-row
+    log is merged by the log compactor for minutes after the server starts (measured with
+    py-spy: it kept a core busy through every phase), which is not what a dashboard costs.
+    Returns the seconds waited."""
+    t0 = last_busy = time.monotonic()
+    before = cpu_seconds(pid)[1]
+    while time.monotonic() - t0 < timeout_s:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)[1]
+        if now - before > 0.05:
+            last_busy = time.monotonic()
+        before = now
+        if time.monotonic() - last_busy >= quiet_s:
+            break
+    return time.monotonic() - t0
+
+
 def runqueue_wait_s(pid: int) -> float:
     """Seconds the process's main thread spent runnable but waiting for a CPU (schedstat).
 
@@ -354,17 +372,19 @@ PHASES = {
 }
 
 
-def seed_log(tmp: Path, rows: int) -> str:
-    """Copy replay_scale.py's ``rows``-row log (generated once, reused) into the server's data
-    directory; the page query that covers it (everything since its first row)."""
-    if not rows:
+def seed_log(tmp: Path, rows: int, source: Path | None = None) -> str:
+    """Copy replay_scale.py's ``rows``-row log (generated once, reused), or the log in
+    ``source``, into the server's data directory; the page query that covers it (everything
+    since its first row)."""
+    if not rows and source is None:
         return ""
     import shutil
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from replay_scale import ensure_log
+    if source is None:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from replay_scale import ensure_log
 
-    source = ensure_log(Path(tempfile.gettempdir()) / "llmgw-replay-scale", rows)
+        source = ensure_log(Path(tempfile.gettempdir()) / "llmgw-replay-scale", rows)
     shutil.copytree(source / "log", tmp / "data" / "log")
     return "since=2000-01-01T00:00:00"
 
@@ -383,6 +403,14 @@ def main() -> int:
         help="start the server on a copy of replay_scale.py's N-row log (pages then query it all)",
     )  # fmt: skip
     parser.add_argument(
+        "--log-dir", type=Path, default=None,
+        help="a data directory whose log/ is copied instead of replay_scale's (e.g. an older cached one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compact-timeout", type=float, default=600.0,
+        help="with a copied log, wait up to this long for its compaction before the phases",
+    )  # fmt: skip
+    parser.add_argument(
         "--boost", type=int, default=0, metavar="N",
         help="run everything (server, Panel child, client, browser) N nice levels higher, so other "
         "workloads on a shared machine disturb the measurement less; relative priorities are kept (root)",
@@ -399,11 +427,14 @@ def main() -> int:
         os.environ["LLMGW_DASHBOARD_ISOLATION"] = isolation
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="llmgw-stall-") as tmp:
-            query = seed_log(Path(tmp), args.log_rows)
+            query = seed_log(Path(tmp), args.log_rows, args.log_dir)
             server = start_server(port, Path(tmp))
             try:
                 log = Path(tmp) / "server.log"
                 run_phase("warm-up", port, server.pid, log, 2)
+                if query:
+                    waited = wait_compacted(server.pid, args.compact_timeout)
+                    print(f"log compaction settled after {waited:.0f} s", flush=True)
                 for name in phases:
                     row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, query=query,
                                     **PHASES[name])  # fmt: skip
