@@ -183,12 +183,14 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
     a["n"] = np.array([n], np.int64)
 
-    def warm_cost(i: int) -> float | None:
-        target, pt, ct = (cols.values(k, np.array([i]), both=True)[0] for k in ("target", "prompt_tokens",
-                                                                               "completion_tokens"))  # fmt: skip
+    targets = cols.arrow("target", both=True)
+    tokens = (cols.arrow("prompt_tokens", both=True), cols.arrow("completion_tokens", both=True))
+
+    def warm_cost(i: int) -> float | None:  # holds these columns, not ``cols`` (its arrays are freed with it)
+        target, pt, ct = (col[i].as_py() for col in (targets, *tokens))
         return cost_usd(c.policy, target, pt, ct)
 
-    decoding = Decoding(cols.arrow("request_id", both=True), cols.arrow("target", both=True), bypass, read,
+    decoding = Decoding(cols.arrow("request_id", both=True), targets, bypass, read,
                         (plan_code >= 0) & ~nonempty[plan_code], warm_cost, unpriced, unpriced_of)  # fmt: skip
     return Inputs(a, groups, [b for g in groups.budgets for _, b in g], [r for g in groups.rates for _, r in g],
                   cal[1], decoding, order)  # fmt: skip

@@ -110,3 +110,18 @@ def test_the_compiled_result_makes_each_column_once(data_dir: Path) -> None:
     for name in ("cost", "saved", "served_by", "cache_kind", "admission"):
         assert folded.column(name) is folded.column(name), name
     assert np.array_equal(np.asarray(folded.cost, object), folded.column("cost"))
+
+
+def test_the_inputs_keep_no_compacted_column_once_made(data_dir: Path) -> None:
+    """What decoding the kernel's output needs (a warm row's cost) holds a few Arrow columns, not
+    the ``Cols`` whose compacted columns (1M float64 each at scale) would then live through the
+    stages."""
+    import gc
+
+    c = _composer(data_dir)
+    made = inputs(c)
+    assert made is not None
+    gc.collect()
+    alive = [o for o in gc.get_objects() if type(o) is Cols and o.w is c.window]  # (type: no weak proxies)
+    assert not alive, f"{len(alive)} Cols still referenced after the inputs were made"
+    assert made.decoding.warm_cost(0) is None or isinstance(made.decoding.warm_cost(0), float)
