@@ -43,6 +43,7 @@ from ..providers import Adapter, Reply, StreamReply, UpstreamError
 from ..providers.base import unsupported
 from ..providers.openai import OpenAIAdapter
 from .errors import GatewayError
+from .passthrough_guard import Guarded
 from .runtime import Snapshot
 from .validate import load_json
 
@@ -68,8 +69,8 @@ class Dialect(Protocol):
     def chat_events(self, payloads: AsyncIterator[bytes], pt: Passthrough, reply: StreamReply) -> AsyncIterator[bytes]:
         """The chat chunks of an upstream stream, each naming (``x_native``) the event it answers."""
 
-    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> bytes:
-        """A whole upstream answer with the texts its chat form does not hold checked (a 400 on a block)."""
+    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> Guarded:
+        """A whole upstream answer with its texts checked per part, and those its chat form does not hold."""
 
 
 class Lenient:
@@ -175,8 +176,10 @@ class Passthrough:
             if err.status in _NO_ENDPOINT and not (self.lenient and self.lenient.native):
                 return await adapter.chat(body, target)
             raise
-        raw = self.dialect.guard_native(raw, self.guard)
+        raw, blocked = self.dialect.guard_native(raw, self.guard)
         chat, usage = self.dialect.to_chat(raw)
+        if blocked is not None:  # the pipeline's output checks block it as they block a chat answer's text
+            chat = _holding(chat, blocked)
         self.answer, self.answer_chat = raw, chat
         return Reply(chat, usage)
 
@@ -215,6 +218,15 @@ def apply_changes(body: dict[str, Any], changes: list[tuple[tuple[Any, ...], Any
                 part["text"] = text if n == 0 else ""
             continue
         _get(body, tuple(parent_path))[last] = text
+
+
+def _holding(chat: bytes, text: str) -> bytes:
+    """The chat form of an answer with its message replaced by ``text``, a text a ``block`` check
+    fired on where the chat form does not hold it: the pipeline's output checks run the same checks
+    on it and block the answer (it is neither logged nor cached: a blocked answer never is)."""
+    completion = orjson.loads(chat)
+    completion["choices"] = [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+    return orjson.dumps(completion)
 
 
 def _get(value: Any, path: tuple[Any, ...]) -> Any:

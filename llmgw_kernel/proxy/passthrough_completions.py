@@ -22,6 +22,7 @@ from ..providers import StreamReply
 from ..providers.http import loads_object
 from ..providers.sse import DONE
 from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
+from .passthrough_guard import Guarded
 
 
 class CompletionsDialect:
@@ -36,9 +37,9 @@ class CompletionsDialect:
         lenient.slots.append(((0, "content"), source))
         return chat, lenient
 
-    def guard_native(self, raw: bytes, guard: Any) -> bytes:
+    def guard_native(self, raw: bytes, guard: Any) -> Guarded:
         """A text completion holds no text its chat form does not (the pipeline checks them all)."""
-        return raw
+        return Guarded(raw)
 
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(pt.request))

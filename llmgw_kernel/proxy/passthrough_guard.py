@@ -18,18 +18,17 @@ what the client was sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import orjson
 
 from ..guardrails.compile import Check
+from ..guardrails.findings import Finding
 from ..guardrails.request import RequestGuard
 from ..guardrails.stage import GuardrailFailure, Pass, commit, scan
 from ..guardrails.stream import StreamGuard
-from ..guardrails.verdicts import Blocked
 from ..providers.http import loads_object
-from .errors import guardrail_error
 
 #: item type -> (list field, text fields of each element) of the texts it shows the client
 _LISTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -74,61 +73,103 @@ def part_titles(part: Any, where: str) -> Iterator[tuple[dict[str, Any], str, st
             yield note, "title", f"{where}.annotations[{k}].title"
 
 
-def check_items(items: list[Any], p: Pass, first: int = 0) -> None:
+def check_items(items: list[Any], check: Callable[[str, str], str], first: int = 0) -> None:
     """Check (and redact in place) the texts of ``items`` the chat form does not hold."""
     for n, item in enumerate(items):
         for holder, field, where in item_texts(item, f"output[{first + n}]"):
-            holder[field] = p.text(holder[field], where)
+            holder[field] = check(holder[field], where)
 
 
 def _pass(guard: RequestGuard) -> Pass:
     return Pass(guard.rails.output, "output", guard.redactor, guard.verdicts)
 
 
-def guard_answer(raw: bytes, guard: RequestGuard | None) -> bytes:
-    """A whole ``response`` with its texts checked before the pipeline reads its chat form:
-    ``raw`` when nothing changed; the 400 of a ``block`` (a :class:`~.errors.GatewayError`).
+class Guarded(NamedTuple):
+    """A whole answer after :func:`guard_answer`: its bytes, and the text a ``block`` check fired
+    on (or a check failed on), if any — left for the pipeline to block (see there)."""
+
+    raw: bytes
+    blocked: str | None = None
+
+
+class _Stop(Exception):
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _Native:
+    """Output checks on the texts of one whole answer, recorded in the request's verdicts —
+    except a text a ``block`` check fires on (or a check fails on), which stops them (:class:`_Stop`)
+    unrecorded."""
+
+    __slots__ = ("guard", "changed")
+
+    def __init__(self, guard: RequestGuard) -> None:
+        self.guard = guard
+        self.changed = False
+
+    def spans(self, checks: tuple[Check, ...], text: str, where: str) -> list[Finding]:
+        try:
+            spans, reasons = scan(checks, text, "output", where)
+        except GuardrailFailure:
+            raise _Stop(text) from None
+        if any(r.action == "block" for r in reasons):
+            raise _Stop(text)
+        commit(self.guard.verdicts, reasons)
+        self.changed = self.changed or bool(spans)
+        return spans
+
+    def text(self, text: str, where: str) -> str:
+        spans = self.spans(self.guard.rails.output, text, where)
+        return self.guard.redactor.apply(text, spans) if spans else text
+
+
+def guard_answer(raw: bytes, guard: RequestGuard | None) -> Guarded:
+    """A whole ``response`` with its texts checked before the pipeline reads its chat form
+    (``raw`` itself when nothing changed).
 
     The texts the chat form does not hold get every output check. Each ``output_text`` part gets
     the ``redact`` and ``block`` checks here, part by part, so a redaction stays in its part and
     moves the part's annotation offsets (:func:`redact_part`); the pipeline then checks the chat
     form as for chat — the ``flag`` checks, and what no part held alone (a value split over two
-    parts), which :func:`~.passthrough_responses.patched` puts back as before."""
+    parts), which :func:`~.passthrough_responses.patched` puts back as before. A text a ``block``
+    check fires on is not acted on here: it is returned (:attr:`Guarded.blocked`) for the chat form
+    the pipeline checks, whose same checks block it there — so the answer is accounted as a
+    blocked chat answer is (its attempt, target and usage logged, its cost charged)."""
     if guard is None or not guard.rails.output:
-        return raw
+        return Guarded(raw)
     resp = loads_object(raw)
     if resp is None or resp.get("object") != "response":
-        return raw  # not a response: to_chat refuses it (the next target is tried)
-    p = _pass(guard)
+        return Guarded(raw)  # not a response: to_chat refuses it (the next target is tried)
+    native = _Native(guard)
     acting = tuple(c for c in guard.rails.output if c.action != "flag")
     try:
         for n, item in enumerate(resp.get("output") or ()):
-            check_items([item], p, n)
+            check_items([item], native.text, n)
             if not acting or not isinstance(item, dict) or item.get("type") != "message":
                 continue
             for j, part in enumerate(item.get("content") or ()):
                 if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
-                    p.changed = redact_part(part, acting, guard, f"output[{n}].content[{j}].text") or p.changed
-    except (Blocked, GuardrailFailure) as exc:
-        raise guardrail_error(exc) from None
-    return orjson.dumps(resp) if p.changed else raw
+                    redact_part(part, native, acting, f"output[{n}].content[{j}].text")
+    except _Stop as stop:
+        return Guarded(raw, stop.text)
+    return Guarded(orjson.dumps(resp) if native.changed else raw)
 
 
-def redact_part(part: dict[str, Any], checks: tuple[Check, ...], guard: RequestGuard, where: str) -> bool:
+def redact_part(part: dict[str, Any], native: _Native, checks: tuple[Check, ...], where: str) -> None:
     """Check one ``output_text`` part; a redaction replaces its values and moves its annotations'
     offsets with the text (an edge inside a value goes to the placeholder's edge); its logprobs
-    (the tokens' own text) are emptied. True when it changed."""
+    (the tokens' own text) are emptied."""
     text = part["text"]
-    spans, reasons = scan(checks, text, "output", where)
-    commit(guard.verdicts, reasons)
+    spans = native.spans(checks, text, where)
     if not spans:
-        return False
-    edits = [(f.start, f.end, guard.redactor.placeholder(f.type, text[f.start : f.end])) for f in spans]
-    part["text"] = guard.redactor.apply(text, spans)
+        return
+    redactor = native.guard.redactor
+    edits = [(f.start, f.end, redactor.placeholder(f.type, text[f.start : f.end])) for f in spans]
+    part["text"] = redactor.apply(text, spans)
     move_notes(part.get("annotations"), edits)
     if part.get("logprobs"):
         part["logprobs"] = []
-    return True
 
 
 def align(original: str, client: str) -> list[tuple[int, int, str]] | None:

@@ -28,7 +28,7 @@ from ..guardrails.request import RequestGuard
 from ..providers import StreamReply
 from ..providers.http import loads_object
 from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
-from .passthrough_guard import StreamTexts, align, guard_answer, move_notes
+from .passthrough_guard import Guarded, StreamTexts, align, guard_answer, move_notes
 from .responses_request import to_chat_request
 
 #: Responses ``incomplete_details.reason`` → chat ``finish_reason``
@@ -49,7 +49,7 @@ class ResponsesDialect:
         lenient = Lenient()
         return to_chat_request(body, lenient), lenient
 
-    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> bytes:
+    def guard_native(self, raw: bytes, guard: RequestGuard | None) -> Guarded:
         return guard_answer(raw, guard)
 
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:

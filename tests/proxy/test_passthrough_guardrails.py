@@ -102,8 +102,13 @@ def test_the_sdk_reads_a_stream_with_a_redacted_summary(gw):
 
 def test_a_block_on_a_reasoning_summary(gw):
     with pytest.raises(openai.BadRequestError) as exc:
-        client(gw).responses.create(model="reasoning-block", input="call me?")
-    assert exc.value.body["code"] == "guardrail_blocked"
+        client(gw).responses.with_raw_response.create(model="reasoning-block", input="call me?")
+    assert exc.value.body["code"] == "guardrail_blocked" and PHONE not in exc.value.response.text
+    got = wait_for_rows(gw, f"request_id = '{exc.value.response.headers['x-llmgw-request-id']}'")[0]
+    # accounted as a blocked chat answer is: the answer was paid for
+    assert (got["target"], got["outcome"], got["status"]) == ("local/pii-reasoning", "client_error", 400)
+    assert [a["status"] for a in got["attempts"]] == [200] and got["completion_tokens"] == 7
+    assert {(v["type"], v["action"], v["count"]) for v in got["guardrails"]} == {("PHONE_NUMBER", "block", 1)}
     evs, rid = raw_events(gw, {"model": "reasoning-block", "input": "call me?"})
     names = [name for name, _ in evs]
     assert names[-2:] == ["error", "response.failed"] and evs[-2][1]["code"] == "guardrail_blocked"
