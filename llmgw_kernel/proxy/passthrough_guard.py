@@ -42,6 +42,10 @@ _FIELDS = {"mcp_call": ("output", "error")}
 _DELTA = {"response.reasoning_summary_text.delta": "summary", "response.reasoning_text.delta": "content"}
 _DONE = {"response.reasoning_summary_text.done": "summary", "response.reasoning_text.done": "content"}
 _PART_DONE = "response.reasoning_summary_part.done"
+#: events that carry whole texts (items, parts, annotations) this module checks
+_WHOLE = frozenset({"response.output_item.added", "response.output_item.done", "response.content_part.added",
+                    "response.content_part.done", "response.output_text.annotation.added", "response.completed",
+                    "response.incomplete"})  # fmt: skip
 #: a placeholder of :class:`~llmgw_kernel.guardrails.redact.Redactor` (``<PHONE_NUMBER_1>``)
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
 #: placeholders in one text past which :func:`align` gives up (its match backtracks per placeholder)
@@ -235,6 +239,8 @@ class StreamTexts:
             if text is not None and isinstance(part, dict) and part.get("text") != text:
                 part["text"] = text
                 return [(orjson.dumps(event), event)]
+            return [(payload, event)]
+        if kind not in _WHOLE:
             return [(payload, event)]
         p = _pass(self._guard)
         if kind in ("response.output_item.added", "response.output_item.done"):

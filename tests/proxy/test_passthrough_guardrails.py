@@ -18,6 +18,7 @@ from conftest import Gateway, policy_for, wait_for_rows
 
 REDACT = {"output": [{"type": "pii", "action": "redact"}]}
 BLOCK = {"output": [{"type": "pii", "action": "block"}]}
+FLAG = {"output": [{"type": "pii", "action": "flag"}]}
 EMAIL = "alice.nguyen@example.com"
 PHONE = "555 0134"
 
@@ -36,6 +37,8 @@ def gw(upstream, tmp_path_factory):
             "tools-redact": _route("pii-tools", REDACT),
             "tools-block": _route("pii-tools", BLOCK),
             "parts-redact": _route("pii-parts", REDACT),
+            "parts-flag": _route("pii-parts", FLAG),
+            "reasoning-flag": _route("pii-reasoning", FLAG),
         }
     )
     g = Gateway(tmp_path_factory.mktemp("passthrough-guard"), policy)
@@ -162,8 +165,9 @@ def test_parts_are_redacted_one_by_one_and_citations_move_with_the_text(gw):
     (message,) = r.parse().output
     assert_parts_and_citations([p.model_dump() for p in message.content])
     assert r.parse().output_text == "".join(PARTS) and EMAIL not in r.http_response.text
-    verdicts = output_verdicts(gw, r.headers["x-llmgw-request-id"])
-    assert verdicts == {("EMAIL_ADDRESS", "redact"), ("PHONE_NUMBER", "redact")}
+    got = wait_for_rows(gw, f"request_id = '{r.headers['x-llmgw-request-id']}'")[0]
+    counts = {(v["stage"], v["type"], v["action"], v["count"]) for v in got["guardrails"]}
+    assert counts == {("output", "EMAIL_ADDRESS", "redact", 1), ("output", "PHONE_NUMBER", "redact", 1)}  # once each
 
 
 def test_parts_and_citations_in_a_stream(gw):
@@ -180,3 +184,18 @@ def test_parts_and_citations_in_a_stream(gw):
     (item,) = [d["item"] for name, d in evs if name == "response.output_item.done"]
     for parts in (done, item["content"], evs[-1][1]["response"]["output"][0]["content"]):
         assert_parts_and_citations(parts)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("route", "found"), [("reasoning-flag", {"PHONE_NUMBER"}),
+                                              ("parts-flag", {"PHONE_NUMBER", "EMAIL_ADDRESS"})])  # fmt: skip
+def test_a_flag_is_recorded_once_and_changes_nothing(gw, route, found, stream):
+    if stream:
+        evs, rid = raw_events(gw, {"model": route, "input": "contact?"})
+        assert evs[-1][0] == "response.completed" and PHONE in json.dumps(evs)
+    else:
+        r = client(gw).responses.with_raw_response.create(model=route, input="contact?")
+        rid = r.headers["x-llmgw-request-id"]
+        assert PHONE in r.http_response.text
+    got = wait_for_rows(gw, f"request_id = '{rid}'")[0]
+    assert {(v["type"], v["action"], v["count"]) for v in got["guardrails"]} == {(t, "flag", 1) for t in found}
