@@ -61,6 +61,10 @@ def sampled(request_id: str, rate: float) -> bool:
     return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64 < rate
 
 
+def _ignore(route: str) -> None:
+    pass
+
+
 class Learning:
     """The live side of the bound for one gateway (owned by ``CacheService``)."""
 
@@ -74,6 +78,9 @@ class Learning:
         self.served: OrderedDict[str, Served] = OrderedDict()
         self.spend: dict[str, deque[tuple[float, float]]] = {}  # route -> (time, cost) of checks
         self.checks = self.skipped_by_cap = 0
+        #: told the route of each sampled hit not checked because of the spend cap (the proxy
+        #: counts it in /metrics: ``proxy/cache_verify.count_skipped_checks``)
+        self.on_skipped: Callable[[str], None] = _ignore
 
     def restore(self) -> int:
         """Learn the journal's outcomes again (on the worker, at start), read line by line, then
@@ -105,6 +112,7 @@ class Learning:
         cap = DEFAULT_VERIFY_MAX_USD_PER_HOUR if sem.verify_max_usd_per_hour is None else sem.verify_max_usd_per_hour
         if self._spent(q.route, time.time()) >= cap:
             self.skipped_by_cap += 1
+            self.on_skipped(q.route)
             return False
         self.checks += 1
         return True

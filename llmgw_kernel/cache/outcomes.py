@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,12 @@ TMP_SUFFIX = ".compacting"
 
 class OutcomeJournal:
     """Appends outcomes to the journal file (opened on first use) and compacts it when it
-    holds more than ``compact_at`` outcome lines (see the module doc)."""
+    holds more than ``compact_at`` outcome lines (see the module doc).
+
+    The compaction of a live journal runs on a thread of its own, beside the cache worker that
+    appends: it folds the file as it was when it started into the new file; then, holding the
+    append lock only for that, copies the lines appended meanwhile, fsyncs and renames it. The
+    worker waits at most for that hand-over, never for the fold."""
 
     def __init__(self, path: Path, keep: int = KEEP, compact_at: int = COMPACT_AT) -> None:
         assert 0 < keep <= compact_at
@@ -61,6 +67,9 @@ class OutcomeJournal:
         self.keep, self.compact_at = keep, compact_at
         self.lines = 0  # outcome lines in the file (counted by :meth:`load`, then by appends)
         self._fh: IO[bytes] | None = None
+        self._lock = threading.Lock()  # appends vs the compaction's hand-over
+        self._compacting: threading.Thread | None = None
+        self._next = compact_at  # compact past this many lines (later again after a failure)
 
     def load(self) -> Iterator[Outcome]:
         """The journal's outcomes in file order (folded ones first), counting its outcome lines;
@@ -72,23 +81,58 @@ class OutcomeJournal:
             yield o
 
     def append(self, outcome: Outcome) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the process's life
-        self._fh.write(orjson.dumps(outcome.to_json()) + b"\n")
-        self._fh.flush()
-        self.lines += 1
-        if self.lines > self.compact_at:
-            self.compact()
+        with self._lock:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the process's life
+            self._fh.write(orjson.dumps(outcome.to_json()) + b"\n")
+            self._fh.flush()
+            self.lines += 1
+            due = self.lines > self._next and self._compacting is None
+        if due:
+            self._compacting = threading.Thread(target=self._compact_beside, name="llmgw-outcomes-compaction")
+            self._compacting.start()
 
     def compact(self) -> int:
-        """Fold all but the last ``keep`` outcomes into one line per region (crash-safe rewrite).
-        Returns the outcome lines left."""
-        self.close()
-        self.lines = compact(self.path, self.keep)
-        return self.lines
+        """Compact now, in this thread (at start: nothing appends). Returns the outcome lines left."""
+        self.wait()
+        with self._lock:
+            self._close()
+            self.lines = compact(self.path, self.keep)
+            return self.lines
+
+    def _compact_beside(self) -> None:
+        tmp = Path(str(self.path) + TMP_SUFFIX)
+        try:
+            end = self.path.stat().st_size  # appends are whole flushed lines: a line boundary
+            kept = fold_into(self.path, self.keep, tmp, end)
+            with self._lock:
+                with open(self.path, "rb") as src, open(tmp, "ab") as out:
+                    src.seek(end)
+                    late = src.read()  # appended while folding
+                    out.write(late)
+                self._close()
+                install(tmp, self.path)
+                self.lines = kept + late.count(b"\n")
+                self._next = self.compact_at
+        except OSError as exc:
+            log.warning("cannot compact the cache outcome journal: %s", exc)
+            self._next = self.lines + self.keep  # try again later, not on every append
+        finally:
+            self._compacting = None
+
+    def wait(self) -> None:
+        """Wait for a running compaction to finish."""
+        running = self._compacting
+        if running is not None:
+            running.join()
 
     def close(self) -> None:
+        self.wait()
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -101,12 +145,17 @@ def read_journal(path: Path) -> Iterator[Outcome]:
         yield o
 
 
-def _lines(path: Path) -> Iterator[tuple[bytes, Outcome]]:
-    """Each readable line of the journal (newline-terminated) with its outcome, in file order."""
+def _lines(path: Path, end: int | None = None) -> Iterator[tuple[bytes, Outcome]]:
+    """Each readable line of the journal's first ``end`` bytes (default: all; newline-terminated)
+    with its outcome, in file order."""
     if not path.exists():
         return
     with open(path, "rb") as fh:
+        read = 0
         for line in fh:
+            read += len(line)
+            if end is not None and read > end:
+                break
             if not line.strip():
                 continue
             try:
@@ -146,14 +195,24 @@ def folded_through(path: Path) -> float | None:
 
 def compact(path: Path, keep: int) -> int:
     """Rewrite the journal at ``path`` as one folded line per region (every outcome but the
-    last ``keep``, in file order) followed by those ``keep`` lines as they were: written to a
-    new file, fsynced, renamed over the journal, directory fsynced. Returns the outcome lines kept."""
+    last ``keep``, in file order) followed by those ``keep`` lines as they were, crash-safely
+    (:func:`install`). Returns the outcome lines kept."""
     if not path.exists():
         return 0
+    tmp = Path(str(path) + TMP_SUFFIX)
+    kept = fold_into(path, keep, tmp)
+    install(tmp, path)
+    return kept
+
+
+def fold_into(path: Path, keep: int, out_path: Path, end: int | None = None) -> int:
+    """Write to ``out_path`` the compacted form of the journal's first ``end`` bytes (default
+    all): its folded lines and outcomes but the last ``keep`` folded per region, then those
+    ``keep`` lines as they were. Returns how many were kept."""
     bounds: dict[tuple[str, str], Bound] = {}
     tail: deque[bytes] = deque()  # the last lines only (an outcome is parsed again when it is folded)
     through: float | None = None
-    for line, o in _lines(path):
+    for line, o in _lines(path, end):
         if not isinstance(o, Folded):
             tail.append(line)
             if len(tail) <= keep:
@@ -161,21 +220,25 @@ def compact(path: Path, keep: int) -> int:
             o = Outcome.from_json(orjson.loads(tail.popleft()))
         bounds.setdefault((o.route, o.model), Bound()).add(o)
         through = o.known_at if through is None else max(through, o.known_at)
-    tmp = Path(str(path) + TMP_SUFFIX)
-    with open(tmp, "wb") as out:
+    with open(out_path, "wb") as out:
         for (route, model), b in bounds.items():
             assert through is not None
             out.write(orjson.dumps({"folded": _folded_json(through, route, model, b.totals())}) + b"\n")
         out.writelines(tail)
-        out.flush()
-        os.fsync(out.fileno())
+    return len(tail)
+
+
+def install(tmp: Path, path: Path) -> None:
+    """Make the written file ``tmp`` the journal: fsync it, rename it over ``path``, fsync the
+    directory (killed at any point, the journal is the old file or the new one, whole)."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return len(tail)
 
 
 def _folded_json(through: float, route: str, model: str, t: Totals) -> dict[str, Any]:

@@ -17,7 +17,9 @@ as such:
 - **charged** to the budgets of the hit's key, team and user (and the global ones) at its
   cost, as an unadmitted priced request is: the check is never refused by a budget, its spend
   is bounded by the route's hourly cap instead;
-- **in /metrics**: ``llmgw_cache_checks_total{route,outcome}``,
+- **in /metrics**: ``llmgw_cache_checks_total{route,outcome}`` (``ok``, ``failed``, and
+  ``skipped_cap``: a sampled hit not checked because the route's hourly cap was spent, as
+  /health's ``checks_skipped_by_spend_cap``),
   ``llmgw_cache_check_cost_usd_total{route}``, and within ``llmgw_cost_usd_total`` (all the
   gateway spent); never in ``llmgw_requests_total``.
 """
@@ -59,7 +61,8 @@ class CheckMetrics:
     def __init__(self, metrics: Metrics) -> None:
         r = metrics.registry
         self.checks = Counter(
-            "llmgw_cache_checks", "Sampled semantic hits checked upstream, by route and outcome", ["route", "outcome"],
+            "llmgw_cache_checks", "Sampled semantic hits by route and check outcome (ok, failed, skipped_cap)",
+            ["route", "outcome"],
             registry=r,
         )  # fmt: skip
         self.cost = Counter(
@@ -77,6 +80,13 @@ def check_metrics(metrics: Metrics) -> CheckMetrics:
     if found is None:
         found = _METRICS[metrics] = CheckMetrics(metrics)
     return found
+
+
+def count_skipped_checks(gw: Gateway) -> None:
+    """Count in /metrics each sampled hit the spend cap left unchecked
+    (``llmgw_cache_checks_total{outcome="skipped_cap"}``); called once at start."""
+    checks = check_metrics(gw.metrics).checks
+    gw.cache.learning.on_skipped = lambda route: checks.labels(route, "skipped_cap").inc()
 
 
 def start_check(gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str, Any], q: Query) -> None:

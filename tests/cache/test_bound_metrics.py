@@ -1,0 +1,48 @@
+"""A sampled semantic hit that the route's spend cap leaves unchecked is counted in /metrics
+(``llmgw_cache_checks_total{outcome="skipped_cap"}``), as /health counts it: a real `llmgw serve`,
+the official openai SDK, the fake upstream over real HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+from conftest import Gateway
+from prometheus_client.parser import text_string_to_metric_families
+from test_cache_bound_live import PROBE, ask, bound_policy, learn, region
+
+
+def checks(gw: Gateway) -> dict[tuple[str, str], float]:
+    """``llmgw_cache_checks_total`` by (route, outcome), as /metrics says."""
+    text = httpx.get(f"{gw.url}/metrics", timeout=5).text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "llmgw_cache_checks_total":
+                out[(s.labels["route"], s.labels["outcome"])] = s.value
+    return out
+
+
+def test_checks_skipped_by_the_spend_cap_are_counted_in_metrics(upstream, tmp_path):
+    gw = Gateway(tmp_path, bound_policy(upstream.base_url))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
+            if set(report["models"].values()) == {"ready"} and report["restored"]:
+                break
+            time.sleep(0.2)
+        ns = f"t-{uuid.uuid4().hex}"
+        learn(gw, "capped", ns)  # verify_rate 1, verify_max_usd_per_hour 0: every sampled hit is skipped
+        assert ("capped", "skipped_cap") not in checks(gw)
+        for _ in range(2):
+            h, _, _ = ask(gw, PROBE, "capped", ns)
+            assert h["x-llmgw-cache"] == "semantic-hit"
+        skipped = region(gw, "capped")["checks_skipped_by_spend_cap"]
+        assert skipped == 2
+        counted = checks(gw)
+        assert counted[("capped", "skipped_cap")] == skipped
+        assert ("capped", "ok") not in counted  # nothing was asked upstream
+    finally:
+        gw.terminate()
