@@ -31,6 +31,7 @@ from ..providers import Adapter, AdapterContext, build_adapter
 from ..state.service import SharedState, start_shared_state
 from .breaker import Breakers
 from .budget_metrics import BudgetCollector
+from .cache_verify import count_skipped_checks
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class Gateway:
         self.cache = CacheService(replica_home(self.data_dir, self.replica))  # a replica snapshots its own
         self.metrics.set_log_probe(lambda: (self.writer.rows_written, self.writer.buffered, self.writer.flush_errors))
         self.metrics.registry.register(BudgetCollector(self))
+        count_skipped_checks(self)  # checks the spend cap skipped, in /metrics
         self._install(policy)
         self.shared = await start_shared_state(self, policy)
         if self.shared is not None:  # exact-cache entries live in Redis: not restored here
