@@ -132,8 +132,9 @@ def guard_answer(raw: bytes, guard: RequestGuard | None) -> Guarded:
     """A whole ``response`` with its texts checked before the pipeline reads its chat form
     (``raw`` itself when nothing changed).
 
-    The texts the chat form does not hold get every output check. Each ``output_text`` part gets
-    the ``redact`` and ``block`` checks here, part by part, so a redaction stays in its part and
+    The texts the chat form does not hold get every output check. When the message text comes in
+    several ``output_text`` parts or has annotations, each part gets the ``redact`` and ``block``
+    checks here, part by part, so a redaction stays in its part and
     moves the part's annotation offsets (:func:`redact_part`); the pipeline then checks the chat
     form as for chat — the ``flag`` checks, and what no part held alone (a value split over two
     parts), which :func:`~.passthrough_responses.patched` puts back as before. A text a ``block``
@@ -146,18 +147,27 @@ def guard_answer(raw: bytes, guard: RequestGuard | None) -> Guarded:
     if resp is None or resp.get("object") != "response":
         return Guarded(raw)  # not a response: to_chat refuses it (the next target is tried)
     native = _Native(guard)
-    acting = tuple(c for c in guard.rails.output if c.action != "flag")
+    output = resp.get("output") or []
+    parts = list(_text_parts(output))
+    # one part without annotations: the pipeline's check of the chat form is exact, and done once
+    many = len(parts) > 1 or any(part.get("annotations") for _, part in parts)
+    acting = tuple(c for c in guard.rails.output if c.action != "flag") if many else ()
     try:
-        for n, item in enumerate(resp.get("output") or ()):
-            check_items([item], native.text, n)
-            if not acting or not isinstance(item, dict) or item.get("type") != "message":
-                continue
-            for j, part in enumerate(item.get("content") or ()):
-                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
-                    redact_part(part, native, acting, f"output[{n}].content[{j}].text")
+        check_items(output, native.text)
+        for where, part in parts if acting else ():
+            redact_part(part, native, acting, where)
     except _Stop as stop:
         return Guarded(raw, stop.text)
     return Guarded(orjson.dumps(resp) if native.changed else raw)
+
+
+def _text_parts(output: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, part) of every ``output_text`` part of the messages of ``output``."""
+    for n, item in enumerate(output):
+        if isinstance(item, dict) and item.get("type") == "message":
+            for j, part in enumerate(item.get("content") or ()):
+                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    yield f"output[{n}].content[{j}].text", part
 
 
 def redact_part(part: dict[str, Any], native: _Native, checks: tuple[Check, ...], where: str) -> None:
