@@ -219,7 +219,7 @@ class Relay:
     and the upstream's events (see the module docstring). A :class:`~.translated_send.StreamTranslator`."""
 
     __slots__ = ("_events", "_buf", "_next", "_pending", "_last", "_texts", "_changed", "_calls", "_seq", "_ended",
-                 "_response", "_notes", "_edits")  # fmt: skip
+                 "_response", "_notes", "_edits", "_closed")  # fmt: skip
 
     def __init__(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         self._events = events
@@ -235,6 +235,7 @@ class Relay:
         self._response: dict[str, Any] = {}  # the response as ``response.created`` announced it
         self._notes: dict[Any, list[tuple[bytes, dict[str, Any]]]] = {}  # part -> annotation events held
         self._edits: dict[Any, list[tuple[int, int, str]] | None] = {}  # changed part -> its redactions
+        self._closed: set[Any] = set()  # parts whose text is final (their annotations go at once)
 
     def feed(self, data: bytes) -> bytes:
         self._buf += data
@@ -320,9 +321,14 @@ class Relay:
         kind = event.get("type")
         if kind == "response.output_text.annotation.added":  # its offsets hold once the part's text does
             self._notes.setdefault(_part_key(event), []).append((payload, event))
+            if _part_key(event) in self._closed:
+                self._relay_notes(_part_key(event), out)
             return
         if kind == "response.output_text.done":
             self._part_done(event, out)
+        elif kind in _ENDS:  # parts that never said done: their annotations as they are, unless redacted
+            for key in list(self._notes):
+                self._relay_notes(key, out)
         if self._changed and _patch(event, self._texts, self._changed, self._edits):
             self._emit(event, out, None)
         else:
@@ -334,10 +340,14 @@ class Relay:
         key = _part_key(event)
         if key in self._changed:
             self._edits[key] = align(str(event.get("text") or ""), self._texts.get(key, ""))
+        self._closed.add(key)
+        self._relay_notes(key, out)
+
+    def _relay_notes(self, key: Any, out: list[bytes]) -> None:
         for payload, note in self._notes.pop(key, []):
             if key not in self._changed:
                 self._emit(note, out, payload)
-            elif (edits := self._edits[key]) is not None:
+            elif (edits := self._edits.get(key)) is not None:
                 move_notes([note.get("annotation")], edits)
                 self._emit(note, out, None)
 
