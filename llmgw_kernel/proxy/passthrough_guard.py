@@ -8,11 +8,14 @@ they share its placeholders and its verdicts (the log's ``guardrails`` column), 
 ends the request as one on the message text does.
 
 Whole answers: :func:`guard_answer` rewrites the ``response`` before the pipeline sees its chat
-form. Streams (:class:`StreamTexts`): reasoning summary and reasoning text deltas are held back
-and checked across event boundaries with the route's bounded hold-back (the stream guard of
-chat, one channel per text); the tool items arrive whole in ``response.output_item.done`` and
-are checked there; the events that repeat a text (``*.done``, ``response.completed``) carry
-what the client was sent.
+form, and checks a message of several parts (or with annotations) part by part, moving the
+annotations' offsets with a redaction. Streams (:class:`StreamTexts`): reasoning summary and
+reasoning text deltas are held back and checked across event boundaries with the route's bounded
+hold-back (the stream guard of chat, one channel per text); tool items arrive whole in
+``response.output_item.added``/``.done`` and are checked there; the events that repeat a text
+(``*.done``, ``response.completed``) carry what the client was sent. The message text of a
+stream is the pipeline's (its stream guard), and the relay moves its annotations with it
+(:func:`align`, used by :class:`~.passthrough_responses.Relay`).
 """
 
 from __future__ import annotations
