@@ -19,7 +19,10 @@ What the log allows (``summary["guardrails"]["not_replayable"]``, and a sentence
 - output checks read the answer *as it was sent* (after the live output checks): a row whose
   live output checks redacted or blocked is not compared on its output side; a streamed answer
   is checked whole (live, a stream is checked a held-back window at a time), so a stream's
-  output verdicts are estimates, not compared either.
+  output verdicts are estimates, not compared either;
+- a ``/v1/responses`` answer passed through to an ``openai``/``azure`` target was checked live
+  on texts the log's chat form does not hold (reasoning summaries, tool results, citation
+  titles: docs/providers.md), so its output side is not compared either.
 
 Distinct bodies are checked once (a window repeats prompts: retries, templates, cache hits).
 A request the candidate blocks on input never reaches admission, the cache or the provider:
@@ -114,12 +117,12 @@ def decide_guardrails(
         return GuardrailDecisions(verdicts, blocked, compared, differs, missing, examples, 0, 0)
     logged = _logged_verdicts(window)
     names = ("request_id", "route", "endpoint", "plan", "body_mode", "request_body", "response_body", "stream",
-             "policy_version")  # fmt: skip
+             "policy_version", "api", "target")  # fmt: skip
     window.prefetch(names)
     seen: dict[tuple[int, str, str, str | None], RowOutcome] = {}
     rows = zip(*(_col(window, name) for name in names), strict=True)
     scanned = 0
-    for i, (rid, route, endpoint, plan, mode, req, resp, stream, version) in enumerate(rows):
+    for i, (rid, route, endpoint, plan, mode, req, resp, stream, version, api, target) in enumerate(rows):
         pol = versions.get(version, policy) if versions else policy
         rails = pol._guardrails.get(route) if plan is not None and endpoint in CHECKED_ENDPOINTS else None
         if rails is None:
@@ -144,7 +147,11 @@ def decide_guardrails(
         if live_input_redacted:
             missing["redacted_values"] += 1
             continue
-        output_exact = not stream and not _acted(logged[i], "output", ("redact", "block"))
+        output_exact = (
+            not stream
+            and not _acted(logged[i], "output", ("redact", "block"))
+            and not _passed_through(pol, api, target)
+        )
         compared[i] = True
         differs[i] = _comparable(verdicts[i], output_exact) != _comparable(logged[i], output_exact)
     return GuardrailDecisions(verdicts, blocked, compared, differs, missing, examples, scanned, len(seen))
@@ -286,6 +293,15 @@ def _col(window: Window, name: str) -> list[Any]:
 def _any_logged(window: Window) -> bool:
     """Whether any row of the window has logged verdicts (read in bulk: most rows have none)."""
     return "guardrails" in window and window.arrow("guardrails").null_count < len(window)
+
+
+def _passed_through(policy: Policy, api: str | None, target: str | None) -> bool:
+    """Whether a row's answer was a Responses answer passed through (its live output checks also
+    read texts its logged chat form does not hold)."""
+    if api != "responses" or not target:
+        return False
+    provider = policy.providers.get(target.split("/", 1)[0])
+    return provider is not None and provider.kind in ("openai", "azure") and provider.passthrough is not False
 
 
 def _logged_verdicts(window: Window) -> list[list[dict[str, Any]] | None]:

@@ -16,6 +16,8 @@ import openai
 import pytest
 from conftest import Gateway, policy_for, wait_for_rows
 
+from llmgw_kernel import load_policy, open_log, replay
+
 REDACT = {"output": [{"type": "pii", "action": "redact"}]}
 BLOCK = {"output": [{"type": "pii", "action": "block"}]}
 FLAG = {"output": [{"type": "pii", "action": "flag"}]}
@@ -199,3 +201,13 @@ def test_a_flag_is_recorded_once_and_changes_nothing(gw, route, found, stream):
         assert PHONE in r.http_response.text
     got = wait_for_rows(gw, f"request_id = '{rid}'")[0]
     assert {(v["type"], v["action"], v["count"]) for v in got["guardrails"]} == {(t, "flag", 1) for t in found}
+
+
+def test_replay_does_not_compare_the_output_side_of_a_passed_through_answer(gw):
+    """Live, a flag on a reasoning summary was found in a text the log's chat form does not hold:
+    replaying the live policy must not call that verdict a difference (it did)."""
+    r = client(gw).responses.with_raw_response.create(model="reasoning-flag", input="replayed?")
+    rid = r.headers["x-llmgw-request-id"]
+    assert output_verdicts(gw, rid) == {("PHONE_NUMBER", "flag")}
+    result = replay(load_policy(gw.policy_path), open_log(gw.data_dir))
+    assert result.summary["differs_from_log"]["guardrails"] == 0
