@@ -46,7 +46,7 @@ _ADDITIVE_USD = (
     "cache.saved_usd", "outcome.saved_by_cache_usd", "outcome.logged_spend_refused_usd",
     "outcome.logged_spend_blocked_usd",
 )  # fmt: skip
-_UNIONS = ("*unpriced_targets", "logged.policy_versions", "basis.price_source")
+_UNIONS = ("*unpriced_targets", "logged.policy_versions", "basis.price_source", "cache.warnings")
 _SAME = ("policy_version", "basis.cost")
 
 #: path pattern -> rule name (first match wins; a path is the summary's keys joined by ".")
