@@ -306,18 +306,27 @@ def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 50_000) -> N
 
 
 def ensure_log(cache_dir: Path, rows: int) -> Path:
-    """The data directory holding a log of ``rows`` requests (generated once, then reused)."""
-    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
-    done = data_dir / "complete.json"
-    if done.exists():
-        return data_dir
-    if data_dir.exists():
-        import shutil
+    """The data directory holding a log of ``rows`` requests (generated once, then reused).
 
-        shutil.rmtree(data_dir)
+    Written in a folder of its own and renamed into place only when complete: a second run
+    started meanwhile (another engineer, the same script) writes its own copy instead of
+    deleting this one's half-written log, and the first complete copy wins."""
+    import shutil
+
+    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
+    if (data_dir / "complete.json").exists():
+        return data_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{data_dir.name}.partial-", dir=cache_dir))
     t0 = time.perf_counter()
-    generate(data_dir, rows)
-    done.write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
+    generate(work, rows)
+    (work / "complete.json").write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
+    if data_dir.exists() and not (data_dir / "complete.json").exists():
+        shutil.rmtree(data_dir, ignore_errors=True)  # an incomplete log of an older layout or a crashed run
+    try:
+        work.rename(data_dir)
+    except OSError:  # another run finished first: use its log
+        shutil.rmtree(work, ignore_errors=True)
     return data_dir
 
 

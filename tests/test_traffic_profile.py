@@ -137,3 +137,27 @@ def test_the_benchmark_logs_are_the_profiles_traffic(tmp_path: Path) -> None:
     assert routes == {"chat", "assistant", "batch", "summarize", "gpt-5-turbo"}
     assert replay_scale.ensure_log(tmp_path / "cache", 0).name == f"rows-0-v{replay_scale.GEN_VERSION}"
     assert replay_scale.GEN_VERSION >= 3  # 3: the first log drawn from the traffic profile
+
+
+def test_a_second_benchmark_run_never_deletes_a_log_being_written(tmp_path: Path, monkeypatch) -> None:
+    """Two ``replay_scale.py`` runs needing the same log (two engineers, one cache folder): the
+    second used to delete the first one's half-written folder and write into the same path, so
+    the first marked a log of whatever was left complete (seen: a "1M-row" log of 650k rows).
+    Each now writes a folder of its own, renamed into place when complete; the first done wins."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import replay_scale
+
+    real, cache, seen = replay_scale.generate, tmp_path / "cache", []
+
+    def first_run(data_dir: Path, rows: int) -> None:  # meanwhile, a second run needs the same log
+        (data_dir / "mine").write_text("first")
+        assert not (cache / f"rows-{rows}-v{replay_scale.GEN_VERSION}").exists()  # nothing half-written in place
+        monkeypatch.setattr(replay_scale, "generate", real)
+        seen.append(replay_scale.ensure_log(cache, rows))
+        assert (data_dir / "mine").read_text() == "first"  # the second run left this one's folder alone
+
+    monkeypatch.setattr(replay_scale, "generate", first_run)
+    got = replay_scale.ensure_log(cache, 300)
+    assert got == seen[0] and (got / "complete.json").exists() and not (got / "mine").exists()  # the second's
+    assert open_log(got).execute("SELECT count(*) FROM requests").fetchone()[0] == 300
+    assert [p.name for p in cache.iterdir()] == [got.name]  # the first run's copy removed
