@@ -40,6 +40,7 @@ from ..keys.store import check_model as key_allows
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
 from ..providers.sse import DONE, frame
+from ..providers.usage import checked_usage
 from .asgi import JSON, SSE_HEADERS, ClientDisconnected, Receive, Scope, Send, read_body, send_error
 from .attempts import attempt as _attempt
 from .attempts import upstream_error as _upstream_error
@@ -289,7 +290,7 @@ async def handle(
             upstream = inbound.upstream if method == "chat" else None
             call = upstream.chat if upstream is not None else lambda a, t, b: getattr(a, method)(b, t)
             reply: Reply = await _attempt(gw, snap, rec, body, call)
-            rec.usage = reply.usage
+            rec.usage = checked_usage(reply.usage)
             answer = reply.body
             if guard is not None and method == "chat":
                 answer = await check_output(guard, answer)
@@ -613,7 +614,7 @@ async def _serve_stream(
     else:
         rec.outcome = "ok"
     finally:
-        rec.usage = reply.usage
+        rec.usage = checked_usage(reply.usage)
     flight.done = True
     await finish()
     await send({"type": "http.response.body", "body": tail, "more_body": False})
