@@ -47,6 +47,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -306,21 +307,25 @@ def generate(data_dir: Path, rows: int, seed: int = 0, chunk: int = 50_000) -> N
 
 
 def ensure_log(cache_dir: Path, rows: int) -> Path:
-    """The data directory holding a log of ``rows`` requests (generated once, then reused).
+    """The data directory holding a log of ``rows`` requests (generated once, then reused)."""
+    return cached_log(cache_dir / f"rows-{rows}-v{GEN_VERSION}", lambda d: generate(d, rows))
+
+
+def cached_log(data_dir: Path, write: Callable[[Path], None]) -> Path:
+    """``data_dir`` once it holds a complete log, ``write`` filling it the first time.
 
     Written in a folder of its own and renamed into place only when complete: a second run
     started meanwhile (another engineer, the same script) writes its own copy instead of
     deleting this one's half-written log, and the first complete copy wins."""
     import shutil
 
-    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
     if (data_dir / "complete.json").exists():
         return data_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{data_dir.name}.partial-", dir=cache_dir))
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{data_dir.name}.partial-", dir=data_dir.parent))
     t0 = time.perf_counter()
-    generate(work, rows)
-    (work / "complete.json").write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
+    write(work)
+    (work / "complete.json").write_text(json.dumps({"generated_s": round(time.perf_counter() - t0, 1)}))
     if data_dir.exists() and not (data_dir / "complete.json").exists():
         shutil.rmtree(data_dir, ignore_errors=True)  # an incomplete log of an older layout or a crashed run
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from child_runs import run_child, spread  # benchmarks/ is the script's folder
+from replay_scale import cached_log
 
 #: bump when the traffic changes: the cached log is regenerated in a folder of its own
 #: (2: the traffic profile's teams, keys, users, hours, routes and prompts)
@@ -46,21 +47,15 @@ THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
 
 
 def ensure_log(cache_dir: Path, rows: int) -> Path:
-    """The data directory holding a log of ``rows`` requests (generated once, then reused)."""
-    data_dir = cache_dir / f"rows-{rows}-v{GEN_VERSION}"
-    done = data_dir / "complete.json"
-    if done.exists():
-        return data_dir
-    if data_dir.exists():
-        import shutil
+    """The data directory holding a log of ``rows`` requests (generated once, then reused; written
+    aside and renamed into place when complete, as ``replay_scale.cached_log`` does)."""
 
-        shutil.rmtree(data_dir)
-    from llmgw_kernel.cache.synthetic_log import generate  # not needed to measure an older checkout
+    def write(data_dir: Path) -> None:
+        from llmgw_kernel.cache.synthetic_log import generate  # not needed to measure an older checkout
 
-    t0 = time.perf_counter()
-    generate(data_dir, rows)
-    done.write_text(json.dumps({"rows": rows, "generated_s": round(time.perf_counter() - t0, 1)}))
-    return data_dir
+        generate(data_dir, rows)
+
+    return cached_log(cache_dir / f"rows-{rows}-v{GEN_VERSION}", write)
 
 
 # -- measurement -----------------------------------------------------------------------------
