@@ -74,6 +74,7 @@ class ResponsesDialect:
         calls: dict[str, int] = {}  # function_call item id -> chat tool_call index
         guard = pt.guard
         texts = StreamTexts(guard) if guard is not None and guard.rails.output else None
+        ended = False
         async for payload in payloads:
             event = loads_object(payload)
             if event is None:
@@ -83,8 +84,11 @@ class ResponsesDialect:
                 err = event.get("error") if kind == "error" else (event.get("response") or {}).get("error")
                 message = (err or event).get("message") if isinstance(err or event, dict) else None
                 raise upstream_failure(f"the upstream's response failed: {message or kind}")
+            ended = ended or kind in _ENDS
             for kept, what in texts.event(payload, event) if texts is not None else [(payload, event)]:
                 yield self._chunk(kept, what, events, head, calls, reply)
+        if not ended:  # a clean EOF is still a cut: the client's SDK waits for the response's end
+            raise upstream_failure("the upstream's stream ended without `response.completed`")
 
     def _chunk(self, payload: bytes, event: dict[str, Any], events: list[tuple[bytes, dict[str, Any]]],
                head: dict[str, Any], calls: dict[str, int], reply: StreamReply) -> bytes:  # fmt: skip
