@@ -8,18 +8,20 @@ request, a server that lives.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import fake_responses
+import httpx
 import pytest
 import test_passthrough_hostile as hostile_mod
 from aiohttp import web
 from conftest import Gateway, policy_for, wait_for_rows
-from test_passthrough_hostile import alive, assert_openai_error, one_row, post, stream
+from test_passthrough_hostile import alive, assert_openai_error, one_row, post, sse_frames, stream
 
 SHAPES = ["json-nested", "json-array", "output-string", "json-when-stream", "sse-when-json",
-          "sse-null-response", "sse-non-object"]  # fmt: skip
+          "sse-null-response", "sse-non-object", "sse-silent", "cmpl-no-done"]  # fmt: skip
 
 
 class ShapeUpstream(hostile_mod.HostileUpstream):
@@ -41,9 +43,25 @@ class ShapeUpstream(hostile_mod.HostileUpstream):
         if model == "json-when-stream":
             items = fake_responses.output_items(plain)
             return web.json_response(fake_responses.response(plain, "completed", items, fake_responses.USAGE))
+        if model == "sse-silent":  # the headers, then nothing (past the provider's timeout_ms of 1.5 s)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await asyncio.sleep(6)
+            return resp
         if model in ("sse-when-json", "sse-null-response", "sse-non-object"):
             return await self._odd_stream(request, model, plain)
         return await super().responses(request)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        if body.get("model") != "cmpl-no-done":
+            return await super().completions(request)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        head = {"id": "cmpl-x", "object": "text_completion", "created": 1, "model": "m"}
+        choice = {"text": "Half an ", "index": 0, "logprobs": None, "finish_reason": None}
+        await resp.write(b"data: " + json.dumps({**head, "choices": [choice]}).encode() + b"\n\n")
+        return resp  # a clean end: no finish_reason, no [DONE]
 
     async def _odd_stream(self, request: web.Request, model: str, body: dict[str, Any]) -> web.StreamResponse:
         events = fake_responses.stream_events(body)
@@ -138,4 +156,36 @@ def test_sse_frames_whose_data_is_not_an_object_do_not_kill_the_stream(gw):
     status, frames, rid, _ = stream(gw, "sse-non-object")
     assert status == 200 and frames[-1][0] == "response.completed", [n for n, _ in frames]
     assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] == "ok"
+    alive(gw)
+
+
+def test_a_stream_whose_upstream_is_silent_after_its_headers_times_out(gw):
+    status, frames, rid, took = stream(gw, "sse-silent")
+    assert took < 5.5, took  # the upstream is silent 6 s; timeout_ms is 1.5 s
+    if status == 200:
+        assert frames[-1][0] == "response.failed", frames
+    else:
+        assert status in (502, 504), frames
+    assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] != "ok"
+    alive(gw)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a completions stream that ends (clean EOF) without finish_reason or [DONE] is relayed as is (no error "
+    "frame, no [DONE] either) and logged outcome ok, status 200, finish_reason null: the Responses fix of 9e99801 "
+    "has no completions counterpart",
+)
+def test_a_completions_stream_cut_without_done_ends_with_the_gateways_error_frame(gw):
+    """docs/providers.md: completions streams end with the gateway's error frame, as translated
+    ones do, when the upstream fails after the first byte."""
+    rid = "hx-cmpl-no-done"
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/completions", json={"model": "cmpl-no-done", "prompt": "hi", "stream": True},
+        headers={"x-request-id": rid, "authorization": "Bearer vk-any"}, timeout=30,
+    ) as r:  # fmt: skip
+        text = r.read().decode()
+    datas = [d for _, d in sse_frames(text)]
+    assert any(isinstance(d, dict) and "error" in d for d in datas), text
+    assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] != "ok"
     alive(gw)
