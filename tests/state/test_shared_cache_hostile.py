@@ -304,3 +304,25 @@ def test_a_policy_reload_with_another_ttl_applies_to_answers_already_cached(upst
     got = rows(serve, ids)
     # replay runs one policy (the live one, ttl 600) over the window: the miss under ttl 1 is its hit
     assert replay_differs(serve, ids, since=min(r["ts"] for r in got)) == {ids[1]}
+
+
+def test_a_passed_through_answer_is_shared_across_workers_in_every_api(upstream, redis_factory, serves, tmp_path):
+    """docs/providers.md "Cache": a passed-through answer is stored in its chat form; a hit is
+    served to /v1/responses through the translation and to /v1/completions as a text_completion."""
+    serve = start(tmp_path / "s", upstream, redis_factory())
+    serves.append(serve)
+    text = f"pass me through {uuid.uuid4().hex}"
+    with httpx.Client(timeout=30) as client:
+        first = client.post(f"{serve.url}/v1/responses", json={"model": "cached", "input": text},
+                            headers={"authorization": "Bearer sk-hx"})  # fmt: skip
+    assert first.status_code == 200 and first.headers["x-llmgw-cache"] == "miss", first.text[:300]
+    expected = "Hello from the fake upstream: " + text
+    for _ in range(6):  # a connection each: both workers answer
+        with httpx.Client(timeout=30) as client:
+            again = client.post(f"{serve.url}/v1/responses", json={"model": "cached", "input": text},
+                                headers={"authorization": "Bearer sk-hx"})  # fmt: skip
+        assert again.headers["x-llmgw-cache"] == "hit", again.headers
+        out = again.json()
+        assert out["object"] == "response" and out["output"][0]["content"][0]["text"] == expected, out
+    chat = ask(serve, text)
+    assert chat.headers["x-llmgw-cache"] == "hit" and chat.json()["choices"][0]["message"]["content"] == expected
