@@ -326,3 +326,48 @@ def test_a_passed_through_answer_is_shared_across_workers_in_every_api(upstream,
         assert out["object"] == "response" and out["output"][0]["content"][0]["text"] == expected, out
     chat = ask(serve, text)
     assert chat.headers["x-llmgw-cache"] == "hit" and chat.json()["choices"][0]["message"]["content"] == expected
+
+
+def test_a_client_leaving_a_passed_through_stream_releases_its_shared_reservation(redis_factory, serves, tmp_path):
+    """Budgets in Redis, two workers, a /v1/responses stream passed through to a slow upstream
+    (tests/proxy/test_passthrough_hostile.py's fake): the client leaves after the first event; the
+    row says abandoned and no reservation stays in flight on any worker."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
+    from test_passthrough_hostile import HostileUpstream
+
+    fake = HostileUpstream().start()
+    try:
+        redis = redis_factory()
+        policy = _policy(fake.base_url + "/v1")
+        policy["routes"]["slow"] = {"targets": [{"provider": "local", "model": "sse-slow"}]}
+        policy["pricing"] = {"sse-slow": {"input_per_1m": 2.5, "output_per_1m": 10.0}}
+        policy["budgets"] = {"timezone": "UTC", "limits": [{"scope": "global", "usd": 100.0, "window": "day"}]}
+        serve = Serve(tmp_path / "s", policy, "--workers", "2", "--no-dashboards",
+                      env={"TEST_REDIS_URL": redis.url}).wait_ready()  # fmt: skip
+        serves.append(serve)
+        wait_redis_up(serve)
+        rid = f"hx-{uuid.uuid4().hex[:12]}"
+        with httpx.stream(
+            "POST", f"{serve.url}/v1/responses", json={"model": "slow", "input": "leave", "stream": True},
+            headers={"x-request-id": rid, "authorization": "Bearer sk-hx"}, timeout=30,
+        ) as r:  # fmt: skip
+            assert next(r.iter_lines()).startswith("event: response.created")
+        deadline = time.monotonic() + 10
+        while fake.cancelled == 0:
+            assert time.monotonic() < deadline, "the upstream call was never cancelled"
+            time.sleep(0.05)
+        con_rows: list[dict] = []
+        while not con_rows:
+            assert time.monotonic() < deadline + 5, "no row"
+            con = open_log(serve.data_dir)
+            rel = con.sql(f"SELECT outcome, status FROM requests WHERE client_request_id = '{rid}'")
+            con_rows = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+            con.close()
+            time.sleep(0.1)
+        assert con_rows == [{"outcome": "abandoned", "status": 499}]
+        time.sleep(1.0)  # the gauges are refreshed from Redis
+        metrics = httpx.get(f"{serve.url}/metrics", timeout=5).text
+        in_flight = [ln for ln in metrics.splitlines() if ln.startswith("llmgw_budget_in_flight_usd{")]
+        assert in_flight and all(float(ln.rsplit(" ", 1)[1]) == 0.0 for ln in in_flight), in_flight
+    finally:
+        fake.stop()
