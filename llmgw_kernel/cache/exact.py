@@ -21,6 +21,10 @@ from __future__ import annotations
 import threading
 from typing import Any, NamedTuple
 
+#: ``cache_reason`` of a request the shared exact cache could not answer (Redis unreachable):
+#: a logged fact replay keeps (such a lookup finds nothing, whatever the cache held)
+SHARED_UNAVAILABLE = "shared cache unavailable"
+
 
 class Entry(NamedTuple):
     """A cached answer: the request that produced it, when it was stored, the completion."""

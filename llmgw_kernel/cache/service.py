@@ -49,7 +49,7 @@ from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
 from .core import Caches, Found, Query, semantic_model
 from .embedder import DEFAULT_MODEL, Embedder
-from .exact import Entry, ExactStore
+from .exact import SHARED_UNAVAILABLE, Entry, ExactStore
 from .learning import Learning
 
 if TYPE_CHECKING:
@@ -68,8 +68,6 @@ SNAPSHOT_EVERY_S = 60.0
 #: expiry but is slow to be looked up, e.g. a large upload, still sees what it may see)
 PURGE_MARGIN_S = 60.0
 SNAPSHOT_DIR = "cache"
-#: ``cache_reason`` of a request the shared exact cache could not answer (Redis unreachable)
-SHARED_UNAVAILABLE = "shared cache unavailable"
 
 
 class Hit(NamedTuple):

@@ -36,7 +36,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from ..cache.core import Caches, Query
 from ..cache.embedder import DEFAULT_MODEL
-from ..cache.exact import Entry
+from ..cache.exact import SHARED_UNAVAILABLE, Entry
 from ..decisions import cache as decide
 from .columns import epoch, json_value
 from .routing_estimates import quantile
@@ -65,7 +65,7 @@ class Row:
     __slots__ = (
         "i", "rid", "ts", "route", "ok", "key_id", "team", "control", "ns_header", "key", "context",
         "matrix", "vi", "features_json", "model", "temperature", "stored_at", "done_at", "logged", "source",
-        "target", "pt", "ct", "latency", "lookup_at", "version", "logged_threshold",
+        "target", "pt", "ct", "latency", "lookup_at", "version", "logged_threshold", "unanswered",
     )  # fmt: skip
 
     def __init__(self, w: Columns, i: int, matrix: np.ndarray = _NO_VECTORS, vi: int = -1) -> None:
@@ -98,6 +98,8 @@ class Row:
         self.version: str | None = w["policy_version"][i] if "policy_version" in w else None
         applied = w["cache_threshold"][i] if "cache_threshold" in w else None
         self.logged_threshold: float | None = float(applied) if applied is not None else None
+        # live, the shared cache did not answer its lookup (Redis unreachable): it found nothing
+        self.unanswered = "cache_reason" in w and w["cache_reason"][i] == SHARED_UNAVAILABLE
 
     @property
     def vector(self) -> np.ndarray | None:
@@ -180,7 +182,7 @@ def _row_columns(window: Any) -> Columns:
     if codes_of is None:
         return window  # type: ignore[no-any-return]
     cols: Columns = {"request_id": window["request_id"]}
-    for name in _ROW_STRINGS:
+    for name in (*_ROW_STRINGS, "cache_reason") if "cache_reason" in window else _ROW_STRINGS:
         codes, values = codes_of(name)
         cols[name] = np.array([*values, None], dtype=object)[codes].tolist()
     codes, values = codes_of("metadata")
@@ -283,8 +285,10 @@ def prepare(policy: Policy, rs: list[Row], endpoint: list[str], bodies: Any = No
             ns = namespaces[nkey] = decide.namespace(s, r.route or "", r.key_id, r.team, r.ns_header)
         skey = decide.scoped(ns, r.key) if r.key is not None else None
         bypass = decide.bypass_reason(s, {"temperature": r.temperature} if r.temperature is not None else {}, r.control)
-        storable = r.ok or r.logged in HIT_KINDS
-        out.append(Prepared(s, bypass, ns, skey, r.control != decide.NO_CACHE, r if storable else None))
+        # a live miss stored nowhere (shared cache unreachable, answer over its size cap) fills no cache here either
+        storable = (r.ok and not (r.logged == "miss" and r.stored_at is None)) or r.logged in HIT_KINDS
+        read = r.control != decide.NO_CACHE and not r.unanswered
+        out.append(Prepared(s, bypass, ns, skey, read, r if storable else None))
     return out
 
 

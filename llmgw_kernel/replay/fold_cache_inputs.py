@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from ..cache.exact import SHARED_UNAVAILABLE
 from ..decisions import cache as decide
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_semantic_inputs import semantic_arrays
@@ -30,6 +31,8 @@ def cache_arrays(
     exact = np.array([s is not None and s.exact is not None for s in settings] + [False], np.bool_)[route_code]
     control_code, controls = cols.codes("cache_control", both=True)
     read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
+    if "cache_reason" in cols.w:  # live, Redis did not answer the lookup: it found nothing
+        read[:n] &= ~cols.eq("cache_reason", SHARED_UNAVAILABLE)
     bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
     key_code, key_values = _keys(cols, has_s, route_code, route_values)
     ns_code, ns_names = _namespaces(cols, has_s, settings, route_code, route_values)
@@ -43,7 +46,9 @@ def cache_arrays(
     ok = cols.eq("outcome", "ok", both=True)
     live_hit = cols.eq("cache", "hit", both=True) | cols.eq("cache", "semantic-hit", both=True)
     ts, end, stored = cols.num("ts", True), cols.num("ts_end", True), cols.num("cache_stored_ts", True)
-    storable = has_s & (ok | live_hit)
+    # a live miss stored nowhere (shared cache unreachable, answer over its size cap) fills no cache here either
+    unstored = cols.eq("cache", "miss", both=True) & np.isnan(stored)
+    storable = has_s & ((ok & ~unstored) | live_hit)
     entry_at = np.where(storable, np.where(np.isnan(stored), np.where(np.isnan(end), ts, end), stored), np.nan)
     with_exact = skey >= 0
     a["skey"] = skey

@@ -42,7 +42,7 @@ LOG_COLUMNS = (
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
     "attempts", "metadata", "request_body", "api", "ts_end", "key_id", "temperature", "cache", "cache_source",
     "cache_control", "cache_ns_header", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts",
-    "cache_features", "cache_threshold",
+    "cache_features", "cache_threshold", "cache_reason",
     "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
     "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "cached_tokens",
     "origin",
