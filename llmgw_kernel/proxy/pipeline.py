@@ -302,6 +302,7 @@ async def handle(
             if query is not None:
                 await gw.cache.store(query, rec, answer)
             await finish()
+            flight.started = True
             await send({"type": "http.response.start", "status": 200, "headers": [JSON, *headers]})
             await send({"type": "http.response.body", "body": answer})
     except GatewayError as err:
@@ -311,7 +312,7 @@ async def handle(
             rec.response_raw = err.body()
             if err.outcome == "no_target":  # a retry cannot help until the policy or environment changes
                 headers.append((b"x-should-retry", b"false"))
-            headers.extend(err.headers)
+            headers = [*_identity(headers), *err.headers]
             await finish()
             await send_error(send, err, headers)
         log.info("%s %s -> %d %s", rec.request_id, rec.route, err.status, err.message)
@@ -336,7 +337,7 @@ async def handle(
         if not flight.started and not flight.disconnected:
             flight.done = True
             await finish()
-            await send_error(send, internal, headers)
+            await send_error(send, internal, _identity(headers))
     finally:
         flight.done = True
         if watcher is not None:
@@ -543,8 +544,15 @@ async def _serve_hit(
         headers.append((b"content-length", str(len(payload)).encode()))
         start = {"type": "http.response.start", "status": 200, "headers": [JSON, *headers]}
     await finish()
+    flight.started = True
     await send(start)
     await send({"type": "http.response.body", "body": stream})
+
+
+def _identity(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers an error answer keeps of those prepared for the answer: all but its
+    ``content-length`` (the error's body has its own; two would make the response invalid HTTP)."""
+    return [h for h in headers if h[0] != b"content-length"]
 
 
 def _fail(rec: RequestRecord, err: GatewayError) -> None:
