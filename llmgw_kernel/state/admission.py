@@ -18,6 +18,7 @@ spend (restarted empty) is first re-seeded from the log (:mod:`.seed`) instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -51,6 +52,9 @@ _NAMES = 100_000
 #: rest, and Redis releases their reservations when the lease ends, as for a dead process.
 #: About 300 bytes each (the request id, two floats, three ints; the subject is shared): 3 MB.
 MAX_PENDING_FLIGHTS = 10_000
+#: after a seeding Redis refused or did not take (full: ``maxmemory`` + ``noeviction``), the next
+#: is tried no sooner than this: each reads the log, which must not happen once per request.
+SEED_RETRY_S = 1.0
 
 
 class _Settlement(NamedTuple):
@@ -95,6 +99,7 @@ class SharedLimits:
         self._pending_spend: dict[tuple, int] = {}  # budget bucket -> nano-dollars Redis missed (the rest)
         self._sending = 0  # of those, taken out to be sent now that Redis answers again
         self._seeding: asyncio.Future | None = None
+        self._seed_refused_until = 0.0  # monotonic: no seeding tried before (the last one failed)
         self.fail_closed = client.settings.on_unavailable == "fail_closed"
         self.lease_s = client.settings.reservation_lease_s
         self._seeded_keys = client.key("seeded")
@@ -246,10 +251,11 @@ class SharedLimits:
         args = [self.member, repr(at), cost, tokens, len(buckets), *(self._expire_at(b) for b in buckets)]
         try:
             seeded = await self.client.eval(self._settle, keys, args, "settlement")
-        except StateUnavailable:
+        except StateUnavailable:  # down, or an error reply (full: OOM): kept for later, never raised
             return False
         if not seeded:  # Redis restarted empty: the log (which will hold this row) re-seeds it
-            await self.reseed()
+            with contextlib.suppress(StateUnavailable):  # taken, not seeded: the next settle or admission retries
+                await self.reseed()
         return True
 
     def _queue(self, s: _Settlement) -> None:
@@ -301,6 +307,8 @@ class SharedLimits:
         if self._seeding is not None:
             await asyncio.shield(self._seeding)
             return
+        if time.monotonic() < self._seed_refused_until:  # a full Redis: not one log read per request
+            raise StateUnavailable("Redis refused the seeding a moment ago")
         self._seeding = asyncio.get_running_loop().create_future()
         try:
             from .seed import seed_args
@@ -319,6 +327,8 @@ class SharedLimits:
             )
             self._seeding.set_result(None)
         except BaseException as exc:
+            if isinstance(exc, StateUnavailable):
+                self._seed_refused_until = time.monotonic() + SEED_RETRY_S
             self._seeding.set_exception(exc)
             self._seeding.exception()  # retrieved: callers re-raise it from their await
             raise
