@@ -380,3 +380,24 @@ def test_a_full_redis_ends_a_stream_with_its_done(upstream, redis_factory, serve
     ) as r:
         text = r.read().decode()
     assert r.status_code == 200 and text.rstrip().endswith("data: [DONE]"), text[-300:]
+
+
+def test_a_full_redis_admits_a_budgeted_request_as_on_unavailable_says(upstream, redis_factory, serves, tmp_path):
+    """docs/deploy.md "When Redis does not answer": a Redis that refuses the admission (full: OOM
+    on its script) is unavailable for it; under ``fail_open`` the request is admitted against the
+    process's own counters and its row says ``shared_state_unavailable`` (it was a 500)."""
+    redis = redis_factory("--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+    policy = _policy(upstream.base_url)
+    policy["state"]["redis"]["on_unavailable"] = "fail_open"
+    policy["budgets"] = {"timezone": "UTC", "limits": [{"scope": "global", "usd": 100.0, "window": "day"}]}
+    serve = Serve(tmp_path / "s", policy, "--workers", "2", "--no-dashboards",
+                  env={"TEST_REDIS_URL": redis.url}).wait_ready()  # fmt: skip
+    serves.append(serve)
+    wait_redis_up(serve)
+    fill(redis)
+    answers = [ask(serve, f"budgeted when full {i} {uuid.uuid4().hex}") for i in range(4)]
+    got = rows(serve, [r.headers["x-request-id"] for r in answers])
+    assert len(got) == 4 and all(r["status"] == 200 for r in got), got
+    # "full" is approximate (freed client buffers may let one more write in): refused ones are flagged
+    flagged = [r for r in got if "shared_state_unavailable" in (r["budget_flags"] or [])]
+    assert len(flagged) >= 2, [r["budget_flags"] for r in got]
