@@ -20,7 +20,7 @@ import orjson
 from ..policy.model import Provider, Target
 from .base import AdapterContext, Reply, StreamReply
 from .http import HttpProvider, loads_object
-from .sse import DONE
+from .sse import DONE, ended
 
 
 class OpenAIAdapter(HttpProvider):
@@ -60,7 +60,8 @@ class OpenAIAdapter(HttpProvider):
         ``data`` carries its ``type``)."""
         data = orjson.dumps(self.native_body(endpoint, body, target))
         resp = await self._post(self.native_url(endpoint, target), data, self._timeout(target)[1])
-        return self._payloads(resp)
+        payloads = self._payloads(resp)
+        return ended(payloads) if endpoint == "completions" else payloads  # Responses: its own end event
 
     async def chat(self, body: dict[str, Any], target: Target) -> Reply:
         data = orjson.dumps(self.upstream_body(body, target))
@@ -85,7 +86,7 @@ class OpenAIAdapter(HttpProvider):
         return reply
 
     async def _events(self, resp: aiohttp.ClientResponse, reply: StreamReply, drop_usage: bool) -> AsyncIterator[bytes]:
-        async for payload in self._payloads(resp):
+        async for payload in ended(self._payloads(resp)):
             if payload != DONE and b'"usage"' in payload:
                 chunk = loads_object(payload)
                 usage = chunk.get("usage") if chunk else None

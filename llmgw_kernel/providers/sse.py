@@ -45,6 +45,32 @@ async def iter_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield _checked(payload)
 
 
+async def ended(payloads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``payloads`` of an OpenAI chat or legacy completions stream, as they are; raises
+    ``UpstreamError("protocol")`` when the stream ends (even cleanly) without ``[DONE]`` and
+    without a ``finish_reason`` in its last chunk that names one: the upstream cut it, and the
+    client's SDK would take a half answer for a whole one (the gateway ends it with its error
+    frame instead, and logs an upstream error). Responses streams end with their own event
+    (``proxy/passthrough_responses.py`` checks it); Anthropic's and Gemini's are read elsewhere.
+    """
+    done, finishing = False, None
+    async for payload in payloads:
+        if payload == DONE:
+            done = True
+        elif b'"finish_reason"' in payload:
+            finishing = payload  # the last chunk naming a finish_reason (null while it goes on)
+        yield payload
+    if not done and not _finishes(finishing):
+        raise UpstreamError("protocol", "the upstream's stream ended without `[DONE]` or a `finish_reason`")
+
+
+def _finishes(payload: bytes | None) -> bool:
+    """Whether the chunk ``payload`` ends one of its choices (a ``finish_reason`` that is not null)."""
+    chunk = orjson.loads(payload) if payload is not None else None  # an object: iter_data checked it
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    return isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
 def _payload(event: bytes) -> bytes | None:
     if event.startswith(b"data: ") and b"\n" not in event:
         return event[6:]  # the common case: one data line

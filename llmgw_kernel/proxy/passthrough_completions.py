@@ -48,13 +48,14 @@ class CompletionsDialect:
         return body
 
     def to_chat(self, raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
-        answer = loads_object(raw)
-        if answer is None or not isinstance(answer.get("choices"), list):
-            raise upstream_failure("the upstream answer is not a `text_completion`")
+        answer = loads_object(raw) or {}
+        listed = answer.get("choices")
+        if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+            raise upstream_failure("the upstream answer is not a `text_completion` (`choices`: a list of objects)")
         choices = [
             {"index": c.get("index", i), "message": {"role": "assistant", "content": c.get("text") or ""},
              "finish_reason": c.get("finish_reason")}
-            for i, c in enumerate(answer["choices"]) if isinstance(c, dict)
+            for i, c in enumerate(listed)
         ]  # fmt: skip
         usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
         chat = {"id": answer.get("id"), "object": "chat.completion", "created": answer.get("created") or 0,

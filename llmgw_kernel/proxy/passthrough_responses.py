@@ -50,6 +50,7 @@ class ResponsesDialect:
         return to_chat_request(body, lenient), lenient
 
     def guard_native(self, raw: bytes, guard: RequestGuard | None) -> Guarded:
+        response_object(raw)  # an answer of another shape is refused before any check reads it
         return guard_answer(raw, guard)
 
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
@@ -60,10 +61,7 @@ class ResponsesDialect:
         return body
 
     def to_chat(self, raw: bytes) -> tuple[bytes, dict[str, Any] | None]:
-        resp = loads_object(raw)
-        if resp is None or resp.get("object") != "response":
-            raise upstream_failure("the upstream answer is not a Responses `response`")
-        chat = as_chat(resp)
+        chat = as_chat(response_object(raw))
         return orjson.dumps(chat), chat.get("usage")
 
     async def chat_events(
@@ -129,6 +127,20 @@ def _choices(event: dict[str, Any], calls: dict[str, int]) -> list[dict[str, Any
     if kind in _ENDS:
         return [{"index": 0, "delta": {}, "finish_reason": finish_reason(event.get("response") or {})}]
     return []
+
+
+def response_object(raw: bytes) -> dict[str, Any]:
+    """The whole answer ``raw`` if it has the documented shape of a ``response`` (an object
+    ``"response"`` whose ``output`` is a list of objects), else the upstream's fault: an
+    ``UpstreamError`` (the next target is tried, the client gets a 502 before any byte, nothing is
+    cached) — never a 200 whose chat form is empty."""
+    resp = loads_object(raw)
+    if resp is None or resp.get("object") != "response":
+        raise upstream_failure("the upstream answer is not a Responses `response`")
+    output = resp.get("output")
+    if not isinstance(output, list) or not all(isinstance(item, dict) for item in output):
+        raise upstream_failure("the upstream's `response` has an `output` that is not a list of items")
+    return resp
 
 
 def finish_reason(resp: dict[str, Any]) -> str:

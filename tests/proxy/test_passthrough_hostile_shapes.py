@@ -21,7 +21,7 @@ from conftest import Gateway, policy_for, wait_for_rows
 from test_passthrough_hostile import alive, assert_openai_error, one_row, post, sse_frames, stream
 
 SHAPES = ["json-nested", "json-array", "output-string", "json-when-stream", "sse-when-json",
-          "sse-null-response", "sse-non-object", "sse-silent", "cmpl-no-done"]  # fmt: skip
+          "sse-null-response", "sse-non-object", "sse-silent", "cmpl-no-done", "cmpl-choices-string"]  # fmt: skip
 
 
 class ShapeUpstream(hostile_mod.HostileUpstream):
@@ -54,6 +54,9 @@ class ShapeUpstream(hostile_mod.HostileUpstream):
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
+        if body.get("model") == "cmpl-choices-string":
+            return web.json_response({"id": "cmpl-x", "object": "text_completion", "created": 1, "model": "m",
+                                      "choices": "not a list", "usage": fake_responses.USAGE})  # fmt: skip
         if body.get("model") != "cmpl-no-done":
             return await super().completions(request)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -99,14 +102,7 @@ def gw(shapes, tmp_path_factory):
     g.terminate()
 
 
-WRONG_OUTPUT = pytest.mark.xfail(
-    strict=True,
-    reason="a 200 response whose output is a string (not a list) is relayed to the client as 200 and logged "
-    "outcome ok with an empty chat form (as_chat skips what is not a list of items); an SDK client cannot read it",
-)
-
-
-@pytest.mark.parametrize("shape", ["json-nested", "json-array", pytest.param("output-string", marks=WRONG_OUTPUT)])
+@pytest.mark.parametrize("shape", ["json-nested", "json-array", "output-string"])
 def test_a_json_answer_of_the_wrong_shape_is_a_502(gw, shape):
     r = post(gw, "/v1/responses", {"model": shape, "input": "hi"})
     assert_openai_error(r, range(502, 503))
@@ -114,16 +110,20 @@ def test_a_json_answer_of_the_wrong_shape_is_a_502(gw, shape):
     alive(gw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 200 whose output is a string is stored in the exact cache as an empty chat answer (content '', "
-    "finish_reason stop, the upstream's usage) and served to the next identical request as a hit: an empty answer",
-)
 def test_an_unreadable_answer_is_never_cached(gw):
     first = post(gw, "/v1/responses", {"model": "cached-output-string", "input": "cache me?"})
     second = post(gw, "/v1/responses", {"model": "cached-output-string", "input": "cache me?"})
-    assert one_row(gw, first)["outcome"] == "ok" or first.status_code == 502
-    assert second.headers.get("x-llmgw-cache") != "hit", second.text[:300]
+    for r in (first, second):
+        assert_openai_error(r, range(502, 503))
+        assert r.headers.get("x-llmgw-cache") != "hit", r.text[:300]
+        assert one_row(gw, r)["outcome"] == "upstream_error"
+
+
+def test_a_completion_whose_choices_are_not_a_list_is_a_502(gw):
+    r = post(gw, "/v1/completions", {"model": "cmpl-choices-string", "prompt": "hi"})
+    assert_openai_error(r, range(502, 503))
+    assert one_row(gw, r)["status"] == 502
+    alive(gw)
 
 
 def test_json_to_a_streamed_request_is_served_or_a_502(gw):
@@ -176,12 +176,6 @@ def test_a_stream_whose_upstream_is_silent_after_its_headers_times_out(gw):
     alive(gw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a completions stream that ends (clean EOF) without finish_reason or [DONE] is relayed as is (no error "
-    "frame, no [DONE] either) and logged outcome ok, status 200, finish_reason null: the Responses fix of 9e99801 "
-    "has no completions counterpart",
-)
 def test_a_completions_stream_cut_without_done_ends_with_the_gateways_error_frame(gw):
     """docs/providers.md: completions streams end with the gateway's error frame, as translated
     ones do, when the upstream fails after the first byte."""
@@ -192,6 +186,7 @@ def test_a_completions_stream_cut_without_done_ends_with_the_gateways_error_fram
     ) as r:  # fmt: skip
         text = r.read().decode()
     datas = [d for _, d in sse_frames(text)]
-    assert any(isinstance(d, dict) and "error" in d for d in datas), text
-    assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] != "ok"
+    assert datas[0]["choices"][0]["text"] == "Half an ", text  # relayed as it came, then the gateway's error
+    assert isinstance(datas[-1], dict) and "error" in datas[-1], text
+    assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] == "upstream_error"
     alive(gw)
