@@ -38,6 +38,7 @@ from prometheus_client import Counter
 from ..decisions.cost import cost_usd
 from ..decisions.limits import Subject
 from ..log.record import RequestRecord
+from ..providers.usage import checked_usage
 from .attempts import attempt
 from .errors import GatewayError
 
@@ -125,9 +126,10 @@ async def _check(gw: Gateway, snap: Snapshot, rec: RequestRecord, body: dict[str
         _written(gw, probe, t0)
         counters.checks.labels(probe.route or "", "failed").inc()
         return
-    usage = reply.usage if isinstance(reply.usage, dict) else {}
+    checked = checked_usage(reply.usage)  # invalid counts are unknown, as the pipeline reads them
+    usage = checked or {}
     cost = cost_usd(snap.policy, probe.target, usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    probe.usage, probe.cost_usd, probe.response_raw = reply.usage, cost, reply.body
+    probe.usage, probe.cost_usd, probe.response_raw = checked, cost, reply.body
     probe.status, probe.outcome = 200, "ok"
     if cost:
         await _charge(gw, probe, cost)
