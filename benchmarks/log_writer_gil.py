@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--body-kb", type=int, default=4, help="size of the request and of the response body")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--syscalls", type=int, default=0, help="GIL-releasing calls per probe step")
+    ap.add_argument("--writer-nice", type=int, default=0, help="nice the writer thread (setpriority on its tid)")
     ap.add_argument("--burners", type=int, default=0, help="CPU-bound neighbour processes")
     ap.add_argument("--chunk", type=int, default=None, help="rows encoded per GIL hold (0: the whole flush)")
     ap.add_argument("--handover", choices=["sched_yield", "sleep0"], default="sched_yield",
@@ -127,6 +128,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             writer = LogWriter(d, flush_ms=args.flush_ms)
             tid = writer._thread.native_id or 0
+            if args.writer_nice:
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + args.writer_nice)
             cpu0, wcpu0 = cpu_seconds(os.getpid()), thread_cpu(tid)
             lags = asyncio.run(run(writer, args.rate, args.seconds, args.body_kb, args.syscalls))
             wcpu = thread_cpu(tid) - wcpu0
@@ -142,7 +145,7 @@ def main() -> None:
     chunk = getattr(writer_mod, "ENCODE_CHUNK", "n/a")
     print(
         f"rate {args.rate}/s flush {args.flush_ms} ms body {args.body_kb} KB burners {args.burners} chunk {chunk} "
-        f"{args.handover} syscalls {args.syscalls} "
+        f"{args.handover} syscalls {args.syscalls} writer-nice {args.writer_nice} "
         f"load {os.getloadavg()[0]:.2f}: loop lag p50 {statistics.median(lags_ms):.2f} ms p99 {p99:.2f} ms "
         f"max {lags_ms[-1]:.1f} ms (>20 ms: {sum(x > 20 for x in lags_ms)}); rows {rows}; "
         f"writer thread {wcpu / max(rows, 1) * 1000:.3f} CPU s/1k rows; process {cpu:.2f} CPU s"
