@@ -31,7 +31,6 @@ from ..guardrails.findings import Finding
 from ..guardrails.request import RequestGuard
 from ..guardrails.stage import GuardrailFailure, Pass, commit, scan
 from ..guardrails.stream import StreamGuard
-from ..providers.http import loads_object
 
 #: item type -> (list field, text fields of each element) of the texts it shows the client
 _LISTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -131,9 +130,10 @@ class _Native:
         return self.guard.redactor.apply(text, spans) if spans else text
 
 
-def guard_answer(raw: bytes, guard: RequestGuard | None) -> Guarded:
-    """A whole ``response`` with its texts checked before the pipeline reads its chat form
-    (``raw`` itself when nothing changed).
+def guard_answer(raw: bytes, resp: dict[str, Any], guard: RequestGuard | None) -> Guarded:
+    """A whole ``response`` (``raw``, parsed and of the documented shape: ``resp``, which this
+    may change) with its texts checked before the pipeline reads its chat form (``raw`` itself
+    when nothing changed).
 
     The texts the chat form does not hold get every output check. When the message text comes in
     several ``output_text`` parts or has annotations, each part gets the ``redact`` and ``block``
@@ -146,11 +146,8 @@ def guard_answer(raw: bytes, guard: RequestGuard | None) -> Guarded:
     blocked chat answer is (its attempt, target and usage logged, its cost charged)."""
     if guard is None or not guard.rails.output:
         return Guarded(raw)
-    resp = loads_object(raw)
-    if resp is None or resp.get("object") != "response":
-        return Guarded(raw)  # not a response: to_chat refuses it (the next target is tried)
     native = _Native(guard)
-    output = resp.get("output") or []
+    output = resp["output"]
     parts = list(_text_parts(output))
     # one part without annotations: the pipeline's check of the chat form is exact, and done once
     many = len(parts) > 1 or any(part.get("annotations") for _, part in parts)

@@ -50,8 +50,7 @@ class ResponsesDialect:
         return to_chat_request(body, lenient), lenient
 
     def guard_native(self, raw: bytes, guard: RequestGuard | None) -> Guarded:
-        response_object(raw)  # an answer of another shape is refused before any check reads it
-        return guard_answer(raw, guard)
+        return guard_answer(raw, response_object(raw), guard)  # another shape is refused before any check
 
     def forward(self, pt: Passthrough, messages: list[Any]) -> dict[str, Any]:
         body = orjson.loads(orjson.dumps(pt.request))
