@@ -70,6 +70,11 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     redis: RedisSettings | None = Field(default=None, description="Absent: LLMGW_REDIS_URL if set, else memory")
+    breakers: Literal["local", "shared"] = Field(
+        default="local",
+        description="local: each process keeps its own circuit breakers; shared: a circuit opened by one process "
+        "is open in every process on the same Redis within a second, and one process at a time probes it",
+    )
 
 
 class StateConfigError(ValueError):
