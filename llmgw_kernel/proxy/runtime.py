@@ -28,6 +28,7 @@ from ..policy.extras import load_servable
 from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
+from ..state.breakers import SharedBreakers
 from ..state.service import SharedState, start_shared_state
 from .breaker import Breakers
 from .budget_metrics import BudgetCollector
@@ -92,6 +93,7 @@ class Gateway:
     last_reload_error: str | None = None
     _session: aiohttp.ClientSession | None = None
     _watch_task: asyncio.Task | None = None
+    _breaker_link: SharedBreakers | None = None  # circuits shared through Redis (state.breakers: shared)
     _stamp: tuple[int, int, int] | None = None
     _served_files: Any = None  # the live file's bytes as loaded (a Version), archived if an edit replaces them
     _restore: asyncio.Future | None = None
@@ -128,6 +130,7 @@ class Gateway:
         self.shared = await start_shared_state(self, policy)
         if self.shared is not None:  # exact-cache entries live in Redis: not restored here
             self.cache.share(self.shared.client, self.data_dir, self.writer.flush, lambda: self.snapshot.policy)
+            self._breaker_link = SharedBreakers(self.shared.client, self.breakers).start()
         self._restore = asyncio.get_running_loop().run_in_executor(self.cache.pool, self._restore_cache, policy)
         self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         self.started = True
@@ -174,6 +177,8 @@ class Gateway:
             await self._session.close()
         await self.save_cache()
         self.cache.close()
+        if self._breaker_link is not None:
+            await self._breaker_link.stop()
         if self.shared is not None:
             await self.shared.close()
         await asyncio.to_thread(self.writer.close)
