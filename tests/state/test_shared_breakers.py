@@ -172,7 +172,7 @@ def test_local_breakers_publish_nothing(redis_server: RedisServer):
 def test_redis_down_each_process_keeps_its_own_breaker(redis_server: RedisServer):
     async def main() -> None:
         replicas = await _replicas(redis_server.url)
-        (ba, la), (bb, _) = replicas
+        (ba, la), (bb, lb) = replicas
         try:
             redis_server.kill()
             a, b = ba.get("r", "d/a"), bb.get("r", "d/a")
@@ -185,6 +185,13 @@ def test_redis_down_each_process_keeps_its_own_breaker(redis_server: RedisServer
             await asyncio.sleep(COOL)
             assert a.acquire() is None  # half-open: probes for itself without the lease
             assert la.client.metrics.unavailable.labels("breaker_local")._value.get() >= 1
+            redis_server.start()  # back (empty): the circuits are shared again
+            await _until(lambda: la.client.up and lb.client.up, timeout=5)
+            b2 = bb.get("r", "d/b")
+            assert b2 is not None
+            b2.failure()
+            b2.failure()
+            await _until(lambda: ba.states()[("r", "d/b")] == OPEN)
         finally:
             await _close(replicas)
 
