@@ -102,10 +102,11 @@ class SharedBreakers:
     # -- called by the breakers (synchronously, on the event loop) ---------------------------------
 
     def may_probe(self, breaker: Breaker) -> bool:
-        """Probe only with the lease; with Redis down, each process probes for itself."""
-        if not self.client.up:
-            return True
+        """Probe only with the lease; with Redis down, or a circuit Redis does not hold (it opened
+        here while Redis was down), this process probes for itself."""
         key = (breaker.route, breaker.target)
+        if not self.client.up or key not in self._seen:
+            return True
         if not self._holds(key):
             self._wanted.add(key)  # the next poll claims the probe for this process
             return False
