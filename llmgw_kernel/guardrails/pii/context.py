@@ -44,6 +44,7 @@ CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
         "bearer|authorization|credential|credentials|khoa api|mat khau",
         # identifiers that are not personal data: orders, invoices, laws, versions, hotlines, amounts
         "negative": "don hang|ma don|ma don hang|don so|order|order no|order number|order id|invoice|hoa don|"
+        "purchase order|po number|po no|don dat hang|don mua hang|"
         "so hoa don|van don|ma van don|tracking|tracking number|isbn|ean|upc|sku|version|phien ban|build|release|"
         "nghi dinh|quyet dinh|thong tu|cong van|so hieu|luat|hotline|tong dai|cskh|ma giao dich|giao dich|"
         "transaction|ref|reference|ma san pham|model|serial|ticket|booking|ma dat cho|otp|ma xac nhan|"

@@ -30,6 +30,9 @@ from .shapes import IPV4, ipv4
 _CORE = re.compile(r"\d(?=[\d\s.\-]{6}|[\d .\-]{0,3}\))\d*+(?:(?:[ .\-]|\s-\s)\d++)*+")
 _PAREN_TAIL = re.compile(r"\)[ .\-]?\d++(?:(?:[ .\-]|\s-\s)\d++)*+")
 _GROUP = re.compile(r"\d+")
+#: a decimal fraction (0.912345678, 3,14159): one digit, a point or comma, then five or more digits —
+#: no phone, card or ID is written that way (their groups are 2-5 digits, or a 3-digit area code)
+_DECIMAL = re.compile(r"\d[.,]\d{5,}")
 _DATE = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2}")
 _BRANCH_SHAPE = re.compile(r"\d{10}-\d{3}")  # a branch's tax code as printed
 #: score of a check-digit-valid 10-digit tax code with no context word (below the default threshold)
@@ -278,7 +281,7 @@ def find_numbers(text: str, folded: str, ctx: ContextIndex) -> Iterator[Finding]
         if end < len(text) and (text[end].isalnum() or text[end] in "_@/"):
             continue  # the head of a code or an amount written 1.299.000đ
         raw = text[start:end]
-        if _is_amount(folded, start, end) or _DATE.fullmatch(raw):
+        if _is_amount(folded, start, end) or _DATE.fullmatch(raw) or _DECIMAL.fullmatch(raw):
             continue
         yield from _split(text, raw, start, ctx, memo)
 
