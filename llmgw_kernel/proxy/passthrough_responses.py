@@ -27,6 +27,7 @@ import orjson
 from ..guardrails.request import RequestGuard
 from ..providers import StreamReply
 from ..providers.http import loads_object
+from .chat_sse import ChatChunks
 from .passthrough import Lenient, Passthrough, apply_changes, upstream_failure
 from .passthrough_guard import Guarded, StreamTexts, align, guard_answer, move_notes
 from .responses_request import to_chat_request
@@ -229,16 +230,16 @@ def _put_texts(output: list[Any], message: dict[str, Any], before: dict[str, Any
                 item["arguments"] = (call.get("function") or {}).get("arguments") or ""
 
 
-class Relay:
+class Relay(ChatChunks):
     """The client's stream of a passed-through request, from the pipeline's (guarded) chat chunks
     and the upstream's events (see the module docstring). A :class:`~.translated_send.StreamTranslator`."""
 
-    __slots__ = ("_events", "_buf", "_next", "_pending", "_last", "_texts", "_changed", "_calls", "_seq", "_ended",
+    __slots__ = ("_events", "_next", "_pending", "_last", "_texts", "_changed", "_calls", "_seq",
                  "_response", "_notes", "_edits", "_closed")  # fmt: skip
 
     def __init__(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
+        super().__init__()
         self._events = events
-        self._buf = b""
         self._next = 0  # the first upstream event not yet relayed
         self._pending: dict[Any, list[tuple[bytes, dict[str, Any]]]] = {}  # chat key -> deltas not yet relayed
         self._last: dict[Any, dict[str, Any]] = {}  # chat key -> its last delta event (a released text's shape)
@@ -246,28 +247,15 @@ class Relay:
         self._changed: set[Any] = set()  # native text keys whose text the client got differently
         self._calls: dict[int, str] = {}  # chat tool_call index -> function_call item id
         self._seq = 0
-        self._ended = False
         self._response: dict[str, Any] = {}  # the response as ``response.created`` announced it
         self._notes: dict[Any, list[tuple[bytes, dict[str, Any]]]] = {}  # part -> annotation events held
         self._edits: dict[Any, list[tuple[int, int, str]] | None] = {}  # changed part -> its redactions
         self._closed: set[Any] = set()  # parts whose text is final (their annotations go at once)
 
-    def feed(self, data: bytes) -> bytes:
-        self._buf += data
-        out: list[bytes] = []
-        while (end := self._buf.find(b"\n\n")) >= 0:
-            frame, self._buf = self._buf[:end], self._buf[end + 2 :]
-            if frame.startswith(b"data: ") and not self._ended:
-                self._frame(frame[6:], out)
-        return b"".join(out)
+    def _end(self, out: list[bytes]) -> None:
+        """Nothing: the upstream's own events (relayed as they come) end the client's stream."""
 
-    def close(self) -> bytes:
-        return b""
-
-    def _frame(self, payload: bytes, out: list[bytes]) -> None:
-        chunk = loads_object(payload)
-        if chunk is None:
-            return
+    def _chunk(self, chunk: dict[str, Any], out: list[bytes]) -> None:
         if isinstance(chunk.get("error"), dict):  # the gateway ends the stream: what is held is never sent
             self._fail(chunk["error"], out)
             return
