@@ -181,3 +181,31 @@ def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 5.0) -> 
             con.close()
             return rows
         time.sleep(0.05)
+
+
+def responses_events(gw: Gateway, body: dict) -> tuple[list[tuple[str, dict]], str]:
+    """(event name, data) of a streamed ``/v1/responses`` answer, as the bytes say, and the request id."""
+    import json
+
+    with httpx.stream("POST", f"{gw.base_url}/responses", json={**body, "stream": True}, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        text = r.read().decode()
+        rid = r.headers["x-llmgw-request-id"]
+    out = []
+    for frame in text.split("\n\n"):
+        if frame.strip():
+            name, data = frame.split("\n", 1)
+            out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return out, rid
+
+
+def chat_stream_lines(gw: Gateway, prefix: str, model: str) -> tuple[httpx.Response, list[str], str]:
+    """A streamed chat completion's response, its non-empty lines, and the request id it was sent with."""
+    import uuid
+
+    rid = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    with httpx.stream(
+        "POST", f"{gw.base_url}/chat/completions", headers={"x-request-id": rid, "authorization": "Bearer vk-any"},
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
+    ) as r:  # fmt: skip
+        return r, [line for line in r.iter_lines() if line], rid

@@ -7,13 +7,11 @@ adapter relayed the broken bytes as they came (the client's SDK failed on them, 
 from __future__ import annotations
 
 import json
-import uuid
 
-import httpx
 import openai
 import pytest
 from aiohttp import web
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, chat_stream_lines, policy_for, wait_for_rows
 from fake_http import FakeServer
 
 BROKEN = b'data: {"choices": [{"delta": {"content": \n\n'
@@ -64,18 +62,9 @@ def gw(tmp_path_factory):
     fake.stop()
 
 
-def _stream(gw: Gateway, model: str) -> tuple[httpx.Response, list[str], str]:
-    rid = f"bf-{uuid.uuid4().hex[:12]}"
-    with httpx.stream(
-        "POST", f"{gw.base_url}/chat/completions", headers={"x-request-id": rid, "authorization": "Bearer vk-any"},
-        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
-    ) as r:  # fmt: skip
-        return r, [line for line in r.iter_lines() if line], rid
-
-
 @pytest.mark.parametrize("model", ["broken-mid", "not-an-object"])
 def test_an_unreadable_frame_after_the_first_byte_ends_the_stream_with_the_gateways_error(gw, model):
-    r, lines, rid = _stream(gw, model)
+    r, lines, rid = chat_stream_lines(gw, "bf", model)
     assert r.status_code == 200
     assert all(line.startswith("data: {") for line in lines), lines  # nothing unreadable reaches the client
     events = [json.loads(line[6:]) for line in lines]
@@ -88,7 +77,7 @@ def test_an_unreadable_frame_after_the_first_byte_ends_the_stream_with_the_gatew
 
 
 def test_an_unreadable_first_frame_fails_over_to_the_next_target(gw):
-    r, lines, rid = _stream(gw, "broken-first")
+    r, lines, rid = chat_stream_lines(gw, "bf", "broken-first")
     assert r.status_code == 200 and r.headers["x-llmgw-target"] == "other/clean"
     assert lines[-1] == "data: [DONE]"
     row = wait_for_rows(gw, f"client_request_id = '{rid}'")[0]

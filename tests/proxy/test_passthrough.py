@@ -18,7 +18,7 @@ import fake_responses
 import httpx
 import openai
 import pytest
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, policy_for, responses_events, wait_for_rows
 from fake_openai import FakeOpenAI
 
 from llmgw_kernel import load_policy, open_log, replay
@@ -75,20 +75,6 @@ def sent(upstream: FakeOpenAI, before: int, path: str) -> list[dict[str, Any]]:
     return [r["body"] for r in upstream.requests[before:] if r["path"] == path]
 
 
-def raw_events(gw: Gateway, body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
-    """(event name, data) of a streamed /v1/responses answer, as the bytes say, and the request id."""
-    with httpx.stream("POST", f"{gw.base_url}/responses", json={**body, "stream": True}, timeout=30) as r:
-        assert r.status_code == 200, r.read()
-        text = r.read().decode()
-        rid = r.headers["x-llmgw-request-id"]
-    out = []
-    for frame in text.split("\n\n"):
-        if frame.strip():
-            name, data = frame.split("\n", 1)
-            out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
-    return out, rid
-
-
 # -- /v1/responses ------------------------------------------------------------------------------------
 def test_the_body_passes_through_with_model_replaced_and_the_answer_comes_back_as_is(gw, upstream):
     before = len(upstream.requests)
@@ -112,7 +98,7 @@ def test_the_body_passes_through_with_model_replaced_and_the_answer_comes_back_a
 
 
 def test_a_stream_is_the_upstreams_events_byte_for_byte(gw, upstream):
-    evs, rid = raw_events(gw, {"model": "plain", "input": "stream me", "tools": WEB})
+    evs, rid = responses_events(gw, {"model": "plain", "input": "stream me", "tools": WEB})
     expected = fake_responses.stream_events({"model": "gpt-4o-mini", "input": "stream me", "tools": WEB})
     assert [name for name, _ in evs] == [e["type"] for e in expected]
     assert [d["sequence_number"] for _, d in evs] == list(range(len(expected)))
@@ -183,7 +169,7 @@ def test_an_openai_failure_falls_back_to_a_translated_kind(gw, stream):
 
 
 def test_a_stream_cut_after_its_first_byte_ends_with_an_error_event(gw):
-    evs, rid = raw_events(gw, {"model": "cut-after", "input": "cut"})
+    evs, rid = responses_events(gw, {"model": "cut-after", "input": "cut"})
     assert [name for name, _ in evs] == ["response.created", "response.in_progress", "error", "response.failed"]
     assert evs[2][1]["code"] == "upstream_unreachable" and evs[3][1]["response"]["id"] == "resp_fake_1"
     assert [d["sequence_number"] for _, d in evs] == [0, 1, 2, 3]
@@ -192,7 +178,7 @@ def test_a_stream_cut_after_its_first_byte_ends_with_an_error_event(gw):
 
 
 def test_a_stream_cut_before_its_first_byte_falls_back(gw):
-    evs, rid = raw_events(gw, {"model": "cut-before", "input": "again"})
+    evs, rid = responses_events(gw, {"model": "cut-before", "input": "again"})
     assert evs[-1][0] == "response.completed"
     got = row(gw, rid)
     assert [a["target"] for a in got["attempts"]] == ["local/stream-cut-0", "local/gpt-4o-mini"]
@@ -219,7 +205,7 @@ def test_output_redaction_of_a_whole_answer(gw):
 
 
 def test_output_redaction_across_delta_boundaries_in_a_stream(gw):
-    evs, rid = raw_events(gw, {"model": "redacted", "input": "contact?"})
+    evs, rid = responses_events(gw, {"model": "redacted", "input": "contact?"})
     text = "".join(d["delta"] for name, d in evs if name == "response.output_text.delta")
     assert text == "Write to <EMAIL_ADDRESS_1> or call <PHONE_NUMBER_1> today."
     (done,) = [d for name, d in evs if name == "response.output_text.done"]
@@ -230,7 +216,7 @@ def test_output_redaction_across_delta_boundaries_in_a_stream(gw):
 
 
 def test_an_output_block_ends_a_stream_with_an_error_event_and_nothing_it_held(gw):
-    evs, rid = raw_events(gw, {"model": "blocked", "input": "contact?"})
+    evs, rid = responses_events(gw, {"model": "blocked", "input": "contact?"})
     names = [name for name, _ in evs]
     assert names[-2:] == ["error", "response.failed"] and "response.output_text.delta" not in names
     assert evs[-2][1]["code"] == "guardrail_blocked" and EMAIL not in json.dumps(evs)

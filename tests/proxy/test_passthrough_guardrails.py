@@ -11,10 +11,9 @@ import json
 from typing import Any
 
 import fake_responses
-import httpx
 import openai
 import pytest
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, policy_for, responses_events, wait_for_rows
 
 from llmgw_kernel import load_policy, open_log, replay
 
@@ -52,20 +51,6 @@ def client(gw: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.base_url, api_key="vk-any", max_retries=0)
 
 
-def raw_events(gw: Gateway, body: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], str]:
-    """(event name, data) of a streamed /v1/responses answer, as the bytes say, and the request id."""
-    with httpx.stream("POST", f"{gw.base_url}/responses", json={**body, "stream": True}, timeout=30) as r:
-        assert r.status_code == 200, r.read()
-        text = r.read().decode()
-        rid = r.headers["x-llmgw-request-id"]
-    out = []
-    for frame in text.split("\n\n"):
-        if frame.strip():
-            name, data = frame.split("\n", 1)
-            out.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
-    return out, rid
-
-
 def output_verdicts(gw: Gateway, request_id: str) -> set[tuple[str, str]]:
     rows = wait_for_rows(gw, f"request_id = '{request_id}'")
     assert rows, request_id
@@ -85,7 +70,7 @@ def test_a_reasoning_summary_is_redacted_in_a_whole_answer(gw):
 
 
 def test_a_reasoning_summary_is_redacted_across_delta_boundaries_in_a_stream(gw):
-    evs, rid = raw_events(gw, {"model": "reasoning-redact", "input": "call me?"})
+    evs, rid = responses_events(gw, {"model": "reasoning-redact", "input": "call me?"})
     assert PHONE not in json.dumps(evs)
     deltas = "".join(d["delta"] for name, d in evs if name == "response.reasoning_summary_text.delta")
     assert deltas == SUMMARY
@@ -114,7 +99,7 @@ def test_a_block_on_a_reasoning_summary(gw):
     assert (got["target"], got["outcome"], got["status"]) == ("local/pii-reasoning", "client_error", 400)
     assert [a["status"] for a in got["attempts"]] == [200] and got["completion_tokens"] == 7
     assert {(v["type"], v["action"], v["count"]) for v in got["guardrails"]} == {("PHONE_NUMBER", "block", 1)}
-    evs, rid = raw_events(gw, {"model": "reasoning-block", "input": "call me?"})
+    evs, rid = responses_events(gw, {"model": "reasoning-block", "input": "call me?"})
     names = [name for name, _ in evs]
     assert names[-2:] == ["error", "response.failed"] and evs[-2][1]["code"] == "guardrail_blocked"
     assert PHONE not in json.dumps(evs) and "response.output_text.delta" not in names
@@ -133,7 +118,7 @@ def test_tool_results_and_citation_titles_are_redacted_in_a_whole_answer(gw):
 
 
 def test_tool_results_and_citation_titles_are_redacted_in_a_stream(gw):
-    evs, rid = raw_events(gw, {"model": "tools-redact", "input": "who to contact?"})
+    evs, rid = responses_events(gw, {"model": "tools-redact", "input": "who to contact?"})
     assert EMAIL not in json.dumps(evs)
     done = {d["item"]["type"]: d["item"] for name, d in evs if name == "response.output_item.done"}
     final = {i["type"]: i for i in evs[-1][1]["response"]["output"]}
@@ -147,7 +132,7 @@ def test_a_block_on_a_tool_result(gw):
     with pytest.raises(openai.BadRequestError) as exc:
         client(gw).responses.create(model="tools-block", input="who to contact?")
     assert exc.value.body["code"] == "guardrail_blocked"
-    evs, _ = raw_events(gw, {"model": "tools-block", "input": "who to contact?"})
+    evs, _ = responses_events(gw, {"model": "tools-block", "input": "who to contact?"})
     assert [name for name, _ in evs][-2:] == ["error", "response.failed"] and EMAIL not in json.dumps(evs)
 
 
@@ -173,7 +158,7 @@ def test_parts_are_redacted_one_by_one_and_citations_move_with_the_text(gw):
 
 
 def test_parts_and_citations_in_a_stream(gw):
-    evs, _ = raw_events(gw, {"model": "parts-redact", "input": "contact?"})
+    evs, _ = responses_events(gw, {"model": "parts-redact", "input": "contact?"})
     assert EMAIL not in json.dumps(evs) and PHONE not in json.dumps(evs)
     for n, words in enumerate(("weather", "forecast")):
         text = "".join(
@@ -193,7 +178,7 @@ def test_parts_and_citations_in_a_stream(gw):
                                               ("parts-flag", {"PHONE_NUMBER", "EMAIL_ADDRESS"})])  # fmt: skip
 def test_a_flag_is_recorded_once_and_changes_nothing(gw, route, found, stream):
     if stream:
-        evs, rid = raw_events(gw, {"model": route, "input": "contact?"})
+        evs, rid = responses_events(gw, {"model": route, "input": "contact?"})
         assert evs[-1][0] == "response.completed" and PHONE in json.dumps(evs)
     else:
         r = client(gw).responses.with_raw_response.create(model=route, input="contact?")

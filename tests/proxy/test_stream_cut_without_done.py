@@ -9,13 +9,11 @@ stream was relayed as it came and logged ok."""
 from __future__ import annotations
 
 import json
-import uuid
 
-import httpx
 import openai
 import pytest
 from aiohttp import web
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, chat_stream_lines, policy_for, wait_for_rows
 from fake_http import FakeServer
 
 
@@ -61,17 +59,8 @@ def gw(tmp_path_factory):
     fake.stop()
 
 
-def _stream(gw: Gateway, model: str) -> tuple[httpx.Response, list[str], str]:
-    rid = f"cut-{uuid.uuid4().hex[:12]}"
-    with httpx.stream(
-        "POST", f"{gw.base_url}/chat/completions", headers={"x-request-id": rid, "authorization": "Bearer vk-any"},
-        json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
-    ) as r:  # fmt: skip
-        return r, [line for line in r.iter_lines() if line], rid
-
-
 def test_a_chat_stream_cut_without_done_ends_with_the_gateways_error(gw):
-    r, lines, rid = _stream(gw, "cut")
+    r, lines, rid = chat_stream_lines(gw, "cut", "cut")
     assert r.status_code == 200
     events = [json.loads(line[6:]) for line in lines]
     assert events[0]["choices"][0]["delta"]["content"] == "Half an "
@@ -91,14 +80,14 @@ def test_the_openai_sdk_sees_the_cut_as_an_error(gw):
 
 
 def test_a_stream_that_ends_with_a_finish_reason_but_no_done_is_whole(gw):
-    r, lines, rid = _stream(gw, "finish-only")
+    r, lines, rid = chat_stream_lines(gw, "cut", "finish-only")
     assert r.status_code == 200
     assert json.loads(lines[-1][6:])["choices"][0]["finish_reason"] == "stop", lines
     assert wait_for_rows(gw, f"client_request_id = '{rid}'")[0]["outcome"] == "ok"
 
 
 def test_a_stream_that_ends_before_any_chunk_fails_over(gw):
-    r, lines, rid = _stream(gw, "empty")
+    r, lines, rid = chat_stream_lines(gw, "cut", "empty")
     assert r.status_code == 200 and r.headers["x-llmgw-target"] == "other/whole"
     assert lines[-1] == "data: [DONE]"
     row = wait_for_rows(gw, f"client_request_id = '{rid}'")[0]
