@@ -98,6 +98,7 @@ class SharedLimits:
         self._pending: list[_Settlement] = []  # settlements Redis missed (at most MAX_PENDING_FLIGHTS)
         self._pending_spend: dict[tuple, int] = {}  # budget bucket -> nano-dollars Redis missed (the rest)
         self._sending = 0  # of those, taken out to be sent now that Redis answers again
+        self._sender: asyncio.Task | None = None  # sending them after a settlement Redis took
         self._seeding: asyncio.Future | None = None
         self._seed_refused_until = 0.0  # monotonic: no seeding tried before (the last one failed)
         self.fail_closed = client.settings.on_unavailable == "fail_closed"
@@ -238,6 +239,11 @@ class SharedLimits:
         s = _Settlement(rid, subject, admitted, at, cost, tokens)
         if not self.client.up or not await self._settle_in_redis(rid, at, cost, tokens, self._cost_buckets(s)):
             self._queue(s if reserved else s._replace(rid=""))
+        elif (self._pending or self._pending_spend) and self._sender is None:
+            # Redis takes settlements again without having been down (it refused some with an
+            # error reply: read-only after a failover, MISCONF...): no reconnection will send
+            # the kept ones, so they follow this one, off this request's path
+            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
 
     def _cost_buckets(self, s: _Settlement) -> list[tuple]:
         return self.local.spend_buckets(s.subject, s.admitted) if s.cost else []
@@ -277,6 +283,15 @@ class SharedLimits:
         bucket), counting those being sent since it answered again until each is sent."""
         return len(self._pending) + len(self._pending_spend) + self._sending
 
+    async def stop(self) -> None:
+        """Stop sending kept settlements (before the client closes): what is left stays unsent,
+        as a Redis down at shutdown would leave it."""
+        task, self._sender = self._sender, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     # -- reconnection and seeding ---------------------------------------------------------
     async def _reconnected(self) -> None:
         """Redis answers again: re-seed it if it lost this directory's spend (the queued
@@ -285,21 +300,29 @@ class SharedLimits:
         if not await self.client.run(lambda: self.client.redis.sismember(self._seeded_keys, self.member), "check"):
             await self.reseed()
             return
+        await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        """Send the settlements Redis missed (down, or refused them); those it does not take
+        stay kept for the next time. One sending at a time: they are taken out as it starts."""
         pending, self._pending = self._pending, []
         spend, self._pending_spend = self._pending_spend, {}
-        self._sending = len(pending) + len(spend)
+        left = len(pending) + len(spend)
+        self._sending += left
         try:
             for s in pending:
                 if not await self._settle_in_redis(s.rid, s.at, s.cost, s.tokens, self._cost_buckets(s)):
                     self._queue(s)
-                self._sending -= 1
+                self._sending, left = self._sending - 1, left - 1
             now = time.time()
             for bucket, cost in spend.items():
                 if not await self._settle_in_redis("", now, cost, 0, [bucket]):
                     self._pending_spend[bucket] = self._pending_spend.get(bucket, 0) + cost
-                self._sending -= 1
+                self._sending, left = self._sending - 1, left - 1
         finally:
-            self._sending = 0
+            self._sending -= left
+            if self._sender is asyncio.current_task():
+                self._sender = None
 
     async def reseed(self) -> None:
         """Add this data directory's log (spend of the current windows, the last minute's rate

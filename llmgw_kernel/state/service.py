@@ -32,6 +32,7 @@ class SharedState:
 
     async def close(self) -> None:
         await self.keys.stop()
+        await self.limits.stop()
         await self.client.close()
 
 

@@ -56,6 +56,27 @@ class RedisServer:
 
         return redis.Redis(port=self.port, socket_timeout=2)
 
+    def fill(self) -> None:
+        """Full: ``maxmemory`` (``noeviction``) reached by writing, then set below what Redis holds,
+        so every command that needs memory is refused with an OOM error (:meth:`make_room` undoes it)."""
+        client = self.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", client.info("memory")["used_memory"] + 256 * 1024)
+        try:
+            for i in range(10_000):
+                client.set(f"filler:{i}", b"x" * 16384)
+        except Exception as exc:  # noqa: BLE001  (redis-py's OutOfMemoryError ends the loop)
+            assert "maxmemory" in str(exc), exc
+        else:
+            raise AssertionError("Redis never filled")
+        # then well below what it holds: the memory a closed connection or a deleted key frees
+        # (tens of kilobytes) must not make room for the next write
+        client.config_set("maxmemory", client.info("memory")["used_memory"] // 2)
+
+    def make_room(self) -> None:
+        """No ``maxmemory`` any more: writes are taken again (the fillers stay)."""
+        self.client().config_set("maxmemory", 0)
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

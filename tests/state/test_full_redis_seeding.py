@@ -21,20 +21,6 @@ SUBJECT = Subject("k1", "t1", None, "m")
 BUDGETS = [Budget(BudgetLimit(scope="global", usd=100.0, window="day"), None)]
 
 
-def _fill(redis_server) -> None:
-    """Full: ``maxmemory`` just above what Redis uses, then written past it."""
-    client = redis_server.client()
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", client.info("memory")["used_memory"] + 256 * 1024)
-    try:
-        for i in range(10_000):
-            client.set(f"filler:{i}", b"x" * 16384)
-    except Exception as exc:  # noqa: BLE001  (redis-py's OutOfMemoryError ends the loop)
-        assert "maxmemory" in str(exc), exc
-    else:
-        raise AssertionError("Redis never filled")
-
-
 def test_a_full_redis_settles_without_raising_and_reads_the_log_once_per_retry_period(redis_server) -> None:
     log_reads: list[float] = []
 
@@ -57,7 +43,7 @@ def test_a_full_redis_settles_without_raising_and_reads_the_log_once_per_retry_p
         await lim.client.close()
         return admitted_locally
 
-    _fill(redis_server)
+    redis_server.fill()
     admitted_locally = asyncio.run(run())
     assert admitted_locally == 20
     assert len(log_reads) == 1, log_reads  # one refused seeding; the 39 asks after it wait for the retry period
