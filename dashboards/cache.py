@@ -25,7 +25,7 @@ class _Body:
     def __init__(self) -> None:
         self.kpis = kpi_pane()
         self.rates = GroupLines("Hit rate per bucket", "share of cacheable requests")
-        self.saved = GroupLines("Saved per bucket (USD)", "USD")
+        self.saved = GroupLines("Saved per bucket, and what checking sampled hits cost (USD)", "USD")
         self.by_route = table(page_size=15, formatters=_formatters())
         self.semantic = table(page_size=10, formatters=_formatters())
 
@@ -42,7 +42,7 @@ class _Body:
     def show(self, data: CacheData) -> None:
         self.kpis.object = _kpis(data)
         self.rates.update(data.series, "rate")
-        self.saved.update(data.saved_series, "saved_usd")
+        self.saved.update(data.saved_series, "usd")
         self.by_route.value = data.by_route
         self.semantic.value = data.semantic
 
@@ -54,6 +54,8 @@ def _kpis(d: CacheData) -> str:
         ("hit_rate", pct(d.hit_rate), "hit rate", False),
         ("semantic_hits", f"{d.semantic_hits:,}", "semantic hits", False),
         ("saved", usd(d.saved_usd), "saved by the cache", False),
+        ("check_cost", usd(d.check_cost_usd), f"spent checking {d.checks:,} sampled semantic hits", False),
+        ("net_saved", usd(d.net_saved_usd), "saved, net of the checks", d.net_saved_usd < 0),
     ])  # fmt: skip
 
 

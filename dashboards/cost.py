@@ -46,11 +46,16 @@ class _Body:
 
 def _kpis(d: CostData) -> str:
     return kpi_html([
-        ("cost", usd(d.cost_usd), f"spent ({d.priced:,} priced of {d.requests:,} requests)", False),
+        ("cost", usd(d.cost_usd), f"spent ({d.priced:,} priced of {d.requests:,} requests{_checks(d)})", False),
         ("cost_per_1k", usd(d.cost_per_1k_usd), "cost per 1k priced requests", False),
         ("cache_saved", usd(d.cache_saved_usd), "saved by the cache", False),
         ("routing_saved", usd(d.routing_saved_usd), "saved by routing (vs each route's dearest target)", False),
     ])  # fmt: skip
+
+
+def _checks(d: CostData) -> str:
+    """The spend that checked sampled semantic hits (charged to the hits' owners), when any."""
+    return f"; {usd(d.check_cost_usd)} of it checking cached answers" if d.check_cost_usd else ""
 
 
 def _formatters() -> dict[str, Any]:

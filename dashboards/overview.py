@@ -168,11 +168,16 @@ def _kpi_html(data: Overview) -> str:
         ("ttft_p95", _fmt_ms(h.ttft_p95_ms), "time to first token p95", False),
         ("prompt_tokens", f"{h.prompt_tokens:,}", "prompt tokens", False),
         ("completion_tokens", f"{h.completion_tokens:,}", "completion tokens", False),
-        ("cost", f"${h.cost_usd:,.4f}", "cost (priced targets)", False),
+        ("cost", f"${h.cost_usd:,.4f}", "cost (priced targets)" + _checks_note(h), False),
         ("cache_hits", f"{h.cache_hits:,}", f"cache hits ({h.hit_rate:.1%}; {h.semantic_hits:,} semantic)", False),
         ("saved", f"${h.saved_usd:,.4f}", "saved by the cache", False),
     ]
     return kpi_html(cards)
+
+
+def _checks_note(h: Any) -> str:
+    """The share of the cost spent checking sampled semantic hits (not requests), when any."""
+    return f"; ${h.check_cost_usd:,.4f} of it in {h.checks:,} cache checks" if h.checks else ""
 
 
 def _recent_table(data: Overview) -> Any:

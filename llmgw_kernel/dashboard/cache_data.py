@@ -6,6 +6,10 @@ hit rate; ``hit`` and ``semantic-hit`` are hits. A semantic hit shows its simila
 threshold, and, when bodies are logged (``log.bodies: full | redacted``), the prompt that
 hit beside the prompt whose answer it got (``cache_source``); hashed or absent bodies are
 never shown.
+
+The gateway's checks of sampled semantic hits (``cache.check`` rows: the cache's cost of
+bounding its false hits) are no requests, so no hit rate counts them; their cost is shown
+beside the savings, and ``net_saved_usd`` is what the cache saved after paying for them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import HIT_SQL, bucket_sql, bucket_time_sql
+from .sql import CHECK_SQL, CLIENT_SQL, HIT_SQL, bucket_sql, bucket_time_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,26 +38,37 @@ class CacheData:
     semantic_hits: int
     saved_usd: float
     series: pd.DataFrame  # t, group (hit rate | ...), value
-    saved_series: pd.DataFrame  # t, group, saved_usd
+    saved_series: pd.DataFrame  # t, group (saved | checks' cost), usd
     by_route: pd.DataFrame  # route, namespace, requests, hits, semantic_hits, hit_rate, saved_usd
     semantic: pd.DataFrame  # the newest semantic hits
+    checks: int = 0  # sampled semantic hits checked upstream (rows, not requests)
+    check_cost_usd: float = 0.0  # what those checks cost
 
     @property
     def hit_rate(self) -> float:
         return self.hits / self.cacheable if self.cacheable else 0.0
 
+    @property
+    def net_saved_usd(self) -> float:
+        return self.saved_usd - self.check_cost_usd
+
 
 _TOTALS_SQL = f"""
-SELECT count(cache), count(*) FILTER (WHERE {HIT_SQL}), count(*) FILTER (WHERE cache = 'semantic-hit'),
-       coalesce(sum(saved_usd), 0)
+SELECT count(cache) FILTER (WHERE {CLIENT_SQL}), count(*) FILTER (WHERE {HIT_SQL} AND {CLIENT_SQL}),
+       count(*) FILTER (WHERE cache = 'semantic-hit' AND {CLIENT_SQL}), coalesce(sum(saved_usd), 0),
+       count(*) FILTER (WHERE {CHECK_SQL}), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0)
 FROM requests WHERE {{where}}
 """
 
+# rates over client rows with a cache outcome; the checks' cost beside the savings
 _SERIES_SQL = f"""
-SELECT {{bucket_time}} AS t, count(*) FILTER (WHERE {HIT_SQL}) / count(cache) AS hit_rate,
-       count(*) FILTER (WHERE cache = 'semantic-hit') / count(cache) AS semantic_rate,
-       coalesce(sum(saved_usd), 0) AS saved_usd
-FROM (SELECT {{bucket}} AS i, cache, saved_usd FROM requests WHERE {{where}} AND cache IS NOT NULL)
+SELECT {{bucket_time}} AS t, count(*) FILTER (WHERE {HIT_SQL} AND c) / count(cache) FILTER (WHERE c) AS hit_rate,
+       count(*) FILTER (WHERE cache = 'semantic-hit' AND c) / count(cache) FILTER (WHERE c) AS semantic_rate,
+       coalesce(sum(saved_usd), 0) AS saved_usd, coalesce(sum(cost_usd) FILTER (WHERE NOT c), 0) AS check_cost_usd
+FROM (
+    SELECT {{bucket}} AS i, cache, saved_usd, cost_usd, {CLIENT_SQL} AS c FROM requests
+    WHERE {{where}} AND (cache IS NOT NULL OR {CHECK_SQL})
+)
 GROUP BY i ORDER BY i
 """
 
@@ -61,7 +76,7 @@ _BY_ROUTE_SQL = f"""
 SELECT route, coalesce(cache_namespace, '') AS namespace, count(*) AS requests,
        count(*) FILTER (WHERE {HIT_SQL}) AS hits, count(*) FILTER (WHERE cache = 'semantic-hit') AS semantic_hits,
        count(*) FILTER (WHERE {HIT_SQL}) / count(*) AS hit_rate, coalesce(sum(saved_usd), 0) AS saved_usd
-FROM requests WHERE {{where}} AND cache IS NOT NULL
+FROM requests WHERE {{where}} AND cache IS NOT NULL AND {CLIENT_SQL}
 GROUP BY ALL ORDER BY requests DESC, route, namespace LIMIT 200
 """
 
@@ -69,7 +84,7 @@ _SEMANTIC_SQL = f"""
 WITH hits AS (
     SELECT ts, request_id, route, cache_namespace AS namespace, cache_similarity AS similarity,
            cache_threshold AS threshold, cache_source AS source, {PROMPT_SQL.format(t="")} AS prompt
-    FROM requests WHERE {{where}} AND cache = 'semantic-hit' ORDER BY ts DESC LIMIT $limit
+    FROM requests WHERE {{where}} AND cache = 'semantic-hit' AND {CLIENT_SQL} ORDER BY ts DESC LIMIT $limit
 )
 SELECT hits.*, {PROMPT_SQL.format(t="s.")} AS source_prompt
 FROM hits LEFT JOIN (
@@ -83,18 +98,23 @@ ORDER BY hits.ts DESC
 def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
     def compute(con: Any, now: float) -> CacheData:
         where, params = filters.where(now)
-        cacheable, hits, semantic, saved = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
+        totals = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
+        cacheable, hits, semantic, saved, checks, check_cost = totals
         start, width, _ = filters.buckets(now)
         wide = con.execute(
             _SERIES_SQL.format(where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)),
             params,
         ).df()  # fmt: skip
         rates = wide.melt(id_vars="t", value_vars=["hit_rate", "semantic_rate"], var_name="group", value_name="rate")
-        saved_series = wide.assign(group="saved")[["t", "group", "saved_usd"]]
+        saved_series = wide.melt(
+            id_vars="t", value_vars=["saved_usd", "check_cost_usd"], var_name="group", value_name="usd"
+        ).replace({"group": {"saved_usd": "saved", "check_cost_usd": "checks' cost"}})
+        if not checks:  # no line for checks on a cache that never checks
+            saved_series = saved_series[saved_series["group"] == "saved"]
         by_route = con.execute(_BY_ROUTE_SQL.format(where=where), params).df()
         semantic_rows = con.execute(_SEMANTIC_SQL.format(where=where), {**params, "limit": limit}).df()
         return CacheData(int(cacheable), int(hits), int(semantic), float(saved), rates, saved_series, by_route,
-                         semantic_rows)  # fmt: skip
+                         semantic_rows, int(checks), float(check_cost))  # fmt: skip
 
     return ctx.queries.answer(("cache", filters, limit), compute)
 

@@ -1,6 +1,11 @@
 """The cost page's data: spend by team / key / user / model / provider / route over time, cost
 per 1k requests, the top spenders, and what the cache and routing saved.
 
+Spend counts every priced row, the gateway's checks of sampled semantic hits included (they
+are charged to the hit's key, team and user); request counts are client requests only
+(:data:`.sql.CLIENT_SQL`), so cost per 1k requests is what a thousand requests cost, checks
+and all.
+
 *Routing savings* are an estimate: per route, what its requests would have cost had each
 gone to the route's dearest target (that target's mean cost per priced request in the same
 window), minus what they cost. A route with one target, or whose targets cost the same,
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import bucket_sql, bucket_time_sql
+from .sql import CHECK_SQL, CLIENT_SQL, bucket_sql, bucket_time_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,30 +35,32 @@ TOP_SERIES = 6  # the chart shows the top groups; the rest is "(other)"
 
 @dataclass(frozen=True, slots=True)
 class CostData:
-    requests: int
-    cost_usd: float
+    requests: int  # client requests (sql.CLIENT_SQL)
+    cost_usd: float  # every priced row: cache checks are spend too
     priced: int  # requests with a cost (cache hits count 0, unpriced targets are left out)
     cache_saved_usd: float
     routing_saved_usd: float
     top: pd.DataFrame  # group, requests, cost_usd, cost_per_1k_usd, share
     series: pd.DataFrame  # t, group, cost_usd (per bucket)
     bucket_s: int
+    check_cost_usd: float = 0.0  # spent checking sampled semantic hits, within cost_usd
 
     @property
     def cost_per_1k_usd(self) -> float:
         return 1000 * self.cost_usd / self.priced if self.priced else 0.0
 
 
-_TOTALS_SQL = """
-SELECT count(*), coalesce(sum(cost_usd), 0), count(cost_usd), coalesce(sum(saved_usd), 0)
-FROM requests WHERE {where}
+_TOTALS_SQL = f"""
+SELECT count(*) FILTER (WHERE {CLIENT_SQL}), coalesce(sum(cost_usd), 0), count(cost_usd) FILTER (WHERE {CLIENT_SQL}),
+       coalesce(sum(saved_usd), 0), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0)
+FROM requests WHERE {{where}}
 """
 
-_ROUTING_SAVED_SQL = """
+_ROUTING_SAVED_SQL = f"""
 WITH per_target AS (
     SELECT route, target, count(*) AS n, sum(cost_usd) AS cost, avg(cost_usd) AS mean_cost
-    FROM requests WHERE {where} AND cost_usd IS NOT NULL AND target IS NOT NULL AND cache IS DISTINCT FROM 'hit'
-      AND cache IS DISTINCT FROM 'semantic-hit'
+    FROM requests WHERE {{where}} AND {CLIENT_SQL} AND cost_usd IS NOT NULL AND target IS NOT NULL
+      AND cache IS DISTINCT FROM 'hit' AND cache IS DISTINCT FROM 'semantic-hit'
     GROUP BY ALL
 )
 SELECT coalesce(sum(dearest * n_route - cost_route), 0) FROM (
@@ -62,11 +69,12 @@ SELECT coalesce(sum(dearest * n_route - cost_route), 0) FROM (
 )
 """
 
-_TOP_SQL = """
-SELECT coalesce(CAST({column} AS VARCHAR), '(none)') AS "group", count(*) AS requests,
+_TOP_SQL = f"""
+SELECT coalesce(CAST({{column}} AS VARCHAR), '(none)') AS "group", count(*) FILTER (WHERE {CLIENT_SQL}) AS requests,
        coalesce(sum(cost_usd), 0) AS cost_usd,
-       CASE WHEN count(cost_usd) > 0 THEN 1000 * sum(cost_usd) / count(cost_usd) END AS cost_per_1k_usd
-FROM requests WHERE {where}
+       CASE WHEN count(cost_usd) FILTER (WHERE {CLIENT_SQL}) > 0
+            THEN 1000 * sum(cost_usd) / count(cost_usd) FILTER (WHERE {CLIENT_SQL}) END AS cost_per_1k_usd
+FROM requests WHERE {{where}}
 GROUP BY 1 ORDER BY cost_usd DESC, requests DESC, 1 LIMIT $limit
 """
 
@@ -87,7 +95,7 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
 
     def compute(con: Any, now: float) -> CostData:
         where, params = filters.where(now)
-        n, total, priced, saved = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
+        n, total, priced, saved, checks = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
         routing = con.execute(_ROUTING_SAVED_SQL.format(where=where), params).fetchone()[0]
         top = con.execute(_TOP_SQL.format(column=column, where=where), {**params, "limit": limit}).df()
         top["share"] = top["cost_usd"] / total if total else 0.0
@@ -99,7 +107,9 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
             ),
             params,
         ).df()  # fmt: skip
-        return CostData(int(n), float(total), int(priced), float(saved), float(routing or 0.0), top, series, width)
+        return CostData(
+            int(n), float(total), int(priced), float(saved), float(routing or 0.0), top, series, width, float(checks)
+        )
 
     return ctx.queries.answer(("cost", filters, group, limit), compute)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import bucket_sql, bucket_time_sql
+from .sql import CLIENT_SQL, bucket_sql, bucket_time_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,10 +27,10 @@ class GuardrailData:
     recent: pd.DataFrame
 
 
-_TOTALS_SQL = """
+_TOTALS_SQL = f"""
 SELECT count(*), count(*) FILTER (WHERE len(guardrails) > 0),
        count(*) FILTER (WHERE list_contains(list_transform(guardrails, lambda g: g.action), 'block'))
-FROM requests WHERE {where}
+FROM requests WHERE {{where}} AND {CLIENT_SQL}
 """
 
 _VERDICTS_SQL = """

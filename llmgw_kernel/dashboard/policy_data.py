@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .sql import CLIENT_SQL
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -78,10 +80,10 @@ def diffs(versions: tuple[PolicyVersion, ...]) -> dict[str, str]:
     return out
 
 
-_SERVED_SQL = """
+_SERVED_SQL = f"""
 SELECT coalesce(policy_version, '(none)') AS policy_version, count(*) AS requests,
        min(ts) AS first_served, max(ts) AS last_served
-FROM requests WHERE {where} GROUP BY 1 ORDER BY first_served
+FROM requests WHERE {{where}} AND {CLIENT_SQL} GROUP BY 1 ORDER BY first_served
 """
 
 

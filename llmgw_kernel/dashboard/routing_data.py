@@ -3,7 +3,8 @@ each route's upstream failures and how many its retries and fallbacks rescued, a
 circuit breakers (live state: ``/health`` and ``/metrics``).
 
 Shares count the first target routing planned (``plan[1]``: what the weights chose) and
-the target that served; per-target figures count every upstream attempt (``attempts``).
+the target that served; per-target figures count every upstream attempt (``attempts``) of
+client requests (the gateway's own cache checks are no requests: :data:`.sql.CLIENT_SQL`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import ERROR_SQL, FELL_BACK_SQL, RESCUED_SQL, UPSTREAM_FAILED_SQL
+from .sql import CLIENT_SQL, ERROR_SQL, FELL_BACK_SQL, RESCUED_SQL, UPSTREAM_FAILED_SQL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,12 +34,12 @@ _ROUTES_SQL = f"""
 SELECT route, count(*) AS requests, count(*) FILTER (WHERE {ERROR_SQL}) AS errors,
        count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS upstream_failed,
        count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued, count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
-FROM requests WHERE {{where}} AND route IS NOT NULL AND (len(plan) > 0 OR target IS NOT NULL)
+FROM requests WHERE {{where}} AND {CLIENT_SQL} AND route IS NOT NULL AND (len(plan) > 0 OR target IS NOT NULL)
 GROUP BY ALL ORDER BY requests DESC, route
 """
 
-_SHARES_SQL = """
-WITH r AS (SELECT route, plan[1] AS first, target FROM requests WHERE {where} AND len(plan) > 0),
+_SHARES_SQL = f"""
+WITH r AS (SELECT route, plan[1] AS first, target FROM requests WHERE {{where}} AND {CLIENT_SQL} AND len(plan) > 0),
 planned AS (SELECT route, first AS target, count(*) AS planned_first FROM r GROUP BY ALL),
 served AS (SELECT route, target, count(*) AS served FROM r WHERE target IS NOT NULL GROUP BY ALL)
 SELECT route, target, coalesce(planned_first, 0) AS planned_first,
@@ -49,11 +50,11 @@ FROM planned FULL JOIN served USING (route, target)
 ORDER BY route, planned_first DESC, target
 """
 
-_TARGETS_SQL = """
+_TARGETS_SQL = f"""
 SELECT x.target AS target, count(*) AS attempts, count(*) FILTER (WHERE x.error IS NOT NULL) AS failed,
        count(*) FILTER (WHERE x.error IS NOT NULL) / count(*) AS failure_rate,
        quantile_cont(x.latency_ms, [0.5, 0.95]) AS q
-FROM (SELECT unnest(attempts) AS x FROM requests WHERE {where} AND len(attempts) > 0)
+FROM (SELECT unnest(attempts) AS x FROM requests WHERE {{where}} AND {CLIENT_SQL} AND len(attempts) > 0)
 GROUP BY 1 ORDER BY attempts DESC, target
 """
 

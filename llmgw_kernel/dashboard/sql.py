@@ -9,6 +9,12 @@ error). From it:
 - a *rescue*: an upstream failure that still ended ``ok`` (``RESCUED_SQL``): the route's
   retries or fallbacks hid it from the client. A route whose first target fails 15% of the
   time but always falls back shows 0 errors and a 15% upstream failure rate, 100% rescued.
+
+Not every row is a client's request: the gateway's check of a sampled semantic hit is a row
+of its own (``endpoint = 'cache.check'``, issue 17) whose cost is real spend, charged to the
+hit's budgets. So every count, rate, latency and cache figure is over client requests
+(``CLIENT_SQL``), and spend — ``cost_usd`` and the tokens it paid for — over every row, with
+the checks' share of it shown where the cache's savings are (``CHECK_SQL``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
 HIT_SQL = "(cache IN ('hit', 'semantic-hit'))"
 #: refusals by admission: budget_exceeded | rate_limited
 REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
+#: the ``endpoint`` of a sampled semantic hit's check (``proxy.cache_verify.CHECK_ENDPOINT``)
+CHECK_ENDPOINT = "cache.check"
+#: a client's request (every row but the gateway's own cache checks)
+CLIENT_SQL = f"(endpoint IS DISTINCT FROM '{CHECK_ENDPOINT}')"
+#: the gateway's check of a sampled semantic hit: spend, not a request
+CHECK_SQL = f"(endpoint = '{CHECK_ENDPOINT}')"
 
 
 def bucket_sql(start: float, width: int) -> str:
@@ -38,6 +50,6 @@ def bucket_time_sql(start: float, width: int, index: str = "i") -> str:
 
 
 __all__ = [
-    "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL",
-    "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
+    "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "REFUSED_SQL",
+    "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
 ]  # fmt: skip

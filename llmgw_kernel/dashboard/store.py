@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from .filters import Filters
 from .queries import LogQueries
 from .sql import (
+    CHECK_SQL,
+    CLIENT_SQL,
     ERROR_SQL,
     FELL_BACK_SQL,
     HIT_SQL,
@@ -73,7 +75,7 @@ class Headline:
     ttft_p50_ms: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0  # priced requests only (an unpriced target adds nothing)
+    cost_usd: float = 0.0  # priced rows only (an unpriced target adds nothing); cache checks included
     cacheable: int = 0  # requests on routes with a cache
     cache_hits: int = 0  # exact + semantic
     semantic_hits: int = 0
@@ -85,6 +87,8 @@ class Headline:
     rescued: int = 0  # ... that still ended ok (a retry or fallback hid the failure)
     fell_back: int = 0  # requests that tried more than one target
     retried: int = 0  # requests that repeated a target
+    checks: int = 0  # the gateway's checks of sampled semantic hits (rows, not requests: sql.CHECK_SQL)
+    check_cost_usd: float = 0.0  # ... their cost, within cost_usd
 
     @property
     def rescue_rate(self) -> float:
@@ -121,13 +125,18 @@ class Overview:
     errors_by_target: pd.DataFrame | None = None  # provider, target, attempts, failed, failure_rate
 
 
+# requests, outcomes, latency and cache over client requests; tokens and cost over every row
+# (a cache check is spend, not a request: sql.CLIENT_SQL)
+_C = CLIENT_SQL
 _HEADLINE_SQL = f"""
-SELECT count(*), count(*) FILTER (WHERE {ERROR_SQL}),
-       quantile_cont(latency_ms, [0.5, 0.95, 0.99]), quantile_cont(ttft_ms, [0.5, 0.95, 0.99]),
+SELECT count(*) FILTER (WHERE {_C}), count(*) FILTER (WHERE {ERROR_SQL} AND {_C}),
+       quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE {_C}),
+       quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) FILTER (WHERE {_C}),
        coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
-       coalesce(sum(cost_usd), 0), count(cache),
-       count(*) FILTER (WHERE {HIT_SQL}), count(*) FILTER (WHERE cache = 'semantic-hit'),
-       coalesce(sum(saved_usd), 0), count(*) FILTER (WHERE {RETRIED_SQL})
+       coalesce(sum(cost_usd), 0), count(cache) FILTER (WHERE {_C}),
+       count(*) FILTER (WHERE {HIT_SQL} AND {_C}), count(*) FILTER (WHERE cache = 'semantic-hit' AND {_C}),
+       coalesce(sum(saved_usd) FILTER (WHERE {_C}), 0), count(*) FILTER (WHERE {RETRIED_SQL} AND {_C}),
+       count(*) FILTER (WHERE {CHECK_SQL}), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0)
 FROM requests WHERE {{where}}
 """
 
@@ -135,7 +144,7 @@ FROM requests WHERE {{where}}
 # rescues and fallbacks, and every attempt by target
 _ATTEMPTS_SQL = f"""
 WITH a AS MATERIALIZED (
-    SELECT outcome, retries, attempts FROM requests WHERE {{where}} AND len(attempts) > 0
+    SELECT outcome, retries, attempts FROM requests WHERE {{where}} AND {_C} AND len(attempts) > 0
 ), h AS (
     SELECT count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS failed, count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued,
            count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
@@ -152,8 +161,9 @@ ORDER BY t.failed DESC, t.target
 
 _SERIES_SQL = """
 WITH agg AS (
-    SELECT {bucket} AS i, count(*) AS n,
-           quantile_cont(latency_ms, 0.5) AS p50_ms, quantile_cont(latency_ms, 0.95) AS p95_ms,
+    SELECT {bucket} AS i, count(*) FILTER (WHERE {client}) AS n,
+           quantile_cont(latency_ms, 0.5) FILTER (WHERE {client}) AS p50_ms,
+           quantile_cont(latency_ms, 0.95) FILTER (WHERE {client}) AS p95_ms,
            coalesce(sum(prompt_tokens), 0) AS pt, coalesce(sum(completion_tokens), 0) AS ct,
            {error_columns}
     FROM requests WHERE {where} AND ts >= to_timestamp($start) GROUP BY i
@@ -169,14 +179,15 @@ ORDER BY b.i
 
 # the newest rows: first the cutoff (reads ts alone), then only the rows past it (a constant,
 # so DuckDB skips every Parquet row group older than it)
-_RECENT_CUTOFF_SQL = """
+_RECENT_CUTOFF_SQL = f"""
 SELECT min(ts) FROM (
-    SELECT ts FROM requests WHERE {where} AND ($outcome IS NULL OR outcome = $outcome) ORDER BY ts DESC LIMIT $limit
+    SELECT ts FROM requests WHERE {{where}} AND {_C} AND ($outcome IS NULL OR outcome = $outcome)
+    ORDER BY ts DESC LIMIT $limit
 )
 """
 _RECENT_SQL = f"""
 SELECT {", ".join(RECENT_COLUMNS)}
-FROM requests WHERE {{where}} AND ($outcome IS NULL OR outcome = $outcome) AND ts >= $cutoff
+FROM requests WHERE {{where}} AND {_C} AND ($outcome IS NULL OR outcome = $outcome) AND ts >= $cutoff
 ORDER BY ts DESC
 LIMIT $limit
 """
@@ -186,16 +197,16 @@ _ROUTES_SQL = "SELECT DISTINCT route FROM requests WHERE {where} AND route IS NO
 _ERRORS_BY_REASON_SQL = f"""
 SELECT outcome, coalesce(error_type, '') AS error_type, count(*) AS requests,
        any_value(error_message) AS example
-FROM requests WHERE {{where}} AND {ERROR_SQL}
+FROM requests WHERE {{where}} AND {ERROR_SQL} AND {_C}
 GROUP BY ALL ORDER BY requests DESC, outcome, error_type
 """
 
 
 def _series_sql(where: str, start: float, width: int) -> str:
-    cols = ",\n           ".join(f"count(*) FILTER (WHERE outcome = '{o}') AS e_{o}" for o in ERROR_OUTCOMES)
+    cols = ",\n           ".join(f"count(*) FILTER (WHERE outcome = '{o}' AND {_C}) AS e_{o}" for o in ERROR_OUTCOMES)
     rates = ", ".join(f"coalesce(e_{o}, 0) / $minutes AS errors_per_min_{o}" for o in ERROR_OUTCOMES)
     return _SERIES_SQL.format(
-        error_columns=cols, error_rates=rates, where=where, bucket=bucket_sql(start, width),
+        error_columns=cols, error_rates=rates, where=where, bucket=bucket_sql(start, width), client=_C,
         bucket_time=bucket_time_sql(start, width, "b.i"),
     )  # fmt: skip
 
@@ -263,7 +274,8 @@ class OverviewStore:
             requests=int(row[0]), errors=int(row[1]), p50_ms=lat[0], p95_ms=lat[1], p99_ms=lat[2],
             ttft_p50_ms=ttft[0], ttft_p95_ms=ttft[1], ttft_p99_ms=ttft[2], prompt_tokens=int(row[4]),
             completion_tokens=int(row[5]), cost_usd=float(row[6]), cacheable=int(row[7]), cache_hits=int(row[8]),
-            semantic_hits=int(row[9]), saved_usd=float(row[10]), retried=int(row[11]),
+            semantic_hits=int(row[9]), saved_usd=float(row[10]), retried=int(row[11]), checks=int(row[12]),
+            check_cost_usd=float(row[13]),
         )  # fmt: skip
         attempts = con.execute(_ATTEMPTS_SQL.format(where=where), params).df()
         if len(attempts):
