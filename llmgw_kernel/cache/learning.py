@@ -44,6 +44,11 @@ log = logging.getLogger("llmgw.cache")
 #: semantic hits remembered for feedback (the most recent; ~150 bytes each)
 MAX_SERVED = 100_000
 SPEND_WINDOW_S = 3600.0
+#: a hit's ``cache_verify`` mark: sampled and checked upstream beside the answer
+SAMPLED = "sampled"
+#: a hit's ``cache_verify`` mark: sampled (the hash of its id is below ``verify_rate``) but not
+#: checked, because the route's checks had spent ``verify_max_usd_per_hour`` within the hour
+SKIPPED_CAP = "skipped_cap"
 
 
 class Served(NamedTuple):
@@ -98,24 +103,26 @@ class Learning:
 
     # -- the request path (event loop) --------------------------------------------------------
 
-    def hit(self, q: Query, request_id: str, key_id: str | None) -> bool:
-        """Remember a semantic hit under the bound (for feedback); True if it is to be checked."""
+    def hit(self, q: Query, request_id: str, key_id: str | None) -> str | None:
+        """Remember a semantic hit under the bound (for feedback); the hit's check mark for its
+        log row (``cache_verify``): :data:`SAMPLED` if it is to be checked, :data:`SKIPPED_CAP`
+        if it was sampled but the route's hourly spend cap is spent, None if not sampled."""
         sem = q.settings.semantic
         if sem is None or sem.max_false_hit_rate is None or q.nearest is None:
-            return False
+            return None
         assert q.model is not None
         self.served[request_id] = Served(q.route, q.model, q.nearest.entry.request_id, q.nearest.similarity, key_id)
         if len(self.served) > MAX_SERVED:
             self.served.popitem(last=False)
         if not sampled(request_id, DEFAULT_VERIFY_RATE if sem.verify_rate is None else sem.verify_rate):
-            return False
+            return None
         cap = DEFAULT_VERIFY_MAX_USD_PER_HOUR if sem.verify_max_usd_per_hour is None else sem.verify_max_usd_per_hour
         if self._spent(q.route, time.time()) >= cap:
             self.skipped_by_cap += 1
             self.on_skipped(q.route)
-            return False
+            return SKIPPED_CAP
         self.checks += 1
-        return True
+        return SAMPLED
 
     def _spent(self, route: str, now: float) -> float:
         spent = self.spend.setdefault(route, deque())

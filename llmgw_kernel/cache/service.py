@@ -241,8 +241,8 @@ class CacheService:
                 self.semantic_hits += 1
                 rec.cache, rec.cache_source = "semantic-hit", found.entry.request_id
                 rec.cache_reason = None
-                if self.learning.hit(q, rec.request_id, rec.key_id):
-                    rec.cache_verify = "sampled"  # the proxy asks upstream once the answer is served
+                # sampled: the proxy asks upstream once the answer is served; skipped_cap: it does not
+                rec.cache_verify = self.learning.hit(q, rec.request_id, rec.key_id)
                 return Hit("semantic-hit", found.entry, found.similarity)
             rec.cache_reason = rec.cache_reason or found.reason
         self.misses += 1

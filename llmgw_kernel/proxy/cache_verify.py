@@ -19,7 +19,8 @@ as such:
   is bounded by the route's hourly cap instead;
 - **in /metrics**: ``llmgw_cache_checks_total{route,outcome}`` (``ok``, ``failed``, and
   ``skipped_cap``: a sampled hit not checked because the route's hourly cap was spent, as
-  /health's ``checks_skipped_by_spend_cap``),
+  /health's ``checks_skipped_by_spend_cap``, and marked ``cache_verify = 'skipped_cap'`` on the
+  hit's own row),
   ``llmgw_cache_check_cost_usd_total{route}``, and within ``llmgw_cost_usd_total`` (all the
   gateway spent); never in ``llmgw_requests_total``.
 """

@@ -89,7 +89,7 @@ def test_a_hit_remembered_for_feedback_holds_no_vector_and_no_answer(tmp_path):
             q = Query(s, "m", "ns", None, True, "ctx", np.full(384, i, np.float32), None, MODEL)
             answer = b"%06d" % i + b"x" * 4096  # the served entry's answer (4 KB)
             q.nearest = Nearest(Entry(f"req_src{i}", 1.0, answer, "d/echo", None), 0.95)
-            assert gw.hit(q, f"req_hit{i:06d}", "key_a") is False  # remembered, not sampled
+            assert gw.hit(q, f"req_hit{i:06d}", "key_a") is None  # remembered, not sampled
             del q, answer
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
