@@ -17,11 +17,16 @@ log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) an
 The dashboard process runs at nice 10 as under ``llmgw serve`` (``--panel-nice`` changes it):
 on a machine busy with other work its wall times stretch first; CPU seconds do not.
 
-Each run starts a fresh dashboard process (cold caches: the query cache's 2 s TTL would
-otherwise answer the next run). Prints a table per page (median and spread over the runs).
+Each run starts a fresh dashboard process (cold caches: the query cache would otherwise
+answer the next run). The pages are opened one after another in one browser context, as an
+operator's browser would: a first page loads Bokeh's and Panel's JavaScript (~3.5 MB) once,
+and the pages after it take it from the browser's cache. ``--cold`` opens each page in a
+fresh context instead (every page downloads every script: a first visit's time, each time).
+Prints a table per page (median and spread over the runs).
 
     .venv/bin/python benchmarks/dashboard_pages.py                 # 3 runs
     .venv/bin/python benchmarks/dashboard_pages.py --runs 5 --markdown
+    .venv/bin/python benchmarks/dashboard_pages.py --cold     # every page a first visit
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ def log_range(data_dir: Path) -> tuple[str, str, int]:
     return lo.strftime(fmt), (hi.replace(microsecond=0) + __import__("datetime").timedelta(seconds=1)).strftime(fmt), n
 
 
-def one_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> dict[str, dict[str, float]]:
+def one_run(
+    data_dir: Path, policy: Path, query: str, nice: int = 10, cold: bool = False
+) -> dict[str, dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
     proc, port = start_panel(data_dir, policy, nice)
@@ -79,12 +86,15 @@ def one_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> dict[st
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            warm = browser.new_page()  # the first page pays for Bokeh's JS once (as a browser would)
+            # one context = one browser cache: the first page pays for the JavaScript once, as an
+            # operator's browser does (browser.new_page() would open a fresh context each time)
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            warm = context.new_page()
             warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
             warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
             warm.close()
             for name in PAGES:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page = browser.new_page(viewport={"width": 1400, "height": 900}) if cold else context.new_page()
                 c0 = cpu_s(proc.pid)
                 t0 = time.perf_counter()
                 page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="an existing log (with policy-live.yaml) instead of replay_scale's cached one")  # fmt: skip
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--panel-nice", type=int, default=10, help="the dashboard process's nice level (serve: 10)")
+    ap.add_argument("--cold", action="store_true", help="each page in a fresh browser context (no cached scripts)")
     args = ap.parse_args(argv)
     from replay_scale import ensure_log
 
@@ -121,10 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores", flush=True)  # fmt: skip
+          f"{os.cpu_count()} cores; {'cold (a fresh browser context per page)' if args.cold else 'warm browser cache'}",
+          flush=True)  # fmt: skip
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(data_dir, policy, query, args.panel_nice))
+        runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
     report(runs, args.markdown)
 
