@@ -78,7 +78,7 @@ class StateSettings(BaseModel):
 
 
 class StateConfigError(ValueError):
-    """The policy names a URL variable that is not set."""
+    """The policy names a URL variable that is not set, or asks for a shared mode without Redis."""
 
 
 def redis_settings(state: StateSettings | None, environ: Any = os.environ) -> tuple[str, RedisSettings] | None:
@@ -88,11 +88,22 @@ def redis_settings(state: StateSettings | None, environ: Any = os.environ) -> tu
     True
     >>> redis_settings(None, {"LLMGW_REDIS_URL": "redis://h:6379"})[0]
     'redis://h:6379'
+    >>> redis_settings(StateSettings(breakers="shared"), {})
+    Traceback (most recent call last):
+    ...
+    llmgw_kernel.state.config.StateConfigError: state.breakers: shared needs Redis, and none is configured: ...
     """
     settings = state.redis if state is not None else None
     if settings is None:
         url = environ.get(DEFAULT_URL_ENV)
-        return (url, RedisSettings()) if url else None
+        if url:
+            return url, RedisSettings()
+        if state is not None and state.breakers == "shared":  # else silently per process: not what was asked
+            raise StateConfigError(
+                f"state.breakers: shared needs Redis, and none is configured: set {DEFAULT_URL_ENV}, or name the "
+                "variable holding its URL with state.redis.url_env (or say state.breakers: local)"
+            )
+        return None
     url = environ.get(settings.url_env)
     if not url:
         raise StateConfigError(f"state.redis.url_env names {settings.url_env}, which is not set")
