@@ -116,7 +116,7 @@ def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
         return CacheData(int(cacheable), int(hits), int(semantic), float(saved), rates, saved_series, by_route,
                          semantic_rows, int(checks), float(check_cost))  # fmt: skip
 
-    return ctx.queries.answer(("cache", filters, limit), compute)
+    return ctx.queries.answer(("cache", filters, limit), compute, filters)
 
 
 __all__ = ["CacheData", "cache"]

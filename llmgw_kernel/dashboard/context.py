@@ -7,6 +7,7 @@ Made once per server (:func:`.pages.build_apps`), handed to every page of every 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ class Context:
         self.queries = queries or LogQueries(data_dir)
         self.live = LiveState(gateway_url)
         self.overview = OverviewStore(data_dir, queries=self.queries)
+        self._policy_routes: tuple[tuple[int, int], tuple[str, ...] | None] | None = None
 
     def close(self) -> None:
         self.queries.close()
@@ -47,14 +49,33 @@ class Context:
         snap = self.live.snapshot()
         if snap is not None and snap.routes:
             return snap.routes
-        if self.policy_path is not None and self.policy_path.is_file():
-            from ..policy.load import PolicyError, load_policy
-
-            try:
-                return tuple(sorted(load_policy(self.policy_path).routes))
-            except PolicyError:
-                pass
+        routes = self._file_routes()
+        if routes is not None:
+            return routes
         return self.queries.answer(("routes-served",), _served_routes)
+
+    def _file_routes(self) -> tuple[str, ...] | None:
+        """The policy file's routes (None: no file, or not a valid policy), read again only
+        when the file changed (every page asks; parsing and validating it is ~0.1 s)."""
+        if self.policy_path is None:
+            return None
+        try:
+            st = self.policy_path.stat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._policy_routes is not None and self._policy_routes[0] == stamp:
+            return self._policy_routes[1]
+        from ..policy.load import PolicyError, load_policy
+
+        try:
+            routes: tuple[str, ...] | None = tuple(sorted(load_policy(self.policy_path).routes))
+        except PolicyError:
+            routes = None
+        self._policy_routes = (stamp, routes)
+        return routes
 
     def options(self, filters: Filters) -> dict[str, list[str]]:
         """Filter name -> its choices: the policy's routes, and the values seen in the window."""
@@ -67,7 +88,7 @@ class Context:
             return {name: sorted(v for v in values or () if v is not None)[:MAX_OPTIONS]
                     for name, values in zip(_OPTION_SQL, row, strict=True)}  # fmt: skip
 
-        found = self.queries.answer(("options", window), compute)
+        found = self.queries.answer(("options", window), compute, window)
         return {"route": list(self.routes()), **found}
 
 

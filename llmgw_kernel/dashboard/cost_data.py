@@ -111,7 +111,7 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
             int(n), float(total), int(priced), float(saved), float(routing or 0.0), top, series, width, float(checks)
         )
 
-    return ctx.queries.answer(("cost", filters, group, limit), compute)
+    return ctx.queries.answer(("cost", filters, group, limit), compute, filters)
 
 
 __all__ = ["GROUPS", "CostData", "cost"]

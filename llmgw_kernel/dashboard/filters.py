@@ -35,6 +35,8 @@ COLUMNS: dict[str, str] = {
 #: chart bucket widths, the smallest giving at most MAX_BUCKETS buckets is used
 BUCKETS_S: tuple[int, ...] = (60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400)
 MAX_BUCKETS = 150
+#: a window that ended this long ago has all its rows in the log (a row reaches it within a flush)
+SETTLE_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,11 @@ class Filters:
                 params[name] = value
         return " AND ".join(parts), params
 
+    def settled(self, now: float, settle_s: float = SETTLE_S) -> bool:
+        """Whether the window ended more than ``settle_s`` ago: the log only appends, so no
+        answer over it can change any more (a preset window never settles)."""
+        return self.until is not None and self.until <= now - settle_s
+
     def bucket_s(self, now: float) -> int:
         """The chart bucket width for this window."""
         since, until = self.bounds(now)
@@ -148,4 +155,4 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-__all__ = ["COLUMNS", "DEFAULT_PRESET", "PRESETS", "Filters", "parse_time"]
+__all__ = ["COLUMNS", "DEFAULT_PRESET", "PRESETS", "SETTLE_S", "Filters", "parse_time"]

@@ -69,7 +69,7 @@ def guardrails(ctx: Context, filters: Filters, limit: int = 50) -> GuardrailData
         recent = con.execute(_RECENT_SQL.format(where=where), {**params, "limit": limit}).df()
         return GuardrailData(int(n), int(fired), int(blocked), verdicts, series, recent)
 
-    return ctx.queries.answer(("guardrails", filters, limit), compute)
+    return ctx.queries.answer(("guardrails", filters, limit), compute, filters)
 
 
 __all__ = ["GuardrailData", "guardrails"]

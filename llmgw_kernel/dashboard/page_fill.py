@@ -132,10 +132,10 @@ class PageFill:
         self.on_answer(answer)
 
 
-def may_change(filters: Filters, now: float, settle_s: float = 120.0) -> bool:
+def may_change(filters: Filters, now: float) -> bool:
     """Whether a refresh can show anything new: not for a range that ended more than
-    ``settle_s`` ago (the log only appends; rows reach it within a flush)."""
-    return filters.until is None or filters.until > now - settle_s
+    :data:`~.filters.SETTLE_S` ago (:meth:`~.filters.Filters.settled`)."""
+    return not filters.settled(now)
 
 
 __all__ = ["QUERY_THREADS", "REFRESH_COST_RATIO", "Answer", "Body", "Options", "PageFill", "may_change"]

@@ -97,7 +97,7 @@ def policy(ctx: Context, filters: Filters) -> PolicyData:
         return con.execute(_SERVED_SQL.format(where=where), params).df()
 
     forecast, note = _forecast(ctx, live_file)
-    rows = ctx.queries.answer(("policy-served", filters), served)
+    rows = ctx.queries.answer(("policy-served", filters), served, filters)
     return PolicyData(
         live_file, snap.policy_version if snap is not None else (versions[-1].version if versions else None),
         snap.reload_error if snap is not None else None, versions, rows, diffs(versions), forecast, note,

@@ -77,7 +77,7 @@ def routing(ctx: Context, filters: Filters) -> RoutingData:
         targets["p95_ms"] = [q[1] if q is not None else None for q in qs]
         return RoutingData(snap is not None, routes, shares, targets, _breakers(snap))
 
-    return ctx.queries.answer(("routing", filters, snap.as_of if snap else None), compute)
+    return ctx.queries.answer(("routing", filters, snap.as_of if snap else None), compute, filters)
 
 
 def _breakers(snap: Any) -> pd.DataFrame:

@@ -259,7 +259,7 @@ class OverviewStore:
             WINDOWS[window]  # noqa: B018 -- an unknown window is a KeyError, as before
             filters = Filters(window=window, route=route)
         return self.queries.answer(
-            ("overview", filters, outcome), lambda con, now: self._query(con, filters, outcome, now)
+            ("overview", filters, outcome), lambda con, now: self._query(con, filters, outcome, now), filters
         )
 
     def close(self) -> None:
