@@ -9,11 +9,17 @@ requests that arrived after ``t`` — no look-ahead), so at every request the ca
 with the evidence the live gateway had then. Replaying the version that served a row applies
 the threshold it logged and is unchanged by them.
 
-The journal is bounded (:mod:`.outcomes`): the outcomes known before its last compaction
+Replicas that share a data directory (and its log) each journal their own outcomes
+(``replicas/<id>/cache-outcomes.jsonl``, :func:`~.outcomes.journal_paths`): a replay folds every
+replica's journal, and the directory's own, as one stream in the order the outcomes became known
+(the candidate learns from all the evidence the replicas gathered, as one gateway would).
+
+A journal is bounded (:mod:`.outcomes`): the outcomes known before its last compaction
 (``through``) are folded into per-region totals, learned as the replay passes ``through``. A
-window whose requests all arrive after ``through`` replays exactly as with the whole journal;
-requests that arrived by then are decided without the folded evidence (less than the live
-gateway had), and the replay's summary says so (:func:`journal_warnings`).
+window whose requests all arrive after the latest ``through`` of the journals replays exactly as
+with the whole journals; requests that arrived by then are decided without (some of) the folded
+evidence (less than the live gateways had), and the replay's summary says so
+(:func:`journal_warnings`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .outcomes import OUTCOMES_FILE, folded_through, load_outcomes
+from .outcomes import folded_through, journal_paths, load_outcomes
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -65,7 +71,8 @@ def journal_warnings(policy: Policy, window: Any, data_dir: Path | None = None) 
     if not uses_bound(policy):
         return []
     root = data_dir if data_dir is not None else journal_dir(window)
-    through = folded_through(Path(root) / OUTCOMES_FILE) if root is not None else None
+    folded = [t for p in journal_paths(Path(root)) if (t := folded_through(p)) is not None] if root is not None else []
+    through = max(folded, default=None)  # a request by the latest misses that journal's folded evidence
     ts = _arrivals(window)
     if through is None or ts is None:
         return []
@@ -82,13 +89,16 @@ def journal_warnings(policy: Policy, window: Any, data_dir: Path | None = None) 
 
 def attach_journal(caches: Caches, policy: Policy, window: Any, data_dir: Path | None = None) -> int:
     """Attach the journaled outcomes to a replay's decision core when ``policy`` uses the bound
-    (``data_dir``: where the journal is; default the window's data directory), up to the
-    window's last arrival. Returns how many were attached."""
+    (``data_dir``: where the journals are; default the window's data directory): those of the
+    directory and of every replica in it, up to the window's last arrival. Returns how many
+    were attached (``Caches.attach_outcomes`` orders them by the time each became known; ties
+    keep the directory's, then the replicas' by id)."""
     if not uses_bound(policy):
         return 0
     root = data_dir if data_dir is not None else journal_dir(window)
     if root is None:
         return 0
-    outcomes = load_outcomes(Path(root) / OUTCOMES_FILE, until=window_end(window))
+    until = window_end(window)
+    outcomes = [o for path in journal_paths(Path(root)) for o in load_outcomes(path, until=until)]
     caches.attach_outcomes(outcomes)
     return len(outcomes)

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 import orjson
 
+from ..datadir import REPLICAS_DIR
 from .bound import Bound, Folded, Outcome, Totals
 
 log = logging.getLogger("llmgw.cache")
@@ -165,6 +166,18 @@ def _lines(path: Path, end: int | None = None) -> Iterator[tuple[bytes, Outcome]
                 log.warning("skipping an unreadable line of %s", path)
                 continue
             yield (line if line.endswith(b"\n") else line + b"\n"), o
+
+
+def journal_paths(data_dir: Path) -> list[Path]:
+    """Every outcome journal of a data directory: its own (a single server's, or one left by a
+    former single server) and each replica's (``replicas/<id>/``, by replica id: replicas that
+    share a log keep their outcomes apart, each learned by the replica that made it). Only
+    those that exist."""
+    root = Path(data_dir)
+    replicas = root / REPLICAS_DIR
+    own = [root / OUTCOMES_FILE]
+    theirs = sorted(replicas.glob(f"*/{OUTCOMES_FILE}")) if replicas.is_dir() else []
+    return [p for p in own + theirs if p.is_file()]
 
 
 def load_outcomes(path: Path, since: float | None = None, until: float | None = None) -> list[Outcome]:

@@ -7,6 +7,7 @@ cannot; the live policy still replays with 0 differences."""
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -17,10 +18,10 @@ import pytest
 from conftest import Gateway, wait_for_rows
 from test_cache_bound_live import PARAPHRASES, PROBE, ask, bound_policy, learn
 
-from llmgw_kernel import open_log, replay
+from llmgw_kernel import load_policy, open_log, replay
 from llmgw_kernel.cache.bound_replay import attach_journal
 from llmgw_kernel.cache.core import Caches
-from llmgw_kernel.cache.outcomes import OUTCOMES_FILE, compact, folded_through
+from llmgw_kernel.cache.outcomes import OUTCOMES_FILE, compact, folded_through, journal_paths
 from llmgw_kernel.replay.window import load_window
 
 
@@ -92,8 +93,6 @@ def test_a_candidate_bound_learns_the_journaled_outcomes_as_they_became_known(se
 
 def test_attach_journal_only_for_a_policy_under_the_bound(served):
     gw, live, _, since = served
-    from llmgw_kernel import load_policy
-
     caches = Caches()
     assert attach_journal(caches, load_policy(candidate(live, 0.49)), None, gw.data_dir) >= 5
     without = copy.deepcopy(live)
@@ -140,4 +139,40 @@ def test_a_compacted_journal_replays_exactly_after_its_folded_outcomes_and_says_
         assert "warnings" not in after.summary["cache"]
         assert after.decisions.loc[ids[-1]]["replay_cache"] == whole.decisions.loc[ids[-1]]["replay_cache"]
     finally:
+        aside.replace(journal)
+
+
+def test_replay_folds_every_replicas_journal(served):
+    """Replicas sharing a data directory journal their outcomes apart
+    (``replicas/<id>/cache-outcomes.jsonl``). The same outcomes split between two replicas'
+    journals, the directory's own gone: the candidate decides exactly as with one journal (it
+    had no evidence before: only the directory's journal was read); a compacted replica journal
+    names the requests it cannot replay exactly."""
+    gw, live, ids, since = served
+    journal = gw.data_dir / OUTCOMES_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 5
+    whole = replayed(candidate(live, 0.49), gw, ids, since)
+    assert whole == ["miss"] * 6 + ["semantic-hit"]
+    a, b = (gw.data_dir / "replicas" / r for r in ("gw-0", "gw-1"))
+    aside = journal.with_suffix(".aside")
+    journal.rename(aside)
+    try:
+        for home, mine in ((a, lines[0::2]), (b, lines[1::2])):  # interleaved: the time order is the replay's
+            home.mkdir(parents=True)
+            (home / OUTCOMES_FILE).write_bytes(b"".join(mine))
+        assert journal_paths(gw.data_dir) == [a / OUTCOMES_FILE, b / OUTCOMES_FILE]
+        assert replayed(candidate(live, 0.49), gw, ids, since) == whole
+        assert attach_journal(Caches(), load_policy(candidate(live, 0.49)), None, gw.data_dir) == len(lines)
+        # one replica's journal compacted (all but its last outcome folded): its warning is the replay's
+        compact(b / OUTCOMES_FILE, keep=1)
+        through = folded_through(b / OUTCOMES_FILE)
+        assert through is not None
+        result = replay(candidate(live, 0.49), gw.data_dir, since=since)
+        assert result.decisions.loc[ids]["replay_cache"].tolist() == whole
+        arrived = [r["ts"].timestamp() for r in wait_for_rows(gw, f"request_id IN {tuple(ids)}", n=len(ids))]
+        (warning,) = result.summary["cache"]["warnings"]
+        assert f" {sum(t <= through for t in arrived)} request(s)" in warning, warning
+    finally:
+        shutil.rmtree(gw.data_dir / "replicas", ignore_errors=True)
         aside.replace(journal)
