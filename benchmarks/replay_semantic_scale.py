@@ -4,6 +4,7 @@ replay and of a 10-threshold sweep, over a synthetic log with embeddings.
     .venv/bin/python benchmarks/replay_semantic_scale.py                   # 1,000,000 rows, 3 runs each
     .venv/bin/python benchmarks/replay_semantic_scale.py --rows 100000 --runs 3
     .venv/bin/python benchmarks/replay_semantic_scale.py --rows 100000 --profile --scenario sweep
+    .venv/bin/python benchmarks/replay_semantic_scale.py --gen-version 1 --alternate   # the v1 log, alternating
 
 **The log**: :mod:`llmgw_kernel.cache.synthetic_log` — written through the real ``LogWriter``,
 its cache fields decided by the live cache's decision core, 384-d synthetic embeddings
@@ -46,16 +47,20 @@ GEN_VERSION = 2
 THRESHOLDS = tuple(round(0.80 + 0.02 * i, 2) for i in range(10))
 
 
-def ensure_log(cache_dir: Path, rows: int) -> Path:
+def ensure_log(cache_dir: Path, rows: int, version: int = GEN_VERSION) -> Path:
     """The data directory holding a log of ``rows`` requests (generated once, then reused; written
-    aside and renamed into place when complete, as ``replay_scale.cached_log`` does)."""
+    aside and renamed into place when complete, as ``replay_scale.cached_log`` does). ``version``:
+    an older generation's folder, measured as it is (never regenerated: its generator is gone)."""
 
     def write(data_dir: Path) -> None:
         from llmgw_kernel.cache.synthetic_log import generate  # not needed to measure an older checkout
 
         generate(data_dir, rows)
 
-    return cached_log(cache_dir / f"rows-{rows}-v{GEN_VERSION}", write)
+    folder = cache_dir / f"rows-{rows}-v{version}"
+    if version != GEN_VERSION and not (folder / "complete.json").exists():
+        raise SystemExit(f"{folder}: no complete log of generation {version} (only {GEN_VERSION} is generated)")
+    return cached_log(folder, write)
 
 
 # -- measurement -----------------------------------------------------------------------------
@@ -98,8 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scenario", choices=SCENARIOS, action="append", help="default: both")
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-semantic-scale")
+    ap.add_argument("--alternate", action="store_true", help="replay, sweep, replay, ... (not all runs of one first)")
     ap.add_argument("--profile", action="store_true", help="one profiled run per scenario: top functions")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument(
+        "--gen-version",
+        type=int,
+        default=GEN_VERSION,
+        help="measure the cached log of an older generation (e.g. 1: the log the 2026-12-05 figures use)",
+    )
     ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -107,24 +119,36 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args.child, args.data_dir, args.out)
         return
-    data_dir = ensure_log(args.cache_dir, args.rows)
+    data_dir = ensure_log(args.cache_dir, args.rows, args.gen_version)
     if args.generate_only:
         print(data_dir)
         return
     print(f"log: {data_dir} ({args.rows:,} rows); load average {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
     medians: dict[str, float] = {}
-    for scenario in args.scenario or SCENARIOS:
-        if args.profile:
+    scenarios = args.scenario or list(SCENARIOS)
+    if args.profile:
+        for scenario in scenarios:
             print(json.dumps(measure(scenario, data_dir, profile=True), default=str))
-            continue
-        runs = [measure(scenario, data_dir) for _ in range(args.runs)]
-        medians[scenario] = statistics.median(r["cpu_s"] for r in runs)
+        return
+    runs: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
+    rounds = range(args.runs)
+    plan = [s for _ in rounds for s in scenarios] if args.alternate else [s for s in scenarios for _ in rounds]
+    for scenario in plan:  # each run's own line as it ends (a long series under load: what is done is kept)
+        run = measure(scenario, data_dir)
+        runs[scenario].append(run)
+        line = f"  {scenario} run {len(runs[scenario])}: CPU s {run['cpu_s']:.2f} | peak RSS MB {run['rss_mb']:,.0f}"
         print(
-            f"{scenario:>7}: CPU s {spread([r['cpu_s'] for r in runs], '{:.2f}')}"
-            f" | req/s/core {spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
-            f" | peak RSS MB {spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
-            f" | wall s {spread([r['wall_s'] for r in runs], '{:.2f}')}"
-            f" | differs {runs[0].get('differs')} | hits {runs[0].get('hits')}  (min / median / max of {len(runs)})",
+            f"{line} | wall s {run['wall_s']:.2f} | load {os.getloadavg()[0]:.1f} | hits {run.get('hits')}", flush=True
+        )
+    for scenario in scenarios:
+        got = runs[scenario]
+        medians[scenario] = statistics.median(r["cpu_s"] for r in got)
+        print(
+            f"{scenario:>7}: CPU s {spread([r['cpu_s'] for r in got], '{:.2f}')}"
+            f" | req/s/core {spread([r['req_s_core'] for r in got], '{:,.0f}')}"
+            f" | peak RSS MB {spread([r['rss_mb'] for r in got], '{:,.0f}')}"
+            f" | wall s {spread([r['wall_s'] for r in got], '{:.2f}')}"
+            f" | differs {got[0].get('differs')} | hits {got[0].get('hits')}  (min / median / max of {len(got)})",
             flush=True,
         )
     if "replay" in medians and "sweep" in medians:

@@ -20,12 +20,16 @@ own cache contents (a hit stores nothing, so what is cached depends on the thres
 own evictions and TTLs, composed with admission and cost as a full replay.
 
 When no budget and no token rate limit applies to any request (admission then does not
-depend on the cache), one composed fold records which requests reach the cache and when, and
-every threshold is folded by a compiled loop over those lookups
-(:mod:`.cache_sweep_kernel`, numba: microseconds per request); otherwise each threshold runs
-the composed fold. Results equal a full :func:`~llmgw_kernel.replay` at each threshold as
-long as every semantic group is searched exactly (groups up to 2,048 entries; larger ones go
-through hnswlib live, which may return slightly different neighbours).
+depend on the cache) and the compiled replay fold folds the window, everything is read over
+columns — the compiled fold's own inputs, one run of it (semantic search off) for which
+requests look the cache up and when, the neighbour lists from the window's float32 matrix
+(:mod:`.cache_sweep_inputs`: no object per request) — and every threshold is folded by a
+compiled loop over those lookups (:mod:`.cache_sweep_kernel`, numba: microseconds per
+request). Otherwise each threshold runs the composed Python fold over the composer's per-row
+objects, searching the same neighbour lists (:class:`NeighbourCaches`). Results equal a full
+:func:`~llmgw_kernel.replay` at each threshold as long as every semantic group is searched
+exactly (groups up to 2,048 entries; larger ones go through hnswlib live, which may return
+slightly different neighbours).
 
 The label-free estimate: a semantic hit of request *i* served *j*'s answer. Where the log
 also holds the answer the model gave *i* itself (*i* was not served from the cache live),
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -56,11 +60,9 @@ import orjson
 
 from ..cache.core import Caches, Query, semantic_settings
 from ..decisions import cache as decide
-from ..decisions.cost import cost_usd
-from ..decisions.limits import applicable_budgets, applicable_rates
 from ..policy.load import PolicySource, load_policy, validate_policy
 from .cache_stage import HIT_KINDS, Outcome, Row, _model, features_of, summary
-from .fold import UPSTREAM
+from .cache_sweep_inputs import Neighbours, Recorded, neighbour_lists, recorded, verified
 
 if TYPE_CHECKING:
     import duckdb
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
 
     from ..cache.exact import Entry
     from ..policy.model import Policy
-    from .fold import Composer, Folded
+    from .fold import Composer
 
 #: answers less similar than this make a semantic hit count as likely wrong
 ANSWER_AGREEMENT = 0.8
@@ -89,35 +91,16 @@ def with_semantic_threshold(policy: PolicySource, threshold: float) -> Policy:
     return validate_policy(doc, pol.source)
 
 
-class Neighbours(NamedTuple):
-    """Per row of ``Composer.all_rows`` (CSR): its candidate rows ``j[ptr[i]:ptr[i+1]]``, best
-    first, their similarity, and whether verification lets each answer it."""
-
-    ptr: np.ndarray
-    j: np.ndarray
-    sim: np.ndarray
-    ok: np.ndarray
-
-    def of(self, i: int) -> range:
-        return range(int(self.ptr[i]), int(self.ptr[i + 1]))
-
-
 class NeighbourCaches(Caches):
     """The cache decision core with its semantic search over precomputed neighbour lists (one
     threshold of a sweep, folded in Python): what it adds to a semantic store is only counted,
-    for eviction; what it finds is the first entries of the list still cached. It records the
-    rows it was asked to look up, in order (the compiled sweep replays that order)."""
+    for eviction; what it finds is the first entries of the list still cached."""
 
     def __init__(self, neighbours: Neighbours, threshold: float, rows: list[Row]) -> None:
         super().__init__()
         self.nb, self.threshold, self.rows = neighbours, threshold, rows
         self.count: dict[tuple[str, str], int] = defaultdict(int)
         self.slot: dict[int, tuple[tuple[str, str], int, int, Entry]] = {}  # row -> (store, ordinal, max, entry)
-        self.looked: list[int] = []
-
-    def lookup(self, q: Query, ts: float, threshold: float | None = None) -> Any:
-        self.looked.append(q.row)
-        return super().lookup(q, ts, threshold)
 
     def add_semantic(self, q: Query, entry: Entry) -> None:
         sem = semantic_settings(q)
@@ -148,12 +131,117 @@ class NeighbourCaches(Caches):
 _NOT_CONSIDERED = Outcome(None)  # the request did not reach a cache (refused, not routed, no cache)
 
 
+class Swept(NamedTuple):
+    """One threshold's cache outcome, per window row."""
+
+    threshold: float
+    kinds: np.ndarray  # object: hit, semantic-hit, miss, bypass; None: it did not reach a cache
+    source: np.ndarray  # int64: the row (window rows, then warm rows) whose answer a hit was served; -1
+    saved: np.ndarray  # object: what a hit saved (its source's cost under the candidate); None
+
+
+def semantic_hits(s: Swept) -> list[tuple[int, int]]:
+    """(request row, source row) of each semantic hit of one threshold."""
+    hits = np.flatnonzero((s.kinds == "semantic-hit") & (s.source >= 0))
+    return list(zip(hits.tolist(), s.source[hits].tolist(), strict=True))
+
+
+class Sweep(NamedTuple):
+    """Every threshold's outcome, and what names a source row."""
+
+    results: list[Swept]
+    rids: Callable[[np.ndarray], list[str | None]]  # request id of rows (window, then warm rows)
+    targets: Callable[[np.ndarray], list[str | None]]  # the target that produced each row's answer
+
+    def source_targets(self, s: Swept) -> Callable[[np.ndarray], list[str | None]]:
+        """The target that produced the answer each hit (window rows) of ``s`` was served."""
+        return lambda rows: self.targets(s.source[rows])
+
+
+def fold_thresholds(c: Composer, thresholds: list[float], compiled: bool | None = None) -> Sweep:
+    """The cache outcome of every request at each threshold, composed as a full replay.
+
+    Compiled (``compiled`` None: when numba is installed), when admission does not depend on the
+    cache and the compiled replay fold folds this window: its inputs are read over columns
+    (:func:`.cache_sweep_inputs.recorded`) and each threshold is folded by
+    :func:`.cache_sweep_kernel.fold_threshold`. Otherwise each threshold runs the composed
+    (Python) fold with :class:`NeighbourCaches`, over the composer's per-row objects."""
+    from . import cache_sweep_kernel as kernel
+
+    if compiled is None:
+        compiled = kernel.available()
+    if compiled and thresholds:
+        rec = recorded(c, min(thresholds))
+        if rec is not None:
+            return _fold_compiled(c.n, rec, thresholds)
+    return _fold_objects(c, thresholds)
+
+
+def _fold_compiled(n: int, rec: Recorded, thresholds: list[float]) -> Sweep:
+    """Each threshold folded by the compiled sweep kernel over ``rec``."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    from . import cache_sweep_kernel as kernel
+
+    names = np.array([None, "hit", "semantic-hit", "miss"], dtype=object)
+    saved_of = _objects_of(rec.up_cost, rec.up_has)
+    order = rec.inputs.order
+    out: list[Swept] = []
+    for t in thresholds:
+        kind, src = kernel.fold_threshold(t, rec.inputs)
+        kinds = rec.fixed.copy()
+        kinds[order] = names[kind[order]]
+        source = src[:n].copy()
+        saved = np.full(n, None, object)
+        hits = np.flatnonzero(source >= 0)
+        own = hits[source[hits] < n]
+        saved[own] = saved_of[source[own]]
+        for i in hits[source[hits] >= n].tolist():  # a source from before the window
+            saved[i] = rec.warm_cost(int(source[i]))
+        out.append(Swept(t, kinds, source, saved))
+
+    def take(col: Any) -> Callable[[np.ndarray], list[str | None]]:
+        return lambda rows: col.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+    return Sweep(out, take(rec.rids), take(rec.targets))
+
+
+def _objects_of(values: np.ndarray, has: np.ndarray) -> np.ndarray:
+    obj = values.astype(object)
+    obj[~has] = None
+    return obj
+
+
+def _fold_objects(c: Composer, thresholds: list[float]) -> Sweep:
+    """Each threshold by the composed Python fold (:class:`NeighbourCaches`)."""
+    rows_ = c.all_rows
+    out: list[Swept] = []
+    if thresholds:
+        stored = store_times(c)
+        m, n = len(rows_), c.n
+        rank = np.empty(m, np.int64)  # insertion order at equal store times: warm rows, then window rows
+        rank[n:] = np.arange(m - n)
+        rank[:n] = np.arange(m - n, m)
+        nb = neighbours(c, stored, rank, min(thresholds))
+        index = {id(r): r.i for r in rows_}
+        for t in thresholds:
+            folded = c.run(NeighbourCaches(nb, t, rows_), threshold=t)
+            outs = [o if o is not None else _NOT_CONSIDERED for o in folded.cache]
+            kinds = np.array([o.kind for o in outs] + [None], object)[:-1]
+            source = np.array([index[id(o.source)] if o.source is not None else -1 for o in outs], np.int64)
+            saved = np.array([*folded.saved, None], object)[:-1]
+            out.append(Swept(t, kinds, source, saved))
+    return Sweep(out, lambda rows: [rows_[i].rid for i in rows.tolist()],
+                 lambda rows: [rows_[i].target for i in rows.tolist()])  # fmt: skip
+
+
 def store_times(c: Composer) -> np.ndarray:
     """When each row's answer enters the cache if it misses (NaN: it stores nothing), per row
-    of ``c.all_rows`` — as the composed fold schedules it (``fold.Composer.run``): a request
-    that ran live stores its logged answer at its logged store time (nothing if it failed); one
-    that runs only in replay stores when it would have finished; a warm row (before the window)
-    stored what the log says."""
+    of ``c.all_rows`` — as the composed Python fold schedules it (``fold.Composer.run``; the
+    compiled sweep reads the compiled fold's schedule, :func:`.cache_sweep_inputs.store_times`):
+    a request that ran live stores its logged answer at its logged store time (nothing if it
+    failed); one that runs only in replay stores when it would have finished; a warm row
+    (before the window) stored what the log says."""
     n = c.n
     out = np.full(len(c.all_rows), np.nan)
     for i, (r, p, f) in enumerate(zip(c.rows, c.prepared, c.facts, strict=True)):
@@ -171,89 +259,50 @@ def store_times(c: Composer) -> np.ndarray:
     return out
 
 
-def _semantic_rows(c: Composer) -> Iterator[tuple[int, Row, Query]]:
-    """Every row (window and warm) taking part in a semantic cache, as the core's query
-    (without its features: grouping does not read them)."""
-    prepared = [*c.prepared, *(p for _, p in c.warm)]
-    for i, (r, p) in enumerate(zip(c.all_rows, prepared, strict=True)):
-        if p.settings is None or p.settings.semantic is None or r.vi < 0:
-            continue
-        q = Query(p.settings, r.route or "", p.ns, p.key, p.read, r.context, r.vector, None, r.model, i)
-        if semantic_settings(q) is not None:
-            yield i, r, q
-
-
 def neighbours(c: Composer, stored: np.ndarray, rank: np.ndarray, floor: float) -> Neighbours:
-    """For each row, the rows of its semantic group whose answer, stored at ``stored``, was
-    visible when it arrived (``stored < ts < stored + ttl_s``), with similarity >= ``floor``,
-    best first (ties: inserted first, i.e. by (store time, ``rank``) — the live order)."""
-    groups: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
-    ttl: dict[tuple[str, str, str, str], float] = {}
+    """:func:`.cache_sweep_inputs.neighbour_lists` over the composer's per-row objects: each
+    window row's earlier-stored visible rows of its semantic group (route, model, namespace,
+    context) with similarity >= ``floor``, best first, verified."""
     rows_ = c.all_rows
-    check: dict[int, bool] = {}
-    for i, _r, q in _semantic_rows(c):
+    m = len(rows_)
+    members: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
+    ttl: dict[tuple[str, str, str, str], float] = {}
+    verify, feat = np.zeros(m, np.bool_), np.full(m, -1, np.int64)
+    texts: dict[Any, int] = {}
+    features: list[Any] = []
+    prepared = [*c.prepared, *(p for _, p in c.warm)]
+    for i, (r, p) in enumerate(zip(rows_, prepared, strict=True)):
+        q = _semantic_query(r, p, i)
+        if q is None:
+            continue
         key = (q.route, q.model or "", q.ns, q.context or "")
-        groups[key].append(i)
-        sem = q.settings.semantic
-        assert sem is not None
-        ttl[key] = sem.ttl_s
-        check[i] = sem.verify
-    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for key, members in groups.items():
-        if len(members) < 2:
-            continue
-        ids = np.asarray(members, np.int64)
-        ids = ids[~np.isnan(stored[ids])]
-        ids = ids[np.lexsort((rank[ids], stored[ids]))]  # the insertion order
-        if not len(ids):
-            continue
-        matrix = rows_[members[0]].matrix
-        vecs = matrix[[rows_[j].vi for j in ids.tolist()]]
-        at = stored[ids]
-        span = ttl[key]
-        for i in members:
-            r = rows_[i]
-            lo = int(np.searchsorted(at, r.ts - span - 1.0, side="left"))
-            hi = int(np.searchsorted(at, r.ts, side="left"))
-            if hi <= lo:
-                continue
-            seen = at[lo:hi]
-            sims = vecs[lo:hi] @ matrix[r.vi]  # as the live store scores: one product over the rows
-            keep = np.flatnonzero((sims >= floor) & (seen + span > r.ts))
-            if len(keep):
-                order = keep[np.argsort(-sims[keep], kind="stable")]
-                found[i] = (ids[lo + order], sims[order])
-    return _csr(len(rows_), found, rows_, check)
+        members[key].append(i)
+        ttl[key] = q.settings.semantic.ttl_s  # type: ignore[union-attr]
+        verify[i] = q.settings.semantic.verify  # type: ignore[union-attr]
+        if r.features_json is not None and features_of(r.features_json) is not None:
+            feat[i] = texts.setdefault(r.features_json, len(texts))
+            if feat[i] == len(features):
+                features.append(features_of(r.features_json))
+    queries = np.zeros(m, np.bool_)
+    queries[: c.n] = True
+    ts = np.array([r.ts for r in rows_], np.float64)
+
+    def vectors(ids: np.ndarray) -> np.ndarray:
+        return np.stack([rows_[j].matrix[rows_[j].vi] for j in ids.tolist()])
+
+    keys = list(members)
+    groups = [np.asarray(members[k], np.int64) for k in keys]
+    nb = neighbour_lists(groups, stored, rank, ts, [ttl[k] for k in keys], queries, vectors, floor)
+    return verified(nb, verify, feat, features)
 
 
-def _csr(
-    m: int, found: dict[int, tuple[np.ndarray, np.ndarray]], rows_: list[Row], check: dict[int, bool]
-) -> Neighbours:
-    """The lists as CSR arrays, each pair verified once (:func:`decide.verify`)."""
-    counts = np.zeros(m + 1, np.int64)
-    for i, (js, _) in found.items():
-        counts[i + 1] = len(js)
-    ptr = np.cumsum(counts)
-    j_all = np.empty(int(ptr[-1]), np.int64)
-    sim_all = np.empty(int(ptr[-1]), np.float64)
-    ok = np.ones(int(ptr[-1]), np.bool_)
-    verdicts: dict[tuple[Any, Any], bool] = {}  # by the two logged feature texts: prompts repeat
-    for i, (js, sims) in found.items():
-        a, b = int(ptr[i]), int(ptr[i + 1])
-        j_all[a:b], sim_all[a:b] = js, sims
-        mine = rows_[i].features_json
-        if not check[i] or mine is None:
-            continue
-        for p, j in enumerate(js.tolist(), a):
-            theirs = rows_[j].features_json
-            if theirs is None:
-                continue
-            passed = verdicts.get((mine, theirs))
-            if passed is None:
-                query, cand = features_of(mine), features_of(theirs)
-                passed = verdicts[(mine, theirs)] = query is None or cand is None or decide.verify(query, cand) is None
-            ok[p] = passed
-    return Neighbours(ptr, j_all, sim_all, ok)
+def _semantic_query(r: Row, p: Any, i: int) -> Query | None:
+    """Row ``i`` as the core's query when it takes part in a semantic cache (its features left
+    out: grouping does not read them)."""
+    if p.settings is None or p.settings.semantic is None or r.vi < 0:
+        return None
+    q = Query(p.settings, r.route or "", p.ns, p.key, p.read, r.context, r.vector, None, r.model, i)
+    return q if semantic_settings(q) is not None else None
 
 
 def sweep_semantic_threshold(
@@ -281,189 +330,31 @@ def sweep_semantic_threshold(
     history, start, warm = _state_before(pol, con, window, since)
     composer = decide(pol, window, history, start, warm, fold=False).composer
     assert composer is not None  # not folded: always prepared
-    rs = composer.rows
-    positives = _positives(pol, rs, window["endpoint"], labels) if labels is not None else None
-    results = [(t, kinds, sources, _summary(window, kinds, sources, saved))
-               for t, kinds, sources, saved in fold_thresholds(composer, ts_list)]  # fmt: skip
-    agreement = _answer_agreement(con, composer.all_rows, results) if estimate else None
+    sweep = fold_thresholds(composer, ts_list)
+    positives = _positives(pol, composer.rows, window["endpoint"], labels) if labels is not None else None
+    agreement = _answer_agreement(con, composer.all_rows, sweep.results) if estimate else None
     table = []
-    for t, kinds, sources, summ in results:
-        hits = [(r, src) for r, k, src in zip(rs, kinds, sources, strict=True) if k == "semantic-hit" and src]
-        row = {"threshold": t, **{k: summ[k] for k in ("considered", "exact_hits", "semantic_hits", "hit_rate")}}
+    for s in sweep.results:
+        summ = summary(window, s.kinds, s.saved, sweep.source_targets(s))
+        pairs = semantic_hits(s)
+        row = {"threshold": s.threshold, **{k: summ[k] for k in ("considered", "exact_hits", "semantic_hits",
+                                                                  "hit_rate")}}  # fmt: skip
         row["saved_usd"] = summ["saved_usd"]
         row["latency_ms_p50"] = summ["latency_ms_p50"]
-        row.update(_estimate(hits, agreement, answer_threshold))
-        row.update(_labelled(hits, labels, positives))
+        row.update(_estimate(pairs, agreement, answer_threshold))
+        row.update(_labelled(pairs, sweep.rids, labels, positives))
         table.append(row)
     return pd.DataFrame(table)
 
 
-def _summary(window: Any, kinds: list[str | None], sources: list[Row | None], saved: list[float | None]) -> Any:
-    """``summary["cache"]`` of one threshold (:func:`.cache_stage.summary`)."""
-
-    def targets(rows: np.ndarray) -> list[str | None]:
-        return [sources[i].target for i in rows.tolist()]  # type: ignore[union-attr]  # hits have a source
-
-    return summary(window, _objects(kinds), _objects(saved), targets)
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), object)
-    out[:] = values
-    return out
-
-
-#: one threshold's result: (threshold, kind per request, source row per request, saved per request)
-Swept = tuple[float, list[str | None], list[Row | None], list[float | None]]
-
-
-def fold_thresholds(c: Composer, thresholds: list[float], compiled: bool | None = None) -> list[Swept]:
-    """The cache outcome of every request at each threshold, composed as a full replay.
-
-    Compiled (``compiled`` None: when numba is installed and admission does not depend on the
-    cache, see :func:`uncoupled`): one composed fold records the lookups, then each threshold
-    is folded by :func:`.cache_sweep_kernel.fold_threshold`. Otherwise each threshold runs the
-    composed fold with :class:`NeighbourCaches`."""
-    from . import cache_sweep_kernel as kernel
-
-    if not thresholds:
-        return []
-    stored = store_times(c)
-    m, n = len(c.all_rows), c.n
-    rank = np.empty(m, np.int64)  # insertion order at equal store times: warm rows, then by lookup
-    rank[n:] = np.arange(m - n)
-    if compiled is None:
-        compiled = kernel.available() and uncoupled(c)
-    if not compiled:
-        rank[:n] = np.arange(m - n, m)
-        nb = neighbours(c, stored, rank, min(thresholds))
-        out: list[Swept] = []
-        for t in thresholds:
-            folded = c.run(NeighbourCaches(nb, t, c.all_rows), threshold=t)
-            outs = [o if o is not None else _NOT_CONSIDERED for o in folded.cache]
-            out.append((t, [o.kind for o in outs], [o.source for o in outs], folded.saved))
-        return out
-    recorder = NeighbourCaches(_no_neighbours(m), float("inf"), c.all_rows)
-    first = c.run(recorder, threshold=float("inf"))
-    order = np.asarray(recorder.looked, np.int64)
-    rank[order] = (m - n) + np.arange(len(order))
-    inputs = sweep_inputs(c, order, stored, neighbours(c, stored, rank, min(thresholds)))
-    names = np.array([None, "hit", "semantic-hit", "miss"], dtype=object)
-    fixed = [o.kind if o is not None else None for o in first.cache]  # bypass / not considered
-    up_cost = _upstream_cost(c, first)
-    out = []
-    for t in thresholds:
-        kind, src = kernel.fold_threshold(t, inputs)
-        kinds = fixed.copy()
-        sources: list[Row | None] = [None] * n
-        saved: list[float | None] = [None] * n
-        for i, k, j in zip(order.tolist(), names[kind[order]].tolist(), src[order].tolist(), strict=True):
-            kinds[i] = k
-            if j >= 0:
-                sources[i] = c.all_rows[j]
-                saved[i] = up_cost(j)
-        out.append((t, kinds, sources, saved))
-    return out
-
-
-def uncoupled(c: Composer) -> bool:
-    """True when no budget and no token rate limit applies to any request of the window: then
-    admission does not depend on the cache (a hit changes only a request's cost and tokens)."""
-    seen: set[tuple[Any, ...]] = set()
-    for f in c.facts:
-        if f is None or not c.plans[f.i]:
-            continue
-        pol = c.row_policy[f.i]
-        memo = (id(pol), f.subject, f.key_version)
-        if memo in seen:
-            continue
-        seen.add(memo)
-        key = c.key_of(f)
-        if applicable_budgets(pol, key, f.subject) or any(
-            r.limit.tpm is not None for r in applicable_rates(pol, key, f.subject)
-        ):
-            return False
-    return True
-
-
-def _no_neighbours(m: int) -> Neighbours:
-    return Neighbours(np.zeros(m + 1, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.bool_))
-
-
-def _upstream_cost(c: Composer, first: Folded) -> Any:
-    """What serving row ``j`` upstream costs under the candidate (a hit's saving when ``j``
-    answered it): the composed fold's cost where ``first`` served it upstream, else the fold's
-    estimate; a row from before the window: its logged tokens at the candidate's price."""
-    memo: dict[int, float | None] = {}
-
-    def cost(j: int) -> float | None:
-        if j not in memo:
-            if j >= c.n:
-                src = c.all_rows[j]
-                memo[j] = cost_usd(c.policy, src.target, src.pt, src.ct)
-            elif first.served_by[j] == UPSTREAM:
-                memo[j] = first.cost[j]
-            else:
-                f, plan = c.facts[j], c.plans[j]
-                assert f is not None and plan is not None
-                memo[j] = c.served(f, c.rows[j], plan)[0]
-        return memo[j]
-
-    return cost
-
-
-def sweep_inputs(c: Composer, order: np.ndarray, stored: np.ndarray, nb: Neighbours) -> Any:
-    """The compiled sweep's integer-coded columns (:class:`.cache_sweep_kernel.SweepInputs`)."""
-    from .cache_sweep_kernel import SweepInputs
-
-    m, n = len(c.all_rows), c.n
-    prepared = [*c.prepared, *(p for _, p in c.warm)]
-    keys: dict[tuple[str, str], int] = {}
-    routes: dict[str, int] = {}
-    sem_stores: dict[tuple[str, str], int] = {}
-    i64 = np.int64
-    lkey, skey, store_of = np.full(m, -1, i64), np.full(m, -1, i64), np.zeros(m, i64)
-    ttl_e, max_e, max_s, sst = np.zeros(m), np.zeros(m, i64), np.zeros(m, i64), np.zeros(m, i64)
-    sem_q, sem_s = np.zeros(m, np.bool_), np.zeros(m, np.bool_)
-    for i, (r, p) in enumerate(zip(c.all_rows, prepared, strict=True)):
-        s = p.settings
-        if s is None:
-            continue
-        route = r.route or ""
-        if s.exact is not None and p.key is not None:
-            skey[i] = keys.setdefault((route, p.key), len(keys))
-            store_of[i] = routes.setdefault(route, len(routes))
-            ttl_e[i], max_e[i] = s.exact.ttl_s, s.exact.max_entries
-            if p.read and i < n:
-                lkey[i] = skey[i]
-    for i, _r, q in _semantic_rows(c):
-        sem = q.settings.semantic
-        assert sem is not None
-        sem_s[i], sem_q[i] = True, q.read
-        sst[i] = sem_stores.setdefault((q.route, q.model or ""), len(sem_stores))
-        max_s[i] = sem.max_entries
-    ts = np.array([r.ts for r in c.all_rows], np.float64)
-    flush = np.array([_flush_at(c, i) for i in order.tolist()], np.float64)
-    return SweepInputs(ts, lkey, skey, store_of, ttl_e, max_e, sem_q, sem_s, sst, max_s, stored, nb.ptr, nb.j,
-                       nb.sim, nb.ok, order, flush, np.arange(n, m, dtype=i64), len(keys), len(routes),
-                       len(sem_stores))  # fmt: skip
-
-
-def _flush_at(c: Composer, i: int) -> float:
-    """When row ``i``'s lookup consulted the stores (``CacheState.lookup``: the logged lookup
-    time, else its admission)."""
-    r, f = c.rows[i], c.facts[i]
-    assert f is not None
-    return r.lookup_at if r.lookup_at is not None else f.decide_at
-
-
 def _estimate(
-    hits: list[tuple[Row, Row]], agreement: dict[tuple[int, int], float] | None, answer_threshold: float
+    hits: list[tuple[int, int]], agreement: dict[tuple[int, int], float] | None, answer_threshold: float
 ) -> dict[str, Any]:
+    """The label-free estimate over one threshold's semantic hits (request row, source row)."""
     none = {"est_false_hit_rate_low": None, "est_false_hit_rate_high": None}
     if agreement is None:
         return {"evaluable": None, "est_false_hits": None, "est_false_hit_rate": None, **none}
-    sims = [agreement[(r.i, src.i)] for r, src in hits if (r.i, src.i) in agreement]
+    sims = [agreement[pair] for pair in hits if pair in agreement]
     if not sims:
         return {"evaluable": 0, "est_false_hits": 0.0 if not hits else None, "est_false_hit_rate": None, **none}
     wrong = sum(1 for s in sims if s < answer_threshold)
@@ -489,11 +380,17 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def _labelled(
-    hits: list[tuple[Row, Row]], labels: Mapping[str, Hashable] | None, positives: int | None
-) -> dict[str, Any]:
+    hits: list[tuple[int, int]], rids: Callable[[np.ndarray], list[str | None]],
+    labels: Mapping[str, Hashable] | None, positives: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Precision and recall of one threshold's semantic hits (request row, source row) against ``labels``."""
     if labels is None:
         return {"precision": float("nan"), "recall": float("nan")}
-    judged = [(labels[r.rid], labels[src.rid]) for r, src in hits if r.rid in labels and src.rid in labels]
+    flat = rids(np.asarray([k for pair in hits for k in pair], np.int64))
+    named = list(zip(flat[::2], flat[1::2], strict=True))
+    judged = [
+        (labels[a], labels[b]) for a, b in named if a is not None and b is not None and a in labels and b in labels
+    ]
     correct = sum(1 for a, b in judged if a == b)
     return {
         "precision": correct / len(judged) if judged else float("nan"),
@@ -559,17 +456,10 @@ def _embedder(model: str | None) -> Any:
     return emb
 
 
-def _answer_agreement(
-    con: Any, rs: list[Row], results: list[tuple[float, list[Any], list[Any], dict[str, Any]]]
-) -> dict[tuple[int, int], float]:
+def _answer_agreement(con: Any, rs: list[Row], results: list[Swept]) -> dict[tuple[int, int], float]:
     """Similarity of the answer each semantic hit would have served to the answer the model
     gave (both from the log), for every (request, source) hit pair of any threshold."""
-    pairs = {
-        (r.i, src.i)
-        for _, kinds, sources, _ in results
-        for r, k, src in zip(rs[: len(kinds)], kinds, sources, strict=True)
-        if k == "semantic-hit" and src is not None and r.ok and r.logged not in HIT_KINDS
-    }
+    pairs = {(i, j) for s in results for i, j in semantic_hits(s) if rs[i].ok and rs[i].logged not in HIT_KINDS}
     if not pairs:
         return {}
     wanted = sorted({rs[i].rid for p in pairs for i in p})

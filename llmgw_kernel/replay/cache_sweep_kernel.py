@@ -19,7 +19,8 @@ those lookups — the decisions of :class:`~llmgw_kernel.cache.core.Caches`:
 - a miss's answer enters the cache at its store time (heap of pending stores, flushed before
   each lookup, as ``CacheState`` does).
 
-The result equals the Python fold at every threshold (tests/cache/test_cache_sweep.py).
+Its inputs are read over columns (:mod:`.cache_sweep_inputs`). The result equals the composed
+Python fold at every threshold (tests/cache/test_cache_sweep.py).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def semantic_state(a: Any) -> Any:
 def fold_threshold(t: float, a: Any) -> tuple[np.ndarray, np.ndarray]:
     """(kind per row, source row per row or -1) of one threshold ``t``."""
     assert _compiled is not None
-    m = len(a.ts)
+    m = len(a.store_at)  # every row: the window's, then the warm rows
     ex = exact_stores(max(a.n_keys, 1), max(a.n_stores, 1), m + 1)
     kind, src = np.zeros(m, np.int8), np.full(m, -1, np.int64)
     _compiled(float(t), a, ex, semantic_state(a), kind, src)

@@ -16,8 +16,10 @@ import yaml
 
 from llmgw_kernel import load_policy, open_log, replay
 from llmgw_kernel.cache.synthetic_log import generate, policy_doc
-from llmgw_kernel.replay import load_window
-from llmgw_kernel.replay.cache_sweep import fold_thresholds, sweep_semantic_threshold, uncoupled
+from llmgw_kernel.replay import _state_before, load_window
+from llmgw_kernel.replay.cache_sweep import fold_thresholds, sweep_semantic_threshold
+from llmgw_kernel.replay.cache_sweep_inputs import coupled
+from llmgw_kernel.replay.fold_inputs import inputs
 from llmgw_kernel.replay.stages import decide
 
 THRESHOLDS = [0.8, 0.86, 0.9, 0.95, 0.98]
@@ -30,15 +32,24 @@ def log_dir(tmp_path_factory) -> Path:
     return data
 
 
-def _composer(policy, data: Path):
+def _composer(policy, data: Path, since=None):
     con = open_log(data)
-    return decide(load_policy(policy), load_window(con), fold=False).composer
+    pol = load_policy(policy)
+    window = load_window(con, since, None)
+    history, start, warm = _state_before(pol, con, window, since)
+    return decide(pol, window, history, start, warm, fold=False).composer
 
 
-def _by_rid(swept):
-    return [
-        (t, kinds, [s.rid if s is not None else None for s in sources], saved) for t, kinds, sources, saved in swept
-    ]
+def _by_rid(sweep):
+    """Each threshold's (threshold, kinds, source request ids, saved) as lists."""
+    out = []
+    for s in sweep.results:
+        hits = np.flatnonzero(s.source >= 0)
+        rids = [None] * len(s.source)
+        for i, rid in zip(hits.tolist(), sweep.rids(s.source[hits]), strict=True):
+            rids[i] = rid
+        out.append((s.threshold, s.kinds.tolist(), rids, s.saved.tolist()))
+    return out
 
 
 def test_the_live_policy_replays_its_own_semantic_log_exactly(log_dir):
@@ -53,8 +64,11 @@ def test_the_live_policy_replays_its_own_semantic_log_exactly(log_dir):
 
 def test_compiled_sweep_equals_the_composed_fold_at_every_threshold(log_dir):
     c = _composer(log_dir / "policy-live.yaml", log_dir)
-    assert uncoupled(c)  # no budget, no token limit: the compiled fold applies
+    assert not coupled(inputs(c))  # no budget, no token limit: the compiled sweep applies
+    c = _composer(log_dir / "policy-live.yaml", log_dir)
     compiled = _by_rid(fold_thresholds(c, THRESHOLDS, compiled=True))
+    for made in ("facts", "prepared", "all_rows", "_cache_rows", "warm"):  # over columns: no object per request
+        assert made not in c.__dict__, made
     folded = _by_rid(fold_thresholds(_composer(log_dir / "policy-live.yaml", log_dir), THRESHOLDS, compiled=False))
     assert compiled == folded
     semantic = [kinds.count("semantic-hit") for _, kinds, _, _ in compiled]
@@ -70,7 +84,7 @@ def test_a_budget_couples_admission_to_the_cache_and_the_sweep_folds_each_thresh
     candidate = tmp_path / "budget.yaml"
     candidate.write_text(yaml.safe_dump(policy_doc(budget_usd=0.05)))
     c = _composer(candidate, log_dir)
-    assert not uncoupled(c)
+    assert coupled(inputs(c))
     table = sweep_semantic_threshold(candidate, log_dir, [0.9], estimate=False)
     full = replay(candidate, log_dir)
     assert full.summary["outcome"]["refused"] > 0  # the budget runs out: refused requests never reach the cache
@@ -111,3 +125,23 @@ def test_the_sweep_equals_the_compiled_replay_at_each_threshold(log_dir, tmp_pat
         assert got is not None
         assert got.cache_kind == kinds, t
         assert got.cache_source_rid == sources and got.saved == saved, t
+
+
+def test_a_window_starting_mid_log_sweeps_with_the_warm_cache(log_dir):
+    """From ``since``, answers cached before it (warm rows, whose vectors are another matrix than
+    the window's) answer the window's lookups: the compiled sweep equals the composed fold at every
+    threshold, and at the live threshold the replay from ``since``."""
+    ts = open_log(log_dir).execute("SELECT min(ts), max(ts) FROM requests").fetchall()[0]
+    since = ts[0] + (ts[1] - ts[0]) / 2
+    policy = log_dir / "policy-live.yaml"
+    c = _composer(policy, log_dir, since)
+    assert c.warm_window is not None and len(c.warm_window) > 100
+    compiled = _by_rid(fold_thresholds(c, THRESHOLDS, compiled=True))
+    assert compiled == _by_rid(fold_thresholds(_composer(policy, log_dir, since), THRESHOLDS, compiled=False))
+    live = replay(policy, log_dir, since=since).decisions
+    _, kinds, sources, _ = compiled[THRESHOLDS.index(0.9)]
+    assert kinds == [k if isinstance(k, str) else None for k in live["replay_cache"]]
+    assert sources == [s if isinstance(s, str) else None for s in live["replay_cache_source"]]
+    n = len(kinds)
+    from_warm = [s for s in sources if s is not None and s not in set(live.index)]
+    assert from_warm and len(from_warm) < n  # some hits are served answers cached before the window
