@@ -25,7 +25,6 @@ import orjson
 from ..policy.model import Target
 from .base import UpstreamError, unsupported
 from .engine import BUILD, DROP, MAP, REFUSE, NativeAdapter, Param, append_turn
-from .http import loads_object
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -281,10 +280,7 @@ class AnthropicStream:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
         }  # fmt: skip
 
-    def feed(self, payload: bytes) -> Iterable[dict[str, Any]]:
-        event = loads_object(payload)
-        if event is None:
-            return
+    def feed(self, event: dict[str, Any]) -> Iterable[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
             msg = event.get("message") or {}

@@ -23,16 +23,12 @@ removed, so clients that read ``choices[0].delta`` on every chunk keep working.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from ..policy.model import Provider, Target
-from .base import AdapterContext, StreamReply
+from .base import AdapterContext
 from .http import error_message, loads_object
 from .openai import OpenAIAdapter
-from .sse import DONE
 
 
 class AzureAdapter(OpenAIAdapter):
@@ -77,11 +73,8 @@ class AzureAdapter(OpenAIAdapter):
             return content_filter_message(err)
         return error_message(raw, status)
 
-    async def _events(self, resp: aiohttp.ClientResponse, reply: StreamReply, drop_usage: bool) -> AsyncIterator[bytes]:
-        async for payload in super()._events(resp, reply, drop_usage):
-            if payload != DONE and b'"delta"' not in payload and _annotation_only(payload):
-                continue
-            yield payload
+    def relays(self, chunk: dict[str, Any]) -> bool:
+        return not _annotation_only(chunk)
 
 
 def content_filter_message(err: dict[str, Any]) -> str:
@@ -97,9 +90,8 @@ def content_filter_message(err: dict[str, Any]) -> str:
     return f"content_filter: {message}" + (f" (filtered: {', '.join(hits)})" if hits else "")
 
 
-def _annotation_only(payload: bytes) -> bool:
+def _annotation_only(chunk: dict[str, Any]) -> bool:
     """A chunk with nothing for an OpenAI client: no usage, and no choice with a ``delta``."""
-    chunk = loads_object(payload)
-    if chunk is None or chunk.get("usage"):
+    if chunk.get("usage"):
         return False
     return all(isinstance(c, dict) and "delta" not in c for c in chunk.get("choices") or [])

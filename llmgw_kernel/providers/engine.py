@@ -243,8 +243,8 @@ class StreamTranslator(Protocol):
 
     usage: dict[str, Any] | None
 
-    def feed(self, payload: bytes) -> Iterable[dict[str, Any]]:
-        """Chunks for one provider SSE payload (raise UpstreamError for an in-stream error)."""
+    def feed(self, event: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """Chunks for one provider SSE event's object (raise UpstreamError for an in-stream error)."""
 
     def finish(self) -> Iterable[dict[str, Any]]:
         """Chunks owed at the end (a final finish_reason, if the provider never sent one)."""
@@ -302,10 +302,10 @@ class NativeAdapter(HttpProvider):
         self, resp: aiohttp.ClientResponse, reply: StreamReply, tr: StreamTranslator, include_usage: bool
     ) -> AsyncIterator[bytes]:
         last: dict[str, Any] | None = None
-        async for payload in self._payloads(resp):
-            if payload == DONE:
+        async for _, event in self._sse(resp):
+            if event is None:  # [DONE]
                 continue
-            for chunk in tr.feed(payload):
+            for chunk in tr.feed(event):
                 last = chunk
                 yield orjson.dumps(chunk)
         for chunk in tr.finish():

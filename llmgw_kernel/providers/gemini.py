@@ -311,10 +311,7 @@ class GeminiStream:
             self._finished.add(index)
             yield self._chunk(index, {}, finish)
 
-    def feed(self, payload: bytes) -> Iterable[dict[str, Any]]:
-        data = loads_object(payload)
-        if data is None:
-            return
+    def feed(self, data: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if isinstance(data.get("error"), dict):
             err = data["error"]
             code = err.get("code")

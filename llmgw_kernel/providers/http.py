@@ -14,7 +14,7 @@ import orjson
 
 from ..policy.model import Provider, Target
 from .base import AdapterContext, UpstreamError, scrub
-from .sse import iter_data
+from .sse import Event, Splitter
 
 
 class HttpProvider:
@@ -129,12 +129,17 @@ class HttpProvider:
         finally:
             resp.release()
 
-    async def _payloads(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The SSE data payloads of ``resp``; the connection is dropped if the reader stops early."""
+    async def _sse(self, resp: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+        """The SSE events of ``resp``, each payload parsed once (:mod:`.sse`); the connection is
+        dropped if the reader stops early."""
         finished = False
+        split = Splitter()
         try:
-            async for payload in iter_data(resp.content.iter_any()):
-                yield payload
+            async for chunk in resp.content.iter_any():
+                for event in split.feed(chunk):
+                    yield event
+            for event in split.close():
+                yield event
             finished = True
         except TimeoutError:
             raise UpstreamError("timeout", f"provider {self.name!r} stalled mid-stream") from None

@@ -20,7 +20,7 @@ import orjson
 from ..policy.model import Provider, Target
 from .base import AdapterContext, Reply, StreamReply
 from .http import HttpProvider, loads_object
-from .sse import DONE, ended
+from .sse import StreamEnd, payloads
 
 
 class OpenAIAdapter(HttpProvider):
@@ -60,8 +60,8 @@ class OpenAIAdapter(HttpProvider):
         ``data`` carries its ``type``)."""
         data = orjson.dumps(self.native_body(endpoint, body, target))
         resp = await self._post(self.native_url(endpoint, target), data, self._timeout(target)[1])
-        payloads = self._payloads(resp)
-        return ended(payloads) if endpoint == "completions" else payloads  # Responses: its own end event
+        end = StreamEnd() if endpoint == "completions" else None  # Responses: its own end event
+        return payloads(self._sse(resp), end)
 
     async def chat(self, body: dict[str, Any], target: Target) -> Reply:
         data = orjson.dumps(self.upstream_body(body, target))
@@ -85,16 +85,25 @@ class OpenAIAdapter(HttpProvider):
         reply.events = self._events(resp, reply, added_usage)
         return reply
 
+    def relays(self, chunk: dict[str, Any]) -> bool:
+        """Whether the client gets this chunk of a chat stream (every one, for OpenAI)."""
+        return True
+
     async def _events(self, resp: aiohttp.ClientResponse, reply: StreamReply, drop_usage: bool) -> AsyncIterator[bytes]:
-        async for payload in ended(self._payloads(resp)):
-            if payload != DONE and b'"usage"' in payload:
-                chunk = loads_object(payload)
-                usage = chunk.get("usage") if chunk else None
+        """The chat stream's payloads as the client gets them; its usage noted in ``reply``."""
+        end = StreamEnd()
+        async for payload, chunk in self._sse(resp):
+            end.see(chunk)
+            if chunk is not None:
+                usage = chunk.get("usage")
                 if usage:
                     reply.usage = usage
-                    if drop_usage and not chunk.get("choices"):  # type: ignore[union-attr]
+                    if drop_usage and not chunk.get("choices"):
                         continue  # the chunk only the gateway asked for
+                if not self.relays(chunk):
+                    continue
             yield payload
+        end.check()
 
 
 async def _never() -> AsyncIterator[bytes]:
