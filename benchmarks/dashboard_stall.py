@@ -61,25 +61,37 @@ def free_port() -> int:
 
 
 # Runs `llmgw serve` with a probe on the proxy's event loop: a task that sleeps 2 ms and, when
-# it wakes up more than 10 ms late, logs by how much, and how much of that the main thread
-# spent waiting for a CPU (schedstat). The rest of the lag happened inside the process: the
-# loop busy (e.g. a garbage collection) or the thread waiting for the GIL.
+# it wakes up more than 10 ms late, logs by how much, how much of that the main thread spent
+# waiting for a CPU (schedstat), how much CPU it used meanwhile (the loop busy: a long callback)
+# and how much of that was garbage collection (gc.callbacks). The rest of the lag — neither
+# waiting for a core nor running — is the main thread asleep inside the process: waiting for
+# the GIL (another thread holds it) or blocked in a call.
 PROBE = """
-import asyncio, os, sys, time
+import asyncio, gc, os, sys, time
 import llmgw_kernel.proxy.runtime as runtime
 
 def runq():
     with open(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat") as fh:
         return int(fh.read().split()[1]) / 1e9
 
+GC = {"s": 0.0, "t0": None}
+def on_gc(phase, info):
+    if phase == "start":
+        GC["t0"] = time.thread_time()
+    elif GC["t0"] is not None:
+        GC["s"] += time.thread_time() - GC["t0"]
+        GC["t0"] = None
+gc.callbacks.append(on_gc)
+
 async def probe():
     while True:
-        t0, r0 = time.perf_counter(), runq()
+        t0, r0, c0, g0 = time.perf_counter(), runq(), time.thread_time(), GC["s"]
         await asyncio.sleep(0.002)
         lag = time.perf_counter() - t0 - 0.002
         if lag > 0.010:
-            waited = (runq() - r0) * 1000
-            print(f"LLMGW_LAG {time.time():.3f} {lag * 1000:.1f} {waited:.1f}", file=sys.stderr, flush=True)
+            waited, cpu = (runq() - r0) * 1000, (time.thread_time() - c0) * 1000
+            print(f"LLMGW_LAG {time.time():.3f} {lag * 1000:.1f} {waited:.1f} {cpu:.1f} {(GC['s'] - g0) * 1000:.1f}",
+                  file=sys.stderr, flush=True)
 
 start = runtime.Gateway.start
 async def start_with_probe(self):
@@ -97,14 +109,19 @@ def loop_stalls(log: Path, start: float, end: float) -> dict:
     lags = []
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("LLMGW_LAG "):
-            _, at, lag, runq = line.split()
+            _, at, lag, runq, cpu, gc_ms = line.split()
             if start <= float(at) <= end:
-                lags.append((float(lag), float(runq)))
-    inside = [lag - min(runq, lag) for lag, runq in lags]
+                lags.append((float(lag), float(runq), float(cpu), float(gc_ms)))
+    inside = [(lag - min(runq, lag), cpu, gc_ms) for lag, runq, cpu, gc_ms in lags]
+    stalls = [(v, min(cpu, v), min(gc_ms, cpu, v)) for v, cpu, gc_ms in inside if v > 20]
     return {
-        "loop_lags_over_20ms": sum(lag > 20 for lag, _ in lags),
-        "in_process_stalls_over_20ms": sum(v > 20 for v in inside),
-        "longest_in_process_stall_ms": max(inside, default=0.0),
+        "loop_lags_over_20ms": sum(lag > 20 for lag, *_ in lags),
+        "in_process_stalls_over_20ms": len(stalls),
+        "longest_in_process_stall_ms": max((v for v, *_ in inside), default=0.0),
+        # the in-process stalls' time: the loop running (of it, collecting garbage) or asleep
+        "stall_ms": sum(v for v, *_ in stalls),
+        "stall_running_ms": sum(cpu for _, cpu, _ in stalls),
+        "stall_gc_ms": sum(g for *_, g in stalls),
     }
 
 
@@ -345,8 +362,9 @@ def markdown(rows: list[dict]) -> str:
     head = ("| phase | proxy requests | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | >10 ms | "
             "server CPU % (main thread) | main thread µs/request | waiting for a CPU, ms/s: server main / client "
             "| loop lags > 20 ms: all / in-process | longest in-process stall ms "
-            "| page GETs (p50 ms) | Chromium loads (p50 ms) |")  # fmt: skip
-    lines = [head, "|" + "---|" * 15]
+            "| in-process stall ms: all / loop running / GC "
+            "| page GETs (p50 ms) | Chromium loads (p50 ms) | 5-page rounds (p50 ms) |")  # fmt: skip
+    lines = [head, "|" + "---|" * 17]
     for r in rows:
         lines.append(
             f"| {r['phase']} | {r['requests']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} "
@@ -356,9 +374,12 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['main_thread_runq_ms_per_s']:.0f} / {r['client_runq_ms_per_s']:.0f} "
             f"| {r['loop_lags_over_20ms']} / {r['in_process_stalls_over_20ms']} "
             f"| {r['longest_in_process_stall_ms']:.0f} "
+            f"| {r['stall_ms']:.0f} / {r['stall_running_ms']:.0f} / {r['stall_gc_ms']:.0f} "
             f"| {r['page_gets']} ({r['page_get_p50_ms']:.0f}) "
             f"| {r['chromium_loads']} ({r['chromium_load_p50_ms']:.0f})"
             + (f", {r['chromium_failures']} timed out" if r["chromium_failures"] else "")
+            + f" | {r['page_rounds']} ({r['page_round_p50_ms']:.0f})"
+            + (f", {r['page_round_failures']} failed" if r["page_round_failures"] else "")
             + " |"
         )
     return "\n".join(lines)
