@@ -22,6 +22,8 @@ two ways:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -80,7 +82,12 @@ class _Log:
         self.con, self.where, self.params, self.present = con, where, params, present
 
     def scan(self, names: Sequence[str]) -> pa.Table:
-        return self._relation(names).to_arrow_table()
+        """The columns ``names`` as one Arrow table (scan order), read with one DuckDB thread:
+        the result's buffers are DuckDB's, and a parallel scan leaves freed buffers in one
+        malloc arena per thread that are never returned (a 1M-row window's 19 columns: ~110 MB
+        more RSS, and no less CPU on a loaded machine)."""
+        with _one_thread(self.con):
+            return self._relation(names).to_arrow_table(SCAN_BATCH_ROWS)
 
     def batches(self, names: Sequence[str], rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         """:meth:`scan` streamed in record batches (scan order)."""
@@ -89,6 +96,91 @@ class _Log:
     def _relation(self, names: Sequence[str]) -> duckdb.DuckDBPyRelation:
         cols = ", ".join(c if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
         return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None)
+
+
+@contextlib.contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block with DuckDB's ``threads`` at 1, then put the setting back."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    if threads == 1:
+        yield
+        return
+    con.execute("SET threads = 1")
+    try:
+        yield
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
+def release_memory() -> None:
+    """Give memory freed by C allocations back to the system: Arrow's pool, and glibc's malloc
+    heap (DuckDB's Arrow results, numpy's arrays and the compiled fold's buffers are malloc'ed;
+    freed, their pages stay in the process otherwise and add to the replay's peak: after the
+    fold of a 1M-row window, ~270 MB)."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]  # glibc
+    except (OSError, AttributeError):  # another C library: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+#: rows per Arrow batch of a scan: a window's column is one array (DuckDB's default batches would
+#: be ~80 arrays per 1M rows, concatenated — copied — by every reader that needs one array)
+SCAN_BATCH_ROWS = 1 << 22
+#: a string column whose distinct values are at most this share of its rows is held as codes
+CODED_MAX_SHARE = 0.25
+#: rows sampled to tell whether a column is worth coding
+CODED_SAMPLE_ROWS = 65_536
+
+
+def _compact(table: pa.Table, keep: Sequence[str] = ("request_id", "ts")) -> pa.Table:
+    """``table`` in the forms the window holds: a string or list-of-strings column of few
+    distinct values as a dictionary column (an int32 code per row, in order of first appearance:
+    :meth:`Window.codes` reads it as it is), the others as they are. A 1M-row window's 10 such
+    columns: ~135 MB of strings held as ~40 MB."""
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    for name in table.column_names:
+        col = table.column(name)
+        if name not in keep and _worth_coding(col):
+            col = _dictionary(_whole(col))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, names=table.column_names)
+
+
+def _worth_coding(col: pa.ChunkedArray) -> bool:
+    """A string (or list of strings) column whose first rows hold few distinct values."""
+    typ = col.type
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        if not (pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type)):
+            return False
+    elif not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        return False
+    sample = _joined(_whole(col.slice(0, CODED_SAMPLE_ROWS)))
+    return len(pc.unique(sample)) <= CODED_MAX_SHARE * max(len(sample), 1)
+
+
+def _joined(col: pa.Array) -> pa.Array:
+    """A list column as one string per row (its elements joined with :data:`PLAN_SEP`)."""
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        return pc.binary_join(col, PLAN_SEP)
+    return col
+
+
+def _dictionary(col: pa.Array) -> pa.DictionaryArray:
+    """``col`` as a dictionary array with int32 indices in order of first appearance (a list
+    column: coded by its elements joined, its dictionary the lists themselves)."""
+    joined = _joined(col)
+    enc = joined.dictionary_encode()
+    if joined is col:
+        return enc  # type: ignore[no-any-return]
+    lists = [split_plan(v) for v in enc.dictionary.to_pylist()]  # few: one per distinct value
+    return pa.DictionaryArray.from_arrays(enc.indices, pa.array(lists, col.type))
 
 
 class _EmbeddingSource:
@@ -166,8 +258,10 @@ def _vectors(column: pa.Array) -> np.ndarray:
 
 
 def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A column as one array (a chunked one concatenated)."""
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    """A column as one array (a chunked one concatenated; one chunk: itself, not a copy)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _permuted(table: pa.Table, order: pa.Array) -> pa.Table:
@@ -220,9 +314,11 @@ class Window(dict[str, Any]):
         missing = [n for n in missing if n not in self._table.column_names]
         if not missing or self._log is None:
             return
-        got = self._read(missing)
+        got = _compact(self._read(missing).select(missing))
         for name in missing:
             self._table = self._table.append_column(name, got.column(name))
+        del got
+        release_memory()
 
     def release(self, names: Sequence[str]) -> None:
         """Stop holding the columns ``names`` (and their numeric forms): their memory is freed, and
@@ -233,6 +329,7 @@ class Window(dict[str, Any]):
             self._table = self._table.drop_columns(drop)
             for key in [k for k in self._memo if k[1] in drop and k[0] in ("numpy", "epoch")]:
                 del self._memo[key]
+            release_memory()
 
     def _read(self, missing: list[str]) -> pa.Table:
         """The columns ``missing`` of the window's rows, in window order (one scan)."""
@@ -255,8 +352,8 @@ class Window(dict[str, Any]):
         cost a few bodies of memory, not all of them."""
         rows = np.asarray(rows, np.int64)
         if name in self._table.column_names or name not in LENT or self._log is None:
-            got = self._column(name).take(pa.array(rows))
-            return got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
+            got = _whole(self._held(name).take(pa.array(rows)))
+            return got.dictionary_decode() if pa.types.is_dictionary(got.type) else got
         if not len(rows):
             return pa.array([], pa.null())
         scan_rows = self._order.to_numpy()[rows] if self._order is not None else rows
@@ -333,6 +430,14 @@ class Window(dict[str, Any]):
         return got.select(names).take(pa.array(back, mask=back < 0))
 
     def _column(self, name: str) -> pa.ChunkedArray:
+        """Column ``name`` as the log holds it (a column held as codes is decoded for the caller)."""
+        col = self._held(name)
+        if pa.types.is_dictionary(col.type):
+            return pa.chunked_array([c.dictionary_decode() for c in col.chunks], col.type.value_type)
+        return col
+
+    def _held(self, name: str) -> pa.ChunkedArray:
+        """Column ``name`` as the window holds it (read first if it is not held)."""
         if name not in self._table.column_names:
             if name not in self._names or name == "embedding":
                 raise KeyError(name)
@@ -416,7 +521,7 @@ class Window(dict[str, Any]):
 
     def valid(self, name: str) -> np.ndarray:
         """True where a column is not NULL."""
-        return pc.is_valid(self._column(name)).to_numpy()  # type: ignore[no-any-return]
+        return pc.is_valid(self._held(name)).to_numpy()  # type: ignore[no-any-return]
 
     def epoch(self, name: str) -> np.ndarray:
         """A time column (TIMESTAMPTZ or epoch seconds) as float64 epoch seconds, NaN for NULL."""
@@ -436,15 +541,13 @@ class Window(dict[str, Any]):
         elements joined with ``\\x1f``; decode with :func:`split_plan`."""
         key = ("codes", name)
         if key not in self._memo:
-            col = self._column(name)
+            col = self._held(name)
             if pa.types.is_null(col.type):  # a column the log predates
                 return np.full(len(col), -1, np.int32), []
-            whole = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)  # one kernel call, not one per chunk
-            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-                whole = pc.binary_join(whole, PLAN_SEP)
-            enc = whole.dictionary_encode()
+            whole = _whole(col)  # one kernel call, not one per chunk
+            enc = whole if pa.types.is_dictionary(whole.type) else _joined(whole).dictionary_encode()
             codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-            self._memo[key] = (codes, enc.dictionary.to_pylist())
+            self._memo[key] = (codes, _joined(enc.dictionary).to_pylist())
         return self._memo[key]  # type: ignore[no-any-return]
 
     def embeddings(self, chunk_rows: int = EMBEDDING_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -542,5 +645,7 @@ def load_window(
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
     identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
-    table = scanned if identity else _permuted(scanned, order)
+    table = _compact(scanned if identity else _permuted(scanned, order))  # coded in window order
+    del scanned
+    release_memory()
     return Window(source, table, None if identity else order, names, "embedding" in names)

@@ -16,7 +16,7 @@ import pytest
 from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
-from llmgw_kernel.replay.window import LENT, LOG_COLUMNS, load_window, split_plan
+from llmgw_kernel.replay.window import LENT, LOG_COLUMNS, _dictionary, load_window, split_plan
 
 T0 = 1_790_000_000.0
 DIM = 8
@@ -310,3 +310,47 @@ def test_mapped_when_the_log_changed_or_the_scan_comes_back_in_another_order(log
         None if v is None else len(v.encode()) for v in ref["metadata"]
     ]
     assert load_window(tmp_path / "empty").mapped("metadata", _lengths).to_pylist() == []
+
+
+def test_few_valued_string_columns_are_held_as_codes_and_read_as_the_log_holds_them(log_dir: Path) -> None:
+    """route, plan (a list), error_type... are held as dictionary columns (an int32 code per row):
+    every reader sees the log's type and values, and codes() is in order of first appearance in
+    window order, as encoding the column read plainly gives it. Distinct-valued columns stay as
+    they are."""
+    ref = _reference(log_dir)
+    window = load_window(log_dir, prefetch=["route", "plan", "error_type", "api", "latency_ms"])
+    held = window.table
+    for name in ("route", "plan", "error_type", "api"):
+        assert pa.types.is_dictionary(held.column(name).type), name
+        col = window.arrow(name)
+        assert not pa.types.is_dictionary(col.type) and col.to_pylist() == ref[name], name
+        plain = col.combine_chunks()
+        if pa.types.is_list(plain.type):
+            plain = pc.binary_join(plain, "\x1f")
+        enc = plain.dictionary_encode()
+        codes, values = window.codes(name)
+        assert values == enc.dictionary.to_pylist(), name  # first appearance, window order
+        assert codes.tolist() == pc.fill_null(enc.indices, -1).to_pylist(), name
+        rows = np.array([5, 0, 989, 5], np.int64)
+        assert window.take(name, rows).to_pylist() == [ref[name][i] for i in rows.tolist()], name
+        assert window.valid(name).tolist() == [v is not None for v in ref[name]], name
+    assert pa.types.is_list(window.arrow("plan").type) and None in window["plan"]
+    assert held.column("request_id").type == pa.string() and held.column("latency_ms").type == pa.float64()
+    plain_bytes = sum(window.arrow(n).nbytes for n in ("route", "plan", "error_type", "api"))
+    assert sum(held.column(n).nbytes for n in ("route", "plan", "error_type", "api")) < plain_bytes
+
+
+def test_an_empty_plan_and_a_null_plan_stay_apart_when_coded() -> None:
+    plans = pa.array([["p/a", "p/b"], [], None, ["p/b"], [], ["p/a", "p/b"]], pa.list_(pa.string()))
+    coded = _dictionary(plans)
+    assert pa.types.is_dictionary(coded.type) and coded.dictionary_decode().to_pylist() == plans.to_pylist()
+    assert coded.indices.to_pylist() == [0, 1, None, 2, 1, 0]
+
+
+def test_a_scan_puts_the_connections_threads_setting_back(log_dir: Path) -> None:
+    con = open_log(log_dir)
+    con.execute("SET threads = 3")
+    window = load_window(con, prefetch=["route"])
+    window.prefetch(["latency_ms", "target"])
+    assert con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 3
+    assert window["target"] == _reference(log_dir)["target"]
