@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import subprocess
@@ -137,11 +138,22 @@ def main(argv: list[str] | None = None) -> int:
         report.write(f"{_FAILED} {type(error).__name__}: {error}".replace("\n", " ") + "\n")
         report.close()
         return 1
+    settle_heap()
     report.write(f"{_READY} {outcome['port']}\n")
     report.close()
     sys.stdin.buffer.read()  # returns when the parent closes our stdin or exits
     server.stop()
     return 0
+
+
+def settle_heap() -> None:
+    """Move everything alive once the server listens (Panel, Bokeh, pandas, DuckDB, the pages'
+    modules: ~180k objects that live as long as the process) out of the garbage collector's
+    reach: every full collection — Panel runs one after sessions close, and allocation-heavy
+    page builds trigger others — then scans only what the sessions made since (~80 ms less CPU
+    per full collection). Garbage already unreachable is collected first, never frozen."""
+    gc.collect()
+    gc.freeze()
 
 
 if __name__ == "__main__":
