@@ -165,7 +165,7 @@ def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
 
     The window's ids are looked up in the (few) sources rather than the sources in the ids:
     a hash table of the sources, probed once per row, instead of one of every id."""
-    sources = window.arrow("cache_source").take(pa.array(rows))
+    sources = window.take("cache_source", rows)
     if sources.null_count == len(sources):
         return np.full(len(rows), -1, np.int64)
     distinct = pc.unique(sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources).drop_null()

@@ -154,14 +154,14 @@ def _compact(table: pa.Table, keep: Sequence[str] = ("request_id", "ts")) -> pa.
 
 
 def _worth_coding(col: pa.ChunkedArray) -> bool:
-    """A string (or list of strings) column whose first rows hold few distinct values."""
+    """A string (or list of strings) column whose first rows' values (NULL aside) are few distinct ones."""
     typ = col.type
     if pa.types.is_list(typ) or pa.types.is_large_list(typ):
         if not (pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type)):
             return False
     elif not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
         return False
-    sample = _joined(_whole(col.slice(0, CODED_SAMPLE_ROWS)))
+    sample = _joined(_whole(col.slice(0, CODED_SAMPLE_ROWS))).drop_null()  # ids of a few rows (cache_source): not coded
     return len(pc.unique(sample)) <= CODED_MAX_SHARE * max(len(sample), 1)
 
 
