@@ -88,9 +88,13 @@ class StreamEnd:
             return
         choices = chunk.get("choices")
         if choices and isinstance(choices, list):
-            named = [c["finish_reason"] for c in choices if isinstance(c, dict) and "finish_reason" in c]
+            named = finished = False
+            for c in choices:
+                if isinstance(c, dict) and "finish_reason" in c:
+                    named = True
+                    finished = finished or bool(c["finish_reason"])
             if named:  # the last chunk naming a finish_reason decides (null while the answer goes on)
-                self.finished = any(named)
+                self.finished = finished
 
     def check(self) -> None:
         if not (self.done or self.finished):
