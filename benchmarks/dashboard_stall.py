@@ -83,15 +83,35 @@ def on_gc(phase, info):
         GC["t0"] = None
 gc.callbacks.append(on_gc)
 
+THREADS = os.environ.get("LLMGW_PROBE_THREADS") == "1"  # who else ran, or waited for a core, meanwhile
+def threads():
+    out = {}
+    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{tid}/schedstat") as fh:
+                run, wait = fh.read().split()[:2]
+            with open(f"/proc/{os.getpid()}/task/{tid}/comm") as fh:
+                out[tid] = (fh.read().strip(), int(run) / 1e6, int(wait) / 1e6)
+        except OSError:
+            pass
+    return out
+
 async def probe():
     while True:
         t0, r0, c0, g0 = time.perf_counter(), runq(), time.thread_time(), GC["s"]
+        before = threads() if THREADS else {}
         await asyncio.sleep(0.002)
         lag = time.perf_counter() - t0 - 0.002
         if lag > 0.010:
             waited, cpu = (runq() - r0) * 1000, (time.thread_time() - c0) * 1000
             print(f"LLMGW_LAG {time.time():.3f} {lag * 1000:.1f} {waited:.1f} {cpu:.1f} {(GC['s'] - g0) * 1000:.1f}",
                   file=sys.stderr, flush=True)
+            if THREADS and lag * 1000 - waited > 20:  # an in-process stall: each other thread's run / wait ms
+                after = threads()
+                parts = [f"{after[t][0]}:{after[t][1] - b[1]:.1f}/{after[t][2] - b[2]:.1f}" for t, b in before.items()
+                         if t in after and t != str(os.getpid()) and after[t][1] + after[t][2] > b[1] + b[2]]
+                print(f"LLMGW_STALL_THREADS {time.time():.3f} {lag * 1000:.1f} " + " ".join(parts),
+                      file=sys.stderr, flush=True)
 
 start = runtime.Gateway.start
 async def start_with_probe(self):
@@ -107,7 +127,14 @@ sys.exit(main())
 def loop_stalls(log: Path, start: float, end: float) -> dict:
     """The probe's reports between ``start`` and ``end`` (epoch seconds)."""
     lags = []
+    others: dict[str, list[float]] = {}  # thread name -> [ran, waited for a core] ms within the stalls
     for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("LLMGW_STALL_THREADS ") and start <= float(line.split()[1]) <= end:
+            for part in line.split()[3:]:
+                name, _, ms = part.rpartition(":")
+                ran, waited = (float(x) for x in ms.split("/"))
+                acc = others.setdefault(name, [0.0, 0.0])
+                acc[0], acc[1] = acc[0] + ran, acc[1] + waited
         if line.startswith("LLMGW_LAG "):
             _, at, lag, runq, cpu, gc_ms = line.split()
             if start <= float(at) <= end:
@@ -122,6 +149,7 @@ def loop_stalls(log: Path, start: float, end: float) -> dict:
         "stall_ms": sum(v for v, *_ in stalls),
         "stall_running_ms": sum(cpu for _, cpu, _ in stalls),
         "stall_gc_ms": sum(g for *_, g in stalls),
+        "stall_other_threads_ms": {k: [round(v[0], 1), round(v[1], 1)] for k, v in others.items()},
     }
 
 
@@ -436,6 +464,11 @@ def main() -> int:
         help="with a copied log, wait up to this long for its compaction before the phases",
     )  # fmt: skip
     parser.add_argument(
+        "--thread-probe", action="store_true",
+        help="also record, during each in-process stall, how long every other thread of the server ran "
+        "and waited for a core (schedstat: stall_other_threads_ms in the JSON rows)",
+    )  # fmt: skip
+    parser.add_argument(
         "--boost", type=int, default=0, metavar="N",
         help="run everything (server, Panel child, client, browser) N nice levels higher, so other "
         "workloads on a shared machine disturb the measurement less; relative priorities are kept (root)",
@@ -443,6 +476,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.boost:
         os.nice(-args.boost)
+    if args.thread_probe:
+        os.environ["LLMGW_PROBE_THREADS"] = "1"
     phases = args.phases.split(",")
     if "chromium" in phases and not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: skipping the chromium phase", file=sys.stderr)
