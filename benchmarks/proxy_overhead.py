@@ -44,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procstat import CLK_TCK, busy_pct, cpu_busy, cpu_ticks, loadavg, mem_mb, thread_ticks  # noqa: E402
+from scaffold import free_port, use_uvloop  # noqa: E402  (free_port: imported from here by other benchmarks)
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 API_KEY = "sk-bench-upstream-0123456789"
@@ -90,12 +91,6 @@ GOALS = {"cpu_us_per_req": 250.0, "added_p50_ms_c1": 0.5, "stream_first_byte_add
 
 def log(msg: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -190,12 +185,7 @@ def start_upstream(kind: str, workdir: Path, load_cpu: str, gap_ms: float) -> tu
 
 def _serve_upstream(fast: int, stream: int, gap_ms: float) -> None:
     """A minimal keep-alive HTTP/1.1 server: fixed JSON on ``fast``, chunked SSE on ``stream``."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     json_response = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(CHAT_JSON)
     ) + CHAT_JSON
@@ -314,12 +304,7 @@ def _python_load(url: str, conns: int, duration: float, stream: bool, model: str
     """aiohttp load generator: ``conns`` keep-alive connections, each one request at a time."""
     import aiohttp
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     body = body_bytes(stream, model)
     headers = {"Content-Type": "application/json", "Authorization": _auth()}
     latencies: list[float] = []

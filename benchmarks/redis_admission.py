@@ -26,8 +26,6 @@ import asyncio
 import os
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,27 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procstat import CLK_TCK, cpu_seconds, cpu_ticks, loadavg  # noqa: E402
-from proxy_overhead import WRK_LUA, Proxy, check_proxy, free_port, run_load, start_upstream  # noqa: E402
+from proxy_overhead import WRK_LUA, Proxy, check_proxy, run_load, start_upstream  # noqa: E402
+from scaffold import pin, spread, start_redis, stop  # noqa: E402
 
 IN_FLIGHT = 16
-
-
-def start_redis(workdir: Path, cpu: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpu, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    import redis
-
-    for _ in range(200):
-        try:
-            if redis.Redis(port=port).ping():
-                break
-        except redis.RedisError:
-            time.sleep(0.02)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def _request_args():
@@ -113,13 +94,7 @@ async def _admission_cpu(url: str | None, n: int) -> float:
 
 
 def admission_round(url: str, redis_pid: int, n: int) -> dict:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    os.sched_setaffinity(0, {0})
+    pin(0)
     local = asyncio.run(_admission_cpu(None, n))
     r0 = cpu_seconds(redis_pid)
     shared = asyncio.run(_admission_cpu(url, n))
@@ -155,10 +130,6 @@ def gateway_round(url: str, workdir: Path, duration: float, upstream: dict, lua:
     return out
 
 
-def _spread(values: list[float]) -> str:
-    return f"median {statistics.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -174,10 +145,10 @@ def main() -> None:
         rounds = [admission_round(url, redis_proc.pid, args.n) for _ in range(args.rounds)]
         for r in rounds:
             print("admission", r, flush=True)
-        print("admission CPU µs/request, in memory:", _spread([r["local_us"] for r in rounds]))
-        print("admission CPU µs/request, Redis:    ", _spread([r["redis_us"] for r in rounds]))
-        print("added by Redis (gateway side):      ", _spread([r["added_us"] for r in rounds]))
-        print("redis-server CPU µs/request:        ", _spread([r["redis_server_us"] for r in rounds]))
+        print("admission CPU µs/request, in memory:", spread([r["local_us"] for r in rounds]))
+        print("admission CPU µs/request, Redis:    ", spread([r["redis_us"] for r in rounds]))
+        print("added by Redis (gateway side):      ", spread([r["added_us"] for r in rounds]))
+        print("redis-server CPU µs/request:        ", spread([r["redis_server_us"] for r in rounds]))
         if args.skip_gateway:
             return
         upstream_proc, upstream = start_upstream("nginx" if shutil.which("nginx") else "python", workdir, "1", 0)
@@ -187,15 +158,13 @@ def main() -> None:
         for g in grounds:
             print("gateway", g, flush=True)
         for name in ("memory", "redis"):
-            print(f"gateway CPU µs/request, {name}:", _spread([g[name]["cpu_us_per_req"] for g in grounds]),
-                  "| req/s:", _spread([g[name]["rps"] for g in grounds]))  # fmt: skip
-        print("gateway CPU added by Redis, µs/request:", _spread([g["added_us"] for g in grounds]))
+            print(f"gateway CPU µs/request, {name}:", spread([g[name]["cpu_us_per_req"] for g in grounds]),
+                  "| req/s:", spread([g[name]["rps"] for g in grounds]))  # fmt: skip
+        print("gateway CPU added by Redis, µs/request:", spread([g["added_us"] for g in grounds]))
     finally:
         if upstream_proc is not None:
-            upstream_proc.send_signal(signal.SIGTERM)
-            upstream_proc.wait()
-        redis_proc.kill()
-        redis_proc.wait()
+            stop(upstream_proc)
+        stop(redis_proc, signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,9 +43,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import CLK_TCK, cpu_seconds, cpu_ticks, loadavg  # noqa: E402
+from procstat import cpu_seconds, loadavg  # noqa: E402
 from proxy_overhead import free_port, http_get  # noqa: E402
-from redis_admission import start_redis  # noqa: E402
+from scaffold import ServeGroup, pin, spread, start_redis, stop  # noqa: E402
 
 GATEWAY_POLICY = """
 providers: {d: {kind: demo}}
@@ -176,13 +177,7 @@ async def _measure(url: str | None, n: int, body: bytes, in_flight: int, tag: st
 
 
 def one_round(url: str, redis_pid: int, n: int, body_bytes: int, in_flight: int, i: int) -> dict[str, Any]:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    os.sched_setaffinity(0, {0})
+    pin(0)
     body = b'{"choices":[{"message":{"content":"' + b"x" * max(body_bytes - 40, 0) + b'"}}]}'
     local = asyncio.run(_measure(None, n, body, in_flight, f"mem{i}"))
     r0 = cpu_seconds(redis_pid)
@@ -196,7 +191,7 @@ def one_round(url: str, redis_pid: int, n: int, body_bytes: int, in_flight: int,
     }  # fmt: skip
 
 
-def _serve(workdir: Path, redis_url: str | None) -> tuple[subprocess.Popen, int]:
+def _serve(workdir: Path, redis_url: str | None) -> tuple[ServeGroup, int]:
     port = free_port()
     (workdir / "policy.yaml").write_text(GATEWAY_POLICY)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
@@ -205,17 +200,16 @@ def _serve(workdir: Path, redis_url: str | None) -> tuple[subprocess.Popen, int]
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "llmgw_kernel", "serve", "--host", "127.0.0.1",
            "--port", str(port), "--policy", str(workdir / "policy.yaml"), "--data-dir", str(workdir / "data"),
            "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
+    gw = ServeGroup(cmd, env, workdir / "serve.log", cwd=workdir)
+
+    def health() -> bool:
         try:
-            if http_get(port, "/health", 0.5)[0] == 200:
-                return proc, port
+            return http_get(port, "/health", 0.5)[0] == 200
         except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("llmgw serve did not start")
-        time.sleep(0.02)
+            return False
+
+    gw.wait_ready(health, timeout=60)
+    return gw, port
 
 
 def _wrk(port: int, lua: Path, duration: float, no_cache: bool) -> dict[str, float]:
@@ -237,27 +231,22 @@ def gateway_round(url: str, duration: float) -> dict[str, Any]:
         workdir = Path(tempfile.mkdtemp(prefix=f"llmgw-xc-{where}-"))
         lua = workdir / "bench.lua"
         lua.write_text(WRK)
-        proc, port = _serve(workdir, redis_url)
+        gw, port = _serve(workdir, redis_url)
         try:
             for kind, no_cache in (("hit", False), ("store", True)):
                 _wrk(port, lua, 2, no_cache)  # warm-up
-                t0 = cpu_ticks(proc.pid)
+                t0 = gw.cpu()
                 w = _wrk(port, lua, duration, no_cache)
-                cpu_s = (cpu_ticks(proc.pid) - t0) / CLK_TCK
+                cpu_s = gw.cpu() - t0
                 out[f"{where}_{kind}"] = {**w, "cpu_us_per_req": round(1e6 * cpu_s / w["requests"], 1)}
         finally:
-            proc.terminate()
-            proc.wait(30)
+            gw.stop()
             shutil.rmtree(workdir, ignore_errors=True)
     for kind in ("hit", "store"):
         added = out[f"redis_{kind}"]["cpu_us_per_req"] - out[f"memory_{kind}"]["cpu_us_per_req"]
         out[f"added_{kind}_us"] = round(added, 1)
     out["loadavg"] = loadavg()
     return out
-
-
-def _spread(values: list[float]) -> str:
-    return f"median {statistics.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f})"
 
 
 def main() -> None:
@@ -279,11 +268,11 @@ def main() -> None:
             for g in grounds:
                 print("gateway", g, flush=True)
             for key in ("memory_hit", "redis_hit", "memory_store", "redis_store"):
-                print(f"gateway {key:12} CPU µs/req:", _spread([g[key]["cpu_us_per_req"] for g in grounds]),
-                      "| req/s:", _spread([g[key]["rps"] for g in grounds]),
-                      "| p99 ms:", _spread([g[key]["p99_ms"] for g in grounds]))  # fmt: skip
+                print(f"gateway {key:12} CPU µs/req:", spread([g[key]["cpu_us_per_req"] for g in grounds]),
+                      "| req/s:", spread([g[key]["rps"] for g in grounds]),
+                      "| p99 ms:", spread([g[key]["p99_ms"] for g in grounds]))  # fmt: skip
             for kind in ("hit", "store"):
-                print(f"gateway CPU added by Redis per {kind}:", _spread([g[f"added_{kind}_us"] for g in grounds]))
+                print(f"gateway CPU added by Redis per {kind}:", spread([g[f"added_{kind}_us"] for g in grounds]))
         if args.skip_in_process:
             return
         rounds = [
@@ -292,16 +281,15 @@ def main() -> None:
         for r in rounds:
             print("round", r, flush=True)
         for what in ("store_us", "hit_us", "miss_us"):
-            print(f"{what:9} CPU µs/op in memory:", _spread([r["memory"][what] for r in rounds]))
-            print(f"{what:9} CPU µs/op on Redis: ", _spread([r["redis"][what] for r in rounds]))
-            print(f"{what:9} added by Redis:     ", _spread([r["added"][what] for r in rounds]))
+            print(f"{what:9} CPU µs/op in memory:", spread([r["memory"][what] for r in rounds]))
+            print(f"{what:9} CPU µs/op on Redis: ", spread([r["redis"][what] for r in rounds]))
+            print(f"{what:9} added by Redis:     ", spread([r["added"][what] for r in rounds]))
         for what in ("store_p50_us", "store_p99_us", "hit_p50_us", "hit_p99_us"):
-            print(f"{what:12} wall µs, Redis:", _spread([r["redis"][what] for r in rounds]))
-        print("Redis bytes per entry:", _spread([r["redis"]["redis_bytes_per_entry"] for r in rounds]))
-        print("redis-server CPU µs/op:", _spread([r["redis_server_us_per_op"] for r in rounds]))
+            print(f"{what:12} wall µs, Redis:", spread([r["redis"][what] for r in rounds]))
+        print("Redis bytes per entry:", spread([r["redis"]["redis_bytes_per_entry"] for r in rounds]))
+        print("redis-server CPU µs/op:", spread([r["redis_server_us_per_op"] for r in rounds]))
     finally:
-        redis_proc.kill()
-        redis_proc.wait()
+        stop(redis_proc, signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -35,7 +35,6 @@ The harness is looked for at ``../shared/bench/gateway-peers`` beside the reposi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -44,13 +43,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from procstat import _descendants, cpu_seconds, loadavg, mem_mb  # noqa: E402
+from procstat import cpu_seconds, loadavg, mem_mb  # noqa: E402
 from proxy_overhead import free_port  # noqa: E402
+from scaffold import ServeGroup, flush_redis, start_redis, stop  # noqa: E402
 
 HARNESS = Path(os.environ.get("BENCH_HARNESS", HERE.parents[1] / "shared" / "bench" / "gateway-peers"))
 CONFIGS = {"w1": (1, False), "w1-redis": (1, True), "w2-redis": (2, True)}
@@ -73,82 +72,33 @@ def harness():  # the shared harness's bench.py (standard library only)
     return bench
 
 
-def start_redis(workdir: Path, cpu: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpu, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(250):
-        if redis_cli(port, "PING") == "PONG":
-            return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
+def gateway(
+    workers: int, port: int, redis_url: str | None, template: Path, env: dict, cpu: str, work: Path
+) -> ServeGroup:  # fmt: skip
+    """One `llmgw serve --workers N` on ``port``, started through benchmarks/gateway_peers_llmgw.py."""
+    env = {**env, "PYTHONPATH": str(HERE.parent)}
+    env.pop("LLMGW_REDIS_URL", None)
+    if redis_url:
+        env["LLMGW_REDIS_URL"] = redis_url
+    cmd = ["taskset", "-c", cpu, sys.executable, str(HERE / "gateway_peers_llmgw.py"), "--port", str(port),
+           "--run-dir", str(work), "--template", str(template), "--workers", str(workers)]  # fmt: skip
+    return ServeGroup(cmd, env, work / f"serve-{port}.log", workers)
 
 
-def redis_cli(port: int, *command: str) -> str:
-    done = subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=10)
-    return done.stdout.strip()
+def answers(port: int, body: bytes) -> bool:
+    """Whether a chat request to ``port`` gets a 200."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
 
 
-class Gateway:
-    """One `llmgw serve --workers N` started through benchmarks/gateway_peers_llmgw.py."""
-
-    def __init__(self, workers: int, redis_url: str | None, template: Path, env: dict, cpu: str, work: Path) -> None:
-        self.workers, self.port = workers, free_port()
-        env = {**env, "PYTHONPATH": str(HERE.parent)}
-        env.pop("LLMGW_REDIS_URL", None)
-        if redis_url:
-            env["LLMGW_REDIS_URL"] = redis_url
-        cmd = ["taskset", "-c", cpu, sys.executable, str(HERE / "gateway_peers_llmgw.py"), "--port", str(self.port),
-               "--run-dir", str(work), "--template", str(template), "--workers", str(workers)]  # fmt: skip
-        self.log = open(work / f"serve-{self.port}.log", "wb")  # noqa: SIM115  (closed in stop)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid, *_descendants(self.proc.pid)]
-
-    def cpu(self, pids: list[int]) -> float:
-        total = 0.0
-        for pid in pids:
-            with contextlib.suppress(OSError):  # a process gone since (a worker restarted: none expected)
-                total += cpu_seconds(pid)
-        return total
-
-    def wait_ready(self, body: bytes, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llmgw serve exited {self.proc.returncode}: see {self.log.name}")
-            if len(_descendants(self.proc.pid)) >= (self.workers if self.workers > 1 else 0) and self._answers(body):
-                time.sleep(3 if self.workers > 1 else 0.5)  # the probe reached one worker: let the others finish
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"llmgw serve not ready after {timeout} s: see {self.log.name}")
-
-    def _answers(self, body: bytes) -> bool:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
-def measure(bench, gw: Gateway, redis: subprocess.Popen | None, args, lua: str) -> list[dict]:
+def measure(bench, gw: ServeGroup, port: int, redis: subprocess.Popen | None, args, lua: str) -> list[dict]:
     """One wrk run per scenario against a ready gateway: CPU per request, requests/s, latency."""
     out = []
-    url = f"http://127.0.0.1:{gw.port}/v1/chat/completions"
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     for name, conns in SCENARIOS.items():
         bench.run_wrk(url, conns, args.warmup, {}, "gpt-4o-mini", args.load_cpu, lua)
         pids = gw.pids()
@@ -219,11 +169,12 @@ def main() -> None:
             for config in configs[rnd % len(configs) :] + configs[: rnd % len(configs)]:
                 workers, shared = CONFIGS[config]
                 if shared:
-                    redis_cli(int(url.rsplit(":", 1)[1].split("/")[0]), "FLUSHALL")
-                gw = Gateway(workers, url if shared else None, templates[shared], env, args.proxy_cpu, work)
+                    flush_redis(url)
+                port = free_port()
+                gw = gateway(workers, port, url if shared else None, templates[shared], env, args.proxy_cpu, work)
                 try:
-                    gw.wait_ready(body)
-                    runs = measure(bench, gw, redis if shared else None, args, lua)
+                    gw.wait_ready(lambda port=port: answers(port, body))
+                    runs = measure(bench, gw, port, redis if shared else None, args, lua)
                     rss = mem_mb(gw.proc.pid).get("VmHWM_tree", 0.0)
                 finally:
                     gw.stop()
@@ -234,7 +185,7 @@ def main() -> None:
                         f.write(json.dumps(r) + "\n")
                     print(json.dumps(r), flush=True)
     finally:
-        redis.kill()
+        stop(redis, signal.SIGKILL)
         bench.stop_proc(nginx, sig=signal.SIGQUIT)
     print(summary(rows))
     print(f"raw rows: {raw}")
