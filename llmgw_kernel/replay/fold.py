@@ -20,6 +20,10 @@ window in decision order, each request reading what the previous stages decided 
    reservation and commits that cost at the logged settlement time (estimated for requests
    the live proxy did not serve upstream).
 
+A check of a sampled semantic hit (``endpoint = 'cache.check'``) is not a request: it is never
+admitted nor looked up; its cost is committed (untracked, in its arrival's windows, as live
+``Limits.commit``) when it finished, if the candidate served its hit from the semantic cache too.
+
 The live policy replays its own log to the same decisions: with the same plan, prices and
 limits, every input of every decision is a logged fact. What is estimated for a candidate is
 listed in :mod:`.costs` and docs/replay.md.
@@ -57,8 +61,13 @@ Columns = Any  # a replay window: column name -> values
 COMPILED_FROM_ROWS = 20_000
 _MEMO_MAX = 200_000  # distinct (policy, subject, key version) remembered per fold
 
-#: a request's fate in the composed replay
-UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL = "upstream", "cache", "refused", "unknown_model"
+#: a request's fate in the composed replay (``check``: not a request — the gateway's own check of
+#: a sampled semantic hit, charged to the hit's budgets, never admitted, never looked up)
+UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL, CHECK = "upstream", "cache", "refused", "unknown_model", "check"
+
+#: the ``endpoint`` of a check's log row (``proxy/cache_verify.CHECK_ENDPOINT``; that module
+#: loads the proxy, which replay does not import: a test holds the two equal)
+CHECK_ENDPOINT = "cache.check"
 
 
 class Facts:
@@ -257,6 +266,11 @@ class Composer:
         return self.rows + self._cache_rows[1]
 
     @functools.cached_property
+    def checks(self) -> list[bool]:
+        """Each window row is a check of a sampled semantic hit (``endpoint = 'cache.check'``)."""
+        return [e == CHECK_ENDPOINT for e in self.window["endpoint"]]
+
+    @functools.cached_property
     def all_endpoints(self) -> list[str]:
         warm = self.warm_window
         return list(self.window["endpoint"]) + (list(warm["endpoint"]) if warm is not None else [])
@@ -379,18 +393,30 @@ class Composer:
         def drain(until: float) -> None:
             while events and events[0][0] < until:
                 ev = heapq.heappop(events)
-                if ev[1]:
-                    _apply(limits, ev)
-                else:
+                if not ev[1]:
                     serve(ev[3], ev[0], ev[4])
+                    continue
+                f = ev[3]
+                if checks[f.i]:  # a check is spent only if the candidate served its hit from the semantic cache
+                    out.cost[f.i] = ev[4] if self._checked_hit(out, f) else 0.0
+                    ev = (*ev[:4], out.cost[f.i], *ev[5:])
+                _apply(limits, ev)
 
         # the limits that apply to a (policy, subject, key version): the same for all its requests
         applicable: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}
+        checks = self.checks
         for f in self.order:
             drain(f.decide_at)
             i = f.i
             plan = self.plans[i]
             assert plan is not None
+            if checks[i]:  # never admitted, never looked up: its cost is committed when it finished
+                out.served_by[i], out.cost[i] = CHECK, 0.0
+                if plan:
+                    cost_, _, at = self.served(f, self.rows[i], plan)
+                    seq += 1
+                    heapq.heappush(events, (at, 1, seq, f, cost_, 0, False))
+                continue
             if not plan:
                 out.served_by[i] = UNKNOWN_MODEL
                 continue
@@ -419,6 +445,15 @@ class Composer:
         drain(float("inf"))
         out.unpriced = set(self.costs.unpriced)
         return out
+
+    def _checked_hit(self, out: Folded, f: Facts) -> bool:
+        """The hit whose check ``f`` is was served from the semantic cache by the candidate too
+        (or lies outside the window: a logged fact). Else the candidate never sampled it."""
+        src = self.by_rid.get(self.rows[f.i].source)
+        if src is None:
+            return True
+        o = out.cache[src]
+        return o is not None and o.kind == "semantic-hit"
 
     def _saved(self, out: Folded, src: Row) -> float | None:
         """What a hit saves: its source answer's replayed cost (a source from before the

@@ -35,6 +35,21 @@ def objects(window: Window, name: str) -> np.ndarray:
     return table[codes]  # type: ignore[no-any-return]
 
 
+def checks(window: Any) -> np.ndarray:
+    """True for each row that is the gateway's check of a sampled semantic hit, not a client
+    request (``endpoint = 'cache.check'``: :data:`.fold.CHECK_ENDPOINT`)."""
+    from .fold import CHECK_ENDPOINT
+
+    if isinstance(window, Window):
+        codes, values = window.codes("endpoint")
+        table = np.array([v == CHECK_ENDPOINT for v in values] + [False], np.bool_)
+        return table[codes]  # type: ignore[no-any-return]
+    endpoints = window.get("endpoint")
+    if endpoints is None:  # a window given as a few columns, without the endpoint: client requests
+        return np.zeros(len(window["request_id"]), np.bool_)
+    return np.array([e == CHECK_ENDPOINT for e in endpoints], np.bool_)
+
+
 def _isin(values: np.ndarray, wanted: tuple[str, ...]) -> np.ndarray:
     return np.isin(values, np.array(wanted, object))  # type: ignore[no-any-return]
 

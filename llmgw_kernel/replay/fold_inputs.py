@@ -51,6 +51,7 @@ from ..decisions.limits import (
     worst_case_usd,
 )
 from .costs_columnar import ExpectedCosts, cost_usd_columns
+from .fold import CHECK_ENDPOINT
 from .fold_cache_inputs import cache_arrays
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
@@ -99,7 +100,8 @@ class Decoding:
     targets: pa.ChunkedArray  # the target that served every row (its answer's, for a cache source)
     bypass: np.ndarray  # object: why a window row bypasses the cache (None: it does not)
     read: np.ndarray  # bool: a window row may read the cache (no ``no-cache`` header)
-    unknown_model: np.ndarray  # bool: routed, with an empty plan
+    unknown_model: np.ndarray  # bool: routed, with an empty plan (a request, not a check)
+    unrouted_check: np.ndarray  # bool: a check of a semantic hit, with an empty plan (never spent)
     warm_cost: Callable[[int], float | None]  # what a warm row's answer costs at the candidate's prices
     unpriced: list[set[str]]  # targets each distinct upstream estimate found unpriced
     unpriced_of: np.ndarray  # per window row: its estimate's index into ``unpriced`` (-1: none)
@@ -181,6 +183,7 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     _admission(c, cols, order, gid, groups, plan_code, plans, a)
     unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
     bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
+    check = _checks(cols, a)
     a["n"] = np.array([n], np.int64)
 
     targets = cols.arrow("target", both=True)
@@ -190,10 +193,23 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
         target, pt, ct = (col[i].as_py() for col in (targets, *tokens))
         return cost_usd(c.policy, target, pt, ct)
 
-    decoding = Decoding(cols.arrow("request_id", both=True), targets, bypass, read,
-                        (plan_code >= 0) & ~nonempty[plan_code], warm_cost, unpriced, unpriced_of)  # fmt: skip
+    empty = (plan_code >= 0) & ~nonempty[plan_code]
+    decoding = Decoding(cols.arrow("request_id", both=True), targets, bypass, read, empty & ~check, empty & check,
+                        warm_cost, unpriced, unpriced_of)  # fmt: skip
     return Inputs(a, groups, [b for g in groups.budgets for _, b in g], [r for g in groups.rates for _, r in g],
                   cal[1], decoding, order)  # fmt: skip
+
+
+def _checks(cols: Cols, a: dict[str, np.ndarray]) -> np.ndarray:
+    """The window rows that are checks of a sampled semantic hit (``a["check"]``), and the window
+    row of each one's hit (``a["check_src"]``, -1: not in the window)."""
+    check = cols.eq("endpoint", CHECK_ENDPOINT)
+    src = np.full(cols.n, -1, np.int64)
+    rows = np.flatnonzero(check)
+    if len(rows):
+        src[rows] = source_rows(cols.w, cols.arrow("cache_source").take(pa.array(rows, pa.int64())))
+    a["check"], a["check_src"] = check, src
+    return check  # type: ignore[no-any-return]
 
 
 def plan_codes(c: Composer, window: Window) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:

@@ -37,7 +37,7 @@ from ..decisions.cache import NO_CACHE
 from ..decisions.limits import NANO, Limits, budget_refusal, rate_refusal
 from . import fold_semantic
 from .cache_stage import Outcome
-from .fold import CACHE, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
+from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
 from .fold_borrow import borrow
 from .fold_inputs import Inputs, inputs
 from .fold_semantic import DECLINED, POOL_FULL, sem_add, sem_lookup
@@ -68,7 +68,7 @@ Heap = namedtuple("Heap", "t prio seq row size")
 C = namedtuple(
     "C",
     "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
-    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n sem_logged sem_read",
+    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n sem_logged sem_read check check_src",
 )
 #: what the fold decided per row
 Out = namedtuple(
@@ -78,7 +78,7 @@ Out = namedtuple(
 )
 _ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
 _BYPASS, _HIT, _MISS, _SEMHIT = 1, 2, 3, 4  # cache kinds (0: did not reach a cache)
-_UP, _CACHE, _REFUSED = 1, 2, 3  # served by
+_UP, _CACHE, _REFUSED, _CHECK = 1, 2, 3, 5  # served by (4: unknown model, set after the fold)
 
 
 # -- heaps: (time, prio, seq) -> row -----------------------------------------------------------
@@ -335,6 +335,17 @@ def _serve(i, at_lookup, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def
 
 
 @_jit
+def _charge_check(i, c, out, lim):  # type: ignore[no-untyped-def]
+    """Commit check ``i``'s cost (``Composer._checked_hit``): only if the candidate served its
+    hit from the semantic cache too (or the hit lies outside the window); else it costs 0."""
+    s = c.check_src[i]
+    if s >= 0 and out.cache_kind[s] != _SEMHIT:
+        return
+    out.cost[i], out.cost_nano[i], out.cost_has[i] = c.up_cost[i], c.up_nano[i], c.up_has[i]
+    _commit(i, c.up_has[i], c.up_nano[i], lim)
+
+
+@_jit
 def _drain(until, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def]
     """Apply the lookups and settlements before ``until``; 0, else why the kernel stops (1: a
     rate window overflowed; :data:`DECLINED`, :data:`POOL_FULL`: the semantic cache's)."""
@@ -344,6 +355,8 @@ def _drain(until, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-d
             _serve(i, at, c, ex, ev, out, sx, kx)
             if sx[0].flag[0]:
                 return sx[0].flag[0]
+        elif c.check[i]:
+            _charge_check(i, c, out, lim)
         elif lim.g_tracked[lim.group[i]]:
             if not _settle(i, at, lim, rw, out):
                 return 1
@@ -364,6 +377,11 @@ def _fold(order, warm, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-unty
         stop = _drain(lim.decide[i], lim, rw, c, ex, ev, out, sx, kx)
         if stop:
             return stop
+        if c.check[i]:  # never admitted, never looked up: its cost is committed when it finished
+            out.served_by[i], out.cost[i], out.cost_has[i] = _CHECK, 0.0, True
+            ex.seq[0] += 1
+            _push(ev, c.up_at[i], 1, ex.seq[0], i)
+            continue
         if lim.g_tracked[lim.group[i]]:
             if not _admit(i, lim, rw, out):
                 return 1
@@ -484,7 +502,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     return lim, rw, cin, ex, ev, out
 
 
-_SERVED = np.array([None, UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL], dtype=object)
+_SERVED = np.array([None, UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL, CHECK], dtype=object)
 _ADMISSION = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)
 _CACHE_KIND = np.array([None, "bypass", "hit", "miss", "semantic-hit"], dtype=object)
 
@@ -498,6 +516,7 @@ class FoldedArrays(Folded):
         self._c, self._inp, self._out, self._so, self._why = c, inp, out, so, reasons  # (no super: lists are lazy)
         self._columns: dict[str, np.ndarray] = {}
         d = inp.decoding
+        out.served_by[d.unrouted_check], out.cost_has[d.unrouted_check] = _CHECK, True  # no plan: never spent
         served = out.served_by.copy()
         served[d.unknown_model] = 4
         self.served_code = served
