@@ -20,9 +20,9 @@ import numpy as np
 
 from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
-from .fold import CACHE, REFUSED, UNKNOWN_MODEL, Composer, Folded
+from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
-from .fold_columns import cache_columns, cost_columns, limits_columns
+from .fold_columns import cache_columns, checks, cost_columns, limits_columns
 from .guardrails_stage import guardrail_columns, guardrail_decisions, guardrail_summary
 from .limits_stage import summarize_limits
 from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summarize_routing
@@ -100,7 +100,8 @@ def decide(
         policy, row_policies = row_policies[0], None
     routing, cols, differs = route_window(policy, window, row_policies)
     plans = cols["replay_plan"]
-    if fold and COLUMNAR and isinstance(window, Window) and is_stateless(policy, window, history, row_policies):
+    if (fold and COLUMNAR and isinstance(window, Window) and is_stateless(policy, window, history, row_policies)
+            and not checks(window).any()):  # a check's cost depends on its hit's replayed outcome: folded  # fmt: skip
         outcome = stateless_outcome(policy, window, routing, estimates)
         return Decided(plans, cols, differs, None, None, routing, outcome)
     composer = Composer(policy, window, plans, history, start, warm, row_policies, estimates)
@@ -150,6 +151,7 @@ def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Deci
 
 def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
     """What the candidate would have spent, saved and refused, with the basis of each figure."""
+    checks_of: list[Any] | None  # the cost of each check of a semantic hit (None: one is unpriced)
     if d.stateless is not None:
         o = d.stateless
         upstream_rows = o.served_by == UPSTREAM
@@ -157,6 +159,7 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
         counts = np.bincount(o.served_by, minlength=len(SERVED_BY)).tolist()
         served: Mapping[str | None, int] = dict(zip(SERVED_BY, counts, strict=True))
         spent_of = None if not o.cost_known[upstream_rows].all() else o.cost[upstream_rows].tolist()
+        n_checks, checks_of = 0, []  # a window with checks is folded
         saved: list[float] = []
         refused_logged: list[float] = []
         unpriced, unmeasured = o.unpriced, o.unmeasured
@@ -169,16 +172,22 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
         # counted per fate the summary reports (no 1M-element string copy of the column)
         served = Counter({k: int(np.count_nonzero(by == k)) for k in (UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL)})
         served[None] = int(np.count_nonzero(by == None))  # noqa: E711
+        # a check of a semantic hit is no request, but its cost is spent (0 when the candidate never sampled it)
+        checked = cost[by == CHECK]
+        served[CHECK], n_checks = len(checked), len(checked)
+        checks_of = None if (checked == None).any() else checked.tolist()  # noqa: E711
         upstream = cost[by == "upstream"]
-        spent_of = None if (upstream == None).any() else upstream.tolist()  # noqa: E711
+        spent_of = None if (upstream == None).any() or checks_of is None else upstream.tolist() + checks_of  # noqa: E711
         saved = saved_of[saved_of != None].tolist()  # noqa: E711
         w = as_window(window)
         refused_logged = np.nan_to_num(w.numpy("cost_usd")[by == "refused"]).tolist()
         unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured_of(by == "upstream")
         logged_costs = logged_cost_values(w)
     spent = None if spent_of is None else round(sum(spent_of), 6)
+    n -= n_checks
     return {
         "cost_usd": spent,
+        "checks_usd": None if checks_of is None else round(sum(checks_of), 6),
         "logged_cost_usd": round(sum(logged_costs), 6),
         "cost_per_1k_requests": round(spent / n * 1000, 6) if spent is not None and n else None,
         "outcome": {
@@ -186,6 +195,7 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
             "served_from_cache": served.get("cache", 0),
             "refused": served.get("refused", 0),
             "unknown_model": served.get("unknown_model", 0),
+            "checks": served.get(CHECK, 0),
             "not_routed": served.get(None, 0),
             "saved_by_cache_usd": round(sum(saved), 6),
             "logged_spend_refused_usd": round(sum(refused_logged), 6),
