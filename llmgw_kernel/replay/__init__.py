@@ -125,7 +125,10 @@ def replay(
     kept_columns: dict[str, Any] = {}  # as decided over ``kept`` (what those stages' summaries read)
     differs = np.zeros(n, bool)
     differences: dict[str, int] = {}
-    summary: dict[str, Any] = {"policy_version": pol.version, "requests": n}
+    from .fold_columns import checks
+
+    # a check of a semantic hit (endpoint cache.check) is a row, not a request: its cost is in checks_usd
+    summary: dict[str, Any] = {"policy_version": pol.version, "requests": n - int(np.count_nonzero(checks(window)))}
     for stage in STAGES:
         cols, diff = stage.columns(pol, window if stage.whole_window else kept, decided)
         if not stage.whole_window:
