@@ -42,8 +42,8 @@ _ADDITIVE_COUNTS = (
     "logged.completion_tokens",
 )  # fmt: skip
 _ADDITIVE_USD = (
-    "cost_usd", "logged_cost_usd", "routing.logged_cost_at_candidate_prices_usd", "limits.spend_prevented_usd",
-    "cache.saved_usd", "outcome.saved_by_cache_usd", "outcome.logged_spend_refused_usd",
+    "cost_usd", "checks_usd", "logged_cost_usd", "routing.logged_cost_at_candidate_prices_usd",
+    "limits.spend_prevented_usd", "cache.saved_usd", "outcome.saved_by_cache_usd", "outcome.logged_spend_refused_usd",
     "outcome.logged_spend_blocked_usd",
 )  # fmt: skip
 _UNIONS = ("*unpriced_targets", "logged.policy_versions", "basis.price_source", "cache.warnings")
