@@ -513,6 +513,6 @@ def blocked_summary(summary: dict[str, Any], window: Window, d: GuardrailDecisio
     outcome["logged_spend_blocked_usd"] = spend
     if summary.get("logged_cost_usd") is not None:
         summary["logged_cost_usd"] = round(summary["logged_cost_usd"] + spend, 6)
-    spent, n = summary.get("cost_usd"), len(window)
+    spent, n = summary.get("cost_usd"), summary.get("requests", len(window))  # checks of semantic hits: no requests
     if "cost_per_1k_requests" in summary:
         summary["cost_per_1k_requests"] = round(spent / n * 1000, 6) if spent is not None and n else None
