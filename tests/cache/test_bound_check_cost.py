@@ -148,10 +148,11 @@ def test_the_check_of_an_anthropic_hit_logs_the_chat_body_it_asked(kgw):
     assert body["messages"] == [{"role": "user", "content": PROBE}] and "stream" not in body
 
 
-@pytest.mark.xfail(strict=True, reason="replay admits a cache.check row as a request (change request to replay/fold)")
 def test_replay_does_not_count_a_check_as_an_admitted_request(kgw):
     """Live, a check is charged, never admitted: with a key's rpm of 8, six misses, the hit and
-    one more request are all admitted. A replay of the live policy must agree."""
+    one more request are all admitted. A replay of the live policy must agree (it admitted the
+    check as a 9th request, and refused the last one by rpm), and its summary counts the check
+    apart from the requests, its cost in ``checks_usd``."""
     key, _ = kgw.create_key(name="rpm-checker", team=TEAM, rpm=8)
     client = kgw.client(key)
     ns = learned_then_hit(kgw, client, "check-rpm")
@@ -168,6 +169,10 @@ def test_replay_does_not_count_a_check_as_an_admitted_request(kgw):
     result = replay(kgw.policy_path, kgw.data_dir, since=min(r["ts"] for r in rows))
     mine = result.decisions.loc[[r["request_id"] for r in rows]]
     assert int(mine["differs"].sum()) == 0, mine[["replay_admission", "logged_admission"]]
+    check = mine[mine["replay_served_by"] == "check"]
+    assert len(check) == 1 and check["replay_admission"].isna().all() and check["replay_cache"].isna().all()
+    assert float(check["replay_cost_usd"].iloc[0]) == pytest.approx(ACTUAL_USD)
+    assert result.summary["outcome"]["checks"] >= 1 and result.summary["checks_usd"] >= ACTUAL_USD
 
 
 def test_a_sampled_check_is_a_row_charged_to_the_hits_budgets_and_counted_apart(kgw):
