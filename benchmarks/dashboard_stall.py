@@ -83,7 +83,9 @@ def on_gc(phase, info):
         GC["t0"] = None
 gc.callbacks.append(on_gc)
 
-THREADS = os.environ.get("LLMGW_PROBE_THREADS") == "1"  # who else ran, or waited for a core, meanwhile
+# who else ran, or waited for a core, meanwhile: once this file exists (reading every thread's
+# schedstat each 2 ms costs a few % of a core, which would keep the compaction wait from settling)
+THREADS_FLAG = os.environ.get("LLMGW_PROBE_THREADS")
 def threads():
     out = {}
     for tid in os.listdir(f"/proc/{os.getpid()}/task"):
@@ -99,6 +101,7 @@ def threads():
 async def probe():
     while True:
         t0, r0, c0, g0 = time.perf_counter(), runq(), time.thread_time(), GC["s"]
+        THREADS = THREADS_FLAG is not None and os.path.exists(THREADS_FLAG)
         before = threads() if THREADS else {}
         await asyncio.sleep(0.002)
         lag = time.perf_counter() - t0 - 0.002
@@ -476,8 +479,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.boost:
         os.nice(-args.boost)
+    thread_flag = Path(tempfile.mkdtemp(prefix="llmgw-stall-probe-")) / "on"
     if args.thread_probe:
-        os.environ["LLMGW_PROBE_THREADS"] = "1"
+        os.environ["LLMGW_PROBE_THREADS"] = str(thread_flag)
     phases = args.phases.split(",")
     if "chromium" in phases and not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found: skipping the chromium phase", file=sys.stderr)
@@ -495,14 +499,17 @@ def main() -> int:
                 if query:
                     waited = wait_compacted(server.pid, args.compact_timeout)
                     print(f"log compaction settled after {waited:.0f} s", flush=True)
+                thread_flag.touch()  # --thread-probe: from now on
                 for name in phases:
                     row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, query=query,
                                     **PHASES[name])  # fmt: skip
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             finally:
+                thread_flag.unlink(missing_ok=True)
                 server.terminate()
                 server.wait(timeout=60)
+    thread_flag.parent.rmdir()
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · nproc {os.cpu_count()} · {' '.join(platform.uname())}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
