@@ -29,6 +29,7 @@ from ..policy.load import PolicyError
 from ..policy.model import Policy, Target
 from ..providers import Adapter, AdapterContext, build_adapter
 from ..state.breakers import SharedBreakers
+from ..state.config import StateConfigError, redis_settings
 from ..state.service import SharedState, start_shared_state
 from .breaker import Breakers
 from .budget_metrics import BudgetCollector
@@ -229,7 +230,8 @@ class Gateway:
         self._stamp = stamp
         try:
             policy = await asyncio.to_thread(load_servable, self.policy_path)
-        except PolicyError as exc:
+            redis_settings(policy.state)  # a shared mode this environment has no Redis for: refused like a bad policy
+        except (PolicyError, StateConfigError) as exc:
             self.last_reload_error = str(exc)
             self.metrics.reloads.labels("invalid").inc()
             log.error("policy change rejected, still serving %s:\n%s", self.snapshot.policy.version, exc)
