@@ -87,13 +87,18 @@ gc.callbacks.append(on_gc)
 # schedstat each 2 ms costs a few % of a core, which would keep the compaction wait from settling)
 THREADS_FLAG = os.environ.get("LLMGW_PROBE_THREADS")
 def threads():
+    import threading
+    names = {str(t.native_id): t.name.replace(" ", "_") for t in threading.enumerate()}
     out = {}
     for tid in os.listdir(f"/proc/{os.getpid()}/task"):
         try:
             with open(f"/proc/{os.getpid()}/task/{tid}/schedstat") as fh:
                 run, wait = fh.read().split()[:2]
-            with open(f"/proc/{os.getpid()}/task/{tid}/comm") as fh:
-                out[tid] = (fh.read().strip(), int(run) / 1e6, int(wait) / 1e6)
+            name = names.get(tid)
+            if name is None:  # not a Python thread (DuckDB's, uvloop's, ...): the OS's name
+                with open(f"/proc/{os.getpid()}/task/{tid}/comm") as fh:
+                    name = "os:" + fh.read().strip().replace(" ", "_")
+            out[tid] = (name, int(run) / 1e6, int(wait) / 1e6)
         except OSError:
             pass
     return out
