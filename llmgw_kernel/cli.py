@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .server import BODY_TIMEOUT_S, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_POLICY, DEFAULT_PORT, HEADER_TIMEOUT_S
@@ -66,7 +67,20 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"{file}: {path or '<root>'}: {message}")
             continue
         print(f"{file}: ok ({policy.version}, {len(policy.routes)} routes, {len(policy.providers)} providers)")
+        _warn_no_redis(file, policy)
     return 1 if failed else 0
+
+
+def _warn_no_redis(file: object, policy: Any) -> None:
+    """A warning on stderr, not an error (validation may run without the deploy's environment),
+    when ``policy`` asks for state shared through Redis and this environment names none: here,
+    ``llmgw serve`` would refuse it and a running gateway would reject the reload."""
+    from .state.config import StateConfigError, redis_settings
+
+    try:
+        redis_settings(policy.state)
+    except StateConfigError as exc:
+        print(f"{file}: warning: {exc} (in this environment; fine if the deploy's sets it)", file=sys.stderr)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -101,7 +115,8 @@ def _promote(args: argparse.Namespace) -> int:
     until = datetime.now(UTC)
     has_log = (args.data_dir / "log" / "requests").is_dir()
 
-    def forecast(candidate: object) -> dict | None:
+    def forecast(candidate: Any) -> dict | None:  # the validated candidate, before anything changes
+        _warn_no_redis(args.candidate, candidate)
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
     change = promote(args.candidate, args.policy, forecast=forecast)
