@@ -1,8 +1,8 @@
 """What the shared-state benchmarks start and read, in one place: a pinned redis-server, a
 `llmgw serve` process or worker group waited for until it answers and measured as a whole, and
 the spread of a figure over rounds, a free port, uvloop. Imported by ``redis_admission.py``,
-``redis_exact_cache.py``, ``workers_peer.py``, ``proxy_overhead.py`` and ``stream_parse.py`` (they
-put this folder on ``sys.path``).
+``redis_exact_cache.py``, ``workers_peer.py``, ``workers.py``, ``shared_breakers_poll.py``,
+``proxy_overhead.py`` and ``stream_parse.py`` (they put this folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis(workdir: Path, cpu: str) -> tuple[subprocess.Popen, str]:
-    """A redis-server without persistence on a free port, pinned to ``cpu`` (``taskset``), once it
-    answers PING; (process, URL). Stop it with :func:`stop`."""
+def start_redis(workdir: Path, cpu: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A redis-server without persistence on a free port, pinned to ``cpu`` (``taskset``; None: not
+    pinned), once it answers PING; (process, URL). Stop it with :func:`stop`."""
     import redis
 
     port = free_port()
+    pinned = ["taskset", "-c", cpu] if cpu is not None else []
     proc = subprocess.Popen(
-        ["taskset", "-c", cpu, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        [*pinned, "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -66,6 +67,21 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 120
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def health_ok(port: int) -> bool:
+    """Whether the gateway on ``port`` answers ``GET /health`` with 200 (a :meth:`ServeGroup.wait_ready` probe)."""
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):  # not listening yet, or closed mid-answer while starting
+        return False
 
 
 class ServeGroup:

@@ -3,7 +3,7 @@
 A gateway with ``state: {breakers: shared}`` reads the shared circuits every 0.5 s
 (``state/breakers.py``): one script returning Redis's clock and the hash of open circuits,
 applied to every local breaker. This runs :meth:`SharedBreakers.poll` ``--n`` times back to back
-against a real redis-server (a free port, killed at the end) with ``--routes`` routes of two
+against a real redis-server (``scaffold.start_redis``: a free port, stopped at the end) with ``--routes`` routes of two
 targets each, ``--open`` of them open in Redis, and reports per poll: this process's CPU
 (``process_time``: the gateway's side) and Redis's CPU (``/proc``), over ``--rounds`` runs.
 
@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procstat import cpu_seconds, loadavg  # noqa: E402
-from proxy_overhead import free_port  # noqa: E402
+from scaffold import start_redis, stop  # noqa: E402
 
 
-def _policy(routes: int) -> object:
+def _policy(routes: int) -> Any:  # a Policy
     from llmgw_kernel import load_policy
 
     doc = {
@@ -82,16 +79,9 @@ def main() -> None:
     ap.add_argument("--routes", type=int, default=50)
     ap.add_argument("--open", type=int, default=10)
     args = ap.parse_args()
-    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc, url = start_redis(Path(tmp))  # answers PING before the first round
         try:
-            time.sleep(0.5)
-            url = f"redis://127.0.0.1:{port}/0"
             print(f"load average before: {loadavg()}; {args.routes} routes x 2 targets, {args.open} open, n={args.n}")
             gw, rd = [], []
             for r in range(args.rounds):
@@ -105,8 +95,7 @@ def main() -> None:
                 f"{2 * statistics.median(gw) / 1e4:.3f}% of a core; load average after: {loadavg()}"
             )
         finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+            stop(proc)
 
 
 if __name__ == "__main__":

@@ -18,22 +18,20 @@ import http.client
 import json
 import multiprocessing
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import _descendants, cpu_seconds, loadavg  # noqa: E402
+from procstat import cpu_seconds, loadavg  # noqa: E402
+from scaffold import ServeGroup, free_port, health_ok  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def policy(semantic: bool) -> str:
-    route = {"targets": [{"provider": "demo", "model": "demo-echo"}]}
+    route: dict[str, object] = {"targets": [{"provider": "demo", "model": "demo-echo"}]}
     if semantic:
         route["cache"] = {"semantic": {"threshold": 0.9, "ttl_s": 3600}, "namespace": []}
     return json.dumps({"providers": {"demo": {"kind": "demo"}}, "routes": {"demo": route}, "log": {"flush_ms": 200}})
@@ -55,25 +53,6 @@ def client(args: tuple[int, int, int, bool, int]) -> int:
         if fresh:
             conn.close()
     return ok
-
-
-def wait_ready(port: int, proc: subprocess.Popen, workers: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "llmgw serve exited"
-        if workers == 1 or len(_descendants(proc.pid)) >= workers:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    pass
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    time.sleep(3)  # every worker up (the probe reached one)
-                    return
-            except OSError:
-                pass
-        time.sleep(0.2)
-    raise RuntimeError("not ready")
 
 
 def per_replica(data_dir: Path) -> dict[str, dict[str, int]]:
@@ -106,17 +85,15 @@ def main() -> None:
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-workers-bench-"))
     (tmp / "policy.yaml").write_text(policy(a.semantic))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp / "policy.yaml"),
            "--data-dir", str(tmp / "data"), "--no-dashboards", "--log-level", "warning"]  # fmt: skip
     cmd += ["--workers", str(a.workers)]
-    proc = subprocess.Popen(cmd, cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    gw = ServeGroup(cmd, {**os.environ, "PYTHONPATH": str(ROOT)}, tmp / "serve.log", a.workers, cwd=tmp)
     try:
-        wait_ready(port, proc, a.workers)
+        gw.wait_ready(lambda: health_ok(port))
         time.sleep(a.warmup_s)
-        pids = [proc.pid, *_descendants(proc.pid)]
+        pids = gw.pids()
         start = {pid: cpu_seconds(pid) for pid in pids}
         t0 = time.monotonic()
         with multiprocessing.Pool(a.clients) as pool:
@@ -125,14 +102,13 @@ def main() -> None:
         by_process = {pid: round(cpu_seconds(pid) - start[pid], 2) for pid in pids if os.path.exists(f"/proc/{pid}")}
         cpu = sum(by_process.values())
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
+        gw.stop()
     total = a.clients * a.requests
     print(json.dumps({
         "workers": a.workers, "clients": a.clients, "fresh_connections": a.fresh, "ok": ok, "total": total,
         "req_per_s": round(total / wall, 1), "cpu_us_per_request": round(cpu / total * 1e6),
         "cpu_s_by_process": list(by_process.values()),
-        "per_replica": per_replica(tmp / "data"), "loadavg": loadavg(), "exit": proc.returncode,
+        "per_replica": per_replica(tmp / "data"), "loadavg": loadavg(), "exit": gw.proc.returncode,
     }))  # fmt: skip
 
 
