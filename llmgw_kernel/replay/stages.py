@@ -38,7 +38,7 @@ from .stateless import (
     stateless_limits_columns,
     stateless_outcome,
 )
-from .window import Window, as_window
+from .window import Window, as_window, release_memory
 
 if TYPE_CHECKING:
     from ..decisions.limits import Limits
@@ -105,7 +105,9 @@ def decide(
         outcome = stateless_outcome(policy, window, routing, estimates)
         return Decided(plans, cols, differs, None, None, routing, outcome)
     composer = Composer(policy, window, plans, history, start, warm, row_policies, estimates)
-    return Decided(plans, cols, differs, composer, composer.run() if fold else None, routing)
+    folded = composer.run() if fold else None
+    release_memory()  # what the fold freed goes back to the system before the stages' columns are made
+    return Decided(plans, cols, differs, composer, folded, routing)
 
 
 def _routing_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:
