@@ -100,7 +100,8 @@ def budgets(ctx: Context, filters: Filters) -> BudgetData:
             int(by_kind.get("budget_exceeded", 0)), int(by_kind.get("rate_limited", 0)),
         )  # fmt: skip
 
-    return ctx.queries.answer(("budgets", filters, live), compute, filters)
+    # never kept as a settled window's answer: the burn-down and forecast run up to now
+    return ctx.queries.answer(("budgets", filters, live), compute)
 
 
 def _burndown(con: Any, ctx: Context, b: Budget, now: float) -> tuple[BudgetRow, pd.DataFrame]:

@@ -7,8 +7,9 @@ question per ``ttl_s``. An answer over a window that has settled (it ended more 
 :data:`~.filters.SETTLE_S` ago: the log only appends, so the answer cannot change) is kept
 ``settled_ttl_s`` (10 min), up to :data:`MAX_SETTLED` of them: an operator going from page to
 page, or back, over an incident's window pays for each question once (the filter options,
-shared by every page, after the first page). Every aggregation runs in DuckDB (SQL over the Parquet segments):
-no page ever pulls the log's rows into Python. DuckDB releases the GIL while it works and
+shared by every page, after the first page); an answer that also reads up to now (a budget's
+burn-down) is not passed its window and stays live. Every aggregation runs in DuckDB (SQL
+over the Parquet segments): no page ever pulls the log's rows into Python. DuckDB releases the GIL while it works and
 runs on ``threads`` threads (default 2): the dashboards live in their own process, so the
 proxy only shares CPU cores with them.
 """

@@ -96,3 +96,16 @@ def test_policy_routes_are_parsed_again_only_when_the_file_changes(tmp_path, mon
         assert len(parsed) == 2
     finally:
         ctx.close()
+
+
+def test_budgets_stay_live_over_a_settled_window(tmp_path, queries):
+    from llmgw_kernel.dashboard.budget_data import budgets
+    from llmgw_kernel.dashboard.cost_data import cost
+
+    q, clock = queries
+    ctx = Context(tmp_path, queries=q)
+    settled = Filters(since=NOW - 7200, until=NOW - 3600)
+    budgets(ctx, settled)  # its burn-down and run-out forecast read the log up to now
+    assert not q._settled
+    cost(ctx, settled)
+    assert len(q._settled) == 1
