@@ -60,9 +60,10 @@ GROUP BY 1 ORDER BY attempts DESC, target
 
 
 def routing(ctx: Context, filters: Filters) -> RoutingData:
+    """The log's figures for ``filters`` (cached by filters alone), with the live breakers."""
     snap = ctx.live.snapshot()
 
-    def compute(con: Any, now: float) -> RoutingData:
+    def compute(con: Any, now: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         where, params = filters.where(now)
         routes = con.execute(_ROUTES_SQL.format(where=where), params).df()
         n = routes["requests"].where(routes["requests"] > 0)
@@ -75,9 +76,10 @@ def routing(ctx: Context, filters: Filters) -> RoutingData:
         qs = list(targets.pop("q"))
         targets["p50_ms"] = [q[0] if q is not None else None for q in qs]
         targets["p95_ms"] = [q[1] if q is not None else None for q in qs]
-        return RoutingData(snap is not None, routes, shares, targets, _breakers(snap))
+        return routes, shares, targets
 
-    return ctx.queries.answer(("routing", filters, snap.as_of if snap else None), compute, filters)
+    routes, shares, targets = ctx.queries.answer(("routing", filters), compute, filters)
+    return RoutingData(snap is not None, routes, shares, targets, _breakers(snap))
 
 
 def _breakers(snap: Any) -> pd.DataFrame:

@@ -4,6 +4,8 @@ the policy file's routes are parsed once per version of the file (real DuckDB lo
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
+from fake_http import FakeServer
 
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import SETTLE_S, Filters
@@ -109,3 +111,43 @@ def test_budgets_stay_live_over_a_settled_window(tmp_path, queries):
     assert not q._settled
     cost(ctx, settled)
     assert len(q._settled) == 1
+
+
+class _Gateway(FakeServer):
+    """/health and /metrics of a gateway whose one circuit the test opens."""
+
+    name = "fake-gateway"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = "closed"
+
+    def routes(self, app: web.Application) -> None:
+        async def health(request: web.Request) -> web.Response:
+            return web.json_response({"routes": ["chat"], "circuits": {"chat": {"openai/gpt-4o-mini": self.state}}})
+
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(text="")
+
+        app.router.add_get("/health", health)
+        app.router.add_get("/metrics", metrics)
+
+
+def test_routing_keeps_a_settled_windows_figures_while_its_breakers_stay_live(tmp_path, queries):
+    from llmgw_kernel.dashboard.live import LiveState
+    from llmgw_kernel.dashboard.routing_data import routing
+
+    q, clock = queries
+    gateway = _Gateway().start()
+    try:
+        ctx = Context(tmp_path, queries=q)
+        ctx.live = LiveState(gateway.base_url, ttl_s=0.0)  # a real HTTP read each time
+        settled = Filters(since=NOW - 7200, until=NOW - 600)
+        first = routing(ctx, settled)
+        gateway.state = "open"
+        clock.now += 60
+        second = routing(ctx, settled)
+        assert second.routes is first.routes  # the log's figures: one query (they cannot change)
+        assert list(first.breakers["state"]) == ["closed"] and list(second.breakers["state"]) == ["open"]
+    finally:
+        gateway.stop()
