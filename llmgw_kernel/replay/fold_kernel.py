@@ -39,7 +39,8 @@ from . import fold_semantic
 from .cache_stage import Outcome
 from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
 from .fold_borrow import borrow
-from .fold_inputs import Inputs, inputs
+from .fold_codes import factorize
+from .fold_inputs import WINDOWS, Inputs, inputs
 from .fold_semantic import DECLINED, POOL_FULL, sem_add, sem_lookup
 from .jit import jit as _jit
 from .jit import jit_entry as _jit_entry
@@ -528,20 +529,30 @@ class FoldedArrays(Folded):
         self.unpriced = set(c.costs.unpriced)
 
     def _refusals(self) -> tuple[np.ndarray, np.ndarray]:
-        """(reason, limit) of every refused request (object arrays, None elsewhere)."""
+        """(reason, limit) of every refused request (object arrays, None elsewhere): worded once
+        per distinct (limit, window, spent, held) — a limit refuses many requests alike."""
         out, inp = self._out, self._inp
         n = len(out.adm_kind)
         reasons, limits = np.full(n, None, object), np.full(n, None, object)
-        for i in np.flatnonzero(out.adm_kind >= _BUDGET).tolist():
-            j = int(out.adm_j[i])
-            if out.adm_kind[i] == _BUDGET:
-                b = inp.budget_flat[j]
-                k = ("day", "week", "month").index(b.limit.window)
-                end = inp.window_ends[k][int(inp.arrays["widx"][k, i])]
-                spent, held = int(out.adm_spent[i]) / NANO, int(out.adm_held[i]) / NANO
-                reasons[i], limits[i] = budget_refusal(b, spent, held, end)
-            else:
-                reasons[i], limits[i] = rate_refusal(inp.rate_flat[j], int(out.adm_col[i]))
+        budget = np.flatnonzero(out.adm_kind == _BUDGET)
+        if len(budget):
+            j = out.adm_j[budget]
+            kinds = np.array([WINDOWS.index(b.limit.window) for b in inp.budget_flat], np.int64)
+            end = inp.arrays["widx"][kinds[j], budget]
+            code, first = factorize(j, end, out.adm_spent[budget], out.adm_held[budget])
+            worded = []
+            for r in first.tolist():
+                b = inp.budget_flat[int(j[r])]
+                end_at = inp.window_ends[WINDOWS.index(b.limit.window)][int(end[r])]
+                spent, held = int(out.adm_spent[budget[r]]) / NANO, int(out.adm_held[budget[r]]) / NANO
+                worded.append(budget_refusal(b, spent, held, end_at))
+            reasons[budget], limits[budget] = (_spread([w[k] for w in worded], code) for k in (0, 1))
+        rate = np.flatnonzero(out.adm_kind == _RATE)
+        if len(rate):
+            j, col = out.adm_j[rate], out.adm_col[rate]
+            code, first = factorize(j, col)
+            worded = [rate_refusal(inp.rate_flat[int(j[r])], int(col[r])) for r in first.tolist()]
+            reasons[rate], limits[rate] = (_spread([w[k] for w in worded], code) for k in (0, 1))
         return reasons, limits
 
     def column(self, name: str) -> np.ndarray:
@@ -641,6 +652,13 @@ class FoldedArrays(Folded):
             return None
         why = ("empty", "below threshold")[code - 1] if code < 3 else f"rejected: {self._why[code - 3]}"
         return f"semantic: {why}"
+
+
+def _spread(values: list[Any], code: np.ndarray) -> np.ndarray:
+    """``values[code[k]]`` for every ``k``, as an object array."""
+    table = np.empty(len(values), object)
+    table[:] = values
+    return table[code]  # type: ignore[no-any-return]
 
 
 def _optional(values: np.ndarray, has: np.ndarray) -> np.ndarray:
