@@ -85,6 +85,7 @@ class OutcomeJournal:
         with self._lock:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                end_torn_tail(self.path)
                 self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the process's life
             self._fh.write(orjson.dumps(outcome.to_json()) + b"\n")
             self._fh.flush()
@@ -139,6 +140,59 @@ class OutcomeJournal:
             self._fh = None
 
 
+def end_torn_tail(path: Path) -> int:
+    """Make the journal end at a line boundary before anything is appended to it, durably
+    (fsynced); returns the bytes dropped. A process killed in the middle of an append leaves a
+    last line without its newline: an unreadable one (the usual case) is truncated — it was
+    skipped on load, and an outcome appended onto it would be unreadable too, lost at the next
+    start and to replay; a readable one (only the newline was lost) is kept and ended."""
+    try:
+        fh = open(path, "r+b")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = _last_line_start(fh, size)
+        if start == size:
+            return 0  # empty, or ends with a newline
+        fh.seek(start)
+        tail = fh.read()
+        if _parse(tail) is not None:
+            fh.seek(size)
+            fh.write(b"\n")
+            dropped = 0
+        else:
+            fh.truncate(start)
+            dropped = size - start
+            log.warning("dropping the torn last line of %s (%d bytes): a crash cut it short", path, dropped)
+        fh.flush()
+        os.fsync(fh.fileno())
+        return dropped
+
+
+def _last_line_start(fh: IO[bytes], size: int, chunk: int = 1 << 16) -> int:
+    """The offset just after the file's last newline (0: it has none)."""
+    pos = size
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        fh.seek(pos)
+        at = fh.read(step).rfind(b"\n")
+        if at >= 0:
+            return pos + at + 1
+    return 0
+
+
+def _parse(line: bytes) -> Outcome | None:
+    """A journal line's outcome (a :class:`~.bound.Folded` one for a folded line); None if it
+    does not parse as one."""
+    try:
+        d = orjson.loads(line)
+        return _folded(d["folded"]) if "folded" in d else Outcome.from_json(d)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
 def read_journal(path: Path) -> Iterator[Outcome]:
     """The journal's outcomes (folded ones as :class:`~.bound.Folded`) in file order, read line
     by line (a torn or unreadable line is skipped)."""
@@ -159,10 +213,8 @@ def _lines(path: Path, end: int | None = None) -> Iterator[tuple[bytes, Outcome]
                 break
             if not line.strip():
                 continue
-            try:
-                d = orjson.loads(line)
-                o = _folded(d["folded"]) if "folded" in d else Outcome.from_json(d)
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+            o = _parse(line)
+            if o is None:
                 log.warning("skipping an unreadable line of %s", path)
                 continue
             yield (line if line.endswith(b"\n") else line + b"\n"), o

