@@ -60,6 +60,17 @@ def shared_state_reasons(policy: Any, data_dir: Path) -> list[str]:
         reasons.append(f"virtual keys exist ({events})")
     elif os.environ.get("LLMGW_ADMIN_TOKEN"):
         reasons.append("the admin API is on (LLMGW_ADMIN_TOKEN), so keys can be created")
+    return reasons + policy_limit_reasons(policy)
+
+
+def policy_limit_reasons(policy: Any) -> list[str]:
+    """The limits in ``policy`` that N processes without shared state would each enforce alone.
+
+    One rule for the supervisor's start-up refusal (:func:`shared_state_reasons`) and for a
+    worker's hot reload (``Gateway.reload_if_changed``): a reload that adds limits to a group
+    started without shared state is refused like an invalid policy.
+    """
+    reasons = []
     budgets = getattr(policy, "budgets", None)
     if budgets is not None and getattr(budgets, "limits", None):
         reasons.append("the policy has budgets")

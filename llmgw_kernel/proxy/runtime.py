@@ -31,6 +31,7 @@ from ..providers import Adapter, AdapterContext, build_adapter
 from ..state.breakers import SharedBreakers
 from ..state.config import StateConfigError, redis_settings
 from ..state.service import SharedState, start_shared_state
+from ..workers import WORKER_ENV
 from .breaker import Breakers
 from .budget_metrics import BudgetCollector
 from .cache_verify import count_skipped_checks
@@ -98,6 +99,8 @@ class Gateway:
     _stamp: tuple[int, int, int] | None = None
     _served_files: Any = None  # the live file's bytes as loaded (a Version), archived if an edit replaces them
     _restore: asyncio.Future | None = None
+    _state_at_start: tuple[str, Any] | None = None  # (URL, Redis settings) the shared state was set up with
+    grouped: bool = field(default_factory=lambda: WORKER_ENV in os.environ)  # a worker of `serve --workers N`
 
     def __post_init__(self) -> None:
         self.breakers = Breakers(notify=self.metrics.circuit_transition)
@@ -128,6 +131,7 @@ class Gateway:
         self.metrics.registry.register(BudgetCollector(self))
         count_skipped_checks(self)  # checks the spend cap skipped, in /metrics
         self._install(policy)
+        self._state_at_start = redis_settings(policy.state)
         self.shared = await start_shared_state(self, policy)
         if self.shared is not None:  # exact-cache entries live in Redis: not restored here
             self.cache.share(self.shared.client, self.data_dir, self.writer.flush, lambda: self.snapshot.policy)
@@ -230,7 +234,7 @@ class Gateway:
         self._stamp = stamp
         try:
             policy = await asyncio.to_thread(load_servable, self.policy_path)
-            redis_settings(policy.state)  # a shared mode this environment has no Redis for: refused like a bad policy
+            self._refuse_unservable(policy)
         except (PolicyError, StateConfigError) as exc:
             self.last_reload_error = str(exc)
             self.metrics.reloads.labels("invalid").inc()
@@ -247,6 +251,31 @@ class Gateway:
         await asyncio.to_thread(_keep_replaced, self.policy_path, replaced, old)
         return True
 
+    def _refuse_unservable(self, policy: Policy) -> None:
+        """Raise :class:`StateConfigError` if this process cannot serve ``policy`` as it was started.
+
+        The shared state is set up once, at start: a reload that names another Redis (URL
+        variable, prefix, timeouts...) is refused rather than silently ignored, and a worker of a
+        group without shared state refuses limits each worker would enforce alone (the rule the
+        supervisor applies at start, :func:`.workers.policy_limit_reasons`). ``state.breakers``
+        follows a reload, unless it asks for Redis where there is none (docs/deploy.md).
+        """
+        from ..workers import policy_limit_reasons
+
+        found = redis_settings(policy.state)
+        if found != self._state_at_start:
+            raise StateConfigError(
+                f"{_state_change(self._state_at_start, found)}: the shared state is set up at start only; restart "
+                "the gateway to change state"
+            )
+        reasons = policy_limit_reasons(policy) if self.grouped and self.shared is None else []
+        if reasons:
+            raise StateConfigError(
+                f"{'; '.join(reasons)}, and the workers of this `llmgw serve --workers` group have no shared state: "
+                "each would enforce them alone. Restart with LLMGW_REDIS_URL set (or the policy's "
+                "state: {redis: {url_env: NAME}}), or with one worker (docs/deploy.md)"
+            )
+
     async def _watch(self) -> None:
         last_snapshot = time.monotonic()
         while True:
@@ -258,6 +287,15 @@ class Gateway:
             if time.monotonic() - last_snapshot >= SNAPSHOT_EVERY_S:
                 last_snapshot = time.monotonic()
                 await self.maintain_cache()
+
+
+def _state_change(before: tuple[str, Any] | None, after: tuple[str, Any] | None) -> str:
+    """What a reload changes in the shared state, as an error says it (never the URL: it may carry a password)."""
+    if before is None or after is None:
+        named = ["no Redis" if f is None else f"Redis from {f[1].url_env}" for f in (before, after)]
+        return f"the shared state would change from {named[0]} to {named[1]}"
+    old, new = before[1].model_dump(), after[1].model_dump()
+    return "state.redis changed: " + ", ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in new if old[k] != new[k])
 
 
 def _read_version(path: Path) -> Any:
