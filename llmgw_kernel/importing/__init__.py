@@ -64,8 +64,12 @@ def import_traffic(
             if rid in seen:
                 report.already += 1
                 continue
+            try:  # the writer refuses a row it cannot hold (a time out of range): that record alone is skipped
+                writer.append(to_record(row, fmt, key))
+            except ValueError as exc:
+                report.skip(where, str(exc))
+                continue
             seen.add(rid)
-            writer.append(to_record(row, fmt, key))
             report.count(row)
             if report.imported % FLUSH_EVERY == 0:
                 writer.flush()

@@ -4,6 +4,10 @@ value that is absent is None. Nothing is guessed or filled in.
 
 >>> epoch("2026-11-26T10:00:00Z"), epoch("2026-11-26 10:00:00.5"), epoch(1795687200), epoch(1795687200123)
 (1795687200.0, 1795687200.5, 1795687200.0, 1795687200.123)
+>>> epoch(1e300)
+Traceback (most recent call last):
+...
+llmgw_kernel.importing.values.BadValue: time: 1e+300 is not a time between 1970-01-01 and 2100-01-01
 >>> count(" 12 "), count(None), money("0.0021")
 (12, None, 0.0021)
 """
@@ -15,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from ..log.schema import time_error
 
 # epoch values above this are milliseconds (year 33658 in seconds; 1970-04-26 in ms)
 _MS_ABOVE = 1e12
@@ -34,7 +40,16 @@ def absent(value: Any) -> bool:
 
 
 def epoch(value: Any, field: str = "time") -> float | None:
-    """Epoch seconds from ISO 8601 text (no zone: UTC), a datetime, or epoch seconds/ms."""
+    """Epoch seconds from ISO 8601 text (no zone: UTC), a datetime, or epoch seconds/ms, within
+    the times a log row holds (1970-01-01 .. 2100-01-01, :func:`llmgw_kernel.log.schema.time_error`):
+    a time outside them is a BadValue, so its record is reported and skipped."""
+    seconds = _epoch(value, field)
+    if seconds is not None and time_error(seconds) is not None:
+        raise BadValue(f"{field}: {value!r} is not a time between 1970-01-01 and 2100-01-01")
+    return seconds
+
+
+def _epoch(value: Any, field: str) -> float | None:
     if absent(value):
         return None
     if isinstance(value, datetime):
@@ -45,7 +60,7 @@ def epoch(value: Any, field: str = "time") -> float | None:
     elif isinstance(value, str):
         text = value.strip()
         try:
-            return epoch(float(text), field)
+            return _epoch(float(text), field)
         except ValueError:
             pass
         try:

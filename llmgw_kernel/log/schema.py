@@ -120,3 +120,20 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
+
+TS_MIN = 0.0
+"""The earliest time a row may hold (epoch seconds): 1970-01-01T00:00:00Z."""
+TS_MAX = 4_102_444_800.0
+"""The first time a row may not hold (epoch seconds): 2100-01-01T00:00:00Z. Every time column
+(``ts``, ``ts_end``) lies in ``[TS_MIN, TS_MAX)``: a request's time, never a sentinel. Beyond
+that range DuckDB refuses some values (epoch 1e300), Python's ``datetime`` others (year -1199),
+and a reader that buckets time would span centuries."""
+
+
+def time_error(value: object, name: str = "ts") -> str | None:
+    """Why ``value`` cannot be the time column ``name`` of a row (None: it can)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name}: {type(value).__name__} is not epoch seconds"
+    if not TS_MIN <= value < TS_MAX:  # NaN fails this too
+        return f"{name}: {value!r} is outside 1970-01-01 .. 2100-01-01 (epoch seconds {TS_MIN:.0f} .. {TS_MAX:.0f})"
+    return None

@@ -31,7 +31,7 @@ import orjson
 from . import journal as wal
 from . import segments as seg_layout
 from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
-from .schema import COLUMNS
+from .schema import COLUMNS, TS_MAX, TS_MIN, time_error
 from .segments import (
     ANCHOR_NAME,
     Segment,
@@ -133,7 +133,14 @@ class LogWriter:
     def append(self, record: RequestRecord) -> None:
         """Journal ``record`` (one ``os.write``) and buffer it for the next flush. Call it once
         the record is final: before the response's last byte, so that a crash after the
-        client has its answer cannot lose the row."""
+        client has its answer cannot lose the row.
+
+        Raises ValueError, before journaling anything, for a record whose ``ts`` or ``ts_end``
+        is not a time a row can hold (:func:`.schema.time_error`): such a row would make
+        every flush fail and hold the rows buffered with it."""
+        why = time_error(record.ts) or (time_error(record.ts_end, "ts_end") if record.ts_end is not None else None)
+        if why is not None:
+            raise ValueError(f"request {record.request_id}: {why}")
         journal = self._journal
         if journal is None:
             self._buffer.append(record)  # list.append is atomic under the GIL
@@ -453,13 +460,17 @@ def _line(rec: RequestRecord) -> bytes:
 
 def _strip(line: bytes, exc: BaseException) -> bytes:
     """A row that DuckDB refused, reduced to the scalar columns whose values have their
-    column's type; ``metadata`` says why."""
+    column's type and range (a time outside :data:`.schema.TS_MIN` .. ``TS_MAX`` is NULL, so a
+    record that bypassed :meth:`LogWriter.append`'s check, e.g. from an older journal, is still
+    written); ``metadata`` says why."""
     row = orjson.loads(line)
     out: dict[str, object] = {}
     for name, typ, _ in COLUMNS:
         value = row.get(name)
         kind = _SCALAR_TYPES.get(typ)
         ok = kind is not None and isinstance(value, kind) and (typ == "BOOLEAN" or not isinstance(value, bool))
+        if ok and typ == "TIMESTAMPTZ":
+            ok = TS_MIN <= value < TS_MAX  # type: ignore[operator]
         if ok and typ in ("INTEGER", "BIGINT"):
             ok = -(2**31) <= value < 2**31 if typ == "INTEGER" else -(2**63) <= value < 2**63  # type: ignore[operator]
         if ok and isinstance(value, str):
