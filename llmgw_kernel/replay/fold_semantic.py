@@ -54,17 +54,20 @@ IMPLEMENTED = frozenset({"threshold", "ttl_s", "max_entries", "verify", "model"}
 #: per row (window rows, then warm rows): whether it takes part in a semantic cache, its store
 #: (route, model), group (store, namespace, context), vector (matrix, row), features (code, -1:
 #: none) and its settings; then the state: per store the FIFO of entries (by row), per group
-#: its block of slots in the pool, the pool (entry row, stored at, alive), scratch for a lookup
+#: its block of slots in the pool, the pool (entry row, stored at, alive, vector, whether the
+#: vector is copied yet), the pool's top and its free blocks by size, scratch for a lookup
 Sem = namedtuple(
     "Sem",
     "on store group mat vi feat ttl thr verify max_e "
-    "st_count st_head st_tail e_next g_off g_cap g_n g_live p_row p_stored p_alive p_top buf sims flag",
+    "st_count st_head st_tail e_next g_off g_cap g_n g_live p_row p_stored p_alive p_vec p_has p_top f_head sims "
+    "flag",
 )
 #: what each lookup found: similarity of the best candidate (NaN: none), reason code
 #: (0: none, 1: empty, 2: below threshold, 3 + k: rejected by reason k)
 SemOut = namedtuple("SemOut", "sim reason")
 _EMPTY, _BELOW, _REJECTED = 1, 2, 3
 _BLOCK = 8  # a new group's slots (``_Group`` starts with 8)
+_SIZES = 16  # block sizes 8 * 2**k: a group holds at most 2 * EXACT_MAX + 65 slots before it declines
 
 
 def supported(settings: list[Any]) -> bool:
@@ -220,8 +223,22 @@ if njit is not None:  # not inlined (a with-block cannot be), without nogil (it 
 
 
 @jit
+def _size_class(size):  # type: ignore[no-untyped-def]
+    k = 0
+    while (_BLOCK << k) < size:
+        k += 1
+    return k
+
+
+@jit
 def _alloc(size, s):  # type: ignore[no-untyped-def]
-    """A block of ``size`` slots from the pool (-1: the pool is full)."""
+    """A block of ``size`` slots: a freed one of that size, else from the top of the pool (-1:
+    the pool is full). A free block holds the next free block of its size in its first ``p_row``."""
+    k = _size_class(size)
+    at = s.f_head[k]
+    if at >= 0:
+        s.f_head[k] = s.p_row[at]
+        return at
     at = s.p_top[0]
     if at + size > len(s.p_row):
         s.flag[0] = POOL_FULL
@@ -231,11 +248,23 @@ def _alloc(size, s):  # type: ignore[no-untyped-def]
 
 
 @jit
+def _free(off, size, s):  # type: ignore[no-untyped-def]
+    """Give a block back (a grown group's old block, an emptied group's): the next block of its
+    size reuses it, so the pool holds what the groups hold, not every block ever made."""
+    k = _size_class(size)
+    s.p_row[off] = s.f_head[k]
+    s.f_head[k] = off
+
+
+@jit
 def _compact(g, s):  # type: ignore[no-untyped-def]
     off, k = s.g_off[g], 0
     for slot in range(off, off + s.g_n[g]):
         if s.p_alive[slot]:
             s.p_row[off + k], s.p_stored[off + k], s.p_alive[off + k] = s.p_row[slot], s.p_stored[slot], True
+            s.p_has[off + k] = s.p_has[slot]
+            if s.p_has[slot] and slot != off + k:
+                s.p_vec[off + k, :] = s.p_vec[slot, :]
             k += 1
     for slot in range(off + k, off + s.g_n[g]):
         s.p_alive[slot] = False
@@ -255,6 +284,7 @@ def _remove(row, s):  # type: ignore[no-untyped-def]
     if s.g_live[g] and s.g_live[g] * 2 < s.g_n[g] and s.g_n[g] > 64:
         _compact(g, s)
     if s.g_live[g] == 0:
+        _free(s.g_off[g], s.g_cap[g], s)
         s.g_off[g], s.g_n[g], s.g_cap[g] = -1, 0, 0
 
 
@@ -279,9 +309,13 @@ def sem_add(row, stored, s):  # type: ignore[no-untyped-def]
                 s.p_stored[old + k],
                 s.p_alive[old + k],
             )
+            s.p_has[off + k] = s.p_has[old + k]
+            if s.p_has[old + k]:
+                s.p_vec[off + k, :] = s.p_vec[old + k, :]
+        _free(old, s.g_cap[g], s)
         s.g_off[g], s.g_cap[g] = off, 2 * s.g_cap[g]
     slot = s.g_off[g] + s.g_n[g]
-    s.p_row[slot], s.p_stored[slot], s.p_alive[slot] = row, stored, True
+    s.p_row[slot], s.p_stored[slot], s.p_alive[slot], s.p_has[slot] = row, stored, True, False  # vector: at a lookup
     s.g_n[g] += 1
     s.g_live[g] += 1
     if s.g_live[g] > EXACT_MAX:  # live: an hnswlib index from here on
@@ -319,10 +353,13 @@ def sem_lookup(i, ts, kx, mats, s, so):  # type: ignore[no-untyped-def]
             break
     if not any_valid:
         return -1
-    buf, sims = s.buf, s.sims
-    for k in range(n):  # the group's vectors, in slot order: the live product's operand
-        j = s.p_row[off + k]
-        buf[k, :] = mats[s.mat[j]][s.vi[j]]
+    sims = s.sims
+    for slot in range(off, off + n):  # each entry's vector enters its slot once (the pool keeps it)
+        if not s.p_has[slot]:
+            j = s.p_row[slot]
+            s.p_vec[slot, :] = mats[s.mat[j]][s.vi[j]]
+            s.p_has[slot] = True
+    buf = s.p_vec[off : off + n]  # the group's vectors, contiguous in slot order: the live product's operand
     q = mats[s.mat[i]][s.vi[i]]
     dim = buf.shape[1]
     if n == 1:  # numpy's matmul: the dot product for one row
@@ -364,15 +401,17 @@ def sem_lookup(i, ts, kx, mats, s, so):  # type: ignore[no-untyped-def]
 
 def state(facts: dict[str, np.ndarray], m: int, n_stores: int, n_groups: int, dim: int, pool: int) -> Any:
     """An empty semantic cache over the per-row ``facts`` (``on store group mat vi feat ttl thr
-    verify max_e``), with ``pool`` slots."""
+    verify max_e``), with ``pool`` slots. The slots' vectors (``pool`` x ``dim`` float32) are
+    zeroed memory the system maps when first written: only the slots in use take memory (freed
+    blocks are reused), not the pool's size."""
     i64 = np.int64
     return Sem._make([
         *(facts[k] for k in Sem._fields[:10]),
         np.zeros(max(n_stores, 1), i64), np.full(max(n_stores, 1), -1, i64), np.full(max(n_stores, 1), -1, i64),
         np.full(m, -1, i64), np.full(max(n_groups, 1), -1, i64), np.zeros(max(n_groups, 1), i64),
         np.zeros(max(n_groups, 1), i64), np.zeros(max(n_groups, 1), i64), np.zeros(pool, i64), np.zeros(pool),
-        np.zeros(pool, np.bool_), np.zeros(1, i64), np.zeros((2 * EXACT_MAX + 66, max(dim, 1)), np.float32),
-        np.zeros(2 * EXACT_MAX + 66, np.float32), np.zeros(1, i64),
+        np.zeros(pool, np.bool_), np.zeros((pool, max(dim, 1)), np.float32), np.zeros(pool, np.bool_),
+        np.zeros(1, i64), np.full(_SIZES, -1, i64), np.zeros(2 * EXACT_MAX + 66, np.float32), np.zeros(1, i64),
     ])  # fmt: skip
 
 

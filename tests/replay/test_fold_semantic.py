@@ -1,0 +1,70 @@
+"""The compiled fold's semantic store (llmgw_kernel/replay/fold_semantic.py): each group's vectors
+kept contiguous in its slots, as the live ``_Group`` keeps them, and the blocks of grown or emptied
+groups reused — with the verdicts and similarity bits of the live ``SemanticStore`` + ``choose``."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from llmgw_kernel.cache.exact import Entry
+from llmgw_kernel.cache.semantic import SemanticStore
+from llmgw_kernel.decisions.cache import CANDIDATES, choose
+from llmgw_kernel.replay import fold_semantic
+
+pytest.importorskip("numba")
+
+
+def _facts(m: int, group: np.ndarray, vi: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    return {"on": np.ones(m, np.bool_), "store": np.zeros(m, np.int64), "group": group,
+            "mat": np.zeros(m, np.int64), "vi": vi, "feat": np.full(m, -1), "ttl": np.full(m, 30.0),
+            "thr": np.full(m, 0.3), "verify": np.zeros(m, np.bool_), "max_e": np.full(m, size)}  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_short_lived_groups_decide_as_the_live_store(seed):
+    """Hundreds of groups, a small store: groups grow, compact, empty and are dropped, their blocks
+    reused by others (a reused block's slots hold another group's vectors until overwritten).
+    Every lookup's verdict and similarity bits equal ``SemanticStore`` + ``choose``."""
+    rng = np.random.default_rng(seed)
+    m, dim, groups, size = 3000, 16, 300, int(rng.integers(20, 90))
+    vecs = rng.standard_normal((m, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    # a few busy groups (they grow past 64 slots and compact) among many rare ones
+    group = np.where(rng.random(m) < 0.4, rng.integers(0, 3, m), rng.integers(3, groups, m))
+    group = np.tile(group, 2)  # rows m + i: the lookups, of another vector
+    vi = np.concatenate([np.arange(m), (np.arange(m) * 7) % m])
+    sm = fold_semantic.state(_facts(2 * m, group, vi, size), 2 * m, 1, groups, dim, 64 * m)
+    so = fold_semantic.SemOut(np.full(2 * m, np.nan), np.zeros(2 * m, np.int64))
+    kx = (*fold_semantic.blas(), 0, fold_semantic.memo(), 1)
+    live = SemanticStore(dim)
+    for i in range(m):
+        at = i * 0.1
+        if rng.random() < 0.7:
+            live.add("ns", str(group[i]), vecs[i], Entry(str(i), at, b"x", None, None), None, size)
+            fold_semantic.sem_add(i, at, sm)
+        ts = at + float(rng.uniform(-2, 2))
+        verdict = choose(0.3, False, None, live.search("ns", str(group[i]), vecs[(i * 7) % m], ts, 30.0, CANDIDATES))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
+            j = fold_semantic.sem_lookup(m + i, ts, kx, (vecs, vecs), sm, so)
+        want = -1 if verdict.entry is None else int(live.get(verdict.entry).entry.request_id)
+        assert j == want, i
+        sim = so.sim[m + i]
+        assert (verdict.similarity is None and np.isnan(sim)) or verdict.similarity == sim, i
+    assert sm.flag[0] == 0
+
+
+def test_the_pool_holds_what_the_groups_hold():
+    """A store of 16 entries over 2,000 groups of one entry each: every add evicts the oldest entry
+    and drops its group, whose block the next group takes. The pool's top stays near what 16
+    groups hold (it grew by a block per group ever made before blocks were reused)."""
+    m, dim, size = 2000, 4, 16
+    sm = fold_semantic.state(_facts(m, np.arange(m), np.arange(m) % dim, size), m, 1, m, dim, 8 * m)
+    for i in range(m):
+        fold_semantic.sem_add(i, float(i), sm)
+    assert sm.flag[0] == 0
+    assert int(sm.p_top[0]) <= 8 * (size + 1)
+    assert int(np.count_nonzero(sm.g_off >= 0)) == size
