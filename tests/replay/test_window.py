@@ -331,6 +331,8 @@ def test_few_valued_string_columns_are_held_as_codes_and_read_as_the_log_holds_t
         codes, values = window.codes(name)
         assert values == enc.dictionary.to_pylist(), name  # first appearance, window order
         assert codes.tolist() == pc.fill_null(enc.indices, -1).to_pylist(), name
+        held_codes = np.frombuffer(held.column(name).chunk(0).indices.buffers()[1], np.int32, len(window))
+        assert np.shares_memory(codes, held_codes) and codes.flags.writeable, name  # held once, numpy's own
         rows = np.array([5, 0, 989, 5], np.int64)
         assert window.take(name, rows).to_pylist() == [ref[name][i] for i in rows.tolist()], name
         assert window.valid(name).tolist() == [v is not None for v in ref[name]], name
@@ -342,9 +344,12 @@ def test_few_valued_string_columns_are_held_as_codes_and_read_as_the_log_holds_t
 
 def test_an_empty_plan_and_a_null_plan_stay_apart_when_coded() -> None:
     plans = pa.array([["p/a", "p/b"], [], None, ["p/b"], [], ["p/a", "p/b"]], pa.list_(pa.string()))
-    coded = _dictionary(plans)
+    coded, (codes, values) = _dictionary(plans)
     assert pa.types.is_dictionary(coded.type) and coded.dictionary_decode().to_pylist() == plans.to_pylist()
     assert coded.indices.to_pylist() == [0, 1, None, 2, 1, 0]
+    assert codes.tolist() == [0, 1, -1, 2, 1, 0] and values == ["p/a\x1fp/b", "", "p/b"]
+    view = np.frombuffer(coded.indices.buffers()[1], np.int32, len(coded))
+    assert np.shares_memory(view, codes)  # the codes are the indices, held once
 
 
 def test_a_scan_puts_the_connections_threads_setting_back(log_dir: Path) -> None:
