@@ -14,6 +14,10 @@ datetime.timedelta(days=1, seconds=43200)
 Traceback (most recent call last):
 ...
 ValueError: 'yesterday': expected a UTC time such as 2026-11-26T10:00:00Z or 2026-11-26, or a duration back ...
+>>> instant("99999999999d", now)
+Traceback (most recent call last):
+...
+llmgw_kernel.timeparse.DurationOutOfRange: '99999999999d': a duration of at most 1000 years
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+MAX_YEARS = 1000
+MAX_DURATION = timedelta(days=365.25 * MAX_YEARS)  # every duration reaches back from now: keep within datetime's range
+
+
+class DurationOutOfRange(ValueError):
+    """A well-formed duration too long to reach back from now (a datetime starts at year 1)."""
 
 
 def duration(text: str) -> timedelta:
-    """``7d``, ``36h``, ``90m``, ``600s`` -> a positive duration; ValueError otherwise."""
+    """``7d``, ``36h``, ``90m``, ``600s`` -> a positive duration of at most :data:`MAX_YEARS`
+    years (so ``now - duration`` is a date; beyond it Python raises OverflowError); ValueError
+    otherwise."""
     text = text.strip()
     try:
         if len(text) < 2 or text[-1] not in _UNITS:
@@ -34,7 +46,13 @@ def duration(text: str) -> timedelta:
         raise ValueError(f"{text!r}: a duration like 7d, 36h, 90m or 600s") from None
     if not value > 0 or value == float("inf"):
         raise ValueError(f"{text!r}: must be a positive, finite duration")
-    return timedelta(**{_UNITS[text[-1]]: value})
+    try:
+        span = timedelta(**{_UNITS[text[-1]]: value})
+    except OverflowError:
+        span = None
+    if span is None or span > MAX_DURATION:
+        raise DurationOutOfRange(f"{text!r}: a duration of at most {MAX_YEARS} years")
+    return span
 
 
 def instant(text: str, now: datetime | None = None) -> datetime:
@@ -46,6 +64,8 @@ def instant(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         try:
             return (now or datetime.now(UTC)) - duration(text)
+        except DurationOutOfRange:
+            raise
         except ValueError:
             raise ValueError(
                 f"{text!r}: expected a UTC time such as 2026-11-26T10:00:00Z or 2026-11-26, "
