@@ -84,19 +84,22 @@ def order(n: int, seed: str) -> list[int]:
     return sorted(range(n), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
 
 
-def embed(texts: list[str], cache: Path | None) -> np.ndarray:
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+def embed(texts: list[str], cache: Path | None, model: str | None = None) -> np.ndarray:
+    """The texts' vectors from ``model`` (default: the cache's default model), cached in ``cache``."""
+    key = hashlib.sha256("\x00".join([model, *texts] if model else texts).encode()).hexdigest()[:16]
     if cache is not None and cache.exists():
         data = np.load(cache, allow_pickle=False)
         if str(data["key"]) == key:
             return data["v"]
     from llmgw_kernel.cache.embedder import Embedder
 
-    emb = Embedder(None)
+    emb = Embedder(model)
     emb.load()
+    if not emb.ready:
+        raise SystemExit(f"model {emb.name}: {emb.error}")
     c0 = time.process_time()
     vecs = emb.encode(texts)
-    print(f"(encoded {len(texts)} texts in {time.process_time() - c0:.1f} s CPU)", file=sys.stderr)
+    print(f"(encoded {len(texts)} texts in {time.process_time() - c0:.1f} s CPU, {emb.name})", file=sys.stderr)
     if cache is not None:
         np.savez(cache, key=np.array(key), v=vecs)
     return vecs
@@ -271,13 +274,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--embeddings", type=Path, default=None, help="cache the vectors in this .npz file")
+    ap.add_argument("--model", default=None, help="a sentence-transformers model directory (default: the cache's)")
     ap.add_argument("--verify-rate", type=float, default=DEFAULT_VERIFY_RATE)
     ap.add_argument("--check-static", type=float, default=None, help="replay this static threshold through Caches")
     ap.add_argument("--warmup-learns", action="store_true", help="the questions are cached by traffic: compared too")
     args = ap.parse_args()
     data = {name: load(args.data_dir / name) for name, _ in SETS}
     texts = list(dict.fromkeys(t for rows in data.values() for a, b, _ in rows for t in (a, b)))
-    vecs = dict(zip(texts, embed(texts, args.embeddings), strict=True))
+    vecs = dict(zip(texts, embed(texts, args.embeddings, args.model), strict=True))
     for name, role in SETS:
         p = Pass(data[name], vecs)
         print(f"\n## {name} ({role}): {len(p.questions)} cached, {len(p.asks)} asked, {p.positives} same")
