@@ -50,7 +50,7 @@ from .credentials import presented_key
 from .errors import GatewayError, bad_request, guardrail_error, not_found_model
 from .guardrails import check_input, check_output
 from .runtime import Gateway, Snapshot
-from .validate import check_chat, check_embeddings, check_model, load_json
+from .validate import check_chat, check_embeddings, check_metadata, check_model, load_json
 
 log = logging.getLogger("llmgw.proxy")
 
@@ -177,6 +177,7 @@ def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
             if not isinstance(extra, dict):
                 raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata")
             meta = {**(meta or {}), **extra}
+    check_metadata(meta)
     return meta
 
 

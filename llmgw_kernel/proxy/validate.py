@@ -176,6 +176,24 @@ def _check_fields(
             )
 
 
+#: metadata keys that name who a request counts for (budgets, rate limits, cache namespaces,
+#: the log's ``team`` / ``end_user`` columns): a string when given, as OpenAI's metadata values are
+_METADATA_NAMES = ("team", "user")
+
+
+def check_metadata(meta: Any) -> None:
+    """Refuse ``metadata.team`` / ``metadata.user`` that is not a string (an object, a number):
+    it has no one text form to budget, limit and log under (it was logged as a Python repr)."""
+    for name in _METADATA_NAMES:
+        value = meta.get(name) if isinstance(meta, dict) else None
+        if value is not None and not isinstance(value, str):
+            raise bad_request(
+                f"'metadata.{name}' must be a string, got {type(value).__name__}",
+                param=f"metadata.{name}",
+                code="invalid_type",
+            )
+
+
 def check_model(body: Any) -> str:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object")
