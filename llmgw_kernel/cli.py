@@ -41,6 +41,17 @@ def _workers(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """A count the user gives (requests, partitions): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: a whole number of at least 1")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -136,6 +147,9 @@ def _promote(args: argparse.Namespace) -> int:
 def _forecast(args: argparse.Namespace) -> int:
     from .replay.forecast import NoForecastRecorded, forecast_report, format_report
 
+    if not args.data_dir.is_dir():  # else "no forecast recorded" would hide the mistyped directory
+        print(f"llmgw forecast check: {args.data_dir} does not exist", file=sys.stderr)
+        return 2
     try:
         report = forecast_report(args.policy, args.data_dir)
     except NoForecastRecorded as exc:
@@ -189,6 +203,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     source = args.source or args.data_dir
     why = _window_args(args) or Source.of(str(source)).missing()
+    if why is None and args.key_history is not None and not args.key_history.is_dir():
+        why = f"--key-history {args.key_history} does not exist (keys' own limits would not be replayed)"
     if why is None:
         try:
             load_policy(args.policy)
@@ -394,7 +410,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="replay in partitions on local processes, Dask or Ray (docs/replay-distributed.md)",
     )
-    r.add_argument("--partitions", type=int, default=None, help="how many partitions (default: this machine's cores)")
+    r.add_argument("--partitions", type=_count, default=None, help="partitions (default: this machine's cores)")
     r.add_argument("--scheduler", default=None, help="dask: a running scheduler's address (default: a local cluster)")
     r.set_defaults(func=_replay)
 
@@ -423,7 +439,7 @@ def parser() -> argparse.ArgumentParser:
                    help="realistic traffic: teams, keys, a day's shape, repeats and paraphrases, targets that differ "
                    "in price, latency and failure rate (serves its own policy)")  # fmt: skip
     t.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    t.add_argument("-n", type=int, default=200, help="number of requests")
+    t.add_argument("-n", type=_count, default=200, help="number of requests")
     t.add_argument("--route", action="append", help="route to use (repeatable; default: every route)")
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--url", default=None, help="use a running server instead of starting one")
