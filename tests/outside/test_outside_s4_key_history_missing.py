@@ -13,15 +13,9 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 from conftest import policy_for, wait_for_rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: llmgw replay --key-history /nonexistent is accepted silently (exit 0) instead of "
-    "refused like a missing --data-dir/--source",
-)
 def test_missing_key_history_is_refused(upstream, make_gateway, tmp_path) -> None:
     gw = make_gateway(policy_for(upstream.base_url))
     r = httpx.post(
