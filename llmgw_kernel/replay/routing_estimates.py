@@ -81,18 +81,20 @@ def _arrow(window: Any, name: str) -> pa.ChunkedArray | pa.Array:
 
 
 def _numbers(window: Any, name: str) -> np.ndarray:
-    """A numeric column as float64, NULL as 0."""
+    """A numeric column as float64, NaN for NULL — a window's own array, not a copy (read it, do
+    not change it): the estimates take NULL as 0 on the rows they read (1M rows: no 8 MB copy
+    per column beside the window's)."""
     if hasattr(window, "numpy") and name in window.columns:
-        return np.nan_to_num(window.numpy(name), nan=0.0)
+        return window.numpy(name)  # type: ignore[no-any-return]
     values = _arrow(window, name)
-    return np.nan_to_num(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), nan=0.0)
+    return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
 def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
-    """A string column as (int64 code per row, -1 for NULL; the distinct values)."""
+    """A string column as (an integer code per row, -1 for NULL; the distinct values) — a window's
+    own codes (int32), not a copy."""
     if hasattr(window, "codes") and name in window.columns:
-        codes, values = window.codes(name)
-        return codes.astype(np.int64), values
+        return window.codes(name)  # type: ignore[no-any-return]
     col = _arrow(window, name)
     enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
@@ -244,8 +246,9 @@ def _estimate_group(
     (every earlier one fails with probability > 0) and be served by (its failure probability
     < 1) has no logged successful attempt — the same for every request of the group."""
     n = len(rows)
-    has_tokens = bool(np.any((pt[rows] != 0) | (ct[rows] != 0)))
-    sum_pt, sum_ct = float(pt[rows].sum()), float(ct[rows].sum())
+    pt_rows, ct_rows = np.nan_to_num(pt[rows], nan=0.0), np.nan_to_num(ct[rows], nan=0.0)  # NULL tokens: 0
+    has_tokens = bool(np.any((pt_rows != 0) | (ct_rows != 0)))
+    sum_pt, sum_ct = float(pt_rows.sum()), float(ct_rows.sum())
     reach, lat = 1.0, 0.0
     known = True
     can_reach = True  # every earlier target fails with probability > 0
@@ -306,13 +309,17 @@ def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     codes, values = _codes(window, "target")
     pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     cost, unpriced = 0.0, set()
+    some = ((pt != 0) & ~np.isnan(pt)) | ((ct != 0) & ~np.isnan(ct))  # tokens logged (NULL: 0)
     for c, target in enumerate(values):
-        mine = (codes == c) & ((pt != 0) | (ct != 0))
+        mine = (codes == c) & some
         if not target or not mine.any():
             continue
         price = resolve_price(policy, target)
         if price is None:
             unpriced.add(target)
             continue
-        cost += (float(pt[mine].sum()) * price.input_per_1m + float(ct[mine].sum()) * price.output_per_1m) / 1e6
+        # nansum: NULL as 0, the same sum as over the column with NULL made 0
+        cost += (
+            float(np.nansum(pt[mine])) * price.input_per_1m + float(np.nansum(ct[mine])) * price.output_per_1m
+        ) / 1e6
     return {"cost_usd": None if unpriced else round(cost, 6), "unpriced_targets": sorted(unpriced)}
