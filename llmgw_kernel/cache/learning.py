@@ -6,7 +6,8 @@ which requests are checked, the checks themselves, and user feedback.
 - a deterministic ``verify_rate`` share of **semantic hits** (a hash of the request id) is also
   asked upstream after the cached answer was served (``sampled``; the proxy makes the call,
   :mod:`llmgw_kernel.proxy.cache_verify`), within ``verify_max_usd_per_hour`` per route;
-- **feedback** (``POST /v1/llmgw/feedback``) on a recent semantic hit is an outcome too.
+- **feedback** (``POST /v1/llmgw/feedback``) on a recent semantic hit is an outcome too (one
+  per hit: the first verdict stands).
 
 Every comparison and every learning step runs on the cache worker (the one thread that owns
 the semantic stores and the learned thresholds), in the order they were submitted; the event
@@ -59,6 +60,15 @@ class Served(NamedTuple):
     source: str  # the request id whose answer was served
     similarity: float
     key_id: str | None
+    verdict: bool | None = None  # the feedback recorded on it (a hit takes one, the first)
+
+
+class VerdictRecorded(Exception):
+    """Feedback on a hit that already has a verdict (the first stands; the API answers 409)."""
+
+    def __init__(self, request_id: str, correct: bool) -> None:
+        super().__init__(request_id, correct)
+        self.request_id, self.correct = request_id, correct
 
 
 def sampled(request_id: str, rate: float) -> bool:
@@ -139,10 +149,16 @@ class Learning:
         self.pool.submit(self._compare, q, near, fresh, request_id, by, now)
 
     def feedback(self, request_id: str, correct: bool, key_id: str | None) -> bool:
-        """Learn a user's verdict on one of their recent semantic hits (False: not known)."""
+        """Learn a user's verdict on one of their recent semantic hits (False: not known). A hit
+        takes one verdict, the first: a later one raises :class:`VerdictRecorded` and is not
+        learned (repeating a verdict must not multiply its weight in the estimate). Called on
+        the event loop only, so the check and the mark are one step."""
         served = self.served.get(request_id)
         if served is None or served.key_id != key_id:
             return False
+        if served.verdict is not None:
+            raise VerdictRecorded(request_id, served.verdict)
+        self.served[request_id] = served._replace(verdict=correct)
         outcome = Outcome(
             time.time(), served.route, served.model, served.source, request_id, served.similarity, correct, "feedback"
         )

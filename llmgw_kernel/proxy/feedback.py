@@ -5,7 +5,10 @@ a recent semantic hit on a route under ``max_false_hit_rate``, made with the sam
 open mode, the same credential): anyone else's id is a 404, so a client can neither learn
 which ids exist nor poison another tenant's thresholds. The verdict is an outcome like a
 checked hit's: it feeds the route's learned threshold and its false-hit estimate, and is
-journaled. 202 ``{"request_id": ..., "recorded": true}``; a malformed body is a 400.
+journaled. 202 ``{"request_id": ..., "recorded": true}``; a malformed body is a 400. A hit
+takes one verdict, the first: a later one (the same or the other) is a 409 ``already_recorded``
+and counts nothing, so one client cannot steer the estimate by repeating itself; a client that
+retries after a lost 202 can read that 409 as "on record".
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 
 import orjson
 
+from ..cache.learning import VerdictRecorded
 from ..cache.service import key_id
 from ..keys.store import VirtualKey
 from .asgi import Receive, Scope, Send, read_body, send_error, send_json
@@ -30,7 +34,15 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, caller
         key = caller(gw, scope)
         who = key.id if key is not None else key_id(presented_key(scope["headers"]))
         request_id, correct = _parse(await read_body(receive, _MAX_BYTES, None))
-        if not gw.cache.feedback(request_id, correct, who):
+        try:
+            known = gw.cache.feedback(request_id, correct, who)
+        except VerdictRecorded as first:
+            raise GatewayError(
+                409, f"A verdict on {request_id!r} is already recorded (correct: {str(first.correct).lower()}); "
+                "a hit takes one verdict, the first", "invalid_request_error", code="already_recorded",
+                param="request_id",
+            ) from None  # fmt: skip
+        if not known:
             raise GatewayError(
                 404, f"No recent semantic cache hit {request_id!r} of yours under max_false_hit_rate",
                 "invalid_request_error", code="unknown_request_id", param="request_id",
