@@ -84,7 +84,7 @@ class RequestRecord:
         self.cache_stored_ts: float | None = None
         self.cache_features: dict[str, Any] | None = None
         self.cache_threshold: float | None = None  # the semantic threshold applied (learned under a bound)
-        self.cache_verify: str | None = None  # shadow | sampled: the answer check this request started
+        self.cache_verify: str | None = None  # shadow | sampled | skipped_cap | check
         self.embedding: Any = None  # numpy float32 vector
         self.embedding_model: str | None = None
         self.team: str | None = None

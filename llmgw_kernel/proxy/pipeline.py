@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from ..cache.learning import SAMPLED
 from ..cache.service import Hit, LazyBody, Query, body_bytes, key_id
 from ..decisions.cache import CONTROLS
 from ..decisions.cost import cached_tokens_of, cost_usd
@@ -279,7 +280,7 @@ async def handle(
             hit = await gw.cache.lookup(query, rec) if query is not None else None
             if hit is not None:
                 await _serve_hit(gw, policy, rec, hit, body, send, headers, flight, finish, guard)
-                if rec.cache_verify == "sampled" and query is not None:  # checked beside, after it was served
+                if rec.cache_verify == SAMPLED and query is not None:  # checked beside, after it was served
                     start_check(gw, snap, rec, body, query)
                 return
             headers.append((b"x-llmgw-cache", b"bypass" if query is None else b"miss"))
