@@ -140,7 +140,7 @@ def decide_guardrails(
             out = seen[key] = check_logged(rails, endpoint, req, answer)
         verdicts[i], blocked[i] = out.verdicts, out.blocked
         for ex in out.examples:
-            kept = examples.setdefault(_example_key(ex), [])
+            kept = examples.setdefault(example_key(ex), [])
             if len(kept) < EXAMPLES_PER_VERDICT:
                 kept.append({"request_id": rid, **ex})
         live_input_redacted = mode == "redacted" and _acted(logged[i], "input", ("redact",))
@@ -277,7 +277,8 @@ def _around(text: str, type_: str) -> str:
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 
 
-def _example_key(ex: Mapping[str, Any]) -> tuple[str, str, str, str]:
+def example_key(ex: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The verdict an example shows: ``EXAMPLES_PER_VERDICT`` are kept per key."""
     return (ex["stage"], ex["check"], ex["type"], ex["action"])
 
 
@@ -359,7 +360,7 @@ def guardrail_summary(policy: Policy, window: Window, d: GuardrailDecisions) -> 
     replayed_rows = _per_verdict(d.verdicts)
     logged_rows = _per_verdict(logged)
     per_action, logged_action = _actions(d.verdicts), _actions(logged)
-    warnings = _warnings(d)
+    warnings = not_replayable_warnings(d.not_replayable)
     has_rails = bool(policy._guardrails)
     refused = None
     if has_rails and d.scanned == 0 and (d.not_replayable["hashed"] or d.not_replayable["none"]):
@@ -411,9 +412,9 @@ def _verdict_table(
     return rows
 
 
-def _warnings(d: GuardrailDecisions) -> list[str]:
-    """What the replay could not see, in words (never silence)."""
-    m = d.not_replayable
+def not_replayable_warnings(m: Mapping[str, int]) -> list[str]:
+    """What the replay could not see (``not_replayable`` counts), in words (never silence); a
+    partitioned replay words its summed counts with it (:mod:`.merge`)."""
     out = []
     if m["hashed"] or m["none"]:
         out.append(
