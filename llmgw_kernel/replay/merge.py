@@ -13,9 +13,12 @@ figure by the rule of :data:`RULES`:
 - ``min``/``max``: the window's first and last request;
 - recomputed from the merged decisions or merged figures: first-target shares, the cache
   hit rate, cost per 1k requests, the logged error rate, budget cut-offs (first refusal,
-  refusals per limit);
+  refusals per limit), the guardrail verdict table (requests and findings per verdict, summed),
+  its refusal and warnings (from the summed counts) and examples (the window's first
+  ``EXAMPLES_PER_VERDICT`` per verdict, by the decisions' order);
 - anything else — medians, percentiles, means, the routing estimates and the targets they
-  found unmeasured (each part estimates from its own rows) — is not mergeable: it is None in
+  found unmeasured (each part estimates from its own rows), the distinct bodies guardrails
+  checked (a body may recur in several parts) — is not mergeable: it is None in
   the merged summary and its path is listed in ``summary["partitioning"]["not_merged"]``.
   A figure added to the summary later is not mergeable until it has a rule here.
 
@@ -39,7 +42,9 @@ _ADDITIVE_COUNTS = (
     "routing.estimates.requests_estimated", "limits.evaluated", "limits.refused", "limits.budget_exceeded",
     "limits.rate_limited", "limits.newly_refused", "limits.newly_admitted", "cache.considered", "cache.exact_hits",
     "cache.semantic_hits", "outcome.*", "differs_from_log.*", "logged.ok", "logged.errors", "logged.prompt_tokens",
-    "logged.completion_tokens",
+    "logged.completion_tokens", "guardrails.requests_checked", "guardrails.blocked", "guardrails.blocked_input",
+    "guardrails.blocked_output", "guardrails.redacted", "guardrails.flagged", "guardrails.logged.*",
+    "guardrails.compared", "guardrails.not_replayable.*",
 )  # fmt: skip
 _ADDITIVE_USD = (
     "cost_usd", "checks_usd", "logged_cost_usd", "routing.logged_cost_at_candidate_prices_usd",
@@ -63,6 +68,10 @@ RULES: dict[str, str] = {
     "cost_per_1k_requests": "derived",
     "logged.error_rate": "derived",
     "limits.cutoffs": "derived",
+    "guardrails.verdicts": "derived",
+    "guardrails.refused": "derived",
+    "guardrails.warnings": "derived",
+    "guardrails.examples": "derived",
 }
 
 
@@ -172,6 +181,49 @@ def _derive(s: dict[str, Any], parts: list[dict[str, Any]], decisions: pd.DataFr
         logged["error_rate"] = round(logged["errors"] / n, 6) if n else None
     if isinstance(s.get("limits"), dict) and "cutoffs" in s["limits"]:
         s["limits"]["cutoffs"] = _cutoffs([c for p in parts for c in (p.get("limits") or {}).get("cutoffs", [])])
+    if isinstance(s.get("guardrails"), dict):
+        _derive_guardrails(s["guardrails"], [p["guardrails"] for p in parts if "guardrails" in p], decisions)
+
+
+def _derive_guardrails(g: dict[str, Any], parts: list[dict[str, Any]], decisions: pd.DataFrame | None) -> None:
+    """``summary["guardrails"]``'s figures that are not plain sums, as the stage words them
+    (replay/guardrails_stage.py ``guardrail_summary``) from the summed counts."""
+    from .guardrails_stage import EXAMPLES_PER_VERDICT, example_key, not_replayable_warnings
+
+    if "verdicts" in g:
+        g["verdicts"] = _verdict_rows([row for p in parts for row in p.get("verdicts", [])])
+    if "not_replayable" in g and "warnings" in g:
+        g["warnings"] = not_replayable_warnings(g["not_replayable"])
+    if "refused" in g:  # a part refuses when it checked nothing; the window only when no part checked any
+        refusals = [p["refused"] for p in parts if p.get("refused")]
+        g["refused"] = refusals[0] if refusals and not g.get("requests_checked") else None
+    if "examples" in g and decisions is not None:  # each part kept its first ones: the window's are among them
+        order = {rid: i for i, rid in enumerate(decisions["request_id"])}
+        pooled = sorted((ex for p in parts for ex in p.get("examples", [])), key=lambda ex: order[ex["request_id"]])
+        kept: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for ex in pooled:
+            same = kept.setdefault(example_key(ex), [])
+            if len(same) < EXAMPLES_PER_VERDICT:
+                same.append(ex)
+        g["examples"] = [ex for key in sorted(kept) for ex in kept[key]]
+
+
+_VERDICT_KEY = ("stage", "name", "rule", "type", "action")
+
+
+def _verdict_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The parts' verdict tables as one: per verdict, requests and findings (replayed and logged) summed."""
+    by: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in _VERDICT_KEY)
+        have = by.get(key)
+        if have is None:
+            by[key] = dict(row)
+            continue
+        for name, value in row.items():
+            if name not in _VERDICT_KEY:
+                have[name] += value
+    return [by[key] for key in sorted(by)]
 
 
 def _shares(values: Any) -> dict[str, float]:
