@@ -62,16 +62,6 @@ def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dic
     kinds = replayed[rows]
     named = np.where(limit == None, kinds, limit)  # noqa: E711
     at = _window_epoch(window)[rows]
-    cutoffs: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate(named.tolist()):  # one pass over the refused rows only
-        c = cutoffs.get(name)
-        if c is None:
-            c = cutoffs[name] = {"limit": name, "kind": kinds[j], "first_refused_at": at[j], "refused": 0}
-        c["refused"] += 1
-        if at[j] < c["first_refused_at"]:
-            c["first_refused_at"] = at[j]
-    for c in cutoffs.values():
-        c["first_refused_at"] = utc(float(c["first_refused_at"]))
     return {
         "limits": {
             "evaluated": int(np.count_nonzero(replayed != None)),  # noqa: E711
@@ -81,9 +71,32 @@ def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dic
             "newly_refused": int(np.count_nonzero(newly)),
             "newly_admitted": int(np.count_nonzero((replayed == "ok") & ~live_ok)),
             "spend_prevented_usd": round(prevented, 6),
-            "cutoffs": sorted(cutoffs.values(), key=lambda c: c["first_refused_at"]),
+            "cutoffs": _cutoffs(named, kinds, at),
         }
     }
+
+
+def _cutoffs(named: Any, kinds: Any, at: Any) -> list[dict[str, Any]]:
+    """Each refusing limit's cut-off — its kind (of its first refusal in row order), first refusal
+    time and refusals — from the refused rows' limit names, kinds and times (arrays), by code:
+    a window refuses up to all its rows, and few limits refuse."""
+    import numpy as np
+    import pandas as pd
+
+    if not len(named):
+        return []
+    code, names = pd.factorize(named)  # in order of first appearance
+    first_row = np.full(len(names), len(code), np.int64)
+    np.minimum.at(first_row, code, np.arange(len(code)))
+    first_at = np.full(len(names), np.inf)
+    np.minimum.at(first_at, code, at)
+    counts = np.bincount(code, minlength=len(names))
+    cutoffs = [
+        {"limit": name, "kind": kinds[first_row[k]], "first_refused_at": utc(float(first_at[k])),
+         "refused": int(counts[k])}
+        for k, name in enumerate(names.tolist())
+    ]  # fmt: skip
+    return sorted(cutoffs, key=lambda c: c["first_refused_at"])
 
 
 def _objects(values: Any) -> Any:
