@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -57,8 +58,42 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "models", None):
         out["models"] = args.models
     if getattr(args, "metadata", None):
-        out["metadata"] = json.loads(args.metadata)
+        out["metadata"] = args.metadata
     return out
+
+
+def _usd(text: str) -> float:
+    """``--budget-usd``: a finite number >= 0 (``nan``/``inf`` cannot be sent as JSON)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: budget_usd must be a finite number >= 0")
+    return value
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; ValueError for one out of a float's range (``1e999``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    """``--metadata``: a JSON object whose numbers are finite (JSON has no NaN or Infinity)."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=refuse)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"metadata: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("metadata: must be a JSON object")
+    return value
 
 
 def _rotate_master(args: argparse.Namespace) -> int:
@@ -89,12 +124,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--team")
         p.add_argument("--user")
         p.add_argument("--models", nargs="+", help="routes this key may use (default: all)")
-        p.add_argument("--budget-usd", type=float)
+        p.add_argument("--budget-usd", type=_usd)
         p.add_argument("--budget-window", choices=["day", "week", "month"])
         p.add_argument("--rpm", type=int)
         p.add_argument("--tpm", type=int)
         p.add_argument("--expires-at", help="ISO 8601, e.g. 2026-12-31T00:00:00Z")
-        p.add_argument("--metadata", help="JSON object")
+        p.add_argument("--metadata", type=_metadata, help="JSON object")
 
     c = with_url(keys.add_parser("create", help="issue a key (printed once)"))
     with_settings(c, True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
 import re
 import secrets
@@ -105,8 +106,10 @@ def settings_from(data: dict[str, Any], base: KeySettings | None = None) -> KeyS
             raise ValueError("models: must be a list of route names")
         models = tuple(models)
     budget = merged.get("budget_usd")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0):
-        raise ValueError("budget_usd: must be a number >= 0")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < math.inf
+    ):
+        raise ValueError("budget_usd: must be a finite number >= 0")
     window: Window = merged.get("budget_window") or "month"
     if window not in ("day", "week", "month"):
         raise ValueError("budget_window: must be day, week or month")
@@ -114,25 +117,38 @@ def settings_from(data: dict[str, Any], base: KeySettings | None = None) -> KeyS
         v = merged.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{k}: must be an integer >= 1")
-    expires = merged.get("expires_at")
-    if isinstance(expires, str):
-        from datetime import datetime
-
-        try:
-            expires = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise ValueError("expires_at: an ISO 8601 time (2026-12-31T00:00:00Z) or epoch seconds") from None
-    elif expires is not None and (isinstance(expires, bool) or not isinstance(expires, (int, float))):
-        raise ValueError("expires_at: an ISO 8601 time (2026-12-31T00:00:00Z) or epoch seconds")
+    expires = _expires_at(merged.get("expires_at"), given="expires_at" in data)
     meta = merged.get("metadata") or {}
     if not isinstance(meta, dict):
         raise ValueError("metadata: must be an object")
     return KeySettings(
         name=name.strip(), team=merged.get("team"), user=merged.get("user"), models=models,
         budget_usd=float(budget) if budget is not None else None, budget_window=window,
-        rpm=merged.get("rpm"), tpm=merged.get("tpm"), expires_at=float(expires) if expires is not None else None,
+        rpm=merged.get("rpm"), tpm=merged.get("tpm"), expires_at=expires,
         metadata=meta,
     )  # fmt: skip
+
+
+def _expires_at(value: Any, given: bool) -> float | None:
+    """``expires_at`` (ISO 8601 or epoch seconds) as epoch seconds. A time given in this call
+    must be in the future: a key born expired (or a NaN that never compares as passed) is a
+    mistake, and a key is ended now with ``revoke``. A stored one (a PATCH of other fields) may
+    have passed."""
+    what = "expires_at: an ISO 8601 time (2026-12-31T00:00:00Z) or epoch seconds"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from datetime import datetime
+
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ValueError(what) from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(what)
+    if given and value <= time.time():
+        raise ValueError("expires_at: must be in the future (to end a key now, revoke it)")
+    return float(value)
 
 
 def _settings_json(s: KeySettings) -> dict[str, Any]:

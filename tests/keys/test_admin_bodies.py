@@ -51,6 +51,9 @@ BAD = [  # (method, path, body, the field the error's param must name (a path in
     ("POST", "/admin/virtual-keys", {"name": "b", "budget_usd": "5"}, "budget_usd"),
     ("POST", "/admin/virtual-keys", {"name": "e", "expires_at": "tomorrow"}, "expires_at"),
     ("POST", "/admin/virtual-keys", {"name": "e", "expires_at": [1]}, "expires_at"),
+    ("POST", "/admin/virtual-keys", {"name": "e", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),  # passed
+    ("POST", "/admin/virtual-keys", {"name": "e", "expires_at": 0}, "expires_at"),
+    ("PATCH", "/admin/virtual-keys/{id}", {"expires_at": 1_000_000}, "expires_at"),
     ("POST", "/admin/virtual-keys", {"name": "t", "team": {"a": 1}}, "team"),
     ("PATCH", "/admin/virtual-keys/{id}", {"metadata": nested(300)}, "metadata."),
     ("PATCH", "/admin/virtual-keys/{id}", {"models": "gpt-4o-mini"}, "models"),
@@ -78,6 +81,10 @@ def test_bad_bodies_get_400_naming_the_param(gw, method, path, body, param):
         b'{"name": "x"',
         b'"just a string"',
         b"1e999",
+        b'{"name": "n", "budget_usd": 1e999}',  # JSON has no NaN or Infinity: refused, never stored
+        b'{"name": "n", "budget_usd": NaN}',
+        b'{"name": "n", "expires_at": Infinity}',
+        b'{"name": "n", "metadata": {"a": -1e999}}',
         b"[" * 5000 + b"]" * 5000,
     ],
 )
