@@ -61,6 +61,7 @@ import orjson
 from ..cache.core import Caches, Query, semantic_settings
 from ..decisions import cache as decide
 from ..policy.load import PolicySource, load_policy, validate_policy
+from ..policy.model import _BOUND_OPTIONS as BOUND_OPTIONS
 from .cache_stage import HIT_KINDS, Outcome, Row, _model, features_of, summary
 from .cache_sweep_inputs import Neighbours, Recorded, neighbour_lists, recorded, verified
 
@@ -78,16 +79,19 @@ DEFAULT_THRESHOLDS = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))
 
 
 def with_semantic_threshold(policy: PolicySource, threshold: float) -> Policy:
-    """``policy`` with every semantic cache (top level and route overrides) at ``threshold``."""
+    """``policy`` with every semantic cache (top level and route overrides) at ``threshold``.
+    A cache under a false-hit bound becomes a fixed-threshold one: ``max_false_hit_rate`` and
+    the options that only apply with it are dropped (the two are alternatives; the sweep
+    decides every cache at the swept threshold)."""
     pol = load_policy(policy)
     doc = pol.model_dump(mode="json", exclude_unset=True)
-    top = doc.get("cache")
-    if isinstance(top, dict) and isinstance(top.get("semantic"), dict):
-        top["semantic"]["threshold"] = threshold
-    for route in (doc.get("routes") or {}).values():
-        cache = route.get("cache")
+    caches = [doc.get("cache"), *(route.get("cache") for route in (doc.get("routes") or {}).values())]
+    for cache in caches:
         if isinstance(cache, dict) and isinstance(cache.get("semantic"), dict):
-            cache["semantic"]["threshold"] = threshold
+            semantic = cache["semantic"]
+            for name in ("max_false_hit_rate", *BOUND_OPTIONS):
+                semantic.pop(name, None)
+            semantic["threshold"] = threshold
     return validate_policy(doc, pol.source)
 
 

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 from conftest import policy_for
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: with_semantic_threshold on a max_false_hit_rate policy raises PolicyError "
-    "(threshold and max_false_hit_rate are alternatives) instead of returning the threshold candidate",
-)
 def test_with_semantic_threshold_replaces_a_bound(tmp_path: Path) -> None:
     from llmgw_kernel.replay.cache_sweep import with_semantic_threshold
 
-    live = policy_for("http://127.0.0.1:9/v1", cache={"semantic": {"max_false_hit_rate": 0.05, "ttl_s": 600}})
+    bound = {"max_false_hit_rate": 0.05, "ttl_s": 600, "verify_rate": 0.1, "equivalence": "exact"}
+    live = policy_for("http://127.0.0.1:9/v1", cache={"semantic": bound})
+    route = next(iter(live["routes"]))
+    live["routes"][route]["cache"] = {"semantic": {"max_false_hit_rate": 0.02, "verify_max_usd_per_hour": 2.0}}
     path = tmp_path / "live.yaml"
     path.write_text(yaml.safe_dump(live, sort_keys=False))
     candidate = with_semantic_threshold(str(path), 0.91)
-    semantic = candidate.model_dump(mode="json", exclude_unset=True)["cache"]["semantic"]
-    assert semantic["threshold"] == 0.91
-    assert "max_false_hit_rate" not in semantic
+    doc = candidate.model_dump(mode="json", exclude_unset=True)
+    for semantic in (doc["cache"]["semantic"], doc["routes"][route]["cache"]["semantic"]):
+        assert semantic["threshold"] == 0.91
+        assert not {"max_false_hit_rate", "verify_rate", "verify_max_usd_per_hour", "equivalence"} & set(semantic)
+    assert doc["cache"]["semantic"]["ttl_s"] == 600  # what is not the bound's stays
+    for name in candidate.routes:
+        sem = candidate.cache_for(name).semantic
+        assert sem.threshold == 0.91 and sem.max_false_hit_rate is None, name
