@@ -10,6 +10,12 @@ targets would have done is estimated from what each target did in the log:
   route's ``retry.attempts`` (independent failures assumed); the request falls back to the
   next target with that probability. ``fallback_rate`` is the mean probability that the
   first target fails; ``error_rate`` the mean probability that every target fails;
+- **streams cut after their first byte** (an attempt logged ``... after first byte: ...``):
+  the client already holds part of an answer, so no retry or fallback follows (docs/routing.md
+  "Streams and fallbacks"). For a streamed request such a cut is an error of the request, with
+  the target's per-attempt cut rate, on whichever try it comes; only the target's other
+  failures are retried and fall back. A request that does not stream reads the whole answer
+  before it sends a byte, so for it a cut is a failure like any other;
 - **latency**: each request is simulated once along its plan, with draws hashed from the
   request id (deterministic), sampling the logged attempt latencies; p50/p95 are over those
   simulated requests, and ``latency_ms_mean`` is the exact expectation. Windows of more than
@@ -44,7 +50,10 @@ if TYPE_CHECKING:
 Columns = dict[str, Any]
 #: routed requests simulated for the latency quantiles, at most (a systematic sample beyond)
 SIMULATED_MAX = 100_000
-Samples = dict[str, dict[str, np.ndarray]]  # target id -> {"ok": latencies, "failed": latencies}
+# target id -> {"ok": latencies, "failed": latencies, "cut": latencies of the failed attempts cut after first byte}
+Samples = dict[str, dict[str, np.ndarray]]
+#: how the proxy marks an attempt that failed after the stream's first event reached the client
+CUT_MARK = "after first byte"
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -101,8 +110,9 @@ def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
 
 
 def attempt_arrays(window: Any) -> Samples:
-    """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones},
-    in log order (skipped/unavailable targets are not attempts; a NULL latency counts as 0).
+    """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones,
+    "cut": those of the failed ones cut after a stream's first byte}, in log order
+    (skipped/unavailable targets are not attempts; a NULL latency counts as 0).
     Computed once per :class:`~.window.Window` (shared: do not mutate)."""
     if hasattr(window, "memo"):
         return window.memo("attempt_arrays", lambda: _attempt_arrays(window))  # type: ignore[no-any-return]
@@ -119,6 +129,7 @@ def _attempt_arrays(window: Any) -> Samples:
     error = pc.cast(pc.struct_field(flat, "error"), pa.string())  # all NULL: typed null when built from lists
     keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
     ok = pc.is_null(error.filter(keep)).to_numpy(zero_copy_only=False)
+    cut = pc.fill_null(pc.match_substring(error.filter(keep), CUT_MARK), False).to_numpy(zero_copy_only=False)
     latency = pc.cast(pc.struct_field(flat, "latency_ms").filter(keep), pa.float64())
     latency = np.nan_to_num(latency.to_numpy(zero_copy_only=False), nan=0.0)
     targets = pc.cast(pc.struct_field(flat, "target"), pa.string()).filter(keep)
@@ -127,7 +138,7 @@ def _attempt_arrays(window: Any) -> Samples:
     out: Samples = {}
     for c, target in enumerate(enc.dictionary.to_pylist()):
         mine = codes == c
-        out[target] = {"ok": latency[mine & ok], "failed": latency[mine & ~ok]}
+        out[target] = {"ok": latency[mine & ok], "failed": latency[mine & ~ok], "cut": latency[mine & cut]}
     return out
 
 
@@ -194,7 +205,13 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     routed_rows = np.flatnonzero(nonempty[plan_codes])
     pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     rids = _arrow(window, "request_id")
-    group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
+    # a group: one plan, one route, streamed or not (a stream cut after its first byte is terminal);
+    # a log without cuts makes the groups, and every figure, those of plan and route alone
+    cuts = any(len(s["cut"]) for s in samples.values())
+    streamed = _flags(window, "stream") if cuts else np.zeros(len(plan_codes), bool)
+    group = (
+        plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
+    ) * 2 + streamed[routed_rows].astype(np.int64)
     tally = _Tally()
     sampled = simulated_rows(routed_rows)  # in window order
     sampled_ids = rids.take(pa.array(sampled)).to_pylist()  # one take (a chunked column is concatenated per take)
@@ -202,11 +219,12 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     simulated[sampled] = True
     for g in np.flatnonzero(np.bincount(group)) if group.size else ():  # np.unique's order, without a sort
         rows = routed_rows[group == g]
-        plan, r = plans[int(g) // (len(route_values) + 1)], int(g) % (len(route_values) + 1) - 1
+        pr, stream = divmod(int(g), 2)
+        plan, r = plans[pr // (len(route_values) + 1)], pr % (len(route_values) + 1) - 1
         sim_rows = rows[simulated[rows]]
         ids = [sampled_ids[k] for k in np.searchsorted(sampled, sim_rows).tolist()]
-        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), rows,
-                        ids, pt, ct, tally)  # fmt: skip
+        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream),
+                        rows, ids, pt, ct, tally)  # fmt: skip
     routed = len(routed_rows)
     expected, simulated = (
         np.concatenate([*tally.expected, np.empty(0)]),
@@ -227,6 +245,30 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     }
 
 
+def _flags(window: Any, name: str) -> np.ndarray:
+    """A boolean column as a bool array (NULL: False)."""
+    col = _arrow(window, name)
+    if pa.types.is_null(col.type):
+        return np.zeros(len(col), bool)
+    return pc.fill_null(col, False).to_numpy(zero_copy_only=False).astype(bool)  # type: ignore[no-any-return]
+
+
+def _outcomes(s: dict[str, np.ndarray] | None, tries: int, stream: bool) -> tuple[float, float]:
+    """For one request at a target: (the probability that every try fails and it moves on, the
+    probability that a stream is cut after its first byte: an error, no retry, no fallback).
+    Without cuts the first is the failure rate raised to ``tries``, as before cuts were told apart."""
+    if s is None:
+        return 0.0, 0.0
+    ok_n, failed_n = len(s["ok"]), len(s["failed"])
+    cut_n = len(s["cut"]) if stream else 0
+    if not cut_n:
+        return (failed_n / (ok_n + failed_n)) ** tries, 0.0
+    n = ok_n + failed_n
+    retried = (failed_n - cut_n) / n  # a failure before the first byte: the next try, then the next target
+    tried = tries if retried == 1.0 else (1 - retried**tries) / (1 - retried)  # expected tries made
+    return retried**tries, cut_n / n * tried
+
+
 def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
     """The routed requests whose latency is simulated: all of them up to :data:`SIMULATED_MAX`,
     else every k-th in window order (row ``floor(j * routed / SIMULATED_MAX)`` for each j)."""
@@ -237,10 +279,10 @@ def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
 
 
 def _estimate_group(
-    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, rows: np.ndarray, ids: list[str],
-    pt: np.ndarray, ct: np.ndarray, tally: _Tally,
+    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, stream: bool, rows: np.ndarray,
+    ids: list[str], pt: np.ndarray, ct: np.ndarray, tally: _Tally,
 ) -> None:  # fmt: skip
-    """The requests ``rows``, which share a plan and a route, walked along their plan together:
+    """The requests ``rows``, which share a plan, a route and ``stream``, walked along their plan together:
     the expectation is the same for each; the simulation draws per request, for the simulated
     ones among them (their request ``ids``, in window order). A request's latency is unknown when a target it can reach
     (every earlier one fails with probability > 0) and be served by (its failure probability
@@ -259,10 +301,11 @@ def _estimate_group(
         if s is None:
             tally.unmeasured.add(target)
         ok_n, failed_n = (len(s["ok"]), len(s["failed"])) if s is not None else (0, 0)
-        p = (failed_n / (ok_n + failed_n)) ** tries if s is not None else 0.0
+        p, cut = _outcomes(s, tries, stream)
         if k == 0:
             tally.fallback += p * n
-        serve = reach * (1 - p)
+        tally.errors += reach * cut * n
+        serve = reach * (1 - p - cut)
         if serve > 0 and has_tokens:
             price = resolve_price(policy, target)
             if price is None:
@@ -273,10 +316,10 @@ def _estimate_group(
         failed_ms = float(s["failed"].sum()) / failed_n if s is not None and failed_n else 0.0
         if ok_ms is None and (serve > 0 or (can_reach and p < 1)):
             known = False
-        lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms
+        lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms + reach * cut * failed_ms
         at = np.flatnonzero(going)
         if at.size:
-            _simulate_step(s, p, tries, k, [ids[i] for i in at], at, sim, going)
+            _simulate_step(s, p, cut, tries, k, [ids[i] for i in at], at, sim, going)
         can_reach = can_reach and p > 0
         reach *= p
     tally.errors += reach * n
@@ -286,21 +329,28 @@ def _estimate_group(
 
 
 def _simulate_step(
-    s: dict[str, np.ndarray] | None, p: float, tries: int, k: int, ids: list[str], at: np.ndarray,
+    s: dict[str, np.ndarray] | None, p: float, cut: float, tries: int, k: int, ids: list[str], at: np.ndarray,
     sim: np.ndarray, going: np.ndarray,
 ) -> None:  # fmt: skip
     """One target of the simulated walk for the requests still going: fail with probability
-    ``p`` (hashed), else be served; add a logged latency drawn (hashed) from the right pool."""
+    ``p`` and go on (hashed), be cut after the first byte with probability ``cut`` and stop,
+    else be served and stop; add a logged latency drawn (hashed) from the right pool."""
     keys = [f"{rid}:{k}" for rid in ids]
-    fails = draws("sim-fail", keys) < p if 0.0 < p < 1.0 else np.full(len(ids), p >= 1.0)
-    for failed in (True, False):
-        mine = fails == failed
-        pool = (s["failed"] if failed else s["ok"]) if s is not None else np.empty(0)
-        if not mine.any():
+    if cut:
+        u = draws("sim-fail", keys)
+        fails, cuts = u < p, (u >= p) & (u < p + cut)
+    else:
+        fails = draws("sim-fail", keys) < p if 0.0 < p < 1.0 else np.full(len(ids), p >= 1.0)
+        cuts = np.zeros(len(ids), bool)
+    for mine, pool, times in (
+        (fails, s["failed"] if s is not None else None, tries),
+        (cuts, s["cut"] if s is not None else None, 1),
+        (~fails & ~cuts, s["ok"] if s is not None else None, 1),
+    ):
+        if pool is None or not len(pool) or not mine.any():
             continue
-        if len(pool):
-            pick = (draws("sim-lat", [keys[j] for j in np.flatnonzero(mine)]) * len(pool)).astype(np.int64)
-            sim[at[mine]] += pool[pick] * (tries if failed else 1)
+        pick = (draws("sim-lat", [keys[j] for j in np.flatnonzero(mine)]) * len(pool)).astype(np.int64)
+        sim[at[mine]] += pool[pick] * times
     going[at[~fails]] = False
 
 

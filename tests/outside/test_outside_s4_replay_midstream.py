@@ -15,11 +15,6 @@ import pytest
 from conftest import policy_for, wait_for_rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: replay routing estimates treat a mid-stream cut (after first byte) as a recoverable "
-    "failure: error_rate 0.0 and fallback_rate 1.0 where the log has 100% upstream_error",
-)
 def test_replay_of_live_policy_forecasts_mid_stream_cuts_as_errors(upstream, make_gateway) -> None:
     from llmgw_kernel import open_log, replay
 
