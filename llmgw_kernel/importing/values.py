@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..log.schema import time_error
+from ..providers.usage import MAX_TOKENS
 
 # epoch values above this are milliseconds (year 33658 in seconds; 1970-04-26 in ms)
 _MS_ABOVE = 1e12
@@ -73,15 +74,19 @@ def _epoch(value: Any, field: str) -> float | None:
 
 
 def count(value: Any, field: str = "count") -> int | None:
-    """A non-negative whole number (tokens, retries)."""
+    """A whole number from 0 to ``MAX_TOKENS`` (2**31 - 1: tokens, an HTTP status, retries), the
+    counts the gateway itself takes as real (:mod:`llmgw_kernel.providers.usage`): a larger one
+    is no real request's, and the log could not hold it as logged."""
     if absent(value):
         return None
     try:
         number = float(value) if isinstance(value, str) else value
         if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0 or number != int(number):
             raise ValueError
+        if number > MAX_TOKENS:
+            raise ValueError
     except (ValueError, OverflowError):
-        raise BadValue(f"{field}: {value!r} is not a count") from None
+        raise BadValue(f"{field}: {value!r} is not a count (a whole number from 0 to {MAX_TOKENS})") from None
     return int(number)
 
 
