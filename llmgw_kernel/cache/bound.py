@@ -148,6 +148,12 @@ def bin_of(similarity: float) -> int:
     return min(max(int(math.floor(similarity / STEP + 1e-9)), 0), _BINS - 1)
 
 
+def floor_after(o: Outcome) -> float | None:
+    """The floor an outcome sets for its entry ``o.source`` (None: none — the answers matched):
+    an entry that answered differently at ``s`` serves only from ``s`` + :data:`ENTRY_MARGIN`."""
+    return None if o.same else min(o.similarity + ENTRY_MARGIN, NEVER)
+
+
 class Bound:
     """The outcomes of one region and the thresholds they allow (see the module doc)."""
 
@@ -172,8 +178,9 @@ class Bound:
             b = bin_of(o.similarity)
             self.n[b] += 1
             self.wrong[b] += not o.same
-        if not o.same:
-            self._raise_floor(o.source, min(o.similarity + ENTRY_MARGIN, NEVER))
+        floor = floor_after(o)
+        if floor is not None:
+            self._raise_floor(o.source, floor)
         self._cache.clear()
 
     def _raise_floor(self, source: str, floor: float) -> None:

@@ -7,7 +7,7 @@ learns its thresholds from the outcomes the live gateway journaled
 the time it became known (``Caches.catch_up``: an outcome known at ``t`` informs only
 requests that arrived after ``t`` — no look-ahead), so at every request the candidate decides
 with the evidence the live gateway had then. Replaying the version that served a row applies
-the threshold it logged and is unchanged by them.
+the threshold it logged, and of the outcomes only the entry floors its lookup saw (below).
 
 Replicas that share a data directory (and its log) each journal their own outcomes
 (``replicas/<id>/cache-outcomes.jsonl``, :func:`~.outcomes.journal_paths`): a replay folds every
@@ -20,6 +20,9 @@ window whose requests all arrive after the latest ``through`` of the journals re
 with the whole journals; requests that arrived by then are decided without (some of) the folded
 evidence (less than the live gateways had), and the replay's summary says so
 (:func:`journal_warnings`).
+
+Replaying the live policy, a row applies its logged threshold and the entry floors of the
+outcomes known before its logged lookup (``Caches.floors_known_by``), as the live lookup did.
 """
 
 from __future__ import annotations
@@ -54,10 +57,22 @@ def journal_dir(window: Any) -> Path | None:
 
 
 def window_end(window: Any) -> float | None:
-    """The last arrival of a replay window (epoch seconds; None: unknown or empty). An outcome
-    known from then on informs no request of the window: it is not loaded."""
+    """The last arrival or logged lookup of a replay window (epoch seconds; None: unknown or
+    empty). An outcome known from then on informs no request of the window: it is not loaded.
+    (A candidate learns only the outcomes known before each arrival; the live policy's replay
+    also floors entries with those known before each logged lookup, which may follow the last
+    arrival.)"""
     ts = _arrivals(window)
-    return float(ts.max()) if ts is not None and len(ts) else None
+    if ts is None or not len(ts):
+        return None
+    end = float(ts.max())
+    column = getattr(window, "arrow", None)
+    if column is not None and "cache_lookup_ts" in window:
+        import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+        looked = pc.max(column("cache_lookup_ts")).as_py()
+        end = max(end, float(looked)) if looked is not None else end
+    return end
 
 
 def _arrivals(window: Any) -> Any:

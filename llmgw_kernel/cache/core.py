@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..decisions import cache as decide
-from .bound import Bound, Outcome
+from .bound import Bound, Folded, Outcome, floor_after
 from .embedder import DEFAULT_MODEL
 from .exact import Entry, ExactStore
 
@@ -55,7 +55,7 @@ class Query:
 
     __slots__ = (
         "settings", "route", "ns", "key", "read", "context", "vector", "features", "model", "text", "row", "threshold",
-        "nearest",
+        "looked_up", "nearest",
     )  # fmt: skip
 
     def __init__(
@@ -83,6 +83,9 @@ class Query:
         self.text: str | None = None  # live only: what the worker embeds
         self.row = row  # replay only: the window row (a sweep's neighbour lists are by row)
         self.threshold: float | None = None  # replay of the live bound: the logged threshold it applied
+        # replay of the live bound: when the live lookup was queued (``cache_lookup_ts``): it saw
+        # the entries' floors of the outcomes known before then
+        self.looked_up: float | None = None
         self.nearest: Nearest | None = None  # a miss under the bound: the entry its answer is compared with
 
 
@@ -116,10 +119,6 @@ def semantic_settings(q: Query) -> SemanticCacheSettings | None:
     if sem is None or q.vector is None or q.context is None or q.model != semantic_model(sem):
         return None
     return sem
-
-
-def _no_floor(eid: int) -> float:
-    return 0.0
 
 
 class Caches:
@@ -199,17 +198,19 @@ class Caches:
         self, q: Query, ts: float, sem: SemanticCacheSettings, cands: list[decide.Candidate], entries: dict[int, Entry]
     ) -> Found:
         """The semantic verdict under ``max_false_hit_rate``: the region's learned threshold
-        (the logged one when replaying the live decision) and each entry's own floor."""
+        and each entry's own floor. Replaying the live decision (``q.threshold``: the logged
+        threshold), the floors are those the live lookup saw: of the outcomes known before it
+        was queued (``q.looked_up``; arrival when not logged) — an outcome learned between the
+        request's arrival and its lookup floored an entry live too."""
         assert sem.max_false_hit_rate is not None and q.model is not None
         self.catch_up(ts)
         bound = self.bound(q.route, q.model)
-        if q.threshold is not None:
-            t, floor = q.threshold, _no_floor
-        else:
-            t = bound.threshold(sem.max_false_hit_rate)
+        late = self.floors_known_by(q.route, q.model, q.looked_up) if q.threshold is not None else {}
+        t = q.threshold if q.threshold is not None else bound.threshold(sem.max_false_hit_rate)
 
-            def floor(eid: int) -> float:
-                return bound.floor(entries[eid].request_id)
+        def floor(eid: int) -> float:
+            source = entries[eid].request_id
+            return max(bound.floor(source), late.get(source, 0.0))
 
         verdict = decide.choose(t, sem.verify, q.features, cands, floor)
         near = None
@@ -244,6 +245,22 @@ class Caches:
         while self._fed < len(feed) and feed[self._fed].known_at < ts:
             self.learn(feed[self._fed])
             self._fed += 1
+
+    def floors_known_by(self, route: str, model: str, until: float | None) -> dict[str, float]:
+        """Replay: the entry floors of the region's attached outcomes known before ``until`` that
+        are not learned yet (known since the last :meth:`catch_up`), by entry — looked at, not
+        learned, so no later request of another policy version decides with them."""
+        raised: dict[str, float] = {}
+        feed, i = self._feed, self._fed
+        while until is not None and i < len(feed) and feed[i].known_at < until:
+            o = feed[i]
+            i += 1
+            if (o.route, o.model) != (route, model):
+                continue
+            for source, f in o.totals.floors if isinstance(o, Folded) else [(o.source, floor_after(o))]:
+                if f is not None and f > raised.get(source, 0.0):
+                    raised[source] = f
+        return raised
 
     def search(self, q: Query, ts: float, ttl_s: float, entries: dict[int, Entry]) -> Iterable[decide.Candidate]:
         """The nearest entries of ``q``'s group visible at ``ts``, best first, noting each

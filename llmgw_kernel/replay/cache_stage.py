@@ -116,11 +116,12 @@ class Row:
     ) -> Query:
         """This request, as the cache decision core reads it. Replaying the policy version that
         served it (``replaying``), a semantic decision under ``max_false_hit_rate`` applies the
-        threshold it logged (the one live learning had reached then), so the replay is exact."""
+        threshold it logged (the one live learning had reached then) and the entry floors of the
+        outcomes known before its logged lookup, so the replay is exact."""
         q = Query(settings, self.route or "", ns, key, read, self.context, self.vector, self.features, self.model,
                   self.i)  # fmt: skip
         if replaying is not None and replaying == self.version:
-            q.threshold = self.logged_threshold
+            q.threshold, q.looked_up = self.logged_threshold, self.lookup_at
         return q
 
 

@@ -18,15 +18,9 @@ import uuid
 
 import httpx
 import openai
-import pytest
 from conftest import policy_for, wait_for_rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: replay of a max_false_hit_rate policy ignores per-entry floors learned live, so a hit "
-    "is replayed from a floored entry (another cache_source) and compare_to_log() != 0 for the live policy",
-)
 def test_live_bound_policy_replays_hits_from_the_entry_live_served(upstream, make_gateway) -> None:
     from llmgw_kernel import open_log, replay
 
