@@ -74,12 +74,18 @@ class PageFill:
         body: Body,
         on_answer: Callable[[Answer], None],
         doc: Any | None,
+        loop: Any | None = None,
     ) -> None:
         self.ctx = ctx
         self.bar = bar
         self.body = body
         self.on_answer = on_answer
         self.doc: Any = doc  # None outside a server: fills run in place
+        self._loop: Any = loop  # the session's Tornado IOLoop: the current one unless given
+        if doc is not None and loop is None:  # built on the session's loop (Panel runs a page there)
+            from tornado.ioloop import IOLoop
+
+            self._loop = IOLoop.current()
         self._generation = 0
         self._busy = False
         self._done_at = float("-inf")
@@ -117,7 +123,15 @@ class PageFill:
         return Answer(filters, options, data, time.perf_counter() - t0)
 
     def _schedule(self, generation: int, future: Future[Answer]) -> None:
+        """On the worker thread: hand the answer to the session's loop. Never through the
+        document from here: an answer ready while Bokeh is still making the session (a fast
+        query) raced its ``ServerSession`` taking over the document's callbacks, and was lost
+        (the page kept "Loading…" for good). ``IOLoop.add_callback`` is Tornado's one
+        thread-safe entry; on the loop, the session is either not begun or complete."""
         answer = future.result()
+        self._loop.add_callback(self._on_loop, generation, answer)
+
+    def _on_loop(self, generation: int, answer: Answer) -> None:
         try:
             self.doc.add_next_tick_callback(lambda: self._deliver(generation, answer))
         except Exception:  # the session was destroyed while its query ran

@@ -3,25 +3,52 @@ answer is shown; a live window's refresh waits in proportion to what the last fi
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
+
+import pytest
 
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.page_fill import REFRESH_COST_RATIO, Answer, PageFill
 
 
 class _Doc:
-    """Stands in for a Bokeh document's one thread-safe entry point: the callbacks are run
-    when the test says so, as the session's loop would on its next tick."""
+    """Stands in for a Bokeh document: the callbacks are run when the test says so, as the
+    session's loop would on its next tick; records which thread added each."""
 
     def __init__(self) -> None:
         self.callbacks: list[Any] = []
+        self.threads: list[str] = []
         self.added = threading.Event()
 
     def add_next_tick_callback(self, callback: Any) -> None:
+        self.threads.append(threading.current_thread().name)
         self.callbacks.append(callback)
         self.added.set()
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """A real Tornado IOLoop on its own thread, named as a session's loop would run."""
+    from tornado.ioloop import IOLoop
+
+    ready: list[IOLoop] = []
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        ready.append(IOLoop.current())
+        started.set()
+        ready[0].start()
+
+    thread = threading.Thread(target=run, name="session-loop", daemon=True)
+    thread.start()
+    assert started.wait(5)
+    yield ready[0]
+    ready[0].add_callback(ready[0].stop)
+    thread.join(5)
 
 
 class _Bar:
@@ -48,9 +75,9 @@ class _Body:
         raise AssertionError
 
 
-def _fill(body: _Body, doc: _Doc | None) -> tuple[PageFill, list[Answer]]:
+def _fill(body: _Body, doc: _Doc | None, loop: Any = None) -> tuple[PageFill, list[Answer]]:
     shown: list[Answer] = []
-    return PageFill(None, _Bar(), body, shown.append, doc), shown  # type: ignore[arg-type]
+    return PageFill(None, _Bar(), body, shown.append, doc, loop), shown  # type: ignore[arg-type]
 
 
 def _run_all(doc: _Doc) -> None:
@@ -58,23 +85,26 @@ def _run_all(doc: _Doc) -> None:
         doc.callbacks.pop(0)()
 
 
-def test_a_served_page_queries_on_a_worker_thread_and_shows_on_the_loop():
+def test_a_served_page_queries_on_a_worker_thread_and_shows_on_the_loop(loop):
     doc, body = _Doc(), _Body()
-    fill, shown = _fill(body, doc)
+    fill, shown = _fill(body, doc, loop)
     fill.start(Filters(window="1 h"))
     assert fill.busy and not shown  # start returns before the query answered
     body.release.set()
     assert doc.added.wait(5)
     assert body.threads and body.threads[0].startswith("llmgw-dashboard-query")
     assert not shown  # nothing touches the page until the loop runs the callback
+    # the document is entered on the session's loop only, never from the worker: an answer
+    # ready while Bokeh was still making the session was lost there (the page kept "Loading…")
+    assert doc.threads == ["session-loop"]
     _run_all(doc)
     assert [a.data for a in shown] == ["1 h"] and shown[0].options == {"team": ["a"]}
     assert not fill.busy
 
 
-def test_only_the_newest_start_is_shown():
+def test_only_the_newest_start_is_shown(loop):
     doc, body = _Doc(), _Body()
-    fill, shown = _fill(body, doc)
+    fill, shown = _fill(body, doc, loop)
     fill.start(Filters(window="1 h"))
     fill.start(Filters(window="24 h"))
     body.release.set()
