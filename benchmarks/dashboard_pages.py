@@ -25,11 +25,16 @@ answer the next run). The pages are opened one after another in one browser cont
 operator's browser would: a first page loads Bokeh's and Panel's JavaScript (~3.5 MB) once,
 and the pages after it take it from the browser's cache. ``--cold`` opens each page in a
 fresh context instead (every page downloads every script: a first visit's time, each time).
+``--navigate`` measures the other way an operator moves: the first page (overview) opened by
+its URL, then every other page shown by clicking its link, which swaps the page within the
+same document (no new page load; the filters carry): placeholder is then the click to the
+"Loading…" of that page, render the click to the page filled.
 Prints a table per page (median and spread over the runs).
 
     .venv/bin/python benchmarks/dashboard_pages.py                 # 3 runs
     .venv/bin/python benchmarks/dashboard_pages.py --runs 5 --markdown
     .venv/bin/python benchmarks/dashboard_pages.py --cold     # every page a first visit
+    .venv/bin/python benchmarks/dashboard_pages.py --navigate # overview by URL, then by its links
 """
 
 from __future__ import annotations
@@ -139,6 +144,49 @@ def one_run(
     return out
 
 
+def navigate_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> dict[str, dict[str, float]]:
+    """Overview by URL (after a warm-up page, as in :func:`one_run`), then each other page by
+    clicking its link in the same document."""
+    from playwright.sync_api import sync_playwright
+
+    proc, port = start_panel(data_dir, policy, nice)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            warm = context.new_page()
+            warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
+            warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+            warm.close()
+            page = context.new_page()
+            for name in PAGES:
+                c0, b0 = cpu_s(proc.pid), descendants_cpu_s(b"chromium")
+                t0 = time.perf_counter()
+                if name == PAGES[0]:
+                    page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
+                    page.evaluate("window.__llmgwDocument = 'first'")
+                else:
+                    page.click(f'[data-nav="{name}"]')
+                ready = f'[data-ready][data-page="{name}"]'
+                page.wait_for_selector(f"[data-loading], {ready}", state="attached", timeout=120_000)
+                placeholder = time.perf_counter() - t0
+                page.wait_for_selector(ready, state="attached", timeout=120_000)
+                render = time.perf_counter() - t0
+                if page.evaluate("window.__llmgwDocument") != "first":
+                    raise RuntimeError(f"/{name} loaded a new document instead of swapping the page")
+                took = float(page.locator(ready).get_attribute("data-took") or "nan")
+                browser_cpu = descendants_cpu_s(b"chromium") - b0
+                out[name] = {"placeholder_s": placeholder, "render_s": render, "query_s": took,
+                             "cpu_s": cpu_s(proc.pid) - c0, "browser_cpu_s": browser_cpu}  # fmt: skip
+            browser.close()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -149,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--panel-nice", type=int, default=10, help="the dashboard process's nice level (serve: 10)")
     ap.add_argument("--cold", action="store_true", help="each page in a fresh browser context (no cached scripts)")
+    ap.add_argument("--navigate", action="store_true",
+                    help="overview by URL, then every other page by its link (one document)")  # fmt: skip
     args = ap.parse_args(argv)
     from replay_scale import ensure_log
 
@@ -157,13 +207,22 @@ def main(argv: list[str] | None = None) -> None:
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores; {'cold (a fresh browser context per page)' if args.cold else 'warm browser cache'}",
+          f"{os.cpu_count()} cores; {_mode(args)}",
           flush=True)  # fmt: skip
     runs = []
     for i in range(args.runs):
-        runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold))
+        if args.navigate:
+            runs.append(navigate_run(data_dir, policy, query, args.panel_nice))
+        else:
+            runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
     report(runs, args.markdown)
+
+
+def _mode(args: argparse.Namespace) -> str:
+    if args.navigate:
+        return "overview by URL, the other pages by their links (one document)"
+    return "cold (a fresh browser context per page)" if args.cold else "warm browser cache"
 
 
 def report(runs: list[dict[str, dict[str, float]]], markdown: bool) -> None:

@@ -16,11 +16,16 @@ from llmgw_kernel.dashboard.budget_data import BudgetData, budgets, label
 from llmgw_kernel.dashboard.charts import GroupLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
-from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, note, page_frame, table
+from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, note, page_frame, table
+
+
+def spec() -> PageSpec:
+    """This page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/budgets", "Budgets", _Body)
 
 
 def page(ctx: Context) -> pn.viewable.Viewable:
-    return page_frame(ctx, "/budgets", "Budgets", _Body())
+    return page_frame(ctx, spec())
 
 
 class _Body:

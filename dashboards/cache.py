@@ -14,11 +14,16 @@ from llmgw_kernel.dashboard.cache_data import CacheData, cache
 from llmgw_kernel.dashboard.charts import GroupLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
-from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, pct, table, usd
+from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct, table, usd
+
+
+def spec() -> PageSpec:
+    """This page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/cache", "Cache", _Body)
 
 
 def page(ctx: Context) -> pn.viewable.Viewable:
-    return page_frame(ctx, "/cache", "Cache", _Body())
+    return page_frame(ctx, spec())
 
 
 class _Body:

@@ -14,11 +14,16 @@ from llmgw_kernel.dashboard.charts import GroupLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.cost_data import GROUPS, CostData, cost
 from llmgw_kernel.dashboard.filters import Filters
-from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, table, usd
+from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, table, usd
+
+
+def spec() -> PageSpec:
+    """This page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/cost", "Cost", _Body)
 
 
 def page(ctx: Context) -> pn.viewable.Viewable:
-    return page_frame(ctx, "/cost", "Cost", _Body())
+    return page_frame(ctx, spec())
 
 
 class _Body:

@@ -13,12 +13,17 @@ import panel as pn
 from llmgw_kernel.dashboard.charts import GroupLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
-from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, page_frame, pct, table
+from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct, table
 from llmgw_kernel.dashboard.guardrail_data import GuardrailData, guardrails
 
 
+def spec() -> PageSpec:
+    """This page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/guardrails", "Guardrails", _Body)
+
+
 def page(ctx: Context) -> pn.viewable.Viewable:
-    return page_frame(ctx, "/guardrails", "Guardrails", _Body())
+    return page_frame(ctx, spec())
 
 
 class _Body:

@@ -12,6 +12,7 @@ A view only: every number comes from :class:`llmgw_kernel.dashboard.OverviewStor
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import panel as pn
@@ -22,15 +23,20 @@ from bokeh.plotting import figure
 from llmgw_kernel.dashboard import ERROR_OUTCOMES, Overview
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import PRESETS, Filters
-from llmgw_kernel.dashboard.frame import ALL, heading, kpi_html, kpi_pane, page_frame, table
+from llmgw_kernel.dashboard.frame import ALL, PageSpec, heading, kpi_html, kpi_pane, page_frame, table
 
 REFRESH_MS = 5000
 _OUTCOME_COLORS = dict(zip(ERROR_OUTCOMES, Category10[10][1:], strict=False))
 
 
+def spec() -> PageSpec:
+    """The overview page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/overview", "Overview · traffic", _Body, REFRESH_MS)
+
+
 def page(ctx: Context, refresh_ms: int = REFRESH_MS) -> pn.viewable.Viewable:
     """Build the overview page for one browser session."""
-    return page_frame(ctx, "/overview", "Overview · traffic", _Body(), refresh_ms)
+    return page_frame(ctx, replace(spec(), refresh_ms=refresh_ms))
 
 
 class _Body:

@@ -16,12 +16,17 @@ import panel as pn
 
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
-from llmgw_kernel.dashboard.frame import heading, kpi_html, kpi_pane, note, page_frame, table
+from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, note, page_frame, table
 from llmgw_kernel.dashboard.policy_data import PolicyData, policy
 
 
+def spec() -> PageSpec:
+    """This page: how a session builds it (and switches to it from another page)."""
+    return PageSpec("/policy", "Policy", _Body)
+
+
 def page(ctx: Context) -> pn.viewable.Viewable:
-    return page_frame(ctx, "/policy", "Policy", _Body())
+    return page_frame(ctx, spec())
 
 
 class _Body:

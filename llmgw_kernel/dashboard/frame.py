@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import panel as pn
+import param
+from panel.custom import JSComponent
 
 from .context import Context
 from .filters import COLUMNS, DEFAULT_PRESET, PRESETS, Filters
@@ -95,6 +98,46 @@ def ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f} ms"
 
 
+@dataclass(frozen=True)
+class PageSpec:
+    """A page of the dashboard: its URL path, its title, how a session builds its body, and
+    how often its live window may refresh."""
+
+    path: str
+    title: str
+    body: Callable[[], Body]
+    refresh_ms: int = REFRESH_MS
+
+
+class NavLinks(JSComponent):  # type: ignore[misc]
+    """The navigation links. Real links (a new tab, a bookmark, a page without JavaScript
+    work as links do), but a plain click only sets ``page``: the server swaps the page's body
+    within the same document (:class:`Frame`), which spares the browser a new document — on
+    this project's benchmark machine about 1 CPU s of Chromium per page load before any figure
+    (docs/benchmarks.md). The back and forward buttons load the address they go to."""
+
+    html = param.String(default="")
+    page = param.String(default="")
+    _stylesheets: ClassVar[list[str]] = [CSS]
+    _esm = """
+export function render({ model, el }) {
+  const draw = () => { el.innerHTML = model.html }
+  draw()
+  model.on("html", draw)
+  el.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-nav]")
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return
+    event.preventDefault()
+    model.page = "/" + link.dataset.nav
+  })
+  if (!window.__llmgwPopstate) {  // a history step lands on the address it names
+    window.__llmgwPopstate = true
+    window.addEventListener("popstate", () => window.location.reload())
+  }
+}
+"""
+
+
 class FilterBar:
     """The window and filter widgets, the navigation links, and the URL they keep in sync."""
 
@@ -112,7 +155,7 @@ class FilterBar:
             )
             for name in COLUMNS
         }  # fmt: skip
-        self.nav = pn.pane.HTML("", stylesheets=[CSS], sizing_mode="stretch_width", margin=(0, 10))
+        self.nav = NavLinks(page=path, sizing_mode="stretch_width", margin=(0, 10))
         self._render_nav()
 
     @property
@@ -122,6 +165,15 @@ class FilterBar:
     def panes(self) -> list[Any]:
         # a FlexBox wraps the selects under the window buttons on a narrow screen
         return [self.nav, pn.FlexBox(self.window, *self.selects.values(), sizing_mode="stretch_width")]
+
+    def set_path(self, path: str) -> None:
+        """The page shown is now ``path``: the links mark it, the address bar names it."""
+        self.path = path
+        self.nav.page = path
+        self._render_nav()
+        location = pn.state.location
+        if location is not None and location.pathname != path:
+            location.pathname = path
 
     def watch(self, callback: Any) -> None:
         """Call ``callback()`` after the filters changed (and the URL and links followed)."""
@@ -169,7 +221,7 @@ class FilterBar:
             f'<a href="{path}{suffix}" data-nav="{path[1:]}"{" class=current" if path == self.path else ""}>{title}</a>'
             for path, title in NAV
         )
-        self.nav.object = f'<div class="nav"><b>llmgw</b> · {links}</div>'
+        self.nav.html = f'<div class="nav"><b>llmgw</b> · {links}</div>'
 
 
 def session_filters() -> Filters:
@@ -182,55 +234,112 @@ def session_filters() -> Filters:
         return Filters()
 
 
-def page_frame(ctx: Context, path: str, title: str, body: Body, refresh_ms: int = REFRESH_MS) -> pn.Column:
-    """The page at ``path``: nav, filter bar, ``body``; its queries start at once
-    (:class:`~.page_fill.PageFill`) and the body is shown when they answer."""
-    bar = FilterBar(ctx, session_filters(), path)
-    status = pn.pane.HTML(
-        '<div class="loading" data-loading="1">Loading… (querying the request log)</div>',
-        stylesheets=[CSS], sizing_mode="stretch_width",
-    )  # fmt: skip
-    panes = body.panes()
-    for pane in panes:
-        pane.visible = False
+LOADING_HTML = '<div class="loading" data-loading="1">Loading… (querying the request log)</div>'
 
-    def show(answer: Answer) -> None:
+
+def page_frame(ctx: Context, spec: PageSpec) -> pn.Column:
+    """The page ``spec`` for one session (nav, filter bar, its body); its queries start at
+    once (:class:`~.page_fill.PageFill`) and the body is shown when they answer. The session's
+    links then swap pages within this document (:class:`Frame`)."""
+    return Frame(ctx, spec).view
+
+
+class Frame:
+    """One session's document: the navigation and filter bar, kept, and the page shown under
+    them, swapped in place when a link is clicked (the filters carry across as they are; the
+    address bar follows, so a reload or a bookmark opens the same page with the same filters)."""
+
+    def __init__(self, ctx: Context, spec: PageSpec) -> None:
+        self.ctx = ctx
+        self.bar = FilterBar(ctx, session_filters(), spec.path)
+        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        self.doc: Any = pn.state.curdoc if served else None
+        self.header = pn.pane.Markdown("", margin=(0, 10))
+        self.status = pn.pane.HTML(LOADING_HTML, stylesheets=[CSS], sizing_mode="stretch_width")
+        self.main = pn.Column(sizing_mode="stretch_width")
+        self.spec = spec
+        self.fill: PageFill | None = None
+        self.bar.watch(self._restart)
+        self.bar.nav.param.watch(lambda event: self.navigate(event.new), "page")
+        self._open(spec)
+        if served:
+            pn.state.add_periodic_callback(self._refresh, period=spec.refresh_ms)
+        self.view = pn.Column(
+            *self.bar.panes(), pn.Row(self.header, self.status, align="center"), self.main, sizing_mode="stretch_width"
+        )
+
+    def navigate(self, path: str) -> None:
+        """Show the page at ``path`` in this document (a path that is not a page is ignored)."""
+        if path == self.spec.path:
+            return
+        spec = page_spec(path)
+        if spec is None:
+            self.bar.nav.page = self.spec.path
+            return
+        self.bar.set_path(spec.path)
+        self._open(spec)
+
+    def _open(self, spec: PageSpec) -> None:
+        """Build ``spec``'s body and start its queries; its panes join the document with their
+        first answer, data and all (a table added empty and filled by the next patch could
+        get its columns before Tabulator had built itself: a console error, an empty table).
+        An answer still coming for the page shown before is dropped."""
+        body = spec.body()
+        panes = body.panes()
+        fill = PageFill(self.ctx, self.bar, body, lambda answer: self._show(fill, body, panes, answer), self.doc)
+        for control in getattr(body, "controls", list)():
+            control.param.watch(lambda *_: self._restart() if self.fill is fill else None, "value")
+        self.spec, self.fill = spec, fill
+        self.header.object = f"## {spec.title}"
+        self.status.object = LOADING_HTML
+        self.main.objects = []
+        fill.start(self.bar.filters)
+
+    def _restart(self) -> None:
+        if self.fill is not None:
+            self.fill.start(self.bar.filters)
+
+    def _refresh(self) -> None:
+        fill = self.fill
+        if fill is not None and fill.due(self.bar.filters, self.ctx.queries.clock(), self.spec.refresh_ms / 1000):
+            fill.start(self.bar.filters)
+
+    def _show(self, fill: PageFill, body: Body, panes: list[Any], answer: Answer) -> None:
+        if fill is not self.fill:
+            return  # the operator went on to another page
         try:
             if answer.error is not None:
                 raise answer.error
-            bar.show_options(answer.options)
+            self.bar.show_options(answer.options)
             body.show(answer.data)
         except Exception as exc:  # shown on the page; the session lives on
-            log.error("dashboard page %s failed", path, exc_info=exc)
-            status.object = f'<div class="status error" data-error="1">could not load: {html.escape(str(exc))}</div>'
+            log.error("dashboard page %s failed", self.spec.path, exc_info=exc)
+            self.status.object = (
+                f'<div class="status error" data-error="1">could not load: {html.escape(str(exc))}</div>'
+            )
             return
-        status.object = _ready_html(answer, ctx.queries.clock(), refresh_ms)
-        for pane in panes:
-            if not pane.visible:
-                pane.visible = True
-
-    served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-    fill = PageFill(ctx, bar, body, show, pn.state.curdoc if served else None)
-    bar.watch(lambda: fill.start(bar.filters))
-    for control in getattr(body, "controls", list)():
-        control.param.watch(lambda *_: fill.start(bar.filters), "value")
-    fill.start(bar.filters)
-    if served:
-
-        def refresh() -> None:
-            if fill.due(bar.filters, ctx.queries.clock(), refresh_ms / 1000):
-                fill.start(bar.filters)
-
-        pn.state.add_periodic_callback(refresh, period=refresh_ms)
-    header = pn.pane.Markdown(f"## {title}", margin=(0, 10))
-    return pn.Column(*bar.panes(), pn.Row(header, status, align="center"), *panes, sizing_mode="stretch_width")
+        self.status.object = _ready_html(answer, self.ctx.queries.clock(), self.spec)
+        if self.main.objects != panes:  # the first answer: the panes arrive with their data
+            self.main.objects = panes
 
 
-def _ready_html(answer: Answer, now: float, refresh_ms: int) -> str:
+def page_spec(path: str) -> PageSpec | None:
+    """The page at URL ``path`` (its module's ``spec()``), None when no page is there."""
+    from .pages import PAGES, load_page_module
+
+    name = PAGES.get(path)
+    if name is None or not any(path == p for p, _ in NAV):
+        return None
+    spec: PageSpec = load_page_module(name).spec()
+    return spec
+
+
+def _ready_html(answer: Answer, now: float, spec: PageSpec) -> str:
     as_of = datetime.fromtimestamp(now, UTC)
     window = html.escape(answer.filters.label(as_of.timestamp()))
+    refresh_ms = spec.refresh_ms
     return (
-        f'<div class="status" data-ready="1" data-took="{answer.took_s:.3f}" '
+        f'<div class="status" data-ready="1" data-page="{spec.path[1:]}" data-took="{answer.took_s:.3f}" '
         f'data-query="{html.escape(answer.filters.to_query())}">{window}'
         f" · as of {as_of:%H:%M:%S} UTC · {answer.took_s * 1000:.0f} ms"
         f" · refreshes every {refresh_ms // 1000} s or more (a slow window less often)</div>"
@@ -238,6 +347,6 @@ def _ready_html(answer: Answer, now: float, refresh_ms: int) -> str:
 
 
 __all__ = [
-    "ALL", "CSS", "DEFAULT_PRESET", "NAV", "Body", "FilterBar", "kpi_html", "kpi_pane", "ms", "page_frame", "pct",
-    "table", "usd",
+    "ALL", "CSS", "DEFAULT_PRESET", "NAV", "Body", "FilterBar", "Frame", "NavLinks", "PageSpec", "kpi_html",
+    "kpi_pane", "ms", "page_frame", "page_spec", "pct", "table", "usd",
 ]  # fmt: skip

@@ -227,6 +227,57 @@ def _team_filter_is_carried(o: Opened, team: str) -> None:
     following.close()
 
 
+# -- Navigation -------------------------------------------------------------------------------
+def test_links_swap_pages_within_one_document(site, log, browser, shots):
+    """A link click shows the next page in the same document (no new page load: the ~1 CPU s
+    a page load costs the browser is paid once), with the filters chosen before; the address
+    bar names the page and its filters, so a reload opens the same page; back goes back."""
+    from urllib.parse import parse_qs, urlparse
+
+    from playwright.sync_api import expect
+
+    o = _open(browser, site, "/overview")
+    o.page.evaluate("window.__llmgwDocument = 'first'")  # gone if a new document loads
+    o.choose("Team", "analytics")
+    expect(o.page.locator("[data-query]")).to_have_attribute("data-query", re.compile("team=analytics"))
+    (team_total,) = log("coalesce(sum(cost_usd), 0)", team="analytics")
+    (team_refused,) = log("count(*) FILTER (WHERE admission = 'budget_exceeded')", team="analytics")
+    for name in ("cost", "budgets", "policy", "cost"):
+        o.page.click(f'[data-nav="{name}"]')
+        o.page.wait_for_selector(f'[data-ready][data-page="{name}"]', state="attached", timeout=60_000)
+        assert o.page.evaluate("window.__llmgwDocument") == "first", f"/{name} loaded a new document"
+        url = urlparse(o.page.url)
+        assert url.path == f"/{name}" and parse_qs(url.query).get("team") == ["analytics"], o.page.url
+        assert "since=" in url.query  # the explicit range carried too
+        assert o.page.locator("select").nth(1).input_value() == "analytics"
+        assert "team=analytics" in (o.page.locator("[data-query]").get_attribute("data-query") or "")
+        assert o.page.locator("a.current").get_attribute("data-nav") == name
+        if name == "cost":
+            o.expect_kpi("cost", f"${team_total:,.4f}")
+        if name == "budgets":
+            o.expect_kpi("budget_refused", f"{team_refused:,}")
+    o.screenshots("navigated-cost", shots)
+    # the filters chosen on the page shown by a link carry on, to the next page
+    o.choose("Team", "search")
+    o.page.click('[data-nav="overview"]')
+    o.page.wait_for_selector('[data-ready][data-page="overview"]', state="attached", timeout=60_000)
+    (search_n,) = log("count(*)", team="search")
+    o.expect_kpi("requests", f"{search_n:,}")
+    assert o.page.evaluate("window.__llmgwDocument") == "first"
+    assert parse_qs(urlparse(o.page.url).query).get("team") == ["search"]
+    # a reload (a bookmark) opens the page the address names, with its filters
+    o.page.reload()
+    o.page.wait_for_selector('[data-ready][data-page="overview"]', state="attached", timeout=60_000)
+    assert o.page.evaluate("window.__llmgwDocument") is None  # a new document this time
+    assert o.page.locator("select").nth(1).input_value() == "search"
+    o.expect_kpi("requests", f"{search_n:,}")
+    # back: the address before it, and the page it names
+    o.page.go_back()
+    o.page.wait_for_selector('[data-ready][data-page="cost"]', state="attached", timeout=60_000)
+    assert urlparse(o.page.url).path == "/cost"
+    o.close()
+
+
 # -- Overview ---------------------------------------------------------------------------------
 def test_overview(site, log, browser, shots):
     o = _open(browser, site, "/overview")
