@@ -71,6 +71,7 @@ def test_promote_without_a_log_promotes_and_records_no_forecast(tmp_path, live):
     assert load_policy(live).version == load_policy(cand).version
     assert recorded_forecast(live) is None and not (live.parent / "history" / "live" / "forecasts").exists()
     # a data dir without a log (or without rows in the window): the same
+    (tmp_path / "empty").mkdir()  # one that does not exist is a usage error (tests/test_cli_usage_errors.py)
     write(cand, doc(30, 70))
     out = cli("policy", "promote", str(cand), "--policy", str(live), "--data-dir", str(tmp_path / "empty"))
     assert out.returncode == 0 and "no forecast recorded (no request logged in" in out.stdout
