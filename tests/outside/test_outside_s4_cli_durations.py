@@ -33,8 +33,13 @@ def _llmgw(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ["policy", "promote", "cand.yaml", "--forecast-window", "99999999999d"],
         ["policy", "promote", "cand.yaml", "--forecast-window", "9999999d"],
     ],
-    ids=["since-int-overflow", "since-date-overflow", "until-int-overflow", "promote-forecast-window",
-         "promote-forecast-window-date-overflow"],  # fmt: skip
+    ids=[
+        "since-int-overflow",
+        "since-date-overflow",
+        "until-int-overflow",
+        "promote-forecast-window",
+        "promote-forecast-window-date-overflow",
+    ],
 )
 def test_out_of_range_duration_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
     policy = yaml.safe_dump(policy_for("http://127.0.0.1:9/v1"))
