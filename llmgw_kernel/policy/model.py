@@ -210,7 +210,7 @@ class SemanticCacheSettings(_Frozen):
 
     @model_validator(mode="after")
     def _bound_settings(self) -> SemanticCacheSettings:
-        given = self.model_fields_set & set(_BOUND_OPTIONS)
+        given = self.model_fields_set & set(BOUND_OPTIONS)
         if self.max_false_hit_rate is None and given:
             raise ValueError(f"{', '.join(sorted(given))} only apply with max_false_hit_rate")
         if self.max_false_hit_rate is not None and "threshold" in self.model_fields_set:
@@ -221,13 +221,13 @@ class SemanticCacheSettings(_Frozen):
     def _without_unset_bound(self, handler: Any) -> Any:
         data = handler(self)
         if isinstance(data, dict):
-            for name in ("max_false_hit_rate", *_BOUND_OPTIONS):
+            for name in ("max_false_hit_rate", *BOUND_OPTIONS):
                 if data.get(name) is None:
                     data.pop(name, None)
         return data
 
 
-_BOUND_OPTIONS = ("verify_rate", "verify_max_usd_per_hour", "equivalence", "answer_threshold")
+BOUND_OPTIONS = ("verify_rate", "verify_max_usd_per_hour", "equivalence", "answer_threshold")
 
 
 class CacheSettings(_Frozen):

@@ -61,7 +61,7 @@ import orjson
 from ..cache.core import Caches, Query, semantic_settings
 from ..decisions import cache as decide
 from ..policy.load import PolicySource, load_policy, validate_policy
-from ..policy.model import _BOUND_OPTIONS as BOUND_OPTIONS
+from ..policy.model import BOUND_OPTIONS
 from .cache_stage import HIT_KINDS, Outcome, Row, _model, features_of, summary
 from .cache_sweep_inputs import Neighbours, Recorded, neighbour_lists, recorded, verified
 
