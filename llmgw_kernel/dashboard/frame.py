@@ -261,9 +261,10 @@ class Frame:
         self.fill: PageFill | None = None
         self.bar.watch(self._restart)
         self.bar.nav.param.watch(lambda event: self.navigate(event.new), "page")
+        self._tick: Any = None
         self._open(spec)
         if served:
-            pn.state.add_periodic_callback(self._refresh, period=spec.refresh_ms)
+            self._tick = pn.state.add_periodic_callback(self._refresh, period=spec.refresh_ms)
         self.view = pn.Column(
             *self.bar.panes(), pn.Row(self.header, self.status, align="center"), self.main, sizing_mode="stretch_width"
         )
@@ -277,6 +278,8 @@ class Frame:
             self.bar.nav.page = self.spec.path
             return
         self.bar.set_path(spec.path)
+        if self._tick is not None and spec.refresh_ms < self._tick.period:
+            self._tick.period = spec.refresh_ms  # the overview's 5 s, reached from a 10 s page
         self._open(spec)
 
     def _open(self, spec: PageSpec) -> None:
