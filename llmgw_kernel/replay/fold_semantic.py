@@ -5,12 +5,15 @@ over integer-coded rows, equal to them bit for bit.
 Each (route, model) store keeps its entries in groups, one per (namespace, context), exactly as
 the live ``_Group`` lays them out: slots in insertion order, a removed entry's slot dead until
 the group compacts (``live * 2 < n`` and ``n > 64``), the group dropped when its last entry
-goes. A lookup scores *every* slot of its group (``vecs[:n] @ q``) with the same BLAS call numpy
-makes (``cblas_sgemv`` of numpy's own OpenBLAS, called through a function pointer): the bits of
-a similarity depend on the row's position in that product, so the layout is mirrored, not just
-the set of entries. Then the :data:`~llmgw_kernel.decisions.cache.CANDIDATES` most similar
-visible entries (ties: older slot first, as the stable argsort) are walked as ``choose`` walks
-them; verification (:func:`~llmgw_kernel.decisions.cache.verify`, Python) is asked once per
+goes. A group's slots are a block of a pool that holds each slot's vector (copied when a lookup
+first reads it, moved with its slot), contiguous as ``_Group.vecs``; a grown or emptied group's
+block is reused by the next block of its size. A lookup scores *every* slot of its group in place
+(``vecs[:n] @ q``) with the same BLAS call numpy makes (``cblas_sgemv`` of numpy's own OpenBLAS,
+called through a function pointer): the bits of a similarity depend on the row's position in
+that product, so the layout is mirrored, not just the set of entries. Then the
+:data:`~llmgw_kernel.decisions.cache.CANDIDATES` most similar visible entries (ties: older slot
+first, as the stable argsort) are walked as ``choose`` walks them; verification
+(:func:`~llmgw_kernel.decisions.cache.verify`, Python) is asked once per
 distinct pair of logged feature texts, from the kernel (``objmode``), and remembered.
 
 What the live store does that the kernel does not — an hnswlib index for a group above
