@@ -94,6 +94,22 @@ def _warn_no_redis(file: object, policy: Any) -> None:
         print(f"{file}: warning: {exc} (in this environment; fine if the deploy's sets it)", file=sys.stderr)
 
 
+def _warn_state_change(live: Path, candidate: Any) -> None:
+    """A warning on stderr when promoting ``candidate`` over the ``live`` file changes where the
+    shared state lives (Redis added, removed, another ``url_env``/``prefix``...): a running
+    gateway refuses that reload (the state is set up at start) and keeps its version until restarted."""
+    from .policy.load import PolicyError, load_policy
+    from .state.config import StateConfigError, redis_settings
+
+    try:
+        before, after = redis_settings(load_policy(live).state), redis_settings(candidate.state)
+    except (OSError, PolicyError, StateConfigError):  # no live policy yet, or already warned of
+        return
+    if before != after:
+        print(f"{live}: warning: the candidate changes state.redis; a running gateway refuses this reload "
+              "(restart the gateway to change state)", file=sys.stderr)  # fmt: skip
+
+
 def _schema(args: argparse.Namespace) -> int:
     from .policy.schema import policy_json_schema
 
@@ -128,6 +144,7 @@ def _promote(args: argparse.Namespace) -> int:
 
     def forecast(candidate: Any) -> dict | None:  # the validated candidate, before anything changes
         _warn_no_redis(args.candidate, candidate)
+        _warn_state_change(args.policy, candidate)
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
     change = promote(args.candidate, args.policy, forecast=forecast)
