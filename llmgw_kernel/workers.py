@@ -8,7 +8,9 @@ socket inherited: the kernel hands each new connection to one of the processes w
 a replica id and so writes its own series of log segments (docs/log.md). The supervisor
 
 - refuses N > 1 without shared state (Redis) when keys, budgets or rate limits are on: each
-  worker would enforce them alone (exit status 2, before binding anything);
+  worker would enforce them alone (exit status 2, before binding anything); each worker applies
+  the same rule (:func:`policy_limit_reasons`) to a hot reload, refusing one that adds budgets or
+  rate limits to a group without shared state (``Gateway.reload_if_changed``);
 - on SIGTERM/SIGINT forwards SIGTERM to every worker, which drains its in-flight requests for
   ``--drain-timeout`` seconds and flushes its log, then exits 0 once all have;
 - starts a worker again when it dies (kill -9, out of memory), at most once a second;
