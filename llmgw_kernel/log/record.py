@@ -17,6 +17,10 @@ from .schema import COLUMN_NAMES, COLUMNS
 JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
 #: body modes whose rows keep the request and response (``redacted``: after input guardrails)
 _BODIES_KEPT = ("full", "redacted")
+#: the ``endpoint`` of the log row of the gateway's own check of a sampled semantic hit
+#: (proxy/cache_verify.py): not a client's request — its cost is spend charged to the hit's
+#: budgets. Defined here, beside the record, so the proxy and replay name it from one place.
+CHECK_ENDPOINT = "cache.check"
 
 
 class RequestRecord:

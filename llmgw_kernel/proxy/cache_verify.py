@@ -38,7 +38,7 @@ from prometheus_client import Counter
 
 from ..decisions.cost import cost_usd
 from ..decisions.limits import Subject
-from ..log.record import RequestRecord
+from ..log.record import CHECK_ENDPOINT, RequestRecord
 from ..providers.usage import checked_usage
 from .attempts import attempt
 from .errors import GatewayError
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmgw.cache")
 
-#: the ``endpoint`` of a check's log row: the gateway's own call, not a client's request
-CHECK_ENDPOINT = "cache.check"
 CHECK_SUFFIX = ".check"
 
 _RUNNING: set[asyncio.Task[None]] = set()  # strong references until each check is done

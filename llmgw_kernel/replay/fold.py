@@ -46,6 +46,7 @@ from ..cache.bound_replay import attach_journal
 from ..cache.exact import Entry
 from ..decisions.cost import cost_usd
 from ..decisions.limits import Limits, Subject, applicable_budgets, applicable_rates, worst_case_usd
+from ..log.record import CHECK_ENDPOINT
 from .cache_stage import HIT_KINDS, CacheState, Outcome, Prepared, Row, prepare, rows
 from .columns import epoch
 from .costs import CostModel, Estimates, estimates_of
@@ -64,10 +65,6 @@ _MEMO_MAX = 200_000  # distinct (policy, subject, key version) remembered per fo
 #: a request's fate in the composed replay (``check``: not a request — the gateway's own check of
 #: a sampled semantic hit, charged to the hit's budgets, never admitted, never looked up)
 UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL, CHECK = "upstream", "cache", "refused", "unknown_model", "check"
-
-#: the ``endpoint`` of a check's log row (``proxy/cache_verify.CHECK_ENDPOINT``; that module
-#: loads the proxy, which replay does not import: a test holds the two equal)
-CHECK_ENDPOINT = "cache.check"
 
 
 class Facts:
