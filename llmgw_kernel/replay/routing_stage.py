@@ -9,6 +9,11 @@ with the same order shares one list object (read them, do not mutate them), and 
 weighted draw is one shared string per (plan, draw to four decimals), worded exactly as
 :func:`~llmgw_kernel.decisions.routing.plan_route` words it.
 
+A check of a sampled semantic hit (``endpoint = 'cache.check'``, proxy/cache_verify.py) is
+planned as its hit: live it asks the hit's plan, so its draws hash the hit's request id (its
+``cache_source``), not its own. It is a row, not a request: :func:`summarize_routing` leaves
+checks out of ``routed``, ``unknown_model``, the shares and ``first_target_changed``.
+
 Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (list | None),
 ``replay_route_reason``; a request differs when its logged and replayed plans differ.
 """
@@ -20,10 +25,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, draws_per_request, needs_context, plan_routes
 from .columns import as_objects, json_value, strings
+from .fold_columns import checks
 from .routing_estimates import estimate_coded, logged_cost
 from .window import Window, as_window, split_plan
 
@@ -45,6 +53,7 @@ class RoutingDecisions:
         self.reasons: list[str] = []
         self._reason_index: dict[str, int] = {}
         self.reason_codes = np.full(n, -1, np.int32)
+        self.checks: np.ndarray | None = None  # True for a check of a semantic hit (None: the window has none)
 
     def _intern_plan(self, plan: tuple[str, ...]) -> int:
         code = self._plan_index.get(plan)
@@ -90,12 +99,35 @@ def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy]
     routed = (logged_codes >= 0) | routable[err_codes] | (origin_codes >= 0)  # routed_live(), by column
     logged_table = np.asarray([out._intern_plan(tuple(split_plan(v) or ())) for v in logged_values] + [-1], np.int32)
     out.logged_codes = logged_table[logged_codes]
+    out.checks = check_rows(window)
     for pol, mine in _by_policy(policy, row_policies, n):
         for r, route in enumerate(route_values):
             rows = np.flatnonzero((route_codes == r) & routed & mine)
             if rows.size:
                 _plan_rows(pol, window, route, rows, out)
     return out
+
+
+def check_rows(window: Window) -> np.ndarray | None:
+    """True for each row that is a check of a semantic hit; None when the window holds none (or
+    has no ``endpoint`` column). The endpoint's codes are shared with the stages that read them
+    (:func:`.fold_columns.checks`), so a window without checks costs one read of them."""
+    if "endpoint" not in window.columns:
+        return None
+    found = checks(window)
+    return found if found.any() else None
+
+
+def draw_ids(window: Window, rows: np.ndarray, is_check: np.ndarray | None) -> pa.Array:
+    """The request id each of ``rows`` is drawn by: its own, or for a check of a semantic hit its
+    hit's (``cache_source``): live, the check asks the plan its hit was given."""
+    ids = window.take("request_id", rows)
+    mask = is_check[rows] if is_check is not None else None
+    if mask is None or not mask.any():
+        return ids
+    own = window.take("request_id", rows[mask])
+    hits = pc.coalesce(window.take("cache_source", rows[mask]).cast(ids.type), own)  # no hit logged: its own
+    return pc.replace_with_mask(ids, pa.array(mask), hits)
 
 
 def _by_policy(policy: Policy, row_policies: Sequence[Policy] | None, n: int) -> list[tuple[Policy, np.ndarray | bool]]:
@@ -116,8 +148,9 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
         # a route that plans every request alike needs no ids (only how many)
-        ids = ArrowStrings(window.take("request_id", chunk)) if per_request else [""] * len(chunk)
-        contexts = logged_contexts(window, chunk) if needs_context(policy, route) else None
+        drawn = draw_ids(window, chunk, out.checks) if per_request else None
+        ids = ArrowStrings(drawn) if drawn is not None else [""] * len(chunk)
+        contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
         bulk = plan_routes(policy, route, ids, contexts)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
         reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
@@ -191,10 +224,12 @@ def replay_routing_stage(
     return {k: as_objects(v) for k, v in cols.items()}, differs.tolist()
 
 
-def logged_contexts(window: Window, rows: np.ndarray) -> list[RouteContext]:
-    """The routing contexts of the logged requests ``rows`` (see :func:`logged_context`)."""
+def logged_contexts(window: Window, rows: np.ndarray, ids: pa.Array | None = None) -> list[RouteContext]:
+    """The routing contexts of the logged requests ``rows`` (see :func:`logged_context`);
+    ``ids``: the request id each is drawn by (:func:`draw_ids`), else its own."""
     take = _taker(window, rows)
-    cols = zip(take("request_id"), take("route"), take("request_body"), take("api"), take("metadata"),
+    rids = ids.to_pylist() if ids is not None else take("request_id")
+    cols = zip(rids, take("route"), take("request_body"), take("api"), take("metadata"),
                take("prompt_tokens"), strict=True)  # fmt: skip
     return [_context(*row) for row in cols]
 
@@ -241,14 +276,20 @@ def _context(rid: str, route: str, raw_body: Any, api: str | None, raw_meta: Any
 
 def summarize_routing(policy: Policy, window: Window | Mapping[str, Any], decisions: Columns) -> dict[str, Any]:
     """``summary["routing"]``: shares of first targets (replayed and logged), changes, and the
-    candidate's estimated cost, latency and error rates (:mod:`.routing_estimates`)."""
+    candidate's estimated cost, latency and error rates (:mod:`.routing_estimates`). Counts and
+    shares are over client requests (checks of semantic hits left out); the estimates cover
+    every upstream call, checks included (their cost is spend)."""
     attached = window.get("_routing")  # (decisions, the replay_plan column they produced)
     if isinstance(attached, tuple) and attached[1] is decisions["replay_plan"]:
         decided: RoutingDecisions = attached[0]
     else:  # columns that did not come from this window's stage (e.g. merged by the caller)
         decided = _recoded(decisions, len(decisions["replay_plan"]))
+        decided.checks = check_rows(as_window(window))
     table, targets = decided.firsts()
-    replayed, logged = table[decided.plan_codes], table[decided.logged_codes]
+    plan_codes, logged_codes = decided.plan_codes, decided.logged_codes
+    if decided.checks is not None:  # a check of a semantic hit is a row, not a request
+        plan_codes, logged_codes = plan_codes[~decided.checks], logged_codes[~decided.checks]
+    replayed, logged = table[plan_codes], table[logged_codes]
     baseline = logged_cost(policy, window)
     return {
         "routing": {
@@ -256,7 +297,7 @@ def summarize_routing(policy: Policy, window: Window | Mapping[str, Any], decisi
             "logged_cost_at_candidate_prices_usd": baseline["cost_usd"],
             "logged_unpriced_targets": baseline["unpriced_targets"],
             "routed": int(np.count_nonzero(replayed >= 0)),
-            "unknown_model": int(np.count_nonzero(decided.plan_codes == decided._plan_index.get((), -2))),
+            "unknown_model": int(np.count_nonzero(plan_codes == decided._plan_index.get((), -2))),
             "first_target_share": _shares(replayed, targets),
             "logged_first_target_share": _shares(logged, targets),
             "first_target_changed": int(np.count_nonzero(replayed != logged)),
