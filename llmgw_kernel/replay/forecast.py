@@ -20,6 +20,16 @@ pandas on the replay's ``.decisions`` and by DuckDB aggregates on the log):
 - ``refused[budget_exceeded]``, ``refused[rate_limited]`` — refusals of that kind among all
   requests of the window.
 
+**Checks of semantic hits** (``endpoint = 'cache.check'``: the gateway's own upstream call
+checking a sampled hit, proxy/cache_verify.py) are no requests, as in the replay's summary
+(``requests`` leaves them out, their cost is within ``cost_usd``): every figure counts client
+requests only, and a check's cost is added to the cost of its cluster (its hit's team, key, or
+the hit itself). ``cost_per_1k_usd`` is therefore what the gateway spent per 1,000 client
+requests, checks included. A check's hit is a semantic hit whose own cost is 0 (and a replayed
+check costs 0 unless the candidate served its hit from the semantic cache), so adding the
+check's cost as a separate addend leaves each request's cost, and the variance, as if the check
+were billed to its hit. A check without a price is left out of the cost (``unpriced_checks``).
+
 **Statistics** (:mod:`.forecast_intervals`). A forecast is a measurement on one sample of
 traffic (window 1, replayed under the candidate) and the observation one on another (window
 2, served live). Each figure's 95% interval is an interval for the *difference*
@@ -41,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..log.record import CHECK_ENDPOINT
 from ..timeparse import duration
 from .forecast_intervals import difference_interval, ratio_variance
 
@@ -54,8 +65,11 @@ if TYPE_CHECKING:
 HIT_KINDS = ("hit", "semantic-hit")
 REFUSAL_KINDS = ("budget_exceeded", "rate_limited")
 COST_FIGURE = "cost_per_1k_usd"
-# Requests that share state (budget, cache namespace, users, sticky draws) share a cluster.
-CLUSTER_SQL = "coalesce(team, key_id, request_id)"
+#: a row that is a client's request (every row but the gateway's checks of semantic hits)
+CLIENT_SQL = f"(endpoint IS DISTINCT FROM '{CHECK_ENDPOINT}')"
+# Requests that share state (budget, cache namespace, users, sticky draws) share a cluster; a
+# check of a semantic hit is in its hit's.
+CLUSTER_SQL = f"coalesce(team, key_id, CASE WHEN NOT {CLIENT_SQL} THEN cache_source END, request_id)"
 # The cost one logged request incurred: its cost_usd; a row that was never billed (refused,
 # failed before an answer, no usage) counts 0; a served row with usage and no price is unpriced.
 LOGGED_COST_SQL = (
@@ -110,8 +124,9 @@ def _share(k: pd.Series, n: pd.Series, group: str) -> dict[str, Any]:
 
 
 def _mean_cost(per_cluster: pd.DataFrame) -> dict[str, Any]:
-    """Cost per 1k requests: 1000 x the mean cost of a priced request, with its variance."""
-    c = per_cluster[per_cluster["priced"] > 0]
+    """Cost per 1k requests: 1000 x the mean cost of a priced request, with its variance. A
+    cluster whose only cost is checks' (no priced request) still adds its cost."""
+    c = per_cluster[(per_cluster["priced"] > 0) | (per_cluster["cost"] != 0)]
     n = int(c["priced"].sum())
     figure: dict[str, Any] = {"kind": "mean", "scale": 1000, "n": n, "clusters": len(c), "value": None,
                               "mean": None, "variance": None, "design_effect": None}  # fmt: skip
@@ -138,25 +153,32 @@ def forecast_of(
     share state for the variances; without it every request is its own cluster."""
     import pandas as pd
 
+    from .fold import CHECK
+
     d = result.decisions
     cost = d["replay_cost_usd"].astype(float) if len(d) else pd.Series(dtype=float)
+    check = d["replay_served_by"] == CHECK if len(d) else pd.Series(dtype=bool)  # not a request (its cost is)
+    client = (~check).astype(int)
     per_request = pd.DataFrame({
         "cluster": d["request_id"].map(clusters).fillna(d["request_id"]) if clusters is not None else d["request_id"],
-        "route": d["route"], "first": d["replay_target"], "n": 1,
-        "budget": (d["replay_admission"] == "budget_exceeded").astype(int),
-        "rate": (d["replay_admission"] == "rate_limited").astype(int),
-        "cache_n": d["replay_cache"].notna().astype(int), "hits": d["replay_cache"].isin(HIT_KINDS).astype(int),
-        "priced": cost.notna().astype(int), "cost": cost.fillna(0.0), "cost_sq": cost.fillna(0.0) ** 2,
+        "route": d["route"], "first": d["replay_target"].where(~check), "n": client,
+        "budget": (d["replay_admission"] == "budget_exceeded").astype(int) * client,
+        "rate": (d["replay_admission"] == "rate_limited").astype(int) * client,
+        "cache_n": d["replay_cache"].notna().astype(int) * client,
+        "hits": d["replay_cache"].isin(HIT_KINDS).astype(int) * client,
+        "priced": cost.notna().astype(int) * client, "cost": cost.fillna(0.0), "cost_sq": cost.fillna(0.0) ** 2,
     } if len(d) else {k: [] for k in ("cluster", "route", "first", *SUMS)})  # fmt: skip
     frame = per_request.groupby(["cluster", "route", "first"], dropna=False, as_index=False)[list(SUMS)].sum()
     figures, groups = _figures(frame)
     full_basis = {
         **basis,
-        "requests": len(d),
+        "requests": int(client.sum()),
+        "checks": int(check.sum()),
         "policy_version": result.policy.version,
         "price_source": _price_sources(result.policy),
         "cost_source": "replay_cost_usd",
-        "unpriced_requests": int(cost.isna().sum()),
+        "unpriced_requests": int((cost.isna() & ~check).sum()),
+        "unpriced_checks": int((cost.isna() & check).sum()),
         "clusters": "team, else key" if clusters is not None else "request",
     }
     return {"basis": full_basis, "figures": figures, "groups": groups}
@@ -193,18 +215,21 @@ def forecast_for(
 
 # -- observed: the log's side ------------------------------------------------------------------
 
+# a check of a semantic hit (client false) counts in no figure but the cost
 _SUMS_SQL = f"""
-SELECT {CLUSTER_SQL} AS cluster, route, plan[1] AS first, count(*) AS n,
-       count(*) FILTER (admission = 'budget_exceeded') AS budget, count(*) FILTER (admission = 'rate_limited') AS rate,
-       count(cache) AS cache_n, count(*) FILTER (cache IN ('hit', 'semantic-hit')) AS hits,
-       count(c) AS priced, coalesce(sum(c), 0) AS cost, coalesce(sum(c * c), 0) AS cost_sq
-FROM (SELECT *, {LOGGED_COST_SQL} AS c FROM requests WHERE ts >= $since AND ts < $until)
+SELECT {CLUSTER_SQL} AS cluster, route, CASE WHEN client THEN plan[1] END AS first, count(*) FILTER (client) AS n,
+       count(*) FILTER (client AND admission = 'budget_exceeded') AS budget,
+       count(*) FILTER (client AND admission = 'rate_limited') AS rate,
+       count(cache) FILTER (client) AS cache_n, count(*) FILTER (client AND cache IN ('hit', 'semantic-hit')) AS hits,
+       count(c) FILTER (client) AS priced, coalesce(sum(c), 0) AS cost, coalesce(sum(c * c), 0) AS cost_sq
+FROM (SELECT *, {LOGGED_COST_SQL} AS c, {CLIENT_SQL} AS client FROM requests WHERE ts >= $since AND ts < $until)
 GROUP BY ALL
 """
 _BASIS_SQL = f"""
-SELECT coalesce(policy_version, '(none)'), count(*), min(ts), max(ts),
-       count(*) FILTER (({LOGGED_COST_SQL}) IS NULL)
-FROM requests WHERE ts >= $since AND ts < $until GROUP BY ALL ORDER BY 2 DESC
+SELECT coalesce(policy_version, '(none)'), count(*) FILTER (client), min(ts), max(ts),
+       count(*) FILTER (client AND c IS NULL), count(*) FILTER (NOT client), count(*) FILTER (NOT client AND c IS NULL)
+FROM (SELECT *, {LOGGED_COST_SQL} AS c, {CLIENT_SQL} AS client FROM requests WHERE ts >= $since AND ts < $until)
+GROUP BY ALL ORDER BY 2 DESC
 """
 
 
@@ -227,11 +252,13 @@ def observed_since(
         "since": params["since"].isoformat(),
         "until": until and params["until"].isoformat(),
         "requests": sum(int(r[1]) for r in by_version),
+        "checks": sum(int(r[5]) for r in by_version),
         "first_ts": min((r[2] for r in by_version), default=None),
         "last_ts": max((r[3] for r in by_version), default=None),
         "policy_versions": {str(r[0]): int(r[1]) for r in by_version},
         "cost_source": "cost_usd",
         "unpriced_requests": sum(int(r[4]) for r in by_version),
+        "unpriced_checks": sum(int(r[6]) for r in by_version),
         "clusters": "team, else key",
     }
     return {"basis": basis, "figures": figures, "groups": groups}

@@ -123,7 +123,7 @@ def draw_ids(window: Window, rows: np.ndarray, is_check: np.ndarray | None) -> p
     hit's (``cache_source``): live, the check asks the plan its hit was given."""
     ids = window.take("request_id", rows)
     mask = is_check[rows] if is_check is not None else None
-    if mask is None or not mask.any():
+    if mask is None or not mask.any() or "cache_source" not in window.columns:  # no hit to draw by
         return ids
     own = window.take("request_id", rows[mask])
     hits = pc.coalesce(window.take("cache_source", rows[mask]).cast(ids.type), own)  # no hit logged: its own
