@@ -20,6 +20,7 @@ import numpy as np
 
 from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
+from .columns import known_floats, optional_objects
 from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
 from .fold_columns import cache_columns, checks, cost_columns, limits_columns
@@ -140,7 +141,8 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
         nothing = np.full(0, None, object)
         return {"cache": summary(window, nothing, nothing, lambda rows: [])}
     assert d.folded is not None
-    out = summary(window, d.folded.column("cache_kind"), d.folded.column("saved"), d.folded.source_targets)
+    saved = optional_objects(d.folded.column("saved"))  # float | None: Python floats for the hits only
+    out = summary(window, d.folded.column("cache_kind"), saved, d.folded.source_targets)
     warnings = journal_warnings(policy, window)  # what a compacted outcome journal can no longer replay
     return {"cache": out | ({"warnings": warnings} if warnings else {})}
 
@@ -169,18 +171,18 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
     else:
         f = d.folded
         assert f is not None and d.composer is not None
-        by, cost, saved_of = (np.asarray(f.column(k)) for k in ("served_by", "cost", "saved"))  # object arrays
+        by = np.asarray(f.column("served_by"))  # an object array
+        (cost, priced), (saved_of, saved_known) = (known_floats(f.column(k)) for k in ("cost", "saved"))
         n = len(by)
         # counted per fate the summary reports (no 1M-element string copy of the column)
         served = Counter({k: int(np.count_nonzero(by == k)) for k in (UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL)})
         served[None] = int(np.count_nonzero(by == None))  # noqa: E711
         # a check of a semantic hit is no request, but its cost is spent (0 when the candidate never sampled it)
-        checked = cost[by == CHECK]
-        served[CHECK], n_checks = len(checked), len(checked)
-        checks_of = None if (checked == None).any() else checked.tolist()  # noqa: E711
-        upstream = cost[by == "upstream"]
-        spent_of = None if (upstream == None).any() or checks_of is None else upstream.tolist() + checks_of  # noqa: E711
-        saved = saved_of[saved_of != None].tolist()  # noqa: E711
+        check, upstream = by == CHECK, by == "upstream"
+        served[CHECK] = n_checks = int(np.count_nonzero(check))
+        checks_of = cost[check].tolist() if priced[check].all() else None
+        spent_of = cost[upstream].tolist() + checks_of if priced[upstream].all() and checks_of is not None else None
+        saved = saved_of[saved_known].tolist()
         w = as_window(window)
         refused_logged = np.nan_to_num(w.numpy("cost_usd")[by == "refused"]).tolist()
         unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured_of(by == "upstream")
