@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from .columns import Coded, numbers, strings
 from .window import Window, as_window
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ def objects(window: Window, name: str) -> np.ndarray:
     table = np.empty(len(values) + 1, object)
     table[: len(values)] = values
     return table[codes]  # type: ignore[no-any-return]
+
+
+def coded(window: Window, name: str) -> Coded:
+    """A logged string column as the frame takes it: the window's codes, no pointer per row."""
+    codes, values = window.codes(name)
+    return strings(values, codes)
 
 
 def checks(window: Any) -> np.ndarray:
@@ -62,7 +69,7 @@ def limits_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndar
     logged, replayed = objects(w, "admission"), folded.column("admission")
     differs = np.where(logged == None, "ok", logged) != np.where(replayed == None, "ok", replayed)  # noqa: E711
     cols = {
-        "logged_admission": logged,
+        "logged_admission": coded(w, "admission"),
         "replay_admission": replayed,
         "replay_admission_reason": folded.column("admission_reason"),
         "replay_admission_limit": folded.column("admission_limit"),
@@ -76,9 +83,9 @@ def cache_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarr
     w = as_window(window)
     logged, kinds = objects(w, "cache"), folded.column("cache_kind")
     sources = folded.column("cache_source_rid")
-    differs = (logged != kinds) | (_isin(kinds, HIT_KINDS) & (objects(w, "cache_source") != sources))
+    differs = (logged != kinds) | (_isin(kinds, HIT_KINDS) & _other_source(w, sources))
     cols = {
-        "logged_cache": logged,
+        "logged_cache": coded(w, "cache"),
         "replay_cache": kinds,
         "replay_cache_source": sources,
         "replay_cache_similarity": folded.column("cache_similarity"),
@@ -86,13 +93,24 @@ def cache_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarr
     return cols, differs
 
 
+def _other_source(window: Window, sources: Any) -> np.ndarray:
+    """True where a replayed cache source (Arrow strings, or an object array of str | None) is
+    not the logged one (NULL against a value differs, NULL against NULL does not) — compared by
+    the logged column's codes, with no Python string per row."""
+    codes, values = window.codes("cache_source")
+    table = pa.array(values, pa.string())
+    got = pa.array(sources, pa.string()) if isinstance(sources, np.ndarray) else sources.cast(pa.string())
+    at = pc.fill_null(pc.index_in(got, value_set=table), -2)  # -2: a source the log never names
+    replayed = at.to_numpy(zero_copy_only=False).astype(np.int64)
+    replayed[pc.is_null(got).to_numpy(zero_copy_only=False)] = -1  # NULL: the code a NULL logged source has
+    return replayed != codes  # type: ignore[no-any-return]
+
+
 def cost_columns(window: Any, folded: Folded) -> dict[str, Any]:
     """``logged_cost_usd``, ``replay_cost_usd``, ``replay_saved_usd``, ``replay_served_by``."""
     w = as_window(window)
-    logged = w.numpy("cost_usd").astype(object)
-    logged[~w.valid("cost_usd")] = None
     return {
-        "logged_cost_usd": logged,
+        "logged_cost_usd": numbers(w.numpy("cost_usd"), w.valid("cost_usd")),
         "replay_cost_usd": folded.column("cost"),
         "replay_saved_usd": folded.column("saved"),
         "replay_served_by": folded.column("served_by"),

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from .columns import strings
+from .columns import numbers, strings
 from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, first_seen
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ def stateless_cache_columns(window: Window) -> tuple[dict[str, Any], np.ndarray]
 
 def _number_column(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """A float column as a list of float | None reads in pandas (all None: an object column)."""
-    return values if valid.any() else _nones(len(values))
+    return numbers(values, valid)  # type: ignore[no-any-return]
 
 
 def stateless_cost_columns(window: Window, outcome: StatelessOutcome) -> dict[str, Any]:

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 from test_fold_kernel import composer, live, tight
 
 from llmgw_kernel.decisions.limits import utc
 from llmgw_kernel.replay import fold_columns
 from llmgw_kernel.replay.cache_stage import HIT_KINDS
+from llmgw_kernel.replay.columns import optional_objects, to_pandas
 from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
 from llmgw_kernel.replay.limits_stage import summarize_limits
 
@@ -51,6 +54,13 @@ def _per_row(c: Any, f: Any) -> tuple[dict[str, list[Any]], list[bool], list[boo
     return cols, limits, cache
 
 
+def _read(column: Any) -> list[Any]:
+    """A stage column's values as Python objects (float columns' NaN: None), as the frame reads them."""
+    if isinstance(column, np.ndarray) and column.dtype == np.float64:
+        return optional_objects(column).tolist()  # type: ignore[no-any-return]
+    return column.to_pylist() if hasattr(column, "to_pylist") else column.tolist()  # type: ignore[no-any-return]
+
+
 def _doc(kind: str) -> dict[str, Any]:
     doc = tight() if kind != "live" else live()
     if kind == "evict":  # a small cache, and one on a route that had none: hits lost and new hits
@@ -73,9 +83,17 @@ def test_columns_equal_the_per_row_forms(log, tmp_path, kind, compiled):
         got.update(part)
     assert set(got) == set(want)
     for name, values in want.items():
-        have = got[name].tolist()
+        have = _read(got[name])
         bad = [i for i, (a, b) in enumerate(zip(values, have, strict=True)) if a != b or type(a) is not type(b)]
         assert not bad, f"{name} at {bad[:3]}: {[values[i] for i in bad[:3]]} != {[have[i] for i in bad[:3]]}"
+        # the frame's column has the dtype pandas gives the per-row list (float | None: float64)
+        assert str(pd.Series(to_pandas(got[name])).dtype) == str(pd.Series(values).dtype), name
+    if compiled:  # the compiled fold's numbers are float64 (8 bytes a row), not 1M Python floats
+        for name in ("logged_cost_usd", "replay_cost_usd", "replay_saved_usd", "replay_cache_similarity"):
+            col = got[name]  # (no value at all, e.g. no semantic cache: an object column of None, as pandas reads it)
+            assert col.dtype == np.float64 or (col == None).all(), name  # noqa: E711
+        assert isinstance(got["replay_cache_source"], pa.Array) or (got["replay_cache_source"] == None).all()  # noqa: E711
+        assert got["replay_cost_usd"].dtype == np.float64
     assert lim_diff.tolist() == want_limits and cache_diff.tolist() == want_cache
     if kind == "evict":  # the candidate changes cache outcomes both ways
         logged = np.array(want["logged_cache"], object)
@@ -114,7 +132,7 @@ def test_the_limits_summary_by_column_is_the_per_row_one(log, tmp_path):
     f = run_compiled(c)
     assert f is not None
     cols, _ = fold_columns.limits_columns(c.window, f)
-    as_lists = {k: v.tolist() for k, v in cols.items()}
+    as_lists = {k: _read(v) for k, v in cols.items()}
     want = _limits_per_row(c.window, as_lists)
     assert want["refused"] > 500 and len(want["cutoffs"]) > 3 and want["newly_admitted"] > 0
     plain = {k: list(c.window[k]) for k in ("admission", "cost_usd", "ts")}  # a dict of lists, as tests pass
@@ -122,3 +140,23 @@ def test_the_limits_summary_by_column_is_the_per_row_one(log, tmp_path):
         got = summarize_limits(c.policy, window, decisions)["limits"]
         assert (got["refused"], got["spend_prevented_usd"], got["cutoffs"], got["newly_admitted"], got["evaluated"]) == (
             want["refused"], want["prevented"], want["cutoffs"], want["newly_admitted"], want["evaluated"])  # fmt: skip
+
+
+def test_number_columns_read_as_pandas_reads_float_or_none() -> None:
+    """``columns.numbers``: float64 with NaN where unknown, the same array when it already is
+    (no copy of a logged column), an object column of None when nothing is known; read back as
+    float | None by ``known_floats`` / ``optional_objects`` either way it is held."""
+    from llmgw_kernel.replay.columns import known_floats, numbers
+
+    logged = np.array([0.5, np.nan, 2.0])
+    assert numbers(logged, ~np.isnan(logged)) is logged
+    kernel = np.array([0.5, 0.0, 2.0])  # the kernel's value where a cost is unknown is 0, not NaN
+    got = numbers(kernel, np.array([True, False, True]))
+    assert got.dtype == np.float64 and optional_objects(got).tolist() == [0.5, None, 2.0]
+    assert str(pd.Series(to_pandas(got)).dtype) == str(pd.Series([0.5, None, 2.0]).dtype) == "float64"
+    nothing = numbers(kernel, np.zeros(3, bool))
+    assert nothing.dtype == object and nothing.tolist() == [None] * 3
+    assert str(pd.Series(to_pandas(nothing)).dtype) == str(pd.Series([None] * 3).dtype)
+    for held in (got, np.array([0.5, None, 2.0], object), [0.5, None, 2.0]):
+        values, known = known_floats(held)
+        assert known.tolist() == [True, False, True] and values[known].tolist() == [0.5, 2.0]

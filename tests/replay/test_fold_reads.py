@@ -25,6 +25,7 @@ import pytest
 from llmgw_kernel import load_policy
 from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.replay import _state_before, load_window
+from llmgw_kernel.replay.columns import optional_objects
 from llmgw_kernel.replay.fold import Composer
 from llmgw_kernel.replay.fold_codes import Cols
 from llmgw_kernel.replay.fold_inputs import FOLD_COLUMNS, inputs
@@ -109,7 +110,12 @@ def test_the_compiled_result_makes_each_column_once(data_dir: Path) -> None:
     assert folded is not None
     for name in ("cost", "saved", "served_by", "cache_kind", "admission"):
         assert folded.column(name) is folded.column(name), name
-    assert np.array_equal(np.asarray(folded.cost, object), folded.column("cost"))
+    cost = folded.column("cost")  # float64, NaN where unpriced; the list reads None there
+    assert cost.dtype == np.float64 and optional_objects(cost).tolist() == folded.cost
+    # the kernel's output is not held past its use: the worded admission facts, the arrays a made column is made of
+    kept = folded._out
+    assert not hasattr(kept, "adm_spent") and not hasattr(kept, "tokens") and not hasattr(kept, "cost_nano")
+    assert kept.cost is None and kept.saved is None and kept.cache_src is not None
 
 
 def test_the_inputs_keep_no_compacted_column_once_made(data_dir: Path) -> None:
