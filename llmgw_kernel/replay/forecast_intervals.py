@@ -75,8 +75,9 @@ def share_difference_interval(
 
 def ratio_variance(k: Any, n: Any, independent: float) -> tuple[float, float]:
     """Cluster-robust variance of ``sum(k) / sum(n)`` from per-cluster sums (pandas Series or
-    numpy arrays, clusters with ``n > 0``), floored at ``independent`` (the variance if every
-    request were independent). Returns (variance of the figure, design effect)."""
+    numpy arrays; clusters with ``n > 0``, or with ``k`` alone: a cluster whose only cost is
+    checks of semantic hits, which are no requests), floored at ``independent`` (the variance
+    if every request were independent). Returns (variance of the figure, design effect)."""
     clusters = len(n)
     total = float(n.sum())
     if clusters < 2 or total <= 0:
