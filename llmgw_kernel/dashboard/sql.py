@@ -19,6 +19,8 @@ the checks' share of it shown where the cache's savings are (``CHECK_SQL``).
 
 from __future__ import annotations
 
+from ..log.record import CHECK_ENDPOINT
+
 # A second attempt is only ever made after a failed one, so "some attempt failed" is "more
 # than one attempt, or the only one failed" (cheaper than scanning each list); and since
 # ``retries`` counts the attempts that repeated a target, the targets tried are
@@ -31,8 +33,6 @@ ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
 HIT_SQL = "(cache IN ('hit', 'semantic-hit'))"
 #: refusals by admission: budget_exceeded | rate_limited
 REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
-#: the ``endpoint`` of a sampled semantic hit's check (``proxy.cache_verify.CHECK_ENDPOINT``)
-CHECK_ENDPOINT = "cache.check"
 #: a client's request (every row but the gateway's own cache checks)
 CLIENT_SQL = f"(endpoint IS DISTINCT FROM '{CHECK_ENDPOINT}')"
 #: the gateway's check of a sampled semantic hit: spend, not a request

@@ -22,10 +22,8 @@ from llmgw_kernel.dashboard.guardrail_data import guardrails
 from llmgw_kernel.dashboard.policy_data import policy
 from llmgw_kernel.dashboard.queries import LogQueries
 from llmgw_kernel.dashboard.routing_data import routing
-from llmgw_kernel.dashboard.sql import CHECK_ENDPOINT
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
-from llmgw_kernel.proxy.cache_verify import CHECK_ENDPOINT as PROXY_CHECK_ENDPOINT
 from llmgw_kernel.proxy.cache_verify import check_record
 
 NOW = 1_800_000_000.0
@@ -65,10 +63,6 @@ def ctx(tmp_path_factory):
     c = Context(data_dir, queries=LogQueries(data_dir, clock=lambda: NOW))
     yield c
     c.close()
-
-
-def test_the_dashboards_know_the_proxys_check_endpoint():
-    assert CHECK_ENDPOINT == PROXY_CHECK_ENDPOINT
 
 
 def test_the_log_holds_the_check_row(ctx):
