@@ -29,7 +29,7 @@ from llmgw_kernel.replay.columns import optional_objects
 from llmgw_kernel.replay.fold import Composer
 from llmgw_kernel.replay.fold_codes import Cols
 from llmgw_kernel.replay.fold_inputs import FOLD_COLUMNS, inputs
-from llmgw_kernel.replay.fold_kernel import run_compiled
+from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
 from llmgw_kernel.replay.stages import decide
 
 pytest.importorskip("numba")
@@ -113,6 +113,7 @@ def test_the_compiled_result_makes_each_column_once(data_dir: Path) -> None:
     cost = folded.column("cost")  # float64, NaN where unpriced; the list reads None there
     assert cost.dtype == np.float64 and optional_objects(cost).tolist() == folded.cost
     # the kernel's output is not held past its use: the worded admission facts, the arrays a made column is made of
+    assert isinstance(folded, FoldedArrays)
     kept = folded._out
     assert not hasattr(kept, "adm_spent") and not hasattr(kept, "tokens") and not hasattr(kept, "cost_nano")
     assert kept.cost is None and kept.saved is None and kept.cache_src is not None
