@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from ..log.record import CHECK_ENDPOINT
 from .columns import Coded, numbers, strings
 from .window import Window, as_window
 
@@ -44,9 +45,7 @@ def coded(window: Window, name: str) -> Coded:
 
 def checks(window: Any) -> np.ndarray:
     """True for each row that is the gateway's check of a sampled semantic hit, not a client
-    request (``endpoint = 'cache.check'``: :data:`.fold.CHECK_ENDPOINT`)."""
-    from .fold import CHECK_ENDPOINT
-
+    request (``endpoint = 'cache.check'``: :data:`llmgw_kernel.log.record.CHECK_ENDPOINT`)."""
     if isinstance(window, Window):
         codes, values = window.codes("endpoint")
         window.release(["endpoint"])  # its codes stay: ~20 MB of Arrow strings less at 1M rows

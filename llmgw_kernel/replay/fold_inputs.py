@@ -50,8 +50,8 @@ from ..decisions.limits import (
     window_bounds,
     worst_case_usd,
 )
+from ..log.record import CHECK_ENDPOINT
 from .costs_columnar import ExpectedCosts, cost_usd_columns
-from .fold import CHECK_ENDPOINT
 from .fold_cache_inputs import cache_arrays
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
