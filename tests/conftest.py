@@ -183,6 +183,14 @@ def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 5.0) -> 
         time.sleep(0.05)
 
 
+def policy_reloads(url: str, result: str) -> float:
+    """``llmgw_policy_reloads_total{result=...}`` as the gateway at ``url`` serves it on /metrics (0 before any)."""
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(f'llmgw_policy_reloads_total{{result="{result}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def responses_events(gw: Gateway, body: dict) -> tuple[list[tuple[str, dict]], str]:
     """(event name, data) of a streamed ``/v1/responses`` answer, as the bytes say, and the request id."""
     import json

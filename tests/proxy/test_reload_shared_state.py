@@ -11,18 +11,11 @@ import time
 import httpx
 import pytest
 import yaml
-from conftest import policy_for
+from conftest import policy_for, policy_reloads
 
 from llmgw_kernel import load_policy
 
 MSG = [{"role": "user", "content": "x"}]
-
-
-def _reloads(url: str, result: str) -> float:
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(f'llmgw_policy_reloads_total{{result="{result}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_reload_to_shared_breakers_without_redis_keeps_the_old_policy(
@@ -31,7 +24,7 @@ def test_reload_to_shared_breakers_without_redis_keeps_the_old_policy(
     monkeypatch.delenv("LLMGW_REDIS_URL", raising=False)
     gw = make_gateway()
     v1 = load_policy(gw.policy_path).version
-    assert _reloads(gw.url, "invalid") == 0
+    assert policy_reloads(gw.url, "invalid") == 0
     shared = policy_for(upstream.base_url, state={"breakers": "shared"})
     gw.policy_path.write_text(yaml.safe_dump(shared, sort_keys=False))
     deadline, health = time.monotonic() + 5, {}
@@ -42,7 +35,7 @@ def test_reload_to_shared_breakers_without_redis_keeps_the_old_policy(
         time.sleep(0.1)
     assert health["policy_version"] == v1, "the shared-breakers policy was installed without any Redis"
     assert "state.breakers: shared needs Redis" in health["policy_reload_error"]
-    assert _reloads(gw.url, "invalid") == 1 and _reloads(gw.url, "ok") == 0
+    assert policy_reloads(gw.url, "invalid") == 1 and policy_reloads(gw.url, "ok") == 0
     r = httpx.post(f"{gw.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG})
     assert r.status_code == 200 and r.headers["x-llmgw-policy-version"] == v1
     assert "policy change rejected" in gw.server_log()
@@ -55,4 +48,4 @@ def test_reload_to_shared_breakers_without_redis_keeps_the_old_policy(
     while httpx.get(gw.url + "/health").json()["policy_version"] != v2:
         assert time.monotonic() < deadline, "the valid edit was never loaded"
         time.sleep(0.05)
-    assert _reloads(gw.url, "ok") == 1
+    assert policy_reloads(gw.url, "ok") == 1

@@ -12,19 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import policy_for
+from conftest import policy_for, policy_reloads
 from redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
 
 from llmgw_kernel import load_policy
 
 MSG = [{"role": "user", "content": "x"}]
-
-
-def _reloads(url: str, result: str) -> float:
-    for line in httpx.get(url + "/metrics").text.splitlines():
-        if line.startswith(f'llmgw_policy_reloads_total{{result="{result}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def _reload_outcome(gw: Any, policy: dict, old: str) -> dict:
@@ -43,7 +36,7 @@ def _assert_refused(gw: Any, health: dict, old: str, invalid: int, words: str) -
     assert health["policy_version"] == old, "a reload changing the shared state was installed"
     assert "restart the gateway to change state" in health["policy_reload_error"], health["policy_reload_error"]
     assert words in health["policy_reload_error"], health["policy_reload_error"]
-    assert _reloads(gw.url, "invalid") == invalid and _reloads(gw.url, "ok") == 0
+    assert policy_reloads(gw.url, "invalid") == invalid and policy_reloads(gw.url, "ok") == 0
     r = httpx.post(f"{gw.base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG})
     assert r.status_code == 200 and r.headers["x-llmgw-policy-version"] == old
 
@@ -80,4 +73,4 @@ def test_reload_changing_redis_settings_is_refused_and_breakers_still_follow(
     while (health := httpx.get(gw.url + "/health").json())["policy_version"] != new:  # the refusal's error shows
         assert time.monotonic() < deadline, health  # until this edit is read: wait for the version itself
         time.sleep(0.1)
-    assert not health["policy_reload_error"] and _reloads(gw.url, "ok") == 1
+    assert not health["policy_reload_error"] and policy_reloads(gw.url, "ok") == 1
