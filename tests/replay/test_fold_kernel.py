@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import sys
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,12 @@ import pytest
 import yaml
 from parity_traffic import ParityRun, request_mix
 from test_composition import composed_policy, served  # noqa: F401  (a fixture: the served log)
+from test_fold_semantic import assert_store_is_live
 
 from llmgw_kernel import load_policy
 from llmgw_kernel.cache import synthetic_log
 from llmgw_kernel.cache.exact import Entry, ExactStore
-from llmgw_kernel.cache.semantic import EXACT_MAX, SemanticStore
-from llmgw_kernel.decisions.cache import CANDIDATES, choose
+from llmgw_kernel.cache.semantic import EXACT_MAX
 from llmgw_kernel.decisions.limits import RateWindow
 from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.replay import _state_before, fold_kernel, fold_semantic, load_window
@@ -292,29 +291,7 @@ def test_the_kernels_semantic_store_is_the_live_store(seed):
     vecs = rng.standard_normal((m, dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     group = np.tile(rng.integers(0, groups, m), 2)  # rows m + i: the lookups, of another vector
-    facts = {"on": np.ones(2 * m, np.bool_), "store": np.zeros(2 * m, np.int64), "group": group,
-             "mat": np.zeros(2 * m, np.int64), "vi": np.concatenate([np.arange(m), (np.arange(m) * 7) % m]),
-             "feat": np.full(2 * m, -1), "ttl": np.full(2 * m, 30.0), "thr": np.full(2 * m, 0.3),
-             "verify": np.zeros(2 * m, np.bool_), "max_e": np.full(2 * m, size)}  # fmt: skip
-    sm = fold_semantic.state(facts, 2 * m, 1, groups, dim, 64 * m)
-    so = fold_semantic.SemOut(np.full(2 * m, np.nan), np.zeros(2 * m, np.int64))
-    kx = (*fold_semantic.blas(), 0, fold_semantic.memo(), 1)
-    live = SemanticStore(dim)
-    for i in range(m):
-        at = i * 0.1
-        if rng.random() < 0.6:
-            live.add("ns", str(group[i]), vecs[i], Entry(str(i), at, b"x", None, None), None, size)
-            fold_semantic.sem_add(i, at, sm)
-        ts = at + float(rng.uniform(-2, 2))
-        verdict = choose(0.3, False, None, live.search("ns", str(group[i]), vecs[(i * 7) % m], ts, 30.0, CANDIDATES))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
-            j = fold_semantic.sem_lookup(m + i, ts, kx, (vecs, vecs), sm, so)
-        want = -1 if verdict.entry is None else int(live.get(verdict.entry).entry.request_id)
-        assert j == want, i
-        sim = so.sim[m + i]
-        assert (verdict.similarity is None and np.isnan(sim)) or verdict.similarity == sim, i
-    assert sm.flag[0] == 0
+    assert_store_is_live(rng, vecs, group, groups, size, p_add=0.6)
 
 
 def test_a_group_past_exact_search_declines():

@@ -23,18 +23,12 @@ def _facts(m: int, group: np.ndarray, vi: np.ndarray, size: int) -> dict[str, np
             "thr": np.full(m, 0.3), "verify": np.zeros(m, np.bool_), "max_e": np.full(m, size)}  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_many_short_lived_groups_decide_as_the_live_store(seed):
-    """Hundreds of groups, a small store: groups grow, compact, empty and are dropped, their blocks
-    reused by others (a reused block's slots hold another group's vectors until overwritten).
-    Every lookup's verdict and similarity bits equal ``SemanticStore`` + ``choose``."""
-    rng = np.random.default_rng(seed)
-    m, dim, groups, size = 3000, 16, 300, int(rng.integers(20, 90))
-    vecs = rng.standard_normal((m, dim)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    # a few busy groups (they grow past 64 slots and compact) among many rare ones
-    group = np.where(rng.random(m) < 0.4, rng.integers(0, 3, m), rng.integers(3, groups, m))
-    group = np.tile(group, 2)  # rows m + i: the lookups, of another vector
+def assert_store_is_live(rng: np.random.Generator, vecs: np.ndarray, group: np.ndarray, groups: int, size: int,
+                         p_add: float) -> None:  # fmt: skip
+    """Rows 0..m-1 of ``group`` are adds (each with probability ``p_add``), rows m+i lookups of
+    vector ``7i mod m`` near the add's time: each lookup's verdict and similarity bits in the
+    kernel's store equal ``SemanticStore`` + ``choose``'s."""
+    m, dim = vecs.shape
     vi = np.concatenate([np.arange(m), (np.arange(m) * 7) % m])
     sm = fold_semantic.state(_facts(2 * m, group, vi, size), 2 * m, 1, groups, dim, 64 * m)
     so = fold_semantic.SemOut(np.full(2 * m, np.nan), np.zeros(2 * m, np.int64))
@@ -42,7 +36,7 @@ def test_many_short_lived_groups_decide_as_the_live_store(seed):
     live = SemanticStore(dim)
     for i in range(m):
         at = i * 0.1
-        if rng.random() < 0.7:
+        if rng.random() < p_add:
             live.add("ns", str(group[i]), vecs[i], Entry(str(i), at, b"x", None, None), None, size)
             fold_semantic.sem_add(i, at, sm)
         ts = at + float(rng.uniform(-2, 2))
@@ -55,6 +49,21 @@ def test_many_short_lived_groups_decide_as_the_live_store(seed):
         sim = so.sim[m + i]
         assert (verdict.similarity is None and np.isnan(sim)) or verdict.similarity == sim, i
     assert sm.flag[0] == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_short_lived_groups_decide_as_the_live_store(seed):
+    """Hundreds of groups, a small store: groups grow, compact, empty and are dropped, their blocks
+    reused by others (a reused block's slots hold another group's vectors until overwritten).
+    Every lookup's verdict and similarity bits equal ``SemanticStore`` + ``choose``."""
+    rng = np.random.default_rng(seed)
+    m, dim, groups, size = 3000, 16, 300, int(rng.integers(20, 90))
+    vecs = rng.standard_normal((m, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    # a few busy groups (they grow past 64 slots and compact) among many rare ones
+    group = np.where(rng.random(m) < 0.4, rng.integers(0, 3, m), rng.integers(3, groups, m))
+    group = np.tile(group, 2)  # rows m + i: the lookups, of another vector
+    assert_store_is_live(rng, vecs, group, groups, size, p_add=0.7)
 
 
 def test_the_pool_holds_what_the_groups_hold():
