@@ -72,8 +72,12 @@ FROM (
 GROUP BY i ORDER BY i
 """
 
+#: a namespace as shown: its parts (route, key, team, ...) are joined by the unit separator
+#: (``decisions.cache``), which a browser draws as a box; shown joined by " · " instead
+NAMESPACE_SQL = "replace(coalesce(cache_namespace, ''), chr(31), ' · ')"
+
 _BY_ROUTE_SQL = f"""
-SELECT route, coalesce(cache_namespace, '') AS namespace, count(*) AS requests,
+SELECT route, {NAMESPACE_SQL} AS namespace, count(*) AS requests,
        count(*) FILTER (WHERE {HIT_SQL}) AS hits, count(*) FILTER (WHERE cache = 'semantic-hit') AS semantic_hits,
        count(*) FILTER (WHERE {HIT_SQL}) / count(*) AS hit_rate, coalesce(sum(saved_usd), 0) AS saved_usd
 FROM requests WHERE {{where}} AND cache IS NOT NULL AND {CLIENT_SQL}
@@ -82,7 +86,8 @@ GROUP BY ALL ORDER BY requests DESC, route, namespace LIMIT 200
 
 _SEMANTIC_SQL = f"""
 WITH hits AS (
-    SELECT ts, request_id, route, cache_namespace AS namespace, cache_similarity AS similarity,
+    SELECT ts, request_id, route, {NAMESPACE_SQL} AS namespace,
+           cache_similarity AS similarity,
            cache_threshold AS threshold, cache_source AS source, {PROMPT_SQL.format(t="")} AS prompt
     FROM requests WHERE {{where}} AND cache = 'semantic-hit' AND {CLIENT_SQL} ORDER BY ts DESC LIMIT $limit
 )

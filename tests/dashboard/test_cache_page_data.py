@@ -58,3 +58,25 @@ def test_semantic_hits_show_similarity_and_prompts_only_when_bodies_were_logged(
     assert pd.isna(hashed["prompt"]) and pd.isna(hashed["source_prompt"])  # hashed bodies: never shown
     by_route = data.by_route.set_index("route").loc["chat"]
     assert (by_route["requests"], by_route["hits"], by_route["semantic_hits"]) == (5, 3, 2)
+
+
+def test_namespaces_are_shown_with_a_visible_separator(tmp_path):
+    """A namespace's parts are joined by the unit separator (decisions.cache.namespace), which a
+    browser draws as a box: the page shows them joined by " · " (per route and on semantic hits)."""
+    from llmgw_kernel.decisions.cache import namespace
+
+    ns = namespace(type("S", (), {"namespace": ("key", "team")})(), "chat", "sha256:ab", "search", None)
+    assert "\x1f" in ns
+    writer = LogWriter(tmp_path)
+    writer.append(_rec("src", 30, "how do I reset my password", "full", "miss", cache_namespace=ns))
+    writer.append(_rec("hit", 20, "how can I reset my password?", "full", "semantic-hit", cache_namespace=ns,
+                       cache_similarity=0.93, cache_threshold=0.9, cache_source="src"))  # fmt: skip
+    writer.close()
+    ctx = Context(tmp_path, queries=LogQueries(tmp_path, clock=lambda: NOW))
+    try:
+        data = cache(ctx, Filters(window="1 h"))
+    finally:
+        ctx.close()
+    shown = "route=chat · key=sha256:ab · team=search"
+    assert list(data.by_route["namespace"]) == [shown]
+    assert list(data.semantic["namespace"]) == [shown]
