@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_LINES = 10
+#: the time axis's width when every point is at one instant (one bucket): an hour, in ms
+ONE_POINT_SPAN_MS = 3_600_000
 
 
 class GroupLines:
@@ -27,6 +29,8 @@ class GroupLines:
         )  # fmt: skip
         self.fig.yaxis.axis_label = y_label
         self.fig.xaxis.axis_label = "UTC"
+        # a window of one bucket is one instant: Bokeh's default span for it is 2 ms (ticks in µs)
+        self.fig.x_range.default_span = ONE_POINT_SPAN_MS
         self.sources: list[ColumnDataSource] = []
         self.lines: list[Any] = []
         self.markers: list[Any] = []

@@ -35,3 +35,11 @@ def test_renderers_are_reused_and_hidden_not_rebuilt():
     assert len(chart.sources[2].data["t"]) == 0
     chart.update(_frame([f"g{i}" for i in range(MAX_LINES + 3)]), "usd")
     assert len(chart.lines) == MAX_LINES and all(r.visible for r in chart.lines)
+
+
+def test_a_window_of_one_bucket_spans_an_hour_not_two_milliseconds():
+    """Every point at one instant (a window of one bucket): Bokeh's DataRange1d then spans
+    ``default_span`` around it, 2 (ms) unless set — an axis ticked in microseconds (seen in the
+    pages' screenshots). The time axis spans an hour instead."""
+    chart = GroupLines("spend", "USD")
+    assert chart.fig.x_range.default_span == 3_600_000
