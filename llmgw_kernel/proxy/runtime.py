@@ -229,7 +229,10 @@ class Gateway:
 
     async def reload_if_changed(self) -> bool:
         stamp = _stat(self.policy_path)
-        if stamp is None or stamp == self._stamp:
+        if stamp is None:
+            self._file_gone()
+            return False
+        if stamp == self._stamp:
             return False
         self._stamp = stamp
         try:
@@ -250,6 +253,16 @@ class Gateway:
         log.info("policy reloaded: %s -> %s", old, policy.version)
         await asyncio.to_thread(_keep_replaced, self.policy_path, replaced, old)
         return True
+
+    def _file_gone(self) -> None:
+        """The live policy file is missing (deleted, or mid-rename by a tool that does not replace
+        atomically): say so in /health once, keep serving, and read it again when it is back."""
+        if self._stamp is None:
+            return
+        self._stamp = None
+        version = self.snapshot.policy.version
+        self.last_reload_error = f"the policy file {self.policy_path} is missing; still serving {version}"
+        log.warning("policy file %s is missing; still serving %s", self.policy_path, version)
 
     def _refuse_unservable(self, policy: Policy) -> None:
         """Raise :class:`StateConfigError` if this process cannot serve ``policy`` as it was started.
