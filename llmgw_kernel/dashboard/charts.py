@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, DataRange1d, HoverTool
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
 
@@ -25,12 +25,12 @@ class GroupLines:
     def __init__(self, title: str, y_label: str, height: int = 260) -> None:
         self.fig = figure(
             title=title, x_axis_type="datetime", height=height, sizing_mode="stretch_width",
+            # a window of one bucket is one instant: Bokeh's default span for it is 2 ms (ticks in µs)
+            x_range=DataRange1d(default_span=ONE_POINT_SPAN_MS),
             tools="xpan,xwheel_zoom,reset", toolbar_location="right",
         )  # fmt: skip
         self.fig.yaxis.axis_label = y_label
         self.fig.xaxis.axis_label = "UTC"
-        # a window of one bucket is one instant: Bokeh's default span for it is 2 ms (ticks in µs)
-        self.fig.x_range.default_span = ONE_POINT_SPAN_MS
         self.sources: list[ColumnDataSource] = []
         self.lines: list[Any] = []
         self.markers: list[Any] = []
