@@ -46,7 +46,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -105,85 +108,74 @@ def log_range(data_dir: Path) -> tuple[str, str, int]:
     return lo.strftime(fmt), (hi.replace(microsecond=0) + __import__("datetime").timedelta(seconds=1)).strftime(fmt), n
 
 
-def one_run(
-    data_dir: Path, policy: Path, query: str, nice: int = 10, cold: bool = False
-) -> dict[str, dict[str, float]]:
+@contextmanager
+def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, Any, Any]]:
+    """A dashboard process and a browser whose cache holds the scripts: (pid, port, browser,
+    context). One context = one browser cache: a first page pays for the JavaScript once, as an
+    operator's browser does (browser.new_page() would open a fresh context each time)."""
     from playwright.sync_api import sync_playwright
 
     proc, port = start_panel(data_dir, policy, nice)
-    out: dict[str, dict[str, float]] = {}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            # one context = one browser cache: the first page pays for the JavaScript once, as an
-            # operator's browser does (browser.new_page() would open a fresh context each time)
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             warm = context.new_page()
             warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
             warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
             warm.close()
-            for name in PAGES:
-                page = browser.new_page(viewport={"width": 1400, "height": 900}) if cold else context.new_page()
-                c0, b0 = cpu_s(proc.pid), descendants_cpu_s(b"chromium")
-                t0 = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
-                page.wait_for_selector("[data-loading], [data-ready]", state="attached", timeout=120_000)
-                placeholder = time.perf_counter() - t0
-                page.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
-                render = time.perf_counter() - t0
-                took = float(page.locator("[data-ready]").get_attribute("data-took") or "nan")
-                browser_cpu = descendants_cpu_s(b"chromium") - b0
-                out[name] = {"placeholder_s": placeholder, "render_s": render, "query_s": took,
-                             "cpu_s": cpu_s(proc.pid) - c0, "browser_cpu_s": browser_cpu}  # fmt: skip
-                page.close()
+            yield proc.pid, port, browser, context
             browser.close()
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=30)
+
+
+def _measured(page: Any, pid: int, t0: float, c0: float, b0: float, ready: str) -> dict[str, float]:
+    """Time to the placeholder and to ``ready``, the query time the page reports, and the CPU the
+    dashboard and the browser spent since ``c0`` / ``b0``."""
+    page.wait_for_selector(f"[data-loading], {ready}", state="attached", timeout=120_000)
+    placeholder = time.perf_counter() - t0
+    page.wait_for_selector(ready, state="attached", timeout=120_000)
+    render = time.perf_counter() - t0
+    took = float(page.locator(ready).get_attribute("data-took") or "nan")
+    return {"placeholder_s": placeholder, "render_s": render, "query_s": took,
+            "cpu_s": cpu_s(pid) - c0, "browser_cpu_s": descendants_cpu_s(b"chromium") - b0}  # fmt: skip
+
+
+def one_run(
+    data_dir: Path, policy: Path, query: str, nice: int = 10, cold: bool = False
+) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    with warmed(data_dir, policy, nice) as (pid, port, browser, context):
+        for name in PAGES:
+            page = browser.new_page(viewport={"width": 1400, "height": 900}) if cold else context.new_page()
+            c0, b0 = cpu_s(pid), descendants_cpu_s(b"chromium")
+            t0 = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
+            out[name] = _measured(page, pid, t0, c0, b0, "[data-ready]")
+            page.close()
     return out
 
 
 def navigate_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> dict[str, dict[str, float]]:
     """Overview by URL (after a warm-up page, as in :func:`one_run`), then each other page by
     clicking its link in the same document."""
-    from playwright.sync_api import sync_playwright
-
-    proc, port = start_panel(data_dir, policy, nice)
     out: dict[str, dict[str, float]] = {}
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            warm = context.new_page()
-            warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
-            warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
-            warm.close()
-            page = context.new_page()
-            for name in PAGES:
-                c0, b0 = cpu_s(proc.pid), descendants_cpu_s(b"chromium")
-                t0 = time.perf_counter()
-                if name == PAGES[0]:
-                    page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
-                    page.evaluate("window.__llmgwDocument = 'first'")
-                else:
-                    page.click(f'[data-nav="{name}"]')
-                ready = f'[data-ready][data-page="{name}"]'
-                page.wait_for_selector(f"[data-loading], {ready}", state="attached", timeout=120_000)
-                placeholder = time.perf_counter() - t0
-                page.wait_for_selector(ready, state="attached", timeout=120_000)
-                render = time.perf_counter() - t0
-                if page.evaluate("window.__llmgwDocument") != "first":
-                    raise RuntimeError(f"/{name} loaded a new document instead of swapping the page")
-                took = float(page.locator(ready).get_attribute("data-took") or "nan")
-                browser_cpu = descendants_cpu_s(b"chromium") - b0
-                out[name] = {"placeholder_s": placeholder, "render_s": render, "query_s": took,
-                             "cpu_s": cpu_s(proc.pid) - c0, "browser_cpu_s": browser_cpu}  # fmt: skip
-            browser.close()
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
+    with warmed(data_dir, policy, nice) as (pid, port, _browser, context):
+        page = context.new_page()
+        for name in PAGES:
+            c0, b0 = cpu_s(pid), descendants_cpu_s(b"chromium")
+            t0 = time.perf_counter()
+            if name == PAGES[0]:
+                page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
+                page.evaluate("window.__llmgwDocument = 'first'")
+            else:
+                page.click(f'[data-nav="{name}"]')
+            out[name] = _measured(page, pid, t0, c0, b0, f'[data-ready][data-page="{name}"]')
+            if page.evaluate("window.__llmgwDocument") != "first":
+                raise RuntimeError(f"/{name} loaded a new document instead of swapping the page")
     return out
 
 
