@@ -183,6 +183,20 @@ def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 5.0) -> 
         time.sleep(0.05)
 
 
+def wait_model_ready(gw, timeout: float = 90) -> dict:
+    """/health's cache report once every embedding model is ready and the caches are restored
+    from the log (fails at a model that failed to load, or after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
+        states = set(report["models"].values())
+        if states == {"ready"} and report["restored"]:
+            return report
+        assert not any(s.startswith("failed") for s in states), report
+        time.sleep(0.2)
+    raise AssertionError(f"semantic model not ready: {report}")
+
+
 def policy_reloads(url: str, result: str) -> float:
     """``llmgw_policy_reloads_total{result=...}`` as the gateway at ``url`` serves it on /metrics (0 before any)."""
     for line in httpx.get(url + "/metrics").text.splitlines():

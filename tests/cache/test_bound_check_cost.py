@@ -17,7 +17,7 @@ import anthropic
 import httpx
 import orjson
 import pytest
-from conftest import wait_for_rows
+from conftest import wait_for_rows, wait_model_ready
 from test_cache_bound_live import PARAPHRASES, PROBE
 
 from llmgw_kernel import replay
@@ -45,12 +45,7 @@ def kgw(upstream, tmp_path_factory):
     gw = KeyedGateway(
         tmp_path_factory.mktemp("check-cost"), checked_policy(upstream.base_url), {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN}
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-        if set(report["models"].values()) == {"ready"} and report["restored"]:
-            break
-        time.sleep(0.2)
+    wait_model_ready(gw)
     yield gw
     gw.terminate()
 

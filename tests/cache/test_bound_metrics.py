@@ -5,11 +5,10 @@ the official openai SDK, the fake upstream over real HTTP."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
-from conftest import Gateway, wait_for_rows
+from conftest import Gateway, wait_for_rows, wait_model_ready
 from prometheus_client.parser import text_string_to_metric_families
 from test_cache_bound_live import PROBE, ask, bound_policy, learn, region
 
@@ -28,12 +27,7 @@ def checks(gw: Gateway) -> dict[tuple[str, str], float]:
 def test_checks_skipped_by_the_spend_cap_are_counted_in_metrics(upstream, tmp_path):
     gw = Gateway(tmp_path, bound_policy(upstream.base_url))
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-            if set(report["models"].values()) == {"ready"} and report["restored"]:
-                break
-            time.sleep(0.2)
+        wait_model_ready(gw)
         ns = f"t-{uuid.uuid4().hex}"
         learn(gw, "capped", ns)  # verify_rate 1, verify_max_usd_per_hour 0: every sampled hit is skipped
         assert ("capped", "skipped_cap") not in checks(gw)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import copy
 import shutil
-import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import orjson
 import pytest
-from conftest import Gateway, wait_for_rows
+from conftest import Gateway, wait_for_rows, wait_model_ready
 from test_cache_bound_live import PARAPHRASES, PROBE, ask, bound_policy, learn
 
 from llmgw_kernel import load_policy, open_log, replay
@@ -39,12 +37,7 @@ def served(upstream, tmp_path_factory):
     policy = bound_policy(upstream.base_url)
     gw = Gateway(tmp_path_factory.mktemp("bound-replay"), policy)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-            if set(report["models"].values()) == {"ready"} and report["restored"]:
-                break
-            time.sleep(0.2)
+        wait_model_ready(gw)
         ns = f"t-{uuid.uuid4().hex}"
         ids = learn(gw, "capped", ns)
         h, _, _ = ask(gw, PROBE, "capped", ns)

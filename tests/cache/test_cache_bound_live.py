@@ -11,7 +11,7 @@ import uuid
 import httpx
 import openai
 import pytest
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, policy_for, wait_for_rows, wait_model_ready
 
 from llmgw_kernel import replay
 
@@ -54,12 +54,7 @@ def bound_policy(upstream_url: str) -> dict:
 @pytest.fixture(scope="module")
 def bgw(upstream, tmp_path_factory) -> Gateway:
     gw = Gateway(tmp_path_factory.mktemp("bound"), bound_policy(upstream.base_url))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-        if set(report["models"].values()) == {"ready"} and report["restored"]:
-            break
-        time.sleep(0.2)
+    wait_model_ready(gw)
     yield gw
     gw.terminate()
 

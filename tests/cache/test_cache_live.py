@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Gateway, policy_for, wait_for_rows
+from conftest import Gateway, policy_for, wait_for_rows, wait_model_ready
 
 from llmgw_kernel import load_policy, replay
 from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold, with_semantic_threshold
@@ -34,18 +34,6 @@ def cache_policy(upstream_url: str) -> dict:
         },
         "pricing": {"gpt-4o-mini": PRICE},
     }
-
-
-def wait_model_ready(gw: Gateway, timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-        states = set(report["models"].values())
-        if states == {"ready"} and report["restored"]:
-            return report
-        assert not any(s.startswith("failed") for s in states), report
-        time.sleep(0.2)
-    raise AssertionError(f"semantic model not ready: {report}")
 
 
 @pytest.fixture(scope="module")

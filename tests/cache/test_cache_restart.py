@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import Gateway
-from test_cache_live import ask, cache_policy, ns, wait_model_ready
+from conftest import Gateway, wait_model_ready
+from test_cache_live import ask, cache_policy, ns
 
 
 def test_entries_survive_a_restart_from_the_snapshot_then_from_the_log(upstream, tmp_path):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 from aiohttp import web
-from conftest import UPSTREAM_KEY, wait_for_rows
+from conftest import UPSTREAM_KEY, wait_for_rows, wait_model_ready
 from fake_openai import FakeOpenAI
 from test_bound_check_cost import ADMIN_TOKEN, TEAM, KeyedGateway, ask, checked_policy, learned_then_hit, metric
 from test_cache_bound_live import PROBE
@@ -53,12 +52,7 @@ def kgw(neg, tmp_path_factory):
     gw = KeyedGateway(
         tmp_path_factory.mktemp("check-usage"), checked_policy(neg.base_url), {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN}
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{gw.url}/health", timeout=5).json()["cache"]
-        if set(report["models"].values()) == {"ready"} and report["restored"]:
-            break
-        time.sleep(0.2)
+    wait_model_ready(gw)
     yield gw
     gw.terminate()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import wait_model_ready
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "keys"))
 from keyed_gateway import ADMIN_TOKEN, KeyedGateway, metered_policy  # noqa: E402
@@ -30,12 +31,7 @@ def gw(upstream, tmp_path_factory):
     policy = metered_policy(upstream.base_url)
     policy["cache"] = {"semantic": {"ttl_s": 600, "max_false_hit_rate": 0.01, "verify_rate": 1.0}, "namespace": ["key"]}
     g = KeyedGateway(tmp_path_factory.mktemp("feedback"), policy, {"LLMGW_ADMIN_TOKEN": ADMIN_TOKEN})
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        report = httpx.get(f"{g.url}/health", timeout=5).json()["cache"]
-        if set(report["models"].values()) == {"ready"} and report["restored"]:
-            break
-        time.sleep(0.2)
+    wait_model_ready(g)
     yield g
     g.terminate()
 
