@@ -10,6 +10,12 @@ so a day of traffic stays a few dozen files. ``close()`` flushes everything; aft
 ``kill -9`` the next start folds what the journal holds into a segment, so an answered
 request is never lost.
 
+``worker_process=True`` (the server's writer) moves that work out of the proxy's process: the
+writer thread only hands each flush's journal frames to a child process
+(:mod:`.segment_worker`), which builds and writes the segments and runs the compactor, so
+neither holds the proxy's GIL (a thread holding it while the OS has pre-empted it stalls the
+event loop; docs/benchmarks.md "Log writer and the event loop").
+
 One bad row never blocks the others: rows are serialised one by one (a value that cannot be
 serialised becomes a marker, :func:`.record.encode_row`), and a batch that fails for a reason
 other than the disk is split until the bad row is found, which is then written with its
@@ -32,6 +38,7 @@ from . import journal as wal
 from . import segments as seg_layout
 from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
 from .schema import COLUMNS, TS_MAX, TS_MIN, time_error
+from .segment_worker import WorkerProcess, wait_for_worker
 from .segments import (
     ANCHOR_NAME,
     Segment,
@@ -49,7 +56,7 @@ log = logging.getLogger("llmgw.log")
 FANOUT = 16  # segments of one size class merged at a time
 GRACE_S = 30.0  # a superseded segment outlives the moment readers stop reading it by this much
 MAX_BUFFERED = 1_000_000  # rows kept in memory while the disk refuses writes
-ENCODE_CHUNK = 32  # rows encoded between two GIL hand-overs (see _encode; ~2.5 ms at 4 KB bodies)
+ENCODE_CHUNK = 32  # rows encoded between two GIL hand-overs (see encode_records; ~2.5 ms at 4 KB bodies)
 
 _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ, _ in COLUMNS}
 _SELECT = ", ".join(
@@ -72,7 +79,8 @@ class LogWriter:
     history); the server always journals. ``replica`` names this writer's own series of
     segments and journal when several processes share the data directory (each claims a
     distinct id: :func:`llmgw_kernel.datadir.claim_replica`); it numbers, merges, recovers and
-    deletes only its own files.
+    deletes only its own files. ``worker_process`` writes segments and merges them in a child
+    process (:mod:`.segment_worker`) instead of this process's threads.
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class LogWriter:
         journal: bool = True,
         on_flush: Callable[[list[RequestRecord]], None] | None = None,
         replica: str | None = None,
+        worker_process: bool = False,
     ) -> None:
         import duckdb
 
@@ -89,13 +98,17 @@ class LogWriter:
         segment_name(0, 0, self.replica)  # an invalid id fails here, before anything is written
         self.directory = log_dir(data_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
+        if journal:  # before recovering the journal: a killed server's worker may still be writing
+            wait_for_worker(self.directory, self.replica)
         _remove_stale_temporaries(self.directory, self.replica)
         ensure_anchor(self.directory)
         ensure_columns(self.directory)  # readers take every segment's schema from the anchor
         self.flush_s = flush_ms / 1000
         self.on_flush = on_flush  # called with each flush's records, in the writer thread (access logs)
         self._buffer: list[RequestRecord] = []
-        self._pending: list[bytes] = []  # rows serialised, not yet in a segment
+        self._frames: list[bytes] = []  # worker_process: the journal frames of _buffer's records
+        # rows not yet in a segment: JSON lines, or journal frames for the worker process
+        self._pending: list[bytes] = []
         self._lock = threading.Lock()  # one flush or close at a time
         self._merge_lock = threading.Lock()  # one compaction pass at a time (its own thread)
         self._append_lock = threading.Lock()  # journal + buffer move together
@@ -104,7 +117,7 @@ class LogWriter:
         self._seq = max((s.hi for s in self._own_segments()), default=0) + 1
         self._con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self._con.execute("SET TimeZone = 'UTC'")
-        self._merge_con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
+        self._merge_con = None if worker_process else duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
         self.rows_written = 0
         self.rows_recovered = 0
         self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
@@ -119,11 +132,16 @@ class LogWriter:
                 self._recover(jdir)
             self._journal = wal.Journal(jdir, self._seq)
         self._flushed = threading.Event()  # wakes the compactor after a flush wrote a segment
+        self._worker: WorkerProcess | None = None
+        self._worker_process = worker_process
+        if worker_process:
+            self._worker = WorkerProcess(Path(data_dir), self.replica, flush_ms)
         self._thread = threading.Thread(target=self._run, name="llmgw-log-writer", daemon=True)
         self._thread.start()
         # merges run beside the flushes: a long merge never delays the rows of the next flush
         self._compactor = threading.Thread(target=self._run_compactor, name="llmgw-log-compactor", daemon=True)
-        self._compactor.start()
+        if not worker_process:
+            self._compactor.start()
 
     def _own_segments(self) -> list[Segment]:
         """This writer's series (other replicas' segments are theirs to number and merge)."""
@@ -142,13 +160,16 @@ class LogWriter:
         if why is not None:
             raise ValueError(f"request {record.request_id}: {why}")
         journal = self._journal
-        if journal is None:
+        if journal is None and not self._worker_process:
             self._buffer.append(record)  # list.append is atomic under the GIL
             return
         frame = wal.encode(record)
         with self._append_lock:
-            journal.append(frame)
+            if journal is not None:
+                journal.append(frame)
             self._buffer.append(record)
+            if self._worker_process:
+                self._frames.append(frame)
 
     # -- lifecycle ------------------------------------------------------------------------
     def set_flush_ms(self, flush_ms: int) -> None:
@@ -164,11 +185,16 @@ class LogWriter:
         self._wake.set()
         self._flushed.set()
         self._thread.join(timeout=30)
-        self._compactor.join(timeout=60)
+        if self._compactor.is_alive():
+            self._compactor.join(timeout=60)
         with self._merge_lock:
-            self._merge_con.close()
+            if self._merge_con is not None:
+                self._merge_con.close()
         with self._lock:
             self._flush_locked()
+            if self._worker is not None:
+                self._worker.close()
+                self._worker = None
             self._con.close()
             if self._journal is not None:
                 self._done_journals.append(self._journal.close())
@@ -231,9 +257,10 @@ class LogWriter:
     def _flush_locked(self) -> None:
         with self._append_lock:
             records, self._buffer = self._buffer, []
+            frames, self._frames = self._frames, []
             if records and self._journal is not None:
                 self._done_journals.append(self._journal.rotate(self._seq))
-        self._pending.extend(_encode(records))
+        self._pending.extend(frames if self._worker_process else encode_records(records))
         if records and self.on_flush is not None:
             try:
                 self.on_flush(records)
@@ -241,7 +268,7 @@ class LogWriter:
                 log.exception("log: on_flush failed")
         if self._pending:
             try:
-                self._write_pending()
+                self._send_pending() if self._worker_process else self._write_pending()
             except Exception as exc:
                 self.flush_errors += 1
                 self._flush_error = f"{type(exc).__name__}: {exc}"
@@ -283,6 +310,25 @@ class LogWriter:
             self.rows_written += len(chunk)
         self._pending = []
 
+    def _send_pending(self) -> None:
+        """Have the worker process write ``_pending`` (journal frames) as segments; what it did
+        not write stays in ``_pending``. A worker that died is replaced (and the frames sent to
+        the new one at the next flush)."""
+        if self._worker is None:
+            self._worker = WorkerProcess(self.directory.parent.parent, self.replica, round(self.flush_s * 1000))
+        try:
+            reply = self._worker.write(self._pending)
+        except OSError:
+            self._worker.kill()
+            self._worker = None
+            raise
+        self._seq = reply["seq"]
+        self.rows_written += reply["written"]
+        self.rows_stripped += reply["stripped"]
+        del self._pending[: reply["written"]]
+        if reply["error"] is not None:
+            raise LogWorkerError(reply["error"])
+
     def _delete_journals(self) -> None:
         for path in self._done_journals:
             path.unlink(missing_ok=True)
@@ -307,7 +353,7 @@ class LogWriter:
                 known.add(rec.request_id)
                 fresh.append(rec)
         self._done_journals = [path for _, path in files]
-        self._pending = _encode(fresh)
+        self._pending = encode_records(fresh)
         if self._pending:
             try:
                 self._write_pending()
@@ -356,6 +402,7 @@ class LogWriter:
                 self._merge(group[start : start + FANOUT])
 
     def _merge(self, group: list[Segment]) -> None:
+        assert self._merge_con is not None  # merges run in the process that writes the segments
         # Rows keep the segments' order (flush order, i.e. time order to within a request's
         # latency); readers sort. An ORDER BY ts here made DuckDB materialise and sort the
         # whole run: ~30 MB more peak RSS per level-0 merge at ~3000 req/s.
@@ -386,6 +433,10 @@ class LogWriter:
                     s.path.unlink(missing_ok=True)
             except FileNotFoundError:
                 continue
+
+
+class LogWorkerError(RuntimeError):
+    """The worker process could not write some rows (why, as it reported)."""
 
 
 STALE_TMP_S = 3600.0  # another process's temporary file this old is a crash's leftover
@@ -433,7 +484,7 @@ def _yield_gil() -> None:
     os.sched_yield()
 
 
-def _encode(records: list[RequestRecord]) -> list[bytes]:
+def encode_records(records: list[RequestRecord]) -> list[bytes]:
     """The records' JSON lines, encoded ``ENCODE_CHUNK`` rows at a time with the GIL handed over
     between chunks: a flush of 1,000 rows with 4 KB bodies is ~75 ms of GIL-holding CPU, and
     encoded in one go it made the proxy's event loop wait in GIL convoys (each of the loop's

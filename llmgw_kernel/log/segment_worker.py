@@ -1,0 +1,208 @@
+"""The request log's segment writer and compactor, in a child process of the server.
+
+In the proxy's process, every thread that runs Python competes with the event loop for the
+GIL. The log writer's rows (decoding bodies, hashing, JSON) and the compactor's bookkeeping
+are such Python, and on a machine whose cores are busy the OS pre-empts them while they hold
+the GIL: the event loop then waits, asleep, until they run again (docs/benchmarks.md "Log
+writer and the event loop"). With ``LogWriter(worker_process=True)`` (the server's writer)
+that work runs here instead. The server's writer thread sends each flush's journal frames
+(the bytes the proxy already wrote to the journal on the event loop, no Python per row) down
+a pipe; this process decodes them, builds and writes the segment exactly as an in-process
+writer does (:class:`.writer.LogWriter`, whose code it runs) and merges segments in its own
+compactor thread.
+
+Protocol (the child's stdin / stdout): a request is ``op (1 byte) | length (u32) | payload``:
+``W`` with a run of journal frames to write as the next segment(s), ``C`` to close. Each ``W``
+is answered by one JSON line ``{"seq", "written", "stripped", "error"}``: the next segment
+number, how many of the frames (a prefix) are now in segments, how many of those were written
+with their scalar columns only, and why the rest were not (None: all written). The server keeps
+the frames not written (and their journal) and sends them again with the next flush.
+
+Only one process writes a series of segments: this process holds ``flock`` on
+:func:`worker_lock` while it runs, and a writer of the same series waits for it
+(:func:`wait_for_worker`) before it recovers a journal, so a worker that is still finishing a
+merge after its server was killed never races its successor. The worker exits when its stdin
+closes (the server exited, however it died), after the merge it is running.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+log = logging.getLogger("llmgw.log")
+
+_REQUEST = struct.Struct("<cI")  # op, payload length
+_FRAME = struct.Struct("<III")  # a journal frame's head: magic, body length, crc (journal._FRAME)
+# not ``-m``: the package imports this module before runpy would run it as __main__
+_ENTRY = f"import sys; from {__name__} import main; sys.exit(main(sys.argv[1:]))"
+WAIT_FOR_WORKER_S = 120.0  # a stale worker finishes its merge (seconds at 1M rows) and exits
+
+
+def worker_lock(directory: Path, replica: str) -> Path:
+    """The lock file a series' worker holds while it runs (``directory``: ``log/requests``)."""
+    return directory / f".worker-{replica or '-'}.lock"
+
+
+def wait_for_worker(directory: Path, replica: str, timeout_s: float = WAIT_FOR_WORKER_S) -> None:
+    """Return once no worker process holds the series' lock (one left by a server that was
+    killed is finishing a merge); raise TimeoutError after ``timeout_s``."""
+    path = worker_lock(directory, replica)
+    if not path.exists():
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    msg = f"the log worker of {path.name} is still running after {timeout_s:.0f} s"
+                    raise TimeoutError(msg) from None
+                time.sleep(0.1)
+    finally:
+        os.close(fd)
+
+
+class WorkerProcess:
+    """The server side of one worker process: spawn, send a flush's frames, close."""
+
+    def __init__(self, data_dir: Path, replica: str, flush_ms: int) -> None:
+        cmd = [sys.executable, "-c", _ENTRY, str(data_dir), replica or "-", str(flush_ms)]
+        # its own session: a Ctrl-C meant for the server does not stop it mid-write; it exits
+        # when the server closes its stdin (or dies)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._stdout: IO[bytes] = self._proc.stdout
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def write(self, frames: list[bytes]) -> dict[str, Any]:
+        """Have the worker write ``frames`` as segments; its answer (see the module's doc).
+        Raises OSError if the worker is gone (the caller keeps the frames and starts another)."""
+        payload = b"".join(frames)
+        try:
+            self._stdin.write(_REQUEST.pack(b"W", len(payload)))
+            self._stdin.write(payload)
+            self._stdin.flush()
+            line = self._stdout.readline()
+        except (OSError, ValueError) as exc:
+            raise OSError(f"log worker {self._proc.pid} is gone: {exc}") from exc
+        if not line:
+            raise OSError(f"log worker {self._proc.pid} exited ({self._proc.poll()})")
+        reply: dict[str, Any] = orjson.loads(line)
+        return reply
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Ask the worker to finish (its running merge) and exit; kill it after ``timeout_s``."""
+        try:
+            self._stdin.write(_REQUEST.pack(b"C", 0))
+            self._stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("log worker %d did not exit in %.0f s: killed", self._proc.pid, timeout_s)
+            self.kill()
+        self._stdout.close()
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
+def split_frames(payload: bytes) -> list[bytes]:
+    """The journal frames a ``W`` payload holds, in order (a truncated tail is one frame too:
+    it fails to decode, and counts as sent)."""
+    out = []
+    pos = 0
+    while pos < len(payload):
+        size = _FRAME.unpack_from(payload, pos)[1] if pos + _FRAME.size <= len(payload) else 0
+        end = min(len(payload), pos + _FRAME.size + size)
+        out.append(payload[pos:end])
+        pos = end
+    return out
+
+
+def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
+    """Write the frames of ``payload`` through ``writer`` (an in-process, journal-less
+    :class:`.writer.LogWriter`); the answer for the server. A frame that does not decode is
+    logged and counted as written (it never will be)."""
+    from . import journal as wal
+    from .writer import encode_records
+
+    frames = split_frames(payload)
+    records, first_frame = [], []  # first_frame[k]: the frame record k came from
+    for i, frame in enumerate(frames):
+        for rec in wal.decode(frame)[0]:
+            records.append(rec)
+            first_frame.append(i)
+    with writer._lock:
+        before, stripped = writer.rows_written, writer.rows_stripped
+        writer._pending = encode_records(records)
+        error = None
+        try:
+            if writer._pending:  # (an empty run would write an empty segment)
+                writer._write_pending()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("log worker: %d of %d rows not written: %s", len(writer._pending), len(records), error)
+        done = writer.rows_written - before
+        writer._pending = []  # the server keeps what was not written and sends it again
+        if done:
+            writer._flushed.set()  # wake the compactor
+    written = len(frames) if done >= len(records) else first_frame[done]
+    return {"seq": writer._seq, "written": written, "stripped": writer.rows_stripped - stripped, "error": error}
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
+    data = stream.read(n) if n else b""
+    return data if len(data) == n else None
+
+
+def serve(data_dir: str, replica: str, flush_ms: int, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The worker's loop: answer ``W`` requests until ``C`` or the end of ``stdin``."""
+    from .segments import log_dir
+    from .writer import LogWriter
+
+    directory = log_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(worker_lock(directory, replica), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits
+    writer = LogWriter(data_dir, flush_ms=flush_ms, journal=False, replica=replica or None)
+    try:
+        while (head := _read_exact(stdin, _REQUEST.size)) is not None:
+            op, size = _REQUEST.unpack(head)
+            payload = _read_exact(stdin, size)
+            if op != b"W" or payload is None:
+                break  # C, or the server died mid-request (its frames are in its journal)
+            stdout.write(orjson.dumps(write_frames(writer, payload)) + b"\n")
+            stdout.flush()
+    finally:
+        writer.close()
+        os.close(lock_fd)
+
+
+def main(argv: list[str]) -> int:
+    data_dir, replica, flush_ms = argv[0], argv[1], int(argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    serve(data_dir, "" if replica == "-" else replica, flush_ms, sys.stdin.buffer, sys.stdout.buffer)
+    return 0
