@@ -123,7 +123,9 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             json_serialize=None,  # type: ignore[arg-type]
         )
-        self.writer = LogWriter(self.data_dir, policy.log.flush_ms, on_flush=access_events, replica=self.replica)
+        self.writer = LogWriter(
+            self.data_dir, policy.log.flush_ms, on_flush=access_events, replica=self.replica, worker_process=True
+        )  # segments written and merged in a child process: none of it holds the event loop's GIL
         # after the writer: it folds what a crash left in the journal into the log first
         self.limits = await asyncio.to_thread(rebuild_limits, policy, self.data_dir, self.keys)
         self.cache = CacheService(replica_home(self.data_dir, self.replica))  # a replica snapshots its own
