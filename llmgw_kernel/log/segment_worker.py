@@ -106,7 +106,10 @@ class WorkerProcess:
             raise OSError(f"log worker {self._proc.pid} is gone: {exc}") from exc
         if not line:
             raise OSError(f"log worker {self._proc.pid} exited ({self._proc.poll()})")
-        reply: dict[str, Any] = orjson.loads(line)
+        try:
+            reply: dict[str, Any] = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:  # out of step with us: replaced like a dead one
+            raise OSError(f"log worker {self._proc.pid} answered {line[:80]!r}") from exc
         return reply
 
     def close(self, timeout_s: float = 120.0) -> None:
@@ -204,5 +207,7 @@ def main(argv: list[str]) -> int:
     data_dir, replica, flush_ms = argv[0], argv[1], int(argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    serve(data_dir, "" if replica == "-" else replica, flush_ms, sys.stdin.buffer, sys.stdout.buffer)
+    answers = os.fdopen(os.dup(1), "wb")  # the protocol's own descriptor; anything printed goes to stderr
+    os.dup2(2, 1)
+    serve(data_dir, "" if replica == "-" else replica, flush_ms, sys.stdin.buffer, answers)
     return 0
