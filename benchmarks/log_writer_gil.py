@@ -12,6 +12,10 @@ process's CPU seconds (not wall).
     .venv/bin/python benchmarks/log_writer_gil.py                     # 2k req/s, 4 KB bodies, 20 s
     .venv/bin/python benchmarks/log_writer_gil.py --burners 2 --seconds 30
     .venv/bin/python benchmarks/log_writer_gil.py --chunk 0           # encode a flush in one go (old)
+    .venv/bin/python benchmarks/log_writer_gil.py --worker-process    # segments in a child (the server's)
+
+``--worker-process`` runs the writer as the server does (``LogWriter(worker_process=True)``): rows
+encoded, written and merged in a child process, whose CPU is reported apart.
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=None, help="rows encoded per GIL hold (0: the whole flush)")
     ap.add_argument("--handover", choices=["sched_yield", "sleep0"], default="sched_yield",
                     help="how the writer hands the GIL over between chunks")  # fmt: skip
+    ap.add_argument("--worker-process", action="store_true", help="segments written and merged in a child process")
     args = ap.parse_args()
     if args.chunk is not None:
         writer_mod.ENCODE_CHUNK = args.chunk or 10**9
@@ -126,14 +131,18 @@ def main() -> None:
         p.start()
     try:
         with tempfile.TemporaryDirectory() as d:
-            writer = LogWriter(d, flush_ms=args.flush_ms)
+            writer = LogWriter(d, flush_ms=args.flush_ms, worker_process=args.worker_process)
+            worker = writer._worker.pid if writer._worker is not None else None
+            time.sleep(1.0)  # the worker's start-up (imports, the anchor) is not the steady state
             tid = writer._thread.native_id or 0
             if args.writer_nice:
                 os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + args.writer_nice)
             cpu0, wcpu0 = cpu_seconds(os.getpid()), thread_cpu(tid)
+            kid0 = cpu_seconds(worker) if worker else 0.0
             lags = asyncio.run(run(writer, args.rate, args.seconds, args.body_kb, args.syscalls))
             wcpu = thread_cpu(tid) - wcpu0
             cpu = cpu_seconds(os.getpid()) - cpu0
+            kid = cpu_seconds(worker) - kid0 if worker else 0.0
             rows = writer.rows_written
             writer.close()
     finally:
@@ -145,10 +154,11 @@ def main() -> None:
     chunk = getattr(writer_mod, "ENCODE_CHUNK", "n/a")
     print(
         f"rate {args.rate}/s flush {args.flush_ms} ms body {args.body_kb} KB burners {args.burners} chunk {chunk} "
-        f"{args.handover} syscalls {args.syscalls} writer-nice {args.writer_nice} "
+        f"{args.handover} syscalls {args.syscalls} writer-nice {args.writer_nice} worker-process {args.worker_process} "
         f"load {os.getloadavg()[0]:.2f}: loop lag p50 {statistics.median(lags_ms):.2f} ms p99 {p99:.2f} ms "
         f"max {lags_ms[-1]:.1f} ms (>20 ms: {sum(x > 20 for x in lags_ms)}); rows {rows}; "
-        f"writer thread {wcpu / max(rows, 1) * 1000:.3f} CPU s/1k rows; process {cpu:.2f} CPU s"
+        f"writer thread {wcpu / max(rows, 1) * 1000:.3f} CPU s/1k rows; process {cpu:.2f} CPU s; "
+        f"worker process {kid:.2f} CPU s ({kid / max(rows, 1) * 1000:.3f} s/1k rows)"
     )
 
 
