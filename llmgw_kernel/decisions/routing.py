@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from itertools import islice
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +37,10 @@ from ..policy.model import Policy, Route, Target
 from .conditions import first_match
 from .context import RouteChoice, RouteContext, route_context
 
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]  # loaded by draws(): the live proxy draws one at a time
+
 log = logging.getLogger("llmgw.routing")
-#: keys hashed per batch by :func:`draws`
-DRAW_BATCH = 1 << 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,32 +57,114 @@ class RoutePlan:
         return self.targets[0]
 
 
-def _draw_hasher(policy_version: str) -> hashlib.blake2b:
-    """The hash every draw of ``policy_version`` continues: blake2b-64 over ``version\\0key``."""
-    return hashlib.blake2b(f"{policy_version}\x00".encode(), digest_size=8)
+_MASK = (1 << 64) - 1
+_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB  # splitmix64's finaliser (Stafford's mix 13)
 
 
-def draw(policy_version: str, request_id: str) -> float:
-    """A uniform number in [0, 1) that depends only on (policy version, request id)."""
-    h = _draw_hasher(policy_version)
-    h.update(request_id.encode())
-    return int.from_bytes(h.digest(), "big") / 2**64
+def _mix(z: int) -> int:
+    """splitmix64's finaliser: a bijection of 64-bit words in which every input bit moves every output bit."""
+    z = ((z ^ (z >> 30)) * _M1) & _MASK
+    z = ((z ^ (z >> 27)) * _M2) & _MASK
+    return z ^ (z >> 31)
 
 
-def draws(policy_version: str, keys: Iterable[str]) -> np.ndarray:
-    """:func:`draw` for many keys at once, as float64 (bit-identical: the 64-bit digest is
-    rounded to the nearest double and scaled by 2**-64, exactly what ``int / 2**64`` does)."""
-    copy = _draw_hasher(policy_version).copy
-    out = bytearray()
-    it = iter(keys)
-    while batch := list(islice(it, DRAW_BATCH)):  # a few thousand digests alive at a time
-        digests = []
-        for key in batch:
-            h = copy()
-            h.update(key.encode())
-            digests.append(h.digest())
-        out += b"".join(digests)
-    return np.frombuffer(out, ">u8").astype(np.float64) / 2.0**64
+@lru_cache(maxsize=256)
+def version_seed(policy_version: str) -> int:
+    """The 64-bit word every draw of ``policy_version`` starts from (blake2b-64 of the version)."""
+    return int.from_bytes(hashlib.blake2b(policy_version.encode(), digest_size=8).digest(), "little")
+
+
+def draw(policy_version: str, key: str) -> float:
+    """A uniform number in [0, 1) that depends only on (policy version, key) — the key is the
+    request id, or a sticky route's value.
+
+    The definition (one, in Python; :func:`draws` is the same arithmetic over many keys): the
+    key's UTF-8 bytes, zero-padded to whole 8-byte little-endian words, each folded into the
+    version's seed by ``h = mix(h ^ word)``, then the byte length, ``h = mix(h ^ length)``,
+    where ``mix`` is splitmix64's finaliser; ``u = (h >> 11) / 2**53`` (exact in a double).
+    Cheap enough to compute a million at a time with numpy, so replay draws in bulk what the
+    live proxy draws per request."""
+    data = key.encode()
+    h = version_seed(policy_version)
+    padded = data + b"\0" * (-len(data) % 8)
+    for (word,) in _WORDS.iter_unpack(padded):
+        h = _mix(h ^ word)
+    h = _mix(h ^ len(data))
+    return (h >> 11) * _TO_UNIT
+
+
+_WORDS = struct.Struct("<Q")
+_TO_UNIT = 2.0**-53
+#: keys gathered into a byte matrix per step of :func:`draws` (bounded memory: rows x longest key)
+DRAW_BATCH = 1 << 16
+
+
+def draws(policy_version: str, keys: Iterable[str] | Any) -> np.ndarray:
+    """:func:`draw` for many keys at once, as float64, bit-identical: ``keys`` as an Arrow
+    string array (read in place, no Python object per key) or any iterable of str."""
+    arr = _string_array(keys)
+    out = np.empty(len(arr), np.float64)
+    seed = np.uint64(version_seed(policy_version))
+    for lo in range(0, len(arr), DRAW_BATCH):
+        out[lo : lo + DRAW_BATCH] = _draw_batch(seed, arr.slice(lo, DRAW_BATCH))
+    return out
+
+
+def _string_array(keys: Iterable[str] | Any) -> pa.Array:
+    """``keys`` as one Arrow ``string`` array without NULLs (a key is never NULL)."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks != 1 else keys.chunk(0)
+    arr = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    if arr.null_count:
+        raise ValueError("draws: a key is NULL")
+    return arr
+
+
+def _draw_batch(seed: np.uint64, arr: pa.Array) -> np.ndarray:
+    """:func:`draws` of one slice of a string array, keys of one byte length at a time (a
+    gateway's request ids are all one length: their bytes are then one block, read in place)."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4).astype(np.int64)
+    data = np.frombuffer(arr.buffers()[2] or b"\0", np.uint8)
+    lengths = np.diff(offsets)
+    out = np.empty(n, np.float64)
+    if n and lengths.min() == lengths.max():  # one length: the keys' bytes are contiguous, rows of it
+        width = int(lengths[0])
+        out[:] = _fold(seed, data[offsets[0] : offsets[-1]].reshape(n, width), width)
+        return out
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        block = data[offsets[rows, None] + np.arange(length, dtype=np.int64)] if length else np.empty((len(rows), 0))
+        out[rows] = _fold(seed, block, length)
+    return out
+
+
+def _fold(seed: np.uint64, block: np.ndarray, length: int) -> np.ndarray:
+    """The draws of keys of ``length`` bytes each, given as the rows of a uint8 ``block``: the
+    rows zero-padded to whole words, each word folded into the seed, then the length."""
+    n = len(block)
+    words = (length + 7) // 8
+    padded = np.zeros((n, words * 8), np.uint8)
+    padded[:, :length] = block
+    h = np.full(n, seed, np.uint64)
+    as_words = padded.view("<u8")
+    for j in range(words):
+        h = _mix_array(h ^ as_words[:, j])
+    h = _mix_array(h ^ np.uint64(length))
+    return (h >> np.uint64(11)).astype(np.float64) * _TO_UNIT
+
+
+def _mix_array(z: np.ndarray) -> np.ndarray:
+    """:func:`_mix` of every word of a uint64 array (numpy's uint64 products wrap mod 2**64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
 
 
 class UnknownRoute(KeyError):
@@ -245,13 +330,13 @@ class BulkPlans:
 
 
 def plan_routes(
-    policy: Policy, route: str, request_ids: Sequence[str], contexts: Sequence[RouteContext] | None = None
+    policy: Policy, route: str, request_ids: Sequence[str] | Any, contexts: Sequence[RouteContext] | None = None
 ) -> BulkPlans:
     """:func:`plan_route` for many requests on ``route`` at once: ``result.plan(i) ==
     plan_route(policy, route, request_ids[i], contexts[i])``. A route that reads the request
-    (:func:`needs_context`) is planned row by row through :func:`plan_route`; the others draw
-    in bulk (:func:`draws`, the same running sums as the live pick). Raises ``KeyError`` for
-    an unknown route."""
+    (:func:`needs_context`) is planned row by row through :func:`plan_route` (``request_ids``
+    as str); the others draw in bulk (:func:`draws`, the same running sums as the live pick;
+    ``request_ids`` may be an Arrow string array). Raises ``KeyError`` for an unknown route."""
     spec = route_spec(policy, route)
     n = len(request_ids)
     if needs_context(policy, route):

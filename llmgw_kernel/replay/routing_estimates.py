@@ -214,7 +214,9 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     ) * 2 + streamed[routed_rows].astype(np.int64)
     tally = _Tally()
     sampled = simulated_rows(routed_rows)  # in window order
-    sampled_ids = rids.take(pa.array(sampled)).to_pylist()  # one take (a chunked column is concatenated per take)
+    sampled_ids = rids.take(pa.array(sampled))  # one take (a chunked column is concatenated per take)
+    if isinstance(sampled_ids, pa.ChunkedArray):
+        sampled_ids = sampled_ids.combine_chunks()
     simulated = np.zeros(len(plan_codes), bool)
     simulated[sampled] = True
     for g in np.flatnonzero(np.bincount(group)) if group.size else ():  # np.unique's order, without a sort
@@ -222,7 +224,7 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
         pr, stream = divmod(int(g), 2)
         plan, r = plans[pr // (len(route_values) + 1)], pr % (len(route_values) + 1) - 1
         sim_rows = rows[simulated[rows]]
-        ids = [sampled_ids[k] for k in np.searchsorted(sampled, sim_rows).tolist()]
+        ids = sampled_ids.take(pa.array(np.searchsorted(sampled, sim_rows)))
         _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream),
                         rows, ids, pt, ct, tally)  # fmt: skip
     routed = len(routed_rows)
@@ -280,7 +282,7 @@ def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
 
 def _estimate_group(
     policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, stream: bool, rows: np.ndarray,
-    ids: list[str], pt: np.ndarray, ct: np.ndarray, tally: _Tally,
+    ids: pa.Array, pt: np.ndarray, ct: np.ndarray, tally: _Tally,
 ) -> None:  # fmt: skip
     """The requests ``rows``, which share a plan, a route and ``stream``, walked along their plan together:
     the expectation is the same for each; the simulation draws per request, for the simulated
@@ -319,7 +321,7 @@ def _estimate_group(
         lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms + reach * cut * failed_ms
         at = np.flatnonzero(going)
         if at.size:
-            _simulate_step(s, p, cut, tries, k, [ids[i] for i in at], at, sim, going)
+            _simulate_step(s, p, cut, tries, k, ids.take(pa.array(at)), at, sim, going)
         can_reach = can_reach and p > 0
         reach *= p
     tally.errors += reach * n
@@ -329,13 +331,14 @@ def _estimate_group(
 
 
 def _simulate_step(
-    s: dict[str, np.ndarray] | None, p: float, cut: float, tries: int, k: int, ids: list[str], at: np.ndarray,
+    s: dict[str, np.ndarray] | None, p: float, cut: float, tries: int, k: int, ids: pa.Array, at: np.ndarray,
     sim: np.ndarray, going: np.ndarray,
 ) -> None:  # fmt: skip
     """One target of the simulated walk for the requests still going: fail with probability
     ``p`` and go on (hashed), be cut after the first byte with probability ``cut`` and stop,
-    else be served and stop; add a logged latency drawn (hashed) from the right pool."""
-    keys = [f"{rid}:{k}" for rid in ids]
+    else be served and stop; add a logged latency drawn (hashed) from the right pool. A request's
+    draws hash ``f"{request id}:{k}"`` (Arrow strings: no Python object per request)."""
+    keys = pc.binary_join_element_wise(ids, str(k), ":")
     if cut:
         u = draws("sim-fail", keys)
         fails, cuts = u < p, (u >= p) & (u < p + cut)
@@ -349,7 +352,7 @@ def _simulate_step(
     ):
         if pool is None or not len(pool) or not mine.any():
             continue
-        pick = (draws("sim-lat", [keys[j] for j in np.flatnonzero(mine)]) * len(pool)).astype(np.int64)
+        pick = (draws("sim-lat", keys.filter(pa.array(mine))) * len(pool)).astype(np.int64)
         sim[at[mine]] += pool[pick] * times
     going[at[~fails]] = False
 

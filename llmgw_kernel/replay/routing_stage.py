@@ -81,7 +81,10 @@ class RoutingDecisions:
 PLAN_CHUNK_ROWS = 1 << 19
 #: request ids held as Python str at once while a chunk is drawn
 ID_BATCH_ROWS = 1 << 14
-ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target", "origin")
+#: the log columns routing reads (``endpoint``: a check of a semantic hit is drawn as its hit, and
+#: the codes are read by every replay — in the window's first scan, not a second one)
+ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target", "origin",
+                   "endpoint")  # fmt: skip
 
 
 def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None) -> RoutingDecisions:
@@ -149,8 +152,9 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
         # a route that plans every request alike needs no ids (only how many)
         drawn = draw_ids(window, chunk, out.checks) if per_request else None
-        ids = ArrowStrings(drawn) if drawn is not None else [""] * len(chunk)
         contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
+        # drawn in bulk from Arrow; planned row by row (contexts) from Python strings
+        ids: Any = [""] * len(chunk) if drawn is None else drawn if contexts is None else ArrowStrings(drawn)
         bulk = plan_routes(policy, route, ids, contexts)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
         reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)

@@ -4,12 +4,14 @@ per-row replay it replaced."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,6 +84,47 @@ def test_draws_are_bit_identical_to_draw() -> None:
         bulk = draws(version, ids)
         assert bulk.dtype == np.float64
         assert [float(u) for u in bulk] == [draw(version, rid) for rid in ids]  # exact, not approximate
+
+
+def _reference_draw(version: str, key: str) -> float:
+    """The draw as docs/routing.md defines it, written out independently of decisions.routing."""
+    mask = (1 << 64) - 1
+
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    data = key.encode("utf-8")
+    h = int.from_bytes(hashlib.blake2b(version.encode(), digest_size=8).digest(), "little")
+    for at in range(0, len(data), 8):
+        h = mix(h ^ int.from_bytes(data[at : at + 8].ljust(8, b"\0"), "little"))
+    h = mix(h ^ len(data))
+    return (h >> 11) / 2**53
+
+
+def test_draw_is_the_documented_hash() -> None:
+    ids = _ids(2_000)
+    assert [draw("p-52948742ddd1", k) for k in ids] == [_reference_draw("p-52948742ddd1", k) for k in ids]
+
+
+def test_draws_read_arrow_strings_in_place_of_every_shape() -> None:
+    """Arrow input (what replay passes: no Python str per id) — sliced, chunked, large_string,
+    dictionary-coded, keys of many lengths, empty and non-ASCII — draws as :func:`draw` does."""
+    rng = random.Random(11)
+    mixed = _ids(3_000) + ["".join(chr(rng.randrange(32, 0x2FF)) for _ in range(rng.randrange(0, 40)))
+                                        for _ in range(3_000)]  # fmt: skip
+    want = [draw("v9", k) for k in mixed]
+    arr = pa.array(mixed, pa.string())
+    assert draws("v9", arr).tolist() == want
+    assert draws("v9", arr.slice(1_234)).tolist() == want[1_234:]
+    assert draws("v9", pa.chunked_array([arr.slice(0, 10), arr.slice(10)])).tolist() == want
+    assert draws("v9", arr.cast(pa.large_string())).tolist() == want
+    assert draws("v9", arr.dictionary_encode()).tolist() == want
+    same_length = pa.array(_ids(70_000)[:70_000])  # one length, more than one batch
+    assert draws("v9", same_length).tolist() == [draw("v9", k) for k in same_length.to_pylist()]
+    with pytest.raises(ValueError, match="NULL"):
+        draws("v9", pa.array(["a", None]))
 
 
 def test_reason_text_of_a_draw_matches_python_formatting_near_ties() -> None:
