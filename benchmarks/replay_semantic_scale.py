@@ -23,6 +23,11 @@ interpreter and imports included; peak = the child's ``ru_maxrss``):
 - ``sweep``: ``sweep_semantic_threshold`` over 10 thresholds (0.80, 0.82, ..., 0.98), no
   label-free estimate (that loads the model).
 
+``--limits``: both replay the candidate :func:`limits_policy` instead (the live policy plus a daily
+budget per team that runs out within the log, and rpm/tpm limits per key): admission then depends
+on the cache (a hit spends nothing and counts no tokens), so the sweep folds the whole composed
+replay at each threshold.
+
 "Before" numbers: run the script with ``PYTHONPATH=<worktree of another commit>`` (the
 package is installed editable; the children then import that checkout).
 """
@@ -65,18 +70,41 @@ def ensure_log(cache_dir: Path, rows: int, version: int = GEN_VERSION) -> Path:
 
 # -- measurement -----------------------------------------------------------------------------
 SCENARIOS = ("replay", "sweep")
+LIMITS = "-limits"  # a child's scenario with this suffix replays limits_policy()
+#: the --limits candidate: per team a daily budget of this many dollars per million rows of the log
+#: (the v1 log's teams spend $110-180 per million rows: each runs out), and per key rpm and tpm
+BUDGET_PER_1M_USD = 100.0
+KEY_RPM, KEY_TPM = 240, 150_000
+
+
+def limits_policy(data_dir: Path) -> Path:
+    """The log's live policy with budgets and rate limits (written beside it once; the same bytes
+    every time, so runs replay one candidate)."""
+    import yaml
+
+    rows = json.loads((data_dir / "complete.json").read_text())["rows"]
+    doc = yaml.safe_load((data_dir / "policy-live.yaml").read_text())
+    doc["budgets"] = {"limits": [{"scope": "team", "usd": BUDGET_PER_1M_USD * rows / 1e6, "window": "day"}]}
+    doc["rate_limits"] = [{"scope": "key", "rpm": KEY_RPM, "tpm": KEY_TPM}]
+    path = data_dir / "policy-limits.yaml"
+    text = yaml.safe_dump(doc, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def child(scenario: str, data_dir: Path, out: Path) -> None:
     """Run one scenario in this (fresh) process and write what it produced to ``out``."""
-    policy = data_dir / "policy-live.yaml"
+    policy = limits_policy(data_dir) if scenario.endswith(LIMITS) else data_dir / "policy-live.yaml"
+    scenario = scenario.removesuffix(LIMITS)
     if scenario == "replay":
         from llmgw_kernel import replay
 
         result = replay(policy, str(data_dir))
         cache = result.summary["cache"]
         facts = {"requests": result.summary["requests"], "differs": result.summary["differs_from_log"],
-                 "hits": [cache["exact_hits"], cache["semantic_hits"]]}  # fmt: skip
+                 "hits": [cache["exact_hits"], cache["semantic_hits"]],
+                 "refused": result.summary["outcome"]["refused"]}  # fmt: skip
     else:
         from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold
 
@@ -91,9 +119,9 @@ def child(scenario: str, data_dir: Path, out: Path) -> None:
     out.write_text(json.dumps(facts, default=str))
 
 
-def measure(scenario: str, data_dir: Path, profile: bool = False) -> dict[str, Any]:
+def measure(scenario: str, data_dir: Path, profile: bool = False, limits: bool = False) -> dict[str, Any]:
     """One run in a fresh subprocess: CPU s (user + sys), peak RSS, wall, and what it replayed."""
-    run = run_child(__file__, scenario, data_dir, profile, top=35)
+    run = run_child(__file__, scenario + (LIMITS if limits else ""), data_dir, profile, top=35)
     return {**run, "req_s_core": run["requests"] / run["cpu_s"]}
 
 
@@ -112,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         default=GEN_VERSION,
         help="measure the cached log of an older generation (e.g. 1: the log the 2026-12-05 figures use)",
     )
-    ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
+    ap.add_argument("--limits", action="store_true", help="replay a candidate with budgets and rpm/tpm limits")
+    ap.add_argument("--child", choices=[*SCENARIOS, *(s + LIMITS for s in SCENARIOS)], help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -124,21 +153,25 @@ def main(argv: list[str] | None = None) -> None:
         print(data_dir)
         return
     print(f"log: {data_dir} ({args.rows:,} rows); load average {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    if args.limits:
+        print(f"candidate: {limits_policy(data_dir)} (budgets and rpm/tpm limits)")
     medians: dict[str, float] = {}
     scenarios = args.scenario or list(SCENARIOS)
     if args.profile:
         for scenario in scenarios:
-            print(json.dumps(measure(scenario, data_dir, profile=True), default=str))
+            print(json.dumps(measure(scenario, data_dir, profile=True, limits=args.limits), default=str))
         return
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
     rounds = range(args.runs)
     plan = [s for _ in rounds for s in scenarios] if args.alternate else [s for s in scenarios for _ in rounds]
     for scenario in plan:  # each run's own line as it ends (a long series under load: what is done is kept)
-        run = measure(scenario, data_dir)
+        run = measure(scenario, data_dir, limits=args.limits)
         runs[scenario].append(run)
         line = f"  {scenario} run {len(runs[scenario])}: CPU s {run['cpu_s']:.2f} | peak RSS MB {run['rss_mb']:,.0f}"
         print(
-            f"{line} | wall s {run['wall_s']:.2f} | load {os.getloadavg()[0]:.1f} | hits {run.get('hits')}", flush=True
+            f"{line} | wall s {run['wall_s']:.2f} | load {os.getloadavg()[0]:.1f} | hits {run.get('hits')}"
+            f"{' | refused ' + str(run['refused']) if 'refused' in run else ''}",
+            flush=True,
         )
     for scenario in scenarios:
         got = runs[scenario]

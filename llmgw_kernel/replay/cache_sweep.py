@@ -63,7 +63,7 @@ from ..decisions import cache as decide
 from ..policy.load import PolicySource, load_policy, validate_policy
 from ..policy.model import BOUND_OPTIONS
 from .cache_stage import HIT_KINDS, Outcome, Row, _model, features_of, summary
-from .cache_sweep_inputs import Neighbours, Recorded, neighbour_lists, recorded, verified
+from .cache_sweep_inputs import Neighbours, Recorded, coupled, coupled_lists, neighbour_lists, recorded, verified
 
 if TYPE_CHECKING:
     import duckdb
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from ..cache.exact import Entry
     from ..policy.model import Policy
     from .fold import Composer
+    from .fold_inputs import Inputs
 
 #: answers less similar than this make a semantic hit count as likely wrong
 ANSWER_AGREEMENT = 0.8
@@ -171,20 +172,72 @@ def fold_thresholds(c: Composer, thresholds: list[float], compiled: bool | None 
     :func:`.cache_sweep_kernel.fold_threshold`. Otherwise each threshold runs the composed
     (Python) fold with :class:`NeighbourCaches`, over the composer's per-row objects."""
     from . import cache_sweep_kernel as kernel
+    from .fold_inputs import inputs
 
     if compiled is None:
         compiled = kernel.available()
-    if compiled and thresholds:
-        rec = recorded(c, min(thresholds))
-        if rec is not None:
-            return _fold_compiled(c.n, rec, thresholds)
+    inp = inputs(c) if compiled and thresholds else None
+    if inp is not None:
+        if coupled(inp):
+            got = _fold_coupled(c, inp, thresholds)
+            if got is not None:
+                return got
+        else:
+            rec = recorded(c, inp, min(thresholds))
+            if rec is not None:
+                return _fold_compiled(c.n, rec, thresholds)
     return _fold_objects(c, thresholds)
+
+
+def _fold_coupled(c: Composer, inp: Inputs, thresholds: list[float]) -> Sweep | None:
+    """Each threshold by the compiled replay fold itself — admission, the caches and the cost
+    composed, as :func:`~llmgw_kernel.replay` folds the candidate at that threshold — over inputs
+    made once, its semantic lookups searching neighbour lists found once
+    (:func:`.cache_sweep_inputs.coupled_lists`). None when the compiled fold declines."""
+    import dataclasses
+
+    from .fold_kernel import fold_arrays
+    from .fold_semantic import searching
+
+    a, n = inp.arrays, c.n
+    lists = coupled_lists(inp, min(thresholds))
+    out: list[Swept] = []
+    with searching(lists):
+        for t in thresholds:
+            at_t = dataclasses.replace(inp, arrays={**a, "s_thr": np.where(a["s_on"], t, a["s_thr"])})
+            got = fold_arrays(c, at_t)
+            if got is None:
+                return None
+            out.append(_swept(t, got[0], inp, n))
+    d = inp.decoding
+    return Sweep(out, _take(d.rids), _take(d.targets))
+
+
+_CACHE_KINDS = np.array([None, "bypass", "hit", "miss", "semantic-hit"], dtype=object)  # fold_kernel's codes
+
+
+def _swept(t: float, out: Any, inp: Inputs, n: int) -> Swept:
+    """One threshold's outcome from the compiled fold's output (``fold_kernel.Out``)."""
+    kind = np.asarray(out.cache_kind)
+    hit = (kind == 2) | (kind == 4)
+    source = np.where(hit, out.cache_src, -1).astype(np.int64)
+    saved = np.full(n, None, object)
+    own = np.flatnonzero(out.saved_has & ~out.saved_warm)
+    saved[own] = out.saved[own].astype(object)
+    for i in np.flatnonzero(out.saved_warm).tolist():  # a source from before the window
+        saved[i] = inp.decoding.warm_cost(int(source[i]))
+    return Swept(t, _CACHE_KINDS[kind], source, saved)
+
+
+def _take(col: Any) -> Callable[[np.ndarray], list[str | None]]:
+    """The values of an Arrow column at rows."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    return lambda rows: col.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
 
 
 def _fold_compiled(n: int, rec: Recorded, thresholds: list[float]) -> Sweep:
     """Each threshold folded by the compiled sweep kernel over ``rec``."""
-    import pyarrow as pa  # type: ignore[import-untyped]
-
     from . import cache_sweep_kernel as kernel
 
     names = np.array([None, "hit", "semantic-hit", "miss"], dtype=object)
@@ -204,10 +257,7 @@ def _fold_compiled(n: int, rec: Recorded, thresholds: list[float]) -> Sweep:
             saved[i] = rec.warm_cost(int(source[i]))
         out.append(Swept(t, kinds, source, saved))
 
-    def take(col: Any) -> Callable[[np.ndarray], list[str | None]]:
-        return lambda rows: col.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
-
-    return Sweep(out, take(rec.rids), take(rec.targets))
+    return Sweep(out, _take(rec.rids), _take(rec.targets))
 
 
 def _objects_of(values: np.ndarray, has: np.ndarray) -> np.ndarray:

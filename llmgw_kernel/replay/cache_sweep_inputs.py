@@ -29,6 +29,7 @@ from ..decisions import cache as decide
 if TYPE_CHECKING:
     from .fold import Composer
     from .fold_inputs import Inputs
+    from .fold_semantic import Lists
 
 _BYPASS, _HIT, _MISS, _SEMHIT = 1, 2, 3, 4  # the compiled fold's cache kinds (fold_kernel)
 
@@ -136,15 +137,13 @@ class Recorded(NamedTuple):
     warm_cost: Callable[[int], float | None]  # a warm row's answer at the candidate's prices
 
 
-def recorded(c: Composer, floor: float) -> Recorded | None:
-    """The compiled sweep's inputs for ``c`` (None: the compiled fold does not fold this replay,
-    or admission depends on the cache)."""
+def recorded(c: Composer, inp: Inputs, floor: float) -> Recorded | None:
+    """The compiled sweep's inputs for ``c`` from the compiled fold's ``inp`` (None: the compiled
+    fold does not fold this replay, or admission depends on the cache)."""
     from .cache_sweep_kernel import SweepInputs
-    from .fold_inputs import inputs
     from .fold_kernel import fold_arrays
 
-    inp = inputs(c)
-    if inp is None or coupled(inp):
+    if coupled(inp):
         return None
     a, n = inp.arrays, c.n
     m = len(a["canon"])
@@ -199,6 +198,40 @@ def store_times(inp: Inputs, m: int) -> np.ndarray:
     warm = a["warm"][a["warm"] >= n]
     stored[warm] = a["entry_at"][warm]
     return stored
+
+
+def coupled_lists(inp: Inputs, floor: float) -> Lists:
+    """The neighbour lists a coupled sweep's compiled folds search (:func:`.fold_semantic.searching`),
+    for every row that may look a semantic cache up under some threshold.
+
+    Which requests are admitted, and so which look up and which store, depends on the threshold;
+    when and where each does does not: a row looks up at its lookup time and stores at its store
+    time (:func:`store_times`) whatever else is admitted. So one list per possible lookup holds
+    every row of its group that may be visible then (stored before its arrival, within the TTL),
+    best first; a fold walks only those still in its store. Their similarities are one product
+    of their own, which can differ from the store's (a similarity's bits depend on the row's place
+    in the store's product) by at most ``delta`` (:func:`.fold_semantic.dot_error_bound`): the
+    lists reach ``delta`` below ``floor``, and a lookup they cannot decide for certain is scored
+    by the store itself."""
+    from .fold_semantic import Lists, dot_error_bound
+
+    a = inp.arrays
+    n, m = len(a["ts"]), len(a["canon"])
+    mats = [x for x in (a["s_mat0"], a["s_mat1"]) if x.size]
+    if not mats:
+        return Lists(np.zeros(m + 1, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.bool_), 0.0,
+                     np.zeros(2, np.int64))  # fmt: skip
+    norm = max(float(np.sqrt(np.einsum("ij,ij->i", x, x).max())) for x in mats)
+    delta = dot_error_bound(mats[0].shape[1], norm)
+    admitted = np.empty(n, np.int64)
+    admitted[inp.order] = np.arange(len(inp.order))
+    rank = np.arange(m, 2 * m, dtype=np.int64)  # insertion order at equal store times: warm rows, then by lookup
+    warm = np.asarray(a["warm"], np.int64)
+    rank[warm] = np.arange(len(warm))
+    rank[np.lexsort((admitted, a["lookup"]))] = len(warm) + np.arange(n)
+    may = np.flatnonzero(a["sem_read"] & a["s_on"][:n])
+    nb = semantic_neighbours(inp, store_times(inp, m), rank, may, floor - delta)
+    return Lists(nb.ptr, nb.j, nb.sim, nb.ok, delta, np.zeros(2, np.int64))
 
 
 def semantic_neighbours(

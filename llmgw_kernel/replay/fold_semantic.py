@@ -29,7 +29,9 @@ import glob
 import itertools
 import os
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -63,8 +65,19 @@ Sem = namedtuple(
     "Sem",
     "on store group mat vi feat ttl thr verify max_e "
     "st_count st_head st_tail e_next g_off g_cap g_n g_live p_row p_stored p_alive p_vec p_has p_top f_head sims "
-    "flag",
+    "flag r_in nb_ptr nb_j nb_sim nb_ok nb_delta nb_tally",
 )
+#: a threshold sweep's neighbour lists (:func:`searching`): per querying row (CSR over window rows,
+#: then warm rows) the rows of its group visible at its arrival with similarity >= the sweep's
+#: lowest threshold minus ``delta``, best first; their similarity (one product of their own, not
+#: the store's: equal to the store's within ``delta``) and whether verification lets each answer;
+#: ``tally``: the lookups the lists decided and those the store scored (added to by every fold)
+Lists = namedtuple("Lists", "ptr j sim ok delta tally")
+_NO_LISTS = Lists(
+    np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.bool_), 0.0, np.zeros(2, np.int64)
+)
+_LISTS: ContextVar[Lists] = ContextVar("llmgw_semantic_lists", default=_NO_LISTS)
+_UNSURE = -2  # a lookup the lists cannot decide for certain: the store decides it
 #: what each lookup found: similarity of the best candidate (NaN: none), reason code
 #: (0: none, 1: empty, 2: below threshold, 3 + k: rejected by reason k)
 SemOut = namedtuple("SemOut", "sim reason")
@@ -279,6 +292,7 @@ def _remove(row, s):  # type: ignore[no-untyped-def]
     """``SemanticStore._remove``: the entry's slot dies; the group compacts or goes."""
     g = s.group[row]
     off = s.g_off[g]
+    s.r_in[row] = False
     for slot in range(off, off + s.g_n[g]):
         if s.p_row[slot] == row and s.p_alive[slot]:
             s.p_alive[slot] = False
@@ -321,6 +335,7 @@ def sem_add(row, stored, s):  # type: ignore[no-untyped-def]
     s.p_row[slot], s.p_stored[slot], s.p_alive[slot], s.p_has[slot] = row, stored, True, False  # vector: at a lookup
     s.g_n[g] += 1
     s.g_live[g] += 1
+    s.r_in[row] = True
     if s.g_live[g] > EXACT_MAX:  # live: an hnswlib index from here on
         s.flag[0] = DECLINED
     s.e_next[row] = -1
@@ -340,6 +355,38 @@ def sem_add(row, stored, s):  # type: ignore[no-untyped-def]
 
 
 @jit
+def _listed(i, s):  # type: ignore[no-untyped-def]
+    """``choose`` over ``i``'s neighbour list, its entries still in the store (``r_in``; the list
+    holds only rows visible at ``i``'s arrival), best first: the row that serves ``i``, -1, or
+    :data:`_UNSURE` when the store's own similarities (within ``delta`` of the list's) could
+    decide otherwise — a walked entry within ``delta`` of the threshold, or two entries the walk
+    orders (each walked one and the next) less than ``2 * delta`` apart."""
+    thr, d = s.thr[i], s.nb_delta[0]
+    last, rejected, found = np.inf, 0, -3
+    for p in range(s.nb_ptr[i], s.nb_ptr[i + 1]):
+        j = s.nb_j[p]
+        if not s.r_in[j]:
+            continue
+        sim = s.nb_sim[p]
+        if last - sim <= 2 * d:
+            return _UNSURE  # the store may order the two the other way
+        if found != -3:
+            return found  # decided, and the next entry is surely after it
+        if abs(sim - thr) <= d:
+            return _UNSURE
+        if sim < thr:
+            return -1  # the walk stops: every later entry is lower still
+        last = sim
+        if s.nb_ok[p]:
+            found = j
+        else:
+            rejected += 1
+            if rejected == CANDIDATES:
+                found = -1
+    return -1 if found == -3 else found
+
+
+@jit
 def sem_lookup(i, ts, kx, mats, s, so):  # type: ignore[no-untyped-def]
     """``Caches.lookup_semantic`` for row ``i`` (it reads the cache and takes part in a semantic
     cache): the row whose answer serves it (-1: a miss; ``so`` says why and how similar).
@@ -348,6 +395,12 @@ def sem_lookup(i, ts, kx, mats, s, so):  # type: ignore[no-untyped-def]
     so.sim[i], so.reason[i] = np.nan, _EMPTY
     if s.g_off[g] < 0:
         return -1
+    if len(s.nb_ptr) > 1:  # a sweep's neighbour lists: the store scores only what they cannot decide
+        j = _listed(i, s)
+        if j != _UNSURE:
+            s.nb_tally[0] += 1
+            return j
+        s.nb_tally[1] += 1
     off, n, ttl = s.g_off[g], s.g_n[g], s.ttl[i]
     any_valid = False
     for slot in range(off, off + n):
@@ -402,12 +455,37 @@ def sem_lookup(i, ts, kx, mats, s, so):  # type: ignore[no-untyped-def]
     return -1
 
 
+@contextmanager
+def searching(lists: Lists) -> Iterator[None]:
+    """Within the block, every semantic cache :func:`state` makes searches ``lists`` first (a
+    threshold sweep: the neighbours found once for every threshold): a lookup they decide for
+    certain costs no product; the rest are scored by the store as the live store scores them.
+    A context, so the compiled fold's signature stays as it is."""
+    token = _LISTS.set(lists)
+    try:
+        yield
+    finally:
+        _LISTS.reset(token)
+
+
+def dot_error_bound(dim: int, max_norm: float) -> float:
+    """How far two float32 evaluations of one dot product of ``dim`` terms (vectors of norm at
+    most ``max_norm``) can differ, in any order of summation, with or without fused
+    multiply-adds: each is within ``gamma_dim * sum |x_k y_k|`` of the exact value (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, 3.1), ``gamma_n = n u / (1 - n u)``,
+    ``u = 2**-24``, and ``sum |x_k y_k| <= |x| |y|``."""
+    nu = max(dim, 1) * 2.0**-24
+    return 2.0 * nu / (1.0 - nu) * max_norm * max_norm * (1.0 + 2.0**-20)  # (the bound's own rounding)
+
+
 def state(facts: dict[str, np.ndarray], m: int, n_stores: int, n_groups: int, dim: int, pool: int) -> Any:
     """An empty semantic cache over the per-row ``facts`` (``on store group mat vi feat ttl thr
-    verify max_e``), with ``pool`` slots. The slots' vectors (``pool`` x ``dim`` float32) are
-    zeroed memory the system maps when first written: only the slots in use take memory (freed
-    blocks are reused), not the pool's size."""
+    verify max_e``), with ``pool`` slots, searching the lists of the enclosing :func:`searching`
+    if any. The slots' vectors (``pool`` x ``dim`` float32) are zeroed memory the system maps
+    when first written: only the slots in use take memory (freed blocks are reused), not the
+    pool's size."""
     i64 = np.int64
+    lists = _LISTS.get()
     return Sem._make([
         *(facts[k] for k in Sem._fields[:10]),
         np.zeros(max(n_stores, 1), i64), np.full(max(n_stores, 1), -1, i64), np.full(max(n_stores, 1), -1, i64),
@@ -415,8 +493,10 @@ def state(facts: dict[str, np.ndarray], m: int, n_stores: int, n_groups: int, di
         np.zeros(max(n_groups, 1), i64), np.zeros(max(n_groups, 1), i64), np.zeros(pool, i64), np.zeros(pool),
         np.zeros(pool, np.bool_), np.zeros((pool, max(dim, 1)), np.float32), np.zeros(pool, np.bool_),
         np.zeros(1, i64), np.full(_SIZES, -1, i64), np.zeros(2 * EXACT_MAX + 66, np.float32), np.zeros(1, i64),
+        np.zeros(m, np.bool_), np.asarray(lists.ptr, i64), np.asarray(lists.j, i64), np.asarray(lists.sim, np.float64),
+        np.asarray(lists.ok, np.bool_), np.array([lists.delta]), lists.tally,
     ])  # fmt: skip
 
 
-__all__ = ["DECLINED", "POOL_FULL", "Sem", "SemOut", "blas", "memo", "njit", "no_blas", "register", "release",
-           "sem_add", "sem_lookup", "state", "supported"]  # fmt: skip
+__all__ = ["DECLINED", "POOL_FULL", "Lists", "Sem", "SemOut", "blas", "dot_error_bound", "memo", "njit", "no_blas",
+           "register", "release", "searching", "sem_add", "sem_lookup", "state", "supported"]  # fmt: skip

@@ -18,7 +18,7 @@ from llmgw_kernel import load_policy, open_log, replay
 from llmgw_kernel.cache.synthetic_log import generate, policy_doc
 from llmgw_kernel.replay import _state_before, load_window
 from llmgw_kernel.replay.cache_sweep import fold_thresholds, sweep_semantic_threshold
-from llmgw_kernel.replay.cache_sweep_inputs import coupled
+from llmgw_kernel.replay.cache_sweep_inputs import coupled, coupled_lists
 from llmgw_kernel.replay.fold_inputs import inputs
 from llmgw_kernel.replay.stages import decide
 
@@ -145,3 +145,58 @@ def test_a_window_starting_mid_log_sweeps_with_the_warm_cache(log_dir):
     n = len(kinds)
     from_warm = [s for s in sources if s is not None and s not in set(live.index)]
     assert from_warm and len(from_warm) < n  # some hits are served answers cached before the window
+
+
+SWEPT = [0.8, 0.9, 0.95]
+
+
+def _limited(tmp_path: Path) -> Path:
+    """A candidate with a daily team budget, a per-key rpm and a per-team tpm limit, each of which
+    refuses requests of the module's log (one target per route: the routing does not depend on
+    the policy version, which the threshold changes)."""
+    doc = policy_doc()
+    doc["budgets"] = {"limits": [{"scope": "team", "name": "research", "usd": 0.1, "window": "day"}]}
+    doc["routes"]["chat"]["targets"] = doc["routes"]["chat"]["targets"][:1]
+    doc["rate_limits"] = [{"scope": "key", "rpm": 600}, {"scope": "team", "tpm": 500_000}]
+    source = tmp_path / "limited.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    return source
+
+
+@pytest.mark.parametrize("scored_by_store", [False, True])
+def test_a_sweep_with_budgets_and_rate_limits_is_the_replay_of_each_thresholds_candidate(
+    log_dir, tmp_path, monkeypatch, scored_by_store
+):
+    """Limits couple the stages (a hit spends nothing and counts no tokens, so who is admitted, and
+    so what reaches the cache, depends on the threshold): each threshold is the compiled fold of
+    the whole replay, over inputs made once, its semantic lookups searching lists found once. Every
+    row's cache kind, source and saved cost equals ``replay()`` of that threshold's candidate —
+    with the lists deciding what they can (``scored_by_store`` False), and with every lookup that
+    has a candidate scored by the store instead (an error bound so wide that nothing is certain)."""
+    pytest.importorskip("numba")
+    from llmgw_kernel.replay import cache_sweep, fold_semantic
+    from llmgw_kernel.replay.cache_sweep import with_semantic_threshold
+
+    if scored_by_store:
+        monkeypatch.setattr(fold_semantic, "dot_error_bound", lambda dim, norm: 0.5)
+    made = []
+    monkeypatch.setattr(cache_sweep, "coupled_lists", lambda *a: made.append(coupled_lists(*a)) or made[-1])
+    source = _limited(tmp_path)
+    c = _composer(source, log_dir)
+    swept = _by_rid(fold_thresholds(c, SWEPT))
+    for name in ("facts", "prepared", "all_rows", "_cache_rows", "warm"):  # over columns: no object per request
+        assert name not in c.__dict__, name
+    decided, scored = made[0].tally
+    assert decided > 0 and scored > 0, made[0].tally  # near ties and near-threshold similarities: both ways
+    refused, why = [], set()
+    for t, kinds, sources, saved in swept:
+        full = replay(with_semantic_threshold(source, t), log_dir)
+        live = full.decisions
+        assert kinds == [k if isinstance(k, str) else None for k in live["replay_cache"]], t
+        assert sources == [s if isinstance(s, str) else None for s in live["replay_cache_source"]], t
+        assert np.array_equal(np.array(saved, float), live["replay_saved_usd"].to_numpy(float), equal_nan=True), t
+        refused.append(full.summary["limits"]["refused"])
+        why |= {r.split(" limit of ")[-1].split(" ", 1)[-1] for r in live["replay_admission_reason"].dropna()}
+    assert {"requests per minute reached", "tokens per minute reached"} <= why, why
+    assert full.summary["limits"]["budget_exceeded"] > 0
+    assert len(set(refused)) == len(SWEPT), refused  # the threshold moves who is admitted

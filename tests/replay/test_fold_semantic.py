@@ -77,3 +77,57 @@ def test_the_pool_holds_what_the_groups_hold():
     assert sm.flag[0] == 0
     assert int(sm.p_top[0]) <= 8 * (size + 1)
     assert int(np.count_nonzero(sm.g_off >= 0)) == size
+
+
+def _listed(sims: list[float], ok: list[bool], thr: float, delta: float, gone: tuple[int, ...] = ()) -> int:
+    """What ``fold_semantic._listed`` decides for a query (row 0) whose neighbour list is rows
+    1..k with ``sims`` (best first) and verdicts ``ok``; rows in ``gone`` are not in the store."""
+    k = len(sims)
+    m = k + 1
+    ptr = np.full(m + 1, k, np.int64)
+    ptr[0] = 0
+    lists = fold_semantic.Lists(ptr, np.arange(1, m, dtype=np.int64), np.array(sims), np.array(ok, np.bool_), delta,
+                                np.zeros(2, np.int64))  # fmt: skip
+    facts = _facts(m, np.zeros(m, np.int64), np.arange(m), 8)
+    facts["thr"] = np.full(m, thr)
+    with fold_semantic.searching(lists):
+        sm = fold_semantic.state(facts, m, 1, 1, 4, 8 * m)
+    sm.r_in[1:] = True
+    for row in gone:
+        sm.r_in[row] = False
+    return int(fold_semantic._listed(0, sm))
+
+
+def test_neighbour_lists_decide_a_lookup_only_when_the_stores_similarities_cannot_change_it():
+    """A list's similarities are within ``delta`` of the store's: the lists decide only when every
+    walked entry is more than ``delta`` from the threshold and each walked entry is more than
+    ``2 * delta`` above the next; otherwise the store scores the lookup (``_UNSURE``)."""
+    unsure = fold_semantic._UNSURE
+    assert _listed([0.95, 0.85], [True, True], 0.9, 1e-4) == 1
+    assert _listed([0.95, 0.9499], [True, True], 0.9, 1e-4) == unsure  # the store may put row 2 first
+    assert _listed([0.95, 0.9499], [True, True], 0.9, 1e-5) == 1
+    assert _listed([0.95, 0.9499], [True, True], 0.9, 1e-4, gone=(2,)) == 1  # row 2 is not cached
+    assert _listed([0.90005], [True], 0.9, 1e-4) == unsure  # the store's may be below the threshold
+    assert _listed([0.90005], [True], 0.9, 1e-5) == 1
+    assert _listed([0.89995], [True], 0.9, 1e-5) == -1
+    assert _listed([0.95, 0.85], [False, True], 0.9, 1e-4) == -1  # the walk stops below the threshold
+    assert _listed([0.99, 0.98, 0.97, 0.96], [False, False, False, True], 0.9, 1e-4) == -1  # CANDIDATES walked
+    assert _listed([0.99, 0.98, 0.97, 0.96], [False, False, False, True], 0.9, 1e-4, gone=(1,)) == 4
+    assert _listed([0.99, 0.98, 0.97, 0.97], [False, False, False, True], 0.9, 1e-4) == unsure  # which is third?
+    assert _listed([], [], 0.9, 1e-4) == -1
+
+
+def test_dot_error_bound_covers_two_orders_of_summation():
+    """Two float32 evaluations of the same dot products in different orders differ by less than
+    the bound (here: numpy's product over a matrix, and each row's sum in reverse order)."""
+    rng = np.random.default_rng(5)
+    dim = 384
+    vecs = rng.standard_normal((2000, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    q = vecs[0]
+    bound = fold_semantic.dot_error_bound(dim, float(np.linalg.norm(vecs, axis=1).max()))
+    a = (vecs @ q).astype(np.float64)
+    b = np.zeros(len(vecs), np.float32)
+    for k in range(dim - 1, -1, -1):
+        b = (b + vecs[:, k] * q[k]).astype(np.float32)
+    assert 0 < np.abs(a - b).max() < bound < 1e-4
