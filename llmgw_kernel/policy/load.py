@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import yaml
@@ -51,10 +51,71 @@ def format_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+MAX_POLICY_BYTES = 4 * 1024 * 1024
+"""The largest policy file read: a real policy is a few kilobytes."""
+MAX_POLICY_DEPTH = 64
+"""The deepest nesting of mappings and sequences (counting through aliases) a policy may have."""
+MAX_POLICY_NODES = 200_000
+"""The most YAML values a policy may hold once its aliases are expanded (no "billion laughs")."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing documents nested deeper than :data:`MAX_POLICY_DEPTH` or
+    holding more than :data:`MAX_POLICY_NODES` values once aliases are expanded, or an alias
+    inside the node it names. PyYAML composes and constructs recursively, so a deep enough
+    document would otherwise escape as ``RecursionError``; the bounds are checked while
+    composing, each node's expanded depth and size computed once from its children's."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded depth, expanded size)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        alias = self.check_event(yaml.AliasEvent)
+        self._depth += 1
+        try:
+            if self._depth > MAX_POLICY_DEPTH:
+                self._refuse(f"nested deeper than {MAX_POLICY_DEPTH} levels")
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is not None and id(node) not in self._shape:
+            if alias:  # the anchored node is still being composed: the alias is inside it
+                self._refuse("an alias refers to a value that contains it")
+            self._shape[id(node)] = self._measure(node)
+        return node
+
+    def _measure(self, node: yaml.Node) -> tuple[int, int]:
+        """(depth, size) of ``node`` with its aliases expanded, from its children's (composed first)."""
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            return 1, 1
+        depth, size = 1, 1
+        for child in children:
+            shape = self._shape[id(child)]
+            depth, size = max(depth, shape[0] + 1), size + shape[1]
+        if depth > MAX_POLICY_DEPTH:
+            self._refuse(f"nested deeper than {MAX_POLICY_DEPTH} levels (through aliases)")
+        if size > MAX_POLICY_NODES:
+            self._refuse(f"more than {MAX_POLICY_NODES:,} values (aliases expanded)")
+        return depth, size
+
+    def _refuse(self, problem: str) -> NoReturn:
+        raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
+
+
 def parse_policy_text(text: str, source: str | None = None) -> dict[str, Any]:
-    """Step one: YAML text → a mapping (or a PolicyError saying where the YAML broke)."""
+    """Step one: YAML text → a mapping (or a PolicyError saying where the YAML broke, or that it
+    is larger or deeper than a policy may be: :data:`MAX_POLICY_BYTES`, :data:`MAX_POLICY_DEPTH`,
+    :data:`MAX_POLICY_NODES`)."""
+    if len(text) > MAX_POLICY_BYTES:
+        raise PolicyError([("", f"a policy file is at most {MAX_POLICY_BYTES:,} bytes, got {len(text):,}")], source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -111,3 +111,55 @@ def test_bundled_default_policy_validates():
 
     policy = validate_policy(parse_policy_text(bundled_default_text()))
     assert policy.providers["demo"].kind == "demo" and "demo" in policy.routes
+
+
+def _alias_chain(n: int) -> str:
+    """``n`` anchors each holding the one before: two levels deep as written, ``n`` through its aliases."""
+    return "x0: &a0 [leaf]\n" + "".join(f"x{i}: &a{i} [*a{i - 1}]\n" for i in range(1, n))
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs" document: ten aliases of the level before, ``levels`` times."""
+    text = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+    return text + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, levels))
+
+
+BOUNDED = [
+    ("deep", "routes: " + "[" * 5000 + "]" * 5000 + "\n", "line 1, column 72: not valid YAML (nested deeper than 64"),
+    ("deep-block", "".join("  " * i + f"k{i}:\n" for i in range(70)), "nested deeper than 64 levels"),
+    ("deep-aliases", _alias_chain(70), "nested deeper than 64 levels (through aliases)"),
+    ("laughs", _laughs(7), "more than 200,000 values (aliases expanded)"),
+    ("recursive", "providers: &p {d: *p}\nroutes: {}\n", "an alias refers to a value that contains it"),
+    ("huge", MINIMAL + "#" * (4 * 1024 * 1024) + "\n", "a policy file is at most 4,194,304 bytes"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "fragment"), [b[1:] for b in BOUNDED], ids=[b[0] for b in BOUNDED])
+def test_a_policy_too_deep_or_too_large_is_one_clear_error(tmp_path, text, fragment):
+    """PyYAML composes recursively: without bounds a deep file escapes as RecursionError, and
+    aliases can expand a small file into millions of values. Each is an invalid policy instead."""
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy(path)
+    assert len(exc.value.errors) == 1 and fragment in exc.value.errors[0][1], exc.value.errors
+    assert exc.value.source == str(path)
+
+
+def test_policies_within_the_bounds_load_with_their_aliases(tmp_path):
+    """Anchors and aliases (a shared target list), 60 levels of nesting and 60 chained aliases are fine."""
+    shared = textwrap.dedent("""
+        providers: {d: {kind: demo}}
+        routes:
+          a: {targets: &both [{provider: d, model: x}, {provider: d, model: y}]}
+          b: {targets: *both}
+    """)
+    path = tmp_path / "p.yaml"
+    path.write_text(shared)
+    policy = load_policy(path)
+    assert [t.id for t in policy.routes["b"].targets] == ["d/x", "d/y"]
+    for near in ("x: " + "[" * 60 + "]" * 60 + "\n", _alias_chain(60), _laughs(5)):
+        path.write_text(shared + near)
+        with pytest.raises(PolicyError) as exc:
+            load_policy(path)
+        assert [p for p, _ in exc.value.errors][-1] in ("x", "x59", "l4"), exc.value.errors  # only: unknown key
