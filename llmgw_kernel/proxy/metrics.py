@@ -2,17 +2,24 @@
 
 Label children are cached per (route, model, status) so the hot path does a dict lookup
 and an increment, not a label resolution.
+
+No label value is text a client chose: the ``route`` label is a route of a policy this
+process has served, or ``""`` (:data:`NO_ROUTE`) for a request that names none (a model that
+is no route, or refused before its model was read), so made-up model names cannot add
+series without bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 _CIRCUIT_VALUES = {"closed": 0, "open": 1, "half_open": 2}
+NO_ROUTE = ""
+"""The ``route`` label of a request that names no route of the policy."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf"))
 
 
@@ -69,6 +76,7 @@ class Metrics:
         )  # fmt: skip
         self._circuits: Callable[[], dict[tuple[str, str], str]] = dict
         self._policy = ("", "")
+        self._routes: set[str] = set()  # every route of every policy served: the route label's values
         self._log_state = lambda: (0, 0, 0)
         self._on_scrape: list[Callable[[], Awaitable[None]]] = []
         r.register(_InfoCollector(self))
@@ -76,8 +84,15 @@ class Metrics:
         self._lat: dict[str, tuple[Histogram, Histogram]] = {}
         self._tok: dict[tuple[str, str], tuple[Counter, Counter]] = {}
 
-    def set_policy(self, version: str, source: str) -> None:
+    def set_policy(self, version: str, source: str, routes: Iterable[str] = ()) -> None:
+        """The live policy: its version and source for ``llmgw_policy_info``, and its routes, which
+        join the ``route`` label's values (a route a reload removed keeps its series)."""
         self._policy = (version, source)
+        self._routes.update(routes)
+
+    def route_label(self, route: str) -> str:
+        """``route`` as a label value: itself if a policy served it, else :data:`NO_ROUTE`."""
+        return route if route in self._routes else NO_ROUTE
 
     def set_log_probe(self, probe) -> None:  # () -> (rows_written, buffered, flush_errors)
         self._log_state = probe
@@ -102,9 +117,10 @@ class Metrics:
         self.read_deadlines.labels(deadline).inc()
 
     def retry(self, route: str, target: str) -> None:
-        self.retries.labels(route, target).inc()
+        self.retries.labels(self.route_label(route), target).inc()
 
     def observe(self, route: str, model: str, status: int, latency_s: float, ttft_s: float | None, usage) -> None:
+        route = self.route_label(route)
         key = (route, model, str(status))
         c = self._req.get(key)
         if c is None:
@@ -127,12 +143,13 @@ class Metrics:
             t[1].inc(usage.get("completion_tokens") or 0)
 
     def spent(self, route: str, target: str, usd: float) -> None:
-        self.cost.labels(route, target).inc(usd)
+        self.cost.labels(self.route_label(route), target).inc(usd)
 
     def limited(self, route: str, kind: str) -> None:
-        self.admissions.labels(route, kind).inc()
+        self.admissions.labels(self.route_label(route), kind).inc()
 
     def cache_result(self, route: str, result: str, saved_usd: float | None) -> None:
+        route = self.route_label(route)
         self.cache.labels(route, result).inc()
         if saved_usd:
             self.cache_saved.labels(route).inc(saved_usd)

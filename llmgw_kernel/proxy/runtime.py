@@ -196,7 +196,7 @@ class Gateway:
         if policy.budgets is not None and policy.budgets.timezone != self.limits.timezone:
             self.limits.timezone = policy.budgets.timezone
         self.writer.set_flush_ms(policy.log.flush_ms)
-        self.metrics.set_policy(policy.version, str(self.policy_path))
+        self.metrics.set_policy(policy.version, str(self.policy_path), policy.routes)
         self.breakers.sync(policy)
         self.cache.sync(policy)
 
