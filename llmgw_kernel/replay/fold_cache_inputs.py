@@ -51,16 +51,16 @@ def cache_arrays(
     storable = has_s & ((ok & ~unstored) | live_hit)
     entry_at = np.where(storable, np.where(np.isnan(stored), np.where(np.isnan(end), ts, end), stored), np.nan)
     with_exact = skey >= 0
-    a["skey"] = skey
-    a["store_of"] = np.where(with_exact, store_table[route_code], -1)
+    a["skey"] = skey.astype(np.int32)  # codes and rows are int32 (fold_inputs.ROWS_MAX)
+    a["store_of"] = np.where(with_exact, store_table[route_code], -1).astype(np.int32)
     a["max_e"] = np.where(with_exact, max_table[route_code], 0)
-    a["lkey"] = np.where(reads, skey, -1)[:n]
+    a["lkey"] = np.where(reads, skey, -1)[:n].astype(np.int32)
     a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
     a["entry_at"] = entry_at
     rid_code = cols.ids("request_id", both=True)
     last = np.full(int(rid_code.max(initial=-1)) + 1, -1, np.int64)  # the row a request id names: its last
     np.maximum.at(last, rid_code, np.arange(m, dtype=np.int64))
-    a["canon"] = last[rid_code]
+    a["canon"] = last[rid_code].astype(np.int32)
     attempts = cols.arrow("attempts")
     no_attempts = (
         np.ones(n, np.bool_) if pa.types.is_null(attempts.type)
@@ -203,21 +203,34 @@ def _scoped_by_text(
 
 def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
     """The team each row's metadata names (``cache_stage._team``): DuckDB's JSON path over the
-    Arrow column (one parse per row, NULL for invalid JSON); a plain JSON string is unquoted here,
-    any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
+    metadata, streamed from the log batch by batch (:meth:`.window.Window.mapped`: the window's
+    ~1M distinct metadata values are never held at once, only the teams); a plain JSON string is
+    unquoted here, any other value (a number, an escaped string, ...) goes through Python as
+    ``str(value)``."""
     import duckdb
 
-    meta = cols.arrow("metadata", True)
-    if pa.types.is_null(meta.type) or not len(meta):
-        return np.full(len(meta), -1, np.int64), []
     con = duckdb.connect()
     try:
         con.execute("SET threads = 1")
-        con.register("meta", pa.table({"m": meta}))
-        raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
+
+        def team_json(meta: pa.Array) -> pa.Array:  # the ``team`` member's JSON text (NULL: none or not JSON)
+            if pa.types.is_null(meta.type) or not len(meta):
+                return pa.nulls(len(meta), pa.string())
+            con.register("meta", pa.table({"m": meta}))
+            try:
+                raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
+            finally:
+                con.unregister("meta")
+            return raw.cast(pa.string()).combine_chunks()
+
+        parts = [(cols.w, cols.w.mapped("metadata", team_json))]
+        if cols.warm is not None:
+            parts.append((cols.warm, cols.warm.mapped("metadata", team_json)))
     finally:
         con.close()
-    raw = raw.cast(pa.string()).combine_chunks()
+    raw = pa.concat_arrays([p for _, p in parts])
+    if not len(raw):
+        return np.full(0, -1, np.int64), []
     plain = pc.and_(pc.starts_with(raw, '"'), pc.invert(pc.match_substring(raw, "\\")))
     team = pc.if_else(plain, pc.utf8_slice_codeunits(raw, 1, -1), pa.scalar(None, pa.string()))
     odd = pc.and_(pc.invert(pc.fill_null(plain, False)), pc.not_equal(pc.fill_null(raw, "null"), "null"))
@@ -226,8 +239,12 @@ def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
         from .cache_stage import _team
 
         values = team.to_pylist()
-        for i, v in zip(odd_rows.tolist(), meta.take(pa.array(odd_rows)).to_pylist(), strict=True):
-            values[i] = _team(v)
+        at = 0
+        for window, part in parts:  # the odd rows' metadata, from the window (or warm rows) holding them
+            mine = odd_rows[(odd_rows >= at) & (odd_rows < at + len(part))]
+            for i, v in zip(mine.tolist(), window.take("metadata", mine - at).to_pylist(), strict=True):
+                values[i] = _team(v)
+            at += len(part)
         team = pa.array(values, pa.string())
     enc = team.dictionary_encode()
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()

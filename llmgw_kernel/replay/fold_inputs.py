@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 WINDOWS = ("day", "week", "month")
 _NONE_I = -1
+#: the most rows (window and warm rows) the kernel folds: rows, request ids, key codes and groups are int32
+ROWS_MAX = 2**31 - 2
 #: the log columns the inputs read (one scan)
 FOLD_COLUMNS = (
     "request_id", "ts", "ts_end", "admitted_ts", "settled_ts", "route", "key_id", "team", "end_user", "key_version",
@@ -140,7 +142,8 @@ def inputs(c: Composer) -> Inputs | None:
     The columns only the inputs read (those the window did not hold before) are released once
     the inputs are made: the kernel and the stages after it read arrays and codes, and a later
     reader of such a column scans it again (the window's memory stays what the stages need)."""
-    if len(c.policies) > 1 or c.start.flights:
+    rows = c.n + (len(c.warm_window) if c.warm_window is not None else 0)
+    if len(c.policies) > 1 or c.start.flights or rows > ROWS_MAX:
         return None
     window = as_window(c.window)
     held = set(window.table.column_names)
@@ -168,6 +171,8 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     plan_code, plans, logged_code = plan_codes(c, window)
     n = c.n
     a: dict[str, np.ndarray] = {}
+    # first, while few arrays are held: the cache's keys and teams stream bodies and metadata (transient memory)
+    bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
     nonempty = np.array([bool(p) for p in plans] + [False], np.bool_)
     order = _order(cols, np.flatnonzero(nonempty[plan_code]), a)
     series, windows = Codes(), Codes()
@@ -182,7 +187,6 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
         return None
     _admission(c, cols, order, gid, groups, plan_code, plans, a)
     unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
-    bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
     check = _checks(cols, a)
     a["n"] = np.array([n], np.int64)
 
@@ -204,7 +208,7 @@ def _checks(cols: Cols, a: dict[str, np.ndarray]) -> np.ndarray:
     """The window rows that are checks of a sampled semantic hit (``a["check"]``), and the window
     row of each one's hit (``a["check_src"]``, -1: not in the window)."""
     check = cols.eq("endpoint", CHECK_ENDPOINT)
-    src = np.full(cols.n, -1, np.int64)
+    src = np.full(cols.n, -1, np.int32)
     rows = np.flatnonzero(check)
     if len(rows):
         src[rows] = source_rows(cols.w, cols.arrow("cache_source").take(pa.array(rows, pa.int64())))
@@ -286,7 +290,7 @@ def _groups(c: Composer, cols: Cols, order: np.ndarray, series: Codes, windows: 
         g.rate_windows.append([windows.code(rb) for rb in rate_buckets_of(rates)])
         whos = [(s, w, _who(s, subject)) for s, w in counted]
         g.commits.append([series.code((s, who, w)) for s, w, who in whos if s == "global" or who is not None])
-    gid = np.zeros(c.n, np.int64)
+    gid = np.zeros(c.n, np.int32)
     gid[order] = code
     return g, gid
 
@@ -296,7 +300,7 @@ def _calendar(
 ) -> tuple[list[list[float]], list[list[datetime]]] | None:
     """Index of the day/week/month window holding each row's decision time, and the windows'
     starts and ends (None when a decision time falls outside the enumerated calendar)."""
-    widx = np.zeros((3, n), np.int64)
+    widx = np.zeros((3, n), np.int32)
     starts_all: list[list[float]] = []
     ends_all: list[list[datetime]] = []
     for k, w in enumerate(WINDOWS):
@@ -406,7 +410,7 @@ def _admission(
     tokens = (pt + ct).astype(np.int64)
     rtok_raw, bound = cols.num("reserved_tokens"), cols.num("reserved_prompt_tokens")
     a["group"] = gid
-    a["rid"] = cols.ids("request_id")
+    a["rid"] = cols.ids("request_id").astype(np.int32)
     a["rtok"] = np.where(np.isnan(rtok_raw), tokens, np.nan_to_num(rtok_raw)).astype(np.int64)
     rusd = cols.num("reserved_usd")
     logged_usd = np.where(np.isnan(rusd), np.nan_to_num(cols.num("cost_usd")), rusd)

@@ -413,6 +413,10 @@ def run_compiled(composer: Composer) -> Folded | None:
         return None
     if kernel is None:
         return None
+    # folded: of the inputs, only the calendar windows are read again (to word refusals), then none
+    widx = inp.arrays["widx"]
+    inp.arrays.clear()
+    inp.arrays["widx"] = widx
     result = FoldedArrays(composer, inp, *kernel)
     inp.arrays.clear()  # decoded: only the decoding facts and the kernel's output stay with the result
     return result
@@ -469,18 +473,21 @@ def _verdicts(features: np.ndarray) -> Any:
 
 
 def exact_stores(keys: int, stores: int, entries: int) -> Any:
-    """Empty exact stores for ``keys`` key codes in ``stores`` stores, room for ``entries`` puts."""
-    i64 = np.int64
+    """Empty exact stores for ``keys`` key codes in ``stores`` stores, room for ``entries`` puts.
+    Rows, key codes, versions and queue slots are int32 (each is below the window's rows; see
+    :data:`ROWS_MAX`)."""
+    i64, i32 = np.int64, np.int32
     return Ex(
-        np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, i64), np.zeros(keys, i64), np.zeros(stores, i64),
-        np.zeros(entries, i64), np.zeros(entries, i64), np.zeros(entries, i64), np.full(stores, -1, i64),
+        np.zeros(keys, np.bool_), np.zeros(keys), np.zeros(keys, i32), np.zeros(keys, i32), np.zeros(stores, i64),
+        np.zeros(entries, i32), np.zeros(entries, i32), np.zeros(entries, i32), np.full(stores, -1, i64),
         np.full(stores, -1, i64), np.zeros(1, i64), _heap(entries), np.zeros(1, i64),
     )  # fmt: skip
 
 
 def _heap(size: int) -> Any:
-    i64 = np.int64
-    return Heap(np.zeros(size), np.zeros(size, i64), np.zeros(size, i64), np.zeros(size, i64), np.zeros(1, i64))
+    """An empty heap of ``size`` entries: (time float64, prio int8, seq int64) -> row int32."""
+    return Heap(np.zeros(size), np.zeros(size, np.int8), np.zeros(size, np.int64), np.zeros(size, np.int32),
+                np.zeros(1, np.int64))  # fmt: skip
 
 
 def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
@@ -488,7 +495,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     a, n, m = inp.arrays, c.n, len(inp.arrays["canon"])
     groups = inp.groups
     tracked = np.array([bool(b or r) for b, r in zip(groups.budgets, groups.rates, strict=True)], np.bool_)
-    flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int64)
+    flight = np.full(max(int(a["rid"].max(initial=0)) + 1, 1), -1, np.int32)
     # the fold changes the state it starts from: it starts from copies (the inputs can be folded again)
     mutable = {k: a[k].copy() for k in ("committed", "reserved", *("rw_" + f for f in RW._fields))}
     lim = Lim._make(
@@ -499,7 +506,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     cin = C(*(a[k] for k in C._fields))
     ev = _heap(n + 1)  # one event per row at a time: its lookup, then its settlement
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
-    out = Out(z(np.int8), z(), z(np.int8), z(), z(), z(np.int8), z(), z(np.int8),
+    out = Out(z(np.int8), z(np.int32), z(np.int8), z(), z(), z(np.int8), z(np.int32), z(np.int8),
               z(np.float64), z(), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
     return lim, rw, cin, ex, ev, out
 
