@@ -121,7 +121,8 @@ def replay(
     decided = decide(pol, kept, history, start, warm, versions=by_version, estimates=estimates)
     _release_arrow_memory()  # the deciding's temporaries
     n = len(window)
-    columns: dict[str, Any] = {k: window.arrow(k).to_pandas() for k in ("request_id", "ts", "route")}
+    # held as Arrow until the frame is built (no Python str per request id for a caller that reads the summary)
+    columns: dict[str, Any] = {k: window.arrow(k) for k in ("request_id", "ts", "route")}
     kept_columns: dict[str, Any] = {}  # as decided over ``kept`` (what those stages' summaries read)
     differs = np.zeros(n, bool)
     differences: dict[str, int] = {}
