@@ -235,8 +235,19 @@ def _weighted_order(targets: Sequence[Target], index: int) -> tuple[str, ...]:
 
 
 def _weighted_reason(targets: Sequence[Target], index: int, u_text: str) -> str:
-    first, total = targets[index], sum(t.weight or 0.0 for t in targets)
-    return f"weighted draw u={u_text} picked {first.id} (weight {first.weight:g} of {total:g}); rest in order"
+    return f"weighted draw u={u_text}{_picked(targets)[index]}"
+
+
+def _picked(targets: Sequence[Target]) -> list[str]:
+    """What a weighted reason says after its draw, per target index."""
+    total = sum(t.weight or 0.0 for t in targets)
+    return [f" picked {t.id} (weight {t.weight:g} of {total:g}); rest in order" for t in targets]
+
+
+def _weighted_reasons(targets: Sequence[Target], indices: np.ndarray, u_texts: np.ndarray) -> list[str]:
+    """:func:`_weighted_reason` of many (target index, u text index) pairs (one concatenation each)."""
+    picked, texts = _picked(targets), _u_texts()
+    return [f"weighted draw u={texts[k]}{picked[i]}" for i, k in zip(indices.tolist(), u_texts.tolist(), strict=True)]
 
 
 def sticky_value(sticky: str, ctx: RouteContext) -> str | None:
@@ -355,7 +366,7 @@ def plan_routes(
     seen[combo] = True
     used = np.flatnonzero(seen)
     remap = np.cumsum(seen, dtype=np.int32) - 1
-    reasons = [_weighted_reason(targets, int(c) // len(texts), texts[int(c) % len(texts)]) for c in used]
+    reasons = _weighted_reasons(targets, used // len(texts), used % len(texts))
     plans = [_weighted_order(targets, i) for i in range(len(targets))]
     return BulkPlans(route, plans, index, reasons, remap[combo])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
