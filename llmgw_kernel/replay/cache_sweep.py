@@ -25,9 +25,14 @@ columns — the compiled fold's own inputs, one run of it (semantic search off) 
 requests look the cache up and when, the neighbour lists from the window's float32 matrix
 (:mod:`.cache_sweep_inputs`: no object per request) — and every threshold is folded by a
 compiled loop over those lookups (:mod:`.cache_sweep_kernel`, numba: microseconds per
-request). Otherwise each threshold runs the composed Python fold over the composer's per-row
-objects, searching the same neighbour lists (:class:`NeighbourCaches`). Results equal a full
-:func:`~llmgw_kernel.replay` at each threshold as long as every semantic group is searched
+request). With budgets or token limits (a hit then changes who is admitted, so what reaches the
+cache), each threshold is the compiled replay fold itself over inputs made once, its semantic
+lookups walking neighbour lists found once for every lookup any threshold may make, and the
+store scoring only the lookups the lists cannot decide for certain
+(:func:`.cache_sweep_inputs.coupled_lists`, :func:`.fold_semantic.searching`). A window the
+compiled fold does not fold runs the composed Python fold per threshold over the composer's
+per-row objects, searching the same neighbour lists (:class:`NeighbourCaches`). Results equal a
+full :func:`~llmgw_kernel.replay` at each threshold as long as every semantic group is searched
 exactly (groups up to 2,048 entries; larger ones go through hnswlib live, which may return
 slightly different neighbours).
 
@@ -166,11 +171,13 @@ class Sweep(NamedTuple):
 def fold_thresholds(c: Composer, thresholds: list[float], compiled: bool | None = None) -> Sweep:
     """The cache outcome of every request at each threshold, composed as a full replay.
 
-    Compiled (``compiled`` None: when numba is installed), when admission does not depend on the
-    cache and the compiled replay fold folds this window: its inputs are read over columns
+    Compiled (``compiled`` None: when numba is installed) when the compiled replay fold folds this
+    window: when admission does not depend on the cache, its inputs are read over columns
     (:func:`.cache_sweep_inputs.recorded`) and each threshold is folded by
-    :func:`.cache_sweep_kernel.fold_threshold`. Otherwise each threshold runs the composed
-    (Python) fold with :class:`NeighbourCaches`, over the composer's per-row objects."""
+    :func:`.cache_sweep_kernel.fold_threshold`; when it does (budgets, token limits), each
+    threshold is the compiled replay fold over neighbour lists (:func:`_fold_coupled`).
+    Otherwise each threshold runs the composed (Python) fold with :class:`NeighbourCaches`,
+    over the composer's per-row objects."""
     from . import cache_sweep_kernel as kernel
     from .fold_inputs import inputs
 

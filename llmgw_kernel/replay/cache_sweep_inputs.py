@@ -13,7 +13,10 @@ threshold, made from the compiled replay fold's own inputs (:mod:`.fold_inputs`,
 - **the neighbour lists** (:func:`neighbour_lists`, also used by the sweep over per-row objects):
   for each querying row, the rows of its semantic group stored before it and still visible
   (TTL), with similarity at or above the lowest threshold, best first, ties in insertion order;
-  each distinct pair of feature codes verified once (:func:`verified`).
+  each distinct pair of feature codes verified once (:func:`verified`);
+- **with budgets or token limits** (:func:`coupled`): the lists for every lookup any threshold
+  may make, reaching the float32 error bound below the lowest threshold (:func:`coupled_lists`),
+  which each threshold's compiled replay fold searches.
 """
 
 from __future__ import annotations
