@@ -262,6 +262,10 @@ class Frame:
         self.bar.watch(self._restart)
         self.bar.nav.param.watch(lambda event: self.navigate(event.new), "page")
         self._tick: Any = None
+        self._loaded = not served
+        self._held: tuple[PageFill, Body, list[Any], Answer] | None = None
+        if served:
+            pn.state.onload(self._on_load)
         self._open(spec)
         if served:
             self._tick = pn.state.add_periodic_callback(self._refresh, period=spec.refresh_ms)
@@ -307,9 +311,22 @@ class Frame:
         if fill is not None and fill.due(self.bar.filters, self.ctx.queries.clock(), self.spec.refresh_ms / 1000):
             fill.start(self.bar.filters)
 
+    def _on_load(self) -> None:
+        """The browser reported the document loaded: show an answer held until now."""
+        self._loaded = True
+        held, self._held = self._held, None
+        if held is not None:
+            self._show(*held)
+
     def _show(self, fill: PageFill, body: Body, panes: list[Any], answer: Answer) -> None:
         if fill is not self.fill:
             return  # the operator went on to another page
+        if not self._loaded and _browser_has_document(self.doc):
+            # Panel (1.9) drops a layout's changes made before the browser reports the document
+            # loaded (it expects to send the whole document then, but the browser pulled it
+            # already): the ready line arrived, the page's panes never did. Shown at load.
+            self._held = (fill, body, panes, answer)
+            return
         try:
             if answer.error is not None:
                 raise answer.error
@@ -321,9 +338,18 @@ class Frame:
                 f'<div class="status error" data-error="1">could not load: {html.escape(str(exc))}</div>'
             )
             return
-        self.status.object = _ready_html(answer, self.ctx.queries.clock(), self.spec)
         if self.main.objects != panes:  # the first answer: the panes arrive with their data
             self.main.objects = panes
+        # after the panes: the browser gets the "ready" line after the figures and tables it
+        # names (set first, it arrived in a message before theirs)
+        self.status.object = _ready_html(answer, self.ctx.queries.clock(), self.spec, panes)
+
+
+def _browser_has_document(doc: Any) -> bool:
+    """Whether a browser's websocket is subscribed to ``doc``'s session (it pulls the document
+    at once; until then a change is part of the document it pulls)."""
+    session = getattr(getattr(doc, "session_context", None), "_session", None)
+    return session is not None and session.connection_count > 0
 
 
 def page_spec(path: str) -> PageSpec | None:
@@ -337,12 +363,18 @@ def page_spec(path: str) -> PageSpec | None:
     return spec
 
 
-def _ready_html(answer: Answer, now: float, spec: PageSpec) -> str:
+def _ready_html(answer: Answer, now: float, spec: PageSpec, panes: list[Any]) -> str:
+    """The status line of a filled page. ``data-charts`` / ``data-tables`` say how many Bokeh
+    figures and tables the page shows, so a benchmark can wait until each is drawn, not only
+    until this line arrives (benchmarks/dashboard_pages.py)."""
     as_of = datetime.fromtimestamp(now, UTC)
     window = html.escape(answer.filters.label(as_of.timestamp()))
     refresh_ms = spec.refresh_ms
+    charts = sum(len(p.select(pn.pane.Bokeh)) for p in panes)
+    tables = sum(len(p.select(pn.widgets.Tabulator)) for p in panes)
     return (
         f'<div class="status" data-ready="1" data-page="{spec.path[1:]}" data-took="{answer.took_s:.3f}" '
+        f'data-charts="{charts}" data-tables="{tables}" '
         f'data-query="{html.escape(answer.filters.to_query())}">{window}'
         f" · as of {as_of:%H:%M:%S} UTC · {answer.took_s * 1000:.0f} ms"
         f" · refreshes every {refresh_ms // 1000} s or more (a slow window less often)</div>"

@@ -138,7 +138,7 @@ def log(site):
     con = open_log(site["gw"].data_dir)
 
     def one(select: str, where: str = "true", **filters: str) -> tuple:
-        conds = [where, "ts >= to_timestamp($since)", "ts <= to_timestamp($until)"]
+        conds = [f"({where})", "ts >= to_timestamp($since)", "ts <= to_timestamp($until)"]  # an OR in where stays whole
         columns = {"team": "team", "route": "route", "key": "key_id", "user": "end_user"}
         params = {"since": site["since"], "until": site["until"]}
         for name, value in filters.items():
