@@ -22,11 +22,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..policy.conditions import MAX_PRICE_PER_1M
 from ..pricing.table import ResolvedPrice, resolve
+from ..providers.usage import MAX_TOKENS
 
 if TYPE_CHECKING:
     from ..policy.conditions import Price
     from ..policy.model import Policy
+
+
+MAX_COST_USD = 2 * MAX_TOKENS * MAX_PRICE_PER_1M / 1e6
+"""The most one request can cost (about USD 4.29e9): its most tokens (``MAX_TOKENS`` prompt and
+completion) at the highest price a policy may set. What the gateway logs never exceeds it, an
+import refuses a cost above it (``importing/values.py:usd``), and it keeps a cost in whole
+nano-dollars within a 64-bit integer (4.29e18 < 9.22e18) where budgets count spend."""
 
 
 def price_of(policy: Policy, target_id: str) -> Price | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .files import Parsed, parsed
 from .rows import Imported
-from .values import BadValue, count, epoch, flag, json_list, json_object, money, sub, text
+from .values import BadValue, count, epoch, flag, json_list, json_object, money, sub, text, usd
 
 _CALL_TYPES = {
     "completion": ("chat.completions", "openai"), "acompletion": ("chat.completions", "openai"),
@@ -53,7 +53,7 @@ def _row(r: dict[str, Any]) -> Imported:
         latency_ms=money(r.get("request_duration_ms"), "request_duration_ms"),
         prompt_tokens=count(r.get("prompt_tokens"), "prompt_tokens"),
         completion_tokens=count(r.get("completion_tokens"), "completion_tokens"),
-        total_tokens=count(r.get("total_tokens"), "total_tokens"), cost_usd=money(r.get("spend"), "spend"),
+        total_tokens=count(r.get("total_tokens"), "total_tokens"), cost_usd=usd(r.get("spend"), "spend"),
         team=text(r.get("team_id")), end_user=text(r.get("end_user")) or text(r.get("user")),
         key_id=f"litellm:{text(r.get('api_key'))[:16]}" if text(r.get("api_key")) else None,  # type: ignore[index]
         cache="hit" if flag(r.get("cache_hit"), "cache_hit") else None,

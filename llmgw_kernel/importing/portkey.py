@@ -17,7 +17,7 @@ from typing import Any
 
 from .files import Parsed, parsed
 from .rows import Imported
-from .values import BadValue, count, epoch, flag, json_object, money, sub, text
+from .values import BadValue, count, epoch, flag, json_object, money, sub, text, usd
 
 _CACHE = {"HIT": "hit", "SEMANTIC HIT": "semantic-hit", "MISS": "miss"}
 
@@ -54,7 +54,7 @@ def _row(r: dict[str, Any]) -> Imported:
         latency_ms=money(r.get("response_time"), "response_time"),
         prompt_tokens=count(r.get("req_units"), "req_units"), completion_tokens=count(r.get("res_units"), "res_units"),
         total_tokens=count(r.get("total_units"), "total_units"),
-        cost_usd=cents / 100.0 if cents is not None and currency == "USD" else None,
+        cost_usd=usd(cents, "cost", per_usd=100) if currency == "USD" else None,
         cache=_CACHE.get((text(r.get("cache_status")) or "").upper()),
         stream=flag(r.get("stream_mode"), "stream_mode"), metadata=json_object(r.get("metadata"), "metadata"),
         request=request, response=response,

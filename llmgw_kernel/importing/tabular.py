@@ -19,7 +19,7 @@ from typing import Any
 
 from .files import Parsed, parsed
 from .rows import ENDPOINTS, Imported
-from .values import BadValue, count, epoch, flag, json_object, money, text
+from .values import BadValue, count, epoch, flag, json_object, money, text, usd
 
 FIELDS = (
     "id", "ts", "ts_end", "endpoint", "route", "target", "provider", "model", "status", "ok", "error", "latency_ms",
@@ -63,7 +63,7 @@ def _row(get: Any) -> Imported:
         ts_end=epoch(get("ts_end"), "ts_end"), latency_ms=money(get("latency_ms"), "latency_ms"),
         ttft_ms=money(get("ttft_ms"), "ttft_ms"), prompt_tokens=count(get("prompt_tokens"), "prompt_tokens"),
         completion_tokens=count(get("completion_tokens"), "completion_tokens"),
-        total_tokens=count(get("total_tokens"), "total_tokens"), cost_usd=money(get("cost_usd"), "cost_usd"),
+        total_tokens=count(get("total_tokens"), "total_tokens"), cost_usd=usd(get("cost_usd"), "cost_usd"),
         team=text(get("team")), end_user=text(get("user")), key_id=text(get("key")),
         stream=flag(get("stream"), "stream"),
         metadata=json_object(get("metadata"), "metadata"), request=request,

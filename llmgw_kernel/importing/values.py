@@ -8,8 +8,12 @@ value that is absent is None. Nothing is guessed or filled in.
 Traceback (most recent call last):
 ...
 llmgw_kernel.importing.values.BadValue: time: 1e+300 is not a time between 1970-01-01 and 2100-01-01
->>> count(" 12 "), count(None), money("0.0021")
-(12, None, 0.0021)
+>>> count(" 12 "), count(None), money("0.0021"), usd("0.0021"), usd(210, "cost", per_usd=100)
+(12, None, 0.0021, 0.0021, 2.1)
+>>> usd("1e10")
+Traceback (most recent call last):
+...
+llmgw_kernel.importing.values.BadValue: cost_usd: '1e10' is more than a request can cost (at most USD 4.295e+09)
 """
 
 from __future__ import annotations
@@ -101,6 +105,21 @@ def money(value: Any, field: str = "cost") -> float | None:
     if not math.isfinite(amount) or amount < 0:
         raise BadValue(f"{field}: {value!r} is not an amount")
     return amount
+
+
+def usd(value: Any, field: str = "cost_usd", per_usd: float = 1.0) -> float | None:
+    """A cost in USD (``value`` counts ``per_usd`` units to the dollar: 100 for cents): an amount
+    (:func:`money`) no more than :data:`~llmgw_kernel.decisions.cost.MAX_COST_USD`, the most a
+    request can cost. A larger one is a unit slip, not a request: its record is reported and
+    skipped, never logged as spend that would outweigh every budget."""
+    from ..decisions.cost import MAX_COST_USD
+
+    amount = money(value, field)
+    if amount is None:
+        return None
+    if amount / per_usd > MAX_COST_USD:
+        raise BadValue(f"{field}: {value!r} is more than a request can cost (at most USD {MAX_COST_USD:.4g})")
+    return amount / per_usd
 
 
 def text(value: Any) -> str | None:

@@ -51,12 +51,20 @@ class When(_Frozen):
         return self
 
 
-class Price(_Frozen):
-    """USD per million tokens."""
+MAX_PRICE_PER_1M = 1_000_000.0
+"""The highest price a policy may set: USD 1 per token, over 1,000 times any model's. With token
+counts bounded too (``providers/usage.py:MAX_TOKENS``) a priced request's cost is finite and
+bounded (:data:`llmgw_kernel.decisions.cost.MAX_COST_USD`)."""
 
-    input_per_1m: Annotated[float, Field(ge=0)]
-    output_per_1m: Annotated[float, Field(ge=0)]
-    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = Field(
+_PerMillion = Annotated[float, Field(ge=0, le=MAX_PRICE_PER_1M, allow_inf_nan=False)]
+
+
+class Price(_Frozen):
+    """USD per million tokens: finite, from 0 to 1,000,000 (USD 1 per token)."""
+
+    input_per_1m: _PerMillion
+    output_per_1m: _PerMillion
+    cached_input_per_1m: _PerMillion | None = Field(
         default=None, description="Cached prompt tokens (absent: billed at input_per_1m)"
     )
 

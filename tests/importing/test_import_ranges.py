@@ -64,3 +64,57 @@ def test_huge_token_counts_are_skipped(tmp_path: Path) -> None:
     report = import_traffic("openai", [src], tmp_path / "data")
     assert (report.imported, report.skipped_count) == (1, 1), report.lines()
     assert report.skipped[0][1].startswith("usage.prompt_tokens:"), report.skipped
+
+
+def test_a_cost_above_what_a_request_can_cost_is_skipped_in_every_format(tmp_path: Path) -> None:
+    """A cost over MAX_COST_USD (a unit slip: 1e10 USD, 1e300) is reported by place and skipped in
+    each format that carries one (a table's cost_usd, LiteLLM's spend, Portkey's cents); the bound
+    itself imports. Before, such a row was logged as is and stopped ``llmgw serve`` (the budget
+    rebuild's nano-dollar cast) and ``replay()`` (its summed cost overflowed)."""
+    import csv
+
+    from llmgw_kernel.decisions.cost import MAX_COST_USD
+
+    def table(costs: list[object]) -> Path:
+        src = tmp_path / "t.csv"
+        with src.open("w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["id", "ts", "route", "prompt_tokens", "completion_tokens", "cost_usd"])
+            out.writerows([f"t{i}", T0 + i, "chat", 3, 1, c] for i, c in enumerate(costs))
+        return src
+
+    def litellm(spends: list[object]) -> Path:
+        src = tmp_path / "spend.jsonl"
+        src.write_text("".join(json.dumps({
+            "request_id": f"l{i}", "call_type": "acompletion", "model": "gpt-4o-mini", "startTime": T0 + i,
+            "endTime": T0 + i + 1, "status": "success", "spend": s, "prompt_tokens": 3, "completion_tokens": 1,
+        }) + "\n" for i, s in enumerate(spends)))  # fmt: skip
+        return src
+
+    def portkey(cents: list[object]) -> Path:
+        src = tmp_path / "portkey.jsonl"
+        src.write_text("".join(json.dumps({
+            "id": f"p{i}", "created_at": T0 + i, "ai_org": "openai", "ai_model": "gpt-4o", "is_success": 1,
+            "req_units": 3, "res_units": 1, "cost": c, "cost_currency": "USD",
+        }) + "\n" for i, c in enumerate(cents)))  # fmt: skip
+        return src
+
+    cases = [
+        ("table", table, 1, "cost_usd", repr(MAX_COST_USD)),
+        ("litellm", litellm, 1, "spend", MAX_COST_USD),
+        ("portkey", portkey, 100, "cost", MAX_COST_USD * 100),
+    ]
+    for n, (fmt, write, per_usd, field, bound) in enumerate(cases):
+        huge = ["1e10", "1e300"] if fmt == "table" else [1e10 * per_usd, 1e300]
+        report = import_traffic(fmt, [write([0.5 * per_usd, *huge, bound])], tmp_path / f"d{n}")
+        assert (report.imported, report.skipped_count) == (2, 2), (fmt, report.lines())
+        assert [where.rsplit(":", 1)[1] for where, _ in report.skipped] == (
+            ["3", "4"] if fmt == "table" else ["2", "3"]
+        )
+        assert all(why.startswith(f"{field}: ") and "more than a request can cost" in why for _, why in report.skipped)
+        con = open_log(tmp_path / f"d{n}")
+        try:
+            costs = sorted(r[0] for r in con.sql("SELECT cost_usd FROM requests").fetchall())
+        finally:
+            con.close()
+        assert costs == [0.5, MAX_COST_USD], (fmt, costs)

@@ -66,6 +66,10 @@ ERRORS = [
     ({"routes": {"m": {"targets": [{"provider": "d", "model": "x", "weight": 1}, {"provider": "d", "model": "y"}]}},
       "providers": {"d": {"kind": "demo"}}}, "routes.m", "every target has a weight or none"),
     ({"routes": {}, "log": {"bodies": "some"}}, "log.bodies", "'full', 'redacted', 'hashed' or 'none'"),
+    ({"routes": {}, "pricing": {"m": {"input_per_1m": float("inf"), "output_per_1m": 1}}}, "pricing.m.input_per_1m",
+     "finite number"),
+    ({"routes": {}, "pricing": {"m": {"input_per_1m": 1, "output_per_1m": 1e300}}}, "pricing.m.output_per_1m",
+     "less than or equal to 1000000"),
 ]  # fmt: skip
 
 
