@@ -9,8 +9,11 @@ log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) an
 
 - **placeholder**: navigation start to the first paint of the page's frame (navigation
   links, filter bar and "Loading…": the document Panel serves before any query runs);
-- **render**: navigation start to the page filled (``[data-ready]``: every query answered,
-  every pane sent to the browser);
+- **ready**: navigation start to the page's status saying it is filled (``[data-ready]``:
+  every query answered, every pane sent to the browser in the same message);
+- **render**: navigation start to every figure and table of the page drawn (each Bokeh
+  figure's view built and painted, each Tabulator built: :data:`DRAWN_JS`) — what an operator
+  sees; ``ready`` alone comes before the browser has built and painted them;
 - **query**: the server's own time to fill the page (``data-took``: DuckDB + building panes);
 - **CPU**: user + system seconds of the dashboard process during the load (all threads);
 - **browser CPU**: user + system seconds of Chromium's processes during the load (parsing the
@@ -48,6 +51,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +106,12 @@ def log_range(data_dir: Path) -> tuple[str, str, int]:
     from llmgw_kernel import open_log
 
     con = open_log(data_dir)
-    lo, hi, n = con.execute("SELECT min(ts), max(ts), count(*) FROM requests").fetchone()
+    row = con.execute("SELECT min(ts), max(ts), count(*) FROM requests").fetchone()
     con.close()
+    assert row is not None
+    lo, hi, n = row
     fmt = "%Y-%m-%dT%H:%M:%S"
-    return lo.strftime(fmt), (hi.replace(microsecond=0) + __import__("datetime").timedelta(seconds=1)).strftime(fmt), n
+    return lo.strftime(fmt), (hi.replace(microsecond=0) + timedelta(seconds=1)).strftime(fmt), n
 
 
 @contextmanager
@@ -132,24 +138,68 @@ def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, 
         proc.wait(timeout=30)
 
 
+#: true once every figure and table of the page is in the browser's document and drawn: each
+#: Bokeh figure's view finished and painted (no paint pending), each Tabulator's view built and
+#: not redrawing; ``counts`` = [figures, tables] the page's ready line names (data-charts,
+#: data-tables), so a view not yet built cannot pass for drawn.
+DRAWN_JS = """
+([charts, tables]) => {
+  if (!window.Bokeh || !Bokeh.index) return false;
+  const views = new Map([...Bokeh.index.all_views()].map((v) => [v.model, v]));
+  let plots = 0, grids = 0;
+  for (const doc of Bokeh.documents) {
+    for (const m of doc.all_models) {
+      const type = m.type || "";
+      const plot = type == "Plot" || type.endsWith("Figure"), grid = type.endsWith("DataTabulator");
+      if (!plot && !grid) continue;
+      const v = views.get(m);
+      if (v == null || !v.has_finished()) return false;
+      if (plot && (v._needs_paint || !(v._render_count > 0))) return false;
+      if (grid && v.is_drawing) return false;
+      plot ? plots++ : grids++;
+    }
+  }
+  return plots >= charts && grids >= tables;
+}
+"""
+
+#: what the browser's document holds, for the error when DRAWN_JS never holds
+_STATE_JS = """
+() => [...Bokeh.documents[0].all_models].filter((m) => /(Plot|Figure|DataTabulator)$/.test(m.type)).map((m) => {
+  const v = [...Bokeh.index.all_views()].find((v) => v.model == m);
+  return [m.type, v == null ? "no view" : {finished: v.has_finished(), needs_paint: v._needs_paint,
+          painted: v._render_count, drawing: v.is_drawing}];
+})
+"""
+
+
 def _measured(page: Any, pid: int, t0: float, c0: float, b0: float, ready: str) -> dict[str, float]:
-    """Time to the placeholder and to ``ready``, the query time the page reports, and the CPU the
+    """Time to the placeholder, to ``ready`` (the page's status says it is filled) and to every
+    figure and table drawn (render: what an operator sees; ``ready`` alone comes before the
+    browser has built and painted them), the query time the page reports, and the CPU the
     dashboard and the browser spent since ``c0`` / ``b0``."""
     page.wait_for_selector(f"[data-loading], {ready}", state="attached", timeout=120_000)
     placeholder = time.perf_counter() - t0
     page.wait_for_selector(ready, state="attached", timeout=120_000)
+    marked = time.perf_counter() - t0
+    status = page.locator(ready)
+    counts = [int(status.get_attribute(a) or 0) for a in ("data-charts", "data-tables")]
+    try:
+        page.wait_for_function(DRAWN_JS, arg=counts, polling="raf", timeout=120_000)
+    except Exception as exc:
+        raise RuntimeError(f"{page.url}: its {counts} figures/tables not drawn: {page.evaluate(_STATE_JS)}") from exc
     render = time.perf_counter() - t0
-    took = float(page.locator(ready).get_attribute("data-took") or "nan")
-    return {"placeholder_s": placeholder, "render_s": render, "query_s": took,
+    took = float(status.get_attribute("data-took") or "nan")
+    return {"placeholder_s": placeholder, "ready_s": marked, "render_s": render, "query_s": took,
             "cpu_s": cpu_s(pid) - c0, "browser_cpu_s": descendants_cpu_s(b"chromium") - b0}  # fmt: skip
 
 
 def one_run(
-    data_dir: Path, policy: Path, query: str, nice: int = 10, cold: bool = False
+    data_dir: Path, policy: Path, query: str, nice: int = 10, cold: bool = False, pages: tuple[str, ...] = PAGES
 ) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     with warmed(data_dir, policy, nice) as (pid, port, browser, context):
-        for name in PAGES:
+        for name in pages:
             page = browser.new_page(viewport={"width": 1400, "height": 900}) if cold else context.new_page()
             c0, b0 = cpu_s(pid), descendants_cpu_s(b"chromium")
             t0 = time.perf_counter()
@@ -191,7 +241,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cold", action="store_true", help="each page in a fresh browser context (no cached scripts)")
     ap.add_argument("--navigate", action="store_true",
                     help="overview by URL, then every other page by its link (one document)")  # fmt: skip
+    ap.add_argument("--pages", default=",".join(PAGES),
+                    help="the pages to open by URL, in this order (comma-separated; not with --navigate)")  # fmt: skip
     args = ap.parse_args(argv)
+    pages = tuple(p for p in args.pages.split(",") if p)
+    if unknown := set(pages) - set(PAGES):
+        ap.error(f"no such page: {', '.join(sorted(unknown))}")
+    if args.navigate and pages != PAGES:
+        ap.error("--navigate opens every page (the overview by URL, then by links)")
     from replay_scale import ensure_log
 
     data_dir = args.data_dir or ensure_log(args.cache_dir, args.rows)
@@ -206,9 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.navigate:
             runs.append(navigate_run(data_dir, policy, query, args.panel_nice))
         else:
-            runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold))
+            runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold, pages))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
-    report(runs, args.markdown)
+    report(runs, args.markdown, pages)
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -217,13 +274,13 @@ def _mode(args: argparse.Namespace) -> str:
     return "cold (a fresh browser context per page)" if args.cold else "warm browser cache"
 
 
-def report(runs: list[dict[str, dict[str, float]]], markdown: bool) -> None:
-    cols = ("placeholder_s", "render_s", "query_s", "cpu_s", "browser_cpu_s")
+def report(runs: list[dict[str, dict[str, float]]], markdown: bool, pages: tuple[str, ...] = PAGES) -> None:
+    cols = ("placeholder_s", "ready_s", "render_s", "query_s", "cpu_s", "browser_cpu_s")
     head = ["page", *(f"{c} (median, min–max)" for c in cols)]
     print("| " + " | ".join(head) + " |" if markdown else "  ".join(f"{h:<26}" for h in head))
     if markdown:
         print("|" + "---|" * len(head))
-    for name in PAGES:
+    for name in pages:
         cells = [name]
         for c in cols:
             values = [r[name][c] for r in runs]
