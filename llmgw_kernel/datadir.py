@@ -52,7 +52,23 @@ REPLICA_ENV = "LLMGW_REPLICA_ID"
 MAX_SLOTS = 256
 
 
-class DataDirLocked(Exception):
+class DataDirUnavailable(Exception):
+    """The data directory cannot be taken: a refusal to print as one line (no traceback)."""
+
+
+class DataDirUnwritable(DataDirUnavailable):
+    """The lock file cannot be created or written (disk full, read-only, permissions): the
+    process refuses to start with one line naming the directory and the OS error, since a
+    server that cannot write its data directory would lose every row it answers."""
+
+    def __init__(self, data_dir: Path, error: OSError) -> None:
+        self.data_dir = data_dir
+        self.error = error
+        reason = error.strerror or str(error)
+        super().__init__(f"cannot write the data directory {data_dir}: [Errno {error.errno}] {reason}")
+
+
+class DataDirLocked(DataDirUnavailable):
     """The data directory is held by another process; ``holder`` is what it wrote there."""
 
     def __init__(self, data_dir: Path, holder: dict[str, Any], advice: str = SERVE_ADVICE) -> None:
@@ -83,7 +99,16 @@ class DataDirLock:
         return self._fd is not None
 
     def acquire(self) -> DataDirLock:
-        """Take the lock, or raise :class:`DataDirLocked` naming the holder."""
+        """Take the lock, or raise :class:`DataDirLocked` naming the holder, or
+        :class:`DataDirUnwritable` when the lock file cannot be made or written."""
+        try:
+            return self._acquire()
+        except DataDirLocked:
+            raise
+        except OSError as exc:
+            raise DataDirUnwritable(self.data_dir, exc) from None
+
+    def _acquire(self) -> DataDirLock:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -101,8 +126,12 @@ class DataDirLock:
         }  # fmt: skip
         if self.shared:
             about["shared"] = True  # one of several holders: the last one to start is named
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(about) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(about) + "\n").encode(), 0)
+        except BaseException:
+            os.close(fd)  # releases the flock: nothing is held when acquiring fails
+            raise
         self._fd = fd
         return self
 

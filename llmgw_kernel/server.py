@@ -169,7 +169,7 @@ class ServeRefused(Exception):
 def serve_process(options: ServeOptions, sockets: list[Any] | None = None, supervised: bool = False) -> int:
     """One serving process: alone (it takes the data-directory lock), or a supervisor's
     worker (``supervised``: the supervisor holds the lock and bound ``sockets``)."""
-    from .datadir import SERVE_ADVICE, SHARED_ADVICE, DataDirLock, DataDirLocked, ReplicaBusy, claim_replica
+    from .datadir import SERVE_ADVICE, SHARED_ADVICE, DataDirLock, DataDirUnavailable, ReplicaBusy, claim_replica
     from .log.replicas import adopt_orphans
 
     try:
@@ -185,7 +185,7 @@ def serve_process(options: ServeOptions, sockets: list[Any] | None = None, super
         )
         try:
             lock.acquire()
-        except DataDirLocked as exc:
+        except DataDirUnavailable as exc:  # held by another process, or not writable (disk full)
             print(f"llmgw: {exc}", file=sys.stderr)
             return 2
     claim = None

@@ -83,7 +83,7 @@ def policy_limit_reasons(policy: Any) -> list[str]:
 
 def supervise(options: ServeOptions, workers: int) -> int:
     """Run ``workers`` processes on one port until SIGTERM/SIGINT; the exit status."""
-    from .datadir import SERVE_ADVICE, SHARED_ADVICE, DataDirLock, DataDirLocked
+    from .datadir import SERVE_ADVICE, SHARED_ADVICE, DataDirLock, DataDirUnavailable
 
     try:
         policy, shared = load_for_serving(options.policy)
@@ -104,7 +104,7 @@ def supervise(options: ServeOptions, workers: int) -> int:
     lock = DataDirLock(options.data_dir, f"llmgw serve --workers {workers} on {where}", advice, shared=shared)
     try:
         lock.acquire()
-    except DataDirLocked as exc:
+    except DataDirUnavailable as exc:  # held by another process, or not writable (disk full)
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     try:

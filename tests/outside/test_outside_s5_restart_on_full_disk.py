@@ -72,7 +72,6 @@ def _wait_live(proc: subprocess.Popen, url: str, timeout: float = 60) -> bool:
     return False
 
 
-@pytest.mark.xfail(strict=True, reason="defect: llmgw serve on a full disk exits with a traceback from the lock")
 def test_a_restart_on_a_full_disk_reports_the_log_as_not_writable(tmp_path: Path, small_disk: Path) -> None:
     (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
     data = small_disk / "data"

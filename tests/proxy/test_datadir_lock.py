@@ -164,3 +164,30 @@ def test_asking_who_holds_the_directory_never_makes_a_start_fail(tmp_path):
         stop.set()
         thread.join()
     assert len(seen) > 0
+
+
+def test_a_data_directory_that_cannot_be_written_refuses_the_start_in_one_line(tmp_path):
+    """A lock file that cannot be made (here: the directory's parent is a file; on a full disk
+    its write fails the same way) is a one-line refusal naming the directory, not a traceback,
+    and the port is never bound; a command that writes the directory is refused the same way."""
+    (tmp_path / "live.yaml").write_text(
+        "providers: {demo: {kind: demo}}\nroutes: {demo: {targets: [{provider: demo, model: demo-echo}]}}\n"
+    )
+    (tmp_path / "blocked").write_text("a file, not a directory")
+    data = tmp_path / "blocked" / "data"
+    port = free_port()
+    served = subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
+         "--data-dir", str(data), "--no-dashboards"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert served.returncode == 2, served.stderr
+    assert "Traceback" not in served.stderr, served.stderr
+    assert f"llmgw: cannot write the data directory {data}: [Errno 20] Not a directory" in served.stderr
+    assert not _bound(port)
+    rotated = subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", "keys", "rotate-master", "--data-dir", str(data)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert rotated.returncode == 2 and "Traceback" not in rotated.stderr, rotated.stderr
+    assert f"cannot write the data directory {data}" in rotated.stderr
