@@ -511,7 +511,7 @@ def _data_dir_lock(args: argparse.Namespace) -> contextlib.AbstractContextManage
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .datadir import DataDirLocked
+    from .datadir import DataDirUnavailable
     from .policy.load import PolicyError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _data_dir_lock(args):
             return int(args.func(args) or 0)
-    except DataDirLocked as exc:
+    except DataDirUnavailable as exc:  # held by another process, or not writable
         print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     except PolicyError as exc:
