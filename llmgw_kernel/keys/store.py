@@ -447,10 +447,22 @@ def _refuse_behind_a_server(data_dir: Path) -> None:
     )
 
 
+def may_use(key: VirtualKey | None, route: str) -> bool:
+    """Whether ``key`` may use ``route`` (no key, or a key without a model list: every route).
+    The one rule behind the 403 below, what ``/v1/models`` lists and what an unknown-model 404
+    names as available, so a limited key is never shown the routes it may not use."""
+    return key is None or key.settings.models is None or route in key.settings.models
+
+
+def usable_routes(key: VirtualKey | None, routes: Iterable[str]) -> list[str]:
+    """The routes among ``routes`` that ``key`` may use, in their order."""
+    return [route for route in routes if may_use(key, route)]
+
+
 def check_model(key: VirtualKey, route: str) -> None:
     """403 when ``key`` may not use ``route``."""
-    allowed = key.settings.models
-    if allowed is not None and route not in allowed:
+    if not may_use(key, route):
+        allowed: list[str] = list(key.settings.models or ())
         names = ", ".join(allowed) or "none"
         raise AuthError(403, "model_not_allowed", f"This API key may not use model {route!r} (allowed: {names})")
 
