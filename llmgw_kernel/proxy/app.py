@@ -14,7 +14,7 @@ from typing import Protocol
 
 import orjson
 
-from ..keys.store import AuthError, VirtualKey
+from ..keys.store import AuthError, VirtualKey, may_use
 from . import admin, anthropic_inbound, completions, count_tokens, feedback, openapi, pipeline, responses_inbound
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
@@ -53,8 +53,7 @@ def _caller(gw: Gateway, scope: Scope) -> VirtualKey | None:
 
 
 def _visible_models(gw: Gateway, key: VirtualKey | None) -> list[dict]:
-    allowed = key.settings.models if key is not None else None
-    return [m for m in gw.snapshot.models if allowed is None or m["id"] in allowed]
+    return [m for m in gw.snapshot.models if may_use(key, m["id"])]
 
 
 async def _models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
