@@ -36,7 +36,7 @@ from ..decisions.routing import plan_route, route_context
 from ..guardrails.request import RequestGuard
 from ..guardrails.stage import GuardrailFailure
 from ..guardrails.verdicts import Blocked
-from ..keys.store import AuthError, VirtualKey
+from ..keys.store import AuthError, VirtualKey, usable_routes
 from ..keys.store import check_model as key_allows
 from ..log.record import RequestRecord
 from ..providers import Adapter, Reply, StreamReply, UpstreamError
@@ -251,7 +251,7 @@ async def handle(
         elif meta and meta.get("team") is not None:
             rec.team = str(meta["team"])
         if route not in facts.routes:
-            raise not_found_model(route, list(facts.routes))
+            raise not_found_model(route, usable_routes(key, facts.routes))  # never the routes a key may not use
         if key is not None:
             _check(key_allows, key, route)
         temperature = body.get("temperature")
