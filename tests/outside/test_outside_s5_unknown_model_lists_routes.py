@@ -11,13 +11,11 @@ may not use included (here `secret-internal-route`): the route list `/v1/models`
 from __future__ import annotations
 
 import httpx
-import pytest
 from conftest import policy_for
 
 ADMIN = "adm-s5-routes"
 
 
-@pytest.mark.xfail(strict=True, reason="defect: unknown-model 404s list every policy route to a key limited to some")
 def test_unknown_model_errors_list_only_the_keys_routes(make_gateway) -> None:
     policy = policy_for("http://127.0.0.1:9/v1")
     policy["routes"]["secret-internal-route"] = {"targets": [{"provider": "demo", "model": "demo-x"}]}
@@ -48,3 +46,16 @@ def test_unknown_model_errors_list_only_the_keys_routes(make_gateway) -> None:
         assert r.status_code in (403, 404), (name, r.status_code, r.text)
     leaked = {name: r.text for name, r in answers.items() if "secret-internal-route" in r.text}
     assert not leaked, leaked
+    # the key's own routes are still named (the hint is narrowed, not dropped)
+    for name in ("chat", "embeddings", "responses"):
+        assert "Available: demo." in answers[name].json()["error"]["message"], (name, answers[name].text)
+    assert "Available: demo." in answers["messages"].text, answers["messages"].text
+    # a key without a model list may use every route, so its 404 names them all
+    unlimited = httpx.post(
+        f"{gw.url}/admin/virtual-keys", headers={"authorization": f"Bearer {ADMIN}"}, json={"name": "all"}
+    )
+    assert unlimited.status_code == 201, unlimited.text
+    wide = httpx.post(
+        f"{gw.base_url}/chat/completions", headers={"authorization": f"Bearer {unlimited.json()['key']}"}, json=chat
+    )
+    assert wide.status_code == 404 and "secret-internal-route" in wide.text, wide.text
