@@ -12,6 +12,7 @@ import json
 import time
 
 import httpx
+import pytest
 from aiohttp import web
 from conftest import policy_for, wait_for_rows
 from fake_http import FakeServer
@@ -74,10 +75,12 @@ def test_deep_request_fields_keep_the_row(tmp_path):
     assert got["deep-body"]["request_bytes"] == len(raw)
 
 
-def test_a_row_duckdb_refuses_is_split_out_and_stripped(tmp_path):
+@pytest.mark.parametrize("worker_process", [False, True], ids=["in-process", "worker-process"])
+def test_a_row_duckdb_refuses_is_split_out_and_stripped(tmp_path, worker_process):
     """A value orjson can write but the column cannot hold (a token count that is a string) fails
-    the DuckDB COPY: the batch is split until the bad row is alone, which keeps its scalars."""
-    w = LogWriter(tmp_path, flush_ms=60000)
+    the DuckDB COPY: the batch is split until the bad row is alone, which keeps its scalars (the
+    server's worker process does the same and reports the stripped row back)."""
+    w = LogWriter(tmp_path, flush_ms=60000, worker_process=worker_process)
     for i in range(5):
         w.append(record(f"ok-{i}"))
     w.append(record("huge", usage={"prompt_tokens": "lots", "completion_tokens": 1, "total_tokens": 1}))
