@@ -13,11 +13,14 @@ event loop nothing; their ``ts`` is when the line was written, ``arrived`` the r
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -40,7 +43,12 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line; ``extra={...}`` fields become top-level keys."""
+    """One JSON object a line; ``extra={...}`` fields become top-level keys; ``process`` (the
+    dashboards' child: ``panel``) is a ``process`` field on every line."""
+
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -49,6 +57,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        if self.process:
+            out["process"] = self.process
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value
@@ -57,19 +67,82 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure(level: str = "info", fmt: str | None = None) -> str:
+def configure(level: str = "info", fmt: str | None = None, process: str | None = None) -> str:
     """Set up the root logger on stderr in ``fmt`` (``text`` | ``json``; default
-    ``$LLMGW_LOG_FORMAT``, else text). Returns the format in force."""
+    ``$LLMGW_LOG_FORMAT``, else text). ``process`` names a child process of the server on
+    every line (``name[panel]:`` in text, ``"process": "panel"`` in JSON). Returns the format
+    in force."""
     fmt = (fmt or os.environ.get("LLMGW_LOG_FORMAT") or "text").lower()
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT.replace("%(name)s:", f"%(name)s[{process}]:") if process else TEXT_FORMAT
+    handler.setFormatter(JsonFormatter(process) if fmt == "json" else logging.Formatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     access.disabled = fmt != "json"  # one line per request only where a pipeline reads them
     return fmt
+
+
+def format_in_force() -> str:
+    """``json`` when :func:`configure` set JSON lines up, else ``text`` (what a child process
+    of the server is told to use, whether the format came from the flag or the environment)."""
+    handlers = logging.getLogger().handlers
+    return "json" if any(isinstance(h.formatter, JsonFormatter) for h in handlers) else "text"
+
+
+class _LinesToLog(io.TextIOBase):
+    """A text stream whose every line becomes one log event (what a library prints)."""
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self._logger, self._level, self._partial = logger, level, ""
+        self._busy = threading.local()  # logging's own error report must not loop back here
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if getattr(self._busy, "on", False):
+            return sys.__stderr__.write(text) if sys.__stderr__ else len(text)
+        self._busy.on = True
+        try:
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+            for line in lines:
+                if line.strip():
+                    self._logger.log(self._level, line.rstrip())
+        finally:
+            self._busy.on = False
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial.strip():
+            self._logger.log(self._level, self._partial.rstrip())
+        self._partial = ""
+
+
+def stdio_as_events() -> None:
+    """Make everything else a process writes a log event, for JSON lines that stay JSON: an
+    uncaught exception (any thread) is one ``error`` event with its ``exception``, warnings go
+    through ``py.warnings``, and ``print`` to stdout or stderr is one event a line (logger
+    ``stdout`` / ``stderr``). Call after :func:`configure` (its handler keeps the real stderr)."""
+    crash = logging.getLogger("llmgw.uncaught")
+
+    def uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        crash.error("uncaught %s: %s", kind.__name__, exc, exc_info=(kind, exc, tb))
+
+    def uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+            name = args.thread.name if args.thread else "?"
+            crash.error("uncaught in thread %s: %s", name, args.exc_value,
+                        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))  # fmt: skip
+
+    sys.excepthook = uncaught
+    threading.excepthook = uncaught_in_thread
+    logging.captureWarnings(True)
+    sys.stdout = _LinesToLog(logging.getLogger("stdout"), logging.INFO)
+    sys.stderr = _LinesToLog(logging.getLogger("stderr"), logging.WARNING)
 
 
 def access_events(records: Iterable[RequestRecord]) -> None:
