@@ -24,6 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
+from ..logs import FORMATS, configure, format_in_force, stdio_as_events
+
 log = logging.getLogger("llmgw.dashboard")
 
 _READY = "LLMGW_PANEL_PORT"
@@ -60,6 +62,7 @@ class PanelProcess:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         args = [sys.executable, "-m", "llmgw_kernel.dashboard.panel_process", "--data-dir", str(self.data_dir)]
         args += ["--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel())]
+        args += ["--log-format", format_in_force()]  # the server's: JSON lines stay JSON lines
         for origin in self.origins:
             args += ["--origin", origin]
         if self.policy_path is not None:
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--origin", action="append", default=[])
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=FORMATS, default=None, help="text or json (the server's)")
     parser.add_argument("--policy", default=None, help="the live policy file (routes, versions)")
     parser.add_argument("--gateway-url", default=None, help="the gateway's /health and /metrics (live state)")
     parser.add_argument("--nice", type=int, default=10, help="CPU priority below the proxy's")
@@ -118,11 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice:
         with contextlib.suppress(OSError):  # where the OS refuses, run at the same priority
             os.nice(args.nice)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s[panel]: %(message)s",
-        stream=sys.stderr,
-    )
+    if configure(args.log_level, args.log_format, process="panel") == "json":
+        stdio_as_events()  # a page's traceback or a library's print is a JSON line too
     ready = threading.Event()
     outcome: dict[str, object] = {}
 
