@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the dashboard child process logs text lines under --log-format json")
 def test_every_line_is_json_after_a_dashboard_page_is_served(make_gateway) -> None:
     gw = make_gateway(env={"LLMGW_LOG_FORMAT": "json"})
     deadline = time.monotonic() + 120
