@@ -38,7 +38,7 @@ from ..cache.core import Caches, Query
 from ..cache.embedder import DEFAULT_MODEL
 from ..cache.exact import SHARED_UNAVAILABLE, Entry
 from ..decisions import cache as decide
-from .columns import epoch, json_value
+from .columns import epoch, json_value, known_floats
 from .routing_estimates import quantile
 from .window import as_window
 
@@ -391,12 +391,11 @@ def summary(
 
     ``kinds``: each request's outcome (object array: ``hit``, ``semantic-hit``, ``miss``,
     ``bypass``, None: it did not reach a cache); ``saved``: what each hit saved (its source's
-    replayed cost, None: unpriced); ``source_targets(rows)``: the target that produced the answer
-    each hit in ``rows`` was served. Latency: a request that becomes a hit takes the median
-    logged latency of live hits of its kind (1 ms without one); a live hit that becomes a miss
-    takes its logged source's latency."""
-    from .fold_columns import objects
-
+    replayed cost; unpriced: None in an object array, NaN in a float64 one — a column as
+    :func:`.columns.numbers` holds it, read without a Python float per row);
+    ``source_targets(rows)``: the target that produced the answer each hit in ``rows`` was served.
+    Latency: a request that becomes a hit takes the median logged latency of live hits of its
+    kind (1 ms without one); a live hit that becomes a miss takes its logged source's latency."""
     reached = kinds != None  # noqa: E711
     if not reached.any():  # nothing reached a cache (a stateless replay): no column is read
         return {"considered": 0, "exact_hits": 0, "semantic_hits": 0, "hit_rate": None, "saved_usd": 0.0,
@@ -404,17 +403,18 @@ def summary(
     w = as_window(window)
     exact, semantic = kinds == "hit", kinds == "semantic-hit"
     hits = exact | semantic
-    priced = hits & (saved != None)  # noqa: E711
-    total = float(np.cumsum(saved[priced].astype(np.float64))[-1]) if priced.any() else 0.0  # in row order
+    values, known = known_floats(saved)
+    priced = hits & known
+    total = float(np.cumsum(values[priced])[-1]) if priced.any() else 0.0  # in row order
     unpaid = np.flatnonzero(hits & ~priced)
     unpriced = {t for t in source_targets(unpaid) if t} if len(unpaid) else set()
     latency = w.numpy("latency_ms")
-    logged = objects(w, "cache")
-    live_hit = np.isin(logged, np.array(HIT_KINDS, object))
-    typical = {k: quantile(latency[(logged == k) & ~np.isnan(latency)], 0.5) for k in HIT_KINDS}
+    logged = _logged_is(w, "cache")
+    live_hit = logged["hit"] | logged["semantic-hit"]
+    typical = {k: quantile(latency[logged[k] & ~np.isnan(latency)], 0.5) for k in HIT_KINDS}
     est = latency.copy()
-    for k in HIT_KINDS:  # a new hit takes as long as a typical live hit of its kind
-        est[(kinds == k) & ~live_hit] = typical[k] if typical[k] is not None else 1.0
+    for k, got in (("hit", exact), ("semantic-hit", semantic)):  # a new hit: as long as a typical live hit
+        est[got & ~live_hit] = typical[k] if typical[k] is not None else 1.0
     lost = ~hits & live_hit  # a live hit that becomes a miss takes as long as its source did
     origin = _origin_latency(w, np.flatnonzero(lost))
     est[lost] = np.where(np.isnan(origin), latency[lost], origin)
@@ -430,6 +430,12 @@ def summary(
         "latency_ms_p50": quantile(lat, 0.5),
         "latency_ms_mean": round(sum(lat.tolist()) / len(lat), 3) if len(lat) else None,
     }
+
+
+def _logged_is(w: Any, name: str) -> dict[str, np.ndarray]:
+    """Where a logged string column holds each hit kind (by the window's codes: no object per row)."""
+    codes, values = w.codes(name)
+    return {k: np.array([v == k for v in values] + [False], np.bool_)[codes] for k in HIT_KINDS}
 
 
 def _origin_latency(w: Any, rows: np.ndarray) -> np.ndarray:

@@ -94,15 +94,19 @@ def cache_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarr
 
 def _other_source(window: Window, sources: Any) -> np.ndarray:
     """True where a replayed cache source (Arrow strings, or an object array of str | None) is
-    not the logged one (NULL against a value differs, NULL against NULL does not) — compared by
-    the logged column's codes, with no Python string per row."""
-    codes, values = window.codes("cache_source")
-    table = pa.array(values, pa.string())
-    got = pa.array(sources, pa.string()) if isinstance(sources, np.ndarray) else sources.cast(pa.string())
-    at = pc.fill_null(pc.index_in(got, value_set=table), -2)  # -2: a source the log never names
-    replayed = at.to_numpy(zero_copy_only=False).astype(np.int64)
-    replayed[pc.is_null(got).to_numpy(zero_copy_only=False)] = -1  # NULL: the code a NULL logged source has
-    return replayed != codes  # type: ignore[no-any-return]
+    not the logged one (NULL against a value differs, NULL against NULL does not) — Arrow
+    against Arrow, row by row, with no Python string per row (the logged sources are nearly all
+    distinct: coding them would make one each)."""
+    logged = window.arrow("cache_source")
+    logged = logged.combine_chunks() if isinstance(logged, pa.ChunkedArray) else logged
+    got = pa.array(sources, pa.string()) if isinstance(sources, np.ndarray) else sources
+    got = got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
+    if pa.types.is_null(logged.type):  # a log that predates the column: every source is NULL
+        return pc.is_valid(got).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    got = got.cast(logged.type)
+    same = pc.fill_null(pc.equal(got, logged), False)
+    both_null = pc.and_(pc.is_null(got), pc.is_null(logged))
+    return ~pc.or_(same, both_null).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
 
 
 def cost_columns(window: Any, folded: Folded) -> dict[str, Any]:

@@ -160,3 +160,33 @@ def test_number_columns_read_as_pandas_reads_float_or_none() -> None:
     for held in (got, np.array([0.5, None, 2.0], object), [0.5, None, 2.0]):
         values, known = known_floats(held)
         assert known.tolist() == [True, False, True] and values[known].tolist() == [0.5, 2.0]
+
+
+def test_other_source_compares_null_and_values_row_by_row() -> None:
+    """A replayed source differs from the logged one unless both are the same id or both NULL;
+    the replayed sources as Arrow strings or as an object array alike."""
+    from llmgw_kernel.replay.window import as_window
+
+    logged = ["a", "b", None, None, "c", "a"]
+    replayed = ["a", "c", None, "a", None, "a"]
+    w = as_window({"request_id": [f"r{i}" for i in range(6)], "cache_source": logged})
+    want = [False, True, False, True, True, False]
+    assert fold_columns._other_source(w, pa.array(replayed, pa.string())).tolist() == want
+    assert fold_columns._other_source(w, np.array(replayed, object)).tolist() == want
+    nulls = as_window({"request_id": ["x", "y"], "cache_source": [None, None]})  # a column of NULL type
+    assert fold_columns._other_source(nulls, pa.array(["a", None], pa.string())).tolist() == [True, False]
+
+
+def test_the_cache_summary_reads_saved_as_floats_or_objects(log, tmp_path):
+    """``cache_stage.summary`` gives the same figures for ``saved`` as float64 with NaN (the
+    compiled fold's column) and as float | None objects (the per-row form)."""
+    from llmgw_kernel.replay.cache_stage import summary
+
+    c = composer(log, _doc("evict"), tmp_path)
+    f = run_compiled(c)
+    assert f is not None
+    kinds, saved = f.column("cache_kind"), f.column("saved")
+    assert saved.dtype == np.float64 and np.isnan(saved).any()
+    assert summary(c.window, kinds, saved, f.source_targets) == summary(
+        c.window, kinds, optional_objects(saved), f.source_targets
+    )
