@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
-from .columns import known_floats, optional_objects
+from .columns import known_floats
 from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
 from .fold_columns import cache_columns, checks, cost_columns, limits_columns
@@ -141,7 +141,7 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
         nothing = np.full(0, None, object)
         return {"cache": summary(window, nothing, nothing, lambda rows: [])}
     assert d.folded is not None
-    saved = optional_objects(d.folded.column("saved"))  # float | None: Python floats for the hits only
+    saved = d.folded.column("saved")  # float64 with NaN (or float | None objects): no Python float per row
     out = summary(window, d.folded.column("cache_kind"), saved, d.folded.source_targets)
     warnings = journal_warnings(policy, window)  # what a compacted outcome journal can no longer replay
     return {"cache": out | ({"warnings": warnings} if warnings else {})}
