@@ -17,6 +17,7 @@ older log (``/cost?since=2026-11-02T08:00&until=2026-11-02T13:00``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -37,6 +38,9 @@ BUCKETS_S: tuple[int, ...] = (60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 8640
 MAX_BUCKETS = 150
 #: a window that ended this long ago has all its rows in the log (a row reaches it within a flush)
 SETTLE_S = 120.0
+#: the times a URL may name (epoch s): the widest preset back from either end is still a date
+TIME_MIN, TIME_MAX = 0.0, datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+log = logging.getLogger("llmgw.dashboard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +74,19 @@ class Filters:
             values.pop("window", None)
         for name in ("since", "until"):
             if name in values:
-                values[name] = parse_time(values[name])
+                try:
+                    values[name] = parse_time(values[name])
+                except ValueError:  # this bound alone is dropped: the other filters of the link hold
+                    log.info("dashboards: ignoring %s=%r in the URL query (not a time)", name, values.pop(name))
         return cls(**values)
 
     def to_query(self) -> str:
         """The URL query that reproduces these filters (defaults left out)."""
         pairs = [(f.name, getattr(self, f.name)) for f in fields(self)]
         out = []
+        unused = self.since is not None  # the preset only sets the start (back from until, or now)
         for name, value in pairs:
-            explicit = self.since is not None or self.until is not None
-            if value is None or (name == "window" and (value == DEFAULT_PRESET or explicit)):
+            if value is None or (name == "window" and (value == DEFAULT_PRESET or unused)):
                 continue
             out.append((name, _iso(value) if name in ("since", "until") else value))
         return urlencode(out)
@@ -140,15 +147,25 @@ class Filters:
 
 
 def parse_time(text: str | float) -> float:
-    """Epoch seconds from a number or an ISO 8601 time (naive = UTC)."""
+    """Epoch seconds from a number or an ISO 8601 time (naive = UTC); ValueError for anything
+    else, and for a time outside 1970 .. 9998 (``inf``, ``nan``, ``-1e20``: a window there
+    could not be shown as dates, and the log holds no row there).
+
+    >>> parse_time("2026-11-02T08:00"), parse_time("1800000000")
+    (1793606400.0, 1800000000.0)
+    >>> parse_time("inf")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'inf' is not a time between 1970 and 9998
+    """
     try:
-        return float(text)
+        epoch = float(text)
     except ValueError:
-        pass
-    when = datetime.fromisoformat(str(text))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+        when = datetime.fromisoformat(str(text))
+        epoch = (when.replace(tzinfo=UTC) if when.tzinfo is None else when).timestamp()
+    if not TIME_MIN <= epoch <= TIME_MAX:  # also false for nan
+        raise ValueError(f"{text!r} is not a time between 1970 and 9998")
+    return epoch
 
 
 def _iso(epoch: float) -> str:

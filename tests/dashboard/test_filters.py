@@ -25,6 +25,21 @@ def test_an_explicit_range_wins_over_the_preset_and_round_trips():
     assert f.with_(window="15 min").bounds(NOW) == (NOW - 900, NOW)  # choosing a preset drops the range
 
 
+@pytest.mark.parametrize("bad", ["garbage", "inf", "-inf", "nan", "-1e20", "1e20", "0001-01-01T00:00"])
+def test_a_bound_that_is_not_a_time_is_dropped_alone(bad):
+    """A link with an unusable since/until opens on the other filters it carries, and every
+    page link and label can still be made from what is kept (no OverflowError in to_query)."""
+    f = Filters.from_query({"since": [bad], "until": ["1800003600"], "team": ["search"], "window": ["24 h"]})
+    assert (f.since, f.until, f.team) == (None, 1_800_003_600.0, "search")
+    g = Filters.from_query({"until": [bad], "team": ["search"]})
+    assert (g.until, g.team) == (None, "search")
+    for kept in (f, g):
+        assert Filters.from_query(_parse(kept.to_query())) == kept
+        assert kept.label(NOW)
+    with pytest.raises(ValueError):
+        parse_time(bad)
+
+
 def test_where_names_every_filter_set_and_nothing_else():
     where, params = Filters(window="15 min", key="sha256:abc", model="gpt", provider="openai").where(NOW)
     assert where == (
