@@ -138,38 +138,33 @@ def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, 
         proc.wait(timeout=30)
 
 
-#: true once every figure and table of the page is in the browser's document and drawn: each
-#: Bokeh figure's view finished and painted (no paint pending), each Tabulator's view built and
-#: not redrawing; ``counts`` = [figures, tables] the page's ready line names (data-charts,
-#: data-tables), so a view not yet built cannot pass for drawn.
+#: true once every figure and table of the page is built and drawn in the browser: each Bokeh
+#: figure's view (among the views reachable from the document's roots: a page swapped out by a
+#: link is not) finished and painted with no paint pending, each Tabulator's view built and not
+#: redrawing, and at least ``counts`` = [figures, tables] of them, the numbers the page's ready
+#: line names (data-charts, data-tables), so a view not yet built cannot pass for drawn.
 DRAWN_JS = """
 ([charts, tables]) => {
   if (!window.Bokeh || !Bokeh.index) return false;
-  const views = new Map([...Bokeh.index.all_views()].map((v) => [v.model, v]));
   let plots = 0, grids = 0;
-  for (const doc of Bokeh.documents) {
-    for (const m of doc.all_models) {
-      const type = m.type || "";
-      const plot = type == "Plot" || type.endsWith("Figure"), grid = type.endsWith("DataTabulator");
-      if (!plot && !grid) continue;
-      const v = views.get(m);
-      if (v == null || !v.has_finished()) return false;
-      if (plot && (v._needs_paint || !(v._render_count > 0))) return false;
-      if (grid && v.is_drawing) return false;
-      plot ? plots++ : grids++;
-    }
+  for (const v of Bokeh.index.all_views()) {
+    const type = v.model.type || "";
+    const plot = type == "Plot" || type.endsWith("Figure"), grid = type.endsWith("DataTabulator");
+    if (!plot && !grid) continue;
+    if (!v.has_finished()) return false;
+    if (plot && (v._needs_paint || !(v._render_count > 0))) return false;
+    if (grid && v.is_drawing) return false;
+    plot ? plots++ : grids++;
   }
   return plots >= charts && grids >= tables;
 }
 """
 
-#: what the browser's document holds, for the error when DRAWN_JS never holds
+#: the page's figure and table views as the browser holds them, for the error when DRAWN_JS never holds
 _STATE_JS = """
-() => [...Bokeh.documents[0].all_models].filter((m) => /(Plot|Figure|DataTabulator)$/.test(m.type)).map((m) => {
-  const v = [...Bokeh.index.all_views()].find((v) => v.model == m);
-  return [m.type, v == null ? "no view" : {finished: v.has_finished(), needs_paint: v._needs_paint,
-          painted: v._render_count, drawing: v.is_drawing}];
-})
+() => [...Bokeh.index.all_views()].filter((v) => /(Plot|Figure|DataTabulator)$/.test(v.model.type || "")).map((v) =>
+  [v.model.type, {finished: v.has_finished(), needs_paint: v._needs_paint, painted: v._render_count,
+                  drawing: v.is_drawing}])
 """
 
 
