@@ -81,7 +81,10 @@ class WorkerProcess:
     """The server side of one worker process: spawn, send a flush's frames, close."""
 
     def __init__(self, data_dir: Path, replica: str, flush_ms: int) -> None:
-        cmd = [sys.executable, "-c", _ENTRY, str(data_dir), replica or "-", str(flush_ms)]
+        from ..logs import format_in_force
+
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        cmd = [sys.executable, "-c", _ENTRY, str(data_dir), replica or "-", str(flush_ms), format_in_force(), level]
         # its own session: a Ctrl-C meant for the server does not stop it mid-write; it exits
         # when the server closes its stdin (or dies)
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
@@ -204,9 +207,12 @@ def serve(data_dir: str, replica: str, flush_ms: int, stdin: IO[bytes], stdout: 
 
 
 def main(argv: list[str]) -> int:
-    data_dir, replica, flush_ms = argv[0], argv[1], int(argv[2])
+    """``<data dir> <replica or -> <flush ms> <log format> <log level>`` (the server's)."""
+    from ..logs import configure
+
+    data_dir, replica, flush_ms, log_format, log_level = argv[0], argv[1], int(argv[2]), argv[3], argv[4]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    configure(log_level, log_format, process="log-worker")  # the server's format: JSON lines stay JSON
     answers = os.fdopen(os.dup(1), "wb")  # the protocol's own descriptor; anything printed goes to stderr
     os.dup2(2, 1)
     serve(data_dir, "" if replica == "-" else replica, flush_ms, sys.stdin.buffer, answers)

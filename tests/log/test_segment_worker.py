@@ -9,6 +9,8 @@ row, a killed server's worker exits, and its successor waits for it before recov
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import threading
@@ -26,6 +28,7 @@ from llmgw_kernel.log import journal as wal
 from llmgw_kernel.log.segment_worker import WorkerProcess, split_frames, wait_for_worker, write_frames
 from llmgw_kernel.log.segments import list_segments, log_dir
 from llmgw_kernel.log.writer import FANOUT, LogWriter
+from llmgw_kernel.logs import access, configure
 
 
 def record(i: int) -> RequestRecord:
@@ -195,3 +198,25 @@ def test_the_servers_log_worker_exits_when_the_server_is_killed(upstream, tmp_pa
         assert set(ids) <= found
     finally:
         restarted.terminate()
+
+
+def test_the_workers_log_lines_follow_the_servers_format(tmp_path, capfd):
+    """With ``--log-format json`` the worker's own lines (here: a row written with its scalar
+    columns only) are JSON events too, marked as the log worker's (it logged plain text)."""
+    root = logging.getLogger()
+    handlers, level, access_disabled = root.handlers[:], root.level, access.disabled
+    try:
+        configure("warning", "json")
+        w = LogWriter(tmp_path, flush_ms=600_000, worker_process=True)
+        bad = record(1)
+        bad.usage = {"prompt_tokens": "lots", "completion_tokens": 1, "total_tokens": 1}
+        w.append(bad)
+        w.flush()
+        w.close()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        access.disabled = access_disabled
+    assert w.rows_stripped == 1
+    events = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"log-worker"' in line]
+    assert any(e["level"] == "error" and "scalar columns only" in e["event"] for e in events), events
