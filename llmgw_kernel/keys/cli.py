@@ -21,13 +21,39 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+def _segment(value: str, what: str = "key id") -> str:
+    """``value`` as one URL path segment (percent-quoted); ValueError for one that would name
+    another path (empty, ``.``, ``..``, or with a ``/``): the admin token is only ever sent to
+    the admin route the command means.
+
+    >>> _segment("a b?c")
+    'a%20b%3Fc'
+    >>> _segment("../../etc")
+    Traceback (most recent call last):
+    ...
+    ValueError: '../../etc' is not a valid key id (one path segment: no '/', not '.' or '..')
+    """
+    if value in ("", ".", "..") or "/" in value:
+        raise ValueError(f"{value!r} is not a valid {what} (one path segment: no '/', not '.' or '..')")
+    return quote(value, safe="")
+
+
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str | Callable[[argparse.Namespace], str],
+    body: dict[str, Any] | None = None,
+    params: dict[str, str] | None = None,
+) -> int:
+    """One admin API request; ``path`` may be made from ``args`` (a ValueError from it: exit 2)."""
     import httpx
 
     token = os.environ.get("LLMGW_ADMIN_TOKEN")
@@ -35,9 +61,15 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
         print("llmgw: set LLMGW_ADMIN_TOKEN (the server's admin token)", file=sys.stderr)
         return 2
     try:
+        path = path(args) if callable(path) else path
+    except ValueError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
+    try:
         resp = httpx.request(
-            method, args.url.rstrip("/") + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+            method, args.url.rstrip("/") + path, json=body, params=params,
+            headers={"Authorization": f"Bearer {token}"}, timeout=30,
+        )  # fmt: skip
     except httpx.HTTPError as exc:
         print(f"llmgw: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
@@ -47,6 +79,10 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
         data = {"status": resp.status_code, "body": resp.text[:500]}
     print(json.dumps(data, indent=2))
     return 0 if resp.status_code < 400 else 1
+
+
+def _key_path(args: argparse.Namespace) -> str:
+    return f"/admin/virtual-keys/{_segment(args.id)}"
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,17 +172,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=lambda a: _call(a, "POST", "/admin/virtual-keys", _settings(a)))
     ls = with_url(keys.add_parser("list", help="keys, masked"))
     ls.add_argument("--team")
-    ls.set_defaults(func=lambda a: _call(a, "GET", "/admin/virtual-keys" + (f"?team={a.team}" if a.team else "")))
+    ls.set_defaults(func=lambda a: _call(a, "GET", "/admin/virtual-keys", params={"team": a.team} if a.team else None))
     for action, method, help_ in (("show", "GET", "one key with its spend"), ("revoke", "POST", "revoke now"),
                                   ("rotate", "POST", "new secret, same id")):  # fmt: skip
         p = with_url(keys.add_parser(action, help=help_))
         p.add_argument("id")
         suffix = "" if action == "show" else f"/{action}"
-        p.set_defaults(func=lambda a, m=method, s=suffix: _call(a, m, f"/admin/virtual-keys/{a.id}{s}"))
+        p.set_defaults(func=lambda a, m=method, s=suffix: _call(a, m, lambda a: f"{_key_path(a)}{s}"))
     u = with_url(keys.add_parser("update", help="change a key's settings"))
     u.add_argument("id")
     with_settings(u, False)
-    u.set_defaults(func=lambda a: _call(a, "PATCH", f"/admin/virtual-keys/{a.id}", _settings(a)))
+    u.set_defaults(func=lambda a: _call(a, "PATCH", _key_path, _settings(a)))
     nm = keys.add_parser("new-master", help="print a new Fernet master key")
     nm.set_defaults(func=lambda a: print(__import__("llmgw_kernel.keys.secrets", fromlist=["x"]).new_master_key()))
     rm = keys.add_parser("rotate-master", help="re-encrypt stored secrets with the first key of LLMGW_MASTER_KEY")
@@ -171,4 +207,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     cl.set_defaults(func=lambda a: _call(a, "GET", "/admin/credentials"))
     cd = with_url(creds.add_parser("delete", help="forget a credential"))
     cd.add_argument("name")
-    cd.set_defaults(func=lambda a: _call(a, "DELETE", f"/admin/credentials/{a.name}"))
+    cd.set_defaults(
+        func=lambda a: _call(a, "DELETE", lambda a: f"/admin/credentials/{_segment(a.name, 'credential name')}")
+    )

@@ -37,8 +37,10 @@ from .validate import load_json
 
 log = logging.getLogger("llmgw.admin")
 
-_KEY_PATH = re.compile(r"^/admin/virtual-keys/([0-9a-f]{12})(?:/(revoke|rotate))?$")
-_CRED_PATH = re.compile(r"^/admin/credentials/([A-Za-z0-9_.:-]{1,100})$")
+# any one segment is a key id to look up (a 404 key_not_found names it), not an unknown path
+_KEY_PATH = re.compile(r"^/admin/virtual-keys/([^/]+)(?:/(revoke|rotate))?$")
+_CRED_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_CRED_PATH = re.compile(r"^/admin/credentials/([^/]+)$")
 _MAX_BODY = 64 * 1024
 
 
@@ -117,7 +119,7 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
         key_id, action = m.groups()
         record = keys.keys.get(key_id)
         if record is None:
-            raise GatewayError(404, f"No virtual key {key_id}", code="key_not_found")
+            raise GatewayError(404, f"No virtual key {key_id!r}", code="key_not_found")
         if action is None and method == "GET":
             return 200, {**record.public(), "spend": await gw.key_spend_now(record)}
         if action is None and method == "PATCH":
@@ -140,6 +142,12 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
             log.info("admin: rotated virtual key %s", key_id)
             return 200, {**rotated.public(), "key": plain}
         raise _method(method, path)
+    return await _credentials(gw, scope, receive)
+
+
+async def _credentials(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]:
+    """``/admin/credentials`` (add, list) and ``/admin/credentials/<name>`` (delete)."""
+    method, path = scope["method"], scope["path"].rstrip("/")
     if path == "/admin/credentials":
         if method == "POST":
             body = await _json(receive, scope)
@@ -149,7 +157,7 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
                     message = f"{field}: a non-empty string is required"
                     raise GatewayError(400, message, param=field, code="invalid_field")
             assert isinstance(name, str) and isinstance(provider, str) and isinstance(api_key, str)
-            if not _CRED_PATH.match(f"/admin/credentials/{name}"):
+            if not _CRED_NAME.match(name):
                 raise GatewayError(400, "name: letters, digits and _.:- only (at most 100)", param="name")
             try:
                 described = await asyncio.to_thread(gw.secrets.put_credential, name, provider, api_key.strip())
@@ -162,8 +170,10 @@ async def _route(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, Any]
             return 200, {"object": "list", "data": [gw.secrets.describe(n) for n in gw.secrets.names()]}
         raise _method(method, path)
     m = _CRED_PATH.match(path)
-    if m and method == "DELETE":
-        if not await asyncio.to_thread(gw.secrets.delete_credential, m.group(1)):
+    if m:
+        if method != "DELETE":
+            raise _method(method, path)
+        if not _CRED_NAME.match(m.group(1)) or not await asyncio.to_thread(gw.secrets.delete_credential, m.group(1)):
             raise GatewayError(404, f"No credential {m.group(1)!r}", code="credential_not_found")
         gw.refresh_snapshot()
         log.info("admin: deleted credential %s", m.group(1))
