@@ -15,7 +15,6 @@ import json
 import time
 
 import httpx
-import pytest
 
 
 def test_every_line_is_json_after_a_dashboard_page_is_served(make_gateway) -> None:
