@@ -95,12 +95,16 @@ def format_in_force() -> str:
 class _LinesToLog(io.TextIOBase):
     """A text stream whose every line becomes one log event (what a library prints)."""
 
-    def __init__(self, logger: logging.Logger, level: int) -> None:
-        self._logger, self._level, self._partial = logger, level, ""
+    def __init__(self, logger: logging.Logger, level: int, fd: int) -> None:
+        self._logger, self._level, self._partial, self._fd = logger, level, "", fd
         self._busy = threading.local()  # logging's own error report must not loop back here
 
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        """The descriptor it stands for (faulthandler, subprocess): what is written there is not JSON."""
+        return self._fd
 
     def write(self, text: str) -> int:
         if getattr(self._busy, "on", False):
@@ -141,8 +145,8 @@ def stdio_as_events() -> None:
     sys.excepthook = uncaught
     threading.excepthook = uncaught_in_thread
     logging.captureWarnings(True)
-    sys.stdout = _LinesToLog(logging.getLogger("stdout"), logging.INFO)
-    sys.stderr = _LinesToLog(logging.getLogger("stderr"), logging.WARNING)
+    sys.stdout = _LinesToLog(logging.getLogger("stdout"), logging.INFO, 1)
+    sys.stderr = _LinesToLog(logging.getLogger("stderr"), logging.WARNING, 2)
 
 
 def access_events(records: Iterable[RequestRecord]) -> None:
