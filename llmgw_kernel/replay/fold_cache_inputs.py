@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 def cache_arrays(
     c: Composer, cols: Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
     route_values: list[Any], a: dict[str, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[tuple[np.ndarray, list[str]], np.ndarray]:  # fmt: skip
     """Exact-cache facts of every row (window rows, then warm rows numbered after them), as
-    ``cache_stage.prepare`` makes them; returns (bypass reason, may read) of the window rows."""
+    ``cache_stage.prepare`` makes them; returns (why each window row bypasses the cache, as a
+    code into the reasons: -1 it does not; may read) of the window rows."""
     n, m = cols.n, cols.m
     cached = np.array([s is not None for s in settings] + [False], np.bool_)
     has_s = cached[route_code] & cols.eq("endpoint", "chat.completions", both=True)
@@ -33,7 +34,7 @@ def cache_arrays(
     read = np.array([v != decide.NO_CACHE for v in controls] + [True], np.bool_)[control_code]
     if "cache_reason" in cols.w:  # live, Redis did not answer the lookup: it found nothing
         read[:n] &= ~cols.eq("cache_reason", SHARED_UNAVAILABLE)
-    bypass = _bypass(cols, has_s, settings, route_code, control_code, controls)
+    bypass, reasons = _bypass(cols, has_s, settings, route_code, control_code, controls)
     key_code, key_values = _keys(cols, has_s, route_code, route_values)
     ns_code, ns_names = _namespaces(cols, has_s, settings, route_code, route_values)
     skey = _scoped(has_s & exact & (key_code >= 0), ns_code, ns_names, route_code, route_values, key_code, key_values)
@@ -68,7 +69,7 @@ def cache_arrays(
     )  # fmt: skip
     never = cols.eq("outcome", "client_error") & (cols.codes("cache")[0] < 0) & no_attempts
     a["reached"] = has_s[:n] & routed & ~never
-    a["bypass"] = np.array([b is not None for b in bypass[:n]], np.bool_)
+    a["bypass"] = bypass[:n] >= 0
     a["ts"] = ts[:n]
     a["flush_at"] = cols.num("cache_lookup_ts")
     a["ran_live"] = routed & ran_live(cols) & ~live_hit[:n]
@@ -81,19 +82,19 @@ def cache_arrays(
     a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
     a["hit_s"] = np.array([c.hit_ms["hit"] / 1000, c.hit_ms["semantic-hit"] / 1000])
     semantic_arrays(c, cols, has_s, settings, route_code, ns_code, a)
-    return bypass[:n], read[:n]
+    return (bypass[:n], reasons), read[:n]
 
 
 def _bypass(
     cols: Cols, rows: np.ndarray, settings: list[Any], route_code: np.ndarray, control_code: np.ndarray,
     controls: list[Any],
-) -> np.ndarray:  # fmt: skip
-    """Why each row bypasses the cache (object array; None: it does not), per distinct (route,
-    temperature, control)."""
-    out = np.full(cols.m, None, object)
+) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """Why each row bypasses the cache, as a code into the returned reasons (-1: it does not),
+    per distinct (route, temperature, control): a few reasons, not a pointer per row."""
+    out = np.full(cols.m, -1, np.int32)
     idx = np.flatnonzero(rows)
     if not len(idx):
-        return out
+        return out, []
     temp = cols.num("temperature", True)
     code, first = factorize(route_code[idx], temp[idx], control_code[idx])
     reasons = []
@@ -102,8 +103,10 @@ def _bypass(
         body = {} if t != t else {"temperature": float(t)}
         control = controls[int(control_code[i])] if control_code[i] >= 0 else None
         reasons.append(decide.bypass_reason(settings[int(route_code[i])], body, control))
-    out[idx] = np.array(reasons + [None], object)[:-1][code] if reasons else None
-    return out
+    index: dict[str, int] = {}
+    table = np.array([-1 if r is None else index.setdefault(r, len(index)) for r in reasons], np.int32)
+    out[idx] = table[code]
+    return out, list(index)
 
 
 def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: list[Any]) -> tuple[np.ndarray, list]:

@@ -100,13 +100,13 @@ class Decoding:
 
     rids: pa.ChunkedArray  # request id of every row
     targets: pa.ChunkedArray  # the target that served every row (its answer's, for a cache source)
-    bypass: np.ndarray  # object: why a window row bypasses the cache (None: it does not)
+    bypass: tuple[np.ndarray, list[str]]  # why a window row bypasses the cache: code into the reasons (-1: not)
     read: np.ndarray  # bool: a window row may read the cache (no ``no-cache`` header)
     unknown_model: np.ndarray  # bool: routed, with an empty plan (a request, not a check)
     unrouted_check: np.ndarray  # bool: a check of a semantic hit, with an empty plan (never spent)
     warm_cost: Callable[[int], float | None]  # what a warm row's answer costs at the candidate's prices
     unpriced: list[set[str]]  # targets each distinct upstream estimate found unpriced
-    unpriced_of: np.ndarray  # per window row: its estimate's index into ``unpriced`` (-1: none)
+    unpriced_of: np.ndarray  # int32 per window row: its estimate's index into ``unpriced`` (-1: none)
 
 
 @dataclass
@@ -469,8 +469,8 @@ def _served(
     other = np.flatnonzero(mine & ~same)
     unpriced: list[set[str]] = []
     unmeasured: list[set[str]] = []
-    unpriced_of = np.full(n, -1, np.int64)
-    estimate_of = np.full(n, -1, np.int64)
+    unpriced_of = np.full(n, -1, np.int32)
+    estimate_of = np.full(n, -1, np.int32)
     if len(other):
         p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, pt, ct)
         route_code, routes = cols.codes("route")

@@ -657,7 +657,7 @@ class FoldedArrays(Folded):
         for i in np.flatnonzero(out.cache_kind).tolist():
             k = out.cache_kind[i]
             if k == _BYPASS:
-                cache[i] = Outcome("bypass", d.bypass[i])
+                cache[i] = Outcome("bypass", d.bypass[1][d.bypass[0][i]])
             elif k == _HIT:
                 cache[i] = Outcome("hit", None, rows[int(out.cache_src[i])])
             elif k == _SEMHIT:
