@@ -21,7 +21,7 @@ def _candidate(refuse_all: bool) -> dict:
     doc = live()
     new = {"provider": "openai", "model": "gpt-new"}
     doc["routes"]["chat"]["targets"] = [{**new, "weight": 50}, *doc["routes"]["chat"]["targets"]]
-    doc["pricing"] |= {"gpt-new": {"input_per_1m": 1, "output_per_1m": 2}}
+    doc["pricing"] = {**doc["pricing"], "gpt-new": {"input_per_1m": 1, "output_per_1m": 2}}  # not the shared table
     if refuse_all:
         doc["budgets"]["limits"].append({"scope": "global", "usd": 0, "window": "day"})
     return doc
