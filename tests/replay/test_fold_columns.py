@@ -32,7 +32,7 @@ import replay_scale  # noqa: E402
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cols") / "log"
-    replay_scale.generate(d, 6000, seed=4, chunk=3000)
+    replay_scale.generate(d, 6000, seed=8, chunk=3000)
     return d
 
 
