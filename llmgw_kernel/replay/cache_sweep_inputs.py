@@ -56,14 +56,19 @@ def no_neighbours(m: int) -> Neighbours:
 
 def neighbour_lists(
     groups: list[np.ndarray], stored: np.ndarray, rank: np.ndarray, ts: np.ndarray, ttl: list[float],
-    queries: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray], floor: float,
+    queries: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray], floor: float, compiled: bool = False,
 ) -> Neighbours:  # fmt: skip
     """For each row of ``queries`` (bool per row), the rows of its semantic group (``groups``: the
     members of each, ascending) whose answer, stored at ``stored`` (NaN: never), was visible when
     it arrived (``stored < ts < stored + ttl``), with similarity >= ``floor``, best first (ties:
     inserted first, i.e. by (store time, ``rank``) — the live order). ``vectors(rows)``: their
     embeddings as a float32 matrix. Similarities are one product over the candidate rows, as
-    the live store scores (``vecs @ q``); ``ok`` is all True (see :func:`verified`)."""
+    the live store scores (``vecs @ q``); ``ok`` is all True (see :func:`verified`).
+    ``compiled``: each group's lists by :func:`.cache_sweep_kernel.group_lists` (no Python per
+    query; each similarity summed in its own order, within the float32 error bound of ``vecs @
+    q``'s — for a caller that allows for it, as :func:`coupled_lists` does)."""
+    if compiled:
+        return _compiled_lists(groups, stored, rank, ts, ttl, queries, vectors, floor)
     m = len(stored)
     counts = np.zeros(m + 1, np.int64)
     found: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -97,6 +102,35 @@ def neighbour_lists(
         a, b = int(ptr[i]), int(ptr[i + 1])
         j_all[a:b], sim_all[a:b] = js, sims
     return Neighbours(ptr, j_all, sim_all, np.ones(len(j_all), np.bool_))
+
+
+def _compiled_lists(
+    groups: list[np.ndarray], stored: np.ndarray, rank: np.ndarray, ts: np.ndarray, ttl: list[float],
+    queries: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray], floor: float,
+) -> Neighbours:  # fmt: skip
+    """:func:`neighbour_lists` with each group's lists made by the compiled :func:`group_lists`."""
+    from .cache_sweep_kernel import group_lists
+
+    m = len(stored)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for members, span in zip(groups, ttl, strict=True):
+        asking = members[queries[members]]
+        ids = members[~np.isnan(stored[members])]
+        if len(members) < 2 or not len(asking) or not len(ids):
+            continue
+        ids = ids[np.lexsort((rank[ids], stored[ids]))]  # the insertion order
+        at, at_i = stored[ids], ts[asking]
+        los = np.searchsorted(at, at_i - span - 1.0, side="left")
+        his = np.searchsorted(at, at_i, side="left")
+        k, r, sim = group_lists(vectors(ids), at, vectors(asking), at_i, los, his, float(span), float(floor))
+        parts.append((asking[k], ids[r], sim.astype(np.float64)))
+    if not parts:
+        return no_neighbours(m)
+    qi, j_all, sim_all = (np.concatenate(x) for x in zip(*parts, strict=True))
+    by_query = np.argsort(qi, kind="stable")  # a query's entries are together and in order already
+    ptr = np.zeros(m + 1, np.int64)
+    np.cumsum(np.bincount(qi, minlength=m), out=ptr[1:])
+    return Neighbours(ptr, j_all[by_query], sim_all[by_query], np.ones(len(j_all), np.bool_))
 
 
 def verified(nb: Neighbours, verify: np.ndarray, feat: np.ndarray, features: Any) -> Neighbours:
@@ -213,8 +247,9 @@ def coupled_lists(inp: Inputs, floor: float) -> Lists:
     every row of its group that may be visible then (stored before its arrival, within the TTL),
     best first; a fold walks only those still in its store. Their similarities are one product
     of their own, which can differ from the store's (a similarity's bits depend on the row's place
-    in the store's product) by at most ``delta`` (:func:`.fold_semantic.dot_error_bound`): the
-    lists reach ``delta`` below ``floor``, and a lookup they cannot decide for certain is scored
+    in the store's product) by at most ``delta`` (:func:`.fold_semantic.dot_error_bound`; so they
+    are summed by a compiled loop, :func:`.cache_sweep_kernel.group_lists`): the lists reach more
+    than ``delta`` below ``floor``, and a lookup they cannot decide for certain is scored
     by the store itself."""
     from .fold_semantic import Lists, dot_error_bound
 
@@ -233,12 +268,13 @@ def coupled_lists(inp: Inputs, floor: float) -> Lists:
     rank[warm] = np.arange(len(warm))
     rank[np.lexsort((admitted, a["lookup"]))] = len(warm) + np.arange(n)
     may = np.flatnonzero(a["sem_read"] & a["s_on"][:n])
-    nb = semantic_neighbours(inp, store_times(inp, m), rank, may, floor - delta)
+    reach = floor - 2 * delta  # more than delta below, whatever the float32 rounding of the comparison
+    nb = semantic_neighbours(inp, store_times(inp, m), rank, may, reach, compiled=True)
     return Lists(nb.ptr, nb.j, nb.sim, nb.ok, delta, np.zeros(2, np.int64))
 
 
 def semantic_neighbours(
-    inp: Inputs, stored: np.ndarray, rank: np.ndarray, order: np.ndarray, floor: float
+    inp: Inputs, stored: np.ndarray, rank: np.ndarray, order: np.ndarray, floor: float, compiled: bool = False
 ) -> Neighbours:
     """:func:`neighbour_lists` of the rows in ``order`` that read a semantic cache, verified."""
     a = inp.arrays
@@ -265,5 +301,6 @@ def semantic_neighbours(
 
     ts = np.zeros(m)
     ts[: len(a["ts"])] = a["ts"]
-    nb = neighbour_lists(groups, stored, rank, ts, [float(a["s_ttl"][g[0]]) for g in groups], queries, vectors, floor)
+    spans = [float(a["s_ttl"][g[0]]) for g in groups]
+    nb = neighbour_lists(groups, stored, rank, ts, spans, queries, vectors, floor, compiled)
     return verified(nb, a["s_verify"], a["s_feat"], a["s_features"])

@@ -109,6 +109,44 @@ def _fold(t, a, ex, sem, kind, src):  # type: ignore[no-untyped-def]
 _compiled = njit(cache=True, nogil=True)(_fold) if njit is not None else None
 
 
+def _group_lists(vecs, at, q, at_i, los, his, span, floor):  # type: ignore[no-untyped-def]
+    """For each query ``k`` (vector ``q[k]``, arriving at ``at_i[k]``), the rows ``r`` in
+    ``[los[k], his[k])`` still visible (``at[r] + span > at_i[k]``) whose similarity is at or above
+    ``floor``: (query, row, similarity) best first per query, ties in row order. Each similarity is
+    a float32 dot product summed in whatever order vectorises (within
+    :func:`.fold_semantic.dot_error_bound` of any other float32 evaluation)."""
+    cap = 1024
+    ko, ro, so = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32)
+    n, dim = 0, vecs.shape[1]
+    for k in range(len(at_i)):
+        start = n
+        for r in range(los[k], his[k]):
+            if not at[r] + span > at_i[k]:
+                continue
+            acc = np.float32(0.0)
+            for d in range(dim):
+                acc += vecs[r, d] * q[k, d]
+            if acc < floor:
+                continue
+            if n == cap:
+                cap *= 2
+                ko2, ro2, so2 = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.float32)
+                ko2[:n], ro2[:n], so2[:n] = ko[:n], ro[:n], so[:n]
+                ko, ro, so = ko2, ro2, so2
+            p = n
+            while p > start and so[p - 1] < acc:  # insertion: best first, an equal one after the earlier row
+                ko[p], ro[p], so[p] = ko[p - 1], ro[p - 1], so[p - 1]
+                p -= 1
+            ko[p], ro[p], so[p] = k, r, acc
+            n += 1
+    return ko[:n], ro[:n], so[:n]
+
+
+group_lists = (
+    njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})(_group_lists) if njit is not None else _group_lists
+)
+
+
 def available() -> bool:
     """Whether the compiled fold can run (numba, the ``fast`` extra, is installed)."""
     return _compiled is not None
