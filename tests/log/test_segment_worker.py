@@ -155,11 +155,22 @@ def test_an_unwritten_suffix_is_reported_frame_by_frame(tmp_path, monkeypatch):
     assert counted(tmp_path) == (2, 2)
 
 
+def proc_text(path: str) -> str:
+    """``/proc/<path>``'s text; "" for a process or thread that ended meanwhile."""
+    try:
+        return Path(f"/proc/{path}").read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def server_children(pid: int) -> list[int]:
     out = []
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as fh:
-            out += [int(c) for c in fh.read().split()]
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
     return out
 
 
@@ -169,14 +180,9 @@ def test_the_servers_log_worker_exits_when_the_server_is_killed(upstream, tmp_pa
     policy = policy_for(upstream.base_url, log={"flush_ms": 200})
     gw = Gateway(tmp_path, policy)
     try:
-        workers = [
-            c for c in server_children(gw.proc.pid) if "segment_worker" in Path(f"/proc/{c}/cmdline").read_text()
-        ]
+        workers = [c for c in server_children(gw.proc.pid) if "segment_worker" in proc_text(f"{c}/cmdline")]
         assert len(workers) == 1, server_children(gw.proc.pid)
-        threads = {
-            Path(f"/proc/{gw.proc.pid}/task/{t}/comm").read_text().strip()
-            for t in os.listdir(f"/proc/{gw.proc.pid}/task")
-        }
+        threads = {proc_text(f"{gw.proc.pid}/task/{t}/comm").strip() for t in os.listdir(f"/proc/{gw.proc.pid}/task")}
         assert not any(name.startswith("llmgw-log-comp") for name in threads), threads
         ids = []
         for _ in range(5):
