@@ -21,9 +21,11 @@ the logged costs and counts the last minute's logged admissions, without decidin
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..decisions.cost import MAX_COST_USD
 from ..decisions.limits import (
     NANO,
     RATE_WINDOW_S,
@@ -35,6 +37,8 @@ from ..decisions.limits import (
     window_bounds,
 )
 from .columns import epoch
+
+log = logging.getLogger("llmgw.replay")
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -197,14 +201,29 @@ def limits_at(
     spend = con.execute(
         f"SELECT key_id, team, end_user, floor({when} / {_SPEND_SLOT_S}) AS slot,"
         f" sum(CAST(round(cost_usd * {NANO}) AS BIGINT)) FROM requests"
-        f" WHERE ts >= to_timestamp(?) AND cost_usd IS NOT NULL AND cost_usd <> 0{extra} GROUP BY ALL ORDER BY slot",
+        f" WHERE ts >= to_timestamp(?) AND cost_usd <> 0 AND abs(cost_usd) <= {MAX_COST_USD!r}{extra}"
+        " GROUP BY ALL ORDER BY slot",
         [warmup_since(policy, at), *bound],
     ).fetchall()  # fmt: skip
+    _warn_unreal_costs(con, warmup_since(policy, at), extra, bound)
     recent = _recent_admissions(con, present, at - RATE_WINDOW_S - 1, extra, bound)
     for key_id, team, user, slot, amount in spend:  # whole nano-dollars: the sum's order cannot matter
         limits.commit_nano(Subject(key_id, team, user, ""), slot * _SPEND_SLOT_S, int(amount))
     _rebuild_rates(policy, limits, recent, history, at - RATE_WINDOW_S - 1)
     return limits
+
+
+def _warn_unreal_costs(con: Any, since: float, extra: str, bound: list[Any]) -> None:
+    """Say how many logged costs the spend leaves out: not finite, or beyond
+    :data:`~llmgw_kernel.decisions.cost.MAX_COST_USD` (an import before costs were bounded)."""
+    (count,) = con.execute(
+        f"SELECT count(*) FROM requests WHERE ts >= to_timestamp(?) AND NOT abs(cost_usd) <= {MAX_COST_USD!r}{extra}",
+        [since, *bound],
+    ).fetchone()
+    if count:
+        log.warning(
+            "%d logged cost(s) are no request's (not finite, or above USD %.4g): left out of spend", count, MAX_COST_USD
+        )
 
 
 def _recent_admissions(con: Any, present: set[str], since: float, extra: str, bound: list[Any]) -> list[tuple]:

@@ -44,7 +44,6 @@ def _old_log(data_dir: Path, costs: list[float]) -> None:
     writer.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs replay/limits_stage.py to bound logged costs (FXA report)")
 def test_serve_starts_on_an_old_log_with_a_cost_beyond_the_bound(tmp_path: Path) -> None:
     _old_log(tmp_path / "data", [1e10, 0.001])
     gw = Gateway(tmp_path, POLICY)  # raises when `llmgw serve` exits instead of getting ready
