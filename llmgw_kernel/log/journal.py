@@ -102,19 +102,30 @@ def encode(rec: RequestRecord) -> bytes:
     return _FRAME.pack(MAGIC, len(body), zlib.crc32(body)) + body
 
 
+def layout_of(frame: bytes) -> tuple[str, ...] | None:
+    """The field names a layout frame lists (None: ``frame`` is not an intact layout frame)."""
+    if len(frame) < _FRAME.size:
+        return None
+    magic, size, crc = _FRAME.unpack_from(frame, 0)
+    body = frame[_FRAME.size : _FRAME.size + size]
+    if magic != LAYOUT_MAGIC or len(body) != size or zlib.crc32(body) != crc:
+        return None
+    return tuple(orjson.loads(body))
+
+
 def layout_frame() -> bytes:
     """The frame that starts every journal file: the names of the record's plain attributes."""
     body = orjson.dumps(_PLAIN)
     return _FRAME.pack(LAYOUT_MAGIC, len(body), zlib.crc32(body)) + body
 
 
-def decode(data: bytes) -> tuple[list[RequestRecord], int]:
+def decode(data: bytes, names: tuple[str, ...] | None = None) -> tuple[list[RequestRecord], int]:
     """The records of a journal file's bytes, and how many bytes were skipped: a torn last
     frame (the process died mid-write), or a frame a failed write left partial, after which
-    decoding resumes at the next frame whose magic, length and CRC check out."""
+    decoding resumes at the next frame whose magic, length and CRC check out. ``names``: the
+    layout of records before the first layout frame (:func:`layout_of`)."""
     out: list[RequestRecord] = []
     pos, end, skipped = 0, len(data), 0
-    names: tuple[str, ...] | None = None  # the layout of the records that follow
     while pos + _FRAME.size <= end:
         magic, size, crc = _FRAME.unpack_from(data, pos)
         body = data[pos + _FRAME.size : pos + _FRAME.size + size]

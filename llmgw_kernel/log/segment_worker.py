@@ -12,9 +12,10 @@ writer does (:class:`.writer.LogWriter`, whose code it runs) and merges segments
 compactor thread.
 
 Protocol (the child's stdin / stdout): a request is ``op (1 byte) | length (u32) | payload``:
-``W`` with a run of journal frames to write as the next segment(s), ``C`` to close. Each ``W``
-is answered by one JSON line ``{"seq", "written", "stripped", "error"}``: the next segment
-number, how many of the frames (a prefix) are now in segments, how many of those were written
+``W`` with the server's layout frame and a run of journal frames to write as the next
+segment(s), ``C`` to close. Each ``W`` is answered by one JSON line ``{"seq", "written",
+"stripped", "error"}``: the next segment number, how many of the journal frames (a prefix; the
+layout frame not counted) are now in segments, how many of those were written
 with their scalar columns only, and why the rest were not (None: all written). The server keeps
 the frames not written (and their journal) and sends them again with the next flush.
 
@@ -99,7 +100,9 @@ class WorkerProcess:
     def write(self, frames: list[bytes]) -> dict[str, Any]:
         """Have the worker write ``frames`` as segments; its answer (see the module's doc).
         Raises OSError if the worker is gone (the caller keeps the frames and starts another)."""
-        payload = b"".join(frames)
+        from .journal import layout_frame
+
+        payload = b"".join((layout_frame(), *frames))  # this process's record layout first
         try:
             self._stdin.write(_REQUEST.pack(b"W", len(payload)))
             self._stdin.write(payload)
@@ -155,9 +158,14 @@ def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
     from .writer import encode_records
 
     frames = split_frames(payload)
+    # the server's record layout: a server started before an upgrade of the installed code
+    # outlives its first worker, and a worker started after it must read the server's frames
+    names = wal.layout_of(frames[0]) if frames else None
+    if names is not None:
+        frames = frames[1:]
     records, first_frame = [], []  # first_frame[k]: the frame record k came from
     for i, frame in enumerate(frames):
-        for rec in wal.decode(frame)[0]:
+        for rec in wal.decode(frame, names)[0]:
             records.append(rec)
             first_frame.append(i)
     with writer._lock:

@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from conftest import Gateway, policy_for
 
@@ -226,3 +227,32 @@ def test_the_workers_log_lines_follow_the_servers_format(tmp_path, capfd):
     assert w.rows_stripped == 1
     events = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"log-worker"' in line]
     assert any(e["level"] == "error" and "scalar columns only" in e["event"] for e in events), events
+
+
+def test_frames_of_a_server_with_another_record_layout_are_read_by_its_layout(tmp_path):
+    """A worker started after the installed code was upgraded (a respawn under a server that
+    started before) reads the server's frames by the layout frame the server sends first: they
+    were skipped as undecodable and reported written, and their journal deleted (rows lost)."""
+    names = ("ts", "request_id", "endpoint", "route", "status", "outcome", "a_field_of_another_release")
+    layout = orjson.dumps(names)
+    request = b'{"model": "m", "messages": []}'
+    header = orjson.dumps(
+        ([1_700_000_000.5, "req_other", "chat.completions", "m", 200, "ok", 7], [len(request), -1, None, -1])
+    )
+    body = wal._U32.pack(len(header)) + header + request
+    payload = (
+        wal._FRAME.pack(wal.LAYOUT_MAGIC, len(layout), zlib.crc32(layout))
+        + layout
+        + wal._FRAME.pack(wal.MAGIC, len(body), zlib.crc32(body))
+        + body
+    )
+    w = LogWriter(tmp_path, flush_ms=600_000, journal=False)
+    try:
+        assert write_frames(w, payload) == {"seq": 2, "written": 1, "stripped": 0, "error": None}
+    finally:
+        w.close()
+    con = open_log(tmp_path)
+    assert con.execute("SELECT request_id, route, status, request_bytes FROM requests").fetchall() == [
+        ("req_other", "m", 200, len(request))
+    ]
+    con.close()
