@@ -211,26 +211,30 @@ class Journal:
         self.path = directory / journal_name(seq, self._n)
         self._fd = self._open(self.path)
 
-    @staticmethod
-    def _open(path: Path) -> int:
-        """Open a new journal file and write its layout frame first."""
+    def _open(self, path: Path) -> int:
+        """Open a new journal file and write its layout frame first. A failed write (disk full)
+        is reported like a failed append, so a server started on a full disk says so at once."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, layout_frame())
-        except OSError as exc:  # records still decode positionally while the layout is this one's
-            log.error("journal: could not write the layout frame of %s: %s", path, exc)
+        # records still decode positionally while the layout is this one's
+        self._write(fd, layout_frame(), f"could not write the layout frame of {path}")
         return fd
 
     def append(self, frame: bytes) -> None:
+        # the row still reaches the segment; only crash safety is lost
+        self._write(self._fd, frame, "write failed (rows are not crash-safe until it works again)")
+
+    def _write(self, fd: int, data: bytes, what: str) -> None:
+        """Write ``data`` whole; a failure is counted and kept in ``last_error`` (logged the first
+        time only) until a later write succeeds."""
         try:
-            written = os.write(self._fd, frame)
-            while written < len(frame):  # short writes happen only when the disk fills up
-                written += os.write(self._fd, frame[written:])
+            written = os.write(fd, data)
+            while written < len(data):  # short writes happen only when the disk fills up
+                written += os.write(fd, data[written:])
             if self.last_error is not None:  # writable again
                 self.last_error = None
-        except OSError as exc:  # the row still reaches the segment; only crash safety is lost
+        except OSError as exc:
             if not self.errors:
-                log.error("journal write failed (rows are not crash-safe until it works again): %s", exc)
+                log.error("journal %s: %s", what, exc)
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
 

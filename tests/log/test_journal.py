@@ -217,3 +217,27 @@ def test_each_journal_file_starts_with_its_layout_and_decodes_by_name(tmp_path):
     assert data.startswith(wal.layout_frame())
     (decoded,), skipped = wal.decode(data)
     assert skipped == 0 and (decoded.cache_lookup_ts, decoded.reserved_prompt_tokens) == (12.5, 7)
+
+
+def test_a_journal_opened_on_a_full_disk_reports_it_at_once_and_clears_on_the_next_good_write(tmp_path, caplog):
+    """A server started on a full disk fails to write its journal's layout frame: that is reported
+    at once (the writer's ``last_error``, so /health says 503 before any request), not only when
+    the first request fails to journal; the next good write clears it."""
+    import os
+
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    os.symlink("/dev/full", jdir / wal.journal_name(1, 0))  # every write to it fails: ENOSPC
+    with caplog.at_level("ERROR", logger="llmgw.log"):
+        j = wal.Journal(jdir, 1)
+        j.append(wal.encode(record(1)))
+    assert j.errors == 2
+    assert j.last_error is not None and "No space left on device" in j.last_error
+    assert j.last_error.startswith("OSError")
+    assert sum("layout frame" in r.getMessage() for r in caplog.records) == 1  # logged once, counted each
+    assert len(caplog.records) == 1
+    old = j.rotate(2)  # a new file on a disk with room: its layout frame is written
+    assert j.last_error is None and j.errors == 2
+    j.append(wal.encode(record(2)))
+    assert j.close() != old
+    assert [r.request_id for r in wal.decode(j.path.read_bytes())[0]] == ["req_00002"]
