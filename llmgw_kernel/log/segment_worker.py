@@ -177,7 +177,8 @@ def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
                 writer._write_pending()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.error("log worker: %d of %d rows not written: %s", len(writer._pending), len(records), error)
+            # the server logs this error (throttled while it lasts: writer._FailureLog), not each retry here
+            log.debug("log worker: %d of %d rows not written: %s", len(writer._pending), len(records), error)
         done = writer.rows_written - before
         writer._pending = []  # the server keeps what was not written and sends it again
         if done:

@@ -57,6 +57,7 @@ FANOUT = 16  # segments of one size class merged at a time
 GRACE_S = 30.0  # a superseded segment outlives the moment readers stop reading it by this much
 MAX_BUFFERED = 1_000_000  # rows kept in memory while the disk refuses writes
 ENCODE_CHUNK = 32  # rows encoded between two GIL hand-overs (see encode_records; ~2.5 ms at 4 KB bodies)
+FAILURE_LOG_S = 60.0  # while flushes keep failing, at most one log line per this many seconds
 
 _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ, _ in COLUMNS}
 _SELECT = ", ".join(
@@ -123,6 +124,7 @@ class LogWriter:
         self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
         self.flush_errors = 0
         self._flush_error: str | None = None
+        self._failures = _FailureLog()
         self.last_flush_at = time.time()
         self._done_journals: list[Path] = []  # journal files whose records are in _pending or written
         self._journal: wal.Journal | None = None
@@ -270,17 +272,23 @@ class LogWriter:
             try:
                 self._send_pending() if self._worker_process else self._write_pending()
             except Exception as exc:
-                self.flush_errors += 1
-                self._flush_error = f"{type(exc).__name__}: {exc}"
-                log.error("log flush failed (%d rows kept in memory): %s", len(self._pending), self._flush_error)
+                self._flush_failed(exc, "log flush failed")
                 if len(self._pending) > MAX_BUFFERED:
                     dropped = len(self._pending) - MAX_BUFFERED
                     del self._pending[:dropped]
                     log.error("log buffer full: dropped %d oldest rows", dropped)
                 return
             self._flush_error = None
+            self._failures.succeeded()
             self.last_flush_at = time.time()
         self._delete_journals()
+
+    def _flush_failed(self, exc: Exception, what: str) -> None:
+        """Count a failed write of ``_pending`` (``llmgw_log_flush_errors``) and keep its reason for
+        ``/health``; the log line is throttled by :class:`_FailureLog`."""
+        self.flush_errors += 1
+        self._flush_error = f"{type(exc).__name__}: {exc}"
+        self._failures.failed(what, len(self._pending), self._flush_error)
 
     def _write_pending(self) -> None:
         """Write ``_pending`` as segments: one if it can, else split around rows that fail for
@@ -358,9 +366,7 @@ class LogWriter:
             try:
                 self._write_pending()
             except Exception as exc:  # the thread retries; the journal stays until it succeeds
-                self.flush_errors += 1
-                self._flush_error = f"{type(exc).__name__}: {exc}"
-                log.error("journal recovery could not write %d rows: %s", len(self._pending), self._flush_error)
+                self._flush_failed(exc, "journal recovery could not write its rows")
                 return
         self.rows_recovered = len(fresh)
         if fresh:
@@ -529,6 +535,35 @@ def _strip(line: bytes, exc: BaseException) -> bytes:
         out[name] = value if ok else None
     out["metadata"] = unserializable(f"row refused by the segment writer: {type(exc).__name__}: {exc}")
     return orjson.dumps(out)
+
+
+class _FailureLog:
+    """The log lines of a run of failed flushes: the first failure, then at most one line per
+    ``FAILURE_LOG_S`` with the count since the last line (a full disk fails every flush, i.e.
+    every 100 ms), and one line when a flush succeeds again."""
+
+    def __init__(self) -> None:
+        self.run = 0  # failures since the last success
+        self.unlogged = 0  # failures since the last line
+        self.logged_at = 0.0
+
+    def failed(self, what: str, rows: int, error: str) -> None:
+        self.run += 1
+        now = time.monotonic()
+        if self.run == 1:
+            log.error("%s (%d rows kept in memory): %s", what, rows, error)
+        else:
+            self.unlogged += 1
+            if now - self.logged_at < FAILURE_LOG_S:
+                return
+            log.error("log flush still failing (%d failures, %d rows kept in memory): %s", self.unlogged, rows, error)
+        self.unlogged = 0
+        self.logged_at = now
+
+    def succeeded(self) -> None:
+        if self.run:
+            log.info("log flush works again after %d failed flushes", self.run)
+        self.run = self.unlogged = 0
 
 
 def _disk_error(exc: BaseException) -> bool:
