@@ -85,20 +85,30 @@ def test_body_modes(tmp_path):
 
 
 def test_failed_flush_keeps_rows_and_reports(tmp_path):
+    """A directory the writer may not write (as root, where permissions do not stop it: a file
+    in the directory's place) fails the flush; the row is kept and written once it can be."""
     w = LogWriter(tmp_path, flush_ms=60000)
     w.append(record(1))
     directory = log_dir(tmp_path)
+    moved = directory.with_name("requests.moved")
     os.chmod(directory, 0o500)
+    as_root = os.access(directory, os.W_OK)
+    if as_root:
+        os.chmod(directory, 0o700)
+        directory.rename(moved)
+        directory.write_text("not a directory")
     try:
-        if os.access(directory, os.W_OK):  # running as root: permissions do not stop us
-            return
         w.flush()
         assert not w.healthy and w.buffered == 1
     finally:
+        if as_root:
+            directory.unlink()
+            moved.rename(directory)
         os.chmod(directory, 0o700)
     w.flush()
     assert w.healthy and w.buffered == 0
     w.close()
+    assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (1,)
 
 
 def test_an_anchor_written_before_new_columns_is_upgraded(tmp_path, monkeypatch):
