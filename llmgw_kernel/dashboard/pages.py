@@ -38,13 +38,22 @@ def repo_dashboards_dir() -> Path:
 
 
 def load_page_module(name: str) -> ModuleType:
-    """Import ``dashboards/<name>.py`` (as ``llmgw_kernel.dashboards.<name>`` if installed)."""
+    """Import ``dashboards/<name>.py`` (as ``llmgw_kernel.dashboards.<name>`` if installed).
+
+    The checkout's own ``dashboards/`` (next to this ``llmgw_kernel``) wins over an installed
+    package held elsewhere: an editable install maps ``llmgw_kernel.dashboards`` to the folder
+    it was installed from, so a second checkout (a ``git worktree`` run with ``PYTHONPATH``,
+    as benchmarks compare code before and after) would otherwise serve the first one's pages
+    over its own ``llmgw_kernel``."""
+    path = repo_dashboards_dir() / f"{name}.py"
     try:
-        return importlib.import_module(f"{_PACKAGE}.{name}")
+        spec = importlib.util.find_spec(f"{_PACKAGE}.{name}")
     except ModuleNotFoundError as exc:
         if exc.name not in (_PACKAGE, f"{_PACKAGE}.{name}"):
             raise
-    path = repo_dashboards_dir() / f"{name}.py"
+        spec = None
+    if spec is not None and (not path.is_file() or _same_file(spec.origin, path)):
+        return importlib.import_module(f"{_PACKAGE}.{name}")
     if not path.is_file():
         raise DashboardsNotFound(
             f"dashboard page {name!r} not found: there is no module {_PACKAGE}.{name} and no file "
@@ -68,6 +77,10 @@ def load_page_module(name: str) -> ModuleType:
         del sys.modules[qualified]
         raise
     return module
+
+
+def _same_file(origin: str | None, path: Path) -> bool:
+    return origin is not None and Path(origin).resolve() == path.resolve()
 
 
 def build_apps(
