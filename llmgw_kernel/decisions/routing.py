@@ -26,13 +26,14 @@ import hashlib
 import logging
 import struct
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..log.schema import ROUTE_DRAW, ROUTE_DRAW_V1
 from ..policy.model import Policy, Route, Target
 from .conditions import first_match
 from .context import RouteChoice, RouteContext, route_context
@@ -167,6 +168,72 @@ def _mix_array(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+# -- the first draw, kept for the rows it routed ----------------------------------------------
+#: keys hashed per batch by :func:`draws_v1` (a few thousand Python strings alive at a time)
+DRAW_V1_BATCH = 1 << 14
+
+
+def draw_v1(policy_version: str, key: str) -> float:
+    """The proxy's weighted draw until 2026-12-05 (``route_draw`` 1): blake2b-64 of
+    ``version\\0key``, big-endian, over 2**64. Replay draws a logged row by the function that
+    routed it, so a log written before the change replays its own weighted routes exactly."""
+    h = hashlib.blake2b(f"{policy_version}\x00".encode(), digest_size=8)
+    h.update(key.encode())
+    return int.from_bytes(h.digest(), "big") / 2**64
+
+
+def draws_v1(policy_version: str, keys: Iterable[str] | Any) -> np.ndarray:
+    """:func:`draw_v1` for many keys (an Arrow string array or any iterable of str), bit-identical:
+    the 64-bit digest rounded to the nearest double and scaled by 2**-64, as ``int / 2**64`` does.
+    One blake2b per key (~0.27 CPU s per million): only the rows the first draw routed pay it."""
+    arr = _string_array(keys)
+    copy = hashlib.blake2b(f"{policy_version}\x00".encode(), digest_size=8).copy
+    out = bytearray()
+    for lo in range(0, len(arr), DRAW_V1_BATCH):
+        digests = []
+        for key in arr.slice(lo, DRAW_V1_BATCH).to_pylist():
+            h = copy()
+            h.update(key.encode())
+            digests.append(h.digest())
+        out += b"".join(digests)
+    return np.frombuffer(out, ">u8").astype(np.float64) / 2.0**64
+
+
+#: the weighted draw of each ``route_draw`` a log row may hold: (one key, many keys)
+DRAWS: dict[int, tuple[Callable[[str, str], float], Callable[[str, Any], np.ndarray]]] = {
+    ROUTE_DRAW_V1: (draw_v1, draws_v1),
+    ROUTE_DRAW: (draw, draws),
+}
+
+
+def draw_function(route_draw: int) -> Callable[[str, str], float]:
+    """The one-key draw a ``route_draw`` names; ``ValueError`` for one this release does not know
+    (a row written by a later release: replayed with another draw it would differ silently)."""
+    try:
+        return DRAWS[route_draw][0]
+    except KeyError:
+        raise ValueError(f"route_draw {route_draw!r} is not a draw this release knows ({sorted(DRAWS)})") from None
+
+
+def draws_by_row(policy_version: str, keys: Iterable[str] | Any, route_draws: np.ndarray | None = None) -> np.ndarray:
+    """The draw of every key by its own row's draw (``route_draws``, one per key; None: all
+    :data:`ROUTE_DRAW`). Each function hashes only its rows: a log of current rows pays nothing."""
+    if route_draws is None:
+        return draws(policy_version, keys)
+    kinds = np.unique(route_draws).tolist()
+    if kinds == [ROUTE_DRAW]:
+        return draws(policy_version, keys)
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    arr = _string_array(keys)
+    out = np.empty(len(arr), np.float64)
+    for kind in kinds:
+        draw_function(kind)  # an unknown one raises
+        mine = route_draws == kind
+        out[mine] = DRAWS[kind][1](policy_version, arr.filter(pa.array(mine)))
+    return out
+
+
 class UnknownRoute(KeyError):
     """The policy has no route for the model name (a ``KeyError`` that says which routes it has)."""
 
@@ -183,11 +250,14 @@ def route_spec(policy: Policy, route: str) -> Route:
         raise UnknownRoute(f"unknown model {route!r}: the policy has no such route (routes: {known})") from None
 
 
-def plan_route(policy: Policy, route: str, request_id: str, ctx: RouteContext | None = None) -> RoutePlan:
+def plan_route(
+    policy: Policy, route: str, request_id: str, ctx: RouteContext | None = None, route_draw: int = ROUTE_DRAW
+) -> RoutePlan:
     """The ordered targets for ``request_id`` on ``route`` under ``policy``.
 
     ``ctx`` (see :func:`~.context.route_context`) feeds sticky draws, rules and rule
-    functions; without it they see an empty context. Raises :class:`UnknownRoute` (a
+    functions; without it they see an empty context. ``route_draw``: the weighted draw
+    (:data:`DRAWS`; replay passes a logged row's own). Raises :class:`UnknownRoute` (a
     ``KeyError``) for an unknown route.
     """
     spec = route_spec(policy, route)
@@ -206,13 +276,14 @@ def plan_route(policy: Policy, route: str, request_id: str, ctx: RouteContext | 
         if index is not None:
             targets = spec.rules[index].targets
         notes.append(why)
-    targets_, reason = _order(policy.version, spec, targets, request_id, ctx)
+    targets_, reason = _order(policy.version, spec, targets, request_id, ctx, route_draw)
     return RoutePlan(route, targets_, " | ".join([*notes, reason]))
 
 
 def _order(
-    version: str, spec: Route, targets: Sequence[Target], request_id: str, ctx: RouteContext
-) -> tuple[tuple[str, ...], str]:
+    version: str, spec: Route, targets: Sequence[Target], request_id: str, ctx: RouteContext,
+    route_draw: int = ROUTE_DRAW,
+) -> tuple[tuple[str, ...], str]:  # fmt: skip
     if len(targets) == 1:
         return (targets[0].id,), "single target"
     if targets[0].weight is None:
@@ -224,7 +295,7 @@ def _order(
             key, sticky_note = f"{spec.sticky}={value}", f"sticky {spec.sticky}={value}: "
         else:
             sticky_note = f"sticky {spec.sticky} absent, drawn by request id: "
-    u = draw(version, key)
+    u = draw_function(route_draw)(version, key)
     index = _weighted_index(targets, u)
     return _weighted_order(targets, index), sticky_note + _weighted_reason(targets, index, f"{u:.4f}")
 
@@ -341,24 +412,31 @@ class BulkPlans:
 
 
 def plan_routes(
-    policy: Policy, route: str, request_ids: Sequence[str] | Any, contexts: Sequence[RouteContext] | None = None
+    policy: Policy,
+    route: str,
+    request_ids: Sequence[str] | Any,
+    contexts: Sequence[RouteContext] | None = None,
+    route_draws: np.ndarray | None = None,
 ) -> BulkPlans:
     """:func:`plan_route` for many requests on ``route`` at once: ``result.plan(i) ==
-    plan_route(policy, route, request_ids[i], contexts[i])``. A route that reads the request
-    (:func:`needs_context`) is planned row by row through :func:`plan_route` (``request_ids``
-    as str); the others draw in bulk (:func:`draws`, the same running sums as the live pick;
-    ``request_ids`` may be an Arrow string array). Raises ``KeyError`` for an unknown route."""
+    plan_route(policy, route, request_ids[i], contexts[i], route_draws[i])``. A route that reads
+    the request (:func:`needs_context`) is planned row by row through :func:`plan_route`
+    (``request_ids`` as str); the others draw in bulk (:func:`draws_by_row`, the same running
+    sums as the live pick; ``request_ids`` may be an Arrow string array). ``route_draws``: each
+    request's draw (None: all :data:`ROUTE_DRAW`). Raises ``KeyError`` for an unknown route."""
     spec = route_spec(policy, route)
     n = len(request_ids)
     if needs_context(policy, route):
         ctxs: Sequence[RouteContext | None] = contexts if contexts is not None else [None] * n
-        return _interned(route, [plan_route(policy, route, rid, c) for rid, c in zip(request_ids, ctxs, strict=True)])
+        kinds = route_draws.tolist() if route_draws is not None else [ROUTE_DRAW] * n
+        return _interned(route, [plan_route(policy, route, rid, c, k)
+                                 for rid, c, k in zip(request_ids, ctxs, kinds, strict=True)])  # fmt: skip
     zeros = np.zeros(n, np.int32)
     targets = spec.targets
     if not draws_per_request(policy, route):  # the order does not depend on the request
         order, reason = _order(policy.version, spec, targets, "", RouteContext("", route))
         return BulkPlans(route, [order], zeros, [reason], zeros)
-    u = draws(policy.version, request_ids)
+    u = draws_by_row(policy.version, request_ids, route_draws)
     index = _weighted_indices(targets, u)
     texts = _u_texts()
     combo = index.astype(np.int64) * len(texts) + _u_text_index(u)
@@ -425,16 +503,19 @@ def replay_routing(
     error_type: str | None,
     ctx: RouteContext | None = None,
     origin: str | None = None,
+    route_draw: int = ROUTE_DRAW,
 ) -> RoutePlan | None:
-    """The routing decision ``policy`` makes for one logged request (None: not routed)."""
+    """The routing decision ``policy`` makes for one logged request (None: not routed), drawn
+    by the row's ``route_draw``."""
     if not routed_live(logged_plan, error_type, origin) or route is None:
         return None
     if route not in policy.routes:
         return RoutePlan(route, (), UNKNOWN_ROUTE)
-    return plan_route(policy, route, request_id, ctx)
+    return plan_route(policy, route, request_id, ctx, route_draw)
 
 
 __all__ = [
-    "BulkPlans", "RoutePlan", "draw", "draws", "draws_per_request", "needs_context", "plan_route", "plan_routes",
+    "DRAWS", "ROUTE_DRAW", "ROUTE_DRAW_V1", "BulkPlans", "RoutePlan", "draw", "draw_function", "draw_v1", "draws",
+    "draws_by_row", "draws_per_request", "draws_v1", "needs_context", "plan_route", "plan_routes",
     "replay_routing", "route_context", "routed_live", "sticky_value",
 ]  # fmt: skip

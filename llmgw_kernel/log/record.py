@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .schema import COLUMN_NAMES, COLUMNS
+from .schema import COLUMN_NAMES, COLUMNS, ROUTE_DRAW
 
 JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
 #: body modes whose rows keep the request and response (``redacted``: after input guardrails)
@@ -36,7 +36,7 @@ class RequestRecord:
         "cache_namespace", "cache_key", "cache_context", "cache_lookup_ts", "cache_stored_ts", "cache_features",
         "embedding", "embedding_model", "team", "end_user", "key_version", "admission", "admission_reason",
         "budget_flags", "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens",
-        "usage_estimated", "origin", "guardrails", "cache_threshold", "cache_verify",
+        "usage_estimated", "origin", "guardrails", "cache_threshold", "cache_verify", "route_draw",
     )  # fmt: skip
 
     def __init__(self, request_id: str, ts: float, endpoint: str, api: str = "openai") -> None:
@@ -105,6 +105,7 @@ class RequestRecord:
         self.usage_estimated = False  # usage counted by the gateway (the provider sent none)
         self.guardrails: list[dict[str, Any]] | None = None  # verdicts (guardrails.verdicts.Verdicts.summary)
         self.origin: str | None = None  # None: served here; "import:<format>": written by `llmgw import`
+        self.route_draw = ROUTE_DRAW  # the weighted draw this release makes (log.schema.ROUTE_DRAW)
 
 
 def _cached_tokens(usage: dict[str, Any]) -> int | None:
@@ -318,6 +319,7 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "guardrails": rec.guardrails,
         "cache_threshold": rec.cache_threshold,
         "cache_verify": rec.cache_verify,
+        "route_draw": rec.route_draw,
     }
 
 

@@ -117,9 +117,22 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "entry) | sampled (a hit also asked upstream) | check (the check's own row); outcomes: "
         "<data-dir>/cache-outcomes.jsonl",
     ),
+    (
+        "route_draw",
+        "TINYINT",
+        "the weighted draw that routed it (docs/routing.md): 2 = the splitmix64 fold; 1 (or NULL: a row written "
+        "before the column) = blake2b-64 of version\\0key",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
+
+ROUTE_DRAW_V1 = 1
+"""``route_draw`` of a row routed by the first weighted draw (blake2b-64 of ``version\\0key``), the
+proxy's until 2026-12-05; a NULL ``route_draw`` (a row written before the column) means this."""
+ROUTE_DRAW = 2
+"""``route_draw`` of a row routed by the current weighted draw (the splitmix64 fold): every row
+written now. The functions are :data:`llmgw_kernel.decisions.routing.DRAWS`."""
 
 TS_MIN = 0.0
 """The earliest time a row may hold (epoch seconds): 1970-01-01T00:00:00Z."""

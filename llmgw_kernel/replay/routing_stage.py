@@ -16,6 +16,10 @@ checks out of ``routed``, ``unknown_model``, the shares and ``first_target_chang
 
 Columns: ``logged_target``, ``replay_target`` (first targets), ``replay_plan`` (list | None),
 ``replay_route_reason``; a request differs when its logged and replayed plans differ.
+
+Every request is drawn by the weighted draw that routed it live (the log's ``route_draw``,
+:func:`logged_route_draws`): a log written before the draw changed replays its own routes
+exactly, under the live policy and under a candidate alike.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions.context import RouteContext, route_context
 from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, draws_per_request, needs_context, plan_routes
+from ..log.schema import ROUTE_DRAW, ROUTE_DRAW_V1
 from .columns import as_objects, json_value, strings
 from .fold_columns import checks
 from .routing_estimates import estimate_coded, logged_cost
@@ -82,9 +87,10 @@ PLAN_CHUNK_ROWS = 1 << 19
 #: request ids held as Python str at once while a chunk is drawn
 ID_BATCH_ROWS = 1 << 14
 #: the log columns routing reads (``endpoint``: a check of a semantic hit is drawn as its hit, and
-#: the codes are read by every replay — in the window's first scan, not a second one)
+#: the codes are read by every replay — in the window's first scan, not a second one; ``route_draw``:
+#: the draw that routed each row)
 ROUTING_COLUMNS = ("route", "plan", "error_type", "attempts", "prompt_tokens", "completion_tokens", "target", "origin",
-                   "endpoint")  # fmt: skip
+                   "endpoint", "route_draw")  # fmt: skip
 
 
 def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy] | None = None) -> RoutingDecisions:
@@ -133,6 +139,22 @@ def draw_ids(window: Window, rows: np.ndarray, is_check: np.ndarray | None) -> p
     return pc.replace_with_mask(ids, pa.array(mask), hits)
 
 
+def logged_route_draws(window: Window) -> np.ndarray | None:
+    """The weighted draw that routed each row (``route_draw`` as int8; NULL, a row written before
+    the column, is :data:`~llmgw_kernel.log.schema.ROUTE_DRAW_V1`), or None when every row was
+    drawn by the current one (the common case: nothing to choose per row). A window given as
+    columns without ``route_draw`` is current (it is not a log an older release wrote)."""
+
+    def compute() -> np.ndarray | None:
+        if "route_draw" not in window.columns:
+            return None
+        col = window.arrow("route_draw").cast(pa.int8())
+        kinds = pc.fill_null(col, ROUTE_DRAW_V1).to_numpy().astype(np.int8, copy=False)
+        return None if not kinds.size or bool((kinds == ROUTE_DRAW).all()) else kinds
+
+    return window.memo("route_draws", compute)  # type: ignore[no-any-return]
+
+
 def _by_policy(policy: Policy, row_policies: Sequence[Policy] | None, n: int) -> list[tuple[Policy, np.ndarray | bool]]:
     if row_policies is None:
         return [(policy, True)]
@@ -148,6 +170,7 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
         return
     per_request = draws_per_request(policy, route)
+    kinds = logged_route_draws(window) if per_request else None
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
         # a route that plans every request alike needs no ids (only how many)
@@ -155,7 +178,7 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
         # drawn in bulk from Arrow; planned row by row (contexts) from Python strings
         ids: Any = [""] * len(chunk) if drawn is None else drawn if contexts is None else ArrowStrings(drawn)
-        bulk = plan_routes(policy, route, ids, contexts)
+        bulk = plan_routes(policy, route, ids, contexts, kinds[chunk] if kinds is not None else None)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
         reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
         out.plan_codes[chunk] = plan_map[bulk.codes]

@@ -47,7 +47,7 @@ LOG_COLUMNS = (
     "cache_features", "cache_threshold", "cache_reason",
     "embedding", "embedding_model", "cost_usd", "team", "end_user", "key_version", "admission",
     "admitted_ts", "settled_ts", "reserved_usd", "reserved_tokens", "reserved_prompt_tokens", "cached_tokens",
-    "origin",
+    "origin", "route_draw",
 )  # fmt: skip
 _LOG_COLUMNS = LOG_COLUMNS  # the name it had before
 #: the wide JSON columns (the logged bodies, metadata): read from the log each time a caller asks
