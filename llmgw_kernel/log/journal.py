@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from .record import RequestRecord, unserializable
+from .schema import ROUTE_DRAW_V1
 
 log = logging.getLogger("llmgw.log")
 
@@ -163,6 +164,8 @@ def _record(body: bytes, names: tuple[str, ...] | None = None) -> RequestRecord:
         for name, value in zip(names, values, strict=True):
             if name in _PLAIN_SET:
                 setattr(rec, name, value)
+        if "route_draw" not in names:  # written before the draw was logged: served by the first draw
+            rec.route_draw = ROUTE_DRAW_V1
     if rec.plan is not None:
         rec.plan = tuple(rec.plan)
     pos = 4 + hlen
