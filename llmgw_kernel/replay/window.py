@@ -94,8 +94,19 @@ class _Log:
         return iter(self._relation(names).to_arrow_reader(rows))
 
     def _relation(self, names: Sequence[str]) -> duckdb.DuckDBPyRelation:
-        cols = ", ".join(c if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
+        cols = ", ".join(_column(c) if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
         return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None)
+
+
+def _column(name: str) -> str:
+    """How the window reads log column ``name``: a logged cost that is no request's (not finite, or
+    beyond :data:`~llmgw_kernel.decisions.cost.MAX_COST_USD`: an import before costs were bounded)
+    is read as unknown (NULL), so no sum of costs overflows."""
+    if name in ("cost_usd", "reserved_usd"):
+        from ..decisions.cost import MAX_COST_USD
+
+        return f"CASE WHEN abs({name}) <= {MAX_COST_USD!r} THEN {name} END AS {name}"
+    return name
 
 
 @contextlib.contextmanager
