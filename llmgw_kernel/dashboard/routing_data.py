@@ -2,9 +2,11 @@
 each route's upstream failures and how many its retries and fallbacks rescued, and the
 circuit breakers (live state: ``/health`` and ``/metrics``).
 
-Shares count the first target routing planned (``plan[1]``: what the weights chose) and
-the target that served; per-target figures count every upstream attempt (``attempts``) of
-client requests (the gateway's own cache checks are no requests: :data:`.sql.CLIENT_SQL`).
+Shares count the first target routing planned (``plan[1]``, read as ``first_planned``: what
+the weights chose) and the target that served; per-target figures count every upstream attempt
+(``attempts``) of client requests (the gateway's own cache checks are no requests:
+:data:`.sql.CLIENT_SQL`). Only the per-target figures decode the lists: the routes and shares
+read their scalar columns (:func:`.sql.client_rows`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import CLIENT_SQL, ERROR_SQL, FELL_BACK_SQL, RESCUED_SQL, UPSTREAM_FAILED_SQL
+from .sql import CLIENT_SQL, ERROR_SQL, FELL_BACK_SQL, PLANNED_SQL, RESCUED_SQL, UPSTREAM_FAILED_SQL, client_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,12 +36,13 @@ _ROUTES_SQL = f"""
 SELECT route, count(*) AS requests, count(*) FILTER (WHERE {ERROR_SQL}) AS errors,
        count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS upstream_failed,
        count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued, count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
-FROM requests WHERE {{where}} AND {CLIENT_SQL} AND route IS NOT NULL AND (len(plan) > 0 OR target IS NOT NULL)
+FROM {client_rows("route, outcome, retries, target")} AS r
+WHERE route IS NOT NULL AND ({PLANNED_SQL} OR target IS NOT NULL)
 GROUP BY ALL ORDER BY requests DESC, route
 """
 
 _SHARES_SQL = f"""
-WITH r AS (SELECT route, plan[1] AS first, target FROM requests WHERE {{where}} AND {CLIENT_SQL} AND len(plan) > 0),
+WITH r AS (SELECT route, first_planned AS first, target FROM {client_rows("route, target")} AS c WHERE {PLANNED_SQL}),
 planned AS (SELECT route, first AS target, count(*) AS planned_first FROM r GROUP BY ALL),
 served AS (SELECT route, target, count(*) AS served FROM r WHERE target IS NOT NULL GROUP BY ALL)
 SELECT route, target, coalesce(planned_first, 0) AS planned_first,

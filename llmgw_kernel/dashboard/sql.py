@@ -1,7 +1,10 @@
 """SQL fragments that define the dashboards' derived figures, each in one place.
 
 A request's ``attempts`` list holds every upstream try in order (target, status, latency,
-error). From it:
+error). Its figures are read from the log's scalar columns that stand for the lists
+(``attempt_count``, ``first_planned``, ``first_attempt_failed``: decoding a list costs ~10x a
+scalar), in the rows of :func:`client_rows` — which derives them from the lists only for rows
+written before the columns. From them:
 
 - an *upstream failure*: a request with at least one failed attempt, whatever the client
   finally got;
@@ -20,13 +23,16 @@ the checks' share of it shown where the cache's savings are (``CHECK_SQL``).
 from __future__ import annotations
 
 from ..log.record import CHECK_ENDPOINT
+from ..log.schema import LIST_SCALARS_SQL
 
-# A second attempt is only ever made after a failed one, so "some attempt failed" is "more
-# than one attempt, or the only one failed" (cheaper than scanning each list); and since
+# Over the columns of client_rows(). A second attempt is only ever made after a failed one, so
+# "some attempt failed" is "more than one attempt, or the only one failed"; and since
 # ``retries`` counts the attempts that repeated a target, the targets tried are
-# len(attempts) - retries.
-UPSTREAM_FAILED_SQL = "(coalesce(len(attempts), 0) > 1 OR attempts[1].error IS NOT NULL)"
-FELL_BACK_SQL = "(coalesce(len(attempts), 0) - coalesce(retries, 0) > 1)"
+# attempt_count - retries.
+UPSTREAM_FAILED_SQL = "(attempt_count > 1 OR first_attempt_failed)"
+FELL_BACK_SQL = "(attempt_count - coalesce(retries, 0) > 1)"
+#: routing planned an order of targets (a request refused before routing has none)
+PLANNED_SQL = "(first_planned IS NOT NULL)"
 RETRIED_SQL = "(coalesce(retries, 0) > 0)"
 RESCUED_SQL = f"({UPSTREAM_FAILED_SQL} AND outcome = 'ok')"
 ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
@@ -37,6 +43,22 @@ REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
 CLIENT_SQL = f"(endpoint IS DISTINCT FROM '{CHECK_ENDPOINT}')"
 #: the gateway's check of a sampled semantic hit: spend, not a request
 CHECK_SQL = f"(endpoint = '{CHECK_ENDPOINT}')"
+
+
+def client_rows(columns: str) -> str:
+    """A subquery: ``columns`` and the list scalars (``attempt_count``, ``first_planned``,
+    ``first_attempt_failed``) of the client requests matching ``{where}`` (a placeholder left
+    for the caller's ``str.format``, with its parameters).
+
+    Rows written with the scalar columns give them as they are; rows written before them (NULL)
+    derive them from the lists (``log.schema.LIST_SCALARS_SQL``). Two scans, not
+    ``coalesce(attempt_count, len(attempts))``: DuckDB decodes every column a scan names, so only
+    the second scan names the lists, and its ``attempt_count IS NULL`` filter skips, by their
+    statistics, the row groups written with the columns — a log written since reads no list."""
+    scalars = ", ".join(LIST_SCALARS_SQL)
+    derived = ", ".join(f"{sql} AS {name}" for name, sql in LIST_SCALARS_SQL.items())
+    rows = f"FROM requests WHERE {{where}} AND {CLIENT_SQL} AND attempt_count"
+    return f"(SELECT {columns}, {scalars} {rows} IS NOT NULL UNION ALL SELECT {columns}, {derived} {rows} IS NULL)"
 
 
 def bucket_sql(start: float, width: int) -> str:
@@ -50,6 +72,7 @@ def bucket_time_sql(start: float, width: int, index: str = "i") -> str:
 
 
 __all__ = [
-    "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "REFUSED_SQL",
-    "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
+    "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "PLANNED_SQL",
+    "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
+    "client_rows",
 ]  # fmt: skip

@@ -35,6 +35,7 @@ from .sql import (
     UPSTREAM_FAILED_SQL,
     bucket_sql,
     bucket_time_sql,
+    client_rows,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ FROM requests WHERE {{where}}
 # rescues and fallbacks, and every attempt by target
 _ATTEMPTS_SQL = f"""
 WITH a AS MATERIALIZED (
-    SELECT outcome, retries, attempts FROM requests WHERE {{where}} AND {_C} AND len(attempts) > 0
+    SELECT * FROM {client_rows("outcome, retries, attempts")} AS c WHERE attempt_count > 0
 ), h AS (
     SELECT count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS failed, count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued,
            count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back

@@ -8,6 +8,7 @@ reassembling streams happen there, off the event loop.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -320,6 +321,19 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "cache_threshold": rec.cache_threshold,
         "cache_verify": rec.cache_verify,
         "route_draw": rec.route_draw,
+        **list_scalars(rec.plan, rec.attempts),
+    }
+
+
+def list_scalars(plan: Sequence[str] | None, attempts: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
+    """The scalar columns that stand for the ``plan``/``attempts`` lists in the dashboards'
+    counts (``attempt_count``, ``first_planned``, ``first_attempt_failed``): the same facts,
+    readable without decoding a list."""
+    first = attempts[0] if attempts else None
+    return {
+        "attempt_count": len(attempts) if attempts else 0,
+        "first_planned": plan[0] if plan else None,
+        "first_attempt_failed": first is not None and first.get("error") is not None,
     }
 
 

@@ -123,9 +123,31 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "the weighted draw that routed it (docs/routing.md): 2 = the splitmix64 fold; 1 (or NULL: a row written "
         "before the column) = blake2b-64 of version\\0key",
     ),
+    # scalars of the lists above, so a query counting attempts or first choices skips decoding the lists
+    # (NULL: a row written before the columns; its lists still say it)
+    ("attempt_count", "SMALLINT", "len(attempts): upstream attempts made (0: none)"),
+    ("first_planned", "VARCHAR", "plan[1]: the first target routing planned (NULL: no plan)"),
+    (
+        "first_attempt_failed",
+        "BOOLEAN",
+        "attempts[1].error IS NOT NULL: the first upstream attempt failed (false: it succeeded or none was made)",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
+
+LIST_SCALARS_SQL: dict[str, str] = {
+    "attempt_count": "CAST(coalesce(len(attempts), 0) AS SMALLINT)",
+    "first_planned": "plan[1]",
+    "first_attempt_failed": "coalesce(attempts[1].error IS NOT NULL, false)",
+}
+"""Each list scalar column (``attempt_count``, ``first_planned``, ``first_attempt_failed``) as SQL
+over the lists it stands for: its value for a row written before the columns (NULL there). The
+writer's rows hold the same values (:func:`.record.list_scalars`). A reader that wants to skip
+the lists reads the column where it is set and this only where it is NULL, as two scans (DuckDB
+reads every column a query names, so ``coalesce(attempt_count, len(attempts))`` still decodes
+``attempts`` for every row; ``attempt_count IS NULL`` as a scan's filter skips every row group
+written with the columns by its statistics)."""
 
 ROUTE_DRAW_V1 = 1
 """``route_draw`` of a row routed by the first weighted draw (blake2b-64 of ``version\\0key``), the
