@@ -38,6 +38,12 @@ Prints a table per page (median and spread over the runs).
     .venv/bin/python benchmarks/dashboard_pages.py --runs 5 --markdown
     .venv/bin/python benchmarks/dashboard_pages.py --cold     # every page a first visit
     .venv/bin/python benchmarks/dashboard_pages.py --navigate # overview by URL, then by its links
+    .venv/bin/python benchmarks/dashboard_pages.py --queries  # the routing page's queries in process
+
+``--queries`` runs no browser: it times, in this process, the routing page's three queries one
+by one and the overview's whole fill (CPU seconds of the process, DuckDB on the dashboard's one
+thread, a fresh connection per run so no answer is cached) over the same window: the server
+side alone, for an A/B of the SQL (``PYTHONPATH=<worktree>`` runs that checkout's queries).
 """
 
 from __future__ import annotations
@@ -238,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="overview by URL, then every other page by its link (one document)")  # fmt: skip
     ap.add_argument("--pages", default=",".join(PAGES),
                     help="the pages to open by URL, in this order (comma-separated; not with --navigate)")  # fmt: skip
+    ap.add_argument("--queries", action="store_true",
+                    help="no browser: the routing queries and the overview's fill, CPU s in process")  # fmt: skip
     args = ap.parse_args(argv)
     pages = tuple(p for p in args.pages.split(",") if p)
     if unknown := set(pages) - set(PAGES):
@@ -253,6 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} cores; {_mode(args)}",
           flush=True)  # fmt: skip
+    if args.queries:
+        for name, values in query_runs(data_dir, since, until, args.runs).items():
+            print(f"{name}: CPU s " + " / ".join(f"{v:.3f}" for v in sorted(values)), flush=True)
+        return
     runs = []
     for i in range(args.runs):
         if args.navigate:
@@ -261,6 +273,38 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold, pages))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
     report(runs, args.markdown, pages)
+
+
+def query_runs(data_dir: Path, since: str, until: str, runs: int) -> dict[str, list[float]]:
+    """CPU seconds per run of each routing query and of the overview's fill (see ``--queries``)."""
+    from datetime import UTC, datetime
+
+    from llmgw_kernel.dashboard import OverviewStore
+    from llmgw_kernel.dashboard import routing_data as rd
+    from llmgw_kernel.dashboard.filters import Filters
+    from llmgw_kernel.dashboard.queries import LogQueries
+
+    bounds = [datetime.strptime(t, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() for t in (since, until)]
+    filters = Filters(since=bounds[0], until=bounds[1])
+    sqls = {"routes": rd._ROUTES_SQL, "shares": rd._SHARES_SQL, "targets": rd._TARGETS_SQL}
+    out: dict[str, list[float]] = {name: [] for name in (*sqls, "routing (3)", "overview")}
+    for _ in range(runs):
+        queries = LogQueries(data_dir, threads=1, clock=lambda: bounds[1] + 3600)
+
+        def timed(con: Any, now: float) -> None:
+            where, params = filters.where(now)
+            for name, sql in sqls.items():
+                t0 = time.process_time()
+                con.execute(sql.format(where=where), params).fetchall()
+                out[name].append(time.process_time() - t0)
+
+        queries.answer(("bench",), timed, filters)
+        out["routing (3)"].append(sum(out[name][-1] for name in sqls))
+        t0 = time.process_time()
+        OverviewStore(data_dir, queries=queries).overview(filters=filters)
+        out["overview"].append(time.process_time() - t0)
+        queries.close()
+    return out
 
 
 def _mode(args: argparse.Namespace) -> str:
