@@ -109,17 +109,24 @@ def _bypass(
     return out, list(index)
 
 
+#: the rows that never reached a cache live (no logged cache decision, no logged key): the rows
+#: whose key replay makes from the logged body, selected by DuckDB in the scan of the bodies
+NEVER_CACHED = "cache IS NULL AND cache_key IS NULL"
+
+
 def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: list[Any]) -> tuple[np.ndarray, list]:
     """Each row's exact key (code into the returned keys; -1: none): the logged one, else, for a
-    window row that never reached a cache live, the key of its logged body (``bodies: full``)."""
+    window row of ``rows`` that never reached a cache live (:data:`NEVER_CACHED`), the key of
+    its logged body (``bodies: full``)."""
     code, values = cols.codes("cache_key", True)
     code, values = code.copy(), list(values)
-    n = cols.n
-    missing = np.flatnonzero(rows[:n] & (code[:n] < 0) & (cols.codes("cache")[0] < 0))
-    if "request_body" not in cols.w:
-        missing = missing[:0]
-    if len(missing):  # only these rows' bodies are coded (and parsed once per distinct body)
-        enc = cols.w.take("request_body", missing).dictionary_encode()  # these rows' bodies only, streamed
+    if "request_body" not in cols.w or not rows[: cols.n].any():
+        return code, values
+    missing, raw_bodies = cols.w.where("request_body", NEVER_CACHED)  # only these rows' bodies are read
+    keep = rows[missing]
+    missing = missing[keep]
+    if len(missing):  # coded, and parsed once per distinct (route, body)
+        enc = raw_bodies.filter(pa.array(keep)).dictionary_encode()
         body_code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         bodies = enc.dictionary.to_pylist()
         pair, first = factorize(route_code[missing], body_code)
@@ -204,33 +211,18 @@ def _scoped_by_text(
     return out
 
 
+#: the ``team`` member of a row's metadata as JSON text (NULL: none, or the metadata is not JSON)
+TEAM_JSON = "try(json_extract(metadata, '$.team'))"
+
+
 def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
     """The team each row's metadata names (``cache_stage._team``): DuckDB's JSON path over the
-    metadata, streamed from the log batch by batch (:meth:`.window.Window.mapped`: the window's
-    ~1M distinct metadata values are never held at once, only the teams); a plain JSON string is
-    unquoted here, any other value (a number, an escaped string, ...) goes through Python as
-    ``str(value)``."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET threads = 1")
-
-        def team_json(meta: pa.Array) -> pa.Array:  # the ``team`` member's JSON text (NULL: none or not JSON)
-            if pa.types.is_null(meta.type) or not len(meta):
-                return pa.nulls(len(meta), pa.string())
-            con.register("meta", pa.table({"m": meta}))
-            try:
-                raw = con.sql("SELECT try(json_extract(m, '$.team')) AS t FROM meta").to_arrow_table().column("t")
-            finally:
-                con.unregister("meta")
-            return raw.cast(pa.string()).combine_chunks()
-
-        parts = [(cols.w, cols.w.mapped("metadata", team_json))]
-        if cols.warm is not None:
-            parts.append((cols.warm, cols.warm.mapped("metadata", team_json)))
-    finally:
-        con.close()
+    metadata, computed in the window's scan (:meth:`.window.Window.computed`: the metadata
+    never comes into Arrow, only the teams' JSON text); a plain JSON string is unquoted here,
+    any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
+    parts = [(cols.w, _team_json(cols.w))]
+    if cols.warm is not None:
+        parts.append((cols.warm, _team_json(cols.warm)))
     raw = pa.concat_arrays([p for _, p in parts])
     if not len(raw):
         return np.full(0, -1, np.int64), []
@@ -251,3 +243,10 @@ def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
         team = pa.array(values, pa.string())
     enc = team.dictionary_encode()
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _team_json(window: Any) -> pa.Array:
+    """:data:`TEAM_JSON` of each of ``window``'s rows, as text."""
+    if not len(window):
+        return pa.array([], pa.string())
+    return window.computed("_team_json", TEAM_JSON).cast(pa.string())

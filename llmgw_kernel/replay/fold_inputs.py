@@ -140,16 +140,17 @@ def inputs(c: Composer) -> Inputs | None:
     """The kernel's inputs for ``c`` (None: the kernel does not fold this replay).
 
     The columns only the inputs read (those the window did not hold before) are released once
-    the inputs are made: the kernel and the stages after it read arrays and codes, and a later
-    reader of such a column scans it again (the window's memory stays what the stages need)."""
+    the inputs are made, with their codes: the kernel and the stages after it read arrays, and a
+    later reader of such a column scans it again (the window's memory stays what the stages need)."""
     rows = c.n + (len(c.warm_window) if c.warm_window is not None else 0)
     if len(c.policies) > 1 or c.start.flights or rows > ROWS_MAX:
         return None
     window = as_window(c.window)
     held = set(window.table.column_names)
+    coded = window.coded
     made = _inputs(c, window, held)
-    if made is not None:
-        window.release([n for n in window.table.column_names if n not in held])
+    if made is not None:  # and their codes: ~50 MB of int32 arrays and Python strings at the fold's peak
+        window.release([n for n in window.columns if n not in held and n not in coded], codes=True)
     return made
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -80,22 +81,32 @@ class _Log:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any], present: set[str]) -> None:
         self.con, self.where, self.params, self.present = con, where, params, present
+        #: columns computed by DuckDB in the scan (:meth:`Window.computed`): name -> SQL expression
+        self.computed: dict[str, str] = {}
 
-    def scan(self, names: Sequence[str]) -> pa.Table:
+    def scan(self, names: Sequence[str], where: str | None = None) -> pa.Table:
         """The columns ``names`` as one Arrow table (scan order), read with one DuckDB thread:
         the result's buffers are DuckDB's, and a parallel scan leaves freed buffers in one
         malloc arena per thread that are never returned (a 1M-row window's 19 columns: ~110 MB
-        more RSS, and no less CPU on a loaded machine)."""
+        more RSS, and no less CPU on a loaded machine). ``where``: only the window's rows where
+        this SQL predicate also holds."""
         with _one_thread(self.con):
-            return self._relation(names).to_arrow_table(SCAN_BATCH_ROWS)
+            return self._relation(names, where).to_arrow_table(SCAN_BATCH_ROWS)
 
     def batches(self, names: Sequence[str], rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         """:meth:`scan` streamed in record batches (scan order)."""
         return iter(self._relation(names).to_arrow_reader(rows))
 
-    def _relation(self, names: Sequence[str]) -> duckdb.DuckDBPyRelation:
-        cols = ", ".join(_column(c) if c in self.present else f"NULL AS {c}" for c in names)  # logs older than a column
-        return self.con.sql(f"SELECT {cols} FROM requests{self.where}", params=self.params or None)
+    def _relation(self, names: Sequence[str], where: str | None = None) -> duckdb.DuckDBPyRelation:
+        cols = ", ".join(
+            f"{self.computed[c]} AS {c}" if c in self.computed
+            else _column(c) if c in self.present else f"NULL AS {c}"  # logs older than a column
+            for c in names
+        )  # fmt: skip
+        cond = self.where
+        if where:
+            cond = f"{cond} AND ({where})" if cond else f" WHERE ({where})"
+        return self.con.sql(f"SELECT {cols} FROM requests{cond}", params=self.params or None)
 
 
 def _column(name: str) -> str:
@@ -275,6 +286,28 @@ def _vectors(column: pa.Array) -> np.ndarray:
     return values.reshape(len(column), int(lengths[0]))
 
 
+def _us(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A time column as int64 epoch microseconds."""
+    return _whole(column).cast(pa.timestamp("us", "UTC")).cast(pa.int64()).to_numpy()  # type: ignore[no-any-return]
+
+
+def _over_table(table: pa.Table, sql: str) -> pa.Table:
+    """``sql`` over ``table`` (a window given as columns), seen as ``t``: its columns, the log's
+    columns it lacks as NULL text, and ``_row`` (each row's position)."""
+    import duckdb
+
+    n = table.num_rows
+    extra = {c: pa.nulls(n, pa.string()) for c in LOG_COLUMNS if c not in table.column_names}
+    t = pa.table({**{c: table.column(c) for c in table.column_names}, **extra, "_row": pa.array(np.arange(n))})
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        con.register("t", t)
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
 def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A column as one array (a chunked one concatenated; one chunk: itself, not a copy)."""
     if not isinstance(column, pa.ChunkedArray):
@@ -339,16 +372,29 @@ class Window(dict[str, Any]):
         del got
         release_memory()
 
-    def release(self, names: Sequence[str]) -> None:
+    def release(self, names: Sequence[str], codes: bool = False) -> None:
         """Stop holding the columns ``names`` (and their numeric forms): their memory is freed, and
-        a later read scans them again. Their codes (:meth:`codes`, small) stay. ``request_id`` and
+        a later read scans them again. Their codes (:meth:`codes`) stay unless ``codes``: then
+        they are dropped too (a 1M-row window's codes of ~17 columns, with their values as
+        Python strings: ~50 MB) and made again by a later :meth:`codes`. ``request_id`` and
         ``ts`` (the window's order) are always held."""
-        drop = [n for n in dict.fromkeys(names) if n in self._table.column_names and n not in ("request_id", "ts")]
-        if drop and self._log is not None:  # a window given as columns has nothing to read them back from
+        if self._log is None:  # a window given as columns has nothing to read them back from
+            return
+        names = [n for n in dict.fromkeys(names) if n not in ("request_id", "ts")]
+        drop = [n for n in names if n in self._table.column_names]
+        forms = ("numpy", "epoch", "codes") if codes else ("numpy", "epoch")
+        freed = [k for k in self._memo if k[0] in forms and (k[1] in drop or (codes and k[1] in names))]
+        for key in freed:
+            del self._memo[key]
+        if drop:
             self._table = self._table.drop_columns(drop)
-            for key in [k for k in self._memo if k[1] in drop and k[0] in ("numpy", "epoch")]:
-                del self._memo[key]
+        if drop or freed:
             release_memory()
+
+    @property
+    def coded(self) -> frozenset[str]:
+        """The columns whose codes (:meth:`codes`) the window holds now."""
+        return frozenset(k[1] for k in self._memo if k[0] == "codes")
 
     def _read(self, missing: list[str]) -> pa.Table:
         """The columns ``missing`` of the window's rows, in window order (one scan)."""
@@ -395,6 +441,43 @@ class Window(dict[str, Any]):
         back = np.empty(len(rows), np.int64)
         back[by_scan] = np.arange(len(rows))
         return pa.concat_arrays(values).take(pa.array(back))
+
+    def where(self, name: str, predicate: str) -> tuple[np.ndarray, pa.Array]:
+        """(the window rows where the SQL ``predicate`` over the log's columns holds, ascending;
+        column ``name`` at those rows). DuckDB applies the predicate in its scan, so a
+        :data:`LENT` column is read for those rows only (the bodies of the rows refused live,
+        not every body)."""
+        if self._log is None:
+            got = _over_table(self._table, f"SELECT _row, {name} FROM t WHERE {predicate} ORDER BY _row")
+            return got.column(0).to_numpy().astype(np.int64), _whole(got.column(1))
+        got = self._log.scan(["request_id", "ts", name], predicate)
+        pos = _positions(self._ts_us(), _whole(self._table.column("request_id")), _us(got.column("ts")),
+                         _whole(got.column("request_id")))  # fmt: skip
+        if np.any(pos < 0) or len(np.unique(pos)) != len(pos):  # rows logged since, or repeated ids: by the column
+            rows = np.flatnonzero(pc.fill_null(self._with_log_view(predicate), False).to_numpy(zero_copy_only=False))
+            return rows, self.take(name, rows)
+        order = np.argsort(pos, kind="stable")
+        return pos[order], _whole(got.column(name)).take(pa.array(order))
+
+    def computed(self, name: str, expr: str) -> pa.Array:
+        """The SQL expression ``expr`` over each window row's log columns (one value per row, in
+        window order), computed by DuckDB in its scan and not held: a value derived from a
+        :data:`LENT` column (a JSON member of the metadata) never brings the column itself into
+        Arrow. ``name`` names the result (not a log column)."""
+        if self._log is None:
+            return _whole(_over_table(self._table, f"SELECT {expr} AS {name} FROM t ORDER BY _row").column(0))
+        if self._log.computed.get(name, expr) != expr:
+            raise ValueError(f"computed({name!r}): already computed as {self._log.computed[name]!r}")
+        self._log.computed[name] = expr
+        return _whole(self._read([name]).column(name))
+
+    def _with_log_view(self, predicate: str) -> pa.Array:
+        """``predicate`` of each window row (matched by (ts, request_id)), NULL for none."""
+        alias = "_where_" + hashlib.blake2b(predicate.encode(), digest_size=8).hexdigest()
+        return self.computed(alias, f"({predicate})")
+
+    def _ts_us(self) -> np.ndarray:
+        return _us(self._table.column("ts"))
 
     def mapped(self, name: str, fn: Callable[[pa.Array], pa.Array | pa.ChunkedArray]) -> pa.Array:
         """``fn`` applied to column ``name``, one result per window row, in window order. A

@@ -1,8 +1,9 @@
 """What the compiled fold's inputs read from the log, and what they keep of it (issue 11: a
 full replay's memory).
 
-- the bodies of the few rows whose exact key is not logged are the only bodies read (streamed
-  by ``Window.take``), never the whole ``request_body`` column;
+- the bodies of the few rows whose exact key is not logged are the only bodies read (selected
+  by DuckDB in its scan: ``Window.where``), never the whole ``request_body`` column; the teams
+  are computed in the scan (``Window.computed``), the metadata never read;
 - the columns only the fold reads are scanned once, kept as codes or float64 (``Cols.compact``)
   and released from the window: every later read of them goes through those forms, which give
   the same Python values as the log's Arrow column (ints stay ints, NULL stays None);
@@ -27,6 +28,7 @@ from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.replay import _state_before, load_window
 from llmgw_kernel.replay.columns import optional_objects
 from llmgw_kernel.replay.fold import Composer
+from llmgw_kernel.replay.fold_cache_inputs import NEVER_CACHED
 from llmgw_kernel.replay.fold_codes import Cols
 from llmgw_kernel.replay.fold_inputs import FOLD_COLUMNS, inputs
 from llmgw_kernel.replay.fold_kernel import FoldedArrays, run_compiled
@@ -60,9 +62,9 @@ def _spy(c: Composer) -> list[list[str]]:
     seen: list[list[str]] = []
     scan, batches = log.scan, log.batches
 
-    def spied_scan(names: list[str]) -> Any:
-        seen.append(["scan", *names])
-        return scan(names)
+    def spied_scan(names: list[str], where: str | None = None) -> Any:
+        seen.append(["scan", *names] + ([f"WHERE {where}"] if where else []))
+        return scan(names, where)
 
     def spied_batches(names: list[str], rows: int = 65_536) -> Any:
         seen.append(["stream", *names])
@@ -78,8 +80,13 @@ def test_the_inputs_read_only_keyless_rows_bodies_and_each_fold_column_once(data
     made = inputs(c)
     assert made is not None
     body_reads = [s for s in seen if "request_body" in s]
-    # some rows are keyed from their bodies (refused live), read streamed — never the column whole
-    assert body_reads == [["stream", "request_id", "request_body"]], body_reads
+    # some rows are keyed from their bodies (refused live): DuckDB reads only those rows' bodies
+    assert body_reads == [["scan", "request_id", "ts", "request_body", f"WHERE {NEVER_CACHED}"]], body_reads
+    # the teams are computed in the scan: the metadata itself is never read into Arrow
+    assert not [s for s in seen if "metadata" in s], seen
+    assert ["scan", "request_id", "_team_json"] in seen, seen
+    # the fold's own columns' codes are dropped with their columns once the inputs are made
+    assert not ({"key_id", "end_user", "cache_key", "cache_control"} & c.window.coded), c.window.coded
     scanned = [name for s in seen if s[0] == "scan" for name in s[2:] if name != "request_id"]
     again = sorted({n for n in scanned if scanned.count(n) > 1 and n in FOLD_COLUMNS})
     assert not again, f"fold columns scanned more than once: {again}"

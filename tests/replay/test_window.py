@@ -16,7 +16,7 @@ import pytest
 from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
-from llmgw_kernel.replay.window import LENT, LOG_COLUMNS, _dictionary, load_window, split_plan
+from llmgw_kernel.replay.window import LENT, LOG_COLUMNS, _dictionary, as_window, load_window, split_plan
 
 T0 = 1_790_000_000.0
 DIM = 8
@@ -359,3 +359,83 @@ def test_a_scan_puts_the_connections_threads_setting_back(log_dir: Path) -> None
     window.prefetch(["latency_ms", "target"])
     assert con.execute("SELECT current_setting('threads')").fetchall()[0][0] == 3
     assert window["target"] == _reference(log_dir)["target"]
+
+
+def _team_of(meta: str | None) -> str | None:
+    import json
+
+    value = json.loads(meta) if meta else None
+    return json.dumps(value["team"]) if isinstance(value, dict) and "team" in value else None
+
+
+TEAM = "try(json_extract(metadata, '$.team'))"
+NO_END = "ts_end IS NULL AND temperature IS NULL"
+
+
+def _no_end_rows(ref: dict[str, list]) -> list[int]:
+    return [
+        i for i, (e, t) in enumerate(zip(ref["ts_end"], ref["temperature"], strict=True)) if e is None and t is None
+    ]
+
+
+def test_where_reads_only_the_rows_a_predicate_selects_in_window_order(log_dir: Path) -> None:
+    """``Window.where``: DuckDB selects the rows in its scan (segments out of time order, tied
+    time stamps, a predicate that joins and returns rows in hash order, a window given as lists)."""
+    picked = "SELECT request_id FROM requests WHERE hash(request_id) % 5 < 3"
+    for where in (None, f"request_id IN ({picked} ORDER BY random())"):
+        window = load_window(open_log(log_dir), where=where)
+        ref = _reference(log_dir, f"WHERE request_id IN ({picked})" if where else "")
+        by_id = {rid: i for i, rid in enumerate(ref["request_id"])}
+        ref = {k: [v[by_id[r]] for r in window["request_id"]] for k, v in ref.items()}  # in window order
+        rows, bodies = window.where("request_body", NO_END)
+        want = _no_end_rows(ref)
+        assert 20 < len(want) < len(window) and rows.tolist() == want
+        assert bodies.to_pylist() == [ref["request_body"][i] for i in want]
+        given = as_window({k: ref[k] for k in ("request_id", "ts", "ts_end", "temperature", "request_body")})
+        rows, bodies = given.where("request_body", NO_END)
+        assert rows.tolist() == want and bodies.to_pylist() == [ref["request_body"][i] for i in want]
+
+
+def test_where_and_computed_when_rows_were_logged_after_the_window_was_read(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    writer = LogWriter(tmp_path, flush_ms=3_600_000, journal=False)
+    for i in range(60):
+        writer.append(_record(i, T0 + i, rng))
+    writer.flush()
+    window = load_window(open_log(tmp_path))
+    for i in range(60, 90):
+        writer.append(_record(i, T0 + i - 70, rng))  # earlier times: they would sort into the window
+    writer.close()
+    ref = _reference(tmp_path, "WHERE request_id IN (SELECT unnest(?))", [window["request_id"]])
+    rows, bodies = window.where("request_body", NO_END)
+    assert rows.tolist() == _no_end_rows(ref) and bodies.to_pylist() == [ref["request_body"][i] for i in rows]
+    got = window.computed("_team_json", TEAM).cast(pa.string()).to_pylist()
+    assert got == [_team_of(m) for m in ref["metadata"]]
+
+
+def test_computed_is_duckdbs_expression_per_row_in_window_order(log_dir: Path) -> None:
+    picked = "SELECT request_id FROM requests WHERE hash(request_id) % 5 < 3"
+    window = load_window(open_log(log_dir), where=f"request_id IN ({picked} ORDER BY random())")
+    ref = _reference(log_dir, f"WHERE request_id IN ({picked})")
+    by_id = dict(zip(ref["request_id"], ref["metadata"], strict=True))
+    got = window.computed("_team_json", TEAM).cast(pa.string()).to_pylist()
+    assert got == [_team_of(by_id[r]) for r in window["request_id"]]
+    assert {"t1", "t2", "t3"} <= {g.strip('"') for g in got if g} and None in got
+    assert "metadata" not in window.table.column_names and "_team_json" not in window.table.column_names
+    with pytest.raises(ValueError, match="already computed"):
+        window.computed("_team_json", "1")
+    given = as_window({"request_id": window["request_id"], "metadata": window["metadata"]})
+    assert given.computed("_team_json", TEAM).cast(pa.string()).to_pylist() == got
+
+
+def test_release_with_codes_drops_the_codes_too(log_dir: Path) -> None:
+    ref = _reference(log_dir)
+    window = load_window(log_dir, prefetch=["route", "key_id"])
+    route_codes = window.codes("route")
+    window.codes("key_id")
+    assert {"route", "key_id"} <= window.coded
+    window.release(["route", "key_id"], codes=True)
+    assert not ({"route", "key_id"} & window.coded)
+    assert window.table.column_names == ["request_id", "ts"]
+    again = window.codes("route")  # read again from the log
+    assert again is not route_codes and [again[1][c] if c >= 0 else None for c in again[0]] == ref["route"]
