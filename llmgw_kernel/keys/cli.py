@@ -27,6 +27,8 @@ from typing import Any
 from urllib.parse import quote
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: the longest key id or credential name the CLI sends (percent-quoted, far below any URL limit)
+MAX_SEGMENT = 1024
 
 
 def _segment(value: str, what: str = "key id") -> str:
@@ -40,7 +42,13 @@ def _segment(value: str, what: str = "key id") -> str:
     Traceback (most recent call last):
     ...
     ValueError: '../../etc' is not a valid key id (one path segment: no '/', not '.' or '..')
+    >>> _segment("k" * 2000)
+    Traceback (most recent call last):
+    ...
+    ValueError: a key id of 2,000 characters is not valid (at most 1,024)
     """
+    if len(value) > MAX_SEGMENT:  # quoted, it could pass the URL length a client may send
+        raise ValueError(f"a {what} of {len(value):,} characters is not valid (at most {MAX_SEGMENT:,})")
     if value in ("", ".", "..") or "/" in value:
         raise ValueError(f"{value!r} is not a valid {what} (one path segment: no '/', not '.' or '..')")
     return quote(value, safe="")
