@@ -93,9 +93,9 @@ class _Log:
         with _one_thread(self.con):
             return self._relation(names, where).to_arrow_table(SCAN_BATCH_ROWS)
 
-    def batches(self, names: Sequence[str], rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """:meth:`scan` streamed in record batches (scan order)."""
-        return iter(self._relation(names).to_arrow_reader(rows))
+    def batches(self, names: Sequence[str], rows: int = 65_536, where: str | None = None) -> pa.RecordBatchReader:
+        """:meth:`scan` streamed in record batches (scan order): a ``pyarrow.RecordBatchReader``."""
+        return self._relation(names, where).to_arrow_reader(rows)
 
     def _relation(self, names: Sequence[str], where: str | None = None) -> duckdb.DuckDBPyRelation:
         cols = ", ".join(
@@ -450,7 +450,8 @@ class Window(dict[str, Any]):
         if self._log is None:
             got = _over_table(self._table, f"SELECT _row, {name} FROM t WHERE {predicate} ORDER BY _row")
             return got.column(0).to_numpy().astype(np.int64), _whole(got.column(1))
-        got = self._log.scan(["request_id", "ts", name], predicate)
+        with _one_thread(self._log.con):  # streamed: DuckDB does not hold the whole result beside its Arrow
+            got = self._log.batches(["request_id", "ts", name], where=predicate).read_all()
         pos = _positions(self._ts_us(), _whole(self._table.column("request_id")), _us(got.column("ts")),
                          _whole(got.column("request_id")))  # fmt: skip
         if np.any(pos < 0) or len(np.unique(pos)) != len(pos):  # rows logged since, or repeated ids: by the column

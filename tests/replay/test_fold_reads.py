@@ -66,9 +66,9 @@ def _spy(c: Composer) -> list[list[str]]:
         seen.append(["scan", *names] + ([f"WHERE {where}"] if where else []))
         return scan(names, where)
 
-    def spied_batches(names: list[str], rows: int = 65_536) -> Any:
-        seen.append(["stream", *names])
-        return batches(names, rows)
+    def spied_batches(names: list[str], rows: int = 65_536, where: str | None = None) -> Any:
+        seen.append(["stream", *names] + ([f"WHERE {where}"] if where else []))
+        return batches(names, rows, where)
 
     log.scan, log.batches = spied_scan, spied_batches
     return seen
@@ -81,7 +81,7 @@ def test_the_inputs_read_only_keyless_rows_bodies_and_each_fold_column_once(data
     assert made is not None
     body_reads = [s for s in seen if "request_body" in s]
     # some rows are keyed from their bodies (refused live): DuckDB reads only those rows' bodies
-    assert body_reads == [["scan", "request_id", "ts", "request_body", f"WHERE {NEVER_CACHED}"]], body_reads
+    assert body_reads == [["stream", "request_id", "ts", "request_body", f"WHERE {NEVER_CACHED}"]], body_reads
     # the teams are computed in the scan: the metadata itself is never read into Arrow
     assert not [s for s in seen if "metadata" in s], seen
     assert ["scan", "request_id", "_team_json"] in seen, seen
