@@ -17,7 +17,10 @@ segment(s), ``C`` to close. Each ``W`` is answered by one JSON line ``{"seq", "w
 "stripped", "error"}``: the next segment number, how many of the journal frames (a prefix; the
 layout frame not counted) are now in segments, how many of those were written
 with their scalar columns only, and why the rest were not (None: all written). The server keeps
-the frames not written (and their journal) and sends them again with the next flush.
+the frames not written (and their journal) and sends them again with the next flush. The worker
+answers once the rows are in segments (merges run beside, in its compactor thread), so the server
+waits for an answer at most :func:`answer_deadline_s`: a worker that is alive but does not answer
+(stopped, swapped out, a hung disk) is then killed like a dead one, and the flush fails.
 
 Only one process writes a series of segments: this process holds ``flock`` on
 :func:`worker_lock` while it runs, and a writer of the same series waits for it
@@ -28,9 +31,11 @@ closes (the server exited, however it died), after the merge it is running.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -48,6 +53,10 @@ _FRAME = struct.Struct("<III")  # a journal frame's head: magic, body length, cr
 # not ``-m``: the package imports this module before runpy would run it as __main__
 _ENTRY = f"import sys; from {__name__} import main; sys.exit(main(sys.argv[1:]))"
 WAIT_FOR_WORKER_S = 120.0  # a stale worker finishes its merge (seconds at 1M rows) and exits
+ANSWER_S = 20.0  # a W request's answer deadline: this, plus (answer_deadline_s) ...
+ANSWER_S_PER_MB = 1.0  # ... this per MB of frames (docs/log.md "the log worker")
+EXIT_WAIT_S = 120.0  # a closed worker finishes the merge it is running, or is killed after this
+KILL_WAIT_S = 5.0  # a killed worker is reaped within this, or left for later (stuck in the kernel)
 
 
 def worker_lock(directory: Path, replica: str) -> Path:
@@ -78,6 +87,18 @@ def wait_for_worker(directory: Path, replica: str, timeout_s: float = WAIT_FOR_W
         os.close(fd)
 
 
+class WorkerTimeout(OSError):
+    """The worker did not take a request or answer it before its deadline (stopped, swapped out,
+    a stuck disk): the caller kills it and starts another, as for a dead one."""
+
+
+def answer_deadline_s(payload_bytes: int) -> float:
+    """How long a ``W`` request of ``payload_bytes`` may take to be answered: ``ANSWER_S`` (a new
+    worker's start: imports, the anchor, the lock) plus ``ANSWER_S_PER_MB`` per MB of frames. The
+    worker answers once the rows are in segments and merges run beside it, so a merge never counts."""
+    return ANSWER_S + ANSWER_S_PER_MB * payload_bytes / 1e6
+
+
 class WorkerProcess:
     """The server side of one worker process: spawn, send a flush's frames, close."""
 
@@ -88,10 +109,17 @@ class WorkerProcess:
         cmd = [sys.executable, "-c", _ENTRY, str(data_dir), replica or "-", str(flush_ms), format_in_force(), level]
         # its own session: a Ctrl-C meant for the server does not stop it mid-write; it exits
         # when the server closes its stdin (or dies)
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, bufsize=0
+        )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin: IO[bytes] = self._proc.stdin
         self._stdout: IO[bytes] = self._proc.stdout
+        # non-blocking pipes: every wait on the worker is a poll with a deadline (a stopped worker
+        # fills the pipe, then never answers)
+        os.set_blocking(self._stdin.fileno(), False)
+        os.set_blocking(self._stdout.fileno(), False)
+        self._received = b""  # bytes of an answer read so far
 
     @property
     def pid(self) -> int:
@@ -99,15 +127,21 @@ class WorkerProcess:
 
     def write(self, frames: list[bytes]) -> dict[str, Any]:
         """Have the worker write ``frames`` as segments; its answer (see the module's doc).
-        Raises OSError if the worker is gone (the caller keeps the frames and starts another)."""
+        Raises OSError if the worker is gone, and :class:`WorkerTimeout` if it has not answered
+        within :func:`answer_deadline_s` (the caller kills it, keeps the frames and starts another)."""
         from .journal import layout_frame
 
         payload = b"".join((layout_frame(), *frames))  # this process's record layout first
+        request = _REQUEST.pack(b"W", len(payload)) + payload
+        timeout_s = answer_deadline_s(len(request))
+        deadline = time.monotonic() + timeout_s
         try:
-            self._stdin.write(_REQUEST.pack(b"W", len(payload)))
-            self._stdin.write(payload)
-            self._stdin.flush()
-            line = self._stdout.readline()
+            self._send(request, deadline)
+            line = self._answer(deadline)
+        except WorkerTimeout:
+            raise WorkerTimeout(
+                f"log worker {self._proc.pid} did not answer a write of {len(frames)} rows in {timeout_s:.0f} s"
+            ) from None
         except (OSError, ValueError) as exc:
             raise OSError(f"log worker {self._proc.pid} is gone: {exc}") from exc
         if not line:
@@ -118,13 +152,40 @@ class WorkerProcess:
             raise OSError(f"log worker {self._proc.pid} answered {line[:80]!r}") from exc
         return reply
 
-    def close(self, timeout_s: float = 120.0) -> None:
-        """Ask the worker to finish (its running merge) and exit; kill it after ``timeout_s``."""
-        try:
-            self._stdin.write(_REQUEST.pack(b"C", 0))
+    def _send(self, data: bytes, deadline: float) -> None:
+        view, fd = memoryview(data), self._stdin.fileno()
+        while view:
+            _wait_for(fd, select.POLLOUT, deadline)
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+
+    def _answer(self, deadline: float) -> bytes:
+        """The worker's answer line (b"" if it closed its stdout first)."""
+        fd = self._stdout.fileno()
+        while b"\n" not in self._received:
+            _wait_for(fd, select.POLLIN, deadline)
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return b""
+            self._received += chunk
+        line, _, self._received = self._received.partition(b"\n")
+        return line + b"\n"
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Ask the worker to finish (its running merge) and exit; kill it after ``timeout_s``
+        (``EXIT_WAIT_S``: a worker stopped while idle never reads the request)."""
+        timeout_s = EXIT_WAIT_S if timeout_s is None else timeout_s
+        # 5 bytes: never a partial write. It fails if the worker is gone or its pipe is full (it is
+        # stopped): then it sees the end of stdin, or is killed after timeout_s
+        with contextlib.suppress(OSError, ValueError):
+            os.write(self._stdin.fileno(), _REQUEST.pack(b"C", 0))
+        with contextlib.suppress(OSError):
             self._stdin.close()
-        except (OSError, ValueError):
-            pass
         try:
             self._proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -133,8 +194,29 @@ class WorkerProcess:
         self._stdout.close()
 
     def kill(self) -> None:
-        self._proc.kill()
-        self._proc.wait()
+        """SIGKILL the worker and reap it. A process stuck in the kernel (a hung disk) dies only
+        once its I/O returns: after ``KILL_WAIT_S`` it is left to be reaped later, not waited on."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        for stream in (self._stdin, self._stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self._proc.wait(KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.error("log worker %d killed but not yet exited after %.0f s", self._proc.pid, KILL_WAIT_S)
+
+
+def _wait_for(fd: int, event: int, deadline: float) -> None:
+    """Return once ``fd`` is ready for ``event`` (or hung up); raise WorkerTimeout at ``deadline``."""
+    poller = select.poll()
+    poller.register(fd, event)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WorkerTimeout
+        if poller.poll(min(left, 1.0) * 1000):
+            return
 
 
 def split_frames(payload: bytes) -> list[bytes]:

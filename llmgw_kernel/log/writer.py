@@ -183,6 +183,12 @@ class LogWriter:
             self._flush_locked()
 
     def close(self) -> None:
+        """Flush what is buffered, stop the threads and the worker, close the journal. Bounded:
+        with a worker (the server's), the writer thread's running flush (at most its answer
+        deadline, :func:`.segment_worker.answer_deadline_s`), one last flush (the same deadline)
+        and the worker's exit (its running merge, at most ``EXIT_WAIT_S``, then it is killed).
+        Rows a flush could not write stay in the journal for the next start. An in-process
+        writer waits for DuckDB's write, which a hung disk can hold."""
         self._stop = True
         self._wake.set()
         self._flushed.set()

@@ -24,7 +24,7 @@ import pytest
 from conftest import Gateway, policy_for
 
 from llmgw_kernel import open_log
-from llmgw_kernel.log import RequestRecord
+from llmgw_kernel.log import RequestRecord, segment_worker
 from llmgw_kernel.log import journal as wal
 from llmgw_kernel.log.segment_worker import WorkerProcess, split_frames, wait_for_worker, write_frames
 from llmgw_kernel.log.segments import list_segments, log_dir
@@ -107,6 +107,44 @@ def test_a_worker_that_died_is_replaced_and_no_row_is_lost(tmp_path):
         assert (w.rows_written, w.buffered, w.last_error) == (3, 0, None)
     finally:
         w.close()
+    assert counted(tmp_path) == (3, 3)
+
+
+def test_a_worker_that_stopped_answering_is_killed_at_the_deadline_and_replaced(tmp_path, monkeypatch):
+    """SIGSTOP of the worker (a stuck disk, swapped out): the flush fails at its deadline instead of
+    waiting forever, the worker is killed and reaped, and a new worker writes the rows; close() is bounded."""
+    monkeypatch.setattr(segment_worker, "ANSWER_S", 3.0)
+    w = LogWriter(tmp_path, flush_ms=600_000, worker_process=True)
+    stopped = None
+    try:
+        w.append(record(1))
+        w.flush()
+        stopped = w._worker.pid
+        os.kill(stopped, signal.SIGSTOP)
+        w.append(record(2))
+        flusher = threading.Thread(target=w.flush, daemon=True)
+        started = time.monotonic()
+        flusher.start()
+        flusher.join(30)
+        assert not flusher.is_alive(), "flush() still waiting on the stopped worker after 30 s"
+        assert 3.0 <= time.monotonic() - started < 15
+        assert w.last_error is not None and f"log worker {stopped} did not answer" in w.last_error
+        assert (w.rows_written, w.buffered) == (1, 1)
+        assert not alive(stopped) and w._worker is None
+        w.append(record(3))
+        w.flush()  # a new worker writes both
+        assert (w.rows_written, w.buffered, w.last_error) == (3, 0, None)
+        os.kill(w._worker.pid, signal.SIGSTOP)  # stopped while idle: close() kills it after its wait
+        stopped = w._worker.pid
+        monkeypatch.setattr(segment_worker, "EXIT_WAIT_S", 2.0)
+    finally:
+        closer = threading.Thread(target=w.close, daemon=True)
+        started = time.monotonic()
+        closer.start()
+        closer.join(60)
+        if stopped is not None and alive(stopped):
+            os.kill(stopped, signal.SIGCONT)  # the process this test stopped, should close() not have killed it
+    assert not closer.is_alive() and time.monotonic() - started < 10
     assert counted(tmp_path) == (3, 3)
 
 
