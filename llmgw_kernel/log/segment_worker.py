@@ -290,8 +290,12 @@ def serve(data_dir: str, replica: str, flush_ms: int, stdin: IO[bytes], stdout: 
             payload = _read_exact(stdin, size)
             if op != b"W" or payload is None:
                 break  # C, or the server died mid-request (its frames are in its journal)
-            stdout.write(orjson.dumps(write_frames(writer, payload)) + b"\n")
-            stdout.flush()
+            try:
+                stdout.write(orjson.dumps(write_frames(writer, payload)) + b"\n")
+                stdout.flush()
+            except BrokenPipeError:  # the server died while this wrote its flush: not an error of ours
+                log.info("log worker: the server is gone (its answer pipe is closed); exiting")
+                break
     finally:
         writer.close()
         os.close(lock_fd)
@@ -304,7 +308,9 @@ def main(argv: list[str]) -> int:
     data_dir, replica, flush_ms, log_format, log_level = argv[0], argv[1], int(argv[2]), argv[3], argv[4]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when this process ends
     configure(log_level, log_format, process="log-worker")  # the server's format: JSON lines stay JSON
-    answers = os.fdopen(os.dup(1), "wb")  # the protocol's own descriptor; anything printed goes to stderr
+    # the protocol's own descriptor (anything printed goes to stderr), unbuffered: an answer is one
+    # write of a short line, and nothing is left to flush at exit once the server is gone
+    answers = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     serve(data_dir, "" if replica == "-" else replica, flush_ms, sys.stdin.buffer, answers)
     return 0
