@@ -38,6 +38,16 @@ import refuses a cost above it (``importing/values.py:usd``), and it keeps a cos
 nano-dollars within a 64-bit integer (4.29e18 < 9.22e18) where budgets count spend."""
 
 
+def real_cost_sql(column: str) -> str:
+    """SQL true where ``column`` holds a cost a request can have: finite and within
+    :data:`MAX_COST_USD` (NULL for NULL; false for NaN, infinities and an import's absurd cost).
+
+    >>> real_cost_sql("cost_usd")
+    'abs(cost_usd) <= 4294967294.0'
+    """
+    return f"abs({column}) <= {MAX_COST_USD!r}"
+
+
 def price_of(policy: Policy, target_id: str) -> Price | None:
     """The policy's own price: ``pricing["provider/model"]``, else ``pricing["model"]``, else None.
 

@@ -25,7 +25,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..decisions.cost import MAX_COST_USD
+from ..decisions.cost import MAX_COST_USD, real_cost_sql
 from ..decisions.limits import (
     NANO,
     RATE_WINDOW_S,
@@ -201,7 +201,7 @@ def limits_at(
     spend = con.execute(
         f"SELECT key_id, team, end_user, floor({when} / {_SPEND_SLOT_S}) AS slot,"
         f" sum(CAST(round(cost_usd * {NANO}) AS BIGINT)) FROM requests"
-        f" WHERE ts >= to_timestamp(?) AND cost_usd <> 0 AND abs(cost_usd) <= {MAX_COST_USD!r}{extra}"
+        f" WHERE ts >= to_timestamp(?) AND cost_usd <> 0 AND {real_cost_sql('cost_usd')}{extra}"
         " GROUP BY ALL ORDER BY slot",
         [warmup_since(policy, at), *bound],
     ).fetchall()  # fmt: skip
@@ -217,7 +217,7 @@ def _warn_unreal_costs(con: Any, since: float, extra: str, bound: list[Any]) -> 
     """Say how many logged costs the spend leaves out: not finite, or beyond
     :data:`~llmgw_kernel.decisions.cost.MAX_COST_USD` (an import before costs were bounded)."""
     (count,) = con.execute(
-        f"SELECT count(*) FROM requests WHERE ts >= to_timestamp(?) AND NOT abs(cost_usd) <= {MAX_COST_USD!r}{extra}",
+        f"SELECT count(*) FROM requests WHERE ts >= to_timestamp(?) AND NOT {real_cost_sql('cost_usd')}{extra}",
         [since, *bound],
     ).fetchone()
     if count:

@@ -114,9 +114,9 @@ def _column(name: str) -> str:
     beyond :data:`~llmgw_kernel.decisions.cost.MAX_COST_USD`: an import before costs were bounded)
     is read as unknown (NULL), so no sum of costs overflows."""
     if name in ("cost_usd", "reserved_usd"):
-        from ..decisions.cost import MAX_COST_USD
+        from ..decisions.cost import real_cost_sql
 
-        return f"CASE WHEN abs({name}) <= {MAX_COST_USD!r} THEN {name} END AS {name}"
+        return f"CASE WHEN {real_cost_sql(name)} THEN {name} END AS {name}"
     return name
 
 
