@@ -70,8 +70,12 @@ def test_sigterm_drains_in_flight_and_flushes_everything(make_gateway, upstream)
             )
         )  # fmt: skip
     )
+    before = upstream.counts["slow-json"]
     slow.start()
-    time.sleep(0.3)  # the slow request is now in flight
+    deadline = time.monotonic() + 60
+    while upstream.counts["slow-json"] == before:  # in flight: the upstream has it (and answers 1 s later)
+        assert time.monotonic() < deadline, "the slow request never reached the upstream"
+        time.sleep(0.01)
     assert gw.terminate() == 0
     slow.join(10)
     assert results and results[0].status_code == 200  # drained, not dropped
