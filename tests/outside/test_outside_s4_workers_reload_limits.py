@@ -53,8 +53,17 @@ def test_reload_adding_limits_to_workers_without_shared_state(upstream, tmp_path
 
             policy["rate_limits"] = [{"scope": "global", "rpm": 3}]
             live.write_text(yaml.safe_dump(policy, sort_keys=False))
-            time.sleep(3)  # both workers poll the file every 0.5 s
-            reports = [httpx.get(f"{url}/health", headers={"connection": "close"}, timeout=5).json() for _ in range(6)]
+            # both workers poll the file every 0.5 s: wait (bounded) until every report has read it,
+            # refused (old version, an error) or taken (a new version) — not a fixed 3 s, late under load
+            deadline = time.monotonic() + 60
+            while True:
+                reports = [
+                    httpx.get(f"{url}/health", headers={"connection": "close"}, timeout=5).json() for _ in range(6)
+                ]
+                if all(r["policy_version"] != old or r["policy_reload_error"] for r in reports):
+                    break
+                assert time.monotonic() < deadline, reports
+                time.sleep(0.2)
             if all(r["policy_version"] == old and r["policy_reload_error"] for r in reports):
                 assert all("rate limits" in r["policy_reload_error"] for r in reports), reports
                 return  # refused, with the reason in /health: what the docs ask for
