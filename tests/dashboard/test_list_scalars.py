@@ -139,7 +139,7 @@ def test_a_served_request_logs_the_scalars_through_the_log_worker(make_gateway):
     for model in ("gpt-4o-mini", "fallback", "broken-500", "no-such-route"):
         with contextlib.suppress(openai.APIError):  # the failed ones answer an error: they are logged all the same
             client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
-    rows = wait_for_rows(gw, "true", n=4, timeout=15)
+    rows = wait_for_rows(gw, "true", n=4)
     assert len(rows) == 4
     for row in rows:
         attempts, plan = row["attempts"] or [], row["plan"] or []

@@ -99,7 +99,7 @@ def send(gw: Gateway, path: str, body: Any, headers: dict[str, str] | None = Non
 
 def logged(gw: Gateway, r: httpx.Response) -> dict[str, Any]:
     rid = r.headers["x-request-id"]
-    rows = wait_for_rows(gw, f"request_id = '{rid}' OR client_request_id = '{rid}'", timeout=10)
+    rows = wait_for_rows(gw, f"request_id = '{rid}' OR client_request_id = '{rid}'")
     assert len(rows) == 1, f"{len(rows)} log rows for {rid}"
     return rows[0]
 

@@ -66,7 +66,7 @@ def gw(tmp_path_factory):
 
 
 def _row(gw: Gateway, rid: str) -> dict[str, Any]:
-    rows = wait_for_rows(gw, f"client_request_id = '{rid}'", timeout=8)
+    rows = wait_for_rows(gw, f"client_request_id = '{rid}'")
     assert len(rows) == 1, rows
     return rows[0]
 

@@ -148,7 +148,7 @@ def post(gw: Gateway, path: str, body: Any = None, content: bytes | None = None,
 
 
 def one_row(gw: Gateway, r: httpx.Response) -> dict[str, Any]:
-    rows = wait_for_rows(gw, f"client_request_id = '{r.extensions['hx_rid']}'", timeout=8)
+    rows = wait_for_rows(gw, f"client_request_id = '{r.extensions['hx_rid']}'")
     assert len(rows) == 1, rows
     return rows[0]
 

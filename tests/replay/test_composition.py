@@ -54,7 +54,7 @@ def served(upstream, tmp_path_factory):
                     headers={"x-llmgw-metadata": '{"team": "t"}'},
                 )
                 assert r.status_code in (200, 429), r.text
-        rows = wait_for_rows(gw, "true", N, timeout=10)
+        rows = wait_for_rows(gw, "true", N)
         assert len(rows) == N
     finally:
         gw.terminate()

@@ -93,7 +93,7 @@ def served(upstream, tmp_path_factory):
     gw = serve(tmp_path_factory.mktemp("gr-replay"), upstream)
     try:  # a failure while sending must not leave the server running
         n = send_traffic(gw)
-        wait_for_rows(gw, "true", n, timeout=15)
+        wait_for_rows(gw, "true", n)
         yield gw, n
     finally:
         gw.terminate()
