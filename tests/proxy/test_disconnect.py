@@ -28,14 +28,18 @@ def test_stream_disconnect_cancels_upstream(gateway, upstream):
     assert row["latency_ms"] < 5000
 
 
-def test_json_disconnect_is_logged_as_abandoned(gateway):
+def test_json_disconnect_is_logged_as_abandoned(gateway, upstream):
     body = b'{"model": "hang", "messages": [{"role": "user", "content": "x"}]}'
+    before = upstream.counts["hang"]
     with socket.create_connection(("127.0.0.1", gateway.port)) as s:
         s.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"x-request-id: leaver-json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60  # leave once the request is in flight (the upstream has it)
+        while upstream.counts["hang"] == before:
+            assert time.monotonic() < deadline, "the request never reached the upstream"
+            time.sleep(0.01)
     row = wait_for_rows(gateway, "client_request_id = 'leaver-json'")[0]
     assert row["outcome"] == "abandoned"
     assert row["latency_ms"] < 1400  # before the 1.5 s upstream timeout: we did not wait for it
