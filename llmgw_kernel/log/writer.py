@@ -123,7 +123,10 @@ class LogWriter:
         self.rows_recovered = 0
         self.rows_stripped = 0  # rows written with their scalar columns only (see _strip)
         self.flush_errors = 0
-        self._flush_error: str | None = None
+        self._flush_error: str | None = None  # why the last flush failed, until one works again
+        # the last failure even once healed (a stopped worker is replaced within a second):
+        # (reason, time.time()) for /health, None if no flush has failed since the start
+        self.last_failure: tuple[str, float] | None = None
         self._failures = _FailureLog()
         self.last_flush_at = time.time()
         self._done_journals: list[Path] = []  # journal files whose records are in _pending or written
@@ -294,6 +297,7 @@ class LogWriter:
         ``/health``; the log line is throttled by :class:`_FailureLog`."""
         self.flush_errors += 1
         self._flush_error = f"{type(exc).__name__}: {exc}"
+        self.last_failure = (self._flush_error, time.time())
         self._failures.failed(what, len(self._pending), self._flush_error)
 
     def _write_pending(self) -> None:

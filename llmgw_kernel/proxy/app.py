@@ -134,13 +134,7 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             policy_reload_error=gw.last_reload_error,
             routes=routes,
             circuits=_circuits(gw),
-            log={
-                "rows_written": writer.rows_written,
-                "buffered": writer.buffered,
-                "last_flush_age_s": round(time.time() - writer.last_flush_at, 3),
-            }
-            if writer
-            else None,
+            log=_log_report(writer) if writer else None,
             keys=(
                 f"enforced: {len(gw.keys.keys)} virtual keys; requests need a valid key"
                 if gw.keys.enforcing
@@ -151,6 +145,20 @@ def health_report(gw: Gateway) -> tuple[bool, dict]:
             cache=gw.cache.report(),
         )
     return not reasons, report
+
+
+def _log_report(writer) -> dict:
+    """/health's ``log``: rows written and waiting, and the failed flushes since the start with the
+    last one's reason and age — kept once healed, so a failure shorter than a probe's period shows."""
+    now = time.time()
+    failure = writer.last_failure
+    return {
+        "rows_written": writer.rows_written,
+        "buffered": writer.buffered,
+        "last_flush_age_s": round(now - writer.last_flush_at, 3),
+        "flush_errors": writer.flush_errors,
+        "last_flush_error": None if failure is None else {"reason": failure[0], "age_s": round(now - failure[1], 3)},
+    }
 
 
 def _circuits(gw: Gateway) -> dict[str, dict[str, str]]:
