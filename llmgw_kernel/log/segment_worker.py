@@ -21,6 +21,9 @@ the frames not written (and their journal) and sends them again with the next fl
 answers once the rows are in segments (merges run beside, in its compactor thread), so the server
 waits for an answer at most :func:`answer_deadline_s`: a worker that is alive but does not answer
 (stopped, swapped out, a hung disk) is then killed like a dead one, and the flush fails.
+A worker killed between renaming a flush's segment into place and answering leaves those rows
+both in a segment and in the server's buffer: so a worker, until it has written something, skips
+the records a segment of its series already holds (:func:`logged_ids`).
 
 Only one process writes a series of segments: this process holds ``flock`` on
 :func:`worker_lock` while it runs, and a writer of the same series waits for it
@@ -232,10 +235,14 @@ def split_frames(payload: bytes) -> list[bytes]:
     return out
 
 
-def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
+def write_frames(writer: Any, payload: bytes, skip_logged: bool = False) -> dict[str, Any]:
     """Write the frames of ``payload`` through ``writer`` (an in-process, journal-less
     :class:`.writer.LogWriter`); the answer for the server. A frame that does not decode is
-    logged and counted as written (it never will be)."""
+    logged and counted as written (it never will be).
+
+    ``skip_logged`` (a new worker's first writes): records a segment of the series already holds
+    are not written again — a worker killed after it renamed a flush's segment into place, before
+    its answer reached the server, left them both there and in the server's buffer."""
     from . import journal as wal
     from .writer import encode_records
 
@@ -250,6 +257,17 @@ def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
         for rec in wal.decode(frame, names)[0]:
             records.append(rec)
             first_frame.append(i)
+    if skip_logged and records:
+        try:
+            logged = logged_ids(writer, records)
+        except Exception as exc:  # nothing written: the server sends the frames again, checked again
+            return {"seq": writer._seq, "written": 0, "stripped": 0, "error": f"checking the log: {exc}"}
+        if logged:
+            log.warning(
+                "log worker: %d rows the previous worker wrote but never confirmed are not written again", len(logged)
+            )
+            keep = [k for k, rec in enumerate(records) if rec.request_id not in logged]
+            records, first_frame = [records[k] for k in keep], [first_frame[k] for k in keep]
     with writer._lock:
         before, stripped = writer.rows_written, writer.rows_stripped
         writer._pending = encode_records(records)
@@ -269,6 +287,31 @@ def write_frames(writer: Any, payload: bytes) -> dict[str, Any]:
     return {"seq": writer._seq, "written": written, "stripped": writer.rows_stripped - stripped, "error": error}
 
 
+LOGGED_SKEW_S = 60.0  # a segment's mtime vs. the server's clock (a shared volume's own clock)
+
+
+def logged_ids(writer: Any, records: list[Any]) -> set[str]:
+    """The ids of ``records`` that a segment of ``writer``'s series already holds. Only segments
+    that appeared after the earliest record arrived can (a segment's mtime is when it appeared),
+    and of those the ones a query reads now (:func:`.segments.visible`: none is deleted for 30 s)."""
+    from .segments import listing, visible
+
+    arrived = [r.ts for r in records if isinstance(r.ts, (int, float)) and r.ts == r.ts]
+    since = min(arrived, default=0.0) - LOGGED_SKEW_S
+    now = time.time()
+    own = [(s, mtime) for s, mtime in listing(writer.directory) if s.lo > 0 and s.replica == writer.replica]
+    shown = visible(own, now)
+    files = [str(s.path) for s, mtime in own if s.path.name in shown and mtime >= since]
+    if not files:
+        return set()
+    ids = [r.request_id for r in records]
+    rows = writer._con.execute(
+        "SELECT DISTINCT request_id FROM read_parquet(?) WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
+        [files, ids],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
     data = stream.read(n) if n else b""
     return data if len(data) == n else None
@@ -284,14 +327,19 @@ def serve(data_dir: str, replica: str, flush_ms: int, stdin: IO[bytes], stdout: 
     lock_fd = os.open(worker_lock(directory, replica), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits
     writer = LogWriter(data_dir, flush_ms=flush_ms, journal=False, replica=replica or None)
+    # until this worker has written something, what the server sends may already be in a segment
+    # (a killed predecessor's last write): write_frames skips those records
+    unchecked = True
     try:
         while (head := _read_exact(stdin, _REQUEST.size)) is not None:
             op, size = _REQUEST.unpack(head)
             payload = _read_exact(stdin, size)
             if op != b"W" or payload is None:
                 break  # C, or the server died mid-request (its frames are in its journal)
+            reply = write_frames(writer, payload, skip_logged=unchecked)
+            unchecked = unchecked and reply["written"] == 0
             try:
-                stdout.write(orjson.dumps(write_frames(writer, payload)) + b"\n")
+                stdout.write(orjson.dumps(reply) + b"\n")
                 stdout.flush()
             except BrokenPipeError:  # the server died while this wrote its flush: not an error of ours
                 log.info("log worker: the server is gone (its answer pipe is closed); exiting")

@@ -294,3 +294,24 @@ def test_frames_of_a_server_with_another_record_layout_are_read_by_its_layout(tm
         ("req_other", "m", 200, len(request))
     ]
     con.close()
+
+
+def test_a_new_workers_first_write_skips_the_rows_its_killed_predecessor_wrote(tmp_path):
+    """A worker killed after it renamed a flush's segment into place, before its answer reached the
+    server, left those rows in a segment and in the server's buffer: the next worker's first write
+    (``serve`` passes ``skip_logged`` until it has written something) does not write them again
+    (tests/outside/test_outside_s6_log_worker_killed_after_write.py: the same through a real server)."""
+    frames = [wal.encode(record(i)) for i in range(6)]
+    first = LogWriter(tmp_path, flush_ms=600_000, journal=False)
+    try:
+        assert write_frames(first, b"".join(frames[:4]))["written"] == 4  # the answer never arrived
+    finally:
+        first.close()
+    second = LogWriter(tmp_path, flush_ms=600_000, journal=False)
+    try:
+        reply = write_frames(second, b"".join(frames), skip_logged=True)
+        assert reply == {"seq": second._seq, "written": 6, "stripped": 0, "error": None}
+        assert write_frames(second, b"".join(frames[4:]))["written"] == 2  # later writes are not checked
+    finally:
+        second.close()
+    assert counted(tmp_path) == (8, 6)

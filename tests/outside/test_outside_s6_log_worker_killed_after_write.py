@@ -79,7 +79,6 @@ def _log(url: str) -> dict:
     return httpx.get(f"{url}/health", timeout=5).json()["log"]
 
 
-@pytest.mark.xfail(strict=True, reason="a replacement log worker writes again the rows its killed predecessor wrote")
 def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_path: Path) -> None:
     from llmgw_kernel import open_log
 
