@@ -720,6 +720,20 @@ def split_plan(joined: str | None) -> list[str] | None:
     return joined.split(PLAN_SEP) if joined else []
 
 
+#: read the window's first scan through the columnar cache of sealed segments when the log allows
+#: it (:mod:`.segment_cache`; ``LLMGW_REPLAY_CACHE=off`` turns it off too)
+CACHE = True
+
+
+def _from_segment_cache(
+    con: duckdb.DuckDBPyConnection, head: list[str], since: Any, until: Any
+) -> tuple[pa.Table, Coded, pa.Array | None] | None:
+    from . import segment_cache
+
+    cache = segment_cache.cache_for(con)
+    return None if cache is None else segment_cache.load_head(con, cache, head, since, until)
+
+
 def load_window(
     log: duckdb.DuckDBPyConnection | str | os.PathLike[str],
     since: datetime | str | None = None,
@@ -744,6 +758,12 @@ def load_window(
     names = ["request_id", "ts", *(columns if columns is not None else LOG_COLUMNS)]
     source = _Log(con, where_sql, bound, present)
     head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n not in LENT | {"embedding"}]
+    cached = _from_segment_cache(con, head, since, until) if where is None and CACHE else None
+    if cached is not None:  # the sealed segments' columns as the cache holds them (segment_cache.py)
+        table, coded, order = cached
+        window = Window(source, table, order, names, "embedding" in names)
+        window._memo.update({("codes", name): c for name, c in coded.items()})
+        return window
     scanned = source.scan(head)
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
