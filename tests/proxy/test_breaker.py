@@ -106,7 +106,21 @@ def test_state_survives_a_reload_for_targets_that_still_exist():
 DEAD = "status-500-breaker"
 RECOVERS = "flaky-3-500-breaker"
 # long enough that the requests before it always finish inside it, even on a busy CI machine
-COOLDOWN = 3
+# (3 s was not: at load 12-14 on 2 cores the 20 requests below took longer, so half-open probes
+# reached the dead target, 3 runs of 3); the tests wait for the transition, not a fixed sleep
+COOLDOWN = 15
+
+
+def _circuit(gw, route: str, target: str) -> str:
+    return httpx.get(f"{gw.url}/health").json()["circuits"][route][f"local/{target}"]
+
+
+def _wait_half_open(gw, route: str, target: str) -> None:
+    """Poll until the open circuit's cooldown is over (bounded: the cooldown + 60 s)."""
+    deadline = time.monotonic() + COOLDOWN + 60
+    while _circuit(gw, route, target) == "open":
+        assert time.monotonic() < deadline, "the circuit never left open"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +159,8 @@ def test_the_breaker_stops_traffic_to_a_dead_target_within_its_failure_count(gw,
     metrics = httpx.get(f"{gw.url}/metrics").text
     assert f'llmgw_circuit_state{{route="b-dead",target="local/{DEAD}"}} 1.0' in metrics
     assert f'llmgw_circuit_transitions_total{{route="b-dead",target="local/{DEAD}",to="open"}} 1.0' in metrics
-    time.sleep(COOLDOWN + 0.1)  # cooldown over: half-open, one probe, which fails and reopens
-    assert httpx.get(f"{gw.url}/health").json()["circuits"]["b-dead"][f"local/{DEAD}"] == "half_open"
+    _wait_half_open(gw, "b-dead", DEAD)  # cooldown over: half-open, one probe, which fails and reopens
+    assert _circuit(gw, "b-dead", DEAD) == "half_open"
     assert _chat(gw, "b-dead", "bd-probe").status_code == 200
     assert _chat(gw, "b-dead", "bd-after-probe").status_code == 200
     assert upstream.counts[DEAD] == 4
@@ -157,7 +171,8 @@ def test_a_successful_half_open_probe_closes_the_breaker(gw, upstream):
     for i in range(6):
         assert _chat(gw, "b-recovers", f"br-{i}").headers["x-llmgw-target"] == "other/gpt-4o"
     assert upstream.counts[RECOVERS] == 3
-    time.sleep(COOLDOWN + 0.1)
+    assert _circuit(gw, "b-recovers", RECOVERS) == "open"
+    _wait_half_open(gw, "b-recovers", RECOVERS)
     r = _chat(gw, "b-recovers", "br-probe")
     assert r.headers["x-llmgw-target"] == f"local/{RECOVERS}"  # the probe succeeded
     for i in range(3):
@@ -179,7 +194,7 @@ def test_breaker_state_survives_a_policy_reload(gw, upstream):
     def install(p: dict) -> str:
         before = httpx.get(f"{gw.url}/health").json()["policy_version"]
         gw.policy_path.write_text(yaml.safe_dump(p, sort_keys=False))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             now = httpx.get(f"{gw.url}/health").json()["policy_version"]
             if now != before:
