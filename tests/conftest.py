@@ -113,7 +113,7 @@ class Gateway:
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:  # start-up took > 30 s at load 16
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -51,7 +51,7 @@ class Serve:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 60) -> Serve:
+    def wait_ready(self, timeout: float = 120) -> Serve:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.output()}"
@@ -150,7 +150,7 @@ def test_two_workers_share_the_port_write_a_series_each_and_drain_on_sigterm(gro
     in_flight = threading.Thread(target=lambda: slow.update(r=post(g.url, {**CHAT, "model": "slow-json"})))
     before = upstream.counts["slow-json"]
     in_flight.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while upstream.counts["slow-json"] == before and time.monotonic() < deadline:
         time.sleep(0.01)  # the request is in flight: the upstream has it (and answers 1 s later)
     assert g.stop() == 0  # SIGTERM: every worker drains, flushes, exits 0
@@ -170,7 +170,7 @@ def test_two_workers_share_the_port_write_a_series_each_and_drain_on_sigterm(gro
 
 def test_metrics_at_any_worker_answer_for_all_of_them(group):
     g = group(None, "--workers", "2", "--no-dashboards").wait_ready()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         with httpx.Client(timeout=10) as client:
             text = client.get(f"{g.url}/metrics").text

@@ -38,7 +38,7 @@ def _learn_one(gw: Gateway, question: str, paraphrase: str) -> None:
     for text in (question, paraphrase):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": text}])
         time.sleep(0.5)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while _outcomes(gw) <= before:
         assert time.monotonic() < deadline, gw.server_log()[-2000:]
         time.sleep(0.1)

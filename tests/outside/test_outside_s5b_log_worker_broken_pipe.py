@@ -34,7 +34,7 @@ POLICY = {
 
 
 def _worker_of(server: subprocess.Popen) -> int:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         out = subprocess.run(
             ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server.pid)], capture_output=True, text=True

@@ -111,7 +111,7 @@ def test_a_reload_that_needs_the_extra_is_rejected_and_the_old_policy_keeps_serv
         log.close()
 
 
-def _poll(url: str, ready, timeout: float = 30.0) -> dict:
+def _poll(url: str, ready, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     last: dict = {}
     while time.monotonic() < deadline:
