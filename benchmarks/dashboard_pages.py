@@ -7,13 +7,19 @@ the 1M-request log of ``benchmarks/replay_scale.py`` (generated once into
 (live state unavailable). Then, per run, opens every page in headless Chromium with the
 log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) and measures:
 
-- **placeholder**: navigation start to the first paint of the page's frame (navigation
-  links, filter bar and "Loading…": the document Panel serves before any query runs);
+- **placeholder**: navigation start to a "Loading…" line (``[data-loading]``) or the filled
+  page in the browser's document: since the page's HTML starts with one (the frame's
+  ``BOOT_TEMPLATE``), its first bytes; before, the frame Panel builds (navigation links,
+  filter bar and "Loading…");
+- **first paint**: the browser's first contentful paint (``performance``'s
+  ``first-contentful-paint``, from its navigation start): the placeholder, painted (by link,
+  only for the first page: there is no new paint entry for a page swapped in);
 - **ready**: navigation start to the page's status saying it is filled (``[data-ready]``:
   every query answered, every pane sent to the browser in the same message);
 - **render**: navigation start to every figure and table of the page drawn (each Bokeh
-  figure's view built and painted, each Tabulator built: :data:`DRAWN_JS`) — what an operator
-  sees; ``ready`` alone comes before the browser has built and painted them;
+  figure's view built and painted, each Tabulator built, each plain HTML table laid out:
+  :data:`DRAWN_JS`) — what an operator sees; ``ready`` alone comes before the browser has
+  built and painted them;
 - **query**: the server's own time to fill the page (``data-took``: DuckDB + building panes);
 - **CPU**: user + system seconds of the dashboard process during the load (all threads);
 - **browser CPU**: user + system seconds of Chromium's processes during the load (parsing the
@@ -147,14 +153,20 @@ def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, 
 #: true once every figure and table of the page is built and drawn in the browser: each Bokeh
 #: figure's view (among the views reachable from the document's roots: a page swapped out by a
 #: link is not) finished and painted with no paint pending, each Tabulator's view built and not
-#: redrawing, and at least ``counts`` = [figures, tables] of them, the numbers the page's ready
-#: line names (data-charts, data-tables), so a view not yet built cannot pass for drawn.
-DRAWN_JS = """
-([charts, tables]) => {
+#: redrawing, each plain HTML table laid out, and at least ``counts`` = [figures, tables, HTML
+#: tables] of them, the numbers the page's ready line names (data-charts, data-tables,
+#: data-html-tables), so a view not yet built cannot pass for drawn.
+DRAWN_JS = r"""
+([charts, tables, htmlTables]) => {
   if (!window.Bokeh || !Bokeh.index) return false;
-  let plots = 0, grids = 0;
+  let plots = 0, grids = 0, plain = 0;
   for (const v of Bokeh.index.all_views()) {
     const type = v.model.type || "";
+    if (/(^|\.)HTML$/.test(type)) {  // a plain HTML table (llmgw_kernel/dashboard/html_table.py), laid out
+      for (const t of (v.shadow_el || v.el).querySelectorAll("table.llmgw-table"))
+        if (t.isConnected && t.getClientRects().length > 0) plain++;
+      continue;
+    }
     const plot = type == "Plot" || type.endsWith("Figure"), grid = type.endsWith("DataTabulator");
     if (!plot && !grid) continue;
     if (!v.has_finished()) return false;
@@ -162,8 +174,13 @@ DRAWN_JS = """
     if (grid && v.is_drawing) return false;
     plot ? plots++ : grids++;
   }
-  return plots >= charts && grids >= tables;
+  return plots >= charts && grids >= tables && plain >= htmlTables;
 }
+"""
+
+#: the browser's first contentful paint, s after navigation start (the placeholder, painted)
+FIRST_PAINT_JS = """
+() => { const e = performance.getEntriesByName("first-contentful-paint")[0]; return e ? e.startTime / 1000 : null }
 """
 
 #: the page's figure and table views as the browser holds them, for the error when DRAWN_JS never holds
@@ -174,7 +191,9 @@ _STATE_JS = """
 """
 
 
-def _measured(page: Any, pid: int, t0: float, c0: float, b0: float, ready: str) -> dict[str, float]:
+def _measured(
+    page: Any, pid: int, t0: float, c0: float, b0: float, ready: str, first_paint: bool = True
+) -> dict[str, float]:
     """Time to the placeholder, to ``ready`` (the page's status says it is filled) and to every
     figure and table drawn (render: what an operator sees; ``ready`` alone comes before the
     browser has built and painted them), the query time the page reports, and the CPU the
@@ -184,14 +203,16 @@ def _measured(page: Any, pid: int, t0: float, c0: float, b0: float, ready: str) 
     page.wait_for_selector(ready, state="attached", timeout=120_000)
     marked = time.perf_counter() - t0
     status = page.locator(ready)
-    counts = [int(status.get_attribute(a) or 0) for a in ("data-charts", "data-tables")]
+    counts = [int(status.get_attribute(a) or 0) for a in ("data-charts", "data-tables", "data-html-tables")]
     try:
         page.wait_for_function(DRAWN_JS, arg=counts, polling="raf", timeout=120_000)
     except Exception as exc:
         raise RuntimeError(f"{page.url}: its {counts} figures/tables not drawn: {page.evaluate(_STATE_JS)}") from exc
     render = time.perf_counter() - t0
     took = float(status.get_attribute("data-took") or "nan")
-    return {"placeholder_s": placeholder, "ready_s": marked, "render_s": render, "query_s": took,
+    painted = page.evaluate(FIRST_PAINT_JS) if first_paint else None
+    return {"placeholder_s": placeholder, "first_paint_s": float("nan") if painted is None else painted,
+            "ready_s": marked, "render_s": render, "query_s": took,
             "cpu_s": cpu_s(pid) - c0, "browser_cpu_s": descendants_cpu_s(b"chromium") - b0}  # fmt: skip
 
 
@@ -224,7 +245,7 @@ def navigate_run(data_dir: Path, policy: Path, query: str, nice: int = 10) -> di
                 page.evaluate("window.__llmgwDocument = 'first'")
             else:
                 page.click(f'[data-nav="{name}"]')
-            out[name] = _measured(page, pid, t0, c0, b0, f'[data-ready][data-page="{name}"]')
+            out[name] = _measured(page, pid, t0, c0, b0, f'[data-ready][data-page="{name}"]', name == PAGES[0])
             if page.evaluate("window.__llmgwDocument") != "first":
                 raise RuntimeError(f"/{name} loaded a new document instead of swapping the page")
     return out
@@ -314,7 +335,7 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 def report(runs: list[dict[str, dict[str, float]]], markdown: bool, pages: tuple[str, ...] = PAGES) -> None:
-    cols = ("placeholder_s", "ready_s", "render_s", "query_s", "cpu_s", "browser_cpu_s")
+    cols = ("placeholder_s", "first_paint_s", "ready_s", "render_s", "query_s", "cpu_s", "browser_cpu_s")
     head = ["page", *(f"{c} (median, min–max)" for c in cols)]
     print("| " + " | ".join(head) + " |" if markdown else "  ".join(f"{h:<26}" for h in head))
     if markdown:

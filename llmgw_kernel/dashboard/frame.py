@@ -121,6 +121,7 @@ class NavLinks(JSComponent):  # type: ignore[misc]
     _stylesheets: ClassVar[list[str]] = [CSS]
     _esm = """
 export function render({ model, el }) {
+  document.getElementById("llmgw-boot")?.remove()  // the page's own placeholder (BOOT_TEMPLATE)
   const draw = () => { el.innerHTML = model.html }
   draw()
   model.on("html", draw)
@@ -236,6 +237,21 @@ def session_filters() -> Filters:
 
 LOADING_HTML = '<div class="loading" data-loading="1">Loading… (querying the request log)</div>'
 
+#: The page's HTML (Panel's template, extended): a "Loading…" line first in the body, *before*
+#: Bokeh's and Panel's ~3.5 MB of scripts, which move from the head to after it, so the browser
+#: paints it from the page's first bytes while it runs them (0.3–0.5 CPU s even when cached),
+#: opens the session's websocket and builds the document. The frame's navigation removes it
+#: when it is drawn (:class:`NavLinks`). Before, the first thing painted was the frame itself.
+BOOT_TEMPLATE = """
+{% block js_resources %}{% endblock %}
+{% block inner_body %}
+<div id="llmgw-boot" data-loading="boot"
+     style="font: 1.2em sans-serif; color: #5f6b7a; padding: 20px">llmgw · Loading… (starting the page)</div>
+{{ bokeh_js if bokeh_js }}
+{{ super() }}
+{% endblock %}
+"""
+
 
 def page_frame(ctx: Context, spec: PageSpec) -> pn.Column:
     """The page ``spec`` for one session (nav, filter bar, its body); its queries start at
@@ -254,6 +270,8 @@ class Frame:
         self.bar = FilterBar(ctx, session_filters(), spec.path)
         served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
         self.doc: Any = pn.state.curdoc if served else None
+        if served:
+            self.doc.template = BOOT_TEMPLATE
         self.header = pn.pane.Markdown("", margin=(0, 10))
         self.status = pn.pane.HTML(LOADING_HTML, stylesheets=[CSS], sizing_mode="stretch_width")
         self.main = pn.Column(sizing_mode="stretch_width")
@@ -364,17 +382,19 @@ def page_spec(path: str) -> PageSpec | None:
 
 
 def _ready_html(answer: Answer, now: float, spec: PageSpec, panes: list[Any]) -> str:
-    """The status line of a filled page. ``data-charts`` / ``data-tables`` say how many Bokeh
-    figures and tables the page shows, so a benchmark can wait until each is drawn, not only
+    """The status line of a filled page. ``data-charts`` / ``data-tables`` /
+    ``data-html-tables`` say how many Bokeh figures, Tabulators and plain HTML tables
+    (:mod:`.html_table`) the page shows, so a benchmark can wait until each is drawn, not only
     until this line arrives (benchmarks/dashboard_pages.py)."""
     as_of = datetime.fromtimestamp(now, UTC)
     window = html.escape(answer.filters.label(as_of.timestamp()))
     refresh_ms = spec.refresh_ms
     charts = sum(len(p.select(pn.pane.Bokeh)) for p in panes)
     tables = sum(len(p.select(pn.widgets.Tabulator)) for p in panes)
+    html_tables = sum("llmgw-table" in str(h.object) for p in panes for h in p.select(pn.pane.HTML))
     return (
         f'<div class="status" data-ready="1" data-page="{spec.path[1:]}" data-took="{answer.took_s:.3f}" '
-        f'data-charts="{charts}" data-tables="{tables}" '
+        f'data-charts="{charts}" data-tables="{tables}" data-html-tables="{html_tables}" '
         f'data-query="{html.escape(answer.filters.to_query())}">{window}'
         f" · as of {as_of:%H:%M:%S} UTC · {answer.took_s * 1000:.0f} ms"
         f" · refreshes every {refresh_ms // 1000} s or more (a slow window less often)</div>"

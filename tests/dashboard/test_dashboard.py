@@ -138,12 +138,12 @@ def test_the_proxy_starts_small_and_fast(server, traffic):
 def test_dashboard_shows_the_real_numbers(server, traffic, browser):
     page = browser.new_page()
     page.goto(f"http://127.0.0.1:{server['port']}/", timeout=90_000)
-    page.wait_for_selector(".tabulator-row", state="attached", timeout=90_000)
+    page.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=90_000)
     assert _kpi(page, "requests") == str(traffic["total"])
     assert _kpi(page, "errors") == "1"
     for rid in traffic["ids"]:
-        assert page.locator(".tabulator-row", has_text=rid).count() == 1
-    assert page.locator(".llmgw-recent .tabulator-row", has_text="client_error").count() == 1
+        assert page.locator("table.llmgw-recent tbody tr", has_text=rid).count() == 1
+    assert page.locator("table.llmgw-recent tbody tr", has_text="client_error").count() == 1
     # prompt tokens: the demo model counts whitespace-separated words of the last message
     assert int(_kpi(page, "prompt_tokens").replace(",", "")) > 0
     page.close()
@@ -154,7 +154,7 @@ def test_the_page_refreshes_itself_and_the_window_selector_works(server, traffic
 
     page = browser.new_page()
     page.goto(f"http://127.0.0.1:{server['port']}/overview", timeout=90_000)
-    page.wait_for_selector(".tabulator-row", state="attached", timeout=90_000)
+    page.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=90_000)
     before = int(_kpi(page, "requests"))
     for _ in range(3):
         traffic["client"].chat.completions.create(model="demo", messages=[{"role": "user", "content": "more"}])
@@ -207,8 +207,8 @@ def test_a_killed_dashboard_process_is_started_again(server, traffic, browser):
         time.sleep(0.05)
     page = browser.new_page()
     page.goto(f"http://127.0.0.1:{server['port']}/", timeout=90_000)
-    page.wait_for_selector(".tabulator-row", state="attached", timeout=90_000)
-    assert page.locator(".tabulator-row", has_text=traffic["ids"][0]).count() == 1
+    page.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=90_000)
+    assert page.locator("table.llmgw-recent tbody tr", has_text=traffic["ids"][0]).count() == 1
     page.close()
     assert len(_dashboards(server["proc"].pid)) == 1
 

@@ -1,0 +1,128 @@
+"""Read-only tables as plain HTML: one HTML pane per table, no Tabulator.
+
+A Tabulator costs the browser ~0.3 CPU s per table whatever its rows (its layout passes,
+``fitToData``, ``redraw``: docs/benchmarks.md, "where the routing and overview pages' CPU
+goes"); the overview's three made it miss its 2 s. A plain ``<table>`` of the same rows
+is laid out once with the rest of the page. What it gives up: sorting by a header click and
+pagination — the rows come sorted by the query, and a long table scrolls in its own box
+(its header stays in view) and stops at :data:`MAX_ROWS` with a line saying how many more
+there were.
+"""
+
+from __future__ import annotations
+
+import html
+import numbers
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import panel as pn
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: the most rows a table sends to the browser (the rest are counted in a line under it)
+MAX_ROWS = 200
+
+Format = Callable[[Any], str]
+
+TABLE_CSS = """
+.llmgw-table-box { overflow: auto; border: 1px solid #dde1e6; border-radius: 4px; }
+table.llmgw-table { border-collapse: collapse; width: 100%; font-size: 0.85em; }
+table.llmgw-table th { position: sticky; top: 0; background: #f3f5f7; text-align: left; font-weight: 600; }
+table.llmgw-table th, table.llmgw-table td { padding: 3px 8px; border-bottom: 1px solid #eceff2; white-space: nowrap; }
+table.llmgw-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.llmgw-table tbody tr:nth-child(even) { background: #fafbfc; }
+table.llmgw-table td.wrap { white-space: normal; min-width: 16em; }
+.llmgw-table-more { color: #5f6b7a; font-size: 0.85em; padding: 2px 8px; }
+"""
+
+
+def number(fmt: str) -> Format:
+    """A format for numbers (``"{:,.1f}"``, ``"{:.1%}"``): empty for a missing value."""
+    return lambda v: "" if _missing(v) else fmt.format(v)
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or other value that is not one scalar
+        return False
+
+
+def _cell(value: Any, fmt: Format | None) -> tuple[str, bool]:
+    """(the cell's text, whether it is a number: right-aligned)."""
+    if fmt is not None:
+        return fmt(value), True
+    if _missing(value):
+        return "", False
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)), False
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}", True
+    if isinstance(value, numbers.Real):
+        return f"{float(value):,.4f}".rstrip("0").rstrip("."), True
+    return str(value), False
+
+
+def table_html(
+    frame: pd.DataFrame | None,
+    css_class: str = "",
+    formats: Mapping[str, Format] | None = None,
+    wrap: tuple[str, ...] = (),
+    max_height: int = 320,
+    max_rows: int = MAX_ROWS,
+) -> str:
+    """``frame`` as an HTML table (every value escaped), in a box that scrolls past
+    ``max_height`` px; ``wrap`` names the columns whose text may wrap (messages)."""
+    formats = formats or {}
+    classes = " ".join(["llmgw-table", css_class]).strip()
+    if frame is None or not len(frame.columns):
+        return f'<div class="llmgw-table-box"><table class="{classes}" data-rows="0"></table></div>'
+    columns = list(frame.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    rows = []
+    for values in frame.head(max_rows).itertuples(index=False, name=None):
+        cells = []
+        for column, value in zip(columns, values, strict=True):
+            text, numeric = _cell(value, formats.get(column))
+            cls = "num" if numeric else ("wrap" if column in wrap else "")
+            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = len(frame) - max_rows
+    tail = f'<div class="llmgw-table-more">… {more:,} more rows not shown</div>' if more > 0 else ""
+    return (
+        f'<div class="llmgw-table-box" style="max-height: {max_height}px">'
+        f'<table class="{classes}" data-rows="{len(frame)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{tail}"
+    )
+
+
+class HtmlTable:
+    """An HTML pane holding one read-only table; :meth:`update` replaces its rows."""
+
+    def __init__(
+        self,
+        css_class: str = "",
+        formats: Mapping[str, Format] | None = None,
+        wrap: tuple[str, ...] = (),
+        max_height: int = 320,
+    ) -> None:
+        self.css_class = css_class
+        self.formats = dict(formats or {})
+        self.wrap = wrap
+        self.max_height = max_height
+        self.pane = pn.pane.HTML(
+            table_html(None, css_class), stylesheets=[TABLE_CSS], sizing_mode="stretch_width", margin=(5, 10)
+        )
+
+    def update(self, frame: pd.DataFrame | None) -> None:
+        text = table_html(frame, self.css_class, self.formats, self.wrap, self.max_height)
+        if self.pane.object != text:
+            self.pane.object = text
+
+
+__all__ = ["MAX_ROWS", "TABLE_CSS", "HtmlTable", "number", "table_html"]

@@ -1,0 +1,58 @@
+"""Plain HTML tables (the overview's): every value escaped, numbers formatted and
+right-aligned, missing values empty, long tables cut with a line saying how many rows more."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("panel")
+
+from llmgw_kernel.dashboard.html_table import MAX_ROWS, HtmlTable, number, table_html  # noqa: E402
+
+
+def _cells(html: str) -> list[list[str]]:
+    body = html.split("<tbody>")[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_values_are_escaped_formatted_and_missing_values_empty():
+    frame = pd.DataFrame(
+        {
+            "who": ["<script>alert(1)</script>", None],
+            "n": [1234, 5],
+            "rate": [0.125, np.nan],
+            "x": [1.5, 2.0],
+        }
+    )
+    html = table_html(frame, "t", {"rate": number("{:.1%}")})
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert _cells(html) == [["&lt;script&gt;alert(1)&lt;/script&gt;", "1,234", "12.5%", "1.5"], ["", "5", "", "2"]]
+    assert re.findall(r"<th>(.*?)</th>", html) == ["who", "n", "rate", "x"]
+    assert 'class="llmgw-table t"' in html and 'data-rows="2"' in html
+
+
+def test_a_long_table_stops_at_max_rows_and_says_how_many_more():
+    frame = pd.DataFrame({"i": range(MAX_ROWS + 7)})
+    html = table_html(frame)
+    assert len(_cells(html)) == MAX_ROWS
+    assert "7 more rows not shown" in html
+
+
+def test_an_empty_answer_is_an_empty_table_with_its_header():
+    html = table_html(pd.DataFrame({"a": [], "b": []}))
+    assert _cells(html) == [] and re.findall(r"<th>(.*?)</th>", html) == ["a", "b"]
+    assert 'data-rows="0"' in table_html(None)
+
+
+def test_update_changes_the_pane_only_when_the_rows_change():
+    table = HtmlTable("t")
+    table.update(pd.DataFrame({"a": [1]}))
+    first = table.pane.object
+    table.update(pd.DataFrame({"a": [1]}))
+    assert table.pane.object is first
+    table.update(pd.DataFrame({"a": [2]}))
+    assert _cells(table.pane.object) == [["2"]]
