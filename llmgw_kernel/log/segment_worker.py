@@ -23,7 +23,9 @@ waits for an answer at most :func:`answer_deadline_s`: a worker that is alive bu
 (stopped, swapped out, a hung disk) is then killed like a dead one, and the flush fails.
 A worker killed between renaming a flush's segment into place and answering leaves those rows
 both in a segment and in the server's buffer: so a worker, until it has written something, skips
-the records a segment of its series already holds (:func:`logged_ids`).
+the records a segment of its series already holds (:func:`logged_ids`). A ``W`` is written as
+segments of at most :data:`PIECE_BYTES` of rows, so a backlog kept while the disk was full is
+written as space allows (as one piece it needed free space for all of its uncompressed rows).
 
 Only one process writes a series of segments: this process holds ``flock`` on
 :func:`worker_lock` while it runs, and a writer of the same series waits for it
@@ -270,21 +272,41 @@ def write_frames(writer: Any, payload: bytes, skip_logged: bool = False) -> dict
             records, first_frame = [records[k] for k in keep], [first_frame[k] for k in keep]
     with writer._lock:
         before, stripped = writer.rows_written, writer.rows_stripped
-        writer._pending = encode_records(records)
+        lines = encode_records(records)
         error = None
         try:
-            if writer._pending:  # (an empty run would write an empty segment)
+            for piece in pieces(lines, PIECE_BYTES):  # (none for no rows: no empty segment)
+                writer._pending = piece
                 writer._write_pending()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             # the server logs this error (throttled while it lasts: writer._FailureLog), not each retry here
-            log.debug("log worker: %d of %d rows not written: %s", len(writer._pending), len(records), error)
+            left = len(records) - (writer.rows_written - before)
+            log.debug("log worker: %d of %d rows not written: %s", left, len(records), error)
         done = writer.rows_written - before
         writer._pending = []  # the server keeps what was not written and sends it again
         if done:
             writer._flushed.set()  # wake the compactor
     written = len(frames) if done >= len(records) else first_frame[done]
     return {"seq": writer._seq, "written": written, "stripped": writer.rows_stripped - stripped, "error": error}
+
+
+# a segment's rows at most (but one row): a backlog kept while the disk was full is written as
+# it fits, not as one JSON file of all of it, which no space smaller than it let through
+PIECE_BYTES = 8 << 20
+
+
+def pieces(lines: list[bytes], limit: int) -> list[list[bytes]]:
+    """``lines`` in order, cut into runs of at most ``limit`` bytes (a longer line alone)."""
+    out: list[list[bytes]] = []
+    size = limit
+    for line in lines:
+        if size + len(line) > limit:
+            out.append([])
+            size = 0
+        out[-1].append(line)
+        size += len(line) + 1
+    return out
 
 
 LOGGED_SKEW_S = 60.0  # a segment's mtime vs. the server's clock (a shared volume's own clock)

@@ -315,3 +315,28 @@ def test_a_new_workers_first_write_skips_the_rows_its_killed_predecessor_wrote(t
     finally:
         second.close()
     assert counted(tmp_path) == (8, 6)
+
+
+def test_a_backlog_is_written_in_pieces_so_what_fits_is_written(tmp_path, monkeypatch):
+    """A backlog kept while the disk was full is written PIECE_BYTES at a time: the pieces that fit are
+    written (and answered as written) even when the rest does not fit — as one JSON file it never fit
+    in less space than all of it (tests/outside/test_outside_s6_full_disk_backlog.py: a real server)."""
+    monkeypatch.setattr(segment_worker, "PIECE_BYTES", 6_000)  # 3 rows of record() (1.7 kB each) a piece
+    frames = [wal.encode(record(i)) for i in range(10)]
+    w = LogWriter(tmp_path, flush_ms=600_000, journal=False)
+    calls = []
+
+    def write_segment(lines, seq, real=w._write_segment):
+        calls.append(len(lines))
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(lines, seq)
+
+    monkeypatch.setattr(w, "_write_segment", write_segment)
+    try:
+        reply = write_frames(w, b"".join(frames))
+    finally:
+        w.close()
+    assert len(calls) == 3 and calls[0] == calls[1] and 1 < calls[0] < 10
+    assert reply["written"] == 2 * calls[0] and reply["error"].startswith("OSError")
+    assert counted(tmp_path) == (2 * calls[0], 2 * calls[0])

@@ -1,0 +1,108 @@
+"""Outside-style: a disk that filled while `llmgw serve` ran, then got some space back.
+
+docs/log.md: "A failed write (disk full, permissions) keeps the rows in memory (up to 1M) and retries at
+the next flush; `/health` answers 503 with the error meanwhile". Retried, but as one piece: every flush
+wrote the whole backlog as one uncompressed JSON-lines temporary file before DuckDB turned it into a
+(zstd) segment. By hand: a 12 MB tmpfs filled under 4 clients; once the filler was deleted the log
+worker's `.seg-…jsonl.tmp` of 5,253 buffered rows (11.9 MB) filled the disk again itself, every flush,
+and `/health` stayed 503 for good — the backlog's segment would have taken a tenth of that. On a real
+disk an operator who frees less than the backlog's uncompressed size (1M rows of 4 KB: 4 GB) never
+gets the log back, and the backlog only grows while traffic goes on.
+
+Expected: the backlog is written in bounded pieces, so the log catches up with what space there is.
+Needs root to mount a small tmpfs (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import free_port, sigterm_and_wait
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+
+POLICY = {
+    "providers": {"demo": {"kind": "demo"}},
+    "routes": {"demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]}},
+    "log": {"flush_ms": 100},
+}
+DISK_MB = 24
+ROWS = 400  # each ~ 2 x 40 KB of JSON: ~ 34 MB of backlog, more than the disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _health(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def _until(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Path, small_disk: Path) -> None:
+    from llmgw_kernel import open_log
+
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
+    data = small_disk / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "serve.log", "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
+             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        _until("the server is up", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
+        filler = small_disk / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+        ids = []
+        with httpx.Client(timeout=30) as client:
+            for i in range(ROWS):
+                body = {"model": "demo", "messages": [{"role": "user", "content": f"{i} " + "z" * 40_000}]}
+                answer = client.post(f"{url}/v1/chat/completions", json=body)
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.headers["x-request-id"])
+        health = _until("a failed flush", lambda: (h := _health(url)) is not None and h.status_code == 503 and h, 60)
+        assert "No space left on device" in " ".join(health.json()["reasons"])
+        filler.unlink()  # all the disk back: less than the backlog's JSON, more than its segments
+        _until("the log written again", lambda: (h := _health(url)) is not None and h.status_code == 200, 90)
+        assert _health(url).json()["log"]["buffered"] == 0  # type: ignore[union-attr]
+        con = open_log(str(data))
+        try:
+            counts = collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
+        finally:
+            con.close()
+        assert sorted(counts) == sorted(ids)
+        assert set(counts.values()) == {1}
+    finally:
+        sigterm_and_wait(server, 30)
