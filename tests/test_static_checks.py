@@ -20,7 +20,7 @@ def test_mypy_is_clean() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    paths = ["llmgw_kernel", "tests", "benchmarks", "dashboards"]
+    paths = ["llmgw_kernel", "tests", "benchmarks", "dashboards", "notebooks"]
     for args in (["check", *paths], ["format", "--check", *paths]):
         proc = subprocess.run(
             [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
