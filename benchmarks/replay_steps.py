@@ -57,10 +57,30 @@ def _instrument() -> None:
     stages.stateless_outcome = _timed("stateless outcome", stages.stateless_outcome)
     fold.Composer.__init__ = _timed("Composer()", fold.Composer.__init__)  # type: ignore[method-assign]
     fold.Composer.run = _timed("fold", fold.Composer.run)  # type: ignore[method-assign]
+    _instrument_fold()
     stages.STAGES = tuple(
         stages.Stage(s.name, _timed(f"columns: {s.name}", s.columns), _timed(f"summary: {s.name}", s.summarize))
         for s in stages.STAGES
     )
+
+
+def _instrument_fold() -> None:
+    """Timers inside the fold (``fold: ...`` steps, each net of the timed steps inside it): the
+    window's scan of the fold's columns, their compaction, the cache's keys (bodies) and teams
+    (metadata), the rest of the cache's arrays, the order, limit groups, admission and serving
+    facts, the rest of the inputs, the kernel (numba's load included) and its decoding."""
+    from llmgw_kernel.replay import fold_cache_inputs, fold_codes, fold_inputs, fold_kernel, window
+
+    window.Window.prefetch = _timed("scans (prefetch)", window.Window.prefetch)  # type: ignore[method-assign]
+    fold_codes.Cols.compact = _timed("fold: compact", fold_codes.Cols.compact)  # type: ignore[method-assign]
+    fold_cache_inputs._keys = _timed("fold: keys (bodies)", fold_cache_inputs._keys)
+    fold_cache_inputs._teams = _timed("fold: teams (metadata)", fold_cache_inputs._teams)
+    fold_inputs.cache_arrays = _timed("fold: cache arrays", fold_inputs.cache_arrays)
+    for name in ("plan_codes", "_order", "_groups", "_calendar", "_admission", "_served", "_checks"):
+        setattr(fold_inputs, name, _timed(f"fold: {name.lstrip('_')}", getattr(fold_inputs, name)))
+    fold_kernel.inputs = _timed("fold: inputs (rest)", fold_kernel.inputs)
+    fold_kernel.fold_arrays = _timed("fold: kernel", fold_kernel.fold_arrays)
+    fold_kernel.FoldedArrays.__init__ = _timed("fold: decode", fold_kernel.FoldedArrays.__init__)  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:
