@@ -356,10 +356,13 @@ def guardrail_summary(policy: Policy, window: Window, d: GuardrailDecisions) -> 
     """``summary["guardrails"]``: requests per verdict (stage, check, rule, type, action) beside
     the log's, requests blocked/redacted/flagged, what could not be replayed and why, and
     redacted examples."""
-    logged = _logged_verdicts(window)
-    replayed_rows = _per_verdict(d.verdicts)
+    # no verdict either way (only checked rows have one): nothing to count, no loop over a million Nones
+    none = not d.scanned and not _any_logged(window)
+    logged = [] if none else _logged_verdicts(window)
+    verdicts = [] if none else d.verdicts
+    replayed_rows = _per_verdict(verdicts)
     logged_rows = _per_verdict(logged)
-    per_action, logged_action = _actions(d.verdicts), _actions(logged)
+    per_action, logged_action = _actions(verdicts), _actions(logged)
     warnings = not_replayable_warnings(d.not_replayable)
     has_rails = bool(policy._guardrails)
     refused = None

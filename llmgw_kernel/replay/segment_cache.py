@@ -8,7 +8,7 @@ replay that reads a segment stores its columns beside the log, each as an uncomp
 file, strings of few values as int32 codes with their dictionary, and later replays memory-map
 them instead:
 
-    <data-dir>/replay-cache/<segment name>.<size>.<mtime ns>.<inode>/<column>.arrow
+    <data-dir>/replay-cache/<segment name>.<size>.<mtime ns>.<inode>.arrow
 
 - **Identity.** An entry is the segment's name with its size, modification time and inode: a
   segment rewritten in place (``segments.ensure_columns``: a new file renamed over the old one)
@@ -36,6 +36,7 @@ cannot be written is skipped (the segment is read from Parquet).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -97,6 +98,7 @@ class Piece:
     codes: np.ndarray | None = None
     values: list[Any] = field(default_factory=list)
     type: pa.DataType | None = None  # a coded column's own type (string, or a list of strings)
+    whole: bool = True  # every row of the segment (no bound of the window cut it)
 
 
 def codable(typ: pa.DataType) -> bool:
@@ -130,17 +132,24 @@ def _coded(col: pa.Array) -> Piece:
     return Piece(codes=codes, values=enc.dictionary.to_pylist(), type=col.type)
 
 
-def _write_column(path: Path, piece: Piece) -> None:
-    """A column of a segment as one IPC file (few-valued strings coded), written atomically."""
-    if piece.codes is not None:
-        assert piece.type is not None
-        meta = {
-            _CODED_META: orjson.dumps(piece.values),
-            _TYPE_META: pa.schema([("t", piece.type)]).serialize().to_pybytes(),
-        }
-        table = pa.table({"codes": piece.codes}).replace_schema_metadata(meta)
-    else:
-        table = pa.table({"v": piece.array})
+def _write(path: Path, pieces: dict[str, Piece]) -> None:
+    """A segment's columns as one IPC file, written atomically: a coded column as its int32 codes,
+    its dictionary and own type in the field's metadata."""
+    fields, arrays = [], []
+    for name, piece in pieces.items():
+        if piece.codes is not None:
+            assert piece.type is not None
+            meta = {
+                _CODED_META: orjson.dumps(piece.values),
+                _TYPE_META: pa.schema([("t", piece.type)]).serialize().to_pybytes(),
+            }
+            fields.append(pa.field(name, pa.int32(), metadata=meta))
+            arrays.append(pa.array(piece.codes, pa.int32()))
+        else:
+            assert piece.array is not None
+            fields.append(pa.field(name, piece.array.type))
+            arrays.append(piece.array)
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
@@ -151,17 +160,21 @@ def _write_column(path: Path, piece: Piece) -> None:
         raise
 
 
-def _read_column(path: Path) -> Piece:
-    """A column file, memory-mapped (the arrays are views of the file's pages)."""
+def _read(path: Path) -> dict[str, Piece]:
+    """A segment's file, memory-mapped (the arrays are views of the file's pages)."""
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
-    meta = table.schema.metadata or {}
-    if _CODED_META in meta:
-        typ = pa.ipc.read_schema(pa.py_buffer(meta[_TYPE_META])).field(0).type
-        codes = table.column(0).chunk(0).to_numpy() if table.num_rows else np.empty(0, np.int32)
-        return Piece(codes=codes, values=orjson.loads(meta[_CODED_META]), type=typ)
-    col = table.column(0)
-    return Piece(array=col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+    out = {}
+    for f, col in zip(table.schema, table.columns, strict=True):
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        meta = f.metadata or {}
+        if _CODED_META in meta:
+            typ = pa.ipc.read_schema(pa.py_buffer(meta[_TYPE_META])).field(0).type
+            codes = arr.to_numpy() if len(arr) else np.empty(0, np.int32)
+            out[f.name] = Piece(codes=codes, values=orjson.loads(meta[_CODED_META]), type=typ)
+        else:
+            out[f.name] = Piece(array=arr)
+    return out
 
 
 def _entry(seg: Path) -> str:
@@ -186,29 +199,25 @@ class SegmentCache:
     def read(self, con: duckdb.DuckDBPyConnection, seg: Path, names: Sequence[str]) -> dict[str, Piece]:
         """Columns ``names`` of segment ``seg``: from the cache, else from Parquet (stored when it
         is large enough). Raises OSError / duckdb.Error when the segment vanished meanwhile."""
-        size = seg.stat().st_size
-        entry = self.root / _entry(seg) if size >= MIN_BYTES else None
-        out: dict[str, Piece] = {}
-        missing = list(names)
-        if entry is not None and entry.is_dir():
-            for name in names:
-                try:
-                    out[name] = _read_column(entry / f"{name}.arrow")
-                except (FileNotFoundError, pa.ArrowInvalid, OSError):
-                    continue
-            missing = [n for n in names if n not in out]
-            if not missing:
+        entry = self.root / f"{_entry(seg)}.arrow" if seg.stat().st_size >= MIN_BYTES else None
+        held: dict[str, Piece] = {}
+        if entry is not None:
+            try:
+                held = _read(entry)
+            except (FileNotFoundError, pa.ArrowInvalid, OSError):
+                held = {}
+            if all(n in held for n in names):
                 self.stats["cached"] += 1
-                return out
+                return {n: held[n] for n in names}
+        missing = [n for n in names if n not in held]
         table = self._parquet(con, seg, missing)
         self.stats["tail" if entry is None else "written"] += 1
         for name in missing:
             col = table.column(name)
-            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-            out[name] = _piece(name, col)
+            held[name] = _piece(name, col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
         if entry is not None and self.writable:
-            self._store(entry, {n: out[n] for n in missing})
-        return out
+            self._store(entry, held)  # with the columns it held already
+        return {n: held[n] for n in names}
 
     def _parquet(self, con: duckdb.DuckDBPyConnection, seg: Path, names: Sequence[str]) -> pa.Table:
         from .window import _column, _one_thread
@@ -220,9 +229,8 @@ class SegmentCache:
 
     def _store(self, entry: Path, pieces: dict[str, Piece]) -> None:
         try:
-            entry.mkdir(parents=True, exist_ok=True)
-            for name, piece in pieces.items():
-                _write_column(entry / f"{name}.arrow", piece)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            _write(entry, pieces)
         except OSError:  # a read-only or full disk: replay reads Parquet instead
             self.writable = False
 
@@ -236,9 +244,18 @@ class SegmentCache:
                 keep.add(_entry(seg.path))
             except FileNotFoundError:
                 continue
+        import time
+
         for child in self.root.iterdir():
-            if child.is_dir() and child.name not in keep:
-                shutil.rmtree(child, ignore_errors=True)
+            if child.name.startswith("."):  # a write that was killed: removed once surely abandoned
+                with contextlib.suppress(OSError):
+                    if child.stat().st_mtime < time.time() - 3600:
+                        child.unlink()
+            elif child.name.startswith("seg-") and child.name.removesuffix(".arrow") not in keep:
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
 
 
 def cache_for(con: duckdb.DuckDBPyConnection) -> SegmentCache | None:
@@ -309,59 +326,79 @@ def _masked(pieces: dict[str, Piece], bounds: list[int | None]) -> dict[str, Pie
             out[name] = Piece(array=p.array.take(pa.array(rows)))
         else:
             assert p.codes is not None
-            out[name] = Piece(codes=p.codes[rows], values=p.values, type=p.type)
+            out[name] = Piece(codes=p.codes[rows], values=p.values, type=p.type, whole=False)
     return out
 
 
 def _assemble(
     names: Sequence[str], parts: list[dict[str, Piece]], ids: pa.Array, ts: pa.Array, order: pa.Array | None
 ) -> tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]], pa.Array | None]:
-    from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS, _permuted
+    from .window import _compact, _permuted
 
-    idx = None if order is None else order.to_numpy()
     arrays: dict[str, pa.Array] = {"request_id": ids, "ts": ts}
-    coded: dict[str, tuple[np.ndarray, list[Any]]] = {}
-    plain = [n for n in names if n not in arrays and not codable(_type(parts[0][n]))]
-    for name in plain:
-        arrays[name] = pa.concat_arrays([p[name].array for p in parts])
-    table = pa.table({n: arrays[n] for n in arrays})
+    coded_names = []
+    for name in names:
+        if name in arrays:
+            continue
+        pieces = [p[name] for p in parts]
+        if all(p.codes is not None for p in pieces):
+            coded_names.append(name)
+        else:  # a column of many values (in some segment): as the view's scan gives it
+            arrays[name] = pa.concat_arrays([_decoded(p) for p in pieces])
+    table = pa.table(arrays)
     if order is not None:
         table = _permuted(table, order)
+    table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
-    for name in names:
-        if name in out:
-            continue
-        g, values, typ = _unified([p[name] for p in parts])
-        if idx is not None:
-            g = g[idx]
-        sample = g[:CODED_SAMPLE_ROWS]
-        sample = sample[sample >= 0]
-        worth = len(np.unique(sample)) <= CODED_MAX_SHARE * max(len(sample), 1)
-        codes, vals = _first_appearance(g, values)
-        dictionary = _dictionary_values(vals, typ)
-        indices = pa.array(codes, mask=codes < 0)
-        col = pa.DictionaryArray.from_arrays(indices, dictionary)
-        if worth:
-            coded[name] = (codes, vals)
-            out[name] = col
-        else:
-            out[name] = col.dictionary_decode()
+    idx = None if order is None else order.to_numpy()
+    for name in coded_names:
+        col, codes = _coded_column([p[name] for p in parts], idx)
+        out[name] = col
+        if codes is not None:
+            coded[name] = codes
     return pa.table({n: out[n] for n in names}), coded, order
 
 
-def _type(p: Piece) -> pa.DataType:
-    return p.type if p.array is None else p.array.type
+def _decoded(p: Piece) -> pa.Array:
+    if p.array is not None:
+        return p.array
+    assert p.codes is not None and p.type is not None
+    indices = pa.array(p.codes, mask=p.codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, _dictionary_values(p.values, p.type)).dictionary_decode()
+
+
+def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
+    """One column coded in every segment, in window order (``idx``: the scan row of each window
+    row), as the window holds it: a dictionary column and its codes when its first rows' values
+    are few (:func:`.window._worth_coding`'s rule), else plain."""
+    from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
+
+    g, values, typ = _unified(pieces)
+    if idx is not None:
+        g = g[idx]
+    sample = g[:CODED_SAMPLE_ROWS]
+    sample = sample[sample >= 0]
+    distinct = int(np.count_nonzero(np.bincount(sample, minlength=len(values)))) if len(sample) else 0
+    # the dictionary's order is already that of first appearance when the window reads every row
+    # of its segments in scan order (each segment's values in order, new ones numbered as met)
+    if idx is None and all(p.whole for p in pieces):
+        codes, vals = g, values
+    else:
+        codes, vals = _first_appearance(g, values)
+    indices = pa.array(codes, mask=codes < 0)
+    col = pa.DictionaryArray.from_arrays(indices, _dictionary_values(vals, typ), safe=False)
+    if distinct <= CODED_MAX_SHARE * max(len(sample), 1):
+        return col, (codes, vals)
+    return col.dictionary_decode(), None
 
 
 def _unified(pieces: list[Piece]) -> tuple[np.ndarray, list[Any], pa.DataType]:
-    """The pieces of one column as codes into one dictionary (in scan order): (codes, values, type)."""
+    """The pieces of one coded column as codes into one dictionary (in scan order): (codes, values, type)."""
     gid: dict[Any, int] = {}
     chunks = []
     typ = None
     for p in pieces:
-        if p.codes is None:
-            assert p.array is not None
-            p = _coded(p.array)
+        assert p.codes is not None
         typ = typ or p.type
         lut = np.fromiter((gid.setdefault(v, len(gid)) for v in p.values), np.int32, len(p.values))
         chunks.append(np.append(lut, np.int32(-1))[p.codes])  # -1 (NULL) indexes the appended -1
@@ -369,10 +406,19 @@ def _unified(pieces: list[Piece]) -> tuple[np.ndarray, list[Any], pa.DataType]:
 
 
 def _first_appearance(g: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Codes renumbered in order of first appearance (as ``dictionary_encode`` numbers them)."""
+    """Codes renumbered in order of first appearance (as ``dictionary_encode`` numbers them). The
+    values present are few and nearly all appear early: the order is read from the shortest
+    prefix of ``g`` that holds every value present (a prefix's first appearances are the whole's)."""
     import pandas as pd
 
-    seen = pd.unique(g[g >= 0]) if len(values) > 1 else np.unique(g[g >= 0])
+    present = int(np.count_nonzero(np.bincount(g + 1, minlength=len(values) + 1)[1:]))
+    m = 4096
+    while True:
+        head = g[:m]
+        seen = pd.unique(head[head >= 0])
+        if len(seen) == present or m >= len(g):
+            break
+        m *= 8
     remap = np.full(len(values) + 1, -1, np.int32)
     remap[seen] = np.arange(len(seen), dtype=np.int32)
     return remap[g], [values[i] for i in seen.tolist()]
