@@ -85,7 +85,7 @@ def test_every_readme_example_runs(served: Served) -> None:
             out = subprocess.run(["bash", "-c", served.as_written(code)], capture_output=True, text=True, timeout=60)
             assert '"choices"' in out.stdout, out.stdout + out.stderr
         elif lang == "bash" and "llmgw replay" in code:
-            deadline = time.monotonic() + 10  # the log flushes every 500 ms
+            deadline = time.monotonic() + 60  # the log flushes every 500 ms
             while _rows(served.cwd) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
             out = subprocess.run(["bash", "-c", served.as_written(code)], cwd=served.cwd, capture_output=True,

@@ -153,7 +153,7 @@ def test_feedback_on_a_hit(bgw):
     before = region(bgw, "capped")["here"]
     ok = httpx.post(url, json={"request_id": rid, "correct": False}, headers=mine)
     assert ok.status_code == 202 and ok.json() == {"request_id": rid, "recorded": True}
-    deadline = time.monotonic() + 10  # a repeat is no paraphrase evidence: it counts among verified hits only
+    deadline = time.monotonic() + 60  # a repeat is no paraphrase evidence: it counts among verified hits only
     while (after := region(bgw, "capped")["here"])["false_hits"]["verified_hits"] == before["false_hits"][
         "verified_hits"
     ]:

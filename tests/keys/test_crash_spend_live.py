@@ -54,7 +54,7 @@ def test_spend_after_kill_9_is_the_logged_cost(upstream, tmp_path):
 
         thread = threading.Thread(target=held, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while _spend(gw, key)["in_flight_usd"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _spend(gw, key)["in_flight_usd"] == pytest.approx(reservation)

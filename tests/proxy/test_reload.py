@@ -89,7 +89,7 @@ def test_invalid_edit_keeps_serving_the_old_policy(make_gateway):
     gw = make_gateway()
     v1 = load_policy(gw.policy_path).version
     gw.policy_path.write_text("routes: {m: {targets: []}}\n")
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 60
     health = {}
     while time.monotonic() < deadline:
         health = httpx.get(gw.url + "/health").json()
@@ -102,7 +102,7 @@ def test_invalid_edit_keeps_serving_the_old_policy(make_gateway):
     assert r.status_code == 200 and r.headers["x-llmgw-policy-version"] == v1
 
 
-def _wait_for_version(seen: list[tuple[float, str]], version: str, since: float, timeout: float = 5) -> None:
+def _wait_for_version(seen: list[tuple[float, str]], version: str, since: float, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(v == version and t >= since for t, v in list(seen)):
@@ -126,7 +126,7 @@ def test_a_version_replaced_by_a_hand_edit_is_archived_and_replays_as_served(mak
         doc["routes"]["split"]["targets"][0]["weight"], doc["routes"]["split"]["targets"][1]["weight"] = 5, 95
         gw.policy_path.write_text(yaml.safe_dump(doc))
         v2 = load_policy(gw.policy_path).version
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while httpx.get(gw.url + "/health").json()["policy_version"] != v2:
             assert time.monotonic() < deadline, "the edit was never loaded"
             time.sleep(0.05)

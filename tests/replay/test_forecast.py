@@ -90,7 +90,7 @@ def _serve(gw, bodies: list[dict]) -> None:
 def _wait_rows(data_dir, n: int) -> None:
     from llmgw_kernel import open_log
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while open_log(data_dir).execute("SELECT count(*) FROM requests").fetchone()[0] < n:
         assert time.monotonic() < deadline, "rows did not reach the log"
         time.sleep(0.1)
@@ -101,7 +101,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def _wait_version(gw, old: str) -> str:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         now = httpx.get(f"{gw.url}/health").json()["policy_version"]
         if now != old:
