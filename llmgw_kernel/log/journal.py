@@ -210,7 +210,8 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
         self._n = 0
         self.errors = 0
-        self.last_error: str | None = None
+        self._write_error: str | None = None
+        self._open_error: str | None = None  # the last rotation could not create its file
         self.path = directory / journal_name(seq, self._n)
         self._fd = self._open(self.path)
 
@@ -221,6 +222,16 @@ class Journal:
         # records still decode positionally while the layout is this one's
         self._write(fd, layout_frame(), f"could not write the layout frame of {path}")
         return fd
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the journal does not keep records crash-safe right now (None: it does)."""
+        return self._open_error or self._write_error
+
+    @property
+    def stuck(self) -> bool:
+        """The last rotation could not create its file (retry it even without new records)."""
+        return self._open_error is not None
 
     def append(self, frame: bytes) -> None:
         # the row still reaches the segment; only crash safety is lost
@@ -233,21 +244,35 @@ class Journal:
             written = os.write(fd, data)
             while written < len(data):  # short writes happen only when the disk fills up
                 written += os.write(fd, data[written:])
-            if self.last_error is not None:  # writable again
-                self.last_error = None
+            if self._write_error is not None:  # writable again
+                self._write_error = None
         except OSError as exc:
             if not self.errors:
                 log.error("journal %s: %s", what, exc)
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._write_error = f"{type(exc).__name__}: {exc}"
 
     def rotate(self, seq: int) -> Path:
-        """Continue in a new file (its records go to segments ``seq`` and later)."""
+        """Continue in a new file (its records go to segments ``seq`` and later) and return the
+        finished one's path. Never raises: when the new file cannot be created (a read-only or
+        full directory) the records go on into the current file's descriptor, ``last_error`` says
+        why (``/health`` 503) until a rotation succeeds, and the current path is returned as
+        finished — deleted once its rows are in segments, so crash safety is lost meanwhile, not
+        the rows (a raise here lost the flush's rows, already taken from the writer's buffer)."""
         self._n += 1
-        old, old_fd = self.path, self._fd
-        self.path = self.directory / journal_name(seq, self._n)
-        self._fd = self._open(self.path)
-        os.close(old_fd)
+        old = self.path
+        path = self.directory / journal_name(seq, self._n)
+        try:
+            fd = self._open(path)
+        except OSError as exc:
+            self._open_error = f"cannot start a new journal file: {type(exc).__name__}: {exc}"
+            if not self.errors:
+                log.error("journal %s (rows are not crash-safe until it works again)", self._open_error)
+            self.errors += 1
+            return old
+        self._open_error = None
+        os.close(self._fd)
+        self.path, self._fd = path, fd
         return old
 
     def close(self) -> Path:

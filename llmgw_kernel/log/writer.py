@@ -269,7 +269,8 @@ class LogWriter:
         with self._append_lock:
             records, self._buffer = self._buffer, []
             frames, self._frames = self._frames, []
-            if records and self._journal is not None:
+            # a journal that could not start its next file retries at every flush, records or not
+            if self._journal is not None and (records or self._journal.stuck):
                 self._done_journals.append(self._journal.rotate(self._seq))
         self._pending.extend(frames if self._worker_process else encode_records(records))
         if records and self.on_flush is not None:

@@ -242,3 +242,25 @@ def test_a_journal_opened_on_a_full_disk_reports_it_at_once_and_clears_on_the_ne
     j.append(wal.encode(record(2)))
     assert j.close() != old
     assert [r.request_id for r in wal.decode(j.path.read_bytes())[0]] == ["req_00002"]
+
+
+def test_a_rotation_that_cannot_create_its_file_keeps_the_records_and_says_so(tmp_path):
+    """A journal whose next file cannot be created (a read-only or full directory) goes on in the
+    current file's descriptor and says why until a rotation works: ``rotate`` raised, and the writer had
+    already taken the flush's rows from its buffer, so they were lost
+    (tests/outside/test_outside_s6_read_only_data_dir.py: the same through a real server)."""
+    journal = wal.Journal(tmp_path, 1)
+    journal.append(wal.encode(record(0)))
+    blocked = tmp_path / wal.journal_name(2, 1)
+    blocked.mkdir()  # the next file's name is taken by a directory: os.open fails (EISDIR)
+    first = journal.rotate(2)
+    assert journal.stuck and journal.last_error is not None
+    assert journal.last_error.startswith("cannot start a new journal file: IsADirectoryError")
+    journal.append(wal.encode(record(1)))  # still journaled, into the current descriptor
+    blocked.rmdir()
+    assert journal.rotate(3) == first  # the file it went on in is the one finished now
+    assert not journal.stuck and journal.last_error is None
+    journal.append(wal.encode(record(2)))
+    second = journal.close()
+    assert [r.request_id for r in wal.decode(first.read_bytes())[0]] == [record(0).request_id, record(1).request_id]
+    assert [r.request_id for r in wal.decode(second.read_bytes())[0]] == [record(2).request_id]

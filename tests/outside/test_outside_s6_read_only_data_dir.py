@@ -1,0 +1,106 @@
+"""Outside-style: the data directory turns read-only under a running `llmgw serve` (a volume remounted
+read-only after I/O errors, a storage failover), then writable again.
+
+docs/log.md: "A failed write (disk full, permissions) keeps the rows in memory ... and retries at the
+next flush; `/health` answers 503 with the error meanwhile"; a journal write that fails "does not stop
+the request or its row (it still reaches a segment), but `/health` answers 503".
+
+By hand (a read-only bind mount over the data directory, 30 requests answered 200 meanwhile, then the
+mount removed): `/health` stayed 200 with `buffered: 0` and no flush error, the server's output had a
+`log writer pass failed` traceback per flush (`journal.rotate`: `OSError: [Errno 30] Read-only file
+system` opening the next journal file), and after the directory was writable again none of the 30
+requests was ever in the log. The flush had taken the rows out of its buffer before the rotation
+raised, so each failed pass dropped its rows, silently as far as /health is concerned.
+
+Needs root for the bind mount (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import free_port, sigterm_and_wait
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+
+POLICY = {
+    "providers": {"demo": {"kind": "demo"}},
+    "routes": {"demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]}},
+    "log": {"flush_ms": 100},
+}
+
+
+def _health(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def _until(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def _ask(url: str, text: str) -> str:
+    body = {"model": "demo", "messages": [{"role": "user", "content": text}]}
+    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["x-request-id"]
+
+
+def test_rows_answered_while_the_data_dir_is_read_only_are_kept_and_health_says_so(tmp_path: Path) -> None:
+    from llmgw_kernel import open_log
+
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
+    data = tmp_path / "data"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "serve.log", "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
+             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    mounted = False
+    try:
+        _until("the server is up", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
+        ids = [_ask(url, f"before {i}") for i in range(5)]
+        _until("the first rows are written", lambda: _health(url).json()["log"]["rows_written"] == 5, 30)  # type: ignore[union-attr]
+        bind = subprocess.run(["mount", "--bind", str(data), str(data)], capture_output=True)
+        if bind.returncode != 0:
+            pytest.skip(f"cannot bind-mount: {bind.stderr.decode()}")
+        mounted = True
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(data)], check=True, capture_output=True)
+        ids += [_ask(url, f"read-only {i}") for i in range(10)]
+        health = _until("/health 503", lambda: (h := _health(url)) is not None and h.status_code == 503 and h, 30)
+        assert "Read-only file system" in " ".join(health.json()["reasons"]), health.json()
+        subprocess.run(["umount", str(data)], check=True, capture_output=True)
+        mounted = False
+        _until("/health 200 again", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
+        _until("nothing buffered", lambda: _health(url).json()["log"]["buffered"] == 0, 30)  # type: ignore[union-attr]
+        ids += [_ask(url, f"after {i}") for i in range(3)]
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(data)], capture_output=True)
+        sigterm_and_wait(server, 30)
+    con = open_log(str(data))
+    try:
+        counts = collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
+    finally:
+        con.close()
+    assert sorted(counts) == sorted(ids)
+    assert set(counts.values()) == {1}
+    assert "log writer pass failed" not in (tmp_path / "serve.log").read_text(errors="replace")
