@@ -310,7 +310,7 @@ class Frame:
         get its columns before Tabulator had built itself: a console error, an empty table).
         An answer still coming for the page shown before is dropped."""
         body = spec.body()
-        panes = body.panes()
+        panes: list[Any] = []
         fill = PageFill(self.ctx, self.bar, body, lambda answer: self._show(fill, body, panes, answer), self.doc)
         for control in getattr(body, "controls", list)():
             control.param.watch(lambda *_: self._restart() if self.fill is fill else None, "value")
@@ -318,7 +318,15 @@ class Frame:
         self.header.object = f"## {spec.title}"
         self.status.object = LOADING_HTML
         self.main.objects = []
+        if self.doc is None:  # no server: the answer is shown in start(), so the panes come first
+            panes.extend(body.panes())
+            fill.start(self.bar.filters)
+            return
+        # served: the queries start before the panes are built (Bokeh models: the overview's
+        # four figures are ~0.1 CPU s), which also delays the page's first byte; the answer is
+        # shown on this session's loop, so after this returns, panes and all
         fill.start(self.bar.filters)
+        panes.extend(body.panes())
 
     def _restart(self) -> None:
         if self.fill is not None:

@@ -133,6 +133,19 @@ def test_recent_is_newest_first_with_the_table_columns(store):
     limited.close()
 
 
+def test_recent_of_an_outcome_are_its_newest_rows_in_the_window(store):
+    # the cutoff (the oldest of the newest n timestamps) is a top-n aggregate of the headline's
+    # scan, filtered by the outcome: the rows past it are the newest n of that outcome
+    limited = OverviewStore(store.data_dir, ttl_s=0, recent_limit=2, clock=lambda: NOW)
+    assert list(limited.overview("24 h", outcome="ok").recent["request_id"]) == ["req_0001", "req_0002"]
+    assert list(limited.overview("24 h", outcome="timeout").recent["request_id"]) == ["req_0006"]
+    assert list(limited.overview("15 min", outcome="ok").recent["request_id"]) == ["req_0001", "req_0002"]
+    assert len(limited.overview("24 h", outcome="abandoned").recent) == 0
+    assert list(limited.overview("24 h").recent["request_id"]) == ["req_0001", "req_0002"]
+    assert [r for r in limited.overview("24 h", route="other").recent["request_id"]] == ["req_0006", "req_0008"]
+    limited.close()
+
+
 def test_results_are_cached_per_filter_for_ttl(log_dir):
     now = [NOW]
     store = OverviewStore(log_dir, ttl_s=2.0, clock=lambda: now[0])
