@@ -33,6 +33,10 @@ importing the modules a replay loads — what a replay costs in a process that i
   no budgets, no cache): every stage runs, the limits and cache stages have nothing to apply;
 - ``full``: ``replay()`` of the live policy (routing + budgets + rate limits + exact cache).
 
+Each scenario is run with the columnar replay cache of sealed segments (``replay/segment_cache.py``)
+``cold`` (removed before the run: the run builds it), ``warm`` (present) and ``off``
+(``LLMGW_REPLAY_CACHE=off``), alternated run by run (``--replay-cache`` picks some).
+
 The child also runs against an older checkout (``PYTHONPATH=<worktree>``): it falls back to the
 routing stage's old home (``replay.stages``) so "before" and "after" are measured the same way.
 """
@@ -396,9 +400,29 @@ def child(scenario: str, data_dir: Path, out: Path) -> None:
     out.write_text(json.dumps(facts, default=str))
 
 
-def measure(scenario: str, data_dir: Path, profile: bool = False) -> dict[str, Any]:
+#: how a run meets the columnar cache of sealed segments (llmgw_kernel/replay/segment_cache.py):
+#: ``cold`` = removed before the run (the run builds it), ``warm`` = present (built by an earlier
+#: run), ``off`` = not used (``LLMGW_REPLAY_CACHE=off``: the window read through the view)
+CACHE_MODES = ("cold", "warm", "off")
+
+
+def measure(scenario: str, data_dir: Path, profile: bool = False, cache: str = "warm") -> dict[str, Any]:
     """One run in a fresh subprocess: CPU s (user + sys), peak RSS, wall, and what it replayed."""
-    run = run_child(__file__, scenario, data_dir, profile, top=30)
+    import shutil
+
+    # spelled out, not imported: a checkout before the cache (PYTHONPATH=<worktree>) runs this too
+    root, env = data_dir / "replay-cache", "LLMGW_REPLAY_CACHE"
+    os.environ.pop(env, None)
+    if cache == "cold":
+        shutil.rmtree(root, ignore_errors=True)
+    elif cache == "warm" and not root.exists():
+        run_child(__file__, scenario, data_dir)  # builds it: not measured
+    elif cache == "off":
+        os.environ[env] = "off"
+    try:
+        run = run_child(__file__, scenario, data_dir, profile, top=30)
+    finally:
+        os.environ.pop(env, None)
     return {**run, "req_s_core": run["requests"] / run["cpu_s"], "call_req_s_core": run["requests"] / run["call_cpu_s"]}
 
 
@@ -410,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "llmgw-replay-scale")
     ap.add_argument("--profile", action="store_true", help="one profiled run per scenario: top functions")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--replay-cache", choices=CACHE_MODES, action="append",
+                    help="cold | warm | off, alternated run by run (default: all three)")  # fmt: skip
     ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -422,21 +448,29 @@ def main(argv: list[str] | None = None) -> None:
         print(data_dir)
         return
     print(f"log: {data_dir} ({args.rows:,} rows); load average {os.getloadavg()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    modes = args.replay_cache or list(CACHE_MODES)
     for scenario in args.scenario or SCENARIOS:
         if args.profile:
-            print(json.dumps(measure(scenario, data_dir, profile=True), default=str))
+            print(json.dumps(measure(scenario, data_dir, profile=True, cache=modes[0]), default=str))
             continue
-        runs = [measure(scenario, data_dir) for _ in range(args.runs)]
-        print(
-            f"{scenario:>13}: CPU s {spread([r['cpu_s'] for r in runs], '{:.2f}')}"
-            f" | req/s/core {spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
-            f" | call CPU s {spread([r['call_cpu_s'] for r in runs], '{:.2f}')}"
-            f" | call req/s/core {spread([r['call_req_s_core'] for r in runs], '{:,.0f}')}"
-            f" | peak RSS MB {spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
-            f" | wall s {spread([r['wall_s'] for r in runs], '{:.2f}')}"
-            f" | differs {runs[0]['differs']}  (min / median / max of {len(runs)})",
-            flush=True,
-        )
+        by_mode: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+        for _ in range(args.runs):  # alternated, so that the machine's load moves every mode alike
+            for mode in modes:
+                by_mode[mode].append(measure(scenario, data_dir, cache=mode))
+        for mode, runs in by_mode.items():
+            print(
+                f"{scenario:>13} cache {mode:>4}: CPU s {spread([r['cpu_s'] for r in runs], '{:.2f}')}"
+                f" | req/s/core {spread([r['req_s_core'] for r in runs], '{:,.0f}')}"
+                f" | call CPU s {spread([r['call_cpu_s'] for r in runs], '{:.2f}')}"
+                f" | call req/s/core {spread([r['call_req_s_core'] for r in runs], '{:,.0f}')}"
+                f" | peak RSS MB {spread([r['rss_mb'] for r in runs], '{:,.0f}')}"
+                f" | wall s {spread([r['wall_s'] for r in runs], '{:.2f}')}"
+                f" | differs {runs[0]['differs']}  (min / median / max of {len(runs)})",
+                flush=True,
+            )
+    cached = data_dir / "replay-cache"
+    if cached.exists():
+        print(f"replay cache: {sum(f.stat().st_size for f in cached.iterdir()) / 2**20:,.0f} MB in {cached}")
     print(f"load average after: {os.getloadavg()}")
 
 

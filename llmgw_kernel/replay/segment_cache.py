@@ -220,12 +220,11 @@ class SegmentCache:
         return {n: held[n] for n in names}
 
     def _parquet(self, con: duckdb.DuckDBPyConnection, seg: Path, names: Sequence[str]) -> pa.Table:
-        from .window import _column, _one_thread
+        from .window import _column
 
         files = f"['{_sql_path(self.directory / ANCHOR_NAME)}', '{_sql_path(seg)}']"  # the view's schema
         sql = f"SELECT {', '.join(_column(c) for c in names)} FROM read_parquet({files})"
-        with _one_thread(con):
-            return con.sql(sql).to_arrow_table(1 << 22)
+        return con.sql(sql).to_arrow_table(1 << 22)  # one thread: see load_head
 
     def _store(self, entry: Path, pieces: dict[str, Piece]) -> None:
         try:
@@ -280,11 +279,14 @@ def load_head(
     import duckdb
 
     bounds = [_epoch_us(con, t) for t in (since, until)]
+    from .window import _one_thread
+
     try:
         segs = cache.segments(time.time())
         if not segs:
             return None
-        parts = [_masked(cache.read(con, seg, names), bounds) for seg in segs]
+        with _one_thread(con):  # once for every segment read from Parquet
+            parts = [_masked(cache.read(con, seg, names), bounds) for seg in segs]
     except (OSError, duckdb.Error):
         return None
     cache.prune()
@@ -374,8 +376,9 @@ def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array
     from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
 
     g, values, typ = _unified(pieces)
-    if idx is not None:
-        g = g[idx]
+    if idx is not None:  # ``g`` is ours: only the rows the order moves are rewritten
+        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+        g[moved] = g[idx[moved]]
     sample = g[:CODED_SAMPLE_ROWS]
     sample = sample[sample >= 0]
     distinct = int(np.count_nonzero(np.bincount(sample, minlength=len(values)))) if len(sample) else 0
@@ -384,8 +387,9 @@ def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array
     if idx is None and all(p.whole for p in pieces):
         codes, vals = g, values
     else:
-        codes, vals = _first_appearance(g, values)
-    indices = pa.array(codes, mask=codes < 0)
+        codes, vals = _first_appearance(g, values, every=all(p.whole for p in pieces))
+    null = codes < 0
+    indices = pa.array(codes, mask=null) if null.any() else pa.array(codes)
     col = pa.DictionaryArray.from_arrays(indices, _dictionary_values(vals, typ), safe=False)
     if distinct <= CODED_MAX_SHARE * max(len(sample), 1):
         return col, (codes, vals)
@@ -395,23 +399,27 @@ def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array
 def _unified(pieces: list[Piece]) -> tuple[np.ndarray, list[Any], pa.DataType]:
     """The pieces of one coded column as codes into one dictionary (in scan order): (codes, values, type)."""
     gid: dict[Any, int] = {}
-    chunks = []
+    out = np.empty(sum(len(p.codes) for p in pieces if p.codes is not None), np.int32)
+    at = 0
     typ = None
     for p in pieces:
         assert p.codes is not None
         typ = typ or p.type
         lut = np.fromiter((gid.setdefault(v, len(gid)) for v in p.values), np.int32, len(p.values))
-        chunks.append(np.append(lut, np.int32(-1))[p.codes])  # -1 (NULL) indexes the appended -1
-    return np.concatenate(chunks) if chunks else np.empty(0, np.int32), list(gid), typ
+        # -1 (NULL) indexes the appended -1
+        np.take(np.append(lut, np.int32(-1)), p.codes, out=out[at : at + len(p.codes)])
+        at += len(p.codes)
+    return out, list(gid), typ
 
 
-def _first_appearance(g: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+def _first_appearance(g: np.ndarray, values: list[Any], every: bool = False) -> tuple[np.ndarray, list[Any]]:
     """Codes renumbered in order of first appearance (as ``dictionary_encode`` numbers them). The
     values present are few and nearly all appear early: the order is read from the shortest
     prefix of ``g`` that holds every value present (a prefix's first appearances are the whole's)."""
     import pandas as pd
 
-    present = int(np.count_nonzero(np.bincount(g + 1, minlength=len(values) + 1)[1:]))
+    # ``every``: each value of the dictionary is present (every row of each segment is in ``g``)
+    present = len(values) if every else int(np.count_nonzero(np.bincount(g + 1, minlength=len(values) + 1)[1:]))
     m = 4096
     while True:
         head = g[:m]
@@ -419,6 +427,8 @@ def _first_appearance(g: np.ndarray, values: list[Any]) -> tuple[np.ndarray, lis
         if len(seen) == present or m >= len(g):
             break
         m *= 8
+    if len(seen) == len(values) and np.array_equal(seen, np.arange(len(values))):
+        return g, values  # already numbered so (a permutation that moves only a few tied rows)
     remap = np.full(len(values) + 1, -1, np.int32)
     remap[seen] = np.arange(len(seen), dtype=np.int32)
     return remap[g], [values[i] for i in seen.tolist()]
