@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..decisions.cache import exact_key
 from .schema import COLUMN_NAMES, COLUMNS, ROUTE_DRAW
 
 JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
@@ -322,7 +323,37 @@ def to_row(rec: RequestRecord) -> dict[str, Any]:
         "cache_verify": rec.cache_verify,
         "route_draw": rec.route_draw,
         **list_scalars(rec.plan, rec.attempts),
+        **replay_scalars(rec, request_body),
     }
+
+
+def replay_scalars(rec: RequestRecord, request_body: Any) -> dict[str, Any]:
+    """The scalar columns replay's exact cache reads instead of decoding JSON for every row:
+    ``cache_team``, the logged metadata's ``team`` as ``replay.cache_stage._team`` reads it ('' for
+    none: the namespace reads None and '' alike; NULL for any value but a string, which replay reads
+    from the metadata), and ``exact_key``, for a row whose logged ``cache`` and ``cache_key``
+    are NULL (no cache saw it), what ``replay.fold_cache_inputs._key_from_body`` makes of the
+    logged body: ``decisions.cache.exact_key(route, body)``, '' when the body is not a JSON object
+    (or is the ``unparsed`` stand-in; NULL when the body cannot be logged as it is: too deep to encode). Both are
+    the values replay derives from the row's JSON."""
+    meta = rec.metadata
+    team = meta.get("team") if isinstance(meta, dict) else None
+    cache_team: str | None = None
+    try:  # metadata the row cannot hold as it is (a marker is logged instead): NULL, replay reads it
+        if meta is None or orjson.dumps(meta):
+            cache_team = "" if team is None else team if isinstance(team, str) else None
+    except (TypeError, ValueError, RecursionError):
+        pass
+    key = None
+    logged_key = rec.cache_key if rec.body_mode != "none" else None
+    if rec.cache is None and logged_key is None:
+        body = request_body
+        ok = isinstance(body, dict) and "unparsed" not in body
+        try:  # a body the row cannot hold as it is (encode_row logs a marker instead): NULL, replay reads it
+            key = exact_key(rec.route or "", body) if ok and orjson.dumps(body) else ""
+        except (TypeError, ValueError, RecursionError):
+            key = None
+    return {"cache_team": cache_team, "exact_key": key}
 
 
 def list_scalars(plan: Sequence[str] | None, attempts: Sequence[dict[str, Any]] | None) -> dict[str, Any]:

@@ -132,6 +132,20 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         "BOOLEAN",
         "attempts[1].error IS NOT NULL: the first upstream attempt failed (false: it succeeded or none was made)",
     ),
+    # what replay's cache would otherwise decode from the JSON columns of every row (record.replay_scalars);
+    # NULL: a row written before the columns (replay decodes the JSON then)
+    (
+        "cache_team",
+        "VARCHAR",
+        "metadata.team as the cache's namespace reads it, when a string ('' none; NULL also any other "
+        "value, read from metadata)",
+    ),
+    (
+        "exact_key",
+        "VARCHAR",
+        "for a row no cache saw (cache and cache_key NULL): the exact-cache key of (route, the logged request "
+        "body), '' when that body is not a JSON object; NULL for any other row",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

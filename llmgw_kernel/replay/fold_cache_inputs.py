@@ -122,6 +122,17 @@ def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: li
     code, values = code.copy(), list(values)
     if "request_body" not in cols.w or not rows[: cols.n].any():
         return code, values
+    logged = _logged_keys(cols.w, rows)  # the writer's keys of these rows' bodies (log.record.replay_scalars)
+    if logged is not None:
+        missing, keys = logged
+        if len(missing):
+            enc = keys.dictionary_encode()
+            index = {k: j for j, k in enumerate(values)}
+            table = np.array([index.setdefault(k, len(index)) if k else -1 for k in enc.dictionary.to_pylist()]
+                             + [-1], np.int64)  # fmt: skip
+            values = list(index)
+            code[missing] = table[pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)]
+        return code, values
     missing, raw_bodies = cols.w.where("request_body", NEVER_CACHED)  # only these rows' bodies are read
     keep = rows[missing]
     missing = missing[keep]
@@ -141,6 +152,28 @@ def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: li
         values = list(index)
         code[missing] = table[pair]
     return code, values
+
+
+def _logged_keys(window: Any, rows: np.ndarray) -> tuple[np.ndarray, pa.Array] | None:
+    """(the window rows of ``rows`` that never reached a cache live, ascending; the exact key the
+    log writer made of each one's body, '' for none) from the log's ``exact_key`` column — no body
+    read or parsed. None when some such row has no ``exact_key`` (written before the column: the
+    keys are made from the bodies, every row's, as before) or the window is not read from a log."""
+    if not _in_log(window, "exact_key"):
+        return None
+    missing, keys = window.where("exact_key", NEVER_CACHED)
+    keep = rows[missing]
+    keys = keys.filter(pa.array(keep))
+    if keys.null_count:
+        return None
+    return missing[keep], keys
+
+
+def _in_log(window: Any, name: str) -> bool:
+    """Column ``name`` is in the log ``window`` is read from (a log written before it has none; a
+    window given as columns reads no log)."""
+    log = getattr(window, "_log", None)
+    return log is not None and name in log.present
 
 
 def _key_from_body(route: str, raw: Any) -> str | None:
@@ -220,9 +253,14 @@ def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
     metadata, computed in the window's scan (:meth:`.window.Window.computed`: the metadata
     never comes into Arrow, only the teams' JSON text); a plain JSON string is unquoted here,
     any other value (a number, an escaped string, ...) goes through Python as ``str(value)``."""
-    parts = [(cols.w, _team_json(cols.w))]
-    if cols.warm is not None:
-        parts.append((cols.warm, _team_json(cols.warm)))
+    windows = [cols.w] if cols.warm is None else [cols.w, cols.warm]
+    logged = [_logged_teams(w) for w in windows]
+    if all(t is not None for t in logged):  # the log writer's (log.record.replay_scalars): no metadata read
+        team = pa.concat_arrays(logged)
+        team = pc.if_else(pc.equal(team, ""), pa.scalar(None, pa.string()), team) if len(team) else team
+        enc = team.dictionary_encode()
+        return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+    parts = [(w, _team_json(w)) for w in windows]
     raw = pa.concat_arrays([p for _, p in parts])
     if not len(raw):
         return np.full(0, -1, np.int64), []
@@ -243,6 +281,17 @@ def _teams(cols: Cols) -> tuple[np.ndarray, list[Any]]:
         team = pa.array(values, pa.string())
     enc = team.dictionary_encode()
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _logged_teams(window: Any) -> pa.Array | None:
+    """The ``cache_team`` column of ``window``'s rows ('' none) — None when the log has no such
+    column or some row has none (written before it, or its team is not a string)."""
+    if not len(window):
+        return pa.array([], pa.string())
+    if not _in_log(window, "cache_team"):
+        return None
+    got = window.computed("_cache_team", "cache_team").cast(pa.string())
+    return None if got.null_count else got
 
 
 def _team_json(window: Any) -> pa.Array:

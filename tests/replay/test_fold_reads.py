@@ -25,7 +25,7 @@ import pytest
 
 from llmgw_kernel import load_policy
 from llmgw_kernel.log.reader import open_log
-from llmgw_kernel.replay import _state_before, load_window
+from llmgw_kernel.replay import _state_before, fold_cache_inputs, load_window
 from llmgw_kernel.replay.columns import optional_objects
 from llmgw_kernel.replay.fold import Composer
 from llmgw_kernel.replay.fold_cache_inputs import NEVER_CACHED
@@ -74,7 +74,11 @@ def _spy(c: Composer) -> list[list[str]]:
     return seen
 
 
-def test_the_inputs_read_only_keyless_rows_bodies_and_each_fold_column_once(data_dir: Path) -> None:
+def test_the_inputs_read_only_keyless_rows_bodies_and_each_fold_column_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a log written before the cache_team / exact_key columns (test_fold_logged_scalars: with them)
+    monkeypatch.setattr(fold_cache_inputs, "_in_log", lambda w, name: False)
     c = _composer(data_dir)
     seen = _spy(c)
     made = inputs(c)
