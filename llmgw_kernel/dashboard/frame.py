@@ -268,10 +268,13 @@ class Frame:
     def __init__(self, ctx: Context, spec: PageSpec) -> None:
         self.ctx = ctx
         self.bar = FilterBar(ctx, session_filters(), spec.path)
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-        self.doc: Any = pn.state.curdoc if served else None
-        if served:
-            self.doc.template = BOOT_TEMPLATE
+        curdoc = pn.state.curdoc
+        served = curdoc is not None and curdoc.session_context is not None
+        self.doc: Any = curdoc if served else None
+        if curdoc is not None and served:
+            # the page's HTML: a "Loading…" line before the scripts. Bokeh's setter takes a str
+            # too (typed Template only); Panel renders a str as an extension of its base template
+            curdoc.template = BOOT_TEMPLATE  # type: ignore[assignment]
         self.header = pn.pane.Markdown("", margin=(0, 10))
         self.status = pn.pane.HTML(LOADING_HTML, stylesheets=[CSS], sizing_mode="stretch_width")
         self.main = pn.Column(sizing_mode="stretch_width")
