@@ -151,9 +151,17 @@ def load_policy(source: PolicySource) -> Policy:
         return validate_policy(source)
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(4 * MAX_POLICY_BYTES + 1)  # bounded (/dev/zero); UTF-8: up to 4 bytes a character
     except OSError as exc:
         raise PolicyError([("", f"cannot read policy file: {exc.strerror or exc}")], str(path)) from None
+    if len(data) > 4 * MAX_POLICY_BYTES:
+        raise PolicyError([("", f"a policy file is at most {MAX_POLICY_BYTES:,} characters, got more")], str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        why = f"policy file is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})"
+        raise PolicyError([("", why)], str(path)) from None
     return validate_policy(parse_policy_text(text, str(path)), str(path))
 
 
