@@ -49,9 +49,9 @@ class _Body:
         self.kpis = kpi_pane()
         self.outcome = pn.widgets.Select(label="Outcome", options=[ALL, "ok", *ERROR_OUTCOMES], value=ALL, width=160)
         # plain HTML tables, not Tabulators: ~0.3 browser CPU s less each (html_table.py)
-        self.by_reason = HtmlTable("llmgw-by-reason", wrap=("example",), max_height=300)
+        self.by_reason = HtmlTable("llmgw-by-reason", long_text=("example",), max_height=300)
         self.by_target = HtmlTable("llmgw-by-target", {"failure_rate": number("{:.1%}")}, max_height=300)
-        self.recent = HtmlTable("llmgw-recent", _RECENT_FORMATS, wrap=("error_message",), max_height=720)
+        self.recent = HtmlTable("llmgw-recent", _RECENT_FORMATS, long_text=("error_message",), max_height=720)
 
     @cached_property
     def charts(self) -> _Charts:

@@ -34,7 +34,7 @@ table.llmgw-table th { position: sticky; top: 0; background: #f3f5f7; text-align
 table.llmgw-table th, table.llmgw-table td { padding: 3px 8px; border-bottom: 1px solid #eceff2; white-space: nowrap; }
 table.llmgw-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.llmgw-table tbody tr:nth-child(even) { background: #fafbfc; }
-table.llmgw-table td.wrap { white-space: normal; min-width: 16em; }
+table.llmgw-table td.long { max-width: 36em; overflow: hidden; text-overflow: ellipsis; }
 .llmgw-table-more { color: #5f6b7a; font-size: 0.85em; padding: 2px 8px; }
 """
 
@@ -72,12 +72,13 @@ def table_html(
     frame: pd.DataFrame | None,
     css_class: str = "",
     formats: Mapping[str, Format] | None = None,
-    wrap: tuple[str, ...] = (),
+    long_text: tuple[str, ...] = (),
     max_height: int = 320,
     max_rows: int = MAX_ROWS,
 ) -> str:
     """``frame`` as an HTML table (every value escaped), in a box that scrolls past
-    ``max_height`` px; ``wrap`` names the columns whose text may wrap (messages)."""
+    ``max_height`` px; ``long_text`` names the columns of long text (messages): kept to one line, cut
+    with an ellipsis, the whole text shown on hover."""
     formats = formats or {}
     classes = " ".join(["llmgw-table", css_class]).strip()
     if frame is None or not len(frame.columns):
@@ -89,8 +90,11 @@ def table_html(
         cells = []
         for column, value in zip(columns, values, strict=True):
             text, numeric = _cell(value, formats.get(column))
-            cls = "num" if numeric else ("wrap" if column in wrap else "")
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>' if cls else f"<td>{html.escape(text)}</td>")
+            safe = html.escape(text)
+            if column in long_text and not numeric:  # one line, cut with an ellipsis; all of it on hover
+                cells.append(f'<td class="long" title="{safe}">{safe}</td>')
+            else:
+                cells.append(f'<td class="num">{safe}</td>' if numeric else f"<td>{safe}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = len(frame) - max_rows
     tail = f'<div class="llmgw-table-more">… {more:,} more rows not shown</div>' if more > 0 else ""
@@ -108,19 +112,19 @@ class HtmlTable:
         self,
         css_class: str = "",
         formats: Mapping[str, Format] | None = None,
-        wrap: tuple[str, ...] = (),
+        long_text: tuple[str, ...] = (),
         max_height: int = 320,
     ) -> None:
         self.css_class = css_class
         self.formats = dict(formats or {})
-        self.wrap = wrap
+        self.long_text = long_text
         self.max_height = max_height
         self.pane = pn.pane.HTML(
             table_html(None, css_class), stylesheets=[TABLE_CSS], sizing_mode="stretch_width", margin=(5, 10)
         )
 
     def update(self, frame: pd.DataFrame | None) -> None:
-        text = table_html(frame, self.css_class, self.formats, self.wrap, self.max_height)
+        text = table_html(frame, self.css_class, self.formats, self.long_text, self.max_height)
         if self.pane.object != text:
             self.pane.object = text
 

@@ -56,3 +56,10 @@ def test_update_changes_the_pane_only_when_the_rows_change():
     assert table.pane.object is first
     table.update(pd.DataFrame({"a": [2]}))
     assert _cells(table.pane.object) == [["2"]]
+
+
+def test_long_text_stays_on_one_line_with_all_of_it_on_hover():
+    message = "team 'search' daily budget of $400.00 is exhausted <and more>"
+    html = table_html(pd.DataFrame({"error_message": [message], "n": [1]}), long_text=("error_message",))
+    escaped = message.replace("'", "&#x27;").replace("<", "&lt;").replace(">", "&gt;")
+    assert f'<td class="long" title="{escaped}">{escaped}</td>' in html
