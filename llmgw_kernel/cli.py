@@ -41,6 +41,18 @@ def _workers(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1..65535: the OS takes a larger one modulo 65536 (99999 bound 34463 while
+    the server said it served on 99999)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port number, 1 to 65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: a port number, 1 to 65535")
+    return value
+
+
 def _count(text: str) -> int:
     """A count the user gives (requests, partitions): a whole number of at least 1."""
     try:
@@ -345,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the proxy and the dashboards")
     s.add_argument("--host", default=DEFAULT_HOST)
-    s.add_argument("--port", type=int, default=DEFAULT_PORT)
+    s.add_argument("--port", type=_port, default=DEFAULT_PORT)
     s.add_argument(
         "--policy",
         type=Path,
@@ -463,7 +475,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--api-key", default=None, help="a virtual key to send (default: $LLMGW_API_KEY)")
     t.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=None,
         metavar="P",
         help="the port of the server it starts (default: $LLMGW_TRAFFIC_PORT, else a free one)",
