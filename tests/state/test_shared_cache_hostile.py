@@ -213,12 +213,14 @@ def test_redis_restarted_mid_traffic_fails_no_request(upstream, redis_factory, s
     assert serve.proc.poll() is None and len(serve.workers()) == 2
 
 
-def fill(redis: RedisServer) -> int:
+def fill(redis: RedisServer) -> tuple[int, int]:
     """Fill a ``maxmemory`` Redis to the brim with keys of the operator's (which llmgw must never
     evict); how many were written (at least one: the ``maxmemory`` is first set half a megabyte
-    above what Redis uses now, which llmgw's own keys and connections may already put past 1 MB)."""
+    above what Redis uses now, which llmgw's own keys and connections may already put past 1 MB)
+    and that limit (:func:`make_room` goes back to it)."""
     client, filler = redis.client(), 0
-    client.config_set("maxmemory", client.info("memory")["used_memory"] + 512 * 1024)
+    limit = client.info("memory")["used_memory"] + 512 * 1024
+    client.config_set("maxmemory", limit)
     try:
         while True:
             client.set(f"hx:filler:{filler}", b"x" * 16384)
@@ -226,7 +228,18 @@ def fill(redis: RedisServer) -> int:
     except Exception as exc:  # noqa: BLE001  (redis-py's OutOfMemoryError: the loop's end)
         assert "maxmemory" in str(exc), exc
     assert filler > 0
-    return filler
+    # then hold it full: the limit a quarter megabyte under what is used now. Right at the limit, a
+    # freed client buffer (the refused 16 KB value's) left room for a small answer now and then
+    # (the next ask a hit, 1 of 2 runs at load ~14), as redis_server.RedisServer.fill does
+    client.config_set("maxmemory", client.info("memory")["used_memory"] - 256 * 1024)
+    return filler, limit
+
+
+def make_room(redis: RedisServer, full: tuple[int, int]) -> None:
+    """Undo :func:`fill`: its keys deleted, the limit it started with."""
+    filler, limit = full
+    redis.client().delete(*[f"hx:filler:{i}" for i in range(filler)])
+    redis.client().config_set("maxmemory", limit)
 
 
 FULL_REDIS = (
@@ -240,7 +253,7 @@ def test_a_full_redis_serves_answers_unshared_and_says_so(upstream, redis_factor
     redis = redis_factory("--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
     serve = start(tmp_path / "s", upstream, redis)
     serves.append(serve)
-    filler = fill(redis)
+    full = fill(redis)
     text = f"when full {uuid.uuid4().hex}"
     first = ask(serve, text)
     second = ask(serve, text)
@@ -249,7 +262,7 @@ def test_a_full_redis_serves_answers_unshared_and_says_so(upstream, redis_factor
     assert all(r["cache_stored_ts"] is None and r["status"] == 200 for r in got), got
     assert any(r["cache_reason"] and "not stored" in r["cache_reason"] for r in got), [r["cache_reason"] for r in got]
     assert redis.client().get("hx:filler:0") is not None  # noeviction: nothing of the operator's dropped
-    redis.client().delete(*[f"hx:filler:{i}" for i in range(filler)])  # room again: the next answer is shared
+    make_room(redis, full)  # room again: the next answer is shared
     ask(serve, f"{text} after")
     assert ask(serve, f"{text} after").headers["x-llmgw-cache"] == "hit"
 
