@@ -8,12 +8,14 @@ replay that reads a segment stores its columns beside the log, each as an uncomp
 file, strings of few values as int32 codes with their dictionary, and later replays memory-map
 them instead:
 
-    <data-dir>/replay-cache/<segment name>.<size>.<mtime ns>.<inode>.arrow
+    <data-dir>/replay-cache/<segment name>.<size>.<mtime ns>.<inode>.<anchor>.arrow
 
 - **Identity.** An entry is the segment's name with its size, modification time and inode: a
   segment rewritten in place (``segments.ensure_columns``: a new file renamed over the old one)
-  or a name reused is another entry. Entries of segments no longer in the directory (merged
-  away and deleted) are removed when a replay writes the cache.
+  or a name reused is another entry, and so is every entry once the anchor segment (the schema)
+  is rewritten; a column stored with another SQL expression than the window's now is read again.
+  Entries of segments no longer in the directory (merged away and deleted) are removed by the next
+  replay.
 - **Visibility.** Which segments a window reads is decided by the view's own rule
   (:func:`~llmgw_kernel.log.segments.visible` of the directory's listing, now), so a merge between
   two replays is picked up like the view picks it up: each row read exactly once.
@@ -37,6 +39,7 @@ cannot be written is skipped (the segment is read from Parquet).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -62,6 +65,7 @@ CACHE_DIR = "replay-cache"
 ENV = "LLMGW_REPLAY_CACHE"
 _CODED_META = b"llmgw_values"  # a coded column's dictionary (JSON list), in its file's schema metadata
 _TYPE_META = b"llmgw_type"  # a coded column's own type (a serialized schema), in the same metadata
+_EXPR_META = b"llmgw_expr"  # the SQL each column was read with: a column read otherwise since is read again
 
 
 def cache_root(data_dir: Path) -> Path | None:
@@ -142,12 +146,13 @@ def _write(path: Path, pieces: dict[str, Piece]) -> None:
             meta = {
                 _CODED_META: orjson.dumps(piece.values),
                 _TYPE_META: pa.schema([("t", piece.type)]).serialize().to_pybytes(),
+                _EXPR_META: _expression(name).encode(),
             }
             fields.append(pa.field(name, pa.int32(), metadata=meta))
             arrays.append(pa.array(piece.codes, pa.int32()))
         else:
             assert piece.array is not None
-            fields.append(pa.field(name, piece.array.type))
+            fields.append(pa.field(name, piece.array.type, metadata={_EXPR_META: _expression(name).encode()}))
             arrays.append(piece.array)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -168,6 +173,8 @@ def _read(path: Path) -> dict[str, Piece]:
     for f, col in zip(table.schema, table.columns, strict=True):
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         meta = f.metadata or {}
+        if meta.get(_EXPR_META) != _expression(f.name).encode():  # read by another rule: read it again
+            continue
         if _CODED_META in meta:
             typ = pa.ipc.read_schema(pa.py_buffer(meta[_TYPE_META])).field(0).type
             codes = arr.to_numpy() if len(arr) else np.empty(0, np.int32)
@@ -177,9 +184,23 @@ def _read(path: Path) -> dict[str, Piece]:
     return out
 
 
-def _entry(seg: Path) -> str:
+def _expression(name: str) -> str:
+    """How the window reads column ``name`` (:func:`.window._column`)."""
+    from .window import _column
+
+    return _column(name)
+
+
+def _entry(seg: Path, anchor: str) -> str:
     st = seg.stat()
-    return f"{seg.name}.{st.st_size}.{st.st_mtime_ns}.{st.st_ino}"
+    return f"{seg.name}.{st.st_size}.{st.st_mtime_ns}.{st.st_ino}.{anchor}"
+
+
+def _anchor_tag(directory: Path) -> str:
+    """The anchor segment's identity (it holds the schema every segment is read with): a column
+    added to the log rewrites it, and every entry is then another."""
+    st = (directory / ANCHOR_NAME).stat()
+    return hashlib.blake2b(f"{st.st_size}.{st.st_mtime_ns}.{st.st_ino}".encode(), digest_size=4).hexdigest()
 
 
 class SegmentCache:
@@ -190,6 +211,7 @@ class SegmentCache:
         self.root = root
         self.writable = True
         self.stats = {"cached": 0, "written": 0, "tail": 0}
+        self.anchor = _anchor_tag(self.directory)
 
     def segments(self, now: float) -> list[Path]:
         """The segments a query started at ``now`` reads, in name order (the scan's), anchor aside."""
@@ -199,7 +221,7 @@ class SegmentCache:
     def read(self, con: duckdb.DuckDBPyConnection, seg: Path, names: Sequence[str]) -> dict[str, Piece]:
         """Columns ``names`` of segment ``seg``: from the cache, else from Parquet (stored when it
         is large enough). Raises OSError / duckdb.Error when the segment vanished meanwhile."""
-        entry = self.root / f"{_entry(seg)}.arrow" if seg.stat().st_size >= MIN_BYTES else None
+        entry = self.root / f"{_entry(seg, self.anchor)}.arrow" if seg.stat().st_size >= MIN_BYTES else None
         held: dict[str, Piece] = {}
         if entry is not None:
             try:
@@ -240,7 +262,7 @@ class SegmentCache:
         keep = set()
         for seg, _ in listing(self.directory):
             try:
-                keep.add(_entry(seg.path))
+                keep.add(_entry(seg.path, self.anchor))
             except FileNotFoundError:
                 continue
         import time

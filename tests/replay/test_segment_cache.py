@@ -10,6 +10,7 @@ writer (fallbacks, unknown models, refusals, exact hits, bodies).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -248,3 +249,24 @@ def test_turned_off_by_the_environment(log: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(segment_cache.ENV, "off")
     replay(log / "policy-routing.yaml", str(log))
     assert not (log / "replay-cache").exists()
+
+
+def test_columns_read_by_another_rule_or_schema_are_read_again(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column stored with another SQL expression than the window's now (a later release reads
+    costs otherwise) is read from Parquet again, and every entry is another once the anchor (the
+    log's schema) is rewritten."""
+    spy = Spy(monkeypatch)
+    load_window(str(log), prefetch=("cost_usd", "route"))  # cold
+    assert spy.last()["written"] > 1
+    real = window_mod._column
+    monkeypatch.setattr(window_mod, "_column", lambda name: "0.5 AS cost_usd" if name == "cost_usd" else real(name))
+    got = load_window(str(log), prefetch=("cost_usd", "route"))
+    assert spy.last()["written"] == spy.stats[0]["written"]  # every segment read again
+    assert set(got.numpy("cost_usd").tolist()) == {0.5}
+    load_window(str(log), prefetch=("cost_usd", "route"))
+    assert spy.last()["cached"] == spy.stats[0]["written"]  # and stored so
+    anchor = seg_layout.log_dir(log) / seg_layout.ANCHOR_NAME
+    os.utime(anchor, (time.time() + 5, time.time() + 5))  # as ensure_anchor's rewrite moves it
+    load_window(str(log), prefetch=("cost_usd", "route"))
+    assert spy.last()["written"] == spy.stats[0]["written"] and spy.last()["cached"] == 0
+    assert len(list((log / "replay-cache").glob("seg-*"))) == spy.stats[0]["written"]  # the old entries pruned
