@@ -139,9 +139,11 @@ def test_patch_revoke_rotate(gw):
 
 
 def test_expired_key(gw):
-    key, created = gw.create_key(name="short-lived", expires_at=time.time() + 1.0)
+    # 6 s, not 1: at load ~12 the key's creation and first request took longer than a second
+    expires_at = time.time() + 6.0
+    key, created = gw.create_key(name="short-lived", expires_at=expires_at)
     assert chat(gw.client(key))[1].usage.prompt_tokens == 11
-    time.sleep(1.1)
+    time.sleep(max(0.0, expires_at - time.time()) + 0.1)  # the clock past the expiry
     with pytest.raises(openai.AuthenticationError) as expired:
         chat(gw.client(key))
     assert expired.value.code == "key_expired"
