@@ -245,7 +245,11 @@ def _replay(args: argparse.Namespace) -> int:
     if args.engine is None and args.partitions is None:
         from .replay.sources import open_source
 
-        con = open_source(source, key_history=args.key_history)
+        try:
+            con = open_source(source, key_history=args.key_history)
+        except ValueError as exc:  # s3fs: "s3://" without a bucket ("Cannot traverse all of S3")
+            print(f"llmgw replay: --source {source}: {exc}", file=sys.stderr)
+            return 2
         result = replay(args.policy, con, since=args.since, until=args.until)
     else:
         from .replay.engines import replay_partitioned
@@ -254,7 +258,11 @@ def _replay(args: argparse.Namespace) -> int:
         if args.scheduler:
             from distributed import Client
 
-            client = Client(args.scheduler)
+            try:
+                client = Client(args.scheduler)
+            except OSError as exc:  # unreachable (after distributed.comm.timeouts.connect)
+                print(f"llmgw replay: cannot reach the Dask scheduler {args.scheduler}: {exc}", file=sys.stderr)
+                return 1
         result = replay_partitioned(
             args.policy, source, args.since, args.until, engine=args.engine or "local",
             partitions=args.partitions, key_history=args.key_history, client=client,
