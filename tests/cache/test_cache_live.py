@@ -17,6 +17,9 @@ from llmgw_kernel import load_policy, replay
 from llmgw_kernel.replay.cache_sweep import sweep_semantic_threshold, with_semantic_threshold
 
 PRICE = {"input_per_1m": 2.5, "output_per_1m": 10.0}
+# the short-ttl route: long enough that a repeat asked right after the answer is a hit under CI's load
+# (at 1 s, a repeat slower than a second under load is a miss), short enough to wait out
+SHORT_TTL_S = 4
 
 
 def cache_policy(upstream_url: str) -> dict:
@@ -27,7 +30,7 @@ def cache_policy(upstream_url: str) -> dict:
         "cache": {"exact": {"ttl_s": 600}, "semantic": {"ttl_s": 600}},
         "routes": {
             "cached": {"targets": [local]},
-            "short-ttl": {"targets": [local], "cache": {"exact": {"ttl_s": 1}, "semantic": None}},
+            "short-ttl": {"targets": [local], "cache": {"exact": {"ttl_s": SHORT_TTL_S}, "semantic": None}},
             "hot": {"targets": [local], "cache": {"max_temperature": 0.5}},
             "uncached": {"targets": [local], "cache": False},
             "shared": {"targets": [local], "cache": {"namespace": []}},
@@ -98,8 +101,9 @@ def test_different_parameters_are_different_entries(cgw):
 def test_ttl_expiry(cgw, upstream):
     text = f"Short-lived answer please {uuid.uuid4().hex[:6]}"
     assert ask(cgw, text, model="short-ttl")[0]["x-llmgw-cache"] == "miss"
+    stored_by = time.monotonic()  # the answer is stored before it is sent
     assert ask(cgw, text, model="short-ttl")[0]["x-llmgw-cache"] == "hit"
-    time.sleep(1.2)
+    time.sleep(max(0.0, stored_by + SHORT_TTL_S - time.monotonic()) + 0.2)  # the entry's TTL is over
     assert ask(cgw, text, model="short-ttl")[0]["x-llmgw-cache"] == "miss"
     assert upstream_calls(upstream, text) == 2
 
