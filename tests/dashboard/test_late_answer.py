@@ -66,7 +66,7 @@ def test_an_answer_arriving_while_the_browser_loads_the_document_is_shown(panel)
             page.wait_for_selector("[data-ready]", state="attached", timeout=60_000)
             assert released.is_set()
             # the cost page's table and chart, in the browser's document
-            page.locator(".tabulator").first.wait_for(state="attached", timeout=20_000)
+            page.locator("table.llmgw-top-spenders").first.wait_for(state="attached", timeout=20_000)
             assert page.locator(".bk-Figure").count() == 1
             browser.close()
     finally:

@@ -356,6 +356,13 @@ def test_cost(site, log, browser, shots):
     o.expect_kpi("cache_saved", f"${saved:,.4f}")
     (priced,) = log("count(cost_usd)")
     o.expect_kpi("cost_per_1k", f"${1000 * total / priced:,.4f}")
+    # the top spenders (by team): each row's spend is DuckDB's for that team, dearest first
+    rows = [r.split("\t") for r in o.page.locator("table.llmgw-top-spenders tbody tr").all_inner_texts()]
+    assert rows and sum(float(r[2].lstrip("$").replace(",", "")) for r in rows) == pytest.approx(total, abs=1e-3)
+    spent = [float(r[2].lstrip("$").replace(",", "")) for r in rows]
+    assert spent == sorted(spent, reverse=True)
+    (analytics_spend,) = log("coalesce(sum(cost_usd), 0)", team="analytics")
+    assert [r[2] for r in rows if r[0] == "analytics"] == [f"${analytics_spend:,.4f}"]
     o.screenshots("cost", shots)
     o.choose("Team", "analytics")
     (team_total,) = log("coalesce(sum(cost_usd), 0)", team="analytics")
