@@ -419,11 +419,13 @@ def test_routing(site, log, browser, shots):
     )
     o.expect_kpi("routed", f"{routed:,}")
     o.expect_kpi("upstream_failure_rate", f"{failed / routed:.1%}")
-    flaky_row = o.page.locator(".tabulator-row", has_text="flaky").first.inner_text()
+    routes = [r.split("\t") for r in o.page.locator("table.llmgw-routes tbody tr").all_inner_texts()]
+    assert sum(int(r[1].replace(",", "")) for r in routes) == routed  # one row per route: requests add up
+    flaky_row = o.page.locator("table.llmgw-routes tbody tr", has_text="flaky").first.inner_text()
     assert "100.0%" in flaky_row  # rescued
     # the breaker on the analyst route: its targets' live state (closed, open or half_open)
-    o.page.locator(".tabulator-row", has_text="demo/demo-reasoner").first.wait_for(timeout=30_000)
-    assert o.page.locator(".tabulator-row", has_text="analyst").count() >= 2
+    o.page.locator("table.llmgw-breakers tbody tr", has_text="demo/demo-reasoner").first.wait_for(timeout=30_000)
+    assert o.page.locator("table.llmgw-table tbody tr", has_text="analyst").count() >= 2
     o.screenshots("routing", shots)
     o.choose("Route", "flaky")
     (f_routed,) = log("count(*)", "len(plan) > 0 OR target IS NOT NULL", route="flaky")
