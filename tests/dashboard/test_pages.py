@@ -382,7 +382,11 @@ def test_budgets(site, log, browser, shots):
     o.expect_kpi("budget_refused", f"{budget:,}")
     o.expect_kpi("rate_refused", f"{rate:,}")
     assert int(o.kpi("budgets")) >= 1  # one live series per team with spend today (/metrics)
-    assert o.page.locator(".tabulator-row", has_text="team:support").count() == 1
+    assert o.page.locator("table.llmgw-budgets tbody tr", has_text="team:support").count() == 1
+    # the refusals table (admission, reason, requests): its rows add up to DuckDB's refusals of each kind
+    refusals = [r.split("\t") for r in o.page.locator("table.llmgw-refusals tbody tr").all_inner_texts()]
+    for admission, count in (("budget_exceeded", budget), ("rate_limited", rate)):
+        assert sum(int(r[2].replace(",", "")) for r in refusals if r[0] == admission) == count
     o.screenshots("budgets", shots)
     o.choose("Team", "search")
     (search_rate,) = log("count(*) FILTER (WHERE admission = 'rate_limited')", team="search")
