@@ -6,6 +6,7 @@ A view only: the numbers come from :func:`llmgw_kernel.dashboard.cache_data.cach
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import panel as pn
@@ -15,6 +16,9 @@ from llmgw_kernel.dashboard.charts import GroupLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct, table, usd
+from llmgw_kernel.dashboard.html_table import HtmlTable, number
+
+_FORMATS = {"hit_rate": number("{:.1%}"), "saved_usd": number("${:,.4f}")}
 
 
 def spec() -> PageSpec:
@@ -29,15 +33,25 @@ def page(ctx: Context) -> pn.viewable.Viewable:
 class _Body:
     def __init__(self) -> None:
         self.kpis = kpi_pane()
-        self.rates = GroupLines("Hit rate per bucket", "share of cacheable requests")
-        self.saved = GroupLines("Saved per bucket, and what checking sampled hits cost (USD)", "USD")
-        self.by_route = table(page_size=15, formatters=_formatters())
+        # a plain HTML table, not a Tabulator: ~0.3 browser CPU s less (html_table.py)
+        self.by_route = HtmlTable("llmgw-cache-routes", _FORMATS, max_height=480)
+        # the spot-check of semantic hits stays a Tabulator: sorting it by similarity (the
+        # hits nearest the threshold first) is how an operator looks for wrong answers
         self.semantic = table(page_size=10, formatters=_formatters())
+
+    # the figures are made with the panes, after the queries started (frame._open)
+    @cached_property
+    def rates(self) -> GroupLines:
+        return GroupLines("Hit rate per bucket", "share of cacheable requests")
+
+    @cached_property
+    def saved(self) -> GroupLines:
+        return GroupLines("Saved per bucket, and what checking sampled hits cost (USD)", "USD")
 
     def panes(self) -> list[Any]:
         return [
             self.kpis, pn.Row(self.rates.pane(), self.saved.pane(), sizing_mode="stretch_width"),
-            heading("Per route and namespace"), self.by_route,
+            heading("Per route and namespace"), self.by_route.pane,
             heading("Newest semantic hits (prompts only when bodies are logged)"), self.semantic,
         ]  # fmt: skip
 
@@ -48,7 +62,7 @@ class _Body:
         self.kpis.object = _kpis(data)
         self.rates.update(data.series, "rate")
         self.saved.update(data.saved_series, "usd")
-        self.by_route.value = data.by_route
+        self.by_route.update(data.by_route)
         self.semantic.value = data.semantic
 
 

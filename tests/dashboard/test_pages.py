@@ -404,6 +404,15 @@ def test_cache(site, log, browser, shots):
     o.expect_kpi("cacheable", f"{cacheable:,}")
     o.expect_kpi("hits", f"{hits:,}")
     o.expect_kpi("hit_rate", f"{hits / cacheable:.1%}")
+    # per route and namespace (route, namespace, requests, hits, ...): rows add up to DuckDB's
+    by_route = [r.split("\t") for r in o.page.locator("table.llmgw-cache-routes tbody tr").all_inner_texts()]
+    c_requests, c_hits = log(
+        "count(*), count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit'))",
+        "cache IS NOT NULL AND endpoint IS DISTINCT FROM 'cache.check'",
+    )
+    assert c_hits > 0
+    assert sum(int(r[2].replace(",", "")) for r in by_route) == c_requests
+    assert sum(int(r[3].replace(",", "")) for r in by_route) == c_hits
     o.screenshots("cache", shots)
     o.choose("Team", "support")
     s_cacheable, s_hits = log("count(cache), count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit'))", team="support")
