@@ -463,7 +463,12 @@ def test_policy(site, log, browser, shots):
     diff = o.page.locator(f'[data-diff="{live}"]').inner_text()
     assert "-      weight: 80" in diff and "+      weight: 50" in diff
     assert o.page.locator(f'[data-forecast="{live}"]').count() == 1
-    o.page.locator(".tabulator-row", has_text="cache_hit_rate").first.wait_for(timeout=30_000)
+    o.page.locator("table.llmgw-forecast tbody tr", has_text="cache_hit_rate").first.wait_for(timeout=30_000)
+    # the versions: the live one first, with the requests it served in the window (DuckDB's count)
+    (live_served,) = log("count(*)", f"policy_version = '{live}'")
+    versions = [r.split("\t") for r in o.page.locator("table.llmgw-versions tbody tr").all_inner_texts()]
+    assert len(versions) == 2 and versions[0][:2] == [live, "live"]
+    assert int(versions[0][3].replace(",", "")) == live_served > 0
     promoted = recorded_forecast(gw.policy_path)["promoted_at"]
     (since_promotion,) = log("count(*)", f"ts >= CAST('{promoted}' AS TIMESTAMPTZ)")
     assert since_promotion >= 60
