@@ -488,8 +488,10 @@ def test_guardrails(site, log, browser, shots):
     assert fired >= 4
     o.expect_kpi("requests", f"{n:,}")
     o.expect_kpi("fired", f"{fired:,}")
-    o.page.locator(".tabulator-row", has_text="injection").first.wait_for(timeout=30_000)
-    assert "flag" in o.page.locator(".tabulator-row", has_text="injection").first.inner_text()
+    o.page.locator("table.llmgw-verdicts tbody tr", has_text="injection").first.wait_for(timeout=30_000)
+    assert "flag" in o.page.locator("table.llmgw-verdicts tbody tr", has_text="injection").first.inner_text()
+    # the newest requests a check fired on: every one of them, up to the query's 50
+    assert o.page.locator("table.llmgw-guardrail-recent tbody tr").count() == min(fired, 50)
     o.screenshots("guardrails", shots)
     o.choose("Team", "ops")
     r_n, r_fired = log("count(*), count(*) FILTER (WHERE len(guardrails) > 0)", team="ops")
