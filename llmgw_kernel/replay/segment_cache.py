@@ -285,7 +285,10 @@ def cache_for(con: duckdb.DuckDBPyConnection) -> SegmentCache | None:
     if data_dir is None:
         return None
     root = cache_root(data_dir)
-    return None if root is None else SegmentCache(data_dir, root)
+    try:
+        return None if root is None else SegmentCache(data_dir, root)
+    except OSError:  # no anchor to key entries by (the view would fail too): read through the view
+        return None
 
 
 def load_head(
@@ -311,7 +314,8 @@ def load_head(
             parts = [_masked(cache.read(con, seg, names), bounds) for seg in segs]
     except (OSError, duckdb.Error):
         return None
-    cache.prune()
+    with contextlib.suppress(OSError):  # a cache directory that cannot be listed: nothing to tidy
+        cache.prune()
     ids = pa.concat_arrays([p["request_id"].array for p in parts])
     ts = pa.concat_arrays([p["ts"].array for p in parts])
     order = pc.sort_indices(pa.table({"ts": ts, "request_id": ids}), [("ts", "ascending"), ("request_id", "ascending")])

@@ -270,3 +270,16 @@ def test_columns_read_by_another_rule_or_schema_are_read_again(log: Path, monkey
     load_window(str(log), prefetch=("cost_usd", "route"))
     assert spy.last()["written"] == spy.stats[0]["written"] and spy.last()["cached"] == 0
     assert len(list((log / "replay-cache").glob("seg-*"))) == spy.stats[0]["written"]  # the old entries pruned
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LLMGW_REPLAY_CACHE=<dir>`` where nothing can be written: the segments are read from
+    Parquet, the replay is the same, the data directory is left alone."""
+    spy = Spy(monkeypatch)
+    monkeypatch.setenv(segment_cache.ENV, "/dev/null/replay-cache")
+    policy = log / "policy-routing.yaml"
+    got = replay(policy, str(log))
+    assert spy.last()["served"] and spy.last()["cached"] == 0
+    monkeypatch.setenv(segment_cache.ENV, "off")
+    assert_same(got, replay(policy, str(log)))
+    assert not (log / "replay-cache").exists()
