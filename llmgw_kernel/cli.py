@@ -26,6 +26,8 @@ from typing import Any
 from . import __version__
 from .server import BODY_TIMEOUT_S, DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_POLICY, DEFAULT_PORT, HEADER_TIMEOUT_S
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # --log-level: a typo is a usage error
+
 
 def _seconds(text: str) -> float:
     value = float(text)
@@ -378,7 +380,7 @@ def parser() -> argparse.ArgumentParser:
                    help="N processes on one port (N > 1 needs shared state when keys, budgets or rate limits "
                    "are on; docs/deploy.md)")  # fmt: skip
     s.add_argument("--no-dashboards", action="store_true", help="serve the API only")
-    s.add_argument("--log-level", default="info")
+    s.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
     s.add_argument("--log-format", choices=("text", "json"), default=None,
                    help="the server's own logs: text lines, or JSON lines with one event per request "
                    "(default: $LLMGW_LOG_FORMAT, else text; docs/monitoring.md)")  # fmt: skip

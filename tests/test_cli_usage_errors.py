@@ -50,3 +50,11 @@ def test_forecast_check_names_a_missing_data_directory(workdir: Path) -> None:
     assert out.returncode == 2, (out.returncode, out.stdout[-500:], out.stderr[-500:])
     assert f"{missing} does not exist" in out.stderr, out.stderr
     assert "no forecast" not in out.stderr
+
+
+def test_serve_refuses_a_log_level_it_does_not_know(workdir: Path) -> None:
+    """``--log-level nope`` was accepted and ran the server at info: a typo (``--log-level degub``)
+    silently left the operator without the lines asked for."""
+    out = _llmgw("serve", "--policy", "live.yaml", "--data-dir", "data", "--log-level", "nope", cwd=workdir)
+    assert out.returncode == 2, (out.returncode, out.stdout[-500:], out.stderr[-500:])
+    assert "argument --log-level" in out.stderr and "'nope'" in out.stderr, out.stderr
