@@ -301,8 +301,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _traffic(args: argparse.Namespace) -> int:
     from .datadir import holder_of
-    from .traffic import serve_synthetic_traffic
+    from .traffic import env_port, serve_synthetic_traffic
 
+    if args.port is None and args.url is None:
+        try:
+            args.port = env_port()
+        except ValueError as exc:
+            print(f"llmgw traffic: {exc}", file=sys.stderr)
+            return 2
     holder = holder_of(args.data_dir) if args.url is None else None
     if holder is not None:  # the server it would start could not take the data directory
         print(f"llmgw: {args.data_dir} is in use by {holder.get('command', 'another process')} "

@@ -70,7 +70,13 @@ def env_port() -> int | None:
     """``LLMGW_TRAFFIC_PORT``: the port a started server takes (notebooks and ``llmgw traffic``
     behind a firewall or a port-forward), instead of a free one picked at random."""
     text = os.environ.get("LLMGW_TRAFFIC_PORT", "").strip()
-    return int(text) if text.isdigit() else None
+    if not text:
+        return None
+    # a value set but not a port is an error: ignored, the server took a random port (a port-forward
+    # to the one asked for then reached nothing); 99999 bound 34463 (the OS takes it modulo 65536)
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"LLMGW_TRAFFIC_PORT={text!r}: a port number, 1 to 65535")
+    return int(text)
 
 
 def _free_port() -> int:

@@ -5,6 +5,7 @@ which printed "sent -5 requests") and ``forecast check`` on a data directory tha
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,17 @@ def test_serve_refuses_a_log_level_it_does_not_know(workdir: Path) -> None:
     out = _llmgw("serve", "--policy", "live.yaml", "--data-dir", "data", "--log-level", "nope", cwd=workdir)
     assert out.returncode == 2, (out.returncode, out.stdout[-500:], out.stderr[-500:])
     assert "argument --log-level" in out.stderr and "'nope'" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("value", ["99999", "0", "http"])
+def test_traffic_refuses_a_traffic_port_variable_that_is_not_a_port(workdir: Path, value: str) -> None:
+    """``LLMGW_TRAFFIC_PORT=99999`` bound 34463 (the OS takes ports modulo 65536), ``=http`` was
+    ignored for a random port: the port-forward set up for it then reached nothing."""
+    env = {**os.environ, "LLMGW_TRAFFIC_PORT": value}
+    out = subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", "traffic", "--policy", "live.yaml", "--data-dir", "data", "-n", "1"],
+        capture_output=True, text=True, cwd=workdir, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2, (out.returncode, out.stdout[-500:], out.stderr[-500:])
+    assert f"LLMGW_TRAFFIC_PORT={value!r}: a port number, 1 to 65535" in out.stderr, out.stderr
+    assert "sent" not in out.stdout and "Traceback" not in out.stderr
