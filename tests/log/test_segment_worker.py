@@ -103,7 +103,10 @@ def test_a_worker_that_died_is_replaced_and_no_row_is_lost(tmp_path):
         assert (w.rows_written, w.buffered) == (1, 1)
         assert list(wal.journal_dir(tmp_path).glob("*.wal"))
         w.append(record(3))
-        w.flush()  # a new worker writes both
+        # a new worker writes both: its start (imports, the anchor) gets the real deadline — under
+        # CI's load it took over the test's 3 s (HOUT saw it fail once at load 14)
+        monkeypatch.setattr(segment_worker, "ANSWER_S", 60.0)
+        w.flush()
         assert (w.rows_written, w.buffered, w.last_error) == (3, 0, None)
     finally:
         w.close()
@@ -127,7 +130,7 @@ def test_a_worker_that_stopped_answering_is_killed_at_the_deadline_and_replaced(
         flusher.start()
         flusher.join(30)
         assert not flusher.is_alive(), "flush() still waiting on the stopped worker after 30 s"
-        assert 3.0 <= time.monotonic() - started < 15
+        assert 3.0 <= time.monotonic() - started < 25  # the deadline, the kill and the reap
         assert w.last_error is not None and f"log worker {stopped} did not answer" in w.last_error
         assert (w.rows_written, w.buffered) == (1, 1)
         assert not alive(stopped) and w._worker is None
