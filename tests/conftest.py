@@ -185,7 +185,7 @@ def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 60.0) ->
         time.sleep(0.05)
 
 
-def wait_model_ready(gw, timeout: float = 90) -> dict:
+def wait_model_ready(gw, timeout: float = 240) -> dict:  # still loading after 90 s at load 17
     """/health's cache report once every embedding model is ready and the caches are restored
     from the log (fails at a model that failed to load, or after ``timeout`` s)."""
     deadline = time.monotonic() + timeout
