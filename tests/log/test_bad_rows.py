@@ -83,7 +83,8 @@ def test_a_row_duckdb_refuses_is_split_out_and_stripped(tmp_path, worker_process
     w = LogWriter(tmp_path, flush_ms=60000, worker_process=worker_process)
     for i in range(5):
         w.append(record(f"ok-{i}"))
-    w.append(record("huge", usage={"prompt_tokens": "lots", "completion_tokens": 1, "total_tokens": 1}))
+    bad = {"prompt_tokens": "lots", "completion_tokens": 1, "total_tokens": 1}
+    w.append(record("huge", usage=bad, metadata={"team": "t1"}))
     for i in range(5, 9):
         w.append(record(f"ok-{i}"))
     w.flush()
@@ -92,6 +93,9 @@ def test_a_row_duckdb_refuses_is_split_out_and_stripped(tmp_path, worker_process
     assert set(got) == {f"ok-{i}" for i in range(9)} | {"huge"}
     assert got["huge"]["prompt_tokens"] is None and got["huge"]["completion_tokens"] == 1
     assert "row refused" in json.loads(got["huge"]["metadata"])["llmgw_unserializable"]
+    # the scalars replay reads instead of the metadata and body go with them (the team was t1)
+    assert got["huge"]["cache_team"] is None and got["huge"]["exact_key"] is None
+    assert got["ok-0"]["cache_team"] == ""
     assert w.rows_stripped == 1
     w.close()
 
