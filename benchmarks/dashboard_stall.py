@@ -221,14 +221,14 @@ def chromium_loads(port: int, stop: mp.Event, ready: mp.Event, out: mp.Queue, ni
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             kept = browser.new_page()  # one dashboard stays open (its 5 s refresh keeps running)
             kept.goto(url, timeout=120_000)
-            kept.wait_for_selector(".tabulator-row", state="attached", timeout=120_000)
+            kept.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=120_000)
             ready.set()
             while not stop.is_set():
                 page = browser.new_page()
                 t0 = time.perf_counter()
                 try:
                     page.goto(url, timeout=60_000)
-                    page.wait_for_selector(".tabulator-row", state="attached", timeout=60_000)
+                    page.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=60_000)
                     times.append((time.perf_counter() - t0) * 1000)
                 except Error:
                     failures += 1

@@ -60,8 +60,9 @@ import yaml
 from child_runs import run_child, spread  # benchmarks/ is the script's folder
 
 #: bump when the traffic changes: the cached log is regenerated in a folder of its own
-#: (2: cache_lookup_ts logged; 3: the traffic profile's teams, keys, users, hours, routes, prompts)
-GEN_VERSION = 3
+#: (2: cache_lookup_ts logged; 3: the traffic profile's teams, keys, users, hours, routes, prompts;
+#: 4: the log's cache_team and exact_key columns, which the fold reads instead of the JSON)
+GEN_VERSION = 4
 START = 1_793_606_400.0  # 2026-11-02 08:00 UTC, a Monday (traffic_bulk.WEEK_START)
 RATE_PER_S = 60.0
 N_PROMPTS = 20_000
@@ -375,7 +376,7 @@ def child(scenario: str, data_dir: Path, out: Path) -> None:
 
     from llmgw_kernel import replay
 
-    for name in ("pandas", "pyarrow", "llmgw_kernel.replay.stages", "llmgw_kernel.replay.window"):
+    for name in ("duckdb", "pandas", "pyarrow", "llmgw_kernel.replay.stages", "llmgw_kernel.replay.window"):
         importlib.import_module(name)
 
     if scenario == "routing-stage":
