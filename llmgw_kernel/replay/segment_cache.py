@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -88,10 +89,18 @@ def log_of(con: duckdb.DuckDBPyConnection) -> Path | None:
         row = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'requests'").fetchall()
     except Exception:
         return None
-    glob = _sql_path(log_dir(root) / "seg-*.parquet")
-    if not row or f"read_parquet(list_value('{glob}')," not in row[0][0]:  # several directories, or another view
+    # the view names the directory as open_log was given it, llmgw_data_dir() resolved: a data
+    # directory reached through a symlink (a mounted volume's link) is the same log
+    found = _VIEW_GLOB.search(row[0][0]) if row else None
+    if found is None:  # several directories, or another view
+        return None
+    glob = Path(found.group(1).replace("''", "'"))
+    if glob.name != "seg-*.parquet" or glob.parent.resolve() != log_dir(root).resolve():
         return None
     return root
+
+
+_VIEW_GLOB = re.compile(r"read_parquet\(list_value\('((?:[^']|'')*)'\),")
 
 
 @dataclass

@@ -245,6 +245,20 @@ def test_a_merge_between_two_replays(log: Path, monkeypatch: pytest.MonkeyPatch)
     assert left < {e.split(".parquet")[0] for e in entries} | {merged[0].path.name.split(".parquet")[0]}
 
 
+def test_a_data_directory_reached_through_a_symlink(log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_log names the view's directory as given, llmgw_data_dir() resolved: through a symlink
+    (a mounted volume's link) the cache was silently never used (warm = cold = off at 1M rows)."""
+    link = tmp_path / "linked"
+    link.symlink_to(log, target_is_directory=True)
+    spy = Spy(monkeypatch)
+    plain = replayed(log / "policy-routing.yaml", link, False, monkeypatch)
+    replayed(log / "policy-routing.yaml", link, True, monkeypatch)
+    warm = replayed(log / "policy-routing.yaml", link, True, monkeypatch)
+    assert spy.last()["served"] and spy.last()["cached"] > 1, spy.stats
+    assert len(list((log / "replay-cache").iterdir())) > 1
+    assert_same(warm, plain)
+
+
 def test_turned_off_by_the_environment(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(segment_cache.ENV, "off")
     replay(log / "policy-routing.yaml", str(log))
