@@ -147,6 +147,53 @@ def sigterm_and_wait(proc: subprocess.Popen, timeout: float) -> int:
     return proc.returncode
 
 
+DEMO_POLICY = {
+    "providers": {"demo": {"kind": "demo"}},
+    "routes": {"demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]}},
+}
+
+
+def until(what: str, check, timeout: float = 60.0, every: float = 0.05):
+    """Poll ``check`` until it returns something truthy, and return that; after ``timeout`` s an
+    AssertionError naming ``what`` (a wait on a state, never a fixed sleep: CI's machine is loaded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def health_or_none(url: str) -> httpx.Response | None:
+    """``GET /health`` of a server that may not answer yet (None then)."""
+    try:
+        return httpx.get(f"{url}/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def serve_demo(tmp_path: Path, data: Path, policy: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """A real ``llmgw serve`` of ``policy`` (default: the demo route) on ``data``, on a free port,
+    without dashboards, its output in ``tmp_path/serve.log``; (process, base URL), not yet ready."""
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(policy or DEMO_POLICY))
+    port = free_port()
+    with open(tmp_path / "serve.log", "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
+             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    return server, f"http://127.0.0.1:{port}"
+
+
+def ask_demo(url: str, text: str) -> str:
+    """One chat completion on the demo route; its ``x-request-id`` (asserts a 200)."""
+    body = {"model": "demo", "messages": [{"role": "user", "content": text}]}
+    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["x-request-id"]
+
+
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     gw = Gateway(tmp_path_factory.mktemp("gw"), policy_for(upstream.base_url))

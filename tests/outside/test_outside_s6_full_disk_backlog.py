@@ -18,15 +18,12 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from conftest import free_port, sigterm_and_wait
+from conftest import health_or_none, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -52,37 +49,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-def _health(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(f"{url}/health", timeout=5)
-    except httpx.HTTPError:
-        return None
-
-
-def _until(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
 def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Path, small_disk: Path) -> None:
     from llmgw_kernel import open_log
 
-    (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
     data = small_disk / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "serve.log", "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
-             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    server, url = serve_demo(tmp_path, data, POLICY)
     try:
-        _until("the server is up", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
+        until("the server is up", lambda: (h := health_or_none(url)) is not None and h.status_code == 200, 60)
         filler = small_disk / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
         ids = []
@@ -92,14 +65,18 @@ def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Pa
                 answer = client.post(f"{url}/v1/chat/completions", json=body)
                 assert answer.status_code == 200, answer.text
                 ids.append(answer.headers["x-request-id"])
-        health = _until("a failed flush", lambda: (h := _health(url)) is not None and h.status_code == 503 and h, 60)
+        health = until(
+            "a failed flush", lambda: (h := health_or_none(url)) is not None and h.status_code == 503 and h, 60
+        )
         assert "No space left on device" in " ".join(health.json()["reasons"])
         filler.unlink()  # all the disk back: less than the backlog's JSON, more than its segments
         # 200 once a flush works again; rows answered while that flush ran wait for the next one (in
         # the full suite a 200 came with 82 rows buffered, 0.1 s before they were written): wait for both
-        _until(
+        until(
             "the log written again, every row",
-            lambda: (h := _health(url)) is not None and h.status_code == 200 and h.json()["log"]["buffered"] == 0,
+            lambda: (
+                (h := health_or_none(url)) is not None and h.status_code == 200 and h.json()["log"]["buffered"] == 0
+            ),
             90,
         )
         con = open_log(str(data))

@@ -25,14 +25,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from conftest import free_port, sigterm_and_wait
+from conftest import ask_demo, health_or_none, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
@@ -55,24 +53,8 @@ def _worker_of(server: subprocess.Popen) -> int:
     raise AssertionError("no log worker process")
 
 
-def _until(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
 def _segments(data: Path) -> set[Path]:
     return set((data / "log" / "requests").glob("seg-*.parquet"))
-
-
-def _ask(url: str, text: str) -> str:
-    body = {"model": "demo", "messages": [{"role": "user", "content": text}]}
-    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15)
-    assert answer.status_code == 200, answer.text
-    return answer.headers["x-request-id"]
 
 
 def _log(url: str) -> dict:
@@ -82,21 +64,13 @@ def _log(url: str) -> dict:
 def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_path: Path) -> None:
     from llmgw_kernel import open_log
 
-    (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
     data = tmp_path / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "serve.log", "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
-             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    server, url = serve_demo(tmp_path, data, POLICY)
     tracer: subprocess.Popen | None = None
     try:
-        _until("the server is up", lambda: _healthy(url))
-        ids = [_ask(url, "first")]
-        _until("the first row is written", lambda: _log(url)["rows_written"] == 1)
+        until("the server is up", lambda: (h := health_or_none(url)) is not None and h.status_code == 200)
+        ids = [ask_demo(url, "first")]
+        until("the first row is written", lambda: _log(url)["rows_written"] == 1)
         worker = _worker_of(server)
         tracer = subprocess.Popen(
             ["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(worker), "-e", "trace=rename,renameat,renameat2",
@@ -107,15 +81,15 @@ def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_
         if tracer.poll() is not None:
             pytest.skip(f"strace cannot attach: {tracer.stderr.read().decode() if tracer.stderr else ''}")
         before = _segments(data)
-        ids += [_ask(url, f"while the worker writes {i}") for i in range(5)]
+        ids += [ask_demo(url, f"while the worker writes {i}") for i in range(5)]
         # the flush's segment is in place; the worker sits in its rename, its answer unsent
-        _until("the flush's segment is renamed into place", lambda: _segments(data) - before)
+        until("the flush's segment is renamed into place", lambda: _segments(data) - before)
         assert _log(url)["buffered"] == 5
         os.kill(worker, signal.SIGKILL)
         tracer.kill()
         tracer.wait(10)
         tracer = None
-        _until("a new worker wrote the buffered rows", lambda: _log(url)["buffered"] == 0)
+        until("a new worker wrote the buffered rows", lambda: _log(url)["buffered"] == 0)
         assert _worker_of(server) != worker
         con = open_log(str(data))
         try:
@@ -129,10 +103,3 @@ def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_
             tracer.kill()
             tracer.wait(10)
         sigterm_and_wait(server, 30)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -20,14 +20,10 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
-from conftest import free_port, sigterm_and_wait
+from conftest import ask_demo, health_or_none, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
 
@@ -38,60 +34,29 @@ POLICY = {
 }
 
 
-def _health(url: str) -> httpx.Response | None:
-    try:
-        return httpx.get(f"{url}/health", timeout=5)
-    except httpx.HTTPError:
-        return None
-
-
-def _until(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
-
-
-def _ask(url: str, text: str) -> str:
-    body = {"model": "demo", "messages": [{"role": "user", "content": text}]}
-    answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=15)
-    assert answer.status_code == 200, answer.text
-    return answer.headers["x-request-id"]
-
-
 def test_rows_answered_while_the_data_dir_is_read_only_are_kept_and_health_says_so(tmp_path: Path) -> None:
     from llmgw_kernel import open_log
 
-    (tmp_path / "live.yaml").write_text(yaml.safe_dump(POLICY))
     data = tmp_path / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "serve.log", "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", str(tmp_path / "live.yaml"),
-             "--data-dir", str(data), "--no-dashboards", "--drain-timeout", "5"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    server, url = serve_demo(tmp_path, data, POLICY)
     mounted = False
     try:
-        _until("the server is up", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
-        ids = [_ask(url, f"before {i}") for i in range(5)]
-        _until("the first rows are written", lambda: _health(url).json()["log"]["rows_written"] == 5, 30)  # type: ignore[union-attr]
+        until("the server is up", lambda: (h := health_or_none(url)) is not None and h.status_code == 200, 60)
+        ids = [ask_demo(url, f"before {i}") for i in range(5)]
+        until("the first rows are written", lambda: health_or_none(url).json()["log"]["rows_written"] == 5, 30)  # type: ignore[union-attr]
         bind = subprocess.run(["mount", "--bind", str(data), str(data)], capture_output=True)
         if bind.returncode != 0:
             pytest.skip(f"cannot bind-mount: {bind.stderr.decode()}")
         mounted = True
         subprocess.run(["mount", "-o", "remount,bind,ro", str(data)], check=True, capture_output=True)
-        ids += [_ask(url, f"read-only {i}") for i in range(10)]
-        health = _until("/health 503", lambda: (h := _health(url)) is not None and h.status_code == 503 and h, 30)
+        ids += [ask_demo(url, f"read-only {i}") for i in range(10)]
+        health = until("/health 503", lambda: (h := health_or_none(url)) is not None and h.status_code == 503 and h, 30)
         assert "Read-only file system" in " ".join(health.json()["reasons"]), health.json()
         subprocess.run(["umount", str(data)], check=True, capture_output=True)
         mounted = False
-        _until("/health 200 again", lambda: (h := _health(url)) is not None and h.status_code == 200, 60)
-        _until("nothing buffered", lambda: _health(url).json()["log"]["buffered"] == 0, 30)  # type: ignore[union-attr]
-        ids += [_ask(url, f"after {i}") for i in range(3)]
+        until("/health 200 again", lambda: (h := health_or_none(url)) is not None and h.status_code == 200, 60)
+        until("nothing buffered", lambda: health_or_none(url).json()["log"]["buffered"] == 0, 30)  # type: ignore[union-attr]
+        ids += [ask_demo(url, f"after {i}") for i in range(3)]
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(data)], capture_output=True)
