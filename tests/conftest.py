@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
@@ -184,6 +185,30 @@ def serve_demo(tmp_path: Path, data: Path, policy: dict | None = None) -> tuple[
             stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
         )  # fmt: skip
     return server, f"http://127.0.0.1:{port}"
+
+
+def log_worker_of(server: subprocess.Popen, timeout: float = 60.0) -> int:
+    """The pid of ``server``'s log worker (its child running ``log/segment_worker``)."""
+
+    def find() -> int | None:
+        out = subprocess.run(
+            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server.pid)], capture_output=True, text=True
+        )
+        pids = [int(line.split()[0]) for line in out.stdout.splitlines() if "segment_worker" in line]
+        return pids[0] if pids else None
+
+    return until("the server's log worker process", find, timeout, every=0.2)
+
+
+def logged_counts(data: Path) -> collections.Counter:
+    """How many rows each request id has in the log of data directory ``data``."""
+    from llmgw_kernel import open_log
+
+    con = open_log(str(data))
+    try:
+        return collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
+    finally:
+        con.close()
 
 
 def ask_demo(url: str, text: str) -> str:

@@ -25,25 +25,12 @@ from pathlib import Path
 
 import httpx
 import yaml
-from conftest import free_port
+from conftest import free_port, log_worker_of
 
 POLICY = {
     "providers": {"demo": {"kind": "demo"}},
     "routes": {"demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]}},
 }
-
-
-def _worker_of(server: subprocess.Popen) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        out = subprocess.run(
-            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server.pid)], capture_output=True, text=True
-        )
-        pids = [int(line.split()[0]) for line in out.stdout.splitlines() if "segment_worker" in line]
-        if pids:
-            return pids[0]
-        time.sleep(0.2)
-    raise AssertionError("no log worker process")
 
 
 def _gone(pid: int, timeout: float) -> bool:
@@ -82,7 +69,7 @@ def test_a_worker_whose_server_died_mid_flush_exits_without_a_traceback(tmp_path
         body = {"model": "demo", "messages": [{"role": "user", "content": "first"}]}
         assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=10).status_code == 200
         time.sleep(1.5)  # written by the worker
-        worker = _worker_of(server)
+        worker = log_worker_of(server)
         os.kill(worker, signal.SIGSTOP)
         for i in range(5):
             body = {"model": "demo", "messages": [{"role": "user", "content": f"while stopped {i}"}]}

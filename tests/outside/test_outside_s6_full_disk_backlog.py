@@ -15,7 +15,6 @@ Needs root to mount a small tmpfs (skipped otherwise).
 
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import health_or_none, serve_demo, sigterm_and_wait, until
+from conftest import health_or_none, logged_counts, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -50,7 +49,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Path, small_disk: Path) -> None:
-    from llmgw_kernel import open_log
 
     data = small_disk / "data"
     server, url = serve_demo(tmp_path, data, POLICY)
@@ -79,11 +77,7 @@ def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Pa
             ),
             90,
         )
-        con = open_log(str(data))
-        try:
-            counts = collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
-        finally:
-            con.close()
+        counts = logged_counts(data)
         assert sorted(counts) == sorted(ids)
         assert set(counts.values()) == {1}
     finally:

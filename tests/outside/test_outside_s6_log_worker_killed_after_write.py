@@ -20,7 +20,6 @@ then killed. Needs strace and ptrace (skipped otherwise; .ci/run installs strace
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
 import signal
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ask_demo, health_or_none, serve_demo, sigterm_and_wait, until
+from conftest import ask_demo, health_or_none, log_worker_of, logged_counts, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 
@@ -38,19 +37,6 @@ POLICY = {
     "providers": {"demo": {"kind": "demo"}},
     "routes": {"demo": {"targets": [{"provider": "demo", "model": "demo-echo"}]}},
 }
-
-
-def _worker_of(server: subprocess.Popen) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        out = subprocess.run(
-            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server.pid)], capture_output=True, text=True
-        )
-        pids = [int(line.split()[0]) for line in out.stdout.splitlines() if "segment_worker" in line]
-        if pids:
-            return pids[0]
-        time.sleep(0.1)
-    raise AssertionError("no log worker process")
 
 
 def _segments(data: Path) -> set[Path]:
@@ -62,7 +48,6 @@ def _log(url: str) -> dict:
 
 
 def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_path: Path) -> None:
-    from llmgw_kernel import open_log
 
     data = tmp_path / "data"
     server, url = serve_demo(tmp_path, data, POLICY)
@@ -71,7 +56,7 @@ def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_
         until("the server is up", lambda: (h := health_or_none(url)) is not None and h.status_code == 200)
         ids = [ask_demo(url, "first")]
         until("the first row is written", lambda: _log(url)["rows_written"] == 1)
-        worker = _worker_of(server)
+        worker = log_worker_of(server)
         tracer = subprocess.Popen(
             ["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(worker), "-e", "trace=rename,renameat,renameat2",
              "-e", "inject=rename,renameat,renameat2:delay_exit=120000000:when=1"],
@@ -90,12 +75,8 @@ def test_rows_a_killed_worker_wrote_but_did_not_acknowledge_are_logged_once(tmp_
         tracer.wait(10)
         tracer = None
         until("a new worker wrote the buffered rows", lambda: _log(url)["buffered"] == 0)
-        assert _worker_of(server) != worker
-        con = open_log(str(data))
-        try:
-            counts = collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
-        finally:
-            con.close()
+        assert log_worker_of(server) != worker
+        counts = logged_counts(data)
         assert {i: counts[i] for i in ids} == {i: 1 for i in ids}
         assert sum(counts.values()) == len(ids)
     finally:

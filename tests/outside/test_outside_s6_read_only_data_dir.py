@@ -17,13 +17,12 @@ Needs root for the bind mount (skipped otherwise).
 
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ask_demo, health_or_none, serve_demo, sigterm_and_wait, until
+from conftest import ask_demo, health_or_none, logged_counts, serve_demo, sigterm_and_wait, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
 
@@ -35,7 +34,6 @@ POLICY = {
 
 
 def test_rows_answered_while_the_data_dir_is_read_only_are_kept_and_health_says_so(tmp_path: Path) -> None:
-    from llmgw_kernel import open_log
 
     data = tmp_path / "data"
     server, url = serve_demo(tmp_path, data, POLICY)
@@ -61,11 +59,7 @@ def test_rows_answered_while_the_data_dir_is_read_only_are_kept_and_health_says_
         if mounted:
             subprocess.run(["umount", "-l", str(data)], capture_output=True)
         sigterm_and_wait(server, 30)
-    con = open_log(str(data))
-    try:
-        counts = collections.Counter(r[0] for r in con.execute("SELECT request_id FROM requests").fetchall())
-    finally:
-        con.close()
+    counts = logged_counts(data)
     assert sorted(counts) == sorted(ids)
     assert set(counts.values()) == {1}
     assert "log writer pass failed" not in (tmp_path / "serve.log").read_text(errors="replace")
