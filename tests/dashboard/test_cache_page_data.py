@@ -80,3 +80,52 @@ def test_namespaces_are_shown_with_a_visible_separator(tmp_path):
     shown = "route=chat · key=sha256:ab · team=search"
     assert list(data.by_route["namespace"]) == [shown]
     assert list(data.semantic["namespace"]) == [shown]
+
+
+def test_the_page_shows_semantic_hits_nearest_the_threshold_first_and_flips_the_order(tmp_path):
+    """The spot-check is a plain HTML table (a Tabulator cost the browser ~0.3 CPU s), its hits
+    nearest their threshold first (the likeliest wrong answers) with their margin above it; the
+    order flips in the page. Built without a server: the page is filled at once."""
+    import re
+
+    import panel as pn
+
+    from llmgw_kernel.dashboard.pages import load_page_module
+
+    writer = LogWriter(tmp_path)
+    for rid, age, similarity, mode in (
+        ("near", 30, 0.91, "full"),
+        ("mid", 40, 0.93, "hashed"),
+        ("far", 20, 0.97, "full"),
+    ):
+        writer.append(_rec(rid, age, f"prompt of {rid}", mode, "semantic-hit", cache_similarity=similarity,
+                           cache_threshold=0.9, cache_source="src", saved_usd=0.01))  # fmt: skip
+    writer.close()
+    c = Context(tmp_path, queries=LogQueries(tmp_path, clock=lambda: NOW))
+    try:
+        page = load_page_module("cache").page(c)
+        assert page.select(pn.widgets.Tabulator) == []
+
+        def shown() -> tuple[list[str], list[list[str]]]:
+            text = next(p.object for p in page.select(pn.pane.HTML) if "llmgw-semantic-hits" in str(p.object))
+            header = re.findall(r"<th>(.*?)</th>", text)
+            rows = [
+                re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", text.split("<tbody>")[1])
+            ]
+            return header, rows
+
+        header, rows = shown()
+        ids = [r[header.index("request_id")] for r in rows]
+        assert ids == ["near", "mid", "far"]
+        assert [r[header.index("margin")] for r in rows] == ["+0.010", "+0.030", "+0.070"]
+        assert [r[header.index("similarity")] for r in rows] == ["0.910", "0.930", "0.970"]
+        assert [r[header.index("prompt")] for r in rows] == ["prompt of near", "", "prompt of far"]  # hashed: never
+        order = next(w for w in page.select(pn.widgets.RadioButtonGroup) if "newest first" in w.options)
+        order.value = "farthest from it first"
+        header, rows = shown()
+        assert [r[header.index("request_id")] for r in rows] == ["far", "mid", "near"]
+        order.value = "newest first"
+        header, rows = shown()
+        assert [r[header.index("request_id")] for r in rows] == ["far", "near", "mid"]
+    finally:
+        c.close()
