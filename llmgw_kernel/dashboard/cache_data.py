@@ -53,18 +53,15 @@ class CacheData:
         return self.saved_usd - self.check_cost_usd
 
 
-_TOTALS_SQL = f"""
-SELECT count(cache) FILTER (WHERE {CLIENT_SQL}), count(*) FILTER (WHERE {HIT_SQL} AND {CLIENT_SQL}),
-       count(*) FILTER (WHERE cache = 'semantic-hit' AND {CLIENT_SQL}), coalesce(sum(saved_usd), 0),
-       count(*) FILTER (WHERE {CHECK_SQL}), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0)
-FROM requests WHERE {{where}}
-"""
-
-# rates over client rows with a cache outcome; the checks' cost beside the savings
+# one scan for the charts and the totals (their sums): per bucket, over client rows with a cache
+# outcome, the requests, hits and savings; and the checks and their cost, shown beside the savings
+# (``saved_usd`` is only ever set on a hit: a row with a cache outcome)
 _SERIES_SQL = f"""
-SELECT {{bucket_time}} AS t, count(*) FILTER (WHERE {HIT_SQL} AND c) / count(cache) FILTER (WHERE c) AS hit_rate,
-       count(*) FILTER (WHERE cache = 'semantic-hit' AND c) / count(cache) FILTER (WHERE c) AS semantic_rate,
-       coalesce(sum(saved_usd), 0) AS saved_usd, coalesce(sum(cost_usd) FILTER (WHERE NOT c), 0) AS check_cost_usd
+SELECT {{bucket_time}} AS t, count(cache) FILTER (WHERE c) AS cacheable,
+       count(*) FILTER (WHERE {HIT_SQL} AND c) AS hits,
+       count(*) FILTER (WHERE cache = 'semantic-hit' AND c) AS semantic_hits,
+       coalesce(sum(saved_usd), 0) AS saved_usd, count(*) FILTER (WHERE NOT c) AS checks,
+       coalesce(sum(cost_usd) FILTER (WHERE NOT c), 0) AS check_cost_usd
 FROM (
     SELECT {{bucket}} AS i, cache, saved_usd, cost_usd, {CLIENT_SQL} AS c FROM requests
     WHERE {{where}} AND (cache IS NOT NULL OR {CHECK_SQL})
@@ -76,12 +73,17 @@ GROUP BY i ORDER BY i
 #: (``decisions.cache``), which a browser draws as a box; shown joined by " · " instead
 NAMESPACE_SQL = "replace(coalesce(cache_namespace, ''), chr(31), ' · ')"
 
+# grouped by the namespace as logged, shown joined after: its text rewritten once per group,
+# not once per row (0.17 -> 0.09 CPU s over 730k cached rows)
 _BY_ROUTE_SQL = f"""
-SELECT route, {NAMESPACE_SQL} AS namespace, count(*) AS requests,
-       count(*) FILTER (WHERE {HIT_SQL}) AS hits, count(*) FILTER (WHERE cache = 'semantic-hit') AS semantic_hits,
-       count(*) FILTER (WHERE {HIT_SQL}) / count(*) AS hit_rate, coalesce(sum(saved_usd), 0) AS saved_usd
-FROM requests WHERE {{where}} AND cache IS NOT NULL AND {CLIENT_SQL}
-GROUP BY ALL ORDER BY requests DESC, route, namespace LIMIT 200
+SELECT route, {NAMESPACE_SQL} AS namespace, requests, hits, semantic_hits, hits / requests AS hit_rate, saved_usd
+FROM (
+    SELECT route, cache_namespace, count(*) AS requests, count(*) FILTER (WHERE {HIT_SQL}) AS hits,
+           count(*) FILTER (WHERE cache = 'semantic-hit') AS semantic_hits, coalesce(sum(saved_usd), 0) AS saved_usd
+    FROM requests WHERE {{where}} AND cache IS NOT NULL AND {CLIENT_SQL}
+    GROUP BY ALL
+)
+ORDER BY requests DESC, route, namespace LIMIT 200
 """
 
 _SEMANTIC_SQL = f"""
@@ -103,25 +105,34 @@ ORDER BY hits.ts DESC
 def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
     def compute(con: Any, now: float) -> CacheData:
         where, params = filters.where(now)
-        totals = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
-        cacheable, hits, semantic, saved, checks, check_cost = totals
         start, width, _ = filters.buckets(now)
         wide = con.execute(
             _SERIES_SQL.format(where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)),
             params,
         ).df()  # fmt: skip
-        rates = wide.melt(id_vars="t", value_vars=["hit_rate", "semantic_rate"], var_name="group", value_name="rate")
-        saved_series = wide.melt(
-            id_vars="t", value_vars=["saved_usd", "check_cost_usd"], var_name="group", value_name="usd"
-        ).replace({"group": {"saved_usd": "saved", "check_cost_usd": "checks' cost"}})
-        if not checks:  # no line for checks on a cache that never checks
-            saved_series = saved_series[saved_series["group"] == "saved"]
+        totals = wide[["cacheable", "hits", "semantic_hits", "checks"]].sum()
+        cacheable, hits, semantic, checks = (int(n) for n in totals)
         by_route = con.execute(_BY_ROUTE_SQL.format(where=where), params).df()
-        semantic_rows = con.execute(_SEMANTIC_SQL.format(where=where), {**params, "limit": limit}).df()
-        return CacheData(int(cacheable), int(hits), int(semantic), float(saved), rates, saved_series, by_route,
-                         semantic_rows, int(checks), float(check_cost))  # fmt: skip
+        # no semantic hit in the window: no scan for them (its count came with the series)
+        semantic_sql = _SEMANTIC_SQL if semantic else f"SELECT * FROM ({_SEMANTIC_SQL}) LIMIT 0"
+        semantic_rows = con.execute(semantic_sql.format(where=where), {**params, "limit": limit}).df()
+        return CacheData(cacheable, hits, semantic, float(wide["saved_usd"].sum()), *_series(wide, checks), by_route,
+                         semantic_rows, checks, float(wide["check_cost_usd"].sum()))  # fmt: skip
 
     return ctx.queries.answer(("cache", filters, limit), compute, filters)
+
+
+def _series(wide: pd.DataFrame, checks: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-bucket scan as the two charts' long frames: hit rates (none in a bucket of
+    checks only), and savings beside the checks' cost (no line for checks on a cache that
+    never checks)."""
+    cacheable = wide["cacheable"].where(wide["cacheable"] > 0)
+    wide = wide.assign(hit_rate=wide["hits"] / cacheable, semantic_rate=wide["semantic_hits"] / cacheable)
+    rates = wide.melt(id_vars="t", value_vars=["hit_rate", "semantic_rate"], var_name="group", value_name="rate")
+    saved = wide.melt(
+        id_vars="t", value_vars=["saved_usd", "check_cost_usd"], var_name="group", value_name="usd"
+    ).replace({"group": {"saved_usd": "saved", "check_cost_usd": "checks' cost"}})
+    return rates, saved if checks else saved[saved["group"] == "saved"]
 
 
 __all__ = ["CacheData", "cache"]

@@ -60,6 +60,15 @@ def test_semantic_hits_show_similarity_and_prompts_only_when_bodies_were_logged(
     assert (by_route["requests"], by_route["hits"], by_route["semantic_hits"]) == (5, 3, 2)
 
 
+def test_a_window_without_semantic_hits_has_none_and_their_columns(ctx):
+    """The count of semantic hits comes with the per-bucket scan; with none, their query reads
+    nothing (LIMIT 0) but still gives the table its columns."""
+    data = cache(ctx, Filters(since=NOW - 15, until=NOW))
+    assert (data.cacheable, data.hits, data.semantic_hits) == (1, 1, 0)
+    assert data.semantic.empty and {"similarity", "threshold", "prompt", "source_prompt"} <= set(data.semantic.columns)
+    assert list(data.series.groupby("group")["rate"].max()) == [1.0, 0.0]
+
+
 def test_namespaces_are_shown_with_a_visible_separator(tmp_path):
     """A namespace's parts are joined by the unit separator (decisions.cache.namespace), which a
     browser draws as a box: the page shows them joined by " · " (per route and on semantic hits)."""
