@@ -241,6 +241,8 @@ def _replay(args: argparse.Namespace) -> int:
             load_policy(args.policy)
         except PolicyError as exc:
             why = f"{args.policy}: " + "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)
+    if why is None and args.as_served and (args.engine is not None or args.partitions is not None):
+        why = "--as-served replays in one process: it cannot be combined with --engine or --partitions"
     if why is not None:
         print(f"llmgw replay: {why}", file=sys.stderr)
         return 2
@@ -252,7 +254,10 @@ def _replay(args: argparse.Namespace) -> int:
         except ValueError as exc:  # s3fs: "s3://" without a bucket ("Cannot traverse all of S3")
             print(f"llmgw replay: --source {source}: {exc}", file=sys.stderr)
             return 2
-        result = replay(args.policy, con, since=args.since, until=args.until)
+        versions = _served_versions(args)
+        result = replay(args.policy, con, since=args.since, until=args.until, versions=versions)
+        if versions is not None:
+            _say_unserved(versions, result.summary)
     else:
         from .replay.engines import replay_partitioned
 
@@ -275,6 +280,29 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+def _served_versions(args: argparse.Namespace) -> dict[str, Any] | None:
+    """With ``--as-served``: every version ``--policy``'s history holds, so each row is
+    replayed under the version that served it (``replay(versions=...)``)."""
+    if not args.as_served:
+        return None
+    from .replay.versions import served_policies
+
+    return served_policies(args.policy)
+
+
+def _say_unserved(versions: dict[str, Any], summary: dict[str, Any]) -> None:
+    """On stderr: the versions the window's rows name that ``--policy``'s history lacks (those
+    rows were replayed under ``--policy`` itself)."""
+    missing = [v for v in (summary.get("logged") or {}).get("policy_versions", []) if v not in versions]
+    print(f"llmgw replay: --as-served: {len(versions)} version(s) in the policy's history", file=sys.stderr)
+    if missing:
+        print(
+            f"llmgw replay: rows served by {', '.join(missing)} were replayed under --policy"
+            " (not in its history: edited while no server ran, or archived as invalid)",
+            file=sys.stderr,
+        )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -457,6 +485,11 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--partitions", type=_count, default=None, help="partitions (default: this machine's cores)")
     r.add_argument("--scheduler", default=None, help="dask: a running scheduler's address (default: a local cluster)")
+    r.add_argument(
+        "--as-served",
+        action="store_true",
+        help="replay each request under the policy version that served it (--policy's history), not --policy alone",
+    )
     r.set_defaults(func=_replay)
 
     fc = sub.add_parser("forecast", help="forecast vs actual").add_subparsers(dest="action", required=True)

@@ -11,6 +11,9 @@ A failure prints every differing row: its request, what the log says and what re
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -153,6 +156,30 @@ def test_each_version_replays_its_own_rows(reloaded):
         result = replay(policy, data)
         own = result.decisions[result.decisions.index.isin(mine)]
         assert not own["differs"].any(), explain(_subset(result, own), data)
+
+
+def test_cli_as_served_replays_each_row_under_its_version(reloaded):
+    """``llmgw replay --as-served`` (the CLI of ``versions=``): the live file's history replays
+    the window across its reload with no difference; the live file alone differs on the rows
+    the older version served."""
+    data, live = str(reloaded.gw.data_dir), str(reloaded.gw.policy_path)
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["replay", "--policy", live, "--data-dir", data, "--json", *extra]
+        return subprocess.run(
+            [sys.executable, "-m", "llmgw_kernel", *args], capture_output=True, text=True, timeout=600
+        )
+
+    served = cli("--as-served")
+    assert served.returncode == 0, served.stderr
+    counts = json.loads(served.stdout)["differs_from_log"]
+    assert counts["any"] == 0 and all(v == 0 for v in counts.values()), counts
+    assert "2 version(s)" in served.stderr and "replayed under --policy" not in served.stderr
+    alone = cli()
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["differs_from_log"]["any"] > 0
+    mixed = cli("--as-served", "--engine", "local")
+    assert mixed.returncode == 2 and "--as-served" in mixed.stderr and "Traceback" not in mixed.stderr
 
 
 def _subset(result: Any, rows: Any) -> Any:
