@@ -153,18 +153,21 @@ def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, 
 #: true once every figure and table of the page is built and drawn in the browser: each Bokeh
 #: figure's view (among the views reachable from the document's roots: a page swapped out by a
 #: link is not) finished and painted with no paint pending, each Tabulator's view built and not
-#: redrawing, each plain HTML table laid out, and at least ``counts`` = [figures, tables, HTML
-#: tables] of them, the numbers the page's ready line names (data-charts, data-tables,
-#: data-html-tables), so a view not yet built cannot pass for drawn.
+#: redrawing, each plain HTML table and SVG chart laid out, and at least ``counts`` = [figures,
+#: tables, HTML tables, SVG charts] of them, the numbers the page's ready line names (data-charts,
+#: data-tables, data-html-tables, data-svg-charts), so a view not yet built cannot pass for drawn.
 DRAWN_JS = r"""
-([charts, tables, htmlTables]) => {
+([charts, tables, htmlTables, svgCharts]) => {
   if (!window.Bokeh || !Bokeh.index) return false;
-  let plots = 0, grids = 0, plain = 0;
+  let plots = 0, grids = 0, plain = 0, svgs = 0;
   for (const v of Bokeh.index.all_views()) {
     const type = v.model.type || "";
-    if (/(^|\.)HTML$/.test(type)) {  // a plain HTML table (llmgw_kernel/dashboard/html_table.py), laid out
-      for (const t of (v.shadow_el || v.el).querySelectorAll("table.llmgw-table"))
+    if (/(^|\.)HTML$/.test(type)) {  // plain HTML tables (html_table.py) and SVG charts (svg_chart.py), laid out
+      const root = v.shadow_el || v.el;
+      for (const t of root.querySelectorAll("table.llmgw-table"))
         if (t.isConnected && t.getClientRects().length > 0) plain++;
+      for (const s of root.querySelectorAll("svg.llmgw-chart"))
+        if (s.isConnected && s.getBoundingClientRect().width > 0) svgs++;
       continue;
     }
     const plot = type == "Plot" || type.endsWith("Figure"), grid = type.endsWith("DataTabulator");
@@ -174,7 +177,7 @@ DRAWN_JS = r"""
     if (grid && v.is_drawing) return false;
     plot ? plots++ : grids++;
   }
-  return plots >= charts && grids >= tables && plain >= htmlTables;
+  return plots >= charts && grids >= tables && plain >= htmlTables && svgs >= svgCharts;
 }
 """
 
@@ -203,7 +206,9 @@ def _measured(
     page.wait_for_selector(ready, state="attached", timeout=120_000)
     marked = time.perf_counter() - t0
     status = page.locator(ready)
-    counts = [int(status.get_attribute(a) or 0) for a in ("data-charts", "data-tables", "data-html-tables")]
+    counts = [
+        int(status.get_attribute(a) or 0) for a in ("data-charts", "data-tables", "data-html-tables", "data-svg-charts")
+    ]
     try:
         page.wait_for_function(DRAWN_JS, arg=counts, polling="raf", timeout=120_000)
     except Exception as exc:

@@ -16,16 +16,16 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
+import pandas as pd
 import panel as pn
-from bokeh.models import ColumnDataSource, HoverTool, Range1d
 from bokeh.palettes import Category10
-from bokeh.plotting import figure
 
 from llmgw_kernel.dashboard import ERROR_OUTCOMES, Overview
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import PRESETS, Filters
 from llmgw_kernel.dashboard.frame import ALL, PageSpec, heading, kpi_html, kpi_pane, page_frame
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
+from llmgw_kernel.dashboard.svg_chart import Layer, chart_pane, chart_svg
 
 REFRESH_MS = 5000
 _OUTCOME_COLORS = dict(zip(ERROR_OUTCOMES, Category10[10][1:], strict=False))
@@ -55,7 +55,7 @@ class _Body:
 
     @cached_property
     def charts(self) -> _Charts:
-        """Made with the panes, after the queries started (page_frame): ~0.1 CPU s of Bokeh models."""
+        """Made with the panes, after the queries started (page_frame)."""
         return _Charts()
 
     def controls(self) -> list[Any]:
@@ -89,70 +89,40 @@ class _Body:
 
 
 class _Charts:
-    """The four time series; their sources are updated in place on refresh."""
+    """The four time series as static SVG (svg_chart: no Bokeh figure; a bucket's values on hover)."""
 
     def __init__(self) -> None:
-        self.source = ColumnDataSource(_empty_series())
-        self.x_range = Range1d(0, 1)  # shared: the four charts pan and zoom together
-        x = self.x_range
-        self.requests = _figure("Requests / min", x)
-        self.requests.vbar(x="t", top="requests_per_min", width=50_000, source=self.source, color="#1f77b4")
-        self.errors = _figure("Errors / min by outcome", x)
-        names = [f"errors_per_min_{o}" for o in ERROR_OUTCOMES]
-        self.error_bars = self.errors.vbar_stack(
-            names, x="t", width=50_000, source=self.source,
-            color=[_OUTCOME_COLORS[o] for o in ERROR_OUTCOMES], legend_label=list(ERROR_OUTCOMES),
-        )  # fmt: skip
-        self.latency = _figure("Latency (ms)", x)
-        self.tokens = _figure("Tokens / min", x)
-        for fig, column, label, color in (
-            (self.latency, "p50_ms", "p50", "#2ca02c"),
-            (self.latency, "p95_ms", "p95", "#d62728"),
-            (self.tokens, "prompt_tokens_per_min", "prompt", "#1f77b4"),
-            (self.tokens, "completion_tokens_per_min", "completion", "#ff7f0e"),
-        ):
-            fig.line(x="t", y=column, source=self.source, legend_label=label, color=color)
-            if fig is self.latency:  # NaN where a bucket had no request: show lone points
-                fig.scatter(x="t", y=column, source=self.source, legend_label=label, color=color, size=4)
-        for fig in (self.errors, self.latency, self.tokens):
-            legend = fig.legend[0]
-            legend.orientation = "horizontal"
-            legend.label_text_font_size = "8pt"
-            legend.padding = legend.spacing = 2
-            fig.add_layout(legend, "above")
-        self.bars = [self.requests.renderers[0], *self.error_bars]
+        self.requests, self.errors, self.latency, self.tokens = (chart_pane() for _ in range(4))
 
-    def panes(self) -> list[pn.pane.Bokeh]:
-        figures = (self.requests, self.errors, self.latency, self.tokens)
-        return [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figures]
+    def panes(self) -> list[pn.pane.HTML]:
+        return [self.requests, self.errors, self.latency, self.tokens]
 
     def update(self, data: Overview) -> None:
-        width = data.window.bucket_s * 1000 * 0.8
-        for renderer in self.bars:
-            if renderer.glyph.width != width:
-                renderer.glyph.width = width
-        self.source.data = {c: data.series[c].to_numpy() for c in data.series.columns}
-        if len(data.series):
-            start = data.series["t"].iloc[0].value / 1e6  # ms since the epoch, as Bokeh wants
-            end = data.series["t"].iloc[-1].value / 1e6 + data.window.bucket_s * 1000
-            if (self.x_range.start, self.x_range.end) != (start, end):
-                self.x_range.update(start=start, end=end)
+        for pane, text in zip(self.panes(), _chart_svgs(data), strict=True):
+            if pane.object != text:
+                pane.object = text
 
 
-def _figure(title: str, x_range: Range1d) -> Any:
-    fig = figure(
-        title=title, x_axis_type="datetime", x_range=x_range, height=240, sizing_mode="stretch_width",
-        tools="xpan,xwheel_zoom,reset", toolbar_location="right",
-    )  # fmt: skip
-    fig.add_tools(HoverTool(tooltips=[("UTC", "@t{%H:%M}"), ("value", "$y{0.0}")], formatters={"@t": "datetime"}))
-    fig.xaxis.axis_label = "UTC"
-    fig.y_range.start = 0
-    return fig
-
-
-def _empty_series() -> dict[str, list]:
-    cols = ["t", "requests_per_min", "p50_ms", "p95_ms", "prompt_tokens_per_min", "completion_tokens_per_min"]
-    return {c: [] for c in cols + [f"errors_per_min_{o}" for o in ERROR_OUTCOMES]}
+def _chart_svgs(data: Overview) -> list[str]:
+    """The SVG of the four charts: requests, errors by outcome, latency p50/p95, tokens (per minute)."""
+    s, width = data.series, data.window.bucket_s
+    t = (s["t"] - pd.Timestamp(0)).dt.total_seconds().to_numpy() if len(s) else []
+    col = {c: s[c].to_numpy(dtype=float) for c in s.columns if c != "t"}
+    errors = [Layer(o, _OUTCOME_COLORS[o], col[f"errors_per_min_{o}"]) for o in ERROR_OUTCOMES]
+    return [
+        chart_svg("Requests / min", t, width, [Layer("requests", "#1f77b4", col["requests_per_min"])]),
+        chart_svg("Errors / min by outcome", t, width, errors, value_format="{:,.2f}"),
+        chart_svg(
+            "Latency (ms)", t, width,
+            [Layer("p50", "#2ca02c", col["p50_ms"]), Layer("p95", "#d62728", col["p95_ms"])], kind="lines",
+        ),
+        chart_svg(
+            "Tokens / min", t, width,
+            [Layer("prompt", "#1f77b4", col["prompt_tokens_per_min"]),
+             Layer("completion", "#ff7f0e", col["completion_tokens_per_min"])],
+            kind="lines",
+        ),
+    ]  # fmt: skip
 
 
 def _fmt_ms(value: float | None) -> str:

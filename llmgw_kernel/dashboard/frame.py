@@ -394,18 +394,21 @@ def page_spec(path: str) -> PageSpec | None:
 
 def _ready_html(answer: Answer, now: float, spec: PageSpec, panes: list[Any]) -> str:
     """The status line of a filled page. ``data-charts`` / ``data-tables`` /
-    ``data-html-tables`` say how many Bokeh figures, Tabulators and plain HTML tables
-    (:mod:`.html_table`) the page shows, so a benchmark can wait until each is drawn, not only
-    until this line arrives (benchmarks/dashboard_pages.py)."""
+    ``data-html-tables`` / ``data-svg-charts`` say how many Bokeh figures, Tabulators, plain
+    HTML tables (:mod:`.html_table`) and SVG charts (:mod:`.svg_chart`) the page shows, so a
+    benchmark can wait until each is drawn, not only until this line arrives
+    (benchmarks/dashboard_pages.py)."""
     as_of = datetime.fromtimestamp(now, UTC)
     window = html.escape(answer.filters.label(as_of.timestamp()))
     refresh_ms = spec.refresh_ms
     charts = sum(len(p.select(pn.pane.Bokeh)) for p in panes)
     tables = sum(len(p.select(pn.widgets.Tabulator)) for p in panes)
     html_tables = sum("llmgw-table" in str(h.object) for p in panes for h in p.select(pn.pane.HTML))
+    svg_charts = sum('class="llmgw-chart"' in str(h.object) for p in panes for h in p.select(pn.pane.HTML))
     return (
         f'<div class="status" data-ready="1" data-page="{spec.path[1:]}" data-took="{answer.took_s:.3f}" '
         f'data-charts="{charts}" data-tables="{tables}" data-html-tables="{html_tables}" '
+        f'data-svg-charts="{svg_charts}" '
         f'data-query="{html.escape(answer.filters.to_query())}">{window}'
         f" · as of {as_of:%H:%M:%S} UTC · {answer.took_s * 1000:.0f} ms"
         f" · refreshes every {refresh_ms // 1000} s or more (a slow window less often)</div>"

@@ -318,6 +318,15 @@ def test_overview(site, log, browser, shots):
     o.expect_kpi("upstream_failed", f"{failed:,}")
     o.expect_kpi("rescued", f"{rescued / failed:.1%}")
     o.expect_kpi("fallback_rate", f"{fell_back / n:.1%}")
+    # the four charts are static SVG (no Bokeh figure: svg_chart.py); hovering a bucket names its
+    # values, and the requests chart's, per minute times the bucket's minutes, add up to the requests
+    assert o.page.locator("svg.llmgw-chart").count() == 4
+    assert o.page.locator(".bk-Figure").count() == 0
+    chart = o.page.locator('svg.llmgw-chart[data-chart="Requests / min"]')
+    minutes = float(chart.get_attribute("data-bucket-s")) / 60
+    tips = chart.locator("rect.hover title").all_text_contents()
+    per_min = [float(re.search(r"requests: ([\d,.]+)", t).group(1).replace(",", "")) for t in tips]
+    assert round(sum(v * minutes for v in per_min)) == n
     # the route filter lists the policy's routes only (not the unknown model a client asked for)
     assert o.options("Route")[1:] == sorted(_policy()["routes"])
     o.screenshots("overview", shots)
