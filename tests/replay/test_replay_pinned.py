@@ -1,0 +1,111 @@
+"""``replay()``'s summary and decisions on a varied log, pinned: a change meant to make replay
+cheaper (how the columns, the summaries and the log's own figures are computed, what is built
+when) must leave every figure and every decision exactly as it was.
+
+The log is ``benchmarks/replay_scale.py``'s synthetic log (seeded: written through the real log
+writer by the live decision functions — fallbacks after failures, unknown models, budget and
+rpm refusals, exact hits), 6,000 requests. Candidates: the live policy (the composed fold, 0
+differences), a routing-only candidate (the columnar path), and a tight candidate (small
+budgets and rpm, a shorter cache TTL, and a custom input guardrail that blocks some prompts: the
+fold without the blocked requests, merged back). The pins (``replay_pinned.json`` beside this
+file) hold each summary as JSON and a SHA-256 of each decisions frame (index, column names,
+dtypes and every value's ``repr``).
+
+A change that is *meant* to alter decisions or figures re-pins, stating why in its commit:
+``LLMGW_REPIN=1 .venv/bin/python -m pytest -q tests/replay/test_replay_pinned.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmgw_kernel import replay
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import replay_scale  # noqa: E402
+
+PINS = Path(__file__).with_name("replay_pinned.json")
+ROWS = 6_000
+
+BLOCK_RULE = '''
+import re
+from llmgw_kernel.guardrails.findings import Finding
+
+def refund(text):
+    return [Finding("REFUND", m.start(), m.end(), 1.0, "checks.refund") for m in re.finditer("refund", text)]
+'''
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pinned") / "log"
+    replay_scale.generate(d, ROWS, seed=11, chunk=2000)
+    return d
+
+
+def _candidates(log: Path) -> dict[str, Path]:
+    live = replay_scale.policy_doc("live")
+    tight = copy.deepcopy(live)
+    tight["budgets"]["limits"] = [
+        {"scope": "team", "name": "search", "usd": 0.02, "window": "day"},
+        {"scope": "team", "usd": 0.05, "window": "day"},
+    ]
+    tight["rate_limits"] = [{"scope": "key", "rpm": 40}]
+    tight["cache"]["exact"]["ttl_s"] = 30
+    tight["routes"]["assistant"]["guardrails"] = {
+        "input": [{"type": "custom", "rule": "checks:refund", "action": "block"}],
+        "output": [],
+    }
+    (log / "checks.py").write_text(BLOCK_RULE)
+    docs = {"live": live, "routing": replay_scale.policy_doc("routing"), "tight": tight}
+    out = {}
+    for name, doc in docs.items():
+        out[name] = log / f"pinned-{name}.yaml"
+        out[name].write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def frame_digest(frame: Any) -> str:
+    """A SHA-256 of a decisions frame: its index, its columns' names and dtypes, every value."""
+    h = hashlib.sha256()
+    h.update(repr((frame.index.name, frame.index.tolist())).encode())
+    for name in frame.columns:
+        col = frame[name]
+        h.update(repr((name, str(col.dtype), col.tolist())).encode())
+    return h.hexdigest()
+
+
+def pinned_form(result: Any) -> dict[str, Any]:
+    frame = result.decisions
+    return {
+        "summary": json.loads(json.dumps(result.summary, sort_keys=True, default=repr)),
+        "differences": result.differences,
+        "compare_to_log": result.compare_to_log(),
+        "rows": len(frame),
+        "columns": {name: str(frame[name].dtype) for name in frame.columns},
+        "decisions_sha256": frame_digest(frame),
+    }
+
+
+def test_the_replays_summaries_and_decisions_are_as_pinned(log: Path) -> None:
+    got = {name: pinned_form(replay(path, str(log))) for name, path in _candidates(log).items()}
+    # the log is varied where it matters: the tight candidate refuses, blocks and misses
+    tight = got["tight"]["summary"]
+    assert tight["outcome"]["refused"] > 0 and tight["outcome"]["blocked"] > 0
+    assert tight["outcome"]["served_from_cache"] > 0 and got["routing"]["summary"]["differs_from_log"]["routing"] > 0
+    assert got["live"]["compare_to_log"] == 0 and got["live"]["summary"]["outcome"]["served_from_cache"] > 0
+    if os.environ.get("LLMGW_REPIN"):
+        PINS.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    pinned = json.loads(PINS.read_text())
+    for name in got:
+        assert got[name]["summary"] == pinned[name]["summary"], f"{name}: the summary changed"
+        assert got[name] == pinned[name], f"{name}: the decisions changed"
