@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from ..providers.engine import Shape, shape_error
 from .errors import GatewayError, bad_request
 
 #: How deeply a request's JSON (a body, the ``x-llmgw-metadata`` header, an admin body) may
@@ -223,12 +224,27 @@ def check_chat(body: dict[str, Any]) -> None:
                 param=f"messages[{i}].role",
                 code="invalid_value",
             )
+        content = msg.get("content")
+        if content is not None and type(content) is not str:
+            _check_content(content, i)
     _check_fields(body, _CHAT_FIELDS)
     opts = body.get("stream_options")
     if opts is not None and not body.get("stream"):
         raise bad_request(
             "'stream_options' is only allowed when 'stream' is true", param="stream_options", code="invalid_value"
         )
+
+
+#: a chat message's ``content`` when it is not a string or null (null is left to the provider:
+#: an assistant turn with tool calls has none); an object or a number was passed upstream,
+#: its Python repr the prompt where a provider took it
+_PART = Shape((dict,), "a content part (an object)")
+_CONTENT = Shape((str, list), "a string or an array of content parts", items=_PART)
+
+
+def _check_content(content: Any, i: int) -> None:
+    if (err := shape_error(content, _CONTENT, f"messages[{i}].content")) is not None:
+        raise bad_request(err.message, param=err.param, code="invalid_type")
 
 
 def check_embeddings(body: dict[str, Any]) -> None:
