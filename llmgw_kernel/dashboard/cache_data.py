@@ -43,6 +43,7 @@ class CacheData:
     semantic: pd.DataFrame  # the newest semantic hits
     checks: int = 0  # sampled semantic hits checked upstream (rows, not requests)
     check_cost_usd: float = 0.0  # what those checks cost
+    buckets: tuple[float, int, int] = (0.0, 60, 0)  # the series' first bucket start (epoch s), width (s), count
 
     @property
     def hit_rate(self) -> float:
@@ -105,7 +106,7 @@ ORDER BY hits.ts DESC
 def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
     def compute(con: Any, now: float) -> CacheData:
         where, params = filters.where(now)
-        start, width, _ = filters.buckets(now)
+        start, width, n = filters.buckets(now)
         wide = con.execute(
             _SERIES_SQL.format(where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)),
             params,
@@ -117,7 +118,7 @@ def cache(ctx: Context, filters: Filters, limit: int = 50) -> CacheData:
         semantic_sql = _SEMANTIC_SQL if semantic else f"SELECT * FROM ({_SEMANTIC_SQL}) LIMIT 0"
         semantic_rows = con.execute(semantic_sql.format(where=where), {**params, "limit": limit}).df()
         return CacheData(cacheable, hits, semantic, float(wide["saved_usd"].sum()), *_series(wide, checks), by_route,
-                         semantic_rows, checks, float(wide["check_cost_usd"].sum()))  # fmt: skip
+                         semantic_rows, checks, float(wide["check_cost_usd"].sum()), (start, width, n))  # fmt: skip
 
     return ctx.queries.answer(("cache", filters, limit), compute, filters)
 

@@ -113,7 +113,15 @@ def test_the_page_shows_semantic_hits_nearest_the_threshold_first_and_flips_the_
     c = Context(tmp_path, queries=LogQueries(tmp_path, clock=lambda: NOW))
     try:
         page = load_page_module("cache").page(c)
-        assert page.select(pn.widgets.Tabulator) == []
+        assert page.select(pn.widgets.Tabulator) == [] and page.select(pn.pane.Bokeh) == []
+        # the charts are SVG (no Bokeh figure): a bucket's values on hover
+        charts = [str(p.object) for p in page.select(pn.pane.HTML) if 'class="llmgw-chart"' in str(p.object)]
+        tips = [re.findall(r"<rect class=\"hover\"[^>]*><title>(.*?)</title>", svg, re.S) for svg in charts]
+        assert len(tips) == 2 and len(tips[0]) > 1
+        assert [t.split("\n", 1)[1] for t in tips[0] if "100.0%" in t] == [
+            "hit rate: 100.0%\nsemantic hit rate: 100.0%"
+        ]
+        assert [t.split("\n", 1)[1] for t in tips[1] if "$0.0000" not in t] == ["saved: $0.0300"]
 
         def shown() -> tuple[list[str], list[list[str]]]:
             text = next(p.object for p in page.select(pn.pane.HTML) if "llmgw-semantic-hits" in str(p.object))

@@ -422,6 +422,16 @@ def test_cache(site, log, browser, shots):
     assert c_hits > 0
     assert sum(int(r[2].replace(",", "")) for r in by_route) == c_requests
     assert sum(int(r[3].replace(",", "")) for r in by_route) == c_hits
+    # the two charts are static SVG (svg_chart.py), no Bokeh figure; the savings per bucket, on
+    # hover, add up to DuckDB's (each shown to 4 decimals)
+    assert o.page.locator("svg.llmgw-chart").count() == 2
+    assert o.page.locator(".bk-Figure").count() == 0
+    tips = o.page.locator('svg.llmgw-chart[data-chart^="Saved"] rect.hover title').all_text_contents()
+    shown = [float(re.search(r"saved: \$([\d,.]+)", t).group(1).replace(",", "")) for t in tips]
+    (saved,) = log("coalesce(sum(saved_usd), 0)", "cache IS NOT NULL")
+    assert saved > 0 and abs(sum(shown) - saved) <= 0.00005 * len(shown) + 1e-9
+    # the semantic hits' spot-check is a plain HTML table too (the demo's cache is exact: none)
+    assert o.page.locator("table.llmgw-semantic-hits").get_attribute("data-rows") == "0"
     o.screenshots("cache", shots)
     o.choose("Team", "support")
     s_cacheable, s_hits = log("count(cache), count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit'))", team="support")
