@@ -126,6 +126,27 @@ def as_objects(column: Any) -> Any:
     return column
 
 
+def grouped(codes: Any) -> tuple[Any, Any]:
+    """The rows of each value of ``codes`` (small non-negative integers): ``(order, bounds)``,
+    the rows with value ``v`` being ``order[bounds[v]:bounds[v + 1]]``, ascending — what
+    ``np.flatnonzero(codes == v)`` gives, for every ``v`` in one stable sort (a radix sort
+    when the values fit 16 bits) instead of one pass over the rows per value.
+
+    >>> order, bounds = grouped([2, 0, 2, 1, 0])
+    >>> [order[bounds[v] : bounds[v + 1]].tolist() for v in range(3)]
+    [[1, 4], [3], [0, 2]]
+    """
+    import numpy as np
+
+    codes = np.asarray(codes)
+    top = int(codes.max()) if codes.size else -1
+    narrow = codes.astype(np.int16 if top < 2**15 else np.int64, copy=False)
+    order = np.argsort(narrow, kind="stable")
+    bounds = np.zeros(top + 2, np.int64)
+    np.cumsum(np.bincount(narrow, minlength=top + 1), out=bounds[1:])
+    return order, bounds
+
+
 def to_pandas(column: Any) -> Any:
     """A column as ``pd.DataFrame`` takes it: :class:`Coded` and Arrow columns converted (pandas
     ``str`` for strings); an object array as the list of its values (pandas infers a list's

@@ -43,6 +43,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions.cost import resolve_price
 from ..decisions.routing import draws
+from .columns import grouped
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -203,7 +204,6 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     route_codes, route_values = _codes(window, "route")
     nonempty = np.asarray([bool(p) for p in plans] + [False], bool)
     routed_rows = np.flatnonzero(nonempty[plan_codes])
-    pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     rids = _arrow(window, "request_id")
     # a group: one plan, one route, streamed or not (a stream cut after its first byte is terminal);
     # a log without cuts makes the groups, and every figure, those of plan and route alone
@@ -213,20 +213,19 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
         plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
     ) * 2 + streamed[routed_rows].astype(np.int64)
     tally = _Tally()
-    sampled = simulated_rows(routed_rows)  # in window order
-    sampled_ids = rids.take(pa.array(sampled))  # one take (a chunked column is concatenated per take)
+    at = simulated_positions(len(routed_rows))  # the simulated ones, as positions in routed_rows
+    sampled_ids = rids.take(pa.array(routed_rows[at]))  # one take (a chunked column is concatenated per take)
     if isinstance(sampled_ids, pa.ChunkedArray):
         sampled_ids = sampled_ids.combine_chunks()
-    simulated = np.zeros(len(plan_codes), bool)
-    simulated[sampled] = True
-    for g in np.flatnonzero(np.bincount(group)) if group.size else ():  # np.unique's order, without a sort
-        rows = routed_rows[group == g]
-        pr, stream = divmod(int(g), 2)
+    sizes = np.bincount(group) if group.size else np.zeros(0, np.int64)
+    tokens = _group_tokens(window, routed_rows, group, len(sizes))
+    order, bounds = grouped(group[at])  # the simulated requests of each group, in window order
+    for g in np.flatnonzero(sizes).tolist():  # np.unique's order, without a sort
+        pr, stream = divmod(g, 2)
         plan, r = plans[pr // (len(route_values) + 1)], pr % (len(route_values) + 1) - 1
-        sim_rows = rows[simulated[rows]]
-        ids = sampled_ids.take(pa.array(np.searchsorted(sampled, sim_rows)))
+        sim = order[bounds[g] : bounds[g + 1]] if g + 1 < len(bounds) else order[:0]
         _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream),
-                        rows, ids, pt, ct, tally)  # fmt: skip
+                        int(sizes[g]), tokens[g], sampled_ids.take(pa.array(sim)), tally)  # fmt: skip
     routed = len(routed_rows)
     expected, simulated = (
         np.concatenate([*tally.expected, np.empty(0)]),
@@ -274,25 +273,42 @@ def _outcomes(s: dict[str, np.ndarray] | None, tries: int, stream: bool) -> tupl
 def simulated_rows(routed_rows: np.ndarray) -> np.ndarray:
     """The routed requests whose latency is simulated: all of them up to :data:`SIMULATED_MAX`,
     else every k-th in window order (row ``floor(j * routed / SIMULATED_MAX)`` for each j)."""
-    n = len(routed_rows)
+    return routed_rows[simulated_positions(len(routed_rows))]  # type: ignore[no-any-return]
+
+
+def simulated_positions(n: int) -> np.ndarray:
+    """:func:`simulated_rows` of ``n`` routed requests, as positions among them."""
     if n <= SIMULATED_MAX:
-        return routed_rows
-    return routed_rows[(np.arange(SIMULATED_MAX, dtype=np.int64) * n) // SIMULATED_MAX]
+        return np.arange(n, dtype=np.int64)
+    return (np.arange(SIMULATED_MAX, dtype=np.int64) * n) // SIMULATED_MAX
+
+
+def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int) -> list[tuple[float, float, bool]]:
+    """Per group (``group``: the group of each of ``rows``): its summed prompt and completion
+    tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
+    pt = np.nan_to_num(_numbers(window, "prompt_tokens")[rows], nan=0.0)
+    ct = np.nan_to_num(_numbers(window, "completion_tokens")[rows], nan=0.0)
+    some = (pt != 0) | (ct != 0)
+    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)))
+    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], sums[2], strict=True)]
+
+
+def _whole(values: np.ndarray) -> bool:
+    """Whether every value is a whole number whose sums stay exact in float64 (below 2**53 in all)."""
+    return bool(np.abs(values).sum() < 2.0**53) and bool(np.array_equal(values, np.rint(values)))
 
 
 def _estimate_group(
-    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, stream: bool, rows: np.ndarray,
-    ids: pa.Array, pt: np.ndarray, ct: np.ndarray, tally: _Tally,
+    policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, stream: bool, n: int,
+    tokens: tuple[float, float, bool], ids: pa.Array, tally: _Tally,
 ) -> None:  # fmt: skip
-    """The requests ``rows``, which share a plan, a route and ``stream``, walked along their plan together:
+    """The ``n`` requests of a group, which share a plan, a route and ``stream`` (their summed
+    prompt and completion tokens, and whether any logged one: ``tokens``), walked along their plan together:
     the expectation is the same for each; the simulation draws per request, for the simulated
     ones among them (their request ``ids``, in window order). A request's latency is unknown when a target it can reach
     (every earlier one fails with probability > 0) and be served by (its failure probability
     < 1) has no logged successful attempt — the same for every request of the group."""
-    n = len(rows)
-    pt_rows, ct_rows = np.nan_to_num(pt[rows], nan=0.0), np.nan_to_num(ct[rows], nan=0.0)  # NULL tokens: 0
-    has_tokens = bool(np.any((pt_rows != 0) | (ct_rows != 0)))
-    sum_pt, sum_ct = float(pt_rows.sum()), float(ct_rows.sum())
+    sum_pt, sum_ct, has_tokens = tokens
     reach, lat = 1.0, 0.0
     known = True
     can_reach = True  # every earlier target fails with probability > 0
@@ -363,16 +379,30 @@ def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
     cost, unpriced = 0.0, set()
     some = ((pt != 0) & ~np.isnan(pt)) | ((ct != 0) & ~np.isnan(ct))  # tokens logged (NULL: 0)
+    rows = np.flatnonzero(some & (codes >= 0))
+    # NULL as 0: the same sums as over the column with NULL made 0 (whole numbers: exact in any order)
+    pt0, ct0 = np.nan_to_num(pt[rows], nan=0.0), np.nan_to_num(ct[rows], nan=0.0)
+    sums = _sums_by(codes[rows], len(values), (pt0, ct0))
     for c, target in enumerate(values):
-        mine = (codes == c) & some
-        if not target or not mine.any():
+        if not target or not sums[2][c]:
             continue
         price = resolve_price(policy, target)
         if price is None:
             unpriced.add(target)
             continue
-        # nansum: NULL as 0, the same sum as over the column with NULL made 0
-        cost += (
-            float(np.nansum(pt[mine])) * price.input_per_1m + float(np.nansum(ct[mine])) * price.output_per_1m
-        ) / 1e6
+        cost += (sums[0][c] * price.input_per_1m + sums[1][c] * price.output_per_1m) / 1e6
     return {"cost_usd": None if unpriced else round(cost, 6), "unpriced_targets": sorted(unpriced)}
+
+
+def _sums_by(codes: np.ndarray, n: int, columns: tuple[np.ndarray, ...]) -> list[list[Any]]:
+    """Per code ``0..n-1`` the sum of each of ``columns`` (float64, no NaN) over its rows, then
+    the count of its rows. Whole numbers (token counts) are summed in one pass
+    (:func:`numpy.bincount`: exact, so equal to any other order); others code by code, as
+    ``values[codes == c].sum()`` adds them."""
+    if all(_whole(v) for v in columns):
+        sums = [np.bincount(codes, weights=v, minlength=n).tolist() for v in columns]
+    else:
+        order, bounds = grouped(codes) if codes.size else (codes, np.zeros(1, np.int64))
+        sums = [[float(v[order[bounds[c] : bounds[c + 1]]].sum()) if c + 1 < len(bounds) else 0.0
+                 for c in range(n)] for v in columns]  # fmt: skip
+    return [*sums, np.bincount(codes, minlength=n).tolist()]

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from .columns import numbers, strings
+from .columns import grouped, numbers, strings
 from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, first_seen
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ def stateless_outcome(
     model = ExpectedCosts(policy, est.failure)
     other = np.flatnonzero(upstream & ~same)
     if other.size:
-        opt, oct_ = _tokens_of(window, est, other, ran & ~hit, pt, ct)
-        _expected_costs(policy, window, routing, model, other, opt, oct_, cost, known)
+        tokens = _tokens_of(window, est, other, ran & ~hit, pt, ct)
+        _expected_costs(policy, window, routing, model, other, tokens, cost, known)
     return StatelessOutcome(served_by, cost, known, model.unpriced, model.unmeasured)
 
 
@@ -138,14 +138,19 @@ def _cost_as_ran(
 
 def _tokens_of(
     window: Window, est: Estimates, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prompt, completion) tokens the expected cost of ``rows`` is computed from: their own
-    when they ran live (not a hit) and logged any, else their cache source's, else the route's mean."""
-    has = ~np.isnan(pt[rows]) | ~np.isnan(ct[rows])
-    own = ran_not_hit[rows] & has
-    out_pt = np.where(own, np.nan_to_num(pt[rows], nan=0.0), np.nan)
-    out_ct = np.where(own, np.nan_to_num(ct[rows], nan=0.0), np.nan)
+    when they ran live (not a hit) and logged any, else their cache source's, else the route's
+    mean — and, per row, the route whose mean it takes (an index into :func:`_route_means`' table;
+    -1: tokens of its own or of its source). Rows on one route's mean share one pair of counts."""
+    prow, crow = pt[rows], ct[rows]
+    p_nan, c_nan = np.isnan(prow), np.isnan(crow)
+    own = ran_not_hit[rows] & ~(p_nan & c_nan)
+    # NULL as 0 where the row's own tokens count, NaN (not known yet) elsewhere
+    out_pt, out_ct = np.where(p_nan, 0.0, prow), np.where(c_nan, 0.0, crow)
     rest = np.flatnonzero(~own)
+    out_pt[rest] = out_ct[rest] = np.nan
+    mean_of = np.full(len(rows), -1, np.int64)
     if rest.size:
         src = _source_rows(window, rows[rest])
         ok = src >= 0
@@ -153,47 +158,79 @@ def _tokens_of(
         out_pt[rest[ok]] = np.nan_to_num(pt[src[ok]], nan=0.0)
         out_ct[rest[ok]] = np.nan_to_num(ct[src[ok]], nan=0.0)
         route_codes, routes = window.codes("route")
-        means = np.asarray([est.means.get(r, (0.0, 0.0)) for r in routes] + [est.means.get("", (0.0, 0.0))])
-        mean_rows = rows[rest[~ok]]
-        rc = np.where(route_codes[mean_rows] < 0, len(routes), route_codes[mean_rows])
-        out_pt[rest[~ok]], out_ct[rest[~ok]] = means[rc, 0], means[rc, 1]
-    return out_pt, out_ct
+        means = _route_means(est, routes)
+        mean_rows = rest[~ok]
+        rc = route_codes[rows[mean_rows]]
+        rc = np.where(rc < 0, len(routes), rc)
+        out_pt[mean_rows], out_ct[mean_rows] = means[rc, 0], means[rc, 1]
+        mean_of[mean_rows] = rc
+    return out_pt, out_ct, mean_of
+
+
+def _route_means(est: Estimates, routes: list[Any]) -> np.ndarray:
+    """The mean logged (prompt, completion) tokens of each route (a row per route code; the
+    last: no route)."""
+    return np.asarray([est.means.get(r, (0.0, 0.0)) for r in routes] + [est.means.get("", (0.0, 0.0))])
 
 
 def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
     """The window row of each of ``rows``' cache source (-1: none, or not in the window).
 
     The window's ids are looked up in the (few) sources rather than the sources in the ids:
-    a hash table of the sources, probed once per row, instead of one of every id."""
+    a hash table of the sources, probed once per row, instead of one of every id. A source
+    is a request whose answer the cache stored, a ``miss`` live: those rows' ids are probed
+    first (about a quarter of the window), the others' only for sources not found among them.
+    Request ids are unique in a log (log/schema.py), so the row found is the one row with it."""
     sources = window.take("cache_source", rows)
     if sources.null_count == len(sources):
         return np.full(len(rows), -1, np.int64)
-    distinct = pc.unique(sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources).drop_null()
-    where = pc.index_in(window.arrow("request_id"), value_set=distinct)
-    found = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+    # the distinct sources and each row's, in one hash of the sources
+    enc = (sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources).dictionary_encode()
+    distinct = enc.dictionary
     row_of = np.full(len(distinct) + 1, -1, np.int64)  # the last slot: a NULL source
-    row_of[pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)[found]] = found
-    mine = pc.fill_null(pc.index_in(sources, value_set=distinct), len(distinct)).to_numpy(zero_copy_only=False)
+    cache_codes, cache_values = window.codes("cache")
+    stored = _isin(cache_codes, cache_values, ("miss",))
+    for probe in (np.flatnonzero(stored), np.flatnonzero(~stored)):
+        where = pc.index_in(window.take("request_id", probe), value_set=distinct)
+        found = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
+        row_of[pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)[found]] = probe[found]
+        if (row_of[:-1] >= 0).all():
+            break
+    mine = pc.fill_null(enc.indices, len(distinct)).to_numpy(zero_copy_only=False)
     return row_of[mine.astype(np.int64)]  # type: ignore[no-any-return]
 
 
 def _expected_costs(
     policy: Policy, window: Window, routing: RoutingDecisions, model: ExpectedCosts, rows: np.ndarray,
-    pt: np.ndarray, ct: np.ndarray, cost: np.ndarray, known: np.ndarray,
+    tokens: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray, known: np.ndarray,
 ) -> None:  # fmt: skip
-    """The expected cost of ``rows`` (with tokens ``pt``/``ct``) along their plans, per (route, plan),
-    in the order the fold first meets each pair (the order unpriced targets are recorded in)."""
+    """The expected cost of ``rows`` (with ``tokens``: :func:`_tokens_of`) along their plans, per
+    (route, plan), in the order the fold first meets each pair (the order unpriced targets are
+    recorded in). The rows of a pair that take their route's mean tokens cost one value: it is
+    computed once (the same float operations as for each row) and given to all of them."""
     from .routing_estimates import _tries
 
+    pt, ct, mean_of = tokens
     route_codes, routes = window.codes("route")
     group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
+    order, bounds = grouped(group)
     for g in first_seen(group):
-        mine = np.flatnonzero(group == g)
+        mine = order[bounds[g] : bounds[g + 1]]
         plan, r = routing.plans[g // (len(routes) + 1)], g % (len(routes) + 1) - 1
-        c = model.expected(_tries(policy, routes[r] if r >= 0 else None), plan, pt[mine], ct[mine])
-        if c is not None:
-            cost[rows[mine]] = c
-            known[rows[mine]] = True
+        tries = _tries(policy, routes[r] if r >= 0 else None)
+        at_mean = mean_of[mine] >= 0
+        each = mine[~at_mean] if at_mean.any() else mine
+        c = model.expected(tries, plan, pt[each], ct[each])
+        if c is None:
+            continue
+        cost[rows[each]] = c
+        known[rows[each]] = True
+        if each is not mine:
+            one = mine[at_mean][:1]
+            shared = model.expected(tries, plan, pt[one], ct[one])
+            assert shared is not None  # priced: the same plan priced ``each``
+            cost[rows[mine[at_mean]]] = shared[0]
+            known[rows[mine[at_mean]]] = True
 
 
 # -- the stages' columns when nothing was folded -------------------------------------------------
