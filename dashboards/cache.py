@@ -6,23 +6,24 @@ A view only: the numbers come from :func:`llmgw_kernel.dashboard.cache_data.cach
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import panel as pn
-from bokeh.palettes import Category10
 
 from llmgw_kernel.dashboard.cache_data import CacheData, cache
-from llmgw_kernel.dashboard.charts import set_if_changed
+from llmgw_kernel.dashboard.charts import SvgLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct, usd
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
-from llmgw_kernel.dashboard.svg_chart import Layer, chart_pane, chart_svg
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _FORMATS = {"hit_rate": number("{:.1%}"), "saved_usd": number("${:,.4f}")}
 _SIMILARITY = {"similarity": number("{:.3f}"), "threshold": number("{:.3f}"), "margin": number("{:+.3f}")}
+
+_LABELS = {"hit_rate": "hit rate", "semantic_rate": "semantic hit rate"}
 
 #: the orders the semantic hits can be shown in; the first is the default: the hits nearest
 #: their threshold (the likeliest wrong answers) first
@@ -50,12 +51,13 @@ class _Body:
         self.order.param.watch(self._show_semantic, "value")
         self._semantic: pd.DataFrame | None = None
 
-        # the charts are static SVG (svg_chart: no Bokeh figure; a bucket's values on hover)
-        self.rates, self.saved = chart_pane(), chart_pane()
+        # the charts are static SVG (charts.SvgLines: no Bokeh figure; a bucket's values on hover)
+        self.rates = SvgLines("Hit rate per bucket (share of cacheable requests)", "{:.1%}", None, _LABELS)
+        self.saved = SvgLines("Saved per bucket, and what checking sampled hits cost (USD)", "${:,.4f}")
 
     def panes(self) -> list[Any]:
         return [
-            self.kpis, pn.Row(self.rates, self.saved, sizing_mode="stretch_width"),
+            self.kpis, pn.Row(self.rates.pane, self.saved.pane, sizing_mode="stretch_width"),
             heading("Per route and namespace"), self.by_route.pane,
             pn.Row(heading("Newest semantic hits (prompts only when bodies are logged)"), self.order, align="end"),
             self.semantic.pane,
@@ -66,9 +68,8 @@ class _Body:
 
     def show(self, data: CacheData) -> None:
         self.kpis.object = _kpis(data)
-        rates, saved = _chart_svgs(data)
-        set_if_changed(self.rates, object=rates)
-        set_if_changed(self.saved, object=saved)
+        self.rates.update(data.series, "rate", data.buckets)
+        self.saved.update(data.saved_series, "usd", data.buckets)
         self.by_route.update(data.by_route)
         self._semantic = data.semantic
         self._show_semantic()
@@ -76,35 +77,6 @@ class _Body:
     def _show_semantic(self, *_: Any) -> None:
         if self._semantic is not None:
             self.semantic.update(semantic_rows(self._semantic, self.order.value))
-
-
-def _chart_svgs(d: CacheData) -> tuple[str, str]:
-    """The hit rates (none in a bucket without cacheable requests) and the savings beside the
-    checks' cost (0 in a bucket without any), every bucket of the window."""
-    start, width, n = d.buckets
-    starts = start + width * np.arange(n, dtype=float)
-    rates = chart_svg("Hit rate per bucket (share of cacheable requests)", starts, width,
-                      _layers(d.series, "rate", starts, None), kind="lines", value_format="{:.1%}")  # fmt: skip
-    saved = chart_svg("Saved per bucket, and what checking sampled hits cost (USD)", starts, width,
-                      _layers(d.saved_series, "usd", starts, 0.0), kind="lines", value_format="${:,.4f}")  # fmt: skip
-    return rates, saved
-
-
-_LABELS = {"hit_rate": "hit rate", "semantic_rate": "semantic hit rate"}
-
-
-def _layers(frame: pd.DataFrame, value: str, starts: np.ndarray, missing: float | None) -> list[Layer]:
-    """One line per group of a long frame (``t``, ``group``, ``value``) over the buckets starting
-    at ``starts`` (epoch s); a bucket the frame lacks is ``missing`` (None: no value, a gap)."""
-    seconds = (frame["t"] - pd.Timestamp(0)).dt.total_seconds().to_numpy() if len(frame) else np.array([])
-    layers = []
-    for k, group in enumerate(dict.fromkeys(frame["group"])):
-        rows = (frame["group"] == group).to_numpy()
-        values = pd.Series(frame[value].to_numpy(dtype=float)[rows], index=seconds[rows]).reindex(starts)
-        if missing is not None:
-            values = values.fillna(missing)
-        layers.append(Layer(_LABELS.get(group, group), Category10[10][k], values.to_numpy()))
-    return layers
 
 
 def semantic_rows(hits: pd.DataFrame, order: str) -> pd.DataFrame:

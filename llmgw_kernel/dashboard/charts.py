@@ -1,13 +1,18 @@
-"""Small Bokeh charts the pages share: lines per group over time, updated in place."""
+"""Small charts the pages share: lines per group over time, updated in place — as static SVG
+(:class:`SvgLines`, :mod:`.svg_chart`: no Bokeh figure) or as a Bokeh figure (:class:`GroupLines`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import panel as pn
 from bokeh.models import ColumnDataSource, DataRange1d, HoverTool
 from bokeh.palettes import Category10
 from bokeh.plotting import figure
+
+from .svg_chart import Layer, chart_pane, chart_svg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,6 +20,52 @@ if TYPE_CHECKING:
 MAX_LINES = 10
 #: the time axis's width when every point is at one instant (one bucket): an hour, in ms
 ONE_POINT_SPAN_MS = 3_600_000
+
+
+class SvgLines:
+    """One line per group of a long frame (``t``, ``group``, value column; up to
+    :data:`MAX_LINES` groups) over every bucket of the window, as a static SVG chart in an HTML
+    pane: no Bokeh figure (its view, layout and canvas cost the browser; no pan or zoom: the
+    window and filters choose the range), a bucket's time and every line's value on hover. A
+    bucket the frame lacks is ``missing`` (0 for sums; None for a ratio: a gap in the line)."""
+
+    def __init__(
+        self, title: str, value_format: str = "{:,.4f}", missing: float | None = 0.0,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self.title, self.value_format, self.missing = title, value_format, missing
+        self.labels = dict(labels or {})
+        self.pane = chart_pane()
+
+    def update(self, frame: pd.DataFrame, value: str, buckets: tuple[float, int, int]) -> None:
+        """Show ``frame`` over ``buckets`` (first bucket start in epoch s, width in s, count)."""
+        start, width, n = buckets
+        starts = start + width * np.arange(n, dtype=float)
+        layers = group_layers(frame, value, starts, self.missing, self.labels)
+        set_if_changed(self.pane, object=chart_svg(self.title, starts, width, layers, "lines", self.value_format))
+
+
+def group_layers(
+    frame: pd.DataFrame,
+    value: str,
+    starts: np.ndarray,
+    missing: float | None = 0.0,
+    labels: Mapping[str, str] | None = None,
+) -> list[Layer]:
+    """One layer per group of a long frame (``t``: the bucket's start, ``group``, ``value``),
+    in the frame's order, up to :data:`MAX_LINES`, over the buckets starting at ``starts`` (epoch s)."""
+    import pandas as pd
+
+    labels = labels or {}
+    seconds = (frame["t"] - pd.Timestamp(0)).dt.total_seconds().to_numpy() if len(frame) else np.array([])
+    layers = []
+    for k, group in enumerate(list(dict.fromkeys(frame["group"]))[:MAX_LINES]):
+        rows = (frame["group"] == group).to_numpy()
+        values = pd.Series(frame[value].to_numpy(dtype=float)[rows], index=seconds[rows]).reindex(starts)
+        if missing is not None:
+            values = values.fillna(missing)
+        layers.append(Layer(labels.get(str(group), str(group)), Category10[10][k], values.to_numpy()))
+    return layers
 
 
 class GroupLines:
@@ -83,4 +134,4 @@ def set_if_changed(obj: Any, **values: Any) -> None:
             setattr(obj, name, value)
 
 
-__all__ = ["GroupLines", "set_if_changed"]
+__all__ = ["GroupLines", "SvgLines", "group_layers", "set_if_changed"]

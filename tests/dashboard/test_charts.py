@@ -3,6 +3,7 @@ them: fewer Bokeh models per page, so a lighter document to build, send and lay 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from llmgw_kernel.dashboard.charts import MAX_LINES, GroupLines
@@ -43,3 +44,24 @@ def test_a_window_of_one_bucket_spans_an_hour_not_two_milliseconds():
     pages' screenshots). The time axis spans an hour instead."""
     chart = GroupLines("spend", "USD")
     assert chart.fig.x_range.default_span == 3_600_000
+
+
+def test_svg_lines_cover_every_bucket_of_the_window():
+    """SvgLines draws every bucket of the window: one the frame lacks is 0 for a sum, a gap for a
+    ratio (missing=None); groups in the frame's order, at most MAX_LINES, labels renamed."""
+    import math
+    import re
+
+    from llmgw_kernel.dashboard.charts import SvgLines, group_layers
+
+    frame = _frame(["a", "b"])  # buckets at 0 and 60 s of a window of four 60 s buckets from 0
+    starts = 60.0 * np.arange(4)
+    sums = group_layers(frame, "usd", starts, 0.0, {"a": "A"})
+    assert [layer.label for layer in sums] == ["A", "b"] and list(sums[1].values) == [1.0, 2.0, 0.0, 0.0]
+    ratios = group_layers(frame, "usd", starts, None)
+    assert list(ratios[0].values[:2]) == [1.0, 2.0] and all(math.isnan(v) for v in ratios[0].values[2:])
+    assert len(group_layers(_frame([f"g{i}" for i in range(MAX_LINES + 2)]), "usd", starts)) == MAX_LINES
+    chart = SvgLines("spend", "{:.2f}")
+    chart.update(frame, "usd", (0.0, 60, 4))
+    tips = re.findall(r'<rect class="hover"[^>]*><title>(.*?)</title>', chart.pane.object, re.S)
+    assert [t.split("\n", 1)[1] for t in tips] == ["a: 1.00\nb: 1.00", "a: 2.00\nb: 2.00"] + ["a: 0.00\nb: 0.00"] * 2
