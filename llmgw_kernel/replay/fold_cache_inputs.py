@@ -122,7 +122,7 @@ def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: li
     code, values = code.copy(), list(values)
     if "request_body" not in cols.w or not rows[: cols.n].any():
         return code, values
-    logged = _logged_keys(cols.w, rows)  # the writer's keys of these rows' bodies (log.record.replay_scalars)
+    logged = _logged_keys(cols, rows)  # the writer's keys of these rows' bodies (log.record.replay_scalars)
     if logged is not None:
         missing, keys = logged
         if len(missing):
@@ -154,14 +154,23 @@ def _keys(cols: Cols, rows: np.ndarray, route_code: np.ndarray, route_values: li
     return code, values
 
 
-def _logged_keys(window: Any, rows: np.ndarray) -> tuple[np.ndarray, pa.Array] | None:
+def _logged_keys(cols: Cols, rows: np.ndarray) -> tuple[np.ndarray, pa.Array] | None:
     """(the window rows of ``rows`` that never reached a cache live, ascending; the exact key the
     log writer made of each one's body, '' for none) from the log's ``exact_key`` column — no body
     read or parsed. None when some such row has no ``exact_key`` (written before the column: the
-    keys are made from the bodies, every row's, as before) or the window is not read from a log."""
+    keys are made from the bodies, every row's, as before) or the window is not read from a log.
+    A window read through the segment cache reads the column from it (no Parquet page decoded)
+    and tells :data:`NEVER_CACHED`'s rows by the codes it holds; else DuckDB selects them."""
+    window = cols.w
     if not _in_log(window, "exact_key"):
         return None
-    missing, keys = window.where("exact_key", NEVER_CACHED)
+    column = window.logged("exact_key")
+    if column is not None:  # NEVER_CACHED by the held codes: NULL is code -1
+        missing = np.flatnonzero((cols.codes("cache")[0] < 0) & (cols.codes("cache_key")[0] < 0))
+        keys = column.take(pa.array(missing))
+        keys = keys.dictionary_decode() if pa.types.is_dictionary(keys.type) else keys
+    else:
+        missing, keys = window.where("exact_key", NEVER_CACHED)
     keep = rows[missing]
     keys = keys.filter(pa.array(keep))
     if keys.null_count:
@@ -290,7 +299,11 @@ def _logged_teams(window: Any) -> pa.Array | None:
         return pa.array([], pa.string())
     if not _in_log(window, "cache_team"):
         return None
-    got = window.computed("_cache_team", "cache_team").cast(pa.string())
+    got = window.logged("cache_team")  # through the segment cache, when the window was read through it
+    if got is None:
+        got = window.computed("_cache_team", "cache_team")
+    got = got.dictionary_decode() if pa.types.is_dictionary(got.type) else got
+    got = got.cast(pa.string())
     return None if got.null_count else got
 
 

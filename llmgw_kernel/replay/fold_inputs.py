@@ -75,6 +75,8 @@ FOLD_COLUMNS = (
     "cache_stored_ts", "cache_key", "cache_control", "cache_ns_header", "metadata", "temperature", "endpoint",
     "cache_source", "request_body",
 )  # fmt: skip
+#: columns the inputs read when the window has them (read in the same scan, not compacted)
+_FOLD_OPTIONAL = ("cache_reason",)
 #: the columns the inputs (and their decoding) read as Arrow, not as codes or numbers: not compacted
 _READ_AS_ARROW = frozenset({"request_id", "cache_source", "target", "attempts"})
 #: the columns of warm rows (answers cached before the window) the cache's arrays read
@@ -156,7 +158,7 @@ def inputs(c: Composer) -> Inputs | None:
 
 def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     pol = c.policies[0]
-    window.prefetch(FOLD_COLUMNS)
+    window.prefetch((*FOLD_COLUMNS, *_FOLD_OPTIONAL))
     warm = as_window(c.warm_window) if c.warm_window is not None and len(c.warm_window) else None
     if warm is not None:
         warm.prefetch(_WARM_COLUMNS)

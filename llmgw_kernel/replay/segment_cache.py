@@ -300,28 +300,39 @@ def cache_for(con: duckdb.DuckDBPyConnection) -> SegmentCache | None:
         return None
 
 
+@dataclass
+class Source:
+    """Where a window loaded through the cache reads its later columns (:func:`load_more`): the
+    same segments, in the same order, with the same bounds."""
+
+    cache: SegmentCache
+    segments: list[Path]
+    bounds: list[int | None]
+
+
+Head = tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]], "pa.Array | None", Source]
+
+
 def load_head(
     con: duckdb.DuckDBPyConnection, cache: SegmentCache, names: Sequence[str], since: Any, until: Any
-) -> tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]], pa.Array | None] | None:
+) -> Head | None:
     """The window's first scan (``names``: ``request_id``, ``ts`` first) through the cache, in the
     forms :func:`.window.load_window` holds: (the table in window order, the codes of its coded
-    columns, the scan row of each window row or None when the scan is in window order). None
-    when the cache cannot serve it (an empty log, a segment that vanished while it was read):
-    the caller reads through the view."""
+    columns, the scan row of each window row or None when the scan is in window order, where its
+    later columns are read from). None when the cache cannot serve it (an empty log, a segment
+    that vanished while it was read): the caller reads through the view."""
     import time
 
-    import duckdb
-
     bounds = [_epoch_us(con, t) for t in (since, until)]
-    from .window import _one_thread
-
     try:
         segs = cache.segments(time.time())
-        if not segs:
-            return None
-        with _one_thread(con):  # once for every segment read from Parquet
-            parts = [_masked(cache.read(con, seg, names), bounds) for seg in segs]
-    except (OSError, duckdb.Error):
+    except OSError:
+        return None
+    if not segs:
+        return None
+    source = Source(cache, segs, bounds)
+    parts = _parts(con, source, names)
+    if parts is None:
         return None
     with contextlib.suppress(OSError):  # a cache directory that cannot be listed: nothing to tidy
         cache.prune()
@@ -330,7 +341,43 @@ def load_head(
     order = pc.sort_indices(pa.table({"ts": ts, "request_id": ids}), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
     identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
-    return _assemble(names, parts, ids, ts, None if identity else order)
+    return (*_assemble(names, parts, ids, ts, None if identity else order), source)
+
+
+def _parts(con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str]) -> list[dict[str, Piece]] | None:
+    """Columns ``names`` of each of ``source``'s segments inside its bounds (None: a segment vanished)."""
+    import duckdb
+
+    from .window import _one_thread
+
+    try:
+        with _one_thread(con):  # once for every segment read from Parquet
+            return [_masked(source.cache.read(con, seg, names), source.bounds) for seg in source.segments]
+    except (OSError, duckdb.Error):
+        return None
+
+
+def load_more(
+    con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str], order: pa.Array | None, ids: pa.ChunkedArray
+) -> tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]]] | None:
+    """Log columns ``names`` of a window :func:`load_head` read (``order``: its scan row of each
+    window row; ``ids``: its request ids, in window order) from the same segments through the
+    cache — as the window holds them (few-valued strings coded, in order of first appearance),
+    without decoding Parquet or coding strings again when the entries hold them (else they are
+    read from Parquet and stored beside the entry's other columns). None when the segments are
+    no longer those rows (a merge deleted one, a bound cut differently): the caller scans."""
+    wanted = [n for n in names if n not in ("request_id", "ts")]
+    parts = _parts(con, source, ["request_id", "ts", *wanted])
+    if parts is None:
+        return None
+    got_ids = pa.concat_arrays([p["request_id"].array for p in parts])
+    if len(got_ids) != len(ids):
+        return None
+    ts = pa.concat_arrays([p["ts"].array for p in parts])
+    table, coded, _ = _assemble(["request_id", *wanted], parts, got_ids, ts, order)
+    if not table.column("request_id").equals(ids):  # other rows, or in another order
+        return None
+    return table.select(wanted), coded
 
 
 def _epoch_us(con: duckdb.DuckDBPyConnection, at: Any) -> int | None:

@@ -40,6 +40,8 @@ from ..log.reader import open_log
 if TYPE_CHECKING:
     import duckdb
 
+    from . import segment_cache
+
 LOG_COLUMNS = (
     "request_id", "ts", "endpoint", "route", "policy_version", "plan", "target", "status", "outcome",
     "error_type", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "stream",
@@ -357,6 +359,8 @@ class Window(dict[str, Any]):
             self._source = _EmbeddingSource(log.con if "embedding" in log.present else None, log.where, log.params)
         self._memo: dict[tuple[str, str], Any] = {}
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        #: the segments the window was read from through the columnar cache (None: read through the view)
+        self._segments: segment_cache.Source | None = None
 
     def prefetch(self, names: Sequence[str]) -> None:
         """Read several columns in one scan (each column is otherwise read when first used).
@@ -365,12 +369,50 @@ class Window(dict[str, Any]):
         missing = [n for n in missing if n not in self._table.column_names]
         if not missing or self._log is None:
             return
-        got, coded = _compact(self._read(missing).select(missing))
-        self._memo.update({("codes", name): c for name, c in coded.items()})
-        for name in missing:
-            self._table = self._table.append_column(name, got.column(name))
-        del got
+        for got, coded in self._reads(missing):
+            self._memo.update({("codes", name): c for name, c in coded.items()})
+            for name in got.column_names:
+                self._table = self._table.append_column(name, got.column(name))
+            del got
         release_memory()
+
+    def _reads(self, missing: list[str]) -> Iterator[tuple[pa.Table, Coded]]:
+        """``missing`` in the forms the window holds them (few-valued strings coded): the log's
+        columns through the segment cache when the window was loaded through it (no Parquet
+        decoded, no string coded again for a cached segment), the rest in one scan."""
+        assert self._log is not None
+        rest = missing
+        if self._segments is not None:
+            log = self._log
+            mine = [n for n in missing if n in log.present and n not in log.computed]
+            more = self._through_cache(mine) if mine else None
+            if more is not None:
+                rest = [n for n in missing if n not in mine]
+                yield more
+        if rest:
+            yield _compact(self._read(rest).select(rest))
+
+    def _through_cache(self, names: list[str]) -> tuple[pa.Table, Coded] | None:
+        """Log columns ``names`` of the window's rows read through the segment cache (None: the
+        segments changed since the window was loaded — the window scans from then on)."""
+        from . import segment_cache
+
+        assert self._log is not None and self._segments is not None
+        ids = self._table.column("request_id")
+        more = segment_cache.load_more(self._log.con, self._segments, names, self._order, ids)
+        if more is None:
+            self._segments = None
+        return more
+
+    def logged(self, name: str) -> pa.Array | None:
+        """Log column ``name`` (one the window need not expose: e.g. ``exact_key``) of every window
+        row, read through the segment cache when the window was loaded through it, not held (a
+        dictionary array when its values are few); None when the window was not, or the log has
+        no such column (the caller reads it another way)."""
+        if self._segments is None or self._log is None or name not in self._log.present or not len(self):
+            return None
+        more = self._through_cache([name])
+        return None if more is None else _whole(more[0].column(name))
 
     def release(self, names: Sequence[str], codes: bool = False) -> None:
         """Stop holding the columns ``names`` (and their numeric forms): their memory is freed, and
@@ -727,7 +769,7 @@ CACHE = True
 
 def _from_segment_cache(
     con: duckdb.DuckDBPyConnection, head: list[str], since: Any, until: Any
-) -> tuple[pa.Table, Coded, pa.Array | None] | None:
+) -> segment_cache.Head | None:
     from . import segment_cache
 
     cache = segment_cache.cache_for(con)
@@ -760,9 +802,10 @@ def load_window(
     head = [n for n in dict.fromkeys(["request_id", "ts", *prefetch]) if n in names and n not in LENT | {"embedding"}]
     cached = _from_segment_cache(con, head, since, until) if where is None and CACHE else None
     if cached is not None:  # the sealed segments' columns as the cache holds them (segment_cache.py)
-        table, coded, order = cached
+        table, coded, order, segments = cached
         window = Window(source, table, order, names, "embedding" in names)
         window._memo.update({("codes", name): c for name, c in coded.items()})
+        window._segments = segments
         return window
     scanned = source.scan(head)
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])

@@ -25,6 +25,7 @@ from llmgw_kernel.log.reader import open_log
 from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
 from llmgw_kernel.replay import _state_before, fold_cache_inputs, load_window
+from llmgw_kernel.replay import window as window_mod
 from llmgw_kernel.replay.cache_stage import _team
 from llmgw_kernel.replay.fold import Composer
 from llmgw_kernel.replay.fold_cache_inputs import NEVER_CACHED, _key_from_body, _teams
@@ -161,8 +162,13 @@ def _composer(data_dir: Path) -> Composer:
     return c
 
 
-def test_the_fold_reads_no_body_and_no_metadata_from_a_log_with_the_columns(scale_log: Path) -> None:
+def test_the_fold_reads_no_body_and_no_metadata_from_a_log_with_the_columns(
+    scale_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the view (a window read through the segment cache reads the columns from it:
+    tests/replay/test_segment_cache_fold.py)."""
     pytest.importorskip("numba")
+    monkeypatch.setattr(window_mod, "CACHE", False)
     c = _composer(scale_log)
     log: Any = c.window._log
     seen: list[list[str]] = []
