@@ -226,24 +226,63 @@ def _worker_group(o: ServeOptions, data_dir: Path) -> tuple[int, Any, Any]:
 
 
 def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any] | None) -> int:
+    from .keys.secrets import Secrets, SecretsError
+
+    o = options
+    o.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        secrets = Secrets(o.data_dir)  # a wrong or missing master key: a clear error before binding the port
+    except SecretsError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
+    group = _worker_group(o, o.data_dir) if sockets is not None else None
+    if sockets is None:  # alone: listen before the application starts, so a bad address is one line
+        try:
+            sockets = listen(o.host, o.port)
+        except OSError as exc:  # a name that does not resolve, a port in use, an address not ours
+            print(f"llmgw: cannot listen on {o.host}:{o.port}: {exc}", file=sys.stderr)
+            return 1
+    try:
+        return _run(o, replica, secrets, sockets, group)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listen(host: str, port: int, backlog: int = 2048) -> list[Any]:
+    """Listening sockets on every address ``host`` resolves to, as asyncio's ``create_server``
+    (uvicorn's own bind, which logged after the application had started) makes them:
+    ``localhost`` is 127.0.0.1 and ::1."""
+    import socket
+
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    return made
+
+
+def _run(o: ServeOptions, replica: str | None, secrets: Any, sockets: list[Any], group: Any) -> int:
+    """Serve on ``sockets`` (bound) until a signal; ``group``: a worker's place in its group."""
     import uvicorn
 
     from .proxy.read_deadlines import read_deadline_protocol
 
     _Server = _server_class()
     log = logging.getLogger("llmgw")
-    data_dir = options.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    from .keys.secrets import Secrets, SecretsError
-
-    try:
-        secrets = Secrets(data_dir)  # a wrong or missing master key: a clear error before binding the port
-    except SecretsError as exc:
-        print(f"llmgw: {exc}", file=sys.stderr)
-        return 2
+    data_dir = o.data_dir
     sys.setswitchinterval(0.001)  # other threads (the log writer) yield the GIL to the proxy within 1 ms
-    o = options
-    group = _worker_group(o, data_dir) if sockets is not None else None
     app = build_app(
         o.policy, data_dir, o.host, o.port, o.dashboards, o.open_views, o.protect_views, secrets, replica,
         group[2] if group else None,
@@ -252,7 +291,7 @@ def _serve_locked(options: ServeOptions, replica: str | None, sockets: list[Any]
         from .worker_group import GroupMetrics
 
         index, private, _ = group
-        sockets = [*(sockets or []), private]
+        sockets = [*sockets, private]
         app = GroupMetrics(app, index, Path(os.environ["LLMGW_WORKERS_DIR"]))
     config = uvicorn.Config(
         app,
