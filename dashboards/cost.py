@@ -6,12 +6,11 @@ A view only: the numbers come from :func:`llmgw_kernel.dashboard.cost_data.cost`
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import panel as pn
 
-from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.charts import SvgLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.cost_data import GROUPS, CostData, cost
 from llmgw_kernel.dashboard.filters import Filters
@@ -38,17 +37,14 @@ class _Body:
         # a plain HTML table, not a Tabulator: ~0.3 browser CPU s less (html_table.py); its rows
         # come sorted by spend, the query's top 50 (cost_data.cost)
         self.top = HtmlTable("llmgw-top-spenders", _FORMATS, max_height=480)
-
-    @cached_property
-    def chart(self) -> GroupLines:
-        """Made with the panes, after the queries started (frame._open): a Bokeh figure."""
-        return GroupLines("Spend per bucket (USD), top groups", "USD")
+        # static SVG (charts.SvgLines: no Bokeh figure; a bucket's values on hover)
+        self.chart = SvgLines("Spend per bucket (USD), top groups", "${:,.4f}")
 
     def controls(self) -> list[Any]:
         return [self.group]
 
     def panes(self) -> list[Any]:
-        return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), self.chart.pane(),
+        return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), self.chart.pane,
                 heading("Top spenders"), self.top.pane]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> CostData:
@@ -56,7 +52,7 @@ class _Body:
 
     def show(self, data: CostData) -> None:
         self.kpis.object = _kpis(data)
-        self.chart.update(data.series, "cost_usd")
+        self.chart.update(data.series, "cost_usd", data.buckets)
         self.top.update(data.top)
 
 

@@ -44,6 +44,7 @@ class CostData:
     series: pd.DataFrame  # t, group, cost_usd (per bucket)
     bucket_s: int
     check_cost_usd: float = 0.0  # spent checking sampled semantic hits, within cost_usd
+    buckets: tuple[float, int, int] = (0.0, 60, 0)  # the series' first bucket start (epoch s), width (s), count
 
     @property
     def cost_per_1k_usd(self) -> float:
@@ -99,7 +100,7 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
         routing = con.execute(_ROUTING_SAVED_SQL.format(where=where), params).fetchone()[0]
         top = con.execute(_TOP_SQL.format(column=column, where=where), {**params, "limit": limit}).df()
         top["share"] = top["cost_usd"] / total if total else 0.0
-        start, width, _ = filters.buckets(now)
+        start, width, count = filters.buckets(now)
         series = con.execute(
             _SERIES_SQL.format(
                 column=column, where=where, bucket=bucket_sql(start, width), top=TOP_SERIES,
@@ -108,8 +109,9 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
             params,
         ).df()  # fmt: skip
         return CostData(
-            int(n), float(total), int(priced), float(saved), float(routing or 0.0), top, series, width, float(checks)
-        )
+            int(n), float(total), int(priced), float(saved), float(routing or 0.0), top, series, width, float(checks),
+            (start, width, count),
+        )  # fmt: skip
 
     return ctx.queries.answer(("cost", filters, group, limit), compute, filters)
 

@@ -372,6 +372,12 @@ def test_cost(site, log, browser, shots):
     assert spent == sorted(spent, reverse=True)
     (analytics_spend,) = log("coalesce(sum(cost_usd), 0)", team="analytics")
     assert [r[2] for r in rows if r[0] == "analytics"] == [f"${analytics_spend:,.4f}"]
+    # the chart is static SVG (svg_chart.py), no Bokeh figure; its lines' spend per bucket, on
+    # hover (each shown to 4 decimals), adds up to DuckDB's
+    assert o.page.locator("svg.llmgw-chart").count() == 1 and o.page.locator(".bk-Figure").count() == 0
+    tips = o.page.locator("svg.llmgw-chart rect.hover title").all_text_contents()
+    shown = [float(v.replace(",", "")) for t in tips for v in re.findall(r": \$([\d,.]+)", t)]
+    assert abs(sum(shown) - total) <= 0.00005 * len(shown) + 1e-9
     o.screenshots("cost", shots)
     o.choose("Team", "analytics")
     (team_total,) = log("coalesce(sum(cost_usd), 0)", team="analytics")
