@@ -79,6 +79,20 @@ def quantile(values: np.ndarray, q: float) -> float | None:
     return round(float(part[lo]) + (float(part[hi]) - float(part[lo])) * (pos - lo), 3)
 
 
+def quantiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float | None]:
+    """:func:`quantile` of each of ``qs``, with one partial sort (the same values)."""
+    n = len(values)
+    if not n:
+        return [None] * len(qs)
+    spots = [(int((n - 1) * q), (n - 1) * q) for q in qs]
+    part = np.partition(values, sorted({k for lo, _ in spots for k in (lo, min(lo + 1, n - 1))}))
+    out: list[float | None] = []
+    for lo, pos in spots:
+        a, b = float(part[lo]), float(part[min(lo + 1, n - 1)])
+        out.append(round(a + (b - a) * (pos - lo), 3))
+    return out
+
+
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
@@ -98,6 +112,22 @@ def _numbers(window: Any, name: str) -> np.ndarray:
         return window.numpy(name)  # type: ignore[no-any-return]
     values = _arrow(window, name)
     return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+
+
+def tokens(window: Any, name: str) -> tuple[np.ndarray, bool]:
+    """A token column as float64 with NULL as 0 (a window's, computed once and shared: read it,
+    do not change it), and whether every sum of its values is exact in float64 (whole numbers,
+    an integer column, their total below 2**53): then it sums alike in any order."""
+
+    def compute() -> tuple[np.ndarray, bool]:
+        values = _numbers(window, name)
+        zeroed = np.where(np.isnan(values), 0.0, values)  # NULL as 0 (a count is never infinite)
+        whole = pa.types.is_integer(_arrow(window, name).type) or bool(np.array_equal(zeroed, np.rint(zeroed)))
+        return zeroed, whole and float(np.abs(zeroed).sum()) < 2.0**53
+
+    if hasattr(window, "memo"):
+        return window.memo(f"tokens:{name}", compute)  # type: ignore[no-any-return]
+    return compute()
 
 
 def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
@@ -129,17 +159,26 @@ def _attempt_arrays(window: Any) -> Samples:
         return {}
     error = pc.cast(pc.struct_field(flat, "error"), pa.string())  # all NULL: typed null when built from lists
     keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
-    ok = pc.is_null(error.filter(keep)).to_numpy(zero_copy_only=False)
-    cut = pc.fill_null(pc.match_substring(error.filter(keep), CUT_MARK), False).to_numpy(zero_copy_only=False)
+    kept = error.filter(keep)
+    ok = pc.is_null(kept).to_numpy(zero_copy_only=False)
+    cut = np.zeros(len(ok), bool)
+    failed = np.flatnonzero(~ok)  # a cut is a failure: only the failures' errors are read
+    if failed.size:
+        cut[failed] = pc.fill_null(pc.match_substring(kept.take(pa.array(failed)), CUT_MARK), False).to_numpy(
+            zero_copy_only=False
+        )
     latency = pc.cast(pc.struct_field(flat, "latency_ms").filter(keep), pa.float64())
     latency = np.nan_to_num(latency.to_numpy(zero_copy_only=False), nan=0.0)
     targets = pc.cast(pc.struct_field(flat, "target"), pa.string()).filter(keep)
     enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
-    codes = enc.indices.to_numpy(zero_copy_only=False)
+    # each target's attempts, in log order (a NULL target: the last code, no target's)
+    order, bounds = grouped(pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False))
+    latency, ok, cut = latency[order], ok[order], cut[order]
     out: Samples = {}
     for c, target in enumerate(enc.dictionary.to_pylist()):
-        mine = codes == c
-        out[target] = {"ok": latency[mine & ok], "failed": latency[mine & ~ok], "cut": latency[mine & cut]}
+        at = slice(bounds[c], bounds[c + 1])
+        lat, good = latency[at], ok[at]
+        out[target] = {"ok": lat[good], "failed": lat[~good], "cut": lat[cut[at]]}
     return out
 
 
@@ -159,12 +198,13 @@ def target_table(samples: Samples, policy: Policy) -> dict[str, dict[str, Any]]:
         ok, failed = np.asarray(s["ok"], np.float64), np.asarray(s["failed"], np.float64)
         n = len(ok) + len(failed)
         price = resolve_price(policy, target)
+        p50, p95 = quantiles(ok, (0.5, 0.95))
         table[target] = {
             "attempts": n,
             "failure_rate": round(len(failed) / n, 6) if n else None,
             "latency_ms_mean": _round_mean(ok),
-            "latency_ms_p50": quantile(ok, 0.5),
-            "latency_ms_p95": quantile(ok, 0.95),
+            "latency_ms_p50": p50,
+            "latency_ms_p95": p95,
             "failed_latency_ms_mean": _round_mean(failed),
             "input_per_1m": price.input_per_1m if price else None,
             "output_per_1m": price.output_per_1m if price else None,
@@ -227,10 +267,11 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
         _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream),
                         int(sizes[g]), tokens[g], sampled_ids.take(pa.array(sim)), tally)  # fmt: skip
     routed = len(routed_rows)
-    expected, simulated = (
+    expected, simulated_ms = (
         np.concatenate([*tally.expected, np.empty(0)]),
         np.concatenate([*tally.simulated, np.empty(0)]),
     )
+    p50, p95 = quantiles(simulated_ms, (0.5, 0.95))
     return {
         "requests_estimated": routed,
         "cost_usd": None if tally.unpriced else round(tally.cost, 6),
@@ -239,8 +280,8 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
         "error_rate": round(tally.errors / routed, 6) if routed else None,
         "fallback_rate": round(tally.fallback / routed, 6) if routed else None,
         "latency_ms_mean": _round_mean(expected),
-        "latency_ms_p50": quantile(simulated, 0.5),
-        "latency_ms_p95": quantile(simulated, 0.95),
+        "latency_ms_p50": p50,
+        "latency_ms_p95": p95,
         "unmeasured_targets": sorted(tally.unmeasured),
         "targets": target_table(samples, policy),
     }
@@ -286,16 +327,11 @@ def simulated_positions(n: int) -> np.ndarray:
 def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int) -> list[tuple[float, float, bool]]:
     """Per group (``group``: the group of each of ``rows``): its summed prompt and completion
     tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
-    pt = np.nan_to_num(_numbers(window, "prompt_tokens")[rows], nan=0.0)
-    ct = np.nan_to_num(_numbers(window, "completion_tokens")[rows], nan=0.0)
+    (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
+    pt, ct = pt[rows], ct[rows]
     some = (pt != 0) | (ct != 0)
-    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)))
+    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)), p_whole and c_whole)
     return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], sums[2], strict=True)]
-
-
-def _whole(values: np.ndarray) -> bool:
-    """Whether every value is a whole number whose sums stay exact in float64 (below 2**53 in all)."""
-    return bool(np.abs(values).sum() < 2.0**53) and bool(np.array_equal(values, np.rint(values)))
 
 
 def _estimate_group(
@@ -376,13 +412,10 @@ def _simulate_step(
 def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     """What the logged traffic cost at the candidate's prices (the baseline to compare with)."""
     codes, values = _codes(window, "target")
-    pt, ct = _numbers(window, "prompt_tokens"), _numbers(window, "completion_tokens")
+    (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
     cost, unpriced = 0.0, set()
-    some = ((pt != 0) & ~np.isnan(pt)) | ((ct != 0) & ~np.isnan(ct))  # tokens logged (NULL: 0)
-    rows = np.flatnonzero(some & (codes >= 0))
-    # NULL as 0: the same sums as over the column with NULL made 0 (whole numbers: exact in any order)
-    pt0, ct0 = np.nan_to_num(pt[rows], nan=0.0), np.nan_to_num(ct[rows], nan=0.0)
-    sums = _sums_by(codes[rows], len(values), (pt0, ct0))
+    rows = np.flatnonzero(((pt != 0) | (ct != 0)) & (codes >= 0))  # tokens logged (NULL: 0)
+    sums = _sums_by(codes[rows], len(values), (pt[rows], ct[rows]), p_whole and c_whole)
     for c, target in enumerate(values):
         if not target or not sums[2][c]:
             continue
@@ -394,12 +427,12 @@ def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     return {"cost_usd": None if unpriced else round(cost, 6), "unpriced_targets": sorted(unpriced)}
 
 
-def _sums_by(codes: np.ndarray, n: int, columns: tuple[np.ndarray, ...]) -> list[list[Any]]:
+def _sums_by(codes: np.ndarray, n: int, columns: tuple[np.ndarray, ...], whole: bool) -> list[list[Any]]:
     """Per code ``0..n-1`` the sum of each of ``columns`` (float64, no NaN) over its rows, then
-    the count of its rows. Whole numbers (token counts) are summed in one pass
-    (:func:`numpy.bincount`: exact, so equal to any other order); others code by code, as
+    the count of its rows. ``whole`` (every sum exact: :func:`tokens`): summed in one pass
+    (:func:`numpy.bincount`, equal to any other order); else code by code, as
     ``values[codes == c].sum()`` adds them."""
-    if all(_whole(v) for v in columns):
+    if whole:
         sums = [np.bincount(codes, weights=v, minlength=n).tolist() for v in columns]
     else:
         order, bounds = grouped(codes) if codes.size else (codes, np.zeros(1, np.int64))

@@ -33,6 +33,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
 from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, first_seen
+from .routing_estimates import _tries, tokens
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -103,8 +104,8 @@ def stateless_outcome(
     model = ExpectedCosts(policy, est.failure)
     other = np.flatnonzero(upstream & ~same)
     if other.size:
-        tokens = _tokens_of(window, est, other, ran & ~hit, pt, ct)
-        _expected_costs(policy, window, routing, model, other, tokens, cost, known)
+        counts = _tokens_of(window, est, other, ran & ~hit, pt, ct)
+        _expected_costs(policy, window, routing, model, other, counts, cost, known)
     return StatelessOutcome(served_by, cost, known, model.unpriced, model.unmeasured)
 
 
@@ -153,10 +154,12 @@ def _tokens_of(
     mean_of = np.full(len(rows), -1, np.int64)
     if rest.size:
         src = _source_rows(window, rows[rest])
-        ok = src >= 0
-        ok[ok] = ~np.isnan(pt[src[ok]]) | ~np.isnan(ct[src[ok]])
-        out_pt[rest[ok]] = np.nan_to_num(pt[src[ok]], nan=0.0)
-        out_ct[rest[ok]] = np.nan_to_num(ct[src[ok]], nan=0.0)
+        at = np.flatnonzero(src >= 0)
+        at = at[~(np.isnan(pt[src[at]]) & np.isnan(ct[src[at]]))]  # a source that logged tokens
+        ok = np.zeros(len(rest), bool)
+        ok[at] = True
+        (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
+        out_pt[rest[at]], out_ct[rest[at]] = pt0[src[at]], ct0[src[at]]
         route_codes, routes = window.codes("route")
         means = _route_means(est, routes)
         mean_rows = rest[~ok]
@@ -202,15 +205,13 @@ def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
 
 def _expected_costs(
     policy: Policy, window: Window, routing: RoutingDecisions, model: ExpectedCosts, rows: np.ndarray,
-    tokens: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray, known: np.ndarray,
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray, known: np.ndarray,
 ) -> None:  # fmt: skip
-    """The expected cost of ``rows`` (with ``tokens``: :func:`_tokens_of`) along their plans, per
+    """The expected cost of ``rows`` (with token ``counts``: :func:`_tokens_of`) along their plans, per
     (route, plan), in the order the fold first meets each pair (the order unpriced targets are
     recorded in). The rows of a pair that take their route's mean tokens cost one value: it is
     computed once (the same float operations as for each row) and given to all of them."""
-    from .routing_estimates import _tries
-
-    pt, ct, mean_of = tokens
+    pt, ct, mean_of = counts
     route_codes, routes = window.codes("route")
     group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
     order, bounds = grouped(group)
