@@ -1,0 +1,81 @@
+"""Outside-style: the columnar replay cache (`<data-dir>/replay-cache/`, docs/replay.md) with an entry
+file that is not what its name says.
+
+docs/replay.md: replays with and without the cache are equal. An entry is trusted by its name
+(segment name, size, mtime, inode, anchor) and read as it is. By hand on a 60,000-row log of
+`benchmarks/replay_scale.py` (3 segments of 2.2 MB, `llmgw replay --json`, policy-routing.yaml):
+- one entry copied over another (a restore, a sync, a hand's `cp`): exit 0, cost 78.87 instead of
+  75.29 USD, p50 latency 1607.6 instead of 1590.2 ms — another segment's rows replayed;
+- 4 KB scribbled in an entry (a torn page, bit rot): a wrong summary at two offsets, and at a
+  third `IndexError: index 189472054 is out of bounds` (a traceback).
+A truncated entry is detected (rewritten from Parquet); these are not. Expected: the same answer
+as with LLMGW_REPLAY_CACHE=off (the entry re-read from Parquet), or a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+pytestmark = pytest.mark.xfail(
+    strict=True,
+    reason="segment_cache trusts an entry by its name: proposed fix (H11F, replay/segment_cache.py): "
+    "store the segment's entry key and row count and a checksum of the body in the file's schema "
+    "metadata, check them in _read (a mismatch: read Parquet again, as for a truncated entry)",
+)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import replay_scale
+
+    d = tmp_path_factory.mktemp("cachelog") / "log"
+    replay_scale.generate(d, 3_000, seed=7, chunk=1_000)  # 3 segments
+    return d
+
+
+def _replay(data: Path) -> tuple[str, object]:
+    from llmgw_kernel import replay
+
+    out = replay(str(data / "policy-routing.yaml"), str(data))
+    return json.dumps(out.summary, sort_keys=True, default=str), out.decisions
+
+
+def _swap(entries: list[Path]) -> None:
+    shutil.copyfile(entries[0], entries[1])
+
+
+def _scribble(entries: list[Path]) -> None:
+    size = entries[1].stat().st_size
+    with open(entries[1], "r+b") as f:
+        for at in range(size // 8, size - size // 8, size // 8):
+            f.seek(at)
+            f.write(b"\xa5" * 2048)
+
+
+@pytest.mark.parametrize("damage", [_swap, _scribble], ids=["entry-replaced", "entry-scribbled"])
+def test_a_damaged_entry_changes_nothing(made: Path, tmp_path: Path, monkeypatch, damage) -> None:
+    from llmgw_kernel.replay import segment_cache
+
+    data = tmp_path / "log"
+    shutil.copytree(made, data)
+    monkeypatch.setattr(segment_cache, "MIN_BYTES", 0)  # this small log's segments are cached too
+    monkeypatch.setenv("LLMGW_REPLAY_CACHE", "off")
+    off_summary, off_decisions = _replay(data)
+    monkeypatch.delenv("LLMGW_REPLAY_CACHE")
+    assert _replay(data)[0] == off_summary  # cold: builds the entries
+    entries = sorted((data / "replay-cache").glob("seg-*.arrow"))
+    assert len(entries) == 3, entries
+    damage(entries)
+    try:
+        summary, decisions = _replay(data)
+    except Exception as exc:  # a clear error is acceptable; a wrong answer is not
+        pytest.fail(f"the damaged entry raised {type(exc).__name__}: {exc}")
+    assert summary == off_summary
+    assert decisions.equals(off_decisions)  # type: ignore[attr-defined]
