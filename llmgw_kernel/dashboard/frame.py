@@ -237,20 +237,41 @@ def session_filters() -> Filters:
 
 LOADING_HTML = '<div class="loading" data-loading="1">Loading… (querying the request log)</div>'
 
-#: The page's HTML (Panel's template, extended): a "Loading…" line first in the body, *before*
-#: Bokeh's and Panel's ~3.5 MB of scripts, which move from the head to after it, so the browser
-#: paints it from the page's first bytes while it runs them (0.3–0.5 CPU s even when cached),
-#: opens the session's websocket and builds the document. The frame's navigation removes it
-#: when it is drawn (:class:`NavLinks`). Before, the first thing painted was the frame itself.
-BOOT_TEMPLATE = """
-{% block js_resources %}{% endblock %}
-{% block inner_body %}
-<div id="llmgw-boot" data-loading="boot"
-     style="font: 1.2em sans-serif; color: #5f6b7a; padding: 20px">llmgw · Loading… (starting the page)</div>
+#: The "Loading…" line every page's HTML starts its body with.
+BOOT_DIV = (
+    '<div id="llmgw-boot" data-loading="boot" style="font: 1.2em sans-serif; color: #5f6b7a; padding: 20px">'
+    "llmgw · Loading… (starting the page)</div>"
+)
+
+#: What every page's HTML starts with, the same for every page and session: a head with nothing
+#: that depends on the session, and the "Loading…" line. The server sends it before Panel makes
+#: the session (:mod:`.page_handler`), so the browser paints the line while the page's Python runs.
+BOOT_PREFIX = (
+    '<!DOCTYPE html>\n<html lang="en" >\n<head><meta charset="utf-8"><title>llmgw</title></head><body>' + BOOT_DIV
+)
+
+#: The page's HTML (Panel's template, extended): :data:`BOOT_PREFIX` — a constant head, then the
+#: "Loading…" line first in the body — and after it what Panel's head holds (favicons, styles) and
+#: Bokeh's and Panel's ~3.5 MB of scripts, moved from the head, so the browser paints the line from
+#: the page's first bytes while it runs them (0.3–0.5 CPU s even when cached), opens the session's
+#: websocket and builds the document. The frame's navigation removes it when it is drawn
+#: (:class:`NavLinks`). Before, the first thing painted was the frame itself.
+BOOT_TEMPLATE = (
+    """
+{% block head %}<head><meta charset="utf-8"><title>llmgw</title></head>{% endblock %}
+{% block body %}<body>"""
+    + BOOT_DIV
+    + """
+<link rel="icon" type="image/png" sizes="32x32" href="{{ dist_url }}images/favicon.ico">
+{{ self.preamble() }}
+{{ self.resources() }}
 {{ bokeh_js if bokeh_js }}
-{{ super() }}
+{{ self.inner_body() }}
+</body>
 {% endblock %}
+{% block js_resources %}{% endblock %}
 """
+)
 
 
 def page_frame(ctx: Context, spec: PageSpec) -> pn.Column:

@@ -132,10 +132,12 @@ class PanelThread:
         import panel as pn
         from tornado.ioloop import IOLoop
 
+        from . import page_handler
         from .pages import build_apps
 
         logging.getLogger("tornado.access").setLevel(logging.WARNING)  # one line per asset
         pn.extension("tabulator")
+        page_handler.install()  # a page's first bytes (its "Loading…" line) before its session
         apps, self._stores = build_apps(self.data_dir, self.policy_path, self.gateway_url)
         server = pn.serve(
             apps,
