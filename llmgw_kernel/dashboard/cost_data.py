@@ -51,12 +51,6 @@ class CostData:
         return 1000 * self.cost_usd / self.priced if self.priced else 0.0
 
 
-_TOTALS_SQL = f"""
-SELECT count(*) FILTER (WHERE {CLIENT_SQL}), coalesce(sum(cost_usd), 0), count(cost_usd) FILTER (WHERE {CLIENT_SQL}),
-       coalesce(sum(saved_usd), 0), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0)
-FROM requests WHERE {{where}}
-"""
-
 _ROUTING_SAVED_SQL = f"""
 WITH per_target AS (
     SELECT route, target, count(*) AS n, sum(cost_usd) AS cost, avg(cost_usd) AS mean_cost
@@ -70,13 +64,23 @@ SELECT coalesce(sum(dearest * n_route - cost_route), 0) FROM (
 )
 """
 
+# the top spenders and, over every group (window sums, before the LIMIT), the totals: one scan
+# for both (the totals had a scan of their own: ~0.07 CPU s over 1M rows)
 _TOP_SQL = f"""
-SELECT coalesce(CAST({{column}} AS VARCHAR), '(none)') AS "group", count(*) FILTER (WHERE {CLIENT_SQL}) AS requests,
-       coalesce(sum(cost_usd), 0) AS cost_usd,
-       CASE WHEN count(cost_usd) FILTER (WHERE {CLIENT_SQL}) > 0
-            THEN 1000 * sum(cost_usd) / count(cost_usd) FILTER (WHERE {CLIENT_SQL}) END AS cost_per_1k_usd
-FROM requests WHERE {{where}}
-GROUP BY 1 ORDER BY cost_usd DESC, requests DESC, 1 LIMIT $limit
+SELECT "group", requests, cost_usd, cost_per_1k_usd,
+       sum(requests) OVER () AS all_requests, sum(cost_usd) OVER () AS all_cost, sum(priced) OVER () AS all_priced,
+       sum(saved_usd) OVER () AS all_saved, sum(check_cost_usd) OVER () AS all_checks
+FROM (
+    SELECT coalesce(CAST({{column}} AS VARCHAR), '(none)') AS "group", count(*) FILTER (WHERE {CLIENT_SQL}) AS requests,
+           coalesce(sum(cost_usd), 0) AS cost_usd, count(cost_usd) FILTER (WHERE {CLIENT_SQL}) AS priced,
+           CASE WHEN count(cost_usd) FILTER (WHERE {CLIENT_SQL}) > 0
+                THEN 1000 * sum(cost_usd) / count(cost_usd) FILTER (WHERE {CLIENT_SQL}) END AS cost_per_1k_usd,
+           coalesce(sum(saved_usd), 0) AS saved_usd,
+           coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0) AS check_cost_usd
+    FROM requests WHERE {{where}}
+    GROUP BY 1
+)
+ORDER BY cost_usd DESC, requests DESC, 1 LIMIT $limit
 """
 
 _SERIES_SQL = """
@@ -96,9 +100,12 @@ def cost(ctx: Context, filters: Filters, group: str = "team", limit: int = 50) -
 
     def compute(con: Any, now: float) -> CostData:
         where, params = filters.where(now)
-        n, total, priced, saved, checks = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
         routing = con.execute(_ROUTING_SAVED_SQL.format(where=where), params).fetchone()[0]
-        top = con.execute(_TOP_SQL.format(column=column, where=where), {**params, "limit": limit}).df()
+        ranked = con.execute(_TOP_SQL.format(column=column, where=where), {**params, "limit": limit}).df()
+        # the totals are on every row; no row in the window: every total is 0
+        all_ = ["all_requests", "all_cost", "all_priced", "all_saved", "all_checks"]
+        n, total, priced, saved, checks = ranked[all_].iloc[0] if len(ranked) else (0, 0.0, 0, 0.0, 0.0)
+        top = ranked[["group", "requests", "cost_usd", "cost_per_1k_usd"]].copy()
         top["share"] = top["cost_usd"] / total if total else 0.0
         start, width, count = filters.buckets(now)
         series = con.execute(

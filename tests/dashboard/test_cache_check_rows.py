@@ -95,6 +95,9 @@ def test_cost_page_spend_includes_checks_but_requests_do_not(ctx):
     top = d.top.set_index("group").loc["search"]
     assert (top["requests"], top["cost_usd"]) == (3, pytest.approx(0.01 + CHECK_COST))
     assert d.series["cost_usd"].sum() == pytest.approx(0.01 + CHECK_COST)
+    # the totals come with the top spenders (window sums over every group): a window with no row has none
+    empty = cost(ctx, Filters(since=NOW + 3600, until=NOW + 7200), "team")
+    assert (empty.requests, empty.priced, empty.cost_usd, empty.check_cost_usd, len(empty.top)) == (0, 0, 0, 0, 0)
 
 
 def test_cache_page_shows_the_checks_cost_beside_the_savings(ctx):
