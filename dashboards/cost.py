@@ -38,7 +38,7 @@ class _Body:
         # come sorted by spend, the query's top 50 (cost_data.cost)
         self.top = HtmlTable("llmgw-top-spenders", _FORMATS, max_height=480)
         # static SVG (charts.SvgLines: no Bokeh figure; a bucket's values on hover)
-        self.chart = SvgLines("Spend per bucket (USD), top groups", "${:,.4f}")
+        self.chart = SvgLines("Spend per bucket (USD), top groups", "${:,.4f}", max_width=900)
 
     def controls(self) -> list[Any]:
         return [self.group]

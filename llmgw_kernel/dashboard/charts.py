@@ -31,11 +31,15 @@ class SvgLines:
 
     def __init__(
         self, title: str, value_format: str = "{:,.4f}", missing: float | None = 0.0,
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None, max_width: int | None = None,
     ) -> None:  # fmt: skip
+        """``max_width`` (px) bounds a chart alone in its row: the drawing scales with the pane's
+        width, text and all (a 1400 px wide one is 580 px high, its labels 2.3 times their size)."""
         self.title, self.value_format, self.missing = title, value_format, missing
         self.labels = dict(labels or {})
         self.pane = chart_pane()
+        if max_width is not None:
+            self.pane.max_width = max_width
 
     def update(self, frame: pd.DataFrame, value: str, buckets: tuple[float, int, int]) -> None:
         """Show ``frame`` over ``buckets`` (first bucket start in epoch s, width in s, count)."""
