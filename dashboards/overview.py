@@ -64,7 +64,8 @@ class _Body:
     def panes(self) -> list[Any]:
         return [
             self.kpis,
-            pn.GridBox(*self.charts.panes(), ncols=2, sizing_mode="stretch_width"),
+            # two a row; one a row on a narrow screen (an SVG scales its text with its width)
+            pn.FlexBox(*self.charts.panes(), sizing_mode="stretch_width"),
             pn.Row(
                 pn.Column(heading("Errors by reason"), self.by_reason.pane, sizing_mode="stretch_width"),
                 pn.Column(

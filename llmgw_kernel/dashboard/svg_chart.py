@@ -218,8 +218,12 @@ def _hover(
 
 
 def chart_pane() -> pn.pane.HTML:
-    """An HTML pane for one chart (its SVG set by ``pane.object = chart_svg(...)``)."""
-    return pn.pane.HTML("", stylesheets=[CHART_CSS], sizing_mode="stretch_width", margin=(5, 10))
+    """An HTML pane for one chart (its SVG set by ``pane.object = chart_svg(...)``). In a
+    ``pn.FlexBox``, two charts share a row of 1,000 px or more; on a narrower screen each takes a
+    row of its own (the SVG scales its text with its width: at half of 800 px it was 6 px)."""
+    return pn.pane.HTML(
+        "", stylesheets=[CHART_CSS], sizing_mode="stretch_width", margin=(5, 10), styles={"flex": "1 1 460px"}
+    )
 
 
 __all__ = ["CHART_CSS", "HEIGHT", "WIDTH", "Layer", "chart_pane", "chart_svg", "compact", "nice_ticks"]

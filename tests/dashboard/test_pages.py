@@ -289,8 +289,12 @@ def test_a_loading_line_comes_with_the_page_s_first_bytes(site, browser):
     html = urllib.request.urlopen(url, timeout=60).read().decode()
     assert "data-loading" in html
     assert html.index("data-loading") < html.index("<script"), "the placeholder must precede every script"
+    # one document: the constant first bytes sent before the session (page_handler.py), then Panel's rest
+    from llmgw_kernel.dashboard.frame import BOOT_PREFIX
+
+    assert html.startswith(BOOT_PREFIX) and html.count("<!DOCTYPE") == 1 and html.count('id="llmgw-boot"') == 1
     o = Opened(browser, url)
-    o.page.locator(".bk-Figure").first.wait_for(state="attached", timeout=30_000)
+    o.page.locator("[data-ready]").wait_for(state="attached", timeout=30_000)
     assert o.page.locator("#llmgw-boot").count() == 0  # gone once the frame is drawn
     assert o.page.locator("[data-loading]").count() == 0
     first_paint = o.page.evaluate("performance.getEntriesByName('first-contentful-paint').length")
