@@ -17,6 +17,7 @@ object per row).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,17 @@ def round9(x: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(risky).tolist():
         out[i] = round(float(x[i]), 9)
     return out
+
+
+def float_sum(values: np.ndarray) -> float | int:
+    """``sum(values.tolist())`` bit for bit, without a Python float per value: Python (before
+    3.12) adds floats one after another from 0, as ``cumsum`` does (``np.sum`` adds pairwise:
+    not the same bits). An empty array sums to the int 0, as ``sum([])`` does."""
+    if sys.version_info >= (3, 12) or values.dtype != np.float64:  # 3.12's sum compensates: its own bits
+        return sum(values.tolist())  # type: ignore[no-any-return]
+    if not len(values):
+        return 0
+    return float(np.cumsum(values)[-1]) + 0.0  # + 0.0: Python's 0 + -0.0 is 0.0
 
 
 def cost_usd_columns(

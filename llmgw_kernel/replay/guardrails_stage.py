@@ -509,9 +509,11 @@ def blocked_summary(summary: dict[str, Any], window: Window, d: GuardrailDecisio
     """The whole window's figures in ``summary`` when the other stages decided without the
     blocked requests: they are counted (``outcome.blocked``, ``outcome.logged_spend_blocked_usd``),
     their logged spend is in ``logged_cost_usd``, and the cost per 1k requests is over all."""
-    gone = np.flatnonzero(d.blocked_input).tolist()
-    costs = window["cost_usd"]
-    spend = round(sum(costs[i] or 0.0 for i in gone), 6)
+    from .costs_columnar import float_sum
+
+    gone = np.flatnonzero(d.blocked_input)
+    # their logged costs, NULL as 0 (and -0.0 as 0.0, as ``cost or 0.0`` reads them): no list of the window's costs
+    spend = round(float_sum(np.where(window.valid("cost_usd")[gone], window.numpy("cost_usd")[gone], 0.0) + 0.0), 6)
     outcome = summary.setdefault("outcome", {})
     outcome["blocked"] = len(gone)
     outcome["logged_spend_blocked_usd"] = spend

@@ -11,7 +11,6 @@ its place in the fold when it couples requests, and one entry in :data:`STAGES`.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import numpy as np
 from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
 from .columns import known_floats
+from .costs_columnar import float_sum
 from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
 from .fold_columns import cache_columns, checks, cost_columns, limits_columns
@@ -30,10 +30,8 @@ from .routing_stage import ROUTING_COLUMNS, RoutingDecisions, route_window, summ
 from .stateless import (
     SERVED_BY,
     STATELESS_COLUMNS,
-    UPSTREAM,
     StatelessOutcome,
     is_stateless,
-    logged_cost_values,
     stateless_cache_columns,
     stateless_cost_columns,
     stateless_limits_columns,
@@ -154,55 +152,48 @@ def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Deci
 
 
 def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
-    """What the candidate would have spent, saved and refused, with the basis of each figure."""
-    checks_of: list[Any] | None  # the cost of each check of a semantic hit (None: one is unpriced)
-    if d.stateless is not None:
+    """What the candidate would have spent, saved and refused, with the basis of each figure —
+    counted over the fate codes and summed over float64 arrays (no Python object per request)."""
+    codes, labels = _fates(d)
+    counts = np.bincount(codes[codes >= 0], minlength=len(labels)).tolist()
+    served: dict[str | None, int] = dict(zip(labels, counts, strict=True))
+    upstream, w = codes == labels.index(UPSTREAM_FATE), as_window(window)
+    n_checks = served.get(CHECK, 0)
+    checks_of: np.ndarray | None  # the cost of each check of a semantic hit (None: one is unpriced)
+    if d.stateless is not None:  # a window with checks is folded; nothing reaches a cache, nothing is refused
         o = d.stateless
-        upstream_rows = o.served_by == UPSTREAM
-        n = len(o.served_by)
-        counts = np.bincount(o.served_by, minlength=len(SERVED_BY)).tolist()
-        served: Mapping[str | None, int] = dict(zip(SERVED_BY, counts, strict=True))
-        spent_of = None if not o.cost_known[upstream_rows].all() else o.cost[upstream_rows].tolist()
-        n_checks, checks_of = 0, []  # a window with checks is folded
-        saved: list[float] = []
-        refused_logged: list[float] = []
+        spent_of = o.cost[upstream] if o.cost_known[upstream].all() else None
+        checks_of = saved = refused_logged = np.empty(0)
         unpriced, unmeasured = o.unpriced, o.unmeasured
-        logged_costs = logged_cost_values(_window(window))
     else:
         f = d.folded
         assert f is not None and d.composer is not None
-        by = np.asarray(f.column("served_by"))  # an object array
         (cost, priced), (saved_of, saved_known) = (known_floats(f.column(k)) for k in ("cost", "saved"))
-        n = len(by)
-        # counted per fate the summary reports (no 1M-element string copy of the column)
-        served = Counter({k: int(np.count_nonzero(by == k)) for k in (UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL)})
-        served[None] = int(np.count_nonzero(by == None))  # noqa: E711
         # a check of a semantic hit is no request, but its cost is spent (0 when the candidate never sampled it)
-        check, upstream = by == CHECK, by == "upstream"
-        served[CHECK] = n_checks = int(np.count_nonzero(check))
-        checks_of = cost[check].tolist() if priced[check].all() else None
-        spent_of = cost[upstream].tolist() + checks_of if priced[upstream].all() and checks_of is not None else None
-        saved = saved_of[saved_known].tolist()
-        w = as_window(window)
-        refused_logged = np.nan_to_num(w.numpy("cost_usd")[by == "refused"]).tolist()
-        unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured_of(by == "upstream")
-        logged_costs = logged_cost_values(w)
-    spent = None if spent_of is None else round(sum(spent_of), 6)
-    n -= n_checks
+        check = codes == labels.index(CHECK)
+        checks_of = cost[check] if priced[check].all() else None
+        spent_of = (
+            np.concatenate([cost[upstream], checks_of]) if priced[upstream].all() and checks_of is not None else None
+        )
+        saved = saved_of[saved_known]
+        refused_logged = np.nan_to_num(w.numpy("cost_usd")[codes == labels.index(REFUSED)])
+        unpriced, unmeasured = f.unpriced, d.composer.costs.unmeasured_of(upstream)
+    spent = None if spent_of is None else round(float_sum(spent_of), 6)
+    n = len(codes) - n_checks
     return {
         "cost_usd": spent,
-        "checks_usd": None if checks_of is None else round(sum(checks_of), 6),
-        "logged_cost_usd": round(sum(logged_costs), 6),
+        "checks_usd": None if checks_of is None else round(float_sum(checks_of), 6),
+        "logged_cost_usd": round(float_sum(w.numpy("cost_usd")[w.valid("cost_usd")]), 6),
         "cost_per_1k_requests": round(spent / n * 1000, 6) if spent is not None and n else None,
         "outcome": {
-            "served_upstream": served.get("upstream", 0),
-            "served_from_cache": served.get("cache", 0),
-            "refused": served.get("refused", 0),
-            "unknown_model": served.get("unknown_model", 0),
-            "checks": served.get(CHECK, 0),
+            "served_upstream": served.get(UPSTREAM_FATE, 0),
+            "served_from_cache": served.get(CACHE, 0),
+            "refused": served.get(REFUSED, 0),
+            "unknown_model": served.get(UNKNOWN_MODEL, 0),
+            "checks": n_checks,
             "not_routed": served.get(None, 0),
-            "saved_by_cache_usd": round(sum(saved), 6),
-            "logged_spend_refused_usd": round(sum(refused_logged), 6),
+            "saved_by_cache_usd": round(float_sum(saved), 6),
+            "logged_spend_refused_usd": round(float_sum(refused_logged), 6),
         },
         "basis": {
             "cost": "logged tokens (and cached prompt tokens) at the candidate's prices; requests that ran live on "
@@ -214,6 +205,27 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
             "unmeasured_targets": sorted(unmeasured),
         },
     }
+
+
+#: the fates of a folded request, in the order of the compiled fold's codes (``FoldedArrays.served_code``)
+FATES: tuple[str | None, ...] = (None, UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL, CHECK)
+
+
+def _fates(d: Decided) -> tuple[np.ndarray, tuple[str | None, ...]]:
+    """Each request's fate (``replay_served_by``) as a code into its labels (-1: none of them):
+    the columnar outcome's codes, the compiled fold's, or the Python fold's strings coded once."""
+    if d.stateless is not None:
+        return d.stateless.served_by, SERVED_BY
+    f = d.folded
+    assert f is not None
+    got = getattr(f, "served_code", None)  # the compiled fold keeps its codes (labels: FATES)
+    if got is not None:
+        return np.asarray(got), FATES
+    by = np.asarray(f.column("served_by"))
+    codes = np.full(len(by), -1, np.int8)
+    for k, label in enumerate(FATES):
+        codes[by == label] = k  # element-wise (None too)
+    return codes, FATES
 
 
 def _guardrail_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:

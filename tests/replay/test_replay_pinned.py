@@ -36,13 +36,13 @@ import replay_scale  # noqa: E402
 PINS = Path(__file__).with_name("replay_pinned.json")
 ROWS = 6_000
 
-BLOCK_RULE = '''
+BLOCK_RULE = """
 import re
 from llmgw_kernel.guardrails.findings import Finding
 
 def refund(text):
     return [Finding("REFUND", m.start(), m.end(), 1.0, "checks.refund") for m in re.finditer("refund", text)]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +96,46 @@ def pinned_form(result: Any) -> dict[str, Any]:
     }
 
 
-def test_the_replays_summaries_and_decisions_are_as_pinned(log: Path) -> None:
+@pytest.mark.parametrize("fold", ["python", "compiled"])
+def test_the_replays_summaries_and_decisions_are_as_pinned(
+    log: Path, fold: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pins whichever fold decides (6,000 rows take the Python fold unless told)."""
+    if fold == "compiled":
+        from llmgw_kernel.replay import fold as fold_module
+
+        monkeypatch.setattr(fold_module, "COMPILED_FROM_ROWS", 0)
     got = {name: pinned_form(replay(path, str(log))) for name, path in _candidates(log).items()}
     # the log is varied where it matters: the tight candidate refuses, blocks and misses
     tight = got["tight"]["summary"]
     assert tight["outcome"]["refused"] > 0 and tight["outcome"]["blocked"] > 0
     assert tight["outcome"]["served_from_cache"] > 0 and got["routing"]["summary"]["differs_from_log"]["routing"] > 0
     assert got["live"]["compare_to_log"] == 0 and got["live"]["summary"]["outcome"]["served_from_cache"] > 0
-    if os.environ.get("LLMGW_REPIN"):
+    if os.environ.get("LLMGW_REPIN") and fold == "python":
         PINS.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     pinned = json.loads(PINS.read_text())
     for name in got:
         assert got[name]["summary"] == pinned[name]["summary"], f"{name}: the summary changed"
         assert got[name] == pinned[name], f"{name}: the decisions changed"
+
+
+def test_float_sum_is_pythons_sum_bit_for_bit() -> None:
+    import numpy as np
+
+    from llmgw_kernel.replay.costs_columnar import float_sum
+
+    rng = np.random.default_rng(7)
+    cases = [np.empty(0), np.array([-0.0]), np.array([-0.0, -0.0]), np.array([-0.0, 1e-300, -1e-300]),
+             rng.random(100_001) * 1e-3, rng.standard_normal(5000) * 1e12, np.array([1e16, 1.0, -1e16, 3.5])]  # fmt: skip
+    for values in cases:
+        want, got = sum(values.tolist()), float_sum(values)
+        assert (type(got), repr(got)) == (type(want), repr(want))
+    x = rng.random(100_001)
+    assert float_sum(x) != float(np.sum(x))  # numpy's pairwise sum has other bits: why not np.sum
+
+
+def test_the_fates_are_the_compiled_folds_codes() -> None:
+    from llmgw_kernel.replay.fold_kernel import _SERVED
+    from llmgw_kernel.replay.stages import FATES
+
+    assert tuple(_SERVED) == FATES
