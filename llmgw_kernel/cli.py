@@ -246,19 +246,16 @@ def _replay(args: argparse.Namespace) -> int:
     if why is not None:
         print(f"llmgw replay: {why}", file=sys.stderr)
         return 2
+    con, status = _open_replay_source(source, args.key_history)
+    if con is None:
+        return status
     if args.engine is None and args.partitions is None:
-        from .replay.sources import open_source
-
-        try:
-            con = open_source(source, key_history=args.key_history)
-        except ValueError as exc:  # s3fs: "s3://" without a bucket ("Cannot traverse all of S3")
-            print(f"llmgw replay: --source {source}: {exc}", file=sys.stderr)
-            return 2
         versions = _served_versions(args)
         result = replay(args.policy, con, since=args.since, until=args.until, versions=versions)
         if versions is not None:
             _say_unserved(versions, result.summary)
     else:
+        con.close()  # it opens: the driver and each worker open it again
         from .replay.engines import replay_partitioned
 
         client = None
@@ -280,6 +277,25 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+def _open_replay_source(source: Any, key_history: Any) -> tuple[Any, int]:
+    """(a connection to ``source``, 0), or (None, the exit status) after one line on stderr:
+    a usage error (``s3://`` without a bucket), or a remote source that cannot be read (no
+    credentials, no endpoint, no such bucket) — botocore's exception types, not a traceback."""
+    from .replay.sources import Source, open_source
+
+    try:
+        return open_source(source, key_history=key_history), 0
+    except ValueError as exc:  # s3fs: "s3://" without a bucket ("Cannot traverse all of S3")
+        print(f"llmgw replay: --source {source}: {exc}", file=sys.stderr)
+        return None, 2
+    except Exception as exc:
+        if not Source.of(str(source)).remote:
+            raise
+        why = " ".join(str(exc).split())
+        print(f"llmgw replay: cannot read --source {source}: {type(exc).__name__}: {why}", file=sys.stderr)
+        return None, 1
 
 
 def _served_versions(args: argparse.Namespace) -> dict[str, Any] | None:
