@@ -166,12 +166,18 @@ CODED_SAMPLE_ROWS = 65_536
 Coded = dict[str, tuple[np.ndarray, list[Any]]]  # column -> (int32 code per row, -1 for NULL; the values)
 
 
-def _compact(table: pa.Table, keep: Sequence[str] = ("request_id", "ts")) -> tuple[pa.Table, Coded]:
+def _compact(
+    table: pa.Table, keep: Sequence[str] = ("request_id", "ts"), scanned: bool = False
+) -> tuple[pa.Table, Coded]:
     """``table`` in the forms the window holds: a string or list-of-strings column of few
     distinct values as a dictionary column (an int32 code per row, in order of first appearance),
     the others as they are; and the codes of the coded columns as :meth:`Window.codes` returns
     them — the dictionary column's indices are those very arrays (one copy, not two). A 1M-row
-    window's 10 such columns: ~135 MB of strings held as ~40 MB."""
+    window's 10 such columns: ~135 MB of strings held as ~40 MB.
+
+    ``scanned``: ``table`` is a DuckDB result, whose columns' buffers are freed together, only once
+    none of them is referenced — the plain columns kept would hold the coded columns' strings
+    too (a 1M-row window: ~115 MB); they are copied out of it when some column was coded."""
     arrays: list[pa.Array | pa.ChunkedArray] = []
     coded: Coded = {}
     for name in table.column_names:
@@ -179,7 +185,14 @@ def _compact(table: pa.Table, keep: Sequence[str] = ("request_id", "ts")) -> tup
         if name not in keep and _worth_coding(col):
             col, coded[name] = _dictionary(_whole(col))
         arrays.append(col)
+    if scanned and coded:
+        arrays = [a if n in coded else _copied(a) for n, a in zip(table.column_names, arrays, strict=True)]
     return pa.Table.from_arrays(arrays, names=table.column_names), coded
+
+
+def _copied(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` in buffers of its own (Arrow's pool), not sharing a DuckDB result's."""
+    return pa.chunked_array([pa.concat_arrays([c, pa.array([], c.type)]) for c in col.chunks], col.type)
 
 
 def _worth_coding(col: pa.ChunkedArray) -> bool:
@@ -390,7 +403,7 @@ class Window(dict[str, Any]):
                 rest = [n for n in missing if n not in mine]
                 yield more
         if rest:
-            yield _compact(self._read(rest).select(rest))
+            yield _compact(self._read(rest).select(rest), scanned=True)
 
     def _through_cache(self, names: list[str]) -> tuple[pa.Table, Coded] | None:
         """Log columns ``names`` of the window's rows read through the segment cache (None: the
@@ -811,7 +824,7 @@ def load_window(
     order = pc.sort_indices(scanned.select(["ts", "request_id"]), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
     identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
-    table, coded = _compact(scanned if identity else _permuted(scanned, order))  # coded in window order
+    table, coded = _compact(scanned if identity else _permuted(scanned, order), scanned=True)  # in window order
     del scanned
     release_memory()
     window = Window(source, table, None if identity else order, names, "embedding" in names)
