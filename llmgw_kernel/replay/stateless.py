@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
@@ -89,22 +88,22 @@ def stateless_outcome(
     est = estimates if estimates is not None else estimates_columnar(window)
     n = len(window)
     codes = routing.plan_codes
-    nonempty = np.asarray([bool(p) for p in routing.plans] + [False], bool)
-    upstream = nonempty[codes]
-    served_by = np.where(codes < 0, NOT_ROUTED, np.where(upstream, UPSTREAM, UNKNOWN_MODEL)).astype(np.int8)
+    # per plan code (the last: -1, not routed) what serves it: one lookup per row
+    served_by = np.asarray([UPSTREAM if p else UNKNOWN_MODEL for p in routing.plans] + [NOT_ROUTED], np.int8)[codes]
+    upstream = served_by == UPSTREAM
     cost = np.full(n, np.nan)
     known = np.zeros(n, bool)
     adm_codes, adm_values = window.codes("admission")
-    ran = _isin(adm_codes, adm_values, ("ok",)) | (adm_codes < 0)
+    ran = np.asarray([v == "ok" for v in adm_values] + [True], bool)[adm_codes]  # admitted live (NULL: not limited)
     cache_codes, cache_values = window.codes("cache")
-    hit = _isin(cache_codes, cache_values, _HIT_KINDS)
+    ran_not_hit = ran & ~_isin(cache_codes, cache_values, _HIT_KINDS)
     pt, ct = window.numpy("prompt_tokens"), window.numpy("completion_tokens")
-    same = upstream & ran & ~hit & (routing.logged_codes == codes)
+    same = upstream & ran_not_hit & (routing.logged_codes == codes)
     _cost_as_ran(policy, window, np.flatnonzero(same), pt, ct, cost, known)
     model = ExpectedCosts(policy, est.failure)
     other = np.flatnonzero(upstream & ~same)
     if other.size:
-        counts = _tokens_of(window, est, other, ran & ~hit, pt, ct)
+        counts = _tokens_of(window, est, other, ran_not_hit, pt, ct)
         _expected_costs(policy, window, routing, model, other, counts, cost, known)
     return StatelessOutcome(served_by, cost, known, model.unpriced, model.unmeasured)
 
@@ -184,23 +183,24 @@ def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
     is a request whose answer the cache stored, a ``miss`` live: those rows' ids are probed
     first (about a quarter of the window), the others' only for sources not found among them.
     Request ids are unique in a log (log/schema.py), so the row found is the one row with it."""
-    sources = window.take("cache_source", rows)
-    if sources.null_count == len(sources):
-        return np.full(len(rows), -1, np.int64)
+    out = np.full(len(rows), -1, np.int64)
+    with_source = np.flatnonzero(window.valid("cache_source")[rows])
+    if not with_source.size:
+        return out
     # the distinct sources and each row's, in one hash of the sources
-    enc = (sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources).dictionary_encode()
+    enc = window.take("cache_source", rows[with_source]).dictionary_encode()
     distinct = enc.dictionary
-    row_of = np.full(len(distinct) + 1, -1, np.int64)  # the last slot: a NULL source
+    row_of = np.full(len(distinct), -1, np.int64)  # each distinct source's row
     cache_codes, cache_values = window.codes("cache")
     stored = _isin(cache_codes, cache_values, ("miss",))
     for probe in (np.flatnonzero(stored), np.flatnonzero(~stored)):
         where = pc.index_in(window.take("request_id", probe), value_set=distinct)
         found = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
         row_of[pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)[found]] = probe[found]
-        if (row_of[:-1] >= 0).all():
+        if (row_of >= 0).all():
             break
-    mine = pc.fill_null(enc.indices, len(distinct)).to_numpy(zero_copy_only=False)
-    return row_of[mine.astype(np.int64)]  # type: ignore[no-any-return]
+    out[with_source] = row_of[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+    return out
 
 
 def _expected_costs(
