@@ -161,6 +161,9 @@ def _promote(args: argparse.Namespace) -> int:
         _warn_state_change(args.policy, candidate)
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
+    if args.policy.is_dir():  # reading it as the live file ended in IsADirectoryError's traceback
+        print(f"llmgw policy promote: --policy {args.policy} is a directory, not the live policy file", file=sys.stderr)
+        return 2
     change = promote(args.candidate, args.policy, forecast=forecast)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:
@@ -180,6 +183,9 @@ def _forecast(args: argparse.Namespace) -> int:
 
     if not args.data_dir.is_dir():  # else "no forecast recorded" would hide the mistyped directory
         print(f"llmgw forecast check: {args.data_dir} does not exist", file=sys.stderr)
+        return 2
+    if (why := _policy_problem(args.policy)) is not None:  # else "no forecast ... (version None)"
+        print(f"llmgw forecast check: {why}", file=sys.stderr)
         return 2
     try:
         report = forecast_report(args.policy, args.data_dir)
@@ -207,6 +213,17 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_problem(policy: Path) -> str | None:
+    """Why the policy file ``policy`` does not load (missing, a directory, invalid), in one line."""
+    from .policy.load import PolicyError, load_policy
+
+    try:
+        load_policy(policy)
+    except PolicyError as exc:
+        return f"{policy}: " + "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)
+    return None
+
+
 def _window_args(args: argparse.Namespace) -> str | None:
     """Turn ``--since/--until`` into ISO UTC strings in place; the one-line reason when invalid."""
     from datetime import UTC, datetime
@@ -228,7 +245,6 @@ def _window_args(args: argparse.Namespace) -> str | None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .policy.load import PolicyError, load_policy
     from .replay import replay
     from .replay.sources import Source
 
@@ -237,10 +253,7 @@ def _replay(args: argparse.Namespace) -> int:
     if why is None and args.key_history is not None and not args.key_history.is_dir():
         why = f"--key-history {args.key_history} does not exist (keys' own limits would not be replayed)"
     if why is None:
-        try:
-            load_policy(args.policy)
-        except PolicyError as exc:
-            why = f"{args.policy}: " + "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)
+        why = _policy_problem(args.policy)
     if why is None and args.as_served and (args.engine is not None or args.partitions is not None):
         why = "--as-served replays in one process: it cannot be combined with --engine or --partitions"
     if why is not None:
