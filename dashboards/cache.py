@@ -57,7 +57,7 @@ class _Body:
 
     def panes(self) -> list[Any]:
         return [
-            self.kpis, pn.Row(self.rates.pane, self.saved.pane, sizing_mode="stretch_width"),
+            self.kpis, _side_by_side(self.rates.pane, self.saved.pane),
             heading("Per route and namespace"), self.by_route.pane,
             pn.Row(heading("Newest semantic hits (prompts only when bodies are logged)"), self.order, align="end"),
             self.semantic.pane,
@@ -77,6 +77,15 @@ class _Body:
     def _show_semantic(self, *_: Any) -> None:
         if self._semantic is not None:
             self.semantic.update(semantic_rows(self._semantic, self.order.value))
+
+
+def _side_by_side(*charts: pn.pane.HTML) -> pn.FlexBox:
+    """Charts side by side while each is at least 480 px wide, else one under the other: an SVG
+    chart scales with its width, text and all (at 400 px its 10 px labels would be 6.7 px)."""
+    for chart in charts:
+        chart.styles = {"flex": "1 1 480px"}
+        chart.min_width = 480
+    return pn.FlexBox(*charts, flex_wrap="wrap", sizing_mode="stretch_width")
 
 
 def semantic_rows(hits: pd.DataFrame, order: str) -> pd.DataFrame:
