@@ -163,6 +163,10 @@ def _wait_idle(page: Any, n_code: int, timeout_s: float) -> float:
         done = [p for p in state["prompts"] if re.fullmatch(r"\[\d+\]:", p)]
         if state["status"] == "idle" and len(done) == n_code:
             return time.monotonic() - t0
+        if state["status"] == "idle" and (errors := _errors(page)):  # Run All stops at an error: fail now
+            raise AssertionError(
+                f"the notebook stopped at an error ({len(done)} of {n_code} cells ran):\n" + "\n---\n".join(errors)
+            )
         time.sleep(0.5)
     raise AssertionError(f"the notebook did not finish in {timeout_s:.0f} s: {state}")
 
