@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
-from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, first_seen
+from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar
 from .routing_estimates import _tries, tokens
 
 if TYPE_CHECKING:
@@ -215,7 +215,8 @@ def _expected_costs(
     route_codes, routes = window.codes("route")
     group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
     order, bounds = grouped(group)
-    for g in first_seen(group):
+    present = np.flatnonzero(np.diff(bounds))  # the pairs with rows; the first row of each: order[bounds[g]]
+    for g in present[np.argsort(order[bounds[present]], kind="stable")].tolist():  # in order of first row
         mine = order[bounds[g] : bounds[g + 1]]
         plan, r = routing.plans[g // (len(routes) + 1)], g % (len(routes) + 1) - 1
         tries = _tries(policy, routes[r] if r >= 0 else None)
