@@ -155,6 +155,7 @@ _CHAT_FIELDS: dict[str, tuple[tuple[type, ...], str, tuple[float, float] | None]
     "frequency_penalty": (_NUMBER, "a number", (-2, 2)),
     "seed": ((int,), "an integer", None),
     "tools": ((list,), "an array", None),
+    "tool_choice": ((str, dict), "a string or an object", None),
     "response_format": ((dict,), "an object", None),
     "metadata": ((dict,), "an object", None),
     "user": ((str,), "a string", None),
@@ -227,8 +228,13 @@ def check_chat(body: dict[str, Any]) -> None:
             )
         content = msg.get("content")
         if content is not None and type(content) is not str:
-            _check_content(content, i)
+            _check_shape(content, _CONTENT, f"messages[{i}].content")
+        calls = msg.get("tool_calls")
+        if calls is not None:
+            _check_shape(calls, _CALLS, f"messages[{i}].tool_calls")
     _check_fields(body, _CHAT_FIELDS)
+    if body.get("tools") is not None:
+        _check_shape(body["tools"], _TOOLS, "tools")
     opts = body.get("stream_options")
     if opts is not None and not body.get("stream"):
         raise bad_request(
@@ -236,15 +242,20 @@ def check_chat(body: dict[str, Any]) -> None:
         )
 
 
-#: a chat message's ``content`` when it is not a string or null (null is left to the provider:
-#: an assistant turn with tool calls has none); an object or a number was passed upstream,
-#: its Python repr the prompt where a provider took it
+#: what OpenAI refuses and the gateway passed upstream (where a provider took it, an object's
+#: Python repr was the prompt; the test upstream crashed): a message's ``content`` that is not a
+#: string or null (null is left to the provider: an assistant turn with tool calls has none),
+#: ``tools`` and an assistant turn's ``tool_calls`` that are not arrays of objects whose
+#: ``function`` is an object
 _PART = Shape((dict,), "a content part (an object)")
 _CONTENT = Shape((str, list), "a string or an array of content parts", items=_PART)
+_FUNCTION = {"function": Shape((dict,), "an object")}
+_TOOLS = Shape((list,), "an array", items=Shape((dict,), "a tool (an object)", keys=_FUNCTION))
+_CALLS = Shape((list,), "an array", items=Shape((dict,), "a tool call (an object)", keys=_FUNCTION))
 
 
-def _check_content(content: Any, i: int) -> None:
-    if (err := shape_error(content, _CONTENT, f"messages[{i}].content")) is not None:
+def _check_shape(value: Any, shape: Shape, where: str) -> None:
+    if (err := shape_error(value, shape, where)) is not None:
         raise bad_request(err.message, param=err.param, code="invalid_type")
 
 
