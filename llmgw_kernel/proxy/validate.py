@@ -255,8 +255,22 @@ _CALLS = Shape((list,), "an array", items=Shape((dict,), "a tool call (an object
 
 
 def _check_shape(value: Any, shape: Shape, where: str) -> None:
+    if _fits(value, shape.items is _PART):
+        return  # the common case, without the general walk (8 tools: ~1 µs instead of ~7)
     if (err := shape_error(value, shape, where)) is not None:
         raise bad_request(err.message, param=err.param, code="invalid_type")
+
+
+def _fits(value: Any, parts: bool) -> bool:
+    """A list of objects (with an object ``function`` when given, unless ``parts``)."""
+    if type(value) is not list:
+        return False
+    if parts:
+        return all(type(v) is dict for v in value)
+    return all(type(v) is dict and type(v.get("function", _EMPTY)) is dict for v in value)
+
+
+_EMPTY: dict[str, Any] = {}
 
 
 def check_embeddings(body: dict[str, Any]) -> None:
