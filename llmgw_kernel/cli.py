@@ -66,6 +66,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _tokens(text: str) -> int:
+    """A token count: a whole number of at least 0 (a request never has fewer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: a whole number of at least 0")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve
 
@@ -338,6 +349,8 @@ def _explain(args: argparse.Namespace) -> int:
     from .decisions.explain import explain_route
     from .decisions.routing import UnknownRoute
     from .policy.load import load_policy
+    from .proxy.errors import GatewayError
+    from .proxy.validate import check_metadata
 
     try:
         metadata = json.loads(args.metadata) if args.metadata else {}
@@ -346,6 +359,11 @@ def _explain(args: argparse.Namespace) -> int:
         return 1
     if not isinstance(metadata, dict):
         print("llmgw: --metadata must be a JSON object", file=sys.stderr)
+        return 1
+    try:  # the proxy's own rule: a team or user that is not a string is a 400 there
+        check_metadata(metadata)
+    except GatewayError as exc:
+        print(f"llmgw: --metadata: {exc.message}", file=sys.stderr)
         return 1
     policy = load_policy(args.policy)
     try:
@@ -534,7 +552,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", required=True, help="the model name a client would send (the route)")
     ex.add_argument("--metadata", default=None, help='request metadata as JSON, e.g. \'{"tier": "gold"}\'')
     ex.add_argument("--user", default=None, help="the body's user field (sticky: user, user matchers)")
-    ex.add_argument("--prompt-tokens", type=int, default=0, help="prompt size (estimate: characters / 4)")
+    ex.add_argument("--prompt-tokens", type=_tokens, default=0, help="prompt size (estimate: characters / 4)")
     ex.add_argument("--request-id", default="req_explain", help="the id weighted draws hash (without sticky)")
     ex.set_defaults(func=_explain)
 
