@@ -640,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"llmgw: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `llmgw ... | head`: the reader went away; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush writes nowhere
+        return 141  # 128 + SIGPIPE, the shell's status for a writer whose pipe closed
 
 
 if __name__ == "__main__":
