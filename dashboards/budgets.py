@@ -7,18 +7,20 @@ A view only: the numbers come from :func:`llmgw_kernel.dashboard.budget_data.bud
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.palettes import Category20
 
 from llmgw_kernel.dashboard.budget_data import BudgetData, budgets, label
-from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.charts import SvgLines, group_layers
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, note, page_frame
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
+from llmgw_kernel.dashboard.svg_chart import Layer, chart_pane, chart_svg
 
 _MONEY = number("${:,.4f}")
 _FORMATS = {
@@ -43,20 +45,15 @@ class _Body:
         # plain HTML tables, not Tabulators: ~0.3 browser CPU s less each (html_table.py)
         self.table = HtmlTable("llmgw-budgets", _FORMATS, max_height=480)
         self.refusals = HtmlTable("llmgw-refusals")
-
-    # the figures are made with the panes, after the queries started (frame._open)
-    @cached_property
-    def burndown(self) -> GroupLines:
-        return GroupLines("Remaining USD over each budget's current window (from the log)", "USD")
-
-    @cached_property
-    def refusal_chart(self) -> GroupLines:
-        return GroupLines("Refusals per bucket", "requests")
+        # static SVG charts (svg_chart.py: no Bokeh figure); a bucket's values on hover
+        self.burndown = chart_pane()
+        self.burndown.max_width = 1000
+        self.refusal_chart = SvgLines("Refusals per bucket", "{:,.0f}", max_width=900)
 
     def panes(self) -> list[Any]:
         return [
-            self.kpis, self.live, heading("Budgets (live)"), self.table.pane, self.burndown.pane(),
-            heading("Refusals"), self.refusal_chart.pane(), self.refusals.pane,
+            self.kpis, self.live, heading("Budgets (live)"), self.table.pane, self.burndown,
+            heading("Refusals"), self.refusal_chart.pane, self.refusals.pane,
         ]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> BudgetData:
@@ -71,9 +68,27 @@ class _Body:
             "answer /metrics, so budgets are not listed (refusals below come from the log).</p>"
         )
         self.table.update(_budget_table(data))
-        self.burndown.update(data.burndown, "remaining_usd")
-        self.refusal_chart.update(data.refusal_series, "requests")
+        if self.burndown.object != (svg := burndown_svg(data)):
+            self.burndown.object = svg
+        self.refusal_chart.update(data.refusal_series, "requests", data.buckets)
         self.refusals.update(data.refusals)
+
+
+BURNDOWN_TITLE = "Remaining USD over each budget's current window: the log's, then the run-out forecast"
+
+
+def burndown_svg(d: BudgetData) -> str:
+    """Each charted budget's remaining USD (from the log) up to now and its forecast from now
+    (the same colour, lighter: "<budget> forecast") to the run-out (0) or the window's end."""
+    start, width, n = d.burndown_buckets
+    starts = start + width * np.arange(n, dtype=float)
+    logged = group_layers(d.burndown, "remaining_usd", starts, None)
+    ahead = group_layers(d.burndown, "forecast_usd", starts, None)
+    layers = []
+    for k, (log, fc) in enumerate(zip(logged, ahead, strict=True)):
+        layers.append(Layer(log.label, Category20[20][2 * k % 20], log.values))
+        layers.append(Layer(f"{fc.label} forecast", Category20[20][(2 * k + 1) % 20], fc.values))
+    return chart_svg(BURNDOWN_TITLE, starts, width, layers, "lines", "${:,.4f}")
 
 
 def _kpis(d: BudgetData) -> str:

@@ -6,12 +6,11 @@ A view only: the numbers come from :func:`llmgw_kernel.dashboard.guardrail_data.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import panel as pn
 
-from llmgw_kernel.dashboard.charts import GroupLines
+from llmgw_kernel.dashboard.charts import SvgLines
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct
@@ -34,15 +33,12 @@ class _Body:
         # plain HTML tables, not Tabulators: ~0.3 browser CPU s less each (html_table.py)
         self.verdicts = HtmlTable("llmgw-verdicts", max_height=480)
         self.recent = HtmlTable("llmgw-guardrail-recent", long_text=("verdicts",), max_height=480)
-
-    @cached_property
-    def chart(self) -> GroupLines:
-        """Made with the panes, after the queries started (frame._open): a Bokeh figure."""
-        return GroupLines("Requests with a verdict per bucket, by action", "requests")
+        # static SVG (charts.SvgLines: no Bokeh figure); a bucket's requests per action on hover
+        self.chart = SvgLines("Requests with a verdict per bucket, by action", "{:,.0f}", max_width=900)
 
     def panes(self) -> list[Any]:
         return [self.kpis, heading("Verdicts by stage, check, rule, type and action"), self.verdicts.pane,
-                self.chart.pane(), heading("Newest requests a check fired on"), self.recent.pane]  # fmt: skip
+                self.chart.pane, heading("Newest requests a check fired on"), self.recent.pane]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> GuardrailData:
         return guardrails(ctx, filters)
@@ -50,7 +46,7 @@ class _Body:
     def show(self, data: GuardrailData) -> None:
         self.kpis.object = _kpis(data)
         self.verdicts.update(data.verdicts)
-        self.chart.update(data.series, "requests")
+        self.chart.update(data.series, "requests", data.buckets)
         self.recent.update(data.recent)
 
 

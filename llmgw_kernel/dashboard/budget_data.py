@@ -5,11 +5,14 @@ The budgets and what they have spent come from the gateway (``/metrics``: the ad
 state is the truth, including requests in flight); how the spend accrued over the budget's
 current window comes from the log (cumulative ``cost_usd`` of the budget's subject). The
 forecast extrapolates the last hour's burn rate: run-out = now + remaining / rate, shown
-when it falls before the window ends.
+when it falls before the window ends. The burn-down's buckets span every charted budget's
+window, start to end: the log's remaining USD up to now, the forecast from now (the live
+remaining) to the run-out or the window's end.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +44,13 @@ class BudgetRow:
 class BudgetData:
     live: bool  # False: the gateway's live state was not available
     budgets: tuple[BudgetRow, ...]
-    burndown: pd.DataFrame  # t, group (budget label), remaining_usd
+    burndown: pd.DataFrame  # t (bucket start), group (budget label), remaining_usd (log), forecast_usd
     refusals: pd.DataFrame  # admission, reason, requests
     refusal_series: pd.DataFrame  # t, group (admission), requests
     budget_refused: int
     rate_refused: int
+    buckets: tuple[float, int, int] = (0.0, 60, 0)  # refusal_series': first bucket start (epoch s), width, count
+    burndown_buckets: tuple[float, int, int] = (0.0, 60, 0)  # the burn-down's, over the charted windows
 
 
 def label(b: Budget) -> str:
@@ -81,50 +86,89 @@ def budgets(ctx: Context, filters: Filters) -> BudgetData:
 
         where, params = filters.where(now)
         refusals = con.execute(_REFUSALS_SQL.format(where=where), params).df()
-        start, width, _ = filters.buckets(now)
+        buckets = filters.buckets(now)
+        start, width, _ = buckets
         sql = _REFUSAL_SERIES_SQL.format(
             where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)
         )
         series = con.execute(sql, params).df()
+        tz = _timezone(ctx) if live else "UTC"
+        windows = [_window(b, now, tz) for b in live]
+        grid = _grid(windows[:MAX_CHARTED], now)
         rows, frames = [], []
-        for i, b in enumerate(live):
-            row, frame = _burndown(con, ctx, b, now)
+        for i, (b, window) in enumerate(zip(live, windows, strict=True)):
+            row, frame = _burndown(con, b, window, now, grid if i < MAX_CHARTED else None)
             rows.append(row)
-            if i < MAX_CHARTED:
+            if frame is not None:
                 frames.append(frame)
-        burndown = pd.concat(frames) if frames else pd.DataFrame({"t": [], "group": [], "remaining_usd": []})
+        empty = pd.DataFrame({"t": [], "group": [], "remaining_usd": [], "forecast_usd": []})
+        burndown = pd.concat(frames) if frames else empty
         counts = dict(zip(refusals["admission"], refusals["requests"], strict=False)) if len(refusals) else {}
         by_kind = refusals.groupby("admission")["requests"].sum().to_dict() if len(refusals) else counts
         return BudgetData(
             snap is not None, tuple(rows), burndown, refusals, series,
-            int(by_kind.get("budget_exceeded", 0)), int(by_kind.get("rate_limited", 0)),
+            int(by_kind.get("budget_exceeded", 0)), int(by_kind.get("rate_limited", 0)), buckets, grid,
         )  # fmt: skip
 
     # never kept as a settled window's answer: the burn-down and forecast run up to now
     return ctx.queries.answer(("budgets", filters, live), compute)
 
 
-def _burndown(con: Any, ctx: Context, b: Budget, now: float) -> tuple[BudgetRow, pd.DataFrame]:
-    """One budget: remaining USD per bucket over its current window, and the forecast."""
+def _window(b: Budget, now: float, timezone: str) -> tuple[float, float]:
+    """A budget's current window (epoch s): start, end."""
     from ..decisions.limits import window_bounds
 
-    lo, hi = window_bounds(now, b.window, _timezone(ctx))
-    start, end = lo.timestamp(), hi.timestamp()
-    width = Filters(since=start, until=now).bucket_s(now)
+    lo, hi = window_bounds(now, b.window, timezone)
+    return lo.timestamp(), hi.timestamp()
+
+
+def _grid(windows: list[tuple[float, float]], now: float) -> tuple[float, int, int]:
+    """The burn-down's buckets: from the earliest window start to the latest window end."""
+    if not windows:
+        return (now, 60, 0)
+    start, end = min(w[0] for w in windows), max(w[1] for w in windows)
+    width = Filters(since=start, until=end).bucket_s(end)
+    first = math.floor(start / width) * width
+    return first, width, max(1, math.ceil((end - first) / width))
+
+
+def _burndown(
+    con: Any, b: Budget, window: tuple[float, float], now: float, grid: tuple[float, int, int] | None
+) -> tuple[BudgetRow, pd.DataFrame | None]:
+    """One budget: its burn rate and run-out forecast, and (``grid`` given: it is charted) its
+    remaining USD at each bucket's end, from the log up to now, then forecast (NaN elsewhere)."""
+    import numpy as np
+    import pandas as pd
+
+    start, end = window
+    g_start, width, n = grid if grid is not None else (start, 60, 0)
     column = SCOPE_COLUMNS.get(b.scope)
     subject = f"AND {column} = $who" if column and b.who else ""
     params: dict[str, Any] = {"start": start, "now": now, "rate_since": max(start, now - BURN_RATE_S)}
     if subject:
         params["who"] = b.who
-    spend = con.execute(_SPEND_SQL.format(bucket=bucket_sql(start, width), subject=subject), params).df()
-    spent_log = spend["cost"].cumsum()
-    import pandas as pd
-
-    times = pd.to_datetime(start + (spend["i"] + 1) * width, unit="s")
-    frame = pd.DataFrame({"t": times, "group": label(b), "remaining_usd": (b.limit_usd - spent_log).clip(lower=0)})
+    spend = con.execute(_SPEND_SQL.format(bucket=bucket_sql(g_start, width), subject=subject), params).df()
     rate_h = float(spend["recent"].sum()) * 3600 / max(1.0, now - params["rate_since"])
     run_out = now + b.remaining_usd / rate_h * 3600 if rate_h > 0 else None
-    return BudgetRow(b, start, end, rate_h, run_out if run_out is not None and run_out < end else None), frame
+    row = BudgetRow(b, start, end, rate_h, run_out if run_out is not None and run_out < end else None)
+    if grid is None:
+        return row, None
+    starts = g_start + width * np.arange(n, dtype=float)
+    ends = starts + width
+    cost = np.zeros(n)
+    inside = (spend["i"] >= 0) & (spend["i"] < n)
+    np.add.at(cost, spend["i"][inside].to_numpy(dtype=np.int64), spend["cost"][inside].to_numpy(dtype=float))
+    logged = np.where((ends > start) & (starts <= now), np.maximum(b.limit_usd - np.cumsum(cost), 0.0), np.nan)
+    # the forecast: from now's bucket (the live remaining) down at the burn rate, to 0 or the window's end
+    ahead = b.remaining_usd - rate_h * np.maximum(ends - now, 0.0) / 3600
+    ahead[ahead <= 1e-9 * max(b.limit_usd, 1.0)] = 0.0  # the run-out's bucket is 0, not 4e-16
+    reached = np.concatenate(([False], ahead[:-1] <= 0)) if n else np.zeros(0, bool)
+    shown = (ends > now) & (starts < end) & ~reached
+    forecast = np.where(shown, ahead, np.nan)
+    frame = pd.DataFrame({
+        "t": pd.to_datetime(starts, unit="s"), "group": label(b), "remaining_usd": logged, "forecast_usd": forecast,
+    })  # fmt: skip
+    return row, frame
 
 
 def _timezone(ctx: Context) -> str:

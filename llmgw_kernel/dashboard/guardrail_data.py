@@ -25,6 +25,7 @@ class GuardrailData:
     verdicts: pd.DataFrame  # stage, name, rule, type, action, requests, findings, max_score
     series: pd.DataFrame  # t, group (action), requests
     recent: pd.DataFrame
+    buckets: tuple[float, int, int] = (0.0, 60, 0)  # the series' first bucket start (epoch s), width (s), count
 
 
 _TOTALS_SQL = f"""
@@ -61,13 +62,14 @@ def guardrails(ctx: Context, filters: Filters, limit: int = 50) -> GuardrailData
         where, params = filters.where(now)
         n, fired, blocked = con.execute(_TOTALS_SQL.format(where=where), params).fetchone()
         verdicts = con.execute(_VERDICTS_SQL.format(where=where), params).df()
-        start, width, _ = filters.buckets(now)
+        buckets = filters.buckets(now)
+        start, width, _ = buckets
         series = con.execute(
             _SERIES_SQL.format(where=where, bucket=bucket_sql(start, width), bucket_time=bucket_time_sql(start, width)),
             params,
         ).df()  # fmt: skip
         recent = con.execute(_RECENT_SQL.format(where=where), {**params, "limit": limit}).df()
-        return GuardrailData(int(n), int(fired), int(blocked), verdicts, series, recent)
+        return GuardrailData(int(n), int(fired), int(blocked), verdicts, series, recent, buckets)
 
     return ctx.queries.answer(("guardrails", filters, limit), compute, filters)
 

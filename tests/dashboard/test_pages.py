@@ -406,6 +406,19 @@ def test_budgets(site, log, browser, shots):
     refusals = [r.split("\t") for r in o.page.locator("table.llmgw-refusals tbody tr").all_inner_texts()]
     for admission, count in (("budget_exceeded", budget), ("rate_limited", rate)):
         assert sum(int(r[2].replace(",", "")) for r in refusals if r[0] == admission) == count
+    # both charts are static SVG (svg_chart.py), no Bokeh figure: the refusals per bucket, on
+    # hover, add up to DuckDB's of each kind; the burn-down shows each budget's remaining USD from
+    # the log and its run-out forecast (a line of its own, "<budget> forecast", in every tooltip)
+    assert o.page.locator("svg.llmgw-chart").count() == 2 and o.page.locator(".bk-Figure").count() == 0
+    tips = o.page.locator('svg.llmgw-chart[data-chart="Refusals per bucket"] rect.hover title').all_text_contents()
+    for admission, count in (("budget_exceeded", budget), ("rate_limited", rate)):
+        assert sum(int(m.replace(",", "")) for t in tips for m in re.findall(rf"{admission}: ([\d,]+)", t)) == count
+    burn = o.page.locator('svg.llmgw-chart[data-chart^="Remaining USD"]')
+    assert "team:support / day forecast" in burn.locator("text").all_text_contents()
+    burn_tips = burn.locator("rect.hover title").all_text_contents()
+    assert burn_tips and all("team:support / day forecast: " in t for t in burn_tips)
+    shown = [re.search(r"team:support / day forecast: (\S+)", t).group(1) for t in burn_tips]
+    assert any(v.startswith("$") for v in shown)  # a forecast is drawn (from now's bucket on)
     o.screenshots("budgets", shots)
     o.choose("Team", "search")
     (search_rate,) = log("count(*) FILTER (WHERE admission = 'rate_limited')", team="search")
@@ -521,6 +534,15 @@ def test_guardrails(site, log, browser, shots):
     assert "flag" in o.page.locator("table.llmgw-verdicts tbody tr", has_text="injection").first.inner_text()
     # the newest requests a check fired on: every one of them, up to the query's 50
     assert o.page.locator("table.llmgw-guardrail-recent tbody tr").count() == min(fired, 50)
+    # the chart is static SVG (svg_chart.py), no Bokeh figure: the requests per bucket and action,
+    # on hover, add up to DuckDB's (request, action) pairs
+    assert o.page.locator("svg.llmgw-chart").count() == 1 and o.page.locator(".bk-Figure").count() == 0
+    tips = o.page.locator("svg.llmgw-chart rect.hover title").all_text_contents()
+    (pairs,) = log("coalesce(sum(len(list_distinct(list_transform(guardrails, lambda g: g.action)))), 0)")
+    assert (
+        pairs >= fired
+        and sum(int(m.replace(",", "")) for t in tips for m in re.findall(r": ([\d,]+)$", t, re.M)) == pairs
+    )
     o.screenshots("guardrails", shots)
     o.choose("Team", "ops")
     r_n, r_fired = log("count(*), count(*) FILTER (WHERE len(guardrails) > 0)", team="ops")
