@@ -25,6 +25,7 @@ import panel as pn
 #: the drawing's size in SVG units (scaled to the pane's width, aspect kept)
 WIDTH, HEIGHT = 600, 250
 _LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 44, 26
+_LEGEND_ROW = 13  # a legend row's height
 Scale = Callable[[float], float]
 _TICK_STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
 
@@ -104,13 +105,16 @@ def chart_svg(
     def sy(y: float) -> float:
         return _TOP + ph - y / y_max * ph
 
+    legend, rows = _legend(layers)
+    extra = _LEGEND_ROW * max(rows - 1, 0)  # a legend of several rows pushes the plot down
     out = [
         f'<svg class="llmgw-chart" data-chart="{html.escape(title)}" data-bucket-s="{bucket_s:g}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg" role="img">'
+        f'viewBox="0 0 {WIDTH} {HEIGHT + extra}" xmlns="http://www.w3.org/2000/svg" role="img">'
         f"<title>{html.escape(title)}</title>",
         f'<text class="title" x="{_LEFT}" y="14">{html.escape(title)}</text>',
+        *legend,
+        f'<g transform="translate(0,{extra})">',
     ]
-    out += _legend(layers)
     for tick in ticks:  # horizontal grid and the y axis's labels
         y = sy(tick)
         out.append(f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
@@ -123,19 +127,24 @@ def chart_svg(
             else _lines(t, bucket_s, values, layers, sx, sy)
         )
         out += _hover(t, bucket_s, values, layers, sx, ph, value_format)
-    out.append("</svg>")
+    out.append("</g></svg>")
     return "".join(out)
 
 
-def _legend(layers: Sequence[Layer]) -> list[str]:
+def _legend(layers: Sequence[Layer]) -> tuple[list[str], int]:
+    """The legend's elements and its number of rows: an entry that would pass the drawing's
+    right edge starts a new row (a budgets burn-down names two lines per budget)."""
     if len(layers) < 2:
-        return []
-    out, x = [], float(_LEFT)
+        return [], 0
+    out, x, y, rows = [], float(_LEFT), 22, 1
     for layer in layers:
-        out.append(f'<rect x="{x:.1f}" y="22" width="9" height="9" fill="{html.escape(layer.color)}"/>')
-        out.append(f'<text x="{x + 12:.1f}" y="30">{html.escape(layer.label)}</text>')
-        x += 22 + 6 * len(layer.label)
-    return out
+        width = 22 + 6 * len(layer.label)
+        if x > _LEFT and x + width - 10 > WIDTH - _RIGHT:
+            x, y, rows = float(_LEFT), y + _LEGEND_ROW, rows + 1
+        out.append(f'<rect x="{x:.1f}" y="{y}" width="9" height="9" fill="{html.escape(layer.color)}"/>')
+        out.append(f'<text x="{x + 12:.1f}" y="{y + 8}">{html.escape(layer.label)}</text>')
+        x += width
+    return out, rows
 
 
 def _time_axis(x0: float, x1: float, sx: Scale, base: float) -> list[str]:

@@ -56,3 +56,21 @@ def test_no_bucket_and_every_text_escaped():
     svg = chart_svg("<b>&", [], 60, [Layer("<i>", "#000", [])])
     assert "<b>" not in svg and "&lt;b&gt;&amp;" in svg and _tips(svg) == []
     assert f'viewBox="0 0 600 {HEIGHT}"' in svg and svg.endswith("</svg>")
+
+
+def test_a_long_legend_wraps_and_the_plot_moves_down_by_its_rows():
+    """Eight budgets' burn-downs name 16 lines: the legend wraps inside the drawing's width
+    (it ran off its right edge) and the drawing grows by the added rows."""
+    labels = [f"team:support-{i} / day{' forecast' * (i % 2)}" for i in range(16)]
+    layers = [Layer(label, "#123456", [1.0, 2.0]) for label in labels]
+    svg = chart_svg("Remaining USD", [T0, T0 + 60], 60, layers, kind="lines")
+    entries = re.findall(r'<rect x="([\d.]+)" y="(\d+)" width="9" height="9"', svg)
+    assert len(entries) == 16
+    rows = sorted({int(y) for _, y in entries})
+    assert len(rows) > 2 and all(b - a == 13 for a, b in zip(rows, rows[1:], strict=False))
+    for (x, _), label in zip(entries, labels, strict=True):  # each entry's text ends inside the drawing
+        assert float(x) + 12 + 6 * len(label) <= 600 - 12 + 10
+    extra = 13 * (len(rows) - 1)
+    assert f'viewBox="0 0 600 {HEIGHT + extra}"' in svg and f'<g transform="translate(0,{extra})">' in svg
+    two = chart_svg("Two", [T0, T0 + 60], 60, layers[:2], kind="lines")  # one row: nothing moves
+    assert f'viewBox="0 0 600 {HEIGHT}"' in two and '<g transform="translate(0,0)">' in two
