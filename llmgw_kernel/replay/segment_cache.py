@@ -14,6 +14,10 @@ them instead:
   segment rewritten in place (``segments.ensure_columns``: a new file renamed over the old one)
   or a name reused is another entry, and so is every entry once the anchor segment (the schema)
   is rewritten; a column stored with another SQL expression than the window's now is read again.
+- **Integrity.** Beside each entry, ``<entry>.sums`` names the entry, its row count and a CRC-32
+  of each column's buffers as they were written; a column is used only when its CRC matches (a
+  column not read is not checked). An entry copied over another's name, scribbled on (a torn page,
+  a bad disk) or without its sums is read from Parquet again and rewritten — never a wrong answer.
   Entries of segments no longer in the directory (merged away and deleted) are removed by the next
   replay.
 - **Visibility.** Which segments a window reads is decided by the view's own rule
@@ -44,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +72,7 @@ ENV = "LLMGW_REPLAY_CACHE"
 _CODED_META = b"llmgw_values"  # a coded column's dictionary (JSON list), in its file's schema metadata
 _TYPE_META = b"llmgw_type"  # a coded column's own type (a serialized schema), in the same metadata
 _EXPR_META = b"llmgw_expr"  # the SQL each column was read with: a column read otherwise since is read again
+SUMS = ".sums"  # an entry's sidecar: its name, rows and each column's CRC-32 (JSON)
 
 
 def cache_root(data_dir: Path) -> Path | None:
@@ -74,8 +80,10 @@ def cache_root(data_dir: Path) -> Path | None:
     env = os.environ.get(ENV, "").strip()
     if env.lower() in ("off", "0", "false", "no"):
         return None
-    if env:
-        return Path(env) / (data_dir.resolve().as_posix().strip("/").replace("/", "_") or "root")
+    if env:  # one folder per data directory: its path made a name, and a hash of it (a/b_c vs a_b/c)
+        path = data_dir.resolve().as_posix()
+        tag = hashlib.blake2b(path.encode(), digest_size=4).hexdigest()
+        return Path(env) / f"{path.strip('/').replace('/', '_') or 'root'}-{tag}"
     return data_dir / CACHE_DIR
 
 
@@ -165,25 +173,64 @@ def _write(path: Path, pieces: dict[str, Piece]) -> None:
             arrays.append(piece.array)
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    sums_tmp = None
     try:
+        os.fchmod(fd, 0o644)  # readable by the other analysts' replays, like the log
         with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
+        with pa.memory_map(tmp) as source:  # the CRCs of the buffers a read will see
+            written = pa.ipc.open_file(source).read_all()
+            sums = {"entry": path.name, "rows": written.num_rows, "crc": {c: _crc(written[c]) for c in pieces}}
+        fd, sums_tmp = tempfile.mkstemp(prefix=f".{path.name}{SUMS}.", dir=path.parent)
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(sums))
+        os.replace(sums_tmp, _sums_path(path))  # the new sums first: a crash between leaves a mismatch
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        if sums_tmp is not None:
+            Path(sums_tmp).unlink(missing_ok=True)
         raise
 
 
-def _read(path: Path) -> dict[str, Piece]:
-    """A segment's file, memory-mapped (the arrays are views of the file's pages)."""
+def _sums_path(path: Path) -> Path:
+    return path.with_name(path.name + SUMS)
+
+
+def _crc(col: pa.ChunkedArray) -> int:
+    crc = 0
+    for chunk in col.chunks:
+        for buf in chunk.buffers():
+            if buf is not None:
+                crc = zlib.crc32(buf, crc)
+    return crc
+
+
+def _read(path: Path, names: Sequence[str] | None = None) -> dict[str, Piece]:
+    """A segment's file, memory-mapped (the arrays are views of the file's pages): its columns
+    ``names`` (default: all) whose CRC matches the entry's sums. Raises pa.ArrowInvalid when the
+    sums are missing or name another entry or row count (every column is then read again)."""
+    try:
+        sums = orjson.loads(_sums_path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise pa.ArrowInvalid(f"{path.name}: no sums ({exc})") from exc
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
+    if not isinstance(sums, dict) or sums.get("entry") != path.name or sums.get("rows") != table.num_rows:
+        raise pa.ArrowInvalid(f"{path.name}: its sums are another entry's")
+    crc = sums.get("crc")
+    crcs: dict[str, Any] = crc if isinstance(crc, dict) else {}
     out = {}
     for f, col in zip(table.schema, table.columns, strict=True):
-        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        if names is not None and f.name not in names:
+            continue
         meta = f.metadata or {}
         if meta.get(_EXPR_META) != _expression(f.name).encode():  # read by another rule: read it again
             continue
+        if crcs.get(f.name) != _crc(col):  # damaged since it was written: read it again
+            continue
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         if _CODED_META in meta:
             typ = pa.ipc.read_schema(pa.py_buffer(meta[_TYPE_META])).field(0).type
             codes = arr.to_numpy() if len(arr) else np.empty(0, np.int32)
@@ -234,7 +281,9 @@ class SegmentCache:
         held: dict[str, Piece] = {}
         if entry is not None:
             try:
-                held = _read(entry)
+                held = _read(entry, names)
+                if not all(n in held for n in names):  # to be rewritten: with every sound column it holds
+                    held = _read(entry)
             except (FileNotFoundError, pa.ArrowInvalid, OSError):
                 held = {}
             if all(n in held for n in names):
@@ -281,7 +330,7 @@ class SegmentCache:
                 with contextlib.suppress(OSError):
                     if child.stat().st_mtime < time.time() - 3600:
                         child.unlink()
-            elif child.name.startswith("seg-") and child.name.removesuffix(".arrow") not in keep:
+            elif child.name.startswith("seg-") and child.name.removesuffix(SUMS).removesuffix(".arrow") not in keep:
                 if child.is_dir():
                     shutil.rmtree(child, ignore_errors=True)
                 else:

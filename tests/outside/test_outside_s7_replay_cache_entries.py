@@ -8,8 +8,9 @@ docs/replay.md: replays with and without the cache are equal. An entry is truste
   75.29 USD, p50 latency 1607.6 instead of 1590.2 ms — another segment's rows replayed;
 - 4 KB scribbled in an entry (a torn page, bit rot): a wrong summary at two offsets, and at a
   third `IndexError: index 189472054 is out of bounds` (a traceback).
-A truncated entry is detected (rewritten from Parquet); these are not. Expected: the same answer
-as with LLMGW_REPLAY_CACHE=off (the entry re-read from Parquet), or a clear error.
+A truncated entry was detected (rewritten from Parquet); these were not. Expected: the same answer
+as with LLMGW_REPLAY_CACHE=off (the entry re-read from Parquet), or a clear error. Fixed: each
+entry's sums (its name, rows, a CRC-32 per column) are checked on read (segment_cache.SUMS).
 """
 
 from __future__ import annotations
@@ -22,13 +23,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="segment_cache trusts an entry by its name: proposed fix (H11F, replay/segment_cache.py): "
-    "store the segment's entry key and row count and a checksum of the body in the file's schema "
-    "metadata, check them in _read (a mismatch: read Parquet again, as for a truncated entry)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,24 @@ def _scribble(entries: list[Path]) -> None:
             f.write(b"\xa5" * 2048)
 
 
-@pytest.mark.parametrize("damage", [_swap, _scribble], ids=["entry-replaced", "entry-scribbled"])
+def _swap_with_sums(entries: list[Path]) -> None:
+    from llmgw_kernel.replay.segment_cache import SUMS
+
+    shutil.copyfile(entries[0], entries[1])
+    shutil.copyfile(f"{entries[0]}{SUMS}", f"{entries[1]}{SUMS}")
+
+
+def _no_sums(entries: list[Path]) -> None:
+    from llmgw_kernel.replay.segment_cache import SUMS
+
+    Path(f"{entries[1]}{SUMS}").unlink()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_swap, _scribble, _swap_with_sums, _no_sums],
+    ids=["entry-replaced", "entry-scribbled", "entry-and-sums-replaced", "sums-gone"],
+)
 def test_a_damaged_entry_changes_nothing(made: Path, tmp_path: Path, monkeypatch, damage) -> None:
     from llmgw_kernel.replay import segment_cache
 
@@ -79,3 +90,27 @@ def test_a_damaged_entry_changes_nothing(made: Path, tmp_path: Path, monkeypatch
         pytest.fail(f"the damaged entry raised {type(exc).__name__}: {exc}")
     assert summary == off_summary
     assert decisions.equals(off_decisions)  # type: ignore[attr-defined]
+    # the damaged entry was written again, sound: the next replay reads every entry from the cache
+    from llmgw_kernel.replay import segment_cache
+
+    stats: list[dict[str, int]] = []
+    real = segment_cache.SegmentCache.read
+
+    def spy(self, con, seg, names):  # type: ignore[no-untyped-def]
+        stats.append(self.stats)
+        return real(self, con, seg, names)
+
+    monkeypatch.setattr(segment_cache.SegmentCache, "read", spy)
+    assert _replay(data)[0] == off_summary
+    assert stats and stats[-1]["written"] == 0 and stats[-1]["cached"] >= 3, stats[-1]
+
+
+def test_a_cache_elsewhere_names_each_data_directory_apart(tmp_path: Path, monkeypatch) -> None:
+    """LLMGW_REPLAY_CACHE=<dir>: /x/a/b_c and /x/a_b/c had one folder (each replay then pruned the
+    other's entries: always cold)."""
+    from llmgw_kernel.replay.segment_cache import cache_root
+
+    monkeypatch.setenv("LLMGW_REPLAY_CACHE", str(tmp_path / "cache"))
+    one, two = tmp_path / "a" / "b_c", tmp_path / "a_b" / "c"
+    assert cache_root(one) != cache_root(two)
+    assert cache_root(one) == cache_root(tmp_path / "a" / "." / "b_c")  # the same directory: one folder

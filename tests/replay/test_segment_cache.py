@@ -91,7 +91,7 @@ def test_replays_with_the_cache_equal_replays_through_the_view(log: Path, monkey
         cold = replayed(policy, log, True, monkeypatch)
         first = spy.last()
         warm = replayed(policy, log, True, monkeypatch)
-        assert spy.last()["served"] and spy.last()["cached"] == len(list((log / "replay-cache").iterdir())) > 1
+        assert spy.last()["served"] and spy.last()["cached"] == len(list((log / "replay-cache").glob("*.arrow"))) > 1
         assert spy.last()["written"] == 0 and spy.last()["tail"] == 0
         if kind == "routing":
             assert first["written"] > 1, first  # built by the first replay
@@ -243,6 +243,9 @@ def test_a_merge_between_two_replays(log: Path, monkeypatch: pytest.MonkeyPatch)
         s.path.name.split(".parquet")[0] for s in seg_layout.list_segments(seg_layout.log_dir(log)) if s.lo > 0
     }
     assert left < {e.split(".parquet")[0] for e in entries} | {merged[0].path.name.split(".parquet")[0]}
+    # each entry kept its sums, and the pruned entries' sums went with them
+    files = {p.name for p in (log / "replay-cache").iterdir()}
+    assert files == {f for f in files if f.endswith(".arrow")} | {f + ".sums" for f in files if f.endswith(".arrow")}
 
 
 def test_a_data_directory_reached_through_a_symlink(log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,7 +258,7 @@ def test_a_data_directory_reached_through_a_symlink(log: Path, tmp_path: Path, m
     replayed(log / "policy-routing.yaml", link, True, monkeypatch)
     warm = replayed(log / "policy-routing.yaml", link, True, monkeypatch)
     assert spy.last()["served"] and spy.last()["cached"] > 1, spy.stats
-    assert len(list((log / "replay-cache").iterdir())) > 1
+    assert len(list((log / "replay-cache").glob("*.arrow"))) > 1
     assert_same(warm, plain)
 
 
@@ -283,7 +286,7 @@ def test_columns_read_by_another_rule_or_schema_are_read_again(log: Path, monkey
     os.utime(anchor, (time.time() + 5, time.time() + 5))  # as ensure_anchor's rewrite moves it
     load_window(str(log), prefetch=("cost_usd", "route"))
     assert spy.last()["written"] == spy.stats[0]["written"] and spy.last()["cached"] == 0
-    assert len(list((log / "replay-cache").glob("seg-*"))) == spy.stats[0]["written"]  # the old entries pruned
+    assert len(list((log / "replay-cache").glob("seg-*.arrow"))) == spy.stats[0]["written"]  # the old entries pruned
 
 
 def test_a_cache_that_cannot_be_written_is_skipped(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
