@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,26 +56,23 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    """A count the user gives (requests, partitions): a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: a whole number of at least 1")
-    return value
+def _whole_number(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least {low}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text}: a whole number of at least {low}")
+        return value
+
+    return parse
 
 
-def _tokens(text: str) -> int:
-    """A token count: a whole number of at least 0 (a request never has fewer)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text}: a whole number of at least 0")
-    return value
+_count = _whole_number(1)  # a count the user gives (requests, partitions)
+_tokens = _whole_number(0)  # a token count (a request never has fewer)
 
 
 def _serve(args: argparse.Namespace) -> int:
