@@ -173,6 +173,14 @@ class Opened:
         self.page.goto(url, timeout=120_000)
         self.page.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
 
+    def rows(self, table_class: str) -> list[list[str]]:
+        """The cells' texts of each body row of ``table.<table_class>``, read from the document —
+        not a row's innerText split at tabs, which is its textContent (no tabs) while the table is
+        not laid out (a pane being replaced): an IndexError in the full suite, once."""
+        return self.page.eval_on_selector_all(
+            f"table.{table_class} tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))"
+        )
+
     def kpi(self, key: str) -> str:
         return self.page.locator(f'[data-kpi="{key}"] .kpi-value').inner_text()
 
@@ -309,7 +317,7 @@ def test_overview(site, log, browser, shots):
     o.expect_kpi("requests", f"{n:,}")
     o.expect_kpi("errors", f"{errors:,}")
     # errors by reason: one row per (outcome, error type), their requests add up to the errors
-    reasons = [r.split("\t") for r in o.page.locator("table.llmgw-by-reason tbody tr").all_inner_texts()]
+    reasons = o.rows("llmgw-by-reason")
     assert sum(int(r[2].replace(",", "")) for r in reasons) == errors
     (client_error_rows,) = log("count(*)", "outcome = 'client_error'")
     assert sum(int(r[2].replace(",", "")) for r in reasons if r[0] == "client_error") == client_error_rows
@@ -370,7 +378,7 @@ def test_cost(site, log, browser, shots):
     (priced,) = log("count(cost_usd)")
     o.expect_kpi("cost_per_1k", f"${1000 * total / priced:,.4f}")
     # the top spenders (by team): each row's spend is DuckDB's for that team, dearest first
-    rows = [r.split("\t") for r in o.page.locator("table.llmgw-top-spenders tbody tr").all_inner_texts()]
+    rows = o.rows("llmgw-top-spenders")
     assert rows and sum(float(r[2].lstrip("$").replace(",", "")) for r in rows) == pytest.approx(total, abs=1e-3)
     spent = [float(r[2].lstrip("$").replace(",", "")) for r in rows]
     assert spent == sorted(spent, reverse=True)
@@ -403,7 +411,7 @@ def test_budgets(site, log, browser, shots):
     assert int(o.kpi("budgets")) >= 1  # one live series per team with spend today (/metrics)
     assert o.page.locator("table.llmgw-budgets tbody tr", has_text="team:support").count() == 1
     # the refusals table (admission, reason, requests): its rows add up to DuckDB's refusals of each kind
-    refusals = [r.split("\t") for r in o.page.locator("table.llmgw-refusals tbody tr").all_inner_texts()]
+    refusals = o.rows("llmgw-refusals")
     for admission, count in (("budget_exceeded", budget), ("rate_limited", rate)):
         assert sum(int(r[2].replace(",", "")) for r in refusals if r[0] == admission) == count
     # both charts are static SVG (svg_chart.py), no Bokeh figure: the refusals per bucket, on
@@ -437,7 +445,7 @@ def test_cache(site, log, browser, shots):
     o.expect_kpi("hits", f"{hits:,}")
     o.expect_kpi("hit_rate", f"{hits / cacheable:.1%}")
     # per route and namespace (route, namespace, requests, hits, ...): rows add up to DuckDB's
-    by_route = [r.split("\t") for r in o.page.locator("table.llmgw-cache-routes tbody tr").all_inner_texts()]
+    by_route = o.rows("llmgw-cache-routes")
     c_requests, c_hits = log(
         "count(*), count(*) FILTER (WHERE cache IN ('hit', 'semantic-hit'))",
         "cache IS NOT NULL AND endpoint IS DISTINCT FROM 'cache.check'",
@@ -474,7 +482,7 @@ def test_routing(site, log, browser, shots):
     )
     o.expect_kpi("routed", f"{routed:,}")
     o.expect_kpi("upstream_failure_rate", f"{failed / routed:.1%}")
-    routes = [r.split("\t") for r in o.page.locator("table.llmgw-routes tbody tr").all_inner_texts()]
+    routes = o.rows("llmgw-routes")
     assert sum(int(r[1].replace(",", "")) for r in routes) == routed  # one row per route: requests add up
     flaky_row = o.page.locator("table.llmgw-routes tbody tr", has_text="flaky").first.inner_text()
     assert "100.0%" in flaky_row  # rescued
@@ -508,7 +516,7 @@ def test_policy(site, log, browser, shots):
     o.page.locator("table.llmgw-forecast tbody tr", has_text="cache_hit_rate").first.wait_for(timeout=30_000)
     # the versions: the live one first, with the requests it served in the window (DuckDB's count)
     (live_served,) = log("count(*)", f"policy_version = '{live}'")
-    versions = [r.split("\t") for r in o.page.locator("table.llmgw-versions tbody tr").all_inner_texts()]
+    versions = o.rows("llmgw-versions")
     assert len(versions) == 2 and versions[0][:2] == [live, "live"]
     assert int(versions[0][3].replace(",", "")) == live_served > 0
     promoted = recorded_forecast(gw.policy_path)["promoted_at"]

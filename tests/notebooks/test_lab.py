@@ -55,7 +55,9 @@ def test_the_candidate_goes_to_policies_candidates_under_the_working_directory(t
     )
     assert cand.forecast is not None and cand.forecast["basis"]["requests"] == 60
     share = cand.forecast["figures"]["target_share[assistant][demo/demo-small]"]["value"]
-    assert 0.4 < share < 0.8
+    # the candidate's 60% (the live policy's 20%) over 60 requests whose ids (the draws) are random
+    # per run: 48 of 60 happened once (0.4 < share < 0.8 failed); outside 0.35-0.85 is < 1e-4 likely
+    assert 0.35 < share < 0.85
     table = cand.compare()
     was = cand.live_forecast()["figures"]["target_share[assistant][demo/demo-small]"]["value"]
     row = table.loc["target_share[assistant][demo/demo-small]"]
