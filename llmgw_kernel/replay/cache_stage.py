@@ -420,6 +420,8 @@ def summary(
     est[lost] = np.where(np.isnan(origin), latency[lost], origin)
     lat = est[reached & ~np.isnan(latency)]
     considered, n_exact, n_semantic = int(reached.sum()), int(exact.sum()), int(semantic.sum())
+    from .costs_columnar import float_sum  # Python's sum of a float64 array, bit for bit
+
     return {
         "considered": considered,
         "exact_hits": n_exact,
@@ -428,7 +430,7 @@ def summary(
         "saved_usd": round(total, 6),
         "saved_unpriced_targets": sorted(unpriced),
         "latency_ms_p50": quantile(lat, 0.5),
-        "latency_ms_mean": round(sum(lat.tolist()) / len(lat), 3) if len(lat) else None,
+        "latency_ms_mean": round(float_sum(lat) / len(lat), 3) if len(lat) else None,
     }
 
 
