@@ -36,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -516,6 +517,8 @@ def main() -> int:
         "workloads on a shared machine disturb the measurement less; relative priorities are kept (root)",
     )  # fmt: skip
     args = parser.parse_args()
+    # stopped by SIGTERM (kill, a timeout): unwind, so the finally below stops the server it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if args.boost:
         os.nice(-args.boost)
     thread_flag = Path(tempfile.mkdtemp(prefix="llmgw-stall-probe-")) / "on"
@@ -526,29 +529,31 @@ def main() -> int:
         print(f"{CHROMIUM} not found: skipping the chromium phase", file=sys.stderr)
         phases.remove("chromium")
     rows = []
-    for isolation in args.isolation.split(","):
-        os.environ["LLMGW_DASHBOARD_ISOLATION"] = isolation
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="llmgw-stall-") as tmp:
-            query = seed_log(Path(tmp), args.log_rows, args.log_dir)
-            server = start_server(port, Path(tmp))
-            try:
-                log = Path(tmp) / "server.log"
-                run_phase("warm-up", port, server.pid, log, 2)
-                if query:
-                    waited = wait_compacted(server.pid, args.compact_timeout)
-                    print(f"log compaction settled after {waited:.0f} s", flush=True)
-                thread_flag.touch()  # --thread-probe: from now on
-                for name in phases:
-                    row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, query=query,
-                                    **PHASES[name])  # fmt: skip
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-            finally:
-                thread_flag.unlink(missing_ok=True)
-                server.terminate()
-                server.wait(timeout=60)
-    thread_flag.parent.rmdir()
+    try:
+        for isolation in args.isolation.split(","):
+            os.environ["LLMGW_DASHBOARD_ISOLATION"] = isolation
+            port = free_port()
+            with tempfile.TemporaryDirectory(prefix="llmgw-stall-") as tmp:
+                query = seed_log(Path(tmp), args.log_rows, args.log_dir)
+                server = start_server(port, Path(tmp))
+                try:
+                    log = Path(tmp) / "server.log"
+                    run_phase("warm-up", port, server.pid, log, 2)
+                    if query:
+                        waited = wait_compacted(server.pid, args.compact_timeout)
+                        print(f"log compaction settled after {waited:.0f} s", flush=True)
+                    thread_flag.touch()  # --thread-probe: from now on
+                    for name in phases:
+                        row = run_phase(f"{isolation}: {name}", port, server.pid, log, args.duration, query=query,
+                                        **PHASES[name])  # fmt: skip
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                finally:
+                    thread_flag.unlink(missing_ok=True)
+                    server.terminate()
+                    server.wait(timeout=60)
+    finally:
+        thread_flag.parent.rmdir()
     print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · nproc {os.cpu_count()} · {' '.join(platform.uname())}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
