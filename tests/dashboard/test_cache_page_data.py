@@ -3,29 +3,22 @@ log kept bodies (written by the proxy's LogWriter, read back through DuckDB)."""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
+from log_records import chat_record
 
 from llmgw_kernel.dashboard.cache_data import cache
 from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.queries import LogQueries
-from llmgw_kernel.log.record import RequestRecord
 from llmgw_kernel.log.writer import LogWriter
 
 NOW = 1_800_000_000.0
 
 
-def _rec(rid: str, age: float, prompt: str, body_mode: str, cache: str, **extra) -> RequestRecord:
-    rec = RequestRecord(rid, NOW - age, "chat.completions")
-    rec.route, rec.status, rec.outcome, rec.latency_ms, rec.cache = "chat", 200, "ok", 1.0, cache
-    rec.body_mode = body_mode
-    rec.request_raw = json.dumps({"model": "chat", "messages": [{"role": "user", "content": prompt}]}).encode()
-    for name, value in extra.items():
-        setattr(rec, name, value)
-    return rec
+def _rec(rid: str, age: float, prompt: str, body_mode: str, cache: str, **extra):
+    """A row ``age`` seconds before NOW."""
+    return chat_record(rid, NOW - age, prompt, body_mode, cache, **extra)
 
 
 @pytest.fixture()

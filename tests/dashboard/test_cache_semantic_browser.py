@@ -11,7 +11,6 @@ the page.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM, CHROMIUM_ARGS
+from log_records import chat_record
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -26,7 +26,6 @@ pytest.importorskip("panel")
 pytest.importorskip("playwright")
 
 from llmgw_kernel.dashboard.panel_thread import PanelThread  # noqa: E402
-from llmgw_kernel.log.record import RequestRecord  # noqa: E402
 from llmgw_kernel.log.writer import LogWriter  # noqa: E402
 
 #: request id, seconds ago, similarity, threshold, body mode (newest: "far", then "near", ...)
@@ -34,14 +33,8 @@ HITS = (("near", 300, 0.905, 0.9, "full"), ("mid", 400, 0.88, 0.85, "hashed"),
         ("far", 200, 0.99, 0.9, "full"), ("mid2", 500, 0.94, 0.9, "full"))  # fmt: skip
 
 
-def _rec(rid: str, ts: float, prompt: str, body_mode: str, cache: str, **extra) -> RequestRecord:
-    rec = RequestRecord(rid, ts, "chat.completions")
-    rec.route, rec.team, rec.status, rec.outcome, rec.latency_ms, rec.cache = "chat", "search", 200, "ok", 3.0, cache
-    rec.body_mode = body_mode
-    rec.request_raw = json.dumps({"model": "chat", "messages": [{"role": "user", "content": prompt}]}).encode()
-    for name, value in extra.items():
-        setattr(rec, name, value)
-    return rec
+def _rec(rid: str, ts: float, prompt: str, body_mode: str, cache: str, **extra):
+    return chat_record(rid, ts, prompt, body_mode, cache, team="search", latency_ms=3.0, **extra)
 
 
 @pytest.fixture()
