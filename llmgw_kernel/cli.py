@@ -162,6 +162,15 @@ def _promote(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"llmgw: --forecast-window {exc}", file=sys.stderr)
         return 2
+    if args.policy.is_dir():  # reading it as the live file ended in IsADirectoryError's traceback
+        print(f"llmgw policy promote: --policy {args.policy} is a directory, not the live policy file", file=sys.stderr)
+        return 2
+    if args.data_dir is None:  # the default: absent before the first `llmgw serve`, no forecast
+        args.data_dir = DEFAULT_DATA_DIR
+    elif not args.data_dir.is_dir():  # else "no forecast recorded" would hide the mistyped directory
+        why = "is not a directory" if args.data_dir.exists() else "does not exist"
+        print(f"llmgw policy promote: --data-dir {args.data_dir} {why} (nothing promoted)", file=sys.stderr)
+        return 2
     until = datetime.now(UTC)
     has_log = (args.data_dir / "log" / "requests").is_dir()
 
@@ -170,9 +179,6 @@ def _promote(args: argparse.Namespace) -> int:
         _warn_state_change(args.policy, candidate)
         return forecast_for(candidate, args.data_dir, until - window, until) if has_log else None
 
-    if args.policy.is_dir():  # reading it as the live file ended in IsADirectoryError's traceback
-        print(f"llmgw policy promote: --policy {args.policy} is a directory, not the live policy file", file=sys.stderr)
-        return 2
     change = promote(args.candidate, args.policy, forecast=forecast)
     print(f"promoted {args.candidate} -> {change.live}: {change.old_version} -> {change.new_version}")
     for module in change.modules:
@@ -495,8 +501,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--data-dir",
         type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="the log to replay the candidate over (its recent window) for the forecast",
+        default=None,
+        help="the log to replay the candidate over (its recent window) for the forecast "
+        "(default llmgw-data; one named here must exist)",
     )
     pr.add_argument("--forecast-window", default="7d", help="how far back the forecast replay reaches (7d, 36h, 90m)")
     pr.set_defaults(func=_promote)

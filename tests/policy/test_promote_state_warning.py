@@ -19,6 +19,7 @@ from llmgw_kernel import load_policy
 def _promote(cand: Path, live: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OTHER_REDIS_URL": "redis://127.0.0.1:1/0"}
     env.pop("LLMGW_REDIS_URL", None)
+    (cwd / "data").mkdir(exist_ok=True)  # a --data-dir that does not exist is refused
     return subprocess.run(
         [sys.executable, "-m", "llmgw_kernel", "policy", "promote", str(cand), "--policy", str(live),
          "--data-dir", str(cwd / "data")],

@@ -58,6 +58,7 @@ def test_promote_warns_of_shared_breakers_without_redis_and_still_promotes(tmp_p
     live.parent.mkdir()
     live.write_text(yaml.safe_dump(POLICY))
     candidate = _policy(tmp_path, {"breakers": "shared"})
+    (tmp_path / "data").mkdir()  # a --data-dir that does not exist is refused
     out = _cli("promote", str(candidate), "--policy", str(live), "--data-dir", str(tmp_path / "data"), env={})
     assert out.returncode == 0, out.stderr
     assert f"{candidate}: warning: {NO_REDIS}" in out.stderr
