@@ -52,14 +52,22 @@ def route_means(window: Columns) -> dict[str, tuple[float, float]]:
 
 
 @dataclass(frozen=True)
-class Estimates:
-    """The window statistics a candidate's estimates are made from: per-target failure rates,
-    each route's mean logged tokens and median latency, the median latency of each kind of
-    hit. Computed once from the whole window, they can be given to each partition of a
-    partitioned replay, whose estimates then equal the single replay's."""
+class CostEstimates:
+    """What an expected cost is estimated from: per-target failure rates and each route's mean
+    logged tokens — all a stateless replay reads (:func:`.costs_columnar.cost_estimates`)."""
 
     failure: dict[str, float]
     means: dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Estimates(CostEstimates):
+    """The window statistics a candidate's estimates are made from: per-target failure rates,
+    each route's mean logged tokens and median latency, the median latency of each kind of
+    hit (the medians: the fold's latencies). Computed once from the whole window, they can be
+    given to each partition of a partitioned replay, whose estimates then equal the single
+    replay's."""
+
     latency: dict[str, float]
     hit_ms: dict[str, float]
 

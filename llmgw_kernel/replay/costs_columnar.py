@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..decisions.cost import resolve_price, tokens_usd
-from .costs import Estimates
+from .costs import CostEstimates, Estimates
 from .routing_estimates import attempt_arrays, quantile
 
 if TYPE_CHECKING:
@@ -67,10 +67,13 @@ def cost_usd_columns(
     price = resolve_price(policy, target) if target else None
     if price is None:
         return None
-    p = np.nan_to_num(prompt, nan=0.0)
-    c = np.zeros_like(p) if cached is None else np.minimum(np.maximum(np.nan_to_num(cached, nan=0.0), 0.0), p)
-    out = round9(tokens_usd(price, p, c, np.nan_to_num(completion, nan=0.0)))
-    out[np.isnan(prompt) & np.isnan(completion)] = np.nan
+    # NaN (NULL) as 0 — one isnan per column (token counts are finite: no inf to clip, as
+    # nan_to_num would); fmax: a NULL cached count is 0, as max(0, 0) after nan_to_num
+    p_nan, c_nan = np.isnan(prompt), np.isnan(completion)
+    p = np.where(p_nan, 0.0, prompt)
+    c = np.zeros_like(p) if cached is None else np.minimum(np.fmax(cached, 0.0), p)
+    out = round9(tokens_usd(price, p, c, np.where(c_nan, 0.0, completion)))
+    out[p_nan & c_nan] = np.nan
     return out
 
 
@@ -104,42 +107,56 @@ class ExpectedCosts:
         return total
 
 
+def cost_estimates(window: Window) -> CostEstimates:
+    """The failure rates and route means of :func:`estimates_columnar` without its medians:
+    what a stateless replay's expected costs read (the same figures)."""
+    return _cost_estimates(window, *_routed_ok(window))
+
+
 def estimates_columnar(window: Window) -> Estimates:
     """:func:`.costs.estimates_of` of a window, from its Arrow columns (the same figures)."""
     from .cache_stage import HIT_KINDS
 
+    route_codes, routes, ok = _routed_ok(window)
+    costs = _cost_estimates(window, route_codes, routes, ok)
+    lat, lat_valid = window.numpy("latency_ms"), window.valid("latency_ms")
+    timed = np.flatnonzero(ok & lat_valid)
+    timed_route, timed_lat = route_codes[timed], lat[timed]
+    latency = {routes[r]: quantile(timed_lat[timed_route == r], 0.5) or 0.0 for r in first_seen(timed_route)}
+    nonzero = lat_valid & (np.abs(lat) > 0)  # NULL, NaN and 0 ms left out
+    hit_ms = {kind: quantile(lat[_equals(window, "cache", kind) & nonzero], 0.5) or 1.0 for kind in HIT_KINDS}
+    return Estimates(costs.failure, costs.means, latency, hit_ms)
+
+
+def _routed_ok(window: Window) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Each row's route code, the routes, and the rows that succeeded on a route."""
+    route_codes, routes = window.codes("route")
+    return route_codes, routes, _equals(window, "outcome", "ok") & (route_codes >= 0)
+
+
+def _cost_estimates(window: Window, route_codes: np.ndarray, routes: list[str], ok: np.ndarray) -> CostEstimates:
     arrays = attempt_arrays(window)
     failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in arrays.items()}
-    route_codes, routes = window.codes("route")
-    ok = _equals(window, "outcome", "ok") & (route_codes >= 0)
-    lat, lat_valid = window.numpy("latency_ms"), window.valid("latency_ms")
     pt, ct = window.numpy("prompt_tokens"), window.numpy("completion_tokens")
-    tokens = ok & (~np.isnan(pt) | ~np.isnan(ct))
-    timed = ok & lat_valid
-    latency: dict[str, float] = {}
-    means: dict[str, tuple[float, float]] = {}
-    for r in _first_seen(route_codes, timed):
-        latency[routes[r]] = quantile(lat[timed & (route_codes == r)], 0.5) or 0.0
-    pt0, ct0 = np.nan_to_num(pt, nan=0.0), np.nan_to_num(ct, nan=0.0)
-    for r in _first_seen(route_codes, tokens):
-        mine = tokens & (route_codes == r)
-        n = float(np.count_nonzero(mine))
-        means[routes[r]] = (float(pt0[mine].sum()) / n, float(ct0[mine].sum()) / n)
-    hit_ms = {}
-    for kind in HIT_KINDS:
-        hit = _equals(window, "cache", kind) & lat_valid & (np.nan_to_num(lat, nan=0.0) != 0)
-        hit_ms[kind] = quantile(lat[hit], 0.5) or 1.0
-    return Estimates(failure, means, latency, hit_ms)
+    pt_nan, ct_nan = np.isnan(pt), np.isnan(ct)
+    rows = np.flatnonzero(ok & ~(pt_nan & ct_nan))
+    codes = route_codes[rows]
+    seen = first_seen(codes)
+    if not seen:
+        return CostEstimates(failure, {})
+    # token counts are whole numbers (BIGINT): their float64 sums are exact in any order, so a
+    # sum per route in one pass equals each route's own sum
+    size = max(seen) + 1
+    n = np.bincount(codes, minlength=size)
+    prompt = np.bincount(codes, np.where(pt_nan[rows], 0.0, pt[rows]), minlength=size)
+    completion = np.bincount(codes, np.where(ct_nan[rows], 0.0, ct[rows]), minlength=size)
+    means = {routes[r]: (float(prompt[r]) / float(n[r]), float(completion[r]) / float(n[r])) for r in seen}
+    return CostEstimates(failure, means)
 
 
 def _equals(window: Window, name: str, value: str) -> np.ndarray:
     codes, values = window.codes(name)
     return codes == values.index(value) if value in values else np.zeros(len(codes), bool)
-
-
-def _first_seen(codes: np.ndarray, mask: np.ndarray) -> list[int]:
-    """The codes under ``mask``, in order of first appearance (the order a dict built row by row has)."""
-    return first_seen(codes[mask])
 
 
 def first_seen(codes: np.ndarray) -> list[int]:

@@ -12,8 +12,14 @@ import pytest
 from llmgw_kernel import load_policy
 from llmgw_kernel.decisions.cost import cost_usd
 from llmgw_kernel.replay import load_window
-from llmgw_kernel.replay.costs import CostModel, estimates_of
-from llmgw_kernel.replay.costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar, round9
+from llmgw_kernel.replay.costs import ESTIMATE_COLUMNS, CostEstimates, CostModel, estimates_of
+from llmgw_kernel.replay.costs_columnar import (
+    ExpectedCosts,
+    cost_estimates,
+    cost_usd_columns,
+    estimates_columnar,
+    round9,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import replay_scale  # noqa: E402
@@ -94,5 +100,13 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_estimates_columnar_equals_estimates_of(synthetic: Path) -> None:
+    """The columnar estimates equal the row-by-row rules (``estimates_of`` of the same columns
+    as lists: a Window would be handed back to ``estimates_columnar``), and the stateless
+    path's ``cost_estimates`` are the same failure rates and means."""
     window = load_window(str(synthetic))
-    assert estimates_columnar(window) == estimates_of(load_window(str(synthetic)))
+    columnar = estimates_columnar(window)
+    lists = {c: list(window[c]) for c in ESTIMATE_COLUMNS}
+    assert columnar == estimates_of(lists)
+    assert columnar.latency and columnar.means and columnar.failure  # figures, not empty dicts
+    costs = cost_estimates(load_window(str(synthetic)))
+    assert type(costs) is CostEstimates and (costs.failure, costs.means) == (columnar.failure, columnar.means)
