@@ -21,6 +21,7 @@ from ..cache.bound_replay import journal_warnings
 from .cache_stage import summary
 from .columns import known_floats
 from .costs_columnar import float_sum
+from .fates import SERVED, fold_codes
 from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, Composer, Folded
 from .fold import UPSTREAM as UPSTREAM_FATE
 from .fold_columns import cache_columns, checks, cost_columns, limits_columns
@@ -207,25 +208,13 @@ def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decide
     }
 
 
-#: the fates of a folded request, in the order of the compiled fold's codes (``FoldedArrays.served_code``)
-FATES: tuple[str | None, ...] = (None, UPSTREAM_FATE, CACHE, REFUSED, UNKNOWN_MODEL, CHECK)
-
-
 def _fates(d: Decided) -> tuple[np.ndarray, tuple[str | None, ...]]:
     """Each request's fate (``replay_served_by``) as a code into its labels (-1: none of them):
-    the columnar outcome's codes, the compiled fold's, or the Python fold's strings coded once."""
+    the columnar outcome's codes, or the fold's (:func:`.fates.fold_codes`)."""
     if d.stateless is not None:
         return d.stateless.served_by, SERVED_BY
-    f = d.folded
-    assert f is not None
-    got = getattr(f, "served_code", None)  # the compiled fold keeps its codes (labels: FATES)
-    if got is not None:
-        return np.asarray(got), FATES
-    by = np.asarray(f.column("served_by"))
-    codes = np.full(len(by), -1, np.int8)
-    for k, label in enumerate(FATES):
-        codes[by == label] = k  # element-wise (None too)
-    return codes, FATES
+    assert d.folded is not None
+    return fold_codes(d.folded, "served_by"), SERVED
 
 
 def _guardrail_columns(policy: Policy, window: Columns, d: Decided) -> tuple[Columns, Differs]:

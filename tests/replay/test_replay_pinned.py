@@ -137,7 +137,12 @@ def test_float_sum_is_pythons_sum_bit_for_bit() -> None:
 
 
 def test_the_fates_are_the_compiled_folds_codes() -> None:
-    from llmgw_kernel.replay.fold_kernel import _SERVED
-    from llmgw_kernel.replay.stages import FATES
+    """:mod:`.fates`' labels are what the compiled fold's codes mean (its tables and constants)."""
+    from llmgw_kernel.replay import fold_kernel as k
+    from llmgw_kernel.replay.fates import ADMISSION, CACHE_KIND, SERVED
 
-    assert tuple(_SERVED) == FATES
+    assert (tuple(k._SERVED), tuple(k._ADMISSION), tuple(k._CACHE_KIND)) == (SERVED, ADMISSION, CACHE_KIND)
+    assert [ADMISSION[c] for c in (k._ADMITTED, k._BUDGET, k._RATE)] == ["ok", "budget_exceeded", "rate_limited"]
+    assert [CACHE_KIND[c] for c in (k._BYPASS, k._HIT, k._MISS, k._SEMHIT)] == ["bypass", "hit", "miss", "semantic-hit"]
+    served = ["upstream", "cache", "refused", "check", "unknown_model"]
+    assert [SERVED[c] for c in (k._UP, k._CACHE, k._REFUSED, k._CHECK, 4)] == served
