@@ -31,13 +31,13 @@ import numpy as np
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
-from .costs_columnar import ExpectedCosts, cost_usd_columns, estimates_columnar
+from .costs_columnar import ExpectedCosts, cost_estimates, cost_usd_columns
 from .routing_estimates import _tries, tokens
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
     from ..policy.model import Policy
-    from .costs import Estimates
+    from .costs import CostEstimates
     from .routing_stage import RoutingDecisions
     from .window import Window
 
@@ -81,11 +81,11 @@ class StatelessOutcome:
 
 
 def stateless_outcome(
-    policy: Policy, window: Window, routing: RoutingDecisions, estimates: Estimates | None = None
+    policy: Policy, window: Window, routing: RoutingDecisions, estimates: CostEstimates | None = None
 ) -> StatelessOutcome:
     """The fold's outcome, cost and served-by for every request (see the module docstring)."""
     window.prefetch(STATELESS_COLUMNS)
-    est = estimates if estimates is not None else estimates_columnar(window)
+    est = estimates if estimates is not None else cost_estimates(window)
     n = len(window)
     codes = routing.plan_codes
     # per plan code (the last: -1, not routed) what serves it: one lookup per row
@@ -122,14 +122,16 @@ def _cost_as_ran(
     if not rows.size:
         return
     target_codes, targets = window.codes("target")
-    cached = window.numpy("cached_tokens")
     tc = target_codes[rows]
     failed = rows[tc < 0]
     logged = window.numpy("cost_usd")[failed]
     cost[failed] = np.nan_to_num(logged, nan=0.0)
     known[failed] = True
-    for t in np.flatnonzero(np.bincount(tc[tc >= 0])).tolist():
-        mine = rows[tc == t]
+    cached = window.numpy("cached_tokens")
+    # each target's rows (ascending, as ``rows[tc == t]``) from one sort, not a pass per target
+    order, bounds = grouped(np.where(tc < 0, len(targets), tc))
+    for t in np.flatnonzero(np.diff(bounds[: len(targets) + 1])).tolist():
+        mine = rows[order[bounds[t] : bounds[t + 1]]]
         c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[mine])
         if c is not None:
             cost[mine] = c
@@ -137,27 +139,26 @@ def _cost_as_ran(
 
 
 def _tokens_of(
-    window: Window, est: Estimates, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray
+    window: Window, est: CostEstimates, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prompt, completion) tokens the expected cost of ``rows`` is computed from: their own
     when they ran live (not a hit) and logged any, else their cache source's, else the route's
     mean — and, per row, the route whose mean it takes (an index into :func:`_route_means`' table;
     -1: tokens of its own or of its source). Rows on one route's mean share one pair of counts."""
-    prow, crow = pt[rows], ct[rows]
-    p_nan, c_nan = np.isnan(prow), np.isnan(crow)
-    own = ran_not_hit[rows] & ~(p_nan & c_nan)
+    (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")  # NULL as 0
+    logged = ~(np.isnan(pt) & np.isnan(ct))  # per window row: it logged a token count
+    own = ran_not_hit[rows] & logged[rows]
     # NULL as 0 where the row's own tokens count, NaN (not known yet) elsewhere
-    out_pt, out_ct = np.where(p_nan, 0.0, prow), np.where(c_nan, 0.0, crow)
+    out_pt, out_ct = pt0[rows], ct0[rows]
     rest = np.flatnonzero(~own)
     out_pt[rest] = out_ct[rest] = np.nan
     mean_of = np.full(len(rows), -1, np.int64)
     if rest.size:
         src = _source_rows(window, rows[rest])
         at = np.flatnonzero(src >= 0)
-        at = at[~(np.isnan(pt[src[at]]) & np.isnan(ct[src[at]]))]  # a source that logged tokens
+        at = at[logged[src[at]]]  # a source that logged tokens
         ok = np.zeros(len(rest), bool)
         ok[at] = True
-        (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
         out_pt[rest[at]], out_ct[rest[at]] = pt0[src[at]], ct0[src[at]]
         route_codes, routes = window.codes("route")
         means = _route_means(est, routes)
@@ -169,7 +170,7 @@ def _tokens_of(
     return out_pt, out_ct, mean_of
 
 
-def _route_means(est: Estimates, routes: list[Any]) -> np.ndarray:
+def _route_means(est: CostEstimates, routes: list[Any]) -> np.ndarray:
     """The mean logged (prompt, completion) tokens of each route (a row per route code; the
     last: no route)."""
     return np.asarray([est.means.get(r, (0.0, 0.0)) for r in routes] + [est.means.get("", (0.0, 0.0))])
