@@ -22,6 +22,8 @@ from typing import Any
 
 from .figures import picture
 
+CONTROL_PX, GAP_PX = 300, 16
+
 
 def _shown(obj: Any) -> Any:
     """What ``display`` gets for one output: a matplotlib figure becomes a PNG picture."""
@@ -63,7 +65,12 @@ def live(render: Callable[..., Sequence[Any]], controls: Mapping[str, Any], colu
         if hasattr(w, "continuous_update"):
             w.continuous_update = False
         w.style = {"description_width": "initial"}
-    layout = widgets.Layout(grid_template_columns=f"repeat({columns}, minmax(0, 1fr))", grid_gap="4px 16px")
+    # at most ``columns`` per row, none narrower than a control (300 px: ipywidgets' inline width):
+    # a narrow notebook wraps them instead of drawing one over the next
+    width = f"max({CONTROL_PX}px, calc((100% - {columns - 1} * {GAP_PX}px) / {columns}))"
+    layout = widgets.Layout(
+        grid_template_columns=f"repeat(auto-fill, minmax({width}, 1fr))", grid_gap=f"4px {GAP_PX}px"
+    )
     display(widgets.GridBox(list(controls.values()), layout=layout))
     values = {name: w.value for name, w in controls.items()}
     handles = [display(_shown(out), display_id=True) for out in render(**values)]
