@@ -37,10 +37,12 @@ class Context:
         self.policy_path = Path(policy_path) if policy_path else None
         self.queries = queries or LogQueries(data_dir)
         self.live = LiveState(gateway_url)
-        self.overview = OverviewStore(data_dir, queries=self.queries)
+        # the dashboard's overview rolls up the log's sealed segments in the background (rollups.py)
+        self.overview = OverviewStore(data_dir, queries=self.queries, build_rollups=True)
         self._policy_routes: tuple[tuple[int, int], tuple[str, ...] | None] | None = None
 
     def close(self) -> None:
+        self.overview.stop()
         self.queries.close()
 
     def routes(self) -> tuple[str, ...]:

@@ -48,7 +48,12 @@ CHECK_SQL = f"(endpoint = '{CHECK_ENDPOINT}')"
 def client_rows(columns: str) -> str:
     """A subquery: ``columns`` and the list scalars (``attempt_count``, ``first_planned``,
     ``first_attempt_failed``) of the client requests matching ``{where}`` (a placeholder left
-    for the caller's ``str.format``, with its parameters).
+    for the caller's ``str.format``, with its parameters): :func:`rows_with_list_scalars`."""
+    return rows_with_list_scalars(columns, "requests", f"{{where}} AND {CLIENT_SQL}")
+
+
+def rows_with_list_scalars(columns: str, relation: str, where: str) -> str:
+    """A subquery: ``columns`` and the list scalars of the rows of ``relation`` matching ``where``.
 
     Rows written with the scalar columns give them as they are; rows written before them (NULL)
     derive them from the lists (``log.schema.LIST_SCALARS_SQL``). Two scans, not
@@ -57,7 +62,7 @@ def client_rows(columns: str) -> str:
     statistics, the row groups written with the columns — a log written since reads no list."""
     scalars = ", ".join(LIST_SCALARS_SQL)
     derived = ", ".join(f"{sql} AS {name}" for name, sql in LIST_SCALARS_SQL.items())
-    rows = f"FROM requests WHERE {{where}} AND {CLIENT_SQL} AND attempt_count"
+    rows = f"FROM {relation} WHERE {where} AND attempt_count"
     return f"(SELECT {columns}, {scalars} {rows} IS NOT NULL UNION ALL SELECT {columns}, {derived} {rows} IS NULL)"
 
 
@@ -74,5 +79,5 @@ def bucket_time_sql(start: float, width: int, index: str = "i") -> str:
 __all__ = [
     "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "PLANNED_SQL",
     "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
-    "client_rows",
+    "client_rows", "rows_with_list_scalars",
 ]  # fmt: skip

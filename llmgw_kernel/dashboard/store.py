@@ -18,28 +18,18 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .filters import Filters
+from .filters import COLUMNS, Filters
 from .queries import LogQueries
-from .sql import (
-    CHECK_SQL,
-    CLIENT_SQL,
-    ERROR_SQL,
-    FELL_BACK_SQL,
-    HIT_SQL,
-    RESCUED_SQL,
-    RETRIED_SQL,
-    UPSTREAM_FAILED_SQL,
-    bucket_sql,
-    bucket_time_sql,
-    client_rows,
-)  # fmt: skip
+from .rollups import ATTEMPTS_SQL, MINUTE_S, ROLLUP_SQL, Builder, Plan, Rollups, rollup_source
+from .sql import CLIENT_SQL, ERROR_SQL, bucket_sql, bucket_time_sql
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa  # type: ignore[import-untyped]
 
 ERROR_OUTCOMES: tuple[str, ...] = (
     "client_error", "limited", "upstream_error", "timeout", "no_target", "abandoned", "error",
@@ -126,64 +116,66 @@ class Overview:
     errors_by_target: pd.DataFrame | None = None  # provider, target, attempts, failed, failure_rate
 
 
-# requests, outcomes, latency and cache over client requests; tokens and cost over every row
-# (a cache check is spend, not a request: sql.CLIENT_SQL)
+# The additive figures come from rows of rollups.ROLLUP_SQL / ATTEMPTS_SQL (per minute, route, kind
+# and outcome): the sealed segments' stored entries for the window's whole minutes, and the same SQL
+# over the rows scanned (rollups.Plan). Counts, latency and cache are over client requests; tokens and
+# cost over every row (a cache check is spend, not a request: sql.CLIENT_SQL).
 _C = CLIENT_SQL
+_NC = "NOT is_check"
 _HEADLINE_SQL = f"""
-SELECT count(*) FILTER (WHERE {_C}), count(*) FILTER (WHERE {ERROR_SQL} AND {_C}),
-       quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE {_C}),
+SELECT coalesce(sum(n) FILTER (WHERE {_NC}), 0), coalesce(sum(n) FILTER (WHERE {ERROR_SQL} AND {_NC}), 0),
+       coalesce(sum(pt), 0), coalesce(sum(ct), 0), coalesce(sum(cost), 0),
+       coalesce(sum(cacheable) FILTER (WHERE {_NC}), 0), coalesce(sum(hits) FILTER (WHERE {_NC}), 0),
+       coalesce(sum(semantic_hits) FILTER (WHERE {_NC}), 0), coalesce(sum(saved) FILTER (WHERE {_NC}), 0),
+       coalesce(sum(retried) FILTER (WHERE {_NC}), 0), coalesce(sum(n) FILTER (WHERE is_check), 0),
+       coalesce(sum(cost) FILTER (WHERE is_check), 0), coalesce(sum(failed) FILTER (WHERE {_NC}), 0),
+       -- rescued: the upstream failures that still ended ok (sql.RESCUED_SQL, per outcome group)
+       coalesce(sum(failed) FILTER (WHERE {_NC} AND outcome = 'ok'), 0),
+       coalesce(sum(fell_back) FILTER (WHERE {_NC}), 0)
+FROM llmgw_rows
+"""
+
+# what does not add up, scanned: the percentiles, and the recent requests' cutoff (the oldest of the
+# newest $limit timestamps, a top-n aggregate in this scan)
+_PERCENTILES_SQL = f"""
+SELECT quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (WHERE {_C}),
        quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) FILTER (WHERE {_C}),
-       coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
-       coalesce(sum(cost_usd), 0), count(cache) FILTER (WHERE {_C}),
-       count(*) FILTER (WHERE {HIT_SQL} AND {_C}), count(*) FILTER (WHERE cache = 'semantic-hit' AND {_C}),
-       coalesce(sum(saved_usd) FILTER (WHERE {_C}), 0), count(*) FILTER (WHERE {RETRIED_SQL} AND {_C}),
-       count(*) FILTER (WHERE {CHECK_SQL}), coalesce(sum(cost_usd) FILTER (WHERE {CHECK_SQL}), 0),
        list_min(max(ts, {{limit}}) FILTER (WHERE {_C} AND ($outcome IS NULL OR outcome = $outcome)))
 FROM requests WHERE {{where}}
 """
 
-# one pass over the (costly to decode) attempts lists: the headline's upstream failures,
-# rescues and fallbacks, and every attempt by target
-_ATTEMPTS_SQL = f"""
-WITH a AS MATERIALIZED (
-    SELECT * FROM {client_rows("outcome, retries, attempts")} AS c WHERE attempt_count > 0
-), h AS (
-    SELECT count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS failed, count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued,
-           count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
-    FROM a
-), t AS (
-    SELECT x.target AS target, count(*) AS attempts, count(*) FILTER (WHERE x.error IS NOT NULL) AS failed
-    FROM (SELECT unnest(attempts) AS x FROM a) GROUP BY 1
-)
-SELECT h.failed AS requests_failed, h.rescued, h.fell_back, split_part(t.target, '/', 1) AS provider, t.target,
-       t.attempts, t.failed, t.failed / t.attempts AS failure_rate
-FROM h LEFT JOIN t ON true
-ORDER BY t.failed DESC, t.target
+_TARGETS_SQL = """
+SELECT split_part(target, '/', 1) AS provider, target, CAST(sum(attempts) AS BIGINT) AS attempts,
+       CAST(sum(failed) AS BIGINT) AS failed, sum(failed) / sum(attempts) AS failure_rate
+FROM llmgw_attempts WHERE target IS NOT NULL
+GROUP BY target ORDER BY failed DESC, target
 """
 
 # one list quantile per bucket, not one per percentile: one sort of a bucket's latencies, not two
 # (-0.05 CPU s over 1M rows)
-_SERIES_SQL = """
+_SERIES_LATENCY_SQL = """
+SELECT {bucket} AS i, quantile_cont(latency_ms, [0.5, 0.95]) FILTER (WHERE {client}) AS lat
+FROM requests WHERE {where} AND ts >= to_timestamp($start) GROUP BY i
+"""
+
+_SERIES_SQL = f"""
 WITH agg AS (
-    SELECT {bucket} AS i, count(*) FILTER (WHERE {client}) AS n,
-           quantile_cont(latency_ms, [0.5, 0.95]) FILTER (WHERE {client}) AS lat,
-           coalesce(sum(prompt_tokens), 0) AS pt, coalesce(sum(completion_tokens), 0) AS ct,
-           {error_columns}
-    FROM requests WHERE {where} AND ts >= to_timestamp($start) GROUP BY i
+    SELECT CAST(floor((m * {MINUTE_S} - $start) / $width) AS BIGINT) AS i, sum(n) FILTER (WHERE {_NC}) AS n,
+           sum(pt) AS pt, sum(ct) AS ct,
+           {{error_columns}}
+    FROM llmgw_rows WHERE m * {MINUTE_S} >= $start GROUP BY i
 )
-SELECT {bucket_time} AS t,
+SELECT {{bucket_time}} AS t,
        coalesce(n, 0) / $minutes AS requests_per_min, lat[1] AS p50_ms, lat[2] AS p95_ms,
        coalesce(pt, 0) / $minutes AS prompt_tokens_per_min,
        coalesce(ct, 0) / $minutes AS completion_tokens_per_min,
-       {error_rates}
-FROM (SELECT range AS i FROM range($n)) b LEFT JOIN agg USING (i)
+       {{error_rates}}
+FROM (SELECT range AS i FROM range($n)) b LEFT JOIN agg USING (i) LEFT JOIN llmgw_latency USING (i)
 ORDER BY b.i
 """
 
-# the newest rows: first the cutoff (the headline's last column: the oldest of the newest
-# $limit timestamps, a top-n aggregate in its scan — a query of its own, ORDER BY ts DESC LIMIT,
-# cost ~0.15 CPU s more over 1M rows), then only the rows past it (a constant, so DuckDB skips
-# every Parquet row group older than it)
+# the newest rows: only those past the cutoff (a constant, so DuckDB skips every Parquet row group
+# older than it; a query of its own, ORDER BY ts DESC LIMIT, cost ~0.15 CPU s more over 1M rows)
 _RECENT_SQL = f"""
 SELECT {", ".join(RECENT_COLUMNS)}
 FROM requests WHERE {{where}} AND {_C} AND ($outcome IS NULL OR outcome = $outcome) AND ts >= $cutoff
@@ -191,23 +183,26 @@ ORDER BY ts DESC
 LIMIT $limit
 """
 
-_ROUTES_SQL = "SELECT DISTINCT route FROM requests WHERE {where} AND route IS NOT NULL ORDER BY route"
+_ROUTES_SQL = "SELECT DISTINCT route FROM llmgw_rows WHERE route IS NOT NULL ORDER BY route"
 
 _ERRORS_BY_REASON_SQL = f"""
-SELECT outcome, coalesce(error_type, '') AS error_type, count(*) AS requests,
-       any_value(error_message) AS example
-FROM requests WHERE {{where}} AND {ERROR_SQL} AND {_C}
+SELECT outcome, coalesce(error_type, '') AS error_type, CAST(sum(n) AS BIGINT) AS requests, min(example) AS example
+FROM llmgw_rows WHERE {ERROR_SQL} AND {_NC}
 GROUP BY ALL ORDER BY requests DESC, outcome, error_type
 """
 
 
-def _series_sql(where: str, start: float, width: int) -> str:
-    cols = ",\n           ".join(f"count(*) FILTER (WHERE outcome = '{o}' AND {_C}) AS e_{o}" for o in ERROR_OUTCOMES)
+def _arrow(con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
+    """A query's rows as Arrow (a result another page left unread on the shared connection is
+    dropped first: only one may be open)."""
+    con.abort()
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def _series_sql(start: float, width: int) -> str:
+    cols = ",\n           ".join(f"sum(n) FILTER (WHERE outcome = '{o}' AND {_NC}) AS e_{o}" for o in ERROR_OUTCOMES)
     rates = ", ".join(f"coalesce(e_{o}, 0) / $minutes AS errors_per_min_{o}" for o in ERROR_OUTCOMES)
-    return _SERIES_SQL.format(
-        error_columns=cols, error_rates=rates, where=where, bucket=bucket_sql(start, width), client=_C,
-        bucket_time=bucket_time_sql(start, width, "b.i"),
-    )  # fmt: skip
+    return _SERIES_SQL.format(error_columns=cols, error_rates=rates, bucket_time=bucket_time_sql(start, width, "b.i"))
 
 
 def series_buckets(filters: Filters, now: float) -> tuple[float, int, int]:
@@ -236,10 +231,15 @@ class OverviewStore:
         recent_limit: int = 100,
         clock: Callable[[], float] = time.time,
         queries: LogQueries | None = None,
+        build_rollups: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.recent_limit = recent_limit
         self.queries = queries or LogQueries(data_dir, ttl_s=ttl_s, threads=1, clock=clock)
+        self.rollups = Rollups(data_dir)
+        # the dashboard app's store rolls up the sealed segments in the background, after its first answer
+        self._builder = Builder(self.rollups) if build_rollups else None
+        self.last_plan: Plan | None = None  # how the last query read its window (rollups.Plan), for tests
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -257,46 +257,81 @@ class OverviewStore:
         if filters is None:
             WINDOWS[window]  # noqa: B018 -- an unknown window is a KeyError, as before
             filters = Filters(window=window, route=route)
-        return self.queries.answer(
+        answer = self.queries.answer(
             ("overview", filters, outcome), lambda con, now: self._query(con, filters, outcome, now), filters
         )
+        if self._builder is not None:
+            self._builder.start()
+        return answer
 
     def close(self) -> None:
+        self.stop()
         self.queries.close()
+
+    def stop(self) -> None:
+        """Stop rolling up segments in the background (the queries stay open)."""
+        if self._builder is not None:
+            self._builder.stop()
 
     def _query(self, con: Any, filters: Filters, outcome: str | None, now: float) -> Overview:
         where, params = filters.where(now)
+        since, until = filters.bounds(now)
         limit = int(self.recent_limit)
-        row = con.execute(_HEADLINE_SQL.format(where=where, limit=limit), {**params, "outcome": outcome}).fetchone()
-        assert row is not None
-        lat, ttft = row[2] or [None] * 3, row[3] or [None] * 3
-        headline = Headline(
-            requests=int(row[0]), errors=int(row[1]), p50_ms=lat[0], p95_ms=lat[1], p99_ms=lat[2],
-            ttft_p50_ms=ttft[0], ttft_p95_ms=ttft[1], ttft_p99_ms=ttft[2], prompt_tokens=int(row[4]),
-            completion_tokens=int(row[5]), cost_usd=float(row[6]), cacheable=int(row[7]), cache_hits=int(row[8]),
-            semantic_hits=int(row[9]), saved_usd=float(row[10]), retried=int(row[11]), checks=int(row[12]),
-            check_cost_usd=float(row[13]),
-        )  # fmt: skip
-        attempts = con.execute(_ATTEMPTS_SQL.format(where=where), params).df()
-        if len(attempts):
-            first = attempts.iloc[0]
-            headline = replace(
-                headline, upstream_failed=int(first["requests_failed"] or 0), rescued=int(first["rescued"] or 0),
-                fell_back=int(first["fell_back"] or 0),
-            )  # fmt: skip
-        by_target = attempts.dropna(subset=["target"])[["provider", "target", "attempts", "failed", "failure_rate"]]
         start, width, n = series_buckets(filters, now)
-        series = con.execute(
-            _series_sql(where, start, width), {**params, "start": start, "n": n, "minutes": width / 60}
-        ).df()
-        recent = self._recent(con, where, {**params, "outcome": outcome, "limit": limit}, row[14])
-        routes = tuple(r[0] for r in con.execute(_ROUTES_SQL.format(where=where), params).fetchall())
-        by_reason = con.execute(_ERRORS_BY_REASON_SQL.format(where=where), params).df()
-        since, _ = filters.bounds(now)
+        rows, attempts, plan = self._additive(con, filters, where, params, now)
+        self.last_plan = plan
+        tables = {"llmgw_rows": rows, "llmgw_attempts": attempts}
+        latency = _SERIES_LATENCY_SQL.format(where=where, bucket=bucket_sql(start, width), client=_C)
+        tables["llmgw_latency"] = _arrow(con, latency, {**params, "start": start})
+        for name, table in tables.items():
+            con.register(name, table)
+        try:
+            row = con.execute(_HEADLINE_SQL).fetchall()[0]
+            pct = con.execute(_PERCENTILES_SQL.format(where=where, limit=limit), {**params, "outcome": outcome})
+            pct = pct.fetchall()[0]
+            lat, ttft = pct[0] or [None] * 3, pct[1] or [None] * 3
+            headline = Headline(
+                requests=int(row[0]), errors=int(row[1]), p50_ms=lat[0], p95_ms=lat[1], p99_ms=lat[2],
+                ttft_p50_ms=ttft[0], ttft_p95_ms=ttft[1], ttft_p99_ms=ttft[2], prompt_tokens=int(row[2]),
+                completion_tokens=int(row[3]), cost_usd=float(row[4]), cacheable=int(row[5]), cache_hits=int(row[6]),
+                semantic_hits=int(row[7]), saved_usd=float(row[8]), retried=int(row[9]), checks=int(row[10]),
+                check_cost_usd=float(row[11]), upstream_failed=int(row[12]), rescued=int(row[13]),
+                fell_back=int(row[14]),
+            )  # fmt: skip
+            by_target = con.execute(_TARGETS_SQL).df()
+            series = con.execute(
+                _series_sql(start, width), {"start": start, "width": width, "n": n, "minutes": width / 60}
+            ).df()
+            routes = tuple(r[0] for r in con.execute(_ROUTES_SQL).fetchall())
+            by_reason = con.execute(_ERRORS_BY_REASON_SQL).df()
+        finally:
+            for name in tables:
+                con.unregister(name)
+        recent = self._recent(con, where, {**params, "outcome": outcome, "limit": limit}, pct[2])
         win = WINDOWS.get(filters.window) if filters.since is None else None
         win = win or Window(filters.label(now), int(now - since), width)
         as_of = datetime.fromtimestamp(now, UTC)
         return Overview(win, filters.route, as_of, headline, series, recent, routes, by_reason, by_target)
+
+    def _additive(
+        self, con: Any, filters: Filters, where: str, params: dict[str, Any], now: float
+    ) -> tuple[pa.Table, pa.Table, Plan | None]:
+        """The rows of rollups.ROLLUP_SQL and ATTEMPTS_SQL over the window: the stored entries'
+        whole minutes and the scanned rest (every row scanned when a filter other than the route
+        is set: the entries are per route)."""
+        import pyarrow as pa
+
+        plan = None
+        if all(getattr(filters, name) is None for name in COLUMNS if name != "route"):
+            since, until = filters.bounds(now)
+            plan = self.rollups.plan(time.time(), since, until, filters.route)  # the view's clock, not the page's
+        relation = plan.scan if plan is not None else "requests"
+        rows = _arrow(con, ROLLUP_SQL.format(source=rollup_source(relation, where)), params)
+        attempts = _arrow(con, ATTEMPTS_SQL.format(relation=relation, where=where), params)
+        if plan is not None and plan.rollups is not None and plan.attempts is not None:
+            rows = pa.concat_tables([plan.rollups.cast(rows.schema), rows])
+            attempts = pa.concat_tables([plan.attempts.cast(attempts.schema), attempts])
+        return rows, attempts, plan
 
     @staticmethod
     def _recent(con: Any, where: str, params: dict[str, Any], cutoff: Any) -> pd.DataFrame:
