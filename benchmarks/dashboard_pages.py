@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores; {_mode(args)}",
+          f"{os.cpu_count()} cores; {_mode(args)}; {_rollups_note(data_dir)}",
           flush=True)  # fmt: skip
     if args.queries:
         for name, values in query_runs(data_dir, since, until, args.runs).items():
@@ -299,6 +299,21 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(one_run(data_dir, policy, query, args.panel_nice, args.cold, pages))
         print(f"run {i + 1}: " + ", ".join(f"{k} {v['render_s']:.2f}s" for k, v in runs[-1].items()), flush=True)
     report(runs, args.markdown, pages)
+
+
+def _rollups_note(data_dir: Path) -> str:
+    """How many sealed segments the overview reads from stored entries (dashboard/rollups.py):
+    built by an earlier dashboard process over this log, else by this run's in the background."""
+    try:
+        from llmgw_kernel.dashboard.rollups import Rollups
+    except ImportError:  # a checkout before the entries
+        return "overview rollups: none (before them)"
+    rollups = Rollups(data_dir)
+    if rollups.root is None:
+        return "overview rollups: off (LLMGW_DASHBOARD_CACHE=off)"
+    sealed = rollups.sealed(time.time())
+    have = set(rollups._entries())
+    return f"overview rollups: {sum(ident in have for _, ident in sealed)} of {len(sealed)} sealed segments"
 
 
 def query_runs(data_dir: Path, since: str, until: str, runs: int) -> dict[str, list[float]]:
