@@ -12,6 +12,7 @@ from .candidate import CANDIDATES_ENV, Candidate, candidates_dir, forecast_windo
 from .figures import figure, picture
 from .forecast_view import forecast_table
 from .live import LiveView, live
+from .tables import routing_by_target, served
 
 __all__ = [
     "CANDIDATES_ENV",
@@ -23,5 +24,7 @@ __all__ = [
     "forecast_window",
     "live",
     "picture",
+    "routing_by_target",
+    "served",
     "write_candidate",
 ]

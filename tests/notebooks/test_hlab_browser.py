@@ -1,5 +1,11 @@
-"""A notebook's controls in a narrow JupyterLab (found by HLAB, an analyst's outside test).
+"""The notebooks as JupyterLab draws them, narrow and wide (found by HLAB, an analyst's outside test).
 
+Markdown: JupyterLab typesets the text between two dollar signs as LaTeX, so tune_budgets'
+"rounded up to $5; hard for teams that spend at least $10" showed "5; hard for teams that spend
+at least " as an italic formula. Every notebook is opened (not run) and no markdown cell may
+hold typeset math.
+
+Controls:
 ``lab.live`` laid its controls out in three equal columns whatever the width: at 800 px, with
 JupyterLab's file browser open, a column is ~140 px and policy_lab's "small %" slider (300 px:
 ipywidgets' inline width) drew its readout over the "exact cache" checkbox next to it. The
@@ -16,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import CHROMIUM
-from test_jupyterlab import ACTIVE, _errors, _run_all, _wait_idle, browser, lab  # noqa: F401 (fixtures)
+from test_jupyterlab import ACTIVE, NOTEBOOKS, _errors, _run_all, _wait_idle, browser, lab  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -87,5 +93,18 @@ def test_the_controls_of_a_notebook_never_draw_over_each_other_at_800_or_1400_px
             assert not _overlaps(parts), f"at {width} px: {_overlaps(parts)}"
             if width == 1400:  # wide enough: controls share rows, not one per row
                 assert len({round(p["t"]) for p in parts if p["cls"] == "widget-label"}) < 4, parts
+    finally:
+        page.close()
+
+
+def test_no_notebook_shows_its_markdown_as_a_formula(lab: dict[str, Any], browser: Any) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        for nb in NOTEBOOKS:
+            page.goto(f"{lab['url']}/lab/workspaces/hlab-md/tree/{nb.name}?reset&token={lab['token']}", timeout=60_000)
+            page.wait_for_selector(f"{ACTIVE} .jp-MarkdownCell .jp-RenderedMarkdown h1", timeout=60_000)
+            page.wait_for_timeout(1000)  # MathJax typesets after the first render
+            math = page.locator(f"{ACTIVE} .jp-MarkdownCell mjx-container").all_inner_texts()
+            assert not math, f"{nb.name}: markdown typeset as a formula: {math}"
     finally:
         page.close()
