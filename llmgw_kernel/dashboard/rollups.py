@@ -18,9 +18,10 @@ Percentiles and the newest rows do not add up: they are always scanned.
 - **Identity.** An entry names its segment with its size, modification time and inode: a
   segment rewritten in place (``segments.ensure_columns``) or a name reused is another entry.
 - **Integrity.** The name ends with the CRC-32 of the file's bytes and the file's schema names
-  its segment; an entry whose bytes do not match or that names another segment (copied over
-  another's name, scribbled on) is ignored and removed, and that segment is scanned (and rolled
-  up again) — never a wrong answer.
+  its segment and a hash of the SQL it was rolled up with; an entry whose bytes do not match, that
+  names another segment (copied over another's name, scribbled on) or other SQL (another
+  release's) is ignored and removed, and that segment is scanned (and rolled up again) — never a
+  wrong answer.
 - **Visibility.** Which segments a query reads is the view's own rule
   (:func:`~llmgw_kernel.log.segments.visible`), so an entry of a segment merged away is not read;
   such entries are removed when their segment is gone from the directory.
@@ -73,6 +74,7 @@ CACHE_DIR = "dashboard-cache"
 ENV = "LLMGW_DASHBOARD_CACHE"
 MINUTE_S = 60
 _SEGMENT_META = b"llmgw_segment"
+_SQL_META = b"llmgw_sql"
 _ENTRY_RE = re.compile(
     r"^(?P<seg>seg-.+\.parquet)\.(?P<size>\d+)\.(?P<mtime>\d+)\.(?P<inode>\d+)\.(?P<crc>[0-9a-f]{8})\.arrow$"
 )
@@ -106,6 +108,10 @@ _SCALAR_COLUMNS = (
     "ts, route, endpoint, outcome, error_type, error_message, prompt_tokens, completion_tokens, cost_usd, cache, "
     "saved_usd, retries"
 )
+
+
+#: the SQL an entry was rolled up with: an entry of other SQL (another release's) is not used
+_SQL_TAG = hashlib.blake2b((ROLLUP_SQL + ATTEMPTS_SQL + _SCALAR_COLUMNS).encode(), digest_size=8).hexdigest().encode()
 
 
 def rollup_source(relation: str, where: str) -> str:
@@ -229,8 +235,11 @@ class Rollups:
             if f"{zlib.crc32(data):08x}" != _ENTRY_RE.match(name).group("crc"):  # type: ignore[union-attr]
                 raise ValueError("CRC-32 differs")
             table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
-            if (table.schema.metadata or {}).get(_SEGMENT_META) != segment.encode():
+            meta = table.schema.metadata or {}
+            if meta.get(_SEGMENT_META) != segment.encode():
                 raise ValueError("names another segment")
+            if meta.get(_SQL_META) != _SQL_TAG:
+                raise ValueError("rolled up by other SQL")
         except FileNotFoundError:
             return False
         except Exception as exc:
@@ -244,7 +253,7 @@ class Rollups:
 
             ms = pc.min_max(table.column("m"))
             first, last = ms["min"].as_py(), ms["max"].as_py()
-            self._ranges[name] = (lo if first is None else first, lo - 1 if last is None else last)
+            self._ranges[name] = (0, -1) if first is None else (first, last)  # (0, -1): no minute
         return table
 
     def build(self, con: duckdb.DuckDBPyConnection, path: Path, ident: str) -> bool:
@@ -258,7 +267,7 @@ class Rollups:
         rows = con.sql(ROLLUP_SQL.format(source=rollup_source(relation, "true"))).to_arrow_table()
         att = con.sql(ATTEMPTS_SQL.format(relation=relation, where="true")).to_arrow_table()
         table = pa.concat_tables([_kind(rows, "r"), _kind(att, "a")], promote_options="default")
-        table = table.replace_schema_metadata({_SEGMENT_META: path.name.encode()})
+        table = table.replace_schema_metadata({_SEGMENT_META: path.name.encode(), _SQL_META: _SQL_TAG})
         if _identity(path) != ident:  # rewritten or deleted while it was read
             return True
         sink = pa.BufferOutputStream()

@@ -239,3 +239,38 @@ def test_the_dashboard_builds_them_in_the_background(tmp_path, monkeypatch):
     assert got.last_plan is not None and len(got.last_plan.rolled) == 1
     assert math.isfinite(got.overview(filters=Filters(since=T0, until=T0 + 600)).headline.cost_usd)
     got.close()
+
+
+def test_an_entry_of_other_sql_is_not_used(tmp_path, monkeypatch):
+    """An entry rolled up by another release's SQL (its tag differs), even sound, is not read."""
+    import zlib
+
+    import pyarrow as pa
+
+    monkeypatch.delenv(ENV, raising=False)
+    writer = LogWriter(tmp_path, flush_ms=10_000)
+    for i in range(200):
+        writer.append(_record(i, T0 + 2 * i))
+    writer.close()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    assert Rollups(tmp_path, min_bytes=0).build_missing(con, time.time()) == 1
+    root = cache_root(tmp_path)
+    assert root is not None
+    (entry,) = root.iterdir()
+    f = Filters(since=T0, until=T0 + 900)
+    store = OverviewStore(tmp_path, ttl_s=0)
+    store.overview(filters=f)
+    assert store.last_plan is not None and len(store.last_plan.rolled) == 1
+    table = pa.ipc.open_file(pa.BufferReader(entry.read_bytes())).read_all()
+    meta = {k: v for k, v in table.schema.metadata.items() if k != b"llmgw_sql"}
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema.with_metadata(meta)) as w:
+        w.write_table(table.replace_schema_metadata(meta))
+    data = sink.getvalue().to_pybytes()
+    entry.unlink()
+    other = root / (entry.name.rsplit(".", 2)[0] + f".{zlib.crc32(data):08x}.arrow")
+    other.write_bytes(data)
+    store.overview(filters=f.with_(until=T0 + 901))
+    assert store.last_plan.rolled == () and not other.exists()
+    store.close()
