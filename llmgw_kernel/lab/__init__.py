@@ -9,6 +9,7 @@ Needs the ``notebooks`` extra (matplotlib, ipywidgets, IPython).
 from __future__ import annotations
 
 from .candidate import CANDIDATES_ENV, Candidate, candidates_dir, forecast_window, write_candidate
+from .data import Stop, holds_log, spend_history
 from .figures import figure, picture
 from .forecast_view import forecast_table
 from .live import LiveView, live
@@ -18,13 +19,16 @@ __all__ = [
     "CANDIDATES_ENV",
     "Candidate",
     "LiveView",
+    "Stop",
     "candidates_dir",
     "figure",
     "forecast_table",
     "forecast_window",
+    "holds_log",
     "live",
     "picture",
     "routing_by_target",
     "served",
+    "spend_history",
     "write_candidate",
 ]
