@@ -123,7 +123,8 @@ def tokens(window: Any, name: str) -> tuple[np.ndarray, bool]:
         values = _numbers(window, name)
         zeroed = np.where(np.isnan(values), 0.0, values)  # NULL as 0 (a count is never infinite)
         whole = pa.types.is_integer(_arrow(window, name).type) or bool(np.array_equal(zeroed, np.rint(zeroed)))
-        return zeroed, whole and float(np.abs(zeroed).sum()) < 2.0**53
+        total = float(zeroed.sum()) if zeroed.size and zeroed.min() >= 0 else float(np.abs(zeroed).sum())
+        return zeroed, whole and total < 2.0**53  # no |x| copy when no count is negative
 
     if hasattr(window, "memo"):
         return window.memo(f"tokens:{name}", compute)  # type: ignore[no-any-return]
@@ -248,10 +249,10 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     # a group: one plan, one route, streamed or not (a stream cut after its first byte is terminal);
     # a log without cuts makes the groups, and every figure, those of plan and route alone
     cuts = any(len(s["cut"]) for s in samples.values())
-    streamed = _flags(window, "stream") if cuts else np.zeros(len(plan_codes), bool)
-    group = (
-        plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
-    ) * 2 + streamed[routed_rows].astype(np.int64)
+    group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
+    group *= 2  # in place: no temporary per step
+    if cuts:
+        group += _flags(window, "stream")[routed_rows]
     tally = _Tally()
     at = simulated_positions(len(routed_rows))  # the simulated ones, as positions in routed_rows
     sampled_ids = rids.take(pa.array(routed_rows[at]))  # one take (a chunked column is concatenated per take)
@@ -329,9 +330,9 @@ def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int)
     tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
     (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
     pt, ct = pt[rows], ct[rows]
-    some = (pt != 0) | (ct != 0)
-    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)), p_whole and c_whole)
-    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], sums[2], strict=True)]
+    some = np.bincount(group[(pt != 0) | (ct != 0)], minlength=groups).tolist()  # rows that logged a count
+    sums = _sums_by(group, groups, (pt, ct), p_whole and c_whole)
+    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], some, strict=True)]
 
 
 def _estimate_group(

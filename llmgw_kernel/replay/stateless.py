@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
@@ -177,31 +178,45 @@ def _route_means(est: CostEstimates, routes: list[Any]) -> np.ndarray:
 
 
 def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
-    """The window row of each of ``rows``' cache source (-1: none, or not in the window).
-
-    The window's ids are looked up in the (few) sources rather than the sources in the ids:
-    a hash table of the sources, probed once per row, instead of one of every id. A source
-    is a request whose answer the cache stored, a ``miss`` live: those rows' ids are probed
-    first (about a quarter of the window), the others' only for sources not found among them.
-    Request ids are unique in a log (log/schema.py), so the row found is the one row with it."""
-    out = np.full(len(rows), -1, np.int64)
+    """The window row of each of ``rows``' cache source (-1: none, or not in the window)."""
     with_source = np.flatnonzero(window.valid("cache_source")[rows])
-    if not with_source.size:
-        return out
-    # the distinct sources and each row's, in one hash of the sources
-    enc = window.take("cache_source", rows[with_source]).dictionary_encode()
-    distinct = enc.dictionary
-    row_of = np.full(len(distinct), -1, np.int64)  # each distinct source's row
-    cache_codes, cache_values = window.codes("cache")
-    stored = _isin(cache_codes, cache_values, ("miss",))
-    for probe in (np.flatnonzero(stored), np.flatnonzero(~stored)):
-        where = pc.index_in(window.take("request_id", probe), value_set=distinct)
-        found = np.flatnonzero(pc.is_valid(where).to_numpy(zero_copy_only=False))
-        row_of[pc.fill_null(where, -1).to_numpy(zero_copy_only=False).astype(np.int64)[found]] = probe[found]
-        if (row_of >= 0).all():
-            break
-    out[with_source] = row_of[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+    out = np.full(len(rows), -1, np.int64)
+    if with_source.size:
+        out[with_source] = source_rows(window, window.take("cache_source", rows[with_source]))
     return out
+
+
+def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The window row of each request id in ``sources`` (-1: NULL, or not in the window): the last
+    row with it, as a dict built row by row keeps.
+
+    The window's ids are looked up in the (few) distinct sources rather than the sources in the
+    ids: a hash table of the sources, probed once per row, instead of one of every id. A source
+    is a request whose answer the cache stored, a ``miss`` live: those rows' ids are probed
+    first (about a quarter of the window), the others' only for sources not found among them —
+    when the window's ids are unique (a window read from a log: log/schema.py); a window given
+    as columns may repeat an id, and all its rows are probed."""
+    whole = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources
+    enc = whole.dictionary_encode()  # NULL: a NULL index, not in the dictionary
+    distinct = enc.dictionary
+    if not len(distinct):
+        return np.full(len(whole), -1, np.int64)
+    last = np.full(len(distinct), -1, np.int64)  # each distinct source's (last) row
+    if "cache" in window.columns:
+        stored = _isin(*window.codes("cache"), ("miss",))
+        probes = (np.flatnonzero(stored), np.flatnonzero(~stored))
+    else:
+        probes = (np.arange(len(window), dtype=np.int64),)
+    unique_ids = window.from_log
+    for probe in probes:
+        where = pc.fill_null(pc.index_in(window.take("request_id", probe), value_set=distinct), -1)
+        where = where.to_numpy(zero_copy_only=False).astype(np.int64)
+        found = np.flatnonzero(where >= 0)
+        np.maximum.at(last, where[found], probe[found])
+        if unique_ids and (last >= 0).all():
+            break
+    k = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.where(k >= 0, last[np.maximum(k, 0)], -1)  # type: ignore[no-any-return]
 
 
 def _expected_costs(

@@ -374,6 +374,12 @@ class Window(dict[str, Any]):
             release_memory()
 
     @property
+    def from_log(self) -> bool:
+        """Whether the window was read from a log — its request ids are then unique (log/schema.py);
+        a window given as columns (:func:`as_window`) may repeat one."""
+        return self._log is not None
+
+    @property
     def coded(self) -> frozenset[str]:
         """The columns whose codes (:meth:`codes`) the window holds now."""
         return frozenset(k[1] for k in self._memo if k[0] == "codes")
