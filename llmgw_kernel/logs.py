@@ -67,6 +67,23 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+#: what a text line shows escaped: C0 controls but tab and newline, DEL, C1 controls, and the
+#: characters other readers take for a line break (str.splitlines: \v \f \x1c-\x1e \x85 U+2028 U+2029)
+_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+_ESCAPED |= {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+class TextFormatter(logging.Formatter):
+    """The human-readable lines, one entry per event whatever text it carries: a client's text
+    in a message (a model name, an upstream's error quoting the prompt) cannot start a line of
+    its own (CWE-117) — a line break continues the entry indented by two spaces — nor reach a
+    terminal as a control sequence (ESC, CR, NUL are shown as ``\\x1b``, ``\\x0d``, ``\\x00``).
+    Every line that starts at column 0 is an entry the server wrote."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_ESCAPED).replace("\n", "\n  ")
+
+
 def configure(level: str = "info", fmt: str | None = None, process: str | None = None) -> str:
     """Set up the root logger on stderr in ``fmt`` (``text`` | ``json``; default
     ``$LLMGW_LOG_FORMAT``, else text). ``process`` names a child process of the server on
@@ -77,7 +94,7 @@ def configure(level: str = "info", fmt: str | None = None, process: str | None =
         raise ValueError(f"log format {fmt!r}: one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
     text = TEXT_FORMAT.replace("%(name)s:", f"%(name)s[{process}]:") if process else TEXT_FORMAT
-    handler.setFormatter(JsonFormatter(process) if fmt == "json" else logging.Formatter(text))
+    handler.setFormatter(JsonFormatter(process) if fmt == "json" else TextFormatter(text))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
