@@ -128,12 +128,14 @@ def _cost_as_ran(
     logged = window.numpy("cost_usd")[failed]
     cost[failed] = np.nan_to_num(logged, nan=0.0)
     known[failed] = True
-    cached = window.numpy("cached_tokens")
+    # these rows' cached prompt tokens only (NaN for NULL): the column is read by nothing else
+    cached = pc.cast(window.take("cached_tokens", rows), pa.float64()).to_numpy(zero_copy_only=False)
     # each target's rows (ascending, as ``rows[tc == t]``) from one sort, not a pass per target
     order, bounds = grouped(np.where(tc < 0, len(targets), tc))
     for t in np.flatnonzero(np.diff(bounds[: len(targets) + 1])).tolist():
-        mine = rows[order[bounds[t] : bounds[t + 1]]]
-        c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[mine])
+        at = order[bounds[t] : bounds[t + 1]]
+        mine = rows[at]
+        c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[at])
         if c is not None:
             cost[mine] = c
             known[mine] = ~np.isnan(c)
