@@ -282,6 +282,8 @@ def _replay(args: argparse.Namespace) -> int:
         result = replay(args.policy, con, since=args.since, until=args.until, versions=versions)
         if versions is not None:
             _say_unserved(versions, result.summary)
+        if result.summary.get("requests") == 0:
+            _say_empty_window(args, con)
     else:
         con.close()  # it opens: the driver and each worker open it again
         from .replay.engines import replay_partitioned
@@ -305,6 +307,15 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+def _say_empty_window(args: argparse.Namespace, con: Any) -> None:
+    """On stderr: the window holds no row (a summary of zeros reads like a free candidate),
+    and where the log's rows are."""
+    n, first, last = con.execute("SELECT count(*), min(ts), max(ts) FROM requests").fetchone()
+    held = f"the log holds {n} requests from {first} to {last}" if n else "the log holds no request"
+    print(f"llmgw replay: no request logged in the window ({args.since or 'its start'} .. {args.until or 'now'}); "
+          f"{held}", file=sys.stderr)  # fmt: skip
 
 
 def _open_replay_source(source: Any, key_history: Any) -> tuple[Any, int]:
