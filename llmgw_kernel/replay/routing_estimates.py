@@ -330,9 +330,9 @@ def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int)
     tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
     (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
     pt, ct = pt[rows], ct[rows]
-    some = np.bincount(group[(pt != 0) | (ct != 0)], minlength=groups).tolist()  # rows that logged a count
-    sums = _sums_by(group, groups, (pt, ct), p_whole and c_whole)
-    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], some, strict=True)]
+    some = (pt != 0) | (ct != 0)
+    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)), p_whole and c_whole)
+    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], sums[2], strict=True)]
 
 
 def _estimate_group(

@@ -344,6 +344,6 @@ def _recoded(decisions: Columns, n: int) -> RoutingDecisions:
 
 def _shares(codes: np.ndarray, targets: list[str]) -> dict[str, float]:
     """Share of each target among the rows with one (code -1: none)."""
-    counts = np.bincount(codes + 1, minlength=len(targets) + 1)[1:]  # code -1 in the first bin, left out
+    counts = np.bincount(codes[codes >= 0], minlength=len(targets))
     n = int(counts.sum())
     return {t: round(int(c) / n, 6) for t, c in sorted(zip(targets, counts.tolist(), strict=True)) if c} if n else {}
