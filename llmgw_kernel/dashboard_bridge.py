@@ -43,6 +43,11 @@ _WS_HANDSHAKE = _HOP_BY_HOP | {
 _MAX_REQUEST_BODY = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 _RETRY_AFTER_FAILURE_S = 30.0
+#: a page's path + query, at most: its live connection (Bokeh's websocket) asks for the same
+#: query at ``<path>/ws``, and that request's line ("GET <path>/ws?<query> HTTP/1.1") over
+#: 8,192 bytes is refused by the websocket handshake (uvicorn's websockets-sansio) — the page
+#: then stayed "Loading…" for good, its console saying only "Could not open websocket"
+MAX_PAGE_TARGET = 8192 - len("GET /ws? HTTP/1.1\r\n")
 
 
 class Backend(Protocol):
@@ -97,6 +102,9 @@ class DashboardBridge:
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "http" and scope["method"] == "GET" and _too_long_for_a_page(scope):
+            await _send_text(send, 414, _TOO_LONG.format(n=len(scope.get("raw_path") or b"") + len(scope["query_string"])))
+            return
         if kind == "http" and scope["method"] == "GET" and _wants_html(scope) and not self._serving():
             try:  # a page while Panel starts (seconds): a placeholder now, which reloads itself
                 self._starting()
@@ -352,6 +360,19 @@ LOADING_HTML = b"""<!doctype html>
 <p>The dashboard server is starting (a few seconds, once). This page reloads itself.</p>
 </body></html>
 """
+
+
+_TOO_LONG = (
+    "This dashboard address is too long ({n:,} bytes of path and query; at most "
+    f"{MAX_PAGE_TARGET:,}): a page's live connection carries its filters in its address, and "
+    "a longer one cannot be opened. Shorten the filters in the URL."
+)
+
+
+def _too_long_for_a_page(scope: Scope) -> bool:
+    """A page request (HTML) whose websocket could not be opened: its path and query too long."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return len(raw) + len(scope["query_string"]) > MAX_PAGE_TARGET and _wants_html(scope)
 
 
 def _wants_html(scope: Scope) -> bool:
