@@ -34,14 +34,18 @@ LABELS: dict[str, Labels] = {"admission": ADMISSION, "cache_kind": CACHE_KIND, "
 
 def fold_codes(folded: Folded, name: str) -> np.ndarray:
     """A decision of every request (``admission``, ``cache_kind``, ``served_by``) as codes into
-    :data:`LABELS` [name] (-1: a value not among them): the compiled fold's own int8 array when
-    it keeps one (read it, do not change it), else the Python fold's strings coded once."""
+    :data:`LABELS` [name]: the compiled fold's own int8 array when it keeps one (read it, do not
+    change it), else the Python fold's strings coded once (a value not among the labels is the
+    fold's error: ValueError)."""
     own = getattr(folded, "codes", None)
     if own is not None:
         return np.asarray(own(name))
-    if name == "served_by" and getattr(folded, "served_code", None) is not None:
+    if name == "served_by" and getattr(folded, "served_code", None) is not None:  # a compiled fold without codes()
         return np.asarray(folded.served_code)  # type: ignore[attr-defined]
-    return encode(folded.column(name), LABELS[name])
+    codes = encode(folded.column(name), LABELS[name])
+    if (codes < 0).any():
+        raise ValueError(f"the fold decided a {name} not in {LABELS[name]}")
+    return codes
 
 
 def encode(values: Any, labels: Labels) -> np.ndarray:
