@@ -133,6 +133,23 @@ def test_overview_figures_equal_the_lists_on_a_mixed_log(ctx):
     assert (h.upstream_failed, h.rescued, h.fell_back) == (failed, rescued, fell_back) == (18, 12, 6)
 
 
+def test_overview_rollups_of_old_segments_equal_the_lists(ctx):
+    """The overview's per-segment rollups (dashboard/rollups.py) of segments written before the
+    columns derive the scalars from the lists, as the scan does."""
+    import time
+
+    from llmgw_kernel.dashboard.rollups import Rollups
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    assert Rollups(ctx.data_dir, min_bytes=0).build_missing(con, time.time()) >= 2
+    store = OverviewStore(ctx.data_dir, queries=LogQueries(ctx.data_dir, ttl_s=0, clock=lambda: NOW))
+    h = store.overview(filters=Filters(window="1 h")).headline
+    assert store.last_plan is not None and len(store.last_plan.rolled) >= 2
+    assert (h.upstream_failed, h.rescued, h.fell_back) == (18, 12, 6)
+    store.close()
+
+
 def test_a_served_request_logs_the_scalars_through_the_log_worker(make_gateway):
     gw = make_gateway()
     client = openai.OpenAI(base_url=gw.base_url, api_key=UPSTREAM_KEY, max_retries=0)
