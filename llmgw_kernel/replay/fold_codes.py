@@ -5,6 +5,7 @@ bulk with its warm rows appended (:class:`Cols`), codes for combinations of colu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,12 @@ class Cols:
             done.append(name)
         self._compacted.update(done)
         self.w.release(done)
+
+    def drop(self, names: Sequence[str]) -> None:
+        """Free the numbers of compacted columns ``names`` (read no more: a later :meth:`num` of
+        one scans it again)."""
+        for name in names:
+            self._num.pop(name, None)
 
     def arrow(self, name: str, both: bool = False) -> pa.ChunkedArray:
         if name in self._compacted:  # released: reading it as Arrow would scan the log again

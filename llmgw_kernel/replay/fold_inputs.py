@@ -56,7 +56,7 @@ from .fold_cache_inputs import cache_arrays
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
 from .fold_semantic import supported
-from .window import Window, as_window, split_plan
+from .window import Window, as_window, release_memory, split_plan
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -77,6 +77,12 @@ FOLD_COLUMNS = (
 )  # fmt: skip
 #: columns the inputs read when the window has them (read in the same scan, not compacted)
 _FOLD_OPTIONAL = ("cache_reason",)
+#: the scans the fold's columns are read in (:func:`_scan`): fewer hold more at once, more read
+#: the request ids again (each scan matches its rows to the window's by them)
+SCANS = 3
+#: the numeric columns no step after the admission facts reads (freed before the serving facts: the peak)
+_READ_BEFORE_SERVED = ("ts_end", "admitted_ts", "settled_ts", "cache_lookup_ts", "cache_stored_ts", "temperature",
+                       "reserved_tokens", "reserved_prompt_tokens", "reserved_usd", "key_version")  # fmt: skip
 #: the columns the inputs (and their decoding) read as Arrow, not as codes or numbers: not compacted
 _READ_AS_ARROW = frozenset({"request_id", "cache_source", "target", "attempts"})
 #: the columns of warm rows (answers cached before the window) the cache's arrays read
@@ -158,19 +164,17 @@ def inputs(c: Composer) -> Inputs | None:
 
 def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     pol = c.policies[0]
-    window.prefetch((*FOLD_COLUMNS, *_FOLD_OPTIONAL))
+    if not set(FOLD_COLUMNS) <= set(window.columns):  # a window given as a few columns: the Python fold
+        return None
     warm = as_window(c.warm_window) if c.warm_window is not None and len(c.warm_window) else None
     if warm is not None:
         warm.prefetch(_WARM_COLUMNS)
-    if not set(FOLD_COLUMNS) <= set(window.columns):  # a window given as a few columns: the Python fold
-        return None
     cols = Cols(window, warm)
     route_codes, route_values = cols.codes("route", both=True)
     settings = [pol.cache_for(r) for r in route_values]
     if not supported(settings):  # a semantic setting the kernel does not implement
         return None
-    own = [name for name in FOLD_COLUMNS if name not in held and name in window.table.column_names]
-    cols.compact([name for name in own if name not in _READ_AS_ARROW])
+    _scan(cols, held)
     plan_code, plans, logged_code = plan_codes(c, window)
     n = c.n
     a: dict[str, np.ndarray] = {}
@@ -188,7 +192,10 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
         _seed(c.start, series, windows, cal[0], a)
     except _Unsupported:
         return None
+    release_memory()  # the cache's, order's and groups' temporaries: freed, but held by malloc until trimmed
     _admission(c, cols, order, gid, groups, plan_code, plans, a)
+    cols.drop(_READ_BEFORE_SERVED)
+    release_memory()
     unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
     check = _checks(cols, a)
     a["n"] = np.array([n], np.int64)
@@ -205,6 +212,20 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
                         warm_cost, unpriced, unpriced_of)  # fmt: skip
     return Inputs(a, groups, [b for g in groups.budgets for _, b in g], [r for g in groups.rates for _, r in g],
                   cal[1], decoding, order)  # fmt: skip
+
+
+def _scan(cols: Cols, held: set[str]) -> None:
+    """Read the fold's columns the window does not hold, in :data:`SCANS` scans, each batch
+    compacted (:meth:`.fold_codes.Cols.compact`) before the next is read: one scan of them all
+    held every column's Arrow form (and, through the segment cache, its file's pages) beside the
+    window at once — the replay's peak (a 1M-row window: ~950 MB, ~350 MB above the window)."""
+    window = cols.w
+    names = [n for n in (*FOLD_COLUMNS, *_FOLD_OPTIONAL) if n in window.columns]
+    for k in range(SCANS):
+        batch = names[k * len(names) // SCANS : (k + 1) * len(names) // SCANS]
+        window.prefetch(batch)
+        own = [n for n in batch if n not in held and n in window.table.column_names and n in FOLD_COLUMNS]
+        cols.compact([n for n in own if n not in _READ_AS_ARROW])
 
 
 def _checks(cols: Cols, a: dict[str, np.ndarray]) -> np.ndarray:
@@ -409,21 +430,25 @@ def _admission(
 ) -> None:  # fmt: skip
     """Each admitted row's group, request id, tokens reserved and worst case (``Composer.worst_usd``)."""
     n = c.n
-    pt, ct = np.nan_to_num(cols.num("prompt_tokens")), np.nan_to_num(cols.num("completion_tokens"))
-    tokens = (pt + ct).astype(np.int64)
     rtok_raw, bound = cols.num("reserved_tokens"), cols.num("reserved_prompt_tokens")
     a["group"] = gid
     a["rid"] = cols.ids("request_id").astype(np.int32)
-    a["rtok"] = np.where(np.isnan(rtok_raw), tokens, np.nan_to_num(rtok_raw)).astype(np.int64)
-    rusd = cols.num("reserved_usd")
-    logged_usd = np.where(np.isnan(rusd), np.nan_to_num(cols.num("cost_usd")), rusd)
+    # no reservation logged: its tokens (NULL read as 0) — taken at those rows only, no row-sized copies
+    rtok = np.nan_to_num(rtok_raw)
+    unreserved = np.flatnonzero(np.isnan(rtok_raw))
+    pt, ct = cols.num("prompt_tokens")[unreserved], cols.num("completion_tokens")[unreserved]
+    rtok[unreserved] = (np.nan_to_num(pt) + np.nan_to_num(ct)).astype(np.int64)
+    a["rtok"] = rtok.astype(np.int64)
+    del rtok
     has_budgets = np.array([bool(b) for b in g.budgets] + [False], np.bool_)[gid]
     priced = ~np.isnan(bound) & ~np.isnan(rtok_raw) & (np.nan_to_num(rtok_raw) != 0)
     worst = np.zeros(n, np.int64)
     mine = np.zeros(n, np.bool_)
     mine[order] = True
-    logged = mine & has_budgets & ~priced
-    worst[logged] = nano_of(logged_usd[logged])
+    logged = np.flatnonzero(mine & has_budgets & ~priced)
+    usd = cols.num("reserved_usd")[logged]  # else what it cost, as logged (NULL: 0)
+    usd = np.where(np.isnan(usd), np.nan_to_num(cols.num("cost_usd")[logged]), usd)
+    worst[logged] = nano_of(usd)
     rows = np.flatnonzero(mine & has_budgets & priced)
     if len(rows):
         cub = rtok_raw[rows] - bound[rows]
@@ -445,9 +470,9 @@ def _served(
     pol = c.policies[0]
     mine = np.zeros(n, np.bool_)
     mine[order] = True
+    # gathered before NaN is read as 0: no row-sized copy of a column (the fold's peak is here)
     pt_raw, ct_raw = cols.num("prompt_tokens"), cols.num("completion_tokens")
     has_tokens = ~np.isnan(pt_raw) | ~np.isnan(ct_raw)
-    pt, ct = np.nan_to_num(pt_raw), np.nan_to_num(ct_raw)
     ran = ran_live(cols)
     live_hit = cols.eq("cache", "hit") | cols.eq("cache", "semantic-hit")
     ran_upstream = ran & ~live_hit
@@ -458,7 +483,7 @@ def _served(
     up_at = np.full(n, np.nan)
     # the same plan, ran live: its logged tokens at the candidate's price of the target that served
     failed = same & (target_code < 0)  # failed upstream live: it costs what it cost then
-    up_cost[failed], up_has[failed] = np.nan_to_num(cols.num("cost_usd"))[failed], True
+    up_cost[failed], up_has[failed] = np.nan_to_num(cols.num("cost_usd")[failed]), True
     cached = cols.num("cached_tokens")
     for t in np.unique(target_code[same & (target_code >= 0)]).tolist():
         rows = np.flatnonzero(same & (target_code == t))
@@ -466,7 +491,7 @@ def _served(
         if got is not None:  # NaN: no tokens logged at all (cost_usd is None)
             up_cost[rows], up_has[rows] = np.nan_to_num(got), ~np.isnan(got)
     same_rows = np.flatnonzero(same)
-    up_tok[same_rows] = (pt + ct).astype(np.int64)[same_rows]
+    up_tok[same_rows] = (np.nan_to_num(pt_raw[same_rows]) + np.nan_to_num(ct_raw[same_rows])).astype(np.int64)
     up_at[same_rows] = a["settle_logged"][same_rows]
     # another plan, or it never ran upstream live: estimated tokens and latency, expected cost
     other = np.flatnonzero(mine & ~same)
@@ -475,7 +500,7 @@ def _served(
     unpriced_of = np.full(n, -1, np.int32)
     estimate_of = np.full(n, -1, np.int32)
     if len(other):
-        p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, pt, ct)
+        p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, has_tokens)
         route_code, routes = cols.codes("route")
         code, first = factorize(route_code[other], plan_code[other])
         model = ExpectedCosts(pol, c.costs.failure)  # CostModel.expected on arrays
@@ -493,19 +518,19 @@ def _served(
         up_tok[other] = np.rint(p_ + c_).astype(np.int64)
         up_at[other] = a["decide"][other] + ms / 1000
     a["up_cost"], a["up_has"], a["up_tok"], a["up_at"] = up_cost, up_has, up_tok, up_at
-    a["up_nano"] = np.where(up_has, nano_of(up_cost), 0)
+    nano = nano_of(up_cost)
+    nano[~up_has] = 0
+    a["up_nano"] = nano
     c.costs.estimated(estimate_of, unmeasured)  # counted for the rows the fold serves upstream
     return unpriced, unpriced_of
 
 
 def _estimated_usage(
-    c: Composer, cols: Cols, rows: np.ndarray, own: np.ndarray, pt: np.ndarray, ct: np.ndarray
+    c: Composer, cols: Cols, rows: np.ndarray, own: np.ndarray, has_tokens: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prompt, completion tokens, latency ms) of serving ``rows`` on another plan: its own logged
     usage when it ran upstream live, else its cache source's, else its route's mean."""
-    latency = np.nan_to_num(cols.num("latency_ms"))
     src = source_rows(cols.w, cols.arrow("cache_source").take(pa.array(rows, pa.int64())))
-    has_tokens = ~np.isnan(cols.num("prompt_tokens")) | ~np.isnan(cols.num("completion_tokens"))
     mine = own[rows]
     from_src = ~mine & (src >= 0) & has_tokens[np.maximum(src, 0)]
     route_code, routes = cols.codes("route")
@@ -514,9 +539,10 @@ def _estimated_usage(
     rc = route_code[rows]
     mp, mc = np.array([m[0] for m in means], np.float64)[rc], np.array([m[1] for m in means], np.float64)[rc]
     s = np.maximum(src, 0)
-    p_ = np.where(mine, pt[rows], np.where(from_src, pt[s], mp))
-    c_ = np.where(mine, ct[rows], np.where(from_src, ct[s], mc))
-    ms = np.where(mine, latency[rows], np.where(from_src, latency[s], lat[rc]))
+    at = lambda name, r: np.nan_to_num(cols.num(name)[r])  # noqa: E731  (NULL read as 0)
+    p_ = np.where(mine, at("prompt_tokens", rows), np.where(from_src, at("prompt_tokens", s), mp))
+    c_ = np.where(mine, at("completion_tokens", rows), np.where(from_src, at("completion_tokens", s), mc))
+    ms = np.where(mine, at("latency_ms", rows), np.where(from_src, at("latency_ms", s), lat[rc]))
     return p_.astype(np.float64), c_.astype(np.float64), ms
 
 

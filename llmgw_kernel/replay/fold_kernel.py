@@ -75,8 +75,7 @@ C = namedtuple(
 #: what the fold decided per row
 Out = namedtuple(
     "Out",
-    "adm_kind adm_j adm_col adm_spent adm_held cache_kind cache_src served_by cost cost_nano cost_has tokens saved "
-    "saved_has saved_warm",
+    "adm_kind adm_j adm_col adm_spent adm_held cache_kind cache_src served_by cost cost_has saved saved_has saved_warm",
 )
 _ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
 _BYPASS, _HIT, _MISS, _SEMHIT = 1, 2, 3, 4  # cache kinds (0: did not reach a cache)
@@ -261,7 +260,7 @@ def _admit(i, lim, rw, out):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _settle(i, at, lim, rw, out):  # type: ignore[no-untyped-def]
+def _settle(i, at, lim, rw, c, out):  # type: ignore[no-untyped-def]
     fl = lim.flight[lim.rid[i]]
     if fl < 0:
         return True
@@ -270,11 +269,12 @@ def _settle(i, at, lim, rw, out):  # type: ignore[no-untyped-def]
     for j in range(lim.gb_ptr[g], lim.gb_ptr[g + 1]):
         b = _bucket(lim.gb_series[j], fl, lim)
         lim.reserved[b] = lim.reserved[b] - lim.worst[fl]
-    _commit(fl, out.cost_has[i], out.cost_nano[i], lim)
+    up = out.served_by[i] == _UP  # else served from a cache: no cost, no tokens
+    _commit(fl, out.cost_has[i], c.up_nano[i] if up else 0, lim)
     for j in range(lim.gw_ptr[g], lim.gw_ptr[g + 1]):
         w = lim.gw_win[j]
         rw.reserved[w] = max(0, rw.reserved[w] - lim.rtok[fl])
-        if not _add(w, at, 0, out.tokens[i], rw):
+        if not _add(w, at, 0, c.up_tok[i] if up else 0, rw):
             return False
     return True
 
@@ -310,7 +310,7 @@ def _serve(i, at_lookup, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def
             kind, src = _lookup(i, c, ex, sx, kx)
     out.cache_kind[i], out.cache_src[i] = kind, src
     if kind in (_HIT, _SEMHIT):
-        out.served_by[i], cost, nano_, has, tokens = _CACHE, 0.0, 0, True, 0
+        out.served_by[i], cost, has = _CACHE, 0.0, True
         if kind == _HIT:
             at = c.settle_logged[i] if c.hit_logged[i] else at_lookup + c.hit_s[0]
         else:
@@ -320,8 +320,7 @@ def _serve(i, at_lookup, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def
         else:
             out.saved_warm[i] = True
     else:
-        out.served_by[i], cost, has, tokens, at = _UP, c.up_cost[i], c.up_has[i], c.up_tok[i], c.up_at[i]
-        nano_ = c.up_nano[i]
+        out.served_by[i], cost, has, at = _UP, c.up_cost[i], c.up_has[i], c.up_at[i]
         if kind == _MISS and (c.skey[i] >= 0 or sx[0].on[i]):
             stored = np.nan
             if not c.ran_live[i]:
@@ -331,7 +330,7 @@ def _serve(i, at_lookup, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def
             if not np.isnan(stored):
                 ex.seq[0] += 1
                 _push(ex.pending, stored, 0, ex.seq[0], i)
-    out.cost[i], out.cost_nano[i], out.cost_has[i], out.tokens[i] = cost, nano_, has, tokens
+    out.cost[i], out.cost_has[i] = cost, has  # its nano-dollars and tokens: c.up_* when served upstream, else 0
     ex.seq[0] += 1
     _push(ev, max(at, at_lookup), 1, ex.seq[0], i)
 
@@ -343,7 +342,7 @@ def _charge_check(i, c, out, lim):  # type: ignore[no-untyped-def]
     s = c.check_src[i]
     if s >= 0 and out.cache_kind[s] != _SEMHIT:
         return
-    out.cost[i], out.cost_nano[i], out.cost_has[i] = c.up_cost[i], c.up_nano[i], c.up_has[i]
+    out.cost[i], out.cost_has[i] = c.up_cost[i], c.up_has[i]
     _commit(i, c.up_has[i], c.up_nano[i], lim)
 
 
@@ -360,17 +359,20 @@ def _drain(until, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-d
         elif c.check[i]:
             _charge_check(i, c, out, lim)
         elif lim.g_tracked[lim.group[i]]:
-            if not _settle(i, at, lim, rw, out):
+            if not _settle(i, at, lim, rw, c, out):
                 return 1
         else:  # not tracked by any limit: its spend still counts, in its arrival window
-            _commit(i, out.cost_has[i], out.cost_nano[i], lim)
+            _commit(i, out.cost_has[i], c.up_nano[i] if out.served_by[i] == _UP else 0, lim)
     return 0
 
 
 @_jit_entry
 def _fold(order, warm, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-def]
-    """``Composer.run``: 0 when folded, else why it stopped (see :func:`_drain`)."""
+    """``Composer.run``: 0 when folded, else why it stopped (see :func:`_drain`). ``kx``: (sgemv,
+    sdot, verification token, number of features codes); the verdicts' memo is made here (a
+    typed dict made in Python compiles its constructor in every process: ~0.13 CPU s)."""
     order, warm, lim, rw, c, ex, ev, out, sx = borrow((order, warm, lim, rw, c, ex, ev, out, sx))  # no ref counts
+    kx = (kx[0], kx[1], kx[2], fold_semantic.new_memo(), kx[3])
     for w in warm:
         if c.skey[w] >= 0 or sx[0].on[w]:
             ex.seq[0] += 1
@@ -427,7 +429,9 @@ def fold_arrays(composer: Composer, inp: Inputs) -> tuple[Any, Any, list[str]] |
     the verification reasons they name), or None when it stopped (see :func:`_drain`)."""
     a = inp.arrays
     n_on = int(a["s_on"].sum())
-    fns = fold_semantic.blas() if n_on else fold_semantic.no_blas()
+    # numpy's BLAS when found (a ctypes lookup), whether or not a row calls it: no-op cfuncs are
+    # only for a numpy without it (each cfunc is another library for numba to load)
+    fns = fold_semantic.blas() if n_on else (fold_semantic.blas() or fold_semantic.no_blas())
     if fns is None:
         return None
     token = fold_semantic.register(_verdicts(a["s_features"]))
@@ -438,8 +442,10 @@ def fold_arrays(composer: Composer, inp: Inputs) -> tuple[Any, Any, list[str]] |
             facts = {k: a["s_" + k] for k in fold_semantic.Sem._fields[:10]}
             n_stores, n_groups = (int(x) for x in a["n_sem"])
             sm = fold_semantic.state(facts, len(a["canon"]), n_stores, n_groups, a["s_mat0"].shape[1], pool)
-            so = fold_semantic.SemOut(np.full(composer.n, np.nan), np.zeros(composer.n, np.int64))
-            kx = (*fns, token, fold_semantic.memo(), max(len(a["s_features"]), 1))
+            # without a semantic row the kernel never writes them: made after it (8 MB less at its peak)
+            size = composer.n if n_on else 0
+            so = fold_semantic.SemOut(np.full(size, np.nan), np.zeros(size, np.int64))
+            kx = (*fns, token, max(len(a["s_features"]), 1))
             with warnings.catch_warnings():  # the BLAS call is a first-class function ("experimental")
                 warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
                 folded = _fold(inp.order, a["warm"], *state, (sm, so, (a["s_mat0"], a["s_mat1"])), kx)
@@ -450,7 +456,11 @@ def fold_arrays(composer: Composer, inp: Inputs) -> tuple[Any, Any, list[str]] |
         reasons = fold_semantic.release(token)
     if folded == DECLINED:
         log.info("a semantic group outgrew exact search (live: hnswlib): the Python fold runs")
-    return (state[-1], so, reasons) if folded == 0 else None
+    if folded != 0:
+        return None
+    if not n_on:
+        so = fold_semantic.SemOut(np.full(composer.n, np.nan), np.zeros(composer.n, np.int64))
+    return state[-1], so, reasons
 
 
 def _verdicts(features: np.ndarray) -> Any:
@@ -507,7 +517,7 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     ev = _heap(n + 1)  # one event per row at a time: its lookup, then its settlement
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
     out = Out(z(np.int8), z(np.int32), z(np.int8), z(), z(), z(np.int8), z(np.int32), z(np.int8),
-              z(np.float64), z(), z(np.bool_), z(), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
+              z(np.float64), z(np.bool_), z(np.float64), z(np.bool_), z(np.bool_))  # fmt: skip
     return lim, rw, cin, ex, ev, out
 
 

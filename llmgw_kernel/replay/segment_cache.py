@@ -207,16 +207,24 @@ def _crc(col: pa.ChunkedArray) -> int:
     return crc
 
 
-def _read(path: Path, names: Sequence[str] | None = None) -> dict[str, Piece]:
+def _read(
+    path: Path, names: Sequence[str] | None = None, sound: set[tuple[Any, ...]] | None = None
+) -> dict[str, Piece]:
     """A segment's file, memory-mapped (the arrays are views of the file's pages): its columns
     ``names`` (default: all) whose CRC matches the entry's sums. Raises pa.ArrowInvalid when the
-    sums are missing or name another entry or row count (every column is then read again)."""
+    sums are missing or name another entry or row count (every column is then read again).
+    ``sound``: the (entry, column, file identity) already checked by this cache's earlier reads
+    of the same file (a replay reads ``request_id`` and ``ts`` in each of its scans): not
+    checked again — a file replaced since is another identity (entries are renamed into place)."""
     try:
         sums = orjson.loads(_sums_path(path).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         raise pa.ArrowInvalid(f"{path.name}: no sums ({exc})") from exc
+    before = _identity(path)
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
+    if sound is not None and _identity(path) != before:  # replaced while it was mapped: check every column
+        sound = None
     if not isinstance(sums, dict) or sums.get("entry") != path.name or sums.get("rows") != table.num_rows:
         raise pa.ArrowInvalid(f"{path.name}: its sums are another entry's")
     crc = sums.get("crc")
@@ -228,8 +236,12 @@ def _read(path: Path, names: Sequence[str] | None = None) -> dict[str, Piece]:
         meta = f.metadata or {}
         if meta.get(_EXPR_META) != _expression(f.name).encode():  # read by another rule: read it again
             continue
-        if crcs.get(f.name) != _crc(col):  # damaged since it was written: read it again
-            continue
+        checked = (path.name, f.name, crcs.get(f.name), *before)
+        if sound is None or checked not in sound:
+            if crcs.get(f.name) != _crc(col):  # damaged since it was written: read it again
+                continue
+            if sound is not None:
+                sound.add(checked)
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         if _CODED_META in meta:
             typ = pa.ipc.read_schema(pa.py_buffer(meta[_TYPE_META])).field(0).type
@@ -238,6 +250,11 @@ def _read(path: Path, names: Sequence[str] | None = None) -> dict[str, Piece]:
         else:
             out[f.name] = Piece(array=arr)
     return out
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _expression(name: str) -> str:
@@ -267,6 +284,9 @@ class SegmentCache:
         self.root = root
         self.writable = True
         self.stats = {"cached": 0, "written": 0, "tail": 0}
+        #: the columns of entries whose CRC this cache checked (see :func:`_read`)
+        self.sound: set[tuple[Any, ...]] = set()
+        self._ahead: list[str] | None = None
         self.anchor = _anchor_tag(self.directory)
 
     def segments(self, now: float) -> list[Path]:
@@ -281,15 +301,17 @@ class SegmentCache:
         held: dict[str, Piece] = {}
         if entry is not None:
             try:
-                held = _read(entry, names)
+                held = _read(entry, names, self.sound)
                 if not all(n in held for n in names):  # to be rewritten: with every sound column it holds
-                    held = _read(entry)
+                    held = _read(entry, sound=self.sound)
             except (FileNotFoundError, pa.ArrowInvalid, OSError):
                 held = {}
             if all(n in held for n in names):
                 self.stats["cached"] += 1
                 return {n: held[n] for n in names}
         missing = [n for n in names if n not in held]
+        if entry is not None and self.writable:  # written once: with the columns later scans read too
+            missing += [n for n in self.ahead() if n not in held and n not in missing]
         table = self._parquet(con, seg, missing)
         self.stats["tail" if entry is None else "written"] += 1
         for name in missing:
@@ -298,6 +320,28 @@ class SegmentCache:
         if entry is not None and self.writable:
             self._store(entry, held)  # with the columns it held already
         return {n: held[n] for n in names}
+
+    def ahead(self) -> list[str]:
+        """The log columns an entry is written with whenever it is written, besides those asked
+        for: every column a replay's window exposes (:data:`.window.LOG_COLUMNS`, the guardrails'
+        verdicts, the writer's scalars the fold prefers) that the log has — bodies, metadata and
+        embeddings aside (streamed, never held). So a cold replay writes each entry once: its
+        first scan reads them from Parquet with the window's, and the later scans (the fold's
+        columns, the semantic cache's) find them — each scan that asked for more columns rewrote
+        the entry with them (5 writes of each entry for a full replay). A cold routing-only
+        replay decodes them too (the first replay of any policy builds what later ones read)."""
+        if self._ahead is None:
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+            from .window import LENT, LOG_COLUMNS
+
+            try:
+                present = set(pq.read_schema(self.directory / ANCHOR_NAME).names)
+            except (OSError, pa.ArrowInvalid):
+                present = set()
+            wanted = dict.fromkeys((*LOG_COLUMNS, "guardrails", "exact_key", "cache_team"))
+            self._ahead = [n for n in wanted if n in present and n not in LENT and n != "embedding"]
+        return self._ahead
 
     def _parquet(self, con: duckdb.DuckDBPyConnection, seg: Path, names: Sequence[str]) -> pa.Table:
         from .window import _column
