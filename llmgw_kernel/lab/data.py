@@ -63,10 +63,12 @@ def spend_history(data_dir: str | os.PathLike[str], days: int, start: str, seed:
             "set LLMGW_DATA_DIR to an empty or new directory (or unset it for a temporary one)."
         )
     order = [t.name for t in PROFILES["demo"].teams]
-    found = {team: {"requests": int(n), "cost_usd": round(float(usd or 0.0), 6)} for team, n, usd, *_ in rows}
+    found: dict[str, dict[str, float]] = {
+        team: {"requests": int(n), "cost_usd": round(float(usd or 0.0), 6)} for team, n, usd, *_ in rows
+    }
     teams = {t: found[t] for t in sorted(found, key=lambda t: (order.index(t) if t in order else len(order), t))}
     return SpendHistoryReport(
-        data_dir=root, policy=root / POLICY_FILE, start=first, end=end, rows=sum(t["requests"] for t in teams.values()),
+        data_dir=root, policy=root / POLICY_FILE, start=first, end=end, rows=sum(int(n) for _, n, *_ in rows),
         cost_usd=round(sum(t["cost_usd"] for t in teams.values()), 6), teams=teams,
         elapsed_s=round(time.perf_counter() - t0, 3),
     )  # fmt: skip
