@@ -194,6 +194,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _forecast(args: argparse.Namespace) -> int:
+    from .policy.versions import ForecastRecordError
     from .replay.forecast import NoForecastRecorded, forecast_report, format_report
 
     if not args.data_dir.is_dir():  # else "no forecast recorded" would hide the mistyped directory
@@ -206,6 +207,9 @@ def _forecast(args: argparse.Namespace) -> int:
         report = forecast_report(args.policy, args.data_dir)
     except NoForecastRecorded as exc:
         print(f"llmgw: {exc}", file=sys.stderr)
+        return 1
+    except ForecastRecordError as exc:  # the record file is damaged: name it, no traceback
+        print(f"llmgw forecast check: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report, indent=1, default=str))

@@ -111,7 +111,12 @@ def _forecast(ctx: Context, live_file: str | None) -> tuple[dict[str, Any] | Non
     from ..policy.lifecycle import recorded_forecast
     from ..replay.forecast import NoForecastRecorded, forecast_report
 
-    record = recorded_forecast(live_file)
+    from ..policy.versions import ForecastRecordError
+
+    try:
+        record = recorded_forecast(live_file)
+    except ForecastRecordError as exc:  # a damaged record file: said on the page, figures without it
+        return None, str(exc)
     if record is None:
         return None, (
             "no forecast was recorded for the live version: promote a candidate with "

@@ -21,6 +21,7 @@ it is kept under ``history/<stem>/forecasts/`` keyed by the version, and
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from . import versions
 from .load import PolicyError, canonical_policy, load_policy
 from .model import Policy
 from .versions import HISTORY_DIR, ROLLED_BACK, history_dir
+
+log = logging.getLogger("llmgw.policy")
 
 __all__ = [
     "HISTORY_DIR", "Change", "bundled_default_text", "diff", "ensure_live_policy", "history", "history_dir",
@@ -109,7 +112,11 @@ def promote(candidate: str | os.PathLike[str], live: str | os.PathLike[str], for
 def _renew_forecast(live: Path, version: str, since: str) -> Path | None:
     """A version rolled back to is checked against its own forecast again, from the time it
     came back (not from its first promotion, which would count the replaced version's rows)."""
-    previous = versions.latest_forecast(live, version)
+    try:
+        previous = versions.latest_forecast(live, version)
+    except versions.ForecastRecordError as exc:  # the rollback stands; only its forecast is not renewed
+        log.warning("%s (the restored version's forecast is not recorded again)", exc)
+        return None
     if previous is None:
         return None
     record = {k: v for k, v in previous.items() if k != "path"}

@@ -179,15 +179,44 @@ def write_forecast(live: Path, version_id: str, record: dict[str, Any]) -> Path:
     return path
 
 
+class ForecastRecordError(ValueError):
+    """A recorded forecast file that is not one (truncated by a full disk or a crash, edited)."""
+
+
 def latest_forecast(live: Path, version_id: str) -> dict[str, Any] | None:
-    """The newest forecast recorded for ``version_id`` (its last promotion), or None."""
+    """The newest forecast recorded for ``version_id`` (its last promotion), or None.
+    Raises :class:`ForecastRecordError` naming the file when it is not a forecast record."""
     folder = history_dir(live) / FORECASTS
     found = sorted(folder.glob(f"*-{version_id}.json")) if folder.is_dir() else []
     if not found:
         return None
-    record: dict[str, Any] = json.loads(found[-1].read_text(encoding="utf-8"))
+    try:
+        record = json.loads(found[-1].read_text(encoding="utf-8"))
+        why = _record_problem(record, version_id)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    if why is not None:
+        raise ForecastRecordError(f"{found[-1]}: not a forecast record ({why}); promote the version again to record one")
     record["path"] = str(found[-1])
-    return record
+    return record  # type: ignore[no-any-return]
+
+
+def _record_problem(record: Any, version_id: str) -> str | None:
+    """Why ``record`` is not what :func:`.lifecycle.promote` writes, or None."""
+    from datetime import datetime
+
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if record.get("version") != version_id:
+        return f"its version is {record.get('version')!r}, its name says {version_id}"
+    try:
+        datetime.fromisoformat(record["promoted_at"])
+    except (KeyError, TypeError, ValueError):
+        return f"promoted_at {record.get('promoted_at')!r} is not an ISO 8601 time"
+    forecast = record.get("forecast")
+    if not isinstance(forecast, dict) or not all(isinstance(forecast.get(k), dict) for k in ("basis", "figures", "groups")):
+        return "its forecast lacks basis, figures or groups"
+    return None
 
 
 def remove_entry(entry: Path) -> None:
