@@ -17,13 +17,21 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 96
+#: the widest figure, in inches: 912 px, drawn at >= 2/3 of its size (10 pt text >= 9 px) in the
+#: ~624 px a notebook's output has at 800 px with the file browser closed; a 14-inch row of four
+#: panels was shrunk to under half and its labels could not be read
+MAX_WIDTH_IN = 9.5
 
 
 def figure(
     width: float = 10.0, height: float = 3.2, nrows: int = 1, ncols: int = 1, **subplots: Any
 ) -> tuple[Figure, Any]:
-    """A new figure (constrained layout) and its axes (``Figure.subplots``)."""
+    """A new figure (constrained layout) and its axes (``Figure.subplots``); at most
+    :data:`MAX_WIDTH_IN` wide (more panels: more rows)."""
     from matplotlib.figure import Figure
+
+    if width > MAX_WIDTH_IN:
+        raise ValueError(f"a figure {width} in wide is shrunk illegibly in a narrow notebook: at most {MAX_WIDTH_IN}")
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     return fig, fig.subplots(nrows, ncols, **subplots)

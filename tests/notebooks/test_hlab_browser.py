@@ -87,7 +87,12 @@ def test_the_controls_of_a_notebook_never_draw_over_each_other_at_800_or_1400_px
         page.wait_for_selector(f"{ACTIVE} .widget-gridbox .widget-readout", timeout=30_000)
         for width in (800, 1400):
             page.set_viewport_size({"width": width, "height": 900})
-            page.wait_for_timeout(500)  # the layout after a resize: a frame or two
+            # lumino lays the panel out on a later frame: wait for the notebook to take the new width
+            page.wait_for_function(
+                f"w => document.querySelector('{ACTIVE}').clientWidth {'<' if width == 800 else '>'} w",
+                arg=800 if width == 800 else 1000,
+                timeout=10_000,
+            )
             parts = page.evaluate(PARTS_JS)
             assert len({p["i"] for p in parts}) == 4, parts
             assert not _overlaps(parts), f"at {width} px: {_overlaps(parts)}"

@@ -7,8 +7,9 @@ Cells, waits for the kernel to go idle with every code cell executed, and assert
 would see:
 
 - every plot cell (tagged ``plot`` in its metadata, or calling ``plt.``) shows an image,
-  canvas or Bokeh plot, and no output anywhere reads ``<Figure size ...>``;
-- no cell shows an error or a traceback;
+  canvas or Bokeh plot, and no output anywhere reads ``<Figure size ...>``; at 800 px (file
+  browser closed) no picture is drawn at less than 2/3 of its size;
+- no cell shows an error or a traceback, or an object's repr where a table belongs;
 - every widget (sliders, dropdowns, checkboxes) is moved through the DOM/keyboard, one way and
   back, and after each move the notebook's outputs change within :data:`UPDATE_S` seconds;
 - the notebook wrote a candidate under ``policies/candidates/`` and shows the command that
@@ -135,6 +136,13 @@ def _is_plot_cell(cell: dict[str, Any]) -> bool:
     return "plot" in cell.get("metadata", {}).get("tags", []) or "plt." in source
 
 
+def _is_repr(text: str) -> bool:
+    """A dataclass's repr (``TrafficReport(sent=300, ...)``) or a dict of more than 20 lines: what a
+    person reads as a table or a sentence when a notebook shows its numbers (HLAB)."""
+    text = text.strip()
+    return bool(re.match(r"[A-Z]\w*\(\w+=", text)) or (text.startswith("{") and text.count("\n") > 20)
+
+
 # A snapshot of what the outputs show, widget controls (and their own readouts) left out:
 # text and image sources of every output area.
 SNAPSHOT_JS = """() => {
@@ -217,6 +225,33 @@ def _readout(control: Any) -> str:
     return control.evaluate("h => h.closest('.widget-slider').querySelector('.widget-readout').innerText")
 
 
+MIN_SCALE = 0.66  # a picture drawn at 2/3 of its size: 10 pt text still 9 px
+
+
+def _shrunk_pictures(page: Any) -> list[str]:
+    """At 800 px with the file browser closed (as a person reads on a small screen), every picture
+    in an output drawn at less than :data:`MIN_SCALE` of its size: ``cell i: scale``. The page is
+    put back to 1400 px with the file browser open."""
+    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current")
+    opened = tab.count() > 0
+    if opened:
+        tab.first.click()
+    page.set_viewport_size({"width": 800, "height": 1000})
+    try:  # lumino lays the panel out on a later frame: wait for the notebook to be narrow
+        page.wait_for_function(f"() => document.querySelector('{ACTIVE}').clientWidth < 800", timeout=10_000)
+        scales = page.evaluate(
+            """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')]
+                .flatMap((cell, i) => [...cell.querySelectorAll('.jp-OutputArea-output img')]
+                  .filter(img => img.naturalWidth > 0)
+                  .map(img => [i, img.clientWidth / img.naturalWidth]))"""
+        )
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        if opened:
+            page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab").first.click()
+    return [f"cell {i}: {scale:.2f}" for i, scale in scales if scale < MIN_SCALE]
+
+
 def _move(kind: str, control: Any, back: bool = False) -> str:
     """Move one control the way a person would (``back``: the other way); returns what was done."""
     control.scroll_into_view_if_needed()
@@ -275,6 +310,8 @@ def test_notebook_renders_and_responds_in_jupyterlab(lab: dict[str, Any], browse
             t for t in page.locator(f"{ACTIVE} .jp-OutputArea-output").all_inner_texts() if "<Figure size" in t
         ]
         assert not figure_text, f"{nb_path.name}: a figure shows as text, not a picture: {figure_text}"
+        reprs = [t[:300] for t in page.locator(f"{ACTIVE} .jp-OutputArea-output").all_inner_texts() if _is_repr(t)]
+        assert not reprs, f"{nb_path.name}: an object's repr where a table belongs: {reprs}"
         plot_cells = [i for i, c in code if _is_plot_cell(c)]
         assert plot_cells, f"{nb_path.name} has no plot cell"
         for i in plot_cells:
@@ -282,6 +319,9 @@ def test_notebook_renders_and_responds_in_jupyterlab(lab: dict[str, Any], browse
                 ".jp-OutputArea-output img, .jp-OutputArea-output canvas, .jp-OutputArea-output .bk-Canvas"
             )
             assert pictures.count() > 0, f"{nb_path.name} cell {i}: a plot cell shows no image or canvas"
+
+        shrunk = _shrunk_pictures(page)
+        assert not shrunk, f"{nb_path.name}: at 800 px these pictures are shrunk past legible: {shrunk}"
 
         controls = _controls(page)
         assert controls, f"{nb_path.name} has no widget to move"
