@@ -103,7 +103,8 @@ class DashboardBridge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" and scope["method"] == "GET" and _too_long_for_a_page(scope):
-            await _send_text(send, 414, _TOO_LONG.format(n=len(scope.get("raw_path") or b"") + len(scope["query_string"])))
+            n = len(scope.get("raw_path") or b"") + len(scope["query_string"])
+            await _send_text(send, 414, _TOO_LONG.format(n=n))
             return
         if kind == "http" and scope["method"] == "GET" and _wants_html(scope) and not self._serving():
             try:  # a page while Panel starts (seconds): a placeholder now, which reloads itself

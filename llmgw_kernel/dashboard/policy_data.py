@@ -109,9 +109,8 @@ def _forecast(ctx: Context, live_file: str | None) -> tuple[dict[str, Any] | Non
     if live_file is None:
         return None, "no live policy file known (the page was started without a gateway or --policy)"
     from ..policy.lifecycle import recorded_forecast
-    from ..replay.forecast import NoForecastRecorded, forecast_report
-
     from ..policy.versions import ForecastRecordError
+    from ..replay.forecast import NoForecastRecorded, forecast_report
 
     try:
         record = recorded_forecast(live_file)

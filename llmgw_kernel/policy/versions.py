@@ -196,7 +196,9 @@ def latest_forecast(live: Path, version_id: str) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         why = f"{type(exc).__name__}: {exc}"
     if why is not None:
-        raise ForecastRecordError(f"{found[-1]}: not a forecast record ({why}); promote the version again to record one")
+        raise ForecastRecordError(
+            f"{found[-1]}: not a forecast record ({why}); promote the version again to record one"
+        )
     record["path"] = str(found[-1])
     return record  # type: ignore[no-any-return]
 
@@ -214,7 +216,9 @@ def _record_problem(record: Any, version_id: str) -> str | None:
     except (KeyError, TypeError, ValueError):
         return f"promoted_at {record.get('promoted_at')!r} is not an ISO 8601 time"
     forecast = record.get("forecast")
-    if not isinstance(forecast, dict) or not all(isinstance(forecast.get(k), dict) for k in ("basis", "figures", "groups")):
+    if not isinstance(forecast, dict) or not all(
+        isinstance(forecast.get(k), dict) for k in ("basis", "figures", "groups")
+    ):
         return "its forecast lacks basis, figures or groups"
     return None
 

@@ -29,7 +29,11 @@ def test_a_page_address_too_long_for_its_websocket_is_refused(gateway, long_ok: 
     assert r.status_code == 414, (r.status_code, r.text[:300])
     assert "too long" in r.text and f"{MAX_PAGE_TARGET:,}" in r.text, r.text
     assert r.headers.get("x-request-id", "").startswith("req_")
-    ok = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]}, timeout=60)
+    ok = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "demo", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    )
     assert ok.status_code == 200, ok.text
 
 

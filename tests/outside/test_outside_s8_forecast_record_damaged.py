@@ -30,7 +30,9 @@ DAMAGE = {
 
 
 def _llmgw(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmgw_kernel", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmgw_kernel", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -46,7 +48,8 @@ def test_forecast_check_of_a_damaged_record_names_it(tmp_path: Path, damage: str
     done = _llmgw(tmp_path, "forecast", "check", "--policy", "live.yaml", "--data-dir", "data")
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
-    assert done.stderr.startswith("llmgw forecast check: ") and str(record.relative_to(tmp_path)) in done.stderr, done.stderr
+    assert done.stderr.startswith("llmgw forecast check: "), done.stderr
+    assert str(record.relative_to(tmp_path)) in done.stderr, done.stderr
     assert "not a forecast record" in done.stderr, done.stderr
 
 

@@ -25,9 +25,13 @@ def test_a_client_cannot_write_a_log_entry_of_its_own(gateway) -> None:
     for model, text in (
         (f"zz\n{FORGED} model\r\n{FORGED} cr\u2028{FORGED} ls", "hi"),  # unknown model: the 404's line
         ("broken-400", f"q\n{FORGED} prompt"),  # not quoted by the fake upstream: the route name only
-        (f"zz\x1b]0;owned\x07\x1b[2J\x00", "hi"),
+        ("zz\x1b]0;owned\x07\x1b[2J\x00", "hi"),
     ):
-        r = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": model, "messages": [{"role": "user", "content": text}]}, timeout=30)
+        r = httpx.post(
+            f"{gateway.base_url}/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": text}]},
+            timeout=30,
+        )
         assert r.status_code in (400, 404), r.text
         ids.append(r.headers["x-request-id"])
     for rid in ids:

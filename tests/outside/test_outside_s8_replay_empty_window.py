@@ -32,7 +32,8 @@ def logged(tmp_path: Path) -> Path:
     policy, writer, now = load_policy(live), LogWriter(tmp_path / "data", journal=False), time.time()
     for i in range(5):
         rec = RequestRecord(f"req_{i:05d}", now - 60 + i, "chat.completions")
-        rec.route, rec.policy_version, rec.status, rec.outcome, rec.ts_end = "demo", policy.version, 200, "ok", now - 59 + i
+        rec.route, rec.policy_version, rec.status, rec.outcome = "demo", policy.version, 200, "ok"
+        rec.ts_end = now - 59 + i
         writer.append(rec)
     writer.close()
     return tmp_path
@@ -46,7 +47,12 @@ def _replay(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "window", [("--since", "2099-01-01"), ("--since", "2020-01-01", "--until", "2020-01-02"), ("--as-served", "--since", "2099-01-01")]
+    "window",
+    [
+        ("--since", "2099-01-01"),
+        ("--since", "2020-01-01", "--until", "2020-01-02"),
+        ("--as-served", "--since", "2099-01-01"),
+    ],
 )
 def test_an_empty_window_is_said(logged: Path, window: tuple[str, ...]) -> None:
     done = _replay(logged, *window, "--json")

@@ -85,7 +85,7 @@ def test_cli_promote_accepts_data_dir(tmp_path):
     run = lambda *a: subprocess.run(
         [sys.executable, "-m", "llmgw_kernel", "policy", *a], capture_output=True, text=True
     )  # noqa: E731
-    (tmp_path / "data").mkdir()  # a --data-dir that does not exist is refused (test_outside_s8_promote_missing_data_dir)
+    (tmp_path / "data").mkdir()  # a missing --data-dir is refused (test_outside_s8_promote_missing_data_dir)
     out = run("promote", str(cand), "--policy", str(live), "--data-dir", str(tmp_path / "data"))
     assert out.returncode == 0, out.stderr
     assert load_policy(live).routes["m"].targets[0].weight == 20
