@@ -204,6 +204,7 @@ def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarr
     if not len(distinct):
         return np.full(len(whole), -1, np.int64)
     last = np.full(len(distinct), -1, np.int64)  # each distinct source's (last) row
+    probes: tuple[np.ndarray, ...]
     if "cache" in window.columns:
         stored = _isin(*window.codes("cache"), ("miss",))
         probes = (np.flatnonzero(stored), np.flatnonzero(~stored))
