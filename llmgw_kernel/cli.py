@@ -285,7 +285,7 @@ def _replay(args: argparse.Namespace) -> int:
         versions = _served_versions(args)
         result = replay(args.policy, con, since=args.since, until=args.until, versions=versions)
         if versions is not None:
-            _say_unserved(versions, result.summary)
+            _say_unserved(args.policy, versions, result.summary)
         if result.summary.get("requests") == 0:
             _say_empty_window(args, con)
     else:
@@ -351,17 +351,48 @@ def _served_versions(args: argparse.Namespace) -> dict[str, Any] | None:
     return served_policies(args.policy)
 
 
-def _say_unserved(versions: dict[str, Any], summary: dict[str, Any]) -> None:
+def _say_unserved(live: Path, versions: dict[str, Any], summary: dict[str, Any]) -> None:
     """On stderr: the versions the window's rows name that ``--policy``'s history lacks (those
-    rows were replayed under ``--policy`` itself)."""
+    rows were replayed under ``--policy`` itself) — or holds only in an entry that does not
+    load (damaged, unreadable, its modules gone): that entry is named, with why."""
     missing = [v for v in (summary.get("logged") or {}).get("policy_versions", []) if v not in versions]
     print(f"llmgw replay: --as-served: {len(versions)} version(s) in the policy's history", file=sys.stderr)
-    if missing:
+    damaged = {v: _damaged_entries(live, v) for v in missing}
+    absent = [v for v in missing if not damaged[v]]
+    if absent:
         print(
-            f"llmgw replay: rows served by {', '.join(missing)} were replayed under --policy"
+            f"llmgw replay: rows served by {', '.join(absent)} were replayed under --policy"
             " (not in its history: edited while no server ran, or archived as invalid)",
             file=sys.stderr,
         )
+    for version, found in damaged.items():
+        if found:
+            listed = "; ".join(f"{entry} does not load: {why}" for entry, why in found)
+            print(f"llmgw replay: rows served by {version} were replayed under --policy: {listed}", file=sys.stderr)
+
+
+def _damaged_entries(live: Path, version: str) -> list[tuple[Path, str]]:
+    """``live``'s history entries named for ``version`` (live and rolled-back), with why each
+    does not load as a policy."""
+    from .policy.load import PolicyError
+    from .policy.versions import ROLLED_BACK, entries, history_dir, read_entry, validate_as_live
+
+    rolled = history_dir(live) / ROLLED_BACK
+    candidates = [*entries(live), *(sorted(rolled.iterdir()) if rolled.is_dir() else [])]
+    out = []
+    for entry in candidates:
+        name = entry.name.removesuffix(".yaml").removesuffix("-invalid")
+        if not name.endswith(f"-{version}"):
+            continue
+        try:
+            validate_as_live(read_entry(entry), live)
+            why = "its rule modules are not in the entry nor beside --policy"
+        except PolicyError as exc:
+            why = "; ".join(f"{p or '<root>'}: {m}" for p, m in exc.errors)
+        except OSError as exc:
+            why = f"{type(exc).__name__}: {exc.strerror or exc}"
+        out.append((entry, " ".join(why.split())[:300]))
+    return out
 
 
 def _explain(args: argparse.Namespace) -> int:
