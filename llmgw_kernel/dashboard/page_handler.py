@@ -48,6 +48,12 @@ class EarlyPageHandler(DocHandler):  # type: ignore[misc]
             self._llmgw_early = False
             super().write(f'<div data-error="1">the page could not be built: {html.escape(str(exc))}</div>')
 
+    async def head(self, *args: Any, **kwargs: Any) -> None:
+        """What a ``GET`` would start with, no body and no session (uptime monitors, link
+        checkers: Tornado answered them 405 while every API route answers ``HEAD`` as ``GET``)."""
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
     async def _panel_get(self, *args: Any, **kwargs: Any) -> None:
         pending = super().get(*args, **kwargs)
         if pending is not None:
