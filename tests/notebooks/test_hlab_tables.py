@@ -29,7 +29,7 @@ LIVE = {
                 "demo-small": {"input_per_1m": 0.15, "output_per_1m": 0.6}},
     "log": {"flush_ms": 100},
 }  # fmt: skip
-TINY_BUDGET = {"timezone": "UTC", "limits": [{"scope": "team", "usd": 0.00005, "window": "day", "mode": "hard"}]}
+TINY_BUDGET = {"timezone": "UTC", "limits": [{"scope": "team", "usd": 0.00001, "window": "day", "mode": "hard"}]}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,9 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]
     window = {"since": str(first), "until": str(last)}
     live = forecast_of(replay(load_policy(LIVE), con), window, teams)
     cand = forecast_of(replay(load_policy({**LIVE, "budgets": TINY_BUDGET}), con), window, teams)
-    assert cand["figures"]["refused[budget_exceeded]"]["value"] > 0.9
+    assert (
+        cand["figures"]["refused[budget_exceeded]"]["value"] >= 0.9
+    )  # each team: its first request only (54-56 of 60)
     return lab.forecast_table(cand, live).to_dict("index")
 
 
