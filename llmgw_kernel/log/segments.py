@@ -166,20 +166,47 @@ def listing(directory: Path) -> list[tuple[Segment, float]]:
     return out
 
 
+#: the top-level column names of each segment file this process has read, by path, with the
+#: file's identity when read (device, inode, size, mtime in ns): a file is re-read only when it
+#: is another file (renamed over, rewritten) — sealed segments never change in place (docs/log.md)
+_SCHEMAS: dict[str, tuple[tuple[int, int, int, int], frozenset[str]]] = {}
+_SCHEMAS_MAX = 65_536  # bounded: forgotten all at once past this many (re-read on next use)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def column_names(path: Path) -> frozenset[str]:
+    """The top-level column names of the Parquet file ``path``, read from its footer once per
+    file identity in this process. Raises FileNotFoundError (vanished) or OSError/ValueError
+    (not Parquet) as pyarrow does."""
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    key = str(path)
+    ident = _identity(os.stat(path))
+    known = _SCHEMAS.get(key)
+    if known is not None and known[0] == ident:
+        return known[1]
+    names = frozenset(pq.ParquetFile(path).schema_arrow.names)
+    if _identity(os.stat(path)) == ident:  # not replaced while read: the names are this identity's
+        if len(_SCHEMAS) >= _SCHEMAS_MAX:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = (ident, names)
+    return names
+
+
 def ensure_anchor(directory: Path) -> None:
     """Write the empty schema segment if it is missing or lacks a column added since it was
     written (idempotent, atomic): readers then see every current column, NULL in older rows."""
     import duckdb  # the reader imports it anyway; the writer needs it here only
 
     path = directory / ANCHOR_NAME
-    if path.exists():
-        con = duckdb.connect()
-        try:
-            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_sql_path(path)}')").fetchall()}
-        finally:
-            con.close()
-        if have >= {name for name, _, _ in COLUMNS}:
+    try:
+        if column_names(path) >= {name for name, _, _ in COLUMNS}:
             return
+    except FileNotFoundError:
+        pass
 
     directory.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"' for name, typ, _ in COLUMNS)
@@ -195,31 +222,28 @@ def ensure_anchor(directory: Path) -> None:
 def ensure_columns(directory: Path) -> int:
     """Rewrite, in place and keeping its modification time, every segment that lacks a current
     column (written by an older release or another tool), so that all segments read with the
-    anchor's schema. Returns how many were rewritten. One metadata query for all segments."""
+    anchor's schema. Returns how many were rewritten. Each file's footer is read once per file
+    identity in this process (:func:`column_names`); a vanished or non-Parquet file is skipped
+    (a superseded segment the writer deleted, or not ours to fix)."""
+    want = {name for name, _, _ in COLUMNS}
+    stale: list[tuple[Path, frozenset[str]]] = []
+    for s in list_segments(directory):
+        if s.lo == 0:
+            continue
+        try:
+            have = column_names(s.path)
+        except (OSError, ValueError):  # FileNotFoundError is an OSError; ArrowInvalid a ValueError
+            continue
+        if not have >= want:
+            stale.append((s.path, have))
+    if not stale:
+        return 0
     import duckdb
 
-    files = [str(s.path) for s in list_segments(directory) if s.lo > 0]
-    if not files:
-        return 0
     con = duckdb.connect(config={"threads": 1})
     try:
-        want = {name for name, _, _ in COLUMNS}
-        have: dict[str, set[str]] = {f: set() for f in files}
-        try:
-            rows = con.execute("SELECT file_name, name FROM parquet_schema(?)", [files]).fetchall()
-        except (duckdb.IOException, duckdb.InvalidInputException):  # one vanished meanwhile: one by one
-            rows = []
-            for f in files:
-                try:
-                    rows += con.execute("SELECT file_name, name FROM parquet_schema(?)", [f]).fetchall()
-                except (duckdb.IOException, duckdb.InvalidInputException):
-                    have.pop(f, None)  # deleted (a superseded segment), or not Parquet: not ours to fix
-        for file_name, name in rows:
-            if file_name in have:
-                have[file_name].add(name)
-        stale = [f for f, names in have.items() if not names >= want]
-        for f in stale:
-            _add_columns(con, Path(f), have[f])
+        for path, have in stale:
+            _add_columns(con, path, set(have))
         return len(stale)
     finally:
         con.close()
