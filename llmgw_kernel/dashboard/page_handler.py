@@ -12,12 +12,22 @@ sent whole after them, which a browser reads as one document (the second ``<!DOC
 ``<html>``, ``<head>`` and ``<body>`` tags are ignored, their contents kept), and a warning is
 logged. Should making the session fail after the bytes went out, the page says so instead of
 Tornado's error page (the status line is sent already).
+
+Sessions are bounded (:class:`SessionLimits`, read from the environment): a page asked for
+while ``LLMGW_DASHBOARD_MAX_SESSIONS`` sessions exist or are being made, or while
+``LLMGW_DASHBOARD_MAX_PENDING_SESSIONS`` are being made, is answered a 503 with ``Retry-After``
+before any byte of the page (and a warning logged, at most one line per 10 s): a client that
+hangs up after the first bytes leaves a session behind (~1 MB), which Bokeh discards once it
+has had no websocket for ``LLMGW_DASHBOARD_SESSION_IDLE_S`` seconds (panel_thread.py).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import os
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from panel.io.server import DocHandler
@@ -26,13 +36,93 @@ from .frame import BOOT_PREFIX
 
 log = logging.getLogger("llmgw.dashboard")
 
+_REFUSAL_LOG_EVERY_S = 10.0
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """How many dashboard sessions may exist (or be in the making) and how long one without a
+    websocket lives. Defaults a team of operators never reaches: each open tab holds one
+    session, and a page whose browser still loads its scripts is not idle for 30 s."""
+
+    max_sessions: int = 200
+    max_pending: int = 16
+    idle_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> SessionLimits:
+        """``LLMGW_DASHBOARD_MAX_SESSIONS``, ``LLMGW_DASHBOARD_MAX_PENDING_SESSIONS`` (positive
+        integers), ``LLMGW_DASHBOARD_SESSION_IDLE_S`` (seconds, > 0); a ValueError names a bad one."""
+        env = dict(os.environ) if env is None else env
+        default = cls()
+        values: dict[str, Any] = {}
+        for field, name, kind in (
+            ("max_sessions", "LLMGW_DASHBOARD_MAX_SESSIONS", int),
+            ("max_pending", "LLMGW_DASHBOARD_MAX_PENDING_SESSIONS", int),
+            ("idle_s", "LLMGW_DASHBOARD_SESSION_IDLE_S", float),
+        ):
+            raw = env.get(name, "").strip()
+            if not raw:
+                values[field] = getattr(default, field)
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = 0
+            if not value > 0 or value != value or value == float("inf"):
+                raise ValueError(f"{name} must be a positive {'integer' if kind is int else 'number'}, not {raw!r}")
+            values[field] = value
+        return cls(**values)
+
+
+_state = {"making": 0, "refused": 0, "logged_at": float("-inf")}
+
 
 class EarlyPageHandler(DocHandler):  # type: ignore[misc]
     """Panel's page handler, with the page's constant first bytes sent before the session."""
 
     _llmgw_early = False
+    limits = SessionLimits()  # install() sets the environment's
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self._refused():
+            return
+        _state["making"] += 1
+        try:
+            await self._get(*args, **kwargs)
+        finally:
+            _state["making"] -= 1
+
+    def _refused(self) -> bool:
+        """Answer 503 when a new session would pass a limit (before any byte of the page)."""
+        making = _state["making"]
+        existing = sum(len(list(ctx.sessions)) for ctx in self.application._applications.values())
+        limits = self.limits
+        if making < limits.max_pending and existing + making < limits.max_sessions:
+            return False
+        _state["refused"] += 1
+        now = time.monotonic()
+        if now - _state["logged_at"] >= _REFUSAL_LOG_EVERY_S:
+            log.warning(
+                "dashboard page %s refused (503): %d sessions, %d being made (limits %d, %d: "
+                "LLMGW_DASHBOARD_MAX_SESSIONS, LLMGW_DASHBOARD_MAX_PENDING_SESSIONS); %d refused so far",
+                self.request.path, existing, making, limits.max_sessions, limits.max_pending, _state["refused"],
+            )  # fmt: skip
+            _state["logged_at"] = now
+        self.set_status(503)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Retry-After", str(RETRY_AFTER_S))
+        self.finish(
+            f"the dashboards are at their session limit ({existing} open, {making} being made; "
+            f"LLMGW_DASHBOARD_MAX_SESSIONS={limits.max_sessions}, "
+            f"LLMGW_DASHBOARD_MAX_PENDING_SESSIONS={limits.max_pending}); "
+            f"try again in {RETRY_AFTER_S} s\n"
+        )
+        return True
+
+    async def _get(self, *args: Any, **kwargs: Any) -> None:
         if not _plain_request(self):
             await self._panel_get(*args, **kwargs)
             return
@@ -83,12 +173,14 @@ def _plain_request(handler: Any) -> bool:
     return not (prefix and handler.request.path == prefix and not prefix.endswith("/"))
 
 
-def install() -> None:
+def install(limits: SessionLimits | None = None) -> None:
     """Serve every Panel page of this process through :class:`EarlyPageHandler` (before
-    ``pn.serve``: Bokeh builds each app's routes from this list)."""
+    ``pn.serve``: Bokeh builds each app's routes from this list), with ``limits``."""
     from bokeh.server.urls import per_app_patterns
+
+    EarlyPageHandler.limits = limits or SessionLimits.from_env()
 
     per_app_patterns[:] = [(p[0], EarlyPageHandler, *p[2:]) if p[1] is DocHandler else p for p in per_app_patterns]
 
 
-__all__ = ["EarlyPageHandler", "install"]
+__all__ = ["EarlyPageHandler", "SessionLimits", "install"]

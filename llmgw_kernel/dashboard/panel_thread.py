@@ -137,7 +137,9 @@ class PanelThread:
 
         logging.getLogger("tornado.access").setLevel(logging.WARNING)  # one line per asset
         pn.extension("tabulator")
-        page_handler.install()  # a page's first bytes (its "Loading…" line) before its session
+        limits = page_handler.SessionLimits.from_env()  # a bad value: the server does not start, and says why
+        page_handler.install(limits)  # a page's first bytes before its session; the session limits
+        idle_ms = max(1, round(limits.idle_s * 1000))
         apps, self._stores = build_apps(self.data_dir, self.policy_path, self.gateway_url)
         server = pn.serve(
             apps,
@@ -151,6 +153,10 @@ class PanelThread:
             location=True,  # filters live in the URL query: a change rewrites it
             verbose=False,
             compress_response=True,  # gzip ~3.5 MB of JS/CSS on Panel's side, not the proxy's
+            # a session without a websocket (a hung-up load, a closed tab) goes after idle_s,
+            # looked for every idle_s/3 (at most 5 s); one with a websocket is never discarded
+            unused_session_lifetime_milliseconds=idle_ms,
+            check_unused_sessions_milliseconds=max(100, min(5000, idle_ms // 3)),
         )
         server.start()
         return server
