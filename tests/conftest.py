@@ -240,6 +240,39 @@ def make_gateway(upstream: FakeOpenAI, tmp_path: Path) -> Iterator:
         gw.terminate()
 
 
+@pytest.fixture(scope="session")
+def semantic_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the semantic synthetic log, the same log with a check row after each semantic hit),
+    built once per session (tests/semantic_logs.py) and only read by the tests that use it."""
+    from semantic_logs import write_logs
+
+    root = tmp_path_factory.mktemp("semantic-logs")
+    return write_logs(root / "base", root / "checked")
+
+
+@pytest.fixture(scope="session")
+def scale_log_6000(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """benchmarks/replay_scale.py's synthetic log at 6,000 rows (its default seed and chunks), built
+    once per session and only read: tests/replay/test_fold_reads.py and test_fold_logged_scalars.py
+    each generated the same log for themselves before."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import replay_scale
+
+    d = tmp_path_factory.mktemp("scale-6000") / "log"
+    replay_scale.generate(d, 6_000)
+    return d
+
+
+@pytest.fixture(scope="session")
+def composed_served(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory):
+    """tests/replay/test_composition.py's log, served by a real ``llmgw serve`` once per session
+    and only read: test_composition.py and test_fold_kernel.py each served it for themselves before.
+    (Here, not in a tests/replay/conftest.py: that would shadow this module for ``from conftest import``.)"""
+    from test_composition import serve_composed  # tests/replay: on sys.path for the tests that use it
+
+    return serve_composed(upstream.base_url, tmp_path_factory.mktemp("composed"))
+
+
 def wait_for_rows(gw: Gateway, where: str, n: int = 1, timeout: float = 60.0) -> list[dict]:
     """Rows of the gateway's log matching `where`, once there are at least n (read via open_log).
     The deadline is generous (CI's loaded 2-core machine): the wait ends at the n-th row, so it

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from llmgw_kernel import load_policy, open_log, replay
-from llmgw_kernel.cache.synthetic_log import generate, policy_doc
+from llmgw_kernel.cache.synthetic_log import policy_doc
 from llmgw_kernel.replay import _state_before, load_window
 from llmgw_kernel.replay.cache_sweep import fold_thresholds, sweep_semantic_threshold
 from llmgw_kernel.replay.cache_sweep_inputs import coupled, coupled_lists
@@ -26,10 +26,10 @@ THRESHOLDS = [0.8, 0.86, 0.9, 0.95, 0.98]
 
 
 @pytest.fixture(scope="module")
-def log_dir(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("semantic-log")
-    generate(data, 4000, seed=3, keys=4)  # few keys: semantic groups large enough to hit
-    return data
+def log_dir(semantic_logs: tuple[Path, Path]) -> Path:
+    """generate(4000, seed=3, keys=4) (few keys: semantic groups large enough to hit), built once
+    per session (tests/semantic_logs.py) and only read here."""
+    return semantic_logs[0]
 
 
 def _composer(policy, data: Path, since=None):

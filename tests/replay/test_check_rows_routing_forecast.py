@@ -4,7 +4,8 @@ row, not a request — the routing summary's counts and shares and every forecas
 client requests, while the checks' cost is spend within the cost per 1k requests.
 
 The logs: the semantic synthetic log and the same log with a check row after each semantic hit,
-written by the live ``check_record`` (tests/replay/test_fold_checks.py builds both)."""
+written by the live ``check_record`` (tests/semantic_logs.py builds both, once per session; they are
+only read here: the reweighted candidate is written under the test's tmp dir)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-from test_fold_checks import write_logs
 
 from llmgw_kernel import replay
 from llmgw_kernel.log.reader import open_log
@@ -28,13 +28,13 @@ EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("check-rows")
-    return write_logs(root / "base", root / "checked")
+def logs(semantic_logs: tuple[Path, Path]) -> tuple[Path, Path]:
+    return semantic_logs
 
 
-def reweighted(d: Path) -> Path:
-    """The live policy with every weighted route's weights reversed: other first targets."""
+def reweighted(d: Path, out: Path) -> Path:
+    """The live policy of the log in ``d`` with every weighted route's weights reversed (other
+    first targets), written under ``out``."""
     doc = yaml.safe_load((d / "policy-live.yaml").read_text())
     flipped = 0
     for spec in doc["routes"].values():
@@ -44,7 +44,7 @@ def reweighted(d: Path) -> Path:
                 t["weight"] = w
             flipped += 1
     assert flipped, "the synthetic policy has no weighted route to reverse"
-    path = d / "policy-reweighted.yaml"
+    path = out / f"policy-reweighted-{d.name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -54,11 +54,11 @@ def _checks(r: Any) -> Any:
 
 
 @pytest.mark.parametrize("candidate", ["live", "reweighted"])
-def test_a_check_is_planned_as_its_hit(logs, candidate):
+def test_a_check_is_planned_as_its_hit(logs, candidate, tmp_path):
     """Under the live policy and under one that draws other first targets, each check's replayed
     plan is its hit's replayed plan (drawn by its own id, ~40% of them would differ)."""
     _, checked = logs
-    path = checked / "policy-live.yaml" if candidate == "live" else reweighted(checked)
+    path = checked / "policy-live.yaml" if candidate == "live" else reweighted(checked, tmp_path)
     r = replay(str(path), str(checked))
     d = r.decisions
     mine = _checks(r)
@@ -75,13 +75,13 @@ def test_a_check_is_planned_as_its_hit(logs, candidate):
 
 
 @pytest.mark.parametrize("candidate", ["live", "reweighted"])
-def test_the_routing_summary_counts_requests_not_checks(logs, candidate):
+def test_the_routing_summary_counts_requests_not_checks(logs, candidate, tmp_path):
     """The routing summary over the log with checks is the summary over the same log without
     them: routed, shares and first targets changed count client requests."""
     base, checked = logs
     got = {}
     for d in (base, checked):
-        path = d / "policy-live.yaml" if candidate == "live" else reweighted(d)
+        path = d / "policy-live.yaml" if candidate == "live" else reweighted(d, tmp_path)
         got[d] = replay(str(path), str(d)).summary["routing"]
     assert {k: got[checked][k] for k in SHARES} == {k: got[base][k] for k in SHARES}
     assert got[checked]["routed"] == 4000

@@ -13,6 +13,8 @@ What each test pins down (each failed on the independent stages this replaced):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from conftest import Gateway, policy_for, wait_for_rows
@@ -41,9 +43,16 @@ def composed_policy(upstream_url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(upstream, tmp_path_factory):
-    """N requests of team t, one in four repeating an earlier prompt (an exact hit), one by one."""
-    gw = Gateway(tmp_path_factory.mktemp("composed"), composed_policy(upstream.base_url))
+def served(composed_served):
+    """The log of :func:`serve_composed`, served once per session (tests/conftest.py:
+    test_fold_kernel reads it too) and only read."""
+    return composed_served
+
+
+def serve_composed(upstream_url: str, root: Path) -> tuple[Gateway, list[dict]]:
+    """N requests of team t, one in four repeating an earlier prompt (an exact hit), one by one,
+    through a real ``llmgw serve`` in ``root``; the stopped gateway and its rows."""
+    gw = Gateway(root, composed_policy(upstream_url))
     try:
         with httpx.Client(base_url=gw.base_url, timeout=20) as c:
             for i in range(N):

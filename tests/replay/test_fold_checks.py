@@ -5,70 +5,32 @@ semantic cache too. The Python fold and the compiled fold decide it alike, field
 
 The log: the semantic synthetic log (cache/synthetic_log.py, written through the real log
 writer by the live decision core), and the same log with a check row written after each
-semantic hit, built by the live ``check_record``."""
+semantic hit, built by the live ``check_record`` (tests/semantic_logs.py, once per session)."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 from test_fold_kernel import assert_same, composer
 
-from llmgw_kernel import load_policy, replay
-from llmgw_kernel.cache import synthetic_log
-from llmgw_kernel.decisions.cost import cost_usd
-from llmgw_kernel.log.reader import open_log
-from llmgw_kernel.log.record import CHECK_ENDPOINT, RequestRecord
-from llmgw_kernel.log.writer import LogWriter
-from llmgw_kernel.proxy.cache_verify import check_record
+from llmgw_kernel import replay
+from llmgw_kernel.log.record import CHECK_ENDPOINT
 from llmgw_kernel.replay.fold import CHECK, Folded
 from llmgw_kernel.replay.fold_kernel import run_compiled
 
 pytest.importorskip("numba")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-PT, CT = 300, 900  # the tokens each check used (its cost: the live policy's price of its target)
-
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(the semantic log, the same log with a check row after every semantic hit)."""
-    root = tmp_path_factory.mktemp("checks")
-    return write_logs(root / "base", root / "checked")
-
-
-def write_logs(base: Path, checked: Path) -> tuple[Path, Path]:
-    """The fixture's logs, written to ``base`` and ``checked``."""
-    synthetic_log.generate(base, 4000, seed=3, keys=4)
-    shutil.copytree(base, checked)
-    pol = load_policy(base / "policy-live.yaml")
-    con = open_log(str(base))
-    hits = con.execute(
-        "SELECT request_id, epoch(ts_end), route, plan, policy_version, key_id, key_version, team, end_user,"
-        " metadata, temperature FROM requests WHERE cache = 'semantic-hit' ORDER BY ts"
-    ).fetchall()
-    con.close()
-    writer = LogWriter(checked, flush_ms=3_600_000, journal=False)
-    for rid, end, route, plan, version, key_id, kv, team, user, meta, temp in hits:
-        rec = RequestRecord(rid, end, "chat.completions")
-        rec.route, rec.plan, rec.policy_version, rec.key_id, rec.key_version = route, tuple(plan), version, key_id, kv
-        rec.team, rec.end_user, rec.temperature = team, user, temp
-        rec.metadata = orjson.loads(meta) if isinstance(meta, str) else meta
-        probe = check_record(rec, {"model": route, "messages": [{"role": "user", "content": "the hit's question"}]})
-        probe.ts = end + 0.05  # started once the hit was answered
-        probe.target = plan[0]
-        probe.usage = {"prompt_tokens": PT, "completion_tokens": CT, "total_tokens": PT + CT}
-        probe.cost_usd = cost_usd(pol, probe.target, PT, CT)
-        probe.status, probe.outcome, probe.latency_ms, probe.ts_end = 200, "ok", 700.0, probe.ts + 0.7
-        writer.append(probe)
-    writer.close()
-    assert len(hits) > 100
-    return base, checked
+def logs(semantic_logs: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(the semantic log, the same log with a check row after every semantic hit): built once per
+    session (tests/semantic_logs.py, the ``semantic_logs`` fixture), only read here."""
+    return semantic_logs
 
 
 def live(d: Path) -> dict[str, Any]:
@@ -156,10 +118,10 @@ def test_a_check_takes_no_rate_slot_and_spends_the_hits_budget(logs, tmp_path, c
     assert first[id(with_checks)] < first[id(plain)]
 
 
-def test_the_summary_counts_no_check_as_a_request_and_spends_its_cost(logs):
+def test_the_summary_counts_no_check_as_a_request_and_spends_its_cost(logs, tmp_path):
     _, checked = logs
     doc = limited(checked)
-    path = checked / "policy-limited.yaml"
+    path = tmp_path / "policy-limited.yaml"  # beside the shared log, never in it
     path.write_text(yaml.safe_dump(doc))
     r = replay(str(path), str(checked))
     s = r.summary

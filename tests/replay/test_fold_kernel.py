@@ -25,7 +25,6 @@ from test_composition import composed_policy, served  # noqa: F401  (a fixture: 
 from test_fold_semantic import assert_store_is_live
 
 from llmgw_kernel import load_policy
-from llmgw_kernel.cache import synthetic_log
 from llmgw_kernel.cache.exact import Entry, ExactStore
 from llmgw_kernel.cache.semantic import EXACT_MAX
 from llmgw_kernel.decisions.limits import RateWindow
@@ -191,12 +190,11 @@ def _with_cache(doc: dict[str, Any], cache: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def semantic_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def semantic_log(semantic_logs: tuple[Path, Path]) -> Path:
     """A log with embeddings and features, its cache fields decided by the live decision core
-    (cache/synthetic_log.py); few keys, so semantic groups are large enough to hit and evict."""
-    d = tmp_path_factory.mktemp("semantic") / "log"
-    synthetic_log.generate(d, 4000, seed=3, keys=4)
-    return d
+    (cache/synthetic_log.py); few keys, so semantic groups are large enough to hit and evict.
+    Built once per session (tests/semantic_logs.py), only read here."""
+    return semantic_logs[0]
 
 
 def semantic_policy(d: Path) -> dict[str, Any]:

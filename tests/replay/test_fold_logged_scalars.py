@@ -146,10 +146,9 @@ def test_a_log_mixing_segments_from_before_the_columns_reads_the_json(
 
 
 @pytest.fixture(scope="module")
-def scale_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("scalars") / "log"
-    replay_scale.generate(d, 6_000)
-    return d
+def scale_log(scale_log_6000: Path) -> Path:
+    """replay_scale.generate(6_000): built once per session (tests/conftest.py), only read here."""
+    return scale_log_6000
 
 
 def _composer(data_dir: Path) -> Composer:

@@ -40,10 +40,9 @@ import replay_scale  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("reads") / "log"
-    replay_scale.generate(d, 6_000)
-    return d
+def data_dir(scale_log_6000: Path) -> Path:
+    """replay_scale.generate(6_000): built once per session (tests/conftest.py), only read here."""
+    return scale_log_6000
 
 
 def _composer(data_dir: Path) -> Composer:
