@@ -528,8 +528,11 @@ def _assemble(
     table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
     idx = None if order is None else order.to_numpy()
+    # the window rows the order moves, found once for every coded column (each made a fresh
+    # row-sized arange and comparison: ~8 MB of new pages per column)
+    moved = None if idx is None else np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
     for name in coded_names:
-        col, codes = _coded_column([p[name] for p in parts], idx)
+        col, codes = _coded_column([p[name] for p in parts], idx, moved)
         out[name] = col
         if codes is not None:
             coded[name] = codes
@@ -544,15 +547,19 @@ def _decoded(p: Piece) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, _dictionary_values(p.values, p.type)).dictionary_decode()
 
 
-def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
+def _coded_column(
+    pieces: list[Piece], idx: np.ndarray | None, moved: np.ndarray | None = None
+) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
     """One column coded in every segment, in window order (``idx``: the scan row of each window
-    row), as the window holds it: a dictionary column and its codes when its first rows' values
-    are few (:func:`.window._worth_coding`'s rule), else plain."""
+    row; ``moved``: the window rows where it is not the identity, found from ``idx`` when not
+    given), as the window holds it: a dictionary column and its codes when its first rows'
+    values are few (:func:`.window._worth_coding`'s rule), else plain."""
     from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
 
     g, values, typ = _unified(pieces)
     if idx is not None:  # ``g`` is ours: only the rows the order moves are rewritten
-        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+        if moved is None:
+            moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
         g[moved] = g[idx[moved]]
     sample = g[:CODED_SAMPLE_ROWS]
     sample = sample[sample >= 0]
