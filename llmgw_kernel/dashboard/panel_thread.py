@@ -154,9 +154,9 @@ class PanelThread:
             verbose=False,
             compress_response=True,  # gzip ~3.5 MB of JS/CSS on Panel's side, not the proxy's
             # a session without a websocket (a hung-up load, a closed tab) goes after idle_s,
-            # looked for every idle_s/3 (at most 5 s); one with a websocket is never discarded
+            # looked for every idle_s/5 (at most 3 s); one with a websocket is never discarded
             unused_session_lifetime_milliseconds=idle_ms,
-            check_unused_sessions_milliseconds=max(100, min(5000, idle_ms // 3)),
+            check_unused_sessions_milliseconds=max(100, min(3000, idle_ms // 5)),
         )
         server.start()
         return server
