@@ -67,7 +67,8 @@ def test_a_cold_full_replay_writes_each_entry_once(log: Path, monkeypatch: pytes
     entries = sorted(p.name for p in (log / "replay-cache").glob("seg-*.arrow"))
     assert len(entries) >= 5, entries
     assert sorted(writes) == entries  # every entry written by the cold replay ...
-    assert set(writes.values()) == {1}, writes  # ... once (before: 4-6 times each)
+    assert set(writes.values()) == {1}, writes  # ... once (before: 22 times each: this 6k-row window's
+    # Python fold reads its columns a few at a time)
     writes.clear()
     warm = _replayed(policy, log, True, monkeypatch)
     assert not writes  # the warm replay finds every column it reads
@@ -90,7 +91,7 @@ def test_a_replay_checks_each_column_of_an_entry_once(log: Path, monkeypatch: py
 
     monkeypatch.setattr(segment_cache, "_crc", counted)
     warm = _replayed(policy, log, True, monkeypatch)
-    assert checked and max(checked.values()) == 1, checked.most_common(3)  # before: request_id, ts 5-6 times
+    assert checked and max(checked.values()) == 1, checked.most_common(3)  # before: request_id and ts 23 times
     assert warm.summary["differs_from_log"]["any"] == 0
 
 
