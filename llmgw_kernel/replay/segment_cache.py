@@ -433,8 +433,8 @@ def load_head(
     ts = pa.concat_arrays([p["ts"].array for p in parts])
     order = pc.sort_indices(pa.table({"ts": ts, "request_id": ids}), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
-    identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
-    return (*_assemble(names, parts, ids, ts, None if identity else order), source)
+    moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))  # the rows the order moves
+    return (*_assemble(names, parts, ids, ts, order if moved.size else None, moved), source)
 
 
 def _parts(con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str]) -> list[dict[str, Piece]] | None:
@@ -508,8 +508,15 @@ def _masked(pieces: dict[str, Piece], bounds: list[int | None]) -> dict[str, Pie
 
 
 def _assemble(
-    names: Sequence[str], parts: list[dict[str, Piece]], ids: pa.Array, ts: pa.Array, order: pa.Array | None
+    names: Sequence[str],
+    parts: list[dict[str, Piece]],
+    ids: pa.Array,
+    ts: pa.Array,
+    order: pa.Array | None,
+    moved: np.ndarray | None = None,
 ) -> tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]], pa.Array | None]:
+    """The columns ``names`` of ``parts`` in window order (``order``: the scan row of each
+    window row, None when in scan order; ``moved``: the window rows it moves, when known)."""
     from .window import _compact, _permuted
 
     arrays: dict[str, pa.Array] = {"request_id": ids, "ts": ts}
@@ -523,14 +530,15 @@ def _assemble(
         else:  # a column of many values (in some segment): as the view's scan gives it
             arrays[name] = pa.concat_arrays([_decoded(p) for p in pieces])
     table = pa.table(arrays)
+    idx = None if order is None else order.to_numpy()
+    # the window rows the order moves, found once for the table and every coded column (each
+    # made a fresh row-sized arange and comparison: ~8 MB of new pages per column at 1M rows)
+    if idx is not None and moved is None:
+        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
     if order is not None:
-        table = _permuted(table, order)
+        table = _permuted(table, order, moved)
     table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
-    idx = None if order is None else order.to_numpy()
-    # the window rows the order moves, found once for every coded column (each made a fresh
-    # row-sized arange and comparison: ~8 MB of new pages per column)
-    moved = None if idx is None else np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
     for name in coded_names:
         col, codes = _coded_column([p[name] for p in parts], idx, moved)
         out[name] = col
