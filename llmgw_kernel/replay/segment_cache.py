@@ -433,8 +433,8 @@ def load_head(
     ts = pa.concat_arrays([p["ts"].array for p in parts])
     order = pc.sort_indices(pa.table({"ts": ts, "request_id": ids}), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
-    moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))  # the rows the order moves
-    return (*_assemble(names, parts, ids, ts, order if moved.size else None, moved), source)
+    identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
+    return (*_assemble(names, parts, ids, ts, None if identity else order), source)
 
 
 def _parts(con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str]) -> list[dict[str, Piece]] | None:
@@ -508,15 +508,8 @@ def _masked(pieces: dict[str, Piece], bounds: list[int | None]) -> dict[str, Pie
 
 
 def _assemble(
-    names: Sequence[str],
-    parts: list[dict[str, Piece]],
-    ids: pa.Array,
-    ts: pa.Array,
-    order: pa.Array | None,
-    moved: np.ndarray | None = None,
+    names: Sequence[str], parts: list[dict[str, Piece]], ids: pa.Array, ts: pa.Array, order: pa.Array | None
 ) -> tuple[pa.Table, dict[str, tuple[np.ndarray, list[Any]]], pa.Array | None]:
-    """The columns ``names`` of ``parts`` in window order (``order``: the scan row of each
-    window row, None when in scan order; ``moved``: the window rows it moves, when known)."""
     from .window import _compact, _permuted
 
     arrays: dict[str, pa.Array] = {"request_id": ids, "ts": ts}
@@ -530,17 +523,13 @@ def _assemble(
         else:  # a column of many values (in some segment): as the view's scan gives it
             arrays[name] = pa.concat_arrays([_decoded(p) for p in pieces])
     table = pa.table(arrays)
-    idx = None if order is None else order.to_numpy()
-    # the window rows the order moves, found once for the table and every coded column (each
-    # made a fresh row-sized arange and comparison: ~8 MB of new pages per column at 1M rows)
-    if idx is not None and moved is None:
-        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
     if order is not None:
-        table = _permuted(table, order, moved)
+        table = _permuted(table, order)
     table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
+    idx = None if order is None else order.to_numpy()
     for name in coded_names:
-        col, codes = _coded_column([p[name] for p in parts], idx, moved)
+        col, codes = _coded_column([p[name] for p in parts], idx)
         out[name] = col
         if codes is not None:
             coded[name] = codes
@@ -555,19 +544,15 @@ def _decoded(p: Piece) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, _dictionary_values(p.values, p.type)).dictionary_decode()
 
 
-def _coded_column(
-    pieces: list[Piece], idx: np.ndarray | None, moved: np.ndarray | None = None
-) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
+def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
     """One column coded in every segment, in window order (``idx``: the scan row of each window
-    row; ``moved``: the window rows where it is not the identity, found from ``idx`` when not
-    given), as the window holds it: a dictionary column and its codes when its first rows'
-    values are few (:func:`.window._worth_coding`'s rule), else plain."""
+    row), as the window holds it: a dictionary column and its codes when its first rows' values
+    are few (:func:`.window._worth_coding`'s rule), else plain."""
     from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
 
     g, values, typ = _unified(pieces)
     if idx is not None:  # ``g`` is ours: only the rows the order moves are rewritten
-        if moved is None:
-            moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
         g[moved] = g[idx[moved]]
     sample = g[:CODED_SAMPLE_ROWS]
     sample = sample[sample >= 0]

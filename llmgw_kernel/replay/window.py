@@ -257,14 +257,12 @@ def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-def _permuted(table: pa.Table, order: pa.Array, moved: np.ndarray | None = None) -> pa.Table:
+def _permuted(table: pa.Table, order: pa.Array) -> pa.Table:
     """``table.take(order)``; when ``order`` moves only a few rows (a log already in time order
     but for rows that share a time stamp), only the runs it moves are gathered and the rest is
-    sliced (no copy): a whole-table take of list and string columns costs ~0.5 s per 1M rows.
-    ``moved``: the rows where ``order`` is not the identity, when the caller found them."""
+    sliced (no copy): a whole-table take of list and string columns costs ~0.5 s per 1M rows."""
     idx = order.to_numpy(zero_copy_only=False)
-    if moved is None:  # same dtype: uint64 vs int64 goes via float
-        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+    moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))  # same dtype: uint64 vs int64 goes via float
     if moved.size > len(idx) // 100:
         return table.take(order)
     # runs of moved rows that are permutations of themselves (a tie group is contiguous in the scan)
