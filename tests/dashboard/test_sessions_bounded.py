@@ -121,3 +121,27 @@ def test_an_open_tab_keeps_its_session_past_the_idle_time(gw):
             assert page.evaluate("window.__llmgwDocument") == "first", "the tab loaded a new document"
         finally:
             browser.close()
+
+
+def test_a_bad_limit_is_named_not_guessed(tmp_path):
+    """A limit that is not a positive number keeps the dashboards from starting, and the page's
+    503 names it (the proxy stays up), instead of a default silently in its place."""
+    from llmgw_kernel.dashboard.page_handler import SessionLimits
+
+    assert SessionLimits.from_env({}) == SessionLimits()
+    assert SessionLimits.from_env({"LLMGW_DASHBOARD_SESSION_IDLE_S": "2.5"}).idle_s == 2.5
+    for bad in ("0", "-3", "nan", "inf", "many", "1.5"):
+        with pytest.raises(ValueError, match="LLMGW_DASHBOARD_MAX_SESSIONS"):
+            SessionLimits.from_env({"LLMGW_DASHBOARD_MAX_SESSIONS": bad})
+    gateway = Gateway(tmp_path, POLICY, env={"LLMGW_DASHBOARD_SESSION_IDLE_S": "soon"})
+    try:
+
+        def refused() -> httpx.Response | None:
+            r = httpx.get(gateway.url + "/overview", headers=HTML, timeout=120)
+            return r if r.status_code == 503 else None
+
+        r = until("the dashboards refuse to start", refused, timeout=180, every=0.3)
+        assert "LLMGW_DASHBOARD_SESSION_IDLE_S" in r.text and "soon" in r.text, r.text
+        assert httpx.get(gateway.url + "/health", timeout=30).status_code == 200
+    finally:
+        gateway.terminate()
