@@ -111,6 +111,7 @@ class EarlyPageHandler(DocHandler):  # type: ignore[misc]
                 self.request.path, existing, making, limits.max_sessions, limits.max_pending, _state["refused"],
             )  # fmt: skip
             _state["logged_at"] = now
+        self._llmgw_refused = True
         self.set_status(503)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
@@ -122,6 +123,12 @@ class EarlyPageHandler(DocHandler):  # type: ignore[misc]
             f"try again in {RETRY_AFTER_S} s\n"
         )
         return True
+
+    def _log(self) -> None:
+        """Tornado's access line for each request (an error line per 503), except a refusal:
+        those are counted in one warning per 10 s, not a line each, whatever their rate."""
+        if not getattr(self, "_llmgw_refused", False):
+            super()._log()
 
     async def _get(self, *args: Any, **kwargs: Any) -> None:
         if not _plain_request(self):
