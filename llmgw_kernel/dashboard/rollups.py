@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..log.segments import ANCHOR_NAME, _sql_path, listing, log_dir, visible
+from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
 from .sql import (
     CHECK_SQL,
     CLIENT_SQL,
@@ -123,14 +123,7 @@ def rollup_source(relation: str, where: str) -> str:
 
 def cache_root(data_dir: Path) -> Path | None:
     """Where the entries of ``data_dir``'s log live (None: turned off)."""
-    env = os.environ.get(ENV, "").strip()
-    if env.lower() in ("off", "0", "false", "no"):
-        return None
-    if env:  # one folder per data directory: its path made a name, and a hash of it
-        path = data_dir.resolve().as_posix()
-        tag = hashlib.blake2b(path.encode(), digest_size=4).hexdigest()
-        return Path(env) / f"{path.strip('/').replace('/', '_') or 'root'}-{tag}"
-    return data_dir / CACHE_DIR
+    return derived_dir(data_dir, ENV, CACHE_DIR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ Files appear only by atomic rename, so readers in other processes never see a pa
 from __future__ import annotations
 
 import bisect
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -58,6 +59,21 @@ class Segment:
 
 def log_dir(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / "log" / "requests"
+
+
+def derived_dir(data_dir: str | os.PathLike[str], env: str, default: str) -> Path | None:
+    """Where a cache derived from ``data_dir``'s log lives (the replay's columns, the dashboards'
+    rollups): ``<data-dir>/<default>``; ``$env=off`` (or 0/false/no): None (not used); ``$env=<dir>``:
+    one folder per data directory under ``<dir>``, its resolved path made a name plus a hash of
+    that path (``a/b_c`` and ``a_b/c`` make the same name, not the same hash)."""
+    value = os.environ.get(env, "").strip()
+    if value.lower() in ("off", "0", "false", "no"):
+        return None
+    if value:
+        path = Path(data_dir).resolve().as_posix()
+        tag = hashlib.blake2b(path.encode(), digest_size=4).hexdigest()
+        return Path(value) / f"{path.strip('/').replace('/', '_') or 'root'}-{tag}"
+    return Path(data_dir) / default
 
 
 def segment_name(lo: int, hi: int, replica: str = "") -> str:

@@ -60,7 +60,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..log.reader import data_dir_of
-from ..log.segments import ANCHOR_NAME, _sql_path, listing, log_dir, visible
+from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
 
 if TYPE_CHECKING:
     import duckdb
@@ -77,14 +77,7 @@ SUMS = ".sums"  # an entry's sidecar: its name, rows and each column's CRC-32 (J
 
 def cache_root(data_dir: Path) -> Path | None:
     """Where the cache of ``data_dir``'s log lives (None: turned off)."""
-    env = os.environ.get(ENV, "").strip()
-    if env.lower() in ("off", "0", "false", "no"):
-        return None
-    if env:  # one folder per data directory: its path made a name, and a hash of it (a/b_c vs a_b/c)
-        path = data_dir.resolve().as_posix()
-        tag = hashlib.blake2b(path.encode(), digest_size=4).hexdigest()
-        return Path(env) / f"{path.strip('/').replace('/', '_') or 'root'}-{tag}"
-    return data_dir / CACHE_DIR
+    return derived_dir(data_dir, ENV, CACHE_DIR)
 
 
 def log_of(con: duckdb.DuckDBPyConnection) -> Path | None:
