@@ -390,18 +390,24 @@ def summary(
     the one rule of ``summary["cache"]`` (the composed replay's and each threshold of a sweep).
 
     ``kinds``: each request's outcome (object array: ``hit``, ``semantic-hit``, ``miss``,
-    ``bypass``, None: it did not reach a cache); ``saved``: what each hit saved (its source's
+    ``bypass``, None: it did not reach a cache; or int8 codes into :data:`.fates.CACHE_KIND`,
+    the fold's own: no string compared per row); ``saved``: what each hit saved (its source's
     replayed cost; unpriced: None in an object array, NaN in a float64 one — a column as
     :func:`.columns.numbers` holds it, read without a Python float per row);
     ``source_targets(rows)``: the target that produced the answer each hit in ``rows`` was served.
     Latency: a request that becomes a hit takes the median logged latency of live hits of its
     kind (1 ms without one); a live hit that becomes a miss takes its logged source's latency."""
-    reached = kinds != None  # noqa: E711
+    from .fates import CACHE_KIND  # (not at the top: .fates imports .fold, which imports this module)
+
+    if kinds.dtype == object:
+        reached, exact, semantic = kinds != None, kinds == "hit", kinds == "semantic-hit"  # noqa: E711
+    else:  # codes
+        exact, semantic = kinds == CACHE_KIND.index("hit"), kinds == CACHE_KIND.index("semantic-hit")
+        reached = kinds != 0
     if not reached.any():  # nothing reached a cache (a stateless replay): no column is read
         return {"considered": 0, "exact_hits": 0, "semantic_hits": 0, "hit_rate": None, "saved_usd": 0.0,
                 "saved_unpriced_targets": [], "latency_ms_p50": None, "latency_ms_mean": None}  # fmt: skip
     w = as_window(window)
-    exact, semantic = kinds == "hit", kinds == "semantic-hit"
     hits = exact | semantic
     values, known = known_floats(saved)
     priced = hits & known

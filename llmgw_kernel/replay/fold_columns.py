@@ -21,12 +21,11 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..log.record import CHECK_ENDPOINT
 from .columns import Coded, numbers, strings
+from .fates import ADMISSION, CACHE_KIND, fold_codes, logged_codes
 from .window import Window, as_window
 
 if TYPE_CHECKING:
     from .fold import Folded
-
-HIT_KINDS = ("hit", "semantic-hit")
 
 
 def objects(window: Window, name: str) -> np.ndarray:
@@ -57,19 +56,16 @@ def checks(window: Any) -> np.ndarray:
     return np.array([e == CHECK_ENDPOINT for e in endpoints], np.bool_)
 
 
-def _isin(values: np.ndarray, wanted: tuple[str, ...]) -> np.ndarray:
-    return np.isin(values, np.array(wanted, object))  # type: ignore[no-any-return]
-
-
 def limits_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarray]:
     """``logged_admission``, ``replay_admission(_reason, _limit)``; differs where the replayed
     admission is not the logged one (admitted with or without a limit: the same decision)."""
     w = as_window(window)
-    logged, replayed = objects(w, "admission"), folded.column("admission")
-    differs = np.where(logged == None, "ok", logged) != np.where(replayed == None, "ok", replayed)  # noqa: E711
+    ok = ADMISSION.index("ok")  # by codes (:mod:`.fates`): no string compared per row
+    logged, replayed = logged_codes(w, "admission", ADMISSION), fold_codes(folded, "admission")
+    differs = np.where(logged == 0, ok, logged) != np.where(replayed == 0, ok, replayed)  # not limited: admitted
     cols = {
         "logged_admission": coded(w, "admission"),
-        "replay_admission": replayed,
+        "replay_admission": folded.column("admission"),
         "replay_admission_reason": folded.column("admission_reason"),
         "replay_admission_limit": folded.column("admission_limit"),
     }
@@ -80,12 +76,13 @@ def cache_columns(window: Any, folded: Folded) -> tuple[dict[str, Any], np.ndarr
     """``logged_cache``, ``replay_cache(_source, _similarity)``; differs where the replayed outcome
     is not the logged one, or a hit was served another request's answer."""
     w = as_window(window)
-    logged, kinds = objects(w, "cache"), folded.column("cache_kind")
+    logged, kinds = logged_codes(w, "cache", CACHE_KIND), fold_codes(folded, "cache_kind")
     sources = folded.column("cache_source_rid")
-    differs = (logged != kinds) | (_isin(kinds, HIT_KINDS) & _other_source(w, sources))
+    hit = (kinds == CACHE_KIND.index("hit")) | (kinds == CACHE_KIND.index("semantic-hit"))
+    differs = (logged != kinds) | (hit & _other_source(w, sources))
     cols = {
         "logged_cache": coded(w, "cache"),
-        "replay_cache": kinds,
+        "replay_cache": folded.column("cache_kind"),
         "replay_cache_source": sources,
         "replay_cache_similarity": folded.column("cache_similarity"),
     }

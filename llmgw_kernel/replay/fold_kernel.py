@@ -35,10 +35,10 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from ..decisions import cache as decide
 from ..decisions.cache import NO_CACHE
 from ..decisions.limits import NANO, Limits, budget_refusal, rate_refusal
-from . import fold_semantic
+from . import fates, fold_semantic
 from .cache_stage import Outcome
 from .columns import numbers, optional_objects
-from .fold import CACHE, CHECK, REFUSED, UNKNOWN_MODEL, UPSTREAM, Folded
+from .fold import Folded
 from .fold_borrow import borrow
 from .fold_codes import factorize
 from .fold_inputs import WINDOWS, Inputs, inputs
@@ -526,9 +526,9 @@ Kept = namedtuple("Kept", "adm_kind cache_kind cache_src served_by cost cost_has
 #: the fields of :data:`Kept` a column alone is made of (released once it is made)
 _MADE_OF = {"cost": ("cost", "cost_has"), "saved": ("saved", "saved_has", "saved_warm")}
 
-_SERVED = np.array([None, UPSTREAM, CACHE, REFUSED, UNKNOWN_MODEL, CHECK], dtype=object)
-_ADMISSION = np.array([None, "ok", "budget_exceeded", "rate_limited"], dtype=object)
-_CACHE_KIND = np.array([None, "bypass", "hit", "miss", "semantic-hit"], dtype=object)
+_SERVED = np.array(fates.SERVED, dtype=object)
+_ADMISSION = np.array(fates.ADMISSION, dtype=object)
+_CACHE_KIND = np.array(fates.CACHE_KIND, dtype=object)
 
 
 class FoldedArrays(Folded):
@@ -593,6 +593,12 @@ class FoldedArrays(Folded):
             self._out = self._out._replace(**dict.fromkeys(_MADE_OF.get(name, ()), None))
         return got
 
+    def codes(self, name: str) -> np.ndarray:
+        """A decision (``admission``, ``cache_kind``, ``served_by``) as the kernel's int8 codes
+        into :data:`.fates.LABELS` [name] (the array itself: read it, do not change it)."""
+        out = self._out
+        return {"admission": out.adm_kind, "cache_kind": out.cache_kind, "served_by": self.served_code}[name]  # type: ignore[no-any-return]
+
     def _column(self, name: str) -> np.ndarray:
         out, d = self._out, self._inp.decoding
         if name in ("admission_reason", "admission_limit"):
@@ -614,9 +620,8 @@ class FoldedArrays(Folded):
         if name == "cache_similarity":  # of the best semantic candidate: misses and semantic hits
             sim = self._so.sim
             return numbers(sim, ((out.cache_kind == _MISS) | (out.cache_kind == _SEMHIT)) & ~np.isnan(sim))  # type: ignore[no-any-return]
-        table, codes = {"admission": (_ADMISSION, out.adm_kind), "served_by": (_SERVED, self.served_code),
-                        "cache_kind": (_CACHE_KIND, out.cache_kind)}[name]  # fmt: skip
-        return table[codes]  # type: ignore[no-any-return]
+        table = {"admission": _ADMISSION, "served_by": _SERVED, "cache_kind": _CACHE_KIND}[name]
+        return table[self.codes(name)]  # type: ignore[no-any-return]
 
     def source_targets(self, rows: np.ndarray) -> list[str | None]:
         src = self._out.cache_src[rows]

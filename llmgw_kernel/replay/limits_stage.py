@@ -47,33 +47,41 @@ if TYPE_CHECKING:
 Columns = dict[str, list[Any]]
 
 
-def summarize_limits(policy: Policy, window: Columns, decisions: Columns) -> dict[str, Any]:
+def summarize_limits(policy: Policy, window: Columns, decisions: Columns, codes: Any = None) -> dict[str, Any]:
     """``summary["limits"]``: refusals per kind, newly refused and admitted, the spend refusals
     prevent, and each limit's cut-off (its first refusal) — by column (``decisions`` holds lists
-    or object arrays)."""
+    or object arrays), over admission codes (:data:`.fates.ADMISSION`; ``codes``: the replayed
+    admission's, e.g. the fold's own, else ``decisions["replay_admission"]`` coded once)."""
     import numpy as np
 
-    replayed = _objects(decisions["replay_admission"])
+    from .fates import ADMISSION, encode, logged_codes
+    from .window import Window
+
+    ok = ADMISSION.index("ok")
+    replayed = encode(_objects(decisions["replay_admission"]), ADMISSION) if codes is None else codes
     m = len(replayed)
-    logged = _window_objects(window, "admission")[:m]
-    live_ok = (logged == None) | (logged == "ok")  # noqa: E711
-    refused = (replayed != None) & (replayed != "ok")  # noqa: E711
+    if isinstance(window, Window):
+        logged = logged_codes(window, "admission", ADMISSION)[:m]
+    else:
+        logged = encode(_objects(window["admission"]), ADMISSION)[:m]
+    live_ok = (logged == 0) | (logged == ok)
+    refused = (replayed != 0) & (replayed != ok)
     rows = np.flatnonzero(refused)
     cost = _window_floats(window, "cost_usd")[:m]
     newly = refused & live_ok
     prevented = float(np.cumsum(np.nan_to_num(cost[newly]))[-1]) if newly.any() else 0.0  # in row order
     limit = _objects(decisions["replay_admission_limit"])[rows]
-    kinds = replayed[rows]
+    kinds = np.array([*ADMISSION, None], object)[replayed[rows]]  # -1 (a value of no label): None
     named = np.where(limit == None, kinds, limit)  # noqa: E711
     at = _window_epoch(window)[rows]
     return {
         "limits": {
-            "evaluated": int(np.count_nonzero(replayed != None)),  # noqa: E711
+            "evaluated": int(np.count_nonzero(replayed)),
             "refused": len(rows),
-            "budget_exceeded": int(np.count_nonzero(kinds == "budget_exceeded")),
-            "rate_limited": int(np.count_nonzero(kinds == "rate_limited")),
+            "budget_exceeded": int(np.count_nonzero(replayed == ADMISSION.index("budget_exceeded"))),
+            "rate_limited": int(np.count_nonzero(replayed == ADMISSION.index("rate_limited"))),
             "newly_refused": int(np.count_nonzero(newly)),
-            "newly_admitted": int(np.count_nonzero((replayed == "ok") & ~live_ok)),
+            "newly_admitted": int(np.count_nonzero((replayed == ok) & ~live_ok)),
             "spend_prevented_usd": round(prevented, 6),
             "cutoffs": _cutoffs(named, kinds, at),
         }
@@ -112,16 +120,6 @@ def _objects(values: Any) -> Any:
     out = np.empty(len(values), object)
     out[:] = list(values) if not isinstance(values, list) else values
     return out
-
-
-def _window_objects(window: Columns, name: str) -> Any:
-    from .window import Window
-
-    if isinstance(window, Window):
-        from .fold_columns import objects
-
-        return objects(window, name)
-    return _objects(window[name])
 
 
 def _window_floats(window: Columns, name: str) -> Any:

@@ -141,7 +141,7 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
         return {"cache": summary(window, nothing, nothing, lambda rows: [])}
     assert d.folded is not None
     saved = d.folded.column("saved")  # float64 with NaN (or float | None objects): no Python float per row
-    out = summary(window, d.folded.column("cache_kind"), saved, d.folded.source_targets)
+    out = summary(window, fold_codes(d.folded, "cache_kind"), saved, d.folded.source_targets)
     warnings = journal_warnings(policy, window)  # what a compacted outcome journal can no longer replay
     return {"cache": out | ({"warnings": warnings} if warnings else {})}
 
@@ -149,7 +149,8 @@ def _cache_summary(policy: Policy, window: Columns, decisions: Columns, d: Decid
 def _limits_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
     if d.stateless is not None:  # no limit applied: no admission decision to summarise
         return summarize_limits(policy, window, {"replay_admission": [], "replay_admission_limit": []})
-    return summarize_limits(policy, window, decisions)
+    assert d.folded is not None
+    return summarize_limits(policy, window, decisions, fold_codes(d.folded, "admission"))
 
 
 def _cost_summary(policy: Policy, window: Columns, decisions: Columns, d: Decided) -> dict[str, Any]:
