@@ -65,6 +65,12 @@ class Cols:
         for name in names:
             self._num.pop(name, None)
 
+    def drop_warm(self) -> None:
+        """Free the codes and ids made with the warm rows appended (``both=True``: the cache's
+        arrays are their last reader; a later read makes them again)."""
+        for key in [k for k in self._memo if k[0] in ("codesTrue", "idsTrue")]:
+            del self._memo[key]
+
     def arrow(self, name: str, both: bool = False) -> pa.ChunkedArray:
         if name in self._compacted:  # released: reading it as Arrow would scan the log again
             raise KeyError(f"{name!r} is compacted: read its codes or numbers")
@@ -96,17 +102,18 @@ class Cols:
         return self._memo[key]  # type: ignore[no-any-return]
 
     def ids(self, name: str, both: bool = False) -> np.ndarray:
-        """A string column of (nearly) distinct values as int64 codes, -1 for NULL, without the
-        values as Python strings (request ids: a million of them)."""
+        """A string column of (nearly) distinct values as int32 codes (rows are int32:
+        ``fold_inputs.ROWS_MAX``), -1 for NULL, without the values as Python strings (request
+        ids: a million of them)."""
         both = both and self.warm is not None  # without warm rows, both are the window's
         key = ("ids" + str(both), name)
         if key not in self._memo:
             col = self.arrow(name, both).combine_chunks()
             if all_distinct(col):  # the usual case: each row's own position is its code
-                self._memo[key] = np.arange(len(col), dtype=np.int64)
+                self._memo[key] = np.arange(len(col), dtype=np.int32)
             else:
                 enc = col.dictionary_encode()
-                self._memo[key] = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+                self._memo[key] = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
         return self._memo[key]  # type: ignore[no-any-return]
 
     def num(self, name: str, both: bool = False) -> np.ndarray:

@@ -80,9 +80,11 @@ _FOLD_OPTIONAL = ("cache_reason",)
 #: the scans the fold's columns are read in (:func:`_scan`): fewer hold more at once, more read
 #: the request ids again (each scan matches its rows to the window's by them)
 SCANS = 3
-#: the numeric columns no step after the admission facts reads (freed before the serving facts: the peak)
-_READ_BEFORE_SERVED = ("ts_end", "admitted_ts", "settled_ts", "cache_lookup_ts", "cache_stored_ts", "temperature",
-                       "reserved_tokens", "reserved_prompt_tokens", "reserved_usd", "key_version")  # fmt: skip
+#: the numeric columns no step after the order reads (the times are in its arrays: freed before the limit groups)
+_READ_BEFORE_GROUPS = ("ts", "ts_end", "admitted_ts", "settled_ts", "cache_lookup_ts", "cache_stored_ts",
+                       "temperature")  # fmt: skip
+#: the numeric columns no step after the admission facts reads (freed before the serving facts)
+_READ_BEFORE_SERVED = ("reserved_tokens", "reserved_prompt_tokens", "reserved_usd", "key_version")
 #: the columns the inputs (and their decoding) read as Arrow, not as codes or numbers: not compacted
 _READ_AS_ARROW = frozenset({"request_id", "cache_source", "target", "attempts"})
 #: the columns of warm rows (answers cached before the window) the cache's arrays read
@@ -180,8 +182,11 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     a: dict[str, np.ndarray] = {}
     # first, while few arrays are held: the cache's keys and teams stream bodies and metadata (transient memory)
     bypass, read = cache_arrays(c, cols, plan_code >= 0, settings, route_codes, route_values, a)
+    cols.drop_warm()
+    release_memory()  # the cache's temporaries (~120 MB at 1M rows): under the order's and groups' (the peak)
     nonempty = np.array([bool(p) for p in plans] + [False], np.bool_)
     order = _order(cols, np.flatnonzero(nonempty[plan_code]), a)
+    cols.drop(_READ_BEFORE_GROUPS)  # ~40 MB at 1M rows, under the groups, admission and serving facts
     series, windows = Codes(), Codes()
     groups, gid = _groups(c, cols, order, series, windows)
     cal = _calendar(c.start.timezone, a["decide"][order], order, n, a)
@@ -197,6 +202,7 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     cols.drop(_READ_BEFORE_SERVED)
     release_memory()
     unpriced, unpriced_of = _served(c, cols, order, plan_code, plans, logged_code, a)
+    release_memory()  # the serving facts' temporaries (~50 MB at 1M rows): under the decoding's columns
     check = _checks(cols, a)
     a["n"] = np.array([n], np.int64)
 
@@ -432,7 +438,7 @@ def _admission(
     n = c.n
     rtok_raw, bound = cols.num("reserved_tokens"), cols.num("reserved_prompt_tokens")
     a["group"] = gid
-    a["rid"] = cols.ids("request_id").astype(np.int32)
+    a["rid"] = cols.ids("request_id")
     # no reservation logged: its tokens (NULL read as 0) — taken at those rows only, no row-sized copies
     rtok = np.nan_to_num(rtok_raw)
     unreserved = np.flatnonzero(np.isnan(rtok_raw))
