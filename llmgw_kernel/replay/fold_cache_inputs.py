@@ -14,6 +14,7 @@ from ..cache.exact import SHARED_UNAVAILABLE
 from ..decisions import cache as decide
 from .fold_codes import Codes, Cols, factorize, ran_live
 from .fold_semantic_inputs import semantic_arrays
+from .window import release_memory
 
 if TYPE_CHECKING:
     from .fold import Composer
@@ -37,6 +38,7 @@ def cache_arrays(
     bypass, reasons = _bypass(cols, has_s, settings, route_code, control_code, controls)
     key_code, key_values = _keys(cols, has_s, route_code, route_values)
     ns_code, ns_names = _namespaces(cols, has_s, settings, route_code, route_values)
+    release_memory()  # the keys' and teams' Arrow and DuckDB buffers, freed: the arrays below are made over them
     skey = _scoped(has_s & exact & (key_code >= 0), ns_code, ns_names, route_code, route_values, key_code, key_values)
     scoped_ok = has_s & (key_code >= 0)  # a scoped key exists (exact or not)
     reads = has_s & exact & read & (key_code >= 0)

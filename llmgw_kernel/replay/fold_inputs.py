@@ -85,6 +85,8 @@ _READ_BEFORE_GROUPS = ("ts", "ts_end", "admitted_ts", "settled_ts", "cache_looku
                        "temperature")  # fmt: skip
 #: the numeric columns no step after the admission facts reads (freed before the serving facts)
 _READ_BEFORE_SERVED = ("reserved_tokens", "reserved_prompt_tokens", "reserved_usd", "key_version")
+#: the numeric columns nothing reads after the serving facts' logged usage
+_READ_BEFORE_ESTIMATES = ("prompt_tokens", "completion_tokens", "cost_usd", "cached_tokens", "latency_ms")
 #: the columns the inputs (and their decoding) read as Arrow, not as codes or numbers: not compacted
 _READ_AS_ARROW = frozenset({"request_id", "cache_source", "target", "attempts"})
 #: the columns of warm rows (answers cached before the window) the cache's arrays read
@@ -140,7 +142,9 @@ def _opt(v: float) -> int | None:
 def nano_of(usd: np.ndarray) -> np.ndarray:
     """:func:`~llmgw_kernel.decisions.limits.nano` by array: ``round(usd * NANO)`` (half to even, as
     Python's ``round``)."""
-    return np.rint(usd * NANO).astype(np.int64)
+    scaled = usd * NANO
+    np.rint(scaled, out=scaled)  # in place: one float64 temporary (a 1M-row fold's peak is at its last call)
+    return scaled.astype(np.int64)
 
 
 # -- the inputs ----------------------------------------------------------------------------------
@@ -247,19 +251,20 @@ def _checks(cols: Cols, a: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def plan_codes(c: Composer, window: Window) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
-    """(the replayed plan of every row as a code into the returned plans, -1: not routed; the
+    """(the replayed plan of every row as an int32 code into the returned plans, -1: not routed; the
     plans; the logged plan coded into the same table, -1: none). From the routing stage's codes
     when the composer's plans came from it, else coded here."""
     attached = window.get("_routing") if "_routing" in window else None
     if isinstance(attached, tuple) and attached[1] is c.plans:
         d = attached[0]
-        return d.plan_codes.astype(np.int64), list(d.plans), d.logged_codes.astype(np.int64)
+        # the routing stage's own int32 arrays, not int64 copies (read, never written)
+        return d.plan_codes.astype(np.int32, copy=False), list(d.plans), d.logged_codes.astype(np.int32, copy=False)
     index: dict[tuple[str, ...], int] = {}
     codes = np.fromiter(
-        (-1 if p is None else index.setdefault(tuple(p), len(index)) for p in c.plans), np.int64, c.n
+        (-1 if p is None else index.setdefault(tuple(p), len(index)) for p in c.plans), np.int32, c.n
     )  # fmt: skip
     lc, lv = window.codes("plan")
-    table = np.array([index.setdefault(tuple(split_plan(v) or ()), len(index)) for v in lv] + [-1], np.int64)
+    table = np.array([index.setdefault(tuple(split_plan(v) or ()), len(index)) for v in lv] + [-1], np.int32)
     return codes, list(index), table[lc]
 
 
@@ -505,8 +510,11 @@ def _served(
     unmeasured: list[set[str]] = []
     unpriced_of = np.full(n, -1, np.int32)
     estimate_of = np.full(n, -1, np.int32)
+    del pt_raw, ct_raw, cached, failed, same, target_code
+    release_memory()  # the upstream costs' temporaries: the estimates' are made over them
     if len(other):
         p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, has_tokens)
+        cols.drop(_READ_BEFORE_ESTIMATES)  # under the estimates and this step's arrays (the fold's peak)
         route_code, routes = cols.codes("route")
         code, first = factorize(route_code[other], plan_code[other])
         model = ExpectedCosts(pol, c.costs.failure)  # CostModel.expected on arrays
