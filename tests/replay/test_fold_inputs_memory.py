@@ -1,0 +1,59 @@
+"""What the compiled fold's inputs hold while they are made (issue 11: a second replay in one
+process peaked over 1 GB per 1M rows at the limit groups and the serving facts, where numba's
+code, resident after a first replay, sits under the inputs' arrays): columns are freed after
+their last reader, and codes are not copied into wider integers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from test_fold_kernel import assert_same, composer, live
+
+from llmgw_kernel.replay import fold_inputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import replay_scale  # noqa: E402
+
+#: read by the order and the cache's arrays only
+_TIMES = {"ts_end", "admitted_ts", "settled_ts", "cache_lookup_ts", "cache_stored_ts", "temperature"}
+#: read by the serving facts' logged usage only
+_USAGE = {"cost_usd", "cached_tokens"}
+
+
+def test_the_fold_inputs_free_columns_after_their_last_reader(tmp_path, monkeypatch):
+    d = tmp_path / "log"
+    replay_scale.generate(d, 3000, seed=5, chunk=1500)
+    c = composer(d, live(), tmp_path)
+    seen: dict[str, Any] = {}
+    real_groups, real_served = fold_inputs._groups, fold_inputs._served
+
+    def groups(c_: Any, cols: Any, *args: Any) -> Any:
+        seen["compacted"], seen["at groups"] = set(cols._compacted), set(cols._num)
+        seen["warm codes"] = [k for k in cols._memo if k[0] in ("codesTrue", "idsTrue")]
+        return real_groups(c_, cols, *args)
+
+    def served(c_: Any, cols: Any, order: Any, plan_code: np.ndarray, plans: Any, logged: np.ndarray, a: Any) -> Any:
+        seen["plan dtypes"] = {plan_code.dtype, logged.dtype}
+        out = real_served(c_, cols, order, plan_code, plans, logged, a)
+        seen["after served"] = set(cols._num)
+        return out
+
+    monkeypatch.setattr(fold_inputs, "_groups", groups)
+    monkeypatch.setattr(fold_inputs, "_served", served)
+    assert fold_inputs.inputs(c) is not None
+    assert _TIMES <= seen["compacted"], "the times were not compacted: the test tells nothing"
+    assert not _TIMES & seen["at groups"], "the times are held past the order"
+    assert not seen["warm codes"], "the warm rows' codes are held past the cache's arrays"
+    assert seen["plan dtypes"] == {np.dtype(np.int32)}, "the plan codes were widened"
+    assert _USAGE <= seen["compacted"] and not _USAGE & seen["after served"], "the logged usage is held"
+    monkeypatch.undo()
+    assert_same(composer(d, live(), tmp_path))  # and the kernel still folds as the Python fold
+
+
+def test_nano_of_rounds_half_to_even_as_python():
+    usd = np.array([0.0, 1e-9, 2.5e-9, 3.5e-9, 0.1234567895, 12.5, -2.5e-9], np.float64)
+    assert fold_inputs.nano_of(usd).tolist() == [round(float(u) * fold_inputs.NANO) for u in usd]
+    assert fold_inputs.nano_of(usd).dtype == np.int64
