@@ -22,6 +22,7 @@ Files appear only by atomic rename, so readers in other processes never see a pa
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 import re
@@ -182,9 +183,9 @@ def listing(directory: Path) -> list[tuple[Segment, float]]:
     return out
 
 
-#: the top-level column names of each segment file this process has read, by path, with the
-#: file's identity when read (device, inode, size, mtime in ns): a file is re-read only when it
-#: is another file (renamed over, rewritten) — sealed segments never change in place (docs/log.md)
+#: the column names of each segment file this process has read, by path, with the file's identity
+#: when read (device, inode, size, mtime in ns): a file is re-read only when it is another file
+#: (renamed over, rewritten) — sealed segments never change in place (docs/log.md)
 _SCHEMAS: dict[str, tuple[tuple[int, int, int, int], frozenset[str]]] = {}
 _SCHEMAS_MAX = 65_536  # bounded: forgotten all at once past this many (re-read on next use)
 
@@ -193,23 +194,58 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def column_names(path: Path) -> frozenset[str]:
-    """The top-level column names of the Parquet file ``path``, read from its footer once per
-    file identity in this process. Raises FileNotFoundError (vanished) or OSError/ValueError
-    (not Parquet) as pyarrow does."""
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+def _read_names(paths: list[Path]) -> dict[Path, frozenset[str]]:
+    """The column names in each Parquet file's footer, by one DuckDB metadata query (file by
+    file if one vanished meanwhile); a vanished or non-Parquet file is left out. DuckDB, not
+    ``pyarrow.parquet``: the proxy's log writer calls this as it starts, and importing
+    ``pyarrow.parquet`` there cost it ~13 MB of resident memory."""
+    import duckdb
 
-    key = str(path)
-    ident = _identity(os.stat(path))
-    known = _SCHEMAS.get(key)
-    if known is not None and known[0] == ident:
-        return known[1]
-    names = frozenset(pq.ParquetFile(path).schema_arrow.names)
-    if _identity(os.stat(path)) == ident:  # not replaced while read: the names are this identity's
-        if len(_SCHEMAS) >= _SCHEMAS_MAX:
-            _SCHEMAS.clear()
-        _SCHEMAS[key] = (ident, names)
-    return names
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        try:
+            rows = con.execute("SELECT file_name, name FROM parquet_schema(?)", [[str(p) for p in paths]]).fetchall()
+        except (duckdb.IOException, duckdb.InvalidInputException):
+            rows = []
+            for p in paths:  # a file deleted (a superseded segment), or not Parquet: not ours to fix
+                with contextlib.suppress(duckdb.IOException, duckdb.InvalidInputException):
+                    rows += con.execute("SELECT file_name, name FROM parquet_schema(?)", [str(p)]).fetchall()
+    finally:
+        con.close()
+    names: dict[str, set[str]] = {}
+    for file_name, name in rows:
+        names.setdefault(file_name, set()).add(name)
+    return {p: frozenset(names[str(p)]) for p in paths if str(p) in names}
+
+
+def column_names(paths: list[Path]) -> dict[Path, frozenset[str]]:
+    """The column names of each Parquet file in ``paths``, read from its footer once per file
+    identity in this process (the files not seen before, or replaced since, in one query); a
+    vanished or non-Parquet file is left out."""
+    out: dict[Path, frozenset[str]] = {}
+    unknown: dict[Path, tuple[int, int, int, int]] = {}
+    for path in paths:
+        try:
+            ident = _identity(os.stat(path))
+        except FileNotFoundError:
+            continue
+        known = _SCHEMAS.get(str(path))
+        if known is not None and known[0] == ident:
+            out[path] = known[1]
+        else:
+            unknown[path] = ident
+    if unknown:
+        for path, names in _read_names(list(unknown)).items():
+            out[path] = names
+            try:
+                same = _identity(os.stat(path)) == unknown[path]
+            except FileNotFoundError:
+                same = False
+            if same:  # not replaced while read: the names are this identity's
+                if len(_SCHEMAS) >= _SCHEMAS_MAX:
+                    _SCHEMAS.clear()
+                _SCHEMAS[str(path)] = (unknown[path], names)
+    return out
 
 
 def ensure_anchor(directory: Path) -> None:
@@ -218,11 +254,9 @@ def ensure_anchor(directory: Path) -> None:
     import duckdb  # the reader imports it anyway; the writer needs it here only
 
     path = directory / ANCHOR_NAME
-    try:
-        if column_names(path) >= {name for name, _, _ in COLUMNS}:
-            return
-    except FileNotFoundError:
-        pass
+    have = column_names([path]).get(path)
+    if have is not None and have >= {name for name, _, _ in COLUMNS}:
+        return
 
     directory.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(f'CAST(NULL AS {typ}) AS "{name}"' for name, typ, _ in COLUMNS)
@@ -242,24 +276,16 @@ def ensure_columns(directory: Path) -> int:
     identity in this process (:func:`column_names`); a vanished or non-Parquet file is skipped
     (a superseded segment the writer deleted, or not ours to fix)."""
     want = {name for name, _, _ in COLUMNS}
-    stale: list[tuple[Path, frozenset[str]]] = []
-    for s in list_segments(directory):
-        if s.lo == 0:
-            continue
-        try:
-            have = column_names(s.path)
-        except (OSError, ValueError):  # FileNotFoundError is an OSError; ArrowInvalid a ValueError
-            continue
-        if not have >= want:
-            stale.append((s.path, have))
+    have = column_names([s.path for s in list_segments(directory) if s.lo != 0])
+    stale = [(path, names) for path, names in have.items() if not names >= want]
     if not stale:
         return 0
     import duckdb
 
     con = duckdb.connect(config={"threads": 1})
     try:
-        for path, have in stale:
-            _add_columns(con, path, set(have))
+        for path, names in stale:
+            _add_columns(con, path, set(names))
         return len(stale)
     finally:
         con.close()

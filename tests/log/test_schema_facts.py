@@ -1,5 +1,5 @@
 """open_log's checks of the segments' schemas read each file's footer once per file identity in
-a process (segments.column_names): a repeated open reads none, and a file replaced under the
+a process (segments.column_names, by DuckDB's parquet_schema): a repeated open reads none, and a file replaced under the
 same name (another inode, size or mtime) is read again — a segment lacking columns renamed over
 a complete one is still found and rewritten, and the view reads it with the anchor's schema."""
 
@@ -14,16 +14,14 @@ from llmgw_kernel.log.segments import ANCHOR_NAME, log_dir, segment_name
 
 
 def _footer_reads(monkeypatch) -> list[str]:
-    import pyarrow.parquet as pq
-
     reads: list[str] = []
-    real = pq.ParquetFile
+    real = segments._read_names
 
-    def counting(path, *a, **k):
-        reads.append(os.path.basename(str(path)))
-        return real(path, *a, **k)
+    def counting(paths):
+        reads.extend(os.path.basename(str(p)) for p in paths)
+        return real(paths)
 
-    monkeypatch.setattr(pq, "ParquetFile", counting)
+    monkeypatch.setattr(segments, "_read_names", counting)
     return reads
 
 
@@ -57,3 +55,24 @@ def test_a_vanished_or_foreign_segment_is_skipped(tmp_path):
     (directory / segment_name(3, 3)).write_bytes(b"not parquet")
     assert segments.ensure_columns(directory) == 0
     assert segments.ensure_columns(directory / "nowhere") == 0
+
+
+def test_the_writer_s_schema_checks_import_no_pyarrow_parquet(tmp_path):
+    """The proxy's log writer checks the anchor and the segments' schemas as it starts: through
+    DuckDB, which it loads anyway — pyarrow.parquet cost the proxy ~13 MB of resident memory
+    (test_dashboard's start-up bound of 150 MB failed at 163)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, duckdb\n"
+        "from pathlib import Path\n"
+        "from llmgw_kernel.log.segments import ensure_anchor, ensure_columns, log_dir, segment_name\n"
+        f"d = log_dir(Path({str(tmp_path)!r}))\n"
+        "ensure_anchor(d)\n"
+        "duckdb.sql(f\"COPY (SELECT 'req_a' AS request_id) TO '{d / segment_name(7, 7)}' (FORMAT parquet)\")\n"
+        "ensure_anchor(d); assert ensure_columns(d) == 1\n"
+        "print('pyarrow.parquet' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
