@@ -40,8 +40,6 @@ def fold_codes(folded: Folded, name: str) -> np.ndarray:
     own = getattr(folded, "codes", None)
     if own is not None:
         return np.asarray(own(name))
-    if name == "served_by" and getattr(folded, "served_code", None) is not None:  # a compiled fold without codes()
-        return np.asarray(folded.served_code)  # type: ignore[attr-defined]
     codes = encode(folded.column(name), LABELS[name])
     if (codes < 0).any():
         raise ValueError(f"the fold decided a {name} not in {LABELS[name]}")
