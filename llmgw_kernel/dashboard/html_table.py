@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 #: the most rows a table sends to the browser (the rest are counted in a line under it)
 MAX_ROWS = 200
+#: a text cell longer than this is kept to one line of at most 36em, cut with an ellipsis, whole
+#: on hover: names a client chooses (a team, user or model of 20,000 characters) must not push
+#: the table's figures off the screen
+LONG_CHARS = 48
+#: the most characters of one cell sent to the browser (shown and on hover), then "…"
+MAX_CELL_CHARS = 1000
 
 Format = Callable[[Any], str]
 
@@ -78,7 +84,8 @@ def table_html(
 ) -> str:
     """``frame`` as an HTML table (every value escaped), in a box that scrolls past
     ``max_height`` px; ``long_text`` names the columns of long text (messages): kept to one line, cut
-    with an ellipsis, the whole text shown on hover."""
+    with an ellipsis, the whole text shown on hover — as is any text cell over :data:`LONG_CHARS`
+    (a name a client chose); no cell sends more than :data:`MAX_CELL_CHARS` characters."""
     formats = formats or {}
     classes = " ".join(["llmgw-table", css_class]).strip()
     if frame is None or not len(frame.columns):
@@ -90,8 +97,10 @@ def table_html(
         cells = []
         for column, value in zip(columns, values, strict=True):
             text, numeric = _cell(value, formats.get(column))
+            if len(text) > MAX_CELL_CHARS:
+                text = text[:MAX_CELL_CHARS] + "…"
             safe = html.escape(text)
-            if column in long_text and not numeric:  # one line, cut with an ellipsis; all of it on hover
+            if not numeric and (column in long_text or len(text) > LONG_CHARS):  # one line, cut; all on hover
                 cells.append(f'<td class="long" title="{safe}">{safe}</td>')
             else:
                 cells.append(f'<td class="num">{safe}</td>' if numeric else f"<td>{safe}</td>")
@@ -129,4 +138,4 @@ class HtmlTable:
             self.pane.object = text
 
 
-__all__ = ["MAX_ROWS", "TABLE_CSS", "HtmlTable", "number", "table_html"]
+__all__ = ["LONG_CHARS", "MAX_CELL_CHARS", "MAX_ROWS", "TABLE_CSS", "HtmlTable", "number", "table_html"]

@@ -26,6 +26,12 @@ import panel as pn
 WIDTH, HEIGHT = 600, 250
 _LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 44, 26
 _LEGEND_ROW = 13  # a legend row's height
+#: a label's most characters in the legend and the tooltips, then "…" (a label can be a name a
+#: client chose — a budget's team — of any length: uncut, one made the legend rows, and the SVG
+#: that repeats it in every bucket's tooltip, as long as the name); the whole label, up to
+#: MAX_TITLE_CHARS, is the legend entry's own tooltip
+LABEL_CHARS = 48
+MAX_TITLE_CHARS = 1000
 Scale = Callable[[float], float]
 _TICK_STEPS_S = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
 
@@ -84,7 +90,8 @@ def chart_svg(
     value_format: str = "{:,.1f}",
 ) -> str:
     """The SVG of a chart of ``layers`` over buckets starting at ``starts`` (epoch seconds,
-    ``bucket_s`` wide): ``kind`` "bars" (stacked, NaN as 0) or "lines". Every text is escaped."""
+    ``bucket_s`` wide): ``kind`` "bars" (stacked, NaN as 0) or "lines". Every text is escaped;
+    labels are cut at :data:`LABEL_CHARS`."""
     t = np.asarray(starts, dtype=float)
     n = len(t)
     values = [np.asarray(layer.values, dtype=float) for layer in layers]
@@ -138,13 +145,19 @@ def _legend(layers: Sequence[Layer]) -> tuple[list[str], int]:
         return [], 0
     out, x, y, rows = [], float(_LEFT), 22, 1
     for layer in layers:
-        width = 22 + 6 * len(layer.label)
+        width = 22 + 6 * len(_cut(layer.label, LABEL_CHARS))
         if x > _LEFT and x + width - 10 > WIDTH - _RIGHT:
             x, y, rows = float(_LEFT), y + _LEGEND_ROW, rows + 1
         out.append(f'<rect x="{x:.1f}" y="{y}" width="9" height="9" fill="{html.escape(layer.color)}"/>')
-        out.append(f'<text x="{x + 12:.1f}" y="{y + 8}">{html.escape(layer.label)}</text>')
+        label = _cut(layer.label, LABEL_CHARS)
+        title = f"<title>{html.escape(_cut(layer.label, MAX_TITLE_CHARS))}</title>" if label != layer.label else ""
+        out.append(f'<text x="{x + 12:.1f}" y="{y + 8}">{title}{html.escape(label)}</text>')
         x += width
     return out, rows
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _time_axis(x0: float, x1: float, sx: Scale, base: float) -> list[str]:
@@ -212,13 +225,13 @@ def _hover(
     value_format: str,
 ) -> list[str]:
     """A transparent column per bucket whose tooltip is its time and every layer's value."""
-    out = []
+    out, labels = [], [_cut(layer.label, LABEL_CHARS) for layer in layers]
     for i in range(len(t)):
         x, w = sx(t[i]), sx(t[i] + bucket_s) - sx(t[i])
         lines = [f"{datetime.fromtimestamp(t[i], UTC):%Y-%m-%d %H:%M} UTC"]
-        for v, layer in zip(values, layers, strict=True):
+        for v, label in zip(values, labels, strict=True):
             value = v[i]
-            lines.append(f"{layer.label}: {value_format.format(value) if math.isfinite(value) else '–'}")
+            lines.append(f"{label}: {value_format.format(value) if math.isfinite(value) else '–'}")
         tip = html.escape("\n".join(lines))
         out.append(
             f'<rect class="hover" x="{x:.1f}" y="{_TOP}" width="{w:.1f}" height="{ph:.1f}"><title>{tip}</title></rect>'
