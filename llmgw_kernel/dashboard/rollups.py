@@ -1,10 +1,13 @@
-"""The overview's additive figures per sealed segment and minute, kept beside the log.
+"""The overview's and the routing page's additive figures per sealed segment and minute, kept
+beside the log.
 
 The overview's counts and sums (requests, errors by outcome and reason, tokens, cost, cache hits
-and savings, retries, upstream failures, rescues, fallbacks, attempts by target, routes) add up:
-over a window they are the sums of the same figures over its minutes. A sealed segment never
-changes (docs/log.md), so its figures per minute are computed once — :data:`ROLLUP_SQL` and
-:data:`ATTEMPTS_SQL` over that segment — and stored beside the log:
+and savings, retries, upstream failures, rescues, fallbacks, attempts by target, routes) and the
+routing page's (per route: requests, errors, upstream failures, rescues, fallbacks; target shares,
+first planned and served) add up: over a window they are the sums of the same figures over its
+minutes. A sealed segment never changes (docs/log.md), so its figures per minute are computed
+once — :data:`ROLLUP_SQL`, :data:`ATTEMPTS_SQL` and :data:`ROUTING_SQL` over that segment — and
+stored beside the log:
 
     <data-dir>/dashboard-cache/<segment name>.<size>.<mtime ns>.<inode>.<crc32 hex>.arrow
 
@@ -13,7 +16,8 @@ the minutes wholly inside the window, and scans from Parquet only the rest: the 
 an entry (the live tail: segments under :data:`MIN_BYTES`, and those not yet rolled up) and the
 rolled segments' rows in the window's partial first and last minute. Both halves are aggregated
 by the same SQL, so a figure is the same sum either way (float sums up to their rounding order).
-Percentiles and the newest rows do not add up: they are always scanned.
+Percentiles (the overview's, the routing page's per target) and the newest rows do not add up:
+they are always scanned.
 
 - **Identity.** An entry names its segment with its size, modification time and inode: a
   segment rewritten in place (``segments.ensure_columns``) or a name reused is another entry.
@@ -31,7 +35,7 @@ Percentiles and the newest rows do not add up: they are always scanned.
   it once. Memory: only each entry's minute range is held; the entries are read for a window's
   query and dropped.
 
-Used only for a window with no filter but ``route`` (the entries are per route): any other filter
+Used only for a window with no filter but ``route`` (the entries are per route, :func:`window_plan`): any other filter
 (team, key, user, model, provider) is answered by scanning. ``LLMGW_DASHBOARD_CACHE=off`` turns
 the entries off, ``=<dir>`` keeps them elsewhere (a read-only data directory); a cache that
 cannot be written is skipped.
@@ -52,14 +56,16 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
+from .filters import COLUMNS, Filters
 from .sql import (
     CHECK_SQL,
     CLIENT_SQL,
     FELL_BACK_SQL,
     HIT_SQL,
+    PLANNED_SQL,
     RETRIED_SQL,
     UPSTREAM_FAILED_SQL,
     rows_with_list_scalars,
@@ -105,20 +111,44 @@ FROM (SELECT ts, route, unnest(attempts) AS x FROM {{relation}} WHERE ({{where}}
 GROUP BY ALL
 """
 
+# Per minute, route, first planned target, served target and ok-or-not: the routing page's routes
+# and shares (routing_data.py), over the client requests. Reads only scalar columns (the list
+# scalars stand for the lists), so a window without entries scans as narrowly as before.
+ROUTING_SQL = f"""
+SELECT {MINUTE_SQL} AS m, route, first_planned, target, coalesce(outcome = 'ok', false) AS ok, count(*) AS n,
+       count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS failed, count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
+FROM {{source}}
+GROUP BY ALL
+"""
+
 _SCALAR_COLUMNS = (
     "ts, route, endpoint, outcome, error_type, error_message, prompt_tokens, completion_tokens, cost_usd, cache, "
     "saved_usd, retries"
 )
+_ROUTING_COLUMNS = "ts, route, outcome, target, retries"
+#: each kind of an entry's rows (its ``kind`` column) and the columns it holds
+KINDS = {
+    "r": ("m", "route", "is_check", "outcome", "error_type", "n", "pt", "ct", "cost", "cacheable", "hits",
+          "semantic_hits", "saved", "retried", "failed", "fell_back", "example"),
+    "a": ("m", "route", "target", "attempts", "failed"),
+    "t": ("m", "route", "first_planned", "target", "ok", "n", "failed", "fell_back"),
+}  # fmt: skip
 
 
 #: the SQL an entry was rolled up with: an entry of other SQL (another release's) is not used
-_SQL_TAG = hashlib.blake2b((ROLLUP_SQL + ATTEMPTS_SQL + _SCALAR_COLUMNS).encode(), digest_size=8).hexdigest().encode()
+_SQL_TEXT = ROLLUP_SQL + ATTEMPTS_SQL + ROUTING_SQL + _SCALAR_COLUMNS + _ROUTING_COLUMNS + PLANNED_SQL
+_SQL_TAG = hashlib.blake2b(_SQL_TEXT.encode(), digest_size=8).hexdigest().encode()
 
 
 def rollup_source(relation: str, where: str) -> str:
     """The rows of ``relation`` matching ``where``, with the list scalars (derived from the lists
     for rows written before those columns: :func:`.sql.rows_with_list_scalars`)."""
     return rows_with_list_scalars(_SCALAR_COLUMNS, relation, where)
+
+
+def routing_source(relation: str, where: str) -> str:
+    """The client requests of ``relation`` matching ``where`` with the columns of :data:`ROUTING_SQL`."""
+    return rows_with_list_scalars(_ROUTING_COLUMNS, relation, f"({where}) AND {CLIENT_SQL}")
 
 
 def cache_root(data_dir: Path) -> Path | None:
@@ -135,6 +165,7 @@ class Plan:
     rolled: tuple[Path, ...]
     rollups: pa.Table | None
     attempts: pa.Table | None
+    routing: pa.Table | None
     scan: str
     lo: int
     hi: int
@@ -212,8 +243,8 @@ class Rollups:
             edges = f"(ts < to_timestamp({lo * MINUTE_S}) OR ts >= to_timestamp({hi * MINUTE_S}))"
             parts.append(f"SELECT * FROM read_parquet([{_files([anchor, *rolled])}]) WHERE {edges}")
         scan = "(" + " UNION ALL ".join(parts) + ")"
-        rollups, attempts = _split(tables, lo, hi, route)
-        return Plan(tuple(rolled), rollups, attempts, scan, lo, hi)
+        rollups, attempts, routing = _split(tables, lo, hi, route)
+        return Plan(tuple(rolled), rollups, attempts, routing, scan, lo, hi)
 
     def _read(self, name: str, segment: str, lo: int, hi: int) -> pa.Table | None | bool:
         """An entry's table (None: no minute of it in [lo, hi); False: not sound, removed)."""
@@ -260,7 +291,8 @@ class Rollups:
         relation = f"read_parquet([{_files([anchor, path])}])"
         rows = con.sql(ROLLUP_SQL.format(source=rollup_source(relation, "true"))).to_arrow_table()
         att = con.sql(ATTEMPTS_SQL.format(relation=relation, where="true")).to_arrow_table()
-        table = pa.concat_tables([_kind(rows, "r"), _kind(att, "a")], promote_options="default")
+        rt = con.sql(ROUTING_SQL.format(source=routing_source(relation, "true"))).to_arrow_table()
+        table = pa.concat_tables([_kind(rows, "r"), _kind(att, "a"), _kind(rt, "t")], promote_options="default")
         table = table.replace_schema_metadata({_SEGMENT_META: path.name.encode(), _SQL_META: _SQL_TAG})
         if _identity(path) != ident:  # rewritten or deleted while it was read
             return True
@@ -318,10 +350,12 @@ def _kind(table: pa.Table, kind: str) -> pa.Table:
     return table.append_column("kind", pa.array([kind] * table.num_rows, pa.string()))
 
 
-def _split(tables: list[pa.Table], lo: int, hi: int, route: str | None) -> tuple[pa.Table | None, pa.Table | None]:
-    """The entries' request rows and attempt rows of minutes [lo, hi) (and ``route``)."""
+def _split(
+    tables: list[pa.Table], lo: int, hi: int, route: str | None
+) -> tuple[pa.Table | None, pa.Table | None, pa.Table | None]:
+    """The entries' request, attempt and routing rows of minutes [lo, hi) (and ``route``)."""
     if not tables:
-        return None, None
+        return None, None, None
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -331,9 +365,31 @@ def _split(tables: list[pa.Table], lo: int, hi: int, route: str | None) -> tuple
         keep = pc.and_(keep, pc.equal(table.column("route"), route))
     table = table.filter(pc.fill_null(keep, False))
     kind = table.column("kind")
-    rows = table.filter(pc.equal(kind, "r")).drop_columns(["kind", "target", "attempts"])
-    att = table.filter(pc.equal(kind, "a")).select(["m", "route", "target", "attempts", "failed"])
-    return rows, att
+    rows, att, routing = (table.filter(pc.equal(kind, k)).select(list(KINDS[k])) for k in ("r", "a", "t"))
+    return rows, att, routing
+
+
+def window_plan(rollups: Rollups, filters: Filters, now: float) -> Plan | None:
+    """How a page's query reads ``filters``' window (None: scan every row — a filter the entries
+    cannot answer, they being per route: team, key, user, model, provider)."""
+    if any(getattr(filters, name) is not None for name in COLUMNS if name != "route"):
+        return None
+    since, until = filters.bounds(now)
+    return rollups.plan(time.time(), since, until, filters.route)  # the view's clock, not the page's
+
+
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pa.Table:
+    """A query's rows as Arrow (a result another page left unread on the shared connection is
+    dropped first: only one may be open)."""
+    con.abort()
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def with_stored(scanned: pa.Table, stored: pa.Table | None) -> pa.Table:
+    """The rows of a figure's SQL over the scanned rows and the stored entries' (one table)."""
+    import pyarrow as pa
+
+    return scanned if stored is None else pa.concat_tables([stored.cast(scanned.schema), scanned])
 
 
 def _files(paths: list[Path]) -> str:
@@ -386,4 +442,7 @@ class Builder:
             self._thread.join(timeout=10)
 
 
-__all__ = ["ATTEMPTS_SQL", "MIN_BYTES", "ROLLUP_SQL", "Builder", "Plan", "Rollups", "cache_root", "rollup_source"]
+__all__ = [
+    "ATTEMPTS_SQL", "KINDS", "MIN_BYTES", "ROLLUP_SQL", "ROUTING_SQL", "Builder", "Plan", "Rollups", "arrow",
+    "cache_root", "rollup_source", "routing_source", "window_plan", "with_stored",
+]  # fmt: skip

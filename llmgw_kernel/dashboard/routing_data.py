@@ -6,7 +6,13 @@ Shares count the first target routing planned (``plan[1]``, read as ``first_plan
 the weights chose) and the target that served; per-target figures count every upstream attempt
 (``attempts``) of client requests (the gateway's own cache checks are no requests:
 :data:`.sql.CLIENT_SQL`). Only the per-target figures decode the lists: the routes and shares
-read their scalar columns (:func:`.sql.client_rows`).
+read their scalar columns (:func:`.sql.rows_with_list_scalars`).
+
+The routes and shares add up: both are sums over the rows of :data:`.rollups.ROUTING_SQL` (per
+minute, route, first planned and served target, ok or not), which the sealed segments' stored
+entries hold for a window's whole minutes (:mod:`.rollups`); only the rest is scanned, by the same
+SQL (every row with a filter other than the route). The per-target latency percentiles do not add
+up, so the per-target figures are one scan of ``attempts`` (their counts come with it for free).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .sql import CLIENT_SQL, ERROR_SQL, FELL_BACK_SQL, PLANNED_SQL, RESCUED_SQL, UPSTREAM_FAILED_SQL, client_rows
+from .rollups import ROUTING_SQL, arrow, routing_source, with_stored
+from .sql import CLIENT_SQL, PLANNED_SQL
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .context import Context
+    from .rollups import Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,19 +40,24 @@ class RoutingData:
     breakers: pd.DataFrame  # route, target, state, opened, half_open, closed (transitions)
 
 
+#: the rows of rollups.ROUTING_SQL over the window (stored and scanned), registered for the two below
+_ROWS = "llmgw_routing"
+# errors: sql.ERROR_SQL, rescued: sql.RESCUED_SQL, per ok-or-not group
 _ROUTES_SQL = f"""
-SELECT route, count(*) AS requests, count(*) FILTER (WHERE {ERROR_SQL}) AS errors,
-       count(*) FILTER (WHERE {UPSTREAM_FAILED_SQL}) AS upstream_failed,
-       count(*) FILTER (WHERE {RESCUED_SQL}) AS rescued, count(*) FILTER (WHERE {FELL_BACK_SQL}) AS fell_back
-FROM {client_rows("route, outcome, retries, target")} AS r
+SELECT route, CAST(sum(n) AS BIGINT) AS requests,
+       CAST(coalesce(sum(n) FILTER (WHERE NOT ok), 0) AS BIGINT) AS errors,
+       CAST(sum(failed) AS BIGINT) AS upstream_failed,
+       CAST(coalesce(sum(failed) FILTER (WHERE ok), 0) AS BIGINT) AS rescued,
+       CAST(sum(fell_back) AS BIGINT) AS fell_back
+FROM {_ROWS}
 WHERE route IS NOT NULL AND ({PLANNED_SQL} OR target IS NOT NULL)
 GROUP BY ALL ORDER BY requests DESC, route
 """
 
 _SHARES_SQL = f"""
-WITH r AS (SELECT route, first_planned AS first, target FROM {client_rows("route, target")} AS c WHERE {PLANNED_SQL}),
-planned AS (SELECT route, first AS target, count(*) AS planned_first FROM r GROUP BY ALL),
-served AS (SELECT route, target, count(*) AS served FROM r WHERE target IS NOT NULL GROUP BY ALL)
+WITH r AS (SELECT route, first_planned AS first, target, n FROM {_ROWS} WHERE {PLANNED_SQL}),
+planned AS (SELECT route, first AS target, CAST(sum(n) AS BIGINT) AS planned_first FROM r GROUP BY ALL),
+served AS (SELECT route, target, CAST(sum(n) AS BIGINT) AS served FROM r WHERE target IS NOT NULL GROUP BY ALL)
 SELECT route, target, coalesce(planned_first, 0) AS planned_first,
        coalesce(planned_first, 0) / sum(coalesce(planned_first, 0)) OVER (PARTITION BY route) AS planned_share,
        coalesce(served, 0) AS served,
@@ -68,13 +81,12 @@ def routing(ctx: Context, filters: Filters) -> RoutingData:
 
     def compute(con: Any, now: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         where, params = filters.where(now)
-        routes = con.execute(_ROUTES_SQL.format(where=where), params).df()
+        routes, shares = routes_and_shares(con, ctx.overview.window_plan(filters, now), where, params)
         n = routes["requests"].where(routes["requests"] > 0)
         routes["error_rate"] = routes["errors"] / n
         routes["upstream_failure_rate"] = routes["upstream_failed"] / n
         routes["rescue_rate"] = routes["rescued"] / routes["upstream_failed"].where(routes["upstream_failed"] > 0)
         routes["fallback_rate"] = routes["fell_back"] / n
-        shares = con.execute(_SHARES_SQL.format(where=where), params).df()
         targets = con.execute(_TARGETS_SQL.format(where=where), params).df()
         qs = list(targets.pop("q"))
         targets["p50_ms"] = [q[0] if q is not None else None for q in qs]
@@ -82,7 +94,25 @@ def routing(ctx: Context, filters: Filters) -> RoutingData:
         return routes, shares, targets
 
     routes, shares, targets = ctx.queries.answer(("routing", filters), compute, filters)
+    ctx.overview.start_rollups()
     return RoutingData(snap is not None, routes, shares, targets, _breakers(snap))
+
+
+def routes_and_shares(
+    con: Any, plan: Plan | None, where: str, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The routes' and target shares' frames: :data:`_ROUTES_SQL` and :data:`_SHARES_SQL` over the
+    rows of ROUTING_SQL — the stored entries' whole minutes of ``plan`` and the scanned rest
+    (every row matching ``where`` when ``plan`` is None)."""
+    relation = plan.scan if plan is not None else "requests"
+    rows = arrow(con, ROUTING_SQL.format(source=routing_source(relation, where)), params)
+    if plan is not None:
+        rows = with_stored(rows, plan.routing)
+    con.register(_ROWS, rows)
+    try:
+        return con.execute(_ROUTES_SQL).df(), con.execute(_SHARES_SQL).df()
+    finally:
+        con.unregister(_ROWS)
 
 
 def _breakers(snap: Any) -> pd.DataFrame:
@@ -99,4 +129,4 @@ def _breakers(snap: Any) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-__all__ = ["RoutingData", "routing"]
+__all__ = ["RoutingData", "routes_and_shares", "routing"]

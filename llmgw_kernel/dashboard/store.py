@@ -22,9 +22,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .filters import COLUMNS, Filters
+from .filters import Filters
 from .queries import LogQueries
-from .rollups import ATTEMPTS_SQL, MINUTE_S, ROLLUP_SQL, Builder, Plan, Rollups, rollup_source
+from .rollups import (
+    ATTEMPTS_SQL,
+    MINUTE_S,
+    ROLLUP_SQL,
+    Builder,
+    Plan,
+    Rollups,
+    arrow,
+    rollup_source,
+    window_plan,
+    with_stored,
+)  # fmt: skip
 from .sql import CLIENT_SQL, ERROR_SQL, bucket_sql, bucket_time_sql
 
 if TYPE_CHECKING:
@@ -192,13 +203,6 @@ GROUP BY ALL ORDER BY requests DESC, outcome, error_type
 """
 
 
-def _arrow(con: Any, sql: str, params: dict[str, Any]) -> pa.Table:
-    """A query's rows as Arrow (a result another page left unread on the shared connection is
-    dropped first: only one may be open)."""
-    con.abort()
-    return con.sql(sql, params=params).to_arrow_table()
-
-
 def _series_sql(start: float, width: int) -> str:
     cols = ",\n           ".join(f"sum(n) FILTER (WHERE outcome = '{o}' AND {_NC}) AS e_{o}" for o in ERROR_OUTCOMES)
     rates = ", ".join(f"coalesce(e_{o}, 0) / $minutes AS errors_per_min_{o}" for o in ERROR_OUTCOMES)
@@ -260,9 +264,18 @@ class OverviewStore:
         answer = self.queries.answer(
             ("overview", filters, outcome), lambda con, now: self._query(con, filters, outcome, now), filters
         )
+        self.start_rollups()
+        return answer
+
+    def start_rollups(self) -> None:
+        """Start rolling up the sealed segments in the background (the dashboard app's store:
+        after a page's first answer, so a cold process answers it by scanning first)."""
         if self._builder is not None:
             self._builder.start()
-        return answer
+
+    def window_plan(self, filters: Filters, now: float) -> Plan | None:
+        """How a query reads ``filters``' window: :func:`.rollups.window_plan`."""
+        return window_plan(self.rollups, filters, now)
 
     def close(self) -> None:
         self.stop()
@@ -282,7 +295,7 @@ class OverviewStore:
         self.last_plan = plan
         tables = {"llmgw_rows": rows, "llmgw_attempts": attempts}
         latency = _SERIES_LATENCY_SQL.format(where=where, bucket=bucket_sql(start, width), client=_C)
-        tables["llmgw_latency"] = _arrow(con, latency, {**params, "start": start})
+        tables["llmgw_latency"] = arrow(con, latency, {**params, "start": start})
         for name, table in tables.items():
             con.register(name, table)
         try:
@@ -319,18 +332,12 @@ class OverviewStore:
         """The rows of rollups.ROLLUP_SQL and ATTEMPTS_SQL over the window: the stored entries'
         whole minutes and the scanned rest (every row scanned when a filter other than the route
         is set: the entries are per route)."""
-        import pyarrow as pa
-
-        plan = None
-        if all(getattr(filters, name) is None for name in COLUMNS if name != "route"):
-            since, until = filters.bounds(now)
-            plan = self.rollups.plan(time.time(), since, until, filters.route)  # the view's clock, not the page's
+        plan = self.window_plan(filters, now)
         relation = plan.scan if plan is not None else "requests"
-        rows = _arrow(con, ROLLUP_SQL.format(source=rollup_source(relation, where)), params)
-        attempts = _arrow(con, ATTEMPTS_SQL.format(relation=relation, where=where), params)
-        if plan is not None and plan.rollups is not None and plan.attempts is not None:
-            rows = pa.concat_tables([plan.rollups.cast(rows.schema), rows])
-            attempts = pa.concat_tables([plan.attempts.cast(attempts.schema), attempts])
+        rows = arrow(con, ROLLUP_SQL.format(source=rollup_source(relation, where)), params)
+        attempts = arrow(con, ATTEMPTS_SQL.format(relation=relation, where=where), params)
+        if plan is not None:
+            rows, attempts = with_stored(rows, plan.rollups), with_stored(attempts, plan.attempts)
         return rows, attempts, plan
 
     @staticmethod

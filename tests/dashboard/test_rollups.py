@@ -274,3 +274,98 @@ def test_an_entry_of_other_sql_is_not_used(tmp_path, monkeypatch):
     store.overview(filters=f.with_(until=T0 + 901))
     assert store.last_plan.rolled == () and not other.exists()
     store.close()
+
+
+def _routing_truth(con, where, params):
+    """The routing page's routes and shares, DuckDB's own over the log's lists (not the scalars)."""
+    client = "endpoint IS DISTINCT FROM 'cache.check'"
+    failed = "(len(attempts) > 1 OR attempts[1].error IS NOT NULL)"
+    routes = con.execute(
+        f"SELECT route, count(*), count(*) FILTER (WHERE outcome IS DISTINCT FROM 'ok'), count(*) FILTER (WHERE {failed}), "
+        f"count(*) FILTER (WHERE {failed} AND outcome = 'ok'), "
+        "count(*) FILTER (WHERE len(attempts) - coalesce(retries, 0) > 1) "
+        f"FROM requests WHERE {where} AND {client} AND route IS NOT NULL AND (plan[1] IS NOT NULL OR target IS NOT NULL) "
+        "GROUP BY 1 ORDER BY 1",
+        params,
+    ).fetchall()
+    planned = con.execute(
+        f"SELECT route, plan[1], count(*) FROM requests WHERE {where} AND {client} AND plan[1] IS NOT NULL "
+        "GROUP BY ALL ORDER BY 1, 2",
+        params,
+    ).fetchall()
+    served = con.execute(
+        f"SELECT route, target, count(*) FROM requests WHERE {where} AND {client} AND plan[1] IS NOT NULL "
+        "AND target IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
+        params,
+    ).fetchall()
+    return routes, planned, served
+
+
+@pytest.mark.parametrize("filters", WINDOWS, ids=["all", "cut", "one-minute", "route", "team"])
+def test_routing_rolled_equals_scanned_equals_duckdb(log_dir_, monkeypatch, filters):
+    """The routing page's routes and shares (rollups.ROUTING_SQL rows) read through the entries
+    equal the same figures scanned, and DuckDB's own over the lists; the entries are read where
+    they can answer (fails before the routing rows were rolled up: the Plan had none)."""
+    from llmgw_kernel.dashboard.rollups import window_plan
+    from llmgw_kernel.dashboard.routing_data import routes_and_shares
+
+    monkeypatch.delenv(ENV, raising=False)
+    store = OverviewStore(log_dir_, ttl_s=0, clock=lambda: T0 + 3600)
+    try:
+        con = store.queries._con
+        where, params = filters.where(T0 + 3600)
+        plan = window_plan(Rollups(log_dir_), filters, T0 + 3600)
+        scanned_only = filters.team is not None or filters.since == T0 + 130
+        assert (plan is None) == (filters.team is not None)
+        assert scanned_only or (plan is not None and plan.rolled and plan.routing is not None and plan.routing.num_rows)
+        got = routes_and_shares(con, plan, where, params)
+        want = routes_and_shares(con, None, where, params)
+        for g, w in zip(got, want, strict=True):
+            _frames_equal(w, g)
+        routes, shares = got
+        truth_routes, planned, served = _routing_truth(con, where, params)
+        assert truth_routes, "the window holds routed requests"
+        cols = ["route", "requests", "errors", "upstream_failed", "rescued", "fell_back"]
+        assert sorted(map(tuple, routes[cols].itertuples(index=False))) == truth_routes
+        if filters.route is None:  # rescues and fallbacks seen (the chat route's rows have none)
+            assert any(r[4] for r in truth_routes) and any(r[5] for r in truth_routes)
+        got_planned = sorted(
+            (r, t, n) for r, t, n in shares[["route", "target", "planned_first"]].itertuples(index=False) if n
+        )
+        got_served = sorted((r, t, n) for r, t, n in shares[["route", "target", "served"]].itertuples(index=False) if n)
+        assert got_planned == planned and got_served == served
+    finally:
+        store.close()
+
+
+def test_the_routing_page_reads_the_entries(log_dir_, monkeypatch):
+    """routing_data.routing over a whole-log window answers from the entries: the same frames as
+    with the entries off, and the scan relation it was handed names only the unrolled rows."""
+    from llmgw_kernel.dashboard import routing_data
+    from llmgw_kernel.dashboard.context import Context
+    from llmgw_kernel.dashboard.queries import LogQueries
+
+    f = WINDOWS[1]
+    out = {}
+    plans = []
+    real = routing_data.routes_and_shares
+
+    def spy(con, plan, where, params):
+        plans.append(plan)
+        return real(con, plan, where, params)
+
+    monkeypatch.setattr(routing_data, "routes_and_shares", spy)
+    for mode in ("off", "on"):
+        if mode == "off":
+            monkeypatch.setenv(ENV, "off")
+        else:
+            monkeypatch.delenv(ENV, raising=False)
+        ctx = Context(log_dir_, queries=LogQueries(log_dir_, ttl_s=0, clock=lambda: T0 + 3600))
+        try:
+            out[mode] = routing_data.routing(ctx, f)
+        finally:
+            ctx.close()
+    assert plans[0] is not None and plans[0].rolled == ()
+    assert plans[1] is not None and len(plans[1].rolled) == 4
+    for name in ("routes", "shares", "targets"):
+        _frames_equal(getattr(out["off"], name), getattr(out["on"], name))
