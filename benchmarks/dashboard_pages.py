@@ -26,6 +26,10 @@ log's whole time range as the window (``?since=..&until=..``: 1,000,000 rows) an
   cached scripts, building the Bokeh views, laying out and painting): on this benchmark's
   machine it shares the cores with the dashboard; an operator's browser runs elsewhere.
 
+``--browser-cpus 0 --server-cpus 1`` pins Chromium (and this driver) and the dashboard process
+to different cores (``sched_setaffinity``), as when an operator's browser runs on their own
+machine, not the gateway's; the default is both on every core, shared.
+
 The dashboard process runs at nice 10 as under ``llmgw serve`` (``--panel-nice`` changes it):
 on a machine busy with other work its wall times stretch first; CPU seconds do not.
 
@@ -45,6 +49,7 @@ Prints a table per page (median and spread over the runs).
     .venv/bin/python benchmarks/dashboard_pages.py --cold     # every page a first visit
     .venv/bin/python benchmarks/dashboard_pages.py --navigate # overview by URL, then by its links
     .venv/bin/python benchmarks/dashboard_pages.py --queries  # the routing page's queries in process
+    .venv/bin/python benchmarks/dashboard_pages.py --browser-cpus 0 --server-cpus 1  # pinned apart
 
 ``--queries`` runs no browser: it times, in this process, the routing page's three queries one
 by one and the overview's whole fill (CPU seconds of the process, DuckDB on the dashboard's one
@@ -102,11 +107,18 @@ def descendants_cpu_s(name: bytes) -> float:
     return total
 
 
+#: the cores the dashboard process runs on (``--server-cpus``; None: wherever the kernel puts it)
+SERVER_CPUS: set[int] | None = None
+
+
 def start_panel(data_dir: Path, policy: Path, nice: int = 10) -> tuple[subprocess.Popen[bytes], int]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [sys.executable, "-m", "llmgw_kernel.dashboard.panel_process", "--data-dir", str(data_dir),
             "--policy", str(policy), "--origin", "*", "--log-level", "WARNING", "--nice", str(nice)]  # fmt: skip
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    cpus = SERVER_CPUS
+    # set in the child before it runs Python: every thread it starts (DuckDB's, Tornado's) inherits it
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, preexec_fn=pin)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     if not line.startswith("LLMGW_PANEL_PORT"):
@@ -272,7 +284,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="the pages to open by URL, in this order (comma-separated; not with --navigate)")  # fmt: skip
     ap.add_argument("--queries", action="store_true",
                     help="no browser: the routing queries and the overview's fill, CPU s in process")  # fmt: skip
+    ap.add_argument("--browser-cpus", type=_cpus, default=None,
+                    help="pin the browser (and this driver) to these cores, e.g. 0 or 0-1 (default: shared)")  # fmt: skip
+    ap.add_argument("--server-cpus", type=_cpus, default=None,
+                    help="pin the dashboard process to these cores, e.g. 1 (default: shared)")  # fmt: skip
     args = ap.parse_args(argv)
+    allowed = os.sched_getaffinity(0)
+    for flag, cpus in (("--browser-cpus", args.browser_cpus), ("--server-cpus", args.server_cpus)):
+        if cpus is not None and not cpus <= allowed:
+            ap.error(f"{flag}: cores {sorted(cpus - allowed)} are not among this process's {sorted(allowed)}")
+    global SERVER_CPUS
+    SERVER_CPUS = args.server_cpus
+    if args.browser_cpus is not None:  # Playwright's driver and Chromium, started later, inherit it
+        os.sched_setaffinity(0, args.browser_cpus)
     pages = tuple(p for p in args.pages.split(",") if p)
     if unknown := set(pages) - set(PAGES):
         ap.error(f"no such page: {', '.join(sorted(unknown))}")
@@ -285,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores; {_mode(args)}; {_rollups_note(data_dir)}",
+          f"{os.cpu_count()} cores; {_mode(args)}; {_pinning(args)}; {_rollups_note(data_dir)}",
           flush=True)  # fmt: skip
     if args.queries:
         for name, values in query_runs(data_dir, since, until, args.runs).items():
@@ -346,6 +370,30 @@ def query_runs(data_dir: Path, since: str, until: str, runs: int) -> dict[str, l
         out["overview"].append(time.process_time() - t0)
         queries.close()
     return out
+
+
+def _cpus(text: str) -> set[int]:
+    """``0``, ``0,1`` or ``0-1``: a set of core numbers."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of cores: {text!r} (e.g. 0 or 0,1 or 0-1)") from None
+    if not cpus:
+        raise argparse.ArgumentTypeError(f"no cores in {text!r}")
+    return cpus
+
+
+def _pinning(args: argparse.Namespace) -> str:
+    if args.browser_cpus is None and args.server_cpus is None:
+        return "browser and dashboard share the cores"
+
+    def cores(cpus: set[int] | None) -> str:
+        return "any core" if cpus is None else "core " + ",".join(map(str, sorted(cpus)))
+
+    return f"browser on {cores(args.browser_cpus)}, dashboard on {cores(args.server_cpus)}"
 
 
 def _mode(args: argparse.Namespace) -> str:

@@ -70,14 +70,6 @@ def kpi_pane() -> pn.pane.HTML:
     return pn.pane.HTML("", stylesheets=[CSS], sizing_mode="stretch_width")
 
 
-def table(page_size: int = 15, **kwargs: Any) -> pn.widgets.Tabulator:
-    """A read-only table (Tabulator), paginated in the browser."""
-    return pn.widgets.Tabulator(
-        None, disabled=True, show_index=False, pagination="local", page_size=page_size,
-        sizing_mode="stretch_width", layout="fit_data_fill", **kwargs,
-    )  # fmt: skip
-
-
 def heading(text: str) -> pn.pane.Markdown:
     return pn.pane.Markdown(f"### {text}", margin=(10, 10, 0, 10))
 
@@ -438,5 +430,5 @@ def _ready_html(answer: Answer, now: float, spec: PageSpec, panes: list[Any]) ->
 
 __all__ = [
     "ALL", "CSS", "DEFAULT_PRESET", "NAV", "Body", "FilterBar", "Frame", "NavLinks", "PageSpec", "kpi_html",
-    "kpi_pane", "ms", "page_frame", "page_spec", "pct", "table", "usd",
+    "kpi_pane", "ms", "page_frame", "page_spec", "pct", "usd",
 ]  # fmt: skip

@@ -13,6 +13,11 @@ sent whole after them, which a browser reads as one document (the second ``<!DOC
 logged. Should making the session fail after the bytes went out, the page says so instead of
 Tornado's error page (the status line is sent already).
 
+A page loads only the scripts its models need (:data:`SCRIPTS`): Bokeh's core, widgets and
+tables bundles (Panel's own bundle requires the last two) — not Bokeh's WebGL bundle, which
+only a WebGL figure needs (no page draws a Bokeh figure), nor Tabulator's and luxon's (no page
+has a Tabulator): ~0.7 of the ~3.5 MB of JavaScript a browser parsed and ran on every page load.
+
 Sessions are bounded (:class:`SessionLimits`, read from the environment): a page asked for
 while ``LLMGW_DASHBOARD_MAX_SESSIONS`` sessions exist or are being made, or while
 ``LLMGW_DASHBOARD_MAX_PENDING_SESSIONS`` are being made, is answered a 503 with ``Retry-After``
@@ -37,6 +42,10 @@ from .frame import BOOT_PREFIX
 log = logging.getLogger("llmgw.dashboard")
 
 _REFUSAL_LOG_EVERY_S = 10.0
+
+#: Bokeh's bundles a page loads (Bokeh's default adds "bokeh-gl"; "bokeh-mathjax" Panel drops
+#: when no model asks for it). panel.min.js requires the widgets and tables bundles at load.
+SCRIPTS = ["bokeh", "bokeh-widgets", "bokeh-tables", "bokeh-mathjax"]
 RETRY_AFTER_S = 5
 
 
@@ -183,12 +192,17 @@ def _plain_request(handler: Any) -> bool:
 
 def install(limits: SessionLimits | None = None) -> None:
     """Serve every Panel page of this process through :class:`EarlyPageHandler` (before
-    ``pn.serve``: Bokeh builds each app's routes from this list), with ``limits``."""
+    ``pn.serve``: Bokeh builds each app's routes from this list), with ``limits``, loading only
+    :data:`SCRIPTS` of Bokeh's bundles."""
+    from bokeh.resources import Resources
     from bokeh.server.urls import per_app_patterns
 
+    # the server's page resources are Resources(mode="server") with the default components (the
+    # page handler gets them from Bokeh's application: no argument to pass them through)
+    Resources._default_components = list(SCRIPTS)
     EarlyPageHandler.limits = limits or SessionLimits.from_env()
 
     per_app_patterns[:] = [(p[0], EarlyPageHandler, *p[2:]) if p[1] is DocHandler else p for p in per_app_patterns]
 
 
-__all__ = ["EarlyPageHandler", "SessionLimits", "install"]
+__all__ = ["SCRIPTS", "EarlyPageHandler", "SessionLimits", "install"]

@@ -136,9 +136,9 @@ class PanelThread:
         from .pages import build_apps
 
         logging.getLogger("tornado.access").setLevel(logging.WARNING)  # one line per asset
-        pn.extension("tabulator")
+        pn.extension()  # no extension: no page loads Tabulator's (or any other's) scripts
         limits = page_handler.SessionLimits.from_env()  # a bad value: the server does not start, and says why
-        page_handler.install(limits)  # a page's first bytes before its session; the session limits
+        page_handler.install(limits)  # a page's first bytes before its session; the session limits; its scripts
         idle_ms = max(1, round(limits.idle_s * 1000))
         apps, self._stores = build_apps(self.data_dir, self.policy_path, self.gateway_url)
         server = pn.serve(

@@ -71,3 +71,27 @@ def test_the_loading_line_comes_before_the_session_is_made(held, encoding):
     assert page.count("<!DOCTYPE") == 1 and page.count('id="llmgw-boot"') == 1
     assert page.index("data-loading") < page.index("<script")
     assert "Bokeh" in page and page.rstrip().endswith("</html>")
+
+
+def test_a_page_loads_only_the_scripts_its_models_need(tmp_path):
+    """No page has a Tabulator or a WebGL figure, so no page loads Tabulator's, luxon's or
+    Bokeh's WebGL bundle (~0.7 of ~3.5 MB of JavaScript the browser parsed and ran on every
+    page load: pn.extension("tabulator") and Bokeh's default components); Bokeh's and Panel's
+    own bundles still load (the browser tests: every page renders, no console error)."""
+    started = threading.Event()
+    server = PanelThread(tmp_path, ["*"], lambda port, error: started.set())
+    server.start()
+    try:
+        assert started.wait(60) and server.port is not None, "the dashboard server did not start"
+        for path in ("/overview", "/policy"):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            conn.request("GET", f"{path}?{WINDOW}")
+            resp = conn.getresponse()
+            page = resp.read().decode()
+            assert resp.status == 200
+            for name in ("bokeh.min.js", "bokeh-widgets.min.js", "bokeh-tables.min.js", "panel.min.js"):
+                assert name in page, f"{path} lost {name}"
+            for name in ("tabulator", "luxon", "bokeh-gl"):
+                assert name not in page, f"{path} loads {name}"
+    finally:
+        server.stop()
