@@ -284,8 +284,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="the pages to open by URL, in this order (comma-separated; not with --navigate)")  # fmt: skip
     ap.add_argument("--queries", action="store_true",
                     help="no browser: the routing queries and the overview's fill, CPU s in process")  # fmt: skip
-    ap.add_argument("--browser-cpus", type=_cpus, default=None,
-                    help="pin the browser (and this driver) to these cores, e.g. 0 or 0-1 (default: shared)")  # fmt: skip
+    ap.add_argument(
+        "--browser-cpus",
+        type=_cpus,
+        default=None,
+        help="pin the browser (and this driver) to these cores, e.g. 0 or 0-1 (default: shared)",
+    )
     ap.add_argument("--server-cpus", type=_cpus, default=None,
                     help="pin the dashboard process to these cores, e.g. 1 (default: shared)")  # fmt: skip
     args = ap.parse_args(argv)
