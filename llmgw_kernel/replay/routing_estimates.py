@@ -159,8 +159,11 @@ def _attempt_arrays(window: Any) -> Samples:
     if not len(flat):
         return {}
     error = pc.cast(pc.struct_field(flat, "error"), pa.string())  # all NULL: typed null when built from lists
-    keep = pc.invert(pc.fill_null(pc.starts_with(error, "skipped"), False))
-    kept = error.filter(keep)
+    skipped = pc.fill_null(pc.starts_with(error, "skipped"), False)
+    # the attempts' own arrays, not filtered copies, when none was skipped (the common case: a
+    # filter copies every string; a million attempts' targets and errors are ~20 MB of fresh pages)
+    keep = None if not pc.any(skipped).as_py() else pc.invert(skipped)
+    kept = error if keep is None else error.filter(keep)
     ok = pc.is_null(kept).to_numpy(zero_copy_only=False)
     cut = np.zeros(len(ok), bool)
     failed = np.flatnonzero(~ok)  # a cut is a failure: only the failures' errors are read
@@ -168,19 +171,36 @@ def _attempt_arrays(window: Any) -> Samples:
         cut[failed] = pc.fill_null(pc.match_substring(kept.take(pa.array(failed)), CUT_MARK), False).to_numpy(
             zero_copy_only=False
         )
-    latency = pc.cast(pc.struct_field(flat, "latency_ms").filter(keep), pa.float64())
-    latency = np.nan_to_num(latency.to_numpy(zero_copy_only=False), nan=0.0)
-    targets = pc.cast(pc.struct_field(flat, "target"), pa.string()).filter(keep)
-    enc = (targets.combine_chunks() if isinstance(targets, pa.ChunkedArray) else targets).dictionary_encode()
+    latency = pc.struct_field(flat, "latency_ms")
+    latency = pc.cast(latency if keep is None else latency.filter(keep), pa.float64())
+    latency = latency.to_numpy(zero_copy_only=False)
+    latency = np.nan_to_num(latency, nan=0.0, copy=not latency.flags.writeable)  # a copy already: in place
+    targets = pc.cast(pc.struct_field(flat, "target"), pa.string())
+    dictionary, indices = _encoded(targets if keep is None else targets.filter(keep))
     # each target's attempts, in log order (a NULL target: the last code, no target's)
-    order, bounds = grouped(pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False))
+    order, bounds = grouped(pc.fill_null(indices, len(dictionary)).to_numpy(zero_copy_only=False))
     latency, ok, cut = latency[order], ok[order], cut[order]
     out: Samples = {}
-    for c, target in enumerate(enc.dictionary.to_pylist()):
+    for c, target in enumerate(dictionary.to_pylist()):
         at = slice(bounds[c], bounds[c + 1])
         lat, good = latency[at], ok[at]
         out[target] = {"ok": lat[good], "failed": lat[~good], "cut": lat[cut[at]]}
     return out
+
+
+def _encoded(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """(the distinct values in order of first appearance, each value's index into them; NULL for
+    NULL) — ``dictionary_encode`` of the values as one array, without concatenating a chunked
+    column's strings first when its chunks come out sharing one dictionary (Arrow's hash kernel
+    gives every chunk the final one)."""
+    if isinstance(values, pa.ChunkedArray):
+        enc = values.dictionary_encode()
+        last = enc.chunk(enc.num_chunks - 1).dictionary if enc.num_chunks else None
+        if last is not None and all(c.dictionary.equals(last) for c in enc.chunks):
+            return last, pa.concat_arrays([c.indices for c in enc.chunks])
+        values = values.combine_chunks()
+    enc = values.dictionary_encode()
+    return enc.dictionary, enc.indices
 
 
 def attempt_samples(window: Any) -> dict[str, dict[str, list[float]]]:
