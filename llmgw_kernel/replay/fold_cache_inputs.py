@@ -12,7 +12,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..cache.exact import SHARED_UNAVAILABLE
 from ..decisions import cache as decide
-from .fold_codes import Codes, Cols, factorize, ran_live
+from .fold_codes import ROWS_MAX, Codes, Cols, factorize, ran_live
 from .fold_semantic_inputs import semantic_arrays
 from .window import release_memory
 
@@ -44,7 +44,10 @@ def cache_arrays(
     reads = has_s & exact & read & (key_code >= 0)
     stores = Codes()
     store_table = np.array([stores.code(r or "") for r in route_values] + [0], np.int64)
-    max_table = np.array([s.exact.max_entries if s is not None and s.exact else 0 for s in settings] + [0], np.int64)
+    # int32: a store never holds more entries than the rows (ROWS_MAX), so a bound clipped to it
+    # evicts the same (the policy's bound is 10M)
+    max_table = np.array([min(s.exact.max_entries, ROWS_MAX) if s is not None and s.exact else 0 for s in settings]
+                         + [0], np.int32)  # fmt: skip
     ttl_table = np.array([s.exact.ttl_s if s is not None and s.exact else 0.0 for s in settings] + [0.0])
     ok = cols.eq("outcome", "ok", both=True)
     live_hit = cols.eq("cache", "hit", both=True) | cols.eq("cache", "semantic-hit", both=True)
@@ -56,7 +59,7 @@ def cache_arrays(
     with_exact = skey >= 0
     a["skey"] = skey.astype(np.int32)  # codes and rows are int32 (fold_inputs.ROWS_MAX)
     a["store_of"] = np.where(with_exact, store_table[route_code], -1).astype(np.int32)
-    a["max_e"] = np.where(with_exact, max_table[route_code], 0)
+    a["max_e"] = np.where(with_exact, max_table[route_code], np.int32(0))
     a["lkey"] = np.where(reads, skey, -1)[:n].astype(np.int32)
     a["ttl"] = np.where(reads, ttl_table[route_code], 0.0)
     a["entry_at"] = entry_at

@@ -14,6 +14,9 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .window import Window
 
+#: the most rows (window and warm rows) the kernel folds: rows, request ids, key codes and groups are int32
+ROWS_MAX = 2**31 - 2
+
 
 class Codes(dict):  # type: ignore[type-arg]
     """Dense integer codes for hashable values, in first-seen order."""

@@ -29,6 +29,7 @@ equal it field by field (tests/replay/test_fold_kernel.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -53,7 +54,7 @@ from ..decisions.limits import (
 from ..log.record import CHECK_ENDPOINT
 from .costs_columnar import ExpectedCosts, cost_usd_columns
 from .fold_cache_inputs import cache_arrays
-from .fold_codes import Codes, Cols, factorize, ran_live
+from .fold_codes import ROWS_MAX, Codes, Cols, factorize, ran_live
 from .fold_columns import source_rows
 from .fold_semantic import supported
 from .window import Window, as_window, release_memory, split_plan
@@ -63,10 +64,10 @@ if TYPE_CHECKING:
 
     from .fold import Composer
 
+log = logging.getLogger("llmgw.replay")
+
 WINDOWS = ("day", "week", "month")
 _NONE_I = -1
-#: the most rows (window and warm rows) the kernel folds: rows, request ids, key codes and groups are int32
-ROWS_MAX = 2**31 - 2
 #: the log columns the inputs read (one scan)
 FOLD_COLUMNS = (
     "request_id", "ts", "ts_end", "admitted_ts", "settled_ts", "route", "key_id", "team", "end_user", "key_version",
@@ -139,12 +140,37 @@ def _opt(v: float) -> int | None:
     return None if v != v else int(v)
 
 
+#: the largest nano-dollar amount the kernel holds (int64): a dollar figure beyond it is not folded
+NANO_MAX = 2**63 - 1024  # the largest float64 below 2**63 (its int64 cast is exact)
+
+
 def nano_of(usd: np.ndarray) -> np.ndarray:
     """:func:`~llmgw_kernel.decisions.limits.nano` by array: ``round(usd * NANO)`` (half to even, as
-    Python's ``round``)."""
+    Python's ``round``). An amount int64 cannot hold (over ~$9.2 billion) raises
+    :class:`Unsupported` (the Python fold counts it in Python ints), not a wrapped value."""
+    fits_nano(usd)
     scaled = usd * NANO
     np.rint(scaled, out=scaled)  # in place: one float64 temporary (a 1M-row fold's peak is at its last call)
     return scaled.astype(np.int64)
+
+
+def fits_nano(usd: np.ndarray) -> None:
+    """Raise :class:`Unsupported` unless every ``round(usd * NANO)`` is an int64 (the kernel
+    rounds :data:`C` ``up_cost`` to nano-dollars itself: checked here, for every row)."""
+    if len(usd) and not (float(usd.min()) * NANO >= -NANO_MAX and float(usd.max()) * NANO <= NANO_MAX):
+        raise Unsupported(f"a cost beyond int64 nano-dollars ({float(usd.min())!r}..{float(usd.max())!r} USD)")
+
+
+def tokens_of(tokens: np.ndarray) -> np.ndarray:
+    """Token counts (float64, whole numbers) as int32 — the kernel's narrow input — or, when one
+    is beyond int32, as int64 (the kernel is compiled for both); beyond int64 raises
+    :class:`Unsupported`, never a wrapped value."""
+    lo, hi = (float(tokens.min()), float(tokens.max())) if len(tokens) else (0.0, 0.0)
+    if lo >= -(2.0**31) and hi < 2.0**31:
+        return tokens.astype(np.int32)
+    if lo >= -(2.0**63) and hi < 2.0**63:
+        return tokens.astype(np.int64)
+    raise Unsupported(f"a token count beyond int64 ({lo!r}..{hi!r})")
 
 
 # -- the inputs ----------------------------------------------------------------------------------
@@ -162,7 +188,11 @@ def inputs(c: Composer) -> Inputs | None:
     window = as_window(c.window)
     held = set(window.table.column_names)
     coded = window.coded
-    made = _inputs(c, window, held)
+    try:
+        made = _inputs(c, window, held)
+    except Unsupported as e:
+        log.info("the compiled fold does not fold this replay (%s): the Python fold runs", e)
+        made = None
     if made is not None:  # and their codes: ~50 MB of int32 arrays and Python strings at the fold's peak
         window.release([n for n in window.columns if n not in held and n not in coded], codes=True)
     return made
@@ -197,10 +227,7 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     if cal is None:
         return None
     _limit_arrays(groups, series, windows, a)
-    try:
-        _seed(c.start, series, windows, cal[0], a)
-    except _Unsupported:
-        return None
+    _seed(c.start, series, windows, cal[0], a)
     release_memory()  # the cache's, order's and groups' temporaries: freed, but held by malloc until trimmed
     _admission(c, cols, order, gid, groups, plan_code, plans, a)
     cols.drop(_READ_BEFORE_SERVED)
@@ -290,7 +317,7 @@ def _order(cols: Cols, rows: np.ndarray, a: dict[str, np.ndarray]) -> np.ndarray
         run = order[lo : hi + 1]
         rids = cols.values("request_id", run)
         order[lo : hi + 1] = run[sorted(range(len(run)), key=rids.__getitem__)]
-    return order.astype(np.int64)
+    return order.astype(np.int32)  # rows are int32 (ROWS_MAX)
 
 
 def _groups(c: Composer, cols: Cols, order: np.ndarray, series: Codes, windows: Codes) -> tuple[Groups, np.ndarray]:
@@ -424,12 +451,13 @@ def _seed(start: Limits, series: Codes, windows: Codes, starts: list[list[float]
         rw["rw_len"][code] = min(len(w.buckets), cap)
         rw["rw_requests"][code], rw["rw_tokens"][code], rw["rw_reserved"][code] = w.requests, w.tokens, w.reserved
         if len(w.buckets) > cap:
-            raise _Unsupported
+            raise Unsupported
     a.update(rw)
 
 
-class _Unsupported(Exception):
-    """A start state the kernel cannot hold (a rate window of more than 64 buckets)."""
+class Unsupported(Exception):
+    """What the kernel cannot hold: a start state's rate window of more than 64 buckets, an
+    amount or a token count beyond its integers (:func:`inputs` then returns None)."""
 
 
 # -- per request ---------------------------------------------------------------------------------
@@ -449,7 +477,7 @@ def _admission(
     unreserved = np.flatnonzero(np.isnan(rtok_raw))
     pt, ct = cols.num("prompt_tokens")[unreserved], cols.num("completion_tokens")[unreserved]
     rtok[unreserved] = (np.nan_to_num(pt) + np.nan_to_num(ct)).astype(np.int64)
-    a["rtok"] = rtok.astype(np.int64)
+    a["rtok"] = tokens_of(rtok)
     del rtok
     has_budgets = np.array([bool(b) for b in g.budgets] + [False], np.bool_)[gid]
     priced = ~np.isnan(bound) & ~np.isnan(rtok_raw) & (np.nan_to_num(rtok_raw) != 0)
@@ -490,7 +518,7 @@ def _served(
     same = mine & ran_upstream & (plan_code == logged_code)
     target_code, targets = cols.codes("target")
     up_cost, up_has = np.zeros(n), np.zeros(n, np.bool_)
-    up_tok = np.zeros(n, np.int64)
+    up_tok = np.zeros(n)  # whole numbers as float64 until narrowed (tokens_of)
     up_at = np.full(n, np.nan)
     # the same plan, ran live: its logged tokens at the candidate's price of the target that served
     failed = same & (target_code < 0)  # failed upstream live: it costs what it cost then
@@ -502,7 +530,7 @@ def _served(
         if got is not None:  # NaN: no tokens logged at all (cost_usd is None)
             up_cost[rows], up_has[rows] = np.nan_to_num(got), ~np.isnan(got)
     same_rows = np.flatnonzero(same)
-    up_tok[same_rows] = (np.nan_to_num(pt_raw[same_rows]) + np.nan_to_num(ct_raw[same_rows])).astype(np.int64)
+    up_tok[same_rows] = np.trunc(np.nan_to_num(pt_raw[same_rows]) + np.nan_to_num(ct_raw[same_rows]))
     up_at[same_rows] = a["settle_logged"][same_rows]
     # another plan, or it never ran upstream live: estimated tokens and latency, expected cost
     other = np.flatnonzero(mine & ~same)
@@ -529,12 +557,12 @@ def _served(
             unmeasured.append(model.unmeasured)
         estimate_of[other] = code
         unpriced_of[other] = np.where(np.array([bool(s) for s in unpriced], np.bool_)[code], code, -1)
-        up_tok[other] = np.rint(p_ + c_).astype(np.int64)
+        up_tok[other] = np.rint(p_ + c_)
         up_at[other] = a["decide"][other] + ms / 1000
-    a["up_cost"], a["up_has"], a["up_tok"], a["up_at"] = up_cost, up_has, up_tok, up_at
-    nano = nano_of(up_cost)
-    nano[~up_has] = 0
-    a["up_nano"] = nano
+    # the kernel rounds a cost to nano-dollars where it commits it (no int64 array beside the float64 one)
+    fits_nano(up_cost)
+    a["up_cost"], a["up_has"], a["up_tok"], a["up_at"] = up_cost, up_has, tokens_of(up_tok), up_at
+    del up_tok
     c.costs.estimated(estimate_of, unmeasured)  # counted for the rows the fold serves upstream
     return unpriced, unpriced_of
 

@@ -70,7 +70,7 @@ Heap = namedtuple("Heap", "t prio seq row size")
 C = namedtuple(
     "C",
     "reached bypass lkey skey ts flush_at ttl ran_live entry_at hit_logged store_of max_e canon lookup "
-    "settle_logged up_cost up_nano up_has up_tok up_at hit_s n sem_logged sem_read check check_src",
+    "settle_logged up_cost up_has up_tok up_at hit_s n sem_logged sem_read check check_src",
 )
 #: what the fold decided per row
 Out = namedtuple(
@@ -219,6 +219,13 @@ def _bucket(series, row, lim):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _nano(usd):  # type: ignore[no-untyped-def]
+    """``decisions.limits.nano``: ``round(usd * NANO)``, half to even (``fold_inputs.fits_nano``
+    checked every cost the kernel rounds fits int64)."""
+    return np.int64(np.rint(usd * 1e9))
+
+
+@_jit
 def _commit(row, has, amount, lim):  # type: ignore[no-untyped-def]
     if not has or amount == 0:  # nano-dollars, as Limits.commit counts them
         return
@@ -270,7 +277,7 @@ def _settle(i, at, lim, rw, c, out):  # type: ignore[no-untyped-def]
         b = _bucket(lim.gb_series[j], fl, lim)
         lim.reserved[b] = lim.reserved[b] - lim.worst[fl]
     up = out.served_by[i] == _UP  # else served from a cache: no cost, no tokens
-    _commit(fl, out.cost_has[i], c.up_nano[i] if up else 0, lim)
+    _commit(fl, out.cost_has[i], _nano(c.up_cost[i]) if up else 0, lim)
     for j in range(lim.gw_ptr[g], lim.gw_ptr[g + 1]):
         w = lim.gw_win[j]
         rw.reserved[w] = max(0, rw.reserved[w] - lim.rtok[fl])
@@ -343,7 +350,7 @@ def _charge_check(i, c, out, lim):  # type: ignore[no-untyped-def]
     if s >= 0 and out.cache_kind[s] != _SEMHIT:
         return
     out.cost[i], out.cost_has[i] = c.up_cost[i], c.up_has[i]
-    _commit(i, c.up_has[i], c.up_nano[i], lim)
+    _commit(i, c.up_has[i], _nano(c.up_cost[i]), lim)
 
 
 @_jit
@@ -362,7 +369,7 @@ def _drain(until, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-untyped-d
             if not _settle(i, at, lim, rw, c, out):
                 return 1
         else:  # not tracked by any limit: its spend still counts, in its arrival window
-            _commit(i, out.cost_has[i], c.up_nano[i] if out.served_by[i] == _UP else 0, lim)
+            _commit(i, out.cost_has[i], _nano(c.up_cost[i]) if out.served_by[i] == _UP else 0, lim)
     return 0
 
 
