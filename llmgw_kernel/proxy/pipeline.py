@@ -51,7 +51,7 @@ from .credentials import presented_key
 from .errors import GatewayError, bad_request, guardrail_error, not_found_model
 from .guardrails import check_input, check_output
 from .runtime import Gateway, Snapshot
-from .validate import check_chat, check_embeddings, check_metadata, check_model, load_json
+from .validate import check_chat, check_embeddings, check_metadata, check_model, check_name, load_json
 
 log = logging.getLogger("llmgw.proxy")
 
@@ -179,6 +179,7 @@ def _metadata(scope: Scope, body: dict[str, Any]) -> dict[str, Any] | None:
                 raise bad_request("x-llmgw-metadata must be a JSON object", param="x-llmgw-metadata")
             meta = {**(meta or {}), **extra}
     check_metadata(meta)
+    check_name("user", body.get("user"))
     return meta
 
 

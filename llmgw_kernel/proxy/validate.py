@@ -182,11 +182,18 @@ def _check_fields(
 #: metadata keys that name who a request counts for (budgets, rate limits, cache namespaces,
 #: the log's ``team`` / ``end_user`` columns): a string when given, as OpenAI's metadata values are
 _METADATA_NAMES = ("team", "user")
+#: the longest team / user name a request may give: each name is a budget and rate-limit subject
+#: held in memory for its windows, a Prometheus label (``who``), a cache namespace, a filter
+#: option and a row of the dashboards — a client's 20,000-character names were all of those
+MAX_NAME_CHARS = 256
+#: characters a name may not hold: C0 and C1 controls, DEL, and the line and paragraph separators
+_CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028", "\u2029"])
 
 
 def check_metadata(meta: Any) -> None:
     """Refuse ``metadata.team`` / ``metadata.user`` that is not a string (an object, a number):
-    it has no one text form to budget, limit and log under (it was logged as a Python repr)."""
+    it has no one text form to budget, limit and log under (it was logged as a Python repr);
+    or that is not a name (:func:`check_name`)."""
     for name in _METADATA_NAMES:
         value = meta.get(name) if isinstance(meta, dict) else None
         if value is not None and not isinstance(value, str):
@@ -195,6 +202,22 @@ def check_metadata(meta: Any) -> None:
                 param=f"metadata.{name}",
                 code="invalid_type",
             )
+        check_name(f"metadata.{name}", value)
+
+
+def check_name(param: str, value: Any) -> None:
+    """Refuse a team or user name (``metadata.team``, ``metadata.user``, the body's ``user``)
+    over :data:`MAX_NAME_CHARS` characters or holding a control character: a 400 naming it."""
+    if not isinstance(value, str):
+        return
+    if len(value) > MAX_NAME_CHARS:
+        raise bad_request(
+            f"'{param}' must be at most {MAX_NAME_CHARS} characters, got {len(value)}",
+            param=param,
+            code="invalid_value",
+        )
+    if not _CONTROL.isdisjoint(value):
+        raise bad_request(f"'{param}' must not contain control characters", param=param, code="invalid_value")
 
 
 def check_model(body: Any) -> str:
