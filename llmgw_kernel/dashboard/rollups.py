@@ -121,6 +121,16 @@ FROM {{source}}
 GROUP BY ALL
 """
 
+# Per upstream attempt of the client requests: its minute, route, target, latency and whether it
+# failed. The routing page's per-target latency percentiles do not add up, so the values themselves
+# are kept and read instead of decoding the attempts lists again (~4x the CPU: routing_data.per_target):
+# as one Arrow IPC stream in one row of the entry (kind "L", column ``blob``; minute int32, route and
+# target dictionary-coded: ~17 bytes an attempt), decoded only by a query that asks for them.
+LATENCY_SQL = f"""
+SELECT {MINUTE_SQL} AS m, route, x.target AS target, x.latency_ms AS latency_ms, x.error IS NOT NULL AS att_failed
+FROM (SELECT ts, route, unnest(attempts) AS x FROM {{relation}} WHERE ({{where}}) AND {CLIENT_SQL})
+"""
+
 _SCALAR_COLUMNS = (
     "ts, route, endpoint, outcome, error_type, error_message, prompt_tokens, completion_tokens, cost_usd, cache, "
     "saved_usd, retries"
@@ -132,11 +142,12 @@ KINDS = {
           "semantic_hits", "saved", "retried", "failed", "fell_back", "example"),
     "a": ("m", "route", "target", "attempts", "failed"),
     "t": ("m", "route", "first_planned", "target", "ok", "n", "failed", "fell_back"),
+    "L": ("blob",),  # one row: LATENCY_SQL's rows, an Arrow IPC stream
 }  # fmt: skip
 
 
 #: the SQL an entry was rolled up with: an entry of other SQL (another release's) is not used
-_SQL_TEXT = ROLLUP_SQL + ATTEMPTS_SQL + ROUTING_SQL + _SCALAR_COLUMNS + _ROUTING_COLUMNS + PLANNED_SQL
+_SQL_TEXT = ROLLUP_SQL + ATTEMPTS_SQL + ROUTING_SQL + LATENCY_SQL + _SCALAR_COLUMNS + _ROUTING_COLUMNS + PLANNED_SQL
 _SQL_TAG = hashlib.blake2b(_SQL_TEXT.encode(), digest_size=8).hexdigest().encode()
 
 
@@ -169,6 +180,23 @@ class Plan:
     scan: str
     lo: int
     hi: int
+    route: str | None = None
+    latency_blobs: tuple[pa.Buffer, ...] = ()
+
+    def latency(self) -> pa.Table | None:
+        """The entries' LATENCY_SQL rows of the window's whole minutes (None: no entry), decoded
+        from their IPC streams (only the routing page's per-target figures ask)."""
+        if not self.latency_blobs:
+            return None
+        import pyarrow as pa
+        import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+        table = pa.concat_tables([pa.ipc.open_stream(b).read_all() for b in self.latency_blobs])
+        m = table.column("m")
+        keep = pc.and_(pc.greater_equal(m, self.lo), pc.less(m, self.hi))
+        if self.route is not None:
+            keep = pc.and_(keep, pc.equal(table.column("route"), self.route))
+        return table.filter(keep)
 
 
 def _identity(path: Path) -> str | None:
@@ -226,6 +254,7 @@ class Rollups:
         anchor = self.log / ANCHOR_NAME
         entries = self._entries() if hi > lo else {}
         rolled: list[Path] = []
+        edged: list[Path] = []  # rolled segments with rows outside the whole minutes: their edges scanned
         tables: list[pa.Table] = []
         for path in shown:
             ident = _identity(path) if path.name != ANCHOR_NAME else None
@@ -235,16 +264,19 @@ class Rollups:
             table = self._read(name, path.name, lo, hi)
             if table is not False:
                 rolled.append(path)
+                first, last = self._ranges.get(name, (0, -1))
+                if not lo <= first <= last < hi:
+                    edged.append(path)
                 if table is not None:
                     tables.append(table)
         unrolled = [p for p in shown if p not in rolled and p.name != ANCHOR_NAME]
         parts = [f"SELECT * FROM read_parquet([{_files([anchor, *unrolled])}])"]
-        if rolled:
+        if edged:
             edges = f"(ts < to_timestamp({lo * MINUTE_S}) OR ts >= to_timestamp({hi * MINUTE_S}))"
-            parts.append(f"SELECT * FROM read_parquet([{_files([anchor, *rolled])}]) WHERE {edges}")
+            parts.append(f"SELECT * FROM read_parquet([{_files([anchor, *edged])}]) WHERE {edges}")
         scan = "(" + " UNION ALL ".join(parts) + ")"
-        rollups, attempts, routing = _split(tables, lo, hi, route)
-        return Plan(tuple(rolled), rollups, attempts, routing, scan, lo, hi)
+        rollups, attempts, routing, blobs = _split(tables, lo, hi, route)
+        return Plan(tuple(rolled), rollups, attempts, routing, scan, lo, hi, route, blobs)
 
     def _read(self, name: str, segment: str, lo: int, hi: int) -> pa.Table | None | bool:
         """An entry's table (None: no minute of it in [lo, hi); False: not sound, removed)."""
@@ -292,7 +324,10 @@ class Rollups:
         rows = con.sql(ROLLUP_SQL.format(source=rollup_source(relation, "true"))).to_arrow_table()
         att = con.sql(ATTEMPTS_SQL.format(relation=relation, where="true")).to_arrow_table()
         rt = con.sql(ROUTING_SQL.format(source=routing_source(relation, "true"))).to_arrow_table()
-        table = pa.concat_tables([_kind(rows, "r"), _kind(att, "a"), _kind(rt, "t")], promote_options="default")
+        lat = con.sql(LATENCY_SQL.format(relation=relation, where="true")).to_arrow_table()
+        blob = pa.table({"blob": pa.array([_ipc_stream(lat)], pa.binary())})
+        kinds = [_kind(rows, "r"), _kind(att, "a"), _kind(rt, "t"), _kind(blob, "L")]
+        table = pa.concat_tables(kinds, promote_options="default")
         table = table.replace_schema_metadata({_SEGMENT_META: path.name.encode(), _SQL_META: _SQL_TAG})
         if _identity(path) != ident:  # rewritten or deleted while it was read
             return True
@@ -347,26 +382,43 @@ class Rollups:
 def _kind(table: pa.Table, kind: str) -> pa.Table:
     import pyarrow as pa
 
-    return table.append_column("kind", pa.array([kind] * table.num_rows, pa.string()))
+    return table.append_column("kind", pa.repeat(pa.scalar(kind, pa.string()), table.num_rows))
+
+
+def _ipc_stream(lat: pa.Table) -> bytes:
+    """LATENCY_SQL's rows as an Arrow IPC stream, minute int32, route and target dictionary-coded."""
+    import pyarrow as pa
+
+    table = pa.table({
+        "m": lat["m"].cast(pa.int32()), "route": lat["route"].dictionary_encode(),
+        "target": lat["target"].dictionary_encode(), "latency_ms": lat["latency_ms"], "att_failed": lat["att_failed"],
+    }).combine_chunks().unify_dictionaries()  # fmt: skip
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()  # type: ignore[no-any-return]
 
 
 def _split(
     tables: list[pa.Table], lo: int, hi: int, route: str | None
-) -> tuple[pa.Table | None, pa.Table | None, pa.Table | None]:
-    """The entries' request, attempt and routing rows of minutes [lo, hi) (and ``route``)."""
+) -> tuple[pa.Table | None, pa.Table | None, pa.Table | None, tuple[pa.Buffer, ...]]:
+    """The entries' request, attempt and routing rows of minutes [lo, hi) (and ``route``), each
+    with the columns of its SQL, and their attempt latencies' IPC streams (:meth:`Plan.latency`)."""
     if not tables:
-        return None, None, None
+        return None, None, None, ()
     import pyarrow as pa
     import pyarrow.compute as pc
 
     table = pa.concat_tables(tables, promote_options="default")
+    kind = table.column("kind")
+    blobs = tuple(v.as_buffer() for v in table.filter(pc.equal(kind, "L")).column("blob") if v.is_valid)  # zero-copy
     keep = pc.and_(pc.greater_equal(table.column("m"), lo), pc.less(table.column("m"), hi))
     if route is not None:
         keep = pc.and_(keep, pc.equal(table.column("route"), route))
     table = table.filter(pc.fill_null(keep, False))
     kind = table.column("kind")
     rows, att, routing = (table.filter(pc.equal(kind, k)).select(list(KINDS[k])) for k in ("r", "a", "t"))
-    return rows, att, routing
+    return rows, att, routing, blobs
 
 
 def window_plan(rollups: Rollups, filters: Filters, now: float) -> Plan | None:
@@ -443,6 +495,6 @@ class Builder:
 
 
 __all__ = [
-    "ATTEMPTS_SQL", "KINDS", "MIN_BYTES", "ROLLUP_SQL", "ROUTING_SQL", "Builder", "Plan", "Rollups", "arrow",
-    "cache_root", "rollup_source", "routing_source", "window_plan", "with_stored",
+    "ATTEMPTS_SQL", "KINDS", "LATENCY_SQL", "MIN_BYTES", "ROLLUP_SQL", "ROUTING_SQL", "Builder", "Plan", "Rollups",
+    "arrow", "cache_root", "rollup_source", "routing_source", "window_plan", "with_stored",
 ]  # fmt: skip

@@ -12,7 +12,8 @@ The routes and shares add up: both are sums over the rows of :data:`.rollups.ROU
 minute, route, first planned and served target, ok or not), which the sealed segments' stored
 entries hold for a window's whole minutes (:mod:`.rollups`); only the rest is scanned, by the same
 SQL (every row with a filter other than the route). The per-target latency percentiles do not add
-up, so the per-target figures are one scan of ``attempts`` (their counts come with it for free).
+up: the entries keep every attempt's latency (:data:`.rollups.LATENCY_SQL`), read for the whole
+minutes instead of decoding the ``attempts`` lists again; only the rest decodes them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .filters import Filters
-from .rollups import ROUTING_SQL, arrow, routing_source, with_stored
-from .sql import CLIENT_SQL, PLANNED_SQL
+from .rollups import LATENCY_SQL, ROUTING_SQL, arrow, routing_source, with_stored
+from .sql import PLANNED_SQL
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,11 +67,12 @@ FROM planned FULL JOIN served USING (route, target)
 ORDER BY route, planned_first DESC, target
 """
 
-_TARGETS_SQL = f"""
-SELECT x.target AS target, count(*) AS attempts, count(*) FILTER (WHERE x.error IS NOT NULL) AS failed,
-       count(*) FILTER (WHERE x.error IS NOT NULL) / count(*) AS failure_rate,
-       quantile_cont(x.latency_ms, [0.5, 0.95]) AS q
-FROM (SELECT unnest(attempts) AS x FROM requests WHERE {{where}} AND {CLIENT_SQL} AND len(attempts) > 0)
+#: every attempt's rows of rollups.LATENCY_SQL over the window (stored and scanned)
+_LATENCY = "llmgw_attempt_latency"
+_TARGETS_SQL = """
+SELECT target, count(*) AS attempts, count(*) FILTER (WHERE att_failed) AS failed,
+       count(*) FILTER (WHERE att_failed) / count(*) AS failure_rate, quantile_cont(latency_ms, [0.5, 0.95]) AS q
+FROM {relation}
 GROUP BY 1 ORDER BY attempts DESC, target
 """
 
@@ -81,13 +83,14 @@ def routing(ctx: Context, filters: Filters) -> RoutingData:
 
     def compute(con: Any, now: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         where, params = filters.where(now)
-        routes, shares = routes_and_shares(con, ctx.overview.window_plan(filters, now), where, params)
+        plan = ctx.overview.window_plan(filters, now)
+        routes, shares = routes_and_shares(con, plan, where, params)
         n = routes["requests"].where(routes["requests"] > 0)
         routes["error_rate"] = routes["errors"] / n
         routes["upstream_failure_rate"] = routes["upstream_failed"] / n
         routes["rescue_rate"] = routes["rescued"] / routes["upstream_failed"].where(routes["upstream_failed"] > 0)
         routes["fallback_rate"] = routes["fell_back"] / n
-        targets = con.execute(_TARGETS_SQL.format(where=where), params).df()
+        targets = per_target(con, plan, where, params)
         qs = list(targets.pop("q"))
         targets["p50_ms"] = [q[0] if q is not None else None for q in qs]
         targets["p95_ms"] = [q[1] if q is not None else None for q in qs]
@@ -115,6 +118,25 @@ def routes_and_shares(
         con.unregister(_ROWS)
 
 
+def per_target(con: Any, plan: Plan | None, where: str, params: dict[str, Any]) -> pd.DataFrame:
+    """Per attempted target: attempts, failed, failure rate and latency percentiles (``q``), over
+    the rows of LATENCY_SQL: the stored entries' whole minutes of ``plan`` and the scanned rest —
+    one scan straight into the aggregate when no entry has any (a log without entries, a filter)."""
+    relation = plan.scan if plan is not None else "requests"
+    scan = f"({LATENCY_SQL.format(relation=relation, where=where)})"
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    stored = plan.latency() if plan is not None else None
+    if stored is None:
+        return con.execute(_TARGETS_SQL.format(relation=scan), params).df()
+    # the few scanned rows take the stored rows' types (dictionary-coded), not the other way round
+    con.register(_LATENCY, pa.concat_tables([stored, arrow(con, scan, params).cast(stored.schema)]))
+    try:
+        return con.execute(_TARGETS_SQL.format(relation=_LATENCY)).df()
+    finally:
+        con.unregister(_LATENCY)
+
+
 def _breakers(snap: Any) -> pd.DataFrame:
     import pandas as pd
 
@@ -129,4 +151,4 @@ def _breakers(snap: Any) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-__all__ = ["RoutingData", "routes_and_shares", "routing"]
+__all__ = ["RoutingData", "per_target", "routes_and_shares", "routing"]

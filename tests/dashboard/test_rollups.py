@@ -298,16 +298,22 @@ def _routing_truth(con, where, params):
         "AND target IS NOT NULL GROUP BY ALL ORDER BY 1, 2",
         params,
     ).fetchall()
-    return routes, planned, served
+    targets = con.execute(
+        "SELECT x.target, count(*), count(*) FILTER (WHERE x.error IS NOT NULL), quantile_cont(x.latency_ms, [0.5, 0.95]) "
+        f"FROM (SELECT unnest(attempts) AS x FROM requests WHERE {where} AND {client}) GROUP BY 1 ORDER BY 1",
+        params,
+    ).fetchall()
+    return routes, planned, served, targets
 
 
 @pytest.mark.parametrize("filters", WINDOWS, ids=["all", "cut", "one-minute", "route", "team"])
 def test_routing_rolled_equals_scanned_equals_duckdb(log_dir_, monkeypatch, filters):
-    """The routing page's routes and shares (rollups.ROUTING_SQL rows) read through the entries
-    equal the same figures scanned, and DuckDB's own over the lists; the entries are read where
-    they can answer (fails before the routing rows were rolled up: the Plan had none)."""
+    """The routing page's routes and shares (rollups.ROUTING_SQL rows) and per-target attempts,
+    failures and latency percentiles (LATENCY_SQL rows) read through the entries equal the same
+    figures scanned, and DuckDB's own over the lists; the entries are read where they can answer
+    (fails before the routing rows were rolled up: the Plan had none)."""
     from llmgw_kernel.dashboard.rollups import window_plan
-    from llmgw_kernel.dashboard.routing_data import routes_and_shares
+    from llmgw_kernel.dashboard.routing_data import per_target, routes_and_shares
 
     monkeypatch.delenv(ENV, raising=False)
     store = OverviewStore(log_dir_, ttl_s=0, clock=lambda: T0 + 3600)
@@ -317,13 +323,20 @@ def test_routing_rolled_equals_scanned_equals_duckdb(log_dir_, monkeypatch, filt
         plan = window_plan(Rollups(log_dir_), filters, T0 + 3600)
         scanned_only = filters.team is not None or filters.since == T0 + 130
         assert (plan is None) == (filters.team is not None)
-        assert scanned_only or (plan is not None and plan.rolled and plan.routing is not None and plan.routing.num_rows)
+        if not scanned_only:
+            assert plan is not None and plan.rolled and plan.routing.num_rows and plan.latency().num_rows
         got = routes_and_shares(con, plan, where, params)
         want = routes_and_shares(con, None, where, params)
         for g, w in zip(got, want, strict=True):
             _frames_equal(w, g)
         routes, shares = got
-        truth_routes, planned, served = _routing_truth(con, where, params)
+        truth_routes, planned, served, truth_targets = _routing_truth(con, where, params)
+        targets, scanned_targets = per_target(con, plan, where, params), per_target(con, None, where, params)
+        _frames_equal(scanned_targets, targets)
+        got_targets = [
+            (t, a, f, list(q)) for t, a, f, q in targets[["target", "attempts", "failed", "q"]].itertuples(index=False)
+        ]
+        assert sorted(got_targets) == truth_targets  # percentiles exactly DuckDB's over the same values
         assert truth_routes, "the window holds routed requests"
         cols = ["route", "requests", "errors", "upstream_failed", "rescued", "fell_back"]
         assert sorted(map(tuple, routes[cols].itertuples(index=False))) == truth_routes
