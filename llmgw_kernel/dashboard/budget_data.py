@@ -57,6 +57,15 @@ def label(b: Budget) -> str:
     return f"{b.scope}:{b.who or '*'} / {b.window}"
 
 
+def nearest_out(b: Budget) -> tuple[float, str]:
+    """The budgets' order on the page: the most used share of the limit (spent + in flight)
+    first, so the table starts and the burn-down's :data:`MAX_CHARTED` lines are with the budgets
+    nearest to running out — not the first names in alphabetical order (``/metrics``'), which
+    with a budget for each team were whichever teams sort first."""
+    used = (b.spent_usd + b.in_flight_usd) / b.limit_usd if b.limit_usd > 0 else math.inf
+    return -used, label(b)
+
+
 _REFUSALS_SQL = f"""
 SELECT admission, coalesce(admission_reason, '') AS reason, count(*) AS requests
 FROM requests WHERE {{where}} AND {REFUSED_SQL} GROUP BY ALL ORDER BY requests DESC, reason LIMIT 200
@@ -79,7 +88,7 @@ GROUP BY 1 ORDER BY 1
 def budgets(ctx: Context, filters: Filters) -> BudgetData:
     """Live budgets with their burn-down; refusals in the filtered window."""
     snap = ctx.live.snapshot()
-    live = snap.budgets if snap is not None else ()
+    live = tuple(sorted(snap.budgets, key=nearest_out)) if snap is not None else ()
 
     def compute(con: Any, now: float) -> BudgetData:
         import pandas as pd
@@ -184,4 +193,4 @@ def _timezone(ctx: Context) -> str:
     return "UTC"
 
 
-__all__ = ["BudgetData", "BudgetRow", "budgets", "label"]
+__all__ = ["BudgetData", "BudgetRow", "budgets", "label", "nearest_out"]
