@@ -20,7 +20,7 @@ from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, note, page_frame
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
-from llmgw_kernel.dashboard.svg_chart import Layer, chart_pane, chart_svg
+from llmgw_kernel.dashboard.svg_chart import Layer, alone, chart_pane, chart_svg
 
 _MONEY = number("${:,.4f}")
 _FORMATS = {
@@ -52,8 +52,8 @@ class _Body:
 
     def panes(self) -> list[Any]:
         return [
-            self.kpis, self.live, heading("Budgets (live)"), self.table.pane, self.burndown,
-            heading("Refusals"), self.refusal_chart.pane, self.refusals.pane,
+            self.kpis, self.live, heading("Budgets (live)"), self.table.pane, alone(self.burndown),
+            heading("Refusals"), alone(self.refusal_chart.pane), self.refusals.pane,
         ]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> BudgetData:

@@ -16,6 +16,7 @@ from llmgw_kernel.dashboard.cost_data import GROUPS, CostData, cost
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, usd
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
+from llmgw_kernel.dashboard.svg_chart import alone
 
 _MONEY = number("${:,.4f}")
 _FORMATS = {"cost_usd": _MONEY, "cost_per_1k_usd": _MONEY, "share": number("{:.1%}")}
@@ -44,7 +45,7 @@ class _Body:
         return [self.group]
 
     def panes(self) -> list[Any]:
-        return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), self.chart.pane,
+        return [self.kpis, pn.Row(heading("Spend by"), self.group, align="end"), alone(self.chart.pane),
                 heading("Top spenders"), self.top.pane]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> CostData:

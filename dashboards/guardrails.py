@@ -16,6 +16,7 @@ from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, page_frame, pct
 from llmgw_kernel.dashboard.guardrail_data import GuardrailData, guardrails
 from llmgw_kernel.dashboard.html_table import HtmlTable
+from llmgw_kernel.dashboard.svg_chart import alone
 
 
 def spec() -> PageSpec:
@@ -38,7 +39,7 @@ class _Body:
 
     def panes(self) -> list[Any]:
         return [self.kpis, heading("Verdicts by stage, check, rule, type and action"), self.verdicts.pane,
-                self.chart.pane, heading("Newest requests a check fired on"), self.recent.pane]  # fmt: skip
+                alone(self.chart.pane), heading("Newest requests a check fired on"), self.recent.pane]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> GuardrailData:
         return guardrails(ctx, filters)

@@ -248,4 +248,12 @@ def chart_pane() -> pn.pane.HTML:
     )
 
 
-__all__ = ["CHART_CSS", "HEIGHT", "WIDTH", "Layer", "chart_pane", "chart_svg", "compact", "nice_ticks"]
+def alone(pane: pn.pane.HTML) -> pn.FlexBox:
+    """A chart pane on a row of its own, for a page's column. Put directly in a ``pn.Column``,
+    the pane's ``flex: 1 1 460px`` (the share of a row of two) is a *height*: the pane was 460 px
+    high whatever its SVG's, so a taller chart — the budgets burn-down, its legend two lines per
+    budget — was drawn over the chart below it, and a shorter one left a gap."""
+    return pn.FlexBox(pane, sizing_mode="stretch_width")
+
+
+__all__ = ["CHART_CSS", "HEIGHT", "WIDTH", "Layer", "alone", "chart_pane", "chart_svg", "compact", "nice_ticks"]
