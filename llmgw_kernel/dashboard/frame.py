@@ -10,6 +10,9 @@ they run, when a live window refreshes); again when a filter or one of the body'
 change rewrites every navigation link, so the filters follow the operator from page to page,
 and the address bar (Panel's ``Location``: best effort; a change that crosses a refresh in
 flight may leave the address bar behind, never the links or the page's numbers).
+The filter bar is one model of plain HTML (:class:`FilterForm`: native buttons and labelled
+selects), the navigation another (:class:`NavLinks`): the frame costs the browser two views,
+not ten Bokeh widgets and layouts.
 """
 
 from __future__ import annotations
@@ -131,6 +134,83 @@ export function render({ model, el }) {
 """
 
 
+FORM_CSS = """
+.filters { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: flex-end; font: 13px sans-serif; }
+.windows { display: inline-flex; }
+.windows button { font: inherit; padding: 5px 12px; border: 1px solid #ccc; background: #fff; cursor: pointer; }
+.windows button + button { border-left: none; }
+.windows button:first-child { border-radius: 4px 0 0 4px; }
+.windows button:last-child { border-radius: 0 4px 4px 0; }
+.windows button[aria-pressed="true"] { background: #1f5fa8; border-color: #1f5fa8; color: #fff; }
+.filters label { display: inline-flex; flex-direction: column; gap: 2px; color: #333; }
+.filters select { font: inherit; width: 150px; padding: 4px; border: 1px solid #ccc; border-radius: 4px; }
+.filters :focus-visible { outline: 2px solid #1f5fa8; outline-offset: 1px; }
+"""
+
+
+class FilterForm(JSComponent):  # type: ignore[misc]
+    """The filter bar as one model of plain HTML: the window's buttons and a labelled native
+    ``<select>`` per filter (``labels``; ``values[i]`` the chosen value or :data:`ALL`,
+    ``options[i]`` its choices). It replaces a Bokeh ``RadioButtonGroup``, six ``Select`` widgets
+    and their ``FlexBox`` (eight models, each a view with its own shadow root and stylesheets):
+    the browser builds it in one go. Native controls: labels, tab order and keys as any form's;
+    a select keeps its focus while its choices are refreshed."""
+
+    labels = param.List(default=[])
+    values = param.List(default=[])
+    options = param.List(default=[])
+    windows = param.List(default=[])
+    window = param.String(default="")
+    _stylesheets: ClassVar[list[str]] = [FORM_CSS]
+    _esm = """
+export function render({ model, el }) {
+  const form = document.createElement("form")
+  form.className = "filters"
+  form.setAttribute("aria-label", "Filters")
+  form.addEventListener("submit", (event) => event.preventDefault())
+  const windows = document.createElement("div")
+  windows.className = "windows"
+  windows.setAttribute("role", "group")
+  windows.setAttribute("aria-label", "Time window")
+  form.append(windows)
+  const selects = model.labels.map((label, i) => {
+    const wrap = document.createElement("label"), select = document.createElement("select")
+    wrap.append(label, select)
+    form.append(wrap)
+    select.addEventListener("change", () => {
+      const values = [...model.values]
+      values[i] = select.value
+      model.values = values
+    })
+    return select
+  })
+  const drawWindows = () => {
+    windows.replaceChildren(...model.windows.map((name) => {
+      const button = document.createElement("button")
+      button.type = "button"
+      button.textContent = name
+      button.setAttribute("aria-pressed", String(name === model.window))
+      button.addEventListener("click", () => { model.window = name })
+      return button
+    }))
+  }
+  const drawSelects = () => {
+    selects.forEach((select, i) => {
+      const choices = model.options[i] || [], value = model.values[i]
+      const same = select.options.length === choices.length && choices.every((c, j) => select.options[j].value === c)
+      if (!same) select.replaceChildren(...choices.map((c) => new Option(c, c)))
+      if (select.value !== value) select.value = value
+    })
+  }
+  drawWindows()
+  drawSelects()
+  model.on(["windows", "window"], drawWindows)
+  model.on(["options", "values"], drawSelects)
+  el.append(form)
+}
+"""
+
+
 class FilterBar:
     """The window and filter widgets, the navigation links, and the URL they keep in sync."""
 
@@ -138,16 +218,14 @@ class FilterBar:
         self.ctx = ctx
         self.path = path
         self._filters = filters
-        options = list(PRESETS) + ([CUSTOM] if filters.since is not None or filters.until is not None else [])
-        value = CUSTOM if CUSTOM in options else filters.window
-        self.window = pn.widgets.RadioButtonGroup(options=options, value=value, margin=(5, 10))
-        self.selects = {
-            name: pn.widgets.Select(
-                label=_LABELS[name], options=[ALL] + ([v] if (v := getattr(filters, name)) else []),
-                value=getattr(filters, name) or ALL, width=150, margin=(0, 5),
-            )
-            for name in COLUMNS
-        }  # fmt: skip
+        windows = list(PRESETS) + ([CUSTOM] if filters.since is not None or filters.until is not None else [])
+        chosen = [getattr(filters, name) for name in COLUMNS]
+        self.form = FilterForm(
+            labels=[_LABELS[name] for name in COLUMNS], values=[v or ALL for v in chosen],
+            options=[[ALL] + ([v] if v else []) for v in chosen],
+            windows=windows, window=CUSTOM if CUSTOM in windows else filters.window,
+            sizing_mode="stretch_width", margin=(5, 10),
+        )  # fmt: skip
         self.nav = NavLinks(page=path, sizing_mode="stretch_width", margin=(0, 10))
         self._render_nav()
 
@@ -156,8 +234,8 @@ class FilterBar:
         return self._filters
 
     def panes(self) -> list[Any]:
-        # a FlexBox wraps the selects under the window buttons on a narrow screen
-        return [self.nav, pn.FlexBox(self.window, *self.selects.values(), sizing_mode="stretch_width")]
+        # the form wraps its selects under the window buttons on a narrow screen
+        return [self.nav, self.form]
 
     def set_path(self, path: str) -> None:
         """The page shown is now ``path``: the links mark it, the address bar names it."""
@@ -175,9 +253,7 @@ class FilterBar:
             self._read_widgets()
             callback()
 
-        self.window.param.watch(changed, "value")
-        for select in self.selects.values():
-            select.param.watch(changed, "value")
+        self.form.param.watch(changed, ["window", "values"])
 
     def query_options(self, filters: Filters) -> dict[str, list[str]]:
         """The policy's routes and the values seen in the window (on a query thread)."""
@@ -185,21 +261,24 @@ class FilterBar:
 
     def show_options(self, options: dict[str, list[str]]) -> None:
         """Fill the selects with ``options`` (from :meth:`query_options`)."""
-        for name, select in self.selects.items():
+        shown = []
+        for name in COLUMNS:
             current = getattr(self._filters, name)
             choices = [ALL, *options.get(name, [])]
             if current is not None and current not in choices:
                 choices.append(current)  # an explicit filter stays selectable
-            if select.options != choices:
-                select.options = choices
+            shown.append(choices)
+        if self.form.options != shown:
+            self.form.options = shown
 
     def _read_widgets(self) -> None:
-        changes: dict[str, Any] = {n: (None if s.value == ALL else s.value) for n, s in self.selects.items()}
-        if self.window.value != CUSTOM:
-            if self.window.value != self._filters.window or self._filters.since is not None:
-                changes["window"] = self.window.value
-            if CUSTOM in self.window.options:
-                self.window.options = list(PRESETS)
+        form = self.form
+        changes: dict[str, Any] = {n: (None if v == ALL else v) for n, v in zip(COLUMNS, form.values, strict=True)}
+        if form.window != CUSTOM:
+            if form.window != self._filters.window or self._filters.since is not None:
+                changes["window"] = form.window
+            if CUSTOM in form.windows:
+                form.windows = list(PRESETS)
         self._filters = self._filters.with_(**changes)
         self._render_nav()
         location = pn.state.location
@@ -429,6 +508,6 @@ def _ready_html(answer: Answer, now: float, spec: PageSpec, panes: list[Any]) ->
 
 
 __all__ = [
-    "ALL", "CSS", "DEFAULT_PRESET", "NAV", "Body", "FilterBar", "Frame", "NavLinks", "PageSpec", "kpi_html",
-    "kpi_pane", "ms", "page_frame", "page_spec", "pct", "usd",
+    "ALL", "CSS", "DEFAULT_PRESET", "NAV", "Body", "FilterBar", "FilterForm", "Frame", "NavLinks", "PageSpec",
+    "kpi_html", "kpi_pane", "ms", "page_frame", "page_spec", "pct", "usd",
 ]  # fmt: skip

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bokeh.resources import Component
 from panel.io.server import DocHandler
 
 from .frame import BOOT_PREFIX
@@ -45,7 +46,7 @@ _REFUSAL_LOG_EVERY_S = 10.0
 
 #: Bokeh's bundles a page loads (Bokeh's default adds "bokeh-gl"; "bokeh-mathjax" Panel drops
 #: when no model asks for it). panel.min.js requires the widgets and tables bundles at load.
-SCRIPTS = ["bokeh", "bokeh-widgets", "bokeh-tables", "bokeh-mathjax"]
+SCRIPTS: list[Component] = ["bokeh", "bokeh-widgets", "bokeh-tables", "bokeh-mathjax"]
 RETRY_AFTER_S = 5
 
 
