@@ -84,7 +84,12 @@ def test_window_draws_equal_plan_route_and_the_per_route_path(chunks: int, monke
         window._table = window._table.set_column(at, "request_id", pa.chunked_array(pieces))
     called: list[int] = []
     real = routing_stage.window_draws
-    monkeypatch.setattr(routing_stage, "window_draws", lambda *a: called.append(1) or real(*a))
+
+    def counted(*args: Any) -> Any:
+        called.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(routing_stage, "window_draws", counted)
     assert _decided(policy, window) == want
     assert called, "most rows are drawn: the window's ids are drawn at once"
     monkeypatch.setattr(routing_stage, "window_draws", lambda *a: pytest.fail("drawn per route"))
