@@ -61,7 +61,7 @@ class BudgetCollector:
         now = time.time()
         shared = self._shared
         fresh = shared is not None and self.gw.shared is not None and now - shared[0] < 2 * REFRESH_S
-        for labels, usd, committed, reserved in shared[1] if fresh and shared else self.rows(now):
+        for labels, usd, committed, reserved in _binding(shared[1] if fresh and shared else self.rows(now)):
             limit.add_metric(labels, usd)
             spent.add_metric(labels, committed)
             held.add_metric(labels, reserved)
@@ -132,6 +132,20 @@ class BudgetCollector:
         seen = [(amount, key[1]) for key, amount in self.gw.limits.committed.items()
                 if key[0] == b.scope and key[2] == b.window and key[3] == start and key[1] is not None]  # fmt: skip
         return {who: amount for amount, who in sorted(seen, key=lambda s: (-s[0], str(s[1])))[:n]}
+
+
+def _binding(rows: list[Row]) -> list[Row]:
+    """One row per label set: two budgets can name the same subject, window and mode — a budget
+    for each team and one named for a team, both applying to it — and two series with the same
+    labels are not valid exposition (Prometheus keeps one at random, the dashboards took the larger
+    limit: a team refused at $20 showed a $50 budget). The one kept is the smaller limit, the one
+    that refuses first; the spend is the same bucket's."""
+    kept: dict[tuple[str, ...], Row] = {}
+    for row in rows:
+        key = tuple(row[0])
+        if key not in kept or row[1] < kept[key][1]:
+            kept[key] = row
+    return list(kept.values())
 
 
 def _named(b: BudgetLimit) -> list[str | None] | None:
