@@ -154,6 +154,34 @@ def test_the_scan_equals_duckdb_over_the_log(log_dir_, monkeypatch):
             params,
         ).fetchall()
         assert sorted(zip(got.errors_by_target.target, got.errors_by_target.attempts, strict=True)) == by_target
+        lat, ttft = con.execute(
+            f"SELECT quantile_cont(latency_ms, [0.5, 0.95, 0.99]), quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) "
+            f"FROM requests WHERE {where} AND {client}",
+            params,
+        ).fetchall()[0]
+        assert [h.p50_ms, h.p95_ms, h.p99_ms] == lat and [h.ttft_p50_ms, h.ttft_p95_ms, h.ttft_p99_ms] == ttft
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("outcome", [None, "ok", "timeout"])
+@pytest.mark.parametrize("limit", [5, 100, 1000])
+def test_recent_rows_are_the_window_s_newest(log_dir_, monkeypatch, outcome, limit):
+    """The recent rows, looked for in the window's last minute and then further back (store._recent),
+    are DuckDB's newest ``limit`` client rows of the window (of ``outcome``): ~15 rows a minute here,
+    so 100 and 1000 need the search widened, 1000 to the whole window (fewer rows than that)."""
+    monkeypatch.delenv(ENV, raising=False)
+    store = OverviewStore(log_dir_, ttl_s=0, clock=lambda: T0 + 3600, recent_limit=limit)
+    f = WINDOWS[1]
+    try:
+        got = store.overview(filters=f, outcome=outcome).recent
+        where, params = f.where(T0 + 3600)
+        want = store.queries._con.execute(
+            f"SELECT request_id FROM requests WHERE {where} AND endpoint IS DISTINCT FROM 'cache.check' "
+            "AND ($outcome IS NULL OR outcome = $outcome) ORDER BY ts DESC LIMIT $limit",
+            {**params, "outcome": outcome, "limit": limit},
+        ).fetchall()
+        assert list(got.request_id) == [r[0] for r in want] and len(want) >= min(limit, 40)
     finally:
         store.close()
 
