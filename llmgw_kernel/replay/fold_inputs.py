@@ -162,15 +162,14 @@ def fits_nano(usd: np.ndarray) -> None:
 
 
 def tokens_of(tokens: np.ndarray) -> np.ndarray:
-    """Token counts (float64, whole numbers) as int32 — the kernel's narrow input — or, when one
-    is beyond int32, as int64 (the kernel is compiled for both); beyond int64 raises
-    :class:`Unsupported`, never a wrapped value."""
+    """Token counts (float64, whole numbers) as int32, the kernel's input; one beyond int32 (over
+    2.1 billion tokens in a request) raises :class:`Unsupported` (the Python fold runs), never a
+    wrapped value — not an int64 fallback: the kernel compiled for a second signature costs ~100
+    CPU s once (numba caches one signature per input types)."""
     lo, hi = (float(tokens.min()), float(tokens.max())) if len(tokens) else (0.0, 0.0)
     if lo >= -(2.0**31) and hi < 2.0**31:
         return tokens.astype(np.int32)
-    if lo >= -(2.0**63) and hi < 2.0**63:
-        return tokens.astype(np.int64)
-    raise Unsupported(f"a token count beyond int64 ({lo!r}..{hi!r})")
+    raise Unsupported(f"a token count beyond int32 ({lo!r}..{hi!r})")
 
 
 # -- the inputs ----------------------------------------------------------------------------------
