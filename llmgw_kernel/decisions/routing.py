@@ -103,18 +103,11 @@ DRAW_BATCH = 1 << 16
 def draws(policy_version: str, keys: Iterable[str] | Any) -> np.ndarray:
     """:func:`draw` for many keys at once, as float64, bit-identical: ``keys`` as an Arrow
     string array (read in place, no Python object per key) or any iterable of str."""
-    import pyarrow as pa  # type: ignore[import-untyped]
-
-    # a chunked column is read chunk by chunk, in place (not concatenated: a copy of every key)
-    chunks = [_string_array(c) for c in keys.chunks] if isinstance(keys, pa.ChunkedArray) else [_string_array(keys)]
-    out = np.empty(sum(len(c) for c in chunks), np.float64)
+    arr = _string_array(keys)
+    out = np.empty(len(arr), np.float64)
     seed = np.uint64(version_seed(policy_version))
-    at = 0
-    for arr in chunks:
-        for lo in range(0, len(arr), DRAW_BATCH):
-            got = _draw_batch(seed, arr.slice(lo, DRAW_BATCH))
-            out[at : at + len(got)] = got
-            at += len(got)
+    for lo in range(0, len(arr), DRAW_BATCH):
+        out[lo : lo + DRAW_BATCH] = _draw_batch(seed, arr.slice(lo, DRAW_BATCH))
     return out
 
 
@@ -424,18 +417,15 @@ def plan_routes(
     request_ids: Sequence[str] | Any,
     contexts: Sequence[RouteContext] | None = None,
     route_draws: np.ndarray | None = None,
-    u: np.ndarray | None = None,
 ) -> BulkPlans:
     """:func:`plan_route` for many requests on ``route`` at once: ``result.plan(i) ==
     plan_route(policy, route, request_ids[i], contexts[i], route_draws[i])``. A route that reads
     the request (:func:`needs_context`) is planned row by row through :func:`plan_route`
     (``request_ids`` as str); the others draw in bulk (:func:`draws_by_row`, the same running
     sums as the live pick; ``request_ids`` may be an Arrow string array). ``route_draws``: each
-    request's draw (None: all :data:`ROUTE_DRAW`). ``u``: each request's draw already made
-    (``draws_by_row(policy.version, request_ids, route_draws)``: a caller that drew a whole window
-    at once; not for a route that reads the request). Raises ``KeyError`` for an unknown route."""
+    request's draw (None: all :data:`ROUTE_DRAW`). Raises ``KeyError`` for an unknown route."""
     spec = route_spec(policy, route)
-    n = len(request_ids) if u is None else len(u)
+    n = len(request_ids)
     if needs_context(policy, route):
         ctxs: Sequence[RouteContext | None] = contexts if contexts is not None else [None] * n
         kinds = route_draws.tolist() if route_draws is not None else [ROUTE_DRAW] * n
@@ -446,8 +436,7 @@ def plan_routes(
     if not draws_per_request(policy, route):  # the order does not depend on the request
         order, reason = _order(policy.version, spec, targets, "", RouteContext("", route))
         return BulkPlans(route, [order], zeros, [reason], zeros)
-    if u is None:
-        u = draws_by_row(policy.version, request_ids, route_draws)
+    u = draws_by_row(policy.version, request_ids, route_draws)
     index = _weighted_indices(targets, u)
     texts = _u_texts()
     combo = index.astype(np.int64) * len(texts) + _u_text_index(u)

@@ -33,14 +33,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions.context import RouteContext, route_context
-from ..decisions.routing import (
-    ROUTABLE_ERRORS,
-    UNKNOWN_ROUTE,
-    draws_by_row,
-    draws_per_request,
-    needs_context,
-    plan_routes,
-)
+from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, draws_per_request, needs_context, plan_routes
 from ..log.schema import ROUTE_DRAW, ROUTE_DRAW_V1
 from .columns import as_objects, json_value, strings
 from .fold_columns import checks
@@ -117,34 +110,11 @@ def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy]
     out.logged_codes = logged_table[logged_codes]
     out.checks = check_rows(window)
     for pol, mine in _by_policy(policy, row_policies, n):
-        by_route = [np.flatnonzero((route_codes == r) & routed & mine) for r in range(len(route_values))]
-        drawn = sum(len(rows) for route, rows in zip(route_values, by_route, strict=True) if _bulk_drawn(pol, route))
-        # most rows drawn: the window's ids drawn once, in place, and each route's rows read from
-        # that (no copy of each route's ids: ~30 MB of fresh pages at 1M rows); else per route
-        u = window_draws(pol, window, out.checks) if drawn >= n // 2 > 0 else None
-        for route, rows in zip(route_values, by_route, strict=True):
+        for r, route in enumerate(route_values):
+            rows = np.flatnonzero((route_codes == r) & routed & mine)
             if rows.size:
-                _plan_rows(pol, window, route, rows, out, u)
+                _plan_rows(pol, window, route, rows, out)
     return out
-
-
-def _bulk_drawn(policy: Policy, route: str) -> bool:
-    """Whether ``route``'s requests are drawn in bulk by their ids (weighted, not read per request)."""
-    return route in policy.routes and draws_per_request(policy, route) and not needs_context(policy, route)
-
-
-def window_draws(policy: Policy, window: Window, is_check: np.ndarray | None) -> np.ndarray:
-    """The draw of every window row under ``policy`` — by its own request id, or for a check of a
-    semantic hit its hit's (:func:`draw_ids`), each by the draw that routed it live
-    (:func:`logged_route_draws`) — read from the window's ids in place."""
-    kinds = logged_route_draws(window)
-    u = draws_by_row(policy.version, window.arrow("request_id"), kinds)
-    if is_check is not None:
-        rows = np.flatnonzero(is_check)
-        u[rows] = draws_by_row(
-            policy.version, draw_ids(window, rows, is_check), kinds[rows] if kinds is not None else None
-        )
-    return u
 
 
 def check_rows(window: Window) -> np.ndarray | None:
@@ -193,11 +163,8 @@ def _by_policy(policy: Policy, row_policies: Sequence[Policy] | None, n: int) ->
     return [(p, ids == key) for key, p in firsts.items()]
 
 
-def _plan_rows(
-    policy: Policy, window: Window, route: str, rows: np.ndarray, out: RoutingDecisions, u: np.ndarray | None = None
-) -> None:
-    """Plan the requests ``rows`` (all on ``route``) into ``out`` (``u``: every window row's draw,
-    :func:`window_draws`, or None: drawn here)."""
+def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out: RoutingDecisions) -> None:
+    """Plan the requests ``rows`` (all on ``route``) into ``out``."""
     if route not in policy.routes:
         out.plan_codes[rows] = out._intern_plan(())
         out.reason_codes[rows] = out.reason_code(UNKNOWN_ROUTE)
@@ -206,15 +173,12 @@ def _plan_rows(
     kinds = logged_route_draws(window) if per_request else None
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
-        if u is not None and _bulk_drawn(policy, route):  # drawn already, with the window's other rows
-            bulk = plan_routes(policy, route, (), u=u[chunk])
-        else:
-            # a route that plans every request alike needs no ids (only how many)
-            drawn = draw_ids(window, chunk, out.checks) if per_request else None
-            contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
-            # drawn in bulk from Arrow; planned row by row (contexts) from Python strings
-            ids: Any = [""] * len(chunk) if drawn is None else drawn if contexts is None else ArrowStrings(drawn)
-            bulk = plan_routes(policy, route, ids, contexts, kinds[chunk] if kinds is not None else None)
+        # a route that plans every request alike needs no ids (only how many)
+        drawn = draw_ids(window, chunk, out.checks) if per_request else None
+        contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
+        # drawn in bulk from Arrow; planned row by row (contexts) from Python strings
+        ids: Any = [""] * len(chunk) if drawn is None else drawn if contexts is None else ArrowStrings(drawn)
+        bulk = plan_routes(policy, route, ids, contexts, kinds[chunk] if kinds is not None else None)
         plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
         reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
         out.plan_codes[chunk] = plan_map[bulk.codes]
