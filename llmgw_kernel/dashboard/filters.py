@@ -132,7 +132,11 @@ class Filters:
         """The chart bucket width for this window."""
         since, until = self.bounds(now)
         span = max(until - since, 1.0)
-        return next((b for b in BUCKETS_S if span / b <= MAX_BUCKETS), BUCKETS_S[-1])
+        # past the widths: whole days, still at most MAX_BUCKETS (a window from 1970 was 20,794
+        # daily buckets — four 4 MB SVGs on the overview, a page not drawn in 2 minutes — and one
+        # to 9998, 2.9 million)
+        days = math.ceil(span / MAX_BUCKETS / 86400)
+        return next((b for b in BUCKETS_S if span / b <= MAX_BUCKETS), days * 86400)
 
     def buckets(self, now: float) -> tuple[float, int, int]:
         """(first bucket start, bucket width, number of buckets) covering the window, aligned."""

@@ -162,7 +162,8 @@ def _cut(text: str, limit: int) -> str:
 
 def _time_axis(x0: float, x1: float, sx: Scale, base: float) -> list[str]:
     span = x1 - x0
-    step = next((s for s in _TICK_STEPS_S if span / s <= 6), _TICK_STEPS_S[-1])
+    # past the steps (a window of years): whole weeks, still at most 6 ticks
+    step = next((s for s in _TICK_STEPS_S if span / s <= 6), math.ceil(span / 6 / 604800) * 604800)
     out = [f'<line class="axis" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{base:.1f}" y2="{base:.1f}"/>']
     tick = math.ceil(x0 / step) * step
     while tick <= x1:
