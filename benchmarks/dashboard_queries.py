@@ -9,6 +9,7 @@ range (the window of ``benchmarks/dashboard_pages.py``). Where the log has per-s
 ``--build``) both read them for the window's whole minutes; ``LLMGW_DASHBOARD_CACHE=off``
 measures a log without them. For an A/B, run it from inside each checkout
 (``cd <tree> && PYTHONPATH=$PWD .venv/bin/python <this script>``: the checkout's own modules).
+``--threads 2`` runs DuckDB on the dashboard process's two threads (CPU s of all of them).
 
     .venv/bin/python benchmarks/dashboard_queries.py --data-dir /tmp/h14r/log1m --runs 5
     LLMGW_DASHBOARD_CACHE=off .venv/bin/python benchmarks/dashboard_queries.py --data-dir /tmp/h14r/log1m
@@ -35,7 +36,7 @@ def _bounds(data_dir: Path) -> tuple[float, float]:
     return lo.replace(tzinfo=UTC).timestamp(), hi.replace(tzinfo=UTC).timestamp() + 1
 
 
-def run(data_dir: Path, runs: int) -> dict[str, list[float]]:
+def run(data_dir: Path, runs: int, threads: int = 1) -> dict[str, list[float]]:
     from llmgw_kernel.dashboard.context import Context
     from llmgw_kernel.dashboard.filters import Filters
     from llmgw_kernel.dashboard.queries import LogQueries
@@ -46,7 +47,7 @@ def run(data_dir: Path, runs: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"routing": [], "overview": []}
     for _ in range(runs):
         for name in ("routing", "overview"):
-            ctx = Context(data_dir, queries=LogQueries(data_dir, threads=1, clock=lambda: until + 3600))
+            ctx = Context(data_dir, queries=LogQueries(data_dir, threads=threads, clock=lambda: until + 3600))
             try:
                 t0 = time.process_time()
                 if name == "routing":
@@ -63,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="DuckDB threads (the dashboard process uses 2)")
     ap.add_argument("--build", action="store_true", help="roll up the log's sealed segments first (dashboard-cache/)")
     args = ap.parse_args()
     if args.build:
@@ -79,7 +81,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{args.data_dir}; {stamp}; load {load:.1f}; cache {os.environ.get('LLMGW_DASHBOARD_CACHE', 'on')}")
-    for name, cpu in run(args.data_dir, args.runs).items():
+    for name, cpu in run(args.data_dir, args.runs, args.threads).items():
         print(f"{name}: CPU s {' / '.join(f'{c:.3f}' for c in cpu)} (median {statistics.median(cpu):.3f})")
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 
