@@ -31,7 +31,7 @@ they are always scanned.
   such entries are removed when their segment is gone from the directory.
 - **Who writes them.** The dashboard process, in a background thread (:class:`Builder`) that
   starts after the overview's first answer (a cold process answers its first page by scanning, as
-  before) and rolls up one segment at a time (~0.08 CPU s per 50,000 rows); a segment is read for
+  before) and rolls up one segment at a time (~0.09 CPU s per 50,000 rows); a segment is read for
   it once. Memory: only each entry's minute range is held; the entries are read for a window's
   query and dropped.
 
