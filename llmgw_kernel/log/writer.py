@@ -54,6 +54,10 @@ from .segments import (
 log = logging.getLogger("llmgw.log")
 
 FANOUT = 16  # segments of one size class merged at a time
+#: how segments are written: a row group is at most 64 MB in memory, not DuckDB's 122,880 rows
+#: whatever their size — a merge holds one row group in the writer's 256 MB, so ~4,000 rows of
+#: ~40 KB (long names, logged bodies) made every compaction pass fail out of memory, retried for good
+_PARQUET = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '64MB'"
 GRACE_S = 30.0  # a superseded segment outlives the moment readers stop reading it by this much
 MAX_BUFFERED = 1_000_000  # rows kept in memory while the disk refuses writes
 ENCODE_CHUNK = 32  # rows encoded between two GIL hand-overs (see encode_records; ~2.5 ms at 4 KB bodies)
@@ -400,7 +404,7 @@ class LogWriter:
         try:
             self._con.execute(
                 f"COPY (SELECT {_SELECT} FROM read_json(?, format='newline_delimited', columns=?)) "
-                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+                f"TO '{_sql_path(tmp)}' ({_PARQUET})",
                 [str(jsonl), _JSON_COLUMNS],
             )
             _fsync(tmp)
@@ -429,8 +433,7 @@ class LogWriter:
         files = [str(s.path) for s in group]
         try:
             self._merge_con.execute(
-                f"COPY (SELECT * FROM read_parquet(?, union_by_name=true)) "
-                f"TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)",
+                f"COPY (SELECT * FROM read_parquet(?, union_by_name=true)) TO '{_sql_path(tmp)}' ({_PARQUET})",
                 [files],
             )
             _fsync(tmp)
