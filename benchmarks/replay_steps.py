@@ -13,7 +13,10 @@ the log, loading the window, the guardrails' decisions, the state before it, rou
 stage's columns and summary, the blocked requests' figures and the log's own figures; the rest
 of ``replay()`` (the id/ts/route columns, the differs, freeing memory; the DataFrame is built
 only when ``.decisions`` is read) is the remainder. CPU time is ``process_time`` (this process,
-all threads); RSS and peak after each step. One run: repeat it for a spread.
+all threads), with its sys CPU and minor page faults (``getrusage``: sys is mostly fresh pages
+handed out); RSS and peak after each step. One run: repeat it for a spread. ``--again``: a second
+call's steps in the same process; ``--mallopt``/``--no-release``: the allocator's levers tried on
+the first call; ``--fresh-pages``: what touching fresh memory costs here, 4 KiB vs huge pages.
 """
 
 from __future__ import annotations
@@ -110,7 +113,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--again", action="store_true",
                     help="replay a second time in the same process and print its steps too (what differs is "
                     "the first call's one-off work: fresh pages, numba, footers)")  # fmt: skip
+    ap.add_argument("--mallopt", action="append", default=[], metavar="NAME=BYTES",
+                    help="glibc mallopt before the first call: trim_threshold, top_pad or mmap_threshold "
+                    "(setting any of them stops glibc's dynamic mmap threshold)")  # fmt: skip
+    ap.add_argument(
+        "--no-release",
+        action="store_true",
+        help="replay.window.release_memory does nothing (no malloc_trim, no Arrow pool release)",
+    )
+    ap.add_argument("--fresh-pages", action="store_true",
+                    help="only time touching 60 fresh 1M-row int32 arrays, as 4 KiB pages and on 2 MiB-aligned "
+                    "huge pages (MADV_HUGEPAGE through numpy's own advice), then exit")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.fresh_pages:
+        _fresh_pages()
+        return
+    _malloc(args.mallopt)
+    if args.no_release:
+        from llmgw_kernel.replay import fold_cache_inputs, fold_inputs, stages, window
+
+        for mod in (window, stages, fold_inputs, fold_cache_inputs):
+            mod.release_memory = lambda: None  # type: ignore[attr-defined]
     import replay_scale
 
     data_dir = replay_scale.ensure_log(args.cache_dir, args.rows)
@@ -137,6 +160,43 @@ def main(argv: list[str] | None = None) -> None:
         KERNEL.append((0.0, 0))
         base_sys, base_flt = _kernel()
         _call(replay, policy, data_dir, time.process_time(), (base_sys, base_flt))
+
+
+MALLOPT = {"trim_threshold": -1, "top_pad": -2, "mmap_threshold": -3}  # glibc's M_* parameter numbers
+
+
+def _malloc(settings: list[str]) -> None:
+    import ctypes
+
+    for item in settings:
+        name, _, value = item.partition("=")
+        if not ctypes.CDLL(None).mallopt(MALLOPT[name], int(value)):
+            raise SystemExit(f"mallopt {item} refused")
+
+
+def _fresh_pages(arrays: int = 60, rows: int = 1_000_000) -> None:
+    """What first touches of fresh memory cost here, 4 KiB pages vs 2 MiB huge pages: sys CPU s
+    and minor faults of filling ``arrays`` new int32 arrays of ``rows`` each, kept alive."""
+    import numpy as np
+
+    huge = 1 << 21
+
+    def aligned(n: int) -> np.ndarray:  # >= 4 MiB: numpy advises MADV_HUGEPAGE; aligned to 2 MiB
+        buf = np.empty(max(4 * n + huge, 1 << 22), np.uint8)
+        at = (-buf.ctypes.data) % huge
+        return buf[at : at + 4 * n].view(np.int32)
+
+    for kind, make in (("4 KiB pages", lambda n: np.empty(n, np.int32)), ("2 MiB huge pages", aligned)):
+        keep = []
+        (sys0, flt0), t = _kernel(), time.process_time()
+        for _ in range(arrays):
+            a = make(rows)
+            a[:] = 1
+            keep.append(a)
+        sys1, flt1 = _kernel()
+        print(f"{arrays} x {rows:,} int32 on {kind}: {time.process_time() - t:.3f} CPU s (sys {sys1 - sys0:.3f}), "
+              f"{flt1 - flt0:,} minor faults")  # fmt: skip
+        del keep
 
 
 def _call(replay: Any, policy: Path, data_dir: Path, start: float, base: tuple[float, int] = (0.0, 0)) -> None:
