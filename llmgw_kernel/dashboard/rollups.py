@@ -65,6 +65,7 @@ from .sql import (
     CLIENT_SQL,
     FELL_BACK_SQL,
     HIT_SQL,
+    NOT_ATTEMPTED_SQL,
     PLANNED_SQL,
     RETRIED_SQL,
     UPSTREAM_FAILED_SQL,
@@ -103,11 +104,13 @@ FROM {{source}}
 GROUP BY ALL
 """
 
-# Per minute, route and attempted target: every upstream attempt of the client requests.
+# Per minute, route and attempted target: every upstream attempt of the client requests (a target
+# skipped — its breaker open — was not called: not an attempt, not a failure; docs/routing.md).
 ATTEMPTS_SQL = f"""
 SELECT {MINUTE_SQL} AS m, route, x.target AS target, count(*) AS attempts,
        count(*) FILTER (WHERE x.error IS NOT NULL) AS failed
 FROM (SELECT ts, route, unnest(attempts) AS x FROM {{relation}} WHERE ({{where}}) AND {CLIENT_SQL})
+WHERE NOT {NOT_ATTEMPTED_SQL}
 GROUP BY ALL
 """
 
@@ -129,6 +132,7 @@ GROUP BY ALL
 LATENCY_SQL = f"""
 SELECT {MINUTE_SQL} AS m, route, x.target AS target, x.latency_ms AS latency_ms, x.error IS NOT NULL AS att_failed
 FROM (SELECT ts, route, unnest(attempts) AS x FROM {{relation}} WHERE ({{where}}) AND {CLIENT_SQL})
+WHERE NOT {NOT_ATTEMPTED_SQL}
 """
 
 _SCALAR_COLUMNS = (

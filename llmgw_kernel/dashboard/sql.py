@@ -37,6 +37,9 @@ RETRIED_SQL = "(coalesce(retries, 0) > 0)"
 RESCUED_SQL = f"({UPSTREAM_FAILED_SQL} AND outcome = 'ok')"
 ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
 HIT_SQL = "(cache IN ('hit', 'semantic-hit'))"
+#: an ``attempts`` entry (``x``) for a target that was skipped (its breaker open: ``error``
+#: "skipped: circuit open ..."), not called — not an upstream attempt or failure
+NOT_ATTEMPTED_SQL = "coalesce(starts_with(x.error, 'skipped:'), false)"
 #: refusals by admission: budget_exceeded | rate_limited
 REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
 #: a client's request (every row but the gateway's own cache checks)
@@ -77,7 +80,7 @@ def bucket_time_sql(start: float, width: int, index: str = "i") -> str:
 
 
 __all__ = [
-    "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "PLANNED_SQL",
-    "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
+    "CHECK_ENDPOINT", "CHECK_SQL", "CLIENT_SQL", "ERROR_SQL", "FELL_BACK_SQL", "HIT_SQL", "NOT_ATTEMPTED_SQL",
+    "PLANNED_SQL", "REFUSED_SQL", "RESCUED_SQL", "RETRIED_SQL", "UPSTREAM_FAILED_SQL", "bucket_sql", "bucket_time_sql",
     "client_rows", "rows_with_list_scalars",
 ]  # fmt: skip
