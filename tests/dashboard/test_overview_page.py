@@ -10,6 +10,7 @@ import pytest
 pn = pytest.importorskip("panel")
 
 from llmgw_kernel.dashboard.context import Context  # noqa: E402
+from llmgw_kernel.dashboard.frame import FilterForm  # noqa: E402
 from llmgw_kernel.dashboard.pages import PAGES, build_apps, load_page_module  # noqa: E402
 from llmgw_kernel.dashboard.queries import LogQueries  # noqa: E402
 from llmgw_kernel.log.record import RequestRecord  # noqa: E402
@@ -62,8 +63,8 @@ def test_page_shows_the_store_numbers(store):
     header = re.findall(r"<th>(.*?)</th>", recent)
     assert re.findall(r"<td[^>]*>(.*?)</td>", rows[1])[header.index("cache")] == "hit"
     assert "data-ready" in next(p.object for p in _find(page, pn.pane.HTML) if "status" in p.object)
-    window = _find(page, pn.widgets.RadioButtonGroup)[0]
-    window.value = "15 min"
+    form = _find(page, FilterForm)[0]  # the filter bar: one plain-HTML model (frame.FilterForm)
+    form.window = "15 min"
     html = next(p.object for p in _find(page, pn.pane.HTML) if "data-kpi" in p.object)
     assert "last 15 min" in html
 
