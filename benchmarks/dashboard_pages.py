@@ -38,6 +38,10 @@ answer the next run). The pages are opened one after another in one browser cont
 operator's browser would: a first page loads Bokeh's and Panel's JavaScript (~3.5 MB) once,
 and the pages after it take it from the browser's cache. ``--cold`` opens each page in a
 fresh context instead (every page downloads every script: a first visit's time, each time).
+``--persistent-profile`` keeps the browser's profile on disk (a temporary directory), as an
+operator's browser does, instead of Playwright's in-memory context: Chromium then keeps V8's code
+cache with the cached scripts, so a page after the first does not compile Bokeh's and Panel's
+~2.7 MB again (on this machine ~1.3 CPU s less per page load: docs/benchmarks.md, H14B).
 ``--navigate`` measures the other way an operator moves: the first page (overview) opened by
 its URL, then every other page shown by clicking its link, which swaps the page within the
 same document (no new page load; the filters carry): placeholder is then the click to the
@@ -109,6 +113,9 @@ def descendants_cpu_s(name: bytes) -> float:
 
 #: the cores the dashboard process runs on (``--server-cpus``; None: wherever the kernel puts it)
 SERVER_CPUS: set[int] | None = None
+#: a browser profile on disk (``--persistent-profile``), as an operator's browser has, not Playwright's
+#: in-memory context: its disk cache keeps V8's code cache, so a page's scripts are not compiled again
+PERSISTENT = False
 
 
 def start_panel(data_dir: Path, policy: Path, nice: int = 10) -> tuple[subprocess.Popen[bytes], int]:
@@ -147,13 +154,20 @@ def warmed(data_dir: Path, policy: Path, nice: int) -> Iterator[tuple[int, int, 
 
     proc, port = start_panel(data_dir, policy, nice)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            warm = context.new_page()
-            warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
-            warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
-            warm.close()
+        with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="llmgw-chromium-") as profile:
+            if PERSISTENT:
+                context = p.chromium.launch_persistent_context(
+                    profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900}
+                )
+                browser: Any = context
+            else:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                context = browser.new_context(viewport={"width": 1400, "height": 900})
+            for _ in range(2 if PERSISTENT else 1):  # V8 caches a script's code on its second load
+                warm = context.new_page()
+                warm.goto(f"http://127.0.0.1:{port}/policy", timeout=120_000)
+                warm.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+                warm.close()
             yield proc.pid, port, browser, context
             browser.close()
     finally:
@@ -290,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="pin the browser (and this driver) to these cores, e.g. 0 or 0-1 (default: shared)",
     )
+    ap.add_argument("--persistent-profile", action="store_true",
+                    help="the browser profile on disk (code cache kept, as an operator's), not in memory")  # fmt: skip
     ap.add_argument("--server-cpus", type=_cpus, default=None,
                     help="pin the dashboard process to these cores, e.g. 1 (default: shared)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -297,8 +313,10 @@ def main(argv: list[str] | None = None) -> None:
     for flag, cpus in (("--browser-cpus", args.browser_cpus), ("--server-cpus", args.server_cpus)):
         if cpus is not None and not cpus <= allowed:
             ap.error(f"{flag}: cores {sorted(cpus - allowed)} are not among this process's {sorted(allowed)}")
-    global SERVER_CPUS
-    SERVER_CPUS = args.server_cpus
+    if args.persistent_profile and args.cold:
+        ap.error("--cold opens a fresh context per page: not with --persistent-profile")
+    global SERVER_CPUS, PERSISTENT
+    SERVER_CPUS, PERSISTENT = args.server_cpus, args.persistent_profile
     if args.browser_cpus is not None:  # Playwright's driver and Chromium, started later, inherit it
         os.sched_setaffinity(0, args.browser_cpus)
     pages = tuple(p for p in args.pages.split(",") if p)
@@ -401,6 +419,8 @@ def _pinning(args: argparse.Namespace) -> str:
 
 
 def _mode(args: argparse.Namespace) -> str:
+    if args.persistent_profile:
+        return "warm browser cache, profile on disk (code cache)" + (", pages by links" if args.navigate else "")
     if args.navigate:
         return "overview by URL, the other pages by their links (one document)"
     return "cold (a fresh browser context per page)" if args.cold else "warm browser cache"
