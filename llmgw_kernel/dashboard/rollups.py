@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..log.schema import LIST_SCALARS_SQL
 from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
 from .filters import COLUMNS, Filters
 from .sql import (
@@ -137,7 +138,7 @@ WHERE NOT {NOT_ATTEMPTED_SQL}
 
 _SCALAR_COLUMNS = (
     "ts, route, endpoint, outcome, error_type, error_message, prompt_tokens, completion_tokens, cost_usd, cache, "
-    "saved_usd, retries"
+    "saved_usd, retries, target"
 )
 _ROUTING_COLUMNS = "ts, route, outcome, target, retries"
 #: each kind of an entry's rows (its ``kind`` column) and the columns it holds
@@ -151,7 +152,11 @@ KINDS = {
 
 
 #: the SQL an entry was rolled up with: an entry of other SQL (another release's) is not used
-_SQL_TEXT = ROLLUP_SQL + ATTEMPTS_SQL + ROUTING_SQL + LATENCY_SQL + _SCALAR_COLUMNS + _ROUTING_COLUMNS + PLANNED_SQL
+#: (with the list scalars' derivation for rows written before their columns)
+_SQL_TEXT = (
+    ROLLUP_SQL + ATTEMPTS_SQL + ROUTING_SQL + LATENCY_SQL + _SCALAR_COLUMNS + _ROUTING_COLUMNS + PLANNED_SQL
+    + repr(sorted(LIST_SCALARS_SQL.items()))
+)  # fmt: skip
 _SQL_TAG = hashlib.blake2b(_SQL_TEXT.encode(), digest_size=8).hexdigest().encode()
 
 

@@ -7,11 +7,20 @@ scalar), in the rows of :func:`client_rows` — which derives them from the list
 written before the columns. From them:
 
 - an *upstream failure*: a request with at least one failed attempt, whatever the client
-  finally got;
-- a *fallback*: a request that tried more than one target (``FELL_BACK_SQL``);
+  finally got (``UPSTREAM_FAILED_SQL``). Attempts are the calls made: a target skipped because
+  its breaker is open (an entry ``error`` "skipped: ...") called no upstream, so it is neither
+  an attempt nor a failure (``log.schema.SKIPPED``);
+- a *fallback*: a request served by a target other than the first routing planned, whatever
+  the reason — the first failed, or was skipped by its open breaker (``FELL_BACK_SQL``);
 - a *rescue*: an upstream failure that still ended ``ok`` (``RESCUED_SQL``): the route's
   retries or fallbacks hid it from the client. A route whose first target fails 15% of the
   time but always falls back shows 0 errors and a 15% upstream failure rate, 100% rescued.
+  Once that target's breaker opens, its requests go straight to the next target: fallbacks
+  (the fallback rate stays), not upstream failures or rescues (the breakers show it open).
+
+Rows written before 2026-12-06 hold scalars that counted skipped entries as attempts (a skip
+first read as a failed first attempt): their upstream failures and rescues include requests
+whose first target was skipped (docs/log.md).
 
 Not every row is a client's request: the gateway's check of a sampled semantic hit is a row
 of its own (``endpoint = 'cache.check'``, issue 17) whose cost is real spend, charged to the
@@ -23,14 +32,14 @@ the checks' share of it shown where the cache's savings are (``CHECK_SQL``).
 from __future__ import annotations
 
 from ..log.record import CHECK_ENDPOINT
-from ..log.schema import LIST_SCALARS_SQL
+from ..log.schema import LIST_SCALARS_SQL, SKIPPED_SQL
 
-# Over the columns of client_rows(). A second attempt is only ever made after a failed one, so
-# "some attempt failed" is "more than one attempt, or the only one failed"; and since
-# ``retries`` counts the attempts that repeated a target, the targets tried are
-# attempt_count - retries.
+# Over the columns of client_rows() (attempt_count and first_attempt_failed count the attempts
+# made, skipped targets passed over). A second attempt is only ever made after a failed one, so
+# "some attempt failed" is "more than one attempt, or the only one failed".
 UPSTREAM_FAILED_SQL = "(attempt_count > 1 OR first_attempt_failed)"
-FELL_BACK_SQL = "(attempt_count - coalesce(retries, 0) > 1)"
+#: served (``target``) by a target other than the first planned: the first failed or was skipped
+FELL_BACK_SQL = "coalesce(target <> first_planned, false)"
 #: routing planned an order of targets (a request refused before routing has none)
 PLANNED_SQL = "(first_planned IS NOT NULL)"
 RETRIED_SQL = "(coalesce(retries, 0) > 0)"
@@ -39,7 +48,7 @@ ERROR_SQL = "(outcome IS DISTINCT FROM 'ok')"
 HIT_SQL = "(cache IN ('hit', 'semantic-hit'))"
 #: an ``attempts`` entry (``x``) for a target that was skipped (its breaker open: ``error``
 #: "skipped: circuit open ..."), not called — not an upstream attempt or failure
-NOT_ATTEMPTED_SQL = "coalesce(starts_with(x.error, 'skipped:'), false)"
+NOT_ATTEMPTED_SQL = SKIPPED_SQL
 #: refusals by admission: budget_exceeded | rate_limited
 REFUSED_SQL = "(admission IN ('budget_exceeded', 'rate_limited'))"
 #: a client's request (every row but the gateway's own cache checks)

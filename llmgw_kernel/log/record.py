@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ..decisions.cache import exact_key
-from .schema import COLUMN_NAMES, COLUMNS, ROUTE_DRAW
+from .schema import COLUMN_NAMES, COLUMNS, ROUTE_DRAW, SKIPPED
 
 JSON_COLUMNS = frozenset(name for name, typ, _ in COLUMNS if typ == "JSON")
 #: body modes whose rows keep the request and response (``redacted``: after input guardrails)
@@ -359,12 +359,14 @@ def replay_scalars(rec: RequestRecord, request_body: Any) -> dict[str, Any]:
 def list_scalars(plan: Sequence[str] | None, attempts: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
     """The scalar columns that stand for the ``plan``/``attempts`` lists in the dashboards'
     counts (``attempt_count``, ``first_planned``, ``first_attempt_failed``): the same facts,
-    readable without decoding a list."""
-    first = attempts[0] if attempts else None
+    readable without decoding a list. Attempts are those made: an entry for a target that was
+    skipped (its breaker open: ``error`` "skipped: ...", :data:`.schema.SKIPPED`) called no
+    upstream — as ``schema.LIST_SCALARS_SQL`` derives them for rows written before the columns."""
+    made = [a for a in attempts or () if not (a.get("error") or "").startswith(SKIPPED)]
     return {
-        "attempt_count": len(attempts) if attempts else 0,
+        "attempt_count": len(made),
         "first_planned": plan[0] if plan else None,
-        "first_attempt_failed": first is not None and first.get("error") is not None,
+        "first_attempt_failed": bool(made) and made[0].get("error") is not None,
     }
 
 

@@ -125,12 +125,18 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ),
     # scalars of the lists above, so a query counting attempts or first choices skips decoding the lists
     # (NULL: a row written before the columns; its lists still say it)
-    ("attempt_count", "SMALLINT", "len(attempts): upstream attempts made (0: none)"),
+    # (an attempts entry whose error starts with SKIPPED was not made: its target was skipped, e.g. its
+    # breaker open; rows written before 2026-12-06 count those entries too: docs/log.md)
+    (
+        "attempt_count",
+        "SMALLINT",
+        "upstream attempts made: the attempts entries not skipped (0: none; skipped: error 'skipped: ...')",
+    ),
     ("first_planned", "VARCHAR", "plan[1]: the first target routing planned (NULL: no plan)"),
     (
         "first_attempt_failed",
         "BOOLEAN",
-        "attempts[1].error IS NOT NULL: the first upstream attempt failed (false: it succeeded or none was made)",
+        "the first upstream attempt made (skipped entries passed over) failed (false: it succeeded or none was made)",
     ),
     # what replay's cache would otherwise decode from the JSON columns of every row (record.replay_scalars);
     # NULL: a row written before the columns (replay decodes the JSON then)
@@ -150,14 +156,25 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 
+SKIPPED = "skipped:"
+"""How the ``error`` of an ``attempts`` entry for a target that was skipped, not called, starts
+(its breaker open, or its provider unavailable: ``proxy/attempts.py``): not an upstream attempt."""
+
+SKIPPED_SQL = f"coalesce(starts_with(x.error, '{SKIPPED}'), false)"
+"""An ``attempts`` entry ``x`` was skipped (:data:`SKIPPED`), as SQL."""
+
+_MADE = f"list_filter(attempts, lambda x: NOT {SKIPPED_SQL})"
+
 LIST_SCALARS_SQL: dict[str, str] = {
-    "attempt_count": "CAST(coalesce(len(attempts), 0) AS SMALLINT)",
+    "attempt_count": f"CAST(coalesce(len({_MADE}), 0) AS SMALLINT)",
     "first_planned": "plan[1]",
-    "first_attempt_failed": "coalesce(attempts[1].error IS NOT NULL, false)",
+    "first_attempt_failed": f"coalesce({_MADE}[1].error IS NOT NULL, false)",
 }
 """Each list scalar column (``attempt_count``, ``first_planned``, ``first_attempt_failed``) as SQL
 over the lists it stands for: its value for a row written before the columns (NULL there). The
-writer's rows hold the same values (:func:`.record.list_scalars`). A reader that wants to skip
+attempts counted are those made (entries skipped, :data:`SKIPPED`, passed over). The
+writer's rows hold the same values (:func:`.record.list_scalars`; rows it wrote before
+2026-12-06 counted the skipped entries too, docs/log.md). A reader that wants to skip
 the lists reads the column where it is set and this only where it is NULL, as two scans (DuckDB
 reads every column a query names, so ``coalesce(attempt_count, len(attempts))`` still decodes
 ``attempts`` for every row; ``attempt_count IS NULL`` as a scan's filter skips every row group

@@ -5,7 +5,8 @@ Every row the gateway writes holds the scalars beside the lists they stand for (
 real ``llmgw serve``, whose rows go through the log worker process); rows of segments written
 before the columns hold NULL there, and the routing and overview figures derive them from the
 lists for those rows only. On a log mixing both, every figure equals DuckDB's answer from the
-lists themselves.
+lists themselves. An attempts entry for a target skipped (its breaker open: error "skipped: ...")
+is not an attempt: neither counted nor a failure.
 """
 
 from __future__ import annotations
@@ -33,15 +34,22 @@ from llmgw_kernel.log.writer import LogWriter
 NOW = 1_800_000_000.0
 SCALARS = tuple(LIST_SCALARS_SQL)
 A, B = "openai/gpt-4o-mini", "anthropic/claude-haiku"
+SKIP = "skipped: circuit open (60 s of cooldown left)"
+# DuckDB over the lists: some attempt made (not skipped) failed; served by another target than the first planned
+FAILED = "len(list_filter(attempts, lambda x: x.error IS NOT NULL AND NOT starts_with(x.error, 'skipped:'))) > 0"
+FELL_BACK = "coalesce(target <> plan[1], false)"
 
 
 def _attempt(target: str, error: str | None) -> dict:
-    return {"target": target, "status": 500 if error else 200, "latency_ms": 10.0, "error": error}
+    status = None if error == SKIP else 500 if error else 200
+    return {"target": target, "status": status, "latency_ms": 0.0 if error == SKIP else 10.0, "error": error}
 
 
 def _records(prefix: str, t0: float) -> list[RequestRecord]:
     """One of each shape: served first try, rescued by a fallback, rescued by a retry, failed,
-    refused before routing (no plan, no attempts), and planned but never tried."""
+    refused before routing (no plan, no attempts), planned but never tried, served by the second
+    target because the first's breaker was open, every target skipped, and a retry's breaker
+    opening before a fallback rescued it."""
     shapes = [
         ("ok", (A, B), [_attempt(A, None)], 0),
         ("ok", (A, B), [_attempt(A, "HTTP 500"), _attempt(B, None)], 0),
@@ -49,11 +57,15 @@ def _records(prefix: str, t0: float) -> list[RequestRecord]:
         ("upstream_error", (B,), [_attempt(B, "HTTP 503")], 0),
         ("limited", None, [], 0),
         ("no_target", (A,), [], 0),
+        ("ok", (A, B), [_attempt(A, SKIP), _attempt(B, None)], 0),
+        ("no_target", (A,), [_attempt(A, SKIP)], 0),
+        ("ok", (A, B), [_attempt(A, "HTTP 500; retry 1 in 10 ms"), _attempt(A, SKIP), _attempt(B, None)], 1),
     ]
     out = []
     for i, (outcome, plan, attempts, retries) in enumerate(shapes * 3):
         rec = RequestRecord(f"{prefix}{i}", t0 + i, "chat.completions")
-        rec.route, rec.outcome, rec.status, rec.latency_ms = ("chat" if i // 6 == 1 else "batch"), outcome, 200, 5.0
+        route = "chat" if i // len(shapes) == 1 else "batch"
+        rec.route, rec.outcome, rec.status, rec.latency_ms = route, outcome, 200, 5.0
         rec.plan, rec.attempts, rec.retries = plan, [dict(a) for a in attempts], retries
         rec.target = next((a["target"] for a in attempts if a["error"] is None), None)
         rec.request_raw = json.dumps({"model": rec.route, "messages": []}).encode()
@@ -101,20 +113,25 @@ def _sql(ctx, sql: str) -> list[tuple]:
 def test_new_rows_hold_the_scalars_of_their_lists_and_old_rows_null(ctx):
     derived = ", ".join(LIST_SCALARS_SQL.values())
     rows = _sql(ctx, f"SELECT request_id, {', '.join(SCALARS)}, {derived} FROM requests ORDER BY request_id")
-    assert len(rows) == 36
+    assert len(rows) == 2 * 3 * 9
     for rid, *values in rows:
         stored, from_lists = values[:3], values[3:]
         assert stored == ([None] * 3 if rid.startswith("old") else from_lists), rid
     assert {r[1] for r in rows if r[0].startswith("new")} == {0, 1, 2}  # every shape is there
+    made = "list_filter(attempts, lambda x: NOT coalesce(starts_with(x.error, 'skipped:'), false))"
+    want = _sql(ctx, f"""SELECT request_id, CAST(coalesce(len({made}), 0) AS SMALLINT), plan[1], coalesce({made}[1].error IS NOT NULL, false)
+                         FROM requests ORDER BY request_id""")  # fmt: skip
+    assert [(r[0], *r[4:]) for r in rows] == want  # the attempts made, skips passed over
+    # the first made failed: a fallback, a retry, a failure, a retry whose breaker opened
+    assert sum(1 for r in want if r[3]) == 2 * 3 * 4
 
 
 def test_routing_figures_equal_the_lists_on_a_mixed_log(ctx):
     data = routing(ctx, Filters(window="1 h"))
-    want = _sql(ctx, """
+    want = _sql(ctx, f"""
         SELECT route, count(*), count(*) FILTER (WHERE outcome <> 'ok'),
-               count(*) FILTER (WHERE len(attempts) > 1 OR attempts[1].error IS NOT NULL),
-               count(*) FILTER (WHERE (len(attempts) > 1 OR attempts[1].error IS NOT NULL) AND outcome = 'ok'),
-               count(*) FILTER (WHERE len(attempts) - retries > 1)
+               count(*) FILTER (WHERE {FAILED}), count(*) FILTER (WHERE {FAILED} AND outcome = 'ok'),
+               count(*) FILTER (WHERE {FELL_BACK})
         FROM requests WHERE len(plan) > 0 OR target IS NOT NULL GROUP BY 1 ORDER BY 1""")  # fmt: skip
     got = data.routes.sort_values("route")[["route", "requests", "errors", "upstream_failed", "rescued", "fell_back"]]
     assert [tuple(r) for r in got.itertuples(index=False)] == want
@@ -126,11 +143,10 @@ def test_routing_figures_equal_the_lists_on_a_mixed_log(ctx):
 
 def test_overview_figures_equal_the_lists_on_a_mixed_log(ctx):
     h = OverviewStore(ctx.data_dir, queries=ctx.queries).overview(filters=Filters(window="1 h")).headline
-    ((failed, rescued, fell_back),) = _sql(ctx, """
-        SELECT count(*) FILTER (WHERE len(attempts) > 1 OR attempts[1].error IS NOT NULL),
-               count(*) FILTER (WHERE (len(attempts) > 1 OR attempts[1].error IS NOT NULL) AND outcome = 'ok'),
-               count(*) FILTER (WHERE len(attempts) - retries > 1) FROM requests""")  # fmt: skip
-    assert (h.upstream_failed, h.rescued, h.fell_back) == (failed, rescued, fell_back) == (18, 12, 6)
+    ((failed, rescued, fell_back),) = _sql(ctx, f"""
+        SELECT count(*) FILTER (WHERE {FAILED}), count(*) FILTER (WHERE {FAILED} AND outcome = 'ok'),
+               count(*) FILTER (WHERE {FELL_BACK}) FROM requests""")  # fmt: skip
+    assert (h.upstream_failed, h.rescued, h.fell_back) == (failed, rescued, fell_back) == (24, 18, 18)
 
 
 def test_overview_rollups_of_old_segments_equal_the_lists(ctx):
@@ -146,7 +162,7 @@ def test_overview_rollups_of_old_segments_equal_the_lists(ctx):
     store = OverviewStore(ctx.data_dir, queries=LogQueries(ctx.data_dir, ttl_s=0, clock=lambda: NOW))
     h = store.overview(filters=Filters(window="1 h")).headline
     assert store.last_plan is not None and len(store.last_plan.rolled) >= 2
-    assert (h.upstream_failed, h.rescued, h.fell_back) == (18, 12, 6)
+    assert (h.upstream_failed, h.rescued, h.fell_back) == (24, 18, 18)
     store.close()
 
 
