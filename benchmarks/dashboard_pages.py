@@ -35,7 +35,7 @@ on a machine busy with other work its wall times stretch first; CPU seconds do n
 
 Each run starts a fresh dashboard process (cold caches: the query cache would otherwise
 answer the next run). The pages are opened one after another in one browser context, as an
-operator's browser would: a first page loads Bokeh's and Panel's JavaScript (~3.5 MB) once,
+operator's browser would: a first page loads Bokeh's and Panel's JavaScript (~2.7 MB) once,
 and the pages after it take it from the browser's cache. ``--cold`` opens each page in a
 fresh context instead (every page downloads every script: a first visit's time, each time).
 ``--persistent-profile`` keeps the browser's profile on disk (a temporary directory), as an

@@ -323,7 +323,7 @@ BOOT_PREFIX = (
 
 #: The page's HTML (Panel's template, extended): :data:`BOOT_PREFIX` — a constant head, then the
 #: "Loading…" line first in the body — and after it what Panel's head holds (favicons, styles) and
-#: Bokeh's and Panel's ~3.5 MB of scripts, moved from the head, so the browser paints the line from
+#: Bokeh's and Panel's ~2.7 MB of scripts, moved from the head, so the browser paints the line from
 #: the page's first bytes while it runs them (0.3–0.5 CPU s even when cached), opens the session's
 #: websocket and builds the document. The frame's navigation removes it when it is drawn
 #: (:class:`NavLinks`). Before, the first thing painted was the frame itself.

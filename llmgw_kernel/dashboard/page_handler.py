@@ -16,7 +16,7 @@ Tornado's error page (the status line is sent already).
 A page loads only the scripts its models need (:data:`SCRIPTS`): Bokeh's core, widgets and
 tables bundles (Panel's own bundle requires the last two) — not Bokeh's WebGL bundle, which
 only a WebGL figure needs (no page draws a Bokeh figure), nor Tabulator's and luxon's (no page
-has a Tabulator): ~0.7 of the ~3.5 MB of JavaScript a browser parsed and ran on every page load.
+has a Tabulator): 0.7 of the 3.4 MB of JavaScript a browser parsed and ran on every page load.
 
 Sessions are bounded (:class:`SessionLimits`, read from the environment): a page asked for
 while ``LLMGW_DASHBOARD_MAX_SESSIONS`` sessions exist or are being made, or while

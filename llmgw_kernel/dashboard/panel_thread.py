@@ -152,7 +152,7 @@ class PanelThread:
             title={url: "llmgw" for url in apps},
             location=True,  # filters live in the URL query: a change rewrites it
             verbose=False,
-            compress_response=True,  # gzip ~3.5 MB of JS/CSS on Panel's side, not the proxy's
+            compress_response=True,  # gzip ~2.7 MB of JS/CSS on Panel's side, not the proxy's
             # a session without a websocket (a hung-up load, a closed tab) goes after idle_s,
             # looked for every idle_s/5 (at most 3 s); one with a websocket is never discarded
             unused_session_lifetime_milliseconds=idle_ms,
