@@ -21,7 +21,7 @@ from typing import Any
 # URL path -> page module name (a file ``dashboards/<name>.py``).
 PAGES: dict[str, str] = {
     "/": "overview", "/overview": "overview", "/cost": "cost", "/budgets": "budgets", "/cache": "cache",
-    "/routing": "routing", "/policy": "policy", "/guardrails": "guardrails",
+    "/routing": "routing", "/policy": "policy", "/guardrails": "guardrails", "/request": "request",
 }  # fmt: skip
 
 _PACKAGE = "llmgw_kernel.dashboards"

@@ -1,0 +1,276 @@
+"""The request page (``/request?id=...``) in headless Chromium, against a real ``llmgw serve``.
+
+The gateway serves a route ``rescued`` whose first target always fails (a fallback serves it),
+a route ``down`` whose two targets always fail, behind a breaker that opens after 2 failures
+(its third request skips both targets), and bodies logged in full. Requests are sent with the
+official OpenAI SDK, some with the client's own ``x-request-id``. For each request looked up,
+the page's attempts (target, result, status, error), outcome, status and error message equal
+a DuckDB query over the same log; an id nobody used says "not found" with the log's range;
+hostile ids (quotes, SQL, markup, 5,000 characters) are matched literally or refused, never
+run; no console error; screenshots at 1400 px and 800 px wide.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from conftest import CHROMIUM, CHROMIUM_ARGS, Gateway
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+
+pytest.importorskip("panel")
+pytest.importorskip("playwright")
+
+WIDTHS = (1400, 800)
+FAILS = "demo-mini-flaky-100pct"
+HOSTILE_CLIENT_ID = "t'; DROP TABLE requests; -- \"<b>x</b>"
+
+
+def _policy() -> dict:
+    return {
+        "providers": {"demo": {"kind": "demo"}},
+        "routes": {
+            "rescued": {"targets": [{"provider": "demo", "model": FAILS}, {"provider": "demo", "model": "demo-mini"}]},
+            "down": {
+                "targets": [
+                    {"provider": "demo", "model": FAILS},
+                    {"provider": "demo", "model": "demo-large-flaky-100pct"},
+                ],
+                "breaker": {"failures": 2, "window_s": 600, "cooldown_s": 3600},
+            },
+        },
+        "pricing": {"demo-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6}},
+        "log": {"bodies": "full", "flush_ms": 200},
+    }
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A gateway that served a rescued request, three failed ones and a hostile client id:
+    {name: gateway request id} and the log."""
+    from openai import APIStatusError, OpenAI
+
+    from llmgw_kernel import open_log
+
+    tmp = tmp_path_factory.mktemp("request-page")
+    gw = Gateway(tmp, _policy())
+    try:
+        client = OpenAI(base_url=gw.base_url, api_key="sk-ops", max_retries=0)
+        ids: dict[str, str] = {}
+        raw = client.chat.completions.with_raw_response.create(
+            model="rescued", messages=[{"role": "user", "content": "why <b>did</b> this fail?"}],
+            metadata={"team": "ops"}, user="ops-user-1", extra_headers={"x-request-id": "ticket-4711"},
+        )  # fmt: skip
+        ids["rescued"] = raw.headers["x-llmgw-request-id"]
+        for i in range(3):
+            try:
+                client.chat.completions.create(
+                    model="down", messages=[{"role": "user", "content": f"down {i}"}], metadata={"team": "ops"},
+                    extra_headers={"x-request-id": f"ticket-down-{i}"},
+                )  # fmt: skip
+            except APIStatusError as exc:
+                ids[f"down-{i}"] = exc.response.headers["x-llmgw-request-id"]
+        raw = client.chat.completions.with_raw_response.create(
+            model="rescued", messages=[{"role": "user", "content": "hostile"}],
+            extra_headers={"x-request-id": HOSTILE_CLIENT_ID},
+        )  # fmt: skip
+        ids["hostile"] = raw.headers["x-llmgw-request-id"]
+        assert len(ids) == 5, ids
+        deadline = time.monotonic() + 60
+        while True:  # bounded: the log flushes every 200 ms
+            con = open_log(gw.data_dir)
+            n = con.execute("SELECT count(*) FROM requests").fetchone()[0]
+            if n >= 5:
+                break
+            con.close()
+            assert time.monotonic() < deadline, f"the log holds {n} of 5 requests"
+            time.sleep(0.2)
+        yield {"gw": gw, "ids": ids, "con": con}
+        con.close()
+    finally:
+        print(f"gateway log: {gw.log_path}")
+        gw.terminate()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Opened:
+    """A page in the browser with every console and page error it raised."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.page = browser.new_page(viewport={"width": 1400, "height": 900})
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(url, timeout=120_000)
+        self.page.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+
+    def rows(self, table_class: str) -> list[list[str]]:
+        return self.page.eval_on_selector_all(
+            f"table.{table_class} tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))"
+        )
+
+    def found(self) -> str:
+        return self.page.locator("[data-found]").get_attribute("data-found") or ""
+
+    def summary(self) -> str:
+        return self.page.locator("[data-found]").text_content() or ""
+
+    def facts(self) -> dict[str, str]:
+        return {field: value for field, value in self.rows("llmgw-request-facts")}
+
+    def screenshots(self, name: str, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for width in WIDTHS:
+            self.page.set_viewport_size({"width": width, "height": 900})
+            self.page.wait_for_timeout(500)  # the layout follows the width
+            path = folder / f"{name}-{width}.png"
+            self.page.screenshot(path=str(path), full_page=True)
+            print(f"screenshot: {path}")
+
+    def close(self) -> None:
+        assert not self.errors, f"console errors: {self.errors}"
+        assert not self.dialogs, f"a script ran: {self.dialogs}"
+        self.page.close()
+
+
+@pytest.fixture()
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "screenshots"
+
+
+def _open(browser, site, asked: str) -> Opened:
+    return Opened(browser, f"{site['gw'].url}/request?id={quote(asked, safe='')}")
+
+
+def _logged(site, request_id: str) -> dict:
+    cur = site["con"].execute("SELECT * FROM requests WHERE request_id = $1", [request_id])
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    assert len(rows) == 1
+    return dict(zip(names, rows[0], strict=True))
+
+
+def _expected_attempts(row: dict) -> list[list[str]]:
+    out = []
+    for i, a in enumerate(row["attempts"] or [], 1):
+        skipped = (a["error"] or "").startswith("skipped:")
+        result = "skipped" if skipped else ("failed" if a["error"] else "ok")
+        status = "" if a["status"] is None else str(a["status"])
+        latency = "" if skipped or a["latency_ms"] is None else f"{a['latency_ms']:,.1f}"
+        out.append([str(i), a["target"], result, status, latency, a["error"] or ""])
+    return out
+
+
+def test_a_rescued_request_by_the_gateway_s_id(site, browser, shots):
+    """The first target failed, the fallback served: both attempts, as the log holds them."""
+    rid = site["ids"]["rescued"]
+    row = _logged(site, rid)
+    assert row["outcome"] == "ok" and len(row["attempts"]) == 2  # the traffic is what the test needs
+    o = _open(browser, site, rid)
+    assert o.found() == "1"
+    assert o.rows("llmgw-attempts") == _expected_attempts(row)
+    assert [r[2] for r in o.rows("llmgw-attempts")] == ["failed", "ok"]
+    assert "rescued by a retry or fallback" in o.summary()
+    facts = o.facts()
+    assert facts["request id"] == rid and facts["client's x-request-id"] == "ticket-4711"
+    assert facts["route"] == "rescued" and facts["fell back"] == "yes"
+    assert facts["key / team / user"] == f"{row['key_id']} / ops / ops-user-1"
+    assert facts["policy version"] == row["policy_version"]
+    assert o.page.locator('[data-kpi="outcome"] .kpi-value').inner_text() == "ok"
+    body = o.page.locator('pre[data-body="request"]').inner_text()  # logged in full: shown, escaped
+    assert "why <b>did</b> this fail?" in body and o.page.locator("pre[data-body] b").count() == 0
+    o.screenshots("request", shots)
+    o.close()
+
+
+def test_a_failed_request_by_the_client_s_id(site, browser, shots):
+    """Looked up by the client's own x-request-id: its error message and both failed attempts."""
+    row = _logged(site, site["ids"]["down-0"])
+    assert row["outcome"] != "ok"
+    o = _open(browser, site, "ticket-down-0")
+    assert o.found() == "1"
+    assert "the client's x-request-id" in o.summary()
+    assert row["error_message"] and row["error_message"] in o.summary()
+    assert o.rows("llmgw-attempts") == _expected_attempts(row)
+    assert [r[2] for r in o.rows("llmgw-attempts")] == ["failed", "failed"]
+    assert o.facts()["outcome / status"] == f"{row['outcome']} / {row['status']}"
+    o.screenshots("request-failed", shots)
+    o.close()
+
+
+def test_targets_skipped_by_an_open_breaker_show_as_skipped(site, browser):
+    row = _logged(site, site["ids"]["down-2"])
+    expected = _expected_attempts(row)
+    assert expected and all(r[2] == "skipped" for r in expected), expected  # both breakers open by then
+    o = _open(browser, site, site["ids"]["down-2"])
+    assert o.rows("llmgw-attempts") == expected
+    o.close()
+
+
+def test_an_unknown_id_is_not_found_with_the_log_s_range(site, browser):
+    first, last, n = site["con"].execute("SELECT min(ts), max(ts), count(*) FROM requests").fetchone()
+    o = _open(browser, site, "req_nobody_sent_this")
+    assert o.found() == "0"
+    text = o.summary()
+    assert "Not found in the log" in text and f"holds {n:,} requests" in text
+    assert f"{first:%Y-%m-%d %H:%M:%S}" in text and f"{last:%Y-%m-%d %H:%M:%S}" in text
+    assert o.rows("llmgw-attempts") == []
+    o.close()
+
+
+@pytest.mark.parametrize(
+    "asked",
+    ["x' OR '1'='1", "' OR 1=1 --", '"><script>alert(1)</script>', "req_%", "%", "_", "*"],
+)
+def test_hostile_ids_are_matched_literally(site, browser, asked):
+    """Quotes, SQL, markup and LIKE wildcards match no request (a parameter, compared with =)."""
+    o = _open(browser, site, asked)
+    assert o.found() == "0", o.summary()
+    assert asked in o.summary()  # shown as text, escaped
+    o.close()
+
+
+def test_a_client_id_of_sql_and_markup_is_found_literally(site, browser):
+    o = _open(browser, site, HOSTILE_CLIENT_ID)
+    assert o.found() == "1"
+    assert o.facts()["request id"] == site["ids"]["hostile"]
+    assert o.facts()["client's x-request-id"] == HOSTILE_CLIENT_ID
+    o.close()
+
+
+def test_a_long_id_is_refused_without_a_query(site, browser):
+    o = _open(browser, site, "r" * 5000)
+    assert o.found() == "refused"
+    assert "at most 200 characters" in o.summary()
+    o.close()
+
+
+def test_the_search_box_looks_an_id_up_in_the_page(site, browser):
+    """Typing an id and submitting shows that request without a page load; the address bar follows."""
+    o = Opened(browser, f"{site['gw'].url}/request")
+    assert o.found() == "none"
+    o.page.evaluate("window.__sameDocument = true")
+    rid = site["ids"]["down-1"]
+    box = o.page.get_by_label("Request id")
+    box.fill(rid)
+    box.press("Enter")
+    o.page.wait_for_selector('[data-found="1"]', state="attached", timeout=60_000)
+    assert o.facts()["request id"] == rid
+    assert o.page.evaluate("window.__sameDocument") is True  # no new page load
+    o.page.wait_for_url(re.compile(rf"id={rid}"), timeout=30_000)
+    o.close()
