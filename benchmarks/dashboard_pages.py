@@ -82,6 +82,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 PAGES = ("overview", "cost", "budgets", "cache", "routing", "policy", "guardrails")
+#: pages that look one request up (``--pages request,request-missing``, not in the default list):
+#: the request page with the id of the log's middle row, and with an id that is in no row
+LOOKUP_PAGES = ("request", "request-missing")
+#: the extra query parameter each lookup page is opened with (set by main from the log)
+LOOKUPS: dict[str, str] = {}
 
 
 def cpu_s(pid: int) -> float:
@@ -143,6 +148,18 @@ def log_range(data_dir: Path) -> tuple[str, str, int]:
     lo, hi, n = row
     fmt = "%Y-%m-%dT%H:%M:%S"
     return lo.strftime(fmt), (hi.replace(microsecond=0) + timedelta(seconds=1)).strftime(fmt), n
+
+
+def middle_request_id(data_dir: Path, rows: int) -> str:
+    """The request id of the log's middle row (by time): the request page's lookup."""
+    from llmgw_kernel import open_log
+
+    con = open_log(data_dir)
+    row = con.execute("SELECT request_id FROM requests ORDER BY ts, request_id LIMIT 1 OFFSET $n", {"n": rows // 2})
+    found = row.fetchone()
+    con.close()
+    assert found is not None
+    return str(found[0])
 
 
 @contextmanager
@@ -256,7 +273,8 @@ def one_run(
             page = browser.new_page(viewport={"width": 1400, "height": 900}) if cold else context.new_page()
             c0, b0 = cpu_s(pid), descendants_cpu_s(b"chromium")
             t0 = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/{name}?{query}", timeout=120_000)
+            path = name.split("-")[0] if name in LOOKUP_PAGES else name
+            page.goto(f"http://127.0.0.1:{port}/{path}?{query}{LOOKUPS.get(name, '')}", timeout=120_000)
             out[name] = _measured(page, pid, t0, c0, b0, "[data-ready]")
             page.close()
     return out
@@ -295,7 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--navigate", action="store_true",
                     help="overview by URL, then every other page by its link (one document)")  # fmt: skip
     ap.add_argument("--pages", default=",".join(PAGES),
-                    help="the pages to open by URL, in this order (comma-separated; not with --navigate)")  # fmt: skip
+                    help="the pages to open by URL, in this order (comma-separated; not with --navigate); also "
+                         "request (the log's middle request by id), request-missing (an id in no row)")  # fmt: skip
     ap.add_argument("--queries", action="store_true",
                     help="no browser: the routing queries and the overview's fill, CPU s in process")  # fmt: skip
     ap.add_argument(
@@ -320,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.browser_cpus is not None:  # Playwright's driver and Chromium, started later, inherit it
         os.sched_setaffinity(0, args.browser_cpus)
     pages = tuple(p for p in args.pages.split(",") if p)
-    if unknown := set(pages) - set(PAGES):
+    if unknown := set(pages) - set(PAGES) - set(LOOKUP_PAGES):
         ap.error(f"no such page: {', '.join(sorted(unknown))}")
     if args.navigate and pages != PAGES:
         ap.error("--navigate opens every page (the overview by URL, then by links)")
@@ -330,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     policy = data_dir / "policy-live.yaml"
     since, until, n = log_range(data_dir)
     query = f"since={since}&until={until}"
+    if set(pages) & set(LOOKUP_PAGES):
+        LOOKUPS.update(request=f"&id={middle_request_id(data_dir, n)}", **{"request-missing": "&id=req_not_in_the_log"})
     print(f"log: {data_dir} ({n:,} rows, {since} .. {until}); load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} cores; {_mode(args)}; {_pinning(args)}; {_rollups_note(data_dir)}",
           flush=True)  # fmt: skip

@@ -25,6 +25,7 @@ from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import PRESETS, Filters
 from llmgw_kernel.dashboard.frame import ALL, PageSpec, heading, kpi_html, kpi_pane, page_frame
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
+from llmgw_kernel.dashboard.request_data import request_href
 from llmgw_kernel.dashboard.svg_chart import Layer, chart_pane, chart_svg
 
 REFRESH_MS = 5000
@@ -51,7 +52,10 @@ class _Body:
         # plain HTML tables, not Tabulators: ~0.3 browser CPU s less each (html_table.py)
         self.by_reason = HtmlTable("llmgw-by-reason", long_text=("example",), max_height=300)
         self.by_target = HtmlTable("llmgw-by-target", {"failure_rate": number("{:.1%}")}, max_height=300)
-        self.recent = HtmlTable("llmgw-recent", _RECENT_FORMATS, long_text=("error_message",), max_height=720)
+        self.recent = HtmlTable(
+            "llmgw-recent", _RECENT_FORMATS, long_text=("error_message",), max_height=720,
+            links={"request_id": request_href},  # why did it end so: the request page
+        )  # fmt: skip
 
     @cached_property
     def charts(self) -> _Charts:

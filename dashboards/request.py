@@ -14,7 +14,7 @@ import contextlib
 import html
 import json
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pandas as pd
 import panel as pn
@@ -25,7 +25,7 @@ from llmgw_kernel.dashboard.context import Context
 from llmgw_kernel.dashboard.filters import Filters
 from llmgw_kernel.dashboard.frame import PageSpec, heading, kpi_html, kpi_pane, ms, note, page_frame, usd
 from llmgw_kernel.dashboard.html_table import HtmlTable, number
-from llmgw_kernel.dashboard.request_data import MAX_ID_CHARS, RequestData, request
+from llmgw_kernel.dashboard.request_data import MAX_ID_CHARS, RequestData, request, request_href
 
 _ATTEMPT_FORMATS = {"status": number("{:.0f}"), "latency_ms": number("{:,.1f}")}
 
@@ -115,13 +115,13 @@ class _Body:
         return request(ctx, self.search.value)
 
     def show(self, data: RequestData) -> None:
-        self.summary.object = _summary(data)
         row = data.row or {}
         self.kpis.object = _kpis(row) if data.found else ""
         self.attempts.update(_attempts(data) if data.found else None)
         self.facts.update(_facts(row) if data.found else None)
         self.guardrails.update(pd.DataFrame(row.get("guardrails") or []) if data.found else None)
         self.bodies.object = _bodies(row) if data.found else ""
+        self.summary.object = _summary(data)  # last: its data-found says the rest is there
 
     def _address(self, *_: Any) -> None:
         """The address bar names the id looked up (the other parameters kept)."""
@@ -137,7 +137,7 @@ class _Body:
 
 def link(request_id: str) -> str:
     """An escaped link to the request page of ``request_id``."""
-    return f'<a href="/request?id={html.escape(quote(request_id, safe=""))}">{html.escape(request_id)}</a>'
+    return f'<a href="{html.escape(request_href(request_id) or "")}">{html.escape(request_id)}</a>'
 
 
 def _summary(d: RequestData) -> str:

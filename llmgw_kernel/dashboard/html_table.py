@@ -32,6 +32,8 @@ LONG_CHARS = 48
 MAX_CELL_CHARS = 1000
 
 Format = Callable[[Any], str]
+#: a cell's link: the value -> the address it opens (escaped by the table), or None for none
+Link = Callable[[Any], str | None]
 
 TABLE_CSS = """
 .llmgw-table-box { overflow: auto; border: 1px solid #dde1e6; border-radius: 4px; }
@@ -81,12 +83,14 @@ def table_html(
     long_text: tuple[str, ...] = (),
     max_height: int = 320,
     max_rows: int = MAX_ROWS,
+    links: Mapping[str, Link] | None = None,
 ) -> str:
     """``frame`` as an HTML table (every value escaped), in a box that scrolls past
     ``max_height`` px; ``long_text`` names the columns of long text (messages): kept to one line, cut
     with an ellipsis, the whole text shown on hover — as is any text cell over :data:`LONG_CHARS`
-    (a name a client chose); no cell sends more than :data:`MAX_CELL_CHARS` characters."""
-    formats = formats or {}
+    (a name a client chose); no cell sends more than :data:`MAX_CELL_CHARS` characters. ``links``
+    makes a column's cells links (a request id to the request page), the address escaped too."""
+    formats, links = formats or {}, links or {}
     classes = " ".join(["llmgw-table", css_class]).strip()
     if frame is None or not len(frame.columns):
         return f'<div class="llmgw-table-box"><table class="{classes}" data-rows="0"></table></div>'
@@ -100,7 +104,10 @@ def table_html(
             if len(text) > MAX_CELL_CHARS:
                 text = text[:MAX_CELL_CHARS] + "…"
             safe = html.escape(text)
-            if not numeric and (column in long_text or len(text) > LONG_CHARS):  # one line, cut; all on hover
+            href = links[column](value) if column in links and text else None
+            if href is not None:
+                cells.append(f'<td><a href="{html.escape(href)}">{safe}</a></td>')
+            elif not numeric and (column in long_text or len(text) > LONG_CHARS):  # one line, cut; all on hover
                 cells.append(f'<td class="long" title="{safe}">{safe}</td>')
             else:
                 cells.append(f'<td class="num">{safe}</td>' if numeric else f"<td>{safe}</td>")
@@ -123,8 +130,10 @@ class HtmlTable:
         formats: Mapping[str, Format] | None = None,
         long_text: tuple[str, ...] = (),
         max_height: int = 320,
+        links: Mapping[str, Link] | None = None,
     ) -> None:
         self.css_class = css_class
+        self.links = dict(links or {})
         self.formats = dict(formats or {})
         self.long_text = long_text
         self.max_height = max_height
@@ -133,9 +142,9 @@ class HtmlTable:
         )
 
     def update(self, frame: pd.DataFrame | None) -> None:
-        text = table_html(frame, self.css_class, self.formats, self.long_text, self.max_height)
+        text = table_html(frame, self.css_class, self.formats, self.long_text, self.max_height, links=self.links)
         if self.pane.object != text:
             self.pane.object = text
 
 
-__all__ = ["LONG_CHARS", "MAX_CELL_CHARS", "MAX_ROWS", "TABLE_CSS", "HtmlTable", "number", "table_html"]
+__all__ = ["LONG_CHARS", "MAX_CELL_CHARS", "MAX_ROWS", "TABLE_CSS", "HtmlTable", "Link", "number", "table_html"]

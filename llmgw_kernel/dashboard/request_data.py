@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ..log.schema import SKIPPED
 
@@ -131,6 +132,14 @@ def find(con: Any, asked: str) -> RequestData:
     return RequestData(asked, row=row, matches=matches, more_matches=len(found) > MAX_MATCHES, attempts=attempts)
 
 
+def request_href(request_id: Any) -> str | None:
+    """The request page's address for ``request_id`` (None for a missing one): the link in the
+    overview's recent requests and the request page's own (not HTML-escaped)."""
+    if not isinstance(request_id, str) or not request_id:
+        return None
+    return "/request?id=" + quote(request_id, safe="")
+
+
 def request(ctx: Context, asked: str) -> RequestData:
     """The request ``asked`` (its gateway id or the client's id), from the log (answers shared
     for the queries' few seconds, as every page's)."""
@@ -140,4 +149,14 @@ def request(ctx: Context, asked: str) -> RequestData:
     return ctx.queries.answer(("request", asked), lambda con, _now: find(con, asked))
 
 
-__all__ = ["MAX_BODY_CHARS", "MAX_ID_CHARS", "MAX_MATCHES", "Attempt", "RequestData", "check_id", "find", "request"]
+__all__ = [
+    "MAX_BODY_CHARS",
+    "MAX_ID_CHARS",
+    "MAX_MATCHES",
+    "Attempt",
+    "RequestData",
+    "check_id",
+    "find",
+    "request",
+    "request_href",
+]

@@ -63,3 +63,20 @@ def test_long_text_stays_on_one_line_with_all_of_it_on_hover():
     html = table_html(pd.DataFrame({"error_message": [message], "n": [1]}), long_text=("error_message",))
     escaped = message.replace("'", "&#x27;").replace("<", "&lt;").replace(">", "&gt;")
     assert f'<td class="long" title="{escaped}">{escaped}</td>' in html
+
+
+def test_a_link_column_links_each_value_with_the_address_escaped():
+    """The overview's request ids link to the request page; an id of quotes and markup (a client
+    chose it) stays text, in the link's text and in its address."""
+    from llmgw_kernel.dashboard.request_data import request_href
+
+    frame = pd.DataFrame({"request_id": ["req_1", '"><script>x</script>', None], "n": [1, 2, 3]})
+    html = table_html(frame, links={"request_id": request_href})
+    assert "<script>" not in html
+    cells = _cells(html)
+    assert cells[0][0] == '<a href="/request?id=req_1">req_1</a>'
+    assert (
+        cells[1][0]
+        == '<a href="/request?id=%22%3E%3Cscript%3Ex%3C%2Fscript%3E">&quot;&gt;&lt;script&gt;x&lt;/script&gt;</a>'
+    )
+    assert cells[2][0] == ""  # no id: no link

@@ -59,7 +59,9 @@ def test_page_shows_the_store_numbers(store):
     assert _find(page, pn.widgets.Tabulator) == []
     recent = next(p.object for p in _find(page, pn.pane.HTML) if "llmgw-recent" in p.object)
     rows = re.findall(r"<tr>(.*?)</tr>", recent.split("<tbody>")[1])
-    assert [re.findall(r"<td[^>]*>(.*?)</td>", r)[1] for r in rows][:2] == ["req_page_0", "req_cached_0"]
+    assert [re.findall(r"<td[^>]*>(.*?)</td>", r)[1] for r in rows][:2] == [  # each a link to its request page
+        '<a href="/request?id=req_page_0">req_page_0</a>', '<a href="/request?id=req_cached_0">req_cached_0</a>',
+    ]  # fmt: skip
     header = re.findall(r"<th>(.*?)</th>", recent)
     assert re.findall(r"<td[^>]*>(.*?)</td>", rows[1])[header.index("cache")] == "hit"
     assert "data-ready" in next(p.object for p in _find(page, pn.pane.HTML) if "status" in p.object)

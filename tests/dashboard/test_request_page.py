@@ -262,6 +262,8 @@ def test_a_long_id_is_refused_without_a_query(site, browser):
 
 def test_the_search_box_looks_an_id_up_in_the_page(site, browser):
     """Typing an id and submitting shows that request without a page load; the address bar follows."""
+    from playwright.sync_api import expect
+
     o = Opened(browser, f"{site['gw'].url}/request")
     assert o.found() == "none"
     o.page.evaluate("window.__sameDocument = true")
@@ -269,8 +271,24 @@ def test_the_search_box_looks_an_id_up_in_the_page(site, browser):
     box = o.page.get_by_label("Request id")
     box.fill(rid)
     box.press("Enter")
-    o.page.wait_for_selector('[data-found="1"]', state="attached", timeout=60_000)
+    # each pane's change is its own message: wait for the table, not only the summary line
+    expect(o.page.locator("table.llmgw-request-facts tbody tr", has_text=rid)).to_have_count(1, timeout=60_000)
+    assert o.page.locator("[data-found]").get_attribute("data-found") == "1"
     assert o.facts()["request id"] == rid
     assert o.page.evaluate("window.__sameDocument") is True  # no new page load
     o.page.wait_for_url(re.compile(rf"id={rid}"), timeout=30_000)
+    o.close()
+
+
+def test_the_overview_s_recent_requests_link_to_the_request_page(site, browser):
+    """Each request id in the overview's recent requests opens that request's page."""
+    rid = site["ids"]["down-0"]
+    o = Opened(browser, f"{site['gw'].url}/overview?window=24+h")
+    o.page.wait_for_selector("table.llmgw-recent tbody tr", state="attached", timeout=60_000)
+    link = o.page.locator(f'table.llmgw-recent a[href="/request?id={rid}"]')
+    assert link.inner_text() == rid
+    link.click()
+    o.page.wait_for_selector('[data-ready][data-page="request"]', state="attached", timeout=60_000)
+    assert o.found() == "1"
+    assert o.facts()["request id"] == rid
     o.close()
