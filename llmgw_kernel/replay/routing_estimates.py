@@ -255,8 +255,7 @@ class _Tally:
         self.cost = self.fallback = self.errors = 0.0
         self.unpriced: set[str] = set()
         self.unmeasured: set[str] = set()
-        self.expected: list[np.ndarray] = []
-        self.simulated: list[np.ndarray] = []
+        self.expected: list[tuple[float, int]] = []  # (expected latency, requests) of each known group
 
 
 def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: list[tuple[str, ...]]) -> dict[str, Any]:
@@ -269,10 +268,14 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     # a group: one plan, one route, streamed or not (a stream cut after its first byte is terminal);
     # a log without cuts makes the groups, and every figure, those of plan and route alone
     cuts = any(len(s["cut"]) for s in samples.values())
-    group = plan_codes[routed_rows].astype(np.int64) * (len(route_values) + 1) + route_codes[routed_rows] + 1
-    group *= 2  # in place: no temporary per step
+    every = len(routed_rows) == len(plan_codes)  # every row routed (ascending rows): no gathers
+    group = (plan_codes if every else plan_codes[routed_rows]).astype(np.int64)
+    group *= len(route_values) + 1  # in place: no temporary per step
+    group += route_codes if every else route_codes[routed_rows]
+    group += 1
+    group *= 2
     if cuts:
-        group += _flags(window, "stream")[routed_rows]
+        group += _flags(window, "stream") if every else _flags(window, "stream")[routed_rows]
     tally = _Tally()
     at = simulated_positions(len(routed_rows))  # the simulated ones, as positions in routed_rows
     sampled_ids = rids.take(pa.array(routed_rows[at]))  # one take (a chunked column is concatenated per take)
@@ -280,18 +283,20 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
         sampled_ids = sampled_ids.combine_chunks()
     sizes = np.bincount(group) if group.size else np.zeros(0, np.int64)
     tokens = _group_tokens(window, routed_rows, group, len(sizes))
-    order, bounds = grouped(group[at])  # the simulated requests of each group, in window order
+    walks: dict[int, tuple[tuple[str, ...], int, bool]] = {}  # group -> (plan, tries, stream)
+    known = np.zeros(len(sizes), bool)  # the groups whose latency is known
     for g in np.flatnonzero(sizes).tolist():  # np.unique's order, without a sort
         pr, stream = divmod(g, 2)
         plan, r = plans[pr // (len(route_values) + 1)], pr % (len(route_values) + 1) - 1
-        sim = order[bounds[g] : bounds[g + 1]] if g + 1 < len(bounds) else order[:0]
-        _estimate_group(policy, samples, plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream),
-                        int(sizes[g]), tokens[g], sampled_ids.take(pa.array(sim)), tally)  # fmt: skip
+        walks[g] = (plan, _tries(policy, route_values[r] if r >= 0 else None), bool(stream))
+        known[g] = _estimate_group(policy, samples, *walks[g], int(sizes[g]), tokens[g], tally)
+    sampled_groups = group[at]
+    sim = _simulate(samples, walks, sampled_groups, sampled_ids)
     routed = len(routed_rows)
-    expected, simulated_ms = (
-        np.concatenate([*tally.expected, np.empty(0)]),
-        np.concatenate([*tally.simulated, np.empty(0)]),
-    )
+    # each known group's expected latency once per request, in group order (the mean sums them so)
+    expected = np.repeat(np.asarray([lat for lat, _ in tally.expected], np.float64),
+                         np.asarray([n for _, n in tally.expected], np.int64))  # fmt: skip
+    simulated_ms = sim[known[sampled_groups]]  # the quantiles' values: their order does not matter
     p50, p95 = quantiles(simulated_ms, (0.5, 0.95))
     return {
         "requests_estimated": routed,
@@ -349,28 +354,27 @@ def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int)
     """Per group (``group``: the group of each of ``rows``): its summed prompt and completion
     tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
     (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
-    pt, ct = pt[rows], ct[rows]
-    some = (pt != 0) | (ct != 0)
-    sums = _sums_by(group, groups, (pt, ct, some.astype(np.float64)), p_whole and c_whole)
-    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], sums[2], strict=True)]
+    if len(rows) != len(pt):  # ascending rows: as many as the window's are all of them, no copy
+        pt, ct = pt[rows], ct[rows]
+    sums = _sums_by(group, groups, (pt, ct), p_whole and c_whole)
+    logged = np.bincount(group[(pt != 0) | (ct != 0)], minlength=groups).tolist()  # rows with a count logged
+    return [(p, c, s > 0) for p, c, s in zip(sums[0], sums[1], logged, strict=True)]
 
 
 def _estimate_group(
     policy: Policy, samples: Samples, plan: tuple[str, ...], tries: int, stream: bool, n: int,
-    tokens: tuple[float, float, bool], ids: pa.Array, tally: _Tally,
-) -> None:  # fmt: skip
+    tokens: tuple[float, float, bool], tally: _Tally,
+) -> bool:  # fmt: skip
     """The ``n`` requests of a group, which share a plan, a route and ``stream`` (their summed
     prompt and completion tokens, and whether any logged one: ``tokens``), walked along their plan together:
-    the expectation is the same for each; the simulation draws per request, for the simulated
-    ones among them (their request ``ids``, in window order). A request's latency is unknown when a target it can reach
+    the expectation is the same for each (the simulation draws per request: :func:`_simulate`).
+    Whether their latency is known: it is unknown when a target a request can reach
     (every earlier one fails with probability > 0) and be served by (its failure probability
     < 1) has no logged successful attempt — the same for every request of the group."""
     sum_pt, sum_ct, has_tokens = tokens
     reach, lat = 1.0, 0.0
     known = True
     can_reach = True  # every earlier target fails with probability > 0
-    sim = np.zeros(len(ids), np.float64)
-    going = np.ones(len(ids), bool)  # not served yet in the simulation
     for k, target in enumerate(plan):
         s = samples.get(target)
         if s is None:
@@ -392,42 +396,72 @@ def _estimate_group(
         if ok_ms is None and (serve > 0 or (can_reach and p < 1)):
             known = False
         lat += serve * (ok_ms or 0.0) + reach * p * tries * failed_ms + reach * cut * failed_ms
-        at = np.flatnonzero(going)
-        if at.size:
-            _simulate_step(s, p, cut, tries, k, ids.take(pa.array(at)), at, sim, going)
         can_reach = can_reach and p > 0
         reach *= p
     tally.errors += reach * n
     if known:
-        tally.expected.append(np.full(n, lat))
-        tally.simulated.append(sim)
+        tally.expected.append((lat, n))
+    return known
 
 
-def _simulate_step(
-    s: dict[str, np.ndarray] | None, p: float, cut: float, tries: int, k: int, ids: pa.Array, at: np.ndarray,
-    sim: np.ndarray, going: np.ndarray,
-) -> None:  # fmt: skip
-    """One target of the simulated walk for the requests still going: fail with probability
-    ``p`` and go on (hashed), be cut after the first byte with probability ``cut`` and stop,
-    else be served and stop; add a logged latency drawn (hashed) from the right pool. A request's
-    draws hash ``f"{request id}:{k}"`` (Arrow strings: no Python object per request)."""
-    keys = pc.binary_join_element_wise(ids, str(k), ":")
-    if cut:
-        u = draws("sim-fail", keys)
-        fails, cuts = u < p, (u >= p) & (u < p + cut)
-    else:
-        fails = draws("sim-fail", keys) < p if 0.0 < p < 1.0 else np.full(len(ids), p >= 1.0)
-        cuts = np.zeros(len(ids), bool)
-    for mine, pool, times in (
-        (fails, s["failed"] if s is not None else None, tries),
-        (cuts, s["cut"] if s is not None else None, 1),
-        (~fails & ~cuts, s["ok"] if s is not None else None, 1),
-    ):
-        if pool is None or not len(pool) or not mine.any():
+#: the pools a simulated try draws its latency from, by its outcome: failed (every try), cut, served
+_POOLS = ("failed", "cut", "ok")
+
+
+def _simulate(samples: Samples, walks: dict[int, tuple[tuple[str, ...], int, bool]], groups: np.ndarray,
+              ids: pa.Array) -> np.ndarray:  # fmt: skip
+    """Each simulated request's latency (``groups``: its group, ``walks[group]`` = (plan, tries,
+    stream); ``ids``: its request id), walked along its plan: at target ``k`` it fails with the
+    group's probability ``p`` and goes on, is cut after the first byte with probability ``cut``
+    and stops, else is served and stops, adding a logged latency drawn from that pool (a failure's
+    times ``tries``). Its draws hash ``f"{request id}:{k}"`` ("sim-fail": the outcome, drawn only
+    when it is uncertain; "sim-lat": the pick). All groups' requests step together, one target
+    position at a time (Arrow strings: no Python object per request); each request's draws and
+    sums are those of a walk of its group alone."""
+    sim = np.zeros(len(groups), np.float64)
+    going = np.ones(len(groups), bool)  # not served yet
+    size = int(groups.max()) + 1 if len(groups) else 0
+    depth = max((len(w[0]) for w in walks.values()), default=0)
+    targets = sorted({t for w in walks.values() for t in w[0]})
+    tries = np.ones(size, np.int64)
+    for g, (_, t, _) in walks.items():
+        tries[g] = t
+    # per target and outcome (target * 3 + outcome, _POOLS' order): the pool, or None if empty
+    pools = [(samples[t][name] if t in samples and len(samples[t][name]) else None) for t in targets for name in _POOLS]
+    drawn = np.asarray([pool is not None for pool in pools] + [False], bool)  # its latency is drawn
+    for k in range(depth):
+        p, cut, at_target = np.zeros(size), np.zeros(size), np.full(size, -1, np.int64)
+        for g, (plan, t, stream) in walks.items():
+            if k < len(plan):
+                p[g], cut[g] = _outcomes(samples.get(plan[k]), t, stream)
+                at_target[g] = targets.index(plan[k])
+        target = at_target[groups]
+        rows = np.flatnonzero(going & (target >= 0))
+        if not rows.size:
             continue
-        pick = (draws("sim-lat", keys.filter(pa.array(mine))) * len(pool)).astype(np.int64)
-        sim[at[mine]] += pool[pick] * times
-    going[at[~fails]] = False
+        g_rows, target = groups[rows], target[rows]
+        pk, ck = p[g_rows], cut[g_rows]
+        keys = pc.binary_join_element_wise(ids.take(pa.array(rows)), str(k), ":")
+        uncertain = (ck > 0) | ((pk > 0) & (pk < 1))  # else the outcome is certain: no draw
+        u = np.full(len(rows), np.nan)
+        u[uncertain] = draws("sim-fail", keys if uncertain.all() else keys.filter(pa.array(uncertain)))
+        fails = np.where(uncertain, u < pk, pk >= 1)
+        cuts = (ck > 0) & (u >= pk) & (u < pk + ck)
+        pool = target * 3 + np.where(fails, 0, np.where(cuts, 1, 2))
+        pool[~drawn[pool]] = len(pools)  # no latency to draw: the last code, no pool's
+        lat = np.flatnonzero(pool < len(pools))
+        if lat.size:
+            u_lat = draws("sim-lat", keys if lat.size == len(rows) else keys.take(pa.array(lat)))
+            order, bounds = grouped(pool[lat])
+            for c in np.flatnonzero(np.diff(bounds[: len(pools) + 1])).tolist():
+                mine = order[bounds[c] : bounds[c + 1]]  # positions in lat, ascending
+                values = pools[c]
+                assert values is not None
+                pick = (u_lat[mine] * len(values)).astype(np.int64)
+                times = tries[g_rows[lat[mine]]] if c % 3 == 0 else 1
+                sim[rows[lat[mine]]] += values[pick] * times
+        going[rows[~fails]] = False
+    return sim
 
 
 def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
