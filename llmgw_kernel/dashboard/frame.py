@@ -142,15 +142,15 @@ FORM_CSS = """
 .windows button:first-child { border-radius: 4px 0 0 4px; }
 .windows button:last-child { border-radius: 0 4px 4px 0; }
 .windows button[aria-pressed="true"] { background: #1f5fa8; border-color: #1f5fa8; color: #fff; }
-.filters label { display: inline-flex; flex-direction: column; gap: 2px; color: #333; }
+.filters .field { display: inline-flex; flex-direction: column; gap: 2px; color: #333; }
 .filters select { font: inherit; width: 150px; padding: 4px; border: 1px solid #ccc; border-radius: 4px; }
 .filters :focus-visible { outline: 2px solid #1f5fa8; outline-offset: 1px; }
 """
 
 
 class FilterForm(JSComponent):  # type: ignore[misc]
-    """The filter bar as one model of plain HTML: the window's buttons and a labelled native
-    ``<select>`` per filter (``labels``; ``values[i]`` the chosen value or :data:`ALL`,
+    """The filter bar as one model of plain HTML: the window's buttons and a native ``<select>``
+    per filter, named by its ``<label for>`` (``labels``; ``values[i]`` the chosen value or :data:`ALL`,
     ``options[i]`` its choices). It replaces a Bokeh ``RadioButtonGroup``, six ``Select`` widgets
     and their ``FlexBox`` (eight models, each a view with its own shadow root and stylesheets):
     the browser builds it in one go. Native controls: labels, tab order and keys as any form's;
@@ -174,9 +174,14 @@ export function render({ model, el }) {
   windows.setAttribute("aria-label", "Time window")
   form.append(windows)
   const selects = model.labels.map((label, i) => {
-    const wrap = document.createElement("label"), select = document.createElement("select")
-    wrap.append(label, select)
-    form.append(wrap)
+    const field = document.createElement("div"), name = document.createElement("label")
+    const select = document.createElement("select")
+    field.className = "field"
+    select.id = `llmgw-filter-${i}`  // unique in the form's shadow root: the label names it alone
+    name.htmlFor = select.id
+    name.textContent = label
+    field.append(name, select)
+    form.append(field)
     select.addEventListener("change", () => {
       const values = [...model.values]
       values[i] = select.value

@@ -290,6 +290,26 @@ def test_links_swap_pages_within_one_document(site, log, browser, shots):
     o.close()
 
 
+def test_the_filters_are_labelled_and_work_from_the_keyboard(site, browser):
+    """The filter bar (frame.FilterForm) is native controls: each select found by its label, the
+    window's presets a labelled group of buttons whose chosen one is aria-pressed, and a preset
+    chosen from the keyboard (focus, Enter) changes the page's filters as a click does."""
+    from playwright.sync_api import expect
+
+    o = _open(browser, site, "/cost")
+    for label in ("Route", "Team", "Key", "User", "Model", "Provider"):
+        assert o.page.get_by_label(label, exact=True).evaluate("e => e.tagName") == "SELECT", label
+    window = o.page.get_by_role("group", name="Time window")
+    expect(window.locator('button[aria-pressed="true"]')).to_have_text("custom")  # the URL's since/until
+    preset = window.get_by_role("button", name="24 h", exact=True)
+    preset.focus()
+    o.page.keyboard.press("Enter")
+    expect(o.page.locator("[data-query]")).to_have_attribute("data-query", "window=24+h", timeout=30_000)
+    expect(preset).to_have_attribute("aria-pressed", "true")
+    expect(window.get_by_role("button", name="custom")).to_have_count(0)  # a preset drops the range
+    o.close()
+
+
 # -- Loading placeholder ----------------------------------------------------------------------
 def test_a_loading_line_comes_with_the_page_s_first_bytes(site, browser):
     """The page's HTML holds a "Loading…" line before Bokeh's and Panel's scripts (which take
