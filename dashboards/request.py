@@ -98,6 +98,7 @@ class _Body:
         self.facts = HtmlTable("llmgw-request-facts", max_height=2000)
         self.attempts = HtmlTable("llmgw-attempts", _ATTEMPT_FORMATS, long_text=("error",))
         self.guardrails = HtmlTable("llmgw-request-guardrails")
+        self.guardrail_note = note()
         self.bodies = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10))
         self.search.param.watch(self._address, "value")
 
@@ -107,8 +108,8 @@ class _Body:
     def panes(self) -> list[Any]:
         return [
             self.search, self.summary, self.kpis, heading("Attempts"), self.attempts.pane,
-            heading("Request"), self.facts.pane, heading("Guardrail verdicts"), self.guardrails.pane,
-            heading("Bodies"), self.bodies,
+            heading("Request"), self.facts.pane,
+            heading("Guardrail verdicts"), self.guardrail_note, self.guardrails.pane, heading("Bodies"), self.bodies,
         ]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> RequestData:
@@ -119,7 +120,13 @@ class _Body:
         self.kpis.object = _kpis(row) if data.found else ""
         self.attempts.update(_attempts(data) if data.found else None)
         self.facts.update(_facts(row) if data.found else None)
-        self.guardrails.update(pd.DataFrame(row.get("guardrails") or []) if data.found else None)
+        verdicts = row.get("guardrails") or []
+        self.guardrails.update(pd.DataFrame(verdicts) if verdicts else None)
+        self.guardrail_note.object = (
+            '<p class="note" data-guardrails="none">no guardrail check fired on this request</p>'
+            if data.found and not verdicts
+            else ""
+        )
         self.bodies.object = _bodies(row) if data.found else ""
         self.summary.object = _summary(data)  # last: its data-found says the rest is there
 
@@ -212,7 +219,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:,.6g}"
+        return f"{value:,.6f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.1f}"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     if hasattr(value, "strftime"):
