@@ -55,10 +55,11 @@ Prints a table per page (median and spread over the runs).
     .venv/bin/python benchmarks/dashboard_pages.py --queries  # the routing page's queries in process
     .venv/bin/python benchmarks/dashboard_pages.py --browser-cpus 0 --server-cpus 1  # pinned apart
 
-``--queries`` runs no browser: it times, in this process, the routing page's three queries one
-by one and the overview's whole fill (CPU seconds of the process, DuckDB on the dashboard's one
-thread, a fresh connection per run so no answer is cached) over the same window: the server
-side alone, for an A/B of the SQL (``PYTHONPATH=<worktree>`` runs that checkout's queries).
+``--queries`` runs no browser: it times, in this process, the routing page's answer
+(``routing_data.routing``) and the overview's whole fill, as ``benchmarks/dashboard_queries.py``
+does (CPU seconds of the process, DuckDB on the dashboard's one thread, a fresh connection per
+run so no answer is cached) over the log's whole range: the server side alone, for an A/B of
+the SQL (``PYTHONPATH=<worktree>`` runs that checkout's queries).
 """
 
 from __future__ import annotations
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.cpu_count()} cores; {_mode(args)}; {_pinning(args)}; {_rollups_note(data_dir)}",
           flush=True)  # fmt: skip
     if args.queries:
-        for name, values in query_runs(data_dir, since, until, args.runs).items():
+        for name, values in query_runs(data_dir, args.runs).items():
             print(f"{name}: CPU s " + " / ".join(f"{v:.3f}" for v in sorted(values)), flush=True)
         return
     runs = []
@@ -383,36 +384,13 @@ def _rollups_note(data_dir: Path) -> str:
     return f"overview rollups: {sum(ident in have for _, ident in sealed)} of {len(sealed)} sealed segments"
 
 
-def query_runs(data_dir: Path, since: str, until: str, runs: int) -> dict[str, list[float]]:
-    """CPU seconds per run of each routing query and of the overview's fill (see ``--queries``)."""
-    from datetime import UTC, datetime
+def query_runs(data_dir: Path, runs: int) -> dict[str, list[float]]:
+    """CPU seconds per run of the routing page's answer and the overview's fill (see ``--queries``):
+    ``benchmarks/dashboard_queries.py``'s measurement, so the two scripts time the same thing."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dashboard_queries import run
 
-    from llmgw_kernel.dashboard import OverviewStore
-    from llmgw_kernel.dashboard import routing_data as rd
-    from llmgw_kernel.dashboard.filters import Filters
-    from llmgw_kernel.dashboard.queries import LogQueries
-
-    bounds = [datetime.strptime(t, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp() for t in (since, until)]
-    filters = Filters(since=bounds[0], until=bounds[1])
-    sqls = {"routes": rd._ROUTES_SQL, "shares": rd._SHARES_SQL, "targets": rd._TARGETS_SQL}
-    out: dict[str, list[float]] = {name: [] for name in (*sqls, "routing (3)", "overview")}
-    for _ in range(runs):
-        queries = LogQueries(data_dir, threads=1, clock=lambda: bounds[1] + 3600)
-
-        def timed(con: Any, now: float) -> None:
-            where, params = filters.where(now)
-            for name, sql in sqls.items():
-                t0 = time.process_time()
-                con.execute(sql.format(where=where), params).fetchall()
-                out[name].append(time.process_time() - t0)
-
-        queries.answer(("bench",), timed, filters)
-        out["routing (3)"].append(sum(out[name][-1] for name in sqls))
-        t0 = time.process_time()
-        OverviewStore(data_dir, queries=queries).overview(filters=filters)
-        out["overview"].append(time.process_time() - t0)
-        queries.close()
-    return out
+    return run(data_dir, runs)
 
 
 def _cpus(text: str) -> set[int]:

@@ -179,5 +179,5 @@ def _recent_table(data: Overview) -> Any:
 
 
 if pn.state.served:
-    pn.extension("tabulator")
+    pn.extension()
     page(Context(os.environ.get("LLMGW_DATA_DIR", "llmgw-data"))).servable(title="llmgw · overview")
