@@ -86,9 +86,9 @@ class Headline:
     p99_ms: float | None = None
     ttft_p95_ms: float | None = None
     ttft_p99_ms: float | None = None
-    upstream_failed: int = 0  # requests with a failed upstream attempt (sql.UPSTREAM_FAILED_SQL)
+    upstream_failed: int = 0  # requests with a failed upstream attempt made (sql.UPSTREAM_FAILED_SQL)
     rescued: int = 0  # ... that still ended ok (a retry or fallback hid the failure)
-    fell_back: int = 0  # requests that tried more than one target
+    fell_back: int = 0  # requests served by a target other than the first planned (sql.FELL_BACK_SQL)
     retried: int = 0  # requests that repeated a target
     checks: int = 0  # the gateway's checks of sampled semantic hits (rows, not requests: sql.CHECK_SQL)
     check_cost_usd: float = 0.0  # ... their cost, within cost_usd
