@@ -37,7 +37,7 @@ log = logging.getLogger("llmgw.dashboard")
 #: (URL path, title) of every page, in the navigation's order
 NAV: tuple[tuple[str, str], ...] = (
     ("/overview", "Overview"), ("/cost", "Cost"), ("/budgets", "Budgets"), ("/cache", "Cache"),
-    ("/routing", "Routing"), ("/policy", "Policy"), ("/guardrails", "Guardrails"),
+    ("/routing", "Routing"), ("/policy", "Policy"), ("/guardrails", "Guardrails"), ("/request", "Request"),
 )  # fmt: skip
 ALL = "(all)"
 CUSTOM = "custom"

@@ -330,3 +330,23 @@ def test_guardrail_verdicts_as_logged(site, browser):
     o = _open(browser, site, site["ids"]["rescued"])  # none fired: said
     assert o.page.locator('[data-guardrails="none"]').count() == 1
     o.close()
+
+
+def test_the_navigation_s_request_link_swaps_in_the_page(site, browser):
+    """The navigation's Request link shows the search box within the same document; a lookup there."""
+    from playwright.sync_api import expect
+
+    o = Opened(browser, f"{site['gw'].url}/overview?window=24+h")
+    o.page.evaluate("window.__llmgwDocument = 'first'")
+    o.page.click('[data-nav="request"]')
+    o.page.wait_for_selector('[data-ready][data-page="request"]', state="attached", timeout=60_000)
+    assert o.page.evaluate("window.__llmgwDocument") == "first"
+    assert o.found() == "none"
+    box = o.page.get_by_label("Request id")
+    box.fill("ticket-4711")
+    box.press("Enter")
+    expect(o.page.locator("table.llmgw-request-facts tbody tr", has_text="ticket-4711")).to_have_count(
+        1, timeout=60_000
+    )
+    assert o.facts()["request id"] == site["ids"]["rescued"]
+    o.close()
