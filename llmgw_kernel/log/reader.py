@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .segments import _sql_path, ensure_anchor, ensure_columns, listing, log_dir, visible
+from .segments import _sql_path, ensure_anchor, ensure_columns, listing, log_dir, names_memo, visible
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,9 +83,10 @@ def open_log(
     if not roots:
         raise ValueError("open_log: no data directory given")
     directories = [log_dir(root) for root in roots]
-    for directory in directories:
-        ensure_anchor(directory)
-        ensure_columns(directory)
+    for root, directory in zip(roots, directories, strict=True):
+        memo = names_memo(root)  # the footers a process before this one read (segments.py)
+        ensure_anchor(directory, memo)
+        ensure_columns(directory, memo)
     con = connection or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     with contextlib.suppress(Exception):  # registered before on this connection

@@ -218,10 +218,11 @@ def _read_names(paths: list[Path]) -> dict[Path, frozenset[str]]:
     return {p: frozenset(names[str(p)]) for p in paths if str(p) in names}
 
 
-def column_names(paths: list[Path]) -> dict[Path, frozenset[str]]:
+def column_names(paths: list[Path], memo: Path | None = None) -> dict[Path, frozenset[str]]:
     """The column names of each Parquet file in ``paths``, read from its footer once per file
     identity in this process (the files not seen before, or replaced since, in one query); a
-    vanished or non-Parquet file is left out."""
+    vanished or non-Parquet file is left out. ``memo`` (:func:`names_memo`): a file that keeps the
+    names by file identity across processes — a file whose identity it holds is not read again."""
     out: dict[Path, frozenset[str]] = {}
     unknown: dict[Path, tuple[int, int, int, int]] = {}
     for path in paths:
@@ -234,27 +235,97 @@ def column_names(paths: list[Path]) -> dict[Path, frozenset[str]]:
             out[path] = known[1]
         else:
             unknown[path] = ident
+    if unknown and memo is not None:
+        kept = _memo_read(memo)
+        for path, ident in list(unknown.items()):
+            entry = kept.get(path.name)
+            if entry is not None and entry[0] == ident:
+                out[path] = entry[1]
+                _remember(path, ident, entry[1])
+                del unknown[path]
     if unknown:
-        for path, names in _read_names(list(unknown)).items():
+        read = _read_names(list(unknown))
+        for path, names in read.items():
             out[path] = names
             try:
                 same = _identity(os.stat(path)) == unknown[path]
             except FileNotFoundError:
                 same = False
             if same:  # not replaced while read: the names are this identity's
-                if len(_SCHEMAS) >= _SCHEMAS_MAX:
-                    _SCHEMAS.clear()
-                _SCHEMAS[str(path)] = (unknown[path], names)
+                _remember(path, unknown[path], names)
+        if memo is not None and read:
+            _memo_write(memo, paths)
     return out
 
 
-def ensure_anchor(directory: Path) -> None:
+def _remember(path: Path, ident: tuple[int, int, int, int], names: frozenset[str]) -> None:
+    if len(_SCHEMAS) >= _SCHEMAS_MAX:
+        _SCHEMAS.clear()
+    _SCHEMAS[str(path)] = (ident, names)
+
+
+#: the file, in a data directory's replay cache (:func:`names_memo`), that keeps its segments'
+#: column names by file identity: a new process then reads no footer of a segment it lists
+NAMES_MEMO = "segment-columns.json"
+REPLAY_CACHE_ENV = "LLMGW_REPLAY_CACHE"  # the replay cache's place (replay.segment_cache)
+REPLAY_CACHE_DIR = "replay-cache"
+
+
+def names_memo(data_dir: str | os.PathLike[str]) -> Path | None:
+    """Where ``data_dir``'s segments' column names are kept across processes: in its replay
+    cache's directory, when there is one (a replay made it; None: none, or turned off)."""
+    root = derived_dir(data_dir, REPLAY_CACHE_ENV, REPLAY_CACHE_DIR)
+    return root / NAMES_MEMO if root is not None and root.is_dir() else None
+
+
+def _memo_read(memo: Path) -> dict[str, tuple[tuple[int, int, int, int], frozenset[str]]]:
+    """The memo's entries (file name -> (identity, names)); an unreadable or malformed memo: none."""
+    import json
+
+    try:
+        doc = json.loads(memo.read_bytes())
+        return {
+            str(name): (tuple(int(v) for v in ident), frozenset(str(n) for n in names))  # type: ignore[misc]
+            for name, (ident, names) in doc["files"].items()
+            if len(ident) == 4
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _memo_write(memo: Path, paths: list[Path]) -> None:
+    """Keep the names this process knows of ``paths`` in ``memo`` beside the entries it holds of
+    other files still in their directory (a file deleted since is dropped: the memo stays as
+    large as the directory), replaced atomically; a memo that cannot be written is skipped."""
+    import json
+
+    folder = paths[0].parent
+    files = {
+        name: [list(ident), sorted(names)]
+        for name, (ident, names) in _memo_read(memo).items()
+        if (folder / name).exists()
+    }
+    for path in paths:
+        known = _SCHEMAS.get(str(path))
+        if known is not None:
+            files[path.name] = [list(known[0]), sorted(known[1])]
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")  # a dot file: pruned if abandoned
+    try:
+        tmp.write_text(json.dumps({"files": files}, separators=(",", ":")))
+        os.replace(tmp, memo)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def ensure_anchor(directory: Path, memo: Path | None = None) -> None:
     """Write the empty schema segment if it is missing or lacks a column added since it was
-    written (idempotent, atomic): readers then see every current column, NULL in older rows."""
+    written (idempotent, atomic): readers then see every current column, NULL in older rows.
+    ``memo``: as :func:`column_names`'s."""
     import duckdb  # the reader imports it anyway; the writer needs it here only
 
     path = directory / ANCHOR_NAME
-    have = column_names([path]).get(path)
+    have = column_names([path], memo).get(path)
     if have is not None and have >= {name for name, _, _ in COLUMNS}:
         return
 
@@ -269,14 +340,14 @@ def ensure_anchor(directory: Path) -> None:
     os.replace(tmp, path)
 
 
-def ensure_columns(directory: Path) -> int:
+def ensure_columns(directory: Path, memo: Path | None = None) -> int:
     """Rewrite, in place and keeping its modification time, every segment that lacks a current
     column (written by an older release or another tool), so that all segments read with the
     anchor's schema. Returns how many were rewritten. Each file's footer is read once per file
     identity in this process (:func:`column_names`); a vanished or non-Parquet file is skipped
-    (a superseded segment the writer deleted, or not ours to fix)."""
+    (a superseded segment the writer deleted, or not ours to fix). ``memo``: as :func:`column_names`'s."""
     want = {name for name, _, _ in COLUMNS}
-    have = column_names([s.path for s in list_segments(directory) if s.lo != 0])
+    have = column_names([s.path for s in list_segments(directory) if s.lo != 0], memo)
     stale = [(path, names) for path, names in have.items() if not names >= want]
     if not stale:
         return 0

@@ -60,15 +60,24 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..log.reader import data_dir_of
-from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
+from ..log.segments import (
+    ANCHOR_NAME,
+    REPLAY_CACHE_DIR,
+    REPLAY_CACHE_ENV,
+    _sql_path,
+    derived_dir,
+    listing,
+    log_dir,
+    visible,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
 #: segments smaller than this are the live tail: read from Parquet each time, not stored
 MIN_BYTES = 1 << 20
-CACHE_DIR = "replay-cache"
-ENV = "LLMGW_REPLAY_CACHE"
+CACHE_DIR = REPLAY_CACHE_DIR  # one place for both: log.segments keeps its memo of footers there
+ENV = REPLAY_CACHE_ENV
 _CODED_META = b"llmgw_values"  # a coded column's dictionary (JSON list), in its file's schema metadata
 _TYPE_META = b"llmgw_type"  # a coded column's own type (a serialized schema), in the same metadata
 _EXPR_META = b"llmgw_expr"  # the SQL each column was read with: a column read otherwise since is read again
