@@ -100,6 +100,7 @@ class _Body:
         self.guardrails = HtmlTable("llmgw-request-guardrails")
         self.guardrail_note = note()
         self.bodies = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 10))
+        self._found: RequestData | None = None  # the request shown, found by its gateway id
         self.search.param.watch(self._address, "value")
 
     def controls(self) -> list[Any]:
@@ -113,7 +114,13 @@ class _Body:
         ]  # fmt: skip
 
     def query(self, ctx: Context, filters: Filters) -> RequestData:
-        return request(ctx, self.search.value)
+        asked, found = self.search.value.strip(), self._found
+        if found is not None and found.asked == asked:
+            return found  # a logged request never changes: the page's refreshes cost no scan
+        data = request(ctx, asked)
+        if data.row is not None and data.row.get("request_id") == asked:  # unique; a client's id may be reused
+            self._found = data
+        return data
 
     def show(self, data: RequestData) -> None:
         row = data.row or {}

@@ -350,3 +350,24 @@ def test_the_navigation_s_request_link_swaps_in_the_page(site, browser):
     )
     assert o.facts()["request id"] == site["ids"]["rescued"]
     o.close()
+
+
+def test_a_request_found_by_its_gateway_id_is_not_looked_up_again(site):
+    """The page refreshes every 30 s or more; a logged request never changes, so a refresh of a
+    request found by its gateway id scans nothing (a client's id may be reused: looked up again)."""
+    from llmgw_kernel.dashboard.context import Context
+    from llmgw_kernel.dashboard.filters import Filters
+    from llmgw_kernel.dashboard.pages import load_page_module
+
+    ctx = Context(site["gw"].data_dir)
+    ctx.queries.ttl_s = 0.0  # no shared answer: each query() that looks up scans
+    try:
+        body = load_page_module("request")._Body()
+        body.search.value = site["ids"]["rescued"]
+        first = body.query(ctx, Filters())
+        assert first.found and body.query(ctx, Filters()) is first
+        body.search.value = "ticket-4711"  # the client's id: the same request, looked up each time
+        by_client = body.query(ctx, Filters())
+        assert by_client.found and body.query(ctx, Filters()) is not by_client
+    finally:
+        ctx.close()
