@@ -28,6 +28,17 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a test module's pages (Playwright; one browser per module)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

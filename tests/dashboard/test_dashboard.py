@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, free_port
+from conftest import CHROMIUM, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,16 +114,6 @@ def _wait_logged(server, n: int) -> None:
         assert time.monotonic() < deadline, "the log did not receive the requests"
         time.sleep(0.1)
     con.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _kpi(page, key: str) -> str:

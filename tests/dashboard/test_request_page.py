@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, Gateway
+from conftest import CHROMIUM, Gateway
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -108,16 +108,6 @@ def site(tmp_path_factory):
     finally:
         print(f"gateway log: {gw.log_path}")
         gw.terminate()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Opened:
