@@ -39,6 +39,17 @@ def browser():
         b.close()
 
 
+def save_screenshots(page, name: str, folder: Path, widths: tuple[int, ...] = (1400, 800)) -> None:
+    """Full-page screenshots of a Playwright ``page`` at each width, as ``<folder>/<name>-<width>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in widths:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(500)  # the layout follows the width
+        path = folder / f"{name}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        print(f"screenshot: {path}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

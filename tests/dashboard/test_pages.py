@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHROMIUM, Gateway
+from conftest import CHROMIUM, Gateway, save_screenshots
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -193,13 +193,7 @@ class Opened:
         return self.page.locator("select").nth(order.index(label)).locator("option").all_inner_texts()
 
     def screenshots(self, name: str, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for width in WIDTHS:
-            self.page.set_viewport_size({"width": width, "height": 900})
-            self.page.wait_for_timeout(500)  # the layout follows the width
-            path = folder / f"{name}-{width}.png"
-            self.page.screenshot(path=str(path), full_page=True)
-            print(f"screenshot: {path}")
+        save_screenshots(self.page, name, folder, WIDTHS)
 
     def close(self) -> None:
         assert not self.errors, f"console errors: {self.errors}"
