@@ -62,6 +62,8 @@ GRACE_S = 30.0  # a superseded segment outlives the moment readers stop reading 
 MAX_BUFFERED = 1_000_000  # rows kept in memory while the disk refuses writes
 ENCODE_CHUNK = 32  # rows encoded between two GIL hand-overs (see encode_records; ~2.5 ms at 4 KB bodies)
 FAILURE_LOG_S = 60.0  # while flushes keep failing, at most one log line per this many seconds
+#: a merge that failed is tried again after the first, doubling up to the second (seconds)
+MERGE_RETRY_S = (2.0, 600.0)
 
 _JSON_COLUMNS = {name: ("DOUBLE" if typ == "TIMESTAMPTZ" else typ) for name, typ, _ in COLUMNS}
 _SELECT = ", ".join(
@@ -116,6 +118,7 @@ class LogWriter:
         self._pending: list[bytes] = []
         self._lock = threading.Lock()  # one flush or close at a time
         self._merge_lock = threading.Lock()  # one compaction pass at a time (its own thread)
+        self._merge_retries = _MergeRetries()
         self._append_lock = threading.Lock()  # journal + buffer move together
         self._wake = threading.Event()
         self._stop = False
@@ -414,13 +417,26 @@ class LogWriter:
             tmp.unlink(missing_ok=True)
 
     def _compact_locked(self) -> None:
+        """Merge every full run of ``FANOUT`` segments of a size class. A run whose merge fails
+        (a full disk, a damaged segment) waits before it is tried again (:class:`_MergeRetries`)
+        and never holds back the other runs, nor the deletion of superseded segments."""
         live, _ = split_live([s for s in self._own_segments() if s.lo > 0])
         by_class: dict[int, list[Segment]] = {}
         for s in live:
             by_class.setdefault(_size_class(s.span), []).append(s)
-        for group in by_class.values():
-            for start in range(0, len(group) - FANOUT + 1, FANOUT):
-                self._merge(group[start : start + FANOUT])
+        runs = [g[start : start + FANOUT] for g in by_class.values() for start in range(0, len(g) - FANOUT + 1, FANOUT)]
+        retries = self._merge_retries
+        retries.keep({(run[0].lo, run[-1].hi) for run in runs})
+        for run in runs:
+            span = (run[0].lo, run[-1].hi)
+            if not retries.due(span):
+                continue
+            try:
+                self._merge(run)
+            except Exception as exc:
+                retries.failed(span, exc)
+            else:
+                retries.succeeded(span)
 
     def _merge(self, group: list[Segment]) -> None:
         assert self._merge_con is not None  # merges run in the process that writes the segments
@@ -580,6 +596,39 @@ class _FailureLog:
         if self.run:
             log.info("log flush works again after %d failed flushes", self.run)
         self.run = self.unlogged = 0
+
+
+class _MergeRetries:
+    """When each run of segments whose merge failed may be tried again: after
+    ``MERGE_RETRY_S[0]`` seconds, doubling up to ``MERGE_RETRY_S[1]``, one log line per failure
+    (the first with its traceback). A merge that fails for good (a damaged segment) costs a
+    merge attempt every ten minutes, not one per compaction pass. Keyed by the run's first and
+    last segment: entries of runs that no longer exist are dropped at each pass (bounded)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[int, int], tuple[float, float, int]] = {}  # span -> (next try, wait, failures)
+
+    def due(self, span: tuple[int, int]) -> bool:
+        entry = self._runs.get(span)
+        return entry is None or time.monotonic() >= entry[0]
+
+    def failed(self, span: tuple[int, int], exc: BaseException) -> None:
+        _, wait, failures = self._runs.get(span, (0.0, MERGE_RETRY_S[0] / 2, 0))
+        wait = min(wait * 2, MERGE_RETRY_S[1])
+        self._runs[span] = (time.monotonic() + wait, wait, failures + 1)
+        log.error(
+            "log merge of segments %d-%d failed (%d in a row), next try in %.0f s: %s: %s",
+            *span, failures + 1, wait, type(exc).__name__, exc, exc_info=exc if not failures else None,
+        )  # fmt: skip
+
+    def succeeded(self, span: tuple[int, int]) -> None:
+        entry = self._runs.pop(span, None)
+        if entry is not None:
+            log.info("log merge of segments %d-%d worked after %d failures", *span, entry[2])
+
+    def keep(self, spans: set[tuple[int, int]]) -> None:
+        for span in [s for s in self._runs if s not in spans]:
+            del self._runs[span]
 
 
 def _disk_error(exc: BaseException) -> bool:

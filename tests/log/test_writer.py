@@ -148,3 +148,46 @@ def test_a_segment_lacking_columns_is_rewritten_and_read(tmp_path):
     w.append(record(8))
     w.close()
     assert con.execute("SELECT count(*) FROM requests").fetchone() == (2,)
+
+
+def test_a_failing_merge_waits_and_holds_back_nothing(tmp_path, monkeypatch, caplog):
+    """A run of segments whose merge fails (here its output path is taken by a directory) is
+    tried again after a wait that doubles, one log line per failure — not at every compaction
+    pass — and the other runs are merged meanwhile. Before, the first failure ended the pass
+    (later runs never merged, superseded segments never deleted) and every pass, every second
+    or so, tried it again and logged a traceback."""
+    import logging
+
+    import llmgw_kernel.log.writer as writer
+    from llmgw_kernel.log.segments import segment_name
+
+    monkeypatch.setattr(writer, "MERGE_RETRY_S", (0.4, 0.8), raising=False)
+    w = LogWriter(tmp_path, flush_ms=60000)
+    try:
+        for i in range(FANOUT * 2):
+            w.append(record(i))
+            w.flush()
+        blocker = log_dir(tmp_path) / f".{segment_name(1, FANOUT, '')}.tmp"
+        blocker.mkdir()
+        with caplog.at_level(logging.ERROR, logger="llmgw.log"):
+            for _ in range(20):
+                w._compact_locked()
+        failed = [r for r in caplog.records if f"segments 1-{FANOUT} failed" in r.getMessage()]
+        assert len(failed) == 1, [r.getMessage() for r in caplog.records]
+        assert failed[0].exc_info is not None  # the first failure with its traceback
+        live, superseded = split_live([s for s in list_segments(log_dir(tmp_path)) if s.lo > 0])
+        assert sorted(s.lo for s in superseded) == list(range(FANOUT + 1, 2 * FANOUT + 1))  # the other run merged
+        blocker.rmdir()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # tried again once its wait is over
+            w._compact_locked()
+            live, superseded = split_live([s for s in list_segments(log_dir(tmp_path)) if s.lo > 0])
+            if len(superseded) == 2 * FANOUT:
+                break
+            time.sleep(0.05)
+        assert [(s.lo, s.hi) for s in live] == [(1, FANOUT), (FANOUT + 1, 2 * FANOUT)]
+        assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+    finally:
+        w.close()
+    con = open_log(tmp_path)
+    assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM requests").fetchone() == (2 * FANOUT,) * 2
