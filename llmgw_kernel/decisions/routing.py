@@ -148,24 +148,39 @@ def _draw_batch(seed: np.uint64, arr: pa.Array) -> np.ndarray:
 
 def _fold(seed: np.uint64, block: np.ndarray, length: int) -> np.ndarray:
     """The draws of keys of ``length`` bytes each, given as the rows of a uint8 ``block``: the
-    rows zero-padded to whole words, each word folded into the seed, then the length."""
+    rows zero-padded to whole words, each word folded into the seed, then the length. In place
+    over two arrays of the block's size (a batch of keys: no temporary per step)."""
     n = len(block)
     words = (length + 7) // 8
     padded = np.zeros((n, words * 8), np.uint8)
     padded[:, :length] = block
     h = np.full(n, seed, np.uint64)
+    tmp = np.empty(n, np.uint64)
     as_words = padded.view("<u8")
     for j in range(words):
-        h = _mix_array(h ^ as_words[:, j])
-    h = _mix_array(h ^ np.uint64(length))
-    return (h >> np.uint64(11)).astype(np.float64) * _TO_UNIT
+        h ^= as_words[:, j]
+        _mix_into(h, tmp)
+    h ^= np.uint64(length)
+    _mix_into(h, tmp)
+    h >>= np.uint64(11)
+    out = h.astype(np.float64)
+    out *= _TO_UNIT  # a power of two: exact, as (h >> 11) * 2**-53
+    return out
 
 
-def _mix_array(z: np.ndarray) -> np.ndarray:
-    """:func:`_mix` of every word of a uint64 array (numpy's uint64 products wrap mod 2**64)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
-    return z ^ (z >> np.uint64(31))
+def _mix_into(z: np.ndarray, tmp: np.ndarray) -> None:
+    """:func:`_mix` of every word of a uint64 array, in place (``tmp``: scratch of its size;
+    numpy's uint64 products wrap mod 2**64)."""
+    for shift, mult in ((_S30, _U1), (_S27, _U2)):
+        np.right_shift(z, shift, out=tmp)
+        z ^= tmp
+        z *= mult
+    np.right_shift(z, _S31, out=tmp)
+    z ^= tmp
+
+
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_U1, _U2 = np.uint64(_M1), np.uint64(_M2)
 
 
 # -- the first draw, kept for the rows it routed ----------------------------------------------
@@ -436,17 +451,41 @@ def plan_routes(
     if not draws_per_request(policy, route):  # the order does not depend on the request
         order, reason = _order(policy.version, spec, targets, "", RouteContext("", route))
         return BulkPlans(route, [order], zeros, [reason], zeros)
-    u = draws_by_row(policy.version, request_ids, route_draws)
-    index = _weighted_indices(targets, u)
-    texts = _u_texts()
-    combo = index.astype(np.int64) * len(texts) + _u_text_index(u)
-    seen = np.zeros(len(targets) * len(texts), bool)
-    seen[combo] = True
-    used = np.flatnonzero(seen)
-    remap = np.cumsum(seen, dtype=np.int32) - 1
-    reasons = _weighted_reasons(targets, used // len(texts), used % len(texts))
+    return weighted_plans(route, targets, weighted_codes(policy.version, targets, request_ids, route_draws))
+
+
+def weighted_codes(
+    policy_version: str, targets: Sequence[Target], keys: Iterable[str] | Any, route_draws: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The weighted draw of every key coded as ``index * len(_u_texts()) + k`` (int32): ``index``
+    the target it picks (:func:`_weighted_indices`), ``k`` its reason's text (:func:`_u_text_index`).
+    Drawn :data:`DRAW_BATCH` keys at a time, so the draws and their temporaries are a batch's
+    (written into ``out`` when given: one int32 per key is all a million keys leave behind)."""
+    arr = _string_array(keys)
+    n = len(arr)
+    out = np.empty(n, np.int32) if out is None else out
+    width = len(_u_texts())
+    for lo in range(0, n, DRAW_BATCH):
+        kinds = route_draws[lo : lo + DRAW_BATCH] if route_draws is not None else None
+        u = draws_by_row(policy_version, arr.slice(lo, DRAW_BATCH), kinds)
+        code = _weighted_indices(targets, u)
+        code *= width
+        code += _u_text_index(u)
+        out[lo : lo + len(u)] = code
+    return out
+
+
+def weighted_plans(route: str, targets: Sequence[Target], codes: np.ndarray) -> BulkPlans:
+    """The :class:`BulkPlans` of weighted draws coded by :func:`weighted_codes`: a plan per
+    target, a reason per (target, draw text) that occurs."""
+    width = len(_u_texts())
+    used = np.flatnonzero(np.bincount(codes, minlength=len(targets) * width))
+    remap = np.full(len(targets) * width, -1, np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    reasons = _weighted_reasons(targets, used // width, used % width)
     plans = [_weighted_order(targets, i) for i in range(len(targets))]
-    return BulkPlans(route, plans, index, reasons, remap[combo])
+    return BulkPlans(route, plans, codes // width, reasons, remap[codes])
 
 
 def _interned(route: str, plans: list[RoutePlan]) -> BulkPlans:

@@ -33,12 +33,22 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from ..decisions.context import RouteContext, route_context
-from ..decisions.routing import ROUTABLE_ERRORS, UNKNOWN_ROUTE, draws_per_request, needs_context, plan_routes
+from ..decisions.routing import (
+    DRAW_BATCH,
+    ROUTABLE_ERRORS,
+    UNKNOWN_ROUTE,
+    BulkPlans,
+    draws_per_request,
+    needs_context,
+    plan_routes,
+    weighted_codes,
+    weighted_plans,
+)
 from ..log.schema import ROUTE_DRAW, ROUTE_DRAW_V1
 from .columns import as_objects, json_value, strings
 from .fold_columns import checks
 from .routing_estimates import estimate_coded, logged_cost
-from .window import Window, as_window, split_plan
+from .window import LENT, Window, as_window, split_plan
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -73,6 +83,17 @@ class RoutingDecisions:
             code = self._reason_index[reason] = len(self.reasons)
             self.reasons.append(reason)
         return code
+
+    def reason_codes_of(self, reasons: list[str]) -> np.ndarray:
+        """:meth:`reason_code` of each of ``reasons`` (distinct), as an int32 array: a route's
+        thousands of weighted reasons, new to the table, are added at once."""
+        index = self._reason_index
+        if not index.keys().isdisjoint(reasons):
+            return np.asarray([self.reason_code(r) for r in reasons], np.int32)
+        base = len(self.reasons)
+        self.reasons.extend(reasons)
+        index.update(zip(reasons, range(base, base + len(reasons)), strict=True))
+        return np.arange(base, base + len(reasons), dtype=np.int32)
 
     def firsts(self) -> tuple[np.ndarray, list[str]]:
         """(the first target of every plan of the table as a code into the returned target ids,
@@ -130,13 +151,26 @@ def check_rows(window: Window) -> np.ndarray | None:
 def draw_ids(window: Window, rows: np.ndarray, is_check: np.ndarray | None) -> pa.Array:
     """The request id each of ``rows`` is drawn by: its own, or for a check of a semantic hit its
     hit's (``cache_source``): live, the check asks the plan its hit was given."""
-    ids = window.take("request_id", rows)
+    ids = _taken(window, "request_id", rows)
     mask = is_check[rows] if is_check is not None else None
     if mask is None or not mask.any() or "cache_source" not in window.columns:  # no hit to draw by
         return ids
-    own = window.take("request_id", rows[mask])
-    hits = pc.coalesce(window.take("cache_source", rows[mask]).cast(ids.type), own)  # no hit logged: its own
+    own = _taken(window, "request_id", rows[mask])
+    hits = pc.coalesce(_taken(window, "cache_source", rows[mask]).cast(ids.type), own)  # no hit logged: its own
     return pc.replace_with_mask(ids, pa.array(mask), hits)
+
+
+def _taken(window: Window, name: str, rows: np.ndarray) -> pa.Array:
+    """``window.take(name, rows)``, taken from the slice of the column the rows span: a take from
+    a chunked column resolves every chunk (~4 ms for a million ids in 63 chunks), a batch's rows
+    span a few."""
+    if name in LENT or not len(rows) or name not in window.columns:
+        return window.take(name, rows)
+    lo, hi = int(rows.min()), int(rows.max())
+    got = window.arrow(name).slice(lo, hi - lo + 1).take(pa.array(rows - lo))
+    if isinstance(got, pa.ChunkedArray):
+        got = got.chunk(0) if got.num_chunks == 1 else got.combine_chunks()
+    return got.dictionary_decode() if pa.types.is_dictionary(got.type) else got
 
 
 def logged_route_draws(window: Window) -> np.ndarray | None:
@@ -171,18 +205,39 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
         return
     per_request = draws_per_request(policy, route)
     kinds = logged_route_draws(window) if per_request else None
+    if per_request and not needs_context(policy, route):  # a weighted draw by the request id alone
+        _place(out, _weighted_rows(policy, window, route, rows, out.checks, kinds), rows)
+        return
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
         # a route that plans every request alike needs no ids (only how many)
         drawn = draw_ids(window, chunk, out.checks) if per_request else None
-        contexts = logged_contexts(window, chunk, drawn) if needs_context(policy, route) else None
-        # drawn in bulk from Arrow; planned row by row (contexts) from Python strings
-        ids: Any = [""] * len(chunk) if drawn is None else drawn if contexts is None else ArrowStrings(drawn)
-        bulk = plan_routes(policy, route, ids, contexts, kinds[chunk] if kinds is not None else None)
-        plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
-        reason_map = np.asarray([out.reason_code(s) for s in bulk.reasons], np.int32)
-        out.plan_codes[chunk] = plan_map[bulk.codes]
-        out.reason_codes[chunk] = reason_map[bulk.reason_codes]
+        contexts = logged_contexts(window, chunk, drawn) if per_request else None
+        ids: Any = [""] * len(chunk) if drawn is None else ArrowStrings(drawn)  # planned row by row (contexts)
+        _place(out, plan_routes(policy, route, ids, contexts, kinds[chunk] if kinds is not None else None), chunk)
+
+
+def _weighted_rows(
+    policy: Policy, window: Window, route: str, rows: np.ndarray, is_check: np.ndarray | None,
+    kinds: np.ndarray | None,
+) -> BulkPlans:  # fmt: skip
+    """:func:`~llmgw_kernel.decisions.routing.plan_routes` of a weighted route's ``rows``, their
+    ids taken and drawn :data:`~llmgw_kernel.decisions.routing.DRAW_BATCH` rows at a time: what
+    the draws leave behind is one int32 per row, not a million ids and draws."""
+    targets = policy.routes[route].targets
+    codes = np.empty(len(rows), np.int32)
+    for lo in range(0, len(rows), DRAW_BATCH):
+        part = rows[lo : lo + DRAW_BATCH]
+        weighted_codes(policy.version, targets, draw_ids(window, part, is_check),
+                       kinds[part] if kinds is not None else None, codes[lo : lo + len(part)])  # fmt: skip
+    return weighted_plans(route, targets, codes)
+
+
+def _place(out: RoutingDecisions, bulk: BulkPlans, rows: np.ndarray) -> None:
+    """Write one route's plans for ``rows`` into ``out``, their plans and reasons interned."""
+    plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
+    out.plan_codes[rows] = plan_map[bulk.codes]
+    out.reason_codes[rows] = out.reason_codes_of(bulk.reasons)[bulk.reason_codes]
 
 
 class ArrowStrings(Sequence[str]):
