@@ -104,8 +104,10 @@ def stateless_outcome(
     model = ExpectedCosts(policy, est.failure)
     other = np.flatnonzero(upstream & ~same)
     if other.size:
-        counts = _tokens_of(window, est, other, ran_not_hit, pt, ct)
-        _expected_costs(policy, window, routing, model, other, counts, cost, known)
+        tokens_at = _tokens_of(window, other, ran_not_hit, pt, ct)
+        _expected_costs(
+            policy, window, routing, model, other, tokens_at, _route_means(est, window.codes("route")[1]), cost, known
+        )
     return StatelessOutcome(served_by, cost, known, model.unpriced, model.unmeasured)
 
 
@@ -141,41 +143,28 @@ def _cost_as_ran(
             known[mine] = ~np.isnan(c)
 
 
-def _tokens_of(
-    window: Window, est: CostEstimates, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(prompt, completion) tokens the expected cost of ``rows`` is computed from: their own
-    when they ran live (not a hit) and logged any, else their cache source's, else the route's
-    mean — and, per row, the route whose mean it takes (an index into :func:`_route_means`' table;
-    -1: tokens of its own or of its source). Rows on one route's mean share one pair of counts."""
-    (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")  # NULL as 0
+def _tokens_of(window: Window, rows: np.ndarray, ran_not_hit: np.ndarray, pt: np.ndarray, ct: np.ndarray) -> np.ndarray:
+    """The window row whose logged tokens the expected cost of each of ``rows`` is computed
+    from: its own when it ran live (not a hit) and logged any, else its cache source's when
+    the source is in the window and logged any, else -1 (its route's mean: :func:`_route_means`).
+    A row index, not the counts: each (route, plan)'s rows read their counts once, in
+    :func:`_expected_costs` (no two full-length copies of counts and a gather of each again)."""
     logged = ~(np.isnan(pt) & np.isnan(ct))  # per window row: it logged a token count
-    own = ran_not_hit[rows] & logged[rows]
-    # NULL as 0 where the row's own tokens count, NaN (not known yet) elsewhere
-    out_pt, out_ct = pt0[rows], ct0[rows]
+    own = ran_not_hit[rows]
+    own &= logged[rows]
+    out = np.where(own, rows, -1)
     rest = np.flatnonzero(~own)
-    out_pt[rest] = out_ct[rest] = np.nan
-    mean_of = np.full(len(rows), -1, np.int64)
     if rest.size:
         src = _source_rows(window, rows[rest])
         at = np.flatnonzero(src >= 0)
         at = at[logged[src[at]]]  # a source that logged tokens
-        ok = np.zeros(len(rest), bool)
-        ok[at] = True
-        out_pt[rest[at]], out_ct[rest[at]] = pt0[src[at]], ct0[src[at]]
-        route_codes, routes = window.codes("route")
-        means = _route_means(est, routes)
-        mean_rows = rest[~ok]
-        rc = route_codes[rows[mean_rows]]
-        rc = np.where(rc < 0, len(routes), rc)
-        out_pt[mean_rows], out_ct[mean_rows] = means[rc, 0], means[rc, 1]
-        mean_of[mean_rows] = rc
-    return out_pt, out_ct, mean_of
+        out[rest[at]] = src[at]
+    return out  # type: ignore[no-any-return]
 
 
 def _route_means(est: CostEstimates, routes: list[Any]) -> np.ndarray:
     """The mean logged (prompt, completion) tokens of each route (a row per route code; the
-    last: no route)."""
+    last, also at -1: no route)."""
     return np.asarray([est.means.get(r, (0.0, 0.0)) for r in routes] + [est.means.get("", (0.0, 0.0))])
 
 
@@ -224,31 +213,38 @@ def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarr
 
 def _expected_costs(
     policy: Policy, window: Window, routing: RoutingDecisions, model: ExpectedCosts, rows: np.ndarray,
-    counts: tuple[np.ndarray, np.ndarray, np.ndarray], cost: np.ndarray, known: np.ndarray,
+    tokens_at: np.ndarray, means: np.ndarray, cost: np.ndarray, known: np.ndarray,
 ) -> None:  # fmt: skip
-    """The expected cost of ``rows`` (with token ``counts``: :func:`_tokens_of`) along their plans, per
-    (route, plan), in the order the fold first meets each pair (the order unpriced targets are
-    recorded in). The rows of a pair that take their route's mean tokens cost one value: it is
-    computed once (the same float operations as for each row) and given to all of them."""
-    pt, ct, mean_of = counts
+    """The expected cost of ``rows`` along their plans, per (route, plan), in the order the fold
+    first meets each pair (the order unpriced targets are recorded in): of the logged tokens of
+    window row ``tokens_at`` (:func:`_tokens_of`; NULL counts as 0), or, where it is -1, of the
+    route's mean tokens (``means``: :func:`_route_means`). A pair's rows at the mean cost one
+    value: it is computed once (the same float operations as for each row) and given to all."""
+    (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")  # NULL as 0
     route_codes, routes = window.codes("route")
-    group = routing.plan_codes[rows].astype(np.int64) * (len(routes) + 1) + route_codes[rows] + 1
+    group = routing.plan_codes[rows].astype(np.int64)
+    group *= len(routes) + 1
+    group += route_codes[rows]
+    group += 1
     order, bounds = grouped(group)
+    del group
     present = np.flatnonzero(np.diff(bounds))  # the pairs with rows; the first row of each: order[bounds[g]]
     for g in present[np.argsort(order[bounds[present]], kind="stable")].tolist():  # in order of first row
         mine = order[bounds[g] : bounds[g + 1]]
         plan, r = routing.plans[g // (len(routes) + 1)], g % (len(routes) + 1) - 1
         tries = _tries(policy, routes[r] if r >= 0 else None)
-        at_mean = mean_of[mine] >= 0
+        src = tokens_at[mine]
+        at_mean = src < 0
         each = mine[~at_mean] if at_mean.any() else mine
-        c = model.expected(tries, plan, pt[each], ct[each])
+        src = src[~at_mean] if each is not mine else src
+        c = model.expected(tries, plan, pt0[src], ct0[src])
         if c is None:
             continue
         cost[rows[each]] = c
         known[rows[each]] = True
         if each is not mine:
-            one = mine[at_mean][:1]
-            shared = model.expected(tries, plan, pt[one], ct[one])
+            shared = model.expected(tries, plan, means[r : r + 1, 0] if r >= 0 else means[-1:, 0],
+                                    means[r : r + 1, 1] if r >= 0 else means[-1:, 1])  # fmt: skip
             assert shared is not None  # priced: the same plan priced ``each``
             cost[rows[mine[at_mean]]] = shared[0]
             known[rows[mine[at_mean]]] = True
