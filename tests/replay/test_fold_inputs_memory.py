@@ -57,3 +57,18 @@ def test_nano_of_rounds_half_to_even_as_python():
     usd = np.array([0.0, 1e-9, 2.5e-9, 3.5e-9, 0.1234567895, 12.5, -2.5e-9], np.float64)
     assert fold_inputs.nano_of(usd).tolist() == [round(float(u) * fold_inputs.NANO) for u in usd]
     assert fold_inputs.nano_of(usd).dtype == np.int64
+
+
+def test_without_a_semantic_row_the_per_row_semantic_facts_are_one_element(tmp_path):
+    """No row reads a semantic cache: its per-row facts (read at a semantic row only) are one
+    element each, not ~61 MB of zeros per 1M rows (a second replay in a process writes them)."""
+    d = tmp_path / "log"
+    replay_scale.generate(d, 3000, seed=5, chunk=1500)
+    c = composer(d, live(), tmp_path)
+    inp = fold_inputs.inputs(c)
+    assert inp is not None
+    a = inp.arrays
+    assert len(a["s_on"]) == len(a["canon"]) > 1 and not a["s_on"].any(), "a semantic row: the test tells nothing"
+    per_row = ("s_store", "s_group", "s_mat", "s_vi", "s_feat", "s_max_e", "s_ttl", "s_thr", "s_verify")
+    assert {k: len(a[k]) for k in per_row} == dict.fromkeys(per_row, 1)
+    assert_same(composer(d, live(), tmp_path))  # and the kernel folds as the Python fold
