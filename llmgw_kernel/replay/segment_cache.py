@@ -18,6 +18,10 @@ them instead:
   of each column's buffers as they were written; a column is used only when its CRC matches (a
   column not read is not checked). An entry copied over another's name, scribbled on (a torn page,
   a bad disk) or without its sums is read from Parquet again and rewritten — never a wrong answer.
+  A column found sound is not summed again while its file keeps its identity (device, inode, size,
+  modification and change time): in this process, and in later ones through :data:`VERIFIED` — a
+  write through the file system changes the change time; damage without a write (bit rot after the
+  check) is not caught then, as it is not in the log's own Parquet (docs/replay.md).
   Entries of segments no longer in the directory (merged away and deleted) are removed by the next
   replay.
 - **Visibility.** Which segments a window reads is decided by the view's own rule
@@ -82,6 +86,8 @@ _CODED_META = b"llmgw_values"  # a coded column's dictionary (JSON list), in its
 _TYPE_META = b"llmgw_type"  # a coded column's own type (a serialized schema), in the same metadata
 _EXPR_META = b"llmgw_expr"  # the SQL each column was read with: a column read otherwise since is read again
 SUMS = ".sums"  # an entry's sidecar: its name, rows and each column's CRC-32 (JSON)
+#: the columns of entries checked against their sums, by entry file identity (JSON), across processes
+VERIFIED = "verified-sums.json"
 
 
 def cache_root(data_dir: Path) -> Path | None:
@@ -254,9 +260,12 @@ def _read(
     return out
 
 
-def _identity(path: Path) -> tuple[int, int, int]:
+def _identity(path: Path) -> tuple[int, int, int, int, int]:
+    """A file's identity: device, inode, size, modification and change time (ns). Any write through
+    the file system (in place, truncated, renamed or copied over) changes the change time, which no
+    caller can set back (``utime`` sets only the access and modification times)."""
     st = path.stat()
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _expression(name: str) -> str:
@@ -278,6 +287,52 @@ def _anchor_tag(directory: Path) -> str:
     return hashlib.blake2b(f"{st.st_size}.{st.st_mtime_ns}.{st.st_ino}".encode(), digest_size=4).hexdigest()
 
 
+def _verified(root: Path) -> set[tuple[Any, ...]]:
+    """The columns of entries a replay (of any process) checked, as :func:`_read`'s ``sound``
+    holds them, from :data:`VERIFIED` (a missing or damaged memo: none)."""
+    try:
+        memo = orjson.loads((root / VERIFIED).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return set()
+    out: set[tuple[Any, ...]] = set()
+    for entry, held in memo.items() if isinstance(memo, dict) else ():
+        try:
+            identity = tuple(int(x) for x in held["id"])
+            crcs = held["crc"].items()
+        except (TypeError, KeyError, ValueError, AttributeError):
+            continue
+        if len(identity) == 5:
+            out.update((str(entry), str(c), crc, *identity) for c, crc in crcs if type(crc) is int)
+    return out
+
+
+def _remember(root: Path, sound: set[tuple[Any, ...]]) -> None:
+    """Write ``sound`` to :data:`VERIFIED` (atomically), only the entries whose file is still the
+    one checked (an entry rewritten or pruned since leaves the memo)."""
+    memo: dict[str, dict[str, Any]] = {}
+    for entry, column, crc, *identity in sorted(sound, key=repr):
+        held = memo.get(entry)
+        if held is None:
+            try:
+                now = list(_identity(root / entry))
+            except OSError:
+                now = None
+            if now != identity:
+                continue
+            held = memo[entry] = {"id": now, "crc": {}}
+        if held["id"] == identity:
+            held["crc"][column] = crc
+    fd, tmp = tempfile.mkstemp(prefix=f".{VERIFIED}.", dir=root)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(memo))
+        os.replace(tmp, root / VERIFIED)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class SegmentCache:
     """The cache of one data directory's log (see the module's docstring)."""
 
@@ -286,10 +341,23 @@ class SegmentCache:
         self.root = root
         self.writable = True
         self.stats = {"cached": 0, "written": 0, "tail": 0}
-        #: the columns of entries whose CRC this cache checked (see :func:`_read`)
-        self.sound: set[tuple[Any, ...]] = set()
+        #: the columns of entries whose CRC was checked, by this cache or (:data:`VERIFIED`) by an
+        #: earlier process's, while the entry's file had the identity they name (see :func:`_read`)
+        self.sound: set[tuple[Any, ...]] = _verified(root)
+        self._remembered = frozenset(self.sound)
+        self._forgot = False  # entries left the memo (pruned): written again
         self._ahead: list[str] | None = None
         self.anchor = _anchor_tag(self.directory)
+
+    def remember(self) -> None:
+        """Keep the columns this cache checked for later processes (:data:`VERIFIED`), when it checked any."""
+        if not self.writable or (self.sound <= self._remembered and not self._forgot):
+            return
+        try:
+            _remember(self.root, self.sound)
+        except OSError:  # a read-only cache: every process checks again
+            return
+        self._remembered, self._forgot = frozenset(self.sound), False
 
     def segments(self, now: float) -> list[Path]:
         """The segments a query started at ``now`` reads, in name order (the scan's), anchor aside."""
@@ -371,6 +439,7 @@ class SegmentCache:
                 continue
         import time
 
+        gone: set[str] = set()
         for child in self.root.iterdir():
             if child.name.startswith("."):  # a write that was killed: removed once surely abandoned
                 with contextlib.suppress(OSError):
@@ -381,6 +450,11 @@ class SegmentCache:
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
+                    gone.add(child.name)
+        if any(checked[0] in gone for checked in self.sound):  # the memo of checked sums forgets them
+            self.sound = {checked for checked in self.sound if checked[0] not in gone}
+            self._forgot = True
+            self.remember()
 
 
 def cache_for(con: duckdb.DuckDBPyConnection) -> SegmentCache | None:
@@ -433,10 +507,45 @@ def load_head(
         cache.prune()
     ids = pa.concat_arrays([p["request_id"].array for p in parts])
     ts = pa.concat_arrays([p["ts"].array for p in parts])
+    return (*_assemble(names, parts, ids, ts, window_order(ids, ts)), source)
+
+
+#: at most this many runs of rows sharing a time stamp are ordered one by one (:func:`window_order`)
+TIED_RUNS_MAX = 4096
+
+
+def window_order(ids: pa.Array, ts: pa.Array) -> pa.Array | None:
+    """The scan row of each window row — ``sort_indices`` by (``ts``, ``request_id``), stable — or
+    None when the scan is in window order. Sealed segments are mostly in time order already: when
+    ``ts`` never decreases (no NULL time or id), only the runs of rows sharing a time stamp are
+    sorted, by their ids (Python orders ``str`` by code point, as Arrow orders UTF-8 by byte)."""
+    if ts.null_count or ids.null_count or not pa.types.is_timestamp(ts.type):
+        return _sorted(ids, ts)
+    us = ts.view(pa.int64()).to_numpy()
+    if bool((us[1:] < us[:-1]).any()):
+        return _sorted(ids, ts)
+    ties = np.flatnonzero(us[1:] == us[:-1])
+    if not len(ties):
+        return None
+    breaks = np.flatnonzero(np.diff(ties) > 1) + 1
+    if len(breaks) >= TIED_RUNS_MAX:
+        return _sorted(ids, ts)
+    idx: np.ndarray | None = None
+    for run in np.split(ties, breaks):
+        lo, hi = int(run[0]), int(run[-1]) + 2  # rows lo..hi-1 share one time stamp
+        tied = ids.slice(lo, hi - lo).to_pylist()
+        moved = sorted(range(len(tied)), key=tied.__getitem__)
+        if moved != list(range(len(tied))):
+            if idx is None:
+                idx = np.arange(len(ids), dtype=np.uint64)
+            idx[lo:hi] = np.asarray(moved, np.uint64) + lo
+    return None if idx is None else pa.array(idx)
+
+
+def _sorted(ids: pa.Array, ts: pa.Array) -> pa.Array | None:
     order = pc.sort_indices(pa.table({"ts": ts, "request_id": ids}), [("ts", "ascending"), ("request_id", "ascending")])
     idx = order.to_numpy()
-    identity = bool(np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)))
-    return (*_assemble(names, parts, ids, ts, None if identity else order), source)
+    return None if np.array_equal(idx, np.arange(len(idx), dtype=idx.dtype)) else order
 
 
 def _parts(con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str]) -> list[dict[str, Piece]] | None:
@@ -447,9 +556,11 @@ def _parts(con: duckdb.DuckDBPyConnection, source: Source, names: Sequence[str])
 
     try:
         with _one_thread(con):  # once for every segment read from Parquet
-            return [_masked(source.cache.read(con, seg, names), source.bounds) for seg in source.segments]
+            parts = [_masked(source.cache.read(con, seg, names), source.bounds) for seg in source.segments]
     except (OSError, duckdb.Error):
         return None
+    source.cache.remember()
+    return parts
 
 
 def load_more(
@@ -529,9 +640,12 @@ def _assemble(
         table = _permuted(table, order)
     table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
-    idx = None if order is None else order.to_numpy()
+    idx = moved = None
+    if order is not None:
+        idx = order.to_numpy()
+        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
     for name in coded_names:
-        col, codes = _coded_column([p[name] for p in parts], idx)
+        col, codes = _coded_column([p[name] for p in parts], idx, moved)
         out[name] = col
         if codes is not None:
             coded[name] = codes
@@ -546,15 +660,19 @@ def _decoded(p: Piece) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, _dictionary_values(p.values, p.type)).dictionary_decode()
 
 
-def _coded_column(pieces: list[Piece], idx: np.ndarray | None) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
+def _coded_column(
+    pieces: list[Piece], idx: np.ndarray | None, moved: np.ndarray | None = None
+) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
     """One column coded in every segment, in window order (``idx``: the scan row of each window
-    row), as the window holds it: a dictionary column and its codes when its first rows' values
-    are few (:func:`.window._worth_coding`'s rule), else plain."""
+    row; ``moved``: the rows where it is not the row itself), as the window holds it: a dictionary
+    column and its codes when its first rows' values are few (:func:`.window._worth_coding`'s rule),
+    else plain."""
     from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
 
     g, values, typ = _unified(pieces)
     if idx is not None:  # ``g`` is ours: only the rows the order moves are rewritten
-        moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+        if moved is None:
+            moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
         g[moved] = g[idx[moved]]
     sample = g[:CODED_SAMPLE_ROWS]
     sample = sample[sample >= 0]
@@ -583,8 +701,10 @@ def _unified(pieces: list[Piece]) -> tuple[np.ndarray, list[Any], pa.DataType]:
         assert p.codes is not None
         typ = typ or p.type
         lut = np.fromiter((gid.setdefault(v, len(gid)) for v in p.values), np.int32, len(p.values))
-        # -1 (NULL) indexes the appended -1
-        np.take(np.append(lut, np.int32(-1)), p.codes, out=out[at : at + len(p.codes)])
+        if np.array_equal(lut, np.arange(len(lut), dtype=np.int32)):  # the segment's codes are the window's
+            out[at : at + len(p.codes)] = p.codes
+        else:  # -1 (NULL) indexes the appended -1
+            np.take(np.append(lut, np.int32(-1)), p.codes, out=out[at : at + len(p.codes)])
         at += len(p.codes)
     return out, list(gid), typ
 

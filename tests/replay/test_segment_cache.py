@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -238,9 +239,8 @@ def test_a_merge_between_two_replays(log: Path, monkeypatch: pytest.MonkeyPatch)
     for s in inputs:
         s.path.unlink()
     assert_same(replayed(policy, log, True, monkeypatch), plain)
-    kept = [
-        p for p in (log / "replay-cache").iterdir() if p.name != seg_layout.NAMES_MEMO
-    ]  # open_log's memo of footers
+    memos = (seg_layout.NAMES_MEMO, segment_cache.VERIFIED)  # open_log's memo of footers, the checked sums'
+    kept = [p for p in (log / "replay-cache").iterdir() if p.name not in memos]
     left = {p.name.split(".parquet")[0] for p in kept}
     assert left == {
         s.path.name.split(".parquet")[0] for s in seg_layout.list_segments(seg_layout.log_dir(log)) if s.lo > 0
@@ -249,6 +249,9 @@ def test_a_merge_between_two_replays(log: Path, monkeypatch: pytest.MonkeyPatch)
     # each entry kept its sums, and the pruned entries' sums went with them
     files = {p.name for p in kept}
     assert files == {f for f in files if f.endswith(".arrow")} | {f + ".sums" for f in files if f.endswith(".arrow")}
+    # and the memo of checked sums names only entries that are there
+    verified = orjson.loads((log / "replay-cache" / segment_cache.VERIFIED).read_bytes())
+    assert verified and set(verified) <= {f for f in files if f.endswith(".arrow")}
 
 
 def test_a_data_directory_reached_through_a_symlink(log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
