@@ -263,26 +263,29 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     samples = attempt_arrays(window)
     route_codes, route_values = _codes(window, "route")
     nonempty = np.asarray([bool(p) for p in plans] + [False], bool)
-    routed_rows = np.flatnonzero(nonempty[plan_codes])
+    unrouted = ~nonempty[plan_codes]
+    routed_rows = np.flatnonzero(~unrouted)
     rids = _arrow(window, "request_id")
     # a group: one plan, one route, streamed or not (a stream cut after its first byte is terminal);
-    # a log without cuts makes the groups, and every figure, those of plan and route alone
+    # a log without cuts makes the groups, and every figure, those of plan and route alone. Every
+    # row gets one (no gathers of the routed rows' columns): the unrouted rows the last, ``outside``
     cuts = any(len(s["cut"]) for s in samples.values())
-    every = len(routed_rows) == len(plan_codes)  # every row routed (ascending rows): no gathers
-    group = (plan_codes if every else plan_codes[routed_rows]).astype(np.int64)
+    outside = 2 * len(plans) * (len(route_values) + 1)  # past every real group
+    group = plan_codes.astype(np.int64)
     group *= len(route_values) + 1  # in place: no temporary per step
-    group += route_codes if every else route_codes[routed_rows]
+    group += route_codes
     group += 1
     group *= 2
     if cuts:
-        group += _flags(window, "stream") if every else _flags(window, "stream")[routed_rows]
+        group += _flags(window, "stream")
+    group[unrouted] = outside
     tally = _Tally()
-    at = simulated_positions(len(routed_rows))  # the simulated ones, as positions in routed_rows
-    sampled_ids = rids.take(pa.array(routed_rows[at]))  # one take (a chunked column is concatenated per take)
+    at = routed_rows[simulated_positions(len(routed_rows))]  # the simulated rows
+    sampled_ids = rids.take(pa.array(at))  # one take (a chunked column is concatenated per take)
     if isinstance(sampled_ids, pa.ChunkedArray):
         sampled_ids = sampled_ids.combine_chunks()
-    sizes = np.bincount(group) if group.size else np.zeros(0, np.int64)
-    tokens = _group_tokens(window, routed_rows, group, len(sizes))
+    sizes = np.bincount(group, minlength=outside + 1)[:outside] if group.size else np.zeros(0, np.int64)
+    tokens = _group_tokens(window, None, group, outside + 1)
     walks: dict[int, tuple[tuple[str, ...], int, bool]] = {}  # group -> (plan, tries, stream)
     known = np.zeros(len(sizes), bool)  # the groups whose latency is known
     for g in np.flatnonzero(sizes).tolist():  # np.unique's order, without a sort
@@ -350,11 +353,14 @@ def simulated_positions(n: int) -> np.ndarray:
     return (np.arange(SIMULATED_MAX, dtype=np.int64) * n) // SIMULATED_MAX
 
 
-def _group_tokens(window: Any, rows: np.ndarray, group: np.ndarray, groups: int) -> list[tuple[float, float, bool]]:
-    """Per group (``group``: the group of each of ``rows``): its summed prompt and completion
-    tokens (NULL: 0) and whether any of its requests logged a non-zero count (:func:`_sums_by`)."""
+def _group_tokens(
+    window: Any, rows: np.ndarray | None, group: np.ndarray, groups: int
+) -> list[tuple[float, float, bool]]:
+    """Per group (``group``: the group of each of ``rows``; None: of every row): its summed prompt
+    and completion tokens (NULL: 0) and whether any of its requests logged a non-zero count
+    (:func:`_sums_by`)."""
     (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
-    if len(rows) != len(pt):  # ascending rows: as many as the window's are all of them, no copy
+    if rows is not None and len(rows) != len(pt):  # ascending rows: as many as the window's are all of them
         pt, ct = pt[rows], ct[rows]
     sums = _sums_by(group, groups, (pt, ct), p_whole and c_whole)
     logged = np.bincount(group[(pt != 0) | (ct != 0)], minlength=groups).tolist()  # rows with a count logged
@@ -469,8 +475,14 @@ def logged_cost(policy: Policy, window: Any) -> dict[str, Any]:
     codes, values = _codes(window, "target")
     (pt, p_whole), (ct, c_whole) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
     cost, unpriced = 0.0, set()
-    rows = np.flatnonzero(((pt != 0) | (ct != 0)) & (codes >= 0))  # tokens logged (NULL: 0)
-    sums = _sums_by(codes[rows], len(values), (pt[rows], ct[rows]), p_whole and c_whole)
+    if p_whole and c_whole:  # every row by its target code + 1 (0: none): no gathers; a 0 adds nothing
+        shifted = codes + 1
+        sums = _sums_by(shifted, len(values) + 1, (pt, ct), True)
+        sums[2] = np.bincount(shifted[(pt != 0) | (ct != 0)], minlength=len(values) + 1).tolist()
+        sums = [column[1:] for column in sums]
+    else:
+        rows = np.flatnonzero(((pt != 0) | (ct != 0)) & (codes >= 0))  # tokens logged (NULL: 0)
+        sums = _sums_by(codes[rows], len(values), (pt[rows], ct[rows]), False)
     for c, target in enumerate(values):
         if not target or not sums[2][c]:
             continue

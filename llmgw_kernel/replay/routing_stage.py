@@ -69,6 +69,8 @@ class RoutingDecisions:
         self._reason_index: dict[str, int] = {}
         self.reason_codes = np.full(n, -1, np.int32)
         self.checks: np.ndarray | None = None  # True for a check of a semantic hit (None: the window has none)
+        #: (replayed, logged) first target of every row, coded as :meth:`firsts` (set by :func:`routing_columns`)
+        self.first_codes: tuple[np.ndarray, np.ndarray] | None = None
 
     def _intern_plan(self, plan: tuple[str, ...]) -> int:
         code = self._plan_index.get(plan)
@@ -131,8 +133,10 @@ def decide_routes(policy: Policy, window: Window, row_policies: Sequence[Policy]
     out.logged_codes = logged_table[logged_codes]
     out.checks = check_rows(window)
     for pol, mine in _by_policy(policy, row_policies, n):
+        planned = route_codes.copy()  # each row's route code, -1 where this policy plans nothing
+        planned[~(routed & mine)] = -1
         for r, route in enumerate(route_values):
-            rows = np.flatnonzero((route_codes == r) & routed & mine)
+            rows = np.flatnonzero(planned == r)
             if rows.size:
                 _plan_rows(pol, window, route, rows, out)
     return out
@@ -271,16 +275,25 @@ def routing_columns(decided: RoutingDecisions) -> tuple[Columns, np.ndarray]:
     ``replay_plan`` is an object array (one shared list per distinct plan); the string columns
     are Arrow arrays (:func:`.columns.strings`)."""
     table, targets = decided.firsts()
-    empty = decided._plan_index.get((), -1)  # an empty plan is no plan: (logged or None) != (new or None)
-    replay_cmp = np.where(decided.plan_codes == empty, -1, decided.plan_codes)
-    logged_cmp = np.where(decided.logged_codes == empty, -1, decided.logged_codes)
+    decided.first_codes = (table[decided.plan_codes], table[decided.logged_codes])
     cols: Columns = {  # strings as Arrow arrays (no Python object per row); plans as shared lists
-        "logged_target": strings(targets, table[decided.logged_codes]),
-        "replay_target": strings(targets, table[decided.plan_codes]),
+        "logged_target": strings(targets, decided.first_codes[1]),
+        "replay_target": strings(targets, decided.first_codes[0]),
         "replay_plan": _objects([list(p) for p in decided.plans], decided.plan_codes),
         "replay_route_reason": strings(decided.reasons, decided.reason_codes),
     }
-    return cols, replay_cmp != logged_cmp
+    return cols, _differs(decided.plan_codes, decided.logged_codes, decided._plan_index.get((), -1))
+
+
+def _differs(replayed: np.ndarray, logged: np.ndarray, empty: int) -> np.ndarray:
+    """Whether each row's replayed plan code differs from its logged one, an empty plan (code
+    ``empty``; -1: none in the table) being no plan (-1): ``(logged or None) != (new or None)``."""
+    out = replayed != logged
+    if empty >= 0:  # the rows with an empty plan on one side are few: fixed one by one
+        for mine, other in ((replayed, logged), (logged, replayed)):
+            rows = np.flatnonzero(mine == empty)
+            out[rows] = (other[rows] != -1) & (other[rows] != empty)
+    return out
 
 
 def route_window(
@@ -368,10 +381,10 @@ def summarize_routing(policy: Policy, window: Window | Mapping[str, Any], decisi
         decided = _recoded(decisions, len(decisions["replay_plan"]))
         decided.checks = check_rows(as_window(window))
     table, targets = decided.firsts()
-    plan_codes, logged_codes = decided.plan_codes, decided.logged_codes
+    plan_codes = decided.plan_codes
+    replayed, logged = decided.first_codes or (table[plan_codes], table[decided.logged_codes])
     if decided.checks is not None:  # a check of a semantic hit is a row, not a request
-        plan_codes, logged_codes = plan_codes[~decided.checks], logged_codes[~decided.checks]
-    replayed, logged = table[plan_codes], table[logged_codes]
+        plan_codes, replayed, logged = plan_codes[~decided.checks], replayed[~decided.checks], logged[~decided.checks]
     baseline = logged_cost(policy, window)
     return {
         "routing": {
@@ -399,6 +412,6 @@ def _recoded(decisions: Columns, n: int) -> RoutingDecisions:
 
 def _shares(codes: np.ndarray, targets: list[str]) -> dict[str, float]:
     """Share of each target among the rows with one (code -1: none)."""
-    counts = np.bincount(codes[codes >= 0], minlength=len(targets))
+    counts = np.bincount(codes + 1, minlength=len(targets) + 1)[1:]  # code -1 counted apart
     n = int(counts.sum())
     return {t: round(int(c) / n, 6) for t, c in sorted(zip(targets, counts.tolist(), strict=True)) if c} if n else {}
