@@ -179,35 +179,25 @@ def _source_rows(window: Window, rows: np.ndarray) -> np.ndarray:
 
 def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The window row of each request id in ``sources`` (-1: NULL, or not in the window): the last
-    row with it, as a dict built row by row keeps.
+    row with it, as a dict built row by row keeps (a window given as columns may repeat an id).
 
     The window's ids are looked up in the (few) distinct sources rather than the sources in the
-    ids: a hash table of the sources, probed once per row, instead of one of every id. A source
-    is a request whose answer the cache stored, a ``miss`` live: those rows' ids are probed
-    first (about a quarter of the window), the others' only for sources not found among them —
-    when the window's ids are unique (a window read from a log: log/schema.py); a window given
-    as columns may repeat an id, and all its rows are probed."""
+    ids: a hash table of the sources, probed by every id of the window where the column lies (no
+    gather of the ids: at 1M rows, gathering the ~400k ids of the rows that stored an answer to
+    probe them first cost more — fresh pages — than probing all 1M in place)."""
     whole = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources
     enc = whole.dictionary_encode()  # NULL: a NULL index, not in the dictionary
     distinct = enc.dictionary
     if not len(distinct):
         return np.full(len(whole), -1, np.int64)
+    ids = window.arrow("request_id")
+    if ids.type != distinct.type:  # all NULL (a null column), or another string type
+        ids = ids.cast(distinct.type)
+    where = pc.fill_null(pc.index_in(ids, value_set=distinct), -1).to_numpy()
+    found = np.flatnonzero(where >= 0)
     last = np.full(len(distinct), -1, np.int64)  # each distinct source's (last) row
-    probes: tuple[np.ndarray, ...]
-    if "cache" in window.columns:
-        stored = _isin(*window.codes("cache"), ("miss",))
-        probes = (np.flatnonzero(stored), np.flatnonzero(~stored))
-    else:
-        probes = (np.arange(len(window), dtype=np.int64),)
-    unique_ids = window.from_log
-    for probe in probes:
-        where = pc.fill_null(pc.index_in(window.take("request_id", probe), value_set=distinct), -1)
-        where = where.to_numpy(zero_copy_only=False).astype(np.int64)
-        found = np.flatnonzero(where >= 0)
-        np.maximum.at(last, where[found], probe[found])
-        if unique_ids and (last >= 0).all():
-            break
-    k = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    np.maximum.at(last, where[found], found)
+    k = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
     return np.where(k >= 0, last[np.maximum(k, 0)], -1)  # type: ignore[no-any-return]
 
 

@@ -3,7 +3,11 @@ outcome and (once fold_columns imports it) the fold's inputs and the cache stage
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import pyarrow as pa  # type: ignore[import-untyped]
+import pytest
 
 from llmgw_kernel.replay.stateless import source_rows
 from llmgw_kernel.replay.window import as_window
@@ -21,3 +25,35 @@ def test_a_window_given_as_columns_keeps_the_last_row_of_a_repeated_id() -> None
 def test_a_window_without_a_cache_column_probes_every_row() -> None:
     w = as_window({"request_id": ["x", "y", "z"]})
     assert source_rows(w, pa.array(["z", "x", "q"])).tolist() == [2, 0, -1]
+
+
+def _window_of(ids: list[str | None], chunks: int) -> Any:
+    """A window whose ``request_id`` column is ``ids`` in ``chunks`` chunks (as a log's is)."""
+    from llmgw_kernel.replay.window import Window
+
+    step = max(1, -(-len(ids) // chunks))
+    parts = [ids[i : i + step] for i in range(0, len(ids), step)] or [[]]
+    table = pa.table({"request_id": pa.chunked_array([pa.array(p, pa.string()) for p in parts], pa.string())})
+    return Window(None, table, None, ["request_id"], False)
+
+
+@pytest.mark.parametrize("chunks", [1, 3, 17])
+def test_source_rows_equal_a_dict_built_row_by_row(chunks: int) -> None:
+    # ids of every length (empty, one byte, multi-byte characters, longer than a word), repeated,
+    # NULL; sources that are in the window, outside it, NULL — the last row with each id wins
+    rng = random.Random(chunks)
+    pool = ["", "a", "é", "req_0", "req_00000000000000000000001", "x" * 40, "req_b7b18bdbf42ba4a896951013"]
+    pool += [f"req_{rng.getrandbits(96):024x}" for _ in range(40)]
+    ids = [None if rng.random() < 0.05 else rng.choice(pool) for _ in range(600)]
+    last = {i: row for row, i in enumerate(ids) if i is not None}
+    sources = [None if rng.random() < 0.2 else rng.choice([*pool, "outside", "req_ffffffffffffffffffffffff"])
+               for _ in range(300)]  # fmt: skip
+    want = [last.get(s, -1) if s is not None else -1 for s in sources]
+    w = _window_of(ids, chunks)
+    assert source_rows(w, pa.array(sources, pa.string())).tolist() == want
+    assert source_rows(w, pa.chunked_array([sources[:100], sources[100:]], pa.string())).tolist() == want
+
+
+def test_a_window_of_no_rows_or_only_null_ids_finds_no_source() -> None:
+    assert source_rows(as_window({"request_id": []}), pa.array(["a", None])).tolist() == [-1, -1]
+    assert source_rows(as_window({"request_id": [None, None]}), pa.array(["a", None])).tolist() == [-1, -1]
