@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
 
 import panel as pn
 import param
@@ -216,6 +217,18 @@ export function render({ model, el }) {
 """
 
 
+#: the URL query's names the filter bar owns (a page's own, such as the request page's ``id``, are kept)
+FILTER_KEYS = frozenset(("window", "since", "until", *COLUMNS))
+
+
+def _with_filters(search: str, filters: Filters) -> str:
+    """The address bar's query ``search`` with its filters replaced by ``filters`` and the page's
+    own parameters (``/request?id=...``) kept, in their order."""
+    own = [(k, v) for k, v in parse_qsl(search.lstrip("?"), keep_blank_values=True) if k not in FILTER_KEYS]
+    query = "&".join(q for q in (filters.to_query(), urlencode(own)) if q)
+    return f"?{query}" if query else ""
+
+
 class FilterBar:
     """The window and filter widgets, the navigation links, and the URL they keep in sync."""
 
@@ -288,8 +301,7 @@ class FilterBar:
         self._render_nav()
         location = pn.state.location
         if location is not None:
-            query = self._filters.to_query()
-            location.search = f"?{query}" if query else ""
+            location.search = _with_filters(location.search or "", self._filters)
 
     def _render_nav(self) -> None:
         query = self._filters.to_query()

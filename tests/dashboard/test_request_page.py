@@ -269,9 +269,10 @@ def test_the_search_box_looks_an_id_up_in_the_page(site, browser):
     box = o.page.get_by_label("Request id")
     box.fill(rid)
     box.press("Enter")
-    # each pane's change is its own message: wait for the table, not only the summary line
+    # each pane's change is its own message: wait for the table and for the summary line (set
+    # last), not one of them (waiting for the table alone raced the summary on a loaded machine)
     expect(o.page.locator("table.llmgw-request-facts tbody tr", has_text=rid)).to_have_count(1, timeout=60_000)
-    assert o.page.locator("[data-found]").get_attribute("data-found") == "1"
+    expect(o.page.locator('[data-found="1"]')).to_have_count(1, timeout=60_000)
     assert o.facts()["request id"] == rid
     assert o.page.evaluate("window.__sameDocument") is True  # no new page load
     o.page.wait_for_url(re.compile(rf"id={rid}"), timeout=30_000)
@@ -355,3 +356,18 @@ def test_a_request_found_by_its_gateway_id_is_not_looked_up_again(site):
         assert by_client.found and body.query(ctx, Filters()) is not by_client
     finally:
         ctx.close()
+
+
+def test_a_filter_change_keeps_the_request_in_the_address(site, browser):
+    """Choosing another window on a request's page keeps ``id=`` in the address bar (a reload or
+    a shared link still shows the request); before, the filter bar wrote its own query only."""
+    rid = site["ids"]["down-1"]
+    o = _open(browser, site, rid)
+    assert o.found() == "1"
+    o.page.get_by_role("button", name="7 d", exact=True).click()
+    o.page.wait_for_url(re.compile(r"window=7"), timeout=30_000)
+    assert f"id={rid}" in o.page.url, o.page.url
+    o.page.reload()
+    o.page.wait_for_selector("[data-ready]", state="attached", timeout=120_000)
+    assert o.found() == "1" and o.facts()["request id"] == rid
+    o.close()
