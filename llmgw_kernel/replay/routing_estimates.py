@@ -141,6 +141,28 @@ def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
     return pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
 
 
+def take_rows(column: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` as one array, for ascending ``rows``: a chunked column is taken from
+    chunk by chunk (Arrow's take from a chunked array of 63 chunks costs ~40 ms for 100k rows of
+    request ids, ten times the takes from the chunks that hold them)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column.take(pa.array(rows))
+    if column.num_chunks == 1:
+        return column.chunk(0).take(pa.array(rows))
+    if len(rows) > 1 and not bool((rows[1:] >= rows[:-1]).all()):
+        got = column.take(pa.array(rows))
+        return got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
+    lengths = np.asarray([len(c) for c in column.chunks], np.int64)
+    ends = np.cumsum(lengths)
+    cuts = np.searchsorted(rows, ends, side="left").tolist()
+    parts, lo = [], 0
+    for chunk, start, hi in zip(column.chunks, (ends - lengths).tolist(), cuts, strict=True):
+        if hi > lo:
+            parts.append(chunk.take(pa.array(rows[lo:hi] - start)))
+        lo = hi
+    return pa.concat_arrays(parts) if parts else pa.array([], column.type)
+
+
 def attempt_arrays(window: Any) -> Samples:
     """target id -> {"ok": latencies of successful attempts, "failed": latencies of failed ones,
     "cut": those of the failed ones cut after a stream's first byte}, in log order
@@ -281,9 +303,7 @@ def estimate_coded(policy: Policy, window: Any, plan_codes: np.ndarray, plans: l
     group[unrouted] = outside
     tally = _Tally()
     at = routed_rows[simulated_positions(len(routed_rows))]  # the simulated rows
-    sampled_ids = rids.take(pa.array(at))  # one take (a chunked column is concatenated per take)
-    if isinstance(sampled_ids, pa.ChunkedArray):
-        sampled_ids = sampled_ids.combine_chunks()
+    sampled_ids = take_rows(rids, at)
     sizes = np.bincount(group, minlength=outside + 1)[:outside] if group.size else np.zeros(0, np.int64)
     tokens = _group_tokens(window, None, group, outside + 1)
     walks: dict[int, tuple[tuple[str, ...], int, bool]] = {}  # group -> (plan, tries, stream)

@@ -47,7 +47,7 @@ from ..decisions.routing import (
 from ..log.schema import ROUTE_DRAW, ROUTE_DRAW_V1
 from .columns import as_objects, json_value, strings
 from .fold_columns import checks
-from .routing_estimates import estimate_coded, logged_cost
+from .routing_estimates import estimate_coded, logged_cost, take_rows
 from .window import LENT, Window, as_window, split_plan
 
 if TYPE_CHECKING:
@@ -165,15 +165,12 @@ def draw_ids(window: Window, rows: np.ndarray, is_check: np.ndarray | None) -> p
 
 
 def _taken(window: Window, name: str, rows: np.ndarray) -> pa.Array:
-    """``window.take(name, rows)``, taken from the slice of the column the rows span: a take from
-    a chunked column resolves every chunk (~4 ms for a million ids in 63 chunks), a batch's rows
-    span a few."""
+    """``window.take(name, rows)``, taken from the slice of the column the rows span, chunk by
+    chunk (:func:`.routing_estimates.take_rows`: a take from a chunked column resolves every chunk)."""
     if name in LENT or not len(rows) or name not in window.columns:
         return window.take(name, rows)
     lo, hi = int(rows.min()), int(rows.max())
-    got = window.arrow(name).slice(lo, hi - lo + 1).take(pa.array(rows - lo))
-    if isinstance(got, pa.ChunkedArray):
-        got = got.chunk(0) if got.num_chunks == 1 else got.combine_chunks()
+    got = take_rows(window.arrow(name).slice(lo, hi - lo + 1), rows - lo)
     return got.dictionary_decode() if pa.types.is_dictionary(got.type) else got
 
 
