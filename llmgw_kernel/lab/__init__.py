@@ -9,7 +9,7 @@ Needs the ``notebooks`` extra (matplotlib, ipywidgets, IPython).
 from __future__ import annotations
 
 from .candidate import CANDIDATES_ENV, Candidate, candidates_dir, forecast_window, write_candidate
-from .data import Stop, holds_log, spend_history
+from .data import Stop, holds_log, scratch_dir, spend_history
 from .figures import figure, picture
 from .forecast_view import forecast_table
 from .live import LiveView, live
@@ -28,6 +28,7 @@ __all__ = [
     "live",
     "picture",
     "routing_by_target",
+    "scratch_dir",
     "served",
     "spend_history",
     "write_candidate",

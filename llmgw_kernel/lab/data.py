@@ -1,5 +1,5 @@
-"""The notebooks' data folders: a stop that reads as a sentence, and a spend history that a
-re-run finds again instead of refusing.
+"""The notebooks' data folders: a scratch folder removed when the kernel stops, a stop that
+reads as a sentence, and a spend history that a re-run finds again instead of refusing.
 
 A notebook that cannot go on raises :class:`Stop`: IPython shows an exception's
 ``_render_traceback_`` instead of its traceback, so JupyterLab shows the sentence (and Run All
@@ -9,6 +9,7 @@ stops there) rather than a wall of frames ending in it.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,22 @@ from ..log.segments import list_segments, log_dir
 
 if TYPE_CHECKING:
     from ..spend_history import SpendHistoryReport
+
+
+_SCRATCH: dict[str, tempfile.TemporaryDirectory[str]] = {}
+
+
+def scratch_dir(name: str) -> Path:
+    """A new empty folder for a notebook's synthetic log and policies (``llmgw-<name>-…`` in the
+    system's temporary folder), removed when the kernel stops — or when the notebook asks again
+    (its first cell run again starts clean), so runs leave nothing behind. A kernel killed
+    outright leaves it for the system's temporary-file cleaning."""
+    old = _SCRATCH.pop(name, None)
+    if old is not None:
+        old.cleanup()
+    folder = tempfile.TemporaryDirectory(prefix=f"llmgw-{name}-", ignore_cleanup_errors=True)
+    _SCRATCH[name] = folder
+    return Path(folder.name)
 
 
 class Stop(Exception):
