@@ -478,14 +478,17 @@ def weighted_codes(
 
 def weighted_plans(route: str, targets: Sequence[Target], codes: np.ndarray) -> BulkPlans:
     """The :class:`BulkPlans` of weighted draws coded by :func:`weighted_codes`: a plan per
-    target, a reason per (target, draw text) that occurs."""
+    target, a reason per (target, draw text) that occurs. ``codes`` becomes the plans' codes
+    (each target's index, in place: no second array of a million rows)."""
     width = len(_u_texts())
     used = np.flatnonzero(np.bincount(codes, minlength=len(targets) * width))
     remap = np.full(len(targets) * width, -1, np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     reasons = _weighted_reasons(targets, used // width, used % width)
     plans = [_weighted_order(targets, i) for i in range(len(targets))]
-    return BulkPlans(route, plans, codes // width, reasons, remap[codes])
+    reason_codes = remap[codes]
+    codes //= width
+    return BulkPlans(route, plans, codes, reasons, reason_codes)
 
 
 def _interned(route: str, plans: list[RoutePlan]) -> BulkPlans:

@@ -207,7 +207,7 @@ def _plan_rows(policy: Policy, window: Window, route: str, rows: np.ndarray, out
     per_request = draws_per_request(policy, route)
     kinds = logged_route_draws(window) if per_request else None
     if per_request and not needs_context(policy, route):  # a weighted draw by the request id alone
-        _place(out, _weighted_rows(policy, window, route, rows, out.checks, kinds), rows)
+        _place(out, _weighted_rows(policy, window, route, rows, out.checks, kinds), rows, owned=True)
         return
     for lo in range(0, len(rows), PLAN_CHUNK_ROWS):  # bounded: one Python str per request id of a chunk
         chunk = rows[lo : lo + PLAN_CHUNK_ROWS]
@@ -234,11 +234,21 @@ def _weighted_rows(
     return weighted_plans(route, targets, codes)
 
 
-def _place(out: RoutingDecisions, bulk: BulkPlans, rows: np.ndarray) -> None:
-    """Write one route's plans for ``rows`` into ``out``, their plans and reasons interned."""
+def _place(out: RoutingDecisions, bulk: BulkPlans, rows: np.ndarray, owned: bool = False) -> None:
+    """Write one route's plans for ``rows`` into ``out``, their plans and reasons interned
+    (``owned``: ``bulk``'s two code arrays are distinct and the caller's, recoded in place)."""
     plan_map = np.asarray([out._intern_plan(p) for p in bulk.plans], np.int32)
-    out.plan_codes[rows] = plan_map[bulk.codes]
-    out.reason_codes[rows] = out.reason_codes_of(bulk.reasons)[bulk.reason_codes]
+    out.plan_codes[rows] = _recode(plan_map, bulk.codes, owned)
+    out.reason_codes[rows] = _recode(out.reason_codes_of(bulk.reasons), bulk.reason_codes, owned)
+
+
+def _recode(table: np.ndarray, codes: np.ndarray, in_place: bool) -> np.ndarray:
+    """``table[codes]``; a table of consecutive codes (new to ``out``) as an addition, in place
+    when allowed (a route's million draws: no gathered copy)."""
+    if not in_place or not len(table) or not np.array_equal(table, np.arange(table[0], table[0] + len(table))):
+        return table[codes]
+    codes += table[0]
+    return codes
 
 
 class ArrowStrings(Sequence[str]):
