@@ -640,12 +640,13 @@ def _assemble(
         table = _permuted(table, order)
     table, coded = _compact(table)  # the window's own rule for the plain columns
     out: dict[str, pa.Array | pa.ChunkedArray] = {n: table.column(n) for n in table.column_names}
-    idx = moved = None
+    idx = moved = runs = None
     if order is not None:
         idx = order.to_numpy()
         moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
+        runs = _runs(idx, moved)
     for name in coded_names:
-        col, codes = _coded_column([p[name] for p in parts], idx, moved)
+        col, codes = _coded_column([p[name] for p in parts], idx, moved, runs)
         out[name] = col
         if codes is not None:
             coded[name] = codes
@@ -660,16 +661,54 @@ def _decoded(p: Piece) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, _dictionary_values(p.values, p.type)).dictionary_decode()
 
 
+Runs = tuple[np.ndarray, np.ndarray]  # (first row, row past the last) of each run of moved rows
+
+
+def _runs(idx: np.ndarray, moved: np.ndarray) -> Runs | None:
+    """The runs of rows an order moves (``moved``: rows where ``idx`` is not the row itself) when
+    each run is a permutation of itself (rows sharing a time stamp), else None."""
+    breaks = np.flatnonzero(np.diff(moved) > 1) + 1
+    starts = moved[np.r_[0, breaks]] if len(moved) else moved
+    stops = moved[np.r_[breaks - 1, len(moved) - 1]] + 1 if len(moved) else moved
+    if len(starts) > TIED_RUNS_MAX:
+        return None
+    for lo, hi in zip(starts.tolist(), stops.tolist(), strict=True):
+        inside = idx[lo:hi]
+        if inside.min() < lo or inside.max() >= hi:
+            return None
+    return starts, stops
+
+
+def _first_seen_before(g: np.ndarray, runs: Runs) -> bool:
+    """Every code in each run appeared before the run in ``g`` (scan order, codes numbered in order
+    of first appearance: the codes met before row ``lo`` are 0 .. max(g[:lo])) — then moving rows
+    inside the runs keeps the order of first appearance."""
+    starts, stops = runs
+    if not len(starts):
+        return True
+    if starts[0] == 0:
+        return False
+    seen = np.maximum.accumulate(np.maximum.reduceat(g, np.r_[0, starts]))  # seen[k]: max(g[:starts[k]])
+    return all(
+        g[lo:hi].max() <= seen[k] for k, (lo, hi) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True))
+    )
+
+
 def _coded_column(
-    pieces: list[Piece], idx: np.ndarray | None, moved: np.ndarray | None = None
+    pieces: list[Piece], idx: np.ndarray | None, moved: np.ndarray | None = None, runs: Runs | None = None
 ) -> tuple[pa.Array, tuple[np.ndarray, list[Any]] | None]:
     """One column coded in every segment, in window order (``idx``: the scan row of each window
-    row; ``moved``: the rows where it is not the row itself), as the window holds it: a dictionary
-    column and its codes when its first rows' values are few (:func:`.window._worth_coding`'s rule),
-    else plain."""
+    row; ``moved``: the rows where it is not the row itself; ``runs``: theirs, :func:`_runs`), as
+    the window holds it: a dictionary column and its codes when its first rows' values are few
+    (:func:`.window._worth_coding`'s rule), else plain."""
     from .window import CODED_MAX_SHARE, CODED_SAMPLE_ROWS
 
     g, values, typ = _unified(pieces)
+    # the dictionary's order is already that of first appearance when the window reads every row
+    # of its segments (each segment's values in order, new ones numbered as met) in scan order, or
+    # in an order that moves rows only inside runs holding no value's first appearance
+    every = all(p.whole for p in pieces)
+    kept = every and (idx is None or (runs is not None and _first_seen_before(g, runs)))
     if idx is not None:  # ``g`` is ours: only the rows the order moves are rewritten
         if moved is None:
             moved = np.flatnonzero(idx != np.arange(len(idx), dtype=idx.dtype))
@@ -677,12 +716,10 @@ def _coded_column(
     sample = g[:CODED_SAMPLE_ROWS]
     sample = sample[sample >= 0]
     distinct = int(np.count_nonzero(np.bincount(sample, minlength=len(values)))) if len(sample) else 0
-    # the dictionary's order is already that of first appearance when the window reads every row
-    # of its segments in scan order (each segment's values in order, new ones numbered as met)
-    if idx is None and all(p.whole for p in pieces):
+    if kept:
         codes, vals = g, values
     else:
-        codes, vals = _first_appearance(g, values, every=all(p.whole for p in pieces))
+        codes, vals = _first_appearance(g, values, every=every)
     null = codes < 0
     indices = pa.array(codes, mask=null) if null.any() else pa.array(codes)
     col = pa.DictionaryArray.from_arrays(indices, _dictionary_values(vals, typ), safe=False)

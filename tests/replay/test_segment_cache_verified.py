@@ -195,3 +195,59 @@ def test_the_window_order_in_order_and_with_ties_already_sorted() -> None:
     assert segment_cache.window_order(pa.array(list("abcdefg")), ts) is None
     got = segment_cache.window_order(pa.array(["a", "b", "z", "c", "e", "g", "f"]), ts)
     assert got is not None and got.to_pylist() == [0, 1, 3, 2, 4, 6, 5]
+
+
+def _pieces(values: list[str | None], cut: int) -> list[segment_cache.Piece]:
+    """``values`` (scan order) as two segments' coded pieces, each coded on its own."""
+    out = []
+    for part in (values[:cut], values[cut:]):
+        enc = pa.array(part, pa.string()).dictionary_encode()
+        codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+        out.append(segment_cache.Piece(codes=codes, values=enc.dictionary.to_pylist(), type=pa.string()))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_codes_in_window_order_number_values_as_dictionary_encode_does(seed: int) -> None:
+    """An order that moves rows only inside runs of tied rows keeps the segments' order of first
+    appearance unless a run holds a value's first appearance (then it is renumbered): the codes
+    and values equal ``dictionary_encode`` of the column in window order."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 120))  # few values per row: coded (CODED_MAX_SHARE)
+    pool = ["a", "b", "c", "d", "e", None][: int(rng.integers(2, 7))]
+    scan = [pool[int(i)] for i in rng.integers(0, len(pool), n)]
+    idx = np.arange(n, dtype=np.uint64)
+    for lo in sorted(set(rng.integers(0, n - 1, int(rng.integers(1, 5))).tolist())):
+        hi = min(n, lo + int(rng.integers(2, 4)))
+        idx[lo:hi] = idx[lo:hi][rng.permutation(hi - lo)]  # runs may touch: still permutations of themselves
+    moved = np.flatnonzero(idx != np.arange(n, dtype=np.uint64))
+    runs = segment_cache._runs(idx, moved)  # None when a run is not a permutation of itself (a fixed row inside)
+    col, coded = segment_cache._coded_column(_pieces(scan, int(rng.integers(0, n + 1))), idx, moved, runs)
+    want = pa.array([scan[int(i)] for i in idx], pa.string()).dictionary_encode()
+    assert coded is not None
+    codes, values = coded
+    assert values == want.dictionary.to_pylist()
+    assert codes.tolist() == pc.fill_null(want.indices, -1).to_pylist()
+    assert col.dictionary_decode().to_pylist() == [scan[int(i)] for i in idx]
+
+
+def test_a_run_holding_a_first_appearance_renumbers() -> None:
+    scan = ["a", "a", "b", "c", "a", *["a"] * 40]
+    idx = np.arange(len(scan), dtype=np.uint64)
+    idx[2:4] = [3, 2]  # window order: a a c b a ...
+    moved = np.flatnonzero(idx != np.arange(len(scan), dtype=np.uint64))
+    runs = segment_cache._runs(idx, moved)
+    _, coded = segment_cache._coded_column(_pieces(scan, 5), idx, moved, runs)
+    assert coded is not None and coded[1] == ["a", "c", "b"] and coded[0][:5].tolist() == [0, 0, 1, 2, 0]
+
+
+def test_a_run_without_a_first_appearance_keeps_the_segments_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(segment_cache, "_first_appearance", None)  # not needed: not called
+    scan = ["a", "b", "a", "b", "c", *["a"] * 40]
+    idx = np.arange(len(scan), dtype=np.uint64)
+    idx[2:4] = [3, 2]  # window order: a b b a c ...
+    moved = np.flatnonzero(idx != np.arange(len(scan), dtype=np.uint64))
+    runs = segment_cache._runs(idx, moved)
+    assert runs is not None and runs[0].tolist() == [2] and runs[1].tolist() == [4]
+    _, coded = segment_cache._coded_column(_pieces(scan, 3), idx, moved, runs)
+    assert coded is not None and coded[1] == ["a", "b", "c"] and coded[0][:5].tolist() == [0, 1, 1, 0, 2]
