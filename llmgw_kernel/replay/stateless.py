@@ -181,24 +181,92 @@ def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarr
     """The window row of each request id in ``sources`` (-1: NULL, or not in the window): the last
     row with it, as a dict built row by row keeps (a window given as columns may repeat an id).
 
-    The window's ids are looked up in the (few) distinct sources rather than the sources in the
-    ids: a hash table of the sources, probed by every id of the window where the column lies (no
-    gather of the ids: at 1M rows, gathering the ~400k ids of the rows that stored an answer to
-    probe them first cost more — fresh pages — than probing all 1M in place)."""
+    Only the window's ids that may be a source are hashed (:func:`_maybe_sources`: a superset
+    found without hashing strings, ~9% of a gateway's window; else every id, where the column
+    lies). A window read from a log has unique ids (log/schema.py): the sources are looked up in
+    a hash table of those few ids. Otherwise the distinct sources are hashed and the ids looked up
+    in them, keeping each source's last row."""
     whole = sources.combine_chunks() if isinstance(sources, pa.ChunkedArray) else sources
-    enc = whole.dictionary_encode()  # NULL: a NULL index, not in the dictionary
-    distinct = enc.dictionary
-    if not len(distinct):
+    if whole.null_count == len(whole):
         return np.full(len(whole), -1, np.int64)
     ids = window.arrow("request_id")
-    if ids.type != distinct.type:  # all NULL (a null column), or another string type
-        ids = ids.cast(distinct.type)
-    where = pc.fill_null(pc.index_in(ids, value_set=distinct), -1).to_numpy()
+    if ids.type != whole.type:  # all NULL (a null column), or another string type
+        ids = ids.cast(whole.type)
+    maybe = _maybe_sources(ids, whole)  # the rows whose id may be a source (None: every row)
+    probed = ids if maybe is None else ids.take(pa.array(maybe))
+    if window.from_log and maybe is not None:  # unique ids: each source's row is the one with it
+        k = pc.fill_null(pc.index_in(whole, value_set=probed, skip_nulls=True), -1).to_numpy(zero_copy_only=False)
+        return np.where(k >= 0, maybe[np.maximum(k, 0)], -1)  # type: ignore[no-any-return]
+    enc = whole.dictionary_encode()  # NULL: a NULL index, not in the dictionary
+    distinct = enc.dictionary
+    where = pc.fill_null(pc.index_in(probed, value_set=distinct), -1).to_numpy()
     found = np.flatnonzero(where >= 0)
     last = np.full(len(distinct), -1, np.int64)  # each distinct source's (last) row
-    np.maximum.at(last, where[found], found)
+    np.maximum.at(last, where[found], found if maybe is None else maybe[found])
     k = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
     return np.where(k >= 0, last[np.maximum(k, 0)], -1)  # type: ignore[no-any-return]
+
+
+_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # an odd multiplier: a word's top bits after it address a slot
+
+
+def _maybe_sources(ids: pa.ChunkedArray, sources: pa.Array) -> np.ndarray | None:
+    """The window rows (ascending) whose id may equal one of ``sources`` (not all NULL) — a
+    superset, so that only they are hashed by Arrow: when every source is ``w`` ≥ 8 bytes long
+    (a gateway's ids are one length), an id of another length is none of them, and one whose
+    last 8 bytes, multiplied by an odd constant, address a slot no source's do is none of them
+    either. The ids are read where they lie (a chunk of ids of one length: one strided view of
+    its bytes). None (probe every row) when the sources differ in length or are shorter than a
+    word."""
+    if not (pa.types.is_string(sources.type) or pa.types.is_large_string(sources.type)):
+        return None
+    ends = _offsets(sources)
+    begins, lengths = ends[:-1], np.diff(ends)
+    if sources.null_count:
+        valid = sources.is_valid().to_numpy(zero_copy_only=False)
+        begins, lengths = begins[valid], lengths[valid]
+    width = int(lengths[0])
+    if width < 8 or not (lengths == width).all():
+        return None
+    bits = int(min(22, max(10, (32 * len(lengths) - 1).bit_length())))
+    table = np.zeros(1 << bits, bool)
+    table[_slots(_tail_words(sources, begins, width), bits)] = True
+    out, start = [], 0
+    for chunk in ids.chunks:
+        ends = _offsets(chunk)
+        n = len(chunk)
+        if n and int(ends[-1] - ends[0]) == n * width and (np.diff(ends) == width).all():
+            # one length: the chunk's ids are rows of ``width`` bytes; their last words a strided view
+            tails = np.ndarray((n,), "<u8", chunk.buffers()[2], int(ends[0]) + width - 8, (width,))
+            out.append(np.flatnonzero(table[_slots(tails, bits)]) + start)
+        elif n:
+            fits = np.flatnonzero(np.diff(ends) == width)
+            out.append(fits[table[_slots(_tail_words(chunk, ends[fits], width), bits)]] + start)
+        start += n
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """A string array's value offsets (n + 1, into its data buffer), read in place."""
+    kind = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    return np.frombuffer(arr.buffers()[1], kind, len(arr) + 1, arr.offset * np.dtype(kind).itemsize)
+
+
+def _tail_words(arr: pa.Array, begins: np.ndarray, width: int) -> np.ndarray:
+    """The last 8 bytes, as a little-endian word, of the ``width``-byte strings starting at
+    ``begins`` in ``arr``'s data."""
+    data = arr.buffers()[2]
+    if not len(begins):
+        return np.zeros(0, np.uint64)
+    words = np.ndarray((data.size - 7,), "<u8", data, 0, (1,))  # a word at every byte
+    return words[begins.astype(np.int64) + (width - 8)]  # type: ignore[no-any-return]
+
+
+def _slots(words: np.ndarray, bits: int) -> np.ndarray:
+    """Each word's slot: the top ``bits`` of it times :data:`_FIBONACCI` (as int64: an index)."""
+    slots = words * _FIBONACCI
+    slots >>= np.uint64(64 - bits)
+    return slots.view(np.int64)
 
 
 def _expected_costs(
