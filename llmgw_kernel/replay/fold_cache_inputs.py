@@ -24,9 +24,24 @@ def cache_arrays(
     c: Composer, cols: Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
     route_values: list[Any], a: dict[str, np.ndarray],
 ) -> tuple[tuple[np.ndarray, list[str]], np.ndarray]:  # fmt: skip
-    """Exact-cache facts of every row (window rows, then warm rows numbered after them), as
-    ``cache_stage.prepare`` makes them; returns (why each window row bypasses the cache, as a
-    code into the reasons: -1 it does not; may read) of the window rows."""
+    """Exact- and semantic-cache facts of every row (window rows, then warm rows numbered after
+    them), as ``cache_stage.prepare`` makes them; returns (why each window row bypasses the cache,
+    as a code into the reasons: -1 it does not; may read) of the window rows."""
+    n = cols.n
+    bypass, reasons, read, has_s, ns_code = _exact_arrays(c, cols, routed, settings, route_code, route_values, a)
+    release_memory()  # the exact facts' temporaries, freed: the semantic facts are made over them
+    semantic_arrays(c, cols, has_s, settings, route_code, ns_code, a)
+    _without_semantic_rows(a)
+    return (bypass[:n], reasons), read[:n]
+
+
+def _exact_arrays(
+    c: Composer, cols: Cols, routed: np.ndarray, settings: list[Any], route_code: np.ndarray,
+    route_values: list[Any], a: dict[str, np.ndarray],
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The exact cache's facts into ``a``; returns (the bypass code of every row, the reasons; may
+    read; has a cache setting; namespace code) — what the semantic facts read. Its temporaries
+    (~20 row-sized arrays) are freed when it returns, before the semantic facts are made."""
     n, m = cols.n, cols.m
     cached = np.array([s is not None for s in settings] + [False], np.bool_)
     has_s = cached[route_code] & cols.eq("endpoint", "chat.completions", both=True)
@@ -86,9 +101,7 @@ def cache_arrays(
     a["n_keys"] = np.array([max(int(skey.max(initial=-1)) + 1, 1)], np.int64)
     a["n_stores"] = np.array([max(len(stores), 1)], np.int64)
     a["hit_s"] = np.array([c.hit_ms["hit"] / 1000, c.hit_ms["semantic-hit"] / 1000])
-    semantic_arrays(c, cols, has_s, settings, route_code, ns_code, a)
-    _without_semantic_rows(a)
-    return (bypass[:n], reasons), read[:n]
+    return bypass, reasons, read, has_s, ns_code
 
 
 #: the per-row semantic facts the kernels read at a semantic row only (``s_on``: ``fold_semantic``'s

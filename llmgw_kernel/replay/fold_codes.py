@@ -63,8 +63,8 @@ class Cols:
         self.w.release(done)
 
     def drop(self, names: Sequence[str]) -> None:
-        """Free the numbers of compacted columns ``names`` (read no more: a later :meth:`num` of
-        one scans it again)."""
+        """Free the numbers of columns ``names`` (read no more: a later :meth:`num` of one makes them
+        again — a compacted column's by scanning it again)."""
         for name in names:
             self._num.pop(name, None)
 
@@ -122,8 +122,8 @@ class Cols:
     def num(self, name: str, both: bool = False) -> np.ndarray:
         """A numeric or time column as float64 (epoch seconds for times), NaN for NULL."""
         own = self._num.get(name)
-        if own is None:
-            own = self.w.numpy(name)
+        if own is None:  # held here, not by the window: freed with the inputs' other numbers (drop)
+            own = self._num[name] = self.w.numpy(name, keep=False)
         if not both or self.warm is None:
             return own
         return np.concatenate([own, self.warm.numpy(name)])

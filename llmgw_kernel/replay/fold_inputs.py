@@ -220,8 +220,12 @@ def _inputs(c: Composer, window: Window, held: set[str]) -> Inputs | None:
     nonempty = np.array([bool(p) for p in plans] + [False], np.bool_)
     order = _order(cols, np.flatnonzero(nonempty[plan_code]), a)
     cols.drop(_READ_BEFORE_GROUPS)  # ~40 MB at 1M rows, under the groups, admission and serving facts
+    # a step's freed temporaries stay resident until trimmed when they reused freed heap (a second
+    # replay in a process: its heap is the first's, trimmed): each step's trimmed before the next's
+    release_memory()
     series, windows = Codes(), Codes()
     groups, gid = _groups(c, cols, order, series, windows)
+    release_memory()
     cal = _calendar(c.start.timezone, a["decide"][order], order, n, a)
     if cal is None:
         return None

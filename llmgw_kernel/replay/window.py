@@ -592,14 +592,19 @@ class Window(dict[str, Any]):
         """A column as Arrow (NULL kept)."""
         return self._column(name)
 
-    def numpy(self, name: str) -> np.ndarray:
-        """A numeric or boolean column as float64, NaN for NULL (times: use :meth:`epoch`)."""
+    def numpy(self, name: str, keep: bool = True) -> np.ndarray:
+        """A numeric or boolean column as float64, NaN for NULL (times: use :meth:`epoch`).
+        ``keep=False``: not kept by the window unless it already was (a reader that frees it after
+        its last use: the compiled fold's inputs)."""
         key = ("numpy", name)
         if key not in self._memo:
             col = self._column(name)
             if pa.types.is_timestamp(col.type):
-                return self.epoch(name)
-            self._memo[key] = col.cast(pa.float64()).to_numpy()
+                return self.epoch(name, keep)
+            got = col.cast(pa.float64()).to_numpy()
+            if not keep:
+                return got  # type: ignore[no-any-return]
+            self._memo[key] = got
         return self._memo[key]  # type: ignore[no-any-return]
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -614,16 +619,19 @@ class Window(dict[str, Any]):
         """True where a column is not NULL."""
         return pc.is_valid(self._held(name)).to_numpy()  # type: ignore[no-any-return]
 
-    def epoch(self, name: str) -> np.ndarray:
-        """A time column (TIMESTAMPTZ or epoch seconds) as float64 epoch seconds, NaN for NULL."""
+    def epoch(self, name: str, keep: bool = True) -> np.ndarray:
+        """A time column (TIMESTAMPTZ or epoch seconds) as float64 epoch seconds, NaN for NULL
+        (``keep``: as :meth:`numpy`'s)."""
         key = ("epoch", name)
         if key not in self._memo:
             col = self._column(name)
             if pa.types.is_timestamp(col.type):
-                us = col.cast(pa.timestamp("us", col.type.tz)).cast(pa.int64()).cast(pa.float64()).to_numpy()
-                self._memo[key] = us / 1e6
+                got = col.cast(pa.timestamp("us", col.type.tz)).cast(pa.int64()).cast(pa.float64()).to_numpy() / 1e6
             else:
-                self._memo[key] = col.cast(pa.float64()).to_numpy()
+                got = col.cast(pa.float64()).to_numpy()
+            if not keep:
+                return got  # type: ignore[no-any-return]
+            self._memo[key] = got
         return self._memo[key]  # type: ignore[no-any-return]
 
     def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:

@@ -72,3 +72,18 @@ def test_without_a_semantic_row_the_per_row_semantic_facts_are_one_element(tmp_p
     per_row = ("s_store", "s_group", "s_mat", "s_vi", "s_feat", "s_max_e", "s_ttl", "s_thr", "s_verify")
     assert {k: len(a[k]) for k in per_row} == dict.fromkeys(per_row, 1)
     assert_same(composer(d, live(), tmp_path))  # and the kernel folds as the Python fold
+
+
+def test_the_fold_inputs_leave_no_numbers_in_the_window(tmp_path):
+    """The numbers the inputs read of columns the window holds (the times, the logged cost and
+    cached tokens) are freed with the inputs, not kept by the window past the fold (~24 MB per
+    1M rows under the kernel and the stages); a later reader makes them again."""
+    d = tmp_path / "log"
+    replay_scale.generate(d, 3000, seed=5, chunk=1500)
+    c = composer(d, live(), tmp_path)
+    numbers = lambda: {k for k in c.window._memo if k[0] in ("numpy", "epoch")}  # noqa: E731
+    before = numbers()
+    assert fold_inputs.inputs(c) is not None
+    assert numbers() <= before, f"kept by the window: {sorted(numbers() - before)}"
+    assert np.array_equal(c.window.numpy("cost_usd"), c.window.arrow("cost_usd").to_numpy(zero_copy_only=False),
+                          equal_nan=True)  # fmt: skip
