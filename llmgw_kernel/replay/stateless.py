@@ -116,6 +116,9 @@ def _isin(codes: np.ndarray, values: list[Any], wanted: Sequence[str]) -> np.nda
     return table[codes]  # type: ignore[no-any-return]
 
 
+_NO_CACHED = np.full(1, np.nan)  # NULL cached tokens, for any number of rows (broadcast)
+
+
 def _cost_as_ran(
     policy: Policy, window: Window, rows: np.ndarray, pt: np.ndarray, ct: np.ndarray, cost: np.ndarray,
     known: np.ndarray,
@@ -130,14 +133,20 @@ def _cost_as_ran(
     logged = window.numpy("cost_usd")[failed]
     cost[failed] = np.nan_to_num(logged, nan=0.0)
     known[failed] = True
-    # these rows' cached prompt tokens only (NaN for NULL): the column is read by nothing else
-    cached = pc.cast(window.take("cached_tokens", rows), pa.float64()).to_numpy(zero_copy_only=False)
+    # these rows' cached prompt tokens only (NaN for NULL): the column is read by nothing else;
+    # a column of NULLs (a log whose upstreams report none) is one NaN for every row, not a gather
+    none_cached = window.arrow("cached_tokens").null_count == len(window)
+    cached = (
+        _NO_CACHED
+        if none_cached
+        else pc.cast(window.take("cached_tokens", rows), pa.float64()).to_numpy(zero_copy_only=False)
+    )
     # each target's rows (ascending, as ``rows[tc == t]``) from one sort, not a pass per target
     order, bounds = grouped(np.where(tc < 0, len(targets), tc))
     for t in np.flatnonzero(np.diff(bounds[: len(targets) + 1])).tolist():
         at = order[bounds[t] : bounds[t + 1]]
         mine = rows[at]
-        c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached[at])
+        c = cost_usd_columns(policy, targets[t], pt[mine], ct[mine], cached if none_cached else cached[at])
         if c is not None:
             cost[mine] = c
             known[mine] = ~np.isnan(c)
@@ -315,27 +324,36 @@ def _strings(window: Window, name: str) -> Any:
     return strings(values, codes)
 
 
-def _nones(n: int) -> np.ndarray:
-    return np.full(n, None, object)
+def _nones(window: Window) -> np.ndarray:
+    """A column of None per request, one read-only array shared by every stage column that has
+    no value (seven of them: 8 bytes a row each, filled — fresh pages — once, not seven times);
+    read-only, so no consumer can change one column through another."""
+
+    def make() -> np.ndarray:
+        out = np.full(len(window), None, object)
+        out.flags.writeable = False
+        return out
+
+    return window.memo("stateless:nones", make)  # type: ignore[no-any-return]
 
 
 def stateless_limits_columns(window: Window) -> tuple[dict[str, Any], np.ndarray]:
     """The limits stage: no limit applied, so every request the live proxy refused differs."""
-    n = len(window)
+    none = _nones(window)
     logged = _strings(window, "admission")
     codes, values = window.codes("admission")
     differs = _isin(codes, values, [v for v in values if v != "ok"])
-    cols = {"logged_admission": logged, "replay_admission": _nones(n), "replay_admission_reason": _nones(n),
-            "replay_admission_limit": _nones(n)}  # fmt: skip
+    cols = {"logged_admission": logged, "replay_admission": none, "replay_admission_reason": none,
+            "replay_admission_limit": none}  # fmt: skip
     return cols, differs
 
 
 def stateless_cache_columns(window: Window) -> tuple[dict[str, Any], np.ndarray]:
     """The cache stage: no request reaches a cache, so every request that did live differs."""
-    n = len(window)
+    none = _nones(window)
     codes, _ = window.codes("cache")
-    cols = {"logged_cache": _strings(window, "cache"), "replay_cache": _nones(n), "replay_cache_source": _nones(n),
-            "replay_cache_similarity": _nones(n)}  # fmt: skip
+    cols = {"logged_cache": _strings(window, "cache"), "replay_cache": none, "replay_cache_source": none,
+            "replay_cache_similarity": none}  # fmt: skip
     return cols, codes >= 0
 
 
@@ -346,11 +364,10 @@ def _number_column(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def stateless_cost_columns(window: Window, outcome: StatelessOutcome) -> dict[str, Any]:
     """The cost stage: the logged and replayed cost, nothing saved, and who served."""
-    n = len(window)
     return {
         "logged_cost_usd": _number_column(window.numpy("cost_usd"), window.valid("cost_usd")),
         "replay_cost_usd": _number_column(outcome.cost, outcome.cost_known),
-        "replay_saved_usd": _nones(n),
+        "replay_saved_usd": _nones(window),
         "replay_served_by": strings(list(SERVED_BY[1:]), outcome.served_by.astype(np.int32) - 1),
     }
 

@@ -72,6 +72,25 @@ def test_cost_usd_columns_equals_cost_usd_for_every_row() -> None:
     assert cost_usd_columns(p, "o/unpriced", pt, ct) is None
 
 
+def test_cost_usd_columns_without_nulls_or_with_one_null_cached_count_for_all_rows() -> None:
+    # no NULL token count (no copy of a column is made), and the cached counts given as one NaN
+    # broadcast to every row (stateless._cost_as_ran when the log has none): still cost_usd's
+    # values bit for bit — a negative prompt count included (min(0, prompt) is then the prompt)
+    p = load_policy(POLICY)
+    rng = np.random.default_rng(2)
+    pt = rng.integers(-3, 50_000, 5_000).astype(np.float64)
+    ct = rng.integers(0, 8_000, 5_000).astype(np.float64)
+    for target in ("o/gpt-4o", "o/cheap", "o/odd"):
+        want = [cost_usd(p, target, int(a), int(b)) for a, b in zip(pt, ct, strict=True)]
+        got = cost_usd_columns(p, target, pt, ct, np.full(1, np.nan))
+        assert got is not None
+        _same(got, want)
+        got = cost_usd_columns(p, target, pt, ct, np.full(len(pt), np.nan))
+        assert got is not None
+        _same(got, want)
+    assert not np.isnan(pt).any() and not np.isnan(ct).any()  # the inputs were not changed in place
+
+
 def test_expected_costs_equal_the_cost_model_and_record_the_same_targets() -> None:
     failure = {"o/gpt-4o": 0.04, "o/cheap": 0.3, "o/odd": 1.0}
     rng = np.random.default_rng(2)
