@@ -546,6 +546,7 @@ def _served(
     if len(other):
         p_, c_, ms = _estimated_usage(c, cols, other, ran_upstream & has_tokens, has_tokens)
         cols.drop(_READ_BEFORE_ESTIMATES)  # under the estimates and this step's arrays (the fold's peak)
+        release_memory()  # the logged cost and cached tokens (~16 MB at 1M rows) and the usage's temporaries
         route_code, routes = cols.codes("route")
         code, first = factorize(route_code[other], plan_code[other])
         model = ExpectedCosts(pol, c.costs.failure)  # CostModel.expected on arrays
