@@ -25,7 +25,7 @@ import numpy as np
 
 from ..decisions.cost import resolve_price, tokens_usd
 from .costs import CostEstimates, Estimates
-from .routing_estimates import attempt_arrays, quantile
+from .routing_estimates import attempt_arrays, quantile, tokens
 
 if TYPE_CHECKING:
     from ..policy.model import Policy
@@ -122,7 +122,7 @@ class ExpectedCosts:
 def cost_estimates(window: Window) -> CostEstimates:
     """The failure rates and route means of :func:`estimates_columnar` without its medians:
     what a stateless replay's expected costs read (the same figures)."""
-    return _cost_estimates(window, *_routed_ok(window))
+    return _cost_estimates(window, *_routed_ok(window), shared=True)
 
 
 def estimates_columnar(window: Window) -> Estimates:
@@ -146,7 +146,12 @@ def _routed_ok(window: Window) -> tuple[np.ndarray, list[str], np.ndarray]:
     return route_codes, routes, _equals(window, "outcome", "ok") & (route_codes >= 0)
 
 
-def _cost_estimates(window: Window, route_codes: np.ndarray, routes: list[str], ok: np.ndarray) -> CostEstimates:
+def _cost_estimates(
+    window: Window, route_codes: np.ndarray, routes: list[str], ok: np.ndarray, shared: bool = False
+) -> CostEstimates:
+    """The failure rates and route means; ``shared``: the token counts with NULL as 0 read from
+    the window's shared copy (:func:`.routing_estimates.tokens`, which a stateless replay's
+    expected costs and routing summary read too) instead of made for the rows (the same values)."""
     arrays = attempt_arrays(window)
     failure = {t: len(s["failed"]) / (len(s["ok"]) + len(s["failed"])) for t, s in arrays.items()}
     pt, ct = window.numpy("prompt_tokens"), window.numpy("completion_tokens")
@@ -160,8 +165,13 @@ def _cost_estimates(window: Window, route_codes: np.ndarray, routes: list[str], 
     # sum per route in one pass equals each route's own sum
     size = max(seen) + 1
     n = np.bincount(codes, minlength=size)
-    prompt = np.bincount(codes, np.where(pt_nan[rows], 0.0, pt[rows]), minlength=size)
-    completion = np.bincount(codes, np.where(ct_nan[rows], 0.0, ct[rows]), minlength=size)
+    if shared:
+        (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")
+        prompt = np.bincount(codes, pt0[rows], minlength=size)
+        completion = np.bincount(codes, ct0[rows], minlength=size)
+    else:  # the fold's estimates: no window-long copy held while it folds
+        prompt = np.bincount(codes, np.where(pt_nan[rows], 0.0, pt[rows]), minlength=size)
+        completion = np.bincount(codes, np.where(ct_nan[rows], 0.0, ct[rows]), minlength=size)
     means = {routes[r]: (float(prompt[r]) / float(n[r]), float(completion[r]) / float(n[r])) for r in seen}
     return CostEstimates(failure, means)
 

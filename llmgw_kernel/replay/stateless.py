@@ -289,7 +289,8 @@ def _expected_costs(
     value: it is computed once (the same float operations as for each row) and given to all."""
     (pt0, _), (ct0, _) = tokens(window, "prompt_tokens"), tokens(window, "completion_tokens")  # NULL as 0
     route_codes, routes = window.codes("route")
-    group = routing.plan_codes[rows].astype(np.int64)
+    wide = (len(routing.plans) + 1) * (len(routes) + 1) >= 2**31
+    group = routing.plan_codes[rows].astype(np.int64 if wide else np.int32)  # int32: half the pages
     group *= len(routes) + 1
     group += route_codes[rows]
     group += 1
