@@ -143,8 +143,8 @@ def _codes(window: Any, name: str) -> tuple[np.ndarray, list[Any]]:
 
 def take_rows(column: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     """``column.take(rows)`` as one array, for ascending ``rows``: a chunked column is taken from
-    chunk by chunk (Arrow's take from a chunked array of 63 chunks costs ~40 ms for 100k rows of
-    request ids, ten times the takes from the chunks that hold them)."""
+    chunk by chunk (Arrow's take from a chunked array of 63 chunks cost 0.04-0.05 CPU s for 100k
+    request ids in a fresh process, the takes from the chunks that hold them 0.005-0.013)."""
     if not isinstance(column, pa.ChunkedArray):
         return column.take(pa.array(rows))
     if column.num_chunks == 1:
