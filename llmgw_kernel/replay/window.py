@@ -748,6 +748,9 @@ def load_window(
     the same connection, which must stay open while the window is used. A column a log
     predates reads as NULL.
     """
+    # what an earlier replay in this process freed (its result deleted, not trimmed: ~400 MB at 1M
+    # rows) goes back to the system first — else this window's reads reuse it, resident
+    release_memory()
     con: duckdb.DuckDBPyConnection = log if hasattr(log, "execute") else open_log(log)  # type: ignore[arg-type,assignment]
     where_sql, bound = _window_sql(since, until, where, params)
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
