@@ -29,7 +29,9 @@ alone ("call CPU": ``time.process_time()`` around the scenario's work inside the
 importing the modules a replay loads — what a replay costs in a process that is already up),
 its user and sys seconds and its minor page faults (``getrusage`` around the ``replay()`` call of
 the ``routing`` and ``full`` scenarios: sys is mostly fresh pages handed out, which the
-machine's load slows). ``--again``: each child replays a second time in the same process and
+machine's load slows). The child writes and reads Python's bytecode cache as a user's install
+does, whatever ``PYTHONDONTWRITEBYTECODE`` says (set on this machine: every process would compile
+the modules a replay imports lazily again, inside the call; from 2026-12-06 12:00). ``--again``: each child replays a second time in the same process and
 reports that call too (numba's kernel already loaded, the allocator's pages reused — what the
 next replay in a notebook or server costs); peak RSS stays the first call's (``ru_maxrss`` read
 between the two):
@@ -380,6 +382,10 @@ def child(scenario: str, data_dir: Path, out: Path) -> None:
     and no module imports: the modules a replay loads lazily are imported before the clock starts)."""
     import importlib
 
+    # Python's default, as in a user's install (its modules' bytecode cached): this machine's
+    # environment sets PYTHONDONTWRITEBYTECODE=1, under which every process compiles the modules a
+    # replay imports lazily again, inside the measured call (~0.05 CPU s)
+    sys.dont_write_bytecode = False
     from llmgw_kernel import replay
 
     for name in ("duckdb", "pandas", "pyarrow", "llmgw_kernel.replay.stages", "llmgw_kernel.replay.window"):

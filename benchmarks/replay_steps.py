@@ -106,6 +106,7 @@ def _instrument_fold() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.dont_write_bytecode = False  # as replay_scale.py's child: bytecode cached, as in a user's install
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/llmgw-replay-scale"))
