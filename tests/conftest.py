@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import socket
@@ -360,3 +361,38 @@ def chat_stream_lines(gw: Gateway, prefix: str, model: str) -> tuple[httpx.Respo
         json={"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}, timeout=30,
     ) as r:  # fmt: skip
         return r, [line for line in r.iter_lines() if line], rid
+
+
+# -- the replay kernels, compiled ahead (llmgw_kernel/replay/warmup.py) ----------------------------
+# In a fresh clone the first test that replays >= 20,000 rows or sweeps thresholds compiles the
+# numba kernels (~50 CPU s). A session that runs tests/cache or tests/replay starts the warm-up in
+# the background when a kernel is not cached, and those tests wait for it (bounded: then a test
+# compiles what it needs itself), so the compile overlaps the tests before them and is paid once.
+# LLMGW_WARM_KERNELS=0 turns it off.
+_WARMUP: list[subprocess.Popen] = []
+_KERNEL_DIRS = ("cache", "replay")
+
+
+def _uses_kernels(item: pytest.Item) -> bool:
+    parts = Path(str(item.path)).parts
+    return len(parts) >= 2 and parts[-2] in _KERNEL_DIRS and "tests" in parts
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get("LLMGW_WARM_KERNELS", "1") == "0" or not any(_uses_kernels(i) for i in session.items):
+        return
+    cmd = [sys.executable, "-m", "llmgw_kernel.replay.warmup", "--if-cold"]
+    _WARMUP.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _WARMUP and _uses_kernels(item) and _WARMUP[0].poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # then the test compiles what it needs
+            _WARMUP[0].wait(timeout=240)  # within the tests' 300 s timeout
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for p in _WARMUP:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(timeout=30)

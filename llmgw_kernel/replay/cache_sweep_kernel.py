@@ -32,6 +32,7 @@ import numpy as np
 
 from ..decisions.cache import CANDIDATES
 from .fold_kernel import _jit, _pop, _push, _put, _visible, exact_stores, njit
+from .jit import read_only
 
 #: per row of the window and the warm rows (``Composer.all_rows``), and the lookups in order
 SweepInputs = namedtuple(
@@ -166,5 +167,6 @@ def fold_threshold(t: float, a: Any) -> tuple[np.ndarray, np.ndarray]:
     m = len(a.store_at)  # every row: the window's, then the warm rows
     ex = exact_stores(max(a.n_keys, 1), max(a.n_stores, 1), m + 1)
     kind, src = np.zeros(m, np.int8), np.full(m, -1, np.int64)
-    _compiled(float(t), a, ex, semantic_state(a), kind, src)
+    a = read_only(a)  # what the loop only reads, read-only whatever its origin: one signature
+    _compiled(float(t), a, ex, read_only(semantic_state(a), keep=("count", "ordinal", "added")), kind, src)
     return kind, src

@@ -45,7 +45,7 @@ from .fold_inputs import WINDOWS, Inputs, inputs
 from .fold_semantic import DECLINED, POOL_FULL, sem_add, sem_lookup
 from .jit import jit as _jit
 from .jit import jit_entry as _jit_entry
-from .jit import njit
+from .jit import njit, read_only
 
 if TYPE_CHECKING:
     from .fold import Composer
@@ -80,6 +80,10 @@ Out = namedtuple(
 _ADMITTED, _BUDGET, _RATE = 1, 2, 3  # admission kinds
 _BYPASS, _HIT, _MISS, _SEMHIT = 1, 2, 3, 4  # cache kinds (0: did not reach a cache)
 _UP, _CACHE, _REFUSED, _CHECK = 1, 2, 3, 5  # served by (4: unknown model, set after the fold)
+#: the semantic state's fields the kernel writes (the others are its inputs: passed read-only)
+_SEM_WRITTEN = tuple(
+    f for f in fold_semantic.Sem._fields[10:] if f not in ("nb_ptr", "nb_j", "nb_sim", "nb_ok", "nb_delta")
+)
 
 
 # -- heaps: (time, prio, seq) -> row -----------------------------------------------------------
@@ -384,10 +388,12 @@ def _fold(order, warm, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-unty
         if c.skey[w] >= 0 or sx[0].on[w]:
             ex.seq[0] += 1
             _push(ex.pending, c.entry_at[w], 0, ex.seq[0], w)
-    for i in order:
-        stop = _drain(lim.decide[i], lim, rw, c, ex, ev, out, sx, kx)
-        if stop:
+    n = len(order)
+    for k in range(n + 1):  # one call site of _drain (inlined: a second one doubled the compile)
+        stop = _drain(lim.decide[order[k]] if k < n else np.inf, lim, rw, c, ex, ev, out, sx, kx)
+        if stop or k == n:
             return stop
+        i = order[k]
         if c.check[i]:  # never admitted, never looked up: its cost is committed when it finished
             out.served_by[i], out.cost[i], out.cost_has[i] = _CHECK, 0.0, True
             ex.seq[0] += 1
@@ -401,7 +407,7 @@ def _fold(order, warm, lim, rw, c, ex, ev, out, sx, kx):  # type: ignore[no-unty
                 continue
         ex.seq[0] += 1
         _push(ev, c.lookup[i], 0, ex.seq[0], i)
-    return _drain(np.inf, lim, rw, c, ex, ev, out, sx, kx)
+    return 0  # (not reached: the loop returns after its last drain)
 
 
 # -- Python side ---------------------------------------------------------------------------------
@@ -449,13 +455,15 @@ def fold_arrays(composer: Composer, inp: Inputs) -> tuple[Any, Any, list[str]] |
             facts = {k: a["s_" + k] for k in fold_semantic.Sem._fields[:10]}
             n_stores, n_groups = (int(x) for x in a["n_sem"])
             sm = fold_semantic.state(facts, len(a["canon"]), n_stores, n_groups, a["s_mat0"].shape[1], pool)
+            sm = read_only(sm, keep=_SEM_WRITTEN)  # what the kernel only reads, read-only (see _state)
             # without a semantic row the kernel never writes them: made after it (8 MB less at its peak)
             size = composer.n if n_on else 0
             so = fold_semantic.SemOut(np.full(size, np.nan), np.zeros(size, np.int64))
             kx = (*fns, token, max(len(a["s_features"]), 1))
             with warnings.catch_warnings():  # the BLAS call is a first-class function ("experimental")
                 warnings.simplefilter("ignore", fold_semantic.ExperimentalWarning)
-                folded = _fold(inp.order, a["warm"], *state, (sm, so, (a["s_mat0"], a["s_mat1"])), kx)
+                mats = read_only((a["s_mat0"], a["s_mat1"]))
+                folded = _fold(read_only(inp.order), read_only(a["warm"]), *state, (sm, so, mats), kx)
             if folded != POOL_FULL:
                 break
             pool *= 4
@@ -518,9 +526,12 @@ def _state(c: Composer, inp: Inputs) -> tuple[Any, ...]:
     lim = Lim._make(
         [*(a[k] for k in Lim._fields[:8]), flight, *(mutable.get(k, a[k]) for k in Lim._fields[9:-1]), tracked]
     )
+    # what the kernel only reads is passed read-only whatever its origin (a column of Arrow memory
+    # is read-only, a computed one writable): numba types writability, one signature, one compile
+    lim = read_only(lim, keep=("flight", "committed", "reserved"))
     rw = RW(*(mutable["rw_" + k] for k in RW._fields))
     ex = exact_stores(int(a["n_keys"][0]), int(a["n_stores"][0]), m)
-    cin = C(*(a[k] for k in C._fields))
+    cin = read_only(C(*(a[k] for k in C._fields)))
     ev = _heap(n + 1)  # one event per row at a time: its lookup, then its settlement
     z = lambda dt=np.int64: np.zeros(n, dt)  # noqa: E731
     out = Out(z(np.int8), z(np.int32), z(np.int8), z(), z(), z(np.int8), z(np.int32), z(np.int8),
