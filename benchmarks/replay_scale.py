@@ -31,10 +31,10 @@ its user and sys seconds and its minor page faults (``getrusage`` around the ``r
 the ``routing`` and ``full`` scenarios: sys is mostly fresh pages handed out, which the
 machine's load slows). The child writes and reads Python's bytecode cache as a user's install
 does, whatever ``PYTHONDONTWRITEBYTECODE`` says (set on this machine: every process would compile
-the modules a replay imports lazily again, inside the call; from 2026-12-06 12:00). ``--again``: each child replays a second time in the same process and
-reports that call too (numba's kernel already loaded, the allocator's pages reused — what the
-next replay in a notebook or server costs); peak RSS stays the first call's (``ru_maxrss`` read
-between the two):
+the modules a replay imports lazily again, inside the call; from 2026-12-06 12:00).
+``--again``: each child replays a second time in the same process and reports that call too
+(numba's kernel already loaded, the allocator's pages reused — what the next replay in a
+notebook or server costs); peak RSS stays the first call's (``ru_maxrss`` read between the two):
 
 - ``routing-stage``: load the window and run the routing stage alone (replay + summary);
 - ``routing``: ``replay()`` of a routing-only candidate (the live routes with other weights,
