@@ -449,7 +449,7 @@ def _logged_is(w: Any, name: str) -> dict[str, np.ndarray]:
 def _origin_latency(w: Any, rows: np.ndarray) -> np.ndarray:
     """The logged latency of each row's logged cache source (NaN: no source in the window, or no
     latency logged)."""
-    from .fold_columns import source_rows
+    from .stateless import source_rows
 
     out = np.full(len(rows), np.nan)
     if not len(rows):

@@ -115,20 +115,3 @@ def cost_columns(window: Any, folded: Folded) -> dict[str, Any]:
         "replay_saved_usd": folded.column("saved"),
         "replay_served_by": folded.column("served_by"),
     }
-
-
-def source_rows(window: Window, sources: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """The window row of each request id in ``sources`` (the last row with it, as a dict built
-    row by row keeps; -1: NULL, or not in the window) — hashing the few distinct sources, not the
-    window's request ids."""
-    out = np.full(len(sources), -1, np.int64)
-    wanted = pc.unique(pc.drop_null(sources))
-    if not len(wanted):
-        return out
-    wanted = wanted.combine_chunks() if isinstance(wanted, pa.ChunkedArray) else wanted
-    pos = pc.fill_null(pc.index_in(window.arrow("request_id"), value_set=wanted), -1).to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(pos >= 0)
-    last = np.full(len(wanted), -1, np.int64)
-    np.maximum.at(last, pos[rows], rows)
-    k = pc.fill_null(pc.index_in(sources, value_set=wanted), -1).to_numpy(zero_copy_only=False)
-    return np.where(k >= 0, last[np.maximum(k, 0)], -1)

@@ -55,8 +55,8 @@ from ..log.record import CHECK_ENDPOINT
 from .costs_columnar import ExpectedCosts, cost_usd_columns
 from .fold_cache_inputs import cache_arrays
 from .fold_codes import ROWS_MAX, Codes, Cols, factorize, ran_live
-from .fold_columns import source_rows
 from .fold_semantic import supported
+from .stateless import source_rows
 from .window import Window, as_window, release_memory, split_plan
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """stateless.source_rows: the window row of each cache source — one lookup for the stateless
-outcome and (once fold_columns imports it) the fold's inputs and the cache stage."""
+outcome, the fold's inputs and the cache stage (one rule: fold_columns kept a copy until 2026-12-06)."""
 
 from __future__ import annotations
 
