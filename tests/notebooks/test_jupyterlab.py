@@ -184,7 +184,11 @@ def _run_all(page: Any) -> None:
     started = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt')]
         .some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))"""
     for _ in range(5):
-        page.locator(ACTIVE).click(position={"x": 5, "y": 5})
+        _accept_kernel_choice(page)
+        try:
+            page.locator(ACTIVE).click(position={"x": 5, "y": 5}, timeout=15_000)
+        except Exception:  # a dialog over the notebook (the kernel's choice): accepted on the next round
+            continue
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
         try:
@@ -193,6 +197,16 @@ def _run_all(page: Any) -> None:
         except Exception:  # the menu opened before the notebook was ready: click again
             page.keyboard.press("Escape")
     raise AssertionError("Run > Run All Cells did not start the notebook")
+
+
+def _accept_kernel_choice(page: Any) -> None:
+    """JupyterLab asks which kernel to start ("Select Kernel", the notebook's own preselected)
+    when it opens a notebook before its kernel specs are loaded — seen once in a full run on a
+    loaded machine, the dialog then blocking every click. A person presses Select: so does this."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    if dialog.count():
+        dialog.locator("button.jp-mod-accept").click()
+        dialog.wait_for(state="detached", timeout=30_000)
 
 
 def _errors(page: Any) -> list[str]:
