@@ -74,7 +74,9 @@ def cold() -> bool:
 def main(argv: list[str] | None = None) -> None:
     """``python -m llmgw_kernel.replay.warmup [--if-cold]``: compile the kernels (``--if-cold``:
     only when one is not cached), say what it took."""
-    if "--if-cold" in (sys.argv[1:] if argv is None else argv) and cache_sweep_kernel_available() and not cold():
+    from . import cache_sweep_kernel
+
+    if "--if-cold" in (sys.argv[1:] if argv is None else argv) and cache_sweep_kernel.available() and not cold():
         print("the replay kernels are cached: nothing to compile")
         return
     took = warm()
@@ -82,13 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         print("numba is not installed (the [fast] extra): the replay runs its Python fold, nothing to compile")
         return
     print(", ".join(f"{k} {v:.1f} CPU s" for k, v in took.items()))
-
-
-def cache_sweep_kernel_available() -> bool:
-    """Whether numba (the ``fast`` extra) is installed."""
-    from . import cache_sweep_kernel
-
-    return cache_sweep_kernel.available()
 
 
 if __name__ == "__main__":
