@@ -17,21 +17,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from replay_logs import three_segment_log
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import replay_scale
-
-    d = tmp_path_factory.mktemp("cachelog") / "log"
-    replay_scale.generate(d, 3_000, seed=7, chunk=1_000)  # 3 segments
-    return d
+    return three_segment_log(tmp_path_factory, "cachelog", seed=7)
 
 
 def _replay(data: Path) -> tuple[str, object]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from replay_logs import three_segment_log
 
 from llmgw_kernel import replay
 from llmgw_kernel.replay import segment_cache
 from llmgw_kernel.replay import window as window_mod
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import replay_scale  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("verified") / "log"
-    replay_scale.generate(d, 3_000, seed=11, chunk=1_000)  # 3 segments
-    return d
+    return three_segment_log(tmp_path_factory, "verified", seed=11)
 
 
 @pytest.fixture
