@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -329,9 +329,15 @@ class Limits:
     dropped after every minute), and one flight per request in flight."""
 
     timezone: str = "UTC"
-    #: the (scope, window) pairs spend is counted in; None: all (live — a reload may add any
-    #: budget). A replay, whose policy is fixed, counts only the ones its budgets read.
+    #: the (scope, window) pairs spend is counted in for every subject; None: all of them (a
+    #: state that reads no policy: tests, tools). Live (:func:`live_counting`) and in replay, only
+    #: the pairs the budgets read: a name no budget reads costs no memory (docs/budgets.md).
     counted: frozenset[tuple[str, str]] | None = None
+    #: besides: (scope, who) -> windows counted for that one subject (budgets naming it)
+    named: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    #: besides: key ids counted in every window of the key scope (live: the virtual keys, any of
+    #: which may be given a budget of its own; not the open-mode fingerprints). None: no key.
+    keys: Container[str] | None = None
     committed: dict[tuple, int] = field(default_factory=dict)  # nano-dollars
     reserved: dict[tuple, int] = field(default_factory=dict)  # nano-dollars
     flights: dict[str, _Flight] = field(default_factory=dict)
@@ -416,8 +422,7 @@ class Limits:
             w.add(at, requests, tokens)
 
     def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
-        """Count spend for every scope and window of ``subject`` (whatever budgets exist now:
-        a budget added later still sees the window's spend so far)."""
+        """Count spend in the buckets of ``subject`` this state counts (:meth:`spend_buckets`)."""
         if cost_usd:
             self.commit_nano(subject, at, nano(cost_usd))
 
@@ -433,12 +438,37 @@ class Limits:
         """The budget buckets ``(scope, who, window, start)`` spent at ``at`` by ``subject``
         counts in (the shared state commits to the same ones: llmgw_kernel/state/admission.py)."""
         out = []
-        for scope, w in _ALL_PAIRS if self.counted is None else self.counted:
+        pairs = _ALL_PAIRS if self.counted is None else self.counted
+        for scope, w in pairs:
             who = _who(scope, subject)
             if scope != "global" and who is None:
                 continue
             out.append((scope, who, w, self.bounds(at, w)[0]))
+        if self.named:
+            for scope in ("team", "user", "key"):
+                who = _who(scope, subject)
+                for w in self.named.get((scope, who), ()) if who is not None else ():
+                    if (scope, w) not in pairs:
+                        out.append((scope, who, w, self.bounds(at, w)[0]))
+        if self.keys is not None and subject.key is not None and subject.key in self.keys:
+            named = self.named.get(("key", subject.key), ())
+            out += [("key", subject.key, w, self.bounds(at, w)[0]) for w in _WINDOWS
+                    if ("key", w) not in pairs and w not in named]  # fmt: skip
         return out
+
+    def counts(self, bucket: tuple) -> bool:
+        """Whether spend is counted in ``bucket`` ``(scope, who, window, start)``."""
+        scope, who, w = bucket[0], bucket[1], bucket[2]
+        if self.counted is None or (scope, w) in self.counted or w in self.named.get((scope, who), ()):
+            return True
+        return scope == "key" and self.keys is not None and who in self.keys
+
+    def count_as(self, counted: frozenset[tuple[str, str]], named: Mapping[tuple[str, str], frozenset[str]]) -> None:
+        """Count spend in these pairs from now on, and forget the buckets no longer counted (a
+        reload that removes a budget gives its subjects' memory back)."""
+        self.counted, self.named = counted, named
+        self.committed = {b: v for b, v in self.committed.items() if self.counts(b)}
+        self._stale_queue = []
 
     def _sweep_some(self, at: float) -> None:
         """Drop idle rate windows and budget buckets of past windows, a few per admission: every
@@ -485,6 +515,37 @@ class Limits:
         start, _ = self.bounds(at, window)
         bucket = (scope, who, window, start)
         return self.committed.get(bucket, 0) / NANO, self.reserved.get(bucket, 0) / NANO
+
+
+def live_counting(policy: Policy) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], frozenset[str]]]:
+    """What live admission counts spend in for ``policy``: the (scope, window) pairs of its
+    global budgets and of those for each team / user / key (every subject of the scope), and
+    for a budget naming one subject, that subject's window only. Keys' own budgets are counted
+    apart (:attr:`Limits.keys`). Nothing else reads committed spend: ``/metrics`` and
+    ``/v1/llmgw/key`` show the budgets that apply, whose buckets these are."""
+    limits = policy.budgets.limits if policy.budgets is not None else ()
+    pairs = frozenset((b.scope, b.window) for b in limits if b.scope == "global" or b.name is None)
+    named: dict[tuple[str, str], set[str]] = {}
+    for b in limits:
+        if b.scope != "global" and b.name is not None and (b.scope, b.window) not in pairs:
+            named.setdefault((b.scope, b.name), set()).add(b.window)
+    return pairs, {k: frozenset(v) for k, v in named.items()}
+
+
+def counting_missing(
+    lim: Limits, counted: frozenset[tuple[str, str]], named: Mapping[tuple[str, str], frozenset[str]]
+) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], frozenset[str]]]:  # fmt: skip
+    """The part of (``counted``, ``named``) ``lim`` does not count yet (what a reload must seed)."""
+    if lim.counted is None:
+        return frozenset(), {}
+    pairs = counted - lim.counted
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for (scope, who), windows in named.items():
+        have = lim.named.get((scope, who), frozenset())
+        left = frozenset(w for w in windows if (scope, w) not in lim.counted | pairs and w not in have)
+        if left and not (scope == "key" and lim.keys is not None and who in lim.keys):
+            out[(scope, who)] = left
+    return pairs, out
 
 
 def rate_buckets_of(rates: list[Rate]) -> list[tuple]:

@@ -66,6 +66,14 @@ class BudgetCollector:
             spent.add_metric(labels, committed)
             held.add_metric(labels, reserved)
         yield from (limit, spent, held)
+        state = GaugeMetricFamily(
+            "llmgw_admission_state_entries", "This process's admission state: entries held", labels=["kind"]
+        )
+        lim = self.gw.limits
+        state.add_metric(["spend_buckets"], len(lim.committed))
+        state.add_metric(["rate_windows"], len(lim.windows))
+        state.add_metric(["in_flight"], len(lim.flights))
+        yield state
 
     def rows(self, now: float) -> list[Row]:
         """(labels, limit, committed, reserved) per budget series, in USD, as this process sees them."""

@@ -248,6 +248,14 @@ class Gateway:
         self.last_reload_error = None
         if policy.version == self.snapshot.policy.version:
             return False
+        try:
+            await self._count_for(policy)
+        except Exception as exc:  # the log could not be read: keep serving the old policy, retry
+            self._stamp = None
+            self.last_reload_error = f"the spend {policy.version}'s budgets read could not be read from the log: {exc}"
+            self.metrics.reloads.labels("invalid").inc()
+            log.exception("policy change not applied, still serving %s", self.snapshot.policy.version)
+            return False
         old = self.snapshot.policy.version
         replaced, self._served_files = self._served_files, await asyncio.to_thread(_read_version, self.policy_path)
         self._install(policy)
@@ -255,6 +263,49 @@ class Gateway:
         log.info("policy reloaded: %s -> %s", old, policy.version)
         await asyncio.to_thread(_keep_replaced, self.policy_path, replaced, old)
         return True
+
+    async def _count_for(self, policy: Policy) -> None:
+        """Make the live admission count the spend ``policy``'s budgets read, and only that.
+
+        What it adds is seeded from the log, exactly once (docs/budgets.md, "Hot reload"): on
+        the event loop, in one step, the added buckets start counting (the old policy keeps
+        serving meanwhile) and the cut-off ``cut`` is taken; every settlement after that step
+        is counted live and has a settle time after ``cut``, every one before it is in the log
+        once the writer is flushed (rows are handed to the writer in the settlement's step).
+        The log's spend settled by ``cut`` is read off the loop, then added on the loop in one
+        step. Buckets the new policy does not read are dropped."""
+        from ..decisions.limits import counting_missing, live_counting
+
+        lim = self.limits
+        pairs, named = live_counting(policy)
+        add_pairs, add_named = counting_missing(lim, pairs, named)
+        if add_pairs or add_named:
+            before = lim.counted or frozenset(), lim.named
+            lim.counted = before[0] | add_pairs
+            lim.named = {**before[1], **{k: before[1].get(k, frozenset()) | w for k, w in add_named.items()}}
+            cut = time.time()
+            while time.time() <= cut + 2e-6:  # a settlement after this step has a later time (µs columns too)
+                pass
+            try:
+                seeded = await asyncio.to_thread(self._seed_spend, policy, (add_pairs, add_named, None), cut)
+            except BaseException:
+                lim.count_as(*before)
+                raise
+            committed = lim.committed
+            for bucket, amount in seeded.committed.items():
+                committed[bucket] = committed.get(bucket, 0) + amount
+            log.info(
+                "budgets of %s: spend seeded from the log in %d buckets (settled by the cut %.6f)",
+                policy.version, len(seeded.committed), cut,
+            )  # fmt: skip
+        lim.count_as(pairs, named)
+
+    def _seed_spend(self, policy: Policy, counting: Any, cut: float) -> Limits:
+        """The log's spend settled by ``cut`` in ``counting``'s buckets (blocking: a thread)."""
+        from ..replay.limits_stage import rebuild_from_log
+
+        self.writer.flush()  # every row settled by ``cut`` was handed to the writer by then
+        return rebuild_from_log(policy, self.data_dir, self.keys.history, counting=counting, settled_by=cut)
 
     def _file_gone(self) -> None:
         """The live policy file is missing (deleted, or mid-rename by a tool that does not replace
@@ -340,10 +391,24 @@ def _keep_replaced(live: Path, replaced: Any, version_id: str) -> None:
 
 def rebuild_limits(policy: Policy, data_dir: Path, keys: KeyStore) -> Limits:
     """Spend and rate windows as of now, from the settled costs and recent admissions in the
-    request log (no counter to lose; docs/budgets.md)."""
+    request log (no counter to lose; docs/budgets.md), counted in what ``policy``'s budgets and
+    the virtual keys read (:func:`~llmgw_kernel.decisions.limits.live_counting`)."""
+    from ..decisions.limits import live_counting
     from ..replay.limits_stage import rebuild_from_log
 
-    return rebuild_from_log(policy, data_dir, keys.history)
+    return rebuild_from_log(policy, data_dir, keys.history, counting=(*live_counting(policy), _KeyIds(keys)))
+
+
+class _KeyIds:
+    """The ids of the virtual keys, as the key store holds them now (any may get a budget)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self.store.keys
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:

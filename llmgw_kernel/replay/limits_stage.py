@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Container, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..decisions.cost import MAX_COST_USD, real_cost_sql
@@ -154,39 +155,67 @@ _SPEND_SLOT_S = 900
 
 
 def rebuild_from_log(
-    policy: Policy, data_dir: str | os.PathLike[str], history: KeyHistory | None, now: float | None = None
-) -> Limits:
+    policy: Policy, data_dir: str | os.PathLike[str], history: KeyHistory | None, now: float | None = None,
+    counting: Counting | None = None, settled_by: float | None = None,
+) -> Limits:  # fmt: skip
     """The live state at start-up, from what the log says happened (no admission is re-run):
 
-    - spend: every logged ``cost_usd``, in the windows of its admission (or arrival), for every
-      scope — refused requests cost nothing, and a row without a settled cost adds nothing;
+    - spend: every logged ``cost_usd``, in the windows of its admission (or arrival), for the
+      scopes and windows live admission counts (``counting``: :func:`live_counting`'s pairs and
+      named subjects, and the key ids counted; None: all) — refused requests cost nothing, and
+      a row without a settled cost adds nothing;
     - rate windows: the admissions (``admission = 'ok'``) and settled tokens of the last minute,
       counted in the windows of the limits that apply to them now;
     - nothing in flight: a reservation lives only as long as the process that holds it.
+
+    ``settled_by`` (a reload seeding the pairs it adds: docs/budgets.md) keeps only the spend
+    settled by then — ``settled_ts``, or the row's end for a cost no limit tracked — and no
+    rate window.
     """
     import time
 
     from ..log.reader import open_log
 
     now = time.time() if now is None else now
+    tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
     try:
         con = open_log(data_dir)
     except Exception:
-        return Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC")
+        return _counting(Limits(timezone=tz), counting)
+    where: str | None = None
+    params: tuple[float, ...] = ()
+    if settled_by is not None:
+        where, params = _SETTLED_BY, (settled_by,)
     try:
-        return limits_at(policy, con, history, now)
+        limits = limits_at(policy, con, history, now, where=where, params=params, counting=counting)
+        if settled_by is not None:
+            limits.windows.clear()
+        return limits
     finally:
         con.close()
 
 
+#: the (scope, window) pairs counted for every subject, the named subjects' windows, the key ids
+Counting = tuple[frozenset[tuple[str, str]], Mapping[tuple[str, str], frozenset[str]], Container[str] | None]
+#: a row whose spend was committed by ``?``: settled then (an admitted request), or, for a cost no
+#: limit tracked (committed as the request finished, then logged), the row ended then
+_SETTLED_BY = "coalesce(settled_ts, epoch(coalesce(ts_end, ts))) <= ?"
+
+
+def _counting(limits: Limits, counting: Counting | None) -> Limits:
+    if counting is not None:
+        limits.counted, limits.named, limits.keys = counting
+    return limits
+
+
 def limits_at(
     policy: Policy, con: Any, history: KeyHistory | None, at: float, until: float | None = None,
-    where: str | None = None, params: Any = (),
+    where: str | None = None, params: Any = (), counting: Counting | None = None,
 ) -> Limits:  # fmt: skip
     """The admission state at ``at`` as the log tells it (see :func:`rebuild_from_log`): what
     the live proxy held then, for a restart or for a replay that starts at ``at``. Rows at or
     after ``until`` are left out (a replay's window); ``where``/``params`` select a subset."""
-    limits = Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC")
+    limits = _counting(Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC"), counting)
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
     if "cost_usd" not in present:
         return limits

@@ -26,6 +26,8 @@ budgets:
   timezone: UTC
   limits:
     - {scope: key, name: k1, usd: 0.05, window: month, mode: hard}
+    - {scope: global, usd: 1000, window: month}
+    - {scope: team, usd: 1000, window: day}
 rate_limits:
   - {scope: key, name: k2, rpm: 2}
   - {scope: key, name: k3, tpm: 100}
@@ -59,6 +61,11 @@ def _write(data_dir: Path, rows: list[RequestRecord]) -> None:
     writer.close()
 
 
+#: the key store's ids: a virtual key's spend is counted in every window (it may get a budget);
+#: any other key id (open mode) only where a budget reads it
+VIRTUAL_KEYS = {"k1": None, "k2": None, "k3": None, "k9": None}
+
+
 @pytest.fixture
 def policy(tmp_path: Path):
     path = tmp_path / "policy.yaml"
@@ -90,13 +97,14 @@ def test_rebuilt_spend_is_the_sum_of_settled_costs(tmp_path, policy):
         _row("r4", t0 + 30, "k1", admission=None, cost=0.002),  # no limit applied live
         _row("r5", t0 + 40, "other", cost=0.007, reserved=0.05),
     ])  # fmt: skip
-    limits = rebuild_limits(policy, data, SimpleNamespace(history=None))
+    limits = rebuild_limits(policy, data, SimpleNamespace(history=None, keys=VIRTUAL_KEYS))
 
     spent, held = limits.spend("key", "k1", "month", now)
     assert spent == pytest.approx(_logged_cost(data, "key_id = 'k1'")) == pytest.approx(0.020)
     assert held == 0  # nothing is in flight after a restart
     assert limits.spend("global", None, "month", now)[0] == pytest.approx(_logged_cost(data))
     assert limits.spend("team", "search", "day", now)[0] == pytest.approx(_logged_cost(data))
+    assert limits.spend("team", "search", "month", now)[0] == 0  # no budget reads it: not counted
     # so the key keeps the room the log says it has
     subject = Subject("k1", "search", None, "gpt-4o-mini")
     budgets = applicable_budgets(policy, None, subject)
@@ -114,7 +122,7 @@ def test_rate_windows_hold_the_last_minutes_admissions_and_tokens(tmp_path, poli
         _row("t1", now - 25, "k3", cost=0.05, tokens=60),
         _row("t2", now - 15, "k3", cost=0.05, tokens=45),
     ])  # fmt: skip
-    limits = rebuild_limits(policy, data, SimpleNamespace(history=None))
+    limits = rebuild_limits(policy, data, SimpleNamespace(history=None, keys=VIRTUAL_KEYS))
 
     k2 = Subject("k2", "search", None, "gpt-4o-mini")
     rates = applicable_rates(policy, None, k2)
@@ -139,7 +147,7 @@ def test_a_restart_counts_the_spend_to_the_last_nano_dollar_as_the_live_proxy_di
     start = max(now - 900, window_bounds(now, "month", "UTC")[0].timestamp() + 1)  # all in this month
     rows = [_row(f"r{i:04d}", start + i, "k9", admission=None, cost=0.018) for i in range(800)]
     _write(tmp_path, rows)
-    rebuilt = rebuild_limits(policy, tmp_path, SimpleNamespace(history=None))
+    rebuilt = rebuild_limits(policy, tmp_path, SimpleNamespace(history=None, keys=VIRTUAL_KEYS))
     live = Limits(timezone="UTC")
     for rec in rows:
         live.commit(Subject("k9", "search", None, "gpt-4o-mini"), rec.ts, rec.cost_usd)

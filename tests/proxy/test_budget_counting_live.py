@@ -1,0 +1,137 @@
+"""Live admission counts spend only where a budget reads it (docs/budgets.md, "What spend is
+counted"), and a hot reload that adds a budget seeds its spend from the log exactly once.
+
+Real `llmgw serve` processes in front of the fake upstream, the official openai SDK."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+import openai
+import yaml
+from conftest import policy_for, policy_reloads, until, wait_for_rows
+
+from llmgw_kernel import load_policy
+from llmgw_kernel.decisions.limits import window_bounds
+
+COST = 0.018  # the fake upstream's 11 + 7 tokens at $1,000 per 1M
+PRICED = {"pricing": {"gpt-4o-mini": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}}
+
+
+def _policy(upstream, limits: list[dict] | None) -> dict:
+    doc = policy_for(upstream.base_url, **PRICED)
+    if limits is not None:
+        doc["budgets"] = {"timezone": "UTC", "limits": limits}
+    return doc
+
+
+def _client(gw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="sk-anything", max_retries=0, timeout=30)
+
+
+def _ask(client: openai.OpenAI, team: str, user: str) -> int:
+    try:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], max_tokens=10, user=user,
+            metadata={"team": team},
+        )  # fmt: skip
+        return 200
+    except openai.APIStatusError as exc:
+        return exc.status_code
+
+
+def _metric(gw, name: str, **labels: str) -> float | None:
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in httpx.get(gw.url + "/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(w in line for w in want):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _reload(gw, doc: dict) -> str:
+    before = policy_reloads(gw.url, "ok")
+    gw.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    until("the reload", lambda: policy_reloads(gw.url, "ok") > before)
+    return load_policy(gw.policy_path).version
+
+
+def test_names_no_budget_reads_cost_no_admission_state(make_gateway, upstream):
+    """Regression: spend was counted for every (scope, window) of every subject, budgets or not,
+    so each distinct `user` / `metadata.team` a client sent stayed in memory (6 buckets each)
+    for the rest of the month. Now only the buckets a budget reads: the named team's and global."""
+    gw = make_gateway(_policy(upstream, [
+        {"scope": "global", "usd": 1000, "window": "month"},
+        {"scope": "team", "name": "search", "usd": 1000, "window": "month"},
+    ]))  # fmt: skip
+    client = _client(gw)
+    codes = [_ask(client, "search" if i % 2 else f"team-{i:04d}", f"end-user-{i:04d}") for i in range(40)]
+    assert codes == [200] * 40
+    wait_for_rows(gw, "cost_usd > 0", 40)
+    assert _metric(gw, "llmgw_admission_state_entries", kind="spend_buckets") == 2  # was 40 x 6 + 3 + 3
+    spent = _metric(gw, "llmgw_budget_spent_usd", scope="team", who="search", window="month")
+    assert spent is not None and abs(spent - 20 * COST) < 1e-9
+    assert abs(_metric(gw, "llmgw_budget_spent_usd", scope="global", window="month") - 40 * COST) < 1e-9
+
+
+def test_a_reload_adding_a_team_budget_counts_the_spend_made_before_it(make_gateway, upstream):
+    """The new budget's (team, month) was not counted before the reload: the reload seeds it from
+    the log, so the budget refuses where the month's spend says, not after a fresh start."""
+    gw = make_gateway(_policy(upstream, None))
+    client = _client(gw)
+    assert [_ask(client, "search", "u") for _ in range(5)] == [200] * 5
+    assert [_ask(client, "other", "u") for _ in range(3)] == [200] * 3
+    wait_for_rows(gw, "cost_usd > 0", 8)
+    assert _metric(gw, "llmgw_admission_state_entries", kind="spend_buckets") == 0
+    # $0.090 spent; room for two more requests ($0.108 < 0.117), not a third ($0.126)
+    _reload(gw, _policy(upstream, [{"scope": "team", "name": "search", "usd": 0.117, "window": "month"}]))
+    assert abs(_metric(gw, "llmgw_budget_spent_usd", scope="team", who="search") - 5 * COST) < 1e-9
+    assert [_ask(client, "search", "u") for _ in range(3)] == [200, 200, 429]
+    assert _ask(client, "other", "u") == 200  # another team: no budget
+    rows = wait_for_rows(gw, "admission = 'budget_exceeded'")
+    assert "$0.13 spent" in rows[0]["admission_reason"], rows[0]["admission_reason"]
+
+
+def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, upstream):
+    """The reload's cut-off: every settlement is either in the log's spend settled by the cut or
+    counted live after it, never both, never neither — with requests settling all along."""
+    gw = make_gateway(_policy(upstream, [{"scope": "global", "usd": 1e6, "window": "month"}]))
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load(i: int) -> None:
+        client = _client(gw)
+        while not stop.is_set():
+            codes.append(_ask(client, "search", f"u{i}"))
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        until("traffic before the reload", lambda: len(codes) >= 30)
+        version = _reload(gw, _policy(upstream, [
+            {"scope": "global", "usd": 1e6, "window": "month"},
+            {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
+            {"scope": "user", "usd": 1e6, "window": "month"},
+        ]))  # fmt: skip
+        after = len(codes)
+        until("traffic after the reload", lambda: len(codes) >= after + 30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert set(codes) == {200}
+    rows = wait_for_rows(gw, "cost_usd > 0", len(codes))
+    assert len(rows) == len(codes)
+    cut = float(until("the cut in the log", lambda: re.search(r"seeded from the log.* cut ([0-9.]+)", gw.server_log()))[1])
+    # the race was there: requests the old policy admitted settled after the cut, before the swap
+    late = [r for r in rows if r["policy_version"] != version and r["settled_ts"] > cut]
+    assert late, "no request settled while the reload seeded"
+    start = window_bounds(time.time(), "month", "UTC")[0].timestamp()
+    for labels, who in (({"scope": "team", "who": "search"}, lambda r: True),
+                        ({"scope": "user", "who": "u3"}, lambda r: r["end_user"] == "u3")):  # fmt: skip
+        logged = sum(round(r["cost_usd"] * 1e9) for r in rows if who(r) and r["admitted_ts"] >= start)
+        shown = _metric(gw, "llmgw_budget_spent_usd", window="month", **labels)
+        assert shown is not None and round(shown * 1e9) == logged, (labels, shown, logged / 1e9, len(late))
