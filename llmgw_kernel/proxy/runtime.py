@@ -273,7 +273,8 @@ class Gateway:
         is counted live and has a settle time after ``cut``, every one before it is in the log
         once the writer is flushed (rows are handed to the writer in the settlement's step).
         The log's spend settled by ``cut`` is read off the loop, then added on the loop in one
-        step. Buckets the new policy does not read are dropped."""
+        step (and to Redis, once per data directory and bucket, with shared state). Buckets the
+        new policy does not read are dropped."""
         from ..decisions.limits import counting_missing, live_counting
 
         lim = self.limits
@@ -287,7 +288,11 @@ class Gateway:
             while time.time() <= cut + 2e-6:  # a settlement after this step has a later time (µs columns too)
                 pass
             try:
+                if self.shared is not None:  # a shared settlement hands its row over once Redis answered
+                    await self.shared.limits.settling_done()
                 seeded = await asyncio.to_thread(self._seed_spend, policy, (add_pairs, add_named, None), cut)
+                if self.shared is not None:
+                    await self.shared.limits.seed_added(seeded.committed)
             except BaseException:
                 lim.count_as(*before)
                 raise

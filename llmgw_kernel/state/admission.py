@@ -55,6 +55,27 @@ MAX_PENDING_FLIGHTS = 10_000
 #: after a seeding Redis refused or did not take (full: ``maxmemory`` + ``noeviction``), the next
 #: is tried no sooner than this: each reads the log, which must not happen once per request.
 SEED_RETRY_S = 1.0
+#: settlements under way at a reload's cut are waited for (their rows reach the writer as they end)
+SETTLING_WAIT_S = 30.0
+
+#: KEYS: this Redis's seeded directories, then the budget buckets a reload adds.
+#: ARGV: the field marking a bucket seeded by this directory (``s:<dir>``), the directory, then
+#: per bucket: nano-dollars, expire-at. Adds the log's spend to each bucket this directory has
+#: not seeded yet (once per directory and bucket, whichever replica runs it first); -1 when the
+#: directory is not seeded at all (the next admission's seeding brings everything).
+SEED_ADDED = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then return -1 end
+local added = 0
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  if redis.call('HSETNX', k, ARGV[1], 1) == 1 then
+    redis.call('HINCRBY', k, 'c', ARGV[2 * i - 1])
+    added = added + 1
+  end
+  redis.call('EXPIREAT', k, ARGV[2 * i])
+end
+return added
+"""
 
 
 class _Settlement(NamedTuple):
@@ -90,6 +111,8 @@ class SharedLimits:
         self._seed = client.script(scripts.SEED)
         self._spend = client.script(scripts.SPEND)
         self._restore = client.script(scripts.RESTORE)
+        self._seed_added = client.script(SEED_ADDED)
+        self._settling: set[object] = set()  # settlements under way (tokens)
         #: this process in the shared state: a Redis that does not know it lost its reservations
         self.member = f"proc:{secrets.token_hex(8)}"
         self._held: dict[str, _Held] = {}
@@ -219,14 +242,45 @@ class SharedLimits:
             self.local.settle(rid, at, cost_usd, tokens)
         else:
             self.local.commit(held.subject, held.at, cost_usd)
-        await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0, not held.local)
+        token = object()
+        self._settling.add(token)
+        try:
+            await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0, not held.local)
+        finally:
+            self._settling.discard(token)
 
     async def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend no limit tracked (no budget or rate applied to the request)."""
         if not cost_usd:
             return
         self.local.commit(subject, at, cost_usd)
-        await self._send_settle("", subject, at, at, nano(cost_usd), 0, False)
+        token = object()
+        self._settling.add(token)
+        try:
+            await self._send_settle("", subject, at, at, nano(cost_usd), 0, False)
+        finally:
+            self._settling.discard(token)
+
+    async def settling_done(self) -> None:
+        """Return once the settlements under way now have ended (each hands its row to the log
+        writer as it ends: a reload's cut waits for them before the log is read)."""
+        now = set(self._settling)
+        deadline = time.monotonic() + SETTLING_WAIT_S
+        while now & self._settling and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def seed_added(self, committed: dict[tuple, int]) -> int:
+        """Add the log's spend of the budget buckets a reload starts counting (``committed``:
+        bucket -> nano-dollars settled by the reload's cut) to Redis, once per data directory
+        and bucket; raises :class:`StateUnavailable` when Redis does not take it."""
+        buckets = [b for b, amount in committed.items() if amount]
+        if not buckets:
+            return 0
+        keys = [self._seeded_keys, *(self._bucket_key(b) for b in buckets)]
+        args: list[Any] = [f"s:{self.dir_id}", self.dir_id]
+        for b in buckets:
+            args += [committed[b], self._expire_at(b)]
+        return int(await self.client.eval(self._seed_added, keys, args, "seeding"))
 
     async def _send_settle(
         self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int, reserved: bool

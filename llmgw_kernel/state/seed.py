@@ -47,8 +47,9 @@ def seed_args(
     """The arguments of :data:`~.scripts.SEED` for the spend and rate windows in ``state``."""
     quads: list[Any] = []
     for bucket, amount in state.committed.items():
-        if amount:
-            quads += [bucket_key(bucket), "c", amount, expire_at(bucket)]
+        if amount:  # marked seeded by this directory too: a reload that adds it does not add it again
+            name, expire = bucket_key(bucket), expire_at(bucket)
+            quads += [name, "c", amount, expire, name, f"s:{directory}", 1, expire]
     for (scope, who), window in state.windows.items():
         wkey = key("w", scope, who)
         for sec, requests, tokens in window.buckets:
