@@ -1,11 +1,13 @@
 """The proxy's memory kept per distinct team/user name a client gives (docs/server.md, "Input limits").
 
-Starts `llmgw serve` (open mode, one priced demo route, no budget: spend is tracked per subject
-whatever the budgets), sends N requests each with its own `metadata.team` and `user` of SIZE
-characters (8 threads), and prints the status codes and the server's RSS before and after.
+Starts `llmgw serve` (open mode, one priced demo route; no budget, or with `--budgets` a global
+one and one naming the team `search`: no budget names the names sent), sends N requests each
+with its own `metadata.team` and `user` of SIZE characters (8 threads), and prints the status
+codes, the server's RSS before and after, and the spend buckets its admission holds
+(`llmgw_admission_state_entries{kind="spend_buckets"}`; "n/a" on a tree without that gauge).
 
     .venv/bin/python benchmarks/client_names_memory.py -n 3000 --size 8000
-    .venv/bin/python benchmarks/client_names_memory.py -n 3000 --size 240
+    .venv/bin/python benchmarks/client_names_memory.py -n 3000 --size 240 [--budgets]
 """
 
 from __future__ import annotations
@@ -35,16 +37,30 @@ def rss_mb(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
+def spend_buckets(metrics: str) -> str:
+    for line in metrics.splitlines():
+        if line.startswith('llmgw_admission_state_entries{kind="spend_buckets"}'):
+            return str(int(float(line.rsplit(" ", 1)[1])))
+    return "n/a"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--size", type=int, default=8000, help="characters per name")
+    ap.add_argument("--budgets", action="store_true", help="a global budget and one for the team 'search'")
     args = ap.parse_args()
+    policy = dict(POLICY)
+    if args.budgets:
+        policy["budgets"] = {"limits": [
+            {"scope": "global", "usd": 1e6, "window": "month"},
+            {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
+        ]}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        (Path(tmp) / "live.yaml").write_text(yaml.safe_dump(POLICY))
+        (Path(tmp) / "live.yaml").write_text(yaml.safe_dump(policy))
         proc = subprocess.Popen(
             [sys.executable, "-m", "llmgw_kernel", "serve", "--port", str(port), "--policy", f"{tmp}/live.yaml",
              "--data-dir", f"{tmp}/data", "--no-dashboards"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -74,9 +90,11 @@ def main() -> None:
                     codes = list(ex.map(one, range(args.n)))
                 time.sleep(2)
                 after = rss_mb(proc.pid)
+                buckets = spend_buckets(c.get(f"{url}/metrics").text)
             counts = {k: codes.count(k) for k in sorted(set(codes))}
             print(f"n={args.n} size={args.size} status={counts} rss_mb before={before:.0f} after={after:.0f} "
-                  f"(+{after - before:.0f} MB, {1024 * (after - before) / args.n:.1f} KB per request)")  # fmt: skip
+                  f"(+{after - before:.0f} MB, {1024 * (after - before) / args.n:.1f} KB per request) "
+                  f"spend_buckets={buckets}")  # fmt: skip
         finally:
             proc.terminate()
             proc.wait(30)
