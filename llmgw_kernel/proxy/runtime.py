@@ -291,17 +291,20 @@ class Gateway:
                 if self.shared is not None:  # a shared settlement hands its row over once Redis answered
                     await self.shared.limits.settling_done()
                 seeded = await asyncio.to_thread(self._seed_spend, policy, (add_pairs, add_named, None), cut)
+                # a pair added for every subject covers buckets counted already (a named one, a virtual key's)
+                counted_before = Limits(counted=before[0], named=before[1], keys=lim.keys)
+                added = {b: v for b, v in seeded.committed.items() if not counted_before.counts(b)}
                 if self.shared is not None:
-                    await self.shared.limits.seed_added(seeded.committed)
+                    await self.shared.limits.seed_added(added)
             except BaseException:
                 lim.count_as(*before)
                 raise
             committed = lim.committed
-            for bucket, amount in seeded.committed.items():
+            for bucket, amount in added.items():
                 committed[bucket] = committed.get(bucket, 0) + amount
             log.info(
                 "budgets of %s: spend seeded from the log in %d buckets (settled by the cut %.6f)",
-                policy.version, len(seeded.committed), cut,
+                policy.version, len(added), cut,
             )  # fmt: skip
         lim.count_as(pairs, named)
 

@@ -70,7 +70,8 @@ def test_names_no_budget_reads_cost_no_admission_state(make_gateway, upstream):
     codes = [_ask(client, "search" if i % 2 else f"team-{i:04d}", f"end-user-{i:04d}") for i in range(40)]
     assert codes == [200] * 40
     wait_for_rows(gw, "cost_usd > 0", 40)
-    assert _metric(gw, "llmgw_admission_state_entries", kind="spend_buckets") == 2  # was 189: 21 teams, 40 users, the key and global, 3 windows each
+    # was 189: 21 teams, 40 users, the key and global, 3 windows each
+    assert _metric(gw, "llmgw_admission_state_entries", kind="spend_buckets") == 2
     spent = _metric(gw, "llmgw_budget_spent_usd", scope="team", who="search", window="month")
     assert spent is not None and abs(spent - 20 * COST) < 1e-9
     assert abs(_metric(gw, "llmgw_budget_spent_usd", scope="global", window="month") - 40 * COST) < 1e-9
@@ -92,6 +93,17 @@ def test_a_reload_adding_a_team_budget_counts_the_spend_made_before_it(make_gate
     assert _ask(client, "other", "u") == 200  # another team: no budget
     rows = wait_for_rows(gw, "admission = 'budget_exceeded'")
     assert "$0.13 spent" in rows[0]["admission_reason"], rows[0]["admission_reason"]
+
+    # then a budget for each team: 'other' is seeded from the log, 'search' (counted since the
+    # first reload) is not seeded a second time
+    wait_for_rows(gw, "cost_usd > 0", 11)
+    _reload(gw, _policy(upstream, [
+        {"scope": "team", "name": "search", "usd": 0.117, "window": "month"},
+        {"scope": "team", "usd": 1000, "window": "month"},
+    ]))  # fmt: skip
+    for team, n in (("search", 7), ("other", 4)):
+        shown = _metric(gw, "llmgw_budget_spent_usd", scope="team", who=team, window="month", mode="hard")
+        assert shown is not None and abs(shown - n * COST) < 1e-9, (team, shown)
 
 
 def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, upstream):
@@ -125,7 +137,8 @@ def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, u
     assert set(codes) == {200}
     rows = wait_for_rows(gw, "cost_usd > 0", len(codes))
     assert len(rows) == len(codes)
-    cut = float(until("the cut in the log", lambda: re.search(r"seeded from the log.* cut ([0-9.]+)", gw.server_log()))[1])
+    seeded = until("the cut in the log", lambda: re.search(r"seeded from the log.* cut ([0-9.]+)", gw.server_log()))
+    cut = float(seeded[1])
     # the race was there: requests the old policy admitted settled after the cut, before the swap
     late = [r for r in rows if r["policy_version"] != version and r["settled_ts"] > cut]
     assert late, "no request settled while the reload seeded"
