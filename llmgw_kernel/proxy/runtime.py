@@ -250,9 +250,9 @@ class Gateway:
             return False
         try:
             await self._count_for(policy)
-        except Exception as exc:  # the log could not be read: keep serving the old policy, retry
+        except Exception as exc:  # the log (or Redis) did not answer: keep serving the old policy, retry
             self._stamp = None
-            self.last_reload_error = f"the spend {policy.version}'s budgets read could not be read from the log: {exc}"
+            self.last_reload_error = f"the spend {policy.version}'s budgets read could not be seeded: {exc!r}"
             self.metrics.reloads.labels("invalid").inc()
             log.exception("policy change not applied, still serving %s", self.snapshot.policy.version)
             return False

@@ -14,8 +14,9 @@ import openai
 import yaml
 from conftest import policy_for, policy_reloads, until, wait_for_rows
 
-from llmgw_kernel import load_policy
+from llmgw_kernel import load_policy, replay
 from llmgw_kernel.decisions.limits import window_bounds
+from llmgw_kernel.replay.versions import served_policies
 
 COST = 0.018  # the fake upstream's 11 + 7 tokens at $1,000 per 1M
 PRICED = {"pricing": {"gpt-4o-mini": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}}
@@ -104,6 +105,11 @@ def test_a_reload_adding_a_team_budget_counts_the_spend_made_before_it(make_gate
     for team, n in (("search", 7), ("other", 4)):
         shown = _metric(gw, "llmgw_budget_spent_usd", scope="team", who=team, window="month", mode="hard")
         assert shown is not None and abs(shown - n * COST) < 1e-9, (team, shown)
+
+    # and replay, each row under the version that served it, decides every admission as live did
+    wait_for_rows(gw, "true", 12)
+    result = replay(load_policy(gw.policy_path), gw.data_dir, versions=served_policies(gw.policy_path))
+    assert result.summary["differs_from_log"]["limits"] == 0 and result.compare_to_log() == 0
 
 
 def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, upstream):
