@@ -53,3 +53,53 @@ def test_redis_counts_the_budgets_buckets_and_a_reload_seeds_the_ones_it_adds(
     spent = {k.split("|")[-3]: int(redis_server.client().hget(k, "c")) for k in users}
     assert spent == {"end-user-0": round(5 * COST * 1e9), "end-user-1": round(6 * COST * 1e9),
                      "end-user-2": round(5 * COST * 1e9), "end-user-3": round(5 * COST * 1e9)}  # fmt: skip
+
+
+def test_redis_counts_requests_settling_while_a_reload_seeds_once(
+    make_gateway, upstream, redis_server: RedisServer
+) -> None:  # fmt: skip
+    """As the process's own count (tests/proxy/test_budget_counting_live.py): each settlement in
+    Redis's bucket once, whether it settled before the reload's cut (added from the log) or after
+    (added by its settlement) — with the settlements under way at the cut waited for."""
+    import threading
+    import time
+
+    from llmgw_kernel import open_log
+    from llmgw_kernel.decisions.limits import window_bounds
+
+    gw = make_gateway(_policy(upstream, [{"scope": "global", "usd": 1e6, "window": "month"}]),
+                      env={"TEST_REDIS_URL": redis_server.url})  # fmt: skip
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load(i: int) -> None:
+        client = _client(gw)
+        while not stop.is_set():
+            codes.append(_ask(client, "search", f"u{i}"))
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        until("traffic before the reload", lambda: len(codes) >= 30)
+        gw.policy_path.write_text(yaml.safe_dump(_policy(upstream, [
+            {"scope": "global", "usd": 1e6, "window": "month"},
+            {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
+        ]), sort_keys=False))  # fmt: skip
+        until("the reload", lambda: policy_reloads(gw.url, "ok") >= 1)
+        after = len(codes)
+        until("traffic after the reload", lambda: len(codes) >= after + 30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert set(codes) == {200}
+    wait_for_rows(gw, "cost_usd > 0", len(codes))
+    con = open_log(gw.data_dir)
+    start = window_bounds(time.time(), "month", "UTC")[0].timestamp()
+    (logged,) = con.execute(
+        "SELECT sum(CAST(round(cost_usd * 1e9) AS BIGINT)) FROM requests WHERE admitted_ts >= ?", [start]
+    ).fetchone()
+    con.close()
+    [key] = [k for k in _bucket_keys(redis_server) if k.startswith("{llmgw}:b|team|search|month|")]
+    assert int(redis_server.client().hget(key, "c")) == logged
