@@ -103,3 +103,31 @@ def test_redis_counts_requests_settling_while_a_reload_seeds_once(
     con.close()
     [key] = [k for k in _bucket_keys(redis_server) if k.startswith("{llmgw}:b|team|search|month|")]
     assert int(redis_server.client().hget(key, "c")) == logged
+
+
+def test_a_reload_adding_budgets_redis_refuses_waits_for_it(make_gateway, upstream, redis_server: RedisServer) -> None:
+    """The added buckets' spend must reach Redis: while Redis refuses it (full) the reload is
+    not installed (/health says why) and is retried; once Redis takes writes again (its data
+    kept), the reload goes through with the spend made before it."""
+    import httpx
+
+    before = [{"scope": "global", "usd": 1000, "window": "month"}]
+    gw = make_gateway(_policy(upstream, before), env={"TEST_REDIS_URL": redis_server.url})
+    client = _client(gw)
+    assert [_ask(client, "search", "end-user-1") for _ in range(5)] == [200] * 5
+    wait_for_rows(gw, "cost_usd > 0", 5)
+    old = httpx.get(gw.url + "/health").json()["policy_version"]
+    redis_server.fill()
+    gw.policy_path.write_text(yaml.safe_dump(_policy(upstream, [
+        *before, {"scope": "user", "usd": 0.1, "window": "month"},
+    ]), sort_keys=False))  # fmt: skip
+
+    def refused() -> dict | None:
+        health = httpx.get(gw.url + "/health").json()
+        return health if health.get("policy_reload_error") else None
+
+    health = until("the reload refused", refused)
+    assert "could not be seeded" in health["policy_reload_error"] and health["policy_version"] == old, health
+    redis_server.make_room()
+    until("the reload", lambda: policy_reloads(gw.url, "ok") >= 1, timeout=90)
+    assert [_ask(client, "search", "end-user-1") for _ in range(2)] == [200, 429]  # $0.108 >= $0.100
