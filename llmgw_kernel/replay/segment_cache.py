@@ -257,6 +257,27 @@ def _read(
             out[f.name] = Piece(codes=codes, values=orjson.loads(meta[_CODED_META]), type=typ)
         else:
             out[f.name] = Piece(array=arr)
+    return _plain_apart(path, before, out)
+
+
+def _plain_apart(path: Path, before: tuple[int, int, int, int, int], pieces: dict[str, Piece]) -> dict[str, Piece]:
+    """``pieces`` with their plain columns taken from a second mapping of the same file: a window
+    holds those (views of the file, :func:`_chunked`) while the coded columns' codes are copied
+    out and dropped — with one mapping, the codes' pages read (~40 MB at 1M rows) stayed resident
+    as long as the window. The first mapping's when the file is not the one checked any more."""
+    plain = [n for n, p in pieces.items() if p.array is not None]
+    if not plain or len(plain) == len(pieces):
+        return pieces
+    with pa.memory_map(str(path)) as source:
+        again = pa.ipc.open_file(source).read_all()
+    if _identity(path) != before:  # replaced meanwhile: not the file checked
+        return pieces
+    out = dict(pieces)
+    for name in plain:
+        col = again.column(name)
+        arr, first = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks(), pieces[name].array
+        if first is not None and arr.type == first.type and len(arr) == len(first):
+            out[name] = Piece(array=arr)
     return out
 
 

@@ -33,7 +33,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from .columns import grouped, numbers, strings
 from .costs_columnar import ExpectedCosts, cost_estimates, cost_usd_columns
-from .routing_estimates import _tries, tokens
+from .routing_estimates import _tries, take_rows, tokens
 
 if TYPE_CHECKING:
     from ..keys.store import KeyHistory
@@ -202,7 +202,7 @@ def source_rows(window: Window, sources: pa.Array | pa.ChunkedArray) -> np.ndarr
     if ids.type != whole.type:  # all NULL (a null column), or another string type
         ids = ids.cast(whole.type)
     maybe = _maybe_sources(ids, whole)  # the rows whose id may be a source (None: every row)
-    probed = ids if maybe is None else ids.take(pa.array(maybe))
+    probed = ids if maybe is None else take_rows(ids, maybe)  # ascending: chunk by chunk
     if window.from_log and maybe is not None:  # unique ids: each source's row is the one with it
         k = pc.fill_null(pc.index_in(whole, value_set=probed, skip_nulls=True), -1).to_numpy(zero_copy_only=False)
         return np.where(k >= 0, maybe[np.maximum(k, 0)], -1)  # type: ignore[no-any-return]

@@ -405,7 +405,13 @@ class Window(dict[str, Any]):
         cost a few bodies of memory, not all of them."""
         rows = np.asarray(rows, np.int64)
         if name in self._table.column_names or name not in LENT or self._log is None:
-            got = _whole(self._held(name).take(pa.array(rows)))
+            from .routing_estimates import take_rows
+
+            col = self._held(name)
+            inside = not len(rows) or (int(rows.min()) >= 0 and int(rows.max()) < len(col))
+            # ascending rows: from the chunks that hold them (a window's columns are a chunk or more
+            # per segment; Arrow's take from a chunked column resolves every index's chunk)
+            got = take_rows(col, rows) if inside else _whole(col.take(pa.array(rows)))  # else: Arrow's error
             return got.dictionary_decode() if pa.types.is_dictionary(got.type) else got
         if not len(rows):
             return pa.array([], pa.null())

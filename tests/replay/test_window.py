@@ -439,3 +439,21 @@ def test_release_with_codes_drops_the_codes_too(log_dir: Path) -> None:
     assert window.table.column_names == ["request_id", "ts"]
     again = window.codes("route")  # read again from the log
     assert again is not route_codes and [again[1][c] if c >= 0 else None for c in again[0]] == ref["route"]
+
+
+def test_take_from_a_window_of_chunked_columns_equals_arrows_take() -> None:
+    """``Window.take`` of a held column a chunk (or more) per segment, as a warm window holds it
+    (segment_cache.py): ascending rows are taken from the chunks that hold them — the values of
+    Arrow's own take, for any rows (unordered, repeated, none); a row outside still raises."""
+    from llmgw_kernel.replay.window import Window
+
+    chunks = [pa.array([f"req_{i:04d}" if i % 5 else None for i in range(k, k + 7)]) for k in range(0, 70, 7)]
+    col = pa.chunked_array([*chunks[:3], pa.array([], pa.string()), *chunks[3:]])
+    w = Window(None, pa.table({"request_id": col}), None, ["request_id"], False)
+    for rows in ([], [0], [3, 6, 7, 8, 69], [69, 0, 5], [4, 4, 4, 20], list(range(70))):
+        r = np.asarray(rows, np.int64)
+        got = w.take("request_id", r)
+        assert isinstance(got, pa.Array) and got.equals(col.take(pa.array(r, pa.int64())).combine_chunks()), rows
+    for outside in ([70], [-1], [3, 70]):
+        with pytest.raises(IndexError):
+            w.take("request_id", np.asarray(outside, np.int64))
