@@ -34,7 +34,9 @@ does, whatever ``PYTHONDONTWRITEBYTECODE`` says (set on this machine: every proc
 the modules a replay imports lazily again, inside the call; from 2026-12-06 12:00).
 ``--again``: each child replays a second time in the same process and reports that call too
 (numba's kernel already loaded, the allocator's pages reused — what the next replay in a
-notebook or server costs); peak RSS stays the first call's (``ru_maxrss`` read between the two):
+notebook or server costs); peak RSS stays the first call's (``ru_maxrss`` read between the two).
+``--malloc-hugetlb``: the children run with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc's
+heap and mmapped chunks advised as transparent huge pages: docs/replay.md "Huge pages"):
 
 - ``routing-stage``: load the window and run the routing stage alone (replay + summary);
 - ``routing``: ``replay()`` of a routing-only candidate (the live routes with other weights,
@@ -447,6 +449,8 @@ def _kernel_share() -> Any:
     return Clock
 
 
+#: what ``--malloc-hugetlb`` adds to the children's ``GLIBC_TUNABLES``
+HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
 #: set (by ``--again``) in the child's environment: it replays a second time in the same process
 AGAIN_ENV = "REPLAY_SCALE_AGAIN"
 
@@ -493,6 +497,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--again", action="store_true",
                     help="each child replays twice: also report the second call (numba loaded, the allocator's "
                     "pages reused: a notebook's next replay); peak RSS is still the first call's")  # fmt: skip
+    ap.add_argument("--malloc-hugetlb", action="store_true",
+                    help=f"children run with GLIBC_TUNABLES={HUGETLB_TUNABLE} (malloc's memory on transparent "
+                    "huge pages; alternate runs with and without it for an A/B)")  # fmt: skip
     ap.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -508,6 +515,9 @@ def main(argv: list[str] | None = None) -> None:
     modes = args.replay_cache or list(CACHE_MODES)
     if args.again:
         os.environ[AGAIN_ENV] = "1"
+    if args.malloc_hugetlb:  # read by glibc when a child starts
+        os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), HUGETLB_TUNABLE]))
+    print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}")
     for scenario in args.scenario or SCENARIOS:
         if args.profile:
             print(json.dumps(measure(scenario, data_dir, profile=True, cache=modes[0]), default=str))
