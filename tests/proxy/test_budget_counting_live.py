@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 import openai
@@ -19,6 +21,7 @@ from llmgw_kernel.decisions.limits import window_bounds
 from llmgw_kernel.replay.versions import served_policies
 
 COST = 0.018  # the fake upstream's 11 + 7 tokens at $1,000 per 1M
+T = TypeVar("T")
 PRICED = {"pricing": {"gpt-4o-mini": {"input_per_1m": 1000.0, "output_per_1m": 1000.0}}}
 
 
@@ -42,6 +45,32 @@ def _ask(client: openai.OpenAI, team: str, user: str) -> int:
         return 200
     except openai.APIStatusError as exc:
         return exc.status_code
+
+
+def traffic_around(gw, change: Callable[[], T], clients: int = 6) -> tuple[list[int], T]:
+    """``change()`` (a reload) made while ``clients`` threads send requests without a pause: 30
+    answered before it, 30 more after it; the status codes, and what ``change`` returned."""
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def load(i: int) -> None:
+        client = _client(gw)
+        while not stop.is_set():
+            codes.append(_ask(client, "search", f"u{i}"))
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        until("traffic before the change", lambda: len(codes) >= 30)
+        made = change()
+        after = len(codes)
+        until("traffic after the change", lambda: len(codes) >= after + 30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return codes, made
 
 
 def _metric(gw, name: str, **labels: str) -> float | None:
@@ -116,30 +145,11 @@ def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, u
     """The reload's cut-off: every settlement is either in the log's spend settled by the cut or
     counted live after it, never both, never neither — with requests settling all along."""
     gw = make_gateway(_policy(upstream, [{"scope": "global", "usd": 1e6, "window": "month"}]))
-    stop = threading.Event()
-    codes: list[int] = []
-
-    def load(i: int) -> None:
-        client = _client(gw)
-        while not stop.is_set():
-            codes.append(_ask(client, "search", f"u{i}"))
-
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    try:
-        until("traffic before the reload", lambda: len(codes) >= 30)
-        version = _reload(gw, _policy(upstream, [
-            {"scope": "global", "usd": 1e6, "window": "month"},
-            {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
-            {"scope": "user", "usd": 1e6, "window": "month"},
-        ]))  # fmt: skip
-        after = len(codes)
-        until("traffic after the reload", lambda: len(codes) >= after + 30)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+    codes, version = traffic_around(gw, lambda: _reload(gw, _policy(upstream, [
+        {"scope": "global", "usd": 1e6, "window": "month"},
+        {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
+        {"scope": "user", "usd": 1e6, "window": "month"},
+    ])))  # fmt: skip
     assert set(codes) == {200}
     rows = wait_for_rows(gw, "cost_usd > 0", len(codes))
     assert len(rows) == len(codes)

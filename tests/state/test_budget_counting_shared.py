@@ -14,7 +14,7 @@ from conftest import policy_for, policy_reloads, until, wait_for_rows
 from redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
-from test_budget_counting_live import COST, PRICED, _ask, _client  # noqa: E402
+from test_budget_counting_live import COST, PRICED, _ask, _client, traffic_around  # noqa: E402
 
 
 def _policy(upstream, limits: list[dict]) -> dict:
@@ -61,7 +61,6 @@ def test_redis_counts_requests_settling_while_a_reload_seeds_once(
     """As the process's own count (tests/proxy/test_budget_counting_live.py): each settlement in
     Redis's bucket once, whether it settled before the reload's cut (added from the log) or after
     (added by its settlement) — with the settlements under way at the cut waited for."""
-    import threading
     import time
 
     from llmgw_kernel import open_log
@@ -69,30 +68,15 @@ def test_redis_counts_requests_settling_while_a_reload_seeds_once(
 
     gw = make_gateway(_policy(upstream, [{"scope": "global", "usd": 1e6, "window": "month"}]),
                       env={"TEST_REDIS_URL": redis_server.url})  # fmt: skip
-    stop = threading.Event()
-    codes: list[int] = []
 
-    def load(i: int) -> None:
-        client = _client(gw)
-        while not stop.is_set():
-            codes.append(_ask(client, "search", f"u{i}"))
-
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    try:
-        until("traffic before the reload", lambda: len(codes) >= 30)
+    def reload() -> None:
         gw.policy_path.write_text(yaml.safe_dump(_policy(upstream, [
             {"scope": "global", "usd": 1e6, "window": "month"},
             {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
         ]), sort_keys=False))  # fmt: skip
         until("the reload", lambda: policy_reloads(gw.url, "ok") >= 1)
-        after = len(codes)
-        until("traffic after the reload", lambda: len(codes) >= after + 30)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(30)
+
+    codes, _ = traffic_around(gw, reload)
     assert set(codes) == {200}
     wait_for_rows(gw, "cost_usd > 0", len(codes))
     con = open_log(gw.data_dir)
