@@ -72,6 +72,7 @@ def neighbour_lists(
     m = len(stored)
     counts = np.zeros(m + 1, np.int64)
     found: list[tuple[int, np.ndarray, np.ndarray]] = []
+    product = one_thread_product()
     for members, span in zip(groups, ttl, strict=True):
         asking = members[queries[members]]
         if len(members) < 2 or not len(asking):
@@ -89,7 +90,7 @@ def neighbour_lists(
         for k, (i, lo, hi) in enumerate(zip(asking.tolist(), los, his, strict=True)):
             if hi <= lo:
                 continue
-            sims = vecs[lo:hi] @ q_all[k]  # as the live store scores: one product over the rows
+            sims = product(vecs[lo:hi], q_all[k])  # as the live store scores: vecs @ q, bit for bit
             keep = np.flatnonzero((sims >= floor) & (at[lo:hi] + span > at_i[k]))
             if len(keep):
                 order = keep[np.argsort(-sims[keep], kind="stable")]
@@ -102,6 +103,84 @@ def neighbour_lists(
         a, b = int(ptr[i]), int(ptr[i + 1])
         j_all[a:b], sim_all[a:b] = js, sims
     return Neighbours(ptr, j_all, sim_all, np.ones(len(j_all), np.bool_))
+
+
+def one_thread_product() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``vecs @ q`` (a C-contiguous float32 matrix times a vector) with the bits numpy's OpenBLAS
+    gives, without its threads. OpenBLAS multiplies a matrix of ``n`` rows on one thread below
+    ``dim * n < 460,800`` (1,200 rows of 384 dimensions); above, it splits the rows into one
+    chunk per thread (``gemv_thread.c``: each ``ceil(rows left / threads left)``, at least 4)
+    and multiplies each chunk as one call would — so the same chunks multiplied one after the
+    other give the same bits, without the threads' CPU (they wait for each other by spinning:
+    ~5x the CPU of one thread on the 2-core machine, docs/benchmarks.md). A chunk that would
+    itself be threaded is not split: the product is then numpy's own. The rule is checked once
+    per dimension against numpy's product on random matrices around it; if it fails (another
+    OpenBLAS), every product is numpy's own."""
+    threads = _blas_threads()
+    threads = threads if threads <= _MAX_THREADS else 1  # many threads: numpy's own (the check's matrices grow)
+    checked: dict[int, int] = {}  # dim -> rows from which OpenBLAS threads (0: not emulated)
+
+    def product(vecs: np.ndarray, q: np.ndarray) -> np.ndarray:
+        n, dim = vecs.shape
+        if threads <= 1 or n < _THREADED_FROM // max(dim, 1):
+            return vecs @ q  # type: ignore[no-any-return]
+        start = checked.get(dim)
+        if start is None:
+            start = checked[dim] = _threaded_from(dim, threads)
+        if not start or n < start or n >= start * threads:
+            return vecs @ q  # type: ignore[no-any-return]
+        out = np.empty(n, np.float32)
+        for a, b in _chunks(n, threads):
+            out[a:b] = vecs[a:b] @ q
+        return out
+
+    return product
+
+
+_MAX_THREADS = 8
+_THREADED_FROM = 460_800  # OpenBLAS threads sgemv from dim * rows >= 115,200 * GEMM_MULTITHREAD_THRESHOLD (4)
+
+
+def _blas_threads() -> int:
+    """How many threads numpy's OpenBLAS runs (1 when it cannot be asked)."""
+    import ctypes
+    import glob
+    import os
+
+    here = os.path.dirname(np.__file__)
+    for path in sorted(glob.glob(os.path.join(here, "..", "numpy.libs", "libscipy_openblas*.so*"))):
+        get = getattr(ctypes.CDLL(path), "scipy_openblas_get_num_threads64_", None)
+        if get is not None:
+            return int(get())
+    return 1
+
+
+def _chunks(n: int, threads: int) -> list[tuple[int, int]]:
+    """OpenBLAS's split of ``n`` rows among ``threads`` (``gemv_thread.c``)."""
+    out, a, left = [], 0, threads
+    while a < n:
+        w = min(max(-(-(n - a) // left), 4), n - a)
+        out.append((a, a + w))
+        a, left = a + w, max(left - 1, 1)
+    return out
+
+
+def _threaded_from(dim: int, threads: int) -> int:
+    """The rows from which chunked products stand in for numpy's threaded one at ``dim``, or 0
+    when the chunks do not give numpy's bits on random unit vectors (sizes around and above the
+    threshold, each chunk below it)."""
+    start = -(-_THREADED_FROM // dim)
+    rng = np.random.default_rng(dim)
+    sizes = sorted({start - 1, start, start + 1, start + 3, *rng.integers(start, start * threads, 24).tolist()})
+    v = rng.standard_normal((start * threads, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    for n in sizes:
+        q = v[int(rng.integers(0, len(v)))] + np.float32(0.1) * v[int(rng.integers(0, len(v)))]
+        want = v[:n] @ q
+        got = np.concatenate([v[a:b] @ q for a, b in _chunks(n, threads)]) if n >= start else v[:n] @ q
+        if not np.array_equal(want.view(np.int32), got.view(np.int32)):
+            return 0
+    return start
 
 
 def _compiled_lists(
