@@ -110,12 +110,12 @@ def one_thread_product() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     gives, without its threads. OpenBLAS multiplies a matrix of ``n`` rows on one thread below
     ``dim * n < 460,800`` (1,200 rows of 384 dimensions); above, it splits the rows into one
     chunk per thread (``gemv_thread.c``: each ``ceil(rows left / threads left)``, at least 4)
-    and multiplies each chunk as one call would — so the same chunks multiplied one after the
-    other give the same bits, without the threads' CPU (they wait for each other by spinning:
-    ~5x the CPU of one thread on the 2-core machine, docs/benchmarks.md). A chunk that would
-    itself be threaded is not split: the product is then numpy's own. The rule is checked once
-    per dimension against numpy's product on random matrices around it; if it fails (another
-    OpenBLAS), every product is numpy's own."""
+    and multiplies each chunk on one thread — so the same chunks multiplied one after the other
+    (a chunk above the threshold in the kernel's own blocks, :func:`_one_thread`) give the same
+    bits, without the threads' CPU (they wait for each other by spinning: 5-20x the CPU of one
+    thread on the shared 2-core machine, docs/benchmarks.md). The rule is checked once per
+    dimension against numpy's product on random matrices (:func:`_threaded_from`); if it fails
+    (another OpenBLAS), every product is numpy's own."""
     threads = _blas_threads()
     threads = threads if threads <= _MAX_THREADS else 1  # many threads: numpy's own (the check's matrices grow)
     checked: dict[int, int] = {}  # dim -> rows from which OpenBLAS threads (0: not emulated)
@@ -127,14 +127,34 @@ def one_thread_product() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         start = checked.get(dim)
         if start is None:
             start = checked[dim] = _threaded_from(dim, threads)
-        if not start or n < start or n >= start * threads:
+        if not start or n < start:
             return vecs @ q  # type: ignore[no-any-return]
         out = np.empty(n, np.float32)
         for a, b in _chunks(n, threads):
-            out[a:b] = vecs[a:b] @ q
+            _one_thread(vecs, q, a, b, start, out)
         return out
 
     return product
+
+
+def _one_thread(vecs: np.ndarray, q: np.ndarray, a: int, b: int, start: int, out: np.ndarray) -> None:
+    """``out[a:b]``: what one OpenBLAS thread computes for rows ``[a, b)`` of ``vecs @ q``. Below
+    the threshold, one call; above (a call would be threaded), the kernel's own blocks: rows four
+    at a time (each block's sums do not depend on the others: calls of a multiple of four rows
+    below the threshold), then the last 1-3 rows as the kernel takes them: two by its two-row
+    path, one by its one-row path — a call of those 2-3 rows does the same; a last single row
+    is the last of a call of three (numpy computes a one-row matrix by a dot product instead)."""
+    if b - a < start:
+        out[a:b] = vecs[a:b] @ q
+        return
+    body, step = a + (b - a) // 4 * 4, (start - 1) // 4 * 4
+    for s in range(a, body, step):
+        e = min(s + step, body)
+        out[s:e] = vecs[s:e] @ q
+    if b - body >= 2:
+        out[body:b] = vecs[body:b] @ q
+    elif b > body:
+        out[body] = (vecs[b - 3 : b] @ q)[2]  # the last of three: the one-row path (two take a two-row one)
 
 
 _MAX_THREADS = 8
@@ -167,17 +187,21 @@ def _chunks(n: int, threads: int) -> list[tuple[int, int]]:
 
 def _threaded_from(dim: int, threads: int) -> int:
     """The rows from which chunked products stand in for numpy's threaded one at ``dim``, or 0
-    when the chunks do not give numpy's bits on random unit vectors (sizes around and above the
-    threshold, each chunk below it)."""
+    when the chunks do not give numpy's bits on random unit vectors (sizes around the threshold,
+    around twice it, and up to three times it per thread: every remainder of four)."""
     start = -(-_THREADED_FROM // dim)
     rng = np.random.default_rng(dim)
-    sizes = sorted({start - 1, start, start + 1, start + 3, *rng.integers(start, start * threads, 24).tolist()})
-    v = rng.standard_normal((start * threads, dim)).astype(np.float32)
+    top = 3 * start * threads
+    sizes = sorted({start - 1, start, start + 1, start + 3, *range(2 * start - 4, 2 * start + 5),
+                    *rng.integers(start, top, 40).tolist()})  # fmt: skip
+    v = rng.standard_normal((top, dim)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     for n in sizes:
         q = v[int(rng.integers(0, len(v)))] + np.float32(0.1) * v[int(rng.integers(0, len(v)))]
         want = v[:n] @ q
-        got = np.concatenate([v[a:b] @ q for a, b in _chunks(n, threads)]) if n >= start else v[:n] @ q
+        got = np.empty(n, np.float32)
+        for a, b in _chunks(n, threads) if n >= start else [(0, n)]:
+            _one_thread(v[:n], q, a, b, start, got)
         if not np.array_equal(want.view(np.int32), got.view(np.int32)):
             return 0
     return start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmgw_kernel.replay.cache_sweep_inputs import _blas_threads, _chunks, one_thread_product
+from llmgw_kernel.replay.cache_sweep_inputs import _blas_threads, _chunks, _threaded_from, one_thread_product
 
 
 def test_chunks_split_as_openblas_does() -> None:
@@ -18,10 +18,10 @@ def test_products_bit_equal_to_numpys_around_the_threshold() -> None:
     sweep's 384 dimensions and at a small one: the bits of numpy's own (threaded) product."""
     rng = np.random.default_rng(7)
     product = one_thread_product()
-    for dim, sizes in ((384, [1, 5, 1199, 1200, 1201, 1500, 2399, 2400, 3001]), (8, [57_600, 60_001])):
+    for dim, sizes in ((384, [1, 5, 1199, 1200, 1201, 1500, 2399, 2400, 2401, 2402, 2403, 3001, 5003, 7202]), (8, [57_600, 60_001])):
         v = rng.standard_normal((max(sizes) + 7, dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        sizes += rng.integers(1200, 2400, 20).tolist() if dim == 384 else []
+        sizes += rng.integers(1200, 7200, 30).tolist() if dim == 384 else []
         for n in sizes:
             lo = int(rng.integers(0, 7))
             q = v[int(rng.integers(0, len(v)))] + np.float32(0.05) * v[int(rng.integers(0, len(v)))]
@@ -29,5 +29,9 @@ def test_products_bit_equal_to_numpys_around_the_threshold() -> None:
             assert got.dtype == np.float32 and np.array_equal(want.view(np.int32), got.view(np.int32)), (dim, n)
 
 
-def test_threads_known() -> None:
-    assert _blas_threads() >= 1
+def test_threads_known_and_the_rule_holds_here() -> None:
+    """With threads, the rule is checked and used (not the fallback to numpy's own product)."""
+    threads = _blas_threads()
+    assert threads >= 1
+    if threads > 1:
+        assert _threaded_from(384, threads) == 1200
