@@ -112,7 +112,7 @@ def one_thread_product() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     chunk per thread (``gemv_thread.c``: each ``ceil(rows left / threads left)``, at least 4)
     and multiplies each chunk on one thread — so the same chunks multiplied one after the other
     (a chunk above the threshold in the kernel's own blocks, :func:`_one_thread`) give the same
-    bits, without the threads' CPU (they wait for each other by spinning: 5-20x the CPU of one
+    bits, without the threads' CPU (they wait for each other by spinning: ~5x the CPU of one
     thread on the shared 2-core machine, docs/benchmarks.md). The rule is checked once per
     dimension against numpy's product on random matrices (:func:`_threaded_from`); if it fails
     (another OpenBLAS), every product is numpy's own."""
