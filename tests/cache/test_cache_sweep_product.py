@@ -18,7 +18,10 @@ def test_products_bit_equal_to_numpys_around_the_threshold() -> None:
     sweep's 384 dimensions and at a small one: the bits of numpy's own (threaded) product."""
     rng = np.random.default_rng(7)
     product = one_thread_product()
-    for dim, sizes in ((384, [1, 5, 1199, 1200, 1201, 1500, 2399, 2400, 2401, 2402, 2403, 3001, 5003, 7202]), (8, [57_600, 60_001])):
+    for dim, sizes in (
+        (384, [1, 5, 1199, 1200, 1201, 1500, 2399, 2400, 2401, 2402, 2403, 3001, 5003, 7202]),
+        (8, [57_600, 60_001]),
+    ):
         v = rng.standard_normal((max(sizes) + 7, dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         sizes += rng.integers(1200, 7200, 30).tolist() if dim == 384 else []
