@@ -32,9 +32,13 @@ def test_products_bit_equal_to_numpys_around_the_threshold() -> None:
             assert got.dtype == np.float32 and np.array_equal(want.view(np.int32), got.view(np.int32)), (dim, n)
 
 
-def test_threads_known_and_the_rule_holds_here() -> None:
-    """With threads, the rule is checked and used (not the fallback to numpy's own product)."""
+def test_threads_known_and_the_rule_established_or_refused() -> None:
+    """With threads, the check either establishes the rule from OpenBLAS's threshold (1,200 rows
+    of 384 dimensions: on the machine it was measured on, an x86-64 AMD EPYC with numpy's
+    scipy-openblas) or refuses it (0: numpy's own product) — never another size. Which one holds
+    depends on the CPU's sgemv kernel, so it is not asserted here: another machine may fall back
+    (slower, the same bits); benchmarks/replay_semantic_scale.py measures the speed."""
     threads = _blas_threads()
     assert threads >= 1
     if threads > 1:
-        assert _threaded_from(384, threads) == 1200
+        assert _threaded_from(384, threads) in (0, 1200)
