@@ -25,7 +25,7 @@ import pytest
 from replay_logs import three_segment_log
 
 from llmgw_kernel import replay
-from llmgw_kernel.replay import segment_cache
+from llmgw_kernel.replay import segment_cache, window_codes
 from llmgw_kernel.replay import window as window_mod
 
 
@@ -216,8 +216,10 @@ def test_codes_in_window_order_number_values_as_dictionary_encode_does(seed: int
         hi = min(n, lo + int(rng.integers(2, 4)))
         idx[lo:hi] = idx[lo:hi][rng.permutation(hi - lo)]  # runs may touch: still permutations of themselves
     moved = np.flatnonzero(idx != np.arange(n, dtype=np.uint64))
-    runs = segment_cache._runs(idx, moved)  # None when a run is not a permutation of itself (a fixed row inside)
-    col, coded = segment_cache._coded_column(_pieces(scan, int(rng.integers(0, n + 1))), idx, moved, runs)
+    runs = window_codes.moved_runs(
+        idx, moved, segment_cache.TIED_RUNS_MAX
+    )  # None when a run is not a permutation of itself (a fixed row inside)
+    col, coded = window_codes.coded_column(_pieces(scan, int(rng.integers(0, n + 1))), idx, moved, runs)
     want = pa.array([scan[int(i)] for i in idx], pa.string()).dictionary_encode()
     assert coded is not None
     codes, values = coded
@@ -231,18 +233,18 @@ def test_a_run_holding_a_first_appearance_renumbers() -> None:
     idx = np.arange(len(scan), dtype=np.uint64)
     idx[2:4] = [3, 2]  # window order: a a c b a ...
     moved = np.flatnonzero(idx != np.arange(len(scan), dtype=np.uint64))
-    runs = segment_cache._runs(idx, moved)
-    _, coded = segment_cache._coded_column(_pieces(scan, 5), idx, moved, runs)
+    runs = window_codes.moved_runs(idx, moved, segment_cache.TIED_RUNS_MAX)
+    _, coded = window_codes.coded_column(_pieces(scan, 5), idx, moved, runs)
     assert coded is not None and coded[1] == ["a", "c", "b"] and coded[0][:5].tolist() == [0, 0, 1, 2, 0]
 
 
 def test_a_run_without_a_first_appearance_keeps_the_segments_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(segment_cache, "_first_appearance", None)  # not needed: not called
+    monkeypatch.setattr(window_codes, "_first_appearance", None)  # not needed: not called
     scan = ["a", "b", "a", "b", "c", *["a"] * 40]
     idx = np.arange(len(scan), dtype=np.uint64)
     idx[2:4] = [3, 2]  # window order: a b b a c ...
     moved = np.flatnonzero(idx != np.arange(len(scan), dtype=np.uint64))
-    runs = segment_cache._runs(idx, moved)
+    runs = window_codes.moved_runs(idx, moved, segment_cache.TIED_RUNS_MAX)
     assert runs is not None and runs[0].tolist() == [2] and runs[1].tolist() == [4]
-    _, coded = segment_cache._coded_column(_pieces(scan, 3), idx, moved, runs)
+    _, coded = window_codes.coded_column(_pieces(scan, 3), idx, moved, runs)
     assert coded is not None and coded[1] == ["a", "b", "c"] and coded[0][:5].tolist() == [0, 1, 1, 0, 2]
