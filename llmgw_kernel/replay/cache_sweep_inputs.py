@@ -22,6 +22,8 @@ threshold, made from the compiled replay fold's own inputs (:mod:`.fold_inputs`,
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -118,15 +120,12 @@ def one_thread_product() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     (another OpenBLAS), every product is numpy's own."""
     threads = _blas_threads()
     threads = threads if threads <= _MAX_THREADS else 1  # many threads: numpy's own (the check's matrices grow)
-    checked: dict[int, int] = {}  # dim -> rows from which OpenBLAS threads (0: not emulated)
 
     def product(vecs: np.ndarray, q: np.ndarray) -> np.ndarray:
         n, dim = vecs.shape
         if threads <= 1 or n < _THREADED_FROM // max(dim, 1):
             return vecs @ q  # type: ignore[no-any-return]
-        start = checked.get(dim)
-        if start is None:
-            start = checked[dim] = _threaded_from(dim, threads)
+        start = _threaded_from(dim, threads)  # checked once per process
         if not start or n < start:
             return vecs @ q  # type: ignore[no-any-return]
         out = np.empty(n, np.float32)
@@ -162,16 +161,14 @@ _THREADED_FROM = 460_800  # OpenBLAS threads sgemv from dim * rows >= 115,200 * 
 
 
 def _blas_threads() -> int:
-    """How many threads numpy's OpenBLAS runs (1 when it cannot be asked)."""
-    import ctypes
-    import glob
-    import os
+    """How many threads numpy's own OpenBLAS (the one in its wheel's ``numpy.libs``) runs, as
+    threadpoolctl reads it; 1 when numpy has none."""
+    from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
 
-    here = os.path.dirname(np.__file__)
-    for path in sorted(glob.glob(os.path.join(here, "..", "numpy.libs", "libscipy_openblas*.so*"))):
-        get = getattr(ctypes.CDLL(path), "scipy_openblas_get_num_threads64_", None)
-        if get is not None:
-            return int(get())
+    libs = os.path.realpath(os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs"))
+    for lib in threadpool_info():
+        if lib.get("internal_api") == "openblas" and os.path.realpath(lib["filepath"]).startswith(libs):
+            return int(lib["num_threads"])
     return 1
 
 
@@ -185,6 +182,7 @@ def _chunks(n: int, threads: int) -> list[tuple[int, int]]:
     return out
 
 
+@functools.cache
 def _threaded_from(dim: int, threads: int) -> int:
     """The rows from which chunked products stand in for numpy's threaded one at ``dim``, or 0
     when the chunks do not give numpy's bits on random unit vectors (sizes around the threshold,
