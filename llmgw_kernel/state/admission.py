@@ -58,25 +58,6 @@ SEED_RETRY_S = 1.0
 #: settlements under way at a reload's cut are waited for (their rows reach the writer as they end)
 SETTLING_WAIT_S = 30.0
 
-#: KEYS: this Redis's seeded directories, then the budget buckets a reload adds.
-#: ARGV: the field marking a bucket seeded by this directory (``s:<dir>``), the directory, then
-#: per bucket: nano-dollars, expire-at. Adds the log's spend to each bucket this directory has
-#: not seeded yet (once per directory and bucket, whichever replica runs it first); -1 when the
-#: directory is not seeded at all (the next admission's seeding brings everything).
-SEED_ADDED = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then return -1 end
-local added = 0
-for i = 2, #KEYS do
-  local k = KEYS[i]
-  if redis.call('HSETNX', k, ARGV[1], 1) == 1 then
-    redis.call('HINCRBY', k, 'c', ARGV[2 * i - 1])
-    added = added + 1
-  end
-  redis.call('EXPIREAT', k, ARGV[2 * i])
-end
-return added
-"""
-
 
 class _Settlement(NamedTuple):
     """A settlement Redis missed that gives back the reservation ``rid`` (a flight Redis holds)."""
@@ -111,7 +92,7 @@ class SharedLimits:
         self._seed = client.script(scripts.SEED)
         self._spend = client.script(scripts.SPEND)
         self._restore = client.script(scripts.RESTORE)
-        self._seed_added = client.script(SEED_ADDED)
+        self._seed_added = client.script(scripts.SEED_ADDED)
         self._settling: set[object] = set()  # settlements under way (tokens)
         #: this process in the shared state: a Redis that does not know it lost its reservations
         self.member = f"proc:{secrets.token_hex(8)}"
@@ -242,24 +223,14 @@ class SharedLimits:
             self.local.settle(rid, at, cost_usd, tokens)
         else:
             self.local.commit(held.subject, held.at, cost_usd)
-        token = object()
-        self._settling.add(token)
-        try:
-            await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0, not held.local)
-        finally:
-            self._settling.discard(token)
+        await self._send_settle(rid, held.subject, held.at, at, nano(cost_usd or 0), tokens or 0, not held.local)
 
     async def commit(self, subject: Subject, at: float, cost_usd: float | None) -> None:
         """Count spend no limit tracked (no budget or rate applied to the request)."""
         if not cost_usd:
             return
         self.local.commit(subject, at, cost_usd)
-        token = object()
-        self._settling.add(token)
-        try:
-            await self._send_settle("", subject, at, at, nano(cost_usd), 0, False)
-        finally:
-            self._settling.discard(token)
+        await self._send_settle("", subject, at, at, nano(cost_usd), 0, False)
 
     async def settling_done(self) -> None:
         """Return once the settlements under way now have ended (each hands its row to the log
@@ -291,7 +262,13 @@ class SharedLimits:
         one admitted locally while Redis was down holds none, unless the admission's script ran
         but its answer was lost; that one waits for its lease)."""
         s = _Settlement(rid, subject, admitted, at, cost, tokens)
-        if not self.client.up or not await self._settle_in_redis(rid, at, cost, tokens, self._cost_buckets(s)):
+        token = object()  # under way until Redis answered (or it is queued): :meth:`settling_done`
+        self._settling.add(token)
+        try:
+            sent = self.client.up and await self._settle_in_redis(rid, at, cost, tokens, self._cost_buckets(s))
+        finally:
+            self._settling.discard(token)
+        if not sent:
             self._queue(s if reserved else s._replace(rid=""))
         elif (self._pending or self._pending_spend) and self._sender is None:
             # Redis takes settlements again without having been down (it refused some with an

@@ -153,6 +153,25 @@ redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
 
+#: KEYS: this Redis's seeded directories, then the budget buckets a reload adds.
+#: ARGV: the field marking a bucket seeded by this directory (``s:<dir>``), the directory, then
+#: per bucket: nano-dollars, expire-at. Adds the log's spend to each bucket this directory has
+#: not seeded yet (once per directory and bucket, whichever replica runs it first); -1 when the
+#: directory is not seeded at all (the next admission's seeding brings everything).
+SEED_ADDED = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then return -1 end
+local added = 0
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  if redis.call('HSETNX', k, ARGV[1], 1) == 1 then
+    redis.call('HINCRBY', k, 'c', ARGV[2 * i - 1])
+    added = added + 1
+  end
+  redis.call('EXPIREAT', k, ARGV[2 * i])
+end
+return added
+"""
+
 #: KEYS: flights, the flight, nb budget buckets, nr rate windows.
 #: ARGV: worst nano-dollars, worst tokens, lease end, nb, nr, an expire-at per budget bucket.
 #: Puts back a reservation of this process that a Redis which lost its data no longer holds.
