@@ -230,8 +230,11 @@ class Journal:
 
     @property
     def stuck(self) -> bool:
-        """The last rotation could not create its file (retry it even without new records)."""
-        return self._open_error is not None
+        """A write failed or the last rotation could not create its file: the writer rotates at
+        every flush, records or not, until a new file's layout frame is written. Waiting for the
+        next record instead left ``last_error`` (``/health`` 503) standing after the disk had room
+        again, for as long as no request came."""
+        return self.last_error is not None
 
     def append(self, frame: bytes) -> None:
         # the row still reaches the segment; only crash safety is lost
@@ -255,7 +258,7 @@ class Journal:
     def rotate(self, seq: int) -> Path:
         """Continue in a new file (its records go to segments ``seq`` and later) and return the
         finished one's path. Never raises: when the new file cannot be created (a read-only or
-        full directory) the records go on into the current file's descriptor, ``last_error`` says
+        full directory) or its layout frame cannot be written (a full disk) the records go on into the current file's descriptor, ``last_error`` says
         why (``/health`` 503) until a rotation succeeds, and the current path is returned as
         finished — deleted once its rows are in segments, so crash safety is lost meanwhile, not
         the rows (a raise here lost the flush's rows, already taken from the writer's buffer)."""
@@ -271,6 +274,10 @@ class Journal:
             self.errors += 1
             return old
         self._open_error = None
+        if self._write_error is not None:  # its layout frame did not fit: the disk is still full
+            os.close(fd)  # go on in the current file, not one more empty file per flush
+            path.unlink(missing_ok=True)
+            return old
         os.close(self._fd)
         self.path, self._fd = path, fd
         return old

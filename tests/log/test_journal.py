@@ -174,6 +174,33 @@ def test_a_journal_write_failure_is_reported_until_the_journal_works_again(tmp_p
     assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (2,)
 
 
+def test_a_journal_still_full_at_its_last_flush_is_healthy_again_at_the_next_one_without_a_request(tmp_path):
+    """The disk still full when the last rows' flush started the next journal file (its layout frame
+    did not fit), then room again and no request after: ``last_error`` (``/health`` 503 "journal:
+    No space left on device") stood for as long as no request came, though every row was in a
+    segment (tests/outside/test_outside_s6_full_disk_backlog.py saw it through a real server). A
+    flush retries the journal, records or not, until a new file's layout frame is written; while
+    the disk refuses, no empty file is left per flush."""
+    import os
+
+    w = LogWriter(tmp_path, flush_ms=60000)
+    jdir = w._journal.directory
+    w.append(record(1))
+    # the file the flush rotates to is on a full device: every write to it fails with ENOSPC
+    os.symlink("/dev/full", jdir / wal.journal_name(w._seq, w._journal._n + 1))
+    w.flush()
+    assert w.buffered == 0 and not w.healthy and "No space left on device" in w.last_error
+    # the refused file is not kept, and the one it goes on in was deleted with its rows in a segment
+    assert list(jdir.iterdir()) == []
+    w.flush()  # no new record: room again, the journal's next file is written
+    assert w.healthy, w.last_error
+    assert list(jdir.iterdir()) == [w._journal.path]
+    assert wal.decode(w._journal.path.read_bytes()) == ([], 0) and w._journal.path.stat().st_size > 0
+    w.append(record(2))
+    w.close()
+    assert open_log(tmp_path).execute("SELECT count(*) FROM requests").fetchone() == (2,)
+
+
 def _v1_frame(rec: RequestRecord) -> bytes:
     """A frame as the release before layout frames wrote it: its 55 plain fields, by position."""
     import struct
