@@ -258,10 +258,11 @@ class Journal:
     def rotate(self, seq: int) -> Path:
         """Continue in a new file (its records go to segments ``seq`` and later) and return the
         finished one's path. Never raises: when the new file cannot be created (a read-only or
-        full directory) or its layout frame cannot be written (a full disk) the records go on into the current file's descriptor, ``last_error`` says
-        why (``/health`` 503) until a rotation succeeds, and the current path is returned as
-        finished — deleted once its rows are in segments, so crash safety is lost meanwhile, not
-        the rows (a raise here lost the flush's rows, already taken from the writer's buffer)."""
+        full directory) or its layout frame cannot be written (a full disk) the records go on
+        into the current file's descriptor, ``last_error`` says why (``/health`` 503) until a
+        rotation succeeds, and the current path is returned as finished — deleted once its rows
+        are in segments, so crash safety is lost meanwhile, not the rows (a raise here lost the
+        flush's rows, already taken from the writer's buffer)."""
         self._n += 1
         old = self.path
         path = self.directory / journal_name(seq, self._n)
