@@ -347,6 +347,9 @@ class Limits:
     _swept_day: float = float("-inf")
     _idle_queue: list[tuple] = field(default_factory=list)  # rate windows left to look at
     _stale_queue: list[tuple] = field(default_factory=list)  # budget buckets left to look at
+    #: while a reload that changes the time zone is seeded (:meth:`start_zone`): the new zone's
+    #: buckets, counting every commit from the reload's cut on (this state still counts in its own)
+    next_zone: Limits | None = None
 
     def bounds(self, at: float, window: str) -> tuple[float, datetime]:
         """(start as epoch seconds, end) of ``window`` around ``at`` in this state's time zone,
@@ -433,6 +436,17 @@ class Limits:
         committed = self.committed
         for bucket in self.spend_buckets(subject, at):
             committed[bucket] = committed.get(bucket, 0) + amount
+        if self.next_zone is not None:
+            self.next_zone.commit_nano(subject, at, amount)
+
+    def commit_buckets(self, subject: Subject, at: float) -> list[tuple]:
+        """The buckets a commit at ``at`` counts in: :meth:`spend_buckets`, and while a time-zone
+        change is seeded, the new zone's too (each once: a window may start at the same instant
+        in both zones)."""
+        out = self.spend_buckets(subject, at)
+        if self.next_zone is not None:
+            out = list(dict.fromkeys(out + self.next_zone.spend_buckets(subject, at)))
+        return out
 
     def spend_buckets(self, subject: Subject, at: float) -> list[tuple]:
         """The budget buckets ``(scope, who, window, start)`` spent at ``at`` by ``subject``
@@ -458,10 +472,7 @@ class Limits:
 
     def counts(self, bucket: tuple) -> bool:
         """Whether spend is counted in ``bucket`` ``(scope, who, window, start)``."""
-        scope, who, w = bucket[0], bucket[1], bucket[2]
-        if self.counted is None or (scope, w) in self.counted or w in self.named.get((scope, who), ()):
-            return True
-        return scope == "key" and self.keys is not None and who in self.keys
+        return counted_in(self.counted, self.named, self.keys, bucket)
 
     def count_as(self, counted: frozenset[tuple[str, str]], named: Mapping[tuple[str, str], frozenset[str]]) -> None:
         """Count spend in these pairs from now on, and forget the buckets no longer counted (a
@@ -469,6 +480,35 @@ class Limits:
         self.counted, self.named = counted, named
         self.committed = {b: v for b, v in self.committed.items() if self.counts(b)}
         self._stale_queue = []
+
+    def start_zone(self, timezone: str, counted: frozenset[tuple[str, str]],
+                   named: Mapping[tuple[str, str], frozenset[str]]) -> None:  # fmt: skip
+        """Count every commit from now on in ``timezone``'s buckets too (as ``counted``, ``named``
+        and this state's keys say), besides this state's own, until :meth:`switch_zone`."""
+        self.next_zone = Limits(timezone=timezone, counted=counted, named=named, keys=self.keys)
+
+    def switch_zone(self, seeded: Mapping[tuple, int], at: float) -> None:
+        """Count in the zone :meth:`start_zone` began: committed spend becomes ``seeded`` (the
+        new zone's spend up to the moment it began) plus what it counted since, in the windows
+        current at ``at`` (the old zone's buckets are dropped); the reservations of the requests
+        in flight move to the new zone's windows of their admission."""
+        nxt, self.next_zone = self.next_zone, None
+        assert nxt is not None, "switch_zone without start_zone"
+        self.timezone = nxt.timezone
+        committed: dict[tuple, int] = {}
+        for source in (seeded, nxt.committed):
+            for bucket, amount in source.items():
+                if bucket[3] == self.bounds(at, bucket[2])[0]:
+                    committed[bucket] = committed.get(bucket, 0) + amount
+        self.committed = committed
+        reserved: dict[tuple, int] = {}
+        for flight in self.flights.values():
+            flight.buckets = [(s, who, w, self.bounds(flight.at, w)[0]) for s, who, w, _ in flight.buckets]
+            for bucket in flight.buckets:
+                reserved[bucket] = reserved.get(bucket, 0) + flight.usd
+        self.reserved = reserved
+        self._stale_queue = []
+        self._swept_day = float("-inf")
 
     def _sweep_some(self, at: float) -> None:
         """Drop idle rate windows and budget buckets of past windows, a few per admission: every
@@ -515,6 +555,23 @@ class Limits:
         start, _ = self.bounds(at, window)
         bucket = (scope, who, window, start)
         return self.committed.get(bucket, 0) / NANO, self.reserved.get(bucket, 0) / NANO
+
+
+def counted_in(
+    counted: frozenset[tuple[str, str]] | None, named: Mapping[tuple[str, str], frozenset[str]],
+    keys: Container[str] | None, bucket: tuple,
+) -> bool:  # fmt: skip
+    """Whether spend is counted in ``bucket`` ``(scope, who, window, start)`` by a state counting
+    ``counted``, ``named`` and ``keys`` (:class:`Limits`' fields of those names)."""
+    scope, who, w = bucket[0], bucket[1], bucket[2]
+    if counted is None or (scope, w) in counted or w in named.get((scope, who), ()):
+        return True
+    return scope == "key" and keys is not None and who in keys
+
+
+def budget_timezone(policy: Policy) -> str:
+    """The time zone ``policy``'s budget windows are counted in (UTC when it has no budgets)."""
+    return policy.budgets.timezone if policy.budgets is not None else "UTC"
 
 
 def live_counting(policy: Policy) -> tuple[frozenset[tuple[str, str]], dict[tuple[str, str], frozenset[str]]]:

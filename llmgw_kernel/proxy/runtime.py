@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 log = logging.getLogger("llmgw.runtime")
+_Select = Callable[[tuple, float], bool]  # (budget bucket, the reload's cut) -> selected
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +195,6 @@ class Gateway:
     def _install(self, policy: Policy) -> None:
         assert self._session is not None
         self.snapshot = build_snapshot(policy, AdapterContext(self._session, self.secrets.credential))
-        if policy.budgets is not None and policy.budgets.timezone != self.limits.timezone:
-            self.limits.timezone = policy.budgets.timezone
         self.writer.set_flush_ms(policy.log.flush_ms)
         self.metrics.set_policy(policy.version, str(self.policy_path), policy.routes)
         self.breakers.sync(policy)
@@ -248,6 +248,7 @@ class Gateway:
         self.last_reload_error = None
         if policy.version == self.snapshot.policy.version:
             return False
+        loaded = await asyncio.to_thread(_read_version, self.policy_path)
         try:
             await self._count_for(policy)
         except Exception as exc:  # the log (or Redis) did not answer: keep serving the old policy, retry
@@ -256,8 +257,9 @@ class Gateway:
             self.metrics.reloads.labels("invalid").inc()
             log.exception("policy change not applied, still serving %s", self.snapshot.policy.version)
             return False
+        # in the step _count_for ended in: no admission between the new counting and the policy reading it
         old = self.snapshot.policy.version
-        replaced, self._served_files = self._served_files, await asyncio.to_thread(_read_version, self.policy_path)
+        replaced, self._served_files = self._served_files, loaded
         self._install(policy)
         self.metrics.reloads.labels("ok").inc()
         log.info("policy reloaded: %s -> %s", old, policy.version)
@@ -265,48 +267,83 @@ class Gateway:
         return True
 
     async def _count_for(self, policy: Policy) -> None:
-        """Make the live admission count the spend ``policy``'s budgets read, and only that.
+        """Make the live admission count the spend ``policy``'s budgets read, and only that, in
+        its time zone; the caller installs ``policy`` in the same step as this returns.
 
-        What it adds is seeded from the log, exactly once (docs/budgets.md, "Hot reload"): on
-        the event loop, in one step, the added buckets start counting (the old policy keeps
-        serving meanwhile) and the cut-off ``cut`` is taken; every settlement after that step
-        is counted live and has a settle time after ``cut``, every one before it is in the log
-        once the writer is flushed (rows are handed to the writer in the settlement's step).
-        The log's spend settled by ``cut`` is read off the loop, then added on the loop in one
-        step (and to Redis, once per data directory and bucket, with shared state). Buckets the
-        new policy does not read are dropped."""
-        from ..decisions.limits import counting_missing, live_counting
+        What it adds is seeded from the log, exactly once (docs/budgets.md, "Hot reload"), at a
+        cut (:meth:`_seed_at_cut`): the added buckets start counting at the cut, the log's spend
+        settled by it is added. A new time zone adds every bucket: the new zone's count every
+        commit from the cut on (beside the old zone's, which the old policy keeps reading until
+        the switch), then replace them with the log's spend by the cut added. Buckets the new
+        policy does not read are dropped."""
+        from ..decisions.limits import budget_timezone, counted_in, counting_missing, live_counting
 
         lim = self.limits
         pairs, named = live_counting(policy)
-        add_pairs, add_named = counting_missing(lim, pairs, named)
-        if add_pairs or add_named:
-            before = lim.counted or frozenset(), lim.named
-            lim.counted = before[0] | add_pairs
-            lim.named = {**before[1], **{k: before[1].get(k, frozenset()) | w for k, w in add_named.items()}}
-            cut = time.time()
-            while time.time() <= cut + 2e-6:  # a settlement after this step has a later time (µs columns too)
-                pass
-            try:
-                if self.shared is not None:  # a shared settlement hands its row over once Redis answered
-                    await self.shared.limits.settling_done()
-                seeded = await asyncio.to_thread(self._seed_spend, policy, (add_pairs, add_named, None), cut)
-                # a pair added for every subject covers buckets counted already (a named one, a virtual key's)
-                counted_before = Limits(counted=before[0], named=before[1], keys=lim.keys)
-                added = {b: v for b, v in seeded.committed.items() if not counted_before.counts(b)}
-                if self.shared is not None:
-                    await self.shared.limits.seed_added(added)
+        zone = budget_timezone(policy)
+        if zone != lim.timezone:
+            old = lim.counted, lim.named, lim.keys
+            lim.start_zone(zone, pairs, named)
+            try:  # a bucket starting at the same instant in both zones holds in Redis all it should already
+                seeded = await self._seed_at_cut(
+                    policy, (pairs, named, lim.keys), lambda b, cut: b[3] == self._window_start(zone, cut, b[2]),
+                    lambda b, cut: not (b[3] == lim.bounds(cut, b[2])[0] and counted_in(*old, b)),
+                )  # fmt: skip
             except BaseException:
-                lim.count_as(*before)
+                lim.next_zone = None
                 raise
-            committed = lim.committed
-            for bucket, amount in added.items():
-                committed[bucket] = committed.get(bucket, 0) + amount
-            log.info(
-                "budgets of %s: spend seeded from the log in %d buckets (settled by the cut %.6f)",
-                policy.version, len(added), cut,
-            )  # fmt: skip
+            lim.switch_zone(seeded, time.time())
+        else:
+            add_pairs, add_named = counting_missing(lim, pairs, named)
+            if add_pairs or add_named:
+                before = lim.counted or frozenset(), lim.named
+                lim.counted = before[0] | add_pairs
+                lim.named = {**before[1], **{k: before[1].get(k, frozenset()) | w for k, w in add_named.items()}}
+
+                def new(b: tuple, cut: float) -> bool:
+                    # a pair added for every subject covers buckets counted already (a named one, a virtual key's)
+                    return not counted_in(*before, lim.keys, b)
+
+                try:
+                    added = await self._seed_at_cut(policy, (add_pairs, add_named, None), new, new)
+                except BaseException:
+                    lim.count_as(*before)
+                    raise
+                committed = lim.committed
+                for bucket, amount in added.items():
+                    committed[bucket] = committed.get(bucket, 0) + amount
         lim.count_as(pairs, named)
+
+    async def _seed_at_cut(self, policy: Policy, counting: Any, keep: _Select, to_shared: _Select) -> dict[tuple, int]:
+        """The log's spend, in ``counting``'s buckets ``keep(bucket, cut)`` selects, settled by a
+        cut taken now (the caller started counting them live in this step); with shared state,
+        those ``to_shared(bucket, cut)`` selects are added to Redis once per data directory.
+
+        On the event loop, in this step, the cut ``cut`` is taken: every settlement after it is
+        counted live and has a settle time after ``cut``, every one before it is in the log once
+        the writer is flushed (rows are handed to the writer in the settlement's step; with shared
+        state, once Redis answered: those under way are waited for). The log is read off the loop."""
+        cut = time.time()
+        while time.time() <= cut + 2e-6:  # a settlement after this step has a later time (µs columns too)
+            pass
+        if self.shared is not None:  # a shared settlement hands its row over once Redis answered
+            await self.shared.limits.settling_done()
+        seeded = await asyncio.to_thread(self._seed_spend, policy, counting, cut)
+        added = {b: v for b, v in seeded.committed.items() if keep(b, cut)}
+        if self.shared is not None:
+            await self.shared.limits.seed_added({b: v for b, v in added.items() if to_shared(b, cut)})
+        n = len(added)
+        log.info(
+            "budgets of %s: spend seeded from the log in %d bucket%s (settled by the cut %.6f)",
+            policy.version, n, "" if n == 1 else "s", cut,
+        )  # fmt: skip
+        return added
+
+    @staticmethod
+    def _window_start(timezone: str, at: float, window: str) -> float:
+        from ..decisions.limits import window_bounds
+
+        return window_bounds(at, window, timezone)[0].timestamp()
 
     def _seed_spend(self, policy: Policy, counting: Any, cut: float) -> Limits:
         """The log's spend settled by ``cut`` in ``counting``'s buckets (blocking: a thread)."""

@@ -33,6 +33,7 @@ from ..decisions.limits import (
     Limits,
     Subject,
     applicable_rates,
+    budget_timezone,
     rate_buckets_of,
     utc,
     window_bounds,
@@ -145,7 +146,7 @@ def _window_epoch(window: Columns) -> Any:
 
 def warmup_since(policy: Policy, since: float) -> float:
     """Where the log must be folded from for the state at ``since`` to be complete."""
-    tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
+    tz = budget_timezone(policy)
     return min(window_bounds(since, w, tz)[0].timestamp() for w in ("week", "month"))
 
 
@@ -177,11 +178,10 @@ def rebuild_from_log(
     from ..log.reader import open_log
 
     now = time.time() if now is None else now
-    tz = policy.budgets.timezone if policy.budgets is not None else "UTC"
     try:
         con = open_log(data_dir)
     except Exception:
-        return _counting(Limits(timezone=tz), counting)
+        return _counting(Limits(timezone=budget_timezone(policy)), counting)
     where: str | None = None
     params: tuple[float, ...] = ()
     if settled_by is not None:
@@ -215,7 +215,7 @@ def limits_at(
     """The admission state at ``at`` as the log tells it (see :func:`rebuild_from_log`): what
     the live proxy held then, for a restart or for a replay that starts at ``at``. Rows at or
     after ``until`` are left out (a replay's window); ``where``/``params`` select a subset."""
-    limits = _counting(Limits(timezone=policy.budgets.timezone if policy.budgets is not None else "UTC"), counting)
+    limits = _counting(Limits(timezone=budget_timezone(policy)), counting)
     present = {r[0] for r in con.execute("DESCRIBE requests").fetchall()}
     if "cost_usd" not in present:
         return limits

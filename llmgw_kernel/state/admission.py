@@ -98,7 +98,7 @@ class SharedLimits:
         self.member = f"proc:{secrets.token_hex(8)}"
         self._held: dict[str, _Held] = {}
         self._names: dict[tuple, str] = {}  # budget bucket -> its key name (bounded: _NAMES)
-        self._expiry: dict[tuple, int] = {}  # (window, start) -> expire-at
+        self._expiry: dict[tuple, int] = {}  # (window, start, time zones) -> expire-at
         self._pending: list[_Settlement] = []  # settlements Redis missed (at most MAX_PENDING_FLIGHTS)
         self._pending_spend: dict[tuple, int] = {}  # budget bucket -> nano-dollars Redis missed (the rest)
         self._sending = 0  # of those, taken out to be sent now that Redis answers again
@@ -131,11 +131,17 @@ class SharedLimits:
         return name
 
     def _expire_at(self, bucket: tuple) -> int:
-        """A day after the end of the bucket's window (the same for every bucket of one window)."""
-        at = self._expiry.get((bucket[2], bucket[3]))
+        """A day after the end of the bucket's window (the same for every bucket of one window).
+        While a reload changing the time zone is seeded, a bucket may be either zone's: the later
+        of the two ends."""
+        nxt = self.local.next_zone
+        zones = (self.local.timezone,) if nxt is None else (self.local.timezone, nxt.timezone)
+        at = self._expiry.get((bucket[2], bucket[3], zones))
         if at is None:
-            _, end = window_bounds(bucket[3] + 1, bucket[2], self.local.timezone)
-            at = self._expiry[(bucket[2], bucket[3])] = int(end.timestamp()) + _DAY
+            if len(self._expiry) > _NAMES:
+                self._expiry.clear()
+            end = max(window_bounds(bucket[3] + 1, bucket[2], tz)[1].timestamp() for tz in zones)
+            at = self._expiry[(bucket[2], bucket[3], zones)] = int(end) + _DAY
         return at
 
     # -- admission ------------------------------------------------------------------------
@@ -277,7 +283,7 @@ class SharedLimits:
             self._sender = asyncio.get_running_loop().create_task(self._send_pending())
 
     def _cost_buckets(self, s: _Settlement) -> list[tuple]:
-        return self.local.spend_buckets(s.subject, s.admitted) if s.cost else []
+        return self.local.commit_buckets(s.subject, s.admitted) if s.cost else []
 
     async def _settle_in_redis(self, rid: str, at: float, cost: int, tokens: int, buckets: list[tuple]) -> bool:
         """Run SETTLE; False when Redis did not take it."""
