@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from conftest import policy_for, wait_for_rows
 from redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
-from test_budget_counting_live import PRICED, _ask, _client, traffic_around  # noqa: E402
+from test_budget_counting_live import COST, PRICED, _ask, _client, traffic_around  # noqa: E402
 from test_budget_timezone_reload_live import logged_nano, reload_to, two_zones  # noqa: E402
 
+from llmgw_kernel import load_policy  # noqa: E402
 from llmgw_kernel.decisions.limits import window_bounds  # noqa: E402
 
 #: another name for each zone two_zones() may pick, with the same rules now (same window starts)
@@ -79,3 +81,44 @@ def test_redis_counts_requests_settling_across_a_time_zone_change_once(make_gate
     wait_for_rows(gw, "cost_usd > 0", len(codes))
     logged = logged_nano(gw.data_dir, new, "day")
     assert _committed(redis_server, "team", "search", "day", new) == logged > 0
+
+
+def test_two_workers_on_one_data_directory_seed_the_new_zone_once(upstream, redis_server, tmp_path):
+    """`serve --workers 2`: each worker reloads (each with its cut), the first adds the log's spend
+    of the new zone's buckets to Redis, the other finds them marked for this data directory and
+    adds nothing: once per directory and bucket, not twice."""
+    import httpx
+    import openai
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "cli"))
+    from test_workers import Serve
+
+    old, new = two_zones()
+    limits = [{"scope": "team", "usd": 0.1, "window": "day"}]
+    serve = Serve(tmp_path, _policy(upstream, old, limits), "--workers", "2", "--no-dashboards",
+                  env={"TEST_REDIS_URL": redis_server.url}).wait_ready()  # fmt: skip
+    try:  # a connection per request: the kernel spreads them over the workers
+        client = openai.OpenAI(base_url=serve.url + "/v1", api_key="sk-anything", max_retries=0, timeout=30,
+                               default_headers={"connection": "close"})  # fmt: skip
+        codes: list[int] = []
+        deadline = time.monotonic() + 60
+        while 429 not in codes:  # until the team's $0.10 is spent (a worker not yet on Redis: 503, again)
+            assert time.monotonic() < deadline, codes
+            codes.append(_ask(client, "search", "u"))
+        assert codes.count(200) == 6, codes
+        wait_for_rows(serve, "cost_usd > 0", 6)
+
+        serve.policy_path.write_text(yaml.safe_dump(_policy(upstream, new, limits), sort_keys=False))
+        version = load_policy(serve.policy_path).version
+        streak, deadline = 0, time.monotonic() + 60
+        while streak < 12:  # both workers answer under the new policy
+            assert time.monotonic() < deadline, "the workers did not all reload"
+            health = httpx.get(serve.url + "/health", headers={"connection": "close"}, timeout=5).json()
+            streak = streak + 1 if health["policy_version"] == version else 0
+            time.sleep(0.05)
+        assert _committed(redis_server, "team", "search", "day", new) == logged_nano(serve.data_dir, new, "day")
+        assert _committed(redis_server, "team", "search", "day", new) == round(6 * COST * 1e9)  # not 12
+        assert {_ask(client, "search", "u") for _ in range(4)} == {429}
+        assert serve.output().count("spend seeded from the log in 1 bucket ") == 2, serve.output()  # both seeded
+    finally:
+        assert serve.stop() == 0, serve.output()[-3000:]
