@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .durable import write_atomic
 from .proxy.asgi import Receive, Scope, Send
 
 log = logging.getLogger("llmgw.workers")
@@ -92,9 +93,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value).encode(), durable=False)  # the group's own, while it runs
 
 
 def _pid_alive(pid: int) -> bool:

@@ -196,6 +196,20 @@ def health_or_none(url: str) -> httpx.Response | None:
         return None
 
 
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``: ``4m``) mounted at ``mount`` while the block runs
+    (a small disk to fill; needs root: the test is skipped where it cannot mount)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 def serve_demo(tmp_path: Path, data: Path, policy: dict | None = None) -> tuple[subprocess.Popen, str]:
     """A real ``llmgw serve`` of ``policy`` (default: the demo route) on ``data``, on a free port,
     without dashboards, its output in ``tmp_path/serve.log``; (process, base URL), not yet ready."""

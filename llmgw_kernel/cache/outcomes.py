@@ -40,6 +40,7 @@ from typing import IO, Any
 import orjson
 
 from ..datadir import REPLICAS_DIR
+from ..durable import install
 from .bound import Bound, Folded, Outcome, Totals
 
 log = logging.getLogger("llmgw.cache")
@@ -291,19 +292,6 @@ def fold_into(path: Path, keep: int, out_path: Path, end: int | None = None) -> 
             out.write(orjson.dumps({"folded": _folded_json(through, route, model, b.totals())}) + b"\n")
         out.writelines(tail)
     return len(tail)
-
-
-def install(tmp: Path, path: Path) -> None:
-    """Make the written file ``tmp`` the journal: fsync it, rename it over ``path``, fsync the
-    directory (killed at any point, the journal is the old file or the new one, whole)."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _folded_json(through: float, route: str, model: str, t: Totals) -> dict[str, Any]:

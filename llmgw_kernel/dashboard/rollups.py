@@ -49,7 +49,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 import zlib
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..durable import write_atomic
 from ..log.schema import LIST_SCALARS_SQL
 from ..log.segments import ANCHOR_NAME, _sql_path, derived_dir, listing, log_dir, visible
 from .filters import COLUMNS, Filters
@@ -346,11 +346,7 @@ class Rollups:
         data = sink.getvalue().to_pybytes()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.root)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.root / f"{ident}.{zlib.crc32(data):08x}.arrow")
+            write_atomic(self.root / f"{ident}.{zlib.crc32(data):08x}.arrow", data, mode=0o644, durable=False)
         except OSError as exc:
             log.info("dashboard cache %s not written (%s): the overview scans", self.root, exc)
             return False

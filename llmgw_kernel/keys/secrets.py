@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from ..durable import write_atomic
+
 MASTER_KEY_ENV = "LLMGW_MASTER_KEY"
 FILE = "secrets.json"
 
@@ -73,22 +75,6 @@ def new_master_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class Secrets:
@@ -150,7 +136,7 @@ class Secrets:
             }  # fmt: skip
             doc = {"version": 1, "encrypted": True, "pepper": self._fernet.encrypt(self.pepper).decode(),
                    "credentials": creds}  # fmt: skip
-        write_atomic(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        write_atomic(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), mode=0o600)
 
     # -- provider credentials ------------------------------------------------------------------
 
@@ -159,16 +145,29 @@ class Secrets:
             raise SecretsError(f"set {MASTER_KEY_ENV} to store provider credentials (they are kept encrypted)")
         meta = {"provider": provider, "created_at": time.time(), "last4": api_key[-4:], "api_key": api_key}
         with locked(self.directory):
-            self._credentials[name] = meta
-            self._save_locked()
+            self._save_with(name, meta)
         return self.describe(name)
 
     def delete_credential(self, name: str) -> bool:
         with locked(self.directory):
-            if self._credentials.pop(name, None) is None:
+            if name not in self._credentials:
                 return False
-            self._save_locked()
+            self._save_with(name, None)
         return True
+
+    def _save_with(self, name: str, meta: dict[str, Any] | None) -> None:
+        """Store (``meta``) or delete (None) credential ``name`` on disk, then in memory: a write
+        that fails (a full disk) raises and changes neither."""
+        before = self._credentials.copy()
+        if meta is None:
+            del self._credentials[name]
+        else:
+            self._credentials[name] = meta
+        try:
+            self._save_locked()
+        except BaseException:
+            self._credentials = before
+            raise
 
     def credential(self, name: str) -> str | None:
         meta = self._credentials.get(name)

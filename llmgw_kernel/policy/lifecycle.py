@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from ..durable import write_atomic
 from . import versions
 from .load import PolicyError, canonical_policy, load_policy
 from .model import Policy
@@ -67,7 +68,7 @@ def ensure_live_policy(path: Path) -> bool:
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    versions.atomic_write(path, bundled_default_text().encode("utf-8"))
+    write_atomic(path, bundled_default_text().encode("utf-8"))
     return True
 
 

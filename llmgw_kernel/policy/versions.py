@@ -20,7 +20,6 @@ forecast of any version that was ever promoted can be found by its id.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..durable import write_atomic
 from .extras import load_servable
 from .functions import rule_module_files
 from .load import PolicyError, load_policy, parse_policy_text
@@ -117,10 +117,10 @@ def install(version: Version, live: Path) -> list[str]:
         if target.is_file() and target.read_bytes() == content:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, content)
+        write_atomic(target, content)
         written.append(rel)
     live.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(live, version.text)
+    write_atomic(live, version.text)
     return written
 
 
@@ -175,7 +175,7 @@ def write_forecast(live: Path, version_id: str, record: dict[str, Any]) -> Path:
     folder = history_dir(live) / FORECASTS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{_stamp()}-{version_id}.json"
-    atomic_write(path, json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str).encode("utf-8"))
     return path
 
 
@@ -240,12 +240,3 @@ def version_or_none(path: Path) -> str | None:
 def _stamp() -> str:
     t = time.time()
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + f"{int(t * 1e6) % 1_000_000:06d}Z"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

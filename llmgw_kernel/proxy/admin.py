@@ -89,6 +89,10 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         else:
             log.info("admin %s %s -> %d %s", scope["method"], scope["path"], err.status, err.code)
         await send_error(send, err)
+    except OSError as exc:  # the data directory refused the write (a full disk): nothing was changed
+        log.error("admin %s %s -> 503 storage_unavailable: %s", scope["method"], scope["path"], exc)
+        message = f"The gateway could not write its data directory ({exc.strerror or exc}); nothing was changed"
+        await send_error(send, GatewayError(503, message, "server_error", code="storage_unavailable"))
     except Exception:
         log.exception("admin %s %s failed", scope["method"], scope["path"])
         await send_error(send, GatewayError(500, "Internal gateway error", "server_error", code="internal_error"))

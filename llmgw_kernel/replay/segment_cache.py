@@ -63,6 +63,7 @@ import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
+from ..durable import write_atomic
 from ..log.reader import data_dir_of
 from ..log.segments import (
     ANCHOR_NAME,
@@ -344,15 +345,7 @@ def _remember(root: Path, sound: set[tuple[Any, ...]]) -> None:
             held = memo[entry] = {"id": now, "crc": {}}
         if held["id"] == identity:
             held["crc"][column] = crc
-    fd, tmp = tempfile.mkstemp(prefix=f".{VERIFIED}.", dir=root)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(memo))
-        os.replace(tmp, root / VERIFIED)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(root / VERIFIED, orjson.dumps(memo), mode=0o644, durable=False)
 
 
 class SegmentCache:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import health_or_none, logged_counts, serve_demo, sigterm_and_wait, until
+from conftest import health_or_none, logged_counts, serve_demo, sigterm_and_wait, tmpfs, until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -37,15 +37,8 @@ ROWS = 400  # each ~ 2 x 40 KB of JSON: ~ 34 MB of backlog, more than the disk
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode()}")
-    try:
+    with tmpfs(tmp_path / "disk", f"{DISK_MB}m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_backlog_larger_than_the_space_freed_is_written_in_pieces(tmp_path: Path, small_disk: Path) -> None:
