@@ -250,7 +250,7 @@ class Gateway:
             return False
         loaded = await asyncio.to_thread(_read_version, self.policy_path)
         try:
-            await self._count_for(policy)
+            switched = await self._count_for(policy)
         except Exception as exc:  # the log (or Redis) did not answer: keep serving the old policy, retry
             self._stamp = None
             self.last_reload_error = f"the spend {policy.version}'s budgets read could not be seeded: {exc!r}"
@@ -263,12 +263,15 @@ class Gateway:
         self._install(policy)
         self.metrics.reloads.labels("ok").inc()
         log.info("policy reloaded: %s -> %s", old, policy.version)
+        if switched and self.shared is not None:  # this process's reservations, to the new zone's windows
+            await self.shared.limits.move_reservations()
         await asyncio.to_thread(_keep_replaced, self.policy_path, replaced, old)
         return True
 
-    async def _count_for(self, policy: Policy) -> None:
+    async def _count_for(self, policy: Policy) -> bool:
         """Make the live admission count the spend ``policy``'s budgets read, and only that, in
-        its time zone; the caller installs ``policy`` in the same step as this returns.
+        its time zone; the caller installs ``policy`` in the same step as this returns. True when
+        the time zone changed.
 
         What it adds is seeded from the log, exactly once (docs/budgets.md, "Hot reload"), at a
         cut (:meth:`_seed_at_cut`): the added buckets start counting at the cut, the log's spend
@@ -293,26 +296,28 @@ class Gateway:
                 lim.next_zone = None
                 raise
             lim.switch_zone(seeded, time.time())
-        else:
-            add_pairs, add_named = counting_missing(lim, pairs, named)
-            if add_pairs or add_named:
-                before = lim.counted or frozenset(), lim.named
-                lim.counted = before[0] | add_pairs
-                lim.named = {**before[1], **{k: before[1].get(k, frozenset()) | w for k, w in add_named.items()}}
+            lim.count_as(pairs, named)
+            return True
+        add_pairs, add_named = counting_missing(lim, pairs, named)
+        if add_pairs or add_named:
+            before = lim.counted or frozenset(), lim.named
+            lim.counted = before[0] | add_pairs
+            lim.named = {**before[1], **{k: before[1].get(k, frozenset()) | w for k, w in add_named.items()}}
 
-                def new(b: tuple, cut: float) -> bool:
-                    # a pair added for every subject covers buckets counted already (a named one, a virtual key's)
-                    return not counted_in(*before, lim.keys, b)
+            def new(b: tuple, cut: float) -> bool:
+                # a pair added for every subject covers buckets counted already (a named one, a virtual key's)
+                return not counted_in(*before, lim.keys, b)
 
-                try:
-                    added = await self._seed_at_cut(policy, (add_pairs, add_named, None), new, new)
-                except BaseException:
-                    lim.count_as(*before)
-                    raise
-                committed = lim.committed
-                for bucket, amount in added.items():
-                    committed[bucket] = committed.get(bucket, 0) + amount
+            try:
+                added = await self._seed_at_cut(policy, (add_pairs, add_named, None), new, new)
+            except BaseException:
+                lim.count_as(*before)
+                raise
+            committed = lim.committed
+            for bucket, amount in added.items():
+                committed[bucket] = committed.get(bucket, 0) + amount
         lim.count_as(pairs, named)
+        return False
 
     async def _seed_at_cut(self, policy: Policy, counting: Any, keep: _Select, to_shared: _Select) -> dict[tuple, int]:
         """The log's spend, in ``counting``'s buckets ``keep(bucket, cut)`` selects, settled by a

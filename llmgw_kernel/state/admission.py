@@ -75,6 +75,7 @@ class _Held(NamedTuple):
     at: float  # admitted at: spend counts in this moment's windows
     local: bool  # admitted against the local counters (Redis was unavailable)
     admitted: tuple[list[str], list[Any]] | None = None  # ADMIT's keys and arguments (to restore the reservation)
+    buckets: tuple[tuple, ...] = ()  # the budget buckets its reservation is held in (admitted in Redis)
 
 
 class SharedLimits:
@@ -93,6 +94,7 @@ class SharedLimits:
         self._spend = client.script(scripts.SPEND)
         self._restore = client.script(scripts.RESTORE)
         self._seed_added = client.script(scripts.SEED_ADDED)
+        self._move = client.script(scripts.MOVE)
         self._settling: set[object] = set()  # settlements under way (tokens)
         #: this process in the shared state: a Redis that does not know it lost its reservations
         self.member = f"proc:{secrets.token_hex(8)}"
@@ -184,7 +186,7 @@ class SharedLimits:
             await self.reseed()
             result = await self.client.eval(self._admit, keys, args, "admission")
         if result[0] == 1:
-            self._held[rid] = _Held(subject, at, False, (keys, args))
+            self._held[rid] = _Held(subject, at, False, (keys, args), tuple(buckets))
             committed = self.local.committed
             for key_bucket, c in zip(buckets, result[2:], strict=True):  # the shared spend, as of now
                 committed[key_bucket] = int(c)
@@ -258,6 +260,33 @@ class SharedLimits:
         for b in buckets:
             args += [committed[b], self._expire_at(b)]
         return int(await self.client.eval(self._seed_added, keys, args, "seeding"))
+
+    async def move_reservations(self) -> int:
+        """After a time-zone change (:meth:`Limits.switch_zone`), move the reservations this process
+        holds in Redis to the new zone's windows of their admission (where they settle); how many
+        moved. One Redis does not take stays where it is, released there when its request settles."""
+        calls = []
+        for rid, h in list(self._held.items()):
+            moved = tuple((s, who, w, self.local.bounds(h.at, w)[0]) for s, who, w, _ in h.buckets)
+            if h.admitted is None or moved == h.buckets:
+                continue
+            keys, args = list(h.admitted[0]), list(h.admitted[1])
+            for i, bucket in enumerate(moved):
+                keys[3 + i], args[9 + 3 * i] = self._bucket_key(bucket), self._expire_at(bucket)
+            expiries = args[9 : 9 + 3 * len(moved) : 3]
+            keep = max([int(float(args[4])) + 60, *expiries])  # as ADMIT: never gone before its buckets
+            self._held[rid] = h._replace(admitted=(keys, args), buckets=moved)  # RESTORE puts it there too
+            calls.append(([keys[2], *keys[3 : 3 + len(moved)]], [keep, *expiries]))
+        done = await asyncio.gather(
+            *(self.client.eval(self._move, k, a, "reservation move") for k, a in calls), return_exceptions=True
+        )  # fmt: skip
+        for r in done:
+            if isinstance(r, BaseException) and not isinstance(r, StateUnavailable):
+                raise r
+        failed = sum(isinstance(r, StateUnavailable) for r in done)
+        if failed:
+            log.warning("shared state: %d reservations left in the old time zone's buckets (no answer)", failed)
+        return sum(r == 1 for r in done)
 
     async def _send_settle(
         self, rid: str, subject: Subject, admitted: float, at: float, cost: int, tokens: int, reserved: bool

@@ -172,6 +172,28 @@ end
 return added
 """
 
+#: KEYS: the flight, then the nb budget buckets its reservation moves to.
+#: ARGV: the flight's expire-at, then an expire-at per bucket.
+#: Moves a reservation of this process to other budget buckets (a time-zone change: the windows of
+#: its admission in the new zone): 1, or 0 when the flight is gone (settled, or reaped).
+MOVE = """
+local f = redis.call('HMGET', KEYS[1], 'u', 'b')
+if not f[1] then return 0 end
+local u = tonumber(f[1])
+for k in string.gmatch(f[2], '[^\\n]+') do
+  if redis.call('HINCRBY', k, 'r', 0 - u) <= 0 then redis.call('HDEL', k, 'r') end
+end
+local bkeys = {}
+for i = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'r', u)
+  redis.call('EXPIREAT', KEYS[i], ARGV[i])
+  bkeys[i - 1] = KEYS[i]
+end
+redis.call('HSET', KEYS[1], 'b', table.concat(bkeys, '\\n'))
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+return 1
+"""
+
 #: KEYS: flights, the flight, nb budget buckets, nr rate windows.
 #: ARGV: worst nano-dollars, worst tokens, lease end, nb, nr, an expire-at per budget bucket.
 #: Puts back a reservation of this process that a Redis which lost its data no longer holds.

@@ -161,3 +161,44 @@ def test_a_virtual_keys_own_budget_keeps_its_spend_across_a_time_zone_change(ups
         assert round(spend["spent_usd"] * 1e9) == logged == round(6 * COST * 1e9), spend
     finally:
         gw.terminate()
+
+
+def slow_stream_policy(upstream, zone: str, limits: list[dict], **extra) -> dict:
+    """zone_policy, with the fake's `slow-stream` (a chunk every 100 ms for 10 s) priced."""
+    doc = zone_policy(upstream, zone, limits, **extra)
+    doc["pricing"] = {**doc["pricing"], "slow-stream": doc["pricing"]["gpt-4o-mini"]}
+    return doc
+
+
+def open_slow_stream(client, team: str):
+    """A streamed request on `slow-stream`, admitted (its first chunk read) and still in flight."""
+    stream = client.chat.completions.create(
+        model="slow-stream", messages=[{"role": "user", "content": "x"}], max_tokens=10, stream=True,
+        metadata={"team": team},
+    )  # fmt: skip
+    chunks = iter(stream)
+    next(chunks)
+    return chunks
+
+
+def test_a_reservation_in_flight_across_a_time_zone_change_is_held_in_the_new_window(make_gateway, upstream):
+    """A request admitted before the change holds its reservation in the new zone's window of its
+    admission (where it settles): admission after the switch counts it. Before, it stayed in the
+    old zone's bucket and the new one read nothing in flight."""
+    old, new = two_zones()
+    limits = [{"scope": "team", "usd": 1000, "window": "day"}]
+    gw = make_gateway(slow_stream_policy(upstream, old, limits))
+    client = _client(gw)
+    assert _ask(client, "search", "u") == 200
+    day = {"scope": "team", "who": "search", "window": "day"}
+    chunks = open_slow_stream(client, "search")
+    held = _metric(gw, "llmgw_budget_in_flight_usd", **day)
+    assert held is not None and held > 0
+    reload_to(gw, slow_stream_policy(upstream, new, limits))
+    assert _metric(gw, "llmgw_budget_in_flight_usd", **day) == held  # was 0.0
+    for _ in chunks:
+        pass
+    wait_for_rows(gw, "cost_usd > 0", 2)
+    until("the stream settled", lambda: _metric(gw, "llmgw_budget_in_flight_usd", **day) == 0)
+    shown = _metric(gw, "llmgw_budget_spent_usd", **day)
+    assert shown is not None and round(shown * 1e9) == logged_nano(gw.data_dir, new, "day") > round(COST * 1e9)

@@ -122,3 +122,33 @@ def test_two_workers_on_one_data_directory_seed_the_new_zone_once(upstream, redi
         assert serve.output().count("spend seeded from the log in 1 bucket ") == 2, serve.output()  # both seeded
     finally:
         assert serve.stop() == 0, serve.output()[-3000:]
+
+
+def test_redis_moves_a_reservation_in_flight_to_the_new_zones_window(make_gateway, upstream, redis_server):
+    from test_budget_timezone_reload_live import open_slow_stream, slow_stream_policy
+
+    old, new = two_zones()
+    limits = [{"scope": "team", "usd": 1000, "window": "day"}]
+
+    def policy(zone: str) -> dict:
+        doc = slow_stream_policy(upstream, zone, limits)
+        doc["state"] = _policy(upstream, zone, limits)["state"]
+        return doc
+
+    gw = make_gateway(policy(old), env={"TEST_REDIS_URL": redis_server.url})
+    client = _client(gw)
+    chunks = open_slow_stream(client, "search")
+
+    def held(zone: str) -> int:
+        start = int(window_bounds(time.time(), "day", zone)[0].timestamp())
+        return int(redis_server.client().hget(f"{{llmgw}}:b|team|search|day|{start}", "r") or 0)
+
+    reserved = held(old)
+    assert reserved > 0
+    reload_to(gw, policy(new))
+    assert (held(old), held(new)) == (0, reserved)  # was (reserved, 0)
+    for _ in chunks:
+        pass
+    wait_for_rows(gw, "cost_usd > 0", 1)
+    assert held(new) == 0
+    assert _committed(redis_server, "team", "search", "day", new) == logged_nano(gw.data_dir, new, "day") > 0
