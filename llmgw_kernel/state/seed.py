@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..decisions.limits import Limits
+from ..durable import fsync_dir, write_all
 
 ID_FILE = "id"
 
@@ -30,9 +31,15 @@ def dir_id(data_dir: str | os.PathLike[str]) -> str:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(secrets.token_hex(8) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, (secrets.token_hex(8) + "\n").encode())
+        os.fsync(fd)  # durable before it has the name: a crash never leaves an empty id
+    finally:
+        os.close(fd)
     try:
         os.link(tmp, path)  # the first writer wins; a concurrent one reads the winner's id
+        fsync_dir(path.parent)
     except FileExistsError:
         pass
     finally:
