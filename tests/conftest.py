@@ -392,6 +392,16 @@ def _uses_kernels(item: pytest.Item) -> bool:
     return len(parts) >= 2 and parts[-2] in _KERNEL_DIRS and "tests" in parts
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The kernel tests after the other tests under tests/ (each group in its own order): the
+    warm-up then compiles while those run, instead of the first kernel test waiting for it."""
+    first, kernels, rest = [], [], []
+    for item in items:
+        parts = Path(str(item.path)).parts
+        (kernels if _uses_kernels(item) else first if "tests" in parts else rest).append(item)
+    items[:] = first + kernels + rest
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get("LLMGW_WARM_KERNELS", "1") == "0" or not any(_uses_kernels(i) for i in session.items):
         return

@@ -16,6 +16,7 @@ compiles is what a real replay loads.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -71,11 +72,25 @@ def cold() -> bool:
         return True
 
 
+def _one_at_a_time() -> int:
+    """An exclusive lock (held until the process exits) that one warm-up of this installation
+    holds at a time: a second one started meanwhile (a test session per pytest-xdist worker)
+    waits for it, then finds the kernels cached instead of compiling them again beside it."""
+    import fcntl
+    import hashlib
+
+    here = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:16]
+    fd = os.open(Path(tempfile.gettempdir()) / f"llmgw-warmup-{here}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m llmgw_kernel.replay.warmup [--if-cold]``: compile the kernels (``--if-cold``:
     only when one is not cached), say what it took."""
     from . import cache_sweep_kernel
 
+    _one_at_a_time()
     if "--if-cold" in (sys.argv[1:] if argv is None else argv) and cache_sweep_kernel.available() and not cold():
         print("the replay kernels are cached: nothing to compile")
         return
