@@ -15,6 +15,8 @@ send none). Behaviour by ``model``:
 - ``claude-rate-limited``: HTTP 429 ``rate_limit_error`` with ``retry-after``;
 - ``claude-echo-key``: a 400 whose message quotes the key it received (a careless upstream:
   the gateway must scrub it);
+- ``claude-too-long``: the 400 ``invalid_request_error`` Anthropic answers a prompt that does
+  not fit (``prompt is too long: ...``);
 - anything else: echoes the last user text.
 
 Streams follow the documented event sequence (message_start, content_block_start/delta/stop,
@@ -104,6 +106,8 @@ class FakeAnthropic(FakeServer):
             return _err(
                 400, "invalid_request_error", f"the fake quotes what it received: {request.headers['x-api-key']}"
             )
+        if body["model"] == "claude-too-long":
+            return _err(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")
         if body["model"] == "claude-rate-limited":
             message = "This request would exceed the rate limit for your organization of 50 requests per minute."
             return _err(429, "rate_limit_error", message, {"retry-after": "2"})

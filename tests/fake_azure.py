@@ -19,7 +19,7 @@ says (``tool-dep`` calls a tool there too; ``busy-dep`` 429, ``down-dep`` 503). 
 calls the first tool (``{"city": "Paris"}``) until a tool result arrives; ``filtered-prompt``
 answers 400 ``content_filter``; ``filtered-output`` stops with ``finish_reason:
 content_filter``; ``busy-dep`` 429; ``down-dep`` 503; ``echo-key-dep`` 400 quoting the key it
-received (a careless upstream: the gateway must scrub it); ``embed-dep`` serves embeddings.
+received in its message and ``param`` (a careless upstream: the gateway must scrub it); ``embed-dep`` serves embeddings.
 """
 
 from __future__ import annotations
@@ -122,7 +122,10 @@ class FakeAzure(FakeServer):
                     "jailbreak": {"filtered": True, "detected": True}}}}}, status=400)  # fmt: skip
         if deployment == "echo-key-dep":
             message = f"The fake resource quotes what it received: {request.headers['api-key']}"
-            return web.json_response({"error": {"code": "InvalidRequest", "message": message}}, status=400)
+            key = request.headers["api-key"]  # in param too (a careless upstream: the gateway must scrub it)
+            return web.json_response(
+                {"error": {"code": "InvalidRequest", "message": message, "param": key}}, status=400
+            )
         if deployment == "busy-dep":
             message = f"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version {version} have exceeded token rate limit of your current tier. Please retry after 2 seconds."
             return web.json_response(

@@ -3,7 +3,9 @@
 Behaviour is chosen by the ``model`` the gateway sends (the target's model name):
 
 - anything else: a normal ``chat.completion`` (or a stream of ``chat.completion.chunk``
-  events, with a final usage chunk only when ``stream_options.include_usage`` is true);
+  events, with a final usage chunk only when ``stream_options.include_usage`` is true); with
+  ``n`` > 1, one choice per index (choice ``i`` > 0 starts ``[i] ``), streamed interleaved: one
+  chunk per choice and step, as OpenAI sends them;
 - ``status-NNN`` (optionally ``status-NNN-<tag>``): an OpenAI error body with HTTP status NNN;
   ``status-NNN-retry-after-S``: the same with a ``Retry-After: S`` header;
 - ``flaky-K-NNN-<tag>``: fails the first K calls to that model name with status NNN (``reset``
@@ -15,9 +17,9 @@ Behaviour is chosen by the ``model`` the gateway sends (the target's model name)
   so the same traffic meets the same faults in every run, whatever the concurrency;
 - ``chaosmid-P-<tag>``: the same, plus streams that die after two events (``stream-cut-2``):
   after the gateway has sent its client the first byte, when no fallback is possible;
-- ``context-small``: a 400 ``context_length_exceeded`` (the prompt does not fit);
-- ``echo-key``: a 400 whose message quotes the key it received (a careless upstream: the
-  gateway must scrub it);
+- ``context-small``: a 400 ``context_length_exceeded``, ``param: messages`` (the prompt does not fit);
+- ``echo-key``: a 400 whose message, ``code`` and ``param`` quote the key it received (a
+  careless upstream: the gateway must scrub it);
 - ``hang``: never answers (until the client gives up);
 - ``slow-json``: answers normally after 1 s;
 - ``reset``: closes the connection without answering;
@@ -138,17 +140,14 @@ class FakeOpenAI(FakeServer):
                 resp.headers["Retry-After"] = after.group(1)
             return resp
         if model == "context-small":
-            return _error(
-                400,
-                "This model's maximum context length is 8 tokens.",
-                "invalid_request_error",
-                "context_length_exceeded",
-            )
+            message = "This model's maximum context length is 8 tokens."
+            return _error(400, message, "invalid_request_error", "context_length_exceeded", param="messages")
         if model == "hang-2":
             await asyncio.sleep(2)
         if model == "echo-key":
             received = request.headers.get("Authorization", "")
-            return _error(400, f"the fake upstream quotes what it received: {received}", "invalid_request_error", None)
+            message, key = f"the fake upstream quotes what it received: {received}", received.removeprefix("Bearer ")
+            return _error(400, message, "invalid_request_error", key, param=key)  # in code and param too
         if model == "hang":
             await asyncio.sleep(30)
         if model == "slow-json":
@@ -166,7 +165,7 @@ class FakeOpenAI(FakeServer):
             n = int(body.get("n") or 1)
             answer = {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None} for i in range(n)],
+                "choices": [{"index": i, "message": {"role": "assistant", "content": (f"[{i}] " if i else "") + text}, "finish_reason": "stop", "logprobs": None} for i in range(n)],
                 "usage": usage, "system_fingerprint": "fp_fake",
             }  # fmt: skip
             if model == "json-cut":  # the body of the announced length stops halfway
@@ -191,14 +190,11 @@ class FakeOpenAI(FakeServer):
         delay = 0.1 if model == "slow-stream" else 0.0
         if model == "slow-stream":
             words = [f"w{i} " for i in range(100)]
+        n = range(int(body.get("n") or 1))  # one chunk per choice and step, as OpenAI interleaves them
         try:
-            await _send(
-                resp,
-                {
-                    **head,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-                },
-            )
+            for c in n:
+                role = {"role": "assistant", "content": ""}
+                await _send(resp, {**head, "choices": [{"index": c, "delta": role, "finish_reason": None}]})
             for i, word in enumerate(words):
                 if model == "stream-cut-2" and i == 2:  # dies mid-stream
                     assert request.transport is not None
@@ -207,10 +203,11 @@ class FakeOpenAI(FakeServer):
                 if delay:
                     await asyncio.sleep(delay)
                 piece = word + (" " if i < len(words) - 1 else "")
-                await _send(
-                    resp, {**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                )
-            await _send(resp, {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                for c in n:
+                    delta = {"content": (f"[{c}] " if c and i == 0 else "") + piece}
+                    await _send(resp, {**head, "choices": [{"index": c, "delta": delta, "finish_reason": None}]})
+            for c in n:
+                await _send(resp, {**head, "choices": [{"index": c, "delta": {}, "finish_reason": "stop"}]})
             opts = body.get("stream_options") or {}
             if opts.get("include_usage"):
                 await _send(resp, {**head, "choices": [], "usage": usage})
@@ -343,8 +340,10 @@ async def _send(resp: web.StreamResponse, chunk: dict[str, Any]) -> None:
     await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
 
-def _error(status: int, message: str, type_: str, code: str | None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": type_, "param": None, "code": code}}, status=status)
+def _error(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status
+    )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,9 @@ class AzureAdapter(OpenAIAdapter):
         return self.upstream_body(body, target)
 
     def error_code(self, raw: bytes, status: int) -> str | None:
-        body = loads_object(raw) if raw else None
-        err = body.get("error") if body else None
-        return "content_filter" if isinstance(err, dict) and err.get("code") == "content_filter" else None
+        """Only ``content_filter``: Azure's other codes are its own (``"429"``, ``DeploymentNotFound``,
+        ...), not OpenAI's, so the client gets the gateway's (a context-window 400 gets OpenAI's)."""
+        return "content_filter" if super().error_code(raw, status) == "content_filter" else None
 
     def error_message(self, raw: bytes, status: int) -> str:
         body = loads_object(raw) if raw else None

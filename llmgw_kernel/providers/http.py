@@ -6,6 +6,7 @@ secret scrubbed. Adapters subclass :class:`HttpProvider` and add their wire form
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +45,10 @@ class HttpProvider:
 
     def error_code(self, raw: bytes, status: int) -> str | None:
         """A provider error code the client should see instead of ``upstream_<status>``."""
+        return None
+
+    def error_param(self, raw: bytes, status: int) -> str | None:
+        """The request field a provider's error names (OpenAI's ``error.param``), for the client."""
         return None
 
     def error_status(self, raw: bytes, status: int) -> int:
@@ -113,7 +118,7 @@ class HttpProvider:
             message = self._scrub(self.error_message(raw, resp.status))
             raise UpstreamError(
                 "http", message, status, raw, code=self.error_code(raw, resp.status),
-                retry_after=resp.headers.get("Retry-After"),
+                param=self.error_param(raw, resp.status), retry_after=resp.headers.get("Retry-After"),
             )  # fmt: skip
         return resp
 
@@ -158,6 +163,19 @@ def loads_object(raw: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+_FIELD = re.compile(r"[A-Za-z0-9_.\[\]:-]{1,100}")
+
+
+def openai_error_field(raw: bytes, name: str) -> str | None:
+    """``error.<name>`` of an OpenAI-format error body (``code``, ``param``) when it is a short
+    identifier (letters, digits, ``_.-:[]``), else None: the client gets the provider's own
+    field, never free text from it."""
+    body = loads_object(raw) if raw else None
+    err = body.get("error") if body else None
+    value = err.get(name) if isinstance(err, dict) else None
+    return value if isinstance(value, str) and _FIELD.fullmatch(value) else None
 
 
 def error_message(raw: bytes, status: int) -> str:

@@ -19,7 +19,7 @@ import orjson
 
 from ..policy.model import Provider, Target
 from .base import AdapterContext, Reply, StreamReply
-from .http import HttpProvider, loads_object
+from .http import HttpProvider, loads_object, openai_error_field
 from .sse import StreamEnd, payloads
 
 
@@ -84,6 +84,17 @@ class OpenAIAdapter(HttpProvider):
         reply = StreamReply(_never())
         reply.events = self._events(resp, reply, added_usage)
         return reply
+
+    def error_code(self, raw: bytes, status: int) -> str | None:
+        """The upstream's ``error.code`` (``context_length_exceeded``, ``insufficient_quota``, ...):
+        the SDKs expose it (``exc.code``) and applications branch on it."""
+        return self._scrub_field(openai_error_field(raw, "code"))
+
+    def error_param(self, raw: bytes, status: int) -> str | None:
+        return self._scrub_field(openai_error_field(raw, "param"))
+
+    def _scrub_field(self, value: str | None) -> str | None:
+        return value if value is None or self._scrub(value) == value else None  # a key in it: dropped
 
     def relays(self, chunk: dict[str, Any]) -> bool:
         """Whether the client gets this chunk of a chat stream (every one, for OpenAI)."""

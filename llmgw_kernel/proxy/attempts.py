@@ -59,9 +59,8 @@ def upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
     kind = "invalid_request_error" if status < 500 else "upstream_error"
     if status == 429:
         kind = "rate_limit_error"
-    return GatewayError(
-        status, f"{where}: {err.message}", kind, code=err.code or f"upstream_{status}", outcome="upstream_error"
-    )
+    code = err.code or ("context_length_exceeded" if _context_window(err) else f"upstream_{status}")
+    return GatewayError(status, f"{where}: {err.message}", kind, param=err.param, code=code, outcome="upstream_error")
 
 
 class DeadlineExceeded(Exception):
