@@ -15,6 +15,9 @@ send none). Behaviour by ``model``:
 - ``claude-rate-limited``: HTTP 429 ``rate_limit_error`` with ``retry-after``;
 - ``claude-echo-key``: a 400 whose message quotes the key it received (a careless upstream:
   the gateway must scrub it);
+- ``claude-stream-ends``: a stream whose HTTP response ends cleanly after two text deltas,
+  without ``message_delta`` and ``message_stop`` (an answer cut short by a proxy or a
+  ``Connection: close`` upstream; the JSON answer is whole);
 - ``claude-too-long``: the 400 ``invalid_request_error`` Anthropic answers a prompt that does
   not fit (``prompt is too long: ...``);
 - anything else: echoes the last user text.
@@ -147,6 +150,8 @@ class FakeAnthropic(FakeServer):
                 )
                 words = block["text"].split(" ")
                 for j, word in enumerate(words):
+                    if j == 2 and body["model"] == "claude-stream-ends":
+                        return resp  # the response ends cleanly here: no message_delta, no message_stop
                     piece = word + (" " if j < len(words) - 1 else "")
                     await event(
                         "content_block_delta",

@@ -22,7 +22,8 @@ gateway must scrub it);
 candidate stopped by SAFETY; ``gemini-max`` → MAX_TOKENS; ``*tool*`` models call the first
 declared function (``{"city": "Paris"}``) until a function response arrives, then answer with
 it; ``gemini-thinking`` adds a thought part; ``gemini-stream-error-N`` streams N payloads and
-then an in-stream UNAVAILABLE error; JSON mode answers ``{"city": "Paris"}``; anything
+then an in-stream UNAVAILABLE error; ``gemini-stream-ends`` streams its text and ends cleanly
+without the last chunk, the one with ``finishReason`` (the JSON answer is whole); JSON mode answers ``{"city": "Paris"}``; anything
 else echoes the last user text (one candidate per ``candidateCount``).
 """
 
@@ -144,6 +145,8 @@ class FakeGemini(FakeServer):
             ]
         if method == "generateContent":
             return web.json_response(merge(responses))
+        if model == "gemini-stream-ends":  # the stream ends cleanly before the chunk with finishReason
+            responses = responses[:-1]
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for chunk in responses:

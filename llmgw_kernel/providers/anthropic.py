@@ -11,7 +11,9 @@ content); ``json_object`` adds a system instruction to answer with one JSON obje
 Anthropic → OpenAI: text blocks → ``content``; ``tool_use`` → ``tool_calls``; ``stop_reason``
 → ``finish_reason``; usage (input + cache read + cache creation = prompt tokens; cache read
 also as ``prompt_tokens_details.cached_tokens``); the SSE events → ``chat.completion.chunk``s
-including tool-call argument deltas; ``overloaded_error`` (HTTP 529) → 503, retryable.
+including tool-call argument deltas (a stream that ends, even cleanly, before the
+``message_delta`` with its ``stop_reason`` was cut: an upstream fault, never a ``stop``);
+``overloaded_error`` (HTTP 529) → 503, retryable.
 """
 
 from __future__ import annotations
@@ -334,6 +336,6 @@ class AnthropicStream:
             status = 503 if err.get("type") == "overloaded_error" else 502
             raise UpstreamError("http", f"anthropic stream error: {err.get('message', 'unknown')}", status)
 
-    def finish(self) -> Iterable[dict[str, Any]]:
+    def finish(self) -> None:
         if not self._finished:
-            yield self._chunk({}, "stop")
+            raise UpstreamError("protocol", "the upstream's stream ended without a `stop_reason` (`message_delta`)")

@@ -246,8 +246,10 @@ class StreamTranslator(Protocol):
     def feed(self, event: dict[str, Any]) -> Iterable[dict[str, Any]]:
         """Chunks for one provider SSE event's object (raise UpstreamError for an in-stream error)."""
 
-    def finish(self) -> Iterable[dict[str, Any]]:
-        """Chunks owed at the end (a final finish_reason, if the provider never sent one)."""
+    def finish(self) -> None:
+        """At the end of the provider's stream: raise ``UpstreamError("protocol", ...)`` if it ended,
+        even cleanly, before the provider said why each choice ended (it was cut: a
+        ``finish_reason: stop`` would pass a truncated answer for a whole one)."""
 
 
 class NativeAdapter(HttpProvider):
@@ -308,9 +310,7 @@ class NativeAdapter(HttpProvider):
             for chunk in tr.feed(event):
                 last = chunk
                 yield orjson.dumps(chunk)
-        for chunk in tr.finish():
-            last = chunk
-            yield orjson.dumps(chunk)
+        tr.finish()
         reply.usage = tr.usage
         if include_usage and tr.usage is not None and last is not None:
             head = {k: last[k] for k in ("id", "object", "created", "model") if k in last}

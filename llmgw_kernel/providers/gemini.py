@@ -20,7 +20,8 @@ documented ``skip_thought_signature_validator``. Thought parts are not returned.
 ``finishReason``: STOP → stop (tool_calls when the turn calls functions), MAX_TOKENS →
 length, SAFETY / RECITATION / BLOCKLIST / PROHIBITED_CONTENT / SPII / IMAGE_* →
 content_filter, anything else → stop; a prompt blocked outright (``promptFeedback.blockReason``,
-no candidates) → one empty choice with content_filter. ``usageMetadata`` → usage (thoughts
+no candidates) → one empty choice with content_filter; a stream that ends, even cleanly, before
+a candidate's ``finishReason`` was cut (an upstream fault, never a ``stop``). ``usageMetadata`` → usage (thoughts
 count as completion tokens and as ``reasoning_tokens``; cached content as ``cached_tokens``).
 ``logprobs`` are refused: few Gemini models return them, in another shape; a fallback target
 that has them can serve the request instead.
@@ -342,8 +343,8 @@ class GeminiStream:
             if c.get("finishReason"):
                 yield from self._close(index, finish_reason(c["finishReason"], index in self._calls))
 
-    def finish(self) -> Iterable[dict[str, Any]]:
-        if not self._started:
-            yield from self._open(0)
-        for index in list(self._started):
-            yield from self._close(index, "stop")
+    def finish(self) -> None:
+        cut = [i for i in self._started if i not in self._finished]
+        if cut or not self._started:
+            where = f"candidate {cut[0]}" if cut else "any candidate"
+            raise UpstreamError("protocol", f"the upstream's stream ended without a `finishReason` for {where}")
