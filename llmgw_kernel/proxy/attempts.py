@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 _perf = time.perf_counter
 _TRANSIENT = frozenset({"timeout", "connection", "protocol"})
+_DAY_MS = 86_400_000  # a longer Retry-After is not passed on (a broken date, not advice)
 
 Call = Callable[[Adapter, Any, dict[str, Any]], Awaitable[Any]]
 
@@ -60,7 +62,19 @@ def upstream_error(err: UpstreamError, target_id: str) -> GatewayError:
     if status == 429:
         kind = "rate_limit_error"
     code = err.code or ("context_length_exceeded" if _context_window(err) else f"upstream_{status}")
-    return GatewayError(status, f"{where}: {err.message}", kind, param=err.param, code=code, outcome="upstream_error")
+    return GatewayError(
+        status, f"{where}: {err.message}", kind, param=err.param, code=code, outcome="upstream_error",
+        headers=_retry_after(err),
+    )  # fmt: skip
+
+
+def _retry_after(err: UpstreamError) -> list[tuple[bytes, bytes]]:
+    """The upstream's ``Retry-After`` on a 429/503 the client gets, in whole seconds (an HTTP date
+    too): the SDKs wait that long before they retry, as they would against the provider."""
+    ms = retry_after_ms(err.retry_after) if err.status in RETRY_AFTER_STATUSES else None
+    if ms is None or ms > _DAY_MS:
+        return []
+    return [(b"retry-after", str(math.ceil(ms / 1000)).encode())]
 
 
 class DeadlineExceeded(Exception):
