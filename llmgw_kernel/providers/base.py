@@ -8,6 +8,8 @@ an error message (``scrub``).
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -101,6 +103,14 @@ class AdapterContext:
 
     session: aiohttp.ClientSession
     credential: Callable[[str], str | None] = field(default=lambda name: None)
+
+
+def encode_embedding(values: list[float], encoding_format: str) -> list[float] | str:
+    """An embedding as OpenAI returns it: the floats, or (``base64``) their little-endian float32
+    bytes in base64 — the openai SDK asks for base64 by default and decodes it."""
+    if encoding_format == "float":
+        return values
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -3,7 +3,8 @@
 Chat answers echo a short summary of the last user message, deterministically; usage is a
 whitespace token count. Streams send the answer a few words per chunk. Embeddings are
 unit vectors derived from a hash of the text: stable and cheap, useful for wiring and
-tests, meaningless as semantics.
+tests, meaningless as semantics; ``encoding_format`` (float, base64) and ``dimensions`` are
+honoured as OpenAI does.
 
 Knobs in the target's model name simulate upstream behaviour, deterministically, for demos,
 notebooks and routing what-ifs (docs/providers.md):
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 
 from ..policy.model import Provider, Target
-from .base import AdapterContext, Reply, StreamReply, UpstreamError
+from .base import AdapterContext, Reply, StreamReply, UpstreamError, encode_embedding
 
 EMBED_DIM = 384
 _SLOW = re.compile(r"slow-(\d+)ms")
@@ -81,12 +82,18 @@ class DemoAdapter:
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
             raise UpstreamError("http", "input must be a string or a non-empty list of strings", 400)
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise UpstreamError("http", "encoding_format must be float or base64", 400, param="encoding_format")
+        dims = body.get("dimensions")
+        if dims is not None and (type(dims) is not int or not 1 <= dims <= EMBED_DIM):
+            raise UpstreamError("http", f"dimensions must be an integer from 1 to {EMBED_DIM}", 400, param="dimensions")
         data = []
         tokens = 0
         for i, item in enumerate(inputs):
             text = item if isinstance(item, str) else orjson.dumps(item).decode()
             tokens += _count(text)
-            data.append({"object": "embedding", "index": i, "embedding": _embed(text)})
+            data.append({"object": "embedding", "index": i, "embedding": encode_embedding(_embed(text, dims), fmt)})
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return Reply(orjson.dumps({"object": "list", "data": data, "model": target.model, "usage": usage}), usage)
 
@@ -128,9 +135,11 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _embed(text: str) -> list[float]:
+def _embed(text: str, dims: int | None = None) -> list[float]:
+    """The text's unit vector; ``dims``: its first ``dims`` values, normalised again (as OpenAI
+    shortens an embedding)."""
     raw = hashlib.shake_256(text.encode()).digest(EMBED_DIM * 2)
-    values = [v / 32768.0 for v in struct.unpack(f"<{EMBED_DIM}h", raw)]
+    values = [v / 32768.0 for v in struct.unpack(f"<{EMBED_DIM}h", raw)][: dims or EMBED_DIM]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [round(v / norm, 6) for v in values]
 

@@ -29,9 +29,7 @@ that has them can serve the request instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import struct
 import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -40,7 +38,7 @@ import orjson
 
 from ..policy.model import Target
 from ._gemini_request import convert_messages, convert_tool_choice, convert_tools, gemini_schema
-from .base import Reply, UpstreamError, unsupported
+from .base import Reply, UpstreamError, encode_embedding, unsupported
 from .engine import BUILD, DROP, INT, MAP, REFUSE, STR, NativeAdapter, Param, Shape, shape_error
 from .http import error_message, loads_object
 
@@ -196,18 +194,12 @@ class GeminiAdapter(NativeAdapter):
         if not isinstance(vectors, list) or len(vectors) != len(texts):
             raise UpstreamError("protocol", f"provider {self.name!r} answered without one embedding per input")
         items = [
-            {"object": "embedding", "index": i, "embedding": _encode(v.get("values") or [], fmt)}
+            {"object": "embedding", "index": i, "embedding": encode_embedding(v.get("values") or [], fmt)}
             for i, v in enumerate(vectors)
         ]
         usage = {"prompt_tokens": 0, "total_tokens": 0}
         reply = {"object": "list", "data": items, "model": target.model, "usage": usage}
         return Reply(orjson.dumps(reply), None)
-
-
-def _encode(values: list[float], fmt: str) -> list[float] | str:
-    if fmt == "float":
-        return values
-    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
 
 
 def google_error(raw: bytes) -> dict[str, Any] | None:
