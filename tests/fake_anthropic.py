@@ -10,7 +10,10 @@ send ``x-api-key``). Every malformed request is recorded in ``.invalid`` (the ga
 send none). Behaviour by ``model``:
 
 - ``claude-tool``: with tools and no tool result yet, calls the first tool
-  (``{"city": "Paris"}``); after a tool result, answers with the result's text;
+  (``{"city": "Paris"}``, or ``{}`` when its schema has no properties); after a tool result,
+  answers with the result's text; ``claude-tool-whole`` does the same, streaming the call's
+  whole ``input`` in ``content_block_start`` and no ``input_json_delta`` (as some
+  Anthropic-compatible servers do);
 - ``claude-overloaded``: HTTP 529 ``overloaded_error``;
 - ``claude-rate-limited``: HTTP 429 ``rate_limit_error`` with ``retry-after``;
 - ``claude-echo-key``: a 400 whose message quotes the key it received (a careless upstream:
@@ -23,7 +26,8 @@ send none). Behaviour by ``model``:
 - anything else: echoes the last user text.
 
 Streams follow the documented event sequence (message_start, content_block_start/delta/stop,
-message_delta with usage, message_stop), tool input as ``input_json_delta`` fragments.
+message_delta with usage, message_stop), tool input as ``input_json_delta`` fragments (an empty
+input as one delta of ``""``, as Anthropic sends it).
 """
 
 from __future__ import annotations
@@ -157,11 +161,13 @@ class FakeAnthropic(FakeServer):
                         "content_block_delta",
                         {"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": piece}},
                     )
+            elif body["model"] == "claude-tool-whole":  # the whole input at the start, no deltas
+                await event("content_block_start", {"type": "content_block_start", "index": i, "content_block": block})
             else:
                 await event("content_block_start", {"type": "content_block_start", "index": i,
                     "content_block": {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})  # fmt: skip
-                raw = json.dumps(block["input"])
-                for k in range(0, len(raw), 7):
+                raw = json.dumps(block["input"]) if block["input"] else ""  # no input: one empty delta
+                for k in range(0, max(len(raw), 1), 7):
                     await event("content_block_delta", {"type": "content_block_delta", "index": i,
                         "delta": {"type": "input_json_delta", "partial_json": raw[k : k + 7]}})  # fmt: skip
             await event("content_block_stop", {"type": "content_block_stop", "index": i})
@@ -183,9 +189,10 @@ class FakeAnthropic(FakeServer):
         results = [b for b in blocks if b.get("type") == "tool_result"]
         tools = body.get("tools") or []
         forced = (body.get("tool_choice") or {}).get("type") == "tool"
-        if tools and (forced or (body["model"] == "claude-tool" and not results)):
-            name = body["tool_choice"]["name"] if forced else tools[0]["name"]
-            return [{"type": "tool_use", "id": "toolu_01", "name": name, "input": {"city": "Paris"}}], "tool_use"
+        if tools and (forced or (body["model"] in ("claude-tool", "claude-tool-whole") and not results)):
+            tool = next(t for t in tools if t["name"] == body["tool_choice"]["name"]) if forced else tools[0]
+            args = {"city": "Paris"} if (tool["input_schema"].get("properties") or {}) else {}
+            return [{"type": "tool_use", "id": "toolu_01", "name": tool["name"], "input": args}], "tool_use"
         if results:
             return [{"type": "text", "text": f"The tool said: {results[0]['content']}"}], "end_turn"
         text = " ".join(b.get("text", "") for b in blocks if b.get("type") == "text")

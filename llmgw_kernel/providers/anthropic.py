@@ -11,7 +11,8 @@ content); ``json_object`` adds a system instruction to answer with one JSON obje
 Anthropic → OpenAI: text blocks → ``content``; ``tool_use`` → ``tool_calls``; ``stop_reason``
 → ``finish_reason``; usage (input + cache read + cache creation = prompt tokens; cache read
 also as ``prompt_tokens_details.cached_tokens``); the SSE events → ``chat.completion.chunk``s
-including tool-call argument deltas (a stream that ends, even cleanly, before the
+including tool-call argument deltas (a call that streams no input gets the input its
+``content_block_start`` carried: ``{}``, never ``""``; a stream that ends, even cleanly, before the
 ``message_delta`` with its ``stop_reason`` was cut: an upstream fault, never a ``stop``);
 ``overloaded_error`` (HTTP 529) → 503, retryable.
 """
@@ -274,6 +275,7 @@ class AnthropicStream:
         self._input: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_call index
         self._json_blocks: set[int] = set()
+        self._inputs: dict[int, Any] = {}  # tool block -> the input its start carried, until a delta comes
         self._finished = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -293,6 +295,8 @@ class AnthropicStream:
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             idx = event.get("index", 0)
+            if block.get("type") == "tool_use":
+                self._inputs[idx] = block.get("input")
             if block.get("type") == "tool_use" and block.get("name") == JSON_TOOL:
                 self._json_blocks.add(idx)
             elif block.get("type") == "tool_use":
@@ -309,6 +313,8 @@ class AnthropicStream:
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             idx = event.get("index", 0)
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                self._inputs.pop(idx, None)  # the input comes in deltas
             if delta.get("type") == "text_delta":
                 yield self._chunk({"content": delta.get("text", "")})
             elif delta.get("type") == "input_json_delta" and idx in self._json_blocks:
@@ -321,6 +327,8 @@ class AnthropicStream:
                         ]
                     }
                 )
+        elif kind == "content_block_stop":
+            yield from self._whole_input(event.get("index", 0))
         elif kind == "message_delta":
             usage = {**self._input, **(event.get("usage") or {})}
             self.usage = convert_usage(usage)
@@ -335,6 +343,18 @@ class AnthropicStream:
             err = event.get("error") or {}
             status = 503 if err.get("type") == "overloaded_error" else 502
             raise UpstreamError("http", f"anthropic stream error: {err.get('message', 'unknown')}", status)
+
+    def _whole_input(self, idx: int) -> Iterable[dict[str, Any]]:
+        """A tool block that streamed no input: its arguments are the input its start carried —
+        ``{}`` for a tool without parameters (Anthropic sends one empty delta), the whole input
+        for servers that send it there and no deltas — never ``""``, which no JSON parser reads."""
+        if idx not in self._inputs:
+            return
+        args = orjson.dumps(self._inputs.pop(idx) or {}).decode()
+        if idx in self._json_blocks:
+            yield self._chunk({"content": args})
+        elif idx in self._tools:
+            yield self._chunk({"tool_calls": [{"index": self._tools[idx], "function": {"arguments": args}}]})
 
     def finish(self) -> None:
         if not self._finished:
