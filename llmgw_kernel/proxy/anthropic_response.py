@@ -1,10 +1,12 @@
 """OpenAI answers → Anthropic Messages answers, for ``POST /v1/messages``: the message
 (:func:`to_anthropic_message`), usage, stop reasons and error bodies. Streams:
-:class:`.anthropic_stream.AnthropicEvents`.
+:class:`.anthropic_stream.AnthropicEvents`. Also the model objects of ``GET /v1/models`` as
+the anthropic SDK reads them (:func:`anthropic_models`).
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import orjson
@@ -114,3 +116,22 @@ def anthropic_error(status: int, openai_body: bytes, request_id: str | None = No
     if request_id:
         out["request_id"] = request_id
     return out
+
+
+# -- models ----------------------------------------------------------------------------------------------
+def is_anthropic_client(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The anthropic SDK sends ``anthropic-version`` on every request (OpenAI's never does)."""
+    return any(k == b"anthropic-version" for k, _ in headers)
+
+
+def anthropic_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A route's OpenAI model object as Anthropic's ``ModelInfo``: the route is its display name."""
+    created = datetime.datetime.fromtimestamp(int(model.get("created") or 0), datetime.UTC)
+    return {"type": "model", "id": model["id"], "display_name": model["id"], "created_at": created.isoformat()}
+
+
+def anthropic_models(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Anthropic's model list page: every model on one page (``has_more: false``)."""
+    data = [anthropic_model(m) for m in models]
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return {"data": data, "has_more": False, "first_id": first, "last_id": last}

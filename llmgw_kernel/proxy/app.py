@@ -16,6 +16,7 @@ import orjson
 
 from ..keys.store import AuthError, VirtualKey, may_use
 from . import admin, anthropic_inbound, completions, count_tokens, feedback, openapi, pipeline, responses_inbound
+from .anthropic_response import anthropic_error, anthropic_model, anthropic_models, is_anthropic_client
 from .asgi import JSON, Receive, Scope, Send, send_bytes, send_error, send_json
 from .credentials import presented_key
 from .errors import GatewayError, method_not_allowed, not_found_model, not_found_path
@@ -62,10 +63,12 @@ async def _models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> No
     except GatewayError as err:
         await send_error(send, err)
         return
-    if key is None or key.settings.models is None:
+    if is_anthropic_client(scope["headers"]):
+        await send_json(send, 200, orjson.dumps(anthropic_models(_visible_models(gw, key))))
+    elif key is None or key.settings.models is None:
         await send_json(send, 200, gw.snapshot.models_body)
-        return
-    await send_json(send, 200, orjson.dumps({"object": "list", "data": _visible_models(gw, key)}))
+    else:
+        await send_json(send, 200, orjson.dumps({"object": "list", "data": _visible_models(gw, key)}))
 
 
 async def _model(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,11 +79,16 @@ async def _model(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         return
     name = scope["path"].split("/models/", 1)[1]
     models = _visible_models(gw, key)
+    anthropic = is_anthropic_client(scope["headers"])
     for model in models:
         if model["id"] == name:
-            await send_json(send, 200, orjson.dumps(model))
+            await send_json(send, 200, orjson.dumps(anthropic_model(model) if anthropic else model))
             return
-    await send_error(send, not_found_model(name, [m["id"] for m in models]))
+    missing = not_found_model(name, [m["id"] for m in models])
+    if anthropic:
+        await send_json(send, missing.status, orjson.dumps(anthropic_error(missing.status, missing.body())))
+    else:
+        await send_error(send, missing)
 
 
 async def _key_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
