@@ -4,7 +4,8 @@ It rejects what Anthropic rejects: a missing ``x-api-key`` (401 authentication_e
 one too, but that is a credentials problem, not a malformed request), a missing
 ``anthropic-version`` header, a missing ``max_tokens``, a ``system`` role inside
 ``messages``, OpenAI-style fields (``tools[].function``, ``tool_choice`` strings, ``stop``),
-a ``tool_result`` without a preceding ``tool_use`` of that id, temperature above 1, and any
+a ``tool_result`` without a preceding ``tool_use`` of that id, a tool id outside
+``^[a-zA-Z0-9_-]+$``, temperature above 1, and any
 other path. Stricter than Anthropic, it refuses an ``Authorization`` header (the gateway must
 send ``x-api-key``). Every malformed request is recorded in ``.invalid`` (the gateway should
 send none). Behaviour by ``model``:
@@ -33,12 +34,14 @@ input as one delta of ``""``, as Anthropic sends it).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 from fake_http import FakeServer
 
 USAGE_IN = 21
+TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")  # what Anthropic accepts as a tool_use id
 
 
 class Invalid(Exception):
@@ -85,7 +88,11 @@ class FakeAnthropic(FakeServer):
                 raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             content = msg.get("content")
             blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
-            for block in blocks:
+            for j, block in enumerate(blocks):
+                ref = block.get("id") if block.get("type") == "tool_use" else block.get("tool_use_id")
+                if block.get("type") in ("tool_use", "tool_result") and not TOOL_ID.fullmatch(str(ref)):
+                    field = "tool_use.id" if block.get("type") == "tool_use" else "tool_result.tool_use_id"
+                    raise Invalid(f"messages.{i}.content.{j}.{field}: String should match pattern '{TOOL_ID.pattern}'")
                 if block.get("type") == "tool_use":
                     seen_tool_ids.add(block.get("id"))
                 if block.get("type") == "tool_result" and block.get("tool_use_id") not in seen_tool_ids:

@@ -19,6 +19,8 @@ including tool-call argument deltas (a call that streams no input gets the input
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -194,6 +196,19 @@ def _content(content: Any, where: str) -> list[dict[str, Any]]:
     return [convert_part(p, where) for p in content if isinstance(p, dict)]
 
 
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def tool_id(value: Any) -> Any:
+    """A tool call id as Anthropic accepts it (``^[a-zA-Z0-9_-]+$``). Ids from other providers
+    may hold other characters (``functions.get_weather:0``): those become ``_`` plus a hash of
+    the id, the same for the call and its result, so they still pair and never collide."""
+    if not isinstance(value, str) or _TOOL_ID.fullmatch(value):
+        return value
+    digest = hashlib.blake2b(value.encode(), digest_size=6).hexdigest()
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", value)[:200] + "_" + digest
+
+
 def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, Anthropic messages) from OpenAI messages."""
     system: list[dict[str, Any]] = []
@@ -222,7 +237,9 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any
                 if not isinstance(args, dict):  # Anthropic's tool_use input is an object
                     at = f"{where}.tool_calls[{j}].function.arguments"
                     raise unsupported(at, "tool call arguments must be a JSON object")
-                blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": args})
+                blocks.append(
+                    {"type": "tool_use", "id": tool_id(call.get("id")), "name": fn.get("name"), "input": args}
+                )
             add("assistant", blocks)
         elif role == "tool":
             add(
@@ -230,7 +247,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any
                 [
                     {
                         "type": "tool_result",
-                        "tool_use_id": msg.get("tool_call_id"),
+                        "tool_use_id": tool_id(msg.get("tool_call_id")),
                         "content": _text_of(msg.get("content")),
                     }
                 ],
