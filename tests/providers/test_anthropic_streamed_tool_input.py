@@ -88,3 +88,15 @@ def test_the_anthropic_stream_helper_gets_the_input(
         with c.messages.stream(model=route, max_tokens=50, messages=USER, tools=[_anthropic_tool(model)]) as s:  # type: ignore[list-item]
             inputs.append([b.input for b in s.get_final_message().content if b.type == "tool_use"])
     assert inputs[1] == inputs[0] == [args]
+
+
+def test_json_mode_keeps_an_input_sent_at_the_start(gw: Gateway) -> None:
+    """JSON mode on an Anthropic target is a forced tool whose input is the answer's content:
+    sent whole in ``content_block_start``, it was streamed as ``""`` (the parse raised)."""
+    client = openai.OpenAI(base_url=gw.base_url, api_key="vk-any", max_retries=0)
+    with client.chat.completions.stream(model="claude-tool-whole", messages=USER, response_format=Weather) as s:
+        for _ in s:
+            pass
+        streamed = s.get_final_completion().choices[0].message
+    whole = client.chat.completions.parse(model="claude-tool-whole", messages=USER, response_format=Weather)
+    assert streamed.parsed == whole.choices[0].message.parsed == Weather(city="Paris")
