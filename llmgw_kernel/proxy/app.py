@@ -225,8 +225,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {"/v1/models/{model}": ("GET",), "/model
 _TABLE = {**{path: tuple(methods) for path, methods in ROUTES.items()}, **TEMPLATES}
 _SUPPORTED = openapi.route_lines(_TABLE)
 _OPENAPI = orjson.dumps(openapi.document(_TABLE))
-# API paths (never the dashboards'): the table above, plus these prefixes
-_API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/")
+# API paths (never the dashboards'): the table above, plus these prefixes. ``/openai/`` is where
+# openai.AzureOpenAI sends requests (``/openai/deployments/{model}/...``): none is served, and
+# the SDK gets the JSON 404 naming the routes, not the dashboards' HTML page
+_API_PREFIXES = ("/v1/", "/admin/", "/health", "/metrics", "/models/", "/openai/")
 # handlers that stamp their own x-request-id (the pipeline's: it is also the log row's id)
 _OWN_REQUEST_ID = frozenset(
     (_chat, _embeddings, anthropic_inbound.handle, responses_inbound.handle, completions.handle)
