@@ -31,9 +31,9 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make the entries of ``directory`` (a rename into it) durable."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make ``path`` durable: a file's content, or a directory's entries (a rename into it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -43,13 +43,9 @@ def fsync_dir(directory: Path) -> None:
 def install(tmp: Path, path: Path) -> None:
     """Make the written file ``tmp`` the file ``path``: fsync it, rename it over ``path``, fsync
     the directory (killed at any point, ``path`` is the old file or the new one, whole)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(tmp)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
@@ -77,4 +73,4 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None, durable: bool
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_path(path.parent)

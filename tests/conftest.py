@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from fake_anthropic import FakeAnthropic  # noqa: E402
 from fake_openai import FakeOpenAI  # noqa: E402
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789abcdef"
@@ -55,6 +56,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic API for the module (a test module's own ``claude`` fixture overrides it);
+    every request it got must have been valid."""
+    fake = FakeAnthropic(UPSTREAM_KEY).start()
+    yield fake
+    fake.stop()
+    assert not fake.invalid, fake.invalid
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ import orjson
 
 from ..decisions import cache as decide
 from ..decisions.cost import cost_usd
-from ..durable import fsync_dir
+from ..durable import fsync_path
 from .core import Caches, Found, Query, semantic_model
 from .embedder import DEFAULT_MODEL, Embedder
 from .exact import SHARED_UNAVAILABLE, Entry, ExactStore
@@ -406,7 +406,7 @@ class CacheService:
         if self.directory.exists():
             os.replace(self.directory, old)
         os.replace(tmp, self.directory)
-        fsync_dir(self.directory.parent)
+        fsync_path(self.directory.parent)
         shutil.rmtree(old, ignore_errors=True)
         return len(lines)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import orjson
 
+from ..durable import fsync_path
 from . import journal as wal
 from . import segments as seg_layout
 from .record import RequestRecord, encode_row, minimal_row, to_row, unserializable
@@ -410,7 +411,7 @@ class LogWriter:
                 f"TO '{_sql_path(tmp)}' ({_PARQUET})",
                 [str(jsonl), _JSON_COLUMNS],
             )
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, final)
         finally:
             jsonl.unlink(missing_ok=True)
@@ -452,7 +453,7 @@ class LogWriter:
                 f"COPY (SELECT * FROM read_parquet(?, union_by_name=true)) TO '{_sql_path(tmp)}' ({_PARQUET})",
                 [files],
             )
-            _fsync(tmp)
+            fsync_path(tmp)
             os.utime(tmp)  # its mtime is when it appeared: readers switch to it MATURE_S later
             os.replace(tmp, final)
         finally:
@@ -501,14 +502,6 @@ def _size_class(span: int) -> int:
         span //= FANOUT
         level += 1
     return level
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _yield_gil() -> None:

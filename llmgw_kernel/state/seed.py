@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..decisions.limits import Limits
-from ..durable import fsync_dir, write_all
+from ..durable import fsync_path, write_all
 
 ID_FILE = "id"
 
@@ -39,7 +39,7 @@ def dir_id(data_dir: str | os.PathLike[str]) -> str:
         os.close(fd)
     try:
         os.link(tmp, path)  # the first writer wins; a concurrent one reads the winner's id
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
     except FileExistsError:
         pass
     finally:

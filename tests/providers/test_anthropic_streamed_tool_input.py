@@ -41,14 +41,6 @@ CASES = [  # (route, the tool, the arguments the call carries)
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic(UPSTREAM_KEY).start()
-    yield fake
-    fake.stop()
-    assert not fake.invalid, fake.invalid
-
-
-@pytest.fixture(scope="module")
 def gw(claude: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     provider = {"kind": "anthropic", "base_url": claude.base_url, "api_key_env": "LOCAL_API_KEY"}
     routes = {m: {"targets": [{"provider": "claude", "model": m}]} for m in ("claude-tool", "claude-tool-whole")}

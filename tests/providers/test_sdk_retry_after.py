@@ -23,14 +23,6 @@ BUSY = "status-429-retry-after-1-sdk"  # the fake's 429 with Retry-After: 1 (a n
 
 
 @pytest.fixture(scope="module")
-def claude() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic(UPSTREAM_KEY).start()
-    yield fake
-    fake.stop()
-    assert not fake.invalid, fake.invalid
-
-
-@pytest.fixture(scope="module")
 def gw(upstream: FakeOpenAI, claude: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     policy = policy_for(upstream.base_url)
     policy["providers"]["claude"] = {"kind": "anthropic", "base_url": claude.base_url, "api_key_env": "LOCAL_API_KEY"}
