@@ -30,7 +30,7 @@ SET_UP = [code for lang, code in BLOCKS if lang == "bash" and "pip install" in c
 def test_the_set_up_is_two_commands_and_ci_runs_the_second() -> None:
     assert len(SET_UP) == 2, SET_UP
     serve, test = (c.strip() for c in SET_UP)
-    assert serve.endswith("llmgw serve") and test.endswith("python -m pytest")
+    assert serve.endswith("llmgw serve") and test.endswith("python -m pytest -n 2 --dist loadfile")
     assert test in (ROOT / ".ci" / "run").read_text().replace(" -q ", " ")  # CI runs it (quietly)
 
 
