@@ -360,6 +360,17 @@ def policy_reloads(url: str, result: str) -> float:
     return 0.0
 
 
+def reload_policy(gw, doc: dict) -> str:
+    """Write ``doc`` as the live policy of gateway ``gw`` (``url``, ``policy_path``), wait until it
+    is installed (``llmgw_policy_reloads_total{result="ok"}`` counts one more) and return its version."""
+    from llmgw_kernel import load_policy
+
+    before = policy_reloads(gw.url, "ok")
+    gw.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    until("the reload", lambda: policy_reloads(gw.url, "ok") > before)
+    return load_policy(gw.policy_path).version
+
+
 def responses_events(gw: Gateway, body: dict) -> tuple[list[tuple[str, dict]], str]:
     """(event name, data) of a streamed ``/v1/responses`` answer, as the bytes say, and the request id."""
     import json

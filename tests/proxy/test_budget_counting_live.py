@@ -13,8 +13,7 @@ from typing import TypeVar
 
 import httpx
 import openai
-import yaml
-from conftest import policy_for, policy_reloads, until, wait_for_rows
+from conftest import policy_for, reload_policy, until, wait_for_rows
 
 from llmgw_kernel import load_policy, replay
 from llmgw_kernel.decisions.limits import window_bounds
@@ -81,13 +80,6 @@ def _metric(gw, name: str, **labels: str) -> float | None:
     return None
 
 
-def _reload(gw, doc: dict) -> str:
-    before = policy_reloads(gw.url, "ok")
-    gw.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    until("the reload", lambda: policy_reloads(gw.url, "ok") > before)
-    return load_policy(gw.policy_path).version
-
-
 def test_names_no_budget_reads_cost_no_admission_state(make_gateway, upstream):
     """Regression: spend was counted for every (scope, window) of every subject, budgets or not,
     so each distinct `user` / `metadata.team` a client sent stayed in memory (6 buckets each)
@@ -117,7 +109,7 @@ def test_a_reload_adding_a_team_budget_counts_the_spend_made_before_it(make_gate
     wait_for_rows(gw, "cost_usd > 0", 8)
     assert _metric(gw, "llmgw_admission_state_entries", kind="spend_buckets") == 0
     # $0.090 spent; room for two more requests ($0.108 < 0.117), not a third ($0.126)
-    _reload(gw, _policy(upstream, [{"scope": "team", "name": "search", "usd": 0.117, "window": "month"}]))
+    reload_policy(gw, _policy(upstream, [{"scope": "team", "name": "search", "usd": 0.117, "window": "month"}]))
     assert abs(_metric(gw, "llmgw_budget_spent_usd", scope="team", who="search") - 5 * COST) < 1e-9
     assert [_ask(client, "search", "u") for _ in range(3)] == [200, 200, 429]
     assert _ask(client, "other", "u") == 200  # another team: no budget
@@ -127,7 +119,7 @@ def test_a_reload_adding_a_team_budget_counts_the_spend_made_before_it(make_gate
     # then a budget for each team: 'other' is seeded from the log, 'search' (counted since the
     # first reload) is not seeded a second time
     wait_for_rows(gw, "cost_usd > 0", 11)
-    _reload(gw, _policy(upstream, [
+    reload_policy(gw, _policy(upstream, [
         {"scope": "team", "name": "search", "usd": 0.117, "window": "month"},
         {"scope": "team", "usd": 1000, "window": "month"},
     ]))  # fmt: skip
@@ -145,7 +137,7 @@ def test_requests_settling_while_a_reload_seeds_are_counted_once(make_gateway, u
     """The reload's cut-off: every settlement is either in the log's spend settled by the cut or
     counted live after it, never both, never neither — with requests settling all along."""
     gw = make_gateway(_policy(upstream, [{"scope": "global", "usd": 1e6, "window": "month"}]))
-    codes, version = traffic_around(gw, lambda: _reload(gw, _policy(upstream, [
+    codes, version = traffic_around(gw, lambda: reload_policy(gw, _policy(upstream, [
         {"scope": "global", "usd": 1e6, "window": "month"},
         {"scope": "team", "name": "search", "usd": 1e6, "window": "month"},
         {"scope": "user", "usd": 1e6, "window": "month"},

@@ -13,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-from conftest import policy_for, policy_reloads, until, wait_for_rows
+from conftest import policy_for, reload_policy, until, wait_for_rows
 from test_budget_counting_live import COST, PRICED, _ask, _client, _metric, traffic_around
 
 from llmgw_kernel import load_policy, open_log, replay
@@ -54,14 +53,6 @@ def zone_policy(upstream, zone: str, limits: list[dict], **extra) -> dict:
     return doc
 
 
-def reload_to(gw, doc: dict) -> str:
-    """Write ``doc`` as the live policy and wait for it to be installed; its version."""
-    before = policy_reloads(gw.url, "ok")
-    gw.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    until("the reload", lambda: policy_reloads(gw.url, "ok") > before)
-    return load_policy(gw.policy_path).version
-
-
 def logged_nano(data_dir: Path, zone: str, window: str, where: str = "true") -> int:
     """The log's spend admitted in the current ``window`` of ``zone`` (rows ``where`` selects), in nano-dollars."""
     start = window_bounds(time.time(), window, zone)[0].timestamp()
@@ -89,7 +80,7 @@ def test_a_team_over_its_daily_budget_stays_refused_after_the_time_zone_changes(
     assert [_ask(client, "other", "u") for _ in range(2)] == [200] * 2
     wait_for_rows(gw, "cost_usd > 0", 8)
 
-    version = reload_to(gw, zone_policy(upstream, new, limits))
+    version = reload_policy(gw, zone_policy(upstream, new, limits))
     # was 200: the new zone's day bucket started empty
     assert _ask(client, "search", "u") == 429
     rows = wait_for_rows(gw, f"admission = 'budget_exceeded' AND policy_version = '{version}'")
@@ -124,7 +115,7 @@ def test_requests_settling_across_a_time_zone_change_are_counted_once(make_gatew
     limits = [{"scope": "team", "name": "search", "usd": 1e6, "window": "day"},
               {"scope": "user", "usd": 1e6, "window": "month"}]  # fmt: skip
     gw = make_gateway(zone_policy(upstream, old, limits))
-    codes, version = traffic_around(gw, lambda: reload_to(gw, zone_policy(upstream, new, limits)))
+    codes, version = traffic_around(gw, lambda: reload_policy(gw, zone_policy(upstream, new, limits)))
     assert set(codes) == {200}
     rows = wait_for_rows(gw, "cost_usd > 0", len(codes))
     for labels, window, where in (({"scope": "team", "who": "search", "window": "day"}, "day", "true"),
@@ -152,7 +143,7 @@ def test_a_virtual_keys_own_budget_keeps_its_spend_across_a_time_zone_change(ups
         assert [_ask(client, "t", "u") for _ in range(7)] == [200] * 6 + [429]
         wait_for_rows(gw, "cost_usd > 0", 6)
         doc["budgets"]["timezone"] = new
-        reload_to(gw, doc)
+        reload_policy(gw, doc)
         assert _ask(client, "t", "u") == 429  # was 200: the key's new-zone bucket started empty
         [spend] = [s for s in gw.key_info(key).json()["spend"] if s["scope"] == "key"]
         start = window_bounds(time.time(), "day", new)[0]
@@ -194,7 +185,7 @@ def test_a_reservation_in_flight_across_a_time_zone_change_is_held_in_the_new_wi
     chunks = open_slow_stream(client, "search")
     held = _metric(gw, "llmgw_budget_in_flight_usd", **day)
     assert held is not None and held > 0
-    reload_to(gw, slow_stream_policy(upstream, new, limits))
+    reload_policy(gw, slow_stream_policy(upstream, new, limits))
     assert _metric(gw, "llmgw_budget_in_flight_usd", **day) == held  # was 0.0
     for _ in chunks:
         pass

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import policy_for, wait_for_rows
+from conftest import policy_for, reload_policy, wait_for_rows
 from redis_server import RedisServer, redis_server_fixture  # noqa: F401  (the redis_server fixture)
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "proxy"))
 from test_budget_counting_live import COST, PRICED, _ask, _client, traffic_around  # noqa: E402
-from test_budget_timezone_reload_live import logged_nano, reload_to, two_zones  # noqa: E402
+from test_budget_timezone_reload_live import logged_nano, two_zones  # noqa: E402
 
 from llmgw_kernel import load_policy  # noqa: E402
 from llmgw_kernel.decisions.limits import window_bounds  # noqa: E402
@@ -59,11 +59,11 @@ def test_redis_keeps_a_teams_daily_spend_across_a_time_zone_change(make_gateway,
 
     # another name for the same rules: every window starts where it did, the buckets counted all
     # along hold the spend already, and nothing is added to them a second time
-    reload_to(gw, _policy(upstream, SAME_RULES[old], limits))
+    reload_policy(gw, _policy(upstream, SAME_RULES[old], limits))
     assert _ask(client, "search", "u") == 429
     check(old)
 
-    reload_to(gw, _policy(upstream, new, limits))
+    reload_policy(gw, _policy(upstream, new, limits))
     assert _ask(client, "search", "u") == 429  # was 200: the new zone's bucket in Redis started empty
     rows = wait_for_rows(gw, "admission = 'budget_exceeded'", 3)
     assert "($0.11 spent" in rows[-1]["admission_reason"], rows[-1]["admission_reason"]
@@ -76,7 +76,7 @@ def test_redis_counts_requests_settling_across_a_time_zone_change_once(make_gate
     old, new = two_zones()
     limits = [{"scope": "team", "name": "search", "usd": 1e6, "window": "day"}]
     gw = make_gateway(_policy(upstream, old, limits), env={"TEST_REDIS_URL": redis_server.url})
-    codes, _ = traffic_around(gw, lambda: reload_to(gw, _policy(upstream, new, limits)))
+    codes, _ = traffic_around(gw, lambda: reload_policy(gw, _policy(upstream, new, limits)))
     assert set(codes) == {200}
     wait_for_rows(gw, "cost_usd > 0", len(codes))
     logged = logged_nano(gw.data_dir, new, "day")
@@ -145,7 +145,7 @@ def test_redis_moves_a_reservation_in_flight_to_the_new_zones_window(make_gatewa
 
     reserved = held(old)
     assert reserved > 0
-    reload_to(gw, policy(new))
+    reload_policy(gw, policy(new))
     assert (held(old), held(new)) == (0, reserved)  # was (reserved, 0)
     for _ in chunks:
         pass
